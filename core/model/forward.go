@@ -1,0 +1,150 @@
+package model
+
+import (
+	"fmt"
+	"math"
+
+	"distill/core/tensor"
+)
+
+// Cache is one sequence's KV cache plus the scratch buffers its forward
+// passes reuse. Keys are stored after RoPE.
+type Cache struct {
+	K, V [][]float32 // per layer: (Cap, kvHeads*headDim)
+	Len  int         // positions filled
+	Cap  int         // positions allocated
+
+	ws workspace
+}
+
+// NewCache allocates a cache for up to capacity positions, all up front, so
+// memory is known before the first token.
+func (m *Model) NewCache(capacity int) *Cache {
+	kvOut := m.Config.NumKVHeads * m.Config.HeadDim
+	c := &Cache{K: make([][]float32, len(m.Layers)), V: make([][]float32, len(m.Layers)), Cap: capacity}
+	for l := range m.Layers {
+		c.K[l] = make([]float32, capacity*kvOut)
+		c.V[l] = make([]float32, capacity*kvOut)
+	}
+	return c
+}
+
+// Truncate forgets positions from n on (e.g. to reuse a shared prompt prefix).
+func (c *Cache) Truncate(n int) {
+	if n < c.Len {
+		c.Len = n
+	}
+}
+
+// workspace holds the activations of one forward call, grown to the largest
+// T seen.
+type workspace struct {
+	T                          int
+	x, xn, q, att, o, gate, up []float32
+}
+
+func (w *workspace) ensure(T int, c *Config) {
+	if T <= w.T {
+		return
+	}
+	D, F, qOut := c.HiddenSize, c.IntermediateSize, c.NumHeads*c.HeadDim
+	w.T = T
+	w.x = make([]float32, T*D)    // (T, D) residual stream
+	w.xn = make([]float32, T*D)   // (T, D) normed input
+	w.q = make([]float32, T*qOut) // (T, heads*headDim)
+	w.att = make([]float32, T*qOut)
+	w.o = make([]float32, T*D)
+	w.gate = make([]float32, T*F) // (T, F)
+	w.up = make([]float32, T*F)
+}
+
+// Forward feeds ids at positions c.Len.. through the decoder, appends their
+// keys and values to the cache, and writes the final-normed hidden states
+// (T, hidden) into out (allocated when nil). Logits are a separate step so
+// callers choose which rows to project (decode: last; scoring: all, chunked).
+func (m *Model) Forward(be tensor.Backend, ids []int, c *Cache, out []float32) ([]float32, error) {
+	cfg := &m.Config
+	T, pos0 := len(ids), c.Len
+	if T == 0 {
+		return out[:0], nil
+	}
+	if err := m.CheckContext(pos0 + T); err != nil {
+		return nil, err
+	}
+	if pos0+T > c.Cap {
+		return nil, fmt.Errorf("context of %d tokens exceeds the KV cache's %d", pos0+T, c.Cap)
+	}
+	for i, id := range ids {
+		if id < 0 || id >= cfg.VocabSize {
+			return nil, fmt.Errorf("token id %d at position %d is outside the vocabulary [0, %d)", id, pos0+i, cfg.VocabSize)
+		}
+	}
+	D, hd, nH, nKV := cfg.HiddenSize, cfg.HeadDim, cfg.NumHeads, cfg.NumKVHeads
+	kvOut := nKV * hd
+	eps := float32(cfg.RMSNormEps)
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	cos, sin := m.rope.upTo(pos0 + T)
+
+	w := &c.ws
+	w.ensure(T, cfg)
+	x, xn, q, att, o := w.x[:T*D], w.xn[:T*D], w.q[:T*nH*hd], w.att[:T*nH*hd], w.o[:T*D]
+	gate, up := w.gate[:T*cfg.IntermediateSize], w.up[:T*cfg.IntermediateSize]
+
+	be.Embed(x, m.Embed, ids)
+	for l := range m.Layers {
+		L := &m.Layers[l]
+		k := c.K[l][pos0*kvOut : (pos0+T)*kvOut] // (T, kv*hd), written in place
+		v := c.V[l][pos0*kvOut : (pos0+T)*kvOut]
+
+		be.RMSNorm(xn, x, L.AttnNorm, eps)
+		be.MatMul(q, xn, L.Q, T)
+		be.MatMul(k, xn, L.K, T)
+		be.MatMul(v, xn, L.V, T)
+		if L.QBias != nil {
+			be.AddBias(q, L.QBias)
+			be.AddBias(k, L.KBias)
+			be.AddBias(v, L.VBias)
+		}
+		if L.QNorm != nil { // Qwen3: per-head norm before RoPE
+			be.RMSNorm(q, q, L.QNorm, eps)
+			be.RMSNorm(k, k, L.KNorm, eps)
+		}
+		be.RoPE(q, T, nH, hd, pos0, cos, sin)
+		be.RoPE(k, T, nKV, hd, pos0, cos, sin)
+		be.Attention(att, q, c.K[l], c.V[l], T, pos0, nH, nKV, hd, scale)
+		be.MatMul(o, att, L.O, T)
+		if L.OBias != nil {
+			be.AddBias(o, L.OBias)
+		}
+		be.Add(x, o)
+
+		be.RMSNorm(xn, x, L.MLPNorm, eps)
+		be.MatMul(gate, xn, L.Gate, T)
+		be.MatMul(up, xn, L.Up, T)
+		be.SwiGLU(gate, up)
+		be.MatMul(o, gate, L.Down, T)
+		be.Add(x, o)
+	}
+	c.Len = pos0 + T
+	if out == nil {
+		out = make([]float32, T*D)
+	}
+	be.RMSNorm(out[:T*D], x, m.Norm, eps)
+	return out[:T*D], nil
+}
+
+// Logits projects T hidden rows (T, hidden) to (T, vocab) into out.
+func (m *Model) Logits(be tensor.Backend, out, hidden []float32, T int) {
+	be.MatMul(out[:T*m.Config.VocabSize], hidden[:T*m.Config.HiddenSize], m.LMHead, T)
+}
+
+// CheckContext refuses contexts the model cannot attend over exactly:
+// Mistral's sliding window is not implemented, so longer sequences are an
+// error rather than silently wrong.
+func (m *Model) CheckContext(n int) error {
+	c := &m.Config
+	if c.SlidingWindow != nil && *c.SlidingWindow > 0 && (c.UseSlidingWindow == nil || *c.UseSlidingWindow) && n > *c.SlidingWindow {
+		return fmt.Errorf("context of %d tokens exceeds the model's sliding_window %d, which this engine does not implement", n, *c.SlidingWindow)
+	}
+	return nil
+}

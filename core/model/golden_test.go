@@ -1,0 +1,223 @@
+package model_test
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"distill/core/infer"
+	"distill/core/model"
+	"distill/core/tensor"
+)
+
+// golden is written by tools/torchref/make_goldens.py: a float64 PyTorch
+// forward of the same checkpoint.
+type golden struct {
+	IDs           []int     `json:"ids"`
+	LogProbs      []float64 `json:"logprobs"`
+	LastLogitsTop []struct {
+		ID      int     `json:"id"`
+		LogProb float64 `json:"logprob"`
+	} `json:"last_logits_top"`
+	Greedy    []int     `json:"greedy"`
+	GreedyGap []float64 `json:"greedy_gap"`
+	Long      *golden   `json:"long"`
+}
+
+// The engine computes in f32 from the same weights the reference widened to
+// f64; 1e-3 nats is the issue's bound and leaves ~100× headroom over the
+// f32 rounding seen on these tiny models.
+const logprobTol = 1e-3
+
+func fixtures(t *testing.T) []string {
+	t.Helper()
+	dirs, err := filepath.Glob("testdata/*/golden.json")
+	if err != nil || len(dirs) < 13 {
+		t.Fatalf("expected the 13 torchref fixtures under testdata/, found %d (run `make goldens`)", len(dirs))
+	}
+	for i := range dirs {
+		dirs[i] = filepath.Dir(dirs[i])
+	}
+	return dirs
+}
+
+func readGolden(t *testing.T, dir string) *golden {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "golden.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g golden
+	if err := json.Unmarshal(b, &g); err != nil {
+		t.Fatal(err)
+	}
+	return &g
+}
+
+func cpu(t testing.TB) tensor.Backend {
+	be, err := tensor.Open("cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return be
+}
+
+func TestLogProbsMatchPyTorch(t *testing.T) {
+	be := cpu(t)
+	for _, dir := range fixtures(t) {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			m, err := model.Load(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			g := readGolden(t, dir)
+			cases := []*golden{g}
+			if g.Long != nil {
+				cases = append(cases, g.Long)
+			}
+			for _, c := range cases {
+				lp, err := infer.LogProbs(be, m, c.IDs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(lp) != len(c.LogProbs) {
+					t.Fatalf("%d logprobs, golden has %d", len(lp), len(c.LogProbs))
+				}
+				worst, at := 0.0, 0
+				for i := range lp {
+					if d := math.Abs(lp[i] - c.LogProbs[i]); d > worst {
+						worst, at = d, i
+					}
+				}
+				t.Logf("%d tokens: max |Δ logprob| = %.2e at t=%d (got %.6f, want %.6f)", len(c.IDs), worst, at+1, lp[at], c.LogProbs[at])
+				if worst > logprobTol {
+					t.Errorf("max |Δ logprob| %.2e > %.0e", worst, logprobTol)
+				}
+			}
+		})
+	}
+}
+
+// TestKVCacheMatchesPrefill checks the incremental path: the last position's
+// logits and the greedy continuation, one token at a time through the cache,
+// against the reference's full recomputation at every step.
+func TestKVCacheMatchesPrefill(t *testing.T) {
+	be := cpu(t)
+	for _, dir := range fixtures(t) {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			m, err := model.Load(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			g := readGolden(t, dir)
+			V := m.Config.VocabSize
+			c := m.NewCache(len(g.IDs) + len(g.Greedy))
+			// Feed the prompt in uneven chunks to exercise pos0 > 0 with T > 1.
+			var h []float32
+			for start, step := 0, 1; start < len(g.IDs); start, step = start+step, step+2 {
+				end := min(start+step, len(g.IDs))
+				if h, err = m.Forward(be, g.IDs[start:end], c, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			logits := make([]float32, V)
+			D := m.Config.HiddenSize
+			m.Logits(be, logits, h[len(h)-D:], 1)
+			lse := infer.LogSumExp(logits)
+			for _, top := range g.LastLogitsTop {
+				if d := math.Abs(float64(logits[top.ID]) - lse - top.LogProb); d > logprobTol {
+					t.Errorf("last position: token %d logprob off by %.2e", top.ID, d)
+				}
+			}
+			for i, want := range g.Greedy {
+				got := 0
+				for j := range logits {
+					if logits[j] > logits[got] {
+						got = j
+					}
+				}
+				if got != want {
+					if g.GreedyGap[i] < 10*logprobTol {
+						t.Logf("step %d: near-tie (gap %.2e), stopping the comparison", i, g.GreedyGap[i])
+						return
+					}
+					t.Fatalf("greedy step %d: got %d, want %d (reference gap %.3f)", i, got, want, g.GreedyGap[i])
+				}
+				if h, err = m.Forward(be, []int{want}, c, nil); err != nil {
+					t.Fatal(err)
+				}
+				m.Logits(be, logits, h, 1)
+			}
+		})
+	}
+}
+
+// TestBadCheckpoints: every broken fixture fails to load with an error that
+// names the file (and the tensor where there is one), never a panic.
+func TestBadCheckpoints(t *testing.T) {
+	for _, tc := range []struct{ dir, want string }{
+		{"truncated", "truncated"},
+		{"header-overflow", "header length"},
+		{"bad-header-json", "not valid JSON"},
+		{"bad-offsets", "data_offsets"},
+		{"missing-tensor", `missing tensor "model.layers.1.`},
+		{"shape-mismatch", `"model.layers.0.mlp.gate_proj.weight" has shape [16 32]`},
+		{"unknown-arch", "unsupported architecture GPT2LMHeadModel"},
+		{"missing-shard", "no such file"},
+		{"does-not-exist", "does-not-exist"},
+	} {
+		t.Run(tc.dir, func(t *testing.T) {
+			dir := filepath.Join("testdata", "bad", tc.dir)
+			m, err := model.Load(dir)
+			if err == nil {
+				m.Close()
+				t.Fatal("loaded a broken checkpoint")
+			}
+			if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), dir) {
+				t.Errorf("error %q should name %s and say %q", err, dir, tc.want)
+			}
+		})
+	}
+}
+
+func TestOutOfVocabularyID(t *testing.T) {
+	m, err := model.Load("testdata/llama2-f32")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	_, err = infer.LogProbs(cpu(t), m, []int{1, m.Config.VocabSize})
+	if err == nil || !strings.Contains(err.Error(), "outside the vocabulary") {
+		t.Fatalf("want an out-of-vocabulary error, got %v", err)
+	}
+}
+
+func TestWriteSafetensorsRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	a := tensor.FromF32("a", []float32{1, -2, 3.5, 4, 5, 6}, 2, 3)
+	b := tensor.New("b", tensor.BF16, 3)
+	copy(b.U16s(), []uint16{tensor.F32ToBF16(1.5), tensor.F32ToBF16(-7), 0})
+	path := filepath.Join(dir, "x.safetensors")
+	if err := model.WriteSafetensors(path, []*tensor.Tensor{b, a}, map[string]string{"format": "pt"}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := model.OpenSafetensors(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if got := f.Tensor("a").ToF32(); got[2] != 3.5 || len(got) != 6 {
+		t.Errorf("a = %v", got)
+	}
+	if got := f.Tensor("b").ToF32(); got[1] != -7 {
+		t.Errorf("b = %v", got)
+	}
+	if f.Metadata["format"] != "pt" {
+		t.Errorf("metadata = %v", f.Metadata)
+	}
+}

@@ -1,0 +1,283 @@
+package model
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"distill/core/tensor"
+)
+
+// Layer holds one decoder block's weights. Projections stay at the
+// checkpoint's dtype (memory-mapped); small vectors are widened to f32.
+type Layer struct {
+	AttnNorm, MLPNorm   []float32 // (hidden)
+	Q, K, V, O          *tensor.Tensor
+	QBias, KBias, VBias []float32 // (heads*headDim), (kv*headDim); nil when absent
+	OBias               []float32 // (hidden); Llama with attention_bias only
+	QNorm, KNorm        []float32 // (headDim); Qwen3 only
+	Gate, Up, Down      *tensor.Tensor
+}
+
+// Model is a loaded checkpoint. Its tensors may be views into memory-mapped
+// files: call Close when done.
+type Model struct {
+	Dir    string
+	Config Config
+	Arch   Arch
+	Embed  *tensor.Tensor // (vocab, hidden)
+	Layers []Layer
+	Norm   []float32      // (hidden)
+	LMHead *tensor.Tensor // (vocab, hidden); == Embed when tied
+
+	files []*SafetensorsFile
+	rope  ropeTables
+}
+
+// Load reads a HF model folder: config.json and model.safetensors or a
+// sharded model.safetensors.index.json. Errors name the file and tensor.
+func Load(dir string) (*Model, error) {
+	if st, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("model folder %s: %w", dir, err)
+	} else if !st.IsDir() {
+		return nil, fmt.Errorf("model folder %s: not a directory", dir)
+	}
+	cfg, err := LoadConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	arch, err := lookupArch(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, "config.json"), err)
+	}
+	m := &Model{Dir: dir, Config: *cfg, Arch: arch}
+	if err := m.openWeights(); err != nil {
+		m.Close()
+		return nil, err
+	}
+	if err := m.bind(); err != nil {
+		m.Close()
+		return nil, err
+	}
+	m.rope = newRopeTables(cfg)
+	return m, nil
+}
+
+// Close unmaps the weight files.
+func (m *Model) Close() error {
+	var first error
+	for _, f := range m.files {
+		if err := f.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	m.files = nil
+	return first
+}
+
+func (m *Model) openWeights() error {
+	single := filepath.Join(m.Dir, "model.safetensors")
+	index := filepath.Join(m.Dir, "model.safetensors.index.json")
+	if _, err := os.Stat(single); err == nil {
+		f, err := OpenSafetensors(single)
+		if err != nil {
+			return err
+		}
+		m.files = append(m.files, f)
+		return nil
+	}
+	b, err := os.ReadFile(index)
+	if err != nil {
+		return fmt.Errorf("%s: no model.safetensors or model.safetensors.index.json (only safetensors checkpoints are supported)", m.Dir)
+	}
+	var idx struct {
+		WeightMap map[string]string `json:"weight_map"`
+	}
+	if err := json.Unmarshal(b, &idx); err != nil {
+		return fmt.Errorf("%s: %v", index, err)
+	}
+	if len(idx.WeightMap) == 0 {
+		return fmt.Errorf("%s: empty weight_map", index)
+	}
+	shards := map[string]bool{}
+	for _, f := range idx.WeightMap {
+		shards[f] = true
+	}
+	names := make([]string, 0, len(shards))
+	for s := range shards {
+		if filepath.Base(s) != s {
+			return fmt.Errorf("%s: shard name %q must be a file in the model folder", index, s)
+		}
+		names = append(names, s)
+	}
+	sort.Strings(names)
+	opened := map[string]*SafetensorsFile{}
+	for _, s := range names {
+		f, err := OpenSafetensors(filepath.Join(m.Dir, s))
+		if err != nil {
+			return fmt.Errorf("%s: shard: %w", index, err)
+		}
+		m.files = append(m.files, f)
+		opened[s] = f
+	}
+	for name, s := range idx.WeightMap {
+		if opened[s].Tensor(name) == nil {
+			return fmt.Errorf("%s: tensor %q is mapped to %s but that shard does not hold it", index, name, s)
+		}
+	}
+	return nil
+}
+
+// find returns the named tensor from whichever file holds it.
+func (m *Model) find(name string) (*tensor.Tensor, string) {
+	for _, f := range m.files {
+		if t := f.Tensor(name); t != nil {
+			return t, f.Path
+		}
+	}
+	return nil, ""
+}
+
+func (m *Model) where() string {
+	if len(m.files) == 1 {
+		return m.files[0].Path
+	}
+	return filepath.Join(m.Dir, "model.safetensors.index.json")
+}
+
+// get fetches a required tensor and checks its shape.
+func (m *Model) get(name string, shape ...int) (*tensor.Tensor, error) {
+	t, path := m.find(name)
+	if t == nil {
+		return nil, fmt.Errorf("%s: missing tensor %q (config.json describes %s with %d layers)", m.where(), name, m.Arch.Name, m.Config.NumLayers)
+	}
+	if !sameShape(t.Shape, shape) {
+		return nil, fmt.Errorf("%s: tensor %q has shape %v, config.json implies %v", path, name, t.Shape, shape)
+	}
+	return t, nil
+}
+
+func (m *Model) getVec(name string, n int) ([]float32, error) {
+	t, err := m.get(name, n)
+	if err != nil {
+		return nil, err
+	}
+	return t.ToF32(), nil
+}
+
+func sameShape(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// bind looks up every tensor the architecture needs, checking shapes.
+func (m *Model) bind() error {
+	c := &m.Config
+	D, F, V, hd := c.HiddenSize, c.IntermediateSize, c.VocabSize, c.HeadDim
+	qOut, kvOut := c.NumHeads*hd, c.NumKVHeads*hd
+	var err error
+	if m.Embed, err = m.get("model.embed_tokens.weight", V, D); err != nil {
+		return err
+	}
+	if m.Norm, err = m.getVec("model.norm.weight", D); err != nil {
+		return err
+	}
+	head, _ := m.find("lm_head.weight")
+	switch {
+	case c.TieWordEmbeddings != nil && *c.TieWordEmbeddings:
+		m.LMHead = m.Embed
+	case head != nil:
+		if m.LMHead, err = m.get("lm_head.weight", V, D); err != nil {
+			return err
+		}
+	case c.TieWordEmbeddings == nil:
+		m.LMHead = m.Embed // no key and no head: the checkpoint was saved tied
+	default:
+		return fmt.Errorf("%s: missing tensor \"lm_head.weight\" (config.json sets tie_word_embeddings false)", m.where())
+	}
+	qkvBias := m.Arch.QKVBias || (m.Arch.AttnBiasFromConfig && c.AttentionBias)
+	m.Layers = make([]Layer, c.NumLayers)
+	for i := range m.Layers {
+		L := &m.Layers[i]
+		p := fmt.Sprintf("model.layers.%d.", i)
+		steps := []struct {
+			dst   **tensor.Tensor
+			name  string
+			shape []int
+		}{
+			{&L.Q, "self_attn.q_proj.weight", []int{qOut, D}},
+			{&L.K, "self_attn.k_proj.weight", []int{kvOut, D}},
+			{&L.V, "self_attn.v_proj.weight", []int{kvOut, D}},
+			{&L.O, "self_attn.o_proj.weight", []int{D, qOut}},
+			{&L.Gate, "mlp.gate_proj.weight", []int{F, D}},
+			{&L.Up, "mlp.up_proj.weight", []int{F, D}},
+			{&L.Down, "mlp.down_proj.weight", []int{D, F}},
+		}
+		for _, s := range steps {
+			if *s.dst, err = m.get(p+s.name, s.shape...); err != nil {
+				return err
+			}
+		}
+		vecs := []struct {
+			dst  *[]float32
+			name string
+			n    int
+			need bool
+		}{
+			{&L.AttnNorm, "input_layernorm.weight", D, true},
+			{&L.MLPNorm, "post_attention_layernorm.weight", D, true},
+			{&L.QBias, "self_attn.q_proj.bias", qOut, qkvBias},
+			{&L.KBias, "self_attn.k_proj.bias", kvOut, qkvBias},
+			{&L.VBias, "self_attn.v_proj.bias", kvOut, qkvBias},
+			{&L.OBias, "self_attn.o_proj.bias", D, m.Arch.AttnBiasFromConfig && c.AttentionBias},
+			{&L.QNorm, "self_attn.q_norm.weight", hd, m.Arch.QKNorm},
+			{&L.KNorm, "self_attn.k_norm.weight", hd, m.Arch.QKNorm},
+		}
+		for _, v := range vecs {
+			if !v.need {
+				continue
+			}
+			if *v.dst, err = m.getVec(p+v.name, v.n); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// WeightBytes is the number of bytes of all weights as stored; decode reads
+// roughly this much per token (the embedding only a row, unless tied).
+func (m *Model) WeightBytes() int64 {
+	var n int64
+	for _, f := range m.files {
+		for _, name := range f.Names() {
+			n += int64(len(f.Tensor(name).Data))
+		}
+	}
+	return n
+}
+
+// DecodeBytesPerToken is what one decode step must read: every projection,
+// the LM head, and one embedding row.
+func (m *Model) DecodeBytesPerToken() int64 {
+	var n int64
+	for _, L := range m.Layers {
+		for _, t := range []*tensor.Tensor{L.Q, L.K, L.V, L.O, L.Gate, L.Up, L.Down} {
+			n += int64(len(t.Data))
+		}
+	}
+	n += int64(len(m.LMHead.Data))
+	if m.LMHead != m.Embed {
+		n += int64(m.Embed.Cols() * m.Embed.DType.Size())
+	}
+	return n
+}
