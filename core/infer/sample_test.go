@@ -1,0 +1,91 @@
+package infer
+
+import (
+	"math"
+	"testing"
+)
+
+func TestGreedyPicksArgmax(t *testing.T) {
+	s := NewSampler(Sampling{})
+	if got := s.Next([]float32{0.1, 3, -2, 2.9}, nil); got != 1 {
+		t.Fatalf("greedy chose %d, want 1", got)
+	}
+}
+
+// counts samples n tokens from logits and returns the frequency of each id.
+func counts(opt Sampling, logits []float32, n int) []int {
+	s := NewSampler(opt)
+	c := make([]int, len(logits))
+	buf := make([]float32, len(logits))
+	for i := 0; i < n; i++ {
+		copy(buf, logits)
+		c[s.Next(buf, nil)]++
+	}
+	return c
+}
+
+func TestFiltersRestrictTheSupport(t *testing.T) {
+	// p ∝ exp(logits) = 0.4, 0.3, 0.2, 0.1 (approximately, at T = 1).
+	logits := []float32{float32(math.Log(0.4)), float32(math.Log(0.3)), float32(math.Log(0.2)), float32(math.Log(0.1))}
+	for _, tc := range []struct {
+		name    string
+		opt     Sampling
+		allowed int // ids >= allowed must never appear
+	}{
+		{"top-k 2", Sampling{Temperature: 1, TopK: 2}, 2},
+		{"top-p 0.65", Sampling{Temperature: 1, TopP: 0.65}, 2}, // 0.4+0.3 ≥ 0.65
+		{"top-p 0.75", Sampling{Temperature: 1, TopP: 0.75}, 3}, // needs the third
+		{"min-p 0.6", Sampling{Temperature: 1, MinP: 0.6}, 2},   // floor 0.24
+		{"min-p 0.3", Sampling{Temperature: 1, MinP: 0.3}, 3},   // floor 0.12
+		{"none", Sampling{Temperature: 1}, 4},
+	} {
+		c := counts(tc.opt, logits, 4000)
+		for id := range c {
+			if id >= tc.allowed && c[id] > 0 {
+				t.Errorf("%s: sampled filtered id %d (%d times)", tc.name, id, c[id])
+			}
+			if id < tc.allowed && c[id] == 0 {
+				t.Errorf("%s: never sampled allowed id %d", tc.name, id)
+			}
+		}
+	}
+	// Unfiltered frequencies follow the distribution (4000 draws: ±0.03).
+	c := counts(Sampling{Temperature: 1, Seed: 7}, logits, 4000)
+	for id, p := range []float64{0.4, 0.3, 0.2, 0.1} {
+		if f := float64(c[id]) / 4000; math.Abs(f-p) > 0.03 {
+			t.Errorf("id %d sampled with frequency %.3f, want %.1f", id, f, p)
+		}
+	}
+}
+
+func TestSeedReproduces(t *testing.T) {
+	logits := []float32{1, 1.1, 0.9, 1.05, 0.5}
+	a := counts(Sampling{Temperature: 1, Seed: 3}, logits, 50)
+	b := counts(Sampling{Temperature: 1, Seed: 3}, logits, 50)
+	c := counts(Sampling{Temperature: 1, Seed: 4}, logits, 50)
+	same := func(x, y []int) bool {
+		for i := range x {
+			if x[i] != y[i] {
+				return false
+			}
+		}
+		return true
+	}
+	if !same(a, b) {
+		t.Error("the same seed gave different samples")
+	}
+	if same(a, c) {
+		t.Error("different seeds gave identical sample counts")
+	}
+}
+
+func TestRepetitionPenalty(t *testing.T) {
+	logits := []float32{2, -1, 1.9}
+	applyRepetitionPenalty(logits, []int{0, 0, 1}, 2)
+	if logits[0] != 1 || logits[1] != -2 || logits[2] != 1.9 {
+		t.Fatalf("penalised logits %v, want [1 -2 1.9]", logits)
+	}
+	if got := NewSampler(Sampling{RepetitionPenalty: 2}).Next([]float32{2, -1, 1.9}, []int{0}); got != 2 {
+		t.Fatalf("greedy with penalty chose %d, want 2", got)
+	}
+}
