@@ -1,11 +1,11 @@
 package tensor
 
-import (
-	"math"
-)
+import "sync/atomic"
 
 // CPU is the reference backend: f32 compute, parallel across cores. Its
-// MatMul hands prefill to BLAS and decode to fused widen-and-dot kernels.
+// MatMul hands prefill to BLAS and decode to fused widen-and-dot kernels;
+// the element-wise ops and attention run vectorised C kernels (cgo.go),
+// each tested against the plain-Go reference in ref.go.
 type CPU struct{}
 
 func init() { Register("cpu", func() (Backend, error) { return CPU{}, nil }) }
@@ -17,18 +17,8 @@ func (CPU) MatMul(out, x []float32, w *Tensor, T int) { matMul(out, x, w, T) }
 func (CPU) RMSNorm(out, x, weight []float32, eps float32) {
 	d := len(weight)
 	rows := len(x) / d
-	parallelFor(rows, 8, func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			xr, or := x[r*d:(r+1)*d], out[r*d:(r+1)*d]
-			var ss float64
-			for _, v := range xr {
-				ss += float64(v) * float64(v)
-			}
-			inv := float32(1 / math.Sqrt(ss/float64(d)+float64(eps)))
-			for i, v := range xr {
-				or[i] = v * inv * weight[i]
-			}
-		}
+	parallelFor(rows, max(1, 16384/d), func(lo, hi int) {
+		rmsNormRows(out[lo*d:hi*d], x[lo*d:hi*d], weight, eps)
 	})
 }
 
@@ -49,69 +39,57 @@ func (CPU) RoPE(x []float32, T, nHeads, headDim, pos0 int, cos, sin []float32) {
 	})
 }
 
+// attnSerialWork is the q·k multiply-adds below which Attention stays on
+// the calling goroutine.
+var attnSerialWork = 1 << 16
+
 func (CPU) Attention(out, q, k, v []float32, T, pos0, nHeads, nKV, headDim int, scale float32) {
 	group := nHeads / nKV
 	kvStride := nKV * headDim
 	qStride := nHeads * headDim
-	parallelFor(T*nHeads, 1, func(lo, hi int) {
-		scores := make([]float32, pos0+T)
-		for i := lo; i < hi; i++ {
-			t, h := i/nHeads, i%nHeads
-			kvh := h / group
-			qh := q[t*qStride+h*headDim : t*qStride+(h+1)*headDim]
-			n := pos0 + t + 1 // causal: keys 0..pos0+t
-			maxS := float32(math.Inf(-1))
-			for p := 0; p < n; p++ {
-				kp := k[p*kvStride+kvh*headDim : p*kvStride+(kvh+1)*headDim]
-				s := dotF32(qh, kp) * scale
-				scores[p] = s
-				if s > maxS {
-					maxS = s
-				}
+	// A unit of work is (query t, KV head): the group's query heads share
+	// every load of a K and V row. Splitting groups into single heads to
+	// balance decode's few units over the cores measured slower, in cache
+	// and from DRAM.
+	units := T * nKV
+	workers := min(Threads, units)
+	if T*nHeads*(pos0+T)*headDim < attnSerialWork {
+		workers = 1
+	}
+	var next atomic.Int64
+	run := func() {
+		s := getScratch(group * (pos0 + T))
+		defer putScratch(s)
+		for {
+			u := int(next.Add(1)) - 1
+			if u >= units {
+				return
 			}
-			var sum float32
-			for p := 0; p < n; p++ {
-				e := float32(math.Exp(float64(scores[p] - maxS)))
-				scores[p] = e
-				sum += e
-			}
-			oh := out[t*qStride+h*headDim : t*qStride+(h+1)*headDim]
-			clear(oh)
-			for p := 0; p < n; p++ {
-				w := scores[p] / sum
-				vp := v[p*kvStride+kvh*headDim : p*kvStride+(kvh+1)*headDim]
-				for j := range oh {
-					oh[j] += w * vp[j]
-				}
-			}
+			t, kvh := T-1-u/nKV, u%nKV // longest (latest) queries first
+			o := t*qStride + kvh*group*headDim
+			attnKernel(out[o:], q[o:], k[kvh*headDim:], v[kvh*headDim:],
+				group, headDim, pos0+t+1, kvStride, headDim, scale, *s)
+		}
+	}
+	parallelFor(workers, 1, func(lo, hi int) {
+		for range hi - lo {
+			run()
 		}
 	})
 }
 
 func (CPU) SwiGLU(gate, up []float32) {
-	parallelFor(len(gate), 4096, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			g := gate[i]
-			gate[i] = g / (1 + float32(math.Exp(float64(-g)))) * up[i]
-		}
-	})
+	parallelFor(len(gate), 16384, func(lo, hi int) { swiGLUKernel(gate[lo:hi], up[lo:hi]) })
 }
 
 func (CPU) Add(dst, src []float32) {
-	parallelFor(len(dst), 16384, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			dst[i] += src[i]
-		}
-	})
+	parallelFor(len(dst), 65536, func(lo, hi int) { addKernel(dst[lo:hi], src[lo:hi]) })
 }
 
 func (CPU) AddBias(x, bias []float32) {
 	n := len(bias)
 	for r := 0; r < len(x)/n; r++ {
-		row := x[r*n : (r+1)*n]
-		for i := range row {
-			row[i] += bias[i]
-		}
+		addKernel(x[r*n:(r+1)*n], bias)
 	}
 }
 
@@ -120,12 +98,4 @@ func (CPU) Embed(out []float32, table *Tensor, ids []int) {
 	for i, id := range ids {
 		table.RowF32(id, out[i*d:(i+1)*d])
 	}
-}
-
-func dotF32(a, b []float32) float32 {
-	var s float32
-	for i := range a {
-		s += a[i] * b[i]
-	}
-	return s
 }

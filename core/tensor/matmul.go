@@ -1,16 +1,121 @@
 package tensor
 
+import (
+	"fmt"
+	"sync"
+)
+
+// Tuning of MatMul, measured on a 2-core AMD EPYC (Zen 4, 2 MB L2 per core).
+var (
+	// gemmMinT is the smallest T that goes to sgemm; below it each L2-sized
+	// tile of W is streamed once from memory and multiplied by the T vectors
+	// with the matvec kernel.
+	gemmMinT = 16
+	// matvecTileBytes bounds the weights of one tile in the T > 1 matvec path
+	// so that they are still in L2 for the second vector.
+	matvecTileBytes = 512 << 10
+	// matvecMinBytes is the least weight bytes worth a worker goroutine.
+	matvecMinBytes = 64 << 10
+	// gemmTileBytes bounds one worker's f32 scratch of widened rows of W.
+	gemmTileBytes = 512 << 10
+)
+
 // matMul is the CPU MatMul: out(T, N) = x(T, K) · W(N, K)ᵀ.
-// Reference implementation (pure Go); the fast kernels replace it.
 func matMul(out, x []float32, w *Tensor, T int) {
 	N, K := w.Rows(), w.Cols()
-	parallelFor(N, 16, func(lo, hi int) {
-		row := make([]float32, K)
-		for n := lo; n < hi; n++ {
-			w.RowF32(n, row)
+	if T < 0 || len(x) < T*K || len(out) < T*N || len(w.Data) < N*K*w.DType.Size() {
+		panic(fmt.Sprintf("tensor: MatMul of %s %v (%s, %d bytes) with T=%d needs x of %d floats (have %d) and out of %d (have %d)",
+			w.Name, w.Shape, w.DType, len(w.Data), T, T*K, len(x), T*N, len(out)))
+	}
+	if T == 0 || N == 0 {
+		return
+	}
+	if K == 0 {
+		clear(out[:T*N])
+		return
+	}
+	if haveBLAS && T >= gemmMinT {
+		matMulGEMM(out, x, w, T)
+		return
+	}
+	matMulVec(out, x, w, T)
+}
+
+// matMulVec runs the matvec kernel for each of the T rows of x, over tiles
+// of W's rows small enough to stay in L2 between rows, the tiles split over
+// the workers.
+func matMulVec(out, x []float32, w *Tensor, T int) {
+	N, K := w.Rows(), w.Cols()
+	rowBytes := K * w.DType.Size()
+	xpl := xpLen(K)
+	xp := getScratch(T * xpl)
+	defer putScratch(xp)
+	for t := 0; t < T; t++ {
+		matvecPrep((*xp)[t*xpl:(t+1)*xpl], x[t*K:(t+1)*K], w.DType)
+	}
+	tile := N
+	if T > 1 {
+		tile = max(4, matvecTileBytes/rowBytes&^3)
+	}
+	parallelChunks(N, max(4, matvecMinBytes/rowBytes), 4, func(lo, hi int) {
+		for n0 := lo; n0 < hi; n0 += tile {
+			n1 := min(n0+tile, hi)
 			for t := 0; t < T; t++ {
-				out[t*N+n] = dotF32(x[t*K:(t+1)*K], row)
+				matvecRows(out[t*N:(t+1)*N], w, x[t*K:(t+1)*K], (*xp)[t*xpl:(t+1)*xpl], n0, n1)
 			}
 		}
 	})
 }
+
+// matMulGEMM splits the columns of out (rows of W) over the workers, or the
+// rows of x when W has too few rows; each worker widens tiles of W into its
+// own L2-sized f32 scratch and calls single-threaded sgemm on them (OpenBLAS
+// runs with one thread, set in cgo.go's init).
+//
+// The alternative, widening a tile with all workers and then calling
+// OpenBLAS with Threads threads from one goroutine, measured 2-3× slower at
+// T = 128 on SmolLM2 shapes: its threads wake per call and, once idle, spin
+// against the goroutines of the next op.
+func matMulGEMM(out, x []float32, w *Tensor, T int) {
+	N, K := w.Rows(), w.Cols()
+	if N < 64*Threads && T >= 2*Threads {
+		parallelChunks(T, 1, 1, func(lo, hi int) {
+			gemmColumns(out[lo*N:hi*N], x[lo*K:hi*K], w, hi-lo, 0, N)
+		})
+		return
+	}
+	parallelChunks(N, 16, 16, func(lo, hi int) { gemmColumns(out, x, w, T, lo, hi) })
+}
+
+// gemmColumns sets columns [n0, n1) of out(T, N) = x(T, K) · W(N, K)ᵀ.
+func gemmColumns(out, x []float32, w *Tensor, T, n0, n1 int) {
+	N, K := w.Rows(), w.Cols()
+	if w.DType == F32 {
+		sgemmNT(T, n1-n0, K, x, K, w.F32s()[n0*K:], K, out[n0:], N)
+		return
+	}
+	es := w.DType.Size()
+	nb := max(16, gemmTileBytes/(4*K)&^15)
+	s := getScratch(min(nb, n1-n0) * K)
+	defer putScratch(s)
+	for a := n0; a < n1; a += nb {
+		b := min(a+nb, n1)
+		tile := (*s)[:(b-a)*K]
+		widen(tile, w.DType, w.Data[a*K*es:b*K*es])
+		sgemmNT(T, b-a, K, x, K, tile, K, out[a:], N)
+	}
+}
+
+var scratchPool sync.Pool // of *[]float32
+
+// getScratch returns a pooled buffer of n floats (contents undefined).
+func getScratch(n int) *[]float32 {
+	if p, ok := scratchPool.Get().(*[]float32); ok && cap(*p) >= n {
+		*p = (*p)[:n]
+		return p
+	}
+	s := make([]float32, n)
+	return &s
+}
+
+func putScratch(p *[]float32) { scratchPool.Put(p) }

@@ -99,18 +99,5 @@ func ToF32(dst []float32, dt DType, src []byte) {
 	if len(dst) == 0 {
 		return
 	}
-	switch dt {
-	case F32:
-		copy(dst, unsafe.Slice((*float32)(unsafe.Pointer(&src[0])), len(dst)))
-	case BF16:
-		s := unsafe.Slice((*uint16)(unsafe.Pointer(&src[0])), len(dst))
-		for i, h := range s {
-			dst[i] = BF16ToF32(h)
-		}
-	case F16:
-		s := unsafe.Slice((*uint16)(unsafe.Pointer(&src[0])), len(dst))
-		for i, h := range s {
-			dst[i] = F16ToF32(h)
-		}
-	}
+	widen(dst, dt, src)
 }

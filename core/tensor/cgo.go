@@ -1,0 +1,131 @@
+//go:build cgo
+
+package tensor
+
+/*
+#cgo CFLAGS: -O3 -std=gnu11
+#cgo LDFLAGS: -lopenblas -lm
+#include "kernels.h"
+#include <cblas.h>
+
+void openblas_set_num_threads(int num_threads);
+char *openblas_get_corename(void);
+*/
+import "C"
+
+import (
+	"unsafe"
+)
+
+// haveBLAS says whether prefill may call cblas_sgemm.
+const haveBLAS = true
+
+func init() {
+	C.dt_init()
+	C.openblas_set_num_threads(1)
+}
+
+// Kernel levels, best first available on this CPU at init.
+const (
+	levelScalar = C.DT_SCALAR
+	levelAVX2   = C.DT_AVX2
+	levelAVX512 = C.DT_AVX512
+)
+
+// kernelLevel reports the kernels in use; setKernelLevel forces a lower level
+// (capped at what the CPU has) and returns the one in effect. For tests and
+// benchmarks: not safe while kernels run.
+func kernelLevel() int          { return int(C.dt_get_level()) }
+func setKernelLevel(l int) int  { return int(C.dt_set_level(C.int(l))) }
+func blasCoreName() string      { return C.GoString(C.openblas_get_corename()) }
+func setBLASThreads(n int)      { C.openblas_set_num_threads(C.int(n)) }
+func f32p(s []float32) *C.float { return (*C.float)(unsafe.Pointer(unsafe.SliceData(s))) }
+
+// xpLen is the length of the scratch that matvecPrep fills from x (len K).
+func xpLen(K int) int { return int(C.dt_xp_len(C.int64_t(K))) }
+
+func matvecPrep(xp, x []float32, dt DType) {
+	C.dt_matvec_prep(f32p(xp), f32p(x), C.int64_t(len(x)), C.int(dt))
+}
+
+// matvecRows sets out[n] = W[n,:]·x for n in [n0, n1); out is indexed by row
+// (len ≥ n1), xp was prepared by matvecPrep.
+func matvecRows(out []float32, w *Tensor, x, xp []float32, n0, n1 int) {
+	if n1 <= n0 {
+		return
+	}
+	K := w.Cols()
+	_ = out[n1-1]
+	_ = w.Data[n1*K*w.DType.Size()-1]
+	C.dt_matvec(f32p(out), unsafe.Pointer(unsafe.SliceData(w.Data)), f32p(x), f32p(xp),
+		C.int64_t(n0), C.int64_t(n1), C.int64_t(K), C.int(w.DType))
+}
+
+// widen sets dst[i] = f32(src[i]) for i < len(dst); src is at dtype dt.
+func widen(dst []float32, dt DType, src []byte) {
+	if dt > BF16 {
+		panic("tensor: widen of unsupported dtype " + dt.String())
+	}
+	if len(dst) == 0 {
+		return
+	}
+	_ = src[len(dst)*dt.Size()-1]
+	C.dt_widen(f32p(dst), unsafe.Pointer(unsafe.SliceData(src)), C.int64_t(len(dst)), C.int(dt))
+}
+
+// sgemmNT computes c(m, n) = a(m, k) · b(n, k)ᵀ, row-major with leading
+// dimensions lda, ldb, ldc, on the calling thread's OpenBLAS.
+func sgemmNT(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
+	if m == 0 || n == 0 {
+		return
+	}
+	_ = a[(m-1)*lda+k-1]
+	_ = b[(n-1)*ldb+k-1]
+	_ = c[(m-1)*ldc+n-1]
+	C.cblas_sgemm(C.CblasRowMajor, C.CblasNoTrans, C.CblasTrans, C.blasint(m), C.blasint(n), C.blasint(k),
+		1, f32p(a), C.blasint(lda), f32p(b), C.blasint(ldb), 0, f32p(c), C.blasint(ldc))
+}
+
+func rmsNormRows(out, x, weight []float32, eps float32) {
+	d := len(weight)
+	rows := len(x) / d
+	if rows == 0 {
+		return
+	}
+	_ = out[rows*d-1]
+	C.dt_rmsnorm(f32p(out), f32p(x), f32p(weight), C.int64_t(rows), C.int64_t(d), C.float(eps))
+}
+
+func swiGLUKernel(gate, up []float32) {
+	if len(gate) == 0 {
+		return
+	}
+	_ = up[len(gate)-1]
+	C.dt_swiglu(f32p(gate), f32p(up), C.int64_t(len(gate)))
+}
+
+func addKernel(dst, src []float32) {
+	if len(dst) == 0 {
+		return
+	}
+	_ = src[len(dst)-1]
+	C.dt_add(f32p(dst), f32p(src), C.int64_t(len(dst)))
+}
+
+// attnKernel runs attention for g query heads (rows of q and out, qStride
+// apart) over the n keys and values (rows of k and v, kvStride apart) of one
+// KV head; scores is a scratch of g*n floats.
+func attnKernel(out, q, k, v []float32, g, qStride, n, kvStride, hd int, scale float32, scores []float32) {
+	_ = out[(g-1)*qStride+hd-1]
+	_ = q[(g-1)*qStride+hd-1]
+	_ = k[(n-1)*kvStride+hd-1]
+	_ = v[(n-1)*kvStride+hd-1]
+	_ = scores[g*n-1]
+	C.dt_attn(f32p(out), f32p(q), f32p(k), f32p(v), C.int64_t(g), C.int64_t(qStride),
+		C.int64_t(n), C.int64_t(kvStride), C.int64_t(hd), C.float(scale), f32p(scores))
+}
+
+// sumBytes reads b (len a multiple of 64) and returns a checksum.
+func sumBytes(b []byte) uint64 {
+	return uint64(C.dt_sum_bytes(unsafe.Pointer(unsafe.SliceData(b)), C.int64_t(len(b))))
+}

@@ -1,0 +1,59 @@
+// Kernels of the CPU backend, called from cgo.go. Every kernel has an
+// AVX-512, an AVX2+FMA+F16C and a scalar variant, chosen at run time by
+// dt_level (see dt_init); x86 variants are compiled with per-function target
+// attributes, so the object runs on any x86-64 and the file builds elsewhere.
+#ifndef DISTILL_TENSOR_KERNELS_H
+#define DISTILL_TENSOR_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum {
+	DT_SCALAR = 0, // portable C
+	DT_AVX2 = 1,   // AVX2 + FMA + F16C
+	DT_AVX512 = 2, // AVX-512 F + BW
+};
+
+enum { DT_F32 = 0, DT_F16 = 1, DT_BF16 = 2 }; // matches tensor.DType
+
+// dt_init detects the CPU and returns the best level; dt_set_level forces a
+// lower one (tests exercise every level the CPU has) and returns the level in
+// effect.
+int dt_init(void);
+int dt_set_level(int level);
+int dt_get_level(void);
+extern int dt_level; // in effect; read by the kernels' dispatch
+
+// dt_matvec: out[n] = dot(W[n, :], x) for rows n in [n0, n1), W (N, K) row-major
+// at dtype dt, x (K) f32. xp is a scratch of dt_xp_len(K) floats that
+// dt_matvec_prep filled from x (BF16 kernels read x de-interleaved).
+size_t dt_xp_len(int64_t K);
+void dt_matvec_prep(float *xp, const float *x, int64_t K, int dt);
+void dt_matvec(float *out, const void *w, const float *x, const float *xp,
+               int64_t n0, int64_t n1, int64_t K, int dt);
+
+// dt_widen: dst[i] = f32(src[i]) for i < n, src at dtype dt.
+void dt_widen(float *dst, const void *src, int64_t n, int dt);
+
+// dt_rmsnorm: rows of x (rows, d) into out: x / sqrt(mean(x²) + eps) * w,
+// the sum of squares in f64. out may alias x.
+void dt_rmsnorm(float *out, const float *x, const float *w, int64_t rows, int64_t d, float eps);
+
+// dt_swiglu: gate[i] = gate[i] / (1 + exp(-gate[i])) * up[i].
+void dt_swiglu(float *gate, const float *up, int64_t n);
+
+// dt_add: dst[i] += src[i].
+void dt_add(float *dst, const float *src, int64_t n);
+
+// dt_attn: causal attention of g query heads sharing one KV head over keys
+// 0..n-1. q, out: g rows of hd floats, qstride apart; k, v: n rows of hd
+// floats, kvstride apart; scores: scratch of g*n floats.
+void dt_attn(float *out, const float *q, const float *k, const float *v,
+             int64_t g, int64_t qstride, int64_t n, int64_t kvstride, int64_t hd,
+             float scale, float *scores);
+
+// dt_sum_bytes reads n bytes (n a multiple of 64) and returns a checksum; it
+// measures read bandwidth.
+uint64_t dt_sum_bytes(const void *p, int64_t n);
+
+#endif

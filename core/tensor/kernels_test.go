@@ -1,0 +1,323 @@
+package tensor
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// forEachLevel runs f at every kernel level this CPU has (scalar, AVX2,
+// AVX-512), restoring the best level after.
+func forEachLevel(t *testing.T, f func(t *testing.T)) {
+	t.Helper()
+	best := kernelLevel()
+	defer setKernelLevel(best)
+	for l := levelScalar; l <= best; l++ {
+		if setKernelLevel(l) != l {
+			continue
+		}
+		t.Run(fmt.Sprintf("level%d", l), f)
+	}
+}
+
+// randTensor returns an (n, k) tensor at dtype dt with values ~ N(0, 1)
+// rounded to dt.
+func randTensor(r *rand.Rand, dt DType, n, k int) *Tensor {
+	w := New("w", dt, n, k)
+	switch dt {
+	case F32:
+		for i := range w.F32s() {
+			w.F32s()[i] = float32(r.NormFloat64())
+		}
+	case BF16:
+		for i := range w.U16s() {
+			w.U16s()[i] = F32ToBF16(float32(r.NormFloat64()))
+		}
+	case F16:
+		for i := range w.U16s() {
+			w.U16s()[i] = F32ToF16(float32(r.NormFloat64()))
+		}
+	}
+	return w
+}
+
+func randF32(r *rand.Rand, n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(r.NormFloat64())
+	}
+	return v
+}
+
+// TestWiden checks the kernels' widening against the Go conversions for
+// every 16-bit pattern (bit-exact; NaN only needs to stay NaN, since
+// vcvtph2ps quiets signalling NaNs).
+func TestWiden(t *testing.T) {
+	forEachLevel(t, func(t *testing.T) {
+		for _, dt := range []DType{BF16, F16} {
+			src := make([]uint16, 65536+5) // +5: an odd tail
+			for i := range src {
+				src[i] = uint16(i)
+			}
+			w := &Tensor{Name: "all", DType: dt, Shape: []int{len(src)}}
+			w.Data = make([]byte, 2*len(src))
+			copy(w.U16s(), src)
+			got := make([]float32, len(src))
+			want := make([]float32, len(src))
+			widen(got, dt, w.Data)
+			widenGo(want, dt, w.Data)
+			for i := range got {
+				g, h := got[i], want[i]
+				if g != g && h != h {
+					continue
+				}
+				if math.Float32bits(g) != math.Float32bits(h) {
+					t.Fatalf("%s %#04x: got %g (%#08x), want %g (%#08x)", dt, src[i], g, math.Float32bits(g), h, math.Float32bits(h))
+				}
+			}
+		}
+	})
+}
+
+// checkMatMul compares out with matMulRef's; the tolerance is relative to
+// the sum of |x_k·w_nk| (the scale of f32 summation error), 1e-5.
+func checkMatMul(t *testing.T, got []float32, x []float32, w *Tensor, T int) {
+	t.Helper()
+	N, K := w.Rows(), w.Cols()
+	want := make([]float32, T*N)
+	matMulRef(want, x, w, T)
+	row := make([]float32, K)
+	worst, worstAt := 0.0, -1
+	for n := 0; n < N; n++ {
+		widenGo(row, w.DType, w.Data[n*K*w.DType.Size():])
+		for tt := 0; tt < T; tt++ {
+			var mag float64
+			for k := 0; k < K; k++ {
+				mag += math.Abs(float64(x[tt*K+k]) * float64(row[k]))
+			}
+			i := tt*N + n
+			e := math.Abs(float64(got[i]-want[i])) / max(mag, 1e-30)
+			if e > worst || got[i] != got[i] {
+				worst, worstAt = e, i
+				if got[i] != got[i] {
+					worst = math.Inf(1)
+				}
+			}
+		}
+	}
+	if worst > 1e-5 {
+		t.Fatalf("%s N=%d K=%d T=%d: out[%d] = %g, want %g (relative error %.3g > 1e-5)",
+			w.DType, N, K, T, worstAt, got[worstAt], want[worstAt], worst)
+	}
+}
+
+func TestMatMul(t *testing.T) {
+	// Small tiles and grains so that odd shapes cross tile and worker
+	// boundaries.
+	defer func(a, b, c int) { matvecTileBytes, matvecMinBytes, gemmTileBytes = a, b, c }(matvecTileBytes, matvecMinBytes, gemmTileBytes)
+	matvecTileBytes, matvecMinBytes, gemmTileBytes = 4096, 1024, 8192
+	r := rand.New(rand.NewPCG(1, 2))
+	forEachLevel(t, func(t *testing.T) {
+		for _, dt := range []DType{BF16, F16, F32} {
+			for _, N := range []int{1, 3, 5, 17, 64, 100, 131} {
+				for _, K := range []int{1, 7, 15, 16, 31, 33, 64, 100, 577} {
+					w := randTensor(r, dt, N, K)
+					for _, T := range []int{1, 2, 7, 8, 64} {
+						x := randF32(r, T*K)
+						out := make([]float32, T*N)
+						for i := range out {
+							out[i] = float32(math.NaN()) // every element must be written
+						}
+						matMul(out, x, w, T)
+						checkMatMul(t, out, x, w, T)
+					}
+				}
+			}
+		}
+	})
+}
+
+// TestMatMulLarge runs the default tiling on model-sized shapes through
+// every path: decode, tiled small-T matvec and sgemm.
+func TestMatMulLarge(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, dt := range []DType{BF16, F16, F32} {
+		for _, s := range [][2]int{{576, 576}, {1536, 576}, {576, 1536}, {192, 576}, {1001, 333}} {
+			w := randTensor(r, dt, s[0], s[1])
+			for _, T := range []int{1, 3, 65} {
+				x := randF32(r, T*s[1])
+				out := make([]float32, T*s[0])
+				CPU{}.MatMul(out, x, w, T)
+				checkMatMul(t, out, x, w, T)
+			}
+		}
+	}
+}
+
+// within reports whether |got-want| ≤ rel·scale, treating NaN = NaN.
+func within(got, want float32, rel, scale float64) bool {
+	if got != got || want != want {
+		return got != got && want != want
+	}
+	if got == want {
+		return true
+	}
+	return math.Abs(float64(got)-float64(want)) <= rel*scale
+}
+
+func TestRMSNorm(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	forEachLevel(t, func(t *testing.T) {
+		for _, d := range []int{1, 7, 16, 33, 576, 1000} {
+			for _, rows := range []int{1, 3, 64} {
+				x := randF32(r, rows*d)
+				for i := range x {
+					x[i] *= 10
+				}
+				wt := randF32(r, d)
+				want := make([]float32, len(x))
+				rmsNormRef(want, x, wt, 1e-5)
+				got := make([]float32, len(x))
+				CPU{}.RMSNorm(got, x, wt, 1e-5)
+				CPU{}.RMSNorm(x, x, wt, 1e-5) // in place
+				for i := range got {
+					if !within(got[i], want[i], 1e-6, math.Abs(float64(want[i]))) || x[i] != got[i] {
+						t.Fatalf("d=%d rows=%d: out[%d] = %g (in place %g), want %g", d, rows, i, got[i], x[i], want[i])
+					}
+				}
+			}
+		}
+	})
+}
+
+func TestSwiGLU(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	special := []float32{0, float32(math.Copysign(0, -1)), 1e-30, -1e-30, 1, -1, 20, -20, 87, -87, 88.5, -88.5,
+		89, -89, 100, -100, 1e30, -1e30, float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN())}
+	forEachLevel(t, func(t *testing.T) {
+		for _, n := range []int{1, 7, 16, 33, 1536, 100003} {
+			g := randF32(r, n)
+			u := randF32(r, n)
+			for i := range g {
+				g[i] *= 8
+				if i < len(special) && n > 100 {
+					g[i] = special[i]
+				}
+			}
+			want := append([]float32(nil), g...)
+			swiGLURef(want, u)
+			got := append([]float32(nil), g...)
+			CPU{}.SwiGLU(got, u)
+			for i := range got {
+				// Beyond |g| ≈ 88 exp over/underflows at slightly different
+				// points; the result is then below 1e-30 either way.
+				if !within(got[i], want[i], 1e-6, math.Abs(float64(want[i]))) &&
+					!(math.Abs(float64(got[i])) < 1e-30 && math.Abs(float64(want[i])) < 1e-30) {
+					t.Fatalf("n=%d: silu(%g)·%g = %g, want %g", n, g[i], u[i], got[i], want[i])
+				}
+			}
+		}
+	})
+}
+
+func TestAddEmbed(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	forEachLevel(t, func(t *testing.T) {
+		for _, n := range []int{1, 15, 16, 17, 70000} {
+			a, b := randF32(r, n), randF32(r, n)
+			want := make([]float32, n)
+			for i := range want {
+				want[i] = a[i] + b[i]
+			}
+			CPU{}.Add(a, b)
+			for i := range a {
+				if a[i] != want[i] {
+					t.Fatalf("Add n=%d: [%d] = %g, want %g", n, i, a[i], want[i])
+				}
+			}
+		}
+		x := randF32(r, 3*37)
+		bias := randF32(r, 37)
+		want := append([]float32(nil), x...)
+		for i := range want {
+			want[i] += bias[i%37]
+		}
+		CPU{}.AddBias(x, bias)
+		for i := range x {
+			if x[i] != want[i] {
+				t.Fatalf("AddBias: [%d] = %g, want %g", i, x[i], want[i])
+			}
+		}
+		for _, dt := range []DType{BF16, F16, F32} {
+			table := randTensor(r, dt, 50, 37)
+			ids := []int{0, 49, 7, 7}
+			got := make([]float32, len(ids)*37)
+			CPU{}.Embed(got, table, ids)
+			for i, id := range ids {
+				wantRow := make([]float32, 37)
+				widenGo(wantRow, dt, table.Data[id*37*dt.Size():])
+				for j := range wantRow {
+					if got[i*37+j] != wantRow[j] {
+						t.Fatalf("Embed %s id %d [%d] = %g, want %g", dt, id, j, got[i*37+j], wantRow[j])
+					}
+				}
+			}
+		}
+	})
+}
+
+func TestAttention(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	type shape struct{ T, pos0, nHeads, nKV, headDim int }
+	shapes := []shape{
+		{1, 0, 9, 3, 64}, {1, 100, 9, 3, 64}, {1, 2047, 9, 3, 64}, {7, 5, 9, 3, 64},
+		{64, 0, 9, 3, 64}, {3, 10, 4, 4, 17}, {1, 33, 2, 1, 8}, {5, 0, 6, 2, 100},
+	}
+	forEachLevel(t, func(t *testing.T) {
+		for _, s := range shapes {
+			qs, kvs := s.nHeads*s.headDim, s.nKV*s.headDim
+			maxSeq := s.pos0 + s.T + 3
+			q := randF32(r, s.T*qs)
+			k := randF32(r, maxSeq*kvs)
+			v := randF32(r, maxSeq*kvs)
+			scale := float32(1 / math.Sqrt(float64(s.headDim)))
+			want := make([]float32, s.T*qs)
+			attentionRef(want, q, k, v, s.T, s.pos0, s.nHeads, s.nKV, s.headDim, scale)
+			got := make([]float32, s.T*qs)
+			CPU{}.Attention(got, q, k, v, s.T, s.pos0, s.nHeads, s.nKV, s.headDim, scale)
+			// The tolerance is relative to Σ_p w_p·|v_p[j]|, the scale of the
+			// output's rounding error (the reference's weights w_p are ≥ 0).
+			group := s.nHeads / s.nKV
+			for tt := 0; tt < s.T; tt++ {
+				n := s.pos0 + tt + 1
+				for h := 0; h < s.nHeads; h++ {
+					o := tt*qs + h*s.headDim
+					kvh := h / group
+					w := make([]float64, n)
+					var mx, sum float64 = math.Inf(-1), 0
+					for p := range w {
+						for j := 0; j < s.headDim; j++ {
+							w[p] += float64(q[o+j]) * float64(k[p*kvs+kvh*s.headDim+j])
+						}
+						w[p] *= float64(scale)
+						mx = max(mx, w[p])
+					}
+					for p := range w {
+						w[p] = math.Exp(w[p] - mx)
+						sum += w[p]
+					}
+					for j := 0; j < s.headDim; j++ {
+						var mag float64
+						for p := range w {
+							mag += w[p] / sum * math.Abs(float64(v[p*kvs+kvh*s.headDim+j]))
+						}
+						if !within(got[o+j], want[o+j], 1e-6, mag) {
+							t.Fatalf("%+v: t=%d head %d [%d] = %g, want %g (scale %g)", s, tt, h, j, got[o+j], want[o+j], mag)
+						}
+					}
+				}
+			}
+		}
+	})
+}

@@ -1,0 +1,60 @@
+//go:build !cgo
+
+package tensor
+
+import "encoding/binary"
+
+// Without cgo the kernels are plain Go with the reference's arithmetic, and
+// prefill runs the matvec kernel over L2-sized tiles instead of BLAS.
+const haveBLAS = false
+
+const (
+	levelScalar = 0
+	levelAVX2   = 1
+	levelAVX512 = 2
+)
+
+func kernelLevel() int                   { return levelScalar }
+func setKernelLevel(int) int             { return levelScalar }
+func blasCoreName() string               { return "none (built without cgo)" }
+func setBLASThreads(int)                 {}
+func xpLen(K int) int                    { return 0 }
+func matvecPrep(_, _ []float32, _ DType) {}
+
+func matvecRows(out []float32, w *Tensor, x, _ []float32, n0, n1 int) {
+	K := w.Cols()
+	row := make([]float32, K)
+	for n := n0; n < n1; n++ {
+		w.RowF32(n, row)
+		out[n] = dotF32(x[:K], row)
+	}
+}
+
+func widen(dst []float32, dt DType, src []byte) { widenGo(dst, dt, src) }
+
+func sgemmNT(int, int, int, []float32, int, []float32, int, []float32, int) {
+	panic("tensor: sgemm needs cgo and OpenBLAS")
+}
+
+func rmsNormRows(out, x, weight []float32, eps float32) { rmsNormRef(out, x, weight, eps) }
+func swiGLUKernel(gate, up []float32)                   { swiGLURef(gate, up) }
+
+func addKernel(dst, src []float32) {
+	for i := range dst {
+		dst[i] += src[i]
+	}
+}
+
+func attnKernel(out, q, k, v []float32, g, qStride, n, kvStride, hd int, scale float32, scores []float32) {
+	for h := 0; h < g; h++ {
+		attnHeadRef(out[h*qStride:h*qStride+hd], q[h*qStride:h*qStride+hd], k, v, n, kvStride, scale, scores[:n])
+	}
+}
+
+func sumBytes(b []byte) uint64 {
+	var s uint64
+	for i := 0; i+8 <= len(b); i += 8 {
+		s += binary.LittleEndian.Uint64(b[i:])
+	}
+	return s
+}
