@@ -1,0 +1,204 @@
+package tensor
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"testing"
+)
+
+// Benchmarks report GB/s of weights read (decode), GFLOP/s (prefill) and the
+// fraction of the machine's measured limit (read bandwidth, sgemm rate):
+//
+//	go test -run '^$' -bench . ./core/tensor/
+//	OPENBLAS_CORETYPE= OPENBLAS_L2_SIZE= env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE go test -run '^$' -bench . ./core/tensor/
+
+var (
+	limitsOnce sync.Once
+	readBW     float64 // bytes/s
+	sgemmRate  float64 // GFLOP/s
+)
+
+func limits(b *testing.B) (bw, gflops float64) {
+	b.StopTimer()
+	defer b.StartTimer()
+	limitsOnce.Do(func() {
+		readBW = MeasureCopyBandwidth()
+		sgemmRate = MeasureSgemmGFLOPS()
+		runtime.GC()
+	})
+	return readBW, sgemmRate
+}
+
+// SmolLM2-135M's projection shapes (N, K), and its LM head.
+var smolShapes = [][2]int{{576, 576}, {1536, 576}, {576, 1536}, {49152, 576}}
+
+func BenchmarkLimits(b *testing.B) {
+	bw, gf := limits(b)
+	for range b.N {
+	}
+	b.ReportMetric(bw/1e9, "readGB/s")
+	b.ReportMetric(gf, "sgemmGFLOP/s")
+	b.Logf("OpenBLAS core %s, kernel level %d, Threads %d", blasCoreName(), kernelLevel(), Threads)
+}
+
+// BenchmarkMemcpy is copy() of 128 MiB halves on every worker, in GB/s of
+// bytes read plus written.
+func BenchmarkMemcpy(b *testing.B) {
+	const size = 128 << 20
+	src, dst := make([]byte, size), make([]byte, size)
+	for i := range src {
+		src[i] = byte(i)
+	}
+	copy(dst, src)
+	b.SetBytes(2 * size)
+	b.ResetTimer()
+	for range b.N {
+		parallelChunks(size, 1<<20, 4096, func(lo, hi int) { copy(dst[lo:hi], src[lo:hi]) })
+	}
+}
+
+// BenchmarkMatVec is decode, T = 1, on one matrix: small ones stay in L2/L3
+// between iterations, so their GB/s may exceed the memory's.
+func BenchmarkMatVec(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	for _, dt := range []DType{BF16, F16, F32} {
+		for _, s := range smolShapes {
+			w := randTensor(r, dt, s[0], s[1])
+			x := randF32(r, s[1])
+			out := make([]float32, s[0])
+			b.Run(fmt.Sprintf("%s/%dx%d", dt, s[0], s[1]), func(b *testing.B) {
+				bw, _ := limits(b)
+				b.SetBytes(int64(len(w.Data)))
+				for range b.N {
+					matMul(out, x, w, 1)
+				}
+				gbs := float64(len(w.Data)) * float64(b.N) / b.Elapsed().Seconds()
+				b.ReportMetric(gbs/1e9, "GB/s")
+				b.ReportMetric(gbs/bw, "of_readBW")
+			})
+		}
+	}
+}
+
+// BenchmarkMatVecRef is the pure-Go reference on the same shapes, for scale.
+func BenchmarkMatVecRef(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	for _, dt := range []DType{BF16, F16, F32} {
+		s := smolShapes[1]
+		w := randTensor(r, dt, s[0], s[1])
+		x := randF32(r, s[1])
+		out := make([]float32, s[0])
+		b.Run(fmt.Sprintf("%s/%dx%d", dt, s[0], s[1]), func(b *testing.B) {
+			b.SetBytes(int64(len(w.Data)))
+			for range b.N {
+				matMulRef(out, x, w, 1)
+			}
+		})
+	}
+}
+
+// BenchmarkDecodeModel runs the matvecs of one SmolLM2-135M token (30 layers
+// of q, k, v, o, gate, up, down, then the tied LM head): 134.5M weights,
+// 269 MB in 16 bits, streamed from memory as in real decode. tok/s counts
+// matmuls only.
+func BenchmarkDecodeModel(b *testing.B) {
+	r := rand.New(rand.NewPCG(2, 2))
+	type mat struct{ n, k int }
+	layer := []mat{{576, 576}, {192, 576}, {192, 576}, {576, 576}, {1536, 576}, {1536, 576}, {576, 1536}}
+	for _, dt := range []DType{BF16, F16, F32} {
+		var ws []*Tensor
+		var bytes int64
+		for range 30 {
+			for _, m := range layer {
+				ws = append(ws, randTensor(r, dt, m.n, m.k))
+			}
+		}
+		ws = append(ws, randTensor(r, dt, 49152, 576))
+		for _, w := range ws {
+			bytes += int64(len(w.Data))
+		}
+		x := randF32(r, 1536)
+		out := make([]float32, 49152)
+		b.Run(dt.String(), func(b *testing.B) {
+			bw, _ := limits(b)
+			b.SetBytes(bytes)
+			for range b.N {
+				for _, w := range ws {
+					matMul(out, x, w, 1)
+				}
+			}
+			sec := b.Elapsed().Seconds() / float64(b.N)
+			b.ReportMetric(float64(bytes)/sec/1e9, "GB/s")
+			b.ReportMetric(float64(bytes)/sec/bw, "of_readBW")
+			b.ReportMetric(1/sec, "tok/s")
+		})
+		ws = nil
+		runtime.GC()
+	}
+}
+
+// BenchmarkPrefill is MatMul at T = 128 (and T = 4, the tiled matvec path).
+func BenchmarkPrefill(b *testing.B) {
+	r := rand.New(rand.NewPCG(3, 3))
+	for _, dt := range []DType{BF16, F16, F32} {
+		for _, s := range smolShapes {
+			w := randTensor(r, dt, s[0], s[1])
+			for _, T := range []int{4, 128} {
+				x := randF32(r, T*s[1])
+				out := make([]float32, T*s[0])
+				b.Run(fmt.Sprintf("%s/%dx%d/T=%d", dt, s[0], s[1], T), func(b *testing.B) {
+					_, gf := limits(b)
+					for range b.N {
+						matMul(out, x, w, T)
+					}
+					flops := 2 * float64(T) * float64(s[0]) * float64(s[1])
+					rate := flops * float64(b.N) / b.Elapsed().Seconds() / 1e9
+					b.ReportMetric(rate, "GFLOP/s")
+					b.ReportMetric(rate/gf, "of_sgemm")
+				})
+			}
+		}
+	}
+}
+
+func BenchmarkOps(b *testing.B) {
+	r := rand.New(rand.NewPCG(4, 4))
+	c := CPU{}
+	for _, T := range []int{1, 128} {
+		x := randF32(r, T*576)
+		wt := randF32(r, 576)
+		b.Run(fmt.Sprintf("RMSNorm/T=%d", T), func(b *testing.B) {
+			b.SetBytes(int64(8 * len(x)))
+			for range b.N {
+				c.RMSNorm(x, x, wt, 1e-5)
+			}
+		})
+		g, u := randF32(r, T*1536), randF32(r, T*1536)
+		b.Run(fmt.Sprintf("SwiGLU/T=%d", T), func(b *testing.B) {
+			b.SetBytes(int64(12 * len(g)))
+			for range b.N {
+				copy(g, u)
+				c.SwiGLU(g, u)
+			}
+		})
+	}
+	// Attention as SmolLM2-135M: 9 heads, 3 KV heads, head dim 64.
+	for _, s := range [][2]int{{1, 2047}, {1, 255}, {128, 0}} {
+		T, pos0 := s[0], s[1]
+		q := randF32(r, T*9*64)
+		k, v := randF32(r, (pos0+T)*3*64), randF32(r, (pos0+T)*3*64)
+		out := make([]float32, T*9*64)
+		b.Run(fmt.Sprintf("Attention/T=%d/pos0=%d", T, pos0), func(b *testing.B) {
+			for range b.N {
+				c.Attention(out, q, k, v, T, pos0, 9, 3, 64, 0.125)
+			}
+		})
+		b.Run(fmt.Sprintf("AttentionRef/T=%d/pos0=%d", T, pos0), func(b *testing.B) {
+			for range b.N {
+				attentionRef(out, q, k, v, T, pos0, 9, 3, 64, 0.125)
+			}
+		})
+	}
+}
