@@ -67,3 +67,7 @@ func (r *ropeTables) upTo(n int) (cos, sin []float32) {
 	}
 	return r.cos, r.sin
 }
+
+// Rope returns cos/sin tables, (positions, headDim/2), covering positions
+// [0, n); valid until the next call that grows them.
+func (m *Model) Rope(n int) (cos, sin []float32) { return m.rope.upTo(n) }

@@ -1,0 +1,202 @@
+package train
+
+import (
+	"math"
+
+	"distill/core/lora"
+	"distill/core/model"
+	"distill/core/tensor"
+)
+
+// acts are one layer's saved activations for n tokens.
+type acts struct {
+	n            int
+	h1, h2       []float32    // (n, D) normed inputs of attention and MLP
+	rstd1, rstd2 []float32    // (n)
+	u            [7][]float32 // (n, r) per module: x·Aᵀ, the adapter's inner activation
+	qPre, kPre   []float32    // (n, H·hd), (n, KV·hd) before q/k norm (Qwen3)
+	rstdQ, rstdK []float32    // (n·H), (n·KV)
+	q, k, v      []float32    // after norm and RoPE
+	att          []float32    // (n, H·hd) attention output, o_proj's input
+	lse          []float32    // (n, H)
+	xMid         []float32    // (n, D) residual after attention
+	g, up        []float32    // (n, F) gate and up projections
+	a            []float32    // (n, F) silu(g)·up, down_proj's input
+}
+
+func newActs(c *model.Config, n, r int, qkNorm bool) *acts {
+	D, F := c.HiddenSize, c.IntermediateSize
+	qO, kvO := c.NumHeads*c.HeadDim, c.NumKVHeads*c.HeadDim
+	a := &acts{n: n,
+		h1: make([]float32, n*D), h2: make([]float32, n*D), rstd1: make([]float32, n), rstd2: make([]float32, n),
+		q: make([]float32, n*qO), k: make([]float32, n*kvO), v: make([]float32, n*kvO),
+		att: make([]float32, n*qO), lse: make([]float32, n*c.NumHeads), xMid: make([]float32, n*D),
+		g: make([]float32, n*F), up: make([]float32, n*F), a: make([]float32, n*F),
+	}
+	for i := range a.u {
+		a.u[i] = make([]float32, n*r)
+	}
+	if qkNorm {
+		a.qPre, a.kPre = make([]float32, n*qO), make([]float32, n*kvO)
+		a.rstdQ, a.rstdK = make([]float32, n*c.NumHeads), make([]float32, n*c.NumKVHeads)
+	}
+	return a
+}
+
+// Module indices into acts.u and the adapter's per-layer pairs.
+const (
+	mQ = iota
+	mK
+	mV
+	mO
+	mGate
+	mUp
+	mDown
+)
+
+// linearFwd: y(n, out) = x(n, in)·Wᵀ + bias + s·(x·Aᵀ)·Bᵀ, saving u = x·Aᵀ.
+func (nt *Net) linearFwd(y, x []float32, n int, w *tensor.Tensor, bias []float32, p *lora.Pair, u []float32) {
+	nt.Be.MatMul(y, x, w, n)
+	if bias != nil {
+		nt.Be.AddBias(y, bias)
+	}
+	if p != nil {
+		r := nt.Adapter.Config.R
+		tensor.Gemm(false, true, n, r, p.In, 1, x, p.In, p.A, p.In, 0, u, r)
+		tensor.Gemm(false, true, n, p.Out, r, nt.Adapter.Config.Scaling(), u, r, p.B, r, 1, y, p.Out)
+	}
+}
+
+// linearBwd adds to dx(n, in) the gradient through the frozen W and the
+// adapter, and to the adapter's gradients gp:
+// du = s·dy·B, dB += s·dyᵀ·u, dA += duᵀ·x, dx += dy·W + du·A.
+func (nt *Net) linearBwd(dx, dy, x []float32, n int, w *tensor.Tensor, p, gp *lora.Pair, u, du []float32) {
+	tensor.MatMulTAdd(dx, dy, w, n)
+	if p == nil {
+		return
+	}
+	r, s := nt.Adapter.Config.R, nt.Adapter.Config.Scaling()
+	tensor.Gemm(false, false, n, r, p.Out, s, dy, p.Out, p.B, r, 0, du, r)
+	tensor.Gemm(true, false, p.Out, r, n, s, dy, p.Out, u, r, 1, gp.B, r)
+	tensor.Gemm(true, false, r, p.In, n, 1, du, r, x, p.In, 1, gp.A, p.In)
+	tensor.Gemm(false, false, n, p.In, r, 1, du, r, p.A, p.In, 1, dx, p.In)
+}
+
+// layerFwd runs decoder layer l on x(n, D) in place (x becomes the layer's
+// output), saving activations into a.
+func (nt *Net) layerFwd(l int, x []float32, b *Batch, a *acts) {
+	c := &nt.M.Config
+	L := &nt.M.Layers[l]
+	P := nt.Adapter.Layers[l]
+	n, D := b.Len(), c.HiddenSize
+	nH, nKV, hd := c.NumHeads, c.NumKVHeads, c.HeadDim
+	eps := float32(c.RMSNormEps)
+	cos, sin := nt.M.Rope(maxPos(b) + 1)
+
+	rmsNormFwd(a.h1, a.rstd1, x, L.AttnNorm, eps)
+	q, k := a.q, a.k
+	if L.QNorm != nil {
+		q, k = a.qPre, a.kPre
+	}
+	nt.linearFwd(q, a.h1, n, L.Q, L.QBias, P[mQ], a.u[mQ])
+	nt.linearFwd(k, a.h1, n, L.K, L.KBias, P[mK], a.u[mK])
+	nt.linearFwd(a.v, a.h1, n, L.V, L.VBias, P[mV], a.u[mV])
+	if L.QNorm != nil {
+		rmsNormFwd(a.q, a.rstdQ, a.qPre, L.QNorm, eps)
+		rmsNormFwd(a.k, a.rstdK, a.kPre, L.KNorm, eps)
+	}
+	ropeAt(a.q, n, nH, hd, b.Pos, cos, sin, false)
+	ropeAt(a.k, n, nKV, hd, b.Pos, cos, sin, false)
+	attnFwd(a.att, a.lse, a.q, a.k, a.v, nt.attnShape(b))
+
+	o := a.xMid // o_proj output, then the residual sum in place
+	nt.linearFwd(o, a.att, n, L.O, L.OBias, P[mO], a.u[mO])
+	for i := range o[:n*D] {
+		o[i] += x[i]
+	}
+	rmsNormFwd(a.h2, a.rstd2, a.xMid, L.MLPNorm, eps)
+	nt.linearFwd(a.g, a.h2, n, L.Gate, nil, P[mGate], a.u[mGate])
+	nt.linearFwd(a.up, a.h2, n, L.Up, nil, P[mUp], a.u[mUp])
+	swigluFwd(a.a, a.g, a.up)
+	nt.linearFwd(x, a.a, n, L.Down, nil, P[mDown], a.u[mDown])
+	for i := range x[:n*D] {
+		x[i] += a.xMid[i]
+	}
+}
+
+// scratch holds backward's temporaries for one layer.
+type scratch struct {
+	dA, dG, dUp  []float32 // (n, F)
+	dH           []float32 // (n, D)
+	dAtt, dQ     []float32 // (n, H·hd)
+	dK, dV       []float32 // (n, KV·hd)
+	dQPre, dKPre []float32
+	du           []float32 // (n, r)
+}
+
+func newScratch(c *model.Config, n, r int) *scratch {
+	D, F := c.HiddenSize, c.IntermediateSize
+	qO, kvO := c.NumHeads*c.HeadDim, c.NumKVHeads*c.HeadDim
+	return &scratch{
+		dA: make([]float32, n*F), dG: make([]float32, n*F), dUp: make([]float32, n*F),
+		dH: make([]float32, n*D), dAtt: make([]float32, n*qO), dQ: make([]float32, n*qO),
+		dK: make([]float32, n*kvO), dV: make([]float32, n*kvO),
+		dQPre: make([]float32, n*qO), dKPre: make([]float32, n*kvO),
+		du: make([]float32, n*r),
+	}
+}
+
+// layerBwd turns dx (n, D), the gradient at layer l's output, into the
+// gradient at its input (in place), accumulating adapter gradients. xIn is
+// the layer's input and a its saved activations.
+func (nt *Net) layerBwd(l int, dx, xIn []float32, b *Batch, a *acts, s *scratch) {
+	c := &nt.M.Config
+	L := &nt.M.Layers[l]
+	P, G := nt.Adapter.Layers[l], nt.gPairs[l]
+	n, D := b.Len(), c.HiddenSize
+	nH, nKV, hd := c.NumHeads, c.NumKVHeads, c.HeadDim
+	cos, sin := nt.M.Rope(maxPos(b) + 1)
+
+	// MLP: out = xMid + down(silu(g)·up(h2)); dx is d out.
+	clear(s.dA)
+	nt.linearBwd(s.dA, dx, a.a, n, L.Down, P[mDown], G[mDown], a.u[mDown], s.du)
+	swigluBwd(s.dG, s.dUp, s.dA, a.g, a.up)
+	clear(s.dH[:n*D])
+	nt.linearBwd(s.dH, s.dG, a.h2, n, L.Gate, P[mGate], G[mGate], a.u[mGate], s.du)
+	nt.linearBwd(s.dH, s.dUp, a.h2, n, L.Up, P[mUp], G[mUp], a.u[mUp], s.du)
+	rmsNormBwd(dx, nil, s.dH, a.xMid, L.MLPNorm, a.rstd2) // dx is now d xMid
+
+	// Attention: xMid = xIn + o(attn(q, k, v)).
+	clear(s.dAtt)
+	nt.linearBwd(s.dAtt, dx, a.att, n, L.O, P[mO], G[mO], a.u[mO], s.du)
+	attnBwd(s.dQ, s.dK, s.dV, s.dAtt, a.q, a.k, a.v, a.att, a.lse, nt.attnShape(b))
+	ropeAt(s.dQ, n, nH, hd, b.Pos, cos, sin, true)
+	ropeAt(s.dK, n, nKV, hd, b.Pos, cos, sin, true)
+	dq, dk := s.dQ, s.dK
+	if L.QNorm != nil {
+		clear(s.dQPre)
+		clear(s.dKPre)
+		rmsNormBwd(s.dQPre, nil, s.dQ, a.qPre, L.QNorm, a.rstdQ)
+		rmsNormBwd(s.dKPre, nil, s.dK, a.kPre, L.KNorm, a.rstdK)
+		dq, dk = s.dQPre, s.dKPre
+	}
+	clear(s.dH[:n*D])
+	nt.linearBwd(s.dH, dq, a.h1, n, L.Q, P[mQ], G[mQ], a.u[mQ], s.du)
+	nt.linearBwd(s.dH, dk, a.h1, n, L.K, P[mK], G[mK], a.u[mK], s.du)
+	nt.linearBwd(s.dH, s.dV, a.h1, n, L.V, P[mV], G[mV], a.u[mV], s.du)
+	rmsNormBwd(dx, nil, s.dH, xIn, L.AttnNorm, a.rstd1) // dx is now d xIn
+}
+
+func (nt *Net) attnShape(b *Batch) attnShape {
+	c := &nt.M.Config
+	return attnShape{n: b.Len(), nH: c.NumHeads, nKV: c.NumKVHeads, hd: c.HeadDim, segStart: b.SegStart,
+		scale: float32(1 / math.Sqrt(float64(c.HeadDim)))}
+}
+
+func maxPos(b *Batch) int {
+	m := 0
+	for _, p := range b.Pos {
+		m = max(m, p)
+	}
+	return m
+}

@@ -1,0 +1,100 @@
+// Package train trains LoRA adapters (over a frozen, possibly quantized base)
+// with an explicit forward and backward for every op, as llm.c does: each
+// layer's forward saves what its backward needs, nothing else.
+package train
+
+import (
+	"fmt"
+
+	"distill/core/lora"
+	"distill/core/model"
+	"distill/core/tensor"
+)
+
+// Net is a model under training: the frozen base, the adapter being trained
+// and its gradient buffer (the same layout as the adapter's parameters).
+type Net struct {
+	M       *model.Model
+	Be      tensor.Backend
+	Adapter *lora.Adapter
+	Grads   []float32      // d loss / d Adapter.Params
+	gPairs  [][]*lora.Pair // views of Grads, per layer and module
+
+	// Checkpoint recomputes each layer's forward during backward instead of
+	// keeping its activations: memory O(layers × tokens × hidden) for the
+	// layer inputs plus one layer's activations, at ~1.3× the compute.
+	Checkpoint bool
+}
+
+// NewNet wraps a model and an adapter built for it.
+func NewNet(be tensor.Backend, m *model.Model, a *lora.Adapter) (*Net, error) {
+	if len(a.Layers) != len(m.Layers) {
+		return nil, fmt.Errorf("adapter has %d layers, model %d", len(a.Layers), len(m.Layers))
+	}
+	n := &Net{M: m, Be: be, Adapter: a, Grads: make([]float32, len(a.Params))}
+	n.gPairs = a.Mirror(n.Grads)
+	return n, nil
+}
+
+// ZeroGrads clears the gradient buffer (start of an optimizer step).
+func (n *Net) ZeroGrads() { clear(n.Grads) }
+
+// Batch is a flattened token stream. Rows of a padded batch and examples
+// packed into one row are alike: each is a segment, attention never crosses
+// a segment boundary, and positions restart at 0 in each.
+type Batch struct {
+	IDs      []int // (n) input tokens
+	Targets  []int // (n) the token to predict after position i, or -1 for no loss
+	Pos      []int // (n) position ids
+	SegStart []int // (n) index of the first token of i's segment
+}
+
+// Len is the number of tokens.
+func (b *Batch) Len() int { return len(b.IDs) }
+
+// Counted is the number of positions that carry a loss.
+func (b *Batch) Counted() int {
+	c := 0
+	for _, t := range b.Targets {
+		if t >= 0 {
+			c++
+		}
+	}
+	return c
+}
+
+// AddSequence appends one example: ids, and mask[t] = true where ids[t]
+// should be predicted from ids[:t] (mask[0] is ignored: nothing precedes it).
+func (b *Batch) AddSequence(ids []int, mask []bool) {
+	start := len(b.IDs)
+	for t, id := range ids {
+		b.IDs = append(b.IDs, id)
+		b.Pos = append(b.Pos, t)
+		b.SegStart = append(b.SegStart, start)
+		target := -1
+		if t+1 < len(ids) && mask[t+1] {
+			target = ids[t+1]
+		}
+		b.Targets = append(b.Targets, target)
+	}
+}
+
+// Validate checks ids against the vocabulary and the stream's consistency.
+func (b *Batch) Validate(vocab int) error {
+	n := len(b.IDs)
+	if len(b.Targets) != n || len(b.Pos) != n || len(b.SegStart) != n {
+		return fmt.Errorf("batch: ids, targets, positions and segments differ in length")
+	}
+	for i := 0; i < n; i++ {
+		if b.IDs[i] < 0 || b.IDs[i] >= vocab {
+			return fmt.Errorf("batch: token id %d at %d outside the vocabulary [0, %d)", b.IDs[i], i, vocab)
+		}
+		if b.Targets[i] >= vocab {
+			return fmt.Errorf("batch: target id %d at %d outside the vocabulary [0, %d)", b.Targets[i], i, vocab)
+		}
+		if s := b.SegStart[i]; s > i || s < 0 || (i > 0 && s != i && s != b.SegStart[i-1]) || b.Pos[i] != i-s {
+			return fmt.Errorf("batch: position %d: segment start %d and position id %d are inconsistent", i, s, b.Pos[i])
+		}
+	}
+	return nil
+}
