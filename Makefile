@@ -64,6 +64,7 @@ bench: build
 # float64, transformers.js, @huggingface/jinja). Commit the result.
 goldens: deps-py tools
 	$(PYTHON) tools/torchref/make_goldens.py
+	$(PYTHON) tools/torchref/train_goldens.py
 	cd tools/js && node tokenizer_goldens.mjs && node chat_goldens.mjs
 
 vet:

@@ -1,0 +1,97 @@
+package train
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+)
+
+// Event is what training reports after each optimizer step. Every front end
+// (CLI progress, TUI, the run store) consumes the same stream.
+type Event struct {
+	Step, TotalSteps int
+	Loss             float64 // mean token loss over the step's micro-batches
+	LR               float64
+	GradNorm         float64 // before clipping
+	Tokens           int     // tokens processed in the step
+	TokensPerSec     float64
+	Elapsed          time.Duration
+	RSS              int64 // resident memory, bytes
+}
+
+// Config is one training run's loop settings.
+type Config struct {
+	Steps       int     // optimizer steps
+	Accum       int     // micro-batches per optimizer step (gradient accumulation)
+	MaxGradNorm float64 // global-norm clipping; 0 disables
+	Schedule    Schedule
+	WeightDecay float64
+}
+
+// Batches yields micro-batches in order; it decides padding and packing.
+type Batches interface {
+	Next() (*Batch, error)
+}
+
+// Train runs cfg.Steps optimizer steps of opt over net's adapter, sending an
+// Event per step on events (if non-nil; sends block, so a consumer sees
+// every step). It stops early, without error, when ctx is cancelled, leaving
+// the adapter as of the last completed step.
+func Train(ctx context.Context, net *Net, opt *AdamW, cfg Config, data Batches, events chan<- Event) error {
+	if cfg.Accum <= 0 {
+		cfg.Accum = 1
+	}
+	if err := cfg.Schedule.Validate(); err != nil {
+		return err
+	}
+	start := time.Now()
+	for step := opt.Step; step < cfg.Steps; step++ {
+		if ctx.Err() != nil {
+			return nil
+		}
+		t0 := time.Now()
+		micro := make([]*Batch, cfg.Accum)
+		denom, tokens := 0, 0
+		for i := range micro {
+			b, err := data.Next()
+			if err != nil {
+				return fmt.Errorf("step %d: %w", step+1, err)
+			}
+			micro[i] = b
+			denom += b.Counted()
+			tokens += b.Len()
+		}
+		if denom == 0 {
+			return fmt.Errorf("step %d: no token in the batch carries a loss (check the loss masks)", step+1)
+		}
+		net.ZeroGrads()
+		var lossSum float64
+		for _, b := range micro {
+			s, err := net.Step(b, denom)
+			if err != nil {
+				return fmt.Errorf("step %d: %w", step+1, err)
+			}
+			lossSum += s
+		}
+		loss := lossSum / float64(denom)
+		if math.IsNaN(loss) || math.IsInf(loss, 0) {
+			return fmt.Errorf("step %d: loss is %v: lower the learning rate or check the data", step+1, loss)
+		}
+		norm := ClipGradNorm(net.Grads, cfg.MaxGradNorm)
+		lr := cfg.Schedule.LR(step)
+		if err := opt.Update(net.Adapter.Params, net.Grads, lr); err != nil {
+			return err
+		}
+		if events != nil {
+			ev := Event{Step: step + 1, TotalSteps: cfg.Steps, Loss: loss, LR: lr, GradNorm: norm, Tokens: tokens,
+				TokensPerSec: float64(tokens) / time.Since(t0).Seconds(), Elapsed: time.Since(start), RSS: ResidentBytes()}
+			select {
+			case events <- ev:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	}
+	return nil
+}
