@@ -2,6 +2,7 @@ package tensor
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 )
 
@@ -117,16 +118,40 @@ func gemmColumns(out, x []float32, w *Tensor, T, n0, n1 int) {
 	}
 }
 
-var scratchPool sync.Pool // of *[]float32
+// Scratch buffers (widened tiles of W, de-interleaved x) are kept in a small
+// free list rather than a sync.Pool: the pool is emptied at every garbage
+// collection, and reallocating 2 MiB tiles on each call after that made the
+// collector run often enough to halve prefill throughput.
+var scratch struct {
+	sync.Mutex
+	free []*[]float32
+}
 
-// getScratch returns a pooled buffer of n floats (contents undefined).
+// getScratch returns a buffer of n floats (contents undefined).
 func getScratch(n int) *[]float32 {
-	if p, ok := scratchPool.Get().(*[]float32); ok && cap(*p) >= n {
-		*p = (*p)[:n]
-		return p
+	scratch.Lock()
+	for i := len(scratch.free) - 1; i >= 0; i-- {
+		if p := scratch.free[i]; cap(*p) >= n {
+			scratch.free = append(scratch.free[:i], scratch.free[i+1:]...)
+			scratch.Unlock()
+			*p = (*p)[:n]
+			return p
+		}
 	}
+	scratch.Unlock()
 	s := make([]float32, n)
 	return &s
 }
 
-func putScratch(p *[]float32) { scratchPool.Put(p) }
+// putScratch returns a buffer to the free list, which keeps the largest
+// 2·Threads+4 buffers.
+func putScratch(p *[]float32) {
+	scratch.Lock()
+	defer scratch.Unlock()
+	scratch.free = append(scratch.free, p)
+	slices.SortFunc(scratch.free, func(a, b *[]float32) int { return cap(*b) - cap(*a) })
+	if keep := 2*Threads + 4; len(scratch.free) > keep {
+		clear(scratch.free[keep:])
+		scratch.free = scratch.free[:keep]
+	}
+}
