@@ -9,7 +9,7 @@ import (
 // MeasureCopyBandwidth returns the machine's read bandwidth in bytes/s, the
 // limit of decode's matvec (which only reads its weights): Threads goroutines
 // each sum their share of a 256 MiB buffer (much larger than the caches) with
-// the widest vector loads the CPU has; the best of 5 passes. It allocates and
+// the widest vector loads the CPU has; the best of 10 passes. It allocates and
 // touches the buffer on each call (about half a second), after a garbage
 // collection so that the collector's workers do not share the cores.
 func MeasureCopyBandwidth() (bytesPerSec float64) {
@@ -21,7 +21,7 @@ func MeasureCopyBandwidth() (bytesPerSec float64) {
 	}
 	best := 0.0
 	var sink atomic.Uint64 // keeps the sums live
-	for range 5 {
+	for range 10 {
 		start := time.Now()
 		parallelChunks(size, 1<<20, 4096, func(lo, hi int) { sink.Add(sumBytes(buf[lo:hi])) })
 		best = max(best, size/time.Since(start).Seconds())
