@@ -24,21 +24,23 @@ type acts struct {
 	a            []float32    // (n, F) silu(g)·up, down_proj's input
 }
 
-func newActs(c *model.Config, n, r int, qkNorm bool) *acts {
+func newActs(ar *arena, c *model.Config, n, r int, targeted [7]bool, qkNorm bool) *acts {
 	D, F := c.HiddenSize, c.IntermediateSize
 	qO, kvO := c.NumHeads*c.HeadDim, c.NumKVHeads*c.HeadDim
 	a := &acts{n: n,
-		h1: make([]float32, n*D), h2: make([]float32, n*D), rstd1: make([]float32, n), rstd2: make([]float32, n),
-		q: make([]float32, n*qO), k: make([]float32, n*kvO), v: make([]float32, n*kvO),
-		att: make([]float32, n*qO), lse: make([]float32, n*c.NumHeads), xMid: make([]float32, n*D),
-		g: make([]float32, n*F), up: make([]float32, n*F), a: make([]float32, n*F),
+		h1: ar.take(n * D), h2: ar.take(n * D), rstd1: ar.take(n), rstd2: ar.take(n),
+		q: ar.take(n * qO), k: ar.take(n * kvO), v: ar.take(n * kvO),
+		att: ar.take(n * qO), lse: ar.take(n * c.NumHeads), xMid: ar.take(n * D),
+		g: ar.take(n * F), up: ar.take(n * F), a: ar.take(n * F),
 	}
 	for i := range a.u {
-		a.u[i] = make([]float32, n*r)
+		if targeted[i] {
+			a.u[i] = ar.take(n * r)
+		}
 	}
 	if qkNorm {
-		a.qPre, a.kPre = make([]float32, n*qO), make([]float32, n*kvO)
-		a.rstdQ, a.rstdK = make([]float32, n*c.NumHeads), make([]float32, n*c.NumKVHeads)
+		a.qPre, a.kPre = ar.take(n*qO), ar.take(n*kvO)
+		a.rstdQ, a.rstdK = ar.take(n*c.NumHeads), ar.take(n*c.NumKVHeads)
 	}
 	return a
 }
@@ -134,15 +136,15 @@ type scratch struct {
 	du           []float32 // (n, r)
 }
 
-func newScratch(c *model.Config, n, r int) *scratch {
+func newScratch(ar *arena, c *model.Config, n, r int) *scratch {
 	D, F := c.HiddenSize, c.IntermediateSize
 	qO, kvO := c.NumHeads*c.HeadDim, c.NumKVHeads*c.HeadDim
 	return &scratch{
-		dA: make([]float32, n*F), dG: make([]float32, n*F), dUp: make([]float32, n*F),
-		dH: make([]float32, n*D), dAtt: make([]float32, n*qO), dQ: make([]float32, n*qO),
-		dK: make([]float32, n*kvO), dV: make([]float32, n*kvO),
-		dQPre: make([]float32, n*qO), dKPre: make([]float32, n*kvO),
-		du: make([]float32, n*r),
+		dA: ar.take(n * F), dG: ar.take(n * F), dUp: ar.take(n * F),
+		dH: ar.take(n * D), dAtt: ar.take(n * qO), dQ: ar.take(n * qO),
+		dK: ar.take(n * kvO), dV: ar.take(n * kvO),
+		dQPre: ar.take(n * qO), dKPre: ar.take(n * kvO),
+		du: ar.take(n * r),
 	}
 }
 

@@ -24,6 +24,8 @@ type Net struct {
 	// keeping its activations: memory O(layers × tokens × hidden) for the
 	// layer inputs plus one layer's activations, at ~1.3× the compute.
 	Checkpoint bool
+
+	buf []float32 // the workspace: every activation and temporary of a Step
 }
 
 // NewNet wraps a model and an adapter built for it.

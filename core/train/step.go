@@ -22,64 +22,51 @@ func (nt *Net) Step(b *Batch, denom int) (lossSum float64, err error) {
 	if err := nt.M.CheckContext(maxPos(b) + 1); err != nil {
 		return 0, err
 	}
-	n, D, nL := b.Len(), c.HiddenSize, len(nt.M.Layers)
-	r := nt.Adapter.Config.R
-	qkNorm := nt.M.Arch.QKNorm
+	n, nL := b.Len(), len(nt.M.Layers)
+	ws := nt.workspace(n)
 
 	// Forward, keeping every layer's input (the checkpoints).
-	xs := make([][]float32, nL+1)
-	x := make([]float32, n*D)
+	x := ws.xs[nL]
 	nt.Be.Embed(x, nt.M.Embed, b.IDs)
-	layerActs := make([]*acts, nL)
 	for l := 0; l < nL; l++ {
-		xs[l] = append([]float32(nil), x...)
-		if nt.Checkpoint && l > 0 {
-			layerActs[l] = layerActs[0] // one buffer, refilled in backward
-		} else {
-			layerActs[l] = newActs(c, n, r, qkNorm)
-		}
-		nt.layerFwd(l, x, b, layerActs[l])
+		copy(ws.xs[l], x)
+		nt.layerFwd(l, x, b, ws.layerActs(l))
 	}
-	xs[nL] = x
 
 	// Final norm, chunked cross-entropy, and its gradient.
-	hf := make([]float32, n*D)
-	rstd := make([]float32, n)
-	rmsNormFwd(hf, rstd, x, nt.M.Norm, float32(c.RMSNormEps))
-	dhf := make([]float32, n*D)
-	lossSum = nt.crossEntropy(hf, dhf, b.Targets, 1/float32(denom))
-	dx := make([]float32, n*D)
-	rmsNormBwd(dx, nil, dhf, x, nt.M.Norm, rstd)
+	rmsNormFwd(ws.hf, ws.rstd, x, nt.M.Norm, float32(c.RMSNormEps))
+	clear(ws.dhf)
+	lossSum = nt.crossEntropy(ws, b.Targets, 1/float32(denom))
+	dx := ws.dx
+	clear(dx)
+	rmsNormBwd(dx, nil, ws.dhf, x, nt.M.Norm, ws.rstd)
 
 	// Backward through the layers, recomputing activations when checkpointing.
-	s := newScratch(c, n, r)
-	tmp := make([]float32, n*D)
 	for l := nL - 1; l >= 0; l-- {
-		a := layerActs[l]
+		a := ws.layerActs(l)
 		if nt.Checkpoint && l < nL-1 {
-			copy(tmp, xs[l])
-			nt.layerFwd(l, tmp, b, a)
+			copy(ws.tmp, ws.xs[l])
+			nt.layerFwd(l, ws.tmp, b, a)
 		}
-		nt.layerBwd(l, dx, xs[l], b, a, s)
+		nt.layerBwd(l, dx, ws.xs[l], b, a, ws.s)
 	}
 	return lossSum, nil
 }
 
 // crossEntropy returns Σ −log p(target) over rows with a target, and sets
 // dh(n, D) = scale · d/dh of that sum, lossRows rows of logits at a time.
-func (nt *Net) crossEntropy(h, dh []float32, targets []int, scale float32) float64 {
+func (nt *Net) crossEntropy(ws *workspace, targets []int, scale float32) float64 {
 	c := &nt.M.Config
 	V, D := c.VocabSize, c.HiddenSize
+	h, dh := ws.hf, ws.dhf
 	var rows []int
 	for i, t := range targets {
 		if t >= 0 {
 			rows = append(rows, i)
 		}
 	}
-	hb := make([]float32, lossRows*D)
-	dhb := make([]float32, lossRows*D)
-	logits := make([]float32, lossRows*V)
-	losses := make([]float64, lossRows)
+	hb, dhb, logits := ws.hb, ws.dhb, ws.logits
+	var losses [lossRows]float64
 	var total float64
 	for r0 := 0; r0 < len(rows); r0 += lossRows {
 		chunk := rows[r0:min(r0+lossRows, len(rows))]

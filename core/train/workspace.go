@@ -1,0 +1,86 @@
+package train
+
+import "distill/core/model"
+
+// arena carves named views out of one allocation, llm.c style. With a nil
+// buffer it only counts, so the memory plan and the allocation are the same
+// code and cannot disagree.
+type arena struct {
+	buf []float32
+	off int
+}
+
+func (a *arena) take(n int) []float32 {
+	a.off += n
+	if a.buf == nil {
+		return nil
+	}
+	return a.buf[a.off-n : a.off : a.off]
+}
+
+// workspace is every buffer one Step uses for n tokens.
+type workspace struct {
+	xs            [][]float32 // nL+1 × (n, D): each layer's input, then the output
+	acts          []*acts     // per layer, or one shared when checkpointing
+	hf, rstd      []float32   // final norm output (n, D), its rstd (n)
+	dhf, dx, tmp  []float32   // (n, D)
+	hb, dhb       []float32   // (lossRows, D) gathered rows of the loss
+	logits        []float32   // (lossRows, V)
+	s             *scratch
+	checkpointing bool
+}
+
+func (w *workspace) layerActs(l int) *acts {
+	if w.checkpointing {
+		return w.acts[0]
+	}
+	return w.acts[l]
+}
+
+// buildWorkspace lays out a workspace for n tokens in ar.
+func buildWorkspace(ar *arena, c *model.Config, n, r, nL int, targeted [7]bool, qkNorm, checkpoint bool) *workspace {
+	D, V := c.HiddenSize, c.VocabSize
+	w := &workspace{checkpointing: checkpoint}
+	w.xs = make([][]float32, nL+1)
+	for l := range w.xs {
+		w.xs[l] = ar.take(n * D)
+	}
+	nActs := nL
+	if checkpoint {
+		nActs = 1
+	}
+	for i := 0; i < nActs; i++ {
+		w.acts = append(w.acts, newActs(ar, c, n, r, targeted, qkNorm))
+	}
+	w.hf, w.rstd = ar.take(n*D), ar.take(n)
+	w.dhf, w.dx, w.tmp = ar.take(n*D), ar.take(n*D), ar.take(n*D)
+	w.hb, w.dhb, w.logits = ar.take(lossRows*D), ar.take(lossRows*D), ar.take(lossRows*V)
+	w.s = newScratch(ar, c, n, r)
+	return w
+}
+
+// workspaceFloats is the number of float32s a Step on n tokens allocates.
+func (nt *Net) workspaceFloats(n int) int {
+	ar := &arena{}
+	nt.layout(ar, n)
+	return ar.off
+}
+
+func (nt *Net) layout(ar *arena, n int) *workspace {
+	var targeted [7]bool
+	for i, p := range nt.Adapter.Layers[0] {
+		targeted[i] = p != nil
+	}
+	return buildWorkspace(ar, &nt.M.Config, n, nt.Adapter.Config.R, len(nt.M.Layers), targeted, nt.M.Arch.QKNorm, nt.Checkpoint)
+}
+
+// workspace returns views for n tokens into the net's one buffer, growing it
+// when n is the largest yet.
+func (nt *Net) workspace(n int) *workspace {
+	need := nt.workspaceFloats(n)
+	if len(nt.buf) < need {
+		nt.buf = nil // let the old one go before the new one is made
+		nt.buf = make([]float32, need)
+	}
+	return nt.layout(&arena{buf: nt.buf}, n)
+}
