@@ -1,0 +1,64 @@
+package train
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+)
+
+// Plan is training's memory, sized from the config before the first step.
+// Every figure is computed from the same layout code that allocates, so it
+// is a prediction of what will be allocated, not an estimate.
+type Plan struct {
+	Tokens      int   // tokens per micro-batch
+	Weights     int64 // frozen base as held (quantized or at checkpoint dtype)
+	Adapter     int64 // LoRA parameters (f32)
+	Grads       int64 // their gradients
+	Optimizer   int64 // AdamW moments
+	Activations int64 // layer inputs and saved activations (all layers, or one when checkpointing)
+	Workspace   int64 // backward temporaries and the loss's logits chunk
+	Runtime     int64 // the process before any model: Go runtime, code, tokenizer
+}
+
+// Total is the predicted peak.
+func (p Plan) Total() int64 {
+	return p.Weights + p.Adapter + p.Grads + p.Optimizer + p.Activations + p.Workspace + p.Runtime
+}
+
+// RuntimeBaseline is what the process holds besides the model and training
+// buffers, measured on this engine (Go runtime, binary, page tables).
+const RuntimeBaseline = 24 << 20
+
+// PlanMemory sizes training of nt on micro-batches of n tokens with weights
+// of weightBytes as held in memory.
+func (nt *Net) PlanMemory(n int, weightBytes int64) Plan {
+	params := int64(len(nt.Adapter.Params)) * 4
+	total := int64(nt.workspaceFloats(n)) * 4
+	// Split the workspace into what scales with depth (activations) and the
+	// rest, by laying out a one-layer-shallower copy.
+	ar := &arena{}
+	c := nt.M.Config
+	var targeted [7]bool
+	for i, p := range nt.Adapter.Layers[0] {
+		targeted[i] = p != nil
+	}
+	buildWorkspace(ar, &c, n, nt.Adapter.Config.R, 0, targeted, nt.M.Arch.QKNorm, true)
+	fixed := int64(ar.off) * 4
+	return Plan{Tokens: n, Weights: weightBytes, Adapter: params, Grads: params, Optimizer: 2 * params,
+		Activations: total - fixed, Workspace: fixed, Runtime: RuntimeBaseline}
+}
+
+// Print writes the plan as a table.
+func (p Plan) Print(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	mb := func(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/1e6) }
+	fmt.Fprintf(tw, "memory plan (%d tokens per micro-batch)\t\n", p.Tokens)
+	for _, row := range []struct {
+		name string
+		b    int64
+	}{{"base weights", p.Weights}, {"adapter", p.Adapter}, {"gradients", p.Grads}, {"optimizer (AdamW)", p.Optimizer},
+		{"activations", p.Activations}, {"workspace", p.Workspace}, {"runtime", p.Runtime}, {"total", p.Total()}} {
+		fmt.Fprintf(tw, "  %s\t%s\t\n", row.name, mb(row.b))
+	}
+	tw.Flush()
+}
