@@ -100,6 +100,11 @@ func (m *Model) Forward(be tensor.Backend, ids []int, c *Cache, out []float32) (
 		be.MatMul(q, xn, L.Q, T)
 		be.MatMul(k, xn, L.K, T)
 		be.MatMul(v, xn, L.V, T)
+		if d := m.Delta; d != nil {
+			d.Apply(l, ModQ, q, xn, T)
+			d.Apply(l, ModK, k, xn, T)
+			d.Apply(l, ModV, v, xn, T)
+		}
 		if L.QBias != nil {
 			be.AddBias(q, L.QBias)
 			be.AddBias(k, L.KBias)
@@ -113,6 +118,9 @@ func (m *Model) Forward(be tensor.Backend, ids []int, c *Cache, out []float32) (
 		be.RoPE(k, T, nKV, hd, pos0, cos, sin)
 		be.Attention(att, q, c.K[l], c.V[l], T, pos0, nH, nKV, hd, scale)
 		be.MatMul(o, att, L.O, T)
+		if d := m.Delta; d != nil {
+			d.Apply(l, ModO, o, att, T)
+		}
 		if L.OBias != nil {
 			be.AddBias(o, L.OBias)
 		}
@@ -121,8 +129,15 @@ func (m *Model) Forward(be tensor.Backend, ids []int, c *Cache, out []float32) (
 		be.RMSNorm(xn, x, L.MLPNorm, eps)
 		be.MatMul(gate, xn, L.Gate, T)
 		be.MatMul(up, xn, L.Up, T)
+		if d := m.Delta; d != nil {
+			d.Apply(l, ModGate, gate, xn, T)
+			d.Apply(l, ModUp, up, xn, T)
+		}
 		be.SwiGLU(gate, up)
 		be.MatMul(o, gate, L.Down, T)
+		if d := m.Delta; d != nil {
+			d.Apply(l, ModDown, o, gate, T)
+		}
 		be.Add(x, o)
 	}
 	c.Len = pos0 + T

@@ -32,6 +32,10 @@ type Model struct {
 	Norm   []float32      // (hidden)
 	LMHead *tensor.Tensor // (vocab, hidden); == Embed when tied
 
+	// Delta, when set, adds an adapter's low-rank update to every projection
+	// it targets (LoRA applied unmerged, so the base stays shared).
+	Delta Delta
+
 	files []*SafetensorsFile
 	rope  ropeTables
 }
