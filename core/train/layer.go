@@ -63,21 +63,32 @@ func (nt *Net) linearFwd(y, x []float32, n int, w *tensor.Tensor, bias []float32
 		nt.Be.AddBias(y, bias)
 	}
 	if p != nil {
-		r := nt.Adapter.Config.R
+		r := nt.rank()
 		tensor.Gemm(false, true, n, r, p.In, 1, x, p.In, p.A, p.In, 0, u, r)
 		tensor.Gemm(false, true, n, p.Out, r, nt.Adapter.Config.Scaling(), u, r, p.B, r, 1, y, p.Out)
 	}
 }
 
-// linearBwd adds to dx(n, in) the gradient through the frozen W and the
-// adapter, and to the adapter's gradients gp:
-// du = s·dy·B, dB += s·dyᵀ·u, dA += duᵀ·x, dx += dy·W + du·A.
-func (nt *Net) linearBwd(dx, dy, x []float32, n int, w *tensor.Tensor, p, gp *lora.Pair, u, du []float32) {
+// linearBwd adds to dx(n, in) the gradient through W and the adapter, and to
+// the adapter's gradients gp: du = s·dy·B, dB += s·dyᵀ·u, dA += duᵀ·x,
+// dx += dy·W + du·A. In full fine-tuning gw (out, in) += dyᵀ·x and gb += Σ dy.
+func (nt *Net) linearBwd(dx, dy, x []float32, n int, w *tensor.Tensor, p, gp *lora.Pair, u, du, gw, gb []float32) {
 	tensor.MatMulTAdd(dx, dy, w, n)
+	if gw != nil {
+		out, in := w.Rows(), w.Cols()
+		tensor.Gemm(true, false, out, in, n, 1, dy, out, x, in, 1, gw, in)
+		if gb != nil {
+			for t := 0; t < n; t++ {
+				for j, v := range dy[t*out : (t+1)*out] {
+					gb[j] += v
+				}
+			}
+		}
+	}
 	if p == nil {
 		return
 	}
-	r, s := nt.Adapter.Config.R, nt.Adapter.Config.Scaling()
+	r, s := nt.rank(), nt.Adapter.Config.Scaling()
 	tensor.Gemm(false, false, n, r, p.Out, s, dy, p.Out, p.B, r, 0, du, r)
 	tensor.Gemm(true, false, p.Out, r, n, s, dy, p.Out, u, r, 1, gp.B, r)
 	tensor.Gemm(true, false, r, p.In, n, 1, du, r, x, p.In, 1, gp.A, p.In)
@@ -89,7 +100,7 @@ func (nt *Net) linearBwd(dx, dy, x []float32, n int, w *tensor.Tensor, p, gp *lo
 func (nt *Net) layerFwd(l int, x []float32, b *Batch, a *acts) {
 	c := &nt.M.Config
 	L := &nt.M.Layers[l]
-	P := nt.Adapter.Layers[l]
+	P, _ := nt.pairs(l)
 	n, D := b.Len(), c.HiddenSize
 	nH, nKV, hd := c.NumHeads, c.NumKVHeads, c.HeadDim
 	eps := float32(c.RMSNormEps)
@@ -154,23 +165,24 @@ func newScratch(ar *arena, c *model.Config, n, r int) *scratch {
 func (nt *Net) layerBwd(l int, dx, xIn []float32, b *Batch, a *acts, s *scratch) {
 	c := &nt.M.Config
 	L := &nt.M.Layers[l]
-	P, G := nt.Adapter.Layers[l], nt.gPairs[l]
+	P, G := nt.pairs(l)
+	W := nt.layerGrads(l)
 	n, D := b.Len(), c.HiddenSize
 	nH, nKV, hd := c.NumHeads, c.NumKVHeads, c.HeadDim
 	cos, sin := nt.M.Rope(maxPos(b) + 1)
 
 	// MLP: out = xMid + down(silu(g)·up(h2)); dx is d out.
 	clear(s.dA)
-	nt.linearBwd(s.dA, dx, a.a, n, L.Down, P[mDown], G[mDown], a.u[mDown], s.du)
+	nt.linearBwd(s.dA, dx, a.a, n, L.Down, P[mDown], G[mDown], a.u[mDown], s.du, W.Down, nil)
 	swigluBwd(s.dG, s.dUp, s.dA, a.g, a.up)
 	clear(s.dH[:n*D])
-	nt.linearBwd(s.dH, s.dG, a.h2, n, L.Gate, P[mGate], G[mGate], a.u[mGate], s.du)
-	nt.linearBwd(s.dH, s.dUp, a.h2, n, L.Up, P[mUp], G[mUp], a.u[mUp], s.du)
-	rmsNormBwd(dx, nil, s.dH, a.xMid, L.MLPNorm, a.rstd2) // dx is now d xMid
+	nt.linearBwd(s.dH, s.dG, a.h2, n, L.Gate, P[mGate], G[mGate], a.u[mGate], s.du, W.Gate, nil)
+	nt.linearBwd(s.dH, s.dUp, a.h2, n, L.Up, P[mUp], G[mUp], a.u[mUp], s.du, W.Up, nil)
+	rmsNormBwd(dx, W.MLPNorm, s.dH, a.xMid, L.MLPNorm, a.rstd2) // dx is now d xMid
 
 	// Attention: xMid = xIn + o(attn(q, k, v)).
 	clear(s.dAtt)
-	nt.linearBwd(s.dAtt, dx, a.att, n, L.O, P[mO], G[mO], a.u[mO], s.du)
+	nt.linearBwd(s.dAtt, dx, a.att, n, L.O, P[mO], G[mO], a.u[mO], s.du, W.O, W.OBias)
 	attnBwd(s.dQ, s.dK, s.dV, s.dAtt, a.q, a.k, a.v, a.att, a.lse, nt.attnShape(b))
 	ropeAt(s.dQ, n, nH, hd, b.Pos, cos, sin, true)
 	ropeAt(s.dK, n, nKV, hd, b.Pos, cos, sin, true)
@@ -178,15 +190,15 @@ func (nt *Net) layerBwd(l int, dx, xIn []float32, b *Batch, a *acts, s *scratch)
 	if L.QNorm != nil {
 		clear(s.dQPre)
 		clear(s.dKPre)
-		rmsNormBwd(s.dQPre, nil, s.dQ, a.qPre, L.QNorm, a.rstdQ)
-		rmsNormBwd(s.dKPre, nil, s.dK, a.kPre, L.KNorm, a.rstdK)
+		rmsNormBwd(s.dQPre, W.QNorm, s.dQ, a.qPre, L.QNorm, a.rstdQ)
+		rmsNormBwd(s.dKPre, W.KNorm, s.dK, a.kPre, L.KNorm, a.rstdK)
 		dq, dk = s.dQPre, s.dKPre
 	}
 	clear(s.dH[:n*D])
-	nt.linearBwd(s.dH, dq, a.h1, n, L.Q, P[mQ], G[mQ], a.u[mQ], s.du)
-	nt.linearBwd(s.dH, dk, a.h1, n, L.K, P[mK], G[mK], a.u[mK], s.du)
-	nt.linearBwd(s.dH, s.dV, a.h1, n, L.V, P[mV], G[mV], a.u[mV], s.du)
-	rmsNormBwd(dx, nil, s.dH, xIn, L.AttnNorm, a.rstd1) // dx is now d xIn
+	nt.linearBwd(s.dH, dq, a.h1, n, L.Q, P[mQ], G[mQ], a.u[mQ], s.du, W.Q, W.QBias)
+	nt.linearBwd(s.dH, dk, a.h1, n, L.K, P[mK], G[mK], a.u[mK], s.du, W.K, W.KBias)
+	nt.linearBwd(s.dH, s.dV, a.h1, n, L.V, P[mV], G[mV], a.u[mV], s.du, W.V, W.VBias)
+	rmsNormBwd(dx, W.AttnNorm, s.dH, xIn, L.AttnNorm, a.rstd1) // dx is now d xIn
 }
 
 func (nt *Net) attnShape(b *Batch) attnShape {

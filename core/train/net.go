@@ -16,9 +16,13 @@ import (
 type Net struct {
 	M       *model.Model
 	Be      tensor.Backend
-	Adapter *lora.Adapter
-	Grads   []float32      // d loss / d Adapter.Params
-	gPairs  [][]*lora.Pair // views of Grads, per layer and module
+	Adapter *lora.Adapter  // nil in full fine-tuning
+	Params  []float32      // what the optimizer updates: the adapter's, or every weight
+	Grads   []float32      // d loss / d Params
+	gPairs  [][]*lora.Pair // views of Grads, per layer and module (LoRA)
+
+	full      *fullGrads  // views of Grads per weight (full fine-tuning)
+	fullNames []paramSpan // the weights' names and places in Params
 
 	// Checkpoint recomputes each layer's forward during backward instead of
 	// keeping its activations: memory O(layers × tokens × hidden) for the
@@ -33,7 +37,7 @@ func NewNet(be tensor.Backend, m *model.Model, a *lora.Adapter) (*Net, error) {
 	if len(a.Layers) != len(m.Layers) {
 		return nil, fmt.Errorf("adapter has %d layers, model %d", len(a.Layers), len(m.Layers))
 	}
-	n := &Net{M: m, Be: be, Adapter: a, Grads: make([]float32, len(a.Params))}
+	n := &Net{M: m, Be: be, Adapter: a, Params: a.Params, Grads: make([]float32, len(a.Params))}
 	n.gPairs = a.Mirror(n.Grads)
 	return n, nil
 }
@@ -99,4 +103,30 @@ func (b *Batch) Validate(vocab int) error {
 		}
 	}
 	return nil
+}
+
+var noPairs = make([]*lora.Pair, len(lora.Modules))
+
+// pairs returns layer l's adapter pairs and their gradient views (all nil in
+// full fine-tuning).
+func (nt *Net) pairs(l int) (p, g []*lora.Pair) {
+	if nt.Adapter == nil {
+		return noPairs, noPairs
+	}
+	return nt.Adapter.Layers[l], nt.gPairs[l]
+}
+
+// layerGrads returns layer l's weight gradients, or an empty set (LoRA).
+func (nt *Net) layerGrads(l int) *layerGrads {
+	if nt.full == nil {
+		return &layerGrads{}
+	}
+	return &nt.full.Layers[l]
+}
+
+func (nt *Net) rank() int {
+	if nt.Adapter == nil {
+		return 0
+	}
+	return nt.Adapter.Config.R
 }

@@ -86,7 +86,8 @@ func ropeAt(x []float32, n, nHeads, hd int, pos []int, cos, sin []float32, inver
 	})
 }
 
-func sigmoid(x float32) float32 { return 1 / (1 + float32(math.Exp(float64(-x)))) }
+// sigmoid in float64, so e^{-x} cannot overflow f32 for very negative x.
+func sigmoid(x float32) float32 { return float32(1 / (1 + math.Exp(-float64(x)))) }
 
 // swigluFwd: a = silu(g) · u, elementwise over (n, F).
 func swigluFwd(a, g, u []float32) {

@@ -32,17 +32,13 @@ const RuntimeBaseline = 24 << 20
 // PlanMemory sizes training of nt on micro-batches of n tokens with weights
 // of weightBytes as held in memory.
 func (nt *Net) PlanMemory(n int, weightBytes int64) Plan {
-	params := int64(len(nt.Adapter.Params)) * 4
+	params := int64(len(nt.Params)) * 4
 	total := int64(nt.workspaceFloats(n)) * 4
 	// Split the workspace into what scales with depth (activations) and the
 	// rest, by laying out a one-layer-shallower copy.
 	ar := &arena{}
 	c := nt.M.Config
-	var targeted [7]bool
-	for i, p := range nt.Adapter.Layers[0] {
-		targeted[i] = p != nil
-	}
-	buildWorkspace(ar, &c, n, nt.Adapter.Config.R, 0, targeted, nt.M.Arch.QKNorm, true)
+	buildWorkspace(ar, &c, n, nt.rank(), 0, nt.targeted(), nt.M.Arch.QKNorm, true)
 	fixed := int64(ar.off) * 4
 	return Plan{Tokens: n, Weights: weightBytes, Adapter: params, Grads: params, Optimizer: 2 * params,
 		Activations: total - fixed, Workspace: fixed, Runtime: RuntimeBaseline}

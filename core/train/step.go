@@ -39,7 +39,11 @@ func (nt *Net) Step(b *Batch, denom int) (lossSum float64, err error) {
 	lossSum = nt.crossEntropy(ws, b.Targets, 1/float32(denom))
 	dx := ws.dx
 	clear(dx)
-	rmsNormBwd(dx, nil, ws.dhf, x, nt.M.Norm, ws.rstd)
+	var gNorm []float32
+	if nt.full != nil {
+		gNorm = nt.full.Norm
+	}
+	rmsNormBwd(dx, gNorm, ws.dhf, x, nt.M.Norm, ws.rstd)
 
 	// Backward through the layers, recomputing activations when checkpointing.
 	for l := nL - 1; l >= 0; l-- {
@@ -49,6 +53,15 @@ func (nt *Net) Step(b *Batch, denom int) (lossSum float64, err error) {
 			nt.layerFwd(l, ws.tmp, b, a)
 		}
 		nt.layerBwd(l, dx, ws.xs[l], b, a, ws.s)
+	}
+	if nt.full != nil { // embedding rows receive their tokens' gradients
+		D := c.HiddenSize
+		for i, id := range b.IDs {
+			g := nt.full.Embed[id*D : (id+1)*D]
+			for j, v := range dx[i*D : (i+1)*D] {
+				g[j] += v
+			}
+		}
 	}
 	return lossSum, nil
 }
@@ -100,6 +113,9 @@ func (nt *Net) crossEntropy(ws *workspace, targets []int, scale float32) float64
 		}
 		clear(dhb[:k*D])
 		tensor.MatMulTAdd(dhb[:k*D], logits[:k*V], nt.M.LMHead, k)
+		if nt.full != nil { // d head (V, D) += dlogitsᵀ · h
+			tensor.Gemm(true, false, V, D, k, 1, logits, V, hb, D, 1, nt.full.LMHead, D)
+		}
 		for i, row := range chunk {
 			copy(dh[row*D:(row+1)*D], dhb[i*D:(i+1)*D])
 		}

@@ -80,7 +80,7 @@ func Train(ctx context.Context, net *Net, opt *AdamW, cfg Config, data Batches, 
 		}
 		norm := ClipGradNorm(net.Grads, cfg.MaxGradNorm)
 		lr := cfg.Schedule.LR(step)
-		if err := opt.Update(net.Adapter.Params, net.Grads, lr); err != nil {
+		if err := opt.Update(net.Params, net.Grads, lr); err != nil {
 			return err
 		}
 		if events != nil {

@@ -67,11 +67,7 @@ func (nt *Net) workspaceFloats(n int) int {
 }
 
 func (nt *Net) layout(ar *arena, n int) *workspace {
-	var targeted [7]bool
-	for i, p := range nt.Adapter.Layers[0] {
-		targeted[i] = p != nil
-	}
-	return buildWorkspace(ar, &nt.M.Config, n, nt.Adapter.Config.R, len(nt.M.Layers), targeted, nt.M.Arch.QKNorm, nt.Checkpoint)
+	return buildWorkspace(ar, &nt.M.Config, n, nt.rank(), len(nt.M.Layers), nt.targeted(), nt.M.Arch.QKNorm, nt.Checkpoint)
 }
 
 // workspace returns views for n tokens into the net's one buffer, growing it
@@ -83,4 +79,14 @@ func (nt *Net) workspace(n int) *workspace {
 		nt.buf = make([]float32, need)
 	}
 	return nt.layout(&arena{buf: nt.buf}, n)
+}
+
+// targeted says which modules carry an adapter.
+func (nt *Net) targeted() [7]bool {
+	var t [7]bool
+	p, _ := nt.pairs(0)
+	for i := range t {
+		t[i] = p[i] != nil
+	}
+	return t
 }

@@ -1,0 +1,101 @@
+package train
+
+import (
+	"fmt"
+
+	"distill/core/model"
+	"distill/core/tensor"
+)
+
+// layerGrads are one layer's weight gradients in full fine-tuning (nil when
+// the layer has no such weight).
+type layerGrads struct {
+	AttnNorm, MLPNorm, QNorm, KNorm []float32
+	Q, K, V, O, Gate, Up, Down      []float32
+	QBias, KBias, VBias, OBias      []float32
+}
+
+// fullGrads mirror every base weight for full fine-tuning.
+type fullGrads struct {
+	Embed, Norm, LMHead []float32 // LMHead aliases Embed when tied
+	Layers              []layerGrads
+}
+
+// NewFullNet makes every weight of m trainable in f32: the weights are
+// copied into one parameter buffer (m's tensors are rebound to views of it,
+// so m itself is what trains), and gradients mirror it. Meant for small
+// models — it costs 16 bytes per parameter with AdamW.
+func NewFullNet(be tensor.Backend, m *model.Model) (*Net, error) {
+	type slot struct {
+		name string
+		n    int
+		bind func(buf, grad []float32)
+	}
+	fg := &fullGrads{Layers: make([]layerGrads, len(m.Layers))}
+	var slots []slot
+	matrix := func(name string, t **tensor.Tensor, g *[]float32) {
+		w := *t
+		slots = append(slots, slot{name, w.Elems(), func(buf, grad []float32) {
+			tensor.ToF32(buf, w.DType, w.Data)
+			*t = tensor.FromF32(w.Name, buf, w.Shape...)
+			*g = grad
+		}})
+	}
+	vector := func(name string, v *[]float32, g *[]float32) {
+		if *v == nil {
+			return
+		}
+		old := *v
+		slots = append(slots, slot{name, len(old), func(buf, grad []float32) {
+			copy(buf, old)
+			*v, *g = buf, grad
+		}})
+	}
+	tied := m.LMHead == m.Embed
+	matrix("model.embed_tokens.weight", &m.Embed, &fg.Embed)
+	vector("model.norm.weight", &m.Norm, &fg.Norm)
+	if !tied {
+		matrix("lm_head.weight", &m.LMHead, &fg.LMHead)
+	}
+	for l := range m.Layers {
+		L, G := &m.Layers[l], &fg.Layers[l]
+		p := fmt.Sprintf("model.layers.%d.", l)
+		vector(p+"input_layernorm.weight", &L.AttnNorm, &G.AttnNorm)
+		vector(p+"post_attention_layernorm.weight", &L.MLPNorm, &G.MLPNorm)
+		matrix(p+"self_attn.q_proj.weight", &L.Q, &G.Q)
+		matrix(p+"self_attn.k_proj.weight", &L.K, &G.K)
+		matrix(p+"self_attn.v_proj.weight", &L.V, &G.V)
+		matrix(p+"self_attn.o_proj.weight", &L.O, &G.O)
+		vector(p+"self_attn.q_proj.bias", &L.QBias, &G.QBias)
+		vector(p+"self_attn.k_proj.bias", &L.KBias, &G.KBias)
+		vector(p+"self_attn.v_proj.bias", &L.VBias, &G.VBias)
+		vector(p+"self_attn.o_proj.bias", &L.OBias, &G.OBias)
+		vector(p+"self_attn.q_norm.weight", &L.QNorm, &G.QNorm)
+		vector(p+"self_attn.k_norm.weight", &L.KNorm, &G.KNorm)
+		matrix(p+"mlp.gate_proj.weight", &L.Gate, &G.Gate)
+		matrix(p+"mlp.up_proj.weight", &L.Up, &G.Up)
+		matrix(p+"mlp.down_proj.weight", &L.Down, &G.Down)
+	}
+	total := 0
+	for _, s := range slots {
+		total += s.n
+	}
+	nt := &Net{M: m, Be: be, Params: make([]float32, total), Grads: make([]float32, total), full: fg}
+	off := 0
+	for _, s := range slots {
+		s.bind(nt.Params[off:off+s.n:off+s.n], nt.Grads[off:off+s.n:off+s.n])
+		nt.fullNames = append(nt.fullNames, paramSpan{s.name, off, s.n})
+		off += s.n
+	}
+	if tied {
+		m.LMHead = m.Embed
+		fg.LMHead = fg.Embed
+	}
+	return nt, nil
+}
+
+// paramSpan names a range of Params (full fine-tuning), for saving and tests.
+type paramSpan struct {
+	Name     string
+	Off, Len int
+}
