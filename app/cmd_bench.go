@@ -83,8 +83,8 @@ func benchModel(be tensor.Backend, m *model.Model, nPrefill, nDecode int) (bench
 	}
 	// Matmul parameters per token (what prefill's FLOPs scale with).
 	for _, L := range m.Layers {
-		for _, t := range []*tensor.Tensor{L.Q, L.K, L.V, L.O, L.Gate, L.Up, L.Down} {
-			r.params += int64(t.Elems())
+		for _, t := range L.Projections() {
+			r.params += int64(t.Rows() * t.Cols())
 		}
 	}
 	r.params += int64(m.LMHead.Elems())

@@ -38,10 +38,10 @@ func TestApplyEqualsMerged(t *testing.T) {
 	m.Delta = nil
 	for l := range m.Layers {
 		L := &m.Layers[l]
-		fields := []**tensor.Tensor{&L.Q, &L.K, &L.V, &L.O, &L.Gate, &L.Up, &L.Down}
+		fields := []*tensor.Matrix{&L.Q, &L.K, &L.V, &L.O, &L.Gate, &L.Up, &L.Down}
 		for i, p := range a.Layers[l] {
 			if p != nil {
-				*fields[i] = MergedWeight(*fields[i], p, a.Config.Scaling())
+				*fields[i] = MergedWeight((*fields[i]).(*tensor.Tensor), p, a.Config.Scaling())
 			}
 		}
 	}

@@ -120,11 +120,11 @@ func NewFor(m *model.Model, cfg Config) (*Adapter, error) {
 
 // Weight is the base weight (out, in) that module index i (into Modules) of
 // layer L adapts.
-func Weight(L *model.Layer, i int) *tensor.Tensor {
+func Weight(L *model.Layer, i int) tensor.Matrix {
 	return *weightRef(L, i)
 }
 
-func weightRef(L *model.Layer, i int) **tensor.Tensor {
+func weightRef(L *model.Layer, i int) *tensor.Matrix {
 	switch Modules[i] {
 	case "q_proj":
 		return &L.Q

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"distill/core/model"
+	"distill/core/tensor"
 )
 
 const llama3 = "../model/testdata/llama3-f32" // 2 layers, hidden 64, 4 heads, 2 kv, head_dim 16, inter 128
@@ -64,7 +65,7 @@ func TestDimsOf(t *testing.T) {
 				t.Errorf("%s %s: (in %d, out %d), want %v", tc.dir, mod, in, out, want)
 			}
 			// and the base weight it adapts is (out, in)
-			w := Weight(&m.Layers[0], ModuleIndex(mod))
+			w := Weight(&m.Layers[0], ModuleIndex(mod)).(*tensor.Tensor)
 			if w.Shape[0] != out || w.Shape[1] != in {
 				t.Errorf("%s %s: weight %v, dims say (out %d, in %d)", tc.dir, mod, w.Shape, out, in)
 			}

@@ -66,7 +66,7 @@ func TestMergedWeightMatchesNaive(t *testing.T) {
 		s := a.Config.Scaling()
 		for l := range a.Layers {
 			for i, p := range a.Layers[l] {
-				w := Weight(&m.Layers[l], i)
+				w := Weight(&m.Layers[l], i).(*tensor.Tensor)
 				got := MergedWeight(w, p, s)
 				if got.DType != tensor.F32 || !slices.Equal(got.Shape, w.Shape) {
 					t.Fatalf("MergedWeight gave %s %v for %v", got.DType, got.Shape, w.Shape)
@@ -142,8 +142,8 @@ func TestMergeLogits(t *testing.T) {
 						continue
 					}
 					w := weightRef(&ref.Layers[l], i)
-					mw := MergedWeight(*w, p, s)
-					if sdt := storedDType(*w, tc.dt); sdt != tensor.F32 {
+					mw := MergedWeight((*w).(*tensor.Tensor), p, s)
+					if sdt := storedDType((*w).(*tensor.Tensor), tc.dt); sdt != tensor.F32 {
 						mw = encode(mw.Name, mw.F32s(), sdt, mw.Shape...)
 					}
 					*w = mw
@@ -347,8 +347,8 @@ func TestMergeErrors(t *testing.T) {
 		t.Errorf("%d entries beside the merged folder", len(entries))
 	}
 	mm := loadModel(t, out)
-	if mm.Embed.DType != tensor.BF16 || mm.Layers[0].Q.DType != tensor.BF16 {
-		t.Errorf("BF16 export stored %s embeddings, %s q_proj", mm.Embed.DType, mm.Layers[0].Q.DType)
+	if mm.Embed.DType != tensor.BF16 || mm.Layers[0].Q.(*tensor.Tensor).DType != tensor.BF16 {
+		t.Errorf("BF16 export stored %s embeddings, %s q_proj", mm.Embed.DType, mm.Layers[0].Q.(*tensor.Tensor).DType)
 	}
 }
 

@@ -13,12 +13,12 @@ import (
 // Layer holds one decoder block's weights. Projections stay at the
 // checkpoint's dtype (memory-mapped); small vectors are widened to f32.
 type Layer struct {
-	AttnNorm, MLPNorm   []float32 // (hidden)
-	Q, K, V, O          *tensor.Tensor
-	QBias, KBias, VBias []float32 // (heads*headDim), (kv*headDim); nil when absent
-	OBias               []float32 // (hidden); Llama with attention_bias only
-	QNorm, KNorm        []float32 // (headDim); Qwen3 only
-	Gate, Up, Down      *tensor.Tensor
+	AttnNorm, MLPNorm   []float32     // (hidden)
+	Q, K, V, O          tensor.Matrix // (out, in): dense or quantized
+	QBias, KBias, VBias []float32     // (heads*headDim), (kv*headDim); nil when absent
+	OBias               []float32     // (hidden); Llama with attention_bias only
+	QNorm, KNorm        []float32     // (headDim); Qwen3 only
+	Gate, Up, Down      tensor.Matrix
 }
 
 // Model is a loaded checkpoint. Its tensors may be views into memory-mapped
@@ -214,7 +214,7 @@ func (m *Model) bind() error {
 		L := &m.Layers[i]
 		p := fmt.Sprintf("model.layers.%d.", i)
 		steps := []struct {
-			dst   **tensor.Tensor
+			dst   *tensor.Matrix
 			name  string
 			shape []int
 		}{
@@ -227,9 +227,11 @@ func (m *Model) bind() error {
 			{&L.Down, "mlp.down_proj.weight", []int{D, F}},
 		}
 		for _, s := range steps {
-			if *s.dst, err = m.get(p+s.name, s.shape...); err != nil {
+			t, err := m.get(p+s.name, s.shape...)
+			if err != nil {
 				return err
 			}
+			*s.dst = t
 		}
 		vecs := []struct {
 			dst  *[]float32
@@ -275,8 +277,8 @@ func (m *Model) WeightBytes() int64 {
 func (m *Model) DecodeBytesPerToken() int64 {
 	var n int64
 	for _, L := range m.Layers {
-		for _, t := range []*tensor.Tensor{L.Q, L.K, L.V, L.O, L.Gate, L.Up, L.Down} {
-			n += int64(len(t.Data))
+		for _, t := range L.Projections() {
+			n += t.Bytes()
 		}
 	}
 	n += int64(len(m.LMHead.Data))
@@ -284,4 +286,9 @@ func (m *Model) DecodeBytesPerToken() int64 {
 		n += int64(m.Embed.Cols() * m.Embed.DType.Size())
 	}
 	return n
+}
+
+// Projections lists the layer's linear weights in PEFT's module order.
+func (L *Layer) Projections() []tensor.Matrix {
+	return []tensor.Matrix{L.Q, L.K, L.V, L.O, L.Gate, L.Up, L.Down}
 }

@@ -18,7 +18,11 @@ type Backend interface {
 
 	// MatMul computes out(T, N) = x(T, K) · W(N, K)ᵀ. T == 1 is decode
 	// (matrix × vector, memory-bound); T > 1 is prefill (BLAS on tiles).
-	MatMul(out, x []float32, w *Tensor, T int)
+	MatMul(out, x []float32, w Matrix, T int)
+
+	// MatMulTAdd adds dy(T, N) · W(N, K) to dx(T, K): the product through a
+	// frozen weight that backward needs.
+	MatMulTAdd(dx, dy []float32, w Matrix, T int)
 
 	// RMSNorm normalises each row of x (rows of len(weight)) into out:
 	// out = x / sqrt(mean(x²) + eps) * weight. out may alias x.

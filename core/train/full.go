@@ -41,6 +41,18 @@ func NewFullNet(be tensor.Backend, m *model.Model) (*Net, error) {
 			*g = grad
 		}})
 	}
+	var notDense error
+	projection := func(name string, w *tensor.Matrix, g *[]float32) {
+		t, ok := (*w).(*tensor.Tensor)
+		if !ok {
+			notDense = fmt.Errorf("full fine-tuning needs an unquantized base, but %s is %T (load the model with --quant none)", name, *w)
+			return
+		}
+		matrix(name, &t, g)
+		slots[len(slots)-1].bind = func(bind func(buf, grad []float32)) func(buf, grad []float32) {
+			return func(buf, grad []float32) { bind(buf, grad); *w = t }
+		}(slots[len(slots)-1].bind)
+	}
 	vector := func(name string, v *[]float32, g *[]float32) {
 		if *v == nil {
 			return
@@ -62,19 +74,22 @@ func NewFullNet(be tensor.Backend, m *model.Model) (*Net, error) {
 		p := fmt.Sprintf("model.layers.%d.", l)
 		vector(p+"input_layernorm.weight", &L.AttnNorm, &G.AttnNorm)
 		vector(p+"post_attention_layernorm.weight", &L.MLPNorm, &G.MLPNorm)
-		matrix(p+"self_attn.q_proj.weight", &L.Q, &G.Q)
-		matrix(p+"self_attn.k_proj.weight", &L.K, &G.K)
-		matrix(p+"self_attn.v_proj.weight", &L.V, &G.V)
-		matrix(p+"self_attn.o_proj.weight", &L.O, &G.O)
+		projection(p+"self_attn.q_proj.weight", &L.Q, &G.Q)
+		projection(p+"self_attn.k_proj.weight", &L.K, &G.K)
+		projection(p+"self_attn.v_proj.weight", &L.V, &G.V)
+		projection(p+"self_attn.o_proj.weight", &L.O, &G.O)
 		vector(p+"self_attn.q_proj.bias", &L.QBias, &G.QBias)
 		vector(p+"self_attn.k_proj.bias", &L.KBias, &G.KBias)
 		vector(p+"self_attn.v_proj.bias", &L.VBias, &G.VBias)
 		vector(p+"self_attn.o_proj.bias", &L.OBias, &G.OBias)
 		vector(p+"self_attn.q_norm.weight", &L.QNorm, &G.QNorm)
 		vector(p+"self_attn.k_norm.weight", &L.KNorm, &G.KNorm)
-		matrix(p+"mlp.gate_proj.weight", &L.Gate, &G.Gate)
-		matrix(p+"mlp.up_proj.weight", &L.Up, &G.Up)
-		matrix(p+"mlp.down_proj.weight", &L.Down, &G.Down)
+		projection(p+"mlp.gate_proj.weight", &L.Gate, &G.Gate)
+		projection(p+"mlp.up_proj.weight", &L.Up, &G.Up)
+		projection(p+"mlp.down_proj.weight", &L.Down, &G.Down)
+	}
+	if notDense != nil {
+		return nil, notDense
 	}
 	total := 0
 	for _, s := range slots {

@@ -57,7 +57,7 @@ const (
 )
 
 // linearFwd: y(n, out) = x(n, in)·Wᵀ + bias + s·(x·Aᵀ)·Bᵀ, saving u = x·Aᵀ.
-func (nt *Net) linearFwd(y, x []float32, n int, w *tensor.Tensor, bias []float32, p *lora.Pair, u []float32) {
+func (nt *Net) linearFwd(y, x []float32, n int, w tensor.Matrix, bias []float32, p *lora.Pair, u []float32) {
 	nt.Be.MatMul(y, x, w, n)
 	if bias != nil {
 		nt.Be.AddBias(y, bias)
@@ -72,8 +72,8 @@ func (nt *Net) linearFwd(y, x []float32, n int, w *tensor.Tensor, bias []float32
 // linearBwd adds to dx(n, in) the gradient through W and the adapter, and to
 // the adapter's gradients gp: du = s·dy·B, dB += s·dyᵀ·u, dA += duᵀ·x,
 // dx += dy·W + du·A. In full fine-tuning gw (out, in) += dyᵀ·x and gb += Σ dy.
-func (nt *Net) linearBwd(dx, dy, x []float32, n int, w *tensor.Tensor, p, gp *lora.Pair, u, du, gw, gb []float32) {
-	tensor.MatMulTAdd(dx, dy, w, n)
+func (nt *Net) linearBwd(dx, dy, x []float32, n int, w tensor.Matrix, p, gp *lora.Pair, u, du, gw, gb []float32) {
+	nt.Be.MatMulTAdd(dx, dy, w, n)
 	if gw != nil {
 		out, in := w.Rows(), w.Cols()
 		tensor.Gemm(true, false, out, in, n, 1, dy, out, x, in, 1, gw, in)

@@ -112,7 +112,7 @@ func (nt *Net) crossEntropy(ws *workspace, targets []int, scale float32) float64
 			total += losses[i]
 		}
 		clear(dhb[:k*D])
-		tensor.MatMulTAdd(dhb[:k*D], logits[:k*V], nt.M.LMHead, k)
+		nt.Be.MatMulTAdd(dhb[:k*D], logits[:k*V], nt.M.LMHead, k)
 		if nt.full != nil { // d head (V, D) += dlogitsᵀ · h
 			tensor.Gemm(true, false, V, D, k, 1, logits, V, hb, D, 1, nt.full.LMHead, D)
 		}
