@@ -12,7 +12,6 @@ func init() { Register("cpu", func() (Backend, error) { return CPU{}, nil }) }
 
 func (CPU) Name() string { return "cpu" }
 
-
 func (CPU) RMSNorm(out, x, weight []float32, eps float32) {
 	d := len(weight)
 	rows := len(x) / d
