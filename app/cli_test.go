@@ -206,3 +206,46 @@ func TestBenchShapesLoad(t *testing.T) {
 		t.Fatalf("bench: %+v %v", r, err)
 	}
 }
+
+// TestScoreWithAdapterMatchesPyTorch: the adapter applied unmerged at
+// inference reproduces the float64 reference's per-token NLL with the
+// same PEFT adapter (tools/torchref/train_goldens.py).
+func TestScoreWithAdapterMatchesPyTorch(t *testing.T) {
+	fx := "../core/train/testdata/qwen3-f32"
+	var batch struct {
+		IDs [][]int `json:"ids"`
+	}
+	var g struct {
+		NLL [][]float64 `json:"nll"`
+	}
+	for path, v := range map[string]any{fx + "/batch.json": &batch, fx + "/golden.json": &g} {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(b, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := strings.Trim(string(mustJSON(batch.IDs[0])), "[]")
+	code, out, stderr := run("score", "--model", "../core/model/testdata/qwen3-f32", "--adapter", fx+"/adapter", "--ids", ids, "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var r struct {
+		LogProbs []float64 `json:"logprobs"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	for i, lp := range r.LogProbs {
+		if d := math.Abs(lp + g.NLL[0][i+1]); d > 1e-3 {
+			t.Fatalf("position %d: logprob %.6f, reference %.6f", i+1, lp, -g.NLL[0][i+1])
+		}
+	}
+	// An adapter for another base is refused with a clear message.
+	code, _, stderr = run("score", "--model", "../core/model/testdata/llama3-f32", "--adapter", fx+"/adapter", "--ids", "1,2")
+	if code == 0 || !strings.Contains(stderr, "different base") {
+		t.Fatalf("mismatched adapter: exit %d, %q", code, stderr)
+	}
+}

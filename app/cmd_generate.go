@@ -32,7 +32,7 @@ func runGenerate(env *Env, args []string) error {
 	seed := fs.Uint64("seed", 0, "random seed for sampling")
 	var stops stringList
 	fs.Var(&stops, "stop", "stop string (repeatable)")
-	device := fs.String("device", "cpu", "compute device: cpu or cuda")
+	eng := addEngineFlags(fs)
 	asJSON := fs.Bool("json", false, "print the result as one JSON object instead of streaming text")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -69,7 +69,7 @@ func runGenerate(env *Env, args []string) error {
 	} else {
 		ids = tok.Encode(*prompt, true)
 	}
-	be, m, err := openModel(*device, *dir)
+	be, m, err := openModel(eng, *dir)
 	if err != nil {
 		return err
 	}

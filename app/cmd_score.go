@@ -16,7 +16,7 @@ func runScore(env *Env, args []string) error {
 	fs := newFlags(env, "score", "--model DIR --ids 1,2,3 [--json]")
 	dir := fs.String("model", "", "model folder")
 	idsFlag := fs.String("ids", "", "comma-separated token ids")
-	device := fs.String("device", "cpu", "compute device: cpu or cuda")
+	eng := addEngineFlags(fs)
 	asJSON := fs.Bool("json", false, "print {\"ids\",\"logprobs\"} as JSON")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -28,7 +28,7 @@ func runScore(env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	be, m, err := openModel(*device, *dir)
+	be, m, err := openModel(eng, *dir)
 	if err != nil {
 		return err
 	}
