@@ -90,3 +90,12 @@ func MatMulTAdd(dx, dy []float32, w *Tensor, T int) {
 		Gemm(false, false, T, K, b-a, 1, dy[a:], N, tile, K, 1, dx, K)
 	}
 }
+
+// GemmSerial is Gemm on the calling goroutine alone, for callers that
+// already split their work across the cores (e.g. attention per head).
+func GemmSerial(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	if m == 0 || n == 0 {
+		return
+	}
+	sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}

@@ -117,80 +117,107 @@ type attnShape struct {
 	scale          float32
 }
 
+// segments lists the [start, end) ranges of the stream's segments.
+func (s attnShape) segments() [][2]int {
+	var segs [][2]int
+	for i := 0; i < s.n; i++ {
+		if i == 0 || s.segStart[i] != s.segStart[i-1] {
+			segs = append(segs, [2]int{i, i})
+		}
+		segs[len(segs)-1][1] = i + 1
+	}
+	return segs
+}
+
 // attnFwd: out(n, nH·hd) and lse(n, nH), the log-sum-exp of each query's
-// scores, saved so backward can rebuild the probabilities without storing
-// the (n × n) matrix. q: (n, nH·hd); k, v: (n, nKV·hd).
+// scores, saved so backward can rebuild the probabilities. q: (n, nH·hd);
+// k, v: (n, nKV·hd). Each (segment, head) is two GEMMs on strided views —
+// S = q·kᵀ, O = P·v — with the causal mask and softmax between them; the
+// (L × L) score matrix lives only in a per-worker buffer.
 func attnFwd(out, lse, q, k, v []float32, s attnShape) {
 	group := s.nH / s.nKV
 	qs, ks := s.nH*s.hd, s.nKV*s.hd
-	tensor.ParallelFor(s.n*s.nH, 4, func(lo, hi int) {
-		var scores []float32
-		for idx := lo; idx < hi; idx++ {
-			i, h := idx/s.nH, idx%s.nH
+	segs := s.segments()
+	tensor.ParallelFor(len(segs)*s.nH, 1, func(lo, hi int) {
+		var S []float32
+		for u := lo; u < hi; u++ {
+			seg, h := segs[u/s.nH], u%s.nH
+			s0, L := seg[0], seg[1]-seg[0]
 			kh := h / group
-			qi := q[i*qs+h*s.hd : i*qs+(h+1)*s.hd]
-			j0 := s.segStart[i]
-			scores = append(scores[:0], make([]float32, i+1-j0)...)
-			m := float32(math.Inf(-1))
-			for j := j0; j <= i; j++ {
-				sc := dot(qi, k[j*ks+kh*s.hd:j*ks+(kh+1)*s.hd]) * s.scale
-				scores[j-j0] = sc
-				m = max(m, sc)
+			S = grow(S, L*L)
+			qo, ko := s0*qs+h*s.hd, s0*ks+kh*s.hd
+			tensor.GemmSerial(false, true, L, L, s.hd, s.scale, q[qo:], qs, k[ko:], ks, 0, S, L)
+			for i := 0; i < L; i++ {
+				row := S[i*L : (i+1)*L]
+				m := row[0]
+				for _, x := range row[1 : i+1] {
+					m = max(m, x)
+				}
+				var sum float64
+				for j := 0; j <= i; j++ {
+					e := math.Exp(float64(row[j] - m))
+					row[j] = float32(e)
+					sum += e
+				}
+				inv := float32(1 / sum)
+				for j := 0; j <= i; j++ {
+					row[j] *= inv
+				}
+				clear(row[i+1:])
+				lse[(s0+i)*s.nH+h] = m + float32(math.Log(sum))
 			}
-			var sum float64
-			for t, sc := range scores {
-				e := math.Exp(float64(sc - m))
-				scores[t] = float32(e)
-				sum += e
-			}
-			lse[i*s.nH+h] = m + float32(math.Log(sum))
-			o := out[i*qs+h*s.hd : i*qs+(h+1)*s.hd]
-			clear(o)
-			inv := float32(1 / sum)
-			for j := j0; j <= i; j++ {
-				axpy(o, scores[j-j0]*inv, v[j*ks+kh*s.hd:j*ks+(kh+1)*s.hd])
+			tensor.GemmSerial(false, false, L, s.hd, L, 1, S, L, v[ko:], ks, 0, out[qo:], qs)
+		}
+	})
+}
+
+// attnBwd sets dq, dk, dv (same shapes as q, k, v) from dout, rebuilding P
+// from lse: dV = Pᵀ·dO, dP = dO·vᵀ, dS = P∘(dP − rowsum(dO∘O))·scale,
+// dq = dS·k, dk = dSᵀ·q. Work is split by (segment, KV head) so each worker
+// owns its slices of dk and dv.
+func attnBwd(dq, dk, dv, dout, q, k, v, out, lse []float32, s attnShape) {
+	group := s.nH / s.nKV
+	qs, ks := s.nH*s.hd, s.nKV*s.hd
+	clear(dk)
+	clear(dv)
+	segs := s.segments()
+	tensor.ParallelFor(len(segs)*s.nKV, 1, func(lo, hi int) {
+		var P, dS []float32
+		for u := lo; u < hi; u++ {
+			seg, kh := segs[u/s.nKV], u%s.nKV
+			s0, L := seg[0], seg[1]-seg[0]
+			P, dS = grow(P, L*L), grow(dS, L*L)
+			ko := s0*ks + kh*s.hd
+			for h := kh * group; h < (kh+1)*group; h++ {
+				qo := s0*qs + h*s.hd
+				tensor.GemmSerial(false, true, L, L, s.hd, s.scale, q[qo:], qs, k[ko:], ks, 0, P, L)
+				tensor.GemmSerial(false, true, L, L, s.hd, 1, dout[qo:], qs, v[ko:], ks, 0, dS, L)
+				for i := 0; i < L; i++ {
+					p, ds := P[i*L:(i+1)*L], dS[i*L:(i+1)*L]
+					l := lse[(s0+i)*s.nH+h]
+					off := (s0+i)*qs + h*s.hd
+					d := dot(dout[off:off+s.hd], out[off:off+s.hd])
+					for j := 0; j <= i; j++ {
+						pj := float32(math.Exp(float64(p[j] - l)))
+						p[j] = pj
+						ds[j] = pj * (ds[j] - d) * s.scale
+					}
+					clear(p[i+1:])
+					clear(ds[i+1:])
+				}
+				tensor.GemmSerial(true, false, L, s.hd, L, 1, P, L, dout[qo:], qs, 1, dv[ko:], ks)
+				tensor.GemmSerial(false, false, L, s.hd, L, 1, dS, L, k[ko:], ks, 0, dq[qo:], qs)
+				tensor.GemmSerial(true, false, L, s.hd, L, 1, dS, L, q[qo:], qs, 1, dk[ko:], ks)
 			}
 		}
 	})
 }
 
-// attnBwd sets dq, dk, dv (same shapes as q, k, v) from dout, recomputing the
-// probabilities from lse: dS = P∘(dP − Σ P∘dP) with dP = dO·Vᵀ. Work is split
-// by KV head so each worker owns its slices of dk and dv.
-func attnBwd(dq, dk, dv, dout, q, k, v, out, lse []float32, s attnShape) {
-	group := s.nH / s.nKV
-	qs, ks := s.nH*s.hd, s.nKV*s.hd
-	clear(dq)
-	clear(dk)
-	clear(dv)
-	tensor.ParallelFor(s.nKV, 1, func(lo, hi int) {
-		var p []float32
-		for kh := lo; kh < hi; kh++ {
-			for h := kh * group; h < (kh+1)*group; h++ {
-				for i := 0; i < s.n; i++ {
-					off := i*qs + h*s.hd
-					qi, doi, oi := q[off:off+s.hd], dout[off:off+s.hd], out[off:off+s.hd]
-					dqi := dq[off : off+s.hd]
-					j0 := s.segStart[i]
-					l := lse[i*s.nH+h]
-					di := dot(doi, oi) // Σ_j P_j dP_j
-					p = append(p[:0], make([]float32, i+1-j0)...)
-					for j := j0; j <= i; j++ {
-						kj := k[j*ks+kh*s.hd : j*ks+(kh+1)*s.hd]
-						p[j-j0] = float32(math.Exp(float64(dot(qi, kj)*s.scale - l)))
-					}
-					for j := j0; j <= i; j++ {
-						kv := j*ks + kh*s.hd
-						pj := p[j-j0]
-						axpy(dv[kv:kv+s.hd], pj, doi)
-						ds := pj * (dot(doi, v[kv:kv+s.hd]) - di) * s.scale
-						axpy(dqi, ds, k[kv:kv+s.hd])
-						axpy(dk[kv:kv+s.hd], ds, qi)
-					}
-				}
-			}
-		}
-	})
+func grow(b []float32, n int) []float32 {
+	if cap(b) < n {
+		return make([]float32, n)
+	}
+	return b[:n]
 }
 
 func dot(a, b []float32) float32 {

@@ -96,14 +96,17 @@ func (nt *Net) crossEntropy(ws *workspace, targets []int, scale float32) float64
 				for _, v := range lg {
 					m = max(m, float64(v))
 				}
+				target := float64(lg[t])
 				var sum float64
-				for _, v := range lg {
-					sum += math.Exp(float64(v) - m)
+				for j, v := range lg { // one exp per logit: keep e^(v−m)
+					e := math.Exp(float64(v) - m)
+					lg[j] = float32(e)
+					sum += e
 				}
-				lse := m + math.Log(sum)
-				losses[i] = lse - float64(lg[t])
-				for j, v := range lg {
-					lg[j] = scale * float32(math.Exp(float64(v)-lse))
+				losses[i] = m + math.Log(sum) - target
+				inv := scale / float32(sum)
+				for j := range lg {
+					lg[j] *= inv
 				}
 				lg[t] -= scale
 			}
