@@ -249,3 +249,28 @@ func TestScoreWithAdapterMatchesPyTorch(t *testing.T) {
 		t.Fatalf("mismatched adapter: exit %d, %q", code, stderr)
 	}
 }
+
+// TestMergeCommand: the merged folder scores like base + adapter.
+func TestMergeCommand(t *testing.T) {
+	base, ad := "../core/model/testdata/qwen3-f32", "../core/train/testdata/qwen3-f32/adapter"
+	out := filepath.Join(t.TempDir(), "merged")
+	if code, _, stderr := run("merge", "--model", base, "--adapter", ad, "--out", out); code != 0 {
+		t.Fatalf("merge: %s", stderr)
+	}
+	_, unmerged, _ := run("score", "--model", base, "--adapter", ad, "--ids", "1,5,9,200,7", "--json")
+	_, merged, _ := run("score", "--model", out, "--ids", "1,5,9,200,7", "--json")
+	var a, b struct{ LogProbs []float64 }
+	json.Unmarshal([]byte(unmerged), &a)
+	json.Unmarshal([]byte(merged), &b)
+	if len(a.LogProbs) != 4 || len(b.LogProbs) != 4 {
+		t.Fatalf("outputs %q %q", unmerged, merged)
+	}
+	for i := range a.LogProbs {
+		if math.Abs(a.LogProbs[i]-b.LogProbs[i]) > 1e-4 {
+			t.Fatalf("merged logprob %d: %.6f vs unmerged %.6f", i, b.LogProbs[i], a.LogProbs[i])
+		}
+	}
+	if code, _, stderr := run("merge", "--model", base, "--adapter", ad, "--out", out); code == 0 {
+		t.Fatalf("merging into a non-empty folder succeeded: %s", stderr)
+	}
+}
