@@ -57,13 +57,16 @@ const (
 )
 
 // linearFwd: y(n, out) = x(n, in)·Wᵀ + bias + s·(x·Aᵀ)·Bᵀ, saving u = x·Aᵀ.
-func (nt *Net) linearFwd(y, x []float32, n int, w tensor.Matrix, bias []float32, p *lora.Pair, u []float32) {
+func (nt *Net) linearFwd(y, x []float32, n int, w tensor.Matrix, bias []float32, p *lora.Pair, u []float32, site int) {
 	nt.Be.MatMul(y, x, w, n)
 	if bias != nil {
 		nt.Be.AddBias(y, bias)
 	}
 	if p != nil {
 		r := nt.rank()
+		if nt.dropping() { // PEFT drops the adapter's input only
+			x = nt.dropout(nt.ws.drop[:n*p.In], x[:n*p.In], site)
+		}
 		tensor.Gemm(false, true, n, r, p.In, 1, x, p.In, p.A, p.In, 0, u, r)
 		tensor.Gemm(false, true, n, p.Out, r, nt.Adapter.Config.Scaling(), u, r, p.B, r, 1, y, p.Out)
 	}
@@ -72,7 +75,7 @@ func (nt *Net) linearFwd(y, x []float32, n int, w tensor.Matrix, bias []float32,
 // linearBwd adds to dx(n, in) the gradient through W and the adapter, and to
 // the adapter's gradients gp: du = s·dy·B, dB += s·dyᵀ·u, dA += duᵀ·x,
 // dx += dy·W + du·A. In full fine-tuning gw (out, in) += dyᵀ·x and gb += Σ dy.
-func (nt *Net) linearBwd(dx, dy, x []float32, n int, w tensor.Matrix, p, gp *lora.Pair, u, du, gw, gb []float32) {
+func (nt *Net) linearBwd(dx, dy, x []float32, n int, w tensor.Matrix, p, gp *lora.Pair, u, du, gw, gb []float32, site int) {
 	nt.Be.MatMulTAdd(dx, dy, w, n)
 	if gw != nil {
 		out, in := w.Rows(), w.Cols()
@@ -91,8 +94,16 @@ func (nt *Net) linearBwd(dx, dy, x []float32, n int, w tensor.Matrix, p, gp *lor
 	r, s := nt.rank(), nt.Adapter.Config.Scaling()
 	tensor.Gemm(false, false, n, r, p.Out, s, dy, p.Out, p.B, r, 0, du, r)
 	tensor.Gemm(true, false, p.Out, r, n, s, dy, p.Out, u, r, 1, gp.B, r)
-	tensor.Gemm(true, false, r, p.In, n, 1, du, r, x, p.In, 1, gp.A, p.In)
-	tensor.Gemm(false, false, n, p.In, r, 1, du, r, p.A, p.In, 1, dx, p.In)
+	if !nt.dropping() {
+		tensor.Gemm(true, false, r, p.In, n, 1, du, r, x, p.In, 1, gp.A, p.In)
+		tensor.Gemm(false, false, n, p.In, r, 1, du, r, p.A, p.In, 1, dx, p.In)
+		return
+	}
+	buf := nt.ws.drop[:n*p.In]
+	xd := nt.dropout(buf, x[:n*p.In], site) // the adapter saw x∘mask/(1−p)
+	tensor.Gemm(true, false, r, p.In, n, 1, du, r, xd, p.In, 1, gp.A, p.In)
+	tensor.Gemm(false, false, n, p.In, r, 1, du, r, p.A, p.In, 0, buf, p.In)
+	nt.dropoutAdd(dx[:n*p.In], buf, site) // dx += (du·A)∘mask/(1−p)
 }
 
 // layerFwd runs decoder layer l on x(n, D) in place (x becomes the layer's
@@ -111,9 +122,9 @@ func (nt *Net) layerFwd(l int, x []float32, b *Batch, a *acts) {
 	if L.QNorm != nil {
 		q, k = a.qPre, a.kPre
 	}
-	nt.linearFwd(q, a.h1, n, L.Q, L.QBias, P[mQ], a.u[mQ])
-	nt.linearFwd(k, a.h1, n, L.K, L.KBias, P[mK], a.u[mK])
-	nt.linearFwd(a.v, a.h1, n, L.V, L.VBias, P[mV], a.u[mV])
+	nt.linearFwd(q, a.h1, n, L.Q, L.QBias, P[mQ], a.u[mQ], l*7+mQ)
+	nt.linearFwd(k, a.h1, n, L.K, L.KBias, P[mK], a.u[mK], l*7+mK)
+	nt.linearFwd(a.v, a.h1, n, L.V, L.VBias, P[mV], a.u[mV], l*7+mV)
 	if L.QNorm != nil {
 		rmsNormFwd(a.q, a.rstdQ, a.qPre, L.QNorm, eps)
 		rmsNormFwd(a.k, a.rstdK, a.kPre, L.KNorm, eps)
@@ -123,15 +134,15 @@ func (nt *Net) layerFwd(l int, x []float32, b *Batch, a *acts) {
 	attnFwd(a.att, a.lse, a.q, a.k, a.v, nt.attnShape(b))
 
 	o := a.xMid // o_proj output, then the residual sum in place
-	nt.linearFwd(o, a.att, n, L.O, L.OBias, P[mO], a.u[mO])
+	nt.linearFwd(o, a.att, n, L.O, L.OBias, P[mO], a.u[mO], l*7+mO)
 	for i := range o[:n*D] {
 		o[i] += x[i]
 	}
 	rmsNormFwd(a.h2, a.rstd2, a.xMid, L.MLPNorm, eps)
-	nt.linearFwd(a.g, a.h2, n, L.Gate, nil, P[mGate], a.u[mGate])
-	nt.linearFwd(a.up, a.h2, n, L.Up, nil, P[mUp], a.u[mUp])
+	nt.linearFwd(a.g, a.h2, n, L.Gate, nil, P[mGate], a.u[mGate], l*7+mGate)
+	nt.linearFwd(a.up, a.h2, n, L.Up, nil, P[mUp], a.u[mUp], l*7+mUp)
 	swigluFwd(a.a, a.g, a.up)
-	nt.linearFwd(x, a.a, n, L.Down, nil, P[mDown], a.u[mDown])
+	nt.linearFwd(x, a.a, n, L.Down, nil, P[mDown], a.u[mDown], l*7+mDown)
 	for i := range x[:n*D] {
 		x[i] += a.xMid[i]
 	}
@@ -173,16 +184,16 @@ func (nt *Net) layerBwd(l int, dx, xIn []float32, b *Batch, a *acts, s *scratch)
 
 	// MLP: out = xMid + down(silu(g)·up(h2)); dx is d out.
 	clear(s.dA)
-	nt.linearBwd(s.dA, dx, a.a, n, L.Down, P[mDown], G[mDown], a.u[mDown], s.du, W.Down, nil)
+	nt.linearBwd(s.dA, dx, a.a, n, L.Down, P[mDown], G[mDown], a.u[mDown], s.du, W.Down, nil, l*7+mDown)
 	swigluBwd(s.dG, s.dUp, s.dA, a.g, a.up)
 	clear(s.dH[:n*D])
-	nt.linearBwd(s.dH, s.dG, a.h2, n, L.Gate, P[mGate], G[mGate], a.u[mGate], s.du, W.Gate, nil)
-	nt.linearBwd(s.dH, s.dUp, a.h2, n, L.Up, P[mUp], G[mUp], a.u[mUp], s.du, W.Up, nil)
+	nt.linearBwd(s.dH, s.dG, a.h2, n, L.Gate, P[mGate], G[mGate], a.u[mGate], s.du, W.Gate, nil, l*7+mGate)
+	nt.linearBwd(s.dH, s.dUp, a.h2, n, L.Up, P[mUp], G[mUp], a.u[mUp], s.du, W.Up, nil, l*7+mUp)
 	rmsNormBwd(dx, W.MLPNorm, s.dH, a.xMid, L.MLPNorm, a.rstd2) // dx is now d xMid
 
 	// Attention: xMid = xIn + o(attn(q, k, v)).
 	clear(s.dAtt)
-	nt.linearBwd(s.dAtt, dx, a.att, n, L.O, P[mO], G[mO], a.u[mO], s.du, W.O, W.OBias)
+	nt.linearBwd(s.dAtt, dx, a.att, n, L.O, P[mO], G[mO], a.u[mO], s.du, W.O, W.OBias, l*7+mO)
 	attnBwd(s.dQ, s.dK, s.dV, s.dAtt, a.q, a.k, a.v, a.att, a.lse, nt.attnShape(b))
 	ropeAt(s.dQ, n, nH, hd, b.Pos, cos, sin, true)
 	ropeAt(s.dK, n, nKV, hd, b.Pos, cos, sin, true)
@@ -195,9 +206,9 @@ func (nt *Net) layerBwd(l int, dx, xIn []float32, b *Batch, a *acts, s *scratch)
 		dq, dk = s.dQPre, s.dKPre
 	}
 	clear(s.dH[:n*D])
-	nt.linearBwd(s.dH, dq, a.h1, n, L.Q, P[mQ], G[mQ], a.u[mQ], s.du, W.Q, W.QBias)
-	nt.linearBwd(s.dH, dk, a.h1, n, L.K, P[mK], G[mK], a.u[mK], s.du, W.K, W.KBias)
-	nt.linearBwd(s.dH, s.dV, a.h1, n, L.V, P[mV], G[mV], a.u[mV], s.du, W.V, W.VBias)
+	nt.linearBwd(s.dH, dq, a.h1, n, L.Q, P[mQ], G[mQ], a.u[mQ], s.du, W.Q, W.QBias, l*7+mQ)
+	nt.linearBwd(s.dH, dk, a.h1, n, L.K, P[mK], G[mK], a.u[mK], s.du, W.K, W.KBias, l*7+mK)
+	nt.linearBwd(s.dH, s.dV, a.h1, n, L.V, P[mV], G[mV], a.u[mV], s.du, W.V, W.VBias, l*7+mV)
 	rmsNormBwd(dx, W.AttnNorm, s.dH, xIn, L.AttnNorm, a.rstd1) // dx is now d xIn
 }
 

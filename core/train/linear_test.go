@@ -115,7 +115,7 @@ func TestLinearBackwardFD(t *testing.T) {
 			}
 
 			y, u, du := make([]float32, n*out), make([]float32, n*r), make([]float32, n*r)
-			nt.linearFwd(y, x, n, w, bias, p, u)
+			nt.linearFwd(y, x, n, w, bias, p, u, 0)
 			// f32 dots of 12 terms: a few ulps of the largest term.
 			checkClose(t, "forward vs f64", y, linearRef64(x64, w64, b64, a64, bb64, n, in, out, r, s), 1e-6)
 
@@ -127,7 +127,7 @@ func TestLinearBackwardFD(t *testing.T) {
 				}
 			}
 			dx := make([]float32, n*in)
-			nt.linearBwd(dx, dy, x, n, w, p, gp, u, du, gw, gb)
+			nt.linearBwd(dx, dy, x, n, w, p, gp, u, du, gw, gb, 0)
 
 			// Sharp: L is linear in x, W, bias and bilinear in (A, B), so the
 			// f64 differences are exact to rounding; the analytic gradients
@@ -148,7 +148,7 @@ func TestLinearBackwardFD(t *testing.T) {
 			// Loose: the f32 forward, step 1e-2 (no truncation error for the
 			// linear x and the bilinear A·B, only f32 rounding of y: ~6e-8·|y|
 			// over 2e-2). Observed ≤ 2e-5.
-			l32 := func() float64 { nt.linearFwd(y, x, n, w, bias, p, u); return dot64(dy, y) }
+			l32 := func() float64 { nt.linearFwd(y, x, n, w, bias, p, u, 0); return dot64(dy, y) }
 			checkClose(t, "dx vs f32 FD", dx, fd32(x, 1e-2, l32), 2e-4)
 			if p != nil {
 				checkClose(t, "dA vs f32 FD", gp.A, fd32(p.A, 1e-2, l32), 2e-4)
@@ -162,14 +162,14 @@ func TestLinearBackwardFD(t *testing.T) {
 			}
 
 			// Contract: dx, dA and dB are added to (u must be the forward's).
-			nt.linearFwd(y, x, n, w, bias, p, u)
+			nt.linearFwd(y, x, n, w, bias, p, u, 0)
 			dx2 := append([]float32(nil), dx...)
 			var gp2 *lora.Pair
 			if p != nil {
 				gp2 = &lora.Pair{In: in, Out: out, A: append([]float32(nil), gp.A...), B: append([]float32(nil), gp.B...)}
 			}
 			gw2, gb2 := append([]float32(nil), gw...), append([]float32(nil), gb...)
-			nt.linearBwd(dx2, dy, x, n, w, p, gp2, u, du, nilIfNil(gw, gw2), nilIfNil(gb, gb2))
+			nt.linearBwd(dx2, dy, x, n, w, p, gp2, u, du, nilIfNil(gw, gw2), nilIfNil(gb, gb2), 0)
 			// Accumulating in the GEMM's β = 1 sums in another order than the
 			// first pass: a few ulps.
 			checkClose(t, "dx accumulates", dx2, scaled(dx, 2), 1e-6)
@@ -206,7 +206,7 @@ func TestLinearBackwardBF16Tiles(t *testing.T) {
 		}
 	}
 	dx := make([]float32, n*in)
-	nt.linearBwd(dx, dy, nil, n, w, nil, nil, nil, nil, nil, nil)
+	nt.linearBwd(dx, dy, nil, n, w, nil, nil, nil, nil, nil, nil, 0)
 	// Each value is an f32 sum of 40 products.
 	checkClose(t, "dx vs f64", dx, want, 1e-6)
 }

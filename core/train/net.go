@@ -29,7 +29,12 @@ type Net struct {
 	// layer inputs plus one layer's activations, at ~1.3× the compute.
 	Checkpoint bool
 
-	buf []float32 // the workspace: every activation and temporary of a Step
+	// DropoutSeed seeds the LoRA dropout masks (one per micro-batch and module).
+	DropoutSeed uint64
+
+	buf          []float32  // the workspace: every activation and temporary of a Step
+	ws           *workspace // views into buf for the Step in progress
+	microBatches int        // Steps taken: keys the dropout masks
 }
 
 // NewNet wraps a model and an adapter built for it.

@@ -38,7 +38,7 @@ func (nt *Net) PlanMemory(n int, weightBytes int64) Plan {
 	// rest, by laying out a one-layer-shallower copy.
 	ar := &arena{}
 	c := nt.M.Config
-	buildWorkspace(ar, &c, n, nt.rank(), 0, nt.targeted(), nt.M.Arch.QKNorm, true)
+	buildWorkspace(ar, &c, n, nt.rank(), 0, nt.targeted(), nt.M.Arch.QKNorm, true, nt.dropping())
 	fixed := int64(ar.off) * 4
 	return Plan{Tokens: n, Weights: weightBytes, Adapter: params, Grads: params, Optimizer: 2 * params,
 		Activations: total - fixed, Workspace: fixed, Runtime: RuntimeBaseline}

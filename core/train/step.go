@@ -24,6 +24,8 @@ func (nt *Net) Step(b *Batch, denom int) (lossSum float64, err error) {
 	}
 	n, nL := b.Len(), len(nt.M.Layers)
 	ws := nt.workspace(n)
+	nt.ws = ws
+	defer func() { nt.ws = nil; nt.microBatches++ }()
 
 	// Forward, keeping every layer's input (the checkpoints).
 	x := ws.xs[nL]

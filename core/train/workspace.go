@@ -27,6 +27,7 @@ type workspace struct {
 	hb, dhb       []float32   // (lossRows, D) gathered rows of the loss
 	logits        []float32   // (lossRows, V)
 	s             *scratch
+	drop          []float32 // (n, max in) the adapter's dropped input (dropout > 0)
 	checkpointing bool
 }
 
@@ -38,7 +39,7 @@ func (w *workspace) layerActs(l int) *acts {
 }
 
 // buildWorkspace lays out a workspace for n tokens in ar.
-func buildWorkspace(ar *arena, c *model.Config, n, r, nL int, targeted [7]bool, qkNorm, checkpoint bool) *workspace {
+func buildWorkspace(ar *arena, c *model.Config, n, r, nL int, targeted [7]bool, qkNorm, checkpoint, dropout bool) *workspace {
 	D, V := c.HiddenSize, c.VocabSize
 	w := &workspace{checkpointing: checkpoint}
 	w.xs = make([][]float32, nL+1)
@@ -56,6 +57,9 @@ func buildWorkspace(ar *arena, c *model.Config, n, r, nL int, targeted [7]bool, 
 	w.dhf, w.dx, w.tmp = ar.take(n*D), ar.take(n*D), ar.take(n*D)
 	w.hb, w.dhb, w.logits = ar.take(lossRows*D), ar.take(lossRows*D), ar.take(lossRows*V)
 	w.s = newScratch(ar, c, n, r)
+	if dropout {
+		w.drop = ar.take(n * max(c.HiddenSize, c.IntermediateSize, c.NumHeads*c.HeadDim))
+	}
 	return w
 }
 
@@ -67,7 +71,7 @@ func (nt *Net) workspaceFloats(n int) int {
 }
 
 func (nt *Net) layout(ar *arena, n int) *workspace {
-	return buildWorkspace(ar, &nt.M.Config, n, nt.rank(), len(nt.M.Layers), nt.targeted(), nt.M.Arch.QKNorm, nt.Checkpoint)
+	return buildWorkspace(ar, &nt.M.Config, n, nt.rank(), len(nt.M.Layers), nt.targeted(), nt.M.Arch.QKNorm, nt.Checkpoint, nt.dropping())
 }
 
 // workspace returns views for n tokens into the net's one buffer, growing it
