@@ -7,6 +7,7 @@ import (
 	"os"
 	"sort"
 	"syscall"
+	"unsafe"
 
 	"distill/core/tensor"
 )
@@ -205,4 +206,22 @@ func WriteSafetensors(path string, tensors []*tensor.Tensor, metadata map[string
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// EvictPages tells the kernel that the memory-mapped bytes b are not needed
+// for now, dropping them from the resident set (they fault back in from the
+// file if read again). Used once a layer's weights have been quantised, so
+// the full-precision base is never resident for more than a layer.
+func EvictPages(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	page := uintptr(os.Getpagesize())
+	start := uintptr(unsafe.Pointer(&b[0]))
+	lo := (start + page - 1) &^ (page - 1)
+	hi := (start + uintptr(len(b))) &^ (page - 1)
+	if hi <= lo {
+		return
+	}
+	syscall.Madvise(b[lo-start:hi-start], syscall.MADV_DONTNEED)
 }

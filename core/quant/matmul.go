@@ -116,7 +116,10 @@ func gemmRows(w weights, out, x []float32, T, n0, n1 int) {
 // columns of dx, each dequantising its columns of every tile of W's rows;
 // when K is too narrow to split and T is not, they split the rows of dy,
 // each dequantising all of W.
-func matMulT(w weights, dx, dy []float32, T int) {
+func matMulT(w weights, dx, dy []float32, T int) { matMulTAcc(w, dx, dy, T, false) }
+
+// matMulTAcc is matMulT that, with acc, adds to dx instead of overwriting it.
+func matMulTAcc(w weights, dx, dy []float32, T int, acc bool) {
 	N, K := w.shape()
 	if T < 0 || len(dy) < T*N || len(dx) < T*K {
 		panic(fmt.Sprintf("quant: MatMulT of %s (%d×%d) with T=%d needs dy of %d floats (have %d) and dx of %d (have %d)",
@@ -126,20 +129,22 @@ func matMulT(w weights, dx, dy []float32, T int) {
 		return
 	}
 	if N == 0 {
-		clear(dx[:T*K])
+		if !acc {
+			clear(dx[:T*K])
+		}
 		return
 	}
 	a := w.colAlign()
 	if K/a >= tensor.Threads || T < tensor.Threads {
-		parallelChunks(K, a, a, func(k0, k1 int) { gemmT(w, dx, dy, T, k0, k1) })
+		parallelChunks(K, a, a, func(k0, k1 int) { gemmT(w, dx, dy, T, k0, k1, acc) })
 		return
 	}
-	parallelChunks(T, 1, 1, func(lo, hi int) { gemmT(w, dx[lo*K:hi*K], dy[lo*N:hi*N], hi-lo, 0, K) })
+	parallelChunks(T, 1, 1, func(lo, hi int) { gemmT(w, dx[lo*K:hi*K], dy[lo*N:hi*N], hi-lo, 0, K, acc) })
 }
 
 // gemmT sets columns [k0, k1) of dx(T, K) = dy(T, N) · W(N, K), over tiles of
 // W's rows, accumulating in dx.
-func gemmT(w weights, dx, dy []float32, T, k0, k1 int) {
+func gemmT(w weights, dx, dy []float32, T, k0, k1 int, acc bool) {
 	N, K := w.shape()
 	kw := k1 - k0
 	nb := max(16, gemmTileBytes/(4*kw)&^15)
@@ -150,7 +155,7 @@ func gemmT(w weights, dx, dy []float32, T, k0, k1 int) {
 		tile := (*s)[:(b-a)*kw]
 		w.dequantTile(tile, kw, a, b, k0, k1)
 		beta := float32(1)
-		if a == 0 {
+		if a == 0 && !acc {
 			beta = 0
 		}
 		sgemmNN(T, kw, b-a, dy[a:], N, tile, kw, dx[k0:], K, beta)

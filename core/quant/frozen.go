@@ -1,0 +1,51 @@
+package quant
+
+import (
+	"fmt"
+
+	"distill/core/tensor"
+)
+
+// Quantized is what the engine holds for a quantised projection: it
+// satisfies tensor.CPUMatrix, so the model's forward, training's backward
+// and LoRA run over it exactly as over a dense weight.
+type Quantized struct {
+	Q interface {
+		Linear
+		Bytes() int
+		BitsPerParam() float64
+		QuantError(w *tensor.Tensor) (maxAbs, rms float64)
+	}
+	w weights // the same matrix, for the accumulating transpose product
+}
+
+func (f *Quantized) Rows() int    { r, _ := f.Q.Shape(); return r }
+func (f *Quantized) Cols() int    { _, c := f.Q.Shape(); return c }
+func (f *Quantized) Bytes() int64 { return int64(f.Q.Bytes()) }
+
+// MatMulCPU sets out(T, N) = x(T, K)·Wᵀ with fused dequantisation.
+func (f *Quantized) MatMulCPU(out, x []float32, T int) { f.Q.MatMul(out, x, T) }
+
+// MatMulTAddCPU adds dy(T, N)·W to dx(T, K), dequantising tiles of W.
+func (f *Quantized) MatMulTAddCPU(dx, dy []float32, T int) { matMulTAcc(f.w, dx, dy, T, true) }
+
+var _ tensor.CPUMatrix = (*Quantized)(nil)
+
+// Quantize quantises w to format ("nf4" or "q8"); doubleQuant applies to NF4.
+func Quantize(w *tensor.Tensor, format string, doubleQuant bool) (*Quantized, error) {
+	switch format {
+	case "nf4":
+		q, err := QuantizeNF4(w, doubleQuant)
+		if err != nil {
+			return nil, err
+		}
+		return &Quantized{Q: q, w: nf4Weights{q}}, nil
+	case "q8":
+		q, err := QuantizeQ8(w)
+		if err != nil {
+			return nil, err
+		}
+		return &Quantized{Q: q, w: q8Weights{q}}, nil
+	}
+	return nil, fmt.Errorf("unknown quantisation %q (nf4, q8 or none)", format)
+}
