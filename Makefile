@@ -65,6 +65,7 @@ bench: build
 goldens: deps-py tools
 	$(PYTHON) tools/torchref/make_goldens.py
 	$(PYTHON) tools/torchref/train_goldens.py
+	$(PYTHON) tools/quantref/nf4_ref.py
 	cd tools/js && node tokenizer_goldens.mjs && node chat_goldens.mjs
 
 vet:

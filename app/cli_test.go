@@ -274,3 +274,32 @@ func TestMergeCommand(t *testing.T) {
 		t.Fatalf("merging into a non-empty folder succeeded: %s", stderr)
 	}
 }
+
+// TestQuantizedInference: --quant nf4 changes log-probs only a little on a
+// model whose weights are Gaussian, and the quantize report covers every
+// projection.
+func TestQuantizedInference(t *testing.T) {
+	dir := "../core/model/testdata/llama3-f32"
+	_, dense, _ := run("score", "--model", dir, "--ids", "1,5,9,200,7,7,9", "--json")
+	code, q, stderr := run("score", "--model", dir, "--ids", "1,5,9,200,7,7,9", "--quant", "nf4", "--json")
+	if code != 0 {
+		t.Fatal(stderr)
+	}
+	var a, b struct{ LogProbs []float64 }
+	json.Unmarshal([]byte(dense), &a)
+	json.Unmarshal([]byte(q), &b)
+	moved := 0.0
+	for i := range a.LogProbs {
+		moved = math.Max(moved, math.Abs(a.LogProbs[i]-b.LogProbs[i]))
+	}
+	if moved == 0 || moved > 1.5 {
+		t.Fatalf("nf4 moved log-probs by %g (want small but non-zero)", moved)
+	}
+	code, out, stderr := run("quantize", "--model", dir)
+	if code != 0 || strings.Count(out, "model.layers.") != 14 || !strings.Contains(out, "bits/param") {
+		t.Fatalf("quantize report (exit %d): %s %s", code, out, stderr)
+	}
+	if code, _, stderr := run("score", "--model", dir, "--ids", "1,2", "--quant", "int3"); code == 0 || !strings.Contains(stderr, "int3") {
+		t.Fatalf("bad --quant: exit %d %q", code, stderr)
+	}
+}

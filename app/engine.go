@@ -2,21 +2,26 @@ package app
 
 import (
 	"flag"
+	"fmt"
 
 	"distill/core/lora"
 	"distill/core/model"
+	"distill/core/quant"
 	"distill/core/tensor"
 )
 
 // engineFlags are the flags every command that runs the model shares.
 type engineFlags struct {
-	device, adapter *string
+	device, adapter, quant *string
+	doubleQuant            *bool
 }
 
 func addEngineFlags(fs *flag.FlagSet) engineFlags {
 	return engineFlags{
-		device:  fs.String("device", "cpu", "compute device: cpu or cuda"),
-		adapter: fs.String("adapter", "", "PEFT LoRA adapter folder to apply (unmerged) over the base"),
+		device:      fs.String("device", "cpu", "compute device: cpu or cuda"),
+		adapter:     fs.String("adapter", "", "PEFT LoRA adapter folder to apply (unmerged) over the base"),
+		quant:       fs.String("quant", "none", "quantise the projections on load: none, nf4 or q8"),
+		doubleQuant: fs.Bool("double-quant", true, "with nf4: double-quantise the block scales (bitsandbytes' compress_statistics)"),
 	}
 }
 
@@ -30,6 +35,10 @@ func openModel(f engineFlags, dir string) (tensor.Backend, *model.Model, error) 
 	m, err := model.Load(dir)
 	if err != nil {
 		return nil, nil, err
+	}
+	if _, err := quant.QuantizeModel(m, *f.quant, *f.doubleQuant && *f.quant == "nf4", false); err != nil {
+		m.Close()
+		return nil, nil, fmt.Errorf("--quant: %w", err)
 	}
 	if *f.adapter != "" {
 		a, err := lora.Load(*f.adapter, m)
