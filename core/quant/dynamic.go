@@ -1,6 +1,8 @@
 package quant
 
 import (
+	"distill/core/tensor"
+
 	"math"
 	"sort"
 )
@@ -124,7 +126,7 @@ func doubleQuantize(absmax []float32, m *[256]float32) (qabs []byte, absmax2 []f
 	offset = float32(fsum(absmax) / float64(len(absmax)))
 	qabs = make([]byte, len(absmax))
 	absmax2 = make([]float32, (len(absmax)+255)/256)
-	parallelChunks(len(absmax2), 16, 1, func(lo, hi int) {
+	tensor.ParallelChunks(len(absmax2), 16, 1, func(lo, hi int) {
 		var c [256]float32
 		for j := lo; j < hi; j++ {
 			blk := absmax[256*j : min(256*(j+1), len(absmax))]

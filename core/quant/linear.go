@@ -53,7 +53,7 @@ func (d Dense) MatMulT(dx, dy []float32, T int) {
 			return
 		}
 		w := d.W.F32s()
-		parallelChunks(K, 64, 16, func(k0, k1 int) { sgemmNN(T, k1-k0, N, dy, N, w[k0:], K, dx[k0:], K, 0) })
+		tensor.ParallelChunks(K, 64, 16, func(k0, k1 int) { sgemmNN(T, k1-k0, N, dy, N, w[k0:], K, dx[k0:], K, 0) })
 		return
 	}
 	matMulT(denseWeights{d.W}, dx, dy, T)

@@ -63,12 +63,12 @@ func matMul(w weights, out, x []float32, T int) {
 		return
 	}
 	if N < 64*tensor.Threads && T >= 2*tensor.Threads {
-		parallelChunks(T, 1, 1, func(lo, hi int) {
+		tensor.ParallelChunks(T, 1, 1, func(lo, hi int) {
 			gemmRows(w, out[lo*N:hi*N], x[lo*K:hi*K], hi-lo, 0, N)
 		})
 		return
 	}
-	parallelChunks(N, 16, 16, func(lo, hi int) { gemmRows(w, out, x, T, lo, hi) })
+	tensor.ParallelChunks(N, 16, 16, func(lo, hi int) { gemmRows(w, out, x, T, lo, hi) })
 }
 
 // matVec runs the fused kernel for each of the T rows of x, over tiles of W's
@@ -77,8 +77,8 @@ func matMul(w weights, out, x []float32, T int) {
 func matVec(w weights, out, x []float32, T int) {
 	N, K := w.shape()
 	xpl := w.prepLen(K)
-	xp := getScratch(T * xpl)
-	defer putScratch(xp)
+	xp := tensor.GetScratch(T * xpl)
+	defer tensor.PutScratch(xp)
 	for t := 0; t < T; t++ {
 		w.prep((*xp)[t*xpl:(t+1)*xpl], x[t*K:(t+1)*K])
 	}
@@ -87,7 +87,7 @@ func matVec(w weights, out, x []float32, T int) {
 	if T > 1 {
 		tile = max(4, matvecTileBytes/rb&^3)
 	}
-	parallelChunks(N, max(4, matvecMinBytes/rb), 4, func(lo, hi int) {
+	tensor.ParallelChunks(N, max(4, matvecMinBytes/rb), 4, func(lo, hi int) {
 		for n0 := lo; n0 < hi; n0 += tile {
 			n1 := min(n0+tile, hi)
 			for t := 0; t < T; t++ {
@@ -102,8 +102,8 @@ func matVec(w weights, out, x []float32, T int) {
 func gemmRows(w weights, out, x []float32, T, n0, n1 int) {
 	N, K := w.shape()
 	nb := max(16, gemmTileBytes/(4*K)&^15)
-	s := getScratch(min(nb, n1-n0) * K)
-	defer putScratch(s)
+	s := tensor.GetScratch(min(nb, n1-n0) * K)
+	defer tensor.PutScratch(s)
 	for a := n0; a < n1; a += nb {
 		b := min(a+nb, n1)
 		tile := (*s)[:(b-a)*K]
@@ -136,10 +136,10 @@ func matMulTAcc(w weights, dx, dy []float32, T int, acc bool) {
 	}
 	a := w.colAlign()
 	if K/a >= tensor.Threads || T < tensor.Threads {
-		parallelChunks(K, a, a, func(k0, k1 int) { gemmT(w, dx, dy, T, k0, k1, acc) })
+		tensor.ParallelChunks(K, a, a, func(k0, k1 int) { gemmT(w, dx, dy, T, k0, k1, acc) })
 		return
 	}
-	parallelChunks(T, 1, 1, func(lo, hi int) { gemmT(w, dx[lo*K:hi*K], dy[lo*N:hi*N], hi-lo, 0, K, acc) })
+	tensor.ParallelChunks(T, 1, 1, func(lo, hi int) { gemmT(w, dx[lo*K:hi*K], dy[lo*N:hi*N], hi-lo, 0, K, acc) })
 }
 
 // gemmT sets columns [k0, k1) of dx(T, K) = dy(T, N) · W(N, K), over tiles of
@@ -148,8 +148,8 @@ func gemmT(w weights, dx, dy []float32, T, k0, k1 int, acc bool) {
 	N, K := w.shape()
 	kw := k1 - k0
 	nb := max(16, gemmTileBytes/(4*kw)&^15)
-	s := getScratch(min(nb, N) * kw)
-	defer putScratch(s)
+	s := tensor.GetScratch(min(nb, N) * kw)
+	defer tensor.PutScratch(s)
 	for a := 0; a < N; a += nb {
 		b := min(a+nb, N)
 		tile := (*s)[:(b-a)*kw]

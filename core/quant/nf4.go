@@ -144,7 +144,7 @@ func checkQuantizable(w *tensor.Tensor, format string) error {
 func quantizeParallel(nb int, quantise func(b0, b1 int) int) int {
 	var mu sync.Mutex
 	first := -1
-	parallelChunks(nb, quantizeGrain, 1, func(lo, hi int) {
+	tensor.ParallelChunks(nb, quantizeGrain, 1, func(lo, hi int) {
 		if b := quantise(lo, hi); b >= 0 {
 			mu.Lock()
 			if first < 0 || b < first {
@@ -209,7 +209,7 @@ func (q *NF4) Dequantize(dst []float32) {
 	if len(dst) < n {
 		panic(fmt.Sprintf("quant: Dequantize of %s (%d×%d) into %d floats", q.Name, q.Rows, q.Cols, len(dst)))
 	}
-	parallelChunks(n, 1<<16, NF4BlockSize, func(lo, hi int) { nf4Dequant(dst[lo:hi], q, lo, hi) })
+	tensor.ParallelChunks(n, 1<<16, NF4BlockSize, func(lo, hi int) { nf4Dequant(dst[lo:hi], q, lo, hi) })
 }
 
 // DequantizeRows writes rows [r0, r1) into dst ((r1-r0)·Cols floats), on the

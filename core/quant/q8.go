@@ -62,7 +62,7 @@ func (q *Q8) Dequantize(dst []float32) {
 	if len(dst) < n {
 		panic(fmt.Sprintf("quant: Dequantize of %s (%d×%d) into %d floats", q.Name, q.Rows, q.Cols, len(dst)))
 	}
-	parallelChunks(n, 1<<16, Q8BlockSize, func(lo, hi int) { q8Dequant(dst[lo:hi], q, lo, hi) })
+	tensor.ParallelChunks(n, 1<<16, Q8BlockSize, func(lo, hi int) { q8Dequant(dst[lo:hi], q, lo, hi) })
 }
 
 // DequantizeRows writes rows [r0, r1) into dst ((r1-r0)·Cols floats).
