@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"distill/core/model"
+	"distill/core/quant"
 	"distill/core/tensor"
 )
 
@@ -25,7 +26,8 @@ func runBench(env *Env, args []string) error {
 	dtName := fs.String("dtype", "bf16", "weight dtype: bf16, f16 or f32")
 	prefill := fs.Int("prefill", 128, "prompt tokens for the prefill measurement")
 	decode := fs.Int("decode", 64, "tokens for the decode measurement")
-	trainSeq := fs.Int("train-seq", 0, "also time LoRA training steps at this sequence length (0: skip)")
+	trainSeq := fs.Int("train-seq", 0, "time LoRA (r=16) training steps at this sequence length instead of inference")
+	quantName := fs.String("quant", "none", "with --train-seq: quantise the base first (nf4 = QLoRA, q8, none)")
 	cache := fs.String("cache", filepath.Join(os.TempDir(), "distill-bench"), "folder for the generated random checkpoints")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -56,6 +58,19 @@ func runBench(env *Env, args []string) error {
 		if err != nil {
 			return err
 		}
+		if *trainSeq > 0 { // alone in the process, so peak RSS is training's own
+			if _, err := quant.QuantizeModel(m, *quantName, *quantName == "nf4", false); err != nil {
+				m.Close()
+				return err
+			}
+			fmt.Fprintf(env.Stdout, "%s %s, base quantised %s\n", name, dt, *quantName)
+			err := benchTrain(env.Stdout, be, m, *trainSeq, 16, 3, peak)
+			m.Close()
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		r, err := benchModel(be, m, *prefill, *decode)
 		if err != nil {
 			m.Close()
@@ -66,12 +81,6 @@ func runBench(env *Env, args []string) error {
 		fmt.Fprintf(env.Stdout, "  prefill %4d tokens: %8.1f tokens/s  (%.0f GFLOP/s, %.0f%% of sgemm peak)\n", *prefill, r.prefillTPS, r.prefillGFLOPS, 100*r.prefillGFLOPS/peak)
 		fmt.Fprintf(env.Stdout, "  decode  %4d tokens: %8.1f tokens/s  (%.1f GB/s of weights, %.0f%% of copy bandwidth)\n", *decode, r.decodeTPS, r.decodeTPS*bytesTok/1e9, 100*r.decodeTPS*bytesTok/bw)
 		fmt.Fprintf(env.Stdout, "  peak RSS: %.0f MB\n", float64(peakRSS())/1e6)
-		if *trainSeq > 0 {
-			if err := benchTrain(env.Stdout, be, m, *trainSeq, 16, 2, peak); err != nil {
-				m.Close()
-				return err
-			}
-		}
 		m.Close()
 	}
 	return nil

@@ -115,6 +115,42 @@ type attnShape struct {
 	n, nH, nKV, hd int
 	segStart       []int
 	scale          float32
+	// scratch holds 2·Threads buffers of (maxSeg × maxSeg) floats: each
+	// worker's score and score-gradient matrices, planned in the workspace.
+	scratch []float32
+}
+
+// maxSegment is the longest segment of a stream.
+func maxSegment(segStart []int) int {
+	m := 0
+	for i, s := range segStart {
+		m = max(m, i-s+1)
+	}
+	return m
+}
+
+// workerBufs returns worker w's two (L × L) buffers.
+// Without planned scratch (direct callers, tests) it allocates.
+func (s attnShape) workerBufs(w, L int) (a, b []float32) {
+	if s.scratch == nil {
+		return make([]float32, L*L), make([]float32, L*L)
+	}
+	m := maxSegment(s.segStart)
+	base := 2 * w * m * m
+	return s.scratch[base : base+L*L], s.scratch[base+m*m : base+m*m+L*L]
+}
+
+// forWorkers runs fn(w, u) for units u in [0, units), unit u on worker
+// u mod Threads, so each worker can own a scratch buffer.
+func forWorkers(units int, fn func(w, u int)) {
+	workers := min(tensor.Threads, units)
+	tensor.ParallelFor(workers, 1, func(lo, hi int) {
+		for w := lo; w < hi; w++ {
+			for u := w; u < units; u += workers {
+				fn(w, u)
+			}
+		}
+	})
 }
 
 // segments lists the [start, end) ranges of the stream's segments.
@@ -138,13 +174,12 @@ func attnFwd(out, lse, q, k, v []float32, s attnShape) {
 	group := s.nH / s.nKV
 	qs, ks := s.nH*s.hd, s.nKV*s.hd
 	segs := s.segments()
-	tensor.ParallelFor(len(segs)*s.nH, 1, func(lo, hi int) {
-		var S []float32
-		for u := lo; u < hi; u++ {
+	forWorkers(len(segs)*s.nH, func(w, u int) {
+		{
 			seg, h := segs[u/s.nH], u%s.nH
 			s0, L := seg[0], seg[1]-seg[0]
 			kh := h / group
-			S = grow(S, L*L)
+			S, _ := s.workerBufs(w, L)
 			qo, ko := s0*qs+h*s.hd, s0*ks+kh*s.hd
 			tensor.GemmSerial(false, true, L, L, s.hd, s.scale, q[qo:], qs, k[ko:], ks, 0, S, L)
 			for i := 0; i < L; i++ {
@@ -181,12 +216,11 @@ func attnBwd(dq, dk, dv, dout, q, k, v, out, lse []float32, s attnShape) {
 	clear(dk)
 	clear(dv)
 	segs := s.segments()
-	tensor.ParallelFor(len(segs)*s.nKV, 1, func(lo, hi int) {
-		var P, dS []float32
-		for u := lo; u < hi; u++ {
+	forWorkers(len(segs)*s.nKV, func(w, u int) {
+		{
 			seg, kh := segs[u/s.nKV], u%s.nKV
 			s0, L := seg[0], seg[1]-seg[0]
-			P, dS = grow(P, L*L), grow(dS, L*L)
+			P, dS := s.workerBufs(w, L)
 			ko := s0*ks + kh*s.hd
 			for h := kh * group; h < (kh+1)*group; h++ {
 				qo := s0*qs + h*s.hd
@@ -211,13 +245,6 @@ func attnBwd(dq, dk, dv, dout, q, k, v, out, lse []float32, s attnShape) {
 			}
 		}
 	})
-}
-
-func grow(b []float32, n int) []float32 {
-	if cap(b) < n {
-		return make([]float32, n)
-	}
-	return b[:n]
 }
 
 func dot(a, b []float32) float32 {

@@ -33,12 +33,12 @@ const RuntimeBaseline = 24 << 20
 // of weightBytes as held in memory.
 func (nt *Net) PlanMemory(n int, weightBytes int64) Plan {
 	params := int64(len(nt.Params)) * 4
-	total := int64(nt.workspaceFloats(n)) * 4
+	total := int64(nt.workspaceFloats(n, n)) * 4
 	// Split the workspace into what scales with depth (activations) and the
 	// rest, by laying out a one-layer-shallower copy.
 	ar := &arena{}
 	c := nt.M.Config
-	buildWorkspace(ar, &c, n, nt.rank(), 0, nt.targeted(), nt.M.Arch.QKNorm, true, nt.dropping())
+	buildWorkspace(ar, &c, n, n, nt.rank(), 0, nt.targeted(), nt.M.Arch.QKNorm, true, nt.dropping())
 	fixed := int64(ar.off) * 4
 	return Plan{Tokens: n, Weights: weightBytes, Adapter: params, Grads: params, Optimizer: 2 * params,
 		Activations: total - fixed, Workspace: fixed, Runtime: RuntimeBaseline}

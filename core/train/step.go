@@ -23,7 +23,7 @@ func (nt *Net) Step(b *Batch, denom int) (lossSum float64, err error) {
 		return 0, err
 	}
 	n, nL := b.Len(), len(nt.M.Layers)
-	ws := nt.workspace(n)
+	ws := nt.workspace(n, maxSegment(b.SegStart))
 	nt.ws = ws
 	defer func() { nt.ws = nil; nt.microBatches++ }()
 

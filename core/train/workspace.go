@@ -1,6 +1,9 @@
 package train
 
-import "distill/core/model"
+import (
+	"distill/core/model"
+	"distill/core/tensor"
+)
 
 // arena carves named views out of one allocation, llm.c style. With a nil
 // buffer it only counts, so the memory plan and the allocation are the same
@@ -28,6 +31,7 @@ type workspace struct {
 	logits        []float32   // (lossRows, V)
 	s             *scratch
 	drop          []float32 // (n, max in) the adapter's dropped input (dropout > 0)
+	attn          []float32 // 2·Threads × (L, L): attention scores per worker, L the longest segment
 	checkpointing bool
 }
 
@@ -39,7 +43,7 @@ func (w *workspace) layerActs(l int) *acts {
 }
 
 // buildWorkspace lays out a workspace for n tokens in ar.
-func buildWorkspace(ar *arena, c *model.Config, n, r, nL int, targeted [7]bool, qkNorm, checkpoint, dropout bool) *workspace {
+func buildWorkspace(ar *arena, c *model.Config, n, maxSeg, r, nL int, targeted [7]bool, qkNorm, checkpoint, dropout bool) *workspace {
 	D, V := c.HiddenSize, c.VocabSize
 	w := &workspace{checkpointing: checkpoint}
 	w.xs = make([][]float32, nL+1)
@@ -57,6 +61,7 @@ func buildWorkspace(ar *arena, c *model.Config, n, r, nL int, targeted [7]bool, 
 	w.dhf, w.dx, w.tmp = ar.take(n*D), ar.take(n*D), ar.take(n*D)
 	w.hb, w.dhb, w.logits = ar.take(lossRows*D), ar.take(lossRows*D), ar.take(lossRows*V)
 	w.s = newScratch(ar, c, n, r)
+	w.attn = ar.take(2 * tensor.Threads * maxSeg * maxSeg)
 	if dropout {
 		w.drop = ar.take(n * max(c.HiddenSize, c.IntermediateSize, c.NumHeads*c.HeadDim))
 	}
@@ -64,25 +69,25 @@ func buildWorkspace(ar *arena, c *model.Config, n, r, nL int, targeted [7]bool, 
 }
 
 // workspaceFloats is the number of float32s a Step on n tokens allocates.
-func (nt *Net) workspaceFloats(n int) int {
+func (nt *Net) workspaceFloats(n, maxSeg int) int {
 	ar := &arena{}
-	nt.layout(ar, n)
+	nt.layout(ar, n, maxSeg)
 	return ar.off
 }
 
-func (nt *Net) layout(ar *arena, n int) *workspace {
-	return buildWorkspace(ar, &nt.M.Config, n, nt.rank(), len(nt.M.Layers), nt.targeted(), nt.M.Arch.QKNorm, nt.Checkpoint, nt.dropping())
+func (nt *Net) layout(ar *arena, n, maxSeg int) *workspace {
+	return buildWorkspace(ar, &nt.M.Config, n, maxSeg, nt.rank(), len(nt.M.Layers), nt.targeted(), nt.M.Arch.QKNorm, nt.Checkpoint, nt.dropping())
 }
 
-// workspace returns views for n tokens into the net's one buffer, growing it
-// when n is the largest yet.
-func (nt *Net) workspace(n int) *workspace {
-	need := nt.workspaceFloats(n)
+// workspace returns views for n tokens (longest segment maxSeg) into the
+// net's one buffer, growing it when this batch needs more than any before.
+func (nt *Net) workspace(n, maxSeg int) *workspace {
+	need := nt.workspaceFloats(n, maxSeg)
 	if len(nt.buf) < need {
 		nt.buf = nil // let the old one go before the new one is made
 		nt.buf = make([]float32, need)
 	}
-	return nt.layout(&arena{buf: nt.buf}, n)
+	return nt.layout(&arena{buf: nt.buf}, n, maxSeg)
 }
 
 // targeted says which modules carry an adapter.
