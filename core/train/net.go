@@ -35,6 +35,7 @@ type Net struct {
 	buf          []float32  // the workspace: every activation and temporary of a Step
 	ws           *workspace // views into buf for the Step in progress
 	microBatches int        // Steps taken: keys the dropout masks
+	lastLoss     float64    // the objective's loss in the pass just run
 }
 
 // NewNet wraps a model and an adapter built for it.

@@ -10,17 +10,31 @@ import (
 // (tokens, vocab) logits tensor is never materialised.
 const lossRows = 32
 
-// Step runs forward and backward on b, adds d(loss)/d(params) to nt.Grads,
-// and returns the summed token loss. Gradients are of Σ loss / denom, where
-// denom is the number of counted tokens in the whole optimizer step, so
-// accumulating micro-batches gives the mean over all of them.
+// Step runs forward and backward on b with the SFT objective (masked
+// cross-entropy), adds d(loss)/d(params) to nt.Grads, and returns the summed
+// token loss. Gradients are of Σ loss / denom, where denom is the number of
+// counted tokens in the whole optimizer step, so accumulating micro-batches
+// gives the mean over all of them.
 func (nt *Net) Step(b *Batch, denom int) (lossSum float64, err error) {
+	scale := 1 / float32(denom)
+	err = nt.run(b, func(ws *workspace) float64 {
+		return nt.head(ws, b.Targets, true, func(rows []int, logits []float32, losses []float64) {
+			ceRows(logits, nt.M.Config.VocabSize, rows, b.Targets, scale, losses)
+		})
+	})
+	return nt.lastLoss, err
+}
+
+// run does one forward and backward pass over b. loss is called between
+// them: it must fill ws.dhf (the gradient at the final norm's output) and
+// return the loss, which run keeps in nt.lastLoss.
+func (nt *Net) run(b *Batch, loss func(ws *workspace) float64) error {
 	c := &nt.M.Config
 	if err := b.Validate(c.VocabSize); err != nil {
-		return 0, err
+		return err
 	}
 	if err := nt.M.CheckContext(maxPos(b) + 1); err != nil {
-		return 0, err
+		return err
 	}
 	n, nL := b.Len(), len(nt.M.Layers)
 	ws := nt.workspace(n, maxSegment(b.SegStart))
@@ -28,17 +42,11 @@ func (nt *Net) Step(b *Batch, denom int) (lossSum float64, err error) {
 	defer func() { nt.ws = nil; nt.microBatches++ }()
 
 	// Forward, keeping every layer's input (the checkpoints).
-	x := ws.xs[nL]
-	nt.Be.Embed(x, nt.M.Embed, b.IDs)
-	for l := 0; l < nL; l++ {
-		copy(ws.xs[l], x)
-		nt.layerFwd(l, x, b, ws.layerActs(l))
-	}
+	x := nt.forward(b, ws)
 
-	// Final norm, chunked cross-entropy, and its gradient.
-	rmsNormFwd(ws.hf, ws.rstd, x, nt.M.Norm, float32(c.RMSNormEps))
+	// The objective: its loss and its gradient at the final norm's output.
 	clear(ws.dhf)
-	lossSum = nt.crossEntropy(ws, b.Targets, 1/float32(denom))
+	nt.lastLoss = loss(ws)
 	dx := ws.dx
 	clear(dx)
 	var gNorm []float32
@@ -65,12 +73,30 @@ func (nt *Net) Step(b *Batch, denom int) (lossSum float64, err error) {
 			}
 		}
 	}
-	return lossSum, nil
+	return nil
 }
 
-// crossEntropy returns Σ −log p(target) over rows with a target, and sets
-// dh(n, D) = scale · d/dh of that sum, lossRows rows of logits at a time.
-func (nt *Net) crossEntropy(ws *workspace, targets []int, scale float32) float64 {
+// forward runs the decoder over b into ws (layer inputs kept, final norm in
+// ws.hf) and returns the last layer's output.
+func (nt *Net) forward(b *Batch, ws *workspace) []float32 {
+	nL := len(nt.M.Layers)
+	x := ws.xs[nL]
+	nt.Be.Embed(x, nt.M.Embed, b.IDs)
+	for l := 0; l < nL; l++ {
+		copy(ws.xs[l], x)
+		nt.layerFwd(l, x, b, ws.layerActs(l))
+	}
+	rmsNormFwd(ws.hf, ws.rstd, x, nt.M.Norm, float32(nt.M.Config.RMSNormEps))
+	return x
+}
+
+// head projects the final hidden rows that carry a target (targets[i] >= 0)
+// to logits, lossRows rows at a time — the (tokens, vocab) logits tensor is
+// never materialised — and calls obj with the chunk's row indices and its
+// logits (len(rows), V). obj writes each row's loss into losses and, when
+// backward, overwrites the logits with d loss / d logits; head then carries
+// that gradient through the LM head into ws.dhf. It returns the summed loss.
+func (nt *Net) head(ws *workspace, targets []int, backward bool, obj func(rows []int, logits []float32, losses []float64)) float64 {
 	c := &nt.M.Config
 	V, D := c.VocabSize, c.HiddenSize
 	h, dh := ws.hf, ws.dhf
@@ -90,31 +116,12 @@ func (nt *Net) crossEntropy(ws *workspace, targets []int, scale float32) float64
 			copy(hb[i*D:(i+1)*D], h[row*D:(row+1)*D])
 		}
 		nt.Be.MatMul(logits, hb[:k*D], nt.M.LMHead, k)
-		tensor.ParallelFor(k, 1, func(lo, hi int) {
-			for i := lo; i < hi; i++ {
-				lg := logits[i*V : (i+1)*V]
-				t := targets[chunk[i]]
-				m := float64(lg[0])
-				for _, v := range lg {
-					m = max(m, float64(v))
-				}
-				target := float64(lg[t])
-				var sum float64
-				for j, v := range lg { // one exp per logit: keep e^(v−m)
-					e := math.Exp(float64(v) - m)
-					lg[j] = float32(e)
-					sum += e
-				}
-				losses[i] = m + math.Log(sum) - target
-				inv := scale / float32(sum)
-				for j := range lg {
-					lg[j] *= inv
-				}
-				lg[t] -= scale
-			}
-		})
+		obj(chunk, logits[:k*V], losses[:k])
 		for i := 0; i < k; i++ {
 			total += losses[i]
+		}
+		if !backward {
+			continue
 		}
 		clear(dhb[:k*D])
 		nt.Be.MatMulTAdd(dhb[:k*D], logits[:k*V], nt.M.LMHead, k)
@@ -126,4 +133,41 @@ func (nt *Net) crossEntropy(ws *workspace, targets []int, scale float32) float64
 		}
 	}
 	return total
+}
+
+// ceRows: losses[i] = −log softmax(row i)[target] and the row becomes
+// scale · (softmax − onehot(target)).
+func ceRows(logits []float32, V int, rows, targets []int, scale float32, losses []float64) {
+	tensor.ParallelFor(len(rows), 1, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			lg := logits[i*V : (i+1)*V]
+			t := targets[rows[i]]
+			target := float64(lg[t])
+			losses[i] = softmaxInPlace(lg) - target
+			for j := range lg {
+				lg[j] *= scale
+			}
+			lg[t] -= scale
+		}
+	})
+}
+
+// softmaxInPlace turns lg into softmax(lg) (one exp per element, summed in
+// float64) and returns log Σ exp(lg).
+func softmaxInPlace(lg []float32) float64 {
+	m := float64(lg[0])
+	for _, v := range lg {
+		m = max(m, float64(v))
+	}
+	var sum float64
+	for j, v := range lg {
+		e := math.Exp(float64(v) - m)
+		lg[j] = float32(e)
+		sum += e
+	}
+	inv := float32(1 / sum)
+	for j := range lg {
+		lg[j] *= inv
+	}
+	return m + math.Log(sum)
 }
