@@ -36,6 +36,7 @@ type Net struct {
 	ws           *workspace // views into buf for the Step in progress
 	microBatches int        // Steps taken: keys the dropout masks
 	lastLoss     float64    // the objective's loss in the pass just run
+	adapterOff   bool       // run the base alone (DPO's reference policy)
 }
 
 // NewNet wraps a model and an adapter built for it.
@@ -116,7 +117,7 @@ var noPairs = make([]*lora.Pair, len(lora.Modules))
 // pairs returns layer l's adapter pairs and their gradient views (all nil in
 // full fine-tuning).
 func (nt *Net) pairs(l int) (p, g []*lora.Pair) {
-	if nt.Adapter == nil {
+	if nt.Adapter == nil || nt.adapterOff {
 		return noPairs, noPairs
 	}
 	return nt.Adapter.Layers[l], nt.gPairs[l]
