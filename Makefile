@@ -58,7 +58,8 @@ BENCH_SHAPES ?= smollm2-135m,qwen2.5-0.5b
 bench: build
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ./bin/distill bench --shape $(BENCH_SHAPES) --dtype bf16
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ./bin/distill bench --shape smollm2-135m --dtype f16
-	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(GO) test -run '^$$' -bench . -benchtime 2x ./core/tensor/ ./core/tokenizer/
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ./bin/distill bench --shape smollm2-135m --train-seq 512 --quant nf4
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(GO) test -run '^$$' -bench . -benchtime 2x ./core/tensor/ ./core/quant/ ./core/tokenizer/ ./core/train/
 
 # Regenerate the golden files from the independent references (PyTorch
 # float64, transformers.js, @huggingface/jinja). Commit the result.
