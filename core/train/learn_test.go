@@ -13,14 +13,9 @@ import (
 // cycle yields the same micro-batches round-robin.
 type cycle struct {
 	batches []*Batch
-	i       int
 }
 
-func (c *cycle) Next() (*Batch, error) {
-	b := c.batches[c.i%len(c.batches)]
-	c.i++
-	return b, nil
-}
+func (c *cycle) At(k int) (*Batch, error) { return c.batches[k%len(c.batches)], nil }
 
 // TestLoRALearnsASyntheticTask: a LoRA adapter on a tiny random model
 // memorises four fixed sequences; the loss must fall by at least 80%.

@@ -29,9 +29,11 @@ type Config struct {
 	WeightDecay float64
 }
 
-// Batches yields micro-batches in order; it decides padding and packing.
+// Batches gives micro-batch k of the run (k counts from 0 across epochs).
+// Random access by index makes the data order a function of the position
+// alone, so a resumed run sees exactly the batches it would have.
 type Batches interface {
-	Next() (*Batch, error)
+	At(k int) (*Batch, error)
 }
 
 // Train runs cfg.Steps optimizer steps of opt over net's adapter, sending an
@@ -54,7 +56,7 @@ func Train(ctx context.Context, net *Net, opt *AdamW, cfg Config, data Batches, 
 		micro := make([]*Batch, cfg.Accum)
 		denom, tokens := 0, 0
 		for i := range micro {
-			b, err := data.Next()
+			b, err := data.At(net.microBatches + i)
 			if err != nil {
 				return fmt.Errorf("step %d: %w", step+1, err)
 			}
