@@ -1,0 +1,204 @@
+package app
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// RunConfig is one training run's every setting. It is read from
+// --config run.yaml, overridden by flags (every key has one), and saved as
+// the run's config.yaml — the effective configuration, so a run can be
+// reproduced or resumed from its folder alone.
+type RunConfig struct {
+	Method string `yaml:"method"` // sft, kd or dpo
+	Model  string `yaml:"model"`  // base model folder
+	Data   string `yaml:"data"`   // training file (JSONL or CSV)
+	Val    string `yaml:"val"`    // validation file; empty: split off val_fraction
+	// ValFraction is held out of data for validation when no val file is given.
+	ValFraction float64 `yaml:"val_fraction"`
+	Format      string  `yaml:"format"` // declared data format; empty: detected
+	Chat        bool    `yaml:"chat"`   // wrap prompt/completion rows in the chat template
+	Strict      bool    `yaml:"strict"` // fail on the first bad row instead of skipping it
+	Schema      string  `yaml:"schema"` // JSON Schema of IDP targets
+	Out         string  `yaml:"out"`    // run folder; empty: runs/<id>
+	Seed        uint64  `yaml:"seed"`
+	Device      string  `yaml:"device"`
+	// Quant quantises the frozen base: nf4 (QLoRA; less memory, slower), q8 or none.
+	Quant       string `yaml:"quant"`
+	DoubleQuant bool   `yaml:"double_quant"`
+	// Full trains every weight instead of an adapter (small models only: 16 bytes/param).
+	Full bool       `yaml:"full"`
+	LoRA LoRAConfig `yaml:"lora"`
+
+	Epochs int `yaml:"epochs"` // passes over the training data (ignored when steps > 0)
+	Steps  int `yaml:"steps"`  // optimizer steps; 0: from epochs
+	// SeqLen is the tokens per micro-batch; short examples are packed.
+	SeqLen int `yaml:"seq_len"`
+	Accum  int `yaml:"accum"` // micro-batches per optimizer step (higher: larger batch, same memory)
+	// LR is the peak learning rate of the schedule.
+	LR          float64 `yaml:"lr"`
+	Schedule    string  `yaml:"schedule"` // cosine, linear or constant
+	Warmup      int     `yaml:"warmup"`   // warm-up steps
+	WeightDecay float64 `yaml:"weight_decay"`
+	MaxGradNorm float64 `yaml:"max_grad_norm"` // 0: no clipping
+	// GradCheckpointing recomputes activations in backward: much less memory, ~30% more compute.
+	GradCheckpointing bool `yaml:"grad_checkpointing"`
+	CheckpointEvery   int  `yaml:"checkpoint_every"` // steps between checkpoints; 0: only at the end and on Ctrl-C
+	EvalEvery         int  `yaml:"eval_every"`       // steps between validation losses; 0: only at the end
+
+	KD  KDConfig  `yaml:"kd"`
+	DPO DPOConfig `yaml:"dpo"`
+}
+
+// LoRAConfig is the adapter's shape.
+type LoRAConfig struct {
+	R       int     `yaml:"r"`
+	Alpha   float64 `yaml:"alpha"`
+	Dropout float64 `yaml:"dropout"`
+	Targets string  `yaml:"targets"` // comma-separated modules
+	RSLoRA  bool    `yaml:"rslora"`
+}
+
+// KDConfig configures distillation.
+type KDConfig struct {
+	Teacher      string  `yaml:"teacher"`    // teacher model folder (logit KD)
+	Traces       string  `yaml:"traces"`     // JSONL of teacher outputs (sequence-level KD): SFT on them
+	Divergence   string  `yaml:"divergence"` // forward_kl, reverse_kl or jsd
+	Temperature  float64 `yaml:"temperature"`
+	Alpha        float64 `yaml:"alpha"` // weight of the hard-label CE term
+	Beta         float64 `yaml:"beta"`  // JSD mixing weight
+	TeacherQuant string  `yaml:"teacher_quant"`
+}
+
+// DPOConfig configures preference optimisation.
+type DPOConfig struct {
+	Beta           float64 `yaml:"beta"`
+	LabelSmoothing float64 `yaml:"label_smoothing"`
+	Loss           string  `yaml:"loss"` // sigmoid or ipo
+}
+
+// defaultRunConfig: sensible QLoRA defaults for a small model on a CPU.
+func defaultRunConfig(method string) RunConfig {
+	return RunConfig{
+		Method: method, ValFraction: 0.1, Seed: 1, Device: "cpu", Quant: "nf4", DoubleQuant: true,
+		LoRA:   LoRAConfig{R: 16, Alpha: 32, Dropout: 0.05, Targets: "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"},
+		Epochs: 1, SeqLen: 512, Accum: 1, LR: 2e-4, Schedule: "cosine", Warmup: 10, MaxGradNorm: 1,
+		GradCheckpointing: true, CheckpointEvery: 100,
+		KD:  KDConfig{Divergence: "forward_kl", Temperature: 2, Alpha: 0.5, Beta: 0.5, TeacherQuant: "none"},
+		DPO: DPOConfig{Beta: 0.1, Loss: "sigmoid"},
+	}
+}
+
+// bindRunFlags registers one flag per config key, defaulting to cfg's
+// current values (so a --config file's values show as defaults).
+func bindRunFlags(fs *flag.FlagSet, c *RunConfig) {
+	fs.StringVar(&c.Model, "model", c.Model, "base model folder")
+	fs.StringVar(&c.Data, "data", c.Data, "training data (JSONL or CSV)")
+	fs.StringVar(&c.Val, "val", c.Val, "validation data; empty: hold out --val-fraction of --data")
+	fs.Float64Var(&c.ValFraction, "val-fraction", c.ValFraction, "fraction of --data held out for validation when no --val")
+	fs.StringVar(&c.Format, "format", c.Format, "data format: prompt_completion, messages, classification, idp, preference (default: detected)")
+	fs.BoolVar(&c.Chat, "chat", c.Chat, "render prompt/completion rows with the chat template")
+	fs.BoolVar(&c.Strict, "strict", c.Strict, "fail on the first bad data row instead of skipping it")
+	fs.StringVar(&c.Schema, "schema", c.Schema, "JSON Schema file for IDP targets")
+	fs.StringVar(&c.Out, "out", c.Out, "run folder (default runs/<run-id>)")
+	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed for data order, adapter init and dropout")
+	fs.StringVar(&c.Device, "device", c.Device, "compute device: cpu or cuda")
+	fs.StringVar(&c.Quant, "quant", c.Quant, "quantise the frozen base: nf4 (QLoRA), q8 or none")
+	fs.BoolVar(&c.DoubleQuant, "double-quant", c.DoubleQuant, "with nf4: double-quantise the block scales")
+	fs.BoolVar(&c.Full, "full", c.Full, "full fine-tuning of every weight (needs --quant none; 16 bytes/param)")
+	fs.IntVar(&c.LoRA.R, "lora-r", c.LoRA.R, "LoRA rank")
+	fs.Float64Var(&c.LoRA.Alpha, "lora-alpha", c.LoRA.Alpha, "LoRA alpha (scale alpha/r)")
+	fs.Float64Var(&c.LoRA.Dropout, "lora-dropout", c.LoRA.Dropout, "dropout on the adapter's input")
+	fs.StringVar(&c.LoRA.Targets, "lora-targets", c.LoRA.Targets, "comma-separated target modules")
+	fs.BoolVar(&c.LoRA.RSLoRA, "rslora", c.LoRA.RSLoRA, "scale by alpha/sqrt(r) (rank-stabilised LoRA)")
+	fs.IntVar(&c.Epochs, "epochs", c.Epochs, "passes over the training data (when --steps is 0)")
+	fs.IntVar(&c.Steps, "steps", c.Steps, "optimizer steps (0: from --epochs)")
+	fs.IntVar(&c.SeqLen, "seq-len", c.SeqLen, "tokens per micro-batch (short examples are packed)")
+	fs.IntVar(&c.Accum, "accum", c.Accum, "micro-batches per optimizer step")
+	fs.Float64Var(&c.LR, "lr", c.LR, "peak learning rate")
+	fs.StringVar(&c.Schedule, "schedule", c.Schedule, "learning-rate schedule: cosine, linear or constant")
+	fs.IntVar(&c.Warmup, "warmup", c.Warmup, "warm-up steps")
+	fs.Float64Var(&c.WeightDecay, "weight-decay", c.WeightDecay, "AdamW decoupled weight decay")
+	fs.Float64Var(&c.MaxGradNorm, "max-grad-norm", c.MaxGradNorm, "clip the global gradient norm (0: off)")
+	fs.BoolVar(&c.GradCheckpointing, "grad-checkpointing", c.GradCheckpointing, "recompute activations in backward (less memory)")
+	fs.IntVar(&c.CheckpointEvery, "checkpoint-every", c.CheckpointEvery, "steps between checkpoints (0: end and Ctrl-C only)")
+	fs.IntVar(&c.EvalEvery, "eval-every", c.EvalEvery, "steps between validation losses (0: at the end)")
+	fs.StringVar(&c.KD.Teacher, "teacher", c.KD.Teacher, "kd: teacher model folder (logit distillation)")
+	fs.StringVar(&c.KD.Traces, "traces", c.KD.Traces, "kd: JSONL of teacher outputs (sequence-level distillation)")
+	fs.StringVar(&c.KD.Divergence, "kd-divergence", c.KD.Divergence, "kd: forward_kl, reverse_kl or jsd")
+	fs.Float64Var(&c.KD.Temperature, "kd-temperature", c.KD.Temperature, "kd: softmax temperature")
+	fs.Float64Var(&c.KD.Alpha, "kd-alpha", c.KD.Alpha, "kd: weight of the hard-label cross-entropy")
+	fs.Float64Var(&c.KD.Beta, "kd-beta", c.KD.Beta, "kd: JSD mixing weight")
+	fs.StringVar(&c.KD.TeacherQuant, "teacher-quant", c.KD.TeacherQuant, "kd: quantise the teacher: nf4, q8 or none")
+	fs.Float64Var(&c.DPO.Beta, "dpo-beta", c.DPO.Beta, "dpo: beta")
+	fs.Float64Var(&c.DPO.LabelSmoothing, "dpo-label-smoothing", c.DPO.LabelSmoothing, "dpo: cDPO label smoothing")
+	fs.StringVar(&c.DPO.Loss, "dpo-loss", c.DPO.Loss, "dpo: sigmoid or ipo")
+}
+
+// readRunConfig merges a YAML file into c; unknown keys are an error (a
+// typo must not silently fall back to a default).
+func readRunConfig(path string, c *RunConfig) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	dec := yaml.NewDecoder(strings.NewReader(string(b)))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil {
+		return fmt.Errorf("%s: %v", path, err)
+	}
+	return nil
+}
+
+// writeRunConfig saves the effective configuration.
+func writeRunConfig(path string, c *RunConfig) error {
+	b, err := yaml.Marshal(c)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
+// configFlag finds --config's value in args before the flags are parsed.
+func configFlag(args []string) string {
+	for i, a := range args {
+		for _, p := range []string{"--config=", "-config="} {
+			if strings.HasPrefix(a, p) {
+				return a[len(p):]
+			}
+		}
+		if (a == "--config" || a == "-config") && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return ""
+}
+
+// validate checks the combination of settings before anything is loaded.
+func (c *RunConfig) validate() error {
+	switch c.Method {
+	case "sft", "kd", "dpo":
+	default:
+		return fmt.Errorf("method %q: want sft, kd or dpo", c.Method)
+	}
+	if c.Model == "" || c.Data == "" {
+		return fmt.Errorf("--model and --data are required")
+	}
+	if c.Method == "kd" && (c.KD.Teacher == "") == (c.KD.Traces == "") {
+		return fmt.Errorf("kd needs exactly one of --teacher (logit distillation) or --traces (sequence-level)")
+	}
+	if c.Full && c.Quant != "none" {
+		return fmt.Errorf("--full trains every weight and needs --quant none")
+	}
+	if c.SeqLen <= 0 || c.Accum <= 0 || c.LR <= 0 {
+		return fmt.Errorf("--seq-len, --accum and --lr must be positive")
+	}
+	if c.Steps <= 0 && c.Epochs <= 0 {
+		return fmt.Errorf("give --steps or --epochs")
+	}
+	return nil
+}
