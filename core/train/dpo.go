@@ -158,3 +158,54 @@ func (nt *Net) StepDPO(b *Batch, ref []float64, pairsInStep int, d *DPO) (DPOSta
 	})
 	return st, err
 }
+
+// DPOObjective trains on batches of chosen/rejected pairs. The reference
+// log-probs of each batch are computed once (adapter off) and cached by
+// batch, so the reference costs one forward per batch for the whole run.
+type DPOObjective struct {
+	DPO *DPO
+
+	ref   map[*Batch][]float64
+	stats DPOStats
+}
+
+// Count is the number of pairs in b.
+func (o *DPOObjective) Count(b *Batch) int { _, n := segmentIndex(b); return n / 2 }
+
+// Step runs StepDPO with the cached reference.
+func (o *DPOObjective) Step(net *Net, b *Batch, denom int) (float64, error) {
+	if o.ref == nil {
+		o.ref = map[*Batch][]float64{}
+	}
+	ref, ok := o.ref[b]
+	if !ok {
+		var err error
+		if ref, err = net.SequenceLogProbs(b, true); err != nil {
+			return 0, err
+		}
+		o.ref[b] = ref
+	}
+	st, err := net.StepDPO(b, ref, denom, o.DPO)
+	o.stats.Pairs += st.Pairs
+	o.stats.Loss += st.Loss
+	o.stats.RewardChosen += st.RewardChosen
+	o.stats.RewardRejected += st.RewardRejected
+	o.stats.Correct += st.Correct
+	return st.Loss, err
+}
+
+// TakeMetrics reports the step's mean rewards, margin and accuracy.
+func (o *DPOObjective) TakeMetrics() map[string]float64 {
+	s := o.stats
+	o.stats = DPOStats{}
+	if s.Pairs == 0 {
+		return nil
+	}
+	n := float64(s.Pairs)
+	return map[string]float64{
+		"rewards/chosen":   s.RewardChosen / n,
+		"rewards/rejected": s.RewardRejected / n,
+		"rewards/margins":  (s.RewardChosen - s.RewardRejected) / n,
+		"rewards/accuracy": float64(s.Correct) / n,
+	}
+}

@@ -18,7 +18,38 @@ type Event struct {
 	TokensPerSec     float64
 	Elapsed          time.Duration
 	RSS              int64 // resident memory, bytes
+	// Extra holds the objective's own metrics (DPO: rewards, margins,
+	// preference accuracy).
+	Extra map[string]float64
 }
+
+// Objective is what a method optimises.
+type Objective interface {
+	// Count is what the loss is averaged over in b: counted tokens (SFT,
+	// KD) or preference pairs (DPO).
+	Count(b *Batch) int
+	// Step runs forward and backward on b, adding the gradients of
+	// Σ loss / denom to net.Grads, and returns Σ loss.
+	Step(net *Net, b *Batch, denom int) (float64, error)
+}
+
+// MetricsReporter is an Objective with metrics of its own, read (and
+// reset) after each optimizer step.
+type MetricsReporter interface {
+	TakeMetrics() map[string]float64
+}
+
+// SFT is masked cross-entropy.
+type SFT struct{}
+
+func (SFT) Count(b *Batch) int                                  { return b.Counted() }
+func (SFT) Step(net *Net, b *Batch, denom int) (float64, error) { return net.Step(b, denom) }
+
+// Count for KD: counted tokens.
+func (kd *KD) Count(b *Batch) int { return b.Counted() }
+
+// Step for KD.
+func (kd *KD) Step(net *Net, b *Batch, denom int) (float64, error) { return net.StepKD(b, denom, kd) }
 
 // Config is one training run's loop settings.
 type Config struct {
@@ -27,6 +58,7 @@ type Config struct {
 	MaxGradNorm float64 // global-norm clipping; 0 disables
 	Schedule    Schedule
 	WeightDecay float64
+	Objective   Objective // nil: SFT
 }
 
 // Batches gives micro-batch k of the run (k counts from 0 across epochs).
@@ -47,6 +79,10 @@ func Train(ctx context.Context, net *Net, opt *AdamW, cfg Config, data Batches, 
 	if err := cfg.Schedule.Validate(); err != nil {
 		return err
 	}
+	obj := cfg.Objective
+	if obj == nil {
+		obj = SFT{}
+	}
 	start := time.Now()
 	for step := opt.Step; step < cfg.Steps; step++ {
 		if ctx.Err() != nil {
@@ -61,16 +97,16 @@ func Train(ctx context.Context, net *Net, opt *AdamW, cfg Config, data Batches, 
 				return fmt.Errorf("step %d: %w", step+1, err)
 			}
 			micro[i] = b
-			denom += b.Counted()
+			denom += obj.Count(b)
 			tokens += b.Len()
 		}
 		if denom == 0 {
-			return fmt.Errorf("step %d: no token in the batch carries a loss (check the loss masks)", step+1)
+			return fmt.Errorf("step %d: nothing in the batch carries a loss (check the loss masks)", step+1)
 		}
 		net.ZeroGrads()
 		var lossSum float64
 		for _, b := range micro {
-			s, err := net.Step(b, denom)
+			s, err := obj.Step(net, b, denom)
 			if err != nil {
 				return fmt.Errorf("step %d: %w", step+1, err)
 			}
@@ -88,6 +124,9 @@ func Train(ctx context.Context, net *Net, opt *AdamW, cfg Config, data Batches, 
 		if events != nil {
 			ev := Event{Step: step + 1, TotalSteps: cfg.Steps, Loss: loss, LR: lr, GradNorm: norm, Tokens: tokens,
 				TokensPerSec: float64(tokens) / time.Since(t0).Seconds(), Elapsed: time.Since(start), RSS: ResidentBytes()}
+			if m, ok := obj.(MetricsReporter); ok {
+				ev.Extra = m.TakeMetrics()
+			}
 			select {
 			case events <- ev:
 			case <-ctx.Done():
