@@ -46,15 +46,15 @@ func (nt *Net) PlanMemory(n int, weightBytes int64) Plan {
 
 // Print writes the plan as a table.
 func (p Plan) Print(w io.Writer) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	mb := func(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/1e6) }
-	fmt.Fprintf(tw, "memory plan (%d tokens per micro-batch)\t\n", p.Tokens)
+	fmt.Fprintf(tw, "memory plan (%d tokens per micro-batch)\n", p.Tokens)
 	for _, row := range []struct {
 		name string
 		b    int64
 	}{{"base weights", p.Weights}, {"adapter", p.Adapter}, {"gradients", p.Grads}, {"optimizer (AdamW)", p.Optimizer},
 		{"activations", p.Activations}, {"workspace", p.Workspace}, {"runtime", p.Runtime}, {"total", p.Total()}} {
-		fmt.Fprintf(tw, "  %s\t%s\t\n", row.name, mb(row.b))
+		fmt.Fprintf(tw, "  %s\t%10s\n", row.name, mb(row.b))
 	}
 	tw.Flush()
 }
