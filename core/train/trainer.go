@@ -69,8 +69,8 @@ type Batches interface {
 }
 
 // Train runs cfg.Steps optimizer steps of opt over net's adapter, sending an
-// Event per step on events (if non-nil; sends block, so a consumer sees
-// every step). It stops early, without error, when ctx is cancelled, leaving
+// Event per step on events (if non-nil; sends block, so the consumer must
+// drain the channel and sees every step). It stops early, without error, when ctx is cancelled, leaving
 // the adapter as of the last completed step.
 func Train(ctx context.Context, net *Net, opt *AdamW, cfg Config, data Batches, events chan<- Event) error {
 	if cfg.Accum <= 0 {
@@ -127,11 +127,7 @@ func Train(ctx context.Context, net *Net, opt *AdamW, cfg Config, data Batches, 
 			if m, ok := obj.(MetricsReporter); ok {
 				ev.Extra = m.TakeMetrics()
 			}
-			select {
-			case events <- ev:
-			case <-ctx.Done():
-				return nil
-			}
+			events <- ev // every completed step is reported, even when stopping
 		}
 	}
 	return nil
