@@ -1,0 +1,289 @@
+package data
+
+import (
+	"bytes"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"distill/core/tokenizer/chat"
+)
+
+// readJSONL reads one JSON object per line; blank lines are allowed.
+func (d *Dataset) readJSONL() error {
+	data, err := readFile(d.Path)
+	if err != nil {
+		return err
+	}
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // UTF-8 BOM
+	for line := 1; len(data) > 0; line++ {
+		text := data
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			text, data = data[:i], data[i+1:]
+		} else {
+			data = nil
+		}
+		text = bytes.TrimSuffix(text, []byte("\r"))
+		if len(bytes.TrimSpace(text)) == 0 {
+			continue
+		}
+		if err := d.jsonlRow(line, text); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// jsonlRow parses one line. It returns an error only when the load must stop
+// (strict mode, or a first row whose format cannot be told).
+func (d *Dataset) jsonlRow(line int, text []byte) error {
+	obj, err := parseJSON(text)
+	if err == nil && obj.kind != 'o' {
+		err = fmt.Errorf("want a JSON object, got %s", obj.kindName())
+	}
+	if err != nil {
+		if de, ok := err.(*dupKeyError); ok {
+			return d.skip(line, rowErr(de.key, "the key appears twice"))
+		}
+		return d.skip(line, err)
+	}
+	if d.Format == "" {
+		fits := detect(obj.keys, d.opt.labelColumn())
+		if len(fits) != 1 {
+			return formatError(d.Path, line, obj.keys, fits, d.opt.labelColumn())
+		}
+		d.Format = fits[0]
+	}
+	if d.Format == FormatClassification && d.features == nil {
+		d.setFeatures(obj.keys)
+		if len(d.features) == 0 {
+			return fmt.Errorf("%s:%d: a classification row needs a \"text\" or feature keys besides %q, and this first row has only the label", d.Path, line, d.opt.labelColumn())
+		}
+	}
+	row, err := d.parseRow(obj)
+	if err != nil {
+		return d.skip(line, err)
+	}
+	row.Line = line
+	d.Rows = append(d.Rows, row)
+	return nil
+}
+
+// setFeatures fixes a classification dataset's features from its first
+// row's keys (or the CSV header).
+func (d *Dataset) setFeatures(keys []string) {
+	label := d.opt.labelColumn()
+	d.features = []string{}
+	for _, k := range keys {
+		if k != label {
+			d.features = append(d.features, k)
+		}
+	}
+	d.textRows = len(d.features) == 1 && d.features[0] == "text"
+	if !d.textRows {
+		d.FeatureOrder = d.features
+	}
+}
+
+func (d *Dataset) parseRow(obj *jval) (Row, error) {
+	switch d.Format {
+	case FormatPromptCompletion:
+		return parsePromptCompletion(obj)
+	case FormatMessages:
+		return parseMessagesRow(obj)
+	case FormatClassification:
+		return d.parseClassification(obj)
+	case FormatIDP:
+		return d.parseIDP(obj)
+	case FormatPreference:
+		return parsePreference(obj)
+	}
+	panic("data: unknown format " + d.Format)
+}
+
+// stringField reads a required string field.
+func stringField(obj *jval, key string, allowEmpty bool) (string, error) {
+	v := obj.get(key)
+	if v == nil {
+		return "", rowErr(key, "required field is missing")
+	}
+	if v.kind != 's' {
+		return "", rowErr(key, "want a string, got %s", v.kindName())
+	}
+	if !allowEmpty && strings.TrimSpace(v.str) == "" {
+		return "", rowErr(key, "empty")
+	}
+	return v.str, nil
+}
+
+func parsePromptCompletion(obj *jval) (Row, error) {
+	var r Row
+	var err error
+	if r.Prompt, err = stringField(obj, "prompt", true); err != nil {
+		return r, err
+	}
+	if r.Completion, err = stringField(obj, "completion", false); err != nil {
+		return r, err
+	}
+	return r, nil
+}
+
+// roles are the message roles a row may use.
+var roles = []string{"system", "user", "assistant"}
+
+// parseMessages reads a list of {"role", "content"} messages; field names
+// the list's key for error messages.
+func parseMessages(v *jval, field string) ([]chat.Message, error) {
+	if v.kind != 'a' {
+		return nil, rowErr(field, "want a list of messages, got %s", v.kindName())
+	}
+	if len(v.vals) == 0 {
+		return nil, rowErr(field, "the list is empty")
+	}
+	msgs := make([]chat.Message, len(v.vals))
+	for i, m := range v.vals {
+		at := fmt.Sprintf("%s[%d]", field, i)
+		if m.kind != 'o' {
+			return nil, rowErr(at, "want an object {\"role\", \"content\"}, got %s", m.kindName())
+		}
+		for _, k := range m.keys {
+			if k != "role" && k != "content" {
+				return nil, rowErr(at+"."+k, "not supported: a message has only \"role\" and \"content\"")
+			}
+		}
+		role, err := stringField(m, "role", false)
+		if err != nil {
+			return nil, rowErr(at+".role", "%s", err.(*fieldErr).msg)
+		}
+		if !slices.Contains(roles, role) {
+			return nil, rowErr(at+".role", "unknown role %q: want system, user or assistant", role)
+		}
+		content, err := stringField(m, "content", role != "assistant")
+		if err != nil {
+			return nil, rowErr(at+".content", "%s", err.(*fieldErr).msg)
+		}
+		msgs[i] = chat.Message{Role: role, Content: content}
+	}
+	return msgs, nil
+}
+
+func parseMessagesRow(obj *jval) (Row, error) {
+	v := obj.get("messages")
+	if v == nil {
+		return Row{}, rowErr("messages", "required field is missing")
+	}
+	msgs, err := parseMessages(v, "messages")
+	if err != nil {
+		return Row{}, err
+	}
+	if !slices.ContainsFunc(msgs, func(m chat.Message) bool { return m.Role == "assistant" }) {
+		return Row{}, rowErr("messages", "no assistant message, so nothing to train on")
+	}
+	return Row{Messages: msgs}, nil
+}
+
+func (d *Dataset) parseClassification(obj *jval) (Row, error) {
+	label := d.opt.labelColumn()
+	var r Row
+	lv := obj.get(label)
+	if lv == nil {
+		return r, rowErr(label, "required field is missing")
+	}
+	switch lv.kind {
+	case 's', 'n', 'b':
+		r.Label = lv.str
+	default:
+		return r, rowErr(label, "want a string, number or boolean label, got %s", lv.kindName())
+	}
+	if strings.TrimSpace(r.Label) == "" {
+		return r, rowErr(label, "empty")
+	}
+	if err := d.checkLabel(r.Label, label); err != nil {
+		return r, err
+	}
+	for _, k := range obj.keys {
+		if k != label && !slices.Contains(d.features, k) {
+			return r, rowErr(k, "unexpected key: the first row's features are [%s]", strings.Join(d.features, ", "))
+		}
+	}
+	if d.textRows {
+		var err error
+		r.Text, err = stringField(obj, "text", true)
+		return r, err
+	}
+	r.Features = make(map[string]string, len(d.features))
+	for _, k := range d.features {
+		v := obj.get(k)
+		if v == nil {
+			return r, rowErr(k, "missing, but the first row has this feature")
+		}
+		r.Features[k] = v.scalarText()
+	}
+	return r, nil
+}
+
+// checkLabel checks that a label has a verbaliser when they are given.
+func (d *Dataset) checkLabel(label, field string) error {
+	if d.opt.Verbalizers == nil {
+		return nil
+	}
+	if _, ok := d.opt.Verbalizers[label]; !ok {
+		return rowErr(field, "label %q has no verbaliser (have: %s)", label, strings.Join(slices.Sorted(maps.Keys(d.opt.Verbalizers)), ", "))
+	}
+	return nil
+}
+
+func (d *Dataset) parseIDP(obj *jval) (Row, error) {
+	var r Row
+	var err error
+	if r.Document, err = stringField(obj, "document", false); err != nil {
+		return r, err
+	}
+	t := obj.get("target")
+	if t == nil {
+		return r, rowErr("target", "required field is missing")
+	}
+	if t.kind != 'o' {
+		return r, rowErr("target", "want a JSON object, got %s", t.kindName())
+	}
+	if d.schema != nil {
+		if err := d.schema.validate(t); err != nil {
+			return r, rowErr("target", "does not match the schema %s: %v", d.opt.SchemaPath, err)
+		}
+		r.Target = d.schema.ordered(t)
+	} else {
+		r.Target = t.appendCompact(nil)
+	}
+	return r, nil
+}
+
+func parsePreference(obj *jval) (Row, error) {
+	var r Row
+	p := obj.get("prompt")
+	switch {
+	case p == nil:
+		return r, rowErr("prompt", "required field is missing")
+	case p.kind == 's':
+		r.Prompt = p.str
+	case p.kind == 'a':
+		msgs, err := parseMessages(p, "prompt")
+		if err != nil {
+			return r, err
+		}
+		r.PromptMessages = msgs
+	default:
+		return r, rowErr("prompt", "want a string or a list of messages, got %s", p.kindName())
+	}
+	var err error
+	if r.Chosen, err = stringField(obj, "chosen", false); err != nil {
+		return r, err
+	}
+	if r.Rejected, err = stringField(obj, "rejected", false); err != nil {
+		return r, err
+	}
+	if r.Chosen == r.Rejected {
+		return r, rowErr("rejected", "the same as chosen, so the pair teaches nothing")
+	}
+	return r, nil
+}
