@@ -1,0 +1,122 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"distill/store"
+)
+
+func init() {
+	register(command{name: "runs", usage: "list|show ID|rm ID [--json] — the recorded training runs", run: runRuns})
+}
+
+func runRuns(env *Env, args []string) error {
+	if len(args) == 0 {
+		return fmt.Errorf("runs: give list, show ID or rm ID")
+	}
+	sub, rest := args[0], args[1:]
+	var id string
+	if sub == "show" || sub == "rm" {
+		if len(rest) == 0 {
+			return fmt.Errorf("runs %s: give the run id", sub)
+		}
+		id, rest = rest[0], rest[1:]
+	}
+	fs := newFlags(env, "runs "+sub, "[--json]")
+	asJSON := fs.Bool("json", false, "print JSON")
+	dbPath := fs.String("db", defaultDB, "run database")
+	if err := parse(fs, rest); err != nil {
+		return err
+	}
+	db, err := store.Open(*dbPath)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	ctx := context.Background()
+	switch sub {
+	case "list":
+		runs, err := db.ListRuns(ctx, store.RunFilter{})
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			out := make([]map[string]any, len(runs))
+			for i, r := range runs {
+				out[i] = runJSON(r)
+			}
+			return writeJSON(env.Stdout, out)
+		}
+		tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tMETHOD\tSTATUS\tBASE\tDATASET\tBEST\tAGE")
+		for _, r := range runs {
+			best := "-"
+			if r.BestMetric != nil {
+				best = fmt.Sprintf("%s %.4f", r.BestMetricName, *r.BestMetric)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Method, r.Status, r.BaseModel, r.Dataset, best, time.Since(r.CreatedAt).Round(time.Second))
+		}
+		return tw.Flush()
+	case "show":
+		r, err := db.GetRun(ctx, id)
+		if err != nil {
+			return fmt.Errorf("run %s: %w", id, err)
+		}
+		out := runJSON(r)
+		if cps, err := db.Checkpoints(ctx, id); err == nil {
+			var paths []string
+			for _, c := range cps {
+				paths = append(paths, c.Path)
+			}
+			out["checkpoints"] = paths
+		}
+		if m, err := db.Metrics(ctx, id, "loss"); err == nil && len(m) > 0 {
+			out["last_loss"] = m[len(m)-1].Value
+			out["steps"] = m[len(m)-1].Step
+		}
+		if *asJSON {
+			return writeJSON(env.Stdout, out)
+		}
+		for _, k := range []string{"id", "method", "status", "base_model", "dataset", "dir", "error", "steps", "last_loss", "best_metric", "checkpoints"} {
+			if v, ok := out[k]; ok && v != "" && v != nil {
+				fmt.Fprintf(env.Stdout, "%-12s %v\n", k, v)
+			}
+		}
+		return nil
+	case "rm":
+		r, err := db.GetRun(ctx, id)
+		if err != nil {
+			return fmt.Errorf("run %s: %w", id, err)
+		}
+		if r.Status.Active() {
+			return fmt.Errorf("run %s is %s: stop it first", id, r.Status)
+		}
+		if err := db.DeleteRun(ctx, id); err != nil {
+			return err
+		}
+		if r.Dir != "" {
+			if err := os.RemoveAll(r.Dir); err != nil {
+				return err
+			}
+		}
+		if *asJSON {
+			return writeJSON(env.Stdout, map[string]any{"removed": id})
+		}
+		fmt.Fprintf(env.Stdout, "removed %s\n", id)
+		return nil
+	}
+	return fmt.Errorf("runs: unknown subcommand %q (list, show ID, rm ID)", sub)
+}
+
+func runJSON(r store.Run) map[string]any {
+	m := map[string]any{"id": r.ID, "method": r.Method, "status": string(r.Status), "base_model": r.BaseModel,
+		"dataset": r.Dataset, "dir": r.Dir, "error": r.Error, "created_at": r.CreatedAt}
+	if r.BestMetric != nil {
+		m["best_metric"] = map[string]any{"name": r.BestMetricName, "value": *r.BestMetric}
+	}
+	return m
+}

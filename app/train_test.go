@@ -1,0 +1,169 @@
+package app
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"distill/core/lora"
+	"distill/core/model"
+	"distill/core/train"
+	"distill/store"
+)
+
+// smallData writes the first n lines of an example file to a temp file.
+func smallData(t *testing.T, src string, n int) string {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(b), "\n")
+	if len(lines) > n {
+		lines = lines[:n]
+	}
+	path := filepath.Join(t.TempDir(), filepath.Base(src))
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// logLosses reads the loss of every step from a run's log.jsonl.
+func logLosses(t *testing.T, dir string) []float64 {
+	t.Helper()
+	f, err := os.Open(filepath.Join(dir, "log.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []float64
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var e struct{ Loss float64 }
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, e.Loss)
+	}
+	return out
+}
+
+// TestTrainSFTRecordsTheRun: a short QLoRA SFT run through the CLI leaves
+// the run folder, a loadable PEFT adapter, one log line per step, and a
+// completed record with metrics in the database.
+func TestTrainSFTRecordsTheRun(t *testing.T) {
+	m := tinyModel(t)
+	dir := filepath.Join(t.TempDir(), "run")
+	db := filepath.Join(t.TempDir(), "runs.db")
+	data := smallData(t, "../examples/chat/train.jsonl", 40)
+	code, out, stderr := run("train", "sft", "--model", m, "--data", data, "--steps", "4", "--seq-len", "256",
+		"--lr", "1e-3", "--checkpoint-every", "2", "--out", dir, "--db", db, "--lora-r", "4")
+	if code != 0 {
+		t.Fatalf("exit %d: %s\n%s", code, stderr, out)
+	}
+	for _, f := range []string{"config.yaml", "adapter/adapter_config.json", "adapter/adapter_model.safetensors", "checkpoints/step-000002/state.json", "checkpoints/step-000004/optimizer.safetensors"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("run folder lacks %s", f)
+		}
+	}
+	if n := len(logLosses(t, dir)); n != 4 {
+		t.Errorf("log.jsonl has %d steps, want 4", n)
+	}
+	base, err := model.Load(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer base.Close()
+	if _, err := lora.Load(filepath.Join(dir, "adapter"), base); err != nil {
+		t.Fatalf("the saved adapter does not load: %v", err)
+	}
+	code, out, _ = run("runs", "list", "--json", "--db", db)
+	var runs []map[string]any
+	if code != 0 || json.Unmarshal([]byte(out), &runs) != nil || len(runs) != 1 || runs[0]["status"] != "completed" {
+		t.Fatalf("runs list: %s", out)
+	}
+	id := runs[0]["id"].(string)
+	code, out, _ = run("runs", "show", id, "--json", "--db", db)
+	if code != 0 || !strings.Contains(out, `"steps":4`) || !strings.Contains(out, "val_loss") {
+		t.Fatalf("runs show: %s", out)
+	}
+	if code, _, _ = run("runs", "rm", id, "--db", db); code != 0 {
+		t.Fatal("runs rm failed")
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Error("runs rm left the run folder")
+	}
+}
+
+// TestResumeContinuesExactly: a run stopped after step 3 (as by Ctrl-C: a
+// checkpoint, status canceled) and resumed logs the same losses, bit for
+// bit, as a run that was never stopped.
+func TestResumeContinuesExactly(t *testing.T) {
+	m := tinyModel(t)
+	data := smallData(t, "../examples/preferences/train.jsonl", 24)
+	// DPO: its reference log-probs are recomputed after the resume, and the
+	// losses must not notice.
+	cfg := defaultRunConfig("dpo")
+	cfg.Model, cfg.Data, cfg.Steps, cfg.SeqLen, cfg.LR, cfg.CheckpointEvery = m, data, 6, 128, 1e-3, 0
+	cfg.LoRA.R = 4
+	db, err := store.Open(filepath.Join(t.TempDir(), "runs.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+
+	straight := &TrainJob{Cfg: cfg, ID: "straight", Dir: filepath.Join(t.TempDir(), "straight"), DB: db}
+	if err := straight.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := &TrainJob{Cfg: cfg, ID: "stopped", Dir: filepath.Join(t.TempDir(), "stopped"), DB: db,
+		Events: func(e train.Event) {
+			if e.Step == 3 {
+				cancel()
+			}
+		}}
+	if err := stopped.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := db.GetRun(context.Background(), "stopped")
+	if r.Status != store.StatusCanceled {
+		t.Fatalf("stopped run is %s", r.Status)
+	}
+	resumed := &TrainJob{Cfg: cfg, ID: "stopped", Dir: stopped.Dir, DB: db, Resume: true}
+	if err := resumed.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	a, b := logLosses(t, straight.Dir), logLosses(t, stopped.Dir)
+	if len(a) != 6 || len(b) != 6 {
+		t.Fatalf("%d and %d logged steps", len(a), len(b))
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			t.Fatalf("step %d: loss %.17g after resume, %.17g uninterrupted", i+1, b[i], a[i])
+		}
+	}
+	if r, _ := db.GetRun(context.Background(), "stopped"); r.Status != store.StatusCompleted {
+		t.Fatalf("resumed run is %s", r.Status)
+	}
+}
+
+// TestTrainKDRefusesAForeignTokenizer: a logit-KD teacher with another
+// vocabulary is refused, pointing at traces.
+func TestTrainKDRefusesAForeignTokenizer(t *testing.T) {
+	m := tinyModel(t)
+	teacher := filepath.Join(t.TempDir(), "teacher")
+	if code, _, stderr := run("demo-model", "--out", teacher, "--tokenizer", filepath.Join(npmModels, "tokenizer-llama3", "models")); code != 0 {
+		t.Fatal(stderr)
+	}
+	data := smallData(t, "../examples/chat/train.jsonl", 10)
+	code, _, stderr := run("train", "kd", "--model", m, "--teacher", teacher, "--data", data, "--steps", "1", "--out", filepath.Join(t.TempDir(), "r"), "--db", filepath.Join(t.TempDir(), "db"))
+	if code == 0 || !strings.Contains(stderr, "traces") {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+}

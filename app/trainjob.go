@@ -1,0 +1,197 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"distill/core/lora"
+	"distill/core/model"
+	"distill/core/quant"
+	"distill/core/tensor"
+	"distill/core/tokenizer"
+	"distill/core/tokenizer/chat"
+	"distill/core/train"
+	"distill/store"
+)
+
+// TrainJob is one training run: it loads what the configuration names,
+// records the run in the store, trains, checkpoints, and leaves
+// runs/<id>/{config.yaml, adapter/, checkpoints/step-N/, log.jsonl}.
+// Front ends (CLI, workstation) receive its Events.
+type TrainJob struct {
+	Cfg    RunConfig
+	ID     string
+	Dir    string
+	DB     *store.DB
+	Resume bool // continue from the latest checkpoint in Dir
+	Log    io.Writer
+	Events func(train.Event)
+
+	be      tensor.Backend
+	m       *model.Model
+	teacher *model.Model
+	net     *train.Net
+	opt     *train.AdamW
+	batches []*train.Batch
+	val     []*train.Batch
+	obj     train.Objective
+	steps   int
+}
+
+// Run trains until done or ctx is cancelled (then it checkpoints first and
+// marks the run canceled). Every outcome is recorded in the store.
+func (j *TrainJob) Run(ctx context.Context) (err error) {
+	if !j.Resume {
+		if err := j.create(ctx); err != nil {
+			return err
+		}
+	}
+	if err := j.DB.StartRun(ctx, j.ID, os.Getpid()); err != nil {
+		return err
+	}
+	defer func() {
+		status, msg := store.StatusCompleted, ""
+		switch {
+		case errors.Is(err, context.Canceled) || (err == nil && ctx.Err() != nil):
+			status, msg, err = store.StatusCanceled, "canceled by the user (checkpoint written)", nil
+		case err != nil:
+			status, msg = store.StatusFailed, err.Error()
+		}
+		if ferr := j.DB.FinishRun(context.Background(), j.ID, status, msg); ferr != nil && err == nil {
+			err = ferr
+		}
+		j.close()
+	}()
+	if err := j.load(); err != nil {
+		return err
+	}
+	state := train.State{Seed: j.Cfg.Seed}
+	if j.Resume {
+		cp, err := j.DB.LatestCheckpoint(ctx, j.ID)
+		if err != nil {
+			return fmt.Errorf("resume %s: no checkpoint to resume from: %w", j.ID, err)
+		}
+		if state, err = train.LoadCheckpoint(cp.Path, j.net, j.opt); err != nil {
+			return err
+		}
+		j.logf("resumed at step %d from %s", state.Step, cp.Path)
+	}
+	return j.loop(ctx)
+}
+
+// create records a new run and writes its folder and effective config.
+func (j *TrainJob) create(ctx context.Context) error {
+	if err := os.MkdirAll(filepath.Join(j.Dir, "checkpoints"), 0o755); err != nil {
+		return err
+	}
+	if err := writeRunConfig(filepath.Join(j.Dir, "config.yaml"), &j.Cfg); err != nil {
+		return err
+	}
+	cfgJSON, _ := json.Marshal(j.Cfg)
+	return j.DB.CreateRun(ctx, store.Run{ID: j.ID, Method: j.Cfg.Method, BaseModel: j.Cfg.Model, Dataset: j.Cfg.Data,
+		Status: store.StatusQueued, Config: string(cfgJSON), Dir: j.Dir, PID: os.Getpid()})
+}
+
+func (j *TrainJob) logf(format string, args ...any) {
+	if j.Log != nil {
+		fmt.Fprintf(j.Log, format+"\n", args...)
+	}
+}
+
+func (j *TrainJob) close() {
+	if j.m != nil {
+		j.m.Close()
+	}
+	if j.teacher != nil {
+		j.teacher.Close()
+	}
+}
+
+// load opens the model, data and objective, and sizes the run.
+func (j *TrainJob) load() error {
+	c := &j.Cfg
+	var err error
+	if j.be, err = tensor.Open(c.Device); err != nil {
+		return err
+	}
+	if j.m, err = model.Load(c.Model); err != nil {
+		return err
+	}
+	tok, err := tokenizer.Load(c.Model)
+	if err != nil {
+		return err
+	}
+	tmpl, _ := chat.Load(c.Model) // optional: only chat-formatted data needs it
+	if _, err := quant.QuantizeModel(j.m, c.Quant, c.DoubleQuant && c.Quant == "nf4", false); err != nil {
+		return fmt.Errorf("--quant: %w", err)
+	}
+	if c.Full {
+		j.net, err = train.NewFullNet(j.be, j.m)
+	} else {
+		var a *lora.Adapter
+		a, err = lora.NewFor(j.m, lora.Config{R: c.LoRA.R, Alpha: c.LoRA.Alpha, Dropout: c.LoRA.Dropout,
+			Targets: strings.Split(c.LoRA.Targets, ","), RSLoRA: c.LoRA.RSLoRA, BaseModel: c.Model})
+		if err == nil {
+			lora.Init(a, c.Seed)
+			j.net, err = train.NewNet(j.be, j.m, a)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	j.net.Checkpoint = c.GradCheckpointing
+	j.net.DropoutSeed = c.Seed
+	j.opt = train.NewAdamW(len(j.net.Params), c.WeightDecay)
+
+	if err := j.loadData(tok, tmpl); err != nil {
+		return err
+	}
+	switch c.Method {
+	case "kd":
+		if c.KD.Teacher != "" {
+			if j.obj, err = j.loadTeacher(tok); err != nil {
+				return err
+			}
+		} else {
+			j.obj = train.SFT{} // sequence-level KD: SFT on the teacher's traces
+		}
+	case "dpo":
+		d := &train.DPO{Beta: c.DPO.Beta, LabelSmoothing: c.DPO.LabelSmoothing, Loss: c.DPO.Loss}
+		if err := d.Validate(); err != nil {
+			return err
+		}
+		j.obj = &train.DPOObjective{DPO: d}
+	default:
+		j.obj = train.SFT{}
+	}
+	j.steps = c.Steps
+	if j.steps <= 0 {
+		j.steps = max(1, c.Epochs*len(j.batches)/c.Accum)
+	}
+	plan := j.net.PlanMemory(c.SeqLen, weightBytes(j.m))
+	if j.Log != nil {
+		plan.Print(j.Log)
+	}
+	j.logf("%d training micro-batches, %d validation; %d optimizer steps", len(j.batches), len(j.val), j.steps)
+	return nil
+}
+
+func weightBytes(m *model.Model) int64 {
+	var n int64
+	for _, L := range m.Layers {
+		for _, p := range L.Projections() {
+			n += p.Bytes()
+		}
+	}
+	n += m.Embed.Bytes()
+	if m.LMHead != m.Embed {
+		n += m.LMHead.Bytes()
+	}
+	return n
+}

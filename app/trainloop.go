@@ -1,0 +1,170 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"distill/core/lora"
+	"distill/core/train"
+	"distill/store"
+)
+
+// loop trains in spans ending at checkpoint boundaries, so checkpoints fall
+// between optimizer steps; a cancelled context ends the span early, and the
+// run is checkpointed before Run returns.
+func (j *TrainJob) loop(ctx context.Context) error {
+	c := &j.Cfg
+	logFile, err := os.OpenFile(filepath.Join(j.Dir, "log.jsonl"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	cfg := train.Config{Accum: c.Accum, MaxGradNorm: c.MaxGradNorm, WeightDecay: c.WeightDecay, Objective: j.obj,
+		Schedule: train.Schedule{Kind: c.Schedule, Peak: c.LR, Warmup: c.Warmup, Total: j.steps}}
+	data := &train.Shuffled{Batches: j.batches, Seed: c.Seed}
+	for j.opt.Step < j.steps {
+		next := j.steps
+		if c.CheckpointEvery > 0 {
+			next = min(j.steps, (j.opt.Step/c.CheckpointEvery+1)*c.CheckpointEvery)
+		}
+		cfg.Steps = next
+		events := make(chan train.Event, 8)
+		done := make(chan error, 1)
+		go func() { done <- j.record(events, logFile) }()
+		err := train.Train(ctx, j.net, j.opt, cfg, data, events)
+		close(events)
+		if rerr := <-done; err == nil {
+			err = rerr
+		}
+		if err != nil {
+			return err
+		}
+		if cerr := j.checkpoint(); cerr != nil {
+			return cerr
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if c.EvalEvery > 0 && j.opt.Step%c.EvalEvery == 0 && j.opt.Step < j.steps {
+			if err := j.evaluate(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := j.evaluate(); err != nil {
+		return err
+	}
+	return j.finish()
+}
+
+// record writes each event to log.jsonl and the store, and forwards it.
+func (j *TrainJob) record(events <-chan train.Event, log *os.File) error {
+	var first error
+	for e := range events {
+		e.TotalSteps = j.steps // a span ends at the next checkpoint, the run later
+		line := map[string]any{"step": e.Step, "loss": e.Loss, "lr": e.LR, "grad_norm": e.GradNorm,
+			"tokens_per_second": e.TokensPerSec, "rss_bytes": e.RSS, "elapsed_s": e.Elapsed.Seconds(), "time": time.Now().UTC()}
+		points := []store.Metric{{Step: e.Step, Name: "loss", Value: e.Loss}, {Step: e.Step, Name: "lr", Value: e.LR},
+			{Step: e.Step, Name: "grad_norm", Value: e.GradNorm}, {Step: e.Step, Name: "tokens_per_second", Value: e.TokensPerSec},
+			{Step: e.Step, Name: "rss_bytes", Value: float64(e.RSS)}}
+		for k, v := range e.Extra {
+			line[k] = v
+			points = append(points, store.Metric{Step: e.Step, Name: k, Value: v})
+		}
+		b, _ := json.Marshal(line)
+		if _, err := log.Write(append(b, '\n')); err != nil && first == nil {
+			first = err
+		}
+		if err := j.DB.AddMetrics(context.Background(), j.ID, points); err != nil && first == nil {
+			first = err
+		}
+		if j.Events != nil {
+			j.Events(e)
+		}
+	}
+	return first
+}
+
+// checkpoint writes checkpoints/step-N and records it.
+func (j *TrainJob) checkpoint() error {
+	dir := filepath.Join(j.Dir, "checkpoints", fmt.Sprintf("step-%06d", j.opt.Step))
+	if err := train.SaveCheckpoint(dir, j.net, j.opt, train.State{Step: j.opt.Step, Seed: j.Cfg.Seed}); err != nil {
+		return err
+	}
+	return j.DB.AddCheckpoint(context.Background(), store.Checkpoint{RunID: j.ID, Step: j.opt.Step, Path: dir})
+}
+
+// evaluate computes the validation metrics and records them.
+func (j *TrainJob) evaluate() error {
+	if len(j.val) == 0 {
+		return nil
+	}
+	metrics := map[string]float64{}
+	if j.Cfg.Method == "dpo" {
+		correct, pairs, margin := 0, 0, 0.0
+		for _, b := range j.val {
+			pol, err := j.net.SequenceLogProbs(b, false)
+			if err != nil {
+				return err
+			}
+			ref, err := j.net.SequenceLogProbs(b, true)
+			if err != nil {
+				return err
+			}
+			for p := 0; p+1 < len(pol); p += 2 {
+				m := j.Cfg.DPO.Beta * ((pol[p] - ref[p]) - (pol[p+1] - ref[p+1]))
+				margin += m
+				if m > 0 {
+					correct++
+				}
+				pairs++
+			}
+		}
+		metrics["val_accuracy"] = float64(correct) / float64(max(1, pairs))
+		metrics["val_margin"] = margin / float64(max(1, pairs))
+	} else {
+		var sum float64
+		n := 0
+		for _, b := range j.val {
+			lp, err := j.net.SequenceLogProbs(b, false)
+			if err != nil {
+				return err
+			}
+			for _, v := range lp {
+				sum -= v
+			}
+			n += b.Counted()
+		}
+		metrics["val_loss"] = sum / float64(max(1, n))
+	}
+	var points []store.Metric
+	for k, v := range metrics {
+		points = append(points, store.Metric{Step: j.opt.Step, Name: k, Value: v})
+		j.logf("step %d: %s %.4f", j.opt.Step, k, v)
+	}
+	if v, ok := metrics["val_loss"]; ok {
+		j.DB.SetBestMetric(context.Background(), j.ID, "val_loss", v)
+	} else if v, ok := metrics["val_accuracy"]; ok {
+		j.DB.SetBestMetric(context.Background(), j.ID, "val_accuracy", v)
+	}
+	return j.DB.AddMetrics(context.Background(), j.ID, points)
+}
+
+// finish saves the trained adapter (PEFT layout) and registers it.
+func (j *TrainJob) finish() error {
+	if j.net.Adapter == nil {
+		j.logf("full fine-tuning: the weights are in the last checkpoint")
+		return nil
+	}
+	dir := filepath.Join(j.Dir, "adapter")
+	if err := lora.Save(dir, j.net.Adapter); err != nil {
+		return err
+	}
+	j.logf("adapter saved to %s", dir)
+	return j.DB.RegisterAdapter(context.Background(), store.Adapter{Name: j.ID, Path: dir, BaseModel: j.Cfg.Model,
+		Method: j.Cfg.Method, RunID: j.ID, Metrics: json.RawMessage(`{}`)})
+}
