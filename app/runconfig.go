@@ -185,6 +185,9 @@ func (c *RunConfig) validate() error {
 	default:
 		return fmt.Errorf("method %q: want sft, kd or dpo", c.Method)
 	}
+	if c.Method == "kd" && c.Data == "" {
+		c.Data = c.KD.Traces // sequence-level KD trains on the traces alone
+	}
 	if c.Model == "" || c.Data == "" {
 		return fmt.Errorf("--model and --data are required")
 	}

@@ -167,3 +167,20 @@ func TestTrainKDRefusesAForeignTokenizer(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
 }
+
+// TestKDTracesThenTrain: sequence-level KD end to end — the teacher writes
+// traces, the student trains on them.
+func TestKDTracesThenTrain(t *testing.T) {
+	m := tinyModel(t)
+	data := smallData(t, "../examples/codegen/train.jsonl", 3)
+	traces := filepath.Join(t.TempDir(), "traces.jsonl")
+	code, out, stderr := run("kd", "traces", "--teacher", m, "--data", data, "--out", traces, "--max-tokens", "8")
+	if code != 0 || !strings.Contains(out, "wrote 3 traces") {
+		t.Fatalf("exit %d: %s %s", code, out, stderr)
+	}
+	code, out, stderr = run("train", "kd", "--model", m, "--traces", traces, "--data", data, "--steps", "2", "--seq-len", "512",
+		"--out", filepath.Join(t.TempDir(), "r"), "--db", filepath.Join(t.TempDir(), "db"), "--lora-r", "2", "--val-fraction", "0")
+	if code != 0 {
+		t.Fatalf("train kd --traces: exit %d: %s %s", code, out, stderr)
+	}
+}
