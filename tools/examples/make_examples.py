@@ -11,7 +11,9 @@ writes the same bytes. After writing, the script checks its own output: every
 JSONL line parses, the credit validation split is balanced, invoice targets
 validate against examples/invoices/schema.json (a small validator for exactly
 the keywords the schema uses; an unknown keyword is an error), length limits
-of the text sets hold, train and validation do not share inputs, and every
+of the text sets hold, train and validation do not share inputs, every
+support ticket carries cue words of its own class only (and a bag-of-words
+naive Bayes fit on train reaches 95% on validation), and every
 codegen completion builds, passes `go vet`, is gofmt-clean and passes its tests
 (one package per split, so `go` runs once per split).
 
@@ -21,6 +23,8 @@ Sets:
   preferences/  prompt/chosen/rejected pairs for DPO
   codegen/      prompt/plan/completion/tests for plan-then-code generation
   chat/         system/user/assistant conversations for chat-template SFT
+  tickets/      support-ticket routing (billing/technical/account), an easy
+                short-text classification set for proving that SFT learns
 """
 
 import argparse
@@ -2157,6 +2161,233 @@ def make_chat(out):
 
 
 # ---------------------------------------------------------------------------
+# 6. tickets: support-ticket routing (short-text classification)
+# ---------------------------------------------------------------------------
+
+TICKET_LABELS = ["billing", "technical", "account"]
+
+# The class cue words. Every ticket holds at least one cue of its own class
+# and none of another class (the self-check enforces it), so the label is
+# decided by the words alone: zero label noise.
+TICKET_CUES = {
+    "billing": ["invoice", "charge", "charged", "refund", "payment", "card", "subscription",
+                "price", "billed", "receipt", "plan"],
+    "technical": ["error", "crash", "crashes", "crashed", "bug", "slow", "app", "login",
+                  "loading", "freezes", "freezing", "blank", "sync", "timeout", "update"],
+    "account": ["password", "email", "username", "delete", "two-factor", "2fa", "account",
+                "accounts", "profile", "locked", "phone"],
+}
+
+# Core phrases, one per ticket, "?" or "." its natural end. Slots: {plan},
+# {month}, {amount}, {screen}, {device}, {code}.
+TICKET_CORES = {
+    "billing": [
+        ("i was charged twice for my {plan} subscription", "."),
+        ("please refund the {amount} charge on my card", "."),
+        ("my invoice for {month} shows the wrong price", "."),
+        ("the payment failed on my card", "."),
+        ("why did my subscription price go up in {month}", "?"),
+        ("i need a copy of the invoice from {month}", "."),
+        ("can i get a refund for the {month} payment", "?"),
+        ("my card was charged after i cancelled the subscription", "."),
+        ("the invoice total does not match my payment", "."),
+        ("i was billed {amount} instead of the {plan} price", "."),
+        ("where can i find the receipt for my {amount} payment", "?"),
+        ("there is a {amount} charge i do not recognise", "."),
+        ("how do i switch my card for the {plan} subscription", "?"),
+        ("the refund for my {plan} plan never arrived", "."),
+    ],
+    "technical": [
+        ("the app crashes when i open the {screen} page", "."),
+        ("i get error {code} on the {screen} screen", "."),
+        ("the login page is not loading on my {device}", "."),
+        ("the app is very slow since the last update", "."),
+        ("there is a bug in the {screen} screen", "."),
+        ("the {screen} page keeps freezing on my {device}", "."),
+        ("i only see a blank screen after the update", "."),
+        ("sync fails with error {code} on my {device}", "."),
+        ("why does the app crash on my {device}", "?"),
+        ("the {screen} screen shows a timeout error", "."),
+        ("is the {screen} page bug fixed in the next update", "?"),
+        ("the app crashed twice while loading the {screen} page", "."),
+        ("the login button does nothing, looks like a bug", "."),
+        ("the {screen} page is so slow it freezes the app", "."),
+    ],
+    "account": [
+        ("i forgot my password and need a reset link", "."),
+        ("please change the email address on my account", "."),
+        ("how do i change my username", "?"),
+        ("please delete my account and all my data", "."),
+        ("i lost my phone and cannot get the two-factor code", "."),
+        ("how do i turn off two-factor for my account", "?"),
+        ("can you merge my two accounts into one", "?"),
+        ("my account is locked after too many password attempts", "."),
+        ("i want to use a new email for my profile", "."),
+        ("my username was taken, can i pick another one", "?"),
+        ("reset my password please, the old email is gone", "."),
+        ("how can i delete my profile and username", "?"),
+        ("my 2fa code stopped working on my new phone", "."),
+        ("please move my account to my new work email", "."),
+    ],
+}
+
+TICKET_SLOTS = {
+    "plan": ["basic", "pro", "team", "family", "yearly", "monthly", "starter"],
+    "month": ["January", "February", "March", "April", "May", "June", "July", "August",
+              "September", "October", "November", "December"],
+    "amount": ["$12", "$49", "$99", "€15", "€30", "£20", "£45", "19.99", "120 dollars", "60 euros"],
+    "screen": ["dashboard", "settings", "reports", "search", "calendar", "notifications",
+               "export", "upload"],
+    "device": ["iphone", "android", "laptop", "tablet", "windows pc", "mac", "chromebook"],
+    "code": ["500", "403", "E42", "0x80", "503", "E7", "404"],
+}
+# Neutral filler: the same lists for every class, so they carry no signal.
+TICKET_OPENERS = ["", "", "", "hi,", "hello,", "hey team,", "hi there,", "good morning,",
+                  "quick question:", "sorry to bother you,", "urgent:", "not sure who to ask,",
+                  "hello again,", "hey,", "morning all,"]
+TICKET_TAILS = ["", "", "", "", "", " again", " today", " since yesterday", " this week",
+                " for some reason", " once more"]
+TICKET_CLOSERS = ["", "", "", "thanks", "thank you", "thanks a lot", "please help", "cheers",
+                  "any help appreciated", "thanks in advance", "let me know", "kind regards",
+                  "asap please", "help please"]
+
+
+def ticket_typo(rng, phrase):
+    """One typo in one word of a filler phrase (4+ letters): swap two inner
+    letters, drop one or double one."""
+    ws = phrase.split(" ")
+    idx = [i for i, w in enumerate(ws) if len(re.sub(r"[^a-z]", "", w)) >= 4]
+    if not idx:
+        return phrase
+    i = rng.choice(idx)
+    w = ws[i]
+    pos = [j for j in range(1, len(w) - 1) if w[j].isalpha() and w[j + 1].isalpha()]
+    if not pos:
+        return phrase
+    j = rng.choice(pos)
+    kind = rng.choice(["swap", "drop", "double"])
+    if kind == "swap":
+        w = w[:j] + w[j + 1] + w[j] + w[j + 2:]
+    elif kind == "drop":
+        w = w[:j] + w[j + 1:]
+    else:
+        w = w[:j] + w[j] + w[j:]
+    ws[i] = w
+    return " ".join(ws)
+
+
+def sentence_case(s):
+    s = re.sub(r"(^|[.!?]\s+)([a-z])", lambda m: m.group(1) + m.group(2).upper(), s)
+    return re.sub(r"\bi\b", "I", s)
+
+
+def ticket_text(rng, label):
+    core, end = rng.choice(TICKET_CORES[label])
+    core = re.sub(r"\{(\w+)\}", lambda m: rng.choice(TICKET_SLOTS[m.group(1)]), core)
+    opener, tail, closer = rng.choice(TICKET_OPENERS), rng.choice(TICKET_TAILS), rng.choice(TICKET_CLOSERS)
+    filler = [i for i, p in enumerate((opener, tail, closer)) if p]
+    if filler and rng.random() < 0.3:  # a typo, in the filler only
+        which = rng.choice(filler)
+        if which == 0:
+            opener = ticket_typo(rng, opener)
+        elif which == 1:
+            tail = ticket_typo(rng, tail)
+        else:
+            closer = ticket_typo(rng, closer)
+    if end == "?":
+        end = rng.choice(["?", "?", "?", "??", ""])
+    else:
+        end = rng.choice([".", ".", ".", "!", "", "..."])
+    parts = [opener] if opener else []
+    parts.append(core + tail + end)
+    if closer:
+        parts.append(closer + rng.choice(["", ".", "!", ""]))
+    t = " ".join(parts)
+    return t.lower() if rng.random() < 0.4 else sentence_case(t)
+
+
+def ticket_key(text):
+    """What counts as the same ticket: case, punctuation and spacing ignored."""
+    return " ".join(re.findall(r"[a-z0-9$€£']+", text.lower()))
+
+
+def ticket_words(text):
+    return re.findall(r"[a-z0-9][a-z0-9'-]*", text.lower())
+
+
+TICKETS_README = """\
+# tickets: support-ticket routing
+
+Short customer support tickets, each routed to one of three queues:
+`billing`, `technical` or `account`. Written for this project by
+`tools/examples/make_examples.py` (seeded, deterministic); no real data.
+Small and easy on purpose: a tiny model trained from random initialisation
+on a laptop CPU should reach 95%+ validation accuracy within a minute or two,
+which makes it the set for checking that an SFT classification run learns.
+
+| file | rows | format |
+|---|---|---|
+| `train.jsonl` | 600 | `{"text": "...", "label": "billing"}`, 200 per class, shuffled |
+| `val.jsonl` | 150 | same, 50 per class, shuffled |
+
+Every text is 6-14 words (split on spaces). No text appears in both splits,
+not even up to case, punctuation and spacing; the validation tickets are new
+combinations of the same phrases, so this measures learning the cues, not
+generalising to unseen wording.
+
+## How a ticket is built
+
+    [opener] core phrase [tail][end] [closer]
+
+- the **core phrase** is one of 14 templates per class, with slots filled
+  from small lists (plan names, months, amounts, screens, devices, error
+  codes), and carries the class cue words below; the slot lists are shared
+  by the classes that use them;
+- **opener** (`hi,`, `quick question:`, `sorry to bother you,` ...), **tail**
+  (` again`, ` since yesterday` ...) and **closer** (`thanks`, `please help`
+  ...) are neutral filler drawn from the same lists for every class;
+- light variation: about 30% of tickets have one typo (swapped, dropped or
+  doubled letter) in a filler word, never in the core phrase; about 60% are
+  sentence-cased (capitals after sentence ends, `I`), the rest all lower
+  case; the end mark varies (`.`, `!`, `...`, `?`, `??`, none).
+
+## Class cue words
+
+Every ticket contains at least one cue word of its own class and none of
+another class (the generator's self-check enforces it), so the label is
+fully determined by the words: there is no label noise.
+
+| label | cue words |
+|---|---|
+{cue_rows}
+"""
+
+
+def make_tickets(out):
+    rng = rng_for("tickets")
+    seen, per = set(), {c: [] for c in TICKET_LABELS}
+    for c in TICKET_LABELS:
+        while len(per[c]) < 250:
+            t = ticket_text(rng, c)
+            k = ticket_key(t)
+            if k in seen or not 6 <= words(t) <= 14:
+                continue
+            seen.add(k)
+            per[c].append({"text": t, "label": c})
+    train = [r for c in TICKET_LABELS for r in per[c][:200]]
+    val = [r for c in TICKET_LABELS for r in per[c][200:]]
+    rng.shuffle(train)
+    rng.shuffle(val)
+    d = os.path.join(out, "tickets")
+    os.makedirs(d, exist_ok=True)
+    dump_jsonl(os.path.join(d, "train.jsonl"), train)
+    dump_jsonl(os.path.join(d, "val.jsonl"), val)
+    cue_rows = "\n".join(f"| `{c}` | {', '.join(TICKET_CUES[c])} |" for c in TICKET_LABELS)
+    write_text(os.path.join(d, "README.md"), TICKETS_README.replace("{cue_rows}", cue_rows))
+    return train, val
+
+
+# ---------------------------------------------------------------------------
 # top-level README
 # ---------------------------------------------------------------------------
 
@@ -2181,6 +2412,7 @@ writes elsewhere.) Each folder has a README with the details.
 | [`preferences/`](preferences/) | DPO | `train.jsonl`, `val.jsonl` | 300 / 100 |
 | [`codegen/`](codegen/) | plan-then-code Go generation | `train.jsonl`, `val.jsonl` | {cg_train} / {cg_val} |
 | [`chat/`](chat/) | chat-template SFT | `train.jsonl`, `val.jsonl` | 200 / 50 |
+| [`tickets/`](tickets/) | easy text classification (SFT proof) | `train.jsonl`, `val.jsonl` | 600 / 150 (50 per class in val) |
 
 ## Formats
 
@@ -2205,6 +2437,10 @@ All JSONL files are UTF-8, one JSON object per line.
 - **chat** `{{"messages": [{{"role": "system", "content": ...}}, {{"role": "user", ...}},
   {{"role": "assistant", ...}}, ...]}}`; one system turn, then alternating user and
   assistant turns ending with the assistant.
+- **tickets** `{{"text": "Hi, the payment failed on my card. Thanks", "label": "billing"}}`;
+  labels billing/technical/account, 6-14 words, balanced (200 / 50 per
+  class); every text holds cue words of its own class only, so there is no
+  label noise (see `tickets/README.md`).
 
 Sizes: {sizes}.
 """
@@ -2419,9 +2655,56 @@ def check_chat(d):
     return f"chat: 250 conversations, {multi} with two rounds"
 
 
+def naive_bayes_accuracy(train, val):
+    """Bag-of-words multinomial naive Bayes (add-one smoothing) fit on train,
+    accuracy on val: a floor for what a small model can reach."""
+    counts = {c: {} for c in TICKET_LABELS}
+    totals = {c: 0 for c in TICKET_LABELS}
+    for r in train:
+        for w in ticket_words(r["text"]):
+            counts[r["label"]][w] = counts[r["label"]].get(w, 0) + 1
+            totals[r["label"]] += 1
+    vocab = set().union(*counts.values())
+    prior = {c: math.log(sum(r["label"] == c for r in train) / len(train)) for c in TICKET_LABELS}
+
+    def score(text, c):
+        return prior[c] + sum(math.log((counts[c].get(w, 0) + 1) / (totals[c] + len(vocab)))
+                              for w in ticket_words(text))
+
+    hits = sum(max(TICKET_LABELS, key=lambda c: score(r["text"], c)) == r["label"] for r in val)
+    return hits / len(val)
+
+
+def check_tickets(d):
+    tr, va = read_jsonl(f"{d}/train.jsonl"), read_jsonl(f"{d}/val.jsonl")
+    check(len(tr) == 600 and len(va) == 150, "ticket sizes")
+    for r in tr + va:
+        check(list(r) == ["text", "label"] and r["label"] in TICKET_LABELS, f"ticket row {r}")
+        check(6 <= words(r["text"]) <= 14, f"ticket 6-14 words: {r['text']!r}")
+        ws = set(ticket_words(r["text"]))
+        for c in TICKET_LABELS:
+            hit = ws & set(TICKET_CUES[c])
+            check(bool(hit) == (c == r["label"]),
+                  f"ticket cues: {r['text']!r} ({r['label']}) has {c} cues {sorted(hit)}")
+    check(all(sum(r["label"] == c for r in tr) == 200 for c in TICKET_LABELS), "ticket train balance")
+    check(all(sum(r["label"] == c for r in va) == 50 for c in TICKET_LABELS), "ticket val balance")
+    trk = [ticket_key(r["text"]) for r in tr]
+    vak = [ticket_key(r["text"]) for r in va]
+    check(len(set(trk)) == len(trk) and len(set(vak)) == len(vak), "ticket duplicates within a split")
+    check(not set(trk) & set(vak), "ticket train/val overlap")
+    check(len({r["label"] for r in tr[:30]}) == 3, "ticket train shuffled")
+    used = set().union(*(ticket_words(r["text"]) for r in tr))
+    check(all(w in used for c in TICKET_LABELS for w in TICKET_CUES[c]), "every ticket cue occurs in train")
+    acc = naive_bayes_accuracy(tr, va)
+    check(acc >= 0.95, f"ticket naive Bayes val accuracy {acc:.3f} < 0.95")
+    n = [words(r["text"]) for r in tr + va]
+    return (f"tickets: 600/150 balanced, {min(n)}-{max(n)} words, cues exclusive, no overlap, "
+            f"naive Bayes val accuracy {acc:.3f}")
+
+
 # ---------------------------------------------------------------------------
 
-SETS = ["credit", "invoices", "preferences", "codegen", "chat"]
+SETS = ["credit", "invoices", "preferences", "codegen", "chat", "tickets"]
 
 
 def main():
@@ -2438,6 +2721,7 @@ def main():
     make_preferences(out)
     _, cg_val = make_codegen(out)
     make_chat(out)
+    make_tickets(out)
 
     sizes = []
     for s in SETS:
@@ -2448,7 +2732,7 @@ def main():
 
     report = [check_credit(f"{out}/credit"), check_invoices(f"{out}/invoices"),
               check_preferences(f"{out}/preferences"), check_codegen(f"{out}/codegen", not args.no_go),
-              check_chat(f"{out}/chat")]
+              check_chat(f"{out}/chat"), check_tickets(f"{out}/tickets")]
     total = 0
     for dirpath, _, files in os.walk(out):
         for f in files:
