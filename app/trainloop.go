@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"distill/core/lora"
+	"distill/core/model"
 	"distill/core/train"
 	"distill/store"
 )
@@ -157,8 +158,7 @@ func (j *TrainJob) evaluate() error {
 // finish saves the trained adapter (PEFT layout) and registers it.
 func (j *TrainJob) finish() error {
 	if j.net.Adapter == nil {
-		j.logf("full fine-tuning: the weights are in the last checkpoint")
-		return nil
+		return j.writeModel(filepath.Join(j.Dir, "model"))
 	}
 	dir := filepath.Join(j.Dir, "adapter")
 	if err := lora.Save(dir, j.net.Adapter); err != nil {
@@ -167,4 +167,27 @@ func (j *TrainJob) finish() error {
 	j.logf("adapter saved to %s", dir)
 	return j.DB.RegisterAdapter(context.Background(), store.Adapter{Name: j.ID, Path: dir, BaseModel: j.Cfg.Model,
 		Method: j.Cfg.Method, RunID: j.ID, Metrics: json.RawMessage(`{}`)})
+}
+
+// writeModel saves a full fine-tuning run's weights as a HF model folder
+// (f32 safetensors plus the base's config, generation config and tokenizer
+// files), loadable by distill and by transformers.
+func (j *TrainJob) writeModel(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := model.WriteSafetensors(filepath.Join(dir, "model.safetensors"), j.net.Weights(), map[string]string{"format": "pt"}); err != nil {
+		return err
+	}
+	for _, f := range []string{"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"} {
+		src := filepath.Join(j.Cfg.Model, f)
+		if _, err := os.Stat(src); err != nil {
+			continue
+		}
+		if err := copyFile(src, filepath.Join(dir, f)); err != nil {
+			return err
+		}
+	}
+	j.logf("model saved to %s", dir)
+	return nil
 }

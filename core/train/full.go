@@ -27,15 +27,16 @@ type fullGrads struct {
 // models — it costs 16 bytes per parameter with AdamW.
 func NewFullNet(be tensor.Backend, m *model.Model) (*Net, error) {
 	type slot struct {
-		name string
-		n    int
-		bind func(buf, grad []float32)
+		name  string
+		n     int
+		shape []int
+		bind  func(buf, grad []float32)
 	}
 	fg := &fullGrads{Layers: make([]layerGrads, len(m.Layers))}
 	var slots []slot
 	matrix := func(name string, t **tensor.Tensor, g *[]float32) {
 		w := *t
-		slots = append(slots, slot{name, w.Elems(), func(buf, grad []float32) {
+		slots = append(slots, slot{name, w.Elems(), w.Shape, func(buf, grad []float32) {
 			tensor.ToF32(buf, w.DType, w.Data)
 			*t = tensor.FromF32(w.Name, buf, w.Shape...)
 			*g = grad
@@ -58,7 +59,7 @@ func NewFullNet(be tensor.Backend, m *model.Model) (*Net, error) {
 			return
 		}
 		old := *v
-		slots = append(slots, slot{name, len(old), func(buf, grad []float32) {
+		slots = append(slots, slot{name, len(old), []int{len(old)}, func(buf, grad []float32) {
 			copy(buf, old)
 			*v, *g = buf, grad
 		}})
@@ -99,7 +100,7 @@ func NewFullNet(be tensor.Backend, m *model.Model) (*Net, error) {
 	off := 0
 	for _, s := range slots {
 		s.bind(nt.Params[off:off+s.n:off+s.n], nt.Grads[off:off+s.n:off+s.n])
-		nt.fullNames = append(nt.fullNames, paramSpan{s.name, off, s.n})
+		nt.fullNames = append(nt.fullNames, paramSpan{s.name, off, s.n, s.shape})
 		off += s.n
 	}
 	if tied {
@@ -113,4 +114,15 @@ func NewFullNet(be tensor.Backend, m *model.Model) (*Net, error) {
 type paramSpan struct {
 	Name     string
 	Off, Len int
+	Shape    []int
+}
+
+// Weights returns the trained weights of a full fine-tuning net as HF-named
+// tensors viewing Params (f32), ready for model.WriteSafetensors.
+func (nt *Net) Weights() []*tensor.Tensor {
+	var out []*tensor.Tensor
+	for _, sp := range nt.fullNames {
+		out = append(out, tensor.FromF32(sp.Name, nt.Params[sp.Off:sp.Off+sp.Len], sp.Shape...))
+	}
+	return out
 }
