@@ -38,6 +38,9 @@ func runRuns(env *Env, args []string) error {
 	}
 	defer db.Close()
 	ctx := context.Background()
+	if _, err := db.RecoverInterrupted(ctx); err != nil { // a killed trainer's run shows as failed
+		return err
+	}
 	switch sub {
 	case "list":
 		runs, err := db.ListRuns(ctx, store.RunFilter{})

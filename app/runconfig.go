@@ -20,13 +20,16 @@ type RunConfig struct {
 	Val    string `yaml:"val"`    // validation file; empty: split off val_fraction
 	// ValFraction is held out of data for validation when no val file is given.
 	ValFraction float64 `yaml:"val_fraction"`
-	Format      string  `yaml:"format"` // declared data format; empty: detected
-	Chat        bool    `yaml:"chat"`   // wrap prompt/completion rows in the chat template
-	Strict      bool    `yaml:"strict"` // fail on the first bad row instead of skipping it
-	Schema      string  `yaml:"schema"` // JSON Schema of IDP targets
-	Out         string  `yaml:"out"`    // run folder; empty: runs/<id>
-	Seed        uint64  `yaml:"seed"`
-	Device      string  `yaml:"device"`
+	// ValPerClass holds out this many rows of each class (classification
+	// data) for a balanced validation set, instead of val_fraction.
+	ValPerClass int    `yaml:"val_per_class"`
+	Format      string `yaml:"format"` // declared data format; empty: detected
+	Chat        bool   `yaml:"chat"`   // wrap prompt/completion rows in the chat template
+	Strict      bool   `yaml:"strict"` // fail on the first bad row instead of skipping it
+	Schema      string `yaml:"schema"` // JSON Schema of IDP targets
+	Out         string `yaml:"out"`    // run folder; empty: runs/<id>
+	Seed        uint64 `yaml:"seed"`
+	Device      string `yaml:"device"`
 	// Quant quantises the frozen base: nf4 (QLoRA; less memory, slower), q8 or none.
 	Quant       string `yaml:"quant"`
 	DoubleQuant bool   `yaml:"double_quant"`
@@ -100,6 +103,7 @@ func bindRunFlags(fs *flag.FlagSet, c *RunConfig) {
 	fs.StringVar(&c.Data, "data", c.Data, "training data (JSONL or CSV)")
 	fs.StringVar(&c.Val, "val", c.Val, "validation data; empty: hold out --val-fraction of --data")
 	fs.Float64Var(&c.ValFraction, "val-fraction", c.ValFraction, "fraction of --data held out for validation when no --val")
+	fs.IntVar(&c.ValPerClass, "val-per-class", c.ValPerClass, "classification: hold out this many rows per class (balanced validation)")
 	fs.StringVar(&c.Format, "format", c.Format, "data format: prompt_completion, messages, classification, idp, preference (default: detected)")
 	fs.BoolVar(&c.Chat, "chat", c.Chat, "render prompt/completion rows with the chat template")
 	fs.BoolVar(&c.Strict, "strict", c.Strict, "fail on the first bad data row instead of skipping it")

@@ -31,7 +31,19 @@ func (j *TrainJob) loadData(tok *tokenizer.Tokenizer, tmpl *chat.Template) error
 		return err
 	}
 	j.logf("%s", ds.Summary())
-	if c.Val == "" && c.ValFraction > 0 {
+	if c.Val == "" && c.ValPerClass > 0 {
+		if ds.Format != data.FormatClassification {
+			return fmt.Errorf("--val-per-class needs classification data, %s is %s", path, ds.Format)
+		}
+		tr, va, short, err := data.BalancedSplit(ds.Rows, data.PerClass{Count: c.ValPerClass}, c.Seed)
+		if err != nil {
+			return err
+		}
+		for _, s := range short {
+			j.logf("class %q: %d rows, %d held out for validation instead of %d", s.Label, s.Rows, s.Got, s.Want)
+		}
+		ds, vs = ds.Subset(tr), ds.Subset(va)
+	} else if c.Val == "" && c.ValFraction > 0 {
 		tr, va, err := data.Split(ds.Rows, c.ValFraction, c.Seed)
 		if err != nil {
 			return err
