@@ -48,16 +48,16 @@ func TestSFTFromRandomInitClassifiesTickets(t *testing.T) {
 		t.Fatalf("the run's model folder does not load: %v", err)
 	}
 	defer trained.Close()
-	accuracy := classify(t, trained, dir, "../examples/tickets/val.jsonl")
+	accuracy := classifyAccuracy(t, trained, dir, "../examples/tickets/val.jsonl")
 	t.Logf("validation accuracy %.3f", accuracy)
 	if accuracy < 0.9 {
 		t.Fatalf("validation accuracy %.3f < 0.90", accuracy)
 	}
 }
 
-// classify scores every label's verbaliser after each validation prompt
+// classifyAccuracy scores every label's verbaliser after each validation prompt
 // and returns the accuracy of the argmax.
-func classify(t *testing.T, m *model.Model, tokDir, path string) float64 {
+func classifyAccuracy(t *testing.T, m *model.Model, tokDir, path string) float64 {
 	t.Helper()
 	tok, err := tokenizer.Load(tokDir)
 	if err != nil {

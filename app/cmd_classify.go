@@ -1,0 +1,88 @@
+package app
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"distill/core/data"
+	"distill/core/task/classify"
+	"distill/core/tokenizer"
+)
+
+func init() {
+	register(command{name: "classify", usage: "--model DIR [--adapter DIR] --labels a,b,c [--template FILE] [--calibrate] --text TEXT --json", run: runClassify})
+}
+
+func runClassify(env *Env, args []string) error {
+	fs := newFlags(env, "classify", "--model DIR [--adapter DIR] --labels a,b,c [--template FILE] [--calibrate] --text TEXT --json")
+	dir := fs.String("model", "", "model folder")
+	labels := fs.String("labels", "", "comma-separated labels")
+	tmplPath := fs.String("template", "", "prompt template file with a {text} placeholder (default: \"{text}\\nLabel:\")")
+	calibrate := fs.Bool("calibrate", false, "divide out the label distribution of content-free inputs (contextual calibration)")
+	nulls := fs.String("null-inputs", strings.Join(classify.DefaultNullInputs, "|"), "content-free inputs for --calibrate, separated by |")
+	lengthNorm := fs.Bool("length-normalize", false, "divide each label's log-likelihood by its token count")
+	text := fs.String("text", "", "the input to classify")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	eng := addEngineFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *dir == "" || *labels == "" {
+		return fmt.Errorf("--model and --labels are required")
+	}
+	c, _, err := newClassifier(eng, *dir, strings.Split(*labels, ","), *tmplPath, *calibrate, strings.Split(*nulls, "|"), *lengthNorm)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	r, err := c.Classify(*text)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSON(env.Stdout, r)
+	}
+	fmt.Fprintf(env.Stdout, "%s  (confidence %.3f, margin %.3f)\n", r.Label, r.Confidence, r.Margin)
+	return nil
+}
+
+// openClassifier is a classifier with the model it holds open.
+type openClassifier struct {
+	*classify.Classifier
+	close func()
+}
+
+// newClassifier loads the model (with adapter and quantisation flags) and
+// builds a classifier whose prompts come from a {text} template.
+func newClassifier(eng engineFlags, dir string, labels []string, tmplPath string, calibrate bool, nulls []string, lengthNorm bool) (*openClassifier, string, error) {
+	tmpl := data.DefaultTextTemplate
+	if tmplPath != "" {
+		b, err := os.ReadFile(tmplPath)
+		if err != nil {
+			return nil, "", err
+		}
+		tmpl = string(b)
+		if !strings.Contains(tmpl, "{text}") {
+			return nil, "", fmt.Errorf("%s: the template has no {text} placeholder", tmplPath)
+		}
+	}
+	tok, err := tokenizer.Load(dir)
+	if err != nil {
+		return nil, "", err
+	}
+	be, m, err := openModel(eng, dir)
+	if err != nil {
+		return nil, "", err
+	}
+	opt := classify.Options{Labels: labels, LengthNormalize: lengthNorm}
+	if calibrate {
+		opt.NullInputs = nulls
+	}
+	c, err := classify.New(be, m, tok, func(s string) string { return strings.ReplaceAll(tmpl, "{text}", s) }, opt)
+	if err != nil {
+		m.Close()
+		return nil, "", err
+	}
+	return &openClassifier{c, func() { m.Close() }}, tmpl, nil
+}

@@ -1,0 +1,228 @@
+// Package classify ranks a fixed set of labels by their likelihood as a
+// continuation of a prompt, with multi-null contextual calibration: the
+// label distribution the model gives content-free inputs is divided out.
+package classify
+
+import (
+	"fmt"
+	"math"
+	"sort"
+
+	"distill/core/model"
+	"distill/core/tensor"
+)
+
+// Encoder turns text into token ids (the tokenizer implements it).
+type Encoder interface {
+	Encode(text string, addSpecial bool) []int
+}
+
+// Options configure a Classifier.
+type Options struct {
+	Labels []string
+	// Verbalizers maps a label to the text the model writes for it; a
+	// missing entry is " " + label.
+	Verbalizers map[string]string
+	// LengthNormalize divides each label's log-likelihood by its token
+	// count, so long verbalisations are not penalised for their length.
+	LengthNormalize bool
+	// NullInputs are content-free inputs put through the same template;
+	// their mean label distribution is divided out (contextual calibration
+	// with several null inputs). Empty: no calibration.
+	NullInputs []string
+	// Bias adds per-label offsets in calibrated log space (see FitBias).
+	Bias map[string]float64
+}
+
+// DefaultNullInputs are the content-free inputs calibration uses when
+// asked to calibrate without a list of its own.
+var DefaultNullInputs = []string{"N/A", "", "[MASK]", "none", "text"}
+
+// Classifier scores labels for prompts built by a template.
+type Classifier struct {
+	be       tensor.Backend
+	m        *model.Model
+	tok      Encoder
+	prompt   func(text string) string
+	opt      Options
+	labelIDs [][]int   // each label's verbalisation, tokenised as a continuation
+	nullLogP []float64 // log of the mean null distribution; nil without calibration
+}
+
+// Result is one classification.
+type Result struct {
+	Label            string             `json:"label"`
+	Probabilities    map[string]float64 `json:"probabilities"`     // calibrated (and biased), renormalised
+	RawProbabilities map[string]float64 `json:"raw_probabilities"` // softmax of the raw scores, for audit
+	Confidence       float64            `json:"confidence"`        // probability of the chosen label
+	Margin           float64            `json:"margin"`            // top-1 minus top-2 probability
+	Scores           map[string]float64 `json:"log_likelihoods"`   // per label, summed (or length-normalised)
+	PromptTokens     int                `json:"prompt_tokens"`
+}
+
+// New builds a classifier; prompt renders an input through the template.
+// With null inputs it scores them once now, so calibration is free later.
+func New(be tensor.Backend, m *model.Model, tok Encoder, prompt func(string) string, opt Options) (*Classifier, error) {
+	if len(opt.Labels) < 2 {
+		return nil, fmt.Errorf("classification needs at least two labels, got %d", len(opt.Labels))
+	}
+	c := &Classifier{be: be, m: m, tok: tok, prompt: prompt, opt: opt}
+	seen := map[string]bool{}
+	for _, l := range opt.Labels {
+		if seen[l] {
+			return nil, fmt.Errorf("label %q given twice", l)
+		}
+		seen[l] = true
+		v, ok := opt.Verbalizers[l]
+		if !ok {
+			v = " " + l
+		}
+		ids := tok.Encode(v, false)
+		if len(ids) == 0 {
+			return nil, fmt.Errorf("label %q verbalises to no tokens", l)
+		}
+		c.labelIDs = append(c.labelIDs, ids)
+	}
+	for l := range opt.Bias {
+		if !seen[l] {
+			return nil, fmt.Errorf("bias for unknown label %q", l)
+		}
+	}
+	if len(opt.NullInputs) > 0 {
+		mean := make([]float64, len(opt.Labels))
+		for _, in := range opt.NullInputs {
+			s, _, err := c.scores(in)
+			if err != nil {
+				return nil, fmt.Errorf("null input %q: %w", in, err)
+			}
+			for i, p := range softmax(s) {
+				mean[i] += p / float64(len(opt.NullInputs))
+			}
+		}
+		c.nullLogP = make([]float64, len(mean))
+		for i, p := range mean {
+			c.nullLogP[i] = math.Log(p)
+		}
+	}
+	return c, nil
+}
+
+// NullDistribution is the mean label distribution of the null inputs (nil
+// without calibration).
+func (c *Classifier) NullDistribution() []float64 {
+	if c.nullLogP == nil {
+		return nil
+	}
+	out := make([]float64, len(c.nullLogP))
+	for i, l := range c.nullLogP {
+		out[i] = math.Exp(l)
+	}
+	return out
+}
+
+// Classify scores every label after the prompt of text.
+func (c *Classifier) Classify(text string) (*Result, error) {
+	s, n, err := c.scores(text)
+	if err != nil {
+		return nil, err
+	}
+	return c.result(s, n), nil
+}
+
+// result turns raw label scores into the calibrated decision.
+func (c *Classifier) result(s []float64, promptTokens int) *Result {
+	raw := softmax(s)
+	cal := make([]float64, len(s))
+	for i := range s {
+		cal[i] = math.Log(raw[i])
+		if c.nullLogP != nil {
+			cal[i] -= c.nullLogP[i]
+		}
+		cal[i] += c.opt.Bias[c.opt.Labels[i]]
+	}
+	p := softmax(cal)
+	r := &Result{Probabilities: map[string]float64{}, RawProbabilities: map[string]float64{}, Scores: map[string]float64{}, PromptTokens: promptTokens}
+	order := make([]int, len(p))
+	for i, l := range c.opt.Labels {
+		r.Probabilities[l], r.RawProbabilities[l], r.Scores[l] = p[i], raw[i], s[i]
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return p[order[a]] > p[order[b]] })
+	r.Label, r.Confidence = c.opt.Labels[order[0]], p[order[0]]
+	r.Margin = p[order[0]] - p[order[1]]
+	return r
+}
+
+// scores returns each label's log-likelihood after text's prompt. The
+// prompt is run once; every label continues from its KV cache, so a
+// classification costs one prefill plus the labels' own tokens.
+func (c *Classifier) scores(text string) ([]float64, int, error) {
+	prompt := c.tok.Encode(c.prompt(text), true)
+	if len(prompt) == 0 {
+		return nil, 0, fmt.Errorf("the prompt is empty")
+	}
+	maxLabel := 0
+	for _, ids := range c.labelIDs {
+		maxLabel = max(maxLabel, len(ids))
+	}
+	V, D := c.m.Config.VocabSize, c.m.Config.HiddenSize
+	cache := c.m.NewCache(len(prompt) + maxLabel)
+	h, err := c.m.Forward(c.be, prompt, cache, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	first := make([]float32, V) // next-token logits after the prompt, shared by all labels
+	c.m.Logits(c.be, first, h[len(h)-D:], 1)
+	firstLSE := logSumExp(first)
+	out := make([]float64, len(c.labelIDs))
+	logits := make([]float32, maxLabel*V)
+	for i, ids := range c.labelIDs {
+		s := float64(first[ids[0]]) - firstLSE
+		if len(ids) > 1 {
+			cache.Truncate(len(prompt))
+			lh, err := c.m.Forward(c.be, ids[:len(ids)-1], cache, nil)
+			if err != nil {
+				return nil, 0, err
+			}
+			c.m.Logits(c.be, logits, lh, len(ids)-1)
+			for t := 1; t < len(ids); t++ {
+				row := logits[(t-1)*V : t*V]
+				s += float64(row[ids[t]]) - logSumExp(row)
+			}
+		}
+		if c.opt.LengthNormalize {
+			s /= float64(len(ids))
+		}
+		out[i] = s
+	}
+	return out, len(prompt), nil
+}
+
+func softmax(x []float64) []float64 {
+	m := math.Inf(-1)
+	for _, v := range x {
+		m = max(m, v)
+	}
+	out := make([]float64, len(x))
+	var sum float64
+	for i, v := range x {
+		out[i] = math.Exp(v - m)
+		sum += out[i]
+	}
+	for i := range out {
+		out[i] /= sum
+	}
+	return out
+}
+
+func logSumExp(x []float32) float64 {
+	m := math.Inf(-1)
+	for _, v := range x {
+		m = max(m, float64(v))
+	}
+	var s float64
+	for _, v := range x {
+		s += math.Exp(float64(v) - m)
+	}
+	return m + math.Log(s)
+}
