@@ -154,19 +154,19 @@ func (c *Classifier) result(s []float64, promptTokens int) *Result {
 }
 
 // scores returns each label's log-likelihood after text's prompt. The
-// prompt is run once; every label continues from its KV cache, so a
-// classification costs one prefill plus the labels' own tokens.
+// prompt is run once; all labels continue from its KV cache together, so a
+// classification costs one prefill plus one pass for the labels' tokens.
 func (c *Classifier) scores(text string) ([]float64, int, error) {
 	prompt := c.tok.Encode(c.prompt(text), true)
 	if len(prompt) == 0 {
 		return nil, 0, fmt.Errorf("the prompt is empty")
 	}
-	maxLabel := 0
+	extra := 0
 	for _, ids := range c.labelIDs {
-		maxLabel = max(maxLabel, len(ids))
+		extra += len(ids) - 1
 	}
 	V, D := c.m.Config.VocabSize, c.m.Config.HiddenSize
-	cache := c.m.NewCache(len(prompt) + maxLabel)
+	cache := c.m.NewCache(len(prompt) + extra)
 	h, err := c.m.Forward(c.be, prompt, cache, nil)
 	if err != nil {
 		return nil, 0, err
@@ -174,21 +174,29 @@ func (c *Classifier) scores(text string) ([]float64, int, error) {
 	first := make([]float32, V) // next-token logits after the prompt, shared by all labels
 	c.m.Logits(c.be, first, h[len(h)-D:], 1)
 	firstLSE := logSumExp(first)
+	// Every label's later tokens in one pass over the weights: each label is
+	// a branch that sees the prompt and its own tokens only.
+	var branches [][]int
+	for _, ids := range c.labelIDs {
+		branches = append(branches, ids[:len(ids)-1])
+	}
+	bh, err := c.m.ForwardBranches(c.be, branches, cache)
+	if err != nil {
+		return nil, 0, err
+	}
+	rows := len(bh) / D
+	logits := make([]float32, rows*V)
+	if rows > 0 {
+		c.m.Logits(c.be, logits, bh, rows)
+	}
 	out := make([]float64, len(c.labelIDs))
-	logits := make([]float32, maxLabel*V)
+	row := 0
 	for i, ids := range c.labelIDs {
 		s := float64(first[ids[0]]) - firstLSE
-		if len(ids) > 1 {
-			cache.Truncate(len(prompt))
-			lh, err := c.m.Forward(c.be, ids[:len(ids)-1], cache, nil)
-			if err != nil {
-				return nil, 0, err
-			}
-			c.m.Logits(c.be, logits, lh, len(ids)-1)
-			for t := 1; t < len(ids); t++ {
-				row := logits[(t-1)*V : t*V]
-				s += float64(row[ids[t]]) - logSumExp(row)
-			}
+		for t := 1; t < len(ids); t++ {
+			lg := logits[row*V : (row+1)*V]
+			s += float64(lg[ids[t]]) - logSumExp(lg)
+			row++
 		}
 		if c.opt.LengthNormalize {
 			s /= float64(len(ids))
