@@ -1,0 +1,54 @@
+package eval
+
+import (
+	"encoding/json"
+	"testing"
+)
+
+func TestCodegen(t *testing.T) {
+	r := Codegen([]CodeResult{
+		{Built: true, Linted: true, TestsRun: true, TestsPassed: true},    // passes
+		{Built: true, Linted: false, TestsRun: true, TestsPassed: false},  // tests fail
+		{Built: false, Linted: false, TestsRun: true, TestsPassed: false}, // build fails: a pass@1 failure
+		{Built: true, Linted: true},                                       // no tests
+		{Built: false, Linted: true},                                      // no tests
+		{Built: false, Linted: false, TestsRun: true, TestsPassed: true},  // claims a pass without a build: not a pass
+	})
+	// Built: rows 0, 1, 3 → 3/6. Linted: rows 0, 3, 4 → 3/6.
+	// With tests: rows 0, 1, 2, 5 → 4; passed: row 0 only → pass@1 1/4.
+	want := CodeReport{N: 6, Built: 3, BuildRate: 0.5, Linted: 3, LintRate: 0.5, WithTests: 4, Passed: 1, PassAt1: 0.25}
+	if r != want {
+		t.Errorf("report = %+v, want %+v", r, want)
+	}
+	s := r.Summary()
+	if len(s) != 3 || s["pass_at_1"] != 0.25 || s["build_success_rate"] != 0.5 || s["lint_pass_rate"] != 0.5 {
+		t.Errorf("summary = %v", s)
+	}
+	b, _ := json.Marshal(r)
+	if got := `{"n":6,"built":3,"build_success_rate":0.5,"linted":3,"lint_pass_rate":0.5,"with_tests":4,"passed":1,"pass_at_1":0.25}`; string(b) != got {
+		t.Errorf("json = %s", b)
+	}
+}
+
+func TestCodegenWithoutTests(t *testing.T) {
+	// No task carries tests: pass@1 is 0/0 → 0 and left out of the summary.
+	// Built 2/3, linted 1/3.
+	r := Codegen([]CodeResult{{Built: true, Linted: true}, {Built: true}, {}})
+	checkF(t, "build rate", r.BuildRate, 2.0/3)
+	checkF(t, "lint rate", r.LintRate, 1.0/3)
+	if r.WithTests != 0 || r.Passed != 0 || r.PassAt1 != 0 {
+		t.Errorf("report = %+v", r)
+	}
+	if _, ok := r.Summary()["pass_at_1"]; ok {
+		t.Error("summary has pass_at_1 without tests")
+	}
+	// No results at all: everything 0.
+	if r := Codegen(nil); r != (CodeReport{}) {
+		t.Errorf("empty = %+v", r)
+	}
+	// All passing.
+	r = Codegen([]CodeResult{{true, true, true, true}, {true, true, true, true}})
+	if r.BuildRate != 1 || r.LintRate != 1 || r.PassAt1 != 1 {
+		t.Errorf("all passing = %+v", r)
+	}
+}
