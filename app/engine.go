@@ -8,6 +8,7 @@ import (
 	"distill/core/model"
 	"distill/core/quant"
 	"distill/core/tensor"
+	"distill/core/tokenizer"
 )
 
 // engineFlags are the flags every command that runs the model shares.
@@ -49,4 +50,17 @@ func openModel(f engineFlags, dir string) (tensor.Backend, *model.Model, error) 
 		m.Delta = a
 	}
 	return be, m, nil
+}
+
+// openForTask loads the tokenizer and the model (flags applied) for a task.
+func openForTask(f engineFlags, dir string) (*tokenizer.Tokenizer, tensor.Backend, *model.Model, error) {
+	tok, err := tokenizer.Load(dir)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	be, m, err := openModel(f, dir)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return tok, be, m, nil
 }

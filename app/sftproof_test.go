@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"encoding/json"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -53,6 +55,39 @@ func TestSFTFromRandomInitClassifiesTickets(t *testing.T) {
 	if accuracy < 0.9 {
 		t.Fatalf("validation accuracy %.3f < 0.90", accuracy)
 	}
+
+	// The evaluator on the same model: the CLI's report carries the
+	// confusion matrix in label order and agrees with the accuracy above.
+	code, out, stderr := run("eval", "classify", "--model", filepath.Join(job.Dir, "model"), "--data", "../examples/tickets/val.jsonl",
+		"--balanced", "10", "--json", "--db", filepath.Join(t.TempDir(), "eval.db"))
+	if code != 0 {
+		t.Fatalf("eval classify: %s", stderr)
+	}
+	var rep struct {
+		Labels          []string `json:"labels"`
+		ConfusionMatrix [][]int  `json:"confusion_matrix"`
+		Calibrated      struct {
+			Accuracy float64 `json:"accuracy"`
+			MacroF1  float64 `json:"macro_f1"`
+		} `json:"calibrated"`
+		ReportPath string `json:"report_path"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, row := range rep.ConfusionMatrix {
+		for _, n := range row {
+			total += n
+		}
+	}
+	if len(rep.Labels) != 3 || len(rep.ConfusionMatrix) != 3 || total != 30 || rep.Calibrated.Accuracy < 0.9 {
+		t.Fatalf("eval report: %s", out)
+	}
+	if _, err := os.Stat(rep.ReportPath); err != nil {
+		t.Fatalf("report file: %v", err)
+	}
+	os.RemoveAll(filepath.Dir(rep.ReportPath))
 }
 
 // classifyAccuracy scores every label's verbaliser after each validation prompt

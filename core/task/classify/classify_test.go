@@ -174,3 +174,32 @@ func TestBadOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestFitBiasRecoversAShiftedScorer: without null inputs, a scorer biased
+// +2 nats towards "a" predicts "a" everywhere; fitting offsets on the same
+// scored inputs finds ones that restore macro-F1 = 1.
+func TestFitBiasRecoversAShiftedScorer(t *testing.T) {
+	labels := []string{"a", "b", "c"}
+	c := &Classifier{opt: Options{Labels: labels}}
+	var val []Scored
+	for rep := 0; rep < 4; rep++ {
+		for g := range labels {
+			s := []float64{2, 0, 0}
+			s[g] += 1 + 0.1*float64(rep)
+			val = append(val, Scored{Gold: labels[g], scores: s})
+		}
+	}
+	if c.Predict(val[1]).Label != "a" {
+		t.Fatal("the shifted scorer should predict a for gold b")
+	}
+	bias, f1, err := c.FitBias(val)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f1 != 1 {
+		t.Fatalf("fitted macro-F1 %.3f with bias %v", f1, bias)
+	}
+	if bias["b"] <= 0.7 || bias["c"] <= 0.7 {
+		t.Fatalf("bias %v: b and c should be raised by more than 0.7 nats", bias)
+	}
+}

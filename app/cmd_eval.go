@@ -1,0 +1,221 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"distill/core/data"
+	"distill/core/eval"
+	"distill/core/task/classify"
+	"distill/store"
+)
+
+func init() {
+	register(command{name: "eval", usage: "classify|idp|codegen --model DIR [--adapter DIR] --data FILE [--labels a,b,c] [--balanced N|FRACTION] [--run ID] --json", run: runEval})
+}
+
+// evalFlags are shared by every eval kind.
+type evalFlags struct {
+	dir, data, runID, balanced, dbPath *string
+	asJSON                             *bool
+	seed                               *uint64
+	eng                                engineFlags
+}
+
+func addEvalFlags(fs interface {
+	String(string, string, string) *string
+	Bool(string, bool, string) *bool
+	Uint64(string, uint64, string) *uint64
+}) evalFlags {
+	return evalFlags{
+		dir:      fs.String("model", "", "model folder (default: the --run's base model)"),
+		data:     fs.String("data", "", "evaluation data"),
+		runID:    fs.String("run", "", "link the result to this run (its adapter is used unless --adapter is given)"),
+		balanced: fs.String("balanced", "", "evaluate a balanced subset: N rows per class, or a FRACTION of each class"),
+		dbPath:   fs.String("db", defaultDB, "run database"),
+		asJSON:   fs.Bool("json", false, "print the report as JSON"),
+		seed:     fs.Uint64("seed", 1, "seed of the balanced subset"),
+	}
+}
+
+func runEval(env *Env, args []string) error {
+	if len(args) == 0 {
+		return fmt.Errorf("eval: give classify, idp or codegen")
+	}
+	switch args[0] {
+	case "classify":
+		return evalClassify(env, args[1:])
+	}
+	return fmt.Errorf("eval: unknown kind %q (classify, idp or codegen)", args[0])
+}
+
+// resolveRun fills the model and adapter from a run when they are not given.
+func (f evalFlags) resolveRun(db *store.DB) error {
+	if *f.runID == "" {
+		if *f.dir == "" {
+			return fmt.Errorf("--model (or --run) is required")
+		}
+		return nil
+	}
+	r, err := db.GetRun(context.Background(), *f.runID)
+	if err != nil {
+		return fmt.Errorf("--run %s: %w", *f.runID, err)
+	}
+	if *f.dir == "" {
+		*f.dir = r.BaseModel
+	}
+	if *f.eng.adapter == "" {
+		*f.eng.adapter = filepath.Join(r.Dir, "adapter")
+	}
+	return nil
+}
+
+// record stores an evaluation in the database and as JSON under the run
+// (or runs/eval/), and returns the file path.
+func (f evalFlags) record(db *store.DB, kind string, summary map[string]float64, report any) (string, error) {
+	metrics, _ := json.Marshal(summary)
+	dir := filepath.Join("runs", "eval")
+	if *f.runID != "" {
+		if r, err := db.GetRun(context.Background(), *f.runID); err == nil {
+			dir = filepath.Join(r.Dir, "eval")
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, fmt.Sprintf("%s-%s.json", kind, time.Now().UTC().Format("20060102-150405.000")))
+	id, err := db.AddEvaluation(context.Background(), store.Evaluation{RunID: *f.runID, Adapter: *f.eng.adapter, Kind: kind, Metrics: metrics, ReportPath: path})
+	if err != nil {
+		return "", err
+	}
+	b, _ := json.MarshalIndent(map[string]any{"id": id, "kind": kind, "model": *f.dir, "adapter": *f.eng.adapter, "data": *f.data, "report": report}, "", "  ")
+	return path, os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// subset applies --balanced to classification rows.
+func (f evalFlags) subset(ds *data.Dataset) ([]data.Row, error) {
+	if *f.balanced == "" {
+		return ds.Rows, nil
+	}
+	per := data.PerClass{}
+	if n, err := strconv.Atoi(*f.balanced); err == nil {
+		per.Count = n
+	} else if x, err := strconv.ParseFloat(*f.balanced, 64); err == nil && x > 0 && x <= 1 {
+		per.Fraction = x
+	} else {
+		return nil, fmt.Errorf("--balanced %q: want a count per class or a fraction in (0, 1]", *f.balanced)
+	}
+	_, val, _, err := data.BalancedSplit(ds.Rows, per, *f.seed)
+	return val, err
+}
+
+func evalClassify(env *Env, args []string) error {
+	fs := newFlags(env, "eval classify", "--model DIR [--adapter DIR] --data FILE [--labels a,b,c] [--balanced N|FRACTION] [--run ID] --json")
+	f := addEvalFlags(fs)
+	f.eng = addEngineFlags(fs)
+	labelsFlag := fs.String("labels", "", "labels in report order (default: those found in the data)")
+	nulls := fs.String("null-inputs", strings.Join(classify.DefaultNullInputs, "|"), "content-free inputs for calibration, separated by |")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *f.data == "" {
+		return fmt.Errorf("--data is required")
+	}
+	db, err := store.Open(*f.dbPath)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := f.resolveRun(db); err != nil {
+		return err
+	}
+	ds, err := data.Load(*f.data, data.Options{Format: data.FormatClassification})
+	if err != nil {
+		return err
+	}
+	labels := ds.Labels()
+	if *labelsFlag != "" {
+		labels = strings.Split(*labelsFlag, ",")
+	}
+	rows, err := f.subset(ds)
+	if err != nil {
+		return err
+	}
+	verb := map[string]string{}
+	for _, l := range labels {
+		verb[l] = ds.Verbalizer(l)
+	}
+	// Null inputs go through the dataset's own template: every field set to
+	// the content-free word.
+	var nullPrompts []string
+	for _, n := range strings.Split(*nulls, "|") {
+		nr := data.Row{Text: n, Features: map[string]string{}}
+		for _, k := range ds.FeatureOrder {
+			nr.Features[k] = n
+		}
+		nullPrompts = append(nullPrompts, ds.ClassificationPrompt(nr))
+	}
+	tok, be, m, err := openForTask(f.eng, *f.dir)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	c, err := classify.New(be, m, tok, func(s string) string { return s }, classify.Options{Labels: labels, Verbalizers: verb, NullInputs: nullPrompts})
+	if err != nil {
+		return err
+	}
+	var gold, raw, cal []string
+	var margins []float64
+	for _, r := range rows {
+		res, err := c.Classify(ds.ClassificationPrompt(r))
+		if err != nil {
+			return fmt.Errorf("%s:%d: %w", ds.Path, r.Line, err)
+		}
+		gold = append(gold, r.Label)
+		cal = append(cal, res.Label)
+		raw = append(raw, argmaxLabel(res.RawProbabilities, labels))
+		margins = append(margins, res.Margin)
+	}
+	calRep, err := eval.Classification(labels, gold, cal, margins)
+	if err != nil {
+		return err
+	}
+	rawRep, err := eval.Classification(labels, gold, raw, nil)
+	if err != nil {
+		return err
+	}
+	summary := calRep.Summary()
+	for k, v := range rawRep.Summary() {
+		summary["raw_"+k] = v
+	}
+	report := map[string]any{"calibrated": calRep, "raw": rawRep, "null_distribution": c.NullDistribution(),
+		"confusion_matrix": calRep.ConfusionMatrix, "labels": labels}
+	path, err := f.record(db, store.KindClassification, summary, report)
+	if err != nil {
+		return err
+	}
+	if *f.asJSON {
+		report["report_path"] = path
+		return writeJSON(env.Stdout, report)
+	}
+	fmt.Fprintln(env.Stdout, "calibrated:")
+	calRep.Table(env.Stdout)
+	fmt.Fprintf(env.Stdout, "\nraw (uncalibrated): accuracy %.3f, macro-F1 %.3f\nreport: %s\n", rawRep.Accuracy, rawRep.MacroF1, path)
+	return nil
+}
+
+func argmaxLabel(p map[string]float64, labels []string) string {
+	best := labels[0]
+	for _, l := range labels {
+		if p[l] > p[best] {
+			best = l
+		}
+	}
+	return best
+}
