@@ -23,6 +23,7 @@ func runClassify(env *Env, args []string) error {
 	nulls := fs.String("null-inputs", strings.Join(classify.DefaultNullInputs, "|"), "content-free inputs for --calibrate, separated by |")
 	lengthNorm := fs.Bool("length-normalize", false, "divide each label's log-likelihood by its token count")
 	text := fs.String("text", "", "the input to classify")
+	biasFlag := fs.String("bias", "", "per-label offsets in calibrated log space, e.g. a=0.3,b=-0.5 (from distill eval classify --fit-bias)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	eng := addEngineFlags(fs)
 	if err := parse(fs, args); err != nil {
@@ -31,7 +32,11 @@ func runClassify(env *Env, args []string) error {
 	if *dir == "" || *labels == "" {
 		return fmt.Errorf("--model and --labels are required")
 	}
-	c, _, err := newClassifier(eng, *dir, strings.Split(*labels, ","), *tmplPath, *calibrate, strings.Split(*nulls, "|"), *lengthNorm)
+	bias, err := parseBias(*biasFlag)
+	if err != nil {
+		return err
+	}
+	c, _, err := newClassifier(eng, *dir, strings.Split(*labels, ","), *tmplPath, *calibrate, strings.Split(*nulls, "|"), *lengthNorm, bias)
 	if err != nil {
 		return err
 	}
@@ -55,7 +60,7 @@ type openClassifier struct {
 
 // newClassifier loads the model (with adapter and quantisation flags) and
 // builds a classifier whose prompts come from a {text} template.
-func newClassifier(eng engineFlags, dir string, labels []string, tmplPath string, calibrate bool, nulls []string, lengthNorm bool) (*openClassifier, string, error) {
+func newClassifier(eng engineFlags, dir string, labels []string, tmplPath string, calibrate bool, nulls []string, lengthNorm bool, bias map[string]float64) (*openClassifier, string, error) {
 	tmpl := data.DefaultTextTemplate
 	if tmplPath != "" {
 		b, err := os.ReadFile(tmplPath)
@@ -75,7 +80,7 @@ func newClassifier(eng engineFlags, dir string, labels []string, tmplPath string
 	if err != nil {
 		return nil, "", err
 	}
-	opt := classify.Options{Labels: labels, LengthNormalize: lengthNorm}
+	opt := classify.Options{Labels: labels, LengthNormalize: lengthNorm, Bias: bias}
 	if calibrate {
 		opt.NullInputs = nulls
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -121,6 +122,7 @@ func evalClassify(env *Env, args []string) error {
 	f.eng = addEngineFlags(fs)
 	labelsFlag := fs.String("labels", "", "labels in report order (default: those found in the data)")
 	nulls := fs.String("null-inputs", strings.Join(classify.DefaultNullInputs, "|"), "content-free inputs for calibration, separated by |")
+	fitBias := fs.Bool("fit-bias", false, "fit per-label offsets (calibrated log space) that maximise macro-F1 on this data, and report them")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -172,11 +174,13 @@ func evalClassify(env *Env, args []string) error {
 	}
 	var gold, raw, cal []string
 	var margins []float64
+	var scored []classify.Scored
 	for _, r := range rows {
-		res, err := c.Classify(ds.ClassificationPrompt(r))
+		sc, res, err := c.Score(ds.ClassificationPrompt(r), r.Label)
 		if err != nil {
 			return fmt.Errorf("%s:%d: %w", ds.Path, r.Line, err)
 		}
+		scored = append(scored, sc)
 		gold = append(gold, r.Label)
 		cal = append(cal, res.Label)
 		raw = append(raw, argmaxLabel(res.RawProbabilities, labels))
@@ -194,7 +198,15 @@ func evalClassify(env *Env, args []string) error {
 	for k, v := range rawRep.Summary() {
 		summary["raw_"+k] = v
 	}
-	report := map[string]any{"calibrated": calRep, "raw": rawRep, "null_distribution": c.NullDistribution(),
+	var fitted map[string]float64
+	if *fitBias {
+		var f1 float64
+		if fitted, f1, err = c.FitBias(scored); err != nil {
+			return err
+		}
+		summary["fitted_bias_macro_f1"] = f1
+	}
+	report := map[string]any{"bias": fitted, "calibrated": calRep, "raw": rawRep, "null_distribution": c.NullDistribution(),
 		"confusion_matrix": calRep.ConfusionMatrix, "labels": labels}
 	path, err := f.record(db, store.KindClassification, summary, report)
 	if err != nil {
@@ -206,7 +218,11 @@ func evalClassify(env *Env, args []string) error {
 	}
 	fmt.Fprintln(env.Stdout, "calibrated:")
 	calRep.Table(env.Stdout)
-	fmt.Fprintf(env.Stdout, "\nraw (uncalibrated): accuracy %.3f, macro-F1 %.3f\nreport: %s\n", rawRep.Accuracy, rawRep.MacroF1, path)
+	fmt.Fprintf(env.Stdout, "\nraw (uncalibrated): accuracy %.3f, macro-F1 %.3f\n", rawRep.Accuracy, rawRep.MacroF1)
+	if fitted != nil {
+		fmt.Fprintf(env.Stdout, "fitted bias %v: macro-F1 %.3f (use with distill classify --bias)\n", formatBias(fitted), summary["fitted_bias_macro_f1"])
+	}
+	fmt.Fprintf(env.Stdout, "report: %s\n", path)
 	return nil
 }
 
@@ -218,4 +234,30 @@ func argmaxLabel(p map[string]float64, labels []string) string {
 		}
 	}
 	return best
+}
+
+func formatBias(b map[string]float64) string {
+	var parts []string
+	for l, v := range b {
+		parts = append(parts, fmt.Sprintf("%s=%.1f", l, v))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+// parseBias reads --bias a=0.3,b=-1.
+func parseBias(s string) (map[string]float64, error) {
+	if s == "" {
+		return nil, nil
+	}
+	out := map[string]float64{}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		x, err := strconv.ParseFloat(v, 64)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("--bias: %q is not label=offset", kv)
+		}
+		out[k] = x
+	}
+	return out, nil
 }
