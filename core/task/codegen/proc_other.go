@@ -1,0 +1,11 @@
+//go:build !unix
+
+package codegen
+
+import "os/exec"
+
+// ownGroup: without process groups, the context kills the command itself
+// (exec.CommandContext's default).
+func ownGroup(cmd *exec.Cmd) {}
+
+func killGroup(pid int) {}

@@ -1,0 +1,26 @@
+//go:build unix
+
+package codegen
+
+import (
+	"os/exec"
+	"syscall"
+)
+
+// ownGroup starts cmd in a process group of its own, killed as a whole
+// when the context ends (go test runs the test binary as a child; killing
+// only go would leave it running).
+func ownGroup(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error {
+		killGroup(cmd.Process.Pid)
+		return nil
+	}
+}
+
+// killGroup kills the process group led by pid, if any is left.
+func killGroup(pid int) {
+	if pid > 0 {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	}
+}
