@@ -52,6 +52,8 @@ func runEval(env *Env, args []string) error {
 	switch args[0] {
 	case "classify":
 		return evalClassify(env, args[1:])
+	case "codegen":
+		return evalCodegen(env, args[1:])
 	}
 	return fmt.Errorf("eval: unknown kind %q (classify, idp or codegen)", args[0])
 }

@@ -184,3 +184,31 @@ func TestKDTracesThenTrain(t *testing.T) {
 		t.Fatalf("train kd --traces: exit %d: %s %s", code, out, stderr)
 	}
 }
+
+// TestEvalCodegenRecordsRates: the codegen evaluator runs every task's
+// checks for real and stores build/lint/pass@1 (the untrained demo model
+// writes no valid Go, so every rate is 0 and both tasks count for pass@1).
+func TestEvalCodegenRecordsRates(t *testing.T) {
+	m := tinyModel(t)
+	data := smallData(t, "../examples/codegen/val.jsonl", 2)
+	code, out, stderr := run("eval", "codegen", "--model", m, "--data", data, "--max-tokens", "8", "--json", "--db", filepath.Join(t.TempDir(), "db"))
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var r struct {
+		Report struct {
+			N         int     `json:"n"`
+			WithTests int     `json:"with_tests"`
+			Built     int     `json:"built"`
+			PassAt1   float64 `json:"pass_at_1"`
+		} `json:"report"`
+		ReportPath string `json:"report_path"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Report.N != 2 || r.Report.WithTests != 2 || r.Report.Built != 0 || r.Report.PassAt1 != 0 {
+		t.Fatalf("report %s", out)
+	}
+	os.RemoveAll(filepath.Dir(r.ReportPath))
+}

@@ -1,0 +1,191 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"time"
+
+	"distill/core/data"
+	"distill/core/eval"
+	"distill/core/infer"
+	"distill/core/model"
+	"distill/core/task/codegen"
+	"distill/core/tensor"
+	"distill/core/tokenizer"
+	"distill/core/tokenizer/chat"
+	"distill/store"
+)
+
+func init() {
+	register(command{name: "codegen", usage: "--model DIR [--adapter DIR] [--plan] --task TEXT [--language go|python] --json", run: runCodegen})
+}
+
+// modelGenerator wires a model into codegen: greedy decoding of a prompt,
+// through the chat template when asked.
+func modelGenerator(be tensor.Backend, m *model.Model, tok *tokenizer.Tokenizer, tmpl *chat.Template, eos []int) codegen.Generator {
+	return func(ctx context.Context, prompt string, maxTokens int) (string, error) {
+		var ids []int
+		if tmpl != nil {
+			text, err := tmpl.Render([]chat.Message{{Role: "user", Content: prompt}}, true)
+			if err != nil {
+				return "", err
+			}
+			ids = tok.Encode(text, false)
+		} else {
+			ids = tok.Encode(prompt, true)
+		}
+		res, err := infer.Generate(ctx, be, m, tok, ids, infer.GenerateOptions{MaxTokens: maxTokens, EOS: eos})
+		if err != nil {
+			return "", err
+		}
+		return res.Text, nil
+	}
+}
+
+// openGenerator loads what a codegen run needs.
+func openGenerator(eng engineFlags, dir string, useChat bool) (codegen.Generator, func(), error) {
+	tok, be, m, err := openForTask(eng, dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	gc, err := model.LoadGenerationConfig(dir)
+	if err != nil {
+		m.Close()
+		return nil, nil, err
+	}
+	eos := m.EOSIDs(gc)
+	if id, ok := tok.EOS(); ok {
+		eos = append(eos, id)
+	}
+	var tmpl *chat.Template
+	if useChat {
+		if tmpl, err = chat.Load(dir); err != nil {
+			m.Close()
+			return nil, nil, err
+		}
+	}
+	return modelGenerator(be, m, tok, tmpl, eos), func() { m.Close() }, nil
+}
+
+func runCodegen(env *Env, args []string) error {
+	fs := newFlags(env, "codegen", "--model DIR [--adapter DIR] [--plan] --task TEXT --json")
+	dir := fs.String("model", "", "model folder")
+	task := fs.String("task", "", "what to write")
+	lang := fs.String("language", "go", "go or python (checks: gofmt, go vet, go build; py_compile)")
+	plan := fs.Bool("plan", false, "plan first (spec and outline), then write code conditioned on the plan")
+	useChat := fs.Bool("chat", false, "send the prompts through the model's chat template")
+	maxTokens := fs.Int("max-tokens", codegen.DefaultCodeTokens, "most tokens of code")
+	timeout := fs.Duration("timeout", codegen.DefaultTimeout, "per check command")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	eng := addEngineFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *dir == "" || *task == "" {
+		return fmt.Errorf("--model and --task are required")
+	}
+	gen, closeModel, err := openGenerator(eng, *dir, *useChat)
+	if err != nil {
+		return err
+	}
+	defer closeModel()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	res, err := codegen.Run(ctx, gen, codegen.Task{Prompt: *task, Language: *lang}, codegen.Options{Plan: *plan, CodeTokens: *maxTokens, Timeout: *timeout})
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSON(env.Stdout, res)
+	}
+	if res.Plan != "" {
+		fmt.Fprintf(env.Stdout, "plan:\n%s\n\n", res.Plan)
+	}
+	fmt.Fprintf(env.Stdout, "%s\n\n", res.Code)
+	for _, c := range res.Checks {
+		fmt.Fprintf(env.Stdout, "%-6s %-10s ok=%v %s\n", c.Kind, c.Name, c.OK, c.Duration.Round(time.Millisecond))
+	}
+	return nil
+}
+
+// evalCodegen generates code for every row of a codegen set (prompt and
+// optional tests) and reports build, lint and pass@1 rates.
+func evalCodegen(env *Env, args []string) error {
+	fs := newFlags(env, "eval codegen", "--model DIR [--adapter DIR] --data FILE [--plan] [--run ID] --json")
+	f := addEvalFlags(fs)
+	f.eng = addEngineFlags(fs)
+	plan := fs.Bool("plan", false, "plan first, then code")
+	useChat := fs.Bool("chat", false, "send the prompts through the model's chat template")
+	lang := fs.String("language", "go", "language of the tasks")
+	maxTokens := fs.Int("max-tokens", codegen.DefaultCodeTokens, "most tokens of code per task")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *f.data == "" {
+		return fmt.Errorf("--data is required")
+	}
+	db, err := store.Open(*f.dbPath)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := f.resolveRun(db); err != nil {
+		return err
+	}
+	rows, err := readCodegenRows(*f.data)
+	if err != nil {
+		return err
+	}
+	gen, closeModel, err := openGenerator(f.eng, *f.dir, *useChat)
+	if err != nil {
+		return err
+	}
+	defer closeModel()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	var results []eval.CodeResult
+	for _, r := range rows {
+		res, err := codegen.Run(ctx, gen, codegen.Task{Prompt: r.Prompt, Language: *lang, Tests: r.Tests}, codegen.Options{Plan: *plan, CodeTokens: *maxTokens})
+		if err != nil {
+			return fmt.Errorf("%s:%d: %w", *f.data, r.Line, err)
+		}
+		// A task with tests counts against pass@1 even when it did not build.
+		results = append(results, eval.CodeResult{Built: res.Built, Linted: res.Linted, TestsRun: r.Tests != "", TestsPassed: res.TestsPassed})
+	}
+	rep := eval.Codegen(results)
+	path, err := f.record(db, store.KindCodegen, rep.Summary(), rep)
+	if err != nil {
+		return err
+	}
+	if *f.asJSON {
+		return writeJSON(env.Stdout, map[string]any{"report": rep, "report_path": path})
+	}
+	rep.Table(env.Stdout)
+	fmt.Fprintf(env.Stdout, "report: %s\n", path)
+	return nil
+}
+
+// codegenRow is one task of a codegen set.
+type codegenRow struct {
+	Line          int
+	Prompt, Tests string
+}
+
+// readCodegenRows reads {"prompt", "tests"?} rows (other keys ignored).
+func readCodegenRows(path string) ([]codegenRow, error) {
+	ds, err := data.Load(path, data.Options{Format: data.FormatPromptCompletion})
+	if err != nil {
+		return nil, err
+	}
+	tests, err := jsonlField(path, "tests")
+	if err != nil {
+		return nil, err
+	}
+	var out []codegenRow
+	for _, r := range ds.Rows {
+		out = append(out, codegenRow{Line: r.Line, Prompt: r.Prompt, Tests: tests[r.Line]})
+	}
+	return out, nil
+}
