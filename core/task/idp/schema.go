@@ -1,0 +1,580 @@
+package idp
+
+import (
+	"fmt"
+	"math/big"
+	"slices"
+	"strings"
+)
+
+type compiler struct {
+	g     *Grammar
+	tree  *jv
+	byPtr map[string]int32 // $ref targets by JSON pointer
+	enums []pendingEnum
+	anyID int32 // the "any JSON value" node, 0: not built yet
+}
+
+// pendingEnum is an enum/const whose values are checked, once everything
+// is compiled, against the schema's other keywords (compiled as rest).
+type pendingEnum struct {
+	node   int32
+	rest   int32 // -1: no other keywords
+	values [][]byte
+	ptr    string
+}
+
+// Keywords that carry no assertion: ignored.
+var annotationKeywords = map[string]bool{
+	"$schema": true, "$id": true, "$comment": true, "$anchor": true, "$dynamicAnchor": true,
+	"$vocabulary": true, "title": true, "description": true, "default": true, "examples": true,
+	"deprecated": true, "readOnly": true, "writeOnly": true, "contentEncoding": true,
+	"contentMediaType": true, "contentSchema": true, "$defs": true, "definitions": true,
+}
+
+// Keywords this package implements.
+var supportedKeywords = map[string]bool{
+	"type": true, "enum": true, "const": true,
+	"properties": true, "required": true, "additionalProperties": true, "unevaluatedProperties": true,
+	"items": true, "minItems": true, "maxItems": true, "uniqueItems": true,
+	"minLength": true, "maxLength": true, "pattern": true, "format": true,
+	"minimum": true, "maximum": true, "exclusiveMinimum": true, "exclusiveMaximum": true,
+	"anyOf": true, "oneOf": true, "allOf": true, "$ref": true,
+}
+
+// Known JSON Schema keywords this package does not implement: an error.
+var unsupportedKeywords = map[string]bool{
+	"patternProperties": true,
+	"propertyNames":     true,
+	"minProperties":     true,
+	"maxProperties":     true,
+	"dependentRequired": true,
+	"dependentSchemas":  true,
+	"dependencies":      true,
+	"if":                true,
+	"then":              true,
+	"else":              true,
+	"not":               true,
+	"multipleOf":        true,
+	"prefixItems":       true,
+	"additionalItems":   true,
+	"unevaluatedItems":  true,
+	"contains":          true,
+	"minContains":       true,
+	"maxContains":       true,
+	"$dynamicRef":       true,
+	"$recursiveRef":     true,
+	"$recursiveAnchor":  true,
+}
+
+var (
+	objectKeywords = []string{"properties", "required", "additionalProperties", "unevaluatedProperties"}
+	arrayKeywords  = []string{"items", "minItems", "maxItems", "uniqueItems"}
+	stringKeywords = []string{"minLength", "maxLength", "pattern", "format"}
+	numberKeywords = []string{"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}
+)
+
+func serr(ptr, format string, args ...any) error {
+	return &SchemaError{Pointer: ptr, Msg: fmt.Sprintf(format, args...)}
+}
+
+func (c *compiler) node(n node) int32 { return c.g.newNode(n) }
+
+// compile compiles the schema v found at ptr and returns its node.
+func (c *compiler) compile(v *jv, ptr string) (int32, error) {
+	if len(c.g.nodes) == 0 {
+		c.g.newNode(node{kind: kNever}) // node 0: the false schema
+	}
+	switch v.kind {
+	case 'b':
+		if v.b {
+			return c.anyNode(), nil
+		}
+		return 0, nil
+	case 'o':
+	default:
+		return 0, serr(ptr, "a schema must be an object or a boolean, not %s", v.kindName())
+	}
+	// Check every keyword first, so errors point at the keyword.
+	assertions := 0
+	for i, k := range v.keys {
+		kp := ptr + "/" + pointerToken(k)
+		if unsupportedKeywords[k] {
+			return 0, serr(kp, "keyword %q is not supported for constrained generation", k)
+		}
+		val := v.vals[i]
+		switch k {
+		case "uniqueItems":
+			if val.kind == 'b' && val.b {
+				return 0, serr(kp, "keyword %q (true) is not supported for constrained generation", k)
+			}
+			continue
+		case "unevaluatedProperties":
+			if val.kind == 'b' && !val.b {
+				continue // generation never adds unevaluated properties
+			}
+			return 0, serr(kp, "keyword %q is supported only as false", k)
+		case "items":
+			if val.kind == 'a' {
+				return 0, serr(kp, "keyword %q as an array (tuple validation) is not supported", k)
+			}
+		}
+		if supportedKeywords[k] {
+			assertions++
+		}
+	}
+	if ref := v.get("$ref"); ref != nil {
+		if assertions > 1 {
+			return 0, serr(ptr+"/$ref", "keyword \"$ref\" alongside other assertion keywords is not supported: move them into the referenced schema")
+		}
+		return c.ref(ref, ptr+"/$ref")
+	}
+	for _, k := range []string{"anyOf", "oneOf", "allOf"} {
+		x := v.get(k)
+		if x == nil {
+			continue
+		}
+		kp := ptr + "/" + k
+		if assertions > 1 {
+			return 0, serr(kp, "keyword %q alongside other assertion keywords is not supported: move them into each subschema", k)
+		}
+		if x.kind != 'a' || len(x.vals) == 0 {
+			return 0, serr(kp, "%s must be a non-empty array", k)
+		}
+		if k == "allOf" {
+			if len(x.vals) != 1 {
+				return 0, serr(kp, "allOf with more than one subschema is not supported")
+			}
+			return c.compile(x.vals[0], kp+"/0")
+		}
+		var alts []int32
+		for i, s := range x.vals {
+			id, err := c.compile(s, fmt.Sprintf("%s/%d", kp, i))
+			if err != nil {
+				return 0, err
+			}
+			alts = append(alts, id)
+		}
+		if len(alts) == 1 {
+			return alts[0], nil
+		}
+		return c.node(node{kind: kChoice, alts: alts, ptr: ptr}), nil
+	}
+	if v.get("enum") != nil || v.get("const") != nil {
+		return c.enum(v, ptr)
+	}
+	return c.typed(v, ptr)
+}
+
+// ref compiles a local $ref ("#", "#/$defs/x", "#/definitions/x", any
+// local JSON pointer).
+func (c *compiler) ref(r *jv, ptr string) (int32, error) {
+	if r.kind != 's' {
+		return 0, serr(ptr, "$ref must be a string")
+	}
+	s := r.str
+	if !strings.HasPrefix(s, "#") {
+		return 0, serr(ptr, "$ref %q: only local references (#/...) are supported", s)
+	}
+	target := s[1:]
+	if target != "" && target[0] != '/' {
+		return 0, serr(ptr, "$ref %q: anchors are not supported, use a JSON pointer such as #/$defs/name", s)
+	}
+	// Percent-decoding of the fragment (rare in practice).
+	if strings.Contains(target, "%") {
+		return 0, serr(ptr, "$ref %q: percent-encoded pointers are not supported", s)
+	}
+	if id, ok := c.byPtr[target]; ok {
+		return id, nil
+	}
+	tv, ok := resolvePointer(c.tree, target)
+	if !ok {
+		return 0, serr(ptr, "$ref %q does not resolve", s)
+	}
+	id := c.node(node{kind: kAlias, ptr: target})
+	c.byPtr[target] = id
+	body, err := c.compile(tv, target)
+	if err != nil {
+		return 0, err
+	}
+	c.g.nodes[id].alias = body
+	return id, nil
+}
+
+// enum compiles enum/const: a set of literals, filtered later by the
+// schema's other keywords.
+func (c *compiler) enum(v *jv, ptr string) (int32, error) {
+	var vals []*jv
+	var kp string
+	if e := v.get("enum"); e != nil {
+		kp = ptr + "/enum"
+		if e.kind != 'a' || len(e.vals) == 0 {
+			return 0, serr(kp, "enum must be a non-empty array")
+		}
+		vals = e.vals
+	}
+	if k := v.get("const"); k != nil {
+		if vals != nil {
+			// Both: const must be among the enum values.
+			lit := string(literalBytes(k))
+			found := false
+			for _, x := range vals {
+				found = found || string(literalBytes(x)) == lit
+			}
+			if !found {
+				return 0, serr(ptr+"/const", "const is not one of the enum values")
+			}
+		}
+		kp = ptr + "/const"
+		vals = []*jv{k}
+	}
+	var es []litEntry
+	var raw [][]byte
+	for _, x := range vals {
+		b := literalBytes(x)
+		es = append(es, litEntry{b, actEnd})
+		raw = append(raw, b)
+	}
+	// The rest of the schema, when it asserts anything, filters the values.
+	rest := &jv{kind: 'o'}
+	for i, k := range v.keys {
+		if k != "enum" && k != "const" {
+			rest.keys = append(rest.keys, k)
+			rest.vals = append(rest.vals, v.vals[i])
+		}
+	}
+	restID := int32(-1)
+	if hasAssertions(rest) {
+		id, err := c.typed(rest, ptr)
+		if err != nil {
+			return 0, err
+		}
+		restID = id
+	}
+	id := c.node(node{kind: kLit, ptr: kp})
+	c.g.nodes[id].trie = c.g.lit.add(es)
+	c.enums = append(c.enums, pendingEnum{node: id, rest: restID, values: raw, ptr: kp})
+	return id, nil
+}
+
+func hasAssertions(v *jv) bool {
+	for _, k := range v.keys {
+		if supportedKeywords[k] {
+			return true
+		}
+	}
+	return false
+}
+
+// typed compiles a schema by its type (given, or inferred from the
+// type-specific keywords present; none: any value).
+func (c *compiler) typed(v *jv, ptr string) (int32, error) {
+	var types []string
+	if t := v.get("type"); t != nil {
+		tp := ptr + "/type"
+		switch t.kind {
+		case 's':
+			types = []string{t.str}
+		case 'a':
+			for _, x := range t.vals {
+				if x.kind != 's' {
+					return 0, serr(tp, "type must be a string or an array of strings")
+				}
+				types = append(types, x.str)
+			}
+		default:
+			return 0, serr(tp, "type must be a string or an array of strings")
+		}
+		for _, x := range types {
+			if !slices.Contains([]string{"object", "array", "string", "number", "integer", "boolean", "null"}, x) {
+				return 0, serr(tp, "unknown type %q", x)
+			}
+		}
+	} else {
+		has := func(kws []string) bool {
+			for _, k := range kws {
+				if v.get(k) != nil {
+					return true
+				}
+			}
+			return false
+		}
+		for _, x := range []struct {
+			t   string
+			kws []string
+		}{{"object", objectKeywords}, {"array", arrayKeywords}, {"string", stringKeywords}, {"number", numberKeywords}} {
+			if has(x.kws) {
+				types = append(types, x.t)
+			}
+		}
+		if len(types) == 0 {
+			return c.anyNode(), nil
+		}
+	}
+	if slices.Contains(types, "number") {
+		types = slices.DeleteFunc(types, func(s string) bool { return s == "integer" })
+	}
+	var alts []int32
+	for _, t := range slices.Compact(types) {
+		var id int32
+		var err error
+		switch t {
+		case "object":
+			id, err = c.object(v, ptr)
+		case "array":
+			id, err = c.array(v, ptr)
+		case "string":
+			id, err = c.str(v, ptr)
+		case "number", "integer":
+			id, err = c.number(v, ptr, t == "integer")
+		case "boolean":
+			id = c.literal(ptr, "true", "false")
+		case "null":
+			id = c.literal(ptr, "null")
+		}
+		if err != nil {
+			return 0, err
+		}
+		alts = append(alts, id)
+	}
+	if len(alts) == 1 {
+		return alts[0], nil
+	}
+	return c.node(node{kind: kChoice, alts: alts, ptr: ptr}), nil
+}
+
+func (c *compiler) literal(ptr string, lits ...string) int32 {
+	var es []litEntry
+	for _, l := range lits {
+		es = append(es, litEntry{[]byte(l), actEnd})
+	}
+	id := c.node(node{kind: kLit, ptr: ptr})
+	c.g.nodes[id].trie = c.g.lit.add(es)
+	return id
+}
+
+// anyNode is any JSON value (the true schema, or {}).
+func (c *compiler) anyNode() int32 {
+	if c.anyID != 0 {
+		return c.anyID
+	}
+	id := c.node(node{kind: kChoice, ptr: "(any)"})
+	c.anyID = id
+	key := c.node(node{kind: kString, maxLen: -1, ptr: "(any key)"})
+	obj := c.node(node{kind: kAnyObject, item: id, key: key, ptr: "(any)"})
+	arr := c.node(node{kind: kArray, item: id, maxItems: -1, ptr: "(any)"})
+	str := c.node(node{kind: kString, maxLen: -1, ptr: "(any)"})
+	ns, _ := newNumSpec(false, "", "", false, false)
+	num := c.node(node{kind: kNumber, num: ns, ptr: "(any)"})
+	lit := c.literal("(any)", "true", "false", "null")
+	c.g.nodes[id].alts = []int32{obj, arr, str, num, lit}
+	return id
+}
+
+func nonNegInt(v *jv, ptr string) (int32, error) {
+	if v.kind != 'n' {
+		return 0, serr(ptr, "must be a non-negative integer")
+	}
+	r, ok := new(big.Rat).SetString(string(v.num))
+	if !ok || !r.IsInt() || r.Sign() < 0 {
+		return 0, serr(ptr, "must be a non-negative integer")
+	}
+	if !r.Num().IsInt64() || r.Num().Int64() > 1<<20 {
+		return 1 << 20, nil
+	}
+	return int32(r.Num().Int64()), nil
+}
+
+func (c *compiler) object(v *jv, ptr string) (int32, error) {
+	n := node{kind: kObject, ptr: ptr}
+	required := map[string]bool{}
+	if r := v.get("required"); r != nil {
+		if r.kind != 'a' {
+			return 0, serr(ptr+"/required", "required must be an array of strings")
+		}
+		for _, x := range r.vals {
+			if x.kind != 's' {
+				return 0, serr(ptr+"/required", "required must be an array of strings")
+			}
+			required[x.str] = true
+		}
+	}
+	if ps := v.get("properties"); ps != nil {
+		if ps.kind != 'o' {
+			return 0, serr(ptr+"/properties", "properties must be an object")
+		}
+		for i, k := range ps.keys {
+			id, err := c.compile(ps.vals[i], ptr+"/properties/"+pointerToken(k))
+			if err != nil {
+				return 0, err
+			}
+			n.props = append(n.props, prop{name: k, node: id, required: required[k]})
+			delete(required, k)
+		}
+	}
+	if len(required) > 0 {
+		var names []string
+		for k := range required {
+			names = append(names, k)
+		}
+		slices.Sort(names)
+		return 0, serr(ptr+"/required", "required property %q has no schema under properties (generation only emits listed properties)", names[0])
+	}
+	// additionalProperties: false, absent, true or a schema all generate the
+	// listed properties only (never extra ones), which each allows.
+	if ap := v.get("additionalProperties"); ap != nil && ap.kind != 'b' && ap.kind != 'o' {
+		return 0, serr(ptr+"/additionalProperties", "additionalProperties must be a boolean or a schema")
+	}
+	return c.node(n), nil
+}
+
+func (c *compiler) array(v *jv, ptr string) (int32, error) {
+	n := node{kind: kArray, ptr: ptr, maxItems: -1}
+	if it := v.get("items"); it != nil {
+		id, err := c.compile(it, ptr+"/items")
+		if err != nil {
+			return 0, err
+		}
+		n.item = id
+	} else {
+		n.item = c.anyNode()
+	}
+	var err error
+	if x := v.get("minItems"); x != nil {
+		if n.minItems, err = nonNegInt(x, ptr+"/minItems"); err != nil {
+			return 0, err
+		}
+	}
+	if x := v.get("maxItems"); x != nil {
+		if n.maxItems, err = nonNegInt(x, ptr+"/maxItems"); err != nil {
+			return 0, err
+		}
+		if n.maxItems < n.minItems {
+			return 0, serr(ptr+"/maxItems", "maxItems %d is below minItems %d", n.maxItems, n.minItems)
+		}
+	}
+	return c.node(n), nil
+}
+
+func (c *compiler) str(v *jv, ptr string) (int32, error) {
+	n := node{kind: kString, ptr: ptr, maxLen: -1}
+	var err error
+	if x := v.get("minLength"); x != nil {
+		if n.minLen, err = nonNegInt(x, ptr+"/minLength"); err != nil {
+			return 0, err
+		}
+	}
+	if x := v.get("maxLength"); x != nil {
+		if n.maxLen, err = nonNegInt(x, ptr+"/maxLength"); err != nil {
+			return 0, err
+		}
+		if n.maxLen < n.minLen {
+			return 0, serr(ptr+"/maxLength", "maxLength %d is below minLength %d", n.maxLen, n.minLen)
+		}
+	}
+	var parts []*sdfa
+	if x := v.get("format"); x != nil {
+		if x.kind != 's' {
+			return 0, serr(ptr+"/format", "format must be a string")
+		}
+		// Formats other than these are annotations: not enforced during
+		// generation (nor by the validator, which treats format as an
+		// annotation by default).
+		if pat, ok := formatPatterns[x.str]; ok {
+			d, err := compileRegex(pat)
+			if err != nil {
+				return 0, serr(ptr+"/format", "%v", err)
+			}
+			parts = append(parts, d)
+		}
+	}
+	if x := v.get("pattern"); x != nil {
+		if x.kind != 's' {
+			return 0, serr(ptr+"/pattern", "pattern must be a string")
+		}
+		d, err := compileRegex(x.str)
+		if err != nil {
+			return 0, serr(ptr+"/pattern", "%v", err)
+		}
+		parts = append(parts, d)
+	}
+	if len(parts) > 0 {
+		vb := c.g.vocab
+		d, err := productDFA(parts, n.minLen, n.maxLen, func(b byte) bool { return vb.byteTok[b] >= 0 })
+		if err != nil {
+			kw := "/pattern"
+			if v.get("pattern") == nil {
+				kw = "/format"
+			}
+			return 0, serr(ptr+kw, "%v", err)
+		}
+		n.dfa = d
+	}
+	return c.node(n), nil
+}
+
+func (c *compiler) number(v *jv, ptr string, integer bool) (int32, error) {
+	var lo, hi string
+	var exLo, exHi bool
+	bound := func(k string) (string, *jv, error) {
+		x := v.get(k)
+		if x == nil {
+			return "", nil, nil
+		}
+		if x.kind == 'b' {
+			return "", x, nil
+		}
+		if x.kind != 'n' {
+			return "", nil, serr(ptr+"/"+k, "%s must be a number", k)
+		}
+		return string(x.num), x, nil
+	}
+	stricter := func(cur string, curEx bool, cand string, candEx bool, isMin bool) (string, bool) {
+		if cand == "" {
+			return cur, curEx
+		}
+		if cur == "" {
+			return cand, candEx
+		}
+		a, _ := new(big.Rat).SetString(cur)
+		b, _ := new(big.Rat).SetString(cand)
+		cmp := b.Cmp(a)
+		if (isMin && cmp > 0) || (!isMin && cmp < 0) || (cmp == 0 && candEx) {
+			return cand, candEx
+		}
+		return cur, curEx
+	}
+	mn, _, err := bound("minimum")
+	if err != nil {
+		return 0, err
+	}
+	mx, _, err := bound("maximum")
+	if err != nil {
+		return 0, err
+	}
+	emn, emnv, err := bound("exclusiveMinimum")
+	if err != nil {
+		return 0, err
+	}
+	emx, emxv, err := bound("exclusiveMaximum")
+	if err != nil {
+		return 0, err
+	}
+	lo, hi = mn, mx
+	// Draft 4: exclusiveMinimum/Maximum are booleans modifying minimum/maximum.
+	if emnv != nil && emnv.kind == 'b' {
+		exLo = emnv.b
+	} else {
+		lo, exLo = stricter(lo, false, emn, true, true)
+	}
+	if emxv != nil && emxv.kind == 'b' {
+		exHi = emxv.b
+	} else {
+		hi, exHi = stricter(hi, false, emx, true, false)
+	}
+	ns, err := newNumSpec(integer, lo, hi, exLo, exHi)
+	if err != nil {
+		return 0, serr(ptr, "%v", err)
+	}
+	return c.node(node{kind: kNumber, num: ns, ptr: ptr}), nil
+}
