@@ -54,6 +54,8 @@ func runEval(env *Env, args []string) error {
 		return evalClassify(env, args[1:])
 	case "codegen":
 		return evalCodegen(env, args[1:])
+	case "idp":
+		return evalIDP(env, args[1:])
 	}
 	return fmt.Errorf("eval: unknown kind %q (classify, idp or codegen)", args[0])
 }

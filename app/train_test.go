@@ -212,3 +212,39 @@ func TestEvalCodegenRecordsRates(t *testing.T) {
 	}
 	os.RemoveAll(filepath.Dir(r.ReportPath))
 }
+
+// TestExtractAlwaysValid: even an untrained model's extraction parses and
+// satisfies the invoice schema, and eval idp scores it field by field.
+func TestExtractAlwaysValid(t *testing.T) {
+	m := tinyModel(t)
+	doc := filepath.Join(t.TempDir(), "doc.txt")
+	os.WriteFile(doc, []byte("INVOICE INV-0042\nDate: 2026-03-01\nVendor: Acme GmbH\nTotal: 120.00 EUR\n1 x Widget @ 120.00\nPaid."), 0o644)
+	code, out, stderr := run("extract", "--model", m, "--schema", "../examples/invoices/schema.json", "--document", doc, "--max-tokens", "160", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var r struct {
+		JSON  map[string]any `json:"json"`
+		Valid bool           `json:"valid"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil || !r.Valid || r.JSON["currency"] == nil {
+		t.Fatalf("extract: %s (%v)", out, err)
+	}
+	data := smallData(t, "../examples/invoices/val.jsonl", 2)
+	code, out, stderr = run("eval", "idp", "--model", m, "--data", data, "--schema", "../examples/invoices/schema.json",
+		"--max-tokens", "160", "--json", "--db", filepath.Join(t.TempDir(), "db"))
+	if code != 0 {
+		t.Fatalf("eval idp: %s", stderr)
+	}
+	var rep struct {
+		Report struct {
+			N               int     `json:"n"`
+			SchemaValidRate float64 `json:"schema_valid_rate"`
+		} `json:"report"`
+		ReportPath string `json:"report_path"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.Report.N != 2 || rep.Report.SchemaValidRate != 1 {
+		t.Fatalf("eval idp: %s", out)
+	}
+	os.RemoveAll(filepath.Dir(rep.ReportPath))
+}
