@@ -44,66 +44,22 @@ func (m *Model) ForwardBranches(be tensor.Backend, branches [][]int, c *Cache) (
 			return nil, fmt.Errorf("token id %d in branch position %d is outside the vocabulary [0, %d)", id, i, cfg.VocabSize)
 		}
 	}
-	D, hd, nH, nKV, F := cfg.HiddenSize, cfg.HeadDim, cfg.NumHeads, cfg.NumKVHeads, cfg.IntermediateSize
+	D, hd, nH, nKV := cfg.HiddenSize, cfg.HeadDim, cfg.NumHeads, cfg.NumKVHeads
 	kvOut := nKV * hd
-	eps := float32(cfg.RMSNormEps)
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	cos, sin := m.rope.upTo(maxPos + 1)
-	x, xn := make([]float32, T*D), make([]float32, T*D)
-	q, att, o := make([]float32, T*nH*hd), make([]float32, T*nH*hd), make([]float32, T*D)
-	gate, up := make([]float32, T*F), make([]float32, T*F)
-	be.Embed(x, m.Embed, ids)
-	for l := range m.Layers {
-		L := &m.Layers[l]
-		k := c.K[l][pos0*kvOut : (pos0+T)*kvOut] // scratch rows after the prefix
-		v := c.V[l][pos0*kvOut : (pos0+T)*kvOut]
-		be.RMSNorm(xn, x, L.AttnNorm, eps)
-		be.MatMul(q, xn, L.Q, T)
-		be.MatMul(k, xn, L.K, T)
-		be.MatMul(v, xn, L.V, T)
-		if d := m.Delta; d != nil {
-			d.Apply(l, ModQ, q, xn, T)
-			d.Apply(l, ModK, k, xn, T)
-			d.Apply(l, ModV, v, xn, T)
-		}
-		if L.QBias != nil {
-			be.AddBias(q, L.QBias)
-			be.AddBias(k, L.KBias)
-			be.AddBias(v, L.VBias)
-		}
-		if L.QNorm != nil {
-			be.RMSNorm(q, q, L.QNorm, eps)
-			be.RMSNorm(k, k, L.KNorm, eps)
-		}
-		for t := 0; t < T; t++ { // each row at its own position
-			be.RoPE(q[t*nH*hd:(t+1)*nH*hd], 1, nH, hd, pos[t], cos, sin)
-			be.RoPE(k[t*kvOut:(t+1)*kvOut], 1, nKV, hd, pos[t], cos, sin)
-		}
-		branchAttention(att, q, c.K[l], c.V[l], pos0, branchStart, nH, nKV, hd, scale)
-		be.MatMul(o, att, L.O, T)
-		if d := m.Delta; d != nil {
-			d.Apply(l, ModO, o, att, T)
-		}
-		if L.OBias != nil {
-			be.AddBias(o, L.OBias)
-		}
-		be.Add(x, o)
-		be.RMSNorm(xn, x, L.MLPNorm, eps)
-		be.MatMul(gate, xn, L.Gate, T)
-		be.MatMul(up, xn, L.Up, T)
-		if d := m.Delta; d != nil {
-			d.Apply(l, ModGate, gate, xn, T)
-			d.Apply(l, ModUp, up, xn, T)
-		}
-		be.SwiGLU(gate, up)
-		be.MatMul(o, gate, L.Down, T)
-		if d := m.Delta; d != nil {
-			d.Apply(l, ModDown, o, gate, T)
-		}
-		be.Add(x, o)
-	}
+	x := m.decode(be, c, ids, pos0,
+		func(q, k []float32) {
+			for t := 0; t < T; t++ { // each row at its own position
+				be.RoPE(q[t*nH*hd:(t+1)*nH*hd], 1, nH, hd, pos[t], cos, sin)
+				be.RoPE(k[t*kvOut:(t+1)*kvOut], 1, nKV, hd, pos[t], cos, sin)
+			}
+		},
+		func(l int, att, q []float32) {
+			branchAttention(att, q, c.K[l], c.V[l], pos0, branchStart, nH, nKV, hd, scale)
+		})
 	out := make([]float32, T*D)
-	be.RMSNorm(out, x, m.Norm, eps)
+	be.RMSNorm(out, x, m.Norm, float32(cfg.RMSNormEps))
 	return out, nil
 }
 

@@ -80,11 +80,35 @@ func (m *Model) Forward(be tensor.Backend, ids []int, c *Cache, out []float32) (
 		}
 	}
 	D, hd, nH, nKV := cfg.HiddenSize, cfg.HeadDim, cfg.NumHeads, cfg.NumKVHeads
-	kvOut := nKV * hd
-	eps := float32(cfg.RMSNormEps)
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	cos, sin := m.rope.upTo(pos0 + T)
+	x := m.decode(be, c, ids, pos0,
+		func(q, k []float32) {
+			be.RoPE(q, T, nH, hd, pos0, cos, sin)
+			be.RoPE(k, T, nKV, hd, pos0, cos, sin)
+		},
+		func(l int, att, q []float32) {
+			be.Attention(att, q, c.K[l], c.V[l], T, pos0, nH, nKV, hd, scale)
+		})
+	c.Len = pos0 + T
+	if out == nil {
+		out = make([]float32, T*D)
+	}
+	be.RMSNorm(out[:T*D], x, m.Norm, float32(cfg.RMSNormEps))
+	return out[:T*D], nil
+}
 
+// decode runs every decoder layer over the T = len(ids) new tokens, whose
+// keys and values go to cache rows pos0.., and returns the residual stream
+// (T, hidden) before the final norm. rope rotates a layer's q (T, heads·hd)
+// and k (T, kv·hd); attend fills att from q and the layer's cache — the two
+// places where a plain continuation and branched ones differ.
+func (m *Model) decode(be tensor.Backend, c *Cache, ids []int, pos0 int, rope func(q, k []float32), attend func(l int, att, q []float32)) []float32 {
+	cfg := &m.Config
+	T := len(ids)
+	D, hd, nH, nKV := cfg.HiddenSize, cfg.HeadDim, cfg.NumHeads, cfg.NumKVHeads
+	kvOut := nKV * hd
+	eps := float32(cfg.RMSNormEps)
 	w := &c.ws
 	w.ensure(T, cfg)
 	x, xn, q, att, o := w.x[:T*D], w.xn[:T*D], w.q[:T*nH*hd], w.att[:T*nH*hd], w.o[:T*D]
@@ -114,9 +138,8 @@ func (m *Model) Forward(be tensor.Backend, ids []int, c *Cache, out []float32) (
 			be.RMSNorm(q, q, L.QNorm, eps)
 			be.RMSNorm(k, k, L.KNorm, eps)
 		}
-		be.RoPE(q, T, nH, hd, pos0, cos, sin)
-		be.RoPE(k, T, nKV, hd, pos0, cos, sin)
-		be.Attention(att, q, c.K[l], c.V[l], T, pos0, nH, nKV, hd, scale)
+		rope(q, k)
+		attend(l, att, q)
 		be.MatMul(o, att, L.O, T)
 		if d := m.Delta; d != nil {
 			d.Apply(l, ModO, o, att, T)
@@ -140,12 +163,7 @@ func (m *Model) Forward(be tensor.Backend, ids []int, c *Cache, out []float32) (
 		}
 		be.Add(x, o)
 	}
-	c.Len = pos0 + T
-	if out == nil {
-		out = make([]float32, T*D)
-	}
-	be.RMSNorm(out[:T*D], x, m.Norm, eps)
-	return out[:T*D], nil
+	return x
 }
 
 // Logits projects T hidden rows (T, hidden) to (T, vocab) into out.
