@@ -254,9 +254,3 @@ func dot(a, b []float32) float32 {
 	}
 	return s
 }
-
-func axpy(y []float32, a float32, x []float32) {
-	for i := range y {
-		y[i] += a * x[i]
-	}
-}
