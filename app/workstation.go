@@ -1,0 +1,208 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"distill/core/train"
+	"distill/store"
+)
+
+// Workstation is the service the terminal workstation (package views) talks
+// to: it owns the run database and the training jobs started from the UI,
+// and hands the views plain values so that they need not import store or
+// core.
+type Workstation struct {
+	db *store.DB
+
+	mu      sync.Mutex
+	cancels map[string]context.CancelFunc // runs started here and not yet finished
+}
+
+// RunRow is one run as the Runs view lists it.
+type RunRow struct {
+	ID, Method, Base, Dataset string
+	Status                    string // queued, running, completed, failed or canceled
+	Best                      string // e.g. "f1 0.7100"; "-" before any evaluation
+	Age                       time.Duration
+}
+
+// Active reports whether the run still has, or waits for, a process.
+func (r RunRow) Active() bool { return store.Status(r.Status).Active() }
+
+// Progress is one training step as the Train view shows it. The last value
+// on a StartRun channel has Done set, with Err the reason a run failed.
+type Progress struct {
+	RunID                            string
+	Step, Total                      int
+	Loss, LR, GradNorm, TokensPerSec float64
+	Elapsed                          time.Duration
+	RSS                              int64 // resident memory, bytes
+	Done                             bool
+	Err                              error
+}
+
+// OpenWorkstation opens (creating if needed) the run database at dbPath and
+// marks the runs of processes that died as failed. An empty dbPath is the
+// CLI's default, runs/distill.db.
+func OpenWorkstation(dbPath string) (*Workstation, error) {
+	if dbPath == "" {
+		dbPath = defaultDB
+	}
+	if err := os.MkdirAll(filepath.Dir(dbPath), 0o755); err != nil {
+		return nil, err
+	}
+	db, err := store.Open(dbPath)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := db.RecoverInterrupted(context.Background()); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Workstation{db: db, cancels: map[string]context.CancelFunc{}}, nil
+}
+
+// Close cancels the runs started here (each writes a checkpoint first) and
+// closes the database once they have stopped.
+func (w *Workstation) Close() error {
+	w.mu.Lock()
+	for _, cancel := range w.cancels {
+		cancel()
+	}
+	w.mu.Unlock()
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		w.mu.Lock()
+		n := len(w.cancels)
+		w.mu.Unlock()
+		if n == 0 {
+			break
+		}
+	}
+	return w.db.Close()
+}
+
+// ListRuns returns every recorded run, newest first.
+func (w *Workstation) ListRuns() ([]RunRow, error) {
+	runs, err := w.db.ListRuns(context.Background(), store.RunFilter{})
+	if err != nil {
+		return nil, err
+	}
+	rows := make([]RunRow, len(runs))
+	for i, r := range runs {
+		best := "-"
+		if r.BestMetric != nil {
+			best = fmt.Sprintf("%s %.4f", r.BestMetricName, *r.BestMetric)
+		}
+		rows[i] = RunRow{ID: r.ID, Method: r.Method, Base: r.BaseModel, Dataset: r.Dataset,
+			Status: string(r.Status), Best: best, Age: time.Since(r.CreatedAt).Round(time.Second)}
+	}
+	return rows, nil
+}
+
+// DeleteRun removes a finished run from the database and its folder from
+// disk, as `distill runs rm` does; an active run must be stopped first.
+func (w *Workstation) DeleteRun(id string) error {
+	return deleteRun(context.Background(), w.db, id)
+}
+
+// deleteRun is `distill runs rm`: refuse an active run, delete the record,
+// then the folder.
+func deleteRun(ctx context.Context, db *store.DB, id string) error {
+	r, err := db.GetRun(ctx, id)
+	if err != nil {
+		return fmt.Errorf("run %s: %w", id, err)
+	}
+	if r.Status.Active() {
+		return fmt.Errorf("run %s is %s: stop it first", id, r.Status)
+	}
+	if err := db.DeleteRun(ctx, id); err != nil {
+		return err
+	}
+	if r.Dir != "" {
+		return os.RemoveAll(r.Dir)
+	}
+	return nil
+}
+
+// StopRun cancels a run started here; it checkpoints and is marked
+// canceled. It reports whether the run was one of this process's.
+func (w *Workstation) StopRun(id string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	cancel, ok := w.cancels[id]
+	if ok {
+		cancel()
+	}
+	return ok
+}
+
+// progressBuffer is how many steps a StartRun channel holds before the
+// oldest are dropped; the store records every step whatever the view sees.
+const progressBuffer = 64
+
+// StartRun validates cfg, records a new run and trains it in a goroutine.
+// Its steps arrive on the returned channel, which never blocks the trainer
+// (when the reader falls behind the oldest steps are dropped) and ends with a
+// Done value before it is closed.
+func (w *Workstation) StartRun(cfg RunConfig) (<-chan Progress, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	id := store.NewRunID(time.Now(), cfg.Method)
+	if cfg.Out == "" {
+		cfg.Out = filepath.Join("runs", id)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w.mu.Lock()
+	w.cancels[id] = cancel
+	w.mu.Unlock()
+	ch := make(chan Progress, progressBuffer)
+	job := &TrainJob{Cfg: cfg, ID: id, Dir: cfg.Out, DB: w.db, Events: func(e train.Event) {
+		sendLatest(ch, progressOf(id, e))
+	}}
+	go func() {
+		err := job.Run(ctx)
+		w.mu.Lock()
+		delete(w.cancels, id)
+		w.mu.Unlock()
+		cancel()
+		sendLatest(ch, Progress{RunID: id, Done: true, Err: err})
+		close(ch)
+	}()
+	return ch, nil
+}
+
+func progressOf(id string, e train.Event) Progress {
+	return Progress{RunID: id, Step: e.Step, Total: e.TotalSteps, Loss: e.Loss, LR: e.LR, GradNorm: e.GradNorm,
+		TokensPerSec: e.TokensPerSec, Elapsed: e.Elapsed, RSS: e.RSS}
+}
+
+// sendLatest sends p without blocking, dropping the oldest buffered value
+// when ch is full. It must be ch's only sender.
+func sendLatest(ch chan Progress, p Progress) {
+	for {
+		select {
+		case ch <- p:
+			return
+		default:
+		}
+		select {
+		case <-ch:
+		default:
+		}
+	}
+}
+
+// Device describes what trains, for the top bar: "cpu · 8 cores".
+func (w *Workstation) Device() string {
+	return fmt.Sprintf("cpu · %d cores", runtime.NumCPU())
+}
+
+// ResidentBytes is this process's resident memory.
+func (w *Workstation) ResidentBytes() int64 { return train.ResidentBytes() }

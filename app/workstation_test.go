@@ -1,0 +1,72 @@
+package app
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"distill/store"
+)
+
+func TestSendLatestDropsOldest(t *testing.T) {
+	ch := make(chan Progress, 2)
+	for i := 1; i <= 5; i++ {
+		sendLatest(ch, Progress{Step: i})
+	}
+	if a, b := <-ch, <-ch; a.Step != 4 || b.Step != 5 {
+		t.Fatalf("got steps %d, %d; want the latest two, 4 and 5", a.Step, b.Step)
+	}
+}
+
+func TestWorkstationListAndDelete(t *testing.T) {
+	dir := t.TempDir()
+	w, err := OpenWorkstation(filepath.Join(dir, "db", "distill.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	ctx := context.Background()
+	best := 0.71
+	runDir := filepath.Join(dir, "run-a")
+	if err := w.db.CreateRun(ctx, store.Run{ID: "a", Method: "sft", BaseModel: "m", Dataset: "d",
+		Status: store.StatusCompleted, Dir: runDir, BestMetric: &best, BestMetricName: "f1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.db.CreateRun(ctx, store.Run{ID: "b", Method: "kd", Status: store.StatusRunning}); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := w.ListRuns()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 {
+		t.Fatalf("ListRuns: %d rows, want 2", len(rows))
+	}
+	byID := map[string]RunRow{}
+	for _, r := range rows {
+		byID[r.ID] = r
+	}
+	if got := byID["a"]; got.Best != "f1 0.7100" || got.Status != "completed" || got.Active() {
+		t.Errorf("run a: %+v", got)
+	}
+	if err := w.DeleteRun("b"); err == nil {
+		t.Error("DeleteRun of a running run: no error")
+	}
+	if err := w.DeleteRun("a"); err != nil {
+		t.Fatal(err)
+	}
+	if rows, _ := w.ListRuns(); len(rows) != 1 || rows[0].ID != "b" {
+		t.Errorf("after delete: %+v", rows)
+	}
+}
+
+func TestStartRunValidates(t *testing.T) {
+	w, err := OpenWorkstation(filepath.Join(t.TempDir(), "distill.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.StartRun(RunConfig{Method: "sft"}); err == nil {
+		t.Error("StartRun without model and data: no error")
+	}
+}
