@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -206,3 +208,57 @@ func (w *Workstation) Device() string {
 
 // ResidentBytes is this process's resident memory.
 func (w *Workstation) ResidentBytes() int64 { return train.ResidentBytes() }
+
+// RunHistory reads a run's recorded steps from the store, oldest first, for
+// watching a run that another process trains. Total is 0: the store does not
+// know how many steps a run will take.
+func (w *Workstation) RunHistory(id string) ([]Progress, error) {
+	ms, err := w.db.Metrics(context.Background(), id, "")
+	if err != nil {
+		return nil, err
+	}
+	byStep := map[int]*Progress{}
+	var steps []int
+	for _, m := range ms {
+		p, ok := byStep[m.Step]
+		if !ok {
+			p = &Progress{RunID: id, Step: m.Step}
+			byStep[m.Step] = p
+			steps = append(steps, m.Step)
+		}
+		switch m.Name {
+		case "loss":
+			p.Loss = m.Value
+		case "lr":
+			p.LR = m.Value
+		case "grad_norm":
+			p.GradNorm = m.Value
+		case "tokens_per_second":
+			p.TokensPerSec = m.Value
+		case "rss_bytes":
+			p.RSS = int64(m.Value)
+		}
+	}
+	slices.Sort(steps)
+	out := make([]Progress, len(steps))
+	for i, s := range steps {
+		out[i] = *byStep[s]
+	}
+	return out, nil
+}
+
+// TotalMemory is the machine's memory in bytes (0 if unknown), the scale of
+// the RSS gauge.
+func (w *Workstation) TotalMemory() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	var kb int64
+	for _, line := range strings.Split(string(b), "\n") {
+		if _, err := fmt.Sscanf(line, "MemTotal: %d kB", &kb); err == nil {
+			return kb << 10
+		}
+	}
+	return 0
+}

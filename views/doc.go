@@ -1,3 +1,21 @@
-// Package views holds the Bubble Tea views of the workstation (runs, launch,
-// train monitor, evals, REPL, adapters). They talk to app/ services only.
+// Package views is the terminal workstation: a Bubble Tea root model that
+// routes between six views (Runs, Launch, Train, Evals, REPL, Adapters) with
+// a top bar (the views, the device, resident memory) and a bottom bar (the
+// active run, the keys that matter here).
+//
+// Views talk to app services only, through the Service interface that
+// *app.Workstation satisfies; they never import core or store. Work never
+// runs in Update: it is a tea.Cmd whose result comes back as a message, and
+// a training run streams app.Progress over a channel that a command drains
+// and re-issues.
+//
+// First increment: Runs (list, filter, sort, open, delete) and the Train
+// monitor (loss chart, lr, grad-norm, tok/s, progress with ETA, memory
+// gauge) are built. Launch, Evals, REPL and Adapters are placeholders that
+// point to the CLI (`distill train …`, `distill eval …`, `distill generate
+// …`, `distill merge …`) until they are built.
+//
+// Tests render each view at fixed sizes with the ASCII colour profile and
+// compare View() with testdata/*.golden; `go test ./views -update` rewrites
+// them.
 package views

@@ -1,0 +1,116 @@
+package views
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/charmbracelet/lipgloss"
+
+	"distill/app"
+)
+
+// Service is what the views need from the application; *app.Workstation
+// satisfies it, tests use a fake.
+type Service interface {
+	ListRuns() ([]app.RunRow, error)
+	DeleteRun(id string) error
+	StopRun(id string) bool
+	RunHistory(id string) ([]app.Progress, error)
+	Device() string
+	ResidentBytes() int64
+	TotalMemory() int64
+}
+
+var _ Service = (*app.Workstation)(nil)
+
+// Context is shared by every view: the service, the content area's size and
+// the styles.
+type Context struct {
+	Svc           Service
+	Width, Height int // of the area a view draws in
+	Styles        Styles
+}
+
+// Styles are the workstation's lipgloss styles; colours adapt to light and
+// dark terminals and vanish with NO_COLOR.
+type Styles struct {
+	Title, Active, Tab, Muted, Rule, Good, Bad, Warn, Key lipgloss.Style
+}
+
+var (
+	accent = lipgloss.AdaptiveColor{Light: "#5A3FC0", Dark: "#B7A6FF"}
+	muted  = lipgloss.AdaptiveColor{Light: "#6B6B6B", Dark: "#8A8A8A"}
+	good   = lipgloss.AdaptiveColor{Light: "#1E7B34", Dark: "#6BD68A"}
+	bad    = lipgloss.AdaptiveColor{Light: "#B3261E", Dark: "#FF7A70"}
+	warn   = lipgloss.AdaptiveColor{Light: "#8A5A00", Dark: "#F2C14E"}
+)
+
+// DefaultStyles returns the workstation's styles.
+func DefaultStyles() Styles {
+	return Styles{
+		Title:  lipgloss.NewStyle().Bold(true).Foreground(accent),
+		Active: lipgloss.NewStyle().Bold(true).Foreground(accent),
+		Tab:    lipgloss.NewStyle(),
+		Muted:  lipgloss.NewStyle().Foreground(muted),
+		Rule:   lipgloss.NewStyle().Foreground(muted),
+		Good:   lipgloss.NewStyle().Foreground(good),
+		Bad:    lipgloss.NewStyle().Foreground(bad),
+		Warn:   lipgloss.NewStyle().Foreground(warn),
+		Key:    lipgloss.NewStyle().Bold(true),
+	}
+}
+
+// humanAge is "42s", "6m", "3h" or "2d".
+func humanAge(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+// humanBytes is "812 MB" or "1.3 GB".
+func humanBytes(b int64) string {
+	switch {
+	case b >= 1<<30:
+		return fmt.Sprintf("%.1f GB", float64(b)/(1<<30))
+	case b >= 1<<20:
+		return fmt.Sprintf("%d MB", b>>20)
+	}
+	return fmt.Sprintf("%d KB", b>>10)
+}
+
+// humanDuration is "4m12s" or "1h03m", rounded to the second.
+func humanDuration(d time.Duration) string {
+	d = d.Round(time.Second)
+	if d >= time.Hour {
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return d.String()
+}
+
+// fit pads or cuts s (plain or styled) to exactly width cells.
+func fit(s string, width int) string {
+	if width <= 0 {
+		return ""
+	}
+	if lipgloss.Width(s) > width {
+		return lipgloss.NewStyle().MaxWidth(width).Render(s)
+	}
+	return s + spaces(width-lipgloss.Width(s))
+}
+
+func spaces(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = ' '
+	}
+	return string(b)
+}

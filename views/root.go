@@ -1,0 +1,307 @@
+package views
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/charmbracelet/bubbles/help"
+	"github.com/charmbracelet/bubbles/key"
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
+)
+
+// Tab is one of the workstation's views.
+type Tab int
+
+const (
+	TabRuns Tab = iota
+	TabLaunch
+	TabTrain
+	TabEvals
+	TabREPL
+	TabAdapters
+	numTabs
+)
+
+var tabNames = [numTabs]string{"Runs", "Launch", "Train", "Evals", "REPL", "Adapters"}
+
+// placeholders say, for the views not built yet, where the CLI does it.
+var placeholders = map[Tab]string{
+	TabLaunch:   "Launch is not built yet — use `distill train sft|kd|dpo --model DIR --data FILE` from the CLI.",
+	TabEvals:    "Evals is not built yet — use `distill eval …` from the CLI.",
+	TabREPL:     "REPL is not built yet — use `distill generate …` or `distill classify …` from the CLI.",
+	TabAdapters: "Adapters is not built yet — use `distill runs show ID` and `distill merge …` from the CLI.",
+}
+
+type globalKeys struct {
+	Next, Prev, Jump, Help, Quit key.Binding
+}
+
+var defaultGlobalKeys = globalKeys{
+	Next: key.NewBinding(key.WithKeys("tab"), key.WithHelp("tab", "next view")),
+	Prev: key.NewBinding(key.WithKeys("shift+tab"), key.WithHelp("shift+tab", "previous view")),
+	Jump: key.NewBinding(key.WithKeys("1", "2", "3", "4", "5", "6"), key.WithHelp("1-6", "view")),
+	Help: key.NewBinding(key.WithKeys("?"), key.WithHelp("?", "help")),
+	Quit: key.NewBinding(key.WithKeys("q", "ctrl+c"), key.WithHelp("q", "quit")),
+}
+
+// keyMap joins the active view's keys with the global ones for the help.
+type keyMap struct {
+	view   help.KeyMap
+	global globalKeys
+}
+
+func (k keyMap) ShortHelp() []key.Binding {
+	var b []key.Binding
+	if k.view != nil {
+		b = append(b, k.view.ShortHelp()...)
+	}
+	return append(b, k.global.Help, k.global.Quit)
+}
+
+func (k keyMap) FullHelp() [][]key.Binding {
+	var b [][]key.Binding
+	if k.view != nil {
+		b = append(b, k.view.FullHelp()...)
+	}
+	g := k.global
+	return append(b, []key.Binding{g.Next, g.Prev, g.Jump, g.Help, g.Quit})
+}
+
+// memMsg carries the process's resident memory for the top bar.
+type memMsg struct{ rss int64 }
+
+// tickEvery is how often the top bar's memory and the run list refresh.
+const tickEvery = 2 * time.Second
+
+// Model is the workstation's root: it routes keys to the active view and
+// messages to the view that owns them, and draws the bars.
+type Model struct {
+	ctx    Context
+	width  int
+	height int
+	tab    Tab
+	keys   globalKeys
+	help   help.Model
+	rss    int64
+	runs   runsView
+	train  trainView
+	ticks  bool // refresh periodically (off in tests)
+}
+
+// New returns the root model over svc.
+func New(svc Service) Model {
+	h := help.New()
+	return Model{ctx: Context{Svc: svc, Styles: DefaultStyles()}, keys: defaultGlobalKeys, help: h,
+		runs: newRunsView(), train: newTrainView(), width: 80, height: 24, ticks: true}
+}
+
+// Init loads the runs and starts the periodic refresh.
+func (m Model) Init() tea.Cmd {
+	cmds := []tea.Cmd{loadRuns(m.ctx.Svc), readMem(m.ctx.Svc)}
+	if m.ticks {
+		cmds = append(cmds, tick())
+	}
+	return tea.Batch(cmds...)
+}
+
+type tickMsg struct{}
+
+func tick() tea.Cmd { return tea.Tick(tickEvery, func(time.Time) tea.Msg { return tickMsg{} }) }
+
+func readMem(svc Service) tea.Cmd {
+	return func() tea.Msg { return memMsg{svc.ResidentBytes()} }
+}
+
+// Update implements tea.Model.
+func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	var cmd tea.Cmd
+	switch msg := msg.(type) {
+	case tea.WindowSizeMsg:
+		m.width, m.height = msg.Width, msg.Height
+		m.layout()
+		return m, nil
+	case tickMsg:
+		return m, tea.Batch(loadRuns(m.ctx.Svc), readMem(m.ctx.Svc), tick())
+	case memMsg:
+		m.rss = msg.rss
+		return m, nil
+	case runsLoadedMsg:
+		var c2 tea.Cmd
+		m.runs, cmd = m.runs.update(&m.ctx, msg)
+		m.train, c2 = m.train.update(&m.ctx, msg)
+		return m, tea.Batch(cmd, c2)
+	case runDeletedMsg:
+		m.runs, cmd = m.runs.update(&m.ctx, msg)
+		return m, cmd
+	case openRunMsg:
+		m.tab = TabTrain
+		if msg.id == m.train.runID && m.train.watching() {
+			return m, nil
+		}
+		m.train, cmd = m.train.update(&m.ctx, msg)
+		return m, cmd
+	case WatchMsg:
+		m.tab = TabTrain
+		m.train, cmd = m.train.update(&m.ctx, msg)
+		return m, cmd
+	case ProgressMsg, historyMsg, pollMsg:
+		m.train, cmd = m.train.update(&m.ctx, msg)
+		return m, cmd
+	case tea.KeyMsg:
+		return m.key(msg)
+	}
+	return m, nil
+}
+
+func (m Model) key(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
+	if msg.Type == tea.KeyCtrlC {
+		return m, tea.Quit
+	}
+	var cmd tea.Cmd
+	if m.tab == TabRuns && m.runs.capturing() {
+		m.runs, cmd = m.runs.update(&m.ctx, msg)
+		return m, cmd
+	}
+	switch {
+	case key.Matches(msg, m.keys.Quit):
+		return m, tea.Quit
+	case key.Matches(msg, m.keys.Help):
+		m.help.ShowAll = !m.help.ShowAll
+		return m, nil
+	case key.Matches(msg, m.keys.Next):
+		m.tab = (m.tab + 1) % numTabs
+		return m, nil
+	case key.Matches(msg, m.keys.Prev):
+		m.tab = (m.tab + numTabs - 1) % numTabs
+		return m, nil
+	case key.Matches(msg, m.keys.Jump):
+		m.tab = Tab(msg.Runes[0] - '1')
+		return m, nil
+	}
+	switch m.tab {
+	case TabRuns:
+		m.runs, cmd = m.runs.update(&m.ctx, msg)
+	case TabTrain:
+		m.train, cmd = m.train.update(&m.ctx, msg)
+	}
+	return m, cmd
+}
+
+// bars are the top bar and rule, and the rule and bottom bar.
+const barLines = 4
+
+// layout sizes the views' area after a resize.
+func (m *Model) layout() {
+	m.ctx.Width = m.width
+	m.ctx.Height = max(3, m.height-barLines-m.helpLines()+1)
+	m.help.Width = m.width
+	m.runs.apply(&m.ctx)
+}
+
+// helpLines is how many lines the help takes: one in the bottom bar, or
+// the full help's rows.
+func (m Model) helpLines() int {
+	if !m.help.ShowAll {
+		return 1
+	}
+	return lipgloss.Height(m.help.View(m.keyMap()))
+}
+
+func (m Model) keyMap() keyMap {
+	var v help.KeyMap
+	switch m.tab {
+	case TabRuns:
+		v = m.runs.keys
+	case TabTrain:
+		v = m.train.keys
+	}
+	return keyMap{view: v, global: m.keys}
+}
+
+// View implements tea.Model.
+func (m Model) View() string {
+	ctx := m.ctx
+	ctx.Height = max(3, m.height-barLines-m.helpLines()+1)
+	st := ctx.Styles
+	rule := st.Rule.Render(strings.Repeat("─", m.width))
+
+	var content string
+	switch m.tab {
+	case TabRuns:
+		content = m.runs.view(&ctx)
+	case TabTrain:
+		content = m.train.view(&ctx)
+	default:
+		content = " " + st.Title.Render(tabNames[m.tab]) + "\n\n " + st.Warn.Render("[placeholder] ") + placeholders[m.tab]
+		content = lipgloss.NewStyle().Width(m.width).Render(content)
+	}
+	content = lipgloss.NewStyle().Height(ctx.Height).MaxHeight(ctx.Height).MaxWidth(m.width).Render(content)
+
+	parts := []string{m.topBar(), rule, content, rule}
+	if m.help.ShowAll {
+		parts = append(parts, m.bottomBar(""), m.help.View(m.keyMap()))
+	} else {
+		parts = append(parts, m.bottomBar(m.help.ShortHelpView(m.keyMap().ShortHelp())))
+	}
+	return strings.Join(parts, "\n")
+}
+
+func (m Model) topBar() string {
+	st := m.ctx.Styles
+	var tabs []string
+	for i, name := range tabNames {
+		if Tab(i) == m.tab {
+			tabs = append(tabs, st.Active.Render("◆ "+name))
+		} else {
+			tabs = append(tabs, st.Tab.Render("  "+name))
+		}
+	}
+	left := " " + st.Title.Render("distill") + " " + strings.Join(tabs, " ")
+	right := m.ctx.Svc.Device() + " · RSS " + humanBytes(m.rss) + " "
+	if lipgloss.Width(left)+lipgloss.Width(right)+1 > m.width {
+		right = "RSS " + humanBytes(m.rss) + " "
+	}
+	return barLine(left, right, m.width)
+}
+
+func (m Model) bottomBar(keys string) string {
+	st := m.ctx.Styles
+	left := " " + st.Muted.Render("no active run")
+	if t := m.train; t.runID != "" {
+		p := t.last
+		mark := st.Good.Render("●")
+		if t.done {
+			mark = st.Muted.Render("○")
+		}
+		steps := fmt.Sprintf("step %d", p.Step)
+		if p.Total > 0 {
+			steps = fmt.Sprintf("step %d/%d", p.Step, p.Total)
+		}
+		left = fmt.Sprintf(" %s %s  %s  loss %.3f  %.0f tok/s", mark, t.runID, steps, p.Loss, p.TokensPerSec)
+		if d, ok := t.eta(); ok && m.width >= 100 {
+			left += "  ETA " + humanDuration(d)
+		}
+	}
+	if keys == "" {
+		return fit(left, m.width)
+	}
+	if lipgloss.Width(left)+lipgloss.Width(keys)+2 > m.width {
+		keys = m.help.ShortHelpView([]key.Binding{m.keys.Help, m.keys.Quit})
+	}
+	if lipgloss.Width(left)+lipgloss.Width(keys)+2 > m.width {
+		// still too narrow: cut the run's line, keep the keys
+		return barLine(fit(left, max(0, m.width-lipgloss.Width(keys)-2)), keys+" ", m.width)
+	}
+	return barLine(left, keys+" ", m.width)
+}
+
+// barLine puts left and right at the two ends of a line width cells wide.
+func barLine(left, right string, width int) string {
+	gap := width - lipgloss.Width(left) - lipgloss.Width(right)
+	if gap < 1 {
+		return fit(left+" "+right, width)
+	}
+	return left + spaces(gap) + right
+}

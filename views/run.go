@@ -1,0 +1,22 @@
+package views
+
+import (
+	tea "github.com/charmbracelet/bubbletea"
+
+	"distill/app"
+)
+
+// Run opens the workstation over the run database at dbPath and returns
+// when the user quits. Runs started here are cancelled (with a checkpoint)
+// on the way out.
+func Run(dbPath string) error {
+	ws, err := app.OpenWorkstation(dbPath)
+	if err != nil {
+		return err
+	}
+	_, err = tea.NewProgram(New(ws), tea.WithAltScreen()).Run()
+	if cerr := ws.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -1,0 +1,282 @@
+package views
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/charmbracelet/bubbles/key"
+	"github.com/charmbracelet/bubbles/table"
+	"github.com/charmbracelet/bubbles/textinput"
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
+
+	"distill/app"
+)
+
+type runsKeys struct {
+	Filter, Sort, Open, Delete, Refresh, Up, Down key.Binding
+}
+
+func (k runsKeys) ShortHelp() []key.Binding {
+	return []key.Binding{k.Filter, k.Sort, k.Open, k.Delete}
+}
+
+func (k runsKeys) FullHelp() [][]key.Binding {
+	return [][]key.Binding{{k.Up, k.Down, k.Open}, {k.Filter, k.Sort, k.Delete, k.Refresh}}
+}
+
+var defaultRunsKeys = runsKeys{
+	Filter:  key.NewBinding(key.WithKeys("/"), key.WithHelp("/", "filter")),
+	Sort:    key.NewBinding(key.WithKeys("s"), key.WithHelp("s", "sort")),
+	Open:    key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "open")),
+	Delete:  key.NewBinding(key.WithKeys("d"), key.WithHelp("d", "delete")),
+	Refresh: key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "refresh")),
+	Up:      key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "up")),
+	Down:    key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "down")),
+}
+
+// runsLoadedMsg carries the runs that a loadRuns command read.
+type runsLoadedMsg struct {
+	rows []app.RunRow
+	err  error
+}
+
+// runDeletedMsg reports a DeleteRun command's outcome.
+type runDeletedMsg struct {
+	id  string
+	err error
+}
+
+// openRunMsg asks the root to show a run in the Train view.
+type openRunMsg struct{ id string }
+
+func loadRuns(svc Service) tea.Cmd {
+	return func() tea.Msg {
+		rows, err := svc.ListRuns()
+		return runsLoadedMsg{rows, err}
+	}
+}
+
+func deleteRun(svc Service, id string) tea.Cmd {
+	return func() tea.Msg { return runDeletedMsg{id, svc.DeleteRun(id)} }
+}
+
+// sortKeys are the columns that `s` cycles through; age is the store's
+// order, newest first.
+var sortKeys = []string{"age", "run", "method", "status", "best"}
+
+// runsView lists the recorded runs.
+type runsView struct {
+	keys    runsKeys
+	all     []app.RunRow
+	shown   []app.RunRow
+	loaded  bool
+	err     error
+	note    string // the outcome of the last action
+	table   table.Model
+	filter  textinput.Model
+	sortBy  int
+	confirm string // the run awaiting a y/n to delete
+}
+
+func newRunsView() runsView {
+	ti := textinput.New()
+	ti.Prompt = "/ "
+	ti.Placeholder = "filter by id, method, base, data or status"
+	t := table.New(table.WithFocused(true))
+	st := table.DefaultStyles()
+	st.Header = st.Header.BorderStyle(lipgloss.NormalBorder()).BorderBottom(true).Bold(true)
+	st.Selected = st.Selected.Bold(true).Foreground(accent)
+	t.SetStyles(st)
+	return runsView{keys: defaultRunsKeys, table: t, filter: ti}
+}
+
+// capturing reports whether the view takes every key (typing a filter or
+// answering a confirmation), so the root must not act on them.
+func (v runsView) capturing() bool { return v.filter.Focused() || v.confirm != "" }
+
+func (v runsView) update(ctx *Context, msg tea.Msg) (runsView, tea.Cmd) {
+	switch msg := msg.(type) {
+	case runsLoadedMsg:
+		v.loaded, v.err = true, msg.err
+		if msg.err == nil {
+			v.all = msg.rows
+		}
+		v.apply(ctx)
+		return v, nil
+	case runDeletedMsg:
+		if msg.err != nil {
+			v.note = "delete failed: " + msg.err.Error()
+			return v, nil
+		}
+		v.note = "removed " + msg.id
+		return v, loadRuns(ctx.Svc)
+	case tea.KeyMsg:
+		return v.key(ctx, msg)
+	}
+	return v, nil
+}
+
+func (v runsView) key(ctx *Context, msg tea.KeyMsg) (runsView, tea.Cmd) {
+	if v.confirm != "" {
+		id := v.confirm
+		v.confirm = ""
+		if s := msg.String(); s == "y" || s == "Y" {
+			v.note = "removing " + id + "…"
+			return v, deleteRun(ctx.Svc, id)
+		}
+		v.note = "kept " + id
+		return v, nil
+	}
+	if v.filter.Focused() {
+		switch msg.Type {
+		case tea.KeyEnter:
+			v.filter.Blur()
+		case tea.KeyEsc:
+			v.filter.Blur()
+			v.filter.SetValue("")
+		default:
+			var cmd tea.Cmd
+			v.filter, cmd = v.filter.Update(msg)
+			v.apply(ctx)
+			return v, cmd
+		}
+		v.apply(ctx)
+		return v, nil
+	}
+	switch {
+	case key.Matches(msg, v.keys.Filter):
+		v.note = ""
+		return v, v.filter.Focus()
+	case key.Matches(msg, v.keys.Sort):
+		v.sortBy = (v.sortBy + 1) % len(sortKeys)
+		v.apply(ctx)
+		return v, nil
+	case key.Matches(msg, v.keys.Refresh):
+		return v, loadRuns(ctx.Svc)
+	case key.Matches(msg, v.keys.Open):
+		if r, ok := v.selected(); ok {
+			return v, func() tea.Msg { return openRunMsg{r.ID} }
+		}
+		return v, nil
+	case key.Matches(msg, v.keys.Delete):
+		if r, ok := v.selected(); ok {
+			if r.Active() {
+				v.note = fmt.Sprintf("%s is %s: stop it first", r.ID, r.Status)
+			} else {
+				v.confirm, v.note = r.ID, ""
+			}
+		}
+		return v, nil
+	}
+	var cmd tea.Cmd
+	v.table, cmd = v.table.Update(msg)
+	return v, cmd
+}
+
+func (v runsView) selected() (app.RunRow, bool) {
+	i := v.table.Cursor()
+	if i < 0 || i >= len(v.shown) {
+		return app.RunRow{}, false
+	}
+	return v.shown[i], true
+}
+
+// apply filters and sorts the runs into the table and sizes it.
+func (v *runsView) apply(ctx *Context) {
+	q := strings.ToLower(strings.TrimSpace(v.filter.Value()))
+	v.shown = v.shown[:0]
+	for _, r := range v.all {
+		if q == "" || strings.Contains(strings.ToLower(strings.Join([]string{r.ID, r.Method, r.Base, r.Dataset, r.Status}, " ")), q) {
+			v.shown = append(v.shown, r)
+		}
+	}
+	by := sortKeys[v.sortBy]
+	slices.SortStableFunc(v.shown, func(a, b app.RunRow) int {
+		switch by {
+		case "run":
+			return strings.Compare(a.ID, b.ID)
+		case "method":
+			return strings.Compare(a.Method, b.Method)
+		case "status":
+			return strings.Compare(a.Status, b.Status)
+		case "best":
+			return strings.Compare(b.Best, a.Best)
+		}
+		return int(a.Age - b.Age)
+	})
+	v.table.SetColumns(runColumns(ctx.Width))
+	rows := make([]table.Row, len(v.shown))
+	for i, r := range v.shown {
+		rows[i] = table.Row{r.ID, strings.ToUpper(r.Method), r.Base, r.Dataset, statusLabel(r.Status), r.Best, humanAge(r.Age)}
+	}
+	v.table.SetRows(rows)
+	v.table.SetWidth(ctx.Width)
+	v.table.SetHeight(max(3, ctx.Height-3))
+	if c := v.table.Cursor(); len(rows) > 0 && (c < 0 || c >= len(rows)) {
+		v.table.SetCursor(min(max(c, 0), len(rows)-1))
+	}
+}
+
+// runColumns shares width among the columns; the table pads each cell by
+// one on either side.
+func runColumns(width int) []table.Column {
+	const method, status, best, age = 6, 11, 11, 4
+	rest := max(24, width-7*2-method-status-best-age)
+	id := min(24, rest*2/5)
+	base := (rest - id) / 2
+	data := rest - id - base
+	return []table.Column{{Title: "run", Width: id}, {Title: "method", Width: method}, {Title: "base", Width: base},
+		{Title: "data", Width: data}, {Title: "status", Width: status}, {Title: "best", Width: best}, {Title: "age", Width: age}}
+}
+
+func statusLabel(s string) string {
+	switch s {
+	case "running":
+		return "● running"
+	case "queued":
+		return "○ queued"
+	case "completed":
+		return "✓ done"
+	case "failed":
+		return "✗ failed"
+	case "canceled":
+		return "– canceled"
+	}
+	return s
+}
+
+func (v runsView) view(ctx *Context) string {
+	st := ctx.Styles
+	head := st.Title.Render("Runs") + st.Muted.Render(fmt.Sprintf("  (%d", len(v.shown)))
+	if len(v.shown) != len(v.all) {
+		head += st.Muted.Render(fmt.Sprintf(" of %d", len(v.all)))
+	}
+	head += st.Muted.Render(")  sorted by " + sortKeys[v.sortBy])
+	lines := []string{" " + head}
+	switch {
+	case !v.loaded:
+		lines = append(lines, "", " loading runs…")
+	case v.err != nil:
+		lines = append(lines, "", " "+st.Bad.Render("cannot list runs: "+v.err.Error()))
+	case len(v.all) == 0:
+		lines = append(lines, "", " No runs yet.", "",
+			" Start one from the CLI, e.g.",
+			"   distill train sft --model DIR --data FILE.jsonl",
+			" and it appears here.")
+	default:
+		lines = append(lines, v.table.View())
+	}
+	var foot string
+	switch {
+	case v.confirm != "":
+		foot = st.Warn.Render(fmt.Sprintf("delete %s and its folder? y/n", v.confirm))
+	case v.filter.Focused() || v.filter.Value() != "":
+		foot = v.filter.View()
+	case v.note != "":
+		foot = v.note
+	}
+	body := strings.Join(lines, "\n")
+	return lipgloss.JoinVertical(lipgloss.Left, lipgloss.NewStyle().Height(ctx.Height-1).MaxHeight(ctx.Height-1).Render(body), " "+foot)
+}

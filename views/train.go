@@ -1,0 +1,261 @@
+package views
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/charmbracelet/bubbles/key"
+	"github.com/charmbracelet/bubbles/progress"
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
+
+	"distill/app"
+)
+
+type trainKeys struct{ Cancel key.Binding }
+
+func (k trainKeys) ShortHelp() []key.Binding  { return []key.Binding{k.Cancel} }
+func (k trainKeys) FullHelp() [][]key.Binding { return [][]key.Binding{{k.Cancel}} }
+
+var defaultTrainKeys = trainKeys{
+	Cancel: key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "cancel (checkpoints)")),
+}
+
+// ProgressMsg is one step of the watched run, drained from its channel.
+type ProgressMsg struct{ app.Progress }
+
+// WatchMsg makes the Train view follow a run started in this process,
+// whose steps arrive on Ch (app.Workstation.StartRun's channel).
+type WatchMsg struct {
+	RunID string
+	Ch    <-chan app.Progress
+}
+
+// historyMsg carries a run's recorded steps, read from the store, for a run
+// that another process trains.
+type historyMsg struct {
+	id    string
+	steps []app.Progress
+	err   error
+}
+
+// pollMsg asks for the watched run's history again.
+type pollMsg struct{ id string }
+
+// waitProgress waits for the next step on ch; the Train view issues it again
+// after each one, so the channel is drained without blocking Update.
+func waitProgress(ch <-chan app.Progress) tea.Cmd {
+	return func() tea.Msg {
+		p, ok := <-ch
+		if !ok {
+			return nil
+		}
+		return ProgressMsg{p}
+	}
+}
+
+func loadHistory(svc Service, id string) tea.Cmd {
+	return func() tea.Msg {
+		steps, err := svc.RunHistory(id)
+		return historyMsg{id, steps, err}
+	}
+}
+
+// pollEvery is how often the Train view rereads a run that another process
+// trains.
+const pollEvery = 2 * time.Second
+
+// maxPoints bounds the loss history kept for the chart.
+const maxPoints = 4096
+
+// trainView monitors one run.
+type trainView struct {
+	keys   trainKeys
+	runID  string
+	ch     <-chan app.Progress // nil when the run is followed through the store
+	last   app.Progress
+	losses []float64
+	first  int // the step of losses[0]
+	done   bool
+	note   string
+	bar    progress.Model
+}
+
+func newTrainView() trainView {
+	return trainView{keys: defaultTrainKeys,
+		bar: progress.New(progress.WithSolidFill("#7D56F4"), progress.WithoutPercentage(), progress.WithFillCharacters('█', '░'),
+			progress.WithColorProfile(lipgloss.ColorProfile()))}
+}
+
+// watching reports whether a run is on screen and still going.
+func (v trainView) watching() bool { return v.runID != "" && !v.done }
+
+func (v trainView) reset(id string) trainView {
+	nv := newTrainView()
+	nv.runID = id
+	return nv
+}
+
+func (v trainView) update(ctx *Context, msg tea.Msg) (trainView, tea.Cmd) {
+	switch msg := msg.(type) {
+	case WatchMsg:
+		v = v.reset(msg.RunID)
+		v.ch = msg.Ch
+		return v, waitProgress(msg.Ch)
+	case openRunMsg:
+		v = v.reset(msg.id)
+		return v, loadHistory(ctx.Svc, msg.id)
+	case ProgressMsg:
+		if msg.RunID != v.runID && msg.RunID != "" {
+			return v, nil
+		}
+		v.add(msg.Progress)
+		if msg.Done || v.ch == nil {
+			return v, nil
+		}
+		return v, waitProgress(v.ch)
+	case historyMsg:
+		if msg.id != v.runID {
+			return v, nil
+		}
+		if msg.err != nil {
+			v.note = "cannot read the run's steps: " + msg.err.Error()
+		}
+		for _, p := range msg.steps {
+			if p.Step > v.last.Step || len(v.losses) == 0 {
+				v.add(p)
+			}
+		}
+		if v.done {
+			return v, nil
+		}
+		id := v.runID
+		return v, tea.Tick(pollEvery, func(time.Time) tea.Msg { return pollMsg{id} })
+	case pollMsg:
+		if msg.id != v.runID || v.done {
+			return v, nil
+		}
+		return v, loadHistory(ctx.Svc, msg.id)
+	case runsLoadedMsg:
+		// a run followed through the store is done once it is no longer active
+		for _, r := range msg.rows {
+			if r.ID == v.runID && v.ch == nil && !r.Active() {
+				v.done, v.note = true, "run "+r.Status
+			}
+		}
+	case tea.KeyMsg:
+		if key.Matches(msg, v.keys.Cancel) && v.watching() {
+			if ctx.Svc.StopRun(v.runID) {
+				v.note = "cancelling: writing a checkpoint…"
+			} else {
+				v.note = "this run belongs to another process: stop it there (Ctrl-C checkpoints)"
+			}
+		}
+	}
+	return v, nil
+}
+
+func (v *trainView) add(p app.Progress) {
+	if p.Done {
+		v.done = true
+		if p.Err != nil {
+			v.note = "failed: " + p.Err.Error()
+		} else {
+			v.note = "finished"
+		}
+		return
+	}
+	if p.Total == 0 {
+		p.Total = v.last.Total
+	}
+	if len(v.losses) == 0 {
+		v.first = p.Step
+	}
+	v.losses = append(v.losses, p.Loss)
+	if len(v.losses) > maxPoints { // keep every other point of the older half
+		half := v.losses[:maxPoints/2]
+		for i := range len(half) / 2 {
+			half[i] = (half[2*i] + half[2*i+1]) / 2
+		}
+		v.losses = append(half[:len(half)/2], v.losses[maxPoints/2:]...)
+	}
+	v.last = p
+}
+
+// eta estimates the time left from the mean time per step so far.
+func (v trainView) eta() (time.Duration, bool) {
+	p := v.last
+	if p.Total == 0 || p.Step <= 0 || p.Elapsed <= 0 || p.Step >= p.Total {
+		return 0, false
+	}
+	per := p.Elapsed / time.Duration(p.Step)
+	return per * time.Duration(p.Total-p.Step), true
+}
+
+func (v trainView) view(ctx *Context) string {
+	st := ctx.Styles
+	w := ctx.Width
+	if v.runID == "" {
+		return strings.Join([]string{" " + st.Title.Render("Train"), "",
+			" No run is being watched.",
+			" Open a running run from Runs (enter), or start one with `distill train sft …`."}, "\n")
+	}
+	p := v.last
+	lines := []string{}
+	steps := fmt.Sprintf("step %d", p.Step)
+	frac := 0.0
+	if p.Total > 0 {
+		steps = fmt.Sprintf("step %d/%d", p.Step, p.Total)
+		frac = float64(p.Step) / float64(p.Total)
+	}
+	title := " " + st.Title.Render(v.runID) + "  " + steps
+	pct := fmt.Sprintf(" %3.0f%%", frac*100)
+	barW := w - lipgloss.Width(title) - len(pct) - 3
+	if p.Total > 0 && barW >= 10 {
+		v.bar.Width = barW
+		lines = append(lines, title+" ▕"+v.bar.ViewAs(frac)+"▏"+pct)
+	} else {
+		lines = append(lines, title)
+		if p.Total > 0 {
+			v.bar.Width = max(10, w-len(pct)-4)
+			lines = append(lines, " ▕"+v.bar.ViewAs(frac)+"▏"+pct)
+		}
+	}
+	stats := fmt.Sprintf(" loss %.4f · lr %.2e · grad-norm %.2f · %.0f tok/s", p.Loss, p.LR, p.GradNorm, p.TokensPerSec)
+	timing := " elapsed " + humanDuration(p.Elapsed)
+	if d, ok := v.eta(); ok {
+		timing = " ETA " + humanDuration(d) + " ·" + timing
+	}
+	lines = append(lines, stats, timing)
+	if p.RSS > 0 {
+		mem := " memory "
+		if total := ctx.Svc.TotalMemory(); total > 0 {
+			gauge := progress.New(progress.WithoutPercentage(), progress.WithFillCharacters('█', '░'),
+				progress.WithSolidFill("#2E9E5B"), progress.WithWidth(min(20, max(5, w/5))),
+				progress.WithColorProfile(lipgloss.ColorProfile()))
+			mem += "▕" + gauge.ViewAs(float64(p.RSS)/float64(total)) + "▏ " + humanBytes(p.RSS) + " / " + humanBytes(total)
+		} else {
+			mem += humanBytes(p.RSS)
+		}
+		lines = append(lines, mem)
+	}
+	status := ""
+	if v.note != "" {
+		status = " " + v.note
+		if strings.HasPrefix(v.note, "failed") {
+			status = " " + st.Bad.Render(v.note)
+		}
+	}
+	chartH := ctx.Height - len(lines) - 1 - 3 // title row, x-axis rows, status
+	if chartH >= 2 && len(v.losses) > 0 {
+		lines = append(lines, " "+st.Muted.Render("loss"))
+		lines = append(lines, columnChart(v.losses, v.first, p.Step, w-1, chartH)...)
+	} else if len(v.losses) > 0 {
+		lines = append(lines, " loss "+sparkline(v.losses, max(5, w-8)))
+	} else {
+		lines = append(lines, "", " waiting for the first step…")
+	}
+	body := lipgloss.NewStyle().Height(ctx.Height - 1).MaxHeight(ctx.Height - 1).Render(strings.Join(lines, "\n"))
+	return body + "\n" + status
+}

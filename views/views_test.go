@@ -1,0 +1,307 @@
+package views
+
+import (
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
+	"github.com/muesli/termenv"
+
+	"distill/app"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
+
+func TestMain(m *testing.M) {
+	lipgloss.SetColorProfile(termenv.Ascii)
+	lipgloss.SetHasDarkBackground(true)
+	os.Exit(m.Run())
+}
+
+// fakeService is a Service with fixed answers, for deterministic frames.
+type fakeService struct {
+	runs    []app.RunRow
+	deleted []string
+	stopped []string
+	history map[string][]app.Progress
+}
+
+func (f *fakeService) ListRuns() ([]app.RunRow, error) {
+	return append([]app.RunRow(nil), f.runs...), nil
+}
+func (f *fakeService) DeleteRun(id string) error {
+	for i, r := range f.runs {
+		if r.ID == id {
+			f.runs = append(f.runs[:i], f.runs[i+1:]...)
+			f.deleted = append(f.deleted, id)
+			return nil
+		}
+	}
+	return errors.New("no such run")
+}
+func (f *fakeService) StopRun(id string) bool { f.stopped = append(f.stopped, id); return true }
+func (f *fakeService) RunHistory(id string) ([]app.Progress, error) {
+	return f.history[id], nil
+}
+func (f *fakeService) Device() string       { return "cpu · 8 cores" }
+func (f *fakeService) ResidentBytes() int64 { return 1288 << 20 }
+func (f *fakeService) TotalMemory() int64   { return 16 << 30 }
+
+func threeRuns() []app.RunRow {
+	return []app.RunRow{
+		{ID: "20261125-182700-sft-ab12", Method: "sft", Base: "Qwen2.5-0.5B-Instruct", Dataset: "creditmix", Status: "running", Best: "-", Age: 6 * time.Minute},
+		{ID: "20261125-171500-kd-03f1", Method: "kd", Base: "SmolLM2-360M", Dataset: "creditmix", Status: "completed", Best: "f1 0.6800", Age: 71 * time.Minute},
+		{ID: "20261124-090000-dpo-9c2e", Method: "dpo", Base: "Qwen2.5-0.5B-Instruct", Dataset: "invoice-pref", Status: "failed", Best: "-", Age: 33 * time.Hour},
+	}
+}
+
+// newTestModel is the root at w×h with the messages applied, each command
+// run synchronously one level deep (no ticks, no channels).
+func newTestModel(svc Service, w, h int) Model {
+	m := New(svc)
+	m.ticks = false
+	m = step(m, tea.WindowSizeMsg{Width: w, Height: h})
+	m = step(m, memMsg{svc.ResidentBytes()})
+	rows, err := svc.ListRuns()
+	return step(m, runsLoadedMsg{rows, err})
+}
+
+func step(m Model, msg tea.Msg) Model {
+	nm, _ := m.Update(msg)
+	return nm.(Model)
+}
+
+// stepRun applies msg and then the message of the command it returns, if
+// that command answers at once (no ticks or channel waits).
+func stepRun(m Model, msg tea.Msg) Model {
+	nm, cmd := m.Update(msg)
+	m = nm.(Model)
+	if cmd == nil {
+		return m
+	}
+	switch out := cmd().(type) {
+	case nil, tea.BatchMsg:
+		return m
+	default:
+		return step(m, out)
+	}
+}
+
+func keys(s string) tea.KeyMsg { return tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune(s)} }
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run `go test ./views -update` to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs from the golden frame:\n--- got\n%s\n--- want\n%s", name, got, want)
+	}
+}
+
+// checkFrame asserts the frame is exactly w×h cells.
+func checkFrame(t *testing.T, frame string, w, h int) {
+	t.Helper()
+	lines := strings.Split(frame, "\n")
+	if len(lines) != h {
+		t.Errorf("frame has %d lines, want %d", len(lines), h)
+	}
+	for i, l := range lines {
+		if lipgloss.Width(l) > w {
+			t.Errorf("line %d is %d cells wide, want at most %d: %q", i+1, lipgloss.Width(l), w, l)
+		}
+	}
+}
+
+var sizes = []struct{ w, h int }{{80, 24}, {100, 30}}
+
+func sizeName(name string, w, h int) string {
+	return name + "-" + itoa(w) + "x" + itoa(h)
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func TestEmptyWorkspace(t *testing.T) {
+	for _, s := range sizes {
+		m := newTestModel(&fakeService{}, s.w, s.h)
+		frame := m.View()
+		checkFrame(t, frame, s.w, s.h)
+		golden(t, sizeName("empty", s.w, s.h), frame)
+	}
+}
+
+func TestRunsThree(t *testing.T) {
+	for _, s := range sizes {
+		m := newTestModel(&fakeService{runs: threeRuns()}, s.w, s.h)
+		frame := m.View()
+		checkFrame(t, frame, s.w, s.h)
+		golden(t, sizeName("runs", s.w, s.h), frame)
+	}
+}
+
+func TestRunsFilterAndSort(t *testing.T) {
+	m := newTestModel(&fakeService{runs: threeRuns()}, 100, 30)
+	m = stepRun(m, keys("/"))
+	for _, r := range "kd" {
+		m = step(m, keys(string(r)))
+	}
+	if got := len(m.runs.shown); got != 1 || m.runs.shown[0].Method != "kd" {
+		t.Fatalf("filter kd: %d runs shown: %+v", got, m.runs.shown)
+	}
+	m = step(m, keys("q")) // typed into the filter, does not quit
+	if m.runs.filter.Value() != "kdq" {
+		t.Errorf("filter = %q, want kdq", m.runs.filter.Value())
+	}
+	m = step(m, tea.KeyMsg{Type: tea.KeyEsc})
+	if len(m.runs.shown) != 3 {
+		t.Fatalf("after esc: %d runs shown, want 3", len(m.runs.shown))
+	}
+	m = step(m, keys("s")) // sort by run id
+	if got := m.runs.shown[0].ID; got != "20261124-090000-dpo-9c2e" {
+		t.Errorf("sorted by run: first is %s", got)
+	}
+	golden(t, "runs-sorted-100x30", m.View())
+}
+
+func TestRunsDeleteConfirms(t *testing.T) {
+	svc := &fakeService{runs: threeRuns()}
+	m := newTestModel(svc, 80, 24)
+	m = step(m, keys("d")) // the running run: refused
+	if m.runs.confirm != "" || !strings.Contains(m.runs.note, "stop it first") {
+		t.Fatalf("delete of a running run: confirm %q, note %q", m.runs.confirm, m.runs.note)
+	}
+	m = step(m, tea.KeyMsg{Type: tea.KeyDown})
+	m = step(m, keys("d"))
+	if m.runs.confirm != "20261125-171500-kd-03f1" {
+		t.Fatalf("confirm = %q", m.runs.confirm)
+	}
+	golden(t, "runs-confirm-80x24", m.View())
+	m = stepRun(m, keys("y")) // runDeletedMsg
+	m = stepRun(m, runDeletedMsg{id: "20261125-171500-kd-03f1"})
+	if len(svc.deleted) != 1 || len(m.runs.all) != 2 {
+		t.Fatalf("deleted %v, %d runs listed", svc.deleted, len(m.runs.all))
+	}
+}
+
+func syntheticSteps(id string, n, total int) []app.Progress {
+	var out []app.Progress
+	for i := 1; i <= n; i++ {
+		out = append(out, app.Progress{RunID: id, Step: i, Total: total, Loss: 2.4/float64(1+i/4) + 0.3,
+			LR: 2e-4 * float64(i) / float64(n), GradNorm: 1.2 - float64(i)/float64(2*n), TokensPerSec: 61,
+			Elapsed: time.Duration(i) * 520 * time.Millisecond, RSS: 1300 << 20})
+	}
+	return out
+}
+
+func TestTrainMonitor(t *testing.T) {
+	for _, s := range sizes {
+		svc := &fakeService{runs: threeRuns()}
+		m := newTestModel(svc, s.w, s.h)
+		ch := make(chan app.Progress, 100)
+		id := "20261125-182700-sft-ab12"
+		m = step(m, WatchMsg{RunID: id, Ch: ch})
+		if m.tab != TabTrain {
+			t.Fatalf("WatchMsg: tab %d, want Train", m.tab)
+		}
+		for _, p := range syntheticSteps(id, 60, 200) {
+			m = step(m, ProgressMsg{p})
+		}
+		frame := m.View()
+		checkFrame(t, frame, s.w, s.h)
+		golden(t, sizeName("train", s.w, s.h), frame)
+	}
+}
+
+func TestTrainDone(t *testing.T) {
+	m := newTestModel(&fakeService{}, 80, 24)
+	id := "r1"
+	m = step(m, WatchMsg{RunID: id, Ch: make(chan app.Progress)})
+	for _, p := range syntheticSteps(id, 10, 10) {
+		m = step(m, ProgressMsg{p})
+	}
+	nm, cmd := m.Update(ProgressMsg{app.Progress{RunID: id, Done: true, Err: errors.New("out of memory")}})
+	m = nm.(Model)
+	if cmd != nil {
+		t.Error("after Done the view still waits on the channel")
+	}
+	if !m.train.done || !strings.Contains(m.View(), "failed: out of memory") {
+		t.Errorf("done %v; frame:\n%s", m.train.done, m.View())
+	}
+}
+
+func TestOpenRunningFromRuns(t *testing.T) {
+	id := "20261125-182700-sft-ab12"
+	svc := &fakeService{runs: threeRuns(), history: map[string][]app.Progress{id: syntheticSteps(id, 30, 0)}}
+	m := newTestModel(svc, 80, 24)
+	m = stepRun(m, tea.KeyMsg{Type: tea.KeyEnter}) // openRunMsg
+	m = step(m, loadHistory(svc, id)())
+	if m.tab != TabTrain || m.train.runID != id || m.train.last.Step != 30 {
+		t.Fatalf("tab %d, run %q, step %d", m.tab, m.train.runID, m.train.last.Step)
+	}
+	m = step(m, keys("c"))
+	if len(svc.stopped) != 1 {
+		t.Errorf("c did not stop the run")
+	}
+	golden(t, "train-history-80x24", m.View())
+}
+
+func TestTabsAndQuit(t *testing.T) {
+	m := newTestModel(&fakeService{}, 80, 24)
+	m = step(m, tea.KeyMsg{Type: tea.KeyTab})
+	if m.tab != TabLaunch {
+		t.Errorf("tab: %d", m.tab)
+	}
+	m = step(m, tea.KeyMsg{Type: tea.KeyShiftTab})
+	m = step(m, tea.KeyMsg{Type: tea.KeyShiftTab})
+	if m.tab != TabAdapters {
+		t.Errorf("shift+tab twice from Launch: %d", m.tab)
+	}
+	m = step(m, keys("4"))
+	if m.tab != TabEvals {
+		t.Errorf("4: %d", m.tab)
+	}
+	golden(t, "placeholder-80x24", m.View())
+	_, cmd := m.Update(keys("q"))
+	if cmd == nil {
+		t.Fatal("q returned no command")
+	}
+	if _, ok := cmd().(tea.QuitMsg); !ok {
+		t.Error("q does not quit")
+	}
+}
+
+func TestResize(t *testing.T) {
+	m := newTestModel(&fakeService{runs: threeRuns()}, 100, 30)
+	for _, s := range []struct{ w, h int }{{80, 24}, {120, 40}, {60, 16}, {100, 30}} {
+		m = step(m, tea.WindowSizeMsg{Width: s.w, Height: s.h})
+		checkFrame(t, m.View(), s.w, s.h)
+	}
+	golden(t, "runs-resized-100x30", m.View())
+	fresh := newTestModel(&fakeService{runs: threeRuns()}, 100, 30)
+	if m.View() != fresh.View() {
+		t.Error("a resize round trip changes the frame")
+	}
+}
+
+func TestChart(t *testing.T) {
+	lines := columnChart([]float64{3, 2, 1, 1, 0.5}, 1, 5, 20, 3)
+	golden(t, "chart", strings.Join(lines, "\n")+"\n"+sparkline([]float64{1, 2, 3, 4, 5, 6, 7, 8}, 8)+"\n")
+}
