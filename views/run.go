@@ -2,6 +2,7 @@ package views
 
 import (
 	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
 
 	"distill/app"
 )
@@ -14,6 +15,9 @@ func Run(dbPath string) error {
 	if err != nil {
 		return err
 	}
+	// Ask the terminal for its background once, before Bubble Tea reads
+	// stdin: asked later, the answer would reach the program's input instead.
+	lipgloss.SetHasDarkBackground(lipgloss.HasDarkBackground())
 	_, err = tea.NewProgram(New(ws), tea.WithAltScreen()).Run()
 	if cerr := ws.Close(); err == nil {
 		err = cerr
