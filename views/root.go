@@ -261,7 +261,8 @@ func (m Model) topBar() string {
 	left := " " + st.Title.Render("distill") + " " + strings.Join(tabs, " ")
 	right := m.ctx.Svc.Device() + " · RSS " + humanBytes(m.rss) + " "
 	if lipgloss.Width(left)+lipgloss.Width(right)+1 > m.width {
-		right = "RSS " + humanBytes(m.rss) + " "
+		device, _, _ := strings.Cut(m.ctx.Svc.Device(), " ")
+		right = device + " · RSS " + humanBytes(m.rss) + " "
 	}
 	return barLine(left, right, m.width)
 }

@@ -49,7 +49,10 @@ type runDeletedMsg struct {
 }
 
 // openRunMsg asks the root to show a run in the Train view.
-type openRunMsg struct{ id string }
+type openRunMsg struct {
+	id     string
+	status string
+}
 
 func loadRuns(svc Service) tea.Cmd {
 	return func() tea.Msg {
@@ -157,7 +160,7 @@ func (v runsView) key(ctx *Context, msg tea.KeyMsg) (runsView, tea.Cmd) {
 		return v, loadRuns(ctx.Svc)
 	case key.Matches(msg, v.keys.Open):
 		if r, ok := v.selected(); ok {
-			return v, func() tea.Msg { return openRunMsg{r.ID} }
+			return v, func() tea.Msg { return openRunMsg{r.ID, r.Status} }
 		}
 		return v, nil
 	case key.Matches(msg, v.keys.Delete):

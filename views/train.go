@@ -105,6 +105,9 @@ func (v trainView) update(ctx *Context, msg tea.Msg) (trainView, tea.Cmd) {
 		return v, waitProgress(msg.Ch)
 	case openRunMsg:
 		v = v.reset(msg.id)
+		if msg.status != "running" && msg.status != "queued" {
+			v.done, v.note = true, "run "+msg.status
+		}
 		return v, loadHistory(ctx.Svc, msg.id)
 	case ProgressMsg:
 		if msg.RunID != v.runID && msg.RunID != "" {

@@ -253,6 +253,9 @@ func TestOpenRunningFromRuns(t *testing.T) {
 	m := newTestModel(svc, 80, 24)
 	m = stepRun(m, tea.KeyMsg{Type: tea.KeyEnter}) // openRunMsg
 	m = step(m, loadHistory(svc, id)())
+	if m.train.done {
+		t.Error("a running run opened as done")
+	}
 	if m.tab != TabTrain || m.train.runID != id || m.train.last.Step != 30 {
 		t.Fatalf("tab %d, run %q, step %d", m.tab, m.train.runID, m.train.last.Step)
 	}
@@ -304,4 +307,43 @@ func TestResize(t *testing.T) {
 func TestChart(t *testing.T) {
 	lines := columnChart([]float64{3, 2, 1, 1, 0.5}, 1, 5, 20, 3)
 	golden(t, "chart", strings.Join(lines, "\n")+"\n"+sparkline([]float64{1, 2, 3, 4, 5, 6, 7, 8}, 8)+"\n")
+}
+
+// TestWatchDrainsChannel follows a run through its channel: each ProgressMsg
+// re-issues the wait until the Done value, after which nothing waits.
+func TestWatchDrainsChannel(t *testing.T) {
+	m := newTestModel(&fakeService{}, 80, 24)
+	ch := make(chan app.Progress, 16)
+	for _, p := range syntheticSteps("r1", 5, 5) {
+		ch <- p
+	}
+	ch <- app.Progress{RunID: "r1", Done: true}
+	close(ch)
+	nm, cmd := m.Update(WatchMsg{RunID: "r1", Ch: ch})
+	m = nm.(Model)
+	n := 0
+	for cmd != nil {
+		msg := cmd()
+		if msg == nil {
+			break
+		}
+		nm, cmd = m.Update(msg)
+		m = nm.(Model)
+		n++
+	}
+	if n != 6 || !m.train.done || m.train.last.Step != 5 {
+		t.Fatalf("drained %d messages; done %v at step %d", n, m.train.done, m.train.last.Step)
+	}
+	if !strings.Contains(m.View(), "finished") {
+		t.Errorf("no finished note:\n%s", m.View())
+	}
+}
+
+func TestOpenFinishedRun(t *testing.T) {
+	m := newTestModel(&fakeService{runs: threeRuns()}, 80, 24)
+	m = step(m, tea.KeyMsg{Type: tea.KeyDown})
+	m = stepRun(m, tea.KeyMsg{Type: tea.KeyEnter})
+	if m.tab != TabTrain || !m.train.done || m.train.note != "run completed" {
+		t.Fatalf("tab %d, done %v, note %q", m.tab, m.train.done, m.train.note)
+	}
 }
