@@ -70,3 +70,47 @@ func TestStartRunValidates(t *testing.T) {
 		t.Error("StartRun without model and data: no error")
 	}
 }
+
+// TestStartRunStreamsProgress: a short SFT run started from the workstation
+// streams every step (the buffer holds them all) and then a Done value, and
+// the store has recorded the same steps.
+func TestStartRunStreamsProgress(t *testing.T) {
+	m := tinyModel(t)
+	w, err := OpenWorkstation(filepath.Join(t.TempDir(), "distill.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	cfg := defaultRunConfig("sft")
+	cfg.Model, cfg.Data, cfg.Steps, cfg.SeqLen, cfg.LR = m, smallData(t, "../examples/chat/train.jsonl", 40), 4, 256, 1e-3
+	cfg.LoRA.R, cfg.Out = 4, filepath.Join(t.TempDir(), "run")
+	ch, err := w.StartRun(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var steps []int
+	var last Progress
+	for p := range ch {
+		if !p.Done {
+			steps = append(steps, p.Step)
+			if p.Total != 4 || p.Loss <= 0 {
+				t.Errorf("step %d: total %d, loss %g", p.Step, p.Total, p.Loss)
+			}
+		}
+		last = p
+	}
+	if !last.Done || last.Err != nil {
+		t.Fatalf("last value: %+v", last)
+	}
+	if len(steps) != 4 || steps[3] != 4 {
+		t.Fatalf("steps %v, want 1..4", steps)
+	}
+	rows, err := w.ListRuns()
+	if err != nil || len(rows) != 1 || rows[0].Status != "completed" || rows[0].ID != last.RunID {
+		t.Fatalf("ListRuns: %+v, %v", rows, err)
+	}
+	hist, err := w.RunHistory(last.RunID)
+	if err != nil || len(hist) != 4 || hist[3].Step != 4 || hist[3].Loss <= 0 {
+		t.Fatalf("RunHistory: %+v, %v", hist, err)
+	}
+}
