@@ -169,6 +169,7 @@ func (m Model) key(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
 		return m, tea.Quit
 	case key.Matches(msg, m.keys.Help):
 		m.help.ShowAll = !m.help.ShowAll
+		m.layout()
 		return m, nil
 	case key.Matches(msg, m.keys.Next):
 		m.tab = (m.tab + 1) % numTabs
@@ -195,16 +196,16 @@ const barLines = 4
 // layout sizes the views' area after a resize.
 func (m *Model) layout() {
 	m.ctx.Width = m.width
-	m.ctx.Height = max(3, m.height-barLines-m.helpLines()+1)
+	m.ctx.Height = max(3, m.height-barLines-m.helpLines())
 	m.help.Width = m.width
 	m.runs.apply(&m.ctx)
 }
 
-// helpLines is how many lines the help takes: one in the bottom bar, or
-// the full help's rows.
+// helpLines is how many lines the full help takes below the bottom bar
+// (none while the short help sits in the bottom bar).
 func (m Model) helpLines() int {
 	if !m.help.ShowAll {
-		return 1
+		return 0
 	}
 	return lipgloss.Height(m.help.View(m.keyMap()))
 }
@@ -223,7 +224,7 @@ func (m Model) keyMap() keyMap {
 // View implements tea.Model.
 func (m Model) View() string {
 	ctx := m.ctx
-	ctx.Height = max(3, m.height-barLines-m.helpLines()+1)
+	ctx.Height = max(3, m.height-barLines-m.helpLines())
 	st := ctx.Styles
 	rule := st.Rule.Render(strings.Repeat("─", m.width))
 

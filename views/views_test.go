@@ -347,3 +347,11 @@ func TestOpenFinishedRun(t *testing.T) {
 		t.Fatalf("tab %d, done %v, note %q", m.tab, m.train.done, m.train.note)
 	}
 }
+
+func TestFullHelpKeepsTheFrame(t *testing.T) {
+	m := newTestModel(&fakeService{runs: threeRuns()}, 80, 24)
+	m = step(m, keys("?"))
+	frame := m.View()
+	checkFrame(t, frame, 80, 24)
+	golden(t, "runs-help-80x24", frame)
+}
