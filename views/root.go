@@ -87,7 +87,8 @@ type Model struct {
 	rss    int64
 	runs   runsView
 	train  trainView
-	ticks  bool // refresh periodically (off in tests)
+	ticks  bool   // refresh periodically (off in tests)
+	active string // a running run from the last listing, for the bottom bar
 }
 
 // New returns the root model over svc.
@@ -128,6 +129,13 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.rss = msg.rss
 		return m, nil
 	case runsLoadedMsg:
+		m.active = ""
+		for _, r := range msg.rows {
+			if r.Status == "running" {
+				m.active = r.ID
+				break
+			}
+		}
 		var c2 tea.Cmd
 		m.runs, cmd = m.runs.update(&m.ctx, msg)
 		m.train, c2 = m.train.update(&m.ctx, msg)
@@ -271,6 +279,9 @@ func (m Model) topBar() string {
 func (m Model) bottomBar(keys string) string {
 	st := m.ctx.Styles
 	left := " " + st.Muted.Render("no active run")
+	if m.active != "" {
+		left = " " + st.Good.Render("●") + " " + m.active + st.Muted.Render("  running")
+	}
 	if t := m.train; t.runID != "" {
 		p := t.last
 		mark := st.Good.Render("●")
