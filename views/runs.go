@@ -257,7 +257,8 @@ func (v runsView) view(ctx *Context) string {
 		head += st.Muted.Render(fmt.Sprintf(" of %d", len(v.all)))
 	}
 	head += st.Muted.Render(")  sorted by " + sortKeys[v.sortBy])
-	lines := []string{" " + head}
+	hint := st.Muted.Render("/ filter  s sort  enter open  d delete ")
+	lines := []string{barLine(" "+head, hint, ctx.Width)}
 	switch {
 	case !v.loaded:
 		lines = append(lines, "", " loading runs…")
