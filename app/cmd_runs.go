@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"fmt"
-	"os"
 	"text/tabwriter"
 	"time"
 
@@ -91,20 +90,8 @@ func runRuns(env *Env, args []string) error {
 		}
 		return nil
 	case "rm":
-		r, err := db.GetRun(ctx, id)
-		if err != nil {
-			return fmt.Errorf("run %s: %w", id, err)
-		}
-		if r.Status.Active() {
-			return fmt.Errorf("run %s is %s: stop it first", id, r.Status)
-		}
-		if err := db.DeleteRun(ctx, id); err != nil {
+		if err := deleteRun(ctx, db, id); err != nil {
 			return err
-		}
-		if r.Dir != "" {
-			if err := os.RemoveAll(r.Dir); err != nil {
-				return err
-			}
 		}
 		if *asJSON {
 			return writeJSON(env.Stdout, map[string]any{"removed": id})
