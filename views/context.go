@@ -19,6 +19,12 @@ type Service interface {
 	Device() string
 	ResidentBytes() int64
 	TotalMemory() int64
+	ListAdapters() ([]app.AdapterRow, error)
+	RenameAdapter(oldName, newName string) error
+	TagAdapter(name, tag string) error
+	DeleteAdapter(name string) error
+	ListEvaluations() ([]app.EvalRow, error)
+	EvalReport(path string) (app.EvalReport, error)
 }
 
 var _ Service = (*app.Workstation)(nil)

@@ -28,10 +28,9 @@ var tabNames = [numTabs]string{"Runs", "Launch", "Train", "Evals", "REPL", "Adap
 
 // placeholders say, for the views not built yet, where the CLI does it.
 var placeholders = map[Tab]string{
-	TabLaunch:   "Launch is not built yet — use `distill train sft|kd|dpo --model DIR --data FILE` from the CLI.",
-	TabEvals:    "Evals is not built yet — use `distill eval …` from the CLI.",
-	TabREPL:     "REPL is not built yet — use `distill generate …` or `distill classify …` from the CLI.",
-	TabAdapters: "Adapters is not built yet — use `distill runs show ID` and `distill merge …` from the CLI.",
+	TabLaunch: "Launch is not built yet — use `distill train sft|kd|dpo --model DIR --data FILE` from the CLI.",
+	TabEvals:  "Evals is not built yet — use `distill eval …` from the CLI.",
+	TabREPL:   "REPL is not built yet — use `distill generate …` or `distill classify …` from the CLI.",
 }
 
 type globalKeys struct {
@@ -78,29 +77,30 @@ const tickEvery = 2 * time.Second
 // Model is the workstation's root: it routes keys to the active view and
 // messages to the view that owns them, and draws the bars.
 type Model struct {
-	ctx    Context
-	width  int
-	height int
-	tab    Tab
-	keys   globalKeys
-	help   help.Model
-	rss    int64
-	runs   runsView
-	train  trainView
-	ticks  bool   // refresh periodically (off in tests)
-	active string // a running run from the last listing, for the bottom bar
+	ctx      Context
+	width    int
+	height   int
+	tab      Tab
+	keys     globalKeys
+	help     help.Model
+	rss      int64
+	runs     runsView
+	train    trainView
+	adapters adaptersView
+	ticks    bool   // refresh periodically (off in tests)
+	active   string // a running run from the last listing, for the bottom bar
 }
 
 // New returns the root model over svc.
 func New(svc Service) Model {
 	h := help.New()
 	return Model{ctx: Context{Svc: svc, Styles: DefaultStyles()}, keys: defaultGlobalKeys, help: h,
-		runs: newRunsView(), train: newTrainView(), width: 80, height: 24, ticks: true}
+		runs: newRunsView(), train: newTrainView(), adapters: newAdaptersView(), width: 80, height: 24, ticks: true}
 }
 
 // Init loads the runs and starts the periodic refresh.
 func (m Model) Init() tea.Cmd {
-	cmds := []tea.Cmd{loadRuns(m.ctx.Svc), readMem(m.ctx.Svc)}
+	cmds := []tea.Cmd{loadRuns(m.ctx.Svc), readMem(m.ctx.Svc), loadAdapters(m.ctx.Svc)}
 	if m.ticks {
 		cmds = append(cmds, tick())
 	}
@@ -157,6 +157,9 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case ProgressMsg, historyMsg, pollMsg:
 		m.train, cmd = m.train.update(&m.ctx, msg)
 		return m, cmd
+	case adaptersLoadedMsg, adapterDoneMsg:
+		m.adapters, cmd = m.adapters.update(&m.ctx, msg)
+		return m, cmd
 	case tea.KeyMsg:
 		return m.key(msg)
 	}
@@ -172,6 +175,10 @@ func (m Model) key(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
 		m.runs, cmd = m.runs.update(&m.ctx, msg)
 		return m, cmd
 	}
+	if m.tab == TabAdapters && m.adapters.capturing() {
+		m.adapters, cmd = m.adapters.update(&m.ctx, msg)
+		return m, cmd
+	}
 	switch {
 	case key.Matches(msg, m.keys.Quit):
 		return m, tea.Quit
@@ -180,22 +187,31 @@ func (m Model) key(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
 		m.layout()
 		return m, nil
 	case key.Matches(msg, m.keys.Next):
-		m.tab = (m.tab + 1) % numTabs
-		return m, nil
+		return m.show((m.tab + 1) % numTabs)
 	case key.Matches(msg, m.keys.Prev):
-		m.tab = (m.tab + numTabs - 1) % numTabs
-		return m, nil
+		return m.show((m.tab + numTabs - 1) % numTabs)
 	case key.Matches(msg, m.keys.Jump):
-		m.tab = Tab(msg.Runes[0] - '1')
-		return m, nil
+		return m.show(Tab(msg.Runes[0] - '1'))
 	}
 	switch m.tab {
 	case TabRuns:
 		m.runs, cmd = m.runs.update(&m.ctx, msg)
 	case TabTrain:
 		m.train, cmd = m.train.update(&m.ctx, msg)
+	case TabAdapters:
+		m.adapters, cmd = m.adapters.update(&m.ctx, msg)
 	}
 	return m, cmd
+}
+
+// show switches to tab and refreshes what it lists.
+func (m Model) show(tab Tab) (tea.Model, tea.Cmd) {
+	m.tab = tab
+	switch tab {
+	case TabAdapters:
+		return m, loadAdapters(m.ctx.Svc)
+	}
+	return m, nil
 }
 
 // bars are the top bar and rule, and the rule and bottom bar.
@@ -207,6 +223,7 @@ func (m *Model) layout() {
 	m.ctx.Height = max(3, m.height-barLines-m.helpLines())
 	m.help.Width = m.width
 	m.runs.apply(&m.ctx)
+	m.adapters.apply(&m.ctx)
 }
 
 // helpLines is how many lines the full help takes below the bottom bar
@@ -225,6 +242,8 @@ func (m Model) keyMap() keyMap {
 		v = m.runs.keys
 	case TabTrain:
 		v = m.train.keys
+	case TabAdapters:
+		v = m.adapters.keys
 	}
 	return keyMap{view: v, global: m.keys}
 }
@@ -242,6 +261,8 @@ func (m Model) View() string {
 		content = m.runs.view(&ctx)
 	case TabTrain:
 		content = m.train.view(&ctx)
+	case TabAdapters:
+		content = m.adapters.view(&ctx)
 	default:
 		content = " " + st.Title.Render(tabNames[m.tab]) + "\n\n " + st.Warn.Render("[placeholder] ") + placeholders[m.tab]
 		content = lipgloss.NewStyle().Width(m.width).Render(content)

@@ -27,10 +27,13 @@ func TestMain(m *testing.M) {
 
 // fakeService is a Service with fixed answers, for deterministic frames.
 type fakeService struct {
-	runs    []app.RunRow
-	deleted []string
-	stopped []string
-	history map[string][]app.Progress
+	runs     []app.RunRow
+	deleted  []string
+	stopped  []string
+	history  map[string][]app.Progress
+	adapters []app.AdapterRow
+	evals    []app.EvalRow
+	reports  map[string]app.EvalReport
 }
 
 func (f *fakeService) ListRuns() ([]app.RunRow, error) {
@@ -53,6 +56,52 @@ func (f *fakeService) RunHistory(id string) ([]app.Progress, error) {
 func (f *fakeService) Device() string       { return "cpu · 8 cores" }
 func (f *fakeService) ResidentBytes() int64 { return 1288 << 20 }
 func (f *fakeService) TotalMemory() int64   { return 16 << 30 }
+
+func (f *fakeService) ListAdapters() ([]app.AdapterRow, error) {
+	return append([]app.AdapterRow(nil), f.adapters...), nil
+}
+func (f *fakeService) adapter(name string) (int, error) {
+	for i, a := range f.adapters {
+		if a.Name == name {
+			return i, nil
+		}
+	}
+	return -1, errors.New("adapter " + name + ": not found")
+}
+func (f *fakeService) RenameAdapter(oldName, newName string) error {
+	if _, err := f.adapter(newName); err == nil {
+		return errors.New("adapter " + newName + " already exists")
+	}
+	i, err := f.adapter(oldName)
+	if err == nil {
+		f.adapters[i].Name = newName
+	}
+	return err
+}
+func (f *fakeService) TagAdapter(name, tag string) error {
+	i, err := f.adapter(name)
+	if err == nil {
+		f.adapters[i].Tags = append(f.adapters[i].Tags, tag)
+	}
+	return err
+}
+func (f *fakeService) DeleteAdapter(name string) error {
+	i, err := f.adapter(name)
+	if err == nil {
+		f.adapters = append(f.adapters[:i], f.adapters[i+1:]...)
+	}
+	return err
+}
+func (f *fakeService) ListEvaluations() ([]app.EvalRow, error) {
+	return append([]app.EvalRow(nil), f.evals...), nil
+}
+func (f *fakeService) EvalReport(path string) (app.EvalReport, error) {
+	r, ok := f.reports[path]
+	if !ok {
+		return app.EvalReport{}, errors.New("open " + path + ": no such file or directory")
+	}
+	return r, nil
+}
 
 func threeRuns() []app.RunRow {
 	return []app.RunRow{
@@ -277,9 +326,9 @@ func TestTabsAndQuit(t *testing.T) {
 	if m.tab != TabAdapters {
 		t.Errorf("shift+tab twice from Launch: %d", m.tab)
 	}
-	m = step(m, keys("4"))
-	if m.tab != TabEvals {
-		t.Errorf("4: %d", m.tab)
+	m = step(m, keys("5"))
+	if m.tab != TabREPL {
+		t.Errorf("5: %d", m.tab)
 	}
 	golden(t, "placeholder-80x24", m.View())
 	_, cmd := m.Update(keys("q"))

@@ -1,0 +1,263 @@
+package views
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/charmbracelet/bubbles/key"
+	"github.com/charmbracelet/bubbles/table"
+	"github.com/charmbracelet/bubbles/textinput"
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
+
+	"distill/app"
+)
+
+type adaptersKeys struct {
+	Rename, Tag, Delete, Refresh, Up, Down key.Binding
+}
+
+func (k adaptersKeys) ShortHelp() []key.Binding { return []key.Binding{k.Rename, k.Tag, k.Delete} }
+
+func (k adaptersKeys) FullHelp() [][]key.Binding {
+	return [][]key.Binding{{k.Up, k.Down}, {k.Rename, k.Tag, k.Delete, k.Refresh}}
+}
+
+var defaultAdaptersKeys = adaptersKeys{
+	Rename:  key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "rename")),
+	Tag:     key.NewBinding(key.WithKeys("t"), key.WithHelp("t", "tag")),
+	Delete:  key.NewBinding(key.WithKeys("d"), key.WithHelp("d", "delete")),
+	Refresh: key.NewBinding(key.WithKeys("g"), key.WithHelp("g", "refresh")),
+	Up:      key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "up")),
+	Down:    key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "down")),
+}
+
+// adaptersLoadedMsg carries the adapters that loadAdapters read.
+type adaptersLoadedMsg struct {
+	rows []app.AdapterRow
+	err  error
+}
+
+// adapterDoneMsg reports a rename, tag or delete.
+type adapterDoneMsg struct {
+	action, name, arg string
+	err               error
+}
+
+func loadAdapters(svc Service) tea.Cmd {
+	return func() tea.Msg {
+		rows, err := svc.ListAdapters()
+		return adaptersLoadedMsg{rows, err}
+	}
+}
+
+// adaptersView lists the registered adapters and renames, tags and deletes
+// their registrations.
+type adaptersView struct {
+	keys    adaptersKeys
+	all     []app.AdapterRow
+	loaded  bool
+	err     error
+	note    string // the outcome of the last action
+	noteBad bool
+	table   table.Model
+	input   textinput.Model
+	mode    string // "rename" or "tag" while the input is open
+	target  string // the adapter the input or confirmation is about
+	confirm bool   // awaiting y/n to delete target
+}
+
+func newAdaptersView() adaptersView {
+	t := table.New(table.WithFocused(true))
+	st := table.DefaultStyles()
+	st.Header = st.Header.BorderStyle(lipgloss.NormalBorder()).BorderBottom(true).Bold(true)
+	st.Selected = st.Selected.Bold(true).Foreground(accent)
+	t.SetStyles(st)
+	ti := textinput.New()
+	ti.CharLimit = 64
+	return adaptersView{keys: defaultAdaptersKeys, table: t, input: ti}
+}
+
+// capturing reports whether the view takes every key (typing a name or tag,
+// or answering a confirmation).
+func (v adaptersView) capturing() bool { return v.mode != "" || v.confirm }
+
+func (v adaptersView) update(ctx *Context, msg tea.Msg) (adaptersView, tea.Cmd) {
+	switch msg := msg.(type) {
+	case adaptersLoadedMsg:
+		v.loaded, v.err = true, msg.err
+		if msg.err == nil {
+			v.all = msg.rows
+		}
+		v.apply(ctx)
+		return v, nil
+	case adapterDoneMsg:
+		if msg.err != nil {
+			v.note, v.noteBad = msg.action+" "+msg.name+" failed: "+msg.err.Error(), true
+			return v, nil
+		}
+		switch msg.action {
+		case "rename":
+			v.note = "renamed " + msg.name + " to " + msg.arg
+		case "tag":
+			v.note = "tagged " + msg.name + " " + msg.arg
+		case "delete":
+			v.note = "removed " + msg.name + " (its files stay on disk)"
+		}
+		v.noteBad = false
+		return v, loadAdapters(ctx.Svc)
+	case tea.KeyMsg:
+		return v.key(ctx, msg)
+	}
+	return v, nil
+}
+
+func (v adaptersView) key(ctx *Context, msg tea.KeyMsg) (adaptersView, tea.Cmd) {
+	svc := ctx.Svc
+	if v.confirm {
+		name := v.target
+		v.confirm, v.target = false, ""
+		if s := msg.String(); s == "y" || s == "Y" {
+			v.note, v.noteBad = "removing "+name+"…", false
+			return v, func() tea.Msg { return adapterDoneMsg{"delete", name, "", svc.DeleteAdapter(name)} }
+		}
+		v.note, v.noteBad = "kept "+name, false
+		return v, nil
+	}
+	if v.mode != "" {
+		switch msg.Type {
+		case tea.KeyEsc:
+			v.mode, v.target = "", ""
+			v.input.Blur()
+			return v, nil
+		case tea.KeyEnter:
+			val := strings.TrimSpace(v.input.Value())
+			if val == "" {
+				v.note, v.noteBad = "type a "+map[string]string{"rename": "new name", "tag": "tag"}[v.mode]+", or esc", true
+				return v, nil
+			}
+			mode, name := v.mode, v.target
+			v.mode, v.target = "", ""
+			v.input.Blur()
+			v.note, v.noteBad = "", false
+			if mode == "rename" {
+				return v, func() tea.Msg { return adapterDoneMsg{"rename", name, val, svc.RenameAdapter(name, val)} }
+			}
+			return v, func() tea.Msg { return adapterDoneMsg{"tag", name, val, svc.TagAdapter(name, val)} }
+		}
+		var cmd tea.Cmd
+		v.input, cmd = v.input.Update(msg)
+		return v, cmd
+	}
+	switch {
+	case key.Matches(msg, v.keys.Refresh):
+		return v, loadAdapters(svc)
+	case key.Matches(msg, v.keys.Rename), key.Matches(msg, v.keys.Tag):
+		a, ok := v.selected()
+		if !ok {
+			return v, nil
+		}
+		v.target, v.note, v.noteBad = a.Name, "", false
+		if key.Matches(msg, v.keys.Rename) {
+			v.mode = "rename"
+			v.input.Prompt = "rename " + a.Name + " to: "
+			v.input.Placeholder = "new name (no spaces or slashes)"
+			v.input.SetValue(a.Name)
+		} else {
+			v.mode = "tag"
+			v.input.Prompt = "tag " + a.Name + ": "
+			v.input.Placeholder = "e.g. prod"
+			v.input.SetValue("")
+		}
+		v.input.CursorEnd()
+		return v, v.input.Focus()
+	case key.Matches(msg, v.keys.Delete):
+		if a, ok := v.selected(); ok {
+			v.confirm, v.target, v.note = true, a.Name, ""
+		}
+		return v, nil
+	}
+	var cmd tea.Cmd
+	v.table, cmd = v.table.Update(msg)
+	return v, cmd
+}
+
+func (v adaptersView) selected() (app.AdapterRow, bool) {
+	i := v.table.Cursor()
+	if i < 0 || i >= len(v.all) {
+		return app.AdapterRow{}, false
+	}
+	return v.all[i], true
+}
+
+// metricNames shortens the store's metric names for the table.
+var metricNames = strings.NewReplacer("macro_f1", "F1", "accuracy", "acc", "schema_valid_rate", "valid",
+	"exact_match_rate", "exact", "build_success_rate", "build", "lint_pass_rate", "lint", "pass_at_1", "pass@1")
+
+// taskNames shortens tasks for the table.
+var taskNames = strings.NewReplacer("classification", "classify")
+
+// apply puts the adapters into the table and sizes it.
+func (v *adaptersView) apply(ctx *Context) {
+	v.table.SetColumns(adapterColumns(ctx.Width))
+	rows := make([]table.Row, len(v.all))
+	for i, a := range v.all {
+		tags := strings.Join(a.Tags, ",")
+		if tags == "" {
+			tags = "-"
+		}
+		rows[i] = table.Row{a.Name, strings.ToUpper(a.Method), a.Base, taskNames.Replace(a.Task), metricNames.Replace(a.Metrics), tags, humanAge(a.Age)}
+	}
+	v.table.SetRows(rows)
+	v.table.SetWidth(ctx.Width)
+	v.table.SetHeight(max(3, ctx.Height-3))
+	if c := v.table.Cursor(); len(rows) > 0 && (c < 0 || c >= len(rows)) {
+		v.table.SetCursor(min(max(c, 0), len(rows)-1))
+	}
+}
+
+func adapterColumns(width int) []table.Column {
+	const method, task, tags, age = 6, 8, 8, 4
+	rest := max(30, width-7*2-method-task-tags-age)
+	name := rest * 2 / 5
+	base := (rest - name) * 2 / 5
+	metrics := rest - name - base
+	return []table.Column{{Title: "adapter", Width: name}, {Title: "method", Width: method}, {Title: "base", Width: base},
+		{Title: "task", Width: task}, {Title: "metrics", Width: metrics}, {Title: "tags", Width: tags}, {Title: "age", Width: age}}
+}
+
+func (v adaptersView) view(ctx *Context) string {
+	st := ctx.Styles
+	head := st.Title.Render("Adapters") + st.Muted.Render(fmt.Sprintf("  (%d)", len(v.all)))
+	hint := st.Muted.Render("r rename  t tag  d delete ")
+	lines := []string{barLine(" "+head, hint, ctx.Width)}
+	switch {
+	case !v.loaded:
+		lines = append(lines, "", " loading adapters…")
+	case v.err != nil:
+		lines = append(lines, "", " "+st.Bad.Render("cannot list adapters: "+v.err.Error()))
+	case len(v.all) == 0:
+		lines = append(lines, "", " No adapters registered yet.", "",
+			" A training run registers its adapter when it finishes, e.g.",
+			"   distill train sft --model DIR --data FILE.jsonl",
+			" and it appears here.")
+	default:
+		lines = append(lines, v.table.View())
+	}
+	var foot string
+	switch {
+	case v.confirm:
+		foot = st.Warn.Render(fmt.Sprintf("delete the registration of %s (its files stay)? y/n", v.target))
+	case v.mode != "":
+		foot = v.input.View()
+		if v.note != "" {
+			foot += "  " + st.Bad.Render(v.note)
+		}
+	case v.note != "" && v.noteBad:
+		foot = st.Bad.Render(v.note)
+	case v.note != "":
+		foot = v.note
+	}
+	body := strings.Join(lines, "\n")
+	return lipgloss.JoinVertical(lipgloss.Left, lipgloss.NewStyle().Height(ctx.Height-1).MaxHeight(ctx.Height-1).Render(body), fit(" "+foot, ctx.Width))
+}

@@ -1,0 +1,117 @@
+package views
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	tea "github.com/charmbracelet/bubbletea"
+
+	"distill/app"
+)
+
+func threeAdapters() []app.AdapterRow {
+	return []app.AdapterRow{
+		{Name: "sft-creditmix-0412", Base: "Qwen2.5-0.5B-Instruct", Method: "sft", Task: "classification",
+			Metrics: "macro_f1 0.713 · accuracy 0.717", Tags: []string{"prod"}, Age: 6 * time.Minute},
+		{Name: "kd-creditmix-0411", Base: "SmolLM2-360M", Method: "kd", Task: "classification",
+			Metrics: "macro_f1 0.68", Age: 71 * time.Minute},
+		{Name: "dpo-invoices-0410", Base: "Qwen2.5-0.5B-Instruct", Method: "dpo", Task: "idp",
+			Metrics: "-", Tags: []string{"exp", "v2"}, Age: 33 * time.Hour},
+	}
+}
+
+// adaptersModel is the root on the Adapters tab with the adapters loaded.
+func adaptersModel(svc *fakeService, w, h int) Model {
+	m := newTestModel(svc, w, h)
+	return stepRun(m, keys("6"))
+}
+
+func TestAdaptersEmpty(t *testing.T) {
+	for _, s := range sizes {
+		m := adaptersModel(&fakeService{}, s.w, s.h)
+		frame := m.View()
+		checkFrame(t, frame, s.w, s.h)
+		golden(t, sizeName("adapters-empty", s.w, s.h), frame)
+	}
+}
+
+func TestAdaptersThree(t *testing.T) {
+	for _, s := range sizes {
+		m := adaptersModel(&fakeService{adapters: threeAdapters()}, s.w, s.h)
+		if m.tab != TabAdapters || len(m.adapters.all) != 3 {
+			t.Fatalf("tab %d, %d adapters", m.tab, len(m.adapters.all))
+		}
+		frame := m.View()
+		checkFrame(t, frame, s.w, s.h)
+		golden(t, sizeName("adapters", s.w, s.h), frame)
+	}
+}
+
+func typeText(m Model, s string) Model {
+	for _, r := range s {
+		m = step(m, keys(string(r)))
+	}
+	return m
+}
+
+func TestAdaptersRename(t *testing.T) {
+	for _, s := range sizes {
+		svc := &fakeService{adapters: threeAdapters()}
+		m := adaptersModel(svc, s.w, s.h)
+		m = step(m, tea.KeyMsg{Type: tea.KeyDown})
+		m = stepRun(m, keys("r"))
+		if m.adapters.mode != "rename" || m.adapters.target != "kd-creditmix-0411" {
+			t.Fatalf("mode %q target %q", m.adapters.mode, m.adapters.target)
+		}
+		for range len("0411") {
+			m = step(m, tea.KeyMsg{Type: tea.KeyBackspace})
+		}
+		m = typeText(m, "best-q") // q is typed, not quit
+		frame := m.View()
+		checkFrame(t, frame, s.w, s.h)
+		golden(t, sizeName("adapters-rename", s.w, s.h), frame)
+		m = stepRun(m, tea.KeyMsg{Type: tea.KeyEnter}) // adapterDoneMsg
+		m = stepRun(m, adapterDoneMsg{action: "rename", name: "kd-creditmix-0411", arg: "kd-creditmix-best-q"})
+		if svc.adapters[1].Name != "kd-creditmix-best-q" || m.adapters.all[1].Name != "kd-creditmix-best-q" {
+			t.Fatalf("after rename: %+v", m.adapters.all)
+		}
+	}
+}
+
+func TestAdaptersRenameErrorInPlace(t *testing.T) {
+	svc := &fakeService{adapters: threeAdapters()}
+	m := adaptersModel(svc, 80, 24)
+	m = stepRun(m, keys("r"))
+	m.adapters.input.SetValue("kd-creditmix-0411")
+	m = stepRun(m, tea.KeyMsg{Type: tea.KeyEnter})
+	if !m.adapters.noteBad || !strings.Contains(m.View(), "already exists") {
+		t.Fatalf("no error shown:\n%s", m.View())
+	}
+}
+
+func TestAdaptersTagAndDelete(t *testing.T) {
+	svc := &fakeService{adapters: threeAdapters()}
+	m := adaptersModel(svc, 100, 30)
+	m = stepRun(m, keys("t"))
+	m = typeText(m, "best")
+	m = stepRun(m, tea.KeyMsg{Type: tea.KeyEnter})
+	m = stepRun(m, adapterDoneMsg{action: "tag", name: "sft-creditmix-0412", arg: "best"})
+	if got := strings.Join(m.adapters.all[0].Tags, ","); got != "prod,best" {
+		t.Fatalf("tags %q", got)
+	}
+	m = step(m, keys("d"))
+	if !m.adapters.confirm || !strings.Contains(m.View(), "y/n") {
+		t.Fatal("d asks no confirmation")
+	}
+	m = step(m, keys("n"))
+	if len(svc.adapters) != 3 {
+		t.Fatal("n deleted")
+	}
+	m = step(m, keys("d"))
+	m = stepRun(m, keys("y"))
+	m = stepRun(m, adapterDoneMsg{action: "delete", name: "sft-creditmix-0412"})
+	if len(svc.adapters) != 2 || len(m.adapters.all) != 2 {
+		t.Fatalf("after delete: %d / %d", len(svc.adapters), len(m.adapters.all))
+	}
+}
