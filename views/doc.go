@@ -9,11 +9,14 @@
 // a training run streams app.Progress over a channel that a command drains
 // and re-issues.
 //
-// First increment: Runs (list, filter, sort, open, delete) and the Train
-// monitor (loss chart, lr, grad-norm, tok/s, progress with ETA, memory
-// gauge) are built. Launch, Evals, REPL and Adapters are placeholders that
-// point to the CLI (`distill train …`, `distill eval …`, `distill generate
-// …`, `distill merge …`) until they are built.
+// Built: Runs (list, filter, sort, open, delete), the Train monitor (loss
+// chart, lr, grad-norm, tok/s, progress with ETA, memory gauge), Evals (the
+// recorded evaluations; a report in detail: for classification a shaded
+// confusion matrix, per-class P/R/F1 and the margin histogram, calibrated or
+// raw; for IDP the per-field table, worst first; for codegen the build, lint
+// and pass@1 rates) and Adapters (the registry: rename, tag, delete the
+// registration). Launch and REPL are placeholders that point to the CLI
+// (`distill train …`, `distill generate …`) until they are built.
 //
 // Tests render each view at fixed sizes with the ASCII colour profile and
 // compare View() with testdata/*.golden; `go test ./views -update` rewrites

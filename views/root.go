@@ -87,6 +87,7 @@ type Model struct {
 	runs     runsView
 	train    trainView
 	adapters adaptersView
+	evals    evalsView
 	ticks    bool   // refresh periodically (off in tests)
 	active   string // a running run from the last listing, for the bottom bar
 }
@@ -95,12 +96,12 @@ type Model struct {
 func New(svc Service) Model {
 	h := help.New()
 	return Model{ctx: Context{Svc: svc, Styles: DefaultStyles()}, keys: defaultGlobalKeys, help: h,
-		runs: newRunsView(), train: newTrainView(), adapters: newAdaptersView(), width: 80, height: 24, ticks: true}
+		runs: newRunsView(), train: newTrainView(), adapters: newAdaptersView(), evals: newEvalsView(), width: 80, height: 24, ticks: true}
 }
 
 // Init loads the runs and starts the periodic refresh.
 func (m Model) Init() tea.Cmd {
-	cmds := []tea.Cmd{loadRuns(m.ctx.Svc), readMem(m.ctx.Svc), loadAdapters(m.ctx.Svc)}
+	cmds := []tea.Cmd{loadRuns(m.ctx.Svc), readMem(m.ctx.Svc), loadAdapters(m.ctx.Svc), loadEvals(m.ctx.Svc)}
 	if m.ticks {
 		cmds = append(cmds, tick())
 	}
@@ -160,6 +161,9 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case adaptersLoadedMsg, adapterDoneMsg:
 		m.adapters, cmd = m.adapters.update(&m.ctx, msg)
 		return m, cmd
+	case evalsLoadedMsg, evalReportMsg:
+		m.evals, cmd = m.evals.update(&m.ctx, msg)
+		return m, cmd
 	case tea.KeyMsg:
 		return m.key(msg)
 	}
@@ -200,6 +204,8 @@ func (m Model) key(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
 		m.train, cmd = m.train.update(&m.ctx, msg)
 	case TabAdapters:
 		m.adapters, cmd = m.adapters.update(&m.ctx, msg)
+	case TabEvals:
+		m.evals, cmd = m.evals.update(&m.ctx, msg)
 	}
 	return m, cmd
 }
@@ -210,6 +216,8 @@ func (m Model) show(tab Tab) (tea.Model, tea.Cmd) {
 	switch tab {
 	case TabAdapters:
 		return m, loadAdapters(m.ctx.Svc)
+	case TabEvals:
+		return m, loadEvals(m.ctx.Svc)
 	}
 	return m, nil
 }
@@ -224,6 +232,7 @@ func (m *Model) layout() {
 	m.help.Width = m.width
 	m.runs.apply(&m.ctx)
 	m.adapters.apply(&m.ctx)
+	m.evals.apply(&m.ctx)
 }
 
 // helpLines is how many lines the full help takes below the bottom bar
@@ -244,6 +253,8 @@ func (m Model) keyMap() keyMap {
 		v = m.train.keys
 	case TabAdapters:
 		v = m.adapters.keys
+	case TabEvals:
+		v = m.evals.keys
 	}
 	return keyMap{view: v, global: m.keys}
 }
@@ -263,6 +274,8 @@ func (m Model) View() string {
 		content = m.train.view(&ctx)
 	case TabAdapters:
 		content = m.adapters.view(&ctx)
+	case TabEvals:
+		content = m.evals.view(&ctx)
 	default:
 		content = " " + st.Title.Render(tabNames[m.tab]) + "\n\n " + st.Warn.Render("[placeholder] ") + placeholders[m.tab]
 		content = lipgloss.NewStyle().Width(m.width).Render(content)

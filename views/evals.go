@@ -1,0 +1,411 @@
+package views
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/charmbracelet/bubbles/key"
+	"github.com/charmbracelet/bubbles/table"
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
+
+	"distill/app"
+)
+
+type evalsKeys struct {
+	Open, Back, Toggle, Refresh, Up, Down key.Binding
+}
+
+func (k evalsKeys) ShortHelp() []key.Binding { return []key.Binding{k.Open, k.Back, k.Toggle} }
+
+func (k evalsKeys) FullHelp() [][]key.Binding {
+	return [][]key.Binding{{k.Up, k.Down, k.Open, k.Back}, {k.Toggle, k.Refresh}}
+}
+
+var defaultEvalsKeys = evalsKeys{
+	Open:    key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "open")),
+	Back:    key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back")),
+	Toggle:  key.NewBinding(key.WithKeys("left", "right", "c"), key.WithHelp("←/→", "calibrated/raw")),
+	Refresh: key.NewBinding(key.WithKeys("g"), key.WithHelp("g", "refresh")),
+	Up:      key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "up")),
+	Down:    key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "down")),
+}
+
+// evalsLoadedMsg carries the evaluations that loadEvals read.
+type evalsLoadedMsg struct {
+	rows []app.EvalRow
+	err  error
+}
+
+// evalReportMsg carries a report that loadReport read.
+type evalReportMsg struct {
+	row app.EvalRow
+	rep app.EvalReport
+	err error
+}
+
+func loadEvals(svc Service) tea.Cmd {
+	return func() tea.Msg {
+		rows, err := svc.ListEvaluations()
+		return evalsLoadedMsg{rows, err}
+	}
+}
+
+func loadReport(svc Service, row app.EvalRow) tea.Cmd {
+	return func() tea.Msg {
+		rep, err := svc.EvalReport(row.ReportPath)
+		return evalReportMsg{row, rep, err}
+	}
+}
+
+// evalsView lists the recorded evaluations and shows one report in detail.
+type evalsView struct {
+	keys   evalsKeys
+	all    []app.EvalRow
+	loaded bool
+	err    error
+	note   string // an error opening a report
+	table  table.Model
+	open   *app.EvalReport // the report shown, nil for the list
+	row    app.EvalRow
+	raw    bool // show the uncalibrated classification report
+}
+
+func newEvalsView() evalsView {
+	t := table.New(table.WithFocused(true))
+	st := table.DefaultStyles()
+	st.Header = st.Header.BorderStyle(lipgloss.NormalBorder()).BorderBottom(true).Bold(true)
+	st.Selected = st.Selected.Bold(true).Foreground(accent)
+	t.SetStyles(st)
+	return evalsView{keys: defaultEvalsKeys, table: t}
+}
+
+func (v evalsView) update(ctx *Context, msg tea.Msg) (evalsView, tea.Cmd) {
+	switch msg := msg.(type) {
+	case evalsLoadedMsg:
+		v.loaded, v.err = true, msg.err
+		if msg.err == nil {
+			v.all = msg.rows
+		}
+		v.apply(ctx)
+		return v, nil
+	case evalReportMsg:
+		if msg.err != nil {
+			v.note = fmt.Sprintf("cannot open evaluation %d: %v", msg.row.ID, msg.err)
+			return v, nil
+		}
+		rep := msg.rep
+		v.open, v.row, v.raw, v.note = &rep, msg.row, false, ""
+		return v, nil
+	case tea.KeyMsg:
+		return v.key(ctx, msg)
+	}
+	return v, nil
+}
+
+func (v evalsView) key(ctx *Context, msg tea.KeyMsg) (evalsView, tea.Cmd) {
+	if v.open != nil {
+		switch {
+		case key.Matches(msg, v.keys.Back):
+			v.open = nil
+		case key.Matches(msg, v.keys.Toggle):
+			if v.open.Raw != nil {
+				v.raw = !v.raw
+			}
+		}
+		return v, nil
+	}
+	switch {
+	case key.Matches(msg, v.keys.Refresh):
+		return v, loadEvals(ctx.Svc)
+	case key.Matches(msg, v.keys.Open):
+		i := v.table.Cursor()
+		if i >= 0 && i < len(v.all) {
+			v.note = "opening " + v.all[i].ReportPath + "…"
+			return v, loadReport(ctx.Svc, v.all[i])
+		}
+		return v, nil
+	}
+	var cmd tea.Cmd
+	v.table, cmd = v.table.Update(msg)
+	return v, cmd
+}
+
+// apply puts the evaluations into the table and sizes it.
+func (v *evalsView) apply(ctx *Context) {
+	const id, kind, age = 4, 8, 4
+	rest := max(30, ctx.Width-6*2-id-kind-age)
+	run := rest * 3 / 10
+	adapter := rest * 3 / 10
+	v.table.SetColumns([]table.Column{{Title: "id", Width: id}, {Title: "kind", Width: kind}, {Title: "run", Width: run},
+		{Title: "adapter", Width: adapter}, {Title: "metrics", Width: rest - run - adapter}, {Title: "age", Width: age}})
+	rows := make([]table.Row, len(v.all))
+	for i, e := range v.all {
+		run, adapter := e.Run, e.Adapter
+		if run == "" {
+			run = "-"
+		}
+		if adapter == "" {
+			adapter = "(base)"
+		}
+		rows[i] = table.Row{fmt.Sprint(e.ID), taskNames.Replace(e.Kind), run, adapter, metricNames.Replace(e.Metrics), humanAge(e.Age)}
+	}
+	v.table.SetRows(rows)
+	v.table.SetWidth(ctx.Width)
+	v.table.SetHeight(max(3, ctx.Height-3))
+	if c := v.table.Cursor(); len(rows) > 0 && (c < 0 || c >= len(rows)) {
+		v.table.SetCursor(min(max(c, 0), len(rows)-1))
+	}
+}
+
+func (v evalsView) view(ctx *Context) string {
+	if v.open != nil {
+		return v.detail(ctx)
+	}
+	st := ctx.Styles
+	head := st.Title.Render("Evals") + st.Muted.Render(fmt.Sprintf("  (%d)", len(v.all)))
+	hint := st.Muted.Render("enter open ")
+	lines := []string{barLine(" "+head, hint, ctx.Width)}
+	switch {
+	case !v.loaded:
+		lines = append(lines, "", " loading evaluations…")
+	case v.err != nil:
+		lines = append(lines, "", " "+st.Bad.Render("cannot list evaluations: "+v.err.Error()))
+	case len(v.all) == 0:
+		lines = append(lines, "", " No evaluations yet.", "",
+			" Evaluate a run from the CLI, e.g.",
+			"   distill eval classify --run ID --data FILE.jsonl",
+			" and it appears here.")
+	default:
+		lines = append(lines, v.table.View())
+	}
+	foot := v.note
+	if strings.HasPrefix(foot, "cannot") {
+		foot = st.Bad.Render(foot)
+	}
+	body := strings.Join(lines, "\n")
+	return lipgloss.JoinVertical(lipgloss.Left, lipgloss.NewStyle().Height(ctx.Height-1).MaxHeight(ctx.Height-1).Render(body), fit(" "+foot, ctx.Width))
+}
+
+// detail draws the open report.
+func (v evalsView) detail(ctx *Context) string {
+	st := ctx.Styles
+	r := v.open
+	who := r.Adapter
+	if who == "" {
+		who = r.Model + " (base)"
+	}
+	title := fmt.Sprintf("eval #%d · %s · %s", r.ID, r.Kind, who)
+	if r.Data != "" {
+		title += " · " + r.Data
+	}
+	right := ""
+	if r.Kind == "classification" && r.Raw != nil {
+		if v.raw {
+			right = "calibrated ◂ ▸ " + st.Active.Render("[raw]") + " "
+		} else {
+			right = st.Active.Render("[calibrated]") + " ◂ ▸ raw "
+		}
+	}
+	title = fit(" "+st.Title.Render(title), ctx.Width-lipgloss.Width(right)-1)
+	lines := []string{barLine(title, right, ctx.Width), ""}
+	switch {
+	case r.Calibrated != nil:
+		c := r.Calibrated
+		if v.raw && r.Raw != nil {
+			c = r.Raw
+		}
+		lines = append(lines, classDetail(st, c, ctx.Width)...)
+	case r.IDP != nil:
+		lines = append(lines, idpDetail(st, r.IDP, ctx.Height-4)...)
+	case r.Code != nil:
+		lines = append(lines, codeDetail(st, r.Code, ctx.Width)...)
+	default:
+		lines = append(lines, " "+st.Warn.Render("this report holds nothing to show"))
+	}
+	body := strings.Join(lines, "\n")
+	foot := st.Muted.Render(r.Kind + " report · " + v.row.ReportPath)
+	return lipgloss.JoinVertical(lipgloss.Left, lipgloss.NewStyle().Height(ctx.Height-1).MaxHeight(ctx.Height-1).MaxWidth(ctx.Width).Render(body), fit(" "+foot, ctx.Width))
+}
+
+// shade is a block character for a row share in percent.
+func shade(pct float64) string {
+	switch {
+	case pct < 5:
+		return "·"
+	case pct < 25:
+		return "░"
+	case pct < 50:
+		return "▒"
+	case pct < 75:
+		return "▓"
+	}
+	return "█"
+}
+
+// classDetail is the confusion matrix (rows gold, columns predicted), the
+// per-class scores beside or below it, and the margin histogram.
+func classDetail(st Styles, c *app.ClassEval, width int) []string {
+	lw := 4
+	for _, l := range c.Labels {
+		lw = max(lw, min(10, lipgloss.Width(l)))
+	}
+	const cw = 11 // "██  49  82%"
+	var matrix []string
+	matrix = append(matrix, spaces(lw+2)+st.Muted.Render("predicted →"))
+	hdr := spaces(lw + 2)
+	for _, l := range c.Labels {
+		hdr += fit(l, cw) + " "
+	}
+	matrix = append(matrix, hdr)
+	for i, l := range c.Labels {
+		line := " " + fit(l, lw) + " "
+		for j := range c.Labels {
+			n, pct := 0, 0.0
+			if i < len(c.Confusion) && j < len(c.Confusion[i]) {
+				n = c.Confusion[i][j]
+			}
+			if i < len(c.RowPct) && j < len(c.RowPct[i]) {
+				pct = c.RowPct[i][j]
+			}
+			s := strings.Repeat(shade(pct), 2)
+			if i == j {
+				s = st.Good.Render(s)
+			} else if pct >= 25 {
+				s = st.Bad.Render(s)
+			}
+			line += s + fmt.Sprintf(" %3d %3.0f%%", n, pct) + " "
+		}
+		matrix = append(matrix, line)
+	}
+	matrix = append(matrix, " "+st.Muted.Render("rows: gold · ░▒▓█ share of the row"))
+
+	var scores []string
+	scores = append(scores, st.Muted.Render(fmt.Sprintf("%-*s %6s %6s %6s %5s", lw, "per class", "P", "R", "F1", "n")))
+	for _, p := range c.PerClass {
+		scores = append(scores, fmt.Sprintf("%-*s %6.2f %6.2f %6.2f %5d", lw, cut(p.Label, lw), p.Precision, p.Recall, p.F1, p.Support))
+	}
+	scores = append(scores, fmt.Sprintf("macro-F1 %.3f · accuracy %.3f · n %d", c.MacroF1, c.Accuracy, c.N))
+
+	var out []string
+	mw := 0
+	for _, l := range matrix {
+		mw = max(mw, lipgloss.Width(l))
+	}
+	sw := 0
+	for _, l := range scores {
+		sw = max(sw, lipgloss.Width(l))
+	}
+	if mw+3+sw <= width {
+		for i := range max(len(matrix), len(scores)) {
+			l, s := "", ""
+			if i < len(matrix) {
+				l = matrix[i]
+			}
+			if i < len(scores) {
+				s = scores[i]
+			}
+			out = append(out, fit(l, mw+3)+s)
+		}
+	} else {
+		out = append(out, matrix...)
+		out = append(out, "")
+		for _, s := range scores {
+			out = append(out, " "+s)
+		}
+	}
+	if m := c.Margins; m != nil && len(m.Bins) > 0 {
+		peak := 0
+		for _, b := range m.Bins {
+			peak = max(peak, b.Count)
+		}
+		bar := func(n int) string {
+			if n == 0 || peak == 0 {
+				return "  "
+			}
+			lv := []rune("▁▂▃▄▅▆▇█")
+			return strings.Repeat(string(lv[min(7, (n*8-1)/peak)]), 2)
+		}
+		var all, wrong strings.Builder
+		for _, b := range m.Bins {
+			all.WriteString(bar(b.Count))
+			wrong.WriteString(bar(b.Wrong))
+		}
+		lo, hi := m.Bins[0].Lo, m.Bins[len(m.Bins)-1].Hi
+		out = append(out, "",
+			fmt.Sprintf(" top-2 margin  %s  %.2f–%.2f · median %.2f", all.String(), lo, hi, m.Median),
+			fmt.Sprintf("        wrong  %s", st.Bad.Render(wrong.String())))
+	}
+	return out
+}
+
+// cut shortens s to n cells with an ellipsis.
+func cut(s string, n int) string {
+	if lipgloss.Width(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	for len(r) > 0 && lipgloss.Width(string(r))+1 > n {
+		r = r[:len(r)-1]
+	}
+	return string(r) + "…"
+}
+
+// idpDetail is the schema-valid and exact-match rates and the per-field
+// table, worst fields first, in at most height lines.
+func idpDetail(st Styles, r *app.IDPEval, height int) []string {
+	out := []string{
+		fmt.Sprintf(" schema-valid %.1f%% · exact match %.1f%% · n %d", 100*r.SchemaValidRate, 100*r.ExactMatchRate, r.N),
+		fmt.Sprintf(" micro  P %.3f  R %.3f  F1 %.3f", r.Micro.Precision, r.Micro.Recall, r.Micro.F1),
+		"",
+	}
+	fw := 8
+	for _, f := range r.PerField {
+		fw = max(fw, min(28, lipgloss.Width(f.Field)))
+	}
+	out = append(out, st.Muted.Render(fmt.Sprintf(" %-*s %6s %6s %6s %7s %5s %5s %5s", fw, "field", "P", "R", "F1", "support", "tp", "fp", "fn")))
+	fields := slices.Clone(r.PerField)
+	slices.SortStableFunc(fields, func(a, b app.FieldScore) int {
+		switch {
+		case a.F1 < b.F1:
+			return -1
+		case a.F1 > b.F1:
+			return 1
+		}
+		return strings.Compare(a.Field, b.Field)
+	})
+	room := max(1, height-len(out))
+	for i, f := range fields {
+		if i == room-1 && len(fields) > room {
+			out = append(out, st.Muted.Render(fmt.Sprintf(" … %d more fields", len(fields)-i)))
+			break
+		}
+		line := fmt.Sprintf(" %-*s %6.2f %6.2f %6.2f %7d %5d %5d %5d", fw, cut(f.Field, fw), f.Precision, f.Recall, f.F1, f.Support, f.TP, f.FP, f.FN)
+		if f.F1 < 0.5 {
+			line = st.Bad.Render(line)
+		}
+		out = append(out, line)
+	}
+	return out
+}
+
+// codeDetail is the build, lint and pass@1 rates as gauges.
+func codeDetail(st Styles, r *app.CodeEval, width int) []string {
+	gw := max(10, min(40, width-30))
+	gauge := func(name string, rate float64, note string) string {
+		n := int(rate*float64(gw) + 0.5)
+		n = min(max(n, 0), gw)
+		return fmt.Sprintf(" %-8s ▕%s%s▏ %5.1f%%%s", name, st.Good.Render(strings.Repeat("█", n)), strings.Repeat("░", gw-n), 100*rate, note)
+	}
+	pass := fmt.Sprintf("  of %d with tests", r.WithTests)
+	if r.WithTests == 0 {
+		pass = "  (no task carries tests)"
+	}
+	return []string{
+		fmt.Sprintf(" %d tasks", r.N), "",
+		gauge("build", r.BuildRate, ""),
+		gauge("lint", r.LintRate, ""),
+		gauge("pass@1", r.PassAt1, pass),
+	}
+}

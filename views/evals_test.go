@@ -1,0 +1,165 @@
+package views
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	tea "github.com/charmbracelet/bubbletea"
+
+	"distill/app"
+)
+
+func classEval(cm [][]int) *app.ClassEval {
+	labels := []string{"Good", "Standard", "Bad"}
+	c := &app.ClassEval{Labels: labels, Confusion: cm}
+	correct := 0
+	for i, row := range cm {
+		sum, predicted := 0, 0
+		for j, n := range row {
+			sum += n
+			predicted += cm[j][i]
+		}
+		pct := make([]float64, len(row))
+		for j, n := range row {
+			pct[j] = 100 * float64(n) / float64(sum)
+		}
+		c.RowPct = append(c.RowPct, pct)
+		p, r := float64(row[i])/float64(predicted), float64(row[i])/float64(sum)
+		c.PerClass = append(c.PerClass, app.ClassScore{Label: labels[i], Precision: p, Recall: r, F1: 2 * p * r / (p + r), Support: sum})
+		c.MacroF1 += c.PerClass[i].F1 / 3
+		c.N += sum
+		correct += row[i]
+	}
+	c.Accuracy = float64(correct) / float64(c.N)
+	c.Margins = &struct {
+		Median float64         `json:"median"`
+		Bins   []app.MarginBin `json:"bins"`
+	}{Median: 0.31}
+	for i, n := range []int{4, 9, 21, 30, 38, 27, 22, 15, 9, 5} {
+		wrong := max(0, 12-2*i)
+		c.Margins.Bins = append(c.Margins.Bins, app.MarginBin{Lo: float64(i) / 10, Hi: float64(i+1) / 10, Count: n, Wrong: wrong, Correct: n - wrong})
+	}
+	return c
+}
+
+func evalFixture() *fakeService {
+	return &fakeService{
+		evals: []app.EvalRow{
+			{ID: 3, Run: "20261125-182700-sft-ab12", Adapter: "sft-creditmix-0412", Kind: "classification",
+				Metrics: "macro_f1 0.713 · accuracy 0.717", ReportPath: "runs/a/eval/classification.json", Age: 4 * time.Minute},
+			{ID: 2, Run: "20261124-090000-dpo-9c2e", Adapter: "dpo-invoices-0410", Kind: "idp",
+				Metrics: "schema_valid_rate 0.95 · exact_match_rate 0.6", ReportPath: "runs/b/eval/idp.json", Age: 3 * time.Hour},
+			{ID: 1, Kind: "codegen", Metrics: "build_success_rate 0.9 · lint_pass_rate 0.8", ReportPath: "runs/eval/codegen.json", Age: 50 * time.Hour},
+		},
+		reports: map[string]app.EvalReport{
+			"runs/a/eval/classification.json": {ID: 3, Kind: "classification", Model: "models/qwen", Adapter: "sft-creditmix-0412", Data: "creditmix-val.jsonl",
+				Calibrated: classEval([][]int{{49, 9, 2}, {10, 35, 15}, {4, 11, 45}}),
+				Raw:        classEval([][]int{{55, 5, 0}, {30, 25, 5}, {20, 15, 25}})},
+			"runs/b/eval/idp.json": {ID: 2, Kind: "idp", Model: "models/qwen", Adapter: "dpo-invoices-0410", Data: "invoices-val.jsonl",
+				IDP: &app.IDPEval{N: 120, SchemaValidRate: 0.95, ExactMatchRate: 0.6,
+					Micro: app.FieldScore{Precision: 0.91, Recall: 0.88, F1: 0.895},
+					PerField: []app.FieldScore{
+						{Field: "company", Support: 120, TP: 110, FP: 6, FN: 10, Precision: 0.948, Recall: 0.917, F1: 0.932},
+						{Field: "date", Support: 120, TP: 117, FP: 2, FN: 3, Precision: 0.983, Recall: 0.975, F1: 0.979},
+						{Field: "total", Support: 118, TP: 90, FP: 20, FN: 28, Precision: 0.818, Recall: 0.763, F1: 0.789},
+						{Field: "address", Support: 110, TP: 40, FP: 50, FN: 70, Precision: 0.444, Recall: 0.364, F1: 0.4},
+					}}},
+			"runs/eval/codegen.json": {ID: 1, Kind: "codegen", Model: "models/coder",
+				Code: &app.CodeEval{N: 40, BuildRate: 0.9, LintRate: 0.8, PassAt1: 0.55, WithTests: 20}},
+		},
+	}
+}
+
+func evalsModel(svc *fakeService, w, h int) Model {
+	return stepRun(newTestModel(svc, w, h), keys("4"))
+}
+
+func TestEvalsEmpty(t *testing.T) {
+	for _, s := range sizes {
+		m := evalsModel(&fakeService{}, s.w, s.h)
+		frame := m.View()
+		checkFrame(t, frame, s.w, s.h)
+		golden(t, sizeName("evals-empty", s.w, s.h), frame)
+	}
+}
+
+func TestEvalsList(t *testing.T) {
+	for _, s := range sizes {
+		m := evalsModel(evalFixture(), s.w, s.h)
+		if m.tab != TabEvals || len(m.evals.all) != 3 {
+			t.Fatalf("tab %d, %d evals", m.tab, len(m.evals.all))
+		}
+		frame := m.View()
+		checkFrame(t, frame, s.w, s.h)
+		golden(t, sizeName("evals", s.w, s.h), frame)
+	}
+}
+
+// openEval opens the evaluation down rows below the first.
+func openEval(m Model, down int) Model {
+	for range down {
+		m = step(m, tea.KeyMsg{Type: tea.KeyDown})
+	}
+	return stepRun(m, tea.KeyMsg{Type: tea.KeyEnter})
+}
+
+func TestEvalsClassification(t *testing.T) {
+	for _, s := range sizes {
+		m := openEval(evalsModel(evalFixture(), s.w, s.h), 0)
+		if m.evals.open == nil || m.evals.raw {
+			t.Fatalf("open %v raw %v", m.evals.open, m.evals.raw)
+		}
+		frame := m.View()
+		checkFrame(t, frame, s.w, s.h)
+		if !strings.Contains(frame, "49") || !strings.Contains(frame, "82%") {
+			t.Errorf("no calibrated Good/Good cell:\n%s", frame)
+		}
+		golden(t, sizeName("evals-class-calibrated", s.w, s.h), frame)
+		m = step(m, tea.KeyMsg{Type: tea.KeyRight})
+		if !m.evals.raw {
+			t.Fatal("→ did not switch to raw")
+		}
+		frame = m.View()
+		checkFrame(t, frame, s.w, s.h)
+		golden(t, sizeName("evals-class-raw", s.w, s.h), frame)
+		m = step(m, keys("c"))
+		if m.evals.raw {
+			t.Error("c did not switch back to calibrated")
+		}
+		m = step(m, tea.KeyMsg{Type: tea.KeyEsc})
+		if m.evals.open != nil || m.tab != TabEvals {
+			t.Error("esc did not return to the list")
+		}
+	}
+}
+
+func TestEvalsIDP(t *testing.T) {
+	for _, s := range sizes {
+		m := openEval(evalsModel(evalFixture(), s.w, s.h), 1)
+		frame := m.View()
+		checkFrame(t, frame, s.w, s.h)
+		if i, j := strings.Index(frame, "address"), strings.Index(frame, "date"); i < 0 || j < 0 || i > j {
+			t.Errorf("worst field not first:\n%s", frame)
+		}
+		golden(t, sizeName("evals-idp", s.w, s.h), frame)
+	}
+}
+
+func TestEvalsCodegen(t *testing.T) {
+	for _, s := range sizes {
+		m := openEval(evalsModel(evalFixture(), s.w, s.h), 2)
+		frame := m.View()
+		checkFrame(t, frame, s.w, s.h)
+		golden(t, sizeName("evals-codegen", s.w, s.h), frame)
+	}
+}
+
+func TestEvalsMissingReport(t *testing.T) {
+	svc := evalFixture()
+	delete(svc.reports, "runs/b/eval/idp.json")
+	m := openEval(evalsModel(svc, 80, 24), 1)
+	if m.evals.open != nil || !strings.Contains(m.View(), "cannot open evaluation 2") {
+		t.Fatalf("missing report:\n%s", m.View())
+	}
+}
