@@ -94,6 +94,13 @@ func (v adaptersView) update(ctx *Context, msg tea.Msg) (adaptersView, tea.Cmd) 
 	case adapterDoneMsg:
 		if msg.err != nil {
 			v.note, v.noteBad = msg.action+" "+msg.name+" failed: "+msg.err.Error(), true
+			if msg.action == "rename" || msg.action == "tag" {
+				// reopen the prompt with what was typed, the error beside it
+				v = v.prompt(msg.action, msg.name)
+				v.input.SetValue(msg.arg)
+				v.input.CursorEnd()
+				return v, v.input.Focus()
+			}
 			return v, nil
 		}
 		switch msg.action {
@@ -157,17 +164,12 @@ func (v adaptersView) key(ctx *Context, msg tea.KeyMsg) (adaptersView, tea.Cmd) 
 		if !ok {
 			return v, nil
 		}
-		v.target, v.note, v.noteBad = a.Name, "", false
+		v.note, v.noteBad = "", false
 		if key.Matches(msg, v.keys.Rename) {
-			v.mode = "rename"
-			v.input.Prompt = "rename " + a.Name + " to: "
-			v.input.Placeholder = "new name (no spaces or slashes)"
+			v = v.prompt("rename", a.Name)
 			v.input.SetValue(a.Name)
 		} else {
-			v.mode = "tag"
-			v.input.Prompt = "tag " + a.Name + ": "
-			v.input.Placeholder = "e.g. prod"
-			v.input.SetValue("")
+			v = v.prompt("tag", a.Name)
 		}
 		v.input.CursorEnd()
 		return v, v.input.Focus()
@@ -180,6 +182,20 @@ func (v adaptersView) key(ctx *Context, msg tea.KeyMsg) (adaptersView, tea.Cmd) 
 	var cmd tea.Cmd
 	v.table, cmd = v.table.Update(msg)
 	return v, cmd
+}
+
+// prompt opens the input to rename or tag the adapter name.
+func (v adaptersView) prompt(mode, name string) adaptersView {
+	v.mode, v.target = mode, name
+	if mode == "rename" {
+		v.input.Prompt = "rename " + name + " to: "
+		v.input.Placeholder = "new name (no spaces or slashes)"
+	} else {
+		v.input.Prompt = "tag " + name + ": "
+		v.input.Placeholder = "e.g. prod"
+	}
+	v.input.SetValue("")
+	return v
 }
 
 func (v adaptersView) selected() (app.AdapterRow, bool) {
@@ -244,20 +260,23 @@ func (v adaptersView) view(ctx *Context) string {
 	default:
 		lines = append(lines, v.table.View())
 	}
-	var foot string
+	var foot []string // below the table; an error sits above an open prompt
 	switch {
 	case v.confirm:
-		foot = st.Warn.Render(fmt.Sprintf("delete the registration of %s (its files stay)? y/n", v.target))
+		foot = []string{st.Warn.Render(fmt.Sprintf("delete the registration of %s (its files stay)? y/n", v.target))}
+	case v.mode != "" && v.note != "":
+		foot = []string{st.Bad.Render(v.note), v.input.View()}
 	case v.mode != "":
-		foot = v.input.View()
-		if v.note != "" {
-			foot += "  " + st.Bad.Render(v.note)
-		}
+		foot = []string{v.input.View()}
 	case v.note != "" && v.noteBad:
-		foot = st.Bad.Render(v.note)
-	case v.note != "":
-		foot = v.note
+		foot = []string{st.Bad.Render(v.note)}
+	default:
+		foot = []string{v.note}
 	}
-	body := strings.Join(lines, "\n")
-	return lipgloss.JoinVertical(lipgloss.Left, lipgloss.NewStyle().Height(ctx.Height-1).MaxHeight(ctx.Height-1).Render(body), fit(" "+foot, ctx.Width))
+	for i, f := range foot {
+		foot[i] = fit(" "+f, ctx.Width)
+	}
+	h := max(1, ctx.Height-len(foot))
+	body := lipgloss.NewStyle().Height(h).MaxHeight(h).Render(strings.Join(lines, "\n"))
+	return lipgloss.JoinVertical(lipgloss.Left, append([]string{body}, foot...)...)
 }

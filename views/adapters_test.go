@@ -88,6 +88,23 @@ func TestAdaptersRenameErrorInPlace(t *testing.T) {
 	if !m.adapters.noteBad || !strings.Contains(m.View(), "already exists") {
 		t.Fatalf("no error shown:\n%s", m.View())
 	}
+	if m.adapters.mode != "rename" || m.adapters.input.Value() != "kd-creditmix-0411" {
+		t.Fatalf("the prompt did not reopen with the typed name: mode %q value %q", m.adapters.mode, m.adapters.input.Value())
+	}
+	checkFrame(t, m.View(), 80, 24)
+	golden(t, "adapters-rename-error-80x24", m.View())
+	m = step(m, tea.KeyMsg{Type: tea.KeyEsc})
+	if m.adapters.capturing() {
+		t.Error("esc left the prompt open")
+	}
+}
+
+func TestFullHelpOnNewViews(t *testing.T) {
+	for _, tab := range []string{"4", "6"} {
+		m := stepRun(newTestModel(&fakeService{adapters: threeAdapters()}, 80, 24), keys(tab))
+		m = step(m, keys("?"))
+		checkFrame(t, m.View(), 80, 24)
+	}
 }
 
 func TestAdaptersTagAndDelete(t *testing.T) {
