@@ -208,7 +208,7 @@ func (v evalsView) detail(ctx *Context) string {
 			right = st.Active.Render("[calibrated]") + " ◂ ▸ raw "
 		}
 	}
-	title = fit(" "+st.Title.Render(title), ctx.Width-lipgloss.Width(right)-1)
+	title = " " + st.Title.Render(cut(title, max(10, ctx.Width-lipgloss.Width(right)-3)))
 	lines := []string{barLine(title, right, ctx.Width), ""}
 	switch {
 	case r.Calibrated != nil:
