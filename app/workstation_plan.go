@@ -1,0 +1,67 @@
+package app
+
+import (
+	"fmt"
+	"strings"
+
+	"distill/core/lora"
+	"distill/core/model"
+	"distill/core/quant"
+	"distill/core/tensor"
+	"distill/core/train"
+)
+
+// PlanRow is a training run's predicted peak memory, in bytes, and its parts,
+// for the Launch view's memory-plan line.
+type PlanRow struct {
+	Total, Weights, Adapter, Grads, Optimizer, Activations, Workspace, Runtime int64
+}
+
+// PlanRun predicts cfg's peak memory without reading any data: it builds the
+// net the way a run does (the base model memory-mapped, quantised as cfg
+// asks, with the adapter or full training) and asks it for its plan.
+func (w *Workstation) PlanRun(cfg RunConfig) (PlanRow, error) {
+	c := &cfg
+	if c.Model == "" {
+		return PlanRow{}, fmt.Errorf("no base model")
+	}
+	if c.SeqLen <= 0 {
+		return PlanRow{}, fmt.Errorf("seq-len must be positive")
+	}
+	be, err := tensor.Open(c.Device)
+	if err != nil {
+		return PlanRow{}, err
+	}
+	m, err := model.Load(c.Model)
+	if err != nil {
+		return PlanRow{}, err
+	}
+	if _, err := quant.QuantizeModel(m, c.Quant, c.DoubleQuant && c.Quant == "nf4", false); err != nil {
+		return PlanRow{}, fmt.Errorf("quant: %w", err)
+	}
+	var net *train.Net
+	if c.Full {
+		net, err = train.NewFullNet(be, m)
+	} else {
+		var a *lora.Adapter
+		a, err = lora.NewFor(m, lora.Config{R: c.LoRA.R, Alpha: c.LoRA.Alpha, Dropout: c.LoRA.Dropout,
+			Targets: strings.Split(c.LoRA.Targets, ","), RSLoRA: c.LoRA.RSLoRA, BaseModel: c.Model})
+		if err == nil {
+			net, err = train.NewNet(be, m, a)
+		}
+	}
+	if err != nil {
+		return PlanRow{}, err
+	}
+	net.Checkpoint = c.GradCheckpointing
+	p := net.PlanMemory(c.SeqLen, weightBytes(m))
+	return PlanRow{Total: p.Total(), Weights: p.Weights, Adapter: p.Adapter, Grads: p.Grads, Optimizer: p.Optimizer,
+		Activations: p.Activations, Workspace: p.Workspace, Runtime: p.Runtime}, nil
+}
+
+// DefaultRunConfig is the configuration a run gets from the CLI's defaults,
+// for the Launch form to start from.
+func DefaultRunConfig(method string) RunConfig { return defaultRunConfig(method) }
+
+// ValidateRunConfig checks cfg as StartRun will, for errors shown in place.
+func ValidateRunConfig(cfg RunConfig) error { return cfg.validate() }

@@ -1,0 +1,55 @@
+package app
+
+import (
+	"strings"
+	"testing"
+
+	"distill/core/lora"
+	"distill/core/model"
+	"distill/core/quant"
+	"distill/core/tensor"
+	"distill/core/train"
+)
+
+func TestPlanRunMatchesPlanMemory(t *testing.T) {
+	dir := tinyModel(t)
+	cfg := defaultRunConfig("sft")
+	cfg.Model, cfg.SeqLen = dir, 64
+	var w Workstation
+	got, err := w.PlanRun(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// the net exactly as TrainJob.load builds it
+	be, err := tensor.Open(cfg.Device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := model.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := quant.QuantizeModel(m, cfg.Quant, cfg.DoubleQuant, false); err != nil {
+		t.Fatal(err)
+	}
+	a, err := lora.NewFor(m, lora.Config{R: cfg.LoRA.R, Alpha: cfg.LoRA.Alpha, Dropout: cfg.LoRA.Dropout,
+		Targets: strings.Split(cfg.LoRA.Targets, ","), BaseModel: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	net, err := train.NewNet(be, m, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	net.Checkpoint = cfg.GradCheckpointing
+	want := net.PlanMemory(cfg.SeqLen, weightBytes(m))
+	if got.Total != want.Total() || got.Total <= 0 {
+		t.Errorf("PlanRun total %d, train.PlanMemory %d", got.Total, want.Total())
+	}
+	if got.Weights+got.Adapter+got.Grads+got.Optimizer+got.Activations+got.Workspace+got.Runtime != got.Total {
+		t.Errorf("parts do not add up to the total: %+v", got)
+	}
+	if _, err := w.PlanRun(RunConfig{Model: dir + "-missing", SeqLen: 64, Quant: "none"}); err == nil {
+		t.Error("a missing model folder planned without error")
+	}
+}
