@@ -153,8 +153,15 @@ const progressBuffer = 64
 // (when the reader falls behind the oldest steps are dropped) and ends with a
 // Done value before it is closed.
 func (w *Workstation) StartRun(cfg RunConfig) (<-chan Progress, error) {
+	_, ch, err := w.LaunchRun(cfg)
+	return ch, err
+}
+
+// LaunchRun is StartRun that also returns the new run's id, for the view
+// that follows it.
+func (w *Workstation) LaunchRun(cfg RunConfig) (string, <-chan Progress, error) {
 	if err := cfg.validate(); err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	id := store.NewRunID(time.Now(), cfg.Method)
 	if cfg.Out == "" {
@@ -177,7 +184,7 @@ func (w *Workstation) StartRun(cfg RunConfig) (<-chan Progress, error) {
 		sendLatest(ch, Progress{RunID: id, Done: true, Err: err})
 		close(ch)
 	}()
-	return ch, nil
+	return id, ch, nil
 }
 
 func progressOf(id string, e train.Event) Progress {
@@ -199,6 +206,31 @@ func sendLatest(ch chan Progress, p Progress) {
 		default:
 		}
 	}
+}
+
+// ModelFolders lists the folders under root (e.g. "models") as root/name,
+// the base models the Launch form offers.
+func (w *Workstation) ModelFolders(root string) []string {
+	es, err := os.ReadDir(root)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range es {
+		if e.IsDir() {
+			out = append(out, filepath.Join(root, e.Name()))
+		}
+	}
+	return out
+}
+
+// StatPath reports whether path exists and whether it is a folder.
+func (w *Workstation) StatPath(path string) (exists, dir bool) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return false, false
+	}
+	return true, fi.IsDir()
 }
 
 // Device describes what trains, for the top bar: "cpu · 8 cores".

@@ -25,6 +25,10 @@ type Service interface {
 	DeleteAdapter(name string) error
 	ListEvaluations() ([]app.EvalRow, error)
 	EvalReport(path string) (app.EvalReport, error)
+	PlanRun(cfg app.RunConfig) (app.PlanRow, error)
+	LaunchRun(cfg app.RunConfig) (string, <-chan app.Progress, error)
+	ModelFolders(root string) []string
+	StatPath(path string) (exists, dir bool)
 }
 
 var _ Service = (*app.Workstation)(nil)

@@ -15,8 +15,12 @@
 // confusion matrix, per-class P/R/F1 and the margin histogram, calibrated or
 // raw; for IDP the per-field table, worst first; for codegen the build, lint
 // and pass@1 rates) and Adapters (the registry: rename, tag, delete the
-// registration). Launch and REPL are placeholders that point to the CLI
-// (`distill train …`, `distill generate …`) until they are built.
+// registration) and Launch (a form for method, base model, data, validation,
+// the method's fields, LoRA, quant and the optimiser; each field validates in
+// place, the memory plan is recomputed in a command when a field is left, and
+// enter on Launch starts the run and switches to the Train monitor). REPL is
+// a placeholder that points to the CLI (`distill generate …`) until it is
+// built.
 //
 // Tests render each view at fixed sizes with the ASCII colour profile and
 // compare View() with testdata/*.golden; `go test ./views -update` rewrites

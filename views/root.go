@@ -28,7 +28,6 @@ var tabNames = [numTabs]string{"Runs", "Launch", "Train", "Evals", "REPL", "Adap
 
 // placeholders say, for the views not built yet, where the CLI does it.
 var placeholders = map[Tab]string{
-	TabLaunch: "Launch is not built yet — use `distill train sft|kd|dpo --model DIR --data FILE` from the CLI.",
 	TabEvals:  "Evals is not built yet — use `distill eval …` from the CLI.",
 	TabREPL:   "REPL is not built yet — use `distill generate …` or `distill classify …` from the CLI.",
 }
@@ -88,6 +87,7 @@ type Model struct {
 	train    trainView
 	adapters adaptersView
 	evals    evalsView
+	launch   launchView
 	ticks    bool   // refresh periodically (off in tests)
 	active   string // a running run from the last listing, for the bottom bar
 }
@@ -96,7 +96,7 @@ type Model struct {
 func New(svc Service) Model {
 	h := help.New()
 	return Model{ctx: Context{Svc: svc, Styles: DefaultStyles()}, keys: defaultGlobalKeys, help: h,
-		runs: newRunsView(), train: newTrainView(), adapters: newAdaptersView(), evals: newEvalsView(), width: 80, height: 24, ticks: true}
+		runs: newRunsView(), train: newTrainView(), adapters: newAdaptersView(), evals: newEvalsView(), launch: newLaunchView(), width: 80, height: 24, ticks: true}
 }
 
 // Init loads the runs and starts the periodic refresh.
@@ -164,6 +164,9 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case evalsLoadedMsg, evalReportMsg:
 		m.evals, cmd = m.evals.update(&m.ctx, msg)
 		return m, cmd
+	case planMsg, launchedMsg:
+		m.launch, cmd = m.launch.update(&m.ctx, msg)
+		return m, cmd
 	case tea.KeyMsg:
 		return m.key(msg)
 	}
@@ -177,6 +180,10 @@ func (m Model) key(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
 	var cmd tea.Cmd
 	if m.tab == TabRuns && m.runs.capturing() {
 		m.runs, cmd = m.runs.update(&m.ctx, msg)
+		return m, cmd
+	}
+	if m.tab == TabLaunch && m.launch.capturing() {
+		m.launch, cmd = m.launch.update(&m.ctx, msg)
 		return m, cmd
 	}
 	if m.tab == TabAdapters && m.adapters.capturing() {
@@ -206,6 +213,8 @@ func (m Model) key(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
 		m.adapters, cmd = m.adapters.update(&m.ctx, msg)
 	case TabEvals:
 		m.evals, cmd = m.evals.update(&m.ctx, msg)
+	case TabLaunch:
+		m.launch, cmd = m.launch.update(&m.ctx, msg)
 	}
 	return m, cmd
 }
@@ -218,6 +227,10 @@ func (m Model) show(tab Tab) (tea.Model, tea.Cmd) {
 		return m, loadAdapters(m.ctx.Svc)
 	case TabEvals:
 		return m, loadEvals(m.ctx.Svc)
+	case TabLaunch:
+		var cmd tea.Cmd
+		m.launch, cmd = m.launch.init(&m.ctx)
+		return m, cmd
 	}
 	return m, nil
 }
@@ -255,6 +268,8 @@ func (m Model) keyMap() keyMap {
 		v = m.adapters.keys
 	case TabEvals:
 		v = m.evals.keys
+	case TabLaunch:
+		v = m.launch.keys
 	}
 	return keyMap{view: v, global: m.keys}
 }
@@ -276,6 +291,8 @@ func (m Model) View() string {
 		content = m.adapters.view(&ctx)
 	case TabEvals:
 		content = m.evals.view(&ctx)
+	case TabLaunch:
+		content = m.launch.view(&ctx)
 	default:
 		content = " " + st.Title.Render(tabNames[m.tab]) + "\n\n " + st.Warn.Render("[placeholder] ") + placeholders[m.tab]
 		content = lipgloss.NewStyle().Width(m.width).Render(content)

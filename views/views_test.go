@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -34,6 +35,10 @@ type fakeService struct {
 	adapters []app.AdapterRow
 	evals    []app.EvalRow
 	reports  map[string]app.EvalReport
+	paths    map[string]bool // existing paths: true for a folder
+	plan     app.PlanRow
+	launched []app.RunConfig
+	launchCh chan app.Progress
 }
 
 func (f *fakeService) ListRuns() ([]app.RunRow, error) {
@@ -101,6 +106,29 @@ func (f *fakeService) EvalReport(path string) (app.EvalReport, error) {
 		return app.EvalReport{}, errors.New("open " + path + ": no such file or directory")
 	}
 	return r, nil
+}
+
+func (f *fakeService) PlanRun(cfg app.RunConfig) (app.PlanRow, error) { return f.plan, nil }
+func (f *fakeService) LaunchRun(cfg app.RunConfig) (string, <-chan app.Progress, error) {
+	f.launched = append(f.launched, cfg)
+	if f.launchCh == nil {
+		f.launchCh = make(chan app.Progress, 4)
+	}
+	return "20261125-190000-" + cfg.Method + "-0001", f.launchCh, nil
+}
+func (f *fakeService) ModelFolders(root string) []string {
+	var out []string
+	for p, dir := range f.paths {
+		if dir && strings.HasPrefix(p, root+"/") {
+			out = append(out, p)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+func (f *fakeService) StatPath(path string) (exists, dir bool) {
+	dir, exists = f.paths[path]
+	return exists, dir
 }
 
 func threeRuns() []app.RunRow {

@@ -1,0 +1,490 @@
+package views
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/charmbracelet/bubbles/key"
+	"github.com/charmbracelet/bubbles/textinput"
+	tea "github.com/charmbracelet/bubbletea"
+
+	"distill/app"
+)
+
+type launchKeys struct {
+	Enter, Move, Cycle, Back key.Binding
+}
+
+func (k launchKeys) ShortHelp() []key.Binding { return []key.Binding{k.Move, k.Cycle, k.Enter} }
+
+func (k launchKeys) FullHelp() [][]key.Binding {
+	return [][]key.Binding{{k.Move, k.Cycle}, {k.Enter, k.Back}}
+}
+
+var defaultLaunchKeys = launchKeys{
+	Enter: key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "edit/launch")),
+	Move:  key.NewBinding(key.WithKeys("up", "down"), key.WithHelp("↑/↓", "field")),
+	Cycle: key.NewBinding(key.WithKeys("left", "right"), key.WithHelp("←/→", "choose")),
+	Back:  key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "leave form")),
+}
+
+// The form's fields, in order.
+const (
+	fMethod = iota
+	fModel
+	fData
+	fVal
+	fTeacher
+	fBeta
+	fRank
+	fAlpha
+	fQuant
+	fLR
+	fEpochs
+	fSteps
+	fSeqLen
+	fLaunch
+	numFields
+)
+
+var fieldLabels = [numFields]string{"Method", "Base model", "Train data", "Validation", "KD teacher", "DPO beta",
+	"LoRA r", "LoRA alpha", "Quant", "Learning rate", "Epochs", "Steps", "Seq len", ""}
+
+var (
+	methods = []string{"sft", "kd", "dpo"}
+	quants  = []string{"nf4", "q8", "none"}
+)
+
+// modelsRoot is where the form looks for base models; defaultModel and
+// defaultData are its defaults when they exist.
+const (
+	modelsRoot   = "models"
+	defaultModel = "models/demo"
+	defaultData  = "examples/tickets/train.jsonl"
+)
+
+// planMsg carries a memory plan computed for the form's seq'th state.
+type planMsg struct {
+	seq  int
+	plan app.PlanRow
+	err  error
+}
+
+// launchedMsg reports a run started from the form.
+type launchedMsg struct {
+	id  string
+	ch  <-chan app.Progress
+	err error
+}
+
+// launchView is the form that configures and starts a training run.
+type launchView struct {
+	keys    launchKeys
+	inited  bool
+	method  int
+	quant   int
+	folders []string
+	inputs  [numFields]textinput.Model
+	errs    [numFields]string
+	focus   int  // the field under the cursor
+	inForm  bool // the form takes every key (esc leaves it)
+	seq     int  // bumps on every change the plan depends on
+	plan    *app.PlanRow
+	planErr string
+	note    string // the launch's error
+}
+
+func newLaunchView() launchView {
+	v := launchView{keys: defaultLaunchKeys}
+	for i := range v.inputs {
+		ti := textinput.New()
+		ti.Prompt = ""
+		ti.CharLimit = 256
+		v.inputs[i] = ti
+	}
+	return v
+}
+
+// capturing reports whether the form takes every key.
+func (v launchView) capturing() bool { return v.inForm }
+
+// init fills the defaults from the service the first time the view shows.
+func (v launchView) init(ctx *Context) (launchView, tea.Cmd) {
+	if v.inited {
+		return v, nil
+	}
+	v.inited = true
+	d := app.DefaultRunConfig("sft")
+	v.folders = ctx.Svc.ModelFolders(modelsRoot)
+	if ok, dir := ctx.Svc.StatPath(defaultModel); ok && dir {
+		v.inputs[fModel].SetValue(defaultModel)
+	}
+	if ok, dir := ctx.Svc.StatPath(defaultData); ok && !dir {
+		v.inputs[fData].SetValue(defaultData)
+	}
+	v.quant = slices.Index(quants, d.Quant)
+	v.inputs[fBeta].SetValue(fmtFloat(d.DPO.Beta))
+	v.inputs[fRank].SetValue(strconv.Itoa(d.LoRA.R))
+	v.inputs[fAlpha].SetValue(fmtFloat(d.LoRA.Alpha))
+	v.inputs[fLR].SetValue(fmtFloat(d.LR))
+	v.inputs[fEpochs].SetValue(strconv.Itoa(d.Epochs))
+	v.inputs[fSteps].SetValue(strconv.Itoa(d.Steps))
+	v.inputs[fSeqLen].SetValue(strconv.Itoa(d.SeqLen))
+	return v.changed(ctx)
+}
+
+func fmtFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
+
+// visible reports whether field f belongs to the chosen method's form.
+func (v launchView) visible(f int) bool {
+	switch f {
+	case fTeacher:
+		return methods[v.method] == "kd"
+	case fBeta:
+		return methods[v.method] == "dpo"
+	}
+	return true
+}
+
+func isChoice(f int) bool { return f == fMethod || f == fQuant || f == fModel }
+func isText(f int) bool   { return f != fMethod && f != fQuant && f != fLaunch }
+
+// move puts the cursor d visible fields on, wrapping.
+func (v launchView) move(d int) (launchView, tea.Cmd) {
+	v.inputs[v.focus].Blur()
+	for {
+		v.focus = (v.focus + d + numFields) % numFields
+		if v.visible(v.focus) {
+			break
+		}
+	}
+	if v.inForm && isText(v.focus) {
+		return v, v.inputs[v.focus].Focus()
+	}
+	return v, nil
+}
+
+// config reads the form into a run config, with an error per field that does
+// not parse or is out of range.
+func (v launchView) config(ctx *Context) (app.RunConfig, [numFields]string) {
+	var errs [numFields]string
+	c := app.DefaultRunConfig(methods[v.method])
+	val := func(f int) string { return strings.TrimSpace(v.inputs[f].Value()) }
+	c.Model, c.Data, c.Val = val(fModel), val(fData), val(fVal)
+	c.Quant = quants[v.quant]
+	path := func(f int, p string, wantDir bool) {
+		switch ok, dir := ctx.Svc.StatPath(p); {
+		case p == "":
+			errs[f] = "required"
+		case !ok:
+			errs[f] = p + ": not found"
+		case wantDir && !dir:
+			errs[f] = p + ": not a folder"
+		case !wantDir && dir:
+			errs[f] = p + ": is a folder, want a file"
+		}
+	}
+	path(fModel, c.Model, true)
+	path(fData, c.Data, false)
+	if c.Val != "" {
+		path(fVal, c.Val, false)
+	}
+	if c.Method == "kd" {
+		c.KD.Teacher = val(fTeacher)
+		path(fTeacher, c.KD.Teacher, true)
+	}
+	intField := func(f, lo, hi int) int {
+		n, err := strconv.Atoi(val(f))
+		if err != nil {
+			errs[f] = fmt.Sprintf("%q is not a whole number", val(f))
+		} else if n < lo || n > hi {
+			errs[f] = fmt.Sprintf("want %d to %d", lo, hi)
+		}
+		return n
+	}
+	floatField := func(f int, lo, hi float64) float64 {
+		x, err := strconv.ParseFloat(val(f), 64)
+		if err != nil {
+			errs[f] = fmt.Sprintf("%q is not a number", val(f))
+		} else if x <= lo || x > hi {
+			errs[f] = fmt.Sprintf("want more than %g, at most %g", lo, hi)
+		}
+		return x
+	}
+	if c.Method == "dpo" {
+		c.DPO.Beta = floatField(fBeta, 0, 100)
+	}
+	c.LoRA.R = intField(fRank, 1, 1024)
+	c.LoRA.Alpha = floatField(fAlpha, 0, 1e4)
+	c.LR = floatField(fLR, 0, 1)
+	c.Epochs = intField(fEpochs, 0, 1000)
+	c.Steps = intField(fSteps, 0, 1e7)
+	c.SeqLen = intField(fSeqLen, 8, 1<<17)
+	if errs[fEpochs] == "" && errs[fSteps] == "" && c.Epochs == 0 && c.Steps == 0 {
+		errs[fSteps] = "give steps or epochs"
+	}
+	return c, errs
+}
+
+// ok reports whether no field has an error.
+func ok(errs [numFields]string) bool {
+	for _, e := range errs {
+		if e != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// changed revalidates the form and, when it is valid, replans its memory.
+func (v launchView) changed(ctx *Context) (launchView, tea.Cmd) {
+	cfg, errs := v.config(ctx)
+	v.errs = errs
+	v.seq++
+	if !ok(errs) {
+		v.plan, v.planErr = nil, ""
+		return v, nil
+	}
+	if err := app.ValidateRunConfig(cfg); err != nil {
+		v.errs[fLaunch] = err.Error()
+		v.plan, v.planErr = nil, ""
+		return v, nil
+	}
+	svc, seq := ctx.Svc, v.seq
+	return v, func() tea.Msg {
+		p, err := svc.PlanRun(cfg)
+		return planMsg{seq, p, err}
+	}
+}
+
+func (v launchView) update(ctx *Context, msg tea.Msg) (launchView, tea.Cmd) {
+	switch msg := msg.(type) {
+	case planMsg:
+		if msg.seq != v.seq {
+			return v, nil // a later change replans
+		}
+		v.plan, v.planErr = nil, ""
+		if msg.err != nil {
+			v.planErr = msg.err.Error()
+		} else {
+			p := msg.plan
+			v.plan = &p
+		}
+		return v, nil
+	case launchedMsg:
+		if msg.err != nil {
+			v.note = msg.err.Error()
+			return v, nil
+		}
+		v.note = ""
+		v.inForm = false
+		v.inputs[v.focus].Blur()
+		id, ch := msg.id, msg.ch
+		return v, func() tea.Msg { return WatchMsg{RunID: id, Ch: ch} }
+	case tea.KeyMsg:
+		return v.key(ctx, msg)
+	}
+	return v, nil
+}
+
+func (v launchView) key(ctx *Context, msg tea.KeyMsg) (launchView, tea.Cmd) {
+	if !v.inForm {
+		switch msg.String() {
+		case "enter", "down", "up", "j", "k":
+			v.inForm = true
+			if msg.String() == "up" || msg.String() == "k" {
+				return v.move(-1)
+			}
+			if msg.String() == "enter" && isText(v.focus) {
+				return v, v.inputs[v.focus].Focus()
+			}
+			if msg.String() == "enter" && v.focus == fLaunch {
+				return v.launch(ctx)
+			}
+			if msg.String() == "enter" {
+				return v, nil
+			}
+			return v.move(1)
+		case "left", "right":
+			return v.cycle(ctx, msg.String())
+		}
+		return v, nil
+	}
+	switch msg.String() {
+	case "esc":
+		v.inputs[v.focus].Blur()
+		v.inForm = false
+		return v.changed(ctx)
+	case "tab", "down":
+		return v.blurMove(ctx, 1)
+	case "shift+tab", "up":
+		return v.blurMove(ctx, -1)
+	case "enter":
+		if v.focus == fLaunch {
+			return v.launch(ctx)
+		}
+		return v.blurMove(ctx, 1)
+	case "left", "right":
+		if isChoice(v.focus) {
+			return v.cycle(ctx, msg.String())
+		}
+	}
+	if isText(v.focus) {
+		var cmd tea.Cmd
+		v.inputs[v.focus], cmd = v.inputs[v.focus].Update(msg)
+		return v, cmd
+	}
+	return v, nil
+}
+
+// blurMove leaves a field, revalidating and replanning, and moves on.
+func (v launchView) blurMove(ctx *Context, d int) (launchView, tea.Cmd) {
+	v, c1 := v.changed(ctx)
+	v, c2 := v.move(d)
+	return v, tea.Batch(c1, c2)
+}
+
+// cycle steps a choice field: method, quant, or the base model through the
+// folders under models/.
+func (v launchView) cycle(ctx *Context, dir string) (launchView, tea.Cmd) {
+	d := 1
+	if dir == "left" {
+		d = -1
+	}
+	switch v.focus {
+	case fMethod:
+		v.method = (v.method + d + len(methods)) % len(methods)
+	case fQuant:
+		v.quant = (v.quant + d + len(quants)) % len(quants)
+	case fModel:
+		if len(v.folders) == 0 {
+			return v, nil
+		}
+		i := slices.Index(v.folders, strings.TrimSpace(v.inputs[fModel].Value()))
+		if i < 0 && d < 0 {
+			i = 0
+		}
+		i = (i + d + len(v.folders)) % len(v.folders)
+		v.inputs[fModel].SetValue(v.folders[i])
+		v.inputs[fModel].CursorEnd()
+	default:
+		return v, nil
+	}
+	return v.changed(ctx)
+}
+
+// launch starts the run when the form is valid.
+func (v launchView) launch(ctx *Context) (launchView, tea.Cmd) {
+	cfg, errs := v.config(ctx)
+	v.errs = errs
+	if !ok(errs) {
+		v.note = "fix the fields marked above first"
+		return v, nil
+	}
+	svc := ctx.Svc
+	return v, func() tea.Msg {
+		id, ch, err := svc.LaunchRun(cfg)
+		return launchedMsg{id, ch, err}
+	}
+}
+
+func (v launchView) view(ctx *Context) string {
+	st := ctx.Styles
+	var b strings.Builder
+	b.WriteString(" " + st.Title.Render("Launch a run") + "\n")
+	inW := max(10, min(44, ctx.Width-22))
+	for f := range numFields {
+		if !v.visible(f) {
+			continue
+		}
+		cursor := "  "
+		if f == v.focus {
+			cursor = st.Active.Render("▸ ")
+		}
+		var field string
+		switch f {
+		case fMethod:
+			field = radio(st, methods, v.method)
+		case fQuant:
+			field = radio(st, quants, v.quant)
+		case fLaunch:
+			label := "[ Launch ]"
+			if f == v.focus {
+				field = st.Active.Render(label)
+			} else {
+				field = label
+			}
+		default:
+			in := v.inputs[f]
+			in.Width = inW - 1 // the cursor takes a cell
+			text := in.View()
+			if !in.Focused() {
+				text = fit(in.Value(), inW)
+				if in.Value() == "" && f == fVal {
+					text = st.Muted.Render(fit("(hold out 10% of the data)", inW))
+				}
+			}
+			field = "[" + text + "]"
+			if f == fModel && len(v.folders) > 0 {
+				field += st.Muted.Render(" ←/→")
+			}
+		}
+		b.WriteString(" " + cursor + fit(fieldLabels[f], 14) + field + "\n")
+		if e := v.errs[f]; e != "" {
+			b.WriteString(fit("", 17) + st.Bad.Render(fit("✗ "+e, max(0, ctx.Width-18))) + "\n")
+		}
+	}
+	b.WriteString(" " + fit("  Memory plan", 16) + v.planLine(ctx) + "\n")
+	if v.note != "" {
+		b.WriteString(" " + st.Bad.Render(fit(v.note, max(0, ctx.Width-2))) + "\n")
+	}
+	return fitLines(b.String(), ctx.Width)
+}
+
+// fitLines cuts every line of s to width cells.
+func fitLines(s string, width int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = fit(l, width)
+	}
+	return strings.Join(lines, "\n")
+}
+
+func radio(st Styles, opts []string, sel int) string {
+	parts := make([]string, len(opts))
+	for i, o := range opts {
+		if i == sel {
+			parts[i] = st.Active.Render("(•) " + strings.ToUpper(o))
+		} else {
+			parts[i] = "( ) " + strings.ToUpper(o)
+		}
+	}
+	return strings.Join(parts, "  ")
+}
+
+func (v launchView) planLine(ctx *Context) string {
+	st := ctx.Styles
+	switch {
+	case v.planErr != "":
+		return st.Bad.Render(v.planErr)
+	case v.plan == nil && !ok(v.errs):
+		return st.Muted.Render("— (fix the fields first)")
+	case v.plan == nil:
+		return st.Muted.Render("planning…")
+	}
+	p := v.plan
+	line := "total " + humanBytes(p.Total)
+	mark := ""
+	if total := ctx.Svc.TotalMemory(); total > 0 {
+		line += " of " + humanBytes(total)
+		if p.Total > total {
+			line, mark = st.Bad.Render(line), st.Bad.Render(" ✗")
+		} else {
+			mark = st.Good.Render(" ✓")
+		}
+	}
+	return line + mark + st.Muted.Render(fmt.Sprintf("  weights %s · adapter+opt %s · act %s", humanBytes(p.Weights),
+		humanBytes(p.Adapter+p.Grads+p.Optimizer), humanBytes(p.Activations+p.Workspace)))
+}

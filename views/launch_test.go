@@ -1,0 +1,88 @@
+package views
+
+import (
+	"strings"
+	"testing"
+
+	tea "github.com/charmbracelet/bubbletea"
+
+	"distill/app"
+)
+
+func launchService() *fakeService {
+	return &fakeService{
+		paths: map[string]bool{"models/demo": true, "models/demo-init": true, "examples/tickets/train.jsonl": false},
+		plan: app.PlanRow{Total: 1331 << 20, Weights: 320 << 20, Adapter: 30 << 20, Grads: 30 << 20, Optimizer: 60 << 20,
+			Activations: 700 << 20, Workspace: 91 << 20, Runtime: 100 << 20},
+	}
+}
+
+// openLaunch is the Launch view with its defaults filled and planned.
+func openLaunch(svc *fakeService, w, h int) Model {
+	m := newTestModel(svc, w, h)
+	return stepRun(m, keys("2"))
+}
+
+func TestLaunchDefaults(t *testing.T) {
+	for _, s := range sizes {
+		m := openLaunch(launchService(), s.w, s.h)
+		frame := m.View()
+		checkFrame(t, frame, s.w, s.h)
+		if !strings.Contains(frame, "models/demo") || !strings.Contains(frame, "total 1.3 GB") {
+			t.Errorf("defaults or plan line missing:\n%s", frame)
+		}
+		golden(t, sizeName("launch", s.w, s.h), frame)
+	}
+}
+
+func TestLaunchValidation(t *testing.T) {
+	for _, s := range sizes {
+		m := openLaunch(launchService(), s.w, s.h)
+		// down to the LoRA r field: method, model, data, val, r
+		for range 4 {
+			m = step(m, tea.KeyMsg{Type: tea.KeyDown})
+		}
+		m = step(m, tea.KeyMsg{Type: tea.KeyBackspace})
+		m = step(m, tea.KeyMsg{Type: tea.KeyBackspace})
+		m = step(m, keys("x"))
+		m = step(m, tea.KeyMsg{Type: tea.KeyEnter})
+		frame := m.View()
+		checkFrame(t, frame, s.w, s.h)
+		if !strings.Contains(frame, `"x" is not a whole number`) {
+			t.Errorf("no error under the field:\n%s", frame)
+		}
+		golden(t, sizeName("launch-invalid", s.w, s.h), frame)
+	}
+}
+
+func TestLaunchCyclesAndStarts(t *testing.T) {
+	svc := launchService()
+	m := openLaunch(svc, 80, 24)
+	m = step(m, tea.KeyMsg{Type: tea.KeyDown}) // enter the form, on the model
+	m = step(m, tea.KeyMsg{Type: tea.KeyRight})
+	if got := m.launch.inputs[fModel].Value(); got != "models/demo-init" {
+		t.Errorf("→ on the model: %q", got)
+	}
+	m = step(m, tea.KeyMsg{Type: tea.KeyShiftTab}) // back to the method
+	m = step(m, tea.KeyMsg{Type: tea.KeyRight})
+	if methods[m.launch.method] != "kd" {
+		t.Errorf("→ on the method: %s", methods[m.launch.method])
+	}
+	if m.launch.errs[fTeacher] == "" {
+		t.Error("kd without a teacher shows no error")
+	}
+	m = step(m, tea.KeyMsg{Type: tea.KeyLeft})
+	m.launch.focus = fLaunch
+	nm, cmd := m.Update(tea.KeyMsg{Type: tea.KeyEnter})
+	m = nm.(Model)
+	if cmd == nil {
+		t.Fatal("enter on Launch returned no command")
+	}
+	m = stepRun(m, cmd())
+	if len(svc.launched) != 1 || svc.launched[0].Model != "models/demo-init" || svc.launched[0].Method != "sft" {
+		t.Fatalf("launched %+v", svc.launched)
+	}
+	if m.tab != TabTrain || m.train.runID != "20261125-190000-sft-0001" {
+		t.Errorf("after launch: tab %d, train run %q", m.tab, m.train.runID)
+	}
+}
