@@ -28,8 +28,8 @@ var tabNames = [numTabs]string{"Runs", "Launch", "Train", "Evals", "REPL", "Adap
 
 // placeholders say, for the views not built yet, where the CLI does it.
 var placeholders = map[Tab]string{
-	TabEvals:  "Evals is not built yet — use `distill eval …` from the CLI.",
-	TabREPL:   "REPL is not built yet — use `distill generate …` or `distill classify …` from the CLI.",
+	TabEvals: "Evals is not built yet — use `distill eval …` from the CLI.",
+	TabREPL:  "REPL is not built yet — use `distill generate …` or `distill classify …` from the CLI.",
 }
 
 type globalKeys struct {
