@@ -13,6 +13,7 @@ import (
 // AdapterRow is one registered adapter as the Adapters view lists it.
 type AdapterRow struct {
 	Name, Base, Method, Task string
+	Path                     string // the PEFT adapter folder
 	Metrics                  string // headline metrics, e.g. "f1 0.71 · acc 0.72"; "-" when none
 	Tags                     []string
 	Age                      time.Duration
@@ -26,7 +27,7 @@ func (w *Workstation) ListAdapters() ([]AdapterRow, error) {
 	}
 	rows := make([]AdapterRow, len(as))
 	for i, a := range as {
-		rows[i] = AdapterRow{Name: a.Name, Base: a.BaseModel, Method: a.Method, Task: a.Task,
+		rows[i] = AdapterRow{Name: a.Name, Base: a.BaseModel, Method: a.Method, Task: a.Task, Path: a.Path,
 			Metrics: shortMetrics(a.Metrics, 3), Tags: a.Tags, Age: time.Since(a.CreatedAt).Round(time.Second)}
 	}
 	return rows, nil
