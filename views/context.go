@@ -1,6 +1,7 @@
 package views
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -29,6 +30,7 @@ type Service interface {
 	LaunchRun(cfg app.RunConfig) (string, <-chan app.Progress, error)
 	ModelFolders(root string) []string
 	StatPath(path string) (exists, dir bool)
+	Ask(ctx context.Context, req app.Ask) <-chan app.Answer
 }
 
 var _ Service = (*app.Workstation)(nil)

@@ -18,9 +18,10 @@
 // registration) and Launch (a form for method, base model, data, validation,
 // the method's fields, LoRA, quant and the optimiser; each field validates in
 // place, the memory plan is recomputed in a command when a field is left, and
-// enter on Launch starts the run and switches to the Train monitor). REPL is
-// a placeholder that points to the CLI (`distill generate …`) until it is
-// built.
+// enter on Launch starts the run and switches to the Train monitor) and the
+// REPL (a base model, an optional registered adapter and a task: generation
+// streamed piece by piece from an app.Answer channel, classification as
+// probability bars, extraction as indented JSON; ↑/↓ recall past inputs).
 //
 // Tests render each view at fixed sizes with the ASCII colour profile and
 // compare View() with testdata/*.golden; `go test ./views -update` rewrites

@@ -419,7 +419,7 @@ func (v launchView) view(ctx *Context) string {
 		default:
 			in := v.inputs[f]
 			in.Width = inW - 1 // the cursor takes a cell
-			text := in.View()
+			text := fit(in.View(), inW)
 			if !in.Focused() {
 				text = fit(in.Value(), inW)
 				if in.Value() == "" && f == fVal {

@@ -29,7 +29,6 @@ var tabNames = [numTabs]string{"Runs", "Launch", "Train", "Evals", "REPL", "Adap
 // placeholders say, for the views not built yet, where the CLI does it.
 var placeholders = map[Tab]string{
 	TabEvals: "Evals is not built yet — use `distill eval …` from the CLI.",
-	TabREPL:  "REPL is not built yet — use `distill generate …` or `distill classify …` from the CLI.",
 }
 
 type globalKeys struct {
@@ -88,6 +87,7 @@ type Model struct {
 	adapters adaptersView
 	evals    evalsView
 	launch   launchView
+	repl     replView
 	ticks    bool   // refresh periodically (off in tests)
 	active   string // a running run from the last listing, for the bottom bar
 }
@@ -96,7 +96,7 @@ type Model struct {
 func New(svc Service) Model {
 	h := help.New()
 	return Model{ctx: Context{Svc: svc, Styles: DefaultStyles()}, keys: defaultGlobalKeys, help: h,
-		runs: newRunsView(), train: newTrainView(), adapters: newAdaptersView(), evals: newEvalsView(), launch: newLaunchView(), width: 80, height: 24, ticks: true}
+		runs: newRunsView(), train: newTrainView(), adapters: newAdaptersView(), evals: newEvalsView(), launch: newLaunchView(), repl: newREPLView(), width: 80, height: 24, ticks: true}
 }
 
 // Init loads the runs and starts the periodic refresh.
@@ -158,8 +158,15 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case ProgressMsg, historyMsg, pollMsg:
 		m.train, cmd = m.train.update(&m.ctx, msg)
 		return m, cmd
-	case adaptersLoadedMsg, adapterDoneMsg:
+	case adaptersLoadedMsg:
 		m.adapters, cmd = m.adapters.update(&m.ctx, msg)
+		m.repl, _ = m.repl.update(&m.ctx, msg)
+		return m, cmd
+	case adapterDoneMsg:
+		m.adapters, cmd = m.adapters.update(&m.ctx, msg)
+		return m, cmd
+	case answerMsg:
+		m.repl, cmd = m.repl.update(&m.ctx, msg)
 		return m, cmd
 	case evalsLoadedMsg, evalReportMsg:
 		m.evals, cmd = m.evals.update(&m.ctx, msg)
@@ -184,6 +191,10 @@ func (m Model) key(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
 	}
 	if m.tab == TabLaunch && m.launch.capturing() {
 		m.launch, cmd = m.launch.update(&m.ctx, msg)
+		return m, cmd
+	}
+	if m.tab == TabREPL && m.repl.capturing() {
+		m.repl, cmd = m.repl.update(&m.ctx, msg)
 		return m, cmd
 	}
 	if m.tab == TabAdapters && m.adapters.capturing() {
@@ -215,6 +226,8 @@ func (m Model) key(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
 		m.evals, cmd = m.evals.update(&m.ctx, msg)
 	case TabLaunch:
 		m.launch, cmd = m.launch.update(&m.ctx, msg)
+	case TabREPL:
+		m.repl, cmd = m.repl.update(&m.ctx, msg)
 	}
 	return m, cmd
 }
@@ -231,6 +244,9 @@ func (m Model) show(tab Tab) (tea.Model, tea.Cmd) {
 		var cmd tea.Cmd
 		m.launch, cmd = m.launch.init(&m.ctx)
 		return m, cmd
+	case TabREPL:
+		m.repl = m.repl.init(&m.ctx)
+		return m, loadAdapters(m.ctx.Svc)
 	}
 	return m, nil
 }
@@ -270,6 +286,8 @@ func (m Model) keyMap() keyMap {
 		v = m.evals.keys
 	case TabLaunch:
 		v = m.launch.keys
+	case TabREPL:
+		v = m.repl.keys
 	}
 	return keyMap{view: v, global: m.keys}
 }
@@ -293,6 +311,8 @@ func (m Model) View() string {
 		content = m.evals.view(&ctx)
 	case TabLaunch:
 		content = m.launch.view(&ctx)
+	case TabREPL:
+		content = m.repl.view(&ctx)
 	default:
 		content = " " + st.Title.Render(tabNames[m.tab]) + "\n\n " + st.Warn.Render("[placeholder] ") + placeholders[m.tab]
 		content = lipgloss.NewStyle().Width(m.width).Render(content)

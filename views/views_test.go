@@ -1,6 +1,7 @@
 package views
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"os"
@@ -39,6 +40,8 @@ type fakeService struct {
 	plan     app.PlanRow
 	launched []app.RunConfig
 	launchCh chan app.Progress
+	answers  []app.Answer // what Ask streams
+	asked    []app.Ask
 }
 
 func (f *fakeService) ListRuns() ([]app.RunRow, error) {
@@ -129,6 +132,16 @@ func (f *fakeService) ModelFolders(root string) []string {
 func (f *fakeService) StatPath(path string) (exists, dir bool) {
 	dir, exists = f.paths[path]
 	return exists, dir
+}
+
+func (f *fakeService) Ask(_ context.Context, req app.Ask) <-chan app.Answer {
+	f.asked = append(f.asked, req)
+	ch := make(chan app.Answer, len(f.answers))
+	for _, a := range f.answers {
+		ch <- a
+	}
+	close(ch)
+	return ch
 }
 
 func threeRuns() []app.RunRow {

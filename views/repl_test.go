@@ -1,0 +1,87 @@
+package views
+
+import (
+	"strings"
+	"testing"
+
+	tea "github.com/charmbracelet/bubbletea"
+
+	"distill/app"
+)
+
+func openREPL(svc *fakeService, w, h int) Model {
+	return stepRun(newTestModel(svc, w, h), keys("5"))
+}
+
+func TestREPLEmpty(t *testing.T) {
+	for _, s := range sizes {
+		m := openREPL(launchService(), s.w, s.h)
+		frame := m.View()
+		checkFrame(t, frame, s.w, s.h)
+		golden(t, sizeName("repl", s.w, s.h), frame)
+	}
+}
+
+// drain applies a command's messages until the answer channel is done.
+func drain(t *testing.T, m Model, cmd tea.Cmd) Model {
+	t.Helper()
+	for i := 0; cmd != nil && i < 100; i++ {
+		var nm tea.Model
+		nm, cmd = m.Update(cmd())
+		m = nm.(Model)
+	}
+	return m
+}
+
+func TestREPLClassify(t *testing.T) {
+	for _, s := range sizes {
+		svc := launchService()
+		svc.adapters = []app.AdapterRow{{Name: "tickets-sft", Path: "runs/r1/adapter"}}
+		svc.answers = []app.Answer{{Done: true, Label: "billing", Probs: map[string]float64{"billing": 0.82, "bug": 0.13, "other": 0.05}}}
+		m := openREPL(svc, s.w, s.h)
+		m = step(m, tea.KeyMsg{Type: tea.KeyDown}) // enter the form, on the model
+		m = step(m, tea.KeyMsg{Type: tea.KeyTab})  // adapter
+		m = step(m, tea.KeyMsg{Type: tea.KeyRight})
+		m = step(m, tea.KeyMsg{Type: tea.KeyTab}) // task
+		m = step(m, tea.KeyMsg{Type: tea.KeyRight})
+		m = step(m, tea.KeyMsg{Type: tea.KeyTab}) // labels
+		m = step(m, keys("billing,bug,other"))
+		m = step(m, tea.KeyMsg{Type: tea.KeyTab}) // input
+		m = step(m, keys("I was charged twice"))
+		nm, cmd := m.Update(tea.KeyMsg{Type: tea.KeyEnter})
+		m = drain(t, nm.(Model), cmd)
+		if len(svc.asked) != 1 {
+			t.Fatalf("asked %d times", len(svc.asked))
+		}
+		q := svc.asked[0]
+		if q.Task != "classify" || q.Adapter != "runs/r1/adapter" || len(q.Labels) != 3 || q.Input != "I was charged twice" {
+			t.Errorf("ask: %+v", q)
+		}
+		frame := m.View()
+		checkFrame(t, frame, s.w, s.h)
+		if !strings.Contains(frame, "0.820") {
+			t.Errorf("no probability bars:\n%s", frame)
+		}
+		golden(t, sizeName("repl-classify", s.w, s.h), frame)
+		m = step(m, tea.KeyMsg{Type: tea.KeyUp})
+		if got := m.repl.inputs[rInput].Value(); got != "I was charged twice" {
+			t.Errorf("↑ recalled %q", got)
+		}
+	}
+}
+
+func TestREPLStreamsGeneration(t *testing.T) {
+	svc := launchService()
+	svc.answers = []app.Answer{{Piece: "Once"}, {Piece: " upon"}, {Done: true, Tokens: 2}}
+	m := openREPL(svc, 80, 24)
+	m = step(m, tea.KeyMsg{Type: tea.KeyDown})
+	for range 4 {
+		m = step(m, tea.KeyMsg{Type: tea.KeyTab})
+	}
+	m = step(m, keys("Tell me"))
+	nm, cmd := m.Update(tea.KeyMsg{Type: tea.KeyEnter})
+	m = drain(t, nm.(Model), cmd)
+	if m.repl.text != "Once upon" || m.repl.busy {
+		t.Errorf("streamed %q, busy %v", m.repl.text, m.repl.busy)
+	}
+}
