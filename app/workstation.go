@@ -24,6 +24,9 @@ type Workstation struct {
 
 	mu      sync.Mutex
 	cancels map[string]context.CancelFunc // runs started here and not yet finished
+	// planBytes remembers the quantised size of each model PlanRun has
+	// planned, by folder, quantisation and double-quant.
+	planBytes map[string]int64
 }
 
 // RunRow is one run as the Runs view lists it.

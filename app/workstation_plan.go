@@ -32,13 +32,17 @@ func (w *Workstation) PlanRun(cfg RunConfig) (PlanRow, error) {
 	if err != nil {
 		return PlanRow{}, err
 	}
+	wb, err := w.quantizedBytes(c.Model, c.Quant, c.DoubleQuant && c.Quant == "nf4")
+	if err != nil {
+		return PlanRow{}, err
+	}
+	// the layout alone sizes the adapter and activations: the net is built
+	// over the memory-mapped checkpoint, never quantised here
 	m, err := model.Load(c.Model)
 	if err != nil {
 		return PlanRow{}, err
 	}
-	if _, err := quant.QuantizeModel(m, c.Quant, c.DoubleQuant && c.Quant == "nf4", false); err != nil {
-		return PlanRow{}, fmt.Errorf("quant: %w", err)
-	}
+	defer m.Close()
 	var net *train.Net
 	if c.Full {
 		net, err = train.NewFullNet(be, m)
@@ -54,9 +58,38 @@ func (w *Workstation) PlanRun(cfg RunConfig) (PlanRow, error) {
 		return PlanRow{}, err
 	}
 	net.Checkpoint = c.GradCheckpointing
-	p := net.PlanMemory(c.SeqLen, weightBytes(m))
+	p := net.PlanMemory(c.SeqLen, wb)
 	return PlanRow{Total: p.Total(), Weights: p.Weights, Adapter: p.Adapter, Grads: p.Grads, Optimizer: p.Optimizer,
 		Activations: p.Activations, Workspace: p.Workspace, Runtime: p.Runtime}, nil
+}
+
+// quantizedBytes is the frozen base's size as a run holds it, quantised as
+// asked; it is computed once per model and quantisation and remembered, so
+// replanning after other fields change costs no quantisation.
+func (w *Workstation) quantizedBytes(dir, q string, dq bool) (int64, error) {
+	k := fmt.Sprintf("%s|%s|%v", dir, q, dq)
+	w.mu.Lock()
+	n, ok := w.planBytes[k]
+	w.mu.Unlock()
+	if ok {
+		return n, nil
+	}
+	m, err := model.Load(dir)
+	if err != nil {
+		return 0, err
+	}
+	defer m.Close()
+	if _, err := quant.QuantizeModel(m, q, dq, false); err != nil {
+		return 0, fmt.Errorf("quant: %w", err)
+	}
+	n = weightBytes(m)
+	w.mu.Lock()
+	if w.planBytes == nil {
+		w.planBytes = map[string]int64{}
+	}
+	w.planBytes[k] = n
+	w.mu.Unlock()
+	return n, nil
 }
 
 // DefaultRunConfig is the configuration a run gets from the CLI's defaults,

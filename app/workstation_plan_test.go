@@ -49,6 +49,10 @@ func TestPlanRunMatchesPlanMemory(t *testing.T) {
 	if got.Weights+got.Adapter+got.Grads+got.Optimizer+got.Activations+got.Workspace+got.Runtime != got.Total {
 		t.Errorf("parts do not add up to the total: %+v", got)
 	}
+	cfg.LR = 1e-3 // a field the plan does not depend on: replanned from the remembered size
+	if again, err := w.PlanRun(cfg); err != nil || again != got {
+		t.Errorf("replanning: %+v, %v; want %+v", again, err, got)
+	}
 	if _, err := w.PlanRun(RunConfig{Model: dir + "-missing", SeqLen: 64, Quant: "none"}); err == nil {
 		t.Error("a missing model folder planned without error")
 	}
