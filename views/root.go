@@ -26,11 +26,6 @@ const (
 
 var tabNames = [numTabs]string{"Runs", "Launch", "Train", "Evals", "REPL", "Adapters"}
 
-// placeholders say, for the views not built yet, where the CLI does it.
-var placeholders = map[Tab]string{
-	TabEvals: "Evals is not built yet — use `distill eval …` from the CLI.",
-}
-
 type globalKeys struct {
 	Next, Prev, Jump, Help, Quit key.Binding
 }
@@ -313,9 +308,6 @@ func (m Model) View() string {
 		content = m.launch.view(&ctx)
 	case TabREPL:
 		content = m.repl.view(&ctx)
-	default:
-		content = " " + st.Title.Render(tabNames[m.tab]) + "\n\n " + st.Warn.Render("[placeholder] ") + placeholders[m.tab]
-		content = lipgloss.NewStyle().Width(m.width).Render(content)
 	}
 	content = lipgloss.NewStyle().Height(ctx.Height).MaxHeight(ctx.Height).MaxWidth(m.width).Render(content)
 

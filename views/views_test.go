@@ -371,7 +371,7 @@ func TestTabsAndQuit(t *testing.T) {
 	if m.tab != TabREPL {
 		t.Errorf("5: %d", m.tab)
 	}
-	golden(t, "placeholder-80x24", m.View())
+	golden(t, "repl-tabs-80x24", m.View())
 	_, cmd := m.Update(keys("q"))
 	if cmd == nil {
 		t.Fatal("q returned no command")
