@@ -73,6 +73,26 @@ func OpenWorkstation(dbPath string) (*Workstation, error) {
 	return &Workstation{db: db, cancels: map[string]context.CancelFunc{}}, nil
 }
 
+// Running is the number of runs this process is training.
+func (w *Workstation) Running() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.cancels)
+}
+
+// Wait blocks until the runs started here have finished (headless training
+// after the workstation closes), or until stop is closed — then it cancels
+// them, each writing a checkpoint.
+func (w *Workstation) Wait(stop <-chan struct{}) {
+	for w.Running() > 0 {
+		select {
+		case <-stop:
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
 // Close cancels the runs started here (each writes a checkpoint first) and
 // closes the database once they have stopped.
 func (w *Workstation) Close() error {

@@ -31,6 +31,7 @@ type Service interface {
 	ModelFolders(root string) []string
 	StatPath(path string) (exists, dir bool)
 	Ask(ctx context.Context, req app.Ask) <-chan app.Answer
+	Running() int // runs this process is training
 }
 
 var _ Service = (*app.Workstation)(nil)

@@ -85,7 +85,13 @@ type Model struct {
 	repl     replView
 	ticks    bool   // refresh periodically (off in tests)
 	active   string // a running run from the last listing, for the bottom bar
+	quitting bool   // asked to quit while a run trains here: stop it or keep it?
+	headless bool   // the user chose to keep training after the window closes
 }
+
+// Headless reports whether the user quit with "keep training": the caller
+// then waits for the runs instead of cancelling them.
+func (m Model) Headless() bool { return m.headless }
 
 // New returns the root model over svc.
 func New(svc Service) Model {
@@ -179,6 +185,17 @@ func (m Model) key(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
 	if msg.Type == tea.KeyCtrlC {
 		return m, tea.Quit
 	}
+	if m.quitting { // s: stop (checkpoint) and quit · k: keep training headless · anything else: stay
+		m.quitting = false
+		switch msg.String() {
+		case "s":
+			return m, tea.Quit
+		case "k":
+			m.headless = true
+			return m, tea.Quit
+		}
+		return m, nil
+	}
 	var cmd tea.Cmd
 	if m.tab == TabRuns && m.runs.capturing() {
 		m.runs, cmd = m.runs.update(&m.ctx, msg)
@@ -198,6 +215,10 @@ func (m Model) key(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
 	}
 	switch {
 	case key.Matches(msg, m.keys.Quit):
+		if m.ctx.Svc.Running() > 0 {
+			m.quitting = true
+			return m, nil
+		}
 		return m, tea.Quit
 	case key.Matches(msg, m.keys.Help):
 		m.help.ShowAll = !m.help.ShowAll
@@ -341,6 +362,9 @@ func (m Model) topBar() string {
 
 func (m Model) bottomBar(keys string) string {
 	st := m.ctx.Styles
+	if m.quitting {
+		return fit(" "+st.Warn.Render("a run is training:")+" s stop & quit · k keep training headless · other: stay", m.width)
+	}
 	left := " " + st.Muted.Render("no active run")
 	if m.active != "" {
 		left = " " + st.Good.Render("●") + " " + m.active + st.Muted.Render("  running")

@@ -41,6 +41,7 @@ type fakeService struct {
 	launched []app.RunConfig
 	launchCh chan app.Progress
 	answers  []app.Answer // what Ask streams
+	running  int          // runs "training in this process"
 	asked    []app.Ask
 }
 
@@ -63,6 +64,7 @@ func (f *fakeService) RunHistory(id string) ([]app.Progress, error) {
 }
 func (f *fakeService) Device() string       { return "cpu · 8 cores" }
 func (f *fakeService) ResidentBytes() int64 { return 1288 << 20 }
+func (f *fakeService) Running() int         { return f.running }
 func (f *fakeService) TotalMemory() int64   { return 16 << 30 }
 
 func (f *fakeService) ListAdapters() ([]app.AdapterRow, error) {
@@ -444,4 +446,44 @@ func TestFullHelpKeepsTheFrame(t *testing.T) {
 	frame := m.View()
 	checkFrame(t, frame, 80, 24)
 	golden(t, "runs-help-80x24", frame)
+}
+
+// TestQuitWithARunTrainingAsks: q while a run trains here asks first; s
+// quits (the run is stopped with a checkpoint on the way out), k quits in
+// headless mode, any other key stays.
+func TestQuitWithARunTrainingAsks(t *testing.T) {
+	svc := &fakeService{running: 1}
+	m := New(svc)
+	m.ticks = false
+	quits := func(cmd tea.Cmd) bool {
+		if cmd == nil {
+			return false
+		}
+		_, ok := cmd().(tea.QuitMsg)
+		return ok
+	}
+	next, cmd := m.Update(keys("q"))
+	m = next.(Model)
+	if quits(cmd) || !m.quitting || !strings.Contains(m.View(), "keep training headless") {
+		t.Fatal("q with a run training should ask, not quit")
+	}
+	next, cmd = m.Update(keys("x"))
+	m = next.(Model)
+	if quits(cmd) || m.quitting {
+		t.Fatal("another key should cancel the question")
+	}
+	next, _ = m.Update(keys("q"))
+	next, cmd = next.(Model).Update(keys("k"))
+	if !quits(cmd) || !next.(Model).Headless() {
+		t.Fatal("k should quit headless")
+	}
+	next, _ = New(svc).Update(keys("q"))
+	next, cmd = next.(Model).Update(keys("s"))
+	if !quits(cmd) || next.(Model).Headless() {
+		t.Fatal("s should quit and stop the run")
+	}
+	svc.running = 0
+	if _, cmd := New(svc).Update(keys("q")); !quits(cmd) {
+		t.Fatal("q with nothing training should quit at once")
+	}
 }
