@@ -3,7 +3,7 @@
 package quant
 
 /*
-#cgo CFLAGS: -O3 -std=c11
+#cgo CFLAGS: -O3 -std=c11 -I${SRCDIR}/../tensor
 #cgo LDFLAGS: -lopenblas -lm
 #include "quant.h"
 #include <cblas.h>

@@ -10,6 +10,7 @@
 // of the bytes in an order other than the elements', so the kernels read x
 // rearranged to match (q_nf4_prep; see nf4_prep_512 and nf4_prep_256).
 #include "quant.h"
+#include "halfconv.h"
 
 #include <float.h>
 #include <math.h>
@@ -71,37 +72,6 @@ void q_nf4_tables(float *code, float *mid) {
 
 // ---- scalar ----------------------------------------------------------------
 
-static inline float bf16_f32(uint16_t h) {
-	uint32_t u = (uint32_t)h << 16;
-	float f;
-	memcpy(&f, &u, 4);
-	return f;
-}
-
-static inline float f16_f32(uint16_t h) {
-	uint32_t sign = (uint32_t)(h >> 15) << 31;
-	uint32_t exp = (h >> 10) & 0x1f;
-	uint32_t man = h & 0x3ff;
-	uint32_t u;
-	if (exp == 0 && man == 0) {
-		u = sign;
-	} else if (exp == 0) { // subnormal: renormalise
-		uint32_t e = 127 - 15 + 1;
-		while ((man & 0x400) == 0) {
-			man <<= 1;
-			e--;
-		}
-		man &= 0x3ff;
-		u = sign | e << 23 | man << 13;
-	} else if (exp == 0x1f) {
-		u = sign | 0xffu << 23 | man << 13;
-	} else {
-		u = sign | (exp + 127 - 15) << 23 | man << 13;
-	}
-	float f;
-	memcpy(&f, &u, 4);
-	return f;
-}
 
 static inline int nonfinite(float f) {
 	uint32_t u;

@@ -6,6 +6,7 @@
 // memory-bound on matrices larger than L2: they exist to keep the load
 // ports streaming while widening costs a shift (BF16) or a vcvtph2ps (F16).
 #include "kernels.h"
+#include "halfconv.h"
 
 #include <string.h>
 
@@ -41,37 +42,6 @@ int dt_get_level(void) { return dt_level; }
 
 // ---- scalar ----------------------------------------------------------------
 
-static inline float bf16_f32(uint16_t h) {
-	uint32_t u = (uint32_t)h << 16;
-	float f;
-	memcpy(&f, &u, 4);
-	return f;
-}
-
-static inline float f16_f32(uint16_t h) {
-	uint32_t sign = (uint32_t)(h >> 15) << 31;
-	uint32_t exp = (h >> 10) & 0x1f;
-	uint32_t man = h & 0x3ff;
-	uint32_t u;
-	if (exp == 0 && man == 0) {
-		u = sign;
-	} else if (exp == 0) { // subnormal: renormalise
-		uint32_t e = 127 - 15 + 1;
-		while ((man & 0x400) == 0) {
-			man <<= 1;
-			e--;
-		}
-		man &= 0x3ff;
-		u = sign | e << 23 | man << 13;
-	} else if (exp == 0x1f) {
-		u = sign | 0xffu << 23 | man << 13;
-	} else {
-		u = sign | (exp + 127 - 15) << 23 | man << 13;
-	}
-	float f;
-	memcpy(&f, &u, 4);
-	return f;
-}
 
 static float dot_row_scalar(const void *w, int64_t n, const float *x, int64_t k0, int64_t K, int dt) {
 	float s = 0;
