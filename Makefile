@@ -51,7 +51,9 @@ tools/js/node_modules/.installed: tools/js/package.json tools/js/package-lock.js
 	cd tools/js && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# runs/ holds run artifacts only (git-ignored): it is made here, not tracked.
 build: deps
+	mkdir -p runs
 	$(GO) build -o bin/distill .
 
 test: deps tools
