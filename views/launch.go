@@ -24,8 +24,8 @@ func (k launchKeys) FullHelp() [][]key.Binding {
 }
 
 var defaultLaunchKeys = launchKeys{
-	Enter: key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "edit/launch")),
-	Move:  key.NewBinding(key.WithKeys("up", "down"), key.WithHelp("↑/↓", "field")),
+	Enter: key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "launch")),
+	Move:  key.NewBinding(key.WithKeys("up", "down"), key.WithHelp("↑/↓", "edit fields")),
 	Cycle: key.NewBinding(key.WithKeys("left", "right"), key.WithHelp("←/→", "choose")),
 	Back:  key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "leave form")),
 }
@@ -63,6 +63,7 @@ const (
 	modelsRoot   = "models"
 	defaultModel = "models/demo"
 	defaultData  = "examples/tickets/train.jsonl"
+	defaultVal   = "examples/tickets/val.jsonl"
 )
 
 // planMsg carries a memory plan computed for the form's seq'th state.
@@ -123,6 +124,9 @@ func (v launchView) init(ctx *Context) (launchView, tea.Cmd) {
 	}
 	if ok, dir := ctx.Svc.StatPath(defaultData); ok && !dir {
 		v.inputs[fData].SetValue(defaultData)
+		if ok, dir := ctx.Svc.StatPath(defaultVal); ok && !dir {
+			v.inputs[fVal].SetValue(defaultVal)
+		}
 	}
 	v.quant = slices.Index(quants, d.Quant)
 	v.inputs[fBeta].SetValue(fmtFloat(d.DPO.Beta))
@@ -291,20 +295,16 @@ func (v launchView) update(ctx *Context, msg tea.Msg) (launchView, tea.Cmd) {
 
 func (v launchView) key(ctx *Context, msg tea.KeyMsg) (launchView, tea.Cmd) {
 	if !v.inForm {
+		// Outside the form, enter launches what the form shows (the bundled
+		// demo's defaults on a new workspace): one key from opening the
+		// workstation to a training run. ↑/↓ enter the form to edit it.
 		switch msg.String() {
-		case "enter", "down", "up", "j", "k":
+		case "enter":
+			return v.launch(ctx)
+		case "down", "up", "j", "k":
 			v.inForm = true
 			if msg.String() == "up" || msg.String() == "k" {
 				return v.move(-1)
-			}
-			if msg.String() == "enter" && isText(v.focus) {
-				return v, v.inputs[v.focus].Focus()
-			}
-			if msg.String() == "enter" && v.focus == fLaunch {
-				return v.launch(ctx)
-			}
-			if msg.String() == "enter" {
-				return v, nil
 			}
 			return v.move(1)
 		case "left", "right":
@@ -380,7 +380,7 @@ func (v launchView) launch(ctx *Context) (launchView, tea.Cmd) {
 	cfg, errs := v.config(ctx)
 	v.errs = errs
 	if !ok(errs) {
-		v.note = "fix the fields marked above first"
+		v.note = "fix the fields marked above first (↑/↓ to reach them)"
 		return v, nil
 	}
 	svc := ctx.Svc

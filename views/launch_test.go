@@ -86,3 +86,35 @@ func TestLaunchCyclesAndStarts(t *testing.T) {
 		t.Errorf("after launch: tab %d, train run %q", m.tab, m.train.runID)
 	}
 }
+
+// A new workspace opens on the form filled with the demo, and enter launches
+// it at once: the first run is one key away.
+func TestNewWorkspaceLaunchesWithEnter(t *testing.T) {
+	svc := launchService()
+	svc.paths["examples/tickets/val.jsonl"] = false
+	m := newTestModel(svc, 80, 24)
+	if m.tab != TabLaunch {
+		t.Fatalf("opened on tab %d, want Launch", m.tab)
+	}
+	if got := m.launch.inputs[fVal].Value(); got != "examples/tickets/val.jsonl" {
+		t.Errorf("validation default %q", got)
+	}
+	m = stepRun(m, tea.KeyMsg{Type: tea.KeyEnter})
+	if len(svc.launched) != 1 || svc.launched[0].Model != "models/demo" || svc.launched[0].Val != "examples/tickets/val.jsonl" {
+		t.Fatalf("launched %+v", svc.launched)
+	}
+}
+
+// Enter on an invalid form launches nothing and says what to fix.
+func TestLaunchRefusesInvalidForm(t *testing.T) {
+	svc := launchService()
+	svc.paths = map[string]bool{}
+	m := newTestModel(svc, 80, 24)
+	m = stepRun(m, tea.KeyMsg{Type: tea.KeyEnter})
+	if len(svc.launched) != 0 {
+		t.Fatalf("launched %+v", svc.launched)
+	}
+	if f := m.View(); !strings.Contains(f, "fix the fields marked above") || !strings.Contains(f, "required") {
+		t.Errorf("no explanation:\n%s", f)
+	}
+}

@@ -84,6 +84,7 @@ type Model struct {
 	launch   launchView
 	repl     replView
 	ticks    bool   // refresh periodically (off in tests)
+	listed   bool   // the runs have been listed once
 	active   string // a running run from the last listing, for the bottom bar
 	quitting bool   // asked to quit while a run trains here: stop it or keep it?
 	headless bool   // the user chose to keep training after the window closes
@@ -138,9 +139,17 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 				break
 			}
 		}
+		first := !m.listed
+		m.listed = true
 		var c2 tea.Cmd
 		m.runs, cmd = m.runs.update(&m.ctx, msg)
 		m.train, c2 = m.train.update(&m.ctx, msg)
+		if first && msg.err == nil && len(msg.rows) == 0 && m.tab == TabRuns {
+			// A new workspace opens on the Launch form, filled with the
+			// bundled demo, so the first run is one key away.
+			nm, c3 := m.show(TabLaunch)
+			return nm, tea.Batch(cmd, c2, c3)
+		}
 		return m, tea.Batch(cmd, c2)
 	case runDeletedMsg:
 		m.runs, cmd = m.runs.update(&m.ctx, msg)

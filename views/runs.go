@@ -266,7 +266,7 @@ func (v runsView) view(ctx *Context) string {
 		lines = append(lines, "", " "+st.Bad.Render("cannot list runs: "+v.err.Error()))
 	case len(v.all) == 0:
 		lines = append(lines, "", " No runs yet.", "",
-			" Start one from the CLI, e.g.",
+			" Press 2 to launch one from the form, or start one from the CLI, e.g.",
 			"   distill train sft --model DIR --data FILE.jsonl",
 			" and it appears here.")
 	default:

@@ -162,7 +162,7 @@ func newTestModel(svc Service, w, h int) Model {
 	m = step(m, tea.WindowSizeMsg{Width: w, Height: h})
 	m = step(m, memMsg{svc.ResidentBytes()})
 	rows, err := svc.ListRuns()
-	return step(m, runsLoadedMsg{rows, err})
+	return stepRun(m, runsLoadedMsg{rows, err})
 }
 
 func step(m Model, msg tea.Msg) Model {
@@ -237,6 +237,13 @@ func TestEmptyWorkspace(t *testing.T) {
 		frame := m.View()
 		checkFrame(t, frame, s.w, s.h)
 		golden(t, sizeName("empty", s.w, s.h), frame)
+		m = step(m, keys("1"))
+		frame = m.View()
+		checkFrame(t, frame, s.w, s.h)
+		if !strings.Contains(frame, "No runs yet") {
+			t.Errorf("empty Runs view:\n%s", frame)
+		}
+		golden(t, sizeName("runs-empty", s.w, s.h), frame)
 	}
 }
 
@@ -360,14 +367,18 @@ func TestOpenRunningFromRuns(t *testing.T) {
 
 func TestTabsAndQuit(t *testing.T) {
 	m := newTestModel(&fakeService{}, 80, 24)
-	m = step(m, tea.KeyMsg{Type: tea.KeyTab})
 	if m.tab != TabLaunch {
+		t.Errorf("a new workspace opens on tab %d, want Launch", m.tab)
+	}
+	m = step(m, tea.KeyMsg{Type: tea.KeyTab})
+	if m.tab != TabTrain {
 		t.Errorf("tab: %d", m.tab)
 	}
-	m = step(m, tea.KeyMsg{Type: tea.KeyShiftTab})
-	m = step(m, tea.KeyMsg{Type: tea.KeyShiftTab})
+	for range 3 {
+		m = step(m, tea.KeyMsg{Type: tea.KeyShiftTab})
+	}
 	if m.tab != TabAdapters {
-		t.Errorf("shift+tab twice from Launch: %d", m.tab)
+		t.Errorf("shift+tab thrice from Train: %d", m.tab)
 	}
 	m = step(m, keys("5"))
 	if m.tab != TabREPL {
