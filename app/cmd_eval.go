@@ -75,8 +75,10 @@ func (f evalFlags) resolveRun(db *store.DB) error {
 	if *f.dir == "" {
 		*f.dir = r.BaseModel
 	}
-	if *f.eng.adapter == "" {
-		*f.eng.adapter = filepath.Join(r.Dir, "adapter")
+	if a := filepath.Join(r.Dir, "adapter"); *f.eng.adapter == "" {
+		if _, err := os.Stat(a); err == nil { // full fine-tuning saves a model instead
+			*f.eng.adapter = a
+		}
 	}
 	return nil
 }

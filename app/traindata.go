@@ -1,6 +1,8 @@
 package app
 
 import (
+	"path/filepath"
+
 	"fmt"
 
 	"distill/core/data"
@@ -49,6 +51,13 @@ func (j *TrainJob) loadData(tok *tokenizer.Tokenizer, tmpl *chat.Template) error
 			return err
 		}
 		ds, vs = ds.Subset(tr), ds.Subset(va)
+	}
+	if c.Val == "" && vs != nil && len(vs.Rows) > 0 {
+		// Keep the held-out rows with the run, so it can be evaluated later
+		// on exactly the rows it never trained on.
+		if err := saveHeldOut(path, vs.Rows, filepath.Join(j.Dir, heldOutFile)); err != nil {
+			j.logf("held-out rows not saved: %v", err)
+		}
 	}
 	enc := &data.Encoder{Tok: tok, Tmpl: tmpl, Opt: opt}
 	if j.batches, err = j.encode(enc, ds); err != nil {

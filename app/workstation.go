@@ -20,7 +20,8 @@ import (
 // and hands the views plain values so that they need not import store or
 // core.
 type Workstation struct {
-	db *store.DB
+	db     *store.DB
+	dbPath string // for the CLI code paths the workstation reuses
 
 	mu      sync.Mutex
 	cancels map[string]context.CancelFunc // runs started here and not yet finished
@@ -70,7 +71,7 @@ func OpenWorkstation(dbPath string) (*Workstation, error) {
 		db.Close()
 		return nil, err
 	}
-	return &Workstation{db: db, cancels: map[string]context.CancelFunc{}}, nil
+	return &Workstation{db: db, dbPath: dbPath, cancels: map[string]context.CancelFunc{}}, nil
 }
 
 // Running is the number of runs this process is training.
