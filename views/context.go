@@ -26,6 +26,7 @@ type Service interface {
 	DeleteAdapter(name string) error
 	ListEvaluations() ([]app.EvalRow, error)
 	EvalReport(path string) (app.EvalReport, error)
+	EvaluateRun(id string) (app.EvalRow, error)
 	PlanRun(cfg app.RunConfig) (app.PlanRow, error)
 	LaunchRun(cfg app.RunConfig) (string, <-chan app.Progress, error)
 	ModelFolders(root string) []string

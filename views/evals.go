@@ -45,6 +45,24 @@ type evalReportMsg struct {
 	err error
 }
 
+// evaluateMsg asks the root to evaluate a finished run (from Runs or
+// Train); the Evals view shows the progress and then the report.
+type evaluateMsg struct{ id string }
+
+// evaluatedMsg reports an EvaluateRun's outcome.
+type evaluatedMsg struct {
+	id  string
+	row app.EvalRow
+	err error
+}
+
+func evaluateRun(svc Service, id string) tea.Cmd {
+	return func() tea.Msg {
+		row, err := svc.EvaluateRun(id)
+		return evaluatedMsg{id, row, err}
+	}
+}
+
 func loadEvals(svc Service) tea.Cmd {
 	return func() tea.Msg {
 		rows, err := svc.ListEvaluations()
@@ -69,7 +87,8 @@ type evalsView struct {
 	table  table.Model
 	open   *app.EvalReport // the report shown, nil for the list
 	row    app.EvalRow
-	raw    bool // show the uncalibrated classification report
+	raw    bool   // show the uncalibrated classification report
+	busy   string // the run being evaluated, if any
 }
 
 func newEvalsView() evalsView {
@@ -98,6 +117,22 @@ func (v evalsView) update(ctx *Context, msg tea.Msg) (evalsView, tea.Cmd) {
 		rep := msg.rep
 		v.open, v.row, v.raw, v.note = &rep, msg.row, false, ""
 		return v, nil
+	case evaluateMsg:
+		if v.busy != "" {
+			v.note = "still evaluating " + v.busy + ": one evaluation at a time"
+			return v, nil
+		}
+		v.busy, v.open = msg.id, nil
+		v.note = "evaluating " + msg.id + " on its validation rows… the report opens when done"
+		return v, evaluateRun(ctx.Svc, msg.id)
+	case evaluatedMsg:
+		v.busy = ""
+		if msg.err != nil {
+			v.note = "cannot evaluate: " + msg.err.Error()
+			return v, nil
+		}
+		v.note = "evaluated " + msg.id
+		return v, tea.Batch(loadEvals(ctx.Svc), loadReport(ctx.Svc, msg.row))
 	case tea.KeyMsg:
 		return v.key(ctx, msg)
 	}
@@ -181,7 +216,7 @@ func (v evalsView) view(ctx *Context) string {
 		lines = append(lines, v.table.View())
 	}
 	foot := v.note
-	if strings.HasPrefix(foot, "cannot") {
+	if strings.HasPrefix(foot, "cannot") || strings.HasPrefix(foot, "still") {
 		foot = st.Bad.Render(foot)
 	}
 	body := strings.Join(lines, "\n")

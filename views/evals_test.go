@@ -1,6 +1,7 @@
 package views
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -162,4 +163,51 @@ func TestEvalsMissingReport(t *testing.T) {
 	if m.evals.open != nil || !strings.Contains(m.View(), "cannot open evaluation 2") {
 		t.Fatalf("missing report:\n%s", m.View())
 	}
+}
+
+// e on a finished run in Runs evaluates it: the Evals view says so at once,
+// then opens the recorded report; a running run is refused in place, and a
+// failure is explained in the Evals view.
+func TestEvaluateFromRuns(t *testing.T) {
+	svc := evalFixture()
+	svc.runs = threeRuns()
+	m := newTestModel(svc, 80, 24)
+	m = stepRun(m, keys("e")) // the cursor is on the running run
+	if len(svc.evalued) != 0 || !strings.Contains(m.View(), "evaluate it when it has finished") {
+		t.Fatalf("a running run was evaluated: %v\n%s", svc.evalued, m.View())
+	}
+	m = step(m, tea.KeyMsg{Type: tea.KeyDown})
+	nm, cmd := m.Update(keys("e"))
+	m = nm.(Model)
+	m, cmd = stepCmd(m, cmd) // evaluateMsg: switch to Evals, start the evaluation
+	if m.tab != TabEvals || !strings.Contains(m.View(), "evaluating 20261125-171500-kd-03f1") {
+		t.Fatalf("tab %d:\n%s", m.tab, m.View())
+	}
+	m, cmd = stepCmd(m, cmd) // evaluatedMsg: reload the list, open the report
+	if len(svc.evalued) != 1 || svc.evalued[0] != "20261125-171500-kd-03f1" {
+		t.Fatalf("evaluated %v", svc.evalued)
+	}
+	for _, c := range cmd().(tea.BatchMsg) {
+		m = step(m, c())
+	}
+	if m.evals.open == nil || m.evals.open.Kind != "classification" {
+		t.Fatalf("the report did not open:\n%s", m.View())
+	}
+
+	svc.evalErr = errors.New("run x has no validation file")
+	m = step(m, tea.KeyMsg{Type: tea.KeyEsc})
+	m, cmd = stepCmd(m, func() tea.Msg { return evaluateMsg{"x"} })
+	m, _ = stepCmd(m, cmd)
+	if f := m.View(); !strings.Contains(f, "cannot evaluate: run x has no validation file") {
+		t.Errorf("failure not shown:\n%s", f)
+	}
+}
+
+// stepCmd runs cmd and applies its message, returning the next command.
+func stepCmd(m Model, cmd tea.Cmd) (Model, tea.Cmd) {
+	if cmd == nil {
+		return m, nil
+	}
+	nm, next := m.Update(cmd())
+	return nm.(Model), next
 }

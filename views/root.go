@@ -178,7 +178,11 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case answerMsg:
 		m.repl, cmd = m.repl.update(&m.ctx, msg)
 		return m, cmd
-	case evalsLoadedMsg, evalReportMsg:
+	case evaluateMsg:
+		m.tab = TabEvals
+		m.evals, cmd = m.evals.update(&m.ctx, msg)
+		return m, cmd
+	case evaluatedMsg, evalsLoadedMsg, evalReportMsg:
 		m.evals, cmd = m.evals.update(&m.ctx, msg)
 		return m, cmd
 	case planMsg, launchedMsg:

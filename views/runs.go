@@ -15,25 +15,26 @@ import (
 )
 
 type runsKeys struct {
-	Filter, Sort, Open, Delete, Refresh, Up, Down key.Binding
+	Filter, Sort, Open, Delete, Evaluate, Refresh, Up, Down key.Binding
 }
 
 func (k runsKeys) ShortHelp() []key.Binding {
-	return []key.Binding{k.Filter, k.Sort, k.Open, k.Delete}
+	return []key.Binding{k.Filter, k.Sort, k.Open, k.Evaluate, k.Delete}
 }
 
 func (k runsKeys) FullHelp() [][]key.Binding {
-	return [][]key.Binding{{k.Up, k.Down, k.Open}, {k.Filter, k.Sort, k.Delete, k.Refresh}}
+	return [][]key.Binding{{k.Up, k.Down, k.Open}, {k.Filter, k.Sort, k.Evaluate, k.Delete, k.Refresh}}
 }
 
 var defaultRunsKeys = runsKeys{
-	Filter:  key.NewBinding(key.WithKeys("/"), key.WithHelp("/", "filter")),
-	Sort:    key.NewBinding(key.WithKeys("s"), key.WithHelp("s", "sort")),
-	Open:    key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "open")),
-	Delete:  key.NewBinding(key.WithKeys("d"), key.WithHelp("d", "delete")),
-	Refresh: key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "refresh")),
-	Up:      key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "up")),
-	Down:    key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "down")),
+	Filter:   key.NewBinding(key.WithKeys("/"), key.WithHelp("/", "filter")),
+	Sort:     key.NewBinding(key.WithKeys("s"), key.WithHelp("s", "sort")),
+	Open:     key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "open")),
+	Delete:   key.NewBinding(key.WithKeys("d"), key.WithHelp("d", "delete")),
+	Evaluate: key.NewBinding(key.WithKeys("e"), key.WithHelp("e", "evaluate")),
+	Refresh:  key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "refresh")),
+	Up:       key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "up")),
+	Down:     key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "down")),
 }
 
 // runsLoadedMsg carries the runs that a loadRuns command read.
@@ -163,6 +164,15 @@ func (v runsView) key(ctx *Context, msg tea.KeyMsg) (runsView, tea.Cmd) {
 			return v, func() tea.Msg { return openRunMsg{r.ID, r.Status} }
 		}
 		return v, nil
+	case key.Matches(msg, v.keys.Evaluate):
+		if r, ok := v.selected(); ok {
+			if r.Active() {
+				v.note = fmt.Sprintf("%s is %s: evaluate it when it has finished", r.ID, r.Status)
+				return v, nil
+			}
+			return v, func() tea.Msg { return evaluateMsg{r.ID} }
+		}
+		return v, nil
 	case key.Matches(msg, v.keys.Delete):
 		if r, ok := v.selected(); ok {
 			if r.Active() {
@@ -257,7 +267,7 @@ func (v runsView) view(ctx *Context) string {
 		head += st.Muted.Render(fmt.Sprintf(" of %d", len(v.all)))
 	}
 	head += st.Muted.Render(")  sorted by " + sortKeys[v.sortBy])
-	hint := st.Muted.Render("/ filter  s sort  enter open  d delete ")
+	hint := st.Muted.Render("/ filter  s sort  enter open  e evaluate  d delete ")
 	lines := []string{barLine(" "+head, hint, ctx.Width)}
 	switch {
 	case !v.loaded:

@@ -13,13 +13,14 @@ import (
 	"distill/app"
 )
 
-type trainKeys struct{ Cancel key.Binding }
+type trainKeys struct{ Cancel, Evaluate key.Binding }
 
-func (k trainKeys) ShortHelp() []key.Binding  { return []key.Binding{k.Cancel} }
-func (k trainKeys) FullHelp() [][]key.Binding { return [][]key.Binding{{k.Cancel}} }
+func (k trainKeys) ShortHelp() []key.Binding  { return []key.Binding{k.Cancel, k.Evaluate} }
+func (k trainKeys) FullHelp() [][]key.Binding { return [][]key.Binding{{k.Cancel, k.Evaluate}} }
 
 var defaultTrainKeys = trainKeys{
-	Cancel: key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "cancel (checkpoints)")),
+	Cancel:   key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "cancel (checkpoints)")),
+	Evaluate: key.NewBinding(key.WithKeys("e"), key.WithHelp("e", "evaluate")),
 }
 
 // ProgressMsg is one step of the watched run, drained from its channel.
@@ -148,6 +149,14 @@ func (v trainView) update(ctx *Context, msg tea.Msg) (trainView, tea.Cmd) {
 			}
 		}
 	case tea.KeyMsg:
+		if key.Matches(msg, v.keys.Evaluate) && v.runID != "" {
+			if v.watching() {
+				v.note = "the run is still training: evaluate it when it has finished"
+				return v, nil
+			}
+			id := v.runID
+			return v, func() tea.Msg { return evaluateMsg{id} }
+		}
 		if key.Matches(msg, v.keys.Cancel) && v.watching() {
 			if ctx.Svc.StopRun(v.runID) {
 				v.note = "cancelling: writing a checkpoint…"
@@ -165,7 +174,7 @@ func (v *trainView) add(p app.Progress) {
 		if p.Err != nil {
 			v.note = "failed: " + p.Err.Error()
 		} else {
-			v.note = "finished"
+			v.note = "finished · e evaluates it"
 		}
 		return
 	}

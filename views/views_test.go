@@ -43,6 +43,8 @@ type fakeService struct {
 	answers  []app.Answer // what Ask streams
 	running  int          // runs "training in this process"
 	asked    []app.Ask
+	evalErr  error    // what EvaluateRun fails with
+	evalued  []string // the runs EvaluateRun was asked for
 }
 
 func (f *fakeService) ListRuns() ([]app.RunRow, error) {
@@ -111,6 +113,14 @@ func (f *fakeService) EvalReport(path string) (app.EvalReport, error) {
 		return app.EvalReport{}, errors.New("open " + path + ": no such file or directory")
 	}
 	return r, nil
+}
+
+func (f *fakeService) EvaluateRun(id string) (app.EvalRow, error) {
+	f.evalued = append(f.evalued, id)
+	if f.evalErr != nil {
+		return app.EvalRow{}, f.evalErr
+	}
+	return f.evals[0], nil
 }
 
 func (f *fakeService) PlanRun(cfg app.RunConfig) (app.PlanRow, error) { return f.plan, nil }
