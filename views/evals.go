@@ -14,19 +14,23 @@ import (
 )
 
 type evalsKeys struct {
-	Open, Back, Toggle, Refresh, Up, Down key.Binding
+	Open, Back, Toggle, Mark, Compare, Refresh, Up, Down key.Binding
 }
 
-func (k evalsKeys) ShortHelp() []key.Binding { return []key.Binding{k.Open, k.Back, k.Toggle} }
+func (k evalsKeys) ShortHelp() []key.Binding {
+	return []key.Binding{k.Open, k.Mark, k.Compare, k.Toggle}
+}
 
 func (k evalsKeys) FullHelp() [][]key.Binding {
-	return [][]key.Binding{{k.Up, k.Down, k.Open, k.Back}, {k.Toggle, k.Refresh}}
+	return [][]key.Binding{{k.Up, k.Down, k.Open, k.Back}, {k.Mark, k.Compare, k.Toggle, k.Refresh}}
 }
 
 var defaultEvalsKeys = evalsKeys{
 	Open:    key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "open")),
 	Back:    key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back")),
 	Toggle:  key.NewBinding(key.WithKeys("left", "right", "c"), key.WithHelp("←/→", "calibrated/raw")),
+	Mark:    key.NewBinding(key.WithKeys(" "), key.WithHelp("space", "mark")),
+	Compare: key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "compare two")),
 	Refresh: key.NewBinding(key.WithKeys("g"), key.WithHelp("g", "refresh")),
 	Up:      key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "up")),
 	Down:    key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "down")),
@@ -89,6 +93,8 @@ type evalsView struct {
 	row    app.EvalRow
 	raw    bool   // show the uncalibrated classification report
 	busy   string // the run being evaluated, if any
+	marked []int64 // evaluations marked for comparison, oldest first
+	cmp    *comparison
 }
 
 func newEvalsView() evalsView {
@@ -133,13 +139,75 @@ func (v evalsView) update(ctx *Context, msg tea.Msg) (evalsView, tea.Cmd) {
 		}
 		v.note = "evaluated " + msg.id
 		return v, tea.Batch(loadEvals(ctx.Svc), loadReport(ctx.Svc, msg.row))
+	case compareReady:
+		if msg.err != nil {
+			v.note = "cannot compare: " + msg.err.Error()
+			return v, nil
+		}
+		v.cmp, v.open, v.raw, v.note = &msg.cmp, nil, false, ""
+		return v, nil
 	case tea.KeyMsg:
 		return v.key(ctx, msg)
 	}
 	return v, nil
 }
 
+// loadComparison reads the reports of two evaluations.
+func loadComparison(svc Service, a, b app.EvalRow) tea.Cmd {
+	return func() tea.Msg {
+		ra, err := svc.EvalReport(a.ReportPath)
+		if err != nil {
+			return compareReady{err: fmt.Errorf("evaluation %d: %w", a.ID, err)}
+		}
+		rb, err := svc.EvalReport(b.ReportPath)
+		if err != nil {
+			return compareReady{err: fmt.Errorf("evaluation %d: %w", b.ID, err)}
+		}
+		return compareReady{cmp: comparison{a: ra, b: rb, rowA: a, rowB: b}}
+	}
+}
+
+// compare starts comparing the two marked evaluations, or the one marked
+// and the one under the cursor; the older is the baseline.
+func (v evalsView) compare(ctx *Context) (evalsView, tea.Cmd) {
+	ids := slices.Clone(v.marked)
+	if i := v.table.Cursor(); len(ids) == 1 && i >= 0 && i < len(v.all) && v.all[i].ID != ids[0] {
+		ids = append(ids, v.all[i].ID)
+	}
+	if len(ids) != 2 {
+		v.note = "mark two evaluations with space, then c compares them"
+		return v, nil
+	}
+	var rows []app.EvalRow
+	for _, id := range ids {
+		for _, e := range v.all {
+			if e.ID == id {
+				rows = append(rows, e)
+			}
+		}
+	}
+	if len(rows) != 2 {
+		v.note = "a marked evaluation is gone: mark two again"
+		v.marked = nil
+		return v, nil
+	}
+	if rows[0].ID > rows[1].ID {
+		rows[0], rows[1] = rows[1], rows[0]
+	}
+	v.note = fmt.Sprintf("comparing #%d with #%d…", rows[0].ID, rows[1].ID)
+	return v, loadComparison(ctx.Svc, rows[0], rows[1])
+}
+
 func (v evalsView) key(ctx *Context, msg tea.KeyMsg) (evalsView, tea.Cmd) {
+	if v.cmp != nil {
+		switch {
+		case key.Matches(msg, v.keys.Back):
+			v.cmp = nil
+		case key.Matches(msg, v.keys.Toggle):
+			v.raw = !v.raw
+		}
+		return v, nil
+	}
 	if v.open != nil {
 		switch {
 		case key.Matches(msg, v.keys.Back):
@@ -154,6 +222,22 @@ func (v evalsView) key(ctx *Context, msg tea.KeyMsg) (evalsView, tea.Cmd) {
 	switch {
 	case key.Matches(msg, v.keys.Refresh):
 		return v, loadEvals(ctx.Svc)
+	case key.Matches(msg, v.keys.Mark):
+		if i := v.table.Cursor(); i >= 0 && i < len(v.all) {
+			id := v.all[i].ID
+			if j := slices.Index(v.marked, id); j >= 0 {
+				v.marked = slices.Delete(v.marked, j, j+1)
+			} else {
+				v.marked = append(v.marked, id)
+				if len(v.marked) > 2 {
+					v.marked = v.marked[1:]
+				}
+			}
+			v.apply(ctx)
+		}
+		return v, nil
+	case key.Matches(msg, v.keys.Compare):
+		return v.compare(ctx)
 	case key.Matches(msg, v.keys.Open):
 		i := v.table.Cursor()
 		if i >= 0 && i < len(v.all) {
@@ -184,7 +268,11 @@ func (v *evalsView) apply(ctx *Context) {
 		if adapter == "" {
 			adapter = "(base)"
 		}
-		rows[i] = table.Row{fmt.Sprint(e.ID), taskNames.Replace(e.Kind), run, adapter, metricNames.Replace(e.Metrics), humanAge(e.Age)}
+		id := fmt.Sprint(e.ID)
+		if slices.Contains(v.marked, e.ID) {
+			id = "✓" + id
+		}
+		rows[i] = table.Row{id, taskNames.Replace(e.Kind), run, adapter, metricNames.Replace(e.Metrics), humanAge(e.Age)}
 	}
 	v.table.SetRows(rows)
 	v.table.SetWidth(ctx.Width)
@@ -195,12 +283,22 @@ func (v *evalsView) apply(ctx *Context) {
 }
 
 func (v evalsView) view(ctx *Context) string {
+	if v.cmp != nil {
+		st := ctx.Styles
+		body := strings.Join(v.cmp.view(st, v.raw, ctx.Width, ctx.Height-1), "\n")
+		mode := "calibrated"
+		if v.raw {
+			mode = "raw"
+		}
+		foot := st.Muted.Render(fmt.Sprintf("baseline #%d · candidate #%d · %s · ←/→ calibrated/raw · esc back", v.cmp.a.ID, v.cmp.b.ID, mode))
+		return lipgloss.JoinVertical(lipgloss.Left, lipgloss.NewStyle().Height(ctx.Height-1).MaxHeight(ctx.Height-1).MaxWidth(ctx.Width).Render(body), fit(" "+foot, ctx.Width))
+	}
 	if v.open != nil {
 		return v.detail(ctx)
 	}
 	st := ctx.Styles
 	head := st.Title.Render("Evals") + st.Muted.Render(fmt.Sprintf("  (%d)", len(v.all)))
-	hint := st.Muted.Render("enter open ")
+	hint := st.Muted.Render("enter open  space mark  c compare ")
 	lines := []string{barLine(" "+head, hint, ctx.Width)}
 	switch {
 	case !v.loaded:
@@ -282,39 +380,8 @@ func shade(pct float64) string {
 // classDetail is the confusion matrix (rows gold, columns predicted), the
 // per-class scores beside or below it, and the margin histogram.
 func classDetail(st Styles, c *app.ClassEval, width int) []string {
-	lw := 4
-	for _, l := range c.Labels {
-		lw = max(lw, min(10, lipgloss.Width(l)))
-	}
-	const cw = 11 // "██  49  82%"
-	var matrix []string
-	matrix = append(matrix, spaces(lw+2)+st.Muted.Render("predicted →"))
-	hdr := spaces(lw + 2)
-	for _, l := range c.Labels {
-		hdr += fit(l, cw) + " "
-	}
-	matrix = append(matrix, hdr)
-	for i, l := range c.Labels {
-		line := " " + fit(l, lw) + " "
-		for j := range c.Labels {
-			n, pct := 0, 0.0
-			if i < len(c.Confusion) && j < len(c.Confusion[i]) {
-				n = c.Confusion[i][j]
-			}
-			if i < len(c.RowPct) && j < len(c.RowPct[i]) {
-				pct = c.RowPct[i][j]
-			}
-			s := strings.Repeat(shade(pct), 2)
-			if i == j {
-				s = st.Good.Render(s)
-			} else if pct >= 25 {
-				s = st.Bad.Render(s)
-			}
-			line += s + fmt.Sprintf(" %3d %3.0f%%", n, pct) + " "
-		}
-		matrix = append(matrix, line)
-	}
-	matrix = append(matrix, " "+st.Muted.Render("rows: gold · ░▒▓█ share of the row"))
+	lw := labelWidth(c.Labels)
+	matrix := matrixLines(st, c, lw)
 
 	var scores []string
 	scores = append(scores, st.Muted.Render(fmt.Sprintf("%-*s %6s %6s %6s %5s", lw, "per class", "P", "R", "F1", "n")))
@@ -443,4 +510,49 @@ func codeDetail(st Styles, r *app.CodeEval, width int) []string {
 		gauge("lint", r.LintRate, ""),
 		gauge("pass@1", r.PassAt1, pass),
 	}
+}
+
+// labelWidth is the cells a label column takes: 4 to 10.
+func labelWidth(labels []string) int {
+	lw := 4
+	for _, l := range labels {
+		lw = max(lw, min(10, lipgloss.Width(l)))
+	}
+	return lw
+}
+
+// matrixLines draws a confusion matrix as a heat map: rows gold, columns
+// predicted, each cell shaded by its share of the row, with count and share.
+func matrixLines(st Styles, c *app.ClassEval, lw int) []string {
+	const cw = 11 // "██  49  82%"
+	var matrix []string
+	matrix = append(matrix, spaces(lw+2)+st.Muted.Render("predicted →"))
+	hdr := spaces(lw + 2)
+	for _, l := range c.Labels {
+		hdr += fit(l, cw) + " "
+	}
+	matrix = append(matrix, hdr)
+	for i, l := range c.Labels {
+		line := " " + fit(l, lw) + " "
+		for j := range c.Labels {
+			n, pct := 0, 0.0
+			if i < len(c.Confusion) && j < len(c.Confusion[i]) {
+				n = c.Confusion[i][j]
+			}
+			if i < len(c.RowPct) && j < len(c.RowPct[i]) {
+				pct = c.RowPct[i][j]
+			}
+			s := strings.Repeat(shade(pct), 2)
+			if i == j {
+				s = st.Good.Render(s)
+			} else if pct >= 25 {
+				s = st.Bad.Render(s)
+			}
+			line += s + fmt.Sprintf(" %3d %3.0f%%", n, pct) + " "
+		}
+		matrix = append(matrix, line)
+	}
+	matrix = append(matrix, " "+st.Muted.Render("rows: gold · ░▒▓█ share of the row"))
+
+	return matrix
 }

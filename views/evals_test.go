@@ -211,3 +211,58 @@ func stepCmd(m Model, cmd tea.Cmd) (Model, tea.Cmd) {
 	nm, next := m.Update(cmd())
 	return nm.(Model), next
 }
+
+// compareFixture adds a newer classification evaluation to compare with #3.
+func compareFixture() *fakeService {
+	svc := evalFixture()
+	svc.evals = append([]app.EvalRow{{ID: 4, Run: "20261125-190000-kd-77aa", Adapter: "kd-creditmix-0413", Kind: "classification",
+		Metrics: "macro_f1 0.80", ReportPath: "runs/c/eval/classification.json", Age: time.Minute}}, svc.evals...)
+	svc.reports["runs/c/eval/classification.json"] = app.EvalReport{ID: 4, Kind: "classification", Model: "models/qwen", Adapter: "kd-creditmix-0413",
+		Calibrated: classEval([][]int{{52, 6, 2}, {8, 44, 8}, {6, 9, 45}}),
+		Raw:        classEval([][]int{{50, 10, 0}, {20, 35, 5}, {10, 15, 35}})}
+	return svc
+}
+
+func TestEvalsCompare(t *testing.T) {
+	for _, s := range sizes {
+		m := evalsModel(compareFixture(), s.w, s.h)
+		m = step(m, keys(" "))                     // mark #4
+		m = step(m, tea.KeyMsg{Type: tea.KeyDown}) // cursor on #3
+		m, cmd := stepCmd(m, func() tea.Msg { return keys("c") })
+		m, _ = stepCmd(m, cmd)
+		if m.evals.cmp == nil || m.evals.cmp.a.ID != 3 || m.evals.cmp.b.ID != 4 {
+			t.Fatalf("compare did not open #3 (baseline) and #4:\n%s", m.View())
+		}
+		frame := m.View()
+		checkFrame(t, frame, s.w, s.h)
+		// Good→Good went 49 → 52: +3 on the diagonal; macro-F1 rises.
+		if !strings.Contains(frame, "Δ count") || !strings.Contains(frame, "+3") || !strings.Contains(frame, "macro-F1") {
+			t.Errorf("no per-cell difference or scores:\n%s", frame)
+		}
+		golden(t, sizeName("evals-compare", s.w, s.h), frame)
+		m = step(m, tea.KeyMsg{Type: tea.KeyRight})
+		if !m.evals.raw || !strings.Contains(m.View(), "· raw ·") {
+			t.Errorf("→ did not switch the comparison to raw:\n%s", m.View())
+		}
+		m = step(m, tea.KeyMsg{Type: tea.KeyEsc})
+		if m.evals.cmp != nil {
+			t.Fatal("esc did not leave the comparison")
+		}
+		// #4 is still marked; comparing it with the IDP evaluation is refused.
+		m = step(m, tea.KeyMsg{Type: tea.KeyDown})
+		m, cmd = stepCmd(m, func() tea.Msg { return keys("c") })
+		m, _ = stepCmd(m, cmd)
+		if f := m.View(); !strings.Contains(f, "cannot compare a idp evaluation with a classification one") &&
+			!strings.Contains(f, "cannot compare a classification evaluation with a idp one") {
+			t.Errorf("mixed kinds not refused:\n%s", f)
+		}
+	}
+}
+
+func TestEvalsCompareNeedsTwo(t *testing.T) {
+	m := evalsModel(compareFixture(), 80, 24)
+	m = step(m, keys("c"))
+	if !strings.Contains(m.View(), "mark two evaluations with space") {
+		t.Errorf("c without marks:\n%s", m.View())
+	}
+}

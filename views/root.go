@@ -182,7 +182,7 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.tab = TabEvals
 		m.evals, cmd = m.evals.update(&m.ctx, msg)
 		return m, cmd
-	case evaluatedMsg, evalsLoadedMsg, evalReportMsg:
+	case evaluatedMsg, evalsLoadedMsg, evalReportMsg, compareReady:
 		m.evals, cmd = m.evals.update(&m.ctx, msg)
 		return m, cmd
 	case planMsg, launchedMsg:
