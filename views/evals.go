@@ -91,8 +91,8 @@ type evalsView struct {
 	table  table.Model
 	open   *app.EvalReport // the report shown, nil for the list
 	row    app.EvalRow
-	raw    bool   // show the uncalibrated classification report
-	busy   string // the run being evaluated, if any
+	raw    bool    // show the uncalibrated classification report
+	busy   string  // the run being evaluated, if any
 	marked []int64 // evaluations marked for comparison, oldest first
 	cmp    *comparison
 }
