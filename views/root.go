@@ -151,7 +151,7 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			return nm, tea.Batch(cmd, c2, c3)
 		}
 		return m, tea.Batch(cmd, c2)
-	case runDeletedMsg:
+	case runDeletedMsg, runsCompareReady:
 		m.runs, cmd = m.runs.update(&m.ctx, msg)
 		return m, cmd
 	case openRunMsg:

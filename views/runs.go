@@ -15,15 +15,15 @@ import (
 )
 
 type runsKeys struct {
-	Filter, Sort, Open, Delete, Evaluate, Refresh, Up, Down key.Binding
+	Filter, Sort, Open, Delete, Evaluate, Mark, Compare, Back, Refresh, Up, Down key.Binding
 }
 
 func (k runsKeys) ShortHelp() []key.Binding {
-	return []key.Binding{k.Filter, k.Sort, k.Open, k.Evaluate, k.Delete}
+	return []key.Binding{k.Filter, k.Sort, k.Open, k.Evaluate, k.Compare, k.Delete}
 }
 
 func (k runsKeys) FullHelp() [][]key.Binding {
-	return [][]key.Binding{{k.Up, k.Down, k.Open}, {k.Filter, k.Sort, k.Evaluate, k.Delete, k.Refresh}}
+	return [][]key.Binding{{k.Up, k.Down, k.Open, k.Back}, {k.Filter, k.Sort, k.Evaluate, k.Delete, k.Refresh}, {k.Mark, k.Compare}}
 }
 
 var defaultRunsKeys = runsKeys{
@@ -32,6 +32,9 @@ var defaultRunsKeys = runsKeys{
 	Open:     key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "open")),
 	Delete:   key.NewBinding(key.WithKeys("d"), key.WithHelp("d", "delete")),
 	Evaluate: key.NewBinding(key.WithKeys("e"), key.WithHelp("e", "evaluate")),
+	Mark:     key.NewBinding(key.WithKeys(" "), key.WithHelp("space", "mark")),
+	Compare:  key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "compare two")),
+	Back:     key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back")),
 	Refresh:  key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "refresh")),
 	Up:       key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "up")),
 	Down:     key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "down")),
@@ -81,7 +84,9 @@ type runsView struct {
 	table   table.Model
 	filter  textinput.Model
 	sortBy  int
-	confirm string // the run awaiting a y/n to delete
+	confirm string   // the run awaiting a y/n to delete
+	marked  []string // runs marked for comparison, oldest first
+	cmp     *runComparison
 }
 
 func newRunsView() runsView {
@@ -116,10 +121,44 @@ func (v runsView) update(ctx *Context, msg tea.Msg) (runsView, tea.Cmd) {
 		}
 		v.note = "removed " + msg.id
 		return v, loadRuns(ctx.Svc)
+	case runsCompareReady:
+		if msg.err != nil {
+			v.note = "cannot compare: " + msg.err.Error()
+			return v, nil
+		}
+		v.cmp, v.note = &msg.cmp, ""
+		return v, nil
 	case tea.KeyMsg:
 		return v.key(ctx, msg)
 	}
 	return v, nil
+}
+
+// compare starts comparing the two marked runs, or the one marked and the
+// one under the cursor.
+func (v runsView) compare(ctx *Context) (runsView, tea.Cmd) {
+	ids := slices.Clone(v.marked)
+	if r, ok := v.selected(); ok && len(ids) == 1 && r.ID != ids[0] {
+		ids = append(ids, r.ID)
+	}
+	if len(ids) != 2 {
+		v.note = "mark two runs with space, then c compares them"
+		return v, nil
+	}
+	var rows []app.RunRow
+	for _, id := range ids {
+		for _, r := range v.all {
+			if r.ID == id {
+				rows = append(rows, r)
+			}
+		}
+	}
+	if len(rows) != 2 {
+		v.marked, v.note = nil, "a marked run is gone: mark two again"
+		return v, nil
+	}
+	v.note = "comparing " + rows[0].ID + " with " + rows[1].ID + "…"
+	return v, loadRunComparison(ctx.Svc, rows[0], rows[1])
 }
 
 func (v runsView) key(ctx *Context, msg tea.KeyMsg) (runsView, tea.Cmd) {
@@ -149,7 +188,25 @@ func (v runsView) key(ctx *Context, msg tea.KeyMsg) (runsView, tea.Cmd) {
 		v.apply(ctx)
 		return v, nil
 	}
+	if v.cmp != nil {
+		if key.Matches(msg, v.keys.Back) {
+			v.cmp = nil
+		}
+		return v, nil
+	}
 	switch {
+	case key.Matches(msg, v.keys.Mark):
+		if r, ok := v.selected(); ok {
+			if j := slices.Index(v.marked, r.ID); j >= 0 {
+				v.marked = slices.Delete(v.marked, j, j+1)
+			} else if v.marked = append(v.marked, r.ID); len(v.marked) > 2 {
+				v.marked = v.marked[1:]
+			}
+			v.apply(ctx)
+		}
+		return v, nil
+	case key.Matches(msg, v.keys.Compare):
+		return v.compare(ctx)
 	case key.Matches(msg, v.keys.Filter):
 		v.note = ""
 		return v, v.filter.Focus()
@@ -222,7 +279,11 @@ func (v *runsView) apply(ctx *Context) {
 	v.table.SetColumns(runColumns(ctx.Width))
 	rows := make([]table.Row, len(v.shown))
 	for i, r := range v.shown {
-		rows[i] = table.Row{r.ID, strings.ToUpper(r.Method), r.Base, r.Dataset, statusLabel(r.Status), r.Best, humanAge(r.Age)}
+		id := r.ID
+		if slices.Contains(v.marked, r.ID) {
+			id = "✓" + id
+		}
+		rows[i] = table.Row{id, strings.ToUpper(r.Method), r.Base, r.Dataset, statusLabel(r.Status), r.Best, humanAge(r.Age)}
 	}
 	v.table.SetRows(rows)
 	v.table.SetWidth(ctx.Width)
@@ -262,12 +323,20 @@ func statusLabel(s string) string {
 
 func (v runsView) view(ctx *Context) string {
 	st := ctx.Styles
+	if v.cmp != nil {
+		body := strings.Join(v.cmp.view(st, ctx.Width, ctx.Height-1), "\n")
+		foot := st.Muted.Render("A " + v.cmp.a.ID + " · B " + v.cmp.b.ID + " · esc back")
+		return lipgloss.JoinVertical(lipgloss.Left, lipgloss.NewStyle().Height(ctx.Height-1).MaxHeight(ctx.Height-1).Render(body), fit(" "+foot, ctx.Width))
+	}
 	head := st.Title.Render("Runs") + st.Muted.Render(fmt.Sprintf("  (%d", len(v.shown)))
 	if len(v.shown) != len(v.all) {
 		head += st.Muted.Render(fmt.Sprintf(" of %d", len(v.all)))
 	}
 	head += st.Muted.Render(")  sorted by " + sortKeys[v.sortBy])
-	hint := st.Muted.Render("/ filter  s sort  enter open  e evaluate  d delete ")
+	hint := st.Muted.Render("/ filter  s sort  enter open  e eval  space·c compare  d delete ")
+	if lipgloss.Width(head)+lipgloss.Width(hint)+2 > ctx.Width {
+		hint = st.Muted.Render("enter open  e eval  space·c compare ")
+	}
 	lines := []string{barLine(" "+head, hint, ctx.Width)}
 	switch {
 	case !v.loaded:

@@ -508,3 +508,44 @@ func TestQuitWithARunTrainingAsks(t *testing.T) {
 		t.Fatal("q with nothing training should quit at once")
 	}
 }
+
+func TestRunsCompare(t *testing.T) {
+	hist := func(losses ...float64) []app.Progress {
+		var out []app.Progress
+		for i, l := range losses {
+			out = append(out, app.Progress{Step: i + 1, Total: len(losses), Loss: l, TokensPerSec: 100, Elapsed: time.Duration(i+1) * time.Second})
+		}
+		return out
+	}
+	for _, s := range sizes {
+		svc := &fakeService{runs: threeRuns(), history: map[string][]app.Progress{
+			"20261125-182700-sft-ab12": hist(2.4, 1.9, 1.2, 0.9),
+			"20261125-171500-kd-03f1":  hist(2.6, 2.0, 1.6, 1.4, 1.1, 0.7),
+		}}
+		m := newTestModel(svc, s.w, s.h)
+		m = step(m, keys(" "))
+		m = step(m, tea.KeyMsg{Type: tea.KeyDown})
+		m, cmd := stepCmd(m, func() tea.Msg { return keys("c") })
+		m, _ = stepCmd(m, cmd)
+		if m.runs.cmp == nil {
+			t.Fatalf("no comparison:\n%s", m.View())
+		}
+		frame := m.View()
+		checkFrame(t, frame, s.w, s.h)
+		for _, want := range []string{"final loss", "0.9000", "0.7000", "lowest loss", "one scale 0.700–2.600"} {
+			if !strings.Contains(frame, want) {
+				t.Errorf("comparison lacks %q:\n%s", want, frame)
+			}
+		}
+		golden(t, sizeName("runs-compare", s.w, s.h), frame)
+		m = step(m, tea.KeyMsg{Type: tea.KeyEsc})
+		if m.runs.cmp != nil || m.tab != TabRuns {
+			t.Error("esc did not return to the list")
+		}
+	}
+	m := newTestModel(&fakeService{runs: threeRuns()}, 80, 24)
+	m = step(m, keys("c"))
+	if !strings.Contains(m.View(), "mark two runs with space") {
+		t.Errorf("c without marks:\n%s", m.View())
+	}
+}
