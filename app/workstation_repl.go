@@ -8,6 +8,7 @@ import (
 
 	"distill/core/infer"
 	"distill/core/model"
+	"distill/core/task/classify"
 	"distill/core/tokenizer"
 )
 
@@ -25,14 +26,16 @@ type Ask struct {
 // Answer is one event of an Ask: a generated piece of text while it
 // streams, then a final value with Done set (Err when it failed).
 type Answer struct {
-	Piece  string             // generate: the next piece of text
-	Done   bool               // the last value; the channel closes after it
-	Err    error              //
-	Label  string             // classify: the chosen label
-	Probs  map[string]float64 // classify: each label's probability
-	JSON   string             // extract: the result, indented
-	Valid  bool               // extract: the result satisfies the schema
-	Tokens int                // tokens generated
+	Piece    string             // generate: the next piece of text
+	Done     bool               // the last value; the channel closes after it
+	Err      error              //
+	Label    string             // classify: the chosen label
+	Probs    map[string]float64 // classify: each label's calibrated probability
+	RawProbs map[string]float64 // classify: before calibration
+	Margin   float64            // classify: top-1 minus top-2 calibrated probability
+	JSON     string             // extract: the result, indented
+	Valid    bool               // extract: the result satisfies the schema
+	Tokens   int                // tokens generated
 }
 
 // Ask runs req in a goroutine with the CLI's helpers (generate, classify,
@@ -60,7 +63,9 @@ func ask(ctx context.Context, req Ask, ch chan<- Answer) (Answer, error) {
 		if len(req.Labels) < 2 {
 			return Answer{}, fmt.Errorf("classify needs at least two labels")
 		}
-		c, _, err := newClassifier(eng, req.Model, req.Labels, "", false, nil, false, nil)
+		// Calibrated as `distill classify --calibrate` is: the multi-null
+		// contextual calibration through the same template.
+		c, _, err := newClassifier(eng, req.Model, req.Labels, "", true, classify.DefaultNullInputs, false, nil)
 		if err != nil {
 			return Answer{}, err
 		}
@@ -69,7 +74,7 @@ func ask(ctx context.Context, req Ask, ch chan<- Answer) (Answer, error) {
 		if err != nil {
 			return Answer{}, err
 		}
-		return Answer{Label: r.Label, Probs: r.Probabilities}, nil
+		return Answer{Label: r.Label, Probs: r.Probabilities, RawProbs: r.RawProbabilities, Margin: r.Margin}, nil
 	case "extract":
 		if req.Schema == "" {
 			return Answer{}, fmt.Errorf("extract needs a schema file")

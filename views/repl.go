@@ -395,5 +395,14 @@ func probBars(st Styles, a *app.Answer, width int) string {
 		}
 		b.WriteString(fmt.Sprintf(" %s %s %.3f\n", fit(l, lw), bar, p))
 	}
+	note := fmt.Sprintf(" margin %.3f", a.Margin)
+	if len(a.RawProbs) > 0 {
+		note += " · raw:"
+		for _, l := range labels {
+			note += fmt.Sprintf(" %s %.3f", l, a.RawProbs[l])
+		}
+		note = " calibrated ·" + note
+	}
+	b.WriteString(st.Muted.Render(cut(note, width)) + "\n")
 	return b.String()
 }

@@ -37,7 +37,8 @@ func TestREPLClassify(t *testing.T) {
 	for _, s := range sizes {
 		svc := launchService()
 		svc.adapters = []app.AdapterRow{{Name: "tickets-sft", Path: "runs/r1/adapter"}}
-		svc.answers = []app.Answer{{Done: true, Label: "billing", Probs: map[string]float64{"billing": 0.82, "bug": 0.13, "other": 0.05}}}
+		svc.answers = []app.Answer{{Done: true, Label: "billing", Probs: map[string]float64{"billing": 0.82, "bug": 0.13, "other": 0.05},
+			RawProbs: map[string]float64{"billing": 0.52, "bug": 0.41, "other": 0.07}, Margin: 0.69}}
 		m := openREPL(svc, s.w, s.h)
 		m = step(m, tea.KeyMsg{Type: tea.KeyDown}) // enter the form, on the model
 		m = step(m, tea.KeyMsg{Type: tea.KeyTab})  // adapter
@@ -59,8 +60,8 @@ func TestREPLClassify(t *testing.T) {
 		}
 		frame := m.View()
 		checkFrame(t, frame, s.w, s.h)
-		if !strings.Contains(frame, "0.820") {
-			t.Errorf("no probability bars:\n%s", frame)
+		if !strings.Contains(frame, "0.820") || !strings.Contains(frame, "margin 0.690") || !strings.Contains(frame, "billing 0.520") {
+			t.Errorf("no calibrated bars, margin or raw probabilities:\n%s", frame)
 		}
 		golden(t, sizeName("repl-classify", s.w, s.h), frame)
 		m = step(m, tea.KeyMsg{Type: tea.KeyUp})
