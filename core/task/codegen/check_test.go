@@ -274,11 +274,11 @@ func TestPythonPytest(t *testing.T) {
 func TestPythonTimeout(t *testing.T) {
 	needTool(t, "python3")
 	res, err := CheckCode(context.Background(), Task{Language: "python", Tests: "import time\n\ndef test_sleep():\n    while True:\n        time.sleep(0.01)\n"},
-		"x = 1\n", Options{Timeout: time.Second})
+		"x = 1\n", Options{Timeout: 5 * time.Second}) // room for py_compile on a loaded machine
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tc := byName(res)["test"]; !tc.TimedOut || res.TestsPassed || tc.Duration > 5*time.Second {
+	if tc := byName(res)["test"]; !tc.TimedOut || res.TestsPassed || tc.Duration > 20*time.Second {
 		t.Fatalf("want a timeout: %s", describe(res))
 	}
 }
