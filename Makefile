@@ -4,7 +4,7 @@ GO    ?= go
 export CGO_ENABLED := 1
 
 # System packages the build needs, installed when missing (we run as root).
-SYS_PKGS := libopenblas-dev pkg-config
+SYS_PKGS := libopenblas-dev pkg-config tmux
 # Python reference implementation for `make goldens` only (not for tests).
 PY_PKGS  := python3-torch python3-numpy
 PYTHON   := /usr/bin/python3
