@@ -25,5 +25,6 @@
 //
 // Tests render each view at fixed sizes with the ASCII colour profile and
 // compare View() with testdata/*.golden; `go test ./views -update` rewrites
-// them.
+// them. flows_test.go drives whole flows through a running program with
+// teatest, and ../e2e_test.go drives the real binary inside tmux.
 package views

@@ -19,7 +19,13 @@ import (
 	"distill/app"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
+// updating reports whether -update was given: the flag is the one that
+// teatest's golden package registers, shared by this package's goldens
+// (`go test ./views -update` rewrites testdata/*.golden).
+func updating() bool {
+	f := flag.Lookup("update")
+	return f != nil && f.Value.String() == "true"
+}
 
 func TestMain(m *testing.M) {
 	lipgloss.SetColorProfile(termenv.Ascii)
@@ -201,7 +207,7 @@ func keys(s string) tea.KeyMsg { return tea.KeyMsg{Type: tea.KeyRunes, Runes: []
 func golden(t *testing.T, name, got string) {
 	t.Helper()
 	path := filepath.Join("testdata", name+".golden")
-	if *update {
+	if updating() {
 		if err := os.MkdirAll("testdata", 0o755); err != nil {
 			t.Fatal(err)
 		}
