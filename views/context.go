@@ -19,6 +19,7 @@ type Service interface {
 	RunHistory(id string) ([]app.Progress, error)
 	Device() string
 	ResidentBytes() int64
+	GPUMemory() (app.GPU, bool)
 	TotalMemory() int64
 	ListAdapters() ([]app.AdapterRow, error)
 	RenameAdapter(oldName, newName string) error

@@ -9,6 +9,8 @@ import (
 	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
+
+	"distill/app"
 )
 
 // Tab is one of the workstation's views.
@@ -61,8 +63,13 @@ func (k keyMap) FullHelp() [][]key.Binding {
 	return append(b, []key.Binding{g.Next, g.Prev, g.Jump, g.Help, g.Quit})
 }
 
-// memMsg carries the process's resident memory for the top bar.
-type memMsg struct{ rss int64 }
+// memMsg carries the process's resident memory and, on a machine with an
+// NVIDIA GPU, the GPU's memory, for the top bar.
+type memMsg struct {
+	rss    int64
+	gpu    app.GPU
+	hasGPU bool
+}
 
 // tickEvery is how often the top bar's memory and the run list refresh.
 const tickEvery = 2 * time.Second
@@ -77,6 +84,8 @@ type Model struct {
 	keys     globalKeys
 	help     help.Model
 	rss      int64
+	gpu      app.GPU // the first NVIDIA GPU's memory, when hasGPU
+	hasGPU   bool
 	runs     runsView
 	train    trainView
 	adapters adaptersView
@@ -115,7 +124,10 @@ type tickMsg struct{}
 func tick() tea.Cmd { return tea.Tick(tickEvery, func(time.Time) tea.Msg { return tickMsg{} }) }
 
 func readMem(svc Service) tea.Cmd {
-	return func() tea.Msg { return memMsg{svc.ResidentBytes()} }
+	return func() tea.Msg {
+		g, ok := svc.GPUMemory()
+		return memMsg{svc.ResidentBytes(), g, ok}
+	}
 }
 
 // Update implements tea.Model.
@@ -129,7 +141,7 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case tickMsg:
 		return m, tea.Batch(loadRuns(m.ctx.Svc), readMem(m.ctx.Svc), tick())
 	case memMsg:
-		m.rss = msg.rss
+		m.rss, m.gpu, m.hasGPU = msg.rss, msg.gpu, msg.hasGPU
 		return m, nil
 	case runsLoadedMsg:
 		m.active = ""
@@ -365,10 +377,14 @@ func (m Model) topBar() string {
 		}
 	}
 	left := " " + st.Title.Render("distill") + " " + strings.Join(tabs, " ")
-	right := m.ctx.Svc.Device() + " · RSS " + humanBytes(m.rss) + " "
+	mem := "RSS " + humanBytes(m.rss)
+	if m.hasGPU { // VRAM through NVML, next to the process's own memory
+		mem = "VRAM " + humanBytes(m.gpu.Used) + "/" + humanBytes(m.gpu.Total) + " · " + mem
+	}
+	right := m.ctx.Svc.Device() + " · " + mem + " "
 	if lipgloss.Width(left)+lipgloss.Width(right)+1 > m.width {
 		device, _, _ := strings.Cut(m.ctx.Svc.Device(), " ")
-		right = device + " · RSS " + humanBytes(m.rss) + " "
+		right = device + " · " + mem + " "
 	}
 	return barLine(left, right, m.width)
 }

@@ -49,6 +49,7 @@ type fakeService struct {
 	answers  []app.Answer // what Ask streams
 	running  int          // runs "training in this process"
 	asked    []app.Ask
+	gpu      app.GPU  // NVML's answer; none when Total is 0
 	evalErr  error    // what EvaluateRun fails with
 	evalued  []string // the runs EvaluateRun was asked for
 }
@@ -73,7 +74,10 @@ func (f *fakeService) RunHistory(id string) ([]app.Progress, error) {
 func (f *fakeService) Device() string       { return "cpu · 8 cores" }
 func (f *fakeService) ResidentBytes() int64 { return 1288 << 20 }
 func (f *fakeService) Running() int         { return f.running }
-func (f *fakeService) TotalMemory() int64   { return 16 << 30 }
+func (f *fakeService) GPUMemory() (app.GPU, bool) {
+	return f.gpu, f.gpu.Total > 0
+}
+func (f *fakeService) TotalMemory() int64 { return 16 << 30 }
 
 func (f *fakeService) ListAdapters() ([]app.AdapterRow, error) {
 	return append([]app.AdapterRow(nil), f.adapters...), nil
@@ -176,7 +180,8 @@ func newTestModel(svc Service, w, h int) Model {
 	m := New(svc)
 	m.ticks = false
 	m = step(m, tea.WindowSizeMsg{Width: w, Height: h})
-	m = step(m, memMsg{svc.ResidentBytes()})
+	g, ok := svc.GPUMemory()
+	m = step(m, memMsg{svc.ResidentBytes(), g, ok})
 	rows, err := svc.ListRuns()
 	return stepRun(m, runsLoadedMsg{rows, err})
 }
@@ -553,5 +558,16 @@ func TestRunsCompare(t *testing.T) {
 	m = step(m, keys("c"))
 	if !strings.Contains(m.View(), "mark two runs with space") {
 		t.Errorf("c without marks:\n%s", m.View())
+	}
+}
+
+// On a machine with an NVIDIA GPU the top bar shows its memory (NVML).
+func TestTopBarShowsVRAM(t *testing.T) {
+	svc := &fakeService{runs: threeRuns(), gpu: app.GPU{Name: "NVIDIA RTX 4060", Used: 1536 << 20, Total: 8 << 30}}
+	m := newTestModel(svc, 100, 30)
+	frame := m.View()
+	checkFrame(t, frame, 100, 30)
+	if top := strings.SplitN(frame, "\n", 2)[0]; !strings.Contains(top, "VRAM 1.5 GB/8.0 GB · RSS 1.3 GB") {
+		t.Errorf("top bar: %q", top)
 	}
 }
