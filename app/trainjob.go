@@ -32,6 +32,9 @@ type TrainJob struct {
 	Resume bool // continue from the latest checkpoint in Dir
 	Log    io.Writer
 	Events func(train.Event)
+	// Validated, when set, receives each validation's metrics (val_loss,
+	// or val_accuracy and val_margin for DPO) at the step they were taken.
+	Validated func(step int, metrics map[string]float64)
 
 	be      tensor.Backend
 	m       *model.Model

@@ -147,6 +147,9 @@ func (j *TrainJob) evaluate() error {
 		points = append(points, store.Metric{Step: j.opt.Step, Name: k, Value: v})
 		j.logf("step %d: %s %.4f", j.opt.Step, k, v)
 	}
+	if j.Validated != nil {
+		j.Validated(j.opt.Step, metrics)
+	}
 	if v, ok := metrics["val_loss"]; ok {
 		j.DB.SetBestMetric(context.Background(), j.ID, "val_loss", v)
 	} else if v, ok := metrics["val_accuracy"]; ok {

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -48,10 +49,21 @@ type Progress struct {
 	Step, Total                      int
 	Loss, LR, GradNorm, TokensPerSec float64
 	Elapsed                          time.Duration
-	RSS                              int64 // resident memory, bytes
+	RSS                              int64   // resident memory, bytes
+	ValLoss                          float64 // a validation loss taken at Step; 0: none
 	Done                             bool
 	Err                              error
+
+	// A value with Validation set carries only ValLoss (or ValAccuracy for
+	// DPO); one with Log set carries only a line of the run's log. Neither
+	// is a training step.
+	Validation  bool
+	ValAccuracy float64
+	Log         string
 }
+
+// IsStep reports whether p is a training step.
+func (p Progress) IsStep() bool { return !p.Done && !p.Validation && p.Log == "" }
 
 // OpenWorkstation opens (creating if needed) the run database at dbPath and
 // marks the runs of processes that died as failed. An empty dbPath is the
@@ -198,7 +210,11 @@ func (w *Workstation) LaunchRun(cfg RunConfig) (string, <-chan Progress, error) 
 	ch := make(chan Progress, progressBuffer)
 	job := &TrainJob{Cfg: cfg, ID: id, Dir: cfg.Out, DB: w.db, Events: func(e train.Event) {
 		sendLatest(ch, progressOf(id, e))
-	}}
+	}, Validated: func(step int, m map[string]float64) {
+		sendLatest(ch, Progress{RunID: id, Step: step, Validation: true, ValLoss: m["val_loss"], ValAccuracy: m["val_accuracy"]})
+	}, Log: &lineWriter{emit: func(line string) {
+		sendLatest(ch, Progress{RunID: id, Log: line})
+	}}}
 	go func() {
 		err := job.Run(ctx)
 		w.mu.Lock()
@@ -293,6 +309,8 @@ func (w *Workstation) RunHistory(id string) ([]Progress, error) {
 			p.TokensPerSec = m.Value
 		case "rss_bytes":
 			p.RSS = int64(m.Value)
+		case "val_loss":
+			p.ValLoss = m.Value
 		}
 	}
 	slices.Sort(steps)
@@ -317,4 +335,25 @@ func (w *Workstation) TotalMemory() int64 {
 		}
 	}
 	return 0
+}
+
+// lineWriter calls emit with each complete line written to it; a front end
+// shows a run's log through it.
+type lineWriter struct {
+	buf  []byte
+	emit func(string)
+}
+
+func (l *lineWriter) Write(p []byte) (int, error) {
+	l.buf = append(l.buf, p...)
+	for {
+		i := bytes.IndexByte(l.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		if line := strings.TrimRight(string(l.buf[:i]), "\r"); strings.TrimSpace(line) != "" {
+			l.emit(line)
+		}
+		l.buf = l.buf[i+1:]
+	}
 }

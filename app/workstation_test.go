@@ -90,8 +90,15 @@ func TestStartRunStreamsProgress(t *testing.T) {
 	}
 	var steps []int
 	var last Progress
+	logged, vals := 0, 0
 	for p := range ch {
-		if !p.Done {
+		if p.Log != "" {
+			logged++
+		}
+		if p.Validation && p.ValLoss > 0 {
+			vals++
+		}
+		if p.IsStep() {
 			steps = append(steps, p.Step)
 			if p.Total != 4 || p.Loss <= 0 {
 				t.Errorf("step %d: total %d, loss %g", p.Step, p.Total, p.Loss)
@@ -104,6 +111,9 @@ func TestStartRunStreamsProgress(t *testing.T) {
 	}
 	if len(steps) != 4 || steps[3] != 4 {
 		t.Fatalf("steps %v, want 1..4", steps)
+	}
+	if logged == 0 || vals == 0 {
+		t.Errorf("the channel carried %d log lines and %d validations, want some of each", logged, vals)
 	}
 	rows, err := w.ListRuns()
 	if err != nil || len(rows) != 1 || rows[0].Status != "completed" || rows[0].ID != last.RunID {

@@ -57,15 +57,36 @@ func level(v, lo, hi float64, n int) int {
 	return max(0, min(n, l))
 }
 
+// chartMark is a point drawn over a column chart (a validation loss).
+type chartMark struct {
+	step  int
+	value float64
+}
+
 // columnChart draws values as columns of eighth blocks, height rows high and
 // width cells wide including the y-axis labels, with an x-axis of steps
-// first..last underneath (height+2 lines in all).
-func columnChart(values []float64, first, last, width, height int) []string {
+// first..last underneath (height+2 lines in all). Marks are drawn as • in
+// the column of their step, on the same scale (which widens to hold them).
+func columnChart(values []float64, first, last, width, height int, marks ...chartMark) []string {
 	const label = 7 // "12.345 ┤"
 	plot := max(1, width-label-1)
 	height = max(1, height)
 	cols := resample(values, plot)
 	lo, hi := bounds(cols)
+	for _, m := range marks {
+		lo, hi = min(lo, m.value), max(hi, m.value)
+	}
+	// each mark's row and column
+	type cell struct{ r, c int }
+	dots := map[cell]bool{}
+	for _, m := range marks {
+		c := 0
+		if last > first {
+			c = (m.step - first) * (len(cols) - 1) / (last - first)
+		}
+		l := 1 + level(m.value, lo, hi, height*8-1)
+		dots[cell{height - 1 - (l-1)/8, max(0, min(len(cols)-1, c))}] = true
+	}
 	lines := make([]string, 0, height+2)
 	for r := 0; r < height; r++ {
 		var b strings.Builder
@@ -78,7 +99,11 @@ func columnChart(values []float64, first, last, width, height int) []string {
 			fmt.Fprintf(&b, "%*s │", label-1, "")
 		}
 		floor := (height - 1 - r) * 8
-		for _, v := range cols {
+		for c, v := range cols {
+			if dots[cell{r, c}] {
+				b.WriteRune('•')
+				continue
+			}
 			l := 1 + level(v, lo, hi, height*8-1) // the lowest value still shows
 			b.WriteRune(blocks[max(0, min(8, l-floor))])
 		}

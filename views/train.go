@@ -81,7 +81,13 @@ type trainView struct {
 	done   bool
 	note   string
 	bar    progress.Model
+	vals   []chartMark // validation losses by step
+	valAcc float64     // the last DPO validation accuracy
+	log    []string    // the last lines of the run's log
 }
+
+// logLines is how many lines of a run's log the Train view keeps.
+const logLines = 3
 
 func newTrainView() trainView {
 	return trainView{keys: defaultTrainKeys,
@@ -169,6 +175,25 @@ func (v trainView) update(ctx *Context, msg tea.Msg) (trainView, tea.Cmd) {
 }
 
 func (v *trainView) add(p app.Progress) {
+	switch {
+	case p.Log != "":
+		v.log = append(v.log, p.Log)
+		if len(v.log) > logLines {
+			v.log = v.log[len(v.log)-logLines:]
+		}
+		return
+	case p.Validation:
+		if p.ValLoss > 0 {
+			v.vals = append(v.vals, chartMark{p.Step, p.ValLoss})
+		}
+		if p.ValAccuracy > 0 {
+			v.valAcc = p.ValAccuracy
+		}
+		return
+	}
+	if p.ValLoss > 0 { // a recorded step that was also validated
+		v.vals = append(v.vals, chartMark{p.Step, p.ValLoss})
+	}
 	if p.Done {
 		v.done = true
 		if p.Err != nil {
@@ -235,6 +260,12 @@ func (v trainView) view(ctx *Context) string {
 		}
 	}
 	stats := fmt.Sprintf(" loss %.4f · lr %.2e · grad-norm %.2f · %.0f tok/s", p.Loss, p.LR, p.GradNorm, p.TokensPerSec)
+	if n := len(v.vals); n > 0 {
+		stats += fmt.Sprintf(" · val %.4f", v.vals[n-1].value)
+	}
+	if v.valAcc > 0 {
+		stats += fmt.Sprintf(" · val acc %.3f", v.valAcc)
+	}
 	timing := " elapsed " + humanDuration(p.Elapsed)
 	if d, ok := v.eta(); ok {
 		timing = " ETA " + humanDuration(d) + " ·" + timing
@@ -259,14 +290,25 @@ func (v trainView) view(ctx *Context) string {
 			status = " " + st.Bad.Render(v.note)
 		}
 	}
-	chartH := ctx.Height - len(lines) - 1 - 3 // title row, x-axis rows, status
+	tail := v.log
+	if ctx.Height < 18 { // keep the chart at 80×24
+		tail = tail[max(0, len(tail)-1):]
+	}
+	chartH := ctx.Height - len(lines) - 1 - 3 - len(tail) // title row, x-axis rows, status, log
 	if chartH >= 2 && len(v.losses) > 0 {
-		lines = append(lines, " "+st.Muted.Render("loss"))
-		lines = append(lines, columnChart(v.losses, v.first, p.Step, w-1, chartH)...)
+		legend := "loss ▇ train"
+		if len(v.vals) > 0 {
+			legend += " · • validation"
+		}
+		lines = append(lines, " "+st.Muted.Render(legend))
+		lines = append(lines, columnChart(v.losses, v.first, p.Step, w-1, chartH, v.vals...)...)
 	} else if len(v.losses) > 0 {
 		lines = append(lines, " loss "+sparkline(v.losses, max(5, w-8)))
 	} else {
 		lines = append(lines, "", " waiting for the first step…")
+	}
+	for _, l := range tail {
+		lines = append(lines, " "+st.Muted.Render("log ")+cut(l, max(5, w-6)))
 	}
 	body := lipgloss.NewStyle().Height(ctx.Height - 1).MaxHeight(ctx.Height - 1).Render(strings.Join(lines, "\n"))
 	return body + "\n" + status

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -341,11 +342,22 @@ func TestTrainMonitor(t *testing.T) {
 		if m.tab != TabTrain {
 			t.Fatalf("WatchMsg: tab %d, want Train", m.tab)
 		}
+		m = step(m, ProgressMsg{app.Progress{RunID: id, Log: "600 rows · classification · 3 labels"}})
 		for _, p := range syntheticSteps(id, 60, 200) {
 			m = step(m, ProgressMsg{p})
+			if p.Step%20 == 0 {
+				m = step(m, ProgressMsg{app.Progress{RunID: id, Step: p.Step, Validation: true, ValLoss: p.Loss + 0.15}})
+				m = step(m, ProgressMsg{app.Progress{RunID: id, Log: fmt.Sprintf("step %d: val_loss %.4f", p.Step, p.Loss+0.15)}})
+			}
+		}
+		if m.train.last.Step != 60 || len(m.train.losses) != 60 || len(m.train.vals) != 3 {
+			t.Fatalf("step %d, %d losses, %d validations: log lines or validations were taken for steps", m.train.last.Step, len(m.train.losses), len(m.train.vals))
 		}
 		frame := m.View()
 		checkFrame(t, frame, s.w, s.h)
+		if !strings.Contains(frame, "val 0.6000") || !strings.Contains(frame, "• validation") || !strings.Contains(frame, "log step 60: val_loss 0.6000") {
+			t.Errorf("no validation loss, marks or log tail:\n%s", frame)
+		}
 		golden(t, sizeName("train", s.w, s.h), frame)
 	}
 }
