@@ -87,7 +87,7 @@ func TestWorkstationEndToEnd(t *testing.T) {
 	// The REPL classifies one line with the run's adapter.
 	term.keys("5")
 	term.waitFor("REPL", "1 registered") // the adapters have been listed
-	term.keys("Down", "Tab", "Right") // into the form; adapter: the run's
+	term.keys("Down", "Tab", "Right")    // into the form; adapter: the run's
 	term.waitFor("-sft-")
 	term.keys("Tab", "Right", "Tab") // task: classify; on to the labels
 	term.waitFor("(•) CLASSIFY")
