@@ -203,18 +203,54 @@ func (w *Workstation) LaunchRun(cfg RunConfig) (string, <-chan Progress, error) 
 	if cfg.Out == "" {
 		cfg.Out = filepath.Join("runs", id)
 	}
+	return id, w.start(&TrainJob{Cfg: cfg, ID: id, Dir: cfg.Out}), nil
+}
+
+// ResumeRun continues a canceled or failed run from its latest checkpoint,
+// in this process, as `distill train --resume` would.
+func (w *Workstation) ResumeRun(id string) (<-chan Progress, error) {
+	ctx := context.Background()
+	r, err := w.db.GetRun(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case r.Status.Active():
+		return nil, fmt.Errorf("%s is %s already", id, r.Status)
+	case r.Status == store.StatusCompleted:
+		return nil, fmt.Errorf("%s has finished: nothing to resume", id)
+	}
+	if _, err := w.db.LatestCheckpoint(ctx, id); err != nil {
+		return nil, fmt.Errorf("%s has no checkpoint to resume from: launch it again", id)
+	}
+	var cfg RunConfig
+	if err := readRunConfig(filepath.Join(r.Dir, "config.yaml"), &cfg); err != nil {
+		return nil, fmt.Errorf("resume %s: %w", id, err)
+	}
+	w.mu.Lock()
+	_, busy := w.cancels[id]
+	w.mu.Unlock()
+	if busy {
+		return nil, fmt.Errorf("%s is training here already", id)
+	}
+	return w.start(&TrainJob{Cfg: cfg, ID: id, Dir: r.Dir, Resume: true}), nil
+}
+
+// start runs job in a goroutine, streaming its steps, validations and log
+// lines on the returned channel, which ends with a Done value.
+func (w *Workstation) start(job *TrainJob) <-chan Progress {
+	id := job.ID
 	ctx, cancel := context.WithCancel(context.Background())
 	w.mu.Lock()
 	w.cancels[id] = cancel
 	w.mu.Unlock()
 	ch := make(chan Progress, progressBuffer)
-	job := &TrainJob{Cfg: cfg, ID: id, Dir: cfg.Out, DB: w.db, Events: func(e train.Event) {
-		sendLatest(ch, progressOf(id, e))
-	}, Validated: func(step int, m map[string]float64) {
+	job.DB = w.db
+	job.Events = func(e train.Event) { sendLatest(ch, progressOf(id, e)) }
+	job.Validated = func(step int, m map[string]float64) {
 		sendLatest(ch, Progress{RunID: id, Step: step, Validation: true, ValLoss: m["val_loss"], ValAccuracy: m["val_accuracy"]})
-	}, Log: &lineWriter{emit: func(line string) {
-		sendLatest(ch, Progress{RunID: id, Log: line})
-	}}}
+	}
+	job.Log = &lineWriter{emit: func(line string) { sendLatest(ch, Progress{RunID: id, Log: line}) }}
 	go func() {
 		err := job.Run(ctx)
 		w.mu.Lock()
@@ -224,7 +260,7 @@ func (w *Workstation) LaunchRun(cfg RunConfig) (string, <-chan Progress, error) 
 		sendLatest(ch, Progress{RunID: id, Done: true, Err: err})
 		close(ch)
 	}()
-	return id, ch, nil
+	return ch
 }
 
 func progressOf(id string, e train.Event) Progress {

@@ -124,3 +124,67 @@ func TestStartRunStreamsProgress(t *testing.T) {
 		t.Fatalf("RunHistory: %+v, %v", hist, err)
 	}
 }
+
+// TestStopThenResume: a run stopped from the workstation writes a
+// checkpoint and is marked canceled; ResumeRun continues it from that
+// checkpoint to its last step, and the run ends completed.
+func TestStopThenResume(t *testing.T) {
+	m := tinyModel(t)
+	w, err := OpenWorkstation(filepath.Join(t.TempDir(), "distill.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	cfg := defaultRunConfig("sft")
+	cfg.Model, cfg.Data, cfg.Steps, cfg.SeqLen, cfg.LR = m, smallData(t, "../examples/chat/train.jsonl", 40), 8, 256, 1e-3
+	cfg.LoRA.R, cfg.Out = 4, filepath.Join(t.TempDir(), "run")
+	id, ch, err := w.LaunchRun(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stoppedAt := 0
+	var last Progress
+	for p := range ch {
+		if p.IsStep() && p.Step == 2 && stoppedAt == 0 {
+			stoppedAt = p.Step
+			if !w.StopRun(id) {
+				t.Fatal("StopRun: the run is not training here")
+			}
+		}
+		last = p
+	}
+	if last.Err != nil {
+		t.Fatal(last.Err)
+	}
+	rows, _ := w.ListRuns()
+	if len(rows) != 1 || rows[0].Status != "canceled" {
+		t.Fatalf("after stop: %+v", rows)
+	}
+	if _, err := w.ResumeRun("nope"); err == nil {
+		t.Error("ResumeRun of an unknown run: no error")
+	}
+	ch, err = w.ResumeRun(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := 0
+	for p := range ch {
+		if p.IsStep() && first == 0 {
+			first = p.Step
+		}
+		last = p
+	}
+	if last.Err != nil {
+		t.Fatal(last.Err)
+	}
+	if first <= stoppedAt || first > 8 {
+		t.Errorf("resumed at step %d after stopping at %d", first, stoppedAt)
+	}
+	rows, _ = w.ListRuns()
+	if rows[0].Status != "completed" {
+		t.Fatalf("after resume: %+v", rows[0])
+	}
+	if _, err := w.ResumeRun(id); err == nil {
+		t.Error("ResumeRun of a completed run: no error")
+	}
+}

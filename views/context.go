@@ -30,6 +30,7 @@ type Service interface {
 	EvaluateRun(id string) (app.EvalRow, error)
 	PlanRun(cfg app.RunConfig) (app.PlanRow, error)
 	LaunchRun(cfg app.RunConfig) (string, <-chan app.Progress, error)
+	ResumeRun(id string) (<-chan app.Progress, error)
 	ModelFolders(root string) []string
 	StatPath(path string) (exists, dir bool)
 	Ask(ctx context.Context, req app.Ask) <-chan app.Answer

@@ -173,6 +173,16 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 		m.train, cmd = m.train.update(&m.ctx, msg)
 		return m, cmd
+	case resumeMsg:
+		return m, resumeRun(m.ctx.Svc, msg.id)
+	case resumeFailedMsg:
+		note := "cannot resume: " + msg.err.Error()
+		if m.tab == TabTrain {
+			m.train.note = note
+		} else {
+			m.runs.note = note
+		}
+		return m, nil
 	case WatchMsg:
 		m.tab = TabTrain
 		m.train, cmd = m.train.update(&m.ctx, msg)

@@ -15,7 +15,7 @@ import (
 )
 
 type runsKeys struct {
-	Filter, Sort, Open, Delete, Evaluate, Mark, Compare, Back, Refresh, Up, Down key.Binding
+	Filter, Sort, Open, Delete, Evaluate, Resume, Mark, Compare, Back, Refresh, Up, Down key.Binding
 }
 
 func (k runsKeys) ShortHelp() []key.Binding {
@@ -23,7 +23,7 @@ func (k runsKeys) ShortHelp() []key.Binding {
 }
 
 func (k runsKeys) FullHelp() [][]key.Binding {
-	return [][]key.Binding{{k.Up, k.Down, k.Open, k.Back}, {k.Filter, k.Sort, k.Evaluate, k.Delete, k.Refresh}, {k.Mark, k.Compare}}
+	return [][]key.Binding{{k.Up, k.Down, k.Open, k.Back}, {k.Filter, k.Sort, k.Evaluate, k.Resume, k.Delete, k.Refresh}, {k.Mark, k.Compare}}
 }
 
 var defaultRunsKeys = runsKeys{
@@ -35,7 +35,8 @@ var defaultRunsKeys = runsKeys{
 	Mark:     key.NewBinding(key.WithKeys(" "), key.WithHelp("space", "mark")),
 	Compare:  key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "compare two")),
 	Back:     key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back")),
-	Refresh:  key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "refresh")),
+	Refresh:  key.NewBinding(key.WithKeys("g"), key.WithHelp("g", "refresh")),
+	Resume:   key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "resume")),
 	Up:       key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "up")),
 	Down:     key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "down")),
 }
@@ -50,6 +51,25 @@ type runsLoadedMsg struct {
 type runDeletedMsg struct {
 	id  string
 	err error
+}
+
+// resumeMsg asks the root to resume a stopped run from its checkpoint.
+type resumeMsg struct{ id string }
+
+// resumeFailedMsg says why a run did not resume.
+type resumeFailedMsg struct {
+	id  string
+	err error
+}
+
+func resumeRun(svc Service, id string) tea.Cmd {
+	return func() tea.Msg {
+		ch, err := svc.ResumeRun(id)
+		if err != nil {
+			return resumeFailedMsg{id, err}
+		}
+		return WatchMsg{RunID: id, Ch: ch}
+	}
 }
 
 // openRunMsg asks the root to show a run in the Train view.
@@ -228,6 +248,15 @@ func (v runsView) key(ctx *Context, msg tea.KeyMsg) (runsView, tea.Cmd) {
 				return v, nil
 			}
 			return v, func() tea.Msg { return evaluateMsg{r.ID} }
+		}
+		return v, nil
+	case key.Matches(msg, v.keys.Resume):
+		if r, ok := v.selected(); ok {
+			if r.Status != "canceled" && r.Status != "failed" {
+				v.note = fmt.Sprintf("%s is %s: only a canceled or failed run resumes", r.ID, statusLabel(r.Status))
+				return v, nil
+			}
+			return v, func() tea.Msg { return resumeMsg{r.ID} }
 		}
 		return v, nil
 	case key.Matches(msg, v.keys.Delete):

@@ -13,14 +13,17 @@ import (
 	"distill/app"
 )
 
-type trainKeys struct{ Cancel, Evaluate key.Binding }
+type trainKeys struct{ Cancel, Evaluate, Resume key.Binding }
 
-func (k trainKeys) ShortHelp() []key.Binding  { return []key.Binding{k.Cancel, k.Evaluate} }
-func (k trainKeys) FullHelp() [][]key.Binding { return [][]key.Binding{{k.Cancel, k.Evaluate}} }
+func (k trainKeys) ShortHelp() []key.Binding { return []key.Binding{k.Cancel, k.Resume, k.Evaluate} }
+func (k trainKeys) FullHelp() [][]key.Binding {
+	return [][]key.Binding{{k.Cancel, k.Resume, k.Evaluate}}
+}
 
 var defaultTrainKeys = trainKeys{
 	Cancel:   key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "cancel (checkpoints)")),
 	Evaluate: key.NewBinding(key.WithKeys("e"), key.WithHelp("e", "evaluate")),
+	Resume:   key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "resume")),
 }
 
 // ProgressMsg is one step of the watched run, drained from its channel.
@@ -84,6 +87,8 @@ type trainView struct {
 	vals   []chartMark // validation losses by step
 	valAcc float64     // the last DPO validation accuracy
 	log    []string    // the last lines of the run's log
+	// canceling: the user asked to cancel, so the run's end is a cancel
+	canceling bool
 }
 
 // logLines is how many lines of a run's log the Train view keeps.
@@ -163,9 +168,17 @@ func (v trainView) update(ctx *Context, msg tea.Msg) (trainView, tea.Cmd) {
 			id := v.runID
 			return v, func() tea.Msg { return evaluateMsg{id} }
 		}
+		if key.Matches(msg, v.keys.Resume) && v.runID != "" {
+			if v.watching() {
+				v.note = "the run is still training"
+				return v, nil
+			}
+			id := v.runID
+			return v, func() tea.Msg { return resumeMsg{id} }
+		}
 		if key.Matches(msg, v.keys.Cancel) && v.watching() {
 			if ctx.Svc.StopRun(v.runID) {
-				v.note = "cancelling: writing a checkpoint…"
+				v.note, v.canceling = "cancelling: writing a checkpoint…", true
 			} else {
 				v.note = "this run belongs to another process: stop it there (Ctrl-C checkpoints)"
 			}
@@ -196,9 +209,12 @@ func (v *trainView) add(p app.Progress) {
 	}
 	if p.Done {
 		v.done = true
-		if p.Err != nil {
-			v.note = "failed: " + p.Err.Error()
-		} else {
+		switch {
+		case p.Err != nil:
+			v.note = "failed: " + p.Err.Error() + " · r resumes from the last checkpoint"
+		case v.canceling:
+			v.note = "canceled with a checkpoint · r resumes it"
+		default:
 			v.note = "finished · e evaluates it"
 		}
 		return

@@ -36,23 +36,25 @@ func TestMain(m *testing.M) {
 
 // fakeService is a Service with fixed answers, for deterministic frames.
 type fakeService struct {
-	runs     []app.RunRow
-	deleted  []string
-	stopped  []string
-	history  map[string][]app.Progress
-	adapters []app.AdapterRow
-	evals    []app.EvalRow
-	reports  map[string]app.EvalReport
-	paths    map[string]bool // existing paths: true for a folder
-	plan     app.PlanRow
-	launched []app.RunConfig
-	launchCh chan app.Progress
-	answers  []app.Answer // what Ask streams
-	running  int          // runs "training in this process"
-	asked    []app.Ask
-	gpu      app.GPU  // NVML's answer; none when Total is 0
-	evalErr  error    // what EvaluateRun fails with
-	evalued  []string // the runs EvaluateRun was asked for
+	runs      []app.RunRow
+	deleted   []string
+	stopped   []string
+	history   map[string][]app.Progress
+	adapters  []app.AdapterRow
+	evals     []app.EvalRow
+	reports   map[string]app.EvalReport
+	paths     map[string]bool // existing paths: true for a folder
+	plan      app.PlanRow
+	launched  []app.RunConfig
+	launchCh  chan app.Progress
+	answers   []app.Answer // what Ask streams
+	running   int          // runs "training in this process"
+	asked     []app.Ask
+	gpu       app.GPU  // NVML's answer; none when Total is 0
+	evalErr   error    // what EvaluateRun fails with
+	resumed   []string // the runs ResumeRun was asked for
+	resumeErr error
+	evalued   []string // the runs EvaluateRun was asked for
 }
 
 func (f *fakeService) ListRuns() ([]app.RunRow, error) {
@@ -124,6 +126,16 @@ func (f *fakeService) EvalReport(path string) (app.EvalReport, error) {
 		return app.EvalReport{}, errors.New("open " + path + ": no such file or directory")
 	}
 	return r, nil
+}
+
+func (f *fakeService) ResumeRun(id string) (<-chan app.Progress, error) {
+	f.resumed = append(f.resumed, id)
+	if f.resumeErr != nil {
+		return nil, f.resumeErr
+	}
+	ch := make(chan app.Progress, 1)
+	ch <- app.Progress{RunID: id, Step: 7, Total: 10, Loss: 1.5}
+	return ch, nil
 }
 
 func (f *fakeService) EvaluateRun(id string) (app.EvalRow, error) {
@@ -581,5 +593,33 @@ func TestTopBarShowsVRAM(t *testing.T) {
 	checkFrame(t, frame, 100, 30)
 	if top := strings.SplitN(frame, "\n", 2)[0]; !strings.Contains(top, "VRAM 1.5 GB/8.0 GB · RSS 1.3 GB") {
 		t.Errorf("top bar: %q", top)
+	}
+}
+
+// r on a canceled or failed run resumes it and the Train view follows it; on
+// another run it explains why not, and a refusal from the service shows.
+func TestResumeFromRuns(t *testing.T) {
+	svc := &fakeService{runs: append(threeRuns(), app.RunRow{ID: "20261123-080000-sft-dead", Method: "sft", Status: "canceled", Best: "-", Age: 50 * time.Hour})}
+	m := newTestModel(svc, 80, 24)
+	m = stepRun(m, keys("r")) // the running run
+	if len(svc.resumed) != 0 || !strings.Contains(m.View(), "only a canceled or failed run resumes") {
+		t.Fatalf("resumed %v:\n%s", svc.resumed, m.View())
+	}
+	for range 3 {
+		m = step(m, tea.KeyMsg{Type: tea.KeyDown})
+	}
+	m, cmd := stepCmd(m, func() tea.Msg { return keys("r") })
+	m, cmd = stepCmd(m, cmd) // resumeMsg → ResumeRun
+	m, _ = stepCmd(m, cmd)   // WatchMsg
+	if len(svc.resumed) != 1 || svc.resumed[0] != "20261123-080000-sft-dead" || m.tab != TabTrain || m.train.runID != "20261123-080000-sft-dead" {
+		t.Fatalf("resumed %v, tab %d, train %q", svc.resumed, m.tab, m.train.runID)
+	}
+	svc.resumeErr = errors.New("20261123-080000-sft-dead has no checkpoint to resume from: launch it again")
+	m = step(m, keys("1"))
+	m, cmd = stepCmd(m, func() tea.Msg { return keys("r") })
+	m, cmd = stepCmd(m, cmd)
+	m, _ = stepCmd(m, cmd)
+	if f := m.View(); !strings.Contains(f, "cannot resume:") {
+		t.Errorf("refusal not shown:\n%s", f)
 	}
 }
