@@ -63,5 +63,9 @@ func copyFile(src, dst string) error {
 		out.Close()
 		return err
 	}
+	if err := out.Sync(); err != nil { // whole on disk before a rename publishes it
+		out.Close()
+		return err
+	}
 	return out.Close()
 }

@@ -14,19 +14,22 @@ import (
 )
 
 type adaptersKeys struct {
-	Rename, Tag, Delete, Refresh, Up, Down key.Binding
+	Rename, Tag, Delete, Export, Refresh, Up, Down key.Binding
 }
 
-func (k adaptersKeys) ShortHelp() []key.Binding { return []key.Binding{k.Rename, k.Tag, k.Delete} }
+func (k adaptersKeys) ShortHelp() []key.Binding {
+	return []key.Binding{k.Rename, k.Tag, k.Export, k.Delete}
+}
 
 func (k adaptersKeys) FullHelp() [][]key.Binding {
-	return [][]key.Binding{{k.Up, k.Down}, {k.Rename, k.Tag, k.Delete, k.Refresh}}
+	return [][]key.Binding{{k.Up, k.Down}, {k.Rename, k.Tag, k.Export, k.Delete, k.Refresh}}
 }
 
 var defaultAdaptersKeys = adaptersKeys{
 	Rename:  key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "rename")),
 	Tag:     key.NewBinding(key.WithKeys("t"), key.WithHelp("t", "tag")),
 	Delete:  key.NewBinding(key.WithKeys("d"), key.WithHelp("d", "delete")),
+	Export:  key.NewBinding(key.WithKeys("x"), key.WithHelp("x", "export")),
 	Refresh: key.NewBinding(key.WithKeys("g"), key.WithHelp("g", "refresh")),
 	Up:      key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "up")),
 	Down:    key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "down")),
@@ -65,6 +68,7 @@ type adaptersView struct {
 	mode    string // "rename" or "tag" while the input is open
 	target  string // the adapter the input or confirmation is about
 	confirm bool   // awaiting y/n to delete target
+	export  bool   // awaiting p (PEFT) or m (merged) to export target
 }
 
 func newAdaptersView() adaptersView {
@@ -80,7 +84,7 @@ func newAdaptersView() adaptersView {
 
 // capturing reports whether the view takes every key (typing a name or tag,
 // or answering a confirmation).
-func (v adaptersView) capturing() bool { return v.mode != "" || v.confirm }
+func (v adaptersView) capturing() bool { return v.mode != "" || v.confirm || v.export }
 
 func (v adaptersView) update(ctx *Context, msg tea.Msg) (adaptersView, tea.Cmd) {
 	switch msg := msg.(type) {
@@ -110,6 +114,10 @@ func (v adaptersView) update(ctx *Context, msg tea.Msg) (adaptersView, tea.Cmd) 
 			v.note = "tagged " + msg.name + " " + msg.arg
 		case "delete":
 			v.note = "removed " + msg.name + " (its files stay on disk)"
+		case "export":
+			v.note = "exported " + msg.name + " to " + msg.arg
+			v.noteBad = false
+			return v, nil
 		}
 		v.noteBad = false
 		return v, loadAdapters(ctx.Svc)
@@ -121,6 +129,20 @@ func (v adaptersView) update(ctx *Context, msg tea.Msg) (adaptersView, tea.Cmd) 
 
 func (v adaptersView) key(ctx *Context, msg tea.KeyMsg) (adaptersView, tea.Cmd) {
 	svc := ctx.Svc
+	if v.export {
+		name := v.target
+		v.export, v.target = false, ""
+		kind := map[string]string{"p": "peft", "m": "merged"}[msg.String()]
+		if kind == "" {
+			v.note, v.noteBad = "", false
+			return v, nil
+		}
+		v.note, v.noteBad = "exporting "+name+" ("+kind+")…", false
+		return v, func() tea.Msg {
+			dir, err := svc.ExportAdapter(name, kind)
+			return adapterDoneMsg{"export", name, dir, err}
+		}
+	}
 	if v.confirm {
 		name := v.target
 		v.confirm, v.target = false, ""
@@ -176,6 +198,11 @@ func (v adaptersView) key(ctx *Context, msg tea.KeyMsg) (adaptersView, tea.Cmd) 
 	case key.Matches(msg, v.keys.Delete):
 		if a, ok := v.selected(); ok {
 			v.confirm, v.target, v.note = true, a.Name, ""
+		}
+		return v, nil
+	case key.Matches(msg, v.keys.Export):
+		if a, ok := v.selected(); ok {
+			v.export, v.target, v.note = true, a.Name, ""
 		}
 		return v, nil
 	}
@@ -245,7 +272,7 @@ func adapterColumns(width int) []table.Column {
 func (v adaptersView) view(ctx *Context) string {
 	st := ctx.Styles
 	head := st.Title.Render("Adapters") + st.Muted.Render(fmt.Sprintf("  (%d)", len(v.all)))
-	hint := st.Muted.Render("r rename  t tag  d delete ")
+	hint := st.Muted.Render("r rename  t tag  x export  d delete ")
 	lines := []string{barLine(" "+head, hint, ctx.Width)}
 	switch {
 	case !v.loaded:
@@ -264,6 +291,8 @@ func (v adaptersView) view(ctx *Context) string {
 	switch {
 	case v.confirm:
 		foot = []string{st.Warn.Render(fmt.Sprintf("delete the registration of %s (its files stay)? y/n", v.target))}
+	case v.export:
+		foot = []string{st.Warn.Render("export " + v.target + " to exports/: p PEFT adapter (vLLM, TGI) · m merged HF checkpoint · other: cancel")}
 	case v.mode != "" && v.note != "":
 		foot = []string{st.Bad.Render(v.note), v.input.View()}
 	case v.mode != "":

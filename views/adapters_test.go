@@ -132,3 +132,27 @@ func TestAdaptersTagAndDelete(t *testing.T) {
 		t.Fatalf("after delete: %d / %d", len(svc.adapters), len(m.adapters.all))
 	}
 }
+
+// x asks PEFT or merged; the answer exports in a command and the outcome
+// shows; any other key cancels.
+func TestAdaptersExport(t *testing.T) {
+	svc := &fakeService{adapters: threeAdapters()}
+	m := adaptersModel(svc, 80, 24)
+	m = step(m, keys("x"))
+	if f := m.View(); !strings.Contains(f, "p PEFT adapter") || !strings.Contains(f, "m merged") {
+		t.Fatalf("no export choice:\n%s", f)
+	}
+	m = step(m, keys("q")) // cancels the choice; does not quit
+	if m.adapters.export || len(svc.exported) != 0 {
+		t.Fatalf("q did not cancel the export: %v", svc.exported)
+	}
+	m = step(m, keys("x"))
+	m, cmd := stepCmd(m, func() tea.Msg { return keys("m") })
+	m, _ = stepCmd(m, cmd)
+	if len(svc.exported) != 1 || svc.exported[0] != "sft-creditmix-0412:merged" {
+		t.Fatalf("exported %v", svc.exported)
+	}
+	if f := m.View(); !strings.Contains(f, "exported sft-creditmix-0412 to exports/sft-creditmix-0412-merged") {
+		t.Errorf("outcome not shown:\n%s", f)
+	}
+}

@@ -25,6 +25,7 @@ type Service interface {
 	RenameAdapter(oldName, newName string) error
 	TagAdapter(name, tag string) error
 	DeleteAdapter(name string) error
+	ExportAdapter(name, kind string) (string, error)
 	ListEvaluations() ([]app.EvalRow, error)
 	EvalReport(path string) (app.EvalReport, error)
 	EvaluateRun(id string) (app.EvalRow, error)

@@ -53,6 +53,7 @@ type fakeService struct {
 	gpu       app.GPU  // NVML's answer; none when Total is 0
 	evalErr   error    // what EvaluateRun fails with
 	resumed   []string // the runs ResumeRun was asked for
+	exported  []string // name:kind of each ExportAdapter
 	resumeErr error
 	evalued   []string // the runs EvaluateRun was asked for
 }
@@ -126,6 +127,11 @@ func (f *fakeService) EvalReport(path string) (app.EvalReport, error) {
 		return app.EvalReport{}, errors.New("open " + path + ": no such file or directory")
 	}
 	return r, nil
+}
+
+func (f *fakeService) ExportAdapter(name, kind string) (string, error) {
+	f.exported = append(f.exported, name+":"+kind)
+	return "exports/" + name + "-" + kind, nil
 }
 
 func (f *fakeService) ResumeRun(id string) (<-chan app.Progress, error) {
