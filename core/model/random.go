@@ -22,6 +22,10 @@ type Shape struct {
 	RopeTheta, RMSNormEps  float64
 	MaxPositions           int
 	BOS, EOS               int
+	// EmbedStd is the embedding's initial standard deviation (0: 0.02).
+	// With tied embeddings it also bounds the logits a frozen head can
+	// reach, which a tiny model meant for adapters needs larger.
+	EmbedStd float64
 }
 
 // Shapes of real checkpoints, by name.
@@ -29,7 +33,7 @@ var Shapes = map[string]Shape{
 	"smollm2-135m": {Arch: "LlamaForCausalLM", Hidden: 576, Intermediate: 1536, Layers: 30, Heads: 9, KVHeads: 3, Vocab: 49152, Tied: true, RopeTheta: 100000, RMSNormEps: 1e-5, MaxPositions: 8192, BOS: 1, EOS: 2},
 	// demo: the bundled offline default (Qwen3's real tokenizer, tiny random
 	// weights) until a trained demo model replaces it.
-	"demo":         {Arch: "Qwen3ForCausalLM", Hidden: 64, Intermediate: 192, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 16, Vocab: 151936, Tied: true, RopeTheta: 1000000, RMSNormEps: 1e-6, MaxPositions: 4096, BOS: 151643, EOS: 151645},
+	"demo":         {Arch: "Qwen3ForCausalLM", Hidden: 64, Intermediate: 192, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 16, Vocab: 151936, Tied: true, RopeTheta: 1000000, RMSNormEps: 1e-6, MaxPositions: 4096, BOS: 151643, EOS: 151645, EmbedStd: 0.3},
 	"qwen2.5-0.5b": {Arch: "Qwen2ForCausalLM", Hidden: 896, Intermediate: 4864, Layers: 24, Heads: 14, KVHeads: 2, Vocab: 151936, Tied: true, RopeTheta: 1000000, RMSNormEps: 1e-6, MaxPositions: 32768, BOS: 151643, EOS: 151645},
 }
 
@@ -55,7 +59,11 @@ func WriteRandom(dir string, s Shape, dt tensor.DType, seed uint64) error {
 		ts = append(ts, t)
 	}
 	qOut, kvOut := s.Heads*s.HeadDim, s.KVHeads*s.HeadDim
-	add("model.embed_tokens.weight", 0.02, 0, s.Vocab, s.Hidden)
+	embedStd := s.EmbedStd
+	if embedStd == 0 {
+		embedStd = 0.02
+	}
+	add("model.embed_tokens.weight", embedStd, 0, s.Vocab, s.Hidden)
 	add("model.norm.weight", 0.05, 1, s.Hidden)
 	if !s.Tied {
 		add("lm_head.weight", 0.02, 0, s.Vocab, s.Hidden)
