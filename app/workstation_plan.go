@@ -2,8 +2,10 @@ package app
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
+	"distill/core/data"
 	"distill/core/lora"
 	"distill/core/model"
 	"distill/core/quant"
@@ -98,3 +100,34 @@ func DefaultRunConfig(method string) RunConfig { return defaultRunConfig(method)
 
 // ValidateRunConfig checks cfg as StartRun will, for errors shown in place.
 func ValidateRunConfig(cfg RunConfig) error { return cfg.validate() }
+
+// DataInfo is what the Launch form shows about a training file.
+type DataInfo struct {
+	Format  string // as detected (or declared by a schema)
+	Rows    int
+	Skipped int      // bad rows that training would skip
+	Labels  []string // classification, most frequent first
+	Shares  []float64
+}
+
+// DataInfo reads a training file as a run would and summarises it; the
+// error names the file and line of the first problem.
+func (w *Workstation) DataInfo(path string) (DataInfo, error) {
+	ds, err := data.Load(path, data.Options{})
+	if err != nil {
+		return DataInfo{}, err
+	}
+	info := DataInfo{Format: ds.Format, Rows: len(ds.Rows), Skipped: len(ds.Skipped)}
+	if ds.Format == data.FormatClassification && len(ds.Rows) > 0 {
+		count := map[string]int{}
+		for _, r := range ds.Rows {
+			count[r.Label]++
+		}
+		info.Labels = ds.Labels()
+		slices.SortStableFunc(info.Labels, func(a, b string) int { return count[b] - count[a] })
+		for _, l := range info.Labels {
+			info.Shares = append(info.Shares, float64(count[l])/float64(len(ds.Rows)))
+		}
+	}
+	return info, nil
+}

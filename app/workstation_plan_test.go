@@ -1,6 +1,8 @@
 package app
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -55,5 +57,30 @@ func TestPlanRunMatchesPlanMemory(t *testing.T) {
 	}
 	if _, err := w.PlanRun(RunConfig{Model: dir + "-missing", SeqLen: 64, Quant: "none"}); err == nil {
 		t.Error("a missing model folder planned without error")
+	}
+}
+
+func TestDataInfo(t *testing.T) {
+	var w Workstation
+	info, err := w.DataInfo("../examples/tickets/train.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Format != "classification" || info.Rows != 600 || len(info.Labels) != 3 {
+		t.Fatalf("%+v", info)
+	}
+	sum := 0.0
+	for _, s := range info.Shares {
+		sum += s
+	}
+	if sum < 0.999 || sum > 1.001 {
+		t.Errorf("shares sum to %g", sum)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.jsonl")
+	if err := os.WriteFile(bad, []byte("{\"text\": \"a\", \"label\": \"x\"}\n{not json\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := w.DataInfo(bad); err == nil && info.Skipped == 0 {
+		t.Errorf("a broken line went unnoticed: %+v", info)
 	}
 }

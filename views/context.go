@@ -30,6 +30,7 @@ type Service interface {
 	EvalReport(path string) (app.EvalReport, error)
 	EvaluateRun(id string) (app.EvalRow, error)
 	PlanRun(cfg app.RunConfig) (app.PlanRow, error)
+	DataInfo(path string) (app.DataInfo, error)
 	LaunchRun(cfg app.RunConfig) (string, <-chan app.Progress, error)
 	ResumeRun(id string) (<-chan app.Progress, error)
 	ModelFolders(root string) []string

@@ -75,6 +75,13 @@ type planMsg struct {
 	err  error
 }
 
+// dataMsg carries what DataInfo read about the training file at path.
+type dataMsg struct {
+	path string
+	info app.DataInfo
+	err  error
+}
+
 // launchedMsg reports a run started from the form.
 type launchedMsg struct {
 	id  string
@@ -97,6 +104,9 @@ type launchView struct {
 	plan    *app.PlanRow
 	planErr string
 	note    string // the launch's error
+	dataFor string // the training file data describes
+	data    *app.DataInfo
+	dataErr string
 }
 
 func newLaunchView() launchView {
@@ -250,14 +260,27 @@ func ok(errs [numFields]string) bool {
 	return true
 }
 
-// changed revalidates the form and, when it is valid, replans its memory.
+// changed revalidates the form, reads the training file when it changed
+// and, when the form is valid, replans its memory.
 func (v launchView) changed(ctx *Context) (launchView, tea.Cmd) {
 	cfg, errs := v.config(ctx)
 	v.errs = errs
 	v.seq++
-	if !ok(errs) {
+	var readData tea.Cmd
+	if path := cfg.Data; path != v.dataFor {
+		v.dataFor, v.data, v.dataErr = path, nil, ""
+		if errs[fData] == "" {
+			svc := ctx.Svc
+			readData = func() tea.Msg {
+				info, err := svc.DataInfo(path)
+				return dataMsg{path, info, err}
+			}
+		}
+	}
+	v.errs[fData] = v.dataProblem(errs[fData])
+	if !ok(v.errs) {
 		v.plan, v.planErr = nil, ""
-		return v, nil
+		return v, readData
 	}
 	if err := app.ValidateRunConfig(cfg); err != nil {
 		v.errs[fLaunch] = err.Error()
@@ -265,10 +288,51 @@ func (v launchView) changed(ctx *Context) (launchView, tea.Cmd) {
 		return v, nil
 	}
 	svc, seq := ctx.Svc, v.seq
-	return v, func() tea.Msg {
+	return v, tea.Batch(readData, func() tea.Msg {
 		p, err := svc.PlanRun(cfg)
 		return planMsg{seq, p, err}
+	})
+}
+
+// dataProblem is the training file's error to show in place: the path's
+// own, the file's, or a format the chosen method cannot train on.
+func (v launchView) dataProblem(pathErr string) string {
+	switch {
+	case pathErr != "":
+		return pathErr
+	case v.dataErr != "":
+		return v.dataErr
+	case v.data == nil:
+		return ""
 	}
+	pref := v.data.Format == "preference"
+	switch method := methods[v.method]; {
+	case method == "dpo" && !pref:
+		return "DPO trains on preference pairs (prompt, chosen, rejected); this file is " + v.data.Format
+	case method != "dpo" && pref:
+		return "preference pairs train DPO: choose DPO, or another file"
+	}
+	return ""
+}
+
+// dataLine summarises the training file under its field.
+func (v launchView) dataLine() string {
+	d := v.data
+	if d == nil {
+		return ""
+	}
+	line := fmt.Sprintf("%d rows · %s", d.Rows, d.Format)
+	if d.Skipped > 0 {
+		line += fmt.Sprintf(" · %d bad rows skipped", d.Skipped)
+	}
+	for i, l := range d.Labels {
+		if i == 4 {
+			line += fmt.Sprintf(" · +%d more", len(d.Labels)-i)
+			break
+		}
+		line += fmt.Sprintf(" · %s %.0f%%", l, 100*d.Shares[i])
+	}
+	return line
 }
 
 func (v launchView) update(ctx *Context, msg tea.Msg) (launchView, tea.Cmd) {
@@ -283,6 +347,31 @@ func (v launchView) update(ctx *Context, msg tea.Msg) (launchView, tea.Cmd) {
 		} else {
 			p := msg.plan
 			v.plan = &p
+		}
+		return v, nil
+	case dataMsg:
+		if msg.path != v.dataFor {
+			return v, nil // the field has changed since
+		}
+		wasOK := ok(v.errs)
+		v.data, v.dataErr = nil, ""
+		if msg.err != nil {
+			v.dataErr = msg.err.Error()
+		} else {
+			info := msg.info
+			v.data = &info
+		}
+		// Only the training file's verdict changed: replan only if the form
+		// just became valid.
+		_, errs := v.config(ctx)
+		v.errs[fData] = v.dataProblem(errs[fData])
+		if !ok(v.errs) {
+			v.plan, v.planErr = nil, ""
+			v.seq++ // a plan still in flight is for a form now invalid
+			return v, nil
+		}
+		if !wasOK { // no plan was asked for while the file was in doubt
+			return v.changed(ctx)
 		}
 		return v, nil
 	case launchedMsg:
@@ -386,6 +475,7 @@ func (v launchView) cycle(ctx *Context, dir string) (launchView, tea.Cmd) {
 // launch starts the run when the form is valid.
 func (v launchView) launch(ctx *Context) (launchView, tea.Cmd) {
 	cfg, errs := v.config(ctx)
+	errs[fData] = v.dataProblem(errs[fData])
 	v.errs = errs
 	if !ok(errs) {
 		v.note = "fix the fields marked above first (↑/↓ to reach them)"
@@ -442,6 +532,8 @@ func (v launchView) view(ctx *Context) string {
 		b.WriteString(" " + cursor + fit(fieldLabels[f], 14) + field + "\n")
 		if e := v.errs[f]; e != "" {
 			b.WriteString(fit("", 17) + st.Bad.Render(fit("✗ "+e, max(0, ctx.Width-18))) + "\n")
+		} else if f == fData && v.data != nil {
+			b.WriteString(fit("", 17) + st.Muted.Render(cut(v.dataLine(), max(0, ctx.Width-18))) + "\n")
 		}
 	}
 	b.WriteString(" " + fit("  Memory plan", 16) + v.planLine(ctx) + "\n")

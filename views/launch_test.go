@@ -1,6 +1,7 @@
 package views
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -116,5 +117,34 @@ func TestLaunchRefusesInvalidForm(t *testing.T) {
 	}
 	if f := m.View(); !strings.Contains(f, "fix the fields marked above") || !strings.Contains(f, "required") {
 		t.Errorf("no explanation:\n%s", f)
+	}
+}
+
+// The training file is read as a run would read it: its summary shows under
+// the field, a broken file or a format the method cannot train on is an
+// error in place, and launching is refused.
+func TestLaunchChecksTheData(t *testing.T) {
+	svc := launchService()
+	m := openLaunch(svc, 80, 24)
+	if f := m.View(); !strings.Contains(f, "600 rows · classification · account 34%") {
+		t.Fatalf("no data summary:\n%s", f)
+	}
+	m = step(m, tea.KeyMsg{Type: tea.KeyLeft}) // method: DPO (from SFT, wrapping)
+	if methods[m.launch.method] != "dpo" {
+		t.Fatalf("method %s", methods[m.launch.method])
+	}
+	if f := m.View(); !strings.Contains(f, "DPO trains on preference pairs") {
+		t.Errorf("DPO on classification data not refused:\n%s", f)
+	}
+	m = stepRun(m, tea.KeyMsg{Type: tea.KeyEnter})
+	if len(svc.launched) != 0 {
+		t.Fatalf("launched %+v", svc.launched)
+	}
+
+	svc = launchService()
+	svc.dataErr = errors.New("examples/tickets/train.jsonl:3: invalid JSON: unexpected end of input")
+	m = openLaunch(svc, 80, 24)
+	if f := m.View(); !strings.Contains(f, "train.jsonl:3: invalid JSON") || strings.Contains(f, "total 1.3 GB") {
+		t.Errorf("a broken file is not shown in place, or was planned:\n%s", f)
 	}
 }

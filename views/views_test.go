@@ -54,6 +54,8 @@ type fakeService struct {
 	evalErr   error    // what EvaluateRun fails with
 	resumed   []string // the runs ResumeRun was asked for
 	exported  []string // name:kind of each ExportAdapter
+	data      app.DataInfo
+	dataErr   error
 	resumeErr error
 	evalued   []string // the runs EvaluateRun was asked for
 }
@@ -152,6 +154,16 @@ func (f *fakeService) EvaluateRun(id string) (app.EvalRow, error) {
 	return f.evals[0], nil
 }
 
+func (f *fakeService) DataInfo(path string) (app.DataInfo, error) {
+	if f.dataErr != nil {
+		return app.DataInfo{}, f.dataErr
+	}
+	if f.data.Rows > 0 {
+		return f.data, nil
+	}
+	return app.DataInfo{Format: "classification", Rows: 600, Labels: []string{"account", "billing", "technical"}, Shares: []float64{0.34, 0.33, 0.33}}, nil
+}
+
 func (f *fakeService) PlanRun(cfg app.RunConfig) (app.PlanRow, error) { return f.plan, nil }
 func (f *fakeService) LaunchRun(cfg app.RunConfig) (string, <-chan app.Progress, error) {
 	f.launched = append(f.launched, cfg)
@@ -219,10 +231,47 @@ func stepRun(m Model, msg tea.Msg) Model {
 		return m
 	}
 	switch out := cmd().(type) {
-	case nil, tea.BatchMsg:
+	case nil:
 		return m
+	case tea.BatchMsg: // each command that answers at once; ticks are left
+		return stepBatch(m, out, 3)
 	default:
 		return step(m, out)
+	}
+}
+
+// stepBatch applies the messages of a batch's commands that answer at once,
+// nested batches depth levels deep.
+func stepBatch(m Model, batch tea.BatchMsg, depth int) Model {
+	for _, c := range batch {
+		msg, ok := quickMsg(c)
+		if !ok {
+			continue
+		}
+		if inner, nested := msg.(tea.BatchMsg); nested {
+			if depth > 0 {
+				m = stepBatch(m, inner, depth-1)
+			}
+			continue
+		}
+		m = step(m, msg)
+	}
+	return m
+}
+
+// quickMsg runs c and returns its message if it answers within 200 ms (a
+// tick or a channel wait does not).
+func quickMsg(c tea.Cmd) (tea.Msg, bool) {
+	if c == nil {
+		return nil, false
+	}
+	ch := make(chan tea.Msg, 1)
+	go func() { ch <- c() }()
+	select {
+	case msg := <-ch:
+		return msg, msg != nil
+	case <-time.After(200 * time.Millisecond):
+		return nil, false
 	}
 }
 
