@@ -143,7 +143,9 @@ func TestExportAdapter(t *testing.T) {
 	_, c, _ := run("score", "--model", m, "--ids", ids, "--json")
 	lc, moved := logProbs(t, c), 0.0
 	for i := range la {
-		if math.Abs(la[i]-lb[i]) > 1e-3 {
+		// The merged weights are stored in the base's BF16: a relative
+		// 1e-3 covers their rounding (f32 storage agrees to ~1e-5).
+		if math.Abs(la[i]-lb[i]) > 1e-3*math.Max(1, math.Abs(la[i])) {
 			t.Errorf("token %d: merged export %.5f, base + adapter %.5f", i, lb[i], la[i])
 		}
 		moved = max(moved, math.Abs(lc[i]-lb[i]))
