@@ -113,10 +113,9 @@ func TestWorkstationEndToEnd(t *testing.T) {
 	term.waitFor("REPL", "1 registered") // the adapters have been listed
 	term.keys("Down", "Tab", "Right")    // into the form; adapter: the run's
 	term.waitFor("-sft-")
-	term.keys("Tab", "Right", "Tab") // task: classify; on to the labels
-	term.waitFor("(•) CLASSIFY")
-	term.typeText("account,billing,technical")
-	term.keys("Tab")
+	term.keys("Tab", "Right") // task: classify — the adapter's labels fill in
+	term.waitFor("(•) CLASSIFY", "[account,billing,technical")
+	term.keys("Tab", "Tab") // past the labels to the input
 	term.typeText("I was charged twice for my subscription this month")
 	term.keys("Enter")
 	screen = term.waitFor("› I was charged twice", "margin")

@@ -33,6 +33,7 @@ func (j *TrainJob) loadData(tok *tokenizer.Tokenizer, tmpl *chat.Template) error
 		return err
 	}
 	j.logf("%s", ds.Summary())
+	j.format = ds.Format
 	if c.Val == "" && c.ValPerClass > 0 {
 		if ds.Format != data.FormatClassification {
 			return fmt.Errorf("--val-per-class needs classification data, %s is %s", path, ds.Format)

@@ -45,6 +45,7 @@ type TrainJob struct {
 	val     []*train.Batch
 	obj     train.Objective
 	steps   int
+	format  string // the training data's format, as loaded
 }
 
 // Run trains until done or ctx is cancelled (then it checkpoints first and

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"distill/core/data"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -168,8 +169,12 @@ func (j *TrainJob) finish() error {
 		return err
 	}
 	j.logf("adapter saved to %s", dir)
+	task := "" // the registry's task: what the adapter was trained to do
+	if j.format == data.FormatClassification || j.format == data.FormatIDP {
+		task = j.format
+	}
 	return j.DB.RegisterAdapter(context.Background(), store.Adapter{Name: j.ID, Path: dir, BaseModel: j.Cfg.Model,
-		Method: j.Cfg.Method, RunID: j.ID, Metrics: json.RawMessage(`{}`)})
+		Method: j.Cfg.Method, Task: task, RunID: j.ID, Metrics: json.RawMessage(`{}`)})
 }
 
 // writeModel saves a full fine-tuning run's weights as a HF model folder

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -68,6 +69,16 @@ func TestEvaluateRunOnHeldOutRows(t *testing.T) {
 	}
 	if !strings.HasSuffix(rep.Adapter, "adapter") {
 		t.Errorf("evaluated adapter %q, want the run's", rep.Adapter)
+	}
+	// The registry knows the adapter's task and the REPL its labels.
+	as, err := w.ListAdapters()
+	if err != nil || len(as) != 1 || as[0].Task != "classification" {
+		t.Fatalf("registry: %+v %v", as, err)
+	}
+	labels, err := w.AdapterLabels(last.RunID)
+	slices.Sort(labels)
+	if err != nil || strings.Join(labels, ",") != "account,billing,technical" {
+		t.Errorf("labels %v, %v", labels, err)
 	}
 }
 

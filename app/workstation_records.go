@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
+
+	"distill/core/data"
 )
 
 // AdapterRow is one registered adapter as the Adapters view lists it.
@@ -241,4 +244,31 @@ func decodeEvalReport(b []byte) (EvalReport, error) {
 		return r, fmt.Errorf("eval report: %w", err)
 	}
 	return r, nil
+}
+
+// AdapterLabels returns the labels of the classification data an adapter
+// was trained on (in the data's order), for the REPL to offer; none when
+// its run or data is gone or was not classification.
+func (w *Workstation) AdapterLabels(name string) ([]string, error) {
+	ctx := context.Background()
+	a, err := w.db.Adapter(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if a.RunID == "" || a.Task != data.FormatClassification {
+		return nil, nil
+	}
+	r, err := w.db.GetRun(ctx, a.RunID)
+	if err != nil {
+		return nil, nil
+	}
+	var cfg RunConfig
+	if err := readRunConfig(filepath.Join(r.Dir, "config.yaml"), &cfg); err != nil {
+		return nil, nil
+	}
+	ds, err := data.Load(cfg.Data, data.Options{Format: data.FormatClassification})
+	if err != nil {
+		return nil, fmt.Errorf("the training data of %s: %w", name, err)
+	}
+	return ds.Labels(), nil
 }

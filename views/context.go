@@ -22,6 +22,7 @@ type Service interface {
 	GPUMemory() (app.GPU, bool)
 	TotalMemory() int64
 	ListAdapters() ([]app.AdapterRow, error)
+	AdapterLabels(name string) ([]string, error)
 	RenameAdapter(oldName, newName string) error
 	TagAdapter(name, tag string) error
 	DeleteAdapter(name string) error

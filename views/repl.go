@@ -83,6 +83,22 @@ type replView struct {
 	text     string // generated so far
 	answer   *app.Answer
 	err      string
+	// autoLabels: the labels field holds what the chosen adapter was
+	// trained on, filled by the view, so choosing another replaces them.
+	autoLabels bool
+}
+
+// labelsMsg carries the labels an adapter was trained on.
+type labelsMsg struct {
+	adapter string
+	labels  []string
+}
+
+func loadLabels(svc Service, name string) tea.Cmd {
+	return func() tea.Msg {
+		labels, _ := svc.AdapterLabels(name) // none: the user types them
+		return labelsMsg{name, labels}
+	}
 }
 
 func newREPLView() replView {
@@ -132,6 +148,18 @@ func (v replView) update(ctx *Context, msg tea.Msg) (replView, tea.Cmd) {
 			}
 		}
 		return v, nil
+	case labelsMsg:
+		cur := ""
+		if v.adapter > 0 {
+			cur = v.adapters[v.adapter-1].Name
+		}
+		empty := strings.TrimSpace(v.inputs[rParam].Value()) == ""
+		if msg.adapter == cur && len(msg.labels) > 0 && replTasks[v.task] == "classify" && (empty || v.autoLabels) {
+			v.inputs[rParam].SetValue(strings.Join(msg.labels, ","))
+			v.inputs[rParam].CursorEnd()
+			v.autoLabels = true
+		}
+		return v, nil
 	case answerMsg:
 		if msg.seq != v.seq {
 			return v, nil
@@ -171,7 +199,7 @@ func (v replView) key(ctx *Context, msg tea.KeyMsg) (replView, tea.Cmd) {
 			}
 			return v, nil
 		case "left", "right":
-			return v.cycle(s), nil
+			return v.cycle(ctx, s)
 		}
 		return v, nil
 	}
@@ -199,7 +227,7 @@ func (v replView) key(ctx *Context, msg tea.KeyMsg) (replView, tea.Cmd) {
 		return v.recall(s), nil
 	case "left", "right":
 		if v.focus == rAdapter || v.focus == rTask || (v.focus == rModel && len(v.folders) > 0) {
-			return v.cycle(s), nil
+			return v.cycle(ctx, s)
 		}
 	case "enter":
 		if v.focus == rInput {
@@ -208,6 +236,9 @@ func (v replView) key(ctx *Context, msg tea.KeyMsg) (replView, tea.Cmd) {
 		return v.move(1)
 	}
 	if replIsText(v.focus) {
+		if v.focus == rParam {
+			v.autoLabels = false // the user's own labels now
+		}
 		var cmd tea.Cmd
 		v.inputs[v.focus], cmd = v.inputs[v.focus].Update(msg)
 		return v, cmd
@@ -234,7 +265,7 @@ func (v replView) recall(dir string) replView {
 	return v
 }
 
-func (v replView) cycle(dir string) replView {
+func (v replView) cycle(ctx *Context, dir string) (replView, tea.Cmd) {
 	d := 1
 	if dir == "left" {
 		d = -1
@@ -243,12 +274,15 @@ func (v replView) cycle(dir string) replView {
 	case rTask:
 		v.task = (v.task + d + len(replTasks)) % len(replTasks)
 		v.inputs[rParam].SetValue("")
+		v.autoLabels = false
+		return v, v.offerLabels(ctx)
 	case rAdapter:
 		n := len(v.adapters) + 1
 		v.adapter = (v.adapter + d + n) % n
+		return v, v.offerLabels(ctx)
 	case rModel:
 		if len(v.folders) == 0 {
-			return v
+			return v, nil
 		}
 		i := slices.Index(v.folders, strings.TrimSpace(v.inputs[rModel].Value()))
 		if i < 0 && d < 0 {
@@ -258,7 +292,19 @@ func (v replView) cycle(dir string) replView {
 		v.inputs[rModel].SetValue(v.folders[i])
 		v.inputs[rModel].CursorEnd()
 	}
-	return v
+	return v, nil
+}
+
+// offerLabels asks for the chosen adapter's labels when the task is
+// classify and the labels are empty or were filled for another adapter.
+func (v replView) offerLabels(ctx *Context) tea.Cmd {
+	if replTasks[v.task] != "classify" || v.adapter == 0 {
+		return nil
+	}
+	if strings.TrimSpace(v.inputs[rParam].Value()) != "" && !v.autoLabels {
+		return nil
+	}
+	return loadLabels(ctx.Svc, v.adapters[v.adapter-1].Name)
 }
 
 // ask sends the input line to the service and drains its answer.

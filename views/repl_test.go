@@ -86,3 +86,29 @@ func TestREPLStreamsGeneration(t *testing.T) {
 		t.Errorf("streamed %q, busy %v", m.repl.text, m.repl.busy)
 	}
 }
+
+// Choosing an adapter trained on classification data fills the labels it
+// was trained on; labels the user typed are kept.
+func TestREPLOffersTheAdapterLabels(t *testing.T) {
+	svc := launchService()
+	svc.adapters = []app.AdapterRow{{Name: "tickets-sft", Path: "runs/r1/adapter", Task: "classification"}}
+	svc.labels = map[string][]string{"tickets-sft": {"account", "billing", "technical"}}
+	m := openREPL(svc, 80, 24)
+	m = step(m, tea.KeyMsg{Type: tea.KeyDown}) // into the form, on the model
+	m = step(m, tea.KeyMsg{Type: tea.KeyTab})  // adapter
+	m = stepRun(m, tea.KeyMsg{Type: tea.KeyRight})
+	m = step(m, tea.KeyMsg{Type: tea.KeyTab}) // task: classify
+	m = stepRun(m, tea.KeyMsg{Type: tea.KeyRight})
+	if got := m.repl.inputs[rParam].Value(); got != "account,billing,technical" {
+		t.Fatalf("labels %q", got)
+	}
+	m = step(m, tea.KeyMsg{Type: tea.KeyTab}) // labels: the user's own
+	m = step(m, keys(",other"))
+	m = step(m, tea.KeyMsg{Type: tea.KeyShiftTab})
+	m = step(m, tea.KeyMsg{Type: tea.KeyShiftTab}) // adapter: none, then back
+	m = stepRun(m, tea.KeyMsg{Type: tea.KeyLeft})
+	m = stepRun(m, tea.KeyMsg{Type: tea.KeyRight})
+	if got := m.repl.inputs[rParam].Value(); got != "account,billing,technical,other" {
+		t.Errorf("the user's labels were replaced: %q", got)
+	}
+}

@@ -197,7 +197,7 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case adapterDoneMsg:
 		m.adapters, cmd = m.adapters.update(&m.ctx, msg)
 		return m, cmd
-	case answerMsg:
+	case answerMsg, labelsMsg:
 		m.repl, cmd = m.repl.update(&m.ctx, msg)
 		return m, cmd
 	case evaluateMsg:

@@ -55,6 +55,7 @@ type fakeService struct {
 	resumed   []string // the runs ResumeRun was asked for
 	exported  []string // name:kind of each ExportAdapter
 	data      app.DataInfo
+	labels    map[string][]string // AdapterLabels' answers
 	dataErr   error
 	resumeErr error
 	evalued   []string // the runs EvaluateRun was asked for
@@ -152,6 +153,10 @@ func (f *fakeService) EvaluateRun(id string) (app.EvalRow, error) {
 		return app.EvalRow{}, f.evalErr
 	}
 	return f.evals[0], nil
+}
+
+func (f *fakeService) AdapterLabels(name string) ([]string, error) {
+	return f.labels[name], nil
 }
 
 func (f *fakeService) DataInfo(path string) (app.DataInfo, error) {
