@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"time"
 
 	"distill/core/data"
@@ -152,7 +153,8 @@ func evalCodegen(env *Env, args []string) error {
 			return fmt.Errorf("%s:%d: %w", *f.data, r.Line, err)
 		}
 		// A task with tests counts against pass@1 even when it did not build.
-		results = append(results, eval.CodeResult{Built: res.Built, Linted: res.Linted, TestsRun: r.Tests != "", TestsPassed: res.TestsPassed})
+		results = append(results, eval.CodeResult{Built: res.Built, Linted: res.Linted, TestsRun: r.Tests != "", TestsPassed: res.TestsPassed,
+			Task: fmt.Sprintf("%s:%d", *f.data, r.Line), Failure: firstFailure(res)})
 	}
 	rep := eval.Codegen(results)
 	path, err := f.record(db, store.KindCodegen, rep.Summary(), rep)
@@ -188,4 +190,39 @@ func readCodegenRows(path string) ([]codegenRow, error) {
 		out = append(out, codegenRow{Line: r.Line, Prompt: r.Prompt, Tests: tests[r.Line]})
 	}
 	return out, nil
+}
+
+// firstFailure is the gravest failed check of res (build, then test, then
+// lint) as "kind name: the first line of its output", or "" when every
+// check passed.
+func firstFailure(res codegen.Result) string {
+	severity := func(kind string) int {
+		switch kind {
+		case codegen.KindBuild:
+			return 0
+		case codegen.KindTest:
+			return 1
+		}
+		return 2
+	}
+	var failed *codegen.CheckResult
+	for i, c := range res.Checks {
+		if !c.OK && !c.Skipped && (failed == nil || severity(c.Kind) < severity(failed.Kind)) {
+			failed = &res.Checks[i]
+		}
+	}
+	if failed == nil {
+		return ""
+	}
+	line := ""
+	for _, l := range strings.Split(failed.Output, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			line = l
+			break
+		}
+	}
+	if len(line) > 160 {
+		line = line[:160] + "…"
+	}
+	return failed.Kind + " " + failed.Name + ": " + line
 }

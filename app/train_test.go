@@ -201,6 +201,9 @@ func TestEvalCodegenRecordsRates(t *testing.T) {
 			WithTests int     `json:"with_tests"`
 			Built     int     `json:"built"`
 			PassAt1   float64 `json:"pass_at_1"`
+			Failures  []struct {
+				Task, Failure string
+			} `json:"failures"`
 		} `json:"report"`
 		ReportPath string `json:"report_path"`
 	}
@@ -209,6 +212,10 @@ func TestEvalCodegenRecordsRates(t *testing.T) {
 	}
 	if r.Report.N != 2 || r.Report.WithTests != 2 || r.Report.Built != 0 || r.Report.PassAt1 != 0 {
 		t.Fatalf("report %s", out)
+	}
+	// Both failing tasks are listed by file:line with the failed check.
+	if f := r.Report.Failures; len(f) != 2 || f[0].Task != data+":1" || !strings.HasPrefix(f[0].Failure, "build ") {
+		t.Errorf("failures %+v", f)
 	}
 	os.RemoveAll(filepath.Dir(r.ReportPath))
 }

@@ -187,11 +187,18 @@ type FieldScore struct {
 
 // CodeEval is a code-generation report.
 type CodeEval struct {
-	N         int     `json:"n"`
-	BuildRate float64 `json:"build_success_rate"`
-	LintRate  float64 `json:"lint_pass_rate"`
-	PassAt1   float64 `json:"pass_at_1"`
-	WithTests int     `json:"with_tests"`
+	N         int           `json:"n"`
+	BuildRate float64       `json:"build_success_rate"`
+	LintRate  float64       `json:"lint_pass_rate"`
+	PassAt1   float64       `json:"pass_at_1"`
+	WithTests int           `json:"with_tests"`
+	Failures  []CodeFailure `json:"failures"`
+}
+
+// CodeFailure is a failing codegen task and what failed first.
+type CodeFailure struct {
+	Task    string `json:"task"`
+	Failure string `json:"failure"`
 }
 
 // EvalReport reads the report file at path.

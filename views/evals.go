@@ -353,7 +353,7 @@ func (v evalsView) detail(ctx *Context) string {
 	case r.IDP != nil:
 		lines = append(lines, idpDetail(st, r.IDP, ctx.Height-4)...)
 	case r.Code != nil:
-		lines = append(lines, codeDetail(st, r.Code, ctx.Width)...)
+		lines = append(lines, codeDetail(st, r.Code, ctx.Width, ctx.Height-4)...)
 	default:
 		lines = append(lines, " "+st.Warn.Render("this report holds nothing to show"))
 	}
@@ -492,8 +492,9 @@ func idpDetail(st Styles, r *app.IDPEval, height int) []string {
 	return out
 }
 
-// codeDetail is the build, lint and pass@1 rates as gauges.
-func codeDetail(st Styles, r *app.CodeEval, width int) []string {
+// codeDetail is the build, lint and pass@1 rates as gauges and the failing
+// cases, as many as fit in height lines.
+func codeDetail(st Styles, r *app.CodeEval, width, height int) []string {
 	gw := max(10, min(40, width-30))
 	gauge := func(name string, rate float64, note string) string {
 		n := int(rate*float64(gw) + 0.5)
@@ -504,12 +505,29 @@ func codeDetail(st Styles, r *app.CodeEval, width int) []string {
 	if r.WithTests == 0 {
 		pass = "  (no task carries tests)"
 	}
-	return []string{
+	out := []string{
 		fmt.Sprintf(" %d tasks", r.N), "",
 		gauge("build", r.BuildRate, ""),
 		gauge("lint", r.LintRate, ""),
 		gauge("pass@1", r.PassAt1, pass),
 	}
+	if len(r.Failures) == 0 {
+		return out
+	}
+	out = append(out, "", " "+st.Muted.Render(fmt.Sprintf("failing cases (%d)", len(r.Failures))))
+	room := max(1, height-len(out))
+	tw := 4
+	for _, f := range r.Failures {
+		tw = max(tw, min(24, lipgloss.Width(f.Task)))
+	}
+	for i, f := range r.Failures {
+		if i == room-1 && len(r.Failures) > room {
+			out = append(out, st.Muted.Render(fmt.Sprintf(" … %d more in the report", len(r.Failures)-i)))
+			break
+		}
+		out = append(out, " "+fit(cut(f.Task, tw), tw)+"  "+st.Bad.Render(cut(f.Failure, max(10, width-tw-4))))
+	}
+	return out
 }
 
 // labelWidth is the cells a label column takes: 4 to 10.

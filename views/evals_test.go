@@ -67,7 +67,7 @@ func evalFixture() *fakeService {
 						{Field: "address", Support: 110, TP: 40, FP: 50, FN: 70, Precision: 0.444, Recall: 0.364, F1: 0.4},
 					}}},
 			"runs/eval/codegen.json": {ID: 1, Kind: "codegen", Model: "models/coder",
-				Code: &app.CodeEval{N: 40, BuildRate: 0.9, LintRate: 0.8, PassAt1: 0.55, WithTests: 20}},
+				Code: codeEvalWithFailures()},
 		},
 	}
 }
@@ -152,6 +152,9 @@ func TestEvalsCodegen(t *testing.T) {
 		m := openEval(evalsModel(evalFixture(), s.w, s.h), 2)
 		frame := m.View()
 		checkFrame(t, frame, s.w, s.h)
+		if !strings.Contains(frame, "failing cases (2)") || !strings.Contains(frame, "tasks.jsonl:19  test go test: --- FAIL: TestSum") {
+			t.Errorf("no failing cases:\n%s", frame)
+		}
 		golden(t, sizeName("evals-codegen", s.w, s.h), frame)
 	}
 }
@@ -265,4 +268,11 @@ func TestEvalsCompareNeedsTwo(t *testing.T) {
 	if !strings.Contains(m.View(), "mark two evaluations with space") {
 		t.Errorf("c without marks:\n%s", m.View())
 	}
+}
+
+func codeEvalWithFailures() *app.CodeEval {
+	return &app.CodeEval{N: 40, BuildRate: 0.9, LintRate: 0.8, PassAt1: 0.55, WithTests: 20, Failures: []app.CodeFailure{
+		{Task: "tasks.jsonl:7", Failure: "build go build: ./solution.go:12:2: undefined: strings.Revers"},
+		{Task: "tasks.jsonl:19", Failure: "test go test: --- FAIL: TestSum (0.00s)"},
+	}}
 }

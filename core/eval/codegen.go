@@ -17,7 +17,19 @@ type CodeResult struct {
 	// TestsPassed says every test passed. It counts only when Built and
 	// TestsRun are both true.
 	TestsPassed bool
+	// Task names the task (e.g. "tasks.jsonl:7") and Failure says what
+	// failed first ("build: …"), for the report's list of failing cases.
+	Task, Failure string
 }
+
+// CodeFailure is one task that did not build, lint or pass its tests.
+type CodeFailure struct {
+	Task    string `json:"task"`
+	Failure string `json:"failure"`
+}
+
+// maxFailures bounds the failing cases a report lists.
+const maxFailures = 100
 
 // CodeReport is the evaluation of code generation over N tasks.
 type CodeReport struct {
@@ -32,6 +44,9 @@ type CodeReport struct {
 	WithTests int     `json:"with_tests"`
 	Passed    int     `json:"passed"`
 	PassAt1   float64 `json:"pass_at_1"`
+	// Failures lists the failing tasks that carry a Failure, in order, at
+	// most maxFailures of them.
+	Failures []CodeFailure `json:"failures,omitempty"`
 }
 
 // Codegen scores code-generation results: build success rate and lint pass
@@ -51,6 +66,9 @@ func Codegen(results []CodeResult) CodeReport {
 			if c.Built && c.TestsPassed {
 				r.Passed++
 			}
+		}
+		if c.Failure != "" && len(r.Failures) < maxFailures {
+			r.Failures = append(r.Failures, CodeFailure{Task: c.Task, Failure: c.Failure})
 		}
 	}
 	r.BuildRate = ratio(float64(r.Built), float64(r.N))

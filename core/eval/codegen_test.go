@@ -2,6 +2,7 @@ package eval
 
 import (
 	"encoding/json"
+	"reflect"
 	"testing"
 )
 
@@ -17,7 +18,7 @@ func TestCodegen(t *testing.T) {
 	// Built: rows 0, 1, 3 → 3/6. Linted: rows 0, 3, 4 → 3/6.
 	// With tests: rows 0, 1, 2, 5 → 4; passed: row 0 only → pass@1 1/4.
 	want := CodeReport{N: 6, Built: 3, BuildRate: 0.5, Linted: 3, LintRate: 0.5, WithTests: 4, Passed: 1, PassAt1: 0.25}
-	if r != want {
+	if !reflect.DeepEqual(r, want) {
 		t.Errorf("report = %+v, want %+v", r, want)
 	}
 	s := r.Summary()
@@ -27,6 +28,20 @@ func TestCodegen(t *testing.T) {
 	b, _ := json.Marshal(r)
 	if got := `{"n":6,"built":3,"build_success_rate":0.5,"linted":3,"lint_pass_rate":0.5,"with_tests":4,"passed":1,"pass_at_1":0.25}`; string(b) != got {
 		t.Errorf("json = %s", b)
+	}
+}
+
+// Failing tasks are listed with what failed first, in order; passing ones
+// and results without a Failure are not.
+func TestCodegenListsFailures(t *testing.T) {
+	r := Codegen([]CodeResult{
+		{Built: true, Linted: true, Task: "t.jsonl:1"},
+		{Task: "t.jsonl:2", Failure: "build go build: ./main.go:3:1: syntax error"},
+		{Built: true, Task: "t.jsonl:3", Failure: "lint go vet: unreachable code"},
+	})
+	want := []CodeFailure{{"t.jsonl:2", "build go build: ./main.go:3:1: syntax error"}, {"t.jsonl:3", "lint go vet: unreachable code"}}
+	if !reflect.DeepEqual(r.Failures, want) {
+		t.Errorf("failures %+v, want %+v", r.Failures, want)
 	}
 }
 
@@ -43,11 +58,11 @@ func TestCodegenWithoutTests(t *testing.T) {
 		t.Error("summary has pass_at_1 without tests")
 	}
 	// No results at all: everything 0.
-	if r := Codegen(nil); r != (CodeReport{}) {
+	if r := Codegen(nil); !reflect.DeepEqual(r, CodeReport{}) {
 		t.Errorf("empty = %+v", r)
 	}
 	// All passing.
-	r = Codegen([]CodeResult{{true, true, true, true}, {true, true, true, true}})
+	r = Codegen([]CodeResult{{Built: true, Linted: true, TestsRun: true, TestsPassed: true}, {Built: true, Linted: true, TestsRun: true, TestsPassed: true}})
 	if r.BuildRate != 1 || r.LintRate != 1 || r.PassAt1 != 1 {
 		t.Errorf("all passing = %+v", r)
 	}
