@@ -124,3 +124,28 @@ func TestFlowCompareEvaluations(t *testing.T) {
 		t.Errorf("the opened report:\n%s", f)
 	}
 }
+
+// TestFlowWatchRunningRun: a run's steps, validations and log lines arrive
+// on its channel while the program runs; the Train view keeps up without
+// blocking and the final frame is the golden one.
+func TestFlowWatchRunningRun(t *testing.T) {
+	svc := &fakeService{runs: threeRuns()}
+	tm := flowProgram(t, svc, 100, 30)
+	waitScreen(t, tm, "Runs")
+	id := "20261125-182700-sft-ab12"
+	ch := make(chan app.Progress, 128)
+	tm.Send(WatchMsg{RunID: id, Ch: ch})
+	ch <- app.Progress{RunID: id, Log: "600 rows · classification · 3 labels"}
+	for _, p := range syntheticSteps(id, 40, 120) {
+		ch <- p
+		if p.Step%20 == 0 {
+			ch <- app.Progress{RunID: id, Step: p.Step, Validation: true, ValLoss: p.Loss + 0.1}
+		}
+	}
+	waitScreen(t, tm, "step 40/120", "val 0.6182") // the last event has been drawn
+	tm.Send(tea.KeyMsg{Type: tea.KeyCtrlC})
+	m := finalModel(t, tm)
+	frame := m.View()
+	checkFrame(t, frame, 100, 30)
+	golden(t, "flow-running-100x30", frame)
+}
