@@ -10,6 +10,7 @@ import (
 	"distill/core/model"
 	"distill/core/quant"
 	"distill/core/tensor"
+	"distill/core/tokenizer"
 	"distill/core/train"
 )
 
@@ -29,6 +30,11 @@ func (w *Workstation) PlanRun(cfg RunConfig) (PlanRow, error) {
 	}
 	if c.SeqLen <= 0 {
 		return PlanRow{}, fmt.Errorf("seq-len must be positive")
+	}
+	if c.Method == "kd" && c.KD.Teacher != "" {
+		if err := checkTeacher(c.Model, c.KD.Teacher, c.Data); err != nil {
+			return PlanRow{}, &FieldError{Field: "kd.teacher", Err: err}
+		}
 	}
 	be, err := tensor.Open(c.Device)
 	if err != nil {
@@ -130,4 +136,31 @@ func (w *Workstation) DataInfo(path string) (DataInfo, error) {
 		}
 	}
 	return info, nil
+}
+
+// FieldError is a plan refused because of one field of the run config
+// (named by its YAML key), so a form can show it beside that field.
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// checkTeacher refuses a logit-distillation teacher whose vocabulary is not
+// the student's, with the way out (sequence-level KD on traces).
+func checkTeacher(student, teacher, dataPath string) error {
+	st, err := tokenizer.Load(student)
+	if err != nil {
+		return err
+	}
+	tt, err := tokenizer.Load(teacher)
+	if err != nil {
+		return err
+	}
+	if !sameVocabulary(st, tt) {
+		return fmt.Errorf("%s uses a different tokenizer from %s: logit KD needs a shared vocabulary — generate traces (distill kd traces --teacher %s --data %s --out traces.jsonl) and train with --traces", teacher, student, teacher, dataPath)
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -82,5 +83,32 @@ func TestDataInfo(t *testing.T) {
 	}
 	if info, err := w.DataInfo(bad); err == nil && info.Skipped == 0 {
 		t.Errorf("a broken line went unnoticed: %+v", info)
+	}
+}
+
+// A logit-KD teacher with another vocabulary is refused by the plan, as a
+// FieldError on kd.teacher that points to traces.
+func TestPlanRefusesAForeignTeacher(t *testing.T) {
+	student := tinyModel(t)
+	teacher := filepath.Join(t.TempDir(), "teacher")
+	if err := model.WriteRandom(teacher, model.Shapes["demo"], tensor.F32, 3); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
+		if err := copyFile(filepath.Join(npmModels, "tokenizer-llama3", "models", f), filepath.Join(teacher, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var w Workstation
+	cfg := defaultRunConfig("kd")
+	cfg.Model, cfg.Data, cfg.KD.Teacher = student, "../examples/tickets/train.jsonl", teacher
+	_, err := w.PlanRun(cfg)
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Field != "kd.teacher" || !strings.Contains(err.Error(), "distill kd traces") {
+		t.Fatalf("err %v", err)
+	}
+	cfg.KD.Teacher = student // the same vocabulary: planned
+	if _, err := w.PlanRun(cfg); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,6 +1,7 @@
 package views
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -342,6 +343,11 @@ func (v launchView) update(ctx *Context, msg tea.Msg) (launchView, tea.Cmd) {
 			return v, nil // a later change replans
 		}
 		v.plan, v.planErr = nil, ""
+		var fe *app.FieldError
+		if errors.As(msg.err, &fe) && fe.Field == "kd.teacher" {
+			v.errs[fTeacher] = fe.Error() // beside the field it is about
+			return v, nil
+		}
 		if msg.err != nil {
 			v.planErr = msg.err.Error()
 		} else {

@@ -148,3 +148,32 @@ func TestLaunchChecksTheData(t *testing.T) {
 		t.Errorf("a broken file is not shown in place, or was planned:\n%s", f)
 	}
 }
+
+// A teacher the plan refuses is marked beside the teacher field.
+func TestLaunchForeignTeacherInPlace(t *testing.T) {
+	svc := launchService()
+	svc.paths["models/teacher"] = true
+	svc.planErr = &app.FieldError{Field: "kd.teacher", Err: errors.New("models/teacher uses a different tokenizer from models/demo: logit KD needs a shared vocabulary")}
+	m := openLaunch(svc, 100, 30)
+	m = stepRun(m, tea.KeyMsg{Type: tea.KeyRight}) // method: KD
+	m = step(m, tea.KeyMsg{Type: tea.KeyDown})     // into the form: model
+	for range 4 {                                  // data, validation, teacher
+		m = step(m, tea.KeyMsg{Type: tea.KeyDown})
+		if m.launch.focus == fTeacher {
+			break
+		}
+	}
+	m = step(m, keys("models/teacher"))
+	m = stepRun(m, tea.KeyMsg{Type: tea.KeyEnter})
+	f := m.View()
+	lines := strings.Split(f, "\n")
+	for i, l := range lines {
+		if strings.Contains(l, "KD teacher") {
+			if i+1 >= len(lines) || !strings.Contains(lines[i+1], "different tokenizer") {
+				t.Errorf("no error under the teacher:\n%s", f)
+			}
+			return
+		}
+	}
+	t.Errorf("no teacher field:\n%s", f)
+}

@@ -56,6 +56,7 @@ type fakeService struct {
 	exported  []string // name:kind of each ExportAdapter
 	data      app.DataInfo
 	labels    map[string][]string // AdapterLabels' answers
+	planErr   error
 	dataErr   error
 	resumeErr error
 	evalued   []string // the runs EvaluateRun was asked for
@@ -169,7 +170,7 @@ func (f *fakeService) DataInfo(path string) (app.DataInfo, error) {
 	return app.DataInfo{Format: "classification", Rows: 600, Labels: []string{"account", "billing", "technical"}, Shares: []float64{0.34, 0.33, 0.33}}, nil
 }
 
-func (f *fakeService) PlanRun(cfg app.RunConfig) (app.PlanRow, error) { return f.plan, nil }
+func (f *fakeService) PlanRun(cfg app.RunConfig) (app.PlanRow, error) { return f.plan, f.planErr }
 func (f *fakeService) LaunchRun(cfg app.RunConfig) (string, <-chan app.Progress, error) {
 	f.launched = append(f.launched, cfg)
 	if f.launchCh == nil {
