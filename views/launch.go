@@ -211,7 +211,14 @@ func (v launchView) config(ctx *Context) (app.RunConfig, [numFields]string) {
 	}
 	path(fModel, c.Model, true)
 	path(fData, c.Data, false)
-	if c.Val != "" {
+	if n, isBalanced := strings.CutPrefix(c.Val, "balanced "); isBalanced {
+		// "balanced N": hold out N rows of each class (classification)
+		per, err := strconv.Atoi(strings.TrimSpace(n))
+		if err != nil || per < 1 {
+			errs[fVal] = fmt.Sprintf("%q: want balanced N, N rows of each class", c.Val)
+		}
+		c.Val, c.ValPerClass = "", per
+	} else if c.Val != "" {
 		path(fVal, c.Val, false)
 	}
 	if c.Method == "kd" {
@@ -278,7 +285,7 @@ func (v launchView) changed(ctx *Context) (launchView, tea.Cmd) {
 			}
 		}
 	}
-	v.errs[fData] = v.dataProblem(errs[fData])
+	v.errs = v.withData(cfg, v.errs)
 	if !ok(v.errs) {
 		v.plan, v.planErr = nil, ""
 		return v, readData
@@ -293,6 +300,16 @@ func (v launchView) changed(ctx *Context) (launchView, tea.Cmd) {
 		p, err := svc.PlanRun(cfg)
 		return planMsg{seq, p, err}
 	})
+}
+
+// withData adds what the training file's contents say about the form:
+// its own problems, and balanced validation on data without classes.
+func (v launchView) withData(cfg app.RunConfig, errs [numFields]string) [numFields]string {
+	errs[fData] = v.dataProblem(errs[fData])
+	if cfg.ValPerClass > 0 && errs[fVal] == "" && v.data != nil && v.data.Format != "classification" {
+		errs[fVal] = "balanced validation needs classification data; this file is " + v.data.Format
+	}
+	return errs
 }
 
 // dataProblem is the training file's error to show in place: the path's
@@ -369,8 +386,8 @@ func (v launchView) update(ctx *Context, msg tea.Msg) (launchView, tea.Cmd) {
 		}
 		// Only the training file's verdict changed: replan only if the form
 		// just became valid.
-		_, errs := v.config(ctx)
-		v.errs[fData] = v.dataProblem(errs[fData])
+		cfg, errs := v.config(ctx)
+		v.errs = v.withData(cfg, errs)
 		if !ok(v.errs) {
 			v.plan, v.planErr = nil, ""
 			v.seq++ // a plan still in flight is for a form now invalid
@@ -481,7 +498,7 @@ func (v launchView) cycle(ctx *Context, dir string) (launchView, tea.Cmd) {
 // launch starts the run when the form is valid.
 func (v launchView) launch(ctx *Context) (launchView, tea.Cmd) {
 	cfg, errs := v.config(ctx)
-	errs[fData] = v.dataProblem(errs[fData])
+	errs = v.withData(cfg, errs)
 	v.errs = errs
 	if !ok(errs) {
 		v.note = "fix the fields marked above first (↑/↓ to reach them)"
@@ -527,7 +544,7 @@ func (v launchView) view(ctx *Context) string {
 			if !in.Focused() {
 				text = fit(in.Value(), inW)
 				if in.Value() == "" && f == fVal {
-					text = st.Muted.Render(fit("(hold out 10% of the data)", inW))
+					text = st.Muted.Render(fit("(hold out 10%; a file; or balanced N)", inW))
 				}
 			}
 			field = "[" + text + "]"

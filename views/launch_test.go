@@ -177,3 +177,27 @@ func TestLaunchForeignTeacherInPlace(t *testing.T) {
 	}
 	t.Errorf("no teacher field:\n%s", f)
 }
+
+// "balanced N" in Validation holds out N rows per class; a bad N is marked.
+func TestLaunchBalancedValidation(t *testing.T) {
+	svc := launchService()
+	m := openLaunch(svc, 80, 24)
+	m = step(m, tea.KeyMsg{Type: tea.KeyDown}) // model
+	m = step(m, tea.KeyMsg{Type: tea.KeyDown}) // data
+	m = step(m, tea.KeyMsg{Type: tea.KeyDown}) // validation
+	m = step(m, keys("balanced x"))
+	m = step(m, tea.KeyMsg{Type: tea.KeyEnter})
+	if !strings.Contains(m.View(), `"balanced x": want balanced N`) {
+		t.Fatalf("bad N not marked:\n%s", m.View())
+	}
+	m = step(m, tea.KeyMsg{Type: tea.KeyShiftTab})
+	for range 10 {
+		m = step(m, tea.KeyMsg{Type: tea.KeyBackspace})
+	}
+	m = step(m, keys("balanced 20"))
+	m = step(m, tea.KeyMsg{Type: tea.KeyEsc})
+	m = stepRun(m, tea.KeyMsg{Type: tea.KeyEnter})
+	if len(svc.launched) != 1 || svc.launched[0].ValPerClass != 20 || svc.launched[0].Val != "" {
+		t.Fatalf("launched %+v", svc.launched)
+	}
+}
