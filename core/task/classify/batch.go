@@ -84,8 +84,8 @@ func (c *Classifier) scoreGroup(prompts [][]int, multi bool) ([]*Result, error) 
 	// Branches and, per branch, the hidden rows whose logits are needed.
 	type need struct{ row, target int }
 	var branches [][]int
-	var needs []need         // in reading order
-	var needOf [][][]int     // [prompt][label] indices into needs
+	var needs []need     // in reading order
+	var needOf [][][]int // [prompt][label] indices into needs
 	rowBase := 0
 	for _, ids := range prompts {
 		suffix := ids[p:]
