@@ -1,0 +1,278 @@
+package app
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"distill/core/model"
+	"distill/core/task/classify"
+)
+
+// job is one unit of model work. One worker goroutine owns the model and
+// runs jobs one at a time, setting the model's adapter (an unmerged LoRA
+// Delta) for each, so the base weights are shared by every adapter.
+type job struct {
+	ctx     context.Context
+	delta   model.Delta // nil: the base model
+	kind    string      // classify, extract, generate (metrics and logs)
+	queued  time.Time
+	started time.Time
+
+	// run does the work of a job that is not batched.
+	run func(ctx context.Context) error
+	// batch, when set, marks a classification that may be scored together
+	// with other waiting classifications of the same key.
+	batch *classifyJob
+
+	err       error
+	batchSize int
+	done      chan struct{}
+}
+
+// classifyJob is one input for a classifier; key names the classifier
+// (adapter, labels, template and options) so equal keys batch together.
+type classifyJob struct {
+	key    string
+	text   string
+	build  func() (*classify.Classifier, error)
+	result *classify.Result
+}
+
+// scheduler is the bounded queue in front of the worker. submit never
+// blocks: a full queue is errQueueFull (HTTP 429), so memory stays bounded
+// by the queue's capacity however many clients connect.
+type scheduler struct {
+	q        chan *job
+	capacity int64
+	depth    atomic.Int64 // submitted, not yet started
+	maxBatch int
+	stop     chan struct{}
+	stopped  chan struct{}
+	stopOnce sync.Once
+
+	classifiers map[string]*classify.Classifier // worker-owned cache
+	setDelta    func(model.Delta)
+	met         *serveMetrics
+	beforeJob   func(*job) // test hook, called on the worker before a job runs
+	afterJob    func(*job) // test hook, called on the worker after a job ran
+}
+
+func newScheduler(capacity, maxBatch int, setDelta func(model.Delta), met *serveMetrics) *scheduler {
+	return &scheduler{
+		q: make(chan *job, capacity), capacity: int64(capacity), maxBatch: max(1, maxBatch),
+		stop: make(chan struct{}), stopped: make(chan struct{}),
+		classifiers: map[string]*classify.Classifier{}, setDelta: setDelta, met: met,
+	}
+}
+
+// submit queues j or fails at once with errQueueFull or errShutdown.
+func (s *scheduler) submit(j *job) error {
+	select {
+	case <-s.stop:
+		return errShutdown
+	default:
+	}
+	for {
+		d := s.depth.Load()
+		if d >= s.capacity {
+			s.met.rejected.Inc()
+			return errQueueFull
+		}
+		if s.depth.CompareAndSwap(d, d+1) {
+			break
+		}
+	}
+	j.queued, j.done = time.Now(), make(chan struct{})
+	s.q <- j // never blocks: depth < capacity = cap(q)
+	s.met.queueDepth.Set(float64(s.depth.Load()))
+	return nil
+}
+
+// wait blocks until j is done or its context ends; the worker skips or
+// stops a job whose context has ended.
+func (s *scheduler) wait(j *job) error {
+	select {
+	case <-j.done:
+		return j.err
+	case <-j.ctx.Done():
+		return j.ctx.Err()
+	}
+}
+
+// do submits a job and waits for it.
+func (s *scheduler) do(j *job) error {
+	if err := s.submit(j); err != nil {
+		return err
+	}
+	return s.wait(j)
+}
+
+// close stops the worker; queued jobs fail with errShutdown.
+func (s *scheduler) close() {
+	s.stopOnce.Do(func() { close(s.stop) })
+	<-s.stopped
+}
+
+// loop is the worker: it takes jobs in order, batching waiting
+// classifications of the same key into one scoring pass.
+func (s *scheduler) loop() {
+	defer close(s.stopped)
+	var pending []*job // taken from the channel while batching, run next
+	for {
+		var j *job
+		if len(pending) > 0 {
+			j, pending = pending[0], pending[1:]
+		} else {
+			select {
+			case j = <-s.q:
+			case <-s.stop:
+				s.drain(pending)
+				return
+			}
+		}
+		select {
+		case <-s.stop:
+			s.drain(append([]*job{j}, pending...))
+			return
+		default:
+		}
+		if j.batch == nil {
+			s.runOne(j)
+			continue
+		}
+		group := []*job{j}
+		var rest []*job
+		for _, p := range pending {
+			if len(group) < s.maxBatch && p.batch != nil && p.batch.key == j.batch.key {
+				group = append(group, p)
+			} else {
+				rest = append(rest, p)
+			}
+		}
+		pending = rest
+	collect:
+		for len(group) < s.maxBatch {
+			select {
+			case p := <-s.q:
+				if p.batch != nil && p.batch.key == j.batch.key {
+					group = append(group, p)
+				} else {
+					pending = append(pending, p)
+				}
+			default:
+				break collect
+			}
+		}
+		s.runBatch(group)
+	}
+}
+
+// drain fails every job left when the server stops.
+func (s *scheduler) drain(left []*job) {
+	for {
+		select {
+		case j := <-s.q:
+			left = append(left, j)
+		default:
+			for _, j := range left {
+				s.depth.Add(-1)
+				j.err = errShutdown
+				close(j.done)
+			}
+			s.met.queueDepth.Set(float64(s.depth.Load()))
+			return
+		}
+	}
+}
+
+// start marks j as taken off the queue; false when its client has gone
+// (or its deadline passed) while it waited, in which case it is finished.
+func (s *scheduler) start(j *job) bool {
+	s.depth.Add(-1)
+	s.met.queueDepth.Set(float64(s.depth.Load()))
+	j.started = time.Now()
+	s.met.queueWait.Observe(j.started.Sub(j.queued).Seconds())
+	if err := j.ctx.Err(); err != nil {
+		s.finish(j, err)
+		return false
+	}
+	if s.beforeJob != nil {
+		s.beforeJob(j)
+	}
+	return true
+}
+
+func (s *scheduler) finish(j *job, err error) {
+	j.err = err
+	if s.afterJob != nil {
+		s.afterJob(j)
+	}
+	close(j.done)
+}
+
+func (s *scheduler) runOne(j *job) {
+	if !s.start(j) {
+		return
+	}
+	s.setDelta(j.delta)
+	j.batchSize = 1
+	s.finish(j, safeRun(func() error { return j.run(j.ctx) }))
+}
+
+// runBatch scores a group of classifications with one classifier in one
+// branched pass (classify.ClassifyBatch).
+func (s *scheduler) runBatch(group []*job) {
+	var live []*job
+	for _, j := range group {
+		if s.start(j) {
+			live = append(live, j)
+		}
+	}
+	if len(live) == 0 {
+		return
+	}
+	s.setDelta(live[0].delta)
+	s.met.batchSize.Observe(float64(len(live)))
+	err := safeRun(func() error {
+		key := live[0].batch.key
+		c := s.classifiers[key]
+		if c == nil {
+			var err error
+			if c, err = live[0].batch.build(); err != nil {
+				return err
+			}
+			if len(s.classifiers) >= 64 { // a bound, not an LRU: rebuilding is one null-input pass
+				clear(s.classifiers)
+			}
+			s.classifiers[key] = c
+		}
+		texts := make([]string, len(live))
+		for i, j := range live {
+			texts[i] = j.batch.text
+		}
+		rs, err := c.ClassifyBatch(texts)
+		if err != nil {
+			return err
+		}
+		for i, j := range live {
+			j.batch.result = rs[i]
+		}
+		return nil
+	})
+	for _, j := range live {
+		j.batchSize = len(live)
+		s.finish(j, err)
+	}
+}
+
+// safeRun runs f, turning a panic into an error so the worker survives.
+func safeRun(f func() error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = errorf(500, errServer, "", "internal error in the model worker: %v", v)
+		}
+	}()
+	return f()
+}
