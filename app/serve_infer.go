@@ -131,15 +131,16 @@ func (s *Server) do(j *job) (jobStats, error) {
 // generate runs one generation on the worker.
 func (s *Server) generate(ctx context.Context, sa *servedAdapter, ids []int, opt infer.GenerateOptions) (*infer.Result, jobStats, error) {
 	var res *infer.Result
-	j := &job{ctx: ctx, delta: deltaOf(sa), kind: "generate", run: func(ctx context.Context) error {
+	j := &job{ctx: ctx, delta: deltaOf(sa), kind: "generate"}
+	j.run = func(ctx context.Context) error {
 		r, err := infer.Generate(ctx, s.be, s.m, s.tok, ids, opt)
 		if err != nil {
 			return err
 		}
-		res = r
+		res, j.tokens = r, r.CompletionTokens
 		s.countTokens(r.PromptTokens, r.CompletionTokens, r.TokensPerSecond)
 		return ctx.Err() // a cancelled generation is an error, not a short answer
-	}}
+	}
 	st, err := s.do(j)
 	return res, st, err
 }
@@ -147,8 +148,10 @@ func (s *Server) generate(ctx context.Context, sa *servedAdapter, ids []int, opt
 // extract runs one schema-constrained generation on the worker.
 func (s *Server) extract(ctx context.Context, sa *servedAdapter, g *idp.Grammar, ids []int, maxTokens int, sampling infer.Sampling) (idp.Result, jobStats, error) {
 	var res idp.Result
-	j := &job{ctx: ctx, delta: deltaOf(sa), kind: "extract", run: func(ctx context.Context) error {
+	j := &job{ctx: ctx, delta: deltaOf(sa), kind: "extract"}
+	j.run = func(ctx context.Context) error {
 		r, err := idp.Generate(ctx, s.be, s.m, s.tok, g, ids, maxTokens, sampling)
+		j.tokens = r.CompletionTokens
 		if err != nil {
 			return err
 		}
@@ -159,7 +162,7 @@ func (s *Server) extract(ctx context.Context, sa *servedAdapter, g *idp.Grammar,
 		}
 		s.countTokens(r.PromptTokens, r.CompletionTokens, tps)
 		return nil
-	}}
+	}
 	st, err := s.do(j)
 	return res, st, err
 }

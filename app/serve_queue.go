@@ -28,6 +28,7 @@ type job struct {
 
 	err       error
 	batchSize int
+	tokens    int // generated (set by the job's run)
 	done      chan struct{}
 }
 
