@@ -146,13 +146,16 @@ func (s *Server) generate(ctx context.Context, sa *servedAdapter, ids []int, opt
 }
 
 // extract runs one schema-constrained generation on the worker.
-func (s *Server) extract(ctx context.Context, sa *servedAdapter, g *idp.Grammar, ids []int, maxTokens int, sampling infer.Sampling) (idp.Result, jobStats, error) {
+func (s *Server) extract(ctx context.Context, sa *servedAdapter, g *idp.Grammar, ids []int, maxTokens int, sampling infer.Sampling, onText func(string) bool) (idp.Result, jobStats, error) {
 	var res idp.Result
 	j := &job{ctx: ctx, delta: deltaOf(sa), kind: "extract"}
 	j.run = func(ctx context.Context) error {
-		r, err := idp.Generate(ctx, s.be, s.m, s.tok, g, ids, maxTokens, sampling)
+		r, err := idp.GenerateStream(ctx, s.be, s.m, s.tok, g, ids, maxTokens, sampling, onText)
 		j.tokens = r.CompletionTokens
 		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
 			return err
 		}
 		res = r
@@ -329,7 +332,7 @@ func (s *Server) inferExtract(ctx context.Context, sa *servedAdapter, req *infer
 	if err := s.checkContext(len(ids), maxTokens, "input"); err != nil {
 		return jobStats{}, err
 	}
-	res, st, err := s.extract(ctx, sa, g, ids, maxTokens, s.sampling(o.Temperature, o.TopK, o.TopP, o.MinP, o.Seed))
+	res, st, err := s.extract(ctx, sa, g, ids, maxTokens, s.sampling(o.Temperature, o.TopK, o.TopP, o.MinP, o.Seed), nil)
 	if err != nil {
 		return st, err
 	}

@@ -273,15 +273,12 @@ type completionResult struct {
 }
 
 // run runs cj on the worker; onText (may be nil) receives text as it is
-// generated (a constrained value arrives in one piece at the end).
+// generated.
 func (s *Server) run(ctx context.Context, cj *completionJob, onText func(string) bool) (completionResult, error) {
 	if cj.grammar != nil {
-		res, _, err := s.extract(ctx, cj.sa, cj.grammar, cj.ids, cj.maxTokens, cj.opt.Sampling)
+		res, _, err := s.extract(ctx, cj.sa, cj.grammar, cj.ids, cj.maxTokens, cj.opt.Sampling, onText)
 		if err != nil {
 			return completionResult{}, err
-		}
-		if onText != nil && res.Text != "" {
-			onText(res.Text)
 		}
 		finish := "stop"
 		if res.StopReason == "length" {

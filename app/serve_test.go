@@ -8,8 +8,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-
-	"distill/core/tokenizer"
 )
 
 func TestServeProbesMetricsOpenAPI(t *testing.T) {
@@ -163,7 +161,6 @@ func TestServeInferTasks(t *testing.T) {
 	if u := body["usage"].(map[string]any); u["completion_tokens"].(float64) < 1 {
 		t.Fatalf("codegen usage: %v", u)
 	}
-	_ = tokenizer.Tokenizer{}
 }
 
 func TestServeAdapters(t *testing.T) {

@@ -1,0 +1,205 @@
+package app
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"math"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// blockWorker makes the worker stop at the start of its next job until
+// release is called; started is closed when it has stopped there.
+func blockWorker(s *Server) (started <-chan struct{}, release func()) {
+	st, gate := make(chan struct{}), make(chan struct{})
+	var once, relOnce sync.Once
+	s.sched.beforeJob = func(*job) {
+		once.Do(func() {
+			close(st)
+			<-gate
+		})
+	}
+	return st, func() { relOnce.Do(func() { close(gate) }) }
+}
+
+// waitDepth waits until n jobs wait in the queue (polling, no deadline of
+// its own: the test's timeout bounds it).
+func waitDepth(s *Server, n int64) {
+	for s.sched.depth.Load() != n {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestServeQueueFullIs429(t *testing.T) {
+	s, ts := newTestServer(t, func(c *ServeConfig) { c.Queue = 1 })
+	started, release := blockWorker(s)
+	defer release()
+	body := `{"task":"generate","input":"x","options":{"max_tokens":1}}`
+	results := make(chan int, 2)
+	go func() { results <- postCode(ts.URL+"/infer/base", body) }() // taken by the worker
+	<-started
+	go func() { results <- postCode(ts.URL+"/infer/base", body) }() // fills the queue
+	waitDepth(s, 1)
+	code, h, resp := post(t, ts.URL+"/infer/base", body)
+	wantError(t, code, resp, 429, errRateLimit, "")
+	if h.Get("Retry-After") == "" {
+		t.Fatal("429 without Retry-After")
+	}
+	release()
+	for range 2 {
+		if c := <-results; c != 200 {
+			t.Fatalf("queued request: %d", c)
+		}
+	}
+}
+
+func TestServeTimeoutIs504(t *testing.T) {
+	s, ts := newTestServer(t, func(c *ServeConfig) { c.Timeout = 200 * time.Millisecond })
+	started, release := blockWorker(s)
+	defer release()
+	go postCode(ts.URL+"/infer/base", `{"task":"generate","input":"x","options":{"max_tokens":1}}`)
+	<-started
+	// This one waits in the queue past its deadline.
+	code, _, body := post(t, ts.URL+"/infer/base", `{"task":"generate","input":"x","options":{"max_tokens":1}}`)
+	wantError(t, code, body, 504, errTimeout, "")
+}
+
+// TestServeBatchesClassifications: classifications waiting together for the
+// same adapter and labels are scored in one pass, each with the result it
+// gets alone.
+func TestServeBatchesClassifications(t *testing.T) {
+	s, ts := newTestServer(t, nil)
+	labels := []string{"Good", "Standard", "Bad"}
+	texts := []string{"earns 90k, no late payments", "three late payments this year", "new customer", "owes 40k on 6 cards"}
+	alone := map[string]map[string]any{}
+	for _, text := range texts {
+		code, _, body := post(t, ts.URL+"/infer/sft", map[string]any{"task": "classify", "input": text, "labels": labels})
+		if code != 200 || body["batch_size"].(float64) != 1 {
+			t.Fatalf("alone: %d %v", code, body)
+		}
+		alone[text] = body["output"].(map[string]any)
+	}
+	started, release := blockWorker(s)
+	go postCode(ts.URL+"/infer/base", `{"task":"generate","input":"x","options":{"max_tokens":1}}`)
+	<-started
+	type answer struct {
+		text string
+		code int
+		body map[string]any
+	}
+	answers := make(chan answer, len(texts))
+	for _, text := range texts {
+		go func() {
+			b, _ := json.Marshal(map[string]any{"task": "classify", "input": text, "labels": labels})
+			resp, err := http.Post(ts.URL+"/infer/sft", "application/json", bytes.NewReader(b))
+			if err != nil {
+				answers <- answer{text, -1, map[string]any{"error": err.Error()}}
+				return
+			}
+			defer resp.Body.Close()
+			var body map[string]any
+			json.NewDecoder(resp.Body).Decode(&body)
+			answers <- answer{text, resp.StatusCode, body}
+		}()
+	}
+	waitDepth(s, int64(len(texts)))
+	release()
+	for range texts {
+		a := <-answers
+		if a.code != 200 {
+			t.Fatalf("batched: %d %v", a.code, a.body)
+		}
+		if a.body["batch_size"].(float64) != float64(len(texts)) {
+			t.Fatalf("batch_size %v, want %d", a.body["batch_size"], len(texts))
+		}
+		got, want := a.body["output"].(map[string]any), alone[a.text]
+		if got["label"] != want["label"] {
+			t.Fatalf("%q: batched label %v, alone %v", a.text, got["label"], want["label"])
+		}
+		for _, l := range labels {
+			g := got["probabilities"].(map[string]any)[l].(float64)
+			w := want["probabilities"].(map[string]any)[l].(float64)
+			if math.Abs(g-w) > 1e-5 {
+				t.Fatalf("%q label %s: batched p=%.6f, alone p=%.6f", a.text, l, g, w)
+			}
+		}
+	}
+}
+
+// TestServeDisconnectCancels: a client that goes away mid-stream stops its
+// generation on the worker long before max_tokens.
+func TestServeDisconnectCancels(t *testing.T) {
+	s, ts := newTestServer(t, func(c *ServeConfig) { c.MaxTokens = 3000 })
+	done := make(chan *job, 1)
+	s.sched.afterJob = func(j *job) { done <- j }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", ts.URL+"/v1/completions",
+		strings.NewReader(`{"prompt":"Once upon a time","max_tokens":3000,"temperature":0,"stream":true}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "data: {") {
+		t.Fatalf("first SSE line %q: %v", line, err)
+	}
+	cancel()
+	resp.Body.Close()
+	j := <-done
+	if !errors.Is(j.err, context.Canceled) {
+		t.Fatalf("the job ended with %v, want context.Canceled", j.err)
+	}
+	if j.tokens >= 3000 {
+		t.Fatalf("the worker generated all %d tokens after the client left", j.tokens)
+	}
+	t.Logf("stopped after %d of 3000 tokens", j.tokens)
+}
+
+// TestServeCloseFailsQueued: closing the server fails waiting requests with
+// 503 and later ones too; the worker exits.
+func TestServeCloseFailsQueued(t *testing.T) {
+	s, ts := newTestServer(t, nil)
+	started, release := blockWorker(s)
+	go postCode(ts.URL+"/infer/base", `{"task":"generate","input":"x","options":{"max_tokens":1}}`)
+	<-started
+	codes := make(chan int, 1)
+	go func() {
+		codes <- postCode(ts.URL+"/infer/base", `{"task":"generate","input":"x","options":{"max_tokens":1}}`)
+	}()
+	waitDepth(s, 1)
+	closed := make(chan struct{})
+	go func() { s.Close(); close(closed) }()
+	release()
+	<-closed
+	if code := <-codes; code != 503 {
+		t.Fatalf("queued request at shutdown: %d, want 503", code)
+	}
+	select {
+	case <-s.sched.stopped:
+	default:
+		t.Fatal("the worker is still running after Close")
+	}
+	if err := s.sched.submit(&job{ctx: context.Background()}); !errors.Is(err, errShutdown) {
+		t.Fatalf("submit after Close: %v", err)
+	}
+}
+
+// postCode posts body and returns the status (-1 when the request failed);
+// safe in goroutines other than the test's.
+func postCode(url, body string) int {
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		return -1
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
