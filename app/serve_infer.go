@@ -120,12 +120,21 @@ type jobStats struct {
 }
 
 func (s *Server) do(j *job) (jobStats, error) {
-	err := s.sched.do(j)
-	st := jobStats{batchSize: j.batchSize}
-	if !j.started.IsZero() {
-		st.queued = j.started.Sub(j.queued)
+	if err := s.sched.submit(j); err != nil {
+		return jobStats{}, err
 	}
-	return st, err
+	select {
+	case <-j.done: // the worker is done with j: its fields and results may be read
+		st := jobStats{batchSize: j.batchSize}
+		if !j.started.IsZero() {
+			st.queued = j.started.Sub(j.queued)
+		}
+		return st, j.err
+	case <-j.ctx.Done():
+		// The worker may still hold j (it stops at its next check of the
+		// context): touch nothing it writes.
+		return jobStats{}, j.ctx.Err()
+	}
 }
 
 // generate runs one generation on the worker.
@@ -142,7 +151,10 @@ func (s *Server) generate(ctx context.Context, sa *servedAdapter, ids []int, opt
 		return ctx.Err() // a cancelled generation is an error, not a short answer
 	}
 	st, err := s.do(j)
-	return res, st, err
+	if err != nil {
+		return nil, st, err
+	}
+	return res, st, nil
 }
 
 // extract runs one schema-constrained generation on the worker.
@@ -167,7 +179,10 @@ func (s *Server) extract(ctx context.Context, sa *servedAdapter, g *idp.Grammar,
 		return nil
 	}
 	st, err := s.do(j)
-	return res, st, err
+	if err != nil {
+		return idp.Result{}, st, err
+	}
+	return res, st, nil
 }
 
 func (s *Server) countTokens(prompt, completion int, tps float64) {

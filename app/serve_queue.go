@@ -91,25 +91,6 @@ func (s *scheduler) submit(j *job) error {
 	return nil
 }
 
-// wait blocks until j is done or its context ends; the worker skips or
-// stops a job whose context has ended.
-func (s *scheduler) wait(j *job) error {
-	select {
-	case <-j.done:
-		return j.err
-	case <-j.ctx.Done():
-		return j.ctx.Err()
-	}
-}
-
-// do submits a job and waits for it.
-func (s *scheduler) do(j *job) error {
-	if err := s.submit(j); err != nil {
-		return err
-	}
-	return s.wait(j)
-}
-
 // close stops the worker; queued jobs fail with errShutdown.
 func (s *scheduler) close() {
 	s.stopOnce.Do(func() { close(s.stop) })
