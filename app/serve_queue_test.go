@@ -9,6 +9,8 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -202,4 +204,74 @@ func postCode(url, body string) int {
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// TestServeBenchNoErrors: the bounded load test (serve-bench) on loopback,
+// small: every request of every endpoint succeeds, and concurrent
+// classifications do get batched.
+func TestServeBenchNoErrors(t *testing.T) {
+	dir, _ := serveModel(t)
+	rep, err := serveBench(context.Background(), dir, 8, 40, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Errors != 0 {
+		t.Fatalf("%d errors: %v", rep.Errors, rep.FirstErrors)
+	}
+	for _, m := range benchMix {
+		if rep.PerEndpoint[m.name].N == 0 {
+			t.Fatalf("no successful %s requests: %+v", m.name, rep.PerEndpoint)
+		}
+	}
+	if rep.P50 <= 0 || rep.P95 < rep.P50 || rep.Throughput <= 0 {
+		t.Fatalf("report: %+v", rep)
+	}
+	t.Logf("%.1f req/s, p50 %s, p95 %s, mean classify batch %.2f", rep.Throughput, rep.P50, rep.P95, rep.MeanClassifyBatch)
+}
+
+// TestServeNoGoroutineLeak: after requests of every kind (a stream cut
+// short by its client among them) and Close, the goroutines started for
+// the server are gone.
+func TestServeNoGoroutineLeak(t *testing.T) {
+	dir, db := serveModel(t)
+	http.DefaultClient.CloseIdleConnections()
+	before := runtime.NumGoroutine()
+	s := NewServer(ServeConfig{Model: dir, DB: db})
+	if err := s.Load(); err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(s.Handler())
+	for _, body := range []string{
+		`{"task":"classify","input":"x","labels":["a","b"]}`,
+		`{"task":"generate","input":"x","options":{"max_tokens":2}}`,
+		`{"task":"extract","input":"x","schema":{"type":"object","properties":{"a":{"type":"integer"}},"required":["a"]}}`,
+	} {
+		if code := postCode(ts.URL+"/infer/sft", body); code != 200 {
+			t.Fatalf("%s: %d", body, code)
+		}
+	}
+	if code := postCode(ts.URL+"/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"max_tokens":3,"stream":true}`); code != 200 {
+		t.Fatalf("stream: %d", code)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "POST", ts.URL+"/v1/completions", strings.NewReader(`{"prompt":"x","max_tokens":2000,"stream":true}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bufio.NewReader(resp.Body).ReadString('\n')
+	cancel()
+	resp.Body.Close()
+	ts.Close()
+	s.Close()
+	http.DefaultClient.CloseIdleConnections()
+	var now int
+	for range 500 { // goroutines take a moment to unwind after Close
+		if now = runtime.NumGoroutine(); now <= before {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	buf := make([]byte, 1<<16)
+	t.Fatalf("%d goroutines before the server, %d after Close:\n%s", before, now, buf[:runtime.Stack(buf, true)])
 }
