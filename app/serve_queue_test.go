@@ -211,7 +211,7 @@ func postCode(url, body string) int {
 // classifications do get batched.
 func TestServeBenchNoErrors(t *testing.T) {
 	dir, _ := serveModel(t)
-	rep, err := serveBench(context.Background(), dir, 8, 40, 4)
+	rep, err := serveBench(context.Background(), dir, 8, 40, 4, 8)
 	if err != nil {
 		t.Fatal(err)
 	}
