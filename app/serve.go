@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"distill/core/infer"
 	"distill/core/model"
 	"distill/core/tensor"
 	"distill/core/tokenizer"
@@ -180,6 +181,9 @@ func (s *Server) load() error {
 	s.adapters = newAdapterCache(m, reg, s.cfg.Pins, s.cfg.AdapterCap, s.met)
 	s.grammars = newGrammarCache(tok, 32)
 	s.sched = newScheduler(s.cfg.Queue, s.cfg.MaxBatch, func(d model.Delta) { m.Delta = d }, s.met)
+	s.sched.generateBatch = func(items []infer.BatchItem) ([]*infer.Result, []error) {
+		return infer.GenerateBatch(be, m, tok, items)
+	}
 	go s.sched.loop()
 	s.ready.Store(true)
 	s.log.Info("model loaded", "model", s.cfg.Model, "layers", len(m.Layers), "vocab", m.Config.VocabSize)

@@ -44,7 +44,7 @@ type inferResponse struct {
 	Usage     usage   `json:"usage"`
 	LatencyMS float64 `json:"latency_ms"`
 	QueueMS   float64 `json:"queue_ms"`
-	BatchSize int     `json:"batch_size,omitempty"` // classify: inputs scored in the same pass
+	BatchSize int     `json:"batch_size,omitempty"` // classify, generate: requests run in the same pass
 }
 
 // grammarCache keeps compiled JSON Schemas by their compact text.
@@ -137,24 +137,21 @@ func (s *Server) do(j *job) (jobStats, error) {
 	}
 }
 
-// generate runs one generation on the worker.
+// generate runs one generation on the worker, decoded together with the
+// other generations waiting on the same adapter.
 func (s *Server) generate(ctx context.Context, sa *servedAdapter, ids []int, opt infer.GenerateOptions) (*infer.Result, jobStats, error) {
-	var res *infer.Result
-	j := &job{ctx: ctx, delta: deltaOf(sa), kind: "generate"}
-	j.run = func(ctx context.Context) error {
-		r, err := infer.Generate(ctx, s.be, s.m, s.tok, ids, opt)
-		if err != nil {
-			return err
-		}
-		res, j.tokens = r, r.CompletionTokens
-		s.countTokens(r.PromptTokens, r.CompletionTokens, r.TokensPerSecond)
-		return ctx.Err() // a cancelled generation is an error, not a short answer
+	key := ""
+	if sa != nil {
+		key = sa.Path
 	}
-	st, err := s.do(j)
+	gj := &genJob{key: key, item: infer.BatchItem{Prompt: ids, Opt: opt}}
+	st, err := s.do(&job{ctx: ctx, delta: deltaOf(sa), kind: "generate", gen: gj})
 	if err != nil {
 		return nil, st, err
 	}
-	return res, st, nil
+	r := gj.result
+	s.countTokens(r.PromptTokens, r.CompletionTokens, r.TokensPerSecond)
+	return r, st, nil
 }
 
 // extract runs one schema-constrained generation on the worker.
@@ -382,6 +379,7 @@ func (s *Server) inferGenerate(ctx context.Context, sa *servedAdapter, req *infe
 		return st, err
 	}
 	resp.Output = map[string]any{"text": res.Text, "stop_reason": res.StopReason, "tokens_per_second": res.TokensPerSecond}
+	resp.BatchSize = st.batchSize
 	resp.Usage.add(res.PromptTokens, res.CompletionTokens)
 	return st, nil
 }

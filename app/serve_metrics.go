@@ -13,18 +13,19 @@ import (
 // serveMetrics are the server's Prometheus metrics, in a registry of its
 // own (so several servers in one process, as in tests, do not collide).
 type serveMetrics struct {
-	reg         *prometheus.Registry
-	requests    *prometheus.CounterVec   // endpoint, code
-	latency     *prometheus.HistogramVec // endpoint
-	tokens      *prometheus.CounterVec   // kind: prompt, completion
-	tokensPerS  prometheus.Histogram
-	queueDepth  prometheus.Gauge
-	queueWait   prometheus.Histogram
-	batchSize   prometheus.Histogram
-	rejected    prometheus.Counter
-	adapters    prometheus.Gauge
-	adapterLoad prometheus.Counter
-	inFlight    prometheus.Gauge
+	reg          *prometheus.Registry
+	requests     *prometheus.CounterVec   // endpoint, code
+	latency      *prometheus.HistogramVec // endpoint
+	tokens       *prometheus.CounterVec   // kind: prompt, completion
+	tokensPerS   prometheus.Histogram
+	queueDepth   prometheus.Gauge
+	queueWait    prometheus.Histogram
+	batchSize    prometheus.Histogram
+	genBatchSize prometheus.Histogram
+	rejected     prometheus.Counter
+	adapters     prometheus.Gauge
+	adapterLoad  prometheus.Counter
+	inFlight     prometheus.Gauge
 }
 
 func newServeMetrics() *serveMetrics {
@@ -44,6 +45,8 @@ func newServeMetrics() *serveMetrics {
 			Help: "Time from queueing to the worker taking a request.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "distill_classify_batch_size",
 			Help: "Classifications scored together in one pass.", Buckets: []float64{1, 2, 4, 8, 16, 32}}),
+		genBatchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "distill_generate_batch_size",
+			Help: "Generations decoded together.", Buckets: []float64{1, 2, 4, 8, 16, 32}}),
 		rejected: prometheus.NewCounter(prometheus.CounterOpts{Name: "distill_queue_rejected_total",
 			Help: "Requests refused with 429 because the queue was full."}),
 		adapters: prometheus.NewGauge(prometheus.GaugeOpts{Name: "distill_adapters_loaded",
@@ -53,7 +56,7 @@ func newServeMetrics() *serveMetrics {
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "distill_http_in_flight_requests",
 			Help: "Requests being served."}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.tokens, m.tokensPerS, m.queueDepth, m.queueWait, m.batchSize,
+	m.reg.MustRegister(m.requests, m.latency, m.tokens, m.tokensPerS, m.queueDepth, m.queueWait, m.batchSize, m.genBatchSize,
 		m.rejected, m.adapters, m.adapterLoad, m.inFlight,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"distill/core/infer"
 	"distill/core/model"
 	"distill/core/task/classify"
 )
@@ -25,6 +26,9 @@ type job struct {
 	// batch, when set, marks a classification that may be scored together
 	// with other waiting classifications of the same key.
 	batch *classifyJob
+	// gen, when set, marks a generation that may decode together with other
+	// waiting generations on the same adapter.
+	gen *genJob
 
 	err       error
 	batchSize int
@@ -41,6 +45,25 @@ type classifyJob struct {
 	result *classify.Result
 }
 
+// genJob is one generation; key names the adapter, so generations on the
+// same adapter decode together (infer.GenerateBatch).
+type genJob struct {
+	key    string
+	item   infer.BatchItem
+	result *infer.Result
+}
+
+// batchKey is the key jobs batch by ("" for a job that runs alone).
+func (j *job) batchKey() string {
+	switch {
+	case j.batch != nil:
+		return "classify\x00" + j.batch.key
+	case j.gen != nil:
+		return "generate\x00" + j.gen.key
+	}
+	return ""
+}
+
 // scheduler is the bounded queue in front of the worker. submit never
 // blocks: a full queue is errQueueFull (HTTP 429), so memory stays bounded
 // by the queue's capacity however many clients connect.
@@ -55,9 +78,11 @@ type scheduler struct {
 
 	classifiers map[string]*classify.Classifier // worker-owned cache
 	setDelta    func(model.Delta)
-	met         *serveMetrics
-	beforeJob   func(*job) // test hook, called on the worker before a job runs
-	afterJob    func(*job) // test hook, called on the worker after a job ran
+	// generateBatch runs infer.GenerateBatch on the server's model.
+	generateBatch func([]infer.BatchItem) ([]*infer.Result, []error)
+	met           *serveMetrics
+	beforeJob     func(*job) // test hook, called on the worker before a job runs
+	afterJob      func(*job) // test hook, called on the worker after a job ran
 }
 
 func newScheduler(capacity, maxBatch int, setDelta func(model.Delta), met *serveMetrics) *scheduler {
@@ -98,7 +123,8 @@ func (s *scheduler) close() {
 }
 
 // loop is the worker: it takes jobs in order, batching waiting
-// classifications of the same key into one scoring pass.
+// classifications of the same key into one scoring pass and waiting
+// generations on the same adapter into one decode.
 func (s *scheduler) loop() {
 	defer close(s.stopped)
 	var pending []*job // taken from the channel while batching, run next
@@ -120,14 +146,15 @@ func (s *scheduler) loop() {
 			return
 		default:
 		}
-		if j.batch == nil {
+		key := j.batchKey()
+		if key == "" {
 			s.runOne(j)
 			continue
 		}
 		group := []*job{j}
 		var rest []*job
 		for _, p := range pending {
-			if len(group) < s.maxBatch && p.batch != nil && p.batch.key == j.batch.key {
+			if len(group) < s.maxBatch && p.batchKey() == key {
 				group = append(group, p)
 			} else {
 				rest = append(rest, p)
@@ -138,7 +165,7 @@ func (s *scheduler) loop() {
 		for len(group) < s.maxBatch {
 			select {
 			case p := <-s.q:
-				if p.batch != nil && p.batch.key == j.batch.key {
+				if p.batchKey() == key {
 					group = append(group, p)
 				} else {
 					pending = append(pending, p)
@@ -147,7 +174,11 @@ func (s *scheduler) loop() {
 				break collect
 			}
 		}
-		s.runBatch(group)
+		if j.gen != nil {
+			s.runGenerations(group)
+		} else {
+			s.runBatch(group)
+		}
 	}
 }
 
@@ -246,6 +277,50 @@ func (s *scheduler) runBatch(group []*job) {
 	for _, j := range live {
 		j.batchSize = len(live)
 		s.finish(j, err)
+	}
+}
+
+// runGenerations decodes a group of generations together
+// (infer.GenerateBatch: one pass over the weights per token for all).
+func (s *scheduler) runGenerations(group []*job) {
+	var live []*job
+	for _, j := range group {
+		if s.start(j) {
+			live = append(live, j)
+		}
+	}
+	if len(live) == 0 {
+		return
+	}
+	s.setDelta(live[0].delta)
+	s.met.genBatchSize.Observe(float64(len(live)))
+	items := make([]infer.BatchItem, len(live))
+	for i, j := range live {
+		items[i] = j.gen.item
+		items[i].Ctx = j.ctx
+	}
+	var results []*infer.Result
+	var errs []error
+	err := safeRun(func() error {
+		results, errs = s.generateBatch(items)
+		return nil
+	})
+	for i, j := range live {
+		j.batchSize = len(live)
+		e := err
+		if e == nil {
+			e = errs[i]
+		}
+		if e == nil {
+			e = j.ctx.Err() // a cancelled generation is an error, not a short answer
+		}
+		if results != nil && results[i] != nil {
+			j.tokens = results[i].CompletionTokens
+			if e == nil {
+				j.gen.result = results[i]
+			}
+		}
+		s.finish(j, e)
 	}
 }
 

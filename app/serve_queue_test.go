@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -131,6 +132,57 @@ func TestServeBatchesClassifications(t *testing.T) {
 			if math.Abs(g-w) > 1e-5 {
 				t.Fatalf("%q label %s: batched p=%.6f, alone p=%.6f", a.text, l, g, w)
 			}
+		}
+	}
+}
+
+// TestServeBatchesGenerations: generations waiting together on the same
+// adapter decode together, each with the text it gets alone (greedy).
+func TestServeBatchesGenerations(t *testing.T) {
+	s, ts := newTestServer(t, nil)
+	prompts := []string{"Once upon a time", "The invoice total is", "def add(a, b):"}
+	body := func(p string, n int) string {
+		return fmt.Sprintf(`{"task":"generate","input":%q,"options":{"max_tokens":%d,"temperature":0}}`, p, n)
+	}
+	alone := map[string]string{}
+	for i, p := range prompts {
+		code, _, out := post(t, ts.URL+"/infer/dpo", body(p, 4+3*i))
+		if code != 200 || out["batch_size"].(float64) != 1 {
+			t.Fatalf("alone: %d %v", code, out)
+		}
+		alone[p] = out["output"].(map[string]any)["text"].(string)
+	}
+	started, release := blockWorker(s)
+	go postCode(ts.URL+"/infer/base", `{"task":"classify","input":"x","labels":["a","b"]}`)
+	<-started
+	type answer struct {
+		prompt string
+		code   int
+		body   map[string]any
+	}
+	answers := make(chan answer, len(prompts))
+	for i, p := range prompts {
+		go func() {
+			resp, err := http.Post(ts.URL+"/infer/dpo", "application/json", strings.NewReader(body(p, 4+3*i)))
+			if err != nil {
+				answers <- answer{p, -1, nil}
+				return
+			}
+			defer resp.Body.Close()
+			var out map[string]any
+			json.NewDecoder(resp.Body).Decode(&out)
+			answers <- answer{p, resp.StatusCode, out}
+		}()
+	}
+	waitDepth(s, int64(len(prompts)))
+	release()
+	for range prompts {
+		a := <-answers
+		if a.code != 200 || a.body["batch_size"].(float64) != float64(len(prompts)) {
+			t.Fatalf("batched %q: %d %v", a.prompt, a.code, a.body)
+		}
+		if got := a.body["output"].(map[string]any)["text"].(string); got != alone[a.prompt] {
+			t.Fatalf("%q: batched %q, alone %q", a.prompt, got, alone[a.prompt])
 		}
 	}
 }
