@@ -43,6 +43,7 @@ type serveBenchReport struct {
 	P50, P95, P99             time.Duration
 	PerEndpoint               map[string]benchStats
 	MeanClassifyBatch         float64
+	MeanGenerateBatch         float64 // over /infer generate answers
 	FirstErrors               []string
 }
 
@@ -93,8 +94,8 @@ func runServeBench(env *Env, args []string) error {
 		return writeJSON(env.Stdout, rep)
 	}
 	fmt.Fprintf(env.Stdout, "serve-bench: %d requests, %d clients, loopback HTTP, model %s\n", rep.Requests, rep.Clients, *dir)
-	fmt.Fprintf(env.Stdout, "  %.1f requests/s  %.0f completion tokens/s  p50 %s  p95 %s  p99 %s  errors %d  mean classify batch %.2f\n",
-		rep.Throughput, rep.CompletionTokensPerSecond, ms(rep.P50), ms(rep.P95), ms(rep.P99), rep.Errors, rep.MeanClassifyBatch)
+	fmt.Fprintf(env.Stdout, "  %.1f requests/s  %.0f completion tokens/s  p50 %s  p95 %s  p99 %s  errors %d  mean batch: classify %.2f, generate %.2f\n",
+		rep.Throughput, rep.CompletionTokensPerSecond, ms(rep.P50), ms(rep.P95), ms(rep.P99), rep.Errors, rep.MeanClassifyBatch, rep.MeanGenerateBatch)
 	names := make([]string, 0, len(rep.PerEndpoint))
 	for n := range rep.PerEndpoint {
 		names = append(names, n)
@@ -199,7 +200,7 @@ func serveBench(ctx context.Context, dir string, clients, requests, maxTokens, m
 	rep := &serveBenchReport{Requests: requests, Clients: clients, Seconds: wall.Seconds(), PerEndpoint: map[string]benchStats{}}
 	var all []time.Duration
 	per := map[string][]time.Duration{}
-	tokens, batches, nClassify := 0, 0, 0
+	tokens, batches, nClassify, genBatches, nGenerate := 0, 0, 0, 0, 0
 	for _, sm := range samples {
 		if sm.err != "" {
 			rep.Errors++
@@ -211,9 +212,13 @@ func serveBench(ctx context.Context, dir string, clients, requests, maxTokens, m
 		all = append(all, sm.latency)
 		per[sm.endpoint] = append(per[sm.endpoint], sm.latency)
 		tokens += sm.tokens
-		if sm.endpoint == "infer/classify" {
+		switch sm.endpoint {
+		case "infer/classify":
 			batches += sm.batch
 			nClassify++
+		case "infer/generate":
+			genBatches += sm.batch
+			nGenerate++
 		}
 	}
 	rep.Throughput = float64(requests-rep.Errors) / wall.Seconds()
@@ -224,6 +229,9 @@ func serveBench(ctx context.Context, dir string, clients, requests, maxTokens, m
 	}
 	if nClassify > 0 {
 		rep.MeanClassifyBatch = float64(batches) / float64(nClassify)
+	}
+	if nGenerate > 0 {
+		rep.MeanGenerateBatch = float64(genBatches) / float64(nGenerate)
 	}
 	return rep, nil
 }
