@@ -17,8 +17,9 @@ type BatchItem struct {
 	Opt    GenerateOptions
 }
 
-// GenerateBatch generates for several prompts together. Each prompt is
-// prefilled on its own; then every step feeds the next token of every live
+// GenerateBatch generates for several prompts together. The prompts are
+// prefilled in one pass (their shared prefix once, the rest as branches;
+// see prefillBatch); then every step feeds the next token of every live
 // sequence through the model at once (Model.ForwardStep), so B sequences
 // decode for about the weight traffic of one. Each sequence stops on its own
 // terms (EOS, a stop string, MaxTokens, its context, OnText returning false)
@@ -29,13 +30,18 @@ func GenerateBatch(be tensor.Backend, m *model.Model, tok Detokenizer, items []B
 	results, errs := make([]*Result, len(items)), make([]error, len(items))
 	seqs := make([]*batchSeq, 0, len(items))
 	for i := range items {
-		s, err := newBatchSeq(be, m, tok, &items[i])
+		s, err := newBatchSeq(m, tok, &items[i])
 		if err != nil {
 			errs[i] = err
 			continue
 		}
 		s.index = i
 		seqs = append(seqs, s)
+	}
+	for i, err := range prefillBatch(be, m, seqs) {
+		if err != nil {
+			seqs[i].done, errs[seqs[i].index] = true, err
+		}
 	}
 	V, D := m.Config.VocabSize, m.Config.HiddenSize
 	scratch := m.NewCache(max(1, len(seqs)))
@@ -99,8 +105,8 @@ type batchSeq struct {
 	done    bool
 }
 
-// newBatchSeq prefills the prompt into a cache of its own.
-func newBatchSeq(be tensor.Backend, m *model.Model, tok Detokenizer, it *BatchItem) (*batchSeq, error) {
+// newBatchSeq sets up a sequence's state and its own cache.
+func newBatchSeq(m *model.Model, tok Detokenizer, it *BatchItem) (*batchSeq, error) {
 	if len(it.Prompt) == 0 {
 		return nil, ErrEmptyPrompt
 	}
@@ -110,9 +116,11 @@ func newBatchSeq(be tensor.Backend, m *model.Model, tok Detokenizer, it *BatchIt
 	if it.Opt.MaxTokens <= 0 {
 		it.Opt.MaxTokens = 256
 	}
-	V, D := m.Config.VocabSize, m.Config.HiddenSize
+	if err := m.CheckContext(len(it.Prompt)); err != nil {
+		return nil, err
+	}
 	s := &batchSeq{it: it, tok: tok, c: m.NewCache(len(it.Prompt) + it.Opt.MaxTokens), sampler: NewSampler(it.Opt.Sampling),
-		res: &Result{PromptTokens: len(it.Prompt), StopReason: "length"}, logits: make([]float32, V),
+		res: &Result{PromptTokens: len(it.Prompt), StopReason: "length"}, logits: make([]float32, m.Config.VocabSize),
 		history: append([]int(nil), it.Prompt...), isEOS: map[int]bool{}}
 	for _, id := range it.Opt.EOS {
 		s.isEOS[id] = true
@@ -120,23 +128,109 @@ func newBatchSeq(be tensor.Backend, m *model.Model, tok Detokenizer, it *BatchIt
 	for _, st := range it.Opt.Stop {
 		s.maxStop = max(s.maxStop, len(st))
 	}
+	return s, nil
+}
+
+// maxBatchPrefill bounds the prompt tokens prefilled in one pass (the
+// activations are (tokens, intermediate)); longer batches prefill each
+// prompt on its own.
+var maxBatchPrefill = 2048
+
+// prefillBatch fills every sequence's cache with its prompt and sets its
+// next-token logits. Short prompts share one pass over the weights: their
+// common prefix runs once, every remainder is a branch of one
+// ForwardBranches call, and each branch's keys and values (stored after
+// RoPE at the positions the sequence alone would give them) are copied into
+// the sequence's own cache. errs[i] belongs to seqs[i].
+func prefillBatch(be tensor.Backend, m *model.Model, seqs []*batchSeq) []error {
+	errs := make([]error, len(seqs))
+	total := 0
+	for _, s := range seqs {
+		total += len(s.it.Prompt)
+	}
+	if len(seqs) < 2 || total > maxBatchPrefill {
+		for i, s := range seqs {
+			errs[i] = s.prefill(be, m)
+		}
+		return errs
+	}
 	t0 := time.Now()
+	first := seqs[0].it.Prompt
+	p := len(first) - 1 // every prompt keeps a token of its own
+	for _, s := range seqs[1:] {
+		ids := s.it.Prompt
+		p = min(p, len(ids)-1)
+		for i := 0; i < p; i++ {
+			if ids[i] != first[i] {
+				p = i
+				break
+			}
+		}
+	}
+	branches := make([][]int, len(seqs))
+	T := 0
+	for i, s := range seqs {
+		branches[i] = s.it.Prompt[p:]
+		T += len(branches[i])
+	}
+	shared := m.NewCache(p + T)
+	fail := func(err error) []error {
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
+	if p > 0 {
+		if _, err := m.Forward(be, first[:p], shared, nil); err != nil {
+			return fail(err)
+		}
+	}
+	h, err := m.ForwardBranches(be, branches, shared)
+	if err != nil {
+		return fail(err)
+	}
+	D := m.Config.HiddenSize
+	kvOut := m.Config.NumKVHeads * m.Config.HeadDim
+	off := p // row of the branch's first token in the shared cache
+	row := 0 // row of the branch's first token in h
+	for i, s := range seqs {
+		n := len(branches[i])
+		for l := range shared.K {
+			copy(s.c.K[l][:p*kvOut], shared.K[l][:p*kvOut])
+			copy(s.c.K[l][p*kvOut:(p+n)*kvOut], shared.K[l][off*kvOut:(off+n)*kvOut])
+			copy(s.c.V[l][:p*kvOut], shared.V[l][:p*kvOut])
+			copy(s.c.V[l][p*kvOut:(p+n)*kvOut], shared.V[l][off*kvOut:(off+n)*kvOut])
+		}
+		s.c.Len = p + n
+		m.Logits(be, s.logits, h[(row+n-1)*D:(row+n)*D], 1)
+		off, row = off+n, row+n
+		s.t1 = time.Now()
+		s.res.PrefillSeconds = s.t1.Sub(t0).Seconds()
+		errs[i] = s.it.Ctx.Err()
+	}
+	return errs
+}
+
+// prefill runs the sequence's prompt alone, in chunks.
+func (s *batchSeq) prefill(be tensor.Backend, m *model.Model) error {
+	t0 := time.Now()
+	D := m.Config.HiddenSize
 	hidden := make([]float32, prefillChunk*D)
 	var h []float32
-	for start := 0; start < len(it.Prompt); start += prefillChunk {
-		end := min(start+prefillChunk, len(it.Prompt))
+	for start := 0; start < len(s.it.Prompt); start += prefillChunk {
+		end := min(start+prefillChunk, len(s.it.Prompt))
 		var err error
-		if h, err = m.Forward(be, it.Prompt[start:end], s.c, hidden); err != nil {
-			return nil, err
+		if h, err = m.Forward(be, s.it.Prompt[start:end], s.c, hidden); err != nil {
+			return err
 		}
-		if err := it.Ctx.Err(); err != nil {
-			return nil, err
+		if err := s.it.Ctx.Err(); err != nil {
+			return err
 		}
 	}
 	m.Logits(be, s.logits, h[len(h)-D:], 1)
 	s.t1 = time.Now()
 	s.res.PrefillSeconds = s.t1.Sub(t0).Seconds()
-	return s, nil
+	return nil
 }
 
 // next samples the sequence's next token and handles EOS, stop strings and

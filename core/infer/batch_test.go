@@ -2,6 +2,7 @@ package infer
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -9,8 +10,17 @@ import (
 
 // TestGenerateBatchEqualsGenerate: sequences decoded together, with
 // different prompts, budgets, sampling, stop strings and EOS, each get what
-// Generate gives them alone; a cancelled sequence stops alone.
+// Generate gives them alone, whether their prompts are prefilled together
+// or one by one; a cancelled sequence stops alone.
 func TestGenerateBatchEqualsGenerate(t *testing.T) {
+	defer func(n int) { maxBatchPrefill = n }(maxBatchPrefill)
+	for _, n := range []int{2048, 0} {
+		maxBatchPrefill = n
+		t.Run(fmt.Sprintf("maxBatchPrefill=%d", n), testGenerateBatch)
+	}
+}
+
+func testGenerateBatch(t *testing.T) {
 	be, m := load(t)
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
