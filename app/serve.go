@@ -276,7 +276,7 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	if s.ready.Load() {
-		writeJSONStatus(w, http.StatusOK, map[string]any{"status": "ready", "model": s.cfg.Model})
+		writeJSONStatus(w, http.StatusOK, map[string]any{"status": "ready", "model": filepath.Base(s.cfg.Model)})
 		return
 	}
 	msg := "the model is loading"

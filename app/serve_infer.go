@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -37,7 +38,7 @@ func (u *usage) add(prompt, completion int) {
 // inferResponse is the answer of POST /infer/{adapter}.
 type inferResponse struct {
 	Task      string  `json:"task"`
-	Model     string  `json:"model"`   // the base model folder
+	Model     string  `json:"model"`   // the base model folder's name (no server paths are shown)
 	Adapter   string  `json:"adapter"` // "base" or the adapter's registered name
 	Method    string  `json:"adapter_method,omitempty"`
 	Output    any     `json:"output"`
@@ -259,7 +260,7 @@ func (s *Server) handleInfer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	resp := &inferResponse{Task: req.Task, Model: s.cfg.Model, Adapter: adapterName(sa)}
+	resp := &inferResponse{Task: req.Task, Model: filepath.Base(s.cfg.Model), Adapter: adapterName(sa)}
 	if sa != nil {
 		resp.Method = sa.Method
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -446,7 +447,7 @@ func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
 		}
 		return e
 	}
-	models := []any{entry(baseName, "distill", map[string]any{"root": s.cfg.Model})}
+	models := []any{entry(baseName, "distill", map[string]any{"root": filepath.Base(s.cfg.Model)})}
 	if s.adapters.reg != nil {
 		for _, m := range methodAliases {
 			if a, err := s.adapters.lookup(r.Context(), m); err == nil {
@@ -459,7 +460,7 @@ func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		for _, a := range as {
-			models = append(models, entry(a.Name, "distill", map[string]any{"parent": baseName, "method": a.Method, "path": a.Path}))
+			models = append(models, entry(a.Name, "distill", map[string]any{"parent": baseName, "method": a.Method}))
 		}
 	}
 	writeJSONStatus(w, http.StatusOK, map[string]any{"object": "list", "data": models})
