@@ -111,6 +111,9 @@ type completionParams struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
 	N              *int            `json:"n"`
+	Logprobs       *bool           `json:"logprobs"`
+	Tools          json.RawMessage `json:"tools"`
+	Functions      json.RawMessage `json:"functions"`
 	ResponseFormat *responseFormat `json:"response_format"`
 }
 
@@ -145,6 +148,17 @@ func newID(prefix string) string {
 func (s *Server) prepare(ctx context.Context, p *completionParams, ids []int, param string) (*completionJob, error) {
 	if p.N != nil && *p.N != 1 {
 		return nil, errorf(http.StatusBadRequest, errInvalid, "n", "n=%d: this server returns one choice per request", *p.N)
+	}
+	if p.Logprobs != nil && *p.Logprobs {
+		return nil, errorf(http.StatusBadRequest, errInvalid, "logprobs", "logprobs are not served yet: drop the field (classification log-likelihoods are in POST /infer/{adapter} with task classify)")
+	}
+	for _, f := range []struct {
+		name string
+		v    json.RawMessage
+	}{{"tools", p.Tools}, {"functions", p.Functions}} {
+		if len(f.v) > 0 && string(f.v) != "null" && string(f.v) != "[]" {
+			return nil, errorf(http.StatusBadRequest, errInvalid, f.name, "%s (function calling) is not supported; for structured output use response_format json_schema", f.name)
+		}
 	}
 	if p.Temperature != nil && (*p.Temperature < 0 || *p.Temperature > 2) {
 		return nil, errorf(http.StatusBadRequest, errInvalid, "temperature", "temperature must be in [0, 2], got %g", *p.Temperature)

@@ -75,6 +75,8 @@ type scheduler struct {
 	stop     chan struct{}
 	stopped  chan struct{}
 	stopOnce sync.Once
+	mu       sync.Mutex // orders submit against close, so no job slips in after the drain
+	closed   bool
 
 	classifiers map[string]*classify.Classifier // worker-owned cache
 	setDelta    func(model.Delta)
@@ -95,10 +97,10 @@ func newScheduler(capacity, maxBatch int, setDelta func(model.Delta), met *serve
 
 // submit queues j or fails at once with errQueueFull or errShutdown.
 func (s *scheduler) submit(j *job) error {
-	select {
-	case <-s.stop:
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
 		return errShutdown
-	default:
 	}
 	for {
 		d := s.depth.Load()
@@ -118,6 +120,9 @@ func (s *scheduler) submit(j *job) error {
 
 // close stops the worker; queued jobs fail with errShutdown.
 func (s *scheduler) close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
 	s.stopOnce.Do(func() { close(s.stop) })
 	<-s.stopped
 }

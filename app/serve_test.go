@@ -247,6 +247,11 @@ func TestServeErrors(t *testing.T) {
 		{"chat: unknown model", "/v1/chat/completions", `{"model":"gpt-9","messages":[{"role":"user","content":"x"}]}`, 404, errNotFound, "model"},
 		{"chat: bad schema", "/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object","properties":{"a":{"$ref":"#/nowhere"}}}}}}`, 422, errUnprocess, "response_format.json_schema.schema"},
 		{"chat: n=2", "/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"n":2}`, 400, errInvalid, "n"},
+		{"chat: tools", "/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f"}}]}`, 400, errInvalid, "tools"},
+		{"chat: logprobs", "/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"logprobs":true}`, 400, errInvalid, "logprobs"},
+		{"chat: bad response_format", "/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"yaml"}}`, 400, errInvalid, "response_format.type"},
+		{"chat: temperature 3", "/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"temperature":3}`, 400, errInvalid, "temperature"},
+		{"chat: image part", "/v1/chat/completions", `{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}`, 400, errInvalid, "messages"},
 		{"chat: wrong type", "/v1/chat/completions", `{"messages":"hello"}`, 400, errInvalid, "messages"},
 		{"completions: no prompt", "/v1/completions", `{"model":"base"}`, 400, errInvalid, "prompt"},
 		{"completions: max_tokens 0", "/v1/completions", `{"prompt":"x","max_tokens":0}`, 400, errInvalid, "max_tokens"},
@@ -313,4 +318,29 @@ func TestRecoverMiddleware(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantError(t, rec.Code, body, 500, errServer, "")
+}
+
+func TestServeCommandFlags(t *testing.T) {
+	if code, _, stderr := run("serve"); code != 1 || !strings.Contains(stderr, "--model is required") {
+		t.Fatalf("serve without --model: %d %q", code, stderr)
+	}
+	if code, _, stderr := run("serve", "--model", "x", "--cpu-offload", "-1"); code != 1 || !strings.Contains(stderr, "--cpu-offload") {
+		t.Fatalf("serve --cpu-offload -1: %d %q", code, stderr)
+	}
+	code, _, stderr := run("serve", "-h")
+	if code != 0 {
+		t.Fatalf("serve -h: %d", code)
+	}
+	for _, flag := range []string{"-addr", "-api-key", "-cpu-offload", "-queue", "-max-batch", "-timeout", "-max-body", "-max-tokens", "-adapters", "-sft", "-kd", "-dpo", "-db"} {
+		if !strings.Contains(stderr, flag) {
+			t.Errorf("serve -h does not document %s", flag)
+		}
+	}
+	if !strings.Contains(stderr, "GPU backend") {
+		t.Error("serve -h does not say --cpu-offload waits for a GPU backend")
+	}
+	// A model folder that does not load fails the command (after binding).
+	if code, _, stderr := run("serve", "--model", t.TempDir(), "--addr", "127.0.0.1:0", "--db", ""); code != 1 || !strings.Contains(stderr, "distill serve: read tokenizer") {
+		t.Fatalf("serve of an empty folder: %d %q", code, stderr)
+	}
 }
