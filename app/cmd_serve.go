@@ -34,6 +34,7 @@ func runServe(env *Env, args []string) error {
 	timeout := fs.Duration("timeout", 2*time.Minute, "per-request limit, queueing included (504 past it)")
 	maxBody := fs.Int64("max-body", 1<<20, "largest request body in bytes (413 past it)")
 	maxTokens := fs.Int("max-tokens", 2048, "most tokens one request may generate (400 past it)")
+	verbose := fs.Bool("verbose", false, "log every request (method, path, status, latency); without it only server errors are logged per request")
 	offload := fs.Int("cpu-offload", 0, "decoder layers kept in CPU memory with a GPU backend; accepted now, meaningful once a GPU backend serves (the CPU backend ignores it)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -48,7 +49,11 @@ func runServe(env *Env, args []string) error {
 	if key == "" {
 		key = os.Getenv("DISTILL_API_KEY")
 	}
-	log := slog.New(slog.NewTextHandler(env.Stderr, nil))
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level}))
 	if *db != "" {
 		if _, err := os.Stat(*db); err != nil {
 			log.Warn("no run database: only the base model is served", "db", *db)

@@ -127,7 +127,7 @@ func NewServer(cfg ServeConfig) *Server {
 		if r.model {
 			h = s.needModel(h)
 		}
-		mux.Handle(r.pattern, s.met.instrument(r.name, h))
+		mux.Handle(r.pattern, s.met.instrument(r.name, s.log, h))
 	}
 	s.handler = recoverMiddleware(s.log, s.auth(s.notFound(mux)))
 	return s

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
@@ -95,8 +96,9 @@ func (w *statusWriter) Flush() {
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// instrument counts and times the requests of one endpoint.
-func (m *serveMetrics) instrument(endpoint string, next http.Handler) http.Handler {
+// instrument counts, times and logs the requests of one endpoint (server
+// errors at warn level, everything else at debug).
+func (m *serveMetrics) instrument(endpoint string, log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t0 := time.Now()
 		m.inFlight.Inc()
@@ -107,8 +109,14 @@ func (m *serveMetrics) instrument(endpoint string, next http.Handler) http.Handl
 			if code == 0 {
 				code = 499 // the client went away before any answer
 			}
+			d := time.Since(t0)
 			m.requests.WithLabelValues(endpoint, strconv.Itoa(code)).Inc()
-			m.latency.WithLabelValues(endpoint).Observe(time.Since(t0).Seconds())
+			m.latency.WithLabelValues(endpoint).Observe(d.Seconds())
+			level := slog.LevelDebug
+			if code >= 500 {
+				level = slog.LevelWarn
+			}
+			log.Log(r.Context(), level, "request", "method", r.Method, "path", r.URL.Path, "status", code, "ms", float64(d.Microseconds())/1000)
 		}()
 		next.ServeHTTP(sw, r)
 	})
