@@ -102,16 +102,11 @@ func (s *scheduler) submit(j *job) error {
 	if s.closed {
 		return errShutdown
 	}
-	for {
-		d := s.depth.Load()
-		if d >= s.capacity {
-			s.met.rejected.Inc()
-			return errQueueFull
-		}
-		if s.depth.CompareAndSwap(d, d+1) {
-			break
-		}
+	if s.depth.Load() >= s.capacity { // the worker only lowers depth meanwhile
+		s.met.rejected.Inc()
+		return errQueueFull
 	}
+	s.depth.Add(1)
 	j.queued, j.done = time.Now(), make(chan struct{})
 	s.q <- j // never blocks: depth < capacity = cap(q)
 	s.met.queueDepth.Set(float64(s.depth.Load()))
