@@ -16,6 +16,7 @@ import (
 
 	"distill/core/infer"
 	"distill/core/model"
+	"distill/core/task/idp"
 	"distill/core/tensor"
 	"distill/core/tokenizer"
 	"distill/core/tokenizer/chat"
@@ -183,6 +184,9 @@ func (s *Server) load() error {
 	s.sched = newScheduler(s.cfg.Queue, s.cfg.MaxBatch, func(d model.Delta) { m.Delta = d }, s.met)
 	s.sched.generateBatch = func(items []infer.BatchItem) ([]*infer.Result, []error) {
 		return infer.GenerateBatch(be, m, tok, items)
+	}
+	s.sched.extractBatch = func(items []idp.BatchItem) ([]idp.Result, []error) {
+		return idp.GenerateBatch(be, m, tok, items)
 	}
 	go s.sched.loop()
 	s.ready.Store(true)

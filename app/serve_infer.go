@@ -155,32 +155,25 @@ func (s *Server) generate(ctx context.Context, sa *servedAdapter, ids []int, opt
 	return r, st, nil
 }
 
-// extract runs one schema-constrained generation on the worker.
+// extract runs one schema-constrained generation on the worker, decoded
+// together with the others waiting on the same adapter.
 func (s *Server) extract(ctx context.Context, sa *servedAdapter, g *idp.Grammar, ids []int, maxTokens int, sampling infer.Sampling, onText func(string) bool) (idp.Result, jobStats, error) {
-	var res idp.Result
-	j := &job{ctx: ctx, delta: deltaOf(sa), kind: "extract"}
-	j.run = func(ctx context.Context) error {
-		r, err := idp.GenerateStream(ctx, s.be, s.m, s.tok, g, ids, maxTokens, sampling, onText)
-		j.tokens = r.CompletionTokens
-		if err != nil {
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		res = r
-		tps := 0.0
-		if r.DecodeSeconds > 0 {
-			tps = float64(r.CompletionTokens) / r.DecodeSeconds
-		}
-		s.countTokens(r.PromptTokens, r.CompletionTokens, tps)
-		return nil
+	key := ""
+	if sa != nil {
+		key = sa.Path
 	}
-	st, err := s.do(j)
+	ej := &extractJob{key: key, item: idp.BatchItem{Grammar: g, Prompt: ids, MaxTokens: maxTokens, Sampling: sampling, OnText: onText}}
+	st, err := s.do(&job{ctx: ctx, delta: deltaOf(sa), kind: "extract", ext: ej})
 	if err != nil {
 		return idp.Result{}, st, err
 	}
-	return res, st, nil
+	r := ej.result
+	tps := 0.0
+	if r.DecodeSeconds > 0 {
+		tps = float64(r.CompletionTokens) / r.DecodeSeconds
+	}
+	s.countTokens(r.PromptTokens, r.CompletionTokens, tps)
+	return r, st, nil
 }
 
 func (s *Server) countTokens(prompt, completion int, tps float64) {
@@ -358,6 +351,7 @@ func (s *Server) inferExtract(ctx context.Context, sa *servedAdapter, req *infer
 	}
 	resp.Output = out
 	resp.Usage.add(res.PromptTokens, res.CompletionTokens)
+	resp.BatchSize = st.batchSize
 	return st, nil
 }
 

@@ -47,7 +47,7 @@ func newServeMetrics() *serveMetrics {
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "distill_classify_batch_size",
 			Help: "Classifications scored together in one pass.", Buckets: []float64{1, 2, 4, 8, 16, 32}}),
 		genBatchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "distill_generate_batch_size",
-			Help: "Generations decoded together.", Buckets: []float64{1, 2, 4, 8, 16, 32}}),
+			Help: "Generations (plain or schema-constrained) decoded together.", Buckets: []float64{1, 2, 4, 8, 16, 32}}),
 		rejected: prometheus.NewCounter(prometheus.CounterOpts{Name: "distill_queue_rejected_total",
 			Help: "Requests refused with 429 because the queue was full."}),
 		adapters: prometheus.NewGauge(prometheus.GaugeOpts{Name: "distill_adapters_loaded",

@@ -9,6 +9,7 @@ import (
 	"distill/core/infer"
 	"distill/core/model"
 	"distill/core/task/classify"
+	"distill/core/task/idp"
 )
 
 // job is one unit of model work. One worker goroutine owns the model and
@@ -29,6 +30,9 @@ type job struct {
 	// gen, when set, marks a generation that may decode together with other
 	// waiting generations on the same adapter.
 	gen *genJob
+	// ext, when set, marks a schema-constrained generation that may decode
+	// together with other waiting ones on the same adapter.
+	ext *extractJob
 
 	err       error
 	batchSize int
@@ -53,6 +57,13 @@ type genJob struct {
 	result *infer.Result
 }
 
+// extractJob is one schema-constrained generation; key names the adapter.
+type extractJob struct {
+	key    string
+	item   idp.BatchItem
+	result idp.Result
+}
+
 // batchKey is the key jobs batch by ("" for a job that runs alone).
 func (j *job) batchKey() string {
 	switch {
@@ -60,6 +71,8 @@ func (j *job) batchKey() string {
 		return "classify\x00" + j.batch.key
 	case j.gen != nil:
 		return "generate\x00" + j.gen.key
+	case j.ext != nil:
+		return "extract\x00" + j.ext.key
 	}
 	return ""
 }
@@ -82,9 +95,11 @@ type scheduler struct {
 	setDelta    func(model.Delta)
 	// generateBatch runs infer.GenerateBatch on the server's model.
 	generateBatch func([]infer.BatchItem) ([]*infer.Result, []error)
-	met           *serveMetrics
-	beforeJob     func(*job) // test hook, called on the worker before a job runs
-	afterJob      func(*job) // test hook, called on the worker after a job ran
+	// extractBatch runs idp.GenerateBatch on the server's model.
+	extractBatch func([]idp.BatchItem) ([]idp.Result, []error)
+	met          *serveMetrics
+	beforeJob    func(*job) // test hook, called on the worker before a job runs
+	afterJob     func(*job) // test hook, called on the worker after a job ran
 }
 
 func newScheduler(capacity, maxBatch int, setDelta func(model.Delta), met *serveMetrics) *scheduler {
@@ -123,8 +138,9 @@ func (s *scheduler) close() {
 }
 
 // loop is the worker: it takes jobs in order, batching waiting
-// classifications of the same key into one scoring pass and waiting
-// generations on the same adapter into one decode.
+// classifications of the same key into one scoring pass, and waiting
+// generations (plain or schema-constrained) on the same adapter into one
+// decode.
 func (s *scheduler) loop() {
 	defer close(s.stopped)
 	var pending []*job // taken from the channel while batching, run next
@@ -174,9 +190,12 @@ func (s *scheduler) loop() {
 				break collect
 			}
 		}
-		if j.gen != nil {
+		switch {
+		case j.gen != nil:
 			s.runGenerations(group)
-		} else {
+		case j.ext != nil:
+			s.runExtractions(group)
+		default:
 			s.runBatch(group)
 		}
 	}
@@ -318,6 +337,50 @@ func (s *scheduler) runGenerations(group []*job) {
 			j.tokens = results[i].CompletionTokens
 			if e == nil {
 				j.gen.result = results[i]
+			}
+		}
+		s.finish(j, e)
+	}
+}
+
+// runExtractions decodes a group of schema-constrained generations
+// together (idp.GenerateBatch), each masked by its own grammar.
+func (s *scheduler) runExtractions(group []*job) {
+	var live []*job
+	for _, j := range group {
+		if s.start(j) {
+			live = append(live, j)
+		}
+	}
+	if len(live) == 0 {
+		return
+	}
+	s.setDelta(live[0].delta)
+	s.met.genBatchSize.Observe(float64(len(live)))
+	items := make([]idp.BatchItem, len(live))
+	for i, j := range live {
+		items[i] = j.ext.item
+		items[i].Ctx = j.ctx
+	}
+	var results []idp.Result
+	var errs []error
+	err := safeRun(func() error {
+		results, errs = s.extractBatch(items)
+		return nil
+	})
+	for i, j := range live {
+		j.batchSize = len(live)
+		e := err
+		if e == nil {
+			e = errs[i]
+		}
+		if e == nil {
+			e = j.ctx.Err()
+		}
+		if results != nil {
+			j.tokens = results[i].CompletionTokens
+			if e == nil {
+				j.ext.result = results[i]
 			}
 		}
 		s.finish(j, e)

@@ -187,6 +187,60 @@ func TestServeBatchesGenerations(t *testing.T) {
 	}
 }
 
+// TestServeBatchesExtractions: schema-constrained generations with
+// different schemas waiting together decode together, each with the JSON it
+// gets alone, valid against its schema.
+func TestServeBatchesExtractions(t *testing.T) {
+	s, ts := newTestServer(t, nil)
+	bodies := []string{
+		`{"task":"extract","input":"Invoice 42 from ACME","schema":{"type":"object","properties":{"vendor":{"type":"string","maxLength":8},"total":{"type":"integer"}},"required":["vendor","total"]},"options":{"max_tokens":30}}`,
+		`{"task":"extract","input":"colours","schema":{"type":"array","items":{"enum":["red","green"]},"minItems":1,"maxItems":3},"options":{"max_tokens":20}}`,
+		`{"task":"extract","input":"a number","schema":{"type":"integer","minimum":0,"maximum":99},"options":{"max_tokens":5}}`,
+	}
+	alone := map[string]string{}
+	for _, b := range bodies {
+		code, _, out := post(t, ts.URL+"/infer/base", b)
+		if code != 200 || out["batch_size"].(float64) != 1 || out["output"].(map[string]any)["valid"] != true {
+			t.Fatalf("alone: %d %v", code, out)
+		}
+		alone[b] = out["output"].(map[string]any)["text"].(string)
+	}
+	started, release := blockWorker(s)
+	go postCode(ts.URL+"/infer/base", `{"task":"classify","input":"x","labels":["a","b"]}`)
+	<-started
+	type answer struct {
+		body string
+		code int
+		out  map[string]any
+	}
+	answers := make(chan answer, len(bodies))
+	for _, b := range bodies {
+		go func() {
+			resp, err := http.Post(ts.URL+"/infer/base", "application/json", strings.NewReader(b))
+			if err != nil {
+				answers <- answer{b, -1, nil}
+				return
+			}
+			defer resp.Body.Close()
+			var out map[string]any
+			json.NewDecoder(resp.Body).Decode(&out)
+			answers <- answer{b, resp.StatusCode, out}
+		}()
+	}
+	waitDepth(s, int64(len(bodies)))
+	release()
+	for range bodies {
+		a := <-answers
+		if a.code != 200 || a.out["batch_size"].(float64) != float64(len(bodies)) {
+			t.Fatalf("batched: %d %v", a.code, a.out)
+		}
+		out := a.out["output"].(map[string]any)
+		if out["valid"] != true || out["text"] != alone[a.body] {
+			t.Fatalf("batched %q (valid %v), alone %q", out["text"], out["valid"], alone[a.body])
+		}
+	}
+}
+
 // TestServeDisconnectCancels: a client that goes away mid-stream stops its
 // generation on the worker long before max_tokens.
 func TestServeDisconnectCancels(t *testing.T) {
