@@ -11,6 +11,8 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -341,10 +343,14 @@ func TestServeBenchNoErrors(t *testing.T) {
 func TestServeNoGoroutineLeak(t *testing.T) {
 	dir, db := serveModel(t)
 	http.DefaultClient.CloseIdleConnections()
-	before := runtime.NumGoroutine()
+	before := goroutines()
 	s := NewServer(ServeConfig{Model: dir, DB: db})
 	if err := s.Load(); err != nil {
 		t.Fatal(err)
+	}
+	weights := filepath.Join(dir, "model.safetensors")
+	if n, ok := mappings(weights); ok && n == 0 {
+		t.Fatalf("%s is not mapped after Load: the handle check below would prove nothing", weights)
 	}
 	ts := httptest.NewServer(s.Handler())
 	for _, body := range []string{
@@ -370,14 +376,40 @@ func TestServeNoGoroutineLeak(t *testing.T) {
 	resp.Body.Close()
 	ts.Close()
 	s.Close()
+	if n, ok := mappings(weights); ok && n != 0 {
+		t.Fatalf("%s is still mapped %d times after Close: the model handle leaked", weights, n)
+	}
 	http.DefaultClient.CloseIdleConnections()
 	var now int
 	for range 500 { // goroutines take a moment to unwind after Close
-		if now = runtime.NumGoroutine(); now <= before {
+		if now = goroutines(); now <= before {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	buf := make([]byte, 1<<16)
 	t.Fatalf("%d goroutines before the server, %d after Close:\n%s", before, now, buf[:runtime.Stack(buf, true)])
+}
+
+// mappings counts the memory mappings of path in this process (Linux);
+// ok is false where /proc is not there.
+func mappings(path string) (int, bool) {
+	b, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		return 0, false
+	}
+	return strings.Count(string(b), path), true
+}
+
+// goroutines counts this process's goroutines but the compute backend's
+// helper pool (core/tensor starts its workers on first use and keeps them).
+func goroutines() int {
+	buf := make([]byte, 1<<20)
+	n := 0
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if strings.HasPrefix(g, "goroutine ") && !strings.Contains(g, "core/tensor.(*helper)") {
+			n++
+		}
+	}
+	return n
 }
