@@ -28,62 +28,119 @@ type BatchItem struct {
 // prompt, a context overflow); the others go on.
 func GenerateBatch(be tensor.Backend, m *model.Model, tok Detokenizer, items []BatchItem) ([]*Result, []error) {
 	results, errs := make([]*Result, len(items)), make([]error, len(items))
-	seqs := make([]*batchSeq, 0, len(items))
+	ptrs := make([]*BatchItem, len(items))
+	index := map[*BatchItem]int{}
 	for i := range items {
-		s, err := newBatchSeq(m, tok, &items[i])
+		ptrs[i] = &items[i]
+		index[ptrs[i]] = i
+	}
+	b := NewBatch(be, m, tok)
+	copy(errs, b.Add(ptrs))
+	for b.Len() > 0 {
+		for _, f := range b.Step() {
+			i := index[f.Item]
+			results[i], errs[i] = f.Result, f.Err
+		}
+	}
+	return results, errs
+}
+
+// Batch decodes several sequences together, one token of each per Step.
+// Sequences may join between steps (continuous batching) and leave as soon
+// as they finish. Not safe for concurrent use.
+type Batch struct {
+	be      tensor.Backend
+	m       *model.Model
+	tok     Detokenizer
+	seqs    []*batchSeq
+	scratch *model.Cache
+	logits  []float32
+}
+
+// Finished is a sequence that left the batch: its Result, or Err when it
+// failed (Result is nil then).
+type Finished struct {
+	Item   *BatchItem
+	Result *Result
+	Err    error
+}
+
+// NewBatch starts an empty batch over m.
+func NewBatch(be tensor.Backend, m *model.Model, tok Detokenizer) *Batch {
+	return &Batch{be: be, m: m, tok: tok}
+}
+
+// Len is the number of live sequences.
+func (b *Batch) Len() int { return len(b.seqs) }
+
+// Add prefills items (together, see prefillBatch) and makes them live;
+// errs[i] is set, and the item not added, when items[i] fails (an empty
+// prompt, a context overflow, its context already done).
+func (b *Batch) Add(items []*BatchItem) []error {
+	errs := make([]error, len(items))
+	var added []*batchSeq
+	for i, it := range items {
+		s, err := newBatchSeq(b.m, b.tok, it)
 		if err != nil {
 			errs[i] = err
 			continue
 		}
 		s.index = i
-		seqs = append(seqs, s)
+		added = append(added, s)
 	}
-	for i, err := range prefillBatch(be, m, seqs) {
+	for i, err := range prefillBatch(b.be, b.m, added) {
 		if err != nil {
-			seqs[i].done, errs[seqs[i].index] = true, err
+			errs[added[i].index] = err
+			continue
 		}
+		b.seqs = append(b.seqs, added[i])
 	}
-	V, D := m.Config.VocabSize, m.Config.HiddenSize
-	scratch := m.NewCache(max(1, len(seqs)))
-	logits := make([]float32, len(seqs)*V)
+	return errs
+}
+
+// Step samples the next token of every live sequence, feeds the ones that
+// go on through the model in one ForwardStep, and returns the sequences
+// that finished in this step.
+func (b *Batch) Step() []Finished {
+	var done []Finished
 	var ids []int
 	var caches []*model.Cache
 	var stepping []*batchSeq
-	for {
-		ids, caches, stepping = ids[:0], caches[:0], stepping[:0]
-		for _, s := range seqs {
-			if s.done {
-				continue
-			}
-			if id, more := s.next(); more {
-				ids, caches, stepping = append(ids, id), append(caches, s.c), append(stepping, s)
-			}
-		}
-		if len(stepping) == 0 {
-			break
-		}
-		h, err := m.ForwardStep(be, ids, caches, scratch)
-		if err != nil {
-			for _, s := range stepping {
-				s.done, errs[s.index] = true, err
-			}
-			continue
-		}
-		B := len(stepping)
-		for r := 0; r < B; r += logitRows {
-			n := min(logitRows, B-r)
-			m.Logits(be, logits[r*V:], h[r*D:], n)
-		}
-		for i, s := range stepping {
-			copy(s.logits, logits[i*V:(i+1)*V])
+	for _, s := range b.seqs {
+		if id, more := s.next(); more {
+			ids, caches, stepping = append(ids, id), append(caches, s.c), append(stepping, s)
+		} else {
+			done = append(done, Finished{Item: s.it, Result: s.finish()})
 		}
 	}
-	for _, s := range seqs {
-		if errs[s.index] == nil {
-			results[s.index] = s.finish()
-		}
+	b.seqs = stepping
+	B := len(stepping)
+	if B == 0 {
+		return done
 	}
-	return results, errs
+	V, D := b.m.Config.VocabSize, b.m.Config.HiddenSize
+	if b.scratch == nil || b.scratch.Cap < B {
+		b.scratch = b.m.NewCache(B)
+	}
+	h, err := b.m.ForwardStep(b.be, ids, caches, b.scratch)
+	if err != nil {
+		for _, s := range stepping {
+			done = append(done, Finished{Item: s.it, Err: err})
+		}
+		b.seqs = nil
+		return done
+	}
+	if len(b.logits) < B*V {
+		b.logits = make([]float32, B*V)
+	}
+	for r := 0; r < B; r += logitRows {
+		n := min(logitRows, B-r)
+		b.m.Logits(b.be, b.logits[r*V:], h[r*D:], n)
+	}
+	for i, s := range stepping {
+		copy(s.logits, b.logits[i*V:(i+1)*V])
+	}
+	return done
 }
 
 // batchSeq is one sequence's decoding state: Generate's loop, one token at

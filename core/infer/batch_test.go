@@ -63,3 +63,42 @@ func testGenerateBatch(t *testing.T) {
 		}
 	}
 }
+
+// TestBatchJoinMidway: a sequence that joins a running batch between steps
+// (continuous batching) gets what Generate gives it alone, and so does the
+// one already running; each leaves the batch in the step it finishes.
+func TestBatchJoinMidway(t *testing.T) {
+	be, m := load(t)
+	a := &BatchItem{Prompt: []int{1, 5, 9, 14}, Opt: GenerateOptions{MaxTokens: 10}}
+	c := &BatchItem{Prompt: []int{3, 8}, Opt: GenerateOptions{MaxTokens: 4, Sampling: Sampling{Temperature: 1, Seed: 2}}}
+	b := NewBatch(be, m, letters{})
+	if errs := b.Add([]*BatchItem{a}); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	got := map[*BatchItem]*Result{}
+	for step := 0; b.Len() > 0; step++ {
+		if step == 3 {
+			if errs := b.Add([]*BatchItem{c}); errs[0] != nil {
+				t.Fatal(errs[0])
+			}
+			if b.Len() != 2 {
+				t.Fatalf("%d live after the join, want 2", b.Len())
+			}
+		}
+		for _, f := range b.Step() {
+			if f.Err != nil {
+				t.Fatal(f.Err)
+			}
+			got[f.Item] = f.Result
+		}
+	}
+	for _, it := range []*BatchItem{a, c} {
+		want, err := Generate(context.Background(), be, m, letters{}, it.Prompt, it.Opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := got[it]; r == nil || !slices.Equal(r.IDs, want.IDs) || r.StopReason != want.StopReason {
+			t.Fatalf("prompt %v: batched %+v, alone %v (%s)", it.Prompt, r, want.IDs, want.StopReason)
+		}
+	}
+}
