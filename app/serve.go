@@ -182,9 +182,7 @@ func (s *Server) load() error {
 	s.adapters = newAdapterCache(m, reg, s.cfg.Pins, s.cfg.AdapterCap, s.met)
 	s.grammars = newGrammarCache(tok, 32)
 	s.sched = newScheduler(s.cfg.Queue, s.cfg.MaxBatch, func(d model.Delta) { m.Delta = d }, s.met)
-	s.sched.generateBatch = func(items []infer.BatchItem) ([]*infer.Result, []error) {
-		return infer.GenerateBatch(be, m, tok, items)
-	}
+	s.sched.newGenBatch = func() *infer.Batch { return infer.NewBatch(be, m, tok) }
 	s.sched.extractBatch = func(items []idp.BatchItem) ([]idp.Result, []error) {
 		return idp.GenerateBatch(be, m, tok, items)
 	}

@@ -92,9 +92,10 @@ type scheduler struct {
 	closed   bool
 
 	classifiers map[string]*classify.Classifier // worker-owned cache
+	pending     []*job                          // worker-owned: taken from the channel while batching, run next
 	setDelta    func(model.Delta)
-	// generateBatch runs infer.GenerateBatch on the server's model.
-	generateBatch func([]infer.BatchItem) ([]*infer.Result, []error)
+	// newGenBatch starts an infer.Batch on the server's model.
+	newGenBatch func() *infer.Batch
 	// extractBatch runs idp.GenerateBatch on the server's model.
 	extractBatch func([]idp.BatchItem) ([]idp.Result, []error)
 	met          *serveMetrics
@@ -143,22 +144,21 @@ func (s *scheduler) close() {
 // decode.
 func (s *scheduler) loop() {
 	defer close(s.stopped)
-	var pending []*job // taken from the channel while batching, run next
 	for {
 		var j *job
-		if len(pending) > 0 {
-			j, pending = pending[0], pending[1:]
+		if len(s.pending) > 0 {
+			j, s.pending = s.pending[0], s.pending[1:]
 		} else {
 			select {
 			case j = <-s.q:
 			case <-s.stop:
-				s.drain(pending)
+				s.drain(s.pending)
 				return
 			}
 		}
 		select {
 		case <-s.stop:
-			s.drain(append([]*job{j}, pending...))
+			s.drain(append([]*job{j}, s.pending...))
 			return
 		default:
 		}
@@ -169,14 +169,14 @@ func (s *scheduler) loop() {
 		}
 		group := []*job{j}
 		var rest []*job
-		for _, p := range pending {
+		for _, p := range s.pending {
 			if len(group) < s.maxBatch && p.batchKey() == key {
 				group = append(group, p)
 			} else {
 				rest = append(rest, p)
 			}
 		}
-		pending = rest
+		s.pending = rest
 	collect:
 		for len(group) < s.maxBatch {
 			select {
@@ -184,7 +184,7 @@ func (s *scheduler) loop() {
 				if p.batchKey() == key {
 					group = append(group, p)
 				} else {
-					pending = append(pending, p)
+					s.pending = append(s.pending, p)
 				}
 			default:
 				break collect
@@ -299,47 +299,94 @@ func (s *scheduler) runBatch(group []*job) {
 	}
 }
 
-// runGenerations decodes a group of generations together
-// (infer.GenerateBatch: one pass over the weights per token for all).
+// runGenerations decodes a group of generations together on an
+// infer.Batch: one pass over the weights per token for all, each answered
+// as soon as it finishes. While nothing else waits, generations on the
+// same adapter that arrive meanwhile join the running batch between steps
+// (continuous batching); once another kind of request waits, the batch
+// takes no one new, so that request runs as soon as the batch drains.
 func (s *scheduler) runGenerations(group []*job) {
-	var live []*job
-	for _, j := range group {
-		if s.start(j) {
-			live = append(live, j)
-		}
-	}
-	if len(live) == 0 {
-		return
-	}
-	s.setDelta(live[0].delta)
-	s.met.genBatchSize.Observe(float64(len(live)))
-	items := make([]infer.BatchItem, len(live))
-	for i, j := range live {
-		items[i] = j.gen.item
-		items[i].Ctx = j.ctx
-	}
-	var results []*infer.Result
-	var errs []error
-	err := safeRun(func() error {
-		results, errs = s.generateBatch(items)
-		return nil
-	})
-	for i, j := range live {
-		j.batchSize = len(live)
-		e := err
-		if e == nil {
-			e = errs[i]
-		}
-		if e == nil {
-			e = j.ctx.Err() // a cancelled generation is an error, not a short answer
-		}
-		if results != nil && results[i] != nil {
-			j.tokens = results[i].CompletionTokens
-			if e == nil {
-				j.gen.result = results[i]
+	key := group[0].batchKey()
+	b := s.newGenBatch()
+	byItem := map[*infer.BatchItem]*job{}
+	admit := func(js []*job) {
+		var live []*job
+		for _, j := range js {
+			if s.start(j) {
+				live = append(live, j)
 			}
 		}
-		s.finish(j, e)
+		if len(live) == 0 {
+			return
+		}
+		items := make([]*infer.BatchItem, len(live))
+		for i, j := range live {
+			j.gen.item.Ctx = j.ctx
+			items[i] = &j.gen.item
+		}
+		var errs []error
+		if err := safeRun(func() error { errs = b.Add(items); return nil }); err != nil {
+			for _, j := range live {
+				s.finish(j, err)
+			}
+			return
+		}
+		for i, j := range live {
+			if errs[i] != nil {
+				s.finish(j, errs[i])
+				continue
+			}
+			byItem[items[i]] = j
+			j.batchSize = b.Len()
+		}
+		s.met.genBatchSize.Observe(float64(b.Len()))
+	}
+	s.setDelta(group[0].delta)
+	admit(group)
+	for b.Len() > 0 {
+		var done []infer.Finished
+		if err := safeRun(func() error { done = b.Step(); return nil }); err != nil {
+			for item, j := range byItem {
+				delete(byItem, item)
+				s.finish(j, err)
+			}
+			return
+		}
+		for _, f := range done {
+			j := byItem[f.Item]
+			delete(byItem, f.Item)
+			e := f.Err
+			if f.Result != nil {
+				j.tokens = f.Result.CompletionTokens
+				if e == nil {
+					e = j.ctx.Err() // a cancelled generation is an error, not a short answer
+				}
+				if e == nil {
+					j.gen.result = f.Result
+				}
+			}
+			s.finish(j, e)
+		}
+		// Newcomers on the same adapter join while nothing else waits.
+		var join []*job
+	poll:
+		for len(s.pending) == 0 && b.Len()+len(join) < s.maxBatch {
+			select {
+			case p := <-s.q:
+				if p.batchKey() == key {
+					join = append(join, p)
+				} else {
+					s.pending = append(s.pending, p)
+				}
+			case <-s.stop:
+				break poll
+			default:
+				break poll
+			}
+		}
+		if len(join) > 0 {
+			admit(join)
+		}
 	}
 }
 

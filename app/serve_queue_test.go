@@ -243,6 +243,39 @@ func TestServeBatchesExtractions(t *testing.T) {
 	}
 }
 
+// TestServeGenerationJoinsRunningBatch: a generation that arrives while
+// another decodes joins its batch between steps and is answered when it
+// finishes, before the long one.
+func TestServeGenerationJoinsRunningBatch(t *testing.T) {
+	s, ts := newTestServer(t, func(c *ServeConfig) { c.MaxTokens = 3000 })
+	finished := make(chan int, 4) // tokens of each finished generation, in order
+	s.sched.afterJob = func(j *job) { finished <- j.tokens }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", ts.URL+"/v1/completions",
+		strings.NewReader(`{"prompt":"Once upon a time","max_tokens":3000,"temperature":0,"stream":true}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if line, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil || !strings.HasPrefix(line, "data: {") {
+		t.Fatalf("first SSE line %q: %v", line, err)
+	}
+	// The long generation is decoding: this one joins it.
+	code, _, out := post(t, ts.URL+"/infer/base", `{"task":"generate","input":"Hello","options":{"max_tokens":3,"temperature":0}}`)
+	if code != 200 || out["batch_size"].(float64) != 2 {
+		t.Fatalf("joining generation: %d %v", code, out)
+	}
+	if first := <-finished; first > 3 {
+		t.Fatalf("the first generation to finish made %d tokens: the short one waited for the long one", first)
+	}
+	cancel()
+	if last := <-finished; last >= 3000 {
+		t.Fatalf("the long generation ran to the end (%d tokens) after its client left", last)
+	}
+}
+
 // TestServeDisconnectCancels: a client that goes away mid-stream stops its
 // generation on the worker long before max_tokens.
 func TestServeDisconnectCancels(t *testing.T) {
