@@ -372,14 +372,17 @@ func (s *scheduler) runGenerations(group []*job) {
 	poll:
 		for len(s.pending) == 0 && b.Len()+len(join) < s.maxBatch {
 			select {
+			case <-s.stop: // stopping: what waits fails with 503, no one joins
+				break poll
+			default:
+			}
+			select {
 			case p := <-s.q:
 				if p.batchKey() == key {
 					join = append(join, p)
 				} else {
 					s.pending = append(s.pending, p)
 				}
-			case <-s.stop:
-				break poll
 			default:
 				break poll
 			}

@@ -320,6 +320,7 @@ func TestServeCloseFailsQueued(t *testing.T) {
 	waitDepth(s, 1)
 	closed := make(chan struct{})
 	go func() { s.Close(); close(closed) }()
+	<-s.sched.stop // Close has begun: the worker takes no more work once released
 	release()
 	<-closed
 	if code := <-codes; code != 503 {
