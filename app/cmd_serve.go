@@ -1,0 +1,105 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+func init() {
+	register(command{name: "serve", usage: "--model DIR [--addr HOST:PORT] [--db FILE] [--api-key KEY] — HTTP inference API (/infer/*, OpenAI-compatible /v1/*)", run: runServe})
+}
+
+func runServe(env *Env, args []string) error {
+	fs := newFlags(env, "serve", "--model DIR [--addr HOST:PORT] [--db FILE] [--api-key KEY] [flags]")
+	dir := fs.String("model", "", "base model folder")
+	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on")
+	db := fs.String("db", defaultDB, "run database holding the adapter registry (\"\" serves the base model only)")
+	device := fs.String("device", "cpu", "compute device: cpu or cuda")
+	quant := fs.String("quant", "none", "quantise the base's projections on load: none, nf4 or q8")
+	apiKey := fs.String("api-key", "", "require `Authorization: Bearer KEY` on every endpoint but /healthz and /readyz (default: $DISTILL_API_KEY; empty: no auth)")
+	sft := fs.String("sft", "", "adapter name served at /infer/sft (default: the latest SFT adapter registered)")
+	kd := fs.String("kd", "", "adapter name served at /infer/kd (default: the latest KD adapter)")
+	dpo := fs.String("dpo", "", "adapter name served at /infer/dpo (default: the latest DPO adapter)")
+	adapters := fs.Int("adapters", 4, "adapters kept in memory (LRU); more are loaded again on use")
+	queue := fs.Int("queue", 64, "requests that may wait for the model; beyond it requests get 429 with Retry-After")
+	batch := fs.Int("max-batch", 8, "classifications of the same adapter and labels scored in one pass")
+	timeout := fs.Duration("timeout", 2*time.Minute, "per-request limit, queueing included (504 past it)")
+	maxBody := fs.Int64("max-body", 1<<20, "largest request body in bytes (413 past it)")
+	maxTokens := fs.Int("max-tokens", 2048, "most tokens one request may generate (400 past it)")
+	verbose := fs.Bool("verbose", false, "log every request (method, path, status, latency); without it only server errors are logged per request")
+	offload := fs.Int("cpu-offload", 0, "decoder layers kept in CPU memory with a GPU backend; accepted now, meaningful once a GPU backend serves (the CPU backend ignores it)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *dir == "" {
+		return fmt.Errorf("--model is required")
+	}
+	if *offload < 0 {
+		return fmt.Errorf("--cpu-offload must be 0 or more, got %d", *offload)
+	}
+	key := *apiKey
+	if key == "" {
+		key = os.Getenv("DISTILL_API_KEY")
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level}))
+	if *db != "" {
+		if _, err := os.Stat(*db); err != nil {
+			log.Warn("no run database: only the base model is served", "db", *db)
+			*db = ""
+		}
+	}
+	if !isLoopback(*addr) && key == "" {
+		log.Warn("listening beyond loopback without an API key: anyone who can reach this address can use the model; set --api-key or DISTILL_API_KEY", "addr", *addr)
+	}
+	if *offload > 0 && *device == "cpu" {
+		log.Warn("--cpu-offload has no effect on the CPU backend (every layer is already in CPU memory)", "cpu-offload", *offload)
+	}
+	s := NewServer(ServeConfig{Model: *dir, Device: *device, Quant: *quant, DB: *db,
+		Pins:       map[string]string{"sft": *sft, "kd": *kd, "dpo": *dpo},
+		AdapterCap: *adapters, Queue: *queue, MaxBatch: *batch, Timeout: *timeout, MaxBody: *maxBody,
+		MaxTokens: *maxTokens, APIKey: key, CPUOffload: *offload, Log: log})
+	defer s.Close()
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("listening; the model loads now (GET /readyz says when it is ready)", "addr", "http://"+ln.Addr().String())
+	go func() {
+		if err := s.Load(); err != nil {
+			log.Error("model did not load", "err", err)
+			stop()
+		}
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	if err, ok := s.loadErr.Load().(error); ok {
+		return err
+	}
+	return nil
+}

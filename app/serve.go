@@ -1,0 +1,303 @@
+package app
+
+import (
+	"crypto/subtle"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"distill/core/infer"
+	"distill/core/model"
+	"distill/core/task/idp"
+	"distill/core/tensor"
+	"distill/core/tokenizer"
+	"distill/core/tokenizer/chat"
+	"distill/store"
+)
+
+// ServeConfig configures the inference server (`distill serve`).
+type ServeConfig struct {
+	Model      string            // base model folder
+	Device     string            // cpu or cuda
+	Quant      string            // none, nf4 or q8
+	DB         string            // adapter registry (SQLite); "" serves the base model only
+	Pins       map[string]string // method (sft, kd, dpo) → adapter name served at /infer/<method>
+	AdapterCap int               // adapters kept loaded (LRU)
+	Queue      int               // requests that may wait for the model; more get 429
+	MaxBatch   int               // classifications scored together
+	Timeout    time.Duration     // per request, queueing included
+	MaxBody    int64             // bytes of a request body
+	MaxTokens  int               // most tokens a request may generate
+	APIKey     string            // bearer token; "" accepts every request
+	CPUOffload int               // layers kept on the CPU (GPU backends only; the CPU backend ignores it)
+	Log        *slog.Logger
+}
+
+// withDefaults fills zero fields.
+func (c ServeConfig) withDefaults() ServeConfig {
+	if c.Device == "" {
+		c.Device = "cpu"
+	}
+	if c.Quant == "" {
+		c.Quant = "none"
+	}
+	if c.AdapterCap <= 0 {
+		c.AdapterCap = 4
+	}
+	if c.Queue <= 0 {
+		c.Queue = 64
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 8
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 2 * time.Minute
+	}
+	if c.MaxBody <= 0 {
+		c.MaxBody = 1 << 20
+	}
+	if c.MaxTokens <= 0 {
+		c.MaxTokens = 2048
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return c
+}
+
+// Server serves one base model and its adapters over HTTP. One worker
+// goroutine owns the model; handlers parse requests at the edge, queue
+// jobs and format the results.
+type Server struct {
+	cfg     ServeConfig
+	log     *slog.Logger
+	met     *serveMetrics
+	handler http.Handler
+	routes  []route
+
+	ready     atomic.Bool
+	loadErr   atomic.Value // error from Load, for /readyz
+	closeOnce sync.Once
+
+	// Set by Load.
+	be       tensor.Backend
+	m        *model.Model
+	tok      *tokenizer.Tokenizer
+	tmpl     *chat.Template // nil: the model has no chat template
+	gc       *model.GenerationConfig
+	eos      []int
+	db       *store.DB
+	adapters *adapterCache
+	sched    *scheduler
+	grammars *grammarCache
+	started  time.Time
+}
+
+// route is one endpoint: its mux pattern and the name metrics use.
+type route struct {
+	pattern, name string
+	h             http.HandlerFunc
+	model         bool // needs the model loaded (503 until then)
+}
+
+// NewServer builds the server's routes; Load loads the model.
+func NewServer(cfg ServeConfig) *Server {
+	s := &Server{cfg: cfg.withDefaults(), met: newServeMetrics(), started: time.Now()}
+	s.log = s.cfg.Log
+	s.routes = []route{
+		{"GET /healthz", "healthz", s.handleHealth, false},
+		{"GET /readyz", "readyz", s.handleReady, false},
+		{"GET /metrics", "metrics", s.met.handler().ServeHTTP, false},
+		{"GET /openapi.json", "openapi", s.handleOpenAPI, false},
+		{"GET /v1/models", "models", s.handleModels, true},
+		{"POST /infer/{adapter}", "infer", s.handleInfer, true},
+		{"POST /v1/chat/completions", "chat_completions", s.handleChat, true},
+		{"POST /v1/completions", "completions", s.handleCompletions, true},
+	}
+	mux := http.NewServeMux()
+	for _, r := range s.routes {
+		h := http.Handler(r.h)
+		if r.model {
+			h = s.needModel(h)
+		}
+		mux.Handle(r.pattern, s.met.instrument(r.name, s.log, h))
+	}
+	s.handler = recoverMiddleware(s.log, s.auth(s.notFound(mux)))
+	return s
+}
+
+// Handler is the server's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Load opens the device, the tokenizer, the chat template (if any) and the
+// base model, opens the adapter registry and starts the model worker.
+func (s *Server) Load() error {
+	err := s.load()
+	if err != nil {
+		s.loadErr.Store(err)
+	}
+	return err
+}
+
+func (s *Server) load() error {
+	dev, q, dq, none := s.cfg.Device, s.cfg.Quant, s.cfg.Quant == "nf4", ""
+	tok, be, m, err := openForTask(engineFlags{device: &dev, quant: &q, doubleQuant: &dq, adapter: &none}, s.cfg.Model)
+	if err != nil {
+		return err
+	}
+	gc, err := model.LoadGenerationConfig(s.cfg.Model)
+	if err != nil {
+		m.Close()
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(s.cfg.Model, "tokenizer_config.json")); err == nil {
+		if t, err := chat.Load(s.cfg.Model); err == nil {
+			s.tmpl = t
+		} else {
+			s.log.Warn("no usable chat template: chat requests are rendered as plain role-tagged text", "err", err)
+		}
+	}
+	var reg store.AdapterStore
+	if s.cfg.DB != "" {
+		db, err := store.Open(s.cfg.DB)
+		if err != nil {
+			m.Close()
+			return fmt.Errorf("adapter registry: %w", err)
+		}
+		s.db, reg = db, db
+	}
+	s.be, s.m, s.tok, s.gc = be, m, tok, gc
+	s.eos = m.EOSIDs(gc)
+	if id, ok := tok.EOS(); ok {
+		s.eos = append(s.eos, id)
+	}
+	s.adapters = newAdapterCache(m, reg, s.cfg.Pins, s.cfg.AdapterCap, s.met)
+	s.grammars = newGrammarCache(tok, 32)
+	s.sched = newScheduler(s.cfg.Queue, s.cfg.MaxBatch, func(d model.Delta) { m.Delta = d }, s.met)
+	s.sched.newGenBatch = func() *infer.Batch { return infer.NewBatch(be, m, tok) }
+	s.sched.extractBatch = func(items []idp.BatchItem) ([]idp.Result, []error) {
+		return idp.GenerateBatch(be, m, tok, items)
+	}
+	go s.sched.loop()
+	s.ready.Store(true)
+	s.log.Info("model loaded", "model", s.cfg.Model, "layers", len(m.Layers), "vocab", m.Config.VocabSize)
+	return nil
+}
+
+// Close stops the worker (failing queued requests with 503) and releases
+// the model and the registry.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.ready.Store(false)
+		if s.sched != nil {
+			s.sched.close()
+		}
+		if s.m != nil {
+			s.m.Close()
+		}
+		if s.db != nil {
+			s.db.Close()
+		}
+	})
+	return nil
+}
+
+// contextLimit is the most positions a request may use.
+func (s *Server) contextLimit() int {
+	if n := s.m.Config.MaxPositionEmbeddings; n > 0 {
+		return n
+	}
+	return 4096
+}
+
+func (s *Server) needModel(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.ready.Load() {
+			e := errorf(http.StatusServiceUnavailable, errUnavailable, "", "the model is still loading: retry shortly (GET /readyz says when it is ready)")
+			e.RetryAfter = 5
+			writeError(w, e)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// auth checks the bearer token on every endpoint but the probes.
+func (s *Server) auth(next http.Handler) http.Handler {
+	if s.cfg.APIKey == "" {
+		return next
+	}
+	want := []byte("Bearer " + s.cfg.APIKey)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" &&
+			subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="distill"`)
+			writeError(w, errorf(http.StatusUnauthorized, errAuth, "", "missing or wrong API key: send the header `Authorization: Bearer <key>` with the key the server was started with (--api-key or DISTILL_API_KEY)"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// notFound answers unknown paths and wrong methods with JSON errors (the
+// mux's own answers are plain text).
+func (s *Server) notFound(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		var allow []string
+		for _, m := range []string{http.MethodGet, http.MethodPost} {
+			r2 := r.Clone(r.Context())
+			r2.Method = m
+			if _, p := mux.Handler(r2); p != "" {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(w, errorf(http.StatusMethodNotAllowed, errInvalid, "", "%s %s: method not allowed (use %s)", r.Method, r.URL.Path, strings.Join(allow, " or ")))
+			return
+		}
+		writeError(w, errorf(http.StatusNotFound, errNotFound, "", "no endpoint %s %s (GET /openapi.json lists them)", r.Method, r.URL.Path))
+	})
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	writeJSONStatus(w, http.StatusOK, map[string]any{"status": "ok", "uptime_seconds": time.Since(s.started).Seconds()})
+}
+
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	if s.ready.Load() {
+		writeJSONStatus(w, http.StatusOK, map[string]any{"status": "ready", "model": filepath.Base(s.cfg.Model)})
+		return
+	}
+	msg := "the model is loading"
+	if err, ok := s.loadErr.Load().(error); ok {
+		msg = "the model failed to load: " + oneLine(err.Error())
+	}
+	writeError(w, &apiError{Status: http.StatusServiceUnavailable, Type: errUnavailable, Message: msg, RetryAfter: 5})
+}
+
+// isLoopback reports whether addr (host:port) binds only the loopback
+// interface.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

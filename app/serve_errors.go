@@ -1,0 +1,114 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+)
+
+// apiError is an error with the HTTP status and OpenAI-style type it is
+// reported with: {"error": {"message", "type", "param", "code"}}.
+type apiError struct {
+	Status     int
+	Type       string
+	Param      string
+	Message    string
+	RetryAfter int // seconds; set on 429 and 503
+}
+
+func (e *apiError) Error() string { return e.Message }
+
+func errorf(status int, typ, param, format string, args ...any) *apiError {
+	return &apiError{Status: status, Type: typ, Param: param, Message: fmt.Sprintf(format, args...)}
+}
+
+// Error types, as OpenAI names them where it has a name.
+const (
+	errInvalid     = "invalid_request_error"
+	errNotFound    = "not_found_error"
+	errUnprocess   = "unprocessable_entity_error"
+	errTooLarge    = "request_too_large"
+	errAuth        = "authentication_error"
+	errRateLimit   = "rate_limit_error"
+	errUnavailable = "service_unavailable"
+	errTimeout     = "timeout_error"
+	errConflict    = "adapter_base_mismatch"
+	errServer      = "server_error"
+)
+
+// errQueueFull is returned by the scheduler when its queue holds as many
+// requests as it may.
+var errQueueFull = errors.New("the request queue is full")
+
+// errShutdown is returned for work submitted while the server stops.
+var errShutdown = errors.New("the server is shutting down")
+
+// asAPIError maps any error to what the client sees.
+func asAPIError(err error) *apiError {
+	var ae *apiError
+	switch {
+	case errors.As(err, &ae):
+		return ae
+	case errors.Is(err, errQueueFull):
+		return &apiError{Status: http.StatusTooManyRequests, Type: errRateLimit, RetryAfter: 1,
+			Message: "the request queue is full: retry after the Retry-After seconds, or raise --queue"}
+	case errors.Is(err, errShutdown):
+		return &apiError{Status: http.StatusServiceUnavailable, Type: errUnavailable, RetryAfter: 5, Message: err.Error()}
+	case errors.Is(err, context.DeadlineExceeded):
+		return errorf(http.StatusGatewayTimeout, errTimeout, "", "the request ran past the server's per-request timeout (--timeout): ask for fewer tokens or raise it")
+	case errors.Is(err, context.Canceled):
+		return errorf(499, "cancelled", "", "the request was cancelled")
+	}
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return errorf(http.StatusRequestEntityTooLarge, errTooLarge, "", "the request body is over the server's limit of %d bytes (--max-body)", mbe.Limit)
+	}
+	return errorf(http.StatusInternalServerError, errServer, "", "%s", oneLine(err.Error()))
+}
+
+// writeError writes err as the JSON error body with its status.
+func writeError(w http.ResponseWriter, err error) {
+	ae := asAPIError(err)
+	if ae.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(ae.RetryAfter))
+	}
+	body := map[string]any{"error": map[string]any{"message": ae.Message, "type": ae.Type, "param": nullable(ae.Param), "code": nil}}
+	writeJSONStatus(w, ae.Status, body)
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func writeJSONStatus(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+}
+
+// recoverMiddleware turns a panic in a handler into a 500 JSON error and a
+// log line with the stack, so one bad request never takes the server down.
+func recoverMiddleware(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				log.Error("panic serving request", "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+				writeError(w, errorf(http.StatusInternalServerError, errServer, "", "internal error: %v", v))
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,448 @@
+package app
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"distill/core/infer"
+	"distill/core/model"
+	"distill/core/task/classify"
+	"distill/core/task/idp"
+)
+
+// job is one unit of model work. One worker goroutine owns the model and
+// runs jobs one at a time, setting the model's adapter (an unmerged LoRA
+// Delta) for each, so the base weights are shared by every adapter.
+type job struct {
+	ctx     context.Context
+	delta   model.Delta // nil: the base model
+	kind    string      // classify, extract, generate (metrics and logs)
+	queued  time.Time
+	started time.Time
+
+	// run does the work of a job that is not batched.
+	run func(ctx context.Context) error
+	// batch, when set, marks a classification that may be scored together
+	// with other waiting classifications of the same key.
+	batch *classifyJob
+	// gen, when set, marks a generation that may decode together with other
+	// waiting generations on the same adapter.
+	gen *genJob
+	// ext, when set, marks a schema-constrained generation that may decode
+	// together with other waiting ones on the same adapter.
+	ext *extractJob
+
+	err       error
+	batchSize int
+	tokens    int // generated (set by the job's run)
+	done      chan struct{}
+}
+
+// classifyJob is one input for a classifier; key names the classifier
+// (adapter, labels, template and options) so equal keys batch together.
+type classifyJob struct {
+	key    string
+	text   string
+	build  func() (*classify.Classifier, error)
+	result *classify.Result
+}
+
+// genJob is one generation; key names the adapter, so generations on the
+// same adapter decode together (infer.GenerateBatch).
+type genJob struct {
+	key    string
+	item   infer.BatchItem
+	result *infer.Result
+}
+
+// extractJob is one schema-constrained generation; key names the adapter.
+type extractJob struct {
+	key    string
+	item   idp.BatchItem
+	result idp.Result
+}
+
+// batchKey is the key jobs batch by ("" for a job that runs alone).
+func (j *job) batchKey() string {
+	switch {
+	case j.batch != nil:
+		return "classify\x00" + j.batch.key
+	case j.gen != nil:
+		return "generate\x00" + j.gen.key
+	case j.ext != nil:
+		return "extract\x00" + j.ext.key
+	}
+	return ""
+}
+
+// scheduler is the bounded queue in front of the worker. submit never
+// blocks: a full queue is errQueueFull (HTTP 429), so memory stays bounded
+// by the queue's capacity however many clients connect.
+type scheduler struct {
+	q        chan *job
+	capacity int64
+	depth    atomic.Int64 // submitted, not yet started
+	maxBatch int
+	stop     chan struct{}
+	stopped  chan struct{}
+	stopOnce sync.Once
+	mu       sync.Mutex // orders submit against close, so no job slips in after the drain
+	closed   bool
+
+	classifiers map[string]*classify.Classifier // worker-owned cache
+	pending     []*job                          // worker-owned: taken from the channel while batching, run next
+	setDelta    func(model.Delta)
+	// newGenBatch starts an infer.Batch on the server's model.
+	newGenBatch func() *infer.Batch
+	// extractBatch runs idp.GenerateBatch on the server's model.
+	extractBatch func([]idp.BatchItem) ([]idp.Result, []error)
+	met          *serveMetrics
+	beforeJob    func(*job) // test hook, called on the worker before a job runs
+	afterJob     func(*job) // test hook, called on the worker after a job ran
+}
+
+func newScheduler(capacity, maxBatch int, setDelta func(model.Delta), met *serveMetrics) *scheduler {
+	return &scheduler{
+		q: make(chan *job, capacity), capacity: int64(capacity), maxBatch: max(1, maxBatch),
+		stop: make(chan struct{}), stopped: make(chan struct{}),
+		classifiers: map[string]*classify.Classifier{}, setDelta: setDelta, met: met,
+	}
+}
+
+// submit queues j or fails at once with errQueueFull or errShutdown.
+func (s *scheduler) submit(j *job) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errShutdown
+	}
+	if s.depth.Load() >= s.capacity { // the worker only lowers depth meanwhile
+		s.met.rejected.Inc()
+		return errQueueFull
+	}
+	s.depth.Add(1)
+	j.queued, j.done = time.Now(), make(chan struct{})
+	s.q <- j // never blocks: depth < capacity = cap(q)
+	s.met.queueDepth.Set(float64(s.depth.Load()))
+	return nil
+}
+
+// close stops the worker; queued jobs fail with errShutdown.
+func (s *scheduler) close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.stopOnce.Do(func() { close(s.stop) })
+	<-s.stopped
+}
+
+// loop is the worker: it takes jobs in order, batching waiting
+// classifications of the same key into one scoring pass, and waiting
+// generations (plain or schema-constrained) on the same adapter into one
+// decode.
+func (s *scheduler) loop() {
+	defer close(s.stopped)
+	for {
+		var j *job
+		if len(s.pending) > 0 {
+			j, s.pending = s.pending[0], s.pending[1:]
+		} else {
+			select {
+			case j = <-s.q:
+			case <-s.stop:
+				s.drain(s.pending)
+				return
+			}
+		}
+		select {
+		case <-s.stop:
+			s.drain(append([]*job{j}, s.pending...))
+			return
+		default:
+		}
+		key := j.batchKey()
+		if key == "" {
+			s.runOne(j)
+			continue
+		}
+		group := []*job{j}
+		var rest []*job
+		for _, p := range s.pending {
+			if len(group) < s.maxBatch && p.batchKey() == key {
+				group = append(group, p)
+			} else {
+				rest = append(rest, p)
+			}
+		}
+		s.pending = rest
+	collect:
+		for len(group) < s.maxBatch {
+			select {
+			case p := <-s.q:
+				if p.batchKey() == key {
+					group = append(group, p)
+				} else {
+					s.pending = append(s.pending, p)
+				}
+			default:
+				break collect
+			}
+		}
+		switch {
+		case j.gen != nil:
+			s.runGenerations(group)
+		case j.ext != nil:
+			s.runExtractions(group)
+		default:
+			s.runBatch(group)
+		}
+	}
+}
+
+// drain fails every job left when the server stops.
+func (s *scheduler) drain(left []*job) {
+	for {
+		select {
+		case j := <-s.q:
+			left = append(left, j)
+		default:
+			for _, j := range left {
+				s.depth.Add(-1)
+				j.err = errShutdown
+				close(j.done)
+			}
+			s.met.queueDepth.Set(float64(s.depth.Load()))
+			return
+		}
+	}
+}
+
+// start marks j as taken off the queue; false when its client has gone
+// (or its deadline passed) while it waited, in which case it is finished.
+func (s *scheduler) start(j *job) bool {
+	s.depth.Add(-1)
+	s.met.queueDepth.Set(float64(s.depth.Load()))
+	j.started = time.Now()
+	s.met.queueWait.Observe(j.started.Sub(j.queued).Seconds())
+	if err := j.ctx.Err(); err != nil {
+		s.finish(j, err)
+		return false
+	}
+	if s.beforeJob != nil {
+		s.beforeJob(j)
+	}
+	return true
+}
+
+func (s *scheduler) finish(j *job, err error) {
+	j.err = err
+	if s.afterJob != nil {
+		s.afterJob(j)
+	}
+	close(j.done)
+}
+
+func (s *scheduler) runOne(j *job) {
+	if !s.start(j) {
+		return
+	}
+	s.setDelta(j.delta)
+	j.batchSize = 1
+	s.finish(j, safeRun(func() error { return j.run(j.ctx) }))
+}
+
+// runBatch scores a group of classifications with one classifier in one
+// branched pass (classify.ClassifyBatch).
+func (s *scheduler) runBatch(group []*job) {
+	var live []*job
+	for _, j := range group {
+		if s.start(j) {
+			live = append(live, j)
+		}
+	}
+	if len(live) == 0 {
+		return
+	}
+	s.setDelta(live[0].delta)
+	s.met.batchSize.Observe(float64(len(live)))
+	err := safeRun(func() error {
+		key := live[0].batch.key
+		c := s.classifiers[key]
+		if c == nil {
+			var err error
+			if c, err = live[0].batch.build(); err != nil {
+				return err
+			}
+			if len(s.classifiers) >= 64 { // a bound, not an LRU: rebuilding is one null-input pass
+				clear(s.classifiers)
+			}
+			s.classifiers[key] = c
+		}
+		texts := make([]string, len(live))
+		for i, j := range live {
+			texts[i] = j.batch.text
+		}
+		rs, err := c.ClassifyBatch(texts)
+		if err != nil {
+			return err
+		}
+		for i, j := range live {
+			j.batch.result = rs[i]
+		}
+		return nil
+	})
+	for _, j := range live {
+		j.batchSize = len(live)
+		s.finish(j, err)
+	}
+}
+
+// runGenerations decodes a group of generations together on an
+// infer.Batch: one pass over the weights per token for all, each answered
+// as soon as it finishes. While nothing else waits, generations on the
+// same adapter that arrive meanwhile join the running batch between steps
+// (continuous batching); once another kind of request waits, the batch
+// takes no one new, so that request runs as soon as the batch drains.
+func (s *scheduler) runGenerations(group []*job) {
+	key := group[0].batchKey()
+	b := s.newGenBatch()
+	byItem := map[*infer.BatchItem]*job{}
+	admit := func(js []*job) {
+		var live []*job
+		for _, j := range js {
+			if s.start(j) {
+				live = append(live, j)
+			}
+		}
+		if len(live) == 0 {
+			return
+		}
+		items := make([]*infer.BatchItem, len(live))
+		for i, j := range live {
+			j.gen.item.Ctx = j.ctx
+			items[i] = &j.gen.item
+		}
+		var errs []error
+		if err := safeRun(func() error { errs = b.Add(items); return nil }); err != nil {
+			for _, j := range live {
+				s.finish(j, err)
+			}
+			return
+		}
+		for i, j := range live {
+			if errs[i] != nil {
+				s.finish(j, errs[i])
+				continue
+			}
+			byItem[items[i]] = j
+			j.batchSize = b.Len()
+		}
+		s.met.genBatchSize.Observe(float64(b.Len()))
+	}
+	s.setDelta(group[0].delta)
+	admit(group)
+	for b.Len() > 0 {
+		var done []infer.Finished
+		if err := safeRun(func() error { done = b.Step(); return nil }); err != nil {
+			for item, j := range byItem {
+				delete(byItem, item)
+				s.finish(j, err)
+			}
+			return
+		}
+		for _, f := range done {
+			j := byItem[f.Item]
+			delete(byItem, f.Item)
+			e := f.Err
+			if f.Result != nil {
+				j.tokens = f.Result.CompletionTokens
+				if e == nil {
+					e = j.ctx.Err() // a cancelled generation is an error, not a short answer
+				}
+				if e == nil {
+					j.gen.result = f.Result
+				}
+			}
+			s.finish(j, e)
+		}
+		// Newcomers on the same adapter join while nothing else waits.
+		var join []*job
+	poll:
+		for len(s.pending) == 0 && b.Len()+len(join) < s.maxBatch {
+			select {
+			case <-s.stop: // stopping: what waits fails with 503, no one joins
+				break poll
+			default:
+			}
+			select {
+			case p := <-s.q:
+				if p.batchKey() == key {
+					join = append(join, p)
+				} else {
+					s.pending = append(s.pending, p)
+				}
+			default:
+				break poll
+			}
+		}
+		if len(join) > 0 {
+			admit(join)
+		}
+	}
+}
+
+// runExtractions decodes a group of schema-constrained generations
+// together (idp.GenerateBatch), each masked by its own grammar.
+func (s *scheduler) runExtractions(group []*job) {
+	var live []*job
+	for _, j := range group {
+		if s.start(j) {
+			live = append(live, j)
+		}
+	}
+	if len(live) == 0 {
+		return
+	}
+	s.setDelta(live[0].delta)
+	s.met.genBatchSize.Observe(float64(len(live)))
+	items := make([]idp.BatchItem, len(live))
+	for i, j := range live {
+		items[i] = j.ext.item
+		items[i].Ctx = j.ctx
+	}
+	var results []idp.Result
+	var errs []error
+	err := safeRun(func() error {
+		results, errs = s.extractBatch(items)
+		return nil
+	})
+	for i, j := range live {
+		j.batchSize = len(live)
+		e := err
+		if e == nil {
+			e = errs[i]
+		}
+		if e == nil {
+			e = j.ctx.Err()
+		}
+		if results != nil {
+			j.tokens = results[i].CompletionTokens
+			if e == nil {
+				j.ext.result = results[i]
+			}
+		}
+		s.finish(j, e)
+	}
+}
+
+// safeRun runs f, turning a panic into an error so the worker survives.
+func safeRun(f func() error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = errorf(500, errServer, "", "internal error in the model worker: %v", v)
+		}
+	}()
+	return f()
+}

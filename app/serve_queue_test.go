@@ -1,0 +1,449 @@
+package app
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// blockWorker makes the worker stop at the start of its next job until
+// release is called; started is closed when it has stopped there.
+func blockWorker(s *Server) (started <-chan struct{}, release func()) {
+	st, gate := make(chan struct{}), make(chan struct{})
+	var once, relOnce sync.Once
+	s.sched.beforeJob = func(*job) {
+		once.Do(func() {
+			close(st)
+			<-gate
+		})
+	}
+	return st, func() { relOnce.Do(func() { close(gate) }) }
+}
+
+// waitDepth waits until n jobs wait in the queue (polling, no deadline of
+// its own: the test's timeout bounds it).
+func waitDepth(s *Server, n int64) {
+	for s.sched.depth.Load() != n {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestServeQueueFullIs429(t *testing.T) {
+	s, ts := newTestServer(t, func(c *ServeConfig) { c.Queue = 1 })
+	started, release := blockWorker(s)
+	defer release()
+	body := `{"task":"generate","input":"x","options":{"max_tokens":1}}`
+	results := make(chan int, 2)
+	go func() { results <- postCode(ts.URL+"/infer/base", body) }() // taken by the worker
+	<-started
+	go func() { results <- postCode(ts.URL+"/infer/base", body) }() // fills the queue
+	waitDepth(s, 1)
+	code, h, resp := post(t, ts.URL+"/infer/base", body)
+	wantError(t, code, resp, 429, errRateLimit, "")
+	if h.Get("Retry-After") == "" {
+		t.Fatal("429 without Retry-After")
+	}
+	release()
+	for range 2 {
+		if c := <-results; c != 200 {
+			t.Fatalf("queued request: %d", c)
+		}
+	}
+}
+
+func TestServeTimeoutIs504(t *testing.T) {
+	s, ts := newTestServer(t, func(c *ServeConfig) { c.Timeout = 200 * time.Millisecond })
+	started, release := blockWorker(s)
+	defer release()
+	go postCode(ts.URL+"/infer/base", `{"task":"generate","input":"x","options":{"max_tokens":1}}`)
+	<-started
+	// This one waits in the queue past its deadline.
+	code, _, body := post(t, ts.URL+"/infer/base", `{"task":"generate","input":"x","options":{"max_tokens":1}}`)
+	wantError(t, code, body, 504, errTimeout, "")
+}
+
+// TestServeBatchesClassifications: classifications waiting together for the
+// same adapter and labels are scored in one pass, each with the result it
+// gets alone.
+func TestServeBatchesClassifications(t *testing.T) {
+	s, ts := newTestServer(t, nil)
+	labels := []string{"Good", "Standard", "Bad"}
+	texts := []string{"earns 90k, no late payments", "three late payments this year", "new customer", "owes 40k on 6 cards"}
+	alone := map[string]map[string]any{}
+	for _, text := range texts {
+		code, _, body := post(t, ts.URL+"/infer/sft", map[string]any{"task": "classify", "input": text, "labels": labels})
+		if code != 200 || body["batch_size"].(float64) != 1 {
+			t.Fatalf("alone: %d %v", code, body)
+		}
+		alone[text] = body["output"].(map[string]any)
+	}
+	started, release := blockWorker(s)
+	go postCode(ts.URL+"/infer/base", `{"task":"generate","input":"x","options":{"max_tokens":1}}`)
+	<-started
+	type answer struct {
+		text string
+		code int
+		body map[string]any
+	}
+	answers := make(chan answer, len(texts))
+	for _, text := range texts {
+		go func() {
+			b, _ := json.Marshal(map[string]any{"task": "classify", "input": text, "labels": labels})
+			resp, err := http.Post(ts.URL+"/infer/sft", "application/json", bytes.NewReader(b))
+			if err != nil {
+				answers <- answer{text, -1, map[string]any{"error": err.Error()}}
+				return
+			}
+			defer resp.Body.Close()
+			var body map[string]any
+			json.NewDecoder(resp.Body).Decode(&body)
+			answers <- answer{text, resp.StatusCode, body}
+		}()
+	}
+	waitDepth(s, int64(len(texts)))
+	release()
+	for range texts {
+		a := <-answers
+		if a.code != 200 {
+			t.Fatalf("batched: %d %v", a.code, a.body)
+		}
+		if a.body["batch_size"].(float64) != float64(len(texts)) {
+			t.Fatalf("batch_size %v, want %d", a.body["batch_size"], len(texts))
+		}
+		got, want := a.body["output"].(map[string]any), alone[a.text]
+		if got["label"] != want["label"] {
+			t.Fatalf("%q: batched label %v, alone %v", a.text, got["label"], want["label"])
+		}
+		for _, l := range labels {
+			g := got["probabilities"].(map[string]any)[l].(float64)
+			w := want["probabilities"].(map[string]any)[l].(float64)
+			if math.Abs(g-w) > 1e-5 {
+				t.Fatalf("%q label %s: batched p=%.6f, alone p=%.6f", a.text, l, g, w)
+			}
+		}
+	}
+}
+
+// TestServeBatchesGenerations: generations waiting together on the same
+// adapter decode together, each with the text it gets alone (greedy).
+func TestServeBatchesGenerations(t *testing.T) {
+	s, ts := newTestServer(t, nil)
+	prompts := []string{"Once upon a time", "The invoice total is", "def add(a, b):"}
+	body := func(p string, n int) string {
+		return fmt.Sprintf(`{"task":"generate","input":%q,"options":{"max_tokens":%d,"temperature":0}}`, p, n)
+	}
+	alone := map[string]string{}
+	for i, p := range prompts {
+		code, _, out := post(t, ts.URL+"/infer/dpo", body(p, 4+3*i))
+		if code != 200 || out["batch_size"].(float64) != 1 {
+			t.Fatalf("alone: %d %v", code, out)
+		}
+		alone[p] = out["output"].(map[string]any)["text"].(string)
+	}
+	started, release := blockWorker(s)
+	go postCode(ts.URL+"/infer/base", `{"task":"classify","input":"x","labels":["a","b"]}`)
+	<-started
+	type answer struct {
+		prompt string
+		code   int
+		body   map[string]any
+	}
+	answers := make(chan answer, len(prompts))
+	for i, p := range prompts {
+		go func() {
+			resp, err := http.Post(ts.URL+"/infer/dpo", "application/json", strings.NewReader(body(p, 4+3*i)))
+			if err != nil {
+				answers <- answer{p, -1, nil}
+				return
+			}
+			defer resp.Body.Close()
+			var out map[string]any
+			json.NewDecoder(resp.Body).Decode(&out)
+			answers <- answer{p, resp.StatusCode, out}
+		}()
+	}
+	waitDepth(s, int64(len(prompts)))
+	release()
+	for range prompts {
+		a := <-answers
+		if a.code != 200 || a.body["batch_size"].(float64) != float64(len(prompts)) {
+			t.Fatalf("batched %q: %d %v", a.prompt, a.code, a.body)
+		}
+		if got := a.body["output"].(map[string]any)["text"].(string); got != alone[a.prompt] {
+			t.Fatalf("%q: batched %q, alone %q", a.prompt, got, alone[a.prompt])
+		}
+	}
+}
+
+// TestServeBatchesExtractions: schema-constrained generations with
+// different schemas waiting together decode together, each with the JSON it
+// gets alone, valid against its schema.
+func TestServeBatchesExtractions(t *testing.T) {
+	s, ts := newTestServer(t, nil)
+	bodies := []string{
+		`{"task":"extract","input":"Invoice 42 from ACME","schema":{"type":"object","properties":{"vendor":{"type":"string","maxLength":8},"total":{"type":"integer"}},"required":["vendor","total"]},"options":{"max_tokens":30}}`,
+		`{"task":"extract","input":"colours","schema":{"type":"array","items":{"enum":["red","green"]},"minItems":1,"maxItems":3},"options":{"max_tokens":20}}`,
+		`{"task":"extract","input":"a number","schema":{"type":"integer","minimum":0,"maximum":99},"options":{"max_tokens":5}}`,
+	}
+	alone := map[string]string{}
+	for _, b := range bodies {
+		code, _, out := post(t, ts.URL+"/infer/base", b)
+		if code != 200 || out["batch_size"].(float64) != 1 || out["output"].(map[string]any)["valid"] != true {
+			t.Fatalf("alone: %d %v", code, out)
+		}
+		alone[b] = out["output"].(map[string]any)["text"].(string)
+	}
+	started, release := blockWorker(s)
+	go postCode(ts.URL+"/infer/base", `{"task":"classify","input":"x","labels":["a","b"]}`)
+	<-started
+	type answer struct {
+		body string
+		code int
+		out  map[string]any
+	}
+	answers := make(chan answer, len(bodies))
+	for _, b := range bodies {
+		go func() {
+			resp, err := http.Post(ts.URL+"/infer/base", "application/json", strings.NewReader(b))
+			if err != nil {
+				answers <- answer{b, -1, nil}
+				return
+			}
+			defer resp.Body.Close()
+			var out map[string]any
+			json.NewDecoder(resp.Body).Decode(&out)
+			answers <- answer{b, resp.StatusCode, out}
+		}()
+	}
+	waitDepth(s, int64(len(bodies)))
+	release()
+	for range bodies {
+		a := <-answers
+		if a.code != 200 || a.out["batch_size"].(float64) != float64(len(bodies)) {
+			t.Fatalf("batched: %d %v", a.code, a.out)
+		}
+		out := a.out["output"].(map[string]any)
+		if out["valid"] != true || out["text"] != alone[a.body] {
+			t.Fatalf("batched %q (valid %v), alone %q", out["text"], out["valid"], alone[a.body])
+		}
+	}
+}
+
+// TestServeGenerationJoinsRunningBatch: a generation that arrives while
+// another decodes joins its batch between steps and is answered when it
+// finishes, before the long one.
+func TestServeGenerationJoinsRunningBatch(t *testing.T) {
+	s, ts := newTestServer(t, func(c *ServeConfig) { c.MaxTokens = 3000 })
+	finished := make(chan int, 4) // tokens of each finished generation, in order
+	s.sched.afterJob = func(j *job) { finished <- j.tokens }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", ts.URL+"/v1/completions",
+		strings.NewReader(`{"prompt":"Once upon a time","max_tokens":3000,"temperature":0,"stream":true}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if line, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil || !strings.HasPrefix(line, "data: {") {
+		t.Fatalf("first SSE line %q: %v", line, err)
+	}
+	// The long generation is decoding: this one joins it.
+	code, _, out := post(t, ts.URL+"/infer/base", `{"task":"generate","input":"Hello","options":{"max_tokens":3,"temperature":0}}`)
+	if code != 200 || out["batch_size"].(float64) != 2 {
+		t.Fatalf("joining generation: %d %v", code, out)
+	}
+	if first := <-finished; first > 3 {
+		t.Fatalf("the first generation to finish made %d tokens: the short one waited for the long one", first)
+	}
+	cancel()
+	if last := <-finished; last >= 3000 {
+		t.Fatalf("the long generation ran to the end (%d tokens) after its client left", last)
+	}
+}
+
+// TestServeDisconnectCancels: a client that goes away mid-stream stops its
+// generation on the worker long before max_tokens.
+func TestServeDisconnectCancels(t *testing.T) {
+	s, ts := newTestServer(t, func(c *ServeConfig) { c.MaxTokens = 3000 })
+	done := make(chan *job, 1)
+	s.sched.afterJob = func(j *job) { done <- j }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", ts.URL+"/v1/completions",
+		strings.NewReader(`{"prompt":"Once upon a time","max_tokens":3000,"temperature":0,"stream":true}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "data: {") {
+		t.Fatalf("first SSE line %q: %v", line, err)
+	}
+	cancel()
+	resp.Body.Close()
+	j := <-done
+	if !errors.Is(j.err, context.Canceled) {
+		t.Fatalf("the job ended with %v, want context.Canceled", j.err)
+	}
+	if j.tokens >= 3000 {
+		t.Fatalf("the worker generated all %d tokens after the client left", j.tokens)
+	}
+	t.Logf("stopped after %d of 3000 tokens", j.tokens)
+}
+
+// TestServeCloseFailsQueued: closing the server fails waiting requests with
+// 503 and later ones too; the worker exits.
+func TestServeCloseFailsQueued(t *testing.T) {
+	s, ts := newTestServer(t, nil)
+	started, release := blockWorker(s)
+	go postCode(ts.URL+"/infer/base", `{"task":"generate","input":"x","options":{"max_tokens":1}}`)
+	<-started
+	codes := make(chan int, 1)
+	go func() {
+		codes <- postCode(ts.URL+"/infer/base", `{"task":"generate","input":"x","options":{"max_tokens":1}}`)
+	}()
+	waitDepth(s, 1)
+	closed := make(chan struct{})
+	go func() { s.Close(); close(closed) }()
+	<-s.sched.stop // Close has begun: the worker takes no more work once released
+	release()
+	<-closed
+	if code := <-codes; code != 503 {
+		t.Fatalf("queued request at shutdown: %d, want 503", code)
+	}
+	select {
+	case <-s.sched.stopped:
+	default:
+		t.Fatal("the worker is still running after Close")
+	}
+	if err := s.sched.submit(&job{ctx: context.Background()}); !errors.Is(err, errShutdown) {
+		t.Fatalf("submit after Close: %v", err)
+	}
+}
+
+// postCode posts body and returns the status (-1 when the request failed);
+// safe in goroutines other than the test's.
+func postCode(url, body string) int {
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		return -1
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestServeBenchNoErrors: the bounded load test (serve-bench) on loopback,
+// small: every request of every endpoint succeeds, and concurrent
+// classifications do get batched.
+func TestServeBenchNoErrors(t *testing.T) {
+	dir, _ := serveModel(t)
+	rep, err := serveBench(context.Background(), dir, 8, 40, 4, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Errors != 0 {
+		t.Fatalf("%d errors: %v", rep.Errors, rep.FirstErrors)
+	}
+	for _, m := range benchMix {
+		if rep.PerEndpoint[m.name].N == 0 {
+			t.Fatalf("no successful %s requests: %+v", m.name, rep.PerEndpoint)
+		}
+	}
+	if rep.P50 <= 0 || rep.P95 < rep.P50 || rep.Throughput <= 0 {
+		t.Fatalf("report: %+v", rep)
+	}
+	t.Logf("%.1f req/s, p50 %s, p95 %s, mean classify batch %.2f", rep.Throughput, rep.P50, rep.P95, rep.MeanClassifyBatch)
+}
+
+// TestServeNoGoroutineLeak: after requests of every kind (a stream cut
+// short by its client among them) and Close, the goroutines started for
+// the server are gone.
+func TestServeNoGoroutineLeak(t *testing.T) {
+	dir, db := serveModel(t)
+	http.DefaultClient.CloseIdleConnections()
+	before := goroutines()
+	s := NewServer(ServeConfig{Model: dir, DB: db})
+	if err := s.Load(); err != nil {
+		t.Fatal(err)
+	}
+	weights := filepath.Join(dir, "model.safetensors")
+	if n, ok := mappings(weights); ok && n == 0 {
+		t.Fatalf("%s is not mapped after Load: the handle check below would prove nothing", weights)
+	}
+	ts := httptest.NewServer(s.Handler())
+	for _, body := range []string{
+		`{"task":"classify","input":"x","labels":["a","b"]}`,
+		`{"task":"generate","input":"x","options":{"max_tokens":2}}`,
+		`{"task":"extract","input":"x","schema":{"type":"object","properties":{"a":{"type":"integer"}},"required":["a"]}}`,
+	} {
+		if code := postCode(ts.URL+"/infer/sft", body); code != 200 {
+			t.Fatalf("%s: %d", body, code)
+		}
+	}
+	if code := postCode(ts.URL+"/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"max_tokens":3,"stream":true}`); code != 200 {
+		t.Fatalf("stream: %d", code)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "POST", ts.URL+"/v1/completions", strings.NewReader(`{"prompt":"x","max_tokens":2000,"stream":true}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bufio.NewReader(resp.Body).ReadString('\n')
+	cancel()
+	resp.Body.Close()
+	ts.Close()
+	s.Close()
+	if n, ok := mappings(weights); ok && n != 0 {
+		t.Fatalf("%s is still mapped %d times after Close: the model handle leaked", weights, n)
+	}
+	http.DefaultClient.CloseIdleConnections()
+	var now int
+	for range 500 { // goroutines take a moment to unwind after Close
+		if now = goroutines(); now <= before {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	buf := make([]byte, 1<<16)
+	t.Fatalf("%d goroutines before the server, %d after Close:\n%s", before, now, buf[:runtime.Stack(buf, true)])
+}
+
+// mappings counts the memory mappings of path in this process (Linux);
+// ok is false where /proc is not there.
+func mappings(path string) (int, bool) {
+	b, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		return 0, false
+	}
+	return strings.Count(string(b), path), true
+}
+
+// goroutines counts this process's goroutines but the compute backend's
+// helper pool (core/tensor starts its workers on first use and keeps them).
+func goroutines() int {
+	buf := make([]byte, 1<<20)
+	n := 0
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if strings.HasPrefix(g, "goroutine ") && !strings.Contains(g, "core/tensor.(*helper)") {
+			n++
+		}
+	}
+	return n
+}

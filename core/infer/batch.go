@@ -1,0 +1,355 @@
+package infer
+
+import (
+	"context"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"distill/core/model"
+	"distill/core/tensor"
+)
+
+// BatchItem is one sequence of a batched generation.
+type BatchItem struct {
+	Ctx    context.Context // cancelling it stops this sequence only
+	Prompt []int
+	Opt    GenerateOptions
+}
+
+// GenerateBatch generates for several prompts together. The prompts are
+// prefilled in one pass (their shared prefix once, the rest as branches;
+// see prefillBatch); then every step feeds the next token of every live
+// sequence through the model at once (Model.ForwardStep), so B sequences
+// decode for about the weight traffic of one. Each sequence stops on its own
+// terms (EOS, a stop string, MaxTokens, its context, OnText returning false)
+// and gets the Result Generate would give it, up to the float rounding of
+// batched GEMMs. errs[i] is set for a sequence that failed (an empty
+// prompt, a context overflow); the others go on.
+func GenerateBatch(be tensor.Backend, m *model.Model, tok Detokenizer, items []BatchItem) ([]*Result, []error) {
+	results, errs := make([]*Result, len(items)), make([]error, len(items))
+	ptrs := make([]*BatchItem, len(items))
+	index := map[*BatchItem]int{}
+	for i := range items {
+		ptrs[i] = &items[i]
+		index[ptrs[i]] = i
+	}
+	b := NewBatch(be, m, tok)
+	copy(errs, b.Add(ptrs))
+	for b.Len() > 0 {
+		for _, f := range b.Step() {
+			i := index[f.Item]
+			results[i], errs[i] = f.Result, f.Err
+		}
+	}
+	return results, errs
+}
+
+// Batch decodes several sequences together, one token of each per Step.
+// Sequences may join between steps (continuous batching) and leave as soon
+// as they finish. Not safe for concurrent use.
+type Batch struct {
+	be      tensor.Backend
+	m       *model.Model
+	tok     Detokenizer
+	seqs    []*batchSeq
+	scratch *model.Cache
+	logits  []float32
+}
+
+// Finished is a sequence that left the batch: its Result, or Err when it
+// failed (Result is nil then).
+type Finished struct {
+	Item   *BatchItem
+	Result *Result
+	Err    error
+}
+
+// NewBatch starts an empty batch over m.
+func NewBatch(be tensor.Backend, m *model.Model, tok Detokenizer) *Batch {
+	return &Batch{be: be, m: m, tok: tok}
+}
+
+// Len is the number of live sequences.
+func (b *Batch) Len() int { return len(b.seqs) }
+
+// Add prefills items (together, see prefillBatch) and makes them live;
+// errs[i] is set, and the item not added, when items[i] fails (an empty
+// prompt, a context overflow, its context already done).
+func (b *Batch) Add(items []*BatchItem) []error {
+	errs := make([]error, len(items))
+	var added []*batchSeq
+	for i, it := range items {
+		s, err := newBatchSeq(b.m, b.tok, it)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		s.index = i
+		added = append(added, s)
+	}
+	for i, err := range prefillBatch(b.be, b.m, added) {
+		if err != nil {
+			errs[added[i].index] = err
+			continue
+		}
+		b.seqs = append(b.seqs, added[i])
+	}
+	return errs
+}
+
+// Step samples the next token of every live sequence, feeds the ones that
+// go on through the model in one ForwardStep, and returns the sequences
+// that finished in this step.
+func (b *Batch) Step() []Finished {
+	var done []Finished
+	var ids []int
+	var caches []*model.Cache
+	var stepping []*batchSeq
+	for _, s := range b.seqs {
+		if id, more := s.next(); more {
+			ids, caches, stepping = append(ids, id), append(caches, s.c), append(stepping, s)
+		} else {
+			done = append(done, Finished{Item: s.it, Result: s.finish()})
+		}
+	}
+	b.seqs = stepping
+	B := len(stepping)
+	if B == 0 {
+		return done
+	}
+	V, D := b.m.Config.VocabSize, b.m.Config.HiddenSize
+	if b.scratch == nil || b.scratch.Cap < B {
+		b.scratch = b.m.NewCache(B)
+	}
+	h, err := b.m.ForwardStep(b.be, ids, caches, b.scratch)
+	if err != nil {
+		for _, s := range stepping {
+			done = append(done, Finished{Item: s.it, Err: err})
+		}
+		b.seqs = nil
+		return done
+	}
+	if len(b.logits) < B*V {
+		b.logits = make([]float32, B*V)
+	}
+	for r := 0; r < B; r += logitRows {
+		n := min(logitRows, B-r)
+		b.m.Logits(b.be, b.logits[r*V:], h[r*D:], n)
+	}
+	for i, s := range stepping {
+		copy(s.logits, b.logits[i*V:(i+1)*V])
+	}
+	return done
+}
+
+// batchSeq is one sequence's decoding state: Generate's loop, one token at
+// a time.
+type batchSeq struct {
+	index   int
+	it      *BatchItem
+	tok     Detokenizer
+	c       *model.Cache
+	sampler *Sampler
+	res     *Result
+	logits  []float32 // next-token logits
+	history []int
+	isEOS   map[int]bool
+	text    string
+	emitted int // bytes of text handed to OnText
+	maxStop int
+	t1      time.Time
+	done    bool
+}
+
+// newBatchSeq sets up a sequence's state and its own cache.
+func newBatchSeq(m *model.Model, tok Detokenizer, it *BatchItem) (*batchSeq, error) {
+	if len(it.Prompt) == 0 {
+		return nil, ErrEmptyPrompt
+	}
+	if it.Ctx == nil {
+		it.Ctx = context.Background()
+	}
+	if it.Opt.MaxTokens <= 0 {
+		it.Opt.MaxTokens = 256
+	}
+	if err := m.CheckContext(len(it.Prompt)); err != nil {
+		return nil, err
+	}
+	s := &batchSeq{it: it, tok: tok, c: m.NewCache(len(it.Prompt) + it.Opt.MaxTokens), sampler: NewSampler(it.Opt.Sampling),
+		res: &Result{PromptTokens: len(it.Prompt), StopReason: "length"}, logits: make([]float32, m.Config.VocabSize),
+		history: append([]int(nil), it.Prompt...), isEOS: map[int]bool{}}
+	for _, id := range it.Opt.EOS {
+		s.isEOS[id] = true
+	}
+	for _, st := range it.Opt.Stop {
+		s.maxStop = max(s.maxStop, len(st))
+	}
+	return s, nil
+}
+
+// maxBatchPrefill bounds the prompt tokens prefilled in one pass (the
+// activations are (tokens, intermediate)); longer batches prefill each
+// prompt on its own.
+var maxBatchPrefill = 2048
+
+// prefillBatch fills every sequence's cache with its prompt and sets its
+// next-token logits. Short prompts share one pass over the weights: their
+// common prefix runs once, every remainder is a branch of one
+// ForwardBranches call, and each branch's keys and values (stored after
+// RoPE at the positions the sequence alone would give them) are copied into
+// the sequence's own cache. errs[i] belongs to seqs[i].
+func prefillBatch(be tensor.Backend, m *model.Model, seqs []*batchSeq) []error {
+	errs := make([]error, len(seqs))
+	total := 0
+	for _, s := range seqs {
+		total += len(s.it.Prompt)
+	}
+	if len(seqs) < 2 || total > maxBatchPrefill {
+		for i, s := range seqs {
+			errs[i] = s.prefill(be, m)
+		}
+		return errs
+	}
+	t0 := time.Now()
+	first := seqs[0].it.Prompt
+	p := len(first) - 1 // every prompt keeps a token of its own
+	for _, s := range seqs[1:] {
+		ids := s.it.Prompt
+		p = min(p, len(ids)-1)
+		for i := 0; i < p; i++ {
+			if ids[i] != first[i] {
+				p = i
+				break
+			}
+		}
+	}
+	branches := make([][]int, len(seqs))
+	T := 0
+	for i, s := range seqs {
+		branches[i] = s.it.Prompt[p:]
+		T += len(branches[i])
+	}
+	shared := m.NewCache(p + T)
+	fail := func(err error) []error {
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
+	if p > 0 {
+		if _, err := m.Forward(be, first[:p], shared, nil); err != nil {
+			return fail(err)
+		}
+	}
+	h, err := m.ForwardBranches(be, branches, shared)
+	if err != nil {
+		return fail(err)
+	}
+	D := m.Config.HiddenSize
+	kvOut := m.Config.NumKVHeads * m.Config.HeadDim
+	off := p // row of the branch's first token in the shared cache
+	row := 0 // row of the branch's first token in h
+	for i, s := range seqs {
+		n := len(branches[i])
+		for l := range shared.K {
+			copy(s.c.K[l][:p*kvOut], shared.K[l][:p*kvOut])
+			copy(s.c.K[l][p*kvOut:(p+n)*kvOut], shared.K[l][off*kvOut:(off+n)*kvOut])
+			copy(s.c.V[l][:p*kvOut], shared.V[l][:p*kvOut])
+			copy(s.c.V[l][p*kvOut:(p+n)*kvOut], shared.V[l][off*kvOut:(off+n)*kvOut])
+		}
+		s.c.Len = p + n
+		m.Logits(be, s.logits, h[(row+n-1)*D:(row+n)*D], 1)
+		off, row = off+n, row+n
+		s.t1 = time.Now()
+		s.res.PrefillSeconds = s.t1.Sub(t0).Seconds()
+		errs[i] = s.it.Ctx.Err()
+	}
+	return errs
+}
+
+// prefill runs the sequence's prompt alone, in chunks.
+func (s *batchSeq) prefill(be tensor.Backend, m *model.Model) error {
+	t0 := time.Now()
+	D := m.Config.HiddenSize
+	hidden := make([]float32, prefillChunk*D)
+	var h []float32
+	for start := 0; start < len(s.it.Prompt); start += prefillChunk {
+		end := min(start+prefillChunk, len(s.it.Prompt))
+		var err error
+		if h, err = m.Forward(be, s.it.Prompt[start:end], s.c, hidden); err != nil {
+			return err
+		}
+		if err := s.it.Ctx.Err(); err != nil {
+			return err
+		}
+	}
+	m.Logits(be, s.logits, h[len(h)-D:], 1)
+	s.t1 = time.Now()
+	s.res.PrefillSeconds = s.t1.Sub(t0).Seconds()
+	return nil
+}
+
+// next samples the sequence's next token and handles EOS, stop strings and
+// streaming; more is false when the sequence has ended (done is set), else
+// id must be fed to the model.
+func (s *batchSeq) next() (id int, more bool) {
+	opt := &s.it.Opt
+	if s.it.Ctx.Err() != nil {
+		s.res.StopReason = "cancelled"
+		s.done = true
+		return 0, false
+	}
+	id = s.sampler.Next(s.logits, s.history)
+	if s.isEOS[id] {
+		s.res.StopReason = "eos"
+		s.done = true
+		return 0, false
+	}
+	s.res.IDs = append(s.res.IDs, id)
+	s.history = append(s.history, id)
+	if s.tok != nil {
+		s.text = s.tok.Decode(s.res.IDs, true)
+		if cut, hit := firstStop(s.text, opt.Stop); hit {
+			s.text = s.text[:cut]
+			s.res.StopReason = "stop"
+			s.done = true
+			return 0, false
+		}
+		safe := len(s.text) - max(s.maxStop-1, 0)
+		for safe > s.emitted && safe < len(s.text) && !utf8.RuneStart(s.text[safe]) {
+			safe--
+		}
+		if strings.HasSuffix(s.text, "\uFFFD") {
+			safe = min(safe, len(s.text)-len("\uFFFD"))
+		}
+		if opt.OnText != nil && safe > s.emitted {
+			ok := opt.OnText(s.text[s.emitted:safe])
+			s.emitted = safe
+			if !ok {
+				s.res.StopReason = "callback"
+				s.done = true
+				return 0, false
+			}
+		}
+	}
+	if len(s.res.IDs) == opt.MaxTokens {
+		s.done = true
+		return 0, false
+	}
+	return id, true
+}
+
+func (s *batchSeq) finish() *Result {
+	res := s.res
+	if s.it.Opt.OnText != nil && s.emitted < len(s.text) && res.StopReason != "callback" {
+		s.it.Opt.OnText(s.text[s.emitted:])
+	}
+	res.Text = s.text
+	res.CompletionTokens = len(res.IDs)
+	res.DecodeSeconds = time.Since(s.t1).Seconds()
+	if res.DecodeSeconds > 0 {
+		res.TokensPerSecond = float64(res.CompletionTokens) / res.DecodeSeconds
+	}
+	return res
+}

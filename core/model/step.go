@@ -1,0 +1,68 @@
+package model
+
+import (
+	"fmt"
+	"math"
+
+	"distill/core/tensor"
+)
+
+// ForwardStep feeds one new token to each of B sequences, each with its own
+// KV cache, in one pass over the weights: the projections run as (B, ·)
+// GEMMs, and each row attends over its own cache at its own position. It
+// appends every row's key and value to its cache (c.Len grows by one) and
+// returns the final-normed hidden states (B, hidden). scratch holds the
+// pass's activations and the new keys and values before they are copied
+// out; make it with NewCache(B) or larger and reuse it across steps. For
+// B = 1 it computes exactly what Forward does for one token.
+func (m *Model) ForwardStep(be tensor.Backend, ids []int, caches []*Cache, scratch *Cache) ([]float32, error) {
+	cfg := &m.Config
+	B := len(ids)
+	if B != len(caches) {
+		return nil, fmt.Errorf("forward step: %d ids for %d caches", B, len(caches))
+	}
+	if B == 0 {
+		return nil, nil
+	}
+	if scratch.Cap < B {
+		return nil, fmt.Errorf("forward step: scratch cache holds %d rows, the step needs %d", scratch.Cap, B)
+	}
+	maxPos := 0
+	for b, c := range caches {
+		if c.Len+1 > c.Cap {
+			return nil, fmt.Errorf("context of %d tokens exceeds the KV cache's %d", c.Len+1, c.Cap)
+		}
+		if err := m.CheckContext(c.Len + 1); err != nil {
+			return nil, err
+		}
+		if ids[b] < 0 || ids[b] >= cfg.VocabSize {
+			return nil, fmt.Errorf("token id %d of sequence %d is outside the vocabulary [0, %d)", ids[b], b, cfg.VocabSize)
+		}
+		maxPos = max(maxPos, c.Len)
+	}
+	D, hd, nH, nKV := cfg.HiddenSize, cfg.HeadDim, cfg.NumHeads, cfg.NumKVHeads
+	kvOut, qs := nKV*hd, nH*hd
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	cos, sin := m.rope.upTo(maxPos + 1)
+	x := m.decode(be, scratch, ids, 0,
+		func(q, k []float32) {
+			for b, c := range caches { // each row at its own sequence's position
+				be.RoPE(q[b*qs:(b+1)*qs], 1, nH, hd, c.Len, cos, sin)
+				be.RoPE(k[b*kvOut:(b+1)*kvOut], 1, nKV, hd, c.Len, cos, sin)
+			}
+		},
+		func(l int, att, q []float32) {
+			for b, c := range caches {
+				p := c.Len
+				copy(c.K[l][p*kvOut:(p+1)*kvOut], scratch.K[l][b*kvOut:(b+1)*kvOut])
+				copy(c.V[l][p*kvOut:(p+1)*kvOut], scratch.V[l][b*kvOut:(b+1)*kvOut])
+				be.Attention(att[b*qs:(b+1)*qs], q[b*qs:(b+1)*qs], c.K[l], c.V[l], 1, p, nH, nKV, hd, scale)
+			}
+		})
+	for _, c := range caches {
+		c.Len++
+	}
+	out := make([]float32, B*D)
+	be.RMSNorm(out, x, m.Norm, float32(cfg.RMSNormEps))
+	return out, nil
+}

@@ -1,0 +1,232 @@
+package idp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+	"unicode/utf8"
+
+	"distill/core/infer"
+	"distill/core/model"
+	"distill/core/tensor"
+	"distill/core/tokenizer"
+)
+
+// BatchItem is one constrained generation of a batch; each has its own
+// grammar, budget and sampling.
+type BatchItem struct {
+	Ctx       context.Context // cancelling it stops this item only
+	Grammar   *Grammar
+	Prompt    []int
+	MaxTokens int // <= 0: DefaultMaxTokens
+	Sampling  infer.Sampling
+	OnText    func(piece string) bool // as in GenerateStream; may be nil
+}
+
+// GenerateBatch runs several constrained generations together: each prompt
+// is prefilled on its own, then every step feeds the next token of every
+// live item through the model at once (Model.ForwardStep), each masked by
+// its own grammar. Each item's Result is what GenerateStream gives it
+// alone, up to the float rounding of batched GEMMs; errs[i] is its error.
+func GenerateBatch(be tensor.Backend, m *model.Model, tok *tokenizer.Tokenizer, items []BatchItem) ([]Result, []error) {
+	results, errs := make([]Result, len(items)), make([]error, len(items))
+	var seqs []*constrainedSeq
+	for i := range items {
+		s, err := newConstrainedSeq(be, m, tok, &items[i])
+		if err != nil {
+			errs[i] = err
+			if s != nil {
+				results[i] = s.res
+			}
+			continue
+		}
+		s.index = i
+		seqs = append(seqs, s)
+	}
+	V, D := m.Config.VocabSize, m.Config.HiddenSize
+	scratch := m.NewCache(max(1, len(seqs)))
+	logits := make([]float32, len(seqs)*V)
+	var ids []int
+	var caches []*model.Cache
+	var stepping []*constrainedSeq
+	for {
+		ids, caches, stepping = ids[:0], caches[:0], stepping[:0]
+		for _, s := range seqs {
+			if s.done {
+				continue
+			}
+			id, more, err := s.next()
+			if err != nil {
+				s.done, errs[s.index] = true, err
+				continue
+			}
+			if more {
+				ids, caches, stepping = append(ids, id), append(caches, s.c), append(stepping, s)
+			}
+		}
+		if len(stepping) == 0 {
+			break
+		}
+		h, err := m.ForwardStep(be, ids, caches, scratch)
+		if err != nil {
+			for _, s := range stepping {
+				s.done, errs[s.index] = true, err
+			}
+			continue
+		}
+		for r := 0; r < len(stepping); r += 16 {
+			n := min(16, len(stepping)-r)
+			m.Logits(be, logits[r*V:], h[r*D:], n)
+		}
+		for i, s := range stepping {
+			copy(s.logits, logits[i*V:(i+1)*V])
+		}
+	}
+	for _, s := range seqs {
+		results[s.index] = s.finish()
+		if errs[s.index] == nil && s.res.StopReason == "cancelled" {
+			errs[s.index] = s.it.Ctx.Err()
+		}
+	}
+	return results, errs
+}
+
+// constrainedSeq is one item's decoding state: GenerateStream's loop, one
+// token at a time.
+type constrainedSeq struct {
+	index    int
+	it       *BatchItem
+	g        *Grammar
+	st       *State
+	c        *model.Cache
+	sampler  *infer.Sampler
+	res      Result
+	logits   []float32
+	mask     []uint64
+	history  []int
+	text     []byte
+	emitted  int
+	t1       time.Time
+	maskTime time.Duration
+	done     bool
+}
+
+func newConstrainedSeq(be tensor.Backend, m *model.Model, tok *tokenizer.Tokenizer, it *BatchItem) (*constrainedSeq, error) {
+	g := it.Grammar
+	if len(it.Prompt) == 0 {
+		return nil, infer.ErrEmptyPrompt
+	}
+	if g == nil {
+		return nil, errors.New("idp: no grammar")
+	}
+	if it.Ctx == nil {
+		it.Ctx = context.Background()
+	}
+	if it.MaxTokens <= 0 {
+		it.MaxTokens = DefaultMaxTokens
+	}
+	if tok.VocabSize() > m.Config.VocabSize {
+		return nil, fmt.Errorf("idp: the tokenizer's %d tokens exceed the model's vocabulary of %d", tok.VocabSize(), m.Config.VocabSize)
+	}
+	if tok.VocabSize() != g.vocab.V {
+		return nil, errors.New("idp: the grammar was compiled for another tokenizer")
+	}
+	st := g.Start()
+	if err := st.SetMaxTokens(it.MaxTokens); err != nil {
+		return nil, err
+	}
+	V, D := m.Config.VocabSize, m.Config.HiddenSize
+	s := &constrainedSeq{it: it, g: g, st: st, c: m.NewCache(len(it.Prompt) + it.MaxTokens), sampler: infer.NewSampler(it.Sampling),
+		res: Result{PromptTokens: len(it.Prompt), StopReason: "length"}, logits: make([]float32, V),
+		mask: make([]uint64, g.MaskWords()), history: append([]int(nil), it.Prompt...)}
+	t0 := time.Now()
+	hidden := make([]float32, prefillChunk*D)
+	var h []float32
+	for start := 0; start < len(it.Prompt); start += prefillChunk {
+		end := min(start+prefillChunk, len(it.Prompt))
+		var err error
+		if h, err = m.Forward(be, it.Prompt[start:end], s.c, hidden); err != nil {
+			return nil, err
+		}
+		if err := it.Ctx.Err(); err != nil {
+			return s, err
+		}
+	}
+	m.Logits(be, s.logits, h[len(h)-D:], 1)
+	s.t1 = time.Now()
+	s.res.PrefillSeconds = s.t1.Sub(t0).Seconds()
+	return s, nil
+}
+
+// next masks and samples the item's next token; more is false when the
+// item has ended (done is set), else id must be fed to the model.
+func (s *constrainedSeq) next() (id int, more bool, err error) {
+	g, st := s.g, s.st
+	end := func(reason string) (int, bool, error) {
+		s.res.StopReason, s.done = reason, true
+		return 0, false, nil
+	}
+	if s.it.Ctx.Err() != nil {
+		return end("cancelled")
+	}
+	if st.Closed() {
+		return end("closed")
+	}
+	tm := time.Now()
+	st.Mask(s.mask)
+	s.maskTime += time.Since(tm)
+	if popcount(s.mask) == 0 {
+		return end("closed")
+	}
+	negInf := float32(math.Inf(-1))
+	for i := range s.logits {
+		if i >= g.vocab.V || s.mask[i>>6]&(1<<(i&63)) == 0 {
+			s.logits[i] = negInf
+		}
+	}
+	id = s.sampler.Next(s.logits, s.history)
+	if id == g.vocab.eos {
+		return end("eos")
+	}
+	if err := st.Advance(id); err != nil {
+		s.done = true
+		return 0, false, fmt.Errorf("idp: sampled token refused (a bug): %w", err)
+	}
+	s.res.IDs = append(s.res.IDs, id)
+	s.history = append(s.history, id)
+	s.text = append(s.text, g.vocab.bytes[id]...)
+	if s.it.OnText != nil {
+		safe := len(s.text)
+		for safe > s.emitted && !utf8.Valid(s.text[s.emitted:safe]) {
+			safe--
+		}
+		if safe > s.emitted {
+			ok := s.it.OnText(string(s.text[s.emitted:safe]))
+			s.emitted = safe
+			if !ok {
+				return end("cancelled")
+			}
+		}
+	}
+	if st.Closed() {
+		return end("closed")
+	}
+	if len(s.res.IDs) == s.it.MaxTokens {
+		return end("length")
+	}
+	return id, true, nil
+}
+
+func (s *constrainedSeq) finish() Result {
+	if s.it.OnText != nil && s.emitted < len(s.text) && s.res.StopReason != "cancelled" {
+		s.it.OnText(string(s.text[s.emitted:]))
+	}
+	s.res.DecodeSeconds = time.Since(s.t1).Seconds()
+	s.res.MaskSeconds = s.maskTime.Seconds()
+	s.res.Text = string(s.text)
+	s.res.CompletionTokens = len(s.res.IDs)
+	s.res.check(s.g)
+	return s.res
+}

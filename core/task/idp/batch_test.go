@@ -1,0 +1,51 @@
+package idp
+
+import (
+	"context"
+	"slices"
+	"testing"
+
+	"distill/core/infer"
+	"distill/core/tensor"
+)
+
+// TestGenerateBatchEqualsGenerate: constrained generations with different
+// schemas, budgets and sampling decoded together each give what
+// GenerateStream gives them alone, streamed text included.
+func TestGenerateBatchEqualsGenerate(t *testing.T) {
+	m, tok := tinyModel(t)
+	be, _ := tensor.Open("cpu")
+	schemas := []string{
+		`{"type":"object","properties":{"vendor":{"type":"string","maxLength":8},"total":{"type":"integer"}},"required":["vendor","total"],"additionalProperties":false}`,
+		`{"type":"array","items":{"enum":["red","green","blue"]},"minItems":1,"maxItems":4}`,
+		`{"type":"number","minimum":-5,"maximum":5}`,
+	}
+	prompts := [][]int{tok.Encode("Invoice 42 from ACME", true), tok.Encode("colours:", true), tok.Encode("x", true)}
+	samplings := []infer.Sampling{{}, {Temperature: 1, TopK: 50, Seed: 3}, {Temperature: 0.7, Seed: 11}}
+	budgets := []int{24, 16, 8}
+	items := make([]BatchItem, len(schemas))
+	streamed := make([][]byte, len(schemas))
+	for i, sc := range schemas {
+		items[i] = BatchItem{Grammar: mustCompile(t, sc), Prompt: prompts[i], MaxTokens: budgets[i], Sampling: samplings[i],
+			OnText: func(p string) bool { streamed[i] = append(streamed[i], p...); return true }}
+	}
+	got, errs := GenerateBatch(be, m, tok, items)
+	for i, it := range items {
+		if errs[i] != nil {
+			t.Fatalf("item %d: %v", i, errs[i])
+		}
+		want, err := Generate(context.Background(), be, m, tok, it.Grammar, it.Prompt, it.MaxTokens, it.Sampling)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got[i].IDs, want.IDs) || got[i].Text != want.Text || got[i].StopReason != want.StopReason || got[i].Valid != want.Valid {
+			t.Fatalf("item %d: batched %q (%s, valid %v), alone %q (%s, valid %v)", i, got[i].Text, got[i].StopReason, got[i].Valid, want.Text, want.StopReason, want.Valid)
+		}
+		if string(streamed[i]) != got[i].Text {
+			t.Fatalf("item %d: streamed %q, text %q", i, streamed[i], got[i].Text)
+		}
+		if !got[i].Valid {
+			t.Fatalf("item %d: %q does not satisfy its schema: %s", i, got[i].Text, got[i].ValidationError)
+		}
+	}
+}
