@@ -109,3 +109,36 @@ func TestCompileTable(t *testing.T) {
 		t.Errorf("SchemaError pointer: %+v", se)
 	}
 }
+
+// oneOf compiles only when no value can match two branches, so every value
+// the decoder writes matches exactly one; overlapping branches are refused
+// with the pointer of the later one.
+func TestOneOfMustBeDisjoint(t *testing.T) {
+	tok := qwen3(t)
+	ok := []string{
+		`{"oneOf":[{"type":"string"},{"type":"null"}]}`,
+		`{"oneOf":[{"enum":["a","b"]},{"enum":["c",1]}]}`,
+		`{"oneOf":[{"type":"integer"},{"type":"string"},{"type":"array","items":{"type":"integer"}}]}`,
+		`{"oneOf":[{"type":"object","properties":{"kind":{"const":"card"},"last4":{"type":"string"}},"required":["kind","last4"]},
+		           {"type":"object","properties":{"kind":{"const":"iban"},"iban":{"type":"string"}},"required":["kind","iban"]}]}`,
+		`{"$defs":{"s":{"type":"string"}},"oneOf":[{"$ref":"#/$defs/s"},{"type":"boolean"}]}`,
+	}
+	for _, s := range ok {
+		if _, err := Compile([]byte(s), tok); err != nil {
+			t.Errorf("%s: %v", s, err)
+		}
+	}
+	refused := map[string]string{
+		`{"oneOf":[{},{}]}`: "/oneOf/1",
+		`{"oneOf":[{"type":"string"},{"type":"string","maxLength":3}]}`:                  "/oneOf/1",
+		`{"oneOf":[{"type":"integer"},{"type":"number"}]}`:                               "/oneOf/1",
+		`{"oneOf":[{"enum":["a","b"]},{"type":"null"},{"enum":["b"]}]}`:                  "/oneOf/2",
+		`{"oneOf":[{"type":"object","properties":{"k":{"const":1}}},{"type":"object"}]}`: "/oneOf/1",
+	}
+	for s, ptr := range refused {
+		_, err := Compile([]byte(s), tok)
+		if err == nil || !strings.Contains(err.Error(), ptr) || !strings.Contains(err.Error(), "use anyOf") {
+			t.Errorf("%s: want a refusal at %s, got %v", s, ptr, err)
+		}
+	}
+}

@@ -57,9 +57,11 @@
 //     fraction digits (bounds are rounded inwards to that grid).
 //   - boolean, null.
 //   - array: items (one schema), minItems, maxItems; uniqueItems: false.
-//   - anyOf; oneOf is generated as anyOf and validated afterwards, so
-//     overlapping oneOf branches can yield a value the validator rejects
-//     (Result.Valid is false then); allOf with one subschema.
+//   - anyOf; oneOf when its branches are pairwise disjoint (different
+//     types, disjoint const/enum values, or objects with a required
+//     discriminator property of disjoint const/enum values) — then any
+//     branch's value matches exactly one; overlapping oneOf branches are
+//     refused at compile time; allOf with one subschema.
 //   - $ref to local JSON pointers (#/$defs/…, #/definitions/…, #), recursion
 //     included (the grammar stack is limited to 128 levels).
 //   - Annotations (title, description, default, examples, $comment, …) are

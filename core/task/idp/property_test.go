@@ -14,8 +14,7 @@ import (
 )
 
 // schemaGen writes random schemas from the supported constructs. oneOf
-// branches get distinct types (oneOf is generated as anyOf, so overlapping
-// branches could match twice).
+// branches get distinct types (overlapping oneOf branches do not compile).
 type schemaGen struct {
 	rng  *rand.Rand
 	defs map[string]any

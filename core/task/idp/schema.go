@@ -147,6 +147,11 @@ func (c *compiler) compile(v *jv, ptr string) (int32, error) {
 			}
 			return c.compile(x.vals[0], kp+"/0")
 		}
+		if k == "oneOf" {
+			if err := c.checkOneOf(x.vals, kp); err != nil {
+				return 0, err
+			}
+		}
 		var alts []int32
 		for i, s := range x.vals {
 			id, err := c.compile(s, fmt.Sprintf("%s/%d", kp, i))
