@@ -64,10 +64,10 @@ func (d *Device) GemmBF16(transA, transB bool, m, n, k int, alpha float32, a *Bu
 
 // NF4Weight is an NF4 matrix (core/quant's layout) resident on the device.
 type NF4Weight struct {
-	Name                                   string
-	Rows, Cols                             int
+	Name                                  string
+	Rows, Cols                            int
 	codes, absmax, qabsmax, absmax2, map2 *Buffer
-	offset                                 float32
+	offset                                float32
 }
 
 // UploadNF4 copies an NF4 matrix's storage to the device.
