@@ -146,8 +146,9 @@ cuda: deps deps-cuda
 	$(GO) build -tags cuda -o bin/distill-cuda .
 
 # `make cuda-check`: on a machine with a GPU, every CUDA parity test and the
-# GPU benchmarks, then a table of them. Without a GPU the tests skip.
+# GPU benchmarks, then one table of them (tools/cudatable). Without a GPU the
+# tests skip; DISTILL_CUDA_REQUIRE=1 makes a missing device a failure.
 cuda-check: cuda
 	$(GO) vet -tags cuda ./cuda/
-	set -o pipefail; $(GO) test -tags cuda -count=1 -v -run . -bench . -benchtime 20x ./cuda/ | tee cuda/build/check.log
-	@$(GO) run ./cuda/tools/checktable < cuda/build/check.log
+	$(GO) test -tags cuda -count=1 -v -run . -bench . -benchtime 20x ./cuda/ 2>&1 | tee cuda/build/check.log; \
+	  st=$${PIPESTATUS[0]}; $(GO) run ./tools/cudatable < cuda/build/check.log && exit $$st

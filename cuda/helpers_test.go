@@ -7,6 +7,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -124,3 +126,35 @@ func near(t testing.TB, name string, got, want []float32, rtol, atol float64) {
 }
 
 func shapeName(format string, args ...any) string { return fmt.Sprintf(format, args...) }
+
+// TestDevice names the device the parity tests ran on (cudatable reads the
+// line) and checks the pool's bookkeeping on real memory.
+func TestDevice(t *testing.T) {
+	d := device(t)
+	t.Logf("cuda device: %s", d)
+	free, total, err := d.MemInfo()
+	ok(t, err)
+	t.Logf("memory: %.2f GiB free of %.2f GiB", float64(free)/(1<<30), float64(total)/(1<<30))
+	before := d.Pool.Stats()
+	b, err := d.Zeros(cuda.F32, 1<<20)
+	ok(t, err)
+	v := []float32{1, 2, 3}
+	ok(t, cuda.Write(b, 5, v))
+	got := make([]float32, 5)
+	ok(t, cuda.Read(b, 3, got))
+	if want := []float32{0, 0, 1, 2, 3}; !slices.Equal(got, want) {
+		t.Fatalf("read back %v, want %v", got, want)
+	}
+	if s := d.Pool.Stats(); s.InUse-before.InUse != 4<<20 {
+		t.Fatalf("pool in use grew by %d, want %d", s.InUse-before.InUse, 4<<20)
+	}
+	b.Free()
+	if s := d.Pool.Stats(); s.InUse != before.InUse {
+		t.Fatalf("pool in use %d after free, want %d", s.InUse, before.InUse)
+	}
+	// Errors carry the op and shapes.
+	err = d.RMSNormFwd(b, nil, b, b, 4, 1<<20, 1e-6)
+	if err == nil || !strings.Contains(err.Error(), "rmsnorm_fwd: out was freed") {
+		t.Fatalf("RMSNormFwd on a freed buffer: %v", err)
+	}
+}
