@@ -132,3 +132,18 @@ func BenchmarkAdamW(b *testing.B) {
 	benchDone(b, d)
 	reportRate(b, n*20, "GB/s")
 }
+
+// BenchmarkDeviceCopy is the machine's measured memory limit: a 256 MiB
+// device-to-device copy (read plus write). cudatable divides the other GB/s
+// figures by it.
+func BenchmarkDeviceCopy(b *testing.B) {
+	d := device(b)
+	const n = 64 << 20 // f32 elements
+	src, dst := zeros(b, d, cuda.F32, n), zeros(b, d, cuda.F32, n)
+	b.ResetTimer()
+	for range b.N {
+		ok(b, src.CopyTo(dst))
+	}
+	benchDone(b, d)
+	reportRate(b, 2*4*n, "GB/s")
+}

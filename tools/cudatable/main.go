@@ -126,9 +126,23 @@ func (rep report) print(w io.Writer) (failed bool) {
 	}
 	if len(rep.benches) > 0 {
 		sort.SliceStable(rep.benches, func(i, j int) bool { return rep.benches[i].name < rep.benches[j].name })
-		fmt.Fprintf(w, "\n%-40s %14s  %s\n", "benchmark", "ns/op", "rate")
+		// GB/s figures as a fraction of the measured device copy's.
+		limit := 0.0
 		for _, b := range rep.benches {
-			fmt.Fprintf(w, "%-40s %14s  %s\n", b.name, b.nsPerOp, b.rate)
+			if strings.HasPrefix(b.name, "BenchmarkDeviceCopy") {
+				fmt.Sscanf(b.rate, "%g", &limit)
+			}
+		}
+		fmt.Fprintf(w, "\n%-40s %14s  %-18s %s\n", "benchmark", "ns/op", "rate", "of copy bandwidth")
+		for _, b := range rep.benches {
+			frac := ""
+			var v float64
+			if limit > 0 && strings.HasSuffix(b.rate, "GB/s") {
+				if _, err := fmt.Sscanf(b.rate, "%g", &v); err == nil {
+					frac = fmt.Sprintf("%.0f%%", 100*v/limit)
+				}
+			}
+			fmt.Fprintf(w, "%-40s %14s  %-18s %s\n", b.name, b.nsPerOp, b.rate, frac)
 		}
 	}
 	for _, t := range rep.tests {
