@@ -111,6 +111,8 @@ screens: deps tools $(DEMO)/model.safetensors
 # The kernels (cuda/kernels/*.cu) go through nvcc into one static library
 # that cgo links (cuda/cgo.go) with cudart and cuBLAS/cuBLASLt. Debian's
 # toolkit (11.8, non-free) is enough to compile and link without a GPU.
+# Machine code for Ampere (80, 86), Ada (89) and Hopper (90), plus sm_90 PTX
+# that newer GPUs' drivers compile at load time.
 NVCC          ?= nvcc
 CUDA_ARCHS    ?= 80 86 89 90
 CUDA_GENCODE  := $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a)) \
@@ -120,14 +122,17 @@ CUDA_SRCS     := $(wildcard cuda/kernels/*.cu)
 CUDA_OBJS     := $(patsubst cuda/kernels/%.cu,cuda/build/%.o,$(CUDA_SRCS))
 CUDA_LIB      := cuda/build/libdistillcuda.a
 
-# Enables Debian's contrib and non-free components and installs the toolkit
-# when nvcc is missing (about 3.5 minutes on a fresh machine; measured
-# 2026-11-26: apt-get update 5 s, install 199 s).
+# Enables Debian's contrib and non-free components (deb822 sources or the
+# one-line sources.list) and installs the toolkit when nvcc is missing: a
+# 1.6 GB download, about 3.5 minutes on a fresh machine (measured 2026-11-26:
+# apt-get update 5 s, install 199 s).
 deps-cuda:
 	@if ! command -v $(NVCC) >/dev/null 2>&1; then \
 	  echo "installing nvidia-cuda-toolkit (Debian non-free)"; \
 	  f=/etc/apt/sources.list.d/debian.sources; \
 	  if [ -f $$f ]; then sed -i -E '/^Components:/{/non-free( |$$)/!s/$$/ contrib non-free/}' $$f; fi; \
+	  f=/etc/apt/sources.list; \
+	  if [ -f $$f ]; then sed -i -E '/^deb /{/non-free( |$$)/!s/ main( |$$)/ main contrib non-free\1/}' $$f; fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nvidia-cuda-toolkit >/dev/null; \
 	fi
 
