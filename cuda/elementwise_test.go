@@ -102,7 +102,9 @@ func TestSwiGLUParity(t *testing.T) {
 			ok(t, d.SwiGLUBwd(dgd, dud, up(t, d, cuda.F32, da), gd, ud, n))
 			// expf is within 2 ulp of the f64 exp the CPU rounds.
 			near(t, "a", down(t, ad), a, f32Tol, 1e-7)
-			near(t, "dg", down(t, dgd), dg, f32Tol, 1e-7)
+			// dg's factor 1 + g(1−σ) crosses 0 near g = −1.28, where an ulp of σ
+			// becomes all of dg: absolute 1e-6 on |da·u| up to ~10.
+			near(t, "dg", down(t, dgd), dg, f32Tol, 1e-6)
 			near(t, "du", down(t, dud), du, f32Tol, 1e-7)
 		})
 	}
@@ -152,8 +154,9 @@ func TestEmbedParity(t *testing.T) {
 		}
 		dt := zeros(t, d, cuda.F32, vocab*dim)
 		ok(t, d.EmbedBwd(dt, up(t, d, cuda.F32, dout), up(t, d, cuda.I32, i32s(ids)), len(ids), dim, vocab))
-		// id 5 repeats three times: atomics add in any order (a few ulp).
-		near(t, "dtable", down(t, dt), want, f32Tol, 1e-7)
+		// id 5 repeats three times: atomics add in any order, an ulp of the
+		// terms (~1e-7) even where the sum cancels to near 0.
+		near(t, "dtable", down(t, dt), want, f32Tol, 1e-6)
 	})
 }
 

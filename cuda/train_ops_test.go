@@ -27,8 +27,10 @@ func TestAdamWParity(t *testing.T) {
 	// Same constants, same f32 formula; FMA contraction and 5 steps of it:
 	// a few ulp of p (~0.1) plus a few ulp of the step (~lr): 1e-6 relative.
 	near(t, "params", down(t, pd), want, 1e-6, 1e-9)
-	near(t, "m", down(t, md), opt.M, 1e-5, 1e-12)
-	near(t, "v", down(t, vd), opt.V, 1e-5, 1e-14)
+	// m = b1·m + (1−b1)·g can cancel to near 0, where an FMA's single rounding
+	// differs from two by an ulp of the terms (~1e-3·6e-8): absolute 1e-9.
+	near(t, "m", down(t, md), opt.M, 1e-5, 1e-9)
+	near(t, "v", down(t, vd), opt.V, 1e-5, 1e-14) // a sum of non-negative terms: no cancellation
 }
 
 func TestClipGradNormParity(t *testing.T) {
@@ -45,12 +47,14 @@ func TestClipGradNormParity(t *testing.T) {
 			gd := up(t, d, cuda.F32, g)
 			norm, err := d.ClipGradNorm(gd, scratch, tc.n, tc.maxNorm)
 			ok(t, err)
-			// f64 sums in another order: 1e-12 relative.
-			if math.Abs(norm-wantNorm) > 1e-12*wantNorm {
+			// f64 sums of up to 2^20 terms in another order: at worst n·2^-53 ≈
+			// 1e-10 relative (typically 1e-13).
+			if math.Abs(norm-wantNorm) > 1e-10*wantNorm {
 				t.Errorf("norm %v, want %v", norm, wantNorm)
 			}
-			// The clip factor is computed in f64 and rounded to f32 on both sides.
-			near(t, "clipped", down(t, gd), want, 1e-7, 0)
+			// The clip factor is rounded to f32 on both sides from norms that may
+			// differ in the last f64 bits: one f32 ulp of it, one of the product.
+			near(t, "clipped", down(t, gd), want, 3e-7, 0)
 		})
 	}
 }
