@@ -7,7 +7,9 @@
 // device's opt-in shared memory allows is refused with that message.
 //
 // Query i attends key rows [kv_lo[i], kv_hi[i]): training passes each
-// packed segment's start and i+1; decode passes 0 and pos0+t+1.
+// packed segment's start and i+1; decode passes 0 and pos0+t+1. A range
+// outside [0, nk), empty, or longer than max_len gives that row NaNs (the
+// callers build the ranges; this keeps a mistake from reading stray memory).
 #include "common.cuh"
 
 #define ATTN_THREADS 128
@@ -27,12 +29,18 @@ __device__ __forceinline__ void attn_scores(float *s, const float *qh, const flo
 
 // out(nq, nh·hd) and lse(nq, nh).
 __global__ void k_attn_fwd(float *out, float *lse, const float *q, const float *k, const float *v,
-                           const int32_t *kv_lo, const int32_t *kv_hi, int nh, int nkv, int hd, float scale) {
+                           const int32_t *kv_lo, const int32_t *kv_hi, int nk, int nh, int nkv, int hd,
+                           int max_len, float scale) {
   extern __shared__ float smem[];
   __shared__ float red[33];
   int i = blockIdx.x / nh, h = blockIdx.x % nh, kh = h / (nh / nkv);
   int lo = kv_lo[i], hi = kv_hi[i], L = hi - lo;
   int qs = nh * hd, kvs = nkv * hd;
+  if (lo < 0 || hi > nk || L <= 0 || L > max_len) {  // a bad range: NaNs, not stray reads
+    for (int c = threadIdx.x; c < hd; c += blockDim.x) out[(int64_t)i * qs + h * hd + c] = NAN;
+    if (threadIdx.x == 0) lse[(int64_t)i * nh + h] = NAN;
+    return;
+  }
   const float *qh = q + (int64_t)i * qs + h * hd;
   float *s = smem;
   attn_scores(s, qh, k, lo, hi, kvs, kh * hd, hd, scale);
@@ -62,13 +70,17 @@ __global__ void k_attn_fwd(float *out, float *lse, const float *q, const float *
 // many queries add into one key row).
 __global__ void k_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                            const float *v, const float *out, const float *lse, const int32_t *kv_lo,
-                           const int32_t *kv_hi, int nh, int nkv, int hd, int max_len, float scale) {
+                           const int32_t *kv_hi, int nk, int nh, int nkv, int hd, int max_len, float scale) {
   extern __shared__ float smem[];
   __shared__ float red[33];
   int i = blockIdx.x / nh, h = blockIdx.x % nh, kh = h / (nh / nkv);
   int lo = kv_lo[i], hi = kv_hi[i], L = hi - lo;
   int qs = nh * hd, kvs = nkv * hd;
   int64_t qo = (int64_t)i * qs + h * hd;
+  if (lo < 0 || hi > nk || L <= 0 || L > max_len) {
+    for (int c = threadIdx.x; c < hd; c += blockDim.x) dq[qo + c] = NAN;
+    return;
+  }
   const float *qh = q + qo, *doh = dout + qo, *oh = out + qo;
   float *p = smem, *ds = smem + max_len;
   attn_scores(p, qh, k, lo, hi, kvs, kh * hd, hd, scale);
@@ -127,7 +139,7 @@ extern "C" int dc_attn_fwd(float *out, float *lse, const float *q, const float *
   if (nq == 0) return 0;
   size_t sm;
   if (attn_smem(1, max_len, &sm, "attn_fwd", nq, nh, nkv, hd, (const void *)k_attn_fwd)) return -1;
-  k_attn_fwd<<<(unsigned)nq * nh, ATTN_THREADS, sm, dc_stream>>>(out, lse, q, k, v, kv_lo, kv_hi, nh, nkv, hd, scale);
+  k_attn_fwd<<<(unsigned)nq * nh, ATTN_THREADS, sm, dc_stream>>>(out, lse, q, k, v, kv_lo, kv_hi, nk, nh, nkv, hd, max_len, scale);
   DC_LAUNCHED("attn_fwd(nq=%d, nk=%d, heads=%d, kv_heads=%d, hd=%d, max_len=%d)", nq, nk, nh, nkv, hd, max_len);
   return 0;
 }
@@ -140,7 +152,7 @@ extern "C" int dc_attn_bwd(float *dq, float *dk, float *dv, const float *dout, c
   size_t sm;
   if (attn_smem(2, max_len, &sm, "attn_bwd", nq, nh, nkv, hd, (const void *)k_attn_bwd)) return -1;
   k_attn_bwd<<<(unsigned)nq * nh, ATTN_THREADS, sm, dc_stream>>>(dq, dk, dv, dout, q, k, v, out, lse, kv_lo, kv_hi,
-                                                                  nh, nkv, hd, max_len, scale);
+                                                                  nk, nh, nkv, hd, max_len, scale);
   DC_LAUNCHED("attn_bwd(nq=%d, nk=%d, heads=%d, kv_heads=%d, hd=%d, max_len=%d)", nq, nk, nh, nkv, hd, max_len);
   return 0;
 }
