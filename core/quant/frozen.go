@@ -31,6 +31,18 @@ func (f *Quantized) MatMulTAddCPU(dx, dy []float32, T int) { matMulTAcc(f.w, dx,
 
 var _ tensor.CPUMatrix = (*Quantized)(nil)
 
+// NF4 hands out the NF4 storage for device backends (ok false for Q8).
+func (f *Quantized) NF4() (tensor.NF4Parts, bool) {
+	q, ok := f.Q.(*NF4)
+	if !ok {
+		return tensor.NF4Parts{}, false
+	}
+	return tensor.NF4Parts{Rows: q.Rows, Cols: q.Cols, Codes: q.Codes, Absmax: q.Absmax, QAbsmax: q.QAbsmax,
+		Absmax2: q.Absmax2, Offset: q.Offset, Map2: q.Map2}, true
+}
+
+var _ tensor.NF4Matrix = (*Quantized)(nil)
+
 // Quantize quantises w to format ("nf4" or "q8"); doubleQuant applies to NF4.
 func Quantize(w *tensor.Tensor, format string, doubleQuant bool) (*Quantized, error) {
 	switch format {

@@ -80,7 +80,7 @@ func Open(name string) (Backend, error) {
 	if !ok {
 		sort.Strings(names)
 		if name == "cuda" {
-			return nil, fmt.Errorf("device %q: this binary was built without CUDA support (build with `make cuda`); available: %v", name, names)
+			return nil, fmt.Errorf("device %q: this binary was built without CUDA support (`make cuda` builds bin/distill-cuda, which has it); available: %v", name, names)
 		}
 		return nil, fmt.Errorf("unknown device %q; available: %v", name, names)
 	}

@@ -45,3 +45,25 @@ func (CPU) MatMulTAdd(dx, dy []float32, w Matrix, T int) {
 		panic(fmt.Sprintf("tensor: the cpu backend cannot multiply by %T", w))
 	}
 }
+
+// NF4Parts is the storage of an NF4 matrix in core/quant's layout
+// (bitsandbytes' quantize_4bit, block 64, high nibble first, optionally
+// double-quantised absmaxes; see quant.NF4 for the meaning of each field),
+// for backends that dequantise it on their own device. The slices are the
+// matrix's own: read-only.
+type NF4Parts struct {
+	Rows, Cols int
+	Codes      []byte
+	Absmax     []float32 // nil under double quantisation
+	QAbsmax    []byte
+	Absmax2    []float32
+	Offset     float32
+	Map2       *[256]float32
+}
+
+// NF4Matrix is a Matrix that can hand out its NF4 storage; ok is false when
+// it holds another format.
+type NF4Matrix interface {
+	Matrix
+	NF4() (p NF4Parts, ok bool)
+}

@@ -1,0 +1,51 @@
+//go:build cuda
+
+package cuda
+
+// The one cgo file: the library `make cuda` builds from kernels/*.cu, and
+// the toolkit's shared cudart, cuBLAS and cuBLASLt (Debian installs them in
+// the default library path; elsewhere set CGO_LDFLAGS=-L/usr/local/cuda/lib64).
+
+/*
+#cgo CFLAGS: -I${SRCDIR}/kernels
+#cgo LDFLAGS: -L${SRCDIR}/build -ldistillcuda -lcublas -lcublasLt -lcudart -lstdc++ -lm
+#include <stdlib.h>
+#include "distill_cuda.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"strings"
+	"sync"
+)
+
+// ErrCUDA is wrapped by every error a CUDA call returns.
+var ErrCUDA = errors.New("cuda")
+
+// callMu serialises the C calls: the library keeps one error buffer and one
+// stream for the process, and a goroutine may change OS threads between a
+// call and reading its error.
+var callMu sync.Mutex
+
+// call runs f (one C call returning 0 or -1) and turns a failure into an
+// error carrying the library's "op(shapes): cudaErrorName: description".
+func call(f func() C.int) error {
+	callMu.Lock()
+	defer callMu.Unlock()
+	if f() == 0 {
+		return nil
+	}
+	msg := C.GoString(C.dc_last_error())
+	if strings.Contains(msg, "cudaErrorMemoryAllocation") {
+		return errors.Join(ErrCUDA, ErrOutOfMemory, errors.New(msg))
+	}
+	return errors.Join(ErrCUDA, errors.New(msg))
+}
+
+func cbool(b bool) C.int {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,196 @@
+//go:build cuda
+
+package cuda_test
+
+import (
+	"math"
+	"slices"
+	"testing"
+
+	"distill/core/tensor"
+	"distill/core/train"
+	"distill/cuda"
+)
+
+// f32 element-wise tolerance: the kernels compute what the CPU computes
+// in f32, except that the CPU takes row sums in f64 (RMSNorm), σ in f64
+// (SwiGLU), and Go does not contract a·b+c into an FMA where nvcc does.
+// Each of those moves a result by a few ulp, 1e-5 relative is ~80 ulp:
+// generous for rounding, far below any indexing or formula mistake.
+const f32Tol = 1e-5
+
+func TestRMSNormParity(t *testing.T) {
+	d := device(t)
+	for _, sh := range [][2]int{{1, 64}, {3, 576}, {17, 896}, {5, 1000}, {64, 2048}} {
+		rows, dim := sh[0], sh[1]
+		t.Run(shapeName("%dx%d", rows, dim), func(t *testing.T) {
+			r := rng(uint64(rows*dim + 1))
+			x, w, dy := randn(r, rows*dim, 1), randn(r, dim, 1), randn(r, rows*dim, 1)
+			out, rstd := make([]float32, rows*dim), make([]float32, rows)
+			train.RMSNormForward(out, rstd, x, w, 1e-6)
+			dx0 := randn(r, rows*dim, 1) // backward accumulates into what dx holds
+			dx, dw := slices.Clone(dx0), make([]float32, dim)
+			train.RMSNormBackward(dx, dw, dy, x, w, rstd)
+
+			xd, wd := up(t, d, cuda.F32, x), up(t, d, cuda.F32, w)
+			od, sd := zeros(t, d, cuda.F32, rows*dim), zeros(t, d, cuda.F32, rows)
+			ok(t, d.RMSNormFwd(od, sd, xd, wd, rows, dim, 1e-6))
+			near(t, "out", down(t, od), out, f32Tol, 1e-6)
+			near(t, "rstd", down(t, sd), rstd, f32Tol, 0)
+			dxd, dwd := up(t, d, cuda.F32, dx0), zeros(t, d, cuda.F32, dim)
+			ok(t, d.RMSNormBwd(dxd, dwd, up(t, d, cuda.F32, dy), xd, wd, sd, rows, dim))
+			// dx subtracts two terms of similar size: absolute 1e-5 on O(1) values.
+			near(t, "dx", down(t, dxd), dx, f32Tol, 1e-5)
+			// dw sums rows products in a different order: 1e-5·sqrt(rows) absolute.
+			near(t, "dw", down(t, dwd), dw, f32Tol, 1e-5*math.Sqrt(float64(rows)))
+		})
+	}
+}
+
+// ropeTables: the HF cos/sin tables (maxPos, hd/2) at base theta.
+func ropeTables(maxPos, hd int, theta float64) (cos, sin []float32) {
+	half := hd / 2
+	cos, sin = make([]float32, maxPos*half), make([]float32, maxPos*half)
+	for p := 0; p < maxPos; p++ {
+		for j := 0; j < half; j++ {
+			a := float64(p) / math.Pow(theta, float64(2*j)/float64(hd))
+			cos[p*half+j], sin[p*half+j] = float32(math.Cos(a)), float32(math.Sin(a))
+		}
+	}
+	return
+}
+
+func TestRoPEParity(t *testing.T) {
+	d := device(t)
+	// (rows, heads, hd): packed positions restart; hd 64 and 128, and 80 (not a power of two).
+	for _, sh := range [][3]int{{5, 2, 64}, {33, 14, 64}, {9, 3, 80}, {40, 8, 128}} {
+		n, nH, hd := sh[0], sh[1], sh[2]
+		t.Run(shapeName("n%d_h%d_hd%d", n, nH, hd), func(t *testing.T) {
+			r := rng(uint64(n*nH + hd))
+			pos := make([]int, n)
+			for i := range pos {
+				pos[i] = i % 13 // segments of 13: positions restart
+			}
+			cos, sin := ropeTables(13, hd, 1e6)
+			x := randn(r, n*nH*hd, 1)
+			xd := up(t, d, cuda.F32, x)
+			pd, cd, sd := up(t, d, cuda.I32, i32s(pos)), up(t, d, cuda.F32, cos), up(t, d, cuda.F32, sin)
+			for _, inverse := range []bool{false, true} {
+				want := slices.Clone(x)
+				train.RoPEAt(want, n, nH, hd, pos, cos, sin, inverse)
+				ok(t, cuda.Write(xd, 0, x))
+				ok(t, d.RoPE(xd, pd, cd, sd, n, nH, hd, 13, inverse))
+				// Two products and a sum per element, as the CPU: FMA contraction only.
+				near(t, "rope", down(t, xd), want, f32Tol, 1e-6)
+			}
+		})
+	}
+}
+
+func TestSwiGLUParity(t *testing.T) {
+	d := device(t)
+	for _, n := range []int{1, 1000, 4864 * 3, 1<<16 + 7} {
+		t.Run(shapeName("n%d", n), func(t *testing.T) {
+			r := rng(uint64(n))
+			g, u, da := randn(r, n, 3), randn(r, n, 1), randn(r, n, 1)
+			a, dg, du := make([]float32, n), make([]float32, n), make([]float32, n)
+			train.SwiGLUForward(a, g, u)
+			train.SwiGLUBackward(dg, du, da, g, u)
+			gd, ud := up(t, d, cuda.F32, g), up(t, d, cuda.F32, u)
+			ad, dgd, dud := zeros(t, d, cuda.F32, n), zeros(t, d, cuda.F32, n), zeros(t, d, cuda.F32, n)
+			ok(t, d.SwiGLUFwd(ad, gd, ud, n))
+			ok(t, d.SwiGLUBwd(dgd, dud, up(t, d, cuda.F32, da), gd, ud, n))
+			// expf is within 2 ulp of the f64 exp the CPU rounds.
+			near(t, "a", down(t, ad), a, f32Tol, 1e-7)
+			// dg's factor 1 + g(1−σ) crosses 0 near g = −1.28, where an ulp of σ
+			// becomes all of dg: absolute 1e-6 on |da·u| up to ~10.
+			near(t, "dg", down(t, dgd), dg, f32Tol, 1e-6)
+			near(t, "du", down(t, dud), du, f32Tol, 1e-7)
+		})
+	}
+}
+
+func TestEmbedParity(t *testing.T) {
+	d := device(t)
+	const vocab, dim = 1001, 72
+	r := rng(11)
+	vals := randn(r, vocab*dim, 0.5)
+	ids := []int{0, 5, 1000, 5, 17, 999, 5, 3}
+	for _, dt := range []tensor.DType{tensor.F32, tensor.BF16, tensor.F16} {
+		t.Run(dt.String(), func(t *testing.T) {
+			table := tensor.New("embed", dt, vocab, dim)
+			var td *cuda.Buffer
+			switch dt {
+			case tensor.F32:
+				copy(table.F32s(), vals)
+				td = up(t, d, cuda.F32, table.F32s())
+			case tensor.BF16:
+				for i, v := range vals {
+					table.U16s()[i] = tensor.F32ToBF16(v)
+				}
+				td = up(t, d, cuda.BF16, table.U16s())
+			case tensor.F16:
+				for i, v := range vals {
+					table.U16s()[i] = tensor.F32ToF16(v)
+				}
+				td = up(t, d, cuda.F16, table.U16s())
+			}
+			want := make([]float32, len(ids)*dim)
+			tensor.CPU{}.Embed(want, table, ids)
+			od := zeros(t, d, cuda.F32, len(ids)*dim)
+			idd := up(t, d, cuda.I32, i32s(ids))
+			ok(t, d.EmbedFwd(od, td, idd, len(ids), dim, vocab))
+			// Widening is exact: bit for bit.
+			near(t, "embed", down(t, od), want, 0, 0)
+		})
+	}
+	t.Run("backward", func(t *testing.T) {
+		dout := randn(r, len(ids)*dim, 1)
+		want := make([]float32, vocab*dim)
+		for i, id := range ids {
+			for j := 0; j < dim; j++ {
+				want[id*dim+j] += dout[i*dim+j]
+			}
+		}
+		dt := zeros(t, d, cuda.F32, vocab*dim)
+		ok(t, d.EmbedBwd(dt, up(t, d, cuda.F32, dout), up(t, d, cuda.I32, i32s(ids)), len(ids), dim, vocab))
+		// id 5 repeats three times: atomics add in any order, an ulp of the
+		// terms (~1e-7) even where the sum cancels to near 0.
+		near(t, "dtable", down(t, dt), want, f32Tol, 1e-6)
+	})
+}
+
+func TestConversionsAndAdds(t *testing.T) {
+	d := device(t)
+	r := rng(5)
+	n := 3000
+	x := randn(r, n, 10)
+	x[0], x[1], x[2] = float32(math.Inf(1)), 0, float32(math.Copysign(0, -1))
+	xd := up(t, d, cuda.F32, x)
+	bd := zeros(t, d, cuda.BF16, n)
+	ok(t, d.ToBF16(bd, xd, n))
+	got, err := cuda.Download[uint16](bd)
+	ok(t, err)
+	for i, v := range x {
+		if got[i] != tensor.F32ToBF16(v) {
+			t.Fatalf("bf16 of %v = %#04x, want %#04x (round to nearest even)", v, got[i], tensor.F32ToBF16(v))
+		}
+	}
+	back := zeros(t, d, cuda.F32, n)
+	ok(t, d.ToF32(back, bd, n))
+	want := make([]float32, n)
+	for i, h := range got {
+		want[i] = tensor.BF16ToF32(h)
+	}
+	near(t, "bf16→f32", down(t, back), want, 0, 0)
+
+	rows, cols := 7, 129
+	y, bias := randn(r, rows*cols, 1), randn(r, cols, 1)
+	yd := up(t, d, cuda.F32, y)
+	ok(t, d.AddBias(yd, up(t, d, cuda.F32, bias), rows, cols))
+	ok(t, d.Add(yd, yd, rows*cols))
+	wantY := slices.Clone(y)
+	tensor.CPU{}.AddBias(wantY, bias)
+	tensor.CPU{}.Add(wantY, slices.Clone(wantY))
+	near(t, "add bias, add", down(t, yd), wantY, 0, 0) // one rounding each, same order: exact
+}

@@ -1,0 +1,174 @@
+//go:build cuda
+
+package cuda_test
+
+import (
+	"math"
+	"slices"
+	"testing"
+
+	"distill/core/quant"
+	"distill/core/tensor"
+	"distill/cuda"
+)
+
+// gemmShapes: (m, n, k), tensor-core-unfriendly ones among them (odd, not a
+// multiple of 8 or 16).
+var gemmShapes = [][3]int{{1, 1, 1}, {7, 33, 65}, {64, 576, 576}, {100, 1000, 257}, {128, 4864, 896}}
+
+// bf16Round rounds v to bf16 and back, so the CPU multiplies exactly the
+// values the GPU does and only the accumulation differs.
+func bf16Round(v []float32) ([]float32, []uint16) {
+	f, h := make([]float32, len(v)), make([]uint16, len(v))
+	for i, x := range v {
+		h[i] = tensor.F32ToBF16(x)
+		f[i] = tensor.BF16ToF32(h[i])
+	}
+	return f, h
+}
+
+func TestGemmParity(t *testing.T) {
+	d := device(t)
+	for _, sh := range gemmShapes {
+		m, n, k := sh[0], sh[1], sh[2]
+		for _, tr := range [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}} {
+			ta, tb := tr[0], tr[1]
+			t.Run(shapeName("%dx%dx%d_tA%v_tB%v", m, n, k, ta, tb), func(t *testing.T) {
+				r := rng(uint64(m*n*k) + uint64(len(shapeName("%v%v", ta, tb))))
+				lda, ldb := k, n
+				if ta {
+					lda = m
+				}
+				if tb {
+					ldb = k
+				}
+				a, b, c0 := randn(r, m*k, 1), randn(r, k*n, 1), randn(r, m*n, 1)
+				want := slices.Clone(c0)
+				tensor.Gemm(ta, tb, m, n, k, 0.5, a, lda, b, ldb, 0.25, want, n)
+				cd := up(t, d, cuda.F32, c0)
+				ok(t, d.GemmF32(ta, tb, m, n, k, 0.5, up(t, d, cuda.F32, a), lda, up(t, d, cuda.F32, b), ldb, 0.25, cd, n))
+				// f32 both sides, different summation order: each add rounds at the
+				// ulp of a partial sum of ~sqrt(k), k adds in a random walk: about
+				// 1e-7·k absolute, whatever the result's own size; 1e-5·sqrt(k) ≥ that.
+				near(t, "f32", down(t, cd), want, f32Tol, 1e-5*math.Sqrt(float64(k)))
+
+				af, ah := bf16Round(a)
+				bf, bh := bf16Round(b)
+				want = slices.Clone(c0)
+				tensor.Gemm(ta, tb, m, n, k, 0.5, af, lda, bf, ldb, 0.25, want, n)
+				cd = up(t, d, cuda.F32, c0)
+				ok(t, d.GemmBF16(ta, tb, m, n, k, 0.5, up(t, d, cuda.BF16, ah), lda, up(t, d, cuda.BF16, bh), ldb, 0.25, cd, n))
+				// Exact bf16 products, f32 accumulation on tensor cores, whose adders
+				// may align and truncate partial sums: 1e-4 relative, 5e-5·sqrt(k).
+				near(t, "bf16", down(t, cd), want, 1e-4, 5e-5*math.Sqrt(float64(k)))
+			})
+		}
+	}
+}
+
+// nf4Weights quantises an (n, k) N(0, 0.02²) weight to NF4.
+func nf4Weights(t testing.TB, n, k int, dq bool) *quant.Quantized {
+	t.Helper()
+	r := rng(uint64(n*k) + 7)
+	w := tensor.New(shapeName("w%dx%d", n, k), tensor.BF16, n, k)
+	for i, v := range randn(r, n*k, 0.02) {
+		w.U16s()[i] = tensor.F32ToBF16(v)
+	}
+	q, err := quant.Quantize(w, "nf4", dq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
+// nf4Shapes: odd column counts start rows mid-byte; 77·33 ends in a short
+// block; 4864×896 has more than 256 blocks per double-quant group boundary.
+var nf4Shapes = [][2]int{{33, 77}, {64, 64}, {130, 896}, {4864, 896}}
+
+func TestNF4DequantParity(t *testing.T) {
+	d := device(t)
+	for _, sh := range nf4Shapes {
+		for _, dq := range []bool{false, true} {
+			n, k := sh[0], sh[1]
+			t.Run(shapeName("%dx%d_dq%v", n, k, dq), func(t *testing.T) {
+				q := nf4Weights(t, n, k, dq)
+				p, _ := q.NF4()
+				w, err := d.UploadNF4("w", p)
+				ok(t, err)
+				t.Cleanup(w.Free)
+				want := make([]float32, n*k)
+				q.Q.(*quant.NF4).Dequantize(want)
+				// Rows [r0, r1) not starting at 0: the tile offset is exercised.
+				r0, r1 := n/3, n
+				f := zeros(t, d, cuda.F32, (r1-r0)*k)
+				ok(t, d.NF4Dequant(f, w, r0, r1))
+				// Same operations, each rounded, no FMA: bit for bit.
+				near(t, "f32", down(t, f), want[r0*k:r1*k], 0, 0)
+				b := zeros(t, d, cuda.BF16, (r1-r0)*k)
+				ok(t, d.NF4Dequant(b, w, r0, r1))
+				got, err := cuda.Download[uint16](b)
+				ok(t, err)
+				for i, h := range got {
+					if h != tensor.F32ToBF16(want[r0*k+i]) {
+						t.Fatalf("bf16 element %d = %#04x, want %#04x", i, h, tensor.F32ToBF16(want[r0*k+i]))
+					}
+				}
+				x := randn(rng(3), k, 1)
+				y := zeros(t, d, cuda.F32, n)
+				ok(t, d.NF4MatVec(y, w, up(t, d, cuda.F32, x)))
+				wantY := make([]float32, n)
+				tensor.CPU{}.MatMul(wantY, x, q, 1)
+				// f32 dots of k terms of size ~0.02, summed in another order.
+				near(t, "matvec", down(t, y), wantY, 1e-4, 1e-6*math.Sqrt(float64(k)))
+			})
+		}
+	}
+}
+
+// The Backend's MatMul and MatMulTAdd against the CPU backend's, for NF4
+// and dense BF16 and F32 weights, decode (T = 1) and prefill.
+func TestBackendMatMulParity(t *testing.T) {
+	d := device(t)
+	be := cuda.NewBackend(d)
+	t.Cleanup(func() { be.Release() })
+	for _, sh := range [][2]int{{33, 77}, {130, 896}, {1000, 576}} {
+		n, k := sh[0], sh[1]
+		q := nf4Weights(t, n, k, true)
+		dense := tensor.New("dense", tensor.BF16, n, k)
+		dense32 := tensor.New("dense32", tensor.F32, n, k)
+		for i, v := range randn(rng(uint64(n)), n*k, 0.02) {
+			dense.U16s()[i] = tensor.F32ToBF16(v)
+			dense32.F32s()[i] = v
+		}
+		for _, w := range []tensor.Matrix{q, dense, dense32} {
+			for _, T := range []int{1, 5, 40} {
+				t.Run(shapeName("%T_%dx%d_T%d", w, n, k, T), func(t *testing.T) {
+					r := rng(uint64(T * n))
+					x, dy, dx0 := randn(r, T*k, 1), randn(r, T*n, 1), randn(r, T*k, 1)
+					want, got := make([]float32, T*n), make([]float32, T*n)
+					tensor.CPU{}.MatMul(want, x, w, T)
+					be.MatMul(got, x, w, T)
+					// bf16 activations on the GPU (the CPU keeps f32): each x rounds by
+					// up to 2^-9 relative, uniformly, so an output of k terms |w|·|x| ≈
+					// 0.02 errs by σ ≈ 0.02·sqrt(k)·2^-9/sqrt(3) ≈ 2.3e-5·sqrt(k); the
+					// tolerance 2e-4·sqrt(k) is ~9σ, so tens of thousands of outputs do
+					// not trip it by chance. f32 weights and T = 1 (matvec, x in f32)
+					// keep f32: 1e-5·sqrt(k)·0.02 ≥ k·1e-7·0.02.
+					tol := 1e-2 * 0.02 * math.Sqrt(float64(k))
+					if T == 1 || w == tensor.Matrix(dense32) {
+						tol = 1e-5 * 0.02 * math.Sqrt(float64(k))
+					}
+					near(t, "matmul", got, want, 1e-3, tol)
+					wantDx, gotDx := slices.Clone(dx0), slices.Clone(dx0)
+					tensor.CPU{}.MatMulTAdd(wantDx, dy, w, T)
+					be.MatMulTAdd(gotDx, dy, w, T)
+					tol = 1e-2 * 0.02 * math.Sqrt(float64(n)) // dy rounds to bf16 at every T
+					if w == tensor.Matrix(dense32) {
+						tol = 1e-5 * 0.02 * math.Sqrt(float64(n))
+					}
+					near(t, "matmul-T-add", gotDx, wantDx, 1e-3, tol)
+				})
+			}
+		}
+	}
+}

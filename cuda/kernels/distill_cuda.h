@@ -1,0 +1,139 @@
+// distill_cuda.h: the C API of libdistillcuda.a, the CUDA kernels of the
+// `cuda` Go package. Plain C with no CUDA headers, so that cgo (and
+// `go vet -tags cuda`) can read it on a machine without the toolkit.
+//
+// Conventions: every function returns 0 on success and -1 on failure, and
+// then dc_last_error() holds "op(shapes): cudaErrorName: description". The
+// error buffer is process-wide: the Go side serialises every call through
+// one mutex and reads the error under it. Buffers are device pointers,
+// row-major, shapes given as (rows, cols) in the comments. Everything runs on
+// one stream created by dc_init; the host-synchronising calls say so.
+#ifndef DISTILL_CUDA_H
+#define DISTILL_CUDA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// ---- runtime.cu: device, stream, memory, cuBLAS handle ----
+const char *dc_last_error(void);
+// dc_device_count sets *n to the visible devices (0, not an error, when the
+// driver reports no device or is absent).
+int dc_device_count(int *n);
+// dc_init selects device dev and creates the stream and the cuBLAS handle.
+int dc_init(int dev);
+// dc_device_info: name (NUL-terminated, at most len bytes), total memory,
+// compute capability and the opt-in shared memory per block.
+int dc_device_info(int dev, char *name, int len, size_t *total_mem, int *major, int *minor, int *smem_optin);
+int dc_mem_info(size_t *free_b, size_t *total_b);
+int dc_malloc(void **p, size_t bytes);
+int dc_free(void *p);
+int dc_h2d(void *dst, const void *src, size_t bytes);  // returns when src may be reused
+int dc_d2h(void *dst, const void *src, size_t bytes);  // synchronises the stream
+int dc_d2d(void *dst, const void *src, size_t bytes);
+int dc_memset0(void *dst, size_t bytes);
+int dc_sync(void);
+
+// ---- convert.cu: f32 <-> bf16 (round to nearest even, NaN kept) ----
+int dc_f32_to_bf16(uint16_t *dst, const float *src, int64_t n);
+int dc_bf16_to_f32(float *dst, const uint16_t *src, int64_t n);
+int dc_f16_to_f32(float *dst, const uint16_t *src, int64_t n);
+
+// ---- gemm.cu: row-major C(m, n) = alpha·op(A)·op(B) + beta·C ----
+// op(A) is (m, k), op(B) is (k, n); lda, ldb, ldc are row strides, as
+// tensor.Gemm. f32: cublasSgemm with TF32 off (the parity reference).
+// bf16: A and B bf16, C f32, f32 accumulation on tensor cores (cublasGemmEx,
+// CUBLAS_COMPUTE_32F).
+int dc_gemm_f32(int trans_a, int trans_b, int m, int n, int k, float alpha,
+                const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+int dc_gemm_bf16(int trans_a, int trans_b, int m, int n, int k, float alpha,
+                 const uint16_t *a, int lda, const uint16_t *b, int ldb, float beta, float *c, int ldc);
+
+// ---- rmsnorm.cu ----
+// out(rows, d) = x·rstd·w, rstd(rows) = 1/sqrt(mean(x²)+eps); rstd may be NULL.
+// out may alias x.
+int dc_rmsnorm_fwd(float *out, float *rstd, const float *x, const float *w, int rows, int d, float eps);
+// dx(rows, d) += rstd·dy·w − x·rstd³·Σ(dy·w·x)/d; dw(d) += Σ_rows dy·x·rstd
+// when dw is not NULL.
+int dc_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd, int rows, int d);
+
+// ---- rope.cu: HF rotate-half, pairs (j, j+hd/2) ----
+// Rotates rows n of x, each n_heads × hd, at positions pos[n] (int32), with
+// cos, sin (max_pos, hd/2) from the host (llama3 / linear scaling are in the
+// tables). inverse rotates by −θ (RoPE's backward).
+int dc_rope(float *x, const int32_t *pos, const float *cos_t, const float *sin_t,
+            int n, int n_heads, int hd, int max_pos, int inverse);
+
+// ---- swiglu.cu ----
+// a = silu(g)·u (a may alias g); dg, du from da.
+int dc_swiglu_fwd(float *a, const float *g, const float *u, int64_t n);
+int dc_swiglu_bwd(float *dg, float *du, const float *da, const float *g, const float *u, int64_t n);
+
+// ---- embed.cu ----
+// out(n, d) = table[ids[i]] widened; dtype 0 f32, 1 f16, 2 bf16 (tensor.DType).
+int dc_embed_fwd(float *out, const void *table, int dtype, const int32_t *ids, int n, int d, int vocab);
+// dtable(vocab, d) += scatter of dout(n, d) by ids (atomic adds).
+int dc_embed_bwd(float *dtable, const float *dout, const int32_t *ids, int n, int d, int vocab);
+
+// ---- nf4.cu: core/quant's NF4 (bitsandbytes layout) ----
+// Block b's scale: absmax[b], or with double quant (absmax == NULL)
+// map2[qabsmax[b]]·absmax2[b/256] + offset, each step rounded.
+typedef struct {
+  const uint8_t *codes;    // (rows·cols+1)/2, high nibble first
+  const float *absmax;     // blocks, or NULL under double quant
+  const uint8_t *qabsmax;  // blocks
+  const float *absmax2;    // ceil(blocks/256)
+  const float *map2;       // 256
+  float offset;
+  int rows, cols;
+} dc_nf4;
+// Rows [r0, r1) dequantised into dst ((r1−r0), cols), bf16 or f32.
+int dc_nf4_dequant_bf16(uint16_t *dst, const dc_nf4 *w, int r0, int r1);
+int dc_nf4_dequant_f32(float *dst, const dc_nf4 *w, int r0, int r1);
+// Decode: y(rows) = W·x(cols), dequantised in registers (one warp per row).
+int dc_nf4_matvec(float *y, const dc_nf4 *w, const float *x);
+// y(rows) = W·x for a bf16 W (rows, cols).
+int dc_bf16_matvec(float *y, const uint16_t *w, const float *x, int rows, int cols);
+
+// ---- adamw.cu: torch.optim.AdamW, constants precomputed as core/train ----
+// m = b1·m + (1−b1)·g; v = b2·v + (1−b2)·g²; p = p·decay −
+// step_size·m/(sqrt(v)/sqrt_bc2 + eps).
+int dc_adamw(float *p, const float *g, float *m, float *v, int64_t n,
+             float b1, float b2, float decay, float step_size, float sqrt_bc2, float eps);
+
+// ---- gradnorm.cu ----
+// *sumsq (device double, overwritten) = Σ g², accumulated in f64.
+int dc_sumsq(double *sumsq, const float *g, int64_t n);
+// g *= max_norm/(sqrt(*sumsq)+1e-6) when that norm exceeds max_norm, reading
+// *sumsq on the device (no host round trip).
+int dc_clip_scale(float *g, int64_t n, const double *sumsq, double max_norm);
+
+// ---- xent.cu: softmax cross-entropy, one row per block, the vocabulary in
+// chunks of the block's width with an online max and sum ----
+// loss[r] = logsumexp(logits[r]) − logits[r][target[r]]; logits becomes
+// scale·(softmax − onehot(target)) when grad is set.
+int dc_xent(float *loss, float *logits, const int32_t *target, int rows, int vocab, float scale, int grad);
+
+// ---- attention.cu: causal GQA attention, the simple reference version ----
+// Query row i (of nq) attends key rows [kv_lo[i], kv_hi[i]); q, out:
+// (nq, nh·hd); k, v: (nk, nkv·hd); lse: (nq, nh). One block per (query, head).
+int dc_attn_fwd(float *out, float *lse, const float *q, const float *k, const float *v,
+                const int32_t *kv_lo, const int32_t *kv_hi, int nq, int nk, int nh, int nkv, int hd,
+                int max_len, float scale);
+// dq (set), dk and dv (accumulated: zero them first) from dout, out, lse.
+int dc_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                const float *v, const float *out, const float *lse, const int32_t *kv_lo,
+                const int32_t *kv_hi, int nq, int nk, int nh, int nkv, int hd, int max_len, float scale);
+
+// ---- elementwise.cu ----
+int dc_add(float *dst, const float *src, int64_t n);          // dst += src
+int dc_add_bias(float *x, const float *bias, int64_t rows, int n);
+int dc_scale(float *x, float s, int64_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,38 @@
+// elementwise.cu: dst += src, bias rows, scaling.
+#include "common.cuh"
+
+__global__ void k_add(float *dst, const float *src, int64_t n) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    dst[i] += src[i];
+}
+
+__global__ void k_add_bias(float *x, const float *bias, int64_t total, int n) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x)
+    x[i] += bias[i % n];
+}
+
+__global__ void k_scale(float *x, float s, int64_t n) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    x[i] *= s;
+}
+
+extern "C" int dc_add(float *dst, const float *src, int64_t n) {
+  if (n <= 0) return 0;
+  k_add<<<dc_blocks(n, 256), 256, 0, dc_stream>>>(dst, src, n);
+  DC_LAUNCHED("add(n=%lld)", (long long)n);
+  return 0;
+}
+
+extern "C" int dc_add_bias(float *x, const float *bias, int64_t rows, int n) {
+  if (rows <= 0 || n <= 0) return 0;
+  k_add_bias<<<dc_blocks(rows * n, 256), 256, 0, dc_stream>>>(x, bias, rows * n, n);
+  DC_LAUNCHED("add_bias(rows=%lld, n=%d)", (long long)rows, n);
+  return 0;
+}
+
+extern "C" int dc_scale(float *x, float s, int64_t n) {
+  if (n <= 0) return 0;
+  k_scale<<<dc_blocks(n, 256), 256, 0, dc_stream>>>(x, s, n);
+  DC_LAUNCHED("scale(n=%lld)", (long long)n);
+  return 0;
+}

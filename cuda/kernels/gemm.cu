@@ -1,0 +1,28 @@
+// gemm.cu: row-major GEMMs through cuBLAS (column-major underneath).
+//
+// Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ, and a
+// row-major matrix with row stride ld is its column-major transpose with
+// leading dimension ld, so: swap the operands, keep each one's transpose
+// flag, and pass (n, m, k).
+#include "common.cuh"
+
+extern "C" int dc_gemm_f32(int trans_a, int trans_b, int m, int n, int k, float alpha,
+                           const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+  if (m == 0 || n == 0) return 0;
+  cublasOperation_t ta = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, tb = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  DC_BLAS(cublasSgemm(dc_blas, tb, ta, n, m, k, &alpha, b, ldb, a, lda, &beta, c, ldc),
+          "gemm_f32(transA=%d, transB=%d, m=%d, n=%d, k=%d, lda=%d, ldb=%d, ldc=%d)",
+          trans_a, trans_b, m, n, k, lda, ldb, ldc);
+  return 0;
+}
+
+extern "C" int dc_gemm_bf16(int trans_a, int trans_b, int m, int n, int k, float alpha,
+                            const uint16_t *a, int lda, const uint16_t *b, int ldb, float beta, float *c, int ldc) {
+  if (m == 0 || n == 0) return 0;
+  cublasOperation_t ta = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, tb = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  DC_BLAS(cublasGemmEx(dc_blas, tb, ta, n, m, k, &alpha, b, CUDA_R_16BF, ldb, a, CUDA_R_16BF, lda, &beta, c,
+                       CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT_TENSOR_OP),
+          "gemm_bf16(transA=%d, transB=%d, m=%d, n=%d, k=%d, lda=%d, ldb=%d, ldc=%d)",
+          trans_a, trans_b, m, n, k, lda, ldb, ldc);
+  return 0;
+}

@@ -1,0 +1,31 @@
+// rope.cu: rotary embeddings, HF's rotate-half pairing (j, j + hd/2), at
+// explicit positions (packed sequences restart at 0). The cos/sin tables come
+// from the host (core/model computes them, llama3 and linear scaling
+// included), so the kernel is the same for every scaling.
+#include "common.cuh"
+
+// One thread per (row, head, j < hd/2).
+__global__ void k_rope(float *x, const int32_t *pos, const float *cs, const float *sn, int n, int nh, int hd, float sign) {
+  int half = hd / 2;
+  int64_t total = (int64_t)n * nh * half;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    int j = (int)(i % half);
+    int64_t rh = i / half;  // row·nh + head
+    int p = pos[rh / nh];
+    float c = cs[(int64_t)p * half + j], s = sign * sn[(int64_t)p * half + j];
+    float *h = x + rh * hd;
+    float a = h[j], b = h[j + half];
+    h[j] = a * c - b * s;
+    h[j + half] = b * c + a * s;
+  }
+}
+
+extern "C" int dc_rope(float *x, const int32_t *pos, const float *cos_t, const float *sin_t,
+                       int n, int n_heads, int hd, int max_pos, int inverse) {
+  if (hd % 2 != 0) return dc_fail("head dim must be even", "rope(n=%d, heads=%d, hd=%d)", n, n_heads, hd);
+  int64_t total = (int64_t)n * n_heads * (hd / 2);
+  if (total == 0) return 0;
+  k_rope<<<dc_blocks(total, 256), 256, 0, dc_stream>>>(x, pos, cos_t, sin_t, n, n_heads, hd, inverse ? -1.f : 1.f);
+  DC_LAUNCHED("rope(n=%d, heads=%d, hd=%d, max_pos=%d, inverse=%d)", n, n_heads, hd, max_pos, inverse);
+  return 0;
+}

@@ -1,0 +1,58 @@
+//go:build cuda
+
+package cuda
+
+/*
+#include "distill_cuda.h"
+*/
+import "C"
+
+// AttnShape is one attention call: query row i (of NQ) attends key rows
+// [Lo[i], Hi[i]) (i32 buffers); q, out: (NQ, NH·HD); k, v: (NK, NKV·HD).
+// MaxLen bounds Hi[i]−Lo[i] (it sizes the kernels' shared memory).
+type AttnShape struct {
+	NQ, NK, NH, NKV, HD, MaxLen int
+	Lo, Hi                      *Buffer
+	Scale                       float32
+}
+
+func (s AttnShape) check(op string) *need {
+	return check(op).true(s.NKV > 0 && s.NH%s.NKV == 0, "%d heads over %d KV heads", s.NH, s.NKV).
+		buf("lo", s.Lo, I32, s.NQ).buf("hi", s.Hi, I32, s.NQ)
+}
+
+// AttnFwd: out and lse(NQ, NH), the log-sum-exp backward rebuilds P from.
+func (d *Device) AttnFwd(out, lse, q, k, v *Buffer, s AttnShape) error {
+	qn, kn := s.NQ*s.NH*s.HD, s.NK*s.NKV*s.HD
+	if err := s.check("attn_fwd").buf("out", out, F32, qn).buf("lse", lse, F32, s.NQ*s.NH).buf("q", q, F32, qn).
+		buf("k", k, F32, kn).buf("v", v, F32, kn).err; err != nil {
+		return err
+	}
+	return call(func() C.int {
+		return C.dc_attn_fwd((*C.float)(out.ptr), (*C.float)(lse.ptr), (*C.float)(q.ptr), (*C.float)(k.ptr), (*C.float)(v.ptr),
+			(*C.int32_t)(s.Lo.ptr), (*C.int32_t)(s.Hi.ptr), C.int(s.NQ), C.int(s.NK), C.int(s.NH), C.int(s.NKV), C.int(s.HD),
+			C.int(s.MaxLen), C.float(s.Scale))
+	})
+}
+
+// AttnBwd sets dq and dk, dv (zeroed here, then accumulated) from dout.
+func (d *Device) AttnBwd(dq, dk, dv, dout, q, k, v, out, lse *Buffer, s AttnShape) error {
+	qn, kn := s.NQ*s.NH*s.HD, s.NK*s.NKV*s.HD
+	if err := s.check("attn_bwd").buf("dq", dq, F32, qn).buf("dk", dk, F32, kn).buf("dv", dv, F32, kn).
+		buf("dout", dout, F32, qn).buf("q", q, F32, qn).buf("k", k, F32, kn).buf("v", v, F32, kn).
+		buf("out", out, F32, qn).buf("lse", lse, F32, s.NQ*s.NH).err; err != nil {
+		return err
+	}
+	if err := dk.View(0, kn).Zero(); err != nil {
+		return err
+	}
+	if err := dv.View(0, kn).Zero(); err != nil {
+		return err
+	}
+	return call(func() C.int {
+		return C.dc_attn_bwd((*C.float)(dq.ptr), (*C.float)(dk.ptr), (*C.float)(dv.ptr), (*C.float)(dout.ptr),
+			(*C.float)(q.ptr), (*C.float)(k.ptr), (*C.float)(v.ptr), (*C.float)(out.ptr), (*C.float)(lse.ptr),
+			(*C.int32_t)(s.Lo.ptr), (*C.int32_t)(s.Hi.ptr), C.int(s.NQ), C.int(s.NK), C.int(s.NH), C.int(s.NKV), C.int(s.HD),
+			C.int(s.MaxLen), C.float(s.Scale))
+	})
+}

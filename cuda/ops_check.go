@@ -1,0 +1,57 @@
+//go:build cuda
+
+package cuda
+
+import (
+	"fmt"
+	"unsafe"
+)
+
+// need checks that each buffer is of kind k and holds at least n elements,
+// naming the op, the argument and the shapes.
+type need struct {
+	op  string
+	err error
+}
+
+func (c *need) buf(name string, b *Buffer, k Kind, n int) *need {
+	if c.err != nil {
+		return c
+	}
+	switch {
+	case b == nil:
+		c.err = fmt.Errorf("cuda: %s: %s is nil (need %s[%d])", c.op, name, k, n)
+	case b.ptr == nil:
+		c.err = fmt.Errorf("cuda: %s: %s was freed", c.op, name)
+	case b.Kind != k:
+		c.err = fmt.Errorf("cuda: %s: %s is %s, need %s[%d]", c.op, name, b, k, n)
+	case b.Len < n:
+		c.err = fmt.Errorf("cuda: %s: %s is %s, need %s[%d]", c.op, name, b, k, n)
+	}
+	return c
+}
+
+// opt is buf for an optional argument (nil allowed).
+func (c *need) opt(name string, b *Buffer, k Kind, n int) *need {
+	if b == nil {
+		return c
+	}
+	return c.buf(name, b, k, n)
+}
+
+func (c *need) true(ok bool, format string, args ...any) *need {
+	if c.err == nil && !ok {
+		c.err = fmt.Errorf("cuda: %s: %s", c.op, fmt.Sprintf(format, args...))
+	}
+	return c
+}
+
+func check(op string) *need { return &need{op: op} }
+
+// addr is a buffer's device address, or nil for a nil buffer.
+func addr(b *Buffer) unsafe.Pointer {
+	if b == nil {
+		return nil
+	}
+	return b.ptr
+}

@@ -1,0 +1,135 @@
+//go:build cuda
+
+package cuda
+
+/*
+#include "distill_cuda.h"
+*/
+import "C"
+
+// The element-wise ops on device buffers. Each checks kinds and lengths
+// before launching and returns errors naming the op and the shapes; the
+// kernels run asynchronously on the device's stream.
+
+// RMSNormFwd: out(rows, d) = x·rstd·w, rstd(rows) saved when non-nil.
+func (d *Device) RMSNormFwd(out, rstd, x, w *Buffer, rows, dim int, eps float32) error {
+	n := rows * dim
+	if err := check("rmsnorm_fwd").buf("out", out, F32, n).opt("rstd", rstd, F32, rows).buf("x", x, F32, n).buf("w", w, F32, dim).err; err != nil {
+		return err
+	}
+	return call(func() C.int {
+		return C.dc_rmsnorm_fwd((*C.float)(out.ptr), (*C.float)(addr(rstd)), (*C.float)(x.ptr), (*C.float)(w.ptr), C.int(rows), C.int(dim), C.float(eps))
+	})
+}
+
+// RMSNormBwd adds the gradient through the norm to dx(rows, d) and, when dw
+// is non-nil, the weight gradient to dw(d).
+func (d *Device) RMSNormBwd(dx, dw, dy, x, w, rstd *Buffer, rows, dim int) error {
+	n := rows * dim
+	if err := check("rmsnorm_bwd").buf("dx", dx, F32, n).opt("dw", dw, F32, dim).buf("dy", dy, F32, n).buf("x", x, F32, n).buf("w", w, F32, dim).buf("rstd", rstd, F32, rows).err; err != nil {
+		return err
+	}
+	return call(func() C.int {
+		return C.dc_rmsnorm_bwd((*C.float)(dx.ptr), (*C.float)(addr(dw)), (*C.float)(dy.ptr), (*C.float)(x.ptr), (*C.float)(w.ptr), (*C.float)(rstd.ptr), C.int(rows), C.int(dim))
+	})
+}
+
+// RoPE rotates n rows of x (each nHeads × hd) at positions pos (i32, n) by
+// the (maxPos, hd/2) tables; inverse is the backward.
+func (d *Device) RoPE(x, pos, cos, sin *Buffer, n, nHeads, hd, maxPos int, inverse bool) error {
+	half := hd / 2
+	if err := check("rope").true(hd%2 == 0, "head dim %d is odd", hd).buf("x", x, F32, n*nHeads*hd).buf("pos", pos, I32, n).buf("cos", cos, F32, maxPos*half).buf("sin", sin, F32, maxPos*half).err; err != nil {
+		return err
+	}
+	return call(func() C.int {
+		return C.dc_rope((*C.float)(x.ptr), (*C.int32_t)(pos.ptr), (*C.float)(cos.ptr), (*C.float)(sin.ptr), C.int(n), C.int(nHeads), C.int(hd), C.int(maxPos), cbool(inverse))
+	})
+}
+
+// SwiGLUFwd: a = silu(g)·u over n elements (a may be g).
+func (d *Device) SwiGLUFwd(a, g, u *Buffer, n int) error {
+	if err := check("swiglu_fwd").buf("a", a, F32, n).buf("g", g, F32, n).buf("u", u, F32, n).err; err != nil {
+		return err
+	}
+	return call(func() C.int {
+		return C.dc_swiglu_fwd((*C.float)(a.ptr), (*C.float)(g.ptr), (*C.float)(u.ptr), C.int64_t(n))
+	})
+}
+
+// SwiGLUBwd sets dg, du from da.
+func (d *Device) SwiGLUBwd(dg, du, da, g, u *Buffer, n int) error {
+	if err := check("swiglu_bwd").buf("dg", dg, F32, n).buf("du", du, F32, n).buf("da", da, F32, n).buf("g", g, F32, n).buf("u", u, F32, n).err; err != nil {
+		return err
+	}
+	return call(func() C.int {
+		return C.dc_swiglu_bwd((*C.float)(dg.ptr), (*C.float)(du.ptr), (*C.float)(da.ptr), (*C.float)(g.ptr), (*C.float)(u.ptr), C.int64_t(n))
+	})
+}
+
+// EmbedFwd widens rows ids (i32, n) of table (vocab, dim; f32, f16 or bf16)
+// into out(n, dim). Ids must be in [0, vocab): check them on the host.
+func (d *Device) EmbedFwd(out, table, ids *Buffer, n, dim, vocab int) error {
+	c := check("embed_fwd").buf("out", out, F32, n*dim).buf("ids", ids, I32, n)
+	if table != nil && table.Kind != F32 && table.Kind != F16 && table.Kind != BF16 {
+		c.true(false, "table is %s, need f32, f16 or bf16", table)
+	} else if table != nil {
+		c.buf("table", table, table.Kind, vocab*dim)
+	} else {
+		c.buf("table", table, F32, vocab*dim)
+	}
+	if c.err != nil {
+		return c.err
+	}
+	return call(func() C.int {
+		return C.dc_embed_fwd((*C.float)(out.ptr), table.ptr, C.int(table.Kind), (*C.int32_t)(ids.ptr), C.int(n), C.int(dim), C.int(vocab))
+	})
+}
+
+// EmbedBwd adds dout(n, dim) into rows ids of dtable(vocab, dim).
+func (d *Device) EmbedBwd(dtable, dout, ids *Buffer, n, dim, vocab int) error {
+	if err := check("embed_bwd").buf("dtable", dtable, F32, vocab*dim).buf("dout", dout, F32, n*dim).buf("ids", ids, I32, n).err; err != nil {
+		return err
+	}
+	return call(func() C.int {
+		return C.dc_embed_bwd((*C.float)(dtable.ptr), (*C.float)(dout.ptr), (*C.int32_t)(ids.ptr), C.int(n), C.int(dim), C.int(vocab))
+	})
+}
+
+// Add: dst[i] += src[i] over n elements.
+func (d *Device) Add(dst, src *Buffer, n int) error {
+	if err := check("add").buf("dst", dst, F32, n).buf("src", src, F32, n).err; err != nil {
+		return err
+	}
+	return call(func() C.int { return C.dc_add((*C.float)(dst.ptr), (*C.float)(src.ptr), C.int64_t(n)) })
+}
+
+// AddBias adds bias (n) to each of rows rows of x.
+func (d *Device) AddBias(x, bias *Buffer, rows, n int) error {
+	if err := check("add_bias").buf("x", x, F32, rows*n).buf("bias", bias, F32, n).err; err != nil {
+		return err
+	}
+	return call(func() C.int { return C.dc_add_bias((*C.float)(x.ptr), (*C.float)(bias.ptr), C.int64_t(rows), C.int(n)) })
+}
+
+// ToBF16 rounds n f32 elements of src into dst (nearest even).
+func (d *Device) ToBF16(dst, src *Buffer, n int) error {
+	if err := check("f32_to_bf16").buf("dst", dst, BF16, n).buf("src", src, F32, n).err; err != nil {
+		return err
+	}
+	return call(func() C.int { return C.dc_f32_to_bf16((*C.uint16_t)(dst.ptr), (*C.float)(src.ptr), C.int64_t(n)) })
+}
+
+// ToF32 widens n bf16 or f16 elements of src into dst.
+func (d *Device) ToF32(dst, src *Buffer, n int) error {
+	c := check("to_f32").buf("dst", dst, F32, n)
+	if src != nil && src.Kind == F16 {
+		if err := c.buf("src", src, F16, n).err; err != nil {
+			return err
+		}
+		return call(func() C.int { return C.dc_f16_to_f32((*C.float)(dst.ptr), (*C.uint16_t)(src.ptr), C.int64_t(n)) })
+	}
+	if err := c.buf("src", src, BF16, n).err; err != nil {
+		return err
+	}
+	return call(func() C.int { return C.dc_bf16_to_f32((*C.float)(dst.ptr), (*C.uint16_t)(src.ptr), C.int64_t(n)) })
+}

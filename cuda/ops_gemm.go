@@ -1,0 +1,164 @@
+//go:build cuda
+
+package cuda
+
+/*
+#include "distill_cuda.h"
+*/
+import "C"
+
+import (
+	"fmt"
+
+	"distill/core/tensor"
+)
+
+// extent is the elements a row-major operand of logical shape (rows, cols),
+// stored transposed when trans, with row stride ld, spans.
+func extent(trans bool, rows, cols, ld int) int {
+	if trans {
+		rows, cols = cols, rows
+	}
+	if rows == 0 || cols == 0 {
+		return 0
+	}
+	return (rows-1)*ld + cols
+}
+
+func gemmCheck(op string, k Kind, transA, transB bool, m, n, kk int, a *Buffer, lda int, b *Buffer, ldb int, c *Buffer, ldc int) error {
+	ca, ra := kk, m
+	if transA {
+		ca, ra = m, kk
+	}
+	cb, rb := n, kk
+	if transB {
+		cb, rb = kk, n
+	}
+	return check(op).true(lda >= ca && ldb >= cb && ldc >= n, "strides lda=%d ldb=%d ldc=%d below the rows %d, %d, %d (A %d×%d, B %d×%d)", lda, ldb, ldc, ca, cb, n, ra, ca, rb, cb).
+		buf("A", a, k, extent(transA, m, kk, lda)).buf("B", b, k, extent(transB, kk, n, ldb)).buf("C", c, F32, extent(false, m, n, ldc)).err
+}
+
+// GemmF32 is tensor.Gemm on the device: row-major C(m, n) = alpha·op(A)·op(B)
+// + beta·C, all f32 (cuBLAS SGEMM, TF32 off).
+func (d *Device) GemmF32(transA, transB bool, m, n, k int, alpha float32, a *Buffer, lda int, b *Buffer, ldb int, beta float32, c *Buffer, ldc int) error {
+	if err := gemmCheck("gemm_f32", F32, transA, transB, m, n, k, a, lda, b, ldb, c, ldc); err != nil {
+		return err
+	}
+	return call(func() C.int {
+		return C.dc_gemm_f32(cbool(transA), cbool(transB), C.int(m), C.int(n), C.int(k), C.float(alpha),
+			(*C.float)(a.ptr), C.int(lda), (*C.float)(b.ptr), C.int(ldb), C.float(beta), (*C.float)(c.ptr), C.int(ldc))
+	})
+}
+
+// GemmBF16 is GemmF32 with bf16 A and B: tensor cores, f32 accumulation and
+// output (cublasGemmEx, CUBLAS_COMPUTE_32F).
+func (d *Device) GemmBF16(transA, transB bool, m, n, k int, alpha float32, a *Buffer, lda int, b *Buffer, ldb int, beta float32, c *Buffer, ldc int) error {
+	if err := gemmCheck("gemm_bf16", BF16, transA, transB, m, n, k, a, lda, b, ldb, c, ldc); err != nil {
+		return err
+	}
+	return call(func() C.int {
+		return C.dc_gemm_bf16(cbool(transA), cbool(transB), C.int(m), C.int(n), C.int(k), C.float(alpha),
+			(*C.uint16_t)(a.ptr), C.int(lda), (*C.uint16_t)(b.ptr), C.int(ldb), C.float(beta), (*C.float)(c.ptr), C.int(ldc))
+	})
+}
+
+// NF4Weight is an NF4 matrix (core/quant's layout) resident on the device.
+type NF4Weight struct {
+	Name                                  string
+	Rows, Cols                            int
+	codes, absmax, qabsmax, absmax2, map2 *Buffer
+	offset                                float32
+}
+
+// UploadNF4 copies an NF4 matrix's storage to the device.
+func (d *Device) UploadNF4(name string, p tensor.NF4Parts) (*NF4Weight, error) {
+	n := p.Rows * p.Cols
+	blocks := (n + 63) / 64
+	w := &NF4Weight{Name: name, Rows: p.Rows, Cols: p.Cols, offset: p.Offset}
+	fail := func(err error) (*NF4Weight, error) {
+		w.Free()
+		return nil, fmt.Errorf("cuda: upload NF4 %s (%d×%d): %w", name, p.Rows, p.Cols, err)
+	}
+	if len(p.Codes) < (n+1)/2 {
+		return fail(fmt.Errorf("%d code bytes, need %d", len(p.Codes), (n+1)/2))
+	}
+	var err error
+	if w.codes, err = Upload(d, U8, p.Codes[:(n+1)/2]); err != nil {
+		return fail(err)
+	}
+	if p.Absmax != nil {
+		if len(p.Absmax) < blocks {
+			return fail(fmt.Errorf("%d absmaxes, need %d", len(p.Absmax), blocks))
+		}
+		if w.absmax, err = Upload(d, F32, p.Absmax[:blocks]); err != nil {
+			return fail(err)
+		}
+		return w, nil
+	}
+	if len(p.QAbsmax) < blocks || len(p.Absmax2) < (blocks+255)/256 || p.Map2 == nil {
+		return fail(fmt.Errorf("double quant with %d codes, %d second-level absmaxes (need %d, %d) and map %v",
+			len(p.QAbsmax), len(p.Absmax2), blocks, (blocks+255)/256, p.Map2 != nil))
+	}
+	if w.qabsmax, err = Upload(d, U8, p.QAbsmax[:blocks]); err != nil {
+		return fail(err)
+	}
+	if w.absmax2, err = Upload(d, F32, p.Absmax2[:(blocks+255)/256]); err != nil {
+		return fail(err)
+	}
+	if w.map2, err = Upload(d, F32, p.Map2[:]); err != nil {
+		return fail(err)
+	}
+	return w, nil
+}
+
+// Free releases the weight's device memory.
+func (w *NF4Weight) Free() {
+	for _, b := range []*Buffer{w.codes, w.absmax, w.qabsmax, w.absmax2, w.map2} {
+		b.Free()
+	}
+}
+
+func (w *NF4Weight) c() C.dc_nf4 {
+	return C.dc_nf4{
+		codes: (*C.uint8_t)(addr(w.codes)), absmax: (*C.float)(addr(w.absmax)), qabsmax: (*C.uint8_t)(addr(w.qabsmax)),
+		absmax2: (*C.float)(addr(w.absmax2)), map2: (*C.float)(addr(w.map2)), offset: C.float(w.offset),
+		rows: C.int(w.Rows), cols: C.int(w.Cols),
+	}
+}
+
+// NF4Dequant writes rows [r0, r1) of w into dst ((r1−r0)·Cols elements of
+// bf16 — the tile a GEMM reads next — or f32, bit-identical to core/quant).
+func (d *Device) NF4Dequant(dst *Buffer, w *NF4Weight, r0, r1 int) error {
+	op := fmt.Sprintf("nf4_dequant %s rows [%d, %d) of %d×%d", w.Name, r0, r1, w.Rows, w.Cols)
+	if err := check(op).true(0 <= r0 && r0 <= r1 && r1 <= w.Rows, "rows out of range").
+		true(dst != nil && (dst.Kind == BF16 || dst.Kind == F32), "dst %v is not bf16 or f32", dst).err; err != nil {
+		return err
+	}
+	if err := check(op).buf("dst", dst, dst.Kind, (r1-r0)*w.Cols).err; err != nil {
+		return err
+	}
+	cw := w.c()
+	if dst.Kind == BF16 {
+		return call(func() C.int { return C.dc_nf4_dequant_bf16((*C.uint16_t)(dst.ptr), &cw, C.int(r0), C.int(r1)) })
+	}
+	return call(func() C.int { return C.dc_nf4_dequant_f32((*C.float)(dst.ptr), &cw, C.int(r0), C.int(r1)) })
+}
+
+// NF4MatVec: y(Rows) = W·x(Cols), dequantising in registers (decode).
+func (d *Device) NF4MatVec(y *Buffer, w *NF4Weight, x *Buffer) error {
+	if err := check("nf4_matvec "+w.Name).buf("y", y, F32, w.Rows).buf("x", x, F32, w.Cols).err; err != nil {
+		return err
+	}
+	cw := w.c()
+	return call(func() C.int { return C.dc_nf4_matvec((*C.float)(y.ptr), &cw, (*C.float)(x.ptr)) })
+}
+
+// BF16MatVec: y(rows) = W(rows, cols)·x for a bf16 W.
+func (d *Device) BF16MatVec(y, w, x *Buffer, rows, cols int) error {
+	if err := check("bf16_matvec").buf("y", y, F32, rows).buf("W", w, BF16, rows*cols).buf("x", x, F32, cols).err; err != nil {
+		return err
+	}
+	return call(func() C.int {
+		return C.dc_bf16_matvec((*C.float)(y.ptr), (*C.uint16_t)(w.ptr), (*C.float)(x.ptr), C.int(rows), C.int(cols))
+	})
+}

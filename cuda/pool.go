@@ -1,0 +1,139 @@
+package cuda
+
+import (
+	"errors"
+	"fmt"
+	"math/bits"
+	"sync"
+	"unsafe"
+)
+
+// Allocator is the device memory a Pool caches: cudaMalloc and cudaFree in
+// the cuda build, a fake in the pool's tests. Device pointers are held as
+// unsafe.Pointer: they point outside Go's heap, which the collector ignores.
+type Allocator interface {
+	Malloc(bytes int) (ptr unsafe.Pointer, err error)
+	Free(ptr unsafe.Pointer) error
+}
+
+// ErrOutOfMemory is wrapped by Allocator.Malloc when the device is full; the
+// Pool then frees its cache and tries once more.
+var ErrOutOfMemory = errors.New("out of device memory")
+
+// PoolStats are a pool's byte counts (at size-class granularity).
+type PoolStats struct {
+	InUse   int64 // held by callers
+	Peak    int64 // the most InUse has been
+	Cached  int64 // freed by callers, kept for reuse
+	Mallocs int64 // calls to the allocator
+	Reuses  int64 // Gets served from the cache
+}
+
+// Pool is a caching allocator over device memory: freed blocks go to a free
+// list per size class and are handed out again without a cudaMalloc (which
+// synchronises the device). It is safe for concurrent use.
+//
+// Size classes bound the waste of one block to 1/8 of its size above 64 KiB
+// (and 512 bytes below), so a training step's buffers, whose sizes repeat
+// step after step, settle into the cache after the first step.
+type Pool struct {
+	mu    sync.Mutex
+	dev   Allocator
+	free  map[int][]unsafe.Pointer
+	live  map[unsafe.Pointer]int // block → its class
+	stats PoolStats
+}
+
+// NewPool returns an empty pool over dev.
+func NewPool(dev Allocator) *Pool {
+	return &Pool{dev: dev, free: map[int][]unsafe.Pointer{}, live: map[unsafe.Pointer]int{}}
+}
+
+// sizeClass is the block size that serves a request of n bytes: a multiple
+// of 512 up to 64 KiB, above that n rounded up to an eighth of its power of
+// two.
+func sizeClass(n int) int {
+	if n <= 0 {
+		n = 1
+	}
+	if n <= 64<<10 {
+		return (n + 511) &^ 511
+	}
+	step := 1 << (bits.Len(uint(n-1)) - 1 - 3) // an eighth of the power of two below n
+	return (n + step - 1) &^ (step - 1)
+}
+
+// Get returns a block of at least bytes bytes (contents undefined).
+func (p *Pool) Get(bytes int) (unsafe.Pointer, error) {
+	c := sizeClass(bytes)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var ptr unsafe.Pointer
+	if l := p.free[c]; len(l) > 0 {
+		ptr = l[len(l)-1]
+		p.free[c] = l[:len(l)-1]
+		p.stats.Cached -= int64(c)
+		p.stats.Reuses++
+	} else {
+		var err error
+		ptr, err = p.dev.Malloc(c)
+		if errors.Is(err, ErrOutOfMemory) && p.stats.Cached > 0 {
+			if terr := p.trimLocked(); terr != nil {
+				return nil, fmt.Errorf("%w (freeing the cache: %v)", err, terr)
+			}
+			ptr, err = p.dev.Malloc(c)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("device alloc of %d bytes (class %d; %d in use, %d cached): %w",
+				bytes, c, p.stats.InUse, p.stats.Cached, err)
+		}
+		p.stats.Mallocs++
+	}
+	p.live[ptr] = c
+	p.stats.InUse += int64(c)
+	p.stats.Peak = max(p.stats.Peak, p.stats.InUse)
+	return ptr, nil
+}
+
+// Put returns a block from Get to the cache. Putting a block twice, or one
+// the pool did not give, panics: it is a use-after-free in waiting.
+func (p *Pool) Put(ptr unsafe.Pointer) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c, ok := p.live[ptr]
+	if !ok {
+		panic(fmt.Sprintf("cuda: Put of %p, which the pool has not handed out", ptr))
+	}
+	delete(p.live, ptr)
+	p.free[c] = append(p.free[c], ptr)
+	p.stats.InUse -= int64(c)
+	p.stats.Cached += int64(c)
+}
+
+// Trim frees every cached block back to the device.
+func (p *Pool) Trim() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.trimLocked()
+}
+
+func (p *Pool) trimLocked() error {
+	var first error
+	for c, l := range p.free {
+		for _, ptr := range l {
+			if err := p.dev.Free(ptr); err != nil && first == nil {
+				first = err
+			}
+			p.stats.Cached -= int64(c)
+		}
+		delete(p.free, c)
+	}
+	return first
+}
+
+// Stats returns the current counts.
+func (p *Pool) Stats() PoolStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stats
+}

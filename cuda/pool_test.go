@@ -1,0 +1,114 @@
+package cuda
+
+import (
+	"errors"
+	"testing"
+	"unsafe"
+)
+
+// fakeDevice hands out distinct addresses (one byte of Go memory each) and
+// fails past its capacity.
+type fakeDevice struct {
+	capacity, used int
+	sizes          map[unsafe.Pointer]int
+	mallocs, frees int
+}
+
+func newFake(capacity int) *fakeDevice {
+	return &fakeDevice{capacity: capacity, sizes: map[unsafe.Pointer]int{}}
+}
+
+func (f *fakeDevice) Malloc(n int) (unsafe.Pointer, error) {
+	if f.used+n > f.capacity {
+		return nil, ErrOutOfMemory
+	}
+	f.used += n
+	f.mallocs++
+	p := unsafe.Pointer(new(byte))
+	f.sizes[p] = n
+	return p, nil
+}
+
+func (f *fakeDevice) Free(p unsafe.Pointer) error {
+	n, ok := f.sizes[p]
+	if !ok {
+		return errors.New("free of unknown pointer")
+	}
+	delete(f.sizes, p)
+	f.used -= n
+	f.frees++
+	return nil
+}
+
+func TestSizeClass(t *testing.T) {
+	for _, tc := range []struct{ n, want int }{
+		{0, 512}, {1, 512}, {512, 512}, {513, 1024}, {64 << 10, 64 << 10},
+		{64<<10 + 1, 72 << 10}, {1 << 20, 1 << 20}, {1<<20 + 1, 1<<20 + 128<<10}, {3 << 20, 3 << 20},
+	} {
+		if got := sizeClass(tc.n); got != tc.want {
+			t.Errorf("sizeClass(%d) = %d, want %d", tc.n, got, tc.want)
+		}
+	}
+	// Every class holds its request and wastes at most 1/8 above 64 KiB.
+	for n := 1; n < 1<<26; n = n*5/4 + 7 {
+		c := sizeClass(n)
+		if c < n || (n > 64<<10 && float64(c-n) > float64(n)/8) || (n <= 64<<10 && c-n >= 512) {
+			t.Fatalf("sizeClass(%d) = %d", n, c)
+		}
+		if sizeClass(c) != c {
+			t.Fatalf("class %d of %d is not its own class", c, n)
+		}
+	}
+}
+
+func TestPoolReusesAndCounts(t *testing.T) {
+	dev := newFake(1 << 30)
+	p := NewPool(dev)
+	a, _ := p.Get(1000)
+	b, _ := p.Get(100 << 10)
+	if s := p.Stats(); s.InUse != 1024+104<<10 || s.Mallocs != 2 {
+		t.Fatalf("stats after two gets: %+v", s)
+	}
+	p.Put(a)
+	c, _ := p.Get(600) // same class as 1000: the cached block comes back
+	if c != a || dev.mallocs != 2 {
+		t.Fatalf("Get(600) = %p (mallocs %d), want the cached %p", c, dev.mallocs, a)
+	}
+	p.Put(b)
+	p.Put(c)
+	s := p.Stats()
+	if s.InUse != 0 || s.Peak != 1024+104<<10 || s.Cached != 1024+104<<10 || s.Reuses != 1 {
+		t.Fatalf("stats after puts: %+v", s)
+	}
+	if err := p.Trim(); err != nil || dev.used != 0 || p.Stats().Cached != 0 {
+		t.Fatalf("Trim: err %v, device still holds %d bytes, stats %+v", err, dev.used, p.Stats())
+	}
+}
+
+func TestPoolFreesCacheWhenFull(t *testing.T) {
+	dev := newFake(3 << 20)
+	p := NewPool(dev)
+	a, _ := p.Get(2 << 20)
+	p.Put(a)
+	// 2 MiB cached + 2 MiB asked of a 3 MiB device: the cache must go first.
+	if _, err := p.Get(2<<20 + 1); err != nil {
+		t.Fatalf("Get after freeing the cache: %v", err)
+	}
+	if dev.frees != 1 {
+		t.Fatalf("frees = %d, want 1", dev.frees)
+	}
+	_, err := p.Get(2 << 20)
+	if !errors.Is(err, ErrOutOfMemory) {
+		t.Fatalf("Get past capacity: %v, want ErrOutOfMemory", err)
+	}
+}
+
+func TestPoolPutUnknownPanics(t *testing.T) {
+	p := NewPool(newFake(1 << 20))
+	defer func() {
+		if recover() == nil {
+			t.Fatal("Put of a foreign pointer did not panic")
+		}
+	}()
+	p.Put(unsafe.Pointer(new(int)))
+}
