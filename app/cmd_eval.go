@@ -101,6 +101,11 @@ func (f evalFlags) record(db *store.DB, kind string, summary map[string]float64,
 	if err != nil {
 		return "", err
 	}
+	if *f.runID != "" {
+		if err := headline(db, *f.runID, kind, metrics, summary); err != nil {
+			return "", err
+		}
+	}
 	b, _ := json.MarshalIndent(map[string]any{"id": id, "kind": kind, "model": *f.dir, "adapter": *f.eng.adapter, "data": *f.data, "report": report}, "", "  ")
 	return path, os.WriteFile(path, append(b, '\n'), 0o644)
 }
@@ -266,4 +271,37 @@ func parseBias(s string) (map[string]float64, error) {
 		out[k] = x
 	}
 	return out, nil
+}
+
+// headlineMetric is the number that sums up an evaluation of each kind, as
+// the run's best metric.
+var headlineMetric = map[string]string{
+	store.KindClassification: "macro_f1",
+	store.KindIDP:            "field_f1",
+	store.KindCodegen:        "build_success_rate",
+}
+
+// headline records an evaluation of a run as its best metric and as the
+// headline metrics of the adapters it registered.
+func headline(db *store.DB, runID, kind string, metrics json.RawMessage, summary map[string]float64) error {
+	ctx := context.Background()
+	if name := headlineMetric[kind]; name != "" {
+		if v, ok := summary[name]; ok {
+			if err := db.SetBestMetric(ctx, runID, name, v); err != nil {
+				return err
+			}
+		}
+	}
+	as, err := db.ListAdapters(ctx)
+	if err != nil {
+		return err
+	}
+	for _, a := range as {
+		if a.RunID == runID {
+			if err := db.SetAdapterMetrics(ctx, a.Name, metrics); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -70,10 +70,14 @@ func TestEvaluateRunOnHeldOutRows(t *testing.T) {
 	if !strings.HasSuffix(rep.Adapter, "adapter") {
 		t.Errorf("evaluated adapter %q, want the run's", rep.Adapter)
 	}
-	// The registry knows the adapter's task and the REPL its labels.
+	// The registry knows the adapter's task and its evaluated metrics, the
+	// run its headline metric, and the REPL the adapter's labels.
 	as, err := w.ListAdapters()
-	if err != nil || len(as) != 1 || as[0].Task != "classification" {
+	if err != nil || len(as) != 1 || as[0].Task != "classification" || !strings.Contains(as[0].Metrics, "macro_f1") {
 		t.Fatalf("registry: %+v %v", as, err)
+	}
+	if runs, _ := w.ListRuns(); len(runs) != 1 || !strings.HasPrefix(runs[0].Best, "macro_f1 ") {
+		t.Errorf("the run's best metric: %+v", runs)
 	}
 	labels, err := w.AdapterLabels(last.RunID)
 	slices.Sort(labels)

@@ -253,3 +253,17 @@ func normalizeTags(tags []string) []string {
 	slices.Sort(out)
 	return slices.Compact(out)
 }
+
+// SetAdapterMetrics replaces an adapter's headline metrics (a JSON object),
+// e.g. after an evaluation.
+func (d *DB) SetAdapterMetrics(ctx context.Context, name string, metrics json.RawMessage) error {
+	m, err := jsonObject(metrics)
+	if err != nil {
+		return fmt.Errorf("set metrics of adapter %s: %w", name, err)
+	}
+	res, err := d.db.ExecContext(ctx, "UPDATE adapters SET metrics = ?, updated_at = ? WHERE name = ?", m, formatTime(now()), name)
+	if err != nil {
+		return fmt.Errorf("set metrics of adapter %s: %w", name, err)
+	}
+	return mustAffect(res, "set metrics of adapter "+name)
+}

@@ -126,5 +126,8 @@ func jsonObject(raw json.RawMessage) (string, error) {
 	if err := json.Compact(&b, raw); err != nil {
 		return "", err
 	}
+	if b.Len() == 0 || b.Bytes()[0] != '{' {
+		return "", fmt.Errorf("want a JSON object, got %.40s", b.String())
+	}
 	return b.String(), nil
 }

@@ -321,3 +321,23 @@ func TestAdapters(t *testing.T) {
 		}
 	}
 }
+
+func TestSetAdapterMetrics(t *testing.T) {
+	db := openTest(t)
+	ctx := context.Background()
+	if err := db.RegisterAdapter(ctx, Adapter{Name: "a", Path: "p", BaseModel: "m"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SetAdapterMetrics(ctx, "a", json.RawMessage(`{"macro_f1": 0.95}`)); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := db.Adapter(ctx, "a"); err != nil || string(a.Metrics) != `{"macro_f1":0.95}` {
+		t.Fatalf("%s %v", a.Metrics, err)
+	}
+	if err := db.SetAdapterMetrics(ctx, "a", json.RawMessage(`[1]`)); err == nil {
+		t.Error("a non-object: no error")
+	}
+	if err := db.SetAdapterMetrics(ctx, "missing", json.RawMessage(`{}`)); err == nil {
+		t.Error("an unknown adapter: no error")
+	}
+}

@@ -234,8 +234,9 @@ func (v adaptersView) selected() (app.AdapterRow, bool) {
 }
 
 // metricNames shortens the store's metric names for the table.
-var metricNames = strings.NewReplacer("macro_f1", "F1", "accuracy", "acc", "schema_valid_rate", "valid",
-	"exact_match_rate", "exact", "build_success_rate", "build", "lint_pass_rate", "lint", "pass_at_1", "pass@1")
+var metricNames = strings.NewReplacer("macro_f1", "F1", "field_f1", "F1", "val_loss", "vloss", "val_accuracy", "vacc",
+	"accuracy", "acc", "schema_valid_rate", "valid", "exact_match_rate", "exact", "build_success_rate", "build",
+	"lint_pass_rate", "lint", "pass_at_1", "pass@1")
 
 // taskNames shortens tasks for the table.
 var taskNames = strings.NewReplacer("classification", "classify")

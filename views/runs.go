@@ -312,7 +312,7 @@ func (v *runsView) apply(ctx *Context) {
 		if slices.Contains(v.marked, r.ID) {
 			id = "✓" + id
 		}
-		rows[i] = table.Row{id, strings.ToUpper(r.Method), r.Base, r.Dataset, statusLabel(r.Status), r.Best, humanAge(r.Age)}
+		rows[i] = table.Row{id, strings.ToUpper(r.Method), r.Base, r.Dataset, statusLabel(r.Status), metricNames.Replace(r.Best), humanAge(r.Age)}
 	}
 	v.table.SetRows(rows)
 	v.table.SetWidth(ctx.Width)
