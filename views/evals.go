@@ -390,33 +390,7 @@ func classDetail(st Styles, c *app.ClassEval, width int) []string {
 	}
 	scores = append(scores, fmt.Sprintf("macro-F1 %.3f · accuracy %.3f · n %d", c.MacroF1, c.Accuracy, c.N))
 
-	var out []string
-	mw := 0
-	for _, l := range matrix {
-		mw = max(mw, lipgloss.Width(l))
-	}
-	sw := 0
-	for _, l := range scores {
-		sw = max(sw, lipgloss.Width(l))
-	}
-	if mw+3+sw <= width {
-		for i := range max(len(matrix), len(scores)) {
-			l, s := "", ""
-			if i < len(matrix) {
-				l = matrix[i]
-			}
-			if i < len(scores) {
-				s = scores[i]
-			}
-			out = append(out, fit(l, mw+3)+s)
-		}
-	} else {
-		out = append(out, matrix...)
-		out = append(out, "")
-		for _, s := range scores {
-			out = append(out, " "+s)
-		}
-	}
+	out := besideOrBelow(matrix, scores, width)
 	if m := c.Margins; m != nil && len(m.Bins) > 0 {
 		peak := 0
 		for _, b := range m.Bins {
@@ -573,4 +547,37 @@ func matrixLines(st Styles, c *app.ClassEval, lw int) []string {
 	matrix = append(matrix, " "+st.Muted.Render("rows: gold · ░▒▓█ share of the row"))
 
 	return matrix
+}
+
+// besideOrBelow sets the lines of right beside those of left when both fit
+// in width, else below them (indented by one, after a blank line).
+func besideOrBelow(left, right []string, width int) []string {
+	lw := 0
+	for _, l := range left {
+		lw = max(lw, lipgloss.Width(l))
+	}
+	rw := 0
+	for _, l := range right {
+		rw = max(rw, lipgloss.Width(l))
+	}
+	var out []string
+	if lw+3+rw <= width {
+		for i := range max(len(left), len(right)) {
+			l, r := "", ""
+			if i < len(left) {
+				l = left[i]
+			}
+			if i < len(right) {
+				r = right[i]
+			}
+			out = append(out, fit(l, lw+3)+r)
+		}
+		return out
+	}
+	out = append(out, left...)
+	out = append(out, "")
+	for _, r := range right {
+		out = append(out, " "+r)
+	}
+	return out
 }

@@ -115,33 +115,7 @@ func compareClass(st Styles, a, b *app.ClassEval, width int) []string {
 	scores = append(scores,
 		fmt.Sprintf("%-*s %6.3f %6.3f %s", lw, "macro-F1", a.MacroF1, b.MacroF1, signed(st, b.MacroF1-a.MacroF1, "6.3f", true)),
 		fmt.Sprintf("%-*s %6.3f %6.3f %s", lw, "accuracy", a.Accuracy, b.Accuracy, signed(st, b.Accuracy-a.Accuracy, "6.3f", true)))
-	dw := 0
-	for _, l := range delta {
-		dw = max(dw, lipgloss.Width(l))
-	}
-	sw := 0
-	for _, l := range scores {
-		sw = max(sw, lipgloss.Width(l))
-	}
-	if dw+3+sw <= width {
-		for i := range max(len(delta), len(scores)) {
-			l, s := "", ""
-			if i < len(delta) {
-				l = delta[i]
-			}
-			if i < len(scores) {
-				s = scores[i]
-			}
-			out = append(out, fit(l, dw+3)+s)
-		}
-		return out
-	}
-	out = append(out, delta...)
-	out = append(out, "")
-	for _, s := range scores {
-		out = append(out, " "+s)
-	}
-	return out
+	return append(out, besideOrBelow(delta, scores, width)...)
 }
 
 // deltaMatrix is the candidate's confusion counts minus the baseline's, per
