@@ -16,16 +16,9 @@ import (
 // scores the run's adapter on exactly them and records a report with a
 // confusion matrix that the Evals view can open.
 func TestEvaluateRunOnHeldOutRows(t *testing.T) {
-	m := tinyModel(t)
-	w, err := OpenWorkstation(filepath.Join(t.TempDir(), "distill.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	data := smallData(t, "../examples/tickets/train.jsonl", 60)
-	cfg := defaultRunConfig("sft")
-	cfg.Model, cfg.Data, cfg.Steps, cfg.SeqLen, cfg.LR, cfg.ValFraction = m, data, 2, 128, 1e-3, 0.2
-	cfg.LoRA.R, cfg.Out = 4, filepath.Join(t.TempDir(), "run")
+	w, cfg := tinyWorkstation(t, "../examples/tickets/train.jsonl", 60, 2, 128, 1e-3)
+	cfg.ValFraction = 0.2
+	data := cfg.Data
 	ch, err := w.StartRun(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -107,15 +100,8 @@ func readLines(t *testing.T, path string) []string {
 // back, and as a merged checkpoint whose logits equal the base with the
 // adapter applied unmerged; an existing destination is refused.
 func TestExportAdapter(t *testing.T) {
-	m := tinyModel(t)
-	w, err := OpenWorkstation(filepath.Join(t.TempDir(), "distill.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	cfg := defaultRunConfig("sft")
-	cfg.Model, cfg.Data, cfg.Steps, cfg.SeqLen, cfg.LR = m, smallData(t, "../examples/chat/train.jsonl", 20), 2, 128, 1e-2
-	cfg.LoRA.R, cfg.Out = 4, filepath.Join(t.TempDir(), "run")
+	w, cfg := tinyWorkstation(t, "../examples/chat/train.jsonl", 20, 2, 128, 1e-2)
+	m := cfg.Model
 	id, ch, err := w.LaunchRun(cfg)
 	if err != nil {
 		t.Fatal(err)

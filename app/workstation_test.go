@@ -75,15 +75,7 @@ func TestStartRunValidates(t *testing.T) {
 // streams every step (the buffer holds them all) and then a Done value, and
 // the store has recorded the same steps.
 func TestStartRunStreamsProgress(t *testing.T) {
-	m := tinyModel(t)
-	w, err := OpenWorkstation(filepath.Join(t.TempDir(), "distill.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	cfg := defaultRunConfig("sft")
-	cfg.Model, cfg.Data, cfg.Steps, cfg.SeqLen, cfg.LR = m, smallData(t, "../examples/chat/train.jsonl", 40), 4, 256, 1e-3
-	cfg.LoRA.R, cfg.Out = 4, filepath.Join(t.TempDir(), "run")
+	w, cfg := tinyWorkstation(t, "../examples/chat/train.jsonl", 40, 4, 256, 1e-3)
 	ch, err := w.StartRun(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -129,15 +121,7 @@ func TestStartRunStreamsProgress(t *testing.T) {
 // checkpoint and is marked canceled; ResumeRun continues it from that
 // checkpoint to its last step, and the run ends completed.
 func TestStopThenResume(t *testing.T) {
-	m := tinyModel(t)
-	w, err := OpenWorkstation(filepath.Join(t.TempDir(), "distill.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	cfg := defaultRunConfig("sft")
-	cfg.Model, cfg.Data, cfg.Steps, cfg.SeqLen, cfg.LR = m, smallData(t, "../examples/chat/train.jsonl", 40), 8, 256, 1e-3
-	cfg.LoRA.R, cfg.Out = 4, filepath.Join(t.TempDir(), "run")
+	w, cfg := tinyWorkstation(t, "../examples/chat/train.jsonl", 40, 8, 256, 1e-3)
 	id, ch, err := w.LaunchRun(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -187,4 +171,21 @@ func TestStopThenResume(t *testing.T) {
 	if _, err := w.ResumeRun(id); err == nil {
 		t.Error("ResumeRun of a completed run: no error")
 	}
+}
+
+// tinyWorkstation is a workstation over a fresh database and an SFT config
+// for the tiny model on the first rows of data (LoRA r 4, its own run
+// folder), for the tests to adjust.
+func tinyWorkstation(t *testing.T, data string, rows, steps, seqLen int, lr float64) (*Workstation, RunConfig) {
+	t.Helper()
+	m := tinyModel(t)
+	w, err := OpenWorkstation(filepath.Join(t.TempDir(), "distill.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	cfg := defaultRunConfig("sft")
+	cfg.Model, cfg.Data, cfg.Steps, cfg.SeqLen, cfg.LR = m, smallData(t, data, rows), steps, seqLen, lr
+	cfg.LoRA.R, cfg.Out = 4, filepath.Join(t.TempDir(), "run")
+	return w, cfg
 }
