@@ -75,7 +75,12 @@ func runServe(env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	// Requests live under base: cancelling it stops their work (at the next
+	// token) when they outlast the shutdown's grace period.
+	base, cancelBase := context.WithCancel(context.Background())
+	defer cancelBase()
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		BaseContext: func(net.Listener) context.Context { return base }}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)
@@ -95,10 +100,15 @@ func runServe(env *Env, args []string) error {
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	switch err := srv.Shutdown(sctx); {
+	case errors.Is(err, context.DeadlineExceeded):
+		log.Warn("requests still running after the 30 s grace period: cancelling them")
+		cancelBase()
+		srv.Close()
+	case err != nil && !errors.Is(err, http.ErrServerClosed):
 		return err
 	}
-	if err, ok := s.loadErr.Load().(error); ok {
+	if err, ok := s.loadErr.Load().(error); ok && !errors.Is(err, errClosedWhileLoading) {
 		return err
 	}
 	return nil

@@ -2,6 +2,7 @@ package app
 
 import (
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -86,6 +87,8 @@ type Server struct {
 	ready     atomic.Bool
 	loadErr   atomic.Value // error from Load, for /readyz
 	closeOnce sync.Once
+	life      sync.Mutex // Load's publication of the model against Close
+	closed    bool
 
 	// Set by Load.
 	be       tensor.Backend
@@ -166,14 +169,26 @@ func (s *Server) load() error {
 		}
 	}
 	var reg store.AdapterStore
+	var db *store.DB
 	if s.cfg.DB != "" {
-		db, err := store.Open(s.cfg.DB)
-		if err != nil {
+		if db, err = store.Open(s.cfg.DB); err != nil {
 			m.Close()
 			return fmt.Errorf("adapter registry: %w", err)
 		}
-		s.db, reg = db, db
+		reg = db
 	}
+	// Close may run meanwhile (a signal while loading): it and this
+	// publication take turns, and a closed server releases what was loaded.
+	s.life.Lock()
+	defer s.life.Unlock()
+	if s.closed {
+		m.Close()
+		if db != nil {
+			db.Close()
+		}
+		return errClosedWhileLoading
+	}
+	s.db = db
 	s.be, s.m, s.tok, s.gc = be, m, tok, gc
 	s.eos = m.EOSIDs(gc)
 	if id, ok := tok.EOS(); ok {
@@ -192,10 +207,16 @@ func (s *Server) load() error {
 	return nil
 }
 
+// errClosedWhileLoading: Close came first (a signal during the load).
+var errClosedWhileLoading = errors.New("the server was closed while the model loaded")
+
 // Close stops the worker (failing queued requests with 503) and releases
 // the model and the registry.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
+		s.life.Lock()
+		defer s.life.Unlock()
+		s.closed = true
 		s.ready.Store(false)
 		if s.sched != nil {
 			s.sched.close()

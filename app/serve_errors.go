@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -89,11 +90,20 @@ func nullable(s string) any {
 }
 
 func writeJSONStatus(w http.ResponseWriter, status int, v any) {
+	// Encoded before the header goes out: a value that cannot be encoded
+	// (a NaN, say) is a 500 that says so, never a 200 with an empty body.
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		status = http.StatusInternalServerError
+		b.Reset()
+		enc.Encode(map[string]any{"error": map[string]any{"message": "the answer could not be encoded as JSON: " + err.Error(),
+			"type": errServer, "param": nil, "code": nil}})
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	enc.Encode(v)
+	w.Write(b.Bytes())
 }
 
 // recoverMiddleware turns a panic in a handler into a 500 JSON error and a

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -283,8 +282,13 @@ func (s *Server) inferClassify(ctx context.Context, sa *servedAdapter, req *infe
 	if o.Template != "" {
 		tmpl = o.Template
 	}
-	if n := len(s.tok.Encode(strings.ReplaceAll(tmpl, "{text}", input), true)); n+64 > s.contextLimit() {
-		return jobStats{}, s.checkContext(n, 64, "input")
+	// The prompt and the longest label's continuation must fit the context.
+	longest := 0
+	for _, l := range req.Labels {
+		longest = max(longest, len(s.tok.Encode(" "+l, false)))
+	}
+	if n := len(s.tok.Encode(strings.ReplaceAll(tmpl, "{text}", input), true)); n+longest+1 > s.contextLimit() {
+		return jobStats{}, s.checkContext(n, longest+1, "input")
 	}
 	var nulls []string
 	if o.Calibrate == nil || *o.Calibrate {
@@ -294,17 +298,15 @@ func (s *Server) inferClassify(ctx context.Context, sa *servedAdapter, req *infe
 		}
 	}
 	opt := classify.Options{Labels: req.Labels, LengthNormalize: o.LengthNormalize, NullInputs: nulls, Bias: o.Bias}
-	biasKeys := make([]string, 0, len(o.Bias))
-	for l, b := range o.Bias {
-		biasKeys = append(biasKeys, fmt.Sprintf("%s=%g", l, b))
-	}
-	slices.Sort(biasKeys)
 	path := ""
 	if sa != nil {
 		path = sa.Path
 	}
-	key := strings.Join([]string{path, strings.Join(req.Labels, "\x01"), tmpl, strings.Join(nulls, "\x01"),
-		fmt.Sprint(o.LengthNormalize), strings.Join(biasKeys, "\x01")}, "\x00")
+	// The classifier cache and batch key: every field that changes the
+	// scores, JSON-encoded so no two different requests share it (map keys
+	// are sorted by encoding/json).
+	keyJSON, _ := json.Marshal([]any{path, req.Labels, tmpl, nulls, o.LengthNormalize, o.Bias})
+	key := string(keyJSON)
 	cj := &classifyJob{key: key, text: input, build: func() (*classify.Classifier, error) {
 		return classify.New(s.be, s.m, s.tok, func(t string) string { return strings.ReplaceAll(tmpl, "{text}", t) }, opt)
 	}}

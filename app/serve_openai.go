@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -343,6 +344,12 @@ func (s *Server) complete(ctx context.Context, w http.ResponseWriter, cj *comple
 	s.stream(ctx, w, cj, id, created, includeUsage)
 }
 
+// streamBuffer is how many pieces of text a streaming client may fall
+// behind before its generation is cancelled.
+const streamBuffer = 1024
+
+var errStalledClient = errors.New("the client stopped reading the stream")
+
 // stream answers with server-sent events: one chunk per piece of text,
 // a last chunk with the finish reason, an optional usage chunk, then
 // [DONE]. Headers are written with the first piece, so an error before any
@@ -386,9 +393,13 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, cj *completi
 		}
 		return map[string]any{"id": id, "object": object, "created": created, "model": cj.model, "choices": []any{c}}
 	}
-	// Pieces cross from the worker to this goroutine over a channel, so a
-	// slow client never blocks the model for longer than the buffer.
-	pieces := make(chan string, 64)
+	// Pieces cross from the worker to this goroutine over a channel. The
+	// worker never waits on it: a client that falls streamBuffer pieces
+	// behind (it stopped reading) has its generation cancelled, so it
+	// cannot stall the other sequences of the batch.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	pieces := make(chan string, streamBuffer)
 	type outcome struct {
 		res completionResult
 		err error
@@ -399,7 +410,8 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, cj *completi
 			select {
 			case pieces <- p:
 				return true
-			case <-ctx.Done():
+			default:
+				cancel(errStalledClient)
 				return false
 			}
 		})

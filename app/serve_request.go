@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"unicode"
 )
 
 // inferRequest is the body of POST /infer/{adapter}.
@@ -157,6 +158,19 @@ func parseInferRequest(b []byte) (*inferRequest, string, error) {
 		if len(req.Labels) < 2 {
 			return nil, "", errorf(http.StatusBadRequest, errInvalid, "labels", "classify needs \"labels\": at least two, got %d", len(req.Labels))
 		}
+		// Each label and null input costs the model a pass: bound them, so
+		// one request cannot hold the worker for minutes.
+		if len(req.Labels) > maxLabels {
+			return nil, "", errorf(http.StatusRequestEntityTooLarge, errTooLarge, "labels", "at most %d labels, got %d", maxLabels, len(req.Labels))
+		}
+		if len(o.NullInputs) > maxNullInputs {
+			return nil, "", errorf(http.StatusRequestEntityTooLarge, errTooLarge, "options.null_inputs", "at most %d null inputs, got %d", maxNullInputs, len(o.NullInputs))
+		}
+		for _, x := range append(append([]string{o.Template}, req.Labels...), o.NullInputs...) {
+			if strings.ContainsFunc(x, isControl) {
+				return nil, "", errorf(http.StatusBadRequest, errInvalid, "labels", "labels, null inputs and the template must not hold control characters (%q)", x)
+			}
+		}
 		seen := map[string]bool{}
 		for _, l := range req.Labels {
 			if strings.TrimSpace(l) == "" {
@@ -223,3 +237,12 @@ func (s *Server) checkContext(promptTokens, maxTokens int, param string) error {
 	}
 	return nil
 }
+
+// The most labels and null inputs one classify request may carry.
+const (
+	maxLabels     = 256
+	maxNullInputs = 16
+)
+
+// isControl reports a control character other than tab and newline.
+func isControl(r rune) bool { return unicode.IsControl(r) && r != '\t' && r != '\n' }

@@ -2,6 +2,7 @@ package app
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -242,6 +243,10 @@ func TestServeErrors(t *testing.T) {
 		{"unknown adapter", "/infer/nope", `{"task":"generate","input":"x"}`, 404, errNotFound, "model"},
 		{"body over --max-body", "/infer/base", `{"task":"generate","input":"` + long + `"}`, 413, errTooLarge, ""},
 		{"input over the context", "/infer/base", `{"task":"generate","input":"` + strings.Repeat("z ", 4100) + `"}`, 413, errTooLarge, "input"},
+		{"too many null inputs", "/infer/base", `{"task":"classify","input":"x","labels":["a","b"],"options":{"null_inputs":[` + strings.Repeat(`"n",`, 16) + `"n"]}}`, 413, errTooLarge, "options.null_inputs"},
+		{"too many labels", "/infer/base", `{"task":"classify","input":"x","labels":[` + manyLabels(257) + `]}`, 413, errTooLarge, "labels"},
+		{"control character in a label", "/infer/base", `{"task":"classify","input":"x","labels":["a\u0001b","c"]}`, 400, errInvalid, "labels"},
+		{"label over the context", "/infer/base", `{"task":"classify","input":"x","labels":["` + strings.Repeat("z ", 4100) + `","b"]}`, 413, errTooLarge, "input"},
 		{"chat: no messages", "/v1/chat/completions", `{"model":"base","messages":[]}`, 400, errInvalid, "messages"},
 		{"chat: bad role", "/v1/chat/completions", `{"messages":[{"role":"wizard","content":"x"}]}`, 400, errInvalid, "messages[0].role"},
 		{"chat: unknown model", "/v1/chat/completions", `{"model":"gpt-9","messages":[{"role":"user","content":"x"}]}`, 404, errNotFound, "model"},
@@ -342,5 +347,24 @@ func TestServeCommandFlags(t *testing.T) {
 	// A model folder that does not load fails the command (after binding).
 	if code, _, stderr := run("serve", "--model", t.TempDir(), "--addr", "127.0.0.1:0", "--db", ""); code != 1 || !strings.Contains(stderr, "distill serve: read tokenizer") {
 		t.Fatalf("serve of an empty folder: %d %q", code, stderr)
+	}
+}
+
+func manyLabels(n int) string {
+	ls := make([]string, n)
+	for i := range ls {
+		ls[i] = fmt.Sprintf("%q", fmt.Sprint("l", i))
+	}
+	return strings.Join(ls, ",")
+}
+
+// A value JSON cannot hold (NaN) is a 500 with a JSON error, never a 200
+// with an empty body.
+func TestWriteJSONRefusesNaN(t *testing.T) {
+	rec := httptest.NewRecorder()
+	writeJSONStatus(rec, http.StatusOK, map[string]float64{"p": math.NaN()})
+	var body map[string]map[string]any
+	if rec.Code != http.StatusInternalServerError || json.Unmarshal(rec.Body.Bytes(), &body) != nil || body["error"]["type"] != errServer {
+		t.Fatalf("status %d, body %q", rec.Code, rec.Body.String())
 	}
 }

@@ -89,20 +89,15 @@ func New(be tensor.Backend, m *model.Model, tok Encoder, prompt func(string) str
 		}
 	}
 	if len(opt.NullInputs) > 0 {
-		mean := make([]float64, len(opt.Labels))
+		var nullScores [][]float64
 		for _, in := range opt.NullInputs {
 			s, _, err := c.scores(in)
 			if err != nil {
 				return nil, fmt.Errorf("null input %q: %w", in, err)
 			}
-			for i, p := range softmax(s) {
-				mean[i] += p / float64(len(opt.NullInputs))
-			}
+			nullScores = append(nullScores, s)
 		}
-		c.nullLogP = make([]float64, len(mean))
-		for i, p := range mean {
-			c.nullLogP[i] = math.Log(p)
-		}
+		c.nullLogP = meanLogProbs(nullScores)
 	}
 	return c, nil
 }
@@ -132,9 +127,8 @@ func (c *Classifier) Classify(text string) (*Result, error) {
 // result turns raw label scores into the calibrated decision.
 func (c *Classifier) result(s []float64, promptTokens int) *Result {
 	raw := softmax(s)
-	cal := make([]float64, len(s))
+	cal := logSoftmax(s) // not log(raw): finite where raw underflows to 0
 	for i := range s {
-		cal[i] = math.Log(raw[i])
 		if c.nullLogP != nil {
 			cal[i] -= c.nullLogP[i]
 		}
@@ -221,6 +215,51 @@ func softmax(x []float64) []float64 {
 		out[i] /= sum
 	}
 	return out
+}
+
+// meanLogProbs is the log of the mean label distribution of several score
+// vectors, computed in log space (log-mean-exp) so that a label whose
+// probability underflows keeps a finite log.
+func meanLogProbs(scores [][]float64) []float64 {
+	if len(scores) == 0 {
+		return nil
+	}
+	perLabel := make([][]float64, len(scores[0]))
+	for _, s := range scores {
+		for i, lp := range logSoftmax(s) {
+			perLabel[i] = append(perLabel[i], lp)
+		}
+	}
+	out := make([]float64, len(perLabel))
+	for i, lps := range perLabel {
+		out[i] = logSumExp64(lps) - math.Log(float64(len(lps)))
+	}
+	return out
+}
+
+// logSoftmax is x minus its log-sum-exp.
+func logSoftmax(x []float64) []float64 {
+	lse := logSumExp64(x)
+	out := make([]float64, len(x))
+	for i, v := range x {
+		out[i] = v - lse
+	}
+	return out
+}
+
+func logSumExp64(x []float64) float64 {
+	m := math.Inf(-1)
+	for _, v := range x {
+		m = max(m, v)
+	}
+	if math.IsInf(m, -1) {
+		return m
+	}
+	var sum float64
+	for _, v := range x {
+		sum += math.Exp(v - m)
+	}
+	return m + math.Log(sum)
 }
 
 func logSumExp(x []float32) float64 {

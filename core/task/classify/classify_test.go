@@ -203,3 +203,25 @@ func TestFitBiasRecoversAShiftedScorer(t *testing.T) {
 		t.Fatalf("bias %v: b and c should be raised by more than 0.7 nats", bias)
 	}
 }
+
+// A label far less likely than the others (its probability underflows to
+// 0 in float64) still gets finite calibrated scores: no NaN reaches the
+// result.
+func TestResultStaysFiniteOnUnderflow(t *testing.T) {
+	c := &Classifier{opt: Options{Labels: []string{"a", "b"}}}
+	// b's probability is exp(-2000) ≈ 0 under every null input and the
+	// input: log(mean p) would be -Inf and the calibration -Inf - -Inf.
+	c.nullLogP = meanLogProbs([][]float64{{0, -2000}, {0, -2100}})
+	if math.IsInf(c.nullLogP[1], 0) || math.Abs(c.nullLogP[1]-(-2000-math.Log(2))) > 1e-9 {
+		t.Fatalf("null log-probs %v", c.nullLogP)
+	}
+	r := c.result([]float64{0, -2000}, 3)
+	for l, p := range r.Probabilities {
+		if math.IsNaN(p) || math.IsInf(p, 0) {
+			t.Fatalf("label %s: probability %g", l, p)
+		}
+	}
+	if math.IsNaN(r.Margin) || r.Label == "" {
+		t.Fatalf("result %+v", r)
+	}
+}
