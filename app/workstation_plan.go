@@ -17,7 +17,15 @@ import (
 // PlanRow is a training run's predicted peak memory, in bytes, and its parts,
 // for the Launch view's memory-plan line.
 type PlanRow struct {
-	Total, Weights, Adapter, Grads, Optimizer, Activations, Workspace, Runtime int64
+	Total       int64 `json:"total"`
+	Weights     int64 `json:"weights"`
+	Teacher     int64 `json:"teacher"` // KD: the teacher's weights as held
+	Adapter     int64 `json:"adapter"`
+	Grads       int64 `json:"gradients"`
+	Optimizer   int64 `json:"optimizer"`
+	Activations int64 `json:"activations"`
+	Workspace   int64 `json:"workspace"`
+	Runtime     int64 `json:"runtime"`
 }
 
 // PlanRun predicts cfg's peak memory without reading any data: it builds the
@@ -67,8 +75,47 @@ func (w *Workstation) PlanRun(cfg RunConfig) (PlanRow, error) {
 	}
 	net.Checkpoint = c.GradCheckpointing
 	p := net.PlanMemory(c.SeqLen, wb)
-	return PlanRow{Total: p.Total(), Weights: p.Weights, Adapter: p.Adapter, Grads: p.Grads, Optimizer: p.Optimizer,
-		Activations: p.Activations, Workspace: p.Workspace, Runtime: p.Runtime}, nil
+	row := PlanRow{Total: p.Total(), Weights: p.Weights, Adapter: p.Adapter, Grads: p.Grads, Optimizer: p.Optimizer,
+		Activations: p.Activations, Workspace: p.Workspace, Runtime: p.Runtime}
+	if c.Method == "kd" && c.KD.Teacher != "" { // logit KD holds the teacher too
+		tq := c.KD.TeacherQuant
+		if row.Teacher, err = w.quantizedBytes(c.KD.Teacher, tq, tq == "nf4"); err != nil {
+			return PlanRow{}, &FieldError{Field: "kd.teacher", Err: err}
+		}
+		row.Total += row.Teacher
+	}
+	return row, nil
+}
+
+// LargestSeqLen is the longest micro-batch (in tokens, at most limit) whose
+// plan fits budget bytes, found by bisection (the plan grows with it); 0
+// when not even 16 tokens fit.
+func (w *Workstation) LargestSeqLen(cfg RunConfig, budget int64, limit int) (int, error) {
+	fits := func(n int) (bool, error) {
+		cfg.SeqLen = n
+		p, err := w.PlanRun(cfg)
+		return err == nil && p.Total <= budget, err
+	}
+	lo, hi := 16, limit
+	if ok, err := fits(lo); err != nil || !ok {
+		return 0, err
+	}
+	if ok, _ := fits(hi); ok {
+		return hi, nil
+	}
+	for hi-lo > 1 { // fits(lo) and !fits(hi)
+		mid := (lo + hi) / 2
+		ok, err := fits(mid)
+		if err != nil {
+			return 0, err
+		}
+		if ok {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return lo, nil
 }
 
 // quantizedBytes is the frozen base's size as a run holds it, quantised as

@@ -107,8 +107,12 @@ func TestPlanRefusesAForeignTeacher(t *testing.T) {
 	if !errors.As(err, &fe) || fe.Field != "kd.teacher" || !strings.Contains(err.Error(), "distill kd traces") {
 		t.Fatalf("err %v", err)
 	}
-	cfg.KD.Teacher = student // the same vocabulary: planned
-	if _, err := w.PlanRun(cfg); err != nil {
+	cfg.KD.Teacher = student // the same vocabulary: planned, the teacher held too
+	p, err := w.PlanRun(cfg)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if p.Teacher <= 0 || p.Total != p.Weights+p.Teacher+p.Adapter+p.Grads+p.Optimizer+p.Activations+p.Workspace+p.Runtime {
+		t.Errorf("plan %+v", p)
 	}
 }

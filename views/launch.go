@@ -608,6 +608,10 @@ func (v launchView) planLine(ctx *Context) string {
 			mark = st.Good.Render(" ✓")
 		}
 	}
-	return line + mark + st.Muted.Render(fmt.Sprintf("  weights %s · adapter+opt %s · act %s", humanBytes(p.Weights),
+	weights := "weights " + humanBytes(p.Weights)
+	if p.Teacher > 0 {
+		weights += " + teacher " + humanBytes(p.Teacher)
+	}
+	return line + mark + st.Muted.Render(fmt.Sprintf("  %s · adapter+opt %s · act %s", weights,
 		humanBytes(p.Adapter+p.Grads+p.Optimizer), humanBytes(p.Activations+p.Workspace)))
 }

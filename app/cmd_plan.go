@@ -1,0 +1,113 @@
+package app
+
+import (
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"distill/core/model"
+)
+
+func init() {
+	register(command{name: "plan", usage: "sft|kd|dpo --model DIR [run flags as for train] [--memory 8GB] [--json] — predicted peak memory of a run, and the longest micro-batch that fits", run: runPlan})
+}
+
+// runPlan prints a run's memory plan — the same numbers a run prints when it
+// starts and the Launch form shows — and, given a budget, the longest
+// micro-batch (seq_len) that fits it.
+func runPlan(env *Env, args []string) error {
+	if len(args) == 0 || (args[0] != "sft" && args[0] != "kd" && args[0] != "dpo") {
+		return fmt.Errorf("give the method first: distill plan sft|kd|dpo --model DIR …")
+	}
+	cfg := defaultRunConfig(args[0])
+	if path := configFlag(args[1:]); path != "" {
+		if err := readRunConfig(path, &cfg); err != nil {
+			return err
+		}
+		cfg.Method = args[0]
+	}
+	fs := flag.NewFlagSet("plan "+args[0], flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.String("config", "", "run config (YAML) to plan")
+	bindRunFlags(fs, &cfg)
+	memory := fs.String("memory", "", "a memory budget (e.g. 8GB, 3.5GiB, 512MB): also print the longest seq_len that fits it")
+	asJSON := fs.Bool("json", false, "print the plan as JSON")
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	if cfg.Model == "" {
+		return fmt.Errorf("--model is required")
+	}
+	var w Workstation
+	p, err := w.PlanRun(cfg)
+	if err != nil {
+		return err
+	}
+	out := map[string]any{"method": cfg.Method, "seq_len": cfg.SeqLen, "quant": cfg.Quant, "plan": p}
+	longest := 0
+	if *memory != "" {
+		budget, err := parseBytes(*memory)
+		if err != nil {
+			return fmt.Errorf("--memory: %w", err)
+		}
+		limit := 1 << 15
+		if m, err := model.Load(cfg.Model); err == nil {
+			if n := m.Config.MaxPositionEmbeddings; n > 0 {
+				limit = n
+			}
+			m.Close()
+		}
+		if longest, err = w.LargestSeqLen(cfg, budget, limit); err != nil {
+			return err
+		}
+		out["memory"], out["longest_seq_len"] = budget, longest
+	}
+	if *asJSON {
+		return writeJSON(env.Stdout, out)
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(env.Stdout, "%s of %s, %s base, %d tokens per micro-batch (CPU backend)\n", strings.ToUpper(cfg.Method), cfg.Model, cfg.Quant, cfg.SeqLen)
+	for _, r := range []struct {
+		name string
+		b    int64
+	}{{"base weights", p.Weights}, {"teacher weights", p.Teacher}, {"adapter", p.Adapter}, {"gradients", p.Grads},
+		{"optimizer (AdamW)", p.Optimizer}, {"activations", p.Activations}, {"workspace", p.Workspace}, {"runtime", p.Runtime}, {"total", p.Total}} {
+		if r.b == 0 && r.name == "teacher weights" {
+			continue
+		}
+		fmt.Fprintf(tw, "  %s\t%.1f MB\t\n", r.name, float64(r.b)/1e6)
+	}
+	tw.Flush()
+	if *memory != "" {
+		if longest == 0 {
+			fmt.Fprintf(env.Stdout, "nothing fits %s: even 16 tokens per micro-batch need more (quantise the base, lower the rank, or checkpoint gradients)\n", *memory)
+		} else {
+			fmt.Fprintf(env.Stdout, "longest seq_len within %s: %d\n", *memory, longest)
+		}
+	}
+	return nil
+}
+
+// parseBytes reads "8GB", "3.5GiB", "512MB", "1e9": decimal units for B,
+// KB, MB, GB, TB and binary for KiB, MiB, GiB, TiB.
+func parseBytes(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		mul    float64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1}}
+	mul := 1.0
+	for _, u := range units {
+		if strings.HasSuffix(strings.ToLower(t), strings.ToLower(u.suffix)) {
+			t, mul = strings.TrimSpace(t[:len(t)-len(u.suffix)]), u.mul
+			break
+		}
+	}
+	x, err := strconv.ParseFloat(t, 64)
+	if err != nil || x <= 0 {
+		return 0, fmt.Errorf("%q: want a size such as 8GB, 3.5GiB or 512MB", s)
+	}
+	return int64(x * mul), nil
+}
