@@ -253,15 +253,22 @@ func (s *scheduler) runOne(j *job) {
 	s.finish(j, safeRun(func() error { return j.run(j.ctx) }))
 }
 
-// runBatch scores a group of classifications with one classifier in one
-// branched pass (classify.ClassifyBatch).
-func (s *scheduler) runBatch(group []*job) {
+// startAll starts each job of group and returns those still wanted (not
+// cancelled or timed out while they waited).
+func (s *scheduler) startAll(group []*job) []*job {
 	var live []*job
 	for _, j := range group {
 		if s.start(j) {
 			live = append(live, j)
 		}
 	}
+	return live
+}
+
+// runBatch scores a group of classifications with one classifier in one
+// branched pass (classify.ClassifyBatch).
+func (s *scheduler) runBatch(group []*job) {
+	live := s.startAll(group)
 	if len(live) == 0 {
 		return
 	}
@@ -310,12 +317,7 @@ func (s *scheduler) runGenerations(group []*job) {
 	b := s.newGenBatch()
 	byItem := map[*infer.BatchItem]*job{}
 	admit := func(js []*job) {
-		var live []*job
-		for _, j := range js {
-			if s.start(j) {
-				live = append(live, j)
-			}
-		}
+		live := s.startAll(js)
 		if len(live) == 0 {
 			return
 		}
@@ -396,12 +398,7 @@ func (s *scheduler) runGenerations(group []*job) {
 // runExtractions decodes a group of schema-constrained generations
 // together (idp.GenerateBatch), each masked by its own grammar.
 func (s *scheduler) runExtractions(group []*job) {
-	var live []*job
-	for _, j := range group {
-		if s.start(j) {
-			live = append(live, j)
-		}
-	}
+	live := s.startAll(group)
 	if len(live) == 0 {
 		return
 	}
