@@ -170,21 +170,14 @@ func loadComparison(svc Service, a, b app.EvalRow) tea.Cmd {
 // compare starts comparing the two marked evaluations, or the one marked
 // and the one under the cursor; the older is the baseline.
 func (v evalsView) compare(ctx *Context) (evalsView, tea.Cmd) {
-	ids := slices.Clone(v.marked)
-	if i := v.table.Cursor(); len(ids) == 1 && i >= 0 && i < len(v.all) && v.all[i].ID != ids[0] {
-		ids = append(ids, v.all[i].ID)
+	var cursor *app.EvalRow
+	if i := v.table.Cursor(); i >= 0 && i < len(v.all) {
+		cursor = &v.all[i]
 	}
-	if len(ids) != 2 {
+	rows, want := markedPair(v.marked, cursor, v.all, func(e app.EvalRow) int64 { return e.ID })
+	if want != 2 {
 		v.note = "mark two evaluations with space, then c compares them"
 		return v, nil
-	}
-	var rows []app.EvalRow
-	for _, id := range ids {
-		for _, e := range v.all {
-			if e.ID == id {
-				rows = append(rows, e)
-			}
-		}
 	}
 	if len(rows) != 2 {
 		v.note = "a marked evaluation is gone: mark two again"
@@ -225,14 +218,7 @@ func (v evalsView) key(ctx *Context, msg tea.KeyMsg) (evalsView, tea.Cmd) {
 	case key.Matches(msg, v.keys.Mark):
 		if i := v.table.Cursor(); i >= 0 && i < len(v.all) {
 			id := v.all[i].ID
-			if j := slices.Index(v.marked, id); j >= 0 {
-				v.marked = slices.Delete(v.marked, j, j+1)
-			} else {
-				v.marked = append(v.marked, id)
-				if len(v.marked) > 2 {
-					v.marked = v.marked[1:]
-				}
-			}
+			v.marked = toggleMark(v.marked, id)
 			v.apply(ctx)
 		}
 		return v, nil

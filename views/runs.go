@@ -157,21 +157,14 @@ func (v runsView) update(ctx *Context, msg tea.Msg) (runsView, tea.Cmd) {
 // compare starts comparing the two marked runs, or the one marked and the
 // one under the cursor.
 func (v runsView) compare(ctx *Context) (runsView, tea.Cmd) {
-	ids := slices.Clone(v.marked)
-	if r, ok := v.selected(); ok && len(ids) == 1 && r.ID != ids[0] {
-		ids = append(ids, r.ID)
+	var cursor *app.RunRow
+	if r, ok := v.selected(); ok {
+		cursor = &r
 	}
-	if len(ids) != 2 {
+	rows, want := markedPair(v.marked, cursor, v.all, func(r app.RunRow) string { return r.ID })
+	if want != 2 {
 		v.note = "mark two runs with space, then c compares them"
 		return v, nil
-	}
-	var rows []app.RunRow
-	for _, id := range ids {
-		for _, r := range v.all {
-			if r.ID == id {
-				rows = append(rows, r)
-			}
-		}
 	}
 	if len(rows) != 2 {
 		v.marked, v.note = nil, "a marked run is gone: mark two again"
@@ -217,11 +210,7 @@ func (v runsView) key(ctx *Context, msg tea.KeyMsg) (runsView, tea.Cmd) {
 	switch {
 	case key.Matches(msg, v.keys.Mark):
 		if r, ok := v.selected(); ok {
-			if j := slices.Index(v.marked, r.ID); j >= 0 {
-				v.marked = slices.Delete(v.marked, j, j+1)
-			} else if v.marked = append(v.marked, r.ID); len(v.marked) > 2 {
-				v.marked = v.marked[1:]
-			}
+			v.marked = toggleMark(v.marked, r.ID)
 			v.apply(ctx)
 		}
 		return v, nil
