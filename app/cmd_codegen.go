@@ -221,8 +221,8 @@ func firstFailure(res codegen.Result) string {
 			break
 		}
 	}
-	if len(line) > 160 {
-		line = line[:160] + "…"
+	if r := []rune(line); len(r) > 160 { // whole characters: output may be any UTF-8
+		line = string(r[:160]) + "…"
 	}
 	return failed.Kind + " " + failed.Name + ": " + line
 }
