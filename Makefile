@@ -12,7 +12,7 @@ SYS_PKGS := libopenblas-dev pkg-config tmux
 PY_PKGS  := python3-torch python3-numpy
 PYTHON   := /usr/bin/python3
 
-.PHONY: all run build test bench bench-serve goldens deps deps-py tools vet clean screens cuda deps-cuda cuda-check
+.PHONY: all run build test bench bench-serve goldens deps deps-py tools vet clean screens cuda deps-cuda cuda-check cuda-devpack
 
 all: build
 
@@ -155,6 +155,23 @@ cuda: deps deps-cuda
 	$(MAKE) -j$$(nproc) $(CUDA_LIB)
 	mkdir -p runs
 	$(GO) build -tags cuda -o bin/distill-cuda .
+
+# `make cuda-devpack`: what cuda/devcheck.sh needs on a GPU machine without
+# Go (a lent one): the cuda package's test binary as one relocatable object
+# (Go's external-link input with OpenBLAS folded in, compressed), the
+# kernels' library as a fallback, and cudatable. That machine compiles the
+# kernels with its own nvcc and links against its own cudart and cuBLAS.
+DEVBUILD := .devbuild
+cuda-devpack: cuda
+	rm -rf $(DEVBUILD) /tmp/distill-devlink && mkdir -p $(DEVBUILD) /tmp/distill-devlink
+	$(GO) test -c -tags cuda -o /tmp/distill-devlink/cuda.test \
+	  -ldflags="-linkmode=external -tmpdir=/tmp/distill-devlink" ./cuda/
+	cd /tmp/distill-devlink && ld -r -o cuda.test.o go.o 0*.o \
+	  -L$$(dirname $$(find /usr/lib -name libopenblas.a | head -1)) -l:libopenblas.a
+	xz -T0 -c /tmp/distill-devlink/cuda.test.o > $(DEVBUILD)/cuda.test.o.xz
+	cp $(CUDA_LIB) $(DEVBUILD)/
+	CGO_ENABLED=0 $(GO) build -o $(DEVBUILD)/cudatable ./tools/cudatable
+	@ls -la $(DEVBUILD)
 
 # `make cuda-check`: on a machine with a GPU, every CUDA parity test and the
 # GPU benchmarks, then one table of them (tools/cudatable). Without a GPU the

@@ -1,0 +1,85 @@
+#!/bin/bash
+# devcheck.sh: `make cuda-check` for a lent GPU machine that has CUDA's
+# compiler and libraries but no Go. `make cuda-devpack` (on the build
+# machine) leaves in .devbuild/ the cuda package's test binary as one
+# relocatable object (Go's external-link input, OpenBLAS folded in); this
+# script compiles the kernels with that machine's nvcc, links the object
+# against its cudart and cuBLAS, runs every CUDA test (each launch
+# synchronised and checked), then the GPU benchmarks, and prints the table.
+# Logs go to $OUT (or .devbuild/out).
+set -u
+OUT=${OUT:-.devbuild/out}
+mkdir -p "$OUT" cuda/build && OUT=$(readlink -f "$OUT")
+exec > >(tee "$OUT/devcheck.log") 2>&1
+step() { echo "== $* ($(date +%T))"; }
+
+step machine
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit --format=csv
+NVCC=$(command -v nvcc || ls /usr/local/cuda*/bin/nvcc 2>/dev/null | head -1)
+[ -n "$NVCC" ] || { echo "no nvcc"; exit 2; }
+"$NVCC" --version | tail -2
+CUDA_HOME=$(dirname "$(dirname "$(readlink -f "$NVCC")")")
+echo "CUDA_HOME=$CUDA_HOME"
+
+step libraries
+mkdir -p /tmp/cl
+LIBPATH=""
+for l in cublas cublasLt cudart; do
+  f=$(find "$CUDA_HOME" /usr/local /usr/lib /opt -name "lib$l.so.[0-9]*" 2>/dev/null | sort | head -1)
+  [ -n "$f" ] || { echo "no lib$l.so"; exit 2; }
+  echo "lib$l: $f"
+  ln -sf "$f" /tmp/cl/lib$l.so
+  LIBPATH="$LIBPATH:$(dirname "$f")"
+done
+export LD_LIBRARY_PATH="${LIBPATH#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+step "kernels (nvcc, sm_90)"
+ARCH=${CUDA_ARCH:-90}
+pids=()
+for f in cuda/kernels/*.cu; do
+  "$NVCC" -O3 -std=c++17 -Xcompiler -fPIC --expt-relaxed-constexpr -gencode arch=compute_$ARCH,code=sm_$ARCH \
+    -c "$f" -o "cuda/build/$(basename "$f" .cu).o" & pids+=($!)
+done
+fail=0
+for p in "${pids[@]}"; do wait "$p" || fail=1; done
+if [ $fail = 1 ]; then
+  echo "nvcc failed: falling back to the carried library (built with the build machine's nvcc)"
+  cp .devbuild/libdistillcuda.a cuda/build/libdistillcuda.a
+else
+  rm -f cuda/build/libdistillcuda.a && ar rcs cuda/build/libdistillcuda.a cuda/build/*.o
+fi
+
+step link
+xz -dc .devbuild/cuda.test.o.xz > /tmp/cuda.test.o
+gcc -m64 -o /tmp/cuda.test -Wl,--export-dynamic-symbol=_cgo_panic -Wl,--export-dynamic-symbol=_cgo_topofstack \
+  -Wl,--export-dynamic-symbol=crosscall2 /tmp/cuda.test.o -Lcuda/build -ldistillcuda -L/tmp/cl -lcublas -lcublasLt \
+  -lcudart -lstdc++ -lm -lpthread -ldl -lrt -no-pie || exit 3
+ldd /tmp/cuda.test | grep -E "cu|blas"
+
+cd cuda
+step tests
+DISTILL_CUDA_REQUIRE=1 DISTILL_CUDA_SYNC=1 timeout ${TEST_TIMEOUT:-180} /tmp/cuda.test -test.v -test.count=1 \
+  -test.run "${TEST_RUN:-.}" > "$OUT/tests.log" 2>&1
+echo "tests exit $?"
+grep -E "^(--- |=== RUN|ok|FAIL|PASS)|Error|error|panic" "$OUT/tests.log" | grep -v "=== RUN" | head -150
+failed=$(grep -E "^--- FAIL" "$OUT/tests.log" | awk '{print $3}' | paste -sd'|')
+if [ -n "$failed" ] && command -v compute-sanitizer >/dev/null; then
+  step "compute-sanitizer on $failed"
+  DISTILL_CUDA_REQUIRE=1 timeout 120 compute-sanitizer --print-limit 20 /tmp/cuda.test -test.count=1 \
+    -test.run "^($failed)\$" > "$OUT/sanitizer.log" 2>&1
+  tail -60 "$OUT/sanitizer.log"
+fi
+
+step benchmarks
+DISTILL_CUDA_REQUIRE=1 timeout ${BENCH_TIMEOUT:-150} /tmp/cuda.test -test.run '^$' -test.bench "${BENCH_RUN:-^Benchmark[^Q]}" \
+  -test.benchtime ${BENCH_TIME:-20x} > "$OUT/bench.log" 2>&1
+echo "benchmarks exit $?"
+step "training step ${DISTILL_BENCH_STEP:-}"
+DISTILL_CUDA_REQUIRE=1 timeout ${STEP_TIMEOUT:-150} /tmp/cuda.test -test.run '^$' -test.bench QLoRAStep \
+  -test.benchtime 1x >> "$OUT/bench.log" 2>&1
+echo "training step exit $?"
+cat "$OUT/bench.log" | grep -vE "^(goos|goarch|pkg|cpu):" | tail -40
+cd ..
+step table
+cat "$OUT/tests.log" "$OUT/bench.log" | .devbuild/cudatable | tee "$OUT/table.txt"
+nvidia-smi --query-gpu=memory.used,temperature.gpu,clocks.sm --format=csv
