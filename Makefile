@@ -142,7 +142,7 @@ deps-cuda:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nvidia-cuda-toolkit >/dev/null; \
 	fi
 
-cuda/build/%.o: cuda/kernels/%.cu cuda/kernels/common.cuh cuda/kernels/distill_cuda.h
+cuda/build/%.o: cuda/kernels/%.cu cuda/kernels/common.cuh $(wildcard cuda/kernels/*.h)
 	@mkdir -p cuda/build
 	$(NVCC) $(NVCC_FLAGS) $(CUDA_GENCODE) -c $< -o $@
 

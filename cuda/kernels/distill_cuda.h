@@ -136,4 +136,8 @@ int dc_scale(float *x, float s, int64_t n);
 #ifdef __cplusplus
 }
 #endif
+
+// Further kernels' declarations, one header per file.
+#include "attn_gemm.h"
+#include "rows.h"
 #endif
