@@ -163,12 +163,14 @@ cuda: deps deps-cuda
 # kernels with its own nvcc and links against its own cudart and cuBLAS.
 DEVBUILD := .devbuild
 cuda-devpack: cuda
-	rm -rf $(DEVBUILD) /tmp/distill-devlink && mkdir -p $(DEVBUILD) /tmp/distill-devlink
-	$(GO) test -c -tags cuda -o /tmp/distill-devlink/cuda.test \
-	  -ldflags="-linkmode=external -tmpdir=/tmp/distill-devlink" ./cuda/
-	cd /tmp/distill-devlink && ld -r -o cuda.test.o go.o 0*.o \
-	  -L$$(dirname $$(find /usr/lib -name libopenblas.a | head -1)) -l:libopenblas.a
-	xz -T0 -c /tmp/distill-devlink/cuda.test.o > $(DEVBUILD)/cuda.test.o.xz
+	rm -rf $(DEVBUILD) && mkdir -p $(DEVBUILD)
+	for p in cuda cuda/devnet; do \
+	  n=$$(basename $$p); t=/tmp/distill-devlink/$$n; rm -rf $$t && mkdir -p $$t && \
+	  $(GO) test -c -tags cuda -o $$t/$$n.test -ldflags="-linkmode=external -tmpdir=$$t" ./$$p/ && \
+	  (cd $$t && ld -r -o $$n.test.o go.o 0*.o \
+	    -L$$(dirname $$(find /usr/lib -name libopenblas.a | head -1)) -l:libopenblas.a) && \
+	  xz -T0 -c $$t/$$n.test.o > $(DEVBUILD)/$$n.test.o.xz || exit 1; \
+	done
 	cp $(CUDA_LIB) $(DEVBUILD)/
 	CGO_ENABLED=0 $(GO) build -o $(DEVBUILD)/cudatable ./tools/cudatable
 	@ls -la $(DEVBUILD)

@@ -49,37 +49,46 @@ else
   rm -f cuda/build/libdistillcuda.a && ar rcs cuda/build/libdistillcuda.a cuda/build/*.o
 fi
 
+link() { # link NAME: .devbuild/NAME.test.o.xz → /tmp/NAME.test
+  xz -dc .devbuild/$1.test.o.xz > /tmp/$1.test.o &&
+  gcc -m64 -o /tmp/$1.test -Wl,--export-dynamic-symbol=_cgo_panic -Wl,--export-dynamic-symbol=_cgo_topofstack \
+    -Wl,--export-dynamic-symbol=crosscall2 /tmp/$1.test.o -Lcuda/build -ldistillcuda -L/tmp/cl -lcublas -lcublasLt \
+    -lcudart -lstdc++ -lm -lpthread -ldl -lrt -no-pie
+}
 step link
-xz -dc .devbuild/cuda.test.o.xz > /tmp/cuda.test.o
-gcc -m64 -o /tmp/cuda.test -Wl,--export-dynamic-symbol=_cgo_panic -Wl,--export-dynamic-symbol=_cgo_topofstack \
-  -Wl,--export-dynamic-symbol=crosscall2 /tmp/cuda.test.o -Lcuda/build -ldistillcuda -L/tmp/cl -lcublas -lcublasLt \
-  -lcudart -lstdc++ -lm -lpthread -ldl -lrt -no-pie || exit 3
+link cuda || exit 3
+link devnet || exit 3
 ldd /tmp/cuda.test | grep -E "cu|blas"
 
-cd cuda
 step tests
-DISTILL_CUDA_REQUIRE=1 DISTILL_CUDA_SYNC=1 timeout ${TEST_TIMEOUT:-180} /tmp/cuda.test -test.v -test.count=1 \
-  -test.run "${TEST_RUN:-.}" > "$OUT/tests.log" 2>&1
-echo "tests exit $?"
-grep -E "^(--- |=== RUN|ok|FAIL|PASS)|Error|error|panic" "$OUT/tests.log" | grep -v "=== RUN" | head -150
+# Each launch synchronised and checked, so an asynchronous fault names its op.
+export DISTILL_CUDA_REQUIRE=1
+(cd cuda && DISTILL_CUDA_SYNC=1 timeout ${TEST_TIMEOUT:-180} /tmp/cuda.test -test.v -test.count=1 \
+  -test.run "${TEST_RUN:-.}") > "$OUT/tests.log" 2>&1
+echo "cuda tests exit $?"
+(cd cuda/devnet && DISTILL_CUDA_SYNC=1 timeout ${TEST_TIMEOUT:-180} /tmp/devnet.test -test.v -test.count=1 \
+  -test.run "${TEST_RUN:-.}") >> "$OUT/tests.log" 2>&1
+echo "devnet tests exit $?"
+grep -E "^(--- |ok|FAIL|PASS)|^\s+\S+_test.go|panic" "$OUT/tests.log" | head -150
 failed=$(grep -E "^--- FAIL" "$OUT/tests.log" | awk '{print $3}' | paste -sd'|')
-if [ -n "$failed" ] && command -v compute-sanitizer >/dev/null; then
+if [ -n "$failed" ] && [ -n "${SANITIZE:-}" ] && command -v compute-sanitizer >/dev/null; then
   step "compute-sanitizer on $failed"
-  DISTILL_CUDA_REQUIRE=1 timeout 120 compute-sanitizer --print-limit 20 /tmp/cuda.test -test.count=1 \
-    -test.run "^($failed)\$" > "$OUT/sanitizer.log" 2>&1
-  tail -60 "$OUT/sanitizer.log"
+  (cd cuda && timeout 120 compute-sanitizer --print-limit 20 /tmp/cuda.test -test.count=1 \
+    -test.run "^($failed)\$") > "$OUT/sanitizer.log" 2>&1
+  (cd cuda/devnet && timeout 120 compute-sanitizer --print-limit 20 /tmp/devnet.test -test.count=1 \
+    -test.run "^($failed)\$") >> "$OUT/sanitizer.log" 2>&1
+  grep -vE "^=== RUN" "$OUT/sanitizer.log" | tail -60
 fi
 
 step benchmarks
-DISTILL_CUDA_REQUIRE=1 timeout ${BENCH_TIMEOUT:-150} /tmp/cuda.test -test.run '^$' -test.bench "${BENCH_RUN:-^Benchmark[^Q]}" \
-  -test.benchtime ${BENCH_TIME:-20x} > "$OUT/bench.log" 2>&1
-echo "benchmarks exit $?"
+(cd cuda && timeout ${BENCH_TIMEOUT:-150} /tmp/cuda.test -test.run '^$' -test.bench "${BENCH_RUN:-^Benchmark[^Q]}" \
+  -test.benchtime ${BENCH_TIME:-20x}) > "$OUT/bench.log" 2>&1
+echo "kernel benchmarks exit $?"
 step "training step ${DISTILL_BENCH_STEP:-}"
-DISTILL_CUDA_REQUIRE=1 timeout ${STEP_TIMEOUT:-150} /tmp/cuda.test -test.run '^$' -test.bench QLoRAStep \
-  -test.benchtime 1x >> "$OUT/bench.log" 2>&1
+(cd cuda/devnet && timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' -test.bench Step \
+  -test.benchtime ${STEP_TIME:-5x}) >> "$OUT/bench.log" 2>&1
 echo "training step exit $?"
-cat "$OUT/bench.log" | grep -vE "^(goos|goarch|pkg|cpu):" | tail -40
-cd ..
+grep -E "^Benchmark|FAIL|panic|_test.go" "$OUT/bench.log" | tail -40
 step table
 cat "$OUT/tests.log" "$OUT/bench.log" | .devbuild/cudatable | tee "$OUT/table.txt"
 nvidia-smi --query-gpu=memory.used,temperature.gpu,clocks.sm --format=csv

@@ -5,6 +5,12 @@
 extern "C" {
 #endif
 
+// dst(k, d) = src rows idx[0..k) (int32): the loss head gathers the rows
+// that carry a target.
+int dc_gather_rows(float *dst, const float *src, const int32_t *idx, int k, int d);
+// dst rows idx[0..k) = src(k, d); other rows of dst untouched.
+int dc_scatter_rows(float *dst, const float *src, const int32_t *idx, int k, int d);
+
 #ifdef __cplusplus
 }
 #endif

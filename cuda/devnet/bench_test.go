@@ -1,0 +1,104 @@
+//go:build cuda
+
+package devnet_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"distill/core/lora"
+	"distill/core/model"
+	"distill/core/quant"
+	"distill/core/tensor"
+	"distill/core/train"
+	"distill/cuda/devnet"
+)
+
+// BenchmarkStep: one QLoRA step (NF4 double-quantised base, r=16 on every
+// projection, checkpointing) of a random Qwen2.5-shaped model, everything on
+// the device. Model FLOPs per token: 4 per frozen projection weight and LM
+// head weight (forward and input gradient; the recomputation and the
+// adapter's rank-16 products not counted) plus causal attention's
+// 6·T·heads·head_dim per layer (forward 2, backward 4, halved by the mask).
+// MFU is against DISTILL_PEAK_TFLOPS (default 989, the H100/H200 SXM dense
+// bf16 datasheet figure). Shapes and lengths from DISTILL_BENCH_STEP
+// (default "qwen2.5-0.5b:1024").
+func BenchmarkStep(b *testing.B) {
+	spec := os.Getenv("DISTILL_BENCH_STEP")
+	if spec == "" {
+		spec = "qwen2.5-0.5b:1024"
+	}
+	peak := 989.0
+	if v, err := strconv.ParseFloat(os.Getenv("DISTILL_PEAK_TFLOPS"), 64); err == nil && v > 0 {
+		peak = v
+	}
+	for _, one := range strings.Split(spec, ",") {
+		name, seqS, _ := strings.Cut(one, ":")
+		seq, err := strconv.Atoi(seqS)
+		if err != nil {
+			b.Fatalf("DISTILL_BENCH_STEP %q: want shape:seq", one)
+		}
+		b.Run(fmt.Sprintf("%s/seq%d", name, seq), func(b *testing.B) { benchStep(b, name, seq, peak) })
+	}
+}
+
+func benchStep(b *testing.B, name string, seq int, peak float64) {
+	d := device(b)
+	s, found := model.Shapes[name]
+	if !found {
+		b.Fatalf("no shape %q", name)
+	}
+	dir := filepath.Join(os.TempDir(), "distill-bench", name+"-bf16")
+	if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); err != nil {
+		ok(b, model.WriteRandom(dir, s, tensor.BF16, 1))
+	}
+	m, err := model.Load(dir)
+	ok(b, err)
+	defer m.Close()
+	_, err = quant.QuantizeModel(m, "nf4", true, false)
+	ok(b, err)
+	a, err := lora.NewFor(m, lora.Config{R: 16, Alpha: 32, Targets: lora.Modules})
+	ok(b, err)
+	lora.Init(a, 1)
+	free0, _, err := d.MemInfo()
+	ok(b, err)
+	pool0 := d.Pool.Stats().Peak
+	net, err := devnet.New(d, m, a)
+	ok(b, err)
+	defer net.Close()
+	bt := &train.Batch{}
+	ids, mask := make([]int, seq), make([]bool, seq)
+	for i := range ids {
+		ids[i], mask[i] = (i*7919+13)%s.Vocab, true
+	}
+	bt.AddSequence(ids, mask)
+	hd := s.Hidden / s.Heads
+	if s.HeadDim > 0 {
+		hd = s.HeadDim
+	}
+	proj := float64(s.Layers)*float64(s.Hidden*(s.Heads*hd+2*s.KVHeads*hd)+s.Heads*hd*s.Hidden+3*s.Hidden*s.Intermediate) + float64(s.Vocab*s.Hidden)
+	flops := float64(seq) * (4*proj + 6*float64(s.Layers)*float64(seq*s.Heads*hd)/2)
+	ok(b, net.ZeroGrads())
+	_, err = net.Step(bt, bt.Counted()) // warm-up: the pool fills, cuBLAS picks its kernels
+	ok(b, err)
+	free1, _, err := d.MemInfo()
+	ok(b, err)
+	b.ResetTimer()
+	for range b.N {
+		ok(b, net.ZeroGrads())
+		if _, err := net.Step(bt, bt.Counted()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ok(b, d.Sync())
+	sec := b.Elapsed().Seconds() / float64(b.N)
+	b.ReportMetric(float64(seq)/sec, "tokens/s")
+	b.ReportMetric(flops/sec/1e9, "GFLOP/s")
+	b.ReportMetric(100*flops/sec/1e12/peak, "MFU%")
+	b.ReportMetric(float64(d.Pool.Stats().Peak-pool0)/(1<<20), "MiB-pool-peak")
+	b.ReportMetric(float64(free0-free1)/(1<<20), "MiB-device-grown")
+}

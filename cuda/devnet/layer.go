@@ -1,0 +1,136 @@
+//go:build cuda
+
+package devnet
+
+import (
+	"math"
+
+	"distill/cuda"
+)
+
+func sqrt(v float64) float64 { return math.Sqrt(v) }
+
+// lin: y(n, out) = x·Wᵀ + bias + s·(x·Aᵀ)·Bᵀ, saving u = x·Aᵀ. xb is x
+// already rounded to bf16 (the GEMM's operand; q, k and v share one).
+func (p *pass) lin(y, x, xb *cuda.Buffer, l, i int) {
+	d, w := p.d, p.nt.layers[l].w[i]
+	n, out, in := p.n, w.rows, w.cols
+	wb, err := w.bf16(d, p.tile)
+	p.do(err)
+	p.do(d.GemmBF16(false, true, n, out, in, 1, xb, in, wb, in, 0, y, out))
+	if b := p.nt.layers[l].bias[i]; b != nil {
+		p.do(d.AddBias(y, b, n, out))
+	}
+	A, B, _, _ := p.nt.pair(l, i)
+	if A == nil {
+		return
+	}
+	r, s := p.nt.A.Config.R, p.nt.A.Config.Scaling()
+	u := p.a.u[i]
+	p.do(d.GemmF32(false, true, n, r, in, 1, x, in, A, in, 0, u, r))
+	p.do(d.GemmF32(false, true, n, out, r, s, u, r, B, r, 1, y, out))
+}
+
+// linB adds to dx(n, in) the gradient through W and the adapter, and to the
+// adapter's gradients: du = s·dy·B, dB += s·dyᵀ·u, dA += duᵀ·x,
+// dx += dy·W + du·A.
+func (p *pass) linB(dx, dy, x *cuda.Buffer, l, i int) {
+	d, w := p.d, p.nt.layers[l].w[i]
+	n, out, in := p.n, w.rows, w.cols
+	yb := p.xb.View(0, n*out)
+	p.do(d.ToBF16(yb, dy, n*out))
+	wb, err := w.bf16(d, p.tile)
+	p.do(err)
+	p.do(d.GemmBF16(false, false, n, in, out, 1, yb, out, wb, in, 1, dx, in))
+	A, B, gA, gB := p.nt.pair(l, i)
+	if A == nil {
+		return
+	}
+	r, s := p.nt.A.Config.R, p.nt.A.Config.Scaling()
+	u, du := p.a.u[i], p.s.du
+	p.do(d.GemmF32(false, false, n, r, out, s, dy, out, B, r, 0, du, r))
+	p.do(d.GemmF32(true, false, out, r, n, s, dy, out, u, r, 1, gB, r))
+	p.do(d.GemmF32(true, false, r, in, n, 1, du, r, x, in, 1, gA, in))
+	p.do(d.GemmF32(false, false, n, in, r, 1, du, r, A, in, 1, dx, in))
+}
+
+// layerFwd runs decoder layer l on x(n, D) in place (x becomes the layer's
+// output), saving its activations in p.a.
+func (p *pass) layerFwd(l int, x *cuda.Buffer) {
+	d, c, L, a := p.d, &p.nt.M.Config, &p.nt.layers[l], &p.a
+	n, D, F := p.n, c.HiddenSize, c.IntermediateSize
+	H, KV, hd := c.NumHeads, c.NumKVHeads, c.HeadDim
+	eps := float32(c.RMSNormEps)
+	tables := p.maxPos + 1
+
+	p.do(d.RMSNormFwd(a.h1, a.rstd1, x, L.attnNorm, n, D, eps))
+	xb := p.xb.View(0, n*D)
+	p.do(d.ToBF16(xb, a.h1, n*D))
+	q, k := a.q, a.k
+	if L.qNorm != nil {
+		q, k = a.qPre, a.kPre
+	}
+	p.lin(q, a.h1, xb, l, mQ)
+	p.lin(k, a.h1, xb, l, mK)
+	p.lin(a.v, a.h1, xb, l, mV)
+	if L.qNorm != nil {
+		p.do(d.RMSNormFwd(a.q, a.rstdQ, a.qPre, L.qNorm, n*H, hd, eps))
+		p.do(d.RMSNormFwd(a.k, a.rstdK, a.kPre, L.kNorm, n*KV, hd, eps))
+	}
+	p.do(d.RoPE(a.q, p.pos, p.cos, p.sin, n, H, hd, tables, false))
+	p.do(d.RoPE(a.k, p.pos, p.cos, p.sin, n, KV, hd, tables, false))
+	p.do(d.AttnFwd(a.att, a.lse, a.q, a.k, a.v, p.attn))
+
+	ab := p.xb.View(0, n*H*hd)
+	p.do(d.ToBF16(ab, a.att, n*H*hd))
+	p.lin(a.xMid, a.att, ab, l, mO)
+	p.do(d.Add(a.xMid, x, n*D))
+	p.do(d.RMSNormFwd(a.h2, a.rstd2, a.xMid, L.mlpNorm, n, D, eps))
+	p.do(d.ToBF16(xb, a.h2, n*D))
+	p.lin(a.g, a.h2, xb, l, mGate)
+	p.lin(a.up, a.h2, xb, l, mUp)
+	p.do(d.SwiGLUFwd(a.a, a.g, a.up, n*F))
+	fb := p.xb.View(0, n*F)
+	p.do(d.ToBF16(fb, a.a, n*F))
+	p.lin(x, a.a, fb, l, mDown)
+	p.do(d.Add(x, a.xMid, n*D))
+}
+
+// layerBwd turns dx(n, D), the gradient at layer l's output, into the
+// gradient at its input (in place), accumulating the adapter's gradients.
+// xIn is the layer's input; p.a holds its activations.
+func (p *pass) layerBwd(l int, dx, xIn *cuda.Buffer) {
+	d, c, L, a, s := p.d, &p.nt.M.Config, &p.nt.layers[l], &p.a, &p.s
+	n, D, F := p.n, c.HiddenSize, c.IntermediateSize
+	H, KV, hd := c.NumHeads, c.NumKVHeads, c.HeadDim
+	tables := p.maxPos + 1
+
+	// MLP: out = xMid + down(silu(g)·up(h2)); dx is d out.
+	p.do(s.dA.Zero())
+	p.linB(s.dA, dx, a.a, l, mDown)
+	p.do(d.SwiGLUBwd(s.dG, s.dUp, s.dA, a.g, a.up, n*F))
+	p.do(s.dH.Zero())
+	p.linB(s.dH, s.dG, a.h2, l, mGate)
+	p.linB(s.dH, s.dUp, a.h2, l, mUp)
+	p.do(d.RMSNormBwd(dx, nil, s.dH, a.xMid, L.mlpNorm, a.rstd2, n, D)) // dx is now d xMid
+
+	// Attention: xMid = xIn + o(attn(q, k, v)).
+	p.do(s.dAtt.Zero())
+	p.linB(s.dAtt, dx, a.att, l, mO)
+	p.do(d.AttnBwd(s.dQ, s.dK, s.dV, s.dAtt, a.q, a.k, a.v, a.att, a.lse, p.attn))
+	p.do(d.RoPE(s.dQ, p.pos, p.cos, p.sin, n, H, hd, tables, true))
+	p.do(d.RoPE(s.dK, p.pos, p.cos, p.sin, n, KV, hd, tables, true))
+	dq, dk := s.dQ, s.dK
+	if L.qNorm != nil {
+		p.do(s.dQPre.Zero())
+		p.do(s.dKPre.Zero())
+		p.do(d.RMSNormBwd(s.dQPre, nil, s.dQ, a.qPre, L.qNorm, a.rstdQ, n*H, hd))
+		p.do(d.RMSNormBwd(s.dKPre, nil, s.dK, a.kPre, L.kNorm, a.rstdK, n*KV, hd))
+		dq, dk = s.dQPre, s.dKPre
+	}
+	p.do(s.dH.Zero())
+	p.linB(s.dH, dq, a.h1, l, mQ)
+	p.linB(s.dH, dk, a.h1, l, mK)
+	p.linB(s.dH, s.dV, a.h1, l, mV)
+	p.do(d.RMSNormBwd(dx, nil, s.dH, xIn, L.attnNorm, a.rstd1, n, D)) // dx is now d xIn
+}

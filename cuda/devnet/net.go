@@ -1,0 +1,288 @@
+//go:build cuda
+
+// Package devnet trains a LoRA adapter with every activation on the GPU: the
+// forward and backward of core/train's Net (its parity reference), op for
+// op, on device buffers. The frozen base's projections run as bf16 GEMMs on
+// the tensor cores, an NF4 weight dequantised into one bf16 tile right
+// before each of its GEMMs (never a full-precision copy of the base); the
+// adapter's rank-r products, activations and gradients stay f32. Each
+// layer's input is kept and its activations are recomputed during backward
+// (gradient checkpointing), so activation memory is one layer's plus
+// layers × tokens × hidden.
+//
+// It sits above package cuda (the kernels) and core (the model, the adapter,
+// the batch), as app does; core knows nothing of it.
+package devnet
+
+import (
+	"errors"
+	"fmt"
+	"unsafe"
+
+	"distill/core/lora"
+	"distill/core/model"
+	"distill/core/tensor"
+	"distill/cuda"
+)
+
+// Module indices, as core/train and lora.Modules order them.
+const (
+	mQ = iota
+	mK
+	mV
+	mO
+	mGate
+	mUp
+	mDown
+	nMod
+)
+
+// weight is one frozen projection (out, in) on the device: NF4 storage
+// dequantised per use, or a dense bf16 copy.
+type weight struct {
+	nf4        *cuda.NF4Weight
+	dense      *cuda.Buffer
+	rows, cols int
+}
+
+// bf16 returns the weight as a bf16 (rows, cols) buffer: the dense copy, or
+// the NF4 storage dequantised into tile.
+func (w *weight) bf16(d *cuda.Device, tile *cuda.Buffer) (*cuda.Buffer, error) {
+	if w.dense != nil {
+		return w.dense, nil
+	}
+	t := tile.View(0, w.rows*w.cols)
+	return t, d.NF4Dequant(t, w.nf4, 0, w.rows)
+}
+
+func (w *weight) free() {
+	if w.nf4 != nil {
+		w.nf4.Free()
+	}
+	w.dense.Free()
+}
+
+type layer struct {
+	attnNorm, mlpNorm, qNorm, kNorm *cuda.Buffer // f32; q/k norms Qwen3 only
+	bias                            [nMod]*cuda.Buffer
+	w                               [nMod]*weight
+}
+
+// Net is a model under LoRA training on one device. Params mirrors the
+// adapter's parameters (upload them after each optimizer step on the host
+// with UploadParams, or update them on the device); Grads accumulates
+// d loss / d Params across Steps until ZeroGrads.
+type Net struct {
+	D *cuda.Device
+	M *model.Model
+	A *lora.Adapter
+
+	Params, Grads *cuda.Buffer // f32, len(A.Params)
+
+	// HeadRows is how many rows of logits the loss forms at a time: the
+	// (tokens, vocab) logits are never materialised. Default 128.
+	HeadRows int
+
+	layers   []layer
+	embed    *cuda.Buffer // (vocab, hidden) as stored: f32, f16 or bf16
+	head     *cuda.Buffer // (vocab, hidden) bf16; shares embed when tied and bf16
+	norm     *cuda.Buffer
+	pairOff  [][nMod][2]int // offsets of each pair's A and B in Params; -1 untargeted
+	tileSize int            // the largest NF4 projection, in elements
+	owned    []*cuda.Buffer
+}
+
+// New uploads m's frozen weights and a's parameters to d. The base's
+// projections must be NF4 (core/quant) or dense; the adapter must have no
+// dropout (not implemented on the device yet: train it on the CPU).
+func New(d *cuda.Device, m *model.Model, a *lora.Adapter) (*Net, error) {
+	if len(a.Layers) != len(m.Layers) {
+		return nil, fmt.Errorf("devnet: adapter has %d layers, model %d", len(a.Layers), len(m.Layers))
+	}
+	if a.Config.Dropout > 0 {
+		return nil, fmt.Errorf("devnet: lora dropout %.2f is not implemented on the GPU yet: set dropout 0 or train with --device cpu", a.Config.Dropout)
+	}
+	nt := &Net{D: d, M: m, A: a, HeadRows: 128}
+	if err := nt.upload(); err != nil {
+		nt.Close()
+		return nil, err
+	}
+	return nt, nil
+}
+
+func (nt *Net) keep(b *cuda.Buffer) *cuda.Buffer { nt.owned = append(nt.owned, b); return b }
+
+func (nt *Net) f32(name string, v []float32) (*cuda.Buffer, error) {
+	if v == nil {
+		return nil, nil
+	}
+	b, err := cuda.Upload(nt.D, cuda.F32, v)
+	if err != nil {
+		return nil, fmt.Errorf("devnet: upload %s: %w", name, err)
+	}
+	return nt.keep(b), nil
+}
+
+// dense uploads a dense tensor as bf16 (f32 and f16 rounded on the host).
+func (nt *Net) dense(t *tensor.Tensor) (*cuda.Buffer, error) {
+	var h []uint16
+	switch t.DType {
+	case tensor.BF16:
+		h = t.U16s()
+	case tensor.F32:
+		h = make([]uint16, t.Elems())
+		for i, v := range t.F32s() {
+			h[i] = tensor.F32ToBF16(v)
+		}
+	case tensor.F16:
+		h = make([]uint16, t.Elems())
+		for i, v := range t.U16s() {
+			h[i] = tensor.F32ToBF16(tensor.F16ToF32(v))
+		}
+	default:
+		return nil, fmt.Errorf("devnet: tensor %s is %v: want bf16, f16 or f32", t.Name, t.DType)
+	}
+	b, err := cuda.Upload(nt.D, cuda.BF16, h)
+	if err != nil {
+		return nil, fmt.Errorf("devnet: upload %s: %w", t.Name, err)
+	}
+	return nt.keep(b), nil
+}
+
+func (nt *Net) matrix(name string, m tensor.Matrix) (*weight, error) {
+	w := &weight{rows: m.Rows(), cols: m.Cols()}
+	if q, ok := m.(tensor.NF4Matrix); ok {
+		if p, ok := q.NF4(); ok {
+			u, err := nt.D.UploadNF4(name, p)
+			if err != nil {
+				return nil, err
+			}
+			w.nf4 = u
+			nt.tileSize = max(nt.tileSize, w.rows*w.cols)
+			return w, nil
+		}
+	}
+	t, ok := m.(*tensor.Tensor)
+	if !ok {
+		return nil, fmt.Errorf("devnet: %s is %T: the GPU trainer takes NF4 or dense weights (quantise with nf4, or none)", name, m)
+	}
+	b, err := nt.dense(t)
+	if err != nil {
+		return nil, err
+	}
+	w.dense = b
+	return w, nil
+}
+
+func (nt *Net) upload() error {
+	m, a := nt.M, nt.A
+	var err error
+	for l := range m.Layers {
+		L := &m.Layers[l]
+		var dl layer
+		mats := [nMod]tensor.Matrix{L.Q, L.K, L.V, L.O, L.Gate, L.Up, L.Down}
+		for i, mt := range mats {
+			if dl.w[i], err = nt.matrix(fmt.Sprintf("layers.%d.%s", l, lora.Modules[i]), mt); err != nil {
+				return err
+			}
+		}
+		for i, b := range [nMod][]float32{L.QBias, L.KBias, L.VBias, L.OBias} {
+			if dl.bias[i], err = nt.f32(fmt.Sprintf("layers.%d.%s.bias", l, lora.Modules[i]), b); err != nil {
+				return err
+			}
+		}
+		for _, p := range []struct {
+			dst **cuda.Buffer
+			v   []float32
+		}{{&dl.attnNorm, L.AttnNorm}, {&dl.mlpNorm, L.MLPNorm}, {&dl.qNorm, L.QNorm}, {&dl.kNorm, L.KNorm}} {
+			if *p.dst, err = nt.f32(fmt.Sprintf("layers.%d norm", l), p.v); err != nil {
+				return err
+			}
+		}
+		nt.layers = append(nt.layers, dl)
+	}
+	if nt.norm, err = nt.f32("norm", m.Norm); err != nil {
+		return err
+	}
+	e := m.Embed
+	switch e.DType {
+	case tensor.F32:
+		nt.embed, err = cuda.Upload(nt.D, cuda.F32, e.F32s())
+	case tensor.BF16:
+		nt.embed, err = cuda.Upload(nt.D, cuda.BF16, e.U16s())
+	case tensor.F16:
+		nt.embed, err = cuda.Upload(nt.D, cuda.F16, e.U16s())
+	default:
+		err = fmt.Errorf("embedding is %v", e.DType)
+	}
+	if err != nil {
+		return fmt.Errorf("devnet: upload %s: %w", e.Name, err)
+	}
+	nt.keep(nt.embed)
+	if m.LMHead == m.Embed && e.DType == tensor.BF16 {
+		nt.head = nt.embed
+	} else if nt.head, err = nt.dense(m.LMHead); err != nil {
+		return err
+	}
+	// The adapter: offsets of each pair's A and B in its one allocation.
+	base := unsafe.Pointer(unsafe.SliceData(a.Params))
+	off := func(v []float32) int {
+		return int((uintptr(unsafe.Pointer(unsafe.SliceData(v))) - uintptr(base)) / 4)
+	}
+	nt.pairOff = make([][nMod][2]int, len(a.Layers))
+	for l, ps := range a.Layers {
+		for i := range nMod {
+			nt.pairOff[l][i] = [2]int{-1, -1}
+			if i < len(ps) && ps[i] != nil {
+				nt.pairOff[l][i] = [2]int{off(ps[i].A), off(ps[i].B)}
+			}
+		}
+	}
+	if nt.Params, err = nt.f32("adapter", a.Params); err != nil {
+		return err
+	}
+	g, err := nt.D.Zeros(cuda.F32, len(a.Params))
+	if err != nil {
+		return fmt.Errorf("devnet: gradients: %w", err)
+	}
+	nt.Grads = nt.keep(g)
+	return nil
+}
+
+// Close frees the device memory the Net holds.
+func (nt *Net) Close() {
+	for _, l := range nt.layers {
+		for _, w := range l.w {
+			if w != nil {
+				w.free()
+			}
+		}
+	}
+	nt.layers = nil
+	for _, b := range nt.owned {
+		b.Free()
+	}
+	nt.owned = nil
+}
+
+// ZeroGrads clears the gradients (start of an optimizer step).
+func (nt *Net) ZeroGrads() error { return nt.Grads.Zero() }
+
+// UploadParams copies the adapter's host parameters to the device.
+func (nt *Net) UploadParams() error { return cuda.Write(nt.Params, 0, nt.A.Params) }
+
+// DownloadGrads copies the gradients into dst (len(A.Params)).
+func (nt *Net) DownloadGrads(dst []float32) error { return cuda.Read(nt.Grads, 0, dst) }
+
+// pair returns layer l's module i as (A, B, gA, gB) views, or nils.
+func (nt *Net) pair(l, i int) (a, b, ga, gb *cuda.Buffer) {
+	o := nt.pairOff[l][i]
+	if o[0] < 0 {
+		return
+	}
+	p := nt.A.Layers[l][i]
+	r := nt.A.Config.R
+	return nt.Params.View(o[0], r*p.In), nt.Params.View(o[1], p.Out*r), nt.Grads.View(o[0], r*p.In), nt.Grads.View(o[1], p.Out*r)
+}
+
+var errStep = errors.New("devnet: step")

@@ -1,0 +1,244 @@
+//go:build cuda
+
+package devnet_test
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"testing"
+
+	"distill/core/lora"
+	"distill/core/model"
+	"distill/core/quant"
+	"distill/core/tensor"
+	"distill/core/train"
+	"distill/cuda"
+	"distill/cuda/devnet"
+)
+
+// The device-resident step against core/train's Net on the CPU (itself
+// checked against PyTorch in float64): the same random checkpoint, adapter
+// and packed batch; the summed loss and every adapter gradient compared.
+// Where no device is visible the tests skip; DISTILL_CUDA_REQUIRE=1 makes
+// that a failure.
+
+var dev *cuda.Device
+
+func device(t testing.TB) *cuda.Device {
+	t.Helper()
+	if dev != nil {
+		return dev
+	}
+	d, err := cuda.Open()
+	if err != nil {
+		if os.Getenv("DISTILL_CUDA_REQUIRE") == "1" {
+			t.Fatalf("DISTILL_CUDA_REQUIRE=1 and %v", err)
+		}
+		t.Skipf("skipping: %v", err)
+	}
+	dev = d
+	return d
+}
+
+func ok(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func rng(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)) }
+
+type setup struct {
+	name    string
+	shape   model.Shape
+	quant   string // nf4 or none
+	targets []string
+}
+
+var setups = []setup{
+	{"qwen2-nf4-bias", model.Shape{Arch: "Qwen2ForCausalLM", Hidden: 128, Intermediate: 320, Layers: 3, Heads: 4, KVHeads: 2,
+		Vocab: 777, Tied: true, RopeTheta: 1e6, RMSNormEps: 1e-6, MaxPositions: 256, BOS: 1, EOS: 2}, "nf4", lora.Modules},
+	{"qwen3-nf4-qknorm", model.Shape{Arch: "Qwen3ForCausalLM", Hidden: 96, Intermediate: 256, Layers: 2, Heads: 6, KVHeads: 2, HeadDim: 32,
+		Vocab: 1001, Tied: true, RopeTheta: 1e6, RMSNormEps: 1e-6, MaxPositions: 256, BOS: 1, EOS: 2}, "nf4", lora.Modules},
+	{"llama-bf16-qv", model.Shape{Arch: "LlamaForCausalLM", Hidden: 128, Intermediate: 344, Layers: 2, Heads: 4, KVHeads: 4,
+		Vocab: 500, RopeTheta: 5e5, RMSNormEps: 1e-5, MaxPositions: 256, BOS: 1, EOS: 2}, "none", []string{"q_proj", "v_proj"}},
+}
+
+// build loads the checkpoint in dir, quantised as s says, with an adapter
+// whose A and B are both random (so both get gradients).
+func build(t *testing.T, dir string, s setup) (*model.Model, *lora.Adapter) {
+	m, err := model.Load(dir)
+	ok(t, err)
+	t.Cleanup(func() { m.Close() })
+	_, err = quant.QuantizeModel(m, s.quant, s.quant == "nf4", false)
+	ok(t, err)
+	a, err := lora.NewFor(m, lora.Config{R: 8, Alpha: 16, Targets: s.targets})
+	ok(t, err)
+	r := rng(4)
+	for i := range a.Params {
+		a.Params[i] = float32(0.05 * r.NormFloat64())
+	}
+	return m, a
+}
+
+// batch packs segments of the given lengths, the first third of each
+// unmasked (a prompt).
+func batch(r *rand.Rand, vocab int, lens ...int) *train.Batch {
+	b := &train.Batch{}
+	for _, L := range lens {
+		ids, mask := make([]int, L), make([]bool, L)
+		for i := range ids {
+			ids[i], mask[i] = r.IntN(vocab), i >= L/3
+		}
+		b.AddSequence(ids, mask)
+	}
+	return b
+}
+
+func relL2(got, want []float32) float64 {
+	var num, den float64
+	for i := range want {
+		d := float64(got[i] - want[i])
+		num += d * d
+		den += float64(want[i]) * float64(want[i])
+	}
+	return math.Sqrt(num / den)
+}
+
+func TestStepParity(t *testing.T) {
+	d := device(t)
+	for _, s := range setups {
+		t.Run(s.name, func(t *testing.T) {
+			dir := t.TempDir()
+			ok(t, model.WriteRandom(dir, s.shape, tensor.BF16, 9))
+			// Two micro-batches accumulated into one gradient: packed segments
+			// (37 + 21 + 1 tokens), then one sequence of 70.
+			batches := []*train.Batch{batch(rng(5), s.shape.Vocab, 37, 21, 1), batch(rng(6), s.shape.Vocab, 70)}
+			denom := batches[0].Counted() + batches[1].Counted()
+
+			m, a := build(t, dir, s)
+			cpu, err := train.NewNet(tensor.CPU{}, m, a)
+			ok(t, err)
+			cpu.Checkpoint = true
+			var wantLoss []float64
+			for _, b := range batches {
+				l, err := cpu.Step(b, denom)
+				ok(t, err)
+				wantLoss = append(wantLoss, l)
+			}
+
+			m2, a2 := build(t, dir, s)
+			gpu, err := devnet.New(d, m2, a2)
+			ok(t, err)
+			t.Cleanup(gpu.Close)
+			var gotLoss []float64
+			for i, b := range batches {
+				l, err := gpu.Step(b, denom)
+				gotLoss = append(gotLoss, l)
+				ok(t, err)
+				// bf16 operands into the base's GEMMs (f32 on the CPU): ~1e-2
+				// relative on what passes through them; the summed token loss
+				// averages those errors: 1e-3 relative.
+				if math.Abs(l-wantLoss[i]) > 1e-3*math.Abs(wantLoss[i]) || math.IsNaN(l) {
+					t.Errorf("micro-batch %d: loss %.6f, CPU %.6f", i, l, wantLoss[i])
+				}
+			}
+			got := make([]float32, len(a2.Params))
+			ok(t, gpu.DownloadGrads(got))
+			// Gradients as a whole: 1e-2 relative in L2 (the bf16 tolerance of
+			// the issue); each module's too, so one wrong module cannot hide.
+			rel := relL2(got, cpu.Grads)
+			if rel > 1e-2 || math.IsNaN(rel) {
+				t.Errorf("adapter gradients differ from the CPU's by %.2e relative (L2)", rel)
+			}
+			worst, where := 0.0, ""
+			for l, ps := range a.Layers {
+				for i, p := range ps {
+					if p == nil {
+						continue
+					}
+					for _, part := range []struct {
+						name string
+						v    []float32
+					}{{"A", p.A}, {"B", p.B}} {
+						off := offsetIn(a.Params, part.v)
+						e := relL2(got[off:off+len(part.v)], cpu.Grads[off:off+len(part.v)])
+						if e > worst || math.IsNaN(e) {
+							worst, where = e, fmt.Sprintf("layer %d %s %s", l, lora.Modules[i], part.name)
+						}
+					}
+				}
+			}
+			if worst > 3e-2 || math.IsNaN(worst) {
+				t.Errorf("worst module gradient: %s, %.2e relative (L2)", where, worst)
+			}
+			t.Logf("loss %.6f (CPU %.6f); gradients %.2e relative, worst module %s %.2e", wantLoss[0], wantLoss[0], rel, where, worst)
+		})
+	}
+}
+
+// offsetIn is v's offset within params (v a view of it).
+func offsetIn(params, v []float32) int {
+	for i := range params {
+		if &params[i] == &v[0] {
+			return i
+		}
+	}
+	panic("not a view")
+}
+
+// A short SFT run on the device tracks the same run on the CPU: 12 AdamW
+// steps (on the host, over downloaded gradients) of a tiny Qwen2, the loss
+// of each step within 2% of the CPU's, and the loss falling.
+func TestShortRunTracksCPU(t *testing.T) {
+	d := device(t)
+	s := setups[0]
+	dir := t.TempDir()
+	ok(t, model.WriteRandom(dir, s.shape, tensor.BF16, 3))
+	r := rng(11)
+	b := batch(r, s.shape.Vocab, 48, 30)
+	run := func(step func() (float64, error), params, grads []float32, sync func() error) []float64 {
+		opt := train.NewAdamW(len(params), 0)
+		var losses []float64
+		for range 12 {
+			clear(grads)
+			l, err := step()
+			ok(t, err)
+			ok(t, sync())
+			ok(t, opt.Update(params, grads, 3e-3))
+			losses = append(losses, l/float64(b.Counted()))
+		}
+		return losses
+	}
+	m, a := build(t, dir, s)
+	cpu, err := train.NewNet(tensor.CPU{}, m, a)
+	ok(t, err)
+	want := run(func() (float64, error) { return cpu.Step(b, b.Counted()) }, a.Params, cpu.Grads, func() error { return nil })
+
+	m2, a2 := build(t, dir, s)
+	gpu, err := devnet.New(d, m2, a2)
+	ok(t, err)
+	t.Cleanup(gpu.Close)
+	grads := make([]float32, len(a2.Params))
+	got := run(func() (float64, error) {
+		if err := gpu.ZeroGrads(); err != nil {
+			return 0, err
+		}
+		if err := gpu.UploadParams(); err != nil {
+			return 0, err
+		}
+		return gpu.Step(b, b.Counted())
+	}, a2.Params, grads, func() error { return gpu.DownloadGrads(grads) })
+	for i := range want {
+		if math.Abs(got[i]-want[i]) > 0.02*want[i] || math.IsNaN(got[i]) {
+			t.Errorf("step %d: loss %.5f, CPU %.5f", i+1, got[i], want[i])
+		}
+	}
+	if got[len(got)-1] > 0.9*got[0] {
+		t.Errorf("loss did not fall: %.4f → %.4f", got[0], got[len(got)-1])
+	}
+	t.Logf("loss per token, GPU: %.4f … %.4f; CPU: %.4f … %.4f", got[0], got[len(got)-1], want[0], want[len(want)-1])
+}

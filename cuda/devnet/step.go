@@ -1,0 +1,243 @@
+//go:build cuda
+
+package devnet
+
+import (
+	"fmt"
+
+	"distill/core/train"
+	"distill/cuda"
+)
+
+// pass is one Step's device work: its buffers (from the device's caching
+// pool, so a second Step of the same size allocates nothing) and its first
+// error. Calls after an error still run on valid buffers and are discarded;
+// the layer loops check err to stop early.
+type pass struct {
+	nt   *Net
+	d    *cuda.Device
+	err  error
+	bufs []*cuda.Buffer
+
+	n, maxPos int
+	ids, pos  *cuda.Buffer // i32 (n)
+	cos, sin  *cuda.Buffer // RoPE tables (maxPos+1, hd/2)
+	attn      cuda.AttnShape
+
+	xs           []*cuda.Buffer // layer inputs (the checkpoints) and the last output
+	hf, dhf, dx  *cuda.Buffer   // (n, D)
+	rstdF        *cuda.Buffer   // (n)
+	xb           *cuda.Buffer   // bf16 staging of a GEMM's activation operand
+	tile         *cuda.Buffer   // bf16 dequantised NF4 projection
+	a            acts
+	s            scratch
+	hb, dhb      *cuda.Buffer // (HeadRows, D)
+	hbb          *cuda.Buffer // bf16 (HeadRows, D)
+	logits, lgb  *cuda.Buffer // (HeadRows, V) f32 and bf16
+	loss         *cuda.Buffer // (targeted rows)
+	idx, targets *cuda.Buffer // i32 (targeted rows)
+}
+
+type acts struct {
+	h1, h2, rstd1, rstd2     *cuda.Buffer
+	u                        [nMod]*cuda.Buffer
+	qPre, kPre, rstdQ, rstdK *cuda.Buffer
+	q, k, v, att, lse, xMid  *cuda.Buffer
+	g, up, a                 *cuda.Buffer
+}
+
+type scratch struct {
+	dA, dG, dUp, dH, dAtt, dQ, dK, dV, dQPre, dKPre, du *cuda.Buffer
+}
+
+func (p *pass) do(err error) {
+	if p.err == nil && err != nil {
+		p.err = err
+	}
+}
+
+func (p *pass) take(k cuda.Kind, n int) *cuda.Buffer {
+	if p.err != nil {
+		return nil
+	}
+	b, err := p.d.Alloc(k, n)
+	if err != nil {
+		p.err = fmt.Errorf("devnet: workspace: %w", err)
+		return nil
+	}
+	p.bufs = append(p.bufs, b)
+	return b
+}
+
+func (p *pass) up(k cuda.Kind, v []int32) *cuda.Buffer {
+	b := p.take(k, len(v))
+	if b != nil {
+		p.do(cuda.Write(b, 0, v))
+	}
+	return b
+}
+
+func (p *pass) free() {
+	for _, b := range p.bufs {
+		b.Free()
+	}
+}
+
+// newPass validates b and lays out the workspace for it.
+func (nt *Net) newPass(b *train.Batch) (*pass, error) {
+	c := &nt.M.Config
+	if err := b.Validate(c.VocabSize); err != nil {
+		return nil, err
+	}
+	p := &pass{nt: nt, d: nt.D, n: b.Len()}
+	maxSeg := 0
+	ids, pos, lo, hi := make([]int32, p.n), make([]int32, p.n), make([]int32, p.n), make([]int32, p.n)
+	for i := range p.n {
+		ids[i], pos[i], lo[i], hi[i] = int32(b.IDs[i]), int32(b.Pos[i]), int32(b.SegStart[i]), int32(i+1)
+		p.maxPos = max(p.maxPos, b.Pos[i])
+		maxSeg = max(maxSeg, i+1-b.SegStart[i])
+	}
+	if err := nt.M.CheckContext(p.maxPos + 1); err != nil {
+		return nil, err
+	}
+	n, D, F, V := p.n, c.HiddenSize, c.IntermediateSize, c.VocabSize
+	H, KV, hd, r := c.NumHeads, c.NumKVHeads, c.HeadDim, nt.A.Config.R
+	qO, kvO := H*hd, KV*hd
+	p.ids, p.pos = p.up(cuda.I32, ids), p.up(cuda.I32, pos)
+	cos, sin := nt.M.Rope(p.maxPos + 1)
+	if p.cos = p.take(cuda.F32, len(cos)); p.cos != nil {
+		p.do(cuda.Write(p.cos, 0, cos))
+	}
+	if p.sin = p.take(cuda.F32, len(sin)); p.sin != nil {
+		p.do(cuda.Write(p.sin, 0, sin))
+	}
+	p.attn = cuda.AttnShape{NQ: n, NK: n, NH: H, NKV: KV, HD: hd, MaxLen: maxSeg,
+		Lo: p.up(cuda.I32, lo), Hi: p.up(cuda.I32, hi), Scale: float32(1 / sqrt(float64(hd)))}
+
+	for range len(nt.layers) + 1 {
+		p.xs = append(p.xs, p.take(cuda.F32, n*D))
+	}
+	p.hf, p.dhf, p.dx, p.rstdF = p.take(cuda.F32, n*D), p.take(cuda.F32, n*D), p.take(cuda.F32, n*D), p.take(cuda.F32, n)
+	p.xb = p.take(cuda.BF16, n*max(D, F, qO))
+	p.tile = p.take(cuda.BF16, max(1, nt.tileSize))
+	a := &p.a
+	a.h1, a.h2, a.rstd1, a.rstd2 = p.take(cuda.F32, n*D), p.take(cuda.F32, n*D), p.take(cuda.F32, n), p.take(cuda.F32, n)
+	for i := range nMod {
+		if anyTargeted(nt, i) {
+			a.u[i] = p.take(cuda.F32, n*r)
+		}
+	}
+	if nt.layers[0].qNorm != nil {
+		a.qPre, a.kPre, a.rstdQ, a.rstdK = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*kvO), p.take(cuda.F32, n*H), p.take(cuda.F32, n*KV)
+	}
+	a.q, a.k, a.v = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*kvO), p.take(cuda.F32, n*kvO)
+	a.att, a.lse, a.xMid = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*H), p.take(cuda.F32, n*D)
+	a.g, a.up, a.a = p.take(cuda.F32, n*F), p.take(cuda.F32, n*F), p.take(cuda.F32, n*F)
+	s := &p.s
+	s.dA, s.dG, s.dUp, s.dH = p.take(cuda.F32, n*F), p.take(cuda.F32, n*F), p.take(cuda.F32, n*F), p.take(cuda.F32, n*D)
+	s.dAtt, s.dQ, s.dK, s.dV = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*qO), p.take(cuda.F32, n*kvO), p.take(cuda.F32, n*kvO)
+	s.dQPre, s.dKPre, s.du = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*kvO), p.take(cuda.F32, n*r)
+
+	var rows, tg []int32
+	for i, t := range b.Targets {
+		if t >= 0 {
+			rows, tg = append(rows, int32(i)), append(tg, int32(t))
+		}
+	}
+	R := min(max(1, nt.HeadRows), max(1, len(rows)))
+	p.hb, p.dhb, p.hbb = p.take(cuda.F32, R*D), p.take(cuda.F32, R*D), p.take(cuda.BF16, R*D)
+	p.logits, p.lgb = p.take(cuda.F32, R*V), p.take(cuda.BF16, R*V)
+	p.loss = p.take(cuda.F32, max(1, len(rows)))
+	if len(rows) > 0 {
+		p.idx, p.targets = p.up(cuda.I32, rows), p.up(cuda.I32, tg)
+	}
+	if p.err != nil {
+		p.free()
+		return nil, p.err
+	}
+	return p, nil
+}
+
+func anyTargeted(nt *Net, i int) bool {
+	for l := range nt.pairOff {
+		if nt.pairOff[l][i][0] >= 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// Step runs forward and backward on b with the SFT objective (masked
+// cross-entropy), adds d(loss)/d(params) to Grads, and returns the summed
+// token loss, as core/train's Net.Step: gradients are of Σ loss / denom.
+func (nt *Net) Step(b *train.Batch, denom int) (float64, error) {
+	p, err := nt.newPass(b)
+	if err != nil {
+		return 0, err
+	}
+	defer p.free()
+	nL := len(nt.layers)
+	c := &nt.M.Config
+	n, D := p.n, c.HiddenSize
+
+	// Forward, keeping every layer's input.
+	x := p.xs[nL]
+	p.do(p.d.EmbedFwd(x, nt.embed, p.ids, n, D, c.VocabSize))
+	for l := 0; l < nL && p.err == nil; l++ {
+		p.do(x.CopyTo(p.xs[l]))
+		p.layerFwd(l, x)
+	}
+	p.do(p.d.RMSNormFwd(p.hf, p.rstdF, x, nt.norm, n, D, float32(c.RMSNormEps)))
+
+	// The loss and its gradient at the final norm's output, HeadRows rows at
+	// a time.
+	loss := p.head(1 / float32(denom))
+	p.do(p.dx.Zero())
+	p.do(p.d.RMSNormBwd(p.dx, nil, p.dhf, x, nt.norm, p.rstdF, n, D))
+
+	// Backward through the layers, recomputing all but the last's activations.
+	for l := nL - 1; l >= 0 && p.err == nil; l-- {
+		if l < nL-1 {
+			p.do(p.xs[l].CopyTo(p.hf)) // hf is free now: the recomputation's scratch
+			p.layerFwd(l, p.hf)
+		}
+		p.layerBwd(l, p.dx, p.xs[l])
+	}
+	if p.err != nil {
+		return 0, fmt.Errorf("%w: %d tokens: %w", errStep, n, p.err)
+	}
+	return loss, nil
+}
+
+// head forms the logits of the rows that carry a target, the cross-entropy
+// and its gradient, and carries that back through the LM head into dhf. It
+// returns the summed loss (the one host synchronisation of a Step).
+func (p *pass) head(scale float32) float64 {
+	nt, d := p.nt, p.d
+	c := &nt.M.Config
+	V, D := c.VocabSize, c.HiddenSize
+	p.do(p.dhf.Zero())
+	if p.idx == nil {
+		return 0
+	}
+	k := p.idx.Len
+	R := p.hb.Len / D
+	for r0 := 0; r0 < k && p.err == nil; r0 += R {
+		kk := min(R, k-r0)
+		idx := p.idx.View(r0, kk)
+		p.do(d.GatherRows(p.hb, p.hf, idx, kk, D))
+		p.do(d.ToBF16(p.hbb, p.hb, kk*D))
+		p.do(d.GemmBF16(false, true, kk, V, D, 1, p.hbb, D, nt.head, D, 0, p.logits, V))
+		p.do(d.CrossEntropy(p.loss.View(r0, kk), p.logits, p.targets.View(r0, kk), kk, V, scale, true))
+		p.do(d.ToBF16(p.lgb, p.logits, kk*V))
+		p.do(d.GemmBF16(false, false, kk, D, V, 1, p.lgb, V, nt.head, D, 0, p.dhb, D))
+		p.do(d.ScatterRows(p.dhf, p.dhb, idx, kk, D))
+	}
+	losses := make([]float32, k)
+	p.do(cuda.Read(p.loss, 0, losses))
+	var total float64
+	for _, v := range losses {
+		total += float64(v)
+	}
+	return total
+}
