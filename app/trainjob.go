@@ -109,6 +109,9 @@ func (j *TrainJob) logf(format string, args ...any) {
 }
 
 func (j *TrainJob) close() {
+	if j.net != nil {
+		j.net.Close()
+	}
 	if j.m != nil {
 		j.m.Close()
 	}
@@ -150,6 +153,15 @@ func (j *TrainJob) load() error {
 		return err
 	}
 	j.net.Checkpoint = c.GradCheckpointing
+	if c.Device != "cpu" && !c.Full {
+		// SFT steps with every activation on the device; without one (dropout,
+		// or a build without it) each op goes through the backend instead.
+		if ok, err := j.net.Accelerate(c.Device); ok {
+			j.logf("device-resident SFT steps on %s", c.Device)
+		} else {
+			j.logf("SFT steps op by op through the %s backend: %v", c.Device, err)
+		}
+	}
 	j.net.DropoutSeed = c.Seed
 	j.opt = train.NewAdamW(len(j.net.Params), c.WeightDecay)
 

@@ -49,23 +49,29 @@ else
   rm -f cuda/build/libdistillcuda.a && ar rcs cuda/build/libdistillcuda.a cuda/build/*.o
 fi
 
-link() { # link NAME: .devbuild/NAME.test.o.xz → /tmp/NAME.test
-  xz -dc .devbuild/$1.test.o.xz > /tmp/$1.test.o &&
-  gcc -m64 -o /tmp/$1.test -Wl,--export-dynamic-symbol=_cgo_panic -Wl,--export-dynamic-symbol=_cgo_topofstack \
-    -Wl,--export-dynamic-symbol=crosscall2 /tmp/$1.test.o -Lcuda/build -ldistillcuda -L/tmp/cl -lcublas -lcublasLt \
+link() { # link NAME [flags]: .devbuild/NAME.o.xz → /tmp/NAME
+  n=$1; shift
+  xz -dc .devbuild/$n.o.xz > /tmp/$n.o &&
+  gcc -m64 -o /tmp/$n -Wl,--export-dynamic-symbol=_cgo_panic -Wl,--export-dynamic-symbol=_cgo_topofstack \
+    -Wl,--export-dynamic-symbol=crosscall2 "$@" /tmp/$n.o -Lcuda/build -ldistillcuda -L/tmp/cl -lcublas -lcublasLt \
     -lcudart -lstdc++ -lm -lpthread -ldl -lrt -no-pie
 }
 step link
-link cuda || exit 3
-link devnet || exit 3
+link cuda.test || exit 3
+link devnet.test || exit 3
+# go-nvml resolves its symbols at run time (dlopen), sqlite exports callbacks.
+link distill -Wl,--export-dynamic -Wl,--unresolved-symbols=ignore-in-object-files -lresolv || exit 3
 ldd /tmp/cuda.test | grep -E "cu|blas"
 
 step tests
 # Each launch synchronised and checked, so an asynchronous fault names its op.
 export DISTILL_CUDA_REQUIRE=1
-(cd cuda && DISTILL_CUDA_SYNC=1 timeout ${TEST_TIMEOUT:-180} /tmp/cuda.test -test.v -test.count=1 \
-  -test.run "${TEST_RUN:-.}") > "$OUT/tests.log" 2>&1
-echo "cuda tests exit $?"
+: > "$OUT/tests.log"
+if [ -z "${SKIP_KERNEL_TESTS:-}" ]; then
+  (cd cuda && DISTILL_CUDA_SYNC=1 timeout ${TEST_TIMEOUT:-180} /tmp/cuda.test -test.v -test.count=1 \
+    -test.run "${TEST_RUN:-.}") > "$OUT/tests.log" 2>&1
+  echo "cuda tests exit $?"
+fi
 (cd cuda/devnet && DISTILL_CUDA_SYNC=1 timeout ${TEST_TIMEOUT:-180} /tmp/devnet.test -test.v -test.count=1 \
   -test.run "${TEST_RUN:-.}") >> "$OUT/tests.log" 2>&1
 echo "devnet tests exit $?"
@@ -81,14 +87,26 @@ if [ -n "$failed" ] && [ -n "${SANITIZE:-}" ] && command -v compute-sanitizer >/
 fi
 
 step benchmarks
-(cd cuda && timeout ${BENCH_TIMEOUT:-150} /tmp/cuda.test -test.run '^$' -test.bench "${BENCH_RUN:-^Benchmark[^Q]}" \
-  -test.benchtime ${BENCH_TIME:-20x}) > "$OUT/bench.log" 2>&1
-echo "kernel benchmarks exit $?"
+: > "$OUT/bench.log"
+if [ -z "${SKIP_KERNEL_BENCH:-}" ]; then
+  (cd cuda && timeout ${BENCH_TIMEOUT:-150} /tmp/cuda.test -test.run '^$' -test.bench "${BENCH_RUN:-^Benchmark[^Q]}" \
+    -test.benchtime ${BENCH_TIME:-20x}) > "$OUT/bench.log" 2>&1
+  echo "kernel benchmarks exit $?"
+fi
 step "training step ${DISTILL_BENCH_STEP:-}"
 (cd cuda/devnet && timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' -test.bench Step \
   -test.benchtime ${STEP_TIME:-5x}) >> "$OUT/bench.log" 2>&1
 echo "training step exit $?"
 grep -E "^Benchmark|FAIL|panic|_test.go" "$OUT/bench.log" | tail -40
+step "distill train sft: cuda then cpu, the same run"
+mkdir -p /tmp/e2e/tok && tar -C /tmp/e2e/tok -xJf .devbuild/qwen3-tokenizer.tar.xz
+/tmp/distill demo-model --out /tmp/e2e/base --tokenizer /tmp/e2e/tok
+for dev in cuda cpu; do
+  echo "-- --device $dev"
+  timeout 120 /tmp/distill train sft --model /tmp/e2e/base --data examples/tickets/train.jsonl --steps 40 --lr 0.003 \
+    --device $dev --db /tmp/e2e/$dev.db --out /tmp/e2e/run-$dev --checkpoint-every 0 > "$OUT/e2e-$dev.log" 2>&1
+  echo "exit $?"; grep -vE "^\s+(adapter|gradients|optimizer|activations|workspace|runtime|total) " "$OUT/e2e-$dev.log" | tail -12
+done
 step table
 cat "$OUT/tests.log" "$OUT/bench.log" | .devbuild/cudatable | tee "$OUT/table.txt"
 nvidia-smi --query-gpu=memory.used,temperature.gpu,clocks.sm --format=csv

@@ -27,3 +27,24 @@ func (d *Device) ScatterRows(dst, src, idx *Buffer, k, dim int) error {
 		return C.dc_scatter_rows((*C.float)(dst.ptr), (*C.float)(src.ptr), (*C.int32_t)(idx.ptr), C.int(k), C.int(dim))
 	})
 }
+
+// Dropout sets dst = x·mask/(1−p) over n elements, element i dropped when
+// SplitMix64(base+i) < thresh: core/train's LoRA dropout, bit for bit.
+func (d *Device) Dropout(dst, x *Buffer, n int, base, thresh uint64, keep float32) error {
+	if err := check("dropout").buf("dst", dst, F32, n).buf("x", x, F32, n).err; err != nil {
+		return err
+	}
+	return call(func() C.int {
+		return C.dc_dropout((*C.float)(dst.ptr), (*C.float)(x.ptr), C.int64_t(n), C.uint64_t(base), C.uint64_t(thresh), C.float(keep))
+	})
+}
+
+// DropoutAdd adds g·mask/(1−p) to dx: the gradient through Dropout's mask.
+func (d *Device) DropoutAdd(dx, g *Buffer, n int, base, thresh uint64, keep float32) error {
+	if err := check("dropout_add").buf("dx", dx, F32, n).buf("g", g, F32, n).err; err != nil {
+		return err
+	}
+	return call(func() C.int {
+		return C.dc_dropout_add((*C.float)(dx.ptr), (*C.float)(g.ptr), C.int64_t(n), C.uint64_t(base), C.uint64_t(thresh), C.float(keep))
+	})
+}

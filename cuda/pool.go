@@ -137,3 +137,11 @@ func (p *Pool) Stats() PoolStats {
 	defer p.mu.Unlock()
 	return p.stats
 }
+
+// ResetPeak starts a new peak from what is in use now (to measure one
+// phase's high-water mark).
+func (p *Pool) ResetPeak() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stats.Peak = p.stats.InUse
+}

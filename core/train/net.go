@@ -37,6 +37,9 @@ type Net struct {
 	microBatches int        // Steps taken: keys the dropout masks
 	lastLoss     float64    // the objective's loss in the pass just run
 	adapterOff   bool       // run the base alone (DPO's reference policy)
+
+	accel      Accelerated // when attached, SFT steps run there (Accelerate)
+	accelGrads []float32   // its gradients, downloaded before adding
 }
 
 // NewNet wraps a model and an adapter built for it.

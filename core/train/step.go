@@ -16,6 +16,9 @@ const lossRows = 32
 // counted tokens in the whole optimizer step, so accumulating micro-batches
 // gives the mean over all of them.
 func (nt *Net) Step(b *Batch, denom int) (lossSum float64, err error) {
+	if nt.accel != nil && !nt.adapterOff {
+		return nt.accelStep(b, denom)
+	}
 	scale := 1 / float32(denom)
 	err = nt.run(b, func(ws *workspace) float64 {
 		return nt.head(ws, b.Targets, true, func(rows []int, logits []float32, losses []float64) {

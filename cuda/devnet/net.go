@@ -22,8 +22,20 @@ import (
 	"distill/core/lora"
 	"distill/core/model"
 	"distill/core/tensor"
+	"distill/core/train"
 	"distill/cuda"
 )
+
+// The step train.Net hands its SFT steps to under --device cuda.
+func init() {
+	train.RegisterAccelerated("cuda", func(m *model.Model, a *lora.Adapter) (train.Accelerated, error) {
+		d, err := cuda.Open()
+		if err != nil {
+			return nil, err
+		}
+		return New(d, m, a)
+	})
+}
 
 // Module indices, as core/train and lora.Modules order them.
 const (
@@ -93,14 +105,10 @@ type Net struct {
 }
 
 // New uploads m's frozen weights and a's parameters to d. The base's
-// projections must be NF4 (core/quant) or dense; the adapter must have no
-// dropout (not implemented on the device yet: train it on the CPU).
+// projections must be NF4 (core/quant) or dense.
 func New(d *cuda.Device, m *model.Model, a *lora.Adapter) (*Net, error) {
 	if len(a.Layers) != len(m.Layers) {
 		return nil, fmt.Errorf("devnet: adapter has %d layers, model %d", len(a.Layers), len(m.Layers))
-	}
-	if a.Config.Dropout > 0 {
-		return nil, fmt.Errorf("devnet: lora dropout %.2f is not implemented on the GPU yet: set dropout 0 or train with --device cpu", a.Config.Dropout)
 	}
 	nt := &Net{D: d, M: m, A: a, HeadRows: 128}
 	if err := nt.upload(); err != nil {
@@ -286,3 +294,11 @@ func (nt *Net) pair(l, i int) (a, b, ga, gb *cuda.Buffer) {
 }
 
 var errStep = errors.New("devnet: step")
+
+// DeviceMemory is the device pool's high-water mark (weights, adapter,
+// gradients and the largest step's workspace; not the CUDA context) and the
+// card's total memory, in bytes.
+func (nt *Net) DeviceMemory() (peak, total int64) {
+	_, total, _ = nt.D.MemInfo()
+	return nt.D.Pool.Stats().Peak, total
+}

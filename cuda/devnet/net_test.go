@@ -56,15 +56,18 @@ type setup struct {
 	shape   model.Shape
 	quant   string // nf4 or none
 	targets []string
+	dropout float64
 }
 
 var setups = []setup{
 	{"qwen2-nf4-bias", model.Shape{Arch: "Qwen2ForCausalLM", Hidden: 128, Intermediate: 320, Layers: 3, Heads: 4, KVHeads: 2,
-		Vocab: 777, Tied: true, RopeTheta: 1e6, RMSNormEps: 1e-6, MaxPositions: 256, BOS: 1, EOS: 2}, "nf4", lora.Modules},
+		Vocab: 777, Tied: true, RopeTheta: 1e6, RMSNormEps: 1e-6, MaxPositions: 256, BOS: 1, EOS: 2}, "nf4", lora.Modules, 0},
 	{"qwen3-nf4-qknorm", model.Shape{Arch: "Qwen3ForCausalLM", Hidden: 96, Intermediate: 256, Layers: 2, Heads: 6, KVHeads: 2, HeadDim: 32,
-		Vocab: 1001, Tied: true, RopeTheta: 1e6, RMSNormEps: 1e-6, MaxPositions: 256, BOS: 1, EOS: 2}, "nf4", lora.Modules},
+		Vocab: 1001, Tied: true, RopeTheta: 1e6, RMSNormEps: 1e-6, MaxPositions: 256, BOS: 1, EOS: 2}, "nf4", lora.Modules, 0},
 	{"llama-bf16-qv", model.Shape{Arch: "LlamaForCausalLM", Hidden: 128, Intermediate: 344, Layers: 2, Heads: 4, KVHeads: 4,
-		Vocab: 500, RopeTheta: 5e5, RMSNormEps: 1e-5, MaxPositions: 256, BOS: 1, EOS: 2}, "none", []string{"q_proj", "v_proj"}},
+		Vocab: 500, RopeTheta: 5e5, RMSNormEps: 1e-5, MaxPositions: 256, BOS: 1, EOS: 2}, "none", []string{"q_proj", "v_proj"}, 0},
+	{"qwen2-nf4-dropout", model.Shape{Arch: "Qwen2ForCausalLM", Hidden: 64, Intermediate: 160, Layers: 2, Heads: 4, KVHeads: 1,
+		Vocab: 300, Tied: true, RopeTheta: 1e6, RMSNormEps: 1e-6, MaxPositions: 256, BOS: 1, EOS: 2}, "nf4", lora.Modules, 0.2},
 }
 
 // build loads the checkpoint in dir, quantised as s says, with an adapter
@@ -75,7 +78,7 @@ func build(t *testing.T, dir string, s setup) (*model.Model, *lora.Adapter) {
 	t.Cleanup(func() { m.Close() })
 	_, err = quant.QuantizeModel(m, s.quant, s.quant == "nf4", false)
 	ok(t, err)
-	a, err := lora.NewFor(m, lora.Config{R: 8, Alpha: 16, Targets: s.targets})
+	a, err := lora.NewFor(m, lora.Config{R: 8, Alpha: 16, Targets: s.targets, Dropout: s.dropout})
 	ok(t, err)
 	r := rng(4)
 	for i := range a.Params {
@@ -109,7 +112,7 @@ func relL2(got, want []float32) float64 {
 }
 
 func TestStepParity(t *testing.T) {
-	d := device(t)
+	device(t) // skips without a GPU
 	for _, s := range setups {
 		t.Run(s.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -122,7 +125,7 @@ func TestStepParity(t *testing.T) {
 			m, a := build(t, dir, s)
 			cpu, err := train.NewNet(tensor.CPU{}, m, a)
 			ok(t, err)
-			cpu.Checkpoint = true
+			cpu.Checkpoint, cpu.DropoutSeed = true, 7
 			var wantLoss []float64
 			for _, b := range batches {
 				l, err := cpu.Step(b, denom)
@@ -130,9 +133,16 @@ func TestStepParity(t *testing.T) {
 				wantLoss = append(wantLoss, l)
 			}
 
+			// The device through train.Net's own door (as a run takes it): the
+			// Net hands its steps, with its dropout masks' keys, to devnet.
 			m2, a2 := build(t, dir, s)
-			gpu, err := devnet.New(d, m2, a2)
+			gpu, err := train.NewNet(tensor.CPU{}, m2, a2)
 			ok(t, err)
+			gpu.DropoutSeed = 7
+			attached, err := gpu.Accelerate("cuda")
+			if !attached {
+				t.Fatalf("Accelerate: %v", err)
+			}
 			t.Cleanup(gpu.Close)
 			var gotLoss []float64
 			for i, b := range batches {
@@ -146,8 +156,7 @@ func TestStepParity(t *testing.T) {
 					t.Errorf("micro-batch %d: loss %.6f, CPU %.6f", i, l, wantLoss[i])
 				}
 			}
-			got := make([]float32, len(a2.Params))
-			ok(t, gpu.DownloadGrads(got))
+			got := gpu.Grads
 			// Gradients as a whole: 1e-2 relative in L2 (the bf16 tolerance of
 			// the issue); each module's too, so one wrong module cannot hide.
 			rel := relL2(got, cpu.Grads)
@@ -230,7 +239,7 @@ func TestShortRunTracksCPU(t *testing.T) {
 		if err := gpu.UploadParams(); err != nil {
 			return 0, err
 		}
-		return gpu.Step(b, b.Counted())
+		return gpu.Step(b, b.Counted(), nil)
 	}, a2.Params, grads, func() error { return gpu.DownloadGrads(grads) })
 	for i := range want {
 		if math.Abs(got[i]-want[i]) > 0.02*want[i] || math.IsNaN(got[i]) {

@@ -20,6 +20,8 @@ type pass struct {
 	bufs []*cuda.Buffer
 
 	n, maxPos int
+	drop      train.DropoutMask
+	dropBuf   *cuda.Buffer // the adapter's dropped input (n, in)
 	ids, pos  *cuda.Buffer // i32 (n)
 	cos, sin  *cuda.Buffer // RoPE tables (maxPos+1, hd/2)
 	attn      cuda.AttnShape
@@ -84,12 +86,12 @@ func (p *pass) free() {
 }
 
 // newPass validates b and lays out the workspace for it.
-func (nt *Net) newPass(b *train.Batch) (*pass, error) {
+func (nt *Net) newPass(b *train.Batch, drop train.DropoutMask) (*pass, error) {
 	c := &nt.M.Config
 	if err := b.Validate(c.VocabSize); err != nil {
 		return nil, err
 	}
-	p := &pass{nt: nt, d: nt.D, n: b.Len()}
+	p := &pass{nt: nt, d: nt.D, n: b.Len(), drop: drop}
 	maxSeg := 0
 	ids, pos, lo, hi := make([]int32, p.n), make([]int32, p.n), make([]int32, p.n), make([]int32, p.n)
 	for i := range p.n {
@@ -120,6 +122,9 @@ func (nt *Net) newPass(b *train.Batch) (*pass, error) {
 	p.hf, p.dhf, p.dx, p.rstdF = p.take(cuda.F32, n*D), p.take(cuda.F32, n*D), p.take(cuda.F32, n*D), p.take(cuda.F32, n)
 	p.xb = p.take(cuda.BF16, n*max(D, F, qO))
 	p.tile = p.take(cuda.BF16, max(1, nt.tileSize))
+	if drop != nil {
+		p.dropBuf = p.take(cuda.F32, n*max(D, F, qO))
+	}
 	a := &p.a
 	a.h1, a.h2, a.rstd1, a.rstd2 = p.take(cuda.F32, n*D), p.take(cuda.F32, n*D), p.take(cuda.F32, n), p.take(cuda.F32, n)
 	for i := range nMod {
@@ -170,8 +175,9 @@ func anyTargeted(nt *Net, i int) bool {
 // Step runs forward and backward on b with the SFT objective (masked
 // cross-entropy), adds d(loss)/d(params) to Grads, and returns the summed
 // token loss, as core/train's Net.Step: gradients are of Σ loss / denom.
-func (nt *Net) Step(b *train.Batch, denom int) (float64, error) {
-	p, err := nt.newPass(b)
+// drop keys the LoRA dropout masks (nil: none).
+func (nt *Net) Step(b *train.Batch, denom int, drop train.DropoutMask) (float64, error) {
+	p, err := nt.newPass(b, drop)
 	if err != nil {
 		return 0, err
 	}

@@ -140,4 +140,5 @@ int dc_scale(float *x, float s, int64_t n);
 // Further kernels' declarations, one header per file.
 #include "attn_gemm.h"
 #include "rows.h"
+#include "dropout.h"
 #endif

@@ -1,0 +1,121 @@
+package train
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+
+	"distill/core/lora"
+	"distill/core/model"
+)
+
+// Accelerated is an SFT step that keeps the model and its activations on an
+// accelerator (cuda/devnet on a GPU): the same forward and backward as
+// Net.Step over its own copy of the adapter's parameters. A Net with one
+// attached hands its SFT steps to it and keeps the host's Params and Grads
+// authoritative, so the optimizer, clipping, checkpoints and resume work
+// unchanged; KD and DPO steps stay on the Net's backend.
+type Accelerated interface {
+	// Step adds the gradients of Σ loss / denom over b to the device's
+	// gradients and returns Σ loss. drop keys the LoRA dropout masks of the
+	// micro-batch (nil: no dropout).
+	Step(b *Batch, denom int, drop DropoutMask) (float64, error)
+	ZeroGrads() error
+	UploadParams() error               // host Params → device
+	DownloadGrads(dst []float32) error // device gradients → dst
+	Close()
+}
+
+// DropoutMask keys module site l·7+m's LoRA dropout mask for the micro-batch
+// in progress: element i is dropped when SplitMix64(base+i) < thresh, and
+// kept ones scale by keep = 1/(1−p). A device computes the same masks.
+type DropoutMask func(site int) (base, thresh uint64, keep float32)
+
+var (
+	accelMu sync.Mutex
+	accels  = map[string]func(m *model.Model, a *lora.Adapter) (Accelerated, error){}
+)
+
+// RegisterAccelerated makes a device's step available under the name of its
+// tensor backend; device packages call it from init().
+func RegisterAccelerated(name string, open func(m *model.Model, a *lora.Adapter) (Accelerated, error)) {
+	accelMu.Lock()
+	defer accelMu.Unlock()
+	accels[name] = open
+}
+
+// Accelerate attaches the step registered for device, if there is one and
+// it can take this Net (LoRA). It returns whether one was
+// attached, and why not when it could not be.
+func (nt *Net) Accelerate(device string) (bool, error) {
+	accelMu.Lock()
+	open := accels[device]
+	names := make([]string, 0, len(accels))
+	for k := range accels {
+		names = append(names, k)
+	}
+	accelMu.Unlock()
+	sort.Strings(names)
+	switch {
+	case open == nil:
+		return false, fmt.Errorf("no device-resident step for %q (built: %v)", device, names)
+	case nt.Adapter == nil:
+		return false, fmt.Errorf("full fine-tuning runs through the %s backend op by op", device)
+	}
+	a, err := open(nt.M, nt.Adapter)
+	if err != nil {
+		return false, err
+	}
+	nt.accel = a
+	nt.accelGrads = make([]float32, len(nt.Grads))
+	return true, nil
+}
+
+// Close releases an attached accelerator's memory.
+func (nt *Net) Close() {
+	if nt.accel != nil {
+		nt.accel.Close()
+		nt.accel = nil
+	}
+}
+
+// accelStep is Step on the attached accelerator: parameters up, one step,
+// gradients down and added to Grads (which Step accumulates into).
+func (nt *Net) accelStep(b *Batch, denom int) (float64, error) {
+	defer func() { nt.microBatches++ }()
+	a := nt.accel
+	if err := a.UploadParams(); err != nil {
+		return 0, err
+	}
+	if err := a.ZeroGrads(); err != nil {
+		return 0, err
+	}
+	var drop DropoutMask
+	if nt.dropping() {
+		drop = nt.dropBase
+	}
+	loss, err := a.Step(b, denom, drop)
+	if err != nil {
+		return 0, err
+	}
+	if err := a.DownloadGrads(nt.accelGrads); err != nil {
+		return 0, err
+	}
+	for i, g := range nt.accelGrads {
+		nt.Grads[i] += g
+	}
+	nt.lastLoss = loss
+	return loss, nil
+}
+
+// DeviceMemory is the attached accelerator's memory high-water mark and its
+// card's total, in bytes; ok is false without one (or one that does not
+// report it).
+func (nt *Net) DeviceMemory() (peak, total int64, ok bool) {
+	r, is := nt.accel.(interface{ DeviceMemory() (peak, total int64) })
+	if !is {
+		return 0, 0, false
+	}
+	peak, total = r.DeviceMemory()
+	return peak, total, true
+}
