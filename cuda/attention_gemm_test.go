@@ -3,6 +3,7 @@
 package cuda_test
 
 import (
+	"fmt"
 	"math"
 	"strconv"
 	"strings"
@@ -47,6 +48,10 @@ const (
 // agNear compares with |got − want| ≤ tol·(|want| + max(rms(want), 0.1)).
 func agNear(t *testing.T, name string, got, want []float32, tol float64) {
 	t.Helper()
+	near(t, name, got, want, tol, tol*max(agRMS(want), 0.1))
+}
+
+func agRMS(want []float32) float64 {
 	var ss float64
 	n := 0
 	for _, w := range want {
@@ -55,8 +60,33 @@ func agNear(t *testing.T, name string, got, want []float32, tol float64) {
 			n++
 		}
 	}
-	rms := math.Sqrt(ss / float64(max(n, 1)))
-	near(t, name, got, want, tol, tol*max(rms, 0.1))
+	return math.Sqrt(ss / float64(max(n, 1)))
+}
+
+// agLocate is agNear for a (rows, heads·hd) tensor that, on failure, also
+// says where the bad elements are: how many, which rows and heads (a wrong
+// chunk, mask or stride shows as a pattern there).
+func agLocate(t *testing.T, name string, got, want []float32, tol, atol float64, heads, hd int) {
+	t.Helper()
+	var bad []string
+	n, rowsBad, headsBad := 0, map[int]bool{}, map[int]bool{}
+	for e := range want {
+		g, w := float64(got[e]), float64(want[e])
+		if math.IsNaN(g) == math.IsNaN(w) && !(math.Abs(g-w) > atol+tol*math.Abs(w)) {
+			continue
+		}
+		n++
+		row, h, c := e/(heads*hd), e%(heads*hd)/hd, e%hd
+		rowsBad[row], headsBad[h] = true, true
+		if len(bad) < 8 {
+			bad = append(bad, fmt.Sprintf("[row %d head %d col %d] %v want %v", row, h, c, got[e], want[e]))
+		}
+	}
+	if n > 0 {
+		t.Logf("%s: %d of %d elements out of tolerance, in %d rows and %d heads (of %d); first: %s",
+			name, n, len(want), len(rowsBad), len(headsBad), heads, strings.Join(bad, "; "))
+	}
+	near(t, name, got, want, tol, atol)
 }
 
 // agCase is one attention call: query i attends keys [lo[i], hi[i]).
@@ -206,13 +236,14 @@ func poison(t *testing.T, d *cuda.Device, n int) *cuda.Buffer {
 
 type agResult struct{ out, lse, dq, dk, dv []float32 }
 
-func (r agResult) check(t *testing.T, what string, want agResult) {
+func (r agResult) check(t *testing.T, c agCase, what string, want agResult) {
 	t.Helper()
-	agNear(t, what+" out", r.out, want.out, agFwdTol)
-	near(t, what+" lse", r.lse, want.lse, 0, agLseTol)
-	agNear(t, what+" dq", r.dq, want.dq, agBwdTol)
-	agNear(t, what+" dk", r.dk, want.dk, agBwdTol)
-	agNear(t, what+" dv", r.dv, want.dv, agBwdTol)
+	at := func(want []float32, tol float64) float64 { return tol * max(agRMS(want), 0.1) } // agNear's atol
+	agLocate(t, what+" out", r.out, want.out, agFwdTol, at(want.out, agFwdTol), c.nH, c.hd)
+	agLocate(t, what+" lse", r.lse, want.lse, 0, agLseTol, c.nH, 1)
+	agLocate(t, what+" dq", r.dq, want.dq, agBwdTol, at(want.dq, agBwdTol), c.nH, c.hd)
+	agLocate(t, what+" dk", r.dk, want.dk, agBwdTol, at(want.dk, agBwdTol), c.nKV, c.hd)
+	agLocate(t, what+" dv", r.dv, want.dv, agBwdTol, at(want.dv, agBwdTol), c.nKV, c.hd)
 }
 
 func agCases() []agCase {
@@ -268,7 +299,7 @@ func TestAttentionGemmParity(t *testing.T) {
 
 			d := device(t)
 			if tr != nil {
-				gemmRun(t, d, c, q, k, v, dout, scale).check(t, "gemm vs train", *tr)
+				gemmRun(t, d, c, q, k, v, dout, scale).check(t, c, "gemm vs train", *tr)
 			}
 
 			// The simple kernel, its own outputs into its backward.
@@ -303,8 +334,8 @@ func TestAttentionGemmParity(t *testing.T) {
 				cuda.AttnGemmScratchBytes = mode.scratch
 				t.Run(mode.name, func(t *testing.T) {
 					got := gemmRun(t, d, c, q, k, v, dout, scale)
-					got.check(t, "gemm vs f64", want)
-					got.check(t, "gemm vs simple", simple)
+					got.check(t, c, "gemm vs f64", want)
+					got.check(t, c, "gemm vs simple", simple)
 				})
 			}
 		})
