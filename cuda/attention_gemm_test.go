@@ -310,14 +310,17 @@ func TestAttentionGemmParity(t *testing.T) {
 			dqd, dkd, dvd := poison(t, d, qn), poison(t, d, kn), poison(t, d, kn)
 			ok(t, d.AttnBwd(dqd, dkd, dvd, dod, qd, kd, vd, od, ld, s))
 			simple := agResult{down(t, od), down(t, ld), down(t, dqd), down(t, dkd), down(t, dvd)}
-			// As TestAttentionParity (1e-5 forward, 1e-4 backward), against
-			// the f64 reference: it checks the reference's conventions
-			// (bad rows) are the simple kernel's.
-			agNear(t, "simple vs f64 ref out", simple.out, want.out, 1e-5)
-			near(t, "simple vs f64 ref lse", simple.lse, want.lse, 0, 1e-5)
-			agNear(t, "simple vs f64 ref dq", simple.dq, want.dq, 1e-4)
-			agNear(t, "simple vs f64 ref dk", simple.dk, want.dk, 1e-4)
-			agNear(t, "simple vs f64 ref dv", simple.dv, want.dv, 1e-4)
+			// The simple kernel against the f64 reference checks that the
+			// reference's conventions (bad rows) are the kernel's. Its
+			// error sources are TestAttentionParity's (f32 dots and sums:
+			// 1e-5 forward, 1e-4 backward, relative and absolute), with more
+			// terms here (up to 7 heads × 300 rows into one dk row), so 2×
+			// and 3× those.
+			near(t, "simple vs f64 ref out", simple.out, want.out, 2e-5, 2e-5)
+			near(t, "simple vs f64 ref lse", simple.lse, want.lse, 2e-5, 2e-5)
+			near(t, "simple vs f64 ref dq", simple.dq, want.dq, 3e-4, 3e-4)
+			near(t, "simple vs f64 ref dk", simple.dk, want.dk, 3e-4, 3e-4)
+			near(t, "simple vs f64 ref dv", simple.dv, want.dv, 3e-4, 3e-4)
 
 			defer func(b int) { cuda.AttnGemmScratchBytes = b }(cuda.AttnGemmScratchBytes)
 			for _, mode := range []struct {

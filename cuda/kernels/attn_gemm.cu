@@ -134,6 +134,7 @@ static int ag_plan_for(ag_plan *p, int64_t work_floats, int nbuf, const char *op
     snprintf(why, sizeof why, "scratch of %lld floats holds less than %d rows of %d keys", (long long)work_floats, nbuf, nk);
     return dc_fail(why, "%s" AG_SHAPE, op, nq, nk, nh, nkv, hd, max_len);
   }
+  if (rows_fit > (1 << 30)) rows_fit = 1 << 30;  // hc·nr (a grid size) stays an int
   if (nq > 0 && rows_fit >= nq) {
     int64_t hc = rows_fit / nq;
     p->hc = (int)(hc < group ? hc : group);
