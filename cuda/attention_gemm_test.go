@@ -32,7 +32,7 @@ import (
 // |got − want| ≤ tol·(|want| + max(rms(want), 0.1)); the 0.1 floor is for
 // tensors that are 0 in exact arithmetic (one key attended: dS = 0, so dq =
 // dk = 0, and TF32 leaves ~2e-3 there). A CPU simulation of exactly these
-// products on every case below (TestAttentionGemmTF32Model: TF32 by truncation, f32 sums, f32 softmax)
+// products on every case below (TestAttentionGemmEmulated: TF32 by truncation, f32 sums, f32 softmax)
 // gave worst ratios of 6.9e-3 for out, 1.3e-2 for dq, 6.4e-3 for dk and dv,
 // and 2.7e-3 absolute for lse (round to nearest: 4.3e-3, 7.6e-3, 6.7e-3,
 // 1.1e-3). The tolerances are about 4× those, and still an index or mask
@@ -323,17 +323,7 @@ func TestAttentionGemmParity(t *testing.T) {
 			near(t, "simple vs f64 ref dv", simple.dv, want.dv, 3e-4, 3e-4)
 
 			defer func(b int) { cuda.AttnGemmScratchBytes = b }(cuda.AttnGemmScratchBytes)
-			for _, mode := range []struct {
-				name    string
-				scratch int
-			}{
-				{"whole", cuda.AttnGemmScratchBytes},
-				// Forward takes 4 heads a chunk, backward 2: a remainder
-				// chunk wherever a group is not a multiple.
-				{"heads", 4 * c.nq * c.nk * 4},
-				// 7 rows a chunk backward, 14 forward, one head at a time.
-				{"rows", 14 * c.nk * 4},
-			} {
+			for _, mode := range c.scratchModes(cuda.AttnGemmScratchBytes) {
 				cuda.AttnGemmScratchBytes = mode.scratch
 				t.Run(mode.name, func(t *testing.T) {
 					got := gemmRun(t, d, c, q, k, v, dout, scale)
@@ -381,33 +371,44 @@ func TestAttentionGemmArgs(t *testing.T) {
 	}
 }
 
-// TestAttentionGemmTF32Model runs the model of the kernels' arithmetic (no
-// device needed) against the f64 reference on every parity case and checks
-// the tolerances leave at least 2× headroom over its worst errors.
-func TestAttentionGemmTF32Model(t *testing.T) {
+// TestAttentionGemmEmulated runs a CPU transcription of attn_gemm.cu's host
+// code (the chunk plan, every cuBLAS call with its arguments as written
+// there, the kernels as loops) over an emulation of
+// cublasGemmStridedBatchedEx's column-major semantics with TF32 operands, on
+// every parity case and scratch mode, against the f64 reference. No device is
+// needed: it checks the row-major → column-major mapping, the strides and
+// the chunking, and that the tolerances leave at least 2× headroom over
+// TF32's error (truncation, the worse conversion). Keep it in step with
+// attn_gemm.cu.
+func TestAttentionGemmEmulated(t *testing.T) {
 	for _, c := range agCases() {
-		r := rng(uint64(c.nq*131 + c.nk*7 + c.nH*c.hd))
-		qn, kn := c.nq*c.nH*c.hd, c.nk*c.nKV*c.hd
-		q, k, v, dout := randn(r, qn, 1), randn(r, kn, 1), randn(r, kn, 1), randn(r, qn, 1)
-		scale := float32(1 / math.Sqrt(float64(c.hd)))
-		var want agResult
-		want.out, want.lse, want.dq, want.dk, want.dv = c.ref64(q, k, v, dout, float64(scale))
-		got := c.model(q, k, v, dout, scale)
-		var lseErr float64
-		for i := range want.lse {
-			if math.IsNaN(float64(want.lse[i])) != math.IsNaN(float64(got.lse[i])) {
-				lseErr = math.Inf(1)
-			} else if !math.IsNaN(float64(want.lse[i])) {
-				lseErr = max(lseErr, math.Abs(float64(got.lse[i]-want.lse[i])))
-			}
-		}
-		e := [5]float64{ratio(got.out, want.out), lseErr, ratio(got.dq, want.dq), ratio(got.dk, want.dk), ratio(got.dv, want.dv)}
-		tol := [5]float64{agFwdTol, agLseTol, agBwdTol, agBwdTol, agBwdTol}
-		t.Logf("%-36s worst/tolerance: out %.2f lse %.2f dq %.2f dk %.2f dv %.2f", c.name, e[0]/tol[0], e[1]/tol[1], e[2]/tol[2], e[3]/tol[3], e[4]/tol[4])
-		for i, name := range []string{"out", "lse", "dq", "dk", "dv"} {
-			if !(e[i] <= tol[i]/2) {
-				t.Errorf("%s %s: the TF32 model errs by %.3g, over half the tolerance %g", c.name, name, e[i], tol[i])
-			}
+		for _, m := range c.scratchModes(cuda.AttnGemmScratchBytes) {
+			t.Run(c.name+"/"+m.name, func(t *testing.T) {
+				t.Parallel() // CPU only, and AttnGemmScratchBytes was read above
+				r := rng(uint64(c.nq*131 + c.nk*7 + c.nH*c.hd))
+				qn, kn := c.nq*c.nH*c.hd, c.nk*c.nKV*c.hd
+				q, k, v, dout := randn(r, qn, 1), randn(r, kn, 1), randn(r, kn, 1), randn(r, qn, 1)
+				scale := float32(1 / math.Sqrt(float64(c.hd)))
+				var want agResult
+				want.out, want.lse, want.dq, want.dk, want.dv = c.ref64(q, k, v, dout, float64(scale))
+				got := c.emulate(q, k, v, dout, scale, m.scratch)
+				var lseErr float64
+				for i := range want.lse {
+					if math.IsNaN(float64(want.lse[i])) != math.IsNaN(float64(got.lse[i])) {
+						lseErr = math.Inf(1)
+					} else if !math.IsNaN(float64(want.lse[i])) {
+						lseErr = max(lseErr, math.Abs(float64(got.lse[i]-want.lse[i])))
+					}
+				}
+				e := [5]float64{ratio(got.out, want.out), lseErr, ratio(got.dq, want.dq), ratio(got.dk, want.dk), ratio(got.dv, want.dv)}
+				tol := [5]float64{agFwdTol, agLseTol, agBwdTol, agBwdTol, agBwdTol}
+				t.Logf("worst/tolerance: out %.2f lse %.2f dq %.2f dk %.2f dv %.2f", e[0]/tol[0], e[1]/tol[1], e[2]/tol[2], e[3]/tol[3], e[4]/tol[4])
+				for i, name := range []string{"out", "lse", "dq", "dk", "dv"} {
+					if !(e[i] <= tol[i]/2) {
+						t.Errorf("%s: the emulation errs by %.3g, over half the tolerance %g", name, e[i], tol[i])
+					}
+				}
+			})
 		}
 	}
 }
@@ -416,113 +417,185 @@ func TestAttentionGemmTF32Model(t *testing.T) {
 // conversions the tensor cores may see.
 func tf32(x float32) float32 { return math.Float32frombits(math.Float32bits(x) &^ 0x1FFF) }
 
-// model computes what AttnFwdGemm / AttnBwdGemm compute, on the CPU: every
-// product over the full nk-wide rows with TF32 operands and f32 sums, the
-// f32 masked softmax, P rebuilt from lse, bad rows NaN.
-func (c agCase) model(q, k, v, dout []float32, scale float32) agResult {
-	qs, ks, group := c.nH*c.hd, c.nKV*c.hd, c.nH/c.nKV
-	out, lse, dq := make([]float32, c.nq*qs), make([]float32, c.nq*c.nH), make([]float32, c.nq*qs)
-	dk, dv := make([]float32, c.nk*ks), make([]float32, c.nk*ks)
-	nan := float32(math.NaN())
-	for h := 0; h < c.nH; h++ {
-		ko := (h / group) * c.hd
-		S := make([][]float32, c.nq)
-		P := make([][]float32, c.nq)
-		for i := 0; i < c.nq; i++ {
-			S[i] = make([]float32, c.nk)
-			P[i] = make([]float32, c.nk)
-			qo := i*qs + h*c.hd
-			for j := 0; j < c.nk; j++ {
-				var d float32
-				for x := 0; x < c.hd; x++ {
-					d += tf32(q[qo+x]) * tf32(k[j*ks+ko+x])
+// cublasGemmTF32 is cublasGemmStridedBatchedEx as documented (column-major:
+// op(A) m×k, op(B) k×n, C m×n; element (i, j) of a matrix at i + j·ld; batch
+// b at offset b·stride), TF32 operands, f32 sums. Offsets index the slices.
+func cublasGemmTF32(transa, transb bool, m, n, k int, alpha float32, A []float32, aOff, lda, sA int,
+	B []float32, bOff, ldb, sB int, beta float32, C []float32, cOff, ldc, sC, batch int) {
+	aI, aL, bL, bJ := 1, lda, 1, ldb // op(A)(i, l) at i·aI + l·aL, op(B)(l, j) at l·bL + j·bJ
+	if transa {
+		aI, aL = lda, 1
+	}
+	if transb {
+		bL, bJ = ldb, 1
+	}
+	for bt := 0; bt < batch; bt++ {
+		a, b, cc := aOff+bt*sA, bOff+bt*sB, cOff+bt*sC
+		for j := 0; j < n; j++ {
+			for i := 0; i < m; i++ {
+				var sum float32
+				for l := 0; l < k; l++ {
+					sum += tf32(A[a+i*aI+l*aL]) * tf32(B[b+l*bL+j*bJ])
 				}
-				S[i][j] = d * scale
-			}
-			if !c.valid(i) {
-				lse[i*c.nH+h] = nan
-				continue
-			}
-			m := float32(math.Inf(-1))
-			for j := c.lo[i]; j < c.hi[i]; j++ {
-				m = max(m, S[i][j])
-			}
-			var sum float32
-			for j := c.lo[i]; j < c.hi[i]; j++ {
-				sum += float32(math.Exp(float64(S[i][j] - m)))
-			}
-			inv := 1 / sum
-			for j := c.lo[i]; j < c.hi[i]; j++ {
-				P[i][j] = float32(math.Exp(float64(S[i][j]-m))) * inv
-			}
-			lse[i*c.nH+h] = m + float32(math.Log(float64(sum)))
-		}
-		for i := 0; i < c.nq; i++ {
-			qo := i*qs + h*c.hd
-			for x := 0; x < c.hd; x++ {
-				var a float32
-				for j := 0; j < c.nk; j++ {
-					a += tf32(P[i][j]) * tf32(v[j*ks+ko+x])
-				}
-				out[qo+x] = a
-				if !c.valid(i) {
-					out[qo+x] = nan
+				if beta == 0 {
+					C[cc+i+j*ldc] = alpha * sum
+				} else {
+					C[cc+i+j*ldc] = alpha*sum + beta*C[cc+i+j*ldc]
 				}
 			}
 		}
 	}
-	// backward
-	for h := 0; h < c.nH; h++ {
-		ko := (h / group) * c.hd
-		P := make([][]float32, c.nq)
-		DS := make([][]float32, c.nq)
-		for i := 0; i < c.nq; i++ {
-			P[i] = make([]float32, c.nk)
-			DS[i] = make([]float32, c.nk)
-			if !c.valid(i) {
-				continue
-			}
-			qo := i*qs + h*c.hd
-			var dd float32
-			for x := 0; x < c.hd; x++ {
-				dd += dout[qo+x] * out[qo+x]
-			}
-			l := lse[i*c.nH+h]
-			for j := c.lo[i]; j < c.hi[i]; j++ {
-				var s, dp float32
-				for x := 0; x < c.hd; x++ {
-					s += tf32(q[qo+x]) * tf32(k[j*ks+ko+x])
-					dp += tf32(dout[qo+x]) * tf32(v[j*ks+ko+x])
+}
+
+// agGemm is attn_gemm.cu's ag_gemm: row-major operands, swapped into cuBLAS.
+func agGemm(transA, transB bool, m, n, k int, alpha float32, a []float32, aOff, lda, sa int, b []float32, bOff, ldb, sb int,
+	beta float32, c []float32, cOff, ldc, sc, batch int) {
+	if m == 0 || n == 0 || batch == 0 {
+		return
+	}
+	cublasGemmTF32(transB, transA, n, m, k, alpha, b, bOff, ldb, sb, a, aOff, lda, sa, beta, c, cOff, ldc, sc, batch)
+}
+
+type agScratchMode struct {
+	name    string
+	scratch int // AttnGemmScratchBytes
+}
+
+// scratchModes: whole groups at once; 4 heads a chunk forward, 2 backward (a
+// remainder chunk wherever a group is not a multiple); 14 rows a chunk
+// forward, 7 backward, one head at a time.
+func (c agCase) scratchModes(whole int) []agScratchMode {
+	return []agScratchMode{{"whole", whole}, {"heads", 4 * c.nq * c.nk * 4}, {"rows", 14 * c.nk * 4}}
+}
+
+// agPlan is ag_plan_for with the Go side's attnGemmWork.
+func (c agCase) agPlan(scratch, nbuf int) (hc, nr, work int) {
+	group := c.nH / c.nKV
+	work = max(min(nbuf*group*c.nq*c.nk, scratch/4), nbuf*c.nk, 1)
+	rowsFit := 0
+	if c.nk > 0 {
+		rowsFit = min(work/(nbuf*c.nk), 1<<30)
+	}
+	if c.nq > 0 && rowsFit >= c.nq {
+		return min(group, rowsFit/c.nq), c.nq, work
+	}
+	return 1, rowsFit, work
+}
+
+// emulate is dc_attn_fwd_gemm then dc_attn_bwd_gemm (on its out and lse)
+// transcribed, with the kernels as loops in f32.
+func (c agCase) emulate(q, k, v, dout []float32, scale float32, scratch int) agResult {
+	nq, nk, nh, nkv, hd := c.nq, c.nk, c.nH, c.nKV, c.hd
+	group, qs, kvs := nh/nkv, nh*hd, nkv*hd
+	out, lse, dq := make([]float32, nq*qs), make([]float32, nq*nh), make([]float32, nq*qs)
+	dk, dv := make([]float32, nk*kvs), make([]float32, nk*kvs)
+	nan := float32(math.NaN())
+	for i := range out {
+		out[i], dq[i] = nan, nan // poisoned, as the device test
+	}
+	for i := range lse {
+		lse[i] = nan
+	}
+
+	// Forward.
+	phc, pnr, wn := c.agPlan(scratch, 1)
+	work := make([]float32, wn)
+	for g := 0; g < nkv; g++ {
+		for h0 := g * group; h0 < (g+1)*group; h0 += phc {
+			hc := min(phc, (g+1)*group-h0)
+			for i0 := 0; i0 < nq; i0 += pnr {
+				rows := min(pnr, nq-i0)
+				ss := rows * nk
+				agGemm(false, true, rows, nk, hd, scale, q, i0*qs+h0*hd, qs, hd, k, g*hd, kvs, 0, 0, work, 0, nk, ss, hc)
+				for blk := 0; blk < hc*rows; blk++ { // k_ag_softmax
+					b, r := blk/rows, blk%rows
+					i, h, row := i0+r, h0+b, work[blk*nk:(blk+1)*nk]
+					lo, hi := c.lo[i], c.hi[i]
+					if !c.valid(i) {
+						clear(row)
+						lse[i*nh+h] = nan
+						continue
+					}
+					m := float32(math.Inf(-1))
+					for j := lo; j < hi; j++ {
+						m = max(m, row[j])
+					}
+					var sum float32
+					for j := lo; j < hi; j++ {
+						sum += float32(math.Exp(float64(row[j] - m)))
+					}
+					inv := 1 / sum
+					for j := range row {
+						if j >= lo && j < hi {
+							row[j] = float32(math.Exp(float64(row[j]-m))) * inv
+						} else {
+							row[j] = 0
+						}
+					}
+					lse[i*nh+h] = m + float32(math.Log(float64(sum)))
 				}
-				s *= scale
-				p := float32(math.Exp(float64(s - l)))
-				P[i][j] = p
-				DS[i][j] = p * (dp - dd) * scale
+				agGemm(false, false, rows, hd, nk, 1, work, 0, nk, ss, v, g*hd, kvs, 0, 0, out, i0*qs+h0*hd, qs, hd, hc)
 			}
 		}
-		for i := 0; i < c.nq; i++ {
-			qo := i*qs + h*c.hd
-			for x := 0; x < c.hd; x++ {
-				var a float32
-				for j := 0; j < c.nk; j++ {
-					a += tf32(DS[i][j]) * tf32(k[j*ks+ko+x])
+	}
+	for i := 0; i < nq; i++ { // k_ag_bad_rows
+		if !c.valid(i) {
+			for x := 0; x < qs; x++ {
+				out[i*qs+x] = nan
+			}
+		}
+	}
+
+	// Backward.
+	phc, pnr, wn = c.agPlan(scratch, 2)
+	work = make([]float32, wn)
+	dpOff := phc * pnr * nk
+	for g := 0; g < nkv; g++ {
+		for h0 := g * group; h0 < (g+1)*group; h0 += phc {
+			hc := min(phc, (g+1)*group-h0)
+			for i0 := 0; i0 < nq; i0 += pnr {
+				rows := min(pnr, nq-i0)
+				ss := rows * nk
+				qo := i0*qs + h0*hd
+				agGemm(false, true, rows, nk, hd, scale, q, qo, qs, hd, k, g*hd, kvs, 0, 0, work, 0, nk, ss, hc)
+				agGemm(false, true, rows, nk, hd, 1, dout, qo, qs, hd, v, g*hd, kvs, 0, 0, work, dpOff, nk, ss, hc)
+				for blk := 0; blk < hc*rows; blk++ { // k_ag_dsoftmax
+					b, r := blk/rows, blk%rows
+					i, h := i0+r, h0+b
+					prow, drow := work[blk*nk:(blk+1)*nk], work[dpOff+blk*nk:dpOff+(blk+1)*nk]
+					if !c.valid(i) {
+						clear(prow)
+						clear(drow)
+						continue
+					}
+					o := i*qs + h*hd
+					var dd float32
+					for x := 0; x < hd; x++ {
+						dd += dout[o+x] * out[o+x]
+					}
+					l := lse[i*nh+h]
+					for j := range prow {
+						var pj, ds float32
+						if j >= c.lo[i] && j < c.hi[i] {
+							pj = float32(math.Exp(float64(prow[j] - l)))
+							ds = pj * (drow[j] - dd) * scale
+						}
+						prow[j], drow[j] = pj, ds
+					}
 				}
-				dq[qo+x] = a
-				if !c.valid(i) {
-					dq[qo+x] = nan
+				agGemm(false, false, rows, hd, nk, 1, work, dpOff, nk, ss, k, g*hd, kvs, 0, 0, dq, qo, qs, hd, hc)
+				for b := 0; b < hc; b++ {
+					qb := qo + b*hd
+					agGemm(true, false, nk, hd, rows, 1, work, dpOff+b*ss, nk, 0, q, qb, qs, 0, 1, dk, g*hd, kvs, 0, 1)
+					agGemm(true, false, nk, hd, rows, 1, work, b*ss, nk, 0, dout, qb, qs, 0, 1, dv, g*hd, kvs, 0, 1)
 				}
 			}
 		}
-		for j := 0; j < c.nk; j++ {
-			for x := 0; x < c.hd; x++ {
-				var a, b float32
-				for i := 0; i < c.nq; i++ {
-					qo := i*qs + h*c.hd
-					a += tf32(DS[i][j]) * tf32(q[qo+x])
-					b += tf32(P[i][j]) * tf32(dout[qo+x])
-				}
-				dk[j*ks+ko+x] += a
-				dv[j*ks+ko+x] += b
+	}
+	for i := 0; i < nq; i++ {
+		if !c.valid(i) {
+			for x := 0; x < qs; x++ {
+				dq[i*qs+x] = nan
 			}
 		}
 	}
