@@ -31,9 +31,9 @@ import (
 // is measured against the tensor's RMS as well as the element itself:
 // |got − want| ≤ tol·(|want| + max(rms(want), 0.1)); the 0.1 floor is for
 // tensors that are 0 in exact arithmetic (one key attended: dS = 0, so dq =
-// dk = 0, and TF32 leaves ~2e-3 there). A CPU simulation of exactly these
-// products on every case below (TestAttentionGemmEmulated: TF32 by truncation, f32 sums, f32 softmax)
-// gave worst ratios of 6.9e-3 for out, 1.3e-2 for dq, 6.4e-3 for dk and dv,
+// dk = 0, and TF32 leaves ~2e-3 there). A CPU emulation of exactly these
+// products on every case below (TestAttentionGemmEmulated: TF32 by
+// truncation, f32 sums, f32 softmax) gave worst ratios of 6.9e-3 for out, 1.3e-2 for dq, 6.4e-3 for dk and dv,
 // and 2.7e-3 absolute for lse (round to nearest: 4.3e-3, 7.6e-3, 6.7e-3,
 // 1.1e-3). The tolerances are about 4× those, and still an index or mask
 // mistake (errors the size of the values, ratios ≳ 0.3; a segment's first
@@ -369,6 +369,10 @@ func TestAttentionGemmArgs(t *testing.T) {
 	if err := d.AttnBwdGemm(x, x, x, x, x, x, x, x, lse, s); err == nil || !strings.Contains(err.Error(), "attn_bwd_gemm: lse is f32[1]") {
 		t.Errorf("AttnBwdGemm with a short lse: %v", err)
 	}
+	// No query rows: nothing to do, no error.
+	s.NQ = 0
+	ok(t, d.AttnFwdGemm(x, x, x, x, x, s))
+	ok(t, d.AttnBwdGemm(x, x, x, x, x, x, x, x, x, s))
 }
 
 // TestAttentionGemmEmulated runs a CPU transcription of attn_gemm.cu's host
