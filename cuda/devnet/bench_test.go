@@ -26,7 +26,8 @@ import (
 // 6·T·heads·head_dim per layer (forward 2, backward 4, halved by the mask).
 // MFU is against DISTILL_PEAK_TFLOPS (default 989, the H100/H200 SXM dense
 // bf16 datasheet figure). Shapes and lengths from DISTILL_BENCH_STEP
-// (default "qwen2.5-0.5b:1024").
+// (default "qwen2.5-0.5b:1024"); DISTILL_BENCH_ATTN=simple times the simple
+// attention kernel instead of the tensor-core one.
 func BenchmarkStep(b *testing.B) {
 	spec := os.Getenv("DISTILL_BENCH_STEP")
 	if spec == "" {
@@ -73,6 +74,7 @@ func benchStep(b *testing.B, name string, seq int, peak float64) {
 	net, err := devnet.New(d, m, a)
 	ok(b, err)
 	defer net.Close()
+	net.SimpleAttention = os.Getenv("DISTILL_BENCH_ATTN") == "simple"
 	bt := &train.Batch{}
 	ids, mask := make([]int, seq), make([]bool, seq)
 	for i := range ids {

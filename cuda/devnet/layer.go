@@ -94,7 +94,11 @@ func (p *pass) layerFwd(l int, x *cuda.Buffer) {
 	}
 	p.do(d.RoPE(a.q, p.pos, p.cos, p.sin, n, H, hd, tables, false))
 	p.do(d.RoPE(a.k, p.pos, p.cos, p.sin, n, KV, hd, tables, false))
-	p.do(d.AttnFwd(a.att, a.lse, a.q, a.k, a.v, p.attn))
+	if p.nt.SimpleAttention {
+		p.do(d.AttnFwd(a.att, a.lse, a.q, a.k, a.v, p.attn))
+	} else {
+		p.do(d.AttnFwdGemm(a.att, a.lse, a.q, a.k, a.v, p.attn))
+	}
 
 	ab := p.xb.View(0, n*H*hd)
 	p.do(d.ToBF16(ab, a.att, n*H*hd))
@@ -132,7 +136,11 @@ func (p *pass) layerBwd(l int, dx, xIn *cuda.Buffer) {
 	// Attention: xMid = xIn + o(attn(q, k, v)).
 	p.do(s.dAtt.Zero())
 	p.linB(s.dAtt, dx, a.att, l, mO)
-	p.do(d.AttnBwd(s.dQ, s.dK, s.dV, s.dAtt, a.q, a.k, a.v, a.att, a.lse, p.attn))
+	if p.nt.SimpleAttention {
+		p.do(d.AttnBwd(s.dQ, s.dK, s.dV, s.dAtt, a.q, a.k, a.v, a.att, a.lse, p.attn))
+	} else {
+		p.do(d.AttnBwdGemm(s.dQ, s.dK, s.dV, s.dAtt, a.q, a.k, a.v, a.att, a.lse, p.attn))
+	}
 	p.do(d.RoPE(s.dQ, p.pos, p.cos, p.sin, n, H, hd, tables, true))
 	p.do(d.RoPE(s.dK, p.pos, p.cos, p.sin, n, KV, hd, tables, true))
 	dq, dk := s.dQ, s.dK

@@ -95,6 +95,10 @@ type Net struct {
 	// (tokens, vocab) logits are never materialised. Default 128.
 	HeadRows int
 
+	// SimpleAttention runs attention through the simple reference kernel
+	// instead of the tensor cores (cuBLAS, TF32): for comparisons.
+	SimpleAttention bool
+
 	layers   []layer
 	embed    *cuda.Buffer // (vocab, hidden) as stored: f32, f16 or bf16
 	head     *cuda.Buffer // (vocab, hidden) bf16; shares embed when tied and bf16
