@@ -51,38 +51,104 @@ func BenchmarkGemmBF16(b *testing.B) {
 	reportRate(b, 2*m*n*k, "GFLOP/s")
 }
 
-// BenchmarkNF4DequantBF16: the tile dequantisation before each GEMM.
-func BenchmarkNF4DequantBF16(b *testing.B) {
-	d := device(b)
-	q := nf4Weights(b, 4864, 896, true)
+// The decode and dequantisation benchmarks stream weights of
+// Qwen2.5-1.5B's MLP shape (8960×1536) from device memory, rotating over
+// benchCopies distinct device copies so that one loop of them (≈ 227 MB of
+// NF4, 880 MB of bf16) is several times the L2 (50–60 MB on an H100/H200):
+// every launch reads its weight from HBM, as decode does across a model's
+// layers. The copies hold the same random data (never zeros: quantising or
+// generating 32 distinct 14M-element weights would take most of a minute
+// on the host; HBM does not care what the bytes are). One op is a sweep of
+// benchCopies launches, one per copy (a launch is 2–10 µs: at -benchtime 20x
+// a single launch per op would time the final Sync more than the kernel),
+// after one untimed sweep (module loading, first-touch). Rates count the
+// bytes each launch moves: the NF4 codes and absmax statistics (qabsmax,
+// absmax2, the 256-entry map) and x read, and for the dequantisation the
+// bf16 tile written.
+const benchRows, benchCols, benchCopies = 8960, 1536, 32
+
+// benchNF4 uploads benchCopies copies of one random double-quantised NF4
+// weight and returns them with the bytes one launch reads of one.
+func benchNF4(b *testing.B, d *cuda.Device) ([]*cuda.NF4Weight, float64) {
+	q := nf4Weights(b, benchRows, benchCols, true)
 	p, _ := q.NF4()
-	w, err := d.UploadNF4("w", p)
-	ok(b, err)
-	b.Cleanup(w.Free)
-	dst := zeros(b, d, cuda.BF16, 4864*896)
-	b.ResetTimer()
-	for range b.N {
-		ok(b, d.NF4Dequant(dst, w, 0, 4864))
+	ws := make([]*cuda.NF4Weight, benchCopies)
+	for i := range ws {
+		w, err := d.UploadNF4(fmt.Sprintf("w%d", i), p)
+		ok(b, err)
+		b.Cleanup(w.Free)
+		ws[i] = w
 	}
-	benchDone(b, d)
-	reportRate(b, 4864*896*2.5, "GB/s") // 0.5 B read + 2 B written per element
+	return ws, float64(q.Bytes() + 4*256)
 }
 
-// BenchmarkNF4MatVec: decode through an NF4 projection (bytes of W read).
-func BenchmarkNF4MatVec(b *testing.B) {
+// BenchmarkNF4DequantBF16: the tile dequantisation before each GEMM, a
+// whole 8960×1536 weight a launch into one of 4 bf16 tiles (110 MB: the
+// writes leave L2 too).
+func BenchmarkNF4DequantBF16(b *testing.B) {
 	d := device(b)
-	q := nf4Weights(b, 4864, 896, true)
-	p, _ := q.NF4()
-	w, err := d.UploadNF4("w", p)
-	ok(b, err)
-	b.Cleanup(w.Free)
-	x, y := zeros(b, d, cuda.F32, 896), zeros(b, d, cuda.F32, 4864)
+	ws, read := benchNF4(b, d)
+	dst := make([]*cuda.Buffer, 4)
+	for i := range dst {
+		dst[i] = zeros(b, d, cuda.BF16, benchRows*benchCols)
+	}
+	sweep := func() {
+		for i, w := range ws {
+			ok(b, d.NF4Dequant(dst[i%len(dst)], w, 0, benchRows))
+		}
+	}
+	sweep()
+	benchDone(b, d)
 	b.ResetTimer()
 	for range b.N {
-		ok(b, d.NF4MatVec(y, w, x))
+		sweep()
 	}
 	benchDone(b, d)
-	reportRate(b, float64(q.Bytes()), "GB/s")
+	reportRate(b, benchCopies*(read+2*benchRows*benchCols), "GB/s")
+}
+
+// BenchmarkNF4MatVec: decode through an NF4 projection.
+func BenchmarkNF4MatVec(b *testing.B) {
+	d := device(b)
+	ws, read := benchNF4(b, d)
+	x, y := up(b, d, cuda.F32, randn(rng(5), benchCols, 1)), zeros(b, d, cuda.F32, benchRows)
+	sweep := func() {
+		for _, w := range ws {
+			ok(b, d.NF4MatVec(y, w, x))
+		}
+	}
+	sweep()
+	benchDone(b, d)
+	b.ResetTimer()
+	for range b.N {
+		sweep()
+	}
+	benchDone(b, d)
+	reportRate(b, benchCopies*(read+4*benchCols), "GB/s")
+}
+
+// BenchmarkBF16MatVec: decode through a dense bf16 projection.
+func BenchmarkBF16MatVec(b *testing.B) {
+	d := device(b)
+	_, wh := bf16Round(randn(rng(6), benchRows*benchCols, 0.02))
+	ws := make([]*cuda.Buffer, benchCopies)
+	for i := range ws {
+		ws[i] = up(b, d, cuda.BF16, wh)
+	}
+	x, y := up(b, d, cuda.F32, randn(rng(7), benchCols, 1)), zeros(b, d, cuda.F32, benchRows)
+	sweep := func() {
+		for _, w := range ws {
+			ok(b, d.BF16MatVec(y, w, x, benchRows, benchCols))
+		}
+	}
+	sweep()
+	benchDone(b, d)
+	b.ResetTimer()
+	for range b.N {
+		sweep()
+	}
+	benchDone(b, d)
+	reportRate(b, benchCopies*(2*benchRows*benchCols+4*benchCols), "GB/s")
 }
 
 // BenchmarkAttention: forward and backward over one 512-token segment, 14
