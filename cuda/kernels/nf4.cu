@@ -26,23 +26,33 @@
 // read from shared memory serves 4 rows. x is staged in shared memory
 // transposed ([8][cols/32] float4) so a warp's reads are conflict-free; the
 // next chunk's loads are issued before the current one is computed, and the
-// first chunk's before x is staged, so each thread has 128–256 bytes in
-// flight (≥ 32 KB an SM at the residency these sizes give).
+// first chunk's before x is staged, so each thread has 64–128 bytes in
+// flight (48–96 KB an SM at 3 blocks of 256 threads).
 //
-// Predicted: 65–80% of the device-to-device copy rate (≈ 2.6–3.2 TB/s on an
-// H200 whose copy runs at 4.0 TB/s) for weights well beyond L2, against 3%
-// for the former warp-per-row byte-wide kernel. Why not more: (1) the NF4
-// table is a shared-memory lookup per code — one LDS wavefront per 32 codes,
-// ≤ 1 wavefront an SM per clock — plus 8 LDS.128 of x per 4·32 codes: 160
-// wavefronts per 2 KB of codes, a ceiling of ≈ 12.8 B/clock/SM ≈ 3.3 TB/s at
-// 1.98 GHz on 132 SMs, near the memory's own; (2) each block re-reads all of x
-// from L2 (4·cols bytes per 32 rows at cols ≤ 2047, fewer rows per block for
-// longer rows: 8/rows-per-block of the weight's bytes again in L2 traffic,
-// 25% at 1536 columns, up to 200% at ≥ 8192 columns, which caps long rows
-// lower); (3) a 7 MB weight streams in ≈ 2 µs, so launch and ramp-up cost a
-// visible share unless launches queue back to back (the benchmark's loop).
+// Predicted for NF4: 60–75% of the device-to-device copy rate (≈ 2.4–3.0
+// TB/s on an H200 whose copy runs at 4.0 TB/s) for weights well beyond L2,
+// against 3% for the former warp-per-row byte-wide kernel. Why not more:
+// (1) the NF4 table is a shared-memory lookup per code (a PRMT that builds
+// the table address, then an LDS: ≈ 3.3 instructions a code in all), one LDS
+// wavefront per 32 codes at ≤ 1 wavefront an SM per clock, plus 8 LDS.128 of
+// x per 4·32 codes: 160 wavefronts per 2 KB of codes, a ceiling of
+// 12.8 B/clock/SM ≈ 3.3 TB/s at 1.98 GHz on 132 SMs, about the HBM's own read
+// rate, so both limits bite together; (2) each block re-reads all of x from
+// L2: 4·cols bytes per block of 32 rows at cols < 2048 (TPR 32), fewer rows a
+// block for longer rows — L2 traffic of 8/rows-a-block times the weight's
+// bytes, 25% at 1536 columns, up to 200% at ≥ 8192 columns, which caps long
+// rows (the down projection) lower, ≈ 40–50%; (3) a 7 MB weight streams in
+// ≈ 2 µs, so each launch's ramp-up and tail (≈ 1 µs) and the host's launch
+// rate (cgo + cudaLaunchKernel, 2–4 µs a launch) cost a visible share:
+// BenchmarkNF4MatVec's "tall" variant (4× the rows a launch) shows the
+// kernel with that amortised. At 80 registers 3 blocks (24 warps) fit an
+// SM: the 280 blocks of an 8960×1536 weight run in one wave.
 // bf16 (k_bf16_matvec): 16 bytes = 8 weights a lane per load, two ALU ops and
-// one FMA per weight, memory-bound: 70–85% of the copy rate predicted.
+// one FMA per weight, no table: memory-bound, 70–85% of the copy rate
+// predicted for the MLP shape (25% extra L2 traffic for x at 8 rows a block).
+// The vector dequantisation (32 codes a thread, 16-byte loads and stores,
+// the table in shared memory): 75–90% of the copy rate (it is a copy that
+// reads 0.52 bytes per 2 written), against 12% before.
 #include "common.cuh"
 
 // The 16 code values of QLoRA's NF4 (quant.NF4Code).
