@@ -25,13 +25,15 @@
 // scale once per 32 codes, and keeps 4 rows per thread group so a float4 of x
 // read from shared memory serves 4 rows. x is staged in shared memory
 // transposed ([8][cols/32] float4) so a warp's reads are conflict-free; the
-// next chunk's loads are issued before the current one is computed, and the
-// first chunk's before x is staged, so each thread has 64–128 bytes in
-// flight (48–96 KB an SM at 3 blocks of 256 threads).
+// first two chunks' loads are issued before x is staged and each later
+// chunk's as soon as the one two before it is computed, so each thread has
+// 64–128 bytes in flight (48–96 KB an SM at 3 blocks of 256 threads).
 //
-// Predicted for NF4: 60–75% of the device-to-device copy rate (≈ 2.4–3.0
-// TB/s on an H200 whose copy runs at 4.0 TB/s) for weights well beyond L2,
-// against 3% for the former warp-per-row byte-wide kernel. Why not more:
+// Predicted for NF4, weights well beyond L2, against 3% for the former
+// warp-per-row byte-wide kernel: 60–75% of the device-to-device copy rate
+// (≈ 2.4–3.0 TB/s on an H200 whose copy runs at 4.0 TB/s) for the kernel
+// itself (BenchmarkNF4MatVec/tall), 45–65% launch to launch at the MLP shape
+// (BenchmarkNF4MatVec/mlp: ≈ 2.5–4 µs a 7.1 MB launch). Why not more:
 // (1) the NF4 table is a shared-memory lookup per code (a PRMT that builds
 // the table address, then an LDS: ≈ 3.3 instructions a code in all), one LDS
 // wavefront per 32 codes at ≤ 1 wavefront an SM per clock, plus 8 LDS.128 of
@@ -319,12 +321,17 @@ __global__ void __launch_bounds__(MV_THREADS, 3) k_nf4_matvec(float *__restrict_
 #pragma unroll
   for (int r = 0; r < MV_R; r++) base[r] = (int64_t)min(row0 + r, w.rows - 1) * C;
 
-  // The first chunk's loads go out before x is staged.
+  // The first two chunks' loads go out before x is staged; each later one
+  // when the chunk two before it has been computed.
   nf4_chunk cur[MV_R], nxt[MV_R];
   int j = kt;
   if (j < C) {
 #pragma unroll
     for (int r = 0; r < MV_R; r++) nf4_chunk_load<DQ>(cur[r], w, base[r] + j);
+  }
+  if (j + TPR < C) {
+#pragma unroll
+    for (int r = 0; r < MV_R; r++) nf4_chunk_load<DQ>(nxt[r], w, base[r] + j + TPR);
   }
   const uint32_t area = (uint32_t)__cvta_generic_to_shared(tab_area), pad = (256u - (area & 255u)) & 255u;
   const uint32_t tabs = area + pad;
@@ -338,11 +345,6 @@ __global__ void __launch_bounds__(MV_THREADS, 3) k_nf4_matvec(float *__restrict_
 #pragma unroll
   for (int r = 0; r < MV_R; r++) acc[r] = 0.f;
   for (; j < C; j += TPR) {
-    const int jn = j + TPR;
-    if (jn < C) {
-#pragma unroll
-      for (int r = 0; r < MV_R; r++) nf4_chunk_load<DQ>(nxt[r], w, base[r] + jn);
-    }
     // Word by word (8 columns), so two float4 of x are live, not eight.
     float p[MV_R];
 #pragma unroll
@@ -360,6 +362,10 @@ __global__ void __launch_bounds__(MV_THREADS, 3) k_nf4_matvec(float *__restrict_
     }
 #pragma unroll
     for (int r = 0; r < MV_R; r++) cur[r] = nxt[r];
+    if (j + 2 * TPR < C) {
+#pragma unroll
+      for (int r = 0; r < MV_R; r++) nf4_chunk_load<DQ>(nxt[r], w, base[r] + j + 2 * TPR);
+    }
   }
   mv_reduce_store<TPR>(y, acc, red, w.rows);
 }
@@ -393,11 +399,16 @@ __global__ void __launch_bounds__(MV_THREADS) k_bf16_matvec(float *__restrict__ 
   int64_t base[MV_R];
 #pragma unroll
   for (int r = 0; r < MV_R; r++) base[r] = (int64_t)min(row0 + r, rows - 1) * C;
+  // As k_nf4_matvec: two chunks in flight from before x is staged.
   uint4 cur[MV_R], nxt[MV_R];
   int j = kt;
   if (j < C) {
 #pragma unroll
     for (int r = 0; r < MV_R; r++) cur[r] = __ldg(w + base[r] + j);
+  }
+  if (j + TPR < C) {
+#pragma unroll
+    for (int r = 0; r < MV_R; r++) nxt[r] = __ldg(w + base[r] + j + TPR);
   }
   mv_stage_x<2>(xs, x, C);
   __syncthreads();
@@ -405,16 +416,15 @@ __global__ void __launch_bounds__(MV_THREADS) k_bf16_matvec(float *__restrict__ 
 #pragma unroll
   for (int r = 0; r < MV_R; r++) acc[r] = 0.f;
   for (; j < C; j += TPR) {
-    const int jn = j + TPR;
-    if (jn < C) {
-#pragma unroll
-      for (int r = 0; r < MV_R; r++) nxt[r] = __ldg(w + base[r] + jn);
-    }
     const float4 a = xs[j], b = xs[C + j];
 #pragma unroll
     for (int r = 0; r < MV_R; r++) acc[r] = bf16_dot8(cur[r], a, b, acc[r]);
 #pragma unroll
     for (int r = 0; r < MV_R; r++) cur[r] = nxt[r];
+    if (j + 2 * TPR < C) {
+#pragma unroll
+      for (int r = 0; r < MV_R; r++) nxt[r] = __ldg(w + base[r] + j + 2 * TPR);
+    }
   }
   mv_reduce_store<TPR>(y, acc, red, rows);
 }
