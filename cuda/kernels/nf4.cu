@@ -52,8 +52,8 @@
 // bf16 (k_bf16_matvec): 16 bytes = 8 weights a lane per load, two ALU ops and
 // one FMA per weight, no table: memory-bound, 70–85% of the copy rate
 // predicted for the MLP shape (25% extra L2 traffic for x at 8 rows a block).
-// The vector dequantisation (32 codes a thread, 16-byte loads and stores,
-// the table in shared memory): 75–90% of the copy rate (it is a copy that
+// The vector dequantisation (8 codes a step, 8 steps' loads in flight a
+// thread, coalesced 16-byte bf16 stores, the table in shared memory): 75–90% of the copy rate (it is a copy that
 // reads 0.52 bytes per 2 written), against 12% before.
 #include "common.cuh"
 
@@ -127,50 +127,64 @@ __device__ __forceinline__ void nf4_word(float *o, uint32_t v, float s, const fl
   }
 }
 
-__device__ __forceinline__ void nf4_store32(float *d, const float *v) {
-#pragma unroll
-  for (int i = 0; i < 8; i++) reinterpret_cast<float4 *>(d)[i] = make_float4(v[4 * i], v[4 * i + 1], v[4 * i + 2], v[4 * i + 3]);
+// 8 values to d (16-byte aligned): two float4, or one 16-byte store of bf16.
+__device__ __forceinline__ void nf4_store8(float *d, const float *v) {
+  reinterpret_cast<float4 *>(d)[0] = make_float4(v[0], v[1], v[2], v[3]);
+  reinterpret_cast<float4 *>(d)[1] = make_float4(v[4], v[5], v[6], v[7]);
 }
-__device__ __forceinline__ void nf4_store32(__nv_bfloat16 *d, const float *v) {
-#pragma unroll
-  for (int i = 0; i < 4; i++) {
-    uint4 u;
-    __nv_bfloat162 p0 = __floats2bfloat162_rn(v[8 * i], v[8 * i + 1]), p1 = __floats2bfloat162_rn(v[8 * i + 2], v[8 * i + 3]);
-    __nv_bfloat162 p2 = __floats2bfloat162_rn(v[8 * i + 4], v[8 * i + 5]), p3 = __floats2bfloat162_rn(v[8 * i + 6], v[8 * i + 7]);
-    u.x = *reinterpret_cast<uint32_t *>(&p0);
-    u.y = *reinterpret_cast<uint32_t *>(&p1);
-    u.z = *reinterpret_cast<uint32_t *>(&p2);
-    u.w = *reinterpret_cast<uint32_t *>(&p3);
-    reinterpret_cast<uint4 *>(d)[i] = u;
-  }
+__device__ __forceinline__ void nf4_store8(__nv_bfloat16 *d, const float *v) {
+  __nv_bfloat162 p0 = __floats2bfloat162_rn(v[0], v[1]), p1 = __floats2bfloat162_rn(v[2], v[3]);
+  __nv_bfloat162 p2 = __floats2bfloat162_rn(v[4], v[5]), p3 = __floats2bfloat162_rn(v[6], v[7]);
+  uint4 u;
+  u.x = *reinterpret_cast<uint32_t *>(&p0);
+  u.y = *reinterpret_cast<uint32_t *>(&p1);
+  u.z = *reinterpret_cast<uint32_t *>(&p2);
+  u.w = *reinterpret_cast<uint32_t *>(&p3);
+  *reinterpret_cast<uint4 *>(d) = u;
 }
 
-// The vector kernel: 32 elements a thread (one 16-byte code load, one scale:
-// 32 | 64, so the 32 lie in one block; 64 bytes of bf16 or 128 of f32
-// written as 16-byte stores). Groups g cover elements [32g, 32g+32); those
-// only partly inside [e0, e0+n) (the first and last) go element by element.
-// Needs e0 % 8 == 0 and dst 16-byte aligned (16-byte stores at dst + 32g − e0).
+// The vector kernel. A warp takes tiles of DQ_TILE = 2048 elements (aligned
+// to element 0 of the matrix), in DQ_SUB = 8 steps of 256: in step t lane l
+// has the 8 elements at e = tile + 256t + 8l — one 4-byte code word (a warp
+// reads 128 contiguous bytes) and one 16-byte bf16 store (a warp writes 512
+// contiguous bytes), one scale (8 | 64). All 8 steps' loads are issued
+// before any is used. Groups of 8 only partly inside [e0, e0+n) (at the
+// range's two ends) go element by element. Needs e0 % 8 == 0 and dst
+// 16-byte aligned: a whole group's store lands at dst + e − e0, a multiple
+// of 8 elements.
+constexpr int DQ_SUB = 8, DQ_TILE = 256 * DQ_SUB;
+
 template <typename T, bool DQ>
 __global__ void __launch_bounds__(256) k_nf4_dequant_vec(T *__restrict__ dst, nf4_args w, int64_t e0, int64_t n) {
   __shared__ float tab[16];
   nf4_load_table(tab);
-  const int64_t e1 = e0 + n, g1 = (e1 + 31) >> 5;
-  for (int64_t g = (e0 >> 5) + blockIdx.x * (int64_t)blockDim.x + threadIdx.x; g < g1; g += (int64_t)gridDim.x * blockDim.x) {
-    const int64_t e = g << 5, b = g >> 1;
-    const float s = DQ ? nf4_dq_scale(w.map2[w.qabsmax[b]], w.absmax2[b >> 8], w.offset) : w.absmax[b];
-    if (e >= e0 && e + 32 <= e1) {
-      const uint4 c = __ldg(reinterpret_cast<const uint4 *>(w.codes) + g);
-      float v[32];
-      nf4_word(v, c.x, s, tab);
-      nf4_word(v + 8, c.y, s, tab);
-      nf4_word(v + 16, c.z, s, tab);
-      nf4_word(v + 24, c.w, s, tab);
-      nf4_store32(dst + (e - e0), v);
-    } else {
-      for (int64_t i = max(e, e0); i < min(e + 32, e1); i++) {
-        uint8_t c = w.codes[i >> 1];
-        c = (i & 1) ? (c & 15) : (c >> 4);
-        dst[i - e0] = nf4_out<T>(__fmul_rn(tab[c], s));
+  const int lane = threadIdx.x & 31;
+  const int64_t e1 = e0 + n, t1 = (e1 + DQ_TILE - 1) / DQ_TILE;
+  const int64_t warps = (int64_t)gridDim.x * (blockDim.x >> 5);
+  const uint32_t *words = reinterpret_cast<const uint32_t *>(w.codes);
+  for (int64_t t = e0 / DQ_TILE + blockIdx.x * (int64_t)(blockDim.x >> 5) + (threadIdx.x >> 5); t < t1; t += warps) {
+    uint32_t v[DQ_SUB];
+    float s[DQ_SUB];
+#pragma unroll
+    for (int k = 0; k < DQ_SUB; k++) {
+      const int64_t e = t * DQ_TILE + 256 * k + 8 * lane, b = e >> 6;
+      v[k] = e >= e0 && e + 8 <= e1 ? __ldg(words + (e >> 3)) : 0u;
+      s[k] = 0.f;
+      if (e < e1 && e + 8 > e0) s[k] = DQ ? nf4_dq_scale(__ldg(w.map2 + __ldg(w.qabsmax + b)), __ldg(w.absmax2 + (b >> 8)), w.offset) : __ldg(w.absmax + b);
+    }
+#pragma unroll
+    for (int k = 0; k < DQ_SUB; k++) {
+      const int64_t e = t * DQ_TILE + 256 * k + 8 * lane;
+      if (e >= e0 && e + 8 <= e1) {  // a whole group
+        float o[8];
+        nf4_word(o, v[k], s[k], tab);
+        nf4_store8(dst + (e - e0), o);
+      } else {
+        for (int64_t i = max(e, e0); i < min(e + 8, e1); i++) {
+          uint8_t c = w.codes[i >> 1];
+          c = (i & 1) ? (c & 15) : (c >> 4);
+          dst[i - e0] = nf4_out<T>(__fmul_rn(tab[c], s[k]));
+        }
       }
     }
   }
@@ -449,11 +463,12 @@ template <typename T>
 static void nf4_dequant_launch(T *dst, const dc_nf4 *w, int64_t e0, int64_t n) {
   nf4_args a = nf4_of(w);
   if (e0 % 8 == 0 && aligned16(dst) && aligned16(w->codes)) {
-    int64_t groups = (e0 + n + 31) / 32 - e0 / 32;
+    int64_t tiles = (e0 + n + DQ_TILE - 1) / DQ_TILE - e0 / DQ_TILE;  // one warp each, 8 a block
+    int blocks = dc_blocks(tiles, 8);
     if (w->absmax == nullptr)
-      k_nf4_dequant_vec<T, true><<<dc_blocks(groups, 256), 256, 0, dc_stream>>>(dst, a, e0, n);
+      k_nf4_dequant_vec<T, true><<<blocks, 256, 0, dc_stream>>>(dst, a, e0, n);
     else
-      k_nf4_dequant_vec<T, false><<<dc_blocks(groups, 256), 256, 0, dc_stream>>>(dst, a, e0, n);
+      k_nf4_dequant_vec<T, false><<<blocks, 256, 0, dc_stream>>>(dst, a, e0, n);
   } else {
     k_nf4_dequant<T><<<dc_blocks(n, 256), 256, 0, dc_stream>>>(dst, a, e0, n);
   }
