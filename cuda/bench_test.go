@@ -51,38 +51,116 @@ func BenchmarkGemmBF16(b *testing.B) {
 	reportRate(b, 2*m*n*k, "GFLOP/s")
 }
 
-// BenchmarkNF4DequantBF16: the tile dequantisation before each GEMM.
-func BenchmarkNF4DequantBF16(b *testing.B) {
-	d := device(b)
-	q := nf4Weights(b, 4864, 896, true)
+// The decode and dequantisation benchmarks stream weights of
+// Qwen2.5-1.5B's MLP shape (8960×1536, 7.1 MB of NF4, 27.5 MB of bf16) from
+// device memory, rotating over distinct device copies so that one sweep of
+// them (≈ 227 MB of NF4, 880 MB of bf16) is several times the L2 (50–60 MB
+// on an H100/H200): every launch reads its weight from HBM, as decode does
+// across a model's layers. The copies hold the same random data (never
+// zeros; quantising or generating 32 distinct 14M-element weights would take
+// most of a minute on the host, and HBM does not care what the bytes are).
+//
+// One op is a sweep: one launch per copy (a launch is 2–10 µs; at
+// -benchtime 20x a single launch per op would time the final Sync more than
+// the kernel), after one untimed sweep (module loading, first touch). Rates
+// count the bytes each launch moves: the NF4 codes and absmax statistics
+// (qabsmax, absmax2, the 256-entry map) and x read, and for the
+// dequantisation the bf16 tile written.
+//
+// Each runs at two heights: "mlp" (8960 rows, 32 copies) and "tall" (35840
+// rows = 4 MLP weights in one launch, 8 copies: the same bytes a sweep). At
+// a few µs a launch, the host's launch rate (cudaLaunchKernel through cgo,
+// ~2–4 µs) can bound "mlp"; "tall" moves 4× the bytes a launch, so where it
+// runs much faster than "mlp" the gap is launch overhead, not the kernel.
+var benchShapes = []struct {
+	name         string
+	rows, copies int
+}{{"mlp", 8960, 32}, {"tall", 4 * 8960, 8}}
+
+const benchCols = 1536
+
+// benchNF4 uploads copies of one random double-quantised NF4 weight of rows
+// × benchCols and returns them with the bytes one launch reads of one.
+func benchNF4(b *testing.B, d *cuda.Device, rows, copies int) ([]*cuda.NF4Weight, float64) {
+	q := nf4Weights(b, rows, benchCols, true)
 	p, _ := q.NF4()
-	w, err := d.UploadNF4("w", p)
-	ok(b, err)
-	b.Cleanup(w.Free)
-	dst := zeros(b, d, cuda.BF16, 4864*896)
-	b.ResetTimer()
-	for range b.N {
-		ok(b, d.NF4Dequant(dst, w, 0, 4864))
+	ws := make([]*cuda.NF4Weight, copies)
+	for i := range ws {
+		w, err := d.UploadNF4(fmt.Sprintf("w%d", i), p)
+		ok(b, err)
+		b.Cleanup(w.Free)
+		ws[i] = w
 	}
-	benchDone(b, d)
-	reportRate(b, 4864*896*2.5, "GB/s") // 0.5 B read + 2 B written per element
+	return ws, float64(q.Bytes() + 4*256)
 }
 
-// BenchmarkNF4MatVec: decode through an NF4 projection (bytes of W read).
-func BenchmarkNF4MatVec(b *testing.B) {
-	d := device(b)
-	q := nf4Weights(b, 4864, 896, true)
-	p, _ := q.NF4()
-	w, err := d.UploadNF4("w", p)
-	ok(b, err)
-	b.Cleanup(w.Free)
-	x, y := zeros(b, d, cuda.F32, 896), zeros(b, d, cuda.F32, 4864)
+// benchSweeps times b.N sweeps of launch(i) for i < n after one untimed one,
+// and reports perSweep bytes a sweep as GB/s.
+func benchSweeps(b *testing.B, d *cuda.Device, n int, perSweep float64, launch func(i int) error) {
+	sweep := func() {
+		for i := range n {
+			ok(b, launch(i))
+		}
+	}
+	sweep()
+	benchDone(b, d)
 	b.ResetTimer()
 	for range b.N {
-		ok(b, d.NF4MatVec(y, w, x))
+		sweep()
 	}
 	benchDone(b, d)
-	reportRate(b, float64(q.Bytes()), "GB/s")
+	reportRate(b, perSweep, "GB/s")
+	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N*n)*1e6, "µs/launch")
+}
+
+// BenchmarkNF4DequantBF16: the tile dequantisation before each GEMM, a
+// whole weight a launch into one of 4 bf16 tiles (the writes leave L2 too).
+func BenchmarkNF4DequantBF16(b *testing.B) {
+	for _, sh := range benchShapes {
+		b.Run(sh.name, func(b *testing.B) {
+			d := device(b)
+			ws, read := benchNF4(b, d, sh.rows, sh.copies)
+			dst := make([]*cuda.Buffer, 4)
+			for i := range dst {
+				dst[i] = zeros(b, d, cuda.BF16, sh.rows*benchCols)
+			}
+			benchSweeps(b, d, len(ws), float64(len(ws))*(read+2*float64(sh.rows*benchCols)), func(i int) error {
+				return d.NF4Dequant(dst[i%len(dst)], ws[i], 0, sh.rows)
+			})
+		})
+	}
+}
+
+// BenchmarkNF4MatVec: decode through an NF4 projection.
+func BenchmarkNF4MatVec(b *testing.B) {
+	for _, sh := range benchShapes {
+		b.Run(sh.name, func(b *testing.B) {
+			d := device(b)
+			ws, read := benchNF4(b, d, sh.rows, sh.copies)
+			x, y := up(b, d, cuda.F32, randn(rng(5), benchCols, 1)), zeros(b, d, cuda.F32, sh.rows)
+			benchSweeps(b, d, len(ws), float64(len(ws))*(read+4*benchCols), func(i int) error {
+				return d.NF4MatVec(y, ws[i], x)
+			})
+		})
+	}
+}
+
+// BenchmarkBF16MatVec: decode through a dense bf16 projection.
+func BenchmarkBF16MatVec(b *testing.B) {
+	for _, sh := range benchShapes {
+		b.Run(sh.name, func(b *testing.B) {
+			d := device(b)
+			_, wh := bf16Round(randn(rng(6), sh.rows*benchCols, 0.02))
+			ws := make([]*cuda.Buffer, sh.copies)
+			for i := range ws {
+				ws[i] = up(b, d, cuda.BF16, wh)
+			}
+			x, y := up(b, d, cuda.F32, randn(rng(7), benchCols, 1)), zeros(b, d, cuda.F32, sh.rows)
+			benchSweeps(b, d, len(ws), float64(len(ws))*(2*float64(sh.rows*benchCols)+4*benchCols), func(i int) error {
+				return d.BF16MatVec(y, ws[i], x, sh.rows, benchCols)
+			})
+		})
+	}
 }
 
 // BenchmarkAttention: forward and backward over one 512-token segment, 14

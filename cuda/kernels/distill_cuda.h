@@ -93,7 +93,8 @@ typedef struct {
 // Rows [r0, r1) dequantised into dst ((r1−r0), cols), bf16 or f32.
 int dc_nf4_dequant_bf16(uint16_t *dst, const dc_nf4 *w, int r0, int r1);
 int dc_nf4_dequant_f32(float *dst, const dc_nf4 *w, int r0, int r1);
-// Decode: y(rows) = W·x(cols), dequantised in registers (one warp per row).
+// Decode: y(rows) = W·x(cols), dequantised in registers (16-byte loads, 4 rows a
+// thread group; see nf4.cu for the shapes each kernel takes).
 int dc_nf4_matvec(float *y, const dc_nf4 *w, const float *x);
 // y(rows) = W·x for a bf16 W (rows, cols).
 int dc_bf16_matvec(float *y, const uint16_t *w, const float *x, int rows, int cols);
