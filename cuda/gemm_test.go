@@ -52,6 +52,14 @@ func TestGemmParity(t *testing.T) {
 				// 1e-7·k absolute, whatever the result's own size; 1e-5·sqrt(k) ≥ that.
 				near(t, "f32", down(t, cd), want, f32Tol, 1e-5*math.Sqrt(float64(k)))
 
+				cd = up(t, d, cuda.F32, c0)
+				ok(t, d.GemmTF32(ta, tb, m, n, k, 0.5, up(t, d, cuda.F32, a), lda, up(t, d, cuda.F32, b), ldb, 0.25, cd, n))
+				// TF32 keeps 10 of f32's 23 mantissa bits of each input (rounded or
+				// truncated: up to 2^-10 relative), so a product of unit-variance
+				// inputs errs by σ ≲ 6e-4 and k of them by 6e-4·sqrt(k); the
+				// tolerance is ~7σ of that.
+				near(t, "tf32", down(t, cd), want, 1e-3, 4e-3*math.Sqrt(float64(k)))
+
 				af, ah := bf16Round(a)
 				bf, bh := bf16Round(b)
 				want = slices.Clone(c0)

@@ -50,6 +50,19 @@ func (d *Device) GemmF32(transA, transB bool, m, n, k int, alpha float32, a *Buf
 	})
 }
 
+// GemmTF32 is GemmF32 on the tensor cores with its inputs rounded to TF32
+// (~1e-3 relative), f32 accumulation: the adapter's rank-r products in
+// training, where f32 SGEMM would cost a third of the step.
+func (d *Device) GemmTF32(transA, transB bool, m, n, k int, alpha float32, a *Buffer, lda int, b *Buffer, ldb int, beta float32, c *Buffer, ldc int) error {
+	if err := gemmCheck("gemm_tf32", F32, transA, transB, m, n, k, a, lda, b, ldb, c, ldc); err != nil {
+		return err
+	}
+	return call(func() C.int {
+		return C.dc_gemm_tf32(cbool(transA), cbool(transB), C.int(m), C.int(n), C.int(k), C.float(alpha),
+			(*C.float)(a.ptr), C.int(lda), (*C.float)(b.ptr), C.int(ldb), C.float(beta), (*C.float)(c.ptr), C.int(ldc))
+	})
+}
+
 // GemmBF16 is GemmF32 with bf16 A and B: tensor cores, f32 accumulation and
 // output (cublasGemmEx, CUBLAS_COMPUTE_32F).
 func (d *Device) GemmBF16(transA, transB bool, m, n, k int, alpha float32, a *Buffer, lda int, b *Buffer, ldb int, beta float32, c *Buffer, ldc int) error {

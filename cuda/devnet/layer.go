@@ -33,8 +33,8 @@ func (p *pass) lin(y, x, xb *cuda.Buffer, l, i int) {
 		p.do(d.Dropout(xd, x, n*in, base, thresh, keep))
 		x = xd
 	}
-	p.do(d.GemmF32(false, true, n, r, in, 1, x, in, A, in, 0, u, r))
-	p.do(d.GemmF32(false, true, n, out, r, s, u, r, B, r, 1, y, out))
+	p.do(d.GemmTF32(false, true, n, r, in, 1, x, in, A, in, 0, u, r))
+	p.do(d.GemmTF32(false, true, n, out, r, s, u, r, B, r, 1, y, out))
 }
 
 // linB adds to dx(n, in) the gradient through W and the adapter, and to the
@@ -54,18 +54,18 @@ func (p *pass) linB(dx, dy, x *cuda.Buffer, l, i int) {
 	}
 	r, s := p.nt.A.Config.R, p.nt.A.Config.Scaling()
 	u, du := p.a.u[i], p.s.du
-	p.do(d.GemmF32(false, false, n, r, out, s, dy, out, B, r, 0, du, r))
-	p.do(d.GemmF32(true, false, out, r, n, s, dy, out, u, r, 1, gB, r))
+	p.do(d.GemmTF32(false, false, n, r, out, s, dy, out, B, r, 0, du, r))
+	p.do(d.GemmTF32(true, false, out, r, n, s, dy, out, u, r, 1, gB, r))
 	if p.drop == nil {
-		p.do(d.GemmF32(true, false, r, in, n, 1, du, r, x, in, 1, gA, in))
-		p.do(d.GemmF32(false, false, n, in, r, 1, du, r, A, in, 1, dx, in))
+		p.do(d.GemmTF32(true, false, r, in, n, 1, du, r, x, in, 1, gA, in))
+		p.do(d.GemmTF32(false, false, n, in, r, 1, du, r, A, in, 1, dx, in))
 		return
 	}
 	base, thresh, keep := p.drop(l*nMod + i)
 	buf := p.dropBuf.View(0, n*in)
 	p.do(d.Dropout(buf, x, n*in, base, thresh, keep)) // the adapter saw x∘mask/(1−p)
-	p.do(d.GemmF32(true, false, r, in, n, 1, du, r, buf, in, 1, gA, in))
-	p.do(d.GemmF32(false, false, n, in, r, 1, du, r, A, in, 0, buf, in))
+	p.do(d.GemmTF32(true, false, r, in, n, 1, du, r, buf, in, 1, gA, in))
+	p.do(d.GemmTF32(false, false, n, in, r, 1, du, r, A, in, 0, buf, in))
 	p.do(d.DropoutAdd(dx, buf, n*in, base, thresh, keep)) // dx += (du·A)∘mask/(1−p)
 }
 

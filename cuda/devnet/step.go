@@ -139,7 +139,9 @@ func (nt *Net) newPass(b *train.Batch, drop train.DropoutMask) (*pass, error) {
 	a.att, a.lse, a.xMid = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*H), p.take(cuda.F32, n*D)
 	a.g, a.up, a.a = p.take(cuda.F32, n*F), p.take(cuda.F32, n*F), p.take(cuda.F32, n*F)
 	s := &p.s
-	s.dA, s.dG, s.dUp, s.dH = p.take(cuda.F32, n*F), p.take(cuda.F32, n*F), p.take(cuda.F32, n*F), p.take(cuda.F32, n*D)
+	// SwiGLU's backward writes its gradients over g and up (element by element,
+	// after reading them), which nothing reads again.
+	s.dA, s.dG, s.dUp, s.dH = p.take(cuda.F32, n*F), a.g, a.up, p.take(cuda.F32, n*D)
 	s.dAtt, s.dQ, s.dK, s.dV = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*qO), p.take(cuda.F32, n*kvO), p.take(cuda.F32, n*kvO)
 	s.dQPre, s.dKPre, s.du = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*kvO), p.take(cuda.F32, n*r)
 

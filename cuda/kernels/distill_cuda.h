@@ -49,6 +49,10 @@ int dc_f16_to_f32(float *dst, const uint16_t *src, int64_t n);
 // CUBLAS_COMPUTE_32F).
 int dc_gemm_f32(int trans_a, int trans_b, int m, int n, int k, float alpha,
                 const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+// tf32: f32 A, B and C on the tensor cores with TF32 inputs (10-bit
+// mantissas, ~1e-3 relative), f32 accumulation: the adapter's products.
+int dc_gemm_tf32(int trans_a, int trans_b, int m, int n, int k, float alpha,
+                 const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
 int dc_gemm_bf16(int trans_a, int trans_b, int m, int n, int k, float alpha,
                  const uint16_t *a, int lda, const uint16_t *b, int ldb, float beta, float *c, int ldc);
 
@@ -68,7 +72,7 @@ int dc_rope(float *x, const int32_t *pos, const float *cos_t, const float *sin_t
             int n, int n_heads, int hd, int max_pos, int inverse);
 
 // ---- swiglu.cu ----
-// a = silu(g)·u (a may alias g); dg, du from da.
+// a = silu(g)·u (a may alias g); dg, du from da (dg, du may alias g, u).
 int dc_swiglu_fwd(float *a, const float *g, const float *u, int64_t n);
 int dc_swiglu_bwd(float *dg, float *du, const float *da, const float *g, const float *u, int64_t n);
 

@@ -26,3 +26,14 @@ extern "C" int dc_gemm_bf16(int trans_a, int trans_b, int m, int n, int k, float
           trans_a, trans_b, m, n, k, lda, ldb, ldc);
   return 0;
 }
+
+extern "C" int dc_gemm_tf32(int trans_a, int trans_b, int m, int n, int k, float alpha,
+                            const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+  if (m == 0 || n == 0) return 0;
+  cublasOperation_t ta = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, tb = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  DC_BLAS(cublasGemmEx(dc_blas, tb, ta, n, m, k, &alpha, b, CUDA_R_32F, ldb, a, CUDA_R_32F, lda, &beta, c,
+                       CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT_TENSOR_OP),
+          "gemm_tf32(transA=%d, transB=%d, m=%d, n=%d, k=%d, lda=%d, ldb=%d, ldc=%d)",
+          trans_a, trans_b, m, n, k, lda, ldb, ldc);
+  return 0;
+}
