@@ -493,13 +493,16 @@ extern "C" int dc_nf4_dequant_f32(float *dst, const dc_nf4 *w, int r0, int r1) {
 }
 
 // Launches kernel k (a fast matvec instantiation) with dyn bytes of dynamic
-// shared memory, raising the kernel's limit first when dyn is over the
-// default (once per kernel: the attribute stays set).
+// shared memory, raising the kernel's limit first when dyn is over the limit
+// set so far (raised: per kernel, the attribute stays set). One instantiation
+// serves several column counts, so a later, wider call may need more than
+// the first (the first GPU run failed 16384 columns after 8192 with
+// cudaErrorInvalidValue when the limit was raised only once).
 template <typename K, typename... A>
-static int mv_launch(K k, int blocks, size_t dyn, bool &raised, A... args) {
-  if (dyn > 32 * 1024 && !raised) {  // the default 48 KB counts static shared memory too
+static int mv_launch(K k, int blocks, size_t dyn, size_t &raised, A... args) {
+  if (dyn > 32 * 1024 && dyn > raised) {  // the default 48 KB counts static shared memory too
     DC_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)dyn), "cudaFuncSetAttribute(%zu bytes)", dyn);
-    raised = true;
+    raised = dyn;
   }
   k<<<blocks, MV_THREADS, dyn, dc_stream>>>(args...);
   return 0;
@@ -507,7 +510,7 @@ static int mv_launch(K k, int blocks, size_t dyn, bool &raised, A... args) {
 
 template <int TPR, bool DQ>
 static int nf4_matvec_fast(float *y, const nf4_args &a, const float *x) {
-  static bool raised = false;  // per instantiation
+  static size_t raised = 0;  // per instantiation
   constexpr int rows_per_block = MV_THREADS / TPR * MV_R;
   int blocks = (a.rows + rows_per_block - 1) / rows_per_block;
   return mv_launch(k_nf4_matvec<TPR, DQ>, blocks, (size_t)a.cols * 4, raised, y, a, x);
@@ -539,7 +542,7 @@ extern "C" int dc_nf4_matvec(float *y, const dc_nf4 *w, const float *x) {
 
 template <int TPR>
 static int bf16_matvec_fast(float *y, const uint16_t *w, const float *x, int rows, int cols) {
-  static bool raised = false;
+  static size_t raised = 0;
   constexpr int rows_per_block = MV_THREADS / TPR * MV_R;
   int blocks = (rows + rows_per_block - 1) / rows_per_block;
   return mv_launch(k_bf16_matvec<TPR>, blocks, (size_t)cols * 4, raised, y, (const uint4 *)w, x, rows, cols);
