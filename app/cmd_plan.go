@@ -68,13 +68,23 @@ func runPlan(env *Env, args []string) error {
 		return writeJSON(env.Stdout, out)
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(env.Stdout, "%s of %s, %s base, %d tokens per micro-batch (CPU backend)\n", strings.ToUpper(cfg.Method), cfg.Model, cfg.Quant, cfg.SeqLen)
+	where := "host memory, CPU backend"
+	if p.GPU {
+		where = "GPU memory, device-resident steps; the optimizer's moments stay on the host"
+	} else if cfg.Device != "cpu" {
+		where = "host memory; on " + cfg.Device + " each op also copies its operands to the device"
+	}
+	fmt.Fprintf(env.Stdout, "%s of %s, %s base, %d tokens per micro-batch (%s)\n", strings.ToUpper(cfg.Method), cfg.Model, cfg.Quant, cfg.SeqLen, where)
+	runtime := "runtime"
+	if p.GPU {
+		runtime = "CUDA context"
+	}
 	for _, r := range []struct {
 		name string
 		b    int64
 	}{{"base weights", p.Weights}, {"teacher weights", p.Teacher}, {"adapter", p.Adapter}, {"gradients", p.Grads},
-		{"optimizer (AdamW)", p.Optimizer}, {"activations", p.Activations}, {"workspace", p.Workspace}, {"runtime", p.Runtime}, {"total", p.Total}} {
-		if r.b == 0 && r.name == "teacher weights" {
+		{"optimizer (AdamW)", p.Optimizer}, {"activations", p.Activations}, {"workspace", p.Workspace}, {runtime, p.Runtime}, {"total", p.Total}} {
+		if r.b == 0 && (r.name == "teacher weights" || r.name == "optimizer (AdamW)") {
 			continue
 		}
 		fmt.Fprintf(tw, "  %s\t%.1f MB\t\n", r.name, float64(r.b)/1e6)

@@ -3,6 +3,8 @@ package app
 import (
 	"encoding/json"
 	"testing"
+
+	"distill/core/train"
 )
 
 // distill plan prints the plan a run would print, and the longest seq_len
@@ -56,5 +58,32 @@ func TestParseBytes(t *testing.T) {
 		if _, err := parseBytes(in); err == nil {
 			t.Errorf("%q: no error", in)
 		}
+	}
+}
+
+// With --device cuda an SFT run's plan is the GPU's (cuda/devnet's layout,
+// checked against the device pool on a GPU by cuda/devnet's tests): the
+// CUDA context as runtime, no optimizer moments on the device, layer inputs
+// as activations. A build without CUDA plans it all the same.
+func TestPlanCommandGPU(t *testing.T) {
+	m := tinyModel(t)
+	code, out, stderr := run("plan", "sft", "--model", m, "--device", "cuda", "--seq-len", "64", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var r struct {
+		Plan PlanRow `json:"plan"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	p := r.Plan
+	if !p.GPU || p.Runtime != train.DeviceRuntime || p.Optimizer != 0 || p.Workspace <= 0 || p.Activations <= 0 ||
+		p.Total != p.Weights+p.Adapter+p.Grads+p.Activations+p.Workspace+p.Runtime {
+		t.Fatalf("GPU plan %+v", p)
+	}
+	code, out, _ = run("plan", "dpo", "--model", m, "--device", "cuda", "--seq-len", "64", "--json")
+	if code != 0 || json.Unmarshal([]byte(out), &r) != nil || r.Plan.GPU {
+		t.Fatalf("DPO on cuda plans host memory (op by op): exit %d, %s", code, out)
 	}
 }

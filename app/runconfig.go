@@ -209,3 +209,10 @@ func (c *RunConfig) validate() error {
 	}
 	return nil
 }
+
+// OnGPU says whether the run's steps are device-resident (cuda/devnet): SFT
+// (or KD on traces) of a LoRA adapter with --device cuda. Other runs on the
+// GPU go op by op through the backend, their memory on the host.
+func (c *RunConfig) OnGPU() bool {
+	return c.Device == "cuda" && !c.Full && (c.Method == "sft" || (c.Method == "kd" && c.KD.Teacher == ""))
+}

@@ -36,16 +36,18 @@ type TrainJob struct {
 	// or val_accuracy and val_margin for DPO) at the step they were taken.
 	Validated func(step int, metrics map[string]float64)
 
-	be      tensor.Backend
-	m       *model.Model
-	teacher *model.Model
-	net     *train.Net
-	opt     *train.AdamW
-	batches []*train.Batch
-	val     []*train.Batch
-	obj     train.Objective
-	steps   int
-	format  string // the training data's format, as loaded
+	be         tensor.Backend
+	m          *model.Model
+	teacher    *model.Model
+	gpu        bool  // SFT steps run on the device (cuda/devnet)
+	planDevice int64 // their planned device memory, the CUDA context aside
+	net        *train.Net
+	opt        *train.AdamW
+	batches    []*train.Batch
+	val        []*train.Batch
+	obj        train.Objective
+	steps      int
+	format     string // the training data's format, as loaded
 }
 
 // Run trains until done or ctx is cancelled (then it checkpoints first and
@@ -158,6 +160,7 @@ func (j *TrainJob) load() error {
 		// or a build without it) each op goes through the backend instead.
 		if ok, err := j.net.Accelerate(c.Device); ok {
 			j.logf("device-resident SFT steps on %s", c.Device)
+			j.gpu = true
 		} else {
 			j.logf("SFT steps op by op through the %s backend: %v", c.Device, err)
 		}
@@ -191,6 +194,11 @@ func (j *TrainJob) load() error {
 		j.steps = max(1, c.Epochs*len(j.batches)/c.Accum)
 	}
 	plan := j.net.PlanMemory(c.SeqLen, weightBytes(j.m))
+	if j.gpu && c.OnGPU() {
+		plan = j.net.DevicePlan(c.SeqLen, weightBytes(j.m), c.Quant == "nf4")
+		j.planDevice = plan.Total() - plan.Runtime
+		j.logf("GPU memory plan; the optimizer's moments (%.1f MB) stay on the host", float64(2*plan.Adapter)/1e6)
+	}
 	if j.Log != nil {
 		plan.Print(j.Log)
 	}

@@ -170,7 +170,8 @@ func (j *TrainJob) finish() error {
 	}
 	j.logf("adapter saved to %s", dir)
 	if peak, total, ok := j.net.DeviceMemory(); ok {
-		j.logf("device memory: peak %.1f MB in the pool (the CUDA context aside) of %.1f GB on the card", float64(peak)/1e6, float64(total)/1e9)
+		j.logf("device memory: peak %.1f MB in the pool, plan %.1f MB (the CUDA context aside), of %.1f GB on the card",
+			float64(peak)/1e6, float64(j.planDevice)/1e6, float64(total)/1e9)
 	}
 	task := "" // the registry's task: what the adapter was trained to do
 	if j.format == data.FormatClassification || j.format == data.FormatIDP {

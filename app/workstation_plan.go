@@ -17,6 +17,7 @@ import (
 // PlanRow is a training run's predicted peak memory, in bytes, and its parts,
 // for the Launch view's memory-plan line.
 type PlanRow struct {
+	GPU         bool  `json:"gpu"` // device memory of a device-resident step (else host memory)
 	Total       int64 `json:"total"`
 	Weights     int64 `json:"weights"`
 	Teacher     int64 `json:"teacher"` // KD: the teacher's weights as held
@@ -44,10 +45,9 @@ func (w *Workstation) PlanRun(cfg RunConfig) (PlanRow, error) {
 			return PlanRow{}, &FieldError{Field: "kd.teacher", Err: err}
 		}
 	}
-	be, err := tensor.Open(c.Device)
-	if err != nil {
-		return PlanRow{}, err
-	}
+	// The plan is layout arithmetic: no backend runs, so the CPU's stands in
+	// for any device (a build without CUDA still plans a GPU run).
+	var be tensor.Backend = tensor.CPU{}
 	wb, err := w.quantizedBytes(c.Model, c.Quant, c.DoubleQuant && c.Quant == "nf4")
 	if err != nil {
 		return PlanRow{}, err
@@ -75,7 +75,10 @@ func (w *Workstation) PlanRun(cfg RunConfig) (PlanRow, error) {
 	}
 	net.Checkpoint = c.GradCheckpointing
 	p := net.PlanMemory(c.SeqLen, wb)
-	row := PlanRow{Total: p.Total(), Weights: p.Weights, Adapter: p.Adapter, Grads: p.Grads, Optimizer: p.Optimizer,
+	if c.OnGPU() {
+		p = net.DevicePlan(c.SeqLen, wb, c.Quant == "nf4")
+	}
+	row := PlanRow{GPU: c.OnGPU(), Total: p.Total(), Weights: p.Weights, Adapter: p.Adapter, Grads: p.Grads, Optimizer: p.Optimizer,
 		Activations: p.Activations, Workspace: p.Workspace, Runtime: p.Runtime}
 	if c.Method == "kd" && c.KD.Teacher != "" { // logit KD holds the teacher too
 		tq := c.KD.TeacherQuant

@@ -93,11 +93,6 @@ if [ -z "${SKIP_KERNEL_BENCH:-}" ]; then
     -test.benchtime ${BENCH_TIME:-20x}) > "$OUT/bench.log" 2>&1
   echo "kernel benchmarks exit $?"
 fi
-step "training step ${DISTILL_BENCH_STEP:-}"
-(cd cuda/devnet && timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' -test.bench Step \
-  -test.benchtime ${STEP_TIME:-5x}) >> "$OUT/bench.log" 2>&1
-echo "training step exit $?"
-grep -E "^Benchmark|FAIL|panic|_test.go" "$OUT/bench.log" | tail -40
 step "distill train sft: cuda then cpu, the same run"
 mkdir -p /tmp/e2e/tok && tar -C /tmp/e2e/tok -xJf .devbuild/qwen3-tokenizer.tar.xz
 /tmp/distill demo-model --out /tmp/e2e/base --tokenizer /tmp/e2e/tok
@@ -107,6 +102,11 @@ for dev in cuda cpu; do
     --device $dev --db /tmp/e2e/$dev.db --out /tmp/e2e/run-$dev --checkpoint-every 0 > "$OUT/e2e-$dev.log" 2>&1
   echo "exit $?"; grep -vE "^\s+(adapter|gradients|optimizer|activations|workspace|runtime|total) " "$OUT/e2e-$dev.log" | tail -12
 done
+step "training step ${DISTILL_BENCH_STEP:-}"
+(cd cuda/devnet && timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' -test.bench Step \
+  -test.benchtime ${STEP_TIME:-5x}) >> "$OUT/bench.log" 2>&1
+echo "training step exit $?"
+grep -E "^Benchmark|FAIL|panic|_test.go" "$OUT/bench.log" | tail -40
 step table
 cat "$OUT/tests.log" "$OUT/bench.log" | .devbuild/cudatable | tee "$OUT/table.txt"
 nvidia-smi --query-gpu=memory.used,temperature.gpu,clocks.sm --format=csv

@@ -36,6 +36,7 @@ var Shapes = map[string]Shape{
 	"demo":         {Arch: "Qwen3ForCausalLM", Hidden: 64, Intermediate: 192, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 16, Vocab: 151936, Tied: true, RopeTheta: 1000000, RMSNormEps: 1e-6, MaxPositions: 4096, BOS: 151643, EOS: 151645, EmbedStd: 0.3},
 	"qwen2.5-0.5b": {Arch: "Qwen2ForCausalLM", Hidden: 896, Intermediate: 4864, Layers: 24, Heads: 14, KVHeads: 2, Vocab: 151936, Tied: true, RopeTheta: 1000000, RMSNormEps: 1e-6, MaxPositions: 32768, BOS: 151643, EOS: 151645},
 	"qwen2.5-1.5b": {Arch: "Qwen2ForCausalLM", Hidden: 1536, Intermediate: 8960, Layers: 28, Heads: 12, KVHeads: 2, Vocab: 151936, Tied: true, RopeTheta: 1000000, RMSNormEps: 1e-6, MaxPositions: 32768, BOS: 151643, EOS: 151645},
+	"qwen2.5-3b":   {Arch: "Qwen2ForCausalLM", Hidden: 2048, Intermediate: 11008, Layers: 36, Heads: 16, KVHeads: 2, Vocab: 151936, Tied: true, RopeTheta: 1000000, RMSNormEps: 1e-6, MaxPositions: 32768, BOS: 151643, EOS: 151645},
 }
 
 // WriteRandom writes a HF model folder (config.json, model.safetensors) with

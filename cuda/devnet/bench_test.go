@@ -105,5 +105,7 @@ func benchStep(b *testing.B, name string, seq int, peak float64) {
 	b.ReportMetric(flops/sec/1e9, "GFLOP/s")
 	b.ReportMetric(100*flops/sec/1e12/peak, "MFU%")
 	b.ReportMetric(float64(d.Pool.Stats().Peak-pool0)/(1<<20), "MiB-pool-peak")
+	plan := devicePlan(b, m, a, seq)
+	b.ReportMetric(float64(plan.Total()-plan.Runtime)/(1<<20), "MiB-plan")
 	b.ReportMetric(float64(total-free1)/(1<<20), "MiB-device-used")
 }

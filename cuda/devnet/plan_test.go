@@ -1,0 +1,81 @@
+//go:build cuda
+
+package devnet_test
+
+import (
+	"testing"
+
+	"distill/core/lora"
+	"distill/core/model"
+	"distill/core/quant"
+	"distill/core/tensor"
+	"distill/core/train"
+)
+
+// baseBytes is the frozen base as a run holds it (app's weightBytes).
+func baseBytes(m *model.Model) int64 {
+	var n int64
+	for _, L := range m.Layers {
+		for _, p := range L.Projections() {
+			n += p.Bytes()
+		}
+	}
+	n += m.Embed.Bytes()
+	if m.LMHead != m.Embed {
+		n += m.LMHead.Bytes()
+	}
+	return n
+}
+
+// devicePlan is core/train's GPU plan for a step of n tokens over m and a.
+func devicePlan(t testing.TB, m *model.Model, a *lora.Adapter, n int) train.Plan {
+	tn, err := train.NewNet(tensor.CPU{}, m, a)
+	ok(t, err)
+	return tn.DevicePlan(n, baseBytes(m), true)
+}
+
+// The GPU memory plan (`distill plan --device cuda`) against what a step
+// takes from the device pool: the weights, adapter and gradients uploaded,
+// and the step's workspace, at the pool's high-water mark. The pool rounds
+// each buffer up to its size class (≤ 12.5%) and the plan leaves out the
+// norms and biases (KBs): measured/planned within [0.97, 1.15].
+func TestDevicePlanMatchesPool(t *testing.T) {
+	d := device(t)
+	for _, n := range []int{300, 1500} {
+		dir := t.TempDir()
+		s := model.Shape{Arch: "Qwen2ForCausalLM", Hidden: 512, Intermediate: 1408, Layers: 4, Heads: 8, KVHeads: 2,
+			Vocab: 20000, Tied: true, RopeTheta: 1e6, RMSNormEps: 1e-6, MaxPositions: 4096, BOS: 1, EOS: 2}
+		ok(t, model.WriteRandom(dir, s, tensor.BF16, 2))
+		m, err := model.Load(dir)
+		ok(t, err)
+		_, err = quant.QuantizeModel(m, "nf4", true, false)
+		ok(t, err)
+		a, err := lora.NewFor(m, lora.Config{R: 16, Alpha: 32, Targets: lora.Modules, Dropout: 0.05})
+		ok(t, err)
+		plan := devicePlan(t, m, a, n)
+
+		ok(t, d.Pool.Trim())
+		d.Pool.ResetPeak()
+		before := d.Pool.Stats().InUse
+		tn, err := train.NewNet(tensor.CPU{}, m, a)
+		ok(t, err)
+		tn.DropoutSeed = 1
+		attached, err := tn.Accelerate("cuda")
+		if !attached {
+			t.Fatal(err)
+		}
+		b := batch(rng(3), s.Vocab, n/2, n-n/2)
+		_, err = tn.Step(b, b.Counted())
+		ok(t, err)
+		peak := d.Pool.Stats().Peak - before
+		tn.Close()
+		m.Close()
+		want := plan.Total() - plan.Runtime
+		ratio := float64(peak) / float64(want)
+		if ratio < 0.97 || ratio > 1.15 {
+			t.Errorf("%d tokens: pool peak %.1f MB, plan %.1f MB (×%.3f)", n, float64(peak)/1e6, float64(want)/1e6, ratio)
+		} else {
+			t.Logf("%d tokens: pool peak %.1f MB, plan %.1f MB (×%.3f)", n, float64(peak)/1e6, float64(want)/1e6, ratio)
+		}
+	}
+}
