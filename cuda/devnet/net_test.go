@@ -184,7 +184,7 @@ func TestStepParity(t *testing.T) {
 			if worst > 3e-2 || math.IsNaN(worst) {
 				t.Errorf("worst module gradient: %s, %.2e relative (L2)", where, worst)
 			}
-			t.Logf("loss %.6f (CPU %.6f); gradients %.2e relative, worst module %s %.2e", wantLoss[0], wantLoss[0], rel, where, worst)
+			t.Logf("loss %.6f (CPU %.6f); gradients %.2e relative, worst module %s %.2e", gotLoss[0], wantLoss[0], rel, where, worst)
 		})
 	}
 }
