@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"distill/core/lora"
 	"distill/core/model"
@@ -27,7 +28,9 @@ import (
 // MFU is against DISTILL_PEAK_TFLOPS (default 989, the H100/H200 SXM dense
 // bf16 datasheet figure). Shapes and lengths from DISTILL_BENCH_STEP
 // (default "qwen2.5-0.5b:1024"); DISTILL_BENCH_ATTN=simple times the simple
-// attention kernel instead of the tensor-core one.
+// attention kernel instead of the tensor-core one; DISTILL_BENCH_PROFILE=1
+// adds each phase's milliseconds per step (measured with the device
+// synchronised between phases, after the timed steps).
 func BenchmarkStep(b *testing.B) {
 	spec := os.Getenv("DISTILL_BENCH_STEP")
 	if spec == "" {
@@ -107,5 +110,17 @@ func benchStep(b *testing.B, name string, seq int, peak float64) {
 	b.ReportMetric(float64(d.Pool.Stats().Peak-pool0)/(1<<20), "MiB-pool-peak")
 	plan := devicePlan(b, m, a, seq)
 	b.ReportMetric(float64(plan.Total()-plan.Runtime)/(1<<20), "MiB-plan")
+	if os.Getenv("DISTILL_BENCH_PROFILE") == "1" { // where a step's time goes (synchronised phases)
+		net.Profile = map[string]time.Duration{}
+		const steps = 3
+		for range steps {
+			_, err := net.Step(bt, bt.Counted(), nil)
+			ok(b, err)
+		}
+		for phase, t := range net.Profile {
+			b.ReportMetric(t.Seconds()*1e3/steps, "ms-"+phase)
+		}
+		net.Profile = nil
+	}
 	b.ReportMetric(float64(total-free1)/(1<<20), "MiB-device-used")
 }

@@ -15,16 +15,21 @@ func sqrt(v float64) float64 { return math.Sqrt(v) }
 func (p *pass) lin(y, x, xb *cuda.Buffer, l, i int) {
 	d, w := p.d, p.nt.layers[l].w[i]
 	n, out, in := p.n, w.rows, w.cols
+	defer p.mark("elementwise")
+	p.mark("dequant")
 	wb, err := w.bf16(d, p.tile)
 	p.do(err)
+	p.mark("gemm")
 	p.do(d.GemmBF16(false, true, n, out, in, 1, xb, in, wb, in, 0, y, out))
 	if b := p.nt.layers[l].bias[i]; b != nil {
+		p.mark("elementwise")
 		p.do(d.AddBias(y, b, n, out))
 	}
 	A, B, _, _ := p.nt.pair(l, i)
 	if A == nil {
 		return
 	}
+	p.mark("lora")
 	r, s := p.nt.A.Config.R, p.nt.A.Config.Scaling()
 	u := p.a.u[i]
 	if p.drop != nil { // PEFT drops the adapter's input only
@@ -43,15 +48,19 @@ func (p *pass) lin(y, x, xb *cuda.Buffer, l, i int) {
 func (p *pass) linB(dx, dy, x *cuda.Buffer, l, i int) {
 	d, w := p.d, p.nt.layers[l].w[i]
 	n, out, in := p.n, w.rows, w.cols
+	defer p.mark("elementwise")
 	yb := p.xb.View(0, n*out)
 	p.do(d.ToBF16(yb, dy, n*out))
+	p.mark("dequant")
 	wb, err := w.bf16(d, p.tile)
 	p.do(err)
+	p.mark("gemm")
 	p.do(d.GemmBF16(false, false, n, in, out, 1, yb, out, wb, in, 1, dx, in))
 	A, B, gA, gB := p.nt.pair(l, i)
 	if A == nil {
 		return
 	}
+	p.mark("lora")
 	r, s := p.nt.A.Config.R, p.nt.A.Config.Scaling()
 	u, du := p.a.u[i], p.s.du
 	p.do(d.GemmTF32(false, false, n, r, out, s, dy, out, B, r, 0, du, r))
@@ -94,11 +103,13 @@ func (p *pass) layerFwd(l int, x *cuda.Buffer) {
 	}
 	p.do(d.RoPE(a.q, p.pos, p.cos, p.sin, n, H, hd, tables, false))
 	p.do(d.RoPE(a.k, p.pos, p.cos, p.sin, n, KV, hd, tables, false))
+	p.mark("attention")
 	if p.nt.SimpleAttention {
 		p.do(d.AttnFwd(a.att, a.lse, a.q, a.k, a.v, p.attn))
 	} else {
 		p.do(d.AttnFwdGemm(a.att, a.lse, a.q, a.k, a.v, p.attn))
 	}
+	p.mark("elementwise")
 
 	ab := p.xb.View(0, n*H*hd)
 	p.do(d.ToBF16(ab, a.att, n*H*hd))
@@ -136,11 +147,13 @@ func (p *pass) layerBwd(l int, dx, xIn *cuda.Buffer) {
 	// Attention: xMid = xIn + o(attn(q, k, v)).
 	p.do(s.dAtt.Zero())
 	p.linB(s.dAtt, dx, a.att, l, mO)
+	p.mark("attention")
 	if p.nt.SimpleAttention {
 		p.do(d.AttnBwd(s.dQ, s.dK, s.dV, s.dAtt, a.q, a.k, a.v, a.att, a.lse, p.attn))
 	} else {
 		p.do(d.AttnBwdGemm(s.dQ, s.dK, s.dV, s.dAtt, a.q, a.k, a.v, a.att, a.lse, p.attn))
 	}
+	p.mark("elementwise")
 	p.do(d.RoPE(s.dQ, p.pos, p.cos, p.sin, n, H, hd, tables, true))
 	p.do(d.RoPE(s.dK, p.pos, p.cos, p.sin, n, KV, hd, tables, true))
 	dq, dk := s.dQ, s.dK

@@ -17,6 +17,7 @@ package devnet
 import (
 	"errors"
 	"fmt"
+	"time"
 	"unsafe"
 
 	"distill/core/lora"
@@ -98,6 +99,12 @@ type Net struct {
 	// SimpleAttention runs attention through the simple reference kernel
 	// instead of the tensor cores (cuBLAS, TF32): for comparisons.
 	SimpleAttention bool
+
+	// Profile, when non-nil, makes each Step wait for the device between its
+	// phases (base GEMMs, NF4 dequantisation, the adapter's products,
+	// attention, element-wise ops, the loss head) and add each phase's time
+	// here: a breakdown for benchmarks, slower than an unprofiled step.
+	Profile map[string]time.Duration
 
 	layers   []layer
 	embed    *cuda.Buffer // (vocab, hidden) as stored: f32, f16 or bf16

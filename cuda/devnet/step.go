@@ -4,6 +4,7 @@ package devnet
 
 import (
 	"fmt"
+	"time"
 
 	"distill/core/train"
 	"distill/cuda"
@@ -21,6 +22,8 @@ type pass struct {
 
 	n, maxPos int
 	drop      train.DropoutMask
+	phase     string // profiling: the phase in progress and its start
+	phaseT    time.Time
 	dropBuf   *cuda.Buffer // the adapter's dropped input (n, in)
 	ids, pos  *cuda.Buffer // i32 (n)
 	cos, sin  *cuda.Buffer // RoPE tables (maxPos+1, hd/2)
@@ -50,6 +53,21 @@ type acts struct {
 
 type scratch struct {
 	dA, dG, dUp, dH, dAtt, dQ, dK, dV, dQPre, dKPre, du *cuda.Buffer
+}
+
+// mark ends the phase in progress and starts next (profiling only: it
+// waits for the device so the phase's time is its kernels' time).
+func (p *pass) mark(next string) {
+	prof := p.nt.Profile
+	if prof == nil {
+		return
+	}
+	p.do(p.d.Sync())
+	now := time.Now()
+	if p.phase != "" {
+		prof[p.phase] += now.Sub(p.phaseT)
+	}
+	p.phase, p.phaseT = next, now
 }
 
 func (p *pass) do(err error) {
@@ -189,6 +207,7 @@ func (nt *Net) Step(b *train.Batch, denom int, drop train.DropoutMask) (float64,
 	n, D := p.n, c.HiddenSize
 
 	// Forward, keeping every layer's input.
+	p.mark("elementwise")
 	x := p.xs[nL]
 	p.do(p.d.EmbedFwd(x, nt.embed, p.ids, n, D, c.VocabSize))
 	for l := 0; l < nL && p.err == nil; l++ {
@@ -199,18 +218,22 @@ func (nt *Net) Step(b *train.Batch, denom int, drop train.DropoutMask) (float64,
 
 	// The loss and its gradient at the final norm's output, HeadRows rows at
 	// a time.
+	p.mark("head")
 	loss := p.head(1 / float32(denom))
+	p.mark("elementwise")
 	p.do(p.dx.Zero())
 	p.do(p.d.RMSNormBwd(p.dx, nil, p.dhf, x, nt.norm, p.rstdF, n, D))
 
 	// Backward through the layers, recomputing all but the last's activations.
 	for l := nL - 1; l >= 0 && p.err == nil; l-- {
 		if l < nL-1 {
+			p.mark("elementwise")
 			p.do(p.xs[l].CopyTo(p.hf)) // hf is free now: the recomputation's scratch
 			p.layerFwd(l, p.hf)
 		}
 		p.layerBwd(l, p.dx, p.xs[l])
 	}
+	p.mark("")
 	if p.err != nil {
 		return 0, fmt.Errorf("%w: %d tokens: %w", errStep, n, p.err)
 	}
