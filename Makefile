@@ -180,10 +180,14 @@ cuda-devpack: cuda tools
 	CGO_ENABLED=0 $(GO) build -o $(DEVBUILD)/cudatable ./tools/cudatable
 	@ls -la $(DEVBUILD)
 
-# `make cuda-check`: on a machine with a GPU, every CUDA parity test and the
-# GPU benchmarks, then one table of them (tools/cudatable). Without a GPU the
-# tests skip; DISTILL_CUDA_REQUIRE=1 makes a missing device a failure.
+# `make cuda-check`: on a machine with a GPU, every CUDA parity test (the
+# kernels' and the device-resident step's) and the GPU benchmarks, then one
+# table of them (tools/cudatable). Without a GPU the tests skip;
+# DISTILL_CUDA_REQUIRE=1 makes a missing device a failure. The step
+# benchmark's shapes: DISTILL_BENCH_STEP (cuda/devnet/bench_test.go). On a
+# GPU machine without Go, `make cuda-devpack` here and cuda/devcheck.sh
+# there do the same.
 cuda-check: cuda
-	$(GO) vet -tags cuda ./cuda/
-	$(GO) test -tags cuda -count=1 -v -run . -bench . -benchtime 20x ./cuda/ 2>&1 | tee cuda/build/check.log; \
+	$(GO) vet -tags cuda ./cuda/... .
+	$(GO) test -tags cuda -count=1 -v -run . -bench . -benchtime 20x ./cuda/... 2>&1 | tee cuda/build/check.log; \
 	  st=$${PIPESTATUS[0]}; $(GO) run ./tools/cudatable < cuda/build/check.log && exit $$st
