@@ -10,11 +10,16 @@
 //	device.go, buffer.go                  device, memory (pool.go), uploads
 //	ops_*.go                              Go wrappers of the kernels on Buffers
 //	backend.go                            tensor.Backend over host slices
+//	devcheck.sh                           the checks on a GPU machine without Go
+//	devnet/                               the device-resident LoRA step
 //
-// Status (groundwork for issue 8): everything compiles and links against
-// Debian's CUDA 11.8 for sm_80/86/89/90, but nothing here has yet run on a
-// GPU. The parity tests (`make cuda-check`) skip where no device is visible;
-// the first machine with one must run them before any of this is trusted.
+// Status: everything compiles and links against Debian's CUDA 11.8 for
+// sm_80/86/89/90 (CI), and every parity test passed on an NVIDIA H200 with
+// CUDA 13.0 (2026-11-26; BENCHMARKS.md). The parity tests (`make
+// cuda-check`, or cuda/devcheck.sh on a GPU machine without Go) skip where
+// no device is visible. Training's fast path is cuda/devnet, which keeps
+// activations on the device; Backend here is the op-by-op path the rest
+// (inference, KD, DPO, full fine-tuning) takes on a GPU.
 //
 // Imports point one way: cuda → core/tensor only. The parity tests are an
 // external test package (cuda_test) and may import the CPU references in
