@@ -161,6 +161,9 @@ func (j *TrainJob) load() error {
 		if ok, err := j.net.Accelerate(c.Device); ok {
 			j.logf("device-resident SFT steps on %s", c.Device)
 			j.gpu = true
+			if err := j.fitDevice(); err != nil {
+				return err
+			}
 		} else {
 			j.logf("SFT steps op by op through the %s backend: %v", c.Device, err)
 		}

@@ -119,3 +119,13 @@ func (nt *Net) DeviceMemory() (peak, total int64, ok bool) {
 	peak, total = r.DeviceMemory()
 	return peak, total, true
 }
+
+// DeviceFree is the attached accelerator's free memory now, in bytes; ok is
+// false without one (or one that does not report it).
+func (nt *Net) DeviceFree() (free int64, ok bool) {
+	r, is := nt.accel.(interface{ FreeMemory() int64 })
+	if !is {
+		return 0, false
+	}
+	return r.FreeMemory(), true
+}

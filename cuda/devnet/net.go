@@ -313,3 +313,13 @@ func (nt *Net) DeviceMemory() (peak, total int64) {
 	_, total, _ = nt.D.MemInfo()
 	return nt.D.Pool.Stats().Peak, total
 }
+
+// FreeMemory is what the device has free now plus what the pool holds
+// cached (reusable without a cudaMalloc), in bytes.
+func (nt *Net) FreeMemory() int64 {
+	free, _, err := nt.D.MemInfo()
+	if err != nil {
+		return 0
+	}
+	return free + nt.D.Pool.Stats().Cached
+}
