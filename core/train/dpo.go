@@ -74,7 +74,8 @@ func segmentIndex(b *Batch) (seg []int, count int) {
 
 // SequenceLogProbs returns, per segment of b, Σ log p(target) over its
 // counted rows — with the adapter on, or off (the DPO reference policy).
-// Forward only: no gradient is touched.
+// Forward only, as an evaluation: no gradient is touched and no dropout
+// applied (validation scores the adapter as it will be used).
 func (nt *Net) SequenceLogProbs(b *Batch, adapterOff bool) ([]float64, error) {
 	c := &nt.M.Config
 	if err := b.Validate(c.VocabSize); err != nil {
@@ -83,8 +84,8 @@ func (nt *Net) SequenceLogProbs(b *Batch, adapterOff bool) ([]float64, error) {
 	seg, nSeg := segmentIndex(b)
 	out := make([]float64, nSeg)
 	ws := nt.workspace(b.Len(), maxSegment(b.SegStart))
-	nt.ws, nt.adapterOff = ws, adapterOff
-	defer func() { nt.ws, nt.adapterOff = nil, false }()
+	nt.ws, nt.adapterOff, nt.evaluating = ws, adapterOff, true
+	defer func() { nt.ws, nt.adapterOff, nt.evaluating = nil, false, false }()
 	nt.forward(b, ws)
 	nt.perSegment(b, ws, seg, out)
 	return out, nil

@@ -11,7 +11,9 @@ import (
 // its recompute under checkpointing and the backward agree without storing
 // a mask per module.
 
-func (nt *Net) dropping() bool { return nt.Adapter != nil && nt.Adapter.Config.Dropout > 0 }
+func (nt *Net) dropping() bool {
+	return nt.Adapter != nil && nt.Adapter.Config.Dropout > 0 && !nt.evaluating
+}
 
 // mix is SplitMix64's finaliser: a bijective 64-bit hash.
 func mix(z uint64) uint64 {

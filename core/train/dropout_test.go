@@ -83,3 +83,33 @@ func TestDropoutMaskRate(t *testing.T) {
 		t.Fatal("two modules got the same mask")
 	}
 }
+
+// Validation scores the adapter as it will be used: SequenceLogProbs applies
+// no dropout (it once did, adding noise to every validation loss).
+func TestSequenceLogProbsWithoutDropout(t *testing.T) {
+	net, bf, _ := fixtureNet(t, "llama3-f32", "adapter")
+	b := bf.batch()
+	net.Adapter.Config.Dropout = 0
+	plain, err := net.SequenceLogProbs(b, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	net.Adapter.Config.Dropout = 0.3
+	got, err := net.SequenceLogProbs(b, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range plain {
+		if got[i] != plain[i] {
+			t.Fatalf("segment %d: %v with dropout configured, %v without", i, got[i], plain[i])
+		}
+	}
+	// Training steps still drop.
+	n := b.Counted()
+	s1, _ := net.Step(b, n)
+	net.Adapter.Config.Dropout = 0
+	s0, _ := net.Step(b, n)
+	if s1 == s0 {
+		t.Fatal("a training step with dropout 0.3 equals one without")
+	}
+}

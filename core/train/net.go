@@ -37,6 +37,7 @@ type Net struct {
 	microBatches int        // Steps taken: keys the dropout masks
 	lastLoss     float64    // the objective's loss in the pass just run
 	adapterOff   bool       // run the base alone (DPO's reference policy)
+	evaluating   bool       // a forward outside training: no dropout
 
 	accel      Accelerated // when attached, SFT steps run there (Accelerate)
 	accelGrads []float32   // its gradients, downloaded before adding
