@@ -63,3 +63,15 @@ func (d *Device) CrossEntropy(loss, logits, target *Buffer, rows, vocab int, sca
 		return C.dc_xent((*C.float)(loss.ptr), (*C.float)(logits.ptr), (*C.int32_t)(target.ptr), C.int(rows), C.int(vocab), C.float(scale), cbool(grad))
 	})
 }
+
+// CrossEntropyRows is CrossEntropy with the gradient scaled per row: logits
+// become rowScale[r]·(softmax − onehot(target)) (rowScale f32, rows).
+func (d *Device) CrossEntropyRows(loss, logits, target, rowScale *Buffer, rows, vocab int) error {
+	if err := check("xent_rows").buf("loss", loss, F32, rows).buf("logits", logits, F32, rows*vocab).buf("target", target, I32, rows).
+		buf("row_scale", rowScale, F32, rows).err; err != nil {
+		return err
+	}
+	return call(func() C.int {
+		return C.dc_xent_rows((*C.float)(loss.ptr), (*C.float)(logits.ptr), (*C.int32_t)(target.ptr), C.int(rows), C.int(vocab), (*C.float)(rowScale.ptr))
+	})
+}

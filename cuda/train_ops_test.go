@@ -90,6 +90,18 @@ func TestCrossEntropyParity(t *testing.T) {
 			// Gradients are probabilities·scale: ~1e-5 relative of each, and the
 			// one-hot entry subtracts: absolute 1e-7·scale.
 			near(t, "dlogits", down(t, lg), want, 1e-5, 1e-8)
+
+			// A scale per row, negative ones included (DPO's chosen rows).
+			scales := make([]float32, rows)
+			want = slices.Clone(logits)
+			for i := range scales {
+				scales[i] = float32(0.5 - r.Float64())
+				train.CrossEntropyRows(want[i*V:(i+1)*V], V, []int{0}, targets[i:i+1], scales[i], losses[i:i+1])
+			}
+			lg = up(t, d, cuda.F32, logits)
+			ok(t, d.CrossEntropyRows(ld, lg, up(t, d, cuda.I32, i32s(targets)), up(t, d, cuda.F32, scales), rows, V))
+			near(t, "loss (row scales)", down(t, ld), wantL, 1e-5, 1e-5)
+			near(t, "dlogits (row scales)", down(t, lg), want, 1e-5, 1e-8)
 		})
 	}
 }

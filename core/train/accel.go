@@ -31,6 +31,21 @@ type Accelerated interface {
 // kept ones scale by keep = 1/(1−p). A device computes the same masks.
 type DropoutMask func(site int) (base, thresh uint64, keep float32)
 
+// AcceleratedRows is an Accelerated that also runs objectives of the
+// targeted rows' log-probabilities (DPO) on the device. RowsReady says
+// whether to use it: an implementation not yet checked on hardware says no.
+type AcceleratedRows interface {
+	Accelerated
+	// StepRows runs forward and backward on b: grad receives log p(target)
+	// of each row that carries a target (in row order) and returns
+	// d loss / d log p of each, which flows back to the device's gradients.
+	StepRows(b *Batch, drop DropoutMask, grad func(logp []float64) ([]float64, error)) error
+	// LogProbs is log p(target) of each row that carries a target, forward
+	// only, with the adapter or without it.
+	LogProbs(b *Batch, adapterOff bool) ([]float64, error)
+	RowsReady() bool
+}
+
 var (
 	accelMu sync.Mutex
 	accels  = map[string]func(m *model.Model, a *lora.Adapter) (Accelerated, error){}
@@ -128,4 +143,91 @@ func (nt *Net) DeviceFree() (free int64, ok bool) {
 		return 0, false
 	}
 	return r.FreeMemory(), true
+}
+
+// accelRows is the attached accelerator when it runs row objectives.
+func (nt *Net) accelRows() AcceleratedRows {
+	if r, ok := nt.accel.(AcceleratedRows); ok && r.RowsReady() {
+		return r
+	}
+	return nil
+}
+
+// segmentsOfRows sums per-row values of b's targeted rows (in row order)
+// into their segments.
+func segmentsOfRows(b *Batch, rows []float64, nSeg int) ([]float64, error) {
+	seg, _ := segmentIndex(b)
+	out := make([]float64, nSeg)
+	k := 0
+	for i, t := range b.Targets {
+		if t < 0 {
+			continue
+		}
+		if k >= len(rows) {
+			return nil, fmt.Errorf("device returned %d row log-probs, batch has more targeted rows", len(rows))
+		}
+		out[seg[i]] += rows[k]
+		k++
+	}
+	if k != len(rows) {
+		return nil, fmt.Errorf("device returned %d row log-probs for %d targeted rows", len(rows), k)
+	}
+	return out, nil
+}
+
+// accelSequenceLogProbs is SequenceLogProbs on the device.
+func (nt *Net) accelSequenceLogProbs(r AcceleratedRows, b *Batch, adapterOff bool) ([]float64, error) {
+	if err := r.UploadParams(); err != nil {
+		return nil, err
+	}
+	logp, err := r.LogProbs(b, adapterOff)
+	if err != nil {
+		return nil, err
+	}
+	_, nSeg := segmentIndex(b)
+	return segmentsOfRows(b, logp, nSeg)
+}
+
+// accelStepDPO is StepDPO on the device: the pair losses on the host from
+// the device's row log-probs, their gradients back through the device.
+func (nt *Net) accelStepDPO(r AcceleratedRows, b *Batch, ref []float64, pairsInStep int, d *DPO) (DPOStats, error) {
+	defer func() { nt.microBatches++ }()
+	var st DPOStats
+	seg, nSeg := segmentIndex(b)
+	if err := r.UploadParams(); err != nil {
+		return st, err
+	}
+	if err := r.ZeroGrads(); err != nil {
+		return st, err
+	}
+	var drop DropoutMask
+	if nt.dropping() {
+		drop = nt.dropBase
+	}
+	err := r.StepRows(b, drop, func(logp []float64) ([]float64, error) {
+		policy, err := segmentsOfRows(b, logp, nSeg)
+		if err != nil {
+			return nil, err
+		}
+		coef := make([]float64, nSeg)
+		st = dpoPairs(d, policy, ref, pairsInStep, coef)
+		g := make([]float64, 0, len(logp))
+		for i, t := range b.Targets {
+			if t >= 0 {
+				g = append(g, coef[seg[i]])
+			}
+		}
+		return g, nil
+	})
+	if err != nil {
+		return st, err
+	}
+	if err := r.DownloadGrads(nt.accelGrads); err != nil {
+		return st, err
+	}
+	for i, g := range nt.accelGrads {
+		nt.Grads[i] += g
+	}
+	nt.lastLoss = st.Loss
+	return st, nil
 }

@@ -81,6 +81,9 @@ func (nt *Net) SequenceLogProbs(b *Batch, adapterOff bool) ([]float64, error) {
 	if err := b.Validate(c.VocabSize); err != nil {
 		return nil, err
 	}
+	if r := nt.accelRows(); r != nil {
+		return nt.accelSequenceLogProbs(r, b, adapterOff)
+	}
 	seg, nSeg := segmentIndex(b)
 	out := make([]float64, nSeg)
 	ws := nt.workspace(b.Len(), maxSegment(b.SegStart))
@@ -122,6 +125,9 @@ func (nt *Net) StepDPO(b *Batch, ref []float64, pairsInStep int, d *DPO) (DPOSta
 	if nSeg%2 != 0 || len(ref) != nSeg {
 		return st, fmt.Errorf("dpo: batch has %d segments and %d reference log-probs; want chosen/rejected pairs", nSeg, len(ref))
 	}
+	if r := nt.accelRows(); r != nil {
+		return nt.accelStepDPO(r, b, ref, pairsInStep, d)
+	}
 	V := nt.M.Config.VocabSize
 	policy := make([]float64, nSeg)
 	coef := make([]float64, nSeg)
@@ -130,18 +136,7 @@ func (nt *Net) StepDPO(b *Batch, ref []float64, pairsInStep int, d *DPO) (DPOSta
 		// token's gradient depends on its whole pair's loss).
 		clear(policy)
 		nt.perSegment(b, ws, seg, policy)
-		for p := 0; p < nSeg; p += 2 {
-			hc, hr := policy[p]-ref[p], policy[p+1]-ref[p+1]
-			loss, dhc, dhr := d.pairLoss(hc, hr)
-			st.Pairs++
-			st.Loss += loss
-			st.RewardChosen += d.Beta * hc
-			st.RewardRejected += d.Beta * hr
-			if hc > hr {
-				st.Correct++
-			}
-			coef[p], coef[p+1] = dhc/float64(pairsInStep), dhr/float64(pairsInStep)
-		}
+		st = dpoPairs(d, policy, ref, pairsInStep, coef)
 		// Pass 2: d loss / d logits = coef · (onehot − softmax) per counted row.
 		nt.head(ws, b.Targets, true, func(rows []int, logits []float32, losses []float64) {
 			for i, r := range rows {
@@ -158,6 +153,26 @@ func (nt *Net) StepDPO(b *Batch, ref []float64, pairsInStep int, d *DPO) (DPOSta
 		return st.Loss
 	})
 	return st, err
+}
+
+// dpoPairs scores each (chosen, rejected) pair of segments from the
+// policy's and the reference's sequence log-probs, setting coef[s] to
+// d (Σ pair loss / pairsInStep) / d log π(segment s).
+func dpoPairs(d *DPO, policy, ref []float64, pairsInStep int, coef []float64) DPOStats {
+	var st DPOStats
+	for p := 0; p+1 < len(policy); p += 2 {
+		hc, hr := policy[p]-ref[p], policy[p+1]-ref[p+1]
+		loss, dhc, dhr := d.pairLoss(hc, hr)
+		st.Pairs++
+		st.Loss += loss
+		st.RewardChosen += d.Beta * hc
+		st.RewardRejected += d.Beta * hr
+		if hc > hr {
+			st.Correct++
+		}
+		coef[p], coef[p+1] = dhc/float64(pairsInStep), dhr/float64(pairsInStep)
+	}
+	return st
 }
 
 // DPOObjective trains on batches of chosen/rejected pairs. The reference

@@ -25,7 +25,7 @@ func (p *pass) lin(y, x, xb *cuda.Buffer, l, i int) {
 		p.mark("elementwise")
 		p.do(d.AddBias(y, b, n, out))
 	}
-	A, B, _, _ := p.nt.pair(l, i)
+	A, B, _, _ := p.pair(l, i)
 	if A == nil {
 		return
 	}
@@ -56,7 +56,7 @@ func (p *pass) linB(dx, dy, x *cuda.Buffer, l, i int) {
 	p.do(err)
 	p.mark("gemm")
 	p.do(d.GemmBF16(false, false, n, in, out, 1, yb, out, wb, in, 1, dx, in))
-	A, B, gA, gB := p.nt.pair(l, i)
+	A, B, gA, gB := p.pair(l, i)
 	if A == nil {
 		return
 	}
@@ -169,4 +169,13 @@ func (p *pass) layerBwd(l int, dx, xIn *cuda.Buffer) {
 	p.linB(s.dH, dk, a.h1, l, mK)
 	p.linB(s.dH, s.dV, a.h1, l, mV)
 	p.do(d.RMSNormBwd(dx, nil, s.dH, xIn, L.attnNorm, a.rstd1, n, D)) // dx is now d xIn
+}
+
+// pair is the adapter's module i of layer l, or nils when it is not
+// targeted or the pass runs the base alone.
+func (p *pass) pair(l, i int) (a, b, ga, gb *cuda.Buffer) {
+	if p.adapterOff {
+		return
+	}
+	return p.nt.pair(l, i)
 }

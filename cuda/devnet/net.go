@@ -17,6 +17,7 @@ package devnet
 import (
 	"errors"
 	"fmt"
+	"os"
 	"time"
 	"unsafe"
 
@@ -322,4 +323,17 @@ func (nt *Net) FreeMemory() int64 {
 		return 0
 	}
 	return free + nt.D.Pool.Stats().Cached
+}
+
+// rowsVerified records whether StepRows and LogProbs (DPO on the device)
+// have passed their parity tests on a GPU. They were written on a machine
+// without one (2026-11-26, after the H200's time was spent), from parts
+// that had passed (the forward, the backward, the loss head); until a GPU
+// run of TestDPOParity passes, DPO runs op by op unless
+// DISTILL_CUDA_UNVERIFIED=1 asks for this path. Set it true with that run.
+const rowsVerified = false
+
+// RowsReady says whether train.Net should hand DPO to this Net.
+func (nt *Net) RowsReady() bool {
+	return rowsVerified || os.Getenv("DISTILL_CUDA_UNVERIFIED") == "1"
 }

@@ -20,14 +20,15 @@ type pass struct {
 	err  error
 	bufs []*cuda.Buffer
 
-	n, maxPos int
-	drop      train.DropoutMask
-	phase     string // profiling: the phase in progress and its start
-	phaseT    time.Time
-	dropBuf   *cuda.Buffer // the adapter's dropped input (n, in)
-	ids, pos  *cuda.Buffer // i32 (n)
-	cos, sin  *cuda.Buffer // RoPE tables (maxPos+1, hd/2)
-	attn      cuda.AttnShape
+	n, maxPos  int
+	drop       train.DropoutMask
+	adapterOff bool   // the base alone (DPO's reference policy)
+	phase      string // profiling: the phase in progress and its start
+	phaseT     time.Time
+	dropBuf    *cuda.Buffer // the adapter's dropped input (n, in)
+	ids, pos   *cuda.Buffer // i32 (n)
+	cos, sin   *cuda.Buffer // RoPE tables (maxPos+1, hd/2)
+	attn       cuda.AttnShape
 
 	xs           []*cuda.Buffer // layer inputs (the checkpoints) and the last output
 	hf, dhf, dx  *cuda.Buffer   // (n, D)
@@ -202,11 +203,93 @@ func (nt *Net) Step(b *train.Batch, denom int, drop train.DropoutMask) (float64,
 		return 0, err
 	}
 	defer p.free()
+	x := p.forward()
+	p.mark("head")
+	p.head(true, 1/float32(denom), nil)
+	loss := -sum(p.logProbs())
+	p.backward(x)
+	return loss, p.failed()
+}
+
+// StepRows runs forward and backward on b for an objective of the targeted
+// rows' log-probabilities: grad receives log p(target) of each row that
+// carries a target (in row order) and returns d loss / d log p for each;
+// those gradients flow back to Grads. DPO is one such objective.
+func (nt *Net) StepRows(b *train.Batch, drop train.DropoutMask, grad func(logp []float64) ([]float64, error)) error {
+	p, err := nt.newPass(b, drop)
+	if err != nil {
+		return err
+	}
+	defer p.free()
+	x := p.forward()
+	p.mark("head")
+	p.head(false, 0, nil)
+	logp := p.logProbs()
+	if p.err != nil {
+		return p.failed()
+	}
+	g, err := grad(logp)
+	if err != nil {
+		return err
+	}
+	if len(g) != len(logp) {
+		return fmt.Errorf("devnet: %d row gradients for %d rows", len(g), len(logp))
+	}
+	// d loss / d logits = g·(onehot − softmax) = (−g)·(softmax − onehot).
+	scale := make([]float32, len(g))
+	for i, v := range g {
+		scale[i] = float32(-v)
+	}
+	var rowScale *cuda.Buffer
+	if len(scale) > 0 {
+		rowScale = p.take(cuda.F32, len(scale))
+		if rowScale != nil {
+			p.do(cuda.Write(rowScale, 0, scale))
+		}
+	}
+	p.head(true, 0, rowScale)
+	p.backward(x)
+	return p.failed()
+}
+
+// LogProbs is log p(target) of each row of b that carries a target, in row
+// order, forward only (no gradient is touched): with the adapter, or
+// without it (adapterOff: the base alone, DPO's reference policy).
+func (nt *Net) LogProbs(b *train.Batch, adapterOff bool) ([]float64, error) {
+	p, err := nt.newPass(b, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer p.free()
+	p.adapterOff = adapterOff
+	p.forward()
+	p.head(false, 0, nil)
+	logp := p.logProbs()
+	return logp, p.failed()
+}
+
+func (p *pass) failed() error {
+	if p.err != nil {
+		return fmt.Errorf("%w: %d tokens: %w", errStep, p.n, p.err)
+	}
+	return nil
+}
+
+func sum(v []float64) float64 {
+	var t float64
+	for _, x := range v {
+		t += x
+	}
+	return t
+}
+
+// forward runs the decoder, keeping every layer's input, and the final
+// norm into hf; it returns the last layer's output.
+func (p *pass) forward() *cuda.Buffer {
+	nt := p.nt
 	nL := len(nt.layers)
 	c := &nt.M.Config
 	n, D := p.n, c.HiddenSize
-
-	// Forward, keeping every layer's input.
 	p.mark("elementwise")
 	x := p.xs[nL]
 	p.do(p.d.EmbedFwd(x, nt.embed, p.ids, n, D, c.VocabSize))
@@ -215,16 +298,20 @@ func (nt *Net) Step(b *train.Batch, denom int, drop train.DropoutMask) (float64,
 		p.layerFwd(l, x)
 	}
 	p.do(p.d.RMSNormFwd(p.hf, p.rstdF, x, nt.norm, n, D, float32(c.RMSNormEps)))
+	return x
+}
 
-	// The loss and its gradient at the final norm's output, HeadRows rows at
-	// a time.
-	p.mark("head")
-	loss := p.head(1 / float32(denom))
+// backward carries dhf (the gradient at the final norm's output) back
+// through the norm and the layers, recomputing all but the last layer's
+// activations, into the adapter's gradients. x is the last layer's output.
+func (p *pass) backward(x *cuda.Buffer) {
+	nt := p.nt
+	nL := len(nt.layers)
+	c := &nt.M.Config
+	n, D := p.n, c.HiddenSize
 	p.mark("elementwise")
 	p.do(p.dx.Zero())
 	p.do(p.d.RMSNormBwd(p.dx, nil, p.dhf, x, nt.norm, p.rstdF, n, D))
-
-	// Backward through the layers, recomputing all but the last's activations.
 	for l := nL - 1; l >= 0 && p.err == nil; l-- {
 		if l < nL-1 {
 			p.mark("elementwise")
@@ -234,41 +321,55 @@ func (nt *Net) Step(b *train.Batch, denom int, drop train.DropoutMask) (float64,
 		p.layerBwd(l, p.dx, p.xs[l])
 	}
 	p.mark("")
-	if p.err != nil {
-		return 0, fmt.Errorf("%w: %d tokens: %w", errStep, n, p.err)
-	}
-	return loss, nil
 }
 
-// head forms the logits of the rows that carry a target, the cross-entropy
-// and its gradient, and carries that back through the LM head into dhf. It
-// returns the summed loss (the one host synchronisation of a Step).
-func (p *pass) head(scale float32) float64 {
+// head forms the logits of the rows that carry a target, HeadRows at a
+// time, and their losses −log p(target) into p.loss. With grad it turns
+// each row's logits into its gradient — scale·(softmax − onehot), or per
+// row by rowScale when non-nil — and carries it back through the LM head
+// into dhf.
+func (p *pass) head(grad bool, scale float32, rowScale *cuda.Buffer) {
 	nt, d := p.nt, p.d
 	c := &nt.M.Config
 	V, D := c.VocabSize, c.HiddenSize
 	p.do(p.dhf.Zero())
 	if p.idx == nil {
-		return 0
+		return
 	}
 	k := p.idx.Len
 	R := p.hb.Len / D
 	for r0 := 0; r0 < k && p.err == nil; r0 += R {
 		kk := min(R, k-r0)
-		idx := p.idx.View(r0, kk)
+		idx, loss, tg := p.idx.View(r0, kk), p.loss.View(r0, kk), p.targets.View(r0, kk)
 		p.do(d.GatherRows(p.hb, p.hf, idx, kk, D))
 		p.do(d.ToBF16(p.hbb, p.hb, kk*D))
 		p.do(d.GemmBF16(false, true, kk, V, D, 1, p.hbb, D, nt.head, D, 0, p.logits, V))
-		p.do(d.CrossEntropy(p.loss.View(r0, kk), p.logits, p.targets.View(r0, kk), kk, V, scale, true))
+		switch {
+		case !grad:
+			p.do(d.CrossEntropy(loss, p.logits, tg, kk, V, 0, false))
+			continue
+		case rowScale != nil:
+			p.do(d.CrossEntropyRows(loss, p.logits, tg, rowScale.View(r0, kk), kk, V))
+		default:
+			p.do(d.CrossEntropy(loss, p.logits, tg, kk, V, scale, true))
+		}
 		p.do(d.ToBF16(p.lgb, p.logits, kk*V))
 		p.do(d.GemmBF16(false, false, kk, D, V, 1, p.lgb, V, nt.head, D, 0, p.dhb, D))
 		p.do(d.ScatterRows(p.dhf, p.dhb, idx, kk, D))
 	}
-	losses := make([]float32, k)
-	p.do(cuda.Read(p.loss, 0, losses))
-	var total float64
-	for _, v := range losses {
-		total += float64(v)
+}
+
+// logProbs downloads log p(target) of the targeted rows (the one host
+// synchronisation of a Step).
+func (p *pass) logProbs() []float64 {
+	if p.idx == nil {
+		return nil
 	}
-	return total
+	losses := make([]float32, p.idx.Len)
+	p.do(cuda.Read(p.loss, 0, losses))
+	out := make([]float64, len(losses))
+	for i, v := range losses {
+		out[i] = -float64(v)
+	}
+	return out
 }

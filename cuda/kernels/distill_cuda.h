@@ -121,6 +121,10 @@ int dc_clip_scale(float *g, int64_t n, const double *sumsq, double max_norm);
 // loss[r] = logsumexp(logits[r]) − logits[r][target[r]]; logits becomes
 // scale·(softmax − onehot(target)) when grad is set.
 int dc_xent(float *loss, float *logits, const int32_t *target, int rows, int vocab, float scale, int grad);
+// dc_xent with the gradient's scale per row (row_scale[r], device memory):
+// logits become row_scale[r]·(softmax − onehot(target)). A negative scale
+// raises the target's log-probability (DPO's chosen rows).
+int dc_xent_rows(float *loss, float *logits, const int32_t *target, int rows, int vocab, const float *row_scale);
 
 // ---- attention.cu: causal GQA attention, the simple reference version ----
 // Query row i (of nq) attends key rows [kv_lo[i], kv_hi[i]); q, out:

@@ -7,7 +7,8 @@
 // outside [0, vocab) gives its row a NaN loss (callers check targets first).
 #include "common.cuh"
 
-__global__ void k_xent(float *loss, float *logits, const int32_t *target, int vocab, float scale, int grad) {
+__global__ void k_xent(float *loss, float *logits, const int32_t *target, int vocab, float scale,
+                       const float *row_scale, int grad) {
   __shared__ float shm[33], shs[33];
   float *lg = logits + (int64_t)blockIdx.x * vocab;
   int t = target[blockIdx.x];
@@ -32,6 +33,7 @@ __global__ void k_xent(float *loss, float *logits, const int32_t *target, int vo
   if (threadIdx.x == 0) loss[blockIdx.x] = bm + logf(bs) - tl;
   if (!grad) return;
   __syncthreads();  // every thread has read lg[t]
+  if (row_scale != nullptr) scale = row_scale[blockIdx.x];
   float inv = 1.f / bs;
   for (int j = threadIdx.x; j < vocab; j += blockDim.x) {
     float p = expf(lg[j] - bm) * inv;
@@ -42,7 +44,16 @@ __global__ void k_xent(float *loss, float *logits, const int32_t *target, int vo
 extern "C" int dc_xent(float *loss, float *logits, const int32_t *target, int rows, int vocab, float scale, int grad) {
   if (rows <= 0) return 0;
   if (vocab <= 0) return dc_fail("empty vocabulary", "xent(rows=%d, vocab=%d)", rows, vocab);
-  k_xent<<<rows, 512, 0, dc_stream>>>(loss, logits, target, vocab, scale, grad);
+  k_xent<<<rows, 512, 0, dc_stream>>>(loss, logits, target, vocab, scale, nullptr, grad);
   DC_LAUNCHED("xent(rows=%d, vocab=%d, grad=%d)", rows, vocab, grad);
+  return 0;
+}
+
+extern "C" int dc_xent_rows(float *loss, float *logits, const int32_t *target, int rows, int vocab,
+                            const float *row_scale) {
+  if (rows <= 0) return 0;
+  if (vocab <= 0) return dc_fail("empty vocabulary", "xent_rows(rows=%d, vocab=%d)", rows, vocab);
+  k_xent<<<rows, 512, 0, dc_stream>>>(loss, logits, target, vocab, 0.f, row_scale, 1);
+  DC_LAUNCHED("xent_rows(rows=%d, vocab=%d)", rows, vocab);
   return 0;
 }

@@ -1,0 +1,73 @@
+//go:build cuda
+
+package devnet_test
+
+import (
+	"math"
+	"testing"
+
+	"distill/core/model"
+	"distill/core/tensor"
+	"distill/core/train"
+)
+
+// DPO on the device against core/train's on the CPU: the reference and
+// policy sequence log-probs, and one DPO step's pair statistics and adapter
+// gradients, on two chosen/rejected pairs packed in one batch (with LoRA
+// dropout on the second model pair of the table).
+func TestDPOParity(t *testing.T) {
+	device(t)
+	t.Setenv("DISTILL_CUDA_UNVERIFIED", "1") // until this test has passed on a GPU
+	for _, s := range []setup{setups[0], setups[3]} {
+		t.Run(s.name, func(t *testing.T) {
+			dir := t.TempDir()
+			ok(t, model.WriteRandom(dir, s.shape, tensor.BF16, 21))
+			b := batch(rng(8), s.shape.Vocab, 30, 26, 41, 35) // (chosen, rejected) × 2
+			d := &train.DPO{Beta: 0.1, Loss: "sigmoid", LabelSmoothing: 0.1}
+
+			m, a := build(t, dir, s)
+			cpu, err := train.NewNet(tensor.CPU{}, m, a)
+			ok(t, err)
+			cpu.DropoutSeed = 5
+			m2, a2 := build(t, dir, s)
+			gpu, err := train.NewNet(tensor.CPU{}, m2, a2)
+			ok(t, err)
+			gpu.DropoutSeed = 5
+			if attached, err := gpu.Accelerate("cuda"); !attached {
+				t.Fatal(err)
+			}
+			t.Cleanup(gpu.Close)
+
+			for _, off := range []bool{true, false} {
+				want, err := cpu.SequenceLogProbs(b, off)
+				ok(t, err)
+				got, err := gpu.SequenceLogProbs(b, off)
+				ok(t, err)
+				for i := range want {
+					// Sums of ~20 log-probs through bf16 GEMMs: 1e-3 relative.
+					if math.Abs(got[i]-want[i]) > 1e-3*math.Abs(want[i]) || math.IsNaN(got[i]) {
+						t.Errorf("adapter off %v: segment %d log-prob %.5f, CPU %.5f", off, i, got[i], want[i])
+					}
+				}
+			}
+			ref, err := cpu.SequenceLogProbs(b, true)
+			ok(t, err)
+			wantSt, err := cpu.StepDPO(b, ref, 2, d)
+			ok(t, err)
+			gotSt, err := gpu.StepDPO(b, ref, 2, d)
+			ok(t, err)
+			if gotSt.Pairs != 2 || gotSt.Correct != wantSt.Correct ||
+				math.Abs(gotSt.Loss-wantSt.Loss) > 1e-3*math.Abs(wantSt.Loss)+1e-4 ||
+				math.Abs(gotSt.RewardChosen-wantSt.RewardChosen) > 1e-3*math.Abs(wantSt.RewardChosen)+1e-4 {
+				t.Errorf("stats %+v, CPU %+v", gotSt, wantSt)
+			}
+			// The pair losses' gradients weigh each row by its pair's
+			// coefficient: 1e-2 relative in L2, as the SFT step's.
+			if rel := relL2(gpu.Grads, cpu.Grads); rel > 1e-2 || math.IsNaN(rel) {
+				t.Errorf("adapter gradients differ from the CPU's by %.2e relative (L2)", rel)
+			} else {
+				t.Logf("loss %.6f (CPU %.6f), gradients %.2e relative", gotSt.Loss, wantSt.Loss, rel)
+			}
+		})
+	}
+}
