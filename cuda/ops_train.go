@@ -75,3 +75,21 @@ func (d *Device) CrossEntropyRows(loss, logits, target, rowScale *Buffer, rows, 
 		return C.dc_xent_rows((*C.float)(loss.ptr), (*C.float)(logits.ptr), (*C.int32_t)(target.ptr), C.int(rows), C.int(vocab), (*C.float)(rowScale.ptr))
 	})
 }
+
+// KDDivergences numbers the divergences of KDRows as core/train names them.
+var KDDivergences = map[string]int{"forward_kl": 0, "reverse_kl": 1, "jsd": 2}
+
+// KDRows is core/train's KD.row for rows rows at once: loss[r] from student
+// logits z and teacher logits t (rows, vocab), z overwritten with
+// scale·dloss/dz. Targets (i32) must be in [0, vocab).
+func (d *Device) KDRows(loss, z, t, target *Buffer, rows, vocab int, divergence string, tau, alpha, beta, scale float32) error {
+	div, known := KDDivergences[divergence]
+	if err := check("kd_rows").true(known, "unknown divergence %q", divergence).buf("loss", loss, F32, rows).
+		buf("z", z, F32, rows*vocab).buf("t", t, F32, rows*vocab).buf("target", target, I32, rows).err; err != nil {
+		return err
+	}
+	return call(func() C.int {
+		return C.dc_kd_rows((*C.float)(loss.ptr), (*C.float)(z.ptr), (*C.float)(t.ptr), (*C.int32_t)(target.ptr), C.int(rows), C.int(vocab),
+			C.int(div), C.float(tau), C.float(alpha), C.float(beta), C.float(scale))
+	})
+}

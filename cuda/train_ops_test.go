@@ -105,3 +105,36 @@ func TestCrossEntropyParity(t *testing.T) {
 		})
 	}
 }
+
+// Logit distillation per row against core/train's KD.row (f64 on the host):
+// every divergence, a temperature above and below 1, a mix of CE.
+func TestKDRowsParity(t *testing.T) {
+	d := device(t)
+	for _, div := range []string{"forward_kl", "reverse_kl", "jsd"} {
+		for _, sh := range [][2]int{{3, 1001}, {4, 151936}} {
+			rows, V := sh[0], sh[1]
+			for _, tau := range []float64{0.7, 2} {
+				t.Run(shapeName("%s_%dx%d_tau%g", div, rows, V, tau), func(t *testing.T) {
+					r := rng(uint64(V) + uint64(tau*10))
+					z, tl := randn(r, rows*V, 2), randn(r, rows*V, 2)
+					targets := make([]int, rows)
+					for i := range targets {
+						targets[i] = r.IntN(V)
+					}
+					kd := &train.KD{Divergence: div, Temperature: tau, Alpha: 0.3, Beta: 0.4}
+					want := slices.Clone(z)
+					wantL := make([]float32, rows)
+					for i := range rows {
+						wantL[i] = float32(kd.KDRow(want[i*V:(i+1)*V], tl[i*V:(i+1)*V], targets[i], 0.25))
+					}
+					ld, zd := zeros(t, d, cuda.F32, rows), up(t, d, cuda.F32, z)
+					ok(t, d.KDRows(ld, zd, up(t, d, cuda.F32, tl), up(t, d, cuda.I32, i32s(targets)), rows, V, div, float32(tau), 0.3, 0.4, 0.25))
+					// f32 sums over V terms (the host's are f64): ~1e-5 relative on
+					// losses of a few nats; gradients are probabilities·scale.
+					near(t, "loss", down(t, ld), wantL, 1e-4, 1e-4)
+					near(t, "dz", down(t, zd), want, 1e-4, 1e-7)
+				})
+			}
+		}
+	}
+}

@@ -46,6 +46,15 @@ type AcceleratedRows interface {
 	RowsReady() bool
 }
 
+// AcceleratedKD is an Accelerated that also runs logit distillation on the
+// device, the teacher too. KDReady says whether to use it: an
+// implementation not yet checked on hardware says no.
+type AcceleratedKD interface {
+	Accelerated
+	StepKD(b *Batch, denom int, drop DropoutMask, kd *KD) (float64, error)
+	KDReady() bool
+}
+
 var (
 	accelMu sync.Mutex
 	accels  = map[string]func(m *model.Model, a *lora.Adapter) (Accelerated, error){}
@@ -230,4 +239,40 @@ func (nt *Net) accelStepDPO(r AcceleratedRows, b *Batch, ref []float64, pairsInS
 	}
 	nt.lastLoss = st.Loss
 	return st, nil
+}
+
+// accelKD is the attached accelerator when it runs logit distillation.
+func (nt *Net) accelKD() AcceleratedKD {
+	if r, ok := nt.accel.(AcceleratedKD); ok && r.KDReady() && !nt.adapterOff {
+		return r
+	}
+	return nil
+}
+
+// accelStepKD is StepKD on the device: parameters up, one step, gradients
+// down and added to Grads.
+func (nt *Net) accelStepKD(r AcceleratedKD, b *Batch, denom int, kd *KD) (float64, error) {
+	defer func() { nt.microBatches++ }()
+	if err := r.UploadParams(); err != nil {
+		return 0, err
+	}
+	if err := r.ZeroGrads(); err != nil {
+		return 0, err
+	}
+	var drop DropoutMask
+	if nt.dropping() {
+		drop = nt.dropBase
+	}
+	loss, err := r.StepKD(b, denom, drop, kd)
+	if err != nil {
+		return 0, err
+	}
+	if err := r.DownloadGrads(nt.accelGrads); err != nil {
+		return 0, err
+	}
+	for i, g := range nt.accelGrads {
+		nt.Grads[i] += g
+	}
+	nt.lastLoss = loss
+	return loss, nil
 }

@@ -36,3 +36,9 @@ func AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse []float32, n, nH, nKV
 func CrossEntropyRows(logits []float32, V int, rows, targets []int, scale float32, losses []float64) {
 	ceRows(logits, V, rows, targets, scale, losses)
 }
+
+// KDRow is KD.row: one position's distillation loss from student logits z
+// and teacher logits t (both V), z overwritten with scale·dloss/dz.
+func (k *KD) KDRow(z, t []float32, target int, scale float32) float64 {
+	return k.row(z, t, target, scale, make([]float64, len(z)))
+}

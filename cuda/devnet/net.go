@@ -114,12 +114,14 @@ type Net struct {
 	pairOff  [][nMod][2]int // offsets of each pair's A and B in Params; -1 untargeted
 	tileSize int            // the largest NF4 projection, in elements
 	owned    []*cuda.Buffer
+	teachers map[any]*Net // KD teachers on the device, by model
 }
 
-// New uploads m's frozen weights and a's parameters to d. The base's
-// projections must be NF4 (core/quant) or dense.
+// New uploads m's frozen weights and a's parameters to d (a nil: the model
+// alone, as a KD teacher). The base's projections must be NF4 (core/quant)
+// or dense.
 func New(d *cuda.Device, m *model.Model, a *lora.Adapter) (*Net, error) {
-	if len(a.Layers) != len(m.Layers) {
+	if a != nil && len(a.Layers) != len(m.Layers) {
 		return nil, fmt.Errorf("devnet: adapter has %d layers, model %d", len(a.Layers), len(m.Layers))
 	}
 	nt := &Net{D: d, M: m, A: a, HeadRows: 128}
@@ -244,15 +246,22 @@ func (nt *Net) upload() error {
 	} else if nt.head, err = nt.dense(m.LMHead); err != nil {
 		return err
 	}
+	nt.pairOff = make([][nMod][2]int, len(m.Layers))
+	for l := range nt.pairOff {
+		for i := range nMod {
+			nt.pairOff[l][i] = [2]int{-1, -1}
+		}
+	}
+	if a == nil { // a frozen model alone (a KD teacher)
+		return nil
+	}
 	// The adapter: offsets of each pair's A and B in its one allocation.
 	base := unsafe.Pointer(unsafe.SliceData(a.Params))
 	off := func(v []float32) int {
 		return int((uintptr(unsafe.Pointer(unsafe.SliceData(v))) - uintptr(base)) / 4)
 	}
-	nt.pairOff = make([][nMod][2]int, len(a.Layers))
 	for l, ps := range a.Layers {
 		for i := range nMod {
-			nt.pairOff[l][i] = [2]int{-1, -1}
 			if i < len(ps) && ps[i] != nil {
 				nt.pairOff[l][i] = [2]int{off(ps[i].A), off(ps[i].B)}
 			}
@@ -269,8 +278,12 @@ func (nt *Net) upload() error {
 	return nil
 }
 
-// Close frees the device memory the Net holds.
+// Close frees the device memory the Net holds, its KD teachers' too.
 func (nt *Net) Close() {
+	for k, t := range nt.teachers {
+		t.Close()
+		delete(nt.teachers, k)
+	}
 	for _, l := range nt.layers {
 		for _, w := range l.w {
 			if w != nil {
@@ -336,4 +349,14 @@ const rowsVerified = false
 // RowsReady says whether train.Net should hand DPO to this Net.
 func (nt *Net) RowsReady() bool {
 	return rowsVerified || os.Getenv("DISTILL_CUDA_UNVERIFIED") == "1"
+}
+
+// kdVerified is rowsVerified for StepKD (logit distillation with the
+// teacher on the device): written without a GPU; until a GPU run of
+// TestKDParity passes, KD runs op by op unless DISTILL_CUDA_UNVERIFIED=1.
+const kdVerified = false
+
+// KDReady says whether train.Net should hand KD steps to this Net.
+func (nt *Net) KDReady() bool {
+	return kdVerified || os.Getenv("DISTILL_CUDA_UNVERIFIED") == "1"
 }

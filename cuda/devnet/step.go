@@ -122,7 +122,10 @@ func (nt *Net) newPass(b *train.Batch, drop train.DropoutMask) (*pass, error) {
 		return nil, err
 	}
 	n, D, F, V := p.n, c.HiddenSize, c.IntermediateSize, c.VocabSize
-	H, KV, hd, r := c.NumHeads, c.NumKVHeads, c.HeadDim, nt.A.Config.R
+	H, KV, hd, r := c.NumHeads, c.NumKVHeads, c.HeadDim, 0
+	if nt.A != nil {
+		r = nt.A.Config.R
+	}
 	qO, kvO := H*hd, KV*hd
 	p.ids, p.pos = p.up(cuda.I32, ids), p.up(cuda.I32, pos)
 	cos, sin := nt.M.Rope(p.maxPos + 1)
@@ -205,7 +208,7 @@ func (nt *Net) Step(b *train.Batch, denom int, drop train.DropoutMask) (float64,
 	defer p.free()
 	x := p.forward()
 	p.mark("head")
-	p.head(true, 1/float32(denom), nil)
+	p.head(headMode{grad: true, scale: 1 / float32(denom)})
 	loss := -sum(p.logProbs())
 	p.backward(x)
 	return loss, p.failed()
@@ -223,7 +226,7 @@ func (nt *Net) StepRows(b *train.Batch, drop train.DropoutMask, grad func(logp [
 	defer p.free()
 	x := p.forward()
 	p.mark("head")
-	p.head(false, 0, nil)
+	p.head(headMode{})
 	logp := p.logProbs()
 	if p.err != nil {
 		return p.failed()
@@ -247,7 +250,7 @@ func (nt *Net) StepRows(b *train.Batch, drop train.DropoutMask, grad func(logp [
 			p.do(cuda.Write(rowScale, 0, scale))
 		}
 	}
-	p.head(true, 0, rowScale)
+	p.head(headMode{grad: true, rowScale: rowScale})
 	p.backward(x)
 	return p.failed()
 }
@@ -263,7 +266,7 @@ func (nt *Net) LogProbs(b *train.Batch, adapterOff bool) ([]float64, error) {
 	defer p.free()
 	p.adapterOff = adapterOff
 	p.forward()
-	p.head(false, 0, nil)
+	p.head(headMode{})
 	logp := p.logProbs()
 	return logp, p.failed()
 }
@@ -323,12 +326,30 @@ func (p *pass) backward(x *cuda.Buffer) {
 	p.mark("")
 }
 
+// headMode is what the loss head does after forming a chunk's logits.
+type headMode struct {
+	grad     bool         // turn the logits into their gradient and carry it into dhf
+	scale    float32      // the gradient's scale (SFT: 1/denom)
+	rowScale *cuda.Buffer // or a scale per targeted row (f32)
+	kd       *kdHead      // or logit distillation against a teacher
+}
+
+// kdHead is a KD step's teacher side: its final hidden states for the batch
+// and its LM head, with scratch for one chunk of its logits.
+type kdHead struct {
+	hidden, head     *cuda.Buffer // (n, Dt) f32; (V, Dt) bf16
+	dt               int
+	divergence       string
+	tau, alpha, beta float32
+	th, thb, logits  *cuda.Buffer // (R, Dt) f32 and bf16; (R, V) f32
+}
+
 // head forms the logits of the rows that carry a target, HeadRows at a
-// time, and their losses −log p(target) into p.loss. With grad it turns
-// each row's logits into its gradient — scale·(softmax − onehot), or per
-// row by rowScale when non-nil — and carries it back through the LM head
-// into dhf.
-func (p *pass) head(grad bool, scale float32, rowScale *cuda.Buffer) {
+// time, and their losses into p.loss: −log p(target), or the KD loss. With
+// m.grad it turns each row's logits into its gradient — m.scale·(softmax −
+// onehot), per row by m.rowScale, or the KD loss's — and carries it back
+// through the LM head into dhf.
+func (p *pass) head(m headMode) {
 	nt, d := p.nt, p.d
 	c := &nt.M.Config
 	V, D := c.VocabSize, c.HiddenSize
@@ -345,13 +366,19 @@ func (p *pass) head(grad bool, scale float32, rowScale *cuda.Buffer) {
 		p.do(d.ToBF16(p.hbb, p.hb, kk*D))
 		p.do(d.GemmBF16(false, true, kk, V, D, 1, p.hbb, D, nt.head, D, 0, p.logits, V))
 		switch {
-		case !grad:
+		case !m.grad:
 			p.do(d.CrossEntropy(loss, p.logits, tg, kk, V, 0, false))
 			continue
-		case rowScale != nil:
-			p.do(d.CrossEntropyRows(loss, p.logits, tg, rowScale.View(r0, kk), kk, V))
+		case m.kd != nil:
+			t := m.kd
+			p.do(d.GatherRows(t.th, t.hidden, idx, kk, t.dt))
+			p.do(d.ToBF16(t.thb, t.th, kk*t.dt))
+			p.do(d.GemmBF16(false, true, kk, V, t.dt, 1, t.thb, t.dt, t.head, t.dt, 0, t.logits, V))
+			p.do(d.KDRows(loss, p.logits, t.logits, tg, kk, V, t.divergence, t.tau, t.alpha, t.beta, m.scale))
+		case m.rowScale != nil:
+			p.do(d.CrossEntropyRows(loss, p.logits, tg, m.rowScale.View(r0, kk), kk, V))
 		default:
-			p.do(d.CrossEntropy(loss, p.logits, tg, kk, V, scale, true))
+			p.do(d.CrossEntropy(loss, p.logits, tg, kk, V, m.scale, true))
 		}
 		p.do(d.ToBF16(p.lgb, p.logits, kk*V))
 		p.do(d.GemmBF16(false, false, kk, D, V, 1, p.lgb, V, nt.head, D, 0, p.dhb, D))
@@ -359,9 +386,9 @@ func (p *pass) head(grad bool, scale float32, rowScale *cuda.Buffer) {
 	}
 }
 
-// logProbs downloads log p(target) of the targeted rows (the one host
+// losses downloads the targeted rows' losses (the one host
 // synchronisation of a Step).
-func (p *pass) logProbs() []float64 {
+func (p *pass) losses() []float64 {
 	if p.idx == nil {
 		return nil
 	}
@@ -369,7 +396,17 @@ func (p *pass) logProbs() []float64 {
 	p.do(cuda.Read(p.loss, 0, losses))
 	out := make([]float64, len(losses))
 	for i, v := range losses {
-		out[i] = -float64(v)
+		out[i] = float64(v)
+	}
+	return out
+}
+
+// logProbs is log p(target) of the targeted rows: −losses of the
+// cross-entropy head.
+func (p *pass) logProbs() []float64 {
+	out := p.losses()
+	for i := range out {
+		out[i] = -out[i]
 	}
 	return out
 }

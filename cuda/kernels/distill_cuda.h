@@ -150,4 +150,5 @@ int dc_scale(float *x, float s, int64_t n);
 #include "attn_gemm.h"
 #include "rows.h"
 #include "dropout.h"
+#include "kd.h"
 #endif
