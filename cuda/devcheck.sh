@@ -99,8 +99,8 @@ mkdir -p /tmp/e2e/tok && tar -C /tmp/e2e/tok -xJf .devbuild/qwen3-tokenizer.tar.
 for dev in cuda cpu; do
   echo "-- --device $dev"
   timeout 120 /tmp/distill train sft --model /tmp/e2e/base --data examples/tickets/train.jsonl --steps 40 --lr 0.003 \
-    --device $dev --db /tmp/e2e/$dev.db --out /tmp/e2e/run-$dev --checkpoint-every 0 > "$OUT/e2e-$dev.log" 2>&1
-  echo "exit $?"; grep -vE "^\s+(adapter|gradients|optimizer|activations|workspace|runtime|total) " "$OUT/e2e-$dev.log" | tail -12
+    --device $dev --db /tmp/e2e/$dev.db --out /tmp/e2e/run-$dev --checkpoint-every 0 > /tmp/e2e/sft-$dev.log 2>&1
+  echo "exit $?"; grep -vE "^\s+(adapter|gradients|optimizer|activations|workspace|runtime|total) " /tmp/e2e/sft-$dev.log | tail -12
 done
 step "distill train dpo and kd (device paths not yet verified: DISTILL_CUDA_UNVERIFIED=1): cuda then cpu"
 for m in dpo kd; do
@@ -109,8 +109,8 @@ for m in dpo kd; do
   for dev in cuda cpu; do
     echo "-- $m --device $dev"
     DISTILL_CUDA_UNVERIFIED=1 timeout 120 /tmp/distill train $m --model /tmp/e2e/base $args --steps 20 --lr 0.003 \
-      --device $dev --db /tmp/e2e/$m-$dev.db --out /tmp/e2e/$m-$dev --checkpoint-every 0 > "$OUT/e2e-$m-$dev.log" 2>&1
-    echo "exit $?"; grep -E "^step (1|20)/|val_|Error|error" "$OUT/e2e-$m-$dev.log" | tail -6
+      --device $dev --db /tmp/e2e/$m-$dev.db --out /tmp/e2e/$m-$dev --checkpoint-every 0 > /tmp/e2e/$m-$dev.log 2>&1
+    echo "exit $?"; grep -E "^step (1|20)/|val_|Error|error" /tmp/e2e/$m-$dev.log | tail -6
   done
 done
 step "training step ${DISTILL_BENCH_STEP:-}"
@@ -118,6 +118,7 @@ step "training step ${DISTILL_BENCH_STEP:-}"
   -test.benchtime ${STEP_TIME:-5x}) >> "$OUT/bench.log" 2>&1
 echo "training step exit $?"
 grep -E "^Benchmark|FAIL|panic|_test.go" "$OUT/bench.log" | tail -40
+for f in /tmp/e2e/*.log; do echo "==== $f"; cat "$f"; done > "$OUT/e2e.log" 2>/dev/null  # one file: $OUT returns at most 8
 step table
 cat "$OUT/tests.log" "$OUT/bench.log" | .devbuild/cudatable | tee "$OUT/table.txt"
 nvidia-smi --query-gpu=memory.used,temperature.gpu,clocks.sm --format=csv
