@@ -41,6 +41,7 @@ type TrainJob struct {
 	teacher    *model.Model
 	gpu        bool  // SFT steps run on the device (cuda/devnet)
 	planDevice int64 // their planned device memory, the CUDA context aside
+	vramPeak   int64 // the most NVML reported in use after a step
 	net        *train.Net
 	opt        *train.AdamW
 	batches    []*train.Batch

@@ -73,6 +73,13 @@ func (j *TrainJob) record(events <-chan train.Event, log *os.File) error {
 		points := []store.Metric{{Step: e.Step, Name: "loss", Value: e.Loss}, {Step: e.Step, Name: "lr", Value: e.LR},
 			{Step: e.Step, Name: "grad_norm", Value: e.GradNorm}, {Step: e.Step, Name: "tokens_per_second", Value: e.TokensPerSec},
 			{Step: e.Step, Name: "rss_bytes", Value: float64(e.RSS)}}
+		if j.gpu { // the card's memory in use, through NVML (every process on it)
+			if g, ok := firstGPU(); ok {
+				line["vram_bytes"] = g.Used
+				points = append(points, store.Metric{Step: e.Step, Name: "vram_bytes", Value: float64(g.Used)})
+				j.vramPeak = max(j.vramPeak, g.Used)
+			}
+		}
 		for k, v := range e.Extra {
 			line[k] = v
 			points = append(points, store.Metric{Step: e.Step, Name: k, Value: v})
@@ -172,6 +179,9 @@ func (j *TrainJob) finish() error {
 	if peak, total, ok := j.net.DeviceMemory(); ok {
 		j.logf("device memory: peak %.1f MB in the pool, plan %.1f MB (the CUDA context aside), of %.1f GB on the card",
 			float64(peak)/1e6, float64(j.planDevice)/1e6, float64(total)/1e9)
+		if j.vramPeak > 0 {
+			j.logf("device memory in use at the steps' ends (NVML, every process on the card): at most %.1f MB", float64(j.vramPeak)/1e6)
+		}
 	}
 	task := "" // the registry's task: what the adapter was trained to do
 	if j.format == data.FormatClassification || j.format == data.FormatIDP {
