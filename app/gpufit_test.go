@@ -2,8 +2,9 @@ package app
 
 import "testing"
 
-// The micro-batch a device can hold: the largest seq/f that fits, with
-// accumulation ×f; nothing when even 16 tokens do not fit.
+// The micro-batch a device can hold (what checkDeviceFit suggests): the
+// largest seq/f that fits, with accumulation ×f; nothing when even 16
+// tokens (or a shorter configured seq_len) do not fit.
 func TestFitMicroBatch(t *testing.T) {
 	need := func(n int) int64 { return int64(n) * 1000 } // 1 KB a token
 	for _, c := range []struct {
@@ -19,6 +20,8 @@ func TestFitMicroBatch(t *testing.T) {
 		{100, 1, 16_000, 0, 0, false},       // 100/6 = 17 tokens need 17 KB; 100/7 < 16: refused
 		{64, 1, 16_000, 16, 4, true},
 		{64, 1, 15_999, 0, 0, false},
+		{8, 1, 8_000, 8, 1, true}, // a seq_len under 16 is tried as it is
+		{8, 1, 7_999, 0, 0, false},
 	} {
 		tokens, accum, ok := fitMicroBatch(c.seq, c.accum, c.free, need)
 		if tokens != c.tokens && c.ok || accum != c.newAccum && c.ok || ok != c.ok {

@@ -162,7 +162,7 @@ func (j *TrainJob) load() error {
 		if ok, err := j.net.Accelerate(c.Device); ok {
 			j.logf("device-resident SFT steps on %s", c.Device)
 			j.gpu = true
-			if err := j.fitDevice(); err != nil {
+			if err := j.checkDeviceFit(); err != nil {
 				return err
 			}
 		} else {
