@@ -4,6 +4,15 @@
 // core/train's KD.row computes them in f64 on the host.
 #include "common.cuh"
 
+// log(β·p_t + (1−β)·p_s) from the log-probabilities, so that two tiny
+// probabilities do not round their mixture to 0 (log 0 = −inf) in f32.
+__device__ __forceinline__ float kd_log_mix(float lt, float ls, float lbeta, float l1beta) {
+  float a = lbeta + lt, b = l1beta + ls;
+  float hi = fmaxf(a, b);
+  if (hi == -INFINITY) return -INFINITY;
+  return hi + log1pf(expf(-fabsf(a - b)));
+}
+
 __global__ void k_kd_rows(float *loss, float *z, const float *t, const int32_t *target, int vocab, int div,
                           float tau, float alpha, float beta, float scale) {
   __shared__ float sh[33];
@@ -15,6 +24,7 @@ __global__ void k_kd_rows(float *loss, float *z, const float *t, const int32_t *
     return;
   }
   float inv = 1.f / tau;
+  float lbeta = logf(beta), l1beta = log1pf(-beta);  // JSD's weights, in log space
   // Pass 1: maxima, then the three log-sum-exps.
   float mz = -INFINITY, mt = -INFINITY;
   for (int j = threadIdx.x; j < vocab; j += blockDim.x) {
@@ -43,7 +53,7 @@ __global__ void k_kd_rows(float *loss, float *z, const float *t, const int32_t *
     } else if (div == 1) {
       dv += ps * (ls - lt);
     } else {
-      float m = beta * pt + (1.f - beta) * ps, lm = logf(m);
+      float lm = kd_log_mix(lt, ls, lbeta, l1beta);
       if (pt > 0.f) dv += beta * pt * (lt - lm);
       if (ps > 0.f) {
         float g = (1.f - beta) * (ls - lm);
@@ -68,8 +78,7 @@ __global__ void k_kd_rows(float *loss, float *z, const float *t, const int32_t *
     } else if (div == 1) {
       g = ps * ((ls - lt) - mean) * inv;
     } else {
-      float m = beta * pt + (1.f - beta) * ps;
-      float gj = ps > 0.f ? (1.f - beta) * (ls - logf(m)) : 0.f;
+      float gj = ps > 0.f ? (1.f - beta) * (ls - kd_log_mix(lt, ls, lbeta, l1beta)) : 0.f;
       g = ps * (gj - mean) * inv;
     }
     float p1 = expf(zr[j] - lse1);
