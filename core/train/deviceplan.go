@@ -1,5 +1,7 @@
 package train
 
+import "distill/core/tensor"
+
 // DeviceRuntime is what a GPU process holds besides its buffers: the CUDA
 // context, cuBLAS's handle and workspace, and the loaded kernels. Measured
 // as device memory in use minus the pool's peak on an H200 (CUDA 13.0,
@@ -27,7 +29,7 @@ func (nt *Net) DevicePlan(n int, weightBytes int64, nf4 bool) Plan {
 	L := int64(len(nt.M.Layers))
 	params := int64(len(nt.Params)) * 4
 	w := weightBytes
-	if nt.M.LMHead == nt.M.Embed && nt.M.Embed.DType.Size() != 2 { // the head's bf16 copy
+	if nt.M.LMHead == nt.M.Embed && nt.M.Embed.DType != tensor.BF16 { // the head's bf16 copy
 		w += V * D * 2
 	}
 	wide := max(D, F, qO)
