@@ -47,12 +47,13 @@ type AcceleratedRows interface {
 }
 
 // AcceleratedKD is an Accelerated that also runs logit distillation on the
-// device, the teacher too. KDReady says whether to use it: an
-// implementation not yet checked on hardware says no.
+// device, the teacher too. KDReady says whether to use it for kd: not for a
+// teacher it cannot hold, and not while the implementation is unchecked on
+// hardware.
 type AcceleratedKD interface {
 	Accelerated
 	StepKD(b *Batch, denom int, drop DropoutMask, kd *KD) (float64, error)
-	KDReady() bool
+	KDReady(kd *KD) bool
 }
 
 var (
@@ -241,9 +242,9 @@ func (nt *Net) accelStepDPO(r AcceleratedRows, b *Batch, ref []float64, pairsInS
 	return st, nil
 }
 
-// accelKD is the attached accelerator when it runs logit distillation.
-func (nt *Net) accelKD() AcceleratedKD {
-	if r, ok := nt.accel.(AcceleratedKD); ok && r.KDReady() && !nt.adapterOff {
+// accelKD is the attached accelerator when it runs this distillation.
+func (nt *Net) accelKD(kd *KD) AcceleratedKD {
+	if r, ok := nt.accel.(AcceleratedKD); ok && r.KDReady(kd) && !nt.adapterOff {
 		return r
 	}
 	return nil

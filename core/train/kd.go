@@ -50,7 +50,7 @@ func (k *KD) Validate(student *model.Model) error {
 // teacher runs once over each segment; its logits are formed lossRows rows
 // at a time beside the student's, never for the whole batch at once.
 func (nt *Net) StepKD(b *Batch, denom int, kd *KD) (float64, error) {
-	if r := nt.accelKD(); r != nil {
+	if r := nt.accelKD(kd); r != nil {
 		if err := b.Validate(nt.M.Config.VocabSize); err != nil {
 			return 0, err
 		}

@@ -171,6 +171,17 @@ func (nt *Net) dense(t *tensor.Tensor) (*cuda.Buffer, error) {
 	return nt.keep(b), nil
 }
 
+// uploadable says whether matrix can be a device weight: NF4 or dense.
+func uploadable(m tensor.Matrix) bool {
+	if q, ok := m.(tensor.NF4Matrix); ok {
+		if _, ok := q.NF4(); ok {
+			return true
+		}
+	}
+	_, dense := m.(*tensor.Tensor)
+	return dense
+}
+
 func (nt *Net) matrix(name string, m tensor.Matrix) (*weight, error) {
 	w := &weight{rows: m.Rows(), cols: m.Cols()}
 	if q, ok := m.(tensor.NF4Matrix); ok {
@@ -356,7 +367,28 @@ func (nt *Net) RowsReady() bool {
 // TestKDParity passes, KD runs op by op unless DISTILL_CUDA_UNVERIFIED=1.
 const kdVerified = false
 
-// KDReady says whether train.Net should hand KD steps to this Net.
-func (nt *Net) KDReady() bool {
-	return kdVerified || os.Getenv("DISTILL_CUDA_UNVERIFIED") == "1"
+// KDReady says whether train.Net should hand kd's steps to this Net: once
+// verified, and when the teacher's projections are NF4 or dense (a Q8
+// teacher stays on the op-by-op path).
+func (nt *Net) KDReady(kd *train.KD) bool {
+	if !kdVerified && os.Getenv("DISTILL_CUDA_UNVERIFIED") != "1" {
+		return false
+	}
+	if kd.Teacher == nil || kd.Teacher.Config.VocabSize != nt.M.Config.VocabSize {
+		return false
+	}
+	for _, l := range kd.Teacher.Layers {
+		for _, p := range l.Projections() {
+			if !uploadable(p) {
+				return false
+			}
+		}
+	}
+	return true
 }
+
+// Compile-time checks: the Net is every kind of step core/train hands over.
+var (
+	_ train.AcceleratedRows = (*Net)(nil)
+	_ train.AcceleratedKD   = (*Net)(nil)
+)
