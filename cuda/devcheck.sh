@@ -9,8 +9,13 @@
 # Logs go to $OUT (or .devbuild/out).
 set -u
 OUT=${OUT:-.devbuild/out}
-mkdir -p "$OUT" cuda/build && OUT=$(readlink -f "$OUT")
+# The kernels are built apart from `make cuda`'s cuda/build (this build is
+# for one architecture, the device's).
+BUILD=/tmp/distill-devcheck-build
+mkdir -p "$OUT" "$BUILD" && OUT=$(readlink -f "$OUT")
 exec > >(tee "$OUT/devcheck.log") 2>&1
+tee_pid=$!
+trap 'exec 1>&- 2>&-; wait $tee_pid' EXIT  # the log's last lines reach the file
 step() { echo "== $* ($(date +%T))"; }
 
 step machine
@@ -25,7 +30,10 @@ step libraries
 mkdir -p /tmp/cl
 LIBPATH=""
 for l in cublas cublasLt cudart; do
-  f=$(find "$CUDA_HOME" /usr/local /usr/lib /opt -name "lib$l.so.[0-9]*" 2>/dev/null | sort | head -1)
+  # nvcc's own toolkit first (its version must match the objects nvcc
+  # makes), then anywhere else; the newest version within each.
+  f=$(find "$CUDA_HOME" -name "lib$l.so.[0-9]*" 2>/dev/null | sort -V | tail -1)
+  [ -n "$f" ] || f=$(find /usr/local /usr/lib /opt -name "lib$l.so.[0-9]*" 2>/dev/null | sort -V | tail -1)
   [ -n "$f" ] || { echo "no lib$l.so"; exit 2; }
   echo "lib$l: $f"
   ln -sf "$f" /tmp/cl/lib$l.so
@@ -35,25 +43,26 @@ export LD_LIBRARY_PATH="${LIBPATH#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 step "kernels (nvcc, sm_90)"
 ARCH=${CUDA_ARCH:-90}
+rm -f "$BUILD"/*.o "$BUILD"/libdistillcuda.a  # nothing stale from an earlier call
 pids=()
 for f in cuda/kernels/*.cu; do
   "$NVCC" -O3 -std=c++17 -Xcompiler -fPIC --expt-relaxed-constexpr -gencode arch=compute_$ARCH,code=sm_$ARCH \
-    -c "$f" -o "cuda/build/$(basename "$f" .cu).o" & pids+=($!)
+    -c "$f" -o "$BUILD/$(basename "$f" .cu).o" & pids+=($!)
 done
 fail=0
 for p in "${pids[@]}"; do wait "$p" || fail=1; done
 if [ $fail = 1 ]; then
   echo "nvcc failed: falling back to the carried library (built with the build machine's nvcc)"
-  cp .devbuild/libdistillcuda.a cuda/build/libdistillcuda.a
+  cp .devbuild/libdistillcuda.a "$BUILD"/libdistillcuda.a
 else
-  rm -f cuda/build/libdistillcuda.a && ar rcs cuda/build/libdistillcuda.a cuda/build/*.o
+  ar rcs "$BUILD"/libdistillcuda.a "$BUILD"/*.o
 fi
 
 link() { # link NAME [flags]: .devbuild/NAME.o.xz → /tmp/NAME
   n=$1; shift
   xz -dc .devbuild/$n.o.xz > /tmp/$n.o &&
   gcc -m64 -o /tmp/$n -Wl,--export-dynamic-symbol=_cgo_panic -Wl,--export-dynamic-symbol=_cgo_topofstack \
-    -Wl,--export-dynamic-symbol=crosscall2 "$@" /tmp/$n.o -Lcuda/build -ldistillcuda -L/tmp/cl -lcublas -lcublasLt \
+    -Wl,--export-dynamic-symbol=crosscall2 "$@" /tmp/$n.o -L"$BUILD" -ldistillcuda -L/tmp/cl -lcublas -lcublasLt \
     -lcudart -lstdc++ -lm -lpthread -ldl -lrt -no-pie
 }
 step link
