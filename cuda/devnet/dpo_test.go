@@ -9,6 +9,7 @@ import (
 	"distill/core/model"
 	"distill/core/tensor"
 	"distill/core/train"
+	"distill/cuda"
 )
 
 // DPO on the device against core/train's on the CPU: the reference and
@@ -16,14 +17,14 @@ import (
 // gradients, on two chosen/rejected pairs packed in one batch (with LoRA
 // dropout on the second model pair of the table).
 func TestDPOParity(t *testing.T) {
-	device(t)
+	d := device(t)
 	t.Setenv("DISTILL_CUDA_UNVERIFIED", "1") // until this test has passed on a GPU
 	for _, s := range []setup{setups[0], setups[3]} {
 		t.Run(s.name, func(t *testing.T) {
 			dir := t.TempDir()
 			ok(t, model.WriteRandom(dir, s.shape, tensor.BF16, 21))
 			b := batch(rng(8), s.shape.Vocab, 30, 26, 41, 35) // (chosen, rejected) × 2
-			d := &train.DPO{Beta: 0.1, Loss: "sigmoid", LabelSmoothing: 0.1}
+			dpo := &train.DPO{Beta: 0.1, Loss: "sigmoid", LabelSmoothing: 0.1}
 
 			m, a := build(t, dir, s)
 			cpu, err := train.NewNet(tensor.CPU{}, m, a)
@@ -52,10 +53,12 @@ func TestDPOParity(t *testing.T) {
 			}
 			ref, err := cpu.SequenceLogProbs(b, true)
 			ok(t, err)
-			wantSt, err := cpu.StepDPO(b, ref, 2, d)
+			wantSt, err := cpu.StepDPO(b, ref, 2, dpo)
 			ok(t, err)
-			gotSt, err := gpu.StepDPO(b, ref, 2, d)
+			before := d.Pool.Stats()
+			gotSt, err := gpu.StepDPO(b, ref, 2, dpo)
 			ok(t, err)
+			ranOnDevice(t, d, before)
 			if gotSt.Pairs != 2 || gotSt.Correct != wantSt.Correct ||
 				math.Abs(gotSt.Loss-wantSt.Loss) > 1e-3*math.Abs(wantSt.Loss)+1e-4 ||
 				math.Abs(gotSt.RewardChosen-wantSt.RewardChosen) > 1e-3*math.Abs(wantSt.RewardChosen)+1e-4 {
@@ -69,5 +72,16 @@ func TestDPOParity(t *testing.T) {
 				t.Logf("loss %.6f (CPU %.6f), gradients %.2e relative", gotSt.Loss, wantSt.Loss, rel)
 			}
 		})
+	}
+}
+
+// ranOnDevice fails the test unless the device pool served allocations
+// since before: a step that silently took the CPU path would compare the
+// CPU with itself.
+func ranOnDevice(t *testing.T, d *cuda.Device, before cuda.PoolStats) {
+	t.Helper()
+	s := d.Pool.Stats()
+	if s.Mallocs+s.Reuses == before.Mallocs+before.Reuses {
+		t.Fatal("the step did not run on the device")
 	}
 }

@@ -24,7 +24,7 @@ func (nt *Net) StepKD(b *train.Batch, denom int, drop train.DropoutMask, kd *tra
 		return 0, fmt.Errorf("kd teacher: %w", err)
 	}
 	defer hidden.Free()
-	p, err := nt.newPass(b, drop)
+	p, err := nt.newPass(b, drop, passTrain)
 	if err != nil {
 		return 0, err
 	}
@@ -68,7 +68,7 @@ func (nt *Net) teacher(kd *train.KD) (*Net, error) {
 // themselves) and returns its final normed hidden states (n, hidden) in a
 // new buffer the caller frees.
 func (nt *Net) Hidden(b *train.Batch) (*cuda.Buffer, error) {
-	p, err := nt.newPass(b, nil)
+	p, err := nt.newPass(b, nil, passHidden)
 	if err != nil {
 		return nil, err
 	}

@@ -15,7 +15,7 @@ import (
 // core/train's StepKD on the CPU: a wider, differently shaped teacher with
 // the student's vocabulary, each divergence, loss and adapter gradients.
 func TestKDParity(t *testing.T) {
-	device(t)
+	d := device(t)
 	t.Setenv("DISTILL_CUDA_UNVERIFIED", "1") // until this test has passed on a GPU
 	for i, s := range []setup{setups[0], setups[3]} {
 		kd := []train.KD{
@@ -34,11 +34,11 @@ func TestKDParity(t *testing.T) {
 				ok(t, err)
 				t.Cleanup(func() { teacher.Close() })
 				k.Teacher, k.Backend = teacher, tensor.CPU{}
-				ok(t, k.Validate(teacher))
 				b := batch(rng(9), s.shape.Vocab, 33, 40)
 				denom := b.Counted()
 
 				m, a := build(t, dir, s)
+				ok(t, k.Validate(m))
 				cpu, err := train.NewNet(tensor.CPU{}, m, a)
 				ok(t, err)
 				cpu.DropoutSeed = 3
@@ -53,8 +53,10 @@ func TestKDParity(t *testing.T) {
 					t.Fatal(err)
 				}
 				t.Cleanup(gpu.Close)
+				before := d.Pool.Stats()
 				got, err := gpu.StepKD(b, denom, &k)
 				ok(t, err)
+				ranOnDevice(t, d, before)
 				// bf16 GEMMs on both models' paths: 2e-3 relative on the summed loss.
 				if math.Abs(got-want) > 2e-3*math.Abs(want) || math.IsNaN(got) {
 					t.Errorf("loss %.6f, CPU %.6f", got, want)

@@ -104,8 +104,17 @@ func (p *pass) free() {
 	}
 }
 
-// newPass validates b and lays out the workspace for it.
-func (nt *Net) newPass(b *train.Batch, drop train.DropoutMask) (*pass, error) {
+// passKind is what a pass does, and so what it allocates.
+type passKind int
+
+const (
+	passTrain  passKind = iota // forward, the loss head, backward
+	passScore                  // forward and the loss head's losses only
+	passHidden                 // forward to the final norm only
+)
+
+// newPass validates b and lays out the workspace a pass of kind needs.
+func (nt *Net) newPass(b *train.Batch, drop train.DropoutMask, kind passKind) (*pass, error) {
 	c := &nt.M.Config
 	if err := b.Validate(c.VocabSize); err != nil {
 		return nil, err
@@ -138,13 +147,20 @@ func (nt *Net) newPass(b *train.Batch, drop train.DropoutMask) (*pass, error) {
 	p.attn = cuda.AttnShape{NQ: n, NK: n, NH: H, NKV: KV, HD: hd, MaxLen: maxSeg,
 		Lo: p.up(cuda.I32, lo), Hi: p.up(cuda.I32, hi), Scale: float32(1 / sqrt(float64(hd)))}
 
-	for range len(nt.layers) + 1 {
-		p.xs = append(p.xs, p.take(cuda.F32, n*D))
+	training := kind == passTrain
+	p.xs = make([]*cuda.Buffer, len(nt.layers)+1)
+	for l := range p.xs { // the layers' inputs are kept for backward only
+		if training || l == len(nt.layers) {
+			p.xs[l] = p.take(cuda.F32, n*D)
+		}
 	}
-	p.hf, p.dhf, p.dx, p.rstdF = p.take(cuda.F32, n*D), p.take(cuda.F32, n*D), p.take(cuda.F32, n*D), p.take(cuda.F32, n)
+	p.hf, p.rstdF = p.take(cuda.F32, n*D), p.take(cuda.F32, n)
+	if training {
+		p.dhf, p.dx = p.take(cuda.F32, n*D), p.take(cuda.F32, n*D)
+	}
 	p.xb = p.take(cuda.BF16, n*max(D, F, qO))
 	p.tile = p.take(cuda.BF16, max(1, nt.tileSize))
-	if drop != nil {
+	if drop != nil && training {
 		p.dropBuf = p.take(cuda.F32, n*max(D, F, qO))
 	}
 	a := &p.a
@@ -160,12 +176,14 @@ func (nt *Net) newPass(b *train.Batch, drop train.DropoutMask) (*pass, error) {
 	a.q, a.k, a.v = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*kvO), p.take(cuda.F32, n*kvO)
 	a.att, a.lse, a.xMid = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*H), p.take(cuda.F32, n*D)
 	a.g, a.up, a.a = p.take(cuda.F32, n*F), p.take(cuda.F32, n*F), p.take(cuda.F32, n*F)
-	s := &p.s
-	// SwiGLU's backward writes its gradients over g and up (element by element,
-	// after reading them), which nothing reads again.
-	s.dA, s.dG, s.dUp, s.dH = p.take(cuda.F32, n*F), a.g, a.up, p.take(cuda.F32, n*D)
-	s.dAtt, s.dQ, s.dK, s.dV = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*qO), p.take(cuda.F32, n*kvO), p.take(cuda.F32, n*kvO)
-	s.dQPre, s.dKPre, s.du = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*kvO), p.take(cuda.F32, n*r)
+	if training {
+		s := &p.s
+		// SwiGLU's backward writes its gradients over g and up (element by
+		// element, after reading them), which nothing reads again.
+		s.dA, s.dG, s.dUp, s.dH = p.take(cuda.F32, n*F), a.g, a.up, p.take(cuda.F32, n*D)
+		s.dAtt, s.dQ, s.dK, s.dV = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*qO), p.take(cuda.F32, n*kvO), p.take(cuda.F32, n*kvO)
+		s.dQPre, s.dKPre, s.du = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*kvO), p.take(cuda.F32, n*r)
+	}
 
 	var rows, tg []int32
 	for i, t := range b.Targets {
@@ -173,12 +191,16 @@ func (nt *Net) newPass(b *train.Batch, drop train.DropoutMask) (*pass, error) {
 			rows, tg = append(rows, int32(i)), append(tg, int32(t))
 		}
 	}
-	R := min(max(1, nt.HeadRows), max(1, len(rows)))
-	p.hb, p.dhb, p.hbb = p.take(cuda.F32, R*D), p.take(cuda.F32, R*D), p.take(cuda.BF16, R*D)
-	p.logits, p.lgb = p.take(cuda.F32, R*V), p.take(cuda.BF16, R*V)
-	p.loss = p.take(cuda.F32, max(1, len(rows)))
-	if len(rows) > 0 {
-		p.idx, p.targets = p.up(cuda.I32, rows), p.up(cuda.I32, tg)
+	if kind != passHidden {
+		R := min(max(1, nt.HeadRows), max(1, len(rows)))
+		p.hb, p.hbb, p.logits = p.take(cuda.F32, R*D), p.take(cuda.BF16, R*D), p.take(cuda.F32, R*V)
+		if training {
+			p.dhb, p.lgb = p.take(cuda.F32, R*D), p.take(cuda.BF16, R*V)
+		}
+		p.loss = p.take(cuda.F32, max(1, len(rows)))
+		if len(rows) > 0 {
+			p.idx, p.targets = p.up(cuda.I32, rows), p.up(cuda.I32, tg)
+		}
 	}
 	if p.err != nil {
 		p.free()
@@ -201,7 +223,7 @@ func anyTargeted(nt *Net, i int) bool {
 // token loss, as core/train's Net.Step: gradients are of Σ loss / denom.
 // drop keys the LoRA dropout masks (nil: none).
 func (nt *Net) Step(b *train.Batch, denom int, drop train.DropoutMask) (float64, error) {
-	p, err := nt.newPass(b, drop)
+	p, err := nt.newPass(b, drop, passTrain)
 	if err != nil {
 		return 0, err
 	}
@@ -219,7 +241,7 @@ func (nt *Net) Step(b *train.Batch, denom int, drop train.DropoutMask) (float64,
 // carries a target (in row order) and returns d loss / d log p for each;
 // those gradients flow back to Grads. DPO is one such objective.
 func (nt *Net) StepRows(b *train.Batch, drop train.DropoutMask, grad func(logp []float64) ([]float64, error)) error {
-	p, err := nt.newPass(b, drop)
+	p, err := nt.newPass(b, drop, passTrain)
 	if err != nil {
 		return err
 	}
@@ -259,7 +281,7 @@ func (nt *Net) StepRows(b *train.Batch, drop train.DropoutMask, grad func(logp [
 // order, forward only (no gradient is touched): with the adapter, or
 // without it (adapterOff: the base alone, DPO's reference policy).
 func (nt *Net) LogProbs(b *train.Batch, adapterOff bool) ([]float64, error) {
-	p, err := nt.newPass(b, nil)
+	p, err := nt.newPass(b, nil, passScore)
 	if err != nil {
 		return nil, err
 	}
@@ -297,7 +319,9 @@ func (p *pass) forward() *cuda.Buffer {
 	x := p.xs[nL]
 	p.do(p.d.EmbedFwd(x, nt.embed, p.ids, n, D, c.VocabSize))
 	for l := 0; l < nL && p.err == nil; l++ {
-		p.do(x.CopyTo(p.xs[l]))
+		if p.xs[l] != nil { // kept for backward
+			p.do(x.CopyTo(p.xs[l]))
+		}
 		p.layerFwd(l, x)
 	}
 	p.do(p.d.RMSNormFwd(p.hf, p.rstdF, x, nt.norm, n, D, float32(c.RMSNormEps)))
@@ -353,7 +377,9 @@ func (p *pass) head(m headMode) {
 	nt, d := p.nt, p.d
 	c := &nt.M.Config
 	V, D := c.VocabSize, c.HiddenSize
-	p.do(p.dhf.Zero())
+	if m.grad {
+		p.do(p.dhf.Zero())
+	}
 	if p.idx == nil {
 		return
 	}
