@@ -5,17 +5,8 @@ package cuda_test
 import (
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 
-	"distill/core/lora"
-	"distill/core/model"
-	"distill/core/quant"
-	"distill/core/tensor"
-	"distill/core/train"
 	"distill/cuda"
 )
 
@@ -237,78 +228,4 @@ func BenchmarkDeviceCopy(b *testing.B) {
 	}
 	benchDone(b, d)
 	reportRate(b, 2*4*n, "GB/s")
-}
-
-// BenchmarkQLoRAStep: one checkpointed QLoRA step (NF4 base, r=16 on every
-// projection) of a random Qwen2.5-shaped model through core/train on the
-// CUDA backend, as a run takes it today (the projections' GEMMs on the GPU,
-// everything else in Go on the host). Model FLOPs per token: 4 per frozen
-// projection weight (forward and input-gradient; recomputation not counted)
-// plus causal attention's 6·T·heads·head_dim per layer. Shapes and lengths
-// from DISTILL_BENCH_STEP (default "qwen2.5-0.5b:1024").
-func BenchmarkQLoRAStep(b *testing.B) {
-	spec := os.Getenv("DISTILL_BENCH_STEP")
-	if spec == "" {
-		spec = "qwen2.5-0.5b:1024"
-	}
-	for _, one := range strings.Split(spec, ",") {
-		name, seqS, _ := strings.Cut(one, ":")
-		seq, err := strconv.Atoi(seqS)
-		if err != nil {
-			b.Fatalf("DISTILL_BENCH_STEP %q: want shape:seq", one)
-		}
-		b.Run(fmt.Sprintf("%s/seq%d", name, seq), func(b *testing.B) { benchStep(b, name, seq) })
-	}
-}
-
-func benchStep(b *testing.B, name string, seq int) {
-	d := device(b)
-	s, okShape := model.Shapes[name]
-	if !okShape {
-		b.Fatalf("no shape %q", name)
-	}
-	dir := filepath.Join(os.TempDir(), "distill-bench", name+"-bf16")
-	if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); err != nil {
-		ok(b, model.WriteRandom(dir, s, tensor.BF16, 1))
-	}
-	m, err := model.Load(dir)
-	ok(b, err)
-	defer m.Close()
-	_, err = quant.QuantizeModel(m, "nf4", true, false)
-	ok(b, err)
-	a, err := lora.NewFor(m, lora.Config{R: 16, Alpha: 32, Targets: lora.Modules})
-	ok(b, err)
-	lora.Init(a, 1)
-	be := cuda.NewBackend(d)
-	defer be.Release()
-	net, err := train.NewNet(be, m, a)
-	ok(b, err)
-	net.Checkpoint = true
-	bt := &train.Batch{}
-	ids, mask := make([]int, seq), make([]bool, seq)
-	for i := range ids {
-		ids[i], mask[i] = (i*7919+13)%s.Vocab, true
-	}
-	bt.AddSequence(ids, mask)
-	hd := s.Hidden / s.Heads
-	if s.HeadDim > 0 {
-		hd = s.HeadDim
-	}
-	proj := float64(s.Layers)*float64(s.Hidden*(s.Heads*hd+2*s.KVHeads*hd)+s.Heads*hd*s.Hidden+3*s.Hidden*s.Intermediate) + float64(s.Vocab*s.Hidden)
-	flops := float64(seq) * (4*proj + 6*float64(s.Layers)*float64(seq*s.Heads*hd)/2)
-	net.ZeroGrads()
-	_, err = net.Step(bt, bt.Counted()) // warm-up: uploads the NF4 base once
-	ok(b, err)
-	b.ResetTimer()
-	for range b.N {
-		net.ZeroGrads()
-		if _, err := net.Step(bt, bt.Counted()); err != nil {
-			b.Fatal(err)
-		}
-	}
-	benchDone(b, d)
-	sec := b.Elapsed().Seconds() / float64(b.N)
-	b.ReportMetric(float64(seq)/sec, "tokens/s")
-	b.ReportMetric(flops/sec/1e9, "GFLOP/s")
-	b.ReportMetric(float64(d.Pool.Stats().Peak)/(1<<20), "MiB-peak-pool")
 }

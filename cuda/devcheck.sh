@@ -98,7 +98,7 @@ fi
 step benchmarks
 : > "$OUT/bench.log"
 if [ -z "${SKIP_KERNEL_BENCH:-}" ]; then
-  (cd cuda && timeout ${BENCH_TIMEOUT:-150} /tmp/cuda.test -test.run '^$' -test.bench "${BENCH_RUN:-^Benchmark[^Q]}" \
+  (cd cuda && timeout ${BENCH_TIMEOUT:-150} /tmp/cuda.test -test.run '^$' -test.bench "${BENCH_RUN:-.}" \
     -test.benchtime ${BENCH_TIME:-20x}) > "$OUT/bench.log" 2>&1
   echo "kernel benchmarks exit $?"
 fi
