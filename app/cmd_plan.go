@@ -40,6 +40,7 @@ func runPlan(env *Env, args []string) error {
 	if cfg.Model == "" {
 		return fmt.Errorf("--model is required")
 	}
+	cfg.Device = resolveDevice(cfg.Device)
 	var w Workstation
 	p, err := w.PlanRun(cfg)
 	if err != nil {

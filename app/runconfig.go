@@ -1,6 +1,7 @@
 package app
 
 import (
+	"distill/core/tensor"
 	"flag"
 	"fmt"
 	"os"
@@ -87,7 +88,7 @@ type DPOConfig struct {
 // defaultRunConfig: sensible QLoRA defaults for a small model on a CPU.
 func defaultRunConfig(method string) RunConfig {
 	return RunConfig{
-		Method: method, ValFraction: 0.1, Seed: 1, Device: "cpu", Quant: "nf4", DoubleQuant: true,
+		Method: method, ValFraction: 0.1, Seed: 1, Device: "auto", Quant: "nf4", DoubleQuant: true,
 		LoRA:   LoRAConfig{R: 16, Alpha: 32, Dropout: 0.05, Targets: "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"},
 		Epochs: 1, SeqLen: 512, Accum: 1, LR: 2e-4, Schedule: "cosine", Warmup: 10, MaxGradNorm: 1,
 		GradCheckpointing: true, CheckpointEvery: 100,
@@ -110,7 +111,7 @@ func bindRunFlags(fs *flag.FlagSet, c *RunConfig) {
 	fs.StringVar(&c.Schema, "schema", c.Schema, "JSON Schema file for IDP targets")
 	fs.StringVar(&c.Out, "out", c.Out, "run folder (default runs/<run-id>)")
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed for data order, adapter init and dropout")
-	fs.StringVar(&c.Device, "device", c.Device, "compute device: cpu or cuda")
+	fs.StringVar(&c.Device, "device", c.Device, "compute device: auto (cuda where this binary has it and a GPU is visible, else cpu), cpu or cuda")
 	fs.StringVar(&c.Quant, "quant", c.Quant, "quantise the frozen base: nf4 (QLoRA), q8 or none")
 	fs.BoolVar(&c.DoubleQuant, "double-quant", c.DoubleQuant, "with nf4: double-quantise the block scales")
 	fs.BoolVar(&c.Full, "full", c.Full, "full fine-tuning of every weight (needs --quant none; 16 bytes/param)")
@@ -214,5 +215,18 @@ func (c *RunConfig) validate() error {
 // (or KD on traces) of a LoRA adapter with --device cuda. Other runs on the
 // GPU go op by op through the backend, their memory on the host.
 func (c *RunConfig) OnGPU() bool {
-	return c.Device == "cuda" && !c.Full && (c.Method == "sft" || (c.Method == "kd" && c.KD.Teacher == ""))
+	return resolveDevice(c.Device) == "cuda" && !c.Full && (c.Method == "sft" || (c.Method == "kd" && c.KD.Teacher == ""))
+}
+
+// resolveDevice turns "auto" (or nothing) into "cuda" where this binary has
+// the CUDA backend and a GPU opens, else "cpu"; other names stay as they are.
+// A run records the result, so a resume trains where it started.
+func resolveDevice(d string) string {
+	if d != "auto" && d != "" {
+		return d
+	}
+	if _, err := tensor.Open("cuda"); err == nil {
+		return "cuda"
+	}
+	return "cpu"
 }

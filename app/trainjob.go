@@ -54,6 +54,7 @@ type TrainJob struct {
 // Run trains until done or ctx is cancelled (then it checkpoints first and
 // marks the run canceled). Every outcome is recorded in the store.
 func (j *TrainJob) Run(ctx context.Context) (err error) {
+	j.Cfg.Device = resolveDevice(j.Cfg.Device)
 	if !j.Resume {
 		if err := j.create(ctx); err != nil {
 			return err

@@ -309,8 +309,16 @@ func (w *Workstation) StatPath(path string) (exists, dir bool) {
 	return true, fi.IsDir()
 }
 
-// Device describes what trains, for the top bar: "cpu · 8 cores".
+// Device describes what a new run trains on, for the top bar: "cpu · 8
+// cores", or "cuda · NVIDIA …" in a CUDA build with a GPU visible (runs
+// default to it).
 func (w *Workstation) Device() string {
+	if resolveDevice("auto") == "cuda" {
+		if g, ok := firstGPU(); ok {
+			return "cuda · " + g.Name
+		}
+		return "cuda"
+	}
 	return fmt.Sprintf("cpu · %d cores", runtime.NumCPU())
 }
 

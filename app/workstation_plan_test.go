@@ -24,7 +24,7 @@ func TestPlanRunMatchesPlanMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	// the net exactly as TrainJob.load builds it
-	be, err := tensor.Open(cfg.Device)
+	be, err := tensor.Open(resolveDevice(cfg.Device))
 	if err != nil {
 		t.Fatal(err)
 	}
