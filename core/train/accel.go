@@ -14,7 +14,9 @@ import (
 // Net.Step over its own copy of the adapter's parameters. A Net with one
 // attached hands its SFT steps to it and keeps the host's Params and Grads
 // authoritative, so the optimizer, clipping, checkpoints and resume work
-// unchanged; KD and DPO steps stay on the Net's backend.
+// unchanged. DPO and logit-KD steps go to it too when it also implements
+// AcceleratedRows or AcceleratedKD and says it is ready; else they stay on
+// the Net's backend.
 type Accelerated interface {
 	// Step adds the gradients of Σ loss / denom over b to the device's
 	// gradients and returns Σ loss. drop keys the LoRA dropout masks of the
