@@ -1,6 +1,13 @@
 package app
 
-import "fmt"
+import (
+	"fmt"
+	"path/filepath"
+
+	"distill/core/tokenizer"
+	"distill/core/tokenizer/chat"
+	"distill/core/train"
+)
 
 // fitMicroBatch finds the micro-batch a device can hold: the configured seq
 // tokens divided by the smallest factor f whose step workspace,
@@ -23,11 +30,14 @@ func fitMicroBatch(seq, accum int, free int64, need func(tokens int) int64) (tok
 	}
 }
 
-// checkDeviceFit refuses a GPU run whose micro-batch (seq_len) cannot fit
-// the device's free memory by the memory plan, naming the seq_len and
-// accumulation that would (a shorter seq_len also truncates longer
-// examples, so the choice is left to the user rather than made silently).
-func (j *TrainJob) checkDeviceFit() error {
+// fitDevice makes a new GPU run's micro-batch fit the device's free memory
+// by the memory plan: the trainer picks it. When seq_len does not fit, it
+// takes the longest seq_len/f that does — no shorter than the longest
+// example, so no example is cut — multiplies accumulation by f (about as
+// many tokens a step), packs the data again and records both in the run's
+// config.yaml (a resume reads them). When even that cannot fit, it refuses
+// and names what would.
+func (j *TrainJob) fitDevice(tok *tokenizer.Tokenizer, tmpl *chat.Template) error {
 	c := &j.Cfg
 	free, ok := j.net.DeviceFree()
 	if !ok || !c.OnGPU() {
@@ -41,11 +51,32 @@ func (j *TrainJob) checkDeviceFit() error {
 	if need(c.SeqLen) <= free {
 		return nil
 	}
+	longest := max(longestSegment(j.batches), longestSegment(j.val))
 	n, accum, ok := fitMicroBatch(c.SeqLen, c.Accum, free, need)
-	if !ok {
+	switch {
+	case !ok:
 		return fmt.Errorf("%s has %.2f GB free: seq_len %d needs %.2f GB and not even %d tokens fit; free the device or train a smaller model",
 			c.Device, float64(free)/1e9, c.SeqLen, float64(need(c.SeqLen))/1e9, min(16, c.SeqLen))
+	case n < longest:
+		return fmt.Errorf("seq_len %d needs %.2f GB on %s, %.2f GB free; %d tokens would fit, but the longest example has %d: --seq-len %d --accum %d fits if cutting longer examples from the left is acceptable",
+			c.SeqLen, float64(need(c.SeqLen))/1e9, c.Device, float64(free)/1e9, n, longest, n, accum)
 	}
-	return fmt.Errorf("seq_len %d needs %.2f GB on %s, %.2f GB free: --seq-len %d --accum %d fits with about as many tokens a step (examples over %d tokens are then cut from the left)",
-		c.SeqLen, float64(need(c.SeqLen))/1e9, c.Device, float64(free)/1e9, n, accum, n)
+	j.logf("seq_len %d needs %.2f GB on %s, %.2f GB free: %d tokens per micro-batch (the longest example has %d), accumulating %d",
+		c.SeqLen, float64(need(c.SeqLen))/1e9, c.Device, float64(free)/1e9, n, longest, accum)
+	c.SeqLen, c.Accum = n, accum
+	if err := writeRunConfig(filepath.Join(j.Dir, "config.yaml"), c); err != nil {
+		return err
+	}
+	return j.loadData(tok, tmpl)
+}
+
+// longestSegment is the most tokens of one example in bs.
+func longestSegment(bs []*train.Batch) int {
+	m := 0
+	for _, b := range bs {
+		for i := range b.IDs {
+			m = max(m, i+1-b.SegStart[i])
+		}
+	}
+	return m
 }

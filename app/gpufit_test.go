@@ -1,6 +1,18 @@
 package app
 
-import "testing"
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"distill/core/lora"
+	"distill/core/model"
+	"distill/core/tensor"
+	"distill/core/train"
+	"distill/store"
+)
 
 // The micro-batch a device can hold (what checkDeviceFit suggests): the
 // largest seq/f that fits, with accumulation ×f; nothing when even 16
@@ -28,5 +40,80 @@ func TestFitMicroBatch(t *testing.T) {
 			t.Errorf("seq %d accum %d free %d: got %d tokens ×%d (%v), want %d ×%d (%v)",
 				c.seq, c.accum, c.free, tokens, accum, ok, c.tokens, c.newAccum, c.ok)
 		}
+	}
+}
+
+// fakeGPU is an accelerator for the tests of the trainer's device path on a
+// machine without one: its steps run on the CPU through a second Net over
+// the same model and adapter (so the parameters are shared), and it reports
+// a chosen amount of free memory.
+type fakeGPU struct {
+	net  *train.Net
+	free int64
+}
+
+var fakeFree atomic.Int64 // what the next fakeGPU reports free
+
+func init() {
+	tensor.Register("fakegpu", func() (tensor.Backend, error) { return tensor.CPU{}, nil })
+	train.RegisterAccelerated("fakegpu", func(m *model.Model, a *lora.Adapter) (train.Accelerated, error) {
+		n, err := train.NewNet(tensor.CPU{}, m, a)
+		return &fakeGPU{net: n, free: fakeFree.Load()}, err
+	})
+}
+
+func (f *fakeGPU) Step(b *train.Batch, denom int, _ train.DropoutMask) (float64, error) {
+	return f.net.Step(b, denom)
+}
+func (f *fakeGPU) ZeroGrads() error                  { f.net.ZeroGrads(); return nil }
+func (f *fakeGPU) UploadParams() error               { return nil } // shared with the host's
+func (f *fakeGPU) DownloadGrads(dst []float32) error { copy(dst, f.net.Grads); return nil }
+func (f *fakeGPU) Close()                            {}
+func (f *fakeGPU) FreeMemory() int64                 { return f.free }
+
+// A GPU run whose seq_len does not fit the device's free memory (by the
+// plan) trains with the longest micro-batch that does — never shorter than
+// its longest example — and accumulates the difference, recording both in
+// config.yaml; with too little memory even for the longest example, it is
+// refused and told what would fit.
+func TestGPURunFitsItsMicroBatch(t *testing.T) {
+	m := tinyModel(t)
+	cfg := defaultRunConfig("sft")
+	cfg.Model, cfg.Data, cfg.Device = m, "../examples/tickets/train.jsonl", "fakegpu"
+	cfg.SeqLen, cfg.Steps, cfg.CheckpointEvery, cfg.LoRA.Dropout = 512, 2, 0, 0
+	var w Workstation
+	need := func(n int) int64 { // as fitDevice reckons a micro-batch of n tokens
+		c := cfg
+		c.SeqLen = n
+		p, err := w.PlanRun(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return (p.Activations + p.Workspace) * 9 / 8
+	}
+	db, err := store.Open(filepath.Join(t.TempDir(), "runs.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+
+	fakeFree.Store(need(256)) // 512 does not fit, 256 does
+	job := &TrainJob{Cfg: cfg, ID: "fit", Dir: filepath.Join(t.TempDir(), "fit"), DB: db}
+	if err := job.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var saved RunConfig
+	if err := readRunConfig(filepath.Join(job.Dir, "config.yaml"), &saved); err != nil {
+		t.Fatal(err)
+	}
+	if saved.SeqLen != 256 || saved.Accum != 2 || saved.Device != "fakegpu" {
+		t.Fatalf("recorded seq_len %d, accum %d, device %q; want 256, 2, fakegpu", saved.SeqLen, saved.Accum, saved.Device)
+	}
+
+	fakeFree.Store(need(16)) // shorter than the tickets' longest example
+	job = &TrainJob{Cfg: cfg, ID: "nofit", Dir: filepath.Join(t.TempDir(), "nofit"), DB: db}
+	err = job.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "the longest example has") || !strings.Contains(err.Error(), "--seq-len") {
+		t.Fatalf("a micro-batch shorter than the longest example: %v", err)
 	}
 }

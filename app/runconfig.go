@@ -212,10 +212,10 @@ func (c *RunConfig) validate() error {
 }
 
 // OnGPU says whether the run's steps are device-resident (cuda/devnet): SFT
-// (or KD on traces) of a LoRA adapter with --device cuda. Other runs on the
+// (or KD on traces) of a LoRA adapter on a device other than the CPU. Other runs on the
 // GPU go op by op through the backend, their memory on the host.
 func (c *RunConfig) OnGPU() bool {
-	return resolveDevice(c.Device) == "cuda" && !c.Full && (c.Method == "sft" || (c.Method == "kd" && c.KD.Teacher == ""))
+	return resolveDevice(c.Device) != "cpu" && !c.Full && (c.Method == "sft" || (c.Method == "kd" && c.KD.Teacher == ""))
 }
 
 // resolveDevice turns "auto" (or nothing) into "cuda" where this binary has

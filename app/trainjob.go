@@ -163,9 +163,6 @@ func (j *TrainJob) load() error {
 		if ok, err := j.net.Accelerate(c.Device); ok {
 			j.logf("device-resident SFT steps on %s", c.Device)
 			j.gpu = true
-			if err := j.checkDeviceFit(); err != nil {
-				return err
-			}
 		} else {
 			j.logf("SFT steps op by op through the %s backend: %v", c.Device, err)
 		}
@@ -175,6 +172,11 @@ func (j *TrainJob) load() error {
 
 	if err := j.loadData(tok, tmpl); err != nil {
 		return err
+	}
+	if j.gpu && !j.Resume { // a resumed run keeps the micro-batch it recorded
+		if err := j.fitDevice(tok, tmpl); err != nil {
+			return err
+		}
 	}
 	switch c.Method {
 	case "kd":
