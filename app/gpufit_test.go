@@ -14,7 +14,7 @@ import (
 	"distill/store"
 )
 
-// The micro-batch a device can hold (what checkDeviceFit suggests): the
+// The micro-batch a device can hold (what fitDevice picks): the
 // largest seq/f that fits, with accumulation ×f; nothing when even 16
 // tokens (or a shorter configured seq_len) do not fit.
 func TestFitMicroBatch(t *testing.T) {
