@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"distill/core/jsonv"
 	"distill/core/tokenizer/chat"
 )
 
@@ -38,25 +39,25 @@ func (d *Dataset) readJSONL() error {
 // jsonlRow parses one line. It returns an error only when the load must stop
 // (strict mode, or a first row whose format cannot be told).
 func (d *Dataset) jsonlRow(line int, text []byte) error {
-	obj, err := parseJSON(text)
-	if err == nil && obj.kind != 'o' {
-		err = fmt.Errorf("want a JSON object, got %s", obj.kindName())
+	obj, err := jsonv.Parse(text)
+	if err == nil && obj.Kind != jsonv.Object {
+		err = fmt.Errorf("want a JSON object, got %s", obj.KindName())
 	}
 	if err != nil {
-		if de, ok := err.(*dupKeyError); ok {
-			return d.skip(line, rowErr(de.key, "the key appears twice"))
+		if de, ok := err.(*jsonv.DuplicateKeyError); ok {
+			return d.skip(line, rowErr(de.Key, "the key appears twice"))
 		}
 		return d.skip(line, err)
 	}
 	if d.Format == "" {
-		fits := detect(obj.keys, d.opt.labelColumn())
+		fits := detect(obj.Keys, d.opt.labelColumn())
 		if len(fits) != 1 {
-			return formatError(d.Path, line, obj.keys, fits, d.opt.labelColumn())
+			return formatError(d.Path, line, obj.Keys, fits, d.opt.labelColumn())
 		}
 		d.Format = fits[0]
 	}
 	if d.Format == FormatClassification && d.features == nil {
-		d.setFeatures(obj.keys)
+		d.setFeatures(obj.Keys)
 		if len(d.features) == 0 {
 			return fmt.Errorf("%s:%d: a classification row needs a \"text\" or feature keys besides %q, and this first row has only the label", d.Path, line, d.opt.labelColumn())
 		}
@@ -86,7 +87,7 @@ func (d *Dataset) setFeatures(keys []string) {
 	}
 }
 
-func (d *Dataset) parseRow(obj *jval) (Row, error) {
+func (d *Dataset) parseRow(obj *jsonv.Value) (Row, error) {
 	switch d.Format {
 	case FormatPromptCompletion:
 		return parsePromptCompletion(obj)
@@ -103,21 +104,21 @@ func (d *Dataset) parseRow(obj *jval) (Row, error) {
 }
 
 // stringField reads a required string field.
-func stringField(obj *jval, key string, allowEmpty bool) (string, error) {
-	v := obj.get(key)
+func stringField(obj *jsonv.Value, key string, allowEmpty bool) (string, error) {
+	v := obj.Get(key)
 	if v == nil {
 		return "", rowErr(key, "required field is missing")
 	}
-	if v.kind != 's' {
-		return "", rowErr(key, "want a string, got %s", v.kindName())
+	if v.Kind != jsonv.String {
+		return "", rowErr(key, "want a string, got %s", v.KindName())
 	}
-	if !allowEmpty && strings.TrimSpace(v.str) == "" {
+	if !allowEmpty && strings.TrimSpace(v.Text) == "" {
 		return "", rowErr(key, "empty")
 	}
-	return v.str, nil
+	return v.Text, nil
 }
 
-func parsePromptCompletion(obj *jval) (Row, error) {
+func parsePromptCompletion(obj *jsonv.Value) (Row, error) {
 	var r Row
 	var err error
 	if r.Prompt, err = stringField(obj, "prompt", true); err != nil {
@@ -134,20 +135,20 @@ var roles = []string{"system", "user", "assistant"}
 
 // parseMessages reads a list of {"role", "content"} messages; field names
 // the list's key for error messages.
-func parseMessages(v *jval, field string) ([]chat.Message, error) {
-	if v.kind != 'a' {
-		return nil, rowErr(field, "want a list of messages, got %s", v.kindName())
+func parseMessages(v *jsonv.Value, field string) ([]chat.Message, error) {
+	if v.Kind != jsonv.Array {
+		return nil, rowErr(field, "want a list of messages, got %s", v.KindName())
 	}
-	if len(v.vals) == 0 {
+	if len(v.Vals) == 0 {
 		return nil, rowErr(field, "the list is empty")
 	}
-	msgs := make([]chat.Message, len(v.vals))
-	for i, m := range v.vals {
+	msgs := make([]chat.Message, len(v.Vals))
+	for i, m := range v.Vals {
 		at := fmt.Sprintf("%s[%d]", field, i)
-		if m.kind != 'o' {
-			return nil, rowErr(at, "want an object {\"role\", \"content\"}, got %s", m.kindName())
+		if m.Kind != jsonv.Object {
+			return nil, rowErr(at, "want an object {\"role\", \"content\"}, got %s", m.KindName())
 		}
-		for _, k := range m.keys {
+		for _, k := range m.Keys {
 			if k != "role" && k != "content" {
 				return nil, rowErr(at+"."+k, "not supported: a message has only \"role\" and \"content\"")
 			}
@@ -168,8 +169,8 @@ func parseMessages(v *jval, field string) ([]chat.Message, error) {
 	return msgs, nil
 }
 
-func parseMessagesRow(obj *jval) (Row, error) {
-	v := obj.get("messages")
+func parseMessagesRow(obj *jsonv.Value) (Row, error) {
+	v := obj.Get("messages")
 	if v == nil {
 		return Row{}, rowErr("messages", "required field is missing")
 	}
@@ -183,18 +184,18 @@ func parseMessagesRow(obj *jval) (Row, error) {
 	return Row{Messages: msgs}, nil
 }
 
-func (d *Dataset) parseClassification(obj *jval) (Row, error) {
+func (d *Dataset) parseClassification(obj *jsonv.Value) (Row, error) {
 	label := d.opt.labelColumn()
 	var r Row
-	lv := obj.get(label)
+	lv := obj.Get(label)
 	if lv == nil {
 		return r, rowErr(label, "required field is missing")
 	}
-	switch lv.kind {
-	case 's', 'n', 'b':
-		r.Label = lv.str
+	switch lv.Kind {
+	case jsonv.String, jsonv.Number, jsonv.Bool:
+		r.Label = lv.Text
 	default:
-		return r, rowErr(label, "want a string, number or boolean label, got %s", lv.kindName())
+		return r, rowErr(label, "want a string, number or boolean label, got %s", lv.KindName())
 	}
 	if strings.TrimSpace(r.Label) == "" {
 		return r, rowErr(label, "empty")
@@ -202,7 +203,7 @@ func (d *Dataset) parseClassification(obj *jval) (Row, error) {
 	if err := d.checkLabel(r.Label, label); err != nil {
 		return r, err
 	}
-	for _, k := range obj.keys {
+	for _, k := range obj.Keys {
 		if k != label && !slices.Contains(d.features, k) {
 			return r, rowErr(k, "unexpected key: the first row's features are [%s]", strings.Join(d.features, ", "))
 		}
@@ -214,13 +215,25 @@ func (d *Dataset) parseClassification(obj *jval) (Row, error) {
 	}
 	r.Features = make(map[string]string, len(d.features))
 	for _, k := range d.features {
-		v := obj.get(k)
+		v := obj.Get(k)
 		if v == nil {
 			return r, rowErr(k, "missing, but the first row has this feature")
 		}
-		r.Features[k] = v.scalarText()
+		r.Features[k] = scalarText(v)
 	}
 	return r, nil
+}
+
+// scalarText is the text of a feature value: a string as it is, numbers as
+// written, true/false, "" for null, and compact JSON for objects and arrays.
+func scalarText(v *jsonv.Value) string {
+	switch v.Kind {
+	case jsonv.String, jsonv.Number, jsonv.Bool:
+		return v.Text
+	case jsonv.Null:
+		return ""
+	}
+	return string(v.AppendCompact(nil))
 }
 
 // checkLabel checks that a label has a verbaliser when they are given.
@@ -234,18 +247,18 @@ func (d *Dataset) checkLabel(label, field string) error {
 	return nil
 }
 
-func (d *Dataset) parseIDP(obj *jval) (Row, error) {
+func (d *Dataset) parseIDP(obj *jsonv.Value) (Row, error) {
 	var r Row
 	var err error
 	if r.Document, err = stringField(obj, "document", false); err != nil {
 		return r, err
 	}
-	t := obj.get("target")
+	t := obj.Get("target")
 	if t == nil {
 		return r, rowErr("target", "required field is missing")
 	}
-	if t.kind != 'o' {
-		return r, rowErr("target", "want a JSON object, got %s", t.kindName())
+	if t.Kind != jsonv.Object {
+		return r, rowErr("target", "want a JSON object, got %s", t.KindName())
 	}
 	if d.schema != nil {
 		if err := d.schema.validate(t); err != nil {
@@ -253,27 +266,27 @@ func (d *Dataset) parseIDP(obj *jval) (Row, error) {
 		}
 		r.Target = d.schema.ordered(t)
 	} else {
-		r.Target = t.appendCompact(nil)
+		r.Target = t.AppendCompact(nil)
 	}
 	return r, nil
 }
 
-func parsePreference(obj *jval) (Row, error) {
+func parsePreference(obj *jsonv.Value) (Row, error) {
 	var r Row
-	p := obj.get("prompt")
+	p := obj.Get("prompt")
 	switch {
 	case p == nil:
 		return r, rowErr("prompt", "required field is missing")
-	case p.kind == 's':
-		r.Prompt = p.str
-	case p.kind == 'a':
+	case p.Kind == jsonv.String:
+		r.Prompt = p.Text
+	case p.Kind == jsonv.Array:
 		msgs, err := parseMessages(p, "prompt")
 		if err != nil {
 			return r, err
 		}
 		r.PromptMessages = msgs
 	default:
-		return r, rowErr("prompt", "want a string or a list of messages, got %s", p.kindName())
+		return r, rowErr("prompt", "want a string or a list of messages, got %s", p.KindName())
 	}
 	var err error
 	if r.Chosen, err = stringField(obj, "chosen", false); err != nil {

@@ -7,12 +7,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
+
+	"distill/core/jsonv"
 )
 
 // schemaInfo is an idp dataset's JSON Schema: the file's text, an ordered
@@ -21,7 +22,7 @@ type schemaInfo struct {
 	path     string
 	raw      json.RawMessage
 	compact  string
-	tree     *jval
+	tree     *jsonv.Value
 	compiled *jsonschema.Schema
 }
 
@@ -32,12 +33,12 @@ func loadSchema(path string) (*schemaInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load schema: %w", err)
 	}
-	tree, err := parseJSON(raw)
+	tree, err := jsonv.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("load schema %s: %w", path, err)
 	}
-	if tree.kind != 'o' {
-		return nil, fmt.Errorf("load schema %s: want a JSON Schema object, got %s", path, tree.kindName())
+	if tree.Kind != jsonv.Object {
+		return nil, fmt.Errorf("load schema %s: want a JSON Schema object, got %s", path, tree.KindName())
 	}
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
 	if err != nil {
@@ -66,8 +67,8 @@ var printer = message.NewPrinter(language.English)
 
 // validate checks a target against the schema; the error lists the first
 // few violations on one line, each with the JSON pointer of the value.
-func (s *schemaInfo) validate(target *jval) error {
-	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(target.appendCompact(nil)))
+func (s *schemaInfo) validate(target *jsonv.Value) error {
+	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(target.AppendCompact(nil)))
 	if err != nil {
 		return err
 	}
@@ -103,27 +104,27 @@ func (s *schemaInfo) validate(target *jval) error {
 // order. Subschemas are followed through properties, additionalProperties,
 // items, prefixItems and local "$ref"s ("#/..."); where none applies the
 // target's own order is kept.
-func (s *schemaInfo) ordered(target *jval) json.RawMessage {
+func (s *schemaInfo) ordered(target *jsonv.Value) json.RawMessage {
 	return s.appendOrdered(nil, target, s.tree)
 }
 
-func (s *schemaInfo) appendOrdered(buf []byte, v, sch *jval) []byte {
+func (s *schemaInfo) appendOrdered(buf []byte, v, sch *jsonv.Value) []byte {
 	sch = s.resolve(sch)
-	switch v.kind {
-	case 'o':
-		props := sch.get("properties")
+	switch v.Kind {
+	case jsonv.Object:
+		props := sch.Get("properties")
 		var order []int
-		if props != nil && props.kind == 'o' {
-			for _, k := range props.keys {
-				for i, vk := range v.keys {
+		if props != nil && props.Kind == jsonv.Object {
+			for _, k := range props.Keys {
+				for i, vk := range v.Keys {
 					if vk == k {
 						order = append(order, i)
 					}
 				}
 			}
 		}
-		for i, vk := range v.keys {
-			if props.get(vk) == nil {
+		for i, vk := range v.Keys {
+			if props.Get(vk) == nil {
 				order = append(order, i)
 			}
 		}
@@ -132,78 +133,50 @@ func (s *schemaInfo) appendOrdered(buf []byte, v, sch *jval) []byte {
 			if n > 0 {
 				buf = append(buf, ',')
 			}
-			k := v.keys[i]
-			buf = appendString(buf, k)
+			k := v.Keys[i]
+			buf = jsonv.AppendString(buf, k)
 			buf = append(buf, ':')
-			sub := props.get(k)
+			sub := props.Get(k)
 			if sub == nil {
-				sub = sch.get("additionalProperties")
+				sub = sch.Get("additionalProperties")
 			}
-			buf = s.appendOrdered(buf, v.vals[i], sub)
+			buf = s.appendOrdered(buf, v.Vals[i], sub)
 		}
 		return append(buf, '}')
-	case 'a':
+	case jsonv.Array:
 		buf = append(buf, '[')
-		prefix := sch.get("prefixItems")
-		for i, item := range v.vals {
+		prefix := sch.Get("prefixItems")
+		for i, item := range v.Vals {
 			if i > 0 {
 				buf = append(buf, ',')
 			}
-			var sub *jval
-			if prefix != nil && prefix.kind == 'a' && i < len(prefix.vals) {
-				sub = prefix.vals[i]
+			var sub *jsonv.Value
+			if prefix != nil && prefix.Kind == jsonv.Array && i < len(prefix.Vals) {
+				sub = prefix.Vals[i]
 			} else {
-				sub = sch.get("items")
+				sub = sch.Get("items")
 			}
 			buf = s.appendOrdered(buf, item, sub)
 		}
 		return append(buf, ']')
 	}
-	return v.appendCompact(buf)
+	return v.AppendCompact(buf)
 }
 
 // resolve follows local "$ref"s ("#/$defs/x", "#") within the schema file;
 // a ref it cannot follow gives nil (no ordering below it).
-func (s *schemaInfo) resolve(sch *jval) *jval {
+func (s *schemaInfo) resolve(sch *jsonv.Value) *jsonv.Value {
 	for hops := 0; sch != nil && hops < 32; hops++ {
-		ref := sch.get("$ref")
-		if ref == nil || ref.kind != 's' {
+		ref := sch.Get("$ref")
+		if ref == nil || ref.Kind != jsonv.String {
 			return sch
 		}
-		if !strings.HasPrefix(ref.str, "#") {
+		if !strings.HasPrefix(ref.Text, "#") {
 			return nil
 		}
-		sch = pointer(s.tree, strings.TrimPrefix(ref.str, "#"))
+		sch = s.tree.Resolve(strings.TrimPrefix(ref.Text, "#"))
 	}
 	return nil
-}
-
-// pointer resolves a JSON pointer ("/a/b/0") in v.
-func pointer(v *jval, ptr string) *jval {
-	if ptr == "" {
-		return v
-	}
-	if !strings.HasPrefix(ptr, "/") {
-		return nil
-	}
-	for _, tok := range strings.Split(ptr[1:], "/") {
-		tok = strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
-		switch {
-		case v == nil:
-			return nil
-		case v.kind == 'o':
-			v = v.get(tok)
-		case v.kind == 'a':
-			i, err := strconv.Atoi(tok)
-			if err != nil || i < 0 || i >= len(v.vals) {
-				return nil
-			}
-			v = v.vals[i]
-		default:
-			return nil
-		}
-	}
-	return v
 }
 
 // oneLine joins a multi-line message onto one line.

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"distill/core/jsonv"
 )
 
 // invoiceTargets returns the compact JSON targets of the invoice example's
@@ -29,11 +31,11 @@ func invoiceTargets(t testing.TB) []string {
 		if err := json.Unmarshal(sc.Bytes(), &row); err != nil {
 			t.Fatal(err)
 		}
-		v, err := parseJSON(row.Target)
+		v, err := jsonv.Parse(row.Target)
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, string(v.appendCompact(nil)))
+		out = append(out, string(v.AppendCompact(nil)))
 	}
 	return out
 }

@@ -5,6 +5,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"distill/core/jsonv"
 )
 
 // TestCompileTable: each schema compiles, or fails with an error naming the
@@ -107,6 +109,27 @@ func TestCompileTable(t *testing.T) {
 	var se *SchemaError
 	if !errors.As(err, &se) || se.Pointer != "/not" {
 		t.Errorf("SchemaError pointer: %+v", se)
+	}
+}
+
+// A key given twice in one object is refused: the validator would take the
+// last ("integer") and the grammar the first ("string"), so generated
+// values would fail validation. Syntax errors say at which column.
+func TestCompileRefusesDuplicateKeys(t *testing.T) {
+	tok := qwen3(t)
+	for _, c := range []struct{ schema, want string }{
+		{`{"type":"string","type":"integer"}`, `idp: schema: duplicate key "type"`},
+		{`{"type":"object","properties":{"a":{"const":1},"a":{"const":2}}}`, `idp: schema: duplicate key "a"`},
+		{`{"type":"object",}`, `idp: schema: not valid JSON at column 18: invalid character '}' looking for beginning of object key string`},
+	} {
+		_, err := Compile([]byte(c.schema), tok)
+		if err == nil || err.Error() != c.want {
+			t.Errorf("%s: error %v, want %s", c.schema, err, c.want)
+		}
+	}
+	var de *jsonv.DuplicateKeyError
+	if _, err := Compile([]byte(`{"a":{},"a":{}}`), tok); !errors.As(err, &de) || de.Key != "a" {
+		t.Errorf("errors.As(%v, *jsonv.DuplicateKeyError) = false", err)
 	}
 }
 

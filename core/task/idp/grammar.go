@@ -12,6 +12,7 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"distill/core/jsonv"
 	"distill/core/tokenizer"
 )
 
@@ -192,9 +193,11 @@ func (e *SchemaError) Unwrap() error { return ErrSchema }
 // keyword outside it is an error naming its JSON pointer. The per-tokenizer
 // index (token trie) is built on first use and cached.
 func Compile(schema []byte, tok *tokenizer.Tokenizer) (*Grammar, error) {
-	tree, err := parseJSON(schema)
+	// Parse refuses a key given twice in one object: the validator would
+	// take the last and the compiler the first.
+	tree, err := jsonv.Parse(schema)
 	if err != nil {
-		return nil, fmt.Errorf("idp: schema is not valid JSON: %w", err)
+		return nil, fmt.Errorf("idp: schema: %w", err)
 	}
 	g := &Grammar{vocab: vocabFor(tok)}
 	c := &compiler{g: g, tree: tree, byPtr: map[string]int32{}}
@@ -372,7 +375,7 @@ func (c *compiler) objectTries(id int32) error {
 		closable := true
 		for j := last + 1; j < len(props); j++ {
 			if g.nodes[props[j].node].kind != kNever {
-				k := appendString(append([]byte(nil), lead...), props[j].name)
+				k := jsonv.AppendString(append([]byte(nil), lead...), props[j].name)
 				es = append(es, litEntry{append(k, ':'), actValue + int32(j)})
 			}
 			if props[j].required {
@@ -393,7 +396,7 @@ func (c *compiler) objectTries(id int32) error {
 	g.nodes[id].trie = g.lit.add(entries(-1, true))
 	for j := range props {
 		if props[j].required && g.nodes[props[j].node].kind == kNever {
-			return &SchemaError{g.nodes[id].ptr + "/properties/" + pointerToken(props[j].name), "a required property's schema admits no value"}
+			return &SchemaError{g.nodes[id].ptr + "/properties/" + jsonv.PointerToken(props[j].name), "a required property's schema admits no value"}
 		}
 		g.nodes[id].props[j].after = g.lit.add(entries(j, false))
 	}
@@ -605,4 +608,4 @@ func (c *compiler) litFirst(id int32) {
 }
 
 // literalBytes is a JSON value as the literal this package generates.
-func literalBytes(v *jv) []byte { return v.appendCompact(nil) }
+func literalBytes(v *jsonv.Value) []byte { return v.AppendCompact(nil) }

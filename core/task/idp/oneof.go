@@ -1,9 +1,10 @@
 package idp
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
+	"strconv"
+
+	"distill/core/jsonv"
 )
 
 // The decoder generates oneOf like anyOf: it can only promise "exactly one
@@ -31,20 +32,20 @@ var typeBits = map[string]jsonTypes{"null": tNull, "boolean": tBool, "integer": 
 	"string": tString, "array": tArray, "object": tObject}
 
 // valueType is the type bit of a JSON value.
-func valueType(v *jv) jsonTypes {
-	switch v.kind {
-	case 'z':
+func valueType(v *jsonv.Value) jsonTypes {
+	switch v.Kind {
+	case jsonv.Null:
 		return tNull
-	case 'b':
+	case jsonv.Bool:
 		return tBool
-	case 's':
+	case jsonv.String:
 		return tString
-	case 'a':
+	case jsonv.Array:
 		return tArray
-	case 'o':
+	case jsonv.Object:
 		return tObject
 	}
-	if f, err := v.num.Float64(); err == nil && f == float64(int64(f)) {
+	if f, err := strconv.ParseFloat(v.Text, 64); err == nil && f == float64(int64(f)) {
 		return tInteger
 	}
 	return tFraction
@@ -52,37 +53,37 @@ func valueType(v *jv) jsonTypes {
 
 // admits is the types s admits and, for const/enum schemas, the canonical
 // JSON of each allowed value (nil: any value of those types).
-func (c *compiler) admits(s *jv) (jsonTypes, map[string]bool) {
+func (c *compiler) admits(s *jsonv.Value) (jsonTypes, map[string]bool) {
 	s = c.deref(s)
-	if s == nil || s.kind != 'o' {
+	if s == nil || s.Kind != jsonv.Object {
 		return allTypes, nil // true/false schemas and the like
 	}
-	var values []*jv
-	if k := s.get("const"); k != nil {
-		values = []*jv{k}
-	} else if e := s.get("enum"); e != nil && e.kind == 'a' {
-		values = e.vals
+	var values []*jsonv.Value
+	if k := s.Get("const"); k != nil {
+		values = []*jsonv.Value{k}
+	} else if e := s.Get("enum"); e != nil && e.Kind == jsonv.Array {
+		values = e.Vals
 	}
 	if values != nil {
 		var ts jsonTypes
 		set := map[string]bool{}
 		for _, v := range values {
 			ts |= valueType(v)
-			set[canonical(v)] = true
+			set[v.Canonical()] = true
 		}
 		return ts, set
 	}
-	t := s.get("type")
+	t := s.Get("type")
 	switch {
 	case t == nil:
 		return allTypes, nil
-	case t.kind == 's':
-		return typeBits[t.str], nil
-	case t.kind == 'a':
+	case t.Kind == jsonv.String:
+		return typeBits[t.Text], nil
+	case t.Kind == jsonv.Array:
 		var ts jsonTypes
-		for _, x := range t.vals {
-			if x.kind == 's' {
-				ts |= typeBits[x.str]
+		for _, x := range t.Vals {
+			if x.Kind == jsonv.String {
+				ts |= typeBits[x.Text]
 			}
 		}
 		return ts, nil
@@ -91,14 +92,14 @@ func (c *compiler) admits(s *jv) (jsonTypes, map[string]bool) {
 }
 
 // deref follows local $refs (a few levels) to the schema they name.
-func (c *compiler) deref(s *jv) *jv {
+func (c *compiler) deref(s *jsonv.Value) *jsonv.Value {
 	for range 8 {
-		r := s.get("$ref")
-		if r == nil || r.kind != 's' || len(r.str) == 0 || r.str[0] != '#' {
+		r := s.Get("$ref")
+		if r == nil || r.Kind != jsonv.String || len(r.Text) == 0 || r.Text[0] != '#' {
 			return s
 		}
-		t, ok := resolvePointer(c.tree, r.str[1:])
-		if !ok {
+		t := c.tree.Resolve(r.Text[1:])
+		if t == nil {
 			return s
 		}
 		s = t
@@ -106,44 +107,11 @@ func (c *compiler) deref(s *jv) *jv {
 	return s
 }
 
-// canonical is a value's JSON with object keys sorted, for comparing
-// const and enum values.
-func canonical(v *jv) string {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.Encode(plain(v))
-	return b.String()
-}
-
-func plain(v *jv) any {
-	switch v.kind {
-	case 'o':
-		m := map[string]any{}
-		for i, k := range v.keys {
-			m[k] = plain(v.vals[i])
-		}
-		return m
-	case 'a':
-		out := make([]any, len(v.vals))
-		for i, x := range v.vals {
-			out[i] = plain(x)
-		}
-		return out
-	case 's':
-		return v.str
-	case 'n':
-		return v.num
-	case 'b':
-		return v.b
-	}
-	return nil
-}
-
 // disjoint reports whether no value can match both a and b: their types
 // do not meet, their const/enum values do not meet, or both are objects
 // with a required property whose const/enum values do not meet (a
 // discriminator such as {"kind": {"const": "card"}}).
-func (c *compiler) disjoint(a, b *jv) bool {
+func (c *compiler) disjoint(a, b *jsonv.Value) bool {
 	ta, va := c.admits(a)
 	tb, vb := c.admits(b)
 	if ta&tb == 0 {
@@ -165,8 +133,8 @@ func (c *compiler) disjoint(a, b *jv) bool {
 
 // discriminated: a property required by both object schemas admits
 // disjoint values in each.
-func (c *compiler) discriminated(a, b *jv) bool {
-	pa, pb := a.get("properties"), b.get("properties")
+func (c *compiler) discriminated(a, b *jsonv.Value) bool {
+	pa, pb := a.Get("properties"), b.Get("properties")
 	if pa == nil || pb == nil {
 		return false
 	}
@@ -174,7 +142,7 @@ func (c *compiler) discriminated(a, b *jv) bool {
 		if !contains(requiredOf(b), k) {
 			continue
 		}
-		xa, xb := pa.get(k), pb.get(k)
+		xa, xb := pa.Get(k), pb.Get(k)
 		if xa == nil || xb == nil {
 			continue
 		}
@@ -185,12 +153,12 @@ func (c *compiler) discriminated(a, b *jv) bool {
 	return false
 }
 
-func requiredOf(s *jv) []string {
+func requiredOf(s *jsonv.Value) []string {
 	var out []string
-	if r := s.get("required"); r != nil && r.kind == 'a' {
-		for _, x := range r.vals {
-			if x.kind == 's' {
-				out = append(out, x.str)
+	if r := s.Get("required"); r != nil && r.Kind == jsonv.Array {
+		for _, x := range r.Vals {
+			if x.Kind == jsonv.String {
+				out = append(out, x.Text)
 			}
 		}
 	}
@@ -207,7 +175,7 @@ func contains(xs []string, x string) bool {
 }
 
 // checkOneOf refuses a oneOf with two branches that one value could match.
-func (c *compiler) checkOneOf(branches []*jv, ptr string) error {
+func (c *compiler) checkOneOf(branches []*jsonv.Value, ptr string) error {
 	for i := range branches {
 		for j := i + 1; j < len(branches); j++ {
 			if !c.disjoint(branches[i], branches[j]) {

@@ -5,11 +5,13 @@ import (
 	"math/big"
 	"slices"
 	"strings"
+
+	"distill/core/jsonv"
 )
 
 type compiler struct {
 	g     *Grammar
-	tree  *jv
+	tree  *jsonv.Value
 	byPtr map[string]int32 // $ref targets by JSON pointer
 	enums []pendingEnum
 	anyID int32 // the "any JSON value" node, 0: not built yet
@@ -81,41 +83,41 @@ func serr(ptr, format string, args ...any) error {
 func (c *compiler) node(n node) int32 { return c.g.newNode(n) }
 
 // compile compiles the schema v found at ptr and returns its node.
-func (c *compiler) compile(v *jv, ptr string) (int32, error) {
+func (c *compiler) compile(v *jsonv.Value, ptr string) (int32, error) {
 	if len(c.g.nodes) == 0 {
 		c.g.newNode(node{kind: kNever}) // node 0: the false schema
 	}
-	switch v.kind {
-	case 'b':
-		if v.b {
+	switch v.Kind {
+	case jsonv.Bool:
+		if v.IsTrue() {
 			return c.anyNode(), nil
 		}
 		return 0, nil
-	case 'o':
+	case jsonv.Object:
 	default:
-		return 0, serr(ptr, "a schema must be an object or a boolean, not %s", v.kindName())
+		return 0, serr(ptr, "a schema must be an object or a boolean, not %s", v.KindName())
 	}
 	// Check every keyword first, so errors point at the keyword.
 	assertions := 0
-	for i, k := range v.keys {
-		kp := ptr + "/" + pointerToken(k)
+	for i, k := range v.Keys {
+		kp := ptr + "/" + jsonv.PointerToken(k)
 		if unsupportedKeywords[k] {
 			return 0, serr(kp, "keyword %q is not supported for constrained generation", k)
 		}
-		val := v.vals[i]
+		val := v.Vals[i]
 		switch k {
 		case "uniqueItems":
-			if val.kind == 'b' && val.b {
+			if val.IsTrue() {
 				return 0, serr(kp, "keyword %q (true) is not supported for constrained generation", k)
 			}
 			continue
 		case "unevaluatedProperties":
-			if val.kind == 'b' && !val.b {
+			if val.IsFalse() {
 				continue // generation never adds unevaluated properties
 			}
 			return 0, serr(kp, "keyword %q is supported only as false", k)
 		case "items":
-			if val.kind == 'a' {
+			if val.Kind == jsonv.Array {
 				return 0, serr(kp, "keyword %q as an array (tuple validation) is not supported", k)
 			}
 		}
@@ -123,14 +125,14 @@ func (c *compiler) compile(v *jv, ptr string) (int32, error) {
 			assertions++
 		}
 	}
-	if ref := v.get("$ref"); ref != nil {
+	if ref := v.Get("$ref"); ref != nil {
 		if assertions > 1 {
 			return 0, serr(ptr+"/$ref", "keyword \"$ref\" alongside other assertion keywords is not supported: move them into the referenced schema")
 		}
 		return c.ref(ref, ptr+"/$ref")
 	}
 	for _, k := range []string{"anyOf", "oneOf", "allOf"} {
-		x := v.get(k)
+		x := v.Get(k)
 		if x == nil {
 			continue
 		}
@@ -138,22 +140,22 @@ func (c *compiler) compile(v *jv, ptr string) (int32, error) {
 		if assertions > 1 {
 			return 0, serr(kp, "keyword %q alongside other assertion keywords is not supported: move them into each subschema", k)
 		}
-		if x.kind != 'a' || len(x.vals) == 0 {
+		if x.Kind != jsonv.Array || len(x.Vals) == 0 {
 			return 0, serr(kp, "%s must be a non-empty array", k)
 		}
 		if k == "allOf" {
-			if len(x.vals) != 1 {
+			if len(x.Vals) != 1 {
 				return 0, serr(kp, "allOf with more than one subschema is not supported")
 			}
-			return c.compile(x.vals[0], kp+"/0")
+			return c.compile(x.Vals[0], kp+"/0")
 		}
 		if k == "oneOf" {
-			if err := c.checkOneOf(x.vals, kp); err != nil {
+			if err := c.checkOneOf(x.Vals, kp); err != nil {
 				return 0, err
 			}
 		}
 		var alts []int32
-		for i, s := range x.vals {
+		for i, s := range x.Vals {
 			id, err := c.compile(s, fmt.Sprintf("%s/%d", kp, i))
 			if err != nil {
 				return 0, err
@@ -165,7 +167,7 @@ func (c *compiler) compile(v *jv, ptr string) (int32, error) {
 		}
 		return c.node(node{kind: kChoice, alts: alts, ptr: ptr}), nil
 	}
-	if v.get("enum") != nil || v.get("const") != nil {
+	if v.Get("enum") != nil || v.Get("const") != nil {
 		return c.enum(v, ptr)
 	}
 	return c.typed(v, ptr)
@@ -173,11 +175,11 @@ func (c *compiler) compile(v *jv, ptr string) (int32, error) {
 
 // ref compiles a local $ref ("#", "#/$defs/x", "#/definitions/x", any
 // local JSON pointer).
-func (c *compiler) ref(r *jv, ptr string) (int32, error) {
-	if r.kind != 's' {
+func (c *compiler) ref(r *jsonv.Value, ptr string) (int32, error) {
+	if r.Kind != jsonv.String {
 		return 0, serr(ptr, "$ref must be a string")
 	}
-	s := r.str
+	s := r.Text
 	if !strings.HasPrefix(s, "#") {
 		return 0, serr(ptr, "$ref %q: only local references (#/...) are supported", s)
 	}
@@ -192,8 +194,8 @@ func (c *compiler) ref(r *jv, ptr string) (int32, error) {
 	if id, ok := c.byPtr[target]; ok {
 		return id, nil
 	}
-	tv, ok := resolvePointer(c.tree, target)
-	if !ok {
+	tv := c.tree.Resolve(target)
+	if tv == nil {
 		return 0, serr(ptr, "$ref %q does not resolve", s)
 	}
 	id := c.node(node{kind: kAlias, ptr: target})
@@ -208,17 +210,17 @@ func (c *compiler) ref(r *jv, ptr string) (int32, error) {
 
 // enum compiles enum/const: a set of literals, filtered later by the
 // schema's other keywords.
-func (c *compiler) enum(v *jv, ptr string) (int32, error) {
-	var vals []*jv
+func (c *compiler) enum(v *jsonv.Value, ptr string) (int32, error) {
+	var vals []*jsonv.Value
 	var kp string
-	if e := v.get("enum"); e != nil {
+	if e := v.Get("enum"); e != nil {
 		kp = ptr + "/enum"
-		if e.kind != 'a' || len(e.vals) == 0 {
+		if e.Kind != jsonv.Array || len(e.Vals) == 0 {
 			return 0, serr(kp, "enum must be a non-empty array")
 		}
-		vals = e.vals
+		vals = e.Vals
 	}
-	if k := v.get("const"); k != nil {
+	if k := v.Get("const"); k != nil {
 		if vals != nil {
 			// Both: const must be among the enum values.
 			lit := string(literalBytes(k))
@@ -231,7 +233,7 @@ func (c *compiler) enum(v *jv, ptr string) (int32, error) {
 			}
 		}
 		kp = ptr + "/const"
-		vals = []*jv{k}
+		vals = []*jsonv.Value{k}
 	}
 	var es []litEntry
 	var raw [][]byte
@@ -241,11 +243,11 @@ func (c *compiler) enum(v *jv, ptr string) (int32, error) {
 		raw = append(raw, b)
 	}
 	// The rest of the schema, when it asserts anything, filters the values.
-	rest := &jv{kind: 'o'}
-	for i, k := range v.keys {
+	rest := &jsonv.Value{Kind: jsonv.Object}
+	for i, k := range v.Keys {
 		if k != "enum" && k != "const" {
-			rest.keys = append(rest.keys, k)
-			rest.vals = append(rest.vals, v.vals[i])
+			rest.Keys = append(rest.Keys, k)
+			rest.Vals = append(rest.Vals, v.Vals[i])
 		}
 	}
 	restID := int32(-1)
@@ -262,8 +264,8 @@ func (c *compiler) enum(v *jv, ptr string) (int32, error) {
 	return id, nil
 }
 
-func hasAssertions(v *jv) bool {
-	for _, k := range v.keys {
+func hasAssertions(v *jsonv.Value) bool {
+	for _, k := range v.Keys {
 		if supportedKeywords[k] {
 			return true
 		}
@@ -273,19 +275,19 @@ func hasAssertions(v *jv) bool {
 
 // typed compiles a schema by its type (given, or inferred from the
 // type-specific keywords present; none: any value).
-func (c *compiler) typed(v *jv, ptr string) (int32, error) {
+func (c *compiler) typed(v *jsonv.Value, ptr string) (int32, error) {
 	var types []string
-	if t := v.get("type"); t != nil {
+	if t := v.Get("type"); t != nil {
 		tp := ptr + "/type"
-		switch t.kind {
-		case 's':
-			types = []string{t.str}
-		case 'a':
-			for _, x := range t.vals {
-				if x.kind != 's' {
+		switch t.Kind {
+		case jsonv.String:
+			types = []string{t.Text}
+		case jsonv.Array:
+			for _, x := range t.Vals {
+				if x.Kind != jsonv.String {
 					return 0, serr(tp, "type must be a string or an array of strings")
 				}
-				types = append(types, x.str)
+				types = append(types, x.Text)
 			}
 		default:
 			return 0, serr(tp, "type must be a string or an array of strings")
@@ -298,7 +300,7 @@ func (c *compiler) typed(v *jv, ptr string) (int32, error) {
 	} else {
 		has := func(kws []string) bool {
 			for _, k := range kws {
-				if v.get(k) != nil {
+				if v.Get(k) != nil {
 					return true
 				}
 			}
@@ -376,11 +378,11 @@ func (c *compiler) anyNode() int32 {
 	return id
 }
 
-func nonNegInt(v *jv, ptr string) (int32, error) {
-	if v.kind != 'n' {
+func nonNegInt(v *jsonv.Value, ptr string) (int32, error) {
+	if v.Kind != jsonv.Number {
 		return 0, serr(ptr, "must be a non-negative integer")
 	}
-	r, ok := new(big.Rat).SetString(string(v.num))
+	r, ok := new(big.Rat).SetString(v.Text)
 	if !ok || !r.IsInt() || r.Sign() < 0 {
 		return 0, serr(ptr, "must be a non-negative integer")
 	}
@@ -390,26 +392,26 @@ func nonNegInt(v *jv, ptr string) (int32, error) {
 	return int32(r.Num().Int64()), nil
 }
 
-func (c *compiler) object(v *jv, ptr string) (int32, error) {
+func (c *compiler) object(v *jsonv.Value, ptr string) (int32, error) {
 	n := node{kind: kObject, ptr: ptr}
 	required := map[string]bool{}
-	if r := v.get("required"); r != nil {
-		if r.kind != 'a' {
+	if r := v.Get("required"); r != nil {
+		if r.Kind != jsonv.Array {
 			return 0, serr(ptr+"/required", "required must be an array of strings")
 		}
-		for _, x := range r.vals {
-			if x.kind != 's' {
+		for _, x := range r.Vals {
+			if x.Kind != jsonv.String {
 				return 0, serr(ptr+"/required", "required must be an array of strings")
 			}
-			required[x.str] = true
+			required[x.Text] = true
 		}
 	}
-	if ps := v.get("properties"); ps != nil {
-		if ps.kind != 'o' {
+	if ps := v.Get("properties"); ps != nil {
+		if ps.Kind != jsonv.Object {
 			return 0, serr(ptr+"/properties", "properties must be an object")
 		}
-		for i, k := range ps.keys {
-			id, err := c.compile(ps.vals[i], ptr+"/properties/"+pointerToken(k))
+		for i, k := range ps.Keys {
+			id, err := c.compile(ps.Vals[i], ptr+"/properties/"+jsonv.PointerToken(k))
 			if err != nil {
 				return 0, err
 			}
@@ -427,15 +429,15 @@ func (c *compiler) object(v *jv, ptr string) (int32, error) {
 	}
 	// additionalProperties: false, absent, true or a schema all generate the
 	// listed properties only (never extra ones), which each allows.
-	if ap := v.get("additionalProperties"); ap != nil && ap.kind != 'b' && ap.kind != 'o' {
+	if ap := v.Get("additionalProperties"); ap != nil && ap.Kind != jsonv.Bool && ap.Kind != jsonv.Object {
 		return 0, serr(ptr+"/additionalProperties", "additionalProperties must be a boolean or a schema")
 	}
 	return c.node(n), nil
 }
 
-func (c *compiler) array(v *jv, ptr string) (int32, error) {
+func (c *compiler) array(v *jsonv.Value, ptr string) (int32, error) {
 	n := node{kind: kArray, ptr: ptr, maxItems: -1}
-	if it := v.get("items"); it != nil {
+	if it := v.Get("items"); it != nil {
 		id, err := c.compile(it, ptr+"/items")
 		if err != nil {
 			return 0, err
@@ -445,12 +447,12 @@ func (c *compiler) array(v *jv, ptr string) (int32, error) {
 		n.item = c.anyNode()
 	}
 	var err error
-	if x := v.get("minItems"); x != nil {
+	if x := v.Get("minItems"); x != nil {
 		if n.minItems, err = nonNegInt(x, ptr+"/minItems"); err != nil {
 			return 0, err
 		}
 	}
-	if x := v.get("maxItems"); x != nil {
+	if x := v.Get("maxItems"); x != nil {
 		if n.maxItems, err = nonNegInt(x, ptr+"/maxItems"); err != nil {
 			return 0, err
 		}
@@ -461,15 +463,15 @@ func (c *compiler) array(v *jv, ptr string) (int32, error) {
 	return c.node(n), nil
 }
 
-func (c *compiler) str(v *jv, ptr string) (int32, error) {
+func (c *compiler) str(v *jsonv.Value, ptr string) (int32, error) {
 	n := node{kind: kString, ptr: ptr, maxLen: -1}
 	var err error
-	if x := v.get("minLength"); x != nil {
+	if x := v.Get("minLength"); x != nil {
 		if n.minLen, err = nonNegInt(x, ptr+"/minLength"); err != nil {
 			return 0, err
 		}
 	}
-	if x := v.get("maxLength"); x != nil {
+	if x := v.Get("maxLength"); x != nil {
 		if n.maxLen, err = nonNegInt(x, ptr+"/maxLength"); err != nil {
 			return 0, err
 		}
@@ -478,14 +480,14 @@ func (c *compiler) str(v *jv, ptr string) (int32, error) {
 		}
 	}
 	var parts []*sdfa
-	if x := v.get("format"); x != nil {
-		if x.kind != 's' {
+	if x := v.Get("format"); x != nil {
+		if x.Kind != jsonv.String {
 			return 0, serr(ptr+"/format", "format must be a string")
 		}
 		// Formats other than these are annotations: not enforced during
 		// generation (nor by the validator, which treats format as an
 		// annotation by default).
-		if pat, ok := formatPatterns[x.str]; ok {
+		if pat, ok := formatPatterns[x.Text]; ok {
 			d, err := compileRegex(pat)
 			if err != nil {
 				return 0, serr(ptr+"/format", "%v", err)
@@ -493,11 +495,11 @@ func (c *compiler) str(v *jv, ptr string) (int32, error) {
 			parts = append(parts, d)
 		}
 	}
-	if x := v.get("pattern"); x != nil {
-		if x.kind != 's' {
+	if x := v.Get("pattern"); x != nil {
+		if x.Kind != jsonv.String {
 			return 0, serr(ptr+"/pattern", "pattern must be a string")
 		}
-		d, err := compileRegex(x.str)
+		d, err := compileRegex(x.Text)
 		if err != nil {
 			return 0, serr(ptr+"/pattern", "%v", err)
 		}
@@ -508,7 +510,7 @@ func (c *compiler) str(v *jv, ptr string) (int32, error) {
 		d, err := productDFA(parts, n.minLen, n.maxLen, func(b byte) bool { return vb.byteTok[b] >= 0 })
 		if err != nil {
 			kw := "/pattern"
-			if v.get("pattern") == nil {
+			if v.Get("pattern") == nil {
 				kw = "/format"
 			}
 			return 0, serr(ptr+kw, "%v", err)
@@ -518,21 +520,21 @@ func (c *compiler) str(v *jv, ptr string) (int32, error) {
 	return c.node(n), nil
 }
 
-func (c *compiler) number(v *jv, ptr string, integer bool) (int32, error) {
+func (c *compiler) number(v *jsonv.Value, ptr string, integer bool) (int32, error) {
 	var lo, hi string
 	var exLo, exHi bool
-	bound := func(k string) (string, *jv, error) {
-		x := v.get(k)
+	bound := func(k string) (string, *jsonv.Value, error) {
+		x := v.Get(k)
 		if x == nil {
 			return "", nil, nil
 		}
-		if x.kind == 'b' {
+		if x.Kind == jsonv.Bool {
 			return "", x, nil
 		}
-		if x.kind != 'n' {
+		if x.Kind != jsonv.Number {
 			return "", nil, serr(ptr+"/"+k, "%s must be a number", k)
 		}
-		return string(x.num), x, nil
+		return x.Text, x, nil
 	}
 	stricter := func(cur string, curEx bool, cand string, candEx bool, isMin bool) (string, bool) {
 		if cand == "" {
@@ -567,13 +569,13 @@ func (c *compiler) number(v *jv, ptr string, integer bool) (int32, error) {
 	}
 	lo, hi = mn, mx
 	// Draft 4: exclusiveMinimum/Maximum are booleans modifying minimum/maximum.
-	if emnv != nil && emnv.kind == 'b' {
-		exLo = emnv.b
+	if emnv != nil && emnv.Kind == jsonv.Bool {
+		exLo = emnv.IsTrue()
 	} else {
 		lo, exLo = stricter(lo, false, emn, true, true)
 	}
-	if emxv != nil && emxv.kind == 'b' {
-		exHi = emxv.b
+	if emxv != nil && emxv.Kind == jsonv.Bool {
+		exHi = emxv.IsTrue()
 	} else {
 		hi, exHi = stricter(hi, false, emx, true, false)
 	}
