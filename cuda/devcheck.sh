@@ -128,6 +128,12 @@ step "training step ${DISTILL_BENCH_STEP:-}"
 echo "training step exit $?"
 grep -E "^Benchmark|FAIL|panic|_test.go" "$OUT/bench.log" | tail -40
 for f in /tmp/e2e/*.log; do echo "==== $f"; cat "$f"; done > "$OUT/e2e.log" 2>/dev/null  # one file: $OUT returns at most 8
+step "gated device paths"
+for t in TestDPOParity:rowsVerified TestKDParity:kdVerified; do
+  name=${t%%:*}; gate=${t##*:}
+  r=$(grep -E "^--- (PASS|FAIL|SKIP): $name " "$OUT/tests.log" | awk '{print $2}')
+  echo "$name: ${r:-not run}$([ "$r" = PASS: ] && echo "  → set $gate = true in cuda/devnet/net.go")"
+done
 step table
 cat "$OUT/tests.log" "$OUT/bench.log" | .devbuild/cudatable | tee "$OUT/table.txt"
 nvidia-smi --query-gpu=memory.used,temperature.gpu,clocks.sm --format=csv
