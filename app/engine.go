@@ -19,7 +19,7 @@ type engineFlags struct {
 
 func addEngineFlags(fs *flag.FlagSet) engineFlags {
 	return engineFlags{
-		device:      fs.String("device", "cpu", "compute device: cpu or cuda"),
+		device:      fs.String("device", "cpu", "compute device: cpu or cuda (inference on cuda runs op by op, copying each op's operands: usually slower than cpu until device-resident inference lands)"),
 		adapter:     fs.String("adapter", "", "PEFT LoRA adapter folder to apply (unmerged) over the base"),
 		quant:       fs.String("quant", "none", "quantise the projections on load: none, nf4 or q8"),
 		doubleQuant: fs.Bool("double-quant", true, "with nf4: double-quantise the block scales (bitsandbytes' compress_statistics)"),
