@@ -43,7 +43,7 @@ func (j *TrainJob) fitDevice(tok *tokenizer.Tokenizer, tmpl *chat.Template) erro
 	if !ok || !c.OnGPU() {
 		return nil
 	}
-	wb := weightBytes(j.m)
+	wb := j.m.HeldBytes()
 	need := func(n int) int64 {
 		p := j.net.DevicePlan(n, wb, c.Quant == "nf4")
 		return (p.Activations + p.Workspace) * 9 / 8 // the pool rounds buffers up by ≤ 1/8

@@ -200,9 +200,9 @@ func (j *TrainJob) load() error {
 	if j.steps <= 0 {
 		j.steps = max(1, c.Epochs*len(j.batches)/c.Accum)
 	}
-	plan := j.net.PlanMemory(c.SeqLen, weightBytes(j.m))
+	plan := j.net.PlanMemory(c.SeqLen, j.m.HeldBytes())
 	if j.gpu && c.OnGPU() {
-		plan = j.net.DevicePlan(c.SeqLen, weightBytes(j.m), c.Quant == "nf4")
+		plan = j.net.DevicePlan(c.SeqLen, j.m.HeldBytes(), c.Quant == "nf4")
 		j.planDevice = plan.Total() - plan.Runtime
 		j.logf("GPU memory plan; the optimizer's moments (%.1f MB) stay on the host", float64(2*plan.Adapter)/1e6)
 	}
@@ -211,18 +211,4 @@ func (j *TrainJob) load() error {
 	}
 	j.logf("%d training micro-batches, %d validation; %d optimizer steps", len(j.batches), len(j.val), j.steps)
 	return nil
-}
-
-func weightBytes(m *model.Model) int64 {
-	var n int64
-	for _, L := range m.Layers {
-		for _, p := range L.Projections() {
-			n += p.Bytes()
-		}
-	}
-	n += m.Embed.Bytes()
-	if m.LMHead != m.Embed {
-		n += m.LMHead.Bytes()
-	}
-	return n
 }

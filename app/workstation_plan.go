@@ -140,7 +140,7 @@ func (w *Workstation) quantizedBytes(dir, q string, dq bool) (int64, error) {
 	if _, err := quant.QuantizeModel(m, q, dq, false); err != nil {
 		return 0, fmt.Errorf("quant: %w", err)
 	}
-	n = weightBytes(m)
+	n = m.HeldBytes()
 	w.mu.Lock()
 	if w.planBytes == nil {
 		w.planBytes = map[string]int64{}

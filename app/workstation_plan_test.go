@@ -45,7 +45,7 @@ func TestPlanRunMatchesPlanMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	net.Checkpoint = cfg.GradCheckpointing
-	want := net.PlanMemory(cfg.SeqLen, weightBytes(m))
+	want := net.PlanMemory(cfg.SeqLen, m.HeldBytes())
 	if got.Total != want.Total() || got.Total <= 0 {
 		t.Errorf("PlanRun total %d, train.PlanMemory %d", got.Total, want.Total())
 	}

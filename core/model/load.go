@@ -272,6 +272,23 @@ func (m *Model) WeightBytes() int64 {
 	return n
 }
 
+// HeldBytes is the weights as held in memory: every projection (as
+// quantised, if it is), the embedding and an untied LM head — what a run's
+// memory plan counts as the base (WeightBytes counts the files).
+func (m *Model) HeldBytes() int64 {
+	var n int64
+	for _, L := range m.Layers {
+		for _, p := range L.Projections() {
+			n += p.Bytes()
+		}
+	}
+	n += m.Embed.Bytes()
+	if m.LMHead != m.Embed {
+		n += m.LMHead.Bytes()
+	}
+	return n
+}
+
 // DecodeBytesPerToken is what one decode step must read: every projection,
 // the LM head, and one embedding row.
 func (m *Model) DecodeBytesPerToken() int64 {

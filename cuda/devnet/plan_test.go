@@ -12,26 +12,11 @@ import (
 	"distill/core/train"
 )
 
-// baseBytes is the frozen base as a run holds it (app's weightBytes).
-func baseBytes(m *model.Model) int64 {
-	var n int64
-	for _, L := range m.Layers {
-		for _, p := range L.Projections() {
-			n += p.Bytes()
-		}
-	}
-	n += m.Embed.Bytes()
-	if m.LMHead != m.Embed {
-		n += m.LMHead.Bytes()
-	}
-	return n
-}
-
 // devicePlan is core/train's GPU plan for a step of n tokens over m and a.
 func devicePlan(t testing.TB, m *model.Model, a *lora.Adapter, n int) train.Plan {
 	tn, err := train.NewNet(tensor.CPU{}, m, a)
 	ok(t, err)
-	return tn.DevicePlan(n, baseBytes(m), true)
+	return tn.DevicePlan(n, m.HeldBytes(), true)
 }
 
 // The GPU memory plan (`distill plan --device cuda`) against what a step
