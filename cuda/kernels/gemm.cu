@@ -16,24 +16,27 @@ extern "C" int dc_gemm_f32(int trans_a, int trans_b, int m, int n, int k, float 
   return 0;
 }
 
-extern "C" int dc_gemm_bf16(int trans_a, int trans_b, int m, int n, int k, float alpha,
-                            const uint16_t *a, int lda, const uint16_t *b, int ldb, float beta, float *c, int ldc) {
+// gemm_ex: A and B of type ab, C f32, on the tensor cores with compute
+// type ct (cublasGemmEx) — bf16 operands, or f32 ones rounded to TF32.
+static int gemm_ex(const char *op, int trans_a, int trans_b, int m, int n, int k, float alpha, const void *a, int lda,
+                   const void *b, int ldb, float beta, float *c, int ldc, cudaDataType ab, cublasComputeType_t ct) {
   if (m == 0 || n == 0) return 0;
   cublasOperation_t ta = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, tb = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-  DC_BLAS(cublasGemmEx(dc_blas, tb, ta, n, m, k, &alpha, b, CUDA_R_16BF, ldb, a, CUDA_R_16BF, lda, &beta, c,
-                       CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT_TENSOR_OP),
-          "gemm_bf16(transA=%d, transB=%d, m=%d, n=%d, k=%d, lda=%d, ldb=%d, ldc=%d)",
-          trans_a, trans_b, m, n, k, lda, ldb, ldc);
+  DC_BLAS(cublasGemmEx(dc_blas, tb, ta, n, m, k, &alpha, b, ab, ldb, a, ab, lda, &beta, c, CUDA_R_32F, ldc, ct,
+                       CUBLAS_GEMM_DEFAULT_TENSOR_OP),
+          "%s(transA=%d, transB=%d, m=%d, n=%d, k=%d, lda=%d, ldb=%d, ldc=%d)", op, trans_a, trans_b, m, n, k, lda, ldb,
+          ldc);
   return 0;
+}
+
+extern "C" int dc_gemm_bf16(int trans_a, int trans_b, int m, int n, int k, float alpha,
+                            const uint16_t *a, int lda, const uint16_t *b, int ldb, float beta, float *c, int ldc) {
+  return gemm_ex("gemm_bf16", trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, CUDA_R_16BF,
+                 CUBLAS_COMPUTE_32F);
 }
 
 extern "C" int dc_gemm_tf32(int trans_a, int trans_b, int m, int n, int k, float alpha,
                             const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
-  if (m == 0 || n == 0) return 0;
-  cublasOperation_t ta = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, tb = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-  DC_BLAS(cublasGemmEx(dc_blas, tb, ta, n, m, k, &alpha, b, CUDA_R_32F, ldb, a, CUDA_R_32F, lda, &beta, c,
-                       CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT_TENSOR_OP),
-          "gemm_tf32(transA=%d, transB=%d, m=%d, n=%d, k=%d, lda=%d, ldb=%d, ldc=%d)",
-          trans_a, trans_b, m, n, k, lda, ldb, ldc);
-  return 0;
+  return gemm_ex("gemm_tf32", trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, CUDA_R_32F,
+                 CUBLAS_COMPUTE_32F_FAST_TF32);
 }
