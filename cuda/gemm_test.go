@@ -100,10 +100,7 @@ func TestNF4DequantParity(t *testing.T) {
 			n, k := sh[0], sh[1]
 			t.Run(shapeName("%dx%d_dq%v", n, k, dq), func(t *testing.T) {
 				q := nf4Weights(t, n, k, dq)
-				p, _ := q.NF4()
-				w, err := d.UploadNF4("w", p)
-				ok(t, err)
-				t.Cleanup(w.Free)
+				w := upNF4(t, d, q)
 				want := make([]float32, n*k)
 				q.Q.(*quant.NF4).Dequantize(want)
 				// Rows [r0, r1) not starting at 0: the tile offset is exercised.

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"distill/core/tensor"
 	"distill/cuda"
 )
 
@@ -60,6 +61,18 @@ func up[T cuda.Element](t testing.TB, d *cuda.Device, k cuda.Kind, v []T) *cuda.
 	}
 	t.Cleanup(b.Free)
 	return b
+}
+
+// upNF4 uploads an NF4 matrix or fails the test; freed at the test's end.
+func upNF4(t testing.TB, d *cuda.Device, q tensor.NF4Matrix) *cuda.NF4Weight {
+	t.Helper()
+	p, _ := q.NF4()
+	w, err := d.UploadNF4("w", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Free)
+	return w
 }
 
 func zeros(t testing.TB, d *cuda.Device, k cuda.Kind, n int) *cuda.Buffer {

@@ -68,10 +68,7 @@ func TestNF4MatVecPaths(t *testing.T) {
 			n, k := sh[0], sh[1]
 			t.Run(shapeName("%dx%d_dq%v", n, k, dq), func(t *testing.T) {
 				q := nf4Weights(t, n, k, dq)
-				p, _ := q.NF4()
-				w, err := d.UploadNF4("w", p)
-				ok(t, err)
-				t.Cleanup(w.Free)
+				w := upNF4(t, d, q)
 				x := randn(rng(uint64(n+k)), k, 1)
 				want := make([]float32, n)
 				tensor.CPU{}.MatMul(want, x, q, 1)
@@ -145,10 +142,7 @@ func TestNF4DequantPaths(t *testing.T) {
 		for _, dq := range []bool{false, true} {
 			t.Run(shapeName("%dx%d_rows%d-%d_dq%v", c.n, c.k, c.r0, c.r1, dq), func(t *testing.T) {
 				q := nf4Weights(t, c.n, c.k, dq)
-				p, _ := q.NF4()
-				w, err := d.UploadNF4("w", p)
-				ok(t, err)
-				t.Cleanup(w.Free)
+				w := upNF4(t, d, q)
 				want := make([]float32, (c.r1-c.r0)*c.k)
 				q.Q.(*quant.NF4).DequantizeRows(c.r0, c.r1, want)
 				e0 := c.r0 * c.k
