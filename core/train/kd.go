@@ -135,12 +135,14 @@ func (kd *KD) row(z, t []float32, target int, scale float32, grad []float64) flo
 		}
 	case "jsd": // β KL(p_t‖m) + (1−β) KL(p_s‖m), m = β p_t + (1−β) p_s; ∂/∂p_s,i = (1−β) log(p_s,i/m_i)
 		b := kd.Beta
+		lb, l1b := math.Log(b), math.Log1p(-b)
 		var mean float64
 		for i := 0; i < V; i++ {
 			ls, lt := float64(z[i])/tau-lseS, float64(t[i])/tau-lseT
 			ps, pt := math.Exp(ls), math.Exp(lt)
-			m := b*pt + (1-b)*ps
-			lm := math.Log(m)
+			// log m in log space: β·p_t + (1−β)·p_s of a subnormal p_s can round
+			// to 0, and then p_s·(log p_s − log 0) is +Inf.
+			lm := logAddExp(lb+lt, l1b+ls)
 			if pt > 0 {
 				div += b * pt * (lt - lm)
 			}
@@ -183,4 +185,14 @@ func logSumExp64(x []float32, tau float64) float64 {
 		s += math.Exp(float64(v)/tau - m)
 	}
 	return m + math.Log(s)
+}
+
+// logAddExp is log(eˣ + eʸ) without overflow or underflow to −Inf while
+// either term is representable in the log domain.
+func logAddExp(x, y float64) float64 {
+	hi, lo := max(x, y), min(x, y)
+	if math.IsInf(hi, -1) {
+		return hi
+	}
+	return hi + math.Log1p(math.Exp(lo-hi))
 }

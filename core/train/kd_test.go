@@ -94,6 +94,26 @@ func TestKDWithIdenticalTeacherIsCE(t *testing.T) {
 	}
 }
 
+// TestKDJSDSubnormalStudent: a student probability near the smallest
+// subnormal whose (1−β) share rounds to 0 once made log m = log 0 and the
+// loss +Inf; in log space the term is e^−744·744 ≈ 0 and the loss is what
+// the same row gives without that entry's mass.
+func TestKDJSDSubnormalStudent(t *testing.T) {
+	kd := &KD{Divergence: "jsd", Temperature: 1, Alpha: 0, Beta: 0.6}
+	z := []float32{0, -744.5, -800}
+	tt := []float32{0, -800, -744.5}
+	g := append([]float32(nil), z...)
+	loss := kd.row(g, tt, 0, 1, make([]float64, 3))
+	if math.IsInf(loss, 0) || math.IsNaN(loss) || math.Abs(loss) > 1e-300 {
+		t.Fatalf("loss %v, want ≈ 0 (both put all their mass on token 0)", loss)
+	}
+	for i, v := range g {
+		if math.IsInf(float64(v), 0) || math.IsNaN(float64(v)) {
+			t.Errorf("dloss/dz[%d] = %v", i, v)
+		}
+	}
+}
+
 // TestStepKDByFiniteDifference: the whole-network KD gradient against finite
 // differences of StepKD's loss, with a teacher of another architecture and
 // the same vocabulary.
