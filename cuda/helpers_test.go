@@ -121,11 +121,18 @@ func near(t testing.TB, name string, got, want []float32, rtol, atol float64) {
 	for i := range want {
 		g, w := float64(got[i]), float64(want[i])
 		d := math.Abs(g - w)
-		if math.IsNaN(g) != math.IsNaN(w) {
-			d = math.Inf(1)
+		excess := d / (atol + rtol*math.Abs(w))
+		switch {
+		case math.IsNaN(w) || math.IsInf(w, 0): // only the same value matches a non-finite one
+			d, excess = 0, 0
+			if !(math.IsNaN(g) && math.IsNaN(w)) && g != w {
+				d, excess = math.Inf(1), math.Inf(1)
+			}
+		case math.IsNaN(g):
+			d, excess = math.Inf(1), math.Inf(1)
 		}
 		maxAbs = max(maxAbs, d)
-		if excess := d / (atol + rtol*math.Abs(w)); excess > worst {
+		if excess > worst {
 			worst, worstI = excess, i
 		}
 	}

@@ -48,8 +48,10 @@ static inline int dc_blocks(int64_t n, int threads) {
 }
 
 // Block-wide sum of v over a block of blockDim.x (a multiple of 32, ≤ 1024)
-// threads; every thread gets the result. Uses 33 floats of shared scratch.
-__device__ __forceinline__ float dc_warp_sum(float v) {
+// threads; every thread gets the result. Uses 33 values of shared scratch.
+// float or double (kd.cu sums in double where f32 would cancel).
+template <typename T>
+__device__ __forceinline__ T dc_warp_sum(T v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
 }
@@ -57,13 +59,14 @@ __device__ __forceinline__ float dc_warp_max(float v) {
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
-__device__ __forceinline__ float dc_block_sum(float v, float *sh) {
+template <typename T>
+__device__ __forceinline__ T dc_block_sum(T v, T *sh) {
   int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
   v = dc_warp_sum(v);
   __syncthreads();  // sh may still be read by a previous call
   if (lane == 0) sh[w] = v;
   __syncthreads();
-  v = lane < nw ? sh[lane] : 0.f;
+  v = lane < nw ? sh[lane] : T(0);
   if (w == 0) {
     v = dc_warp_sum(v);
     if (lane == 0) sh[32] = v;
