@@ -34,8 +34,7 @@ type Accelerated interface {
 type DropoutMask func(site int) (base, thresh uint64, keep float32)
 
 // AcceleratedRows is an Accelerated that also runs objectives of the
-// targeted rows' log-probabilities (DPO) on the device. RowsReady says
-// whether to use it: an implementation not yet checked on hardware says no.
+// targeted rows' log-probabilities (DPO) on the device.
 type AcceleratedRows interface {
 	Accelerated
 	// StepRows runs forward and backward on b: grad receives log p(target)
@@ -45,13 +44,11 @@ type AcceleratedRows interface {
 	// LogProbs is log p(target) of each row that carries a target, forward
 	// only, with the adapter or without it.
 	LogProbs(b *Batch, adapterOff bool) ([]float64, error)
-	RowsReady() bool
 }
 
 // AcceleratedKD is an Accelerated that also runs logit distillation on the
 // device, the teacher too. KDReady says whether to use it for kd: not for a
-// teacher it cannot hold, and not while the implementation is unchecked on
-// hardware.
+// teacher it cannot hold.
 type AcceleratedKD interface {
 	Accelerated
 	StepKD(b *Batch, denom int, drop DropoutMask, kd *KD) (float64, error)
@@ -159,7 +156,7 @@ func (nt *Net) DeviceFree() (free int64, ok bool) {
 
 // accelRows is the attached accelerator when it runs row objectives.
 func (nt *Net) accelRows() AcceleratedRows {
-	if r, ok := nt.accel.(AcceleratedRows); ok && r.RowsReady() {
+	if r, ok := nt.accel.(AcceleratedRows); ok {
 		return r
 	}
 	return nil

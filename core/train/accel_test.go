@@ -32,7 +32,6 @@ func (c *cpuAccel) ZeroGrads() error                  { c.net.ZeroGrads(); retur
 func (c *cpuAccel) UploadParams() error               { return nil }
 func (c *cpuAccel) DownloadGrads(dst []float32) error { copy(dst, c.net.Grads); return nil }
 func (c *cpuAccel) Close()                            {}
-func (c *cpuAccel) RowsReady() bool                   { return true }
 func (c *cpuAccel) KDReady(*KD) bool                  { return true }
 func (c *cpuAccel) StepKD(b *Batch, denom int, _ DropoutMask, kd *KD) (float64, error) {
 	return c.net.StepKD(b, denom, kd)

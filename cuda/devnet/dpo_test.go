@@ -18,7 +18,6 @@ import (
 // dropout on the second model pair of the table).
 func TestDPOParity(t *testing.T) {
 	d := device(t)
-	t.Setenv("DISTILL_CUDA_UNVERIFIED", "1") // until this test has passed on a GPU
 	for _, s := range []setup{setups[0], setups[3]} {
 		t.Run(s.name, func(t *testing.T) {
 			dir := t.TempDir()

@@ -16,7 +16,6 @@ import (
 // the student's vocabulary, each divergence, loss and adapter gradients.
 func TestKDParity(t *testing.T) {
 	d := device(t)
-	t.Setenv("DISTILL_CUDA_UNVERIFIED", "1") // until this test has passed on a GPU
 	for i, s := range []setup{setups[0], setups[3]} {
 		kd := []train.KD{
 			{Divergence: "forward_kl", Temperature: 2, Alpha: 0.5},

@@ -17,7 +17,6 @@ package devnet
 import (
 	"errors"
 	"fmt"
-	"os"
 	"time"
 	"unsafe"
 
@@ -349,31 +348,10 @@ func (nt *Net) FreeMemory() int64 {
 	return free + nt.D.Pool.Stats().Cached
 }
 
-// rowsVerified records whether StepRows and LogProbs (DPO on the device)
-// have passed their parity tests on a GPU. They were written on a machine
-// without one (2026-11-26, after the H200's time was spent), from parts
-// that had passed (the forward, the backward, the loss head); until a GPU
-// run of TestDPOParity passes, DPO runs op by op unless
-// DISTILL_CUDA_UNVERIFIED=1 asks for this path. Set it true with that run.
-const rowsVerified = false
-
-// RowsReady says whether train.Net should hand DPO to this Net.
-func (nt *Net) RowsReady() bool {
-	return rowsVerified || os.Getenv("DISTILL_CUDA_UNVERIFIED") == "1"
-}
-
-// kdVerified is rowsVerified for StepKD (logit distillation with the
-// teacher on the device): written without a GPU; until a GPU run of
-// TestKDParity passes, KD runs op by op unless DISTILL_CUDA_UNVERIFIED=1.
-const kdVerified = false
-
-// KDReady says whether train.Net should hand kd's steps to this Net: once
-// verified, and when the teacher's projections are NF4 or dense (a Q8
-// teacher stays on the op-by-op path).
+// KDReady says whether train.Net should hand kd's steps to this Net: when
+// the teacher's projections are NF4 or dense (a Q8 teacher stays on the
+// op-by-op path) and its vocabulary is the student's.
 func (nt *Net) KDReady(kd *train.KD) bool {
-	if !kdVerified && os.Getenv("DISTILL_CUDA_UNVERIFIED") != "1" {
-		return false
-	}
 	if kd.Teacher == nil || kd.Teacher.Config.VocabSize != nt.M.Config.VocabSize {
 		return false
 	}
