@@ -130,8 +130,11 @@ grep -E "^Benchmark|FAIL|panic|_test.go" "$OUT/bench.log" | tail -40
 if [ -n "${NCU:-}" ] && command -v ncu >/dev/null; then
   # Each kernel's own time over one step (ncu serialises launches, so the
   # gap to the unprofiled step's time is the host's launch overhead).
-  step "ncu: kernel times of one step (${DISTILL_BENCH_STEP:-default})"
+  # ncu costs ~10 ms a kernel: NCU_SKIP/NCU_COUNT take a sample (e.g. part
+  # of the timed step's backward) instead of all of both steps.
+  step "ncu: kernel times (${DISTILL_BENCH_STEP:-default}, skip ${NCU_SKIP:-0}, count ${NCU_COUNT:-all})"
   (cd cuda/devnet && DISTILL_BENCH_PROFILE= timeout ${NCU_TIMEOUT:-180} ncu --clock-control none \
+    --launch-skip ${NCU_SKIP:-0} ${NCU_COUNT:+--launch-count $NCU_COUNT} \
     --metrics gpu__time_duration.sum --csv /tmp/devnet.test -test.run '^$' -test.bench Step -test.benchtime 1x) \
     > /tmp/ncu.csv 2>&1
   echo "ncu exit $?"
@@ -141,11 +144,11 @@ rows = [r for r in csv.reader(open(sys.argv[1], errors="replace")) if len(r) > 1
 hdr = rows[0]; k = hdr.index("Kernel Name"); v = hdr.index("Metric Value"); u = hdr.index("Metric Unit")
 t = collections.defaultdict(float); n = collections.Counter()
 for r in rows[1:]:
-    scale = {"nsecond": 1e-3, "usecond": 1, "msecond": 1e3}.get(r[u], 1)
+    scale = {"nsecond": 1e-3, "ns": 1e-3, "usecond": 1, "us": 1, "msecond": 1e3, "ms": 1e3}[r[u]]
     name = r[k].split("(")[0][:70]
     t[name] += float(r[v].replace(",", "")) * scale; n[name] += 1
 tot = sum(t.values())
-print(f"kernels {sum(n.values())}, GPU time {tot/1e3:.1f} ms over warm-up + 1 step (two steps)")
+print(f"kernels {sum(n.values())}, GPU time {tot/1e3:.1f} ms")
 for name, us in sorted(t.items(), key=lambda x: -x[1])[:40]:
     print(f"{us/1e3:9.2f} ms {n[name]:6d}x {us/n[name]:8.1f} us  {name}")
 PY
