@@ -61,7 +61,7 @@ func TestParseBytes(t *testing.T) {
 	}
 }
 
-// With --device cuda an SFT run's plan is the GPU's (cuda/devnet's layout,
+// With --device cuda a LoRA run's plan is the GPU's (cuda/devnet's layout,
 // checked against the device pool on a GPU by cuda/devnet's tests): the
 // CUDA context as runtime, no optimizer moments on the device, layer inputs
 // as activations. A build without CUDA plans it all the same.
@@ -83,7 +83,23 @@ func TestPlanCommandGPU(t *testing.T) {
 		t.Fatalf("GPU plan %+v", p)
 	}
 	code, out, _ = run("plan", "dpo", "--model", m, "--device", "cuda", "--seq-len", "64", "--json")
+	if code != 0 || json.Unmarshal([]byte(out), &r) != nil || !r.Plan.GPU || r.Plan.Workspace <= 0 {
+		t.Fatalf("DPO on cuda plans the device: exit %d, %s", code, out)
+	}
+	// Logit KD holds the teacher on the device too: its weights once, its
+	// hidden states beside the student's step.
+	code, out, _ = run("plan", "kd", "--model", m, "--teacher", m, "--device", "cuda", "--seq-len", "64", "--json")
+	if code != 0 || json.Unmarshal([]byte(out), &r) != nil {
+		t.Fatalf("KD plan: exit %d, %s", code, out)
+	}
+	k := r.Plan
+	if !k.GPU || k.Teacher <= 0 || k.Workspace <= p.Workspace ||
+		k.Total != k.Weights+k.Teacher+k.Adapter+k.Grads+k.Activations+k.Workspace+k.Runtime {
+		t.Fatalf("KD on cuda: plan %+v (SFT's workspace %d)", k, p.Workspace)
+	}
+	// A Q8 teacher is not uploaded: those steps go op by op, planned on the host.
+	code, out, _ = run("plan", "kd", "--model", m, "--teacher", m, "--teacher-quant", "q8", "--device", "cuda", "--seq-len", "64", "--json")
 	if code != 0 || json.Unmarshal([]byte(out), &r) != nil || r.Plan.GPU {
-		t.Fatalf("DPO on cuda plans host memory (op by op): exit %d, %s", code, out)
+		t.Fatalf("KD from a Q8 teacher on cuda plans host memory (op by op): exit %d, %s", code, out)
 	}
 }

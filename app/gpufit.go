@@ -30,6 +30,16 @@ func fitMicroBatch(seq, accum int, free int64, need func(tokens int) int64) (tok
 	}
 }
 
+// devicePlan is the run's GPU memory plan at n tokens per micro-batch,
+// with logit KD's teacher when there is one.
+func (j *TrainJob) devicePlan(n int) train.Plan {
+	c := &j.Cfg
+	if j.teacher != nil {
+		return j.net.DeviceKDPlan(n, j.m.HeldBytes(), c.Quant == "nf4", j.teacher, j.teacher.HeldBytes(), c.KD.TeacherQuant == "nf4")
+	}
+	return j.net.DevicePlan(n, j.m.HeldBytes(), c.Quant == "nf4")
+}
+
 // fitDevice makes a new GPU run's micro-batch fit the device's free memory
 // by the memory plan: the trainer picks it. When seq_len does not fit, it
 // takes the longest seq_len/f that does — no shorter than the longest
@@ -43,10 +53,11 @@ func (j *TrainJob) fitDevice(tok *tokenizer.Tokenizer, tmpl *chat.Template) erro
 	if !ok || !c.OnGPU() {
 		return nil
 	}
-	wb := j.m.HeldBytes()
 	need := func(n int) int64 {
-		p := j.net.DevicePlan(n, wb, c.Quant == "nf4")
-		return (p.Activations + p.Workspace) * 9 / 8 // the pool rounds buffers up by ≤ 1/8
+		p := j.devicePlan(n)
+		// The pool rounds buffers up by ≤ 1/8; a KD teacher is uploaded at
+		// the first step.
+		return (p.Activations+p.Workspace)*9/8 + p.Teacher
 	}
 	if need(c.SeqLen) <= free {
 		return nil

@@ -211,11 +211,13 @@ func (c *RunConfig) validate() error {
 	return nil
 }
 
-// OnGPU says whether the run's steps are device-resident (cuda/devnet): SFT
-// (or KD on traces) of a LoRA adapter on a device other than the CPU. Other runs on the
-// GPU go op by op through the backend, their memory on the host.
+// OnGPU says whether the run's steps are device-resident (cuda/devnet): a
+// LoRA adapter trained by SFT, DPO or KD on a device other than the CPU —
+// except logit KD from a Q8 teacher, which devnet does not upload. Other
+// runs on the GPU go op by op through the backend, their memory on the host.
 func (c *RunConfig) OnGPU() bool {
-	return resolveDevice(c.Device) != "cpu" && !c.Full && (c.Method == "sft" || (c.Method == "kd" && c.KD.Teacher == ""))
+	q8Teacher := c.Method == "kd" && c.KD.Teacher != "" && c.KD.TeacherQuant == "q8"
+	return resolveDevice(c.Device) != "cpu" && !c.Full && !q8Teacher
 }
 
 // resolveDevice turns "auto" (or nothing) into "cuda" where this binary has

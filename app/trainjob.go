@@ -173,11 +173,6 @@ func (j *TrainJob) load() error {
 	if err := j.loadData(tok, tmpl); err != nil {
 		return err
 	}
-	if j.gpu && !j.Resume { // a resumed run keeps the micro-batch it recorded
-		if err := j.fitDevice(tok, tmpl); err != nil {
-			return err
-		}
-	}
 	switch c.Method {
 	case "kd":
 		if c.KD.Teacher != "" {
@@ -196,13 +191,19 @@ func (j *TrainJob) load() error {
 	default:
 		j.obj = train.SFT{}
 	}
+	// After the objective: a KD teacher's device memory counts in the fit.
+	if j.gpu && !j.Resume { // a resumed run keeps the micro-batch it recorded
+		if err := j.fitDevice(tok, tmpl); err != nil {
+			return err
+		}
+	}
 	j.steps = c.Steps
 	if j.steps <= 0 {
 		j.steps = max(1, c.Epochs*len(j.batches)/c.Accum)
 	}
 	plan := j.net.PlanMemory(c.SeqLen, j.m.HeldBytes())
 	if j.gpu && c.OnGPU() {
-		plan = j.net.DevicePlan(c.SeqLen, j.m.HeldBytes(), c.Quant == "nf4")
+		plan = j.devicePlan(c.SeqLen)
 		j.planDevice = plan.Total() - plan.Runtime
 		j.logf("GPU memory plan; the optimizer's moments (%.1f MB) stay on the host", float64(2*plan.Adapter)/1e6)
 	}

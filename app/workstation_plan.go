@@ -74,20 +74,30 @@ func (w *Workstation) PlanRun(cfg RunConfig) (PlanRow, error) {
 		return PlanRow{}, err
 	}
 	net.Checkpoint = c.GradCheckpointing
-	p := net.PlanMemory(c.SeqLen, wb)
-	if c.OnGPU() {
-		p = net.DevicePlan(c.SeqLen, wb, c.Quant == "nf4")
-	}
-	row := PlanRow{GPU: c.OnGPU(), Total: p.Total(), Weights: p.Weights, Adapter: p.Adapter, Grads: p.Grads, Optimizer: p.Optimizer,
-		Activations: p.Activations, Workspace: p.Workspace, Runtime: p.Runtime}
-	if c.Method == "kd" && c.KD.Teacher != "" { // logit KD holds the teacher too
+	var teacherBytes int64
+	kd := c.Method == "kd" && c.KD.Teacher != "" // logit KD holds the teacher too
+	if kd {
 		tq := c.KD.TeacherQuant
-		if row.Teacher, err = w.quantizedBytes(c.KD.Teacher, tq, tq == "nf4"); err != nil {
+		if teacherBytes, err = w.quantizedBytes(c.KD.Teacher, tq, tq == "nf4"); err != nil {
 			return PlanRow{}, &FieldError{Field: "kd.teacher", Err: err}
 		}
-		row.Total += row.Teacher
 	}
-	return row, nil
+	p := net.PlanMemory(c.SeqLen, wb)
+	switch {
+	case c.OnGPU() && kd: // the teacher's weights and forward pass on the device too
+		t, err := model.Load(c.KD.Teacher)
+		if err != nil {
+			return PlanRow{}, &FieldError{Field: "kd.teacher", Err: err}
+		}
+		defer t.Close()
+		p = net.DeviceKDPlan(c.SeqLen, wb, c.Quant == "nf4", t, teacherBytes, c.KD.TeacherQuant == "nf4")
+	case c.OnGPU():
+		p = net.DevicePlan(c.SeqLen, wb, c.Quant == "nf4")
+	case kd:
+		p.Teacher = teacherBytes
+	}
+	return PlanRow{GPU: c.OnGPU(), Total: p.Total(), Weights: p.Weights, Teacher: p.Teacher, Adapter: p.Adapter, Grads: p.Grads,
+		Optimizer: p.Optimizer, Activations: p.Activations, Workspace: p.Workspace, Runtime: p.Runtime}, nil
 }
 
 // LargestSeqLen is the longest micro-batch (in tokens, at most limit) whose

@@ -1,6 +1,9 @@
 package train
 
-import "distill/core/tensor"
+import (
+	"distill/core/model"
+	"distill/core/tensor"
+)
 
 // DeviceRuntime is what a GPU process holds besides its buffers: the CUDA
 // context, cuBLAS's handle and workspace, and the loaded kernels. Measured
@@ -23,52 +26,104 @@ const AttnScratchCap = 256 << 20
 // which rounds each buffer up to its size class (at most 12.5% more).
 func (nt *Net) DevicePlan(n int, weightBytes int64, nf4 bool) Plan {
 	c := nt.M.Config
-	D, F, V := int64(c.HiddenSize), int64(c.IntermediateSize), int64(c.VocabSize)
-	H, KV, hd := int64(c.NumHeads), int64(c.NumKVHeads), int64(c.HeadDim)
-	qO, kvO, r, N := H*hd, KV*hd, int64(nt.rank()), int64(n)
-	L := int64(len(nt.M.Layers))
+	D, L, N := int64(c.HiddenSize), int64(len(nt.M.Layers)), int64(n)
 	params := int64(len(nt.Params)) * 4
-	w := weightBytes
-	if nt.M.LMHead == nt.M.Embed && nt.M.Embed.DType != tensor.BF16 { // the head's bf16 copy
-		w += V * D * 2
-	}
-	wide := max(D, F, qO)
-	var tile int64 // NF4: the largest projection, dequantised to bf16 before its GEMMs
-	if nf4 {
-		for _, l := range nt.M.Layers {
-			for _, p := range l.Projections() {
-				tile = max(tile, int64(p.Rows()*p.Cols())*2)
-			}
-		}
-	}
 	targeted := int64(0)
 	for _, t := range nt.targeted() {
 		if t {
 			targeted++
 		}
 	}
-	f := int64(0)                           // f32 elements of the step's workspace
-	f += 2*N*D + 2*N                        // h1, h2, rstd1, rstd2
-	f += targeted * N * r                   // u per targeted module
-	f += N*(qO+2*kvO) + N*qO + N*H + N*D    // q, k, v, att, lse, xMid
-	f += 3 * N * F                          // g, up, a (SwiGLU's gradients overwrite g, up)
-	f += N*F + N*D + 2*N*qO + 2*N*kvO + N*r // dA, dH, dAtt, dQ, dK, dV, du
-	f += N*qO + N*kvO                       // dQPre, dKPre
-	f += 3*N*D + N                          // hf, dhf, dx, rstdF
-	if nt.M.Arch.QKNorm {
+	ws := devicePass{m: nt.M, n: N, r: int64(nt.rank()), targeted: targeted, dropping: nt.dropping(), training: true}
+	return Plan{Tokens: n, Weights: deviceWeights(nt.M, weightBytes), Adapter: params, Grads: params,
+		Activations: (L + 1) * N * D * 4,
+		Workspace:   ws.bytes(nf4) - (L+1)*N*D*4,
+		Runtime:     DeviceRuntime}
+}
+
+// DeviceKDPlan is DevicePlan for logit distillation from teacher (its
+// weights teacherBytes as held, NF4 or not) as devnet's StepKD runs it: the
+// teacher's weights stay on the device (Plan.Teacher); its forward-only
+// pass over the micro-batch comes first and returns its workspace, keeping
+// its final hidden states (n, hidden) through the student's step, beside
+// the teacher's head rows and logits (128 rows at a time).
+func (nt *Net) DeviceKDPlan(n int, weightBytes int64, nf4 bool, teacher *model.Model, teacherBytes int64, teacherNF4 bool) Plan {
+	p := nt.DevicePlan(n, weightBytes, nf4)
+	tc := teacher.Config
+	N, Dt, V := int64(n), int64(tc.HiddenSize), int64(tc.VocabSize)
+	R := min(int64(128), N)
+	keep := N*Dt*4 + R*Dt*(4+2) + R*V*4                            // hidden states; head rows f32, bf16; logits
+	fwd := devicePass{m: teacher, n: N}.bytes(teacherNF4) + N*Dt*4 // and the hidden states' copy
+	p.Teacher = deviceWeights(teacher, teacherBytes)
+	p.Workspace = max(p.Workspace+keep, fwd-p.Activations)
+	return p
+}
+
+// deviceWeights is a model's weights on the device: as held, plus a bf16
+// copy of a tied head that is not bf16 already.
+func deviceWeights(m *model.Model, heldBytes int64) int64 {
+	c := m.Config
+	if m.LMHead == m.Embed && m.Embed.DType != tensor.BF16 {
+		return heldBytes + int64(c.VocabSize)*int64(c.HiddenSize)*2
+	}
+	return heldBytes
+}
+
+// devicePass is one devnet pass over n tokens: a training step (forward,
+// loss head, backward; the layers' inputs kept as checkpoints) with an
+// adapter of rank r on targeted modules, or a forward-only pass of the
+// base to its final norm (a KD teacher's).
+type devicePass struct {
+	m              *model.Model
+	n, r, targeted int64
+	dropping       bool
+	training       bool
+}
+
+// bytes is the pass's buffers, the checkpoints included; nf4 adds the tile
+// each NF4 projection is dequantised into before its GEMMs.
+func (ps devicePass) bytes(nf4 bool) int64 {
+	c := ps.m.Config
+	D, F, V := int64(c.HiddenSize), int64(c.IntermediateSize), int64(c.VocabSize)
+	H, KV, hd := int64(c.NumHeads), int64(c.NumKVHeads), int64(c.HeadDim)
+	qO, kvO, r, N := H*hd, KV*hd, ps.r, ps.n
+	L := int64(len(ps.m.Layers))
+	wide := max(D, F, qO)
+	var tile int64 // NF4: the largest projection, dequantised to bf16 before its GEMMs
+	if nf4 {
+		for _, l := range ps.m.Layers {
+			for _, p := range l.Projections() {
+				tile = max(tile, int64(p.Rows()*p.Cols())*2)
+			}
+		}
+	}
+	f := int64(0)                        // f32 elements
+	f += 2*N*D + 2*N                     // h1, h2, rstd1, rstd2
+	f += ps.targeted * N * r             // u per targeted module
+	f += N*(qO+2*kvO) + N*qO + N*H + N*D // q, k, v, att, lse, xMid
+	f += 3 * N * F                       // g, up, a (SwiGLU's gradients overwrite g, up)
+	if ps.m.Arch.QKNorm {
 		f += N*qO + N*kvO + N*H + N*KV // qPre, kPre, rstdQ, rstdK
 	}
-	if nt.dropping() {
-		f += N * wide // the adapter's dropped input
+	f += N*D + N // hf, rstdF
+	bf := N * wide
+	attnBufs := int64(1)
+	if ps.training {
+		f += L * N * D                          // the layers' inputs (the last one's output below)
+		f += N*F + N*D + 2*N*qO + 2*N*kvO + N*r // dA, dH, dAtt, dQ, dK, dV, du
+		f += N*qO + N*kvO                       // dQPre, dKPre
+		f += 2 * N * D                          // dhf, dx
+		if ps.dropping {
+			f += N * wide // the adapter's dropped input
+		}
+		R := min(int64(128), N)
+		f += 2*R*D + R*V + N // hb, dhb, logits, losses
+		bf += R*D + R*V      // head rows, logits
+		attnBufs = 2
 	}
-	R := min(int64(128), N)
-	f += 2*R*D + R*V + N     // hb, dhb, logits, losses
-	i32 := 4*N + 2*N         // ids, pos, lo, hi; row indices and targets
-	bf := N*wide + R*D + R*V // bf16 staging, head rows, logits
-	rope := (N + 1) * hd     // cos, sin tables: (positions, hd/2) each
-	attn := min(8*(H/KV)*N*N, AttnScratchCap)
-	return Plan{Tokens: n, Weights: w, Adapter: params, Grads: params,
-		Activations: (L + 1) * N * D * 4,
-		Workspace:   4*(f+i32+rope) + 2*bf + tile + attn,
-		Runtime:     DeviceRuntime}
+	f += N * D           // the last layer's output
+	i32 := 4*N + 2*N     // ids, pos, lo, hi; row indices and targets
+	rope := (N + 1) * hd // cos, sin tables: (positions, hd/2) each
+	attn := min(4*attnBufs*(H/KV)*N*N, AttnScratchCap)
+	return 4*(f+i32+rope) + 2*bf + tile + attn
 }

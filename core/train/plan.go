@@ -12,6 +12,7 @@ import (
 type Plan struct {
 	Tokens      int   // tokens per micro-batch
 	Weights     int64 // frozen base as held (quantized or at checkpoint dtype)
+	Teacher     int64 // a KD teacher's weights where the plan holds them (the GPU's)
 	Adapter     int64 // LoRA parameters (f32)
 	Grads       int64 // their gradients
 	Optimizer   int64 // AdamW moments
@@ -22,7 +23,7 @@ type Plan struct {
 
 // Total is the predicted peak.
 func (p Plan) Total() int64 {
-	return p.Weights + p.Adapter + p.Grads + p.Optimizer + p.Activations + p.Workspace + p.Runtime
+	return p.Weights + p.Teacher + p.Adapter + p.Grads + p.Optimizer + p.Activations + p.Workspace + p.Runtime
 }
 
 // RuntimeBaseline is what the process holds besides the model and training
@@ -52,8 +53,12 @@ func (p Plan) Print(w io.Writer) {
 	for _, row := range []struct {
 		name string
 		b    int64
-	}{{"base weights", p.Weights}, {"adapter", p.Adapter}, {"gradients", p.Grads}, {"optimizer (AdamW)", p.Optimizer},
-		{"activations", p.Activations}, {"workspace", p.Workspace}, {"runtime", p.Runtime}, {"total", p.Total()}} {
+	}{{"base weights", p.Weights}, {"teacher weights", p.Teacher}, {"adapter", p.Adapter}, {"gradients", p.Grads},
+		{"optimizer (AdamW)", p.Optimizer}, {"activations", p.Activations}, {"workspace", p.Workspace}, {"runtime", p.Runtime},
+		{"total", p.Total()}} {
+		if row.b == 0 && row.name == "teacher weights" {
+			continue
+		}
 		fmt.Fprintf(tw, "  %s\t%10s\n", row.name, mb(row.b))
 	}
 	tw.Flush()

@@ -26,7 +26,11 @@ func devicePlan(t testing.TB, m *model.Model, a *lora.Adapter, n int) train.Plan
 // norms and biases (KBs): measured/planned within [0.97, 1.15].
 func TestDevicePlanMatchesPool(t *testing.T) {
 	d := device(t)
-	for _, n := range []int{300, 1500} {
+	for _, c := range []struct {
+		n  int
+		kd bool // logit KD from a wider NF4 teacher: DeviceKDPlan
+	}{{300, false}, {1500, false}, {1500, true}} {
+		n := c.n
 		dir := t.TempDir()
 		s := model.Shape{Arch: "Qwen2ForCausalLM", Hidden: 512, Intermediate: 1408, Layers: 4, Heads: 8, KVHeads: 2,
 			Vocab: 20000, Tied: true, RopeTheta: 1e6, RMSNormEps: 1e-6, MaxPositions: 4096, BOS: 1, EOS: 2}
@@ -38,6 +42,22 @@ func TestDevicePlanMatchesPool(t *testing.T) {
 		a, err := lora.NewFor(m, lora.Config{R: 16, Alpha: 32, Targets: lora.Modules, Dropout: 0.05})
 		ok(t, err)
 		plan := devicePlan(t, m, a, n)
+		var kd *train.KD
+		if c.kd {
+			tdir := t.TempDir()
+			ts := s
+			ts.Hidden, ts.Intermediate, ts.Heads = 768, 2048, 12
+			ok(t, model.WriteRandom(tdir, ts, tensor.BF16, 3))
+			teacher, err := model.Load(tdir)
+			ok(t, err)
+			defer teacher.Close()
+			_, err = quant.QuantizeModel(teacher, "nf4", true, false)
+			ok(t, err)
+			kd = &train.KD{Teacher: teacher, Backend: tensor.CPU{}, Divergence: "forward_kl", Temperature: 2, Alpha: 0.5}
+			tn, err := train.NewNet(tensor.CPU{}, m, a)
+			ok(t, err)
+			plan = tn.DeviceKDPlan(n, m.HeldBytes(), true, teacher, teacher.HeldBytes(), true)
+		}
 
 		ok(t, d.Pool.Trim())
 		d.Pool.ResetPeak()
@@ -50,7 +70,11 @@ func TestDevicePlanMatchesPool(t *testing.T) {
 			t.Fatal(err)
 		}
 		b := batch(rng(3), s.Vocab, n/2, n-n/2)
-		_, err = tn.Step(b, b.Counted())
+		if kd != nil {
+			_, err = tn.StepKD(b, b.Counted(), kd)
+		} else {
+			_, err = tn.Step(b, b.Counted())
+		}
 		ok(t, err)
 		peak := d.Pool.Stats().Peak - before
 		tn.Close()
@@ -58,9 +82,9 @@ func TestDevicePlanMatchesPool(t *testing.T) {
 		want := plan.Total() - plan.Runtime
 		ratio := float64(peak) / float64(want)
 		if ratio < 0.97 || ratio > 1.15 {
-			t.Errorf("%d tokens: pool peak %.1f MB, plan %.1f MB (×%.3f)", n, float64(peak)/1e6, float64(want)/1e6, ratio)
+			t.Errorf("%d tokens (kd %v): pool peak %.1f MB, plan %.1f MB (×%.3f)", n, c.kd, float64(peak)/1e6, float64(want)/1e6, ratio)
 		} else {
-			t.Logf("%d tokens: pool peak %.1f MB, plan %.1f MB (×%.3f)", n, float64(peak)/1e6, float64(want)/1e6, ratio)
+			t.Logf("%d tokens (kd %v): pool peak %.1f MB, plan %.1f MB (×%.3f)", n, c.kd, float64(peak)/1e6, float64(want)/1e6, ratio)
 		}
 	}
 }

@@ -1,0 +1,81 @@
+package train
+
+import (
+	"testing"
+
+	"distill/core/lora"
+	"distill/core/model"
+	"distill/core/quant"
+	"distill/core/tensor"
+)
+
+// randomModel writes and loads a random checkpoint of shape s, NF4 when asked.
+func randomModel(t *testing.T, s model.Shape, nf4 bool) *model.Model {
+	t.Helper()
+	dir := t.TempDir()
+	if err := model.WriteRandom(dir, s, tensor.BF16, 4); err != nil {
+		t.Fatal(err)
+	}
+	m, err := model.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	if nf4 {
+		if _, err := quant.QuantizeModel(m, "nf4", true, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return m
+}
+
+var planShape = model.Shape{Arch: "Qwen2ForCausalLM", Hidden: 256, Intermediate: 704, Layers: 3, Heads: 4, KVHeads: 2,
+	Vocab: 5000, Tied: true, RopeTheta: 1e6, RMSNormEps: 1e-6, MaxPositions: 4096, BOS: 1, EOS: 2}
+
+// The GPU plan's arithmetic where no GPU is (cuda/devnet's tests hold it to
+// the device pool's measured peak): checkpoints (L+1)·n·D f32, a workspace
+// that grows with n, and logit KD's teacher — its weights, and either its
+// forward pass or its hidden states beside the student's step, whichever
+// is larger.
+func TestDevicePlanKD(t *testing.T) {
+	m := randomModel(t, planShape, true)
+	a, err := lora.NewFor(m, lora.Config{R: 8, Alpha: 16, Targets: lora.Modules})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nt, err := NewNet(tensor.CPU{}, m, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 512
+	p := nt.DevicePlan(n, m.HeldBytes(), true)
+	if want := int64(planShape.Layers+1) * n * int64(planShape.Hidden) * 4; p.Activations != want || p.Teacher != 0 {
+		t.Errorf("activations %d, want %d; teacher %d", p.Activations, want, p.Teacher)
+	}
+	if p2 := nt.DevicePlan(2*n, m.HeldBytes(), true); p2.Workspace <= p.Workspace {
+		t.Errorf("workspace %d at %d tokens, %d at %d", p2.Workspace, 2*n, p.Workspace, n)
+	}
+
+	ts := planShape
+	ts.Hidden, ts.Intermediate, ts.Heads, ts.Layers = 512, 1408, 8, 2
+	teacher := randomModel(t, ts, true)
+	k := nt.DeviceKDPlan(n, m.HeldBytes(), true, teacher, teacher.HeldBytes(), true)
+	// A tied bf16 head needs no copy: the teacher's weights are as held.
+	if k.Teacher != teacher.HeldBytes() || k.Weights != p.Weights || k.Activations != p.Activations {
+		t.Errorf("KD plan: teacher %d (held %d), weights %d (%d), activations %d (%d)",
+			k.Teacher, teacher.HeldBytes(), k.Weights, p.Weights, k.Activations, p.Activations)
+	}
+	hidden := int64(n * ts.Hidden * 4)
+	if k.Workspace < p.Workspace+hidden || k.Total() != p.Total()+k.Teacher+k.Workspace-p.Workspace {
+		t.Errorf("KD workspace %d, SFT %d + the teacher's hidden states %d; totals %d, %d", k.Workspace, p.Workspace, hidden, k.Total(), p.Total())
+	}
+
+	// A teacher far wider than the student: its forward pass is the peak.
+	ts.Hidden, ts.Intermediate, ts.Heads, ts.Layers = 2048, 8192, 16, 2
+	big := randomModel(t, ts, true)
+	kb := nt.DeviceKDPlan(n, m.HeldBytes(), true, big, big.HeldBytes(), true)
+	fwd := devicePass{m: big, n: n}.bytes(true) + int64(n*ts.Hidden*4)
+	if kb.Workspace != fwd-kb.Activations {
+		t.Errorf("wide teacher: workspace %d, want its forward pass %d less the student's checkpoints %d", kb.Workspace, fwd, kb.Activations)
+	}
+}
