@@ -106,6 +106,19 @@ func TestSwiGLUParity(t *testing.T) {
 			// becomes all of dg: absolute 1e-6 on |da·u| up to ~10.
 			near(t, "dg", down(t, dgd), dg, f32Tol, 1e-6)
 			near(t, "du", down(t, dud), du, f32Tol, 1e-7)
+
+			// With the bf16 copy: the same a, and ab its rounding exactly.
+			ab := zeros(t, d, cuda.BF16, n)
+			ok(t, d.SwiGLUFwdBF16(ad, ab, gd, ud, n))
+			got := down(t, ad)
+			near(t, "a (with bf16)", got, a, f32Tol, 1e-7)
+			hb, err := cuda.Download[uint16](ab)
+			ok(t, err)
+			for i, v := range got {
+				if hb[i] != tensor.F32ToBF16(v) {
+					t.Fatalf("ab[%d] = %#04x, want bf16(%v) = %#04x", i, hb[i], v, tensor.F32ToBF16(v))
+				}
+			}
 		})
 	}
 }
@@ -168,14 +181,25 @@ func TestConversionsAndAdds(t *testing.T) {
 	x[0], x[1], x[2] = float32(math.Inf(1)), 0, float32(math.Copysign(0, -1))
 	xd := up(t, d, cuda.F32, x)
 	bd := zeros(t, d, cuda.BF16, n)
+	// By 4s (aligned, n % 4 = 0), by 4s with a tail of 3, and one by one
+	// (src one element past alignment).
+	for _, c := range []struct{ off, n int }{{0, n}, {0, n - 1}, {1, n - 1}} {
+		ok(t, bd.Zero())
+		ok(t, d.ToBF16(bd, xd.View(c.off, c.n), c.n))
+		got, err := cuda.Download[uint16](bd)
+		ok(t, err)
+		for i, v := range x[c.off : c.off+c.n] {
+			if w := tensor.F32ToBF16(v); got[i] != w {
+				t.Fatalf("offset %d, n %d: bf16 of %v = %#04x, want %#04x (round to nearest even)", c.off, c.n, v, got[i], w)
+			}
+		}
+		if c.n < n && got[c.n] != 0 {
+			t.Fatalf("offset %d, n %d: element %d past the end was written", c.off, c.n, c.n)
+		}
+	}
 	ok(t, d.ToBF16(bd, xd, n))
 	got, err := cuda.Download[uint16](bd)
 	ok(t, err)
-	for i, v := range x {
-		if got[i] != tensor.F32ToBF16(v) {
-			t.Fatalf("bf16 of %v = %#04x, want %#04x (round to nearest even)", v, got[i], tensor.F32ToBF16(v))
-		}
-	}
 	back := zeros(t, d, cuda.F32, n)
 	ok(t, d.ToF32(back, bd, n))
 	want := make([]float32, n)

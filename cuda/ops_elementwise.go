@@ -47,12 +47,16 @@ func (d *Device) RoPE(x, pos, cos, sin *Buffer, n, nHeads, hd, maxPos int, inver
 }
 
 // SwiGLUFwd: a = silu(g)·u over n elements (a may be g).
-func (d *Device) SwiGLUFwd(a, g, u *Buffer, n int) error {
-	if err := check("swiglu_fwd").buf("a", a, F32, n).buf("g", g, F32, n).buf("u", u, F32, n).err; err != nil {
+func (d *Device) SwiGLUFwd(a, g, u *Buffer, n int) error { return d.SwiGLUFwdBF16(a, nil, g, u, n) }
+
+// SwiGLUFwdBF16 is SwiGLUFwd that also writes a rounded to bf16 into ab
+// (when not nil): the next GEMM's operand without a pass of its own.
+func (d *Device) SwiGLUFwdBF16(a, ab, g, u *Buffer, n int) error {
+	if err := check("swiglu_fwd").buf("a", a, F32, n).opt("ab", ab, BF16, n).buf("g", g, F32, n).buf("u", u, F32, n).err; err != nil {
 		return err
 	}
 	return call(func() C.int {
-		return C.dc_swiglu_fwd((*C.float)(a.ptr), (*C.float)(g.ptr), (*C.float)(u.ptr), C.int64_t(n))
+		return C.dc_swiglu_fwd((*C.float)(a.ptr), (*C.uint16_t)(addr(ab)), (*C.float)(g.ptr), (*C.float)(u.ptr), C.int64_t(n))
 	})
 }
 

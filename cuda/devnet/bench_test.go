@@ -30,7 +30,9 @@ import (
 // (default "qwen2.5-0.5b:1024"); DISTILL_BENCH_ATTN=simple times the simple
 // attention kernel instead of the tensor-core one; DISTILL_BENCH_PROFILE=1
 // adds each phase's milliseconds per step (measured with the device
-// synchronised between phases, after the timed steps).
+// synchronised between phases, after the timed steps); DISTILL_BENCH_SKIP=
+// lora,attention,... the milliseconds of a step without each phase, after
+// them (no synchronisation: the difference to ms-step is the phase's cost).
 func BenchmarkStep(b *testing.B) {
 	spec := os.Getenv("DISTILL_BENCH_STEP")
 	if spec == "" {
@@ -122,6 +124,22 @@ func benchStep(b *testing.B, name string, seq int, peak float64) {
 			b.ReportMetric(t.Seconds()*1e3/steps, "ms-"+phase)
 		}
 		net.Profile = nil
+	}
+	if spec := os.Getenv("DISTILL_BENCH_SKIP"); spec != "" { // each phase's share: a step without it
+		b.StopTimer()
+		for _, phase := range strings.Split(spec, ",") {
+			devnet.SetSkip(net, []string{phase})
+			ok(b, d.Sync())
+			t0 := time.Now()
+			const steps = 3
+			for range steps {
+				net.Step(bt, bt.Counted(), nil) // its results are wrong by design: only its time counts
+			}
+			ok(b, d.Sync())
+			b.ReportMetric(time.Since(t0).Seconds()*1e3/steps, "ms-without-"+phase)
+		}
+		devnet.SetSkip(net, nil)
+		b.ReportMetric(sec*1e3, "ms-step")
 	}
 	b.ReportMetric(float64(total-free1)/(1<<20), "MiB-device-used")
 }

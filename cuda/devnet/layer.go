@@ -17,16 +17,17 @@ func (p *pass) lin(y, x, xb *cuda.Buffer, l, i int) {
 	n, out, in := p.n, w.rows, w.cols
 	defer p.mark("elementwise")
 	p.mark("dequant")
-	wb, err := w.bf16(d, p.tile)
-	p.do(err)
+	wb := p.weight(w)
 	p.mark("gemm")
-	p.do(d.GemmBF16(false, true, n, out, in, 1, xb, in, wb, in, 0, y, out))
+	if !p.nt.skip["gemm"] {
+		p.do(d.GemmBF16(false, true, n, out, in, 1, xb, in, wb, in, 0, y, out))
+	}
 	if b := p.nt.layers[l].bias[i]; b != nil {
 		p.mark("elementwise")
 		p.do(d.AddBias(y, b, n, out))
 	}
 	A, B, _, _ := p.pair(l, i)
-	if A == nil {
+	if A == nil || p.nt.skip["lora"] {
 		return
 	}
 	p.mark("lora")
@@ -52,12 +53,13 @@ func (p *pass) linB(dx, dy, x *cuda.Buffer, l, i int) {
 	yb := p.xb.View(0, n*out)
 	p.do(d.ToBF16(yb, dy, n*out))
 	p.mark("dequant")
-	wb, err := w.bf16(d, p.tile)
-	p.do(err)
+	wb := p.weight(w)
 	p.mark("gemm")
-	p.do(d.GemmBF16(false, false, n, in, out, 1, yb, out, wb, in, 1, dx, in))
+	if !p.nt.skip["gemm"] {
+		p.do(d.GemmBF16(false, false, n, in, out, 1, yb, out, wb, in, 1, dx, in))
+	}
 	A, B, gA, gB := p.pair(l, i)
-	if A == nil {
+	if A == nil || p.nt.skip["lora"] {
 		return
 	}
 	p.mark("lora")
@@ -76,6 +78,17 @@ func (p *pass) linB(dx, dy, x *cuda.Buffer, l, i int) {
 	p.do(d.GemmTF32(true, false, r, in, n, 1, du, r, buf, in, 1, gA, in))
 	p.do(d.GemmTF32(false, false, n, in, r, 1, du, r, A, in, 0, buf, in))
 	p.do(d.DropoutAdd(dx, buf, n*in, base, thresh, keep)) // dx += (du·A)∘mask/(1−p)
+}
+
+// weight is projection w as a bf16 (rows, cols) operand: its dense copy, or
+// its NF4 storage dequantised into the tile.
+func (p *pass) weight(w *weight) *cuda.Buffer {
+	if p.nt.skip["dequant"] && w.nf4 != nil {
+		return p.tile.View(0, w.rows*w.cols)
+	}
+	wb, err := w.bf16(p.d, p.tile)
+	p.do(err)
+	return wb
 }
 
 // layerFwd runs decoder layer l on x(n, D) in place (x becomes the layer's
@@ -104,9 +117,11 @@ func (p *pass) layerFwd(l int, x *cuda.Buffer) {
 	p.do(d.RoPE(a.q, p.pos, p.cos, p.sin, n, H, hd, tables, false))
 	p.do(d.RoPE(a.k, p.pos, p.cos, p.sin, n, KV, hd, tables, false))
 	p.mark("attention")
-	if p.nt.SimpleAttention {
+	switch {
+	case p.nt.skip["attention"]:
+	case p.nt.SimpleAttention:
 		p.do(d.AttnFwd(a.att, a.lse, a.q, a.k, a.v, p.attn))
-	} else {
+	default:
 		p.do(d.AttnFwdGemm(a.att, a.lse, a.q, a.k, a.v, p.attn))
 	}
 	p.mark("elementwise")
@@ -119,9 +134,8 @@ func (p *pass) layerFwd(l int, x *cuda.Buffer) {
 	p.do(d.ToBF16(xb, a.h2, n*D))
 	p.lin(a.g, a.h2, xb, l, mGate)
 	p.lin(a.up, a.h2, xb, l, mUp)
-	p.do(d.SwiGLUFwd(a.a, a.g, a.up, n*F))
-	fb := p.xb.View(0, n*F)
-	p.do(d.ToBF16(fb, a.a, n*F))
+	fb := p.xb.View(0, n*F) // a in bf16 for the down projection, written beside a
+	p.do(d.SwiGLUFwdBF16(a.a, fb, a.g, a.up, n*F))
 	p.lin(x, a.a, fb, l, mDown)
 	p.do(d.Add(x, a.xMid, n*D))
 }
@@ -148,9 +162,11 @@ func (p *pass) layerBwd(l int, dx, xIn *cuda.Buffer) {
 	p.do(s.dAtt.Zero())
 	p.linB(s.dAtt, dx, a.att, l, mO)
 	p.mark("attention")
-	if p.nt.SimpleAttention {
+	switch {
+	case p.nt.skip["attention"]:
+	case p.nt.SimpleAttention:
 		p.do(d.AttnBwd(s.dQ, s.dK, s.dV, s.dAtt, a.q, a.k, a.v, a.att, a.lse, p.attn))
-	} else {
+	default:
 		p.do(d.AttnBwdGemm(s.dQ, s.dK, s.dV, s.dAtt, a.q, a.k, a.v, a.att, a.lse, p.attn))
 	}
 	p.mark("elementwise")

@@ -114,6 +114,9 @@ type Net struct {
 	tileSize int            // the largest NF4 projection, in elements
 	owned    []*cuda.Buffer
 	teachers map[any]*Net // KD teachers on the device, by model
+	// skip leaves phases out of a step, for benchmarks that time a step
+	// without each (its results are then wrong); set by the tests only.
+	skip map[string]bool
 }
 
 // New uploads m's frozen weights and a's parameters to d (a nil: the model

@@ -103,16 +103,15 @@ __global__ void k_ag_dsoftmax(float *p, float *dp, const float *dout, const floa
 
 // x (nq, width): a row whose range is bad becomes NaN (and lse (nq, nh) too
 // when given).
+// One thread a row: bad rows are rare (none in training), so a bad one's
+// thread writes its whole row, and a good one's only reads its range.
 __global__ void k_ag_bad_rows(float *x, int width, float *lse, int nh, const int32_t *kv_lo, const int32_t *kv_hi,
                               int nq, int nk, int max_len) {
-  int64_t n = (int64_t)nq * width, nl = lse ? (int64_t)nq * nh : 0;
-  for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < n + nl; e += (int64_t)gridDim.x * blockDim.x) {
-    int i = e < n ? (int)(e / width) : (int)((e - n) / nh);
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < nq; i += gridDim.x * blockDim.x) {
     if (ag_valid(kv_lo[i], kv_hi[i], nk, max_len)) continue;
-    if (e < n)
-      x[e] = NAN;
-    else
-      lse[e - n] = NAN;
+    for (int c = 0; c < width; c++) x[(int64_t)i * width + c] = NAN;
+    if (lse)
+      for (int h = 0; h < nh; h++) lse[(int64_t)i * nh + h] = NAN;
   }
 }
 
@@ -166,9 +165,8 @@ static int ag_gemm(const char *what, int trans_a, int trans_b, int m, int n, int
 
 static int ag_bad_rows(const char *op, float *x, int width, float *lse, int nh, const int32_t *kv_lo,
                        const int32_t *kv_hi, int nq, int nk, int nkv, int hd, int max_len) {
-  int64_t n = (int64_t)nq * width + (lse ? (int64_t)nq * nh : 0);
-  if (n == 0) return 0;
-  k_ag_bad_rows<<<dc_blocks(n, AG_THREADS), AG_THREADS, 0, dc_stream>>>(x, width, lse, nh, kv_lo, kv_hi, nq, nk, max_len);
+  if (nq == 0) return 0;
+  k_ag_bad_rows<<<dc_blocks(nq, AG_THREADS), AG_THREADS, 0, dc_stream>>>(x, width, lse, nh, kv_lo, kv_hi, nq, nk, max_len);
   DC_LAUNCHED("%s: bad rows" AG_SHAPE, op, nq, nk, nh, nkv, hd, max_len);
   return 0;
 }

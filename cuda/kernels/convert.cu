@@ -8,6 +8,16 @@ __global__ void k_f32_to_bf16(__nv_bfloat16 *dst, const float *src, int64_t n) {
     dst[i] = __float2bfloat16_rn(src[i]);
 }
 
+// The same over groups of 4 (src 16-byte, dst 8-byte aligned, n4 = n/4): one
+// 16-byte load and one 8-byte store a thread, the copy bandwidth's pattern.
+__global__ void k_f32_to_bf16_x4(uint2 *dst, const float4 *src, int64_t n4) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n4; i += (int64_t)gridDim.x * blockDim.x) {
+    float4 v = src[i];
+    __nv_bfloat162 a = __floats2bfloat162_rn(v.x, v.y), b = __floats2bfloat162_rn(v.z, v.w);
+    dst[i] = make_uint2(*reinterpret_cast<uint32_t *>(&a), *reinterpret_cast<uint32_t *>(&b));
+  }
+}
+
 __global__ void k_bf16_to_f32(float *dst, const __nv_bfloat16 *src, int64_t n) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
     dst[i] = __bfloat162float(src[i]);
@@ -20,6 +30,13 @@ __global__ void k_f16_to_f32(float *dst, const __half *src, int64_t n) {
 
 extern "C" int dc_f32_to_bf16(uint16_t *dst, const float *src, int64_t n) {
   if (n <= 0) return 0;
+  if (((uintptr_t)src & 15) == 0 && ((uintptr_t)dst & 7) == 0 && n >= 4) {
+    int64_t n4 = n / 4;
+    k_f32_to_bf16_x4<<<dc_blocks(n4, 256), 256, 0, dc_stream>>>((uint2 *)dst, (const float4 *)src, n4);
+    DC_LAUNCHED("f32_to_bf16(n=%lld, by 4)", (long long)n);
+    src += 4 * n4, dst += 4 * n4, n -= 4 * n4;  // the tail, element by element
+    if (n == 0) return 0;
+  }
   k_f32_to_bf16<<<dc_blocks(n, 256), 256, 0, dc_stream>>>((__nv_bfloat16 *)dst, src, n);
   DC_LAUNCHED("f32_to_bf16(n=%lld)", (long long)n);
   return 0;

@@ -73,7 +73,7 @@ int dc_rope(float *x, const int32_t *pos, const float *cos_t, const float *sin_t
 
 // ---- swiglu.cu ----
 // a = silu(g)·u (a may alias g); dg, du from da (dg, du may alias g, u).
-int dc_swiglu_fwd(float *a, const float *g, const float *u, int64_t n);
+int dc_swiglu_fwd(float *a, uint16_t *ab, const float *g, const float *u, int64_t n);
 int dc_swiglu_bwd(float *dg, float *du, const float *da, const float *g, const float *u, int64_t n);
 
 // ---- embed.cu ----

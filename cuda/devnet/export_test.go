@@ -1,0 +1,15 @@
+//go:build cuda
+
+package devnet
+
+// SetSkip makes nt's steps leave out the named phases — "lora" (the
+// adapter's products), "gemm" (the base's), "dequant", "attention" — so a
+// benchmark can time a step without each: where the time goes, with every
+// kernel at its real size and no synchronisation between them. The steps'
+// results are wrong while any phase is skipped; nil restores them.
+func SetSkip(nt *Net, phases []string) {
+	nt.skip = map[string]bool{}
+	for _, p := range phases {
+		nt.skip[p] = true
+	}
+}
