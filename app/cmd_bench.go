@@ -15,7 +15,7 @@ import (
 )
 
 func init() {
-	register(command{name: "bench", usage: "[--shape smollm2-135m,qwen2.5-0.5b] [--dtype bf16] — prefill/decode speed on random weights", run: runBench})
+	register(command{name: "bench", usage: "[--shape smollm2-135m,qwen2.5-0.5b] [--dtype bf16] [--quant nf4] [--device cuda] — prefill/decode speed on random weights", run: runBench})
 }
 
 // runBench measures the engine on random-weight checkpoints of real shapes and
@@ -27,7 +27,8 @@ func runBench(env *Env, args []string) error {
 	prefill := fs.Int("prefill", 128, "prompt tokens for the prefill measurement")
 	decode := fs.Int("decode", 64, "tokens for the decode measurement")
 	trainSeq := fs.Int("train-seq", 0, "time LoRA (r=16) training steps at this sequence length instead of inference")
-	quantName := fs.String("quant", "none", "with --train-seq: quantise the base first (nf4 = QLoRA, q8, none)")
+	quantName := fs.String("quant", "none", "quantise the base first (nf4, q8, none; with --train-seq nf4 is QLoRA)")
+	device := fs.String("device", "cpu", "inference backend: cpu, or cuda where this binary has it (op by op; GPU training steps are cuda/devnet's BenchmarkStep)")
 	cache := fs.String("cache", filepath.Join(os.TempDir(), "distill-bench"), "folder for the generated random checkpoints")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -36,13 +37,20 @@ func runBench(env *Env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("--dtype: %v", err)
 	}
-	be, err := tensor.Open("cpu")
+	if *device != "cpu" && *trainSeq > 0 {
+		return fmt.Errorf("--train-seq times the CPU trainer; a GPU's training steps are timed by cuda/devnet's BenchmarkStep (make cuda-check)")
+	}
+	be, err := tensor.Open(*device)
 	if err != nil {
-		return err
+		return fmt.Errorf("--device: %w", err)
 	}
 	bw := tensor.MeasureCopyBandwidth()
 	peak := tensor.MeasureSgemmGFLOPS()
 	fmt.Fprintf(env.Stdout, "machine: %d threads, copy bandwidth %.1f GB/s, sgemm peak %.0f GFLOP/s\n", tensor.Threads, bw/1e9, peak)
+	onCPU := *device == "cpu"
+	if !onCPU { // the CPU's limits do not bound it: figures stand alone
+		fmt.Fprintf(env.Stdout, "device: %s (each op's activations go to the device and back)\n", *device)
+	}
 	for _, name := range strings.Split(*shapes, ",") {
 		s, ok := model.Shapes[name]
 		if !ok {
@@ -58,11 +66,11 @@ func runBench(env *Env, args []string) error {
 		if err != nil {
 			return err
 		}
+		if _, err := quant.QuantizeModel(m, *quantName, *quantName == "nf4", false); err != nil {
+			m.Close()
+			return err
+		}
 		if *trainSeq > 0 { // alone in the process, so peak RSS is training's own
-			if _, err := quant.QuantizeModel(m, *quantName, *quantName == "nf4", false); err != nil {
-				m.Close()
-				return err
-			}
 			fmt.Fprintf(env.Stdout, "%s %s, base quantised %s\n", name, dt, *quantName)
 			err := benchTrain(env.Stdout, be, m, *trainSeq, 16, 3, peak)
 			m.Close()
@@ -77,9 +85,14 @@ func runBench(env *Env, args []string) error {
 			return err
 		}
 		bytesTok := float64(m.DecodeBytesPerToken())
-		fmt.Fprintf(env.Stdout, "%s %s (%.0fM params, %.0f MB read per decoded token)\n", name, dt, float64(r.params)/1e6, bytesTok/1e6)
-		fmt.Fprintf(env.Stdout, "  prefill %4d tokens: %8.1f tokens/s  (%.0f GFLOP/s, %.0f%% of sgemm peak)\n", *prefill, r.prefillTPS, r.prefillGFLOPS, 100*r.prefillGFLOPS/peak)
-		fmt.Fprintf(env.Stdout, "  decode  %4d tokens: %8.1f tokens/s  (%.1f GB/s of weights, %.0f%% of copy bandwidth)\n", *decode, r.decodeTPS, r.decodeTPS*bytesTok/1e9, 100*r.decodeTPS*bytesTok/bw)
+		fmt.Fprintf(env.Stdout, "%s %s, quant %s (%.0fM params, %.0f MB read per decoded token)\n", name, dt, *quantName, float64(r.params)/1e6, bytesTok/1e6)
+		if onCPU {
+			fmt.Fprintf(env.Stdout, "  prefill %4d tokens: %8.1f tokens/s  (%.0f GFLOP/s, %.0f%% of sgemm peak)\n", *prefill, r.prefillTPS, r.prefillGFLOPS, 100*r.prefillGFLOPS/peak)
+			fmt.Fprintf(env.Stdout, "  decode  %4d tokens: %8.1f tokens/s  (%.1f GB/s of weights, %.0f%% of copy bandwidth)\n", *decode, r.decodeTPS, r.decodeTPS*bytesTok/1e9, 100*r.decodeTPS*bytesTok/bw)
+		} else {
+			fmt.Fprintf(env.Stdout, "  prefill %4d tokens: %8.1f tokens/s  (%.0f GFLOP/s)\n", *prefill, r.prefillTPS, r.prefillGFLOPS)
+			fmt.Fprintf(env.Stdout, "  decode  %4d tokens: %8.1f tokens/s  (%.1f GB/s of weights)\n", *decode, r.decodeTPS, r.decodeTPS*bytesTok/1e9)
+		}
 		fmt.Fprintf(env.Stdout, "  peak RSS: %.0f MB\n", float64(peakRSS())/1e6)
 		m.Close()
 	}

@@ -122,6 +122,15 @@ for m in dpo kd; do
     echo "exit $?"; grep -E "^step (1|20)/|val_|Error|error" /tmp/e2e/$m-$dev.log | tail -6
   done
 done
+if [ -n "${DECODE_BENCH:-}" ]; then
+  # Inference through cuda.Backend (op by op: activations cross PCIe at each
+  # op; weights resident), bf16 and NF4 weights.
+  step "distill bench --device cuda: $DECODE_BENCH"
+  for q in none nf4; do
+    timeout 120 /tmp/distill bench --device cuda --shape "$DECODE_BENCH" --quant $q --prefill 512 --decode 64 \
+      --cache /tmp/distill-bench 2>&1 | grep -vE "^machine"
+  done
+fi
 step "training step ${DISTILL_BENCH_STEP:-}"
 (cd cuda/devnet && timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' -test.bench Step \
   -test.benchtime ${STEP_TIME:-5x}) >> "$OUT/bench.log" 2>&1
