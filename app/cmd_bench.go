@@ -29,6 +29,7 @@ func runBench(env *Env, args []string) error {
 	trainSeq := fs.Int("train-seq", 0, "time LoRA (r=16) training steps at this sequence length instead of inference")
 	quantName := fs.String("quant", "none", "quantise the base first (nf4, q8, none; with --train-seq nf4 is QLoRA)")
 	device := fs.String("device", "cpu", "inference backend: cpu, or cuda where this binary has it (op by op; GPU training steps are cuda/devnet's BenchmarkStep)")
+	offload := fs.Int("cpu-offload", 0, "with --device: run the first N decoder layers on the CPU (as serve's --cpu-offload)")
 	cache := fs.String("cache", filepath.Join(os.TempDir(), "distill-bench"), "folder for the generated random checkpoints")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -69,6 +70,9 @@ func runBench(env *Env, args []string) error {
 		if _, err := quant.QuantizeModel(m, *quantName, *quantName == "nf4", false); err != nil {
 			m.Close()
 			return err
+		}
+		if !onCPU {
+			m.CPULayers = min(*offload, len(m.Layers))
 		}
 		if *trainSeq > 0 { // alone in the process, so peak RSS is training's own
 			fmt.Fprintf(env.Stdout, "%s %s, base quantised %s\n", name, dt, *quantName)

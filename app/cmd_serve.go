@@ -35,7 +35,7 @@ func runServe(env *Env, args []string) error {
 	maxBody := fs.Int64("max-body", 1<<20, "largest request body in bytes (413 past it)")
 	maxTokens := fs.Int("max-tokens", 2048, "most tokens one request may generate (400 past it)")
 	verbose := fs.Bool("verbose", false, "log every request (method, path, status, latency); without it only server errors are logged per request")
-	offload := fs.Int("cpu-offload", 0, "decoder layers kept in CPU memory with a GPU backend; accepted now, meaningful once a GPU backend serves (the CPU backend ignores it)")
+	offload := fs.Int("cpu-offload", 0, "with a GPU backend: run the first N decoder layers on the CPU, so the GPU never holds their weights (the CPU backend ignores it)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}

@@ -38,7 +38,7 @@ type ServeConfig struct {
 	MaxBody    int64             // bytes of a request body
 	MaxTokens  int               // most tokens a request may generate
 	APIKey     string            // bearer token; "" accepts every request
-	CPUOffload int               // layers kept on the CPU (GPU backends only; the CPU backend ignores it)
+	CPUOffload int               // the first layers run on the CPU (GPU backends only; the CPU backend ignores it)
 	Log        *slog.Logger
 }
 
@@ -160,6 +160,12 @@ func (s *Server) load() error {
 	if err != nil {
 		m.Close()
 		return err
+	}
+	if n := s.cfg.CPUOffload; n > 0 && dev != "cpu" {
+		if n > len(m.Layers) {
+			s.log.Warn("--cpu-offload is more than the model's layers: every layer runs on the CPU", "cpu-offload", n, "layers", len(m.Layers))
+		}
+		m.CPULayers = min(n, len(m.Layers))
 	}
 	if _, err := os.Stat(filepath.Join(s.cfg.Model, "tokenizer_config.json")); err == nil {
 		if t, err := chat.Load(s.cfg.Model); err == nil {

@@ -342,7 +342,7 @@ func TestServeCommandFlags(t *testing.T) {
 		}
 	}
 	if !strings.Contains(stderr, "GPU backend") {
-		t.Error("serve -h does not say --cpu-offload waits for a GPU backend")
+		t.Error("serve -h does not say --cpu-offload is for a GPU backend")
 	}
 	// A model folder that does not load fails the command (after binding).
 	if code, _, stderr := run("serve", "--model", t.TempDir(), "--addr", "127.0.0.1:0", "--db", ""); code != 1 || !strings.Contains(stderr, "distill serve: read tokenizer") {
@@ -366,5 +366,30 @@ func TestWriteJSONRefusesNaN(t *testing.T) {
 	var body map[string]map[string]any
 	if rec.Code != http.StatusInternalServerError || json.Unmarshal(rec.Body.Bytes(), &body) != nil || body["error"]["type"] != errServer {
 		t.Fatalf("status %d, body %q", rec.Code, rec.Body.String())
+	}
+}
+
+// --cpu-offload N on a GPU backend runs the first N layers on the CPU
+// (model.CPULayers; core/model's tests check what that does), clamped to
+// the model's depth; the CPU backend ignores it. "fakegpu" is the test
+// backend that gpufit_test.go registers.
+func TestServeCPUOffload(t *testing.T) {
+	for _, c := range []struct {
+		device   string
+		offload  int
+		wantFrom func(layers int) int
+	}{
+		{"fakegpu", 1, func(int) int { return 1 }},
+		{"fakegpu", 1000, func(l int) int { return l }},
+		{"cpu", 1, func(int) int { return 0 }},
+	} {
+		s, ts := newTestServer(t, func(cfg *ServeConfig) { cfg.Device, cfg.CPUOffload = c.device, c.offload })
+		if want := c.wantFrom(len(s.m.Layers)); s.m.CPULayers != want {
+			t.Errorf("%s --cpu-offload %d: %d layers on the CPU, want %d", c.device, c.offload, s.m.CPULayers, want)
+		}
+		code, _, body := post(t, ts.URL+"/infer/base", `{"task":"generate","input":"hi","options":{"max_tokens":2}}`)
+		if code != 200 {
+			t.Errorf("%s --cpu-offload %d: generate %d %v", c.device, c.offload, code, body)
+		}
 	}
 }

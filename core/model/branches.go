@@ -49,13 +49,13 @@ func (m *Model) ForwardBranches(be tensor.Backend, branches [][]int, c *Cache) (
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	cos, sin := m.rope.upTo(maxPos + 1)
 	x := m.decode(be, c, ids, pos0,
-		func(q, k []float32) {
+		func(be tensor.Backend, q, k []float32) {
 			for t := 0; t < T; t++ { // each row at its own position
 				be.RoPE(q[t*nH*hd:(t+1)*nH*hd], 1, nH, hd, pos[t], cos, sin)
 				be.RoPE(k[t*kvOut:(t+1)*kvOut], 1, nKV, hd, pos[t], cos, sin)
 			}
 		},
-		func(l int, att, q []float32) {
+		func(_ tensor.Backend, l int, att, q []float32) {
 			branchAttention(att, q, c.K[l], c.V[l], pos0, branchStart, nH, nKV, hd, scale)
 		})
 	out := make([]float32, T*D)

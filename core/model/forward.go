@@ -83,11 +83,11 @@ func (m *Model) Forward(be tensor.Backend, ids []int, c *Cache, out []float32) (
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	cos, sin := m.rope.upTo(pos0 + T)
 	x := m.decode(be, c, ids, pos0,
-		func(q, k []float32) {
+		func(be tensor.Backend, q, k []float32) {
 			be.RoPE(q, T, nH, hd, pos0, cos, sin)
 			be.RoPE(k, T, nKV, hd, pos0, cos, sin)
 		},
-		func(l int, att, q []float32) {
+		func(be tensor.Backend, l int, att, q []float32) {
 			be.Attention(att, q, c.K[l], c.V[l], T, pos0, nH, nKV, hd, scale)
 		})
 	c.Len = pos0 + T
@@ -102,8 +102,9 @@ func (m *Model) Forward(be tensor.Backend, ids []int, c *Cache, out []float32) (
 // keys and values go to cache rows pos0.., and returns the residual stream
 // (T, hidden) before the final norm. rope rotates a layer's q (T, heads·hd)
 // and k (T, kv·hd); attend fills att from q and the layer's cache — the two
-// places where a plain continuation and branched ones differ.
-func (m *Model) decode(be tensor.Backend, c *Cache, ids []int, pos0 int, rope func(q, k []float32), attend func(l int, att, q []float32)) []float32 {
+// places where a plain continuation and branched ones differ. Each layer
+// runs on m.layerBackend(be, l), which rope and attend are given too.
+func (m *Model) decode(be0 tensor.Backend, c *Cache, ids []int, pos0 int, rope func(be tensor.Backend, q, k []float32), attend func(be tensor.Backend, l int, att, q []float32)) []float32 {
 	cfg := &m.Config
 	T := len(ids)
 	D, hd, nH, nKV := cfg.HiddenSize, cfg.HeadDim, cfg.NumHeads, cfg.NumKVHeads
@@ -114,9 +115,9 @@ func (m *Model) decode(be tensor.Backend, c *Cache, ids []int, pos0 int, rope fu
 	x, xn, q, att, o := w.x[:T*D], w.xn[:T*D], w.q[:T*nH*hd], w.att[:T*nH*hd], w.o[:T*D]
 	gate, up := w.gate[:T*cfg.IntermediateSize], w.up[:T*cfg.IntermediateSize]
 
-	be.Embed(x, m.Embed, ids)
+	m.layerBackend(be0, 0).Embed(x, m.Embed, ids)
 	for l := range m.Layers {
-		L := &m.Layers[l]
+		L, be := &m.Layers[l], m.layerBackend(be0, l)
 		k := c.K[l][pos0*kvOut : (pos0+T)*kvOut] // (T, kv*hd), written in place
 		v := c.V[l][pos0*kvOut : (pos0+T)*kvOut]
 
@@ -138,8 +139,8 @@ func (m *Model) decode(be tensor.Backend, c *Cache, ids []int, pos0 int, rope fu
 			be.RMSNorm(q, q, L.QNorm, eps)
 			be.RMSNorm(k, k, L.KNorm, eps)
 		}
-		rope(q, k)
-		attend(l, att, q)
+		rope(be, q, k)
+		attend(be, l, att, q)
 		be.MatMul(o, att, L.O, T)
 		if d := m.Delta; d != nil {
 			d.Apply(l, ModO, o, att, T)
@@ -164,6 +165,15 @@ func (m *Model) decode(be tensor.Backend, c *Cache, ids []int, pos0 int, rope fu
 		be.Add(x, o)
 	}
 	return x
+}
+
+// layerBackend is the backend decoder layer l runs on: the CPU for the
+// first CPULayers (--cpu-offload), be for the rest.
+func (m *Model) layerBackend(be tensor.Backend, l int) tensor.Backend {
+	if l < m.CPULayers {
+		return tensor.CPU{}
+	}
+	return be
 }
 
 // Logits projects T hidden rows (T, hidden) to (T, vocab) into out.

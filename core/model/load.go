@@ -35,6 +35,11 @@ type Model struct {
 	// Delta, when set, adds an adapter's low-rank update to every projection
 	// it targets (LoRA applied unmerged, so the base stays shared).
 	Delta Delta
+	// CPULayers keeps the first CPULayers decoder layers (and the
+	// embedding lookup) on the CPU whatever backend a forward pass is given
+	// (--cpu-offload): a device never holds their weights, trading their
+	// share of the speed for its memory.
+	CPULayers int
 
 	files []*SafetensorsFile
 	rope  ropeTables

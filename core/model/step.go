@@ -45,13 +45,13 @@ func (m *Model) ForwardStep(be tensor.Backend, ids []int, caches []*Cache, scrat
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	cos, sin := m.rope.upTo(maxPos + 1)
 	x := m.decode(be, scratch, ids, 0,
-		func(q, k []float32) {
+		func(be tensor.Backend, q, k []float32) {
 			for b, c := range caches { // each row at its own sequence's position
 				be.RoPE(q[b*qs:(b+1)*qs], 1, nH, hd, c.Len, cos, sin)
 				be.RoPE(k[b*kvOut:(b+1)*kvOut], 1, nKV, hd, c.Len, cos, sin)
 			}
 		},
-		func(l int, att, q []float32) {
+		func(be tensor.Backend, l int, att, q []float32) {
 			for b, c := range caches {
 				p := c.Len
 				copy(c.K[l][p*kvOut:(p+1)*kvOut], scratch.K[l][b*kvOut:(b+1)*kvOut])
