@@ -11,16 +11,21 @@ import (
 )
 
 func init() {
-	register(command{name: "plan", usage: "sft|kd|dpo --model DIR [run flags as for train] [--memory 8GB] [--json] — predicted peak memory of a run, and the longest micro-batch that fits", run: runPlan})
+	register(command{name: "plan", usage: "sft|kd|dpo --model DIR [run flags as for train] [--seq N --batch B] [--memory 8GB] [--json] — predicted peak memory of a run, and the longest micro-batch that fits", run: runPlan})
 }
 
 // runPlan prints a run's memory plan — the same numbers a run prints when it
 // starts and the Launch form shows — and, given a budget, the longest
 // micro-batch (seq_len) that fits it.
 func runPlan(env *Env, args []string) error {
-	if len(args) == 0 || (args[0] != "sft" && args[0] != "kd" && args[0] != "dpo") {
-		return fmt.Errorf("give the method first: distill plan sft|kd|dpo --model DIR …")
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		args = append([]string{"--method", args[0]}, args[1:]...)
 	}
+	method := flagValue(args, "method")
+	if method != "sft" && method != "kd" && method != "dpo" {
+		return fmt.Errorf("give the method: distill plan sft|kd|dpo --model DIR … (or --method sft|kd|dpo), got %q", method)
+	}
+	args = append([]string{method}, args...)
 	cfg := defaultRunConfig(args[0])
 	if path := configFlag(args[1:]); path != "" {
 		if err := readRunConfig(path, &cfg); err != nil {
@@ -32,7 +37,10 @@ func runPlan(env *Env, args []string) error {
 	fs.SetOutput(env.Stderr)
 	fs.String("config", "", "run config (YAML) to plan")
 	bindRunFlags(fs, &cfg)
-	memory := fs.String("memory", "", "a memory budget (e.g. 8GB, 3.5GiB, 512MB): also print the longest seq_len that fits it")
+	fs.String("method", method, "sft, kd or dpo (or give it first, without the flag)")
+	fs.IntVar(&cfg.SeqLen, "seq", cfg.SeqLen, "tokens per sequence: --seq-len, under the name the memory plan's users know")
+	batch := fs.Int("batch", 1, "sequences of --seq tokens per micro-batch: the plan is for batch × seq tokens, packed (train with --seq-len batch×seq)")
+	memory := fs.String("memory", "", "a memory budget (e.g. 8GB, 3.5GiB, 512MB): also print the longest seq_len (with --batch, the largest batch) that fits it")
 	asJSON := fs.Bool("json", false, "print the plan as JSON")
 	if err := parse(fs, args[1:]); err != nil {
 		return err
@@ -40,6 +48,11 @@ func runPlan(env *Env, args []string) error {
 	if cfg.Model == "" {
 		return fmt.Errorf("--model is required")
 	}
+	if *batch < 1 || cfg.SeqLen < 1 {
+		return fmt.Errorf("--batch and --seq must be positive, got %d and %d", *batch, cfg.SeqLen)
+	}
+	seq := cfg.SeqLen
+	cfg.SeqLen *= *batch
 	cfg.Device = resolveDevice(cfg.Device)
 	var w Workstation
 	p, err := w.PlanRun(cfg)
@@ -47,6 +60,9 @@ func runPlan(env *Env, args []string) error {
 		return err
 	}
 	out := map[string]any{"method": cfg.Method, "seq_len": cfg.SeqLen, "quant": cfg.Quant, "plan": p}
+	if *batch > 1 {
+		out["batch"], out["seq"] = *batch, seq
+	}
 	longest := 0
 	if *memory != "" {
 		budget, err := parseBytes(*memory)
@@ -64,6 +80,9 @@ func runPlan(env *Env, args []string) error {
 			return err
 		}
 		out["memory"], out["longest_seq_len"] = budget, longest
+		if *batch > 1 {
+			out["largest_batch"] = longest / seq
+		}
 	}
 	if *asJSON {
 		return writeJSON(env.Stdout, out)
@@ -75,7 +94,11 @@ func runPlan(env *Env, args []string) error {
 	} else if cfg.Device != "cpu" {
 		where = "host memory; on " + cfg.Device + " each op also copies its operands to the device"
 	}
-	fmt.Fprintf(env.Stdout, "%s of %s, %s base, %d tokens per micro-batch (%s)\n", strings.ToUpper(cfg.Method), cfg.Model, cfg.Quant, cfg.SeqLen, where)
+	tokens := fmt.Sprintf("%d tokens per micro-batch", cfg.SeqLen)
+	if *batch > 1 {
+		tokens = fmt.Sprintf("%d sequences of %d tokens = %d tokens per micro-batch, packed (train with --seq-len %d)", *batch, seq, cfg.SeqLen, cfg.SeqLen)
+	}
+	fmt.Fprintf(env.Stdout, "%s of %s, %s base, %s (%s)\n", strings.ToUpper(cfg.Method), cfg.Model, cfg.Quant, tokens, where)
 	runtime := "runtime"
 	if p.GPU {
 		runtime = "CUDA context"
@@ -96,6 +119,9 @@ func runPlan(env *Env, args []string) error {
 			fmt.Fprintf(env.Stdout, "nothing fits %s: even 16 tokens per micro-batch need more (quantise the base, lower the rank, or checkpoint gradients)\n", *memory)
 		} else {
 			fmt.Fprintf(env.Stdout, "longest seq_len within %s: %d\n", *memory, longest)
+			if *batch > 1 {
+				fmt.Fprintf(env.Stdout, "largest batch of %d-token sequences within %s: %d\n", seq, *memory, longest/seq)
+			}
 		}
 	}
 	return nil

@@ -2,6 +2,7 @@ package app
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"distill/core/train"
@@ -101,5 +102,39 @@ func TestPlanCommandGPU(t *testing.T) {
 	code, out, _ = run("plan", "kd", "--model", m, "--teacher", m, "--teacher-quant", "q8", "--device", "cuda", "--seq-len", "64", "--json")
 	if code != 0 || json.Unmarshal([]byte(out), &r) != nil || r.Plan.GPU {
 		t.Fatalf("KD from a Q8 teacher on cuda plans host memory (op by op): exit %d, %s", code, out)
+	}
+}
+
+// The issue's spelling: --method, --seq N --batch B plans B sequences of N
+// tokens packed into one micro-batch (B·N tokens: what --seq-len B·N
+// trains), and with --memory the largest batch of N-token sequences.
+func TestPlanSeqAndBatch(t *testing.T) {
+	m := tinyModel(t)
+	var a, b struct {
+		SeqLen       int     `json:"seq_len"`
+		Batch        int     `json:"batch"`
+		Longest      int     `json:"longest_seq_len"`
+		LargestBatch int     `json:"largest_batch"`
+		Plan         PlanRow `json:"plan"`
+	}
+	code, out, stderr := run("plan", "--method", "sft", "--model", m, "--seq", "64", "--batch", "4", "--memory", "1GB", "--json")
+	if code != 0 || json.Unmarshal([]byte(out), &a) != nil {
+		t.Fatalf("plan --seq 64 --batch 4: exit %d %s %s", code, out, stderr)
+	}
+	code, out, _ = run("plan", "sft", "--model", m, "--seq-len", "256", "--json")
+	if code != 0 || json.Unmarshal([]byte(out), &b) != nil {
+		t.Fatalf("plan --seq-len 256: exit %d %s", code, out)
+	}
+	if a.SeqLen != 256 || a.Batch != 4 || a.Plan != b.Plan {
+		t.Errorf("4 × 64 tokens: seq_len %d, batch %d, plan %+v; --seq-len 256's plan %+v", a.SeqLen, a.Batch, a.Plan, b.Plan)
+	}
+	if a.Longest < 64 || a.LargestBatch != a.Longest/64 {
+		t.Errorf("within 1GB: longest seq_len %d, largest batch %d", a.Longest, a.LargestBatch)
+	}
+	if code, _, stderr := run("plan", "--model", m); code == 0 || !strings.Contains(stderr, "--method") {
+		t.Errorf("plan without a method: exit %d %q", code, stderr)
+	}
+	if code, _, stderr := run("plan", "sft", "--model", m, "--batch", "0"); code == 0 || !strings.Contains(stderr, "--batch") {
+		t.Errorf("plan --batch 0: exit %d %q", code, stderr)
 	}
 }

@@ -169,14 +169,18 @@ func writeRunConfig(path string, c *RunConfig) error {
 }
 
 // configFlag finds --config's value in args before the flags are parsed.
-func configFlag(args []string) string {
+func configFlag(args []string) string { return flagValue(args, "config") }
+
+// flagValue is the value given to --name (or -name) in args, before any
+// parsing: "" when absent.
+func flagValue(args []string, name string) string {
 	for i, a := range args {
-		for _, p := range []string{"--config=", "-config="} {
+		for _, p := range []string{"--" + name + "=", "-" + name + "="} {
 			if strings.HasPrefix(a, p) {
 				return a[len(p):]
 			}
 		}
-		if (a == "--config" || a == "-config") && i+1 < len(args) {
+		if (a == "--"+name || a == "-"+name) && i+1 < len(args) {
 			return args[i+1]
 		}
 	}
