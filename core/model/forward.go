@@ -13,6 +13,9 @@ type Cache struct {
 	K, V [][]float32 // per layer: (Cap, kvHeads*headDim)
 	Len  int         // positions filled
 	Cap  int         // positions allocated
+	// DevLen is how many of the first rows an accelerator's device mirror
+	// holds as they are here (see Accelerated); 0 without one.
+	DevLen int
 
 	ws workspace
 }
@@ -34,6 +37,7 @@ func (c *Cache) Truncate(n int) {
 	if n < c.Len {
 		c.Len = n
 	}
+	c.DevLen = min(c.DevLen, c.Len)
 }
 
 // workspace holds the activations of one forward call, grown to the largest
@@ -78,6 +82,14 @@ func (m *Model) Forward(be tensor.Backend, ids []int, c *Cache, out []float32) (
 		if id < 0 || id >= cfg.VocabSize {
 			return nil, fmt.Errorf("token id %d at position %d is outside the vocabulary [0, %d)", id, pos0+i, cfg.VocabSize)
 		}
+	}
+	if a := m.accelerated(); a != nil {
+		h, err := a.Forward(ids, c, out)
+		if err != nil {
+			return nil, err
+		}
+		c.Len = pos0 + T
+		return h, nil
 	}
 	D, hd, nH, nKV := cfg.HiddenSize, cfg.HeadDim, cfg.NumHeads, cfg.NumKVHeads
 	scale := float32(1 / math.Sqrt(float64(hd)))

@@ -41,6 +41,8 @@ type Model struct {
 	// share of the speed for its memory.
 	CPULayers int
 
+	accel Accelerated // a device-resident Forward (Accelerate), or nil
+
 	files []*SafetensorsFile
 	rope  ropeTables
 }
@@ -76,6 +78,10 @@ func Load(dir string) (*Model, error) {
 
 // Close unmaps the weight files.
 func (m *Model) Close() error {
+	if m.accel != nil {
+		m.accel.Close()
+		m.accel = nil
+	}
 	var first error
 	for _, f := range m.files {
 		if err := f.Close(); err != nil && first == nil {

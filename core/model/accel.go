@@ -1,0 +1,76 @@
+package model
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+)
+
+// Accelerated runs Model.Forward with the weights and each cache's keys and
+// values resident on a device (cuda/devnet's decoder), so a decoded token
+// costs one pass over device memory instead of a round trip per op.
+//
+// The host cache stays the reference and every other path (ForwardStep,
+// ForwardBranches, copies between caches) keeps working on it: the device
+// holds a mirror of rows [0, c.DevLen) of c. Forward brings the mirror up to
+// date first (host rows [c.DevLen, c.Len) go up: rows some other path wrote
+// since), then writes the new keys and values to both, so after it
+// c.DevLen = c.Len. A mirror may be dropped at any time (memory): DevLen 0,
+// and the next Forward uploads the rows again.
+type Accelerated interface {
+	// Forward is Model.Forward of ids at positions c.Len.. on the device,
+	// checked already (vocabulary, context, capacity); it leaves c.Len to
+	// the caller and sets c.DevLen to c.Len+len(ids).
+	Forward(ids []int, c *Cache, out []float32) ([]float32, error)
+	// Takes says whether it can run with delta applied (nil: the base
+	// alone); when not, Forward runs on the host for that pass.
+	Takes(delta Delta) bool
+	Close()
+}
+
+var (
+	accelMu sync.Mutex
+	accels  = map[string]func(*Model) (Accelerated, error){}
+)
+
+// RegisterAccelerated makes a device-resident forward pass available under a
+// device name (cuda registers "cuda" in builds that have it).
+func RegisterAccelerated(name string, open func(*Model) (Accelerated, error)) {
+	accelMu.Lock()
+	defer accelMu.Unlock()
+	accels[name] = open
+}
+
+// Accelerate attaches the forward pass registered for device, when there is
+// one: Forward then runs there whenever it can (no CPU layers, a delta it
+// takes). It returns whether one was attached, and why not.
+func (m *Model) Accelerate(device string) (bool, error) {
+	accelMu.Lock()
+	open := accels[device]
+	names := make([]string, 0, len(accels))
+	for k := range accels {
+		names = append(names, k)
+	}
+	accelMu.Unlock()
+	if open == nil {
+		sort.Strings(names)
+		return false, fmt.Errorf("no device-resident forward pass for %q (built: %v)", device, names)
+	}
+	a, err := open(m)
+	if err != nil {
+		return false, err
+	}
+	if m.accel != nil {
+		m.accel.Close()
+	}
+	m.accel = a
+	return true, nil
+}
+
+// accelerated is the attached accelerator when this pass can use it.
+func (m *Model) accelerated() Accelerated {
+	if m.accel == nil || m.CPULayers > 0 || !m.accel.Takes(m.Delta) {
+		return nil
+	}
+	return m.accel
+}
