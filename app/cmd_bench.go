@@ -50,7 +50,7 @@ func runBench(env *Env, args []string) error {
 	fmt.Fprintf(env.Stdout, "machine: %d threads, copy bandwidth %.1f GB/s, sgemm peak %.0f GFLOP/s\n", tensor.Threads, bw/1e9, peak)
 	onCPU := *device == "cpu"
 	if !onCPU { // the CPU's limits do not bound it: figures stand alone
-		fmt.Fprintf(env.Stdout, "device: %s (each op's activations go to the device and back)\n", *device)
+		fmt.Fprintf(env.Stdout, "device: %s\n", *device)
 	}
 	for _, name := range strings.Split(*shapes, ",") {
 		s, ok := model.Shapes[name]
@@ -73,6 +73,11 @@ func runBench(env *Env, args []string) error {
 		}
 		if !onCPU {
 			m.CPULayers = min(*offload, len(m.Layers))
+			if ok, err := m.Accelerate(*device); ok {
+				fmt.Fprintf(env.Stdout, "device-resident forward pass (weights and KV cache on %s)\n", *device)
+			} else {
+				fmt.Fprintf(env.Stdout, "op by op: %v\n", err)
+			}
 		}
 		if *trainSeq > 0 { // alone in the process, so peak RSS is training's own
 			fmt.Fprintf(env.Stdout, "%s %s, base quantised %s\n", name, dt, *quantName)

@@ -19,7 +19,7 @@ type engineFlags struct {
 
 func addEngineFlags(fs *flag.FlagSet) engineFlags {
 	return engineFlags{
-		device:      fs.String("device", "cpu", "compute device: cpu or cuda (inference on cuda runs op by op, copying each op's operands: usually slower than cpu until device-resident inference lands)"),
+		device:      fs.String("device", "cpu", "compute device: cpu or cuda (on cuda the forward pass is device-resident where the build has it — weights and KV cache on the GPU — else op by op, copying each op's operands)"),
 		adapter:     fs.String("adapter", "", "PEFT LoRA adapter folder to apply (unmerged) over the base"),
 		quant:       fs.String("quant", "none", "quantise the projections on load: none, nf4 or q8"),
 		doubleQuant: fs.Bool("double-quant", true, "with nf4: double-quantise the block scales (bitsandbytes' compress_statistics)"),
@@ -48,6 +48,11 @@ func openModel(f engineFlags, dir string) (tensor.Backend, *model.Model, error) 
 			return nil, nil, err
 		}
 		m.Delta = a
+	}
+	if *f.device != "cpu" {
+		// Device-resident forward passes where the build has them; without
+		// (or for what they do not take) the backend runs op by op.
+		_, _ = m.Accelerate(*f.device) // without one, the backend itself
 	}
 	return be, m, nil
 }

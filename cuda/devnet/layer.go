@@ -16,11 +16,21 @@ func (p *pass) lin(y, x, xb *cuda.Buffer, l, i int) {
 	d, w := p.d, p.nt.layers[l].w[i]
 	n, out, in := p.n, w.rows, w.cols
 	defer p.mark("elementwise")
-	p.mark("dequant")
-	wb := p.weight(w)
-	p.mark("gemm")
-	if !p.nt.skip["gemm"] {
-		p.do(d.GemmBF16(false, true, n, out, in, 1, xb, in, wb, in, 0, y, out))
+	switch {
+	case n == 1 && p.kv != nil: // decoding one token: a matrix-vector product reads each weight once
+		p.mark("gemm")
+		if w.nf4 != nil {
+			p.do(d.NF4MatVec(y, w.nf4, x))
+		} else {
+			p.do(d.BF16MatVec(y, w.dense, x, out, in))
+		}
+	default:
+		p.mark("dequant")
+		wb := p.weight(w)
+		p.mark("gemm")
+		if !p.nt.skip["gemm"] {
+			p.do(d.GemmBF16(false, true, n, out, in, 1, xb, in, wb, in, 0, y, out))
+		}
 	}
 	if b := p.nt.layers[l].bias[i]; b != nil {
 		p.mark("elementwise")
@@ -117,12 +127,19 @@ func (p *pass) layerFwd(l int, x *cuda.Buffer) {
 	p.do(d.RoPE(a.q, p.pos, p.cos, p.sin, n, H, hd, tables, false))
 	p.do(d.RoPE(a.k, p.pos, p.cos, p.sin, n, KV, hd, tables, false))
 	p.mark("attention")
+	k, v := a.k, a.v
+	if p.kv != nil { // decoding: the new keys and values join the device's cache, which attention reads
+		kvO := KV * hd
+		p.do(a.k.CopyTo(p.kv.k[l].View(p.pos0*kvO, n*kvO)))
+		p.do(a.v.CopyTo(p.kv.v[l].View(p.pos0*kvO, n*kvO)))
+		k, v = p.kv.k[l], p.kv.v[l]
+	}
 	switch {
 	case p.nt.skip["attention"]:
 	case p.nt.SimpleAttention:
-		p.do(d.AttnFwd(a.att, a.lse, a.q, a.k, a.v, p.attn))
+		p.do(d.AttnFwd(a.att, a.lse, a.q, k, v, p.attn))
 	default:
-		p.do(d.AttnFwdGemm(a.att, a.lse, a.q, a.k, a.v, p.attn))
+		p.do(d.AttnFwdGemm(a.att, a.lse, a.q, k, v, p.attn))
 	}
 	p.mark("elementwise")
 

@@ -116,7 +116,8 @@ type Net struct {
 	teachers map[any]*Net // KD teachers on the device, by model
 	// skip leaves phases out of a step, for benchmarks that time a step
 	// without each (its results are then wrong); set by the tests only.
-	skip map[string]bool
+	skip   map[string]bool
+	isView bool // another Net's weights with its own adapter (Decoder)
 }
 
 // New uploads m's frozen weights and a's parameters to d (a nil: the model
@@ -210,7 +211,7 @@ func (nt *Net) matrix(name string, m tensor.Matrix) (*weight, error) {
 }
 
 func (nt *Net) upload() error {
-	m, a := nt.M, nt.A
+	m := nt.M
 	var err error
 	for l := range m.Layers {
 		L := &m.Layers[l]
@@ -259,16 +260,24 @@ func (nt *Net) upload() error {
 	} else if nt.head, err = nt.dense(m.LMHead); err != nil {
 		return err
 	}
-	nt.pairOff = make([][nMod][2]int, len(m.Layers))
+	return nt.uploadAdapter(true)
+}
+
+// uploadAdapter lays out nt.A's pairs (offsets of each pair's A and B in
+// its one allocation) and uploads its parameters, and zeroed gradients when
+// grads; with no adapter every module is untargeted (a KD teacher, a
+// decoder's base).
+func (nt *Net) uploadAdapter(grads bool) error {
+	a := nt.A
+	nt.pairOff = make([][nMod][2]int, len(nt.M.Layers))
 	for l := range nt.pairOff {
 		for i := range nMod {
 			nt.pairOff[l][i] = [2]int{-1, -1}
 		}
 	}
-	if a == nil { // a frozen model alone (a KD teacher)
+	if a == nil {
 		return nil
 	}
-	// The adapter: offsets of each pair's A and B in its one allocation.
 	base := unsafe.Pointer(unsafe.SliceData(a.Params))
 	off := func(v []float32) int {
 		return int((uintptr(unsafe.Pointer(unsafe.SliceData(v))) - uintptr(base)) / 4)
@@ -280,7 +289,8 @@ func (nt *Net) upload() error {
 			}
 		}
 	}
-	if nt.Params, err = nt.f32("adapter", a.Params); err != nil {
+	var err error
+	if nt.Params, err = nt.f32("adapter", a.Params); err != nil || !grads {
 		return err
 	}
 	g, err := nt.D.Zeros(cuda.F32, len(a.Params))
@@ -291,11 +301,15 @@ func (nt *Net) upload() error {
 	return nil
 }
 
-// Close frees the device memory the Net holds, its KD teachers' too.
+// Close frees the device memory the Net holds, its KD teachers' too (a
+// view, its adapter's only: the weights are its base's).
 func (nt *Net) Close() {
 	for k, t := range nt.teachers {
 		t.Close()
 		delete(nt.teachers, k)
+	}
+	if nt.isView {
+		nt.layers = nil
 	}
 	for _, l := range nt.layers {
 		for _, w := range l.w {
@@ -328,7 +342,11 @@ func (nt *Net) pair(l, i int) (a, b, ga, gb *cuda.Buffer) {
 	}
 	p := nt.A.Layers[l][i]
 	r := nt.A.Config.R
-	return nt.Params.View(o[0], r*p.In), nt.Params.View(o[1], p.Out*r), nt.Grads.View(o[0], r*p.In), nt.Grads.View(o[1], p.Out*r)
+	a, b = nt.Params.View(o[0], r*p.In), nt.Params.View(o[1], p.Out*r)
+	if nt.Grads != nil { // inference (a Decoder's adapter) has none
+		ga, gb = nt.Grads.View(o[0], r*p.In), nt.Grads.View(o[1], p.Out*r)
+	}
+	return a, b, ga, gb
 }
 
 var errStep = errors.New("devnet: step")

@@ -22,8 +22,10 @@ type pass struct {
 
 	n, maxPos  int
 	drop       train.DropoutMask
-	adapterOff bool   // the base alone (DPO's reference policy)
-	phase      string // profiling: the phase in progress and its start
+	adapterOff bool      // the base alone (DPO's reference policy)
+	kv         *kvMirror // decoding: the device's cache the keys join (decode.go)
+	pos0       int       // decoding: the first new token's position
+	phase      string    // profiling: the phase in progress and its start
 	phaseT     time.Time
 	dropBuf    *cuda.Buffer // the adapter's dropped input (n, in)
 	ids, pos   *cuda.Buffer // i32 (n)
@@ -113,19 +115,30 @@ const (
 	passHidden                 // forward to the final norm only
 )
 
-// newPass validates b and lays out the workspace a pass of kind needs.
+// newPass validates b and lays out the workspace a pass of kind needs:
+// the packed segments attend within themselves.
 func (nt *Net) newPass(b *train.Batch, drop train.DropoutMask, kind passKind) (*pass, error) {
-	c := &nt.M.Config
-	if err := b.Validate(c.VocabSize); err != nil {
+	if err := b.Validate(nt.M.Config.VocabSize); err != nil {
 		return nil, err
 	}
-	p := &pass{nt: nt, d: nt.D, n: b.Len(), drop: drop}
-	maxSeg := 0
-	ids, pos, lo, hi := make([]int32, p.n), make([]int32, p.n), make([]int32, p.n), make([]int32, p.n)
-	for i := range p.n {
+	n := b.Len()
+	ids, pos, lo, hi := make([]int32, n), make([]int32, n), make([]int32, n), make([]int32, n)
+	for i := range n {
 		ids[i], pos[i], lo[i], hi[i] = int32(b.IDs[i]), int32(b.Pos[i]), int32(b.SegStart[i]), int32(i+1)
-		p.maxPos = max(p.maxPos, b.Pos[i])
-		maxSeg = max(maxSeg, i+1-b.SegStart[i])
+	}
+	return nt.layout(ids, pos, lo, hi, n, b.Targets, drop, kind)
+}
+
+// layout lays out a pass over n tokens (ids at positions pos) whose row i
+// attends keys [lo[i], hi[i]) of nk: the batch's own (nk = n) or, decoding,
+// a device cache's. targets (−1: none) are the loss head's.
+func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop train.DropoutMask, kind passKind) (*pass, error) {
+	c := &nt.M.Config
+	p := &pass{nt: nt, d: nt.D, n: len(ids), drop: drop}
+	maxSeg := 0
+	for i := range p.n {
+		p.maxPos = max(p.maxPos, int(pos[i]))
+		maxSeg = max(maxSeg, int(hi[i]-lo[i]))
 	}
 	if err := nt.M.CheckContext(p.maxPos + 1); err != nil {
 		return nil, err
@@ -144,7 +157,7 @@ func (nt *Net) newPass(b *train.Batch, drop train.DropoutMask, kind passKind) (*
 	if p.sin = p.take(cuda.F32, len(sin)); p.sin != nil {
 		p.do(cuda.Write(p.sin, 0, sin))
 	}
-	p.attn = cuda.AttnShape{NQ: n, NK: n, NH: H, NKV: KV, HD: hd, MaxLen: maxSeg,
+	p.attn = cuda.AttnShape{NQ: n, NK: nk, NH: H, NKV: KV, HD: hd, MaxLen: maxSeg,
 		Lo: p.up(cuda.I32, lo), Hi: p.up(cuda.I32, hi), Scale: float32(1 / sqrt(float64(hd)))}
 
 	training := kind == passTrain
@@ -186,7 +199,7 @@ func (nt *Net) newPass(b *train.Batch, drop train.DropoutMask, kind passKind) (*
 	}
 
 	var rows, tg []int32
-	for i, t := range b.Targets {
+	for i, t := range targets {
 		if t >= 0 {
 			rows, tg = append(rows, int32(i)), append(tg, int32(t))
 		}

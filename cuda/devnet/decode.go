@@ -1,0 +1,277 @@
+//go:build cuda
+
+package devnet
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"weak"
+
+	"distill/core/lora"
+	"distill/core/model"
+	"distill/cuda"
+)
+
+// decodeVerified records whether the Decoder has passed TestDecoderParity
+// on a GPU. It was written on 2026-11-26 after that session's device time
+// was spent, from parts that had run there (the layers' forward, the
+// matrix-vector kernels, the tensor-core attention over a longer key
+// range); until a GPU run passes, Model.Forward on cuda stays op by op
+// unless DISTILL_CUDA_UNVERIFIED=1. Set it true with that run.
+const decodeVerified = false
+
+// The forward pass core/model hands Model.Forward to under --device cuda.
+func init() {
+	model.RegisterAccelerated("cuda", func(m *model.Model) (model.Accelerated, error) {
+		if !decodeVerified && os.Getenv("DISTILL_CUDA_UNVERIFIED") != "1" {
+			return nil, errors.New("devnet: device-resident decoding has not passed its parity test on a GPU yet (DISTILL_CUDA_UNVERIFIED=1 uses it)")
+		}
+		d, err := cuda.Open()
+		if err != nil {
+			return nil, err
+		}
+		return NewDecoder(d, m)
+	})
+}
+
+// Decoder is core/model's Accelerated on one device: Model.Forward with the
+// weights resident (NF4 storage or bf16, uploaded once) and each cache's
+// keys and values mirrored on the device, so a decoded token is one pass of
+// device kernels — matrix-vector products for a single token, the training
+// step's GEMMs for a prompt — and two small copies: the new keys and values
+// down to the host cache (the reference every other path reads), the final
+// hidden states down to the caller. An adapter (model.Delta a *lora.Adapter)
+// runs unmerged, as on the host, from its own upload beside the shared base.
+type Decoder struct {
+	M    *model.Model
+	base *Net
+
+	views   map[*lora.Adapter]*Net // adapters over base's weights, most recent last in viewLRU
+	viewLRU []*lora.Adapter
+	// mirrors by host cache, most recent last in mirrorLRU; weak, so a cache
+	// its owner dropped is collected and its mirror freed at the next pass.
+	mirrors   map[weak.Pointer[model.Cache]]*kvMirror
+	mirrorLRU []weak.Pointer[model.Cache]
+}
+
+// kvMirror is one host cache's keys and values on the device: per layer
+// (capacity, kv heads·head dim) f32, rows [0, the cache's DevLen) as there.
+type kvMirror struct {
+	k, v []*cuda.Buffer
+}
+
+func (m *kvMirror) free() {
+	for i := range m.k {
+		m.k[i].Free()
+		m.v[i].Free()
+	}
+	m.k, m.v = nil, nil
+}
+
+// Adapters and mirrors kept on the device at once; the least recently used
+// goes first (a dropped mirror is uploaded again from the host when its
+// cache comes back).
+const (
+	maxViews   = 8
+	maxMirrors = 16
+)
+
+// NewDecoder uploads m's weights to d.
+func NewDecoder(d *cuda.Device, m *model.Model) (*Decoder, error) {
+	base, err := New(d, m, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &Decoder{M: m, base: base, views: map[*lora.Adapter]*Net{}, mirrors: map[weak.Pointer[model.Cache]]*kvMirror{}}, nil
+}
+
+// Takes says whether delta runs here: none, or a LoRA adapter of this model.
+func (dc *Decoder) Takes(delta model.Delta) bool {
+	switch a := delta.(type) {
+	case nil:
+		return true
+	case *lora.Adapter:
+		return len(a.Layers) == len(dc.M.Layers)
+	}
+	return false
+}
+
+// Close frees the mirrors, the adapters' uploads and the weights.
+func (dc *Decoder) Close() {
+	for len(dc.mirrorLRU) > 0 {
+		dc.drop(0)
+	}
+	for _, v := range dc.views {
+		v.Close()
+	}
+	dc.views, dc.viewLRU = map[*lora.Adapter]*Net{}, nil
+	dc.base.Close()
+}
+
+// Forward runs ids at positions c.Len.. (model.Accelerated's contract):
+// host rows [c.DevLen, c.Len) go up first, the new keys and values are
+// written to the device's mirror and the host cache both, and c.DevLen
+// becomes c.Len+len(ids). The caller (Model.Forward) has checked the ids,
+// the context and the capacity, and sets c.Len.
+func (dc *Decoder) Forward(ids []int, c *model.Cache, out []float32) ([]float32, error) {
+	cfg := &dc.M.Config
+	T, pos0, D := len(ids), c.Len, cfg.HiddenSize
+	kvO := cfg.NumKVHeads * cfg.HeadDim
+	nt, err := dc.net()
+	if err != nil {
+		return nil, err
+	}
+	mir, err := dc.mirror(c)
+	if err != nil {
+		return nil, err
+	}
+	for l := range mir.k { // rows another path wrote since (ForwardStep, a copied prefix)
+		if c.DevLen < pos0 {
+			if err := cuda.Write(mir.k[l], c.DevLen*kvO, c.K[l][c.DevLen*kvO:pos0*kvO]); err != nil {
+				return nil, err
+			}
+			if err := cuda.Write(mir.v[l], c.DevLen*kvO, c.V[l][c.DevLen*kvO:pos0*kvO]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	c.DevLen = pos0 // the rows past pos0 on the device are the pass's to write
+
+	idv, pos, lo, hi := make([]int32, T), make([]int32, T), make([]int32, T), make([]int32, T)
+	for i, id := range ids { // row i attends the cache's rows [0, pos0+i]
+		idv[i], pos[i], lo[i], hi[i] = int32(id), int32(pos0+i), 0, int32(pos0+i+1)
+	}
+	p, err := nt.layout(idv, pos, lo, hi, pos0+T, nil, nil, passHidden)
+	if err != nil {
+		return nil, err
+	}
+	defer p.free()
+	p.kv, p.pos0 = mir, pos0
+	p.forward()
+	if err := p.failed(); err != nil {
+		return nil, err
+	}
+	if out == nil {
+		out = make([]float32, T*D)
+	}
+	if err := cuda.Read(p.hf, 0, out[:T*D]); err != nil {
+		return nil, err
+	}
+	for l := range mir.k { // the new rows to the host's cache, the reference
+		if err := cuda.Read(mir.k[l], pos0*kvO, c.K[l][pos0*kvO:(pos0+T)*kvO]); err != nil {
+			return nil, err
+		}
+		if err := cuda.Read(mir.v[l], pos0*kvO, c.V[l][pos0*kvO:(pos0+T)*kvO]); err != nil {
+			return nil, err
+		}
+	}
+	c.DevLen = pos0 + T
+	return out[:T*D], nil
+}
+
+// net is the Net for the model's delta now: the base, or the adapter's
+// view over it (uploaded on first use, the least recent dropped past
+// maxViews).
+func (dc *Decoder) net() (*Net, error) {
+	a, ok := dc.M.Delta.(*lora.Adapter)
+	if !ok || a == nil {
+		return dc.base, nil
+	}
+	if v, ok := dc.views[a]; ok {
+		dc.viewLRU = append(slices.DeleteFunc(dc.viewLRU, func(x *lora.Adapter) bool { return x == a }), a)
+		return v, nil
+	}
+	if len(dc.viewLRU) >= maxViews {
+		old := dc.viewLRU[0]
+		dc.views[old].Close()
+		delete(dc.views, old)
+		dc.viewLRU = dc.viewLRU[1:]
+	}
+	v, err := dc.base.view(a)
+	if err != nil {
+		return nil, err
+	}
+	dc.views[a] = v
+	dc.viewLRU = append(dc.viewLRU, a)
+	return v, nil
+}
+
+// mirror is c's device mirror, made (with c.DevLen 0) when c has none,
+// dropping the least recently used ones past maxMirrors or while the
+// device is out of memory, and those of caches collected since.
+func (dc *Decoder) mirror(c *model.Cache) (*kvMirror, error) {
+	for i := len(dc.mirrorLRU) - 1; i >= 0; i-- {
+		if dc.mirrorLRU[i].Value() == nil {
+			dc.drop(i)
+		}
+	}
+	wp := weak.Make(c)
+	if m, ok := dc.mirrors[wp]; ok {
+		dc.mirrorLRU = append(slices.DeleteFunc(dc.mirrorLRU, func(x weak.Pointer[model.Cache]) bool { return x == wp }), wp)
+		return m, nil
+	}
+	c.DevLen = 0
+	kvO := dc.M.Config.NumKVHeads * dc.M.Config.HeadDim
+	for {
+		if len(dc.mirrorLRU) < maxMirrors {
+			m, err := dc.alloc(len(dc.M.Layers), c.Cap*kvO)
+			if err == nil {
+				dc.mirrors[wp] = m
+				dc.mirrorLRU = append(dc.mirrorLRU, wp)
+				return m, nil
+			}
+			if len(dc.mirrorLRU) == 0 {
+				return nil, fmt.Errorf("devnet: a KV cache of %d positions: %w", c.Cap, err)
+			}
+		}
+		dc.drop(0) // make room: the host keeps its rows
+	}
+}
+
+// drop frees the i-th least recently used mirror; its cache, if alive,
+// holds nothing on the device any more.
+func (dc *Decoder) drop(i int) {
+	wp := dc.mirrorLRU[i]
+	dc.mirrors[wp].free()
+	delete(dc.mirrors, wp)
+	if c := wp.Value(); c != nil {
+		c.DevLen = 0
+	}
+	dc.mirrorLRU = slices.Delete(dc.mirrorLRU, i, i+1)
+}
+
+// alloc makes a mirror of layers × 2 buffers of n floats.
+func (dc *Decoder) alloc(layers, n int) (*kvMirror, error) {
+	m := &kvMirror{}
+	for range layers {
+		k, err1 := dc.base.D.Alloc(cuda.F32, n)
+		v, err2 := dc.base.D.Alloc(cuda.F32, n)
+		if err := errors.Join(err1, err2); err != nil {
+			k.Free()
+			v.Free()
+			m.free()
+			return nil, err
+		}
+		m.k, m.v = append(m.k, k), append(m.v, v)
+	}
+	return m, nil
+}
+
+// view is a Net over nt's weights with adapter a: a's parameters uploaded,
+// no gradients (inference).
+func (nt *Net) view(a *lora.Adapter) (*Net, error) {
+	if len(a.Layers) != len(nt.M.Layers) {
+		return nil, fmt.Errorf("devnet: adapter has %d layers, model %d", len(a.Layers), len(nt.M.Layers))
+	}
+	v := &Net{D: nt.D, M: nt.M, A: a, HeadRows: nt.HeadRows, layers: nt.layers, embed: nt.embed, head: nt.head,
+		norm: nt.norm, isView: true}
+	if err := v.uploadAdapter(false); err != nil {
+		v.Close()
+		return nil, err
+	}
+	return v, nil
+}
+
+var _ model.Accelerated = (*Decoder)(nil)

@@ -1,0 +1,97 @@
+//go:build cuda
+
+package devnet_test
+
+import (
+	"testing"
+
+	"distill/core/model"
+	"distill/core/tensor"
+)
+
+// The device-resident decoder (model.Accelerated) against the host's
+// Model.Forward: a prompt, single-token steps (matrix-vector products), a
+// step some other path takes on the host (ForwardStep: the mirror must
+// take its row up), a truncation and a re-fed suffix — with the base alone
+// and with an adapter applied unmerged. Every pass's hidden states, and the
+// keys and values the device writes back to the host cache, against the
+// host's: bf16 GEMMs and NF4 decoded in registers against the host's f32,
+// 2e-2 relative (L2) per pass.
+func TestDecoderParity(t *testing.T) {
+	d := device(t)
+	t.Setenv("DISTILL_CUDA_UNVERIFIED", "1") // until this test has passed on a GPU
+	for _, s := range setups[:3] {
+		for _, adapter := range []bool{false, true} {
+			name := s.name
+			if adapter {
+				name += "_adapter"
+			}
+			t.Run(name, func(t *testing.T) {
+				dir := t.TempDir()
+				ok(t, model.WriteRandom(dir, s.shape, tensor.BF16, 41))
+				m, a := build(t, dir, s)
+				if adapter {
+					m.Delta = a
+				}
+				script := func() (passes [][]float32, c *model.Cache) {
+					be := tensor.CPU{}
+					keep := func(h []float32, err error) {
+						t.Helper()
+						ok(t, err)
+						passes = append(passes, append([]float32(nil), h...))
+					}
+					r := rng(6)
+					tok := func(n int) []int {
+						ids := make([]int, n)
+						for i := range ids {
+							ids[i] = r.IntN(s.shape.Vocab)
+						}
+						return ids
+					}
+					c = m.NewCache(64)
+					keep(m.Forward(be, tok(37), c, nil)) // a prompt: GEMMs
+					for range 3 {
+						keep(m.Forward(be, tok(1), c, nil)) // decode: matvecs
+					}
+					keep(m.ForwardStep(be, tok(1), []*model.Cache{c}, m.NewCache(1)))
+					keep(m.Forward(be, tok(1), c, nil))
+					c.Truncate(30)
+					keep(m.Forward(be, tok(5), c, nil))
+					keep(m.Forward(be, tok(1), c, nil))
+					return passes, c
+				}
+				want, wc := script()
+				before := d.Pool.Stats()
+				attached, err := m.Accelerate("cuda")
+				if !attached {
+					t.Fatal(err)
+				}
+				got, gc := script()
+				if s := d.Pool.Stats(); s.Mallocs+s.Reuses == before.Mallocs+before.Reuses {
+					t.Fatal("the passes did not run on the device")
+				}
+				if gc.DevLen != gc.Len {
+					t.Errorf("after the script the device holds %d rows of %d", gc.DevLen, gc.Len)
+				}
+				for i := range want {
+					if rel := relL2(got[i], want[i]); rel > 2e-2 || rel != rel {
+						t.Errorf("pass %d: hidden states differ from the host's by %.2e relative (L2)", i, rel)
+					} else {
+						t.Logf("pass %d (%d values): %.2e", i, len(want[i]), rel)
+					}
+				}
+				kvO := m.Config.NumKVHeads * m.Config.HeadDim
+				for l := range wc.K {
+					n := wc.Len * kvO
+					if rel := relL2(gc.K[l][:n], wc.K[l][:n]); rel > 2e-2 || rel != rel {
+						t.Errorf("layer %d: the keys written back differ by %.2e", l, rel)
+					}
+					if rel := relL2(gc.V[l][:n], wc.V[l][:n]); rel > 2e-2 || rel != rel {
+						t.Errorf("layer %d: the values written back differ by %.2e", l, rel)
+					}
+				}
+				m.Close() // the decoder's memory goes with the model
+			})
+		}
+	}
+}
