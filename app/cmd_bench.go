@@ -73,10 +73,13 @@ func runBench(env *Env, args []string) error {
 		}
 		if !onCPU {
 			m.CPULayers = min(*offload, len(m.Layers))
-			if ok, err := m.Accelerate(*device); ok {
-				fmt.Fprintf(env.Stdout, "device-resident forward pass (weights and KV cache on %s)\n", *device)
-			} else {
+			switch ok, err := m.Accelerate(*device); {
+			case !ok:
 				fmt.Fprintf(env.Stdout, "op by op: %v\n", err)
+			case m.CPULayers > 0:
+				fmt.Fprintf(env.Stdout, "op by op with %d layers on the CPU (the device-resident pass takes none); LM head on %s\n", m.CPULayers, *device)
+			default:
+				fmt.Fprintf(env.Stdout, "device-resident forward pass (weights and KV cache on %s)\n", *device)
 			}
 		}
 		if *trainSeq > 0 { // alone in the process, so peak RSS is training's own

@@ -25,6 +25,9 @@ type Accelerated interface {
 	// Takes says whether it can run with delta applied (nil: the base
 	// alone); when not, Forward runs on the host for that pass.
 	Takes(delta Delta) bool
+	// Logits is Model.Logits with the device's LM head (no delta touches
+	// it); on an error Model.Logits computes them with its backend.
+	Logits(out, hidden []float32, T int) error
 	Close()
 }
 
@@ -56,12 +59,13 @@ func (m *Model) Accelerate(device string) (bool, error) {
 		sort.Strings(names)
 		return false, fmt.Errorf("no device-resident forward pass for %q (built: %v)", device, names)
 	}
+	if m.accel != nil { // before the new one uploads: never two copies of the weights
+		m.accel.Close()
+		m.accel = nil
+	}
 	a, err := open(m)
 	if err != nil {
 		return false, err
-	}
-	if m.accel != nil {
-		m.accel.Close()
 	}
 	m.accel = a
 	return true, nil

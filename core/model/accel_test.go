@@ -20,11 +20,18 @@ type mirrorAccel struct {
 	m       *Model
 	mirrors map[*Cache]*Cache
 	passes  int
+	logits  int
 	refuse  bool // Takes nothing: every pass on the host
 }
 
 func (a *mirrorAccel) Takes(Delta) bool { return !a.refuse }
 func (a *mirrorAccel) Close()           {}
+
+func (a *mirrorAccel) Logits(out, hidden []float32, T int) error {
+	a.logits++
+	tensor.CPU{}.MatMul(out[:T*a.m.Config.VocabSize], hidden[:T*a.m.Config.HiddenSize], a.m.LMHead, T)
+	return nil
+}
 
 func (a *mirrorAccel) Forward(ids []int, c *Cache, out []float32) ([]float32, error) {
 	mc := a.mirrors[c]
@@ -114,6 +121,11 @@ func TestAcceleratedForwardMirrorsTheCache(t *testing.T) {
 	}
 	if a.passes != 6 {
 		t.Errorf("the accelerator ran %d passes, want the 6 plain ones", a.passes)
+	}
+	lg := make([]float32, 2*m.Config.VocabSize)
+	m.Logits(tensor.CPU{}, lg, got[:2*m.Config.HiddenSize], 2)
+	if a.logits != 1 {
+		t.Errorf("Logits went to the accelerator %d times, want 1", a.logits)
 	}
 	// A delta it does not take, or CPU layers: the host runs those passes.
 	a.refuse, a.passes = true, 0

@@ -64,7 +64,8 @@ func (w *workspace) ensure(T int, c *Config) {
 
 // Forward feeds ids at positions c.Len.. through the decoder, appends their
 // keys and values to the cache, and writes the final-normed hidden states
-// (T, hidden) into out (allocated when nil). Logits are a separate step so
+// (T, hidden) into out (allocated when nil). With an accelerator attached
+// (Accelerate) the pass runs on its device whenever it can, whatever be is. Logits are a separate step so
 // callers choose which rows to project (decode: last; scoring: all, chunked).
 func (m *Model) Forward(be tensor.Backend, ids []int, c *Cache, out []float32) ([]float32, error) {
 	cfg := &m.Config
@@ -188,8 +189,12 @@ func (m *Model) layerBackend(be tensor.Backend, l int) tensor.Backend {
 	return be
 }
 
-// Logits projects T hidden rows (T, hidden) to (T, vocab) into out.
+// Logits projects T hidden rows (T, hidden) to (T, vocab) into out: on the
+// attached accelerator's device when there is one, else with be.
 func (m *Model) Logits(be tensor.Backend, out, hidden []float32, T int) {
+	if m.accel != nil && m.accel.Logits(out, hidden, T) == nil {
+		return
+	}
 	be.MatMul(out[:T*m.Config.VocabSize], hidden[:T*m.Config.HiddenSize], m.LMHead, T)
 }
 

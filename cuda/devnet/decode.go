@@ -75,7 +75,7 @@ func (m *kvMirror) free() {
 // cache comes back).
 const (
 	maxViews   = 8
-	maxMirrors = 16
+	maxMirrors = 8
 )
 
 // NewDecoder uploads m's weights to d.
@@ -93,7 +93,7 @@ func (dc *Decoder) Takes(delta model.Delta) bool {
 	case nil:
 		return true
 	case *lora.Adapter:
-		return len(a.Layers) == len(dc.M.Layers)
+		return a == nil || len(a.Layers) == len(dc.M.Layers)
 	}
 	return false
 }
@@ -144,8 +144,16 @@ func (dc *Decoder) Forward(ids []int, c *model.Cache, out []float32) ([]float32,
 		idv[i], pos[i], lo[i], hi[i] = int32(id), int32(pos0+i), 0, int32(pos0+i+1)
 	}
 	p, err := nt.layout(idv, pos, lo, hi, pos0+T, nil, nil, passHidden)
-	if err != nil {
-		return nil, err
+	if err != nil { // out of memory: the other caches' mirrors go (the host keeps them), then once more
+		for len(dc.mirrorLRU) > 1 {
+			dc.drop(0)
+		}
+		if err := dc.base.D.Pool.Trim(); err != nil {
+			return nil, err
+		}
+		if p, err = nt.layout(idv, pos, lo, hi, pos0+T, nil, nil, passHidden); err != nil {
+			return nil, err
+		}
 	}
 	defer p.free()
 	p.kv, p.pos0 = mir, pos0
@@ -169,6 +177,38 @@ func (dc *Decoder) Forward(ids []int, c *model.Cache, out []float32) ([]float32,
 	}
 	c.DevLen = pos0 + T
 	return out[:T*D], nil
+}
+
+// Logits projects T hidden rows (T, hidden) to (T, vocab) with the LM head
+// the device holds: a bf16 matrix-vector product for one row, a GEMM over
+// their bf16 rounding for more (as the training step's loss head).
+func (dc *Decoder) Logits(out, hidden []float32, T int) error {
+	cfg := &dc.M.Config
+	D, V, d := cfg.HiddenSize, cfg.VocabSize, dc.base.D
+	h, err := cuda.Upload(d, cuda.F32, hidden[:T*D])
+	if err != nil {
+		return err
+	}
+	defer h.Free()
+	y, err := d.Alloc(cuda.F32, T*V)
+	if err != nil {
+		return err
+	}
+	defer y.Free()
+	if T == 1 {
+		err = d.BF16MatVec(y, dc.base.head, h, V, D)
+	} else {
+		hb, aerr := d.Alloc(cuda.BF16, T*D)
+		if aerr != nil {
+			return aerr
+		}
+		defer hb.Free()
+		err = errors.Join(d.ToBF16(hb, h, T*D), d.GemmBF16(false, true, T, V, D, 1, hb, D, dc.base.head, D, 0, y, V))
+	}
+	if err != nil {
+		return err
+	}
+	return cuda.Read(y, 0, out[:T*V])
 }
 
 // net is the Net for the model's delta now: the base, or the adapter's
@@ -265,8 +305,8 @@ func (nt *Net) view(a *lora.Adapter) (*Net, error) {
 	if len(a.Layers) != len(nt.M.Layers) {
 		return nil, fmt.Errorf("devnet: adapter has %d layers, model %d", len(a.Layers), len(nt.M.Layers))
 	}
-	v := &Net{D: nt.D, M: nt.M, A: a, HeadRows: nt.HeadRows, layers: nt.layers, embed: nt.embed, head: nt.head,
-		norm: nt.norm, isView: true}
+	v := &Net{D: nt.D, M: nt.M, A: a, HeadRows: nt.HeadRows, SimpleAttention: nt.SimpleAttention, Profile: nt.Profile,
+		layers: nt.layers, embed: nt.embed, head: nt.head, norm: nt.norm, tileSize: nt.tileSize, isView: true}
 	if err := v.uploadAdapter(false); err != nil {
 		v.Close()
 		return nil, err
