@@ -158,22 +158,31 @@ func (dc *Decoder) Forward(ids []int, c *model.Cache, out []float32) ([]float32,
 	defer p.free()
 	p.kv, p.pos0 = mir, pos0
 	p.forward()
+	// One copy down: the hidden states, then each layer's new keys and
+	// values (for the host's cache, the reference), gathered on the device.
+	L, rows := len(mir.k), T*kvO
+	stage := p.take(cuda.F32, T*D+2*L*rows)
+	if stage != nil {
+		p.do(p.hf.View(0, T*D).CopyTo(stage))
+		for l := range L {
+			p.do(mir.k[l].View(pos0*kvO, rows).CopyTo(stage.View(T*D+2*l*rows, rows)))
+			p.do(mir.v[l].View(pos0*kvO, rows).CopyTo(stage.View(T*D+(2*l+1)*rows, rows)))
+		}
+	}
 	if err := p.failed(); err != nil {
+		return nil, err
+	}
+	host := make([]float32, stage.Len)
+	if err := cuda.Read(stage, 0, host); err != nil {
 		return nil, err
 	}
 	if out == nil {
 		out = make([]float32, T*D)
 	}
-	if err := cuda.Read(p.hf, 0, out[:T*D]); err != nil {
-		return nil, err
-	}
-	for l := range mir.k { // the new rows to the host's cache, the reference
-		if err := cuda.Read(mir.k[l], pos0*kvO, c.K[l][pos0*kvO:(pos0+T)*kvO]); err != nil {
-			return nil, err
-		}
-		if err := cuda.Read(mir.v[l], pos0*kvO, c.V[l][pos0*kvO:(pos0+T)*kvO]); err != nil {
-			return nil, err
-		}
+	copy(out[:T*D], host)
+	for l := range L {
+		copy(c.K[l][pos0*kvO:(pos0+T)*kvO], host[T*D+2*l*rows:])
+		copy(c.V[l][pos0*kvO:(pos0+T)*kvO], host[T*D+(2*l+1)*rows:])
 	}
 	c.DevLen = pos0 + T
 	return out[:T*D], nil

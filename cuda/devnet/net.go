@@ -118,6 +118,33 @@ type Net struct {
 	// without each (its results are then wrong); set by the tests only.
 	skip   map[string]bool
 	isView bool // another Net's weights with its own adapter (Decoder)
+	// The RoPE tables on the device, (positions, head_dim/2) each: uploaded
+	// once and again only when a pass reaches past them.
+	ropeCos, ropeSin *cuda.Buffer
+}
+
+// rope returns the device's RoPE tables covering positions [0, n).
+func (nt *Net) rope(n int) (cos, sin *cuda.Buffer, err error) {
+	half := nt.M.Config.HeadDim / 2
+	if nt.ropeCos != nil && nt.ropeCos.Len >= n*half {
+		return nt.ropeCos, nt.ropeSin, nil
+	}
+	c, s := nt.M.Rope(n) // the model's tables, grown past n
+	nt.freeRope()
+	if nt.ropeCos, err = cuda.Upload(nt.D, cuda.F32, c); err == nil {
+		nt.ropeSin, err = cuda.Upload(nt.D, cuda.F32, s)
+	}
+	if err != nil {
+		nt.freeRope()
+		return nil, nil, fmt.Errorf("devnet: RoPE tables: %w", err)
+	}
+	return nt.ropeCos, nt.ropeSin, nil
+}
+
+func (nt *Net) freeRope() {
+	nt.ropeCos.Free()
+	nt.ropeSin.Free()
+	nt.ropeCos, nt.ropeSin = nil, nil
 }
 
 // New uploads m's frozen weights and a's parameters to d (a nil: the model
@@ -308,6 +335,7 @@ func (nt *Net) Close() {
 		t.Close()
 		delete(nt.teachers, k)
 	}
+	nt.freeRope()
 	if nt.isView {
 		nt.layers = nil
 	}

@@ -150,13 +150,9 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 	}
 	qO, kvO := H*hd, KV*hd
 	p.ids, p.pos = p.up(cuda.I32, ids), p.up(cuda.I32, pos)
-	cos, sin := nt.M.Rope(p.maxPos + 1)
-	if p.cos = p.take(cuda.F32, len(cos)); p.cos != nil {
-		p.do(cuda.Write(p.cos, 0, cos))
-	}
-	if p.sin = p.take(cuda.F32, len(sin)); p.sin != nil {
-		p.do(cuda.Write(p.sin, 0, sin))
-	}
+	var err error
+	p.cos, p.sin, err = nt.rope(p.maxPos + 1)
+	p.do(err)
 	p.attn = cuda.AttnShape{NQ: n, NK: nk, NH: H, NKV: KV, HD: hd, MaxLen: maxSeg,
 		Lo: p.up(cuda.I32, lo), Hi: p.up(cuda.I32, hi), Scale: float32(1 / sqrt(float64(hd)))}
 
