@@ -54,6 +54,7 @@ type Decoder struct {
 	// its owner dropped is collected and its mirror freed at the next pass.
 	mirrors   map[weak.Pointer[model.Cache]]*kvMirror
 	mirrorLRU []weak.Pointer[model.Cache]
+	host      []float32 // a decoded token's results, copied down (reused)
 }
 
 // kvMirror is one host cache's keys and values on the device: per layer
@@ -144,54 +145,89 @@ func (dc *Decoder) Forward(ids []int, c *model.Cache, out []float32) ([]float32,
 		idv[i], pos[i], lo[i], hi[i] = int32(id), int32(pos0+i), 0, int32(pos0+i+1)
 	}
 	p, err := nt.layout(idv, pos, lo, hi, pos0+T, nil, nil, passHidden)
-	if err != nil { // out of memory: the other caches' mirrors go (the host keeps them), then once more
+	if errors.Is(err, cuda.ErrOutOfMemory) { // the other caches' mirrors go (the host keeps them), then once more
 		for len(dc.mirrorLRU) > 1 {
 			dc.drop(0)
 		}
 		if err := dc.base.D.Pool.Trim(); err != nil {
 			return nil, err
 		}
-		if p, err = nt.layout(idv, pos, lo, hi, pos0+T, nil, nil, passHidden); err != nil {
-			return nil, err
-		}
+		p, err = nt.layout(idv, pos, lo, hi, pos0+T, nil, nil, passHidden)
+	}
+	if err != nil {
+		return nil, err
 	}
 	defer p.free()
 	p.kv, p.pos0 = mir, pos0
 	p.forward()
-	// One copy down: the hidden states, then each layer's new keys and
-	// values (for the host's cache, the reference), gathered on the device.
-	L, rows := len(mir.k), T*kvO
-	stage := p.take(cuda.F32, T*D+2*L*rows)
-	if stage != nil {
-		p.do(p.hf.View(0, T*D).CopyTo(stage))
-		for l := range L {
-			p.do(mir.k[l].View(pos0*kvO, rows).CopyTo(stage.View(T*D+2*l*rows, rows)))
-			p.do(mir.v[l].View(pos0*kvO, rows).CopyTo(stage.View(T*D+(2*l+1)*rows, rows)))
-		}
-	}
 	if err := p.failed(); err != nil {
-		return nil, err
-	}
-	host := make([]float32, stage.Len)
-	if err := cuda.Read(stage, 0, host); err != nil {
 		return nil, err
 	}
 	if out == nil {
 		out = make([]float32, T*D)
 	}
-	copy(out[:T*D], host)
-	for l := range L {
-		copy(c.K[l][pos0*kvO:(pos0+T)*kvO], host[T*D+2*l*rows:])
-		copy(c.V[l][pos0*kvO:(pos0+T)*kvO], host[T*D+(2*l+1)*rows:])
+	if err := dc.download(p, mir, c, pos0, T, out[:T*D]); err != nil {
+		return nil, err
 	}
 	c.DevLen = pos0 + T
 	return out[:T*D], nil
+}
+
+// stageRows bounds the passes whose results come down in one copy: a few
+// decoded tokens, where each copy's synchronisation is a visible share of
+// the pass; a prompt's (larger) come down as they are.
+const stageRows = 16
+
+// download copies the pass's final hidden states into out and each layer's
+// T new keys and values (rows pos0..) into the host cache, the reference.
+func (dc *Decoder) download(p *pass, mir *kvMirror, c *model.Cache, pos0, T int, out []float32) error {
+	D, L := len(out)/T, len(mir.k)
+	kvO := dc.M.Config.NumKVHeads * dc.M.Config.HeadDim
+	rows := T * kvO
+	if T <= stageRows { // gathered on the device, one copy down
+		stage := p.take(cuda.F32, T*D+2*L*rows)
+		if stage != nil {
+			p.do(p.hf.View(0, T*D).CopyTo(stage))
+			for l := range L {
+				p.do(mir.k[l].View(pos0*kvO, rows).CopyTo(stage.View(T*D+2*l*rows, rows)))
+				p.do(mir.v[l].View(pos0*kvO, rows).CopyTo(stage.View(T*D+(2*l+1)*rows, rows)))
+			}
+		}
+		if err := p.failed(); err != nil {
+			return err
+		}
+		dc.host = slices.Grow(dc.host[:0], stage.Len)[:stage.Len]
+		if err := cuda.Read(stage, 0, dc.host); err != nil {
+			return err
+		}
+		copy(out, dc.host)
+		for l := range L {
+			copy(c.K[l][pos0*kvO:(pos0+T)*kvO], dc.host[T*D+2*l*rows:])
+			copy(c.V[l][pos0*kvO:(pos0+T)*kvO], dc.host[T*D+(2*l+1)*rows:])
+		}
+		return nil
+	}
+	if err := cuda.Read(p.hf, 0, out); err != nil {
+		return err
+	}
+	for l := range L {
+		if err := cuda.Read(mir.k[l], pos0*kvO, c.K[l][pos0*kvO:(pos0+T)*kvO]); err != nil {
+			return err
+		}
+		if err := cuda.Read(mir.v[l], pos0*kvO, c.V[l][pos0*kvO:(pos0+T)*kvO]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Logits projects T hidden rows (T, hidden) to (T, vocab) with the LM head
 // the device holds: a bf16 matrix-vector product for one row, a GEMM over
 // their bf16 rounding for more (as the training step's loss head).
 func (dc *Decoder) Logits(out, hidden []float32, T int) error {
+	if T == 0 {
+		return nil
+	}
 	cfg := &dc.M.Config
 	D, V, d := cfg.HiddenSize, cfg.VocabSize, dc.base.D
 	h, err := cuda.Upload(d, cuda.F32, hidden[:T*D])
@@ -315,7 +351,8 @@ func (nt *Net) view(a *lora.Adapter) (*Net, error) {
 		return nil, fmt.Errorf("devnet: adapter has %d layers, model %d", len(a.Layers), len(nt.M.Layers))
 	}
 	v := &Net{D: nt.D, M: nt.M, A: a, HeadRows: nt.HeadRows, SimpleAttention: nt.SimpleAttention, Profile: nt.Profile,
-		layers: nt.layers, embed: nt.embed, head: nt.head, norm: nt.norm, tileSize: nt.tileSize, isView: true}
+		layers: nt.layers, embed: nt.embed, head: nt.head, norm: nt.norm, tileSize: nt.tileSize, isView: true,
+		ropeFrom: nt}
 	if err := v.uploadAdapter(false); err != nil {
 		v.Close()
 		return nil, err

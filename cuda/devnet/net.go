@@ -121,10 +121,14 @@ type Net struct {
 	// The RoPE tables on the device, (positions, head_dim/2) each: uploaded
 	// once and again only when a pass reaches past them.
 	ropeCos, ropeSin *cuda.Buffer
+	ropeFrom         *Net // a view's base, whose tables it uses
 }
 
 // rope returns the device's RoPE tables covering positions [0, n).
 func (nt *Net) rope(n int) (cos, sin *cuda.Buffer, err error) {
+	if nt.ropeFrom != nil {
+		return nt.ropeFrom.rope(n)
+	}
 	half := nt.M.Config.HeadDim / 2
 	if nt.ropeCos != nil && nt.ropeCos.Len >= n*half {
 		return nt.ropeCos, nt.ropeSin, nil
