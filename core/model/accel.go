@@ -2,8 +2,8 @@ package model
 
 import (
 	"fmt"
-	"sort"
-	"sync"
+
+	"distill/core/tensor"
 )
 
 // Accelerated runs Model.Forward with the weights and each cache's keys and
@@ -31,32 +31,20 @@ type Accelerated interface {
 	Close()
 }
 
-var (
-	accelMu sync.Mutex
-	accels  = map[string]func(*Model) (Accelerated, error){}
-)
+var accels tensor.Registry[func(*Model) (Accelerated, error)]
 
 // RegisterAccelerated makes a device-resident forward pass available under a
 // device name (cuda registers "cuda" in builds that have it).
 func RegisterAccelerated(name string, open func(*Model) (Accelerated, error)) {
-	accelMu.Lock()
-	defer accelMu.Unlock()
-	accels[name] = open
+	accels.Register(name, open)
 }
 
 // Accelerate attaches the forward pass registered for device, when there is
 // one: Forward then runs there whenever it can (no CPU layers, a delta it
 // takes). It returns whether one was attached, and why not.
 func (m *Model) Accelerate(device string) (bool, error) {
-	accelMu.Lock()
-	open := accels[device]
-	names := make([]string, 0, len(accels))
-	for k := range accels {
-		names = append(names, k)
-	}
-	accelMu.Unlock()
-	if open == nil {
-		sort.Strings(names)
+	open, ok, names := accels.Lookup(device)
+	if !ok {
 		return false, fmt.Errorf("no device-resident forward pass for %q (built: %v)", device, names)
 	}
 	if m.accel != nil { // before the new one uploads: never two copies of the weights

@@ -1,10 +1,6 @@
 package tensor
 
-import (
-	"fmt"
-	"sort"
-	"sync"
-)
+import "fmt"
 
 // Backend runs the engine's compute. Activations are f32 buffers; weights are
 // *Tensor at their storage dtype and are widened inside the kernel (a row or a
@@ -52,33 +48,21 @@ type Backend interface {
 	Embed(out []float32, table *Tensor, ids []int)
 }
 
-var (
-	backendsMu sync.Mutex
-	backends   = map[string]func() (Backend, error){}
-)
+var backends Registry[func() (Backend, error)]
 
 // Register makes a backend available by name; backends call it from init().
 // A duplicate name is a programming error and panics.
 func Register(name string, open func() (Backend, error)) {
-	backendsMu.Lock()
-	defer backendsMu.Unlock()
-	if _, dup := backends[name]; dup {
+	if _, dup, _ := backends.Lookup(name); dup {
 		panic("tensor: backend registered twice: " + name)
 	}
-	backends[name] = open
+	backends.Register(name, open)
 }
 
 // Open returns the named backend ("cpu", or "cuda" in a cuda build).
 func Open(name string) (Backend, error) {
-	backendsMu.Lock()
-	open, ok := backends[name]
-	names := make([]string, 0, len(backends))
-	for n := range backends {
-		names = append(names, n)
-	}
-	backendsMu.Unlock()
+	open, ok, names := backends.Lookup(name)
 	if !ok {
-		sort.Strings(names)
 		if name == "cuda" {
 			return nil, fmt.Errorf("device %q: this binary was built without CUDA support (`make cuda` builds bin/distill-cuda, which has it); available: %v", name, names)
 		}

@@ -2,11 +2,10 @@ package train
 
 import (
 	"fmt"
-	"sort"
-	"sync"
 
 	"distill/core/lora"
 	"distill/core/model"
+	"distill/core/tensor"
 )
 
 // Accelerated is an SFT step that keeps the model and its activations on an
@@ -55,33 +54,21 @@ type AcceleratedKD interface {
 	KDReady(kd *KD) bool
 }
 
-var (
-	accelMu sync.Mutex
-	accels  = map[string]func(m *model.Model, a *lora.Adapter) (Accelerated, error){}
-)
+var accels tensor.Registry[func(m *model.Model, a *lora.Adapter) (Accelerated, error)]
 
 // RegisterAccelerated makes a device's step available under the name of its
 // tensor backend; device packages call it from init().
 func RegisterAccelerated(name string, open func(m *model.Model, a *lora.Adapter) (Accelerated, error)) {
-	accelMu.Lock()
-	defer accelMu.Unlock()
-	accels[name] = open
+	accels.Register(name, open)
 }
 
 // Accelerate attaches the step registered for device, if there is one and
 // it can take this Net (LoRA). It returns whether one was
 // attached, and why not when it could not be.
 func (nt *Net) Accelerate(device string) (bool, error) {
-	accelMu.Lock()
-	open := accels[device]
-	names := make([]string, 0, len(accels))
-	for k := range accels {
-		names = append(names, k)
-	}
-	accelMu.Unlock()
-	sort.Strings(names)
+	open, ok, names := accels.Lookup(device)
 	switch {
-	case open == nil:
+	case !ok:
 		return false, fmt.Errorf("no device-resident step for %q (built: %v)", device, names)
 	case nt.Adapter == nil:
 		return false, fmt.Errorf("full fine-tuning runs through the %s backend op by op", device)
