@@ -303,3 +303,20 @@ func TestQuantizedInference(t *testing.T) {
 		t.Fatalf("bad --quant: exit %d %q", code, stderr)
 	}
 }
+
+// On a device with no device-resident forward pass (here "fakegpu", the test
+// backend gpufit_test.go registers), the command says it runs op by op, and
+// why, and still answers.
+func TestGenerateSaysHowTheDeviceRuns(t *testing.T) {
+	dir := tinyModel(t)
+	code, out, stderr := run("generate", "--model", dir, "--device", "fakegpu", "--prompt", "hi", "--max-tokens", "2", "--json")
+	if code != 0 || !strings.Contains(out, `"completion_tokens"`) {
+		t.Fatalf("exit %d: %s %s", code, out, stderr)
+	}
+	if !strings.Contains(stderr, `--device fakegpu: the forward pass runs op by op (no device-resident forward pass for "fakegpu"`) {
+		t.Errorf("stderr %q does not say how the device runs", stderr)
+	}
+	if _, _, stderr := run("generate", "--model", dir, "--prompt", "hi", "--max-tokens", "2"); strings.Contains(stderr, "op by op") {
+		t.Errorf("on the CPU: %q", stderr)
+	}
+}

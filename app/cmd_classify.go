@@ -25,7 +25,7 @@ func runClassify(env *Env, args []string) error {
 	text := fs.String("text", "", "the input to classify")
 	biasFlag := fs.String("bias", "", "per-label offsets in calibrated log space, e.g. a=0.3,b=-0.5 (from distill eval classify --fit-bias)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	eng := addEngineFlags(fs)
+	eng := addEngineFlags(fs, env.Stderr)
 	if err := parse(fs, args); err != nil {
 		return err
 	}

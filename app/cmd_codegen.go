@@ -80,7 +80,7 @@ func runCodegen(env *Env, args []string) error {
 	maxTokens := fs.Int("max-tokens", codegen.DefaultCodeTokens, "most tokens of code")
 	timeout := fs.Duration("timeout", codegen.DefaultTimeout, "per check command")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	eng := addEngineFlags(fs)
+	eng := addEngineFlags(fs, env.Stderr)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -116,7 +116,7 @@ func runCodegen(env *Env, args []string) error {
 func evalCodegen(env *Env, args []string) error {
 	fs := newFlags(env, "eval codegen", "--model DIR [--adapter DIR] --data FILE [--plan] [--run ID] --json")
 	f := addEvalFlags(fs)
-	f.eng = addEngineFlags(fs)
+	f.eng = addEngineFlags(fs, env.Stderr)
 	plan := fs.Bool("plan", false, "plan first, then code")
 	useChat := fs.Bool("chat", false, "send the prompts through the model's chat template")
 	lang := fs.String("language", "go", "language of the tasks")

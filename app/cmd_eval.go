@@ -130,7 +130,7 @@ func (f evalFlags) subset(ds *data.Dataset) ([]data.Row, error) {
 func evalClassify(env *Env, args []string) error {
 	fs := newFlags(env, "eval classify", "--model DIR [--adapter DIR] --data FILE [--labels a,b,c] [--balanced N|FRACTION] [--run ID] --json")
 	f := addEvalFlags(fs)
-	f.eng = addEngineFlags(fs)
+	f.eng = addEngineFlags(fs, env.Stderr)
 	labelsFlag := fs.String("labels", "", "labels in report order (default: those found in the data)")
 	nulls := fs.String("null-inputs", strings.Join(classify.DefaultNullInputs, "|"), "content-free inputs for calibration, separated by |")
 	fitBias := fs.Bool("fit-bias", false, "fit per-label offsets (calibrated log space) that maximise macro-F1 on this data, and report them")

@@ -87,7 +87,7 @@ func runExtract(env *Env, args []string) error {
 	maxTokens := fs.Int("max-tokens", 512, "most tokens of JSON (the output closes within it)")
 	useChat := fs.Bool("chat", false, "send the prompt through the model's chat template")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	eng := addEngineFlags(fs)
+	eng := addEngineFlags(fs, env.Stderr)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -133,7 +133,7 @@ func idpPrompt(doc string) string {
 func evalIDP(env *Env, args []string) error {
 	fs := newFlags(env, "eval idp", "--model DIR [--adapter DIR] --data FILE --schema FILE [--run ID] --json")
 	f := addEvalFlags(fs)
-	f.eng = addEngineFlags(fs)
+	f.eng = addEngineFlags(fs, env.Stderr)
 	schemaPath := fs.String("schema", "", "JSON Schema of the targets")
 	maxTokens := fs.Int("max-tokens", 512, "most tokens of JSON per document")
 	useChat := fs.Bool("chat", false, "send the prompts through the model's chat template")

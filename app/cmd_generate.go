@@ -32,7 +32,7 @@ func runGenerate(env *Env, args []string) error {
 	seed := fs.Uint64("seed", 0, "random seed for sampling")
 	var stops stringList
 	fs.Var(&stops, "stop", "stop string (repeatable)")
-	eng := addEngineFlags(fs)
+	eng := addEngineFlags(fs, env.Stderr)
 	asJSON := fs.Bool("json", false, "print the result as one JSON object instead of streaming text")
 	if err := parse(fs, args); err != nil {
 		return err

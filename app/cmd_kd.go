@@ -33,7 +33,7 @@ func runKD(env *Env, args []string) error {
 	temp := fs.Float64("temperature", 0, "sampling temperature (0: greedy)")
 	seed := fs.Uint64("seed", 1, "sampling seed")
 	useChat := fs.Bool("chat", false, "wrap plain prompts in the teacher's chat template")
-	eng := addEngineFlags(fs)
+	eng := addEngineFlags(fs, env.Stderr)
 	if err := parse(fs, args[1:]); err != nil {
 		return err
 	}

@@ -16,7 +16,7 @@ func runScore(env *Env, args []string) error {
 	fs := newFlags(env, "score", "--model DIR --ids 1,2,3 [--json]")
 	dir := fs.String("model", "", "model folder")
 	idsFlag := fs.String("ids", "", "comma-separated token ids")
-	eng := addEngineFlags(fs)
+	eng := addEngineFlags(fs, env.Stderr)
 	asJSON := fs.Bool("json", false, "print {\"ids\",\"logprobs\"} as JSON")
 	if err := parse(fs, args); err != nil {
 		return err

@@ -3,6 +3,7 @@ package app
 import (
 	"flag"
 	"fmt"
+	"io"
 
 	"distill/core/lora"
 	"distill/core/model"
@@ -11,14 +12,17 @@ import (
 	"distill/core/tokenizer"
 )
 
-// engineFlags are the flags every command that runs the model shares.
+// engineFlags are the flags every command that runs the model shares, and
+// where to say how the model runs (nil: nowhere).
 type engineFlags struct {
 	device, adapter, quant *string
 	doubleQuant            *bool
+	notice                 io.Writer
 }
 
-func addEngineFlags(fs *flag.FlagSet) engineFlags {
+func addEngineFlags(fs *flag.FlagSet, notice io.Writer) engineFlags {
 	return engineFlags{
+		notice:      notice,
 		device:      fs.String("device", "cpu", "compute device: cpu or cuda (on cuda the forward pass is device-resident where the build has it — weights and KV cache on the GPU — else op by op, copying each op's operands)"),
 		adapter:     fs.String("adapter", "", "PEFT LoRA adapter folder to apply (unmerged) over the base"),
 		quant:       fs.String("quant", "none", "quantise the projections on load: none, nf4 or q8"),
@@ -52,7 +56,9 @@ func openModel(f engineFlags, dir string) (tensor.Backend, *model.Model, error) 
 	if *f.device != "cpu" {
 		// Device-resident forward passes where the build has them; without
 		// (or for what they do not take) the backend runs op by op.
-		_, _ = m.Accelerate(*f.device) // without one, the backend itself
+		if ok, err := m.Accelerate(*f.device); !ok && f.notice != nil {
+			fmt.Fprintf(f.notice, "--device %s: the forward pass runs op by op (%v)\n", *f.device, err)
+		}
 	}
 	return be, m, nil
 }

@@ -152,7 +152,7 @@ func (s *Server) Load() error {
 
 func (s *Server) load() error {
 	dev, q, dq, none := s.cfg.Device, s.cfg.Quant, s.cfg.Quant == "nf4", ""
-	tok, be, m, err := openForTask(engineFlags{device: &dev, quant: &q, doubleQuant: &dq, adapter: &none}, s.cfg.Model)
+	tok, be, m, err := openForTask(engineFlags{device: &dev, quant: &q, doubleQuant: &dq, adapter: &none, notice: warnWriter{s.log}}, s.cfg.Model)
 	if err != nil {
 		return err
 	}
@@ -327,4 +327,12 @@ func isLoopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// warnWriter logs each write as a warning (the engine's notices).
+type warnWriter struct{ log *slog.Logger }
+
+func (w warnWriter) Write(p []byte) (int, error) {
+	w.log.Warn(strings.TrimSpace(string(p)))
+	return len(p), nil
 }

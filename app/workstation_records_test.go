@@ -37,7 +37,7 @@ func TestEvalReportReadsRecordedFile(t *testing.T) {
 	}
 	fs := flag.NewFlagSet("eval", flag.ContinueOnError)
 	f := addEvalFlags(fs)
-	f.eng = addEngineFlags(fs)
+	f.eng = addEngineFlags(fs, nil)
 	if err := fs.Parse([]string{"--run", "r1", "--model", "models/base", "--data", "val.jsonl", "--adapter", "ad"}); err != nil {
 		t.Fatal(err)
 	}
