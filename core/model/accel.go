@@ -22,6 +22,10 @@ type Accelerated interface {
 	// checked already (vocabulary, context, capacity); it leaves c.Len to
 	// the caller and sets c.DevLen to c.Len+len(ids).
 	Forward(ids []int, c *Cache, out []float32) ([]float32, error)
+	// ForwardStep is Model.ForwardStep on the device: ids[b] at position
+	// caches[b].Len, on Forward's contract for each cache (the caller sets
+	// each Len); out is (B, hidden).
+	ForwardStep(ids []int, caches []*Cache, out []float32) ([]float32, error)
 	// Takes says whether it can run with delta applied (nil: the base
 	// alone); when not, Forward runs on the host for that pass.
 	Takes(delta Delta) bool

@@ -33,39 +33,71 @@ func (a *mirrorAccel) Logits(out, hidden []float32, T int) error {
 	return nil
 }
 
-func (a *mirrorAccel) Forward(ids []int, c *Cache, out []float32) ([]float32, error) {
+// sync is c's mirror brought up to date by the protocol: host rows
+// [DevLen, Len) go up; what it must not rely on (rows past Len) poisoned.
+func (a *mirrorAccel) sync(c *Cache) *Cache {
 	mc := a.mirrors[c]
 	if mc == nil {
 		mc = a.m.NewCache(c.Cap)
 		a.mirrors[c] = mc
 	}
 	kvOut := a.m.Config.NumKVHeads * a.m.Config.HeadDim
-	for l := range c.K { // bring the mirror up to date
+	for l := range c.K {
 		copy(mc.K[l][c.DevLen*kvOut:c.Len*kvOut], c.K[l][c.DevLen*kvOut:c.Len*kvOut])
 		copy(mc.V[l][c.DevLen*kvOut:c.Len*kvOut], c.V[l][c.DevLen*kvOut:c.Len*kvOut])
-	}
-	// Poison what the mirror must not rely on: rows past Len.
-	for l := range mc.K {
 		for i := c.Len * kvOut; i < len(mc.K[l]); i++ {
 			mc.K[l][i], mc.V[l][i] = 1e30, 1e30
 		}
 	}
 	mc.Len = c.Len
+	return mc
+}
+
+// back copies the mirror's n new rows from Len on to the host.
+func (a *mirrorAccel) back(c *Cache, n int) {
+	mc := a.mirrors[c]
+	kvOut := a.m.Config.NumKVHeads * a.m.Config.HeadDim
+	r0, r1 := c.Len*kvOut, (c.Len+n)*kvOut
+	for l := range c.K {
+		copy(c.K[l][r0:r1], mc.K[l][r0:r1])
+		copy(c.V[l][r0:r1], mc.V[l][r0:r1])
+	}
+	c.DevLen = c.Len + n
+}
+
+// onDevice runs f with the model's host code, the "device" computing.
+func (a *mirrorAccel) onDevice(f func() ([]float32, error)) ([]float32, error) {
 	saved := a.m.accel
-	a.m.accel = nil // the "device" computes with the host code
-	h, err := a.m.Forward(tensor.CPU{}, ids, mc, out)
-	a.m.accel = saved
-	if err != nil {
-		return nil, err
-	}
-	n := c.Len + len(ids)
-	for l := range c.K { // the new rows to the host too
-		copy(c.K[l][c.Len*kvOut:n*kvOut], mc.K[l][c.Len*kvOut:n*kvOut])
-		copy(c.V[l][c.Len*kvOut:n*kvOut], mc.V[l][c.Len*kvOut:n*kvOut])
-	}
-	c.DevLen = n
+	a.m.accel = nil
+	defer func() { a.m.accel = saved }()
 	a.passes++
-	return h, nil
+	return f()
+}
+
+func (a *mirrorAccel) Forward(ids []int, c *Cache, out []float32) ([]float32, error) {
+	mc := a.sync(c)
+	h, err := a.onDevice(func() ([]float32, error) { return a.m.Forward(tensor.CPU{}, ids, mc, out) })
+	if err == nil {
+		a.back(c, len(ids))
+	}
+	return h, err
+}
+
+func (a *mirrorAccel) ForwardStep(ids []int, caches []*Cache, out []float32) ([]float32, error) {
+	mcs := make([]*Cache, len(caches))
+	for i, c := range caches {
+		mcs[i] = a.sync(c)
+	}
+	h, err := a.onDevice(func() ([]float32, error) {
+		return a.m.ForwardStep(tensor.CPU{}, ids, mcs, a.m.NewCache(len(ids)))
+	})
+	if err == nil {
+		for _, c := range caches {
+			a.back(c, 1)
+		}
+		copy(out, h)
+	}
+	return out, err
 }
 
 // TestAcceleratedForwardMirrorsTheCache: a sequence of plain passes
@@ -87,6 +119,7 @@ func TestAcceleratedForwardMirrorsTheCache(t *testing.T) {
 	RegisterAccelerated("mirror-stand-in", func(m *Model) (Accelerated, error) {
 		return &mirrorAccel{m: m, mirrors: map[*Cache]*Cache{}}, nil
 	})
+	hostPass := func(f func()) { f() } // a pass the host must run, accelerator or not
 	script := func() []float32 {
 		be := tensor.CPU{}
 		var all []float32
@@ -96,17 +129,19 @@ func TestAcceleratedForwardMirrorsTheCache(t *testing.T) {
 			}
 			all = append(all, h...)
 		}
-		c := m.NewCache(40)
+		c, c2 := m.NewCache(40), m.NewCache(40)
 		keep(m.Forward(be, []int{1, 2, 3, 4, 5}, c, nil)) // prefill
 		keep(m.Forward(be, []int{6}, c, nil))             // decode
-		sc := m.NewCache(1)
-		keep(m.ForwardStep(be, []int{7}, []*Cache{c}, sc)) // a host pass writes row 6
-		keep(m.Forward(be, []int{8}, c, nil))              // which the mirror must take up
+		sc := m.NewCache(2)
+		hostPass(func() { keep(m.ForwardStep(be, []int{7}, []*Cache{c}, sc)) }) // the host writes row 6
+		keep(m.Forward(be, []int{8}, c, nil))                                   // which the mirror must take up
 		keep(m.ForwardBranches(be, [][]int{{9, 10}, {11}}, c))
 		keep(m.Forward(be, []int{12}, c, nil))
-		c.Truncate(4) // forget rows 4.. (the mirror's too)
+		keep(m.Forward(be, []int{20, 21, 22}, c2, nil))
+		keep(m.ForwardStep(be, []int{23, 24}, []*Cache{c, c2}, sc)) // a batched step, on the device
+		c.Truncate(4)                                               // forget rows 4.. (the mirror's too)
 		keep(m.Forward(be, []int{13, 14}, c, nil))
-		keep(m.Forward(be, []int{15}, c, nil))
+		keep(m.ForwardStep(be, []int{15, 25}, []*Cache{c2, c}, sc))
 		return all
 	}
 	want := script()
@@ -115,12 +150,13 @@ func TestAcceleratedForwardMirrorsTheCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := m.accel.(*mirrorAccel)
+	hostPass = func(f func()) { was := a.refuse; a.refuse = true; f(); a.refuse = was }
 	got := script()
 	if !slices.Equal(got, want) {
 		t.Error("accelerated passes give other hidden states than the host's")
 	}
-	if a.passes != 6 {
-		t.Errorf("the accelerator ran %d passes, want the 6 plain ones", a.passes)
+	if a.passes != 8 {
+		t.Errorf("the accelerator ran %d passes, want the 8 plain and stepped ones", a.passes)
 	}
 	lg := make([]float32, 2*m.Config.VocabSize)
 	m.Logits(tensor.CPU{}, lg, got[:2*m.Config.HiddenSize], 2)

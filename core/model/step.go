@@ -40,6 +40,16 @@ func (m *Model) ForwardStep(be tensor.Backend, ids []int, caches []*Cache, scrat
 		}
 		maxPos = max(maxPos, c.Len)
 	}
+	if a := m.accelerated(); a != nil {
+		out, err := a.ForwardStep(ids, caches, make([]float32, B*cfg.HiddenSize))
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range caches {
+			c.Len++
+		}
+		return out, nil
+	}
 	D, hd, nH, nKV := cfg.HiddenSize, cfg.HeadDim, cfg.NumHeads, cfg.NumKVHeads
 	kvOut, qs := nKV*hd, nH*hd
 	scale := float32(1 / math.Sqrt(float64(hd)))

@@ -117,48 +117,104 @@ func (dc *Decoder) Close() {
 // becomes c.Len+len(ids). The caller (Model.Forward) has checked the ids,
 // the context and the capacity, and sets c.Len.
 func (dc *Decoder) Forward(ids []int, c *model.Cache, out []float32) ([]float32, error) {
-	cfg := &dc.M.Config
-	T, pos0, D := len(ids), c.Len, cfg.HiddenSize
-	kvO := cfg.NumKVHeads * cfg.HeadDim
+	sp, err := dc.spans([]*model.Cache{c}, len(ids))
+	if err != nil {
+		return nil, err
+	}
+	return dc.run(ids, sp, out)
+}
+
+// ForwardStep runs one new token for each cache (ids[b] at caches[b].Len),
+// each row attending its own cache: Model.ForwardStep's batched decode, on
+// the same contract as Forward for every cache.
+func (dc *Decoder) ForwardStep(ids []int, caches []*model.Cache, out []float32) ([]float32, error) {
+	sp, err := dc.spans(caches, 1)
+	if err != nil {
+		return nil, err
+	}
+	return dc.run(ids, sp, out)
+}
+
+// span is a pass's new rows in one cache: n tokens at positions pos.. of c,
+// whose device mirror is mir.
+type span struct {
+	c      *model.Cache
+	mir    *kvMirror
+	pos, n int
+}
+
+// spans makes each cache's mirror current (host rows [DevLen, Len) go up)
+// for a pass of n new tokens in each, from their positions Len on.
+func (dc *Decoder) spans(caches []*model.Cache, n int) ([]span, error) {
+	kvO := dc.M.Config.NumKVHeads * dc.M.Config.HeadDim
+	sp := make([]span, len(caches))
+	pinned := map[*kvMirror]bool{}
+	for i, c := range caches {
+		mir, err := dc.mirror(c, pinned)
+		if err != nil {
+			return nil, err
+		}
+		pinned[mir] = true
+		for l := range mir.k { // rows another path wrote since (a host pass, a copied prefix)
+			if c.DevLen < c.Len {
+				if err := cuda.Write(mir.k[l], c.DevLen*kvO, c.K[l][c.DevLen*kvO:c.Len*kvO]); err != nil {
+					return nil, err
+				}
+				if err := cuda.Write(mir.v[l], c.DevLen*kvO, c.V[l][c.DevLen*kvO:c.Len*kvO]); err != nil {
+					return nil, err
+				}
+			}
+		}
+		c.DevLen = c.Len // the rows past Len on the device are the pass's to write
+		sp[i] = span{c: c, mir: mir, pos: c.Len, n: n}
+	}
+	return sp, nil
+}
+
+// run is one device pass over ids — span by span, each row attending its
+// own cache's rows up to itself — leaving the final hidden states in out
+// and the new keys and values in both the mirrors and the host caches.
+func (dc *Decoder) run(ids []int, sp []span, out []float32) ([]float32, error) {
+	D := dc.M.Config.HiddenSize
+	T := len(ids)
 	nt, err := dc.net()
 	if err != nil {
 		return nil, err
 	}
-	mir, err := dc.mirror(c)
-	if err != nil {
-		return nil, err
-	}
-	for l := range mir.k { // rows another path wrote since (ForwardStep, a copied prefix)
-		if c.DevLen < pos0 {
-			if err := cuda.Write(mir.k[l], c.DevLen*kvO, c.K[l][c.DevLen*kvO:pos0*kvO]); err != nil {
-				return nil, err
-			}
-			if err := cuda.Write(mir.v[l], c.DevLen*kvO, c.V[l][c.DevLen*kvO:pos0*kvO]); err != nil {
-				return nil, err
-			}
+	idv, pos, lo, hi := make([]int32, T), make([]int32, T), make([]int32, T), make([]int32, T)
+	nk, i := 0, 0
+	for _, s := range sp {
+		for j := range s.n { // row i attends its cache's rows [0, s.pos+j]
+			idv[i], pos[i], lo[i], hi[i] = int32(ids[i]), int32(s.pos+j), 0, int32(s.pos+j+1)
+			nk = max(nk, s.pos+j+1)
+			i++
 		}
 	}
-	c.DevLen = pos0 // the rows past pos0 on the device are the pass's to write
-
-	idv, pos, lo, hi := make([]int32, T), make([]int32, T), make([]int32, T), make([]int32, T)
-	for i, id := range ids { // row i attends the cache's rows [0, pos0+i]
-		idv[i], pos[i], lo[i], hi[i] = int32(id), int32(pos0+i), 0, int32(pos0+i+1)
-	}
-	p, err := nt.layout(idv, pos, lo, hi, pos0+T, nil, nil, passHidden)
-	if errors.Is(err, cuda.ErrOutOfMemory) { // the other caches' mirrors go (the host keeps them), then once more
-		for len(dc.mirrorLRU) > 1 {
-			dc.drop(0)
+	p, err := nt.layout(idv, pos, lo, hi, nk, nil, nil, passHidden)
+	if errors.Is(err, cuda.ErrOutOfMemory) { // other caches' mirrors go (the host keeps them), then once more
+		keep := map[*kvMirror]bool{}
+		for _, s := range sp {
+			keep[s.mir] = true
+		}
+		for i := len(dc.mirrorLRU) - 1; i >= 0; i-- {
+			if !keep[dc.mirrors[dc.mirrorLRU[i]]] {
+				dc.drop(i)
+			}
 		}
 		if err := dc.base.D.Pool.Trim(); err != nil {
 			return nil, err
 		}
-		p, err = nt.layout(idv, pos, lo, hi, pos0+T, nil, nil, passHidden)
+		p, err = nt.layout(idv, pos, lo, hi, nk, nil, nil, passHidden)
 	}
 	if err != nil {
 		return nil, err
 	}
 	defer p.free()
-	p.kv, p.pos0 = mir, pos0
+	if len(sp) == 1 {
+		p.kv, p.pos0 = sp[0].mir, sp[0].pos
+	} else {
+		p.steps = sp
+	}
 	p.forward()
 	if err := p.failed(); err != nil {
 		return nil, err
@@ -166,56 +222,85 @@ func (dc *Decoder) Forward(ids []int, c *model.Cache, out []float32) ([]float32,
 	if out == nil {
 		out = make([]float32, T*D)
 	}
-	if err := dc.download(p, mir, c, pos0, T, out[:T*D]); err != nil {
+	if err := dc.download(p, sp, out[:T*D]); err != nil {
 		return nil, err
 	}
-	c.DevLen = pos0 + T
+	for _, s := range sp {
+		s.c.DevLen = s.pos + s.n
+	}
 	return out[:T*D], nil
+}
+
+// attendSteps is layer l's attention when each row decodes its own cache
+// (ForwardStep): row b's key and value join span b's mirror at its
+// position, and its query attends that mirror's rows [0, position].
+func (p *pass) attendSteps(l int) {
+	c := &p.nt.M.Config
+	H, KV, hd := c.NumHeads, c.NumKVHeads, c.HeadDim
+	qO, kvO, a := H*hd, KV*hd, &p.a
+	for b, s := range p.steps {
+		p.do(a.k.View(b*kvO, kvO).CopyTo(s.mir.k[l].View(s.pos*kvO, kvO)))
+		p.do(a.v.View(b*kvO, kvO).CopyTo(s.mir.v[l].View(s.pos*kvO, kvO)))
+		sh := cuda.AttnShape{NQ: 1, NK: s.pos + 1, NH: H, NKV: KV, HD: hd, MaxLen: s.pos + 1,
+			Lo: p.attn.Lo.View(b, 1), Hi: p.attn.Hi.View(b, 1), Scale: p.attn.Scale}
+		p.do(p.d.AttnFwdGemm(a.att.View(b*qO, qO), a.lse.View(b*H, H), a.q.View(b*qO, qO), s.mir.k[l], s.mir.v[l], sh))
+	}
 }
 
 // stageRows bounds the passes whose results come down in one copy: a few
 // decoded tokens, where each copy's synchronisation is a visible share of
 // the pass; a prompt's (larger) come down as they are.
-const stageRows = 16
+const stageRows = 64
 
-// download copies the pass's final hidden states into out and each layer's
-// T new keys and values (rows pos0..) into the host cache, the reference.
-func (dc *Decoder) download(p *pass, mir *kvMirror, c *model.Cache, pos0, T int, out []float32) error {
-	D, L := len(out)/T, len(mir.k)
+// download copies the pass's final hidden states into out and each span's
+// new keys and values (its rows pos..pos+n of every layer) into its host
+// cache, the reference: gathered on the device and copied down at once for
+// a few decoded tokens, else each as it lies.
+func (dc *Decoder) download(p *pass, sp []span, out []float32) error {
+	T := p.n
+	D, L := len(out)/T, len(dc.M.Layers)
 	kvO := dc.M.Config.NumKVHeads * dc.M.Config.HeadDim
-	rows := T * kvO
-	if T <= stageRows { // gathered on the device, one copy down
-		stage := p.take(cuda.F32, T*D+2*L*rows)
-		if stage != nil {
-			p.do(p.hf.View(0, T*D).CopyTo(stage))
+	if T > stageRows {
+		if err := cuda.Read(p.hf, 0, out); err != nil {
+			return err
+		}
+		for _, s := range sp {
+			r0, r1 := s.pos*kvO, (s.pos+s.n)*kvO
 			for l := range L {
-				p.do(mir.k[l].View(pos0*kvO, rows).CopyTo(stage.View(T*D+2*l*rows, rows)))
-				p.do(mir.v[l].View(pos0*kvO, rows).CopyTo(stage.View(T*D+(2*l+1)*rows, rows)))
+				if err := errors.Join(cuda.Read(s.mir.k[l], r0, s.c.K[l][r0:r1]), cuda.Read(s.mir.v[l], r0, s.c.V[l][r0:r1])); err != nil {
+					return err
+				}
 			}
-		}
-		if err := p.failed(); err != nil {
-			return err
-		}
-		dc.host = slices.Grow(dc.host[:0], stage.Len)[:stage.Len]
-		if err := cuda.Read(stage, 0, dc.host); err != nil {
-			return err
-		}
-		copy(out, dc.host)
-		for l := range L {
-			copy(c.K[l][pos0*kvO:(pos0+T)*kvO], dc.host[T*D+2*l*rows:])
-			copy(c.V[l][pos0*kvO:(pos0+T)*kvO], dc.host[T*D+(2*l+1)*rows:])
 		}
 		return nil
 	}
-	if err := cuda.Read(p.hf, 0, out); err != nil {
+	stage := p.take(cuda.F32, T*D+2*L*T*kvO)
+	if stage != nil {
+		p.do(p.hf.View(0, T*D).CopyTo(stage))
+		off := T * D
+		for _, s := range sp {
+			rows := s.n * kvO
+			for l := range L {
+				p.do(s.mir.k[l].View(s.pos*kvO, rows).CopyTo(stage.View(off, rows)))
+				p.do(s.mir.v[l].View(s.pos*kvO, rows).CopyTo(stage.View(off+rows, rows)))
+				off += 2 * rows
+			}
+		}
+	}
+	if err := p.failed(); err != nil {
 		return err
 	}
-	for l := range L {
-		if err := cuda.Read(mir.k[l], pos0*kvO, c.K[l][pos0*kvO:(pos0+T)*kvO]); err != nil {
-			return err
-		}
-		if err := cuda.Read(mir.v[l], pos0*kvO, c.V[l][pos0*kvO:(pos0+T)*kvO]); err != nil {
-			return err
+	dc.host = slices.Grow(dc.host[:0], stage.Len)[:stage.Len]
+	if err := cuda.Read(stage, 0, dc.host); err != nil {
+		return err
+	}
+	copy(out, dc.host)
+	off := T * D
+	for _, s := range sp {
+		r0, r1 := s.pos*kvO, (s.pos+s.n)*kvO
+		for l := range L {
+			off += copy(s.c.K[l][r0:r1], dc.host[off:])
+			off += copy(s.c.V[l][r0:r1], dc.host[off:])
 		}
 	}
 	return nil
@@ -285,8 +370,9 @@ func (dc *Decoder) net() (*Net, error) {
 
 // mirror is c's device mirror, made (with c.DevLen 0) when c has none,
 // dropping the least recently used ones past maxMirrors or while the
-// device is out of memory, and those of caches collected since.
-func (dc *Decoder) mirror(c *model.Cache) (*kvMirror, error) {
+// device is out of memory — never a pinned one (this pass's) — and those
+// of caches collected since.
+func (dc *Decoder) mirror(c *model.Cache, pinned map[*kvMirror]bool) (*kvMirror, error) {
 	for i := len(dc.mirrorLRU) - 1; i >= 0; i-- {
 		if dc.mirrorLRU[i].Value() == nil {
 			dc.drop(i)
@@ -300,18 +386,19 @@ func (dc *Decoder) mirror(c *model.Cache) (*kvMirror, error) {
 	c.DevLen = 0
 	kvO := dc.M.Config.NumKVHeads * dc.M.Config.HeadDim
 	for {
-		if len(dc.mirrorLRU) < maxMirrors {
+		if len(dc.mirrorLRU)-len(pinned) < maxMirrors {
 			m, err := dc.alloc(len(dc.M.Layers), c.Cap*kvO)
 			if err == nil {
 				dc.mirrors[wp] = m
 				dc.mirrorLRU = append(dc.mirrorLRU, wp)
 				return m, nil
 			}
-			if len(dc.mirrorLRU) == 0 {
+			if len(dc.mirrorLRU) == len(pinned) {
 				return nil, fmt.Errorf("devnet: a KV cache of %d positions: %w", c.Cap, err)
 			}
 		}
-		dc.drop(0) // make room: the host keeps its rows
+		i := slices.IndexFunc(dc.mirrorLRU, func(w weak.Pointer[model.Cache]) bool { return !pinned[dc.mirrors[w]] })
+		dc.drop(i) // make room: the host keeps its rows
 	}
 }
 

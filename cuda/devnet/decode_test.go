@@ -11,9 +11,10 @@ import (
 
 // The device-resident decoder (model.Accelerated) against the host's
 // Model.Forward: a prompt, single-token steps (matrix-vector products), a
-// step some other path takes on the host (ForwardStep: the mirror must
-// take its row up), a truncation and a re-fed suffix — with the base alone
-// and with an adapter applied unmerged. Every pass's hidden states, and the
+// pass the host runs (all layers on the CPU: the mirror must take its row
+// up), batched steps over two caches (each row attending its own), a
+// truncation and a re-fed suffix — with the base alone and with an adapter
+// applied unmerged. Every pass's hidden states, and the
 // keys and values the device writes back to the host cache, against the
 // host's: bf16 GEMMs and NF4 decoded in registers against the host's f32,
 // 2e-2 relative (L2) per pass.
@@ -33,7 +34,7 @@ func TestDecoderParity(t *testing.T) {
 				if adapter {
 					m.Delta = a
 				}
-				script := func() (passes [][]float32, c *model.Cache) {
+				script := func() (passes [][]float32, caches []*model.Cache) {
 					be := tensor.CPU{}
 					keep := func(h []float32, err error) {
 						t.Helper()
@@ -48,17 +49,22 @@ func TestDecoderParity(t *testing.T) {
 						}
 						return ids
 					}
-					c = m.NewCache(64)
+					c, c2 := m.NewCache(64), m.NewCache(64)
 					keep(m.Forward(be, tok(37), c, nil)) // a prompt: GEMMs
 					for range 3 {
 						keep(m.Forward(be, tok(1), c, nil)) // decode: matvecs
 					}
-					keep(m.ForwardStep(be, tok(1), []*model.Cache{c}, m.NewCache(1)))
+					m.CPULayers = len(m.Layers) // a pass on the host: the mirror must take its row up
 					keep(m.Forward(be, tok(1), c, nil))
+					m.CPULayers = 0
+					keep(m.Forward(be, tok(1), c, nil))
+					keep(m.Forward(be, tok(9), c2, nil))
+					keep(m.ForwardStep(be, tok(2), []*model.Cache{c, c2}, m.NewCache(2))) // each row its own cache
+					keep(m.ForwardStep(be, tok(1), []*model.Cache{c2}, m.NewCache(1)))
 					c.Truncate(30)
 					keep(m.Forward(be, tok(5), c, nil))
 					keep(m.Forward(be, tok(1), c, nil))
-					return passes, c
+					return passes, []*model.Cache{c, c2}
 				}
 				want, wc := script()
 				wantLogits := make([]float32, m.Config.VocabSize)
@@ -67,10 +73,12 @@ func TestDecoderParity(t *testing.T) {
 				if !attached {
 					t.Fatal(err)
 				}
-				got, gc := script()
-				// Only a device pass sets DevLen: the last one ran there.
-				if gc.DevLen != gc.Len {
-					t.Errorf("after the script the device holds %d rows of %d", gc.DevLen, gc.Len)
+				got, gcs := script()
+				// Only a device pass sets DevLen: each cache's last ran there.
+				for i, gc := range gcs {
+					if gc.DevLen != gc.Len {
+						t.Errorf("cache %d: after the script the device holds %d rows of %d", i, gc.DevLen, gc.Len)
+					}
 				}
 				// The LM head on the device, one row (matvec) and two (GEMM).
 				gotLogits := make([]float32, 2*m.Config.VocabSize)
@@ -89,13 +97,16 @@ func TestDecoderParity(t *testing.T) {
 					}
 				}
 				kvO := m.Config.NumKVHeads * m.Config.HeadDim
-				for l := range wc.K {
-					n := wc.Len * kvO
-					if rel := relL2(gc.K[l][:n], wc.K[l][:n]); rel > 2e-2 || rel != rel {
-						t.Errorf("layer %d: the keys written back differ by %.2e", l, rel)
-					}
-					if rel := relL2(gc.V[l][:n], wc.V[l][:n]); rel > 2e-2 || rel != rel {
-						t.Errorf("layer %d: the values written back differ by %.2e", l, rel)
+				for i, wc := range wc {
+					gc := gcs[i]
+					for l := range wc.K {
+						n := wc.Len * kvO
+						if rel := relL2(gc.K[l][:n], wc.K[l][:n]); rel > 2e-2 || rel != rel {
+							t.Errorf("cache %d, layer %d: the keys written back differ by %.2e", i, l, rel)
+						}
+						if rel := relL2(gc.V[l][:n], wc.V[l][:n]); rel > 2e-2 || rel != rel {
+							t.Errorf("cache %d, layer %d: the values written back differ by %.2e", i, l, rel)
+						}
 					}
 				}
 				m.Close() // the decoder's memory goes with the model
