@@ -1,22 +1,24 @@
 package model
 
 import (
+	"errors"
 	"fmt"
 
 	"distill/core/tensor"
 )
 
-// Accelerated runs Model.Forward with the weights and each cache's keys and
-// values resident on a device (cuda/devnet's decoder), so a decoded token
-// costs one pass over device memory instead of a round trip per op.
+// Accelerated runs Model.Forward and Model.ForwardStep with the weights and
+// each cache's keys and values resident on a device (cuda/devnet's
+// decoder), so a decoded token costs one pass over device memory instead of
+// a round trip per op.
 //
-// The host cache stays the reference and every other path (ForwardStep,
-// ForwardBranches, copies between caches) keeps working on it: the device
-// holds a mirror of rows [0, c.DevLen) of c. Forward brings the mirror up to
-// date first (host rows [c.DevLen, c.Len) go up: rows some other path wrote
-// since), then writes the new keys and values to both, so after it
-// c.DevLen = c.Len. A mirror may be dropped at any time (memory): DevLen 0,
-// and the next Forward uploads the rows again.
+// The host cache stays the reference and every other path (ForwardBranches,
+// copies between caches, a pass the host runs) keeps working on it: the
+// device holds a mirror of rows [0, c.DevLen) of c. A pass brings the
+// mirror up to date first (host rows [c.DevLen, c.Len) go up: rows some
+// other path wrote since), then writes the new keys and values to both, so
+// after it c.DevLen = c.Len. A mirror may be dropped at any time (memory):
+// DevLen 0, and the next pass uploads the rows again.
 type Accelerated interface {
 	// Forward is Model.Forward of ids at positions c.Len.. on the device,
 	// checked already (vocabulary, context, capacity); it leaves c.Len to
@@ -34,6 +36,11 @@ type Accelerated interface {
 	Logits(out, hidden []float32, T int) error
 	Close()
 }
+
+// ErrAcceleratorFull wraps an accelerator's failure for want of device
+// memory: the pass then runs on the host instead (the caches stay right:
+// DevLen ≤ Len holds after a failed pass).
+var ErrAcceleratorFull = errors.New("model: the accelerator's device memory is full")
 
 var accels tensor.Registry[func(*Model) (Accelerated, error)]
 

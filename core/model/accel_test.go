@@ -1,6 +1,7 @@
 package model
 
 import (
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -22,6 +23,7 @@ type mirrorAccel struct {
 	passes  int
 	logits  int
 	refuse  bool // Takes nothing: every pass on the host
+	full    bool // every pass fails for want of device memory, after syncing
 }
 
 func (a *mirrorAccel) Takes(Delta) bool { return !a.refuse }
@@ -50,6 +52,7 @@ func (a *mirrorAccel) sync(c *Cache) *Cache {
 		}
 	}
 	mc.Len = c.Len
+	c.DevLen = c.Len // as a device does: the rows past Len are the pass's
 	return mc
 }
 
@@ -76,6 +79,9 @@ func (a *mirrorAccel) onDevice(f func() ([]float32, error)) ([]float32, error) {
 
 func (a *mirrorAccel) Forward(ids []int, c *Cache, out []float32) ([]float32, error) {
 	mc := a.sync(c)
+	if a.full {
+		return nil, fmt.Errorf("stand-in: %w", ErrAcceleratorFull)
+	}
 	h, err := a.onDevice(func() ([]float32, error) { return a.m.Forward(tensor.CPU{}, ids, mc, out) })
 	if err == nil {
 		a.back(c, len(ids))
@@ -87,6 +93,9 @@ func (a *mirrorAccel) ForwardStep(ids []int, caches []*Cache, out []float32) ([]
 	mcs := make([]*Cache, len(caches))
 	for i, c := range caches {
 		mcs[i] = a.sync(c)
+	}
+	if a.full {
+		return nil, fmt.Errorf("stand-in: %w", ErrAcceleratorFull)
 	}
 	h, err := a.onDevice(func() ([]float32, error) {
 		return a.m.ForwardStep(tensor.CPU{}, ids, mcs, a.m.NewCache(len(ids)))
@@ -100,10 +109,11 @@ func (a *mirrorAccel) ForwardStep(ids []int, caches []*Cache, out []float32) ([]
 	return out, err
 }
 
-// TestAcceleratedForwardMirrorsTheCache: a sequence of plain passes
-// (accelerated), host-only passes (ForwardStep, ForwardBranches), a
-// truncation and a re-fed suffix gives the hidden states of the same
-// sequence run all on the host, and the accelerator ran the plain passes.
+// TestAcceleratedForwardMirrorsTheCache: plain and batched passes
+// (accelerated), passes the host runs (ForwardBranches, a refused step), a
+// truncation and a re-fed suffix give the hidden states of the same script
+// run all on the host, and the accelerator ran the plain and batched
+// passes; one that reports a full device is run on the host instead.
 func TestAcceleratedForwardMirrorsTheCache(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "m")
 	s := Shapes["demo"]
@@ -138,8 +148,9 @@ func TestAcceleratedForwardMirrorsTheCache(t *testing.T) {
 		keep(m.ForwardBranches(be, [][]int{{9, 10}, {11}}, c))
 		keep(m.Forward(be, []int{12}, c, nil))
 		keep(m.Forward(be, []int{20, 21, 22}, c2, nil))
-		keep(m.ForwardStep(be, []int{23, 24}, []*Cache{c, c2}, sc)) // a batched step, on the device
-		c.Truncate(4)                                               // forget rows 4.. (the mirror's too)
+		hostPass(func() { keep(m.Forward(be, []int{26}, c2, nil)) }) // the host writes c2's row 3
+		keep(m.ForwardStep(be, []int{23, 24}, []*Cache{c, c2}, sc))  // a batched step takes it up
+		c.Truncate(4)                                                // forget rows 4.. (the mirror's too)
 		keep(m.Forward(be, []int{13, 14}, c, nil))
 		keep(m.ForwardStep(be, []int{15, 25}, []*Cache{c2, c}, sc))
 		return all
@@ -173,6 +184,12 @@ func TestAcceleratedForwardMirrorsTheCache(t *testing.T) {
 		t.Errorf("with a CPU layer: equal %v, %d accelerated passes", slices.Equal(got, want), a.passes)
 	}
 	m.CPULayers = 0
+	// A device out of memory: every pass falls back to the host.
+	a.full, a.passes = true, 0
+	if got := script(); !slices.Equal(got, want) {
+		t.Error("a full device's passes, run on the host, give other hidden states")
+	}
+	a.full = false
 	if ok, err := m.Accelerate("no-such-device"); ok || err == nil || !strings.Contains(err.Error(), `"no-such-device"`) {
 		t.Errorf("an unregistered device: attached %v, %v", ok, err)
 	}

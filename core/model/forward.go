@@ -1,6 +1,7 @@
 package model
 
 import (
+	"errors"
 	"fmt"
 	"math"
 
@@ -86,11 +87,13 @@ func (m *Model) Forward(be tensor.Backend, ids []int, c *Cache, out []float32) (
 	}
 	if a := m.accelerated(); a != nil {
 		h, err := a.Forward(ids, c, out)
-		if err != nil {
+		if err == nil {
+			c.Len = pos0 + T
+			return h, nil
+		}
+		if !errors.Is(err, ErrAcceleratorFull) {
 			return nil, err
 		}
-		c.Len = pos0 + T
-		return h, nil
 	}
 	D, hd, nH, nKV := cfg.HiddenSize, cfg.HeadDim, cfg.NumHeads, cfg.NumKVHeads
 	scale := float32(1 / math.Sqrt(float64(hd)))

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"errors"
 	"fmt"
 	"math"
 
@@ -13,8 +14,9 @@ import (
 // appends every row's key and value to its cache (c.Len grows by one) and
 // returns the final-normed hidden states (B, hidden). scratch holds the
 // pass's activations and the new keys and values before they are copied
-// out; make it with NewCache(B) or larger and reuse it across steps. For
-// B = 1 it computes exactly what Forward does for one token.
+// out (on the host; an accelerator's step does not touch it); make it with
+// NewCache(B) or larger and reuse it across steps. For B = 1 it computes
+// exactly what Forward does for one token.
 func (m *Model) ForwardStep(be tensor.Backend, ids []int, caches []*Cache, scratch *Cache) ([]float32, error) {
 	cfg := &m.Config
 	B := len(ids)
@@ -42,13 +44,15 @@ func (m *Model) ForwardStep(be tensor.Backend, ids []int, caches []*Cache, scrat
 	}
 	if a := m.accelerated(); a != nil {
 		out, err := a.ForwardStep(ids, caches, make([]float32, B*cfg.HiddenSize))
-		if err != nil {
+		if err == nil {
+			for _, c := range caches {
+				c.Len++
+			}
+			return out, nil
+		}
+		if !errors.Is(err, ErrAcceleratorFull) {
 			return nil, err
 		}
-		for _, c := range caches {
-			c.Len++
-		}
-		return out, nil
 	}
 	D, hd, nH, nKV := cfg.HiddenSize, cfg.HeadDim, cfg.NumHeads, cfg.NumKVHeads
 	kvOut, qs := nKV*hd, nH*hd

@@ -76,7 +76,7 @@ func (m *kvMirror) free() {
 // cache comes back).
 const (
 	maxViews   = 8
-	maxMirrors = 8
+	maxMirrors = 64 // and fewer when the device fills: each is dropped first
 )
 
 // NewDecoder uploads m's weights to d.
@@ -119,20 +119,34 @@ func (dc *Decoder) Close() {
 func (dc *Decoder) Forward(ids []int, c *model.Cache, out []float32) ([]float32, error) {
 	sp, err := dc.spans([]*model.Cache{c}, len(ids))
 	if err != nil {
-		return nil, err
+		return nil, full(err)
 	}
-	return dc.run(ids, sp, out)
+	h, err := dc.run(ids, sp, out)
+	return h, full(err)
 }
 
 // ForwardStep runs one new token for each cache (ids[b] at caches[b].Len),
 // each row attending its own cache: Model.ForwardStep's batched decode, on
 // the same contract as Forward for every cache.
 func (dc *Decoder) ForwardStep(ids []int, caches []*model.Cache, out []float32) ([]float32, error) {
+	if len(ids) != len(caches) {
+		return nil, fmt.Errorf("devnet: a step of %d ids over %d caches", len(ids), len(caches))
+	}
 	sp, err := dc.spans(caches, 1)
 	if err != nil {
-		return nil, err
+		return nil, full(err)
 	}
-	return dc.run(ids, sp, out)
+	h, err := dc.run(ids, sp, out)
+	return h, full(err)
+}
+
+// full marks a failure for want of device memory as model's
+// ErrAcceleratorFull, so the pass runs on the host instead.
+func full(err error) error {
+	if errors.Is(err, cuda.ErrOutOfMemory) {
+		return fmt.Errorf("%w: %w", model.ErrAcceleratorFull, err)
+	}
+	return err
 }
 
 // span is a pass's new rows in one cache: n tokens at positions pos.. of c,
@@ -213,6 +227,11 @@ func (dc *Decoder) run(ids []int, sp []span, out []float32) ([]float32, error) {
 	if len(sp) == 1 {
 		p.kv, p.pos0 = sp[0].mir, sp[0].pos
 	} else {
+		for _, s := range sp {
+			if s.n != 1 { // attendSteps takes row b as span b's one token
+				return nil, fmt.Errorf("devnet: a batched step of %d tokens in one cache", s.n)
+			}
+		}
 		p.steps = sp
 	}
 	p.forward()
@@ -247,9 +266,10 @@ func (p *pass) attendSteps(l int) {
 	}
 }
 
-// stageRows bounds the passes whose results come down in one copy: a few
-// decoded tokens, where each copy's synchronisation is a visible share of
-// the pass; a prompt's (larger) come down as they are.
+// stageRows bounds the prompts whose results come down in one copy, like a
+// few decoded tokens' or a batched step's (where each copy's
+// synchronisation is a visible share of the pass); a longer prompt's come
+// down as they lie.
 const stageRows = 64
 
 // download copies the pass's final hidden states into out and each span's
@@ -260,7 +280,7 @@ func (dc *Decoder) download(p *pass, sp []span, out []float32) error {
 	T := p.n
 	D, L := len(out)/T, len(dc.M.Layers)
 	kvO := dc.M.Config.NumKVHeads * dc.M.Config.HeadDim
-	if T > stageRows {
+	if T > stageRows && len(sp) == 1 { // a prompt: its rows as they lie
 		if err := cuda.Read(p.hf, 0, out); err != nil {
 			return err
 		}

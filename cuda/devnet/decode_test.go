@@ -59,6 +59,9 @@ func TestDecoderParity(t *testing.T) {
 					m.CPULayers = 0
 					keep(m.Forward(be, tok(1), c, nil))
 					keep(m.Forward(be, tok(9), c2, nil))
+					m.CPULayers = len(m.Layers) // c2's row 9 on the host, for the batched step to take up
+					keep(m.Forward(be, tok(1), c2, nil))
+					m.CPULayers = 0
 					keep(m.ForwardStep(be, tok(2), []*model.Cache{c, c2}, m.NewCache(2))) // each row its own cache
 					keep(m.ForwardStep(be, tok(1), []*model.Cache{c2}, m.NewCache(1)))
 					c.Truncate(30)

@@ -17,7 +17,7 @@ func (p *pass) lin(y, x, xb *cuda.Buffer, l, i int) {
 	n, out, in := p.n, w.rows, w.cols
 	defer p.mark("elementwise")
 	switch {
-	case n == 1 && (p.kv != nil || p.steps != nil): // decoding one token: a matrix-vector product reads each weight once
+	case n == 1 && p.kv != nil: // decoding one token: a matrix-vector product reads each weight once
 		p.mark("gemm")
 		if w.nf4 != nil {
 			p.do(d.NF4MatVec(y, w.nf4, x))
