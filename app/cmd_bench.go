@@ -29,7 +29,7 @@ func runBench(env *Env, args []string) error {
 	trainSeq := fs.Int("train-seq", 0, "time LoRA (r=16) training steps at this sequence length instead of inference")
 	quantName := fs.String("quant", "none", "quantise the base first (nf4, q8, none; with --train-seq nf4 is QLoRA)")
 	device := fs.String("device", "cpu", "inference backend: cpu, or cuda where this binary has it (op by op; GPU training steps are cuda/devnet's BenchmarkStep)")
-	offload := fs.Int("cpu-offload", 0, "with --device: run the first N decoder layers on the CPU (as serve's --cpu-offload)")
+	offload := fs.Uint("cpu-offload", 0, "with --device: run the first N decoder layers on the CPU (as serve's --cpu-offload)")
 	cache := fs.String("cache", filepath.Join(os.TempDir(), "distill-bench"), "folder for the generated random checkpoints")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -72,12 +72,10 @@ func runBench(env *Env, args []string) error {
 			return err
 		}
 		if !onCPU {
-			m.CPULayers = min(*offload, len(m.Layers))
+			m.CPULayers = min(int(*offload), len(m.Layers))
 			switch ok, err := m.Accelerate(*device); {
 			case !ok:
 				fmt.Fprintf(env.Stdout, "op by op: %v\n", err)
-			case m.CPULayers > 0:
-				fmt.Fprintf(env.Stdout, "op by op with %d layers on the CPU (the device-resident pass takes none); LM head on %s\n", m.CPULayers, *device)
 			default:
 				fmt.Fprintf(env.Stdout, "device-resident forward pass (weights and KV cache on %s)\n", *device)
 			}

@@ -76,6 +76,12 @@ func runPlan(env *Env, args []string) error {
 			}
 			m.Close()
 		}
+		if *batch > 1 { // packed sequences restart their positions: the context bounds each, not the batch
+			if seq > limit {
+				return fmt.Errorf("--seq %d is longer than the model's context (%d)", seq, limit)
+			}
+			limit = 1 << 20
+		}
 		if longest, err = w.LargestSeqLen(cfg, budget, limit); err != nil {
 			return err
 		}

@@ -55,19 +55,23 @@ func (j *TrainJob) fitDevice(tok *tokenizer.Tokenizer, tmpl *chat.Template) erro
 	}
 	need := func(n int) int64 {
 		p := j.devicePlan(n)
-		// The pool rounds buffers up by ≤ 1/8; a KD teacher is uploaded at
-		// the first step.
-		return (p.Activations+p.Workspace)*9/8 + p.Teacher
+		// The pool rounds buffers up by ≤ 1/8; a KD teacher (uploaded at the
+		// first step) goes through it too.
+		return (p.Activations + p.Workspace + p.Teacher) * 9 / 8
 	}
 	if need(c.SeqLen) <= free {
 		return nil
 	}
-	longest := max(longestSegment(j.batches), longestSegment(j.val))
+	pairs := c.Method == "dpo" // a pair's two segments share a micro-batch
+	longest := max(longestUnit(j.batches, pairs), longestUnit(j.val, pairs))
 	n, accum, ok := fitMicroBatch(c.SeqLen, c.Accum, free, need)
 	switch {
 	case !ok:
 		return fmt.Errorf("%s has %.2f GB free: seq_len %d needs %.2f GB and not even %d tokens fit; free the device or train a smaller model",
 			c.Device, float64(free)/1e9, c.SeqLen, float64(need(c.SeqLen))/1e9, min(16, c.SeqLen))
+	case n < longest && pairs:
+		return fmt.Errorf("seq_len %d needs %.2f GB on %s, %.2f GB free; %d tokens would fit, but the longest preference pair (prompt twice, both answers) has %d: free the device, quantise the base, or shorten the longest pairs",
+			c.SeqLen, float64(need(c.SeqLen))/1e9, c.Device, float64(free)/1e9, n, longest)
 	case n < longest:
 		return fmt.Errorf("seq_len %d needs %.2f GB on %s, %.2f GB free; %d tokens would fit, but the longest example has %d: --seq-len %d --accum %d fits if cutting longer examples from the left is acceptable",
 			c.SeqLen, float64(need(c.SeqLen))/1e9, c.Device, float64(free)/1e9, n, longest, n, accum)
@@ -81,12 +85,24 @@ func (j *TrainJob) fitDevice(tok *tokenizer.Tokenizer, tmpl *chat.Template) erro
 	return j.loadData(tok, tmpl)
 }
 
-// longestSegment is the most tokens of one example in bs.
-func longestSegment(bs []*train.Batch) int {
+// longestUnit is the most tokens of what must share a micro-batch in bs:
+// one example, or with pairs a DPO pair (segments 2k and 2k+1 of a batch).
+func longestUnit(bs []*train.Batch, pairs bool) int {
 	m := 0
 	for _, b := range bs {
+		var segs []int // the batch's segment lengths, in order
 		for i := range b.IDs {
-			m = max(m, i+1-b.SegStart[i])
+			if b.SegStart[i] == i {
+				segs = append(segs, 0)
+			}
+			segs[len(segs)-1]++
+		}
+		for k := 0; k < len(segs); k++ {
+			n := segs[k]
+			if pairs && k+1 < len(segs) {
+				n, k = n+segs[k+1], k+1
+			}
+			m = max(m, n)
 		}
 	}
 	return m

@@ -117,3 +117,32 @@ func TestGPURunFitsItsMicroBatch(t *testing.T) {
 		t.Fatalf("a micro-batch shorter than the longest example: %v", err)
 	}
 }
+
+// DPO keeps each pair (the prompt twice, both answers) in one micro-batch:
+// a fit shorter than the longest pair is refused as such — not shrunk to
+// the longest single answer, which would fail packing after rewriting the
+// run's config.
+func TestGPUDPOFitKeepsPairsWhole(t *testing.T) {
+	m := tinyModel(t)
+	cfg := defaultRunConfig("dpo")
+	cfg.Model, cfg.Data, cfg.Device = m, "../examples/preferences/train.jsonl", "fakegpu"
+	cfg.SeqLen, cfg.Steps, cfg.CheckpointEvery, cfg.LoRA.Dropout = 1024, 1, 0, 0
+	var w Workstation
+	c := cfg
+	c.SeqLen = 48 // longer than any one answer's segment, shorter than the longest pair
+	p, err := w.PlanRun(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fakeFree.Store((p.Activations + p.Workspace) * 9 / 8)
+	db, err := store.Open(filepath.Join(t.TempDir(), "runs.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	job := &TrainJob{Cfg: cfg, ID: "dpofit", Dir: filepath.Join(t.TempDir(), "dpofit"), DB: db}
+	err = job.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "the longest preference pair") {
+		t.Fatalf("a micro-batch shorter than the longest pair: %v", err)
+	}
+}

@@ -166,6 +166,7 @@ func (s *Server) load() error {
 			s.log.Warn("--cpu-offload is more than the model's layers: every layer runs on the CPU", "cpu-offload", n, "layers", len(m.Layers))
 		}
 		m.CPULayers = min(n, len(m.Layers))
+		m.Detach() // a device-resident pass takes whole models: op by op, the first layers on the CPU
 	}
 	if _, err := os.Stat(filepath.Join(s.cfg.Model, "tokenizer_config.json")); err == nil {
 		if t, err := chat.Load(s.cfg.Model); err == nil {

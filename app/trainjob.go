@@ -202,6 +202,9 @@ func (j *TrainJob) load() error {
 		j.steps = max(1, c.Epochs*len(j.batches)/c.Accum)
 	}
 	plan := j.net.PlanMemory(c.SeqLen, j.m.HeldBytes())
+	if j.teacher != nil { // logit KD holds its teacher (as distill plan counts it)
+		plan.Teacher = j.teacher.HeldBytes()
+	}
 	if j.gpu && c.OnGPU() {
 		plan = j.devicePlan(c.SeqLen)
 		j.planDevice = plan.Total() - plan.Runtime

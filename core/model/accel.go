@@ -55,6 +55,9 @@ func RegisterAccelerated(name string, open func(*Model) (Accelerated, error)) {
 // takes). It returns whether one was attached, and why not.
 func (m *Model) Accelerate(device string) (bool, error) {
 	open, ok, names := accels.Lookup(device)
+	if m.CPULayers > 0 { // it would hold every layer's weights and run none of them
+		return false, fmt.Errorf("%d layers stay on the CPU (--cpu-offload): the device-resident pass takes whole models only", m.CPULayers)
+	}
 	if !ok {
 		return false, fmt.Errorf("no device-resident forward pass for %q (built: %v)", device, names)
 	}
@@ -68,6 +71,15 @@ func (m *Model) Accelerate(device string) (bool, error) {
 	}
 	m.accel = a
 	return true, nil
+}
+
+// Detach frees an attached accelerator (its weights, its mirrors): passes
+// run on the backend they are given again.
+func (m *Model) Detach() {
+	if m.accel != nil {
+		m.accel.Close()
+		m.accel = nil
+	}
 }
 
 // accelerated is the attached accelerator when this pass can use it.

@@ -190,6 +190,17 @@ func TestAcceleratedForwardMirrorsTheCache(t *testing.T) {
 		t.Error("a full device's passes, run on the host, give other hidden states")
 	}
 	a.full = false
+	// With layers on the CPU (--cpu-offload) nothing attaches: it would hold
+	// every layer's weights and run none; Detach frees what is attached.
+	m.CPULayers = 1
+	if ok, err := m.Accelerate("mirror-stand-in"); ok || err == nil || !strings.Contains(err.Error(), "--cpu-offload") {
+		t.Errorf("with a CPU layer: attached %v, %v", ok, err)
+	}
+	m.CPULayers = 0
+	m.Detach()
+	if m.accel != nil {
+		t.Error("Detach left the accelerator attached")
+	}
 	if ok, err := m.Accelerate("no-such-device"); ok || err == nil || !strings.Contains(err.Error(), `"no-such-device"`) {
 		t.Errorf("an unregistered device: attached %v, %v", ok, err)
 	}
