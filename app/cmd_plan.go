@@ -18,22 +18,21 @@ func init() {
 // starts and the Launch form shows — and, given a budget, the longest
 // micro-batch (seq_len) that fits it.
 func runPlan(env *Env, args []string) error {
+	method := flagValue(args, "method") // or given first, as train takes it
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		args = append([]string{"--method", args[0]}, args[1:]...)
+		method, args = args[0], args[1:]
 	}
-	method := flagValue(args, "method")
 	if method != "sft" && method != "kd" && method != "dpo" {
 		return fmt.Errorf("give the method: distill plan sft|kd|dpo --model DIR … (or --method sft|kd|dpo), got %q", method)
 	}
-	args = append([]string{method}, args...)
-	cfg := defaultRunConfig(args[0])
-	if path := configFlag(args[1:]); path != "" {
+	cfg := defaultRunConfig(method)
+	if path := configFlag(args); path != "" {
 		if err := readRunConfig(path, &cfg); err != nil {
 			return err
 		}
-		cfg.Method = args[0]
+		cfg.Method = method
 	}
-	fs := flag.NewFlagSet("plan "+args[0], flag.ContinueOnError)
+	fs := flag.NewFlagSet("plan "+method, flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
 	fs.String("config", "", "run config (YAML) to plan")
 	bindRunFlags(fs, &cfg)
@@ -42,7 +41,7 @@ func runPlan(env *Env, args []string) error {
 	batch := fs.Int("batch", 1, "sequences of --seq tokens per micro-batch: the plan is for batch × seq tokens, packed (train with --seq-len batch×seq)")
 	memory := fs.String("memory", "", "a memory budget (e.g. 8GB, 3.5GiB, 512MB): also print the longest seq_len (with --batch, the largest batch) that fits it")
 	asJSON := fs.Bool("json", false, "print the plan as JSON")
-	if err := parse(fs, args[1:]); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if cfg.Model == "" {

@@ -169,12 +169,10 @@ func (dc *Decoder) spans(caches []*model.Cache, n int) ([]span, error) {
 			return nil, err
 		}
 		pinned[mir] = true
-		for l := range mir.k { // rows another path wrote since (a host pass, a copied prefix)
-			if c.DevLen < c.Len {
-				if err := cuda.Write(mir.k[l], c.DevLen*kvO, c.K[l][c.DevLen*kvO:c.Len*kvO]); err != nil {
-					return nil, err
-				}
-				if err := cuda.Write(mir.v[l], c.DevLen*kvO, c.V[l][c.DevLen*kvO:c.Len*kvO]); err != nil {
+		r0, r1 := c.DevLen*kvO, c.Len*kvO // rows another path wrote since (a host pass, a copied prefix)
+		for l := range mir.k {
+			if r0 < r1 {
+				if err := errors.Join(cuda.Write(mir.k[l], r0, c.K[l][r0:r1]), cuda.Write(mir.v[l], r0, c.V[l][r0:r1])); err != nil {
 					return nil, err
 				}
 			}
@@ -224,16 +222,7 @@ func (dc *Decoder) run(ids []int, sp []span, out []float32) ([]float32, error) {
 		return nil, err
 	}
 	defer p.free()
-	if len(sp) == 1 {
-		p.kv, p.pos0 = sp[0].mir, sp[0].pos
-	} else {
-		for _, s := range sp {
-			if s.n != 1 { // attendSteps takes row b as span b's one token
-				return nil, fmt.Errorf("devnet: a batched step of %d tokens in one cache", s.n)
-			}
-		}
-		p.steps = sp
-	}
+	p.spans = sp
 	p.forward()
 	if err := p.failed(); err != nil {
 		return nil, err
@@ -250,19 +239,24 @@ func (dc *Decoder) run(ids []int, sp []span, out []float32) ([]float32, error) {
 	return out[:T*D], nil
 }
 
-// attendSteps is layer l's attention when each row decodes its own cache
-// (ForwardStep): row b's key and value join span b's mirror at its
-// position, and its query attends that mirror's rows [0, position].
-func (p *pass) attendSteps(l int) {
+// attendSpans is layer l's attention while decoding: each span's new keys
+// and values join its cache's mirror at their positions, and its rows
+// attend that mirror up to themselves (the ranges layout uploaded: row r at
+// position q sees keys [0, q]) — one span for a prompt or a token, one per
+// cache for a batched step.
+func (p *pass) attendSpans(l int) {
 	c := &p.nt.M.Config
 	H, KV, hd := c.NumHeads, c.NumKVHeads, c.HeadDim
 	qO, kvO, a := H*hd, KV*hd, &p.a
-	for b, s := range p.steps {
-		p.do(a.k.View(b*kvO, kvO).CopyTo(s.mir.k[l].View(s.pos*kvO, kvO)))
-		p.do(a.v.View(b*kvO, kvO).CopyTo(s.mir.v[l].View(s.pos*kvO, kvO)))
-		sh := cuda.AttnShape{NQ: 1, NK: s.pos + 1, NH: H, NKV: KV, HD: hd, MaxLen: s.pos + 1,
-			Lo: p.attn.Lo.View(b, 1), Hi: p.attn.Hi.View(b, 1), Scale: p.attn.Scale}
-		p.do(p.d.AttnFwdGemm(a.att.View(b*qO, qO), a.lse.View(b*H, H), a.q.View(b*qO, qO), s.mir.k[l], s.mir.v[l], sh))
+	r := 0 // the span's first row in the pass
+	for _, s := range p.spans {
+		p.do(a.k.View(r*kvO, s.n*kvO).CopyTo(s.mir.k[l].View(s.pos*kvO, s.n*kvO)))
+		p.do(a.v.View(r*kvO, s.n*kvO).CopyTo(s.mir.v[l].View(s.pos*kvO, s.n*kvO)))
+		sh := cuda.AttnShape{NQ: s.n, NK: s.pos + s.n, NH: H, NKV: KV, HD: hd, MaxLen: s.pos + s.n,
+			Lo: p.attn.Lo.View(r, s.n), Hi: p.attn.Hi.View(r, s.n), Scale: p.attn.Scale}
+		p.do(p.d.AttnFwdGemm(a.att.View(r*qO, s.n*qO), a.lse.View(r*H, s.n*H), a.q.View(r*qO, s.n*qO),
+			s.mir.k[l], s.mir.v[l], sh))
+		r += s.n
 	}
 }
 

@@ -17,7 +17,7 @@ func (p *pass) lin(y, x, xb *cuda.Buffer, l, i int) {
 	n, out, in := p.n, w.rows, w.cols
 	defer p.mark("elementwise")
 	switch {
-	case n == 1 && p.kv != nil: // decoding one token: a matrix-vector product reads each weight once
+	case n == 1 && p.spans != nil: // decoding one token: a matrix-vector product reads each weight once
 		p.mark("gemm")
 		if w.nf4 != nil {
 			p.do(d.NF4MatVec(y, w.nf4, x))
@@ -127,21 +127,14 @@ func (p *pass) layerFwd(l int, x *cuda.Buffer) {
 	p.do(d.RoPE(a.q, p.pos, p.cos, p.sin, n, H, hd, tables, false))
 	p.do(d.RoPE(a.k, p.pos, p.cos, p.sin, n, KV, hd, tables, false))
 	p.mark("attention")
-	k, v := a.k, a.v
-	if p.kv != nil { // decoding: the new keys and values join the device's cache, which attention reads
-		kvO := KV * hd
-		p.do(a.k.CopyTo(p.kv.k[l].View(p.pos0*kvO, n*kvO)))
-		p.do(a.v.CopyTo(p.kv.v[l].View(p.pos0*kvO, n*kvO)))
-		k, v = p.kv.k[l], p.kv.v[l]
-	}
 	switch {
 	case p.nt.skip["attention"]:
-	case p.steps != nil: // each row its own cache
-		p.attendSteps(l)
+	case p.spans != nil: // decoding: each span's rows against its cache on the device
+		p.attendSpans(l)
 	case p.nt.SimpleAttention:
-		p.do(d.AttnFwd(a.att, a.lse, a.q, k, v, p.attn))
+		p.do(d.AttnFwd(a.att, a.lse, a.q, a.k, a.v, p.attn))
 	default:
-		p.do(d.AttnFwdGemm(a.att, a.lse, a.q, k, v, p.attn))
+		p.do(d.AttnFwdGemm(a.att, a.lse, a.q, a.k, a.v, p.attn))
 	}
 	p.mark("elementwise")
 

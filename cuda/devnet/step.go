@@ -22,11 +22,9 @@ type pass struct {
 
 	n, maxPos  int
 	drop       train.DropoutMask
-	adapterOff bool      // the base alone (DPO's reference policy)
-	kv         *kvMirror // decoding: the device's cache the keys join (decode.go)
-	pos0       int       // decoding: the first new token's position
-	steps      []span    // decoding a token for each of several caches: row b's (decode.go)
-	phase      string    // profiling: the phase in progress and its start
+	adapterOff bool   // the base alone (DPO's reference policy)
+	spans      []span // decoding: the rows' caches on the device, in row order (decode.go)
+	phase      string // profiling: the phase in progress and its start
 	phaseT     time.Time
 	dropBuf    *cuda.Buffer // the adapter's dropped input (n, in)
 	ids, pos   *cuda.Buffer // i32 (n)
