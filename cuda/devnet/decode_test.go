@@ -20,7 +20,6 @@ import (
 // 2e-2 relative (L2) per pass.
 func TestDecoderParity(t *testing.T) {
 	device(t)
-	t.Setenv("DISTILL_CUDA_UNVERIFIED", "1") // until this test has passed on a GPU
 	for _, s := range setups[:3] {
 		for _, adapter := range []bool{false, true} {
 			name := s.name
