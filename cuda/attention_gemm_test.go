@@ -238,12 +238,19 @@ type agResult struct{ out, lse, dq, dk, dv []float32 }
 
 func (r agResult) check(t *testing.T, c agCase, what string, want agResult) {
 	t.Helper()
+	r.checkTol(t, c, what, want, agFwdTol, agBwdTol, agLseTol)
+}
+
+// checkTol is check with the tolerances given: fwd for out, bwd for dq, dk
+// and dv (relative, agNear's way), lse absolute.
+func (r agResult) checkTol(t *testing.T, c agCase, what string, want agResult, fwd, bwd, lse float64) {
+	t.Helper()
 	at := func(want []float32, tol float64) float64 { return tol * max(agRMS(want), 0.1) } // agNear's atol
-	agLocate(t, what+" out", r.out, want.out, agFwdTol, at(want.out, agFwdTol), c.nH, c.hd)
-	agLocate(t, what+" lse", r.lse, want.lse, 0, agLseTol, c.nH, 1)
-	agLocate(t, what+" dq", r.dq, want.dq, agBwdTol, at(want.dq, agBwdTol), c.nH, c.hd)
-	agLocate(t, what+" dk", r.dk, want.dk, agBwdTol, at(want.dk, agBwdTol), c.nKV, c.hd)
-	agLocate(t, what+" dv", r.dv, want.dv, agBwdTol, at(want.dv, agBwdTol), c.nKV, c.hd)
+	agLocate(t, what+" out", r.out, want.out, fwd, at(want.out, fwd), c.nH, c.hd)
+	agLocate(t, what+" lse", r.lse, want.lse, 0, lse, c.nH, 1)
+	agLocate(t, what+" dq", r.dq, want.dq, bwd, at(want.dq, bwd), c.nH, c.hd)
+	agLocate(t, what+" dk", r.dk, want.dk, bwd, at(want.dk, bwd), c.nKV, c.hd)
+	agLocate(t, what+" dv", r.dv, want.dv, bwd, at(want.dv, bwd), c.nKV, c.hd)
 }
 
 func agCases() []agCase {
@@ -631,7 +638,8 @@ func ratio(got, want []float32) float64 {
 	return worst
 }
 
-// BenchmarkAttentionGemm: the tensor-core attention over one causal
+// BenchmarkAttentionGemm: the tensor-core attentions (cuBLAS in TF32, and
+// the flash kernels in bf16) over one causal
 // segment of L tokens, at Qwen2.5-1.5B's heads (12 over 2 KV heads of 128)
 // and 0.5B's (14 over 2 of 64). FLOPs are counted as causal, as
 // BenchmarkAttention: 2·L²·NH·HD forward, twice that backward (the GEMMs
@@ -653,21 +661,31 @@ func BenchmarkAttentionGemm(b *testing.B) {
 			out, lse := zeros(b, d, cuda.F32, L*nH*hd), zeros(b, d, cuda.F32, L*nH)
 			dq, dk, dv := zeros(b, d, cuda.F32, L*nH*hd), zeros(b, d, cuda.F32, L*nKV*hd), zeros(b, d, cuda.F32, L*nKV*hd)
 			fwd := 2 * float64(L) * float64(L) * float64(nH) * float64(hd)
-			ok(b, d.AttnFwdGemm(out, lse, q, k, v, s)) // out, lse for backward; warms cuBLAS and the pool
-			b.Run("fwd", func(b *testing.B) {
-				for range b.N {
-					ok(b, d.AttnFwdGemm(out, lse, q, k, v, s))
-				}
-				benchDone(b, d)
-				reportRate(b, fwd, "GFLOP/s")
-			})
-			b.Run("bwd", func(b *testing.B) {
-				for range b.N {
-					ok(b, d.AttnBwdGemm(dq, dk, dv, dout, q, k, v, out, lse, s))
-				}
-				benchDone(b, d)
-				reportRate(b, 2*fwd, "GFLOP/s")
-			})
+			for _, impl := range []struct {
+				name     string
+				fwd, bwd func() error
+			}{
+				{"gemm", func() error { return d.AttnFwdGemm(out, lse, q, k, v, s) },
+					func() error { return d.AttnBwdGemm(dq, dk, dv, dout, q, k, v, out, lse, s) }},
+				{"flash", func() error { return d.AttnFwdFlash(out, lse, q, k, v, s) },
+					func() error { return d.AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse, s) }},
+			} {
+				ok(b, impl.fwd()) // out, lse for backward; warms cuBLAS and the pool
+				b.Run(impl.name+"_fwd", func(b *testing.B) {
+					for range b.N {
+						ok(b, impl.fwd())
+					}
+					benchDone(b, d)
+					reportRate(b, fwd, "GFLOP/s")
+				})
+				b.Run(impl.name+"_bwd", func(b *testing.B) {
+					for range b.N {
+						ok(b, impl.bwd())
+					}
+					benchDone(b, d)
+					reportRate(b, 2*fwd, "GFLOP/s")
+				})
+			}
 		})
 	}
 }

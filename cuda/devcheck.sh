@@ -102,6 +102,7 @@ if [ -z "${SKIP_KERNEL_BENCH:-}" ]; then
     -test.benchtime ${BENCH_TIME:-20x}) > "$OUT/bench.log" 2>&1
   echo "kernel benchmarks exit $?"
 fi
+if [ -z "${SKIP_E2E:-}" ]; then
 step "distill train sft: cuda then cpu, the same run"
 mkdir -p /tmp/e2e/tok && tar -C /tmp/e2e/tok -xJf .devbuild/qwen3-tokenizer.tar.xz
 /tmp/distill demo-model --out /tmp/e2e/base --tokenizer /tmp/e2e/tok
@@ -122,6 +123,7 @@ for m in dpo kd; do
     echo "exit $?"; grep -E "^step (1|20)/|val_|Error|error" /tmp/e2e/$m-$dev.log | tail -6
   done
 done
+fi
 if [ -n "${DECODE_BENCH:-}" ]; then
   # Inference on the GPU, bf16 and NF4 weights, through the device-resident
   # decoder (cuda/devnet: weights and KV cache on the device).
@@ -135,6 +137,11 @@ step "training step ${DISTILL_BENCH_STEP:-}"
 (cd cuda/devnet && timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' -test.bench Step \
   -test.benchtime ${STEP_TIME:-5x}) >> "$OUT/bench.log" 2>&1
 echo "training step exit $?"
+if [ -n "${STEP_ATTN:-}" ]; then  # the step again with another attention (simple, gemm)
+  (cd cuda/devnet && DISTILL_BENCH_ATTN=$STEP_ATTN timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' \
+    -test.bench Step -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[$STEP_ATTN]/") >> "$OUT/bench.log" 2>&1
+  echo "training step ($STEP_ATTN attention) exit $?"
+fi
 grep -E "^Benchmark|FAIL|panic|_test.go" "$OUT/bench.log" | tail -40
 if [ -n "${NCU:-}" ] && command -v ncu >/dev/null; then
   # Each kernel's own time over one step (ncu serialises launches, so the

@@ -12,10 +12,22 @@ import (
 // module loading on consumer cards tends to make it smaller.
 const DeviceRuntime = 790 << 20
 
-// AttnScratchCap bounds the tensor-core attention's score buffers
+// AttnScratchCap bounds the cuBLAS attention's score buffers
 // (cuda.AttnGemmScratchBytes' default): past it the heads and rows are
 // processed in chunks, so attention's memory stops growing with n².
 const AttnScratchCap = 256 << 20
+
+// FlashAttention says whether cuda/devnet attends with the flash kernels
+// (scores in registers, scratch linear in n) for head size hd — the sizes
+// cuda.FlashHeadDim takes (a cuda test checks they agree) — rather than
+// cuBLAS's score buffers.
+func FlashAttention(hd int) bool {
+	switch hd {
+	case 16, 32, 64, 80, 96, 128:
+		return true
+	}
+	return false
+}
 
 // DevicePlan sizes an SFT step of nt on a GPU (cuda/devnet's layout) over
 // micro-batches of n tokens, with the frozen base of weightBytes as held
@@ -125,5 +137,14 @@ func (ps devicePass) bytes(nf4 bool) int64 {
 	i32 := 4*N + 2*N     // ids, pos, lo, hi; row indices and targets
 	rope := (N + 1) * hd // cos, sin tables: (positions, hd/2) each
 	attn := min(4*attnBufs*(H/KV)*N*N, AttnScratchCap)
+	if FlashAttention(int(hd)) {
+		attn = 0
+		if ps.training { // backward's rowsum(dO∘O), tile ranges, grouped heads' shares of dk, dv
+			attn = 4 * (N*H + 2*((N+31)/32))
+			if H != KV {
+				attn += 4 * 2 * N * H * hd
+			}
+		}
+	}
 	return 4*(f+i32+rope) + 2*bf + tile + attn
 }

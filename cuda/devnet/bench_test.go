@@ -27,8 +27,8 @@ import (
 // 6·T·heads·head_dim per layer (forward 2, backward 4, halved by the mask).
 // MFU is against DISTILL_PEAK_TFLOPS (default 989, the H100/H200 SXM dense
 // bf16 datasheet figure). Shapes and lengths from DISTILL_BENCH_STEP
-// (default "qwen2.5-0.5b:1024"); DISTILL_BENCH_ATTN=simple times the simple
-// attention kernel instead of the tensor-core one; DISTILL_BENCH_PROFILE=1
+// (default "qwen2.5-0.5b:1024"); DISTILL_BENCH_ATTN=simple or gemm times
+// the simple attention kernel or the cuBLAS one instead of the flash kernels; DISTILL_BENCH_PROFILE=1
 // adds each phase's milliseconds per step (measured with the device
 // synchronised between phases, after the timed steps); DISTILL_BENCH_SKIP=
 // lora,attention,... the milliseconds of a step without each phase, after
@@ -80,6 +80,7 @@ func benchStep(b *testing.B, name string, seq int, peak float64) {
 	ok(b, err)
 	defer net.Close()
 	net.SimpleAttention = os.Getenv("DISTILL_BENCH_ATTN") == "simple"
+	net.GemmAttention = os.Getenv("DISTILL_BENCH_ATTN") == "gemm"
 	bt := &train.Batch{}
 	ids, mask := make([]int, seq), make([]bool, seq)
 	for i := range ids {

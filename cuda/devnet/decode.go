@@ -242,8 +242,11 @@ func (p *pass) attendSpans(l int) {
 		p.do(a.v.View(r*kvO, s.n*kvO).CopyTo(s.mir.v[l].View(s.pos*kvO, s.n*kvO)))
 		sh := cuda.AttnShape{NQ: s.n, NK: s.pos + s.n, NH: H, NKV: KV, HD: hd, MaxLen: s.pos + s.n,
 			Lo: p.attn.Lo.View(r, s.n), Hi: p.attn.Hi.View(r, s.n), Scale: p.attn.Scale}
-		p.do(p.d.AttnFwdGemm(a.att.View(r*qO, s.n*qO), a.lse.View(r*H, s.n*H), a.q.View(r*qO, s.n*qO),
-			s.mir.k[l], s.mir.v[l], sh))
+		fwd := p.d.AttnFwdGemm
+		if p.flash {
+			fwd = p.d.AttnFwdFlash
+		}
+		p.do(fwd(a.att.View(r*qO, s.n*qO), a.lse.View(r*H, s.n*H), a.q.View(r*qO, s.n*qO), s.mir.k[l], s.mir.v[l], sh))
 		r += s.n
 	}
 }
@@ -439,7 +442,7 @@ func (nt *Net) view(a *lora.Adapter) (*Net, error) {
 	if len(a.Layers) != len(nt.M.Layers) {
 		return nil, fmt.Errorf("devnet: adapter has %d layers, model %d", len(a.Layers), len(nt.M.Layers))
 	}
-	v := &Net{D: nt.D, M: nt.M, A: a, HeadRows: nt.HeadRows, SimpleAttention: nt.SimpleAttention, Profile: nt.Profile,
+	v := &Net{D: nt.D, M: nt.M, A: a, HeadRows: nt.HeadRows, SimpleAttention: nt.SimpleAttention, GemmAttention: nt.GemmAttention, Profile: nt.Profile,
 		layers: nt.layers, embed: nt.embed, head: nt.head, norm: nt.norm, tileSize: nt.tileSize, isView: true,
 		ropeFrom: nt}
 	if err := v.uploadAdapter(false); err != nil {

@@ -17,7 +17,7 @@ func (p *pass) lin(y, x, xb *cuda.Buffer, l, i int) {
 	n, out, in := p.n, w.rows, w.cols
 	defer p.mark("elementwise")
 	switch {
-	case n == 1 && p.spans != nil: // decoding one token: a matrix-vector product reads each weight once
+	case p.matvec(): // decoding one token: a matrix-vector product reads each weight once
 		p.mark("gemm")
 		if w.nf4 != nil {
 			p.do(d.NF4MatVec(y, w.nf4, x))
@@ -90,6 +90,11 @@ func (p *pass) linB(dx, dy, x *cuda.Buffer, l, i int) {
 	p.do(d.DropoutAdd(dx, buf, n*in, base, thresh, keep)) // dx += (du·A)∘mask/(1−p)
 }
 
+// matvec says the pass's products are matrix-vector products: one token
+// decoded (a GEMM's weight traffic for one row would be the same, its
+// launch and bf16 staging not).
+func (p *pass) matvec() bool { return p.n == 1 && p.spans != nil }
+
 // weight is projection w as a bf16 (rows, cols) operand: its dense copy, or
 // its NF4 storage dequantised into the tile.
 func (p *pass) weight(w *weight) *cuda.Buffer {
@@ -110,9 +115,14 @@ func (p *pass) layerFwd(l int, x *cuda.Buffer) {
 	eps := float32(c.RMSNormEps)
 	tables := p.maxPos + 1
 
+	// A GEMM's activation operand is staged in bf16; one decoded token's
+	// matrix-vector products read the f32 activations themselves.
+	gemms := !p.matvec()
 	p.do(d.RMSNormFwd(a.h1, a.rstd1, x, L.attnNorm, n, D, eps))
 	xb := p.xb.View(0, n*D)
-	p.do(d.ToBF16(xb, a.h1, n*D))
+	if gemms {
+		p.do(d.ToBF16(xb, a.h1, n*D))
+	}
 	q, k := a.q, a.k
 	if L.qNorm != nil {
 		q, k = a.qPre, a.kPre
@@ -133,17 +143,23 @@ func (p *pass) layerFwd(l int, x *cuda.Buffer) {
 		p.attendSpans(l)
 	case p.nt.SimpleAttention:
 		p.do(d.AttnFwd(a.att, a.lse, a.q, a.k, a.v, p.attn))
+	case p.flash:
+		p.do(d.AttnFwdFlash(a.att, a.lse, a.q, a.k, a.v, p.attn))
 	default:
 		p.do(d.AttnFwdGemm(a.att, a.lse, a.q, a.k, a.v, p.attn))
 	}
 	p.mark("elementwise")
 
 	ab := p.xb.View(0, n*H*hd)
-	p.do(d.ToBF16(ab, a.att, n*H*hd))
+	if gemms {
+		p.do(d.ToBF16(ab, a.att, n*H*hd))
+	}
 	p.lin(a.xMid, a.att, ab, l, mO)
 	p.do(d.Add(a.xMid, x, n*D))
 	p.do(d.RMSNormFwd(a.h2, a.rstd2, a.xMid, L.mlpNorm, n, D, eps))
-	p.do(d.ToBF16(xb, a.h2, n*D))
+	if gemms {
+		p.do(d.ToBF16(xb, a.h2, n*D))
+	}
 	p.lin(a.g, a.h2, xb, l, mGate)
 	p.lin(a.up, a.h2, xb, l, mUp)
 	fb := p.xb.View(0, n*F) // a in bf16 for the down projection, written beside a
@@ -178,6 +194,8 @@ func (p *pass) layerBwd(l int, dx, xIn *cuda.Buffer) {
 	case p.nt.skip["attention"]:
 	case p.nt.SimpleAttention:
 		p.do(d.AttnBwd(s.dQ, s.dK, s.dV, s.dAtt, a.q, a.k, a.v, a.att, a.lse, p.attn))
+	case p.flash:
+		p.do(d.AttnBwdFlash(s.dQ, s.dK, s.dV, s.dAtt, a.q, a.k, a.v, a.att, a.lse, p.attn))
 	default:
 		p.do(d.AttnBwdGemm(s.dQ, s.dK, s.dV, s.dAtt, a.q, a.k, a.v, a.att, a.lse, p.attn))
 	}

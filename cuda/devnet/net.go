@@ -96,9 +96,12 @@ type Net struct {
 	// (tokens, vocab) logits are never materialised. Default 128.
 	HeadRows int
 
-	// SimpleAttention runs attention through the simple reference kernel
-	// instead of the tensor cores (cuBLAS, TF32): for comparisons.
-	SimpleAttention bool
+	// SimpleAttention runs attention through the simple reference kernel,
+	// GemmAttention through cuBLAS in TF32 with bounded score buffers,
+	// instead of the flash kernels (bf16 tensor cores, scores never in
+	// memory; the default for the head sizes they take,
+	// train.FlashAttention): for comparisons.
+	SimpleAttention, GemmAttention bool
 
 	// Profile, when non-nil, makes each Step wait for the device between its
 	// phases (base GEMMs, NF4 dequantisation, the adapter's products,

@@ -30,6 +30,7 @@ type pass struct {
 	ids, pos   *cuda.Buffer // i32 (n)
 	cos, sin   *cuda.Buffer // RoPE tables (maxPos+1, hd/2)
 	attn       cuda.AttnShape
+	flash      bool // attention by the flash kernels
 
 	xs           []*cuda.Buffer // layer inputs (the checkpoints) and the last output
 	hf, dhf, dx  *cuda.Buffer   // (n, D)
@@ -154,6 +155,7 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 	p.do(err)
 	p.attn = cuda.AttnShape{NQ: n, NK: nk, NH: H, NKV: KV, HD: hd, MaxLen: maxSeg,
 		Lo: p.up(cuda.I32, lo), Hi: p.up(cuda.I32, hi), Scale: float32(1 / sqrt(float64(hd)))}
+	p.flash = !nt.SimpleAttention && !nt.GemmAttention && train.FlashAttention(hd)
 
 	training := kind == passTrain
 	p.xs = make([]*cuda.Buffer, len(nt.layers)+1)

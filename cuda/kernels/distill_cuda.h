@@ -148,6 +148,7 @@ int dc_scale(float *x, float s, int64_t n);
 
 // Further kernels' declarations, one header per file.
 #include "attn_gemm.h"
+#include "attn_flash.h"
 #include "rows.h"
 #include "dropout.h"
 #include "kd.h"

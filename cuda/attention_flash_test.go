@@ -1,0 +1,97 @@
+//go:build cuda
+
+package cuda_test
+
+import (
+	"math"
+	"strings"
+	"testing"
+
+	"distill/core/train"
+	"distill/cuda"
+)
+
+// AttnFwdFlash / AttnBwdFlash (tiled, bf16 tensor-core products) against
+// the f64 reference of TestAttentionGemmParity, on its cases and on some
+// that cross the kernels' tiles (64 query rows a block, 64-key tiles, 32-row
+// query tiles for dk, dv) with ragged ends and every head size they take.
+//
+// Tolerance: q, k, v, dout, P and dS are rounded to bf16 (8 significant
+// bits, 2⁻⁹ relative) where the cuBLAS path rounds to TF32 (2⁻¹¹), so the
+// same error sources are ~4× larger: from the gemm path's emulated worst
+// ratios (out 6.9e-3, dq 1.3e-2, dk/dv 6.7e-3, lse 2.7e-3 absolute), about
+// 2.8e-2, 5.2e-2, 2.7e-2 and 1.1e-2. The bounds below are ~2–3× those; an
+// index or mask mistake moves values by their own size (ratios ≳ 0.3).
+const (
+	flashFwdTol = 6e-2
+	flashBwdTol = 1.2e-1
+	flashLseTol = 3e-2
+)
+
+func flashCases() []agCase {
+	return []agCase{
+		packedCase([]int{200, 57, 130}, 12, 2, 128), // 387 rows: tiles cross segments, a ragged last block
+		packedCase([]int{130, 70}, 4, 1, 16),       // hd 16, one KV head for all
+		packedCase([]int{100}, 6, 2, 32),
+		packedCase([]int{90, 9}, 4, 2, 96),
+		packedCase([]int{65}, 2, 2, 64), // one row past a block
+		decodeCase(3, 200, 14, 2, 64),   // three rows over 203 keys
+		windowCase(150, 40, 4, 2, 80),
+	}
+}
+
+func TestAttentionFlashParity(t *testing.T) {
+	for _, c := range append(agCases(), flashCases()...) {
+		if !cuda.FlashHeadDim(c.hd) {
+			continue
+		}
+		t.Run(c.name, func(t *testing.T) {
+			r := rng(uint64(c.nq*131 + c.nk*7 + c.nH*c.hd))
+			qn, kn := c.nq*c.nH*c.hd, c.nk*c.nKV*c.hd
+			q, k, v, dout := randn(r, qn, 1), randn(r, kn, 1), randn(r, kn, 1), randn(r, qn, 1)
+			scale := float32(1 / math.Sqrt(float64(c.hd)))
+			var want agResult
+			want.out, want.lse, want.dq, want.dk, want.dv = c.ref64(q, k, v, dout, float64(scale))
+			d := device(t)
+			s := c.shape(t, d, scale)
+			qd, kd, vd, dod := up(t, d, cuda.F32, q), up(t, d, cuda.F32, k), up(t, d, cuda.F32, v), up(t, d, cuda.F32, dout)
+			od, ld := poison(t, d, qn), poison(t, d, c.nq*c.nH)
+			ok(t, d.AttnFwdFlash(od, ld, qd, kd, vd, s))
+			// Every output poisoned: the kernels set each element (dk, dv
+			// too — not accumulated).
+			dqd, dkd, dvd := poison(t, d, qn), poison(t, d, kn), poison(t, d, kn)
+			ok(t, d.AttnBwdFlash(dqd, dkd, dvd, dod, qd, kd, vd, od, ld, s))
+			ok(t, d.Sync())
+			got := agResult{down(t, od), down(t, ld), down(t, dqd), down(t, dkd), down(t, dvd)}
+			got.checkTol(t, c, "flash vs f64", want, flashFwdTol, flashBwdTol, flashLseTol)
+		})
+	}
+}
+
+// Argument checks fail before any device work, naming the op and argument.
+func TestAttentionFlashArgs(t *testing.T) {
+	d := device(t)
+	lo, hi := up(t, d, cuda.I32, []int32{0}), up(t, d, cuda.I32, []int32{1})
+	x := zeros(t, d, cuda.F32, 256)
+	s := cuda.AttnShape{NQ: 1, NK: 1, NH: 2, NKV: 1, HD: 24, MaxLen: 1, Lo: lo, Hi: hi, Scale: 1}
+	if err := d.AttnFwdFlash(x, x, x, x, x, s); err == nil || !strings.Contains(err.Error(), "attn_fwd_flash: head size 24") {
+		t.Errorf("AttnFwdFlash with head size 24: %v", err)
+	}
+	s.HD = 16
+	if err := d.AttnBwdFlash(x, x, x, x, x.View(1, 64), x, x, x, x, s); err == nil || !strings.Contains(err.Error(), "not on 16 bytes") {
+		t.Errorf("AttnBwdFlash with q one float into its buffer: %v", err)
+	}
+	s.NQ = 0
+	ok(t, d.AttnFwdFlash(x, x, x, x, x, s))
+	ok(t, d.AttnBwdFlash(x, x, x, x, x, x, x, x, x, s))
+}
+
+// core/train's memory plan assumes the flash kernels for exactly the head
+// sizes they take.
+func TestFlashHeadDimsAgree(t *testing.T) {
+	for hd := 1; hd <= 256; hd++ {
+		if cuda.FlashHeadDim(hd) != train.FlashAttention(hd) {
+			t.Errorf("head size %d: cuda.FlashHeadDim %v, train.FlashAttention %v", hd, cuda.FlashHeadDim(hd), train.FlashAttention(hd))
+		}
+	}
+}

@@ -1,0 +1,29 @@
+#ifndef DISTILL_ATTN_FLASH_H
+#define DISTILL_ATTN_FLASH_H
+// attn_flash.h: tiled (flash-style) attention on the tensor cores in bf16
+// (attn_flash.cu).
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// Whether the flash kernels take head size hd (16, 32, 64, 80, 96, 128).
+int dc_attn_flash_supports(int hd);
+
+// The semantics and arguments of attn_gemm.h's dc_attn_fwd_gemm (no
+// scratch): shared memory and registers only, linear in nq and nk. Every
+// pointer 16-byte aligned.
+int dc_attn_fwd_flash(float *out, float *lse, const float *q, const float *k, const float *v,
+                      const int32_t *kv_lo, const int32_t *kv_hi, int nq, int nk, int nh, int nkv, int hd,
+                      int max_len, float scale);
+// dq, dk, dv set (not accumulated) from dout, out, lse. Scratch: D, nq·nh
+// floats; tiles, 2·⌈nq/32⌉ ints; part, 2·nk·nh·hd floats when nh ≠ nkv
+// (each query head's share of its KV head's gradients), else unused.
+int dc_attn_bwd_flash(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                      const float *v, const float *out, const float *lse, const int32_t *kv_lo,
+                      const int32_t *kv_hi, int nq, int nk, int nh, int nkv, int hd, int max_len, float scale,
+                      float *D, int32_t *tiles, float *part);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,80 @@
+//go:build cuda
+
+package cuda
+
+/*
+#include "distill_cuda.h"
+*/
+import "C"
+
+// FlashHeadDim says whether AttnFwdFlash and AttnBwdFlash take head size hd.
+func FlashHeadDim(hd int) bool { return C.dc_attn_flash_supports(C.int(hd)) != 0 }
+
+// aligned16 is true when every buffer starts on 16 bytes (the flash
+// kernels move float4s).
+func aligned16(bs ...*Buffer) bool {
+	for _, b := range bs {
+		if uintptr(b.ptr)%16 != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// AttnFwdFlash is AttnFwdGemm tiled in the flash-attention way: each tile's
+// scores stay in registers (memory linear in NQ and NK, no scratch), the
+// products in bf16 on the tensor cores with f32 accumulation. Same
+// arguments and results, bad ranges included; FlashHeadDim(HD) must hold
+// and every buffer start on 16 bytes (a view at a multiple of 4 floats of
+// an allocation).
+func (d *Device) AttnFwdFlash(out, lse, q, k, v *Buffer, s AttnShape) error {
+	qn, kn := s.NQ*s.NH*s.HD, s.NK*s.NKV*s.HD
+	if err := s.check("attn_fwd_flash").true(FlashHeadDim(s.HD), "head size %d (flash takes 16, 32, 64, 80, 96, 128)", s.HD).
+		buf("out", out, F32, qn).buf("lse", lse, F32, s.NQ*s.NH).buf("q", q, F32, qn).
+		buf("k", k, F32, kn).buf("v", v, F32, kn).true(aligned16(out, q, k, v), "a buffer not on 16 bytes").err; err != nil {
+		return err
+	}
+	return call(func() C.int {
+		return C.dc_attn_fwd_flash((*C.float)(out.ptr), (*C.float)(lse.ptr), (*C.float)(q.ptr), (*C.float)(k.ptr), (*C.float)(v.ptr),
+			(*C.int32_t)(s.Lo.ptr), (*C.int32_t)(s.Hi.ptr), C.int(s.NQ), C.int(s.NK), C.int(s.NH), C.int(s.NKV), C.int(s.HD),
+			C.int(s.MaxLen), C.float(s.Scale))
+	})
+}
+
+// AttnBwdFlash is AttnBwdGemm tiled as AttnFwdFlash: dq, dk and dv are set
+// (not accumulated). Its scratch, from the pool: the rows' rowsum(dO∘O),
+// each 32-row tile's key range, and with grouped heads each query head's
+// share of dk, dv (2·NK·NH·HD floats) before the group's are summed.
+func (d *Device) AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse *Buffer, s AttnShape) error {
+	qn, kn := s.NQ*s.NH*s.HD, s.NK*s.NKV*s.HD
+	if err := s.check("attn_bwd_flash").true(FlashHeadDim(s.HD), "head size %d (flash takes 16, 32, 64, 80, 96, 128)", s.HD).
+		buf("dq", dq, F32, qn).buf("dk", dk, F32, kn).buf("dv", dv, F32, kn).
+		buf("dout", dout, F32, qn).buf("q", q, F32, qn).buf("k", k, F32, kn).buf("v", v, F32, kn).
+		buf("out", out, F32, qn).buf("lse", lse, F32, s.NQ*s.NH).
+		true(aligned16(dq, dk, dv, dout, q, k, v, out), "a buffer not on 16 bytes").err; err != nil {
+		return err
+	}
+	rows, err := d.Alloc(F32, max(s.NQ*s.NH, 1))
+	if err != nil {
+		return err
+	}
+	defer rows.Free()
+	tiles, err := d.Alloc(I32, max(2*((s.NQ+31)/32), 1))
+	if err != nil {
+		return err
+	}
+	defer tiles.Free()
+	var part *Buffer
+	if s.NH != s.NKV && s.NK > 0 {
+		if part, err = d.Alloc(F32, 2*s.NK*s.NH*s.HD); err != nil {
+			return err
+		}
+		defer part.Free()
+	}
+	return call(func() C.int {
+		return C.dc_attn_bwd_flash((*C.float)(dq.ptr), (*C.float)(dk.ptr), (*C.float)(dv.ptr), (*C.float)(dout.ptr),
+			(*C.float)(q.ptr), (*C.float)(k.ptr), (*C.float)(v.ptr), (*C.float)(out.ptr), (*C.float)(lse.ptr),
+			(*C.int32_t)(s.Lo.ptr), (*C.int32_t)(s.Hi.ptr), C.int(s.NQ), C.int(s.NK), C.int(s.NH), C.int(s.NKV), C.int(s.HD),
+			C.int(s.MaxLen), C.float(s.Scale), (*C.float)(rows.ptr), (*C.int32_t)(tiles.ptr), (*C.float)(addr(part)))
+	})
+}
