@@ -31,7 +31,7 @@ const (
 func flashCases() []agCase {
 	return []agCase{
 		packedCase([]int{200, 57, 130}, 12, 2, 128), // 387 rows: tiles cross segments, a ragged last block
-		packedCase([]int{130, 70}, 4, 1, 16),       // hd 16, one KV head for all
+		packedCase([]int{130, 70}, 4, 1, 16),        // hd 16, one KV head for all
 		packedCase([]int{100}, 6, 2, 32),
 		packedCase([]int{90, 9}, 4, 2, 96),
 		packedCase([]int{65}, 2, 2, 64), // one row past a block
