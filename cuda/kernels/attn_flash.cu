@@ -24,17 +24,23 @@
 // gradients) are stored transposed as they are loaded.
 //
 // Kernels: forward, one block per (64 query rows, head), 16 rows a warp,
-// over 64-key tiles with an online softmax. Backward in three: row_dot
+// over 64-key tiles with an online softmax. Backward: row_dot
 // (D_i = rowsum(dO∘O), once), dq (like forward: S and dP = dO·Vᵀ per tile,
 // dS = P∘(dP − D)·scale, dq = dS·K, no atomics) and dkv, one block per (64
-// key rows, KV head), 16 keys a warp, looping over the group's heads and the
-// 32-row query tiles whose ranges reach its keys (tile_range precomputes
-// each tile's [min lo, max hi)): Sᵀ = K·Qᵀ, dPᵀ = V·dOᵀ, dV += Pᵀ·dO,
-// dK += dSᵀ·Q, written once (set) — each key row's block owns it.
+// key rows, query head), 16 keys a warp, over the 32-row query tiles whose
+// ranges reach its keys (tile_range precomputes each tile's [min lo,
+// max hi)): Sᵀ = K·Qᵀ, dPᵀ = V·dOᵀ, dV += Pᵀ·dO, dK += dSᵀ·Q, written once
+// (set) — into dk, dv when a KV head has one query head, else each head's
+// share into scratch that group_sum adds up (one block per KV head would
+// leave most of the GPU idle: 2 KV heads × 32 key blocks at 2,048 tokens).
 //
 // Precision: q, k, v, dout, P and dS are rounded to bf16 (8 significant
 // bits) for the products; scores, softmax statistics, lse, D and every
 // accumulator are f32 with expf/logf.
+//
+// As in attn_gemm.cu, values outside a row's range still enter the
+// products, with weight exactly 0: every row of q, k, v and dout must be
+// finite (a NaN there would reach other rows through 0·NaN).
 #include <climits>
 
 #include "common.cuh"
@@ -99,24 +105,43 @@ __device__ __forceinline__ void fa_c_to_a(uint32_t a[4], const float lo[4], cons
 
 // Rows r0..r0+rows−1 of a (n, stride) f32 matrix, columns c0..c0+HD−1,
 // into a row-major bf16 tile (ld) and, if tr is set, its transpose (ldt);
-// rows at or past n are zeros. HD is a multiple of 16 and every address 16-byte
-// aligned (the caller checks), so each thread moves float4s.
-template <int HD>
+// rows at or past n are zeros. HD is a multiple of 16 and every address
+// 16-byte aligned (the caller checks), so each thread moves float4s. Each
+// layout has its own pass, mapped so a warp's shared stores fall in
+// distinct banks: along a row for the row-major tile; down the rows, two at
+// a time (one 32-bit store of two bf16), for the transpose (along a row, a
+// warp's transposed stores were 16 to a bank).
+template <int HD, int ROWS>
 __device__ __forceinline__ void fa_stage(bf16 *rowm, int ld, bf16 *tr, int ldt, const float *x, int n, int64_t stride,
-                                         int c0, int r0, int rows) {
-  for (int e = threadIdx.x; e < rows * (HD / 4); e += FA_THREADS) {
-    int r = e / (HD / 4), c = (e % (HD / 4)) * 4;
-    float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-    if (r0 + r < n) v = *reinterpret_cast<const float4 *>(x + (int64_t)(r0 + r) * stride + c0 + c);
-    if (rowm) {
-      uint2 p = make_uint2(fa_pack(v.x, v.y), fa_pack(v.z, v.w));
-      *reinterpret_cast<uint2 *>(rowm + r * ld + c) = p;
+                                         int c0, int r0) {
+  // Trip counts are constants, so the loops unroll and a thread's loads are
+  // all in flight before its first store (a loop of dependent load-store
+  // pairs waits out the memory latency at each).
+  constexpr int NR = ROWS * (HD / 4), NT = ROWS / 2 * (HD / 4);
+  if (rowm) {
+#pragma unroll
+    for (int i = 0; i < (NR + FA_THREADS - 1) / FA_THREADS; i++) {
+      int e = threadIdx.x + i * FA_THREADS;
+      if (NR % FA_THREADS != 0 && e >= NR) break;
+      int r = e / (HD / 4), c = (e % (HD / 4)) * 4;
+      float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+      if (r0 + r < n) v = *reinterpret_cast<const float4 *>(x + (int64_t)(r0 + r) * stride + c0 + c);
+      *reinterpret_cast<uint2 *>(rowm + r * ld + c) = make_uint2(fa_pack(v.x, v.y), fa_pack(v.z, v.w));
     }
-    if (tr) {
-      tr[(c + 0) * ldt + r] = __float2bfloat16_rn(v.x);
-      tr[(c + 1) * ldt + r] = __float2bfloat16_rn(v.y);
-      tr[(c + 2) * ldt + r] = __float2bfloat16_rn(v.z);
-      tr[(c + 3) * ldt + r] = __float2bfloat16_rn(v.w);
+  }
+  if (tr) {
+#pragma unroll
+    for (int i = 0; i < (NT + FA_THREADS - 1) / FA_THREADS; i++) {
+      int e = threadIdx.x + i * FA_THREADS;
+      if (NT % FA_THREADS != 0 && e >= NT) break;
+      int r = 2 * (e % (ROWS / 2)), c = (e / (ROWS / 2)) * 4;
+      float4 a = make_float4(0.f, 0.f, 0.f, 0.f), b = a;
+      if (r0 + r < n) a = *reinterpret_cast<const float4 *>(x + (int64_t)(r0 + r) * stride + c0 + c);
+      if (r0 + r + 1 < n) b = *reinterpret_cast<const float4 *>(x + (int64_t)(r0 + r + 1) * stride + c0 + c);
+      *reinterpret_cast<uint32_t *>(tr + (c + 0) * ldt + r) = fa_pack(a.x, b.x);
+      *reinterpret_cast<uint32_t *>(tr + (c + 1) * ldt + r) = fa_pack(a.y, b.y);
+      *reinterpret_cast<uint32_t *>(tr + (c + 2) * ldt + r) = fa_pack(a.z, b.z);
+      *reinterpret_cast<uint32_t *>(tr + (c + 3) * ldt + r) = fa_pack(a.w, b.w);
     }
   }
 }
@@ -223,8 +248,8 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_fwd(float *out, float *lse, c
 
   for (int k0 = blo / FA_BK * FA_BK; k0 < bhi; k0 += FA_BK) {
     __syncthreads();  // the previous tile's reads are done
-    fa_stage<HD>(Ks, LDK, nullptr, 0, k, nk, kvs, kvh * HD, k0, FA_BK);
-    fa_stage<HD>(nullptr, 0, Vt, LDV, v, nk, kvs, kvh * HD, k0, FA_BK);
+    fa_stage<HD, FA_BK>(Ks, LDK, nullptr, 0, k, nk, kvs, kvh * HD, k0);
+    fa_stage<HD, FA_BK>(nullptr, 0, Vt, LDV, v, nk, kvs, kvh * HD, k0);
     __syncthreads();
     if (k0 >= w.whi || k0 + FA_BK <= w.wlo) continue;  // none of this warp's rows sees the tile
 
@@ -357,8 +382,8 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dq(float *dq, const float
 
   for (int k0 = blo / FA_BK * FA_BK; k0 < bhi; k0 += FA_BK) {
     __syncthreads();
-    fa_stage<HD>(Ks, LDK, Kt, LDT, k, nk, kvs, kvh * HD, k0, FA_BK);
-    fa_stage<HD>(Vs, LDK, nullptr, 0, v, nk, kvs, kvh * HD, k0, FA_BK);
+    fa_stage<HD, FA_BK>(Ks, LDK, Kt, LDT, k, nk, kvs, kvh * HD, k0);
+    fa_stage<HD, FA_BK>(Vs, LDK, nullptr, 0, v, nk, kvs, kvh * HD, k0);
     __syncthreads();
     if (k0 >= w.whi || k0 + FA_BK <= w.wlo) continue;
 
@@ -425,8 +450,8 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv(float *dk, float *dv,
   int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   int h = blockIdx.y, group = nh / nkv, kvh = h / group, k0 = blockIdx.x * FA_BK, kw = k0 + warp * 16;
   int64_t qs = (int64_t)nh * HD, kvs = (int64_t)nkv * HD;
-  fa_stage<HD>(Ks, LDK, nullptr, 0, k, nk, kvs, kvh * HD, k0, FA_BK);
-  fa_stage<HD>(Vs, LDK, nullptr, 0, v, nk, kvs, kvh * HD, k0, FA_BK);
+  fa_stage<HD, FA_BK>(Ks, LDK, nullptr, 0, k, nk, kvs, kvh * HD, k0);
+  fa_stage<HD, FA_BK>(Vs, LDK, nullptr, 0, v, nk, kvs, kvh * HD, k0);
 
   float gk[ND][4], gv[ND][4];
 #pragma unroll
@@ -440,8 +465,8 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv(float *dk, float *dv,
     if (tlo >= k0 + FA_BK || thi <= k0) continue;  // block-uniform: no row of the tile reaches these keys
     int q0 = b * FA_BQ2;
     __syncthreads();  // the previous tile's reads are done (and, the first time, K and V are staged)
-    fa_stage<HD>(Qs, LDK, Qt, LDQ, q, nq, qs, h * HD, q0, FA_BQ2);
-    fa_stage<HD>(Os, LDK, Ot, LDQ, dout, nq, qs, h * HD, q0, FA_BQ2);
+    fa_stage<HD, FA_BQ2>(Qs, LDK, Qt, LDQ, q, nq, qs, h * HD, q0);
+    fa_stage<HD, FA_BQ2>(Os, LDK, Ot, LDQ, dout, nq, qs, h * HD, q0);
     if (threadIdx.x < FA_BQ2) {
       int r = q0 + threadIdx.x, lo = 0, hi = 0;
       float L = 0.f, Dv = 0.f;
@@ -536,12 +561,14 @@ size_t fa_dkv_smem() {
   return (size_t)(2 * FA_BK * (HD + FA_PAD) + 2 * FA_BQ2 * (HD + FA_PAD) + 2 * HD * (FA_BQ2 + FA_PAD)) * sizeof(bf16);
 }
 
-// fa_smem opts kernel fn in to bytes of dynamic shared memory when it needs
-// more than the default 48 KiB (once per kernel; the attribute persists).
-int fa_smem(const void *fn, size_t bytes, const char *op) {
-  if (bytes <= 48 * 1024) return 0;
+// fa_smem opts kernel fn in to bytes of dynamic shared memory when that
+// and the kernel's static shared memory (≤ 512 bytes here) could pass the
+// default 48 KiB; the attribute persists, so once per kernel (*done).
+int fa_smem(const void *fn, size_t bytes, const char *op, bool *done) {
+  if (*done || bytes + 1024 <= 48 * 1024) return 0;
   DC_CHECK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes),
            "%s: opt in to %zu bytes of shared memory", op, bytes);
+  *done = true;
   return 0;
 }
 
@@ -550,8 +577,9 @@ int fa_smem(const void *fn, size_t bytes, const char *op) {
 template <int HD>
 int fa_fwd(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *lo,
            const int32_t *hi, int nq, int nk, int nh, int nkv, int max_len, float scale) {
+  static bool opted;
   size_t sm = fa_fwd_smem<HD>();
-  if (fa_smem((const void *)k_fa_fwd<HD>, sm, "attn_fwd_flash")) return -1;
+  if (fa_smem((const void *)k_fa_fwd<HD>, sm, "attn_fwd_flash", &opted)) return -1;
   dim3 grid((nq + FA_BQ - 1) / FA_BQ, nh);
   k_fa_fwd<HD><<<grid, FA_THREADS, sm, dc_stream>>>(out, lse, q, k, v, lo, hi, nq, nk, nh, nkv, max_len, scale);
   DC_LAUNCHED("attn_fwd_flash" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
@@ -567,9 +595,10 @@ int fa_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, c
   DC_LAUNCHED("attn_bwd_flash row_dot" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
   k_fa_tile_range<<<(nq + FA_BQ2 - 1) / FA_BQ2, 32, 0, dc_stream>>>(tiles, lo, hi, nq, nk, max_len);
   DC_LAUNCHED("attn_bwd_flash tile_range" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
+  static bool opted_dq, opted_dkv;
   size_t sq = fa_dq_smem<HD>(), skv = fa_dkv_smem<HD>();
-  if (fa_smem((const void *)k_fa_bwd_dq<HD>, sq, "attn_bwd_flash dq")) return -1;
-  if (fa_smem((const void *)k_fa_bwd_dkv<HD>, skv, "attn_bwd_flash dkv")) return -1;
+  if (fa_smem((const void *)k_fa_bwd_dq<HD>, sq, "attn_bwd_flash dq", &opted_dq)) return -1;
+  if (fa_smem((const void *)k_fa_bwd_dkv<HD>, skv, "attn_bwd_flash dkv", &opted_dkv)) return -1;
   k_fa_bwd_dq<HD><<<dim3((nq + FA_BQ - 1) / FA_BQ, nh), FA_THREADS, sq, dc_stream>>>(
       dq, dout, q, k, v, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale);
   DC_LAUNCHED("attn_bwd_flash dq" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
