@@ -95,3 +95,35 @@ func TestFlashHeadDimsAgree(t *testing.T) {
 		}
 	}
 }
+
+// AttnMerge: attention over [0, hi) computed as two — every row over the
+// first 30 keys, and over the rest of its range — and merged, against the
+// f64 reference over the whole range.
+func TestAttnMergeParity(t *testing.T) {
+	for _, hd := range []int{64, 128} {
+		c := decodeCase(7, 50, 6, 2, hd)
+		t.Run(c.name, func(t *testing.T) {
+			r := rng(uint64(hd))
+			qn, kn := c.nq*c.nH*c.hd, c.nk*c.nKV*c.hd
+			q, k, v, dout := randn(r, qn, 1), randn(r, kn, 1), randn(r, kn, 1), randn(r, qn, 1)
+			scale := float32(1 / math.Sqrt(float64(c.hd)))
+			var want agResult
+			want.out, want.lse, want.dq, want.dk, want.dv = c.ref64(q, k, v, dout, float64(scale))
+			d := device(t)
+			const split = 30
+			a, b := c, c
+			a.lo, a.hi, a.maxLen = make([]int, c.nq), make([]int, c.nq), split
+			b.lo = make([]int, c.nq)
+			for i := range a.hi {
+				a.hi[i], b.lo[i] = split, split
+			}
+			qd, kd, vd := up(t, d, cuda.F32, q), up(t, d, cuda.F32, k), up(t, d, cuda.F32, v)
+			o1, l1, o2, l2 := poison(t, d, qn), poison(t, d, c.nq*c.nH), poison(t, d, qn), poison(t, d, c.nq*c.nH)
+			ok(t, d.AttnFwdFlash(o1, l1, qd, kd, vd, a.shape(t, d, scale)))
+			ok(t, d.AttnFwdFlash(o2, l2, qd, kd, vd, b.shape(t, d, scale)))
+			ok(t, d.AttnMerge(o1, l1, o2, l2, c.nq*c.nH, c.hd))
+			agLocate(t, "merged out", down(t, o1), want.out, flashFwdTol, flashFwdTol*max(agRMS(want.out), 0.1), c.nH, c.hd)
+			agLocate(t, "merged lse", down(t, l1), want.lse, 0, flashLseTol, c.nH, 1)
+		})
+	}
+}

@@ -78,3 +78,20 @@ func (d *Device) AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse *Buffer, s Att
 			C.int(s.MaxLen), C.float(s.Scale), (*C.float)(rows.ptr), (*C.int32_t)(tiles.ptr), (*C.float)(addr(part)))
 	})
 }
+
+// AttnMerge turns (out, lse) and (out2, lse2), attentions of the same
+// queries over two disjoint sets of keys (rows query-head pairs of hd, as
+// AttnFwd* lay them out: (NQ, NH·HD) and (NQ, NH)), into the attention
+// over both sets, in out and lse: each weighted by its share of the
+// softmax's total, e^lse / (e^lse + e^lse2).
+func (d *Device) AttnMerge(out, lse, out2, lse2 *Buffer, rows, hd int) error {
+	if err := check("attn_merge").true(rows >= 0 && hd > 0, "rows=%d hd=%d", rows, hd).
+		buf("out", out, F32, rows*hd).buf("lse", lse, F32, rows).buf("out2", out2, F32, rows*hd).
+		buf("lse2", lse2, F32, rows).err; err != nil {
+		return err
+	}
+	return call(func() C.int {
+		return C.dc_attn_merge((*C.float)(out.ptr), (*C.float)(lse.ptr), (*C.float)(out2.ptr), (*C.float)(lse2.ptr),
+			C.int64_t(rows), C.int(hd))
+	})
+}

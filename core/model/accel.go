@@ -12,8 +12,8 @@ import (
 // decoder), so a decoded token costs one pass over device memory instead of
 // a round trip per op.
 //
-// The host cache stays the reference and every other path (ForwardBranches,
-// copies between caches, a pass the host runs) keeps working on it: the
+// The host cache stays the reference and every other path (copies between
+// caches, a pass the host runs) keeps working on it: the
 // device holds a mirror of rows [0, c.DevLen) of c. A pass brings the
 // mirror up to date first (host rows [c.DevLen, c.Len) go up: rows some
 // other path wrote since), then writes the new keys and values to both, so
@@ -28,6 +28,11 @@ type Accelerated interface {
 	// caches[b].Len, on Forward's contract for each cache (the caller sets
 	// each Len); out is (B, hidden).
 	ForwardStep(ids []int, caches []*Cache, out []float32) ([]float32, error)
+	// ForwardBranches is Model.ForwardBranches on the device, checked
+	// already: it brings c's mirror up to date (c.DevLen = c.Len) and keeps
+	// the branches' keys and values on the device only (scratch past Len,
+	// as on the host); out is (Σ len(branch), hidden).
+	ForwardBranches(branches [][]int, c *Cache) ([]float32, error)
 	// Takes says whether it can run with delta applied (nil: the base
 	// alone); when not, Forward runs on the host for that pass.
 	Takes(delta Delta) bool

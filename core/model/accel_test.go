@@ -109,8 +109,16 @@ func (a *mirrorAccel) ForwardStep(ids []int, caches []*Cache, out []float32) ([]
 	return out, err
 }
 
-// TestAcceleratedForwardMirrorsTheCache: plain and batched passes
-// (accelerated), passes the host runs (ForwardBranches, a refused step), a
+func (a *mirrorAccel) ForwardBranches(branches [][]int, c *Cache) ([]float32, error) {
+	mc := a.sync(c)
+	if a.full {
+		return nil, fmt.Errorf("stand-in: %w", ErrAcceleratorFull)
+	}
+	return a.onDevice(func() ([]float32, error) { return a.m.ForwardBranches(tensor.CPU{}, branches, mc) })
+}
+
+// TestAcceleratedForwardMirrorsTheCache: plain, batched and branched passes
+// (accelerated), passes the host runs (a refused step or prefill), a
 // truncation and a re-fed suffix give the hidden states of the same script
 // run all on the host, and the accelerator ran the plain and batched
 // passes; one that reports a full device is run on the host instead.
@@ -147,6 +155,8 @@ func TestAcceleratedForwardMirrorsTheCache(t *testing.T) {
 		keep(m.Forward(be, []int{8}, c, nil))                                   // which the mirror must take up
 		keep(m.ForwardBranches(be, [][]int{{9, 10}, {11}}, c))
 		keep(m.Forward(be, []int{12}, c, nil))
+		hostPass(func() { keep(m.Forward(be, []int{27}, c, nil)) }) // the host writes row 9
+		keep(m.ForwardBranches(be, [][]int{{16}, {17, 18, 19}}, c)) // which the branches' prefix must include
 		keep(m.Forward(be, []int{20, 21, 22}, c2, nil))
 		hostPass(func() { keep(m.Forward(be, []int{26}, c2, nil)) }) // the host writes c2's row 3
 		keep(m.ForwardStep(be, []int{23, 24}, []*Cache{c, c2}, sc))  // a batched step takes it up
@@ -166,8 +176,8 @@ func TestAcceleratedForwardMirrorsTheCache(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Error("accelerated passes give other hidden states than the host's")
 	}
-	if a.passes != 8 {
-		t.Errorf("the accelerator ran %d passes, want the 8 plain and stepped ones", a.passes)
+	if a.passes != 10 {
+		t.Errorf("the accelerator ran %d passes, want the 10 plain, stepped and branched ones", a.passes)
 	}
 	lg := make([]float32, 2*m.Config.VocabSize)
 	m.Logits(tensor.CPU{}, lg, got[:2*m.Config.HiddenSize], 2)

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"errors"
 	"fmt"
 	"math"
 
@@ -42,6 +43,15 @@ func (m *Model) ForwardBranches(be tensor.Backend, branches [][]int, c *Cache) (
 	for i, id := range ids {
 		if id < 0 || id >= cfg.VocabSize {
 			return nil, fmt.Errorf("token id %d in branch position %d is outside the vocabulary [0, %d)", id, i, cfg.VocabSize)
+		}
+	}
+	if a := m.accelerated(); a != nil {
+		h, err := a.ForwardBranches(branches, c)
+		if err == nil {
+			return h, nil
+		}
+		if !errors.Is(err, ErrAcceleratorFull) {
+			return nil, err
 		}
 	}
 	D, hd, nH, nKV := cfg.HiddenSize, cfg.HeadDim, cfg.NumHeads, cfg.NumKVHeads

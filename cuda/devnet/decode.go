@@ -109,7 +109,7 @@ func (dc *Decoder) Forward(ids []int, c *model.Cache, out []float32) ([]float32,
 	if err != nil {
 		return nil, full(err)
 	}
-	h, err := dc.run(ids, sp, out)
+	h, err := dc.run(ids, sp, out, nil)
 	return h, full(err)
 }
 
@@ -124,7 +124,25 @@ func (dc *Decoder) ForwardStep(ids []int, caches []*model.Cache, out []float32) 
 	if err != nil {
 		return nil, full(err)
 	}
-	h, err := dc.run(ids, sp, out)
+	h, err := dc.run(ids, sp, out, nil)
+	return h, full(err)
+}
+
+// ForwardBranches runs the branches after c's prefix (model.Accelerated's
+// contract): each row attends the prefix, rows [0, c.Len) of the mirror,
+// and, apart, its own branch's earlier rows, which go to the mirror after
+// the prefix (scratch: rows past Len are the pass's); the two attentions
+// are merged by their log-sum-exps. Nothing is written back to the host.
+func (dc *Decoder) ForwardBranches(branches [][]int, c *model.Cache) ([]float32, error) {
+	var ids []int
+	for _, br := range branches {
+		ids = append(ids, br...)
+	}
+	sp, err := dc.spans([]*model.Cache{c}, len(ids))
+	if err != nil {
+		return nil, full(err)
+	}
+	h, err := dc.run(ids, sp, nil, branches)
 	return h, full(err)
 }
 
@@ -174,7 +192,10 @@ func (dc *Decoder) spans(caches []*model.Cache, n int) ([]span, error) {
 // run is one device pass over ids — span by span, each row attending its
 // own cache's rows up to itself — leaving the final hidden states in out
 // and the new keys and values in both the mirrors and the host caches.
-func (dc *Decoder) run(ids []int, sp []span, out []float32) ([]float32, error) {
+// With branches (one span, ids their concatenation) each row attends its
+// cache's prefix and its own branch instead, and nothing goes back to the
+// host but the hidden states.
+func (dc *Decoder) run(ids []int, sp []span, out []float32, branches [][]int) ([]float32, error) {
 	D := dc.M.Config.HiddenSize
 	T := len(ids)
 	nt, err := dc.net()
@@ -188,6 +209,16 @@ func (dc *Decoder) run(ids []int, sp []span, out []float32) ([]float32, error) {
 			idv[i], pos[i], lo[i], hi[i] = int32(ids[i]), int32(s.pos+j), 0, int32(s.pos+j+1)
 			nk = max(nk, s.pos+j+1)
 			i++
+		}
+	}
+	if branches != nil { // row i, token j of a branch starting at row b: position P+j, its branch's rows P+b..P+i
+		P := sp[0].pos
+		for _, br := range branches {
+			b := i - T
+			for j := range br {
+				pos[b+j], lo[b+j], hi[b+j] = int32(P+j), int32(P+b), int32(P+b+j+1)
+			}
+			i += len(br)
 		}
 	}
 	p, err := nt.layout(idv, pos, lo, hi, nk, nil, nil, passHidden)
@@ -211,12 +242,28 @@ func (dc *Decoder) run(ids []int, sp []span, out []float32) ([]float32, error) {
 	}
 	defer p.free()
 	p.spans = sp
+	if branches != nil && sp[0].pos > 0 { // the prefix, attended apart: every row keys [0, P)
+		P, qO := sp[0].pos, dc.M.Config.NumHeads*dc.M.Config.HeadDim
+		zero, prefix := make([]int32, T), make([]int32, T)
+		for r := range prefix {
+			prefix[r] = int32(P)
+		}
+		p.prefix = cuda.AttnShape{NQ: T, NK: P, NH: dc.M.Config.NumHeads, NKV: dc.M.Config.NumKVHeads,
+			HD: dc.M.Config.HeadDim, MaxLen: P, Lo: p.up(cuda.I32, zero), Hi: p.up(cuda.I32, prefix), Scale: p.attn.Scale}
+		p.attPre, p.lsePre = p.take(cuda.F32, T*qO), p.take(cuda.F32, T*dc.M.Config.NumHeads)
+		if err := p.failed(); err != nil {
+			return nil, err
+		}
+	}
 	p.forward()
 	if err := p.failed(); err != nil {
 		return nil, err
 	}
 	if out == nil {
 		out = make([]float32, T*D)
+	}
+	if branches != nil { // the hidden states only; the mirror's DevLen stays at the prefix
+		return out[:T*D], cuda.Read(p.hf, 0, out[:T*D])
 	}
 	if err := dc.download(p, sp, out[:T*D]); err != nil {
 		return nil, err
@@ -247,6 +294,10 @@ func (p *pass) attendSpans(l int) {
 			fwd = p.d.AttnFwdFlash
 		}
 		p.do(fwd(a.att.View(r*qO, s.n*qO), a.lse.View(r*H, s.n*H), a.q.View(r*qO, s.n*qO), s.mir.k[l], s.mir.v[l], sh))
+		if p.prefix.NQ > 0 { // branches: their shared prefix apart, then both merged
+			p.do(fwd(p.attPre, p.lsePre, a.q.View(r*qO, s.n*qO), s.mir.k[l], s.mir.v[l], p.prefix))
+			p.do(p.d.AttnMerge(a.att.View(r*qO, s.n*qO), a.lse.View(r*H, s.n*H), p.attPre, p.lsePre, s.n*H, hd))
+		}
 		r += s.n
 	}
 }

@@ -13,7 +13,8 @@ import (
 // Model.Forward: a prompt, single-token steps (matrix-vector products), a
 // pass the host runs (all layers on the CPU: the mirror must take its row
 // up), batched steps over two caches (each row attending its own), a
-// truncation and a re-fed suffix — with the base alone and with an adapter
+// truncation and a re-fed suffix, branched passes (with and without a
+// prefix) — with the base alone and with an adapter
 // applied unmerged. Every pass's hidden states, and the
 // keys and values the device writes back to the host cache, against the
 // host's: bf16 GEMMs and NF4 decoded in registers against the host's f32,
@@ -66,6 +67,15 @@ func TestDecoderParity(t *testing.T) {
 					c.Truncate(30)
 					keep(m.Forward(be, tok(5), c, nil))
 					keep(m.Forward(be, tok(1), c, nil))
+					// Branches (classification's labels): each row the prefix
+					// and its own branch, merged; a row the host wrote first.
+					keep(m.ForwardBranches(be, [][]int{tok(3), tok(1), tok(4)}, c))
+					m.CPULayers = len(m.Layers)
+					keep(m.Forward(be, tok(1), c, nil))
+					m.CPULayers = 0
+					keep(m.ForwardBranches(be, [][]int{tok(2), tok(5)}, c))
+					keep(m.Forward(be, tok(1), c, nil))                                 // the branches left no keys behind
+					keep(m.ForwardBranches(be, [][]int{tok(2), tok(3)}, m.NewCache(8))) // no prefix
 					return passes, []*model.Cache{c, c2}
 				}
 				want, wc := script()

@@ -31,6 +31,10 @@ type pass struct {
 	cos, sin   *cuda.Buffer // RoPE tables (maxPos+1, hd/2)
 	attn       cuda.AttnShape
 	flash      bool // attention by the flash kernels
+	// Branched decoding (Decoder.ForwardBranches): every row's attention
+	// over its cache's prefix, apart from its branch's, into attPre, lsePre.
+	prefix         cuda.AttnShape
+	attPre, lsePre *cuda.Buffer
 
 	xs           []*cuda.Buffer // layer inputs (the checkpoints) and the last output
 	hf, dhf, dx  *cuda.Buffer   // (n, D)

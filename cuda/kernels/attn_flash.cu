@@ -628,7 +628,27 @@ int fa_check(const char *op, int nq, int nk, int nh, int nkv, int hd, int max_le
   return 0;
 }
 
+// One warp a (row, head): (out, lse) and (out2, lse2), attentions of the
+// same query over two disjoint key sets, become the attention over their
+// union: weights e^lse / (e^lse + e^lse2), in f32 from the larger lse.
+__global__ void k_attn_merge(float *out, float *lse, const float *out2, const float *lse2, int64_t rows, int hd) {
+  int64_t r = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+  int lane = threadIdx.x & 31;
+  if (r >= rows) return;
+  float a = lse[r], b = lse2[r], m = fmaxf(a, b);
+  float wa = expf(a - m), wb = expf(b - m), inv = 1.f / (wa + wb);
+  for (int c = lane; c < hd; c += 32) out[r * hd + c] = (wa * out[r * hd + c] + wb * out2[r * hd + c]) * inv;
+  if (lane == 0) lse[r] = m + logf(wa + wb);
+}
+
 }  // namespace
+
+extern "C" int dc_attn_merge(float *out, float *lse, const float *out2, const float *lse2, int64_t rows, int hd) {
+  if (rows <= 0) return 0;
+  k_attn_merge<<<(unsigned)((rows * 32 + 255) / 256), 256, 0, dc_stream>>>(out, lse, out2, lse2, rows, hd);
+  DC_LAUNCHED("attn_merge(rows=%lld, hd=%d)", (long long)rows, hd);
+  return 0;
+}
 
 extern "C" int dc_attn_flash_supports(int hd) {
   return hd == 16 || hd == 32 || hd == 64 || hd == 80 || hd == 96 || hd == 128;

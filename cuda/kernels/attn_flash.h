@@ -23,6 +23,11 @@ int dc_attn_bwd_flash(float *dq, float *dk, float *dv, const float *dout, const 
                       const int32_t *kv_hi, int nq, int nk, int nh, int nkv, int hd, int max_len, float scale,
                       float *D, int32_t *tiles, float *part);
 
+// Two attentions of the same queries over disjoint key sets, (out, lse)
+// and (out2, lse2) — rows × hd and rows, a row one (query, head) — merged
+// into (out, lse) as the attention over both sets.
+int dc_attn_merge(float *out, float *lse, const float *out2, const float *lse2, int64_t rows, int hd);
+
 #ifdef __cplusplus
 }
 #endif
