@@ -124,6 +124,15 @@ for m in dpo kd; do
   done
 done
 fi
+if [ -z "${SKIP_E2E:-}" ]; then
+step "distill eval classify, the cuda run's adapter: cuda then cpu"
+for dev in cuda cpu; do  # label likelihoods: branched passes (device-resident on cuda)
+  echo "-- --device $dev"
+  timeout 120 /tmp/distill eval classify --model /tmp/e2e/base --adapter /tmp/e2e/run-cuda/adapter \
+    --data examples/tickets/val.jsonl --device $dev --db /tmp/e2e/eval-$dev.db > /tmp/e2e/eval-$dev.log 2>&1
+  echo "exit $?"; grep -E "accuracy|macro-F1|op by op|rror" /tmp/e2e/eval-$dev.log | head -6
+done
+fi
 if [ -n "${DECODE_BENCH:-}" ]; then
   # Inference on the GPU, bf16 and NF4 weights, through the device-resident
   # decoder (cuda/devnet: weights and KV cache on the device).

@@ -263,7 +263,10 @@ func (dc *Decoder) run(ids []int, sp []span, out []float32, branches [][]int) ([
 		out = make([]float32, T*D)
 	}
 	if branches != nil { // the hidden states only; the mirror's DevLen stays at the prefix
-		return out[:T*D], cuda.Read(p.hf, 0, out[:T*D])
+		if err := cuda.Read(p.hf, 0, out[:T*D]); err != nil {
+			return nil, err
+		}
+		return out[:T*D], nil
 	}
 	if err := dc.download(p, sp, out[:T*D]); err != nil {
 		return nil, err
