@@ -79,8 +79,9 @@ func TestDecoderParity(t *testing.T) {
 					return passes, []*model.Cache{c, c2}
 				}
 				want, wc := script()
+				last := want[len(want)-1][:m.Config.HiddenSize] // one row of hidden states
 				wantLogits := make([]float32, m.Config.VocabSize)
-				m.Logits(tensor.CPU{}, wantLogits, want[len(want)-1], 1)
+				m.Logits(tensor.CPU{}, wantLogits, last, 1)
 				attached, err := m.Accelerate("cuda")
 				if !attached {
 					t.Fatal(err)
@@ -94,8 +95,8 @@ func TestDecoderParity(t *testing.T) {
 				}
 				// The LM head on the device, one row (matvec) and two (GEMM).
 				gotLogits := make([]float32, 2*m.Config.VocabSize)
-				m.Logits(tensor.CPU{}, gotLogits, append(append([]float32(nil), want[len(want)-1]...), want[len(want)-1]...), 2)
-				m.Logits(tensor.CPU{}, gotLogits[:m.Config.VocabSize], want[len(want)-1], 1)
+				m.Logits(tensor.CPU{}, gotLogits, append(append([]float32(nil), last...), last...), 2)
+				m.Logits(tensor.CPU{}, gotLogits[:m.Config.VocabSize], last, 1)
 				for i, g := range [][]float32{gotLogits[:m.Config.VocabSize], gotLogits[m.Config.VocabSize:]} {
 					if rel := relL2(g, wantLogits); rel > 1e-2 || rel != rel {
 						t.Errorf("logits (row %d): %.2e relative to the host's", i, rel)
