@@ -7,7 +7,7 @@ export CGO_ENABLED := 1
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 
 # System packages the build needs, installed when missing (we run as root).
-SYS_PKGS := libopenblas-dev pkg-config tmux
+SYS_PKGS := libopenblas-dev pkg-config tmux g++
 # Python reference implementation for `make goldens` only (not for tests).
 PY_PKGS  := python3-torch python3-numpy
 PYTHON   := /usr/bin/python3
@@ -142,7 +142,7 @@ deps-cuda:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nvidia-cuda-toolkit >/dev/null; \
 	fi
 
-cuda/build/%.o: cuda/kernels/%.cu cuda/kernels/common.cuh $(wildcard cuda/kernels/*.h)
+cuda/build/%.o: cuda/kernels/%.cu $(wildcard cuda/kernels/*.cuh cuda/kernels/*.h)
 	@mkdir -p cuda/build
 	$(NVCC) $(NVCC_FLAGS) $(CUDA_GENCODE) -c $< -o $@
 

@@ -1,0 +1,284 @@
+// flash_emu.cpp: attn_flash_kernels.cuh's forward and backward kernels,
+// launched as attn_flash.cu launches them but on the host (shim.h), against
+// an f64 reference of the same attention (query row i attends keys
+// [lo[i], hi[i]); bad ranges give NaN rows), at the tolerances of
+// cuda/attention_flash_test.go. Run by emu_test.go (make test): no GPU
+// needed. Usage: flash_emu [case index ...] (default: all); exit 1 on a
+// failure.
+#include "shim.h"
+#include "../../kernels/attn_flash_kernels.cuh"
+
+#include <functional>
+#include <random>
+#include <string>
+
+thread_local emu_dim3 threadIdx;
+emu_dim3 blockIdx, gridDim, blockDim;
+unsigned char *emu_smem;
+EmuWarp *emu_warps;
+std::barrier<> *emu_block_bar;
+
+static void launch(unsigned gx, unsigned gy, unsigned bd, size_t smem, const std::function<void()> &f) {
+  gridDim = {gx, gy, 1};
+  blockDim = {bd, 1, 1};
+  for (unsigned by = 0; by < gy; by++)
+    for (unsigned bx = 0; bx < gx; bx++) {
+      blockIdx = {bx, by, 0};
+      unsigned char *buf = nullptr;
+      if (smem) {
+        buf = (unsigned char *)aligned_alloc(16, (smem + 15) / 16 * 16);
+        memset(buf, 0xff, smem);  // bf16 0xffff: NaN, so a read of unstaged shared memory shows
+      }
+      emu_smem = buf;
+      std::barrier<> bb(bd);
+      emu_block_bar = &bb;
+      std::unique_ptr<EmuWarp[]> warps(new EmuWarp[bd / 32]);
+      emu_warps = warps.get();
+      std::vector<std::thread> th;
+      for (unsigned t = 0; t < bd; t++)
+        th.emplace_back([t, &f] {
+          threadIdx = {t, 0, 0};
+          f();
+        });
+      for (auto &x : th) x.join();
+      free(buf);
+    }
+}
+
+template <int HD>
+void fwd(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *lo, const int32_t *hi,
+         int nq, int nk, int nh, int nkv, int max_len, float scale) {
+  size_t sm = fa_fwd_smem<HD>();
+  launch((nq + FA_BQ - 1) / FA_BQ, nh, FA_THREADS, sm,
+         [&] { k_fa_fwd<HD>(out, lse, q, k, v, lo, hi, nq, nk, nh, nkv, max_len, scale); });
+}
+
+template <int HD>
+void bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k, const float *v,
+         const float *out, const float *lse, const int32_t *lo, const int32_t *hi, int nq, int nk, int nh, int nkv,
+         int max_len, float scale, float *D, int32_t *tiles, float *part) {
+  int64_t rows = (int64_t)nq * nh;
+  launch((unsigned)((rows * 32 + 255) / 256), 1, 256, 0, [&] { k_fa_row_dot(D, dout, out, nq, nh, HD); });
+  launch((nq + FA_BQ2 - 1) / FA_BQ2, 1, 32, 0, [&] { k_fa_tile_range(tiles, lo, hi, nq, nk, max_len); });
+  size_t sq = fa_dq_smem<HD>(), skv = fa_dkv_smem<HD>();
+  launch((nq + FA_BQ - 1) / FA_BQ, nh, FA_THREADS, sq,
+         [&] { k_fa_bwd_dq<HD>(dq, dout, q, k, v, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale); });
+  if (nk == 0) return;
+  bool grouped = nh != nkv;
+  float *ok = grouped ? part : dk, *ov = grouped ? part + (int64_t)nk * nh * HD : dv;
+  int64_t os = grouped ? (int64_t)nh * HD : (int64_t)nkv * HD;
+  launch((nk + FA_BK - 1) / FA_BK, nh, FA_THREADS, skv, [&] {
+    k_fa_bwd_dkv<HD>(ok, ov, os, dout, q, k, v, lse, D, lo, hi, tiles, nq, nk, nh, nkv, max_len, scale);
+  });
+  if (grouped) {
+    int64_t n = (int64_t)nk * nkv * HD;
+    int nb = (int)std::min<int64_t>((n + 255) / 256, 8);  // few blocks: the grid-stride loop covers the rest
+    launch(nb, 1, 256, 0, [&] { k_fa_group_sum(dk, dv, ok, ov, nk, nh, nkv, HD); });
+  }
+}
+
+struct Case {
+  std::string name;
+  int nq, nk, nh, nkv, hd, max_len;
+  std::vector<int32_t> lo, hi;
+};
+
+static Case packed(std::vector<int> segs, int nh, int nkv, int hd) {
+  Case c{"packed", 0, 0, nh, nkv, hd, 0, {}, {}};
+  int n = 0;
+  for (int L : segs) {
+    for (int i = 0; i < L; i++) c.lo.push_back(n), c.hi.push_back(n + i + 1);
+    n += L;
+    c.max_len = std::max(c.max_len, L);
+    c.name += "_" + std::to_string(L);
+  }
+  c.nq = c.nk = n;
+  return c;
+}
+static Case decode(int T, int pos0, int nh, int nkv, int hd) {
+  Case c{"decode" + std::to_string(T) + "_" + std::to_string(pos0), T, pos0 + T + 5, nh, nkv, hd, pos0 + T, {}, {}};
+  for (int t = 0; t < T; t++) c.lo.push_back(0), c.hi.push_back(pos0 + t + 1);
+  return c;
+}
+static Case window(int n, int w, int nh, int nkv, int hd) {
+  Case c{"window" + std::to_string(w) + "_" + std::to_string(n), n, n, nh, nkv, hd, w, {}, {}};
+  for (int i = 0; i < n; i++) c.lo.push_back(std::max(0, i - w + 1)), c.hi.push_back(i + 1);
+  return c;
+}
+static Case bad() {
+  Case c = window(40, 40, 4, 2, 64);
+  c.name = "bad";
+  c.max_len = 38;
+  c.lo[3] = 3, c.hi[3] = 3;
+  c.hi[5] = 41;
+  c.lo[7] = -1;
+  c.lo[9] = 9, c.hi[9] = 8;
+  return c;
+}
+
+static bool valid(const Case &c, int i) {
+  int lo = c.lo[i], hi = c.hi[i];
+  return lo >= 0 && hi <= c.nk && hi - lo > 0 && hi - lo <= c.max_len;
+}
+
+static int fails = 0;
+
+static void cmp(const char *what, const Case &c, const std::vector<float> &got, const std::vector<double> &want,
+                double tol) {
+  double ss = 0;
+  int n = 0;
+  for (double w : want)
+    if (!std::isnan(w)) ss += w * w, n++;
+  double rms = std::sqrt(ss / std::max(n, 1)), atol = tol * std::max(rms, 0.1);
+  int bad = 0;
+  double worst = 0;
+  size_t first = (size_t)-1;
+  for (size_t e = 0; e < want.size(); e++) {
+    double g = got[e], w = want[e];
+    if (std::isnan(g) != std::isnan(w)) {
+      bad++;
+      if (first == (size_t)-1) first = e;
+      continue;
+    }
+    if (std::isnan(w)) continue;
+    double err = std::fabs(g - w) / (atol + tol * std::fabs(w));
+    worst = std::max(worst, err);
+    if (err > 1) {
+      bad++;
+      if (first == (size_t)-1) first = e;
+    }
+  }
+  printf("  %-4s worst/tol %.3f%s", what, worst, bad ? " FAIL" : "");
+  if (bad) {
+    fails++;
+    printf(" (%d bad, first at %zu: got %g want %g)", bad, first, got[first], want[first]);
+  }
+  printf("\n");
+}
+
+template <int HD>
+static void run(const Case &c) {
+  int nq = c.nq, nk = c.nk, nh = c.nh, nkv = c.nkv, group = nh / nkv, qs = nh * HD, ks = nkv * HD;
+  std::mt19937 r(nq * 131 + nk * 7 + nh * HD);
+  std::normal_distribution<float> N;
+  auto randn = [&](size_t n) {
+    std::vector<float> x(n);
+    for (auto &v : x) v = N(r);
+    return x;
+  };
+  auto q = randn((size_t)nq * qs), k = randn((size_t)nk * ks), v = randn((size_t)nk * ks),
+       dout = randn((size_t)nq * qs);
+  float scale = 1 / std::sqrt((float)HD);
+  const float P = 12345.f;  // poison
+  std::vector<float> out(nq * qs, P), lse(nq * nh, P), dq(nq * qs, P), dk(nk * ks + 1, P), dv(nk * ks + 1, P);
+  std::vector<float> D(std::max(nq * nh, 1)), part(group > 1 ? 2 * (size_t)nk * nh * HD : 1, P);
+  std::vector<int32_t> tiles(std::max(2 * ((nq + 31) / 32), 1));
+  fwd<HD>(out.data(), lse.data(), q.data(), k.data(), v.data(), c.lo.data(), c.hi.data(), nq, nk, nh, nkv, c.max_len,
+          scale);
+  bwd<HD>(dq.data(), dk.data(), dv.data(), dout.data(), q.data(), k.data(), v.data(), out.data(), lse.data(),
+          c.lo.data(), c.hi.data(), nq, nk, nh, nkv, c.max_len, scale, D.data(), tiles.data(), part.data());
+  dk.pop_back(), dv.pop_back();
+  // f64 reference
+  std::vector<double> ro(nq * qs), rl(nq * nh), rdq(nq * qs), rdk(nk * ks, 0.), rdv(nk * ks, 0.);
+  for (int i = 0; i < nq; i++)
+    for (int h = 0; h < nh; h++) {
+      int qo = i * qs + h * HD, ko = (h / group) * HD;
+      if (!valid(c, i)) {
+        for (int x = 0; x < HD; x++) ro[qo + x] = rdq[qo + x] = NAN;
+        rl[i * nh + h] = NAN;
+        continue;
+      }
+      int lo = c.lo[i], hi = c.hi[i];
+      std::vector<double> s(hi - lo), dp(hi - lo);
+      double m = -INFINITY;
+      for (int j = lo; j < hi; j++) {
+        double d = 0, e = 0;
+        for (int x = 0; x < HD; x++) d += (double)q[qo + x] * k[j * ks + ko + x], e += (double)dout[qo + x] * v[j * ks + ko + x];
+        s[j - lo] = d * scale, dp[j - lo] = e;
+        m = std::max(m, s[j - lo]);
+      }
+      double sum = 0;
+      for (auto &x : s) x = std::exp(x - m), sum += x;
+      for (auto &x : s) x /= sum;
+      rl[i * nh + h] = m + std::log(sum);
+      double Dd = 0;
+      for (int x = 0; x < HD; x++) {
+        double o = 0;
+        for (int j = lo; j < hi; j++) o += s[j - lo] * v[j * ks + ko + x];
+        ro[qo + x] = o;
+        Dd += o * dout[qo + x];
+      }
+      for (int x = 0; x < HD; x++) rdq[qo + x] = 0;
+      for (int j = lo; j < hi; j++) {
+        double ds = s[j - lo] * (dp[j - lo] - Dd) * scale;
+        for (int x = 0; x < HD; x++) {
+          rdq[qo + x] += ds * k[j * ks + ko + x];
+          rdk[j * ks + ko + x] += ds * q[qo + x];
+          rdv[j * ks + ko + x] += s[j - lo] * dout[qo + x];
+        }
+      }
+    }
+  printf("%s nq=%d nk=%d h=%d kv=%d hd=%d\n", c.name.c_str(), nq, nk, nh, nkv, HD);
+  // lse: absolute
+  {
+    std::vector<double> rl2 = rl;
+    double worst = 0;
+    int badn = 0;
+    for (size_t e = 0; e < rl.size(); e++) {
+      if (std::isnan(rl[e]) != std::isnan(lse[e])) {
+        badn++;
+        continue;
+      }
+      if (!std::isnan(rl[e])) worst = std::max(worst, std::fabs(rl[e] - lse[e]) / 3e-2);
+    }
+    printf("  lse  worst/tol %.3f%s\n", worst, (badn || worst > 1) ? " FAIL" : "");
+    if (badn || worst > 1) fails++;
+  }
+  cmp("out", c, out, ro, 6e-2);
+  cmp("dq", c, dq, rdq, 1.2e-1);
+  cmp("dk", c, dk, rdk, 1.2e-1);
+  cmp("dv", c, dv, rdv, 1.2e-1);
+}
+
+static void dispatch(const Case &c) {
+  switch (c.hd) {
+    case 16: return run<16>(c);
+    case 32: return run<32>(c);
+    case 64: return run<64>(c);
+    case 80: return run<80>(c);
+    case 96: return run<96>(c);
+    case 128: return run<128>(c);
+  }
+  abort();
+}
+
+int main(int argc, char **argv) {
+  std::vector<Case> cases = {
+      packed({1}, 2, 2, 64),
+      packed({37}, 14, 2, 80),
+      packed({20, 17}, 4, 2, 128),
+      packed({37}, 4, 4, 128),
+      packed({300}, 14, 2, 64),
+      packed({120, 101, 79}, 6, 3, 80),
+      packed({150, 150}, 12, 2, 128),
+      decode(1, 37, 14, 2, 64),
+      decode(9, 20, 12, 2, 128),
+      decode(5, 0, 4, 4, 80),
+      decode(1, 0, 2, 1, 80),
+      window(100, 17, 8, 2, 64),
+      bad(),
+      packed({200, 57, 130}, 12, 2, 128),
+      packed({130, 70}, 4, 1, 16),
+      packed({100}, 6, 2, 32),
+      packed({90, 9}, 4, 2, 96),
+      packed({65}, 2, 2, 64),
+      decode(3, 200, 14, 2, 64),
+      window(150, 40, 4, 2, 80),
+  };
+  std::vector<int> which;
+  for (int a = 1; a < argc; a++) which.push_back(atoi(argv[a]));
+  for (int i = 0; i < (int)cases.size(); i++)
+    if (which.empty() || std::find(which.begin(), which.end(), i) != which.end()) dispatch(cases[i]);
+  printf("%d failures\n", fails);
+  return fails != 0;
+}

@@ -1,0 +1,144 @@
+// shim.h: a host emulation of the CUDA features attn_flash_kernels.cuh
+// uses, so that its kernels run on the CPU as written: one std::thread per
+// CUDA thread, a block's threads at once (blocks one after another),
+// barriers for __syncthreads and for the warp collectives (shuffles, mma),
+// bf16 as bits rounded to nearest even, and mma.sync m16n8k16 computed from
+// the fragment layouts the PTX ISA documents — so a fragment or index
+// mistake gives wrong numbers here as on the device. What it cannot show:
+// the tensor cores' own summation order, and races (blocks' threads meet
+// only at barriers, but unordered shared-memory accesses between them run
+// in whatever order the OS schedules).
+#pragma once
+#define DISTILL_CUDA_EMU 1
+#include <algorithm>
+#include <barrier>
+#include <climits>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <thread>
+#include <vector>
+#include <cstdio>
+#include <cstdlib>
+
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __launch_bounds__(x)
+#define __shared__ static  // one block at a time: a block's statics are its shared memory
+
+using std::max;
+using std::min;
+
+struct emu_dim3 {
+  unsigned x = 0, y = 0, z = 0;
+};
+extern thread_local emu_dim3 threadIdx;
+extern emu_dim3 blockIdx, gridDim, blockDim;
+extern unsigned char *emu_smem;
+
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
+struct alignas(8) float2 {
+  float x, y;
+};
+struct alignas(8) uint2 {
+  uint32_t x, y;
+};
+inline float4 make_float4(float a, float b, float c, float d) { return {a, b, c, d}; }
+inline float2 make_float2(float a, float b) { return {a, b}; }
+inline uint2 make_uint2(uint32_t a, uint32_t b) { return {a, b}; }
+
+struct emu_bf16 {
+  uint16_t v;
+};
+struct emu_bf162 {
+  emu_bf16 x, y;
+};
+typedef emu_bf16 __nv_bfloat16;
+typedef emu_bf162 __nv_bfloat162;
+inline emu_bf16 __float2bfloat16_rn(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  emu_bf16 r;
+  if (std::isnan(f)) {
+    r.v = 0x7fc0;
+    return r;
+  }
+  uint32_t lsb = (u >> 16) & 1;
+  u += 0x7fff + lsb;
+  r.v = (uint16_t)(u >> 16);
+  return r;
+}
+inline float emu_bf2f(uint16_t v) {
+  uint32_t u = (uint32_t)v << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+inline emu_bf162 __floats2bfloat162_rn(float a, float b) { return {__float2bfloat16_rn(a), __float2bfloat16_rn(b)}; }
+
+struct EmuWarp {
+  std::barrier<> bar{32};
+  uint64_t sh[32];
+  uint32_t a[32][4], b[32][2];
+};
+extern EmuWarp *emu_warps;
+
+template <typename T>
+inline T __shfl_xor_sync(unsigned mask, T v, int o) {
+  if (mask != 0xffffffffu) abort();
+  int lane = threadIdx.x & 31;
+  EmuWarp &w = emu_warps[threadIdx.x >> 5];
+  uint64_t bits = 0;
+  memcpy(&bits, &v, sizeof(T));
+  w.sh[lane] = bits;
+  w.bar.arrive_and_wait();
+  uint64_t got = w.sh[lane ^ o];
+  w.bar.arrive_and_wait();
+  T r;
+  memcpy(&r, &got, sizeof(T));
+  return r;
+}
+
+// mma.m16n8k16.row.col f32.bf16.bf16.f32, fragments per the PTX ISA:
+// A: a0,a1 (g, 2t..) reg0; a2,a3 (g+8, 2t..) reg1; a4,a5 (g, 2t+8..) reg2; a6,a7 (g+8, 2t+8..) reg3.
+// B: b0,b1 (k 2t.., n g) reg0; b2,b3 (k 2t+8.., n g) reg1.  C: (g,2t),(g,2t+1),(g+8,2t),(g+8,2t+1).
+inline void emu_mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+  int lane = threadIdx.x & 31;
+  EmuWarp &w = emu_warps[threadIdx.x >> 5];
+  for (int i = 0; i < 4; i++) w.a[lane][i] = a[i];
+  w.b[lane][0] = b0, w.b[lane][1] = b1;
+  w.bar.arrive_and_wait();
+  float A[16][16], B[16][8];
+  for (int L = 0; L < 32; L++) {
+    int g = L >> 2, t = L & 3;
+    auto lo = [](uint32_t r) { return emu_bf2f(r & 0xffff); };
+    auto hi = [](uint32_t r) { return emu_bf2f(r >> 16); };
+    A[g][2 * t] = lo(w.a[L][0]), A[g][2 * t + 1] = hi(w.a[L][0]);
+    A[g + 8][2 * t] = lo(w.a[L][1]), A[g + 8][2 * t + 1] = hi(w.a[L][1]);
+    A[g][2 * t + 8] = lo(w.a[L][2]), A[g][2 * t + 9] = hi(w.a[L][2]);
+    A[g + 8][2 * t + 8] = lo(w.a[L][3]), A[g + 8][2 * t + 9] = hi(w.a[L][3]);
+    B[2 * t][g] = lo(w.b[L][0]), B[2 * t + 1][g] = hi(w.b[L][0]);
+    B[2 * t + 8][g] = lo(w.b[L][1]), B[2 * t + 9][g] = hi(w.b[L][1]);
+  }
+  w.bar.arrive_and_wait();
+  int g = lane >> 2, t = lane & 3;
+  for (int e = 0; e < 4; e++) {
+    int r = g + 8 * (e >> 1), col = 2 * t + (e & 1);
+    float s = 0.f;
+    for (int k = 0; k < 16; k++) s += A[r][k] * B[k][col];
+    c[e] += s;
+  }
+}
+
+extern std::barrier<> *emu_block_bar;
+inline void __syncthreads() { emu_block_bar->arrive_and_wait(); }
+
+template <typename T>
+inline T dc_warp_sum(T v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}

@@ -1,0 +1,549 @@
+// attn_flash_kernels.cuh: the device code of attn_flash.cu (its header
+// comment describes the kernels). Apart so that cuda/emu compiles the same
+// code on the host — each CUDA thread a std::thread, mma.sync emulated from
+// the PTX ISA's fragment layouts — and checks it against an f64 reference
+// where there is no GPU (DISTILL_CUDA_EMU, with cuda/emu/shim.h included
+// first).
+#pragma once
+#include <climits>
+
+#ifdef DISTILL_CUDA_EMU
+#define FA_DYNAMIC_SHARED(name) unsigned char *name = emu_smem
+#else
+#define FA_DYNAMIC_SHARED(name) extern __shared__ __align__(16) unsigned char name[]
+#endif
+
+namespace {
+
+constexpr int FA_THREADS = 128;  // four warps
+constexpr int FA_BQ = 64;        // query rows per block (forward, dq): 16 a warp
+constexpr int FA_BK = 64;        // key rows per tile (forward, dq), per block (dkv): 16 a warp
+constexpr int FA_BQ2 = 32;       // query rows per tile (dkv)
+constexpr int FA_PAD = 8;        // bf16 elements of padding per shared row
+
+typedef __nv_bfloat16 bf16;
+
+__device__ __forceinline__ bool fa_valid(int lo, int hi, int nk, int max_len) {
+  return lo >= 0 && hi <= nk && hi - lo > 0 && hi - lo <= max_len;
+}
+
+// Two floats as one register of two bf16: lo in the low half (the lower
+// column), as the fragments want.
+__device__ __forceinline__ uint32_t fa_pack(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<uint32_t *>(&v);
+}
+
+__device__ __forceinline__ uint32_t fa_ld(const bf16 *p) { return *reinterpret_cast<const uint32_t *>(p); }
+
+// c += a·b, one m16n8k16 product.
+__device__ __forceinline__ void fa_mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+#ifdef DISTILL_CUDA_EMU
+  emu_mma(c, a, b0, b1);
+#else
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+
+// The A fragment of rows r0.., columns c0.. of a row-major bf16 tile.
+__device__ __forceinline__ void fa_frag_a(uint32_t a[4], const bf16 *s, int ld, int r0, int c0, int g, int t) {
+  a[0] = fa_ld(s + (r0 + g) * ld + c0 + 2 * t);
+  a[1] = fa_ld(s + (r0 + g + 8) * ld + c0 + 2 * t);
+  a[2] = fa_ld(s + (r0 + g) * ld + c0 + 8 + 2 * t);
+  a[3] = fa_ld(s + (r0 + g + 8) * ld + c0 + 8 + 2 * t);
+}
+
+// c(16, 8n) += a(16, 16) · B where B's column j is row n0+j of s, its k
+// running along that row from k0.
+__device__ __forceinline__ void fa_mma_rows(float c[4], const uint32_t a[4], const bf16 *s, int ld, int n0, int k0,
+                                            int g, int t) {
+  const bf16 *r = s + (n0 + g) * ld + k0 + 2 * t;
+  fa_mma(c, a, fa_ld(r), fa_ld(r + 8));
+}
+
+// The A fragment of a 16×16 product over keys (or queries) 16c.. from the
+// C tiles 2c and 2c+1 of a score-shaped accumulator.
+__device__ __forceinline__ void fa_c_to_a(uint32_t a[4], const float lo[4], const float hi[4]) {
+  a[0] = fa_pack(lo[0], lo[1]);
+  a[1] = fa_pack(lo[2], lo[3]);
+  a[2] = fa_pack(hi[0], hi[1]);
+  a[3] = fa_pack(hi[2], hi[3]);
+}
+
+// Rows r0..r0+rows−1 of a (n, stride) f32 matrix, columns c0..c0+HD−1,
+// into a row-major bf16 tile (ld) and, if tr is set, its transpose (ldt);
+// rows at or past n are zeros. HD is a multiple of 16 and every address
+// 16-byte aligned (the caller checks), so each thread moves float4s. Each
+// layout has its own pass, mapped so a warp's shared stores fall in
+// distinct banks: along a row for the row-major tile; down the rows, two at
+// a time (one 32-bit store of two bf16), for the transpose (along a row, a
+// warp's transposed stores were 16 to a bank).
+template <int HD, int ROWS>
+__device__ __forceinline__ void fa_stage(bf16 *rowm, int ld, bf16 *tr, int ldt, const float *x, int n, int64_t stride,
+                                         int c0, int r0) {
+  // Trip counts are constants, so the loops unroll and a thread's loads are
+  // all in flight before its first store (a loop of dependent load-store
+  // pairs waits out the memory latency at each).
+  constexpr int NR = ROWS * (HD / 4), NT = ROWS / 2 * (HD / 4);
+  if (rowm) {
+#pragma unroll
+    for (int i = 0; i < (NR + FA_THREADS - 1) / FA_THREADS; i++) {
+      int e = threadIdx.x + i * FA_THREADS;
+      if (NR % FA_THREADS != 0 && e >= NR) break;
+      int r = e / (HD / 4), c = (e % (HD / 4)) * 4;
+      float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+      if (r0 + r < n) v = *reinterpret_cast<const float4 *>(x + (int64_t)(r0 + r) * stride + c0 + c);
+      *reinterpret_cast<uint2 *>(rowm + r * ld + c) = make_uint2(fa_pack(v.x, v.y), fa_pack(v.z, v.w));
+    }
+  }
+  if (tr) {
+#pragma unroll
+    for (int i = 0; i < (NT + FA_THREADS - 1) / FA_THREADS; i++) {
+      int e = threadIdx.x + i * FA_THREADS;
+      if (NT % FA_THREADS != 0 && e >= NT) break;
+      int r = 2 * (e % (ROWS / 2)), c = (e / (ROWS / 2)) * 4;
+      float4 a = make_float4(0.f, 0.f, 0.f, 0.f), b = a;
+      if (r0 + r < n) a = *reinterpret_cast<const float4 *>(x + (int64_t)(r0 + r) * stride + c0 + c);
+      if (r0 + r + 1 < n) b = *reinterpret_cast<const float4 *>(x + (int64_t)(r0 + r + 1) * stride + c0 + c);
+      *reinterpret_cast<uint32_t *>(tr + (c + 0) * ldt + r) = fa_pack(a.x, b.x);
+      *reinterpret_cast<uint32_t *>(tr + (c + 1) * ldt + r) = fa_pack(a.y, b.y);
+      *reinterpret_cast<uint32_t *>(tr + (c + 2) * ldt + r) = fa_pack(a.z, b.z);
+      *reinterpret_cast<uint32_t *>(tr + (c + 3) * ldt + r) = fa_pack(a.w, b.w);
+    }
+  }
+}
+
+// The A fragments of a warp's 16 rows (r0..) of a (n, stride) f32 matrix,
+// columns c0..c0+HD−1, straight from memory (rows past n are zeros).
+template <int HD>
+__device__ __forceinline__ void fa_rows_a(uint32_t a[HD / 16][4], const float *x, int n, int64_t stride, int c0,
+                                          int r0, int g, int t) {
+  const float *p0 = x + (int64_t)(r0 + g) * stride + c0 + 2 * t, *p1 = p0 + 8 * stride;
+  bool in0 = r0 + g < n, in1 = r0 + g + 8 < n;
+#pragma unroll
+  for (int kk = 0; kk < HD / 16; kk++) {
+    float2 x00 = in0 ? *reinterpret_cast<const float2 *>(p0 + kk * 16) : make_float2(0.f, 0.f);
+    float2 x10 = in1 ? *reinterpret_cast<const float2 *>(p1 + kk * 16) : make_float2(0.f, 0.f);
+    float2 x01 = in0 ? *reinterpret_cast<const float2 *>(p0 + kk * 16 + 8) : make_float2(0.f, 0.f);
+    float2 x11 = in1 ? *reinterpret_cast<const float2 *>(p1 + kk * 16 + 8) : make_float2(0.f, 0.f);
+    a[kk][0] = fa_pack(x00.x, x00.y);
+    a[kk][1] = fa_pack(x10.x, x10.y);
+    a[kk][2] = fa_pack(x01.x, x01.y);
+    a[kk][3] = fa_pack(x11.x, x11.y);
+  }
+}
+
+// A warp's two rows g, g+8 (of rows r0..r0+15): their ranges, empty for a
+// row past nq or with a bad range (bad[i] says which), and the warp's union
+// [wlo, whi) (wlo > whi when empty).
+struct fa_rows {
+  int lo[2], hi[2];
+  bool bad[2];
+  int wlo, whi;
+};
+
+__device__ __forceinline__ fa_rows fa_row_ranges(const int32_t *kv_lo, const int32_t *kv_hi, int r0, int nq, int nk,
+                                                  int max_len, int g) {
+  fa_rows w;
+  int mlo = INT_MAX, mhi = 0;
+#pragma unroll
+  for (int i = 0; i < 2; i++) {
+    int r = r0 + g + 8 * i;
+    w.lo[i] = w.hi[i] = 0;
+    w.bad[i] = false;
+    if (r < nq) {
+      int lo = kv_lo[r], hi = kv_hi[r];
+      if (fa_valid(lo, hi, nk, max_len)) {
+        w.lo[i] = lo, w.hi[i] = hi;
+        mlo = min(mlo, lo), mhi = max(mhi, hi);
+      } else {
+        w.bad[i] = true;
+      }
+    }
+  }
+  for (int o = 16; o > 0; o >>= 1) {
+    mlo = min(mlo, __shfl_xor_sync(0xffffffffu, mlo, o));
+    mhi = max(mhi, __shfl_xor_sync(0xffffffffu, mhi, o));
+  }
+  w.wlo = mlo, w.whi = mhi;
+  return w;
+}
+
+// The block's key range: the union of its warps' (each thread passes its
+// warp's); sh holds 2·warps ints.
+__device__ __forceinline__ void fa_block_range(int wlo, int whi, int *sh, int *blo, int *bhi) {
+  int warp = threadIdx.x >> 5, nw = FA_THREADS / 32;
+  if ((threadIdx.x & 31) == 0) sh[warp] = wlo, sh[nw + warp] = whi;
+  __syncthreads();
+  int lo = INT_MAX, hi = 0;
+  for (int w = 0; w < nw; w++) lo = min(lo, sh[w]), hi = max(hi, sh[nw + w]);
+  *blo = lo, *bhi = hi;
+}
+
+__device__ __forceinline__ float fa_quad_max(float v) {
+  v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+  return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+__device__ __forceinline__ float fa_quad_sum(float v) {
+  v += __shfl_xor_sync(0xffffffffu, v, 1);
+  return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+// Forward: grid (⌈nq/64⌉, nh). Shared: K tile [64][HD+8], Vᵀ tile [HD][64+8].
+template <int HD>
+__global__ void __launch_bounds__(FA_THREADS) k_fa_fwd(float *out, float *lse, const float *q, const float *k,
+                                                       const float *v, const int32_t *kv_lo, const int32_t *kv_hi,
+                                                       int nq, int nk, int nh, int nkv, int max_len, float scale) {
+  FA_DYNAMIC_SHARED(fa_sh);
+  constexpr int LDK = HD + FA_PAD, LDV = FA_BK + FA_PAD, NT = FA_BK / 8, ND = HD / 8;
+  bf16 *Ks = reinterpret_cast<bf16 *>(fa_sh), *Vt = Ks + FA_BK * LDK;
+  __shared__ int rng[8];
+  int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  // The last rows of a causal sequence attend the most keys: they start first.
+  int h = blockIdx.y, kvh = h / (nh / nkv), r0 = (gridDim.x - 1 - blockIdx.x) * FA_BQ + warp * 16;
+  int64_t qs = (int64_t)nh * HD, kvs = (int64_t)nkv * HD;
+  fa_rows w = fa_row_ranges(kv_lo, kv_hi, r0, nq, nk, max_len, g);
+  int blo, bhi;
+  fa_block_range(w.wlo, w.whi, rng, &blo, &bhi);
+
+  uint32_t qa[HD / 16][4];
+  fa_rows_a<HD>(qa, q, nq, qs, h * HD, r0, g, t);
+  float o[ND][4];
+#pragma unroll
+  for (int d = 0; d < ND; d++) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+
+  for (int k0 = blo / FA_BK * FA_BK; k0 < bhi; k0 += FA_BK) {
+    __syncthreads();  // the previous tile's reads are done
+    fa_stage<HD, FA_BK>(Ks, LDK, nullptr, 0, k, nk, kvs, kvh * HD, k0);
+    fa_stage<HD, FA_BK>(nullptr, 0, Vt, LDV, v, nk, kvs, kvh * HD, k0);
+    __syncthreads();
+    if (k0 >= w.whi || k0 + FA_BK <= w.wlo) continue;  // none of this warp's rows sees the tile
+
+    float s[NT][4];
+#pragma unroll
+    for (int n = 0; n < NT; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++)
+#pragma unroll
+      for (int n = 0; n < NT; n++) fa_mma_rows(s[n], qa[kk], Ks, LDK, n * 8, kk * 16, g, t);
+
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int n = 0; n < NT; n++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        int i = e >> 1, j = k0 + n * 8 + 2 * t + (e & 1);
+        float x = (j >= w.lo[i] && j < w.hi[i]) ? s[n][e] * scale : -INFINITY;
+        s[n][e] = x;
+        mx[i] = fmaxf(mx[i], x);
+      }
+    float base[2], alpha[2];
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+      float mn = fmaxf(m[i], fa_quad_max(mx[i]));
+      base[i] = mn == -INFINITY ? 0.f : mn;  // no key yet: exp(−inf − 0) = 0, never NaN
+      alpha[i] = expf(m[i] - base[i]);
+      m[i] = mn;
+      l[i] *= alpha[i];
+    }
+#pragma unroll
+    for (int n = 0; n < NT; n++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        float p = expf(s[n][e] - base[e >> 1]);
+        s[n][e] = p;
+        l[e >> 1] += p;
+      }
+#pragma unroll
+    for (int d = 0; d < ND; d++) o[d][0] *= alpha[0], o[d][1] *= alpha[0], o[d][2] *= alpha[1], o[d][3] *= alpha[1];
+#pragma unroll
+    for (int c = 0; c < FA_BK / 16; c++) {
+      uint32_t pa[4];
+      fa_c_to_a(pa, s[2 * c], s[2 * c + 1]);
+#pragma unroll
+      for (int d = 0; d < ND; d++) fa_mma_rows(o[d], pa, Vt, LDV, d * 8, c * 16, g, t);
+    }
+  }
+
+#pragma unroll
+  for (int i = 0; i < 2; i++) {
+    int r = r0 + g + 8 * i;
+    float sum = fa_quad_sum(l[i]);
+    if (r >= nq) continue;
+    float *orow = out + (int64_t)r * qs + h * HD;
+    if (w.bad[i]) {
+      for (int d = 0; d < ND; d++) *reinterpret_cast<float2 *>(orow + d * 8 + 2 * t) = make_float2(NAN, NAN);
+      if (t == 0) lse[(int64_t)r * nh + h] = NAN;
+      continue;
+    }
+    float inv = 1.f / sum;
+#pragma unroll
+    for (int d = 0; d < ND; d++)
+      *reinterpret_cast<float2 *>(orow + d * 8 + 2 * t) = make_float2(o[d][2 * i] * inv, o[d][2 * i + 1] * inv);
+    if (t == 0) lse[(int64_t)r * nh + h] = m[i] + logf(sum);
+  }
+}
+
+// D[i·nh + h] = Σ dout∘out over row i, head h: one warp a (row, head).
+__global__ void k_fa_row_dot(float *D, const float *dout, const float *out, int nq, int nh, int hd) {
+  int64_t rh = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+  int lane = threadIdx.x & 31;
+  if (rh >= (int64_t)nq * nh) return;
+  const float *a = dout + rh * hd, *b = out + rh * hd;  // (nq, nh·hd): row i head h starts at (i·nh + h)·hd
+  float s = 0.f;
+  for (int c = lane; c < hd; c += 32) s += a[c] * b[c];
+  s = dc_warp_sum(s);
+  if (lane == 0) D[rh] = s;
+}
+
+// Each 32-row query tile's [min lo, max hi) over its rows with good ranges
+// (lo > hi when none): tiles[2·b], tiles[2·b+1].
+__global__ void k_fa_tile_range(int32_t *tiles, const int32_t *kv_lo, const int32_t *kv_hi, int nq, int nk,
+                                int max_len) {
+  int b = blockIdx.x, r = b * FA_BQ2 + threadIdx.x;  // one warp a tile
+  int lo = INT_MAX, hi = 0;
+  if (r < nq) {
+    int a = kv_lo[r], z = kv_hi[r];
+    if (fa_valid(a, z, nk, max_len)) lo = a, hi = z;
+  }
+  for (int o = 16; o > 0; o >>= 1) {
+    lo = min(lo, __shfl_xor_sync(0xffffffffu, lo, o));
+    hi = max(hi, __shfl_xor_sync(0xffffffffu, hi, o));
+  }
+  if (threadIdx.x == 0) tiles[2 * b] = lo, tiles[2 * b + 1] = hi;
+}
+
+// dq: grid (⌈nq/64⌉, nh). Shared: K [64][HD+8], V [64][HD+8], Kᵀ [HD][64+8].
+template <int HD>
+__global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dq(float *dq, const float *dout, const float *q, const float *k,
+                                                          const float *v, const float *lse, const float *D,
+                                                          const int32_t *kv_lo, const int32_t *kv_hi, int nq, int nk,
+                                                          int nh, int nkv, int max_len, float scale) {
+  FA_DYNAMIC_SHARED(fa_sh);
+  constexpr int LDK = HD + FA_PAD, LDT = FA_BK + FA_PAD, NT = FA_BK / 8, ND = HD / 8;
+  bf16 *Ks = reinterpret_cast<bf16 *>(fa_sh), *Vs = Ks + FA_BK * LDK, *Kt = Vs + FA_BK * LDK;
+  __shared__ int rng[8];
+  int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  // The last rows of a causal sequence attend the most keys: they start first.
+  int h = blockIdx.y, kvh = h / (nh / nkv), r0 = (gridDim.x - 1 - blockIdx.x) * FA_BQ + warp * 16;
+  int64_t qs = (int64_t)nh * HD, kvs = (int64_t)nkv * HD;
+  fa_rows w = fa_row_ranges(kv_lo, kv_hi, r0, nq, nk, max_len, g);
+  int blo, bhi;
+  fa_block_range(w.wlo, w.whi, rng, &blo, &bhi);
+
+  uint32_t qa[HD / 16][4], da[HD / 16][4];
+  fa_rows_a<HD>(qa, q, nq, qs, h * HD, r0, g, t);
+  fa_rows_a<HD>(da, dout, nq, qs, h * HD, r0, g, t);
+  float L[2], Dr[2];
+#pragma unroll
+  for (int i = 0; i < 2; i++) {
+    int r = r0 + g + 8 * i;
+    bool in = r < nq && !w.bad[i];
+    L[i] = in ? lse[(int64_t)r * nh + h] : 0.f;
+    Dr[i] = in ? D[(int64_t)r * nh + h] : 0.f;
+  }
+  float acc[ND][4];
+#pragma unroll
+  for (int d = 0; d < ND; d++) acc[d][0] = acc[d][1] = acc[d][2] = acc[d][3] = 0.f;
+
+  for (int k0 = blo / FA_BK * FA_BK; k0 < bhi; k0 += FA_BK) {
+    __syncthreads();
+    fa_stage<HD, FA_BK>(Ks, LDK, Kt, LDT, k, nk, kvs, kvh * HD, k0);
+    fa_stage<HD, FA_BK>(Vs, LDK, nullptr, 0, v, nk, kvs, kvh * HD, k0);
+    __syncthreads();
+    if (k0 >= w.whi || k0 + FA_BK <= w.wlo) continue;
+
+    float s[NT][4], dp[NT][4];
+#pragma unroll
+    for (int n = 0; n < NT; n++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) s[n][e] = dp[n][e] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++)
+#pragma unroll
+      for (int n = 0; n < NT; n++) {
+        fa_mma_rows(s[n], qa[kk], Ks, LDK, n * 8, kk * 16, g, t);
+        fa_mma_rows(dp[n], da[kk], Vs, LDK, n * 8, kk * 16, g, t);
+      }
+#pragma unroll
+    for (int n = 0; n < NT; n++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        int i = e >> 1, j = k0 + n * 8 + 2 * t + (e & 1);
+        bool in = j >= w.lo[i] && j < w.hi[i];
+        float p = in ? expf(s[n][e] * scale - L[i]) : 0.f;
+        s[n][e] = in ? p * (dp[n][e] - Dr[i]) * scale : 0.f;  // dS
+      }
+#pragma unroll
+    for (int c = 0; c < FA_BK / 16; c++) {
+      uint32_t a[4];
+      fa_c_to_a(a, s[2 * c], s[2 * c + 1]);
+#pragma unroll
+      for (int d = 0; d < ND; d++) fa_mma_rows(acc[d], a, Kt, LDT, d * 8, c * 16, g, t);
+    }
+  }
+
+#pragma unroll
+  for (int i = 0; i < 2; i++) {
+    int r = r0 + g + 8 * i;
+    if (r >= nq) continue;
+    float *row = dq + (int64_t)r * qs + h * HD;
+#pragma unroll
+    for (int d = 0; d < ND; d++)
+      *reinterpret_cast<float2 *>(row + d * 8 + 2 * t) =
+          w.bad[i] ? make_float2(NAN, NAN) : make_float2(acc[d][2 * i], acc[d][2 * i + 1]);
+  }
+}
+
+// dk, dv of one query head: grid (⌈nk/64⌉, nh), 16 keys a warp, head h's
+// share of its KV head's gradients into dk, dv (rows os apart, head h's
+// columns at h·HD, or the KV head's when it is the group's only head:
+// fa_bwd sums a group's shares after). Shared: K, V [64][HD+8] (the warps'
+// A operands), per query tile Q, dO [32][HD+8], Qᵀ, dOᵀ [HD][32+8], and the
+// tile's lse, D, lo, hi.
+template <int HD>
+__global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv(float *dk, float *dv, int64_t os, const float *dout,
+                                                           const float *q, const float *k, const float *v,
+                                                           const float *lse, const float *D, const int32_t *kv_lo,
+                                                           const int32_t *kv_hi, const int32_t *tiles, int nq, int nk,
+                                                           int nh, int nkv, int max_len, float scale) {
+  FA_DYNAMIC_SHARED(fa_sh);
+  constexpr int LDK = HD + FA_PAD, LDQ = FA_BQ2 + FA_PAD, NQ8 = FA_BQ2 / 8, ND = HD / 8;
+  bf16 *Ks = reinterpret_cast<bf16 *>(fa_sh), *Vs = Ks + FA_BK * LDK, *Qs = Vs + FA_BK * LDK, *Os = Qs + FA_BQ2 * LDK,
+       *Qt = Os + FA_BQ2 * LDK, *Ot = Qt + HD * LDQ;
+  __shared__ float Ls[FA_BQ2], Dsh[FA_BQ2];
+  __shared__ int lo_s[FA_BQ2], hi_s[FA_BQ2];
+  int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  int h = blockIdx.y, group = nh / nkv, kvh = h / group, k0 = blockIdx.x * FA_BK, kw = k0 + warp * 16;
+  int64_t qs = (int64_t)nh * HD, kvs = (int64_t)nkv * HD;
+  fa_stage<HD, FA_BK>(Ks, LDK, nullptr, 0, k, nk, kvs, kvh * HD, k0);
+  fa_stage<HD, FA_BK>(Vs, LDK, nullptr, 0, v, nk, kvs, kvh * HD, k0);
+
+  float gk[ND][4], gv[ND][4];
+#pragma unroll
+  for (int d = 0; d < ND; d++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) gk[d][e] = gv[d][e] = 0.f;
+
+  int ntiles = (nq + FA_BQ2 - 1) / FA_BQ2;
+  for (int b = 0; b < ntiles; b++) {
+    int tlo = tiles[2 * b], thi = tiles[2 * b + 1];
+    if (tlo >= k0 + FA_BK || thi <= k0) continue;  // block-uniform: no row of the tile reaches these keys
+    int q0 = b * FA_BQ2;
+    __syncthreads();  // the previous tile's reads are done (and, the first time, K and V are staged)
+    fa_stage<HD, FA_BQ2>(Qs, LDK, Qt, LDQ, q, nq, qs, h * HD, q0);
+    fa_stage<HD, FA_BQ2>(Os, LDK, Ot, LDQ, dout, nq, qs, h * HD, q0);
+    if (threadIdx.x < FA_BQ2) {
+      int r = q0 + threadIdx.x, lo = 0, hi = 0;
+      float L = 0.f, Dv = 0.f;
+      if (r < nq) {
+        int a = kv_lo[r], z = kv_hi[r];
+        if (fa_valid(a, z, nk, max_len)) {
+          lo = a, hi = z;
+          L = lse[(int64_t)r * nh + h], Dv = D[(int64_t)r * nh + h];
+        }
+      }
+      lo_s[threadIdx.x] = lo, hi_s[threadIdx.x] = hi, Ls[threadIdx.x] = L, Dsh[threadIdx.x] = Dv;
+    }
+    __syncthreads();
+    if (tlo >= kw + 16 || thi <= kw) continue;  // none of the tile's rows reaches this warp's keys
+
+    float st[NQ8][4], dpt[NQ8][4];
+#pragma unroll
+    for (int n = 0; n < NQ8; n++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) st[n][e] = dpt[n][e] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++) {
+      uint32_t ka[4], va[4];
+      fa_frag_a(ka, Ks, LDK, warp * 16, kk * 16, g, t);
+      fa_frag_a(va, Vs, LDK, warp * 16, kk * 16, g, t);
+#pragma unroll
+      for (int n = 0; n < NQ8; n++) {
+        fa_mma_rows(st[n], ka, Qs, LDK, n * 8, kk * 16, g, t);
+        fa_mma_rows(dpt[n], va, Os, LDK, n * 8, kk * 16, g, t);
+      }
+    }
+    // Row (key) kw+g (+8 for e ≥ 2), column (query) n·8 + 2t (+1).
+#pragma unroll
+    for (int n = 0; n < NQ8; n++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        int j = kw + g + 8 * (e >> 1), c = n * 8 + 2 * t + (e & 1);
+        bool in = j >= lo_s[c] && j < hi_s[c];
+        float p = in ? expf(st[n][e] * scale - Ls[c]) : 0.f;
+        dpt[n][e] = in ? p * (dpt[n][e] - Dsh[c]) * scale : 0.f;  // dSᵀ
+        st[n][e] = p;                                              // Pᵀ
+      }
+#pragma unroll
+    for (int c = 0; c < FA_BQ2 / 16; c++) {
+      uint32_t pa[4], sa[4];
+      fa_c_to_a(pa, st[2 * c], st[2 * c + 1]);
+      fa_c_to_a(sa, dpt[2 * c], dpt[2 * c + 1]);
+#pragma unroll
+      for (int d = 0; d < ND; d++) {
+        fa_mma_rows(gv[d], pa, Ot, LDQ, d * 8, c * 16, g, t);
+        fa_mma_rows(gk[d], sa, Qt, LDQ, d * 8, c * 16, g, t);
+      }
+    }
+  }
+
+#pragma unroll
+  for (int i = 0; i < 2; i++) {
+    int j = kw + g + 8 * i;
+    if (j >= nk) continue;
+    int col = group == 1 ? kvh * HD : h * HD;
+    float *kr = dk + (int64_t)j * os + col, *vr = dv + (int64_t)j * os + col;
+#pragma unroll
+    for (int d = 0; d < ND; d++) {
+      *reinterpret_cast<float2 *>(kr + d * 8 + 2 * t) = make_float2(gk[d][2 * i], gk[d][2 * i + 1]);
+      *reinterpret_cast<float2 *>(vr + d * 8 + 2 * t) = make_float2(gv[d][2 * i], gv[d][2 * i + 1]);
+    }
+  }
+}
+
+// dk[j, g·hd + c] = Σ over g's heads h of part[j, h·hd + c] (and dv): the
+// group's shares summed, in a fixed order.
+__global__ void k_fa_group_sum(float *dk, float *dv, const float *pk, const float *pv, int nk, int nh, int nkv,
+                               int hd) {
+  int64_t n = (int64_t)nk * nkv * hd, kvs = (int64_t)nkv * hd, qs = (int64_t)nh * hd;
+  int group = nh / nkv;
+  for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
+    int64_t j = e / kvs;
+    int gc = (int)(e % kvs), kv = gc / hd, c = gc % hd;
+    const float *a = pk + j * qs + (int64_t)kv * group * hd + c, *b = pv + j * qs + (int64_t)kv * group * hd + c;
+    float sk = 0.f, sv = 0.f;
+    for (int i = 0; i < group; i++) sk += a[i * hd], sv += b[i * hd];
+    dk[e] = sk, dv[e] = sv;
+  }
+}
+
+template <int HD>
+size_t fa_fwd_smem() { return (size_t)(FA_BK * (HD + FA_PAD) + HD * (FA_BK + FA_PAD)) * sizeof(bf16); }
+template <int HD>
+size_t fa_dq_smem() { return (size_t)(2 * FA_BK * (HD + FA_PAD) + HD * (FA_BK + FA_PAD)) * sizeof(bf16); }
+template <int HD>
+size_t fa_dkv_smem() {
+  return (size_t)(2 * FA_BK * (HD + FA_PAD) + 2 * FA_BQ2 * (HD + FA_PAD) + 2 * HD * (FA_BQ2 + FA_PAD)) * sizeof(bf16);
+}
+
+// One warp a (row, head): (out, lse) and (out2, lse2), attentions of the
+// same query over two disjoint key sets, become the attention over their
+// union: weights e^lse / (e^lse + e^lse2), in f32 from the larger lse.
+__global__ void k_attn_merge(float *out, float *lse, const float *out2, const float *lse2, int64_t rows, int hd) {
+  int64_t r = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+  int lane = threadIdx.x & 31;
+  if (r >= rows) return;
+  float a = lse[r], b = lse2[r], m = fmaxf(a, b);
+  float wa = expf(a - m), wb = expf(b - m), inv = 1.f / (wa + wb);
+  for (int c = lane; c < hd; c += 32) out[r * hd + c] = (wa * out[r * hd + c] + wb * out2[r * hd + c]) * inv;
+  if (lane == 0) lse[r] = m + logf(wa + wb);
+}
+
+
+}  // namespace
