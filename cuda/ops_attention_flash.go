@@ -11,10 +11,10 @@ import "C"
 func FlashHeadDim(hd int) bool { return C.dc_attn_flash_supports(C.int(hd)) != 0 }
 
 // aligned16 is true when every buffer starts on 16 bytes (the flash
-// kernels move float4s).
+// kernels move float4s); a nil one is left to the buffer checks.
 func aligned16(bs ...*Buffer) bool {
 	for _, b := range bs {
-		if uintptr(b.ptr)%16 != 0 {
+		if b != nil && uintptr(b.ptr)%16 != 0 {
 			return false
 		}
 	}

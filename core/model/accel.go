@@ -29,9 +29,11 @@ type Accelerated interface {
 	// each Len); out is (B, hidden).
 	ForwardStep(ids []int, caches []*Cache, out []float32) ([]float32, error)
 	// ForwardBranches is Model.ForwardBranches on the device, checked
-	// already: it brings c's mirror up to date (c.DevLen = c.Len) and keeps
-	// the branches' keys and values on the device only (scratch past Len,
-	// as on the host); out is (Σ len(branch), hidden).
+	// already: it brings c's mirror up to date (c.DevLen = c.Len) and, as
+	// the host pass does, leaves the branches' keys and values in c's rows
+	// [Len, Len+Σ len(branch)) — scratch past Len that callers may copy
+	// (batched prefill does) — with c.Len and c.DevLen unchanged; out is
+	// (Σ len(branch), hidden).
 	ForwardBranches(branches [][]int, c *Cache) ([]float32, error)
 	// Takes says whether it can run with delta applied (nil: the base
 	// alone); when not, Forward runs on the host for that pass.

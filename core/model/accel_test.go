@@ -114,7 +114,16 @@ func (a *mirrorAccel) ForwardBranches(branches [][]int, c *Cache) ([]float32, er
 	if a.full {
 		return nil, fmt.Errorf("stand-in: %w", ErrAcceleratorFull)
 	}
-	return a.onDevice(func() ([]float32, error) { return a.m.ForwardBranches(tensor.CPU{}, branches, mc) })
+	h, err := a.onDevice(func() ([]float32, error) { return a.m.ForwardBranches(tensor.CPU{}, branches, mc) })
+	if err == nil { // the branches' rows past Len come down too; DevLen stays
+		n := 0
+		for _, br := range branches {
+			n += len(br)
+		}
+		a.back(c, n)
+		c.DevLen = c.Len
+	}
+	return h, err
 }
 
 // TestAcceleratedForwardMirrorsTheCache: plain, batched and branched passes
@@ -147,6 +156,14 @@ func TestAcceleratedForwardMirrorsTheCache(t *testing.T) {
 			}
 			all = append(all, h...)
 		}
+		scratch := func(c *Cache, n int) (rows []float32) { // every layer's keys and values in rows [Len, Len+n)
+			kvOut := m.Config.NumKVHeads * m.Config.HeadDim
+			for l := range c.K {
+				rows = append(rows, c.K[l][c.Len*kvOut:(c.Len+n)*kvOut]...)
+				rows = append(rows, c.V[l][c.Len*kvOut:(c.Len+n)*kvOut]...)
+			}
+			return rows
+		}
 		c, c2 := m.NewCache(40), m.NewCache(40)
 		keep(m.Forward(be, []int{1, 2, 3, 4, 5}, c, nil)) // prefill
 		keep(m.Forward(be, []int{6}, c, nil))             // decode
@@ -154,9 +171,11 @@ func TestAcceleratedForwardMirrorsTheCache(t *testing.T) {
 		hostPass(func() { keep(m.ForwardStep(be, []int{7}, []*Cache{c}, sc)) }) // the host writes row 6
 		keep(m.Forward(be, []int{8}, c, nil))                                   // which the mirror must take up
 		keep(m.ForwardBranches(be, [][]int{{9, 10}, {11}}, c))
+		keep(scratch(c, 3), nil) // the branches' keys and values, past Len (batched prefill copies them)
 		keep(m.Forward(be, []int{12}, c, nil))
 		hostPass(func() { keep(m.Forward(be, []int{27}, c, nil)) }) // the host writes row 9
 		keep(m.ForwardBranches(be, [][]int{{16}, {17, 18, 19}}, c)) // which the branches' prefix must include
+		keep(scratch(c, 4), nil)
 		keep(m.Forward(be, []int{20, 21, 22}, c2, nil))
 		hostPass(func() { keep(m.Forward(be, []int{26}, c2, nil)) }) // the host writes c2's row 3
 		keep(m.ForwardStep(be, []int{23, 24}, []*Cache{c, c2}, sc))  // a batched step takes it up

@@ -14,7 +14,10 @@ import (
 // All branches share one pass over the weights — what lets classification
 // score every label for little more than the prompt's prefill. It returns
 // the final-normed hidden states, (Σ len(branch), hidden) in branch order,
-// and leaves c.Len unchanged (the branches' keys are scratch).
+// and leaves c.Len unchanged: the branches' keys and values are left in c's
+// rows from Len on, in branch order — scratch the next pass overwrites,
+// which a caller may copy first (batched prefill gives each branch's to its
+// own sequence's cache).
 func (m *Model) ForwardBranches(be tensor.Backend, branches [][]int, c *Cache) ([]float32, error) {
 	cfg := &m.Config
 	pos0 := c.Len

@@ -132,7 +132,10 @@ func (dc *Decoder) ForwardStep(ids []int, caches []*model.Cache, out []float32) 
 // contract): each row attends the prefix, rows [0, c.Len) of the mirror,
 // and, apart, its own branch's earlier rows, which go to the mirror after
 // the prefix (scratch: rows past Len are the pass's); the two attentions
-// are merged by their log-sum-exps. Nothing is written back to the host.
+// are merged by their log-sum-exps. The branches' keys and values come
+// down to the host's rows [Len, Len+T) as the host pass leaves them
+// (batched prefill copies them into each sequence's cache); DevLen stays
+// at Len.
 func (dc *Decoder) ForwardBranches(branches [][]int, c *model.Cache) ([]float32, error) {
 	var ids []int
 	for _, br := range branches {
@@ -193,8 +196,8 @@ func (dc *Decoder) spans(caches []*model.Cache, n int) ([]span, error) {
 // own cache's rows up to itself — leaving the final hidden states in out
 // and the new keys and values in both the mirrors and the host caches.
 // With branches (one span, ids their concatenation) each row attends its
-// cache's prefix and its own branch instead, and nothing goes back to the
-// host but the hidden states.
+// cache's prefix and its own branch instead, and the caches' DevLen stays
+// where it was (the new rows are scratch on both sides).
 func (dc *Decoder) run(ids []int, sp []span, out []float32, branches [][]int) ([]float32, error) {
 	D := dc.M.Config.HiddenSize
 	T := len(ids)
@@ -221,7 +224,27 @@ func (dc *Decoder) run(ids []int, sp []span, out []float32, branches [][]int) ([
 			i += len(br)
 		}
 	}
-	p, err := nt.layout(idv, pos, lo, hi, nk, nil, nil, passHidden)
+	lay := func() (*pass, error) {
+		p, err := nt.layout(idv, pos, lo, hi, nk, nil, nil, passHidden)
+		if err != nil || branches == nil || sp[0].pos == 0 {
+			return p, err
+		}
+		// Branches: the prefix attended apart, every row keys [0, P).
+		c, P, T := &dc.M.Config, sp[0].pos, len(ids)
+		zero, prefix := make([]int32, T), make([]int32, T)
+		for r := range prefix {
+			prefix[r] = int32(P)
+		}
+		p.prefix = cuda.AttnShape{NQ: T, NK: P, NH: c.NumHeads, NKV: c.NumKVHeads, HD: c.HeadDim, MaxLen: P,
+			Lo: p.up(cuda.I32, zero), Hi: p.up(cuda.I32, prefix), Scale: p.attn.Scale}
+		p.attPre, p.lsePre = p.take(cuda.F32, T*c.NumHeads*c.HeadDim), p.take(cuda.F32, T*c.NumHeads)
+		if err := p.failed(); err != nil {
+			p.free()
+			return nil, err
+		}
+		return p, nil
+	}
+	p, err := lay()
 	if errors.Is(err, cuda.ErrOutOfMemory) { // other caches' mirrors go (the host keeps them), then once more
 		keep := map[*kvMirror]bool{}
 		for _, s := range sp {
@@ -235,26 +258,13 @@ func (dc *Decoder) run(ids []int, sp []span, out []float32, branches [][]int) ([
 		if err := dc.base.D.Pool.Trim(); err != nil {
 			return nil, err
 		}
-		p, err = nt.layout(idv, pos, lo, hi, nk, nil, nil, passHidden)
+		p, err = lay()
 	}
 	if err != nil {
 		return nil, err
 	}
 	defer p.free()
 	p.spans = sp
-	if branches != nil && sp[0].pos > 0 { // the prefix, attended apart: every row keys [0, P)
-		P, qO := sp[0].pos, dc.M.Config.NumHeads*dc.M.Config.HeadDim
-		zero, prefix := make([]int32, T), make([]int32, T)
-		for r := range prefix {
-			prefix[r] = int32(P)
-		}
-		p.prefix = cuda.AttnShape{NQ: T, NK: P, NH: dc.M.Config.NumHeads, NKV: dc.M.Config.NumKVHeads,
-			HD: dc.M.Config.HeadDim, MaxLen: P, Lo: p.up(cuda.I32, zero), Hi: p.up(cuda.I32, prefix), Scale: p.attn.Scale}
-		p.attPre, p.lsePre = p.take(cuda.F32, T*qO), p.take(cuda.F32, T*dc.M.Config.NumHeads)
-		if err := p.failed(); err != nil {
-			return nil, err
-		}
-	}
 	p.forward()
 	if err := p.failed(); err != nil {
 		return nil, err
@@ -262,14 +272,11 @@ func (dc *Decoder) run(ids []int, sp []span, out []float32, branches [][]int) ([
 	if out == nil {
 		out = make([]float32, T*D)
 	}
-	if branches != nil { // the hidden states only; the mirror's DevLen stays at the prefix
-		if err := cuda.Read(p.hf, 0, out[:T*D]); err != nil {
-			return nil, err
-		}
-		return out[:T*D], nil
-	}
 	if err := dc.download(p, sp, out[:T*D]); err != nil {
 		return nil, err
+	}
+	if branches != nil { // rows past Len stay scratch: the mirror holds the prefix only
+		return out[:T*D], nil
 	}
 	for _, s := range sp {
 		s.c.DevLen = s.pos + s.n

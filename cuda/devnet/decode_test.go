@@ -49,6 +49,14 @@ func TestDecoderParity(t *testing.T) {
 						}
 						return ids
 					}
+					scratch := func(c *model.Cache, n int) (rows []float32, err error) { // keys, values in rows [Len, Len+n)
+						kvO := m.Config.NumKVHeads * m.Config.HeadDim
+						for l := range c.K {
+							rows = append(rows, c.K[l][c.Len*kvO:(c.Len+n)*kvO]...)
+							rows = append(rows, c.V[l][c.Len*kvO:(c.Len+n)*kvO]...)
+						}
+						return rows, nil
+					}
 					c, c2 := m.NewCache(64), m.NewCache(64)
 					keep(m.Forward(be, tok(37), c, nil)) // a prompt: GEMMs
 					for range 3 {
@@ -70,6 +78,7 @@ func TestDecoderParity(t *testing.T) {
 					// Branches (classification's labels): each row the prefix
 					// and its own branch, merged; a row the host wrote first.
 					keep(m.ForwardBranches(be, [][]int{tok(3), tok(1), tok(4)}, c))
+					keep(scratch(c, 8)) // left past Len for batched prefill to copy
 					m.CPULayers = len(m.Layers)
 					keep(m.Forward(be, tok(1), c, nil))
 					m.CPULayers = 0

@@ -542,6 +542,7 @@ __global__ void k_attn_merge(float *out, float *lse, const float *out2, const fl
   float a = lse[r], b = lse2[r], m = fmaxf(a, b);
   float wa = expf(a - m), wb = expf(b - m), inv = 1.f / (wa + wb);
   for (int c = lane; c < hd; c += 32) out[r * hd + c] = (wa * out[r * hd + c] + wb * out2[r * hd + c]) * inv;
+  __syncwarp();  // every lane has read lse[r]
   if (lane == 0) lse[r] = m + logf(wa + wb);
 }
 

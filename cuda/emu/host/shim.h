@@ -134,6 +134,11 @@ inline void emu_mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
   }
 }
 
+inline void __syncwarp(unsigned mask = 0xffffffffu) {
+  if (mask != 0xffffffffu) abort();
+  emu_warps[threadIdx.x >> 5].bar.arrive_and_wait();
+}
+
 extern std::barrier<> *emu_block_bar;
 inline void __syncthreads() { emu_block_bar->arrive_and_wait(); }
 
