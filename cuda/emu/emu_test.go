@@ -17,7 +17,7 @@ import (
 // fragment, index, mask or barrier mistake fails here by tens of
 // tolerances (checked by swapping a fragment's registers and the key/query
 // map of the dk/dv kernel, both 50–200× over). DISTILL_EMU_ALL=1 runs
-// every case (the GPU test's; ~1 minute).
+// every case (the GPU test's; 2–4 minutes here).
 func TestFlashKernelsEmulated(t *testing.T) {
 	cxx, err := exec.LookPath("g++")
 	if err != nil {
