@@ -74,6 +74,21 @@ __device__ __forceinline__ void fa_c_to_a(uint32_t a[4], const float lo[4], cons
   a[3] = fa_pack(hi[2], hi[3]);
 }
 
+// acc(16, 8·ND) += S·T over KB keys (or queries): S a score-shaped
+// accumulator (its C tiles, rounded to bf16 as the A fragments of the
+// product), T's column d row d of tile (a transposed tile, ld apart).
+template <int KB, int ND>
+__device__ __forceinline__ void fa_mma_scores(float acc[ND][4], float s[KB / 8][4], const bf16 *tile, int ld, int g,
+                                              int t) {
+#pragma unroll
+  for (int c = 0; c < KB / 16; c++) {
+    uint32_t a[4];
+    fa_c_to_a(a, s[2 * c], s[2 * c + 1]);
+#pragma unroll
+    for (int d = 0; d < ND; d++) fa_mma_rows(acc[d], a, tile, ld, d * 8, c * 16, g, t);
+  }
+}
+
 // Rows r0..r0+rows−1 of a (n, stride) f32 matrix, columns c0..c0+HD−1,
 // into a row-major bf16 tile (ld) and, if tr is set, its transpose (ldt);
 // rows at or past n are zeros. HD is a multiple of 16 and every address
@@ -261,13 +276,7 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_fwd(float *out, float *lse, c
       }
 #pragma unroll
     for (int d = 0; d < ND; d++) o[d][0] *= alpha[0], o[d][1] *= alpha[0], o[d][2] *= alpha[1], o[d][3] *= alpha[1];
-#pragma unroll
-    for (int c = 0; c < FA_BK / 16; c++) {
-      uint32_t pa[4];
-      fa_c_to_a(pa, s[2 * c], s[2 * c + 1]);
-#pragma unroll
-      for (int d = 0; d < ND; d++) fa_mma_rows(o[d], pa, Vt, LDV, d * 8, c * 16, g, t);
-    }
+    fa_mma_scores<FA_BK, ND>(o, s, Vt, LDV, g, t);  // O += P·V
   }
 
 #pragma unroll
@@ -379,13 +388,7 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dq(float *dq, const float
         float p = in ? expf(s[n][e] * scale - L[i]) : 0.f;
         s[n][e] = in ? p * (dp[n][e] - Dr[i]) * scale : 0.f;  // dS
       }
-#pragma unroll
-    for (int c = 0; c < FA_BK / 16; c++) {
-      uint32_t a[4];
-      fa_c_to_a(a, s[2 * c], s[2 * c + 1]);
-#pragma unroll
-      for (int d = 0; d < ND; d++) fa_mma_rows(acc[d], a, Kt, LDT, d * 8, c * 16, g, t);
-    }
+    fa_mma_scores<FA_BK, ND>(acc, s, Kt, LDT, g, t);  // dq += dS·K
   }
 
 #pragma unroll
@@ -480,17 +483,8 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv(float *dk, float *dv,
         dpt[n][e] = in ? p * (dpt[n][e] - Dsh[c]) * scale : 0.f;  // dSᵀ
         st[n][e] = p;                                              // Pᵀ
       }
-#pragma unroll
-    for (int c = 0; c < FA_BQ2 / 16; c++) {
-      uint32_t pa[4], sa[4];
-      fa_c_to_a(pa, st[2 * c], st[2 * c + 1]);
-      fa_c_to_a(sa, dpt[2 * c], dpt[2 * c + 1]);
-#pragma unroll
-      for (int d = 0; d < ND; d++) {
-        fa_mma_rows(gv[d], pa, Ot, LDQ, d * 8, c * 16, g, t);
-        fa_mma_rows(gk[d], sa, Qt, LDQ, d * 8, c * 16, g, t);
-      }
-    }
+    fa_mma_scores<FA_BQ2, ND>(gv, st, Ot, LDQ, g, t);   // dV += Pᵀ·dO
+    fa_mma_scores<FA_BQ2, ND>(gk, dpt, Qt, LDQ, g, t);  // dK += dSᵀ·Q
   }
 
 #pragma unroll
