@@ -13,10 +13,11 @@ import (
 // the host (host/flash_emu.cpp over host/shim.h: a std::thread per CUDA thread,
 // mma.sync from the PTX ISA's fragment layouts) and runs forward and
 // backward against an f64 reference: head sizes 32–128, grouped and plain
-// heads, packed segments with a ragged last block, decoding, bad ranges. A
+// heads, packed segments with a ragged last block, decoding, bad ranges —
+// and attn_merge, each range attended in two halves and merged. A
 // fragment, index, mask or barrier mistake fails here by tens of
-// tolerances (checked by swapping a fragment's registers and the key/query
-// map of the dk/dv kernel, both 50–200× over). DISTILL_EMU_ALL=1 runs
+// tolerances (checked by swapping a fragment's registers, 20–47× over, and
+// the merge's two weights, 60×). DISTILL_EMU_ALL=1 runs
 // every case (the GPU test's; 2–4 minutes here).
 func TestFlashKernelsEmulated(t *testing.T) {
 	cxx, err := exec.LookPath("g++")

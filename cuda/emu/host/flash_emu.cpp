@@ -2,9 +2,9 @@
 // launched as attn_flash.cu launches them but on the host (shim.h), against
 // an f64 reference of the same attention (query row i attends keys
 // [lo[i], hi[i]); bad ranges give NaN rows), at the tolerances of
-// cuda/attention_flash_test.go. Run by emu_test.go (make test): no GPU
-// needed. Usage: flash_emu [case index ...] (default: all); exit 1 on a
-// failure.
+// cuda/attention_flash_test.go; and attn_merge, each range attended in two
+// halves and merged. Run by emu_test.go (make test): no GPU needed. Usage:
+// flash_emu [case index ...] (default: all); exit 1 on a failure.
 #include "shim.h"
 #include "../../kernels/attn_flash_kernels.cuh"
 
@@ -238,6 +238,44 @@ static void run(const Case &c) {
   cmp("dq", c, dq, rdq, 1.2e-1);
   cmp("dk", c, dk, rdk, 1.2e-1);
   cmp("dv", c, dv, rdv, 1.2e-1);
+
+  // attn_merge, as the decoder merges a prompt's attention with a branch's:
+  // each good row's range split in two, each half attended apart (an empty
+  // second half — a one-key row — as the attention of nothing: out 0, lse
+  // −inf), merged, against the same reference.
+  std::vector<int32_t> mid(nq), bhi(nq);
+  for (int i = 0; i < nq; i++) {
+    mid[i] = valid(c, i) ? c.lo[i] + std::max(1, (c.hi[i] - c.lo[i]) / 2) : c.lo[i];
+    bhi[i] = c.hi[i];
+  }
+  std::vector<float> o1(nq * qs, P), l1(nq * nh, P), o2(nq * qs, P), l2(nq * nh, P);
+  fwd<HD>(o1.data(), l1.data(), q.data(), k.data(), v.data(), c.lo.data(), mid.data(), nq, nk, nh, nkv, c.max_len,
+          scale);
+  fwd<HD>(o2.data(), l2.data(), q.data(), k.data(), v.data(), mid.data(), bhi.data(), nq, nk, nh, nkv, c.max_len,
+          scale);
+  for (int i = 0; i < nq; i++)
+    if (valid(c, i) && mid[i] == c.hi[i])
+      for (int h = 0; h < nh; h++) {
+        l2[i * nh + h] = -INFINITY;
+        for (int x = 0; x < HD; x++) o2[i * qs + h * HD + x] = 0.f;
+      }
+  int64_t rows = (int64_t)nq * nh;
+  launch((unsigned)((rows * 32 + 255) / 256), 1, 256, 0,
+         [&] { k_attn_merge(o1.data(), l1.data(), o2.data(), l2.data(), rows, HD); });
+  {
+    double worst = 0;
+    int badn = 0;
+    for (size_t e = 0; e < rl.size(); e++) {
+      if (std::isnan(rl[e]) != std::isnan(l1[e])) {
+        badn++;
+        continue;
+      }
+      if (!std::isnan(rl[e])) worst = std::max(worst, std::fabs(rl[e] - l1[e]) / 3e-2);
+    }
+    printf("  mlse worst/tol %.3f%s\n", worst, (badn || worst > 1) ? " FAIL" : "");
+    if (badn || worst > 1) fails++;
+  }
+  cmp("mout", c, o1, ro, 6e-2);
 }
 
 static void dispatch(const Case &c) {
