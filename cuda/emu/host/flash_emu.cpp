@@ -12,37 +12,8 @@
 #include <random>
 #include <string>
 
-thread_local emu_dim3 threadIdx;
-emu_dim3 blockIdx, gridDim, blockDim;
-unsigned char *emu_smem;
-EmuWarp *emu_warps;
-std::barrier<> *emu_block_bar;
-
 static void launch(unsigned gx, unsigned gy, unsigned bd, size_t smem, const std::function<void()> &f) {
-  gridDim = {gx, gy, 1};
-  blockDim = {bd, 1, 1};
-  for (unsigned by = 0; by < gy; by++)
-    for (unsigned bx = 0; bx < gx; bx++) {
-      blockIdx = {bx, by, 0};
-      unsigned char *buf = nullptr;
-      if (smem) {
-        buf = (unsigned char *)aligned_alloc(16, (smem + 15) / 16 * 16);
-        memset(buf, 0xff, smem);  // bf16 0xffff: NaN, so a read of unstaged shared memory shows
-      }
-      emu_smem = buf;
-      std::barrier<> bb(bd);
-      emu_block_bar = &bb;
-      std::unique_ptr<EmuWarp[]> warps(new EmuWarp[bd / 32]);
-      emu_warps = warps.get();
-      std::vector<std::thread> th;
-      for (unsigned t = 0; t < bd; t++)
-        th.emplace_back([t, &f] {
-          threadIdx = {t, 0, 0};
-          f();
-        });
-      for (auto &x : th) x.join();
-      free(buf);
-    }
+  emu_launch(gx, gy, bd, smem, f);
 }
 
 template <int HD>

@@ -1,23 +1,25 @@
 // shim.h: a host emulation of the CUDA features attn_flash_kernels.cuh
-// uses, so that its kernels run on the CPU as written: one std::thread per
-// CUDA thread, a block's threads at once (blocks one after another),
-// barriers for __syncthreads and for the warp collectives (shuffles, mma),
-// bf16 as bits rounded to nearest even, and mma.sync m16n8k16 computed from
-// the fragment layouts the PTX ISA documents — so a fragment or index
-// mistake gives wrong numbers here as on the device. What it cannot show:
-// the tensor cores' own summation order, and races (blocks' threads meet
-// only at barriers, but unordered shared-memory accesses between them run
-// in whatever order the OS schedules).
+// uses, so that its kernels run on the CPU as written: each CUDA thread of
+// the block in flight a fiber (ucontext, its own stack) switched
+// cooperatively on one OS thread — blocks one after another — meeting at
+// barriers for __syncthreads and for the warp collectives (shuffles, mma);
+// bf16 as bits rounded to nearest even; mma.sync m16n8k16 computed from the
+// fragment layouts the PTX ISA documents — so a fragment or index mistake
+// gives wrong numbers here as on the device. What it cannot show: the
+// tensor cores' own summation order, and races (a thread runs until it
+// waits, in a fixed order, so an access a missing barrier leaves unordered
+// may happen to come out right).
 #pragma once
 #define DISTILL_CUDA_EMU 1
+#include <ucontext.h>
+
 #include <algorithm>
-#include <barrier>
 #include <climits>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
-#include <thread>
 #include <vector>
 #include <cstdio>
 #include <cstdlib>
@@ -34,9 +36,33 @@ using std::min;
 struct emu_dim3 {
   unsigned x = 0, y = 0, z = 0;
 };
-extern thread_local emu_dim3 threadIdx;
-extern emu_dim3 blockIdx, gridDim, blockDim;
-extern unsigned char *emu_smem;
+inline emu_dim3 threadIdx, blockIdx, gridDim, blockDim;  // threadIdx: the running fiber's
+inline unsigned char *emu_smem;
+
+// The fibers of the block in flight; emu_cur runs, the scheduler loop in
+// emu_launch resumes each in turn until all have returned.
+struct EmuFiber {
+  ucontext_t ctx;
+  bool done = false;
+};
+inline std::vector<EmuFiber> emu_fibers;
+inline ucontext_t emu_sched;
+inline unsigned emu_cur;
+
+inline void emu_yield() { swapcontext(&emu_fibers[emu_cur].ctx, &emu_sched); }
+
+// A barrier of need threads: the last to arrive releases the others.
+struct EmuBarrier {
+  unsigned need, count = 0, gen = 0;
+};
+inline void emu_wait(EmuBarrier &b) {
+  unsigned gen = b.gen;
+  if (++b.count == b.need) {
+    b.count = 0, b.gen++;
+    return;
+  }
+  while (b.gen == gen) emu_yield();
+}
 
 struct alignas(16) float4 {
   float x, y, z, w;
@@ -81,11 +107,11 @@ inline float emu_bf2f(uint16_t v) {
 inline emu_bf162 __floats2bfloat162_rn(float a, float b) { return {__float2bfloat16_rn(a), __float2bfloat16_rn(b)}; }
 
 struct EmuWarp {
-  std::barrier<> bar{32};
+  EmuBarrier bar{32};
   uint64_t sh[32];
   uint32_t a[32][4], b[32][2];
 };
-extern EmuWarp *emu_warps;
+inline EmuWarp *emu_warps;
 
 template <typename T>
 inline T __shfl_xor_sync(unsigned mask, T v, int o) {
@@ -95,9 +121,9 @@ inline T __shfl_xor_sync(unsigned mask, T v, int o) {
   uint64_t bits = 0;
   memcpy(&bits, &v, sizeof(T));
   w.sh[lane] = bits;
-  w.bar.arrive_and_wait();
+  emu_wait(w.bar);
   uint64_t got = w.sh[lane ^ o];
-  w.bar.arrive_and_wait();
+  emu_wait(w.bar);
   T r;
   memcpy(&r, &got, sizeof(T));
   return r;
@@ -111,7 +137,7 @@ inline void emu_mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
   EmuWarp &w = emu_warps[threadIdx.x >> 5];
   for (int i = 0; i < 4; i++) w.a[lane][i] = a[i];
   w.b[lane][0] = b0, w.b[lane][1] = b1;
-  w.bar.arrive_and_wait();
+  emu_wait(w.bar);
   float A[16][16], B[16][8];
   for (int L = 0; L < 32; L++) {
     int g = L >> 2, t = L & 3;
@@ -124,7 +150,7 @@ inline void emu_mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
     B[2 * t][g] = lo(w.b[L][0]), B[2 * t + 1][g] = hi(w.b[L][0]);
     B[2 * t + 8][g] = lo(w.b[L][1]), B[2 * t + 9][g] = hi(w.b[L][1]);
   }
-  w.bar.arrive_and_wait();
+  emu_wait(w.bar);
   int g = lane >> 2, t = lane & 3;
   for (int e = 0; e < 4; e++) {
     int r = g + 8 * (e >> 1), col = 2 * t + (e & 1);
@@ -136,14 +162,57 @@ inline void emu_mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
 
 inline void __syncwarp(unsigned mask = 0xffffffffu) {
   if (mask != 0xffffffffu) abort();
-  emu_warps[threadIdx.x >> 5].bar.arrive_and_wait();
+  emu_wait(emu_warps[threadIdx.x >> 5].bar);
 }
 
-extern std::barrier<> *emu_block_bar;
-inline void __syncthreads() { emu_block_bar->arrive_and_wait(); }
+inline EmuBarrier *emu_block_bar;
+inline void __syncthreads() { emu_wait(*emu_block_bar); }
 
 template <typename T>
 inline T dc_warp_sum(T v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
+}
+
+// emu_launch runs f as a grid of gx × gy blocks of bd threads (bd a
+// multiple of 32) with smem bytes of dynamic shared memory, filled with
+// 0xff (bf16 NaN: a read of unstaged shared memory shows).
+inline const std::function<void()> *emu_body;
+inline void emu_fiber_main() {
+  (*emu_body)();
+  emu_fibers[emu_cur].done = true;  // then back to the scheduler (uc_link)
+}
+inline void emu_launch(unsigned gx, unsigned gy, unsigned bd, size_t smem, const std::function<void()> &f) {
+  constexpr size_t stack = 256 << 10;
+  gridDim = {gx, gy, 1};
+  blockDim = {bd, 1, 1};
+  emu_body = &f;
+  std::unique_ptr<char[]> stacks(new char[stack * bd]);
+  std::unique_ptr<unsigned char[]> buf(new unsigned char[smem + 16]);
+  emu_smem = (unsigned char *)(((uintptr_t)buf.get() + 15) & ~(uintptr_t)15);
+  for (unsigned by = 0; by < gy; by++)
+    for (unsigned bx = 0; bx < gx; bx++) {
+      blockIdx = {bx, by, 0};
+      memset(emu_smem, 0xff, smem);
+      EmuBarrier block{bd};
+      emu_block_bar = &block;
+      std::unique_ptr<EmuWarp[]> warps(new EmuWarp[bd / 32]);
+      emu_warps = warps.get();
+      emu_fibers.assign(bd, EmuFiber{});
+      for (unsigned t = 0; t < bd; t++) {
+        ucontext_t &c = emu_fibers[t].ctx;
+        getcontext(&c);
+        c.uc_stack.ss_sp = stacks.get() + stack * t;
+        c.uc_stack.ss_size = stack;
+        c.uc_link = &emu_sched;
+        makecontext(&c, emu_fiber_main, 0);
+      }
+      for (unsigned live = bd; live > 0;)
+        for (unsigned t = 0; t < bd; t++) {
+          if (emu_fibers[t].done) continue;
+          emu_cur = t, threadIdx = {t, 0, 0};
+          swapcontext(&emu_sched, &emu_fibers[t].ctx);
+          live -= emu_fibers[t].done;
+        }
+    }
 }
