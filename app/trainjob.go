@@ -208,7 +208,11 @@ func (j *TrainJob) load() error {
 	if j.gpu && c.OnGPU() {
 		plan = j.devicePlan(c.SeqLen)
 		j.planDevice = plan.Total() - plan.Runtime
-		j.logf("GPU memory plan; the optimizer's moments (%.1f MB) stay on the host", float64(2*plan.Adapter)/1e6)
+		if plan.Optimizer == 0 {
+			j.logf("GPU memory plan; the optimizer's moments (%.1f MB) stay on the host", float64(2*plan.Adapter)/1e6)
+		} else {
+			j.logf("GPU memory plan; the optimizer (clipping, AdamW and its moments) on the device too")
+		}
 	}
 	if j.Log != nil {
 		plan.Print(j.Log)

@@ -179,6 +179,12 @@ for name, us in sorted(t.items(), key=lambda x: -x[1])[:40]:
 PY
 fi
 for f in /tmp/e2e/*.log; do echo "==== $f"; cat "$f"; done > "$OUT/e2e.log" 2>/dev/null  # one file: $OUT returns at most 8
+step "gated device paths"
+for t in TestDeviceOptimizerParity:optimizerVerified:optimizer.go; do
+  IFS=: read -r name gate file <<< "$t"
+  r=$(grep -E "^--- (PASS|FAIL|SKIP): $name " "$OUT/tests.log" | awk '{print $2}')
+  echo "$name: ${r:-not run}$([ "$r" = PASS: ] && echo "  → set $gate = true in cuda/devnet/$file")"
+done
 step table
 cat "$OUT/tests.log" "$OUT/bench.log" | .devbuild/cudatable | tee "$OUT/table.txt"
 nvidia-smi --query-gpu=memory.used,temperature.gpu,clocks.sm --format=csv

@@ -27,6 +27,27 @@ type Accelerated interface {
 	Close()
 }
 
+// AcceleratedOptimizer is an Accelerated that also takes the optimizer
+// step on the device: for the length of a Train call the parameters, their
+// gradients and AdamW's moments live there (a micro-batch neither uploads
+// the parameters nor downloads its gradients: they accumulate on the
+// device), gradient-norm clipping and the fused AdamW update run there, and
+// the parameters and moments come back to the host when Train returns, so
+// checkpoints, evaluation and resume see them as always.
+type AcceleratedOptimizer interface {
+	Accelerated
+	// OptimizerReady says whether to use it.
+	OptimizerReady() bool
+	// LoadOptimizer puts the parameters and AdamW's moments on the device.
+	LoadOptimizer(params, m, v []float32) error
+	// OptimizerStep clips the device's gradients to maxNorm (0: no
+	// clipping) and takes AdamW step `step` (1-based) at lr, as AdamW.Update
+	// with those constants; it returns the norm before clipping.
+	OptimizerStep(maxNorm, lr float64, step int, beta1, beta2, eps, weightDecay float64) (float64, error)
+	// StoreOptimizer copies the parameters and moments back to the host.
+	StoreOptimizer(params, m, v []float32) error
+}
+
 // DropoutMask keys module site l·7+m's LoRA dropout mask for the micro-batch
 // in progress: element i is dropped when SplitMix64(base+i) < thresh, and
 // kept ones scale by keep = 1/(1−p). A device computes the same masks.
@@ -90,15 +111,40 @@ func (nt *Net) Close() {
 	}
 }
 
-// accelStep is Step on the attached accelerator: parameters up, one step,
-// gradients down and added to Grads (which Step accumulates into).
+// beginMicro readies the accelerator for a micro-batch: the host's
+// parameters go up and its gradients are zeroed — unless the optimizer is
+// on the device (devOpt), where both stay there.
+func (nt *Net) beginMicro(a Accelerated) error {
+	if nt.devOpt {
+		return nil
+	}
+	if err := a.UploadParams(); err != nil {
+		return err
+	}
+	return a.ZeroGrads()
+}
+
+// endMicro adds the micro-batch's gradients, downloaded, to Grads — unless
+// the optimizer is on the device, where they accumulate.
+func (nt *Net) endMicro(a Accelerated) error {
+	if nt.devOpt {
+		return nil
+	}
+	if err := a.DownloadGrads(nt.accelGrads); err != nil {
+		return err
+	}
+	for i, g := range nt.accelGrads {
+		nt.Grads[i] += g
+	}
+	return nil
+}
+
+// accelStep is Step on the attached accelerator: one micro-batch between
+// beginMicro and endMicro.
 func (nt *Net) accelStep(b *Batch, denom int) (float64, error) {
 	defer func() { nt.microBatches++ }()
 	a := nt.accel
-	if err := a.UploadParams(); err != nil {
-		return 0, err
-	}
-	if err := a.ZeroGrads(); err != nil {
+	if err := nt.beginMicro(a); err != nil {
 		return 0, err
 	}
 	var drop DropoutMask
@@ -109,14 +155,34 @@ func (nt *Net) accelStep(b *Batch, denom int) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := a.DownloadGrads(nt.accelGrads); err != nil {
+	if err := nt.endMicro(a); err != nil {
 		return 0, err
-	}
-	for i, g := range nt.accelGrads {
-		nt.Grads[i] += g
 	}
 	nt.lastLoss = loss
 	return loss, nil
+}
+
+// deviceOptimizer is the attached accelerator when Train can keep the
+// optimizer on it: one that offers it, ready, with every micro-batch of obj
+// running there too (a KD teacher it cannot hold keeps steps on the host).
+func (nt *Net) deviceOptimizer(obj Objective, opt *AdamW) AcceleratedOptimizer {
+	d, ok := nt.accel.(AcceleratedOptimizer)
+	if !ok || !d.OptimizerReady() || len(opt.M) != len(nt.Params) || nt.adapterOff {
+		return nil
+	}
+	switch o := obj.(type) {
+	case SFT:
+		return d
+	case *DPOObjective:
+		if nt.accelRows() != nil {
+			return d
+		}
+	case *KD:
+		if nt.accelKD(o) != nil {
+			return d
+		}
+	}
+	return nil
 }
 
 // DeviceMemory is the attached accelerator's memory high-water mark and its
@@ -173,8 +239,10 @@ func segmentsOfRows(b *Batch, rows []float64, nSeg int) ([]float64, error) {
 
 // accelSequenceLogProbs is SequenceLogProbs on the device.
 func (nt *Net) accelSequenceLogProbs(r AcceleratedRows, b *Batch, adapterOff bool) ([]float64, error) {
-	if err := r.UploadParams(); err != nil {
-		return nil, err
+	if !nt.devOpt { // else the device's parameters are the current ones
+		if err := r.UploadParams(); err != nil {
+			return nil, err
+		}
 	}
 	logp, err := r.LogProbs(b, adapterOff)
 	if err != nil {
@@ -190,10 +258,7 @@ func (nt *Net) accelStepDPO(r AcceleratedRows, b *Batch, ref []float64, pairsInS
 	defer func() { nt.microBatches++ }()
 	var st DPOStats
 	seg, nSeg := segmentIndex(b)
-	if err := r.UploadParams(); err != nil {
-		return st, err
-	}
-	if err := r.ZeroGrads(); err != nil {
+	if err := nt.beginMicro(r); err != nil {
 		return st, err
 	}
 	var drop DropoutMask
@@ -218,11 +283,8 @@ func (nt *Net) accelStepDPO(r AcceleratedRows, b *Batch, ref []float64, pairsInS
 	if err != nil {
 		return st, err
 	}
-	if err := r.DownloadGrads(nt.accelGrads); err != nil {
+	if err := nt.endMicro(r); err != nil {
 		return st, err
-	}
-	for i, g := range nt.accelGrads {
-		nt.Grads[i] += g
 	}
 	nt.lastLoss = st.Loss
 	return st, nil
@@ -236,14 +298,11 @@ func (nt *Net) accelKD(kd *KD) AcceleratedKD {
 	return nil
 }
 
-// accelStepKD is StepKD on the device: parameters up, one step, gradients
-// down and added to Grads.
+// accelStepKD is StepKD on the device: one micro-batch between beginMicro
+// and endMicro.
 func (nt *Net) accelStepKD(r AcceleratedKD, b *Batch, denom int, kd *KD) (float64, error) {
 	defer func() { nt.microBatches++ }()
-	if err := r.UploadParams(); err != nil {
-		return 0, err
-	}
-	if err := r.ZeroGrads(); err != nil {
+	if err := nt.beginMicro(r); err != nil {
 		return 0, err
 	}
 	var drop DropoutMask
@@ -254,11 +313,8 @@ func (nt *Net) accelStepKD(r AcceleratedKD, b *Batch, denom int, kd *KD) (float6
 	if err != nil {
 		return 0, err
 	}
-	if err := r.DownloadGrads(nt.accelGrads); err != nil {
+	if err := nt.endMicro(r); err != nil {
 		return 0, err
-	}
-	for i, g := range nt.accelGrads {
-		nt.Grads[i] += g
 	}
 	nt.lastLoss = loss
 	return loss, nil

@@ -1,6 +1,7 @@
 package train
 
 import (
+	"context"
 	"math"
 	"testing"
 
@@ -161,5 +162,121 @@ func TestAcceleratedDPOAndKDMatchTheNet(t *testing.T) {
 	}
 	if worst > 1e-6 {
 		t.Fatalf("accumulated gradients differ by up to %g", worst)
+	}
+}
+
+// cpuOptAccel is cpuAccel with the optimizer on its "device": its own copy
+// of the parameters (a clone of the adapter: UploadParams copies the host's
+// in) and its own moments, so a micro-batch that ran on stale parameters,
+// an update the host took instead, or a state not brought back shows as
+// different numbers from the host's run.
+type cpuOptAccel struct {
+	cpuAccel
+	host          []float32 // the host Net's parameters
+	m, v          []float32
+	loads, stores int
+}
+
+func init() {
+	RegisterAccelerated("cpu-opt-stand-in", func(m *model.Model, a *lora.Adapter) (Accelerated, error) {
+		clone, err := lora.NewFor(m, a.Config)
+		if err != nil {
+			return nil, err
+		}
+		copy(clone.Params, a.Params)
+		n, err := NewNet(tensor.CPU{}, m, clone)
+		return &cpuOptAccel{cpuAccel: cpuAccel{net: n}, host: a.Params}, err
+	})
+}
+
+func (c *cpuOptAccel) UploadParams() error  { copy(c.net.Params, c.host); return nil }
+func (c *cpuOptAccel) OptimizerReady() bool { return true }
+func (c *cpuOptAccel) LoadOptimizer(p, m, v []float32) error {
+	c.loads++
+	copy(c.net.Params, p)
+	c.m, c.v = append([]float32(nil), m...), append([]float32(nil), v...)
+	return nil
+}
+func (c *cpuOptAccel) OptimizerStep(maxNorm, lr float64, step int, b1, b2, eps, wd float64) (float64, error) {
+	norm := ClipGradNorm(c.net.Grads, maxNorm)
+	o := &AdamW{Beta1: b1, Beta2: b2, Eps: eps, WeightDecay: wd, M: c.m, V: c.v, Step: step - 1}
+	return norm, o.Update(c.net.Params, c.net.Grads, lr)
+}
+func (c *cpuOptAccel) StoreOptimizer(p, m, v []float32) error {
+	c.stores++
+	copy(p, c.net.Params)
+	copy(m, c.m)
+	copy(v, c.v)
+	return nil
+}
+
+// TestDeviceOptimizerTracksTheHost: training with the optimizer on the
+// (stand-in) device — parameters, gradients and moments there for each
+// Train call, accumulated over micro-batches, back at its end — gives the
+// host's losses, gradient norms, parameters and moments (to the rounding
+// of summing micro-batches in another order), over two Train calls with a
+// checkpoint-style boundary between them, and an evaluation after each
+// sees the parameters as trained.
+func TestDeviceOptimizerTracksTheHost(t *testing.T) {
+	cfg := Config{Steps: 3, Accum: 2, MaxGradNorm: 0.5, Schedule: Schedule{Kind: "cosine", Peak: 5e-3, Warmup: 1, Total: 6}}
+	host, bf, _ := fixtureNet(t, "llama3-f32", "adapter")
+	dev, _, _ := fixtureNet(t, "llama3-f32", "adapter")
+	if ok, err := dev.Accelerate("cpu-opt-stand-in"); !ok {
+		t.Fatal(err)
+	}
+	data := &cycle{batches: []*Batch{bf.batch(), bf.packedBatch()}}
+	optH, optD := NewAdamW(len(host.Params), 0.01), NewAdamW(len(dev.Params), 0.01)
+	run := func(net *Net, opt *AdamW, c Config) []Event {
+		ev := make(chan Event, 16)
+		if err := Train(context.Background(), net, opt, c, data, ev); err != nil {
+			t.Fatal(err)
+		}
+		close(ev)
+		var out []Event
+		for e := range ev {
+			out = append(out, e)
+		}
+		return out
+	}
+	near := func(what string, got, want []float32) {
+		t.Helper()
+		worst := 0.0
+		for i := range want {
+			worst = max(worst, math.Abs(float64(got[i]-want[i]))/(math.Abs(float64(want[i]))+1e-3))
+		}
+		if worst > 1e-4 {
+			t.Errorf("%s: up to %.2e relative from the host's", what, worst)
+		}
+	}
+	for span, steps := range []int{3, 6} {
+		cfg.Steps = steps
+		eh, ed := run(host, optH, cfg), run(dev, optD, cfg)
+		for i := range eh {
+			if math.Abs(ed[i].Loss-eh[i].Loss) > 1e-5*math.Abs(eh[i].Loss) || math.Abs(ed[i].GradNorm-eh[i].GradNorm) > 1e-4*eh[i].GradNorm {
+				t.Errorf("span %d, step %d: loss %v, norm %v; the host's %v, %v", span, eh[i].Step, ed[i].Loss, ed[i].GradNorm, eh[i].Loss, eh[i].GradNorm)
+			}
+		}
+		near("parameters", dev.Params, host.Params)
+		near("first moments", optD.M, optH.M)
+		near("second moments", optD.V, optH.V)
+		if optD.Step != optH.Step {
+			t.Errorf("span %d: optimizer step %d, the host's %d", span, optD.Step, optH.Step)
+		}
+		want, err := host.SequenceLogProbs(dpoBatch(host.M.Config.VocabSize), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := dev.SequenceLogProbs(dpoBatch(dev.M.Config.VocabSize), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range want {
+			if math.Abs(got[i]-want[i]) > 1e-4*math.Abs(want[i])+1e-5 {
+				t.Errorf("span %d: evaluation after training: segment %d %v, the host's %v", span, i, got[i], want[i])
+			}
+		}
+	}
+	if a := dev.accel.(*cpuOptAccel); a.loads != 2 || a.stores != 2 {
+		t.Errorf("optimizer state to the device %d times and back %d, want 2 and 2", a.loads, a.stores)
 	}
 }

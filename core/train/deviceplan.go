@@ -33,8 +33,9 @@ func FlashAttention(hd int) bool {
 // micro-batches of n tokens, with the frozen base of weightBytes as held
 // (NF4 storage or bf16 — what a bf16 checkpoint quantised as asked takes on
 // the host too); nf4 says the base is NF4 (dequantised per GEMM into one
-// tile). The optimizer's moments stay on the host (Optimizer 0).
-// cuda/devnet's tests check it against the device pool's measured peak,
+// tile). The optimizer's moments stay on the host (Optimizer 0) unless the
+// attached accelerator keeps the optimizer (AcceleratedOptimizer, ready):
+// then they are on the device too. cuda/devnet's tests check it against the device pool's measured peak,
 // which rounds each buffer up to its size class (at most 12.5% more).
 func (nt *Net) DevicePlan(n int, weightBytes int64, nf4 bool) Plan {
 	c := nt.M.Config
@@ -47,10 +48,14 @@ func (nt *Net) DevicePlan(n int, weightBytes int64, nf4 bool) Plan {
 		}
 	}
 	ws := devicePass{m: nt.M, n: N, r: int64(nt.rank()), targeted: targeted, dropping: nt.dropping(), training: true}
-	return Plan{Tokens: n, Weights: deviceWeights(nt.M, weightBytes), Adapter: params, Grads: params,
+	p := Plan{Tokens: n, Weights: deviceWeights(nt.M, weightBytes), Adapter: params, Grads: params,
 		Activations: (L + 1) * N * D * 4,
 		Workspace:   ws.bytes(nf4) - (L+1)*N*D*4,
 		Runtime:     DeviceRuntime}
+	if d, ok := nt.accel.(AcceleratedOptimizer); ok && d.OptimizerReady() {
+		p.Optimizer = 2 * params
+	}
+	return p
 }
 
 // DeviceKDPlan is DevicePlan for logit distillation from teacher (its

@@ -41,6 +41,7 @@ type Net struct {
 
 	accel      Accelerated // when attached, SFT steps run there (Accelerate)
 	accelGrads []float32   // its gradients, downloaded before adding
+	devOpt     bool        // inside Train with the optimizer on the accelerator (AcceleratedOptimizer)
 }
 
 // NewNet wraps a model and an adapter built for it.

@@ -2,9 +2,12 @@ package train
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"time"
+
+	"distill/core/model"
 )
 
 // Event is what training reports after each optimizer step. Every front end
@@ -72,7 +75,12 @@ type Batches interface {
 // Event per step on events (if non-nil; sends block, so the consumer must
 // drain the channel and sees every step). It stops early, without error, when ctx is cancelled, leaving
 // the adapter as of the last completed step.
-func Train(ctx context.Context, net *Net, opt *AdamW, cfg Config, data Batches, events chan<- Event) error {
+//
+// With an accelerator that takes the optimizer (AcceleratedOptimizer) and
+// every micro-batch of the objective, the parameters, gradients and moments
+// stay on the device for the whole call and come back when it returns —
+// cancelled, failed or done.
+func Train(ctx context.Context, net *Net, opt *AdamW, cfg Config, data Batches, events chan<- Event) (err error) {
 	if cfg.Accum <= 0 {
 		cfg.Accum = 1
 	}
@@ -82,6 +90,24 @@ func Train(ctx context.Context, net *Net, opt *AdamW, cfg Config, data Batches, 
 	obj := cfg.Objective
 	if obj == nil {
 		obj = SFT{}
+	}
+	dev := net.deviceOptimizer(obj, opt)
+	if dev != nil {
+		err := dev.LoadOptimizer(net.Params, opt.M, opt.V)
+		if errors.Is(err, model.ErrAcceleratorFull) {
+			dev = nil // no room for the moments: the optimizer stays on the host
+		} else if err != nil {
+			return fmt.Errorf("optimizer to the device: %w", err)
+		}
+	}
+	if dev != nil {
+		net.devOpt = true
+		defer func() {
+			net.devOpt = false
+			if serr := dev.StoreOptimizer(net.Params, opt.M, opt.V); serr != nil && err == nil {
+				err = fmt.Errorf("optimizer back from the device: %w", serr)
+			}
+		}()
 	}
 	start := time.Now()
 	for step := opt.Step; step < cfg.Steps; step++ {
@@ -104,6 +130,11 @@ func Train(ctx context.Context, net *Net, opt *AdamW, cfg Config, data Batches, 
 			return fmt.Errorf("step %d: nothing in the batch carries a loss (check the loss masks)", step+1)
 		}
 		net.ZeroGrads()
+		if dev != nil {
+			if err := dev.ZeroGrads(); err != nil {
+				return fmt.Errorf("step %d: %w", step+1, err)
+			}
+		}
 		var lossSum float64
 		for _, b := range micro {
 			s, err := obj.Step(net, b, denom)
@@ -116,10 +147,19 @@ func Train(ctx context.Context, net *Net, opt *AdamW, cfg Config, data Batches, 
 		if math.IsNaN(loss) || math.IsInf(loss, 0) {
 			return fmt.Errorf("step %d: loss is %v: lower the learning rate or check the data", step+1, loss)
 		}
-		norm := ClipGradNorm(net.Grads, cfg.MaxGradNorm)
 		lr := cfg.Schedule.LR(step)
-		if err := opt.Update(net.Params, net.Grads, lr); err != nil {
-			return err
+		var norm float64
+		if dev != nil {
+			norm, err = dev.OptimizerStep(cfg.MaxGradNorm, lr, opt.Step+1, opt.Beta1, opt.Beta2, opt.Eps, opt.WeightDecay)
+			if err != nil {
+				return fmt.Errorf("step %d: optimizer: %w", step+1, err)
+			}
+			opt.Step++
+		} else {
+			norm = ClipGradNorm(net.Grads, cfg.MaxGradNorm)
+			if err := opt.Update(net.Params, net.Grads, lr); err != nil {
+				return err
+			}
 		}
 		if events != nil {
 			ev := Event{Step: step + 1, TotalSteps: cfg.Steps, Loss: loss, LR: lr, GradNorm: norm, Tokens: tokens,

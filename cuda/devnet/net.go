@@ -124,7 +124,8 @@ type Net struct {
 	// The RoPE tables on the device, (positions, head_dim/2) each: uploaded
 	// once and again only when a pass reaches past them.
 	ropeCos, ropeSin *cuda.Buffer
-	ropeFrom         *Net // a view's base, whose tables it uses
+	ropeFrom         *Net      // a view's base, whose tables it uses
+	opt              optimizer // AdamW on the device (optimizer.go), once loaded
 }
 
 // rope returns the device's RoPE tables covering positions [0, n).
