@@ -56,8 +56,9 @@ func (j *TrainJob) fitDevice(tok *tokenizer.Tokenizer, tmpl *chat.Template) erro
 	need := func(n int) int64 {
 		p := j.devicePlan(n)
 		// The pool rounds buffers up by ≤ 1/8; a KD teacher (uploaded at the
-		// first step) goes through it too.
-		return (p.Activations + p.Workspace + p.Teacher) * 9 / 8
+		// first step) and the optimizer's moments when it runs on the device
+		// (at the first Train call) go through it too.
+		return (p.Optimizer + p.Activations + p.Workspace + p.Teacher) * 9 / 8
 	}
 	if need(c.SeqLen) <= free {
 		return nil

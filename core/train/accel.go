@@ -13,7 +13,8 @@ import (
 // Net.Step over its own copy of the adapter's parameters. A Net with one
 // attached hands its SFT steps to it and keeps the host's Params and Grads
 // authoritative, so the optimizer, clipping, checkpoints and resume work
-// unchanged. DPO and logit-KD steps go to it too when it also implements
+// unchanged — except inside Train with an AcceleratedOptimizer, where the
+// device holds them until Train returns. DPO and logit-KD steps go to it too when it also implements
 // AcceleratedRows or AcceleratedKD and says it is ready; else they stay on
 // the Net's backend.
 type Accelerated interface {

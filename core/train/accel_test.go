@@ -212,7 +212,8 @@ func (c *cpuOptAccel) StoreOptimizer(p, m, v []float32) error {
 
 // TestDeviceOptimizerTracksTheHost: training with the optimizer on the
 // (stand-in) device — parameters, gradients and moments there for each
-// Train call, accumulated over micro-batches, back at its end — gives the
+// Train call, accumulated over micro-batches with LoRA dropout, back at its
+// end — gives the
 // host's losses, gradient norms, parameters and moments (to the rounding
 // of summing micro-batches in another order), over two Train calls with a
 // checkpoint-style boundary between them, and an evaluation after each
@@ -221,9 +222,13 @@ func TestDeviceOptimizerTracksTheHost(t *testing.T) {
 	cfg := Config{Steps: 3, Accum: 2, MaxGradNorm: 0.5, Schedule: Schedule{Kind: "cosine", Peak: 5e-3, Warmup: 1, Total: 6}}
 	host, bf, _ := fixtureNet(t, "llama3-f32", "adapter")
 	dev, _, _ := fixtureNet(t, "llama3-f32", "adapter")
+	for _, n := range []*Net{host, dev} { // dropout on: its masks follow the micro-batch counter on both sides
+		n.Adapter.Config.Dropout, n.DropoutSeed = 0.1, 7
+	}
 	if ok, err := dev.Accelerate("cpu-opt-stand-in"); !ok {
 		t.Fatal(err)
 	}
+	dev.accel.(*cpuOptAccel).net.DropoutSeed = 7
 	data := &cycle{batches: []*Batch{bf.batch(), bf.packedBatch()}}
 	optH, optD := NewAdamW(len(host.Params), 0.01), NewAdamW(len(dev.Params), 0.01)
 	run := func(net *Net, opt *AdamW, c Config) []Event {

@@ -17,6 +17,11 @@ const DeviceRuntime = 790 << 20
 // processed in chunks, so attention's memory stops growing with n².
 const AttnScratchCap = 256 << 20
 
+// DeviceKeepsOptimizer, set by a build with a device step (cuda/devnet),
+// says whether its runs keep the optimizer on the device
+// (AcceleratedOptimizer ready): for plans made with no device attached.
+var DeviceKeepsOptimizer func() bool
+
 // FlashAttention says whether cuda/devnet attends with the flash kernels
 // (scores in registers, scratch linear in n) for head size hd — the sizes
 // cuda.FlashHeadDim takes (a cuda test checks they agree) — rather than
@@ -34,8 +39,9 @@ func FlashAttention(hd int) bool {
 // (NF4 storage or bf16 — what a bf16 checkpoint quantised as asked takes on
 // the host too); nf4 says the base is NF4 (dequantised per GEMM into one
 // tile). The optimizer's moments stay on the host (Optimizer 0) unless the
-// attached accelerator keeps the optimizer (AcceleratedOptimizer, ready):
-// then they are on the device too. cuda/devnet's tests check it against the device pool's measured peak,
+// optimizer runs on the device (the attached accelerator keeps it, or with
+// none attached — distill plan, the workstation — DeviceKeepsOptimizer
+// says the device would): then they are there too. cuda/devnet's tests check it against the device pool's measured peak,
 // which rounds each buffer up to its size class (at most 12.5% more).
 func (nt *Net) DevicePlan(n int, weightBytes int64, nf4 bool) Plan {
 	c := nt.M.Config
@@ -52,7 +58,8 @@ func (nt *Net) DevicePlan(n int, weightBytes int64, nf4 bool) Plan {
 		Activations: (L + 1) * N * D * 4,
 		Workspace:   ws.bytes(nf4) - (L+1)*N*D*4,
 		Runtime:     DeviceRuntime}
-	if d, ok := nt.accel.(AcceleratedOptimizer); ok && d.OptimizerReady() {
+	if d, ok := nt.accel.(AcceleratedOptimizer); ok && d.OptimizerReady() ||
+		nt.accel == nil && DeviceKeepsOptimizer != nil && DeviceKeepsOptimizer() {
 		p.Optimizer = 2 * params
 	}
 	return p

@@ -55,6 +55,16 @@ func TestDevicePlanKD(t *testing.T) {
 	if p2 := nt.DevicePlan(2*n, m.HeldBytes(), true); p2.Workspace <= p.Workspace {
 		t.Errorf("workspace %d at %d tokens, %d at %d", p2.Workspace, 2*n, p.Workspace, n)
 	}
+	// The moments: on the host, or on the device when a build's device step
+	// keeps the optimizer there (asked with no device attached).
+	if p.Optimizer != 0 {
+		t.Errorf("optimizer on the device: %d bytes, want 0 (its moments stay on the host)", p.Optimizer)
+	}
+	defer func(f func() bool) { DeviceKeepsOptimizer = f }(DeviceKeepsOptimizer)
+	DeviceKeepsOptimizer = func() bool { return true }
+	if po := nt.DevicePlan(n, m.HeldBytes(), true); po.Optimizer != 2*p.Adapter || po.Total() != p.Total()+2*p.Adapter {
+		t.Errorf("optimizer on the device: %d bytes (total %d), want %d more than %d", po.Optimizer, po.Total(), 2*p.Adapter, p.Total())
+	}
 
 	ts := planShape
 	ts.Hidden, ts.Intermediate, ts.Heads, ts.Layers = 512, 1408, 8, 2

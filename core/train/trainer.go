@@ -102,10 +102,14 @@ func Train(ctx context.Context, net *Net, opt *AdamW, cfg Config, data Batches, 
 	}
 	if dev != nil {
 		net.devOpt = true
+		step0 := opt.Step
 		defer func() {
 			net.devOpt = false
-			if serr := dev.StoreOptimizer(net.Params, opt.M, opt.V); serr != nil && err == nil {
-				err = fmt.Errorf("optimizer back from the device: %w", serr)
+			if serr := dev.StoreOptimizer(net.Params, opt.M, opt.V); serr != nil {
+				// The host's state is not this run's: say so, and leave
+				// the step count where the parameters might be.
+				opt.Step = step0
+				err = errors.Join(err, fmt.Errorf("optimizer back from the device (the adapter in memory is not the trained one; resume from the last checkpoint): %w", serr))
 			}
 		}()
 	}

@@ -359,6 +359,7 @@ func (nt *Net) Close() {
 		b.Free()
 	}
 	nt.owned = nil
+	nt.opt = optimizer{} // its buffers were owned
 }
 
 // ZeroGrads clears the gradients (start of an optimizer step).

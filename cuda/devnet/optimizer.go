@@ -30,9 +30,11 @@ type optimizer struct {
 }
 
 // OptimizerReady says whether train.Train may keep the optimizer here.
-func (nt *Net) OptimizerReady() bool {
-	return optimizerVerified || os.Getenv("DISTILL_CUDA_UNVERIFIED") == "1"
-}
+func (nt *Net) OptimizerReady() bool { return optimizerReady() }
+
+func optimizerReady() bool { return optimizerVerified || os.Getenv("DISTILL_CUDA_UNVERIFIED") == "1" }
+
+func init() { train.DeviceKeepsOptimizer = optimizerReady }
 
 // LoadOptimizer uploads the parameters and AdamW's moments (allocating the
 // moments on first use: 2 × 4 bytes a parameter). Out of device memory is
