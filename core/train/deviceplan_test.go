@@ -60,9 +60,11 @@ func TestDevicePlanKD(t *testing.T) {
 	if p.Optimizer != 0 {
 		t.Errorf("optimizer on the device: %d bytes, want 0 (its moments stay on the host)", p.Optimizer)
 	}
-	defer func(f func() bool) { DeviceKeepsOptimizer = f }(DeviceKeepsOptimizer)
+	was := DeviceKeepsOptimizer
 	DeviceKeepsOptimizer = func() bool { return true }
-	if po := nt.DevicePlan(n, m.HeldBytes(), true); po.Optimizer != 2*p.Adapter || po.Total() != p.Total()+2*p.Adapter {
+	po := nt.DevicePlan(n, m.HeldBytes(), true)
+	DeviceKeepsOptimizer = was
+	if po.Optimizer != 2*p.Adapter || po.Total() != p.Total()+2*p.Adapter {
 		t.Errorf("optimizer on the device: %d bytes (total %d), want %d more than %d", po.Optimizer, po.Total(), 2*p.Adapter, p.Total())
 	}
 
