@@ -3,7 +3,6 @@
 package cuda_test
 
 import (
-	"math"
 	"strings"
 	"testing"
 
@@ -46,23 +45,11 @@ func TestAttentionFlashParity(t *testing.T) {
 			continue
 		}
 		t.Run(c.name, func(t *testing.T) {
-			r := rng(uint64(c.nq*131 + c.nk*7 + c.nH*c.hd))
-			qn, kn := c.nq*c.nH*c.hd, c.nk*c.nKV*c.hd
-			q, k, v, dout := randn(r, qn, 1), randn(r, kn, 1), randn(r, kn, 1), randn(r, qn, 1)
-			scale := float32(1 / math.Sqrt(float64(c.hd)))
-			var want agResult
-			want.out, want.lse, want.dq, want.dk, want.dv = c.ref64(q, k, v, dout, float64(scale))
+			q, k, v, dout, scale, want := c.inputs(uint64(c.nq*131 + c.nk*7 + c.nH*c.hd))
 			d := device(t)
-			s := c.shape(t, d, scale)
-			qd, kd, vd, dod := up(t, d, cuda.F32, q), up(t, d, cuda.F32, k), up(t, d, cuda.F32, v), up(t, d, cuda.F32, dout)
-			od, ld := poison(t, d, qn), poison(t, d, c.nq*c.nH)
-			ok(t, d.AttnFwdFlash(od, ld, qd, kd, vd, s))
 			// Every output poisoned: the kernels set each element (dk, dv
 			// too — not accumulated).
-			dqd, dkd, dvd := poison(t, d, qn), poison(t, d, kn), poison(t, d, kn)
-			ok(t, d.AttnBwdFlash(dqd, dkd, dvd, dod, qd, kd, vd, od, ld, s))
-			ok(t, d.Sync())
-			got := agResult{down(t, od), down(t, ld), down(t, dqd), down(t, dkd), down(t, dvd)}
+			got := attnRun(t, d, c, q, k, v, dout, scale, d.AttnFwdFlash, d.AttnBwdFlash)
 			got.checkTol(t, c, "flash vs f64", want, flashFwdTol, flashBwdTol, flashLseTol)
 		})
 	}
@@ -103,12 +90,8 @@ func TestAttnMergeParity(t *testing.T) {
 	for _, hd := range []int{64, 128} {
 		c := decodeCase(7, 50, 6, 2, hd)
 		t.Run(c.name, func(t *testing.T) {
-			r := rng(uint64(hd))
-			qn, kn := c.nq*c.nH*c.hd, c.nk*c.nKV*c.hd
-			q, k, v, dout := randn(r, qn, 1), randn(r, kn, 1), randn(r, kn, 1), randn(r, qn, 1)
-			scale := float32(1 / math.Sqrt(float64(c.hd)))
-			var want agResult
-			want.out, want.lse, want.dq, want.dk, want.dv = c.ref64(q, k, v, dout, float64(scale))
+			qn := c.nq * c.nH * c.hd
+			q, k, v, _, scale, want := c.inputs(uint64(hd))
 			d := device(t)
 			const split = 30
 			a, b := c, c

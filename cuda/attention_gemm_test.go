@@ -276,12 +276,8 @@ func agCases() []agCase {
 func TestAttentionGemmParity(t *testing.T) {
 	for _, c := range agCases() {
 		t.Run(c.name, func(t *testing.T) {
-			r := rng(uint64(c.nq*131 + c.nk*7 + c.nH*c.hd))
 			qn, kn := c.nq*c.nH*c.hd, c.nk*c.nKV*c.hd
-			q, k, v, dout := randn(r, qn, 1), randn(r, kn, 1), randn(r, kn, 1), randn(r, qn, 1)
-			scale := float32(1 / math.Sqrt(float64(c.hd)))
-			var want agResult
-			want.out, want.lse, want.dq, want.dk, want.dv = c.ref64(q, k, v, dout, float64(scale))
+			q, k, v, dout, scale, want := c.inputs(uint64(c.nq*131 + c.nk*7 + c.nH*c.hd))
 
 			// The f64 reference against core/train's and tensor.CPU's, as
 			// a check on it (both f32 with f64 softmax sums: 1e-4).
@@ -310,13 +306,7 @@ func TestAttentionGemmParity(t *testing.T) {
 			}
 
 			// The simple kernel, its own outputs into its backward.
-			s := c.shape(t, d, scale)
-			qd, kd, vd, dod := up(t, d, cuda.F32, q), up(t, d, cuda.F32, k), up(t, d, cuda.F32, v), up(t, d, cuda.F32, dout)
-			od, ld := poison(t, d, qn), poison(t, d, c.nq*c.nH)
-			ok(t, d.AttnFwd(od, ld, qd, kd, vd, s))
-			dqd, dkd, dvd := poison(t, d, qn), poison(t, d, kn), poison(t, d, kn)
-			ok(t, d.AttnBwd(dqd, dkd, dvd, dod, qd, kd, vd, od, ld, s))
-			simple := agResult{down(t, od), down(t, ld), down(t, dqd), down(t, dkd), down(t, dvd)}
+			simple := attnRun(t, d, c, q, k, v, dout, scale, d.AttnFwd, d.AttnBwd)
 			// The simple kernel against the f64 reference checks that the
 			// reference's conventions (bad rows) are the kernel's. Its
 			// error sources are TestAttentionParity's (f32 dots and sums:
@@ -347,19 +337,42 @@ func (c agCase) shape(t *testing.T, d *cuda.Device, scale float32) cuda.AttnShap
 		Lo: up(t, d, cuda.I32, i32s(c.lo)), Hi: up(t, d, cuda.I32, i32s(c.hi)), Scale: scale}
 }
 
-// gemmRun runs AttnFwdGemm then AttnBwdGemm (on its own out and lse, as a
-// training step does) into poisoned outputs.
-func gemmRun(t *testing.T, d *cuda.Device, c agCase, q, k, v, dout []float32, scale float32) agResult {
+// inputs are the case's random q, k, v and dout (from seed), its scale
+// 1/√hd, and the f64 reference's results on them.
+func (c agCase) inputs(seed uint64) (q, k, v, dout []float32, scale float32, want agResult) {
+	r := rng(seed)
+	qn, kn := c.nq*c.nH*c.hd, c.nk*c.nKV*c.hd
+	q, k, v, dout = randn(r, qn, 1), randn(r, kn, 1), randn(r, kn, 1), randn(r, qn, 1)
+	scale = float32(1 / math.Sqrt(float64(c.hd)))
+	want.out, want.lse, want.dq, want.dk, want.dv = c.ref64(q, k, v, dout, float64(scale))
+	return
+}
+
+type (
+	attnFwd func(out, lse, q, k, v *cuda.Buffer, s cuda.AttnShape) error
+	attnBwd func(dq, dk, dv, dout, q, k, v, out, lse *cuda.Buffer, s cuda.AttnShape) error
+)
+
+// attnRun runs an attention's forward then its backward (on its own out and
+// lse, as a training step does) into poisoned outputs: an element a kernel
+// does not write stays NaN (dk, dv included: the ops zero or set them).
+func attnRun(t *testing.T, d *cuda.Device, c agCase, q, k, v, dout []float32, scale float32, fwd attnFwd, bwd attnBwd) agResult {
 	t.Helper()
 	qn, kn := c.nq*c.nH*c.hd, c.nk*c.nKV*c.hd
 	s := c.shape(t, d, scale)
 	qd, kd, vd, dod := up(t, d, cuda.F32, q), up(t, d, cuda.F32, k), up(t, d, cuda.F32, v), up(t, d, cuda.F32, dout)
 	od, ld := poison(t, d, qn), poison(t, d, c.nq*c.nH)
-	ok(t, d.AttnFwdGemm(od, ld, qd, kd, vd, s))
-	dqd, dkd, dvd := poison(t, d, qn), poison(t, d, kn), poison(t, d, kn) // dk, dv: the op zeroes them
-	ok(t, d.AttnBwdGemm(dqd, dkd, dvd, dod, qd, kd, vd, od, ld, s))
+	ok(t, fwd(od, ld, qd, kd, vd, s))
+	dqd, dkd, dvd := poison(t, d, qn), poison(t, d, kn), poison(t, d, kn)
+	ok(t, bwd(dqd, dkd, dvd, dod, qd, kd, vd, od, ld, s))
 	ok(t, d.Sync())
 	return agResult{down(t, od), down(t, ld), down(t, dqd), down(t, dkd), down(t, dvd)}
+}
+
+// gemmRun is attnRun of AttnFwdGemm and AttnBwdGemm.
+func gemmRun(t *testing.T, d *cuda.Device, c agCase, q, k, v, dout []float32, scale float32) agResult {
+	t.Helper()
+	return attnRun(t, d, c, q, k, v, dout, scale, d.AttnFwdGemm, d.AttnBwdGemm)
 }
 
 // Argument checks fail before any device work, naming the op and argument.
@@ -396,12 +409,7 @@ func TestAttentionGemmEmulated(t *testing.T) {
 		for _, m := range c.scratchModes(cuda.AttnGemmScratchBytes) {
 			t.Run(c.name+"/"+m.name, func(t *testing.T) {
 				t.Parallel() // CPU only, and AttnGemmScratchBytes was read above
-				r := rng(uint64(c.nq*131 + c.nk*7 + c.nH*c.hd))
-				qn, kn := c.nq*c.nH*c.hd, c.nk*c.nKV*c.hd
-				q, k, v, dout := randn(r, qn, 1), randn(r, kn, 1), randn(r, kn, 1), randn(r, qn, 1)
-				scale := float32(1 / math.Sqrt(float64(c.hd)))
-				var want agResult
-				want.out, want.lse, want.dq, want.dk, want.dv = c.ref64(q, k, v, dout, float64(scale))
+				q, k, v, dout, scale, want := c.inputs(uint64(c.nq*131 + c.nk*7 + c.nH*c.hd))
 				got := c.emulate(q, k, v, dout, scale, m.scratch)
 				var lseErr float64
 				for i := range want.lse {
