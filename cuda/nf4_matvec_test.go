@@ -13,10 +13,10 @@ import (
 )
 
 // The decode matvecs and the NF4 dequantisation at shapes that take every
-// path of nf4.cu's kernels. Each output buffer is filled with NaN before the
+// path of matvec.cu's and nf4.cu's kernels. Each output buffer is filled with NaN before the
 // launch, so a row or element a kernel never writes fails the comparison.
 //
-// Paths (nf4.cu): the fast NF4 matvec takes cols a multiple of 32 up to
+// Paths (matvec.cu, nf4.cu): the fast NF4 matvec takes cols a multiple of 32 up to
 // 16384 with 16-byte aligned codes and x; its group width TPR (threads per
 // row) is the largest power of two ≤ cols/32 in [32, 256], a block computes
 // 4·256/TPR rows. The fast bf16 matvec the same with cols/8 chunks. Every

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -21,18 +22,7 @@ import (
 // the merge's two weights, 60×). DISTILL_EMU_ALL=1 adds the four
 // largest cases (~1 minute more).
 func TestFlashKernelsEmulated(t *testing.T) {
-	cxx, err := exec.LookPath("g++")
-	if err != nil {
-		t.Fatalf("g++ is needed to emulate the CUDA kernels (make deps installs it): %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "flash_emu")
-	// No strict aliasing: the kernels pun bf16 pairs through uint32 as
-	// CUDA allows; unknown pragmas are nvcc's #pragma unroll.
-	build := exec.Command(cxx, "-O2", "-std=c++20", "-fno-strict-aliasing", "-Wall",
-		"-Wno-unknown-pragmas", "-Wno-unused-function", "-o", bin, filepath.Join("host", "flash_emu.cpp"))
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("compiling host/flash_emu.cpp: %v\n%s", err, out)
-	}
+	bin := buildEmu(t, "flash_emu.cpp")
 	// Every case but the four largest (packed 300 and 387 rows, 120+101+79,
 	// 150+150: a minute between them), in two processes.
 	sets := [][]string{{"0", "1", "2", "3", "7", "8", "9", "10"}, {"11", "12", "14", "15", "16", "17", "18", "19"}}
@@ -51,4 +41,41 @@ func TestFlashKernelsEmulated(t *testing.T) {
 			t.Errorf("flash_emu %v: %v (the cases marked FAIL above)", sets[i], errs[i])
 		}
 	}
+}
+
+// TestDecodeKernelsEmulated runs the decode kernels on the host against
+// f64 references (host/decode_emu.cpp): matvec_kernels.cuh's fused
+// products — NF4 (plain and double-quantised scales) and bf16, one to three
+// outputs with biases and residuals, no prologue, RMSNorm and SwiGLU, every
+// thread-group width (32–256 threads a row) — and decode_kernels.cuh's
+// k_decode_qkv (per-head norms, RoPE, the cache and staging rows, a
+// position past the cache writing nothing). Checked by mutation: dropping
+// the residual, the norm's width, the wide groups' reduction index, the
+// prologue's write-out index, RoPE's sign, k's halves each fail by 10⁴× the
+// tolerance or more.
+func TestDecodeKernelsEmulated(t *testing.T) {
+	bin := buildEmu(t, "decode_emu.cpp")
+	out, err := exec.Command(bin).CombinedOutput()
+	t.Logf("%s", out)
+	if err != nil {
+		t.Errorf("decode_emu: %v (the cases marked FAIL above)", err)
+	}
+}
+
+// buildEmu compiles host/src (a driver over shim.h) into a test binary.
+func buildEmu(t *testing.T, src string) string {
+	t.Helper()
+	cxx, err := exec.LookPath("g++")
+	if err != nil {
+		t.Fatalf("g++ is needed to emulate the CUDA kernels (make deps installs it): %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), strings.TrimSuffix(src, ".cpp"))
+	// No strict aliasing: the kernels pun bf16 pairs through uint32 as
+	// CUDA allows; unknown pragmas are nvcc's #pragma unroll.
+	build := exec.Command(cxx, "-O2", "-std=c++20", "-fno-strict-aliasing", "-Wall",
+		"-Wno-unknown-pragmas", "-Wno-unused-function", "-o", bin, filepath.Join("host", src))
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("compiling host/%s: %v\n%s", src, err, out)
+	}
+	return bin
 }

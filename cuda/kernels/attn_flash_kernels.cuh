@@ -1,17 +1,14 @@
 // attn_flash_kernels.cuh: the device code of attn_flash.cu (its header
 // comment describes the kernels). Apart so that cuda/emu compiles the same
-// code on the host — each CUDA thread a std::thread, mma.sync emulated from
+// code on the host — each CUDA thread a fiber, mma.sync emulated from
 // the PTX ISA's fragment layouts — and checks it against an f64 reference
 // where there is no GPU (DISTILL_CUDA_EMU, with cuda/emu/shim.h included
 // first).
 #pragma once
 #include <climits>
 
-#ifdef DISTILL_CUDA_EMU
-#define FA_DYNAMIC_SHARED(name) unsigned char *name = emu_smem
-#else
-#define FA_DYNAMIC_SHARED(name) extern __shared__ __align__(16) unsigned char name[]
-#endif
+#include "devmath.cuh"
+
 
 namespace {
 
@@ -213,7 +210,7 @@ template <int HD>
 __global__ void __launch_bounds__(FA_THREADS) k_fa_fwd(float *out, float *lse, const float *q, const float *k,
                                                        const float *v, const int32_t *kv_lo, const int32_t *kv_hi,
                                                        int nq, int nk, int nh, int nkv, int max_len, float scale) {
-  FA_DYNAMIC_SHARED(fa_sh);
+  DC_DYNAMIC_SHARED(unsigned char, fa_sh);
   constexpr int LDK = HD + FA_PAD, LDV = FA_BK + FA_PAD, NT = FA_BK / 8, ND = HD / 8;
   bf16 *Ks = reinterpret_cast<bf16 *>(fa_sh), *Vt = Ks + FA_BK * LDK;
   __shared__ int rng[8];
@@ -333,7 +330,7 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dq(float *dq, const float
                                                           const float *v, const float *lse, const float *D,
                                                           const int32_t *kv_lo, const int32_t *kv_hi, int nq, int nk,
                                                           int nh, int nkv, int max_len, float scale) {
-  FA_DYNAMIC_SHARED(fa_sh);
+  DC_DYNAMIC_SHARED(unsigned char, fa_sh);
   constexpr int LDK = HD + FA_PAD, LDT = FA_BK + FA_PAD, NT = FA_BK / 8, ND = HD / 8;
   bf16 *Ks = reinterpret_cast<bf16 *>(fa_sh), *Vs = Ks + FA_BK * LDK, *Kt = Vs + FA_BK * LDK;
   __shared__ int rng[8];
@@ -415,7 +412,7 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv(float *dk, float *dv,
                                                            const float *lse, const float *D, const int32_t *kv_lo,
                                                            const int32_t *kv_hi, const int32_t *tiles, int nq, int nk,
                                                            int nh, int nkv, int max_len, float scale) {
-  FA_DYNAMIC_SHARED(fa_sh);
+  DC_DYNAMIC_SHARED(unsigned char, fa_sh);
   constexpr int LDK = HD + FA_PAD, LDQ = FA_BQ2 + FA_PAD, NQ8 = FA_BQ2 / 8, ND = HD / 8;
   bf16 *Ks = reinterpret_cast<bf16 *>(fa_sh), *Vs = Ks + FA_BK * LDK, *Qs = Vs + FA_BK * LDK, *Os = Qs + FA_BQ2 * LDK,
        *Qt = Os + FA_BQ2 * LDK, *Ot = Qt + HD * LDQ;

@@ -47,44 +47,6 @@ static inline int dc_blocks(int64_t n, int threads) {
   return b < 1 ? 1 : (int)b;
 }
 
-// Block-wide sum of v over a block of blockDim.x (a multiple of 32, ≤ 1024)
-// threads; every thread gets the result. Uses 33 values of shared scratch.
-// float or double (kd.cu sums in double where f32 would cancel).
-template <typename T>
-__device__ __forceinline__ T dc_warp_sum(T v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-__device__ __forceinline__ float dc_warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-template <typename T>
-__device__ __forceinline__ T dc_block_sum(T v, T *sh) {
-  int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-  v = dc_warp_sum(v);
-  __syncthreads();  // sh may still be read by a previous call
-  if (lane == 0) sh[w] = v;
-  __syncthreads();
-  v = lane < nw ? sh[lane] : T(0);
-  if (w == 0) {
-    v = dc_warp_sum(v);
-    if (lane == 0) sh[32] = v;
-  }
-  __syncthreads();
-  return sh[32];
-}
-__device__ __forceinline__ float dc_block_max(float v, float *sh) {
-  int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-  v = dc_warp_max(v);
-  __syncthreads();
-  if (lane == 0) sh[w] = v;
-  __syncthreads();
-  v = lane < nw ? sh[lane] : -INFINITY;
-  if (w == 0) {
-    v = dc_warp_max(v);
-    if (lane == 0) sh[32] = v;
-  }
-  __syncthreads();
-  return sh[32];
-}
+static inline bool dc_aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
+#include "devmath.cuh"  // dc_warp_sum, dc_block_sum, dc_rms_scale, dc_sigmoid, …

@@ -97,11 +97,53 @@ typedef struct {
 // Rows [r0, r1) dequantised into dst ((r1−r0), cols), bf16 or f32.
 int dc_nf4_dequant_bf16(uint16_t *dst, const dc_nf4 *w, int r0, int r1);
 int dc_nf4_dequant_f32(float *dst, const dc_nf4 *w, int r0, int r1);
-// Decode: y(rows) = W·x(cols), dequantised in registers (16-byte loads, 4 rows a
-// thread group; see nf4.cu for the shapes each kernel takes).
+
+// ---- matvec.cu: decode's matrix-vector products ----
+// y(rows) = W·x(cols), NF4 dequantised in registers (16-byte loads, 4 rows a
+// thread group; see matvec.cu for the shapes each kernel takes).
 int dc_nf4_matvec(float *y, const dc_nf4 *w, const float *x);
 // y(rows) = W·x for a bf16 W (rows, cols).
 int dc_bf16_matvec(float *y, const uint16_t *w, const float *x, int rows, int cols);
+// One output of a fused product: y(rows) = W·x' (+ bias) (+ res), W NF4
+// (nf4.codes set; rows, cols its own) or bf16 (bf16, rows).
+typedef struct {
+  dc_nf4 nf4;
+  const uint16_t *bf16;
+  int rows;
+  float *y;
+  const float *bias, *res;  // optional (rows)
+} dc_mv_out;
+// Up to 3 outputs over one input x(cols), all NF4 or all bf16, in one launch
+// where the shapes allow (else op by op). x' is x after the prologue: none
+// (0); RMSNorm (1) with weight pro (cols) and eps; SwiGLU (2): x' =
+// pro·σ(pro)·x, pro the gate (cols). xo (cols; needed with a prologue) gets x'.
+typedef struct {
+  int n, cols;
+  dc_mv_out o[3];
+  int pro_kind;
+  const float *pro;
+  float eps;
+  float *xo;
+} dc_mv_job;
+int dc_mv_fused(const dc_mv_job *j, const float *x);
+
+// ---- decode.cu: one decoded token's q, k, v after the projections ----
+// q (nh·hd) normalised per head by q_norm (hd, optional: Qwen3) and rotated
+// (RoPE at position pos[0] from tables (tables, hd/2)) in place; k likewise
+// into row pos[0] of k_cache (cap, nkv·hd) and k_stage (nkv·hd, optional);
+// v copied into v_cache's row and v_stage. A position outside [0, min(cap,
+// tables)) writes nothing: the caller checks it.
+typedef struct {
+  float *q;
+  const float *k, *v, *q_norm, *k_norm;
+  float eps;
+  const int32_t *pos;
+  const float *cos_t, *sin_t;
+  int tables;
+  float *k_cache, *v_cache, *k_stage, *v_stage;
+  int cap, nh, nkv, hd;
+} dc_decode_qkv_args;
+int dc_decode_qkv(const dc_decode_qkv_args *a);
 
 // ---- adamw.cu: torch.optim.AdamW, constants precomputed as core/train ----
 // m = b1·m + (1−b1)·g; v = b2·v + (1−b2)·g²; p = p·decay −

@@ -11,9 +11,7 @@ __global__ void k_rmsnorm_fwd(float *out, float *rstd, const float *x, const flo
   float ss = 0.f;
   for (int i = threadIdx.x; i < d; i += blockDim.x) ss += xr[i] * xr[i];
   ss = dc_block_sum(ss, sh);
-  float s = rsqrtf(ss / d + eps);
-  // rsqrtf is within 2 ulp; one Newton step brings it to about 1 ulp.
-  s = s * (1.5f - 0.5f * (ss / d + eps) * s * s);
+  float s = dc_rms_scale(ss, d, eps);
   if (rstd != nullptr && threadIdx.x == 0) rstd[blockIdx.x] = s;
   for (int i = threadIdx.x; i < d; i += blockDim.x) orow[i] = xr[i] * s * w[i];
 }

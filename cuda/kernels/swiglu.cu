@@ -1,8 +1,5 @@
-// swiglu.cu: a = silu(g)·u and its backward. σ in f32 with expf (the CPU
-// reference takes it in f64 and rounds: within a few ulp of each other).
+// swiglu.cu: a = silu(g)·u and its backward (σ: dc_sigmoid, devmath.cuh).
 #include "common.cuh"
-
-__device__ __forceinline__ float dc_sigmoid(float x) { return 1.f / (1.f + expf(-x)); }
 
 // ab (optional): a rounded to bf16 as well, for the next GEMM's operand.
 __global__ void k_swiglu_fwd(float *a, __nv_bfloat16 *ab, const float *g, const float *u, int64_t n) {

@@ -1,5 +1,5 @@
-// shim.h: a host emulation of the CUDA features attn_flash_kernels.cuh
-// uses, so that its kernels run on the CPU as written: each CUDA thread of
+// shim.h: a host emulation of the CUDA features the kernels' device code
+// (attn_flash_kernels.cuh, matvec_kernels.cuh, decode_kernels.cuh) uses, so that its kernels run on the CPU as written: each CUDA thread of
 // the block in flight a fiber (ucontext, its own stack) switched
 // cooperatively on one OS thread — blocks one after another — meeting at
 // barriers for __syncthreads and for the warp collectives (shuffles, mma);
@@ -27,7 +27,8 @@
 #define __global__
 #define __device__
 #define __forceinline__ inline
-#define __launch_bounds__(x)
+#define __launch_bounds__(...)
+#define __constant__
 #define __shared__ static  // one block at a time: a block's statics are its shared memory
 
 using std::max;
@@ -73,6 +74,9 @@ struct alignas(8) float2 {
 struct alignas(8) uint2 {
   uint32_t x, y;
 };
+struct alignas(16) uint4 {
+  uint32_t x, y, z, w;
+};
 inline float4 make_float4(float a, float b, float c, float d) { return {a, b, c, d}; }
 inline float2 make_float2(float a, float b) { return {a, b}; }
 inline uint2 make_uint2(uint32_t a, uint32_t b) { return {a, b}; }
@@ -104,6 +108,7 @@ inline float emu_bf2f(uint16_t v) {
   memcpy(&f, &u, 4);
   return f;
 }
+inline float __bfloat162float(emu_bf16 b) { return emu_bf2f(b.v); }
 inline emu_bf162 __floats2bfloat162_rn(float a, float b) { return {__float2bfloat16_rn(a), __float2bfloat16_rn(b)}; }
 
 struct EmuWarp {
@@ -168,11 +173,40 @@ inline void __syncwarp(unsigned mask = 0xffffffffu) {
 inline EmuBarrier *emu_block_bar;
 inline void __syncthreads() { emu_wait(*emu_block_bar); }
 
+// Intrinsics: plain loads; IEEE operations (no contraction under ISO C++:
+// g++ -std=c++20 leaves a·b + c unfused, as __fmul_rn/__fadd_rn ask);
+// rsqrtf exactly rounded (the device's is within 2 ulp).
 template <typename T>
-inline T dc_warp_sum(T v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
+inline T __ldg(const T *p) {
+  return *p;
 }
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float rsqrtf(float x) { return 1.f / sqrtf(x); }
+inline float __uint_as_float(uint32_t u) {
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+// The byte selected by each nibble of s from the eight bytes {y, x} (x the
+// low four); selectors here are < 8 (no sign replication).
+inline uint32_t __byte_perm(uint32_t x, uint32_t y, uint32_t s) {
+  uint64_t v = (uint64_t)y << 32 | x;
+  uint32_t r = 0;
+  for (int i = 0; i < 4; i++) r |= (uint32_t)((v >> (8 * ((s >> (4 * i)) & 7))) & 0xff) << (8 * i);
+  return r;
+}
+// Shared-memory addresses are 32 bits on the device; here, a shared array's
+// host address's low 32 bits, the high ones kept from the last conversion
+// (every shared array lies in one 4 GB window: checked).
+inline uintptr_t emu_shared_hi;
+inline size_t __cvta_generic_to_shared(const void *p) {
+  uintptr_t a = (uintptr_t)p;
+  if (((a + 4096) >> 32) != (a >> 32)) abort();  // an array would straddle the window
+  emu_shared_hi = a & ~(uintptr_t)0xffffffffu;
+  return (uint32_t)a;
+}
+inline void *__cvta_shared_to_generic(size_t a) { return (void *)(emu_shared_hi | (uint32_t)a); }
 
 // emu_launch runs f as a grid of gx × gy blocks of bd threads (bd a
 // multiple of 32) with smem bytes of dynamic shared memory, filled with

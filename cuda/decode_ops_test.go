@@ -1,0 +1,181 @@
+//go:build cuda
+
+package cuda_test
+
+import (
+	"math"
+	"testing"
+
+	"distill/cuda"
+)
+
+// TestMatVecFusedParity: MatVecFused against the same work op by op
+// (RMSNormFwd or SwiGLUFwd, then each output's matvec, AddBias, Add) on the
+// device — the q/k/v, gate/up, o and down shapes of a decoded layer, NF4
+// (plain and double-quantised scales) and bf16, on the fused kernels'
+// shapes and on the fallbacks (odd columns, a misaligned input). Outputs and
+// the prologue's output start as NaN, so a row the kernels never write
+// fails. Tolerance: both sides are f32; the fused prologue's sum of squares
+// runs in another order (a few ulp in rstd), so 1e-5 relative to |want|
+// plus 1e-6·√cols.
+func TestMatVecFusedParity(t *testing.T) {
+	d := device(t)
+	type out struct {
+		rows      int
+		bias, res bool
+	}
+	cases := []struct {
+		name string
+		cols int
+		nf4  bool
+		dq   bool
+		pro  cuda.PrologueKind
+		outs []out
+		skew bool // x one float past a 16-byte boundary: op by op
+	}{
+		{"qkv", 896, true, true, cuda.RMSNormPrologue, []out{{896, true, false}, {128, true, false}, {128, true, false}}, false},
+		{"qkv_plain_scales", 1536, true, false, cuda.RMSNormPrologue, []out{{1536, true, false}, {256, true, false}, {256, true, false}}, false},
+		{"o", 896, true, true, cuda.NoPrologue, []out{{896, false, true}}, false},
+		{"gate_up", 1536, true, true, cuda.RMSNormPrologue, []out{{8960, false, false}, {8960, false, false}}, false},
+		{"down", 8960, true, true, cuda.SwiGLUPrologue, []out{{1536, false, true}}, false},
+		{"down_bf16", 4864, false, false, cuda.SwiGLUPrologue, []out{{896, false, true}}, false},
+		{"qkv_bf16", 896, false, false, cuda.RMSNormPrologue, []out{{896, true, false}, {128, true, true}, {33, false, false}}, false},
+		{"odd_cols", 77, true, true, cuda.RMSNormPrologue, []out{{33, true, false}, {5, false, true}}, false},
+		{"odd_cols_bf16", 130, false, false, cuda.SwiGLUPrologue, []out{{7, true, true}}, false},
+		{"skewed_x", 896, true, false, cuda.RMSNormPrologue, []out{{130, true, false}, {64, false, true}}, true},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := rng(uint64(100 + i))
+			k := c.cols
+			x := randn(r, k, 1)
+			xb := up(t, d, cuda.F32, x)
+			if c.skew {
+				xb = up(t, d, cuda.F32, append([]float32{0}, x...)).View(1, k)
+			}
+			pw := randn(r, k, 1)
+			pro := cuda.Prologue{Kind: c.pro, Eps: 1e-6}
+			xin := xb // the op-by-op path's input to the products
+			if c.pro != cuda.NoPrologue {
+				pro.W, pro.Out = up(t, d, cuda.F32, pw), up(t, d, cuda.F32, nans(k))
+				xin = zeros(t, d, cuda.F32, k)
+				if c.pro == cuda.RMSNormPrologue {
+					ok(t, d.RMSNormFwd(xin, nil, xb, pro.W, 1, k, 1e-6))
+				} else {
+					ok(t, d.SwiGLUFwd(xin, pro.W, xb, k))
+				}
+			}
+			var outs []cuda.MatVecOut
+			var wants []*cuda.Buffer
+			for _, o := range c.outs {
+				mo := cuda.MatVecOut{Rows: o.rows, Y: up(t, d, cuda.F32, nans(o.rows))}
+				want := zeros(t, d, cuda.F32, o.rows)
+				if c.nf4 {
+					mo.NF4 = upNF4(t, d, nf4Weights(t, o.rows, k, c.dq))
+					ok(t, d.NF4MatVec(want, mo.NF4, xin))
+				} else {
+					_, hb := bf16Round(randn(r, o.rows*k, 0.02))
+					mo.Dense = up(t, d, cuda.BF16, hb)
+					ok(t, d.BF16MatVec(want, mo.Dense, xin, o.rows, k))
+				}
+				if o.bias {
+					mo.Bias = up(t, d, cuda.F32, randn(r, o.rows, 1))
+					ok(t, d.AddBias(want, mo.Bias, 1, o.rows))
+				}
+				if o.res {
+					mo.Res = up(t, d, cuda.F32, randn(r, o.rows, 1))
+					ok(t, d.Add(want, mo.Res, o.rows))
+				}
+				outs, wants = append(outs, mo), append(wants, want)
+			}
+			ok(t, d.MatVecFused(xb, k, pro, outs...))
+			atol := 1e-6 * math.Sqrt(float64(k))
+			for j := range outs {
+				near(t, shapeName("y%d (%d rows)", j, c.outs[j].rows), down(t, outs[j].Y), down(t, wants[j]), 1e-5, atol)
+			}
+			if c.pro != cuda.NoPrologue {
+				near(t, "x' written out", down(t, pro.Out), down(t, xin), 1e-5, 1e-6)
+			}
+		})
+	}
+	// Bad calls: named errors, nothing launched.
+	w := upNF4(t, d, nf4Weights(t, 8, 64, false))
+	x, y := zeros(t, d, cuda.F32, 64), zeros(t, d, cuda.F32, 8)
+	for name, err := range map[string]error{
+		"cols":       d.MatVecFused(x, 32, cuda.Prologue{}, cuda.MatVecOut{NF4: w, Y: y}),
+		"no outputs": d.MatVecFused(x, 64, cuda.Prologue{}),
+		"res is y":   d.MatVecFused(x, 64, cuda.Prologue{}, cuda.MatVecOut{NF4: w, Y: y, Res: y}),
+		"no out":     d.MatVecFused(x, 64, cuda.Prologue{Kind: cuda.RMSNormPrologue, W: x}, cuda.MatVecOut{NF4: w, Y: y}),
+	} {
+		if err == nil {
+			t.Errorf("%s: no error", name)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
+	}
+}
+
+// TestDecodeQKVParity: DecodeQKV against RMSNormFwd per head, RoPE and two
+// copies, as the decoder ran them op by op: q in place, k's row and v's in
+// the cache at the position and in the staging rows; other cache rows
+// untouched; a position past the cache writes nothing. Tolerance: f32 both
+// sides, the per-head sum of squares in another order: 1e-5.
+func TestDecodeQKVParity(t *testing.T) {
+	d := device(t)
+	for _, c := range []struct {
+		nh, nkv, hd, pos, cap int
+		norms, stage          bool
+	}{
+		{14, 2, 64, 37, 64, false, true},
+		{16, 8, 128, 0, 4, true, true},
+		{12, 2, 128, 99, 100, false, false},
+		{4, 2, 80, 3, 10, true, true},
+	} {
+		t.Run(shapeName("h%d_kv%d_hd%d_pos%d_norms%v", c.nh, c.nkv, c.hd, c.pos, c.norms), func(t *testing.T) {
+			r := rng(uint64(c.nh*c.hd + c.pos))
+			qO, kvO, half, tables := c.nh*c.hd, c.nkv*c.hd, c.hd/2, c.cap+3
+			q, k, v := randn(r, qO, 1), randn(r, kvO, 1), randn(r, kvO, 1)
+			cs, sn := make([]float32, tables*half), make([]float32, tables*half)
+			for i := range cs {
+				cs[i], sn[i] = randn(r, 1, 1)[0], randn(r, 1, 1)[0]
+			}
+			a := cuda.DecodeQKVArgs{Q: up(t, d, cuda.F32, q), K: up(t, d, cuda.F32, k), V: up(t, d, cuda.F32, v), Eps: 1e-6,
+				Pos: up(t, d, cuda.I32, []int32{int32(c.pos)}), Cos: up(t, d, cuda.F32, cs), Sin: up(t, d, cuda.F32, sn), Tables: tables,
+				KCache: up(t, d, cuda.F32, nans(c.cap*kvO)), VCache: up(t, d, cuda.F32, nans(c.cap*kvO)),
+				Cap: c.cap, NH: c.nh, NKV: c.nkv, HD: c.hd}
+			if c.norms {
+				a.QNorm, a.KNorm = up(t, d, cuda.F32, randn(r, c.hd, 1)), up(t, d, cuda.F32, randn(r, c.hd, 1))
+			}
+			if c.stage {
+				a.KStage, a.VStage = up(t, d, cuda.F32, nans(kvO)), up(t, d, cuda.F32, nans(kvO))
+			}
+			// Op by op.
+			wq, wk := up(t, d, cuda.F32, q), up(t, d, cuda.F32, k)
+			if c.norms {
+				ok(t, d.RMSNormFwd(wq, nil, up(t, d, cuda.F32, q), a.QNorm, c.nh, c.hd, 1e-6))
+				ok(t, d.RMSNormFwd(wk, nil, up(t, d, cuda.F32, k), a.KNorm, c.nkv, c.hd, 1e-6))
+			}
+			ok(t, d.RoPE(wq, a.Pos, a.Cos, a.Sin, 1, c.nh, c.hd, tables, false))
+			ok(t, d.RoPE(wk, a.Pos, a.Cos, a.Sin, 1, c.nkv, c.hd, tables, false))
+			ok(t, d.DecodeQKV(a))
+			near(t, "q", down(t, a.Q), down(t, wq), 1e-5, 1e-6)
+			kc, vc := down(t, a.KCache), down(t, a.VCache)
+			near(t, "k row", kc[c.pos*kvO:(c.pos+1)*kvO], down(t, wk), 1e-5, 1e-6)
+			near(t, "v row", vc[c.pos*kvO:(c.pos+1)*kvO], v, 0, 0)
+			if c.stage {
+				near(t, "k stage", down(t, a.KStage), down(t, wk), 1e-5, 1e-6)
+				near(t, "v stage", down(t, a.VStage), v, 0, 0)
+			}
+			for i := range kc {
+				if i/kvO != c.pos && (kc[i] == kc[i] || vc[i] == vc[i]) {
+					t.Fatalf("cache element %d (row %d) written; only row %d should be", i, i/kvO, c.pos)
+				}
+			}
+			// Past the cache: nothing written.
+			ok(t, cuda.Write(a.Pos, 0, []int32{int32(c.cap)}))
+			before := down(t, a.Q)
+			ok(t, d.DecodeQKV(a))
+			near(t, "q (position past the cache)", down(t, a.Q), before, 0, 0)
+		})
+	}
+}

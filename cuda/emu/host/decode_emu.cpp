@@ -1,0 +1,279 @@
+// decode_emu.cpp: the decode kernels on the host (shim.h) against f64
+// references: matvec_kernels.cuh's fused matrix-vector products (NF4 with
+// plain and double-quantised scales, bf16; one to three outputs; no
+// prologue, RMSNorm, SwiGLU; biases and residuals; every thread-group width)
+// launched as matvec.cu launches them, and decode_kernels.cuh's k_decode_qkv
+// (per-head norms, RoPE, the cache and staging rows). Run by emu_test.go
+// (make test). Usage: decode_emu; exit 1 on a failure.
+#include "shim.h"
+#include "../../kernels/distill_cuda.h"
+#include "../../kernels/matvec_kernels.cuh"
+#include "../../kernels/decode_kernels.cuh"
+
+#include <random>
+#include <string>
+
+static int fails = 0;
+static std::mt19937 rng(7);
+
+static std::vector<float> randn(size_t n, float sd = 1.f, float mean = 0.f) {
+  std::normal_distribution<float> N(mean, sd);
+  std::vector<float> v(n);
+  for (float &x : v) x = N(rng);
+  return v;
+}
+
+// got against want: each element within tol·(rms(want) + |want|).
+static void check(const std::string &what, const std::vector<float> &got, const std::vector<double> &want, double tol) {
+  double ss = 0;
+  for (double w : want) ss += w * w;
+  double rms = std::sqrt(ss / std::max<size_t>(want.size(), 1)), worst = 0;
+  size_t bad = 0, first = 0;
+  for (size_t i = 0; i < want.size(); i++) {
+    double err = (double)got[i] == want[i] ? 0 : std::fabs(got[i] - want[i]) / (tol * (rms + std::fabs(want[i])));
+    if (!(err <= 1)) {
+      if (bad++ == 0) first = i;
+    }
+    if (err > worst || std::isnan(err)) worst = std::isnan(err) ? INFINITY : err;
+  }
+  printf("  %-28s worst/tol %.3f%s", what.c_str(), worst, bad ? " FAIL" : "");
+  if (bad) {
+    fails++;
+    printf(" (%zu bad, first at %zu: got %g want %g)", bad, first, got[first], want[first]);
+  }
+  printf("\n");
+}
+
+// ---- Fused matrix-vector products ----
+
+// A weight in both forms: the device's storage and, independently decoded
+// from it, its f64 values.
+struct Weight {
+  int rows, cols;
+  bool nf4, dq;
+  std::vector<uint8_t> codes, qabsmax;
+  std::vector<float> absmax, absmax2, map2;
+  float offset = 0;
+  std::vector<uint16_t> bf16;
+  std::vector<double> ref;  // (rows, cols)
+  dc_nf4 c() const {
+    return dc_nf4{codes.data(), dq ? nullptr : absmax.data(), dq ? qabsmax.data() : nullptr, dq ? absmax2.data() : nullptr,
+                  dq ? map2.data() : nullptr, offset, rows, cols};
+  }
+};
+
+static const double kNF4[16] = {-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
+                                -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
+                                0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
+                                0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0};
+
+static Weight make_weight(int rows, int cols, bool nf4, bool dq) {
+  Weight w{rows, cols, nf4, dq, {}, {}, {}, {}, {}, 0.f, {}, {}};
+  size_t n = (size_t)rows * cols, blocks = (n + 63) / 64;
+  w.ref.resize(n);
+  if (!nf4) {
+    std::vector<float> v = randn(n, 0.05f);
+    for (size_t e = 0; e < n; e++) {
+      w.bf16.push_back(__float2bfloat16_rn(v[e]).v);
+      w.ref[e] = emu_bf2f(w.bf16.back());
+    }
+    return w;
+  }
+  std::uniform_int_distribution<int> byte(0, 255);
+  w.codes.resize((n + 1) / 2);
+  for (uint8_t &c : w.codes) c = (uint8_t)byte(rng);
+  std::vector<double> scale(blocks);
+  if (dq) {
+    w.qabsmax.resize(blocks);
+    for (uint8_t &q : w.qabsmax) q = (uint8_t)byte(rng);
+    w.absmax2 = randn((blocks + 255) / 256, 0.01f, 0.05f);
+    w.map2 = randn(256, 0.5f, 1.f);
+    w.offset = 0.02f;
+    for (size_t b = 0; b < blocks; b++)  // each step rounded to f32, as the format defines it
+      scale[b] = (double)((float)(w.map2[w.qabsmax[b]] * w.absmax2[b / 256]) + w.offset);
+  } else {
+    w.absmax = randn(blocks, 0.01f, 0.06f);
+    for (size_t b = 0; b < blocks; b++) scale[b] = w.absmax[b];
+  }
+  for (size_t e = 0; e < n; e++) {
+    int nib = e % 2 == 0 ? w.codes[e / 2] >> 4 : w.codes[e / 2] & 15;
+    w.ref[e] = (double)(float)(kNF4[nib] * scale[e / 64]);
+  }
+  return w;
+}
+
+struct Out {
+  Weight w;
+  bool bias, res;
+};
+
+// As matvec.cu's mv_tpr.
+static int tpr_for(int chunks) {
+  int t = 32;
+  while (t < 256 && 2 * t <= chunks) t *= 2;
+  return t;
+}
+
+template <int TPR>
+static void launch_tpr(mv_job &job, const float *x, int cols, bool nf4, bool dq) {
+  int rpb = MV_THREADS / TPR * MV_R, most = 0;
+  for (int i = 0; i < job.n; i++) most = std::max(most, job.o[i].w.rows);
+  unsigned gx = (most + rpb - 1) / rpb;
+  emu_launch(gx, job.n, MV_THREADS, (size_t)cols * 4, [&] {
+    if (!nf4)
+      k_bf16_matvec<TPR>(job, x);
+    else if (dq)
+      k_nf4_matvec<TPR, true>(job, x);
+    else
+      k_nf4_matvec<TPR, false>(job, x);
+  });
+}
+
+static void mv_case(std::string name, int cols, std::vector<Out> outs, int pro) {
+  bool nf4 = outs[0].w.nf4, dq = outs[0].w.dq;
+  name += " cols=" + std::to_string(cols) + " tpr=" + std::to_string(tpr_for(cols / (nf4 ? 32 : 8)));
+  printf("%s\n", name.c_str());
+  std::vector<float> x = randn(cols), p = pro == MV_RMSNORM ? randn(cols, 0.2f, 1.f) : randn(cols), xo(cols, NAN);
+  // x' in f64: the prologue.
+  std::vector<double> xr(cols);
+  double ss = 0;
+  for (float v : x) ss += (double)v * v;
+  double rstd = 1 / std::sqrt(ss / cols + 1e-6);
+  for (int i = 0; i < cols; i++) {
+    double g = p[i];
+    xr[i] = pro == MV_PLAIN ? x[i] : pro == MV_RMSNORM ? x[i] * rstd * g : g / (1 + std::exp(-g)) * x[i];
+  }
+  mv_job job{};
+  job.n = (int)outs.size();
+  job.pro = mv_pro{pro, pro == MV_PLAIN ? nullptr : p.data(), 1e-6f, pro == MV_PLAIN ? nullptr : xo.data()};
+  std::vector<std::vector<float>> ys, biases, ress;
+  for (auto &o : outs) {
+    ys.push_back(std::vector<float>(o.w.rows, NAN));
+    biases.push_back(randn(o.w.rows));
+    ress.push_back(randn(o.w.rows));
+  }
+  for (int i = 0; i < job.n; i++) {
+    const Weight &w = outs[i].w;
+    dc_nf4 c = w.c();
+    job.o[i].w = nf4 ? nf4_of(&c) : nf4_args{nullptr, nullptr, nullptr, nullptr, nullptr, 0.f, w.rows, cols};
+    job.o[i].wb = reinterpret_cast<const uint4 *>(w.bf16.data());
+    job.o[i].y = ys[i].data();
+    job.o[i].bias = outs[i].bias ? biases[i].data() : nullptr;
+    job.o[i].res = outs[i].res ? ress[i].data() : nullptr;
+  }
+  switch (tpr_for(cols / (nf4 ? 32 : 8))) {
+    case 32: launch_tpr<32>(job, x.data(), cols, nf4, dq); break;
+    case 64: launch_tpr<64>(job, x.data(), cols, nf4, dq); break;
+    case 128: launch_tpr<128>(job, x.data(), cols, nf4, dq); break;
+    default: launch_tpr<256>(job, x.data(), cols, nf4, dq); break;
+  }
+  for (int i = 0; i < job.n; i++) {
+    const Weight &w = outs[i].w;
+    std::vector<double> want(w.rows);
+    for (int r = 0; r < w.rows; r++) {
+      double acc = 0;
+      for (int k = 0; k < cols; k++) acc += w.ref[(size_t)r * cols + k] * xr[k];
+      want[r] = acc + (outs[i].bias ? biases[i][r] : 0) + (outs[i].res ? ress[i][r] : 0);
+    }
+    check("y" + std::to_string(i) + " (" + std::to_string(w.rows) + " rows)", ys[i], want, 2e-5);
+  }
+  if (pro != MV_PLAIN) check("x' written out", xo, xr, 2e-6);
+}
+
+static void mv_cases() {
+  auto W = [](int rows, int cols, bool nf4, bool dq) { return make_weight(rows, cols, nf4, dq); };
+  mv_case("nf4 plain", 896, {{W(100, 896, true, false), false, false}}, MV_PLAIN);
+  mv_case("nf4 dq qkv rmsnorm+bias", 896,
+          {{W(130, 896, true, true), true, false}, {W(33, 896, true, true), true, false}, {W(32, 896, true, true), true, false}},
+          MV_RMSNORM);
+  mv_case("nf4 dq gate/up rmsnorm", 2048, {{W(40, 2048, true, true), false, false}, {W(70, 2048, true, true), false, false}},
+          MV_RMSNORM);
+  mv_case("nf4 down swiglu+res", 4096, {{W(50, 4096, true, false), false, true}}, MV_SWIGLU);
+  mv_case("nf4 dq o res", 8192, {{W(9, 8192, true, true), false, true}}, MV_PLAIN);
+  mv_case("bf16 plain", 64, {{W(5, 64, false, false), false, false}}, MV_PLAIN);
+  mv_case("bf16 qkv rmsnorm+bias+res", 1024,
+          {{W(64, 1024, false, false), true, false}, {W(17, 1024, false, false), false, true}, {W(8, 1024, false, false), true, true}},
+          MV_RMSNORM);
+  mv_case("bf16 down swiglu+res", 2048, {{W(40, 2048, false, false), false, true}}, MV_SWIGLU);
+  mv_case("bf16 wide rmsnorm", 4096, {{W(20, 4096, false, false), false, false}}, MV_RMSNORM);
+}
+
+// ---- k_decode_qkv ----
+
+static void qkv_case(int nh, int nkv, int hd, bool norms, bool stage, int pos, int cap, int tables) {
+  printf("decode_qkv nh=%d nkv=%d hd=%d norms=%d stage=%d pos=%d cap=%d tables=%d\n", nh, nkv, hd, norms, stage, pos, cap,
+         tables);
+  int half = hd / 2, kvO = nkv * hd;
+  std::vector<float> q = randn(nh * hd), k = randn(kvO), v = randn(kvO), qn = randn(hd, 0.2f, 1.f), kn = randn(hd, 0.2f, 1.f);
+  std::vector<float> cs(tables * half), sn(tables * half);
+  for (int p = 0; p < tables; p++)
+    for (int j = 0; j < half; j++) {
+      double th = p * std::pow(10000.0, -2.0 * j / hd);
+      cs[p * half + j] = (float)std::cos(th), sn[p * half + j] = (float)std::sin(th);
+    }
+  std::vector<float> kc((size_t)cap * kvO, 7.f), vc((size_t)cap * kvO, 7.f), sk(kvO, 7.f), sv(kvO, 7.f), q0 = q;
+  int32_t posv = pos;
+  dq_args a{q.data(), k.data(), v.data(), norms ? qn.data() : nullptr, norms ? kn.data() : nullptr, 1e-6f, &posv,
+            cs.data(), sn.data(), tables, kc.data(), vc.data(), stage ? sk.data() : nullptr, stage ? sv.data() : nullptr,
+            cap, nh, nkv, hd};
+  emu_launch(nh + 2 * nkv, 1, 32, 0, [&] { k_decode_qkv(a); });
+  // f64: each head normalised, then rotated at pos.
+  auto head = [&](const std::vector<float> &x, int h, const std::vector<float> &w) {
+    std::vector<double> o(hd);
+    double ss = 0;
+    for (int j = 0; j < hd; j++) ss += (double)x[h * hd + j] * x[h * hd + j];
+    double s = norms ? 1 / std::sqrt(ss / hd + 1e-6) : 1;
+    for (int j = 0; j < hd; j++) o[j] = x[h * hd + j] * s * (norms ? w[j] : 1.0);
+    std::vector<double> r(hd);
+    for (int j = 0; j < half; j++) {
+      double c = cs[pos * half + j], sv_ = sn[pos * half + j];
+      r[j] = o[j] * c - o[j + half] * sv_, r[j + half] = o[j + half] * c + o[j] * sv_;
+    }
+    return r;
+  };
+  bool writes = pos >= 0 && pos < cap && pos < tables;
+  std::vector<double> wq, wk, wv;
+  for (int h = 0; h < nh; h++) {
+    auto r = writes ? head(q0, h, qn) : std::vector<double>(q0.begin() + h * hd, q0.begin() + (h + 1) * hd);
+    wq.insert(wq.end(), r.begin(), r.end());
+  }
+  for (int h = 0; h < nkv; h++) {
+    auto r = head(k, h, kn);
+    wk.insert(wk.end(), r.begin(), r.end());
+  }
+  for (float x : v) wv.push_back(x);
+  check("q", q, wq, 1e-5);
+  if (!writes) {  // nothing written anywhere
+    bool clean = true;
+    for (auto *b : {&kc, &vc, &sk, &sv})
+      for (float x : *b) clean &= x == 7.f;
+    printf("  out of range writes nothing%s\n", clean ? "" : " FAIL");
+    fails += !clean;
+    return;
+  }
+  std::vector<float> rowk(kc.begin() + (size_t)pos * kvO, kc.begin() + (size_t)(pos + 1) * kvO);
+  std::vector<float> rowv(vc.begin() + (size_t)pos * kvO, vc.begin() + (size_t)(pos + 1) * kvO);
+  check("k cache row", rowk, wk, 1e-5);
+  check("v cache row", rowv, wv, 0);
+  if (stage) {
+    check("k stage", sk, wk, 1e-5);
+    check("v stage", sv, wv, 0);
+  }
+  size_t other = 0;  // rows other than pos untouched
+  for (int r = 0; r < cap; r++)
+    for (int e = 0; e < kvO; e++)
+      if (r != pos) other += kc[(size_t)r * kvO + e] != 7.f || vc[(size_t)r * kvO + e] != 7.f;
+  printf("  other cache rows untouched%s\n", other ? " FAIL" : "");
+  fails += other != 0;
+}
+
+int main() {
+  mv_cases();
+  qkv_case(14, 2, 64, false, true, 37, 64, 40);
+  qkv_case(4, 2, 64, true, true, 0, 8, 8);
+  qkv_case(8, 8, 128, true, false, 5, 6, 100);
+  qkv_case(2, 1, 80, true, true, 3, 10, 10);
+  qkv_case(4, 2, 32, false, true, 9, 9, 20);  // pos == cap: writes nothing
+  printf("%d failures\n", fails);
+  return fails != 0;
+}

@@ -1,0 +1,125 @@
+//go:build cuda
+
+package cuda
+
+/*
+#include "distill_cuda.h"
+*/
+import "C"
+
+import "fmt"
+
+// The fused ops of one decoded token (kernels/matvec.cu, kernels/decode.cu):
+// a decoded layer in a handful of launches, for a small model's decode is
+// bound by the host's launch rate.
+
+// MatVecOut is one output of MatVecFused: Y(rows) = W·x' (+ Bias) (+ Res),
+// W an NF4 weight or a dense bf16 (Rows, cols) one. Res must not be Y.
+type MatVecOut struct {
+	NF4       *NF4Weight
+	Dense     *Buffer // bf16, when NF4 is nil
+	Rows      int     // Dense's rows (an NF4 weight has its own)
+	Y         *Buffer
+	Bias, Res *Buffer // optional (rows)
+}
+
+// Prologue is what MatVecFused does to its input x(cols) before the
+// products: nothing, RMSNorm (x' = x·rstd·W, eps), or SwiGLU (x' =
+// silu(W)·x, W the gate, x the up projection). Out gets x'.
+type Prologue struct {
+	Kind   PrologueKind
+	W, Out *Buffer
+	Eps    float32
+}
+
+type PrologueKind int
+
+const (
+	NoPrologue PrologueKind = iota
+	RMSNormPrologue
+	SwiGLUPrologue
+)
+
+func (k PrologueKind) String() string {
+	return [...]string{"none", "rmsnorm", "swiglu"}[k]
+}
+
+// MatVecFused runs up to three products over one input x(cols) — all NF4
+// or all dense — with the prologue and each output's bias and residual, in
+// one launch where the shapes allow (the fast kernels' alignment and column
+// counts; else op by op, same results).
+func (d *Device) MatVecFused(x *Buffer, cols int, pro Prologue, outs ...MatVecOut) error {
+	op := fmt.Sprintf("mv_fused(%d outputs, %d cols, prologue %v)", len(outs), cols, pro.Kind)
+	c := check(op).true(len(outs) >= 1 && len(outs) <= 3, "1 to 3 outputs").buf("x", x, F32, cols)
+	if pro.Kind != NoPrologue {
+		c.true(pro.Kind == RMSNormPrologue || pro.Kind == SwiGLUPrologue, "unknown prologue").
+			buf("prologue W", pro.W, F32, cols).buf("prologue out", pro.Out, F32, cols)
+	}
+	var j C.dc_mv_job
+	j.n, j.cols, j.pro_kind, j.eps = C.int(len(outs)), C.int(cols), C.int(pro.Kind), C.float(pro.Eps)
+	j.pro, j.xo = (*C.float)(addr(pro.W)), (*C.float)(addr(pro.Out))
+	for i, o := range outs {
+		if c.err != nil {
+			break
+		}
+		rows := o.Rows
+		if o.NF4 != nil {
+			rows = o.NF4.Rows
+			c.true(o.NF4.Cols == cols, "output %d: %s has %d columns", i, o.NF4.Name, o.NF4.Cols).
+				true(outs[0].NF4 != nil, "outputs mix NF4 and dense weights")
+			j.o[i].nf4 = o.NF4.c()
+		} else {
+			c.true(outs[0].NF4 == nil, "outputs mix NF4 and dense weights").buf(fmt.Sprintf("W%d", i), o.Dense, BF16, rows*cols)
+			j.o[i].bf16 = (*C.uint16_t)(addr(o.Dense))
+		}
+		c.buf(fmt.Sprintf("y%d", i), o.Y, F32, rows).opt(fmt.Sprintf("bias%d", i), o.Bias, F32, rows).
+			opt(fmt.Sprintf("res%d", i), o.Res, F32, rows).true(o.Res == nil || o.Y == nil || o.Res.ptr != o.Y.ptr, "output %d: res is y", i)
+		j.o[i].rows, j.o[i].y = C.int(rows), (*C.float)(addr(o.Y))
+		j.o[i].bias, j.o[i].res = (*C.float)(addr(o.Bias)), (*C.float)(addr(o.Res))
+	}
+	if c.err != nil {
+		return c.err
+	}
+	return call(func() C.int { return C.dc_mv_fused(&j, (*C.float)(x.ptr)) })
+}
+
+// DecodeQKVArgs: DecodeQKV carries one decoded token's projections to the attention in
+// one launch: q's and k's heads RMS-normalised by QNorm, KNorm (optional:
+// Qwen3's per-head norms) and rotated (RoPE at the position in Pos[0], from
+// tables of Tables positions); q in place; k's result and v into row Pos[0]
+// of KCache, VCache ((Cap, kv·hd) each) and into KStage, VStage (optional:
+// the rows the host copies down). The position must lie in [0, min(Cap,
+// Tables)): outside, nothing is written (the caller checks it first).
+type DecodeQKVArgs struct {
+	Q, K, V, QNorm, KNorm *Buffer
+	Eps                   float32
+	Pos, Cos, Sin         *Buffer
+	Tables                int
+	KCache, VCache        *Buffer
+	KStage, VStage        *Buffer
+	Cap, NH, NKV, HD      int
+}
+
+// DecodeQKV runs a (see DecodeQKVArgs).
+func (d *Device) DecodeQKV(a DecodeQKVArgs) error {
+	qO, kvO, half := a.NH*a.HD, a.NKV*a.HD, a.HD/2
+	c := check(fmt.Sprintf("decode_qkv(heads %d/%d, hd %d)", a.NH, a.NKV, a.HD)).
+		true(a.NH > 0 && a.NKV > 0 && a.NH%a.NKV == 0 && a.HD > 0 && a.HD%2 == 0, "bad head shape").
+		buf("q", a.Q, F32, qO).buf("k", a.K, F32, kvO).buf("v", a.V, F32, kvO).
+		opt("q norm", a.QNorm, F32, a.HD).opt("k norm", a.KNorm, F32, a.HD).true((a.QNorm == nil) == (a.KNorm == nil), "q and k norms go together").
+		buf("pos", a.Pos, I32, 1).buf("cos", a.Cos, F32, a.Tables*half).buf("sin", a.Sin, F32, a.Tables*half).
+		buf("k cache", a.KCache, F32, a.Cap*kvO).buf("v cache", a.VCache, F32, a.Cap*kvO).
+		opt("k stage", a.KStage, F32, kvO).opt("v stage", a.VStage, F32, kvO)
+	if c.err != nil {
+		return c.err
+	}
+	g := C.dc_decode_qkv_args{
+		q: (*C.float)(a.Q.ptr), k: (*C.float)(a.K.ptr), v: (*C.float)(a.V.ptr),
+		q_norm: (*C.float)(addr(a.QNorm)), k_norm: (*C.float)(addr(a.KNorm)), eps: C.float(a.Eps),
+		pos: (*C.int32_t)(a.Pos.ptr), cos_t: (*C.float)(a.Cos.ptr), sin_t: (*C.float)(a.Sin.ptr), tables: C.int(a.Tables),
+		k_cache: (*C.float)(a.KCache.ptr), v_cache: (*C.float)(a.VCache.ptr),
+		k_stage: (*C.float)(addr(a.KStage)), v_stage: (*C.float)(addr(a.VStage)),
+		cap: C.int(a.Cap), nh: C.int(a.NH), nkv: C.int(a.NKV), hd: C.int(a.HD),
+	}
+	return call(func() C.int { return C.dc_decode_qkv(&g) })
+}
