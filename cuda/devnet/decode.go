@@ -43,6 +43,7 @@ type Decoder struct {
 	mirrors   map[weak.Pointer[model.Cache]]*kvMirror
 	mirrorLRU []weak.Pointer[model.Cache]
 	host      []float32 // a decoded token's results, copied down (reused)
+	fused     bool      // one token by the fused kernels (layerDecode; gated: fusedVerified)
 }
 
 // kvMirror is one host cache's keys and values on the device: per layer
@@ -73,7 +74,8 @@ func NewDecoder(d *cuda.Device, m *model.Model) (*Decoder, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Decoder{M: m, base: base, views: map[*lora.Adapter]*Net{}, mirrors: map[weak.Pointer[model.Cache]]*kvMirror{}}, nil
+	return &Decoder{M: m, base: base, views: map[*lora.Adapter]*Net{}, mirrors: map[weak.Pointer[model.Cache]]*kvMirror{},
+		fused: fusedReady()}, nil
 }
 
 // Takes says whether delta runs here: none, or a LoRA adapter of this model.
@@ -226,6 +228,17 @@ func (dc *Decoder) run(ids []int, sp []span, out []float32, branches [][]int) ([
 	}
 	lay := func() (*pass, error) {
 		p, err := nt.layout(idv, pos, lo, hi, nk, nil, nil, passHidden)
+		if err == nil && dc.fused && T == 1 && branches == nil { // one token: the fused kernels
+			p.fused = true
+			L, kvO := len(dc.M.Layers), dc.M.Config.NumKVHeads*dc.M.Config.HeadDim
+			if p.stage = p.take(cuda.F32, D+2*L*kvO); p.stage != nil {
+				p.hf = p.stage.View(0, D) // the final norm writes into the stage
+			}
+			if err := p.failed(); err != nil {
+				p.free()
+				return nil, err
+			}
+		}
 		if err != nil || branches == nil || sp[0].pos == 0 {
 			return p, err
 		}
@@ -295,8 +308,10 @@ func (p *pass) attendSpans(l int) {
 	qO, kvO, a := H*hd, KV*hd, &p.a
 	r := 0 // the span's first row in the pass
 	for _, s := range p.spans {
-		p.do(a.k.View(r*kvO, s.n*kvO).CopyTo(s.mir.k[l].View(s.pos*kvO, s.n*kvO)))
-		p.do(a.v.View(r*kvO, s.n*kvO).CopyTo(s.mir.v[l].View(s.pos*kvO, s.n*kvO)))
+		if !p.fused { // the fused pass wrote its row already (DecodeQKV)
+			p.do(a.k.View(r*kvO, s.n*kvO).CopyTo(s.mir.k[l].View(s.pos*kvO, s.n*kvO)))
+			p.do(a.v.View(r*kvO, s.n*kvO).CopyTo(s.mir.v[l].View(s.pos*kvO, s.n*kvO)))
+		}
 		sh := cuda.AttnShape{NQ: s.n, NK: s.pos + s.n, NH: H, NKV: KV, HD: hd, MaxLen: s.pos + s.n,
 			Lo: p.attn.Lo.View(r, s.n), Hi: p.attn.Hi.View(r, s.n), Scale: p.attn.Scale}
 		fwd := p.d.AttnFwdGemm
@@ -340,8 +355,11 @@ func (dc *Decoder) download(p *pass, sp []span, out []float32) error {
 		}
 		return nil
 	}
-	stage := p.take(cuda.F32, T*D+2*L*T*kvO)
-	if stage != nil {
+	stage := p.stage // the fused pass's, filled as it ran
+	if stage == nil {
+		stage = p.take(cuda.F32, T*D+2*L*T*kvO)
+	}
+	if stage != nil && !p.fused {
 		p.do(p.hf.View(0, T*D).CopyTo(stage))
 		off := T * D
 		for _, s := range sp {

@@ -7,6 +7,7 @@ import (
 
 	"distill/core/model"
 	"distill/core/tensor"
+	"distill/cuda/devnet"
 )
 
 // The device-resident decoder (model.Accelerated) against the host's
@@ -18,7 +19,8 @@ import (
 // applied unmerged. Every pass's hidden states, and the
 // keys and values the device writes back to the host cache, against the
 // host's: bf16 GEMMs and NF4 decoded in registers against the host's f32,
-// 2e-2 relative (L2) per pass.
+// 2e-2 relative (L2) per pass. Decoded tokens op by op and by the fused
+// kernels (layerDecode), each device run against the same host run.
 func TestDecoderParity(t *testing.T) {
 	device(t)
 	for _, s := range setups[:3] {
@@ -91,45 +93,56 @@ func TestDecoderParity(t *testing.T) {
 				last := want[len(want)-1][:m.Config.HiddenSize] // one row of hidden states
 				wantLogits := make([]float32, m.Config.VocabSize)
 				m.Logits(tensor.CPU{}, wantLogits, last, 1)
-				attached, err := m.Accelerate("cuda")
-				if !attached {
-					t.Fatal(err)
-				}
-				got, gcs := script()
-				// Only a device pass sets DevLen: each cache's last ran there.
-				for i, gc := range gcs {
-					if gc.DevLen != gc.Len {
-						t.Errorf("cache %d: after the script the device holds %d rows of %d", i, gc.DevLen, gc.Len)
-					}
-				}
-				// The LM head on the device, one row (matvec) and two (GEMM).
-				gotLogits := make([]float32, 2*m.Config.VocabSize)
-				m.Logits(tensor.CPU{}, gotLogits, append(append([]float32(nil), last...), last...), 2)
-				m.Logits(tensor.CPU{}, gotLogits[:m.Config.VocabSize], last, 1)
-				for i, g := range [][]float32{gotLogits[:m.Config.VocabSize], gotLogits[m.Config.VocabSize:]} {
-					if rel := relL2(g, wantLogits); rel > 1e-2 || rel != rel {
-						t.Errorf("logits (row %d): %.2e relative to the host's", i, rel)
-					}
-				}
-				for i := range want {
-					if rel := relL2(got[i], want[i]); rel > 2e-2 || rel != rel {
-						t.Errorf("pass %d: hidden states differ from the host's by %.2e relative (L2)", i, rel)
-					} else {
-						t.Logf("pass %d (%d values): %.2e", i, len(want[i]), rel)
-					}
-				}
-				kvO := m.Config.NumKVHeads * m.Config.HeadDim
-				for i, wc := range wc {
-					gc := gcs[i]
-					for l := range wc.K {
-						n := wc.Len * kvO
-						if rel := relL2(gc.K[l][:n], wc.K[l][:n]); rel > 2e-2 || rel != rel {
-							t.Errorf("cache %d, layer %d: the keys written back differ by %.2e", i, l, rel)
+				// One token op by op, and by the fused kernels (gated until this
+				// passes on a GPU: DISTILL_CUDA_UNVERIFIED turns them on).
+				for _, fused := range []bool{false, true} {
+					t.Run(map[bool]string{false: "op_by_op", true: "fused"}[fused], func(t *testing.T) {
+						t.Setenv("DISTILL_CUDA_UNVERIFIED", map[bool]string{false: "", true: "1"}[fused])
+						attached, err := m.Accelerate("cuda")
+						if !attached {
+							t.Fatal(err)
 						}
-						if rel := relL2(gc.V[l][:n], wc.V[l][:n]); rel > 2e-2 || rel != rel {
-							t.Errorf("cache %d, layer %d: the values written back differ by %.2e", i, l, rel)
+						before := devnet.FusedPasses()
+						got, gcs := script()
+						if ran := devnet.FusedPasses() - before; (ran > 0) != fused {
+							t.Fatalf("%d decoded tokens ran through the fused kernels (fused %v)", ran, fused)
 						}
-					}
+						// Only a device pass sets DevLen: each cache's last ran there.
+						for i, gc := range gcs {
+							if gc.DevLen != gc.Len {
+								t.Errorf("cache %d: after the script the device holds %d rows of %d", i, gc.DevLen, gc.Len)
+							}
+						}
+						// The LM head on the device, one row (matvec) and two (GEMM).
+						gotLogits := make([]float32, 2*m.Config.VocabSize)
+						m.Logits(tensor.CPU{}, gotLogits, append(append([]float32(nil), last...), last...), 2)
+						m.Logits(tensor.CPU{}, gotLogits[:m.Config.VocabSize], last, 1)
+						for i, g := range [][]float32{gotLogits[:m.Config.VocabSize], gotLogits[m.Config.VocabSize:]} {
+							if rel := relL2(g, wantLogits); rel > 1e-2 || rel != rel {
+								t.Errorf("logits (row %d): %.2e relative to the host's", i, rel)
+							}
+						}
+						for i := range want {
+							if rel := relL2(got[i], want[i]); rel > 2e-2 || rel != rel {
+								t.Errorf("pass %d: hidden states differ from the host's by %.2e relative (L2)", i, rel)
+							} else {
+								t.Logf("pass %d (%d values): %.2e", i, len(want[i]), rel)
+							}
+						}
+						kvO := m.Config.NumKVHeads * m.Config.HeadDim
+						for i, wc := range wc {
+							gc := gcs[i]
+							for l := range wc.K {
+								n := wc.Len * kvO
+								if rel := relL2(gc.K[l][:n], wc.K[l][:n]); rel > 2e-2 || rel != rel {
+									t.Errorf("cache %d, layer %d: the keys written back differ by %.2e", i, l, rel)
+								}
+								if rel := relL2(gc.V[l][:n], wc.V[l][:n]); rel > 2e-2 || rel != rel {
+									t.Errorf("cache %d, layer %d: the values written back differ by %.2e", i, l, rel)
+								}
+							}
+						}
+					})
 				}
 				m.Close() // the decoder's memory goes with the model
 			})

@@ -13,3 +13,7 @@ func SetSkip(nt *Net, phases []string) {
 		nt.skip[p] = true
 	}
 }
+
+// FusedPasses is how many decoded tokens have run through the fused
+// kernels (layerDecode) in this process.
+func FusedPasses() int64 { return fusedPasses.Load() }

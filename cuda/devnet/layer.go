@@ -36,14 +36,25 @@ func (p *pass) lin(y, x, xb *cuda.Buffer, l, i int) {
 		p.mark("elementwise")
 		p.do(d.AddBias(y, b, n, out))
 	}
+	p.loraFwd(y, x, l, i)
+}
+
+// loraFwd adds the adapter's s·(x·Aᵀ)·Bᵀ for module i of layer l to
+// y(n, out), saving u = x·Aᵀ (x dropped out first while training, as PEFT
+// drops the adapter's input only). Nothing when the module is not
+// targeted or the pass runs the base alone.
+func (p *pass) loraFwd(y, x *cuda.Buffer, l, i int) {
 	A, B, _, _ := p.pair(l, i)
 	if A == nil || p.nt.skip["lora"] {
 		return
 	}
+	d, w := p.d, p.nt.layers[l].w[i]
+	n, out, in := p.n, w.rows, w.cols
 	p.mark("lora")
+	defer p.mark("elementwise")
 	r, s := p.nt.A.Config.R, p.nt.A.Config.Scaling()
 	u := p.a.u[i]
-	if p.drop != nil { // PEFT drops the adapter's input only
+	if p.drop != nil {
 		base, thresh, keep := p.drop(l*nMod + i)
 		xd := p.dropBuf.View(0, n*in)
 		p.do(d.Dropout(xd, x, n*in, base, thresh, keep))
@@ -109,6 +120,10 @@ func (p *pass) weight(w *weight) *cuda.Buffer {
 // layerFwd runs decoder layer l on x(n, D) in place (x becomes the layer's
 // output), saving its activations in p.a.
 func (p *pass) layerFwd(l int, x *cuda.Buffer) {
+	if p.fused {
+		p.layerDecode(l, x)
+		return
+	}
 	d, c, L, a := p.d, &p.nt.M.Config, &p.nt.layers[l], &p.a
 	n, D, F := p.n, c.HiddenSize, c.IntermediateSize
 	H, KV, hd := c.NumHeads, c.NumKVHeads, c.HeadDim

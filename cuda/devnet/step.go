@@ -31,6 +31,11 @@ type pass struct {
 	cos, sin   *cuda.Buffer // RoPE tables (maxPos+1, hd/2)
 	attn       cuda.AttnShape
 	flash      bool // attention by the flash kernels
+	// One decoded token by the fused kernels (layerDecode), its hidden
+	// state and new key and value rows written straight into stage, the
+	// one buffer the host copies down (decode.go's download).
+	fused bool
+	stage *cuda.Buffer
 	// Branched decoding (Decoder.ForwardBranches): every row's attention
 	// over its cache's prefix, apart from its branch's, into attPre, lsePre.
 	prefix         cuda.AttnShape
