@@ -41,6 +41,8 @@ type TrainJob struct {
 	teacher    *model.Model
 	gpu        bool  // SFT steps run on the device (cuda/devnet)
 	planDevice int64 // their planned device memory, the CUDA context aside
+	planDevOpt bool  // the plan put the optimizer's moments on the device
+	hostOptLog bool  // said once that they went to the host after all
 	vramPeak   int64 // the most NVML reported in use after a step
 	net        *train.Net
 	opt        *train.AdamW
@@ -208,6 +210,7 @@ func (j *TrainJob) load() error {
 	if j.gpu && c.OnGPU() {
 		plan = j.devicePlan(c.SeqLen)
 		j.planDevice = plan.Total() - plan.Runtime
+		j.planDevOpt = plan.Optimizer > 0
 		if plan.Optimizer == 0 {
 			j.logf("GPU memory plan; the optimizer's moments (%.1f MB) stay on the host", float64(2*plan.Adapter)/1e6)
 		} else {

@@ -68,6 +68,12 @@ func (j *TrainJob) record(events <-chan train.Event, log *os.File) error {
 	var first error
 	for e := range events {
 		e.TotalSteps = j.steps // a span ends at the next checkpoint, the run later
+		// The plan put the optimizer's moments on the device, but they did
+		// not fit there after all (Train fell back to the host).
+		if j.planDevOpt && !e.OptimizerOnDevice && !j.hostOptLog {
+			j.hostOptLog = true
+			j.logf("step %d: no room on the device for the optimizer's moments; clipping and AdamW run on the host (the plan above counted them on the device)", e.Step)
+		}
 		line := map[string]any{"step": e.Step, "loss": e.Loss, "lr": e.LR, "grad_norm": e.GradNorm,
 			"tokens_per_second": e.TokensPerSec, "rss_bytes": e.RSS, "elapsed_s": e.Elapsed.Seconds(), "time": time.Now().UTC()}
 		points := []store.Metric{{Step: e.Step, Name: "loss", Value: e.Loss}, {Step: e.Step, Name: "lr", Value: e.LR},

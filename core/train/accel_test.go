@@ -2,6 +2,7 @@ package train
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"testing"
 
@@ -175,6 +176,7 @@ type cpuOptAccel struct {
 	host          []float32 // the host Net's parameters
 	m, v          []float32
 	loads, stores int
+	full          bool // LoadOptimizer finds no room for the moments
 }
 
 func init() {
@@ -193,6 +195,9 @@ func (c *cpuOptAccel) UploadParams() error  { copy(c.net.Params, c.host); return
 func (c *cpuOptAccel) OptimizerReady() bool { return true }
 func (c *cpuOptAccel) LoadOptimizer(p, m, v []float32) error {
 	c.loads++
+	if c.full {
+		return fmt.Errorf("stand-in: %w", model.ErrAcceleratorFull)
+	}
 	copy(c.net.Params, p)
 	c.m, c.v = append([]float32(nil), m...), append([]float32(nil), v...)
 	return nil
@@ -257,6 +262,9 @@ func TestDeviceOptimizerTracksTheHost(t *testing.T) {
 		cfg.Steps = steps
 		eh, ed := run(host, optH, cfg), run(dev, optD, cfg)
 		for i := range eh {
+			if !ed[i].OptimizerOnDevice || eh[i].OptimizerOnDevice {
+				t.Errorf("span %d, step %d: optimizer on the device %v (device run), %v (host run)", span, eh[i].Step, ed[i].OptimizerOnDevice, eh[i].OptimizerOnDevice)
+			}
 			if math.Abs(ed[i].Loss-eh[i].Loss) > 1e-5*math.Abs(eh[i].Loss) || math.Abs(ed[i].GradNorm-eh[i].GradNorm) > 1e-4*eh[i].GradNorm {
 				t.Errorf("span %d, step %d: loss %v, norm %v; the host's %v, %v", span, eh[i].Step, ed[i].Loss, ed[i].GradNorm, eh[i].Loss, eh[i].GradNorm)
 			}
@@ -283,5 +291,44 @@ func TestDeviceOptimizerTracksTheHost(t *testing.T) {
 	}
 	if a := dev.accel.(*cpuOptAccel); a.loads != 2 || a.stores != 2 {
 		t.Errorf("optimizer state to the device %d times and back %d, want 2 and 2", a.loads, a.stores)
+	}
+}
+
+// TestDeviceOptimizerFallsBackWhenFull: when the device has no room for the
+// moments (LoadOptimizer says ErrAcceleratorFull), Train keeps the
+// optimizer on the host — the host's numbers, every step's event saying so
+// (the workstation logs it against a plan that counted the moments on the
+// device) — and stores nothing back.
+func TestDeviceOptimizerFallsBackWhenFull(t *testing.T) {
+	cfg := Config{Steps: 2, Accum: 1, MaxGradNorm: 1, Schedule: Schedule{Kind: "constant", Peak: 1e-3, Total: 2}}
+	host, bf, _ := fixtureNet(t, "llama3-f32", "adapter")
+	dev, _, _ := fixtureNet(t, "llama3-f32", "adapter")
+	if ok, err := dev.Accelerate("cpu-opt-stand-in"); !ok {
+		t.Fatal(err)
+	}
+	a := dev.accel.(*cpuOptAccel)
+	a.full = true
+	data := &cycle{batches: []*Batch{bf.batch()}}
+	var losses [2][]float64
+	for i, n := range []*Net{host, dev} {
+		ev := make(chan Event, 4)
+		if err := Train(context.Background(), n, NewAdamW(len(n.Params), 0.01), cfg, data, ev); err != nil {
+			t.Fatal(err)
+		}
+		close(ev)
+		for e := range ev {
+			if e.OptimizerOnDevice {
+				t.Errorf("step %d: the event says the optimizer ran on the device", e.Step)
+			}
+			losses[i] = append(losses[i], e.Loss)
+		}
+	}
+	for i := range losses[0] {
+		if math.Abs(losses[1][i]-losses[0][i]) > 1e-5*math.Abs(losses[0][i]) {
+			t.Errorf("step %d: loss %v, the host's %v", i+1, losses[1][i], losses[0][i])
+		}
+	}
+	if a.loads != 1 || a.stores != 0 {
+		t.Errorf("optimizer state to the device tried %d times and back %d, want 1 and 0", a.loads, a.stores)
 	}
 }

@@ -21,6 +21,9 @@ type Event struct {
 	TokensPerSec     float64
 	Elapsed          time.Duration
 	RSS              int64 // resident memory, bytes
+	// OptimizerOnDevice: the step's clipping and AdamW ran on the
+	// accelerator (AcceleratedOptimizer), its moments held there.
+	OptimizerOnDevice bool
 	// Extra holds the objective's own metrics (DPO: rewards, margins,
 	// preference accuracy).
 	Extra map[string]float64
@@ -167,7 +170,8 @@ func Train(ctx context.Context, net *Net, opt *AdamW, cfg Config, data Batches, 
 		}
 		if events != nil {
 			ev := Event{Step: step + 1, TotalSteps: cfg.Steps, Loss: loss, LR: lr, GradNorm: norm, Tokens: tokens,
-				TokensPerSec: float64(tokens) / time.Since(t0).Seconds(), Elapsed: time.Since(start), RSS: ResidentBytes()}
+				TokensPerSec: float64(tokens) / time.Since(t0).Seconds(), Elapsed: time.Since(start), RSS: ResidentBytes(),
+				OptimizerOnDevice: dev != nil}
 			if m, ok := obj.(MetricsReporter); ok {
 				ev.Extra = m.TakeMetrics()
 			}
