@@ -33,6 +33,9 @@ var callMu sync.Mutex
 func call(f func() C.int) error {
 	callMu.Lock()
 	defer callMu.Unlock()
+	if capG.Load() != 0 { // a graph capture is open: only its goroutine's calls go on (graph.go)
+		waitCapture()
+	}
 	if f() == 0 {
 		return nil
 	}

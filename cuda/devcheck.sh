@@ -137,13 +137,15 @@ if [ -n "${DECODE_BENCH:-}" ]; then
   # Inference on the GPU, bf16 and NF4 weights, through the device-resident
   # decoder (cuda/devnet: weights and KV cache on the device).
   step "distill bench --device cuda: $DECODE_BENCH"
-  # Each twice: a decoded token op by op, then by the fused kernels (gated
-  # until TestDecoderParity passes: DISTILL_CUDA_UNVERIFIED=1).
+  # Each three times: a decoded token op by op, by the fused kernels, and
+  # by their recording replayed as a CUDA graph (gated until
+  # TestDecoderParity passes: DISTILL_CUDA_UNVERIFIED=1).
   for q in none nf4; do
-    for fused in "" 1; do
-      echo "quant $q, fused decode ${fused:-off}"
-      DISTILL_CUDA_UNVERIFIED=$fused timeout 120 /tmp/distill bench --device cuda --shape "$DECODE_BENCH" \
-        --quant $q --prefill 512 --decode 128 --cache /tmp/distill-bench 2>&1 | grep -vE "^machine"
+    for mode in ":0" "1:0" "1:1"; do
+      IFS=: read -r fused graphs <<< "$mode"
+      echo "quant $q, fused decode ${fused:-off}, graphs $graphs"
+      DISTILL_CUDA_UNVERIFIED=$fused DISTILL_CUDA_GRAPHS=$graphs timeout 120 /tmp/distill bench --device cuda \
+        --shape "$DECODE_BENCH" --quant $q --prefill 512 --decode 128 --cache /tmp/distill-bench 2>&1 | grep -vE "^machine"
     done
   done
 fi
@@ -186,7 +188,8 @@ fi
 for f in /tmp/e2e/*.log; do echo "==== $f"; cat "$f"; done > "$OUT/e2e.log" 2>/dev/null  # one file: $OUT returns at most 8
 step "gated device paths"
 for t in TestDeviceOptimizerParity:optimizerVerified:optimizer.go TestMatVecFusedParity:fusedVerified:decode_layer.go \
-  TestDecodeQKVParity:fusedVerified:decode_layer.go TestDecoderParity:fusedVerified:decode_layer.go; do
+  TestDecodeQKVParity:fusedVerified:decode_layer.go TestGraphReplay:fusedVerified:decode_layer.go \
+  TestDecoderParity:fusedVerified:decode_layer.go; do
   IFS=: read -r name gate file <<< "$t"
   r=$(grep -E "^--- (PASS|FAIL|SKIP): $name " "$OUT/tests.log" | awk '{print $2}')
   echo "$name: ${r:-not run}$([ "$r" = PASS: ] && echo "  → set $gate = true in cuda/devnet/$file")"

@@ -5,6 +5,7 @@ package devnet
 import (
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"weak"
 
@@ -42,8 +43,11 @@ type Decoder struct {
 	// its owner dropped is collected and its mirror freed at the next pass.
 	mirrors   map[weak.Pointer[model.Cache]]*kvMirror
 	mirrorLRU []weak.Pointer[model.Cache]
-	host      []float32 // a decoded token's results, copied down (reused)
-	fused     bool      // one token by the fused kernels (layerDecode; gated: fusedVerified)
+	host      []float32           // a decoded token's results, copied down (reused)
+	fused     bool                // one token by the fused kernels (layerDecode; gated: fusedVerified)
+	graphs    bool                // fused tokens replayed as CUDA graphs (DISTILL_CUDA_GRAPHS=0: not)
+	tok       map[*Net]*tokenPass // each net's token workspace and graphs (decode_graph.go)
+	graphErr  error               // the first failed recording, for diagnostics
 }
 
 // kvMirror is one host cache's keys and values on the device: per layer
@@ -75,7 +79,7 @@ func NewDecoder(d *cuda.Device, m *model.Model) (*Decoder, error) {
 		return nil, err
 	}
 	return &Decoder{M: m, base: base, views: map[*lora.Adapter]*Net{}, mirrors: map[weak.Pointer[model.Cache]]*kvMirror{},
-		fused: fusedReady()}, nil
+		fused: fusedReady(), graphs: fusedReady() && os.Getenv("DISTILL_CUDA_GRAPHS") != "0"}, nil
 }
 
 // Takes says whether delta runs here: none, or a LoRA adapter of this model.
@@ -91,6 +95,9 @@ func (dc *Decoder) Takes(delta model.Delta) bool {
 
 // Close frees the mirrors, the adapters' uploads and the weights.
 func (dc *Decoder) Close() {
+	for nt := range dc.tok {
+		dc.forgetNet(nt)
+	}
 	for len(dc.mirrorLRU) > 0 {
 		dc.drop(0)
 	}
@@ -227,18 +234,10 @@ func (dc *Decoder) run(ids []int, sp []span, out []float32, branches [][]int) ([
 		}
 	}
 	lay := func() (*pass, error) {
-		p, err := nt.layout(idv, pos, lo, hi, nk, nil, nil, passHidden)
-		if err == nil && dc.fused && T == 1 && branches == nil { // one token: the fused kernels
-			p.fused = true
-			L, kvO := len(dc.M.Layers), dc.M.Config.NumKVHeads*dc.M.Config.HeadDim
-			if p.stage = p.take(cuda.F32, D+2*L*kvO); p.stage != nil {
-				p.hf = p.stage.View(0, D) // the final norm writes into the stage
-			}
-			if err := p.failed(); err != nil {
-				p.free()
-				return nil, err
-			}
+		if dc.fused && T == 1 && branches == nil { // one token: the fused kernels
+			return nt.tokenLayout(idv, pos, lo, hi, nk)
 		}
+		p, err := nt.layout(idv, pos, lo, hi, nk, nil, nil, passHidden)
 		if err != nil || branches == nil || sp[0].pos == 0 {
 			return p, err
 		}
@@ -256,6 +255,9 @@ func (dc *Decoder) run(ids []int, sp []span, out []float32, branches [][]int) ([
 			return nil, err
 		}
 		return p, nil
+	}
+	if h, done, err := dc.runGraph(nt, ids, sp, out, branches); done {
+		return h, err
 	}
 	p, err := lay()
 	if errors.Is(err, cuda.ErrOutOfMemory) { // other caches' mirrors go (the host keeps them), then once more
@@ -312,7 +314,11 @@ func (p *pass) attendSpans(l int) {
 			p.do(a.k.View(r*kvO, s.n*kvO).CopyTo(s.mir.k[l].View(s.pos*kvO, s.n*kvO)))
 			p.do(a.v.View(r*kvO, s.n*kvO).CopyTo(s.mir.v[l].View(s.pos*kvO, s.n*kvO)))
 		}
-		sh := cuda.AttnShape{NQ: s.n, NK: s.pos + s.n, NH: H, NKV: KV, HD: hd, MaxLen: s.pos + s.n,
+		nk := s.pos + s.n
+		if p.graphed { // any position: the rows' ranges bound what they read
+			nk = s.mir.k[l].Len / kvO
+		}
+		sh := cuda.AttnShape{NQ: s.n, NK: nk, NH: H, NKV: KV, HD: hd, MaxLen: nk,
 			Lo: p.attn.Lo.View(r, s.n), Hi: p.attn.Hi.View(r, s.n), Scale: p.attn.Scale}
 		fwd := p.d.AttnFwdGemm
 		if p.flash {
@@ -374,15 +380,22 @@ func (dc *Decoder) download(p *pass, sp []span, out []float32) error {
 	if err := p.failed(); err != nil {
 		return err
 	}
+	return dc.readStage(stage, sp, out)
+}
+
+// readStage copies a pass's staged results down: the hidden states into
+// out, then each span's new key and value rows, layer by layer, into its
+// host cache.
+func (dc *Decoder) readStage(stage *cuda.Buffer, sp []span, out []float32) error {
+	kvO := dc.M.Config.NumKVHeads * dc.M.Config.HeadDim
 	dc.host = slices.Grow(dc.host[:0], stage.Len)[:stage.Len]
 	if err := cuda.Read(stage, 0, dc.host); err != nil {
 		return err
 	}
-	copy(out, dc.host)
-	off := T * D
+	off := copy(out, dc.host)
 	for _, s := range sp {
 		r0, r1 := s.pos*kvO, (s.pos+s.n)*kvO
-		for l := range L {
+		for l := range s.c.K {
 			off += copy(s.c.K[l][r0:r1], dc.host[off:])
 			off += copy(s.c.V[l][r0:r1], dc.host[off:])
 		}
@@ -439,6 +452,7 @@ func (dc *Decoder) net() (*Net, error) {
 	}
 	if len(dc.viewLRU) >= maxViews {
 		old := dc.viewLRU[0]
+		dc.forgetNet(dc.views[old])
 		dc.views[old].Close()
 		delete(dc.views, old)
 		dc.viewLRU = dc.viewLRU[1:]
@@ -490,6 +504,7 @@ func (dc *Decoder) mirror(c *model.Cache, pinned map[*kvMirror]bool) (*kvMirror,
 // holds nothing on the device any more.
 func (dc *Decoder) drop(i int) {
 	wp := dc.mirrorLRU[i]
+	dc.forgetMirror(dc.mirrors[wp])
 	dc.mirrors[wp].free()
 	delete(dc.mirrors, wp)
 	if c := wp.Value(); c != nil {

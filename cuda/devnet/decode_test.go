@@ -93,20 +93,29 @@ func TestDecoderParity(t *testing.T) {
 				last := want[len(want)-1][:m.Config.HiddenSize] // one row of hidden states
 				wantLogits := make([]float32, m.Config.VocabSize)
 				m.Logits(tensor.CPU{}, wantLogits, last, 1)
-				// One token op by op, and by the fused kernels (gated until this
-				// passes on a GPU: DISTILL_CUDA_UNVERIFIED turns them on).
-				for _, fused := range []bool{false, true} {
-					t.Run(map[bool]string{false: "op_by_op", true: "fused"}[fused], func(t *testing.T) {
+				// One token op by op, by the fused kernels, and by their
+				// recording replayed as a CUDA graph (gated until this passes on
+				// a GPU: DISTILL_CUDA_UNVERIFIED turns them on).
+				for _, mode := range []string{"op_by_op", "fused", "fused_graphs"} {
+					t.Run(mode, func(t *testing.T) {
+						fused, graphs := mode != "op_by_op", mode == "fused_graphs"
 						t.Setenv("DISTILL_CUDA_UNVERIFIED", map[bool]string{false: "", true: "1"}[fused])
+						t.Setenv("DISTILL_CUDA_GRAPHS", map[bool]string{false: "0", true: "1"}[graphs])
 						attached, err := m.Accelerate("cuda")
 						if !attached {
 							t.Fatal(err)
 						}
-						before := devnet.FusedPasses()
+						fusedBefore, replaysBefore, failedBefore := devnet.FusedPasses(), devnet.GraphReplays(), devnet.GraphFailures()
 						got, gcs := script()
-						if ran := devnet.FusedPasses() - before; (ran > 0) != fused {
-							t.Fatalf("%d decoded tokens ran through the fused kernels (fused %v)", ran, fused)
+						// A mode that silently fell back would compare a path with itself.
+						if failed := devnet.GraphFailures() - failedBefore; failed > 0 {
+							t.Errorf("%d graph recordings failed", failed)
 						}
+						ran, replays := devnet.FusedPasses()-fusedBefore, devnet.GraphReplays()-replaysBefore
+						if (ran > 0) != fused || (replays > 0) != graphs {
+							t.Fatalf("%d tokens through the fused kernels, %d graph replays (mode %s)", ran, replays, mode)
+						}
+						t.Logf("%d tokens through the fused kernels, %d graph replays", ran, replays)
 						// Only a device pass sets DevLen: each cache's last ran there.
 						for i, gc := range gcs {
 							if gc.DevLen != gc.Len {

@@ -17,3 +17,8 @@ func SetSkip(nt *Net, phases []string) {
 // FusedPasses is how many decoded tokens have run through the fused
 // kernels (layerDecode) in this process.
 func FusedPasses() int64 { return fusedPasses.Load() }
+
+// GraphReplays is how many decoded tokens have replayed a recorded graph,
+// GraphFailures how many recordings failed, in this process.
+func GraphReplays() int64  { return graphReplays.Load() }
+func GraphFailures() int64 { return graphFailures.Load() }

@@ -36,6 +36,10 @@ type pass struct {
 	// one buffer the host copies down (decode.go's download).
 	fused bool
 	stage *cuda.Buffer
+	// The pass is recorded as a graph for any position (decode_graph.go):
+	// attention takes the whole mirror as its key range (each row's own
+	// range comes from the device).
+	graphed bool
 	// Branched decoding (Decoder.ForwardBranches): every row's attention
 	// over its cache's prefix, apart from its branch's, into attPre, lsePre.
 	prefix         cuda.AttnShape
@@ -122,6 +126,7 @@ const (
 	passTrain  passKind = iota // forward, the loss head, backward
 	passScore                  // forward and the loss head's losses only
 	passHidden                 // forward to the final norm only
+	passToken                  // one decoded token by the fused kernels (no GEMM staging, no dequantised tile)
 )
 
 // newPass validates b and lays out the workspace a pass of kind needs:
@@ -177,8 +182,10 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 	if training {
 		p.dhf, p.dx = p.take(cuda.F32, n*D), p.take(cuda.F32, n*D)
 	}
-	p.xb = p.take(cuda.BF16, n*max(D, F, qO))
-	p.tile = p.take(cuda.BF16, max(1, nt.tileSize))
+	if kind != passToken { // the fused kernels read f32 and NF4 as they are
+		p.xb = p.take(cuda.BF16, n*max(D, F, qO))
+		p.tile = p.take(cuda.BF16, max(1, nt.tileSize))
+	}
 	if drop != nil && training {
 		p.dropBuf = p.take(cuda.F32, n*max(D, F, qO))
 	}
@@ -210,7 +217,7 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 			rows, tg = append(rows, int32(i)), append(tg, int32(t))
 		}
 	}
-	if kind != passHidden {
+	if kind == passTrain || kind == passScore {
 		R := min(max(1, nt.HeadRows), max(1, len(rows)))
 		p.hb, p.hbb, p.logits = p.take(cuda.F32, R*D), p.take(cuda.BF16, R*D), p.take(cuda.F32, R*V)
 		if training {

@@ -36,6 +36,14 @@ int dc_d2h(void *dst, const void *src, size_t bytes);  // synchronises the strea
 int dc_d2d(void *dst, const void *src, size_t bytes);
 int dc_memset0(void *dst, size_t bytes);
 int dc_sync(void);
+// CUDA graphs: dc_graph_begin records the stream's launches (no
+// synchronising call may run until the end); dc_graph_end stops and, with
+// keep, instantiates them into *exec (NULL on failure or without keep);
+// dc_graph_launch replays one on the stream.
+int dc_graph_begin(void);
+int dc_graph_end(void **exec, int keep);
+int dc_graph_launch(void *exec);
+int dc_graph_free(void *exec);
 
 // ---- convert.cu: f32 <-> bf16 (round to nearest even, NaN kept) ----
 int dc_f32_to_bf16(uint16_t *dst, const float *src, int64_t n);

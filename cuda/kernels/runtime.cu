@@ -11,6 +11,7 @@ cudaStream_t dc_stream = nullptr;
 cublasHandle_t dc_blas = nullptr;
 static char dc_err[1024];
 static int dc_sync_each = -1;
+static bool dc_capturing = false;  // a graph capture is open on dc_stream
 
 extern "C" const char *dc_last_error(void) { return dc_err; }
 
@@ -46,7 +47,7 @@ int dc_launched(const char *fmt, ...) {
       const char *s = getenv("DISTILL_CUDA_SYNC");
       dc_sync_each = s != nullptr && strcmp(s, "1") == 0;
     }
-    if (dc_sync_each) e = cudaStreamSynchronize(dc_stream);
+    if (dc_sync_each && !dc_capturing) e = cudaStreamSynchronize(dc_stream);  // no synchronising inside a capture
   }
   if (e == cudaSuccess) return 0;
   char err[256];
@@ -151,5 +152,43 @@ extern "C" int dc_memset0(void *dst, size_t bytes) {
 
 extern "C" int dc_sync(void) {
   DC_CHECK(cudaStreamSynchronize(dc_stream), "synchronise");
+  return 0;
+}
+
+// ---- CUDA graphs: a sequence of launches recorded once, replayed in one ----
+
+extern "C" int dc_graph_begin(void) {
+  // Relaxed: the launchers' own checks (cudaFuncSetAttribute, error
+  // queries) stay legal while the stream records.
+  DC_CHECK(cudaStreamBeginCapture(dc_stream, cudaStreamCaptureModeRelaxed), "graph capture: begin");
+  dc_capturing = true;
+  return 0;
+}
+
+extern "C" int dc_graph_end(void **exec, int keep) {
+  cudaGraph_t g = nullptr;
+  cudaError_t e = cudaStreamEndCapture(dc_stream, &g);
+  dc_capturing = false;
+  *exec = nullptr;
+  if (e == cudaSuccess && keep) {
+    cudaGraphExec_t x = nullptr;
+    e = cudaGraphInstantiateWithFlags(&x, g, 0);
+    if (e == cudaSuccess) *exec = (void *)x;
+  }
+  if (g != nullptr) cudaGraphDestroy(g);
+  if (e != cudaSuccess) {
+    cudaGetLastError();  // a failed capture leaves its error pending: clear it for the next call
+    return dc_fail_cuda(e, "graph capture: end");
+  }
+  return 0;
+}
+
+extern "C" int dc_graph_launch(void *exec) {
+  DC_CHECK(cudaGraphLaunch((cudaGraphExec_t)exec, dc_stream), "graph launch");
+  return 0;
+}
+
+extern "C" int dc_graph_free(void *exec) {
+  if (exec != nullptr) DC_CHECK(cudaGraphExecDestroy((cudaGraphExec_t)exec), "graph free");
   return 0;
 }

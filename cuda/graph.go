@@ -1,0 +1,105 @@
+//go:build cuda
+
+package cuda
+
+/*
+#include "distill_cuda.h"
+*/
+import "C"
+
+import (
+	"bytes"
+	"errors"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+)
+
+// Graph is a sequence of launches on the device's stream recorded once and
+// replayed with one call (a CUDA graph): for work whose launches cost the
+// host more than the device spends on them — one decoded token of a small
+// model is a few hundred short kernels. A replay reads and writes the same
+// buffers as the recording, with the same arguments; what changes between
+// replays must live in device memory the kernels read.
+type Graph struct {
+	exec unsafe.Pointer
+}
+
+// While a capture is open every launch onto the stream is recorded, from
+// whichever goroutine: so calls from goroutines other than the capturing
+// one wait for it to end (call checks capG under callMu; capMu is held for
+// the whole capture).
+var (
+	capMu sync.Mutex
+	capG  atomic.Int64 // the capturing goroutine's id, 0 when none
+)
+
+// Capture records the device work f launches (f must make no synchronising
+// call: no downloads, no allocation from the driver) and returns it as a
+// Graph. When f fails, or the recording does, nothing is kept and the error
+// says why; the stream is back to normal either way.
+func (d *Device) Capture(f func() error) (*Graph, error) {
+	capMu.Lock()
+	defer capMu.Unlock()
+	if err := call(func() C.int { return C.dc_graph_begin() }); err != nil {
+		return nil, err
+	}
+	callMu.Lock()
+	capG.Store(goid())
+	callMu.Unlock()
+	ferr := f()
+	var exec unsafe.Pointer
+	eerr := call(func() C.int { return C.dc_graph_end(&exec, cbool(ferr == nil)) })
+	callMu.Lock()
+	capG.Store(0)
+	callMu.Unlock()
+	if err := errors.Join(ferr, eerr); err != nil {
+		return nil, err
+	}
+	return &Graph{exec: exec}, nil
+}
+
+// Launch replays g on the stream (asynchronously, like a launch).
+func (g *Graph) Launch() error {
+	return call(func() C.int { return C.dc_graph_launch(g.exec) })
+}
+
+// Free releases g; nil and freed graphs are no-ops.
+func (g *Graph) Free() {
+	if g == nil || g.exec == nil {
+		return
+	}
+	call(func() C.int { return C.dc_graph_free(g.exec) })
+	g.exec = nil
+}
+
+// waitCapture is called with callMu held: while another goroutine captures,
+// it releases callMu until that capture ends, then takes it again.
+func waitCapture() {
+	for {
+		g := capG.Load()
+		if g == 0 || g == goid() {
+			return
+		}
+		callMu.Unlock()
+		capMu.Lock() // held by the capture until it ends
+		capMu.Unlock()
+		callMu.Lock()
+	}
+}
+
+// goid is the calling goroutine's id, read from its stack header
+// ("goroutine 123 [running]:"): Go exposes no other, and it is read only
+// while a capture is open.
+func goid() int64 {
+	var buf [64]byte
+	b := buf[:runtime.Stack(buf[:], false)]
+	b = bytes.TrimPrefix(b, []byte("goroutine "))
+	if i := bytes.IndexByte(b, ' '); i > 0 {
+		b = b[:i]
+	}
+	id, _ := strconv.ParseInt(string(b), 10, 64)
+	return id
+}

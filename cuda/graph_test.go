@@ -1,0 +1,51 @@
+//go:build cuda
+
+package cuda_test
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"distill/cuda"
+)
+
+// TestGraphReplay: a captured sequence runs nothing while it is recorded,
+// then each replay runs all of it once (x·2 + y, twice); a goroutine's call
+// made while the capture is open waits for it and is not recorded (its add
+// happens once, not at each replay); a capture whose work fails keeps
+// nothing and leaves the stream usable.
+func TestGraphReplay(t *testing.T) {
+	d := device(t)
+	x := up(t, d, cuda.F32, []float32{1, 2, 3})
+	y := up(t, d, cuda.F32, []float32{10, 20, 30})
+	other := up(t, d, cuda.F32, []float32{0, 0, 0})
+	one := up(t, d, cuda.F32, []float32{1, 1, 1})
+	var wg sync.WaitGroup
+	g, err := d.Capture(func() error {
+		if err := d.Add(x, x, 3); err != nil {
+			return err
+		}
+		wg.Go(func() { ok(t, d.Add(other, one, 3)) }) // another goroutine, mid-capture
+		time.Sleep(50 * time.Millisecond)             // long enough for it to be waiting
+		return d.Add(x, y, 3)
+	})
+	ok(t, err)
+	defer g.Free()
+	wg.Wait()
+	near(t, "x after the capture (nothing ran)", down(t, x), []float32{1, 2, 3}, 0, 0)
+	ok(t, g.Launch())
+	near(t, "x after one replay", down(t, x), []float32{12, 24, 36}, 0, 0)
+	ok(t, g.Launch())
+	near(t, "x after two", down(t, x), []float32{34, 68, 102}, 0, 0)
+	near(t, "the other goroutine's add (once, outside the graph)", down(t, other), []float32{1, 1, 1}, 0, 0)
+
+	boom := errors.New("boom")
+	if _, err := d.Capture(func() error { ok(t, d.Add(x, x, 3)); return boom }); !errors.Is(err, boom) {
+		t.Fatalf("a failing capture returned %v", err)
+	}
+	near(t, "x after a failed capture", down(t, x), []float32{34, 68, 102}, 0, 0)
+	ok(t, d.Add(x, y, 3)) // the stream works
+	near(t, "x after a plain add", down(t, x), []float32{44, 88, 132}, 0, 0)
+}
