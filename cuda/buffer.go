@@ -24,6 +24,7 @@ const (
 	I32              // int32 (token ids, positions)
 	U8               // bytes (NF4 codes, double-quant codes)
 	F64              // float64 (reductions)
+	Addr             // device addresses as uint64 (per-row tables of cache buffers)
 )
 
 // Size is one element's bytes.
@@ -35,14 +36,14 @@ func (k Kind) Size() int {
 		return 2
 	case U8:
 		return 1
-	case F64:
+	case F64, Addr:
 		return 8
 	}
 	return 0
 }
 
 func (k Kind) String() string {
-	return [...]string{"f32", "f16", "bf16", "i32", "u8", "f64"}[k]
+	return [...]string{"f32", "f16", "bf16", "i32", "u8", "f64", "addr"}[k]
 }
 
 // KindOf is the Kind that stores a tensor dtype.
@@ -126,7 +127,7 @@ func (b *Buffer) Zero() error {
 // Element is a Go type a Buffer can be copied from and to; its size must be
 // the buffer's Kind's.
 type Element interface {
-	~float32 | ~uint16 | ~int32 | ~uint8 | ~float64
+	~float32 | ~uint16 | ~int32 | ~uint8 | ~float64 | ~uint64
 }
 
 func checkCopy[T Element](op string, b *Buffer, off, n int) error {

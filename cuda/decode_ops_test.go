@@ -179,3 +179,69 @@ func TestDecodeQKVParity(t *testing.T) {
 		})
 	}
 }
+
+// TestAttnRowsParity: a batched decode step's KVRows and AttnRows — each
+// row over its own cache — against the simple attention kernel run row by
+// row over the same caches: grouped and plain heads, head sizes that are
+// not multiples of 32, rows at the first position and at a cache's last; an
+// empty range gives NaN; a position past a cache writes nothing. Tolerance:
+// f32 both sides, sums in other orders: 1e-5.
+func TestAttnRowsParity(t *testing.T) {
+	d := device(t)
+	for _, c := range []struct {
+		nh, nkv, hd int
+		hi, caps    []int
+	}{
+		{14, 2, 64, []int{1, 37, 64, 5}, []int{8, 40, 64, 5}},
+		{8, 8, 128, []int{300}, []int{512}},
+		{6, 3, 80, []int{2, 9}, []int{2, 16}},
+		{4, 2, 32, []int{0, 3}, []int{4, 4}}, // row 0: an empty range
+	} {
+		t.Run(shapeName("h%d_kv%d_hd%d_rows%d", c.nh, c.nkv, c.hd, len(c.hi)), func(t *testing.T) {
+			r := rng(uint64(c.nh*c.hd + len(c.hi)))
+			n, kvO, qO := len(c.hi), c.nkv*c.hd, c.nh*c.hd
+			var ks, vs []*cuda.Buffer
+			caps, pos, his := make([]int32, n), make([]int32, n), make([]int32, n)
+			for i := range n {
+				ks, vs = append(ks, up(t, d, cuda.F32, randn(r, c.caps[i]*kvO, 1))), append(vs, up(t, d, cuda.F32, randn(r, c.caps[i]*kvO, 1)))
+				caps[i], his[i], pos[i] = int32(c.caps[i]), int32(c.hi[i]), int32(c.hi[i]-1)
+			}
+			rc := cuda.RowCaches{K: up(t, d, cuda.Addr, cuda.CacheTable(ks)), V: up(t, d, cuda.Addr, cuda.CacheTable(vs)),
+				Cap: up(t, d, cuda.I32, caps), Rows: n}
+			k, v, q := randn(r, n*kvO, 1), randn(r, n*kvO, 1), randn(r, n*qO, 1)
+			ok(t, d.KVRows(rc, up(t, d, cuda.F32, k), up(t, d, cuda.F32, v), up(t, d, cuda.I32, pos), kvO))
+			for i := range n {
+				if pos[i] < 0 {
+					continue
+				}
+				near(t, shapeName("row %d's key in its cache", i), down(t, ks[i])[int(pos[i])*kvO:int(pos[i]+1)*kvO], k[i*kvO:(i+1)*kvO], 0, 0)
+				near(t, shapeName("row %d's value", i), down(t, vs[i])[int(pos[i])*kvO:int(pos[i]+1)*kvO], v[i*kvO:(i+1)*kvO], 0, 0)
+			}
+			scale := float32(1 / math.Sqrt(float64(c.hd)))
+			out, lse, qb := up(t, d, cuda.F32, nans(n*qO)), up(t, d, cuda.F32, nans(n*c.nh)), up(t, d, cuda.F32, q)
+			ok(t, d.AttnRows(out, lse, qb, rc, up(t, d, cuda.I32, his), c.nh, c.nkv, c.hd, scale))
+			got, gotL := down(t, out), down(t, lse)
+			for i := range n {
+				if c.hi[i] <= 0 {
+					for _, x := range append(got[i*qO:(i+1)*qO], gotL[i*c.nh:(i+1)*c.nh]...) {
+						if x == x {
+							t.Fatalf("row %d: an empty range gave %v, want NaN", i, x)
+						}
+					}
+					continue
+				}
+				wo, wl := zeros(t, d, cuda.F32, qO), zeros(t, d, cuda.F32, c.nh)
+				sh := cuda.AttnShape{NQ: 1, NK: c.caps[i], NH: c.nh, NKV: c.nkv, HD: c.hd, MaxLen: c.hi[i],
+					Lo: up(t, d, cuda.I32, []int32{0}), Hi: up(t, d, cuda.I32, []int32{his[i]}), Scale: scale}
+				ok(t, d.AttnFwd(wo, wl, qb.View(i*qO, qO), ks[i], vs[i], sh))
+				near(t, shapeName("row %d out", i), got[i*qO:(i+1)*qO], down(t, wo), 1e-5, 1e-6)
+				near(t, shapeName("row %d lse", i), gotL[i*c.nh:(i+1)*c.nh], down(t, wl), 1e-5, 1e-6)
+			}
+			// A position past its cache: nothing written.
+			before := down(t, ks[0])
+			ok(t, d.KVRows(cuda.RowCaches{K: rc.K, V: rc.V, Cap: rc.Cap, Rows: 1}, up(t, d, cuda.F32, k), up(t, d, cuda.F32, v),
+				up(t, d, cuda.I32, []int32{caps[0]}), kvO))
+			near(t, "row 0's cache after a position past it", down(t, ks[0]), before, 0, 0)
+		})
+	}
+}

@@ -189,6 +189,7 @@ for f in /tmp/e2e/*.log; do echo "==== $f"; cat "$f"; done > "$OUT/e2e.log" 2>/d
 step "gated device paths"
 for t in TestDeviceOptimizerParity:optimizerVerified:optimizer.go TestMatVecFusedParity:fusedVerified:decode_layer.go \
   TestDecodeQKVParity:fusedVerified:decode_layer.go TestGraphReplay:fusedVerified:decode_layer.go \
+  TestAttnRowsParity:fusedVerified:decode_layer.go \
   TestDecoderParity:fusedVerified:decode_layer.go; do
   IFS=: read -r name gate file <<< "$t"
   r=$(grep -E "^--- (PASS|FAIL|SKIP): $name " "$OUT/tests.log" | awk '{print $2}')

@@ -123,3 +123,52 @@ func (d *Device) DecodeQKV(a DecodeQKVArgs) error {
 	}
 	return call(func() C.int { return C.dc_decode_qkv(&g) })
 }
+
+// RowCaches is a batched decode step's caches, one per row, for one layer:
+// K[r], V[r] (Addr, nr device addresses) are row r's key and value buffers
+// ((Cap[r], kv·hd) f32 each); Cap (I32, nr) their rows. CacheTable makes one.
+type RowCaches struct {
+	K, V, Cap *Buffer
+	Rows      int
+}
+
+// CacheTable lists buffers' device addresses as an Addr table's contents.
+func CacheTable(bufs []*Buffer) []uint64 {
+	t := make([]uint64, len(bufs))
+	for i, b := range bufs {
+		t[i] = uint64(uintptr(b.ptr))
+	}
+	return t
+}
+
+// KVRows writes each row's new key and value (k, v: (rows, kvO)) into row
+// Pos[r] of its own cache (a position outside [0, Cap[r]) writes nothing:
+// the caller checks it first).
+func (d *Device) KVRows(c RowCaches, k, v, pos *Buffer, kvO int) error {
+	n := c.Rows
+	if err := check(fmt.Sprintf("kv_rows(rows %d, kv width %d)", n, kvO)).buf("k", k, F32, n*kvO).buf("v", v, F32, n*kvO).
+		buf("pos", pos, I32, n).buf("k caches", c.K, Addr, n).buf("v caches", c.V, Addr, n).buf("caps", c.Cap, I32, n).err; err != nil {
+		return err
+	}
+	g := C.dc_kv_rows_args{k: (*C.float)(k.ptr), v: (*C.float)(v.ptr), k_cache: (**C.float)(c.K.ptr), v_cache: (**C.float)(c.V.ptr),
+		pos: (*C.int32_t)(pos.ptr), cap: (*C.int32_t)(c.Cap.ptr), nr: C.int(n), kvo: C.int(kvO)}
+	return call(func() C.int { return C.dc_kv_rows(&g) })
+}
+
+// AttnRows is a batched decode step's attention: row r (one token of its
+// own sequence, q (rows, nh·hd)) attends keys [0, Hi[r]) of its own cache,
+// grouped heads, in f32, into out (rows, nh·hd) and lse (rows, nh); hd ≤
+// 128; an empty range gives NaN.
+func (d *Device) AttnRows(out, lse, q *Buffer, c RowCaches, hi *Buffer, nh, nkv, hd int, scale float32) error {
+	n := c.Rows
+	if err := check(fmt.Sprintf("attn_rows(rows %d, heads %d/%d, hd %d)", n, nh, nkv, hd)).
+		true(nh > 0 && nkv > 0 && nh%nkv == 0 && hd > 0 && hd <= 128, "heads must divide, head size in [1, 128]").
+		buf("out", out, F32, n*nh*hd).buf("lse", lse, F32, n*nh).buf("q", q, F32, n*nh*hd).buf("hi", hi, I32, n).
+		buf("k caches", c.K, Addr, n).buf("v caches", c.V, Addr, n).err; err != nil {
+		return err
+	}
+	g := C.dc_attn_rows_args{out: (*C.float)(out.ptr), lse: (*C.float)(lse.ptr), q: (*C.float)(q.ptr),
+		k_cache: (**C.float)(c.K.ptr), v_cache: (**C.float)(c.V.ptr), hi: (*C.int32_t)(hi.ptr),
+		nr: C.int(n), nh: C.int(nh), nkv: C.int(nkv), hd: C.int(hd), scale: C.float(scale)}
+	return call(func() C.int { return C.dc_attn_rows(&g) })
+}

@@ -280,6 +280,9 @@ func (dc *Decoder) run(ids []int, sp []span, out []float32, branches [][]int) ([
 	}
 	defer p.free()
 	p.spans = sp
+	if dc.fused && branches == nil { // a batched step: two launches a layer for its attention
+		p.rowCaches(sp)
+	}
 	p.forward()
 	if err := p.failed(); err != nil {
 		return nil, err
@@ -308,6 +311,10 @@ func (p *pass) attendSpans(l int) {
 	c := &p.nt.M.Config
 	H, KV, hd := c.NumHeads, c.NumKVHeads, c.HeadDim
 	qO, kvO, a := H*hd, KV*hd, &p.a
+	if p.rows != nil {
+		p.attendRows(l)
+		return
+	}
 	r := 0 // the span's first row in the pass
 	for _, s := range p.spans {
 		if !p.fused { // the fused pass wrote its row already (DecodeQKV)

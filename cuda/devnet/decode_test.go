@@ -105,17 +105,17 @@ func TestDecoderParity(t *testing.T) {
 						if !attached {
 							t.Fatal(err)
 						}
-						fusedBefore, replaysBefore, failedBefore := devnet.FusedPasses(), devnet.GraphReplays(), devnet.GraphFailures()
+						fusedBefore, replaysBefore, failedBefore, rowsBefore := devnet.FusedPasses(), devnet.GraphReplays(), devnet.GraphFailures(), devnet.RowsPasses()
 						got, gcs := script()
 						// A mode that silently fell back would compare a path with itself.
 						if failed := devnet.GraphFailures() - failedBefore; failed > 0 {
 							t.Errorf("%d graph recordings failed", failed)
 						}
-						ran, replays := devnet.FusedPasses()-fusedBefore, devnet.GraphReplays()-replaysBefore
-						if (ran > 0) != fused || (replays > 0) != graphs {
-							t.Fatalf("%d tokens through the fused kernels, %d graph replays (mode %s)", ran, replays, mode)
+						ran, replays, rows := devnet.FusedPasses()-fusedBefore, devnet.GraphReplays()-replaysBefore, devnet.RowsPasses()-rowsBefore
+						if (ran > 0) != fused || (replays > 0) != graphs || (rows > 0) != fused {
+							t.Fatalf("%d tokens through the fused kernels, %d graph replays, %d batched steps by row tables (mode %s)", ran, replays, rows, mode)
 						}
-						t.Logf("%d tokens through the fused kernels, %d graph replays", ran, replays)
+						t.Logf("%d tokens through the fused kernels, %d graph replays, %d batched steps by row tables", ran, replays, rows)
 						// Only a device pass sets DevLen: each cache's last ran there.
 						for i, gc := range gcs {
 							if gc.DevLen != gc.Len {

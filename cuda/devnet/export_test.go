@@ -22,3 +22,7 @@ func FusedPasses() int64 { return fusedPasses.Load() }
 // GraphFailures how many recordings failed, in this process.
 func GraphReplays() int64  { return graphReplays.Load() }
 func GraphFailures() int64 { return graphFailures.Load() }
+
+// RowsPasses is how many batched decode steps have attended through the
+// row tables (decode_rows.go) in this process.
+func RowsPasses() int64 { return rowsPasses.Load() }

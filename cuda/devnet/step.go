@@ -40,6 +40,7 @@ type pass struct {
 	// attention takes the whole mirror as its key range (each row's own
 	// range comes from the device).
 	graphed bool
+	rows    *rowTables // a batched decode step's per-row caches (decode_rows.go)
 	// Branched decoding (Decoder.ForwardBranches): every row's attention
 	// over its cache's prefix, apart from its branch's, into attPre, lsePre.
 	prefix         cuda.AttnShape

@@ -49,10 +49,13 @@ func TestFlashKernelsEmulated(t *testing.T) {
 // outputs with biases and residuals, no prologue, RMSNorm and SwiGLU, every
 // thread-group width (32–256 threads a row) — and decode_kernels.cuh's
 // k_decode_qkv (per-head norms, RoPE, the cache and staging rows, a
-// position past the cache writing nothing). Checked by mutation: dropping
-// the residual, the norm's width, the wide groups' reduction index, the
-// prologue's write-out index, RoPE's sign, k's halves each fail by 10⁴× the
-// tolerance or more.
+// position past the cache writing nothing), and a batched step's
+// k_kv_rows and k_attn_rows (each row over its own cache; grouped heads,
+// head sizes 16–128, an empty range). Checked by mutation: dropping the
+// residual, the norm's width, the wide groups' reduction index, the
+// prologue's write-out index, RoPE's sign, k's halves, the grouped head's
+// index, the last key, the warps' merge weights each fail by 10⁴× the
+// tolerance or more; dropping a bound check writes past a cache (caught).
 func TestDecodeKernelsEmulated(t *testing.T) {
 	bin := buildEmu(t, "decode_emu.cpp")
 	out, err := exec.Command(bin).CombinedOutput()

@@ -152,6 +152,28 @@ typedef struct {
   int cap, nh, nkv, hd;
 } dc_decode_qkv_args;
 int dc_decode_qkv(const dc_decode_qkv_args *a);
+// A batched decode step, each row (one token of its own sequence) over its
+// own cache: k_cache[r], v_cache[r] are row r's layer buffers ((cap[r],
+// kvo) each). dc_kv_rows writes row r's new key and value (k, v: (nr, kvo))
+// at position pos[r] (outside [0, cap[r]): nothing). dc_attn_rows: out (nr,
+// nh·hd) and lse (nr, nh) of row r attending keys [0, hi[r]) of its cache,
+// grouped heads, f32; hd ≤ 128; hi[r] ≤ 0 gives NaN.
+typedef struct {
+  const float *k, *v;
+  float *const *k_cache, *const *v_cache;
+  const int32_t *pos, *cap;
+  int nr, kvo;
+} dc_kv_rows_args;
+int dc_kv_rows(const dc_kv_rows_args *a);
+typedef struct {
+  float *out, *lse;
+  const float *q;
+  const float *const *k_cache, *const *v_cache;
+  const int32_t *hi;
+  int nr, nh, nkv, hd;
+  float scale;
+} dc_attn_rows_args;
+int dc_attn_rows(const dc_attn_rows_args *a);
 
 // ---- adamw.cu: torch.optim.AdamW, constants precomputed as core/train ----
 // m = b1·m + (1−b1)·g; v = b2·v + (1−b2)·g²; p = p·decay −

@@ -1,0 +1,81 @@
+//go:build cuda
+
+package devnet
+
+import (
+	"sync/atomic"
+
+	"distill/cuda"
+)
+
+// A batched decode step (Model.ForwardStep: serving's continuous batching)
+// is one token of each of many sequences, each over its own cache. Op by op
+// its attention took three launches per row and layer (two copies into the
+// row's mirror and a flash pass over it); with the row tables below it is
+// two per layer whatever the batch: KVRows writes every row's key and value
+// into its own mirror, AttnRows attends each row over its own. Gated with
+// the fused kernels (fusedReady).
+
+// rowTables is a batched pass's per-row caches: for each layer the rows'
+// mirror buffers' addresses (keys, then values), and each mirror's rows.
+type rowTables struct {
+	addr *cuda.Buffer // Addr (2·layers·rows): layer l's keys at l·rows, values at (layers+l)·rows
+	caps *cuda.Buffer // I32 (rows)
+	rows int
+}
+
+// rowsPasses counts the batched passes that ran through the row tables (the
+// tests check the fused runs did).
+var rowsPasses atomic.Int64
+
+// rowCaches lays out p's row tables when it is a batched step the row
+// kernels take: more than one cache, one token each, no branches, head size
+// ≤ 128.
+func (p *pass) rowCaches(sp []span) {
+	c := &p.nt.M.Config
+	if len(sp) < 2 || c.HeadDim > 128 {
+		return
+	}
+	L, n, kvO := len(p.nt.layers), len(sp), c.NumKVHeads*c.HeadDim
+	addrs, caps := make([]*cuda.Buffer, 0, 2*L*n), make([]int32, n)
+	for _, half := range []func(m *kvMirror) []*cuda.Buffer{
+		func(m *kvMirror) []*cuda.Buffer { return m.k },
+		func(m *kvMirror) []*cuda.Buffer { return m.v },
+	} {
+		for l := range L {
+			for _, s := range sp {
+				addrs = append(addrs, half(s.mir)[l])
+			}
+		}
+	}
+	for i, s := range sp {
+		if s.n != 1 {
+			return
+		}
+		caps[i] = int32(s.mir.k[0].Len / kvO)
+	}
+	t := &rowTables{rows: n}
+	if t.addr = p.take(cuda.Addr, len(addrs)); t.addr != nil {
+		p.do(cuda.Write(t.addr, 0, cuda.CacheTable(addrs)))
+	}
+	t.caps = p.up(cuda.I32, caps)
+	if p.err == nil {
+		p.rows = t
+		rowsPasses.Add(1)
+	}
+}
+
+// layer is layer l's RowCaches.
+func (t *rowTables) layer(l, layers int) cuda.RowCaches {
+	return cuda.RowCaches{K: t.addr.View(l*t.rows, t.rows), V: t.addr.View((layers+l)*t.rows, t.rows), Cap: t.caps, Rows: t.rows}
+}
+
+// attendRows is attendSpans for a batched step with row tables: every
+// row's new key and value into its own mirror, then each row over its own.
+func (p *pass) attendRows(l int) {
+	c := &p.nt.M.Config
+	H, KV, hd, a := c.NumHeads, c.NumKVHeads, c.HeadDim, &p.a
+	rc := p.rows.layer(l, len(p.nt.layers))
+	p.do(p.d.KVRows(rc, a.k, a.v, p.pos, KV*hd))
+	p.do(p.d.AttnRows(a.att, a.lse, a.q, rc, p.attn.Hi, H, KV, hd, p.attn.Scale))
+}
