@@ -43,6 +43,7 @@ func TestMatVecFusedParity(t *testing.T) {
 		{"odd_cols", 77, true, true, cuda.RMSNormPrologue, []out{{33, true, false}, {5, false, true}}, false},
 		{"odd_cols_bf16", 130, false, false, cuda.SwiGLUPrologue, []out{{7, true, true}}, false},
 		{"skewed_x", 896, true, false, cuda.RMSNormPrologue, []out{{130, true, false}, {64, false, true}}, true},
+		{"mixed_kinds", 256, true, true, cuda.RMSNormPrologue, []out{{64, true, false}, {32, false, true}}, false}, // output 1 dense: op by op
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -67,11 +68,11 @@ func TestMatVecFusedParity(t *testing.T) {
 			}
 			var outs []cuda.MatVecOut
 			var wants []*cuda.Buffer
-			for _, o := range c.outs {
+			for j, o := range c.outs {
 				mo := cuda.MatVecOut{Rows: o.rows, Y: up(t, d, cuda.F32, nans(o.rows))}
 				want := zeros(t, d, cuda.F32, o.rows)
-				if c.nf4 {
-					mo.NF4 = upNF4(t, d, nf4Weights(t, o.rows, k, c.dq))
+				if c.nf4 && !(c.name == "mixed_kinds" && j == 1) {
+					mo.NF4 = upNF4(t, d, nf4WeightsSeed(t, o.rows, k, c.dq, uint64(100*i+j))) // same-shaped outputs differ
 					ok(t, d.NF4MatVec(want, mo.NF4, xin))
 				} else {
 					_, hb := bf16Round(randn(r, o.rows*k, 0.02))
@@ -100,12 +101,14 @@ func TestMatVecFusedParity(t *testing.T) {
 	}
 	// Bad calls: named errors, nothing launched.
 	w := upNF4(t, d, nf4Weights(t, 8, 64, false))
-	x, y := zeros(t, d, cuda.F32, 64), zeros(t, d, cuda.F32, 8)
+	x, y, g := zeros(t, d, cuda.F32, 64), zeros(t, d, cuda.F32, 8), zeros(t, d, cuda.F32, 64)
 	for name, err := range map[string]error{
 		"cols":       d.MatVecFused(x, 32, cuda.Prologue{}, cuda.MatVecOut{NF4: w, Y: y}),
 		"no outputs": d.MatVecFused(x, 64, cuda.Prologue{}),
 		"res is y":   d.MatVecFused(x, 64, cuda.Prologue{}, cuda.MatVecOut{NF4: w, Y: y, Res: y}),
 		"no out":     d.MatVecFused(x, 64, cuda.Prologue{Kind: cuda.RMSNormPrologue, W: x}, cuda.MatVecOut{NF4: w, Y: y}),
+		"y is x":     d.MatVecFused(x, 64, cuda.Prologue{}, cuda.MatVecOut{NF4: w, Y: x.View(0, 8)}),
+		"out is x":   d.MatVecFused(x, 64, cuda.Prologue{Kind: cuda.SwiGLUPrologue, W: g, Out: x}, cuda.MatVecOut{NF4: w, Y: y}),
 	} {
 		if err == nil {
 			t.Errorf("%s: no error", name)

@@ -138,13 +138,13 @@ if [ -n "${DECODE_BENCH:-}" ]; then
   # decoder (cuda/devnet: weights and KV cache on the device).
   step "distill bench --device cuda: $DECODE_BENCH"
   # Each three times: a decoded token op by op, by the fused kernels, and
-  # by their recording replayed as a CUDA graph (gated until
-  # TestDecoderParity passes: DISTILL_CUDA_UNVERIFIED=1).
+  # by their recording replayed as a CUDA graph (DISTILL_CUDA_FUSED overrides
+  # the gate either way).
   for q in none nf4; do
     for mode in ":0" "1:0" "1:1"; do
       IFS=: read -r fused graphs <<< "$mode"
       echo "quant $q, fused decode ${fused:-off}, graphs $graphs"
-      DISTILL_CUDA_UNVERIFIED=$fused DISTILL_CUDA_GRAPHS=$graphs timeout 120 /tmp/distill bench --device cuda \
+      DISTILL_CUDA_FUSED=${fused:-0} DISTILL_CUDA_GRAPHS=$graphs timeout 120 /tmp/distill bench --device cuda \
         --shape "$DECODE_BENCH" --quant $q --prefill 512 --decode 128 --cache /tmp/distill-bench 2>&1 | grep -vE "^machine"
     done
   done

@@ -77,7 +77,14 @@ func TestGemmParity(t *testing.T) {
 // nf4Weights quantises an (n, k) N(0, 0.02²) weight to NF4.
 func nf4Weights(t testing.TB, n, k int, dq bool) *quant.Quantized {
 	t.Helper()
-	r := rng(uint64(n*k) + 7)
+	return nf4WeightsSeed(t, n, k, dq, uint64(n*k)+7)
+}
+
+// nf4WeightsSeed is nf4Weights from the given seed (two same-shaped
+// weights that must differ).
+func nf4WeightsSeed(t testing.TB, n, k int, dq bool, seed uint64) *quant.Quantized {
+	t.Helper()
+	r := rng(seed)
 	w := tensor.New(shapeName("w%dx%d", n, k), tensor.BF16, n, k)
 	for i, v := range randn(r, n*k, 0.02) {
 		w.U16s()[i] = tensor.F32ToBF16(v)

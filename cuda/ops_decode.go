@@ -14,7 +14,7 @@ import "fmt"
 // bound by the host's launch rate.
 
 // MatVecOut is one output of MatVecFused: Y(rows) = W·x' (+ Bias) (+ Res),
-// W an NF4 weight or a dense bf16 (Rows, cols) one. Res must not be Y.
+// W an NF4 weight or a dense bf16 (Rows, cols) one. Res must not overlap Y.
 type MatVecOut struct {
 	NF4       *NF4Weight
 	Dense     *Buffer // bf16, when NF4 is nil
@@ -46,14 +46,16 @@ func (k PrologueKind) String() string {
 
 // MatVecFused runs up to three products over one input x(cols) — all NF4
 // or all dense — with the prologue and each output's bias and residual, in
-// one launch where the shapes allow (the fast kernels' alignment and column
-// counts; else op by op, same results).
+// one launch where the shapes allow (one kind of weight, the fast kernels'
+// alignment and column counts; else op by op, same results). No output may
+// overlap the input or the prologue's buffers.
 func (d *Device) MatVecFused(x *Buffer, cols int, pro Prologue, outs ...MatVecOut) error {
 	op := fmt.Sprintf("mv_fused(%d outputs, %d cols, prologue %v)", len(outs), cols, pro.Kind)
 	c := check(op).true(len(outs) >= 1 && len(outs) <= 3, "1 to 3 outputs").buf("x", x, F32, cols)
 	if pro.Kind != NoPrologue {
 		c.true(pro.Kind == RMSNormPrologue || pro.Kind == SwiGLUPrologue, "unknown prologue").
-			buf("prologue W", pro.W, F32, cols).buf("prologue out", pro.Out, F32, cols)
+			buf("prologue W", pro.W, F32, cols).buf("prologue out", pro.Out, F32, cols).
+			true(!overlaps(pro.Out, cols, x, cols) && !overlaps(pro.Out, cols, pro.W, cols), "the prologue's output overlaps its inputs")
 	}
 	var j C.dc_mv_job
 	j.n, j.cols, j.pro_kind, j.eps = C.int(len(outs)), C.int(cols), C.int(pro.Kind), C.float(pro.Eps)
@@ -65,15 +67,18 @@ func (d *Device) MatVecFused(x *Buffer, cols int, pro Prologue, outs ...MatVecOu
 		rows := o.Rows
 		if o.NF4 != nil {
 			rows = o.NF4.Rows
-			c.true(o.NF4.Cols == cols, "output %d: %s has %d columns", i, o.NF4.Name, o.NF4.Cols).
-				true(outs[0].NF4 != nil, "outputs mix NF4 and dense weights")
+			c.true(o.NF4.Cols == cols, "output %d: %s has %d columns", i, o.NF4.Name, o.NF4.Cols)
 			j.o[i].nf4 = o.NF4.c()
 		} else {
-			c.true(outs[0].NF4 == nil, "outputs mix NF4 and dense weights").buf(fmt.Sprintf("W%d", i), o.Dense, BF16, rows*cols)
+			c.buf(fmt.Sprintf("W%d", i), o.Dense, BF16, rows*cols)
 			j.o[i].bf16 = (*C.uint16_t)(addr(o.Dense))
 		}
 		c.buf(fmt.Sprintf("y%d", i), o.Y, F32, rows).opt(fmt.Sprintf("bias%d", i), o.Bias, F32, rows).
-			opt(fmt.Sprintf("res%d", i), o.Res, F32, rows).true(o.Res == nil || o.Y == nil || o.Res.ptr != o.Y.ptr, "output %d: res is y", i)
+			opt(fmt.Sprintf("res%d", i), o.Res, F32, rows)
+		// Blocks write y while others still read x and the prologue's
+		// weight; y is read back (res) by the thread that writes it only.
+		c.true(!overlaps(o.Y, rows, o.Res, rows) && !overlaps(o.Y, rows, x, cols) && !overlaps(o.Y, rows, pro.W, cols) && !overlaps(o.Y, rows, pro.Out, cols),
+			"output %d overlaps the input, the prologue's buffers or its residual", i)
 		j.o[i].rows, j.o[i].y = C.int(rows), (*C.float)(addr(o.Y))
 		j.o[i].bias, j.o[i].res = (*C.float)(addr(o.Bias)), (*C.float)(addr(o.Res))
 	}
@@ -81,6 +86,17 @@ func (d *Device) MatVecFused(x *Buffer, cols int, pro Prologue, outs ...MatVecOu
 		return c.err
 	}
 	return call(func() C.int { return C.dc_mv_fused(&j, (*C.float)(x.ptr)) })
+}
+
+// overlaps says whether a's first an elements and b's first bn share
+// memory (false when either is nil).
+func overlaps(a *Buffer, an int, b *Buffer, bn int) bool {
+	if a == nil || b == nil || a.ptr == nil || b.ptr == nil {
+		return false
+	}
+	a0, b0 := uintptr(a.ptr), uintptr(b.ptr)
+	a1, b1 := a0+uintptr(min(an, a.Len)*a.Kind.Size()), b0+uintptr(min(bn, b.Len)*b.Kind.Size())
+	return a0 < b1 && b0 < a1
 }
 
 // DecodeQKVArgs: DecodeQKV carries one decoded token's projections to the attention in

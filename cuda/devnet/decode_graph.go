@@ -4,6 +4,7 @@ package devnet
 
 import (
 	"errors"
+	"fmt"
 	"sync/atomic"
 
 	"distill/core/train"
@@ -112,6 +113,9 @@ func (dc *Decoder) runGraph(nt *Net, ids []int, sp []span, out []float32, branch
 	}
 	if tg.g == nil {
 		return nil, false, nil
+	}
+	if s.pos >= capRows { // the kernels would write nothing: fail as the eager pass does
+		return nil, true, fmt.Errorf("devnet: decoding position %d past the device cache (%d rows)", s.pos, capRows)
 	}
 	if err := cuda.Write(tp.args, 0, []int32{int32(ids[0]), int32(s.pos), 0, int32(s.pos + 1)}); err != nil {
 		return nil, true, err

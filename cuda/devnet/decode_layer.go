@@ -3,6 +3,7 @@
 package devnet
 
 import (
+	"fmt"
 	"os"
 	"sync/atomic"
 
@@ -20,7 +21,17 @@ import (
 // matrix-vector branch, attendSpans' copies for one token).
 const fusedVerified = false
 
-func fusedReady() bool { return fusedVerified || os.Getenv("DISTILL_CUDA_UNVERIFIED") == "1" }
+// DISTILL_CUDA_FUSED=0 or 1 overrides the gate either way (the tests and
+// benchmarks compare both paths, before and after it is flipped).
+func fusedReady() bool {
+	switch os.Getenv("DISTILL_CUDA_FUSED") {
+	case "0":
+		return false
+	case "1":
+		return true
+	}
+	return fusedVerified || os.Getenv("DISTILL_CUDA_UNVERIFIED") == "1"
+}
 
 // fusedPasses counts the passes layerDecode ran (for the tests: a fused run
 // that silently fell back would compare the op-by-op path with itself).
@@ -41,6 +52,11 @@ func (p *pass) layerDecode(l int, x *cuda.Buffer) {
 	H, KV, hd := c.NumHeads, c.NumKVHeads, c.HeadDim
 	eps := float32(c.RMSNormEps)
 	s := p.spans[0]
+	capRows := s.mir.k[l].Len / (KV * hd)
+	if !p.graphed && (s.pos >= capRows || s.pos > p.maxPos) { // a graph's position is checked before each replay
+		p.do(fmt.Errorf("devnet: decoding position %d past the device cache (%d rows) or the RoPE tables (%d)", s.pos, capRows, p.maxPos+1))
+		return
+	}
 	if l == 0 {
 		fusedPasses.Add(1)
 	}
@@ -55,7 +71,7 @@ func (p *pass) layerDecode(l int, x *cuda.Buffer) {
 	kStage, vStage := p.stageKV(l)
 	p.do(d.DecodeQKV(cuda.DecodeQKVArgs{Q: a.q, K: a.k, V: a.v, QNorm: L.qNorm, KNorm: L.kNorm, Eps: eps,
 		Pos: p.pos, Cos: p.cos, Sin: p.sin, Tables: p.maxPos + 1, KCache: s.mir.k[l], VCache: s.mir.v[l],
-		KStage: kStage, VStage: vStage, Cap: s.mir.k[l].Len / (KV * hd), NH: H, NKV: KV, HD: hd}))
+		KStage: kStage, VStage: vStage, Cap: capRows, NH: H, NKV: KV, HD: hd}))
 	p.mark("attention")
 	p.attendSpans(l)
 	p.mark("gemm")

@@ -48,8 +48,8 @@ constexpr int MV_THREADS = 256, MV_R = 4, MV_MAX_COLS = 16384, MV_OUTS = 3;
 
 // One output of a fused product: y(rows) = W·x' (+ bias) (+ res), x' the
 // input after the prologue. W is NF4 (w.codes set) or bf16 (wb, w.rows and
-// w.cols its shape). res may be y itself (each element read, then written,
-// by one thread).
+// w.cols its shape). y overlaps neither x, the prologue's buffers nor res
+// (other blocks may still read those while this one writes).
 struct mv_out {
   nf4_args w;
   const uint4 *wb;
