@@ -36,6 +36,11 @@ func call(f func() C.int) error {
 	if capG.Load() != 0 { // a graph capture is open: only its goroutine's calls go on (graph.go)
 		waitCapture()
 	}
+	return callLocked(f)
+}
+
+// callLocked is call with callMu held by the caller.
+func callLocked(f func() C.int) error {
 	if f() == 0 {
 		return nil
 	}

@@ -187,7 +187,8 @@ func TestDecodeQKVParity(t *testing.T) {
 // row over its own cache — against the simple attention kernel run row by
 // row over the same caches: grouped and plain heads, head sizes that are
 // not multiples of 32, rows at the first position and at a cache's last; an
-// empty range gives NaN; a position past a cache writes nothing. Tolerance:
+// empty range or one past the cache gives NaN; a position past a cache
+// writes nothing. Tolerance:
 // f32 both sides, sums in other orders: 1e-5.
 func TestAttnRowsParity(t *testing.T) {
 	d := device(t)
@@ -199,6 +200,7 @@ func TestAttnRowsParity(t *testing.T) {
 		{8, 8, 128, []int{300}, []int{512}},
 		{6, 3, 80, []int{2, 9}, []int{2, 16}},
 		{4, 2, 32, []int{0, 3}, []int{4, 4}}, // row 0: an empty range
+		{4, 2, 32, []int{3, 7}, []int{4, 5}}, // row 1: a range past its cache
 	} {
 		t.Run(shapeName("h%d_kv%d_hd%d_rows%d", c.nh, c.nkv, c.hd, len(c.hi)), func(t *testing.T) {
 			r := rng(uint64(c.nh*c.hd + len(c.hi)))
@@ -214,7 +216,7 @@ func TestAttnRowsParity(t *testing.T) {
 			k, v, q := randn(r, n*kvO, 1), randn(r, n*kvO, 1), randn(r, n*qO, 1)
 			ok(t, d.KVRows(rc, up(t, d, cuda.F32, k), up(t, d, cuda.F32, v), up(t, d, cuda.I32, pos), kvO))
 			for i := range n {
-				if pos[i] < 0 {
+				if pos[i] < 0 || pos[i] >= caps[i] { // nothing written: checked below for row 0
 					continue
 				}
 				near(t, shapeName("row %d's key in its cache", i), down(t, ks[i])[int(pos[i])*kvO:int(pos[i]+1)*kvO], k[i*kvO:(i+1)*kvO], 0, 0)
@@ -225,7 +227,7 @@ func TestAttnRowsParity(t *testing.T) {
 			ok(t, d.AttnRows(out, lse, qb, rc, up(t, d, cuda.I32, his), c.nh, c.nkv, c.hd, scale))
 			got, gotL := down(t, out), down(t, lse)
 			for i := range n {
-				if c.hi[i] <= 0 {
+				if c.hi[i] <= 0 || c.hi[i] > c.caps[i] {
 					for _, x := range append(got[i*qO:(i+1)*qO], gotL[i*c.nh:(i+1)*c.nh]...) {
 						if x == x {
 							t.Fatalf("row %d: an empty range gave %v, want NaN", i, x)

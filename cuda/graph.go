@@ -36,25 +36,43 @@ var (
 	capG  atomic.Int64 // the capturing goroutine's id, 0 when none
 )
 
-// Capture records the device work f launches (f must make no synchronising
-// call: no downloads, no allocation from the driver) and returns it as a
-// Graph. When f fails, or the recording does, nothing is kept and the error
-// says why; the stream is back to normal either way.
-func (d *Device) Capture(f func() error) (*Graph, error) {
+// Capture records the device work f launches and returns it as a Graph. f
+// must make no synchronising call (no upload, no download) and use no
+// buffer pool at all — not even a cached buffer: another goroutine may be
+// waiting for the capture inside the pool's lock. When f fails or panics,
+// or the recording fails, nothing is kept (a panic goes on after) and the
+// error says why; the stream is back to normal either way.
+func (d *Device) Capture(f func() error) (g *Graph, err error) {
 	capMu.Lock()
 	defer capMu.Unlock()
-	if err := call(func() C.int { return C.dc_graph_begin() }); err != nil {
+	// Begin and claim the stream at once: a call from another goroutine in
+	// between would be recorded.
+	callMu.Lock()
+	err = callLocked(func() C.int { return C.dc_graph_begin() })
+	if err == nil {
+		capG.Store(goid())
+	}
+	callMu.Unlock()
+	if err != nil {
 		return nil, err
 	}
-	callMu.Lock()
-	capG.Store(goid())
-	callMu.Unlock()
+	ended := false
+	end := func(keep bool) (unsafe.Pointer, error) {
+		var exec unsafe.Pointer
+		eerr := call(func() C.int { return C.dc_graph_end(&exec, cbool(keep)) })
+		callMu.Lock()
+		capG.Store(0)
+		callMu.Unlock()
+		ended = true
+		return exec, eerr
+	}
+	defer func() {
+		if !ended { // f panicked: close the recording before the panic goes on
+			end(false)
+		}
+	}()
 	ferr := f()
-	var exec unsafe.Pointer
-	eerr := call(func() C.int { return C.dc_graph_end(&exec, cbool(ferr == nil)) })
-	callMu.Lock()
-	capG.Store(0)
-	callMu.Unlock()
+	exec, eerr := end(ferr == nil)
 	if err := errors.Join(ferr, eerr); err != nil {
 		return nil, err
 	}

@@ -15,7 +15,7 @@ import (
 // then each replay runs all of it once (x·2 + y, twice); a goroutine's call
 // made while the capture is open waits for it and is not recorded (its add
 // happens once, not at each replay); a capture whose work fails keeps
-// nothing and leaves the stream usable.
+// nothing and leaves the stream usable; so does one whose work panics.
 func TestGraphReplay(t *testing.T) {
 	d := device(t)
 	x := up(t, d, cuda.F32, []float32{1, 2, 3})
@@ -27,8 +27,12 @@ func TestGraphReplay(t *testing.T) {
 		if err := d.Add(x, x, 3); err != nil {
 			return err
 		}
-		wg.Go(func() { ok(t, d.Add(other, one, 3)) }) // another goroutine, mid-capture
-		time.Sleep(50 * time.Millisecond)             // long enough for it to be waiting
+		wg.Go(func() { // another goroutine, mid-capture
+			if err := d.Add(other, one, 3); err != nil {
+				t.Error(err)
+			}
+		})
+		time.Sleep(50 * time.Millisecond) // long enough for it to be waiting
 		return d.Add(x, y, 3)
 	})
 	ok(t, err)
@@ -48,4 +52,20 @@ func TestGraphReplay(t *testing.T) {
 	near(t, "x after a failed capture", down(t, x), []float32{34, 68, 102}, 0, 0)
 	ok(t, d.Add(x, y, 3)) // the stream works
 	near(t, "x after a plain add", down(t, x), []float32{44, 88, 132}, 0, 0)
+
+	// A capture whose work panics: the panic goes on, the stream and the
+	// next capture work.
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("the panic was swallowed")
+			}
+		}()
+		d.Capture(func() error { ok(t, d.Add(x, x, 3)); panic("boom") })
+	}()
+	g2, err := d.Capture(func() error { return d.Add(x, y, 3) })
+	ok(t, err)
+	defer g2.Free()
+	ok(t, g2.Launch())
+	near(t, "x after a capture that followed a panic", down(t, x), []float32{54, 108, 162}, 0, 0)
 }

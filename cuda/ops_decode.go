@@ -174,17 +174,17 @@ func (d *Device) KVRows(c RowCaches, k, v, pos *Buffer, kvO int) error {
 // AttnRows is a batched decode step's attention: row r (one token of its
 // own sequence, q (rows, nh·hd)) attends keys [0, Hi[r]) of its own cache,
 // grouped heads, in f32, into out (rows, nh·hd) and lse (rows, nh); hd ≤
-// 128; an empty range gives NaN.
+// 128; an empty range, or one past the row's cache (Cap[r]), gives NaN.
 func (d *Device) AttnRows(out, lse, q *Buffer, c RowCaches, hi *Buffer, nh, nkv, hd int, scale float32) error {
 	n := c.Rows
 	if err := check(fmt.Sprintf("attn_rows(rows %d, heads %d/%d, hd %d)", n, nh, nkv, hd)).
 		true(nh > 0 && nkv > 0 && nh%nkv == 0 && hd > 0 && hd <= 128, "heads must divide, head size in [1, 128]").
 		buf("out", out, F32, n*nh*hd).buf("lse", lse, F32, n*nh).buf("q", q, F32, n*nh*hd).buf("hi", hi, I32, n).
-		buf("k caches", c.K, Addr, n).buf("v caches", c.V, Addr, n).err; err != nil {
+		buf("k caches", c.K, Addr, n).buf("v caches", c.V, Addr, n).buf("caps", c.Cap, I32, n).err; err != nil {
 		return err
 	}
 	g := C.dc_attn_rows_args{out: (*C.float)(out.ptr), lse: (*C.float)(lse.ptr), q: (*C.float)(q.ptr),
-		k_cache: (**C.float)(c.K.ptr), v_cache: (**C.float)(c.V.ptr), hi: (*C.int32_t)(hi.ptr),
+		k_cache: (**C.float)(c.K.ptr), v_cache: (**C.float)(c.V.ptr), hi: (*C.int32_t)(hi.ptr), cap: (*C.int32_t)(c.Cap.ptr),
 		nr: C.int(n), nh: C.int(nh), nkv: C.int(nkv), hd: C.int(hd), scale: C.float(scale)}
 	return call(func() C.int { return C.dc_attn_rows(&g) })
 }

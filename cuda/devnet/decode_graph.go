@@ -89,7 +89,7 @@ func (dc *Decoder) runGraph(nt *Net, ids []int, sp []span, out []float32, branch
 	capRows := s.mir.k[0].Len / kvO
 	cos, sin, err := nt.rope(capRows)
 	if err != nil {
-		return nil, true, err
+		return nil, false, nil // the eager pass needs tables to its position only
 	}
 	tg := tp.graphs[s.mir]
 	if tg != nil && tg.cos != cos {
@@ -99,9 +99,10 @@ func (dc *Decoder) runGraph(nt *Net, ids []int, sp []span, out []float32, branch
 	if tg == nil {
 		p := tp.p
 		p.err, p.cos, p.sin, p.maxPos = nil, cos, sin, capRows-1
-		p.spans = []span{{c: s.c, mir: s.mir, n: 1}}
+		p.spans = []span{{mir: s.mir, n: 1}} // no host cache: the workspace must not keep one alive
 		tg = &tokenGraph{cos: cos}
 		tg.g, err = p.d.Capture(func() error { p.forward(); return p.err })
+		p.spans = nil
 		if err != nil {
 			tg.g = nil
 			graphFailures.Add(1)

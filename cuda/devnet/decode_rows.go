@@ -33,7 +33,7 @@ var rowsPasses atomic.Int64
 // ≤ 128.
 func (p *pass) rowCaches(sp []span) {
 	c := &p.nt.M.Config
-	if len(sp) < 2 || c.HeadDim > 128 {
+	if len(sp) < 2 || c.HeadDim > 128 || p.nt.SimpleAttention || p.nt.GemmAttention {
 		return
 	}
 	L, n, kvO := len(p.nt.layers), len(sp), c.NumKVHeads*c.HeadDim
@@ -59,10 +59,12 @@ func (p *pass) rowCaches(sp []span) {
 		p.do(cuda.Write(t.addr, 0, cuda.CacheTable(addrs)))
 	}
 	t.caps = p.up(cuda.I32, caps)
-	if p.err == nil {
-		p.rows = t
-		rowsPasses.Add(1)
+	if p.err != nil { // nothing has run yet: the step attends span by span instead
+		p.err = nil
+		return
 	}
+	p.rows = t
+	rowsPasses.Add(1)
 }
 
 // layer is layer l's RowCaches.

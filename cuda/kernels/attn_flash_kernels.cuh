@@ -229,10 +229,14 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_fwd(float *out, float *lse, c
   for (int d = 0; d < ND; d++) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
 
+  // Keys past the block's last range are staged as zeros, not read: a
+  // masked key still meets P·V with weight 0, and 0·NaN is NaN (a decoder's
+  // cache mirror past what it holds, attended with nk its capacity).
+  const int kend = min(nk, bhi);
   for (int k0 = blo / FA_BK * FA_BK; k0 < bhi; k0 += FA_BK) {
     __syncthreads();  // the previous tile's reads are done
-    fa_stage<HD, FA_BK>(Ks, LDK, nullptr, 0, k, nk, kvs, kvh * HD, k0);
-    fa_stage<HD, FA_BK>(nullptr, 0, Vt, LDV, v, nk, kvs, kvh * HD, k0);
+    fa_stage<HD, FA_BK>(Ks, LDK, nullptr, 0, k, kend, kvs, kvh * HD, k0);
+    fa_stage<HD, FA_BK>(nullptr, 0, Vt, LDV, v, kend, kvs, kvh * HD, k0);
     __syncthreads();
     if (k0 >= w.whi || k0 + FA_BK <= w.wlo) continue;  // none of this warp's rows sees the tile
 

@@ -27,7 +27,7 @@ extern "C" int dc_attn_rows(const dc_attn_rows_args *g) {
   if (g->nh <= 0 || g->nkv <= 0 || g->nh % g->nkv != 0 || g->hd <= 0 || g->hd > 32 * AR_DIMS)
     return dc_fail("heads must divide, head size in [1, 128]", "attn_rows(rows %d, heads %d/%d, hd %d)", g->nr, g->nh, g->nkv, g->hd);
   if (g->nr <= 0) return 0;
-  ar_args a{g->out, g->lse, g->q, g->k_cache, g->v_cache, g->hi, g->nr, g->nh, g->nkv, g->hd, g->scale};
+  ar_args a{g->out, g->lse, g->q, g->k_cache, g->v_cache, g->hi, g->cap, g->nr, g->nh, g->nkv, g->hd, g->scale};
   k_attn_rows<<<dim3(g->nr, g->nh), AR_WARPS * 32, 0, dc_stream>>>(a);
   DC_LAUNCHED("attn_rows(rows %d, heads %d/%d, hd %d)", g->nr, g->nh, g->nkv, g->hd);
   return 0;

@@ -95,15 +95,16 @@ __global__ void k_kv_rows(kvr_args a) {
 // products serve prompts; a decoded row's cost is reading its cache). One
 // block of AR_WARPS warps per (row, head); warp w runs an online softmax
 // over keys w, w + AR_WARPS, …, each lane holding dims lane + 32i of q and
-// of its output; the warps merge through shared memory. hd ≤ 128. An empty
-// range (hi[r] ≤ 0) gives NaN, as the other attention kernels' bad rows.
+// of its output; the warps merge through shared memory. hd ≤ 128. A bad
+// range (hi[r] ≤ 0, or past the cache's cap[r] rows) gives NaN, as the
+// other attention kernels' bad rows.
 constexpr int AR_WARPS = 4, AR_DIMS = 4;  // hd ≤ 32·AR_DIMS
 
 struct ar_args {
   float *out, *lse;
   const float *q;
   const float *const *kc, *const *vc;
-  const int32_t *hi;
+  const int32_t *hi, *cap;
   int nr, nh, nkv, hd;
   float scale;
 };
@@ -111,7 +112,9 @@ struct ar_args {
 __global__ void __launch_bounds__(AR_WARPS * 32) k_attn_rows(ar_args a) {
   __shared__ float sm[AR_WARPS], sl[AR_WARPS], sacc[AR_WARPS][32 * AR_DIMS];
   const int r = blockIdx.x, h = blockIdx.y, lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-  const int hd = a.hd, kvo = a.nkv * hd, g = h / (a.nh / a.nkv), n = a.hi[r];
+  const int hd = a.hd, kvo = a.nkv * hd, g = h / (a.nh / a.nkv), hi = a.hi[r];
+  const bool bad = hi <= 0 || hi > a.cap[r];
+  const int n = bad ? 0 : hi;
   const float *q = a.q + ((int64_t)r * a.nh + h) * hd;
   const float *K = a.kc[r] + g * hd, *V = a.vc[r] + g * hd;
   float qv[AR_DIMS], acc[AR_DIMS];
@@ -152,7 +155,6 @@ __global__ void __launch_bounds__(AR_WARPS * 32) k_attn_rows(ar_args a) {
     e[k] = sm[k] == -INFINITY ? 0.f : expf(sm[k] - M);  // a warp that saw no key adds nothing
     L += sl[k] * e[k];
   }
-  const bool bad = n <= 0;
   float *o = a.out + ((int64_t)r * a.nh + h) * hd;
   for (int i = 0; i < AR_DIMS; i++) {
     const int d = lane + 32 * i;

@@ -157,7 +157,7 @@ int dc_decode_qkv(const dc_decode_qkv_args *a);
 // kvo) each). dc_kv_rows writes row r's new key and value (k, v: (nr, kvo))
 // at position pos[r] (outside [0, cap[r]): nothing). dc_attn_rows: out (nr,
 // nh·hd) and lse (nr, nh) of row r attending keys [0, hi[r]) of its cache,
-// grouped heads, f32; hd ≤ 128; hi[r] ≤ 0 gives NaN.
+// grouped heads, f32; hd ≤ 128; hi[r] ≤ 0 or > cap[r] gives NaN.
 typedef struct {
   const float *k, *v;
   float *const *k_cache, *const *v_cache;
@@ -169,7 +169,7 @@ typedef struct {
   float *out, *lse;
   const float *q;
   const float *const *k_cache, *const *v_cache;
-  const int32_t *hi;
+  const int32_t *hi, *cap;
   int nr, nh, nkv, hd;
   float scale;
 } dc_attn_rows_args;

@@ -297,7 +297,7 @@ static void rows_case(int nh, int nkv, int hd, std::vector<int> his, std::vector
   fails += !rows_ok;
   std::vector<float> out((size_t)nr * nh * hd, 7.f), lse((size_t)nr * nh, 7.f);
   float scale = 1.f / std::sqrt((float)hd);
-  ar_args aa{out.data(), lse.data(), q.data(), kp.data(), vp.data(), hi.data(), nr, nh, nkv, hd, scale};
+  ar_args aa{out.data(), lse.data(), q.data(), kp.data(), vp.data(), hi.data(), cap.data(), nr, nh, nkv, hd, scale};
   emu_launch(nr, nh, AR_WARPS * 32, 0, [&] { k_attn_rows(aa); });
   std::vector<double> wo, wl;
   std::vector<float> go, gl;
@@ -305,7 +305,7 @@ static void rows_case(int nh, int nkv, int hd, std::vector<int> his, std::vector
     for (int h = 0; h < nh; h++) {
       int g = h / (nh / nkv), n = hi[r];
       const float *qh = &q[((size_t)r * nh + h) * hd];
-      if (n <= 0) {  // NaN rows: checked apart
+      if (n <= 0 || n > cap[r]) {  // NaN rows: checked apart
         bool nan = std::isnan(lse[(size_t)r * nh + h]);
         for (int d = 0; d < hd; d++) nan &= std::isnan(out[((size_t)r * nh + h) * hd + d]);
         if (!nan) printf("  row %d head %d: empty range not NaN FAIL\n", r, h), fails++;
@@ -357,6 +357,7 @@ int main() {
   rows_case(4, 4, 128, {3, 0, 9}, {8, 2, 9});  // row 1: an empty range
   rows_case(6, 3, 80, {130, 2}, {140, 5});
   rows_case(2, 1, 16, {5}, {5});
+  rows_case(4, 2, 32, {3, 7}, {4, 5});  // row 1: a range past its cache
   rows_past_cap();
   printf("%d failures\n", fails);
   return fails != 0;
