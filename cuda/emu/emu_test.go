@@ -15,8 +15,9 @@ import (
 // the host (host/flash_emu.cpp over host/shim.h: a fiber per CUDA thread,
 // mma.sync from the PTX ISA's fragment layouts) and runs forward and
 // backward against an f64 reference: head sizes 16–128, grouped and plain
-// heads, packed segments with a ragged last block, decoding, windows, bad ranges —
-// and attn_merge, each range attended in two halves and merged. A
+// heads, packed segments with a ragged last block, decoding, windows, bad ranges,
+// NaN keys past every range (a cache mirror's unwritten rows) — and
+// attn_merge, each range attended in two halves and merged. A
 // fragment, index, mask or barrier mistake fails here by tens of
 // tolerances (checked by swapping a fragment's registers, 20–47× over, and
 // the merge's two weights, 60×). DISTILL_EMU_ALL=1 adds the four
@@ -25,9 +26,9 @@ func TestFlashKernelsEmulated(t *testing.T) {
 	bin := buildEmu(t, "flash_emu.cpp")
 	// Every case but the four largest (packed 300 and 387 rows, 120+101+79,
 	// 150+150: a minute between them), in two processes.
-	sets := [][]string{{"0", "1", "2", "3", "7", "8", "9", "10"}, {"11", "12", "14", "15", "16", "17", "18", "19"}}
+	sets := [][]string{{"0", "1", "2", "3", "7", "8", "9", "10", "20"}, {"11", "12", "14", "15", "16", "17", "18", "19", "21"}}
 	if os.Getenv("DISTILL_EMU_ALL") == "1" {
-		sets = [][]string{{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}, {"10", "11", "12", "13", "14", "15", "16", "17", "18", "19"}}
+		sets = [][]string{{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "20"}, {"10", "11", "12", "13", "14", "15", "16", "17", "18", "19", "21"}}
 	}
 	outs, errs := make([][]byte, len(sets)), make([]error, len(sets))
 	var wg sync.WaitGroup
@@ -62,6 +63,46 @@ func TestDecodeKernelsEmulated(t *testing.T) {
 	t.Logf("%s", out)
 	if err != nil {
 		t.Errorf("decode_emu: %v (the cases marked FAIL above)", err)
+	}
+}
+
+// TestTrainKernelsEmulated runs the training kernels on the host against
+// f64 references (host/train_emu.cpp), each launched as its launcher in the
+// .cu launches it, at shapes off the block size: RMSNorm forward (in place,
+// no rstd) and backward dx and dw; RoPE both ways, by the stride loop too;
+// SwiGLU by 4 (the bf16 copy bit for bit), its tails, unaligned, in place,
+// and its backward; the embedding gather of f32, f16 and bf16 tables (NaN
+// rows for ids outside) and its scatter-add (guard rows untouched);
+// cross-entropy with its gradient, per-row scales and bad targets; KD's
+// forward KL, reverse KL and JSD (underflowing student probabilities);
+// AdamW; the f64 sum of squares and the clip (equal and NaN norms kept);
+// dropout's masks bit for bit with core/train's hash; add, bias, scale;
+// f32 → bf16 (ties, overflow, NaN) and every bf16 and f16 widened; row
+// gathers and scatters. Checked by mutation (each in a copy of the header):
+// RMSNorm's width off by one fails by 1.2·10⁴× the tolerance, s³ → s² in dx
+// by 51×, dw's last row dropped by 5·10⁵×; RoPE's position by head index and
+// the inverse's sign dropped by 2·10⁶×; SwiGLU's by-4 lane taking u.z by
+// 3·10⁶×, σ′'s term by 6·10⁷×, the bf16 halves swapped or the tail's bf16
+// of g (exact checks); the embedding's f16 read as bf16, an id of vocab
+// read or of −1 written (exact, 2·10⁶×); xent's per-thread sums left
+// unrescaled (10⁶×), the one-hot unscaled (10⁶×), row 0's scale for every
+// row (7·10⁵×), a target of vocab taken (NaN expected); KD's τ² → τ
+// (3·10⁶×), reverse KL's mean dropped (6·10⁶×), JSD's mixture a − b → a + b
+// (7·10⁵×), the CE at τ (10⁶×), a target of vocab taken; AdamW's v from g
+// not g² and the decay dropped (75×); sumsq's blocks overwriting and half
+// its warps dropped (5·10¹¹×), the clip at an equal or NaN norm, the
+// dropout mask off by one and the hash's second shift changed, the bias
+// index, add overwriting, the by-4 bf16 pair swapped, f16 widened as bf16,
+// the gather's index ignored, the scatter's last column dropped (exact
+// checks). The hash's last shift (>> 31 → >> 30) passes: it changes bits
+// 0–33 only, which decide a mask only where the top 30 bits tie with the
+// threshold's (2⁻³⁰ an element).
+func TestTrainKernelsEmulated(t *testing.T) {
+	bin := buildEmu(t, "train_emu.cpp")
+	out, err := exec.Command(bin).CombinedOutput()
+	t.Logf("%s", out)
+	if err != nil {
+		t.Errorf("train_emu: %v (the cases marked FAIL above)", err)
 	}
 }
 

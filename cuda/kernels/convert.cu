@@ -1,32 +1,6 @@
 // convert.cu: f32 <-> bf16 and f16 -> f32, element-wise.
 #include "common.cuh"
-
-// Round to nearest even, NaN kept quiet: tensor.F32ToBF16's rule, which is
-// also __float2bfloat16_rn's.
-__global__ void k_f32_to_bf16(__nv_bfloat16 *dst, const float *src, int64_t n) {
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    dst[i] = __float2bfloat16_rn(src[i]);
-}
-
-// The same over groups of 4 (src 16-byte, dst 8-byte aligned, n4 = n/4): one
-// 16-byte load and one 8-byte store a thread, the copy bandwidth's pattern.
-__global__ void k_f32_to_bf16_x4(uint2 *dst, const float4 *src, int64_t n4) {
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n4; i += (int64_t)gridDim.x * blockDim.x) {
-    float4 v = src[i];
-    __nv_bfloat162 a = __floats2bfloat162_rn(v.x, v.y), b = __floats2bfloat162_rn(v.z, v.w);
-    dst[i] = make_uint2(*reinterpret_cast<uint32_t *>(&a), *reinterpret_cast<uint32_t *>(&b));
-  }
-}
-
-__global__ void k_bf16_to_f32(float *dst, const __nv_bfloat16 *src, int64_t n) {
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    dst[i] = __bfloat162float(src[i]);
-}
-
-__global__ void k_f16_to_f32(float *dst, const __half *src, int64_t n) {
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    dst[i] = __half2float(src[i]);
-}
+#include "convert_kernels.cuh"
 
 extern "C" int dc_f32_to_bf16(uint16_t *dst, const float *src, int64_t n) {
   if (n <= 0) return 0;

@@ -1,20 +1,6 @@
 // elementwise.cu: dst += src, bias rows, scaling.
 #include "common.cuh"
-
-__global__ void k_add(float *dst, const float *src, int64_t n) {
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    dst[i] += src[i];
-}
-
-__global__ void k_add_bias(float *x, const float *bias, int64_t total, int n) {
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x)
-    x[i] += bias[i % n];
-}
-
-__global__ void k_scale(float *x, float s, int64_t n) {
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    x[i] *= s;
-}
+#include "elementwise_kernels.cuh"
 
 extern "C" int dc_add(float *dst, const float *src, int64_t n) {
   if (n <= 0) return 0;

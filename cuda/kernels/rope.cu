@@ -3,22 +3,7 @@
 // from the host (core/model computes them, llama3 and linear scaling
 // included), so the kernel is the same for every scaling.
 #include "common.cuh"
-
-// One thread per (row, head, j < hd/2).
-__global__ void k_rope(float *x, const int32_t *pos, const float *cs, const float *sn, int n, int nh, int hd, float sign) {
-  int half = hd / 2;
-  int64_t total = (int64_t)n * nh * half;
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
-    int j = (int)(i % half);
-    int64_t rh = i / half;  // row·nh + head
-    int p = pos[rh / nh];
-    float c = cs[(int64_t)p * half + j], s = sign * sn[(int64_t)p * half + j];
-    float *h = x + rh * hd;
-    float a = h[j], b = h[j + half];
-    h[j] = a * c - b * s;
-    h[j + half] = b * c + a * s;
-  }
-}
+#include "rope_kernels.cuh"
 
 extern "C" int dc_rope(float *x, const int32_t *pos, const float *cos_t, const float *sin_t,
                        int n, int n_heads, int hd, int max_pos, int inverse) {

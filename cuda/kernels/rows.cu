@@ -1,17 +1,6 @@
 // rows.cu: row gathers and scatters by an index list, one block per row.
 #include "common.cuh"
-
-__global__ void k_gather_rows(float *dst, const float *src, const int32_t *idx, int d) {
-  const float *s = src + (int64_t)idx[blockIdx.x] * d;
-  float *o = dst + (int64_t)blockIdx.x * d;
-  for (int j = threadIdx.x; j < d; j += blockDim.x) o[j] = s[j];
-}
-
-__global__ void k_scatter_rows(float *dst, const float *src, const int32_t *idx, int d) {
-  const float *s = src + (int64_t)blockIdx.x * d;
-  float *o = dst + (int64_t)idx[blockIdx.x] * d;
-  for (int j = threadIdx.x; j < d; j += blockDim.x) o[j] = s[j];
-}
+#include "rows_kernels.cuh"
 
 extern "C" int dc_gather_rows(float *dst, const float *src, const int32_t *idx, int k, int d) {
   if (k <= 0 || d <= 0) return 0;

@@ -6,40 +6,7 @@
 // f64): the parity tests allow about 1e-5 relative on the loss. A target
 // outside [0, vocab) gives its row a NaN loss (callers check targets first).
 #include "common.cuh"
-
-__global__ void k_xent(float *loss, float *logits, const int32_t *target, int vocab, float scale,
-                       const float *row_scale, int grad) {
-  __shared__ float shm[33], shs[33];
-  float *lg = logits + (int64_t)blockIdx.x * vocab;
-  int t = target[blockIdx.x];
-  if (t < 0 || t >= vocab) {  // the whole block leaves: a NaN loss, not a stray read
-    if (threadIdx.x == 0) loss[blockIdx.x] = NAN;
-    return;
-  }
-  float m = -INFINITY, s = 0.f;
-  for (int j = threadIdx.x; j < vocab; j += blockDim.x) {
-    float x = lg[j];
-    if (x > m) {
-      s = s * expf(m - x) + 1.f;
-      m = x;
-    } else {
-      s += expf(x - m);
-    }
-  }
-  float bm = dc_block_max(m, shm);
-  s = m == -INFINITY ? 0.f : s * expf(m - bm);
-  float bs = dc_block_sum(s, shs);
-  float tl = lg[t];
-  if (threadIdx.x == 0) loss[blockIdx.x] = bm + logf(bs) - tl;
-  if (!grad) return;
-  __syncthreads();  // every thread has read lg[t]
-  if (row_scale != nullptr) scale = row_scale[blockIdx.x];
-  float inv = 1.f / bs;
-  for (int j = threadIdx.x; j < vocab; j += blockDim.x) {
-    float p = expf(lg[j] - bm) * inv;
-    lg[j] = scale * p - (j == t ? scale : 0.f);
-  }
-}
+#include "xent_kernels.cuh"
 
 extern "C" int dc_xent(float *loss, float *logits, const int32_t *target, int rows, int vocab, float scale, int grad) {
   if (rows <= 0) return 0;

@@ -1,5 +1,8 @@
 // shim.h: a host emulation of the CUDA features the kernels' device code
-// (attn_flash_kernels.cuh, matvec_kernels.cuh, decode_kernels.cuh) uses, so that its kernels run on the CPU as written: each CUDA thread of
+// (attn_flash_kernels.cuh, matvec_kernels.cuh, decode_kernels.cuh, and the
+// training kernels' *_kernels.cuh: rmsnorm, rope, swiglu, embed, xent, kd,
+// adamw, gradnorm, dropout, elementwise, convert, rows) uses, so that its
+// kernels run on the CPU as written: each CUDA thread of
 // the block in flight a fiber (ucontext, its own stack) switched
 // cooperatively on one OS thread — blocks one after another — meeting at
 // barriers for __syncthreads and for the warp collectives (shuffles, mma);
@@ -187,6 +190,39 @@ inline float __uint_as_float(uint32_t u) {
   float f;
   memcpy(&f, &u, 4);
   return f;
+}
+// f16 as bits, widened exactly (subnormals normalised; inf and NaN, its
+// payload, kept), as cvt.f32.f16.
+struct emu_half {
+  uint16_t v;
+};
+typedef emu_half __half;
+inline float __half2float(emu_half h) {
+  uint32_t s = (uint32_t)(h.v & 0x8000u) << 16, e = (h.v >> 10) & 0x1f, m = h.v & 0x3ffu, u;
+  if (e == 0x1f) {
+    u = s | 0x7f800000u | m << 13;
+  } else if (e != 0) {
+    u = s | (e + 112) << 23 | m << 13;
+  } else if (m == 0) {
+    u = s;
+  } else {  // subnormal: m·2⁻²⁴, normalised
+    for (e = 113; !(m & 0x400u); e--) m <<= 1;
+    u = s | e << 23 | (m & 0x3ffu) << 13;
+  }
+  return __uint_as_float(u);
+}
+// Atomics: one OS thread runs every fiber and none yields inside one, so a
+// read-modify-write is atomic as it stands (the order of a contended
+// address's additions is the fibers', fixed; the device's varies).
+inline float atomicAdd(float *p, float v) {
+  float old = *p;
+  *p = old + v;
+  return old;
+}
+inline double atomicAdd(double *p, double v) {
+  double old = *p;
+  *p = old + v;
+  return old;
 }
 // The byte selected by each nibble of s from the eight bytes {y, x} (x the
 // low four); selectors here are < 8 (no sign replication).
