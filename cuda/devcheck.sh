@@ -7,6 +7,15 @@
 # against its cudart and cuBLAS, runs every CUDA test (each launch
 # synchronised and checked), then the GPU benchmarks, and prints the table.
 # Logs go to $OUT (or .devbuild/out).
+#
+# Knobs (environment): TEST_RUN, TEST_TIMEOUT (the CUDA tests: a -run
+# pattern), SKIP_KERNEL_TESTS, SKIP_KERNEL_BENCH, BENCH_RUN, BENCH_TIME,
+# BENCH_TIMEOUT (the kernel benchmarks), DECODE_BENCH=shape (inference on
+# the GPU: op by op, fused, fused with graphs), DISTILL_BENCH_STEP=shape:seq,…
+# STEP_TIME, STEP_TIMEOUT (the training step), STEP_ATTN=gemm|simple (the
+# step again with another attention), STEP_LORA=0 (skip the step again with
+# the lora kernels), SKIP_E2E, SANITIZE=1 (compute-sanitizer), NCU=1
+# (NCU_SKIP, NCU_COUNT, NCU_TIMEOUT: per-kernel times), CUDA_ARCH.
 set -u
 OUT=${OUT:-.devbuild/out}
 # The kernels are built apart from `make cuda`'s cuda/build (this build is
@@ -158,6 +167,11 @@ if [ -n "${STEP_ATTN:-}" ]; then  # the step again with another attention (simpl
     -test.bench Step -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[$STEP_ATTN]/") >> "$OUT/bench.log" 2>&1
   echo "training step ($STEP_ATTN attention) exit $?"
 fi
+if [ "${STEP_LORA:-1}" = 1 ]; then  # the step again with the adapter's products by the lora kernels (gated)
+  (cd cuda/devnet && DISTILL_CUDA_LORA=1 timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' \
+    -test.bench Step -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[lora]/") >> "$OUT/bench.log" 2>&1
+  echo "training step (lora kernels) exit $?"
+fi
 grep -E "^Benchmark|FAIL|panic|_test.go" "$OUT/bench.log" | tail -40
 if [ -n "${NCU:-}" ] && command -v ncu >/dev/null; then
   # Each kernel's own time over one step (ncu serialises launches, so the
@@ -189,7 +203,8 @@ for f in /tmp/e2e/*.log; do echo "==== $f"; cat "$f"; done > "$OUT/e2e.log" 2>/d
 step "gated device paths"
 for t in TestDeviceOptimizerParity:optimizerVerified:optimizer.go TestMatVecFusedParity:fusedVerified:decode_layer.go \
   TestDecodeQKVParity:fusedVerified:decode_layer.go TestGraphReplay:fusedVerified:decode_layer.go \
-  TestAttnRowsParity:fusedVerified:decode_layer.go \
+  TestAttnRowsParity:fusedVerified:decode_layer.go TestLoRAParity:skinnyVerified:lora_products.go \
+  TestStepParity:skinnyVerified:lora_products.go \
   TestDecoderParity:fusedVerified:decode_layer.go; do
   IFS=: read -r name gate file <<< "$t"
   r=$(grep -E "^--- (PASS|FAIL|SKIP): $name " "$OUT/tests.log" | awk '{print $2}')

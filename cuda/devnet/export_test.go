@@ -26,3 +26,7 @@ func GraphFailures() int64 { return graphFailures.Load() }
 // RowsPasses is how many batched decode steps have attended through the
 // row tables (decode_rows.go) in this process.
 func RowsPasses() int64 { return rowsPasses.Load() }
+
+// SkinnyCalls is how many adapter products the lora kernels have run in
+// this process.
+func SkinnyCalls() int64 { return skinnyCalls.Load() }

@@ -60,7 +60,7 @@ func (p *pass) loraFwd(y, x *cuda.Buffer, l, i int) {
 		p.do(d.Dropout(xd, x, n*in, base, thresh, keep))
 		x = xd
 	}
-	p.do(d.GemmTF32(false, true, n, r, in, 1, x, in, A, in, 0, u, r))
+	p.loraRows(u, x, A, r, in, false, 1)
 	p.do(d.GemmTF32(false, true, n, out, r, s, u, r, B, r, 1, y, out))
 }
 
@@ -86,17 +86,17 @@ func (p *pass) linB(dx, dy, x *cuda.Buffer, l, i int) {
 	p.mark("lora")
 	r, s := p.nt.A.Config.R, p.nt.A.Config.Scaling()
 	u, du := p.a.u[i], p.s.du
-	p.do(d.GemmTF32(false, false, n, r, out, s, dy, out, B, r, 0, du, r))
-	p.do(d.GemmTF32(true, false, out, r, n, s, dy, out, u, r, 1, gB, r))
+	p.loraRows(du, dy, B, r, out, true, s)   // du = s·dy·B
+	p.loraCols(gB, dy, u, out, r, false, s) // dB += s·dyᵀ·u
 	if p.drop == nil {
-		p.do(d.GemmTF32(true, false, r, in, n, 1, du, r, x, in, 1, gA, in))
+		p.loraCols(gA, x, du, in, r, true, 1) // dA += duᵀ·x
 		p.do(d.GemmTF32(false, false, n, in, r, 1, du, r, A, in, 1, dx, in))
 		return
 	}
 	base, thresh, keep := p.drop(l*nMod + i)
 	buf := p.dropBuf.View(0, n*in)
 	p.do(d.Dropout(buf, x, n*in, base, thresh, keep)) // the adapter saw x∘mask/(1−p)
-	p.do(d.GemmTF32(true, false, r, in, n, 1, du, r, buf, in, 1, gA, in))
+	p.loraCols(gA, buf, du, in, r, true, 1)
 	p.do(d.GemmTF32(false, false, n, in, r, 1, du, r, A, in, 0, buf, in))
 	p.do(d.DropoutAdd(dx, buf, n*in, base, thresh, keep)) // dx += (du·A)∘mask/(1−p)
 }

@@ -134,59 +134,76 @@ func TestStepParity(t *testing.T) {
 			}
 
 			// The device through train.Net's own door (as a run takes it): the
-			// Net hands its steps, with its dropout masks' keys, to devnet.
-			m2, a2 := build(t, dir, s)
-			gpu, err := train.NewNet(tensor.CPU{}, m2, a2)
-			ok(t, err)
-			gpu.DropoutSeed = 7
-			attached, err := gpu.Accelerate("cuda")
-			if !attached {
-				t.Fatalf("Accelerate: %v", err)
-			}
-			t.Cleanup(gpu.Close)
-			var gotLoss []float64
-			for i, b := range batches {
-				l, err := gpu.Step(b, denom)
-				gotLoss = append(gotLoss, l)
-				ok(t, err)
-				// bf16 operands into the base's GEMMs (f32 on the CPU): ~1e-2
-				// relative on what passes through them; the summed token loss
-				// averages those errors: 1e-3 relative.
-				if math.Abs(l-wantLoss[i]) > 1e-3*math.Abs(wantLoss[i]) || math.IsNaN(l) {
-					t.Errorf("micro-batch %d: loss %.6f, CPU %.6f", i, l, wantLoss[i])
-				}
-			}
-			got := gpu.Grads
-			// Gradients as a whole: 1e-2 relative in L2 (the bf16 tolerance of
-			// the issue); each module's too, so one wrong module cannot hide.
-			rel := relL2(got, cpu.Grads)
-			if rel > 1e-2 || math.IsNaN(rel) {
-				t.Errorf("adapter gradients differ from the CPU's by %.2e relative (L2)", rel)
-			}
-			worst, where := 0.0, ""
-			for l, ps := range a.Layers {
-				for i, p := range ps {
-					if p == nil {
-						continue
+			// Net hands its steps, with its dropout masks' keys, to devnet —
+			// the adapter's products by cuBLAS in TF32 and by the lora kernels
+			// (gated until this passes: DISTILL_CUDA_LORA).
+			for _, skinny := range []string{"0", "1"} {
+				t.Run("lora_kernels_"+skinny, func(t *testing.T) {
+					t.Setenv("DISTILL_CUDA_LORA", skinny)
+					before := devnet.SkinnyCalls()
+					deviceStep(t, dir, s, batches, denom, a, cpu, wantLoss)
+					if ran := devnet.SkinnyCalls() - before; (ran > 0) != (skinny == "1") {
+						t.Errorf("%d adapter products by the lora kernels (DISTILL_CUDA_LORA=%s)", ran, skinny)
 					}
-					for _, part := range []struct {
-						name string
-						v    []float32
-					}{{"A", p.A}, {"B", p.B}} {
-						off := offsetIn(a.Params, part.v)
-						e := relL2(got[off:off+len(part.v)], cpu.Grads[off:off+len(part.v)])
-						if e > worst || math.IsNaN(e) {
-							worst, where = e, fmt.Sprintf("layer %d %s %s", l, lora.Modules[i], part.name)
-						}
-					}
-				}
+				})
 			}
-			if worst > 3e-2 || math.IsNaN(worst) {
-				t.Errorf("worst module gradient: %s, %.2e relative (L2)", where, worst)
-			}
-			t.Logf("loss %.6f (CPU %.6f); gradients %.2e relative, worst module %s %.2e", gotLoss[0], wantLoss[0], rel, where, worst)
 		})
 	}
+}
+
+// deviceStep runs TestStepParity's micro-batches on the device and checks
+// losses and gradients against the CPU's (cpu, wantLoss; a its adapter).
+func deviceStep(t *testing.T, dir string, s setup, batches []*train.Batch, denom int, a *lora.Adapter, cpu *train.Net, wantLoss []float64) {
+	m2, a2 := build(t, dir, s)
+	gpu, err := train.NewNet(tensor.CPU{}, m2, a2)
+	ok(t, err)
+	gpu.DropoutSeed = 7
+	attached, err := gpu.Accelerate("cuda")
+	if !attached {
+		t.Fatalf("Accelerate: %v", err)
+	}
+	t.Cleanup(gpu.Close)
+	var gotLoss []float64
+	for i, b := range batches {
+		l, err := gpu.Step(b, denom)
+		gotLoss = append(gotLoss, l)
+		ok(t, err)
+		// bf16 operands into the base's GEMMs (f32 on the CPU): ~1e-2
+		// relative on what passes through them; the summed token loss
+		// averages those errors: 1e-3 relative.
+		if math.Abs(l-wantLoss[i]) > 1e-3*math.Abs(wantLoss[i]) || math.IsNaN(l) {
+			t.Errorf("micro-batch %d: loss %.6f, CPU %.6f", i, l, wantLoss[i])
+		}
+	}
+	got := gpu.Grads
+	// Gradients as a whole: 1e-2 relative in L2 (the bf16 tolerance of
+	// the issue); each module's too, so one wrong module cannot hide.
+	rel := relL2(got, cpu.Grads)
+	if rel > 1e-2 || math.IsNaN(rel) {
+		t.Errorf("adapter gradients differ from the CPU's by %.2e relative (L2)", rel)
+	}
+	worst, where := 0.0, ""
+	for l, ps := range a.Layers {
+		for i, p := range ps {
+			if p == nil {
+				continue
+			}
+			for _, part := range []struct {
+				name string
+				v    []float32
+			}{{"A", p.A}, {"B", p.B}} {
+				off := offsetIn(a.Params, part.v)
+				e := relL2(got[off:off+len(part.v)], cpu.Grads[off:off+len(part.v)])
+				if e > worst || math.IsNaN(e) {
+					worst, where = e, fmt.Sprintf("layer %d %s %s", l, lora.Modules[i], part.name)
+				}
+			}
+		}
+	}
+	if worst > 3e-2 || math.IsNaN(worst) {
+		t.Errorf("worst module gradient: %s, %.2e relative (L2)", where, worst)
+	}
+	t.Logf("loss %.6f (CPU %.6f); gradients %.2e relative, worst module %s %.2e", gotLoss[0], wantLoss[0], rel, where, worst)
 }
 
 // offsetIn is v's offset within params (v a view of it).

@@ -106,6 +106,24 @@ func TestTrainKernelsEmulated(t *testing.T) {
 	}
 }
 
+// TestLoRAKernelsEmulated runs the adapter's skinny products
+// (lora_kernels.cuh: x·Aᵀ and dy·B by rows, dB and dA by columns) on the
+// host against f64 references (host/lora_emu.cpp): ranks 1–32 over both
+// templates, rows and widths off the blocks, accumulation onto nonzero
+// gradients. Checked by mutation: swapping a halving exchange's kept and
+// sent halves fails by 2·10⁵× the tolerance, writing one lane's first sum
+// twice gives inf, dropping a warp's share of a column by 10⁵×. (The row
+// and column guards on loads only keep reads in bounds: the padding they
+// guard meets zero weights.)
+func TestLoRAKernelsEmulated(t *testing.T) {
+	bin := buildEmu(t, "lora_emu.cpp")
+	out, err := exec.Command(bin).CombinedOutput()
+	t.Logf("%s", out)
+	if err != nil {
+		t.Errorf("lora_emu: %v (the cases marked FAIL above)", err)
+	}
+}
+
 // buildEmu compiles host/src (a driver over shim.h) into a test binary.
 func buildEmu(t *testing.T, src string) string {
 	t.Helper()

@@ -1,0 +1,105 @@
+// lora_emu.cpp: lora_kernels.cuh's skinny products on the host (shim.h)
+// against f64 references, launched as lora.cu launches them: lora_rows for
+// x·Aᵀ (A row-major) and dy·B (B read transposed), lora_cols for dB (rows of
+// r) and dA (columns of J), ranks 1–32 (both templates, ranks below them),
+// row counts and widths off the blocks' sizes, accumulation into c. Run by
+// emu_test.go (make test). Exit 1 on a failure.
+#include "shim.h"
+#include "../../kernels/lora_kernels.cuh"
+
+#include <random>
+#include <string>
+
+static int fails = 0;
+static std::mt19937 rng(11);
+
+static std::vector<float> randn(size_t n) {
+  std::normal_distribution<float> N;
+  std::vector<float> v(n);
+  for (float &x : v) x = N(rng);
+  return v;
+}
+
+// Each element within tol·(rms(want) + |want|); f32 FMAs over K terms
+// against f64: tol 1e-5 (K ≤ 9000: √K·6e-8 ≈ 6e-6 of the rms).
+static void check(const std::string &what, const std::vector<float> &got, const std::vector<double> &want) {
+  const double tol = 1e-5;
+  double ss = 0, worst = 0;
+  for (double w : want) ss += w * w;
+  double rms = std::sqrt(ss / std::max<size_t>(want.size(), 1));
+  size_t bad = 0, first = 0;
+  for (size_t i = 0; i < want.size(); i++) {
+    double err = std::fabs(got[i] - want[i]) / (tol * (rms + std::fabs(want[i])));
+    if (!(err <= 1) && bad++ == 0) first = i;
+    worst = std::isnan(err) ? INFINITY : std::max(worst, err);
+  }
+  printf("  %-22s worst/tol %.3f%s", what.c_str(), worst, bad ? " FAIL" : "");
+  if (bad) {
+    fails++;
+    printf(" (%zu bad, first at %zu: got %g want %g)", bad, first, got[first], want[first]);
+  }
+  printf("\n");
+}
+
+static void rows(int RT, float *out, const float *x, const float *w, int64_t wk, int64_t wj, int n, int r, int K, float s) {
+  int rpb = LR_WARPS * (64 / RT);
+  emu_launch((n + rpb - 1) / rpb, 1, LR_WARPS * 32, 0, [&] {
+    if (RT == 16)
+      k_lora_rows<16>(out, x, w, wk, wj, n, r, K, s);
+    else
+      k_lora_rows<32>(out, x, w, wk, wj, n, r, K, s);
+  });
+}
+
+static void cols(int RT, float *c, int64_t cj, int64_t ck, const float *x, const float *u, int n, int J, int r, float s) {
+  emu_launch((J + 31) / 32, 1, LC_WARPS * 32, 0, [&] {
+    if (RT == 16)
+      k_lora_cols<16>(c, cj, ck, x, u, n, J, r, s);
+    else
+      k_lora_cols<32>(c, cj, ck, x, u, n, J, r, s);
+  });
+}
+
+static void lora_case(int n, int K, int r) {
+  const int RT = r <= 16 ? 16 : 32;
+  const float s = 1.75f;
+  printf("lora n=%d K=%d r=%d (RT %d)\n", n, K, r, RT);
+  std::vector<float> x = randn((size_t)n * K), A = randn((size_t)r * K), B = randn((size_t)K * r), dy = randn((size_t)n * K);
+  std::vector<float> u = randn((size_t)n * r);
+  // u' = s·x·Aᵀ and du = s·dy·B (B (K, r) read as W(k, j) = B[j·r + k]).
+  std::vector<float> got((size_t)n * r, NAN), got2((size_t)n * r, NAN);
+  rows(RT, got.data(), x.data(), A.data(), K, 1, n, r, K, s);
+  rows(RT, got2.data(), dy.data(), B.data(), 1, r, n, r, K, s);
+  std::vector<double> want((size_t)n * r), want2((size_t)n * r);
+  for (int i = 0; i < n; i++)
+    for (int k = 0; k < r; k++) {
+      double a = 0, b = 0;
+      for (int j = 0; j < K; j++) a += (double)x[(size_t)i * K + j] * A[(size_t)k * K + j], b += (double)dy[(size_t)i * K + j] * B[(size_t)j * r + k];
+      want[(size_t)i * r + k] = s * a, want2[(size_t)i * r + k] = s * b;
+    }
+  check("x·Aᵀ", got, want);
+  check("dy·B", got2, want2);
+  // dB (K, r) += s·dyᵀ·u and dA (r, K) += s·uᵀ·x, onto nonzero starts.
+  std::vector<float> dB = randn((size_t)K * r), dA = randn((size_t)r * K);
+  std::vector<double> wB(dB.begin(), dB.end()), wA(dA.begin(), dA.end());
+  cols(RT, dB.data(), r, 1, dy.data(), u.data(), n, K, r, s);
+  cols(RT, dA.data(), 1, K, x.data(), u.data(), n, K, r, s);
+  for (int j = 0; j < K; j++)
+    for (int k = 0; k < r; k++) {
+      double b = 0, a = 0;
+      for (int i = 0; i < n; i++) b += (double)dy[(size_t)i * K + j] * u[(size_t)i * r + k], a += (double)x[(size_t)i * K + j] * u[(size_t)i * r + k];
+      wB[(size_t)j * r + k] += s * b, wA[(size_t)k * K + j] += s * a;
+    }
+  check("dB += dyᵀ·u", dB, wB);
+  check("dA += uᵀ·x", dA, wA);
+}
+
+int main() {
+  lora_case(37, 96, 16);    // one chunk, rows off the block
+  lora_case(70, 300, 8);    // rank below the template's, K off the chunk
+  lora_case(129, 512, 32);  // the wide template
+  lora_case(5, 1028, 24);   // few rows, K off the chunk by 4
+  lora_case(300, 68, 1);    // rank 1, rows over several U chunks
+  printf("%d failures\n", fails);
+  return fails != 0;
+}
