@@ -86,7 +86,7 @@ func (p *pass) linB(dx, dy, x *cuda.Buffer, l, i int) {
 	p.mark("lora")
 	r, s := p.nt.A.Config.R, p.nt.A.Config.Scaling()
 	u, du := p.a.u[i], p.s.du
-	p.loraRows(du, dy, B, r, out, true, s)   // du = s·dy·B
+	p.loraRows(du, dy, B, r, out, true, s)  // du = s·dy·B
 	p.loraCols(gB, dy, u, out, r, false, s) // dB += s·dyᵀ·u
 	if p.drop == nil {
 		p.loraCols(gA, x, du, in, r, true, 1) // dA += duᵀ·x
