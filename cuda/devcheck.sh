@@ -13,8 +13,9 @@
 # BENCH_TIMEOUT (the kernel benchmarks), DECODE_BENCH=shape (inference on
 # the GPU: op by op, fused, fused with graphs), DISTILL_BENCH_STEP=shape:seq,…
 # STEP_TIME, STEP_TIMEOUT (the training step), STEP_ATTN=gemm|simple (the
-# step again with another attention), STEP_LORA=0 (skip the step again with
-# the lora kernels), SKIP_E2E, SANITIZE=1 (compute-sanitizer), NCU=1
+# step again with another attention), STEP_LORA=0, STEP_KEEP=0 (skip the
+# step again with the lora kernels, with every layer's activations kept),
+# SKIP_E2E, SANITIZE=1 (compute-sanitizer), NCU=1
 # (NCU_SKIP, NCU_COUNT, NCU_TIMEOUT: per-kernel times), CUDA_ARCH.
 set -u
 OUT=${OUT:-.devbuild/out}
@@ -171,6 +172,11 @@ if [ "${STEP_LORA:-1}" = 1 ]; then  # the step again with the adapter's products
   (cd cuda/devnet && DISTILL_CUDA_LORA=1 timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' \
     -test.bench Step -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[lora]/") >> "$OUT/bench.log" 2>&1
   echo "training step (lora kernels) exit $?"
+fi
+if [ "${STEP_KEEP:-1}" = 1 ]; then  # the step again keeping every layer's activations (no recomputed forward)
+  (cd cuda/devnet && DISTILL_BENCH_KEEP=1 timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' \
+    -test.bench Step -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[keep]/") >> "$OUT/bench.log" 2>&1
+  echo "training step (activations kept) exit $?"
 fi
 grep -E "^Benchmark|FAIL|panic|_test.go" "$OUT/bench.log" | tail -40
 if [ -n "${NCU:-}" ] && command -v ncu >/dev/null; then

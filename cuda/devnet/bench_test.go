@@ -32,7 +32,10 @@ import (
 // adds each phase's milliseconds per step (measured with the device
 // synchronised between phases, after the timed steps); DISTILL_BENCH_SKIP=
 // lora,attention,... the milliseconds of a step without each phase, after
-// them (no synchronisation: the difference to ms-step is the phase's cost).
+// them (no synchronisation: the difference to ms-step is the phase's cost);
+// DISTILL_BENCH_KEEP=1 keeps every layer's activations instead of
+// recomputing them (Net.KeepActivations: the same FLOPs credited, a
+// forward's fewer run).
 func BenchmarkStep(b *testing.B) {
 	spec := os.Getenv("DISTILL_BENCH_STEP")
 	if spec == "" {
@@ -81,6 +84,7 @@ func benchStep(b *testing.B, name string, seq int, peak float64) {
 	defer net.Close()
 	net.SimpleAttention = os.Getenv("DISTILL_BENCH_ATTN") == "simple"
 	net.GemmAttention = os.Getenv("DISTILL_BENCH_ATTN") == "gemm"
+	net.KeepActivations = os.Getenv("DISTILL_BENCH_KEEP") == "1" // no recomputed forward (memory permitting)
 	bt := &train.Batch{}
 	ids, mask := make([]int, seq), make([]bool, seq)
 	for i := range ids {

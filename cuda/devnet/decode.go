@@ -310,7 +310,7 @@ func (dc *Decoder) run(ids []int, sp []span, out []float32, branches [][]int) ([
 func (p *pass) attendSpans(l int) {
 	c := &p.nt.M.Config
 	H, KV, hd := c.NumHeads, c.NumKVHeads, c.HeadDim
-	qO, kvO, a := H*hd, KV*hd, &p.a
+	qO, kvO, a := H*hd, KV*hd, p.a
 	if p.rows != nil {
 		p.attendRows(l)
 		return

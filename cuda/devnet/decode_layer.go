@@ -47,7 +47,7 @@ var fusedPasses atomic.Int64
 // adapter's products (two small GEMMs a module) follow each product as in
 // lin, on the normalised input the fused product writes out.
 func (p *pass) layerDecode(l int, x *cuda.Buffer) {
-	d, c, L, a := p.d, &p.nt.M.Config, &p.nt.layers[l], &p.a
+	d, c, L, a := p.d, &p.nt.M.Config, &p.nt.layers[l], p.a
 	D, F := c.HiddenSize, c.IntermediateSize
 	H, KV, hd := c.NumHeads, c.NumKVHeads, c.HeadDim
 	eps := float32(c.RMSNormEps)

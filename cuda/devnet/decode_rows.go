@@ -76,7 +76,7 @@ func (t *rowTables) layer(l, layers int) cuda.RowCaches {
 // row's new key and value into its own mirror, then each row over its own.
 func (p *pass) attendRows(l int) {
 	c := &p.nt.M.Config
-	H, KV, hd, a := c.NumHeads, c.NumKVHeads, c.HeadDim, &p.a
+	H, KV, hd, a := c.NumHeads, c.NumKVHeads, c.HeadDim, p.a
 	rc := p.rows.layer(l, len(p.nt.layers))
 	p.do(p.d.KVRows(rc, a.k, a.v, p.pos, KV*hd))
 	p.do(p.d.AttnRows(a.att, a.lse, a.q, rc, p.attn.Hi, H, KV, hd, p.attn.Scale))

@@ -124,7 +124,7 @@ func (p *pass) layerFwd(l int, x *cuda.Buffer) {
 		p.layerDecode(l, x)
 		return
 	}
-	d, c, L, a := p.d, &p.nt.M.Config, &p.nt.layers[l], &p.a
+	d, c, L, a := p.d, &p.nt.M.Config, &p.nt.layers[l], p.a
 	n, D, F := p.n, c.HiddenSize, c.IntermediateSize
 	H, KV, hd := c.NumHeads, c.NumKVHeads, c.HeadDim
 	eps := float32(c.RMSNormEps)
@@ -187,7 +187,7 @@ func (p *pass) layerFwd(l int, x *cuda.Buffer) {
 // gradient at its input (in place), accumulating the adapter's gradients.
 // xIn is the layer's input; p.a holds its activations.
 func (p *pass) layerBwd(l int, dx, xIn *cuda.Buffer) {
-	d, c, L, a, s := p.d, &p.nt.M.Config, &p.nt.layers[l], &p.a, &p.s
+	d, c, L, a, s := p.d, &p.nt.M.Config, &p.nt.layers[l], p.a, &p.s
 	n, D, F := p.n, c.HiddenSize, c.IntermediateSize
 	H, KV, hd := c.NumHeads, c.NumKVHeads, c.HeadDim
 	tables := p.maxPos + 1

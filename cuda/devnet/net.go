@@ -103,6 +103,15 @@ type Net struct {
 	// train.FlashAttention): for comparisons.
 	SimpleAttention, GemmAttention bool
 
+	// KeepActivations keeps every layer's activations from the forward
+	// for the backward instead of recomputing them layer by layer (the
+	// default, activation checkpointing): a step skips a forward's worth of
+	// work — the base's GEMMs run twice, not three times — for the memory
+	// of all layers' activations (≈ 9 GB at 1.5B@2048, against the 0.33 GB
+	// of one layer). Neither the memory plan nor a run's fit counts it yet:
+	// for cards with room to spare and for benchmarks (DISTILL_BENCH_KEEP).
+	KeepActivations bool
+
 	// Profile, when non-nil, makes each Step wait for the device between its
 	// phases (base GEMMs, NF4 dequantisation, the adapter's products,
 	// attention, element-wise ops, the loss head) and add each phase's time

@@ -51,7 +51,8 @@ type pass struct {
 	rstdF        *cuda.Buffer   // (n)
 	xb           *cuda.Buffer   // bf16 staging of a GEMM's activation operand
 	tile         *cuda.Buffer   // bf16 dequantised NF4 projection
-	a            acts
+	a            *acts          // the layer in progress's activations: one of layerActs
+	layerActs    []acts         // one set, or with KeepActivations one a layer (no recomputation)
 	s            scratch
 	hb, dhb      *cuda.Buffer // (HeadRows, D)
 	hbb          *cuda.Buffer // bf16 (HeadRows, D)
@@ -190,24 +191,33 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 	if drop != nil && training {
 		p.dropBuf = p.take(cuda.F32, n*max(D, F, qO))
 	}
-	a := &p.a
-	a.h1, a.h2, a.rstd1, a.rstd2 = p.take(cuda.F32, n*D), p.take(cuda.F32, n*D), p.take(cuda.F32, n), p.take(cuda.F32, n)
-	for i := range nMod {
-		if anyTargeted(nt, i) {
-			a.u[i] = p.take(cuda.F32, n*r)
+	sets := 1
+	if training && nt.KeepActivations {
+		sets = len(nt.layers)
+	}
+	p.layerActs = make([]acts, sets)
+	for i := range p.layerActs {
+		a := &p.layerActs[i]
+		a.h1, a.h2, a.rstd1, a.rstd2 = p.take(cuda.F32, n*D), p.take(cuda.F32, n*D), p.take(cuda.F32, n), p.take(cuda.F32, n)
+		for i := range nMod {
+			if anyTargeted(nt, i) {
+				a.u[i] = p.take(cuda.F32, n*r)
+			}
 		}
+		if nt.layers[0].qNorm != nil {
+			a.qPre, a.kPre, a.rstdQ, a.rstdK = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*kvO), p.take(cuda.F32, n*H), p.take(cuda.F32, n*KV)
+		}
+		a.q, a.k, a.v = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*kvO), p.take(cuda.F32, n*kvO)
+		a.att, a.lse, a.xMid = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*H), p.take(cuda.F32, n*D)
+		a.g, a.up, a.a = p.take(cuda.F32, n*F), p.take(cuda.F32, n*F), p.take(cuda.F32, n*F)
 	}
-	if nt.layers[0].qNorm != nil {
-		a.qPre, a.kPre, a.rstdQ, a.rstdK = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*kvO), p.take(cuda.F32, n*H), p.take(cuda.F32, n*KV)
-	}
-	a.q, a.k, a.v = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*kvO), p.take(cuda.F32, n*kvO)
-	a.att, a.lse, a.xMid = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*H), p.take(cuda.F32, n*D)
-	a.g, a.up, a.a = p.take(cuda.F32, n*F), p.take(cuda.F32, n*F), p.take(cuda.F32, n*F)
+	p.a = &p.layerActs[0]
 	if training {
 		s := &p.s
 		// SwiGLU's backward writes its gradients over g and up (element by
-		// element, after reading them), which nothing reads again.
-		s.dA, s.dG, s.dUp, s.dH = p.take(cuda.F32, n*F), a.g, a.up, p.take(cuda.F32, n*D)
+		// element, after reading them), which nothing reads again: the
+		// layer's own (layerBwd points them at the layer's set).
+		s.dA, s.dG, s.dUp, s.dH = p.take(cuda.F32, n*F), p.a.g, p.a.up, p.take(cuda.F32, n*D)
 		s.dAtt, s.dQ, s.dK, s.dV = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*qO), p.take(cuda.F32, n*kvO), p.take(cuda.F32, n*kvO)
 		s.dQPre, s.dKPre, s.du = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*kvO), p.take(cuda.F32, n*r)
 	}
@@ -349,15 +359,26 @@ func (p *pass) forward() *cuda.Buffer {
 		if p.xs[l] != nil { // kept for backward
 			p.do(x.CopyTo(p.xs[l]))
 		}
+		p.a = p.acts(l)
 		p.layerFwd(l, x)
 	}
 	p.do(p.d.RMSNormFwd(p.hf, p.rstdF, x, nt.norm, n, D, float32(c.RMSNormEps)))
 	return x
 }
 
+// acts is layer l's activations: its own set when the pass keeps them all,
+// else the one set every layer shares (backward recomputes them).
+func (p *pass) acts(l int) *acts {
+	if len(p.layerActs) > 1 {
+		return &p.layerActs[l]
+	}
+	return &p.layerActs[0]
+}
+
 // backward carries dhf (the gradient at the final norm's output) back
 // through the norm and the layers, recomputing all but the last layer's
-// activations, into the adapter's gradients. x is the last layer's output.
+// activations (none with KeepActivations), into the adapter's gradients. x
+// is the last layer's output.
 func (p *pass) backward(x *cuda.Buffer) {
 	nt := p.nt
 	nL := len(nt.layers)
@@ -366,12 +387,15 @@ func (p *pass) backward(x *cuda.Buffer) {
 	p.mark("elementwise")
 	p.do(p.dx.Zero())
 	p.do(p.d.RMSNormBwd(p.dx, nil, p.dhf, x, nt.norm, p.rstdF, n, D))
+	kept := len(p.layerActs) > 1
 	for l := nL - 1; l >= 0 && p.err == nil; l-- {
-		if l < nL-1 {
+		p.a = p.acts(l)
+		if l < nL-1 && !kept {
 			p.mark("elementwise")
 			p.do(p.xs[l].CopyTo(p.hf)) // hf is free now: the recomputation's scratch
 			p.layerFwd(l, p.hf)
 		}
+		p.s.dG, p.s.dUp = p.a.g, p.a.up // SwiGLU's backward overwrites them
 		p.layerBwd(l, p.dx, p.xs[l])
 	}
 	p.mark("")
