@@ -40,6 +40,33 @@ func (j *TrainJob) devicePlan(n int) train.Plan {
 	return j.net.DevicePlan(n, j.m.HeldBytes(), c.Quant == "nf4")
 }
 
+// deviceNeed is the device memory a micro-batch of n tokens takes from the
+// pool by the plan: the pool rounds buffers up by ≤ 1/8; a KD teacher
+// (uploaded at the first step) and the optimizer's moments when it runs on
+// the device (at the first Train call) go through it too.
+func (j *TrainJob) deviceNeed(n int) int64 {
+	p := j.devicePlan(n)
+	return (p.Optimizer + p.Activations + p.Workspace + p.Teacher) * 9 / 8
+}
+
+// fitCheckpointing: a GPU run asked to keep every layer's activations
+// (grad_checkpointing: false: a forward less a step) recomputes them
+// instead when keeping them would not fit the device's free memory at its
+// micro-batch — before the micro-batch itself is fitted, which would rather
+// shrink it.
+func (j *TrainJob) fitCheckpointing() {
+	c := &j.Cfg
+	free, ok := j.net.DeviceFree()
+	if !ok || !c.OnGPU() || j.net.Checkpoint {
+		return
+	}
+	if need := j.deviceNeed(c.SeqLen); need > free {
+		j.net.Checkpoint = true
+		j.logf("keeping every layer's activations needs %.2f GB on %s, %.2f GB free: recomputing them in the backward instead (grad_checkpointing)",
+			float64(need)/1e9, c.Device, float64(free)/1e9)
+	}
+}
+
 // fitDevice makes a new GPU run's micro-batch fit the device's free memory
 // by the memory plan: the trainer picks it. When seq_len does not fit, it
 // takes the longest seq_len/f that does — no shorter than the longest
@@ -53,13 +80,7 @@ func (j *TrainJob) fitDevice(tok *tokenizer.Tokenizer, tmpl *chat.Template) erro
 	if !ok || !c.OnGPU() {
 		return nil
 	}
-	need := func(n int) int64 {
-		p := j.devicePlan(n)
-		// The pool rounds buffers up by ≤ 1/8; a KD teacher (uploaded at the
-		// first step) and the optimizer's moments when it runs on the device
-		// (at the first Train call) go through it too.
-		return (p.Optimizer + p.Activations + p.Workspace + p.Teacher) * 9 / 8
-	}
+	need := j.deviceNeed
 	if need(c.SeqLen) <= free {
 		return nil
 	}

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -144,5 +145,57 @@ func TestGPUDPOFitKeepsPairsWhole(t *testing.T) {
 	err = job.Run(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "the longest preference pair") {
 		t.Fatalf("a micro-batch shorter than the longest pair: %v", err)
+	}
+}
+
+// A GPU run asked to keep every layer's activations (grad_checkpointing:
+// false) recomputes them instead, and says so, when keeping them would not
+// fit the device at its micro-batch — before the micro-batch is shrunk —
+// and keeps them when they fit.
+func TestGPURunRecomputesWhenKeepingDoesNotFit(t *testing.T) {
+	m := tinyModel(t)
+	cfg := defaultRunConfig("sft")
+	cfg.Model, cfg.Data, cfg.Device = m, "../examples/tickets/train.jsonl", "fakegpu"
+	cfg.SeqLen, cfg.Steps, cfg.CheckpointEvery, cfg.LoRA.Dropout = 256, 1, 0, 0
+	cfg.GradCheckpointing = false
+	var w Workstation
+	need := func(checkpointing bool) int64 {
+		c := cfg
+		c.GradCheckpointing = checkpointing
+		p, err := w.PlanRun(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return (p.Activations + p.Workspace) * 9 / 8
+	}
+	if need(false) <= need(true) {
+		t.Fatalf("keeping the activations plans %d bytes, recomputing them %d", need(false), need(true))
+	}
+	db, err := store.Open(filepath.Join(t.TempDir(), "runs.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, c := range []struct {
+		free      int64
+		recompute bool
+	}{{need(true), true}, {need(false), false}} {
+		fakeFree.Store(c.free)
+		var log strings.Builder
+		job := &TrainJob{Cfg: cfg, ID: fmt.Sprint("keep", c.free), Dir: filepath.Join(t.TempDir(), "keep"), DB: db, Log: &log}
+		if err := job.Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		said := strings.Contains(log.String(), "recomputing them in the backward")
+		if said != c.recompute || job.net.Checkpoint != c.recompute {
+			t.Errorf("%d bytes free: recomputes %v (said %v), want %v", c.free, job.net.Checkpoint, said, c.recompute)
+		}
+		var saved RunConfig
+		if err := readRunConfig(filepath.Join(job.Dir, "config.yaml"), &saved); err != nil {
+			t.Fatal(err)
+		}
+		if saved.SeqLen != 256 {
+			t.Errorf("%d bytes free: seq_len %d recorded, want 256 (not shrunk)", c.free, saved.SeqLen)
+		}
 	}
 }

@@ -194,6 +194,9 @@ func (j *TrainJob) load() error {
 		j.obj = train.SFT{}
 	}
 	// After the objective: a KD teacher's device memory counts in the fit.
+	if j.gpu {
+		j.fitCheckpointing()
+	}
 	if j.gpu && !j.Resume { // a resumed run keeps the micro-batch it recorded
 		if err := j.fitDevice(tok, tmpl); err != nil {
 			return err

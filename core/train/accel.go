@@ -112,10 +112,20 @@ func (nt *Net) Close() {
 	}
 }
 
-// beginMicro readies the accelerator for a micro-batch: the host's
-// parameters go up and its gradients are zeroed — unless the optimizer is
-// on the device (devOpt), where both stay there.
+// Checkpointer is an Accelerated whose steps follow Net.Checkpoint:
+// recompute each layer's activations in the backward (true) or keep every
+// layer's from the forward (false: more memory, a forward less to run).
+type Checkpointer interface {
+	SetCheckpoint(on bool)
+}
+
+// beginMicro readies the accelerator for a micro-batch: it takes the Net's
+// checkpointing, the host's parameters go up and its gradients are zeroed —
+// unless the optimizer is on the device (devOpt), where both stay there.
 func (nt *Net) beginMicro(a Accelerated) error {
+	if c, ok := a.(Checkpointer); ok {
+		c.SetCheckpoint(nt.Checkpoint)
+	}
 	if nt.devOpt {
 		return nil
 	}

@@ -31,6 +31,7 @@ func (c *cpuAccel) Step(b *Batch, denom int, _ DropoutMask) (float64, error) {
 	return c.net.Step(b, denom)
 }
 func (c *cpuAccel) ZeroGrads() error                  { c.net.ZeroGrads(); return nil }
+func (c *cpuAccel) SetCheckpoint(on bool)             { c.net.Checkpoint = on }
 func (c *cpuAccel) UploadParams() error               { return nil }
 func (c *cpuAccel) DownloadGrads(dst []float32) error { copy(dst, c.net.Grads); return nil }
 func (c *cpuAccel) Close()                            {}
@@ -330,5 +331,32 @@ func TestDeviceOptimizerFallsBackWhenFull(t *testing.T) {
 	}
 	if a.loads != 1 || a.stores != 0 {
 		t.Errorf("optimizer state to the device tried %d times and back %d, want 1 and 0", a.loads, a.stores)
+	}
+}
+
+// TestAcceleratorTakesCheckpointing: each micro-batch hands the Net's
+// Checkpoint to an accelerator that takes it (Checkpointer) — the stand-in's
+// own Net then recomputes or keeps its activations — and the loss does not
+// depend on it.
+func TestAcceleratorTakesCheckpointing(t *testing.T) {
+	dev, bf, _ := fixtureNet(t, "llama3-f32", "adapter")
+	if ok, err := dev.Accelerate("cpu-stand-in"); !ok {
+		t.Fatal(err)
+	}
+	inner := dev.accel.(*cpuAccel).net
+	var losses []float64
+	for _, on := range []bool{true, false, true} {
+		dev.Checkpoint = on
+		l, err := dev.Step(bf.batch(), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if inner.Checkpoint != on {
+			t.Errorf("Checkpoint %v: the accelerator's is %v", on, inner.Checkpoint)
+		}
+		losses = append(losses, l)
+	}
+	if losses[1] != losses[0] || losses[2] != losses[0] {
+		t.Errorf("losses %v: checkpointing changed the loss", losses)
 	}
 }

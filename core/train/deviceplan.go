@@ -41,8 +41,11 @@ func FlashAttention(hd int) bool {
 // tile). The optimizer's moments stay on the host (Optimizer 0) unless the
 // optimizer runs on the device (the attached accelerator keeps it, or with
 // none attached — distill plan, the workstation — DeviceKeepsOptimizer
-// says the device would): then they are there too. cuda/devnet's tests check it against the device pool's measured peak,
-// which rounds each buffer up to its size class (at most 12.5% more).
+// says the device would): then they are there too. With nt.Checkpoint
+// each layer's activations are recomputed in the backward (one layer's
+// buffers); without, every layer's stay from the forward. cuda/devnet's
+// tests check it against the device pool's measured peak, which rounds
+// each buffer up to its size class (at most 12.5% more).
 func (nt *Net) DevicePlan(n int, weightBytes int64, nf4 bool) Plan {
 	c := nt.M.Config
 	D, L, N := int64(c.HiddenSize), int64(len(nt.M.Layers)), int64(n)
@@ -53,7 +56,7 @@ func (nt *Net) DevicePlan(n int, weightBytes int64, nf4 bool) Plan {
 			targeted++
 		}
 	}
-	ws := devicePass{m: nt.M, n: N, r: int64(nt.rank()), targeted: targeted, dropping: nt.dropping(), training: true}
+	ws := devicePass{m: nt.M, n: N, r: int64(nt.rank()), targeted: targeted, dropping: nt.dropping(), training: true, keep: !nt.Checkpoint}
 	p := Plan{Tokens: n, Weights: deviceWeights(nt.M, weightBytes), Adapter: params, Grads: params,
 		Activations: (L + 1) * N * D * 4,
 		Workspace:   ws.bytes(nf4) - (L+1)*N*D*4,
@@ -102,6 +105,7 @@ type devicePass struct {
 	n, r, targeted int64
 	dropping       bool
 	training       bool
+	keep           bool // every layer's activations kept (Net.Checkpoint false)
 }
 
 // bytes is the pass's buffers, the checkpoints included; nf4 adds the tile
@@ -121,13 +125,17 @@ func (ps devicePass) bytes(nf4 bool) int64 {
 			}
 		}
 	}
-	f := int64(0)                        // f32 elements
-	f += 2*N*D + 2*N                     // h1, h2, rstd1, rstd2
-	f += ps.targeted * N * r             // u per targeted module
-	f += N*(qO+2*kvO) + N*qO + N*H + N*D // q, k, v, att, lse, xMid
-	f += 3 * N * F                       // g, up, a (SwiGLU's gradients overwrite g, up)
+	acts := int64(0)                        // one layer's activations, f32 elements
+	acts += 2*N*D + 2*N                     // h1, h2, rstd1, rstd2
+	acts += ps.targeted * N * r             // u per targeted module
+	acts += N*(qO+2*kvO) + N*qO + N*H + N*D // q, k, v, att, lse, xMid
+	acts += 3 * N * F                       // g, up, a (SwiGLU's gradients overwrite g, up)
 	if ps.m.Arch.QKNorm {
-		f += N*qO + N*kvO + N*H + N*KV // qPre, kPre, rstdQ, rstdK
+		acts += N*qO + N*kvO + N*H + N*KV // qPre, kPre, rstdQ, rstdK
+	}
+	f := acts // f32 elements
+	if ps.training && ps.keep {
+		f = L * acts // every layer's, kept for the backward (no recomputation)
 	}
 	f += N*D + N // hf, rstdF
 	bf := N * wide

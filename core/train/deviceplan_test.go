@@ -91,3 +91,34 @@ func TestDevicePlanKD(t *testing.T) {
 		t.Errorf("wide teacher: workspace %d, want its forward pass %d less the student's checkpoints %d", kb.Workspace, fwd, kb.Activations)
 	}
 }
+
+// TestDevicePlanKeepsActivations: without checkpointing the device keeps
+// every layer's activations — the plan's workspace grows by (layers − 1)
+// sets of one layer's, each at least the q, k, v, attention, MLP and norm
+// buffers of n tokens — and with it the plan is what it was.
+func TestDevicePlanKeepsActivations(t *testing.T) {
+	m := randomModel(t, planShape, true)
+	a, err := lora.NewFor(m, lora.Config{R: 8, Alpha: 16, Targets: lora.Modules})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nt, err := NewNet(tensor.CPU{}, m, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 256
+	nt.Checkpoint = true
+	re := nt.DevicePlan(n, m.HeldBytes(), true)
+	nt.Checkpoint = false
+	keep := nt.DevicePlan(n, m.HeldBytes(), true)
+	c, L := m.Config, int64(planShape.Layers)
+	D, F, qO, kvO := int64(c.HiddenSize), int64(c.IntermediateSize), int64(c.NumHeads*c.HeadDim), int64(c.NumKVHeads*c.HeadDim)
+	floor := 4 * n * (2*D + 2*qO + 2*kvO + D + 3*F) // h1, h2, q, att, k, v, xMid, g, up, a
+	grow := keep.Workspace - re.Workspace
+	if grow%(L-1) != 0 || grow/(L-1) < floor || grow/(L-1) > 2*floor {
+		t.Errorf("keeping every layer's activations adds %d bytes over %d layers; want (layers−1)·[%d, %d]", grow, L, floor, 2*floor)
+	}
+	if keep.Activations != re.Activations || keep.Weights != re.Weights {
+		t.Errorf("checkpoints or weights changed: %+v vs %+v", keep, re)
+	}
+}

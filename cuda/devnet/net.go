@@ -108,8 +108,8 @@ type Net struct {
 	// default, activation checkpointing): a step skips a forward's worth of
 	// work — the base's GEMMs run twice, not three times — for the memory
 	// of all layers' activations (≈ 9 GB at 1.5B@2048, against the 0.33 GB
-	// of one layer). Neither the memory plan nor a run's fit counts it yet:
-	// for cards with room to spare and for benchmarks (DISTILL_BENCH_KEEP).
+	// of one layer). A run sets it from train.Net.Checkpoint (SetCheckpoint,
+	// grad_checkpointing: false), which core/train's DevicePlan counts.
 	KeepActivations bool
 
 	// Profile, when non-nil, makes each Step wait for the device between its
@@ -374,6 +374,12 @@ func (nt *Net) Close() {
 
 // ZeroGrads clears the gradients (start of an optimizer step).
 func (nt *Net) ZeroGrads() error { return nt.Grads.Zero() }
+
+// SetCheckpoint is train.Checkpointer: recompute each layer's activations
+// in the backward (on), or keep them all (KeepActivations).
+func (nt *Net) SetCheckpoint(on bool) { nt.KeepActivations = !on }
+
+var _ train.Checkpointer = (*Net)(nil)
 
 // UploadParams copies the adapter's host parameters to the device.
 func (nt *Net) UploadParams() error { return cuda.Write(nt.Params, 0, nt.A.Params) }

@@ -157,7 +157,7 @@ func deviceStep(t *testing.T, dir string, s setup, batches []*train.Batch, denom
 	m2, a2 := build(t, dir, s)
 	gpu, err := train.NewNet(tensor.CPU{}, m2, a2)
 	ok(t, err)
-	gpu.DropoutSeed = 7
+	gpu.Checkpoint, gpu.DropoutSeed = true, 7
 	attached, err := gpu.Accelerate("cuda")
 	if !attached {
 		t.Fatalf("Accelerate: %v", err)

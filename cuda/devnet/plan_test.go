@@ -16,6 +16,7 @@ import (
 func devicePlan(t testing.TB, m *model.Model, a *lora.Adapter, n int) train.Plan {
 	tn, err := train.NewNet(tensor.CPU{}, m, a)
 	ok(t, err)
+	tn.Checkpoint = true // as devnet.New's steps: recomputed activations
 	return tn.DevicePlan(n, m.HeldBytes(), true)
 }
 
@@ -56,6 +57,7 @@ func TestDevicePlanMatchesPool(t *testing.T) {
 			kd = &train.KD{Teacher: teacher, Backend: tensor.CPU{}, Divergence: "forward_kl", Temperature: 2, Alpha: 0.5}
 			tn, err := train.NewNet(tensor.CPU{}, m, a)
 			ok(t, err)
+			tn.Checkpoint = true
 			plan = tn.DeviceKDPlan(n, m.HeldBytes(), true, teacher, teacher.HeldBytes(), true)
 		}
 
