@@ -231,31 +231,34 @@ func BenchmarkDeviceCopy(b *testing.B) {
 }
 
 // BenchmarkLoRA: the adapter's four skinny products of one projection at a
-// 1.5B step's shape (2,048 tokens, rank 16, k 1,536 and 8,960), by the
+// 1.5B step's shapes (2,048 tokens, rank 16, k 1,536, 8,960 and 256 — the
+// k and v projections' — and rank 32 at 1,536), by the
 // lora kernels and by cuBLAS in TF32 (the path they replace). One op is
 // the four: x·Aᵀ, dy·B, dB += dyᵀ·u, dA += duᵀ·x; the rate counts the f32
 // bytes each must read (x or dy once, the small operands aside) against
 // the card's bandwidth.
 func BenchmarkLoRA(b *testing.B) {
 	d := device(b)
-	const n, r = 2048, 16
-	for _, k := range []int{1536, 8960} {
+	const n = 2048
+	for _, sh := range [][2]int{{1536, 16}, {8960, 16}, {256, 16}, {1536, 32}} {
+		k, r := sh[0], sh[1]
 		rg := rng(uint64(k))
 		x, dy, u := up(b, d, cuda.F32, randn(rg, n*k, 1)), up(b, d, cuda.F32, randn(rg, n*k, 1)), up(b, d, cuda.F32, randn(rg, n*r, 1))
 		A, B := up(b, d, cuda.F32, randn(rg, r*k, 0.1)), up(b, d, cuda.F32, randn(rg, k*r, 0.1))
 		o, gA, gB := zeros(b, d, cuda.F32, n*r), zeros(b, d, cuda.F32, r*k), zeros(b, d, cuda.F32, k*r)
+		scratch := zeros(b, d, cuda.F32, max(1, cuda.LoRAColsScratch(n, k, r)))
 		bytes := float64(4 * 4 * n * k)
-		b.Run(fmt.Sprintf("kernels/k%d", k), func(b *testing.B) {
+		b.Run(fmt.Sprintf("kernels/k%d_r%d", k, r), func(b *testing.B) {
 			for range b.N {
 				ok(b, d.LoRARows(o, x, A, n, r, k, false, 1))
 				ok(b, d.LoRARows(o, dy, B, n, r, k, true, 1))
-				ok(b, d.LoRACols(gB, dy, u, n, k, r, false, 1))
-				ok(b, d.LoRACols(gA, x, u, n, k, r, true, 1))
+				ok(b, d.LoRACols(gB, dy, u, n, k, r, false, 1, scratch))
+				ok(b, d.LoRACols(gA, x, u, n, k, r, true, 1, scratch))
 			}
 			benchDone(b, d)
 			reportRate(b, bytes, "GB/s")
 		})
-		b.Run(fmt.Sprintf("cublas_tf32/k%d", k), func(b *testing.B) {
+		b.Run(fmt.Sprintf("cublas_tf32/k%d_r%d", k, r), func(b *testing.B) {
 			for range b.N {
 				ok(b, d.GemmTF32(false, true, n, r, k, 1, x, k, A, k, 0, o, r))
 				ok(b, d.GemmTF32(false, false, n, r, k, 1, dy, k, B, r, 0, o, r))

@@ -160,11 +160,11 @@ if [ -n "${DECODE_BENCH:-}" ]; then
   done
 fi
 step "training step ${DISTILL_BENCH_STEP:-}"
-(cd cuda/devnet && timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' -test.bench Step \
+(cd cuda/devnet && DISTILL_CUDA_LORA=0 timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' -test.bench Step \
   -test.benchtime ${STEP_TIME:-5x}) >> "$OUT/bench.log" 2>&1
 echo "training step exit $?"
 if [ -n "${STEP_ATTN:-}" ]; then  # the step again with another attention (simple, gemm)
-  (cd cuda/devnet && DISTILL_BENCH_ATTN=$STEP_ATTN timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' \
+  (cd cuda/devnet && DISTILL_CUDA_LORA=0 DISTILL_BENCH_ATTN=$STEP_ATTN timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' \
     -test.bench Step -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[$STEP_ATTN]/") >> "$OUT/bench.log" 2>&1
   echo "training step ($STEP_ATTN attention) exit $?"
 fi
@@ -174,7 +174,7 @@ if [ "${STEP_LORA:-1}" = 1 ]; then  # the step again with the adapter's products
   echo "training step (lora kernels) exit $?"
 fi
 if [ "${STEP_KEEP:-1}" = 1 ]; then  # the step again keeping every layer's activations (no recomputed forward)
-  (cd cuda/devnet && DISTILL_BENCH_KEEP=1 timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' \
+  (cd cuda/devnet && DISTILL_CUDA_LORA=0 DISTILL_BENCH_KEEP=1 timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' \
     -test.bench Step -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[keep]/") >> "$OUT/bench.log" 2>&1
   echo "training step (activations kept) exit $?"
 fi
@@ -207,15 +207,23 @@ PY
 fi
 for f in /tmp/e2e/*.log; do echo "==== $f"; cat "$f"; done > "$OUT/e2e.log" 2>/dev/null  # one file: $OUT returns at most 8
 step "gated device paths"
+# Each gate's tests; a gate may be flipped only when all of its tests pass
+# (skinnyVerified also only when BenchmarkStep[lora] beats BenchmarkStep).
+declare -A gate_ok gate_file
 for t in TestDeviceOptimizerParity:optimizerVerified:optimizer.go TestMatVecFusedParity:fusedVerified:decode_layer.go \
   TestDecodeQKVParity:fusedVerified:decode_layer.go TestGraphReplay:fusedVerified:decode_layer.go \
-  TestAttnRowsParity:fusedVerified:decode_layer.go TestLoRAParity:skinnyVerified:lora_products.go \
-  TestStepParity:skinnyVerified:lora_products.go \
-  TestDecoderParity:fusedVerified:decode_layer.go; do
+  TestAttnRowsParity:fusedVerified:decode_layer.go TestDecoderParity:fusedVerified:decode_layer.go \
+  TestLoRAParity:skinnyVerified:lora_products.go TestStepParity:skinnyVerified:lora_products.go; do
   IFS=: read -r name gate file <<< "$t"
   r=$(grep -E "^--- (PASS|FAIL|SKIP): $name " "$OUT/tests.log" | awk '{print $2}')
-  echo "$name: ${r:-not run}$([ "$r" = PASS: ] && echo "  → set $gate = true in cuda/devnet/$file")"
+  echo "$name: ${r:-not run} ($gate)"
+  gate_file[$gate]=$file
+  [ "$r" = PASS: ] && [ "${gate_ok[$gate]:-1}" = 1 ] && gate_ok[$gate]=1 || gate_ok[$gate]=0
 done
+for gate in "${!gate_file[@]}"; do
+  [ "${gate_ok[$gate]}" = 1 ] && echo "→ all of $gate's tests passed: set $gate = true in cuda/devnet/${gate_file[$gate]}"
+done
+grep -E "^BenchmarkStep" "$OUT/bench.log" | awk '{print $1, $3, $4}'
 step table
 cat "$OUT/tests.log" "$OUT/bench.log" | .devbuild/cudatable | tee "$OUT/table.txt"
 nvidia-smi --query-gpu=memory.used,temperature.gpu,clocks.sm --format=csv

@@ -13,7 +13,9 @@ import (
 // LoRACols: dB += dyᵀ·u and dA += duᵀ·x) against cuBLAS in f32 (TF32 off)
 // on the same buffers, at the shapes of a 1.5B step's projections (k 1536
 // and 8960, 2048 tokens) and off the kernels' blocks (rows, widths, ranks
-// 1–32). Outputs start as NaN (LoRARows) or random (LoRACols accumulates).
+// 1–32), LoRACols with and without scratch (the token sum split across
+// blocks, or not). Outputs start as NaN (LoRARows) or random (LoRACols
+// accumulates).
 // Tolerance: both f32 with sums in other orders over up to 8960 terms:
 // 1e-5 relative plus 1e-6·√terms.
 func TestLoRAParity(t *testing.T) {
@@ -32,14 +34,20 @@ func TestLoRAParity(t *testing.T) {
 			ok(t, d.GemmF32(false, false, n, r, k, 0.5, dy, k, B, r, 0, want, r))
 			near(t, "dy·B", down(t, got), down(t, want), 1e-5, 1e-6*math.Sqrt(float64(k)))
 			start := randn(rg, k*r, 1)
-			gB, wB := up(t, d, cuda.F32, start), up(t, d, cuda.F32, start)
-			ok(t, d.LoRACols(gB, dy, u, n, k, r, false, 0.5))
-			ok(t, d.GemmF32(true, false, k, r, n, 0.5, dy, k, u, r, 1, wB, r))
-			near(t, "dB += dyᵀ·u", down(t, gB), down(t, wB), 1e-5, 1e-6*math.Sqrt(float64(n)))
-			gA, wA := up(t, d, cuda.F32, start), up(t, d, cuda.F32, start)
-			ok(t, d.LoRACols(gA, x, u, n, k, r, true, 1))
-			ok(t, d.GemmF32(true, false, r, k, n, 1, u, r, x, k, 1, wA, k))
-			near(t, "dA += uᵀ·x", down(t, gA), down(t, wA), 1e-5, 1e-6*math.Sqrt(float64(n)))
+			var scratch *cuda.Buffer
+			if sl := cuda.LoRAColsScratch(n, k, r); sl > 0 {
+				scratch = up(t, d, cuda.F32, nans(sl))
+			}
+			for _, sc := range []*cuda.Buffer{nil, scratch} {
+				gB, wB := up(t, d, cuda.F32, start), up(t, d, cuda.F32, start)
+				ok(t, d.LoRACols(gB, dy, u, n, k, r, false, 0.5, sc))
+				ok(t, d.GemmF32(true, false, k, r, n, 0.5, dy, k, u, r, 1, wB, r))
+				near(t, shapeName("dB += dyᵀ·u (split %v)", sc != nil), down(t, gB), down(t, wB), 1e-5, 1e-6*math.Sqrt(float64(n)))
+				gA, wA := up(t, d, cuda.F32, start), up(t, d, cuda.F32, start)
+				ok(t, d.LoRACols(gA, x, u, n, k, r, true, 1, sc))
+				ok(t, d.GemmF32(true, false, r, k, n, 1, u, r, x, k, 1, wA, k))
+				near(t, shapeName("dA += uᵀ·x (split %v)", sc != nil), down(t, gA), down(t, wA), 1e-5, 1e-6*math.Sqrt(float64(n)))
+			}
 		})
 	}
 }

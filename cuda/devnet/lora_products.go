@@ -39,7 +39,7 @@ var skinnyCalls atomic.Int64
 // the shape does, else by cuBLAS in TF32.
 func (p *pass) loraRows(out, x, w *cuda.Buffer, r, k int, transposed bool, s float32) {
 	n := p.n
-	if p.nt.skinny && cuda.LoRATakes(r, k) {
+	if p.skinny() && cuda.LoRATakes(r, k) {
 		skinnyCalls.Add(1)
 		p.do(p.d.LoRARows(out, x, w, n, r, k, transposed, s))
 		return
@@ -55,9 +55,9 @@ func (p *pass) loraRows(out, x, w *cuda.Buffer, r, k int, transposed bool, s flo
 // or, transposed, (r, k) — its dA from x and du.
 func (p *pass) loraCols(c, x, u *cuda.Buffer, k, r int, transposed bool, s float32) {
 	n := p.n
-	if p.nt.skinny && cuda.LoRATakes(r, k) {
+	if p.skinny() && cuda.LoRATakes(r, k) {
 		skinnyCalls.Add(1)
-		p.do(p.d.LoRACols(c, x, u, n, k, r, transposed, s))
+		p.do(p.d.LoRACols(c, x, u, n, k, r, transposed, s, p.loraScratch))
 		return
 	}
 	if transposed { // dA (r, k) += s·uᵀ·x
@@ -66,3 +66,8 @@ func (p *pass) loraCols(c, x, u *cuda.Buffer, k, r int, transposed bool, s float
 	}
 	p.do(p.d.GemmTF32(true, false, k, r, n, s, x, k, u, r, 1, c, r))
 }
+
+// skinny says the pass's adapter products go to the lora kernels: the net
+// takes them, and the pass trains or scores (a decoded token's few rows stay
+// on cuBLAS: one block of the row kernel would walk the whole width alone).
+func (p *pass) skinny() bool { return p.nt.skinny && p.spans == nil }

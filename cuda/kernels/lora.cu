@@ -11,30 +11,62 @@
 #include "common.cuh"
 #include "lora_kernels.cuh"
 
+#include <algorithm>
+#include <climits>
+
 extern "C" int dc_lora_takes(int r, int K) { return r >= 1 && r <= 32 && K % 4 == 0 ? 1 : 0; }
 
-extern "C" int dc_lora_rows(float *out, const float *x, const float *w, int64_t wk, int64_t wj, int n, int r, int K, float s) {
+template <int RT>
+static void lora_rows_launch(float *out, const float *x, const float *w, int trans, int n, int r, int K, float s) {
+  const int rows = LR_WARPS * (64 / RT), blocks = (n + rows - 1) / rows;
+  if (trans)
+    k_lora_rows<RT, true><<<blocks, LR_WARPS * 32, 0, dc_stream>>>(out, x, w, n, r, K, s);
+  else
+    k_lora_rows<RT, false><<<blocks, LR_WARPS * 32, 0, dc_stream>>>(out, x, w, n, r, K, s);
+}
+
+extern "C" int dc_lora_rows(float *out, const float *x, const float *w, int trans, int n, int r, int K, float s) {
   if (!dc_lora_takes(r, K) || !dc_aligned16(x))
     return dc_fail("rank in [1, 32], K a multiple of 4, x 16-byte aligned", "lora_rows(n=%d, r=%d, K=%d)", n, r, K);
   if (n <= 0) return 0;
-  if (r <= 16) {
-    k_lora_rows<16><<<(n + LR_WARPS * 4 - 1) / (LR_WARPS * 4), LR_WARPS * 32, 0, dc_stream>>>(out, x, w, wk, wj, n, r, K, s);
-  } else {
-    k_lora_rows<32><<<(n + LR_WARPS * 2 - 1) / (LR_WARPS * 2), LR_WARPS * 32, 0, dc_stream>>>(out, x, w, wk, wj, n, r, K, s);
-  }
-  DC_LAUNCHED("lora_rows(n=%d, r=%d, K=%d)", n, r, K);
+  if (r <= 16)
+    lora_rows_launch<16>(out, x, w, trans, n, r, K, s);
+  else
+    lora_rows_launch<32>(out, x, w, trans, n, r, K, s);
+  DC_LAUNCHED("lora_rows(n=%d, r=%d, K=%d, trans=%d)", n, r, K, trans);
   return 0;
 }
 
-extern "C" int dc_lora_cols(float *c, int64_t cj, int64_t ck, const float *x, const float *u, int n, int J, int r, float s) {
+// The splits of the token sum a lora_cols call uses: enough blocks for two
+// a multiprocessor of a large part (264) when the columns alone give fewer,
+// at least 256 rows a split, and no more than the scratch holds (splits·r·J
+// floats; none: one split, added straight to c).
+static int lora_splits(int n, int J, int r, int64_t scratch) {
+  const int tiles = (J + 31) / 32;
+  int sp = std::min((264 + tiles - 1) / tiles, std::max(1, n / 256));
+  while (sp > 1 && (int64_t)sp * r * J > scratch) sp--;
+  return sp;
+}
+
+extern "C" int64_t dc_lora_cols_scratch(int n, int J, int r) {
+  const int sp = lora_splits(n, J, r, INT64_MAX);
+  return sp > 1 ? (int64_t)sp * r * J : 0;
+}
+
+extern "C" int dc_lora_cols(float *c, int64_t cj, int64_t ck, const float *x, const float *u, int n, int J, int r, float s,
+                            float *scratch, int64_t scratch_len) {
   if (r < 1 || r > 32) return dc_fail("rank in [1, 32]", "lora_cols(n=%d, J=%d, r=%d)", n, J, r);
   if (J <= 0) return 0;
-  int blocks = (J + 31) / 32;
-  if (r <= 16) {
-    k_lora_cols<16><<<blocks, LC_WARPS * 32, 0, dc_stream>>>(c, cj, ck, x, u, n, J, r, s);
-  } else {
-    k_lora_cols<32><<<blocks, LC_WARPS * 32, 0, dc_stream>>>(c, cj, ck, x, u, n, J, r, s);
+  const int sp = scratch != nullptr ? lora_splits(n, J, r, scratch_len) : 1;
+  const dim3 grid((J + 31) / 32, sp);
+  if (r <= 16)
+    k_lora_cols<16><<<grid, LC_WARPS * 32, 0, dc_stream>>>(c, cj, ck, scratch, x, u, n, J, r, s);
+  else
+    k_lora_cols<32><<<grid, LC_WARPS * 32, 0, dc_stream>>>(c, cj, ck, scratch, x, u, n, J, r, s);
+  DC_LAUNCHED("lora_cols(n=%d, J=%d, r=%d, splits=%d)", n, J, r, sp);
+  if (sp > 1) {
+    k_lora_cols_sum<<<dc_blocks((int64_t)J * r, 256), 256, 0, dc_stream>>>(c, cj, ck, scratch, sp, J, r, s);
+    DC_LAUNCHED("lora_cols sum(J=%d, r=%d, splits=%d)", J, r, sp);
   }
-  DC_LAUNCHED("lora_cols(n=%d, J=%d, r=%d)", n, J, r);
   return 0;
 }
