@@ -22,6 +22,12 @@ const AttnScratchCap = 256 << 20
 // (AcceleratedOptimizer ready): for plans made with no device attached.
 var DeviceKeepsOptimizer func() bool
 
+// DeviceKeepsActivations, set by a build with a device step (cuda/devnet),
+// says whether its steps keep every layer's activations when a Net does
+// not checkpoint (gated there until verified on a GPU); unset, a plan
+// assumes they do.
+var DeviceKeepsActivations func() bool
+
 // FlashAttention says whether cuda/devnet attends with the flash kernels
 // (scores in registers, scratch linear in n) for head size hd — the sizes
 // cuda.FlashHeadDim takes (a cuda test checks they agree) — rather than
@@ -56,7 +62,8 @@ func (nt *Net) DevicePlan(n int, weightBytes int64, nf4 bool) Plan {
 			targeted++
 		}
 	}
-	ws := devicePass{m: nt.M, n: N, r: int64(nt.rank()), targeted: targeted, dropping: nt.dropping(), training: true, keep: !nt.Checkpoint}
+	keep := !nt.Checkpoint && (DeviceKeepsActivations == nil || DeviceKeepsActivations())
+	ws := devicePass{m: nt.M, n: N, r: int64(nt.rank()), targeted: targeted, dropping: nt.dropping(), training: true, keep: keep}
 	p := Plan{Tokens: n, Weights: deviceWeights(nt.M, weightBytes), Adapter: params, Grads: params,
 		Activations: (L + 1) * N * D * 4,
 		Workspace:   ws.bytes(nf4) - (L+1)*N*D*4,

@@ -32,6 +32,7 @@ func TestDPOParity(t *testing.T) {
 			m2, a2 := build(t, dir, s)
 			gpu, err := train.NewNet(tensor.CPU{}, m2, a2)
 			ok(t, err)
+			gpu.Checkpoint = true // the default run's recomputation (a run's config: grad_checkpointing)
 			gpu.DropoutSeed = 5
 			if attached, err := gpu.Accelerate("cuda"); !attached {
 				t.Fatal(err)

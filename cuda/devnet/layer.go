@@ -50,8 +50,7 @@ func (p *pass) loraFwd(y, x *cuda.Buffer, l, i int) {
 	}
 	d, w := p.d, p.nt.layers[l].w[i]
 	n, out, in := p.n, w.rows, w.cols
-	p.mark("lora")
-	defer p.mark("elementwise")
+	p.mark("lora") // the caller marks what comes next
 	r, s := p.nt.A.Config.R, p.nt.A.Config.Scaling()
 	u := p.a.u[i]
 	if p.drop != nil {

@@ -58,6 +58,7 @@ func TestDeviceOptimizerParity(t *testing.T) {
 	m2, a2 := build(t, dir, s)
 	gpu, err := train.NewNet(tensor.CPU{}, m2, a2)
 	ok(t, err)
+	gpu.Checkpoint = true // the default run's recomputation (a run's config: grad_checkpointing)
 	attached, err := gpu.Accelerate("cuda")
 	if !attached {
 		t.Fatal(err)

@@ -66,7 +66,7 @@ func TestDevicePlanMatchesPool(t *testing.T) {
 		before := d.Pool.Stats().InUse
 		tn, err := train.NewNet(tensor.CPU{}, m, a)
 		ok(t, err)
-		tn.DropoutSeed = 1
+		tn.Checkpoint, tn.DropoutSeed = true, 1 // as the plan
 		attached, err := tn.Accelerate("cuda")
 		if !attached {
 			t.Fatal(err)
