@@ -66,8 +66,9 @@ func (m *kvMirror) free() {
 
 // Adapters and mirrors kept on the device at once; the least recently used
 // goes first (a dropped mirror is uploaded again from the host when its
-// cache comes back).
-const (
+// cache comes back). Variables for the tests, which lower them to drop
+// mirrors and adapters (and their graphs) on purpose.
+var (
 	maxViews   = 8
 	maxMirrors = 64 // and fewer when the device fills: each is dropped first
 )

@@ -5,6 +5,7 @@ package devnet_test
 import (
 	"testing"
 
+	"distill/core/lora"
 	"distill/core/model"
 	"distill/core/tensor"
 	"distill/cuda/devnet"
@@ -174,5 +175,74 @@ func TestDecoderParity(t *testing.T) {
 				m.Close() // the decoder's memory goes with the model
 			})
 		}
+	}
+}
+
+// TestDecoderGraphsSurviveDrops: with the fused kernels and their graphs,
+// decoding goes on right when a cache's mirror is dropped (one mirror kept:
+// each cache in turn loses its mirror and graph, then comes back from the
+// host's rows and records again) and when adapters are dropped (one kept:
+// two alternate, each view's workspace and graphs freed) — every pass
+// against the host's at 2e-2, with recordings and replays counted.
+func TestDecoderGraphsSurviveDrops(t *testing.T) {
+	device(t)
+	t.Setenv("DISTILL_CUDA_FUSED", "1")
+	t.Setenv("DISTILL_CUDA_GRAPHS", "1")
+	defer devnet.SetDecoderLimits(1, 1)()
+	s := setups[0]
+	dir := t.TempDir()
+	ok(t, model.WriteRandom(dir, s.shape, tensor.BF16, 43))
+	m, a1 := build(t, dir, s)
+	a2, err := lora.NewFor(m, a1.Config)
+	ok(t, err)
+	for i := range a2.Params {
+		a2.Params[i] = -a1.Params[i]
+	}
+	script := func() (passes [][]float32) {
+		be := tensor.CPU{}
+		r := rng(8)
+		tok := func(n int) []int {
+			ids := make([]int, n)
+			for i := range ids {
+				ids[i] = r.IntN(s.shape.Vocab)
+			}
+			return ids
+		}
+		keep := func(h []float32, err error) {
+			t.Helper()
+			ok(t, err)
+			passes = append(passes, append([]float32(nil), h...))
+		}
+		c1, c2 := m.NewCache(48), m.NewCache(48)
+		for round := range 3 {
+			m.Delta = []*lora.Adapter{a1, a2}[round%2] // the other adapter's view goes
+			for _, c := range []*model.Cache{c1, c2} { // the other cache's mirror goes
+				if c.Len == 0 {
+					keep(m.Forward(be, tok(6), c, nil))
+				}
+				keep(m.Forward(be, tok(1), c, nil))
+				keep(m.Forward(be, tok(1), c, nil))
+			}
+		}
+		return passes
+	}
+	want := script()
+	attached, err := m.Accelerate("cuda")
+	if !attached {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	rec, rep, fail := devnet.FusedPasses(), devnet.GraphReplays(), devnet.GraphFailures()
+	got := script()
+	for i := range want {
+		if rel := relL2(got[i], want[i]); rel > 2e-2 || rel != rel {
+			t.Errorf("pass %d: %.2e relative to the host", i, rel)
+		}
+	}
+	rec, rep, fail = devnet.FusedPasses()-rec, devnet.GraphReplays()-rep, devnet.GraphFailures()-fail
+	// Six rounds of a cache under an adapter, each recording its graph anew
+	// (the mirror or the view was dropped since) and replaying it twice.
+	if fail != 0 || rec < 6 || rep != 12 {
+		t.Errorf("%d recordings, %d replays, %d failures; want ≥ 6, 12, 0", rec, rep, fail)
 	}
 }

@@ -30,3 +30,11 @@ func RowsPasses() int64 { return rowsPasses.Load() }
 // SkinnyCalls is how many adapter products the lora kernels have run in
 // this process.
 func SkinnyCalls() int64 { return skinnyCalls.Load() }
+
+// SetDecoderLimits sets how many adapters and cache mirrors a Decoder keeps
+// (the least recently used dropped past them) and returns a restore.
+func SetDecoderLimits(views, mirrors int) (restore func()) {
+	v, m := maxViews, maxMirrors
+	maxViews, maxMirrors = views, mirrors
+	return func() { maxViews, maxMirrors = v, m }
+}
