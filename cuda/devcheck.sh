@@ -213,6 +213,7 @@ declare -A gate_ok gate_file
 for t in TestDeviceOptimizerParity:optimizerVerified:optimizer.go TestMatVecFusedParity:fusedVerified:decode_layer.go \
   TestDecodeQKVParity:fusedVerified:decode_layer.go TestGraphReplay:fusedVerified:decode_layer.go \
   TestAttnRowsParity:fusedVerified:decode_layer.go TestDecoderParity:fusedVerified:decode_layer.go \
+  TestDecoderGraphsSurviveDrops:fusedVerified:decode_layer.go \
   TestLoRAParity:skinnyVerified:lora_products.go TestStepParity:skinnyVerified:lora_products.go \
   TestKeepActivationsMatchesRecompute:keepVerified:net.go; do
   IFS=: read -r name gate file <<< "$t"
