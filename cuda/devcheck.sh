@@ -17,7 +17,18 @@
 # step again with the lora kernels, with every layer's activations kept),
 # SKIP_E2E, SANITIZE=1 (compute-sanitizer), NCU=1
 # (NCU_SKIP, NCU_COUNT, NCU_TIMEOUT: per-kernel times), CUDA_ARCH.
+# VERIFY=1 presets one call for the gated paths: their tests and the
+# parity tests of what they touch, the benchmarks that decide them (the
+# lora and matvec kernels, decode on 0.5B, the 1.5B step three ways), no
+# end-to-end runs — each still overridable.
 set -u
+if [ -n "${VERIFY:-}" ]; then
+  : "${TEST_RUN:=MatVecFused|DecodeQKV|AttnRows|GraphReplay|LoRAParity|DecoderParity|DecoderGraphs|StepParity|KeepActivations|DeviceOptimizerParity|NF4MatVec|BF16MatVec|AttentionFlash|AttnMerge}"
+  : "${BENCH_RUN:=LoRA|NF4MatVec|BF16MatVec}"
+  : "${DECODE_BENCH:=qwen2.5-0.5b}"
+  : "${SKIP_E2E:=1}"
+  export DISTILL_BENCH_STEP="${DISTILL_BENCH_STEP:-qwen2.5-1.5b:2048}"
+fi
 OUT=${OUT:-.devbuild/out}
 # The kernels are built apart from `make cuda`'s cuda/build (this build is
 # for one architecture, the device's).
