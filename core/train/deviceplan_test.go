@@ -38,15 +38,7 @@ var planShape = model.Shape{Arch: "Qwen2ForCausalLM", Hidden: 256, Intermediate:
 // forward pass or its hidden states beside the student's step, whichever
 // is larger.
 func TestDevicePlanKD(t *testing.T) {
-	m := randomModel(t, planShape, true)
-	a, err := lora.NewFor(m, lora.Config{R: 8, Alpha: 16, Targets: lora.Modules})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nt, err := NewNet(tensor.CPU{}, m, a)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, nt := planNet(t)
 	const n = 512
 	p := nt.DevicePlan(n, m.HeldBytes(), true)
 	if want := int64(planShape.Layers+1) * n * int64(planShape.Hidden) * 4; p.Activations != want || p.Teacher != 0 {
@@ -97,15 +89,7 @@ func TestDevicePlanKD(t *testing.T) {
 // sets of one layer's, each at least the q, k, v, attention, MLP and norm
 // buffers of n tokens — and with it the plan is what it was.
 func TestDevicePlanKeepsActivations(t *testing.T) {
-	m := randomModel(t, planShape, true)
-	a, err := lora.NewFor(m, lora.Config{R: 8, Alpha: 16, Targets: lora.Modules})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nt, err := NewNet(tensor.CPU{}, m, a)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, nt := planNet(t)
 	const n = 256
 	nt.Checkpoint = true
 	re := nt.DevicePlan(n, m.HeldBytes(), true)
@@ -121,4 +105,20 @@ func TestDevicePlanKeepsActivations(t *testing.T) {
 	if keep.Activations != re.Activations || keep.Weights != re.Weights {
 		t.Errorf("checkpoints or weights changed: %+v vs %+v", keep, re)
 	}
+}
+
+// planNet is a random planShape model (NF4) with a rank-8 adapter on every
+// module, as a Net.
+func planNet(t *testing.T) (*model.Model, *Net) {
+	t.Helper()
+	m := randomModel(t, planShape, true)
+	a, err := lora.NewFor(m, lora.Config{R: 8, Alpha: 16, Targets: lora.Modules})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nt, err := NewNet(tensor.CPU{}, m, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, nt
 }

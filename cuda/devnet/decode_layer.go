@@ -4,7 +4,6 @@ package devnet
 
 import (
 	"fmt"
-	"os"
 	"sync/atomic"
 
 	"distill/cuda"
@@ -21,17 +20,8 @@ import (
 // matrix-vector branch, attendSpans' copies for one token).
 const fusedVerified = false
 
-// DISTILL_CUDA_FUSED=0 or 1 overrides the gate either way (the tests and
-// benchmarks compare both paths, before and after it is flipped).
-func fusedReady() bool {
-	switch os.Getenv("DISTILL_CUDA_FUSED") {
-	case "0":
-		return false
-	case "1":
-		return true
-	}
-	return fusedVerified || os.Getenv("DISTILL_CUDA_UNVERIFIED") == "1"
-}
+// DISTILL_CUDA_FUSED=0 or 1 overrides the gate either way.
+func fusedReady() bool { return gateOpen("DISTILL_CUDA_FUSED", fusedVerified) }
 
 // fusedPasses counts the passes layerDecode ran (for the tests: a fused run
 // that silently fell back would compare the op-by-op path with itself).

@@ -20,14 +20,20 @@ import (
 const skinnyVerified = false
 
 // DISTILL_CUDA_LORA=0 or 1 overrides the gate either way.
-func skinnyReady() bool {
-	switch os.Getenv("DISTILL_CUDA_LORA") {
+func skinnyReady() bool { return gateOpen("DISTILL_CUDA_LORA", skinnyVerified) }
+
+// gateOpen says whether a path written without a GPU runs: its own
+// variable (env) set to 0 or 1 decides either way (the tests and
+// benchmarks compare both paths, before and after the gate is flipped);
+// else it runs once verified, or before with DISTILL_CUDA_UNVERIFIED=1.
+func gateOpen(env string, verified bool) bool {
+	switch os.Getenv(env) {
 	case "0":
 		return false
 	case "1":
 		return true
 	}
-	return skinnyVerified || os.Getenv("DISTILL_CUDA_UNVERIFIED") == "1"
+	return verified || os.Getenv("DISTILL_CUDA_UNVERIFIED") == "1"
 }
 
 // skinnyCalls counts the products the lora kernels ran (the tests check a

@@ -17,7 +17,6 @@ package devnet
 import (
 	"errors"
 	"fmt"
-	"os"
 	"time"
 	"unsafe"
 
@@ -391,15 +390,7 @@ func (nt *Net) SetCheckpoint(on bool) { nt.KeepActivations = !on && keepReady() 
 const keepVerified = false
 
 // DISTILL_CUDA_KEEP=0 or 1 overrides the gate either way.
-func keepReady() bool {
-	switch os.Getenv("DISTILL_CUDA_KEEP") {
-	case "0":
-		return false
-	case "1":
-		return true
-	}
-	return keepVerified || os.Getenv("DISTILL_CUDA_UNVERIFIED") == "1"
-}
+func keepReady() bool { return gateOpen("DISTILL_CUDA_KEEP", keepVerified) }
 
 func init() { train.DeviceKeepsActivations = keepReady }
 

@@ -32,7 +32,7 @@ type optimizer struct {
 // OptimizerReady says whether train.Train may keep the optimizer here.
 func (nt *Net) OptimizerReady() bool { return optimizerReady() }
 
-func optimizerReady() bool { return optimizerVerified || os.Getenv("DISTILL_CUDA_UNVERIFIED") == "1" }
+func optimizerReady() bool { return gateOpen("DISTILL_CUDA_OPTIMIZER", optimizerVerified) }
 
 func init() { train.DeviceKeepsOptimizer = optimizerReady }
 

@@ -57,14 +57,7 @@ func TestFlashKernelsEmulated(t *testing.T) {
 // prologue's write-out index, RoPE's sign, k's halves, the grouped head's
 // index, the last key, the warps' merge weights each fail by 10⁴× the
 // tolerance or more; dropping a bound check writes past a cache (caught).
-func TestDecodeKernelsEmulated(t *testing.T) {
-	bin := buildEmu(t, "decode_emu.cpp")
-	out, err := exec.Command(bin).CombinedOutput()
-	t.Logf("%s", out)
-	if err != nil {
-		t.Errorf("decode_emu: %v (the cases marked FAIL above)", err)
-	}
-}
+func TestDecodeKernelsEmulated(t *testing.T) { runEmu(t, "decode_emu.cpp") }
 
 // TestTrainKernelsEmulated runs the training kernels on the host against
 // f64 references (host/train_emu.cpp), each launched as its launcher in the
@@ -97,14 +90,7 @@ func TestDecodeKernelsEmulated(t *testing.T) {
 // checks). The hash's last shift (>> 31 → >> 30) passes: it changes bits
 // 0–33 only, which decide a mask only where the top 30 bits tie with the
 // threshold's (2⁻³⁰ an element).
-func TestTrainKernelsEmulated(t *testing.T) {
-	bin := buildEmu(t, "train_emu.cpp")
-	out, err := exec.Command(bin).CombinedOutput()
-	t.Logf("%s", out)
-	if err != nil {
-		t.Errorf("train_emu: %v (the cases marked FAIL above)", err)
-	}
-}
+func TestTrainKernelsEmulated(t *testing.T) { runEmu(t, "train_emu.cpp") }
 
 // TestLoRAKernelsEmulated runs the adapter's skinny products
 // (lora_kernels.cuh: x·Aᵀ and dy·B by rows, dB and dA by columns) on the
@@ -119,12 +105,14 @@ func TestTrainKernelsEmulated(t *testing.T) {
 // rows a split covers by 6·10⁴× or more. (The row and column guards on
 // loads only keep reads in bounds: the padding they guard meets zero
 // weights.)
-func TestLoRAKernelsEmulated(t *testing.T) {
-	bin := buildEmu(t, "lora_emu.cpp")
-	out, err := exec.Command(bin).CombinedOutput()
+func TestLoRAKernelsEmulated(t *testing.T) { runEmu(t, "lora_emu.cpp") }
+
+// runEmu builds host/src and runs it, its report in the test's log.
+func runEmu(t *testing.T, src string) {
+	out, err := exec.Command(buildEmu(t, src)).CombinedOutput()
 	t.Logf("%s", out)
 	if err != nil {
-		t.Errorf("lora_emu: %v (the cases marked FAIL above)", err)
+		t.Errorf("%s: %v (the cases marked FAIL above)", src, err)
 	}
 }
 

@@ -4,33 +4,24 @@
 // it against an f64 reference (DISTILL_CUDA_EMU, shim.h first).
 #pragma once
 #include "devmath.cuh"
+#include "distill_cuda.h"  // the kernels take the C API's argument structs
 
 namespace {
 
 // One token's q (nh heads), k and v (nkv heads each) of head size hd, after
-// the projections. qn, kn: the per-head RMSNorm weights (hd; Qwen3), or
-// null. RoPE at position pos[0] from the tables cs, sn ((tables, hd/2), as
-// rope.cu's). kc, vc: the layer's cache rows (cap, nkv·hd); sk, sv: where
-// the host's copy of the new row is gathered (nkv·hd each), or null.
-struct dq_args {
-  float *q;
-  const float *k, *v, *qn, *kn;
-  float eps;
-  const int32_t *pos;
-  const float *cs, *sn;
-  int tables;
-  float *kc, *vc, *sk, *sv;
-  int cap, nh, nkv, hd;
-};
-
+// the projections (dc_decode_qkv_args, distill_cuda.h): q_norm, k_norm the
+// per-head RMSNorm weights (hd; Qwen3) or null; RoPE at position pos[0]
+// from the tables cos_t, sin_t ((tables, hd/2), as rope.cu's); k_cache,
+// v_cache the layer's cache rows (cap, nkv·hd); k_stage, v_stage where the
+// host's copy of the new row is gathered (nkv·hd each), or null.
 // One warp per head: block b < nh is q's head b, normalised and rotated in
-// place; then k's heads, normalised, rotated and written to row pos of kc
-// (and sk); then v's, copied to vc (and sv). The arithmetic is
+// place; then k's heads, normalised, rotated and written to row pos of
+// k_cache (and k_stage); then v's, copied to v_cache (and v_stage). The arithmetic is
 // k_rmsnorm_fwd's ((x·s)·w, the scale by dc_rms_scale; the sum of squares
 // in another order) and k_rope's (HF's rotate-half pairs (j, j + hd/2)).
 // A position outside the tables or the cache writes nothing (the host
 // checks it before the launch).
-__global__ void __launch_bounds__(32) k_decode_qkv(dq_args a) {
+__global__ void __launch_bounds__(32) k_decode_qkv(dc_decode_qkv_args a) {
   const int b = blockIdx.x, lane = threadIdx.x, hd = a.hd, half = hd / 2, kvO = a.nkv * hd;
   const int p = a.pos[0];
   if (p < 0 || p >= a.cap || p >= a.tables) return;
@@ -38,14 +29,14 @@ __global__ void __launch_bounds__(32) k_decode_qkv(dq_args a) {
     const int h = b - a.nh - a.nkv;
     for (int j = lane; j < hd; j += 32) {
       const float x = a.v[h * hd + j];
-      a.vc[(int64_t)p * kvO + h * hd + j] = x;
-      if (a.sv != nullptr) a.sv[h * hd + j] = x;
+      a.v_cache[(int64_t)p * kvO + h * hd + j] = x;
+      if (a.v_stage != nullptr) a.v_stage[h * hd + j] = x;
     }
     return;
   }
   const bool isq = b < a.nh;
   const int h = isq ? b : b - a.nh;
-  const float *x = isq ? a.q + h * hd : a.k + h * hd, *w = isq ? a.qn : a.kn;
+  const float *x = isq ? a.q + h * hd : a.k + h * hd, *w = isq ? a.q_norm : a.k_norm;
   float s = 0.f;
   if (w != nullptr) {
     float ss = 0.f;
@@ -55,41 +46,34 @@ __global__ void __launch_bounds__(32) k_decode_qkv(dq_args a) {
   for (int j = lane; j < half; j += 32) {
     float x0 = x[j], x1 = x[j + half];
     if (w != nullptr) x0 = x0 * s * w[j], x1 = x1 * s * w[j + half];
-    const float c = a.cs[(int64_t)p * half + j], sn = a.sn[(int64_t)p * half + j];
+    const float c = a.cos_t[(int64_t)p * half + j], sn = a.sin_t[(int64_t)p * half + j];
     const float r0 = x0 * c - x1 * sn, r1 = x1 * c + x0 * sn;
     if (isq) {
       a.q[h * hd + j] = r0, a.q[h * hd + j + half] = r1;
       continue;
     }
-    float *kr = a.kc + (int64_t)p * kvO + h * hd;
+    float *kr = a.k_cache + (int64_t)p * kvO + h * hd;
     kr[j] = r0, kr[j + half] = r1;
-    if (a.sk != nullptr) a.sk[h * hd + j] = r0, a.sk[h * hd + j + half] = r1;
+    if (a.k_stage != nullptr) a.k_stage[h * hd + j] = r0, a.k_stage[h * hd + j + half] = r1;
   }
 }
 
 // ---- Decoded rows over their own caches (a batched step) ----
 
 // Row r of nr (one decoded token of its own sequence) writes its new key
-// and value rows (k, v: (nr, nkv·hd)) into row pos[r] of its cache's layer
-// buffers kc[r], vc[r] ((cap[r], nkv·hd) each). A position outside
+// and value rows (k, v: (nr, kvo)) into row pos[r] of its cache's layer
+// buffers k_cache[r], v_cache[r] ((cap[r], kvo) each). A position outside
 // [0, cap[r]) writes nothing (the host checks it first).
-struct kvr_args {
-  const float *k, *v;
-  float *const *kc, *const *vc;
-  const int32_t *pos, *cap;
-  int nr, kvo;
-};
-
-__global__ void k_kv_rows(kvr_args a) {
+__global__ void k_kv_rows(dc_kv_rows_args a) {
   const int r = blockIdx.x, p = a.pos[r];
   if (p < 0 || p >= a.cap[r]) return;
   for (int j = threadIdx.x; j < a.kvo; j += blockDim.x) {
-    a.kc[r][(int64_t)p * a.kvo + j] = a.k[(int64_t)r * a.kvo + j];
-    a.vc[r][(int64_t)p * a.kvo + j] = a.v[(int64_t)r * a.kvo + j];
+    a.k_cache[r][(int64_t)p * a.kvo + j] = a.k[(int64_t)r * a.kvo + j];
+    a.v_cache[r][(int64_t)p * a.kvo + j] = a.v[(int64_t)r * a.kvo + j];
   }
 }
 
-// Row r's attention over keys [0, hi[r]) of its own cache (kc[r], vc[r]:
+// Row r's attention over keys [0, hi[r]) of its own cache (k_cache[r], v_cache[r]:
 // (rows, nkv·hd)), grouped heads: out (nr, nh·hd) = softmax(q·Kᵀ·scale)·V
 // per head, lse (nr, nh) its log-sum-exp — in f32 (the flash kernels' bf16
 // products serve prompts; a decoded row's cost is reading its cache). One
@@ -100,23 +84,14 @@ __global__ void k_kv_rows(kvr_args a) {
 // other attention kernels' bad rows.
 constexpr int AR_WARPS = 4, AR_DIMS = 4;  // hd ≤ 32·AR_DIMS
 
-struct ar_args {
-  float *out, *lse;
-  const float *q;
-  const float *const *kc, *const *vc;
-  const int32_t *hi, *cap;
-  int nr, nh, nkv, hd;
-  float scale;
-};
-
-__global__ void __launch_bounds__(AR_WARPS * 32) k_attn_rows(ar_args a) {
+__global__ void __launch_bounds__(AR_WARPS * 32) k_attn_rows(dc_attn_rows_args a) {
   __shared__ float sm[AR_WARPS], sl[AR_WARPS], sacc[AR_WARPS][32 * AR_DIMS];
   const int r = blockIdx.x, h = blockIdx.y, lane = threadIdx.x & 31, w = threadIdx.x >> 5;
   const int hd = a.hd, kvo = a.nkv * hd, g = h / (a.nh / a.nkv), hi = a.hi[r];
   const bool bad = hi <= 0 || hi > a.cap[r];
   const int n = bad ? 0 : hi;
   const float *q = a.q + ((int64_t)r * a.nh + h) * hd;
-  const float *K = a.kc[r] + g * hd, *V = a.vc[r] + g * hd;
+  const float *K = a.k_cache[r] + g * hd, *V = a.v_cache[r] + g * hd;
   float qv[AR_DIMS], acc[AR_DIMS];
 #pragma unroll
   for (int i = 0; i < AR_DIMS; i++) {

@@ -10,39 +10,7 @@
 #include "../../kernels/matvec_kernels.cuh"
 #include "../../kernels/decode_kernels.cuh"
 
-#include <random>
-#include <string>
-
-static int fails = 0;
-static std::mt19937 rng(7);
-
-static std::vector<float> randn(size_t n, float sd = 1.f, float mean = 0.f) {
-  std::normal_distribution<float> N(mean, sd);
-  std::vector<float> v(n);
-  for (float &x : v) x = N(rng);
-  return v;
-}
-
-// got against want: each element within tol·(rms(want) + |want|).
-static void check(const std::string &what, const std::vector<float> &got, const std::vector<double> &want, double tol) {
-  double ss = 0;
-  for (double w : want) ss += w * w;
-  double rms = std::sqrt(ss / std::max<size_t>(want.size(), 1)), worst = 0;
-  size_t bad = 0, first = 0;
-  for (size_t i = 0; i < want.size(); i++) {
-    double err = (double)got[i] == want[i] ? 0 : std::fabs(got[i] - want[i]) / (tol * (rms + std::fabs(want[i])));
-    if (!(err <= 1)) {
-      if (bad++ == 0) first = i;
-    }
-    if (err > worst || std::isnan(err)) worst = std::isnan(err) ? INFINITY : err;
-  }
-  printf("  %-28s worst/tol %.3f%s", what.c_str(), worst, bad ? " FAIL" : "");
-  if (bad) {
-    fails++;
-    printf(" (%zu bad, first at %zu: got %g want %g)", bad, first, got[first], want[first]);
-  }
-  printf("\n");
-}
+#include "ref.h"
 
 // ---- Fused matrix-vector products ----
 
@@ -213,9 +181,9 @@ static void qkv_case(int nh, int nkv, int hd, bool norms, bool stage, int pos, i
     }
   std::vector<float> kc((size_t)cap * kvO, 7.f), vc((size_t)cap * kvO, 7.f), sk(kvO, 7.f), sv(kvO, 7.f), q0 = q;
   int32_t posv = pos;
-  dq_args a{q.data(), k.data(), v.data(), norms ? qn.data() : nullptr, norms ? kn.data() : nullptr, 1e-6f, &posv,
-            cs.data(), sn.data(), tables, kc.data(), vc.data(), stage ? sk.data() : nullptr, stage ? sv.data() : nullptr,
-            cap, nh, nkv, hd};
+  dc_decode_qkv_args a{q.data(), k.data(), v.data(), norms ? qn.data() : nullptr, norms ? kn.data() : nullptr, 1e-6f, &posv,
+                       cs.data(), sn.data(), tables, kc.data(), vc.data(), stage ? sk.data() : nullptr,
+                       stage ? sv.data() : nullptr, cap, nh, nkv, hd};
   emu_launch(nh + 2 * nkv, 1, 32, 0, [&] { k_decode_qkv(a); });
   // f64: each head normalised, then rotated at pos.
   auto head = [&](const std::vector<float> &x, int h, const std::vector<float> &w) {
@@ -282,7 +250,7 @@ static void rows_case(int nh, int nkv, int hd, std::vector<int> his, std::vector
   }
   std::vector<float> q = randn((size_t)nr * nh * hd), k = randn((size_t)nr * kvo), v = randn((size_t)nr * kvo);
   auto kc0 = kc, vc0 = vc;
-  kvr_args ka{k.data(), v.data(), kp.data(), vp.data(), pos.data(), cap.data(), nr, kvo};
+  dc_kv_rows_args ka{k.data(), v.data(), kp.data(), vp.data(), pos.data(), cap.data(), nr, kvo};
   emu_launch(nr, 1, 128, 0, [&] { k_kv_rows(ka); });
   bool rows_ok = true;
   for (int r = 0; r < nr; r++)
@@ -297,7 +265,7 @@ static void rows_case(int nh, int nkv, int hd, std::vector<int> his, std::vector
   fails += !rows_ok;
   std::vector<float> out((size_t)nr * nh * hd, 7.f), lse((size_t)nr * nh, 7.f);
   float scale = 1.f / std::sqrt((float)hd);
-  ar_args aa{out.data(), lse.data(), q.data(), kp.data(), vp.data(), hi.data(), cap.data(), nr, nh, nkv, hd, scale};
+  dc_attn_rows_args aa{out.data(), lse.data(), q.data(), kp.data(), vp.data(), hi.data(), cap.data(), nr, nh, nkv, hd, scale};
   emu_launch(nr, nh, AR_WARPS * 32, 0, [&] { k_attn_rows(aa); });
   std::vector<double> wo, wl;
   std::vector<float> go, gl;
@@ -338,7 +306,7 @@ static void rows_past_cap() {
   std::vector<float> kc((cap + 1) * kvo, 7.f), vc((cap + 1) * kvo, 7.f), k = randn(kvo), v = randn(kvo);
   float *kp = kc.data(), *vp = vc.data();
   int32_t pos = cap, capv = cap;
-  kvr_args ka{k.data(), v.data(), &kp, &vp, &pos, &capv, 1, kvo};
+  dc_kv_rows_args ka{k.data(), v.data(), &kp, &vp, &pos, &capv, 1, kvo};
   emu_launch(1, 1, 128, 0, [&] { k_kv_rows(ka); });
   bool clean = true;
   for (size_t i = 0; i < kc.size(); i++) clean &= kc[i] == 7.f && vc[i] == 7.f;
