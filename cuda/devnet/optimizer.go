@@ -5,7 +5,6 @@ package devnet
 import (
 	"errors"
 	"fmt"
-	"os"
 
 	"distill/core/model"
 	"distill/core/train"
