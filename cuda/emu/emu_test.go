@@ -50,13 +50,16 @@ func TestFlashKernelsEmulated(t *testing.T) {
 // outputs with biases and residuals, no prologue, RMSNorm and SwiGLU, every
 // thread-group width (32–256 threads a row) — and decode_kernels.cuh's
 // k_decode_qkv (per-head norms, RoPE, the cache and staging rows, a
-// position past the cache writing nothing), and a batched step's
+// position past the cache writing nothing), nf4.cu's dequantisation into
+// f32 and bf16 (bit for bit: vector and generic kernels, row ranges cutting
+// groups, double-quantised scales past 256 blocks), and a batched step's
 // k_kv_rows and k_attn_rows (each row over its own cache; grouped heads,
 // head sizes 16–128, an empty range). Checked by mutation: dropping the
 // residual, the norm's width, the wide groups' reduction index, the
 // prologue's write-out index, RoPE's sign, k's halves, the grouped head's
 // index, the last key, the warps' merge weights each fail by 10⁴× the
-// tolerance or more; dropping a bound check writes past a cache (caught).
+// tolerance or more; dropping a bound check writes past a cache (caught);
+// swapping the dequantisation's nibbles (vector or generic) fails exactly.
 func TestDecodeKernelsEmulated(t *testing.T) { runEmu(t, "decode_emu.cpp") }
 
 // TestTrainKernelsEmulated runs the training kernels on the host against

@@ -8,6 +8,7 @@
 #include "shim.h"
 #include "../../kernels/distill_cuda.h"
 #include "../../kernels/matvec_kernels.cuh"
+#include "../../kernels/nf4_dequant_kernels.cuh"
 #include "../../kernels/decode_kernels.cuh"
 
 #include "ref.h"
@@ -166,6 +167,50 @@ static void mv_cases() {
   mv_case("bf16 wide rmsnorm", 4096, {{W(20, 4096, false, false), false, false}}, MV_RMSNORM);
 }
 
+// ---- NF4 dequantisation (nf4.cu: the tile before each GEMM) ----
+
+// Rows [r0, r1) of an NF4 weight into f32 and bf16 as nf4.cu's launcher
+// does it (the vector kernel when e0 = r0·cols is a multiple of 8, else the
+// generic one), against the weight's values decoded here: the f32 bit for
+// bit (code·scale, one rounding, as core/quant), the bf16 its rounding.
+static void dequant_case(int rows, int cols, bool dq, int r0, int r1) {
+  Weight w = make_weight(rows, cols, true, dq);
+  dc_nf4 c = w.c();
+  nf4_args a = nf4_of(&c);
+  const int64_t e0 = (int64_t)r0 * cols, n = (int64_t)(r1 - r0) * cols;
+  const bool vec = e0 % 8 == 0;
+  printf("nf4 dequant %dx%d dq=%d rows [%d, %d): %s kernel\n", rows, cols, dq, r0, r1, vec ? "vector" : "generic");
+  std::vector<float> want(n);
+  std::vector<float> f32(n, NAN);
+  std::vector<__nv_bfloat16> b16(n, __float2bfloat16_rn(NAN));
+  for (int64_t i = 0; i < n; i++) {
+    const int64_t e = e0 + i;
+    const int nib = e % 2 == 0 ? w.codes[e / 2] >> 4 : w.codes[e / 2] & 15;
+    float scale = dq ? (float)(w.map2[w.qabsmax[e / 64]] * w.absmax2[e / 64 / 256]) + w.offset : w.absmax[e / 64];
+    want[i] = (float)kNF4[nib] * scale;
+  }
+  auto launch = [&](auto *dst) {
+    using T = std::remove_pointer_t<decltype(dst)>;
+    if (vec) {
+      const int64_t tiles = (e0 + n + DQ_TILE - 1) / DQ_TILE - e0 / DQ_TILE;
+      emu_launch((unsigned)std::max<int64_t>(1, (tiles + 7) / 8), 1, 256, 0, [&] {
+        if (dq)
+          k_nf4_dequant_vec<T, true>(dst, a, e0, n);
+        else
+          k_nf4_dequant_vec<T, false>(dst, a, e0, n);
+      });
+    } else {
+      emu_launch((unsigned)std::max<int64_t>(1, (n + 255) / 256), 1, 256, 0, [&] { k_nf4_dequant<T>(dst, a, e0, n); });
+    }
+  };
+  launch(f32.data());
+  launch(b16.data());
+  check_exact("f32", f32, want);
+  std::vector<float> got16(n), want16(n);
+  for (int64_t i = 0; i < n; i++) got16[i] = emu_bf2f(b16[i].v), want16[i] = emu_bf2f(__float2bfloat16_rn(want[i]).v);
+  check_exact("bf16", got16, want16);
+}
+
 // ---- k_decode_qkv ----
 
 static void qkv_case(int nh, int nkv, int hd, bool norms, bool stage, int pos, int cap, int tables) {
@@ -316,6 +361,13 @@ static void rows_past_cap() {
 
 int main() {
   mv_cases();
+  for (bool dq : {false, true}) {
+    dequant_case(64, 64, dq, 0, 64);     // whole groups from element 0
+    dequant_case(40, 40, dq, 1, 39);     // e0 = 40: the first and last groups cut
+    dequant_case(33, 1000, dq, 1, 33);   // e0 ≡ 8 mod 32
+    dequant_case(33, 77, dq, 3, 30);     // e0 = 231: the generic kernel
+    dequant_case(20, 8960, dq, 7, 19);   // past 256 blocks: absmax2's index moves
+  }
   qkv_case(14, 2, 64, false, true, 37, 64, 40);
   qkv_case(4, 2, 64, true, true, 0, 8, 8);
   qkv_case(8, 8, 128, true, false, 5, 6, 100);
