@@ -82,21 +82,12 @@ func TestGPURunFitsItsMicroBatch(t *testing.T) {
 	cfg := defaultRunConfig("sft")
 	cfg.Model, cfg.Data, cfg.Device = m, "../examples/tickets/train.jsonl", "fakegpu"
 	cfg.SeqLen, cfg.Steps, cfg.CheckpointEvery, cfg.LoRA.Dropout = 512, 2, 0, 0
-	var w Workstation
-	need := func(n int) int64 { // as fitDevice reckons a micro-batch of n tokens
+	need := func(n int) int64 {
 		c := cfg
 		c.SeqLen = n
-		p, err := w.PlanRun(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return (p.Activations + p.Workspace) * 9 / 8
+		return planNeed(t, c)
 	}
-	db, err := store.Open(filepath.Join(t.TempDir(), "runs.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := runsDB(t)
 
 	fakeFree.Store(need(256)) // 512 does not fit, 256 does
 	job := &TrainJob{Cfg: cfg, ID: "fit", Dir: filepath.Join(t.TempDir(), "fit"), DB: db}
@@ -113,7 +104,7 @@ func TestGPURunFitsItsMicroBatch(t *testing.T) {
 
 	fakeFree.Store(need(16)) // shorter than the tickets' longest example
 	job = &TrainJob{Cfg: cfg, ID: "nofit", Dir: filepath.Join(t.TempDir(), "nofit"), DB: db}
-	err = job.Run(context.Background())
+	err := job.Run(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "the longest example has") || !strings.Contains(err.Error(), "--seq-len") {
 		t.Fatalf("a micro-batch shorter than the longest example: %v", err)
 	}
@@ -128,21 +119,11 @@ func TestGPUDPOFitKeepsPairsWhole(t *testing.T) {
 	cfg := defaultRunConfig("dpo")
 	cfg.Model, cfg.Data, cfg.Device = m, "../examples/preferences/train.jsonl", "fakegpu"
 	cfg.SeqLen, cfg.Steps, cfg.CheckpointEvery, cfg.LoRA.Dropout = 1024, 1, 0, 0
-	var w Workstation
 	c := cfg
 	c.SeqLen = 48 // longer than any one answer's segment, shorter than the longest pair
-	p, err := w.PlanRun(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fakeFree.Store((p.Activations + p.Workspace) * 9 / 8)
-	db, err := store.Open(filepath.Join(t.TempDir(), "runs.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	job := &TrainJob{Cfg: cfg, ID: "dpofit", Dir: filepath.Join(t.TempDir(), "dpofit"), DB: db}
-	err = job.Run(context.Background())
+	fakeFree.Store(planNeed(t, c))
+	job := &TrainJob{Cfg: cfg, ID: "dpofit", Dir: filepath.Join(t.TempDir(), "dpofit"), DB: runsDB(t)}
+	err := job.Run(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "the longest preference pair") {
 		t.Fatalf("a micro-batch shorter than the longest pair: %v", err)
 	}
@@ -158,24 +139,15 @@ func TestGPURunRecomputesWhenKeepingDoesNotFit(t *testing.T) {
 	cfg.Model, cfg.Data, cfg.Device = m, "../examples/tickets/train.jsonl", "fakegpu"
 	cfg.SeqLen, cfg.Steps, cfg.CheckpointEvery, cfg.LoRA.Dropout = 256, 1, 0, 0
 	cfg.GradCheckpointing = false
-	var w Workstation
 	need := func(checkpointing bool) int64 {
 		c := cfg
 		c.GradCheckpointing = checkpointing
-		p, err := w.PlanRun(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return (p.Activations + p.Workspace) * 9 / 8
+		return planNeed(t, c)
 	}
 	if need(false) <= need(true) {
 		t.Fatalf("keeping the activations plans %d bytes, recomputing them %d", need(false), need(true))
 	}
-	db, err := store.Open(filepath.Join(t.TempDir(), "runs.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := runsDB(t)
 	for _, c := range []struct {
 		free      int64
 		recompute bool
@@ -198,4 +170,27 @@ func TestGPURunRecomputesWhenKeepingDoesNotFit(t *testing.T) {
 			t.Errorf("%d bytes free: seq_len %d recorded, want 256 (not shrunk)", c.free, saved.SeqLen)
 		}
 	}
+}
+
+// planNeed is the device memory a run of c takes by its plan, as the fit
+// reckons it (deviceNeed: the pool's rounding on top).
+func planNeed(t *testing.T, c RunConfig) int64 {
+	t.Helper()
+	var w Workstation
+	p, err := w.PlanRun(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return (p.Activations + p.Workspace) * 9 / 8
+}
+
+// runsDB is a fresh runs database, closed at the test's end.
+func runsDB(t *testing.T) *store.DB {
+	t.Helper()
+	db, err := store.Open(filepath.Join(t.TempDir(), "runs.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }

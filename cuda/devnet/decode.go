@@ -47,7 +47,6 @@ type Decoder struct {
 	fused     bool                // one token by the fused kernels (layerDecode; gated: fusedVerified)
 	graphs    bool                // fused tokens replayed as CUDA graphs (DISTILL_CUDA_GRAPHS=0: not)
 	tok       map[*Net]*tokenPass // each net's token workspace and graphs (decode_graph.go)
-	graphErr  error               // the first failed recording, for diagnostics
 }
 
 // kvMirror is one host cache's keys and values on the device: per layer

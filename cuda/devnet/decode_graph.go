@@ -45,9 +45,12 @@ func (tp *tokenPass) free() {
 	tp.p.free()
 }
 
-// Replays and failed recordings so far (the tests check a fused run
-// replayed, and a decoder's first failure is kept for diagnostics).
-var graphReplays, graphFailures atomic.Int64
+// Replays and failed recordings so far, and the last failure's error (the
+// tests check a fused run replayed, and say why a recording failed).
+var (
+	graphReplays, graphFailures atomic.Int64
+	lastGraphErr                atomic.Pointer[error]
+)
 
 // tokenLayout lays out a pass for one token by the fused kernels: no GEMM
 // staging, and the stage the host copies down — the final norm's output,
@@ -77,7 +80,7 @@ func (nt *Net) tokenLayout(ids, pos, lo, hi []int32, nk int) (*pass, error) {
 // such a pass, the recording failed, or the workspace did not fit: the
 // eager pass makes room first).
 func (dc *Decoder) runGraph(nt *Net, ids []int, sp []span, out []float32, branches [][]int) (h []float32, done bool, err error) {
-	if !dc.graphs || len(ids) != 1 || branches != nil || nt.SimpleAttention || nt.GemmAttention || !flashHD(nt) {
+	if !dc.graphs || len(ids) != 1 || branches != nil || !nt.flashAttention() { // the others size buffers by the key range
 		return nil, false, nil
 	}
 	s := sp[0]
@@ -106,9 +109,7 @@ func (dc *Decoder) runGraph(nt *Net, ids []int, sp []span, out []float32, branch
 		if err != nil {
 			tg.g = nil
 			graphFailures.Add(1)
-			if dc.graphErr == nil {
-				dc.graphErr = err
-			}
+			lastGraphErr.Store(&err)
 		}
 		tp.graphs[s.mir] = tg
 	}
@@ -136,10 +137,11 @@ func (dc *Decoder) runGraph(nt *Net, ids []int, sp []span, out []float32, branch
 	return out, true, nil
 }
 
-// flashHD says nt's head size takes the flash kernels (the graph's
-// attention bounds each row by its own range; the others size buffers by
-// the key range).
-func flashHD(nt *Net) bool { return train.FlashAttention(nt.M.Config.HeadDim) }
+// flashAttention says nt's passes attend with the flash kernels: its head
+// size takes them, and no other attention was asked for (comparisons).
+func (nt *Net) flashAttention() bool {
+	return !nt.SimpleAttention && !nt.GemmAttention && train.FlashAttention(nt.M.Config.HeadDim)
+}
 
 // tokenPass is nt's token workspace, laid out on first use.
 func (dc *Decoder) tokenPass(nt *Net) (*tokenPass, error) {

@@ -37,22 +37,15 @@ func (p *pass) rowCaches(sp []span) {
 		return
 	}
 	L, n, kvO := len(p.nt.layers), len(sp), c.NumKVHeads*c.HeadDim
-	addrs, caps := make([]*cuda.Buffer, 0, 2*L*n), make([]int32, n)
-	for _, half := range []func(m *kvMirror) []*cuda.Buffer{
-		func(m *kvMirror) []*cuda.Buffer { return m.k },
-		func(m *kvMirror) []*cuda.Buffer { return m.v },
-	} {
-		for l := range L {
-			for _, s := range sp {
-				addrs = append(addrs, half(s.mir)[l])
-			}
-		}
-	}
+	caps, addrs := make([]int32, n), make([]*cuda.Buffer, 2*L*n) // layer l's keys at l·n, values at (L+l)·n
 	for i, s := range sp {
 		if s.n != 1 {
 			return
 		}
 		caps[i] = int32(s.mir.k[0].Len / kvO)
+		for l := range L {
+			addrs[l*n+i], addrs[(L+l)*n+i] = s.mir.k[l], s.mir.v[l]
+		}
 	}
 	t := &rowTables{rows: n}
 	if t.addr = p.take(cuda.Addr, len(addrs)); t.addr != nil {

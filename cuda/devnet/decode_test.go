@@ -3,6 +3,7 @@
 package devnet_test
 
 import (
+	"math/rand/v2"
 	"testing"
 
 	"distill/core/lora"
@@ -44,14 +45,7 @@ func TestDecoderParity(t *testing.T) {
 						ok(t, err)
 						passes = append(passes, append([]float32(nil), h...))
 					}
-					r := rng(6)
-					tok := func(n int) []int {
-						ids := make([]int, n)
-						for i := range ids {
-							ids[i] = r.IntN(s.shape.Vocab)
-						}
-						return ids
-					}
+					tok := tokens(rng(6), s.shape.Vocab)
 					scratch := func(c *model.Cache, n int) (rows []float32, err error) { // keys, values in rows [Len, Len+n)
 						kvO := m.Config.NumKVHeads * m.Config.HeadDim
 						for l := range c.K {
@@ -116,7 +110,7 @@ func TestDecoderParity(t *testing.T) {
 						got, gcs := script()
 						// A mode that silently fell back would compare a path with itself.
 						if failed := devnet.GraphFailures() - failedBefore; failed > 0 {
-							t.Errorf("%d graph recordings failed", failed)
+							t.Errorf("%d graph recordings failed, the last: %v", failed, devnet.LastGraphErr())
 						}
 						ran, replays, rows := devnet.FusedPasses()-fusedBefore, devnet.GraphReplays()-replaysBefore, devnet.RowsPasses()-rowsBefore
 						if (ran > 0) != fused || (replays > 0) != graphs || (rows > 0) != fused {
@@ -200,14 +194,7 @@ func TestDecoderGraphsSurviveDrops(t *testing.T) {
 	}
 	script := func() (passes [][]float32) {
 		be := tensor.CPU{}
-		r := rng(8)
-		tok := func(n int) []int {
-			ids := make([]int, n)
-			for i := range ids {
-				ids[i] = r.IntN(s.shape.Vocab)
-			}
-			return ids
-		}
+		tok := tokens(rng(8), s.shape.Vocab)
 		keep := func(h []float32, err error) {
 			t.Helper()
 			ok(t, err)
@@ -243,6 +230,17 @@ func TestDecoderGraphsSurviveDrops(t *testing.T) {
 	// Six rounds of a cache under an adapter, each recording its graph anew
 	// (the mirror or the view was dropped since) and replaying it twice.
 	if fail != 0 || rec < 6 || rep != 12 {
-		t.Errorf("%d recordings, %d replays, %d failures; want ≥ 6, 12, 0", rec, rep, fail)
+		t.Errorf("%d recordings, %d replays, %d failures (the last: %v); want ≥ 6, 12, 0", rec, rep, fail, devnet.LastGraphErr())
+	}
+}
+
+// tokens draws n random ids below vocab from r at each call.
+func tokens(r *rand.Rand, vocab int) func(n int) []int {
+	return func(n int) []int {
+		ids := make([]int, n)
+		for i := range ids {
+			ids[i] = r.IntN(vocab)
+		}
+		return ids
 	}
 }

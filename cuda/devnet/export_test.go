@@ -23,6 +23,14 @@ func FusedPasses() int64 { return fusedPasses.Load() }
 func GraphReplays() int64  { return graphReplays.Load() }
 func GraphFailures() int64 { return graphFailures.Load() }
 
+// LastGraphErr is the last failed recording's error, or nil.
+func LastGraphErr() error {
+	if e := lastGraphErr.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
 // RowsPasses is how many batched decode steps have attended through the
 // row tables (decode_rows.go) in this process.
 func RowsPasses() int64 { return rowsPasses.Load() }

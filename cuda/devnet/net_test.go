@@ -115,12 +115,7 @@ func TestStepParity(t *testing.T) {
 	device(t) // skips without a GPU
 	for _, s := range setups {
 		t.Run(s.name, func(t *testing.T) {
-			dir := t.TempDir()
-			ok(t, model.WriteRandom(dir, s.shape, tensor.BF16, 9))
-			// Two micro-batches accumulated into one gradient: packed segments
-			// (37 + 21 + 1 tokens), then one sequence of 70.
-			batches := []*train.Batch{batch(rng(5), s.shape.Vocab, 37, 21, 1), batch(rng(6), s.shape.Vocab, 70)}
-			denom := batches[0].Counted() + batches[1].Counted()
+			dir, batches, denom := stepFixture(t, s)
 
 			m, a := build(t, dir, s)
 			cpu, err := train.NewNet(tensor.CPU{}, m, a)
@@ -206,6 +201,16 @@ func deviceStep(t *testing.T, dir string, s setup, batches []*train.Batch, denom
 	t.Logf("loss %.6f (CPU %.6f); gradients %.2e relative, worst module %s %.2e", gotLoss[0], wantLoss[0], rel, where, worst)
 }
 
+// stepFixture writes s's random checkpoint and makes two micro-batches
+// accumulated into one gradient: packed segments (37 + 21 + 1 tokens), then
+// one sequence of 70; denom is their counted tokens.
+func stepFixture(t *testing.T, s setup) (dir string, batches []*train.Batch, denom int) {
+	dir = t.TempDir()
+	ok(t, model.WriteRandom(dir, s.shape, tensor.BF16, 9))
+	batches = []*train.Batch{batch(rng(5), s.shape.Vocab, 37, 21, 1), batch(rng(6), s.shape.Vocab, 70)}
+	return dir, batches, batches[0].Counted() + batches[1].Counted()
+}
+
 // offsetIn is v's offset within params (v a view of it).
 func offsetIn(params, v []float32) int {
 	for i := range params {
@@ -279,10 +284,7 @@ func TestKeepActivationsMatchesRecompute(t *testing.T) {
 	d := device(t)
 	for _, s := range setups {
 		t.Run(s.name, func(t *testing.T) {
-			dir := t.TempDir()
-			ok(t, model.WriteRandom(dir, s.shape, tensor.BF16, 9))
-			batches := []*train.Batch{batch(rng(5), s.shape.Vocab, 37, 21, 1), batch(rng(6), s.shape.Vocab, 70)}
-			denom := batches[0].Counted() + batches[1].Counted()
+			dir, batches, denom := stepFixture(t, s)
 			run := func(keep bool) (float64, []float32) {
 				m, a := build(t, dir, s)
 				net, err := devnet.New(d, m, a)

@@ -172,7 +172,7 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 	p.do(err)
 	p.attn = cuda.AttnShape{NQ: n, NK: nk, NH: H, NKV: KV, HD: hd, MaxLen: maxSeg,
 		Lo: p.up(cuda.I32, lo), Hi: p.up(cuda.I32, hi), Scale: float32(1 / sqrt(float64(hd)))}
-	p.flash = !nt.SimpleAttention && !nt.GemmAttention && train.FlashAttention(hd)
+	p.flash = nt.flashAttention()
 
 	training := kind == passTrain
 	p.xs = make([]*cuda.Buffer, len(nt.layers)+1)
