@@ -9,16 +9,12 @@ import (
 	"distill/cuda"
 )
 
-// fusedVerified records whether the fused decoding of one token
-// (layerDecode) has passed TestDecoderParity on a GPU. It was written
-// without one (session 7): its kernels pass the host emulation (cuda/emu,
-// make test) and their device tests (TestMatVecFusedParity,
-// TestDecodeQKVParity) are written, but until those and TestDecoderParity
-// pass on a device a decoded token runs op by op unless
-// DISTILL_CUDA_UNVERIFIED=1. Then set it true (devcheck's "gated device
-// paths" step says so) and remove the op-by-op single-token path (lin's
-// matrix-vector branch, attendSpans' copies for one token).
-const fusedVerified = false
+// fusedVerified: the fused decoding of one token (layerDecode) and its
+// CUDA graphs passed TestMatVecFusedParity, TestDecodeQKVParity,
+// TestGraphReplay, TestAttnRowsParity, TestDecoderParity and
+// TestDecoderGraphsSurviveDrops on an H200 (2026-11-26; written blind in
+// session 7). DISTILL_CUDA_FUSED=0 turns it off (comparisons).
+const fusedVerified = true
 
 // DISTILL_CUDA_FUSED=0 or 1 overrides the gate either way.
 func fusedReady() bool { return gateOpen("DISTILL_CUDA_FUSED", fusedVerified) }

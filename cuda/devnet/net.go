@@ -380,14 +380,12 @@ func (nt *Net) ZeroGrads() error { return nt.Grads.Zero() }
 // kept path has passed its GPU test (keepReady), else recompute anyway.
 func (nt *Net) SetCheckpoint(on bool) { nt.KeepActivations = !on && keepReady() }
 
-// keepVerified records whether KeepActivations has passed
-// TestKeepActivationsMatchesRecompute on a GPU. Written without one
-// (session 7): until then a run's grad_checkpointing: false still
-// recomputes on the device (as before), unless DISTILL_CUDA_KEEP=1 or
-// DISTILL_CUDA_UNVERIFIED=1; core/train's plan counts what the device does
-// (train.DeviceKeepsActivations). Benchmarks and the test set the field
-// directly.
-const keepVerified = false
+// keepVerified: KeepActivations passed TestKeepActivationsMatchesRecompute
+// (bit-level equality with the recomputing step) on an H200 (2026-11-26),
+// so a run's grad_checkpointing: false keeps them on the device; core/train's
+// plan counts them (train.DeviceKeepsActivations). DISTILL_CUDA_KEEP=0
+// turns it off. Benchmarks and the test set the field directly.
+const keepVerified = true
 
 // DISTILL_CUDA_KEEP=0 or 1 overrides the gate either way.
 func keepReady() bool { return gateOpen("DISTILL_CUDA_KEEP", keepVerified) }
