@@ -23,7 +23,7 @@
 // product reads k-major (V for P·V, K for dS·K, Q and dO for the weight
 // gradients) are stored transposed as they are loaded.
 //
-// Kernels: forward, one block per (64 query rows, head), 16 rows a warp,
+// Kernels: forward, one block per (64 or 128 query rows, head), 16 rows a warp,
 // over 64-key tiles with an online softmax. Backward: row_dot
 // (D_i = rowsum(dO∘O), once), dq (like forward: S and dP = dO·Vᵀ per tile,
 // dS = P∘(dP − D)·scale, dq = dS·K, no atomics) and dkv, one block per (64
@@ -66,8 +66,8 @@ int fa_fwd(float *out, float *lse, const float *q, const float *k, const float *
   static bool opted;
   size_t sm = fa_fwd_smem<HD>();
   if (fa_smem((const void *)k_fa_fwd<HD>, sm, "attn_fwd_flash", &opted)) return -1;
-  dim3 grid((nq + FA_BQ - 1) / FA_BQ, nh);
-  k_fa_fwd<HD><<<grid, FA_THREADS, sm, dc_stream>>>(out, lse, q, k, v, lo, hi, nq, nk, nh, nkv, max_len, scale);
+  dim3 grid((nq + fa_bq(HD) - 1) / fa_bq(HD), nh);
+  k_fa_fwd<HD><<<grid, fa_qwarps(HD) * 32, sm, dc_stream>>>(out, lse, q, k, v, lo, hi, nq, nk, nh, nkv, max_len, scale);
   DC_LAUNCHED("attn_fwd_flash" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
   return 0;
 }
@@ -85,7 +85,7 @@ int fa_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, c
   size_t sq = fa_dq_smem<HD>(), skv = fa_dkv_smem<HD>();
   if (fa_smem((const void *)k_fa_bwd_dq<HD>, sq, "attn_bwd_flash dq", &opted_dq)) return -1;
   if (fa_smem((const void *)k_fa_bwd_dkv<HD>, skv, "attn_bwd_flash dkv", &opted_dkv)) return -1;
-  k_fa_bwd_dq<HD><<<dim3((nq + FA_BQ - 1) / FA_BQ, nh), FA_THREADS, sq, dc_stream>>>(
+  k_fa_bwd_dq<HD><<<dim3((nq + fa_bq(HD) - 1) / fa_bq(HD), nh), fa_qwarps(HD) * 32, sq, dc_stream>>>(
       dq, dout, q, k, v, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale);
   DC_LAUNCHED("attn_bwd_flash dq" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
   if (nk == 0) return 0;

@@ -12,8 +12,14 @@
 
 namespace {
 
-constexpr int FA_THREADS = 128;  // four warps
-constexpr int FA_BQ = 64;        // query rows per block (forward, dq): 16 a warp
+// Forward and dq: a block is fa_qwarps(HD) warps of 16 query rows, so each
+// staged key tile serves 16·fa_qwarps rows. At HD 128 eight warps halve the
+// tile's bytes from L2 per product (H200, 2,048 tokens: forward 60 → 68
+// TFLOP/s, backward 28 → 31); at HD 64 the tile is half as big and four
+// warps' twice as many blocks win (forward 54 against 48 with eight).
+constexpr int fa_qwarps(int hd) { return hd >= 128 ? 8 : 4; }
+constexpr int fa_bq(int hd) { return 16 * fa_qwarps(hd); }  // query rows per block (forward, dq)
+constexpr int FA_THREADS = 128;                             // dkv: four warps
 constexpr int FA_BK = 64;        // key rows per tile (forward, dq), per block (dkv): 16 a warp
 constexpr int FA_BQ2 = 32;       // query rows per tile (dkv)
 constexpr int FA_PAD = 8;        // bf16 elements of padding per shared row
@@ -94,7 +100,7 @@ __device__ __forceinline__ void fa_mma_scores(float acc[ND][4], float s[KB / 8][
 // distinct banks: along a row for the row-major tile; down the rows, two at
 // a time (one 32-bit store of two bf16), for the transpose (along a row, a
 // warp's transposed stores were 16 to a bank).
-template <int HD, int ROWS>
+template <int HD, int ROWS, int THREADS>
 __device__ __forceinline__ void fa_stage(bf16 *rowm, int ld, bf16 *tr, int ldt, const float *x, int n, int64_t stride,
                                          int c0, int r0) {
   // Trip counts are constants, so the loops unroll and a thread's loads are
@@ -103,9 +109,9 @@ __device__ __forceinline__ void fa_stage(bf16 *rowm, int ld, bf16 *tr, int ldt, 
   constexpr int NR = ROWS * (HD / 4), NT = ROWS / 2 * (HD / 4);
   if (rowm) {
 #pragma unroll
-    for (int i = 0; i < (NR + FA_THREADS - 1) / FA_THREADS; i++) {
-      int e = threadIdx.x + i * FA_THREADS;
-      if (NR % FA_THREADS != 0 && e >= NR) break;
+    for (int i = 0; i < (NR + THREADS - 1) / THREADS; i++) {
+      int e = threadIdx.x + i * THREADS;
+      if (NR % THREADS != 0 && e >= NR) break;
       int r = e / (HD / 4), c = (e % (HD / 4)) * 4;
       float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
       if (r0 + r < n) v = *reinterpret_cast<const float4 *>(x + (int64_t)(r0 + r) * stride + c0 + c);
@@ -114,9 +120,9 @@ __device__ __forceinline__ void fa_stage(bf16 *rowm, int ld, bf16 *tr, int ldt, 
   }
   if (tr) {
 #pragma unroll
-    for (int i = 0; i < (NT + FA_THREADS - 1) / FA_THREADS; i++) {
-      int e = threadIdx.x + i * FA_THREADS;
-      if (NT % FA_THREADS != 0 && e >= NT) break;
+    for (int i = 0; i < (NT + THREADS - 1) / THREADS; i++) {
+      int e = threadIdx.x + i * THREADS;
+      if (NT % THREADS != 0 && e >= NT) break;
       int r = 2 * (e % (ROWS / 2)), c = (e / (ROWS / 2)) * 4;
       float4 a = make_float4(0.f, 0.f, 0.f, 0.f), b = a;
       if (r0 + r < n) a = *reinterpret_cast<const float4 *>(x + (int64_t)(r0 + r) * stride + c0 + c);
@@ -186,9 +192,10 @@ __device__ __forceinline__ fa_rows fa_row_ranges(const int32_t *kv_lo, const int
 }
 
 // The block's key range: the union of its warps' (each thread passes its
-// warp's); sh holds 2·warps ints.
+// warp's); sh holds 2·NW ints.
+template <int NW>
 __device__ __forceinline__ void fa_block_range(int wlo, int whi, int *sh, int *blo, int *bhi) {
-  int warp = threadIdx.x >> 5, nw = FA_THREADS / 32;
+  int warp = threadIdx.x >> 5, nw = NW;
   if ((threadIdx.x & 31) == 0) sh[warp] = wlo, sh[nw + warp] = whi;
   __syncthreads();
   int lo = INT_MAX, hi = 0;
@@ -205,22 +212,22 @@ __device__ __forceinline__ float fa_quad_sum(float v) {
   return v + __shfl_xor_sync(0xffffffffu, v, 2);
 }
 
-// Forward: grid (⌈nq/64⌉, nh). Shared: K tile [64][HD+8], Vᵀ tile [HD][64+8].
+// Forward: grid (⌈nq/fa_bq(HD)⌉, nh). Shared: K tile [64][HD+8], Vᵀ tile [HD][64+8].
 template <int HD>
-__global__ void __launch_bounds__(FA_THREADS) k_fa_fwd(float *out, float *lse, const float *q, const float *k,
+__global__ void __launch_bounds__(fa_qwarps(HD) * 32) k_fa_fwd(float *out, float *lse, const float *q, const float *k,
                                                        const float *v, const int32_t *kv_lo, const int32_t *kv_hi,
                                                        int nq, int nk, int nh, int nkv, int max_len, float scale) {
   DC_DYNAMIC_SHARED(unsigned char, fa_sh);
   constexpr int LDK = HD + FA_PAD, LDV = FA_BK + FA_PAD, NT = FA_BK / 8, ND = HD / 8;
   bf16 *Ks = reinterpret_cast<bf16 *>(fa_sh), *Vt = Ks + FA_BK * LDK;
-  __shared__ int rng[8];
+  __shared__ int rng[2 * fa_qwarps(HD)];
   int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   // The last rows of a causal sequence attend the most keys: they start first.
-  int h = blockIdx.y, kvh = h / (nh / nkv), r0 = (gridDim.x - 1 - blockIdx.x) * FA_BQ + warp * 16;
+  int h = blockIdx.y, kvh = h / (nh / nkv), r0 = (gridDim.x - 1 - blockIdx.x) * fa_bq(HD) + warp * 16;
   int64_t qs = (int64_t)nh * HD, kvs = (int64_t)nkv * HD;
   fa_rows w = fa_row_ranges(kv_lo, kv_hi, r0, nq, nk, max_len, g);
   int blo, bhi;
-  fa_block_range(w.wlo, w.whi, rng, &blo, &bhi);
+  fa_block_range<fa_qwarps(HD)>(w.wlo, w.whi, rng, &blo, &bhi);
 
   uint32_t qa[HD / 16][4];
   fa_rows_a<HD>(qa, q, nq, qs, h * HD, r0, g, t);
@@ -235,8 +242,8 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_fwd(float *out, float *lse, c
   const int kend = min(nk, bhi);
   for (int k0 = blo / FA_BK * FA_BK; k0 < bhi; k0 += FA_BK) {
     __syncthreads();  // the previous tile's reads are done
-    fa_stage<HD, FA_BK>(Ks, LDK, nullptr, 0, k, kend, kvs, kvh * HD, k0);
-    fa_stage<HD, FA_BK>(nullptr, 0, Vt, LDV, v, kend, kvs, kvh * HD, k0);
+    fa_stage<HD, FA_BK, fa_qwarps(HD) * 32>(Ks, LDK, nullptr, 0, k, kend, kvs, kvh * HD, k0);
+    fa_stage<HD, FA_BK, fa_qwarps(HD) * 32>(nullptr, 0, Vt, LDV, v, kend, kvs, kvh * HD, k0);
     __syncthreads();
     if (k0 >= w.whi || k0 + FA_BK <= w.wlo) continue;  // none of this warp's rows sees the tile
 
@@ -328,23 +335,23 @@ __global__ void k_fa_tile_range(int32_t *tiles, const int32_t *kv_lo, const int3
   if (threadIdx.x == 0) tiles[2 * b] = lo, tiles[2 * b + 1] = hi;
 }
 
-// dq: grid (⌈nq/64⌉, nh). Shared: K [64][HD+8], V [64][HD+8], Kᵀ [HD][64+8].
+// dq: grid (⌈nq/fa_bq(HD)⌉, nh). Shared: K [64][HD+8], V [64][HD+8], Kᵀ [HD][64+8].
 template <int HD>
-__global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dq(float *dq, const float *dout, const float *q, const float *k,
+__global__ void __launch_bounds__(fa_qwarps(HD) * 32) k_fa_bwd_dq(float *dq, const float *dout, const float *q, const float *k,
                                                           const float *v, const float *lse, const float *D,
                                                           const int32_t *kv_lo, const int32_t *kv_hi, int nq, int nk,
                                                           int nh, int nkv, int max_len, float scale) {
   DC_DYNAMIC_SHARED(unsigned char, fa_sh);
   constexpr int LDK = HD + FA_PAD, LDT = FA_BK + FA_PAD, NT = FA_BK / 8, ND = HD / 8;
   bf16 *Ks = reinterpret_cast<bf16 *>(fa_sh), *Vs = Ks + FA_BK * LDK, *Kt = Vs + FA_BK * LDK;
-  __shared__ int rng[8];
+  __shared__ int rng[2 * fa_qwarps(HD)];
   int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   // The last rows of a causal sequence attend the most keys: they start first.
-  int h = blockIdx.y, kvh = h / (nh / nkv), r0 = (gridDim.x - 1 - blockIdx.x) * FA_BQ + warp * 16;
+  int h = blockIdx.y, kvh = h / (nh / nkv), r0 = (gridDim.x - 1 - blockIdx.x) * fa_bq(HD) + warp * 16;
   int64_t qs = (int64_t)nh * HD, kvs = (int64_t)nkv * HD;
   fa_rows w = fa_row_ranges(kv_lo, kv_hi, r0, nq, nk, max_len, g);
   int blo, bhi;
-  fa_block_range(w.wlo, w.whi, rng, &blo, &bhi);
+  fa_block_range<fa_qwarps(HD)>(w.wlo, w.whi, rng, &blo, &bhi);
 
   uint32_t qa[HD / 16][4], da[HD / 16][4];
   fa_rows_a<HD>(qa, q, nq, qs, h * HD, r0, g, t);
@@ -363,8 +370,8 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dq(float *dq, const float
 
   for (int k0 = blo / FA_BK * FA_BK; k0 < bhi; k0 += FA_BK) {
     __syncthreads();
-    fa_stage<HD, FA_BK>(Ks, LDK, Kt, LDT, k, nk, kvs, kvh * HD, k0);
-    fa_stage<HD, FA_BK>(Vs, LDK, nullptr, 0, v, nk, kvs, kvh * HD, k0);
+    fa_stage<HD, FA_BK, fa_qwarps(HD) * 32>(Ks, LDK, Kt, LDT, k, nk, kvs, kvh * HD, k0);
+    fa_stage<HD, FA_BK, fa_qwarps(HD) * 32>(Vs, LDK, nullptr, 0, v, nk, kvs, kvh * HD, k0);
     __syncthreads();
     if (k0 >= w.whi || k0 + FA_BK <= w.wlo) continue;
 
@@ -425,8 +432,8 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv(float *dk, float *dv,
   int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   int h = blockIdx.y, group = nh / nkv, kvh = h / group, k0 = blockIdx.x * FA_BK, kw = k0 + warp * 16;
   int64_t qs = (int64_t)nh * HD, kvs = (int64_t)nkv * HD;
-  fa_stage<HD, FA_BK>(Ks, LDK, nullptr, 0, k, nk, kvs, kvh * HD, k0);
-  fa_stage<HD, FA_BK>(Vs, LDK, nullptr, 0, v, nk, kvs, kvh * HD, k0);
+  fa_stage<HD, FA_BK, FA_THREADS>(Ks, LDK, nullptr, 0, k, nk, kvs, kvh * HD, k0);
+  fa_stage<HD, FA_BK, FA_THREADS>(Vs, LDK, nullptr, 0, v, nk, kvs, kvh * HD, k0);
 
   float gk[ND][4], gv[ND][4];
 #pragma unroll
@@ -440,8 +447,8 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv(float *dk, float *dv,
     if (tlo >= k0 + FA_BK || thi <= k0) continue;  // block-uniform: no row of the tile reaches these keys
     int q0 = b * FA_BQ2;
     __syncthreads();  // the previous tile's reads are done (and, the first time, K and V are staged)
-    fa_stage<HD, FA_BQ2>(Qs, LDK, Qt, LDQ, q, nq, qs, h * HD, q0);
-    fa_stage<HD, FA_BQ2>(Os, LDK, Ot, LDQ, dout, nq, qs, h * HD, q0);
+    fa_stage<HD, FA_BQ2, FA_THREADS>(Qs, LDK, Qt, LDQ, q, nq, qs, h * HD, q0);
+    fa_stage<HD, FA_BQ2, FA_THREADS>(Os, LDK, Ot, LDQ, dout, nq, qs, h * HD, q0);
     if (threadIdx.x < FA_BQ2) {
       int r = q0 + threadIdx.x, lo = 0, hi = 0;
       float L = 0.f, Dv = 0.f;

@@ -20,7 +20,7 @@ template <int HD>
 void fwd(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *lo, const int32_t *hi,
          int nq, int nk, int nh, int nkv, int max_len, float scale) {
   size_t sm = fa_fwd_smem<HD>();
-  launch((nq + FA_BQ - 1) / FA_BQ, nh, FA_THREADS, sm,
+  launch((nq + fa_bq(HD) - 1) / fa_bq(HD), nh, fa_qwarps(HD) * 32, sm,
          [&] { k_fa_fwd<HD>(out, lse, q, k, v, lo, hi, nq, nk, nh, nkv, max_len, scale); });
 }
 
@@ -32,7 +32,7 @@ void bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, con
   launch((unsigned)((rows * 32 + 255) / 256), 1, 256, 0, [&] { k_fa_row_dot(D, dout, out, nq, nh, HD); });
   launch((nq + FA_BQ2 - 1) / FA_BQ2, 1, 32, 0, [&] { k_fa_tile_range(tiles, lo, hi, nq, nk, max_len); });
   size_t sq = fa_dq_smem<HD>(), skv = fa_dkv_smem<HD>();
-  launch((nq + FA_BQ - 1) / FA_BQ, nh, FA_THREADS, sq,
+  launch((nq + fa_bq(HD) - 1) / fa_bq(HD), nh, fa_qwarps(HD) * 32, sq,
          [&] { k_fa_bwd_dq<HD>(dq, dout, q, k, v, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale); });
   if (nk == 0) return;
   bool grouped = nh != nkv;
