@@ -7,6 +7,27 @@
 #pragma once
 #include "devmath.cuh"
 
+// A thread's running softmax statistics (max m, Σ exp(x − m)) taking in
+// the values of v, branch-free: a row's −∞ logits add nothing and never
+// give NaN (−∞ − −∞).
+template <int N>
+__device__ __forceinline__ void xent_take(float &m, float &s, const float (&v)[N]) {
+  float mx = v[0];
+#pragma unroll
+  for (int i = 1; i < N; i++) mx = fmaxf(mx, v[i]);
+  const float mn = fmaxf(m, mx), base = mn == -INFINITY ? 0.f : mn;
+  float add = 0.f;
+#pragma unroll
+  for (int i = 0; i < N; i++) add += expf(v[i] - base);
+  s = s * expf(m - base) + add;
+  m = mn;
+}
+
+// One block a row: loss[r] = logsumexp(row) − row[target], and with grad
+// the row becomes scale·(softmax − onehot) in place. The row is read as
+// float4s from its first 16-byte boundary (a few scalars before and after),
+// unrolled so a thread keeps several loads in flight: with one block a row
+// and ~128 rows a call the GPU's memory is only busy if each thread is.
 __global__ void k_xent(float *loss, float *logits, const int32_t *target, int vocab, float scale,
                        const float *row_scale, int grad) {
   __shared__ float shm[33], shs[33];
@@ -16,16 +37,17 @@ __global__ void k_xent(float *loss, float *logits, const int32_t *target, int vo
     if (threadIdx.x == 0) loss[blockIdx.x] = NAN;
     return;
   }
+  const int head = min(vocab, (int)((16 - ((uintptr_t)lg & 15)) & 15) / 4);  // floats before a 16-byte boundary
+  const int n4 = (vocab - head) / 4, tail = head + 4 * n4;
+  const float4 *body = reinterpret_cast<const float4 *>(lg + head);
   float m = -INFINITY, s = 0.f;
-  for (int j = threadIdx.x; j < vocab; j += blockDim.x) {
-    float x = lg[j];
-    if (x > m) {
-      s = s * expf(m - x) + 1.f;
-      m = x;
-    } else {
-      s += expf(x - m);
-    }
+  for (int j = threadIdx.x; j < head; j += blockDim.x) xent_take<1>(m, s, {lg[j]});
+#pragma unroll 4
+  for (int j = threadIdx.x; j < n4; j += blockDim.x) {
+    const float4 x = body[j];
+    xent_take<4>(m, s, {x.x, x.y, x.z, x.w});
   }
+  for (int j = tail + threadIdx.x; j < vocab; j += blockDim.x) xent_take<1>(m, s, {lg[j]});
   float bm = dc_block_max(m, shm);
   s = m == -INFINITY ? 0.f : s * expf(m - bm);
   float bs = dc_block_sum(s, shs);
@@ -34,9 +56,20 @@ __global__ void k_xent(float *loss, float *logits, const int32_t *target, int vo
   if (!grad) return;
   __syncthreads();  // every thread has read lg[t]
   if (row_scale != nullptr) scale = row_scale[blockIdx.x];
-  float inv = 1.f / bs;
-  for (int j = threadIdx.x; j < vocab; j += blockDim.x) {
-    float p = expf(lg[j] - bm) * inv;
-    lg[j] = scale * p - (j == t ? scale : 0.f);
+  const float inv = 1.f / bs;
+  for (int j = threadIdx.x; j < head; j += blockDim.x) lg[j] = scale * expf(lg[j] - bm) * inv - (j == t ? scale : 0.f);
+  float4 *wbody = reinterpret_cast<float4 *>(lg + head);
+#pragma unroll 4
+  for (int j = threadIdx.x; j < n4; j += blockDim.x) {
+    float4 x = wbody[j];
+    x.x = scale * expf(x.x - bm) * inv, x.y = scale * expf(x.y - bm) * inv;
+    x.z = scale * expf(x.z - bm) * inv, x.w = scale * expf(x.w - bm) * inv;
+    const int d = t - head - 4 * j;  // the target's place in this float4, if it is there
+    if (d == 0) x.x -= scale;
+    if (d == 1) x.y -= scale;
+    if (d == 2) x.z -= scale;
+    if (d == 3) x.w -= scale;
+    wbody[j] = x;
   }
+  for (int j = tail + threadIdx.x; j < vocab; j += blockDim.x) lg[j] = scale * expf(lg[j] - bm) * inv - (j == t ? scale : 0.f);
 }

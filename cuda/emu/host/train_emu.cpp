@@ -304,13 +304,20 @@ static void embed_cases() {
 // within ~2e-7 of |max| + |loss| and each probability within ~1e-6 relative:
 // tolerances 1e-6 of the rms (logits near 0) and 1e-5 where every logit is
 // about 1000 (the max's f32 ulp, 6e-5, against losses of ~7).
-static void xent_case(int rows, int vocab, float sd, float mean, bool grad, bool per_row, double ltol) {
+// ninf > 0 makes every ninf-th logit −∞ (a masked logit: adds nothing, its
+// gradient 0), never the target.
+static void xent_case(int rows, int vocab, float sd, float mean, bool grad, bool per_row, double ltol, int ninf = 0) {
   std::string tag = "xent " + std::to_string(rows) + "x" + std::to_string(vocab) + (mean ? " +" + std::to_string((int)mean) : "") +
-                    (grad ? per_row ? " rows" : "" : " no grad");
-  std::vector<float> z = randn((size_t)rows * vocab, sd, mean), z0 = z;
+                    (grad ? per_row ? " rows" : "" : " no grad") + (ninf ? " −∞" : "");
+  std::vector<float> z = randn((size_t)rows * vocab, sd, mean);
+  if (ninf)
+    for (size_t e = 0; e < z.size(); e += ninf) z[e] = -INFINITY;
+  std::vector<float> z0 = z;
   std::uniform_int_distribution<int> T(0, vocab - 1);
   std::vector<int32_t> tg(rows);
-  for (auto &t : tg) t = T(rng);
+  for (int r = 0; r < rows; r++)
+    do tg[r] = T(rng);
+    while (std::isinf(z[(size_t)r * vocab + tg[r]]));
   if (rows >= 5) tg[rows - 2] = -1, tg[rows - 1] = vocab;  // NaN loss, row untouched
   float scale = 1.f / rows;
   std::vector<float> rsc(rows);
@@ -352,6 +359,9 @@ static void xent_cases() {
   xent_case(2, 700, 3.f, 1000.f, true, false, 1e-5);  // far from 0: the max carries it
   xent_case(5, 600, 3.f, 0.f, false, false, 1e-6);    // loss only
   xent_case(6, 900, 3.f, 0.f, true, true, 1e-6);      // dc_xent_rows: per-row scales 0.75, −1.25, 0, 2
+  xent_case(5, 1003, 3.f, 0.f, true, false, 1e-6);    // rows off 16 bytes: scalar heads and tails around the float4s
+  xent_case(3, 2050, 3.f, 0.f, true, false, 1e-6, 7); // −∞ logits, a thread's first among them
+  xent_case(1, 151936, 3.f, 0.f, true, false, 1e-6);  // Qwen's vocabulary
 }
 
 // ---- kd.cu ----
