@@ -35,10 +35,6 @@ func LastGraphErr() error {
 // row tables (decode_rows.go) in this process.
 func RowsPasses() int64 { return rowsPasses.Load() }
 
-// SkinnyCalls is how many adapter products the lora kernels have run in
-// this process.
-func SkinnyCalls() int64 { return skinnyCalls.Load() }
-
 // SetDecoderLimits sets how many adapters and cache mirrors a Decoder keeps
 // (the least recently used dropped past them) and returns a restore.
 func SetDecoderLimits(views, mirrors int) (restore func()) {

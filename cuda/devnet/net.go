@@ -130,7 +130,6 @@ type Net struct {
 	// without each (its results are then wrong); set by the tests only.
 	skip   map[string]bool
 	isView bool // another Net's weights with its own adapter (Decoder)
-	skinny bool // the adapter's skinny products by the lora kernels (lora_products.go; gated)
 	// The RoPE tables on the device, (positions, head_dim/2) each: uploaded
 	// once and again only when a pass reaches past them.
 	ropeCos, ropeSin *cuda.Buffer
@@ -172,7 +171,7 @@ func New(d *cuda.Device, m *model.Model, a *lora.Adapter) (*Net, error) {
 	if a != nil && len(a.Layers) != len(m.Layers) {
 		return nil, fmt.Errorf("devnet: adapter has %d layers, model %d", len(a.Layers), len(m.Layers))
 	}
-	nt := &Net{D: d, M: m, A: a, HeadRows: 128, skinny: skinnyReady()}
+	nt := &Net{D: d, M: m, A: a, HeadRows: 128}
 	if err := nt.upload(); err != nil {
 		nt.Close()
 		return nil, err

@@ -129,19 +129,8 @@ func TestStepParity(t *testing.T) {
 			}
 
 			// The device through train.Net's own door (as a run takes it): the
-			// Net hands its steps, with its dropout masks' keys, to devnet —
-			// the adapter's products by cuBLAS in TF32 and by the lora kernels
-			// (gated until this passes: DISTILL_CUDA_LORA).
-			for _, skinny := range []string{"0", "1"} {
-				t.Run("lora_kernels_"+skinny, func(t *testing.T) {
-					t.Setenv("DISTILL_CUDA_LORA", skinny)
-					before := devnet.SkinnyCalls()
-					deviceStep(t, dir, s, batches, denom, a, cpu, wantLoss)
-					if ran := devnet.SkinnyCalls() - before; (ran > 0) != (skinny == "1") {
-						t.Errorf("%d adapter products by the lora kernels (DISTILL_CUDA_LORA=%s)", ran, skinny)
-					}
-				})
-			}
+			// Net hands its steps, with its dropout masks' keys, to devnet.
+			deviceStep(t, dir, s, batches, denom, a, cpu, wantLoss)
 		})
 	}
 }

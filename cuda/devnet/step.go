@@ -20,18 +20,17 @@ type pass struct {
 	err  error
 	bufs []*cuda.Buffer
 
-	n, maxPos   int
-	drop        train.DropoutMask
-	adapterOff  bool   // the base alone (DPO's reference policy)
-	spans       []span // decoding: the rows' caches on the device, in row order (decode.go)
-	phase       string // profiling: the phase in progress and its start
-	phaseT      time.Time
-	dropBuf     *cuda.Buffer // the adapter's dropped input (n, in)
-	loraScratch *cuda.Buffer // the lora kernels' split token sums (lora_products.go)
-	ids, pos    *cuda.Buffer // i32 (n)
-	cos, sin    *cuda.Buffer // RoPE tables (maxPos+1, hd/2)
-	attn        cuda.AttnShape
-	flash       bool // attention by the flash kernels
+	n, maxPos  int
+	drop       train.DropoutMask
+	adapterOff bool   // the base alone (DPO's reference policy)
+	spans      []span // decoding: the rows' caches on the device, in row order (decode.go)
+	phase      string // profiling: the phase in progress and its start
+	phaseT     time.Time
+	dropBuf    *cuda.Buffer // the adapter's dropped input (n, in)
+	ids, pos   *cuda.Buffer // i32 (n)
+	cos, sin   *cuda.Buffer // RoPE tables (maxPos+1, hd/2)
+	attn       cuda.AttnShape
+	flash      bool // attention by the flash kernels
 	// One decoded token by the fused kernels (layerDecode), its hidden
 	// state and new key and value rows written straight into stage, the
 	// one buffer the host copies down (decode.go's download).
@@ -191,11 +190,6 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 	}
 	if drop != nil && training {
 		p.dropBuf = p.take(cuda.F32, n*max(D, F, qO))
-	}
-	if training && nt.skinny && r > 0 { // the lora kernels' split token sums (≈ 1 MB)
-		if sl := max(cuda.LoRAColsScratch(n, D, r), cuda.LoRAColsScratch(n, F, r), cuda.LoRAColsScratch(n, qO, r), cuda.LoRAColsScratch(n, kvO, r)); sl > 0 {
-			p.loraScratch = p.take(cuda.F32, sl)
-		}
 	}
 	sets := 1
 	if training && nt.KeepActivations {

@@ -95,21 +95,6 @@ func TestDecodeKernelsEmulated(t *testing.T) { runEmu(t, "decode_emu.cpp") }
 // threshold's (2⁻³⁰ an element).
 func TestTrainKernelsEmulated(t *testing.T) { runEmu(t, "train_emu.cpp") }
 
-// TestLoRAKernelsEmulated runs the adapter's skinny products
-// (lora_kernels.cuh: x·Aᵀ and dy·B by rows, dB and dA by columns) on the
-// host against f64 references (host/lora_emu.cpp): ranks 1–32 over both
-// templates, rows and widths off the blocks, one row, the token sum split
-// across blocks (the last split short) and not, accumulation onto nonzero
-// gradients. Checked by mutation: swapping a halving exchange's kept and
-// sent halves fails by 2·10⁵× the tolerance, writing one lane's first sum
-// twice gives inf, dropping a warp's share of a column by 10⁵×, staging
-// B's chunk as A's by 2·10⁵×, computing on the prefetched chunk by 10⁵×,
-// scaling a split twice, dropping the first split or short-changing the
-// rows a split covers by 6·10⁴× or more. (The row and column guards on
-// loads only keep reads in bounds: the padding they guard meets zero
-// weights.)
-func TestLoRAKernelsEmulated(t *testing.T) { runEmu(t, "lora_emu.cpp") }
-
 // runEmu builds host/src and runs it, its report in the test's log.
 func runEmu(t *testing.T, src string) {
 	out, err := exec.Command(buildEmu(t, src)).CombinedOutput()

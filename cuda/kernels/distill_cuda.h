@@ -175,19 +175,6 @@ typedef struct {
 } dc_attn_rows_args;
 int dc_attn_rows(const dc_attn_rows_args *a);
 
-// ---- lora.cu: the adapter's skinny products (rank ≤ 32) ----
-// dc_lora_takes: whether the kernels take rank r over K columns.
-// out(n, r) = s·X(n, K)·Wᵀ, W the adapter's A (r, K) or, trans, its B (K, r)
-// read as Bᵀ (K % 4 == 0, x 16-byte aligned). c(j, k) += s·Σ_i X(i, j)·U(i, k),
-// c at c[j·cj + k·ck], X (n, J), U (n, r); the token sum split over blocks
-// as scratch (scratch_len floats, dc_lora_cols_scratch's at most) allows.
-// f32, fixed summation order.
-int dc_lora_takes(int r, int K);
-int dc_lora_rows(float *out, const float *x, const float *w, int trans, int n, int r, int K, float s);
-int64_t dc_lora_cols_scratch(int n, int J, int r);
-int dc_lora_cols(float *c, int64_t cj, int64_t ck, const float *x, const float *u, int n, int J, int r, float s,
-                 float *scratch, int64_t scratch_len);
-
 // ---- adamw.cu: torch.optim.AdamW, constants precomputed as core/train ----
 // m = b1·m + (1−b1)·g; v = b2·v + (1−b2)·g²; p = p·decay −
 // step_size·m/(sqrt(v)/sqrt_bc2 + eps).
