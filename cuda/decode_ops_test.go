@@ -119,10 +119,10 @@ func TestMatVecFusedParity(t *testing.T) {
 }
 
 // TestDecodeQKVParity: DecodeQKV against RMSNormFwd per head, RoPE and two
-// copies, as the decoder ran them op by op: q in place, k's row and v's in
-// the cache at the position and in the staging rows; other cache rows
-// untouched; a position past the cache writes nothing. Tolerance: f32 both
-// sides, the per-head sum of squares in another order: 1e-5.
+// copies, as the decoder's general pass runs them: q in place, k's row and
+// v's in the cache at the position and in the staging rows; other cache
+// rows untouched; a position past the cache writes nothing. Tolerance: f32
+// both sides, the per-head sum of squares in another order: 1e-5.
 func TestDecodeQKVParity(t *testing.T) {
 	d := device(t)
 	for _, c := range []struct {

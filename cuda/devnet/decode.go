@@ -28,11 +28,12 @@ func init() {
 // Decoder is core/model's Accelerated on one device: Model.Forward with the
 // weights resident (NF4 storage or bf16, uploaded once) and each cache's
 // keys and values mirrored on the device, so a decoded token is one pass of
-// device kernels — matrix-vector products for a single token, the training
-// step's GEMMs for a prompt — and two small copies: the new keys and values
-// down to the host cache (the reference every other path reads), the final
-// hidden states down to the caller. An adapter (model.Delta a *lora.Adapter)
-// runs unmerged, as on the host, from its own upload beside the shared base.
+// device kernels — the fused kernels for a single token (decode_layer.go),
+// the training step's GEMMs for anything else — and two small copies: the
+// new keys and values down to the host cache (the reference every other
+// path reads), the final hidden states down to the caller. An adapter
+// (model.Delta a *lora.Adapter) runs unmerged, as on the host, from its own
+// upload beside the shared base.
 type Decoder struct {
 	M    *model.Model
 	base *Net
@@ -237,6 +238,8 @@ func (dc *Decoder) run(ids []int, sp []span, out []float32, branches [][]int) ([
 		if dc.fused && T == 1 && branches == nil { // one token: the fused kernels
 			return nt.tokenLayout(idv, pos, lo, hi, nk)
 		}
+		// Anything else — a prompt, a batched step, branches, or one token
+		// with DISTILL_CUDA_FUSED=0 — by the training step's GEMMs.
 		p, err := nt.layout(idv, pos, lo, hi, nk, nil, nil, passHidden)
 		if err != nil || branches == nil || sp[0].pos == 0 {
 			return p, err

@@ -13,25 +13,26 @@ import (
 // CUDA graphs passed TestMatVecFusedParity, TestDecodeQKVParity,
 // TestGraphReplay, TestAttnRowsParity, TestDecoderParity and
 // TestDecoderGraphsSurviveDrops on an H200 (2026-11-26; written blind in
-// session 7). DISTILL_CUDA_FUSED=0 turns it off (comparisons).
+// session 7). DISTILL_CUDA_FUSED=0 turns it off (comparisons): a token then
+// takes the general pass, a prompt's GEMMs.
 const fusedVerified = true
 
 // DISTILL_CUDA_FUSED=0 or 1 overrides the gate either way.
 func fusedReady() bool { return gateOpen("DISTILL_CUDA_FUSED", fusedVerified) }
 
 // fusedPasses counts the passes layerDecode ran (for the tests: a fused run
-// that silently fell back would compare the op-by-op path with itself).
+// that silently fell back would compare the general pass with itself).
 var fusedPasses atomic.Int64
 
 // layerDecode is layerFwd for one decoded token with the fused kernels:
-// five launches and the attention's a layer where op by op it took up to
-// twenty (a small model's decoded token is bound by the host's launch rate,
-// not the weights' bytes) — the attention norm inside q/k/v's products,
-// Qwen3's head norms, RoPE and the new key and value row (into the cache
-// and the host's staging) in one kernel, the residual adds inside the o and
-// down products, the MLP norm inside gate/up's, SwiGLU inside down's. The
-// adapter's products (two small GEMMs a module) follow each product as in
-// lin, on the normalised input the fused product writes out.
+// five launches and the attention's a layer where the general pass takes
+// twenty or more (a small model's decoded token is bound by the host's
+// launch rate, not the weights' bytes) — the attention norm inside q/k/v's
+// products, Qwen3's head norms, RoPE and the new key and value row (into
+// the cache and the host's staging) in one kernel, the residual adds inside
+// the o and down products, the MLP norm inside gate/up's, SwiGLU inside
+// down's. The adapter's products (two small GEMMs a module) follow each
+// product as in lin, on the normalised input the fused product writes out.
 func (p *pass) layerDecode(l int, x *cuda.Buffer) {
 	d, c, L, a := p.d, &p.nt.M.Config, &p.nt.layers[l], p.a
 	D, F := c.HiddenSize, c.IntermediateSize

@@ -9,12 +9,12 @@ import (
 )
 
 // A batched decode step (Model.ForwardStep: serving's continuous batching)
-// is one token of each of many sequences, each over its own cache. Op by op
-// its attention took three launches per row and layer (two copies into the
-// row's mirror and a flash pass over it); with the row tables below it is
-// two per layer whatever the batch: KVRows writes every row's key and value
-// into its own mirror, AttnRows attends each row over its own. Gated with
-// the fused kernels (fusedReady).
+// is one token of each of many sequences, each over its own cache. Span by
+// span (attendSpans) its attention takes three launches per row and layer
+// (two copies into the row's mirror and a flash pass over it); with the row
+// tables below it is two per layer whatever the batch: KVRows writes every
+// row's key and value into its own mirror, AttnRows attends each row over
+// its own. Gated with the fused kernels (fusedReady).
 
 // rowTables is a batched pass's per-row caches: for each layer the rows'
 // mirror buffers' addresses (keys, then values), and each mirror's rows.

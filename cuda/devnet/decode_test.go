@@ -13,16 +13,16 @@ import (
 )
 
 // The device-resident decoder (model.Accelerated) against the host's
-// Model.Forward: a prompt, single-token steps (matrix-vector products), a
-// pass the host runs (all layers on the CPU: the mirror must take its row
-// up), batched steps over two caches (each row attending its own), a
-// truncation and a re-fed suffix, branched passes (with and without a
-// prefix) — with the base alone and with an adapter
-// applied unmerged. Every pass's hidden states, and the
+// Model.Forward: a prompt, single-token steps, a pass the host runs (all
+// layers on the CPU: the mirror must take its row up), batched steps over
+// two caches (each row attending its own), a truncation and a re-fed
+// suffix, branched passes (with and without a prefix) — with the base alone
+// and with an adapter applied unmerged. Every pass's hidden states, and the
 // keys and values the device writes back to the host cache, against the
 // host's: bf16 GEMMs and NF4 decoded in registers against the host's f32,
-// 2e-2 relative (L2) per pass. Decoded tokens op by op and by the fused
-// kernels (layerDecode), each device run against the same host run.
+// 2e-2 relative (L2) per pass. Decoded tokens by the general pass (the
+// GEMMs a prompt takes) and by the fused kernels (layerDecode), each device
+// run against the same host run.
 func TestDecoderParity(t *testing.T) {
 	device(t)
 	for _, s := range setups[:3] {
@@ -57,7 +57,7 @@ func TestDecoderParity(t *testing.T) {
 					c, c2 := m.NewCache(64), m.NewCache(64)
 					keep(m.Forward(be, tok(37), c, nil)) // a prompt: GEMMs
 					for range 3 {
-						keep(m.Forward(be, tok(1), c, nil)) // decode: matvecs
+						keep(m.Forward(be, tok(1), c, nil)) // decode: one token
 					}
 					m.CPULayers = len(m.Layers) // a pass on the host: the mirror must take its row up
 					keep(m.Forward(be, tok(1), c, nil))
@@ -88,18 +88,20 @@ func TestDecoderParity(t *testing.T) {
 				last := want[len(want)-1][:m.Config.HiddenSize] // one row of hidden states
 				wantLogits := make([]float32, m.Config.VocabSize)
 				m.Logits(tensor.CPU{}, wantLogits, last, 1)
-				// One token op by op, by the fused kernels, and by their
+				// One token by the general pass (DISTILL_CUDA_FUSED=0: the
+				// GEMMs a prompt takes), by the fused kernels, and by their
 				// recording replayed as a CUDA graph. Against the host at bf16's
 				// tolerance a wrong q hardly shows (the random weights make
-				// attention near uniform: a q left unrotated moves a pass by
-				// 1.6e-2 at most), so the fused runs' single-token passes are
-				// also held to the op-by-op device run's, which differs from
-				// them by summation order and the batched step's f32 attention
-				// (a few 1e-4 at most): 2e-3.
+				// attention near uniform: a q left unrotated moves a pass by 8e-3
+				// to 2e-2), so the fused runs' single-token passes are also held
+				// to the general device run's. That run stages each product's
+				// input in bf16 where the fused kernels read it in f32, which
+				// alone moves a pass by 1.1e-3 to 2.4e-3 (both ranges from a host
+				// simulation of these shapes, 192 passes): 5e-3.
 				var ref [][]float32
-				for _, mode := range []string{"op_by_op", "fused", "fused_graphs"} {
+				for _, mode := range []string{"general", "fused", "fused_graphs"} {
 					t.Run(mode, func(t *testing.T) {
-						fused, graphs := mode != "op_by_op", mode == "fused_graphs"
+						fused, graphs := mode != "general", mode == "fused_graphs"
 						t.Setenv("DISTILL_CUDA_FUSED", map[bool]string{false: "0", true: "1"}[fused])
 						t.Setenv("DISTILL_CUDA_GRAPHS", map[bool]string{false: "0", true: "1"}[graphs])
 						attached, err := m.Accelerate("cuda")
@@ -137,10 +139,10 @@ func TestDecoderParity(t *testing.T) {
 						}
 						for i := range got {
 							if fused && len(got[i]) == m.Config.HiddenSize {
-								if rel := relL2(got[i], ref[i]); rel > 2e-3 || rel != rel {
-									t.Errorf("pass %d: one token's hidden state differs from the op-by-op device run's by %.2e relative", i, rel)
+								if rel := relL2(got[i], ref[i]); rel > 5e-3 || rel != rel {
+									t.Errorf("pass %d: one token's hidden state differs from the general device run's by %.2e relative", i, rel)
 								} else {
-									t.Logf("pass %d against the op-by-op device run: %.2e", i, rel)
+									t.Logf("pass %d against the general device run: %.2e", i, rel)
 								}
 							}
 						}

@@ -16,21 +16,11 @@ func (p *pass) lin(y, x, xb *cuda.Buffer, l, i int) {
 	d, w := p.d, p.nt.layers[l].w[i]
 	n, out, in := p.n, w.rows, w.cols
 	defer p.mark("elementwise")
-	switch {
-	case p.matvec(): // decoding one token: a matrix-vector product reads each weight once
-		p.mark("gemm")
-		if w.nf4 != nil {
-			p.do(d.NF4MatVec(y, w.nf4, x))
-		} else {
-			p.do(d.BF16MatVec(y, w.dense, x, out, in))
-		}
-	default:
-		p.mark("dequant")
-		wb := p.weight(w)
-		p.mark("gemm")
-		if !p.nt.skip["gemm"] {
-			p.do(d.GemmBF16(false, true, n, out, in, 1, xb, in, wb, in, 0, y, out))
-		}
+	p.mark("dequant")
+	wb := p.weight(w)
+	p.mark("gemm")
+	if !p.nt.skip["gemm"] {
+		p.do(d.GemmBF16(false, true, n, out, in, 1, xb, in, wb, in, 0, y, out))
 	}
 	if b := p.nt.layers[l].bias[i]; b != nil {
 		p.mark("elementwise")
@@ -100,11 +90,6 @@ func (p *pass) linB(dx, dy, x *cuda.Buffer, l, i int) {
 	p.do(d.DropoutAdd(dx, buf, n*in, base, thresh, keep)) // dx += (du·A)∘mask/(1−p)
 }
 
-// matvec says the pass's products are matrix-vector products: one token
-// decoded (a GEMM's weight traffic for one row would be the same, its
-// launch and bf16 staging not).
-func (p *pass) matvec() bool { return p.n == 1 && p.spans != nil }
-
 // weight is projection w as a bf16 (rows, cols) operand: its dense copy, or
 // its NF4 storage dequantised into the tile.
 func (p *pass) weight(w *weight) *cuda.Buffer {
@@ -129,14 +114,9 @@ func (p *pass) layerFwd(l int, x *cuda.Buffer) {
 	eps := float32(c.RMSNormEps)
 	tables := p.maxPos + 1
 
-	// A GEMM's activation operand is staged in bf16; one decoded token's
-	// matrix-vector products read the f32 activations themselves.
-	gemms := !p.matvec()
 	p.do(d.RMSNormFwd(a.h1, a.rstd1, x, L.attnNorm, n, D, eps))
 	xb := p.xb.View(0, n*D)
-	if gemms {
-		p.do(d.ToBF16(xb, a.h1, n*D))
-	}
+	p.do(d.ToBF16(xb, a.h1, n*D))
 	q, k := a.q, a.k
 	if L.qNorm != nil {
 		q, k = a.qPre, a.kPre
@@ -165,15 +145,11 @@ func (p *pass) layerFwd(l int, x *cuda.Buffer) {
 	p.mark("elementwise")
 
 	ab := p.xb.View(0, n*H*hd)
-	if gemms {
-		p.do(d.ToBF16(ab, a.att, n*H*hd))
-	}
+	p.do(d.ToBF16(ab, a.att, n*H*hd))
 	p.lin(a.xMid, a.att, ab, l, mO)
 	p.do(d.Add(a.xMid, x, n*D))
 	p.do(d.RMSNormFwd(a.h2, a.rstd2, a.xMid, L.mlpNorm, n, D, eps))
-	if gemms {
-		p.do(d.ToBF16(xb, a.h2, n*D))
-	}
+	p.do(d.ToBF16(xb, a.h2, n*D))
 	p.lin(a.g, a.h2, xb, l, mGate)
 	p.lin(a.up, a.h2, xb, l, mUp)
 	fb := p.xb.View(0, n*F) // a in bf16 for the down projection, written beside a
