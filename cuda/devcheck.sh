@@ -13,22 +13,12 @@
 # BENCH_TIMEOUT (the kernel benchmarks), DECODE_BENCH=shape (inference on
 # the GPU: op by op, fused, fused with graphs), DISTILL_BENCH_STEP=shape:seq,…
 # STEP_TIME, STEP_TIMEOUT (the training step), STEP_ATTN=gemm|simple (the
-# step again with another attention), STEP_LORA=0, STEP_KEEP=0 (skip the
-# step again with the lora kernels, with every layer's activations kept),
-# SKIP_E2E, SANITIZE=1 (compute-sanitizer), NCU=1
-# (NCU_SKIP, NCU_COUNT, NCU_TIMEOUT: per-kernel times), CUDA_ARCH.
-# VERIFY=1 presets one call for the gated paths: their tests and the
-# parity tests of what they touch, the benchmarks that decide them (the
-# lora and matvec kernels, decode on 0.5B, the 1.5B step three ways), no
-# end-to-end runs — each still overridable.
+# step again with another attention), STEP_KEEP=0 (skip the step again
+# with every layer's activations kept), SKIP_E2E, SANITIZE=1
+# (compute-sanitizer), NCU=1 (NCU_SKIP, NCU_COUNT, NCU_TIMEOUT: per-kernel
+# times; DISTILL_BENCH_KEEP=1 profiles the step that keeps its
+# activations), CUDA_ARCH.
 set -u
-if [ -n "${VERIFY:-}" ]; then
-  : "${TEST_RUN:=MatVecFused|DecodeQKV|AttnRows|GraphReplay|LoRAParity|DecoderParity|DecoderGraphs|StepParity|KeepActivations|DeviceOptimizerParity|NF4MatVec|BF16MatVec|AttentionFlash|AttnMerge}"
-  : "${BENCH_RUN:=LoRA|NF4MatVec|BF16MatVec}"
-  : "${DECODE_BENCH:=qwen2.5-0.5b}"
-  : "${SKIP_E2E:=1}"
-  export DISTILL_BENCH_STEP="${DISTILL_BENCH_STEP:-qwen2.5-1.5b:2048}"
-fi
 OUT=${OUT:-.devbuild/out}
 # The kernels are built apart from `make cuda`'s cuda/build (this build is
 # for one architecture, the device's).
@@ -158,34 +148,29 @@ if [ -n "${DECODE_BENCH:-}" ]; then
   # Inference on the GPU, bf16 and NF4 weights, through the device-resident
   # decoder (cuda/devnet: weights and KV cache on the device).
   step "distill bench --device cuda: $DECODE_BENCH"
-  # Each three times: a decoded token op by op, by the fused kernels, and
-  # by their recording replayed as a CUDA graph (DISTILL_CUDA_FUSED overrides
-  # the gate either way).
+  # Each three times: a decoded token by the general pass (a prompt's
+  # GEMMs, DISTILL_CUDA_FUSED=0), by the fused kernels, and by their
+  # recording replayed as a CUDA graph (the default).
   for q in none nf4; do
     for mode in ":0" "1:0" "1:1"; do
       IFS=: read -r fused graphs <<< "$mode"
-      echo "quant $q, fused decode ${fused:-off}, graphs $graphs"
+      echo "quant $q, ${fused:+fused decode, graphs $graphs}${fused:-general pass}"
       DISTILL_CUDA_FUSED=${fused:-0} DISTILL_CUDA_GRAPHS=$graphs timeout 120 /tmp/distill bench --device cuda \
         --shape "$DECODE_BENCH" --quant $q --prefill 512 --decode 128 --cache /tmp/distill-bench 2>&1 | grep -vE "^machine"
     done
   done
 fi
 step "training step ${DISTILL_BENCH_STEP:-}"
-(cd cuda/devnet && DISTILL_CUDA_LORA=0 timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' -test.bench Step \
+(cd cuda/devnet && timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' -test.bench Step \
   -test.benchtime ${STEP_TIME:-5x}) >> "$OUT/bench.log" 2>&1
 echo "training step exit $?"
 if [ -n "${STEP_ATTN:-}" ]; then  # the step again with another attention (simple, gemm)
-  (cd cuda/devnet && DISTILL_CUDA_LORA=0 DISTILL_BENCH_ATTN=$STEP_ATTN timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' \
+  (cd cuda/devnet && DISTILL_BENCH_ATTN=$STEP_ATTN timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' \
     -test.bench Step -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[$STEP_ATTN]/") >> "$OUT/bench.log" 2>&1
   echo "training step ($STEP_ATTN attention) exit $?"
 fi
-if [ "${STEP_LORA:-1}" = 1 ]; then  # the step again with the adapter's products by the lora kernels (gated)
-  (cd cuda/devnet && DISTILL_CUDA_LORA=1 timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' \
-    -test.bench Step -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[lora]/") >> "$OUT/bench.log" 2>&1
-  echo "training step (lora kernels) exit $?"
-fi
 if [ "${STEP_KEEP:-1}" = 1 ]; then  # the step again keeping every layer's activations (no recomputed forward)
-  (cd cuda/devnet && DISTILL_CUDA_LORA=0 DISTILL_BENCH_KEEP=1 timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' \
+  (cd cuda/devnet && DISTILL_BENCH_KEEP=1 timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' \
     -test.bench Step -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[keep]/") >> "$OUT/bench.log" 2>&1
   echo "training step (activations kept) exit $?"
 fi
@@ -217,26 +202,6 @@ for name, us in sorted(t.items(), key=lambda x: -x[1])[:40]:
 PY
 fi
 for f in /tmp/e2e/*.log; do echo "==== $f"; cat "$f"; done > "$OUT/e2e.log" 2>/dev/null  # one file: $OUT returns at most 8
-step "gated device paths"
-# Each gate's tests; a gate may be flipped only when all of its tests pass
-# (skinnyVerified also only when BenchmarkStep[lora] beats BenchmarkStep).
-declare -A gate_ok gate_file
-for t in TestDeviceOptimizerParity:optimizerVerified:optimizer.go TestMatVecFusedParity:fusedVerified:decode_layer.go \
-  TestDecodeQKVParity:fusedVerified:decode_layer.go TestGraphReplay:fusedVerified:decode_layer.go \
-  TestAttnRowsParity:fusedVerified:decode_layer.go TestDecoderParity:fusedVerified:decode_layer.go \
-  TestDecoderGraphsSurviveDrops:fusedVerified:decode_layer.go \
-  TestLoRAParity:skinnyVerified:lora_products.go TestStepParity:skinnyVerified:lora_products.go \
-  TestKeepActivationsMatchesRecompute:keepVerified:net.go; do
-  IFS=: read -r name gate file <<< "$t"
-  r=$(grep -E "^--- (PASS|FAIL|SKIP): $name " "$OUT/tests.log" | awk '{print $2}')
-  echo "$name: ${r:-not run} ($gate)"
-  gate_file[$gate]=$file
-  [ "$r" = PASS: ] && [ "${gate_ok[$gate]:-1}" = 1 ] && gate_ok[$gate]=1 || gate_ok[$gate]=0
-done
-for gate in "${!gate_file[@]}"; do
-  [ "${gate_ok[$gate]}" = 1 ] && echo "→ all of $gate's tests passed: set $gate = true in cuda/devnet/${gate_file[$gate]}"
-done
-grep -E "^BenchmarkStep" "$OUT/bench.log" | awk '{print $1, $3, $4}'
 step table
 cat "$OUT/tests.log" "$OUT/bench.log" | .devbuild/cudatable | tee "$OUT/table.txt"
 nvidia-smi --query-gpu=memory.used,temperature.gpu,clocks.sm --format=csv
