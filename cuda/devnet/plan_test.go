@@ -12,11 +12,13 @@ import (
 	"distill/core/train"
 )
 
-// devicePlan is core/train's GPU plan for a step of n tokens over m and a.
-func devicePlan(t testing.TB, m *model.Model, a *lora.Adapter, n int) train.Plan {
+// devicePlan is core/train's GPU plan for a step of n tokens over m and a,
+// recomputing each layer's activations (devnet.New's default) or keeping
+// them all.
+func devicePlan(t testing.TB, m *model.Model, a *lora.Adapter, n int, keep bool) train.Plan {
 	tn, err := train.NewNet(tensor.CPU{}, m, a)
 	ok(t, err)
-	tn.Checkpoint = true // as devnet.New's steps: recomputed activations
+	tn.Checkpoint = !keep
 	return tn.DevicePlan(n, m.HeldBytes(), true)
 }
 
@@ -43,7 +45,7 @@ func TestDevicePlanMatchesPool(t *testing.T) {
 		ok(t, err)
 		a, err := lora.NewFor(m, lora.Config{R: 16, Alpha: 32, Targets: lora.Modules, Dropout: 0.05})
 		ok(t, err)
-		plan := devicePlan(t, m, a, n)
+		plan := devicePlan(t, m, a, n, false)
 		var kd *train.KD
 		if c.kd {
 			tdir := t.TempDir()
