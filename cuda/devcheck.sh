@@ -11,7 +11,7 @@
 # Knobs (environment): TEST_RUN, TEST_TIMEOUT (the CUDA tests: a -run
 # pattern), SKIP_KERNEL_TESTS, SKIP_KERNEL_BENCH, BENCH_RUN, BENCH_TIME,
 # BENCH_TIMEOUT (the kernel benchmarks), DECODE_BENCH=shape (inference on
-# the GPU: op by op, fused, fused with graphs), DISTILL_BENCH_STEP=shape:seq,…
+# the GPU: the general pass, fused, fused with graphs), DISTILL_BENCH_STEP=shape:seq,…
 # STEP_TIME, STEP_TIMEOUT (the training step), STEP_ATTN=gemm|simple (the
 # step again with another attention), STEP_KEEP=0 (skip the step again
 # with every layer's activations kept), SKIP_E2E, SANITIZE=1
@@ -154,7 +154,7 @@ if [ -n "${DECODE_BENCH:-}" ]; then
   for q in none nf4; do
     for mode in ":0" "1:0" "1:1"; do
       IFS=: read -r fused graphs <<< "$mode"
-      echo "quant $q, ${fused:+fused decode, graphs $graphs}${fused:-general pass}"
+      if [ -n "$fused" ]; then echo "quant $q, fused decode, graphs $graphs"; else echo "quant $q, general pass"; fi
       DISTILL_CUDA_FUSED=${fused:-0} DISTILL_CUDA_GRAPHS=$graphs timeout 120 /tmp/distill bench --device cuda \
         --shape "$DECODE_BENCH" --quant $q --prefill 512 --decode 128 --cache /tmp/distill-bench 2>&1 | grep -vE "^machine"
     done

@@ -60,15 +60,35 @@ int fa_smem(const void *fn, size_t bytes, const char *op, bool *done) {
 
 #define FA_SHAPE "(nq=%d, nk=%d, heads=%d, kv_heads=%d, hd=%d, max_len=%d)"
 
+template <int HD, int QW>
+int fa_fwd_qw(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *lo,
+              const int32_t *hi, int nq, int nk, int nh, int nkv, int max_len, float scale) {
+  static bool opted;
+  size_t sm = fa_fwd_smem<HD>();
+  if (fa_smem((const void *)k_fa_fwd<HD, QW>, sm, "attn_fwd_flash", &opted)) return -1;
+  dim3 grid((nq + 16 * QW - 1) / (16 * QW), nh);
+  k_fa_fwd<HD, QW><<<grid, QW * 32, sm, dc_stream>>>(out, lse, q, k, v, lo, hi, nq, nk, nh, nkv, max_len, scale);
+  DC_LAUNCHED("attn_fwd_flash" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
+  return 0;
+}
+
 template <int HD>
 int fa_fwd(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *lo,
            const int32_t *hi, int nq, int nk, int nh, int nkv, int max_len, float scale) {
+  if (fa_qw(HD, nq) == 8) return fa_fwd_qw<HD, 8>(out, lse, q, k, v, lo, hi, nq, nk, nh, nkv, max_len, scale);
+  return fa_fwd_qw<HD, 4>(out, lse, q, k, v, lo, hi, nq, nk, nh, nkv, max_len, scale);
+}
+
+template <int HD, int QW>
+int fa_dq(float *dq, const float *dout, const float *q, const float *k, const float *v, const float *lse,
+          const float *D, const int32_t *lo, const int32_t *hi, int nq, int nk, int nh, int nkv, int max_len,
+          float scale) {
   static bool opted;
-  size_t sm = fa_fwd_smem<HD>();
-  if (fa_smem((const void *)k_fa_fwd<HD>, sm, "attn_fwd_flash", &opted)) return -1;
-  dim3 grid((nq + fa_bq(HD) - 1) / fa_bq(HD), nh);
-  k_fa_fwd<HD><<<grid, fa_qwarps(HD) * 32, sm, dc_stream>>>(out, lse, q, k, v, lo, hi, nq, nk, nh, nkv, max_len, scale);
-  DC_LAUNCHED("attn_fwd_flash" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
+  size_t sq = fa_dq_smem<HD>();
+  if (fa_smem((const void *)k_fa_bwd_dq<HD, QW>, sq, "attn_bwd_flash dq", &opted)) return -1;
+  k_fa_bwd_dq<HD, QW><<<dim3((nq + 16 * QW - 1) / (16 * QW), nh), QW * 32, sq, dc_stream>>>(
+      dq, dout, q, k, v, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale);
+  DC_LAUNCHED("attn_bwd_flash dq" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
   return 0;
 }
 
@@ -81,13 +101,12 @@ int fa_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, c
   DC_LAUNCHED("attn_bwd_flash row_dot" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
   k_fa_tile_range<<<(nq + FA_BQ2 - 1) / FA_BQ2, 32, 0, dc_stream>>>(tiles, lo, hi, nq, nk, max_len);
   DC_LAUNCHED("attn_bwd_flash tile_range" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
-  static bool opted_dq, opted_dkv;
-  size_t sq = fa_dq_smem<HD>(), skv = fa_dkv_smem<HD>();
-  if (fa_smem((const void *)k_fa_bwd_dq<HD>, sq, "attn_bwd_flash dq", &opted_dq)) return -1;
+  static bool opted_dkv;
+  size_t skv = fa_dkv_smem<HD>();
   if (fa_smem((const void *)k_fa_bwd_dkv<HD>, skv, "attn_bwd_flash dkv", &opted_dkv)) return -1;
-  k_fa_bwd_dq<HD><<<dim3((nq + fa_bq(HD) - 1) / fa_bq(HD), nh), fa_qwarps(HD) * 32, sq, dc_stream>>>(
-      dq, dout, q, k, v, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale);
-  DC_LAUNCHED("attn_bwd_flash dq" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
+  int err = fa_qw(HD, nq) == 8 ? fa_dq<HD, 8>(dq, dout, q, k, v, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale)
+                               : fa_dq<HD, 4>(dq, dout, q, k, v, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale);
+  if (err) return err;
   if (nk == 0) return 0;
   // One block per (64 keys, query head): a grouped head's share goes to
   // part, (nk, nh·hd) for dk then for dv, and the group's are summed after.

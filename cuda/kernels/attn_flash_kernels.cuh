@@ -12,13 +12,13 @@
 
 namespace {
 
-// Forward and dq: a block is fa_qwarps(HD) warps of 16 query rows, so each
-// staged key tile serves 16·fa_qwarps rows. At HD 128 eight warps halve the
-// tile's bytes from L2 per product (H200, 2,048 tokens: forward 60 → 68
-// TFLOP/s, backward 28 → 31); at HD 64 the tile is half as big and four
-// warps' twice as many blocks win (forward 54 against 48 with eight).
-constexpr int fa_qwarps(int hd) { return hd >= 128 ? 8 : 4; }
-constexpr int fa_bq(int hd) { return 16 * fa_qwarps(hd); }  // query rows per block (forward, dq)
+// Forward and dq: a block is QW warps of 16 query rows, so each staged key
+// tile serves 16·QW rows. At head size 128 with more than 64 rows, eight
+// warps halve the tile's bytes from L2 per product (H200, 2,048 tokens:
+// forward 60 → 68 TFLOP/s, backward 28 → 31); at 64 the tile is half as big
+// and four warps' twice as many blocks win (forward 54 against 48 with
+// eight); a decoded token (one row) keeps four: three idle warps, not seven.
+inline int fa_qw(int hd, int nq) { return hd >= 128 && nq > 64 ? 8 : 4; }
 constexpr int FA_THREADS = 128;                             // dkv: four warps
 constexpr int FA_BK = 64;        // key rows per tile (forward, dq), per block (dkv): 16 a warp
 constexpr int FA_BQ2 = 32;       // query rows per tile (dkv)
@@ -212,22 +212,22 @@ __device__ __forceinline__ float fa_quad_sum(float v) {
   return v + __shfl_xor_sync(0xffffffffu, v, 2);
 }
 
-// Forward: grid (⌈nq/fa_bq(HD)⌉, nh). Shared: K tile [64][HD+8], Vᵀ tile [HD][64+8].
-template <int HD>
-__global__ void __launch_bounds__(fa_qwarps(HD) * 32) k_fa_fwd(float *out, float *lse, const float *q, const float *k,
+// Forward: grid (⌈nq/(16·QW)⌉, nh). Shared: K tile [64][HD+8], Vᵀ tile [HD][64+8].
+template <int HD, int QW>
+__global__ void __launch_bounds__(QW * 32) k_fa_fwd(float *out, float *lse, const float *q, const float *k,
                                                        const float *v, const int32_t *kv_lo, const int32_t *kv_hi,
                                                        int nq, int nk, int nh, int nkv, int max_len, float scale) {
   DC_DYNAMIC_SHARED(unsigned char, fa_sh);
   constexpr int LDK = HD + FA_PAD, LDV = FA_BK + FA_PAD, NT = FA_BK / 8, ND = HD / 8;
   bf16 *Ks = reinterpret_cast<bf16 *>(fa_sh), *Vt = Ks + FA_BK * LDK;
-  __shared__ int rng[2 * fa_qwarps(HD)];
+  __shared__ int rng[2 * QW];
   int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   // The last rows of a causal sequence attend the most keys: they start first.
-  int h = blockIdx.y, kvh = h / (nh / nkv), r0 = (gridDim.x - 1 - blockIdx.x) * fa_bq(HD) + warp * 16;
+  int h = blockIdx.y, kvh = h / (nh / nkv), r0 = (gridDim.x - 1 - blockIdx.x) * 16 * QW + warp * 16;
   int64_t qs = (int64_t)nh * HD, kvs = (int64_t)nkv * HD;
   fa_rows w = fa_row_ranges(kv_lo, kv_hi, r0, nq, nk, max_len, g);
   int blo, bhi;
-  fa_block_range<fa_qwarps(HD)>(w.wlo, w.whi, rng, &blo, &bhi);
+  fa_block_range<QW>(w.wlo, w.whi, rng, &blo, &bhi);
 
   uint32_t qa[HD / 16][4];
   fa_rows_a<HD>(qa, q, nq, qs, h * HD, r0, g, t);
@@ -242,8 +242,8 @@ __global__ void __launch_bounds__(fa_qwarps(HD) * 32) k_fa_fwd(float *out, float
   const int kend = min(nk, bhi);
   for (int k0 = blo / FA_BK * FA_BK; k0 < bhi; k0 += FA_BK) {
     __syncthreads();  // the previous tile's reads are done
-    fa_stage<HD, FA_BK, fa_qwarps(HD) * 32>(Ks, LDK, nullptr, 0, k, kend, kvs, kvh * HD, k0);
-    fa_stage<HD, FA_BK, fa_qwarps(HD) * 32>(nullptr, 0, Vt, LDV, v, kend, kvs, kvh * HD, k0);
+    fa_stage<HD, FA_BK, QW * 32>(Ks, LDK, nullptr, 0, k, kend, kvs, kvh * HD, k0);
+    fa_stage<HD, FA_BK, QW * 32>(nullptr, 0, Vt, LDV, v, kend, kvs, kvh * HD, k0);
     __syncthreads();
     if (k0 >= w.whi || k0 + FA_BK <= w.wlo) continue;  // none of this warp's rows sees the tile
 
@@ -335,23 +335,23 @@ __global__ void k_fa_tile_range(int32_t *tiles, const int32_t *kv_lo, const int3
   if (threadIdx.x == 0) tiles[2 * b] = lo, tiles[2 * b + 1] = hi;
 }
 
-// dq: grid (⌈nq/fa_bq(HD)⌉, nh). Shared: K [64][HD+8], V [64][HD+8], Kᵀ [HD][64+8].
-template <int HD>
-__global__ void __launch_bounds__(fa_qwarps(HD) * 32) k_fa_bwd_dq(float *dq, const float *dout, const float *q, const float *k,
+// dq: grid (⌈nq/(16·QW)⌉, nh). Shared: K [64][HD+8], V [64][HD+8], Kᵀ [HD][64+8].
+template <int HD, int QW>
+__global__ void __launch_bounds__(QW * 32) k_fa_bwd_dq(float *dq, const float *dout, const float *q, const float *k,
                                                           const float *v, const float *lse, const float *D,
                                                           const int32_t *kv_lo, const int32_t *kv_hi, int nq, int nk,
                                                           int nh, int nkv, int max_len, float scale) {
   DC_DYNAMIC_SHARED(unsigned char, fa_sh);
   constexpr int LDK = HD + FA_PAD, LDT = FA_BK + FA_PAD, NT = FA_BK / 8, ND = HD / 8;
   bf16 *Ks = reinterpret_cast<bf16 *>(fa_sh), *Vs = Ks + FA_BK * LDK, *Kt = Vs + FA_BK * LDK;
-  __shared__ int rng[2 * fa_qwarps(HD)];
+  __shared__ int rng[2 * QW];
   int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   // The last rows of a causal sequence attend the most keys: they start first.
-  int h = blockIdx.y, kvh = h / (nh / nkv), r0 = (gridDim.x - 1 - blockIdx.x) * fa_bq(HD) + warp * 16;
+  int h = blockIdx.y, kvh = h / (nh / nkv), r0 = (gridDim.x - 1 - blockIdx.x) * 16 * QW + warp * 16;
   int64_t qs = (int64_t)nh * HD, kvs = (int64_t)nkv * HD;
   fa_rows w = fa_row_ranges(kv_lo, kv_hi, r0, nq, nk, max_len, g);
   int blo, bhi;
-  fa_block_range<fa_qwarps(HD)>(w.wlo, w.whi, rng, &blo, &bhi);
+  fa_block_range<QW>(w.wlo, w.whi, rng, &blo, &bhi);
 
   uint32_t qa[HD / 16][4], da[HD / 16][4];
   fa_rows_a<HD>(qa, q, nq, qs, h * HD, r0, g, t);
@@ -370,8 +370,8 @@ __global__ void __launch_bounds__(fa_qwarps(HD) * 32) k_fa_bwd_dq(float *dq, con
 
   for (int k0 = blo / FA_BK * FA_BK; k0 < bhi; k0 += FA_BK) {
     __syncthreads();
-    fa_stage<HD, FA_BK, fa_qwarps(HD) * 32>(Ks, LDK, Kt, LDT, k, nk, kvs, kvh * HD, k0);
-    fa_stage<HD, FA_BK, fa_qwarps(HD) * 32>(Vs, LDK, nullptr, 0, v, nk, kvs, kvh * HD, k0);
+    fa_stage<HD, FA_BK, QW * 32>(Ks, LDK, Kt, LDT, k, nk, kvs, kvh * HD, k0);
+    fa_stage<HD, FA_BK, QW * 32>(Vs, LDK, nullptr, 0, v, nk, kvs, kvh * HD, k0);
     __syncthreads();
     if (k0 >= w.whi || k0 + FA_BK <= w.wlo) continue;
 

@@ -16,12 +16,28 @@ static void launch(unsigned gx, unsigned gy, unsigned bd, size_t smem, const std
   emu_launch(gx, gy, bd, smem, f);
 }
 
+template <int HD, int QW>
+void fwd_qw(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *lo,
+            const int32_t *hi, int nq, int nk, int nh, int nkv, int max_len, float scale) {
+  launch((nq + 16 * QW - 1) / (16 * QW), nh, QW * 32, fa_fwd_smem<HD>(),
+         [&] { k_fa_fwd<HD, QW>(out, lse, q, k, v, lo, hi, nq, nk, nh, nkv, max_len, scale); });
+}
+
 template <int HD>
 void fwd(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *lo, const int32_t *hi,
          int nq, int nk, int nh, int nkv, int max_len, float scale) {
-  size_t sm = fa_fwd_smem<HD>();
-  launch((nq + fa_bq(HD) - 1) / fa_bq(HD), nh, fa_qwarps(HD) * 32, sm,
-         [&] { k_fa_fwd<HD>(out, lse, q, k, v, lo, hi, nq, nk, nh, nkv, max_len, scale); });
+  if (fa_qw(HD, nq) == 8)
+    fwd_qw<HD, 8>(out, lse, q, k, v, lo, hi, nq, nk, nh, nkv, max_len, scale);
+  else
+    fwd_qw<HD, 4>(out, lse, q, k, v, lo, hi, nq, nk, nh, nkv, max_len, scale);
+}
+
+template <int HD, int QW>
+void dq_qw(float *dq, const float *dout, const float *q, const float *k, const float *v, const float *lse,
+           const float *D, const int32_t *lo, const int32_t *hi, int nq, int nk, int nh, int nkv, int max_len,
+           float scale) {
+  launch((nq + 16 * QW - 1) / (16 * QW), nh, QW * 32, fa_dq_smem<HD>(),
+         [&] { k_fa_bwd_dq<HD, QW>(dq, dout, q, k, v, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale); });
 }
 
 template <int HD>
@@ -31,9 +47,11 @@ void bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, con
   int64_t rows = (int64_t)nq * nh;
   launch((unsigned)((rows * 32 + 255) / 256), 1, 256, 0, [&] { k_fa_row_dot(D, dout, out, nq, nh, HD); });
   launch((nq + FA_BQ2 - 1) / FA_BQ2, 1, 32, 0, [&] { k_fa_tile_range(tiles, lo, hi, nq, nk, max_len); });
-  size_t sq = fa_dq_smem<HD>(), skv = fa_dkv_smem<HD>();
-  launch((nq + fa_bq(HD) - 1) / fa_bq(HD), nh, fa_qwarps(HD) * 32, sq,
-         [&] { k_fa_bwd_dq<HD>(dq, dout, q, k, v, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale); });
+  size_t skv = fa_dkv_smem<HD>();
+  if (fa_qw(HD, nq) == 8)
+    dq_qw<HD, 8>(dq, dout, q, k, v, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale);
+  else
+    dq_qw<HD, 4>(dq, dout, q, k, v, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale);
   if (nk == 0) return;
   bool grouped = nh != nkv;
   float *ok = grouped ? part : dk, *ov = grouped ? part + (int64_t)nk * nh * HD : dv;

@@ -360,6 +360,8 @@ static void xent_cases() {
   xent_case(5, 600, 3.f, 0.f, false, false, 1e-6);    // loss only
   xent_case(6, 900, 3.f, 0.f, true, true, 1e-6);      // dc_xent_rows: per-row scales 0.75, −1.25, 0, 2
   xent_case(5, 1003, 3.f, 0.f, true, false, 1e-6);    // rows off 16 bytes: scalar heads and tails around the float4s
+  xent_case(4, 1003, 3.f, 0.f, true, false, 1e-6);    // … every head length (row 3: three floats) with a gradient
+  xent_case(3, 2, 2.f, 0.f, true, false, 1e-6);       // rows shorter than their head: no float4 at all
   xent_case(3, 2050, 3.f, 0.f, true, false, 1e-6, 7); // −∞ logits, a thread's first among them
   xent_case(1, 151936, 3.f, 0.f, true, false, 1e-6);  // Qwen's vocabulary
 }
