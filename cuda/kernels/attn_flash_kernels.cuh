@@ -99,7 +99,9 @@ __device__ __forceinline__ void fa_mma_scores(float acc[ND][4], float s[KB / 8][
 // layout has its own pass, mapped so a warp's shared stores fall in
 // distinct banks: along a row for the row-major tile; down the rows, two at
 // a time (one 32-bit store of two bf16), for the transpose (along a row, a
-// warp's transposed stores were 16 to a bank).
+// warp's transposed stores were 16 to a bank). THREADS must be the block's
+// size (the kernel's launch bounds): with fewer, part of the tile is left
+// unstaged and nothing would say so.
 template <int HD, int ROWS, int THREADS>
 __device__ __forceinline__ void fa_stage(bf16 *rowm, int ld, bf16 *tr, int ldt, const float *x, int n, int64_t stride,
                                          int c0, int r0) {
