@@ -111,6 +111,20 @@ func buildEmu(t *testing.T, src string) string {
 	if err != nil {
 		t.Fatalf("g++ is needed to emulate the CUDA kernels (make deps installs it): %v", err)
 	}
+	// g++ reads the kernels' sources, not this process: reading them here
+	// puts them in go test's cache key, so an edited kernel is tested again
+	// rather than served a cached pass.
+	for _, pat := range []string{"host/*", "../kernels/*.cuh", "../kernels/*.h"} {
+		files, err := filepath.Glob(pat)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			if _, err := os.ReadFile(f); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	bin := filepath.Join(t.TempDir(), strings.TrimSuffix(src, ".cpp"))
 	// No strict aliasing: the kernels pun bf16 pairs through uint32 as
 	// CUDA allows; unknown pragmas are nvcc's #pragma unroll.
