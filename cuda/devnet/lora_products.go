@@ -3,24 +3,8 @@
 package devnet
 
 import (
-	"os"
-
 	"distill/cuda"
 )
-
-// gateOpen says whether a path written without a GPU runs: its own
-// variable (env) set to 0 or 1 decides either way (the tests and
-// benchmarks compare both paths, before and after the gate is flipped);
-// else it runs once verified, or before with DISTILL_CUDA_UNVERIFIED=1.
-func gateOpen(env string, verified bool) bool {
-	switch os.Getenv(env) {
-	case "0":
-		return false
-	case "1":
-		return true
-	}
-	return verified || os.Getenv("DISTILL_CUDA_UNVERIFIED") == "1"
-}
 
 // The adapter's products have one side of r (the rank) and stay on cuBLAS
 // in TF32: kernels of our own for them lost to it on an H200 (2026-11-26:

@@ -17,6 +17,7 @@ package devnet
 import (
 	"errors"
 	"fmt"
+	"os"
 	"time"
 	"unsafe"
 
@@ -378,6 +379,20 @@ func (nt *Net) ZeroGrads() error { return nt.Grads.Zero() }
 // in the backward (on), or keep them all (KeepActivations) — once the
 // kept path has passed its GPU test (keepReady), else recompute anyway.
 func (nt *Net) SetCheckpoint(on bool) { nt.KeepActivations = !on && keepReady() }
+
+// gateOpen says whether a path written without a GPU runs: its own
+// variable (env) set to 0 or 1 decides either way (the tests and
+// benchmarks compare both paths, before and after the gate is flipped);
+// else it runs once verified, or before with DISTILL_CUDA_UNVERIFIED=1.
+func gateOpen(env string, verified bool) bool {
+	switch os.Getenv(env) {
+	case "0":
+		return false
+	case "1":
+		return true
+	}
+	return verified || os.Getenv("DISTILL_CUDA_UNVERIFIED") == "1"
+}
 
 // keepVerified: KeepActivations passed TestKeepActivationsMatchesRecompute
 // (bit-level equality with the recomputing step) on an H200 (2026-11-26),
