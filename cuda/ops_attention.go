@@ -14,6 +14,11 @@ type AttnShape struct {
 	NQ, NK, NH, NKV, HD, MaxLen int
 	Lo, Hi                      *Buffer
 	Scale                       float32
+	// AsyncTiles: AttnBwdFlash takes dk, dv by the kernel that stages its
+	// query tiles asynchronously (cp.async, two buffers) from bf16 copies
+	// of q and dout it makes — 2·NQ·NH·HD bf16 of scratch; the same dk, dv
+	// bit for bit.
+	AsyncTiles bool
 }
 
 func (s AttnShape) check(op string) *need {

@@ -28,6 +28,11 @@ var DeviceKeepsOptimizer func() bool
 // assumes they do.
 var DeviceKeepsActivations func() bool
 
+// DeviceAsyncTiles, set by a build with a device step (cuda/devnet), says
+// whether the flash backward stages its query tiles from bf16 copies of q
+// and dO (cuda.AttnShape.AsyncTiles: 2·N·H·hd bf16 more scratch).
+var DeviceAsyncTiles func() bool
+
 // FlashAttention says whether cuda/devnet attends with the flash kernels
 // (scores in registers, scratch linear in n) for head size hd — the sizes
 // cuda.FlashHeadDim takes (a cuda test checks they agree) — rather than
@@ -170,6 +175,9 @@ func (ps devicePass) bytes(nf4 bool) int64 {
 			attn = 4 * (N*H + 2*((N+31)/32))
 			if H != KV {
 				attn += 4 * 2 * N * H * hd
+			}
+			if DeviceAsyncTiles != nil && DeviceAsyncTiles() {
+				attn += 2 * 2 * N * H * hd // bf16 copies of q and dO
 			}
 		}
 	}

@@ -394,6 +394,21 @@ func gateOpen(env string, verified bool) bool {
 	return verified || os.Getenv("DISTILL_CUDA_UNVERIFIED") == "1"
 }
 
+// asyncTilesVerified: the flash backward's dk/dv kernel that stages its
+// query tiles by cp.async from bf16 copies of q and dout, reading its
+// weight-gradient operands by ldmatrix.trans (cuda.AttnShape.AsyncTiles),
+// written without a GPU (session 8: the emulation gives v1's dk, dv bit
+// for bit). Until TestAttentionFlashParity's async half passes and
+// BenchmarkAttentionGemm's flash_async_bwd beats flash_bwd on a GPU, the
+// step keeps v1 unless DISTILL_CUDA_FLASH_ASYNC=1 (or
+// DISTILL_CUDA_UNVERIFIED=1).
+const asyncTilesVerified = false
+
+// DISTILL_CUDA_FLASH_ASYNC=0 or 1 overrides the gate either way.
+func asyncTilesReady() bool { return gateOpen("DISTILL_CUDA_FLASH_ASYNC", asyncTilesVerified) }
+
+func init() { train.DeviceAsyncTiles = asyncTilesReady }
+
 // keepVerified: KeepActivations passed TestKeepActivationsMatchesRecompute
 // (bit-level equality with the recomputing step) on an H200 (2026-11-26),
 // so a run's grad_checkpointing: false keeps them on the device; core/train's

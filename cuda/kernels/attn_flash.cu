@@ -33,6 +33,12 @@
 // (set) — into dk, dv when a KV head has one query head, else each head's
 // share into scratch that group_sum adds up (one block per KV head would
 // leave most of the GPU idle: 2 KV heads × 32 key blocks at 2,048 tokens).
+// dkv_async (dc_attn_bwd_flash given qb, ob; gated in cuda/devnet until
+// measured) is dkv with its query tiles copied by cp.async from bf16 copies
+// of q and dout into one of two buffers while the warps compute on the
+// other, and dV's and dK's B fragments read from those row-major tiles by
+// ldmatrix.trans instead of staged transposes: v1's products in v1's
+// order, the same dk, dv bit for bit.
 //
 // Precision: q, k, v, dout, P and dS are rounded to bf16 (8 significant
 // bits) for the products; scores, softmax statistics, lse, D and every
@@ -43,6 +49,7 @@
 // finite (a NaN there would reach other rows through 0·NaN).
 #include "common.cuh"
 #include "attn_flash.h"
+#include "distill_cuda.h"
 #include "attn_flash_kernels.cuh"
 
 namespace {
@@ -95,15 +102,18 @@ int fa_dq(float *dq, const float *dout, const float *q, const float *k, const fl
 template <int HD>
 int fa_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k, const float *v,
            const float *out, const float *lse, const int32_t *lo, const int32_t *hi, int nq, int nk, int nh, int nkv,
-           int max_len, float scale, float *D, int32_t *tiles, float *part) {
+           int max_len, float scale, float *D, int32_t *tiles, float *part, uint16_t *qb, uint16_t *ob) {
   int64_t rows = (int64_t)nq * nh;
   k_fa_row_dot<<<(unsigned)((rows * 32 + 255) / 256), 256, 0, dc_stream>>>(D, dout, out, nq, nh, HD);
   DC_LAUNCHED("attn_bwd_flash row_dot" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
   k_fa_tile_range<<<(nq + FA_BQ2 - 1) / FA_BQ2, 32, 0, dc_stream>>>(tiles, lo, hi, nq, nk, max_len);
   DC_LAUNCHED("attn_bwd_flash tile_range" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
-  static bool opted_dkv;
-  size_t skv = fa_dkv_smem<HD>();
-  if (fa_smem((const void *)k_fa_bwd_dkv<HD>, skv, "attn_bwd_flash dkv", &opted_dkv)) return -1;
+  static bool opted_dkv, opted_async;
+  const bool async = qb != nullptr && ob != nullptr;
+  size_t skv = async ? fa_dkv_async_smem<HD>() : fa_dkv_smem<HD>();
+  if (async ? fa_smem((const void *)k_fa_bwd_dkv_async<HD>, skv, "attn_bwd_flash dkv_async", &opted_async)
+            : fa_smem((const void *)k_fa_bwd_dkv<HD>, skv, "attn_bwd_flash dkv", &opted_dkv))
+    return -1;
   int err = fa_qw(HD, nq) == 8 ? fa_dq<HD, 8>(dq, dout, q, k, v, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale)
                                : fa_dq<HD, 4>(dq, dout, q, k, v, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale);
   if (err) return err;
@@ -113,9 +123,17 @@ int fa_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, c
   bool grouped = nh != nkv;
   float *ok = grouped ? part : dk, *ov = grouped ? part + (int64_t)nk * nh * HD : dv;
   int64_t os = grouped ? (int64_t)nh * HD : (int64_t)nkv * HD;
-  k_fa_bwd_dkv<HD><<<dim3((nk + FA_BK - 1) / FA_BK, nh), FA_THREADS, skv, dc_stream>>>(
-      ok, ov, os, dout, q, k, v, lse, D, lo, hi, tiles, nq, nk, nh, nkv, max_len, scale);
-  DC_LAUNCHED("attn_bwd_flash dkv" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
+  if (async) {  // bf16 copies of q and dout, staged by cp.async tile by tile
+    if (dc_f32_to_bf16(qb, q, (int64_t)nq * nh * HD) || dc_f32_to_bf16(ob, dout, (int64_t)nq * nh * HD)) return -1;
+    k_fa_bwd_dkv_async<HD><<<dim3((nk + FA_BK - 1) / FA_BK, nh), FA_THREADS, skv, dc_stream>>>(
+        ok, ov, os, reinterpret_cast<const bf16 *>(ob), reinterpret_cast<const bf16 *>(qb), k, v, lse, D, lo, hi,
+        tiles, nq, nk, nh, nkv, max_len, scale);
+    DC_LAUNCHED("attn_bwd_flash dkv_async" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
+  } else {
+    k_fa_bwd_dkv<HD><<<dim3((nk + FA_BK - 1) / FA_BK, nh), FA_THREADS, skv, dc_stream>>>(
+        ok, ov, os, dout, q, k, v, lse, D, lo, hi, tiles, nq, nk, nh, nkv, max_len, scale);
+    DC_LAUNCHED("attn_bwd_flash dkv" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
+  }
   if (grouped) {
     int64_t n = (int64_t)nk * nkv * HD;
     k_fa_group_sum<<<dc_blocks(n, 256), 256, 0, dc_stream>>>(dk, dv, ok, ov, nk, nh, nkv, HD);
@@ -169,11 +187,12 @@ extern "C" int dc_attn_fwd_flash(float *out, float *lse, const float *q, const f
 extern "C" int dc_attn_bwd_flash(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                                  const float *v, const float *out, const float *lse, const int32_t *kv_lo,
                                  const int32_t *kv_hi, int nq, int nk, int nh, int nkv, int hd, int max_len,
-                                 float scale, float *D, int32_t *tiles, float *part) {
+                                 float scale, float *D, int32_t *tiles, float *part, uint16_t *qb,
+                                 uint16_t *ob) {
   if (fa_check("attn_bwd_flash", nq, nk, nh, nkv, hd, max_len)) return -1;
   if (nq == 0) return 0;
 #define FA_BWD(HD) \
-  fa_bwd<HD>(dq, dk, dv, dout, q, k, v, out, lse, kv_lo, kv_hi, nq, nk, nh, nkv, max_len, scale, D, tiles, part)
+  fa_bwd<HD>(dq, dk, dv, dout, q, k, v, out, lse, kv_lo, kv_hi, nq, nk, nh, nkv, max_len, scale, D, tiles, part, qb, ob)
   FA_DISPATCH(FA_BWD)
 #undef FA_BWD
 }

@@ -52,6 +52,44 @@ __device__ __forceinline__ void fa_mma(float c[4], const uint32_t a[4], uint32_t
 #endif
 }
 
+// Four 8×8 bf16 matrices from shared memory, transposed (ldmatrix .trans):
+// lane L names row L % 8 of matrix L / 8; r[m] holds rows 2t, 2t + 1 of
+// column g of matrix m — a B fragment read from a tile stored k-major.
+__device__ __forceinline__ void fa_ldsm_x4_trans(uint32_t r[4], const bf16 *row) {
+#ifdef DISTILL_CUDA_EMU
+  emu_ldsm_x4_trans(r, row);
+#else
+  const unsigned a = (unsigned)__cvta_generic_to_shared(row);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
+#endif
+}
+
+// 16 bytes from global to shared memory without the registers (sm_80's
+// cp.async), src_bytes of them read and the rest zeros; in flight until
+// fa_cp_wait.
+__device__ __forceinline__ void fa_cp_async16(void *dst, const void *src, int src_bytes) {
+#ifdef DISTILL_CUDA_EMU
+  emu_cp_async16(dst, src, src_bytes);
+#else
+  const unsigned a = (unsigned)__cvta_generic_to_shared(dst);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(a), "l"(src), "r"(src_bytes));
+#endif
+}
+__device__ __forceinline__ void fa_cp_commit() {
+#ifndef DISTILL_CUDA_EMU
+  asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+// Waits until at most N of this thread's committed groups are in flight.
+template <int N>
+__device__ __forceinline__ void fa_cp_wait() {
+#ifndef DISTILL_CUDA_EMU
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+#endif
+}
+
 // The A fragment of rows r0.., columns c0.. of a row-major bf16 tile.
 __device__ __forceinline__ void fa_frag_a(uint32_t a[4], const bf16 *s, int ld, int r0, int c0, int g, int t) {
   a[0] = fa_ld(s + (r0 + g) * ld + c0 + 2 * t);
@@ -89,6 +127,27 @@ __device__ __forceinline__ void fa_mma_scores(float acc[ND][4], float s[KB / 8][
     fa_c_to_a(a, s[2 * c], s[2 * c + 1]);
 #pragma unroll
     for (int d = 0; d < ND; d++) fa_mma_rows(acc[d], a, tile, ld, d * 8, c * 16, g, t);
+  }
+}
+
+// fa_mma_scores with T read row-major — row k, column d (the tile as
+// staged, ld apart) — through ldmatrix.trans: no transposed copy. The same
+// products in the same order as fa_mma_scores over that tile's transpose.
+template <int KB, int ND>
+__device__ __forceinline__ void fa_mma_scores_rows(float acc[ND][4], float s[KB / 8][4], const bf16 *tile, int ld,
+                                                   int lane) {
+  const int m = lane >> 3, rr = lane & 7;  // the row this lane names: matrix m's row rr
+#pragma unroll
+  for (int c = 0; c < KB / 16; c++) {
+    uint32_t a[4];
+    fa_c_to_a(a, s[2 * c], s[2 * c + 1]);
+#pragma unroll
+    for (int dd = 0; dd < ND / 2; dd++) {  // two 8-column blocks a load: matrices (k lo, k hi) × (d lo, d hi)
+      uint32_t b[4];
+      fa_ldsm_x4_trans(b, tile + (c * 16 + (m & 1) * 8 + rr) * ld + dd * 16 + (m >> 1) * 8);
+      fa_mma(acc[2 * dd], a, b[0], b[1]);
+      fa_mma(acc[2 * dd + 1], a, b[2], b[3]);
+    }
   }
 }
 
@@ -511,6 +570,136 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv(float *dk, float *dv,
   }
 }
 
+// k_fa_bwd_dkv with its query tiles staged asynchronously: q and dout come
+// as bf16 copies (qb, ob: (nq, nh·HD), made once per backward), each tile's
+// rows copied by cp.async into one of two buffers while the warps compute
+// on the other, and the weight gradients' B fragments read from those
+// row-major tiles by ldmatrix.trans (v1 stages Qᵀ and dOᵀ beside them from
+// f32, synchronously, every tile). Same products in the same order as v1:
+// the same dk, dv bit for bit. Shared: K, V [64][HD+8] (staged once as in
+// v1), then per buffer Q, dO [32][HD+8] — at HD 128 70 KB, within the
+// 99 KB a consumer card's block may take.
+template <int HD>
+__global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv_async(float *dk, float *dv, int64_t os, const bf16 *ob,
+                                                                 const bf16 *qb, const float *k, const float *v,
+                                                                 const float *lse, const float *D,
+                                                                 const int32_t *kv_lo, const int32_t *kv_hi,
+                                                                 const int32_t *tiles, int nq, int nk, int nh, int nkv,
+                                                                 int max_len, float scale) {
+  DC_DYNAMIC_SHARED(unsigned char, fa_sh);
+  constexpr int LDK = HD + FA_PAD, NQ8 = FA_BQ2 / 8, ND = HD / 8, TILE = FA_BQ2 * LDK, CH = HD / 8;
+  bf16 *Ks = reinterpret_cast<bf16 *>(fa_sh), *Vs = Ks + FA_BK * LDK, *Qbuf = Vs + FA_BK * LDK,
+       *Obuf = Qbuf + 2 * TILE;  // Qbuf, Obuf: two tiles each
+  __shared__ float Ls[2][FA_BQ2], Dsh[2][FA_BQ2];
+  __shared__ int lo_s[2][FA_BQ2], hi_s[2][FA_BQ2];
+  int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  int h = blockIdx.y, group = nh / nkv, kvh = h / group, k0 = blockIdx.x * FA_BK, kw = k0 + warp * 16;
+  int64_t qs = (int64_t)nh * HD, kvs = (int64_t)nkv * HD;
+  fa_stage<HD, FA_BK, FA_THREADS>(Ks, LDK, nullptr, 0, k, nk, kvs, kvh * HD, k0);
+  fa_stage<HD, FA_BK, FA_THREADS>(Vs, LDK, nullptr, 0, v, nk, kvs, kvh * HD, k0);
+
+  float gk[ND][4], gv[ND][4];
+#pragma unroll
+  for (int d = 0; d < ND; d++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) gk[d][e] = gv[d][e] = 0.f;
+
+  const int ntiles = (nq + FA_BQ2 - 1) / FA_BQ2;
+  // The next tile from b whose rows reach these keys (block-uniform).
+  auto next = [&](int b) {
+    while (b < ntiles && (tiles[2 * b] >= k0 + FA_BK || tiles[2 * b + 1] <= k0)) b++;
+    return b;
+  };
+  // Tile b into buffer st: its rows of Q and dO in flight (rows past nq
+  // zero-filled), its rows' ranges and statistics stored now.
+  auto stage = [&](int b, int st) {
+    const int q0 = b * FA_BQ2;
+    bf16 *qd = Qbuf + st * TILE, *od = Obuf + st * TILE;
+#pragma unroll
+    for (int i = 0; i < (FA_BQ2 * CH + FA_THREADS - 1) / FA_THREADS; i++) {
+      const int e = threadIdx.x + i * FA_THREADS;
+      if ((FA_BQ2 * CH) % FA_THREADS != 0 && e >= FA_BQ2 * CH) break;
+      const int r = e / CH, c = (e % CH) * 8;
+      const bool in = q0 + r < nq;
+      const int64_t off = in ? (int64_t)(q0 + r) * qs + h * HD + c : 0;  // a valid address when zero-filled
+      fa_cp_async16(qd + r * LDK + c, qb + off, in ? 16 : 0);
+      fa_cp_async16(od + r * LDK + c, ob + off, in ? 16 : 0);
+    }
+    if (threadIdx.x < FA_BQ2) {
+      int r = q0 + threadIdx.x, lo = 0, hi = 0;
+      float L = 0.f, Dv = 0.f;
+      if (r < nq) {
+        int a = kv_lo[r], z = kv_hi[r];
+        if (fa_valid(a, z, nk, max_len)) {
+          lo = a, hi = z;
+          L = lse[(int64_t)r * nh + h], Dv = D[(int64_t)r * nh + h];
+        }
+      }
+      lo_s[st][threadIdx.x] = lo, hi_s[st][threadIdx.x] = hi, Ls[st][threadIdx.x] = L, Dsh[st][threadIdx.x] = Dv;
+    }
+  };
+
+  int b = next(0), st = 0;
+  if (b < ntiles) stage(b, 0);
+  fa_cp_commit();
+  while (b < ntiles) {
+    // The next tile goes into the other buffer, which the warps finished
+    // reading before the barrier that ended the last iteration.
+    const int bn = next(b + 1);
+    if (bn < ntiles) stage(bn, st ^ 1);
+    fa_cp_commit();
+    fa_cp_wait<1>();  // this thread's copies of tile b have landed
+    __syncthreads();  // everyone's have (and K, V, and tile b's ranges)
+    const int tlo = tiles[2 * b], thi = tiles[2 * b + 1];
+    if (!(tlo >= kw + 16 || thi <= kw)) {  // some row of the tile reaches this warp's keys
+      const bf16 *Qs = Qbuf + st * TILE, *Os = Obuf + st * TILE;
+      float stp[NQ8][4], dpt[NQ8][4];
+#pragma unroll
+      for (int n = 0; n < NQ8; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) stp[n][e] = dpt[n][e] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < HD / 16; kk++) {
+        uint32_t ka[4], va[4];
+        fa_frag_a(ka, Ks, LDK, warp * 16, kk * 16, g, t);
+        fa_frag_a(va, Vs, LDK, warp * 16, kk * 16, g, t);
+#pragma unroll
+        for (int n = 0; n < NQ8; n++) {
+          fa_mma_rows(stp[n], ka, Qs, LDK, n * 8, kk * 16, g, t);
+          fa_mma_rows(dpt[n], va, Os, LDK, n * 8, kk * 16, g, t);
+        }
+      }
+#pragma unroll
+      for (int n = 0; n < NQ8; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          int j = kw + g + 8 * (e >> 1), c = n * 8 + 2 * t + (e & 1);
+          bool in = j >= lo_s[st][c] && j < hi_s[st][c];
+          float p = in ? expf(stp[n][e] * scale - Ls[st][c]) : 0.f;
+          dpt[n][e] = in ? p * (dpt[n][e] - Dsh[st][c]) * scale : 0.f;  // dSᵀ
+          stp[n][e] = p;                                                 // Pᵀ
+        }
+      fa_mma_scores_rows<FA_BQ2, ND>(gv, stp, Os, LDK, lane);  // dV += Pᵀ·dO
+      fa_mma_scores_rows<FA_BQ2, ND>(gk, dpt, Qs, LDK, lane);  // dK += dSᵀ·Q
+    }
+    __syncthreads();  // buffer st is read: the next iteration may refill it
+    b = bn, st ^= 1;
+  }
+
+#pragma unroll
+  for (int i = 0; i < 2; i++) {
+    int j = kw + g + 8 * i;
+    if (j >= nk) continue;
+    int col = group == 1 ? kvh * HD : h * HD;
+    float *kr = dk + (int64_t)j * os + col, *vr = dv + (int64_t)j * os + col;
+#pragma unroll
+    for (int d = 0; d < ND; d++) {
+      *reinterpret_cast<float2 *>(kr + d * 8 + 2 * t) = make_float2(gk[d][2 * i], gk[d][2 * i + 1]);
+      *reinterpret_cast<float2 *>(vr + d * 8 + 2 * t) = make_float2(gv[d][2 * i], gv[d][2 * i + 1]);
+    }
+  }
+}
+
 // dk[j, g·hd + c] = Σ over g's heads h of part[j, h·hd + c] (and dv): the
 // group's shares summed, in a fixed order.
 __global__ void k_fa_group_sum(float *dk, float *dv, const float *pk, const float *pv, int nk, int nh, int nkv,
@@ -535,6 +724,9 @@ template <int HD>
 size_t fa_dkv_smem() {
   return (size_t)(2 * FA_BK * (HD + FA_PAD) + 2 * FA_BQ2 * (HD + FA_PAD) + 2 * HD * (FA_BQ2 + FA_PAD)) * sizeof(bf16);
 }
+
+template <int HD>
+size_t fa_dkv_async_smem() { return (size_t)(2 * FA_BK * (HD + FA_PAD) + 4 * FA_BQ2 * (HD + FA_PAD)) * sizeof(bf16); }
 
 // One warp a (row, head): (out, lse) and (out2, lse2), attentions of the
 // same query over two disjoint key sets, become the attention over their

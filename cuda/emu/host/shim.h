@@ -168,6 +168,32 @@ inline void emu_mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
   }
 }
 
+// ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16: lane L names row L % 8
+// of 8×8 matrix L / 8 (16 bytes); each lane (g = lane / 4, t = lane % 4)
+// gets of matrix m the two 16-bit values at rows 2t and 2t + 1 of column g
+// (the lower row in the low half), as the PTX ISA gives them.
+inline void emu_ldsm_x4_trans(uint32_t r[4], const void *row) {
+  int lane = threadIdx.x & 31;
+  EmuWarp &w = emu_warps[threadIdx.x >> 5];
+  w.sh[lane] = (uint64_t)(uintptr_t)row;
+  emu_wait(w.bar);
+  int g = lane >> 2, t = lane & 3;
+  for (int m = 0; m < 4; m++) {
+    const uint16_t *r0 = (const uint16_t *)(uintptr_t)w.sh[m * 8 + 2 * t];
+    const uint16_t *r1 = (const uint16_t *)(uintptr_t)w.sh[m * 8 + 2 * t + 1];
+    r[m] = (uint32_t)r0[g] | (uint32_t)r1[g] << 16;
+  }
+  emu_wait(w.bar);
+}
+
+// cp.async.cg.shared.global, 16 bytes of which src_bytes are read and the
+// rest zero-filled: done at once (a fiber runs until it waits, so the
+// copy has landed by any wait_group or barrier after it).
+inline void emu_cp_async16(void *dst, const void *src, int src_bytes) {
+  memset(dst, 0, 16);
+  memcpy(dst, src, src_bytes);
+}
+
 inline void __syncwarp(unsigned mask = 0xffffffffu) {
   if (mask != 0xffffffffu) abort();
   emu_wait(emu_warps[threadIdx.x >> 5].bar);
