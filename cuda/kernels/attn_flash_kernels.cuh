@@ -472,6 +472,93 @@ __global__ void __launch_bounds__(QW * 32) k_fa_bwd_dq(float *dq, const float *d
   }
 }
 
+// A 32-row query tile's rows q0.. for head h, by the block's first 32
+// threads: each row's key range and its lse and D (a row past nq or with a
+// bad range: an empty range).
+__device__ __forceinline__ void fa_tile_rows(int *lo_s, int *hi_s, float *Ls, float *Dsh, int q0,
+                                             const int32_t *kv_lo, const int32_t *kv_hi, const float *lse,
+                                             const float *D, int nq, int nk, int nh, int h, int max_len) {
+  if (threadIdx.x >= FA_BQ2) return;
+  int r = q0 + threadIdx.x, lo = 0, hi = 0;
+  float L = 0.f, Dv = 0.f;
+  if (r < nq) {
+    int a = kv_lo[r], z = kv_hi[r];
+    if (fa_valid(a, z, nk, max_len)) {
+      lo = a, hi = z;
+      L = lse[(int64_t)r * nh + h], Dv = D[(int64_t)r * nh + h];
+    }
+  }
+  lo_s[threadIdx.x] = lo, hi_s[threadIdx.x] = hi, Ls[threadIdx.x] = L, Dsh[threadIdx.x] = Dv;
+}
+
+// One 32-row query tile's share of a warp's dk, dv (its 16 keys kw..):
+// Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ from the row-major tiles, then dV += Pᵀ·dO and
+// dK += dSᵀ·Q — their B operands from the transposed tiles Ot, Qt with TR
+// (v1 stages them), else from Os, Qs by ldmatrix.trans (the same values in
+// the same order). lo_s, hi_s, Ls, Dsh: the tile's rows' ranges, lse and D.
+template <int HD, bool TR>
+__device__ __forceinline__ void fa_dkv_tile(float gk[HD / 8][4], float gv[HD / 8][4], const bf16 *Ks, const bf16 *Vs,
+                                            const bf16 *Qs, const bf16 *Os, const bf16 *Qt, const bf16 *Ot,
+                                            const int *lo_s, const int *hi_s, const float *Ls, const float *Dsh,
+                                            int kw, float scale) {
+  constexpr int LDK = HD + FA_PAD, LDQ = FA_BQ2 + FA_PAD, NQ8 = FA_BQ2 / 8, ND = HD / 8;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  float st[NQ8][4], dpt[NQ8][4];
+#pragma unroll
+  for (int n = 0; n < NQ8; n++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) st[n][e] = dpt[n][e] = 0.f;
+#pragma unroll
+  for (int kk = 0; kk < HD / 16; kk++) {
+    uint32_t ka[4], va[4];
+    fa_frag_a(ka, Ks, LDK, warp * 16, kk * 16, g, t);
+    fa_frag_a(va, Vs, LDK, warp * 16, kk * 16, g, t);
+#pragma unroll
+    for (int n = 0; n < NQ8; n++) {
+      fa_mma_rows(st[n], ka, Qs, LDK, n * 8, kk * 16, g, t);
+      fa_mma_rows(dpt[n], va, Os, LDK, n * 8, kk * 16, g, t);
+    }
+  }
+  // Row (key) kw+g (+8 for e ≥ 2), column (query) n·8 + 2t (+1).
+#pragma unroll
+  for (int n = 0; n < NQ8; n++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      int j = kw + g + 8 * (e >> 1), c = n * 8 + 2 * t + (e & 1);
+      bool in = j >= lo_s[c] && j < hi_s[c];
+      float p = in ? expf(st[n][e] * scale - Ls[c]) : 0.f;
+      dpt[n][e] = in ? p * (dpt[n][e] - Dsh[c]) * scale : 0.f;  // dSᵀ
+      st[n][e] = p;                                              // Pᵀ
+    }
+  if constexpr (TR) {
+    fa_mma_scores<FA_BQ2, ND>(gv, st, Ot, LDQ, g, t);   // dV += Pᵀ·dO
+    fa_mma_scores<FA_BQ2, ND>(gk, dpt, Qt, LDQ, g, t);  // dK += dSᵀ·Q
+  } else {
+    fa_mma_scores_rows<FA_BQ2, ND>(gv, st, Os, LDK, lane);
+    fa_mma_scores_rows<FA_BQ2, ND>(gk, dpt, Qs, LDK, lane);
+  }
+}
+
+// A warp's dk, dv rows (its 16 keys kw..) written once: into dk, dv when a
+// KV head has one query head, else head h's share into part (os apart).
+template <int HD>
+__device__ __forceinline__ void fa_dkv_store(float *dk, float *dv, int64_t os, const float gk[HD / 8][4],
+                                             const float gv[HD / 8][4], int kw, int nk, int h, int kvh, int group) {
+  const int t = threadIdx.x & 3, g = (threadIdx.x & 31) >> 2;
+#pragma unroll
+  for (int i = 0; i < 2; i++) {
+    int j = kw + g + 8 * i;
+    if (j >= nk) continue;
+    int col = group == 1 ? kvh * HD : h * HD;
+    float *kr = dk + (int64_t)j * os + col, *vr = dv + (int64_t)j * os + col;
+#pragma unroll
+    for (int d = 0; d < HD / 8; d++) {
+      *reinterpret_cast<float2 *>(kr + d * 8 + 2 * t) = make_float2(gk[d][2 * i], gk[d][2 * i + 1]);
+      *reinterpret_cast<float2 *>(vr + d * 8 + 2 * t) = make_float2(gv[d][2 * i], gv[d][2 * i + 1]);
+    }
+  }
+}
+
 // dk, dv of one query head: grid (⌈nk/64⌉, nh), 16 keys a warp, head h's
 // share of its KV head's gradients into dk, dv (rows os apart, head h's
 // columns at h·HD, or the KV head's when it is the group's only head:
@@ -485,12 +572,12 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv(float *dk, float *dv,
                                                            const int32_t *kv_hi, const int32_t *tiles, int nq, int nk,
                                                            int nh, int nkv, int max_len, float scale) {
   DC_DYNAMIC_SHARED(unsigned char, fa_sh);
-  constexpr int LDK = HD + FA_PAD, LDQ = FA_BQ2 + FA_PAD, NQ8 = FA_BQ2 / 8, ND = HD / 8;
+  constexpr int LDK = HD + FA_PAD, LDQ = FA_BQ2 + FA_PAD, ND = HD / 8;
   bf16 *Ks = reinterpret_cast<bf16 *>(fa_sh), *Vs = Ks + FA_BK * LDK, *Qs = Vs + FA_BK * LDK, *Os = Qs + FA_BQ2 * LDK,
        *Qt = Os + FA_BQ2 * LDK, *Ot = Qt + HD * LDQ;
   __shared__ float Ls[FA_BQ2], Dsh[FA_BQ2];
   __shared__ int lo_s[FA_BQ2], hi_s[FA_BQ2];
-  int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  int warp = threadIdx.x >> 5;
   int h = blockIdx.y, group = nh / nkv, kvh = h / group, k0 = blockIdx.x * FA_BK, kw = k0 + warp * 16;
   int64_t qs = (int64_t)nh * HD, kvs = (int64_t)nkv * HD;
   fa_stage<HD, FA_BK, FA_THREADS>(Ks, LDK, nullptr, 0, k, nk, kvs, kvh * HD, k0);
@@ -510,64 +597,14 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv(float *dk, float *dv,
     __syncthreads();  // the previous tile's reads are done (and, the first time, K and V are staged)
     fa_stage<HD, FA_BQ2, FA_THREADS>(Qs, LDK, Qt, LDQ, q, nq, qs, h * HD, q0);
     fa_stage<HD, FA_BQ2, FA_THREADS>(Os, LDK, Ot, LDQ, dout, nq, qs, h * HD, q0);
-    if (threadIdx.x < FA_BQ2) {
-      int r = q0 + threadIdx.x, lo = 0, hi = 0;
-      float L = 0.f, Dv = 0.f;
-      if (r < nq) {
-        int a = kv_lo[r], z = kv_hi[r];
-        if (fa_valid(a, z, nk, max_len)) {
-          lo = a, hi = z;
-          L = lse[(int64_t)r * nh + h], Dv = D[(int64_t)r * nh + h];
-        }
-      }
-      lo_s[threadIdx.x] = lo, hi_s[threadIdx.x] = hi, Ls[threadIdx.x] = L, Dsh[threadIdx.x] = Dv;
-    }
+    fa_tile_rows(lo_s, hi_s, Ls, Dsh, q0, kv_lo, kv_hi, lse, D, nq, nk, nh, h, max_len);
     __syncthreads();
     if (tlo >= kw + 16 || thi <= kw) continue;  // none of the tile's rows reaches this warp's keys
 
-    float st[NQ8][4], dpt[NQ8][4];
-#pragma unroll
-    for (int n = 0; n < NQ8; n++)
-#pragma unroll
-      for (int e = 0; e < 4; e++) st[n][e] = dpt[n][e] = 0.f;
-#pragma unroll
-    for (int kk = 0; kk < HD / 16; kk++) {
-      uint32_t ka[4], va[4];
-      fa_frag_a(ka, Ks, LDK, warp * 16, kk * 16, g, t);
-      fa_frag_a(va, Vs, LDK, warp * 16, kk * 16, g, t);
-#pragma unroll
-      for (int n = 0; n < NQ8; n++) {
-        fa_mma_rows(st[n], ka, Qs, LDK, n * 8, kk * 16, g, t);
-        fa_mma_rows(dpt[n], va, Os, LDK, n * 8, kk * 16, g, t);
-      }
-    }
-    // Row (key) kw+g (+8 for e ≥ 2), column (query) n·8 + 2t (+1).
-#pragma unroll
-    for (int n = 0; n < NQ8; n++)
-#pragma unroll
-      for (int e = 0; e < 4; e++) {
-        int j = kw + g + 8 * (e >> 1), c = n * 8 + 2 * t + (e & 1);
-        bool in = j >= lo_s[c] && j < hi_s[c];
-        float p = in ? expf(st[n][e] * scale - Ls[c]) : 0.f;
-        dpt[n][e] = in ? p * (dpt[n][e] - Dsh[c]) * scale : 0.f;  // dSᵀ
-        st[n][e] = p;                                              // Pᵀ
-      }
-    fa_mma_scores<FA_BQ2, ND>(gv, st, Ot, LDQ, g, t);   // dV += Pᵀ·dO
-    fa_mma_scores<FA_BQ2, ND>(gk, dpt, Qt, LDQ, g, t);  // dK += dSᵀ·Q
+    fa_dkv_tile<HD, true>(gk, gv, Ks, Vs, Qs, Os, Qt, Ot, lo_s, hi_s, Ls, Dsh, kw, scale);
   }
 
-#pragma unroll
-  for (int i = 0; i < 2; i++) {
-    int j = kw + g + 8 * i;
-    if (j >= nk) continue;
-    int col = group == 1 ? kvh * HD : h * HD;
-    float *kr = dk + (int64_t)j * os + col, *vr = dv + (int64_t)j * os + col;
-#pragma unroll
-    for (int d = 0; d < ND; d++) {
-      *reinterpret_cast<float2 *>(kr + d * 8 + 2 * t) = make_float2(gk[d][2 * i], gk[d][2 * i + 1]);
-      *reinterpret_cast<float2 *>(vr + d * 8 + 2 * t) = make_float2(gv[d][2 * i], gv[d][2 * i + 1]);
-    }
-  }
+  fa_dkv_store<HD>(dk, dv, os, gk, gv, kw, nk, h, kvh, group);
 }
 
 // k_fa_bwd_dkv with its query tiles staged asynchronously: q and dout come
@@ -587,12 +624,12 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv_async(float *dk, floa
                                                                  const int32_t *tiles, int nq, int nk, int nh, int nkv,
                                                                  int max_len, float scale) {
   DC_DYNAMIC_SHARED(unsigned char, fa_sh);
-  constexpr int LDK = HD + FA_PAD, NQ8 = FA_BQ2 / 8, ND = HD / 8, TILE = FA_BQ2 * LDK, CH = HD / 8;
+  constexpr int LDK = HD + FA_PAD, ND = HD / 8, TILE = FA_BQ2 * LDK, CH = HD / 8;
   bf16 *Ks = reinterpret_cast<bf16 *>(fa_sh), *Vs = Ks + FA_BK * LDK, *Qbuf = Vs + FA_BK * LDK,
        *Obuf = Qbuf + 2 * TILE;  // Qbuf, Obuf: two tiles each
   __shared__ float Ls[2][FA_BQ2], Dsh[2][FA_BQ2];
   __shared__ int lo_s[2][FA_BQ2], hi_s[2][FA_BQ2];
-  int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  int warp = threadIdx.x >> 5;
   int h = blockIdx.y, group = nh / nkv, kvh = h / group, k0 = blockIdx.x * FA_BK, kw = k0 + warp * 16;
   int64_t qs = (int64_t)nh * HD, kvs = (int64_t)nkv * HD;
   fa_stage<HD, FA_BK, FA_THREADS>(Ks, LDK, nullptr, 0, k, nk, kvs, kvh * HD, k0);
@@ -625,18 +662,7 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv_async(float *dk, floa
       fa_cp_async16(qd + r * LDK + c, qb + off, in ? 16 : 0);
       fa_cp_async16(od + r * LDK + c, ob + off, in ? 16 : 0);
     }
-    if (threadIdx.x < FA_BQ2) {
-      int r = q0 + threadIdx.x, lo = 0, hi = 0;
-      float L = 0.f, Dv = 0.f;
-      if (r < nq) {
-        int a = kv_lo[r], z = kv_hi[r];
-        if (fa_valid(a, z, nk, max_len)) {
-          lo = a, hi = z;
-          L = lse[(int64_t)r * nh + h], Dv = D[(int64_t)r * nh + h];
-        }
-      }
-      lo_s[st][threadIdx.x] = lo, hi_s[st][threadIdx.x] = hi, Ls[st][threadIdx.x] = L, Dsh[st][threadIdx.x] = Dv;
-    }
+    fa_tile_rows(lo_s[st], hi_s[st], Ls[st], Dsh[st], q0, kv_lo, kv_hi, lse, D, nq, nk, nh, h, max_len);
   };
 
   int b = next(0), st = 0;
@@ -652,52 +678,14 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv_async(float *dk, floa
     __syncthreads();  // everyone's have (and K, V, and tile b's ranges)
     const int tlo = tiles[2 * b], thi = tiles[2 * b + 1];
     if (!(tlo >= kw + 16 || thi <= kw)) {  // some row of the tile reaches this warp's keys
-      const bf16 *Qs = Qbuf + st * TILE, *Os = Obuf + st * TILE;
-      float stp[NQ8][4], dpt[NQ8][4];
-#pragma unroll
-      for (int n = 0; n < NQ8; n++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) stp[n][e] = dpt[n][e] = 0.f;
-#pragma unroll
-      for (int kk = 0; kk < HD / 16; kk++) {
-        uint32_t ka[4], va[4];
-        fa_frag_a(ka, Ks, LDK, warp * 16, kk * 16, g, t);
-        fa_frag_a(va, Vs, LDK, warp * 16, kk * 16, g, t);
-#pragma unroll
-        for (int n = 0; n < NQ8; n++) {
-          fa_mma_rows(stp[n], ka, Qs, LDK, n * 8, kk * 16, g, t);
-          fa_mma_rows(dpt[n], va, Os, LDK, n * 8, kk * 16, g, t);
-        }
-      }
-#pragma unroll
-      for (int n = 0; n < NQ8; n++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-          int j = kw + g + 8 * (e >> 1), c = n * 8 + 2 * t + (e & 1);
-          bool in = j >= lo_s[st][c] && j < hi_s[st][c];
-          float p = in ? expf(stp[n][e] * scale - Ls[st][c]) : 0.f;
-          dpt[n][e] = in ? p * (dpt[n][e] - Dsh[st][c]) * scale : 0.f;  // dSᵀ
-          stp[n][e] = p;                                                 // Pᵀ
-        }
-      fa_mma_scores_rows<FA_BQ2, ND>(gv, stp, Os, LDK, lane);  // dV += Pᵀ·dO
-      fa_mma_scores_rows<FA_BQ2, ND>(gk, dpt, Qs, LDK, lane);  // dK += dSᵀ·Q
+      fa_dkv_tile<HD, false>(gk, gv, Ks, Vs, Qbuf + st * TILE, Obuf + st * TILE, nullptr, nullptr, lo_s[st], hi_s[st],
+                      Ls[st], Dsh[st], kw, scale);
     }
     __syncthreads();  // buffer st is read: the next iteration may refill it
     b = bn, st ^= 1;
   }
 
-#pragma unroll
-  for (int i = 0; i < 2; i++) {
-    int j = kw + g + 8 * i;
-    if (j >= nk) continue;
-    int col = group == 1 ? kvh * HD : h * HD;
-    float *kr = dk + (int64_t)j * os + col, *vr = dv + (int64_t)j * os + col;
-#pragma unroll
-    for (int d = 0; d < ND; d++) {
-      *reinterpret_cast<float2 *>(kr + d * 8 + 2 * t) = make_float2(gk[d][2 * i], gk[d][2 * i + 1]);
-      *reinterpret_cast<float2 *>(vr + d * 8 + 2 * t) = make_float2(gv[d][2 * i], gv[d][2 * i + 1]);
-    }
-  }
+  fa_dkv_store<HD>(dk, dv, os, gk, gv, kw, nk, h, kvh, group);
 }
 
 // dk[j, g·hd + c] = Σ over g's heads h of part[j, h·hd + c] (and dv): the
