@@ -14,10 +14,10 @@ type AttnShape struct {
 	NQ, NK, NH, NKV, HD, MaxLen int
 	Lo, Hi                      *Buffer
 	Scale                       float32
-	// AsyncTiles: AttnBwdFlash takes dk, dv by the kernel that stages its
-	// query tiles asynchronously (cp.async, two buffers) from bf16 copies
-	// of q and dout it makes — 2·NQ·NH·HD bf16 of scratch; the same dk, dv
-	// bit for bit.
+	// AsyncTiles: AttnBwdFlash's dq and dk/dv kernels stage their tiles
+	// asynchronously (cp.async, two buffers) from bf16 copies of q, dout, k
+	// and v it makes — 2·(NQ·NH + NK·NKV)·HD bf16 of scratch; the same dq,
+	// dk, dv bit for bit.
 	AsyncTiles bool
 }
 

@@ -45,7 +45,7 @@ func (d *Device) AttnFwdFlash(out, lse, q, k, v *Buffer, s AttnShape) error {
 // (not accumulated). Its scratch, from the pool: the rows' rowsum(dO∘O),
 // each 32-row tile's key range, with grouped heads each query head's share
 // of dk, dv (2·NK·NH·HD floats) before the group's are summed, and with
-// AsyncTiles bf16 copies of q and dout.
+// AsyncTiles bf16 copies of q, dout, k and v.
 func (d *Device) AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse *Buffer, s AttnShape) error {
 	qn, kn := s.NQ*s.NH*s.HD, s.NK*s.NKV*s.HD
 	if err := s.check("attn_bwd_flash").true(FlashHeadDim(s.HD), "head size %d (flash takes 16, 32, 64, 80, 96, 128)", s.HD).
@@ -72,23 +72,19 @@ func (d *Device) AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse *Buffer, s Att
 		}
 		defer part.Free()
 	}
-	var qb, ob *Buffer
+	var b16 *Buffer // bf16 copies of q, dout, k and v
 	if s.AsyncTiles && s.NK > 0 {
-		if qb, err = d.Alloc(BF16, max(qn, 1)); err != nil {
+		if b16, err = d.Alloc(BF16, 2*qn+2*kn); err != nil {
 			return err
 		}
-		defer qb.Free()
-		if ob, err = d.Alloc(BF16, max(qn, 1)); err != nil {
-			return err
-		}
-		defer ob.Free()
+		defer b16.Free()
 	}
 	return call(func() C.int {
 		return C.dc_attn_bwd_flash((*C.float)(dq.ptr), (*C.float)(dk.ptr), (*C.float)(dv.ptr), (*C.float)(dout.ptr),
 			(*C.float)(q.ptr), (*C.float)(k.ptr), (*C.float)(v.ptr), (*C.float)(out.ptr), (*C.float)(lse.ptr),
 			(*C.int32_t)(s.Lo.ptr), (*C.int32_t)(s.Hi.ptr), C.int(s.NQ), C.int(s.NK), C.int(s.NH), C.int(s.NKV), C.int(s.HD),
 			C.int(s.MaxLen), C.float(s.Scale), (*C.float)(rows.ptr), (*C.int32_t)(tiles.ptr), (*C.float)(addr(part)),
-			(*C.uint16_t)(addr(qb)), (*C.uint16_t)(addr(ob)))
+			(*C.uint16_t)(addr(b16)))
 	})
 }
 

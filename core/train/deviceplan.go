@@ -29,8 +29,8 @@ var DeviceKeepsOptimizer func() bool
 var DeviceKeepsActivations func() bool
 
 // DeviceAsyncTiles, set by a build with a device step (cuda/devnet), says
-// whether the flash backward stages its query tiles from bf16 copies of q
-// and dO (cuda.AttnShape.AsyncTiles: 2·N·H·hd bf16 more scratch).
+// whether the flash backward stages its tiles from bf16 copies of q, dO, k
+// and v (cuda.AttnShape.AsyncTiles: 2·N·(H + KV)·hd bf16 more scratch).
 var DeviceAsyncTiles func() bool
 
 // FlashAttention says whether cuda/devnet attends with the flash kernels
@@ -177,7 +177,7 @@ func (ps devicePass) bytes(nf4 bool) int64 {
 				attn += 4 * 2 * N * H * hd
 			}
 			if DeviceAsyncTiles != nil && DeviceAsyncTiles() {
-				attn += 2 * 2 * N * H * hd // bf16 copies of q and dO
+				attn += 2 * 2 * N * (H + KV) * hd // bf16 copies of q, dO, k and v
 			}
 		}
 	}

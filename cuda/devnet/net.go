@@ -394,10 +394,10 @@ func gateOpen(env string, verified bool) bool {
 	return verified || os.Getenv("DISTILL_CUDA_UNVERIFIED") == "1"
 }
 
-// asyncTilesVerified: the flash backward's dk/dv kernel that stages its
-// query tiles by cp.async from bf16 copies of q and dout, reading its
-// weight-gradient operands by ldmatrix.trans (cuda.AttnShape.AsyncTiles),
-// written without a GPU (session 8: the emulation gives v1's dk, dv bit
+// asyncTilesVerified: the flash backward's dq and dk/dv kernels that stage
+// their tiles by cp.async from bf16 copies of q, dout, k and v, reading the
+// operands they need k-major by ldmatrix.trans (cuda.AttnShape.AsyncTiles),
+// written without a GPU (session 8: the emulation gives v1's dq, dk, dv bit
 // for bit). Until TestAttentionFlashParity's async half passes and
 // BenchmarkAttentionGemm's flash_async_bwd beats flash_bwd on a GPU, the
 // step keeps v1 unless DISTILL_CUDA_FLASH_ASYNC=1 (or

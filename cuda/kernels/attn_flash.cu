@@ -33,12 +33,13 @@
 // (set) — into dk, dv when a KV head has one query head, else each head's
 // share into scratch that group_sum adds up (one block per KV head would
 // leave most of the GPU idle: 2 KV heads × 32 key blocks at 2,048 tokens).
-// dkv_async (dc_attn_bwd_flash given qb, ob; gated in cuda/devnet until
-// measured) is dkv with its query tiles copied by cp.async from bf16 copies
-// of q and dout into one of two buffers while the warps compute on the
-// other, and dV's and dK's B fragments read from those row-major tiles by
-// ldmatrix.trans instead of staged transposes: v1's products in v1's
-// order, the same dk, dv bit for bit.
+// With async tiles (dc_attn_bwd_flash given b16; gated in cuda/devnet
+// until measured) dq and dkv read bf16 copies of q, dout, k and v made once
+// per backward: their tiles are copied by cp.async into one of two buffers
+// while the warps compute on the other, and the products that read a tile
+// k-major (dq's dS·K, dkv's Pᵀ·dO and dSᵀ·Q) take their B fragments from
+// the row-major tiles by ldmatrix.trans instead of staged transposes: v1's
+// products in v1's order, the same dq, dk, dv bit for bit.
 //
 // Precision: q, k, v, dout, P and dS are rounded to bf16 (8 significant
 // bits) for the products; scores, softmax statistics, lse, D and every
@@ -86,15 +87,15 @@ int fa_fwd(float *out, float *lse, const float *q, const float *k, const float *
   return fa_fwd_qw<HD, 4>(out, lse, q, k, v, lo, hi, nq, nk, nh, nkv, max_len, scale);
 }
 
-template <int HD, int QW>
-int fa_dq(float *dq, const float *dout, const float *q, const float *k, const float *v, const float *lse,
-          const float *D, const int32_t *lo, const int32_t *hi, int nq, int nk, int nh, int nkv, int max_len,
-          float scale) {
+template <int HD, int QW, bool ASYNC>
+int fa_dq(float *dq, const float *dout, const float *q, const float *k, const float *v, const bf16 *kb,
+          const bf16 *vb, const float *lse, const float *D, const int32_t *lo, const int32_t *hi, int nq, int nk, int nh,
+          int nkv, int max_len, float scale) {
   static bool opted;
-  size_t sq = fa_dq_smem<HD>();
-  if (fa_smem((const void *)k_fa_bwd_dq<HD, QW>, sq, "attn_bwd_flash dq", &opted)) return -1;
-  k_fa_bwd_dq<HD, QW><<<dim3((nq + 16 * QW - 1) / (16 * QW), nh), QW * 32, sq, dc_stream>>>(
-      dq, dout, q, k, v, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale);
+  size_t sq = ASYNC ? fa_dq_async_smem<HD>() : fa_dq_smem<HD>();
+  if (fa_smem((const void *)k_fa_bwd_dq<HD, QW, ASYNC>, sq, "attn_bwd_flash dq", &opted)) return -1;
+  k_fa_bwd_dq<HD, QW, ASYNC><<<dim3((nq + 16 * QW - 1) / (16 * QW), nh), QW * 32, sq, dc_stream>>>(
+      dq, dout, q, k, v, kb, vb, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale);
   DC_LAUNCHED("attn_bwd_flash dq" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
   return 0;
 }
@@ -102,29 +103,40 @@ int fa_dq(float *dq, const float *dout, const float *q, const float *k, const fl
 template <int HD>
 int fa_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k, const float *v,
            const float *out, const float *lse, const int32_t *lo, const int32_t *hi, int nq, int nk, int nh, int nkv,
-           int max_len, float scale, float *D, int32_t *tiles, float *part, uint16_t *qb, uint16_t *ob) {
+           int max_len, float scale, float *D, int32_t *tiles, float *part, uint16_t *b16) {
   int64_t rows = (int64_t)nq * nh;
   k_fa_row_dot<<<(unsigned)((rows * 32 + 255) / 256), 256, 0, dc_stream>>>(D, dout, out, nq, nh, HD);
   DC_LAUNCHED("attn_bwd_flash row_dot" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
   k_fa_tile_range<<<(nq + FA_BQ2 - 1) / FA_BQ2, 32, 0, dc_stream>>>(tiles, lo, hi, nq, nk, max_len);
   DC_LAUNCHED("attn_bwd_flash tile_range" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
+  // Async tiles: bf16 copies of q, dout, k and v, staged by cp.async.
+  const bool async = b16 != nullptr && nk > 0;
+  const int64_t qn = (int64_t)nq * nh * HD, kn = (int64_t)nk * nkv * HD;
+  uint16_t *qb = b16, *ob = async ? b16 + qn : nullptr, *kb = async ? ob + qn : nullptr, *vb = async ? kb + kn : nullptr;
+  if (async && (dc_f32_to_bf16(qb, q, qn) || dc_f32_to_bf16(ob, dout, qn) || dc_f32_to_bf16(kb, k, kn) ||
+                dc_f32_to_bf16(vb, v, kn)))
+    return -1;
+  const bf16 *kb16 = reinterpret_cast<const bf16 *>(kb), *vb16 = reinterpret_cast<const bf16 *>(vb);
+  int err;
+  if (fa_qw(HD, nq) == 8)
+    err = async ? fa_dq<HD, 8, true>(dq, dout, q, k, v, kb16, vb16, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale)
+                : fa_dq<HD, 8, false>(dq, dout, q, k, v, nullptr, nullptr, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale);
+  else
+    err = async ? fa_dq<HD, 4, true>(dq, dout, q, k, v, kb16, vb16, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale)
+                : fa_dq<HD, 4, false>(dq, dout, q, k, v, nullptr, nullptr, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale);
+  if (err) return err;
+  if (nk == 0) return 0;
   static bool opted_dkv, opted_async;
-  const bool async = qb != nullptr && ob != nullptr;
   size_t skv = async ? fa_dkv_async_smem<HD>() : fa_dkv_smem<HD>();
   if (async ? fa_smem((const void *)k_fa_bwd_dkv_async<HD>, skv, "attn_bwd_flash dkv_async", &opted_async)
             : fa_smem((const void *)k_fa_bwd_dkv<HD>, skv, "attn_bwd_flash dkv", &opted_dkv))
     return -1;
-  int err = fa_qw(HD, nq) == 8 ? fa_dq<HD, 8>(dq, dout, q, k, v, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale)
-                               : fa_dq<HD, 4>(dq, dout, q, k, v, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale);
-  if (err) return err;
-  if (nk == 0) return 0;
   // One block per (64 keys, query head): a grouped head's share goes to
   // part, (nk, nh·hd) for dk then for dv, and the group's are summed after.
   bool grouped = nh != nkv;
   float *ok = grouped ? part : dk, *ov = grouped ? part + (int64_t)nk * nh * HD : dv;
   int64_t os = grouped ? (int64_t)nh * HD : (int64_t)nkv * HD;
-  if (async) {  // bf16 copies of q and dout, staged by cp.async tile by tile
-    if (dc_f32_to_bf16(qb, q, (int64_t)nq * nh * HD) || dc_f32_to_bf16(ob, dout, (int64_t)nq * nh * HD)) return -1;
+  if (async) {
     k_fa_bwd_dkv_async<HD><<<dim3((nk + FA_BK - 1) / FA_BK, nh), FA_THREADS, skv, dc_stream>>>(
         ok, ov, os, reinterpret_cast<const bf16 *>(ob), reinterpret_cast<const bf16 *>(qb), k, v, lse, D, lo, hi,
         tiles, nq, nk, nh, nkv, max_len, scale);
@@ -187,12 +199,11 @@ extern "C" int dc_attn_fwd_flash(float *out, float *lse, const float *q, const f
 extern "C" int dc_attn_bwd_flash(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                                  const float *v, const float *out, const float *lse, const int32_t *kv_lo,
                                  const int32_t *kv_hi, int nq, int nk, int nh, int nkv, int hd, int max_len,
-                                 float scale, float *D, int32_t *tiles, float *part, uint16_t *qb,
-                                 uint16_t *ob) {
+                                 float scale, float *D, int32_t *tiles, float *part, uint16_t *b16) {
   if (fa_check("attn_bwd_flash", nq, nk, nh, nkv, hd, max_len)) return -1;
   if (nq == 0) return 0;
 #define FA_BWD(HD) \
-  fa_bwd<HD>(dq, dk, dv, dout, q, k, v, out, lse, kv_lo, kv_hi, nq, nk, nh, nkv, max_len, scale, D, tiles, part, qb, ob)
+  fa_bwd<HD>(dq, dk, dv, dout, q, k, v, out, lse, kv_lo, kv_hi, nq, nk, nh, nkv, max_len, scale, D, tiles, part, b16)
   FA_DISPATCH(FA_BWD)
 #undef FA_BWD
 }

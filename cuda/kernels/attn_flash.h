@@ -17,14 +17,14 @@ int dc_attn_fwd_flash(float *out, float *lse, const float *q, const float *k, co
                       int max_len, float scale);
 // dq, dk, dv set (not accumulated) from dout, out, lse. Scratch: D, nq·nh
 // floats; tiles, 2·⌈nq/32⌉ ints; part, 2·nk·nh·hd floats when nh ≠ nkv
-// (each query head's share of its KV head's gradients), else unused. qb
-// and ob, nq·nh·hd bf16 each or both null: given, dk and dv come from the
-// kernel that stages its query tiles asynchronously from these bf16 copies
-// of q and dout (made here; the same dk, dv bit for bit).
+// (each query head's share of its KV head's gradients), else unused. b16,
+// null or 2·(nq·nh + nk·nkv)·hd bf16: given, dq, dk and dv come from the
+// kernels that stage their tiles asynchronously from bf16 copies of q,
+// dout, k and v made there (the same results bit for bit).
 int dc_attn_bwd_flash(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                       const float *v, const float *out, const float *lse, const int32_t *kv_lo,
                       const int32_t *kv_hi, int nq, int nk, int nh, int nkv, int hd, int max_len, float scale,
-                      float *D, int32_t *tiles, float *part, uint16_t *qb, uint16_t *ob);
+                      float *D, int32_t *tiles, float *part, uint16_t *b16);
 
 // Two attentions of the same queries over disjoint key sets, (out, lse)
 // and (out2, lse2) — rows × hd and rows, a row one (query, head) — merged

@@ -396,15 +396,59 @@ __global__ void k_fa_tile_range(int32_t *tiles, const int32_t *kv_lo, const int3
   if (threadIdx.x == 0) tiles[2 * b] = lo, tiles[2 * b + 1] = hi;
 }
 
-// dq: grid (⌈nq/(16·QW)⌉, nh). Shared: K [64][HD+8], V [64][HD+8], Kᵀ [HD][64+8].
-template <int HD, int QW>
+// One key tile's share of a warp's dq (its 16 rows, fragments qa, da of q
+// and dO, statistics L, Dr): S = Q·Kᵀ and dP = dO·Vᵀ from the row-major
+// tiles, dS = P∘(dP − D)·scale, dq += dS·K — K's B operand from the
+// transposed tile Kt with TR (v1 stages it), else from Ks by ldmatrix.trans
+// (the same values in the same order).
+template <int HD, bool TR>
+__device__ __forceinline__ void fa_dq_tile(float acc[HD / 8][4], const uint32_t qa[HD / 16][4],
+                                           const uint32_t da[HD / 16][4], const bf16 *Ks, const bf16 *Vs,
+                                           const bf16 *Kt, const fa_rows &w, const float L[2], const float Dr[2],
+                                           int k0, float scale) {
+  constexpr int LDK = HD + FA_PAD, LDT = FA_BK + FA_PAD, NT = FA_BK / 8, ND = HD / 8;
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  float s[NT][4], dp[NT][4];
+#pragma unroll
+  for (int n = 0; n < NT; n++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) s[n][e] = dp[n][e] = 0.f;
+#pragma unroll
+  for (int kk = 0; kk < HD / 16; kk++)
+#pragma unroll
+    for (int n = 0; n < NT; n++) {
+      fa_mma_rows(s[n], qa[kk], Ks, LDK, n * 8, kk * 16, g, t);
+      fa_mma_rows(dp[n], da[kk], Vs, LDK, n * 8, kk * 16, g, t);
+    }
+#pragma unroll
+  for (int n = 0; n < NT; n++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      int i = e >> 1, j = k0 + n * 8 + 2 * t + (e & 1);
+      bool in = j >= w.lo[i] && j < w.hi[i];
+      float p = in ? expf(s[n][e] * scale - L[i]) : 0.f;
+      s[n][e] = in ? p * (dp[n][e] - Dr[i]) * scale : 0.f;  // dS
+    }
+  if constexpr (TR)
+    fa_mma_scores<FA_BK, ND>(acc, s, Kt, LDT, g, t);  // dq += dS·K
+  else
+    fa_mma_scores_rows<FA_BK, ND>(acc, s, Ks, LDK, lane);
+}
+
+// dq: grid (⌈nq/(16·QW)⌉, nh). Shared: K [64][HD+8], V [64][HD+8], Kᵀ [HD][64+8]
+// staged from f32 key tile by key tile; with ASYNC (kb, vb: bf16 copies of
+// k and v, made once per backward) K and V tiles by cp.async into two
+// buffers each, the next tile in flight while the warps compute on this
+// one, and no Kᵀ (ldmatrix.trans reads K) — the same dq bit for bit.
+template <int HD, int QW, bool ASYNC>
 __global__ void __launch_bounds__(QW * 32) k_fa_bwd_dq(float *dq, const float *dout, const float *q, const float *k,
-                                                          const float *v, const float *lse, const float *D,
+                                                          const float *v, const bf16 *kb, const bf16 *vb,
+                                                          const float *lse, const float *D,
                                                           const int32_t *kv_lo, const int32_t *kv_hi, int nq, int nk,
                                                           int nh, int nkv, int max_len, float scale) {
   DC_DYNAMIC_SHARED(unsigned char, fa_sh);
-  constexpr int LDK = HD + FA_PAD, LDT = FA_BK + FA_PAD, NT = FA_BK / 8, ND = HD / 8;
-  bf16 *Ks = reinterpret_cast<bf16 *>(fa_sh), *Vs = Ks + FA_BK * LDK, *Kt = Vs + FA_BK * LDK;
+  constexpr int LDK = HD + FA_PAD, LDT = FA_BK + FA_PAD, ND = HD / 8, TILE = FA_BK * LDK;
+  bf16 *Ks = reinterpret_cast<bf16 *>(fa_sh), *Vs = Ks + (ASYNC ? 2 : 1) * TILE, *Kt = Vs + TILE;  // async: Ks, Vs two tiles each
   __shared__ int rng[2 * QW];
   int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   // The last rows of a causal sequence attend the most keys: they start first.
@@ -429,35 +473,44 @@ __global__ void __launch_bounds__(QW * 32) k_fa_bwd_dq(float *dq, const float *d
 #pragma unroll
   for (int d = 0; d < ND; d++) acc[d][0] = acc[d][1] = acc[d][2] = acc[d][3] = 0.f;
 
-  for (int k0 = blo / FA_BK * FA_BK; k0 < bhi; k0 += FA_BK) {
-    __syncthreads();
-    fa_stage<HD, FA_BK, QW * 32>(Ks, LDK, Kt, LDT, k, nk, kvs, kvh * HD, k0);
-    fa_stage<HD, FA_BK, QW * 32>(Vs, LDK, nullptr, 0, v, nk, kvs, kvh * HD, k0);
-    __syncthreads();
-    if (k0 >= w.whi || k0 + FA_BK <= w.wlo) continue;
-
-    float s[NT][4], dp[NT][4];
+  if constexpr (ASYNC) {
+    // Key tile k0 into buffer st, in flight (rows past nk zero-filled).
+    auto stage = [&](int k0, int st) {
+      constexpr int CH = HD / 8, N = FA_BK * CH;
 #pragma unroll
-    for (int n = 0; n < NT; n++)
-#pragma unroll
-      for (int e = 0; e < 4; e++) s[n][e] = dp[n][e] = 0.f;
-#pragma unroll
-    for (int kk = 0; kk < HD / 16; kk++)
-#pragma unroll
-      for (int n = 0; n < NT; n++) {
-        fa_mma_rows(s[n], qa[kk], Ks, LDK, n * 8, kk * 16, g, t);
-        fa_mma_rows(dp[n], da[kk], Vs, LDK, n * 8, kk * 16, g, t);
+      for (int i = 0; i < (N + QW * 32 - 1) / (QW * 32); i++) {
+        const int e = threadIdx.x + i * QW * 32;
+        if (N % (QW * 32) != 0 && e >= N) break;
+        const int r = e / CH, c = (e % CH) * 8;
+        const bool in = k0 + r < nk;
+        const int64_t off = in ? (int64_t)(k0 + r) * kvs + kvh * HD + c : 0;  // a valid address when zero-filled
+        fa_cp_async16(Ks + st * TILE + r * LDK + c, kb + off, in ? 16 : 0);
+        fa_cp_async16(Vs + st * TILE + r * LDK + c, vb + off, in ? 16 : 0);
       }
-#pragma unroll
-    for (int n = 0; n < NT; n++)
-#pragma unroll
-      for (int e = 0; e < 4; e++) {
-        int i = e >> 1, j = k0 + n * 8 + 2 * t + (e & 1);
-        bool in = j >= w.lo[i] && j < w.hi[i];
-        float p = in ? expf(s[n][e] * scale - L[i]) : 0.f;
-        s[n][e] = in ? p * (dp[n][e] - Dr[i]) * scale : 0.f;  // dS
-      }
-    fa_mma_scores<FA_BK, ND>(acc, s, Kt, LDT, g, t);  // dq += dS·K
+    };
+    int k0 = blo / FA_BK * FA_BK, st = 0;
+    if (k0 < bhi) stage(k0, 0);
+    fa_cp_commit();
+    for (; k0 < bhi; k0 += FA_BK, st ^= 1) {
+      // The next tile into the other buffer, which the warps finished
+      // reading before the barrier that ended the last iteration.
+      if (k0 + FA_BK < bhi) stage(k0 + FA_BK, st ^ 1);
+      fa_cp_commit();
+      fa_cp_wait<1>();  // this thread's copies of tile k0 have landed
+      __syncthreads();  // everyone's have
+      if (!(k0 >= w.whi || k0 + FA_BK <= w.wlo))
+        fa_dq_tile<HD, false>(acc, qa, da, Ks + st * TILE, Vs + st * TILE, nullptr, w, L, Dr, k0, scale);
+      __syncthreads();  // buffer st is read: the next iteration may refill it
+    }
+  } else {
+    for (int k0 = blo / FA_BK * FA_BK; k0 < bhi; k0 += FA_BK) {
+      __syncthreads();
+      fa_stage<HD, FA_BK, QW * 32>(Ks, LDK, Kt, LDT, k, nk, kvs, kvh * HD, k0);
+      fa_stage<HD, FA_BK, QW * 32>(Vs, LDK, nullptr, 0, v, nk, kvs, kvh * HD, k0);
+      __syncthreads();
+      if (k0 >= w.whi || k0 + FA_BK <= w.wlo) continue;
+      fa_dq_tile<HD, true>(acc, qa, da, Ks, Vs, Kt, w, L, Dr, k0, scale);
+    }
   }
 
 #pragma unroll
@@ -713,6 +766,8 @@ size_t fa_dkv_smem() {
   return (size_t)(2 * FA_BK * (HD + FA_PAD) + 2 * FA_BQ2 * (HD + FA_PAD) + 2 * HD * (FA_BQ2 + FA_PAD)) * sizeof(bf16);
 }
 
+template <int HD>
+size_t fa_dq_async_smem() { return (size_t)(4 * FA_BK * (HD + FA_PAD)) * sizeof(bf16); }
 template <int HD>
 size_t fa_dkv_async_smem() { return (size_t)(2 * FA_BK * (HD + FA_PAD) + 4 * FA_BQ2 * (HD + FA_PAD)) * sizeof(bf16); }
 

@@ -32,12 +32,20 @@ void fwd(float *out, float *lse, const float *q, const float *k, const float *v,
     fwd_qw<HD, 4>(out, lse, q, k, v, lo, hi, nq, nk, nh, nkv, max_len, scale);
 }
 
-template <int HD, int QW>
-void dq_qw(float *dq, const float *dout, const float *q, const float *k, const float *v, const float *lse,
-           const float *D, const int32_t *lo, const int32_t *hi, int nq, int nk, int nh, int nkv, int max_len,
-           float scale) {
-  launch((nq + 16 * QW - 1) / (16 * QW), nh, QW * 32, fa_dq_smem<HD>(),
-         [&] { k_fa_bwd_dq<HD, QW>(dq, dout, q, k, v, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale); });
+template <int HD, int QW, bool ASYNC>
+void dq_qw(float *dq, const float *dout, const float *q, const float *k, const float *v, const emu_bf16 *kb,
+           const emu_bf16 *vb, const float *lse, const float *D, const int32_t *lo, const int32_t *hi, int nq, int nk,
+           int nh, int nkv, int max_len, float scale) {
+  launch((nq + 16 * QW - 1) / (16 * QW), nh, QW * 32, ASYNC ? fa_dq_async_smem<HD>() : fa_dq_smem<HD>(), [&] {
+    k_fa_bwd_dq<HD, QW, ASYNC>(dq, dout, q, k, v, kb, vb, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale);
+  });
+}
+
+// bf16 copies, rounded as dc_f32_to_bf16 rounds them.
+static std::vector<emu_bf16> to_bf16(const float *x, size_t n) {
+  std::vector<emu_bf16> b(n);
+  for (size_t e = 0; e < n; e++) b[e] = __float2bfloat16_rn(x[e]);
+  return b;
 }
 
 template <int HD>
@@ -48,17 +56,23 @@ void bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, con
   launch((unsigned)((rows * 32 + 255) / 256), 1, 256, 0, [&] { k_fa_row_dot(D, dout, out, nq, nh, HD); });
   launch((nq + FA_BQ2 - 1) / FA_BQ2, 1, 32, 0, [&] { k_fa_tile_range(tiles, lo, hi, nq, nk, max_len); });
   size_t skv = fa_dkv_smem<HD>();
-  if (fa_qw(HD, nq) == 8)
-    dq_qw<HD, 8>(dq, dout, q, k, v, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale);
+  async = async && nk > 0;
+  const size_t qn = (size_t)nq * nh * HD, kn = (size_t)nk * nkv * HD;
+  std::vector<emu_bf16> qb, ob, kb, vb;
+  if (async) qb = to_bf16(q, qn), ob = to_bf16(dout, qn), kb = to_bf16(k, kn), vb = to_bf16(v, kn);
+  if (fa_qw(HD, nq) == 8 && async)
+    dq_qw<HD, 8, true>(dq, dout, q, k, v, kb.data(), vb.data(), lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale);
+  else if (fa_qw(HD, nq) == 8)
+    dq_qw<HD, 8, false>(dq, dout, q, k, v, nullptr, nullptr, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale);
+  else if (async)
+    dq_qw<HD, 4, true>(dq, dout, q, k, v, kb.data(), vb.data(), lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale);
   else
-    dq_qw<HD, 4>(dq, dout, q, k, v, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale);
+    dq_qw<HD, 4, false>(dq, dout, q, k, v, nullptr, nullptr, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale);
   if (nk == 0) return;
   bool grouped = nh != nkv;
   float *ok = grouped ? part : dk, *ov = grouped ? part + (int64_t)nk * nh * HD : dv;
   int64_t os = grouped ? (int64_t)nh * HD : (int64_t)nkv * HD;
-  if (async) {  // bf16 copies of q and dout, rounded as dc_f32_to_bf16 rounds them
-    std::vector<emu_bf16> qb((size_t)nq * nh * HD), ob(qb.size());
-    for (size_t e = 0; e < qb.size(); e++) qb[e] = __float2bfloat16_rn(q[e]), ob[e] = __float2bfloat16_rn(dout[e]);
+  if (async) {
     launch((nk + FA_BK - 1) / FA_BK, nh, FA_THREADS, fa_dkv_async_smem<HD>(), [&] {
       k_fa_bwd_dkv_async<HD>(ok, ov, os, ob.data(), qb.data(), k, v, lse, D, lo, hi, tiles, nq, nk, nh, nkv, max_len,
                              scale);
@@ -251,16 +265,18 @@ static void run(const Case &c) {
     cmp("dq", c, dq, rdq, 1.2e-1);
     cmp("dk", c, dk, rdk, 1.2e-1);
     cmp("dv", c, dv, rdv, 1.2e-1);
-    // The asynchronously staged dk/dv kernel: the same products in the
-    // same order, so v1's dk and dv bit for bit (poisoned outputs first).
+    // The asynchronously staged dq and dk/dv kernels: the same products in
+    // the same order, so v1's dq, dk and dv bit for bit (poisoned outputs
+    // first).
     std::vector<float> dq2(nq * qs, P), dk2(nk * ks, P), dv2(nk * ks, P), part2(part.size(), P);
     bwd<HD>(dq2.data(), dk2.data(), dv2.data(), dout.data(), q.data(), k.data(), v.data(), out.data(), lse.data(),
             c.lo.data(), c.hi.data(), nq, nk, nh, nkv, c.max_len, scale, D.data(), tiles.data(), part2.data(), true);
     size_t diff = 0;
     for (size_t e = 0; e < dk.size(); e++)
       diff += memcmp(&dk[e], &dk2[e], 4) != 0 || memcmp(&dv[e], &dv2[e], 4) != 0;
-    printf("  dk, dv by the async kernel: %s\n", diff ? "FAIL" : "v1's bit for bit");
-    if (diff) printf("    %zu of %zu differ\n", diff, dk.size()), fails++;
+    for (size_t e = 0; e < dq.size(); e++) diff += memcmp(&dq[e], &dq2[e], 4) != 0;
+    printf("  dq, dk, dv by the async kernels: %s\n", diff ? "FAIL" : "v1's bit for bit");
+    if (diff) printf("    %zu of %zu differ\n", diff, dk.size() + dq.size()), fails++;
   }
 
   // attn_merge, as the decoder merges a prompt's attention with a branch's:
