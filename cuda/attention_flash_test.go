@@ -52,18 +52,22 @@ func TestAttentionFlashParity(t *testing.T) {
 			// too — not accumulated).
 			got := attnRun(t, d, c, q, k, v, dout, scale, d.AttnFwdFlash, d.AttnBwdFlash)
 			got.checkTol(t, c, "flash vs f64", want, flashFwdTol, flashBwdTol, flashLseTol)
-			// dq, dk, dv by the kernels that stage their tiles by cp.async
-			// from bf16 copies (AsyncTiles): the same products in the same
-			// order, so the same results bit for bit.
-			async := func(dq, dk, dv, dout, q, k, v, out, lse *cuda.Buffer, s cuda.AttnShape) error {
+			// The kernels that stage their tiles by cp.async from bf16
+			// copies (AsyncTiles): the same products in the same order, so
+			// the same out, lse, dq, dk, dv bit for bit.
+			fwdAsync := func(out, lse, q, k, v *cuda.Buffer, s cuda.AttnShape) error {
+				s.AsyncTiles = true
+				return d.AttnFwdFlash(out, lse, q, k, v, s)
+			}
+			bwdAsync := func(dq, dk, dv, dout, q, k, v, out, lse *cuda.Buffer, s cuda.AttnShape) error {
 				s.AsyncTiles = true
 				return d.AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse, s)
 			}
-			got2 := attnRun(t, d, c, q, k, v, dout, scale, d.AttnFwdFlash, async)
+			got2 := attnRun(t, d, c, q, k, v, dout, scale, fwdAsync, bwdAsync)
 			for _, x := range []struct {
 				name      string
 				got, want []float32
-			}{{"dq", got2.dq, got.dq}, {"dk", got2.dk, got.dk}, {"dv", got2.dv, got.dv}} {
+			}{{"out", got2.out, got.out}, {"lse", got2.lse, got.lse}, {"dq", got2.dq, got.dq}, {"dk", got2.dk, got.dk}, {"dv", got2.dv, got.dv}} {
 				for i := range x.got {
 					if math.Float32bits(x.got[i]) != math.Float32bits(x.want[i]) && !(x.got[i] != x.got[i] && x.want[i] != x.want[i]) {
 						t.Errorf("async tiles: %s[%d] = %v, v1 gives %v", x.name, i, x.got[i], x.want[i])

@@ -14,10 +14,10 @@ type AttnShape struct {
 	NQ, NK, NH, NKV, HD, MaxLen int
 	Lo, Hi                      *Buffer
 	Scale                       float32
-	// AsyncTiles: AttnBwdFlash's dq and dk/dv kernels stage their tiles
-	// asynchronously (cp.async, two buffers) from bf16 copies of q, dout, k
-	// and v it makes — 2·(NQ·NH + NK·NKV)·HD bf16 of scratch; the same dq,
-	// dk, dv bit for bit.
+	// AsyncTiles: the flash kernels stage their tiles asynchronously
+	// (cp.async, two buffers) from bf16 copies they make — of k and v
+	// forward, 2·NK·NKV·HD bf16 of scratch; of q, dout, k and v backward,
+	// 2·(NQ·NH + NK·NKV)·HD — the same results bit for bit.
 	AsyncTiles bool
 }
 

@@ -22,7 +22,8 @@ func aligned16(bs ...*Buffer) bool {
 }
 
 // AttnFwdFlash is AttnFwdGemm tiled in the flash-attention way: each tile's
-// scores stay in registers (memory linear in NQ and NK, no scratch), the
+// scores stay in registers (memory linear in NQ and NK, no scratch but
+// AsyncTiles' bf16 copies of k and v), the
 // products in bf16 on the tensor cores with f32 accumulation. Same
 // arguments and results, bad ranges included; FlashHeadDim(HD) must hold
 // and every buffer start on 16 bytes (a view at a multiple of 4 floats of
@@ -34,10 +35,18 @@ func (d *Device) AttnFwdFlash(out, lse, q, k, v *Buffer, s AttnShape) error {
 		buf("k", k, F32, kn).buf("v", v, F32, kn).true(aligned16(out, q, k, v), "a buffer not on 16 bytes").err; err != nil {
 		return err
 	}
+	var b16 *Buffer // bf16 copies of k and v
+	if s.AsyncTiles && s.NK > 0 {
+		var err error
+		if b16, err = d.Alloc(BF16, 2*kn); err != nil {
+			return err
+		}
+		defer b16.Free()
+	}
 	return call(func() C.int {
 		return C.dc_attn_fwd_flash((*C.float)(out.ptr), (*C.float)(lse.ptr), (*C.float)(q.ptr), (*C.float)(k.ptr), (*C.float)(v.ptr),
 			(*C.int32_t)(s.Lo.ptr), (*C.int32_t)(s.Hi.ptr), C.int(s.NQ), C.int(s.NK), C.int(s.NH), C.int(s.NKV), C.int(s.HD),
-			C.int(s.MaxLen), C.float(s.Scale))
+			C.int(s.MaxLen), C.float(s.Scale), (*C.uint16_t)(addr(b16)))
 	})
 }
 

@@ -394,14 +394,14 @@ func gateOpen(env string, verified bool) bool {
 	return verified || os.Getenv("DISTILL_CUDA_UNVERIFIED") == "1"
 }
 
-// asyncTilesVerified: the flash backward's dq and dk/dv kernels that stage
-// their tiles by cp.async from bf16 copies of q, dout, k and v, reading the
-// operands they need k-major by ldmatrix.trans (cuda.AttnShape.AsyncTiles),
-// written without a GPU (session 8: the emulation gives v1's dq, dk, dv bit
-// for bit). Until TestAttentionFlashParity's async half passes and
-// BenchmarkAttentionGemm's flash_async_bwd beats flash_bwd on a GPU, the
-// step keeps v1 unless DISTILL_CUDA_FLASH_ASYNC=1 (or
-// DISTILL_CUDA_UNVERIFIED=1).
+// asyncTilesVerified: the flash kernels staging their tiles by cp.async
+// from bf16 copies of k and v (and q, dout in the backward), reading the
+// operands they need k-major by ldmatrix.trans (cuda.AttnShape.AsyncTiles;
+// a training pass's forward and backward), written without a GPU (session
+// 8: the emulation gives v1's out, lse, dq, dk, dv bit for bit). Until
+// TestAttentionFlashParity's async half passes and BenchmarkAttentionGemm's
+// flash_async beats flash on a GPU, the step keeps v1 unless
+// DISTILL_CUDA_FLASH_ASYNC=1 (or DISTILL_CUDA_UNVERIFIED=1).
 const asyncTilesVerified = false
 
 // DISTILL_CUDA_FLASH_ASYNC=0 or 1 overrides the gate either way.

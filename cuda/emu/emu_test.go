@@ -17,14 +17,15 @@ import (
 // backward against an f64 reference: head sizes 16–128, grouped and plain
 // heads, packed segments with a ragged last block, decoding, windows, bad ranges,
 // NaN keys past every range (a cache mirror's unwritten rows) — the
-// async-tiles dq and dk/dv kernels against v1's bit for bit (ldmatrix.trans
-// emulated from the PTX ISA's layout, cp.async as an immediate copy) — and
+// async-tiles kernels against v1's bit for bit, forward and backward
+// (ldmatrix.trans emulated from the PTX ISA's layout, cp.async as an
+// immediate copy) — and
 // attn_merge, each range attended in two halves and merged. A
 // fragment, index, mask or barrier mistake fails here by tens of
 // tolerances (checked by swapping a fragment's registers, 20–47× over, and
 // the merge's two weights, 60×; the async dk/dv kernel's B registers
 // swapped, or its next tile staged into the buffer in use, fail 16 and 10
-// of 16 cases, dq's next tile into the buffer in use 7). DISTILL_EMU_ALL=1 adds the four
+// of 16 cases, dq's next tile into the buffer in use 7, the forward's 8). DISTILL_EMU_ALL=1 adds the four
 // largest cases (~1 minute more).
 func TestFlashKernelsEmulated(t *testing.T) {
 	bin := buildEmu(t, "flash_emu.cpp")

@@ -33,13 +33,13 @@
 // (set) — into dk, dv when a KV head has one query head, else each head's
 // share into scratch that group_sum adds up (one block per KV head would
 // leave most of the GPU idle: 2 KV heads × 32 key blocks at 2,048 tokens).
-// With async tiles (dc_attn_bwd_flash given b16; gated in cuda/devnet
-// until measured) dq and dkv read bf16 copies of q, dout, k and v made once
-// per backward: their tiles are copied by cp.async into one of two buffers
+// With async tiles (given b16; gated in cuda/devnet until measured) the
+// forward, dq and dkv read bf16 copies of k and v (and q, dout) made once
+// per call: their tiles are copied by cp.async into one of two buffers
 // while the warps compute on the other, and the products that read a tile
-// k-major (dq's dS·K, dkv's Pᵀ·dO and dSᵀ·Q) take their B fragments from
-// the row-major tiles by ldmatrix.trans instead of staged transposes: v1's
-// products in v1's order, the same dq, dk, dv bit for bit.
+// k-major (P·V, dS·K, Pᵀ·dO, dSᵀ·Q) take their B fragments from the
+// row-major tiles by ldmatrix.trans instead of staged transposes: v1's
+// products in v1's order, the same results bit for bit.
 //
 // Precision: q, k, v, dout, P and dS are rounded to bf16 (8 significant
 // bits) for the products; scores, softmax statistics, lse, D and every
@@ -68,23 +68,31 @@ int fa_smem(const void *fn, size_t bytes, const char *op, bool *done) {
 
 #define FA_SHAPE "(nq=%d, nk=%d, heads=%d, kv_heads=%d, hd=%d, max_len=%d)"
 
-template <int HD, int QW>
-int fa_fwd_qw(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *lo,
-              const int32_t *hi, int nq, int nk, int nh, int nkv, int max_len, float scale) {
+template <int HD, int QW, bool ASYNC>
+int fa_fwd_qw(float *out, float *lse, const float *q, const float *k, const float *v, const bf16 *kb, const bf16 *vb,
+              const int32_t *lo, const int32_t *hi, int nq, int nk, int nh, int nkv, int max_len, float scale) {
   static bool opted;
-  size_t sm = fa_fwd_smem<HD>();
-  if (fa_smem((const void *)k_fa_fwd<HD, QW>, sm, "attn_fwd_flash", &opted)) return -1;
+  size_t sm = ASYNC ? fa_fwd_async_smem<HD>() : fa_fwd_smem<HD>();
+  if (fa_smem((const void *)k_fa_fwd<HD, QW, ASYNC>, sm, "attn_fwd_flash", &opted)) return -1;
   dim3 grid((nq + 16 * QW - 1) / (16 * QW), nh);
-  k_fa_fwd<HD, QW><<<grid, QW * 32, sm, dc_stream>>>(out, lse, q, k, v, lo, hi, nq, nk, nh, nkv, max_len, scale);
+  k_fa_fwd<HD, QW, ASYNC><<<grid, QW * 32, sm, dc_stream>>>(out, lse, q, k, v, kb, vb, lo, hi, nq, nk, nh, nkv,
+                                                            max_len, scale);
   DC_LAUNCHED("attn_fwd_flash" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
   return 0;
 }
 
 template <int HD>
 int fa_fwd(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *lo,
-           const int32_t *hi, int nq, int nk, int nh, int nkv, int max_len, float scale) {
-  if (fa_qw(HD, nq) == 8) return fa_fwd_qw<HD, 8>(out, lse, q, k, v, lo, hi, nq, nk, nh, nkv, max_len, scale);
-  return fa_fwd_qw<HD, 4>(out, lse, q, k, v, lo, hi, nq, nk, nh, nkv, max_len, scale);
+           const int32_t *hi, int nq, int nk, int nh, int nkv, int max_len, float scale, uint16_t *b16) {
+  const bool async = b16 != nullptr && nk > 0;
+  const int64_t kn = (int64_t)nk * nkv * HD;
+  if (async && (dc_f32_to_bf16(b16, k, kn) || dc_f32_to_bf16(b16 + kn, v, kn))) return -1;
+  const bf16 *kb = async ? reinterpret_cast<const bf16 *>(b16) : nullptr, *vb = async ? kb + kn : nullptr;
+  if (fa_qw(HD, nq) == 8)
+    return async ? fa_fwd_qw<HD, 8, true>(out, lse, q, k, v, kb, vb, lo, hi, nq, nk, nh, nkv, max_len, scale)
+                 : fa_fwd_qw<HD, 8, false>(out, lse, q, k, v, kb, vb, lo, hi, nq, nk, nh, nkv, max_len, scale);
+  return async ? fa_fwd_qw<HD, 4, true>(out, lse, q, k, v, kb, vb, lo, hi, nq, nk, nh, nkv, max_len, scale)
+               : fa_fwd_qw<HD, 4, false>(out, lse, q, k, v, kb, vb, lo, hi, nq, nk, nh, nkv, max_len, scale);
 }
 
 template <int HD, int QW, bool ASYNC>
@@ -188,10 +196,10 @@ extern "C" int dc_attn_flash_supports(int hd) {
 
 extern "C" int dc_attn_fwd_flash(float *out, float *lse, const float *q, const float *k, const float *v,
                                  const int32_t *kv_lo, const int32_t *kv_hi, int nq, int nk, int nh, int nkv, int hd,
-                                 int max_len, float scale) {
+                                 int max_len, float scale, uint16_t *b16) {
   if (fa_check("attn_fwd_flash", nq, nk, nh, nkv, hd, max_len)) return -1;
   if (nq == 0) return 0;
-#define FA_FWD(HD) fa_fwd<HD>(out, lse, q, k, v, kv_lo, kv_hi, nq, nk, nh, nkv, max_len, scale)
+#define FA_FWD(HD) fa_fwd<HD>(out, lse, q, k, v, kv_lo, kv_hi, nq, nk, nh, nkv, max_len, scale, b16)
   FA_DISPATCH(FA_FWD)
 #undef FA_FWD
 }

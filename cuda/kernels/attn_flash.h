@@ -9,12 +9,14 @@ extern "C" {
 // Whether the flash kernels take head size hd (16, 32, 64, 80, 96, 128).
 int dc_attn_flash_supports(int hd);
 
-// The semantics and arguments of attn_gemm.h's dc_attn_fwd_gemm (no
-// scratch): shared memory and registers only, linear in nq and nk. Every
-// pointer 16-byte aligned.
+// The semantics and arguments of attn_gemm.h's dc_attn_fwd_gemm: shared
+// memory and registers only, linear in nq and nk. Every pointer 16-byte
+// aligned. b16, null or 2·nk·nkv·hd bf16: given, the kernel stages its key
+// tiles asynchronously from bf16 copies of k and v made there (the same
+// out, lse bit for bit).
 int dc_attn_fwd_flash(float *out, float *lse, const float *q, const float *k, const float *v,
                       const int32_t *kv_lo, const int32_t *kv_hi, int nq, int nk, int nh, int nkv, int hd,
-                      int max_len, float scale);
+                      int max_len, float scale, uint16_t *b16);
 // dq, dk, dv set (not accumulated) from dout, out, lse. Scratch: D, nq·nh
 // floats; tiles, 2·⌈nq/32⌉ ints; part, 2·nk·nh·hd floats when nh ≠ nkv
 // (each query head's share of its KV head's gradients), else unused. b16,

@@ -273,14 +273,91 @@ __device__ __forceinline__ float fa_quad_sum(float v) {
   return v + __shfl_xor_sync(0xffffffffu, v, 2);
 }
 
-// Forward: grid (⌈nq/(16·QW)⌉, nh). Shared: K tile [64][HD+8], Vᵀ tile [HD][64+8].
-template <int HD, int QW>
-__global__ void __launch_bounds__(QW * 32) k_fa_fwd(float *out, float *lse, const float *q, const float *k,
-                                                       const float *v, const int32_t *kv_lo, const int32_t *kv_hi,
-                                                       int nq, int nk, int nh, int nkv, int max_len, float scale) {
-  DC_DYNAMIC_SHARED(unsigned char, fa_sh);
+// Key rows k0..k0+63 of the bf16 copies kb, vb (rows kvs apart, columns
+// col..col+HD−1) into the row-major tiles Kd, Vd by cp.async — in flight
+// until fa_cp_wait — rows at or past n zero-filled (not read).
+template <int HD, int THREADS>
+__device__ __forceinline__ void fa_stage_kv_async(bf16 *Kd, bf16 *Vd, const bf16 *kb, const bf16 *vb, int n,
+                                                  int64_t kvs, int col, int k0) {
+  constexpr int LDK = HD + FA_PAD, CH = HD / 8, N = FA_BK * CH;
+#pragma unroll
+  for (int i = 0; i < (N + THREADS - 1) / THREADS; i++) {
+    const int e = threadIdx.x + i * THREADS;
+    if (N % THREADS != 0 && e >= N) break;
+    const int r = e / CH, c = (e % CH) * 8;
+    const bool in = k0 + r < n;
+    const int64_t off = in ? (int64_t)(k0 + r) * kvs + col + c : 0;  // a valid address when zero-filled
+    fa_cp_async16(Kd + r * LDK + c, kb + off, in ? 16 : 0);
+    fa_cp_async16(Vd + r * LDK + c, vb + off, in ? 16 : 0);
+  }
+}
+
+// One key tile (k0..) of a warp's forward: S = Q·Kᵀ masked to each row's
+// range, the online softmax's running max m and sum l rescaled, O += P·V —
+// V's B operand from the transposed tile Vt with TR (v1 stages it), else
+// from the row-major V by ldmatrix.trans (the same values in the same
+// order).
+template <int HD, bool TR>
+__device__ __forceinline__ void fa_fwd_tile(float o[HD / 8][4], float m[2], float l[2], const uint32_t qa[HD / 16][4],
+                                            const bf16 *Ks, const bf16 *V, const fa_rows &w, int k0, float scale) {
   constexpr int LDK = HD + FA_PAD, LDV = FA_BK + FA_PAD, NT = FA_BK / 8, ND = HD / 8;
-  bf16 *Ks = reinterpret_cast<bf16 *>(fa_sh), *Vt = Ks + FA_BK * LDK;
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  float s[NT][4];
+#pragma unroll
+  for (int n = 0; n < NT; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+#pragma unroll
+  for (int kk = 0; kk < HD / 16; kk++)
+#pragma unroll
+    for (int n = 0; n < NT; n++) fa_mma_rows(s[n], qa[kk], Ks, LDK, n * 8, kk * 16, g, t);
+
+  float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+  for (int n = 0; n < NT; n++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      int i = e >> 1, j = k0 + n * 8 + 2 * t + (e & 1);
+      float x = (j >= w.lo[i] && j < w.hi[i]) ? s[n][e] * scale : -INFINITY;
+      s[n][e] = x;
+      mx[i] = fmaxf(mx[i], x);
+    }
+  float base[2], alpha[2];
+#pragma unroll
+  for (int i = 0; i < 2; i++) {
+    float mn = fmaxf(m[i], fa_quad_max(mx[i]));
+    base[i] = mn == -INFINITY ? 0.f : mn;  // no key yet: exp(−inf − 0) = 0, never NaN
+    alpha[i] = expf(m[i] - base[i]);
+    m[i] = mn;
+    l[i] *= alpha[i];
+  }
+#pragma unroll
+  for (int n = 0; n < NT; n++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      float p = expf(s[n][e] - base[e >> 1]);
+      s[n][e] = p;
+      l[e >> 1] += p;
+    }
+#pragma unroll
+  for (int d = 0; d < ND; d++) o[d][0] *= alpha[0], o[d][1] *= alpha[0], o[d][2] *= alpha[1], o[d][3] *= alpha[1];
+  if constexpr (TR)
+    fa_mma_scores<FA_BK, ND>(o, s, V, LDV, g, t);  // O += P·V
+  else
+    fa_mma_scores_rows<FA_BK, ND>(o, s, V, LDK, lane);
+}
+
+// Forward: grid (⌈nq/(16·QW)⌉, nh). Shared: K tile [64][HD+8], Vᵀ tile
+// [HD][64+8], staged from f32 key tile by key tile; with ASYNC (kb, vb:
+// bf16 copies of k and v) K and V tiles [64][HD+8] by cp.async into two
+// buffers each, the next in flight while the warps compute on this one,
+// and no Vᵀ (ldmatrix.trans reads V) — the same out and lse bit for bit.
+template <int HD, int QW, bool ASYNC>
+__global__ void __launch_bounds__(QW * 32) k_fa_fwd(float *out, float *lse, const float *q, const float *k,
+                                                       const float *v, const bf16 *kb, const bf16 *vb,
+                                                       const int32_t *kv_lo, const int32_t *kv_hi, int nq, int nk,
+                                                       int nh, int nkv, int max_len, float scale) {
+  DC_DYNAMIC_SHARED(unsigned char, fa_sh);
+  constexpr int LDK = HD + FA_PAD, LDV = FA_BK + FA_PAD, ND = HD / 8, TILE = FA_BK * LDK;
+  bf16 *Ks = reinterpret_cast<bf16 *>(fa_sh), *Vt = Ks + TILE, *Vs = Ks + 2 * TILE;  // async: Ks, Vs two tiles each
   __shared__ int rng[2 * QW];
   int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   // The last rows of a causal sequence attend the most keys: they start first.
@@ -301,51 +378,32 @@ __global__ void __launch_bounds__(QW * 32) k_fa_fwd(float *out, float *lse, cons
   // masked key still meets P·V with weight 0, and 0·NaN is NaN (a decoder's
   // cache mirror past what it holds, attended with nk its capacity).
   const int kend = min(nk, bhi);
-  for (int k0 = blo / FA_BK * FA_BK; k0 < bhi; k0 += FA_BK) {
-    __syncthreads();  // the previous tile's reads are done
-    fa_stage<HD, FA_BK, QW * 32>(Ks, LDK, nullptr, 0, k, kend, kvs, kvh * HD, k0);
-    fa_stage<HD, FA_BK, QW * 32>(nullptr, 0, Vt, LDV, v, kend, kvs, kvh * HD, k0);
-    __syncthreads();
-    if (k0 >= w.whi || k0 + FA_BK <= w.wlo) continue;  // none of this warp's rows sees the tile
-
-    float s[NT][4];
-#pragma unroll
-    for (int n = 0; n < NT; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
-#pragma unroll
-    for (int kk = 0; kk < HD / 16; kk++)
-#pragma unroll
-      for (int n = 0; n < NT; n++) fa_mma_rows(s[n], qa[kk], Ks, LDK, n * 8, kk * 16, g, t);
-
-    float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int n = 0; n < NT; n++)
-#pragma unroll
-      for (int e = 0; e < 4; e++) {
-        int i = e >> 1, j = k0 + n * 8 + 2 * t + (e & 1);
-        float x = (j >= w.lo[i] && j < w.hi[i]) ? s[n][e] * scale : -INFINITY;
-        s[n][e] = x;
-        mx[i] = fmaxf(mx[i], x);
-      }
-    float base[2], alpha[2];
-#pragma unroll
-    for (int i = 0; i < 2; i++) {
-      float mn = fmaxf(m[i], fa_quad_max(mx[i]));
-      base[i] = mn == -INFINITY ? 0.f : mn;  // no key yet: exp(−inf − 0) = 0, never NaN
-      alpha[i] = expf(m[i] - base[i]);
-      m[i] = mn;
-      l[i] *= alpha[i];
+  if constexpr (ASYNC) {
+    int k0 = blo / FA_BK * FA_BK, st = 0;
+    if (k0 < bhi) fa_stage_kv_async<HD, QW * 32>(Ks, Vs, kb, vb, kend, kvs, kvh * HD, k0);
+    fa_cp_commit();
+    for (; k0 < bhi; k0 += FA_BK, st ^= 1) {
+      // The next tile into the other buffers, which the warps finished
+      // reading before the barrier that ended the last iteration.
+      if (k0 + FA_BK < bhi)
+        fa_stage_kv_async<HD, QW * 32>(Ks + (st ^ 1) * TILE, Vs + (st ^ 1) * TILE, kb, vb, kend, kvs, kvh * HD,
+                                       k0 + FA_BK);
+      fa_cp_commit();
+      fa_cp_wait<1>();  // this thread's copies of tile k0 have landed
+      __syncthreads();  // everyone's have
+      if (!(k0 >= w.whi || k0 + FA_BK <= w.wlo))
+        fa_fwd_tile<HD, false>(o, m, l, qa, Ks + st * TILE, Vs + st * TILE, w, k0, scale);
+      __syncthreads();  // buffers st are read: the next iteration may refill them
     }
-#pragma unroll
-    for (int n = 0; n < NT; n++)
-#pragma unroll
-      for (int e = 0; e < 4; e++) {
-        float p = expf(s[n][e] - base[e >> 1]);
-        s[n][e] = p;
-        l[e >> 1] += p;
-      }
-#pragma unroll
-    for (int d = 0; d < ND; d++) o[d][0] *= alpha[0], o[d][1] *= alpha[0], o[d][2] *= alpha[1], o[d][3] *= alpha[1];
-    fa_mma_scores<FA_BK, ND>(o, s, Vt, LDV, g, t);  // O += P·V
+  } else {
+    for (int k0 = blo / FA_BK * FA_BK; k0 < bhi; k0 += FA_BK) {
+      __syncthreads();  // the previous tile's reads are done
+      fa_stage<HD, FA_BK, QW * 32>(Ks, LDK, nullptr, 0, k, kend, kvs, kvh * HD, k0);
+      fa_stage<HD, FA_BK, QW * 32>(nullptr, 0, Vt, LDV, v, kend, kvs, kvh * HD, k0);
+      __syncthreads();
+      if (k0 >= w.whi || k0 + FA_BK <= w.wlo) continue;  // none of this warp's rows sees the tile
+      fa_fwd_tile<HD, true>(o, m, l, qa, Ks, Vt, w, k0, scale);
+    }
   }
 
 #pragma unroll
@@ -474,19 +532,9 @@ __global__ void __launch_bounds__(QW * 32) k_fa_bwd_dq(float *dq, const float *d
   for (int d = 0; d < ND; d++) acc[d][0] = acc[d][1] = acc[d][2] = acc[d][3] = 0.f;
 
   if constexpr (ASYNC) {
-    // Key tile k0 into buffer st, in flight (rows past nk zero-filled).
+    // Key tile k0 into buffers st, in flight (rows past nk zero-filled).
     auto stage = [&](int k0, int st) {
-      constexpr int CH = HD / 8, N = FA_BK * CH;
-#pragma unroll
-      for (int i = 0; i < (N + QW * 32 - 1) / (QW * 32); i++) {
-        const int e = threadIdx.x + i * QW * 32;
-        if (N % (QW * 32) != 0 && e >= N) break;
-        const int r = e / CH, c = (e % CH) * 8;
-        const bool in = k0 + r < nk;
-        const int64_t off = in ? (int64_t)(k0 + r) * kvs + kvh * HD + c : 0;  // a valid address when zero-filled
-        fa_cp_async16(Ks + st * TILE + r * LDK + c, kb + off, in ? 16 : 0);
-        fa_cp_async16(Vs + st * TILE + r * LDK + c, vb + off, in ? 16 : 0);
-      }
+      fa_stage_kv_async<HD, QW * 32>(Ks + st * TILE, Vs + st * TILE, kb, vb, nk, kvs, kvh * HD, k0);
     };
     int k0 = blo / FA_BK * FA_BK, st = 0;
     if (k0 < bhi) stage(k0, 0);
@@ -757,6 +805,8 @@ __global__ void k_fa_group_sum(float *dk, float *dv, const float *pk, const floa
   }
 }
 
+template <int HD>
+size_t fa_fwd_async_smem() { return (size_t)(4 * FA_BK * (HD + FA_PAD)) * sizeof(bf16); }
 template <int HD>
 size_t fa_fwd_smem() { return (size_t)(FA_BK * (HD + FA_PAD) + HD * (FA_BK + FA_PAD)) * sizeof(bf16); }
 template <int HD>
