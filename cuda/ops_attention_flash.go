@@ -36,7 +36,7 @@ func (d *Device) AttnFwdFlash(out, lse, q, k, v *Buffer, s AttnShape) error {
 		return err
 	}
 	var b16 *Buffer // bf16 copies of k and v
-	if s.AsyncTiles && s.NK > 0 {
+	if s.AsyncTiles && s.NK > 0 && s.NQ > 0 {
 		var err error
 		if b16, err = d.Alloc(BF16, 2*kn); err != nil {
 			return err
@@ -82,7 +82,7 @@ func (d *Device) AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse *Buffer, s Att
 		defer part.Free()
 	}
 	var b16 *Buffer // bf16 copies of q, dout, k and v
-	if s.AsyncTiles && s.NK > 0 {
+	if s.AsyncTiles && s.NK > 0 && s.NQ > 0 {
 		if b16, err = d.Alloc(BF16, 2*qn+2*kn); err != nil {
 			return err
 		}

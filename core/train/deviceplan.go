@@ -177,7 +177,9 @@ func (ps devicePass) bytes(nf4 bool) int64 {
 				attn += 4 * 2 * N * H * hd
 			}
 			if DeviceAsyncTiles != nil && DeviceAsyncTiles() {
-				attn += 2 * 2 * N * (H + KV) * hd // bf16 copies of q, dO, k and v
+				// bf16 copies of q, dO, k and v backward, and of k and v
+				// forward (a block of another size the pool keeps)
+				attn += 2*2*N*(H+KV)*hd + 2*2*N*KV*hd
 			}
 		}
 	}

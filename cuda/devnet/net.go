@@ -401,7 +401,10 @@ func gateOpen(env string, verified bool) bool {
 // 8: the emulation gives v1's out, lse, dq, dk, dv bit for bit). Until
 // TestAttentionFlashParity's async half passes and BenchmarkAttentionGemm's
 // flash_async beats flash on a GPU, the step keeps v1 unless
-// DISTILL_CUDA_FLASH_ASYNC=1 (or DISTILL_CUDA_UNVERIFIED=1).
+// DISTILL_CUDA_FLASH_ASYNC=1 (or DISTILL_CUDA_UNVERIFIED=1). On a card
+// with 100 KB of shared memory an SM (sm_86/89) the async forward at head
+// size 128 fits one block an SM where v1 fits two: measure there too
+// before trusting an H100's verdict for consumer cards.
 const asyncTilesVerified = false
 
 // DISTILL_CUDA_FLASH_ASYNC=0 or 1 overrides the gate either way.

@@ -56,7 +56,7 @@
 namespace {
 
 // fa_smem opts kernel fn in to bytes of dynamic shared memory when that
-// and the kernel's static shared memory (≤ 512 bytes here) could pass the
+// and the kernel's static shared memory (≤ 1 KB here) could pass the
 // default 48 KiB; the attribute persists, so once per kernel (*done).
 int fa_smem(const void *fn, size_t bytes, const char *op, bool *done) {
   if (*done || bytes + 1024 <= 48 * 1024) return 0;

@@ -11,7 +11,7 @@ int dc_attn_flash_supports(int hd);
 
 // The semantics and arguments of attn_gemm.h's dc_attn_fwd_gemm: shared
 // memory and registers only, linear in nq and nk. Every pointer 16-byte
-// aligned. b16, null or 2·nk·nkv·hd bf16: given, the kernel stages its key
+// aligned (b16 too). b16, null or 2·nk·nkv·hd bf16: given, the kernel stages its key
 // tiles asynchronously from bf16 copies of k and v made there (the same
 // out, lse bit for bit).
 int dc_attn_fwd_flash(float *out, float *lse, const float *q, const float *k, const float *v,

@@ -74,7 +74,8 @@ __device__ __forceinline__ void fa_cp_async16(void *dst, const void *src, int sr
   emu_cp_async16(dst, src, src_bytes);
 #else
   const unsigned a = (unsigned)__cvta_generic_to_shared(dst);
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(a), "l"(src), "r"(src_bytes));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(a), "l"(__cvta_generic_to_global(src)),
+               "r"(src_bytes));
 #endif
 }
 __device__ __forceinline__ void fa_cp_commit() {
@@ -86,7 +87,7 @@ __device__ __forceinline__ void fa_cp_commit() {
 template <int N>
 __device__ __forceinline__ void fa_cp_wait() {
 #ifndef DISTILL_CUDA_EMU
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");  // no shared read moves above it
 #endif
 }
 
