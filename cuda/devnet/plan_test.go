@@ -31,9 +31,9 @@ func devicePlan(t testing.TB, m *model.Model, a *lora.Adapter, n int, keep bool)
 func TestDevicePlanMatchesPool(t *testing.T) {
 	d := device(t)
 	for _, c := range []struct {
-		n  int
-		kd bool // logit KD from a wider NF4 teacher: DeviceKDPlan
-	}{{300, false}, {1500, false}, {1500, true}} {
+		n        int
+		kd, keep bool // logit KD from a wider NF4 teacher (DeviceKDPlan); every layer's activations kept
+	}{{300, false, false}, {1500, false, false}, {1500, true, false}, {1500, false, true}} {
 		n := c.n
 		dir := t.TempDir()
 		s := model.Shape{Arch: "Qwen2ForCausalLM", Hidden: 512, Intermediate: 1408, Layers: 4, Heads: 8, KVHeads: 2,
@@ -45,7 +45,7 @@ func TestDevicePlanMatchesPool(t *testing.T) {
 		ok(t, err)
 		a, err := lora.NewFor(m, lora.Config{R: 16, Alpha: 32, Targets: lora.Modules, Dropout: 0.05})
 		ok(t, err)
-		plan := devicePlan(t, m, a, n, false)
+		plan := devicePlan(t, m, a, n, c.keep)
 		var kd *train.KD
 		if c.kd {
 			tdir := t.TempDir()
@@ -69,7 +69,7 @@ func TestDevicePlanMatchesPool(t *testing.T) {
 		before := d.Pool.Stats().InUse
 		tn, err := train.NewNet(tensor.CPU{}, m, a)
 		ok(t, err)
-		tn.Checkpoint, tn.DropoutSeed = true, 1 // as the plan
+		tn.Checkpoint, tn.DropoutSeed = !c.keep, 1 // as the plan
 		attached, err := tn.Accelerate("cuda")
 		if !attached {
 			t.Fatal(err)
@@ -89,9 +89,9 @@ func TestDevicePlanMatchesPool(t *testing.T) {
 		want := plan.Total() - plan.Runtime - plan.Optimizer
 		ratio := float64(peak) / float64(want)
 		if ratio < 0.97 || ratio > 1.15 {
-			t.Errorf("%d tokens (kd %v): pool peak %.1f MB, plan %.1f MB (×%.3f)", n, c.kd, float64(peak)/1e6, float64(want)/1e6, ratio)
+			t.Errorf("%d tokens (kd %v, keep %v): pool peak %.1f MB, plan %.1f MB (×%.3f)", n, c.kd, c.keep, float64(peak)/1e6, float64(want)/1e6, ratio)
 		} else {
-			t.Logf("%d tokens (kd %v): pool peak %.1f MB, plan %.1f MB (×%.3f)", n, c.kd, float64(peak)/1e6, float64(want)/1e6, ratio)
+			t.Logf("%d tokens (kd %v, keep %v): pool peak %.1f MB, plan %.1f MB (×%.3f)", n, c.kd, c.keep, float64(peak)/1e6, float64(want)/1e6, ratio)
 		}
 	}
 }
