@@ -108,6 +108,19 @@ int fa_dq(float *dq, const float *dout, const float *q, const float *k, const fl
   return 0;
 }
 
+template <int HD, bool ASYNC>
+int fa_dkv(float *ok, float *ov, int64_t os, const float *dout, const float *q, const float *k, const float *v,
+           const bf16 *ob, const bf16 *qb, const float *lse, const float *D, const int32_t *lo, const int32_t *hi,
+           const int32_t *tiles, int nq, int nk, int nh, int nkv, int max_len, float scale) {
+  static bool opted;
+  size_t skv = ASYNC ? fa_dkv_async_smem<HD>() : fa_dkv_smem<HD>();
+  if (fa_smem((const void *)k_fa_bwd_dkv<HD, ASYNC>, skv, "attn_bwd_flash dkv", &opted)) return -1;
+  k_fa_bwd_dkv<HD, ASYNC><<<dim3((nk + FA_BK - 1) / FA_BK, nh), FA_THREADS, skv, dc_stream>>>(
+      ok, ov, os, dout, q, k, v, ob, qb, lse, D, lo, hi, tiles, nq, nk, nh, nkv, max_len, scale);
+  DC_LAUNCHED("attn_bwd_flash dkv" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
+  return 0;
+}
+
 template <int HD>
 int fa_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k, const float *v,
            const float *out, const float *lse, const int32_t *lo, const int32_t *hi, int nq, int nk, int nh, int nkv,
@@ -134,26 +147,17 @@ int fa_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, c
                 : fa_dq<HD, 4, false>(dq, dout, q, k, v, nullptr, nullptr, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale);
   if (err) return err;
   if (nk == 0) return 0;
-  static bool opted_dkv, opted_async;
-  size_t skv = async ? fa_dkv_async_smem<HD>() : fa_dkv_smem<HD>();
-  if (async ? fa_smem((const void *)k_fa_bwd_dkv_async<HD>, skv, "attn_bwd_flash dkv_async", &opted_async)
-            : fa_smem((const void *)k_fa_bwd_dkv<HD>, skv, "attn_bwd_flash dkv", &opted_dkv))
-    return -1;
   // One block per (64 keys, query head): a grouped head's share goes to
   // part, (nk, nh·hd) for dk then for dv, and the group's are summed after.
   bool grouped = nh != nkv;
   float *ok = grouped ? part : dk, *ov = grouped ? part + (int64_t)nk * nh * HD : dv;
   int64_t os = grouped ? (int64_t)nh * HD : (int64_t)nkv * HD;
-  if (async) {
-    k_fa_bwd_dkv_async<HD><<<dim3((nk + FA_BK - 1) / FA_BK, nh), FA_THREADS, skv, dc_stream>>>(
-        ok, ov, os, reinterpret_cast<const bf16 *>(ob), reinterpret_cast<const bf16 *>(qb), k, v, lse, D, lo, hi,
-        tiles, nq, nk, nh, nkv, max_len, scale);
-    DC_LAUNCHED("attn_bwd_flash dkv_async" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
-  } else {
-    k_fa_bwd_dkv<HD><<<dim3((nk + FA_BK - 1) / FA_BK, nh), FA_THREADS, skv, dc_stream>>>(
-        ok, ov, os, dout, q, k, v, lse, D, lo, hi, tiles, nq, nk, nh, nkv, max_len, scale);
-    DC_LAUNCHED("attn_bwd_flash dkv" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
-  }
+  err = async ? fa_dkv<HD, true>(ok, ov, os, dout, q, k, v, reinterpret_cast<const bf16 *>(ob),
+                                 reinterpret_cast<const bf16 *>(qb), lse, D, lo, hi, tiles, nq, nk, nh, nkv, max_len,
+                                 scale)
+              : fa_dkv<HD, false>(ok, ov, os, dout, q, k, v, nullptr, nullptr, lse, D, lo, hi, tiles, nq, nk, nh, nkv,
+                                  max_len, scale);
+  if (err) return err;
   if (grouped) {
     int64_t n = (int64_t)nk * nkv * HD;
     k_fa_group_sum<<<dc_blocks(n, 256), 256, 0, dc_stream>>>(dk, dv, ok, ov, nk, nh, nkv, HD);

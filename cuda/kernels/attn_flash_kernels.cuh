@@ -665,72 +665,27 @@ __device__ __forceinline__ void fa_dkv_store(float *dk, float *dv, int64_t os, c
 // share of its KV head's gradients into dk, dv (rows os apart, head h's
 // columns at h·HD, or the KV head's when it is the group's only head:
 // fa_bwd sums a group's shares after). Shared: K, V [64][HD+8] (the warps'
-// A operands), per query tile Q, dO [32][HD+8], Qᵀ, dOᵀ [HD][32+8], and the
-// tile's lse, D, lo, hi.
-template <int HD>
+// A operands, staged once), then per query tile Q, dO [32][HD+8], Qᵀ, dOᵀ
+// [HD][32+8] staged from f32, and the tile's lse, D, lo, hi. With ASYNC
+// (qb, ob: bf16 copies of q and dout, made once per backward) each tile's
+// Q and dO rows are copied by cp.async into one of two buffers while the
+// warps compute on the other, and dV's and dK's B operands are read from
+// them by ldmatrix.trans (no transposes) — the same dk, dv bit for bit; at
+// HD 128 70 KB of shared memory, within a consumer card's 99 KB a block.
+template <int HD, bool ASYNC>
 __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv(float *dk, float *dv, int64_t os, const float *dout,
                                                            const float *q, const float *k, const float *v,
-                                                           const float *lse, const float *D, const int32_t *kv_lo,
+                                                           const bf16 *ob, const bf16 *qb, const float *lse,
+                                                           const float *D, const int32_t *kv_lo,
                                                            const int32_t *kv_hi, const int32_t *tiles, int nq, int nk,
                                                            int nh, int nkv, int max_len, float scale) {
   DC_DYNAMIC_SHARED(unsigned char, fa_sh);
-  constexpr int LDK = HD + FA_PAD, LDQ = FA_BQ2 + FA_PAD, ND = HD / 8;
-  bf16 *Ks = reinterpret_cast<bf16 *>(fa_sh), *Vs = Ks + FA_BK * LDK, *Qs = Vs + FA_BK * LDK, *Os = Qs + FA_BQ2 * LDK,
-       *Qt = Os + FA_BQ2 * LDK, *Ot = Qt + HD * LDQ;
-  __shared__ float Ls[FA_BQ2], Dsh[FA_BQ2];
-  __shared__ int lo_s[FA_BQ2], hi_s[FA_BQ2];
-  int warp = threadIdx.x >> 5;
-  int h = blockIdx.y, group = nh / nkv, kvh = h / group, k0 = blockIdx.x * FA_BK, kw = k0 + warp * 16;
-  int64_t qs = (int64_t)nh * HD, kvs = (int64_t)nkv * HD;
-  fa_stage<HD, FA_BK, FA_THREADS>(Ks, LDK, nullptr, 0, k, nk, kvs, kvh * HD, k0);
-  fa_stage<HD, FA_BK, FA_THREADS>(Vs, LDK, nullptr, 0, v, nk, kvs, kvh * HD, k0);
-
-  float gk[ND][4], gv[ND][4];
-#pragma unroll
-  for (int d = 0; d < ND; d++)
-#pragma unroll
-    for (int e = 0; e < 4; e++) gk[d][e] = gv[d][e] = 0.f;
-
-  int ntiles = (nq + FA_BQ2 - 1) / FA_BQ2;
-  for (int b = 0; b < ntiles; b++) {
-    int tlo = tiles[2 * b], thi = tiles[2 * b + 1];
-    if (tlo >= k0 + FA_BK || thi <= k0) continue;  // block-uniform: no row of the tile reaches these keys
-    int q0 = b * FA_BQ2;
-    __syncthreads();  // the previous tile's reads are done (and, the first time, K and V are staged)
-    fa_stage<HD, FA_BQ2, FA_THREADS>(Qs, LDK, Qt, LDQ, q, nq, qs, h * HD, q0);
-    fa_stage<HD, FA_BQ2, FA_THREADS>(Os, LDK, Ot, LDQ, dout, nq, qs, h * HD, q0);
-    fa_tile_rows(lo_s, hi_s, Ls, Dsh, q0, kv_lo, kv_hi, lse, D, nq, nk, nh, h, max_len);
-    __syncthreads();
-    if (tlo >= kw + 16 || thi <= kw) continue;  // none of the tile's rows reaches this warp's keys
-
-    fa_dkv_tile<HD, true>(gk, gv, Ks, Vs, Qs, Os, Qt, Ot, lo_s, hi_s, Ls, Dsh, kw, scale);
-  }
-
-  fa_dkv_store<HD>(dk, dv, os, gk, gv, kw, nk, h, kvh, group);
-}
-
-// k_fa_bwd_dkv with its query tiles staged asynchronously: q and dout come
-// as bf16 copies (qb, ob: (nq, nh·HD), made once per backward), each tile's
-// rows copied by cp.async into one of two buffers while the warps compute
-// on the other, and the weight gradients' B fragments read from those
-// row-major tiles by ldmatrix.trans (v1 stages Qᵀ and dOᵀ beside them from
-// f32, synchronously, every tile). Same products in the same order as v1:
-// the same dk, dv bit for bit. Shared: K, V [64][HD+8] (staged once as in
-// v1), then per buffer Q, dO [32][HD+8] — at HD 128 70 KB, within the
-// 99 KB a consumer card's block may take.
-template <int HD>
-__global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv_async(float *dk, float *dv, int64_t os, const bf16 *ob,
-                                                                 const bf16 *qb, const float *k, const float *v,
-                                                                 const float *lse, const float *D,
-                                                                 const int32_t *kv_lo, const int32_t *kv_hi,
-                                                                 const int32_t *tiles, int nq, int nk, int nh, int nkv,
-                                                                 int max_len, float scale) {
-  DC_DYNAMIC_SHARED(unsigned char, fa_sh);
-  constexpr int LDK = HD + FA_PAD, ND = HD / 8, TILE = FA_BQ2 * LDK, CH = HD / 8;
-  bf16 *Ks = reinterpret_cast<bf16 *>(fa_sh), *Vs = Ks + FA_BK * LDK, *Qbuf = Vs + FA_BK * LDK,
-       *Obuf = Qbuf + 2 * TILE;  // Qbuf, Obuf: two tiles each
-  __shared__ float Ls[2][FA_BQ2], Dsh[2][FA_BQ2];
-  __shared__ int lo_s[2][FA_BQ2], hi_s[2][FA_BQ2];
+  constexpr int LDK = HD + FA_PAD, LDQ = FA_BQ2 + FA_PAD, ND = HD / 8, TILE = FA_BQ2 * LDK;
+  bf16 *Ks = reinterpret_cast<bf16 *>(fa_sh), *Vs = Ks + FA_BK * LDK, *Qs = Vs + FA_BK * LDK;
+  // v1: Qs, Os one tile each, then Qᵀ, dOᵀ; async: Qs, Os two tiles each.
+  bf16 *Os = Qs + (ASYNC ? 2 : 1) * TILE, *Qt = Os + TILE, *Ot = Qt + HD * LDQ;
+  __shared__ float Ls[ASYNC ? 2 : 1][FA_BQ2], Dsh[ASYNC ? 2 : 1][FA_BQ2];
+  __shared__ int lo_s[ASYNC ? 2 : 1][FA_BQ2], hi_s[ASYNC ? 2 : 1][FA_BQ2];
   int warp = threadIdx.x >> 5;
   int h = blockIdx.y, group = nh / nkv, kvh = h / group, k0 = blockIdx.x * FA_BK, kw = k0 + warp * 16;
   int64_t qs = (int64_t)nh * HD, kvs = (int64_t)nkv * HD;
@@ -744,47 +699,62 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv_async(float *dk, floa
     for (int e = 0; e < 4; e++) gk[d][e] = gv[d][e] = 0.f;
 
   const int ntiles = (nq + FA_BQ2 - 1) / FA_BQ2;
-  // The next tile from b whose rows reach these keys (block-uniform).
-  auto next = [&](int b) {
-    while (b < ntiles && (tiles[2 * b] >= k0 + FA_BK || tiles[2 * b + 1] <= k0)) b++;
-    return b;
-  };
-  // Tile b into buffer st: its rows of Q and dO in flight (rows past nq
-  // zero-filled), its rows' ranges and statistics stored now.
-  auto stage = [&](int b, int st) {
-    const int q0 = b * FA_BQ2;
-    bf16 *qd = Qbuf + st * TILE, *od = Obuf + st * TILE;
+  if constexpr (ASYNC) {
+    constexpr int CH = HD / 8;
+    // The next tile from b whose rows reach these keys (block-uniform).
+    auto next = [&](int b) {
+      while (b < ntiles && (tiles[2 * b] >= k0 + FA_BK || tiles[2 * b + 1] <= k0)) b++;
+      return b;
+    };
+    // Tile b into buffer st: its rows of Q and dO in flight (rows past nq
+    // zero-filled), its rows' ranges and statistics stored now.
+    auto stage = [&](int b, int st) {
+      const int q0 = b * FA_BQ2;
+      bf16 *qd = Qs + st * TILE, *od = Os + st * TILE;
 #pragma unroll
-    for (int i = 0; i < (FA_BQ2 * CH + FA_THREADS - 1) / FA_THREADS; i++) {
-      const int e = threadIdx.x + i * FA_THREADS;
-      if ((FA_BQ2 * CH) % FA_THREADS != 0 && e >= FA_BQ2 * CH) break;
-      const int r = e / CH, c = (e % CH) * 8;
-      const bool in = q0 + r < nq;
-      const int64_t off = in ? (int64_t)(q0 + r) * qs + h * HD + c : 0;  // a valid address when zero-filled
-      fa_cp_async16(qd + r * LDK + c, qb + off, in ? 16 : 0);
-      fa_cp_async16(od + r * LDK + c, ob + off, in ? 16 : 0);
-    }
-    fa_tile_rows(lo_s[st], hi_s[st], Ls[st], Dsh[st], q0, kv_lo, kv_hi, lse, D, nq, nk, nh, h, max_len);
-  };
+      for (int i = 0; i < (FA_BQ2 * CH + FA_THREADS - 1) / FA_THREADS; i++) {
+        const int e = threadIdx.x + i * FA_THREADS;
+        if ((FA_BQ2 * CH) % FA_THREADS != 0 && e >= FA_BQ2 * CH) break;
+        const int r = e / CH, c = (e % CH) * 8;
+        const bool in = q0 + r < nq;
+        const int64_t off = in ? (int64_t)(q0 + r) * qs + h * HD + c : 0;  // a valid address when zero-filled
+        fa_cp_async16(qd + r * LDK + c, qb + off, in ? 16 : 0);
+        fa_cp_async16(od + r * LDK + c, ob + off, in ? 16 : 0);
+      }
+      fa_tile_rows(lo_s[st], hi_s[st], Ls[st], Dsh[st], q0, kv_lo, kv_hi, lse, D, nq, nk, nh, h, max_len);
+    };
 
-  int b = next(0), st = 0;
-  if (b < ntiles) stage(b, 0);
-  fa_cp_commit();
-  while (b < ntiles) {
-    // The next tile goes into the other buffer, which the warps finished
-    // reading before the barrier that ended the last iteration.
-    const int bn = next(b + 1);
-    if (bn < ntiles) stage(bn, st ^ 1);
+    int b = next(0), st = 0;
+    if (b < ntiles) stage(b, 0);
     fa_cp_commit();
-    fa_cp_wait<1>();  // this thread's copies of tile b have landed
-    __syncthreads();  // everyone's have (and K, V, and tile b's ranges)
-    const int tlo = tiles[2 * b], thi = tiles[2 * b + 1];
-    if (!(tlo >= kw + 16 || thi <= kw)) {  // some row of the tile reaches this warp's keys
-      fa_dkv_tile<HD, false>(gk, gv, Ks, Vs, Qbuf + st * TILE, Obuf + st * TILE, nullptr, nullptr, lo_s[st], hi_s[st],
-                      Ls[st], Dsh[st], kw, scale);
+    while (b < ntiles) {
+      // The next tile goes into the other buffer, which the warps finished
+      // reading before the barrier that ended the last iteration.
+      const int bn = next(b + 1);
+      if (bn < ntiles) stage(bn, st ^ 1);
+      fa_cp_commit();
+      fa_cp_wait<1>();  // this thread's copies of tile b have landed
+      __syncthreads();  // everyone's have (and K, V, and tile b's ranges)
+      const int tlo = tiles[2 * b], thi = tiles[2 * b + 1];
+      if (!(tlo >= kw + 16 || thi <= kw))  // some row of the tile reaches this warp's keys
+        fa_dkv_tile<HD, false>(gk, gv, Ks, Vs, Qs + st * TILE, Os + st * TILE, nullptr, nullptr, lo_s[st], hi_s[st],
+                               Ls[st], Dsh[st], kw, scale);
+      __syncthreads();  // buffer st is read: the next iteration may refill it
+      b = bn, st ^= 1;
     }
-    __syncthreads();  // buffer st is read: the next iteration may refill it
-    b = bn, st ^= 1;
+  } else {
+    for (int b = 0; b < ntiles; b++) {
+      int tlo = tiles[2 * b], thi = tiles[2 * b + 1];
+      if (tlo >= k0 + FA_BK || thi <= k0) continue;  // block-uniform: no row of the tile reaches these keys
+      int q0 = b * FA_BQ2;
+      __syncthreads();  // the previous tile's reads are done (and, the first time, K and V are staged)
+      fa_stage<HD, FA_BQ2, FA_THREADS>(Qs, LDK, Qt, LDQ, q, nq, qs, h * HD, q0);
+      fa_stage<HD, FA_BQ2, FA_THREADS>(Os, LDK, Ot, LDQ, dout, nq, qs, h * HD, q0);
+      fa_tile_rows(lo_s[0], hi_s[0], Ls[0], Dsh[0], q0, kv_lo, kv_hi, lse, D, nq, nk, nh, h, max_len);
+      __syncthreads();
+      if (tlo >= kw + 16 || thi <= kw) continue;  // none of the tile's rows reaches this warp's keys
+      fa_dkv_tile<HD, true>(gk, gv, Ks, Vs, Qs, Os, Qt, Ot, lo_s[0], hi_s[0], Ls[0], Dsh[0], kw, scale);
+    }
   }
 
   fa_dkv_store<HD>(dk, dv, os, gk, gv, kw, nk, h, kvh, group);

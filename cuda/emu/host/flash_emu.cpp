@@ -64,7 +64,6 @@ void bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, con
   int64_t rows = (int64_t)nq * nh;
   launch((unsigned)((rows * 32 + 255) / 256), 1, 256, 0, [&] { k_fa_row_dot(D, dout, out, nq, nh, HD); });
   launch((nq + FA_BQ2 - 1) / FA_BQ2, 1, 32, 0, [&] { k_fa_tile_range(tiles, lo, hi, nq, nk, max_len); });
-  size_t skv = fa_dkv_smem<HD>();
   async = async && nk > 0;
   const size_t qn = (size_t)nq * nh * HD, kn = (size_t)nk * nkv * HD;
   std::vector<emu_bf16> qb, ob, kb, vb;
@@ -81,16 +80,16 @@ void bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, con
   bool grouped = nh != nkv;
   float *ok = grouped ? part : dk, *ov = grouped ? part + (int64_t)nk * nh * HD : dv;
   int64_t os = grouped ? (int64_t)nh * HD : (int64_t)nkv * HD;
-  if (async) {
+  if (async)
     launch((nk + FA_BK - 1) / FA_BK, nh, FA_THREADS, fa_dkv_async_smem<HD>(), [&] {
-      k_fa_bwd_dkv_async<HD>(ok, ov, os, ob.data(), qb.data(), k, v, lse, D, lo, hi, tiles, nq, nk, nh, nkv, max_len,
-                             scale);
+      k_fa_bwd_dkv<HD, true>(ok, ov, os, dout, q, k, v, ob.data(), qb.data(), lse, D, lo, hi, tiles, nq, nk, nh, nkv,
+                             max_len, scale);
     });
-  } else {
-    launch((nk + FA_BK - 1) / FA_BK, nh, FA_THREADS, skv, [&] {
-      k_fa_bwd_dkv<HD>(ok, ov, os, dout, q, k, v, lse, D, lo, hi, tiles, nq, nk, nh, nkv, max_len, scale);
+  else
+    launch((nk + FA_BK - 1) / FA_BK, nh, FA_THREADS, fa_dkv_smem<HD>(), [&] {
+      k_fa_bwd_dkv<HD, false>(ok, ov, os, dout, q, k, v, nullptr, nullptr, lse, D, lo, hi, tiles, nq, nk, nh, nkv,
+                              max_len, scale);
     });
-  }
   if (grouped) {
     int64_t n = (int64_t)nk * nkv * HD;
     int nb = (int)std::min<int64_t>((n + 255) / 256, 8);  // few blocks: the grid-stride loop covers the rest
