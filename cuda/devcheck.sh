@@ -13,9 +13,9 @@
 # BENCH_TIMEOUT (the kernel benchmarks), DECODE_BENCH=shape (inference on
 # the GPU: the general pass, fused, fused with graphs), DISTILL_BENCH_STEP=shape:seq,…
 # STEP_TIME, STEP_TIMEOUT (the training step), STEP_ATTN=gemm|simple (the
-# step again with another attention), STEP_KEEP=0, STEP_ASYNC=0 (skip the
-# step again with every layer's activations kept, with the flash
-# backward's async-tiles dk/dv kernel — gated: DISTILL_CUDA_FLASH_ASYNC),
+# step again with another attention), STEP_KEEP=0 (skip the step again with
+# every layer's activations kept), STEP_V1=1 (the step again with the flash
+# kernels' synchronous tiles, DISTILL_CUDA_FLASH_ASYNC=0),
 # SKIP_E2E, SANITIZE=1
 # (compute-sanitizer), NCU=1 (NCU_SKIP, NCU_COUNT, NCU_TIMEOUT: per-kernel
 # times; DISTILL_BENCH_KEEP=1 profiles the step that keeps its
@@ -176,10 +176,10 @@ if [ "${STEP_KEEP:-1}" = 1 ]; then  # the step again keeping every layer's activ
     -test.bench Step -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[keep]/") >> "$OUT/bench.log" 2>&1
   echo "training step (activations kept) exit $?"
 fi
-if [ "${STEP_ASYNC:-1}" = 1 ]; then  # the step again with the async-tiles dk/dv kernel (gated until this beats the baseline)
-  (cd cuda/devnet && DISTILL_CUDA_FLASH_ASYNC=1 timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' \
-    -test.bench Step -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[async]/") >> "$OUT/bench.log" 2>&1
-  echo "training step (async tiles) exit $?"
+if [ "${STEP_V1:-0}" = 1 ]; then  # the step again with the flash kernels' synchronous tiles
+  (cd cuda/devnet && DISTILL_CUDA_FLASH_ASYNC=0 timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' \
+    -test.bench Step -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[v1]/") >> "$OUT/bench.log" 2>&1
+  echo "training step (synchronous flash tiles) exit $?"
 fi
 grep -E "^Benchmark|FAIL|panic|_test.go" "$OUT/bench.log" | tail -40
 if [ -n "${NCU:-}" ] && command -v ncu >/dev/null; then
