@@ -208,6 +208,29 @@ func TestConversionsAndAdds(t *testing.T) {
 	}
 	near(t, "bf16→f32", down(t, back), want, 0, 0)
 
+	// Rows apart: scale·x rounded into cols columns of rows ldd apart (by 4s,
+	// and one by one when a stride or cols is not a multiple of 4), the
+	// rest untouched.
+	for _, c := range []struct {
+		rows, cols, ldd, lds, off int
+		scale                     float32
+	}{{5, 16, 1552, 16, 1536, 1}, {7, 96, 104, 100, 0, 0.5}, {4, 6, 9, 7, 3, 2}, {3, 12, 16, 12, 1, 1}} {
+		src := up(t, d, cuda.F32, x[:c.rows*c.lds])
+		dst := up(t, d, cuda.BF16, slices.Repeat([]uint16{0x1234}, c.off+c.rows*c.ldd))
+		ok(t, d.ToBF16Rows(dst.View(c.off, c.rows*c.ldd), c.ldd, src, c.lds, c.rows, c.cols, c.scale))
+		got, err := cuda.Download[uint16](dst)
+		ok(t, err)
+		for i, h := range got {
+			want := uint16(0x1234)
+			if row, col := (i-c.off)/c.ldd, (i-c.off)%c.ldd; i >= c.off && col < c.cols {
+				want = tensor.F32ToBF16(x[row*c.lds+col] * c.scale)
+			}
+			if h != want {
+				t.Fatalf("rows %+v: element %d = %#04x, want %#04x", c, i, h, want)
+			}
+		}
+	}
+
 	rows, cols := 7, 129
 	y, bias := randn(r, rows*cols, 1), randn(r, cols, 1)
 	yd := up(t, d, cuda.F32, y)

@@ -5,6 +5,7 @@ package cuda_test
 import (
 	"fmt"
 	"math"
+	"slices"
 	"testing"
 
 	"distill/core/quant"
@@ -175,6 +176,29 @@ func TestNF4DequantPaths(t *testing.T) {
 				got, err = cuda.Download[uint16](bo)
 				ok(t, err)
 				checkBF16("bf16 (dst misaligned: generic)", got)
+				if c.r0 > 0 || c.r1 < c.n {
+					return
+				}
+				// The whole weight into rows ld apart (the adapter's fused
+				// tile): the vector kernel when cols and ld are multiples of
+				// 8; the columns past cols stay NaN.
+				for _, extra := range []int{16, 5} {
+					ld := c.k + extra
+					bl := up(t, d, cuda.BF16, slices.Repeat([]uint16{0x7fc1}, c.n*ld))
+					ok(t, d.NF4DequantLd(bl, w, ld))
+					got, err := cuda.Download[uint16](bl)
+					ok(t, err)
+					packed := make([]uint16, 0, m)
+					for row := range c.n {
+						packed = append(packed, got[row*ld:row*ld+c.k]...)
+						for j, h := range got[row*ld+c.k : (row+1)*ld] {
+							if h != 0x7fc1 {
+								t.Fatalf("ld %d: row %d column %d past the weight written (%#04x)", ld, row, c.k+j, h)
+							}
+						}
+					}
+					checkBF16(fmt.Sprintf("bf16 rows %d apart", ld), packed)
+				}
 			})
 		}
 	}

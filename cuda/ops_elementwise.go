@@ -123,6 +123,20 @@ func (d *Device) ToBF16(dst, src *Buffer, n int) error {
 	return call(func() C.int { return C.dc_f32_to_bf16((*C.uint16_t)(dst.ptr), (*C.float)(src.ptr), C.int64_t(n)) })
 }
 
+// ToBF16Rows rounds scale·src(rows, lds) into dst(rows, ldd), cols columns
+// a row (the rest of dst's rows untouched): an operand written beside other
+// columns, as the adapter's fused GEMM reads x and u as one matrix.
+func (d *Device) ToBF16Rows(dst *Buffer, ldd int, src *Buffer, lds, rows, cols int, scale float32) error {
+	if err := check("f32_to_bf16_rows").true(ldd >= cols && lds >= cols, "strides %d, %d below the %d columns", ldd, lds, cols).
+		buf("dst", dst, BF16, extent(false, rows, cols, ldd)).buf("src", src, F32, extent(false, rows, cols, lds)).err; err != nil {
+		return err
+	}
+	return call(func() C.int {
+		return C.dc_f32_to_bf16_2d((*C.uint16_t)(dst.ptr), C.int64_t(ldd), (*C.float)(src.ptr), C.int64_t(lds),
+			C.int64_t(rows), C.int64_t(cols), C.float(scale))
+	})
+}
+
 // ToF32 widens n bf16 or f16 elements of src into dst.
 func (d *Device) ToF32(dst, src *Buffer, n int) error {
 	c := check("to_f32").buf("dst", dst, F32, n)

@@ -142,17 +142,34 @@ func (w *NF4Weight) c() C.dc_nf4 {
 // NF4Dequant writes rows [r0, r1) of w into dst ((r1−r0)·Cols elements of
 // bf16 — the tile a GEMM reads next — or f32, bit-identical to core/quant).
 func (d *Device) NF4Dequant(dst *Buffer, w *NF4Weight, r0, r1 int) error {
+	return d.nf4Dequant(dst, w, r0, r1, w.Cols)
+}
+
+// NF4DequantLd is NF4Dequant of all of w into bf16 rows ld ≥ Cols elements
+// apart, the columns past Cols untouched: a tile with more columns beside
+// the weight's (the adapter's, for a GEMM that adds both products at once).
+func (d *Device) NF4DequantLd(dst *Buffer, w *NF4Weight, ld int) error {
+	if err := check("nf4_dequant_ld "+w.Name).true(ld >= w.Cols, "row stride %d below the %d columns", ld, w.Cols).
+		true(dst != nil && dst.Kind == BF16, "dst %v is not bf16", dst).err; err != nil {
+		return err
+	}
+	return d.nf4Dequant(dst, w, 0, w.Rows, ld)
+}
+
+func (d *Device) nf4Dequant(dst *Buffer, w *NF4Weight, r0, r1, ld int) error {
 	op := fmt.Sprintf("nf4_dequant %s rows [%d, %d) of %d×%d", w.Name, r0, r1, w.Rows, w.Cols)
 	if err := check(op).true(0 <= r0 && r0 <= r1 && r1 <= w.Rows, "rows out of range").
 		true(dst != nil && (dst.Kind == BF16 || dst.Kind == F32), "dst %v is not bf16 or f32", dst).err; err != nil {
 		return err
 	}
-	if err := check(op).buf("dst", dst, dst.Kind, (r1-r0)*w.Cols).err; err != nil {
+	if err := check(op).buf("dst", dst, dst.Kind, extent(false, r1-r0, w.Cols, ld)).err; err != nil {
 		return err
 	}
 	cw := w.c()
 	if dst.Kind == BF16 {
-		return call(func() C.int { return C.dc_nf4_dequant_bf16((*C.uint16_t)(dst.ptr), &cw, C.int(r0), C.int(r1)) })
+		return call(func() C.int {
+			return C.dc_nf4_dequant_bf16((*C.uint16_t)(dst.ptr), &cw, C.int(r0), C.int(r1), C.int64_t(ld))
+		})
 	}
 	return call(func() C.int { return C.dc_nf4_dequant_f32((*C.float)(dst.ptr), &cw, C.int(r0), C.int(r1)) })
 }

@@ -33,6 +33,11 @@ var DeviceKeepsActivations func() bool
 // and v (cuda.AttnShape.AsyncTiles: 2·N·(H + KV)·hd bf16 more scratch).
 var DeviceAsyncTiles func() bool
 
+// DeviceFusedLoRA, set by a build with a device step (cuda/devnet), says
+// whether an NF4 projection and its adapter run as one GEMM: the tile gains
+// r columns (or rows) and the bf16 operand r columns a row.
+var DeviceFusedLoRA func() bool
+
 // FlashAttention says whether cuda/devnet attends with the flash kernels
 // (scores in registers, scratch linear in n) for head size hd — the sizes
 // cuda.FlashHeadDim takes (a cuda test checks they agree) — rather than
@@ -130,11 +135,18 @@ func (ps devicePass) bytes(nf4 bool) int64 {
 	L := int64(len(ps.m.Layers))
 	wide := max(D, F, qO)
 	var tile int64 // NF4: the largest projection, dequantised to bf16 before its GEMMs
+	kx := int64(0) // the fused adapter's columns beside the bf16 operand's rows
 	if nf4 {
+		side := int64(0)
 		for _, l := range ps.m.Layers {
 			for _, p := range l.Projections() {
 				tile = max(tile, int64(p.Rows()*p.Cols())*2)
+				side = max(side, int64(p.Rows()), int64(p.Cols()))
 			}
+		}
+		if r > 0 && DeviceFusedLoRA != nil && DeviceFusedLoRA() {
+			kx = r
+			tile += 2 * r * side
 		}
 	}
 	acts := int64(0)                        // one layer's activations, f32 elements
@@ -150,7 +162,7 @@ func (ps devicePass) bytes(nf4 bool) int64 {
 		f = L * acts // every layer's, kept for the backward (no recomputation)
 	}
 	f += N*D + N // hf, rstdF
-	bf := N * wide
+	bf := N * (wide + kx)
 	attnBufs := int64(1)
 	if ps.training {
 		f += L * N * D                          // the layers' inputs (the last one's output below)

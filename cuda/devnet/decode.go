@@ -547,7 +547,7 @@ func (nt *Net) view(a *lora.Adapter) (*Net, error) {
 		return nil, fmt.Errorf("devnet: adapter has %d layers, model %d", len(a.Layers), len(nt.M.Layers))
 	}
 	v := &Net{D: nt.D, M: nt.M, A: a, HeadRows: nt.HeadRows, SimpleAttention: nt.SimpleAttention, GemmAttention: nt.GemmAttention, Profile: nt.Profile,
-		layers: nt.layers, embed: nt.embed, head: nt.head, norm: nt.norm, tileSize: nt.tileSize, isView: true,
+		layers: nt.layers, embed: nt.embed, head: nt.head, norm: nt.norm, tileSize: nt.tileSize, tileDim: nt.tileDim, isView: true,
 		ropeFrom: nt}
 	if err := v.uploadAdapter(false); err != nil {
 		v.Close()

@@ -31,6 +31,10 @@ func LastGraphErr() error {
 	return nil
 }
 
+// FusedLoRA is how many projections have run forward, and backward, as one
+// GEMM with their adapter (linFused, linBFused) in this process.
+func FusedLoRA() (fwd, bwd int64) { return fusedLoRAFwd.Load(), fusedLoRABwd.Load() }
+
 // RowsPasses is how many batched decode steps have attended through the
 // row tables (decode_rows.go) in this process.
 func RowsPasses() int64 { return rowsPasses.Load() }

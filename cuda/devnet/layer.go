@@ -4,29 +4,85 @@ package devnet
 
 import (
 	"math"
+	"sync/atomic"
 
 	"distill/cuda"
 )
 
 func sqrt(v float64) float64 { return math.Sqrt(v) }
 
+// Projections run forward and backward as one GEMM with their adapter, in
+// this process (the tests' proof that the fused path ran).
+var fusedLoRAFwd, fusedLoRABwd atomic.Int64
+
 // lin: y(n, out) = x·Wᵀ + bias + s·(x·Aᵀ)·Bᵀ, saving u = x·Aᵀ. xb is x
-// already rounded to bf16 (the GEMM's operand; q, k and v share one).
-func (p *pass) lin(y, x, xb *cuda.Buffer, l, i int) {
+// already rounded to bf16 (the GEMM's operand; q, k and v share one), its
+// rows ldx apart: ldx ≥ in + p.kx leaves the columns the fused GEMM puts u
+// in.
+func (p *pass) lin(y, x, xb *cuda.Buffer, ldx, l, i int) {
 	d, w := p.d, p.nt.layers[l].w[i]
 	n, out, in := p.n, w.rows, w.cols
 	defer p.mark("elementwise")
-	p.mark("dequant")
-	wb := p.weight(w)
-	p.mark("gemm")
-	if !p.nt.skip["gemm"] {
-		p.do(d.GemmBF16(false, true, n, out, in, 1, xb, in, wb, in, 0, y, out))
+	fused := ldx >= in+p.kx && p.fusible(w, l, i) // room beside x's rows for u
+	if fused {
+		p.linFused(y, x, xb, ldx, l, i)
+	} else {
+		p.mark("dequant")
+		wb := p.weight(w)
+		p.mark("gemm")
+		if !p.nt.skip["gemm"] {
+			p.do(d.GemmBF16(false, true, n, out, in, 1, xb, ldx, wb, in, 0, y, out))
+		}
 	}
 	if b := p.nt.layers[l].bias[i]; b != nil {
 		p.mark("elementwise")
 		p.do(d.AddBias(y, b, n, out))
 	}
-	p.loraFwd(y, x, l, i)
+	if !fused {
+		p.loraFwd(y, x, l, i)
+	}
+}
+
+// fusible says whether module i of layer l runs as one GEMM with its
+// adapter (linFused): the gate open for the pass (p.kx), the module
+// targeted, and its weight NF4 (dequantised into the tile anyway, so the
+// adapter's columns cost little to place).
+func (p *pass) fusible(w *weight, l, i int) bool {
+	if p.kx == 0 || w.nf4 == nil || p.nt.skip["lora"] || p.nt.skip["gemm"] || p.nt.skip["dequant"] {
+		return false
+	}
+	A, _, _, _ := p.pair(l, i)
+	return A != nil
+}
+
+// linFused: y = [x | u]·[W | s·B]ᵀ, one bf16 GEMM over K = in + r, where u
+// = x·Aᵀ (x dropped out first while training) is kept in f32 for the
+// backward and rounded beside x's bf16 rows, and W is dequantised into the
+// tile's rows with s·B after each. The separate adapter product would read
+// and write all of y again (gate and up: 2·n·F·4 bytes each).
+func (p *pass) linFused(y, x, xb *cuda.Buffer, ldx, l, i int) {
+	d, w := p.d, p.nt.layers[l].w[i]
+	n, out, in := p.n, w.rows, w.cols
+	A, B, _, _ := p.pair(l, i)
+	r, s := p.nt.A.Config.R, p.nt.A.Config.Scaling()
+	u := p.a.u[i]
+	p.mark("lora")
+	if p.drop != nil {
+		base, thresh, keep := p.drop(l*nMod + i)
+		xd := p.dropBuf.View(0, n*in)
+		p.do(d.Dropout(xd, x, n*in, base, thresh, keep))
+		x = xd
+	}
+	p.loraRows(u, x, A, r, in, false, 1)
+	p.do(d.ToBF16Rows(xb.View(in, n*ldx-in), ldx, u, r, n, r, 1))
+	p.mark("dequant")
+	ld := in + r
+	tile := p.tile.View(0, out*ld)
+	p.do(d.NF4DequantLd(tile, w.nf4, ld))
+	p.do(d.ToBF16Rows(tile.View(in, out*ld-in), ld, B, r, out, r, s))
+	p.mark("gemm")
+	p.do(d.GemmBF16(false, true, n, out, ld, 1, xb, ldx, tile, ld, 0, y, out))
+	fusedLoRAFwd.Add(1)
 }
 
 // loraFwd adds the adapter's s·(x·Aᵀ)·Bᵀ for module i of layer l to
@@ -60,6 +116,10 @@ func (p *pass) linB(dx, dy, x *cuda.Buffer, l, i int) {
 	d, w := p.d, p.nt.layers[l].w[i]
 	n, out, in := p.n, w.rows, w.cols
 	defer p.mark("elementwise")
+	if p.drop == nil && p.fusible(w, l, i) {
+		p.linBFused(dx, dy, x, l, i)
+		return
+	}
 	yb := p.xb.View(0, n*out)
 	p.do(d.ToBF16(yb, dy, n*out))
 	p.mark("dequant")
@@ -90,6 +150,34 @@ func (p *pass) linB(dx, dy, x *cuda.Buffer, l, i int) {
 	p.do(d.DropoutAdd(dx, buf, n*in, base, thresh, keep)) // dx += (du·A)∘mask/(1−p)
 }
 
+// linBFused is linB as one bf16 GEMM for dx: dx += [dy | du]·[W ; A] over
+// K = out + r, dy and du rounded side by side, A's rows after W's in the
+// tile (no dropout: its mask falls on du·A alone). The adapter's gradients
+// stay TF32 products of the f32 dy, u, du and x.
+func (p *pass) linBFused(dx, dy, x *cuda.Buffer, l, i int) {
+	d, w := p.d, p.nt.layers[l].w[i]
+	n, out, in := p.n, w.rows, w.cols
+	A, B, gA, gB := p.pair(l, i)
+	r, s := p.nt.A.Config.R, p.nt.A.Config.Scaling()
+	u, du := p.a.u[i], p.s.du
+	ldy := out + r
+	yb := p.xb.View(0, n*ldy)
+	p.do(d.ToBF16Rows(yb, ldy, dy, out, n, out, 1))
+	p.mark("lora")
+	p.loraRows(du, dy, B, r, out, true, s) // du = s·dy·B
+	p.do(d.ToBF16Rows(yb.View(out, n*ldy-out), ldy, du, r, n, r, 1))
+	p.mark("dequant")
+	tile := p.tile.View(0, ldy*in)
+	p.do(d.NF4Dequant(tile, w.nf4, 0, out))
+	p.do(d.ToBF16(tile.View(out*in, r*in), A, r*in))
+	p.mark("gemm")
+	p.do(d.GemmBF16(false, false, n, in, ldy, 1, yb, ldy, tile, in, 1, dx, in))
+	p.mark("lora")
+	p.loraCols(gB, dy, u, out, r, false, s) // dB += s·dyᵀ·u
+	p.loraCols(gA, x, du, in, r, true, 1)   // dA += duᵀ·x
+	fusedLoRABwd.Add(1)
+}
+
 // weight is projection w as a bf16 (rows, cols) operand: its dense copy, or
 // its NF4 storage dequantised into the tile.
 func (p *pass) weight(w *weight) *cuda.Buffer {
@@ -115,15 +203,16 @@ func (p *pass) layerFwd(l int, x *cuda.Buffer) {
 	tables := p.maxPos + 1
 
 	p.do(d.RMSNormFwd(a.h1, a.rstd1, x, L.attnNorm, n, D, eps))
-	xb := p.xb.View(0, n*D)
-	p.do(d.ToBF16(xb, a.h1, n*D))
+	ldx, ldo := D+p.kx, H*hd+p.kx // room for the adapter's u beside x's rows (linFused)
+	xb := p.xb.View(0, n*ldx)
+	p.toBF16Rows(xb, ldx, a.h1, n, D)
 	q, k := a.q, a.k
 	if L.qNorm != nil {
 		q, k = a.qPre, a.kPre
 	}
-	p.lin(q, a.h1, xb, l, mQ)
-	p.lin(k, a.h1, xb, l, mK)
-	p.lin(a.v, a.h1, xb, l, mV)
+	p.lin(q, a.h1, xb, ldx, l, mQ)
+	p.lin(k, a.h1, xb, ldx, l, mK)
+	p.lin(a.v, a.h1, xb, ldx, l, mV)
 	if L.qNorm != nil {
 		p.do(d.RMSNormFwd(a.q, a.rstdQ, a.qPre, L.qNorm, n*H, hd, eps))
 		p.do(d.RMSNormFwd(a.k, a.rstdK, a.kPre, L.kNorm, n*KV, hd, eps))
@@ -144,17 +233,19 @@ func (p *pass) layerFwd(l int, x *cuda.Buffer) {
 	}
 	p.mark("elementwise")
 
-	ab := p.xb.View(0, n*H*hd)
-	p.do(d.ToBF16(ab, a.att, n*H*hd))
-	p.lin(a.xMid, a.att, ab, l, mO)
+	ab := p.xb.View(0, n*ldo)
+	p.toBF16Rows(ab, ldo, a.att, n, H*hd)
+	p.lin(a.xMid, a.att, ab, ldo, l, mO)
 	p.do(d.Add(a.xMid, x, n*D))
 	p.do(d.RMSNormFwd(a.h2, a.rstd2, a.xMid, L.mlpNorm, n, D, eps))
-	p.do(d.ToBF16(xb, a.h2, n*D))
-	p.lin(a.g, a.h2, xb, l, mGate)
-	p.lin(a.up, a.h2, xb, l, mUp)
-	fb := p.xb.View(0, n*F) // a in bf16 for the down projection, written beside a
+	p.toBF16Rows(xb, ldx, a.h2, n, D)
+	p.lin(a.g, a.h2, xb, ldx, l, mGate)
+	p.lin(a.up, a.h2, xb, ldx, l, mUp)
+	// a in bf16 for the down projection, written beside a; its adapter's
+	// product stays apart (its y is n·D, a tenth of gate's and up's).
+	fb := p.xb.View(0, n*F)
 	p.do(d.SwiGLUFwdBF16(a.a, fb, a.g, a.up, n*F))
-	p.lin(x, a.a, fb, l, mDown)
+	p.lin(x, a.a, fb, F, l, mDown)
 	p.do(d.Add(x, a.xMid, n*D))
 }
 
@@ -205,6 +296,16 @@ func (p *pass) layerBwd(l int, dx, xIn *cuda.Buffer) {
 	p.linB(s.dH, dk, a.h1, l, mK)
 	p.linB(s.dH, s.dV, a.h1, l, mV)
 	p.do(d.RMSNormBwd(dx, nil, s.dH, xIn, L.attnNorm, a.rstd1, n, D)) // dx is now d xIn
+}
+
+// toBF16Rows rounds src(rows, cols) into dst's rows ld apart: the plain
+// conversion when they are back to back.
+func (p *pass) toBF16Rows(dst *cuda.Buffer, ld int, src *cuda.Buffer, rows, cols int) {
+	if ld == cols {
+		p.do(p.d.ToBF16(dst, src, rows*cols))
+		return
+	}
+	p.do(p.d.ToBF16Rows(dst, ld, src, cols, rows, cols, 1))
 }
 
 // pair is the adapter's module i of layer l, or nils when it is not

@@ -125,6 +125,7 @@ type Net struct {
 	norm     *cuda.Buffer
 	pairOff  [][nMod][2]int // offsets of each pair's A and B in Params; -1 untargeted
 	tileSize int            // the largest NF4 projection, in elements
+	tileDim  int            // the largest side of an NF4 projection
 	owned    []*cuda.Buffer
 	teachers map[any]*Net // KD teachers on the device, by model
 	// skip leaves phases out of a step, for benchmarks that time a step
@@ -240,6 +241,7 @@ func (nt *Net) matrix(name string, m tensor.Matrix) (*weight, error) {
 			}
 			w.nf4 = u
 			nt.tileSize = max(nt.tileSize, w.rows*w.cols)
+			nt.tileDim = max(nt.tileDim, w.rows, w.cols)
 			return w, nil
 		}
 	}
@@ -410,7 +412,26 @@ const asyncTilesVerified = true
 // DISTILL_CUDA_FLASH_ASYNC=0 or 1 overrides the gate either way.
 func asyncTilesReady() bool { return gateOpen("DISTILL_CUDA_FLASH_ASYNC", asyncTilesVerified) }
 
-func init() { train.DeviceAsyncTiles = asyncTilesReady }
+func init() {
+	train.DeviceAsyncTiles = asyncTilesReady
+	train.DeviceFusedLoRA = loraFusedReady
+}
+
+// loraFusedVerified: an NF4 projection and its adapter as one bf16 GEMM
+// (layer.go's linFused: x and u = x·Aᵀ side by side against W and s·B,
+// K = in + r; backward dy and du against W and A, K = out + r) instead of
+// the base GEMM and a TF32 product that reads and writes y (dx) again. On
+// an H200 (2026-11-26) every cuda and devnet test passed with it on
+// (TestFusedLoRAStepParity: gradients 3–8e-3 from the CPU's, as the
+// separate products), the e2e runs tracked the CPU's (SFT 2.3629 / 2.3622,
+// DPO 0.3225 / 0.3222, KD 3.7297 / 3.7299), and the steps ran 3–5 %
+// faster (1.5B at 2,048 tokens 105.5 → 102.3 ms, kept 82.3 → 78.4; 3B
+// 172.0 → 164.5, kept 130.5 → 125.0). DISTILL_CUDA_LORA_FUSED=0 turns it
+// off.
+const loraFusedVerified = true
+
+// DISTILL_CUDA_LORA_FUSED=0 or 1 overrides the gate either way.
+func loraFusedReady() bool { return gateOpen("DISTILL_CUDA_LORA_FUSED", loraFusedVerified) }
 
 // keepVerified: KeepActivations passed TestKeepActivationsMatchesRecompute
 // (bit-level equality with the recomputing step) on an H200 (2026-11-26),

@@ -114,25 +114,50 @@ func relL2(got, want []float32) float64 {
 func TestStepParity(t *testing.T) {
 	device(t) // skips without a GPU
 	for _, s := range setups {
+		t.Run(s.name, func(t *testing.T) { stepParity(t, s) })
+	}
+}
+
+// TestFusedLoRAStepParity is TestStepParity with each NF4 projection and
+// its adapter as one bf16 GEMM (linFused; gated), held to the same
+// tolerances against the CPU, and proof that the fused path ran forward
+// and (without dropout) backward.
+func TestFusedLoRAStepParity(t *testing.T) {
+	device(t)
+	t.Setenv("DISTILL_CUDA_LORA_FUSED", "1")
+	for _, s := range setups {
 		t.Run(s.name, func(t *testing.T) {
-			dir, batches, denom := stepFixture(t, s)
-
-			m, a := build(t, dir, s)
-			cpu, err := train.NewNet(tensor.CPU{}, m, a)
-			ok(t, err)
-			cpu.Checkpoint, cpu.DropoutSeed = true, 7
-			var wantLoss []float64
-			for _, b := range batches {
-				l, err := cpu.Step(b, denom)
-				ok(t, err)
-				wantLoss = append(wantLoss, l)
+			f0, b0 := devnet.FusedLoRA()
+			stepParity(t, s)
+			f1, b1 := devnet.FusedLoRA()
+			if s.quant == "nf4" && (f1 == f0 || (s.dropout == 0 && b1 == b0)) {
+				t.Errorf("fused projections: %d forward, %d backward", f1-f0, b1-b0)
 			}
-
-			// The device through train.Net's own door (as a run takes it): the
-			// Net hands its steps, with its dropout masks' keys, to devnet.
-			deviceStep(t, dir, s, batches, denom, a, cpu, wantLoss)
+			if s.quant != "nf4" && (f1 != f0 || b1 != b0) {
+				t.Errorf("dense weights fused %d, %d projections", f1-f0, b1-b0)
+			}
 		})
 	}
+}
+
+// stepParity runs s's two micro-batches on the CPU and on the device.
+func stepParity(t *testing.T, s setup) {
+	dir, batches, denom := stepFixture(t, s)
+
+	m, a := build(t, dir, s)
+	cpu, err := train.NewNet(tensor.CPU{}, m, a)
+	ok(t, err)
+	cpu.Checkpoint, cpu.DropoutSeed = true, 7
+	var wantLoss []float64
+	for _, b := range batches {
+		l, err := cpu.Step(b, denom)
+		ok(t, err)
+		wantLoss = append(wantLoss, l)
+	}
+
+	// The device through train.Net's own door (as a run takes it): the
+	// Net hands its steps, with its dropout masks' keys, to devnet.
+	deviceStep(t, dir, s, batches, denom, a, cpu, wantLoss)
 }
 
 // deviceStep runs TestStepParity's micro-batches on the device and checks

@@ -50,6 +50,7 @@ type pass struct {
 	hf, dhf, dx  *cuda.Buffer   // (n, D)
 	rstdF        *cuda.Buffer   // (n)
 	xb           *cuda.Buffer   // bf16 staging of a GEMM's activation operand
+	kx           int            // columns beside xb's rows for the adapter's u (r, fused; else 0)
 	tile         *cuda.Buffer   // bf16 dequantised NF4 projection
 	a            *acts          // the layer in progress's activations: one of layerActs
 	layerActs    []acts         // one set, or with KeepActivations one a layer (no recomputation)
@@ -186,8 +187,11 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 		p.dhf, p.dx = p.take(cuda.F32, n*D), p.take(cuda.F32, n*D)
 	}
 	if kind != passToken { // the fused kernels read f32 and NF4 as they are
-		p.xb = p.take(cuda.BF16, n*max(D, F, qO))
-		p.tile = p.take(cuda.BF16, max(1, nt.tileSize))
+		if r > 0 && nt.tileSize > 0 && loraFusedReady() {
+			p.kx = r // a projection and its adapter as one GEMM (linFused)
+		}
+		p.xb = p.take(cuda.BF16, n*(max(D, F, qO)+p.kx))
+		p.tile = p.take(cuda.BF16, max(1, nt.tileSize+p.kx*nt.tileDim))
 	}
 	if drop != nil && training {
 		p.dropBuf = p.take(cuda.F32, n*max(D, F, qO))

@@ -16,6 +16,24 @@ extern "C" int dc_f32_to_bf16(uint16_t *dst, const float *src, int64_t n) {
   return 0;
 }
 
+extern "C" int dc_f32_to_bf16_2d(uint16_t *dst, int64_t ldd, const float *src, int64_t lds, int64_t rows, int64_t cols,
+                                 float scale) {
+  if (rows <= 0 || cols <= 0) return 0;
+  if (ldd < cols || lds < cols)
+    return dc_fail("row stride below the columns", "f32_to_bf16_2d(%lld×%lld, ldd %lld, lds %lld)", (long long)rows,
+                   (long long)cols, (long long)ldd, (long long)lds);
+  if (cols % 4 == 0 && ldd % 4 == 0 && lds % 4 == 0 && ((uintptr_t)src & 15) == 0 && ((uintptr_t)dst & 7) == 0) {
+    k_f32_to_bf16_2d_x4<<<dc_blocks(rows * cols / 4, 256), 256, 0, dc_stream>>>((uint2 *)dst, ldd / 4, (const float4 *)src,
+                                                                                lds / 4, rows, cols / 4, scale);
+    DC_LAUNCHED("f32_to_bf16_2d(%lld×%lld, ldd %lld, lds %lld, by 4)", (long long)rows, (long long)cols, (long long)ldd,
+                (long long)lds);
+    return 0;
+  }
+  k_f32_to_bf16_2d<<<dc_blocks(rows * cols, 256), 256, 0, dc_stream>>>((__nv_bfloat16 *)dst, ldd, src, lds, rows, cols, scale);
+  DC_LAUNCHED("f32_to_bf16_2d(%lld×%lld, ldd %lld, lds %lld)", (long long)rows, (long long)cols, (long long)ldd, (long long)lds);
+  return 0;
+}
+
 extern "C" int dc_bf16_to_f32(float *dst, const uint16_t *src, int64_t n) {
   if (n <= 0) return 0;
   k_bf16_to_f32<<<dc_blocks(n, 256), 256, 0, dc_stream>>>(dst, (const __nv_bfloat16 *)src, n);

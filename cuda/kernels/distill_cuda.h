@@ -47,6 +47,9 @@ int dc_graph_free(void *exec);
 
 // ---- convert.cu: f32 <-> bf16 (round to nearest even, NaN kept) ----
 int dc_f32_to_bf16(uint16_t *dst, const float *src, int64_t n);
+// dst(rows, ldd) = bf16(scale·src(rows, lds)) over cols columns of each row,
+// the rest of dst's rows untouched: an operand written beside other columns.
+int dc_f32_to_bf16_2d(uint16_t *dst, int64_t ldd, const float *src, int64_t lds, int64_t rows, int64_t cols, float scale);
 int dc_bf16_to_f32(float *dst, const uint16_t *src, int64_t n);
 int dc_f16_to_f32(float *dst, const uint16_t *src, int64_t n);
 
@@ -102,8 +105,9 @@ typedef struct {
   float offset;
   int rows, cols;
 } dc_nf4;
-// Rows [r0, r1) dequantised into dst ((r1−r0), cols), bf16 or f32.
-int dc_nf4_dequant_bf16(uint16_t *dst, const dc_nf4 *w, int r0, int r1);
+// Rows [r0, r1) dequantised into dst ((r1−r0), cols), bf16 or f32; bf16
+// rows may start ld ≥ cols elements apart (the columns past cols untouched).
+int dc_nf4_dequant_bf16(uint16_t *dst, const dc_nf4 *w, int r0, int r1, int64_t ld);
 int dc_nf4_dequant_f32(float *dst, const dc_nf4 *w, int r0, int r1);
 
 // ---- matvec.cu: decode's matrix-vector products ----

@@ -29,27 +29,33 @@ static int nf4_check(const dc_nf4 *w, int r0, int r1, const char *op) {
   return 0;
 }
 
-template <typename T>
-static void nf4_dequant_launch(T *dst, const dc_nf4 *w, int64_t e0, int64_t n) {
+// ld == cols: the rows back to back; else each row starts ld elements after
+// the last (the columns past cols untouched).
+template <typename T, bool LD>
+static void nf4_dequant_launch(T *dst, const dc_nf4 *w, int64_t e0, int64_t n, int64_t ld) {
   nf4_args a = nf4_of(w);
-  if (e0 % 8 == 0 && dc_aligned16(dst) && dc_aligned16(w->codes)) {
+  if (e0 % 8 == 0 && dc_aligned16(dst) && dc_aligned16(w->codes) && (!LD || (w->cols % 8 == 0 && ld % 8 == 0))) {
     int64_t tiles = (e0 + n + DQ_TILE - 1) / DQ_TILE - e0 / DQ_TILE;  // one warp each, 8 a block
     int blocks = dc_blocks(tiles, 8);
     if (w->absmax == nullptr)
-      k_nf4_dequant_vec<T, true><<<blocks, 256, 0, dc_stream>>>(dst, a, e0, n);
+      k_nf4_dequant_vec<T, true, LD><<<blocks, 256, 0, dc_stream>>>(dst, a, e0, n, ld);
     else
-      k_nf4_dequant_vec<T, false><<<blocks, 256, 0, dc_stream>>>(dst, a, e0, n);
+      k_nf4_dequant_vec<T, false, LD><<<blocks, 256, 0, dc_stream>>>(dst, a, e0, n, ld);
   } else {
-    k_nf4_dequant<T><<<dc_blocks(n, 256), 256, 0, dc_stream>>>(dst, a, e0, n);
+    k_nf4_dequant<T, LD><<<dc_blocks(n, 256), 256, 0, dc_stream>>>(dst, a, e0, n, ld);
   }
 }
 
-extern "C" int dc_nf4_dequant_bf16(uint16_t *dst, const dc_nf4 *w, int r0, int r1) {
+extern "C" int dc_nf4_dequant_bf16(uint16_t *dst, const dc_nf4 *w, int r0, int r1, int64_t ld) {
   if (nf4_check(w, r0, r1, "nf4_dequant_bf16")) return -1;
+  if (ld < w->cols) return dc_fail("row stride below the columns", "nf4_dequant_bf16(%d×%d, ld %lld)", w->rows, w->cols, (long long)ld);
   int64_t n = (int64_t)(r1 - r0) * w->cols;
   if (n == 0) return 0;
-  nf4_dequant_launch((__nv_bfloat16 *)dst, w, (int64_t)r0 * w->cols, n);
-  DC_LAUNCHED("nf4_dequant_bf16(rows [%d, %d) of %d×%d)", r0, r1, w->rows, w->cols);
+  if (ld == w->cols)
+    nf4_dequant_launch<__nv_bfloat16, false>((__nv_bfloat16 *)dst, w, (int64_t)r0 * w->cols, n, ld);
+  else
+    nf4_dequant_launch<__nv_bfloat16, true>((__nv_bfloat16 *)dst, w, (int64_t)r0 * w->cols, n, ld);
+  DC_LAUNCHED("nf4_dequant_bf16(rows [%d, %d) of %d×%d, ld %lld)", r0, r1, w->rows, w->cols, (long long)ld);
   return 0;
 }
 
@@ -57,7 +63,7 @@ extern "C" int dc_nf4_dequant_f32(float *dst, const dc_nf4 *w, int r0, int r1) {
   if (nf4_check(w, r0, r1, "nf4_dequant_f32")) return -1;
   int64_t n = (int64_t)(r1 - r0) * w->cols;
   if (n == 0) return 0;
-  nf4_dequant_launch(dst, w, (int64_t)r0 * w->cols, n);
+  nf4_dequant_launch<float, false>(dst, w, (int64_t)r0 * w->cols, n, w->cols);
   DC_LAUNCHED("nf4_dequant_f32(rows [%d, %d) of %d×%d)", r0, r1, w->rows, w->cols);
   return 0;
 }

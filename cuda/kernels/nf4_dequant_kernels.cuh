@@ -15,14 +15,22 @@ __device__ __forceinline__ __nv_bfloat16 nf4_out<__nv_bfloat16>(float v) { retur
 
 // ---- Dequantisation ----
 
+// Where element i of the range (from its first row's start) lands: i, or
+// with LD in rows of ld elements (ld > cols: a tile whose rows carry more
+// columns after the weight's — the adapter's fused GEMM).
+template <bool LD>
+__device__ __forceinline__ int64_t nf4_dst_at(int64_t i, int cols, int64_t ld) {
+  return LD ? (i / cols) * ld + i % cols : i;
+}
+
 // dst((r1−r0), cols) = rows [r0, r1): elements [e0, e0+n), e0 = r0·cols. The
 // generic kernel: one element per thread, any e0 and dst alignment.
-template <typename T>
-__global__ void k_nf4_dequant(T *dst, nf4_args w, int64_t e0, int64_t n) {
+template <typename T, bool LD = false>
+__global__ void k_nf4_dequant(T *dst, nf4_args w, int64_t e0, int64_t n, int64_t ld = 0) {
   __shared__ float tab[16];
   nf4_load_table(tab);
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    dst[i] = nf4_out<T>(nf4_at(w, tab, e0 + i));
+    dst[nf4_dst_at<LD>(i, w.cols, ld)] = nf4_out<T>(nf4_at(w, tab, e0 + i));
 }
 
 // The 8 values of the code word v (4 bytes, high nibble first) scaled by s,
@@ -59,11 +67,12 @@ __device__ __forceinline__ void nf4_store8(__nv_bfloat16 *d, const float *v) {
 // before any is used. Groups of 8 only partly inside [e0, e0+n) (at the
 // range's two ends) go element by element. Needs e0 % 8 == 0 and dst
 // 16-byte aligned: a whole group's store lands at dst + e − e0, a multiple
-// of 8 elements.
+// of 8 elements — with LD (rows of ld elements) cols and ld multiples of 8
+// too, so that a group stays in its row and its store aligned.
 constexpr int DQ_SUB = 8, DQ_TILE = 256 * DQ_SUB;
 
-template <typename T, bool DQ>
-__global__ void __launch_bounds__(256) k_nf4_dequant_vec(T *__restrict__ dst, nf4_args w, int64_t e0, int64_t n) {
+template <typename T, bool DQ, bool LD = false>
+__global__ void __launch_bounds__(256) k_nf4_dequant_vec(T *__restrict__ dst, nf4_args w, int64_t e0, int64_t n, int64_t ld = 0) {
   __shared__ float tab[16];
   nf4_load_table(tab);
   const int lane = threadIdx.x & 31;
@@ -86,12 +95,12 @@ __global__ void __launch_bounds__(256) k_nf4_dequant_vec(T *__restrict__ dst, nf
       if (e >= e0 && e + 8 <= e1) {  // a whole group
         float o[8];
         nf4_word(o, v[k], s[k], tab);
-        nf4_store8(dst + (e - e0), o);
+        nf4_store8(dst + nf4_dst_at<LD>(e - e0, w.cols, ld), o);
       } else {
         for (int64_t i = max(e, e0); i < min(e + 8, e1); i++) {
           uint8_t c = w.codes[i >> 1];
           c = (i & 1) ? (c & 15) : (c >> 4);
-          dst[i - e0] = nf4_out<T>(__fmul_rn(tab[c], s[k]));
+          dst[nf4_dst_at<LD>(i - e0, w.cols, ld)] = nf4_out<T>(__fmul_rn(tab[c], s[k]));
         }
       }
     }

@@ -173,41 +173,52 @@ static void mv_cases() {
 // does it (the vector kernel when e0 = r0·cols is a multiple of 8, else the
 // generic one), against the weight's values decoded here: the f32 bit for
 // bit (code·scale, one rounding, as core/quant), the bf16 its rounding.
-static void dequant_case(int rows, int cols, bool dq, int r0, int r1) {
+// ld > cols (bf16 only, all rows: the adapter's fused tile): rows ld apart,
+// the vector kernel when cols and ld are multiples of 8, and the columns
+// past cols left as they were.
+static void dequant_case(int rows, int cols, bool dq, int r0, int r1, int ld = 0) {
   Weight w = make_weight(rows, cols, true, dq);
   dc_nf4 c = w.c();
   nf4_args a = nf4_of(&c);
-  const int64_t e0 = (int64_t)r0 * cols, n = (int64_t)(r1 - r0) * cols;
-  const bool vec = e0 % 8 == 0;
-  printf("nf4 dequant %dx%d dq=%d rows [%d, %d): %s kernel\n", rows, cols, dq, r0, r1, vec ? "vector" : "generic");
+  const bool strided = ld > 0;
+  if (!strided) ld = cols;
+  const int64_t e0 = (int64_t)r0 * cols, n = (int64_t)(r1 - r0) * cols, span = (int64_t)(r1 - r0) * ld;
+  const bool vec = e0 % 8 == 0 && (!strided || (cols % 8 == 0 && ld % 8 == 0));
+  printf("nf4 dequant %dx%d dq=%d rows [%d, %d) ld %d: %s kernel\n", rows, cols, dq, r0, r1, ld, vec ? "vector" : "generic");
   std::vector<float> want(n);
   std::vector<float> f32(n, NAN);
-  std::vector<__nv_bfloat16> b16(n, __float2bfloat16_rn(NAN));
+  std::vector<__nv_bfloat16> b16(span, __float2bfloat16_rn(NAN));
   for (int64_t i = 0; i < n; i++) {
     const int64_t e = e0 + i;
     const int nib = e % 2 == 0 ? w.codes[e / 2] >> 4 : w.codes[e / 2] & 15;
     float scale = dq ? (float)(w.map2[w.qabsmax[e / 64]] * w.absmax2[e / 64 / 256]) + w.offset : w.absmax[e / 64];
     want[i] = (float)kNF4[nib] * scale;
   }
-  auto launch = [&](auto *dst) {
+  auto launch = [&](auto *dst, auto ldt) {
     using T = std::remove_pointer_t<decltype(dst)>;
+    constexpr bool LD = decltype(ldt)::value;
     if (vec) {
       const int64_t tiles = (e0 + n + DQ_TILE - 1) / DQ_TILE - e0 / DQ_TILE;
       emu_launch((unsigned)std::max<int64_t>(1, (tiles + 7) / 8), 1, 256, 0, [&] {
         if (dq)
-          k_nf4_dequant_vec<T, true>(dst, a, e0, n);
+          k_nf4_dequant_vec<T, true, LD>(dst, a, e0, n, ld);
         else
-          k_nf4_dequant_vec<T, false>(dst, a, e0, n);
+          k_nf4_dequant_vec<T, false, LD>(dst, a, e0, n, ld);
       });
     } else {
-      emu_launch((unsigned)std::max<int64_t>(1, (n + 255) / 256), 1, 256, 0, [&] { k_nf4_dequant<T>(dst, a, e0, n); });
+      emu_launch((unsigned)std::max<int64_t>(1, (n + 255) / 256), 1, 256, 0, [&] { k_nf4_dequant<T, LD>(dst, a, e0, n, ld); });
     }
   };
-  launch(f32.data());
-  launch(b16.data());
-  check_exact("f32", f32, want);
-  std::vector<float> got16(n), want16(n);
-  for (int64_t i = 0; i < n; i++) got16[i] = emu_bf2f(b16[i].v), want16[i] = emu_bf2f(__float2bfloat16_rn(want[i]).v);
+  if (strided) {
+    launch(b16.data(), std::true_type{});
+  } else {
+    launch(f32.data(), std::false_type{});
+    launch(b16.data(), std::false_type{});
+    check_exact("f32", f32, want);
+  }
+  std::vector<float> got16(span), want16(span, NAN);
+  for (int64_t i = 0; i < span; i++) got16[i] = emu_bf2f(b16[i].v);
+  for (int64_t i = 0; i < n; i++) want16[i / cols * ld + i % cols] = emu_bf2f(__float2bfloat16_rn(want[i]).v);
   check_exact("bf16", got16, want16);
 }
 
@@ -367,6 +378,9 @@ int main() {
     dequant_case(33, 1000, dq, 1, 33);   // e0 ≡ 8 mod 32
     dequant_case(33, 77, dq, 3, 30);     // e0 = 231: the generic kernel
     dequant_case(20, 8960, dq, 7, 19);   // past 256 blocks: absmax2's index moves
+    dequant_case(48, 1536, dq, 0, 48, 1552);  // the fused tile: 16 columns beside each row (vector)
+    dequant_case(9, 40, dq, 0, 9, 52);        // ld not a multiple of 8: the generic kernel
+    dequant_case(9, 36, dq, 0, 9, 40);        // cols not a multiple of 8: rows start mid-group
   }
   qkv_case(14, 2, 64, false, true, 37, 64, 40);
   qkv_case(4, 2, 64, true, true, 0, 8, 8);

@@ -612,11 +612,44 @@ static void launch_f32_to_bf16(uint16_t *dst, const float *src, int64_t n) {
   launch_ew(n, 0, [&] { k_f32_to_bf16((__nv_bfloat16 *)dst, src, n); });
 }
 
+// dc_f32_to_bf16_2d's choice: by 4 when cols and both strides are multiples
+// of 4 and src 16-byte, dst 8-byte aligned.
+static void launch_f32_to_bf16_2d(uint16_t *dst, int64_t ldd, const float *src, int64_t lds, int64_t rows, int64_t cols,
+                                  float scale) {
+  if (cols % 4 == 0 && ldd % 4 == 0 && lds % 4 == 0 && ((uintptr_t)src & 15) == 0 && ((uintptr_t)dst & 7) == 0) {
+    launch_ew(rows * cols / 4, 0,
+              [&] { k_f32_to_bf16_2d_x4((uint2 *)dst, ldd / 4, (const float4 *)src, lds / 4, rows, cols / 4, scale); });
+    return;
+  }
+  launch_ew(rows * cols, 0, [&] { k_f32_to_bf16_2d((__nv_bfloat16 *)dst, ldd, src, lds, rows, cols, scale); });
+}
+
+// The strided rounding: each row's cols columns, scale·x rounded as
+// ref_bf16 rounds it, the other columns of dst untouched (0x1234 kept).
+static void convert_2d_cases() {
+  struct Case {
+    int64_t rows, cols, ldd, lds, off;
+    float scale;
+  };
+  for (Case c : {Case{5, 16, 1552, 16, 1536, 1.f}, Case{7, 1536, 1552, 1536, 0, 1.f}, Case{9, 16, 20, 16, 4, 0.25f},
+                 Case{4, 6, 9, 7, 3, 2.f}, Case{3, 12, 16, 12, 1, 1.f}}) {
+    std::vector<float> src = randn((size_t)(c.rows * c.lds), 3.f);
+    std::vector<uint16_t> db((size_t)(c.rows * c.ldd + c.off), 0x1234), want(db);
+    for (int64_t r = 0; r < c.rows; r++)
+      for (int64_t j = 0; j < c.cols; j++) want[c.off + r * c.ldd + j] = ref_bf16(src[r * c.lds + j] * c.scale);
+    launch_f32_to_bf16_2d(db.data() + c.off, c.ldd, src.data(), c.lds, c.rows, c.cols, c.scale);
+    check_bf16("f32_to_bf16_2d " + std::to_string(c.rows) + "x" + std::to_string(c.cols) + " ldd " + std::to_string(c.ldd) +
+                   " lds " + std::to_string(c.lds) + " at " + std::to_string(c.off),
+               db.data(), want);
+  }
+}
+
 // Exact: rounding to nearest even (ties, the largest finite values rounding
 // to inf, subnormals, a NaN quiet), against ref_bf16; the widenings against
 // bf16_value and f16_value over all 65536 patterns.
 static void convert_cases() {
   printf("convert\n");
+  convert_2d_cases();
   for (auto [n, off] : {std::pair<int64_t, int>{1000, 0}, {1003, 0}, {3, 0}, {601, 1}}) {
     std::vector<float> sb = randn(n + off, 10.f);
     std::uniform_int_distribution<uint32_t> U;
