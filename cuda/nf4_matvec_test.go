@@ -179,25 +179,38 @@ func TestNF4DequantPaths(t *testing.T) {
 				if c.r0 > 0 || c.r1 < c.n {
 					return
 				}
-				// The whole weight into rows ld apart (the adapter's fused
-				// tile): the vector kernel when cols and ld are multiples of
-				// 8; the columns past cols stay NaN.
+				// The whole weight into rows ld apart with the adapter's
+				// columns beside each (the fused tile, NF4Stage: one launch
+				// when cols and ld are multiples of 8), and without them:
+				// the columns past cols stay NaN.
 				for _, extra := range []int{16, 5} {
 					ld := c.k + extra
-					bl := up(t, d, cuda.BF16, slices.Repeat([]uint16{0x7fc1}, c.n*ld))
-					ok(t, d.NF4DequantLd(bl, w, ld))
-					got, err := cuda.Download[uint16](bl)
-					ok(t, err)
-					packed := make([]uint16, 0, m)
-					for row := range c.n {
-						packed = append(packed, got[row*ld:row*ld+c.k]...)
-						for j, h := range got[row*ld+c.k : (row+1)*ld] {
-							if h != 0x7fc1 {
-								t.Fatalf("ld %d: row %d column %d past the weight written (%#04x)", ld, row, c.k+j, h)
+					side := randn(rng(3), c.n*extra, 1)
+					for _, withJob := range []bool{true, false} {
+						bl := up(t, d, cuda.BF16, slices.Repeat([]uint16{0x7fc1}, c.n*ld))
+						var jobs []cuda.BF16Rows
+						if withJob {
+							jobs = append(jobs, cuda.BF16Rows{Dst: bl.View(c.k, c.n*ld-c.k), LDD: ld,
+								Src: up(t, d, cuda.F32, side), LDS: extra, Rows: c.n, Cols: extra, Scale: 0.5})
+						}
+						ok(t, d.NF4Stage(bl, w, ld, jobs...))
+						got, err := cuda.Download[uint16](bl)
+						ok(t, err)
+						packed := make([]uint16, 0, m)
+						for row := range c.n {
+							packed = append(packed, got[row*ld:row*ld+c.k]...)
+							for j, h := range got[row*ld+c.k : (row+1)*ld] {
+								want := uint16(0x7fc1)
+								if withJob {
+									want = tensor.F32ToBF16(side[row*extra+j] * 0.5)
+								}
+								if h != want {
+									t.Fatalf("ld %d (job %v): row %d column %d = %#04x, want %#04x", ld, withJob, row, c.k+j, h, want)
+								}
 							}
 						}
+						checkBF16(fmt.Sprintf("bf16 rows %d apart (job %v)", ld, withJob), packed)
 					}
-					checkBF16(fmt.Sprintf("bf16 rows %d apart", ld), packed)
 				}
 			})
 		}

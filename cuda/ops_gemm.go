@@ -142,36 +142,63 @@ func (w *NF4Weight) c() C.dc_nf4 {
 // NF4Dequant writes rows [r0, r1) of w into dst ((r1−r0)·Cols elements of
 // bf16 — the tile a GEMM reads next — or f32, bit-identical to core/quant).
 func (d *Device) NF4Dequant(dst *Buffer, w *NF4Weight, r0, r1 int) error {
-	return d.nf4Dequant(dst, w, r0, r1, w.Cols)
-}
-
-// NF4DequantLd is NF4Dequant of all of w into bf16 rows ld ≥ Cols elements
-// apart, the columns past Cols untouched: a tile with more columns beside
-// the weight's (the adapter's, for a GEMM that adds both products at once).
-func (d *Device) NF4DequantLd(dst *Buffer, w *NF4Weight, ld int) error {
-	if err := check("nf4_dequant_ld "+w.Name).true(ld >= w.Cols, "row stride %d below the %d columns", ld, w.Cols).
-		true(dst != nil && dst.Kind == BF16, "dst %v is not bf16", dst).err; err != nil {
-		return err
-	}
-	return d.nf4Dequant(dst, w, 0, w.Rows, ld)
-}
-
-func (d *Device) nf4Dequant(dst *Buffer, w *NF4Weight, r0, r1, ld int) error {
 	op := fmt.Sprintf("nf4_dequant %s rows [%d, %d) of %d×%d", w.Name, r0, r1, w.Rows, w.Cols)
 	if err := check(op).true(0 <= r0 && r0 <= r1 && r1 <= w.Rows, "rows out of range").
 		true(dst != nil && (dst.Kind == BF16 || dst.Kind == F32), "dst %v is not bf16 or f32", dst).err; err != nil {
 		return err
 	}
-	if err := check(op).buf("dst", dst, dst.Kind, extent(false, r1-r0, w.Cols, ld)).err; err != nil {
+	if err := check(op).buf("dst", dst, dst.Kind, (r1-r0)*w.Cols).err; err != nil {
 		return err
 	}
 	cw := w.c()
 	if dst.Kind == BF16 {
 		return call(func() C.int {
-			return C.dc_nf4_dequant_bf16((*C.uint16_t)(dst.ptr), &cw, C.int(r0), C.int(r1), C.int64_t(ld))
+			return C.dc_nf4_dequant_bf16((*C.uint16_t)(dst.ptr), &cw, C.int(r0), C.int(r1), C.int64_t(w.Cols))
 		})
 	}
 	return call(func() C.int { return C.dc_nf4_dequant_f32((*C.float)(dst.ptr), &cw, C.int(r0), C.int(r1)) })
+}
+
+// BF16Rows is a conversion NF4Stage runs beside a tile: dst's rows (ldd
+// apart) get scale·src's (lds apart), cols columns each.
+type BF16Rows struct {
+	Dst        *Buffer
+	LDD        int
+	Src        *Buffer
+	LDS        int
+	Rows, Cols int
+	Scale      float32
+}
+
+// NF4Stage dequantises all of w into tile, its rows ld ≥ Cols apart (the
+// columns past Cols left to the jobs), and runs ToBF16Rows of each job (up to
+// 3), in one launch where the vector dequantisation can take the tile
+// (else one launch each): the adapter's fused GEMM's tile (W with s·B, or
+// W then A) and operands (u beside x, or dy and du) at once.
+func (d *Device) NF4Stage(tile *Buffer, w *NF4Weight, ld int, jobs ...BF16Rows) error {
+	op := fmt.Sprintf("nf4_stage %s (%d×%d, ld %d)", w.Name, w.Rows, w.Cols, ld)
+	c := check(op).true(ld >= w.Cols, "row stride %d below the %d columns", ld, w.Cols).
+		true(len(jobs) <= 3, "%d conversions, at most 3", len(jobs)).buf("tile", tile, BF16, extent(false, w.Rows, w.Cols, ld))
+	var cj [3]C.dc_bf16_rows
+	for i, j := range jobs {
+		if c.err != nil || i >= len(cj) {
+			break
+		}
+		c = c.true(j.LDD >= j.Cols && j.LDS >= j.Cols, "job %d: strides %d, %d below the %d columns", i, j.LDD, j.LDS, j.Cols).
+			buf(fmt.Sprintf("job %d dst", i), j.Dst, BF16, extent(false, j.Rows, j.Cols, j.LDD)).
+			buf(fmt.Sprintf("job %d src", i), j.Src, F32, extent(false, j.Rows, j.Cols, j.LDS))
+		if c.err == nil {
+			cj[i] = C.dc_bf16_rows{dst: (*C.uint16_t)(j.Dst.ptr), ldd: C.int64_t(j.LDD), src: (*C.float)(j.Src.ptr),
+				lds: C.int64_t(j.LDS), rows: C.int64_t(j.Rows), cols: C.int64_t(j.Cols), scale: C.float(j.Scale)}
+		}
+	}
+	if c.err != nil {
+		return c.err
+	}
+	cw := w.c()
+	return call(func() C.int {
+		return C.dc_nf4_stage((*C.uint16_t)(tile.ptr), &cw, C.int64_t(ld), &cj[0], C.int(len(jobs)))
+	})
 }
 
 // NF4MatVec: y(Rows) = W·x(Cols), dequantising in registers (decode).

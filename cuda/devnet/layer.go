@@ -58,7 +58,7 @@ func (p *pass) fusible(w *weight, l, i int) bool {
 // linFused: y = [x | u]·[W | s·B]ᵀ, one bf16 GEMM over K = in + r, where u
 // = x·Aᵀ (x dropped out first while training) is kept in f32 for the
 // backward and rounded beside x's bf16 rows, and W is dequantised into the
-// tile's rows with s·B after each. The separate adapter product would read
+// tile's rows with s·B after each (one launch: NF4Stage). The separate adapter product would read
 // and write all of y again (gate and up: 2·n·F·4 bytes each).
 func (p *pass) linFused(y, x, xb *cuda.Buffer, ldx, l, i int) {
 	d, w := p.d, p.nt.layers[l].w[i]
@@ -74,12 +74,12 @@ func (p *pass) linFused(y, x, xb *cuda.Buffer, ldx, l, i int) {
 		x = xd
 	}
 	p.loraRows(u, x, A, r, in, false, 1)
-	p.do(d.ToBF16Rows(xb.View(in, n*ldx-in), ldx, u, r, n, r, 1))
 	p.mark("dequant")
 	ld := in + r
 	tile := p.tile.View(0, out*ld)
-	p.do(d.NF4DequantLd(tile, w.nf4, ld))
-	p.do(d.ToBF16Rows(tile.View(in, out*ld-in), ld, B, r, out, r, s))
+	p.do(d.NF4Stage(tile, w.nf4, ld, // W, s·B beside its rows, u beside x's
+		cuda.BF16Rows{Dst: tile.View(in, out*ld-in), LDD: ld, Src: B, LDS: r, Rows: out, Cols: r, Scale: s},
+		cuda.BF16Rows{Dst: xb.View(in, n*ldx-in), LDD: ldx, Src: u, LDS: r, Rows: n, Cols: r, Scale: 1}))
 	p.mark("gemm")
 	p.do(d.GemmBF16(false, true, n, out, ld, 1, xb, ldx, tile, ld, 0, y, out))
 	fusedLoRAFwd.Add(1)
@@ -162,14 +162,14 @@ func (p *pass) linBFused(dx, dy, x *cuda.Buffer, l, i int) {
 	u, du := p.a.u[i], p.s.du
 	ldy := out + r
 	yb := p.xb.View(0, n*ldy)
-	p.do(d.ToBF16Rows(yb, ldy, dy, out, n, out, 1))
 	p.mark("lora")
 	p.loraRows(du, dy, B, r, out, true, s) // du = s·dy·B
-	p.do(d.ToBF16Rows(yb.View(out, n*ldy-out), ldy, du, r, n, r, 1))
 	p.mark("dequant")
 	tile := p.tile.View(0, ldy*in)
-	p.do(d.NF4Dequant(tile, w.nf4, 0, out))
-	p.do(d.ToBF16(tile.View(out*in, r*in), A, r*in))
+	p.do(d.NF4Stage(tile, w.nf4, in, // W then A's rows; dy and du side by side
+		cuda.BF16Rows{Dst: tile.View(out*in, r*in), LDD: in, Src: A, LDS: in, Rows: r, Cols: in, Scale: 1},
+		cuda.BF16Rows{Dst: yb, LDD: ldy, Src: dy, LDS: out, Rows: n, Cols: out, Scale: 1},
+		cuda.BF16Rows{Dst: yb.View(out, n*ldy-out), LDD: ldy, Src: du, LDS: r, Rows: n, Cols: r, Scale: 1}))
 	p.mark("gemm")
 	p.do(d.GemmBF16(false, false, n, in, ldy, 1, yb, ldy, tile, in, 1, dx, in))
 	p.mark("lora")

@@ -22,7 +22,7 @@ extern "C" int dc_f32_to_bf16_2d(uint16_t *dst, int64_t ldd, const float *src, i
   if (ldd < cols || lds < cols)
     return dc_fail("row stride below the columns", "f32_to_bf16_2d(%lld×%lld, ldd %lld, lds %lld)", (long long)rows,
                    (long long)cols, (long long)ldd, (long long)lds);
-  if (cols % 4 == 0 && ldd % 4 == 0 && lds % 4 == 0 && ((uintptr_t)src & 15) == 0 && ((uintptr_t)dst & 7) == 0) {
+  if (dc_bf16_rows_by4(dst, ldd, src, lds, cols)) {
     k_f32_to_bf16_2d_x4<<<dc_blocks(rows * cols / 4, 256), 256, 0, dc_stream>>>((uint2 *)dst, ldd / 4, (const float4 *)src,
                                                                                 lds / 4, rows, cols / 4, scale);
     DC_LAUNCHED("f32_to_bf16_2d(%lld×%lld, ldd %lld, lds %lld, by 4)", (long long)rows, (long long)cols, (long long)ldd,

@@ -6,6 +6,7 @@
 // instruction for instruction what it was.
 #pragma once
 #include "devmath.cuh"
+#include "bf16_rows.cuh"
 
 // Round to nearest even, NaN kept quiet: tensor.F32ToBF16's rule, which is
 // also __float2bfloat16_rn's.
@@ -25,29 +26,20 @@ __global__ void k_f32_to_bf16_x4(uint2 *dst, const float4 *src, int64_t n4) {
 }
 
 // dst(rows, ldd) = bf16(scale·src(rows, lds)) over the first cols columns
-// (scale·x rounded to f32 first; exact for scale 1): an operand written
-// beside other columns — the adapter's fused GEMM reads x and u as one
-// (n, in + r) matrix, the weight and s·B as one (out, in + r).
+// (bf16_rows.cuh): an operand written beside other columns — the
+// adapter's fused GEMM reads x and u as one (n, in + r) matrix.
 __global__ void k_f32_to_bf16_2d(__nv_bfloat16 *dst, int64_t ldd, const float *src, int64_t lds, int64_t rows, int64_t cols,
                                  float scale) {
-  const int64_t n = rows * cols;
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-    const int64_t r = i / cols, c = i - r * cols;
-    dst[r * ldd + c] = __float2bfloat16_rn(src[r * lds + c] * scale);
-  }
+  bf16_rows_by1(dst, ldd, src, lds, rows, cols, scale, blockIdx.x * (int64_t)blockDim.x + threadIdx.x,
+                (int64_t)gridDim.x * blockDim.x);
 }
 
 // The same by groups of 4 (cols, ldd, lds multiples of 4; src 16-byte, dst
 // 8-byte aligned), strides and cols in groups: c4 = cols/4.
 __global__ void k_f32_to_bf16_2d_x4(uint2 *dst, int64_t ldd4, const float4 *src, int64_t lds4, int64_t rows, int64_t c4,
                                     float scale) {
-  const int64_t n = rows * c4;
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-    const int64_t r = i / c4, c = i - r * c4;
-    float4 v = src[r * lds4 + c];
-    __nv_bfloat162 a = __floats2bfloat162_rn(v.x * scale, v.y * scale), b = __floats2bfloat162_rn(v.z * scale, v.w * scale);
-    dst[r * ldd4 + c] = make_uint2(*reinterpret_cast<uint32_t *>(&a), *reinterpret_cast<uint32_t *>(&b));
-  }
+  bf16_rows_by4(dst, ldd4, src, lds4, rows, c4, scale, blockIdx.x * (int64_t)blockDim.x + threadIdx.x,
+                (int64_t)gridDim.x * blockDim.x);
 }
 
 __global__ void k_bf16_to_f32(float *dst, const __nv_bfloat16 *src, int64_t n) {

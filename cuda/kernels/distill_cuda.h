@@ -49,6 +49,13 @@ int dc_graph_free(void *exec);
 int dc_f32_to_bf16(uint16_t *dst, const float *src, int64_t n);
 // dst(rows, ldd) = bf16(scale·src(rows, lds)) over cols columns of each row,
 // the rest of dst's rows untouched: an operand written beside other columns.
+typedef struct {
+  uint16_t *dst;
+  int64_t ldd;
+  const float *src;
+  int64_t lds, rows, cols;
+  float scale;
+} dc_bf16_rows;
 int dc_f32_to_bf16_2d(uint16_t *dst, int64_t ldd, const float *src, int64_t lds, int64_t rows, int64_t cols, float scale);
 int dc_bf16_to_f32(float *dst, const uint16_t *src, int64_t n);
 int dc_f16_to_f32(float *dst, const uint16_t *src, int64_t n);
@@ -109,6 +116,10 @@ typedef struct {
 // rows may start ld ≥ cols elements apart (the columns past cols untouched).
 int dc_nf4_dequant_bf16(uint16_t *dst, const dc_nf4 *w, int r0, int r1, int64_t ld);
 int dc_nf4_dequant_f32(float *dst, const dc_nf4 *w, int r0, int r1);
+// All of w into the bf16 tile (rows ld apart) and up to 3 conversions, in
+// one launch where the vector kernel can take the tile (else one each):
+// the adapter's fused GEMM's operands (its B or A, u or du, dy).
+int dc_nf4_stage(uint16_t *tile, const dc_nf4 *w, int64_t ld, const dc_bf16_rows *jobs, int njobs);
 
 // ---- matvec.cu: decode's matrix-vector products ----
 // y(rows) = W·x(cols), NF4 dequantised in registers (16-byte loads, 4 rows a

@@ -59,6 +59,51 @@ extern "C" int dc_nf4_dequant_bf16(uint16_t *dst, const dc_nf4 *w, int r0, int r
   return 0;
 }
 
+extern "C" int dc_nf4_stage(uint16_t *tile, const dc_nf4 *w, int64_t ld, const dc_bf16_rows *jobs, int njobs) {
+  if (nf4_check(w, 0, w->rows, "nf4_stage")) return -1;
+  if (ld < w->cols) return dc_fail("row stride below the columns", "nf4_stage(%d×%d, ld %lld)", w->rows, w->cols, (long long)ld);
+  if (njobs < 0 || njobs > 3) return dc_fail("0 to 3 conversions", "nf4_stage(%d×%d, %d jobs)", w->rows, w->cols, njobs);
+  nf4_stage_jobs js{};
+  int64_t conv = 0;  // the conversions' blocks: enough for the largest
+  for (int k = 0; k < njobs; k++) {
+    const dc_bf16_rows &j = jobs[k];
+    if (j.ldd < j.cols || j.lds < j.cols)
+      return dc_fail("row stride below the columns", "nf4_stage(%d×%d) job %d (%lld×%lld, ldd %lld, lds %lld)", w->rows,
+                     w->cols, k, (long long)j.rows, (long long)j.cols, (long long)j.ldd, (long long)j.lds);
+    if (j.rows <= 0 || j.cols <= 0) continue;
+    js.j[js.n++] = j;
+    const int64_t units = dc_bf16_rows_by4(j.dst, j.ldd, j.src, j.lds, j.cols) ? j.rows * j.cols / 4 : j.rows * j.cols;
+    if (dc_blocks(units, 256) > conv) conv = dc_blocks(units, 256);
+  }
+  const int64_t n = (int64_t)w->rows * w->cols;
+  const bool vec = dc_aligned16(tile) && dc_aligned16(w->codes) && (ld == w->cols || (w->cols % 8 == 0 && ld % 8 == 0));
+  if (!vec || n == 0) {  // the generic dequantisation, and each conversion its own launch
+    if (dc_nf4_dequant_bf16(tile, w, 0, w->rows, ld)) return -1;
+    for (int k = 0; k < js.n; k++) {
+      const dc_bf16_rows &j = js.j[k];
+      if (dc_f32_to_bf16_2d(j.dst, j.ldd, j.src, j.lds, j.rows, j.cols, j.scale)) return -1;
+    }
+    return 0;
+  }
+  const int64_t dqb = dc_blocks((n + DQ_TILE - 1) / DQ_TILE, 8);  // a warp a tile of 2,048, 8 a block
+  const unsigned grid = (unsigned)(dqb + conv);
+  nf4_args a = nf4_of(w);
+  auto *t = (__nv_bfloat16 *)tile;
+  if (w->absmax == nullptr) {
+    if (ld == w->cols)
+      k_nf4_stage<true, false><<<grid, 256, 0, dc_stream>>>(t, a, ld, dqb, js);
+    else
+      k_nf4_stage<true, true><<<grid, 256, 0, dc_stream>>>(t, a, ld, dqb, js);
+  } else {
+    if (ld == w->cols)
+      k_nf4_stage<false, false><<<grid, 256, 0, dc_stream>>>(t, a, ld, dqb, js);
+    else
+      k_nf4_stage<false, true><<<grid, 256, 0, dc_stream>>>(t, a, ld, dqb, js);
+  }
+  DC_LAUNCHED("nf4_stage(%d×%d, ld %lld, %d conversions)", w->rows, w->cols, (long long)ld, js.n);
+  return 0;
+}
+
 extern "C" int dc_nf4_dequant_f32(float *dst, const dc_nf4 *w, int r0, int r1) {
   if (nf4_check(w, r0, r1, "nf4_dequant_f32")) return -1;
   int64_t n = (int64_t)(r1 - r0) * w->cols;

@@ -5,6 +5,7 @@
 // linkage: nf4.cu's device build is instruction for instruction what it was.
 #pragma once
 #include "nf4_format.cuh"
+#include "bf16_rows.cuh"
 
 template <typename T>
 __device__ __forceinline__ T nf4_out(float v);
@@ -71,15 +72,18 @@ __device__ __forceinline__ void nf4_store8(__nv_bfloat16 *d, const float *v) {
 // too, so that a group stays in its row and its store aligned.
 constexpr int DQ_SUB = 8, DQ_TILE = 256 * DQ_SUB;
 
-template <typename T, bool DQ, bool LD = false>
-__global__ void __launch_bounds__(256) k_nf4_dequant_vec(T *__restrict__ dst, nf4_args w, int64_t e0, int64_t n, int64_t ld = 0) {
+// The vector kernel's body as block `block` of `blocks` (the stage kernel
+// gives the blocks past these to its conversions).
+template <typename T, bool DQ, bool LD>
+__device__ __forceinline__ void nf4_dequant_vec_blocks(T *__restrict__ dst, nf4_args w, int64_t e0, int64_t n, int64_t ld,
+                                                       int64_t block, int64_t blocks) {
   __shared__ float tab[16];
   nf4_load_table(tab);
   const int lane = threadIdx.x & 31;
   const int64_t e1 = e0 + n, t1 = (e1 + DQ_TILE - 1) / DQ_TILE;
-  const int64_t warps = (int64_t)gridDim.x * (blockDim.x >> 5);
+  const int64_t warps = blocks * (blockDim.x >> 5);
   const uint32_t *words = reinterpret_cast<const uint32_t *>(w.codes);
-  for (int64_t t = e0 / DQ_TILE + blockIdx.x * (int64_t)(blockDim.x >> 5) + (threadIdx.x >> 5); t < t1; t += warps) {
+  for (int64_t t = e0 / DQ_TILE + block * (int64_t)(blockDim.x >> 5) + (threadIdx.x >> 5); t < t1; t += warps) {
     uint32_t v[DQ_SUB];
     float s[DQ_SUB];
 #pragma unroll
@@ -105,4 +109,34 @@ __global__ void __launch_bounds__(256) k_nf4_dequant_vec(T *__restrict__ dst, nf
       }
     }
   }
+}
+
+template <typename T, bool DQ, bool LD = false>
+__global__ void __launch_bounds__(256) k_nf4_dequant_vec(T *__restrict__ dst, nf4_args w, int64_t e0, int64_t n, int64_t ld = 0) {
+  nf4_dequant_vec_blocks<T, DQ, LD>(dst, w, e0, n, ld, blockIdx.x, gridDim.x);
+}
+
+// ---- The stage: a tile and its conversions in one launch ----
+
+// Up to 3 conversions (bf16_rows.cuh) beside a tile's dequantisation.
+struct nf4_stage_jobs {
+  dc_bf16_rows j[3];
+  int n;
+};
+
+// Blocks [0, dq_blocks) dequantise all of w into tile (the vector kernel's
+// body: rows ld apart with LD), the rest run the jobs one after another,
+// each over all of them: the adapter's fused GEMM gets its tile (W and s·B,
+// or W and A) and its bf16 operands (u beside x, or dy and du) from one
+// launch instead of three or four.
+template <bool DQ, bool LD>
+__global__ void __launch_bounds__(256) k_nf4_stage(__nv_bfloat16 *__restrict__ tile, nf4_args w, int64_t ld, int64_t dq_blocks,
+                                                   nf4_stage_jobs jobs) {
+  if (blockIdx.x < dq_blocks) {
+    nf4_dequant_vec_blocks<__nv_bfloat16, DQ, LD>(tile, w, 0, (int64_t)w.rows * w.cols, ld, blockIdx.x, dq_blocks);
+    return;
+  }
+  const int64_t threads = (int64_t)(gridDim.x - dq_blocks) * blockDim.x;
+  const int64_t i0 = (int64_t)(blockIdx.x - dq_blocks) * blockDim.x + threadIdx.x;
+  for (int k = 0; k < jobs.n; k++) bf16_rows_run(jobs.j[k], i0, threads);
 }

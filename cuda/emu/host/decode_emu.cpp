@@ -222,6 +222,71 @@ static void dequant_case(int rows, int cols, bool dq, int r0, int r1, int ld = 0
   check_exact("bf16", got16, want16);
 }
 
+// ---- k_nf4_stage (nf4.cu: the fused adapter GEMM's tile and operands) ----
+
+// The stage as dc_nf4_stage launches it (the vector dequantisation's blocks,
+// then enough for the largest conversion): the tile as the dequantisation
+// writes it and each job as bf16_rows rounds it (scale·x to f32, then
+// bf16), everything else untouched. fwd: W with s·B beside each row (ld =
+// cols + r), u beside x's rows; else W then A's rows, dy and du side by side.
+static void stage_case(int rows, int cols, int r, int n, bool dq, bool fwd) {
+  Weight w = make_weight(rows, cols, true, dq);
+  dc_nf4 c = w.c();
+  nf4_args a = nf4_of(&c);
+  const int64_t ld = fwd ? cols + r : cols, tile_n = fwd ? rows * ld : (int64_t)(rows + r) * cols;
+  std::vector<__nv_bfloat16> tile(tile_n, __float2bfloat16_rn(NAN));
+  struct Job {
+    std::vector<float> src;
+    std::vector<__nv_bfloat16> *dst;
+    int64_t off, ldd, lds, rows, cols;
+    float scale;
+  };
+  const int64_t ldo = (fwd ? cols : rows) + r;  // the operand's rows: x and u, or dy and du
+  std::vector<__nv_bfloat16> op(n * ldo, __float2bfloat16_rn(NAN));
+  std::vector<Job> jobs;
+  if (fwd) {
+    jobs.push_back({randn((size_t)rows * r), &tile, cols, ld, r, rows, r, 0.75f});  // s·B beside W's rows
+    jobs.push_back({randn((size_t)n * r), &op, cols, ldo, r, n, r, 1.f});           // u beside x
+  } else {
+    jobs.push_back({randn((size_t)r * cols), &tile, (int64_t)rows * cols, cols, cols, r, cols, 1.f});  // A after W
+    jobs.push_back({randn((size_t)n * rows), &op, 0, ldo, rows, n, rows, 1.f});                      // dy
+    jobs.push_back({randn((size_t)n * r), &op, rows, ldo, r, n, r, 1.f});                            // du beside it
+  }
+  nf4_stage_jobs js{};
+  int64_t conv = 0;
+  for (Job &j : jobs) {
+    js.j[js.n++] = dc_bf16_rows{(uint16_t *)(j.dst->data() + j.off), j.ldd, j.src.data(), j.lds, j.rows, j.cols, j.scale};
+    const int64_t units = dc_bf16_rows_by4(j.dst->data() + j.off, j.ldd, j.src.data(), j.lds, j.cols) ? j.rows * j.cols / 4 : j.rows * j.cols;
+    conv = std::max<int64_t>(conv, (units + 255) / 256);
+  }
+  const int64_t nw = (int64_t)rows * cols, dqb = ((nw + DQ_TILE - 1) / DQ_TILE + 7) / 8;
+  printf("nf4 stage %dx%d r %d n %d dq=%d %s: %lld + %lld blocks\n", rows, cols, r, n, dq, fwd ? "forward" : "backward",
+         (long long)dqb, (long long)conv);
+  emu_launch((unsigned)(dqb + conv), 1, 256, 0, [&] {
+    if (dq && fwd) k_nf4_stage<true, true>(tile.data(), a, ld, dqb, js);
+    if (dq && !fwd) k_nf4_stage<true, false>(tile.data(), a, ld, dqb, js);
+    if (!dq && fwd) k_nf4_stage<false, true>(tile.data(), a, ld, dqb, js);
+    if (!dq && !fwd) k_nf4_stage<false, false>(tile.data(), a, ld, dqb, js);
+  });
+  std::vector<float> want_tile(tile_n, NAN), want_op(n * ldo, NAN);
+  for (int64_t e = 0; e < nw; e++) {
+    const int nib = e % 2 == 0 ? w.codes[e / 2] >> 4 : w.codes[e / 2] & 15;
+    float scale = dq ? (float)(w.map2[w.qabsmax[e / 64]] * w.absmax2[e / 64 / 256]) + w.offset : w.absmax[e / 64];
+    want_tile[e / cols * ld + e % cols] = emu_bf2f(__float2bfloat16_rn((float)kNF4[nib] * scale).v);
+  }
+  for (Job &j : jobs) {
+    std::vector<float> &want = j.dst == &tile ? want_tile : want_op;
+    for (int64_t i = 0; i < j.rows; i++)
+      for (int64_t k = 0; k < j.cols; k++)
+        want[j.off + i * j.ldd + k] = emu_bf2f(__float2bfloat16_rn(j.src[i * j.lds + k] * j.scale).v);
+  }
+  std::vector<float> got_tile(tile_n), got_op(n * ldo);
+  for (int64_t i = 0; i < tile_n; i++) got_tile[i] = emu_bf2f(tile[i].v);
+  for (int64_t i = 0; i < n * ldo; i++) got_op[i] = emu_bf2f(op[i].v);
+  check_exact("tile", got_tile, want_tile);
+  check_exact("operand", got_op, want_op);
+}
+
 // ---- k_decode_qkv ----
 
 static void qkv_case(int nh, int nkv, int hd, bool norms, bool stage, int pos, int cap, int tables) {
@@ -381,6 +446,11 @@ int main() {
     dequant_case(48, 1536, dq, 0, 48, 1552);  // the fused tile: 16 columns beside each row (vector)
     dequant_case(9, 40, dq, 0, 9, 52);        // ld not a multiple of 8: the generic kernel
     dequant_case(9, 36, dq, 0, 9, 40);        // cols not a multiple of 8: rows start mid-group
+    stage_case(40, 96, 8, 37, dq, true);       // q-like: W (40, 96) with s·B beside, u beside x
+    stage_case(40, 96, 8, 37, dq, false);      // W then A's rows; dy, du side by side
+    stage_case(24, 2048, 16, 300, dq, true);   // more blocks of conversions than of tiles
+    stage_case(300, 64, 16, 9, dq, false);     // more tiles than conversions
+    stage_case(16, 96, 6, 5, dq, false);       // rows + r, r not a multiple of 4: du one by one
   }
   qkv_case(14, 2, 64, false, true, 37, 64, 40);
   qkv_case(4, 2, 64, true, true, 0, 8, 8);
