@@ -15,7 +15,9 @@
 # STEP_TIME, STEP_TIMEOUT (the training step), STEP_ATTN=gemm|simple (the
 # step again with another attention), STEP_KEEP=0 (skip the step again with
 # every layer's activations kept), STEP_V1=1 (the step again with the flash
-# kernels' synchronous tiles, DISTILL_CUDA_FLASH_ASYNC=0),
+# kernels' synchronous tiles, DISTILL_CUDA_FLASH_ASYNC=0), STEP_HEAVY=0
+# (skip the step again with the flash blocks heaviest first — gated:
+# DISTILL_CUDA_FLASH_HEAVY),
 # SKIP_E2E, SANITIZE=1
 # (compute-sanitizer), NCU=1 (NCU_SKIP, NCU_COUNT, NCU_TIMEOUT: per-kernel
 # times; DISTILL_BENCH_KEEP=1 profiles the step that keeps its
@@ -180,6 +182,11 @@ if [ "${STEP_V1:-0}" = 1 ]; then  # the step again with the flash kernels' synch
   (cd cuda/devnet && DISTILL_CUDA_FLASH_ASYNC=0 timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' \
     -test.bench Step -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[v1]/") >> "$OUT/bench.log" 2>&1
   echo "training step (synchronous flash tiles) exit $?"
+fi
+if [ "${STEP_HEAVY:-1}" = 1 ]; then  # the step again, the flash kernels' heaviest blocks first (gated until measured)
+  (cd cuda/devnet && DISTILL_CUDA_FLASH_HEAVY=1 timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' \
+    -test.bench Step -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[heavy]/") >> "$OUT/bench.log" 2>&1
+  echo "training step (flash heaviest blocks first) exit $?"
 fi
 grep -E "^Benchmark|FAIL|panic|_test.go" "$OUT/bench.log" | tail -40
 if [ -n "${NCU:-}" ] && command -v ncu >/dev/null; then

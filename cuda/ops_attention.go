@@ -19,6 +19,10 @@ type AttnShape struct {
 	// forward, 2·NK·NKV·HD bf16 of scratch; of q, dout, k and v backward,
 	// 2·(NQ·NH + NK·NKV)·HD — the same results bit for bit.
 	AsyncTiles bool
+	// HeavyFirst: the flash kernels' blocks dispatched heads fastest, so
+	// every head's heaviest tiles (a causal pass's last rows, first keys)
+	// start before any head's light ones — the same results bit for bit.
+	HeavyFirst bool
 }
 
 func (s AttnShape) check(op string) *need {

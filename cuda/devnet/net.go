@@ -417,6 +417,19 @@ func init() {
 	train.DeviceFusedLoRA = loraFusedReady
 }
 
+// heavyFirstVerified: the flash kernels' blocks dispatched heads fastest
+// (cuda.AttnShape.HeavyFirst), so each head's heaviest tiles — a causal
+// pass's last query rows, first keys — start before any head's light ones
+// and the pass ends on light blocks. Written without a GPU (session 9: the
+// emulation's async kernels run so and give v1's results bit for bit).
+// Until TestAttentionFlashParity passes with it and BenchmarkAttentionGemm's
+// flash_async_heavy beats flash_async, passes keep the old order unless
+// DISTILL_CUDA_FLASH_HEAVY=1 (or DISTILL_CUDA_UNVERIFIED=1).
+const heavyFirstVerified = false
+
+// DISTILL_CUDA_FLASH_HEAVY=0 or 1 overrides the gate either way.
+func heavyFirstReady() bool { return gateOpen("DISTILL_CUDA_FLASH_HEAVY", heavyFirstVerified) }
+
 // loraFusedVerified: an NF4 projection and its adapter as one bf16 GEMM
 // (layer.go's linFused: x and u = x·Aᵀ side by side against W and s·B,
 // K = in + r; backward dy and du against W and A, K = out + r) instead of

@@ -351,18 +351,31 @@ __device__ __forceinline__ void fa_fwd_tile(float o[HD / 8][4], float m[2], floa
 // bf16 copies of k and v) K and V tiles [64][HD+8] by cp.async into two
 // buffers each, the next in flight while the warps compute on this one,
 // and no Vᵀ (ldmatrix.trans reads V) — the same out and lse bit for bit.
+// A block's tile of rows (or keys) and head: grid (tiles, heads), or with
+// hf (heads, tiles) — heads fastest, so every head's heaviest tiles are
+// dispatched before any head's light ones (longest first: a causal pass's
+// tail is then light blocks, not the last heads' heavy ones).
+struct fa_block {
+  int tile, tiles, head;
+};
+__device__ __forceinline__ fa_block fa_block_of(int hf) {
+  return hf ? fa_block{(int)blockIdx.y, (int)gridDim.y, (int)blockIdx.x}
+            : fa_block{(int)blockIdx.x, (int)gridDim.x, (int)blockIdx.y};
+}
+
 template <int HD, int QW, bool ASYNC>
 __global__ void __launch_bounds__(QW * 32) k_fa_fwd(float *out, float *lse, const float *q, const float *k,
                                                        const float *v, const bf16 *kb, const bf16 *vb,
                                                        const int32_t *kv_lo, const int32_t *kv_hi, int nq, int nk,
-                                                       int nh, int nkv, int max_len, float scale) {
+                                                       int nh, int nkv, int max_len, float scale, int hf) {
   DC_DYNAMIC_SHARED(unsigned char, fa_sh);
   constexpr int LDK = HD + FA_PAD, LDV = FA_BK + FA_PAD, ND = HD / 8, TILE = FA_BK * LDK;
   bf16 *Ks = reinterpret_cast<bf16 *>(fa_sh), *Vt = Ks + TILE, *Vs = Ks + 2 * TILE;  // async: Ks, Vs two tiles each
   __shared__ int rng[2 * QW];
   int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   // The last rows of a causal sequence attend the most keys: they start first.
-  int h = blockIdx.y, kvh = h / (nh / nkv), r0 = (gridDim.x - 1 - blockIdx.x) * 16 * QW + warp * 16;
+  const fa_block bl = fa_block_of(hf);
+  int h = bl.head, kvh = h / (nh / nkv), r0 = (bl.tiles - 1 - bl.tile) * 16 * QW + warp * 16;
   int64_t qs = (int64_t)nh * HD, kvs = (int64_t)nkv * HD;
   fa_rows w = fa_row_ranges(kv_lo, kv_hi, r0, nq, nk, max_len, g);
   int blo, bhi;
@@ -504,14 +517,15 @@ __global__ void __launch_bounds__(QW * 32) k_fa_bwd_dq(float *dq, const float *d
                                                           const float *v, const bf16 *kb, const bf16 *vb,
                                                           const float *lse, const float *D,
                                                           const int32_t *kv_lo, const int32_t *kv_hi, int nq, int nk,
-                                                          int nh, int nkv, int max_len, float scale) {
+                                                          int nh, int nkv, int max_len, float scale, int hf) {
   DC_DYNAMIC_SHARED(unsigned char, fa_sh);
   constexpr int LDK = HD + FA_PAD, LDT = FA_BK + FA_PAD, ND = HD / 8, TILE = FA_BK * LDK;
   bf16 *Ks = reinterpret_cast<bf16 *>(fa_sh), *Vs = Ks + (ASYNC ? 2 : 1) * TILE, *Kt = Vs + TILE;  // async: Ks, Vs two tiles each
   __shared__ int rng[2 * QW];
   int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   // The last rows of a causal sequence attend the most keys: they start first.
-  int h = blockIdx.y, kvh = h / (nh / nkv), r0 = (gridDim.x - 1 - blockIdx.x) * 16 * QW + warp * 16;
+  const fa_block bl = fa_block_of(hf);
+  int h = bl.head, kvh = h / (nh / nkv), r0 = (bl.tiles - 1 - bl.tile) * 16 * QW + warp * 16;
   int64_t qs = (int64_t)nh * HD, kvs = (int64_t)nkv * HD;
   fa_rows w = fa_row_ranges(kv_lo, kv_hi, r0, nq, nk, max_len, g);
   int blo, bhi;
@@ -661,7 +675,7 @@ __device__ __forceinline__ void fa_dkv_store(float *dk, float *dv, int64_t os, c
   }
 }
 
-// dk, dv of one query head: grid (⌈nk/64⌉, nh), 16 keys a warp, head h's
+// dk, dv of one query head: grid (⌈nk/64⌉, nh) (or (nh, ⌈nk/64⌉): hf), 16 keys a warp, head h's
 // share of its KV head's gradients into dk, dv (rows os apart, head h's
 // columns at h·HD, or the KV head's when it is the group's only head:
 // fa_bwd sums a group's shares after). Shared: K, V [64][HD+8] (the warps'
@@ -678,7 +692,7 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv(float *dk, float *dv,
                                                            const bf16 *ob, const bf16 *qb, const float *lse,
                                                            const float *D, const int32_t *kv_lo,
                                                            const int32_t *kv_hi, const int32_t *tiles, int nq, int nk,
-                                                           int nh, int nkv, int max_len, float scale) {
+                                                           int nh, int nkv, int max_len, float scale, int hf) {
   DC_DYNAMIC_SHARED(unsigned char, fa_sh);
   constexpr int LDK = HD + FA_PAD, LDQ = FA_BQ2 + FA_PAD, ND = HD / 8, TILE = FA_BQ2 * LDK;
   bf16 *Ks = reinterpret_cast<bf16 *>(fa_sh), *Vs = Ks + FA_BK * LDK, *Qs = Vs + FA_BK * LDK;
@@ -687,7 +701,10 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv(float *dk, float *dv,
   __shared__ float Ls[ASYNC ? 2 : 1][FA_BQ2], Dsh[ASYNC ? 2 : 1][FA_BQ2];
   __shared__ int lo_s[ASYNC ? 2 : 1][FA_BQ2], hi_s[ASYNC ? 2 : 1][FA_BQ2];
   int warp = threadIdx.x >> 5;
-  int h = blockIdx.y, group = nh / nkv, kvh = h / group, k0 = blockIdx.x * FA_BK, kw = k0 + warp * 16;
+  // The first keys of a causal sequence are attended by the most rows:
+  // their blocks start first.
+  const fa_block bl = fa_block_of(hf);
+  int h = bl.head, group = nh / nkv, kvh = h / group, k0 = bl.tile * FA_BK, kw = k0 + warp * 16;
   int64_t qs = (int64_t)nh * HD, kvs = (int64_t)nkv * HD;
   fa_stage<HD, FA_BK, FA_THREADS>(Ks, LDK, nullptr, 0, k, nk, kvs, kvh * HD, k0);
   fa_stage<HD, FA_BK, FA_THREADS>(Vs, LDK, nullptr, 0, v, nk, kvs, kvh * HD, k0);

@@ -16,12 +16,20 @@ static void launch(unsigned gx, unsigned gy, unsigned bd, size_t smem, const std
   emu_launch(gx, gy, bd, smem, f);
 }
 
+// A grid of tiles × heads as attn_flash.cu's fa_grid lays it out: heads
+// fastest with hf. The async kernels run so here and v1's do not, and
+// their results must agree bit for bit: the remapped blocks cover every
+// tile and head once.
+static void launch_tiles(unsigned tiles, unsigned nh, int hf, unsigned bd, size_t smem, const std::function<void()> &f) {
+  emu_launch(hf ? nh : tiles, hf ? tiles : nh, bd, smem, f);
+}
+
 template <int HD, int QW, bool ASYNC>
 void fwd_qw(float *out, float *lse, const float *q, const float *k, const float *v, const emu_bf16 *kb,
             const emu_bf16 *vb, const int32_t *lo, const int32_t *hi, int nq, int nk, int nh, int nkv, int max_len,
             float scale) {
-  launch((nq + 16 * QW - 1) / (16 * QW), nh, QW * 32, ASYNC ? fa_fwd_async_smem<HD>() : fa_fwd_smem<HD>(),
-         [&] { k_fa_fwd<HD, QW, ASYNC>(out, lse, q, k, v, kb, vb, lo, hi, nq, nk, nh, nkv, max_len, scale); });
+  launch_tiles((nq + 16 * QW - 1) / (16 * QW), nh, ASYNC, QW * 32, ASYNC ? fa_fwd_async_smem<HD>() : fa_fwd_smem<HD>(),
+               [&] { k_fa_fwd<HD, QW, ASYNC>(out, lse, q, k, v, kb, vb, lo, hi, nq, nk, nh, nkv, max_len, scale, ASYNC); });
 }
 
 // bf16 copies, rounded as dc_f32_to_bf16 rounds them.
@@ -52,8 +60,8 @@ template <int HD, int QW, bool ASYNC>
 void dq_qw(float *dq, const float *dout, const float *q, const float *k, const float *v, const emu_bf16 *kb,
            const emu_bf16 *vb, const float *lse, const float *D, const int32_t *lo, const int32_t *hi, int nq, int nk,
            int nh, int nkv, int max_len, float scale) {
-  launch((nq + 16 * QW - 1) / (16 * QW), nh, QW * 32, ASYNC ? fa_dq_async_smem<HD>() : fa_dq_smem<HD>(), [&] {
-    k_fa_bwd_dq<HD, QW, ASYNC>(dq, dout, q, k, v, kb, vb, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale);
+  launch_tiles((nq + 16 * QW - 1) / (16 * QW), nh, ASYNC, QW * 32, ASYNC ? fa_dq_async_smem<HD>() : fa_dq_smem<HD>(), [&] {
+    k_fa_bwd_dq<HD, QW, ASYNC>(dq, dout, q, k, v, kb, vb, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale, ASYNC);
   });
 }
 
@@ -81,14 +89,14 @@ void bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, con
   float *ok = grouped ? part : dk, *ov = grouped ? part + (int64_t)nk * nh * HD : dv;
   int64_t os = grouped ? (int64_t)nh * HD : (int64_t)nkv * HD;
   if (async)
-    launch((nk + FA_BK - 1) / FA_BK, nh, FA_THREADS, fa_dkv_async_smem<HD>(), [&] {
+    launch_tiles((nk + FA_BK - 1) / FA_BK, nh, 1, FA_THREADS, fa_dkv_async_smem<HD>(), [&] {
       k_fa_bwd_dkv<HD, true>(ok, ov, os, dout, q, k, v, ob.data(), qb.data(), lse, D, lo, hi, tiles, nq, nk, nh, nkv,
-                             max_len, scale);
+                             max_len, scale, 1);
     });
   else
-    launch((nk + FA_BK - 1) / FA_BK, nh, FA_THREADS, fa_dkv_smem<HD>(), [&] {
+    launch_tiles((nk + FA_BK - 1) / FA_BK, nh, 0, FA_THREADS, fa_dkv_smem<HD>(), [&] {
       k_fa_bwd_dkv<HD, false>(ok, ov, os, dout, q, k, v, nullptr, nullptr, lse, D, lo, hi, tiles, nq, nk, nh, nkv,
-                              max_len, scale);
+                              max_len, scale, 0);
     });
   if (grouped) {
     int64_t n = (int64_t)nk * nkv * HD;
