@@ -176,29 +176,35 @@ type BF16Rows struct {
 // (else one launch each): the adapter's fused GEMM's tile (W with s·B, or
 // W then A) and operands (u beside x, or dy and du) at once.
 func (d *Device) NF4Stage(tile *Buffer, w *NF4Weight, ld int, jobs ...BF16Rows) error {
-	op := fmt.Sprintf("nf4_stage %s (%d×%d, ld %d)", w.Name, w.Rows, w.Cols, ld)
-	c := check(op).true(ld >= w.Cols, "row stride %d below the %d columns", ld, w.Cols).
+	// Named on failure only: a step stages each projection twice.
+	named := func(err error) error {
+		return fmt.Errorf("%w (nf4_stage %s, %d×%d, ld %d, %d conversions)", err, w.Name, w.Rows, w.Cols, ld, len(jobs))
+	}
+	c := check("nf4_stage").true(ld >= w.Cols, "row stride %d below the %d columns", ld, w.Cols).
 		true(len(jobs) <= 3, "%d conversions, at most 3", len(jobs)).buf("tile", tile, BF16, extent(false, w.Rows, w.Cols, ld))
 	var cj [3]C.dc_bf16_rows
 	for i, j := range jobs {
-		if c.err != nil || i >= len(cj) {
+		if c.err != nil {
 			break
 		}
 		c = c.true(j.LDD >= j.Cols && j.LDS >= j.Cols, "job %d: strides %d, %d below the %d columns", i, j.LDD, j.LDS, j.Cols).
-			buf(fmt.Sprintf("job %d dst", i), j.Dst, BF16, extent(false, j.Rows, j.Cols, j.LDD)).
-			buf(fmt.Sprintf("job %d src", i), j.Src, F32, extent(false, j.Rows, j.Cols, j.LDS))
+			buf("a job's dst", j.Dst, BF16, extent(false, j.Rows, j.Cols, j.LDD)).
+			buf("a job's src", j.Src, F32, extent(false, j.Rows, j.Cols, j.LDS))
 		if c.err == nil {
 			cj[i] = C.dc_bf16_rows{dst: (*C.uint16_t)(j.Dst.ptr), ldd: C.int64_t(j.LDD), src: (*C.float)(j.Src.ptr),
 				lds: C.int64_t(j.LDS), rows: C.int64_t(j.Rows), cols: C.int64_t(j.Cols), scale: C.float(j.Scale)}
 		}
 	}
 	if c.err != nil {
-		return c.err
+		return named(c.err)
 	}
 	cw := w.c()
-	return call(func() C.int {
+	if err := call(func() C.int {
 		return C.dc_nf4_stage((*C.uint16_t)(tile.ptr), &cw, C.int64_t(ld), &cj[0], C.int(len(jobs)))
-	})
+	}); err != nil {
+		return named(err)
+	}
+	return nil
 }
 
 // NF4MatVec: y(Rows) = W·x(Cols), dequantising in registers (decode).

@@ -145,8 +145,8 @@ func (ps devicePass) bytes(nf4 bool) int64 {
 			}
 		}
 		if r > 0 && DeviceFusedLoRA != nil && DeviceFusedLoRA() {
-			kx = r
-			tile += 2 * r * side
+			kx = (r + 7) &^ 7 // rows padded to 16 bytes
+			tile += 2 * kx * side
 		}
 	}
 	acts := int64(0)                        // one layer's activations, f32 elements

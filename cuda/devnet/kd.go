@@ -73,7 +73,7 @@ func (nt *Net) Hidden(b *train.Batch) (*cuda.Buffer, error) {
 		return nil, err
 	}
 	defer p.free()
-	p.adapterOff = true
+	p.baseOnly()
 	p.forward()
 	out, err := nt.D.Alloc(cuda.F32, p.hf.Len)
 	if err != nil {

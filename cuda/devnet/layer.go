@@ -23,7 +23,7 @@ func (p *pass) lin(y, x, xb *cuda.Buffer, ldx, l, i int) {
 	d, w := p.d, p.nt.layers[l].w[i]
 	n, out, in := p.n, w.rows, w.cols
 	defer p.mark("elementwise")
-	fused := ldx >= in+p.kx && p.fusible(w, l, i) // room beside x's rows for u
+	fused := n > 0 && ldx >= in+p.kx && p.fusible(w, l, i) // room beside x's rows for u
 	if fused {
 		p.linFused(y, x, xb, ldx, l, i)
 	} else {
@@ -55,7 +55,8 @@ func (p *pass) fusible(w *weight, l, i int) bool {
 	return A != nil
 }
 
-// linFused: y = [x | u]·[W | s·B]ᵀ, one bf16 GEMM over K = in + r, where u
+// linFused: y = [x | u]·[W | s·B]ᵀ, one bf16 GEMM over K = in + r (rows
+// in + p.kx apart), where u
 // = x·Aᵀ (x dropped out first while training) is kept in f32 for the
 // backward and rounded beside x's bf16 rows, and W is dequantised into the
 // tile's rows with s·B after each (one launch: NF4Stage). The separate adapter product would read
@@ -75,13 +76,13 @@ func (p *pass) linFused(y, x, xb *cuda.Buffer, ldx, l, i int) {
 	}
 	p.loraRows(u, x, A, r, in, false, 1)
 	p.mark("dequant")
-	ld := in + r
+	ld := in + p.kx // the tile's rows: W's, s·B's r, padding never read
 	tile := p.tile.View(0, out*ld)
 	p.do(d.NF4Stage(tile, w.nf4, ld, // W, s·B beside its rows, u beside x's
 		cuda.BF16Rows{Dst: tile.View(in, out*ld-in), LDD: ld, Src: B, LDS: r, Rows: out, Cols: r, Scale: s},
 		cuda.BF16Rows{Dst: xb.View(in, n*ldx-in), LDD: ldx, Src: u, LDS: r, Rows: n, Cols: r, Scale: 1}))
 	p.mark("gemm")
-	p.do(d.GemmBF16(false, true, n, out, ld, 1, xb, ldx, tile, ld, 0, y, out))
+	p.do(d.GemmBF16(false, true, n, out, in+r, 1, xb, ldx, tile, ld, 0, y, out))
 	fusedLoRAFwd.Add(1)
 }
 
@@ -116,7 +117,7 @@ func (p *pass) linB(dx, dy, x *cuda.Buffer, l, i int) {
 	d, w := p.d, p.nt.layers[l].w[i]
 	n, out, in := p.n, w.rows, w.cols
 	defer p.mark("elementwise")
-	if p.drop == nil && p.fusible(w, l, i) {
+	if p.drop == nil && n > 0 && p.fusible(w, l, i) {
 		p.linBFused(dx, dy, x, l, i)
 		return
 	}
@@ -160,18 +161,18 @@ func (p *pass) linBFused(dx, dy, x *cuda.Buffer, l, i int) {
 	A, B, gA, gB := p.pair(l, i)
 	r, s := p.nt.A.Config.R, p.nt.A.Config.Scaling()
 	u, du := p.a.u[i], p.s.du
-	ldy := out + r
+	ldy := out + p.kx // dy's rows, du's r beside them, padding never read
 	yb := p.xb.View(0, n*ldy)
 	p.mark("lora")
 	p.loraRows(du, dy, B, r, out, true, s) // du = s·dy·B
 	p.mark("dequant")
-	tile := p.tile.View(0, ldy*in)
+	tile := p.tile.View(0, (out+r)*in)
 	p.do(d.NF4Stage(tile, w.nf4, in, // W then A's rows; dy and du side by side
 		cuda.BF16Rows{Dst: tile.View(out*in, r*in), LDD: in, Src: A, LDS: in, Rows: r, Cols: in, Scale: 1},
 		cuda.BF16Rows{Dst: yb, LDD: ldy, Src: dy, LDS: out, Rows: n, Cols: out, Scale: 1},
 		cuda.BF16Rows{Dst: yb.View(out, n*ldy-out), LDD: ldy, Src: du, LDS: r, Rows: n, Cols: r, Scale: 1}))
 	p.mark("gemm")
-	p.do(d.GemmBF16(false, false, n, in, ldy, 1, yb, ldy, tile, in, 1, dx, in))
+	p.do(d.GemmBF16(false, false, n, in, out+r, 1, yb, ldy, tile, in, 1, dx, in))
 	p.mark("lora")
 	p.loraCols(gB, dy, u, out, r, false, s) // dB += s·dyᵀ·u
 	p.loraCols(gA, x, du, in, r, true, 1)   // dA += duᵀ·x

@@ -50,7 +50,7 @@ type pass struct {
 	hf, dhf, dx  *cuda.Buffer   // (n, D)
 	rstdF        *cuda.Buffer   // (n)
 	xb           *cuda.Buffer   // bf16 staging of a GEMM's activation operand
-	kx           int            // columns beside xb's rows for the adapter's u (r, fused; else 0)
+	kx           int            // columns beside xb's rows for the adapter's u (r rounded up to 8, fused; else 0)
 	tile         *cuda.Buffer   // bf16 dequantised NF4 projection
 	a            *acts          // the layer in progress's activations: one of layerActs
 	layerActs    []acts         // one set, or with KeepActivations one a layer (no recomputation)
@@ -188,7 +188,10 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 	}
 	if kind != passToken { // the fused kernels read f32 and NF4 as they are
 		if r > 0 && nt.tileSize > 0 && loraFusedReady() {
-			p.kx = r // a projection and its adapter as one GEMM (linFused)
+			// A projection and its adapter as one GEMM (linFused): r
+			// columns beside the operand's rows, the stride rounded up to 8
+			// (16 bytes: the vector dequantisation's and cuBLAS's rows).
+			p.kx = (r + 7) &^ 7
 		}
 		p.xb = p.take(cuda.BF16, n*(max(D, F, qO)+p.kx))
 		p.tile = p.take(cuda.BF16, max(1, nt.tileSize+p.kx*nt.tileDim))
@@ -260,6 +263,11 @@ func anyTargeted(nt *Net, i int) bool {
 	return false
 }
 
+// baseOnly makes the pass run the base alone (DPO's reference policy, a
+// KD teacher's hidden states): no adapter, so no room beside the operands'
+// rows either (the base's GEMMs as an adapter-free model runs them).
+func (p *pass) baseOnly() { p.adapterOff, p.kx = true, 0 }
+
 // Step runs forward and backward on b with the SFT objective (masked
 // cross-entropy), adds d(loss)/d(params) to Grads, and returns the summed
 // token loss, as core/train's Net.Step: gradients are of Σ loss / denom.
@@ -328,7 +336,9 @@ func (nt *Net) LogProbs(b *train.Batch, adapterOff bool) ([]float64, error) {
 		return nil, err
 	}
 	defer p.free()
-	p.adapterOff = adapterOff
+	if adapterOff {
+		p.baseOnly()
+	}
 	p.forward()
 	p.head(headMode{})
 	logp := p.logProbs()

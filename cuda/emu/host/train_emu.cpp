@@ -616,7 +616,7 @@ static void launch_f32_to_bf16(uint16_t *dst, const float *src, int64_t n) {
 // of 4 and src 16-byte, dst 8-byte aligned.
 static void launch_f32_to_bf16_2d(uint16_t *dst, int64_t ldd, const float *src, int64_t lds, int64_t rows, int64_t cols,
                                   float scale) {
-  if (cols % 4 == 0 && ldd % 4 == 0 && lds % 4 == 0 && ((uintptr_t)src & 15) == 0 && ((uintptr_t)dst & 7) == 0) {
+  if (dc_bf16_rows_by4(dst, ldd, src, lds, cols)) {
     launch_ew(rows * cols / 4, 0,
               [&] { k_f32_to_bf16_2d_x4((uint2 *)dst, ldd / 4, (const float4 *)src, lds / 4, rows, cols / 4, scale); });
     return;
