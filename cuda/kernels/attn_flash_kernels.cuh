@@ -78,15 +78,29 @@ __device__ __forceinline__ void fa_cp_async16(void *dst, const void *src, int sr
                "r"(src_bytes));
 #endif
 }
+// 4 bytes so (cp.async.ca: the sizes below 16 go through L1).
+__device__ __forceinline__ void fa_cp_async4(void *dst, const void *src, int src_bytes) {
+#ifdef DISTILL_CUDA_EMU
+  emu_cp_async(dst, src, 4, src_bytes);
+#else
+  const unsigned a = (unsigned)__cvta_generic_to_shared(dst);
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(a), "l"(__cvta_generic_to_global(src)),
+               "r"(src_bytes));
+#endif
+}
 __device__ __forceinline__ void fa_cp_commit() {
-#ifndef DISTILL_CUDA_EMU
+#ifdef DISTILL_CUDA_EMU
+  emu_cp_commit();
+#else
   asm volatile("cp.async.commit_group;\n" ::);
 #endif
 }
 // Waits until at most N of this thread's committed groups are in flight.
 template <int N>
 __device__ __forceinline__ void fa_cp_wait() {
-#ifndef DISTILL_CUDA_EMU
+#ifdef DISTILL_CUDA_EMU
+  emu_cp_wait(N);
+#else
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");  // no shared read moves above it
 #endif
 }

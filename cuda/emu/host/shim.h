@@ -187,12 +187,41 @@ inline void emu_ldsm_x4_trans(uint32_t r[4], const void *row) {
   emu_wait(w.bar);
 }
 
-// cp.async.cg.shared.global, 16 bytes of which src_bytes are read and the
-// rest zero-filled: done at once (a fiber runs until it waits, so the
-// copy has landed by any wait_group or barrier after it).
-inline void emu_cp_async16(void *dst, const void *src, int src_bytes) {
-  memset(dst, 0, 16);
-  memcpy(dst, src, src_bytes);
+// cp.async (16 bytes .cg, or 4 .ca), size bytes of which src_bytes are
+// read and the rest zero-filled — as late as the hardware may land it: the
+// source is read now, but the destination is poisoned (0xff: NaN for f32
+// and bf16, −1 for ints) until a wait_group lets the copy's group land
+// (its group committed and at most N younger ones still pending), so a
+// shared read before the wait, or a refill of a buffer still being read,
+// shows. Per thread; a block's leftovers are dropped when it ends.
+struct EmuCopy {
+  void *dst;
+  unsigned char data[16];
+  int size;
+};
+struct EmuCopies {
+  std::vector<EmuCopy> open;                   // issued, not yet committed
+  std::vector<std::vector<EmuCopy>> committed;  // oldest first
+};
+inline std::vector<EmuCopies> emu_copies;  // by threadIdx.x (emu_launch sizes it)
+inline void emu_cp_async(void *dst, const void *src, int size, int src_bytes) {
+  EmuCopy c{dst, {}, size};
+  memcpy(c.data, src, src_bytes);
+  memset(dst, 0xff, size);
+  emu_copies[threadIdx.x].open.push_back(c);
+}
+inline void emu_cp_async16(void *dst, const void *src, int src_bytes) { emu_cp_async(dst, src, 16, src_bytes); }
+inline void emu_cp_commit() {
+  EmuCopies &t = emu_copies[threadIdx.x];
+  t.committed.push_back(std::move(t.open));
+  t.open.clear();
+}
+inline void emu_cp_wait(int n) {
+  EmuCopies &t = emu_copies[threadIdx.x];
+  while ((int)t.committed.size() > n) {
+    for (const EmuCopy &c : t.committed.front()) memcpy(c.dst, c.data, c.size);
+    t.committed.erase(t.committed.begin());
+  }
 }
 
 inline void __syncwarp(unsigned mask = 0xffffffffu) {
@@ -296,6 +325,7 @@ inline void emu_launch(unsigned gx, unsigned gy, unsigned bd, size_t smem, const
       std::unique_ptr<EmuWarp[]> warps(new EmuWarp[bd / 32]);
       emu_warps = warps.get();
       emu_fibers.assign(bd, EmuFiber{});
+      emu_copies.assign(bd, EmuCopies{});
       for (unsigned t = 0; t < bd; t++) {
         ucontext_t &c = emu_fibers[t].ctx;
         getcontext(&c);
