@@ -54,15 +54,16 @@ func TestAttentionFlashParity(t *testing.T) {
 			got.checkTol(t, c, "flash vs f64", want, flashFwdTol, flashBwdTol, flashLseTol)
 			// The kernels that stage their tiles by cp.async from bf16
 			// copies (AsyncTiles), their blocks in either order
-			// (HeavyFirst): the same products in the same order, so the
-			// same out, lse, dq, dk, dv bit for bit.
+			// (HeavyFirst), dk/dv's row statistics prefetched or not: the
+			// same products in the same order, so the same out, lse, dq,
+			// dk, dv bit for bit.
 			for _, heavy := range []bool{false, true} {
 				fwdAsync := func(out, lse, q, k, v *cuda.Buffer, s cuda.AttnShape) error {
-					s.AsyncTiles, s.HeavyFirst = true, heavy
+					s.AsyncTiles, s.HeavyFirst, s.PrefetchStats = true, heavy, heavy
 					return d.AttnFwdFlash(out, lse, q, k, v, s)
 				}
 				bwdAsync := func(dq, dk, dv, dout, q, k, v, out, lse *cuda.Buffer, s cuda.AttnShape) error {
-					s.AsyncTiles, s.HeavyFirst = true, heavy
+					s.AsyncTiles, s.HeavyFirst, s.PrefetchStats = true, heavy, heavy
 					return d.AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse, s)
 				}
 				got2 := attnRun(t, d, c, q, k, v, dout, scale, fwdAsync, bwdAsync)
@@ -72,7 +73,7 @@ func TestAttentionFlashParity(t *testing.T) {
 				}{{"out", got2.out, got.out}, {"lse", got2.lse, got.lse}, {"dq", got2.dq, got.dq}, {"dk", got2.dk, got.dk}, {"dv", got2.dv, got.dv}} {
 					for i := range x.got {
 						if math.Float32bits(x.got[i]) != math.Float32bits(x.want[i]) && !(x.got[i] != x.got[i] && x.want[i] != x.want[i]) {
-							t.Errorf("async tiles (heavy first %v): %s[%d] = %v, v1 gives %v", heavy, x.name, i, x.got[i], x.want[i])
+							t.Errorf("async tiles (heavy first and prefetch %v): %s[%d] = %v, v1 gives %v", heavy, x.name, i, x.got[i], x.want[i])
 							break
 						}
 					}

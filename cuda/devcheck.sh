@@ -17,7 +17,8 @@
 # every layer's activations kept), STEP_V1=1 (the step again with the flash
 # kernels' synchronous tiles, DISTILL_CUDA_FLASH_ASYNC=0), STEP_HEAVY=0
 # (skip the step again with the flash blocks heaviest first — gated:
-# DISTILL_CUDA_FLASH_HEAVY),
+# DISTILL_CUDA_FLASH_HEAVY), STEP_PREFETCH=0 (… with dk/dv's row
+# statistics prefetched — gated: DISTILL_CUDA_FLASH_PREFETCH),
 # SKIP_E2E, SANITIZE=1
 # (compute-sanitizer), NCU=1 (NCU_SKIP, NCU_COUNT, NCU_TIMEOUT: per-kernel
 # times; DISTILL_BENCH_KEEP=1 profiles the step that keeps its
@@ -187,6 +188,11 @@ if [ "${STEP_HEAVY:-1}" = 1 ]; then  # the step again, the flash kernels' heavie
   (cd cuda/devnet && DISTILL_CUDA_FLASH_HEAVY=1 timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' \
     -test.bench Step -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[heavy]/") >> "$OUT/bench.log" 2>&1
   echo "training step (flash heaviest blocks first) exit $?"
+fi
+if [ "${STEP_PREFETCH:-1}" = 1 ]; then  # the step again, dk/dv's row statistics prefetched (gated until measured)
+  (cd cuda/devnet && DISTILL_CUDA_FLASH_PREFETCH=1 timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' \
+    -test.bench Step -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[prefetch]/") >> "$OUT/bench.log" 2>&1
+  echo "training step (flash statistics prefetched) exit $?"
 fi
 grep -E "^Benchmark|FAIL|panic|_test.go" "$OUT/bench.log" | tail -40
 if [ -n "${NCU:-}" ] && command -v ncu >/dev/null; then

@@ -23,7 +23,14 @@ type AttnShape struct {
 	// every head's heaviest tiles (a causal pass's last rows, first keys)
 	// start before any head's light ones — the same results bit for bit.
 	HeavyFirst bool
+	// PrefetchStats: with AsyncTiles, the dk/dv kernel copies each query
+	// tile's rows' ranges, lse and D by cp.async with the tile instead of
+	// loading them as it stages it — the same results bit for bit.
+	PrefetchStats bool
 }
+
+// flags is the flash kernels' flags argument (attn_flash.h).
+func (s AttnShape) flags() C.int { return cbool(s.HeavyFirst) | 2*cbool(s.PrefetchStats) }
 
 func (s AttnShape) check(op string) *need {
 	return check(op).true(s.NKV > 0 && s.NH%s.NKV == 0, "%d heads over %d KV heads", s.NH, s.NKV).

@@ -46,7 +46,7 @@ func (d *Device) AttnFwdFlash(out, lse, q, k, v *Buffer, s AttnShape) error {
 	return call(func() C.int {
 		return C.dc_attn_fwd_flash((*C.float)(out.ptr), (*C.float)(lse.ptr), (*C.float)(q.ptr), (*C.float)(k.ptr), (*C.float)(v.ptr),
 			(*C.int32_t)(s.Lo.ptr), (*C.int32_t)(s.Hi.ptr), C.int(s.NQ), C.int(s.NK), C.int(s.NH), C.int(s.NKV), C.int(s.HD),
-			C.int(s.MaxLen), C.float(s.Scale), (*C.uint16_t)(addr(b16)), cbool(s.HeavyFirst))
+			C.int(s.MaxLen), C.float(s.Scale), (*C.uint16_t)(addr(b16)), s.flags())
 	})
 }
 
@@ -93,7 +93,7 @@ func (d *Device) AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse *Buffer, s Att
 			(*C.float)(q.ptr), (*C.float)(k.ptr), (*C.float)(v.ptr), (*C.float)(out.ptr), (*C.float)(lse.ptr),
 			(*C.int32_t)(s.Lo.ptr), (*C.int32_t)(s.Hi.ptr), C.int(s.NQ), C.int(s.NK), C.int(s.NH), C.int(s.NKV), C.int(s.HD),
 			C.int(s.MaxLen), C.float(s.Scale), (*C.float)(rows.ptr), (*C.int32_t)(tiles.ptr), (*C.float)(addr(part)),
-			(*C.uint16_t)(addr(b16)), cbool(s.HeavyFirst))
+			(*C.uint16_t)(addr(b16)), s.flags())
 	})
 }
 

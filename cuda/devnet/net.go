@@ -430,6 +430,20 @@ const heavyFirstVerified = false
 // DISTILL_CUDA_FLASH_HEAVY=0 or 1 overrides the gate either way.
 func heavyFirstReady() bool { return gateOpen("DISTILL_CUDA_FLASH_HEAVY", heavyFirstVerified) }
 
+// prefetchVerified: the async dk/dv kernel copying each query tile's rows'
+// ranges, lse and D by cp.async with the tile (cuda.AttnShape.
+// PrefetchStats) instead of one warp loading them, two dependent global
+// reads, while the others wait at the next barrier. Written without a GPU
+// (session 9: the emulation, whose copies land only at their wait_group,
+// gives v1's dk, dv bit for bit). Until TestAttentionFlashParity passes
+// with it and BenchmarkAttentionGemm's flash_async_prefetch beats
+// flash_async, passes keep the loads unless DISTILL_CUDA_FLASH_PREFETCH=1
+// (or DISTILL_CUDA_UNVERIFIED=1).
+const prefetchVerified = false
+
+// DISTILL_CUDA_FLASH_PREFETCH=0 or 1 overrides the gate either way.
+func prefetchReady() bool { return gateOpen("DISTILL_CUDA_FLASH_PREFETCH", prefetchVerified) }
+
 // loraFusedVerified: an NF4 projection and its adapter as one bf16 GEMM
 // (layer.go's linFused: x and u = x·Aᵀ side by side against W and s·B,
 // K = in + r; backward dy and du against W and A, K = out + r) instead of

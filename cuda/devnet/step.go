@@ -172,7 +172,8 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 	p.do(err)
 	p.attn = cuda.AttnShape{NQ: n, NK: nk, NH: H, NKV: KV, HD: hd, MaxLen: maxSeg,
 		Lo: p.up(cuda.I32, lo), Hi: p.up(cuda.I32, hi), Scale: float32(1 / sqrt(float64(hd))),
-		AsyncTiles: kind == passTrain && asyncTilesReady(), HeavyFirst: heavyFirstReady()} // async: a training pass's
+		AsyncTiles: kind == passTrain && asyncTilesReady(), HeavyFirst: heavyFirstReady(), // async: a training pass's
+		PrefetchStats: prefetchReady()}
 	p.flash = nt.flashAttention()
 
 	training := kind == passTrain

@@ -68,50 +68,51 @@ int fa_smem(const void *fn, size_t bytes, const char *op, bool *done) {
 
 #define FA_SHAPE "(nq=%d, nk=%d, heads=%d, kv_heads=%d, hd=%d, max_len=%d)"
 
-// The grid of tiles × heads: heads fastest with hf (fa_block_of), when the
-// tiles fit a grid's y (65,535) — else tiles fastest, as without.
-dim3 fa_grid(int tiles, int nh, int &hf) {
-  hf = hf && tiles <= 65535;
-  return hf ? dim3(nh, tiles) : dim3(tiles, nh);
+// The grid of tiles × heads: heads fastest with FA_HEAVY_FIRST in opt
+// (fa_block_of), when the tiles fit a grid's y (65,535) — else tiles
+// fastest, as without (the bit cleared).
+dim3 fa_grid(int tiles, int nh, int &opt) {
+  if (tiles > 65535) opt &= ~FA_HEAVY_FIRST;
+  return opt & FA_HEAVY_FIRST ? dim3(nh, tiles) : dim3(tiles, nh);
 }
 
 template <int HD, int QW, bool ASYNC>
 int fa_fwd_qw(float *out, float *lse, const float *q, const float *k, const float *v, const bf16 *kb, const bf16 *vb,
-              const int32_t *lo, const int32_t *hi, int nq, int nk, int nh, int nkv, int max_len, float scale, int hf) {
+              const int32_t *lo, const int32_t *hi, int nq, int nk, int nh, int nkv, int max_len, float scale, int opt) {
   static bool opted;
   size_t sm = ASYNC ? fa_fwd_async_smem<HD>() : fa_fwd_smem<HD>();
   if (fa_smem((const void *)k_fa_fwd<HD, QW, ASYNC>, sm, "attn_fwd_flash", &opted)) return -1;
-  dim3 grid = fa_grid((nq + 16 * QW - 1) / (16 * QW), nh, hf);
+  dim3 grid = fa_grid((nq + 16 * QW - 1) / (16 * QW), nh, opt);
   k_fa_fwd<HD, QW, ASYNC><<<grid, QW * 32, sm, dc_stream>>>(out, lse, q, k, v, kb, vb, lo, hi, nq, nk, nh, nkv,
-                                                            max_len, scale, hf);
+                                                            max_len, scale, opt);
   DC_LAUNCHED("attn_fwd_flash" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
   return 0;
 }
 
 template <int HD>
 int fa_fwd(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *lo,
-           const int32_t *hi, int nq, int nk, int nh, int nkv, int max_len, float scale, uint16_t *b16, int hf) {
+           const int32_t *hi, int nq, int nk, int nh, int nkv, int max_len, float scale, uint16_t *b16, int opt) {
   const bool async = b16 != nullptr && nk > 0;
   const int64_t kn = (int64_t)nk * nkv * HD;
   if (async && (dc_f32_to_bf16(b16, k, kn) || dc_f32_to_bf16(b16 + kn, v, kn))) return -1;
   const bf16 *kb = async ? reinterpret_cast<const bf16 *>(b16) : nullptr, *vb = async ? kb + kn : nullptr;
   if (fa_qw(HD, nq) == 8)
-    return async ? fa_fwd_qw<HD, 8, true>(out, lse, q, k, v, kb, vb, lo, hi, nq, nk, nh, nkv, max_len, scale, hf)
-                 : fa_fwd_qw<HD, 8, false>(out, lse, q, k, v, kb, vb, lo, hi, nq, nk, nh, nkv, max_len, scale, hf);
-  return async ? fa_fwd_qw<HD, 4, true>(out, lse, q, k, v, kb, vb, lo, hi, nq, nk, nh, nkv, max_len, scale, hf)
-               : fa_fwd_qw<HD, 4, false>(out, lse, q, k, v, kb, vb, lo, hi, nq, nk, nh, nkv, max_len, scale, hf);
+    return async ? fa_fwd_qw<HD, 8, true>(out, lse, q, k, v, kb, vb, lo, hi, nq, nk, nh, nkv, max_len, scale, opt)
+                 : fa_fwd_qw<HD, 8, false>(out, lse, q, k, v, kb, vb, lo, hi, nq, nk, nh, nkv, max_len, scale, opt);
+  return async ? fa_fwd_qw<HD, 4, true>(out, lse, q, k, v, kb, vb, lo, hi, nq, nk, nh, nkv, max_len, scale, opt)
+               : fa_fwd_qw<HD, 4, false>(out, lse, q, k, v, kb, vb, lo, hi, nq, nk, nh, nkv, max_len, scale, opt);
 }
 
 template <int HD, int QW, bool ASYNC>
 int fa_dq(float *dq, const float *dout, const float *q, const float *k, const float *v, const bf16 *kb,
           const bf16 *vb, const float *lse, const float *D, const int32_t *lo, const int32_t *hi, int nq, int nk, int nh,
-          int nkv, int max_len, float scale, int hf) {
+          int nkv, int max_len, float scale, int opt) {
   static bool opted;
   size_t sq = ASYNC ? fa_dq_async_smem<HD>() : fa_dq_smem<HD>();
   if (fa_smem((const void *)k_fa_bwd_dq<HD, QW, ASYNC>, sq, "attn_bwd_flash dq", &opted)) return -1;
-  dim3 grid = fa_grid((nq + 16 * QW - 1) / (16 * QW), nh, hf);
+  dim3 grid = fa_grid((nq + 16 * QW - 1) / (16 * QW), nh, opt);
   k_fa_bwd_dq<HD, QW, ASYNC><<<grid, QW * 32, sq, dc_stream>>>(dq, dout, q, k, v, kb, vb, lse, D, lo, hi, nq, nk, nh,
-                                                               nkv, max_len, scale, hf);
+                                                               nkv, max_len, scale, opt);
   DC_LAUNCHED("attn_bwd_flash dq" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
   return 0;
 }
@@ -119,13 +120,13 @@ int fa_dq(float *dq, const float *dout, const float *q, const float *k, const fl
 template <int HD, bool ASYNC>
 int fa_dkv(float *ok, float *ov, int64_t os, const float *dout, const float *q, const float *k, const float *v,
            const bf16 *ob, const bf16 *qb, const float *lse, const float *D, const int32_t *lo, const int32_t *hi,
-           const int32_t *tiles, int nq, int nk, int nh, int nkv, int max_len, float scale, int hf) {
+           const int32_t *tiles, int nq, int nk, int nh, int nkv, int max_len, float scale, int opt) {
   static bool opted;
   size_t skv = ASYNC ? fa_dkv_async_smem<HD>() : fa_dkv_smem<HD>();
   if (fa_smem((const void *)k_fa_bwd_dkv<HD, ASYNC>, skv, "attn_bwd_flash dkv", &opted)) return -1;
-  dim3 grid = fa_grid((nk + FA_BK - 1) / FA_BK, nh, hf);
+  dim3 grid = fa_grid((nk + FA_BK - 1) / FA_BK, nh, opt);
   k_fa_bwd_dkv<HD, ASYNC><<<grid, FA_THREADS, skv, dc_stream>>>(ok, ov, os, dout, q, k, v, ob, qb, lse, D, lo, hi, tiles,
-                                                                nq, nk, nh, nkv, max_len, scale, hf);
+                                                                nq, nk, nh, nkv, max_len, scale, opt);
   DC_LAUNCHED("attn_bwd_flash dkv" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
   return 0;
 }
@@ -133,7 +134,7 @@ int fa_dkv(float *ok, float *ov, int64_t os, const float *dout, const float *q, 
 template <int HD>
 int fa_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k, const float *v,
            const float *out, const float *lse, const int32_t *lo, const int32_t *hi, int nq, int nk, int nh, int nkv,
-           int max_len, float scale, float *D, int32_t *tiles, float *part, uint16_t *b16, int hf) {
+           int max_len, float scale, float *D, int32_t *tiles, float *part, uint16_t *b16, int opt) {
   int64_t rows = (int64_t)nq * nh;
   k_fa_row_dot<<<(unsigned)((rows * 32 + 255) / 256), 256, 0, dc_stream>>>(D, dout, out, nq, nh, HD);
   DC_LAUNCHED("attn_bwd_flash row_dot" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
@@ -149,13 +150,13 @@ int fa_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, c
   const bf16 *kb16 = reinterpret_cast<const bf16 *>(kb), *vb16 = reinterpret_cast<const bf16 *>(vb);
   int err;
   if (fa_qw(HD, nq) == 8)
-    err = async ? fa_dq<HD, 8, true>(dq, dout, q, k, v, kb16, vb16, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale, hf)
+    err = async ? fa_dq<HD, 8, true>(dq, dout, q, k, v, kb16, vb16, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale, opt)
                 : fa_dq<HD, 8, false>(dq, dout, q, k, v, nullptr, nullptr, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale,
-                                      hf);
+                                      opt);
   else
-    err = async ? fa_dq<HD, 4, true>(dq, dout, q, k, v, kb16, vb16, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale, hf)
+    err = async ? fa_dq<HD, 4, true>(dq, dout, q, k, v, kb16, vb16, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale, opt)
                 : fa_dq<HD, 4, false>(dq, dout, q, k, v, nullptr, nullptr, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale,
-                                      hf);
+                                      opt);
   if (err) return err;
   if (nk == 0) return 0;
   // One block per (64 keys, query head): a grouped head's share goes to
@@ -165,9 +166,9 @@ int fa_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, c
   int64_t os = grouped ? (int64_t)nh * HD : (int64_t)nkv * HD;
   err = async ? fa_dkv<HD, true>(ok, ov, os, dout, q, k, v, reinterpret_cast<const bf16 *>(ob),
                                  reinterpret_cast<const bf16 *>(qb), lse, D, lo, hi, tiles, nq, nk, nh, nkv, max_len,
-                                 scale, hf)
+                                 scale, opt)
               : fa_dkv<HD, false>(ok, ov, os, dout, q, k, v, nullptr, nullptr, lse, D, lo, hi, tiles, nq, nk, nh, nkv,
-                                  max_len, scale, hf);
+                                  max_len, scale, opt);
   if (err) return err;
   if (grouped) {
     int64_t n = (int64_t)nk * nkv * HD;
@@ -211,10 +212,10 @@ extern "C" int dc_attn_flash_supports(int hd) {
 
 extern "C" int dc_attn_fwd_flash(float *out, float *lse, const float *q, const float *k, const float *v,
                                  const int32_t *kv_lo, const int32_t *kv_hi, int nq, int nk, int nh, int nkv, int hd,
-                                 int max_len, float scale, uint16_t *b16, int heavy_first) {
+                                 int max_len, float scale, uint16_t *b16, int flags) {
   if (fa_check("attn_fwd_flash", nq, nk, nh, nkv, hd, max_len)) return -1;
   if (nq == 0) return 0;
-#define FA_FWD(HD) fa_fwd<HD>(out, lse, q, k, v, kv_lo, kv_hi, nq, nk, nh, nkv, max_len, scale, b16, heavy_first)
+#define FA_FWD(HD) fa_fwd<HD>(out, lse, q, k, v, kv_lo, kv_hi, nq, nk, nh, nkv, max_len, scale, b16, flags)
   FA_DISPATCH(FA_FWD)
 #undef FA_FWD
 }
@@ -222,12 +223,12 @@ extern "C" int dc_attn_fwd_flash(float *out, float *lse, const float *q, const f
 extern "C" int dc_attn_bwd_flash(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                                  const float *v, const float *out, const float *lse, const int32_t *kv_lo,
                                  const int32_t *kv_hi, int nq, int nk, int nh, int nkv, int hd, int max_len,
-                                 float scale, float *D, int32_t *tiles, float *part, uint16_t *b16, int heavy_first) {
+                                 float scale, float *D, int32_t *tiles, float *part, uint16_t *b16, int flags) {
   if (fa_check("attn_bwd_flash", nq, nk, nh, nkv, hd, max_len)) return -1;
   if (nq == 0) return 0;
 #define FA_BWD(HD)                                                                                                      \
   fa_bwd<HD>(dq, dk, dv, dout, q, k, v, out, lse, kv_lo, kv_hi, nq, nk, nh, nkv, max_len, scale, D, tiles, part, b16, \
-             heavy_first)
+             flags)
   FA_DISPATCH(FA_BWD)
 #undef FA_BWD
 }

@@ -13,23 +13,25 @@ int dc_attn_flash_supports(int hd);
 // memory and registers only, linear in nq and nk. Every pointer 16-byte
 // aligned (b16 too). b16, null or 2·nk·nkv·hd bf16: given, the kernel stages its key
 // tiles asynchronously from bf16 copies of k and v made there (the same
-// out, lse bit for bit). heavy_first: the blocks dispatched heads fastest,
+// out, lse bit for bit). flags: bit 0, the blocks dispatched heads fastest,
 // so every head's heaviest tiles (a causal pass's last rows, first keys)
-// start before any light ones — the same results, a shorter tail.
+// start before any light ones — the same results, a shorter tail; bit 1
+// (backward, with b16), each query tile's rows' ranges, lse and D copied
+// by cp.async with its rows in the dk/dv kernel — the same results.
 int dc_attn_fwd_flash(float *out, float *lse, const float *q, const float *k, const float *v,
                       const int32_t *kv_lo, const int32_t *kv_hi, int nq, int nk, int nh, int nkv, int hd,
-                      int max_len, float scale, uint16_t *b16, int heavy_first);
+                      int max_len, float scale, uint16_t *b16, int flags);
 // dq, dk, dv set (not accumulated) from dout, out, lse. Scratch: D, nq·nh
 // floats; tiles, 2·⌈nq/32⌉ ints; part, 2·nk·nh·hd floats when nh ≠ nkv
 // (each query head's share of its KV head's gradients), else unused. b16,
 // null or 2·(nq·nh + nk·nkv)·hd bf16: given, dq, dk and dv come from the
 // kernels that stage their tiles asynchronously from bf16 copies of q,
-// dout, k and v made there (the same results bit for bit). heavy_first as
-// dc_attn_fwd_flash's, for the dq and dk/dv kernels.
+// dout, k and v made there (the same results bit for bit). flags as
+// dc_attn_fwd_flash's.
 int dc_attn_bwd_flash(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                       const float *v, const float *out, const float *lse, const int32_t *kv_lo,
                       const int32_t *kv_hi, int nq, int nk, int nh, int nkv, int hd, int max_len, float scale,
-                      float *D, int32_t *tiles, float *part, uint16_t *b16, int heavy_first);
+                      float *D, int32_t *tiles, float *part, uint16_t *b16, int flags);
 
 // Two attentions of the same queries over disjoint key sets, (out, lse)
 // and (out2, lse2) — rows × hd and rows, a row one (query, head) — merged

@@ -377,18 +377,24 @@ __device__ __forceinline__ fa_block fa_block_of(int hf) {
             : fa_block{(int)blockIdx.x, (int)gridDim.x, (int)blockIdx.y};
 }
 
+// The kernels' opt bits (attn_flash.h's flags): FA_HEAVY_FIRST the grid
+// heads fastest (fa_block_of); FA_PREFETCH (dk/dv with async tiles) each
+// query tile's rows' ranges, lse and D copied by cp.async with its Q and
+// dO rows instead of loaded when the tile is staged.
+constexpr int FA_HEAVY_FIRST = 1, FA_PREFETCH = 2;
+
 template <int HD, int QW, bool ASYNC>
 __global__ void __launch_bounds__(QW * 32) k_fa_fwd(float *out, float *lse, const float *q, const float *k,
                                                        const float *v, const bf16 *kb, const bf16 *vb,
                                                        const int32_t *kv_lo, const int32_t *kv_hi, int nq, int nk,
-                                                       int nh, int nkv, int max_len, float scale, int hf) {
+                                                       int nh, int nkv, int max_len, float scale, int opt) {
   DC_DYNAMIC_SHARED(unsigned char, fa_sh);
   constexpr int LDK = HD + FA_PAD, LDV = FA_BK + FA_PAD, ND = HD / 8, TILE = FA_BK * LDK;
   bf16 *Ks = reinterpret_cast<bf16 *>(fa_sh), *Vt = Ks + TILE, *Vs = Ks + 2 * TILE;  // async: Ks, Vs two tiles each
   __shared__ int rng[2 * QW];
   int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   // The last rows of a causal sequence attend the most keys: they start first.
-  const fa_block bl = fa_block_of(hf);
+  const fa_block bl = fa_block_of(opt & FA_HEAVY_FIRST);
   int h = bl.head, kvh = h / (nh / nkv), r0 = (bl.tiles - 1 - bl.tile) * 16 * QW + warp * 16;
   int64_t qs = (int64_t)nh * HD, kvs = (int64_t)nkv * HD;
   fa_rows w = fa_row_ranges(kv_lo, kv_hi, r0, nq, nk, max_len, g);
@@ -531,14 +537,14 @@ __global__ void __launch_bounds__(QW * 32) k_fa_bwd_dq(float *dq, const float *d
                                                           const float *v, const bf16 *kb, const bf16 *vb,
                                                           const float *lse, const float *D,
                                                           const int32_t *kv_lo, const int32_t *kv_hi, int nq, int nk,
-                                                          int nh, int nkv, int max_len, float scale, int hf) {
+                                                          int nh, int nkv, int max_len, float scale, int opt) {
   DC_DYNAMIC_SHARED(unsigned char, fa_sh);
   constexpr int LDK = HD + FA_PAD, LDT = FA_BK + FA_PAD, ND = HD / 8, TILE = FA_BK * LDK;
   bf16 *Ks = reinterpret_cast<bf16 *>(fa_sh), *Vs = Ks + (ASYNC ? 2 : 1) * TILE, *Kt = Vs + TILE;  // async: Ks, Vs two tiles each
   __shared__ int rng[2 * QW];
   int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   // The last rows of a causal sequence attend the most keys: they start first.
-  const fa_block bl = fa_block_of(hf);
+  const fa_block bl = fa_block_of(opt & FA_HEAVY_FIRST);
   int h = bl.head, kvh = h / (nh / nkv), r0 = (bl.tiles - 1 - bl.tile) * 16 * QW + warp * 16;
   int64_t qs = (int64_t)nh * HD, kvs = (int64_t)nkv * HD;
   fa_rows w = fa_row_ranges(kv_lo, kv_hi, r0, nq, nk, max_len, g);
@@ -625,12 +631,13 @@ __device__ __forceinline__ void fa_tile_rows(int *lo_s, int *hi_s, float *Ls, fl
 // Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ from the row-major tiles, then dV += Pᵀ·dO and
 // dK += dSᵀ·Q — their B operands from the transposed tiles Ot, Qt with TR
 // (v1 stages them), else from Os, Qs by ldmatrix.trans (the same values in
-// the same order). lo_s, hi_s, Ls, Dsh: the tile's rows' ranges, lse and D.
+// the same order). lo_s, hi_s, Ls, Dsh: the tile's rows' ranges, lse and D
+// (as fa_tile_rows leaves them, or as prefetched: a bad range judged here).
 template <int HD, bool TR>
 __device__ __forceinline__ void fa_dkv_tile(float gk[HD / 8][4], float gv[HD / 8][4], const bf16 *Ks, const bf16 *Vs,
                                             const bf16 *Qs, const bf16 *Os, const bf16 *Qt, const bf16 *Ot,
                                             const int *lo_s, const int *hi_s, const float *Ls, const float *Dsh,
-                                            int kw, float scale) {
+                                            int kw, float scale, int nk, int max_len) {
   constexpr int LDK = HD + FA_PAD, LDQ = FA_BQ2 + FA_PAD, NQ8 = FA_BQ2 / 8, ND = HD / 8;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   float st[NQ8][4], dpt[NQ8][4];
@@ -655,7 +662,9 @@ __device__ __forceinline__ void fa_dkv_tile(float gk[HD / 8][4], float gv[HD / 8
 #pragma unroll
     for (int e = 0; e < 4; e++) {
       int j = kw + g + 8 * (e >> 1), c = n * 8 + 2 * t + (e & 1);
-      bool in = j >= lo_s[c] && j < hi_s[c];
+      // A bad range reaches no key (fa_tile_rows empties it; prefetched,
+      // its raw values arrive and are judged here).
+      bool in = j >= lo_s[c] && j < hi_s[c] && fa_valid(lo_s[c], hi_s[c], nk, max_len);
       float p = in ? expf(st[n][e] * scale - Ls[c]) : 0.f;
       dpt[n][e] = in ? p * (dpt[n][e] - Dsh[c]) * scale : 0.f;  // dSᵀ
       st[n][e] = p;                                              // Pᵀ
@@ -706,7 +715,7 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv(float *dk, float *dv,
                                                            const bf16 *ob, const bf16 *qb, const float *lse,
                                                            const float *D, const int32_t *kv_lo,
                                                            const int32_t *kv_hi, const int32_t *tiles, int nq, int nk,
-                                                           int nh, int nkv, int max_len, float scale, int hf) {
+                                                           int nh, int nkv, int max_len, float scale, int opt) {
   DC_DYNAMIC_SHARED(unsigned char, fa_sh);
   constexpr int LDK = HD + FA_PAD, LDQ = FA_BQ2 + FA_PAD, ND = HD / 8, TILE = FA_BQ2 * LDK;
   bf16 *Ks = reinterpret_cast<bf16 *>(fa_sh), *Vs = Ks + FA_BK * LDK, *Qs = Vs + FA_BK * LDK;
@@ -717,7 +726,7 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv(float *dk, float *dv,
   int warp = threadIdx.x >> 5;
   // The first keys of a causal sequence are attended by the most rows:
   // their blocks start first.
-  const fa_block bl = fa_block_of(hf);
+  const fa_block bl = fa_block_of(opt & FA_HEAVY_FIRST);
   int h = bl.head, group = nh / nkv, kvh = h / group, k0 = bl.tile * FA_BK, kw = k0 + warp * 16;
   int64_t qs = (int64_t)nh * HD, kvs = (int64_t)nkv * HD;
   fa_stage<HD, FA_BK, FA_THREADS>(Ks, LDK, nullptr, 0, k, nk, kvs, kvh * HD, k0);
@@ -752,7 +761,17 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv(float *dk, float *dv,
         fa_cp_async16(qd + r * LDK + c, qb + off, in ? 16 : 0);
         fa_cp_async16(od + r * LDK + c, ob + off, in ? 16 : 0);
       }
-      fa_tile_rows(lo_s[st], hi_s[st], Ls[st], Dsh[st], q0, kv_lo, kv_hi, lse, D, nq, nk, nh, h, max_len);
+      if (!(opt & FA_PREFETCH)) {
+        fa_tile_rows(lo_s[st], hi_s[st], Ls[st], Dsh[st], q0, kv_lo, kv_hi, lse, D, nq, nk, nh, h, max_len);
+      } else if (threadIdx.x < FA_BQ2) {  // in flight with the rows (rows past nq: zeros, an empty range)
+        const int r = q0 + threadIdx.x;
+        const bool in = r < nq;
+        const int64_t ri = in ? r : 0, si = in ? (int64_t)r * nh + h : 0;  // valid addresses when zero-filled
+        fa_cp_async4(&lo_s[st][threadIdx.x], kv_lo + ri, in ? 4 : 0);
+        fa_cp_async4(&hi_s[st][threadIdx.x], kv_hi + ri, in ? 4 : 0);
+        fa_cp_async4(&Ls[st][threadIdx.x], lse + si, in ? 4 : 0);
+        fa_cp_async4(&Dsh[st][threadIdx.x], D + si, in ? 4 : 0);
+      }
     };
 
     int b = next(0), st = 0;
@@ -769,7 +788,7 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv(float *dk, float *dv,
       const int tlo = tiles[2 * b], thi = tiles[2 * b + 1];
       if (!(tlo >= kw + 16 || thi <= kw))  // some row of the tile reaches this warp's keys
         fa_dkv_tile<HD, false>(gk, gv, Ks, Vs, Qs + st * TILE, Os + st * TILE, nullptr, nullptr, lo_s[st], hi_s[st],
-                               Ls[st], Dsh[st], kw, scale);
+                               Ls[st], Dsh[st], kw, scale, nk, max_len);
       __syncthreads();  // buffer st is read: the next iteration may refill it
       b = bn, st ^= 1;
     }
@@ -784,7 +803,7 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv(float *dk, float *dv,
       fa_tile_rows(lo_s[0], hi_s[0], Ls[0], Dsh[0], q0, kv_lo, kv_hi, lse, D, nq, nk, nh, h, max_len);
       __syncthreads();
       if (tlo >= kw + 16 || thi <= kw) continue;  // none of the tile's rows reaches this warp's keys
-      fa_dkv_tile<HD, true>(gk, gv, Ks, Vs, Qs, Os, Qt, Ot, lo_s[0], hi_s[0], Ls[0], Dsh[0], kw, scale);
+      fa_dkv_tile<HD, true>(gk, gv, Ks, Vs, Qs, Os, Qt, Ot, lo_s[0], hi_s[0], Ls[0], Dsh[0], kw, scale, nk, max_len);
     }
   }
 

@@ -17,9 +17,10 @@ static void launch(unsigned gx, unsigned gy, unsigned bd, size_t smem, const std
 }
 
 // A grid of tiles × heads as attn_flash.cu's fa_grid lays it out: heads
-// fastest with hf. The async kernels run so here and v1's do not, and
-// their results must agree bit for bit: the remapped blocks cover every
-// tile and head once.
+// fastest with hf. The async kernels run so here (and dk/dv with its
+// statistics prefetched: FA_PREFETCH) and v1's do not, and their results
+// must agree bit for bit: the remapped blocks cover every tile and head
+// once, and the prefetched statistics arrive before they are read.
 static void launch_tiles(unsigned tiles, unsigned nh, int hf, unsigned bd, size_t smem, const std::function<void()> &f) {
   emu_launch(hf ? nh : tiles, hf ? tiles : nh, bd, smem, f);
 }
@@ -91,7 +92,7 @@ void bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, con
   if (async)
     launch_tiles((nk + FA_BK - 1) / FA_BK, nh, 1, FA_THREADS, fa_dkv_async_smem<HD>(), [&] {
       k_fa_bwd_dkv<HD, true>(ok, ov, os, dout, q, k, v, ob.data(), qb.data(), lse, D, lo, hi, tiles, nq, nk, nh, nkv,
-                             max_len, scale, 1);
+                             max_len, scale, FA_HEAVY_FIRST | FA_PREFETCH);
     });
   else
     launch_tiles((nk + FA_BK - 1) / FA_BK, nh, 0, FA_THREADS, fa_dkv_smem<HD>(), [&] {
