@@ -59,22 +59,16 @@ func (p *pass) fusible(w *weight, l, i int) bool {
 // in + p.kx apart), where u
 // = x·Aᵀ (x dropped out first while training) is kept in f32 for the
 // backward and rounded beside x's bf16 rows, and W is dequantised into the
-// tile's rows with s·B after each (one launch: NF4Stage). The separate adapter product would read
-// and write all of y again (gate and up: 2·n·F·4 bytes each).
+// tile's rows with s·B after each (one launch: NF4Stage). The separate
+// adapter product would read and write all of y again (gate and up:
+// 2·n·F·4 bytes each).
 func (p *pass) linFused(y, x, xb *cuda.Buffer, ldx, l, i int) {
 	d, w := p.d, p.nt.layers[l].w[i]
 	n, out, in := p.n, w.rows, w.cols
-	A, B, _, _ := p.pair(l, i)
+	_, B, _, _ := p.pair(l, i)
 	r, s := p.nt.A.Config.R, p.nt.A.Config.Scaling()
-	u := p.a.u[i]
 	p.mark("lora")
-	if p.drop != nil {
-		base, thresh, keep := p.drop(l*nMod + i)
-		xd := p.dropBuf.View(0, n*in)
-		p.do(d.Dropout(xd, x, n*in, base, thresh, keep))
-		x = xd
-	}
-	p.loraRows(u, x, A, r, in, false, 1)
+	u := p.loraU(x, l, i)
 	p.mark("dequant")
 	ld := in + p.kx // the tile's rows: W's, s·B's r, padding never read
 	tile := p.tile.View(0, out*ld)
@@ -95,19 +89,28 @@ func (p *pass) loraFwd(y, x *cuda.Buffer, l, i int) {
 	if A == nil || p.nt.skip["lora"] {
 		return
 	}
-	d, w := p.d, p.nt.layers[l].w[i]
-	n, out, in := p.n, w.rows, w.cols
+	out := p.nt.layers[l].w[i].rows
 	p.mark("lora") // the caller marks what comes next
 	r, s := p.nt.A.Config.R, p.nt.A.Config.Scaling()
+	u := p.loraU(x, l, i)
+	p.do(p.d.GemmTF32(false, true, p.n, out, r, s, u, r, B, r, 1, y, out))
+}
+
+// loraU sets and returns module i's u = x·Aᵀ (n, r), kept for the
+// backward — x dropped out first while training, as PEFT drops the
+// adapter's input only.
+func (p *pass) loraU(x *cuda.Buffer, l, i int) *cuda.Buffer {
+	n, in := p.n, p.nt.layers[l].w[i].cols
+	A, _, _, _ := p.pair(l, i)
 	u := p.a.u[i]
 	if p.drop != nil {
 		base, thresh, keep := p.drop(l*nMod + i)
 		xd := p.dropBuf.View(0, n*in)
-		p.do(d.Dropout(xd, x, n*in, base, thresh, keep))
+		p.do(p.d.Dropout(xd, x, n*in, base, thresh, keep))
 		x = xd
 	}
-	p.loraRows(u, x, A, r, in, false, 1)
-	p.do(d.GemmTF32(false, true, n, out, r, s, u, r, B, r, 1, y, out))
+	p.loraRows(u, x, A, p.nt.A.Config.R, in, false, 1)
+	return u
 }
 
 // linB adds to dx(n, in) the gradient through W and the adapter, and to the
