@@ -18,7 +18,9 @@
 # kernels' synchronous tiles, DISTILL_CUDA_FLASH_ASYNC=0), STEP_HEAVY=0
 # (skip the step again with the flash blocks heaviest first — gated:
 # DISTILL_CUDA_FLASH_HEAVY), STEP_PREFETCH=0 (… with dk/dv's row
-# statistics prefetched — gated: DISTILL_CUDA_FLASH_PREFETCH),
+# statistics prefetched — gated: DISTILL_CUDA_FLASH_PREFETCH), STEP_TRIM=0
+# (… with the backward's recomputation stopping at what it reads — gated:
+# DISTILL_CUDA_RECOMPUTE_TRIM),
 # SKIP_E2E, SANITIZE=1
 # (compute-sanitizer), NCU=1 (NCU_SKIP, NCU_COUNT, NCU_TIMEOUT: per-kernel
 # times; DISTILL_BENCH_KEEP=1 profiles the step that keeps its
@@ -193,6 +195,11 @@ if [ "${STEP_PREFETCH:-1}" = 1 ]; then  # the step again, dk/dv's row statistics
   (cd cuda/devnet && DISTILL_CUDA_FLASH_PREFETCH=1 timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' \
     -test.bench Step -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[prefetch]/") >> "$OUT/bench.log" 2>&1
   echo "training step (flash statistics prefetched) exit $?"
+fi
+if [ "${STEP_TRIM:-1}" = 1 ]; then  # the recomputing step again, its recomputation trimmed (gated until measured)
+  (cd cuda/devnet && DISTILL_CUDA_RECOMPUTE_TRIM=1 timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' \
+    -test.bench Step -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[trim]/") >> "$OUT/bench.log" 2>&1
+  echo "training step (recomputation trimmed) exit $?"
 fi
 grep -E "^Benchmark|FAIL|panic|_test.go" "$OUT/bench.log" | tail -40
 if [ -n "${NCU:-}" ] && command -v ncu >/dev/null; then

@@ -245,6 +245,17 @@ func (p *pass) layerFwd(l int, x *cuda.Buffer) {
 	p.toBF16Rows(xb, ldx, a.h2, n, D)
 	p.lin(a.g, a.h2, xb, ldx, l, mGate)
 	p.lin(a.up, a.h2, xb, ldx, l, mUp)
+	if p.recompute {
+		// The backward reads the down projection's input a and its
+		// adapter's u, never the layer's output: no bf16 copy of a, no
+		// down GEMM (the layer's largest with gate's and up's), no residual.
+		p.do(d.SwiGLUFwd(a.a, a.g, a.up, n*F))
+		if A, _, _, _ := p.pair(l, mDown); A != nil && !p.nt.skip["lora"] {
+			p.mark("lora")
+			p.loraU(a.a, l, mDown)
+		}
+		return
+	}
 	// a in bf16 for the down projection, written beside a; its adapter's
 	// product stays apart (its y is n·D, a tenth of gate's and up's).
 	fb := p.xb.View(0, n*F)

@@ -444,6 +444,19 @@ const prefetchVerified = false
 // DISTILL_CUDA_FLASH_PREFETCH=0 or 1 overrides the gate either way.
 func prefetchReady() bool { return gateOpen("DISTILL_CUDA_FLASH_PREFETCH", prefetchVerified) }
 
+// trimVerified: the backward's recomputation of a layer stopping at what
+// the backward reads (pass.recompute: SwiGLU's output and the down
+// projection's u, not its GEMM, its bf16 operand or the residual) — at
+// 1.5B and 2,048 tokens ~110 µs of the ~0.8 ms a layer's forward takes.
+// Written without a GPU (session 9). Until
+// TestKeepActivationsMatchesRecompute passes with it and BenchmarkStep's
+// recomputing step is faster, the recomputation runs the whole forward
+// unless DISTILL_CUDA_RECOMPUTE_TRIM=1 (or DISTILL_CUDA_UNVERIFIED=1).
+const trimVerified = false
+
+// DISTILL_CUDA_RECOMPUTE_TRIM=0 or 1 overrides the gate either way.
+func trimReady() bool { return gateOpen("DISTILL_CUDA_RECOMPUTE_TRIM", trimVerified) }
+
 // loraFusedVerified: an NF4 projection and its adapter as one bf16 GEMM
 // (layer.go's linFused: x and u = x·Aᵀ side by side against W and s·B,
 // K = in + r; backward dy and du against W and A, K = out + r) instead of

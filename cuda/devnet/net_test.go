@@ -334,13 +334,18 @@ func TestKeepActivationsMatchesRecompute(t *testing.T) {
 				ok(t, net.DownloadGrads(g))
 				return loss, g
 			}
-			l0, g0 := run(false)
 			l1, g1 := run(true)
-			if math.Abs(l1-l0) > 1e-6*math.Abs(l0) {
-				t.Errorf("loss %v kept, %v recomputed", l1, l0)
-			}
-			if rel := relL2(g1, g0); rel > 1e-6 || rel != rel {
-				t.Errorf("gradients differ by %.2e relative", rel)
+			// Recomputing the whole forward, and only what the backward
+			// reads (DISTILL_CUDA_RECOMPUTE_TRIM).
+			for _, trim := range []string{"0", "1"} {
+				t.Setenv("DISTILL_CUDA_RECOMPUTE_TRIM", trim)
+				l0, g0 := run(false)
+				if math.Abs(l1-l0) > 1e-6*math.Abs(l0) {
+					t.Errorf("trim %s: loss %v kept, %v recomputed", trim, l1, l0)
+				}
+				if rel := relL2(g1, g0); rel > 1e-6 || rel != rel {
+					t.Errorf("trim %s: gradients differ by %.2e relative", trim, rel)
+				}
 			}
 		})
 	}

@@ -23,6 +23,7 @@ type pass struct {
 	n, maxPos  int
 	drop       train.DropoutMask
 	adapterOff bool   // the base alone (DPO's reference policy)
+	recompute  bool   // layerFwd is the backward's recomputation: it stops at what the backward reads
 	spans      []span // decoding: the rows' caches on the device, in row order (decode.go)
 	phase      string // profiling: the phase in progress and its start
 	phaseT     time.Time
@@ -409,7 +410,9 @@ func (p *pass) backward(x *cuda.Buffer) {
 		if l < nL-1 && !kept {
 			p.mark("elementwise")
 			p.do(p.xs[l].CopyTo(p.hf)) // hf is free now: the recomputation's scratch
+			p.recompute = trimReady()
 			p.layerFwd(l, p.hf)
+			p.recompute = false
 		}
 		p.s.dG, p.s.dUp = p.a.g, p.a.up // SwiGLU's backward overwrites them
 		p.layerBwd(l, p.dx, p.xs[l])
