@@ -9,18 +9,22 @@
 # Logs go to $OUT (or .devbuild/out).
 #
 # Knobs (environment): TEST_RUN, TEST_TIMEOUT (the CUDA tests: a -run
-# pattern), SKIP_KERNEL_TESTS, SKIP_KERNEL_BENCH, BENCH_RUN, BENCH_TIME,
+# pattern), TEST_UNVERIFIED=0 (skip the devnet tests' second run with
+# every gated path open: DISTILL_CUDA_UNVERIFIED=1), SKIP_KERNEL_TESTS, SKIP_KERNEL_BENCH, BENCH_RUN, BENCH_TIME,
 # BENCH_TIMEOUT (the kernel benchmarks), DECODE_BENCH=shape (inference on
 # the GPU: the general pass, fused, fused with graphs), DISTILL_BENCH_STEP=shape:seq,…
 # STEP_TIME, STEP_TIMEOUT (the training step), STEP_ATTN=gemm|simple (the
 # step again with another attention), STEP_KEEP=0 (skip the step again with
 # every layer's activations kept), STEP_V1=1 (the step again with the flash
-# kernels' synchronous tiles, DISTILL_CUDA_FLASH_ASYNC=0), STEP_HEAVY=0
-# (skip the step again with the flash blocks heaviest first — gated:
-# DISTILL_CUDA_FLASH_HEAVY), STEP_PREFETCH=0 (… with dk/dv's row
-# statistics prefetched — gated: DISTILL_CUDA_FLASH_PREFETCH), STEP_TRIM=0
-# (… with the backward's recomputation stopping at what it reads — gated:
-# DISTILL_CUDA_RECOMPUTE_TRIM),
+# kernels' synchronous tiles, DISTILL_CUDA_FLASH_ASYNC=0), STEP_ALL=0
+# (skip the steps again, recomputing and keeping, with every gated path
+# open), and each gated path
+# alone, to tell them apart: STEP_HEAVY=1 (the flash blocks heaviest
+# first: DISTILL_CUDA_FLASH_HEAVY), STEP_PREFETCH=1 (dk/dv's row
+# statistics prefetched: DISTILL_CUDA_FLASH_PREFETCH), STEP_TRIM=1 (the
+# backward's recomputation stopping at what it reads:
+# DISTILL_CUDA_RECOMPUTE_TRIM), STEP_SET=1 (the backward's gradient
+# buffers set by their first GEMM: DISTILL_CUDA_BWD_SET),
 # SKIP_E2E, SANITIZE=1
 # (compute-sanitizer), NCU=1 (NCU_SKIP, NCU_COUNT, NCU_TIMEOUT: per-kernel
 # times; DISTILL_BENCH_KEEP=1 profiles the step that keeps its
@@ -102,6 +106,11 @@ fi
 (cd cuda/devnet && DISTILL_CUDA_SYNC=1 timeout ${TEST_TIMEOUT:-180} /tmp/devnet.test -test.v -test.count=1 \
   -test.run "${TEST_RUN:-.}") >> "$OUT/tests.log" 2>&1
 echo "devnet tests exit $?"
+if [ "${TEST_UNVERIFIED:-1}" = 1 ]; then  # again with every gated path open (each gate's own variable still rules)
+  (cd cuda/devnet && DISTILL_CUDA_UNVERIFIED=1 DISTILL_CUDA_SYNC=1 timeout ${TEST_TIMEOUT:-180} /tmp/devnet.test -test.v \
+    -test.count=1 -test.run "${TEST_RUN:-.}" 2>&1 | sed -E "s/^(\s*)--- (PASS|FAIL|SKIP): /\1--- \2: open:/") >> "$OUT/tests.log" 2>&1
+  echo "devnet tests, every gate open, exit $?"
+fi
 grep -E "^(--- |ok|FAIL|PASS)|^\s+\S+_test.go|panic" "$OUT/tests.log" | head -150
 failed=$(grep -E "^--- FAIL" "$OUT/tests.log" | awk '{print $3}' | paste -sd'|')
 if [ -n "$failed" ] && [ -n "${SANITIZE:-}" ] && command -v compute-sanitizer >/dev/null; then
@@ -186,17 +195,30 @@ if [ "${STEP_V1:-0}" = 1 ]; then  # the step again with the flash kernels' synch
     -test.bench Step -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[v1]/") >> "$OUT/bench.log" 2>&1
   echo "training step (synchronous flash tiles) exit $?"
 fi
-if [ "${STEP_HEAVY:-1}" = 1 ]; then  # the step again, the flash kernels' heaviest blocks first (gated until measured)
+if [ "${STEP_HEAVY:-0}" = 1 ]; then  # the step again, the flash kernels' heaviest blocks first (gated until measured)
   (cd cuda/devnet && DISTILL_CUDA_FLASH_HEAVY=1 timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' \
     -test.bench Step -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[heavy]/") >> "$OUT/bench.log" 2>&1
   echo "training step (flash heaviest blocks first) exit $?"
 fi
-if [ "${STEP_PREFETCH:-1}" = 1 ]; then  # the step again, dk/dv's row statistics prefetched (gated until measured)
+if [ "${STEP_PREFETCH:-0}" = 1 ]; then  # the step again, dk/dv's row statistics prefetched (gated until measured)
   (cd cuda/devnet && DISTILL_CUDA_FLASH_PREFETCH=1 timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' \
     -test.bench Step -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[prefetch]/") >> "$OUT/bench.log" 2>&1
   echo "training step (flash statistics prefetched) exit $?"
 fi
-if [ "${STEP_TRIM:-1}" = 1 ]; then  # the recomputing step again, its recomputation trimmed (gated until measured)
+if [ "${STEP_SET:-0}" = 1 ]; then  # the step again, backward gradient buffers set by their first GEMM (gated until measured)
+  (cd cuda/devnet && DISTILL_CUDA_BWD_SET=1 timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' \
+    -test.bench Step -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[set]/") >> "$OUT/bench.log" 2>&1
+  echo "training step (gradient buffers set, not zeroed) exit $?"
+fi
+if [ "${STEP_ALL:-1}" = 1 ]; then  # the step again with every gated path open, recomputing and keeping
+  for keep in 0 1; do
+    (cd cuda/devnet && DISTILL_CUDA_UNVERIFIED=1 DISTILL_BENCH_KEEP=$keep timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test \
+      -test.run '^$' -test.bench Step -test.benchtime ${STEP_TIME:-5x} |
+      sed "s/^BenchmarkStep/BenchmarkStep[all$([ $keep = 1 ] && echo ,keep)]/") >> "$OUT/bench.log" 2>&1
+    echo "training step (every gate open, keep $keep) exit $?"
+  done
+fi
+if [ "${STEP_TRIM:-0}" = 1 ]; then  # the recomputing step again, its recomputation trimmed (gated until measured)
   (cd cuda/devnet && DISTILL_CUDA_RECOMPUTE_TRIM=1 timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' \
     -test.bench Step -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[trim]/") >> "$OUT/bench.log" 2>&1
   echo "training step (recomputation trimmed) exit $?"

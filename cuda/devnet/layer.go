@@ -115,13 +115,17 @@ func (p *pass) loraU(x *cuda.Buffer, l, i int) *cuda.Buffer {
 
 // linB adds to dx(n, in) the gradient through W and the adapter, and to the
 // adapter's gradients: du = s·dy·B, dB += s·dyᵀ·u, dA += duᵀ·x,
-// dx += dy·W + du·A.
-func (p *pass) linB(dx, dy, x *cuda.Buffer, l, i int) {
+// dx += dy·W + du·A. set: dx holds nothing yet — set, not added to.
+func (p *pass) linB(dx, dy, x *cuda.Buffer, l, i int, set bool) {
 	d, w := p.d, p.nt.layers[l].w[i]
 	n, out, in := p.n, w.rows, w.cols
 	defer p.mark("elementwise")
+	beta := float32(1)
+	if set {
+		beta = 0
+	}
 	if p.drop == nil && n > 0 && p.fusible(w, l, i) {
-		p.linBFused(dx, dy, x, l, i)
+		p.linBFused(dx, dy, x, l, i, beta)
 		return
 	}
 	yb := p.xb.View(0, n*out)
@@ -130,7 +134,9 @@ func (p *pass) linB(dx, dy, x *cuda.Buffer, l, i int) {
 	wb := p.weight(w)
 	p.mark("gemm")
 	if !p.nt.skip["gemm"] {
-		p.do(d.GemmBF16(false, false, n, in, out, 1, yb, out, wb, in, 1, dx, in))
+		p.do(d.GemmBF16(false, false, n, in, out, 1, yb, out, wb, in, beta, dx, in))
+	} else if beta == 0 { // a benchmark leaving the GEMMs out: dx still starts at zero
+		p.do(dx.View(0, n*in).Zero())
 	}
 	A, B, gA, gB := p.pair(l, i)
 	if A == nil || p.nt.skip["lora"] {
@@ -157,8 +163,8 @@ func (p *pass) linB(dx, dy, x *cuda.Buffer, l, i int) {
 // linBFused is linB as one bf16 GEMM for dx: dx += [dy | du]·[W ; A] over
 // K = out + r, dy and du rounded side by side, A's rows after W's in the
 // tile (no dropout: its mask falls on du·A alone). The adapter's gradients
-// stay TF32 products of the f32 dy, u, du and x.
-func (p *pass) linBFused(dx, dy, x *cuda.Buffer, l, i int) {
+// stay TF32 products of the f32 dy, u, du and x. beta 0 sets dx.
+func (p *pass) linBFused(dx, dy, x *cuda.Buffer, l, i int, beta float32) {
 	d, w := p.d, p.nt.layers[l].w[i]
 	n, out, in := p.n, w.rows, w.cols
 	A, B, gA, gB := p.pair(l, i)
@@ -175,7 +181,7 @@ func (p *pass) linBFused(dx, dy, x *cuda.Buffer, l, i int) {
 		cuda.BF16Rows{Dst: yb, LDD: ldy, Src: dy, LDS: out, Rows: n, Cols: out, Scale: 1},
 		cuda.BF16Rows{Dst: yb.View(out, n*ldy-out), LDD: ldy, Src: du, LDS: r, Rows: n, Cols: r, Scale: 1}))
 	p.mark("gemm")
-	p.do(d.GemmBF16(false, false, n, in, out+r, 1, yb, ldy, tile, in, 1, dx, in))
+	p.do(d.GemmBF16(false, false, n, in, out+r, 1, yb, ldy, tile, in, beta, dx, in))
 	p.mark("lora")
 	p.loraCols(gB, dy, u, out, r, false, s) // dB += s·dyᵀ·u
 	p.loraCols(gA, x, du, in, r, true, 1)   // dA += duᵀ·x
@@ -274,17 +280,25 @@ func (p *pass) layerBwd(l int, dx, xIn *cuda.Buffer) {
 	tables := p.maxPos + 1
 
 	// MLP: out = xMid + down(silu(g)·up(h2)); dx is d out.
-	p.do(s.dA.Zero())
-	p.linB(s.dA, dx, a.a, l, mDown)
+	// Each gradient buffer's first product sets it (linB's set), or,
+	// until that is verified, it starts zeroed.
+	set := betaZeroReady()
+	zero := func(b *cuda.Buffer) {
+		if !set {
+			p.do(b.Zero())
+		}
+	}
+	zero(s.dA)
+	p.linB(s.dA, dx, a.a, l, mDown, set)
 	p.do(d.SwiGLUBwd(s.dG, s.dUp, s.dA, a.g, a.up, n*F))
-	p.do(s.dH.Zero())
-	p.linB(s.dH, s.dG, a.h2, l, mGate)
-	p.linB(s.dH, s.dUp, a.h2, l, mUp)
+	zero(s.dH)
+	p.linB(s.dH, s.dG, a.h2, l, mGate, set)
+	p.linB(s.dH, s.dUp, a.h2, l, mUp, false)
 	p.do(d.RMSNormBwd(dx, nil, s.dH, a.xMid, L.mlpNorm, a.rstd2, n, D)) // dx is now d xMid
 
 	// Attention: xMid = xIn + o(attn(q, k, v)).
-	p.do(s.dAtt.Zero())
-	p.linB(s.dAtt, dx, a.att, l, mO)
+	zero(s.dAtt)
+	p.linB(s.dAtt, dx, a.att, l, mO, set)
 	p.mark("attention")
 	switch {
 	case p.nt.skip["attention"]:
@@ -306,10 +320,10 @@ func (p *pass) layerBwd(l int, dx, xIn *cuda.Buffer) {
 		p.do(d.RMSNormBwd(s.dKPre, nil, s.dK, a.kPre, L.kNorm, a.rstdK, n*KV, hd))
 		dq, dk = s.dQPre, s.dKPre
 	}
-	p.do(s.dH.Zero())
-	p.linB(s.dH, dq, a.h1, l, mQ)
-	p.linB(s.dH, dk, a.h1, l, mK)
-	p.linB(s.dH, s.dV, a.h1, l, mV)
+	zero(s.dH)
+	p.linB(s.dH, dq, a.h1, l, mQ, set)
+	p.linB(s.dH, dk, a.h1, l, mK, false)
+	p.linB(s.dH, s.dV, a.h1, l, mV, false)
 	p.do(d.RMSNormBwd(dx, nil, s.dH, xIn, L.attnNorm, a.rstd1, n, D)) // dx is now d xIn
 }
 

@@ -457,6 +457,17 @@ const trimVerified = false
 // DISTILL_CUDA_RECOMPUTE_TRIM=0 or 1 overrides the gate either way.
 func trimReady() bool { return gateOpen("DISTILL_CUDA_RECOMPUTE_TRIM", trimVerified) }
 
+// betaZeroVerified: each backward gradient buffer (dA, dH, dAtt) set by
+// its first GEMM (beta 0) instead of zeroed and then added to — at 1.5B and
+// 2,048 tokens 111 MB of memset a layer, ~1 ms a step. Written without a
+// GPU (session 9). Until the step's tests pass with it and BenchmarkStep is
+// faster, the buffers are zeroed unless DISTILL_CUDA_BWD_SET=1 (or
+// DISTILL_CUDA_UNVERIFIED=1).
+const betaZeroVerified = false
+
+// DISTILL_CUDA_BWD_SET=0 or 1 overrides the gate either way.
+func betaZeroReady() bool { return gateOpen("DISTILL_CUDA_BWD_SET", betaZeroVerified) }
+
 // loraFusedVerified: an NF4 projection and its adapter as one bf16 GEMM
 // (layer.go's linFused: x and u = x·Aᵀ side by side against W and s·B,
 // K = in + r; backward dy and du against W and A, K = out + r) instead of
