@@ -53,27 +53,31 @@ func TestAttentionFlashParity(t *testing.T) {
 			got := attnRun(t, d, c, q, k, v, dout, scale, d.AttnFwdFlash, d.AttnBwdFlash)
 			got.checkTol(t, c, "flash vs f64", want, flashFwdTol, flashBwdTol, flashLseTol)
 			// The kernels that stage their tiles by cp.async from bf16
-			// copies (AsyncTiles), their blocks in either order
-			// (HeavyFirst), dk/dv's row statistics prefetched or not: the
-			// same products in the same order, so the same out, lse, dq,
-			// dk, dv bit for bit.
-			for _, heavy := range []bool{false, true} {
-				fwdAsync := func(out, lse, q, k, v *cuda.Buffer, s cuda.AttnShape) error {
-					s.AsyncTiles, s.HeavyFirst, s.PrefetchStats = true, heavy, heavy
+			// copies (AsyncTiles), the blocks of either kind heaviest
+			// first (HeavyFirst), dk/dv's row statistics prefetched
+			// (PrefetchStats): the same products in the same order, so the
+			// same out, lse, dq, dk, dv as v1 bit for bit, each option
+			// alone and together.
+			for _, o := range []struct{ async, heavy, prefetch bool }{
+				{false, true, false}, {true, false, false}, {true, true, false}, {true, false, true}, {true, true, true},
+			} {
+				set := func(s *cuda.AttnShape) { s.AsyncTiles, s.HeavyFirst, s.PrefetchStats = o.async, o.heavy, o.prefetch }
+				fwd := func(out, lse, q, k, v *cuda.Buffer, s cuda.AttnShape) error {
+					set(&s)
 					return d.AttnFwdFlash(out, lse, q, k, v, s)
 				}
-				bwdAsync := func(dq, dk, dv, dout, q, k, v, out, lse *cuda.Buffer, s cuda.AttnShape) error {
-					s.AsyncTiles, s.HeavyFirst, s.PrefetchStats = true, heavy, heavy
+				bwd := func(dq, dk, dv, dout, q, k, v, out, lse *cuda.Buffer, s cuda.AttnShape) error {
+					set(&s)
 					return d.AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse, s)
 				}
-				got2 := attnRun(t, d, c, q, k, v, dout, scale, fwdAsync, bwdAsync)
+				got2 := attnRun(t, d, c, q, k, v, dout, scale, fwd, bwd)
 				for _, x := range []struct {
 					name      string
 					got, want []float32
 				}{{"out", got2.out, got.out}, {"lse", got2.lse, got.lse}, {"dq", got2.dq, got.dq}, {"dk", got2.dk, got.dk}, {"dv", got2.dv, got.dv}} {
 					for i := range x.got {
 						if math.Float32bits(x.got[i]) != math.Float32bits(x.want[i]) && !(x.got[i] != x.got[i] && x.want[i] != x.want[i]) {
-							t.Errorf("async tiles (heavy first and prefetch %v): %s[%d] = %v, v1 gives %v", heavy, x.name, i, x.got[i], x.want[i])
+							t.Errorf("%+v: %s[%d] = %v, v1 gives %v", o, x.name, i, x.got[i], x.want[i])
 							break
 						}
 					}

@@ -9,16 +9,16 @@
 # Logs go to $OUT (or .devbuild/out).
 #
 # Knobs (environment): TEST_RUN, TEST_TIMEOUT (the CUDA tests: a -run
-# pattern), TEST_UNVERIFIED=0 (skip the devnet tests' second run with
-# every gated path open: DISTILL_CUDA_UNVERIFIED=1), SKIP_KERNEL_TESTS, SKIP_KERNEL_BENCH, BENCH_RUN, BENCH_TIME,
+# pattern), TEST_UNVERIFIED=1 (the devnet tests a second time with every
+# gated path open: DISTILL_CUDA_UNVERIFIED=1, results named open:…), SKIP_KERNEL_TESTS, SKIP_KERNEL_BENCH, BENCH_RUN, BENCH_TIME,
 # BENCH_TIMEOUT (the kernel benchmarks), DECODE_BENCH=shape (inference on
 # the GPU: the general pass, fused, fused with graphs), DISTILL_BENCH_STEP=shape:seq,…
 # STEP_TIME, STEP_TIMEOUT (the training step), STEP_ATTN=gemm|simple (the
 # step again with another attention), STEP_KEEP=0 (skip the step again with
 # every layer's activations kept), STEP_V1=1 (the step again with the flash
-# kernels' synchronous tiles, DISTILL_CUDA_FLASH_ASYNC=0), STEP_ALL=0
-# (skip the steps again, recomputing and keeping, with every gated path
-# open), and each gated path
+# kernels' synchronous tiles, DISTILL_CUDA_FLASH_ASYNC=0), STEP_ALL=1
+# (the steps again, recomputing and keeping, with every gated path open),
+# and each gated path
 # alone, to tell them apart: STEP_HEAVY=1 (the flash blocks heaviest
 # first: DISTILL_CUDA_FLASH_HEAVY), STEP_PREFETCH=1 (dk/dv's row
 # statistics prefetched: DISTILL_CUDA_FLASH_PREFETCH), STEP_TRIM=1 (the
@@ -29,7 +29,7 @@
 # (compute-sanitizer), NCU=1 (NCU_SKIP, NCU_COUNT, NCU_TIMEOUT: per-kernel
 # times; DISTILL_BENCH_KEEP=1 profiles the step that keeps its
 # activations), CUDA_ARCH.
-set -u
+set -u -o pipefail  # a relabelled run's status is its test binary's, not sed's
 OUT=${OUT:-.devbuild/out}
 # The kernels are built apart from `make cuda`'s cuda/build (this build is
 # for one architecture, the device's).
@@ -106,19 +106,21 @@ fi
 (cd cuda/devnet && DISTILL_CUDA_SYNC=1 timeout ${TEST_TIMEOUT:-180} /tmp/devnet.test -test.v -test.count=1 \
   -test.run "${TEST_RUN:-.}") >> "$OUT/tests.log" 2>&1
 echo "devnet tests exit $?"
-if [ "${TEST_UNVERIFIED:-1}" = 1 ]; then  # again with every gated path open (each gate's own variable still rules)
+if [ "${TEST_UNVERIFIED:-0}" = 1 ]; then  # again with every gated path open (each gate's own variable still rules)
   (cd cuda/devnet && DISTILL_CUDA_UNVERIFIED=1 DISTILL_CUDA_SYNC=1 timeout ${TEST_TIMEOUT:-180} /tmp/devnet.test -test.v \
     -test.count=1 -test.run "${TEST_RUN:-.}" 2>&1 | sed -E "s/^(\s*)--- (PASS|FAIL|SKIP): /\1--- \2: open:/") >> "$OUT/tests.log" 2>&1
   echo "devnet tests, every gate open, exit $?"
 fi
 grep -E "^(--- |ok|FAIL|PASS)|^\s+\S+_test.go|panic" "$OUT/tests.log" | head -150
-failed=$(grep -E "^--- FAIL" "$OUT/tests.log" | awk '{print $3}' | paste -sd'|')
+failed=$(grep -E "^--- FAIL" "$OUT/tests.log" | awk '{sub(/^open:/, "", $3); print $3}' | sort -u | paste -sd'|')
+# A failure with every gate open reruns with them open.
+open=$(grep -qE "^--- FAIL: open:" "$OUT/tests.log" && echo 1 || echo "${DISTILL_CUDA_UNVERIFIED:-}")
 if [ -n "$failed" ] && [ -n "${SANITIZE:-}" ] && command -v compute-sanitizer >/dev/null; then
   step "compute-sanitizer on $failed"
-  (cd cuda && timeout 120 compute-sanitizer --print-limit 20 /tmp/cuda.test -test.count=1 \
+  (cd cuda && DISTILL_CUDA_UNVERIFIED=$open timeout 120 compute-sanitizer --print-limit 20 /tmp/cuda.test -test.count=1 \
     -test.run "^($failed)\$") > "$OUT/sanitizer.log" 2>&1
-  (cd cuda/devnet && timeout 120 compute-sanitizer --print-limit 20 /tmp/devnet.test -test.count=1 \
-    -test.run "^($failed)\$") >> "$OUT/sanitizer.log" 2>&1
+  (cd cuda/devnet && DISTILL_CUDA_UNVERIFIED=$open timeout 120 compute-sanitizer --print-limit 20 /tmp/devnet.test \
+    -test.count=1 -test.run "^($failed)\$") >> "$OUT/sanitizer.log" 2>&1
   grep -vE "^=== RUN" "$OUT/sanitizer.log" | tail -60
 fi
 
@@ -210,7 +212,7 @@ if [ "${STEP_SET:-0}" = 1 ]; then  # the step again, backward gradient buffers s
     -test.bench Step -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[set]/") >> "$OUT/bench.log" 2>&1
   echo "training step (gradient buffers set, not zeroed) exit $?"
 fi
-if [ "${STEP_ALL:-1}" = 1 ]; then  # the step again with every gated path open, recomputing and keeping
+if [ "${STEP_ALL:-0}" = 1 ]; then  # the step again with every gated path open, recomputing and keeping
   for keep in 0 1; do
     (cd cuda/devnet && DISTILL_CUDA_UNVERIFIED=1 DISTILL_BENCH_KEEP=$keep timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test \
       -test.run '^$' -test.bench Step -test.benchtime ${STEP_TIME:-5x} |

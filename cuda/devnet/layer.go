@@ -259,6 +259,7 @@ func (p *pass) layerFwd(l int, x *cuda.Buffer) {
 		if A, _, _, _ := p.pair(l, mDown); A != nil && !p.nt.skip["lora"] {
 			p.mark("lora")
 			p.loraU(a.a, l, mDown)
+			p.mark("elementwise")
 		}
 		return
 	}
