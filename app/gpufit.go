@@ -52,19 +52,28 @@ func (j *TrainJob) deviceNeed(n int) int64 {
 // fitCheckpointing: a GPU run asked to keep every layer's activations
 // (grad_checkpointing: false: a forward less a step) recomputes them
 // instead when keeping them would not fit the device's free memory at its
-// micro-batch — before the micro-batch itself is fitted, which would rather
-// shrink it.
+// micro-batch — keeping each layer's attention side where that fits and
+// the device does it (keep_attention), else all of them — before the
+// micro-batch itself is fitted, which would rather shrink it.
 func (j *TrainJob) fitCheckpointing() {
 	c := &j.Cfg
 	free, ok := j.net.DeviceFree()
 	if !ok || !c.OnGPU() || j.net.Checkpoint {
 		return
 	}
-	if need := j.deviceNeed(c.SeqLen); need > free {
-		j.net.Checkpoint = true
-		j.logf("keeping every layer's activations needs %.2f GB on %s, %.2f GB free: recomputing them in the backward instead (grad_checkpointing)",
-			float64(need)/1e9, c.Device, float64(free)/1e9)
+	need := j.deviceNeed(c.SeqLen)
+	if need <= free {
+		return
 	}
+	j.net.Checkpoint, j.net.KeepAttention = true, true
+	if attn := j.deviceNeed(c.SeqLen); attn <= free && (train.DeviceKeepsAttention == nil || train.DeviceKeepsAttention()) {
+		j.logf("keeping every layer's activations needs %.2f GB on %s, %.2f GB free: keeping each layer's attention side (%.2f GB) and recomputing its MLP in the backward instead (keep_attention)",
+			float64(need)/1e9, c.Device, float64(free)/1e9, float64(attn)/1e9)
+		return
+	}
+	j.net.KeepAttention = false
+	j.logf("keeping every layer's activations needs %.2f GB on %s, %.2f GB free: recomputing them in the backward instead (grad_checkpointing)",
+		float64(need)/1e9, c.Device, float64(free)/1e9)
 }
 
 // fitDevice makes a new GPU run's micro-batch fit the device's free memory

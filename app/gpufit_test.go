@@ -139,19 +139,20 @@ func TestGPURunRecomputesWhenKeepingDoesNotFit(t *testing.T) {
 	cfg.Model, cfg.Data, cfg.Device = m, "../examples/tickets/train.jsonl", "fakegpu"
 	cfg.SeqLen, cfg.Steps, cfg.CheckpointEvery, cfg.LoRA.Dropout = 256, 1, 0, 0
 	cfg.GradCheckpointing = false
-	need := func(checkpointing bool) int64 {
+	need := func(checkpointing, attention bool) int64 {
 		c := cfg
-		c.GradCheckpointing = checkpointing
+		c.GradCheckpointing, c.KeepAttention = checkpointing, attention
 		return planNeed(t, c)
 	}
-	if need(false) <= need(true) {
-		t.Fatalf("keeping the activations plans %d bytes, recomputing them %d", need(false), need(true))
+	if !(need(false, false) > need(true, true) && need(true, true) > need(true, false)) {
+		t.Fatalf("keeping the activations plans %d bytes, their attention side %d, recomputing them %d",
+			need(false, false), need(true, true), need(true, false))
 	}
 	db := runsDB(t)
 	for _, c := range []struct {
-		free      int64
-		recompute bool
-	}{{need(true), true}, {need(false), false}} {
+		free                 int64
+		recompute, attention bool
+	}{{need(true, false), true, false}, {need(true, true), true, true}, {need(false, false), false, false}} {
 		fakeFree.Store(c.free)
 		var log strings.Builder
 		job := &TrainJob{Cfg: cfg, ID: fmt.Sprint("keep", c.free), Dir: filepath.Join(t.TempDir(), "keep"), DB: db, Log: &log}
@@ -159,8 +160,11 @@ func TestGPURunRecomputesWhenKeepingDoesNotFit(t *testing.T) {
 			t.Fatal(err)
 		}
 		said := strings.Contains(log.String(), "recomputing them in the backward")
-		if said != c.recompute || job.net.Checkpoint != c.recompute {
-			t.Errorf("%d bytes free: recomputes %v (said %v), want %v", c.free, job.net.Checkpoint, said, c.recompute)
+		saidAttn := strings.Contains(log.String(), "keeping each layer's attention side")
+		if job.net.Checkpoint != c.recompute || job.net.KeepAttention != c.attention ||
+			said != (c.recompute && !c.attention) || saidAttn != c.attention {
+			t.Errorf("%d bytes free: recomputes %v, attention kept %v (said %v, %v), want %v, %v",
+				c.free, job.net.Checkpoint, job.net.KeepAttention, said, saidAttn, c.recompute, c.attention)
 		}
 		var saved RunConfig
 		if err := readRunConfig(filepath.Join(job.Dir, "config.yaml"), &saved); err != nil {

@@ -51,8 +51,12 @@ type RunConfig struct {
 	MaxGradNorm float64 `yaml:"max_grad_norm"` // 0: no clipping
 	// GradCheckpointing recomputes activations in backward: much less memory, ~30% more compute.
 	GradCheckpointing bool `yaml:"grad_checkpointing"`
-	CheckpointEvery   int  `yaml:"checkpoint_every"` // steps between checkpoints; 0: only at the end and on Ctrl-C
-	EvalEvery         int  `yaml:"eval_every"`       // steps between validation losses; 0: only at the end
+	// KeepAttention, with grad_checkpointing, keeps each layer's attention
+	// side on the GPU and recomputes only its MLP (between the two in
+	// memory and time; gated on the device until measured).
+	KeepAttention   bool `yaml:"keep_attention,omitempty"`
+	CheckpointEvery int  `yaml:"checkpoint_every"` // steps between checkpoints; 0: only at the end and on Ctrl-C
+	EvalEvery       int  `yaml:"eval_every"`       // steps between validation losses; 0: only at the end
 
 	KD  KDConfig  `yaml:"kd"`
 	DPO DPOConfig `yaml:"dpo"`
@@ -130,6 +134,7 @@ func bindRunFlags(fs *flag.FlagSet, c *RunConfig) {
 	fs.Float64Var(&c.WeightDecay, "weight-decay", c.WeightDecay, "AdamW decoupled weight decay")
 	fs.Float64Var(&c.MaxGradNorm, "max-grad-norm", c.MaxGradNorm, "clip the global gradient norm (0: off)")
 	fs.BoolVar(&c.GradCheckpointing, "grad-checkpointing", c.GradCheckpointing, "recompute activations in backward (less memory)")
+	fs.BoolVar(&c.KeepAttention, "keep-attention", c.KeepAttention, "with grad checkpointing on a GPU: keep each layer's attention activations, recompute only its MLP")
 	fs.IntVar(&c.CheckpointEvery, "checkpoint-every", c.CheckpointEvery, "steps between checkpoints (0: end and Ctrl-C only)")
 	fs.IntVar(&c.EvalEvery, "eval-every", c.EvalEvery, "steps between validation losses (0: at the end)")
 	fs.StringVar(&c.KD.Teacher, "teacher", c.KD.Teacher, "kd: teacher model folder (logit distillation)")

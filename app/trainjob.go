@@ -158,7 +158,7 @@ func (j *TrainJob) load() error {
 	if err != nil {
 		return err
 	}
-	j.net.Checkpoint = c.GradCheckpointing
+	j.net.Checkpoint, j.net.KeepAttention = c.GradCheckpointing, c.KeepAttention
 	if c.Device != "cpu" && !c.Full {
 		// SFT steps with every activation on the device; without one (dropout,
 		// or a build without it) each op goes through the backend instead.

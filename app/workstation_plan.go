@@ -73,7 +73,7 @@ func (w *Workstation) PlanRun(cfg RunConfig) (PlanRow, error) {
 	if err != nil {
 		return PlanRow{}, err
 	}
-	net.Checkpoint = c.GradCheckpointing
+	net.Checkpoint, net.KeepAttention = c.GradCheckpointing, c.KeepAttention
 	var teacherBytes int64
 	kd := c.Method == "kd" && c.KD.Teacher != "" // logit KD holds the teacher too
 	if kd {

@@ -17,14 +17,17 @@
 # step again with another attention), STEP_KEEP=0 (skip the step again with
 # every layer's activations kept), STEP_V1=1 (the step again with the flash
 # kernels' synchronous tiles, DISTILL_CUDA_FLASH_ASYNC=0), STEP_ALL=1
-# (the steps again, recomputing and keeping, with every gated path open),
+# (the steps again, recomputing, keeping all and keeping the attention
+# side, with every gated path open),
 # and each gated path
 # alone, to tell them apart: STEP_HEAVY=1 (the flash blocks heaviest
 # first: DISTILL_CUDA_FLASH_HEAVY), STEP_PREFETCH=1 (dk/dv's row
 # statistics prefetched: DISTILL_CUDA_FLASH_PREFETCH), STEP_TRIM=1 (the
 # backward's recomputation stopping at what it reads:
 # DISTILL_CUDA_RECOMPUTE_TRIM), STEP_SET=1 (the backward's gradient
-# buffers set by their first GEMM: DISTILL_CUDA_BWD_SET),
+# buffers set by their first GEMM: DISTILL_CUDA_BWD_SET), STEP_SELECTIVE=1
+# (each layer's attention side kept, its MLP recomputed:
+# DISTILL_CUDA_KEEP_ATTN, DISTILL_BENCH_KEEP=attn),
 # SKIP_E2E, SANITIZE=1
 # (compute-sanitizer), NCU=1 (NCU_SKIP, NCU_COUNT, NCU_TIMEOUT: per-kernel
 # times; DISTILL_BENCH_KEEP=1 profiles the step that keeps its
@@ -213,12 +216,18 @@ if [ "${STEP_SET:-0}" = 1 ]; then  # the step again, backward gradient buffers s
   echo "training step (gradient buffers set, not zeroed) exit $?"
 fi
 if [ "${STEP_ALL:-0}" = 1 ]; then  # the step again with every gated path open, recomputing and keeping
-  for keep in 0 1; do
+  for keep in 0 1 attn; do  # recomputing, keeping all, keeping the attention side (Net.KeepAttention)
     (cd cuda/devnet && DISTILL_CUDA_UNVERIFIED=1 DISTILL_BENCH_KEEP=$keep timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test \
       -test.run '^$' -test.bench Step -test.benchtime ${STEP_TIME:-5x} |
-      sed "s/^BenchmarkStep/BenchmarkStep[all$([ $keep = 1 ] && echo ,keep)]/") >> "$OUT/bench.log" 2>&1
+      sed "s/^BenchmarkStep/BenchmarkStep[all,keep=$keep]/") >> "$OUT/bench.log" 2>&1
     echo "training step (every gate open, keep $keep) exit $?"
   done
+fi
+if [ "${STEP_SELECTIVE:-0}" = 1 ]; then  # the step again keeping each layer's attention side (gated until measured)
+  (cd cuda/devnet && DISTILL_CUDA_KEEP_ATTN=1 DISTILL_BENCH_KEEP=attn timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test \
+    -test.run '^$' -test.bench Step -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[selective]/") \
+    >> "$OUT/bench.log" 2>&1
+  echo "training step (attention side kept) exit $?"
 fi
 if [ "${STEP_TRIM:-0}" = 1 ]; then  # the recomputing step again, its recomputation trimmed (gated until measured)
   (cd cuda/devnet && DISTILL_CUDA_RECOMPUTE_TRIM=1 timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' \

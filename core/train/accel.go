@@ -119,12 +119,21 @@ type Checkpointer interface {
 	SetCheckpoint(on bool)
 }
 
+// AttentionKeeper is an Accelerated whose recomputing steps can keep each
+// layer's attention-side activations (Net.KeepAttention).
+type AttentionKeeper interface {
+	SetKeepAttention(on bool)
+}
+
 // beginMicro readies the accelerator for a micro-batch: it takes the Net's
 // checkpointing, the host's parameters go up and its gradients are zeroed —
 // unless the optimizer is on the device (devOpt), where both stay there.
 func (nt *Net) beginMicro(a Accelerated) error {
 	if c, ok := a.(Checkpointer); ok {
 		c.SetCheckpoint(nt.Checkpoint)
+	}
+	if k, ok := a.(AttentionKeeper); ok {
+		k.SetKeepAttention(nt.Checkpoint && nt.KeepAttention)
 	}
 	if nt.devOpt {
 		return nil

@@ -33,6 +33,11 @@ var DeviceKeepsActivations func() bool
 // and v (cuda.AttnShape.AsyncTiles: 2·N·(H + KV)·hd bf16 more scratch).
 var DeviceAsyncTiles func() bool
 
+// DeviceKeepsAttention, set by a build with a device step (cuda/devnet),
+// says whether its recomputing steps honour Net.KeepAttention (gated
+// there until verified on a GPU); unset, a plan assumes they do.
+var DeviceKeepsAttention func() bool
+
 // DeviceFusedLoRA, set by a build with a device step (cuda/devnet), says
 // whether an NF4 projection and its adapter run as one GEMM: the tile gains
 // r columns (or rows) and the bf16 operand r columns a row.
@@ -66,14 +71,19 @@ func (nt *Net) DevicePlan(n int, weightBytes int64, nf4 bool) Plan {
 	c := nt.M.Config
 	D, L, N := int64(c.HiddenSize), int64(len(nt.M.Layers)), int64(n)
 	params := int64(len(nt.Params)) * 4
-	targeted := int64(0)
-	for _, t := range nt.targeted() {
+	var targeted, attnTargeted int64
+	for i, t := range nt.targeted() {
 		if t {
 			targeted++
+			if i < 4 { // q, k, v, o: the attention side (lora.Modules' order)
+				attnTargeted++
+			}
 		}
 	}
 	keep := !nt.Checkpoint && (DeviceKeepsActivations == nil || DeviceKeepsActivations())
-	ws := devicePass{m: nt.M, n: N, r: int64(nt.rank()), targeted: targeted, dropping: nt.dropping(), training: true, keep: keep}
+	keepAttn := nt.Checkpoint && nt.KeepAttention && (DeviceKeepsAttention == nil || DeviceKeepsAttention())
+	ws := devicePass{m: nt.M, n: N, r: int64(nt.rank()), targeted: targeted, attnTargeted: attnTargeted,
+		dropping: nt.dropping(), training: true, keep: keep, keepAttn: keepAttn}
 	p := Plan{Tokens: n, Weights: deviceWeights(nt.M, weightBytes), Adapter: params, Grads: params,
 		Activations: (L + 1) * N * D * 4,
 		Workspace:   ws.bytes(nf4) - (L+1)*N*D*4,
@@ -118,11 +128,12 @@ func deviceWeights(m *model.Model, heldBytes int64) int64 {
 // adapter of rank r on targeted modules, or a forward-only pass of the
 // base to its final norm (a KD teacher's).
 type devicePass struct {
-	m              *model.Model
-	n, r, targeted int64
-	dropping       bool
-	training       bool
-	keep           bool // every layer's activations kept (Net.Checkpoint false)
+	m                            *model.Model
+	n, r, targeted, attnTargeted int64 // attnTargeted: of q, k, v, o
+	dropping                     bool
+	training                     bool
+	keep                         bool // every layer's activations kept (Net.Checkpoint false)
+	keepAttn                     bool // each layer's attention side kept, the MLP side's one set (Net.KeepAttention)
 }
 
 // bytes is the pass's buffers, the checkpoints included; nf4 adds the tile
@@ -149,17 +160,22 @@ func (ps devicePass) bytes(nf4 bool) int64 {
 			tile += 2 * kx * side
 		}
 	}
-	acts := int64(0)                        // one layer's activations, f32 elements
-	acts += 2*N*D + 2*N                     // h1, h2, rstd1, rstd2
-	acts += ps.targeted * N * r             // u per targeted module
-	acts += N*(qO+2*kvO) + N*qO + N*H + N*D // q, k, v, att, lse, xMid
-	acts += 3 * N * F                       // g, up, a (SwiGLU's gradients overwrite g, up)
+	// One layer's activations, f32 elements: the attention side and the MLP side.
+	attnActs := N*D + N                         // h1, rstd1
+	attnActs += ps.attnTargeted * N * r         // u per targeted q, k, v, o
+	attnActs += N*(qO+2*kvO) + N*qO + N*H + N*D // q, k, v, att, lse, xMid
 	if ps.m.Arch.QKNorm {
-		acts += N*qO + N*kvO + N*H + N*KV // qPre, kPre, rstdQ, rstdK
+		attnActs += N*qO + N*kvO + N*H + N*KV // qPre, kPre, rstdQ, rstdK
 	}
-	f := acts // f32 elements
-	if ps.training && ps.keep {
-		f = L * acts // every layer's, kept for the backward (no recomputation)
+	mlpActs := N*D + N                                 // h2, rstd2
+	mlpActs += (ps.targeted - ps.attnTargeted) * N * r // u per targeted gate, up, down
+	mlpActs += 3 * N * F                               // g, up, a (SwiGLU's gradients overwrite g, up)
+	f := attnActs + mlpActs
+	switch {
+	case ps.training && ps.keep:
+		f = L * f // every layer's, kept for the backward (no recomputation)
+	case ps.training && ps.keepAttn:
+		f = L*attnActs + mlpActs // the MLP side recomputed layer by layer
 	}
 	f += N*D + N // hf, rstdF
 	bf := N * (wide + kx)

@@ -107,6 +107,37 @@ func TestDevicePlanKeepsActivations(t *testing.T) {
 	}
 }
 
+// TestDevicePlanKeepsAttention: recomputing with the attention side kept
+// (KeepAttention) adds (layers − 1) sets of that side — h1, q, k, v, att,
+// xMid and more, none of the MLP's n·F buffers — so it falls between
+// recomputing everything and keeping everything; without Checkpoint it
+// changes nothing.
+func TestDevicePlanKeepsAttention(t *testing.T) {
+	m, nt := planNet(t)
+	const n = 256
+	nt.Checkpoint = true
+	re := nt.DevicePlan(n, m.HeldBytes(), true)
+	nt.KeepAttention = true
+	attn := nt.DevicePlan(n, m.HeldBytes(), true)
+	nt.Checkpoint = false
+	keep := nt.DevicePlan(n, m.HeldBytes(), true)
+	nt.KeepAttention = false
+	keep0 := nt.DevicePlan(n, m.HeldBytes(), true)
+	c, L := m.Config, int64(planShape.Layers)
+	D, F, qO, kvO := int64(c.HiddenSize), int64(c.IntermediateSize), int64(c.NumHeads*c.HeadDim), int64(c.NumKVHeads*c.HeadDim)
+	floor := 4 * n * (2*D + 2*qO + 2*kvO) // h1, xMid, q, att, k, v
+	grow := attn.Workspace - re.Workspace
+	if grow%(L-1) != 0 || grow/(L-1) < floor || grow/(L-1) >= 4*n*3*F+floor {
+		t.Errorf("keeping the attention side adds %d bytes over %d layers; want (layers−1)·[%d, %d)", grow, L, floor, 4*n*3*F+floor)
+	}
+	if !(re.Workspace < attn.Workspace && attn.Workspace < keep.Workspace) {
+		t.Errorf("workspace: recompute %d, attention kept %d, all kept %d: want increasing", re.Workspace, attn.Workspace, keep.Workspace)
+	}
+	if keep != keep0 {
+		t.Errorf("KeepAttention without Checkpoint changed the plan: %+v vs %+v", keep, keep0)
+	}
+}
+
 // planNet is a random planShape model (NF4) with a rank-8 adapter on every
 // module, as a Net.
 func planNet(t *testing.T) (*model.Model, *Net) {

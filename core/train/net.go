@@ -28,6 +28,11 @@ type Net struct {
 	// keeping its activations: memory O(layers × tokens × hidden) for the
 	// layer inputs plus one layer's activations, at ~1.3× the compute.
 	Checkpoint bool
+	// KeepAttention, with Checkpoint, asks a device step to keep each
+	// layer's attention-side activations and recompute only its MLP side
+	// (AttentionKeeper; the CPU step recomputes everything): between
+	// Checkpoint's memory and keeping every layer's.
+	KeepAttention bool
 
 	// DropoutSeed seeds the LoRA dropout masks (one per micro-batch and module).
 	DropoutSeed uint64

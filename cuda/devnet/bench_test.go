@@ -35,7 +35,8 @@ import (
 // them (no synchronisation: the difference to ms-step is the phase's cost);
 // DISTILL_BENCH_KEEP=1 keeps every layer's activations instead of
 // recomputing them (Net.KeepActivations: the same FLOPs credited, a
-// forward's fewer run).
+// forward's fewer run), DISTILL_BENCH_KEEP=attn each layer's attention
+// side (Net.KeepAttention; gated: DISTILL_CUDA_KEEP_ATTN=1).
 func BenchmarkStep(b *testing.B) {
 	spec := os.Getenv("DISTILL_BENCH_STEP")
 	if spec == "" {
@@ -84,7 +85,8 @@ func benchStep(b *testing.B, name string, seq int, peak float64) {
 	defer net.Close()
 	net.SimpleAttention = os.Getenv("DISTILL_BENCH_ATTN") == "simple"
 	net.GemmAttention = os.Getenv("DISTILL_BENCH_ATTN") == "gemm"
-	net.KeepActivations = os.Getenv("DISTILL_BENCH_KEEP") == "1" // no recomputed forward (memory permitting)
+	net.KeepActivations = os.Getenv("DISTILL_BENCH_KEEP") == "1"  // no recomputed forward (memory permitting)
+	net.KeepAttention = os.Getenv("DISTILL_BENCH_KEEP") == "attn" // the attention side kept (gated: DISTILL_CUDA_KEEP_ATTN)
 	bt := &train.Batch{}
 	ids, mask := make([]int, seq), make([]bool, seq)
 	for i := range ids {
@@ -115,7 +117,7 @@ func benchStep(b *testing.B, name string, seq int, peak float64) {
 	b.ReportMetric(flops/sec/1e9, "GFLOP/s")
 	b.ReportMetric(100*flops/sec/1e12/peak, "MFU%")
 	b.ReportMetric(float64(d.Pool.Stats().Peak-pool0)/(1<<20), "MiB-pool-peak")
-	plan := devicePlan(b, m, a, seq, net.KeepActivations) // a step: the optimizer's moments are not its
+	plan := devicePlan(b, m, a, seq, net.KeepActivations, net.KeepAttention) // a step: the optimizer's moments are not its
 	b.ReportMetric(float64(plan.Total()-plan.Runtime-plan.Optimizer)/(1<<20), "MiB-plan")
 	if os.Getenv("DISTILL_BENCH_PROFILE") == "1" { // where a step's time goes (synchronised phases)
 		b.StopTimer() // ns/op stays the unprofiled steps'

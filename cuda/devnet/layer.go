@@ -200,14 +200,15 @@ func (p *pass) weight(w *weight) *cuda.Buffer {
 }
 
 // layerFwd runs decoder layer l on x(n, D) in place (x becomes the layer's
-// output), saving its activations in p.a.
+// output), saving its activations in p.a: the attention side here, the
+// MLP side in mlpFwd.
 func (p *pass) layerFwd(l int, x *cuda.Buffer) {
 	if p.fused {
 		p.layerDecode(l, x)
 		return
 	}
 	d, c, L, a := p.d, &p.nt.M.Config, &p.nt.layers[l], p.a
-	n, D, F := p.n, c.HiddenSize, c.IntermediateSize
+	n, D := p.n, c.HiddenSize
 	H, KV, hd := c.NumHeads, c.NumKVHeads, c.HeadDim
 	eps := float32(c.RMSNormEps)
 	tables := p.maxPos + 1
@@ -247,6 +248,19 @@ func (p *pass) layerFwd(l int, x *cuda.Buffer) {
 	p.toBF16Rows(ab, ldo, a.att, n, H*hd)
 	p.lin(a.xMid, a.att, ab, ldo, l, mO)
 	p.do(d.Add(a.xMid, x, n*D))
+	p.mlpFwd(l, x)
+}
+
+// mlpFwd runs layer l's MLP side on a.xMid into x (xMid + down(…)), or,
+// recomputing for the backward (p.recompute; x may be nil), only up to
+// what the backward reads.
+func (p *pass) mlpFwd(l int, x *cuda.Buffer) {
+	d, c, L, a := p.d, &p.nt.M.Config, &p.nt.layers[l], p.a
+	n, D, F := p.n, c.HiddenSize, c.IntermediateSize
+	eps := float32(c.RMSNormEps)
+	ldx := D + p.kx
+	xb := p.xb.View(0, n*ldx)
+	p.mark("elementwise")
 	p.do(d.RMSNormFwd(a.h2, a.rstd2, a.xMid, L.mlpNorm, n, D, eps))
 	p.toBF16Rows(xb, ldx, a.h2, n, D)
 	p.lin(a.g, a.h2, xb, ldx, l, mGate)

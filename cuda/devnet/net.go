@@ -51,6 +51,10 @@ const (
 	nMod
 )
 
+// The modules on each side of a layer: the attention's read h1 and att,
+// the MLP's h2 and a (Net.KeepAttention keeps the first side's activations).
+var attnMods, mlpMods = [...]int{mQ, mK, mV, mO}, [...]int{mGate, mUp, mDown}
+
 // weight is one frozen projection (out, in) on the device: NF4 storage
 // dequantised per use, or a dense bf16 copy.
 type weight struct {
@@ -112,6 +116,14 @@ type Net struct {
 	// of one layer). A run sets it from train.Net.Checkpoint (SetCheckpoint,
 	// grad_checkpointing: false), which core/train's DevicePlan counts.
 	KeepActivations bool
+
+	// KeepAttention, recomputing (KeepActivations false), keeps each
+	// layer's attention side — its norm, q, k, v, the attention's output
+	// and lse, xMid, the adapter's u for q, k, v, o — and recomputes only
+	// the MLP side from xMid in the backward: about a fifth of all layers'
+	// activations (≈ 1.5 GB at 1.5B@2048) for the attention's GEMMs,
+	// RoPE and flash forward not run again. Gated (keepAttentionReady).
+	KeepAttention bool
 
 	// Profile, when non-nil, makes each Step wait for the device between its
 	// phases (base GEMMs, NF4 dequantisation, the adapter's products,
@@ -382,6 +394,10 @@ func (nt *Net) ZeroGrads() error { return nt.Grads.Zero() }
 // kept path has passed its GPU test (keepReady), else recompute anyway.
 func (nt *Net) SetCheckpoint(on bool) { nt.KeepActivations = !on && keepReady() }
 
+// SetKeepAttention is train.AttentionKeeper: with recomputation, keep each
+// layer's attention side (KeepAttention; honoured once keepAttentionReady).
+func (nt *Net) SetKeepAttention(on bool) { nt.KeepAttention = on }
+
 // gateOpen says whether a path written without a GPU runs: its own
 // variable (env) set to 0 or 1 decides either way (the tests and
 // benchmarks compare both paths, before and after the gate is flipped);
@@ -415,6 +431,7 @@ func asyncTilesReady() bool { return gateOpen("DISTILL_CUDA_FLASH_ASYNC", asyncT
 func init() {
 	train.DeviceAsyncTiles = asyncTilesReady
 	train.DeviceFusedLoRA = loraFusedReady
+	train.DeviceKeepsAttention = keepAttentionReady
 }
 
 // heavyFirstVerified: the flash kernels' blocks dispatched heads fastest
@@ -443,6 +460,18 @@ const prefetchVerified = false
 
 // DISTILL_CUDA_FLASH_PREFETCH=0 or 1 overrides the gate either way.
 func prefetchReady() bool { return gateOpen("DISTILL_CUDA_FLASH_PREFETCH", prefetchVerified) }
+
+// keepAttentionVerified: Net.KeepAttention — each layer's attention-side
+// activations kept, the MLP side alone recomputed in the backward (one
+// shared set). Written without a GPU (session 9). Until
+// TestKeepActivationsMatchesRecompute's selective run passes and
+// BenchmarkStep (DISTILL_BENCH_KEEP=attn) is faster than recomputing, a
+// Net recomputes everything unless DISTILL_CUDA_KEEP_ATTN=1 (or
+// DISTILL_CUDA_UNVERIFIED=1).
+const keepAttentionVerified = false
+
+// DISTILL_CUDA_KEEP_ATTN=0 or 1 overrides the gate either way.
+func keepAttentionReady() bool { return gateOpen("DISTILL_CUDA_KEEP_ATTN", keepAttentionVerified) }
 
 // trimVerified: the backward's recomputation of a layer stopping at what
 // the backward reads (pass.recompute: SwiGLU's output and the down
@@ -496,7 +525,10 @@ func keepReady() bool { return gateOpen("DISTILL_CUDA_KEEP", keepVerified) }
 
 func init() { train.DeviceKeepsActivations = keepReady }
 
-var _ train.Checkpointer = (*Net)(nil)
+var (
+	_ train.Checkpointer    = (*Net)(nil)
+	_ train.AttentionKeeper = (*Net)(nil)
+)
 
 // UploadParams copies the adapter's host parameters to the device.
 func (nt *Net) UploadParams() error { return cuda.Write(nt.Params, 0, nt.A.Params) }

@@ -311,12 +311,12 @@ func TestKeepActivationsMatchesRecompute(t *testing.T) {
 	for _, s := range setups {
 		t.Run(s.name, func(t *testing.T) {
 			dir, batches, denom := stepFixture(t, s)
-			run := func(keep bool) (float64, []float32) {
+			run := func(keep, keepAttn bool) (float64, []float32) {
 				m, a := build(t, dir, s)
 				net, err := devnet.New(d, m, a)
 				ok(t, err)
 				defer net.Close()
-				net.KeepActivations = keep
+				net.KeepActivations, net.KeepAttention = keep, keepAttn
 				var drop train.DropoutMask
 				if s.dropout > 0 { // a fixed key a site: both runs drop the same elements
 					drop = func(site int) (uint64, uint64, float32) {
@@ -334,17 +334,22 @@ func TestKeepActivationsMatchesRecompute(t *testing.T) {
 				ok(t, net.DownloadGrads(g))
 				return loss, g
 			}
-			l1, g1 := run(true)
-			// Recomputing the whole forward, and only what the backward
-			// reads (DISTILL_CUDA_RECOMPUTE_TRIM).
-			for _, trim := range []string{"0", "1"} {
-				t.Setenv("DISTILL_CUDA_RECOMPUTE_TRIM", trim)
-				l0, g0 := run(false)
+			l1, g1 := run(true, false)
+			// Recomputing the whole forward, only what the backward reads
+			// (DISTILL_CUDA_RECOMPUTE_TRIM), and only the MLP side with the
+			// attention side kept (KeepAttention, DISTILL_CUDA_KEEP_ATTN).
+			t.Setenv("DISTILL_CUDA_KEEP_ATTN", "1")
+			for _, c := range []struct {
+				trim string
+				attn bool
+			}{{"0", false}, {"1", false}, {"0", true}} {
+				t.Setenv("DISTILL_CUDA_RECOMPUTE_TRIM", c.trim)
+				l0, g0 := run(false, c.attn)
 				if math.Abs(l1-l0) > 1e-6*math.Abs(l0) {
-					t.Errorf("trim %s: loss %v kept, %v recomputed", trim, l1, l0)
+					t.Errorf("%+v: loss %v kept, %v recomputed", c, l1, l0)
 				}
 				if rel := relL2(g1, g0); rel > 1e-6 || rel != rel {
-					t.Errorf("trim %s: gradients differ by %.2e relative", trim, rel)
+					t.Errorf("%+v: gradients differ by %.2e relative", c, rel)
 				}
 			}
 		})

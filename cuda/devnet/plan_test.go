@@ -15,10 +15,10 @@ import (
 // devicePlan is core/train's GPU plan for a step of n tokens over m and a,
 // recomputing each layer's activations (devnet.New's default) or keeping
 // them all.
-func devicePlan(t testing.TB, m *model.Model, a *lora.Adapter, n int, keep bool) train.Plan {
+func devicePlan(t testing.TB, m *model.Model, a *lora.Adapter, n int, keep, keepAttn bool) train.Plan {
 	tn, err := train.NewNet(tensor.CPU{}, m, a)
 	ok(t, err)
-	tn.Checkpoint = !keep
+	tn.Checkpoint, tn.KeepAttention = !keep, keepAttn
 	return tn.DevicePlan(n, m.HeldBytes(), true)
 }
 
@@ -30,10 +30,11 @@ func devicePlan(t testing.TB, m *model.Model, a *lora.Adapter, n int, keep bool)
 // norms and biases (KBs): measured/planned within [0.97, 1.15].
 func TestDevicePlanMatchesPool(t *testing.T) {
 	d := device(t)
+	t.Setenv("DISTILL_CUDA_KEEP_ATTN", "1") // the selective case's gate (the others leave KeepAttention off)
 	for _, c := range []struct {
-		n        int
-		kd, keep bool // logit KD from a wider NF4 teacher (DeviceKDPlan); every layer's activations kept
-	}{{300, false, false}, {1500, false, false}, {1500, true, false}, {1500, false, true}} {
+		n                  int
+		kd, keep, keepAttn bool // logit KD from a wider NF4 teacher (DeviceKDPlan); every layer's activations kept; the attention side's
+	}{{300, false, false, false}, {1500, false, false, false}, {1500, true, false, false}, {1500, false, true, false}, {1500, false, false, true}} {
 		n := c.n
 		dir := t.TempDir()
 		s := model.Shape{Arch: "Qwen2ForCausalLM", Hidden: 512, Intermediate: 1408, Layers: 4, Heads: 8, KVHeads: 2,
@@ -45,7 +46,7 @@ func TestDevicePlanMatchesPool(t *testing.T) {
 		ok(t, err)
 		a, err := lora.NewFor(m, lora.Config{R: 16, Alpha: 32, Targets: lora.Modules, Dropout: 0.05})
 		ok(t, err)
-		plan := devicePlan(t, m, a, n, c.keep)
+		plan := devicePlan(t, m, a, n, c.keep, c.keepAttn)
 		var kd *train.KD
 		if c.kd {
 			tdir := t.TempDir()
@@ -69,7 +70,7 @@ func TestDevicePlanMatchesPool(t *testing.T) {
 		before := d.Pool.Stats().InUse
 		tn, err := train.NewNet(tensor.CPU{}, m, a)
 		ok(t, err)
-		tn.Checkpoint, tn.DropoutSeed = !c.keep, 1 // as the plan
+		tn.Checkpoint, tn.KeepAttention, tn.DropoutSeed = !c.keep, c.keepAttn, 1 // as the plan
 		attached, err := tn.Accelerate("cuda")
 		if !attached {
 			t.Fatal(err)
@@ -89,9 +90,9 @@ func TestDevicePlanMatchesPool(t *testing.T) {
 		want := plan.Total() - plan.Runtime - plan.Optimizer
 		ratio := float64(peak) / float64(want)
 		if ratio < 0.97 || ratio > 1.15 {
-			t.Errorf("%d tokens (kd %v, keep %v): pool peak %.1f MB, plan %.1f MB (×%.3f)", n, c.kd, c.keep, float64(peak)/1e6, float64(want)/1e6, ratio)
+			t.Errorf("%d tokens (kd %v, keep %v, attention %v): pool peak %.1f MB, plan %.1f MB (×%.3f)", n, c.kd, c.keep, c.keepAttn, float64(peak)/1e6, float64(want)/1e6, ratio)
 		} else {
-			t.Logf("%d tokens (kd %v, keep %v): pool peak %.1f MB, plan %.1f MB (×%.3f)", n, c.kd, c.keep, float64(peak)/1e6, float64(want)/1e6, ratio)
+			t.Logf("%d tokens (kd %v, keep %v, attention %v): pool peak %.1f MB, plan %.1f MB (×%.3f)", n, c.kd, c.keep, c.keepAttn, float64(peak)/1e6, float64(want)/1e6, ratio)
 		}
 	}
 }

@@ -24,6 +24,7 @@ type pass struct {
 	drop       train.DropoutMask
 	adapterOff bool   // the base alone (DPO's reference policy)
 	recompute  bool   // layerFwd is the backward's recomputation: it stops at what the backward reads
+	selective  bool   // each layer's attention side kept, the MLP side one set recomputed (Net.KeepAttention)
 	spans      []span // decoding: the rows' caches on the device, in row order (decode.go)
 	phase      string // profiling: the phase in progress and its start
 	phaseT     time.Time
@@ -202,16 +203,19 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 		p.dropBuf = p.take(cuda.F32, n*max(D, F, qO))
 	}
 	sets := 1
-	if training && nt.KeepActivations {
+	switch {
+	case training && nt.KeepActivations:
 		sets = len(nt.layers)
+	case training && nt.KeepAttention && keepAttentionReady():
+		sets, p.selective = len(nt.layers), true
 	}
 	p.layerActs = make([]acts, sets)
 	for i := range p.layerActs {
 		a := &p.layerActs[i]
-		a.h1, a.h2, a.rstd1, a.rstd2 = p.take(cuda.F32, n*D), p.take(cuda.F32, n*D), p.take(cuda.F32, n), p.take(cuda.F32, n)
-		for i := range nMod {
-			if anyTargeted(nt, i) {
-				a.u[i] = p.take(cuda.F32, n*r)
+		a.h1, a.rstd1 = p.take(cuda.F32, n*D), p.take(cuda.F32, n)
+		for _, m := range attnMods {
+			if anyTargeted(nt, m) {
+				a.u[m] = p.take(cuda.F32, n*r)
 			}
 		}
 		if nt.layers[0].qNorm != nil {
@@ -219,6 +223,19 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 		}
 		a.q, a.k, a.v = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*kvO), p.take(cuda.F32, n*kvO)
 		a.att, a.lse, a.xMid = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*H), p.take(cuda.F32, n*D)
+		if p.selective && i > 0 { // the MLP side: one set, recomputed for each layer's backward
+			a.h2, a.rstd2, a.g, a.up, a.a = p.layerActs[0].h2, p.layerActs[0].rstd2, p.layerActs[0].g, p.layerActs[0].up, p.layerActs[0].a
+			for _, m := range mlpMods {
+				a.u[m] = p.layerActs[0].u[m]
+			}
+			continue
+		}
+		a.h2, a.rstd2 = p.take(cuda.F32, n*D), p.take(cuda.F32, n)
+		for _, m := range mlpMods {
+			if anyTargeted(nt, m) {
+				a.u[m] = p.take(cuda.F32, n*r)
+			}
+		}
 		a.g, a.up, a.a = p.take(cuda.F32, n*F), p.take(cuda.F32, n*F), p.take(cuda.F32, n*F)
 	}
 	p.a = &p.layerActs[0]
@@ -404,10 +421,16 @@ func (p *pass) backward(x *cuda.Buffer) {
 	p.mark("elementwise")
 	p.do(p.dx.Zero())
 	p.do(p.d.RMSNormBwd(p.dx, nil, p.dhf, x, nt.norm, p.rstdF, n, D))
-	kept := len(p.layerActs) > 1
+	kept := len(p.layerActs) > 1 && !p.selective
 	for l := nL - 1; l >= 0 && p.err == nil; l-- {
 		p.a = p.acts(l)
-		if l < nL-1 && !kept {
+		switch {
+		case l == nL-1: // the forward left its activations
+		case p.selective: // the MLP side from the kept xMid, up to what the backward reads
+			p.recompute = true
+			p.mlpFwd(l, nil)
+			p.recompute = false
+		case !kept:
 			p.mark("elementwise")
 			p.do(p.xs[l].CopyTo(p.hf)) // hf is free now: the recomputation's scratch
 			p.recompute = trimReady()
