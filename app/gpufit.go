@@ -58,7 +58,25 @@ func (j *TrainJob) deviceNeed(n int) int64 {
 func (j *TrainJob) fitCheckpointing() {
 	c := &j.Cfg
 	free, ok := j.net.DeviceFree()
-	if !ok || !c.OnGPU() || j.net.Checkpoint {
+	if !ok || !c.OnGPU() {
+		return
+	}
+	honoured := train.DeviceKeepsAttention == nil || train.DeviceKeepsAttention()
+	if j.net.Checkpoint {
+		// Asked to keep the attention side (keep_attention): recompute
+		// everything instead where that is all that fits at seq_len (rather
+		// than shrink the micro-batch) or the device does not do it yet.
+		if !j.net.KeepAttention {
+			return
+		}
+		if !honoured {
+			j.net.KeepAttention = false
+			j.logf("keep_attention: %s does not keep the attention side yet (gated until measured): recomputing every activation", c.Device)
+		} else if need := j.deviceNeed(c.SeqLen); need > free {
+			j.net.KeepAttention = false
+			j.logf("keeping each layer's attention side needs %.2f GB on %s, %.2f GB free: recomputing every activation instead",
+				float64(need)/1e9, c.Device, float64(free)/1e9)
+		}
 		return
 	}
 	need := j.deviceNeed(c.SeqLen)
@@ -66,7 +84,7 @@ func (j *TrainJob) fitCheckpointing() {
 		return
 	}
 	j.net.Checkpoint, j.net.KeepAttention = true, true
-	if attn := j.deviceNeed(c.SeqLen); attn <= free && (train.DeviceKeepsAttention == nil || train.DeviceKeepsAttention()) {
+	if attn := j.deviceNeed(c.SeqLen); attn <= free && honoured {
 		j.logf("keeping every layer's activations needs %.2f GB on %s, %.2f GB free: keeping each layer's attention side (%.2f GB) and recomputing its MLP in the backward instead (keep_attention)",
 			float64(need)/1e9, c.Device, float64(free)/1e9, float64(attn)/1e9)
 		return

@@ -132,7 +132,11 @@ func TestGPUDPOFitKeepsPairsWhole(t *testing.T) {
 // A GPU run asked to keep every layer's activations (grad_checkpointing:
 // false) recomputes them instead, and says so, when keeping them would not
 // fit the device at its micro-batch — before the micro-batch is shrunk —
-// and keeps them when they fit.
+// keeping each layer's attention side where that fits (keep_attention; this
+// test binary has no device step, so train.DeviceKeepsAttention is unset:
+// a device that would), and keeps them all when they fit. Asked for the
+// attention side with too little room, it recomputes everything rather
+// than shrink the micro-batch.
 func TestGPURunRecomputesWhenKeepingDoesNotFit(t *testing.T) {
 	m := tinyModel(t)
 	cfg := defaultRunConfig("sft")
@@ -173,6 +177,24 @@ func TestGPURunRecomputesWhenKeepingDoesNotFit(t *testing.T) {
 		if saved.SeqLen != 256 {
 			t.Errorf("%d bytes free: seq_len %d recorded, want 256 (not shrunk)", c.free, saved.SeqLen)
 		}
+	}
+	attn := cfg
+	attn.GradCheckpointing, attn.KeepAttention = true, true
+	fakeFree.Store(need(true, false))
+	var log strings.Builder
+	job := &TrainJob{Cfg: attn, ID: "keep-attn", Dir: filepath.Join(t.TempDir(), "keep-attn"), DB: db, Log: &log}
+	if err := job.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if job.net.KeepAttention || !strings.Contains(log.String(), "recomputing every activation instead") {
+		t.Errorf("keep_attention with room only to recompute: attention kept %v, log %q", job.net.KeepAttention, log.String())
+	}
+	var saved RunConfig
+	if err := readRunConfig(filepath.Join(job.Dir, "config.yaml"), &saved); err != nil {
+		t.Fatal(err)
+	}
+	if saved.SeqLen != 256 {
+		t.Errorf("keep_attention with room only to recompute: seq_len %d recorded, want 256 (not shrunk)", saved.SeqLen)
 	}
 }
 

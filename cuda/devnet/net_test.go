@@ -337,7 +337,8 @@ func TestKeepActivationsMatchesRecompute(t *testing.T) {
 			l1, g1 := run(true, false)
 			// Recomputing the whole forward, only what the backward reads
 			// (DISTILL_CUDA_RECOMPUTE_TRIM), and only the MLP side with the
-			// attention side kept (KeepAttention, DISTILL_CUDA_KEEP_ATTN).
+			// attention side kept (KeepAttention, DISTILL_CUDA_KEEP_ATTN;
+			// its recomputation is always trimmed, whatever trim says).
 			t.Setenv("DISTILL_CUDA_KEEP_ATTN", "1")
 			for _, c := range []struct {
 				trim string
