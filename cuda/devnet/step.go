@@ -55,7 +55,7 @@ type pass struct {
 	kx           int            // columns beside xb's rows for the adapter's u (r rounded up to 8, fused; else 0)
 	tile         *cuda.Buffer   // bf16 dequantised NF4 projection
 	a            *acts          // the layer in progress's activations: one of layerActs
-	layerActs    []acts         // one set, or with KeepActivations one a layer (no recomputation)
+	layerActs    []acts         // one set, or one a layer: KeepActivations (no recomputation), KeepAttention (their MLP sides one set)
 	s            scratch
 	hb, dhb      *cuda.Buffer // (HeadRows, D)
 	hbb          *cuda.Buffer // bf16 (HeadRows, D)
@@ -174,8 +174,8 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 	p.do(err)
 	p.attn = cuda.AttnShape{NQ: n, NK: nk, NH: H, NKV: KV, HD: hd, MaxLen: maxSeg,
 		Lo: p.up(cuda.I32, lo), Hi: p.up(cuda.I32, hi), Scale: float32(1 / sqrt(float64(hd))),
-		AsyncTiles: kind == passTrain && asyncTilesReady(), HeavyFirst: heavyFirstReady(), // async: a training pass's
-		PrefetchStats: prefetchReady()}
+		AsyncTiles: kind == passTrain && asyncTilesReady(), // a training pass's (its scratch is in the plan)
+		HeavyFirst: heavyFirstReady(), PrefetchStats: prefetchReady()}
 	p.flash = nt.flashAttention()
 
 	training := kind == passTrain
@@ -400,8 +400,9 @@ func (p *pass) forward() *cuda.Buffer {
 	return x
 }
 
-// acts is layer l's activations: its own set when the pass keeps them all,
-// else the one set every layer shares (backward recomputes them).
+// acts is layer l's activations: its own set when the pass keeps them (all,
+// or its attention side with the MLP side's fields shared), else the one
+// set every layer shares (backward recomputes them).
 func (p *pass) acts(l int) *acts {
 	if len(p.layerActs) > 1 {
 		return &p.layerActs[l]
