@@ -33,6 +33,7 @@ import (
 // synchronised between phases, after the timed steps); DISTILL_BENCH_SKIP=
 // lora,attention,... the milliseconds of a step without each phase, after
 // them (no synchronisation: the difference to ms-step is the phase's cost);
+// ms-issue is the host's time to launch a step's work (Net.LastIssue);
 // DISTILL_BENCH_KEEP=1 keeps every layer's activations instead of
 // recomputing them (Net.KeepActivations: the same FLOPs credited, a
 // forward's fewer run), DISTILL_BENCH_KEEP=attn each layer's attention
@@ -104,15 +105,21 @@ func benchStep(b *testing.B, name string, seq int, peak float64) {
 	ok(b, err)
 	free1, total, err := d.MemInfo()
 	ok(b, err)
+	var issue time.Duration
 	b.ResetTimer()
 	for range b.N {
 		ok(b, net.ZeroGrads())
 		if _, err := net.Step(bt, bt.Counted(), nil); err != nil {
 			b.Fatal(err)
 		}
+		issue += net.LastIssue
 	}
 	ok(b, d.Sync())
 	sec := b.Elapsed().Seconds() / float64(b.N)
+	// The host's share: a step bound by its launches issues for about as
+	// long as it takes (then a CUDA graph or fewer launches is the lever,
+	// not faster kernels).
+	b.ReportMetric(issue.Seconds()*1e3/float64(b.N), "ms-issue")
 	b.ReportMetric(float64(seq)/sec, "tokens/s")
 	b.ReportMetric(flops/sec/1e9, "GFLOP/s")
 	b.ReportMetric(100*flops/sec/1e12/peak, "MFU%")

@@ -4,6 +4,7 @@ package devnet
 
 import (
 	"fmt"
+	"time"
 
 	"distill/core/train"
 	"distill/cuda"
@@ -15,6 +16,7 @@ import (
 // and its logits are formed HeadRows rows at a time beside the student's.
 // Gradients are of Σ loss / denom; it returns Σ loss.
 func (nt *Net) StepKD(b *train.Batch, denom int, drop train.DropoutMask, kd *train.KD) (float64, error) {
+	start := time.Now()
 	t, err := nt.teacher(kd)
 	if err != nil {
 		return 0, err
@@ -40,9 +42,8 @@ func (nt *Net) StepKD(b *train.Batch, denom int, drop train.DropoutMask, kd *tra
 	x := p.forward()
 	p.mark("head")
 	p.head(headMode{grad: true, scale: 1 / float32(denom), kd: h})
-	loss := sum(p.losses())
 	p.backward(x)
-	return loss, p.failed()
+	return p.lossAfter(start), p.failed()
 }
 
 // teacher is kd's teacher on the device, uploaded on first use.

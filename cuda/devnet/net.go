@@ -134,6 +134,12 @@ type Net struct {
 	// here: a breakdown for benchmarks, slower than an unprofiled step.
 	Profile map[string]time.Duration
 
+	// LastIssue is how long the host took to lay out and launch the last
+	// Step's (or StepKD's) device work, before it waited for the loss: a
+	// step whose LastIssue is close to its whole time is bound by the
+	// host's launches, not the device.
+	LastIssue time.Duration
+
 	layers   []layer
 	embed    *cuda.Buffer // (vocab, hidden) as stored: f32, f16 or bf16
 	head     *cuda.Buffer // (vocab, hidden) bf16; shares embed when tied and bf16

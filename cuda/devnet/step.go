@@ -292,6 +292,7 @@ func (p *pass) baseOnly() { p.adapterOff, p.kx = true, 0 }
 // token loss, as core/train's Net.Step: gradients are of Σ loss / denom.
 // drop keys the LoRA dropout masks (nil: none).
 func (nt *Net) Step(b *train.Batch, denom int, drop train.DropoutMask) (float64, error) {
+	start := time.Now()
 	p, err := nt.newPass(b, drop, passTrain)
 	if err != nil {
 		return 0, err
@@ -300,9 +301,18 @@ func (nt *Net) Step(b *train.Batch, denom int, drop train.DropoutMask) (float64,
 	x := p.forward()
 	p.mark("head")
 	p.head(headMode{grad: true, scale: 1 / float32(denom)})
-	loss := -sum(p.logProbs())
 	p.backward(x)
-	return loss, p.failed()
+	return p.lossAfter(start), p.failed()
+}
+
+// lossAfter is the summed loss of a step whose work is all launched (the
+// backward never touches p.loss): read once the device is done, so no
+// synchronisation in the middle of a step leaves the device idle while the
+// host launches the backward's first kernels. LastIssue gets the host's
+// time from start to here.
+func (p *pass) lossAfter(start time.Time) float64 {
+	p.nt.LastIssue = time.Since(start)
+	return sum(p.losses())
 }
 
 // StepRows runs forward and backward on b for an objective of the targeted
