@@ -45,16 +45,53 @@ inline emu_dim3 threadIdx, blockIdx, gridDim, blockDim;  // threadIdx: the runni
 inline unsigned char *emu_smem;
 
 // The fibers of the block in flight; emu_cur runs, the scheduler loop in
-// emu_launch resumes each in turn until all have returned.
+// emu_launch resumes each in turn until all have returned. On x86-64 a
+// switch saves and restores the callee-saved registers and the stack
+// pointer (emu_ctx_switch, below) — tens of nanoseconds, where ucontext's
+// swapcontext makes a system call for the signal mask each time, which
+// dominated element-wise kernels' emulation (a fiber per element); other
+// hosts keep ucontext.
+#if defined(__x86_64__)
+#define EMU_FAST_SWITCH 1
+// emu_ctx_switch(save, to): the running context's stack pointer into
+// *save (its registers pushed below it), then the context whose stack
+// pointer is to resumed. A new fiber's stack is laid out as if it had
+// switched away just before entering emu_fiber_entry. Weak: every
+// translation unit that includes this header defines it.
+extern "C" void emu_ctx_switch(void **save, void *to);
+__asm__(
+    ".pushsection .text\n"
+    ".weak emu_ctx_switch\n"
+    ".type emu_ctx_switch,@function\n"
+    "emu_ctx_switch:\n"
+    "  pushq %rbp\n  pushq %rbx\n  pushq %r12\n  pushq %r13\n  pushq %r14\n  pushq %r15\n"
+    "  subq $8, %rsp\n  stmxcsr (%rsp)\n  fnstcw 4(%rsp)\n"
+    "  movq %rsp, (%rdi)\n  movq %rsi, %rsp\n"
+    "  ldmxcsr (%rsp)\n  fldcw 4(%rsp)\n  addq $8, %rsp\n"
+    "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n  popq %rbx\n  popq %rbp\n"
+    "  ret\n"
+    ".size emu_ctx_switch, .-emu_ctx_switch\n"
+    ".popsection\n");
+struct EmuFiber {
+  void *sp = nullptr;
+  bool done = false;
+};
+inline void *emu_sched_sp;
+#else
 struct EmuFiber {
   ucontext_t ctx;
   bool done = false;
 };
-inline std::vector<EmuFiber> emu_fibers;
 inline ucontext_t emu_sched;
+#endif
+inline std::vector<EmuFiber> emu_fibers;
 inline unsigned emu_cur;
 
+#if EMU_FAST_SWITCH
+inline void emu_yield() { emu_ctx_switch(&emu_fibers[emu_cur].sp, emu_sched_sp); }
+#else
 inline void emu_yield() { swapcontext(&emu_fibers[emu_cur].ctx, &emu_sched); }
+#endif
 
 // A barrier of need threads: the last to arrive releases the others.
 struct EmuBarrier {
@@ -304,41 +341,76 @@ inline void *__cvta_shared_to_generic(size_t a) { return (void *)(emu_shared_hi 
 // multiple of 32) with smem bytes of dynamic shared memory, filled with
 // 0xff (bf16 NaN: a read of unstaged shared memory shows).
 inline const std::function<void()> *emu_body;
+#if EMU_FAST_SWITCH
+[[noreturn]] inline void emu_fiber_entry() {
+  (*emu_body)();
+  emu_fibers[emu_cur].done = true;
+  void *dead;
+  emu_ctx_switch(&dead, emu_sched_sp);  // never resumed
+  __builtin_unreachable();
+}
+// A fiber's first stack: the registers emu_ctx_switch pops (MXCSR and the
+// x87 control word at their defaults, the rest zero), then emu_fiber_entry
+// as the return address, then a null one above it, so emu_fiber_entry
+// starts as if called (its stack pointer 8 past a 16-byte boundary).
+inline void *emu_fiber_stack(char *base, size_t size) {
+  uintptr_t top = ((uintptr_t)base + size) & ~(uintptr_t)15;
+  uint64_t *sp = (uint64_t *)top;
+  *--sp = 0;                                  // emu_fiber_entry's return address: none
+  *--sp = (uint64_t)(uintptr_t)&emu_fiber_entry;
+  for (int i = 0; i < 6; i++) *--sp = 0;      // rbp, rbx, r12–r15
+  *--sp = (uint64_t)0x037f << 32 | 0x1f80;    // MXCSR (low 4 bytes), x87 control word
+  return sp;
+}
+#else
 inline void emu_fiber_main() {
   (*emu_body)();
   emu_fibers[emu_cur].done = true;  // then back to the scheduler (uc_link)
 }
+#endif
+// The fibers' stacks, kept from launch to launch (their touched pages stay
+// mapped): 256 KB each.
+constexpr size_t emu_stack_size = 256 << 10;
+inline std::vector<std::unique_ptr<char[]>> emu_stacks;
 inline void emu_launch(unsigned gx, unsigned gy, unsigned bd, size_t smem, const std::function<void()> &f) {
-  constexpr size_t stack = 256 << 10;
   gridDim = {gx, gy, 1};
   blockDim = {bd, 1, 1};
   emu_body = &f;
-  std::unique_ptr<char[]> stacks(new char[stack * bd]);
+  while (emu_stacks.size() < bd) emu_stacks.emplace_back(new char[emu_stack_size]);
   std::unique_ptr<unsigned char[]> buf(new unsigned char[smem + 16]);
   emu_smem = (unsigned char *)(((uintptr_t)buf.get() + 15) & ~(uintptr_t)15);
+  std::unique_ptr<EmuWarp[]> warps(new EmuWarp[bd / 32]);
   for (unsigned by = 0; by < gy; by++)
     for (unsigned bx = 0; bx < gx; bx++) {
       blockIdx = {bx, by, 0};
       memset(emu_smem, 0xff, smem);
       EmuBarrier block{bd};
       emu_block_bar = &block;
-      std::unique_ptr<EmuWarp[]> warps(new EmuWarp[bd / 32]);
+      for (unsigned w = 0; w < bd / 32; w++) warps[w] = EmuWarp{};
       emu_warps = warps.get();
       emu_fibers.assign(bd, EmuFiber{});
       emu_copies.assign(bd, EmuCopies{});
       for (unsigned t = 0; t < bd; t++) {
+#if EMU_FAST_SWITCH
+        emu_fibers[t].sp = emu_fiber_stack(emu_stacks[t].get(), emu_stack_size);
+#else
         ucontext_t &c = emu_fibers[t].ctx;
         getcontext(&c);
-        c.uc_stack.ss_sp = stacks.get() + stack * t;
-        c.uc_stack.ss_size = stack;
+        c.uc_stack.ss_sp = emu_stacks[t].get();
+        c.uc_stack.ss_size = emu_stack_size;
         c.uc_link = &emu_sched;
         makecontext(&c, emu_fiber_main, 0);
+#endif
       }
       for (unsigned live = bd; live > 0;)
         for (unsigned t = 0; t < bd; t++) {
           if (emu_fibers[t].done) continue;
           emu_cur = t, threadIdx = {t, 0, 0};
+#if EMU_FAST_SWITCH
+          emu_ctx_switch(&emu_sched_sp, emu_fibers[t].sp);
+#else
           swapcontext(&emu_sched, &emu_fibers[t].ctx);
+#endif
           live -= emu_fibers[t].done;
         }
     }
