@@ -7,7 +7,7 @@
 extern "C" int dc_adamw(float *p, const float *g, float *m, float *v, int64_t n,
                         float b1, float b2, float decay, float step_size, float sqrt_bc2, float eps) {
   if (n <= 0) return 0;
-  k_adamw<<<dc_blocks(n, 256), 256, 0, dc_stream>>>(p, g, m, v, n, b1, b2, decay, step_size, sqrt_bc2, eps);
+  DC_LAUNCH(dc_blocks(n, 256), 256, 0, k_adamw)(p, g, m, v, n, b1, b2, decay, step_size, sqrt_bc2, eps);
   DC_LAUNCHED("adamw(n=%lld)", (long long)n);
   return 0;
 }

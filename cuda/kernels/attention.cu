@@ -31,7 +31,7 @@ __device__ __forceinline__ void attn_scores(float *s, const float *qh, const flo
 __global__ void k_attn_fwd(float *out, float *lse, const float *q, const float *k, const float *v,
                            const int32_t *kv_lo, const int32_t *kv_hi, int nk, int nh, int nkv, int hd,
                            int max_len, float scale) {
-  extern __shared__ float smem[];
+  DC_DYNAMIC_SHARED(float, smem);
   __shared__ float red[33];
   int i = blockIdx.x / nh, h = blockIdx.x % nh, kh = h / (nh / nkv);
   int lo = kv_lo[i], hi = kv_hi[i], L = hi - lo;
@@ -71,7 +71,7 @@ __global__ void k_attn_fwd(float *out, float *lse, const float *q, const float *
 __global__ void k_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                            const float *v, const float *out, const float *lse, const int32_t *kv_lo,
                            const int32_t *kv_hi, int nk, int nh, int nkv, int hd, int max_len, float scale) {
-  extern __shared__ float smem[];
+  DC_DYNAMIC_SHARED(float, smem);
   __shared__ float red[33];
   int i = blockIdx.x / nh, h = blockIdx.x % nh, kh = h / (nh / nkv);
   int lo = kv_lo[i], hi = kv_hi[i], L = hi - lo;
@@ -139,7 +139,7 @@ extern "C" int dc_attn_fwd(float *out, float *lse, const float *q, const float *
   if (nq == 0) return 0;
   size_t sm;
   if (attn_smem(1, max_len, &sm, "attn_fwd", nq, nh, nkv, hd, (const void *)k_attn_fwd)) return -1;
-  k_attn_fwd<<<(unsigned)nq * nh, ATTN_THREADS, sm, dc_stream>>>(out, lse, q, k, v, kv_lo, kv_hi, nk, nh, nkv, hd, max_len, scale);
+  DC_LAUNCH((unsigned)nq * nh, ATTN_THREADS, sm, k_attn_fwd)(out, lse, q, k, v, kv_lo, kv_hi, nk, nh, nkv, hd, max_len, scale);
   DC_LAUNCHED("attn_fwd(nq=%d, nk=%d, heads=%d, kv_heads=%d, hd=%d, max_len=%d)", nq, nk, nh, nkv, hd, max_len);
   return 0;
 }
@@ -151,7 +151,7 @@ extern "C" int dc_attn_bwd(float *dq, float *dk, float *dv, const float *dout, c
   if (nq == 0) return 0;
   size_t sm;
   if (attn_smem(2, max_len, &sm, "attn_bwd", nq, nh, nkv, hd, (const void *)k_attn_bwd)) return -1;
-  k_attn_bwd<<<(unsigned)nq * nh, ATTN_THREADS, sm, dc_stream>>>(dq, dk, dv, dout, q, k, v, out, lse, kv_lo, kv_hi,
+  DC_LAUNCH((unsigned)nq * nh, ATTN_THREADS, sm, k_attn_bwd)(dq, dk, dv, dout, q, k, v, out, lse, kv_lo, kv_hi,
                                                                   nk, nh, nkv, hd, max_len, scale);
   DC_LAUNCHED("attn_bwd(nq=%d, nk=%d, heads=%d, kv_heads=%d, hd=%d, max_len=%d)", nq, nk, nh, nkv, hd, max_len);
   return 0;

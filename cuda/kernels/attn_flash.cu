@@ -83,7 +83,7 @@ int fa_fwd_qw(float *out, float *lse, const float *q, const float *k, const floa
   size_t sm = ASYNC ? fa_fwd_async_smem<HD>() : fa_fwd_smem<HD>();
   if (fa_smem((const void *)k_fa_fwd<HD, QW, ASYNC>, sm, "attn_fwd_flash", &opted)) return -1;
   dim3 grid = fa_grid((nq + 16 * QW - 1) / (16 * QW), nh, opt);
-  k_fa_fwd<HD, QW, ASYNC><<<grid, QW * 32, sm, dc_stream>>>(out, lse, q, k, v, kb, vb, lo, hi, nq, nk, nh, nkv,
+  DC_LAUNCH(grid, QW * 32, sm, k_fa_fwd<HD, QW, ASYNC>)(out, lse, q, k, v, kb, vb, lo, hi, nq, nk, nh, nkv,
                                                             max_len, scale, opt);
   DC_LAUNCHED("attn_fwd_flash" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
   return 0;
@@ -111,7 +111,7 @@ int fa_dq(float *dq, const float *dout, const float *q, const float *k, const fl
   size_t sq = ASYNC ? fa_dq_async_smem<HD>() : fa_dq_smem<HD>();
   if (fa_smem((const void *)k_fa_bwd_dq<HD, QW, ASYNC>, sq, "attn_bwd_flash dq", &opted)) return -1;
   dim3 grid = fa_grid((nq + 16 * QW - 1) / (16 * QW), nh, opt);
-  k_fa_bwd_dq<HD, QW, ASYNC><<<grid, QW * 32, sq, dc_stream>>>(dq, dout, q, k, v, kb, vb, lse, D, lo, hi, nq, nk, nh,
+  DC_LAUNCH(grid, QW * 32, sq, k_fa_bwd_dq<HD, QW, ASYNC>)(dq, dout, q, k, v, kb, vb, lse, D, lo, hi, nq, nk, nh,
                                                                nkv, max_len, scale, opt);
   DC_LAUNCHED("attn_bwd_flash dq" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
   return 0;
@@ -125,7 +125,7 @@ int fa_dkv(float *ok, float *ov, int64_t os, const float *dout, const float *q, 
   size_t skv = ASYNC ? fa_dkv_async_smem<HD>() : fa_dkv_smem<HD>();
   if (fa_smem((const void *)k_fa_bwd_dkv<HD, ASYNC>, skv, "attn_bwd_flash dkv", &opted)) return -1;
   dim3 grid = fa_grid((nk + FA_BK - 1) / FA_BK, nh, opt);
-  k_fa_bwd_dkv<HD, ASYNC><<<grid, FA_THREADS, skv, dc_stream>>>(ok, ov, os, dout, q, k, v, ob, qb, lse, D, lo, hi, tiles,
+  DC_LAUNCH(grid, FA_THREADS, skv, k_fa_bwd_dkv<HD, ASYNC>)(ok, ov, os, dout, q, k, v, ob, qb, lse, D, lo, hi, tiles,
                                                                 nq, nk, nh, nkv, max_len, scale, opt);
   DC_LAUNCHED("attn_bwd_flash dkv" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
   return 0;
@@ -136,9 +136,9 @@ int fa_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, c
            const float *out, const float *lse, const int32_t *lo, const int32_t *hi, int nq, int nk, int nh, int nkv,
            int max_len, float scale, float *D, int32_t *tiles, float *part, uint16_t *b16, int opt) {
   int64_t rows = (int64_t)nq * nh;
-  k_fa_row_dot<<<(unsigned)((rows * 32 + 255) / 256), 256, 0, dc_stream>>>(D, dout, out, nq, nh, HD);
+  DC_LAUNCH((unsigned)((rows * 32 + 255) / 256), 256, 0, k_fa_row_dot)(D, dout, out, nq, nh, HD);
   DC_LAUNCHED("attn_bwd_flash row_dot" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
-  k_fa_tile_range<<<(nq + FA_BQ2 - 1) / FA_BQ2, 32, 0, dc_stream>>>(tiles, lo, hi, nq, nk, max_len);
+  DC_LAUNCH((nq + FA_BQ2 - 1) / FA_BQ2, 32, 0, k_fa_tile_range)(tiles, lo, hi, nq, nk, max_len);
   DC_LAUNCHED("attn_bwd_flash tile_range" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
   // Async tiles: bf16 copies of q, dout, k and v, staged by cp.async.
   const bool async = b16 != nullptr && nk > 0;
@@ -172,7 +172,7 @@ int fa_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, c
   if (err) return err;
   if (grouped) {
     int64_t n = (int64_t)nk * nkv * HD;
-    k_fa_group_sum<<<dc_blocks(n, 256), 256, 0, dc_stream>>>(dk, dv, ok, ov, nk, nh, nkv, HD);
+    DC_LAUNCH(dc_blocks(n, 256), 256, 0, k_fa_group_sum)(dk, dv, ok, ov, nk, nh, nkv, HD);
     DC_LAUNCHED("attn_bwd_flash group_sum" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
   }
   return 0;
@@ -191,7 +191,7 @@ int fa_check(const char *op, int nq, int nk, int nh, int nkv, int hd, int max_le
 
 extern "C" int dc_attn_merge(float *out, float *lse, const float *out2, const float *lse2, int64_t rows, int hd) {
   if (rows <= 0) return 0;
-  k_attn_merge<<<(unsigned)((rows * 32 + 255) / 256), 256, 0, dc_stream>>>(out, lse, out2, lse2, rows, hd);
+  DC_LAUNCH((unsigned)((rows * 32 + 255) / 256), 256, 0, k_attn_merge)(out, lse, out2, lse2, rows, hd);
   DC_LAUNCHED("attn_merge(rows=%lld, hd=%d)", (long long)rows, hd);
   return 0;
 }

@@ -166,7 +166,7 @@ static int ag_gemm(const char *what, int trans_a, int trans_b, int m, int n, int
 static int ag_bad_rows(const char *op, float *x, int width, float *lse, int nh, const int32_t *kv_lo,
                        const int32_t *kv_hi, int nq, int nk, int nkv, int hd, int max_len) {
   if (nq == 0) return 0;
-  k_ag_bad_rows<<<dc_blocks(nq, AG_THREADS), AG_THREADS, 0, dc_stream>>>(x, width, lse, nh, kv_lo, kv_hi, nq, nk, max_len);
+  DC_LAUNCH(dc_blocks(nq, AG_THREADS), AG_THREADS, 0, k_ag_bad_rows)(x, width, lse, nh, kv_lo, kv_hi, nq, nk, max_len);
   DC_LAUNCHED("%s: bad rows" AG_SHAPE, op, nq, nk, nh, nkv, hd, max_len);
   return 0;
 }
@@ -194,7 +194,7 @@ extern "C" int dc_attn_fwd_gemm(float *out, float *lse, const float *q, const fl
           if (ag_gemm("attn_fwd_gemm S=scale·Q·Kᵀ", 0, 1, rows, nk, hd, scale, q + (int64_t)i0 * qs + (int64_t)h0 * hd,
                       qs, hd, k + (int64_t)g * hd, kvs, 0, 0.f, work, nk, ss, hc))
             return -1;
-          k_ag_softmax<<<(unsigned)(hc * rows), AG_THREADS, 0, dc_stream>>>(work, lse, kv_lo, kv_hi, i0, rows, h0, nk,
+          DC_LAUNCH((unsigned)(hc * rows), AG_THREADS, 0, k_ag_softmax)(work, lse, kv_lo, kv_hi, i0, rows, h0, nk,
                                                                              nh, max_len);
           DC_LAUNCHED("%s: softmax(i0=%d, rows=%d, h0=%d, heads=%d)" AG_SHAPE, op, i0, rows, h0, hc, nq, nk, nh, nkv,
                       hd, max_len);
@@ -244,7 +244,7 @@ extern "C" int dc_attn_bwd_gemm(float *dq, float *dk, float *dv, const float *do
           if (ag_gemm("attn_bwd_gemm dP=dO·Vᵀ", 0, 1, rows, nk, hd, 1.f, dout + qo, qs, hd, vg, kvs, 0, 0.f, dpw, nk,
                       ss, hc))
             return -1;
-          k_ag_dsoftmax<<<(unsigned)(hc * rows), AG_THREADS, 0, dc_stream>>>(pw, dpw, dout, out, lse, kv_lo, kv_hi, i0,
+          DC_LAUNCH((unsigned)(hc * rows), AG_THREADS, 0, k_ag_dsoftmax)(pw, dpw, dout, out, lse, kv_lo, kv_hi, i0,
                                                                               rows, h0, nk, nh, hd, max_len, scale);
           DC_LAUNCHED("%s: dsoftmax(i0=%d, rows=%d, h0=%d, heads=%d)" AG_SHAPE, op, i0, rows, h0, hc, nq, nk, nh, nkv,
                       hd, max_len);

@@ -40,6 +40,18 @@ const char *dc_cublas_status(cublasStatus_t s);
     if (dc_launched(__VA_ARGS__) != 0) return -1;      \
   } while (0)
 
+// DC_LAUNCH(grid, block, smem, kernel)(args…) launches kernel on the one
+// stream: kernel<<<grid, block, smem, dc_stream>>>(args…) for nvcc; under
+// the emulated device (cuda/emu/device, DISTILL_CUDA_EMU) the same kernel
+// runs on the host, each thread a fiber, or is recorded while a graph
+// capture is open. The kernel comes last: its template arguments carry
+// commas.
+#ifdef DISTILL_CUDA_EMU
+#define DC_LAUNCH(grid, block, smem, ...) emu_kernel((grid), (block), (smem), __VA_ARGS__)
+#else
+#define DC_LAUNCH(grid, block, smem, ...) __VA_ARGS__<<<(grid), (block), (smem), dc_stream>>>
+#endif
+
 // Grid sizing for element-wise kernels: a grid-stride loop covers the rest.
 static inline int dc_blocks(int64_t n, int threads) {
   int64_t b = (n + threads - 1) / threads;

@@ -8,14 +8,14 @@
 extern "C" int dc_decode_qkv(const dc_decode_qkv_args *g) {
   if (g->hd <= 0 || g->hd % 2 != 0 || g->nh <= 0 || g->nkv <= 0 || g->nh % g->nkv != 0)
     return dc_fail("heads must divide and head size be even", "decode_qkv(heads %d/%d, hd %d)", g->nh, g->nkv, g->hd);
-  k_decode_qkv<<<g->nh + 2 * g->nkv, 32, 0, dc_stream>>>(*g);
+  DC_LAUNCH(g->nh + 2 * g->nkv, 32, 0, k_decode_qkv)(*g);
   DC_LAUNCHED("decode_qkv(heads %d/%d, hd %d, cap %d)", g->nh, g->nkv, g->hd, g->cap);
   return 0;
 }
 
 extern "C" int dc_kv_rows(const dc_kv_rows_args *g) {
   if (g->nr <= 0) return 0;
-  k_kv_rows<<<g->nr, 128, 0, dc_stream>>>(*g);
+  DC_LAUNCH(g->nr, 128, 0, k_kv_rows)(*g);
   DC_LAUNCHED("kv_rows(rows %d, kv width %d)", g->nr, g->kvo);
   return 0;
 }
@@ -24,7 +24,7 @@ extern "C" int dc_attn_rows(const dc_attn_rows_args *g) {
   if (g->nh <= 0 || g->nkv <= 0 || g->nh % g->nkv != 0 || g->hd <= 0 || g->hd > 32 * AR_DIMS)
     return dc_fail("heads must divide, head size in [1, 128]", "attn_rows(rows %d, heads %d/%d, hd %d)", g->nr, g->nh, g->nkv, g->hd);
   if (g->nr <= 0) return 0;
-  k_attn_rows<<<dim3(g->nr, g->nh), AR_WARPS * 32, 0, dc_stream>>>(*g);
+  DC_LAUNCH(dim3(g->nr, g->nh), AR_WARPS * 32, 0, k_attn_rows)(*g);
   DC_LAUNCHED("attn_rows(rows %d, heads %d/%d, hd %d)", g->nr, g->nh, g->nkv, g->hd);
   return 0;
 }

@@ -6,14 +6,14 @@
 
 extern "C" int dc_dropout(float *dst, const float *x, int64_t n, uint64_t base, uint64_t thresh, float keep) {
   if (n <= 0) return 0;
-  k_dropout<<<dc_blocks(n, 256), 256, 0, dc_stream>>>(dst, x, n, base, thresh, keep);
+  DC_LAUNCH(dc_blocks(n, 256), 256, 0, k_dropout)(dst, x, n, base, thresh, keep);
   DC_LAUNCHED("dropout(n=%lld)", (long long)n);
   return 0;
 }
 
 extern "C" int dc_dropout_add(float *dx, const float *g, int64_t n, uint64_t base, uint64_t thresh, float keep) {
   if (n <= 0) return 0;
-  k_dropout_add<<<dc_blocks(n, 256), 256, 0, dc_stream>>>(dx, g, n, base, thresh, keep);
+  DC_LAUNCH(dc_blocks(n, 256), 256, 0, k_dropout_add)(dx, g, n, base, thresh, keep);
   DC_LAUNCHED("dropout_add(n=%lld)", (long long)n);
   return 0;
 }

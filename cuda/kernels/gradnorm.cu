@@ -8,14 +8,14 @@ extern "C" int dc_sumsq(double *sumsq, const float *g, int64_t n) {
   if (n <= 0) return 0;
   int blocks = dc_blocks(n, 256);
   if (blocks > 1024) blocks = 1024;
-  k_sumsq<<<blocks, 256, 0, dc_stream>>>(sumsq, g, n);
+  DC_LAUNCH(blocks, 256, 0, k_sumsq)(sumsq, g, n);
   DC_LAUNCHED("sumsq(n=%lld)", (long long)n);
   return 0;
 }
 
 extern "C" int dc_clip_scale(float *g, int64_t n, const double *sumsq, double max_norm) {
   if (n <= 0 || max_norm <= 0) return 0;
-  k_clip<<<dc_blocks(n, 256), 256, 0, dc_stream>>>(g, n, sumsq, max_norm);
+  DC_LAUNCH(dc_blocks(n, 256), 256, 0, k_clip)(g, n, sumsq, max_norm);
   DC_LAUNCHED("clip_scale(n=%lld, max_norm=%g)", (long long)n, max_norm);
   return 0;
 }

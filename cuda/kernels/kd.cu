@@ -10,7 +10,7 @@ extern "C" int dc_kd_rows(float *loss, float *z, const float *t, const int32_t *
   if (rows <= 0) return 0;
   if (vocab <= 0 || tau <= 0.f || div < 0 || div > 2)
     return dc_fail("bad arguments", "kd_rows(rows=%d, vocab=%d, div=%d, tau=%g)", rows, vocab, div, tau);
-  k_kd_rows<<<rows, 512, 0, dc_stream>>>(loss, z, t, target, vocab, div, (double)tau, (double)alpha, (double)beta,
+  DC_LAUNCH(rows, 512, 0, k_kd_rows)(loss, z, t, target, vocab, div, (double)tau, (double)alpha, (double)beta,
                                           scale);
   DC_LAUNCHED("kd_rows(rows=%d, vocab=%d, div=%d)", rows, vocab, div);
   return 0;

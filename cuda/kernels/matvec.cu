@@ -74,7 +74,7 @@ static int mv_launch(K k, dim3 grid, size_t dyn, size_t &raised, const mv_job &j
     DC_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)dyn), "cudaFuncSetAttribute(%zu bytes)", dyn);
     raised = dyn;
   }
-  k<<<grid, MV_THREADS, dyn, dc_stream>>>(job, x);
+  DC_LAUNCH(grid, MV_THREADS, dyn, k)(job, x);
   return 0;
 }
 
@@ -161,9 +161,9 @@ static int mv_one(const dc_mv_job *j, int i, const float *x) {
   if (mv_fast_ok(&one, x)) {
     if (mv_fast(&one, x) != 0) return -1;
   } else if (nf4) {
-    k_nf4_matvec_any<<<(rows + 7) / 8, 256, 0, dc_stream>>>(o.y, nf4_of(&o.nf4), x);
+    DC_LAUNCH((rows + 7) / 8, 256, 0, k_nf4_matvec_any)(o.y, nf4_of(&o.nf4), x);
   } else {
-    k_bf16_matvec_any<<<(rows + 7) / 8, 256, 0, dc_stream>>>(o.y, (const __nv_bfloat16 *)o.bf16, x, rows, j->cols);
+    DC_LAUNCH((rows + 7) / 8, 256, 0, k_bf16_matvec_any)(o.y, (const __nv_bfloat16 *)o.bf16, x, rows, j->cols);
   }
   DC_LAUNCHED("matvec(%d×%d, %s)", rows, j->cols, nf4 ? "nf4" : "bf16");
   if (o.bias != nullptr && dc_add_bias(o.y, o.bias, 1, rows) != 0) return -1;

@@ -38,11 +38,11 @@ static void nf4_dequant_launch(T *dst, const dc_nf4 *w, int64_t e0, int64_t n, i
     int64_t tiles = (e0 + n + DQ_TILE - 1) / DQ_TILE - e0 / DQ_TILE;  // one warp each, 8 a block
     int blocks = dc_blocks(tiles, 8);
     if (w->absmax == nullptr)
-      k_nf4_dequant_vec<T, true, LD><<<blocks, 256, 0, dc_stream>>>(dst, a, e0, n, ld);
+      DC_LAUNCH(blocks, 256, 0, k_nf4_dequant_vec<T, true, LD>)(dst, a, e0, n, ld);
     else
-      k_nf4_dequant_vec<T, false, LD><<<blocks, 256, 0, dc_stream>>>(dst, a, e0, n, ld);
+      DC_LAUNCH(blocks, 256, 0, k_nf4_dequant_vec<T, false, LD>)(dst, a, e0, n, ld);
   } else {
-    k_nf4_dequant<T, LD><<<dc_blocks(n, 256), 256, 0, dc_stream>>>(dst, a, e0, n, ld);
+    DC_LAUNCH(dc_blocks(n, 256), 256, 0, k_nf4_dequant<T, LD>)(dst, a, e0, n, ld);
   }
 }
 
@@ -91,14 +91,14 @@ extern "C" int dc_nf4_stage(uint16_t *tile, const dc_nf4 *w, int64_t ld, const d
   auto *t = (__nv_bfloat16 *)tile;
   if (w->absmax == nullptr) {
     if (ld == w->cols)
-      k_nf4_stage<true, false><<<grid, 256, 0, dc_stream>>>(t, a, ld, dqb, js);
+      DC_LAUNCH(grid, 256, 0, k_nf4_stage<true, false>)(t, a, ld, dqb, js);
     else
-      k_nf4_stage<true, true><<<grid, 256, 0, dc_stream>>>(t, a, ld, dqb, js);
+      DC_LAUNCH(grid, 256, 0, k_nf4_stage<true, true>)(t, a, ld, dqb, js);
   } else {
     if (ld == w->cols)
-      k_nf4_stage<false, false><<<grid, 256, 0, dc_stream>>>(t, a, ld, dqb, js);
+      DC_LAUNCH(grid, 256, 0, k_nf4_stage<false, false>)(t, a, ld, dqb, js);
     else
-      k_nf4_stage<false, true><<<grid, 256, 0, dc_stream>>>(t, a, ld, dqb, js);
+      DC_LAUNCH(grid, 256, 0, k_nf4_stage<false, true>)(t, a, ld, dqb, js);
   }
   DC_LAUNCHED("nf4_stage(%d×%d, ld %lld, %d conversions)", w->rows, w->cols, (long long)ld, js.n);
   return 0;

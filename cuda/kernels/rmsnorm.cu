@@ -12,17 +12,17 @@ static int rms_threads(int d) {
 
 extern "C" int dc_rmsnorm_fwd(float *out, float *rstd, const float *x, const float *w, int rows, int d, float eps) {
   if (rows <= 0) return 0;
-  k_rmsnorm_fwd<<<rows, rms_threads(d), 0, dc_stream>>>(out, rstd, x, w, d, eps);
+  DC_LAUNCH(rows, rms_threads(d), 0, k_rmsnorm_fwd)(out, rstd, x, w, d, eps);
   DC_LAUNCHED("rmsnorm_fwd(rows=%d, d=%d)", rows, d);
   return 0;
 }
 
 extern "C" int dc_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd, int rows, int d) {
   if (rows <= 0) return 0;
-  k_rmsnorm_bwd_dx<<<rows, rms_threads(d), 0, dc_stream>>>(dx, dy, x, w, rstd, d);
+  DC_LAUNCH(rows, rms_threads(d), 0, k_rmsnorm_bwd_dx)(dx, dy, x, w, rstd, d);
   DC_LAUNCHED("rmsnorm_bwd dx(rows=%d, d=%d)", rows, d);
   if (dw != nullptr) {
-    k_rmsnorm_bwd_dw<<<(d + 255) / 256, 256, 0, dc_stream>>>(dw, dy, x, rstd, rows, d);
+    DC_LAUNCH((d + 255) / 256, 256, 0, k_rmsnorm_bwd_dw)(dw, dy, x, rstd, rows, d);
     DC_LAUNCHED("rmsnorm_bwd dw(rows=%d, d=%d)", rows, d);
   }
   return 0;

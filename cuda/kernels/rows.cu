@@ -4,14 +4,14 @@
 
 extern "C" int dc_gather_rows(float *dst, const float *src, const int32_t *idx, int k, int d) {
   if (k <= 0 || d <= 0) return 0;
-  k_gather_rows<<<k, 256, 0, dc_stream>>>(dst, src, idx, d);
+  DC_LAUNCH(k, 256, 0, k_gather_rows)(dst, src, idx, d);
   DC_LAUNCHED("gather_rows(k=%d, d=%d)", k, d);
   return 0;
 }
 
 extern "C" int dc_scatter_rows(float *dst, const float *src, const int32_t *idx, int k, int d) {
   if (k <= 0 || d <= 0) return 0;
-  k_scatter_rows<<<k, 256, 0, dc_stream>>>(dst, src, idx, d);
+  DC_LAUNCH(k, 256, 0, k_scatter_rows)(dst, src, idx, d);
   DC_LAUNCHED("scatter_rows(k=%d, d=%d)", k, d);
   return 0;
 }

@@ -11,7 +11,7 @@
 extern "C" int dc_xent(float *loss, float *logits, const int32_t *target, int rows, int vocab, float scale, int grad) {
   if (rows <= 0) return 0;
   if (vocab <= 0) return dc_fail("empty vocabulary", "xent(rows=%d, vocab=%d)", rows, vocab);
-  k_xent<<<rows, 512, 0, dc_stream>>>(loss, logits, target, vocab, scale, nullptr, grad);
+  DC_LAUNCH(rows, 512, 0, k_xent)(loss, logits, target, vocab, scale, nullptr, grad);
   DC_LAUNCHED("xent(rows=%d, vocab=%d, grad=%d)", rows, vocab, grad);
   return 0;
 }
@@ -20,7 +20,7 @@ extern "C" int dc_xent_rows(float *loss, float *logits, const int32_t *target, i
                             const float *row_scale) {
   if (rows <= 0) return 0;
   if (vocab <= 0) return dc_fail("empty vocabulary", "xent_rows(rows=%d, vocab=%d)", rows, vocab);
-  k_xent<<<rows, 512, 0, dc_stream>>>(loss, logits, target, vocab, 0.f, row_scale, 1);
+  DC_LAUNCH(rows, 512, 0, k_xent)(loss, logits, target, vocab, 0.f, row_scale, 1);
   DC_LAUNCHED("xent_rows(rows=%d, vocab=%d)", rows, vocab);
   return 0;
 }
