@@ -12,7 +12,7 @@ SYS_PKGS := libopenblas-dev pkg-config tmux g++
 PY_PKGS  := python3-torch python3-numpy
 PYTHON   := /usr/bin/python3
 
-.PHONY: all run build test bench bench-serve goldens deps deps-py tools vet clean screens cuda deps-cuda cuda-check cuda-devpack
+.PHONY: all run build test bench bench-serve goldens deps deps-py tools vet clean screens cuda deps-cuda cuda-check cuda-devpack cuda-emu test-cuda-emu
 
 all: build
 
@@ -65,6 +65,37 @@ build: deps
 
 test: deps tools
 	$(GO) test ./...
+	$(MAKE) test-cuda-emu
+
+# The CUDA backend's tests without a GPU: the kernels' own files compiled
+# for the host against cuda/emu/device's CUDA runtime and cuBLAS (each CUDA
+# thread a fiber, the GEMMs OpenBLAS's), linked by the cuda package under
+# the cudaemu tag. They prove launchers, kernels, the device-resident step
+# and its parity with the CPU; speed, races and the tensor cores' rounding
+# order still need a GPU (make cuda-check). -count=1: go test's cache does
+# not see the library.
+CUDA_EMU_LIB := cuda/build-emu/libdistillcuda.a
+CUDA_EMU_OBJS := $(patsubst cuda/kernels/%.cu,cuda/build-emu/%.o,$(wildcard cuda/kernels/*.cu)) cuda/build-emu/emu_runtime.o
+CUDA_EMU_DEPS := $(wildcard cuda/kernels/*.cuh cuda/kernels/*.h cuda/emu/host/shim.h cuda/emu/device/include/*.h)
+EMU_CXXFLAGS := -O2 -std=c++20 -fno-strict-aliasing -fPIC -Wall -Wno-unknown-pragmas -Wno-unused-function \
+  -Icuda/emu/device/include
+
+cuda/build-emu/%.o: cuda/kernels/%.cu $(CUDA_EMU_DEPS)
+	@mkdir -p cuda/build-emu
+	$(CXX) $(EMU_CXXFLAGS) -x c++ -c $< -o $@
+
+cuda/build-emu/emu_runtime.o: cuda/emu/device/runtime.cpp $(CUDA_EMU_DEPS)
+	@mkdir -p cuda/build-emu
+	$(CXX) $(EMU_CXXFLAGS) -c $< -o $@
+
+$(CUDA_EMU_LIB): $(CUDA_EMU_OBJS)
+	rm -f $@ && ar rcs $@ $^
+
+cuda-emu: deps
+	$(MAKE) -j$$(nproc) $(CUDA_EMU_LIB)
+
+test-cuda-emu: cuda-emu
+	DISTILL_CUDA_REQUIRE=1 $(GO) test -tags cuda,cudaemu -count=1 -timeout 30m ./cuda/ ./cuda/devnet/
 
 # Speed on random weights of real shapes, beside the machine's own limits.
 # OpenBLAS is left at its best kernel here (the pinned Haswell core type halves
@@ -94,7 +125,7 @@ vet:
 	$(GO) vet ./...
 
 clean:
-	rm -rf bin cuda/build
+	rm -rf bin cuda/build cuda/build-emu
 
 # Screenshots of the workstation for the README, from the real program: the
 # end-to-end test saves every screen it reaches (DISTILL_SCREENS) and

@@ -2,13 +2,12 @@
 
 package cuda
 
-// The one cgo file: the library `make cuda` builds from kernels/*.cu, and
-// the toolkit's shared cudart, cuBLAS and cuBLASLt (Debian installs them in
-// the default library path; elsewhere set CGO_LDFLAGS=-L/usr/local/cuda/lib64).
+// The C calls into the kernels' library: link_device.go links it (`make
+// cuda`) with the toolkit's cudart and cuBLAS, link_emu.go the emulated
+// device's (`make cuda-emu`, build tag cudaemu).
 
 /*
 #cgo CFLAGS: -I${SRCDIR}/kernels
-#cgo LDFLAGS: -L${SRCDIR}/build -ldistillcuda -lcublas -lcublasLt -lcudart -lstdc++ -lm
 #include <stdlib.h>
 #include "distill_cuda.h"
 */

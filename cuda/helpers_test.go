@@ -42,6 +42,17 @@ func device(t testing.TB) *cuda.Device {
 	return dev
 }
 
+// emulatedSkip skips, on the emulated device (cuda.Emulated), an attention
+// case of more than ~600k query-key-head triples: a minute of fibers
+// between the largest few, whose kernels cuda/emu's harness already runs
+// (DISTILL_EMU_ALL=1) and a GPU runs in full.
+func emulatedSkip(t *testing.T, c agCase) {
+	t.Helper()
+	if cuda.Emulated && c.nq*c.nk*c.nH > 600_000 {
+		t.Skipf("emulated device: %s is left to the GPU and cuda/emu's harness", c.name)
+	}
+}
+
 func rng(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)) }
 
 func randn(r *rand.Rand, n int, sigma float64) []float32 {

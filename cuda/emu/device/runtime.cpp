@@ -1,0 +1,368 @@
+// runtime.cpp: the emulated device's CUDA runtime and cuBLAS (see
+// include/cuda_runtime.h). Device memory is host memory; the one stream
+// runs each operation when it is enqueued, so every call is synchronous
+// and a synchronisation has nothing to wait for. What the device would
+// refuse, this refuses too, so the backend's error paths run: a launch
+// past the limits (an error for cudaGetLastError, the kernel not run), an
+// allocation past the device's memory (DISTILL_CUDA_EMU_MEM bytes, default
+// 8 GiB: the user's card), a synchronising call inside a graph capture
+// (which invalidates it). New allocations are filled with 0xff bytes (NaN
+// as f32 and bf16), so a read of memory nothing wrote shows.
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "include/cublas_v2.h"
+#include "include/cuda_runtime.h"
+
+namespace {
+
+constexpr size_t kSmemOptin = 101376;  // 99 KB: sm_86/sm_89, the consumer cards
+constexpr int kMajor = 8, kMinor = 6;
+
+cudaError_t last_error = cudaSuccess;
+std::map<void *, size_t> allocations;
+size_t allocated = 0;
+
+size_t total_memory() {
+  static size_t total = [] {
+    const char *s = getenv("DISTILL_CUDA_EMU_MEM");
+    if (s != nullptr && *s != '\0') return (size_t)strtoull(s, nullptr, 10);
+    return (size_t)8 << 30;
+  }();
+  return total;
+}
+
+// A graph capture in progress: the operations enqueued since it began.
+struct Capture {
+  bool open = false, invalid = false;
+  std::vector<std::function<void()>> ops;
+} capture;
+
+cudaError_t fail(cudaError_t e) {
+  last_error = e;
+  return e;
+}
+
+}  // namespace
+
+struct EmuStream {};
+struct EmuGraph {
+  std::vector<std::function<void()>> ops;
+};
+struct EmuGraphExec {
+  std::vector<std::function<void()>> ops;
+};
+struct EmuBlas {
+  cublasMath_t math = CUBLAS_DEFAULT_MATH;
+};
+
+void emu_enqueue(std::function<void()> op) {
+  if (capture.open) {
+    capture.ops.push_back(std::move(op));
+    return;
+  }
+  op();
+}
+
+void emu_submit(dim3 grid, dim3 block, size_t smem, std::function<void()> body) {
+  // The device's limits, and the emulation's own (one-dimensional blocks of
+  // whole warps: every kernel here launches such).
+  bool ok = grid.x >= 1 && grid.x <= 2147483647u && grid.y >= 1 && grid.y <= 65535 && grid.z == 1 && block.x >= 1 &&
+            block.x <= 1024 && block.y == 1 && block.z == 1;
+  if (ok && block.x % 32 != 0) {
+    fprintf(stderr, "cuda emulation: a block of %u threads (the emulation runs whole warps)\n", block.x);
+    ok = false;
+  }
+  if (!ok) {
+    last_error = cudaErrorInvalidConfiguration;
+    return;
+  }
+  if (smem > kSmemOptin) {
+    last_error = cudaErrorInvalidValue;
+    return;
+  }
+  const unsigned gx = grid.x, gy = grid.y, bd = block.x;
+  emu_enqueue([gx, gy, bd, smem, body = std::move(body)] { emu_launch(gx, gy, bd, smem, body); });
+}
+
+const char *cudaGetErrorName(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess: return "cudaSuccess";
+    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
+    case cudaErrorInsufficientDriver: return "cudaErrorInsufficientDriver";
+    case cudaErrorNoDevice: return "cudaErrorNoDevice";
+    case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
+    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorStreamCaptureUnmatched: return "cudaErrorStreamCaptureUnmatched";
+  }
+  return "cudaErrorUnknown";
+}
+
+const char *cudaGetErrorString(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
+    default: return cudaGetErrorName(e);
+  }
+}
+
+cudaError_t cudaGetLastError() {
+  cudaError_t e = last_error;
+  last_error = cudaSuccess;
+  return e;
+}
+
+cudaError_t cudaGetDeviceCount(int *n) {
+  *n = 1;
+  return cudaSuccess;
+}
+
+cudaError_t cudaSetDevice(int dev) { return dev == 0 ? cudaSuccess : fail(cudaErrorInvalidDevice); }
+
+cudaError_t cudaGetDevice(int *dev) {
+  *dev = 0;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int dev) {
+  if (dev != 0) return fail(cudaErrorInvalidDevice);
+  memset(p, 0, sizeof *p);
+  snprintf(p->name, sizeof p->name, "emulated (cuda/emu: the kernels on the host)");
+  p->totalGlobalMem = total_memory();
+  p->major = kMajor, p->minor = kMinor;
+  p->sharedMemPerBlockOptin = kSmemOptin;
+  p->multiProcessorCount = 1;
+  return cudaSuccess;
+}
+
+cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int dev) {
+  if (dev != 0) return fail(cudaErrorInvalidDevice);
+  if (a != cudaDevAttrMaxSharedMemoryPerBlockOptin) return fail(cudaErrorInvalidValue);
+  *v = (int)kSmemOptin;
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b) {
+  *total_b = total_memory();
+  *free_b = *total_b - allocated;
+  return cudaSuccess;
+}
+
+cudaError_t cudaMalloc(void **p, size_t bytes) {
+  *p = nullptr;
+  size_t rounded = (bytes + 255) & ~(size_t)255;
+  if (rounded == 0) rounded = 256;
+  if (allocated + rounded > total_memory()) return fail(cudaErrorMemoryAllocation);
+  void *m = aligned_alloc(256, rounded);
+  if (m == nullptr) return fail(cudaErrorMemoryAllocation);
+  memset(m, 0xff, rounded);
+  allocations[m] = rounded;
+  allocated += rounded;
+  *p = m;
+  return cudaSuccess;
+}
+
+cudaError_t cudaFree(void *p) {
+  if (p == nullptr) return cudaSuccess;
+  auto it = allocations.find(p);
+  if (it == allocations.end()) return fail(cudaErrorInvalidValue);
+  allocated -= it->second;
+  allocations.erase(it);
+  free(p);
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t) {
+  if (capture.open && kind != cudaMemcpyDeviceToDevice) {  // pageable host memory: not capturable
+    capture.invalid = true;
+    return fail(cudaErrorStreamCaptureUnsupported);
+  }
+  emu_enqueue([dst, src, bytes] { memcpy(dst, src, bytes); });
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemsetAsync(void *dst, int v, size_t bytes, cudaStream_t) {
+  emu_enqueue([dst, v, bytes] { memset(dst, v, bytes); });
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamCreate(cudaStream_t *s) {
+  *s = new EmuStream;
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { return cudaStreamCreate(s); }
+
+cudaError_t cudaStreamSynchronize(cudaStream_t) {
+  if (capture.open) {
+    capture.invalid = true;
+    return fail(cudaErrorStreamCaptureUnsupported);
+  }
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t, cudaStreamCaptureMode) {
+  if (capture.open) return fail(cudaErrorStreamCaptureUnsupported);
+  capture = Capture{};
+  capture.open = true;
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t, cudaGraph_t *g) {
+  *g = nullptr;
+  if (!capture.open) return fail(cudaErrorStreamCaptureUnmatched);
+  bool invalid = capture.invalid;
+  auto ops = std::move(capture.ops);
+  capture = Capture{};
+  if (invalid) return fail(cudaErrorStreamCaptureInvalidated);
+  *g = new EmuGraph{std::move(ops)};
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphInstantiateWithFlags(cudaGraphExec_t *x, cudaGraph_t g, unsigned long long) {
+  if (g == nullptr) return fail(cudaErrorInvalidValue);
+  *x = new EmuGraphExec{g->ops};
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphLaunch(cudaGraphExec_t x, cudaStream_t) {
+  if (x == nullptr) return fail(cudaErrorInvalidResourceHandle);
+  for (auto &op : x->ops) emu_enqueue(op);
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphDestroy(cudaGraph_t g) {
+  delete g;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t x) {
+  delete x;
+  return cudaSuccess;
+}
+
+// ---- cuBLAS ----
+
+extern "C" void cblas_sgemm(int order, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                            const float *b, int ldb, float beta, float *c, int ldc);
+
+namespace {
+
+// f32 rounded to TF32 (10 mantissa bits, to nearest, ties away from zero,
+// as cvt.rna.tf32.f32); NaN and infinities kept.
+float tf32(float x) {
+  uint32_t u;
+  memcpy(&u, &x, 4);
+  if ((u & 0x7f800000u) == 0x7f800000u) return x;
+  u = (u + 0x1000u) & ~0x1fffu;
+  memcpy(&x, &u, 4);
+  return x;
+}
+
+// One operand, column-major (rows, cols) at ld (as stored, before its
+// transpose), widened to f32 as the device reads it.
+std::vector<float> widen(const void *p, cudaDataType t, int rows, int cols, int ld, bool round_tf32) {
+  std::vector<float> out((size_t)rows * cols);
+  for (int j = 0; j < cols; j++)
+    for (int i = 0; i < rows; i++) {
+      size_t at = (size_t)j * ld + i;
+      float v;
+      switch (t) {
+        case CUDA_R_16BF: v = emu_bf2f(((const uint16_t *)p)[at]); break;
+        case CUDA_R_16F: v = __half2float(emu_half{((const uint16_t *)p)[at]}); break;
+        default: v = ((const float *)p)[at]; break;
+      }
+      out[(size_t)j * rows + i] = round_tf32 ? tf32(v) : v;
+    }
+  return out;
+}
+
+// C (m, n), column-major at ldc, = alpha·op(A)·op(B) + beta·C, f32 out;
+// argument checks as cuBLAS makes them.
+cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
+                    const void *a, cudaDataType at, int lda, const void *b, cudaDataType bt, int ldb, float beta,
+                    float *c, int ldc, bool round_tf32) {
+  if (h == nullptr) return CUBLAS_STATUS_NOT_INITIALIZED;
+  int ar = ta == CUBLAS_OP_N ? m : k, ac = ta == CUBLAS_OP_N ? k : m;
+  int br = tb == CUBLAS_OP_N ? k : n, bc = tb == CUBLAS_OP_N ? n : k;
+  if (m < 0 || n < 0 || k < 0 || lda < std::max(1, ar) || ldb < std::max(1, br) || ldc < std::max(1, m))
+    return CUBLAS_STATUS_INVALID_VALUE;
+  if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
+  emu_enqueue([=] {
+    std::vector<float> A = widen(a, at, ar, ac, lda, round_tf32), B = widen(b, bt, br, bc, ldb, round_tf32);
+    std::vector<float> C((size_t)m * n, 0.f);
+    if (k > 0)
+      cblas_sgemm(102 /* column-major */, ta == CUBLAS_OP_N ? 111 : 112, tb == CUBLAS_OP_N ? 111 : 112, m, n, k, 1.f,
+                  A.data(), ar, B.data(), br, 0.f, C.data(), m);
+    for (int j = 0; j < n; j++)
+      for (int i = 0; i < m; i++) {
+        float &dst = c[(size_t)j * ldc + i];
+        float v = alpha * C[(size_t)j * m + i];
+        dst = beta == 0.f ? v : v + beta * dst;  // beta 0: C is not read (NaN there stays out)
+      }
+  });
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+}  // namespace
+
+cublasStatus_t cublasCreate(cublasHandle_t *h) {
+  *h = new EmuBlas;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t) {
+  return h == nullptr ? CUBLAS_STATUS_NOT_INITIALIZED : CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t mode) {
+  if (h == nullptr) return CUBLAS_STATUS_NOT_INITIALIZED;
+  h->math = mode;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                           const float *alpha, const float *a, int lda, const float *b, int ldb, const float *beta,
+                           float *c, int ldc) {
+  bool tf = h != nullptr && h->math == CUBLAS_TF32_TENSOR_OP_MATH;
+  return gemm(h, ta, tb, m, n, k, *alpha, a, CUDA_R_32F, lda, b, CUDA_R_32F, ldb, *beta, c, ldc, tf);
+}
+
+cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                            const void *alpha, const void *a, cudaDataType at, int lda, const void *b, cudaDataType bt,
+                            int ldb, const void *beta, void *c, cudaDataType ct, int ldc, cublasComputeType_t compute,
+                            cublasGemmAlgo_t) {
+  if (ct != CUDA_R_32F || at != bt) return CUBLAS_STATUS_NOT_SUPPORTED;
+  bool tf = at == CUDA_R_32F && compute == CUBLAS_COMPUTE_32F_FAST_TF32;
+  return gemm(h, ta, tb, m, n, k, *(const float *)alpha, a, at, lda, b, bt, ldb, *(const float *)beta, (float *)c,
+              ldc, tf);
+}
+
+cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                                          int k, const void *alpha, const void *a, cudaDataType at, int lda,
+                                          long long sa, const void *b, cudaDataType bt, int ldb, long long sb,
+                                          const void *beta, void *c, cudaDataType ct, int ldc, long long sc,
+                                          int batch, cublasComputeType_t compute, cublasGemmAlgo_t algo) {
+  if (batch < 0) return CUBLAS_STATUS_INVALID_VALUE;
+  size_t as = at == CUDA_R_32F ? 4 : 2, bs = bt == CUDA_R_32F ? 4 : 2;
+  for (int i = 0; i < batch; i++) {
+    cublasStatus_t s = cublasGemmEx(h, ta, tb, m, n, k, alpha, (const char *)a + i * sa * as, at, lda,
+                                    (const char *)b + i * sb * bs, bt, ldb, beta, (float *)c + i * sc, ct, ldc,
+                                    compute, algo);
+    if (s != CUBLAS_STATUS_SUCCESS) return s;
+  }
+  return CUBLAS_STATUS_SUCCESS;
+}
