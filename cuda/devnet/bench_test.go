@@ -37,7 +37,7 @@ import (
 // DISTILL_BENCH_KEEP=1 keeps every layer's activations instead of
 // recomputing them (Net.KeepActivations: the same FLOPs credited, a
 // forward's fewer run), DISTILL_BENCH_KEEP=attn each layer's attention
-// side (Net.KeepAttention; gated: DISTILL_CUDA_KEEP_ATTN=1).
+// side (Net.KeepAttention).
 func BenchmarkStep(b *testing.B) {
 	spec := os.Getenv("DISTILL_BENCH_STEP")
 	if spec == "" {
@@ -87,7 +87,7 @@ func benchStep(b *testing.B, name string, seq int, peak float64) {
 	net.SimpleAttention = os.Getenv("DISTILL_BENCH_ATTN") == "simple"
 	net.GemmAttention = os.Getenv("DISTILL_BENCH_ATTN") == "gemm"
 	net.KeepActivations = os.Getenv("DISTILL_BENCH_KEEP") == "1"  // no recomputed forward (memory permitting)
-	net.KeepAttention = os.Getenv("DISTILL_BENCH_KEEP") == "attn" // the attention side kept (gated: DISTILL_CUDA_KEEP_ATTN)
+	net.KeepAttention = os.Getenv("DISTILL_BENCH_KEEP") == "attn" // the attention side kept
 	bt := &train.Batch{}
 	ids, mask := make([]int, seq), make([]bool, seq)
 	for i := range ids {

@@ -472,12 +472,14 @@ func prefetchReady() bool { return gateOpen("DISTILL_CUDA_FLASH_PREFETCH", prefe
 
 // keepAttentionVerified: Net.KeepAttention — each layer's attention-side
 // activations kept, the MLP side alone recomputed in the backward (one
-// shared set). Written without a GPU (session 9). Until
-// TestKeepActivationsMatchesRecompute's selective run passes and
-// BenchmarkStep (DISTILL_BENCH_KEEP=attn) is faster than recomputing, a
-// Net recomputes everything unless DISTILL_CUDA_KEEP_ATTN=1 (or
-// DISTILL_CUDA_UNVERIFIED=1).
-const keepAttentionVerified = false
+// shared set). Written without a GPU (session 9); on the emulated device
+// (cuda/emu/device, 2026-11-26) TestKeepActivationsMatchesRecompute's
+// selective run matches the kept step and TestDevicePlanMatchesPool its
+// plan (×1.031), and a mutation of the recomputation fails both. It adds no
+// kernel and runs a subset of the recomputing step's work, so it is on; its
+// time on a GPU is devcheck's STEP_SELECTIVE=1 (not measured yet).
+// DISTILL_CUDA_KEEP_ATTN=0 turns it off.
+const keepAttentionVerified = true
 
 // DISTILL_CUDA_KEEP_ATTN=0 or 1 overrides the gate either way.
 func keepAttentionReady() bool { return gateOpen("DISTILL_CUDA_KEEP_ATTN", keepAttentionVerified) }
@@ -486,11 +488,13 @@ func keepAttentionReady() bool { return gateOpen("DISTILL_CUDA_KEEP_ATTN", keepA
 // the backward reads (pass.recompute: SwiGLU's output and the down
 // projection's u, not its GEMM, its bf16 operand or the residual) — at
 // 1.5B and 2,048 tokens ~110 µs of the ~0.8 ms a layer's forward takes.
-// Written without a GPU (session 9). Until
-// TestKeepActivationsMatchesRecompute passes with it and BenchmarkStep's
-// recomputing step is faster, the recomputation runs the whole forward
-// unless DISTILL_CUDA_RECOMPUTE_TRIM=1 (or DISTILL_CUDA_UNVERIFIED=1).
-const trimVerified = false
+// Written without a GPU (session 9); on the emulated device (2026-11-26)
+// TestKeepActivationsMatchesRecompute gives the kept step's results with it
+// and every step parity test passes (the down projection's u left out of
+// the recomputation fails them). It only leaves work out, so it is on; its
+// time on a GPU is devcheck's STEP_TRIM=1 (not measured yet).
+// DISTILL_CUDA_RECOMPUTE_TRIM=0 runs the whole forward again.
+const trimVerified = true
 
 // DISTILL_CUDA_RECOMPUTE_TRIM=0 or 1 overrides the gate either way.
 func trimReady() bool { return gateOpen("DISTILL_CUDA_RECOMPUTE_TRIM", trimVerified) }
@@ -498,10 +502,13 @@ func trimReady() bool { return gateOpen("DISTILL_CUDA_RECOMPUTE_TRIM", trimVerif
 // betaZeroVerified: each backward gradient buffer (dA, dH, dAtt) set by
 // its first GEMM (beta 0) instead of zeroed and then added to — at 1.5B and
 // 2,048 tokens 111 MB of memset a layer, ~1 ms a step. Written without a
-// GPU (session 9). Until the step's tests pass with it and BenchmarkStep is
-// faster, the buffers are zeroed unless DISTILL_CUDA_BWD_SET=1 (or
-// DISTILL_CUDA_UNVERIFIED=1).
-const betaZeroVerified = false
+// GPU (session 9); on the emulated device (2026-11-26, fresh memory NaN,
+// cuBLAS's beta 0 not reading C as documented) every step parity test
+// passes with it, and the second GEMM into dH set instead of added fails
+// them. It only leaves memsets out, so it is on; its time on a GPU is
+// devcheck's STEP_SET=1 (not measured yet). DISTILL_CUDA_BWD_SET=0 zeroes
+// the buffers again.
+const betaZeroVerified = true
 
 // DISTILL_CUDA_BWD_SET=0 or 1 overrides the gate either way.
 func betaZeroReady() bool { return gateOpen("DISTILL_CUDA_BWD_SET", betaZeroVerified) }
