@@ -78,7 +78,7 @@ test: deps tools
 # workstation's end-to-end test ran in `go test ./...` already.
 CUDA_EMU_LIB := cuda/build-emu/libdistillcuda.a
 CUDA_EMU_OBJS := $(patsubst cuda/kernels/%.cu,cuda/build-emu/%.o,$(wildcard cuda/kernels/*.cu)) cuda/build-emu/emu_runtime.o
-CUDA_EMU_DEPS := $(wildcard cuda/kernels/*.cuh cuda/kernels/*.h cuda/emu/host/shim.h cuda/emu/device/include/*.h)
+CUDA_EMU_DEPS := $(wildcard cuda/kernels/*.cuh cuda/kernels/*.h cuda/emu/host/shim.h cuda/emu/device/include/*.h) Makefile
 EMU_CXXFLAGS := -O2 -std=c++20 -fno-strict-aliasing -fPIC -Wall -Wno-unknown-pragmas -Wno-unused-function \
   -Icuda/emu/device/include
 

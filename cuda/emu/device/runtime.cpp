@@ -26,6 +26,8 @@ constexpr int kMajor = 8, kMinor = 6;
 cudaError_t last_error = cudaSuccess;
 std::map<void *, size_t> allocations;
 size_t allocated = 0;
+std::map<const void *, size_t> smem_limits;  // kernels whose dynamic shared memory was raised past 48 KB
+constexpr size_t kSmemDefault = 48 << 10;
 
 size_t total_memory() {
   static size_t total = [] {
@@ -45,6 +47,21 @@ struct Capture {
 cudaError_t fail(cudaError_t e) {
   last_error = e;
   return e;
+}
+
+// device_range says whether bytes at p lie in one allocation; else it
+// names what reached past (an out-of-bounds access the device might not
+// report, or report far from its op).
+bool device_range(const char *what, const void *p, size_t bytes) {
+  auto it = allocations.upper_bound(const_cast<void *>(p));
+  if (bytes == 0) return true;
+  if (it != allocations.begin()) {
+    --it;
+    const char *base = (const char *)it->first, *q = (const char *)p;
+    if (q >= base && q + bytes <= base + it->second) return true;
+  }
+  fprintf(stderr, "cuda emulation: %s reads or writes %zu bytes at %p, outside any device allocation\n", what, bytes, p);
+  return false;
 }
 
 }  // namespace
@@ -68,7 +85,14 @@ void emu_enqueue(std::function<void()> op) {
   op();
 }
 
-void emu_submit(dim3 grid, dim3 block, size_t smem, std::function<void()> body) {
+cudaError_t emu_func_set_attribute(const void *kernel, cudaFuncAttribute a, int v) {
+  if (a != cudaFuncAttributeMaxDynamicSharedMemorySize || v < 0 || (size_t)v > kSmemOptin)
+    return fail(cudaErrorInvalidValue);
+  smem_limits[kernel] = (size_t)v;
+  return cudaSuccess;
+}
+
+void emu_submit(const void *kernel, dim3 grid, dim3 block, size_t smem, std::function<void()> body) {
   // The device's limits, and the emulation's own (one-dimensional blocks of
   // whole warps: every kernel here launches such).
   bool ok = grid.x >= 1 && grid.x <= 2147483647u && grid.y >= 1 && grid.y <= 65535 && grid.z == 1 && block.x >= 1 &&
@@ -79,10 +103,13 @@ void emu_submit(dim3 grid, dim3 block, size_t smem, std::function<void()> body) 
   }
   if (!ok) {
     last_error = cudaErrorInvalidConfiguration;
+    if (capture.open) capture.invalid = true;
     return;
   }
-  if (smem > kSmemOptin) {
+  auto lim = smem_limits.find(kernel);
+  if (smem > (lim == smem_limits.end() ? kSmemDefault : std::max(kSmemDefault, lim->second))) {
     last_error = cudaErrorInvalidValue;
+    if (capture.open) capture.invalid = true;
     return;
   }
   const unsigned gx = grid.x, gy = grid.y, bd = block.x;
@@ -190,11 +217,16 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpy
     capture.invalid = true;
     return fail(cudaErrorStreamCaptureUnsupported);
   }
+  bool dev_src = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+  bool dev_dst = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
+  if ((dev_src && !device_range("a copy's source", src, bytes)) || (dev_dst && !device_range("a copy's destination", dst, bytes)))
+    return fail(cudaErrorInvalidValue);
   emu_enqueue([dst, src, bytes] { memcpy(dst, src, bytes); });
   return cudaSuccess;
 }
 
 cudaError_t cudaMemsetAsync(void *dst, int v, size_t bytes, cudaStream_t) {
+  if (!device_range("a memset", dst, bytes)) return fail(cudaErrorInvalidValue);
   emu_enqueue([dst, v, bytes] { memset(dst, v, bytes); });
   return cudaSuccess;
 }
@@ -261,15 +293,26 @@ extern "C" void cblas_sgemm(int order, int ta, int tb, int m, int n, int k, floa
 
 namespace {
 
-// f32 rounded to TF32 (10 mantissa bits, to nearest, ties away from zero,
-// as cvt.rna.tf32.f32); NaN and infinities kept.
+// f32 cut to TF32: its 10 upper mantissa bits, the rest dropped — what a
+// tensor core fed raw f32 reads, and the worse of the two conversions
+// cuBLAS may make (cvt.rna rounds to nearest), so a tolerance that holds
+// here holds there.
 float tf32(float x) {
   uint32_t u;
   memcpy(&u, &x, 4);
   if ((u & 0x7f800000u) == 0x7f800000u) return x;
-  u = (u + 0x1000u) & ~0x1fffu;
+  u &= ~0x1fffu;
   memcpy(&x, &u, 4);
   return x;
+}
+
+size_t elem_size(cudaDataType t) { return t == CUDA_R_32F ? 4 : 2; }
+
+// operand_range: a column-major (rows, cols) operand at ld, in one
+// allocation.
+bool operand_range(const char *what, const void *p, cudaDataType t, int rows, int cols, int ld) {
+  if (rows == 0 || cols == 0) return true;
+  return device_range(what, p, ((size_t)(cols - 1) * ld + rows) * elem_size(t));
 }
 
 // One operand, column-major (rows, cols) at ld (as stored, before its
@@ -301,6 +344,9 @@ cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb
   if (m < 0 || n < 0 || k < 0 || lda < std::max(1, ar) || ldb < std::max(1, br) || ldc < std::max(1, m))
     return CUBLAS_STATUS_INVALID_VALUE;
   if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
+  if ((k > 0 && (!operand_range("a GEMM's A", a, at, ar, ac, lda) || !operand_range("a GEMM's B", b, bt, br, bc, ldb))) ||
+      !operand_range("a GEMM's C", c, CUDA_R_32F, m, n, ldc))
+    return CUBLAS_STATUS_EXECUTION_FAILED;
   emu_enqueue([=] {
     std::vector<float> A = widen(a, at, ar, ac, lda, round_tf32), B = widen(b, bt, br, bc, ldb, round_tf32);
     std::vector<float> C((size_t)m * n, 0.f);
@@ -357,7 +403,7 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta
                                           const void *beta, void *c, cudaDataType ct, int ldc, long long sc,
                                           int batch, cublasComputeType_t compute, cublasGemmAlgo_t algo) {
   if (batch < 0) return CUBLAS_STATUS_INVALID_VALUE;
-  size_t as = at == CUDA_R_32F ? 4 : 2, bs = bt == CUDA_R_32F ? 4 : 2;
+  size_t as = elem_size(at), bs = elem_size(bt);
   for (int i = 0; i < batch; i++) {
     cublasStatus_t s = cublasGemmEx(h, ta, tb, m, n, k, alpha, (const char *)a + i * sa * as, at, lda,
                                     (const char *)b + i * sb * bs, bt, ldb, beta, (float *)c + i * sc, ct, ldc,

@@ -14,6 +14,7 @@
 // may happen to come out right).
 #pragma once
 #define DISTILL_CUDA_EMU 1
+#include <sys/mman.h>
 #include <ucontext.h>
 
 #include <algorithm>
@@ -33,7 +34,11 @@
 #define __forceinline__ inline
 #define __launch_bounds__(...)
 #define __constant__
-#define __shared__ static  // one block at a time: a block's statics are its shared memory
+// One block at a time: a block's statics are its shared memory. Unlike
+// the dynamic shared memory they are not refilled with 0xff per block — g++
+// ignores a section attribute on a template's static locals, so there is
+// no range to fill — and keep what the last block wrote.
+#define __shared__ static
 
 using std::max;
 using std::min;
@@ -94,6 +99,10 @@ inline void emu_yield() { swapcontext(&emu_fibers[emu_cur].ctx, &emu_sched); }
 #endif
 
 // A barrier of need threads: the last to arrive releases the others.
+// emu_progress counts barrier releases and finished threads: a round of
+// the scheduler in which it does not move is a deadlock (a thread returned
+// or diverged before a barrier the others wait at).
+inline uint64_t emu_progress;
 struct EmuBarrier {
   unsigned need, count = 0, gen = 0;
 };
@@ -101,6 +110,7 @@ inline void emu_wait(EmuBarrier &b) {
   unsigned gen = b.gen;
   if (++b.count == b.need) {
     b.count = 0, b.gen++;
+    emu_progress++;
     return;
   }
   while (b.gen == gen) emu_yield();
@@ -369,14 +379,29 @@ inline void emu_fiber_main() {
 }
 #endif
 // The fibers' stacks, kept from launch to launch (their touched pages stay
-// mapped): 256 KB each.
-constexpr size_t emu_stack_size = 256 << 10;
-inline std::vector<std::unique_ptr<char[]>> emu_stacks;
+// mapped): 256 KB each above a page that faults, so an overflow stops the
+// process instead of writing over the heap.
+constexpr size_t emu_stack_size = 256 << 10, emu_guard = 4096;
+inline std::vector<char *> emu_stacks;
+inline char *emu_new_stack() {
+  void *m = mmap(nullptr, emu_stack_size + emu_guard, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED || mprotect(m, emu_guard, PROT_NONE) != 0) {
+    fprintf(stderr, "cuda emulation: no memory for a fiber's stack\n");
+    abort();
+  }
+  return (char *)m + emu_guard;
+}
+// The order the scheduler resumes a block's threads in: ascending on even
+// launches, descending on odd ones, so a missing barrier shows whichever
+// of two threads writes and which reads (in one fixed order, a read by a
+// later thread would always find the earlier one's write).
+inline uint64_t emu_launches;
 inline void emu_launch(unsigned gx, unsigned gy, unsigned bd, size_t smem, const std::function<void()> &f) {
   gridDim = {gx, gy, 1};
   blockDim = {bd, 1, 1};
   emu_body = &f;
-  while (emu_stacks.size() < bd) emu_stacks.emplace_back(new char[emu_stack_size]);
+  const bool down = emu_launches++ & 1;
+  while (emu_stacks.size() < bd) emu_stacks.push_back(emu_new_stack());
   std::unique_ptr<unsigned char[]> buf(new unsigned char[smem + 16]);
   emu_smem = (unsigned char *)(((uintptr_t)buf.get() + 15) & ~(uintptr_t)15);
   std::unique_ptr<EmuWarp[]> warps(new EmuWarp[bd / 32]);
@@ -392,18 +417,20 @@ inline void emu_launch(unsigned gx, unsigned gy, unsigned bd, size_t smem, const
       emu_copies.assign(bd, EmuCopies{});
       for (unsigned t = 0; t < bd; t++) {
 #if EMU_FAST_SWITCH
-        emu_fibers[t].sp = emu_fiber_stack(emu_stacks[t].get(), emu_stack_size);
+        emu_fibers[t].sp = emu_fiber_stack(emu_stacks[t], emu_stack_size);
 #else
         ucontext_t &c = emu_fibers[t].ctx;
         getcontext(&c);
-        c.uc_stack.ss_sp = emu_stacks[t].get();
+        c.uc_stack.ss_sp = emu_stacks[t];
         c.uc_stack.ss_size = emu_stack_size;
         c.uc_link = &emu_sched;
         makecontext(&c, emu_fiber_main, 0);
 #endif
       }
-      for (unsigned live = bd; live > 0;)
-        for (unsigned t = 0; t < bd; t++) {
+      for (unsigned live = bd; live > 0;) {
+        const uint64_t before = emu_progress;
+        for (unsigned i = 0; i < bd; i++) {
+          const unsigned t = down ? bd - 1 - i : i;
           if (emu_fibers[t].done) continue;
           emu_cur = t, threadIdx = {t, 0, 0};
 #if EMU_FAST_SWITCH
@@ -411,7 +438,15 @@ inline void emu_launch(unsigned gx, unsigned gy, unsigned bd, size_t smem, const
 #else
           swapcontext(&emu_sched, &emu_fibers[t].ctx);
 #endif
-          live -= emu_fibers[t].done;
+          if (emu_fibers[t].done) live--, emu_progress++;
         }
+        if (live > 0 && emu_progress == before) {
+          fprintf(stderr,
+                  "cuda emulation: deadlock in block (%u, %u) of %u threads: %u wait at a barrier the others "
+                  "left (a return or branch before __syncthreads or a warp collective)\n",
+                  bx, by, bd, live);
+          abort();
+        }
+      }
     }
 }

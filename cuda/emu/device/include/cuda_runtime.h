@@ -79,24 +79,27 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t x, cudaStream_t s);
 cudaError_t cudaGraphDestroy(cudaGraph_t g);
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t x);
 
-// A kernel's attributes: the emulated device grants any dynamic shared
-// memory up to its opt-in limit, checked at launch.
+// A kernel's dynamic shared memory limit: 48 KB until raised (up to the
+// device's opt-in limit) by cudaFuncSetAttribute, checked at each launch.
+cudaError_t emu_func_set_attribute(const void *kernel, cudaFuncAttribute a, int v);
 template <class F>
-cudaError_t cudaFuncSetAttribute(F, cudaFuncAttribute, int) {
-  return cudaSuccess;
+cudaError_t cudaFuncSetAttribute(F kernel, cudaFuncAttribute a, int v) {
+  return emu_func_set_attribute((const void *)kernel, a, v);
 }
 
 // emu_enqueue runs op now, on the host, or records it while a graph
 // capture is open (the stream is the one stream: everything is in order).
 void emu_enqueue(std::function<void()> op);
-// emu_submit checks a launch's configuration as the device would (an
-// error for cudaGetLastError, the kernel not run) and enqueues its grid.
-void emu_submit(dim3 grid, dim3 block, size_t smem, std::function<void()> body);
+// emu_submit checks a launch of kernel's configuration as the device would
+// (an error for cudaGetLastError, the kernel not run) and enqueues its
+// grid.
+void emu_submit(const void *kernel, dim3 grid, dim3 block, size_t smem, std::function<void()> body);
 
 // DC_LAUNCH's target under the emulation: emu_kernel(grid, block, smem,
-// kernel)(args…) converts the arguments to the kernel's parameter types,
-// keeps them by value (a recorded launch replays with them) and submits
-// the grid.
+// kernel)(args…) converts the arguments to the kernel's parameter types as
+// a call would (implicitly: a void * for a float * is refused, as nvcc
+// refuses it), keeps them by value (a recorded launch replays with them)
+// and submits the grid.
 template <class... P>
 struct EmuLauncher {
   dim3 grid, block;
@@ -105,9 +108,11 @@ struct EmuLauncher {
   template <class... A>
   void operator()(A &&...a) const {
     static_assert(sizeof...(A) == sizeof...(P), "a launch's arguments must match its kernel's parameters");
-    std::tuple<std::decay_t<P>...> args(static_cast<std::decay_t<P>>(a)...);
+    static_assert((std::is_convertible_v<A &&, std::decay_t<P>> && ...),
+                  "a launch's argument does not convert implicitly to its kernel's parameter");
+    std::tuple<std::decay_t<P>...> args(std::forward<A>(a)...);
     auto k = kernel;
-    emu_submit(grid, block, smem, [k, args] { std::apply(k, args); });
+    emu_submit((const void *)k, grid, block, smem, [k, args] { std::apply(k, args); });
   }
 };
 template <class... P>
