@@ -158,6 +158,7 @@ func (ps devicePass) bytes(nf4 bool) int64 {
 		if r > 0 && DeviceFusedLoRA != nil && DeviceFusedLoRA() {
 			kx = (r + 7) &^ 7 // rows padded to 16 bytes
 			tile += 2 * kx * side
+			tile = max(tile, 2*(qO+2*kvO+3*kx)*D) // q, k and v's backward stacked
 		}
 	}
 	// One layer's activations, f32 elements: the attention side and the MLP side.
@@ -179,12 +180,15 @@ func (ps devicePass) bytes(nf4 bool) int64 {
 	}
 	f += N*D + N // hf, rstdF
 	bf := N * (wide + kx)
+	if kx > 0 {
+		bf = N * max(wide+kx, qO+2*kvO+3*kx) // q, k and v's backward stacked
+	}
 	attnBufs := int64(1)
 	if ps.training {
-		f += L * N * D                          // the layers' inputs (the last one's output below)
-		f += N*F + N*D + 2*N*qO + 2*N*kvO + N*r // dA, dH, dAtt, dQ, dK, dV, du
-		f += N*qO + N*kvO                       // dQPre, dKPre
-		f += 2 * N * D                          // dhf, dx
+		f += L * N * D                            // the layers' inputs (the last one's output below)
+		f += N*F + N*D + 2*N*qO + 2*N*kvO + 3*N*r // dA, dH, dAtt, dQ, dK, dV, du (q's, k's, v's)
+		f += N*qO + N*kvO                         // dQPre, dKPre
+		f += 2 * N * D                            // dhf, dx
 		if ps.dropping {
 			f += N * wide // the adapter's dropped input
 		}

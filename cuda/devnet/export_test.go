@@ -33,7 +33,9 @@ func LastGraphErr() error {
 
 // FusedLoRA is how many projections have run forward, and backward, as one
 // GEMM with their adapter (linFused, linBFused) in this process.
-func FusedLoRA() (fwd, bwd int64) { return fusedLoRAFwd.Load(), fusedLoRABwd.Load() }
+func FusedLoRA() (fwd, bwd, qkv int64) {
+	return fusedLoRAFwd.Load(), fusedLoRABwd.Load(), stackedQKV.Load()
+}
 
 // RowsPasses is how many batched decode steps have attended through the
 // row tables (decode_rows.go) in this process.

@@ -15,6 +15,9 @@ func sqrt(v float64) float64 { return math.Sqrt(v) }
 // this process (the tests' proof that the fused path ran).
 var fusedLoRAFwd, fusedLoRABwd atomic.Int64
 
+// Layers whose q, k and v backward ran as one GEMM (linQKVB).
+var stackedQKV atomic.Int64
+
 // lin: y(n, out) = x·Wᵀ + bias + s·(x·Aᵀ)·Bᵀ, saving u = x·Aᵀ. xb is x
 // already rounded to bf16 (the GEMM's operand; q, k and v share one), its
 // rows ldx apart: ldx ≥ in + p.kx leaves the columns the fused GEMM puts u
@@ -188,6 +191,71 @@ func (p *pass) linBFused(dx, dy, x *cuda.Buffer, l, i int, beta float32) {
 	fusedLoRABwd.Add(1)
 }
 
+// linQKVB is linB for q, k and v at once, their input x shared: dx (+)=
+// [dq | du_q | dk | du_k | dv | du_v]·[Wq; Aq; Wk; Ak; Wv; Av], one bf16
+// GEMM over K = qO + 2·kvO + 3r where linBFused runs three (k's and v's
+// with K = kvO + r, a few hundred: small products that fill the device
+// poorly, each reading and writing all of dx). The three tiles stacked in
+// the tile, the operands side by side in xb, each staged by its own
+// NF4Stage as linBFused stages one. false (nothing done) when the three do
+// not all run fused (dropout, an untargeted or dense module, a rank not a
+// multiple of 8, whose padding would sit inside K) or the stack does not
+// fit the tile or xb; then the caller runs linB three times.
+func (p *pass) linQKVB(dx *cuda.Buffer, dy [3]*cuda.Buffer, x *cuda.Buffer, l int, set bool) bool {
+	if !qkvStackReady() || p.drop != nil || p.n == 0 || p.nt.A == nil {
+		return false
+	}
+	d, n, r := p.d, p.n, p.nt.A.Config.R
+	if p.kx != r {
+		return false
+	}
+	mods := [3]int{mQ, mK, mV}
+	K, in := 0, p.nt.layers[l].w[mQ].cols
+	for _, m := range mods {
+		w := p.nt.layers[l].w[m]
+		if !p.fusible(w, l, m) || w.cols != in {
+			return false
+		}
+		K += w.rows + r
+	}
+	if K*in > p.tile.Len || n*K > p.xb.Len {
+		return false
+	}
+	defer p.mark("elementwise")
+	s := p.nt.A.Config.Scaling()
+	yb, tile := p.xb.View(0, n*K), p.tile.View(0, K*in)
+	row := 0 // the stack's row (tile) and column (yb) of module i's block
+	for i, m := range mods {
+		w := p.nt.layers[l].w[m]
+		A, B, _, _ := p.pair(l, m)
+		out, du := w.rows, p.s.du.View(i*n*r, n*r)
+		p.mark("lora")
+		p.loraRows(du, dy[i], B, r, out, true, s) // du = s·dy·B
+		p.mark("dequant")
+		p.do(d.NF4Stage(tile.View(row*in, (out+r)*in), w.nf4, in, // W then A's rows; dy and du side by side
+			cuda.BF16Rows{Dst: tile.View((row+out)*in, r*in), LDD: in, Src: A, LDS: in, Rows: r, Cols: in, Scale: 1},
+			cuda.BF16Rows{Dst: yb.View(row, n*K-row), LDD: K, Src: dy[i], LDS: out, Rows: n, Cols: out, Scale: 1},
+			cuda.BF16Rows{Dst: yb.View(row+out, n*K-row-out), LDD: K, Src: du, LDS: r, Rows: n, Cols: r, Scale: 1}))
+		row += out + r
+	}
+	beta := float32(1)
+	if set {
+		beta = 0
+	}
+	p.mark("gemm")
+	p.do(d.GemmBF16(false, false, n, in, K, 1, yb, K, tile, in, beta, dx, in))
+	p.mark("lora")
+	for i, m := range mods {
+		_, _, gA, gB := p.pair(l, m)
+		out, du := p.nt.layers[l].w[m].rows, p.s.du.View(i*n*r, n*r)
+		p.loraCols(gB, dy[i], p.a.u[m], out, r, false, s) // dB += s·dyᵀ·u
+		p.loraCols(gA, x, du, in, r, true, 1)             // dA += duᵀ·x
+	}
+	fusedLoRABwd.Add(3)
+	stackedQKV.Add(1)
+	return true
+}
+
 // weight is projection w as a bf16 (rows, cols) operand: its dense copy, or
 // its NF4 storage dequantised into the tile.
 func (p *pass) weight(w *weight) *cuda.Buffer {
@@ -336,9 +404,11 @@ func (p *pass) layerBwd(l int, dx, xIn *cuda.Buffer) {
 		dq, dk = s.dQPre, s.dKPre
 	}
 	zero(s.dH)
-	p.linB(s.dH, dq, a.h1, l, mQ, set)
-	p.linB(s.dH, dk, a.h1, l, mK, false)
-	p.linB(s.dH, s.dV, a.h1, l, mV, false)
+	if !p.linQKVB(s.dH, [3]*cuda.Buffer{dq, dk, s.dV}, a.h1, l, set) {
+		p.linB(s.dH, dq, a.h1, l, mQ, set)
+		p.linB(s.dH, dk, a.h1, l, mK, false)
+		p.linB(s.dH, s.dV, a.h1, l, mV, false)
+	}
 	p.do(d.RMSNormBwd(dx, nil, s.dH, xIn, L.attnNorm, a.rstd1, n, D)) // dx is now d xIn
 }
 

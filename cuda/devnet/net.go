@@ -477,7 +477,7 @@ func prefetchReady() bool { return gateOpen("DISTILL_CUDA_FLASH_PREFETCH", prefe
 // selective run matches the kept step and TestDevicePlanMatchesPool its
 // plan (×1.031), and a mutation of the recomputation fails both. It adds no
 // kernel and runs a subset of the recomputing step's work, so it is on; its
-// time on a GPU is devcheck's STEP_SELECTIVE=1 (not measured yet).
+// time on a GPU is devcheck's STEP_VARIANTS=selective (not measured yet).
 // DISTILL_CUDA_KEEP_ATTN=0 turns it off.
 const keepAttentionVerified = true
 
@@ -492,7 +492,7 @@ func keepAttentionReady() bool { return gateOpen("DISTILL_CUDA_KEEP_ATTN", keepA
 // TestKeepActivationsMatchesRecompute gives the kept step's results with it
 // and every step parity test passes (the down projection's u left out of
 // the recomputation fails them). It only leaves work out, so it is on; its
-// time on a GPU is devcheck's STEP_TRIM=1 (not measured yet).
+// time on a GPU is devcheck's STEP_VARIANTS=notrim (not measured yet).
 // DISTILL_CUDA_RECOMPUTE_TRIM=0 runs the whole forward again.
 const trimVerified = true
 
@@ -506,12 +506,25 @@ func trimReady() bool { return gateOpen("DISTILL_CUDA_RECOMPUTE_TRIM", trimVerif
 // cuBLAS's beta 0 not reading C as documented) every step parity test
 // passes with it, and the second GEMM into dH set instead of added fails
 // them. It only leaves memsets out, so it is on; its time on a GPU is
-// devcheck's STEP_SET=1 (not measured yet). DISTILL_CUDA_BWD_SET=0 zeroes
+// devcheck's STEP_VARIANTS=noset (not measured yet). DISTILL_CUDA_BWD_SET=0 zeroes
 // the buffers again.
 const betaZeroVerified = true
 
 // DISTILL_CUDA_BWD_SET=0 or 1 overrides the gate either way.
 func betaZeroReady() bool { return gateOpen("DISTILL_CUDA_BWD_SET", betaZeroVerified) }
+
+// qkvStackVerified: the backward of q, k and v as one GEMM over their
+// stacked tiles and side-by-side gradients (linQKVB) instead of three.
+// Written without a GPU (session 10); on the emulated device (2026-11-26)
+// every step parity test passes with it (it ran: TestFusedLoRAStepParity
+// counts it), and a block staged at the wrong column fails them. It runs
+// the same products in fewer, larger GEMMs, so it is on; its time on a GPU
+// is devcheck's STEP_VARIANTS=noqkv (not measured yet). DISTILL_CUDA_QKV_STACK=0
+// runs the three GEMMs.
+const qkvStackVerified = true
+
+// DISTILL_CUDA_QKV_STACK=0 or 1 overrides the gate either way.
+func qkvStackReady() bool { return gateOpen("DISTILL_CUDA_QKV_STACK", qkvStackVerified) }
 
 // loraFusedVerified: an NF4 projection and its adapter as one bf16 GEMM
 // (layer.go's linFused: x and u = x·Aᵀ side by side against W and s·B,

@@ -131,24 +131,33 @@ func TestStepParity(t *testing.T) {
 }
 
 // TestFusedLoRAStepParity is TestStepParity with each NF4 projection and
-// its adapter as one bf16 GEMM (linFused; gated), held to the same
-// tolerances against the CPU, and proof that the fused path ran forward
-// and (without dropout) backward.
+// its adapter as one bf16 GEMM (linFused), held to the same tolerances
+// against the CPU, and proof that the fused path ran forward and (without
+// dropout) backward — with q, k and v's backward as one GEMM (linQKVB)
+// where all three are targeted at a rank that is a multiple of 8, and as
+// three.
 func TestFusedLoRAStepParity(t *testing.T) {
 	device(t)
 	t.Setenv("DISTILL_CUDA_LORA_FUSED", "1")
-	for _, s := range setups {
-		t.Run(s.name, func(t *testing.T) {
-			f0, b0 := devnet.FusedLoRA()
-			stepParity(t, s)
-			f1, b1 := devnet.FusedLoRA()
-			if s.quant == "nf4" && (f1 == f0 || (s.dropout == 0 && b1 == b0)) {
-				t.Errorf("fused projections: %d forward, %d backward", f1-f0, b1-b0)
-			}
-			if s.quant != "nf4" && (f1 != f0 || b1 != b0) {
-				t.Errorf("dense weights fused %d, %d projections", f1-f0, b1-b0)
-			}
-		})
+	for _, stack := range []string{"1", "0"} {
+		t.Setenv("DISTILL_CUDA_QKV_STACK", stack)
+		for _, s := range setups {
+			t.Run("stack"+stack+"/"+s.name, func(t *testing.T) {
+				f0, b0, q0 := devnet.FusedLoRA()
+				stepParity(t, s)
+				f1, b1, q1 := devnet.FusedLoRA()
+				if s.quant == "nf4" && (f1 == f0 || (s.dropout == 0 && b1 == b0)) {
+					t.Errorf("fused projections: %d forward, %d backward", f1-f0, b1-b0)
+				}
+				if s.quant != "nf4" && (f1 != f0 || b1 != b0) {
+					t.Errorf("dense weights fused %d, %d projections", f1-f0, b1-b0)
+				}
+				stackable := s.quant == "nf4" && s.dropout == 0 && len(s.targets) == len(lora.Modules) && s.rank%8 == 0
+				if ran := q1 > q0; ran != (stackable && stack == "1") {
+					t.Errorf("q, k, v's backward stacked in %d layers (stackable %v, stack %s)", q1-q0, stackable, stack)
+				}
+			})
+		}
 	}
 }
 

@@ -196,8 +196,14 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 			// (16 bytes: the vector dequantisation's and cuBLAS's rows).
 			p.kx = (r + 7) &^ 7
 		}
-		p.xb = p.take(cuda.BF16, n*(max(D, F, qO)+p.kx))
-		p.tile = p.take(cuda.BF16, max(1, nt.tileSize+p.kx*nt.tileDim))
+		// Fused, xb and the tile also hold q, k and v's backward stacked
+		// (linQKVB): K = qO + 2·kvO + 3·kx columns, rows of D.
+		stack := 0
+		if p.kx > 0 {
+			stack = qO + 2*kvO + 3*p.kx
+		}
+		p.xb = p.take(cuda.BF16, n*max(max(D, F, qO)+p.kx, stack))
+		p.tile = p.take(cuda.BF16, max(1, nt.tileSize+p.kx*nt.tileDim, stack*D))
 	}
 	if drop != nil && training {
 		p.dropBuf = p.take(cuda.F32, n*max(D, F, qO))
@@ -246,7 +252,8 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 		// layer's own (layerBwd points them at the layer's set).
 		s.dA, s.dG, s.dUp, s.dH = p.take(cuda.F32, n*F), p.a.g, p.a.up, p.take(cuda.F32, n*D)
 		s.dAtt, s.dQ, s.dK, s.dV = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*qO), p.take(cuda.F32, n*kvO), p.take(cuda.F32, n*kvO)
-		s.dQPre, s.dKPre, s.du = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*kvO), p.take(cuda.F32, n*r)
+		// du: q's, k's and v's side by side (linQKVB); one at a time elsewhere.
+		s.dQPre, s.dKPre, s.du = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*kvO), p.take(cuda.F32, 3*n*r)
 	}
 
 	var rows, tg []int32
