@@ -15,19 +15,11 @@
 # the GPU: the general pass, fused, fused with graphs), DISTILL_BENCH_STEP=shape:seq,…
 # STEP_TIME, STEP_TIMEOUT (the training step), STEP_ATTN=gemm|simple (the
 # step again with another attention), STEP_KEEP=0 (skip the step again with
-# every layer's activations kept), STEP_V1=1 (the step again with the flash
-# kernels' synchronous tiles, DISTILL_CUDA_FLASH_ASYNC=0), STEP_ALL=1
-# (the steps again, recomputing, keeping all and keeping the attention
-# side, with every gated path open),
-# and each gated path
-# alone, to tell them apart: STEP_HEAVY=1 (the flash blocks heaviest
-# first: DISTILL_CUDA_FLASH_HEAVY), STEP_PREFETCH=1 (dk/dv's row
-# statistics prefetched: DISTILL_CUDA_FLASH_PREFETCH), STEP_TRIM=1 (the
-# backward's recomputation stopping at what it reads:
-# DISTILL_CUDA_RECOMPUTE_TRIM), STEP_SET=1 (the backward's gradient
-# buffers set by their first GEMM: DISTILL_CUDA_BWD_SET), STEP_SELECTIVE=1
-# (each layer's attention side kept, its MLP recomputed:
-# DISTILL_CUDA_KEEP_ATTN, DISTILL_BENCH_KEEP=attn),
+# every layer's activations kept), STEP_VARIANTS="v1 heavy prefetch notrim
+# noset noqkv unfused selective" (the step again with each path turned on
+# or off against the defaults: variant_env below), STEP_ALL=1 (the steps
+# again, recomputing, keeping all and keeping the attention side, with
+# every gated path open),
 # SKIP_E2E, SANITIZE=1
 # (compute-sanitizer), NCU=1 (NCU_SKIP, NCU_COUNT, NCU_TIMEOUT: per-kernel
 # times; DISTILL_BENCH_KEEP=1 profiles the step that keeps its
@@ -195,26 +187,27 @@ if [ "${STEP_KEEP:-1}" = 1 ]; then  # the step again keeping every layer's activ
     -test.bench Step -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[keep]/") >> "$OUT/bench.log" 2>&1
   echo "training step (activations kept) exit $?"
 fi
-if [ "${STEP_V1:-0}" = 1 ]; then  # the step again with the flash kernels' synchronous tiles
-  (cd cuda/devnet && DISTILL_CUDA_FLASH_ASYNC=0 timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' \
-    -test.bench Step -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[v1]/") >> "$OUT/bench.log" 2>&1
-  echo "training step (synchronous flash tiles) exit $?"
-fi
-if [ "${STEP_HEAVY:-0}" = 1 ]; then  # the step again, the flash kernels' heaviest blocks first (gated until measured)
-  (cd cuda/devnet && DISTILL_CUDA_FLASH_HEAVY=1 timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' \
-    -test.bench Step -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[heavy]/") >> "$OUT/bench.log" 2>&1
-  echo "training step (flash heaviest blocks first) exit $?"
-fi
-if [ "${STEP_PREFETCH:-0}" = 1 ]; then  # the step again, dk/dv's row statistics prefetched (gated until measured)
-  (cd cuda/devnet && DISTILL_CUDA_FLASH_PREFETCH=1 timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' \
-    -test.bench Step -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[prefetch]/") >> "$OUT/bench.log" 2>&1
-  echo "training step (flash statistics prefetched) exit $?"
-fi
-if [ "${STEP_SET:-0}" = 1 ]; then  # the step again, backward gradient buffers set by their first GEMM (gated until measured)
-  (cd cuda/devnet && DISTILL_CUDA_BWD_SET=1 timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' \
-    -test.bench Step -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[set]/") >> "$OUT/bench.log" 2>&1
-  echo "training step (gradient buffers set, not zeroed) exit $?"
-fi
+# The step again for each variant named in STEP_VARIANTS, each one path
+# turned on or off against the defaults (the gates in cuda/devnet/net.go).
+variant_env() {
+  case $1 in
+    v1) echo DISTILL_CUDA_FLASH_ASYNC=0 ;;            # the flash kernels' synchronous tiles
+    heavy) echo DISTILL_CUDA_FLASH_HEAVY=1 ;;         # flash blocks heaviest first (gated)
+    prefetch) echo DISTILL_CUDA_FLASH_PREFETCH=1 ;;   # dk/dv's row statistics by cp.async (gated)
+    notrim) echo DISTILL_CUDA_RECOMPUTE_TRIM=0 ;;     # the whole forward recomputed
+    noset) echo DISTILL_CUDA_BWD_SET=0 ;;             # gradient buffers zeroed, then added to
+    noqkv) echo DISTILL_CUDA_QKV_STACK=0 ;;           # q, k, v's backward as three GEMMs
+    unfused) echo DISTILL_CUDA_LORA_FUSED=0 ;;        # the adapter's products apart from the base's GEMMs
+    selective) echo DISTILL_BENCH_KEEP=attn ;;        # each layer's attention side kept
+    *) return 1 ;;
+  esac
+}
+for v in ${STEP_VARIANTS:-}; do
+  e=$(variant_env "$v") || { echo "STEP_VARIANTS: no variant $v"; continue; }
+  (cd cuda/devnet && env $e timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' -test.bench Step \
+    -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[$v]/") >> "$OUT/bench.log" 2>&1
+  echo "training step ($v: $e) exit $?"
+done
 if [ "${STEP_ALL:-0}" = 1 ]; then  # the step again with every gated path open, recomputing and keeping
   for keep in 0 1 attn; do  # recomputing, keeping all, keeping the attention side (Net.KeepAttention)
     (cd cuda/devnet && DISTILL_CUDA_UNVERIFIED=1 DISTILL_BENCH_KEEP=$keep timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test \
@@ -222,17 +215,6 @@ if [ "${STEP_ALL:-0}" = 1 ]; then  # the step again with every gated path open, 
       sed "s/^BenchmarkStep/BenchmarkStep[all,keep=$keep]/") >> "$OUT/bench.log" 2>&1
     echo "training step (every gate open, keep $keep) exit $?"
   done
-fi
-if [ "${STEP_SELECTIVE:-0}" = 1 ]; then  # the step again keeping each layer's attention side (gated until measured)
-  (cd cuda/devnet && DISTILL_CUDA_KEEP_ATTN=1 DISTILL_BENCH_KEEP=attn timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test \
-    -test.run '^$' -test.bench Step -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[selective]/") \
-    >> "$OUT/bench.log" 2>&1
-  echo "training step (attention side kept) exit $?"
-fi
-if [ "${STEP_TRIM:-0}" = 1 ]; then  # the recomputing step again, its recomputation trimmed (gated until measured)
-  (cd cuda/devnet && DISTILL_CUDA_RECOMPUTE_TRIM=1 timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' \
-    -test.bench Step -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[trim]/") >> "$OUT/bench.log" 2>&1
-  echo "training step (recomputation trimmed) exit $?"
 fi
 grep -E "^Benchmark|FAIL|panic|_test.go" "$OUT/bench.log" | tail -40
 if [ -n "${NCU:-}" ] && command -v ncu >/dev/null; then
