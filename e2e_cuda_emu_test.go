@@ -16,14 +16,16 @@ import (
 // TestDeviceRunsTrackCPU is devcheck's end-to-end comparison on the
 // emulated device (`make test-cuda-emu`): the binary built with the CUDA
 // backend over cuda/emu/device trains SFT, DPO and KD runs with --device
-// cuda and again with --device cpu from the same demo base and data, and
-// each run's last loss and validation figures must agree (the device's
-// bf16 operands: 2·10⁻³ relative); the cuda runs must have run on the
-// device (their device-memory line) with the pool's peak within the plan's
-// 15 %; and `eval classify` of the cuda run's adapter must give the same
-// report on both devices. It proves the wiring a GPU run takes — device
-// selection, the memory fit, the device-resident steps, the optimizer on
-// the device, the adapter written back, branched scoring — not its speed.
+// cuda and again with --device cpu from the same demo base and data (KD's
+// teacher: the base with the SFT run's adapter merged, so the student has
+// something to learn), and each run's last loss and validation figures
+// must agree (the device's bf16 operands: 2·10⁻³ relative); the cuda runs
+// must say their steps — DPO's and KD's objectives too — ran on the device
+// and report a pool peak within the plan's 15 %; and `eval classify` of the
+// SFT adapter must give the same report on both devices. It proves the
+// wiring a GPU run takes — device selection, the memory fit, the
+// device-resident steps, the optimizer on the device, the adapter written
+// back, branched scoring — not its speed.
 func TestDeviceRunsTrackCPU(t *testing.T) {
 	tok := qwen3Tokenizer(t)
 	tmp := t.TempDir()
@@ -51,15 +53,20 @@ func TestDeviceRunsTrackCPU(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	teacher := filepath.Join(tmp, "teacher")
 	for _, c := range []struct {
 		method, steps string
 		args          []string
 		figures       []string // the last step's loss and these validation figures, compared
+		onDevice      string   // what the cuda run's log says of its objective
 	}{
-		{"sft", "5", []string{"--data", "examples/tickets/train.jsonl"}, []string{"val_loss"}},
-		{"dpo", "3", []string{"--data", "examples/preferences/train.jsonl"}, []string{"val_margin", "val_accuracy"}},
-		{"kd", "3", []string{"--data", "examples/tickets/train.jsonl", "--teacher", base}, []string{"val_loss"}},
+		{"sft", "5", []string{"--data", "examples/tickets/train.jsonl"}, []string{"val_loss"}, ""},
+		{"dpo", "3", []string{"--data", "examples/preferences/train.jsonl"}, []string{"val_margin", "val_accuracy"}, "DPO on cuda"},
+		{"kd", "3", []string{"--data", "examples/tickets/train.jsonl", "--teacher", teacher}, []string{"val_loss"}, "logit KD on cuda"},
 	} {
+		if c.method == "kd" {
+			run("merge", "--model", base, "--adapter", filepath.Join(tmp, "sft-cuda", "adapter"), "--out", teacher)
+		}
 		logs := map[string]string{}
 		for _, dev := range []string{"cuda", "cpu"} {
 			args := append([]string{"train", c.method, "--model", base, "--steps", c.steps, "--lr", "0.003",
@@ -67,9 +74,14 @@ func TestDeviceRunsTrackCPU(t *testing.T) {
 				"--out", filepath.Join(tmp, c.method+"-"+dev), "--checkpoint-every", "0"}, c.args...)
 			logs[dev] = run(args...)
 		}
+		for _, want := range []string{"device-resident steps on cuda", c.onDevice} {
+			if !strings.Contains(logs["cuda"], want) {
+				t.Fatalf("%s --device cuda: no %q: its steps left the device\n%s", c.method, want, logs["cuda"])
+			}
+		}
 		m := regexp.MustCompile(`device memory: peak ([\d.]+) MB in the pool, plan ([\d.]+) MB`).FindStringSubmatch(logs["cuda"])
 		if m == nil {
-			t.Fatalf("%s --device cuda: no device-memory line (did it run on the device?)\n%s", c.method, logs["cuda"])
+			t.Fatalf("%s --device cuda: no device-memory line\n%s", c.method, logs["cuda"])
 		}
 		if peak, plan := num(t, m[1]), num(t, m[2]); peak > 1.15*plan {
 			t.Errorf("%s: the pool's peak %.1f MB is past the plan's %.1f MB by more than 15 %%", c.method, peak, plan)
@@ -80,8 +92,8 @@ func TestDeviceRunsTrackCPU(t *testing.T) {
 			switch f {
 			case "val_margin": // a few steps in, margins are ~0.01: the log-probs' bf16 error, absolute
 				tol = 1e-3
-			case "val_accuracy": // a pair or two of the 30 held out, tied within that error, may fall either way
-				tol = 0.07
+			case "val_accuracy": // up to three of the 30 pairs held out, tied within that error, may fall either way
+				tol = 0.1
 			}
 			if math.Abs(got-want) > tol {
 				t.Errorf("%s %s: --device cuda %v, --device cpu %v", c.method, f, got, want)

@@ -71,7 +71,7 @@ func (j *TrainJob) fitCheckpointing() {
 		}
 		if !honoured {
 			j.net.KeepAttention = false
-			j.logf("keep_attention: %s does not keep the attention side yet (gated until measured): recomputing every activation", c.Device)
+			j.logf("keep_attention: %s does not keep the attention side (turned off: DISTILL_CUDA_KEEP_ATTN=0): recomputing every activation", c.Device)
 		} else if need := j.deviceNeed(c.SeqLen); need > free {
 			j.net.KeepAttention = false
 			j.logf("keeping each layer's attention side needs %.2f GB on %s, %.2f GB free: recomputing every activation instead",

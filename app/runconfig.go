@@ -53,7 +53,7 @@ type RunConfig struct {
 	GradCheckpointing bool `yaml:"grad_checkpointing"`
 	// KeepAttention, with grad_checkpointing, keeps each layer's attention
 	// side on the GPU and recomputes only its MLP (between the two in
-	// memory and time; gated on the device until measured).
+	// memory and time; DISTILL_CUDA_KEEP_ATTN=0 turns it off on the device).
 	KeepAttention   bool `yaml:"keep_attention,omitempty"`
 	CheckpointEvery int  `yaml:"checkpoint_every"` // steps between checkpoints; 0: only at the end and on Ctrl-C
 	EvalEvery       int  `yaml:"eval_every"`       // steps between validation losses; 0: only at the end

@@ -163,7 +163,7 @@ func (j *TrainJob) load() error {
 		// SFT steps with every activation on the device; without one (dropout,
 		// or a build without it) each op goes through the backend instead.
 		if ok, err := j.net.Accelerate(c.Device); ok {
-			j.logf("device-resident SFT steps on %s", c.Device)
+			j.logf("device-resident steps on %s", c.Device)
 			j.gpu = true
 		} else {
 			j.logf("SFT steps op by op through the %s backend: %v", c.Device, err)
@@ -178,8 +178,17 @@ func (j *TrainJob) load() error {
 	switch c.Method {
 	case "kd":
 		if c.KD.Teacher != "" {
-			if j.obj, err = j.loadTeacher(tok); err != nil {
+			kd, err := j.loadTeacher(tok)
+			if err != nil {
 				return err
+			}
+			j.obj = kd
+			if j.gpu {
+				if j.net.KDOnDevice(kd) {
+					j.logf("logit KD on %s, the teacher there too", c.Device)
+				} else {
+					j.logf("logit KD with the teacher on the host (%s does not hold it)", c.Device)
+				}
 			}
 		} else {
 			j.obj = train.SFT{} // sequence-level KD: SFT on the teacher's traces
@@ -190,6 +199,9 @@ func (j *TrainJob) load() error {
 			return err
 		}
 		j.obj = &train.DPOObjective{DPO: d}
+		if j.gpu && j.net.RowsOnDevice() {
+			j.logf("DPO on %s, the reference policy the adapter switched off", c.Device)
+		}
 	default:
 		j.obj = train.SFT{}
 	}

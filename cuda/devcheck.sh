@@ -204,7 +204,8 @@ variant_env() {
 }
 for v in ${STEP_VARIANTS:-}; do
   e=$(variant_env "$v") || { echo "STEP_VARIANTS: no variant $v"; continue; }
-  (cd cuda/devnet && env $e timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' -test.bench Step \
+  # Recomputing unless the variant says otherwise, whatever DISTILL_BENCH_KEEP the caller exported.
+  (cd cuda/devnet && env DISTILL_BENCH_KEEP=0 $e timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' -test.bench Step \
     -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[$v]/") >> "$OUT/bench.log" 2>&1
   echo "training step ($v: $e) exit $?"
 done

@@ -310,6 +310,14 @@ func (nt *Net) accelStepDPO(r AcceleratedRows, b *Batch, ref []float64, pairsInS
 	return st, nil
 }
 
+// RowsOnDevice says whether objectives of the rows' log-probabilities (DPO,
+// its reference policy too) run on the attached device.
+func (nt *Net) RowsOnDevice() bool { return nt.accelRows() != nil }
+
+// KDOnDevice says whether logit distillation from kd's teacher runs on the
+// attached device, the teacher there too.
+func (nt *Net) KDOnDevice(kd *KD) bool { return nt.accelKD(kd) != nil }
+
 // accelKD is the attached accelerator when it runs this distillation.
 func (nt *Net) accelKD(kd *KD) AcceleratedKD {
 	if r, ok := nt.accel.(AcceleratedKD); ok && r.KDReady(kd) && !nt.adapterOff {

@@ -24,8 +24,8 @@ var DeviceKeepsOptimizer func() bool
 
 // DeviceKeepsActivations, set by a build with a device step (cuda/devnet),
 // says whether its steps keep every layer's activations when a Net does
-// not checkpoint (gated there until verified on a GPU); unset, a plan
-// assumes they do.
+// not checkpoint (its gate can turn them off); unset, a plan assumes they
+// do.
 var DeviceKeepsActivations func() bool
 
 // DeviceAsyncTiles, set by a build with a device step (cuda/devnet), says
@@ -34,14 +34,21 @@ var DeviceKeepsActivations func() bool
 var DeviceAsyncTiles func() bool
 
 // DeviceKeepsAttention, set by a build with a device step (cuda/devnet),
-// says whether its recomputing steps honour Net.KeepAttention (gated
-// there until verified on a GPU); unset, a plan assumes they do.
+// says whether its recomputing steps honour Net.KeepAttention (its gate
+// can turn it off); unset, a plan assumes they do.
 var DeviceKeepsAttention func() bool
 
 // DeviceFusedLoRA, set by a build with a device step (cuda/devnet), says
 // whether an NF4 projection and its adapter run as one GEMM: the tile gains
 // r columns (or rows) and the bf16 operand r columns a row.
 var DeviceFusedLoRA func() bool
+
+// DeviceStacksQKV, set by a build with a device step (cuda/devnet), says
+// whether its fused training steps run q, k and v's backward as one GEMM
+// where they can (all three targeted, a rank that is a multiple of 8, no
+// dropout): the tile and the bf16 operand hold the three stacked, and du
+// three blocks.
+var DeviceStacksQKV func() bool
 
 // FlashAttention says whether cuda/devnet attends with the flash kernels
 // (scores in registers, scratch linear in n) for head size hd — the sizes
@@ -82,8 +89,10 @@ func (nt *Net) DevicePlan(n int, weightBytes int64, nf4 bool) Plan {
 	}
 	keep := !nt.Checkpoint && (DeviceKeepsActivations == nil || DeviceKeepsActivations())
 	keepAttn := nt.Checkpoint && nt.KeepAttention && (DeviceKeepsAttention == nil || DeviceKeepsAttention())
+	t := nt.targeted()
+	stack := t[0] && t[1] && t[2] && nt.rank()%8 == 0 && !nt.dropping() && DeviceStacksQKV != nil && DeviceStacksQKV()
 	ws := devicePass{m: nt.M, n: N, r: int64(nt.rank()), targeted: targeted, attnTargeted: attnTargeted,
-		dropping: nt.dropping(), training: true, keep: keep, keepAttn: keepAttn}
+		dropping: nt.dropping(), training: true, keep: keep, keepAttn: keepAttn, stackQKV: stack}
 	p := Plan{Tokens: n, Weights: deviceWeights(nt.M, weightBytes), Adapter: params, Grads: params,
 		Activations: (L + 1) * N * D * 4,
 		Workspace:   ws.bytes(nf4) - (L+1)*N*D*4,
@@ -134,6 +143,7 @@ type devicePass struct {
 	training                     bool
 	keep                         bool // every layer's activations kept (Net.Checkpoint false)
 	keepAttn                     bool // each layer's attention side kept, the MLP side's one set (Net.KeepAttention)
+	stackQKV                     bool // fused, q, k and v's backward as one GEMM (DeviceStacksQKV)
 }
 
 // bytes is the pass's buffers, the checkpoints included; nf4 adds the tile
@@ -158,8 +168,13 @@ func (ps devicePass) bytes(nf4 bool) int64 {
 		if r > 0 && DeviceFusedLoRA != nil && DeviceFusedLoRA() {
 			kx = (r + 7) &^ 7 // rows padded to 16 bytes
 			tile += 2 * kx * side
-			tile = max(tile, 2*(qO+2*kvO+3*kx)*D) // q, k and v's backward stacked
 		}
+	}
+	stack := int64(0) // q, k and v's backward stacked: K = qO + 2·kvO + 3r columns, rows of D
+	du := r
+	if ps.training && ps.stackQKV && kx > 0 {
+		stack, du = qO+2*kvO+3*kx, 3*r
+		tile = max(tile, 2*stack*D)
 	}
 	// One layer's activations, f32 elements: the attention side and the MLP side.
 	attnActs := N*D + N                         // h1, rstd1
@@ -179,16 +194,13 @@ func (ps devicePass) bytes(nf4 bool) int64 {
 		f = L*attnActs + mlpActs // the MLP side recomputed layer by layer
 	}
 	f += N*D + N // hf, rstdF
-	bf := N * (wide + kx)
-	if kx > 0 {
-		bf = N * max(wide+kx, qO+2*kvO+3*kx) // q, k and v's backward stacked
-	}
+	bf := N * max(wide+kx, stack)
 	attnBufs := int64(1)
 	if ps.training {
-		f += L * N * D                            // the layers' inputs (the last one's output below)
-		f += N*F + N*D + 2*N*qO + 2*N*kvO + 3*N*r // dA, dH, dAtt, dQ, dK, dV, du (q's, k's, v's)
-		f += N*qO + N*kvO                         // dQPre, dKPre
-		f += 2 * N * D                            // dhf, dx
+		f += L * N * D                           // the layers' inputs (the last one's output below)
+		f += N*F + N*D + 2*N*qO + 2*N*kvO + N*du // dA, dH, dAtt, dQ, dK, dV, du (q's, k's and v's when stacked)
+		f += N*qO + N*kvO                        // dQPre, dKPre
+		f += 2 * N * D                           // dhf, dx
 		if ps.dropping {
 			f += N * wide // the adapter's dropped input
 		}

@@ -116,9 +116,10 @@ func benchStep(b *testing.B, name string, seq int, peak float64) {
 	}
 	ok(b, d.Sync())
 	sec := b.Elapsed().Seconds() / float64(b.N)
-	// The host's share: a step bound by its launches issues for about as
-	// long as it takes (then a CUDA graph or fewer launches is the lever,
-	// not faster kernels).
+	// The host's time to launch a step: well under the step's, the device
+	// bounds it; near it, the launches do — or the launch queue (about a
+	// thousand launches; a step has thousands) filled and the host waited
+	// on the device. A hint; nsys tells them apart.
 	b.ReportMetric(issue.Seconds()*1e3/float64(b.N), "ms-issue")
 	b.ReportMetric(float64(seq)/sec, "tokens/s")
 	b.ReportMetric(flops/sec/1e9, "GFLOP/s")

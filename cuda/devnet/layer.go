@@ -202,13 +202,10 @@ func (p *pass) linBFused(dx, dy, x *cuda.Buffer, l, i int, beta float32) {
 // multiple of 8, whose padding would sit inside K) or the stack does not
 // fit the tile or xb; then the caller runs linB three times.
 func (p *pass) linQKVB(dx *cuda.Buffer, dy [3]*cuda.Buffer, x *cuda.Buffer, l int, set bool) bool {
-	if !qkvStackReady() || p.drop != nil || p.n == 0 || p.nt.A == nil {
+	if !p.stackQKV || p.n == 0 || p.adapterOff { // laid out for it: training, no dropout, r = kx, q, k, v targeted
 		return false
 	}
 	d, n, r := p.d, p.n, p.nt.A.Config.R
-	if p.kx != r {
-		return false
-	}
 	mods := [3]int{mQ, mK, mV}
 	K, in := 0, p.nt.layers[l].w[mQ].cols
 	for _, m := range mods {

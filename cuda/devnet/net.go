@@ -124,8 +124,8 @@ type Net struct {
 	// activations (≈ 1.5 GB at 1.5B@2048) for the attention's GEMMs,
 	// RoPE and flash forward not run again; the MLP's recomputation is
 	// trimmed as DISTILL_CUDA_RECOMPUTE_TRIM's (it has no output to write),
-	// so a benchmark of it includes that trim's gain. Gated
-	// (keepAttentionReady).
+	// so a benchmark of it includes that trim's gain. Honoured while
+	// keepAttentionReady.
 	KeepAttention bool
 
 	// Profile, when non-nil, makes each Step wait for the device between its
@@ -135,9 +135,9 @@ type Net struct {
 	Profile map[string]time.Duration
 
 	// LastIssue is how long the host took to lay out and launch the last
-	// Step's (or StepKD's) device work, before it waited for the loss: a
-	// step whose LastIssue is close to its whole time is bound by the
-	// host's launches, not the device.
+	// Step's (or StepKD's, its teacher's pass included) device work, before
+	// it waited for the loss: well under the step's time, the device bounds
+	// the step (near it, the launches or a full launch queue do).
 	LastIssue time.Duration
 
 	layers   []layer
@@ -441,6 +441,7 @@ func init() {
 	train.DeviceAsyncTiles = asyncTilesReady
 	train.DeviceFusedLoRA = loraFusedReady
 	train.DeviceKeepsAttention = keepAttentionReady
+	train.DeviceStacksQKV = qkvStackReady
 }
 
 // heavyFirstVerified: the flash kernels' blocks dispatched heads fastest
@@ -475,10 +476,12 @@ func prefetchReady() bool { return gateOpen("DISTILL_CUDA_FLASH_PREFETCH", prefe
 // shared set). Written without a GPU (session 9); on the emulated device
 // (cuda/emu/device, 2026-11-26) TestKeepActivationsMatchesRecompute's
 // selective run matches the kept step and TestDevicePlanMatchesPool its
-// plan (×1.031), and a mutation of the recomputation fails both. It adds no
-// kernel and runs a subset of the recomputing step's work, so it is on; its
-// time on a GPU is devcheck's STEP_VARIANTS=selective (not measured yet).
-// DISTILL_CUDA_KEEP_ATTN=0 turns it off.
+// plan (×1.031 at 300 tokens, ×1.040 at 1,500: the plan is the pool's, the
+// same Go code on either device), and a mutation of the recomputation fails
+// both. It adds no kernel and runs a subset of the recomputing step's work
+// for memory the plan counts (the GPU fit picks it only where it fits), so
+// it is on; its time on a GPU is devcheck's STEP_VARIANTS=selective (not
+// measured yet). DISTILL_CUDA_KEEP_ATTN=0 turns it off.
 const keepAttentionVerified = true
 
 // DISTILL_CUDA_KEEP_ATTN=0 or 1 overrides the gate either way.
@@ -517,10 +520,11 @@ func betaZeroReady() bool { return gateOpen("DISTILL_CUDA_BWD_SET", betaZeroVeri
 // stacked tiles and side-by-side gradients (linQKVB) instead of three.
 // Written without a GPU (session 10); on the emulated device (2026-11-26)
 // every step parity test passes with it (it ran: TestFusedLoRAStepParity
-// counts it), and a block staged at the wrong column fails them. It runs
-// the same products in fewer, larger GEMMs, so it is on; its time on a GPU
-// is devcheck's STEP_VARIANTS=noqkv (not measured yet). DISTILL_CUDA_QKV_STACK=0
-// runs the three GEMMs.
+// counts it), and k's and v's gradients swapped fail them. It runs the same
+// products in one larger GEMM instead of three (two of them small), so it
+// is on; its time on a GPU is devcheck's STEP_VARIANTS=noqkv (not measured
+// yet). Training passes without dropout only (the fused backward's
+// condition); DISTILL_CUDA_QKV_STACK=0 runs the three GEMMs.
 const qkvStackVerified = true
 
 // DISTILL_CUDA_QKV_STACK=0 or 1 overrides the gate either way.

@@ -11,6 +11,7 @@ import (
 	"distill/core/tensor"
 	"distill/core/train"
 	"distill/cuda"
+	"distill/cuda/devnet"
 )
 
 // devicePlan is core/train's GPU plan for a step of n tokens over m and a,
@@ -39,17 +40,23 @@ func TestDevicePlanMatchesPool(t *testing.T) {
 	for _, c := range []struct {
 		n                  int
 		kd, keep, keepAttn bool // logit KD from a wider NF4 teacher (DeviceKDPlan); every layer's activations kept; the attention side's
-	}{{300, false, false, false}, {big, false, false, false}, {big, true, false, false}, {big, false, true, false}, {big, false, false, true}}[first:] {
+		stack              bool // no dropout, a Qwen3 shape whose q, k, v stacked (linQKVB) size xb and the tile
+	}{{300, false, false, false, false}, {big, false, false, false, false}, {big, true, false, false, false},
+		{big, false, true, false, false}, {big, false, false, true, false}, {big, false, false, false, true}}[first:] {
 		n := c.n
 		dir := t.TempDir()
 		s := model.Shape{Arch: "Qwen2ForCausalLM", Hidden: 512, Intermediate: 1408, Layers: 4, Heads: 8, KVHeads: 2,
 			Vocab: 20000, Tied: true, RopeTheta: 1e6, RMSNormEps: 1e-6, MaxPositions: 4096, BOS: 1, EOS: 2}
+		dropout := 0.05
+		if c.stack {
+			s.Arch, s.Hidden, s.Intermediate, s.HeadDim, s.KVHeads, dropout = "Qwen3ForCausalLM", 256, 512, 64, 4, 0
+		}
 		ok(t, model.WriteRandom(dir, s, tensor.BF16, 2))
 		m, err := model.Load(dir)
 		ok(t, err)
 		_, err = quant.QuantizeModel(m, "nf4", true, false)
 		ok(t, err)
-		a, err := lora.NewFor(m, lora.Config{R: 16, Alpha: 32, Targets: lora.Modules, Dropout: 0.05})
+		a, err := lora.NewFor(m, lora.Config{R: 16, Alpha: 32, Targets: lora.Modules, Dropout: dropout})
 		ok(t, err)
 		plan := devicePlan(t, m, a, n, c.keep, c.keepAttn)
 		var kd *train.KD
@@ -81,6 +88,7 @@ func TestDevicePlanMatchesPool(t *testing.T) {
 			t.Fatal(err)
 		}
 		b := batch(rng(3), s.Vocab, n/2, n-n/2)
+		_, _, q0 := devnet.FusedLoRA()
 		if kd != nil {
 			_, err = tn.StepKD(b, b.Counted(), kd)
 		} else {
@@ -88,6 +96,9 @@ func TestDevicePlanMatchesPool(t *testing.T) {
 		}
 		ok(t, err)
 		peak := d.Pool.Stats().Peak - before
+		if _, _, q1 := devnet.FusedLoRA(); c.stack != (q1 > q0) {
+			t.Errorf("stack case %v: q, k and v's backward stacked in %d layers", c.stack, q1-q0)
+		}
 		tn.Close()
 		m.Close()
 		// A step, not the optimizer: the moments the plan puts on the
@@ -95,9 +106,9 @@ func TestDevicePlanMatchesPool(t *testing.T) {
 		want := plan.Total() - plan.Runtime - plan.Optimizer
 		ratio := float64(peak) / float64(want)
 		if ratio < 0.97 || ratio > 1.15 {
-			t.Errorf("%d tokens (kd %v, keep %v, attention %v): pool peak %.1f MB, plan %.1f MB (×%.3f)", n, c.kd, c.keep, c.keepAttn, float64(peak)/1e6, float64(want)/1e6, ratio)
+			t.Errorf("%d tokens (kd %v, keep %v, attention %v, stack %v): pool peak %.1f MB, plan %.1f MB (×%.3f)", n, c.kd, c.keep, c.keepAttn, c.stack, float64(peak)/1e6, float64(want)/1e6, ratio)
 		} else {
-			t.Logf("%d tokens (kd %v, keep %v, attention %v): pool peak %.1f MB, plan %.1f MB (×%.3f)", n, c.kd, c.keep, c.keepAttn, float64(peak)/1e6, float64(want)/1e6, ratio)
+			t.Logf("%d tokens (kd %v, keep %v, attention %v, stack %v): pool peak %.1f MB, plan %.1f MB (×%.3f)", n, c.kd, c.keep, c.keepAttn, c.stack, float64(peak)/1e6, float64(want)/1e6, ratio)
 		}
 	}
 }

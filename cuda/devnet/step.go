@@ -53,6 +53,7 @@ type pass struct {
 	rstdF        *cuda.Buffer   // (n)
 	xb           *cuda.Buffer   // bf16 staging of a GEMM's activation operand
 	kx           int            // columns beside xb's rows for the adapter's u (r rounded up to 8, fused; else 0)
+	stackQKV     bool           // xb, the tile and du hold q, k and v's backward stacked (linQKVB)
 	tile         *cuda.Buffer   // bf16 dequantised NF4 projection
 	a            *acts          // the layer in progress's activations: one of layerActs
 	layerActs    []acts         // one set, or one a layer: KeepActivations (no recomputation), KeepAttention (their MLP sides one set)
@@ -196,11 +197,13 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 			// (16 bytes: the vector dequantisation's and cuBLAS's rows).
 			p.kx = (r + 7) &^ 7
 		}
-		// Fused, xb and the tile also hold q, k and v's backward stacked
-		// (linQKVB): K = qO + 2·kvO + 3·kx columns, rows of D.
+		// A training pass that can run q, k and v's backward as one GEMM
+		// (linQKVB) sizes xb and the tile for them stacked: K = qO +
+		// 2·kvO + 3r columns, rows of D (core/train's DevicePlan alike).
 		stack := 0
-		if p.kx > 0 {
-			stack = qO + 2*kvO + 3*p.kx
+		if p.stackQKV = training && drop == nil && r > 0 && p.kx == r && qkvStackReady() &&
+			anyTargeted(nt, mQ) && anyTargeted(nt, mK) && anyTargeted(nt, mV); p.stackQKV {
+			stack = qO + 2*kvO + 3*r
 		}
 		p.xb = p.take(cuda.BF16, n*max(max(D, F, qO)+p.kx, stack))
 		p.tile = p.take(cuda.BF16, max(1, nt.tileSize+p.kx*nt.tileDim, stack*D))
@@ -252,8 +255,11 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 		// layer's own (layerBwd points them at the layer's set).
 		s.dA, s.dG, s.dUp, s.dH = p.take(cuda.F32, n*F), p.a.g, p.a.up, p.take(cuda.F32, n*D)
 		s.dAtt, s.dQ, s.dK, s.dV = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*qO), p.take(cuda.F32, n*kvO), p.take(cuda.F32, n*kvO)
-		// du: q's, k's and v's side by side (linQKVB); one at a time elsewhere.
-		s.dQPre, s.dKPre, s.du = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*kvO), p.take(cuda.F32, 3*n*r)
+		du := n * r // one module's at a time, or q's, k's and v's side by side (linQKVB)
+		if p.stackQKV {
+			du *= 3
+		}
+		s.dQPre, s.dKPre, s.du = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*kvO), p.take(cuda.F32, du)
 	}
 
 	var rows, tg []int32
