@@ -105,6 +105,9 @@ func TestDeviceRunsTrackCPU(t *testing.T) {
 	for _, dev := range []string{"cuda", "cpu"} {
 		out := run("eval", "classify", "--model", base, "--adapter", filepath.Join(tmp, "sft-cuda", "adapter"),
 			"--data", small, "--device", dev, "--db", filepath.Join(tmp, "eval-"+dev+".db"))
+		if strings.Contains(out, "op by op") { // the device-resident decoder declined
+			t.Fatalf("eval classify --device %s left the device:\n%s", dev, out)
+		}
 		var lines []string
 		for _, l := range strings.Split(out, "\n") {
 			if strings.Contains(l, "accuracy") || strings.Contains(l, "macro-F1") {
