@@ -45,9 +45,8 @@ var DeviceFusedLoRA func() bool
 
 // DeviceStacksQKV, set by a build with a device step (cuda/devnet), says
 // whether its fused training steps run q, k and v's backward as one GEMM
-// where they can (all three targeted, a rank that is a multiple of 8, no
-// dropout): the tile and the bf16 operand hold the three stacked, and du
-// three blocks.
+// where they can (all three targeted, a rank that is a multiple of 8): the
+// tile and the bf16 operand hold the three stacked, and du three blocks.
 var DeviceStacksQKV func() bool
 
 // FlashAttention says whether cuda/devnet attends with the flash kernels
@@ -90,7 +89,7 @@ func (nt *Net) DevicePlan(n int, weightBytes int64, nf4 bool) Plan {
 	keep := !nt.Checkpoint && (DeviceKeepsActivations == nil || DeviceKeepsActivations())
 	keepAttn := nt.Checkpoint && nt.KeepAttention && (DeviceKeepsAttention == nil || DeviceKeepsAttention())
 	t := nt.targeted()
-	stack := t[0] && t[1] && t[2] && nt.rank()%8 == 0 && !nt.dropping() && DeviceStacksQKV != nil && DeviceStacksQKV()
+	stack := t[0] && t[1] && t[2] && nt.rank()%8 == 0 && DeviceStacksQKV != nil && DeviceStacksQKV()
 	ws := devicePass{m: nt.M, n: N, r: int64(nt.rank()), targeted: targeted, attnTargeted: attnTargeted,
 		dropping: nt.dropping(), training: true, keep: keep, keepAttn: keepAttn, stackQKV: stack}
 	p := Plan{Tokens: n, Weights: deviceWeights(nt.M, weightBytes), Adapter: params, Grads: params,

@@ -34,6 +34,7 @@ import (
 // lora,attention,... the milliseconds of a step without each phase, after
 // them (no synchronisation: the difference to ms-step is the phase's cost);
 // ms-issue is the host's time to launch a step's work (Net.LastIssue);
+// DISTILL_BENCH_DROPOUT=p runs it with LoRA dropout at p;
 // DISTILL_BENCH_KEEP=1 keeps every layer's activations instead of
 // recomputing them (Net.KeepActivations: the same FLOPs credited, a
 // forward's fewer run), DISTILL_BENCH_KEEP=attn each layer's attention
@@ -100,8 +101,16 @@ func benchStep(b *testing.B, name string, seq int, peak float64) {
 	}
 	proj := float64(s.Layers)*float64(s.Hidden*(s.Heads*hd+2*s.KVHeads*hd)+s.Heads*hd*s.Hidden+3*s.Hidden*s.Intermediate) + float64(s.Vocab*s.Hidden)
 	flops := float64(seq) * (4*proj + 6*float64(s.Layers)*float64(seq*s.Heads*hd)/2)
+	// DISTILL_BENCH_DROPOUT=p: LoRA dropout at p (distill's default 0.05),
+	// which keeps the adapter's backward apart from the base's GEMMs.
+	var drop train.DropoutMask
+	if p, err := strconv.ParseFloat(os.Getenv("DISTILL_BENCH_DROPOUT"), 64); err == nil && p > 0 && p < 1 {
+		drop = func(site int) (uint64, uint64, float32) {
+			return uint64(site) << 32, uint64(p * (1 << 63) * 2), float32(1 / (1 - p))
+		}
+	}
 	ok(b, net.ZeroGrads())
-	_, err = net.Step(bt, bt.Counted(), nil) // warm-up: the pool fills, cuBLAS picks its kernels
+	_, err = net.Step(bt, bt.Counted(), drop) // warm-up: the pool fills, cuBLAS picks its kernels
 	ok(b, err)
 	free1, total, err := d.MemInfo()
 	ok(b, err)
@@ -109,7 +118,7 @@ func benchStep(b *testing.B, name string, seq int, peak float64) {
 	b.ResetTimer()
 	for range b.N {
 		ok(b, net.ZeroGrads())
-		if _, err := net.Step(bt, bt.Counted(), nil); err != nil {
+		if _, err := net.Step(bt, bt.Counted(), drop); err != nil {
 			b.Fatal(err)
 		}
 		issue += net.LastIssue

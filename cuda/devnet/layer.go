@@ -197,15 +197,21 @@ func (p *pass) linBFused(dx, dy, x *cuda.Buffer, l, i int, beta float32) {
 // with K = kvO + r, a few hundred: small products that fill the device
 // poorly, each reading and writing all of dx). The three tiles stacked in
 // the tile, the operands side by side in xb, each staged by its own
-// NF4Stage as linBFused stages one. false (nothing done) when the three do
-// not all run fused (dropout, an untargeted or dense module, a rank not a
-// multiple of 8, whose padding would sit inside K) or the stack does not
-// fit the tile or xb; then the caller runs linB three times.
+// NF4Stage as linBFused stages one. Under LoRA dropout the adapter's term
+// (du·A)∘mask/(1−p) cannot join the GEMM: the stack holds the base's
+// blocks alone (K = qO + 2·kvO) and each module's term is added after, as
+// linB adds it. false (nothing done) when the pass is not laid out for it
+// (p.stackQKV: training, r a multiple of 8, q, k and v targeted) or a
+// module is dense; then the caller runs linB three times.
 func (p *pass) linQKVB(dx *cuda.Buffer, dy [3]*cuda.Buffer, x *cuda.Buffer, l int, set bool) bool {
-	if !p.stackQKV || p.n == 0 || p.adapterOff { // laid out for it: training, no dropout, r = kx, q, k, v targeted
+	if !p.stackQKV || p.n == 0 || p.adapterOff {
 		return false
 	}
 	d, n, r := p.d, p.n, p.nt.A.Config.R
+	ra := r // the adapter's rows and columns in the stack: none under dropout
+	if p.drop != nil {
+		ra = 0
+	}
 	mods := [3]int{mQ, mK, mV}
 	K, in := 0, p.nt.layers[l].w[mQ].cols
 	for _, m := range mods {
@@ -213,7 +219,7 @@ func (p *pass) linQKVB(dx *cuda.Buffer, dy [3]*cuda.Buffer, x *cuda.Buffer, l in
 		if !p.fusible(w, l, m) || w.cols != in {
 			return false
 		}
-		K += w.rows + r
+		K += w.rows + ra
 	}
 	if K*in > p.tile.Len || n*K > p.xb.Len {
 		return false
@@ -229,11 +235,16 @@ func (p *pass) linQKVB(dx *cuda.Buffer, dy [3]*cuda.Buffer, x *cuda.Buffer, l in
 		p.mark("lora")
 		p.loraRows(du, dy[i], B, r, out, true, s) // du = s·dy·B
 		p.mark("dequant")
-		p.do(d.NF4Stage(tile.View(row*in, (out+r)*in), w.nf4, in, // W then A's rows; dy and du side by side
-			cuda.BF16Rows{Dst: tile.View((row+out)*in, r*in), LDD: in, Src: A, LDS: in, Rows: r, Cols: in, Scale: 1},
-			cuda.BF16Rows{Dst: yb.View(row, n*K-row), LDD: K, Src: dy[i], LDS: out, Rows: n, Cols: out, Scale: 1},
-			cuda.BF16Rows{Dst: yb.View(row+out, n*K-row-out), LDD: K, Src: du, LDS: r, Rows: n, Cols: r, Scale: 1}))
-		row += out + r
+		dyJob := cuda.BF16Rows{Dst: yb.View(row, n*K-row), LDD: K, Src: dy[i], LDS: out, Rows: n, Cols: out, Scale: 1}
+		if ra == 0 { // W's rows; dy
+			p.do(d.NF4Stage(tile.View(row*in, out*in), w.nf4, in, dyJob))
+		} else { // W then A's rows; dy and du side by side
+			p.do(d.NF4Stage(tile.View(row*in, (out+r)*in), w.nf4, in,
+				cuda.BF16Rows{Dst: tile.View((row+out)*in, r*in), LDD: in, Src: A, LDS: in, Rows: r, Cols: in, Scale: 1},
+				dyJob,
+				cuda.BF16Rows{Dst: yb.View(row+out, n*K-row-out), LDD: K, Src: du, LDS: r, Rows: n, Cols: r, Scale: 1}))
+		}
+		row += out + ra
 	}
 	beta := float32(1)
 	if set {
@@ -243,12 +254,23 @@ func (p *pass) linQKVB(dx *cuda.Buffer, dy [3]*cuda.Buffer, x *cuda.Buffer, l in
 	p.do(d.GemmBF16(false, false, n, in, K, 1, yb, K, tile, in, beta, dx, in))
 	p.mark("lora")
 	for i, m := range mods {
-		_, _, gA, gB := p.pair(l, m)
+		A, _, gA, gB := p.pair(l, m)
 		out, du := p.nt.layers[l].w[m].rows, p.s.du.View(i*n*r, n*r)
 		p.loraCols(gB, dy[i], p.a.u[m], out, r, false, s) // dB += s·dyᵀ·u
-		p.loraCols(gA, x, du, in, r, true, 1)             // dA += duᵀ·x
+		if p.drop == nil {
+			p.loraCols(gA, x, du, in, r, true, 1) // dA += duᵀ·x
+			continue
+		}
+		base, thresh, keep := p.drop(l*nMod + m)
+		buf := p.dropBuf.View(0, n*in)
+		p.do(d.Dropout(buf, x, n*in, base, thresh, keep)) // the adapter saw x∘mask/(1−p)
+		p.loraCols(gA, buf, du, in, r, true, 1)
+		p.do(d.GemmTF32(false, false, n, in, r, 1, du, r, A, in, 0, buf, in))
+		p.do(d.DropoutAdd(dx, buf, n*in, base, thresh, keep)) // dx += (du·A)∘mask/(1−p)
 	}
-	fusedLoRABwd.Add(3)
+	if ra > 0 {
+		fusedLoRABwd.Add(3)
+	}
 	stackedQKV.Add(1)
 	return true
 }

@@ -523,8 +523,9 @@ func betaZeroReady() bool { return gateOpen("DISTILL_CUDA_BWD_SET", betaZeroVeri
 // counts it), and k's and v's gradients swapped fail them. It runs the same
 // products in one larger GEMM instead of three (two of them small), so it
 // is on; its time on a GPU is devcheck's STEP_VARIANTS=noqkv (not measured
-// yet). Training passes without dropout only (the fused backward's
-// condition); DISTILL_CUDA_QKV_STACK=0 runs the three GEMMs.
+// yet). Under LoRA dropout the stack holds the base's blocks alone (the
+// adapter's masked term is added apart, as linB adds it);
+// DISTILL_CUDA_QKV_STACK=0 runs the three GEMMs.
 const qkvStackVerified = true
 
 // DISTILL_CUDA_QKV_STACK=0 or 1 overrides the gate either way.

@@ -40,7 +40,7 @@ func TestDevicePlanMatchesPool(t *testing.T) {
 	for _, c := range []struct {
 		n                  int
 		kd, keep, keepAttn bool // logit KD from a wider NF4 teacher (DeviceKDPlan); every layer's activations kept; the attention side's
-		stack              bool // no dropout, a Qwen3 shape whose q, k, v stacked (linQKVB) size xb and the tile
+		qwen3              bool // a Qwen3 shape whose q, k, v stacked (linQKVB) set xb's and the tile's size; no dropout
 	}{{300, false, false, false, false}, {big, false, false, false, false}, {big, true, false, false, false},
 		{big, false, true, false, false}, {big, false, false, true, false}, {big, false, false, false, true}}[first:] {
 		n := c.n
@@ -48,7 +48,7 @@ func TestDevicePlanMatchesPool(t *testing.T) {
 		s := model.Shape{Arch: "Qwen2ForCausalLM", Hidden: 512, Intermediate: 1408, Layers: 4, Heads: 8, KVHeads: 2,
 			Vocab: 20000, Tied: true, RopeTheta: 1e6, RMSNormEps: 1e-6, MaxPositions: 4096, BOS: 1, EOS: 2}
 		dropout := 0.05
-		if c.stack {
+		if c.qwen3 {
 			s.Arch, s.Hidden, s.Intermediate, s.HeadDim, s.KVHeads, dropout = "Qwen3ForCausalLM", 256, 512, 64, 4, 0
 		}
 		ok(t, model.WriteRandom(dir, s, tensor.BF16, 2))
@@ -96,8 +96,8 @@ func TestDevicePlanMatchesPool(t *testing.T) {
 		}
 		ok(t, err)
 		peak := d.Pool.Stats().Peak - before
-		if _, _, q1 := devnet.FusedLoRA(); c.stack != (q1 > q0) {
-			t.Errorf("stack case %v: q, k and v's backward stacked in %d layers", c.stack, q1-q0)
+		if _, _, q1 := devnet.FusedLoRA(); q1 == q0 { // every case targets all seven at r 16
+			t.Errorf("q, k and v's backward never stacked")
 		}
 		tn.Close()
 		m.Close()
@@ -106,9 +106,9 @@ func TestDevicePlanMatchesPool(t *testing.T) {
 		want := plan.Total() - plan.Runtime - plan.Optimizer
 		ratio := float64(peak) / float64(want)
 		if ratio < 0.97 || ratio > 1.15 {
-			t.Errorf("%d tokens (kd %v, keep %v, attention %v, stack %v): pool peak %.1f MB, plan %.1f MB (×%.3f)", n, c.kd, c.keep, c.keepAttn, c.stack, float64(peak)/1e6, float64(want)/1e6, ratio)
+			t.Errorf("%d tokens (kd %v, keep %v, attention %v, qwen3 %v): pool peak %.1f MB, plan %.1f MB (×%.3f)", n, c.kd, c.keep, c.keepAttn, c.qwen3, float64(peak)/1e6, float64(want)/1e6, ratio)
 		} else {
-			t.Logf("%d tokens (kd %v, keep %v, attention %v, stack %v): pool peak %.1f MB, plan %.1f MB (×%.3f)", n, c.kd, c.keep, c.keepAttn, c.stack, float64(peak)/1e6, float64(want)/1e6, ratio)
+			t.Logf("%d tokens (kd %v, keep %v, attention %v, qwen3 %v): pool peak %.1f MB, plan %.1f MB (×%.3f)", n, c.kd, c.keep, c.keepAttn, c.qwen3, float64(peak)/1e6, float64(want)/1e6, ratio)
 		}
 	}
 }

@@ -199,9 +199,10 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 		}
 		// A training pass that can run q, k and v's backward as one GEMM
 		// (linQKVB) sizes xb and the tile for them stacked: K = qO +
-		// 2·kvO + 3r columns, rows of D (core/train's DevicePlan alike).
+		// 2·kvO + 3r columns (3r fewer under dropout), rows of D
+		// (core/train's DevicePlan alike).
 		stack := 0
-		if p.stackQKV = training && drop == nil && r > 0 && p.kx == r && qkvStackReady() &&
+		if p.stackQKV = training && r > 0 && p.kx == r && qkvStackReady() &&
 			anyTargeted(nt, mQ) && anyTargeted(nt, mK) && anyTargeted(nt, mV); p.stackQKV {
 			stack = qO + 2*kvO + 3*r
 		}
