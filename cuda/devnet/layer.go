@@ -155,6 +155,14 @@ func (p *pass) linB(dx, dy, x *cuda.Buffer, l, i int, set bool) {
 		p.do(d.GemmTF32(false, false, n, in, r, 1, du, r, A, in, 1, dx, in))
 		return
 	}
+	p.loraDroppedBwd(dx, x, du, A, gA, l, i)
+}
+
+// loraDroppedBwd is module i's adapter backward under LoRA dropout, whose
+// mask falls on the adapter's input alone: dA += duᵀ·(x∘mask/(1−p)) and dx
+// += (du·A)∘mask/(1−p).
+func (p *pass) loraDroppedBwd(dx, x, du, A, gA *cuda.Buffer, l, i int) {
+	d, n, r, in := p.d, p.n, p.nt.A.Config.R, p.nt.layers[l].w[i].cols
 	base, thresh, keep := p.drop(l*nMod + i)
 	buf := p.dropBuf.View(0, n*in)
 	p.do(d.Dropout(buf, x, n*in, base, thresh, keep)) // the adapter saw x∘mask/(1−p)
@@ -259,14 +267,9 @@ func (p *pass) linQKVB(dx *cuda.Buffer, dy [3]*cuda.Buffer, x *cuda.Buffer, l in
 		p.loraCols(gB, dy[i], p.a.u[m], out, r, false, s) // dB += s·dyᵀ·u
 		if p.drop == nil {
 			p.loraCols(gA, x, du, in, r, true, 1) // dA += duᵀ·x
-			continue
+		} else {
+			p.loraDroppedBwd(dx, x, du, A, gA, l, m)
 		}
-		base, thresh, keep := p.drop(l*nMod + m)
-		buf := p.dropBuf.View(0, n*in)
-		p.do(d.Dropout(buf, x, n*in, base, thresh, keep)) // the adapter saw x∘mask/(1−p)
-		p.loraCols(gA, buf, du, in, r, true, 1)
-		p.do(d.GemmTF32(false, false, n, in, r, 1, du, r, A, in, 0, buf, in))
-		p.do(d.DropoutAdd(dx, buf, n*in, base, thresh, keep)) // dx += (du·A)∘mask/(1−p)
 	}
 	if ra > 0 {
 		fusedLoRABwd.Add(3)
