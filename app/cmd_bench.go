@@ -30,6 +30,7 @@ func runBench(env *Env, args []string) error {
 	quantName := fs.String("quant", "none", "quantise the base first (nf4, q8, none; with --train-seq nf4 is QLoRA)")
 	device := fs.String("device", "cpu", "inference backend: cpu, or cuda where this binary has it (op by op; GPU training steps are cuda/devnet's BenchmarkStep)")
 	offload := fs.Uint("cpu-offload", 0, "with --device: run the first N decoder layers on the CPU (as serve's --cpu-offload)")
+	cpuBF16 := addCPUBF16Flag(fs)
 	cache := fs.String("cache", filepath.Join(os.TempDir(), "distill-bench"), "folder for the generated random checkpoints")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -45,9 +46,16 @@ func runBench(env *Env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("--device: %w", err)
 	}
+	setCPUBF16(*cpuBF16, env.Stdout)
 	bw := tensor.MeasureCopyBandwidth()
-	peak := tensor.MeasureSgemmGFLOPS()
-	fmt.Fprintf(env.Stdout, "machine: %d threads, copy bandwidth %.1f GB/s, sgemm peak %.0f GFLOP/s\n", tensor.Threads, bw/1e9, peak)
+	sgemm := tensor.MeasureSgemmGFLOPS()
+	peak, peakName := sgemm, "sgemm" // prefill's limit
+	fmt.Fprintf(env.Stdout, "machine: %d threads, copy bandwidth %.1f GB/s, sgemm peak %.0f GFLOP/s", tensor.Threads, bw/1e9, sgemm)
+	if *cpuBF16 && tensor.BF16ProductsFast() && dt == tensor.BF16 && *quantName == "none" {
+		peak, peakName = tensor.MeasureBF16GFLOPS(), "bf16 GEMM"
+		fmt.Fprintf(env.Stdout, ", bf16 GEMM peak %.0f GFLOP/s (--cpu-bf16)", peak)
+	}
+	fmt.Fprintln(env.Stdout)
 	onCPU := *device == "cpu"
 	if !onCPU { // the CPU's limits do not bound it: figures stand alone
 		fmt.Fprintf(env.Stdout, "device: %s\n", *device)
@@ -82,7 +90,7 @@ func runBench(env *Env, args []string) error {
 		}
 		if *trainSeq > 0 { // alone in the process, so peak RSS is training's own
 			fmt.Fprintf(env.Stdout, "%s %s, base quantised %s\n", name, dt, *quantName)
-			err := benchTrain(env.Stdout, be, m, *trainSeq, 16, 3, peak)
+			err := benchTrain(env.Stdout, be, m, *trainSeq, 16, 3, sgemm)
 			m.Close()
 			if err != nil {
 				return err
@@ -97,7 +105,7 @@ func runBench(env *Env, args []string) error {
 		bytesTok := float64(m.DecodeBytesPerToken())
 		fmt.Fprintf(env.Stdout, "%s %s, quant %s (%.0fM params, %.0f MB read per decoded token)\n", name, dt, *quantName, float64(r.params)/1e6, bytesTok/1e6)
 		if onCPU {
-			fmt.Fprintf(env.Stdout, "  prefill %4d tokens: %8.1f tokens/s  (%.0f GFLOP/s, %.0f%% of sgemm peak)\n", *prefill, r.prefillTPS, r.prefillGFLOPS, 100*r.prefillGFLOPS/peak)
+			fmt.Fprintf(env.Stdout, "  prefill %4d tokens: %8.1f tokens/s  (%.0f GFLOP/s, %.0f%% of %s peak)\n", *prefill, r.prefillTPS, r.prefillGFLOPS, 100*r.prefillGFLOPS/peak, peakName)
 			fmt.Fprintf(env.Stdout, "  decode  %4d tokens: %8.1f tokens/s  (%.1f GB/s of weights, %.0f%% of copy bandwidth)\n", *decode, r.decodeTPS, r.decodeTPS*bytesTok/1e9, 100*r.decodeTPS*bytesTok/bw)
 		} else {
 			fmt.Fprintf(env.Stdout, "  prefill %4d tokens: %8.1f tokens/s  (%.0f GFLOP/s)\n", *prefill, r.prefillTPS, r.prefillGFLOPS)

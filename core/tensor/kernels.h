@@ -52,6 +52,21 @@ void dt_attn(float *out, const float *q, const float *k, const float *v,
              int64_t g, int64_t qstride, int64_t n, int64_t kvstride, int64_t hd,
              float scale, float *scores);
 
+// dt_have_bf16 says whether the CPU has AVX-512 BF16 (vdpbf16ps).
+int dt_have_bf16(void);
+
+// dt_bf16_rows: dst (m rows, ldd apart) = bf16(src (m rows of k, lds apart)),
+// rounded to nearest even, each row zero past k up to ldd.
+void dt_bf16_rows(uint16_t *dst, int64_t ldd, const float *src, int64_t lds, int64_t m, int64_t k);
+
+// dt_gemm_bf16_nt: c(m, n) = a(m, k) · b(n, k)ᵀ, a and b bf16 row-major, c f32,
+// on AVX-512 BF16 (dt_have_bf16 must be true). a's rows must hold an even
+// number of values, zero past k (dt_bf16_rows with ldd even); pack is a
+// scratch of dt_gemm_bf16_pack_len() uint16.
+size_t dt_gemm_bf16_pack_len(void);
+void dt_gemm_bf16_nt(float *c, int64_t ldc, const uint16_t *a, int64_t lda, const uint16_t *b, int64_t ldb,
+                     int64_t m, int64_t n, int64_t k, uint16_t *pack);
+
 // dt_sum_bytes reads n bytes (n a multiple of 64) and returns a checksum; it
 // measures read bandwidth.
 uint64_t dt_sum_bytes(const void *p, int64_t n);

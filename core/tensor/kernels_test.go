@@ -21,6 +21,18 @@ func forEachLevel(t *testing.T, f func(t *testing.T)) {
 	}
 }
 
+// forEachProducts runs f at every kernel level with the bf16 products off,
+// then on (on AVX-512 BF16's kernels at the best level where the CPU has
+// them).
+func forEachProducts(t *testing.T, f func(t *testing.T)) {
+	t.Helper()
+	defer SetBF16Products(BF16Products())
+	for _, on := range []bool{false, true} {
+		SetBF16Products(on)
+		t.Run(map[bool]string{false: "f32", true: "bf16"}[on], func(t *testing.T) { forEachLevel(t, f) })
+	}
+}
+
 // randTensor returns an (n, k) tensor at dtype dt with values ~ N(0, 1)
 // rounded to dt.
 func randTensor(r *rand.Rand, dt DType, n, k int) *Tensor {
@@ -85,6 +97,16 @@ func TestWiden(t *testing.T) {
 func checkMatMul(t *testing.T, got []float32, x []float32, w *Tensor, T int) {
 	t.Helper()
 	N, K := w.Rows(), w.Cols()
+	if roundsBF16(w) {
+		// The bf16 products multiply x rounded to bf16; each product of
+		// two bf16 is exact in f32, so against the reference on the
+		// rounded x only the order of the sums differs.
+		xr := make([]float32, len(x))
+		for i, v := range x {
+			xr[i] = roundBF16(v)
+		}
+		x = xr
+	}
 	want := make([]float32, T*N)
 	matMulRef(want, x, w, T)
 	row := make([]float32, K)
@@ -118,12 +140,12 @@ func TestMatMul(t *testing.T) {
 	defer func(a, b, c int) { matvecTileBytes, matvecMinBytes, gemmTileBytes = a, b, c }(matvecTileBytes, matvecMinBytes, gemmTileBytes)
 	matvecTileBytes, matvecMinBytes, gemmTileBytes = 4096, 1024, 8192
 	r := rand.New(rand.NewPCG(1, 2))
-	forEachLevel(t, func(t *testing.T) {
+	forEachProducts(t, func(t *testing.T) {
 		for _, dt := range []DType{BF16, F16, F32} {
 			for _, N := range []int{1, 3, 5, 17, 64, 100, 131} {
 				for _, K := range []int{1, 7, 15, 16, 31, 33, 64, 100, 577} {
 					w := randTensor(r, dt, N, K)
-					for _, T := range []int{1, 2, 7, 8, 64} {
+					for _, T := range []int{1, 2, 7, 8, 25, 64} {
 						x := randF32(r, T*K)
 						out := make([]float32, T*N)
 						for i := range out {
@@ -142,17 +164,22 @@ func TestMatMul(t *testing.T) {
 // every path: decode, tiled small-T matvec and sgemm.
 func TestMatMulLarge(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
-	for _, dt := range []DType{BF16, F16, F32} {
-		for _, s := range [][2]int{{576, 576}, {1536, 576}, {576, 1536}, {192, 576}, {1001, 333}} {
-			w := randTensor(r, dt, s[0], s[1])
-			for _, T := range []int{1, 3, 65} {
-				x := randF32(r, T*s[1])
-				out := make([]float32, T*s[0])
-				CPU{}.MatMul(out, x, w, T)
-				checkMatMul(t, out, x, w, T)
+	forEachProducts(t, func(t *testing.T) {
+		for _, dt := range []DType{BF16, F16, F32} {
+			for _, s := range [][2]int{{576, 576}, {1536, 576}, {576, 1536}, {192, 576}, {1001, 333}, {130, 2051}} {
+				w := randTensor(r, dt, s[0], s[1])
+				for _, T := range []int{1, 3, 65, 131} {
+					x := randF32(r, T*s[1])
+					out := make([]float32, T*s[0])
+					for i := range out {
+						out[i] = float32(math.NaN())
+					}
+					CPU{}.MatMul(out, x, w, T)
+					checkMatMul(t, out, x, w, T)
+				}
 			}
 		}
-	}
+	})
 }
 
 // within reports whether |got-want| ≤ rel·scale, treating NaN = NaN.
@@ -320,4 +347,70 @@ func TestAttention(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestBF16Rows checks the C rounding of activations to bf16 bit for bit
+// against roundBF16 on ties, the largest floats, infinities, NaNs and
+// subnormals, and that rows are zero-padded.
+func TestBF16Rows(t *testing.T) {
+	if !haveBF16Dot {
+		t.Skip("no AVX-512 BF16 on this CPU")
+	}
+	bits := []uint32{0, 0x80000000, 0x3f808000, 0x3f818000, 0x3f80ffff, 0x3f807fff, 0x7f7fffff, 0xff7fffff,
+		0x7f800000, 0xff800000, 0x7fc00000, 0x7f800001, 0xffc00001, 0x00000001, 0x007fffff, 0x80008000}
+	r := rand.New(rand.NewPCG(9, 10))
+	for range 1000 {
+		bits = append(bits, r.Uint32())
+	}
+	k := len(bits)
+	src := make([]float32, 2*k)
+	for i, b := range bits {
+		src[i], src[k+i] = math.Float32frombits(b), -math.Float32frombits(b)
+	}
+	ldd := k + 3
+	dst := make([]uint16, 2*ldd)
+	for i := range dst {
+		dst[i] = 0xffff
+	}
+	bf16Rows(dst, ldd, src, k, 2, k)
+	for row := range 2 {
+		for i := range k {
+			got := math.Float32frombits(uint32(dst[row*ldd+i]) << 16)
+			want := roundBF16(src[row*k+i])
+			if got != got && want != want {
+				continue
+			}
+			if math.Float32bits(got) != math.Float32bits(want) {
+				t.Fatalf("bf16(%#08x) = %#04x, want %#08x", math.Float32bits(src[row*k+i]), dst[row*ldd+i], math.Float32bits(want))
+			}
+		}
+		for i := k; i < ldd; i++ {
+			if dst[row*ldd+i] != 0 {
+				t.Fatalf("row %d: pad %d = %#04x, want 0", row, i, dst[row*ldd+i])
+			}
+		}
+	}
+}
+
+// TestMatMulBF16Kernel runs the AVX-512 BF16 GEMM itself (matMul picks it
+// only at the best level with the products on) on shapes that cross its
+// strips, row blocks and k blocks, against the reference on rounded x.
+func TestMatMulBF16Kernel(t *testing.T) {
+	if !haveBF16Dot || !BF16ProductsFast() {
+		t.Skip("no AVX-512 BF16 on this CPU")
+	}
+	defer SetBF16Products(BF16Products())
+	SetBF16Products(true)
+	r := rand.New(rand.NewPCG(11, 12))
+	for _, s := range [][3]int{{1, 1, 1}, {7, 37, 19}, {13, 200, 1001}, {6, 64, 2048}, {25, 130, 2051}, {64, 129, 577}, {3, 4100, 33}} {
+		T, N, K := s[0], s[1], s[2]
+		w := randTensor(r, BF16, N, K)
+		x := randF32(r, T*K)
+		out := make([]float32, T*N)
+		for i := range out {
+			out[i] = float32(math.NaN())
+		}
+		matMulBF16(out, x, w, T)
+		checkMatMul(t, out, x, w, T)
+	}
 }

@@ -46,6 +46,21 @@ func matMul(out, x []float32, w *Tensor, T int) {
 	if w.DType == F32 {
 		minT = gemmMinTF32
 	}
+	if roundsBF16(w) {
+		if haveBLAS && T >= minT && haveBF16Dot && kernelLevel() >= levelAVX512 {
+			matMulBF16(out, x, w, T)
+			return
+		}
+		// The same products on the f32 kernels: x rounded first, so that
+		// every path (and batch size) multiplies the same values.
+		xs := getScratch(T * K)
+		defer putScratch(xs)
+		xr := (*xs)[:T*K]
+		for i, v := range x[:T*K] {
+			xr[i] = roundBF16(v)
+		}
+		x = xr
+	}
 	if haveBLAS && T >= minT {
 		matMulGEMM(out, x, w, T)
 		return

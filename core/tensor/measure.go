@@ -34,7 +34,19 @@ func MeasureCopyBandwidth() (bytesPerSec float64) {
 // x(1024, 1024) · W(1024, 1024)ᵀ), in GFLOP/s (2·T·N·K flops). Without cgo it
 // times the pure-Go path at 256×256. Like MeasureCopyBandwidth it collects
 // garbage first.
-func MeasureSgemmGFLOPS() float64 {
+func MeasureSgemmGFLOPS() float64 { return measureGEMM(F32, matMul) }
+
+// MeasureBF16GFLOPS is MeasureSgemmGFLOPS for the bf16 products' GEMM on
+// AVX-512 BF16 (BF16 weights): the limit of prefill with them on. Zero where
+// they do not run on it.
+func MeasureBF16GFLOPS() float64 {
+	if !BF16ProductsFast() || !haveBLAS {
+		return 0
+	}
+	return measureGEMM(BF16, matMulBF16)
+}
+
+func measureGEMM(dt DType, mm func(out, x []float32, w *Tensor, T int)) float64 {
 	runtime.GC()
 	n := 1024
 	if !haveBLAS {
@@ -46,15 +58,21 @@ func MeasureSgemmGFLOPS() float64 {
 		x[i] = float32(i%7) - 3
 		wf[i] = float32(i%5) - 2
 	}
-	w := FromF32("sgemm", wf, n, n)
+	w := FromF32("gemm", wf, n, n)
+	if dt == BF16 {
+		w = New("gemm", BF16, n, n)
+		for i, v := range wf {
+			w.U16s()[i] = F32ToBF16(v)
+		}
+	}
 	out := make([]float32, n*n)
 	for range 3 { // warm up: OpenBLAS buffers, page faults, clocks
-		matMul(out, x, w, n)
+		mm(out, x, w, n)
 	}
 	best := 0.0
 	for range 20 {
 		start := time.Now()
-		matMul(out, x, w, n)
+		mm(out, x, w, n)
 		best = max(best, 2*float64(n)*float64(n)*float64(n)/time.Since(start).Seconds()/1e9)
 	}
 	return best

@@ -58,3 +58,13 @@ func sumBytes(b []byte) uint64 {
 	}
 	return s
 }
+
+const haveBF16Dot = false
+
+var bf16PackLen = 0
+
+func bf16Rows([]uint16, int, []float32, int, int, int) { panic("tensor: bf16 GEMM needs cgo") }
+
+func gemmBF16NT([]float32, int, []uint16, int, []byte, int, int, int, int, []uint16) {
+	panic("tensor: bf16 GEMM needs cgo")
+}

@@ -24,6 +24,10 @@ func matMulRef(out, x []float32, w *Tensor, T int) {
 	})
 }
 
+// roundBF16 is x rounded to the nearest bfloat16 (F32ToBF16), widened back:
+// what the bf16 products multiply.
+func roundBF16(x float32) float32 { return BF16ToF32(F32ToBF16(x)) }
+
 // rmsNormRef: out = x / sqrt(mean(x²) + eps) * weight, row by row.
 func rmsNormRef(out, x, weight []float32, eps float32) {
 	d := len(weight)

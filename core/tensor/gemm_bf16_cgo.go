@@ -1,0 +1,49 @@
+//go:build cgo
+
+package tensor
+
+/*
+#cgo CFLAGS: -O3 -std=gnu11
+#include "kernels.h"
+*/
+import "C"
+
+import "unsafe"
+
+// haveBF16Dot says whether this CPU has AVX-512 BF16's dot products.
+var haveBF16Dot = C.dt_have_bf16() != 0
+
+// bf16PackLen is the uint16 scratch gemmBF16NT packs a strip of b into.
+var bf16PackLen = int(C.dt_gemm_bf16_pack_len())
+
+func u16p(s []uint16) *C.uint16_t { return (*C.uint16_t)(unsafe.Pointer(unsafe.SliceData(s))) }
+
+// bf16Rows sets the m rows of dst (ldd apart) to bf16(src's m rows of k,
+// lds apart), zero from k up to ldd.
+func bf16Rows(dst []uint16, ldd int, src []float32, lds, m, k int) {
+	if m == 0 {
+		return
+	}
+	_ = dst[(m-1)*ldd+ldd-1]
+	_ = src[(m-1)*lds+k-1]
+	C.dt_bf16_rows(u16p(dst), C.int64_t(ldd), f32p(src), C.int64_t(lds), C.int64_t(m), C.int64_t(k))
+}
+
+// gemmBF16NT sets c(m, n) = a(m, k) · b(n, k)ᵀ: a bf16 with rows of lda (even)
+// values zero past k, b bf16 bytes with rows of ldb values, c f32 with rows
+// ldc apart. pack is a scratch of bf16PackLen.
+func gemmBF16NT(c []float32, ldc int, a []uint16, lda int, b []byte, ldb int, m, n, k int, pack []uint16) {
+	if m == 0 || n == 0 {
+		return
+	}
+	if lda&1 != 0 || lda < k || !haveBF16Dot {
+		panic("tensor: gemmBF16NT needs AVX-512 BF16 and a's rows padded to an even length")
+	}
+	_ = a[(m-1)*lda+lda-1]
+	_ = b[2*((n-1)*ldb+k)-1]
+	_ = c[(m-1)*ldc+n-1]
+	_ = pack[bf16PackLen-1]
+	C.dt_gemm_bf16_nt(f32p(c), C.int64_t(ldc), u16p(a), C.int64_t(lda),
+		(*C.uint16_t)(unsafe.Pointer(unsafe.SliceData(b))), C.int64_t(ldb),
+		C.int64_t(m), C.int64_t(n), C.int64_t(k), u16p(pack))
+}
