@@ -367,6 +367,32 @@ def golden_case(cfg, W, ids):
             "greedy": greedy, "greedy_gap": gaps}, logits
 
 
+def bf16_products_case(cfg, W, case, logits):
+    """The log-probs with every weight product's input rounded to bf16 (the
+    engine's --cpu-bf16), and how far that moves them from the float64 ones."""
+    ids = case["ids"]
+    lp = torch.log_softmax(models.forward(cfg, W, ids, bf16_inputs=True), dim=-1)
+    ref = torch.log_softmax(logits, dim=-1)
+    idx, rows = torch.tensor(ids[1:]), torch.arange(len(ids) - 1)
+    moved = float((lp[rows, idx] - ref[rows, idx]).abs().max())
+    # An engine computing in f32 holds values some 1e-7 to 1e-6 (relative)
+    # from these after a few layers' sums; an input that close to a bf16 tie
+    # rounds the other way, a step of 2^-8 relative, and the step travels
+    # to every later position through attention. How far such flips move
+    # the log-probs bounds the engine's agreement: rerun with 1e-6 relative
+    # noise before each rounding (eight seeded trials, the worst kept).
+    gen = torch.Generator().manual_seed(len(ids))
+    noisy = 0.0
+    for _ in range(8):
+        def jitter(t):
+            return t * (1 + 1e-6 * torch.randn(t.shape, generator=gen, dtype=torch.float64))
+        lpn = torch.log_softmax(models.forward(cfg, W, ids, bf16_inputs=True, pre_round=jitter), dim=-1)
+        noisy = max(noisy, float((lpn[rows, idx] - lp[rows, idx]).abs().max()))
+    return {"logprobs": [r(lp[t - 1, ids[t]]) for t in range(1, len(ids))],
+            "max_abs_dlogp_from_f64": r(moved),
+            "max_abs_dlogp_f32_noise": r(noisy)}
+
+
 def check_prefix_consistency(cfg, W, ids, logits):
     """Causality / cache-free incremental consistency: the logits of ids[:t]
     must equal the full-sequence logits at position t-1."""
@@ -636,6 +662,10 @@ def main():
             sens["no_rope_scaling(long)"] = sens_long["no_rope_scaling"]
         for bug, v in sens.items():
             assert v > 0.05, f"{name}: fixture barely detects bug {bug} ({v})"
+        if dtype == "bf16":
+            golden["bf16_products"] = bf16_products_case(cfg, W, golden, logits)
+            if "long" in golden:
+                golden["long"]["bf16_products"] = bf16_products_case(cfg, W, golden["long"], long_logits)
         golden = {"fixture": name, "reference": "tools/torchref float64", **golden}
         dump_json(os.path.join(d, "golden.json"), golden)
         manifest["fixtures"][name] = {

@@ -162,8 +162,14 @@ def silu(z):
     return z * torch.sigmoid(z)
 
 
-def forward(cfg: Cfg, W: dict, ids, *, bug=None) -> torch.Tensor:
+def forward(cfg: Cfg, W: dict, ids, *, bug=None, bf16_inputs=False, pre_round=None) -> torch.Tensor:
     """Logits [T, vocab] (float64) for one sequence, positions 0..T-1.
+
+    `bf16_inputs` rounds the activations entering every product with a
+    weight (projections and LM head) to bfloat16 (nearest even), as the CPU
+    engine's bf16 products (--cpu-bf16) do; everything else stays float64.
+    `pre_round`, with it, perturbs each value first (the golden's measure of
+    how far ties rounded the other way move the result).
 
     `bug` injects a named mistake (for the fixture-sensitivity self-check only):
     'rope_interleaved', 'gqa_mod', 'no_qk_norm', 'qk_norm_after_rope',
@@ -187,13 +193,20 @@ def forward(cfg: Cfg, W: dict, ids, *, bug=None) -> torch.Tensor:
     if bug == "no_causal_mask":
         causal = torch.ones(T, T, dtype=torch.bool)
 
+    def rd(t):
+        if not bf16_inputs:
+            return t
+        if pre_round is not None:
+            t = pre_round(t)
+        return t.to(torch.bfloat16).to(torch.float64)
+
     x = W["model.embed_tokens.weight"][ids_t]
     for l in range(cfg.layers):
         p = f"model.layers.{l}."
         h = rms_norm(x, W[p + "input_layernorm.weight"], cfg.eps)
 
         def proj(name):
-            y = h @ W[p + f"self_attn.{name}.weight"].T
+            y = rd(h) @ W[p + f"self_attn.{name}.weight"].T
             if cfg.qkv_bias and bug != "no_bias":
                 y = y + W[p + f"self_attn.{name}.bias"]
             return y
@@ -215,16 +228,16 @@ def forward(cfg: Cfg, W: dict, ids, *, bug=None) -> torch.Tensor:
         scores = scores.masked_fill(~causal, float("-inf"))
         probs = torch.softmax(scores, dim=-1)
         att = torch.einsum("hts,shd->thd", probs, v).reshape(T, H * d)
-        x = x + att @ W[p + "self_attn.o_proj.weight"].T
+        x = x + rd(att) @ W[p + "self_attn.o_proj.weight"].T
 
         h = rms_norm(x, W[p + "post_attention_layernorm.weight"], cfg.eps)
-        g = h @ W[p + "mlp.gate_proj.weight"].T
-        u = h @ W[p + "mlp.up_proj.weight"].T
-        x = x + (silu(g) * u) @ W[p + "mlp.down_proj.weight"].T
+        g = rd(h) @ W[p + "mlp.gate_proj.weight"].T
+        u = rd(h) @ W[p + "mlp.up_proj.weight"].T
+        x = x + rd(silu(g) * u) @ W[p + "mlp.down_proj.weight"].T
 
     x = rms_norm(x, W["model.norm.weight"], cfg.eps)
     head = W["model.embed_tokens.weight"] if cfg.tied else W["lm_head.weight"]
-    return x @ head.T
+    return rd(x) @ head.T
 
 
 # --------------------------------------------------------------------------
