@@ -71,12 +71,20 @@ func TestTokenizeJSON(t *testing.T) {
 	}
 }
 
-// TestScoreMatchesPyTorch runs the CLI contract on a torchref fixture.
+// TestScoreMatchesPyTorch runs the CLI contract on a torchref fixture, with
+// f32 products and with --cpu-bf16 (against the reference that rounds the
+// same inputs, within the flip band the golden measured; see
+// core/model's TestBF16ProductsMatchPyTorch), the f32 run last so that it
+// also shows the flag's default turns the bf16 products off again.
 func TestScoreMatchesPyTorch(t *testing.T) {
 	dir := "../core/model/testdata/qwen3-bf16"
 	var g struct {
-		IDs      []int     `json:"ids"`
-		LogProbs []float64 `json:"logprobs"`
+		IDs          []int     `json:"ids"`
+		LogProbs     []float64 `json:"logprobs"`
+		BF16Products struct {
+			LogProbs []float64 `json:"logprobs"`
+			Flips    float64   `json:"max_abs_dlogp_f32_noise"`
+		} `json:"bf16_products"`
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "golden.json"))
 	if err != nil {
@@ -86,23 +94,32 @@ func TestScoreMatchesPyTorch(t *testing.T) {
 		t.Fatal(err)
 	}
 	ids := strings.Trim(strings.Join(strings.Fields(strings.Trim(string(mustJSON(g.IDs)), "[]")), ""), ",")
-	code, out, stderr := run("score", "--model", dir, "--ids", ids, "--json")
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
-	var r struct {
-		IDs      []int     `json:"ids"`
-		LogProbs []float64 `json:"logprobs"`
-	}
-	if err := json.Unmarshal([]byte(out), &r); err != nil {
-		t.Fatal(err)
-	}
-	if len(r.IDs) != len(g.IDs) || len(r.LogProbs) != len(g.IDs)-1 {
-		t.Fatalf("shape: %d ids, %d logprobs", len(r.IDs), len(r.LogProbs))
-	}
-	for i := range r.LogProbs {
-		if d := math.Abs(r.LogProbs[i] - g.LogProbs[i]); d > 1e-3 {
-			t.Fatalf("logprob %d off by %.2e", i, d)
+	for _, c := range []struct {
+		flag  []string
+		want  []float64
+		bound float64
+	}{
+		{[]string{"--cpu-bf16"}, g.BF16Products.LogProbs, max(1e-3, 1.5*g.BF16Products.Flips)},
+		{nil, g.LogProbs, 1e-3},
+	} {
+		code, out, stderr := run(append([]string{"score", "--model", dir, "--ids", ids, "--json"}, c.flag...)...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", c.flag, code, stderr)
+		}
+		var r struct {
+			IDs      []int     `json:"ids"`
+			LogProbs []float64 `json:"logprobs"`
+		}
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatal(err)
+		}
+		if len(r.IDs) != len(g.IDs) || len(r.LogProbs) != len(g.IDs)-1 || len(c.want) != len(r.LogProbs) {
+			t.Fatalf("%v: shape: %d ids, %d logprobs (golden %d)", c.flag, len(r.IDs), len(r.LogProbs), len(c.want))
+		}
+		for i := range r.LogProbs {
+			if d := math.Abs(r.LogProbs[i] - c.want[i]); d > c.bound {
+				t.Fatalf("%v: logprob %d off by %.2e (bound %.3f)", c.flag, i, d, c.bound)
+			}
 		}
 	}
 }

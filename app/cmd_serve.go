@@ -35,6 +35,7 @@ func runServe(env *Env, args []string) error {
 	maxBody := fs.Int64("max-body", 1<<20, "largest request body in bytes (413 past it)")
 	maxTokens := fs.Int("max-tokens", 2048, "most tokens one request may generate (400 past it)")
 	verbose := fs.Bool("verbose", false, "log every request (method, path, status, latency); without it only server errors are logged per request")
+	cpuBF16 := addCPUBF16Flag(fs)
 	offload := fs.Int("cpu-offload", 0, "with a GPU backend: run the first N decoder layers on the CPU, so the GPU never holds their weights (the CPU backend ignores it)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -69,7 +70,7 @@ func runServe(env *Env, args []string) error {
 	s := NewServer(ServeConfig{Model: *dir, Device: *device, Quant: *quant, DB: *db,
 		Pins:       map[string]string{"sft": *sft, "kd": *kd, "dpo": *dpo},
 		AdapterCap: *adapters, Queue: *queue, MaxBatch: *batch, Timeout: *timeout, MaxBody: *maxBody,
-		MaxTokens: *maxTokens, APIKey: key, CPUOffload: *offload, Log: log})
+		MaxTokens: *maxTokens, APIKey: key, CPUOffload: *offload, CPUBF16: *cpuBF16, Log: log})
 	defer s.Close()
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {

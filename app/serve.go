@@ -39,6 +39,7 @@ type ServeConfig struct {
 	MaxTokens  int               // most tokens a request may generate
 	APIKey     string            // bearer token; "" accepts every request
 	CPUOffload int               // the first layers run on the CPU (GPU backends only; the CPU backend ignores it)
+	CPUBF16    bool              // the CPU's products of BF16 weights take bf16-rounded activations (--cpu-bf16)
 	Log        *slog.Logger
 }
 
@@ -152,7 +153,8 @@ func (s *Server) Load() error {
 
 func (s *Server) load() error {
 	dev, q, dq, none := s.cfg.Device, s.cfg.Quant, s.cfg.Quant == "nf4", ""
-	tok, be, m, err := openForTask(engineFlags{device: &dev, quant: &q, doubleQuant: &dq, adapter: &none, notice: warnWriter{s.log}}, s.cfg.Model)
+	bf := s.cfg.CPUBF16
+	tok, be, m, err := openForTask(engineFlags{device: &dev, quant: &q, doubleQuant: &dq, adapter: &none, cpuBF16: &bf, notice: warnWriter{s.log}}, s.cfg.Model)
 	if err != nil {
 		return err
 	}
