@@ -115,12 +115,19 @@ func TestLogProbsMatchPyTorch(t *testing.T) {
 // rounding moves (0.03–0.12 nats on these fixtures) is in the reference;
 // what is not is an input that f32 sums leave a hair from a bf16 tie and
 // that rounds the other way — a step of 2^-8 that later positions inherit
-// through attention. The goldens measure that (the reference rerun with
-// 1e-6 relative noise before each rounding: 0.013–0.044 nats on these
-// sensitive random models), and the bound is 1.5× it, at least the f32
-// bound. Where no input flips the agreement is f32's: on the machine these
-// figures come from, every 24-token case agreed within 1e-6 nats and the
-// 100-token one, with a flip, within 0.018.
+// through attention. The goldens measure that band (the reference rerun
+// with 1e-6 relative noise before each rounding: 0.013–0.044 nats on these
+// sensitive random models).
+//
+// Where the products run on AVX-512 BF16 (the kind of machine the goldens
+// were checked on; the kernels' sums come in a fixed order, so the result
+// is the same on every run), the 24-token cases, decoded through the
+// matvec with no input rounded the other way, must agree within the f32
+// bound (they do within 1e-6 nats); only the 100-token case, prefilled by
+// the GEMM with one input that flips, gets 1.5× its band (it is 0.018
+// off). Elsewhere the kernels sum in other orders and every case gets the
+// band. A loose bound alone let an unrounded LM head or down projection
+// pass.
 func TestBF16ProductsMatchPyTorch(t *testing.T) {
 	be := cpu(t)
 	defer tensor.SetBF16Products(tensor.BF16Products())
@@ -157,7 +164,10 @@ func TestBF16ProductsMatchPyTorch(t *testing.T) {
 						worst, at = d, i
 					}
 				}
-				bound := max(logprobTol, 1.5*c.BF16Products.Flips)
+				bound := logprobTol
+				if c == g.Long || !tensor.BF16ProductsFast() {
+					bound = max(logprobTol, 1.5*c.BF16Products.Flips)
+				}
 				t.Logf("%d tokens: max |Δ logprob| = %.2e at t=%d (got %.6f, want %.6f; bound %.3f; bf16 moved the reference %.3f)",
 					len(c.IDs), worst, at+1, lp[at], want[at], bound, c.BF16Products.Moved)
 				if worst > bound {

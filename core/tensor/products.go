@@ -11,7 +11,8 @@ import (
 // has AVX-512 BF16, prefill's GEMMs then run on its dot products, twice
 // f32's arithmetic per instruction; elsewhere, and in decode's matvec, x is
 // rounded and the f32 kernels run, so that every path and batch size
-// multiplies the same values. It is what llama.cpp's BF16 kernels and GPU
+// multiplies the same values (but for subnormals, which vdpbf16ps reads as
+// zero). It is what llama.cpp's BF16 kernels and GPU
 // bf16 GEMMs compute; off (the default), the CPU backend is the f32
 // reference. Training's backward products (MatMulTAdd) stay f32 either way.
 var bf16Products atomic.Bool
