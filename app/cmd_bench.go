@@ -46,7 +46,7 @@ func runBench(env *Env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("--device: %w", err)
 	}
-	setCPUBF16(*cpuBF16, env.Stdout)
+	be = withCPUBF16(be, *cpuBF16, env.Stdout)
 	bw := tensor.MeasureCopyBandwidth()
 	sgemm := tensor.MeasureSgemmGFLOPS()
 	peak, peakName := sgemm, "sgemm" // prefill's limit

@@ -17,7 +17,7 @@ import (
 type engineFlags struct {
 	device, adapter, quant *string
 	doubleQuant            *bool
-	cpuBF16                *bool // nil: leave the bf16 products as they are
+	cpuBF16                *bool // nil: f32 products
 	notice                 io.Writer
 }
 
@@ -40,7 +40,7 @@ func openModel(f engineFlags, dir string) (tensor.Backend, *model.Model, error) 
 		return nil, nil, err
 	}
 	if f.cpuBF16 != nil {
-		setCPUBF16(*f.cpuBF16, f.notice)
+		be = withCPUBF16(be, *f.cpuBF16, f.notice)
 	}
 	m, err := model.Load(dir)
 	if err != nil {
@@ -86,11 +86,22 @@ func addCPUBF16Flag(fs *flag.FlagSet) *bool {
 		"about twice the prefill speed on AVX-512 BF16; logits move by about 1e-2; off, every product is of the f32 activations")
 }
 
-// setCPUBF16 turns the CPU's bf16 products on or off and says when on buys
-// no speed here.
-func setCPUBF16(on bool, notice io.Writer) {
-	tensor.SetBF16Products(on)
-	if on && !tensor.BF16ProductsFast() && notice != nil {
-		fmt.Fprintln(notice, "--cpu-bf16: this CPU has no AVX-512 BF16; the activations are rounded, the products run at f32's speed")
+// withCPUBF16 returns be with the bf16 products on, when on and be is the
+// CPU backend, and says when that buys no speed here or does not apply.
+func withCPUBF16(be tensor.Backend, on bool, notice io.Writer) tensor.Backend {
+	if !on {
+		return be
 	}
+	cpu, ok := be.(tensor.CPU)
+	if !ok {
+		if notice != nil {
+			fmt.Fprintf(notice, "--cpu-bf16: applies to the cpu backend only, not %s\n", be.Name())
+		}
+		return be
+	}
+	if !tensor.BF16ProductsFast() && notice != nil {
+		fmt.Fprintln(notice, "--cpu-bf16: this CPU has no AVX-512 BF16; the inputs are rounded, the products run at f32's speed")
+	}
+	cpu.BF16Products = true
+	return cpu
 }

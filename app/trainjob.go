@@ -133,6 +133,12 @@ func (j *TrainJob) load() error {
 	if j.be, err = tensor.Open(c.Device); err != nil {
 		return err
 	}
+	if c.CPUBF16 {
+		j.be = withCPUBF16(j.be, true, j.Log)
+		if cpu, ok := j.be.(tensor.CPU); ok && cpu.BF16Products {
+			j.logf("bf16 products on the cpu: BF16 weights times bf16-rounded activations and gradients")
+		}
+	}
 	if j.m, err = model.Load(c.Model); err != nil {
 		return err
 	}

@@ -129,9 +129,7 @@ func TestLogProbsMatchPyTorch(t *testing.T) {
 // band. A loose bound alone let an unrounded LM head or down projection
 // pass.
 func TestBF16ProductsMatchPyTorch(t *testing.T) {
-	be := cpu(t)
-	defer tensor.SetBF16Products(tensor.BF16Products())
-	tensor.SetBF16Products(true)
+	be := tensor.CPU{BF16Products: true}
 	n := 0
 	for _, dir := range fixtures(t) {
 		g := readGolden(t, dir)

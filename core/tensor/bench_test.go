@@ -88,7 +88,7 @@ func BenchmarkMatVec(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/%dx%d", dt, s[0], s[1]), func(b *testing.B) {
 				bw, _ := limits(b)
 				b.SetBytes(int64(len(w.Data)))
-				mean, best := timeOps(b, func() { matMul(out, x, w, 1) })
+				mean, best := timeOps(b, func() { matMul(out, x, w, 1, false) })
 				bytes := float64(len(w.Data))
 				b.ReportMetric(bytes/mean/1e9, "GB/s")
 				b.ReportMetric(bytes/best/1e9, "best_GB/s")
@@ -142,7 +142,7 @@ func BenchmarkDecodeModel(b *testing.B) {
 			b.SetBytes(bytes)
 			mean, best := timeOps(b, func() {
 				for _, w := range ws {
-					matMul(out, x, w, 1)
+					matMul(out, x, w, 1, false)
 				}
 			})
 			b.ReportMetric(float64(bytes)/mean/1e9, "GB/s")
@@ -166,7 +166,7 @@ func BenchmarkPrefill(b *testing.B) {
 				out := make([]float32, T*s[0])
 				b.Run(fmt.Sprintf("%s/%dx%d/T=%d", dt, s[0], s[1], T), func(b *testing.B) {
 					_, gf := limits(b)
-					mean, best := timeOps(b, func() { matMul(out, x, w, T) })
+					mean, best := timeOps(b, func() { matMul(out, x, w, T, false) })
 					flops := 2 * float64(T) * float64(s[0]) * float64(s[1])
 					b.ReportMetric(flops/mean/1e9, "GFLOP/s")
 					b.ReportMetric(flops/best/1e9, "best_GFLOP/s")

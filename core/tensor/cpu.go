@@ -6,7 +6,19 @@ import "sync/atomic"
 // MatMul hands prefill to BLAS and decode to fused widen-and-dot kernels;
 // the element-wise ops and attention run vectorised C kernels (cgo.go),
 // each tested against the plain-Go reference in ref.go.
-type CPU struct{}
+type CPU struct {
+	// BF16Products multiplies BF16 weights by the activations (forward) and
+	// gradients (MatMulTAdd) rounded to bf16 — the products of two bf16,
+	// exact in f32 — instead of by the f32 values; every sum stays f32.
+	// Where the CPU has AVX-512 BF16 (BF16ProductsFast), the GEMMs then run
+	// on its dot products, twice f32's arithmetic per instruction; elsewhere,
+	// and in decode's matvec, the f32 kernels run on the rounded values, so
+	// that every path and batch size multiplies the same values (but for
+	// subnormals, which vdpbf16ps reads as zero). It is what llama.cpp's
+	// BF16 kernels and GPU bf16 GEMMs compute; off (the zero value), the CPU
+	// backend is the f32 reference. Quantised weights are not affected.
+	BF16Products bool
+}
 
 func init() { Register("cpu", func() (Backend, error) { return CPU{}, nil }) }
 

@@ -69,11 +69,31 @@ func gemmRef(transA, transB bool, m, n, k int, alpha float32, a []float32, lda i
 	}
 }
 
-// MatMulTAdd accumulates dx(T, K) += dy(T, N) · W(N, K): the product through
+// matMulTAdd accumulates dx(T, K) += dy(T, N) · W(N, K): the product through
 // a frozen weight that backward needs. W is widened a tile of rows at a time
 // (never whole); the columns of dx are split over the cores.
-func MatMulTAdd(dx, dy []float32, w *Tensor, T int) {
+//
+// With the bf16 products on and W at BF16, dy is rounded to bf16 as the
+// forward's x is (on AVX-512 BF16 the product then runs on its dot
+// products).
+func matMulTAdd(dx, dy []float32, w *Tensor, T int, bf16 bool) {
 	N, K := w.Rows(), w.Cols()
+	if T == 0 || N == 0 || K == 0 {
+		return
+	}
+	if roundsBF16(w, bf16) {
+		if haveBLAS && BF16ProductsFast() {
+			matMulTAddBF16(dx, dy, w, T)
+			return
+		}
+		ys := getScratch(T * N)
+		defer putScratch(ys)
+		yr := (*ys)[:T*N]
+		for i, v := range dy[:T*N] {
+			yr[i] = roundBF16(v)
+		}
+		dy = yr
+	}
 	if w.DType == F32 {
 		Gemm(false, false, T, K, N, 1, dy, N, w.F32s(), K, 1, dx, K)
 		return

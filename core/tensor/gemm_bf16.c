@@ -1,6 +1,7 @@
 //go:build cgo
 
-// BF16 GEMM for prefill and training: c(m, n) = a(m, k) · b(n, k)ᵀ with a
+// BF16 GEMM for prefill and training: c(m, n) (+)= a(m, k) · b(n, k)ᵀ, or
+// a(m, k) · b(k, n) for training's products through frozen weights, with a
 // and b in bfloat16 and every product and sum in f32, on AVX-512 BF16's
 // vdpbf16ps, which multiplies two pairs of bf16 into each f32 lane: twice
 // the arithmetic of an f32 FMA per instruction (measured 234 against 117
@@ -11,8 +12,8 @@
 // values below 1.2e-38 that no weight or activation of note reaches. What
 // it loses against an f32 GEMM of the f32 activations is their rounding.
 //
-// Layout: b's rows are cut into strips of 64 (the micro-kernel's width) and
-// k into blocks of DT_KC; each strip-block is packed pair-major — for each
+// Layout: c's columns are cut into strips of 64 (the micro-kernel's width)
+// and k into blocks of DT_KC; each strip-block of b is packed pair-major — for each
 // pair of k, 16 columns × 2 values per zmm — into the caller's scratch, and
 // then every 6-row block of a runs over it. The packed strip (128 KiB) stays
 // in L2 while a's rows stream past; 24 accumulators, 4 loads of b and 6
@@ -125,6 +126,36 @@ static TBF void pack_strip(uint16_t *p, const uint16_t *b, int64_t ldb, int64_t 
 	}
 }
 
+// pack_strip_kn is pack_strip for b stored (k, n), row-major: p's pair q
+// of column j is (b[k0+2q][j], b[k0+2q+1][j]), zero past nb and past k —
+// two rows interleaved 16 bits at a time (32 columns per permute) for a
+// whole strip, one column at a time otherwise.
+static TBF void pack_strip_kn(uint16_t *p, const uint16_t *b, int64_t ldb, int64_t nb, int64_t k0, int64_t kc,
+                              int64_t k) {
+	int64_t pairs = (kc + 1) / 2;
+	uint32_t *p32 = (uint32_t *)p;
+	const __m512i lo = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8,
+	                                    39, 7, 38, 6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
+	const __m512i hi = _mm512_add_epi16(lo, _mm512_set1_epi16(16));
+	for (int64_t q = 0; q < pairs; q++) {
+		int64_t r = k0 + 2 * q;
+		const uint16_t *r0 = b + r * ldb;
+		const uint16_t *r1 = r + 1 < k ? r0 + ldb : NULL;
+		uint32_t *d = p32 + q * DT_NR;
+		if (nb == DT_NR) {
+			for (int j = 0; j < DT_NR; j += 32) {
+				__m512i a = _mm512_loadu_si512(r0 + j);
+				__m512i c = r1 ? _mm512_loadu_si512(r1 + j) : _mm512_setzero_si512();
+				_mm512_storeu_si512(d + j, _mm512_permutex2var_epi16(a, lo, c));
+				_mm512_storeu_si512(d + j + 16, _mm512_permutex2var_epi16(a, hi, c));
+			}
+			continue;
+		}
+		for (int64_t j = 0; j < DT_NR; j++)
+			d[j] = j < nb ? (uint32_t)r0[j] | (r1 ? (uint32_t)r1[j] << 16 : 0) : 0;
+	}
+}
+
 // mk runs one micro-kernel: c[i][j] (+)= Σ_q a[i][2q..2q+1]·p[q][j] for
 // i < mr, j < nb, q < pairs. Forced inline with constant mr and nv so that
 // the accumulators live in registers.
@@ -190,16 +221,19 @@ static TBF void mk_any(int mr, int nv, const uint16_t *a, int64_t lda, const uin
 	}
 }
 
-void dt_gemm_bf16_nt(float *c, int64_t ldc, const uint16_t *a, int64_t lda, const uint16_t *b, int64_t ldb,
-                     int64_t m, int64_t n, int64_t k, uint16_t *pack) {
+void dt_gemm_bf16(float *c, int64_t ldc, const uint16_t *a, int64_t lda, const uint16_t *b, int64_t ldb,
+                  int64_t m, int64_t n, int64_t k, int bkn, int acc, uint16_t *pack) {
 	for (int64_t k0 = 0; k0 < k; k0 += DT_KC) {
 		int64_t kc = k - k0 < DT_KC ? k - k0 : DT_KC;
 		int64_t pairs = (kc + 1) / 2;
-		int add = k0 > 0;
+		int add = acc || k0 > 0;
 		for (int64_t j0 = 0; j0 < n; j0 += DT_NR) {
 			int64_t nb = n - j0 < DT_NR ? n - j0 : DT_NR;
 			int nv = (int)((nb + 15) / 16);
-			pack_strip(pack, b + j0 * ldb, ldb, nb, k0, kc, k);
+			if (bkn)
+				pack_strip_kn(pack, b + j0, ldb, nb, k0, kc, k);
+			else
+				pack_strip(pack, b + j0 * ldb, ldb, nb, k0, kc, k);
 			for (int64_t i0 = 0; i0 < m; i0 += DT_MR) {
 				int mr = m - i0 < DT_MR ? (int)(m - i0) : DT_MR;
 				mk_any(mr, nv, a + i0 * lda + k0, lda, pack, pairs, c + i0 * ldc + j0, ldc, nb, add);
@@ -212,9 +246,10 @@ void dt_gemm_bf16_nt(float *c, int64_t ldc, const uint16_t *a, int64_t lda, cons
 
 int dt_have_bf16(void) { return 0; }
 
-void dt_gemm_bf16_nt(float *c, int64_t ldc, const uint16_t *a, int64_t lda, const uint16_t *b, int64_t ldb,
-                     int64_t m, int64_t n, int64_t k, uint16_t *pack) {
-	(void)c, (void)ldc, (void)a, (void)lda, (void)b, (void)ldb, (void)m, (void)n, (void)k, (void)pack;
+void dt_gemm_bf16(float *c, int64_t ldc, const uint16_t *a, int64_t lda, const uint16_t *b, int64_t ldb,
+                  int64_t m, int64_t n, int64_t k, int bkn, int acc, uint16_t *pack) {
+	(void)c, (void)ldc, (void)a, (void)lda, (void)b, (void)ldb, (void)m, (void)n, (void)k, (void)bkn, (void)acc,
+	    (void)pack;
 }
 
 #endif

@@ -29,21 +29,33 @@ func bf16Rows(dst []uint16, ldd int, src []float32, lds, m, k int) {
 	C.dt_bf16_rows(u16p(dst), C.int64_t(ldd), f32p(src), C.int64_t(lds), C.int64_t(m), C.int64_t(k))
 }
 
-// gemmBF16NT sets c(m, n) = a(m, k) · b(n, k)ᵀ: a bf16 with rows of lda (even)
-// values zero past k, b bf16 bytes with rows of ldb values, c f32 with rows
-// ldc apart. pack is a scratch of bf16PackLen.
-func gemmBF16NT(c []float32, ldc int, a []uint16, lda int, b []byte, ldb int, m, n, k int, pack []uint16) {
+// gemmBF16 sets c(m, n) = a(m, k) · op(b), or adds it to c with acc: op(b)
+// is b(n, k)ᵀ, or with bkn b(k, n). a is bf16 with rows of lda (even) values
+// zero past k, b bf16 bytes with rows of ldb values, c f32 with rows ldc
+// apart. pack is a scratch of bf16PackLen.
+func gemmBF16(c []float32, ldc int, a []uint16, lda int, b []byte, ldb int, m, n, k int, bkn, acc bool, pack []uint16) {
 	if m == 0 || n == 0 {
 		return
 	}
 	if lda&1 != 0 || lda < k || !haveBF16Dot {
-		panic("tensor: gemmBF16NT needs AVX-512 BF16 and a's rows padded to an even length")
+		panic("tensor: gemmBF16 needs AVX-512 BF16 and a's rows padded to an even length")
 	}
 	_ = a[(m-1)*lda+lda-1]
-	_ = b[2*((n-1)*ldb+k)-1]
+	if bkn {
+		_ = b[2*((k-1)*ldb+n)-1]
+	} else {
+		_ = b[2*((n-1)*ldb+k)-1]
+	}
 	_ = c[(m-1)*ldc+n-1]
 	_ = pack[bf16PackLen-1]
-	C.dt_gemm_bf16_nt(f32p(c), C.int64_t(ldc), u16p(a), C.int64_t(lda),
+	C.dt_gemm_bf16(f32p(c), C.int64_t(ldc), u16p(a), C.int64_t(lda),
 		(*C.uint16_t)(unsafe.Pointer(unsafe.SliceData(b))), C.int64_t(ldb),
-		C.int64_t(m), C.int64_t(n), C.int64_t(k), u16p(pack))
+		C.int64_t(m), C.int64_t(n), C.int64_t(k), cbool(bkn), cbool(acc), u16p(pack))
+}
+
+func cbool(b bool) C.int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -44,8 +44,14 @@ func TestGemmAllTransposes(t *testing.T) {
 
 func TestMatMulTAdd(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
+	forEachProducts(t, func(t *testing.T, bf16 bool) { testMatMulTAdd(t, r, bf16) })
+}
+
+// testMatMulTAdd checks MatMulTAdd against the reference on every dtype; with
+// the bf16 products on, BF16's reference multiplies dy rounded to bf16.
+func testMatMulTAdd(t *testing.T, r *rand.Rand, bf16 bool) {
 	for _, dt := range []DType{F32, BF16, F16} {
-		for _, sz := range [][3]int{{1, 5, 3}, {7, 96, 40}, {33, 600, 130}} {
+		for _, sz := range [][3]int{{1, 5, 3}, {7, 96, 40}, {33, 600, 130}, {5, 77, 64}, {40, 2051, 200}, {3, 130, 129}} {
 			T, N, K := sz[0], sz[1], sz[2]
 			w := New("w", dt, N, K)
 			wf := gaussF32(r, N*K)
@@ -63,10 +69,17 @@ func TestMatMulTAdd(t *testing.T) {
 			dy := gaussF32(r, T*N)
 			dx := gaussF32(r, T*K)
 			want := append([]float32(nil), dx...)
-			gemmRef(false, false, T, K, N, 1, dy, N, wide, K, 1, want, K)
-			MatMulTAdd(dx, dy, w, T)
+			dyRef := dy
+			if roundsBF16(w, bf16) {
+				dyRef = make([]float32, len(dy))
+				for i, v := range dy {
+					dyRef[i] = roundBF16(v)
+				}
+			}
+			gemmRef(false, false, T, K, N, 1, dyRef, N, wide, K, 1, want, K)
+			CPU{BF16Products: bf16}.MatMulTAdd(dx, dy, w, T)
 			for i := range dx {
-				if math.Abs(float64(dx[i]-want[i])) > 1e-4*(1+math.Abs(float64(want[i]))) {
+				if math.Abs(float64(dx[i]-want[i])) > 1e-4*(1+math.Abs(float64(want[i]))) || dx[i] != dx[i] {
 					t.Fatalf("%s %v: dx[%d] = %g, want %g", dt, sz, i, dx[i], want[i])
 				}
 			}

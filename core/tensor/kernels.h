@@ -59,13 +59,14 @@ int dt_have_bf16(void);
 // rounded to nearest even, each row zero past k up to ldd.
 void dt_bf16_rows(uint16_t *dst, int64_t ldd, const float *src, int64_t lds, int64_t m, int64_t k);
 
-// dt_gemm_bf16_nt: c(m, n) = a(m, k) · b(n, k)ᵀ, a and b bf16 row-major, c f32,
-// on AVX-512 BF16 (dt_have_bf16 must be true). a's rows must hold an even
-// number of values, zero past k (dt_bf16_rows with ldd even); pack is a
-// scratch of dt_gemm_bf16_pack_len() uint16.
+// dt_gemm_bf16: c(m, n) = a(m, k) · op(b), plus c with acc; op(b) is b(n, k)ᵀ
+// or, with bkn, b(k, n). a and b bf16 row-major, c f32, on AVX-512 BF16
+// (dt_have_bf16 must be true). a's rows must hold an even number of values,
+// zero past k (dt_bf16_rows with ldd even); pack is a scratch of
+// dt_gemm_bf16_pack_len() uint16.
 size_t dt_gemm_bf16_pack_len(void);
-void dt_gemm_bf16_nt(float *c, int64_t ldc, const uint16_t *a, int64_t lda, const uint16_t *b, int64_t ldb,
-                     int64_t m, int64_t n, int64_t k, uint16_t *pack);
+void dt_gemm_bf16(float *c, int64_t ldc, const uint16_t *a, int64_t lda, const uint16_t *b, int64_t ldb,
+                  int64_t m, int64_t n, int64_t k, int bkn, int acc, uint16_t *pack);
 
 // dt_sum_bytes reads n bytes (n a multiple of 64) and returns a checksum; it
 // measures read bandwidth.

@@ -24,12 +24,12 @@ func forEachLevel(t *testing.T, f func(t *testing.T)) {
 // forEachProducts runs f at every kernel level with the bf16 products off,
 // then on (on AVX-512 BF16's kernels at the best level where the CPU has
 // them).
-func forEachProducts(t *testing.T, f func(t *testing.T)) {
+func forEachProducts(t *testing.T, f func(t *testing.T, bf16 bool)) {
 	t.Helper()
-	defer SetBF16Products(BF16Products())
 	for _, on := range []bool{false, true} {
-		SetBF16Products(on)
-		t.Run(map[bool]string{false: "f32", true: "bf16"}[on], func(t *testing.T) { forEachLevel(t, f) })
+		t.Run(map[bool]string{false: "f32", true: "bf16"}[on], func(t *testing.T) {
+			forEachLevel(t, func(t *testing.T) { f(t, on) })
+		})
 	}
 }
 
@@ -94,10 +94,10 @@ func TestWiden(t *testing.T) {
 
 // checkMatMul compares out with matMulRef's; the tolerance is relative to
 // the sum of |x_k·w_nk| (the scale of f32 summation error), 1e-5.
-func checkMatMul(t *testing.T, got []float32, x []float32, w *Tensor, T int) {
+func checkMatMul(t *testing.T, got []float32, x []float32, w *Tensor, T int, bf16 bool) {
 	t.Helper()
 	N, K := w.Rows(), w.Cols()
-	if roundsBF16(w) {
+	if roundsBF16(w, bf16) {
 		// The bf16 products multiply x rounded to bf16; each product of
 		// two bf16 is exact in f32, so against the reference on the
 		// rounded x only the order of the sums differs.
@@ -140,7 +140,7 @@ func TestMatMul(t *testing.T) {
 	defer func(a, b, c int) { matvecTileBytes, matvecMinBytes, gemmTileBytes = a, b, c }(matvecTileBytes, matvecMinBytes, gemmTileBytes)
 	matvecTileBytes, matvecMinBytes, gemmTileBytes = 4096, 1024, 8192
 	r := rand.New(rand.NewPCG(1, 2))
-	forEachProducts(t, func(t *testing.T) {
+	forEachProducts(t, func(t *testing.T, bf16 bool) {
 		for _, dt := range []DType{BF16, F16, F32} {
 			for _, N := range []int{1, 3, 5, 17, 64, 100, 131} {
 				for _, K := range []int{1, 7, 15, 16, 31, 33, 64, 100, 577} {
@@ -151,8 +151,8 @@ func TestMatMul(t *testing.T) {
 						for i := range out {
 							out[i] = float32(math.NaN()) // every element must be written
 						}
-						matMul(out, x, w, T)
-						checkMatMul(t, out, x, w, T)
+						matMul(out, x, w, T, bf16)
+						checkMatMul(t, out, x, w, T, bf16)
 					}
 				}
 			}
@@ -164,7 +164,7 @@ func TestMatMul(t *testing.T) {
 // every path: decode, tiled small-T matvec and sgemm.
 func TestMatMulLarge(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
-	forEachProducts(t, func(t *testing.T) {
+	forEachProducts(t, func(t *testing.T, bf16 bool) {
 		for _, dt := range []DType{BF16, F16, F32} {
 			for _, s := range [][2]int{{576, 576}, {1536, 576}, {576, 1536}, {192, 576}, {1001, 333}, {130, 2051}} {
 				w := randTensor(r, dt, s[0], s[1])
@@ -174,8 +174,8 @@ func TestMatMulLarge(t *testing.T) {
 					for i := range out {
 						out[i] = float32(math.NaN())
 					}
-					CPU{}.MatMul(out, x, w, T)
-					checkMatMul(t, out, x, w, T)
+					CPU{BF16Products: bf16}.MatMul(out, x, w, T)
+					checkMatMul(t, out, x, w, T, bf16)
 				}
 			}
 		}
@@ -399,8 +399,6 @@ func TestMatMulBF16Kernel(t *testing.T) {
 	if !haveBF16Dot || !BF16ProductsFast() {
 		t.Skip("no AVX-512 BF16 on this CPU")
 	}
-	defer SetBF16Products(BF16Products())
-	SetBF16Products(true)
 	r := rand.New(rand.NewPCG(11, 12))
 	for _, s := range [][3]int{{1, 1, 1}, {7, 37, 19}, {13, 200, 1001}, {6, 64, 2048}, {25, 130, 2051}, {64, 129, 577}, {3, 4100, 33}} {
 		T, N, K := s[0], s[1], s[2]
@@ -411,6 +409,6 @@ func TestMatMulBF16Kernel(t *testing.T) {
 			out[i] = float32(math.NaN())
 		}
 		matMulBF16(out, x, w, T)
-		checkMatMul(t, out, x, w, T)
+		checkMatMul(t, out, x, w, T, true)
 	}
 }

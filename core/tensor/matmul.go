@@ -28,8 +28,9 @@ var (
 	gemmTileBytes = 2 << 20
 )
 
-// matMul is the CPU MatMul: out(T, N) = x(T, K) · W(N, K)ᵀ.
-func matMul(out, x []float32, w *Tensor, T int) {
+// matMul is the CPU MatMul: out(T, N) = x(T, K) · W(N, K)ᵀ, with bf16 on
+// the bf16 products (CPU.BF16Products).
+func matMul(out, x []float32, w *Tensor, T int, bf16 bool) {
 	N, K := w.Rows(), w.Cols()
 	if T < 0 || len(x) < T*K || len(out) < T*N || len(w.Data) < N*K*w.DType.Size() {
 		panic(fmt.Sprintf("tensor: MatMul of %s %v (%s, %d bytes) with T=%d needs x of %d floats (have %d) and out of %d (have %d)",
@@ -46,7 +47,7 @@ func matMul(out, x []float32, w *Tensor, T int) {
 	if w.DType == F32 {
 		minT = gemmMinTF32
 	}
-	if roundsBF16(w) {
+	if roundsBF16(w, bf16) {
 		if haveBLAS && T >= minT && haveBF16Dot && kernelLevel() >= levelAVX512 {
 			matMulBF16(out, x, w, T)
 			return

@@ -24,10 +24,10 @@ type CPUMatrix interface {
 // Bytes is the size of the tensor's data.
 func (t *Tensor) Bytes() int64 { return int64(len(t.Data)) }
 
-func (CPU) MatMul(out, x []float32, w Matrix, T int) {
+func (c CPU) MatMul(out, x []float32, w Matrix, T int) {
 	switch w := w.(type) {
 	case *Tensor:
-		matMul(out, x, w, T)
+		matMul(out, x, w, T, c.BF16Products)
 	case CPUMatrix:
 		w.MatMulCPU(out, x, T)
 	default:
@@ -35,10 +35,10 @@ func (CPU) MatMul(out, x []float32, w Matrix, T int) {
 	}
 }
 
-func (CPU) MatMulTAdd(dx, dy []float32, w Matrix, T int) {
+func (c CPU) MatMulTAdd(dx, dy []float32, w Matrix, T int) {
 	switch w := w.(type) {
 	case *Tensor:
-		MatMulTAdd(dx, dy, w, T)
+		matMulTAdd(dx, dy, w, T, c.BF16Products)
 	case CPUMatrix:
 		w.MatMulTAddCPU(dx, dy, T)
 	default:

@@ -34,7 +34,9 @@ func MeasureCopyBandwidth() (bytesPerSec float64) {
 // x(1024, 1024) · W(1024, 1024)ᵀ), in GFLOP/s (2·T·N·K flops). Without cgo it
 // times the pure-Go path at 256×256. Like MeasureCopyBandwidth it collects
 // garbage first.
-func MeasureSgemmGFLOPS() float64 { return measureGEMM(F32, matMul) }
+func MeasureSgemmGFLOPS() float64 {
+	return measureGEMM(F32, func(out, x []float32, w *Tensor, T int) { matMul(out, x, w, T, false) })
+}
 
 // MeasureBF16GFLOPS is MeasureSgemmGFLOPS for the bf16 products' GEMM on
 // AVX-512 BF16 (BF16 weights): the limit of prefill with them on. Zero where

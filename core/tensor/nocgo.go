@@ -65,6 +65,6 @@ var bf16PackLen = 0
 
 func bf16Rows([]uint16, int, []float32, int, int, int) { panic("tensor: bf16 GEMM needs cgo") }
 
-func gemmBF16NT([]float32, int, []uint16, int, []byte, int, int, int, int, []uint16) {
+func gemmBF16([]float32, int, []uint16, int, []byte, int, int, int, int, bool, bool, []uint16) {
 	panic("tensor: bf16 GEMM needs cgo")
 }

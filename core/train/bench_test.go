@@ -11,7 +11,8 @@ import (
 )
 
 // BenchmarkLoRAStep times one checkpointed LoRA step (r=16, all modules) on
-// a random SmolLM2-135M-shaped BF16 model at 256 tokens.
+// a random SmolLM2-135M-shaped BF16 model at 256 tokens;
+// DISTILL_BENCH_CPU_BF16=1 times it with the bf16 products (--cpu-bf16).
 func BenchmarkLoRAStep(b *testing.B) {
 	dir := filepath.Join(os.TempDir(), "distill-bench", "smollm2-135m-bf16")
 	if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); err != nil {
@@ -29,7 +30,7 @@ func BenchmarkLoRAStep(b *testing.B) {
 		b.Fatal(err)
 	}
 	lora.Init(a, 1)
-	be, _ := tensor.Open("cpu")
+	be := tensor.CPU{BF16Products: os.Getenv("DISTILL_BENCH_CPU_BF16") == "1"}
 	net, _ := NewNet(be, m, a)
 	net.Checkpoint = true
 	const seq = 256
