@@ -51,7 +51,7 @@ func runBench(env *Env, args []string) error {
 	sgemm := tensor.MeasureSgemmGFLOPS()
 	peak, peakName := sgemm, "sgemm" // prefill's limit
 	fmt.Fprintf(env.Stdout, "machine: %d threads, copy bandwidth %.1f GB/s, sgemm peak %.0f GFLOP/s", tensor.Threads, bw/1e9, sgemm)
-	if *cpuBF16 && tensor.BF16ProductsFast() && dt == tensor.BF16 && *quantName == "none" {
+	if *cpuBF16 && tensor.BF16ProductsFast() && (dt == tensor.BF16 && *quantName == "none" || *quantName == "nf4") {
 		peak, peakName = tensor.MeasureBF16GFLOPS(), "bf16 GEMM"
 		fmt.Fprintf(env.Stdout, ", bf16 GEMM peak %.0f GFLOP/s (--cpu-bf16)", peak)
 	}

@@ -151,7 +151,7 @@ func (b *Backend) MatMul(out, x []float32, w tensor.Matrix, T int) {
 		// Q8 and any other CPU-only format: its own CPU kernel, until the
 		// device has one.
 		if cm, ok := w.(tensor.CPUMatrix); ok {
-			cm.MatMulCPU(out, x, T)
+			cm.MatMulCPU(out, x, T, false)
 			return
 		}
 		panic(fmt.Sprintf("cuda backend: cannot multiply by %T", w))
@@ -228,7 +228,7 @@ func (b *Backend) MatMulTAdd(dx, dy []float32, w tensor.Matrix, T int) {
 	dense, ok := w.(*tensor.Tensor)
 	if !ok {
 		if cm, ok := w.(tensor.CPUMatrix); ok {
-			cm.MatMulTAddCPU(dx, dy, T)
+			cm.MatMulTAddCPU(dx, dy, T, false)
 			return
 		}
 		panic(fmt.Sprintf("cuda backend: cannot multiply by %T", w))

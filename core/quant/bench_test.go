@@ -90,7 +90,7 @@ func BenchmarkMatVecSingle(b *testing.B) {
 		b.Run(fmt.Sprintf("NF4/%dx%d", s[0], s[1]), func(b *testing.B) {
 			b.SetBytes(int64(q.Bytes()))
 			for range b.N {
-				nf4Matvec(out, q, xp, 0, s[0])
+				nf4Matvec(out, q, xp, 0, s[0], false)
 			}
 		})
 	}

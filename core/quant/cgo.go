@@ -71,19 +71,27 @@ func nf4Dequant(dst []float32, q *NF4, e0, e1 int) {
 	}
 	_ = dst[e1-e0-1]
 	c, a, qa, a2, m, off := nf4Args(q)
-	C.q_nf4_dequant(f32p(dst), c, a, qa, a2, m, off, C.int64_t(e0), C.int64_t(e1))
+	C.q_nf4_dequant(f32p(dst), c, a, qa, a2, m, off, C.int64_t(e0), C.int64_t(e1), 0)
+}
+
+func cbool(b bool) C.int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // nf4DequantTile sets dst[(n-n0)*ldd + k-k0] for rows [n0, n1) and columns
-// [k0, k1) (vectorised for whole blocks, any alignment allowed).
-func nf4DequantTile(dst []float32, ldd int, q *NF4, n0, n1, k0, k1 int) {
+// [k0, k1) (vectorised for whole blocks, any alignment allowed), each value
+// rounded to bf16 with bw.
+func nf4DequantTile(dst []float32, ldd int, q *NF4, n0, n1, k0, k1 int, bw bool) {
 	if n1 <= n0 || k1 <= k0 {
 		return
 	}
 	_ = dst[(n1-n0-1)*ldd+k1-k0-1]
 	c, a, qa, a2, m, off := nf4Args(q)
 	C.q_nf4_dequant_tile(f32p(dst), C.int64_t(ldd), c, a, qa, a2, m, off, C.int64_t(q.Cols),
-		C.int64_t(n0), C.int64_t(n1), C.int64_t(k0), C.int64_t(k1))
+		C.int64_t(n0), C.int64_t(n1), C.int64_t(k0), C.int64_t(k1), cbool(bw))
 }
 
 func nf4XPLen(K int) int { return int(C.q_nf4_xp_len(C.int64_t(K))) }
@@ -97,15 +105,15 @@ func nf4Prep(xp, x []float32) {
 }
 
 // nf4Matvec sets out[n] = W[n, :]·x for n in [n0, n1); Cols % 64 == 0, xp
-// prepared by nf4Prep.
-func nf4Matvec(out []float32, q *NF4, xp []float32, n0, n1 int) {
+// prepared by nf4Prep; with bw each weight is rounded to bf16 first.
+func nf4Matvec(out []float32, q *NF4, xp []float32, n0, n1 int, bw bool) {
 	if n1 <= n0 {
 		return
 	}
 	_ = out[n1-1]
 	_ = xp[q.Cols-1]
 	c, a, qa, a2, m, off := nf4Args(q)
-	C.q_nf4_matvec(f32p(out), c, a, qa, a2, m, off, f32p(xp), C.int64_t(q.Cols), C.int64_t(n0), C.int64_t(n1))
+	C.q_nf4_matvec(f32p(out), c, a, qa, a2, m, off, f32p(xp), C.int64_t(q.Cols), C.int64_t(n0), C.int64_t(n1), cbool(bw))
 }
 
 func q8Quantize(qs []int8, scales []float32, src []byte, dt tensor.DType, n, b0, b1 int) int {

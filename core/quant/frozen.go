@@ -23,11 +23,18 @@ func (f *Quantized) Rows() int    { r, _ := f.Q.Shape(); return r }
 func (f *Quantized) Cols() int    { _, c := f.Q.Shape(); return c }
 func (f *Quantized) Bytes() int64 { return int64(f.Q.Bytes()) }
 
-// MatMulCPU sets out(T, N) = x(T, K)·Wᵀ with fused dequantisation.
-func (f *Quantized) MatMulCPU(out, x []float32, T int) { f.Q.MatMul(out, x, T) }
+// MatMulCPU sets out(T, N) = x(T, K)·Wᵀ with fused dequantisation; with
+// bf16 (the CPU backend's bf16 products) NF4 multiplies its weights rounded
+// to bf16 by x rounded to bf16 (Q8 stays f32).
+func (f *Quantized) MatMulCPU(out, x []float32, T int, bf16 bool) {
+	matMul(f.w.withBF16(bf16), out, x, T)
+}
 
-// MatMulTAddCPU adds dy(T, N)·W to dx(T, K), dequantising tiles of W.
-func (f *Quantized) MatMulTAddCPU(dx, dy []float32, T int) { matMulTAcc(f.w, dx, dy, T, true) }
+// MatMulTAddCPU adds dy(T, N)·W to dx(T, K), dequantising tiles of W (with
+// bf16 as MatMulCPU, dy rounded).
+func (f *Quantized) MatMulTAddCPU(dx, dy []float32, T int, bf16 bool) {
+	matMulTAcc(f.w.withBF16(bf16), dx, dy, T, true)
+}
 
 var _ tensor.CPUMatrix = (*Quantized)(nil)
 
@@ -51,7 +58,7 @@ func Quantize(w *tensor.Tensor, format string, doubleQuant bool) (*Quantized, er
 		if err != nil {
 			return nil, err
 		}
-		return &Quantized{Q: q, w: nf4Weights{q}}, nil
+		return &Quantized{Q: q, w: nf4Weights{q: q}}, nil
 	case "q8":
 		q, err := QuantizeQ8(w)
 		if err != nil {

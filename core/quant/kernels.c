@@ -130,15 +130,32 @@ static float nf4_quant_block_scalar(uint8_t *out, const float *v) {
 	return m;
 }
 
-static void nf4_dequant_scalar(float *dst, const uint8_t *codes, float s, int64_t e0, int64_t e1) {
+// rbf16 rounds a finite f to the nearest bfloat16 (ties to even), kept as
+// an f32: the weights' rounding under the bf16 products (bw), bitsandbytes'
+// dequantisation to a bf16 compute dtype.
+static inline float rbf16(float f) {
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	u = (u + 0x7fffu + ((u >> 16) & 1)) & 0xffff0000u;
+	memcpy(&f, &u, 4);
+	return f;
+}
+
+// nf4_value is code c's value at scale s, rounded to bf16 with bw.
+static inline float nf4_value(int c, float s, int bw) {
+	float v = nf4_code[c] * s;
+	return bw ? rbf16(v) : v;
+}
+
+static void nf4_dequant_scalar(float *dst, const uint8_t *codes, float s, int64_t e0, int64_t e1, int bw) {
 	for (int64_t e = e0; e < e1; e++) {
 		uint8_t c = codes[e >> 1];
 		c = (e & 1) ? (c & 15) : (c >> 4);
-		*dst++ = nf4_code[c] * s;
+		*dst++ = nf4_value(c, s, bw);
 	}
 }
 
-static void nf4_matvec_scalar(float *out, NF4_ARGS, const float *x, int64_t K, int64_t n0, int64_t n1) {
+static void nf4_matvec_scalar(float *out, NF4_ARGS, const float *x, int64_t K, int64_t n0, int64_t n1, int bw) {
 	int64_t nbk = K / 64;
 	for (int64_t n = n0; n < n1; n++) {
 		const uint8_t *p = codes + n * (K / 2);
@@ -147,8 +164,8 @@ static void nf4_matvec_scalar(float *out, NF4_ARGS, const float *x, int64_t K, i
 			float s = NF4_SCALE(n * nbk + j);
 			for (int k = 0; k < 32; k++) {
 				uint8_t c = p[32 * j + k];
-				acc += nf4_code[c >> 4] * s * x[64 * j + 2 * k];
-				acc += nf4_code[c & 15] * s * x[64 * j + 2 * k + 1];
+				acc += nf4_value(c >> 4, s, bw) * x[64 * j + 2 * k];
+				acc += nf4_value(c & 15, s, bw) * x[64 * j + 2 * k + 1];
 			}
 		}
 		out[n] = acc;
@@ -261,11 +278,25 @@ static const int32_t ilv_idx[32] = {
 	8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31,
 };
 
+// rbf16_512 is rbf16 on 16 lanes.
+T512 static inline __m512 rbf16_512(__m512 v) {
+	__m512i u = _mm512_castps_si512(v);
+	__m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+	u = _mm512_add_epi32(u, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff)));
+	return _mm512_castsi512_ps(_mm512_and_si512(u, _mm512_set1_epi32((int)0xffff0000u)));
+}
+
+// nf4_table_512 is the 16 code values at scale s (rounded to bf16 with bw).
+T512 static inline __m512 nf4_table_512(__m512 tab, float s, int bw) {
+	__m512 st = _mm512_mul_ps(tab, _mm512_set1_ps(s));
+	return bw ? rbf16_512(st) : st;
+}
+
 // nf4_dequant_block_512 writes the 64 values of the block whose 32 bytes
 // are at p.
-T512 static inline void nf4_dequant_block_512(float *dst, const uint8_t *p, float s) {
+T512 static inline void nf4_dequant_block_512(float *dst, const uint8_t *p, float s, int bw) {
 	const __m512i lo = _mm512_loadu_si512(ilv_idx), hi = _mm512_loadu_si512(ilv_idx + 16);
-	__m512 st = _mm512_mul_ps(_mm512_loadu_ps(nf4_code), _mm512_set1_ps(s));
+	__m512 st = nf4_table_512(_mm512_loadu_ps(nf4_code), s, bw);
 	for (int h = 0; h < 2; h++) {
 		__m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + 16 * h)));
 		__m512 ev = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), st);
@@ -301,7 +332,7 @@ static const int32_t nf4_shifts[64] = {
 // One row's work on one block: 32 bytes at p, x laid out at xb.
 #define NF4_ROW_512(p, s, a, b)                                                                   \
 	do {                                                                                          \
-		__m512 st_ = _mm512_mul_ps(tab, _mm512_set1_ps(s));                                       \
+		__m512 st_ = nf4_table_512(tab, s, bw);                                                   \
 		__m512i v_ = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(p)));            \
 		a = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srlv_epi32(v_, sh0), st_), x0, a);       \
 		b = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srlv_epi32(v_, sh1), st_), x1, b);       \
@@ -314,7 +345,8 @@ static const int32_t nf4_shifts[64] = {
 #define NF4_SCALE_DQ(b) (dq ? (map2[qabs[b]] * absmax2[(b) >> 8]) + offset : absmax[b])
 
 T512 static inline __attribute__((always_inline)) void nf4_matvec_512(float *out, NF4_ARGS, const float *xp,
-                                                                      int64_t K, int64_t n0, int64_t n1, const int dq) {
+                                                                      int64_t K, int64_t n0, int64_t n1, const int dq,
+                                                                      int bw) {
 	const int64_t nbk = K / 64, rb = K / 2;
 	const __m512 tab = _mm512_loadu_ps(nf4_code);
 	const __m512i sh0 = _mm512_loadu_si512(nf4_shifts), sh1 = _mm512_loadu_si512(nf4_shifts + 16);
@@ -360,12 +392,12 @@ T512 static inline __attribute__((always_inline)) void nf4_matvec_512(float *out
 	}
 }
 
-T512 static void nf4_matvec_512_abs(float *out, NF4_ARGS, const float *xp, int64_t K, int64_t n0, int64_t n1) {
-	nf4_matvec_512(out, NF4_PASS, xp, K, n0, n1, 0);
+T512 static void nf4_matvec_512_abs(float *out, NF4_ARGS, const float *xp, int64_t K, int64_t n0, int64_t n1, int bw) {
+	nf4_matvec_512(out, NF4_PASS, xp, K, n0, n1, 0, bw);
 }
 
-T512 static void nf4_matvec_512_dq(float *out, NF4_ARGS, const float *xp, int64_t K, int64_t n0, int64_t n1) {
-	nf4_matvec_512(out, NF4_PASS, xp, K, n0, n1, 1);
+T512 static void nf4_matvec_512_dq(float *out, NF4_ARGS, const float *xp, int64_t K, int64_t n0, int64_t n1, int bw) {
+	nf4_matvec_512(out, NF4_PASS, xp, K, n0, n1, 1, bw);
 }
 
 T512 static float q8_quant_block_512(int8_t *out, const float *v, int *bad) {
@@ -519,9 +551,29 @@ T256 static inline __m256 lut256(__m256i idx, __m256 lo, __m256 hi) {
 	                        _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
 }
 
-T256 static inline void nf4_dequant_block_256(float *dst, const uint8_t *p, float s) {
+// rbf16_256 is rbf16 on 8 lanes.
+T256 static inline __m256 rbf16_256(__m256 v) {
+	__m256i u = _mm256_castps_si256(v);
+	__m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+	u = _mm256_add_epi32(u, _mm256_add_epi32(odd, _mm256_set1_epi32(0x7fff)));
+	return _mm256_castsi256_ps(_mm256_and_si256(u, _mm256_set1_epi32((int)0xffff0000u)));
+}
+
+// nf4_tables_256 sets the 16 code values at scale s (rounded to bf16 with
+// bw), in two halves.
+T256 static inline void nf4_tables_256(__m256 *lo, __m256 *hi, __m256 tlo, __m256 thi, float s, int bw) {
 	__m256 vs = _mm256_set1_ps(s);
-	__m256 lo = _mm256_mul_ps(_mm256_loadu_ps(nf4_code), vs), hi = _mm256_mul_ps(_mm256_loadu_ps(nf4_code + 8), vs);
+	*lo = _mm256_mul_ps(tlo, vs);
+	*hi = _mm256_mul_ps(thi, vs);
+	if (bw) {
+		*lo = rbf16_256(*lo);
+		*hi = rbf16_256(*hi);
+	}
+}
+
+T256 static inline void nf4_dequant_block_256(float *dst, const uint8_t *p, float s, int bw) {
+	__m256 lo, hi;
+	nf4_tables_256(&lo, &hi, _mm256_loadu_ps(nf4_code), _mm256_loadu_ps(nf4_code + 8), s, bw);
 	for (int q = 0; q < 4; q++) {
 		__m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + 8 * q)));
 		__m256 ev = lut256(_mm256_srli_epi32(v, 4), lo, hi);
@@ -546,8 +598,8 @@ T256 static void nf4_prep_256(float *xp, const float *x, int64_t K) {
 // One row's block in AVX2, two rows at a time (16 ymm registers).
 #define NF4_ROW_256(p, s, a, b)                                                                   \
 	do {                                                                                          \
-		__m256 vs_ = _mm256_set1_ps(s);                                                           \
-		__m256 lo_ = _mm256_mul_ps(tlo, vs_), hi_ = _mm256_mul_ps(thi, vs_);                      \
+		__m256 lo_, hi_;                                                                          \
+		nf4_tables_256(&lo_, &hi_, tlo, thi, s, bw);                                              \
 		for (int q = 0; q < 4; q++) {                                                             \
 			__m256i v_ = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)((p) + 8 * q)));   \
 			a = _mm256_fmadd_ps(lut256(_mm256_srli_epi32(v_, 4), lo_, hi_), _mm256_loadu_ps(xb + 16 * q), a); \
@@ -557,7 +609,8 @@ T256 static void nf4_prep_256(float *xp, const float *x, int64_t K) {
 	} while (0)
 
 T256 static inline __attribute__((always_inline)) void nf4_matvec_256(float *out, NF4_ARGS, const float *xp,
-                                                                      int64_t K, int64_t n0, int64_t n1, const int dq) {
+                                                                      int64_t K, int64_t n0, int64_t n1, const int dq,
+                                                                      int bw) {
 	const int64_t nbk = K / 64, rb = K / 2;
 	const __m256 tlo = _mm256_loadu_ps(nf4_code), thi = _mm256_loadu_ps(nf4_code + 8);
 	const __m256i m15 = _mm256_set1_epi32(15);
@@ -586,12 +639,12 @@ T256 static inline __attribute__((always_inline)) void nf4_matvec_256(float *out
 	}
 }
 
-T256 static void nf4_matvec_256_abs(float *out, NF4_ARGS, const float *xp, int64_t K, int64_t n0, int64_t n1) {
-	nf4_matvec_256(out, NF4_PASS, xp, K, n0, n1, 0);
+T256 static void nf4_matvec_256_abs(float *out, NF4_ARGS, const float *xp, int64_t K, int64_t n0, int64_t n1, int bw) {
+	nf4_matvec_256(out, NF4_PASS, xp, K, n0, n1, 0, bw);
 }
 
-T256 static void nf4_matvec_256_dq(float *out, NF4_ARGS, const float *xp, int64_t K, int64_t n0, int64_t n1) {
-	nf4_matvec_256(out, NF4_PASS, xp, K, n0, n1, 1);
+T256 static void nf4_matvec_256_dq(float *out, NF4_ARGS, const float *xp, int64_t K, int64_t n0, int64_t n1, int bw) {
+	nf4_matvec_256(out, NF4_PASS, xp, K, n0, n1, 1, bw);
 }
 
 T256 static float q8_quant_block_256(int8_t *out, const float *v, int *bad) {
@@ -727,7 +780,7 @@ int64_t q_nf4_quantize(uint8_t *codes, float *absmax, const void *src, int dt, i
 	return -1;
 }
 
-void q_nf4_dequant(float *dst, NF4_ARGS, int64_t e0, int64_t e1) {
+void q_nf4_dequant(float *dst, NF4_ARGS, int64_t e0, int64_t e1, int bw) {
 	int64_t e = e0;
 	while (e < e1) {
 		int64_t b = e / 64, end = 64 * (b + 1) < e1 ? 64 * (b + 1) : e1;
@@ -735,20 +788,20 @@ void q_nf4_dequant(float *dst, NF4_ARGS, int64_t e0, int64_t e1) {
 #if Q_X86
 		if (e == 64 * b && end == e + 64 && q_level >= Q_AVX2) {
 			if (q_level == Q_AVX512)
-				nf4_dequant_block_512(dst, codes + 32 * b, s);
+				nf4_dequant_block_512(dst, codes + 32 * b, s, bw);
 			else
-				nf4_dequant_block_256(dst, codes + 32 * b, s);
+				nf4_dequant_block_256(dst, codes + 32 * b, s, bw);
 		} else
 #endif
-			nf4_dequant_scalar(dst, codes, s, e, end);
+			nf4_dequant_scalar(dst, codes, s, e, end, bw);
 		dst += end - e;
 		e = end;
 	}
 }
 
 void q_nf4_dequant_tile(float *dst, int64_t ldd, NF4_ARGS, int64_t K, int64_t n0, int64_t n1,
-                        int64_t k0, int64_t k1) {
-	for (int64_t n = n0; n < n1; n++) q_nf4_dequant(dst + (n - n0) * ldd, NF4_PASS, n * K + k0, n * K + k1);
+                        int64_t k0, int64_t k1, int bw) {
+	for (int64_t n = n0; n < n1; n++) q_nf4_dequant(dst + (n - n0) * ldd, NF4_PASS, n * K + k0, n * K + k1, bw);
 }
 
 size_t q_nf4_xp_len(int64_t K) { return (size_t)K; }
@@ -767,24 +820,24 @@ void q_nf4_prep(float *xp, const float *x, int64_t K) {
 	memcpy(xp, x, (size_t)K * 4);
 }
 
-void q_nf4_matvec(float *out, NF4_ARGS, const float *xp, int64_t K, int64_t n0, int64_t n1) {
+void q_nf4_matvec(float *out, NF4_ARGS, const float *xp, int64_t K, int64_t n0, int64_t n1, int bw) {
 #if Q_X86
 	if (q_level == Q_AVX512) {
 		if (absmax)
-			nf4_matvec_512_abs(out, NF4_PASS, xp, K, n0, n1);
+			nf4_matvec_512_abs(out, NF4_PASS, xp, K, n0, n1, bw);
 		else
-			nf4_matvec_512_dq(out, NF4_PASS, xp, K, n0, n1);
+			nf4_matvec_512_dq(out, NF4_PASS, xp, K, n0, n1, bw);
 		return;
 	}
 	if (q_level == Q_AVX2) {
 		if (absmax)
-			nf4_matvec_256_abs(out, NF4_PASS, xp, K, n0, n1);
+			nf4_matvec_256_abs(out, NF4_PASS, xp, K, n0, n1, bw);
 		else
-			nf4_matvec_256_dq(out, NF4_PASS, xp, K, n0, n1);
+			nf4_matvec_256_dq(out, NF4_PASS, xp, K, n0, n1, bw);
 		return;
 	}
 #endif
-	nf4_matvec_scalar(out, NF4_PASS, xp, K, n0, n1);
+	nf4_matvec_scalar(out, NF4_PASS, xp, K, n0, n1, bw);
 }
 
 int64_t q_q8_quantize(int8_t *qs, float *scales, const void *src, int dt, int64_t n,

@@ -71,13 +71,15 @@ func (d Dense) DequantizeRows(r0, r1 int, dst []float32) {
 // denseWeights adapts a 16-bit tensor to matMulT's tiling.
 type denseWeights struct{ w *tensor.Tensor }
 
-func (w denseWeights) name() string         { return w.w.Name }
-func (w denseWeights) shape() (int, int)    { return w.w.Rows(), w.w.Cols() }
-func (w denseWeights) fused() bool          { return false }
-func (w denseWeights) colAlign() int        { return 16 }
-func (w denseWeights) rowBytes() int        { return w.w.Cols() * w.w.DType.Size() }
-func (w denseWeights) prepLen(K int) int    { return 0 }
-func (w denseWeights) prep(xp, x []float32) {}
+func (w denseWeights) name() string          { return w.w.Name }
+func (w denseWeights) shape() (int, int)     { return w.w.Rows(), w.w.Cols() }
+func (w denseWeights) fused() bool           { return false }
+func (w denseWeights) roundsBF16() bool      { return false } // Dense is the f32 reference
+func (w denseWeights) withBF16(bool) weights { return w }
+func (w denseWeights) colAlign() int         { return 16 }
+func (w denseWeights) rowBytes() int         { return w.w.Cols() * w.w.DType.Size() }
+func (w denseWeights) prepLen(K int) int     { return 0 }
+func (w denseWeights) prep(xp, x []float32)  {}
 func (w denseWeights) matvec(out, xp []float32, n0, n1 int) {
 	panic("quant: denseWeights has no fused matvec")
 }

@@ -42,6 +42,10 @@ type weights interface {
 	// dequantTile sets dst[(n-n0)*ldd + k-k0] for rows [n0, n1), columns
 	// [k0, k1).
 	dequantTile(dst []float32, ldd, n0, n1, k0, k1 int)
+	// roundsBF16 says whether matvec and dequantTile round each weight to
+	// bf16 (the bf16 products); withBF16 returns the matrix so.
+	roundsBF16() bool
+	withBF16(on bool) weights
 }
 
 // matMul computes out(T, N) = x(T, K) · W(N, K)ᵀ.
@@ -57,6 +61,17 @@ func matMul(w weights, out, x []float32, T int) {
 	if K == 0 {
 		clear(out[:T*N])
 		return
+	}
+	if w.roundsBF16() {
+		if haveBLAS && T >= gemmMinT && tensor.BF16ProductsFast() {
+			matMulBF16(w, out, x, T)
+			return
+		}
+		// The same products on the f32 kernels: the weights come rounded,
+		// x is rounded here.
+		xs := tensor.GetScratch(T * K)
+		defer tensor.PutScratch(xs)
+		x = roundedCopy((*xs)[:T*K], x[:T*K])
 	}
 	if w.fused() && (T < gemmMinT || !haveBLAS) {
 		matVec(w, out, x, T)
@@ -134,6 +149,15 @@ func matMulTAcc(w weights, dx, dy []float32, T int, acc bool) {
 		}
 		return
 	}
+	if w.roundsBF16() {
+		if haveBLAS && tensor.BF16ProductsFast() {
+			matMulTBF16(w, dx, dy, T, acc)
+			return
+		}
+		ys := tensor.GetScratch(T * N)
+		defer tensor.PutScratch(ys)
+		dy = roundedCopy((*ys)[:T*N], dy[:T*N])
+	}
 	a := w.colAlign()
 	if K/a >= tensor.Threads || T < tensor.Threads {
 		tensor.ParallelChunks(K, a, a, func(k0, k1 int) { gemmT(w, dx, dy, T, k0, k1, acc) })
@@ -160,4 +184,96 @@ func gemmT(w weights, dx, dy []float32, T, k0, k1 int, acc bool) {
 		}
 		sgemmNN(T, kw, b-a, dy[a:], N, tile, kw, dx[k0:], K, beta)
 	}
+}
+
+// roundedCopy sets dst to src rounded to bf16 and returns it.
+func roundedCopy(dst, src []float32) []float32 {
+	copy(dst, src)
+	roundBF16(dst)
+	return dst
+}
+
+// bf16Tiles is a worker's scratch for the bf16 products: a dequantised f32
+// tile (its values already bf16), the same as bf16, and the GEMM's pack.
+type bf16Tiles struct{ f, h, pack *[]float32 }
+
+func getBF16Tiles(n int) bf16Tiles {
+	return bf16Tiles{tensor.GetScratch(n), tensor.GetScratch((n + 1) / 2), tensor.GetScratch(tensor.BF16PackLen() / 2)}
+}
+
+func (b bf16Tiles) put() {
+	tensor.PutScratch(b.f)
+	tensor.PutScratch(b.h)
+	tensor.PutScratch(b.pack)
+}
+
+// tile dequantises rows [n0, n1), columns [k0, k1) of w (weights rounded to
+// bf16) and returns them as bf16, kw = k1-k0 per row.
+func (b bf16Tiles) tile(w weights, n0, n1, k0, k1 int) []uint16 {
+	kw := k1 - k0
+	f := (*b.f)[:(n1-n0)*kw]
+	w.dequantTile(f, kw, n0, n1, k0, k1)
+	h := tensor.AsU16(*b.h)[:(n1-n0)*kw]
+	tensor.RoundRowsBF16(h, kw, f, kw, n1-n0, kw) // exact: the values are bf16
+	return h
+}
+
+// bf16RowsOf rounds the T rows of v (n each) into a bf16 scratch with rows
+// padded to an even length; put the scratch back when done.
+func bf16RowsOf(v []float32, T, n int) ([]uint16, int, *[]float32) {
+	np := (n + 1) &^ 1
+	s := tensor.GetScratch((T*np + 1) / 2)
+	vb := tensor.AsU16(*s)[:T*np]
+	tensor.ParallelFor(T, max(1, 65536/np), func(lo, hi int) {
+		tensor.RoundRowsBF16(vb[lo*np:hi*np], np, v[lo*n:hi*n], n, hi-lo, n)
+	})
+	return vb, np, s
+}
+
+// matMulBF16 is matMul on AVX-512 BF16: x rounded once, each worker
+// dequantising tiles of W's rows (rounded to bf16) for the GEMM.
+func matMulBF16(w weights, out, x []float32, T int) {
+	N, K := w.shape()
+	xb, kp, xs := bf16RowsOf(x, T, K)
+	defer tensor.PutScratch(xs)
+	rows := func(out []float32, xb []uint16, T, n0, n1 int) {
+		nb := max(16, gemmTileBytes/(4*K)&^15)
+		b := getBF16Tiles(min(nb, n1-n0) * K)
+		defer b.put()
+		for a := n0; a < n1; a += nb {
+			e := min(a+nb, n1)
+			tensor.GemmBF16(out[a:], N, xb, kp, b.tile(w, a, e, 0, K), K, T, e-a, K, false, false, tensor.AsU16(*b.pack))
+		}
+	}
+	if N < 64*tensor.Threads && T >= 2*tensor.Threads {
+		tensor.ParallelChunks(T, 1, 1, func(lo, hi int) { rows(out[lo*N:hi*N], xb[lo*kp:hi*kp], hi-lo, 0, N) })
+		return
+	}
+	tensor.ParallelChunks(N, 16, 16, func(lo, hi int) { rows(out, xb, T, lo, hi) })
+}
+
+// matMulTBF16 is matMulTAcc on AVX-512 BF16: dy rounded once, each worker
+// owning columns of dx and dequantising those columns of every tile of W's
+// rows, which the GEMM reads as b(k = rows, n = columns).
+func matMulTBF16(w weights, dx, dy []float32, T int, acc bool) {
+	N, K := w.shape()
+	yb, np, ys := bf16RowsOf(dy, T, N)
+	defer tensor.PutScratch(ys)
+	cols := func(dx []float32, yb []uint16, T, k0, k1 int) {
+		kw := k1 - k0
+		nb := max(16, gemmTileBytes/(4*kw)&^15)
+		b := getBF16Tiles(min(nb, N) * kw)
+		defer b.put()
+		for a := 0; a < N; a += nb {
+			e := min(a+nb, N)
+			tensor.GemmBF16(dx[k0:], K, yb[a:], np, b.tile(w, a, e, k0, k1), kw, T, kw, e-a, true, acc || a > 0,
+				tensor.AsU16(*b.pack))
+		}
+	}
+	al := w.colAlign()
+	if K/al >= tensor.Threads || T < tensor.Threads {
+		tensor.ParallelChunks(K, al, al, func(k0, k1 int) { cols(dx, yb, T, k0, k1) })
+		return
+	}
+	tensor.ParallelChunks(T, 1, 1, func(lo, hi int) { cols(dx[lo*K:hi*K], yb[lo*np:hi*np], hi-lo, 0, K) })
 }

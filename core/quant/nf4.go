@@ -231,28 +231,34 @@ func (q *NF4) QuantError(w *tensor.Tensor) (maxAbs, rms float64) {
 // MatMul computes out(T, N) = x(T, K) · W(N, K)ᵀ, N = Rows, K = Cols: T == 1
 // (decode) and small T with the fused dequant-and-dot kernel when K is a
 // multiple of 64, otherwise sgemm on dequantised tiles of rows.
-func (q *NF4) MatMul(out, x []float32, T int) { matMul(nf4Weights{q}, out, x, T) }
+func (q *NF4) MatMul(out, x []float32, T int) { matMul(nf4Weights{q: q}, out, x, T) }
 
 // MatMulT computes dx(T, K) = dy(T, N) · W(N, K), the product with the
 // transpose that the backward pass through a frozen weight needs, with sgemm
 // on dequantised tiles.
-func (q *NF4) MatMulT(dx, dy []float32, T int) { matMulT(nf4Weights{q}, dx, dy, T) }
+func (q *NF4) MatMulT(dx, dy []float32, T int) { matMulT(nf4Weights{q: q}, dx, dy, T) }
 
-// nf4Weights adapts *NF4 to the tiling of matmul.go.
-type nf4Weights struct{ q *NF4 }
+// nf4Weights adapts *NF4 to the tiling of matmul.go; with bf16 (the bf16
+// products) every kernel rounds each dequantised weight to bf16.
+type nf4Weights struct {
+	q    *NF4
+	bf16 bool
+}
 
-func (w nf4Weights) name() string      { return w.q.Name }
-func (w nf4Weights) shape() (int, int) { return w.q.Rows, w.q.Cols }
-func (w nf4Weights) fused() bool       { return w.q.Cols%NF4BlockSize == 0 }
-func (w nf4Weights) colAlign() int     { return NF4BlockSize }
-func (w nf4Weights) rowBytes() int     { return (w.q.Cols + 1) / 2 }
-func (w nf4Weights) prepLen(K int) int { return nf4XPLen(K) }
+func (w nf4Weights) roundsBF16() bool         { return w.bf16 }
+func (w nf4Weights) withBF16(on bool) weights { return nf4Weights{w.q, on} }
+func (w nf4Weights) name() string             { return w.q.Name }
+func (w nf4Weights) shape() (int, int)        { return w.q.Rows, w.q.Cols }
+func (w nf4Weights) fused() bool              { return w.q.Cols%NF4BlockSize == 0 }
+func (w nf4Weights) colAlign() int            { return NF4BlockSize }
+func (w nf4Weights) rowBytes() int            { return (w.q.Cols + 1) / 2 }
+func (w nf4Weights) prepLen(K int) int        { return nf4XPLen(K) }
 func (w nf4Weights) prep(xp, x []float32) {
 	nf4Prep(xp, x)
 }
-func (w nf4Weights) matvec(out, xp []float32, n0, n1 int) { nf4Matvec(out, w.q, xp, n0, n1) }
+func (w nf4Weights) matvec(out, xp []float32, n0, n1 int) { nf4Matvec(out, w.q, xp, n0, n1, w.bf16) }
 func (w nf4Weights) dequantTile(dst []float32, ldd, n0, n1, k0, k1 int) {
-	nf4DequantTile(dst, ldd, w.q, n0, n1, k0, k1)
+	nf4DequantTile(dst, ldd, w.q, n0, n1, k0, k1, w.bf16)
 }
 
 // quantError is QuantError for any dequantisable weight.

@@ -29,14 +29,33 @@ func nf4Quantize(codes []byte, absmax []float32, src []byte, dt tensor.DType, n,
 
 func nf4Dequant(dst []float32, q *NF4, e0, e1 int) { nf4DequantRef(dst, q, e0, e1) }
 
-func nf4DequantTile(dst []float32, ldd int, q *NF4, n0, n1, k0, k1 int) {
+func nf4DequantTile(dst []float32, ldd int, q *NF4, n0, n1, k0, k1 int, bw bool) {
 	nf4DequantTileRef(dst, ldd, q, n0, n1, k0, k1)
+	if bw {
+		for n := 0; n < n1-n0; n++ {
+			roundBF16(dst[n*ldd : n*ldd+k1-k0])
+		}
+	}
 }
 
 func nf4XPLen(K int) int      { return K }
 func nf4Prep(xp, x []float32) { copy(xp, x) }
 
-func nf4Matvec(out []float32, q *NF4, xp []float32, n0, n1 int) { nf4MatvecRef(out, q, xp, n0, n1) }
+func nf4Matvec(out []float32, q *NF4, xp []float32, n0, n1 int, bw bool) {
+	if !bw {
+		nf4MatvecRef(out, q, xp, n0, n1)
+		return
+	}
+	row := make([]float32, q.Cols)
+	for n := n0; n < n1; n++ {
+		nf4DequantTile(row, q.Cols, q, n, n+1, 0, q.Cols, true)
+		var s float32
+		for k, w := range row {
+			s += w * xp[k]
+		}
+		out[n] = s
+	}
+}
 
 func q8Quantize(qs []int8, scales []float32, src []byte, dt tensor.DType, n, b0, b1 int) int {
 	return q8QuantizeRef(qs, scales, src, dt, n, b0, b1)

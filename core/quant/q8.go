@@ -85,6 +85,11 @@ func (q *Q8) MatMulT(dx, dy []float32, T int) { matMulT(q8Weights{q}, dx, dy, T)
 
 type q8Weights struct{ q *Q8 }
 
+// Q8 keeps f32 products under the bf16 products: its kernels scale a
+// block's dot product, not each weight, so there is no weight to round.
+func (w q8Weights) roundsBF16() bool      { return false }
+func (w q8Weights) withBF16(bool) weights { return w }
+
 func (w q8Weights) name() string                         { return w.q.Name }
 func (w q8Weights) shape() (int, int)                    { return w.q.Rows, w.q.Cols }
 func (w q8Weights) fused() bool                          { return w.q.Cols%Q8BlockSize == 0 }

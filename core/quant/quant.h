@@ -53,13 +53,16 @@ void q_nf4_tables(float *code, float *mid);
 int64_t q_nf4_quantize(uint8_t *codes, float *absmax, const void *src, int dt, int64_t n,
                        int64_t b0, int64_t b1);
 
-// q_nf4_dequant sets dst[i] = value of element e0 + i for e0 + i < e1.
-void q_nf4_dequant(float *dst, NF4_ARGS, int64_t e0, int64_t e1);
+// q_nf4_dequant sets dst[i] = value of element e0 + i for e0 + i < e1. With
+// bw, every NF4 kernel rounds each value to the nearest bfloat16 (ties to
+// even; the value is finite): the weights the bf16 products multiply, as
+// bitsandbytes dequantises to a bf16 compute dtype.
+void q_nf4_dequant(float *dst, NF4_ARGS, int64_t e0, int64_t e1, int bw);
 
 // q_nf4_dequant_tile sets dst[(n-n0)*ldd + (k-k0)] for rows [n0, n1) and
 // columns [k0, k1) of an (N, K) NF4 matrix with K, k0 and k1 multiples of 64.
 void q_nf4_dequant_tile(float *dst, int64_t ldd, NF4_ARGS, int64_t K, int64_t n0, int64_t n1,
-                        int64_t k0, int64_t k1);
+                        int64_t k0, int64_t k1, int bw);
 
 // q_nf4_matvec sets out[n] = W[n, :]·x for rows [n0, n1) of an (N, K) NF4
 // matrix with K a multiple of 64, reading each packed byte once. xp holds x
@@ -67,7 +70,7 @@ void q_nf4_dequant_tile(float *dst, int64_t ldd, NF4_ARGS, int64_t K, int64_t n0
 // floats).
 size_t q_nf4_xp_len(int64_t K);
 void q_nf4_prep(float *xp, const float *x, int64_t K);
-void q_nf4_matvec(float *out, NF4_ARGS, const float *xp, int64_t K, int64_t n0, int64_t n1);
+void q_nf4_matvec(float *out, NF4_ARGS, const float *xp, int64_t K, int64_t n0, int64_t n1, int bw);
 
 // ---- Q8 --------------------------------------------------------------------
 //

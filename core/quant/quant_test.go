@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -232,7 +233,7 @@ func TestDequantizeRows(t *testing.T) {
 		tile := make([]float32, s[0]*s[1])
 		ref := make([]float32, s[0]*s[1])
 		k0, k1 := s[1]/3, s[1]-s[1]/5
-		nf4DequantTile(tile, k1-k0, q, 1, s[0], k0, k1)
+		nf4DequantTile(tile, k1-k0, q, 1, s[0], k0, k1, false)
 		nf4DequantTileRef(ref, k1-k0, q, 1, s[0], k0, k1)
 		sameF32(t, fmt.Sprintf("NF4 tile %v cols [%d, %d)", s, k0, k1), tile[:(s[0]-1)*(k1-k0)], ref[:(s[0]-1)*(k1-k0)])
 	}
@@ -390,11 +391,65 @@ func TestMatvecKernels(t *testing.T) {
 				xp := make([]float32, nf4XPLen(K))
 				nf4Prep(xp, x)
 				got := make([]float32, N)
-				nf4Matvec(got, q, xp, 1, N)
+				nf4Matvec(got, q, xp, 1, N, false)
 				checkClose(t, fmt.Sprintf("NF4 dq=%v %v", dq, s), got[1:], want[1:], scale[1:])
 				q8Matvec(got, q8, x, 2, N)
 				checkClose(t, fmt.Sprintf("Q8 %v", s), got[2:], want8[2:], scale8[2:])
 			})
 		}
 	}
+}
+
+// TestBF16Products runs NF4's products with the CPU backend's bf16 products
+// at every kernel level (on AVX-512 BF16's GEMM at the best level where the
+// CPU has it; T = 1 and 3 through the fused matvec): the reference rounds
+// each dequantised weight and each input to bf16 (what bitsandbytes'
+// bf16 compute dtype multiplies) and sums in f64, so only the order of the
+// sums may differ. Q8 keeps its f32 products under the flag.
+func TestBF16Products(t *testing.T) {
+	r := rand.New(rand.NewPCG(15, 16))
+	forEachLevel(t, func(t *testing.T) {
+		for _, s := range append(testShapes, [2]int{1100, 320}) {
+			N, K := s[0], s[1]
+			w := randWeights(r, tensor.BF16, N, K)
+			for _, dq := range []bool{false, true} {
+				q, err := QuantizeNF4(w, dq)
+				if err != nil {
+					t.Fatal(err)
+				}
+				f := &Quantized{Q: q, w: nf4Weights{q: q}}
+				deq := make([]float32, N*K)
+				q.DequantizeRows(0, N, deq)
+				roundBF16(deq)
+				for _, T := range []int{1, 3, 64} {
+					x := randF32(r, T*K)
+					xr := roundedCopy(make([]float32, len(x)), x)
+					want, scale := naiveMatMul(xr, deq, T, N, K)
+					out := make([]float32, T*N)
+					f.MatMulCPU(out, x, T, true)
+					checkClose(t, fmt.Sprintf("NF4 dq=%v %dx%d bf16 MatMul T=%d", dq, N, K, T), out, want, scale)
+
+					dy := randF32(r, T*N)
+					dyr := roundedCopy(make([]float32, len(dy)), dy)
+					wantT, scaleT := naiveMatMulT(dyr, deq, T, N, K)
+					dx := make([]float32, T*K)
+					for i := range dx {
+						dx[i] = 1 // MatMulTAddCPU accumulates
+						wantT[i]++
+						scaleT[i]++
+					}
+					f.MatMulTAddCPU(dx, dy, T, true)
+					checkClose(t, fmt.Sprintf("NF4 dq=%v %dx%d bf16 MatMulTAdd T=%d", dq, N, K, T), dx, wantT, scaleT)
+				}
+			}
+			q8, _ := Quantize(w, "q8", false)
+			x := randF32(r, 3*K)
+			a, b := make([]float32, 3*N), make([]float32, 3*N)
+			q8.MatMulCPU(a, x, 3, false)
+			q8.MatMulCPU(b, x, 3, true)
+			if !slices.Equal(a, b) {
+				t.Errorf("Q8 %dx%d: the bf16 flag changed its products", N, K)
+			}
+		}
+	})
 }

@@ -166,3 +166,11 @@ func sgemmNNRef(m, n, k int, a []float32, lda int, b []float32, ldb int, c []flo
 		}
 	}
 }
+
+// roundBF16 rounds each value of v to the nearest bfloat16 (ties to even):
+// the weights and inputs of the bf16 products.
+func roundBF16(v []float32) {
+	for i, f := range v {
+		v[i] = tensor.BF16ToF32(tensor.F32ToBF16(f))
+	}
+}

@@ -30,8 +30,8 @@ func bf16Rows(dst []uint16, ldd int, src []float32, lds, m, k int) {
 }
 
 // gemmBF16 sets c(m, n) = a(m, k) · op(b), or adds it to c with acc: op(b)
-// is b(n, k)ᵀ, or with bkn b(k, n). a is bf16 with rows of lda (even) values
-// zero past k, b bf16 bytes with rows of ldb values, c f32 with rows ldc
+// is b(n, k)ᵀ, or with bkn b(k, n). a is bf16 with rows lda (even) apart,
+// finite past an odd k (the kernel multiplies that value by zero), b bf16 bytes with rows of ldb values, c f32 with rows ldc
 // apart. pack is a scratch of bf16PackLen.
 func gemmBF16(c []float32, ldc int, a []uint16, lda int, b []byte, ldb int, m, n, k int, bkn, acc bool, pack []uint16) {
 	if m == 0 || n == 0 {
@@ -40,7 +40,7 @@ func gemmBF16(c []float32, ldc int, a []uint16, lda int, b []byte, ldb int, m, n
 	if lda&1 != 0 || lda < k || !haveBF16Dot {
 		panic("tensor: gemmBF16 needs AVX-512 BF16 and a's rows padded to an even length")
 	}
-	_ = a[(m-1)*lda+lda-1]
+	_ = a[(m-1)*lda+(k+1)&^1-1] // an odd k's pair reads the pad after it
 	if bkn {
 		_ = b[2*((k-1)*ldb+n)-1]
 	} else {

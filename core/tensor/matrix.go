@@ -15,10 +15,11 @@ type Matrix interface {
 // formats, whose decode must fuse dequantisation with the dot product.
 type CPUMatrix interface {
 	Matrix
-	// MatMulCPU sets out(T, Rows) = x(T, Cols) · Wᵀ.
-	MatMulCPU(out, x []float32, T int)
-	// MatMulTAddCPU adds dy(T, Rows) · W to dx(T, Cols).
-	MatMulTAddCPU(dx, dy []float32, T int)
+	// MatMulCPU sets out(T, Rows) = x(T, Cols) · Wᵀ, with bf16 as
+	// CPU.BF16Products asks (where the format has a bf16 form).
+	MatMulCPU(out, x []float32, T int, bf16 bool)
+	// MatMulTAddCPU adds dy(T, Rows) · W to dx(T, Cols), bf16 likewise.
+	MatMulTAddCPU(dx, dy []float32, T int, bf16 bool)
 }
 
 // Bytes is the size of the tensor's data.
@@ -29,7 +30,7 @@ func (c CPU) MatMul(out, x []float32, w Matrix, T int) {
 	case *Tensor:
 		matMul(out, x, w, T, c.BF16Products)
 	case CPUMatrix:
-		w.MatMulCPU(out, x, T)
+		w.MatMulCPU(out, x, T, c.BF16Products)
 	default:
 		panic(fmt.Sprintf("tensor: the cpu backend cannot multiply by %T", w))
 	}
@@ -40,7 +41,7 @@ func (c CPU) MatMulTAdd(dx, dy []float32, w Matrix, T int) {
 	case *Tensor:
 		matMulTAdd(dx, dy, w, T, c.BF16Products)
 	case CPUMatrix:
-		w.MatMulTAddCPU(dx, dy, T)
+		w.MatMulTAddCPU(dx, dy, T, c.BF16Products)
 	default:
 		panic(fmt.Sprintf("tensor: the cpu backend cannot multiply by %T", w))
 	}

@@ -15,6 +15,11 @@ func asU16(s []float32) []uint16 {
 	return unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(s))), 2*len(s))
 }
 
+// u16Bytes views bf16 values as their bytes (a Tensor's Data layout).
+func u16Bytes(s []uint16) []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s))), 2*len(s))
+}
+
 // matMulBF16 is matMulGEMM on the bf16 products: x is rounded to bf16 once
 // (rows padded to an even length), then the columns of out — or its rows,
 // when W has few — are split over the workers, each packing strips of W

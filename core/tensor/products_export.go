@@ -1,0 +1,23 @@
+package tensor
+
+// The bf16 products' kernels, for core/quant's dequantised tiles.
+
+// RoundRowsBF16 sets the m rows of dst (ldd apart) to src's m rows of k
+// (lds apart) rounded to bf16 (nearest even), zero from k up to ldd.
+func RoundRowsBF16(dst []uint16, ldd int, src []float32, lds, m, k int) {
+	bf16Rows(dst, ldd, src, lds, m, k)
+}
+
+// GemmBF16 sets c(m, n) = a(m, k) · op(b), or adds it to c with acc, on
+// AVX-512 BF16 (BF16ProductsFast must hold): op(b) is b(n, k)ᵀ, or with bkn
+// b(k, n). a's rows are lda (even) apart and finite past an odd k; pack is
+// a scratch of BF16PackLen values.
+func GemmBF16(c []float32, ldc int, a []uint16, lda int, b []uint16, ldb int, m, n, k int, bkn, acc bool, pack []uint16) {
+	gemmBF16(c, ldc, a, lda, u16Bytes(b), ldb, m, n, k, bkn, acc, pack)
+}
+
+// BF16PackLen is the length of GemmBF16's pack scratch.
+func BF16PackLen() int { return bf16PackLen }
+
+// AsU16 views a float32 scratch (GetScratch) as twice as many uint16.
+func AsU16(s []float32) []uint16 { return asU16(s) }
