@@ -129,3 +129,23 @@ func attnKernel(out, q, k, v []float32, g, qStride, n, kvStride, hd int, scale f
 func sumBytes(b []byte) uint64 {
 	return uint64(C.dt_sum_bytes(unsafe.Pointer(unsafe.SliceData(b)), C.int64_t(len(b))))
 }
+
+func swiGLUFwdKernel(a, g, u []float32) {
+	if len(a) > 0 {
+		C.dt_swiglu_fwd(f32p(a), f32p(g), f32p(u), C.int64_t(len(a)))
+	}
+}
+
+func swiGLUBwdKernel(dg, du, da, g, u []float32) {
+	if len(da) > 0 {
+		C.dt_swiglu_bwd(f32p(dg), f32p(du), f32p(da), f32p(g), f32p(u), C.int64_t(len(da)))
+	}
+}
+
+func softmaxKernel(row []float32) float64 {
+	return float64(C.dt_softmax(f32p(row), C.int64_t(len(row))))
+}
+
+func attnBwdRowKernel(p, ds []float32, l, d, scale float32) {
+	C.dt_attn_bwd_row(f32p(p), f32p(ds), C.int64_t(len(p)), C.float(l), C.float(d), C.float(scale))
+}

@@ -68,6 +68,17 @@ size_t dt_gemm_bf16_pack_len(void);
 void dt_gemm_bf16(float *c, int64_t ldc, const uint16_t *a, int64_t lda, const uint16_t *b, int64_t ldb,
                   int64_t m, int64_t n, int64_t k, int bkn, int acc, uint16_t *pack);
 
+// Training's element-wise kernels (ops_train.c), each as its Go reference
+// in ref_train.go but for the exp (vexp.h) and the order of the f64 sums:
+// dt_swiglu_fwd: a = g·σ(g)·u; dt_swiglu_bwd: du = da·g·σ(g), dg =
+// da·u·σ(g)·(1 + g·(1 − σ(g))); dt_softmax: row = softmax(row), returns its
+// log-sum-exp; dt_attn_bwd_row: p[j] = e^(p[j] − l), ds[j] = p[j]·(ds[j] −
+// d)·scale for j < n.
+void dt_swiglu_fwd(float *a, const float *g, const float *u, int64_t n);
+void dt_swiglu_bwd(float *dg, float *du, const float *da, const float *g, const float *u, int64_t n);
+double dt_softmax(float *row, int64_t n);
+void dt_attn_bwd_row(float *p, float *ds, int64_t n, float l, float d, float scale);
+
 // dt_sum_bytes reads n bytes (n a multiple of 64) and returns a checksum; it
 // measures read bandwidth.
 uint64_t dt_sum_bytes(const void *p, int64_t n);

@@ -68,3 +68,8 @@ func bf16Rows([]uint16, int, []float32, int, int, int) { panic("tensor: bf16 GEM
 func gemmBF16([]float32, int, []uint16, int, []byte, int, int, int, int, bool, bool, []uint16) {
 	panic("tensor: bf16 GEMM needs cgo")
 }
+
+func swiGLUFwdKernel(a, g, u []float32)                     { swiGLUFwdRef(a, g, u) }
+func swiGLUBwdKernel(dg, du, da, g, u []float32)            { swiGLUBwdRef(dg, du, da, g, u) }
+func softmaxKernel(row []float32) float64                   { return softmaxRef(row) }
+func attnBwdRowKernel(p, ds []float32, l, d, scale float32) { attnBwdRowRef(p, ds, l, d, scale) }

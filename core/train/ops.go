@@ -86,28 +86,11 @@ func ropeAt(x []float32, n, nHeads, hd int, pos []int, cos, sin []float32, inver
 	})
 }
 
-// sigmoid in float64, so e^{-x} cannot overflow f32 for very negative x.
-func sigmoid(x float32) float32 { return float32(1 / (1 + math.Exp(-float64(x)))) }
-
 // swigluFwd: a = silu(g) · u, elementwise over (n, F).
-func swigluFwd(a, g, u []float32) {
-	tensor.ParallelFor(len(a), 4096, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			a[i] = g[i] * sigmoid(g[i]) * u[i]
-		}
-	})
-}
+func swigluFwd(a, g, u []float32) { tensor.SwiGLUFwd(a, g, u) }
 
 // swigluBwd sets dg, du from da: du = da·silu(g), dg = da·u·σ(g)(1 + g(1−σ(g))).
-func swigluBwd(dg, du, da, g, u []float32) {
-	tensor.ParallelFor(len(da), 4096, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			s := sigmoid(g[i])
-			du[i] = da[i] * g[i] * s
-			dg[i] = da[i] * u[i] * s * (1 + g[i]*(1-s))
-		}
-	})
-}
+func swigluBwd(dg, du, da, g, u []float32) { tensor.SwiGLUBwd(dg, du, da, g, u) }
 
 // attnShape describes one attention call over a flattened token stream in
 // which token i attends to tokens segStart[i]..i (causal within its segment).
@@ -184,22 +167,8 @@ func attnFwd(out, lse, q, k, v []float32, s attnShape) {
 			tensor.GemmSerial(false, true, L, L, s.hd, s.scale, q[qo:], qs, k[ko:], ks, 0, S, L)
 			for i := 0; i < L; i++ {
 				row := S[i*L : (i+1)*L]
-				m := row[0]
-				for _, x := range row[1 : i+1] {
-					m = max(m, x)
-				}
-				var sum float64
-				for j := 0; j <= i; j++ {
-					e := math.Exp(float64(row[j] - m))
-					row[j] = float32(e)
-					sum += e
-				}
-				inv := float32(1 / sum)
-				for j := 0; j <= i; j++ {
-					row[j] *= inv
-				}
+				lse[(s0+i)*s.nH+h] = float32(tensor.SoftmaxRow(row[:i+1]))
 				clear(row[i+1:])
-				lse[(s0+i)*s.nH+h] = m + float32(math.Log(sum))
 			}
 			tensor.GemmSerial(false, false, L, s.hd, L, 1, S, L, v[ko:], ks, 0, out[qo:], qs)
 		}
@@ -231,11 +200,7 @@ func attnBwd(dq, dk, dv, dout, q, k, v, out, lse []float32, s attnShape) {
 					l := lse[(s0+i)*s.nH+h]
 					off := (s0+i)*qs + h*s.hd
 					d := dot(dout[off:off+s.hd], out[off:off+s.hd])
-					for j := 0; j <= i; j++ {
-						pj := float32(math.Exp(float64(p[j] - l)))
-						p[j] = pj
-						ds[j] = pj * (ds[j] - d) * s.scale
-					}
+					tensor.AttnBwdRow(p[:i+1], ds[:i+1], l, d, s.scale)
 					clear(p[i+1:])
 					clear(ds[i+1:])
 				}

@@ -1,8 +1,6 @@
 package train
 
 import (
-	"math"
-
 	"distill/core/tensor"
 )
 
@@ -157,20 +155,4 @@ func ceRows(logits []float32, V int, rows, targets []int, scale float32, losses 
 
 // softmaxInPlace turns lg into softmax(lg) (one exp per element, summed in
 // float64) and returns log Σ exp(lg).
-func softmaxInPlace(lg []float32) float64 {
-	m := float64(lg[0])
-	for _, v := range lg {
-		m = max(m, float64(v))
-	}
-	var sum float64
-	for j, v := range lg {
-		e := math.Exp(float64(v) - m)
-		lg[j] = float32(e)
-		sum += e
-	}
-	inv := float32(1 / sum)
-	for j := range lg {
-		lg[j] *= inv
-	}
-	return m + math.Log(sum)
-}
+func softmaxInPlace(lg []float32) float64 { return tensor.SoftmaxRow(lg) }

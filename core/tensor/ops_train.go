@@ -1,0 +1,40 @@
+package tensor
+
+import "math"
+
+// Training's element-wise kernels, for core/train's CPU step: vectorised C
+// (ops_train.c) with vexp.h's exp, checked against ref_train.go.
+
+// SwiGLUFwd sets a = g·σ(g)·u, split over the workers.
+func SwiGLUFwd(a, g, u []float32) {
+	_, _ = g[len(a)-1], u[len(a)-1]
+	parallelFor(len(a), 16384, func(lo, hi int) { swiGLUFwdKernel(a[lo:hi], g[lo:hi], u[lo:hi]) })
+}
+
+// SwiGLUBwd sets du = da·g·σ(g) and dg = da·u·σ(g)·(1 + g·(1 − σ(g))), split
+// over the workers.
+func SwiGLUBwd(dg, du, da, g, u []float32) {
+	n := len(da)
+	_, _, _, _ = dg[n-1], du[n-1], g[n-1], u[n-1]
+	parallelFor(n, 16384, func(lo, hi int) { swiGLUBwdKernel(dg[lo:hi], du[lo:hi], da[lo:hi], g[lo:hi], u[lo:hi]) })
+}
+
+// SoftmaxRow turns row into softmax(row) on the calling goroutine (callers
+// split rows over the workers) and returns log Σ exp(row), summed in f64.
+func SoftmaxRow(row []float32) float64 {
+	if len(row) == 0 {
+		return math.Inf(-1)
+	}
+	return softmaxKernel(row)
+}
+
+// AttnBwdRow rebuilds one query's probabilities and score gradients in
+// attention's backward: p[j] = e^(p[j] − lse), ds[j] = p[j]·(ds[j] − d)·scale,
+// d being the row's dO·O.
+func AttnBwdRow(p, ds []float32, lse, d, scale float32) {
+	if len(p) == 0 {
+		return
+	}
+	_ = ds[len(p)-1]
+	attnBwdRowKernel(p, ds, lse, d, scale)
+}

@@ -1,0 +1,92 @@
+package tensor
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// closeTo reports got == want (infinities included), both NaN, or |got −
+// want| ≤ tol·scale.
+func closeTo(got, want float32, tol, scale float64) bool {
+	if got != got || want != want {
+		return got != got && want != want
+	}
+	return got == want || math.Abs(float64(got)-float64(want)) <= tol*scale
+}
+
+// trainOpInputs are values over the ranges training meets, with the edges:
+// zeros, ±1e-20, large magnitudes where e^-g over- and underflows, and
+// lengths that leave vector tails.
+func trainOpInputs(r *rand.Rand, n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(r.NormFloat64() * 4)
+	}
+	edges := []float32{0, 1e-20, -1e-20, 90, -90, 105, -105, 1e30, -1e30, -1.2785}
+	for i, e := range edges {
+		if i < n {
+			v[i] = e
+		}
+	}
+	return v
+}
+
+// TestTrainOps checks training's element-wise kernels against ref_train.go
+// at every kernel level. They differ from it in the exp (vexp.h's, ~1 ulp,
+// against f64's rounded once) and the order of f64 sums: 4·10⁻⁷ of each
+// result's scale (the magnitude of its factors) bounds both.
+func TestTrainOps(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	forEachLevel(t, func(t *testing.T) {
+		for _, n := range []int{1, 7, 8, 15, 16, 17, 33, 1000, 4099} {
+			g, u, da := trainOpInputs(r, n), trainOpInputs(r, n), trainOpInputs(r, n)
+			a, want := make([]float32, n), make([]float32, n)
+			swiGLUFwdKernel(a, g, u)
+			swiGLUFwdRef(want, g, u)
+			for i := range a {
+				if !closeTo(a[i], want[i], 4e-7, math.Abs(float64(g[i])*float64(u[i]))) {
+					t.Fatalf("swiglu fwd n=%d: a[%d] = %g, want %g (g %g, u %g)", n, i, a[i], want[i], g[i], u[i])
+				}
+			}
+			dg, du, wdg, wdu := make([]float32, n), make([]float32, n), make([]float32, n), make([]float32, n)
+			swiGLUBwdKernel(dg, du, da, g, u)
+			swiGLUBwdRef(wdg, wdu, da, g, u)
+			for i := range dg {
+				sc := math.Abs(float64(da[i]) * float64(u[i]) * (1 + math.Abs(float64(g[i]))))
+				if !closeTo(dg[i], wdg[i], 4e-7, sc) || !closeTo(du[i], wdu[i], 4e-7, math.Abs(float64(da[i])*float64(g[i]))) {
+					t.Fatalf("swiglu bwd n=%d, %d: dg %g du %g, want %g %g (g %g)", n, i, dg[i], du[i], wdg[i], wdu[i], g[i])
+				}
+			}
+
+			row := trainOpInputs(r, n)
+			for i := range row {
+				row[i] = max(min(row[i], 60), -60) // logits
+			}
+			want = append([]float32(nil), row...)
+			lse, wlse := softmaxKernel(row), softmaxRef(want)
+			if math.Abs(lse-wlse) > 1e-6*(1+math.Abs(wlse)) {
+				t.Fatalf("softmax n=%d: lse %g, want %g", n, lse, wlse)
+			}
+			for i := range row {
+				if !closeTo(row[i], want[i], 4e-7, float64(want[i])+1e-30) {
+					t.Fatalf("softmax n=%d: p[%d] = %g, want %g", n, i, row[i], want[i])
+				}
+			}
+
+			p, ds := trainOpInputs(r, n), trainOpInputs(r, n)
+			for i := range p {
+				p[i] = -float32(math.Abs(float64(p[i]))) // scores at or below the row's lse
+			}
+			wp, wds, ds0 := append([]float32(nil), p...), append([]float32(nil), ds...), append([]float32(nil), ds...)
+			attnBwdRowKernel(p, ds, 0.5, 0.25, 0.125)
+			attnBwdRowRef(wp, wds, 0.5, 0.25, 0.125)
+			for i := range p {
+				sc := float64(wp[i]) * (math.Abs(float64(ds0[i])) + 0.25) * 0.125
+				if !closeTo(p[i], wp[i], 4e-7, float64(wp[i])) || !closeTo(ds[i], wds[i], 4e-7, sc) {
+					t.Fatalf("attn bwd n=%d, %d: p %g ds %g, want %g %g", n, i, p[i], ds[i], wp[i], wds[i])
+				}
+			}
+		}
+	})
+}
