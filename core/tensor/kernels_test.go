@@ -353,9 +353,13 @@ func TestAttention(t *testing.T) {
 // against roundBF16 on ties, the largest floats, infinities, NaNs and
 // subnormals, and that rows are zero-padded.
 func TestBF16Rows(t *testing.T) {
-	if !haveBF16Dot {
-		t.Skip("no AVX-512 BF16 on this CPU")
+	if !haveBLAS {
+		t.Skip("the C kernels need cgo")
 	}
+	forEachLevel(t, testBF16Rows)
+}
+
+func testBF16Rows(t *testing.T) {
 	bits := []uint32{0, 0x80000000, 0x3f808000, 0x3f818000, 0x3f80ffff, 0x3f807fff, 0x7f7fffff, 0xff7fffff,
 		0x7f800000, 0xff800000, 0x7fc00000, 0x7f800001, 0xffc00001, 0x00000001, 0x007fffff, 0x80008000}
 	r := rand.New(rand.NewPCG(9, 10))
