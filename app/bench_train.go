@@ -12,9 +12,10 @@ import (
 )
 
 // benchTrain times LoRA training steps on m at seq tokens per micro-batch
-// and prints tokens/s, step time, achieved GFLOP/s against the sgemm peak,
+// and prints tokens/s, step time, achieved GFLOP/s against the GEMM peak
+// (peakName: sgemm's, or the bf16 GEMM's under --cpu-bf16),
 // and the memory plan against the measured peak RSS.
-func benchTrain(w io.Writer, be tensor.Backend, m *model.Model, seq, rank, steps int, peak float64) error {
+func benchTrain(w io.Writer, be tensor.Backend, m *model.Model, seq, rank, steps int, peak float64, peakName string) error {
 	a, err := lora.NewFor(m, lora.Config{R: rank, Alpha: float64(2 * rank), Targets: lora.Modules})
 	if err != nil {
 		return err
@@ -74,8 +75,8 @@ func benchTrain(w io.Writer, be tensor.Backend, m *model.Model, seq, rank, steps
 	loraF := 6 * float64(len(a.Params)) * n * 1.5
 	flops := 6*P*n + head + attn + loraF
 	gflops := flops / best.Seconds() / 1e9
-	fmt.Fprintf(w, "  train LoRA r=%d, seq %d, checkpointing: step %.2f s, %.0f tokens/s, %.0f GFLOP/s (%.0f%% of sgemm peak)\n",
-		rank, seq, best.Seconds(), n/best.Seconds(), gflops, 100*gflops/peak)
+	fmt.Fprintf(w, "  train LoRA r=%d, seq %d, checkpointing: step %.2f s, %.0f tokens/s, %.0f GFLOP/s (%.0f%% of %s peak)\n",
+		rank, seq, best.Seconds(), n/best.Seconds(), gflops, 100*gflops/peak, peakName)
 	fmt.Fprintf(w, "  memory plan %.0f MB, measured peak RSS %.0f MB (%.0f%%)\n", float64(plan.Total())/1e6, float64(train.PeakResidentBytes())/1e6,
 		100*float64(train.PeakResidentBytes())/float64(plan.Total()))
 	return nil

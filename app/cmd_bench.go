@@ -90,7 +90,7 @@ func runBench(env *Env, args []string) error {
 		}
 		if *trainSeq > 0 { // alone in the process, so peak RSS is training's own
 			fmt.Fprintf(env.Stdout, "%s %s, base quantised %s\n", name, dt, *quantName)
-			err := benchTrain(env.Stdout, be, m, *trainSeq, 16, 3, sgemm)
+			err := benchTrain(env.Stdout, be, m, *trainSeq, 16, 3, peak, peakName)
 			m.Close()
 			if err != nil {
 				return err
