@@ -23,6 +23,9 @@ var (
 	matvecMinBytes = 32 << 10
 	// gemmTileBytes bounds one worker's f32 scratch of dequantised rows.
 	gemmTileBytes = 2 << 20
+	// bf16GEMM says whether the bf16 products run on AVX-512 BF16 (tests
+	// turn it off to run their f32 fallback on such a CPU).
+	bf16GEMM = tensor.BF16ProductsFast
 )
 
 // weights is what the tiling needs from a quantised matrix (N, K).
@@ -63,7 +66,7 @@ func matMul(w weights, out, x []float32, T int) {
 		return
 	}
 	if w.roundsBF16() {
-		if haveBLAS && T >= gemmMinT && tensor.BF16ProductsFast() {
+		if haveBLAS && T >= gemmMinT && bf16GEMM() {
 			matMulBF16(w, out, x, T)
 			return
 		}
@@ -150,7 +153,7 @@ func matMulTAcc(w weights, dx, dy []float32, T int, acc bool) {
 		return
 	}
 	if w.roundsBF16() {
-		if haveBLAS && tensor.BF16ProductsFast() {
+		if haveBLAS && bf16GEMM() {
 			matMulTBF16(w, dx, dy, T, acc)
 			return
 		}

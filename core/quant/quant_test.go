@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"strings"
 	"testing"
 
@@ -401,55 +400,68 @@ func TestMatvecKernels(t *testing.T) {
 }
 
 // TestBF16Products runs NF4's products with the CPU backend's bf16 products
-// at every kernel level (on AVX-512 BF16's GEMM at the best level where the
-// CPU has it; T = 1 and 3 through the fused matvec): the reference rounds
-// each dequantised weight and each input to bf16 (what bitsandbytes'
-// bf16 compute dtype multiplies) and sums in f64, so only the order of the
-// sums may differ. Q8 keeps its f32 products under the flag.
+// at every kernel level, on AVX-512 BF16's GEMM (where the CPU has it) and
+// on the f32 fallback, over small tiles so that products cross several
+// (T = 1 and 3 go through the fused matvec). The reference rounds each
+// dequantised weight and each input to bf16 (what bitsandbytes' bf16
+// compute dtype multiplies) and sums in f64, so only the order of the sums
+// may differ. The backward is checked accumulating into dx and setting it.
 func TestBF16Products(t *testing.T) {
 	r := rand.New(rand.NewPCG(15, 16))
-	forEachLevel(t, func(t *testing.T) {
-		for _, s := range append(testShapes, [2]int{1100, 320}) {
-			N, K := s[0], s[1]
-			w := randWeights(r, tensor.BF16, N, K)
-			for _, dq := range []bool{false, true} {
-				q, err := QuantizeNF4(w, dq)
-				if err != nil {
-					t.Fatal(err)
-				}
-				f := &Quantized{Q: q, w: nf4Weights{q: q}}
-				deq := make([]float32, N*K)
-				q.DequantizeRows(0, N, deq)
-				roundBF16(deq)
-				for _, T := range []int{1, 3, 64} {
-					x := randF32(r, T*K)
-					xr := roundedCopy(make([]float32, len(x)), x)
-					want, scale := naiveMatMul(xr, deq, T, N, K)
-					out := make([]float32, T*N)
-					f.MatMulCPU(out, x, T, true)
-					checkClose(t, fmt.Sprintf("NF4 dq=%v %dx%d bf16 MatMul T=%d", dq, N, K, T), out, want, scale)
+	defer func(b int, f func() bool) { gemmTileBytes, bf16GEMM = b, f }(gemmTileBytes, bf16GEMM)
+	gemmTileBytes = 16 << 10
+	for _, fast := range []bool{true, false} {
+		if fast && !tensor.BF16ProductsFast() {
+			continue
+		}
+		bf16GEMM = func() bool { return fast && tensor.BF16ProductsFast() }
+		t.Run(map[bool]string{true: "vdpbf16ps", false: "f32"}[fast], func(t *testing.T) {
+			forEachLevel(t, func(t *testing.T) { testBF16Products(t, r) })
+		})
+	}
+}
 
-					dy := randF32(r, T*N)
-					dyr := roundedCopy(make([]float32, len(dy)), dy)
-					wantT, scaleT := naiveMatMulT(dyr, deq, T, N, K)
-					dx := make([]float32, T*K)
-					for i := range dx {
-						dx[i] = 1 // MatMulTAddCPU accumulates
-						wantT[i]++
-						scaleT[i]++
-					}
-					f.MatMulTAddCPU(dx, dy, T, true)
-					checkClose(t, fmt.Sprintf("NF4 dq=%v %dx%d bf16 MatMulTAdd T=%d", dq, N, K, T), dx, wantT, scaleT)
-				}
+func testBF16Products(t *testing.T, r *rand.Rand) {
+	for _, s := range append(testShapes, [2]int{1100, 320}, [2]int{131, 448}) {
+		N, K := s[0], s[1]
+		w := randWeights(r, tensor.BF16, N, K)
+		for _, dq := range []bool{false, true} {
+			q, err := QuantizeNF4(w, dq)
+			if err != nil {
+				t.Fatal(err)
 			}
-			q8, _ := Quantize(w, "q8", false)
-			x := randF32(r, 3*K)
-			a, b := make([]float32, 3*N), make([]float32, 3*N)
-			q8.MatMulCPU(a, x, 3, false)
-			q8.MatMulCPU(b, x, 3, true)
-			if !slices.Equal(a, b) {
-				t.Errorf("Q8 %dx%d: the bf16 flag changed its products", N, K)
+			f := &Quantized{Q: q, w: nf4Weights{q: q}}
+			deq := make([]float32, N*K)
+			q.DequantizeRows(0, N, deq)
+			roundBF16(deq)
+			for _, T := range []int{1, 3, 64} {
+				x := randF32(r, T*K)
+				xr := roundedCopy(make([]float32, len(x)), x)
+				want, scale := naiveMatMul(xr, deq, T, N, K)
+				out := make([]float32, T*N)
+				for i := range out {
+					out[i] = float32(math.NaN())
+				}
+				f.MatMulCPU(out, x, T, true)
+				checkClose(t, fmt.Sprintf("NF4 dq=%v %dx%d bf16 MatMul T=%d", dq, N, K, T), out, want, scale)
+
+				dy := randF32(r, T*N)
+				dyr := roundedCopy(make([]float32, len(dy)), dy)
+				wantT, scaleT := naiveMatMulT(dyr, deq, T, N, K)
+				dx := make([]float32, T*K)
+				for i := range dx {
+					dx[i] = float32(math.NaN()) // set, not accumulated into
+				}
+				matMulTAcc(nf4Weights{q, true}, dx, dy, T, false)
+				checkClose(t, fmt.Sprintf("NF4 dq=%v %dx%d bf16 MatMulT T=%d", dq, N, K, T), dx, wantT, scaleT)
+				for i := range dx {
+					dx[i] = 1 // MatMulTAddCPU accumulates
+					wantT[i]++
+					scaleT[i]++
+				}
+				f.MatMulTAddCPU(dx, dy, T, true)
+				checkClose(t, fmt.Sprintf("NF4 dq=%v %dx%d bf16 MatMulTAdd T=%d", dq, N, K, T), dx, wantT, scaleT)
 			}
 		}
-	})
+	}
 }

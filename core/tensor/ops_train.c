@@ -5,7 +5,9 @@
 // backward's rebuild of P and dS. Each keeps the Go reference's operations
 // (ref_train.go) and changes only the exp — vexp.h's, or libm's expf in
 // the scalar path, where the reference's is f64 rounded to f32 — and the
-// order of sums, which stay f64.
+// order of sums, which stay f64. One consequence: σ(g) for g below about
+// −88.7 is a subnormal in f64 but 0 here (e^-g overflows f32), so SwiGLU's
+// output there is 0 (or −0) instead of ~1e-40.
 #include "kernels.h"
 #include "vexp.h"
 

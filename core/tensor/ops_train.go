@@ -7,6 +7,9 @@ import "math"
 
 // SwiGLUFwd sets a = g·σ(g)·u, split over the workers.
 func SwiGLUFwd(a, g, u []float32) {
+	if len(a) == 0 {
+		return
+	}
 	_, _ = g[len(a)-1], u[len(a)-1]
 	parallelFor(len(a), 16384, func(lo, hi int) { swiGLUFwdKernel(a[lo:hi], g[lo:hi], u[lo:hi]) })
 }
@@ -15,6 +18,9 @@ func SwiGLUFwd(a, g, u []float32) {
 // over the workers.
 func SwiGLUBwd(dg, du, da, g, u []float32) {
 	n := len(da)
+	if n == 0 {
+		return
+	}
 	_, _, _, _ = dg[n-1], du[n-1], g[n-1], u[n-1]
 	parallelFor(n, 16384, func(lo, hi int) { swiGLUBwdKernel(dg[lo:hi], du[lo:hi], da[lo:hi], g[lo:hi], u[lo:hi]) })
 }

@@ -1,6 +1,6 @@
 // vexp.h: the vector exp of the element-wise kernels (ops.c, ops_train.c),
-// Cephes-style, accurate to about 1 ulp. Each file defines T512 and T256
-// (the target attributes) before including it.
+// Cephes-style, accurate to about 1 ulp. It defines the target attributes
+// T512 and T256 unless the including file has (identically).
 #ifndef DISTILL_VEXP_H
 #define DISTILL_VEXP_H
 
