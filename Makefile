@@ -109,6 +109,7 @@ bench: build tools
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ./bin/distill bench --shape $(BENCH_SHAPES) --dtype bf16 --cpu-bf16
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ./bin/distill bench --shape smollm2-135m --dtype f16
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ./bin/distill bench --shape smollm2-135m --train-seq 512 --quant nf4
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ./bin/distill bench --shape smollm2-135m --train-seq 512 --quant nf4 --cpu-bf16
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(GO) test -run '^$$' -bench . -benchtime 2x ./core/tensor/ ./core/quant/ ./core/tokenizer/ ./core/train/
 	$(MAKE) bench-serve
 
