@@ -121,11 +121,10 @@ func TestLogProbsMatchPyTorch(t *testing.T) {
 //
 // Where the products run on AVX-512 BF16 (the kind of machine the goldens
 // were checked on; the kernels' sums come in a fixed order, so the result
-// is the same on every run), the 24-token cases, decoded through the
-// matvec with no input rounded the other way, must agree within the f32
-// bound (they do within 1e-6 nats); only the 100-token case, prefilled by
-// the GEMM with one input that flips, gets 1.5× its band (it is 0.018
-// off). Elsewhere the kernels sum in other orders and every case gets the
+// is the same on every run), the 24-token cases, where no input rounds the
+// other way, must agree within the f32 bound (they do within 1e-6 nats);
+// only the 100-token case, with one input that flips, gets 1.5× its band
+// (it is 0.018 off). Elsewhere the kernels sum in other orders and every case gets the
 // band. A loose bound alone let an unrounded LM head or down projection
 // pass.
 func TestBF16ProductsMatchPyTorch(t *testing.T) {

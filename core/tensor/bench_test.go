@@ -216,3 +216,32 @@ func BenchmarkOps(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPrefillBF16 times the bf16 products at small T on SmolLM2's
+// projections, through the matvec on rounded x ("vec") and the AVX-512
+// BF16 GEMM ("gemm"): where the second wins sets gemmMinTBF16.
+func BenchmarkPrefillBF16(b *testing.B) {
+	if !BF16ProductsFast() {
+		b.Skip("no AVX-512 BF16 on this CPU")
+	}
+	r := rand.New(rand.NewPCG(5, 5))
+	for _, s := range smolShapes {
+		w := randTensor(r, BF16, s[0], s[1])
+		for _, T := range []int{4, 8, 12, 16, 24, 32} {
+			x := randF32(r, T*s[1])
+			out := make([]float32, T*s[0])
+			for _, path := range []string{"vec", "gemm"} {
+				b.Run(fmt.Sprintf("%dx%d/T=%d/%s", s[0], s[1], T, path), func(b *testing.B) {
+					f := func() { matMulVec(out, x, w, T) } // x stands for its rounding: same cost
+					if path == "gemm" {
+						f = func() { matMulBF16(out, x, w, T) }
+					}
+					mean, best := timeOps(b, f)
+					flops := 2 * float64(T) * float64(s[0]) * float64(s[1])
+					b.ReportMetric(flops/mean/1e9, "GFLOP/s")
+					b.ReportMetric(flops/best/1e9, "best_GFLOP/s")
+				})
+			}
+		}
+	}
+}

@@ -16,6 +16,11 @@ var (
 	// against sgemm's 115 at T = 16 and 140 at T = 24.
 	gemmMinT    = 24
 	gemmMinTF32 = 8
+	// gemmMinTBF16 is gemmMinT for the bf16 products on AVX-512 BF16
+	// (BenchmarkPrefillBF16): their GEMM beat the matvec from T = 8 on every
+	// SmolLM2 shape (576×576: 186 against 98 GFLOP/s at T = 8; the LM head:
+	// 119 against 105), and from T = 4 on all but the LM head.
+	gemmMinTBF16 = 8
 	// matvecTileBytes bounds the weights of one tile in the T > 1 matvec path
 	// so that they are still in L2 for the second vector.
 	matvecTileBytes = 512 << 10
@@ -48,7 +53,7 @@ func matMul(out, x []float32, w *Tensor, T int, bf16 bool) {
 		minT = gemmMinTF32
 	}
 	if roundsBF16(w, bf16) {
-		if haveBLAS && T >= minT && haveBF16Dot && kernelLevel() >= levelAVX512 {
+		if haveBLAS && T >= gemmMinTBF16 && BF16ProductsFast() {
 			matMulBF16(out, x, w, T)
 			return
 		}
