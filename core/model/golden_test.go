@@ -72,6 +72,20 @@ func cpu(t testing.TB) tensor.Backend {
 	return be
 }
 
+// worstDiff is the largest |got[i] − want[i]| and its index.
+func worstDiff(t *testing.T, got, want []float64) (worst float64, at int) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%d logprobs, golden has %d", len(got), len(want))
+	}
+	for i := range got {
+		if d := math.Abs(got[i] - want[i]); d > worst {
+			worst, at = d, i
+		}
+	}
+	return worst, at
+}
+
 func TestLogProbsMatchPyTorch(t *testing.T) {
 	be := cpu(t)
 	for _, dir := range fixtures(t) {
@@ -91,15 +105,7 @@ func TestLogProbsMatchPyTorch(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if len(lp) != len(c.LogProbs) {
-					t.Fatalf("%d logprobs, golden has %d", len(lp), len(c.LogProbs))
-				}
-				worst, at := 0.0, 0
-				for i := range lp {
-					if d := math.Abs(lp[i] - c.LogProbs[i]); d > worst {
-						worst, at = d, i
-					}
-				}
+				worst, at := worstDiff(t, lp, c.LogProbs)
 				t.Logf("%d tokens: max |Δ logprob| = %.2e at t=%d (got %.6f, want %.6f)", len(c.IDs), worst, at+1, lp[at], c.LogProbs[at])
 				if worst > logprobTol {
 					t.Errorf("max |Δ logprob| %.2e > %.0e", worst, logprobTol)
@@ -152,15 +158,7 @@ func TestBF16ProductsMatchPyTorch(t *testing.T) {
 					t.Fatal(err)
 				}
 				want := c.BF16Products.LogProbs
-				if len(lp) != len(want) {
-					t.Fatalf("%d logprobs, golden has %d", len(lp), len(want))
-				}
-				worst, at := 0.0, 0
-				for i := range lp {
-					if d := math.Abs(lp[i] - want[i]); d > worst {
-						worst, at = d, i
-					}
-				}
+				worst, at := worstDiff(t, lp, want)
 				bound := logprobTol
 				if c == g.Long || !tensor.BF16ProductsFast() {
 					bound = max(logprobTol, 1.5*c.BF16Products.Flips)

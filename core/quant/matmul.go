@@ -221,23 +221,11 @@ func (b bf16Tiles) tile(w weights, n0, n1, k0, k1 int) []uint16 {
 	return h
 }
 
-// bf16RowsOf rounds the T rows of v (n each) into a bf16 scratch with rows
-// padded to an even length; put the scratch back when done.
-func bf16RowsOf(v []float32, T, n int) ([]uint16, int, *[]float32) {
-	np := (n + 1) &^ 1
-	s := tensor.GetScratch((T*np + 1) / 2)
-	vb := tensor.AsU16(*s)[:T*np]
-	tensor.ParallelFor(T, max(1, 65536/np), func(lo, hi int) {
-		tensor.RoundRowsBF16(vb[lo*np:hi*np], np, v[lo*n:hi*n], n, hi-lo, n)
-	})
-	return vb, np, s
-}
-
 // matMulBF16 is matMul on AVX-512 BF16: x rounded once, each worker
 // dequantising tiles of W's rows (rounded to bf16) for the GEMM.
 func matMulBF16(w weights, out, x []float32, T int) {
 	N, K := w.shape()
-	xb, kp, xs := bf16RowsOf(x, T, K)
+	xb, kp, xs := tensor.BF16RowsOf(x, T, K)
 	defer tensor.PutScratch(xs)
 	rows := func(out []float32, xb []uint16, T, n0, n1 int) {
 		nb := max(16, gemmTileBytes/(4*K)&^15)
@@ -260,7 +248,7 @@ func matMulBF16(w weights, out, x []float32, T int) {
 // rows, which the GEMM reads as b(k = rows, n = columns).
 func matMulTBF16(w weights, dx, dy []float32, T int, acc bool) {
 	N, K := w.shape()
-	yb, np, ys := bf16RowsOf(dy, T, N)
+	yb, np, ys := tensor.BF16RowsOf(dy, T, N)
 	defer tensor.PutScratch(ys)
 	cols := func(dx []float32, yb []uint16, T, k0, k1 int) {
 		kw := k1 - k0

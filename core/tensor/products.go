@@ -20,52 +20,36 @@ func u16Bytes(s []uint16) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s))), 2*len(s))
 }
 
-// matMulBF16 is matMulGEMM on the bf16 products: x is rounded to bf16 once
-// (rows padded to an even length), then the columns of out — or its rows,
-// when W has few — are split over the workers, each packing strips of W
-// into its own scratch.
+// matMulBF16 is matMulGEMM on the bf16 products.
 func matMulBF16(out, x []float32, w *Tensor, T int) {
-	N, K := w.Rows(), w.Cols()
-	kp := (K + 1) &^ 1
-	xs := getScratch((T*kp + 1) / 2)
-	defer putScratch(xs)
-	xb := asU16(*xs)[:T*kp]
-	parallelFor(T, max(1, 65536/kp), func(lo, hi int) {
-		bf16Rows(xb[lo*kp:hi*kp], kp, x[lo*K:hi*K], K, hi-lo, K)
-	})
-	cols := func(out []float32, xb []uint16, T, n0, n1 int) {
-		ps := getScratch(bf16PackLen / 2)
-		defer putScratch(ps)
-		gemmBF16(out[n0:], N, xb, kp, w.Data[n0*K*2:], K, T, n1-n0, K, false, false, asU16(*ps))
-	}
-	if N < 64*Threads && T >= 2*Threads {
-		parallelChunks(T, 1, 1, func(lo, hi int) { cols(out[lo*N:hi*N], xb[lo*kp:hi*kp], hi-lo, 0, N) })
-		return
-	}
-	parallelChunks(N, 64, 64, func(lo, hi int) { cols(out, xb, T, lo, hi) })
+	productsBF16(out, x, w, T, w.Rows(), w.Cols(), false, false)
 }
 
-// matMulTAddBF16 is MatMulTAdd on the bf16 products: dy rounded to bf16 once
-// (rows padded to an even length), then dx(T, K) += dy · W with W read as
-// b(k = N, n = K); the columns of dx — or its rows, when W has few columns —
-// are split over the workers.
+// matMulTAddBF16 is matMulTAdd on the bf16 products: dx(T, K) += dy · W,
+// W read as b(k = N, n = K).
 func matMulTAddBF16(dx, dy []float32, w *Tensor, T int) {
-	N, K := w.Rows(), w.Cols()
-	np := (N + 1) &^ 1
-	ys := getScratch((T*np + 1) / 2)
-	defer putScratch(ys)
-	yb := asU16(*ys)[:T*np]
-	parallelFor(T, max(1, 65536/np), func(lo, hi int) {
-		bf16Rows(yb[lo*np:hi*np], np, dy[lo*N:hi*N], N, hi-lo, N)
-	})
-	cols := func(dx []float32, yb []uint16, T, k0, k1 int) {
+	productsBF16(dx, dy, w, T, w.Cols(), w.Rows(), true, true)
+}
+
+// productsBF16 sets c(T, n) = bf16(a)(T, k) · op(W), or adds it with acc:
+// op(W) is Wᵀ (W (n, k)), or with bkn W itself (W (k, n)). a is rounded to
+// bf16 once; the columns of c — or its rows, when c has few columns — are
+// split over the workers, each packing strips of W into its own scratch.
+func productsBF16(c, a []float32, w *Tensor, T, n, k int, bkn, acc bool) {
+	ab, kp, as := BF16RowsOf(a, T, k)
+	defer putScratch(as)
+	part := func(c []float32, ab []uint16, T, j0, j1 int) {
 		ps := getScratch(bf16PackLen / 2)
 		defer putScratch(ps)
-		gemmBF16(dx[k0:], K, yb, np, w.Data[k0*2:], K, T, k1-k0, N, true, true, asU16(*ps))
+		off := j0 * k // W's rows j0…
+		if bkn {
+			off = j0 // …or its columns
+		}
+		gemmBF16(c[j0:], n, ab, kp, w.Data[2*off:], w.Cols(), T, j1-j0, k, bkn, acc, asU16(*ps))
 	}
-	if K < 64*Threads && T >= 2*Threads {
-		parallelChunks(T, 1, 1, func(lo, hi int) { cols(dx[lo*K:hi*K], yb[lo*np:hi*np], hi-lo, 0, K) })
+	if n < 64*Threads && T >= 2*Threads {
+		parallelChunks(T, 1, 1, func(lo, hi int) { part(c[lo*n:hi*n], ab[lo*kp:hi*kp], hi-lo, 0, n) })
 		return
 	}
-	parallelChunks(K, 64, 64, func(lo, hi int) { cols(dx, yb, T, lo, hi) })
+	parallelChunks(n, 64, 64, func(lo, hi int) { part(c, ab, T, lo, hi) })
 }

@@ -21,3 +21,15 @@ func BF16PackLen() int { return bf16PackLen }
 
 // AsU16 views a float32 scratch (GetScratch) as twice as many uint16.
 func AsU16(s []float32) []uint16 { return asU16(s) }
+
+// BF16RowsOf rounds the T rows of v (n values each) to bf16 into a scratch,
+// each row padded with a zero to an even length np; PutScratch(s) when done.
+func BF16RowsOf(v []float32, T, n int) (vb []uint16, np int, s *[]float32) {
+	np = (n + 1) &^ 1
+	s = getScratch((T*np + 1) / 2)
+	vb = asU16(*s)[:T*np]
+	parallelFor(T, max(1, 65536/np), func(lo, hi int) {
+		bf16Rows(vb[lo*np:hi*np], np, v[lo*n:hi*n], n, hi-lo, n)
+	})
+	return vb, np, s
+}
