@@ -72,6 +72,15 @@ func cpu(t testing.TB) tensor.Backend {
 	return be
 }
 
+// cases are the golden's sequences: the short one, and the long one where
+// the fixture has it.
+func (g *golden) cases() []*golden {
+	if g.Long != nil {
+		return []*golden{g, g.Long}
+	}
+	return []*golden{g}
+}
+
 // worstDiff is the largest |got[i] − want[i]| and its index.
 func worstDiff(t *testing.T, got, want []float64) (worst float64, at int) {
 	t.Helper()
@@ -96,11 +105,7 @@ func TestLogProbsMatchPyTorch(t *testing.T) {
 			}
 			defer m.Close()
 			g := readGolden(t, dir)
-			cases := []*golden{g}
-			if g.Long != nil {
-				cases = append(cases, g.Long)
-			}
-			for _, c := range cases {
+			for _, c := range g.cases() {
 				lp, err := infer.LogProbs(be, m, c.IDs)
 				if err != nil {
 					t.Fatal(err)
@@ -148,11 +153,7 @@ func TestBF16ProductsMatchPyTorch(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer m.Close()
-			cases := []*golden{g}
-			if g.Long != nil {
-				cases = append(cases, g.Long)
-			}
-			for _, c := range cases {
+			for _, c := range g.cases() {
 				lp, err := infer.LogProbs(be, m, c.IDs)
 				if err != nil {
 					t.Fatal(err)
