@@ -55,10 +55,10 @@ type RunConfig struct {
 	// side on the GPU and recomputes only its MLP (between the two in
 	// memory and time; DISTILL_CUDA_KEEP_ATTN=0 turns it off on the device).
 	KeepAttention bool `yaml:"keep_attention,omitempty"`
-	// CPUBF16 multiplies BF16 weights (the frozen base with quant: none, a
-	// BF16 KD teacher, the tied LM head) by bf16-rounded activations and
-	// gradients on the CPU backend: AVX-512 BF16's speed, bf16 mixed
-	// precision's numerics.
+	// CPUBF16 multiplies BF16 and NF4 weights (the frozen base, a KD
+	// teacher, the LM head; NF4 dequantised to bf16) by bf16-rounded
+	// activations and gradients on the CPU backend: AVX-512 BF16's speed,
+	// bf16 mixed precision's numerics.
 	CPUBF16         bool `yaml:"cpu_bf16,omitempty"`
 	CheckpointEvery int  `yaml:"checkpoint_every"` // steps between checkpoints; 0: only at the end and on Ctrl-C
 	EvalEvery       int  `yaml:"eval_every"`       // steps between validation losses; 0: only at the end
@@ -139,7 +139,7 @@ func bindRunFlags(fs *flag.FlagSet, c *RunConfig) {
 	fs.Float64Var(&c.WeightDecay, "weight-decay", c.WeightDecay, "AdamW decoupled weight decay")
 	fs.Float64Var(&c.MaxGradNorm, "max-grad-norm", c.MaxGradNorm, "clip the global gradient norm (0: off)")
 	fs.BoolVar(&c.GradCheckpointing, "grad-checkpointing", c.GradCheckpointing, "recompute activations in backward (less memory)")
-	fs.BoolVar(&c.CPUBF16, "cpu-bf16", c.CPUBF16, "on the cpu backend, multiply BF16 weights (quant none, a BF16 teacher, a tied LM head) by bf16-rounded activations and gradients: about twice the GEMM speed on AVX-512 BF16")
+	fs.BoolVar(&c.CPUBF16, "cpu-bf16", c.CPUBF16, "on the cpu backend, multiply BF16 and NF4 weights (NF4 dequantised to bf16) by bf16-rounded activations and gradients: about twice the GEMM speed on AVX-512 BF16")
 	fs.BoolVar(&c.KeepAttention, "keep-attention", c.KeepAttention, "with grad checkpointing on a GPU: keep each layer's attention activations, recompute only its MLP")
 	fs.IntVar(&c.CheckpointEvery, "checkpoint-every", c.CheckpointEvery, "steps between checkpoints (0: end and Ctrl-C only)")
 	fs.IntVar(&c.EvalEvery, "eval-every", c.EvalEvery, "steps between validation losses (0: at the end)")

@@ -16,7 +16,8 @@ type CPU struct {
 	// that every path and batch size multiplies the same values (but for
 	// subnormals, which vdpbf16ps reads as zero). It is what llama.cpp's
 	// BF16 kernels and GPU bf16 GEMMs compute; off (the zero value), the CPU
-	// backend is the f32 reference. Quantised weights are not affected.
+	// backend is the f32 reference. NF4 weights (core/quant) are dequantised
+	// to bf16 under it; Q8 keeps f32 products.
 	BF16Products bool
 }
 
