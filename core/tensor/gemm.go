@@ -88,11 +88,7 @@ func matMulTAdd(dx, dy []float32, w *Tensor, T int, bf16 bool) {
 		}
 		ys := getScratch(T * N)
 		defer putScratch(ys)
-		yr := (*ys)[:T*N]
-		for i, v := range dy[:T*N] {
-			yr[i] = roundBF16(v)
-		}
-		dy = yr
+		dy = roundedInto((*ys)[:T*N], dy)
 	}
 	if w.DType == F32 {
 		Gemm(false, false, T, K, N, 1, dy, N, w.F32s(), K, 1, dx, K)

@@ -61,11 +61,7 @@ func matMul(out, x []float32, w *Tensor, T int, bf16 bool) {
 		// every path (and batch size) multiplies the same values.
 		xs := getScratch(T * K)
 		defer putScratch(xs)
-		xr := (*xs)[:T*K]
-		for i, v := range x[:T*K] {
-			xr[i] = roundBF16(v)
-		}
-		x = xr
+		x = roundedInto((*xs)[:T*K], x)
 	}
 	if haveBLAS && T >= minT {
 		matMulGEMM(out, x, w, T)

@@ -10,6 +10,15 @@ func BF16ProductsFast() bool { return haveBF16Dot && kernelLevel() >= levelAVX51
 // bf16 being the backend's BF16Products.
 func roundsBF16(w *Tensor, bf16 bool) bool { return bf16 && w.DType == BF16 }
 
+// roundedInto sets dst to the first len(dst) values of src rounded to bf16
+// (the f32 path of the bf16 products) and returns it.
+func roundedInto(dst, src []float32) []float32 {
+	for i, v := range src[:len(dst)] {
+		dst[i] = roundBF16(v)
+	}
+	return dst
+}
+
 // asU16 views a float32 scratch as twice as many uint16.
 func asU16(s []float32) []uint16 {
 	return unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(s))), 2*len(s))
