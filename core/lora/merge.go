@@ -104,38 +104,18 @@ func Merge(m *model.Model, a *Adapter, outDir string, dt tensor.DType) error {
 	if err := checkEmptyOrAbsent(outDir); err != nil {
 		return fmt.Errorf("merge: %w", err)
 	}
-	src, err := openCheckpoint(m.Dir)
+	src, err := OpenMerged(m, a)
 	if err != nil {
 		return fmt.Errorf("merge: %w", err)
 	}
-	defer src.close()
-
-	// Which tensors the adapter changes.
-	s := a.Config.Scaling()
-	merged := map[string]*Pair{}
-	for l, layer := range a.Layers {
-		for i, p := range layer {
-			if p == nil {
-				continue
-			}
-			name := fmt.Sprintf("model.layers.%d.%s.%s.weight", l, block(i), Modules[i])
-			t := src.tensors[name]
-			if t == nil {
-				return fmt.Errorf("merge: base checkpoint %s has no tensor %q", m.Dir, name)
-			}
-			if len(t.Shape) != 2 || t.Shape[0] != p.Out || t.Shape[1] != p.In {
-				return fmt.Errorf("merge: base tensor %q has shape %v, the adapter expects [%d %d]", name, t.Shape, p.Out, p.In)
-			}
-			merged[name] = p
-		}
-	}
+	defer src.Close()
 
 	tmp, err := tempDirFor(outDir)
 	if err != nil {
 		return fmt.Errorf("merge: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	if err := writeMerged(filepath.Join(tmp, "model.safetensors"), src, merged, s, dt); err != nil {
+	if err := writeMerged(filepath.Join(tmp, "model.safetensors"), src, dt); err != nil {
 		return fmt.Errorf("merge into %s: %w", outDir, err)
 	}
 	if err := copyAux(m.Dir, tmp, dt); err != nil {
@@ -145,6 +125,74 @@ func Merge(m *model.Model, a *Adapter, outDir string, dt tensor.DType) error {
 		return fmt.Errorf("merge into %s: %w", outDir, err)
 	}
 	return nil
+}
+
+// Merged is a base checkpoint's tensors with an adapter folded in: W + s·B·A
+// for every projection the adapter targets, every other tensor as stored.
+// Rows are computed on demand from the memory map, so no full-precision
+// copy of the model is ever held.
+type Merged struct {
+	src   *checkpoint
+	pairs map[string]*Pair // HF tensor name → the adapter's pair for it
+	s     float32
+}
+
+// OpenMerged opens m's checkpoint files afresh (every tensor, used by the
+// forward or not) with a folded in; a nil a gives the base alone.
+func OpenMerged(m *model.Model, a *Adapter) (*Merged, error) {
+	src, err := openCheckpoint(m.Dir)
+	if err != nil {
+		return nil, err
+	}
+	c := &Merged{src: src, pairs: map[string]*Pair{}}
+	if a == nil {
+		return c, nil
+	}
+	c.s = a.Config.Scaling()
+	for l, layer := range a.Layers {
+		for i, p := range layer {
+			if p == nil {
+				continue
+			}
+			name := fmt.Sprintf("model.layers.%d.%s.%s.weight", l, block(i), Modules[i])
+			t := src.tensors[name]
+			if t == nil {
+				src.close()
+				return nil, fmt.Errorf("base checkpoint %s has no tensor %q", m.Dir, name)
+			}
+			if len(t.Shape) != 2 || t.Shape[0] != p.Out || t.Shape[1] != p.In {
+				src.close()
+				return nil, fmt.Errorf("base tensor %q has shape %v, the adapter expects [%d %d]", name, t.Shape, p.Out, p.In)
+			}
+			c.pairs[name] = p
+		}
+	}
+	return c, nil
+}
+
+// Close releases the checkpoint's memory maps.
+func (c *Merged) Close() { c.src.close() }
+
+// Names lists every tensor, sorted.
+func (c *Merged) Names() []string { return sortedNames(c.src.tensors) }
+
+// Tensor is the stored tensor of that name (shape and dtype), nil if none.
+func (c *Merged) Tensor(name string) *tensor.Tensor { return c.src.tensors[name] }
+
+// Rows writes rows [r0, r1) of the named tensor, the adapter folded in, as
+// f32 into dst; a 1-D tensor's elements are its rows.
+func (c *Merged) Rows(name string, dst []float32, r0, r1 int) {
+	t := c.src.tensors[name]
+	if p := c.pairs[name]; p != nil {
+		mergeRows(dst, t, p, c.s, r0, r1)
+		return
+	}
+	cols := 1
+	if len(t.Shape) > 1 {
+		cols = t.Elems() / t.Shape[0]
+	}
+	es := t.DType.Size()
+	tensor.ToF32(dst[:(r1-r0)*cols], t.DType, t.Data[r0*cols*es:r1*cols*es])
 }
 
 // checkpoint is a base model's safetensors files, opened afresh (Model keeps
@@ -212,7 +260,8 @@ func openCheckpoint(dir string) (*checkpoint, error) {
 // writeMerged streams one safetensors file: the header (every tensor's name,
 // dtype, shape and offsets are known up front), then each tensor's bytes in
 // name order, as model.WriteSafetensors lays them out.
-func writeMerged(path string, src *checkpoint, merged map[string]*Pair, s float32, dt tensor.DType) error {
+func writeMerged(path string, c *Merged, dt tensor.DType) error {
+	src := c.src
 	names := sortedNames(src.tensors)
 	type entry struct {
 		DType   string  `json:"dtype"`
@@ -261,12 +310,12 @@ func writeMerged(path string, src *checkpoint, merged map[string]*Pair, s float3
 	for _, n := range names {
 		t := src.tensors[n]
 		odt := outDT(t)
-		if p := merged[n]; p != nil {
+		if p := c.pairs[n]; p != nil {
 			rows := max(1, chunk/p.In)
 			for r0 := 0; r0 < p.Out; r0 += rows {
 				r1 := min(r0+rows, p.Out)
 				buf := f32[:(r1-r0)*p.In]
-				mergeRows(buf, t, p, s, r0, r1)
+				c.Rows(n, buf, r0, r1)
 				raw = grow(raw, len(buf)*odt.Size())
 				putF32(raw, odt, buf)
 				if _, err := w.Write(raw); err != nil {

@@ -45,6 +45,10 @@ func newRopeTables(c *Config) ropeTables {
 	return ropeTables{invFreq: inv}
 }
 
+// RopeInvFreq is c's rotary frequencies, per pair of a head's dimensions,
+// with its rope_scaling applied (exporters write them in other forms).
+func RopeInvFreq(c *Config) []float64 { return newRopeTables(c).invFreq }
+
 // upTo returns tables covering positions [0, n).
 func (r *ropeTables) upTo(n int) (cos, sin []float32) {
 	r.mu.Lock()
