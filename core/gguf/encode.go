@@ -1,0 +1,46 @@
+package gguf
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	"distill/core/quant"
+	"distill/core/tensor"
+)
+
+// encodeRows stores src (whole rows) at t into dst, which must hold exactly
+// their bytes. Values Q8_0 cannot scale (NaN, ±Inf) are an error.
+func encodeRows(dst []byte, t Type, src []float32) error {
+	switch t {
+	case F32:
+		for i, f := range src {
+			binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(f))
+		}
+	case F16:
+		for i, f := range src {
+			binary.LittleEndian.PutUint16(dst[2*i:], tensor.F32ToF16(f))
+		}
+	case BF16:
+		for i, f := range src {
+			binary.LittleEndian.PutUint16(dst[2*i:], tensor.F32ToBF16(f))
+		}
+	case Q8_0:
+		// core/quant's quantiser computes ggml's Q8_0 codes (checked against
+		// tools/quantref); the block stores its scale rounded to f16.
+		q, err := quant.QuantizeQ8(tensor.FromF32("", src, 1, len(src)))
+		if err != nil {
+			return err
+		}
+		for b, d := range q.Scales {
+			blk := dst[b*(2+q8Block) : (b+1)*(2+q8Block)]
+			binary.LittleEndian.PutUint16(blk, tensor.F32ToF16(d))
+			for j, v := range q.Qs[b*q8Block : (b+1)*q8Block] {
+				blk[2+j] = byte(v)
+			}
+		}
+	default:
+		return fmt.Errorf("cannot encode %s", t)
+	}
+	return nil
+}
