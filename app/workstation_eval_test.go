@@ -2,6 +2,7 @@ package app
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"math"
 	"os"
@@ -154,7 +155,27 @@ func TestExportAdapter(t *testing.T) {
 	if moved < 1e-3 {
 		t.Errorf("the adapter changed no log-prob (max %.2g): the comparison proves nothing", moved)
 	}
-	if _, err := w.ExportAdapter(id, "gguf"); err == nil {
+	// GGUF: the adapter folded in at the base's precision, with a
+	// Modelfile; the same bytes as `distill gguf` on the merged checkpoint
+	// (which llama.cpp reads as distill does: core/gguf's tests).
+	gg, err := w.ExportAdapter(id, "gguf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mf, err := os.ReadFile(filepath.Join(gg, "Modelfile"))
+	if err != nil || !strings.Contains(string(mf), "FROM ./model.gguf") {
+		t.Errorf("Modelfile: %q, %v", mf, err)
+	}
+	viaCLI := filepath.Join(t.TempDir(), "m.gguf")
+	if code, _, stderr := run("gguf", "--model", merged, "--out", viaCLI, "--name", id); code != 0 {
+		t.Fatal(stderr)
+	}
+	g1, err1 := os.ReadFile(filepath.Join(gg, "model.gguf"))
+	g2, err2 := os.ReadFile(viaCLI)
+	if err1 != nil || err2 != nil || !bytes.Equal(g1, g2) || !bytes.HasPrefix(g1, []byte("GGUF")) {
+		t.Errorf("exported model.gguf (%d bytes, %v) is not `distill gguf` of the merged checkpoint (%d bytes, %v)", len(g1), err1, len(g2), err2)
+	}
+	if _, err := w.ExportAdapter(id, "onnx"); err == nil {
 		t.Error("unknown export kind: no error")
 	}
 }

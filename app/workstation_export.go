@@ -16,7 +16,9 @@ const exportRoot = "exports"
 // ExportAdapter writes a registered adapter out for use elsewhere and
 // returns the folder: "peft" copies the PEFT adapter (for vLLM, TGI or
 // PEFT itself), "merged" folds it into its base and writes a full HF
-// checkpoint (safetensors, for any trainer or server). The folder is
+// checkpoint (safetensors, for any trainer or server), "gguf" folds it in
+// and writes model.gguf at the base's own precision with an Ollama
+// Modelfile beside it (for llama.cpp and Ollama). The folder is
 // exports/<name>-<kind> and must not exist yet.
 func (w *Workstation) ExportAdapter(name, kind string) (string, error) {
 	a, err := w.db.Adapter(context.Background(), name)
@@ -33,7 +35,7 @@ func (w *Workstation) ExportAdapter(name, kind string) (string, error) {
 	switch kind {
 	case "peft":
 		return out, copyFolder(a.Path, out)
-	case "merged":
+	case "merged", "gguf":
 		m, err := model.Load(a.BaseModel)
 		if err != nil {
 			return "", fmt.Errorf("the base model of %s: %w", name, err)
@@ -43,9 +45,39 @@ func (w *Workstation) ExportAdapter(name, kind string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		return out, lora.Merge(m, ad, out, lora.KeepDType)
+		if kind == "merged" {
+			return out, lora.Merge(m, ad, out, lora.KeepDType)
+		}
+		return out, exportGGUFFolder(m, ad, name, out)
 	}
-	return "", fmt.Errorf("export %s: unknown kind %q (peft or merged)", name, kind)
+	return "", fmt.Errorf("export %s: unknown kind %q (peft, merged or gguf)", name, kind)
+}
+
+// exportGGUFFolder writes out/model.gguf (the adapter folded in, at the
+// base's precision) and out/Modelfile, through a temporary folder renamed
+// at the end.
+func exportGGUFFolder(m *model.Model, a *lora.Adapter, name, out string) error {
+	tmp, err := os.MkdirTemp(filepath.Dir(out), "."+filepath.Base(out)+"-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	opt, err := ggufOptions(m, "auto", name, "")
+	if err != nil {
+		return err
+	}
+	if err := exportGGUF(m, a, filepath.Join(tmp, "model.gguf"), opt); err != nil {
+		return err
+	}
+	// Ollama takes the chat template and stop tokens from the file itself.
+	modelfile := "# ollama create " + name + " -f Modelfile\nFROM ./model.gguf\n"
+	if err := os.WriteFile(filepath.Join(tmp, "Modelfile"), []byte(modelfile), 0o644); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return err
+	}
+	return os.Rename(tmp, out)
 }
 
 // copyFolder copies the regular files of src into a new folder dst, through

@@ -68,7 +68,7 @@ type adaptersView struct {
 	mode    string // "rename" or "tag" while the input is open
 	target  string // the adapter the input or confirmation is about
 	confirm bool   // awaiting y/n to delete target
-	export  bool   // awaiting p (PEFT) or m (merged) to export target
+	export  bool   // awaiting p (PEFT), m (merged) or g (GGUF) to export target
 }
 
 func newAdaptersView() adaptersView {
@@ -132,7 +132,7 @@ func (v adaptersView) key(ctx *Context, msg tea.KeyMsg) (adaptersView, tea.Cmd) 
 	if v.export {
 		name := v.target
 		v.export, v.target = false, ""
-		kind := map[string]string{"p": "peft", "m": "merged"}[msg.String()]
+		kind := map[string]string{"p": "peft", "m": "merged", "g": "gguf"}[msg.String()]
 		if kind == "" {
 			v.note, v.noteBad = "", false
 			return v, nil
@@ -293,7 +293,7 @@ func (v adaptersView) view(ctx *Context) string {
 	case v.confirm:
 		foot = []string{st.Warn.Render(fmt.Sprintf("delete the registration of %s (its files stay)? y/n", v.target))}
 	case v.export:
-		foot = []string{st.Warn.Render("export " + v.target + " to exports/: p PEFT adapter (vLLM, TGI) · m merged HF checkpoint · other: cancel")}
+		foot = []string{st.Warn.Render("export " + v.target + " to exports/: p PEFT adapter (vLLM, TGI) · m merged HF checkpoint · g GGUF (llama.cpp, Ollama) · other: cancel")}
 	case v.mode != "" && v.note != "":
 		foot = []string{st.Bad.Render(v.note), v.input.View()}
 	case v.mode != "":

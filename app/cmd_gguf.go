@@ -1,0 +1,95 @@
+package app
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"distill/core/gguf"
+	"distill/core/lora"
+	"distill/core/model"
+	"distill/core/tensor"
+)
+
+func init() {
+	register(command{name: "gguf", usage: "--model DIR [--adapter DIR] --out FILE.gguf [--type auto|f32|f16|bf16|q8_0] — one GGUF file for llama.cpp and Ollama, the adapter folded in", run: runGGUF})
+}
+
+func runGGUF(env *Env, args []string) error {
+	fs := newFlags(env, "gguf", "--model DIR [--adapter DIR] --out FILE.gguf [--type auto|f32|f16|bf16|q8_0]")
+	dir := fs.String("model", "", "base model folder (HF: config.json, safetensors, tokenizer.json)")
+	adapter := fs.String("adapter", "", "PEFT LoRA adapter folder to fold in (optional)")
+	out := fs.String("out", "", "GGUF file to write (must not exist)")
+	typName := fs.String("type", "auto", "the matrices' type: auto (the base's own f32/f16/bf16), f32, f16, bf16, or q8_0 (8.5 bits/weight)")
+	name := fs.String("name", "", "general.name inside the file (default: the model folder's name, with the adapter's)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *dir == "" || *out == "" {
+		return fmt.Errorf("--model and --out are required")
+	}
+	m, err := model.Load(*dir)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	var a *lora.Adapter
+	if *adapter != "" {
+		if a, err = lora.Load(*adapter, m); err != nil {
+			return err
+		}
+	}
+	opt, err := ggufOptions(m, *typName, *name, *adapter)
+	if err != nil {
+		return err
+	}
+	if err := exportGGUF(m, a, *out, opt); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "wrote %s (%s)\n", *out, opt.Type)
+	return nil
+}
+
+// ggufOptions resolves --type auto to the base's own storage type and names
+// the file's model after its folders.
+func ggufOptions(m *model.Model, typName, name, adapter string) (gguf.Options, error) {
+	opt := gguf.Options{Name: name}
+	if opt.Name == "" {
+		opt.Name = filepath.Base(filepath.Clean(m.Dir))
+		if adapter != "" {
+			opt.Name += "+" + filepath.Base(filepath.Clean(adapter))
+		}
+	}
+	if typName != "auto" {
+		t, err := gguf.ParseType(strings.ToLower(typName))
+		if err != nil {
+			return opt, fmt.Errorf("--type: %v", err)
+		}
+		opt.Type = t
+		return opt, nil
+	}
+	switch m.Embed.DType {
+	case tensor.F32:
+		opt.Type = gguf.F32
+	case tensor.BF16:
+		opt.Type = gguf.BF16
+	default:
+		opt.Type = gguf.F16
+	}
+	return opt, nil
+}
+
+// exportGGUF folds a (nil: none) into m and writes one GGUF file at out,
+// refusing to replace an existing file.
+func exportGGUF(m *model.Model, a *lora.Adapter, out string, opt gguf.Options) error {
+	if _, err := os.Stat(out); err == nil {
+		return fmt.Errorf("%s exists already: remove it or choose another --out", out)
+	}
+	src, err := lora.OpenMerged(m, a)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	return gguf.Export(m, src, out, opt)
+}
