@@ -118,6 +118,13 @@ func archKVs(c *model.Config, arch string, opt Options) ([]KV, error) {
 	return kvs, nil
 }
 
+// projNames are llama.cpp's names of a decoder layer's projections, by
+// their HF (and PEFT) module names.
+var projNames = map[string]string{
+	"q_proj": "attn_q", "k_proj": "attn_k", "v_proj": "attn_v", "o_proj": "attn_output",
+	"gate_proj": "ffn_gate", "up_proj": "ffn_up", "down_proj": "ffn_down",
+}
+
 // tensorInfos maps every tensor of src to its llama.cpp name, in the
 // order llama.cpp's converter writes them.
 func tensorInfos(m *model.Model, src Source, arch string, permute bool, typ Type) ([]TensorInfo, error) {
@@ -154,18 +161,18 @@ func tensorInfos(m *model.Model, src Source, arch string, permute bool, typ Type
 		b := fmt.Sprintf("blk.%d.", l)
 		try(add(p+"input_layernorm.weight", b+"attn_norm.weight", 0))
 		for _, sfx := range []string{"weight", "bias"} {
-			try(add(p+"self_attn.q_proj."+sfx, b+"attn_q."+sfx, qHeads))
-			try(add(p+"self_attn.k_proj."+sfx, b+"attn_k."+sfx, kHeads))
-			try(add(p+"self_attn.v_proj."+sfx, b+"attn_v."+sfx, 0))
-			try(add(p+"self_attn.o_proj."+sfx, b+"attn_output."+sfx, 0))
+			try(add(p+"self_attn.q_proj."+sfx, b+projNames["q_proj"]+"."+sfx, qHeads))
+			try(add(p+"self_attn.k_proj."+sfx, b+projNames["k_proj"]+"."+sfx, kHeads))
+			try(add(p+"self_attn.v_proj."+sfx, b+projNames["v_proj"]+"."+sfx, 0))
+			try(add(p+"self_attn.o_proj."+sfx, b+projNames["o_proj"]+"."+sfx, 0))
 		}
 		for _, pr := range []pair{
 			{"self_attn.q_norm.weight", "attn_q_norm.weight"},
 			{"self_attn.k_norm.weight", "attn_k_norm.weight"},
 			{"post_attention_layernorm.weight", "ffn_norm.weight"},
-			{"mlp.gate_proj.weight", "ffn_gate.weight"},
-			{"mlp.up_proj.weight", "ffn_up.weight"},
-			{"mlp.down_proj.weight", "ffn_down.weight"},
+			{"mlp.gate_proj.weight", projNames["gate_proj"] + ".weight"},
+			{"mlp.up_proj.weight", projNames["up_proj"] + ".weight"},
+			{"mlp.down_proj.weight", projNames["down_proj"] + ".weight"},
 		} {
 			try(add(p+pr.hf, b+pr.gguf, 0))
 		}

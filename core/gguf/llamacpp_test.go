@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"flag"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -46,6 +47,9 @@ type ggufCase struct {
 	IDs       []int    `json:"ids,omitempty"`
 	Tokenizer string   `json:"tokenizer,omitempty"`
 	Texts     []string `json:"texts,omitempty"`
+	// An adapter case: File is the GGUF adapter, applied by llama.cpp over
+	// Base (another case's file).
+	Base string `json:"base,omitempty"`
 }
 
 // llamaGolden is what llama.cpp answered for one case.
@@ -74,6 +78,18 @@ var fixtureCases = []struct{ fixture, typ string }{
 	{"llama2-bf16", "bf16"}, {"llama3-bf16", "bf16"}, {"mistral-bf16", "bf16"},
 	{"qwen2-bf16", "bf16"}, {"qwen3-bf16", "bf16"}, {"smollm-bf16", "bf16"},
 	{"llama3-f32", "f16"}, {"qwen3-f32", "q8_0"},
+}
+
+// adapterCases: random LoRA adapters on f32 fixtures, exported as GGUF
+// adapters that llama.cpp applies over the fixture's f32 GGUF.
+var adapterCases = []struct {
+	fixture string
+	cfg     lora.Config
+}{
+	{"llama3-f32", lora.Config{R: 4, Alpha: 8, Targets: lora.Modules}},
+	{"mistral-f32", lora.Config{R: 8, Alpha: 16, Targets: []string{"q_proj", "k_proj", "v_proj", "o_proj"}}},
+	{"qwen2-f32", lora.Config{R: 4, Alpha: 4, Targets: []string{"q_proj", "v_proj", "down_proj"}}},
+	{"qwen3-f32", lora.Config{R: 8, Alpha: 8, RSLoRA: true, Targets: []string{"k_proj", "o_proj", "gate_proj", "up_proj"}}},
 }
 
 // tokenizerCases put the real tokenizer files on a tiny random model of
@@ -109,6 +125,13 @@ func TestLlamaCppReadsExport(t *testing.T) {
 		manifest = append(manifest, c)
 		if want != nil {
 			t.Run(c.Name, func(t *testing.T) { checkFixture(t, c, want.Cases[c.Name]) })
+		}
+	}
+	for _, ac := range adapterCases {
+		c := exportAdapter(t, out, ac.fixture, ac.cfg)
+		manifest = append(manifest, c)
+		if want != nil {
+			t.Run(c.Name, func(t *testing.T) { checkAdapter(t, c, ac.cfg, want.Cases[c.Name]) })
 		}
 	}
 	for _, tc := range tokenizerCases {
@@ -160,6 +183,54 @@ func exportFixture(t *testing.T, out, fixture, typ string) ggufCase {
 	c := ggufCase{Name: fixture + "-" + typ, Type: typ, Fixture: fixture, IDs: g.IDs}
 	c.File, c.SHA256 = export(t, dir, out, c.Name, typ)
 	return c
+}
+
+// randomAdapter is a seeded adapter with A and B both non-zero, so it
+// moves log-probs by about a nat.
+func randomAdapter(t *testing.T, m *model.Model, cfg lora.Config, seed uint64) *lora.Adapter {
+	t.Helper()
+	a, err := lora.NewFor(m, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(seed, 11))
+	for i := range a.Params {
+		a.Params[i] = float32(rng.NormFloat64() * 0.1)
+	}
+	return a
+}
+
+// exportAdapter writes a random adapter of the fixture as a GGUF adapter;
+// its base is the fixture's f32 case.
+func exportAdapter(t *testing.T, out, fixture string, cfg lora.Config) ggufCase {
+	t.Helper()
+	m, err := model.Load(filepath.Join("..", "model", "testdata", fixture))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	a := randomAdapter(t, m, cfg, 5)
+	var g struct {
+		IDs []int `json:"ids"`
+	}
+	readJSON(t, filepath.Join("..", "model", "testdata", fixture, "golden.json"), &g)
+	c := ggufCase{Name: "adapter-" + fixture, Type: "f32", Fixture: fixture, IDs: g.IDs, Base: fixture + "-f32.gguf", File: "adapter-" + fixture + ".gguf"}
+	path := filepath.Join(out, c.File)
+	if err := gguf.ExportAdapter(m, a, path); err != nil {
+		t.Fatal(err)
+	}
+	c.SHA256 = fileSHA(t, path)
+	return c
+}
+
+func fileSHA(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // writeByteTokenizer writes GPT-2's byte-level tokenizer with no merges:
@@ -255,12 +326,7 @@ func export(t *testing.T, dir, out, name, typ string) (string, string) {
 	if err := gguf.Export(m, src, filepath.Join(out, file), gguf.Options{Type: ty, Name: name}); err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(filepath.Join(out, file))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(b)
-	return file, hex.EncodeToString(sum[:])
+	return file, fileSHA(t, filepath.Join(out, file))
 }
 
 func readJSON(t *testing.T, path string, v any) {
@@ -315,6 +381,36 @@ func checkFixture(t *testing.T, c ggufCase, g *llamaGolden) {
 		t.Fatal(err)
 	}
 	defer m.Close()
+	compareLogProbs(t, c, m, g)
+}
+
+// checkAdapter: llama.cpp with the GGUF adapter over the f32 base against
+// distill with the same adapter applied unmerged; the adapter must move
+// the log-probs far more than the tolerance, or the check proves nothing.
+func checkAdapter(t *testing.T, c ggufCase, cfg lora.Config, g *llamaGolden) {
+	if !sameFile(t, c, g) {
+		return
+	}
+	m, err := model.Load(filepath.Join("..", "model", "testdata", c.Fixture))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	plain, err := infer.LogProbs(tensor.CPU{}, m, c.IDs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Delta = randomAdapter(t, m, cfg, 5)
+	compareLogProbs(t, c, m, g)
+	moved, _ := maxDiff(t, plain, g.LogProbs)
+	t.Logf("the adapter moves llama.cpp's log-probs by up to %.3f", moved)
+	if moved < 100*fixtureTol[c.Type] {
+		t.Errorf("the adapter moves log-probs by only %.2g: llama.cpp may not have applied it", moved)
+	}
+}
+
+func compareLogProbs(t *testing.T, c ggufCase, m *model.Model, g *llamaGolden) {
+	t.Helper()
 	var be tensor.Backend = tensor.CPU{}
 	if c.Type == "bf16" {
 		be = tensor.CPU{BF16Products: true}
