@@ -13,16 +13,17 @@ import (
 )
 
 func init() {
-	register(command{name: "gguf", usage: "--model DIR [--adapter DIR] --out FILE.gguf [--type auto|f32|f16|bf16|q8_0] — one GGUF file for llama.cpp and Ollama, the adapter folded in", run: runGGUF})
+	register(command{name: "gguf", usage: "--model DIR [--adapter DIR [--adapter-only]] --out FILE.gguf [--type auto|f32|f16|bf16|q8_0] — a GGUF file for llama.cpp and Ollama: the model with the adapter folded in, or the adapter alone", run: runGGUF})
 }
 
 func runGGUF(env *Env, args []string) error {
-	fs := newFlags(env, "gguf", "--model DIR [--adapter DIR] --out FILE.gguf [--type auto|f32|f16|bf16|q8_0]")
+	fs := newFlags(env, "gguf", "--model DIR [--adapter DIR [--adapter-only]] --out FILE.gguf [--type auto|f32|f16|bf16|q8_0]")
 	dir := fs.String("model", "", "base model folder (HF: config.json, safetensors, tokenizer.json)")
 	adapter := fs.String("adapter", "", "PEFT LoRA adapter folder to fold in (optional)")
 	out := fs.String("out", "", "GGUF file to write (must not exist)")
 	typName := fs.String("type", "auto", "the matrices' type: auto (the base's own f32/f16/bf16), f32, f16, bf16, or q8_0 (8.5 bits/weight)")
 	name := fs.String("name", "", "general.name inside the file (default: the model folder's name, with the adapter's)")
+	adapterOnly := fs.Bool("adapter-only", false, "write the adapter alone as a GGUF LoRA adapter (f32), for llama.cpp's --lora or Ollama's ADAPTER over the base's GGUF")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -39,6 +40,19 @@ func runGGUF(env *Env, args []string) error {
 		if a, err = lora.Load(*adapter, m); err != nil {
 			return err
 		}
+	}
+	if *adapterOnly {
+		if a == nil {
+			return fmt.Errorf("--adapter-only needs --adapter")
+		}
+		if _, err := os.Stat(*out); err == nil {
+			return fmt.Errorf("%s exists already: remove it or choose another --out", *out)
+		}
+		if err := gguf.ExportAdapter(m, a, *out); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "wrote %s (LoRA adapter, rank %d)\n", *out, a.Config.R)
+		return nil
 	}
 	opt, err := ggufOptions(m, *typName, *name, *adapter)
 	if err != nil {

@@ -175,6 +175,15 @@ func TestExportAdapter(t *testing.T) {
 	if err1 != nil || err2 != nil || !bytes.Equal(g1, g2) || !bytes.HasPrefix(g1, []byte("GGUF")) {
 		t.Errorf("exported model.gguf (%d bytes, %v) is not `distill gguf` of the merged checkpoint (%d bytes, %v)", len(g1), err1, len(g2), err2)
 	}
+	viaCLI = filepath.Join(t.TempDir(), "a.gguf")
+	if code, _, stderr := run("gguf", "--model", m, "--adapter", peft, "--adapter-only", "--out", viaCLI); code != 0 {
+		t.Fatal(stderr)
+	}
+	g1, err1 = os.ReadFile(filepath.Join(gg, "adapter.gguf"))
+	g2, err2 = os.ReadFile(viaCLI)
+	if err1 != nil || err2 != nil || !bytes.Equal(g1, g2) {
+		t.Errorf("exported adapter.gguf (%d bytes, %v) is not `distill gguf --adapter-only` (%d bytes, %v)", len(g1), err1, len(g2), err2)
+	}
 	if _, err := w.ExportAdapter(id, "onnx"); err == nil {
 		t.Error("unknown export kind: no error")
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"distill/core/gguf"
 	"distill/core/lora"
 	"distill/core/model"
 )
@@ -18,7 +19,8 @@ const exportRoot = "exports"
 // PEFT itself), "merged" folds it into its base and writes a full HF
 // checkpoint (safetensors, for any trainer or server), "gguf" folds it in
 // and writes model.gguf at the base's own precision with an Ollama
-// Modelfile beside it (for llama.cpp and Ollama). The folder is
+// Modelfile beside it, and the adapter alone as adapter.gguf (for
+// llama.cpp and Ollama). The folder is
 // exports/<name>-<kind> and must not exist yet.
 func (w *Workstation) ExportAdapter(name, kind string) (string, error) {
 	a, err := w.db.Adapter(context.Background(), name)
@@ -54,8 +56,8 @@ func (w *Workstation) ExportAdapter(name, kind string) (string, error) {
 }
 
 // exportGGUFFolder writes out/model.gguf (the adapter folded in, at the
-// base's precision) and out/Modelfile, through a temporary folder renamed
-// at the end.
+// base's precision), out/adapter.gguf (the adapter alone) and
+// out/Modelfile, through a temporary folder renamed at the end.
 func exportGGUFFolder(m *model.Model, a *lora.Adapter, name, out string) error {
 	tmp, err := os.MkdirTemp(filepath.Dir(out), "."+filepath.Base(out)+"-")
 	if err != nil {
@@ -69,8 +71,14 @@ func exportGGUFFolder(m *model.Model, a *lora.Adapter, name, out string) error {
 	if err := exportGGUF(m, a, filepath.Join(tmp, "model.gguf"), opt); err != nil {
 		return err
 	}
+	if err := gguf.ExportAdapter(m, a, filepath.Join(tmp, "adapter.gguf")); err != nil {
+		return err
+	}
 	// Ollama takes the chat template and stop tokens from the file itself.
-	modelfile := "# ollama create " + name + " -f Modelfile\nFROM ./model.gguf\n"
+	modelfile := "# ollama create " + name + " -f Modelfile\n" +
+		"# adapter.gguf is the adapter alone, for llama.cpp's --lora or Ollama's\n" +
+		"# ADAPTER over the base's own GGUF (distill gguf --model " + m.Dir + ").\n" +
+		"FROM ./model.gguf\n"
 	if err := os.WriteFile(filepath.Join(tmp, "Modelfile"), []byte(modelfile), 0o644); err != nil {
 		return err
 	}
