@@ -88,6 +88,8 @@ func (s pairSource) Names() []string {
 
 func (s pairSource) Tensor(name string) *tensor.Tensor { return s[name] }
 
+func (s pairSource) Changed(string) bool { return false }
+
 func (s pairSource) Rows(name string, dst []float32, r0, r1 int) {
 	t := s[name]
 	cols := t.Shape[1]

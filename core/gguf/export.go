@@ -1,10 +1,13 @@
 package gguf
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"math"
+	"runtime"
 	"strings"
+	"sync"
 
 	"distill/core/model"
 	"distill/core/tensor"
@@ -19,6 +22,10 @@ type Source interface {
 	// Rows writes rows [r0, r1) of name, widened to f32, into dst. A 1-D
 	// tensor is a column: each element is a row.
 	Rows(name string, dst []float32, r0, r1 int)
+	// Changed says whether Rows differ from the stored tensor (an adapter
+	// is folded into it); an unchanged tensor already at the file's type
+	// is copied as stored.
+	Changed(name string) bool
 }
 
 // Options choose what Export writes.
@@ -222,6 +229,13 @@ func tensorInfo(src Source, t *tensor.Tensor, name string, heads, headDim int, t
 	}
 	hf := t.Name
 	rowBytes, _ := typ.rowBytes(cols)
+	if heads == 0 && !src.Changed(hf) && sameType(t.DType, typ) {
+		write := func(w io.Writer) error {
+			_, err := w.Write(t.Data)
+			return err
+		}
+		return TensorInfo{Name: name, Dims: dims, Type: typ, Write: write}, nil
+	}
 	write := func(w io.Writer) error {
 		step := max(1, (1<<20)/cols) // rows widened at a time (≤ 4 MiB)
 		if heads > 0 {
@@ -233,14 +247,15 @@ func tensorInfo(src Source, t *tensor.Tensor, name string, heads, headDim int, t
 		for r0 := 0; r0 < rows; r0 += step {
 			r1 := min(r0+step, rows)
 			buf := f32[:(r1-r0)*cols]
-			src.Rows(hf, buf, r0, r1)
-			if heads > 0 {
-				interleaveHead(tmp, buf, headDim, cols)
-				buf = tmp[:len(buf)]
-			}
 			out := raw[:(r1-r0)*rowBytes]
-			if err := encodeRows(out, typ, buf); err != nil {
-				return fmt.Errorf("rows %d-%d: %v", r0, r1, err)
+			if heads > 0 {
+				src.Rows(hf, buf, r0, r1)
+				interleaveHead(tmp, buf, headDim, cols)
+				if err := encodeRows(out, typ, tmp[:len(buf)]); err != nil {
+					return fmt.Errorf("rows %d-%d: %v", r0, r1, err)
+				}
+			} else if err := convertRows(src, hf, buf, out, typ, r0, r1, cols, rowBytes); err != nil {
+				return err
 			}
 			if _, err := w.Write(out); err != nil {
 				return err
@@ -249,6 +264,36 @@ func tensorInfo(src Source, t *tensor.Tensor, name string, heads, headDim int, t
 		return nil
 	}
 	return TensorInfo{Name: name, Dims: dims, Type: typ, Write: write}, nil
+}
+
+// convertRows widens rows [r0, r1) of hf into buf and stores them at typ
+// into out, the rows split over the cores (widening and rounding, not the
+// disk, bound an export that changes the type).
+func convertRows(src Source, hf string, buf []float32, out []byte, typ Type, r0, r1, cols, rowBytes int) error {
+	n := r1 - r0
+	workers := min(runtime.GOMAXPROCS(0), n)
+	if n*cols < 1<<16 {
+		workers = 1
+	}
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for k := range workers {
+		a, b := n*k/workers, n*(k+1)/workers
+		wg.Go(func() {
+			part := buf[a*cols : b*cols]
+			src.Rows(hf, part, r0+a, r0+b)
+			if err := encodeRows(out[a*rowBytes:b*rowBytes], typ, part); err != nil {
+				errs[k] = fmt.Errorf("rows %d-%d: %v", r0+a, r0+b, err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// sameType: a stored tensor of dtype dt has t's bytes already.
+func sameType(dt tensor.DType, t Type) bool {
+	return (dt == tensor.F32 && t == F32) || (dt == tensor.F16 && t == F16) || (dt == tensor.BF16 && t == BF16)
 }
 
 // interleaveHead writes one head's rows (d of them, cols wide) in

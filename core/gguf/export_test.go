@@ -35,7 +35,7 @@ func fixtureWithTokenizer(t *testing.T, fixture string) string {
 	return dir
 }
 
-func exportTo(t *testing.T, m *model.Model, a *lora.Adapter, path string, typ gguf.Type) error {
+func exportTo(t testing.TB, m *model.Model, a *lora.Adapter, path string, typ gguf.Type) error {
 	t.Helper()
 	src, err := lora.OpenMerged(m, a)
 	if err != nil {

@@ -179,6 +179,9 @@ func (c *Merged) Names() []string { return sortedNames(c.src.tensors) }
 // Tensor is the stored tensor of that name (shape and dtype), nil if none.
 func (c *Merged) Tensor(name string) *tensor.Tensor { return c.src.tensors[name] }
 
+// Changed says whether the adapter is folded into the named tensor.
+func (c *Merged) Changed(name string) bool { return c.pairs[name] != nil }
+
 // Rows writes rows [r0, r1) of the named tensor, the adapter folded in, as
 // f32 into dst; a 1-D tensor's elements are its rows.
 func (c *Merged) Rows(name string, dst []float32, r0, r1 int) {
