@@ -1,7 +1,8 @@
 // Reads the GGUF files that `go test ./core/gguf -run TestLlamaCppReadsExport
 // -args -prepare DIR` wrote, with llama.cpp itself (node-llama-cpp's prebuilt
 // CPU build), and writes core/gguf/testdata/llamacpp.json: for each torchref
-// fixture, llama.cpp's log-probs of the fixture's token ids; for each real
+// fixture (or a LoRA adapter over one), llama.cpp's log-probs of the fixture's
+// token ids; for each real
 // tokenizer, llama.cpp's tokenization of the tokenizer goldens' texts.
 import fs from "node:fs";
 import path from "node:path";
@@ -31,12 +32,14 @@ for (const c of manifest) {
   const modelPath = path.join(dir, c.file);
   const g = {sha256: c.sha256};
   if (c.fixture) {
-    const model = await llama.loadModel({modelPath, gpuLayers: 0});
+    // An adapter case loads its base and applies the adapter on top.
+    const model = await llama.loadModel({modelPath: c.base ? path.join(dir, c.base) : modelPath, gpuLayers: 0});
     // f32 KV cache and no flash attention: the keys and values stay f32,
     // as distill keeps them, so only the weights' type shapes the products.
     const ctx = await model.createContext({
       contextSize: 512, batchSize: 512, threads: 2, flashAttention: false,
       experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32",
+      ...(c.base ? {lora: {adapters: [{filePath: modelPath, scale: 1}]}} : {}),
     });
     const seq = ctx.getSequence();
     const res = await seq.controlledEvaluate(c.ids.map((t) => [t, {generateNext: {logits: true}}]));
