@@ -17,6 +17,7 @@ import (
 type AdapterRow struct {
 	Name, Base, Method, Task string
 	Path                     string // the PEFT adapter folder
+	RunID                    string // the run that trained it; empty if none or deleted
 	Metrics                  string // headline metrics, e.g. "f1 0.71 · acc 0.72"; "-" when none
 	Tags                     []string
 	Age                      time.Duration
@@ -30,7 +31,7 @@ func (w *Workstation) ListAdapters() ([]AdapterRow, error) {
 	}
 	rows := make([]AdapterRow, len(as))
 	for i, a := range as {
-		rows[i] = AdapterRow{Name: a.Name, Base: a.BaseModel, Method: a.Method, Task: a.Task, Path: a.Path,
+		rows[i] = AdapterRow{Name: a.Name, Base: a.BaseModel, Method: a.Method, Task: a.Task, Path: a.Path, RunID: a.RunID,
 			Metrics: shortMetrics(a.Metrics, 3), Tags: a.Tags, Age: time.Since(a.CreatedAt).Round(time.Second)}
 	}
 	return rows, nil

@@ -2,6 +2,7 @@ package views
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/charmbracelet/bubbles/key"
@@ -69,6 +70,10 @@ type adaptersView struct {
 	target  string // the adapter the input or confirmation is about
 	confirm bool   // awaiting y/n to delete target
 	export  bool   // awaiting p (PEFT), m (merged) or g (GGUF) to export target
+	// exportRun is a run whose adapter the Runs view asked to export: once
+	// the list has loaded, its adapter is selected and the export prompt
+	// opens.
+	exportRun string
 }
 
 func newAdaptersView() adaptersView {
@@ -94,6 +99,16 @@ func (v adaptersView) update(ctx *Context, msg tea.Msg) (adaptersView, tea.Cmd) 
 			v.all = msg.rows
 		}
 		v.apply(ctx)
+		if run := v.exportRun; run != "" && msg.err == nil {
+			v.exportRun = ""
+			i := slices.IndexFunc(v.all, func(a app.AdapterRow) bool { return a.RunID == run })
+			if i < 0 {
+				v.note, v.noteBad = "run "+run+" has no registered adapter: a run registers one when it finishes", true
+				return v, nil
+			}
+			v.table.SetCursor(i)
+			v.export, v.target, v.note, v.noteBad = true, v.all[i].Name, "", false
+		}
 		return v, nil
 	case adapterDoneMsg:
 		if msg.err != nil {

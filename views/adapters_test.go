@@ -15,7 +15,7 @@ func threeAdapters() []app.AdapterRow {
 		{Name: "sft-creditmix-0412", Base: "Qwen2.5-0.5B-Instruct", Method: "sft", Task: "classification",
 			Metrics: "macro_f1 0.713 · accuracy 0.717", Tags: []string{"prod"}, Age: 6 * time.Minute},
 		{Name: "kd-creditmix-0411", Base: "SmolLM2-360M", Method: "kd", Task: "classification",
-			Metrics: "macro_f1 0.68", Age: 71 * time.Minute},
+			Metrics: "macro_f1 0.68", Age: 71 * time.Minute, RunID: "20261125-171500-kd-03f1"},
 		{Name: "dpo-invoices-0410", Base: "Qwen2.5-0.5B-Instruct", Method: "dpo", Task: "idp",
 			Metrics: "-", Tags: []string{"exp", "v2"}, Age: 33 * time.Hour},
 	}
@@ -154,5 +154,44 @@ func TestAdaptersExport(t *testing.T) {
 	}
 	if f := m.View(); !strings.Contains(f, "exported sft-creditmix-0412 to exports/sft-creditmix-0412-merged") {
 		t.Errorf("outcome not shown:\n%s", f)
+	}
+}
+
+// x on a finished run opens the Adapters view on the adapter that run
+// registered, its export choice asked; a running run, or one with no
+// adapter, says why not.
+func TestRunsExport(t *testing.T) {
+	svc := &fakeService{runs: threeRuns(), adapters: threeAdapters()}
+	m := newTestModel(svc, 100, 30)
+	m = step(m, keys("x")) // the first run is still running
+	if !strings.Contains(m.View(), "export it when it has finished") || m.tab != TabRuns {
+		t.Fatalf("x on a running run:\n%s", m.View())
+	}
+	m = step(m, tea.KeyMsg{Type: tea.KeyDown})
+	m, cmd := stepCmd(m, func() tea.Msg { return keys("x") })
+	for cmd != nil && !m.adapters.export {
+		m, cmd = stepCmd(m, cmd)
+	}
+	if m.tab != TabAdapters || m.adapters.target != "kd-creditmix-0411" {
+		t.Fatalf("tab %v, export target %q", m.tab, m.adapters.target)
+	}
+	if f := m.View(); !strings.Contains(f, "g GGUF") {
+		t.Fatalf("no export choice:\n%s", f)
+	}
+	m, cmd = stepCmd(m, func() tea.Msg { return keys("g") })
+	m, _ = stepCmd(m, cmd)
+	if len(svc.exported) != 1 || svc.exported[0] != "kd-creditmix-0411:gguf" {
+		t.Fatalf("exported %v", svc.exported)
+	}
+
+	// The failed run, the last, registered no adapter.
+	m = stepRun(m, keys("1"))
+	m = step(m, tea.KeyMsg{Type: tea.KeyEnd})
+	m, cmd = stepCmd(m, func() tea.Msg { return keys("x") })
+	for i := 0; cmd != nil && i < 5; i++ {
+		m, cmd = stepCmd(m, cmd)
+	}
+	if !strings.Contains(m.View(), "has no registered adapter") || m.adapters.export {
+		t.Errorf("x on a run without an adapter:\n%s", m.View())
 	}
 }

@@ -173,6 +173,9 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 		m.train, cmd = m.train.update(&m.ctx, msg)
 		return m, cmd
+	case exportRunMsg:
+		m.adapters.exportRun = msg.id
+		return m.show(TabAdapters)
 	case resumeMsg:
 		return m, resumeRun(m.ctx.Svc, msg.id)
 	case resumeFailedMsg:

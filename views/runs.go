@@ -15,7 +15,7 @@ import (
 )
 
 type runsKeys struct {
-	Filter, Sort, Open, Delete, Evaluate, Resume, Mark, Compare, Back, Refresh, Up, Down key.Binding
+	Filter, Sort, Open, Delete, Evaluate, Resume, Export, Mark, Compare, Back, Refresh, Up, Down key.Binding
 }
 
 func (k runsKeys) ShortHelp() []key.Binding {
@@ -23,7 +23,7 @@ func (k runsKeys) ShortHelp() []key.Binding {
 }
 
 func (k runsKeys) FullHelp() [][]key.Binding {
-	return [][]key.Binding{{k.Up, k.Down, k.Open, k.Back}, {k.Filter, k.Sort, k.Evaluate, k.Resume, k.Delete, k.Refresh}, {k.Mark, k.Compare}}
+	return [][]key.Binding{{k.Up, k.Down, k.Open, k.Back}, {k.Filter, k.Sort, k.Evaluate, k.Resume, k.Export, k.Delete, k.Refresh}, {k.Mark, k.Compare}}
 }
 
 var defaultRunsKeys = runsKeys{
@@ -37,6 +37,7 @@ var defaultRunsKeys = runsKeys{
 	Back:     key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back")),
 	Refresh:  key.NewBinding(key.WithKeys("g"), key.WithHelp("g", "refresh")),
 	Resume:   key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "resume")),
+	Export:   key.NewBinding(key.WithKeys("x"), key.WithHelp("x", "export")),
 	Up:       key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "up")),
 	Down:     key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "down")),
 }
@@ -71,6 +72,10 @@ func resumeRun(svc Service, id string) tea.Cmd {
 		return WatchMsg{RunID: id, Ch: ch}
 	}
 }
+
+// exportRunMsg asks the root to export a run's adapter from the Adapters
+// view.
+type exportRunMsg struct{ id string }
 
 // openRunMsg asks the root to show a run in the Train view.
 type openRunMsg struct {
@@ -248,6 +253,15 @@ func (v runsView) key(ctx *Context, msg tea.KeyMsg) (runsView, tea.Cmd) {
 			return v, func() tea.Msg { return resumeMsg{r.ID} }
 		}
 		return v, nil
+	case key.Matches(msg, v.keys.Export):
+		if r, ok := v.selected(); ok {
+			if r.Active() {
+				v.note = fmt.Sprintf("%s is %s: export it when it has finished", r.ID, r.Status)
+				return v, nil
+			}
+			return v, func() tea.Msg { return exportRunMsg{r.ID} }
+		}
+		return v, nil
 	case key.Matches(msg, v.keys.Delete):
 		if r, ok := v.selected(); ok {
 			if r.Active() {
@@ -351,7 +365,7 @@ func (v runsView) view(ctx *Context) string {
 		head += st.Muted.Render(fmt.Sprintf(" of %d", len(v.all)))
 	}
 	head += st.Muted.Render(")  sorted by " + sortKeys[v.sortBy])
-	hint := st.Muted.Render("/ filter  s sort  enter open  e eval  space·c compare  d delete ")
+	hint := st.Muted.Render("/ filter  s sort  enter open  e eval  space·c compare  x export  d delete ")
 	if lipgloss.Width(head)+lipgloss.Width(hint)+2 > ctx.Width {
 		hint = st.Muted.Render("enter open  e eval  space·c compare ")
 	}
