@@ -2,6 +2,7 @@ package gguf
 
 import (
 	"fmt"
+	"math"
 	"sort"
 
 	"distill/core/lora"
@@ -24,6 +25,10 @@ func ExportAdapter(m *model.Model, a *lora.Adapter, path string) error {
 	}
 	if err := a.Matches(m); err != nil {
 		return fmt.Errorf("gguf: %w", err)
+	}
+	// llama.cpp reads alpha 0 as "no alpha" and applies B·A at scale 1.
+	if a.Config.Scaling() == 0 {
+		return fmt.Errorf("gguf: the adapter's lora_alpha is 0, so it changes nothing, and llama.cpp would apply it at scale 1; nothing to export")
 	}
 	c := &m.Config
 	kvs := []KV{
@@ -48,6 +53,9 @@ func ExportAdapter(m *model.Model, a *lora.Adapter, path string) error {
 				heads = c.NumKVHeads
 			}
 			r := a.Config.R
+			if err := finite(base, p.A, p.B); err != nil {
+				return err
+			}
 			ta := src.add(base+".lora_a", p.A, r, p.In)
 			tb := src.add(base+".lora_b", p.B, p.Out, r)
 			for _, x := range []struct {
@@ -66,6 +74,19 @@ func ExportAdapter(m *model.Model, a *lora.Adapter, path string) error {
 		return fmt.Errorf("gguf: the adapter targets no projection")
 	}
 	return WriteFile(path, kvs, tensors)
+}
+
+// finite refuses an adapter whose training diverged: llama.cpp would carry
+// the NaN into every logit.
+func finite(name string, a, b []float32) error {
+	for k, v := range [][]float32{a, b} {
+		for i, f := range v {
+			if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
+				return fmt.Errorf("gguf: the adapter's %s.lora_%c[%d] is %v: its training diverged; export a checkpoint from before", name, "ab"[k], i, f)
+			}
+		}
+	}
+	return nil
 }
 
 // pairSource serves an adapter's matrices, already f32, as a Source.

@@ -68,7 +68,7 @@ func Export(m *model.Model, src Source, path string, opt Options) error {
 	if err != nil {
 		return fmt.Errorf("gguf: %s: %w", m.Dir, err)
 	}
-	vocab, err := vocabKVs(m.Dir, c.VocabSize)
+	vocab, err := vocabKVs(m)
 	if err != nil {
 		return fmt.Errorf("gguf: %w", err)
 	}

@@ -2,6 +2,7 @@ package gguf_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -114,6 +115,76 @@ func TestExportWithAdapterIsExportOfMerged(t *testing.T) {
 	}
 }
 
+// A tokenizer llama.cpp would read differently is refused, naming the
+// file and the setting, and leaves nothing behind.
+func TestExportRefusesTokenizers(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		edit  func(tj map[string]any)
+		want  []string
+		noEOS bool
+	}{
+		{"unnamed pre-tokenizer", func(tj map[string]any) {
+			tj["pre_tokenizer"] = map[string]any{"type": "Sequence", "pretokenizers": []any{
+				map[string]any{"type": "Digits", "individual_digits": false},
+				map[string]any{"type": "ByteLevel", "use_regex": true}}}
+		}, []string{"tokenizer.json", "pre_tokenizer", "llama.cpp"}, false},
+		{"byte-level prefix space", func(tj map[string]any) {
+			tj["pre_tokenizer"].(map[string]any)["add_prefix_space"] = true
+		}, []string{"tokenizer.json", "add_prefix_space"}, false},
+		{"lowercasing normalizer", func(tj map[string]any) {
+			tj["normalizer"] = map[string]any{"type": "Sequence", "normalizers": []any{
+				map[string]any{"type": "NFC"}, map[string]any{"type": "Lowercase"}}}
+		}, []string{"tokenizer.json", "Lowercase"}, false},
+		{"SentencePiece with a byte-level pre-tokenizer", func(tj map[string]any) {
+			tj["model"].(map[string]any)["byte_fallback"] = true
+		}, []string{"tokenizer.json", "pre_tokenizer", "Metaspace"}, false},
+		{"SentencePiece stripping accents", func(tj map[string]any) {
+			tj["model"].(map[string]any)["byte_fallback"] = true
+			tj["pre_tokenizer"] = nil
+			tj["normalizer"] = map[string]any{"type": "StripAccents"}
+		}, []string{"tokenizer.json", "StripAccents"}, false},
+		{"a token spelled twice", func(tj map[string]any) {
+			tj["added_tokens"] = []any{map[string]any{"id": 300, "content": "!", "special": true}}
+		}, []string{"tokenizer.json", `"!"`, "33", "300"}, false},
+		{"no end-of-sequence token", nil, []string{"eos_token_id", "id 11"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := fixtureWithTokenizer(t, "qwen2-f32")
+			if tc.edit != nil {
+				writeByteTokenizer(t, dir, tc.edit)
+			}
+			if tc.noEOS {
+				for _, f := range []string{"config.json", "generation_config.json"} {
+					var cfg map[string]any
+					readJSON(t, filepath.Join(dir, f), &cfg)
+					delete(cfg, "eos_token_id")
+					b, _ := json.Marshal(cfg)
+					os.WriteFile(filepath.Join(dir, f), b, 0o644)
+				}
+			}
+			m, err := model.Load(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			out := filepath.Join(t.TempDir(), "x.gguf")
+			err = exportTo(t, m, nil, out, gguf.F32)
+			if err == nil {
+				t.Fatal("exported")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not name %s", err, w)
+				}
+			}
+			if left, _ := os.ReadDir(filepath.Dir(out)); len(left) > 0 {
+				t.Errorf("a refused export left %s behind", left[0].Name())
+			}
+		})
+	}
+}
+
 func TestExportRefuses(t *testing.T) {
 	dir := fixtureWithTokenizer(t, "qwen2-f32")
 	m, err := model.Load(dir)
@@ -122,18 +193,6 @@ func TestExportRefuses(t *testing.T) {
 	}
 	defer m.Close()
 	out := filepath.Join(t.TempDir(), "x.gguf")
-
-	// A pre-tokenizer llama.cpp has no name for.
-	tj, _ := os.ReadFile(filepath.Join(dir, "tokenizer.json"))
-	bad := strings.Replace(string(tj), `"pre_tokenizer":{`, `"pre_tokenizer":{"type":"Sequence","pretokenizers":[{"type":"Digits","individual_digits":false},{"type":"ByteLevel","use_regex":true}]},"x":{`, 1)
-	if bad == string(tj) {
-		t.Fatal("test tokenizer has no pre_tokenizer to replace")
-	}
-	os.WriteFile(filepath.Join(dir, "tokenizer.json"), []byte(bad), 0o644)
-	err = exportTo(t, m, nil, out, gguf.F32)
-	if err == nil || !strings.Contains(err.Error(), "tokenizer.json") || !strings.Contains(err.Error(), "llama.cpp") {
-		t.Errorf("unnamed pre-tokenizer: %v", err)
-	}
 
 	// No tokenizer at all.
 	os.Remove(filepath.Join(dir, "tokenizer.json"))
@@ -159,5 +218,56 @@ func TestExportRefuses(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(out), ".*")); len(left) > 0 {
 		t.Errorf("a failed export left %v behind", left)
+	}
+
+	// The same adapter as a GGUF adapter: named, and nothing written.
+	err = gguf.ExportAdapter(m, a, out)
+	if err == nil || !strings.Contains(err.Error(), "blk.1.ffn_down.weight.lora_a[0]") {
+		t.Errorf("NaN adapter: %v", err)
+	}
+	// An adapter at alpha 0, which llama.cpp would apply at scale 1.
+	p.A[0] = 0
+	a.Config.Alpha = 0
+	err = gguf.ExportAdapter(m, a, out)
+	if err == nil || !strings.Contains(err.Error(), "lora_alpha is 0") {
+		t.Errorf("alpha 0: %v", err)
+	}
+	if _, serr := os.Stat(out); serr == nil {
+		t.Errorf("a refused adapter export left %s behind", out)
+	}
+}
+
+// Added tokens that tokenizer.json leaves unmarked but that are control
+// tokens by their spelling are stored as control tokens, as llama.cpp's
+// converter stores them; others stay user-defined.
+func TestExportTokenTypes(t *testing.T) {
+	dir := fixtureWithTokenizer(t, "qwen2-f32")
+	writeByteTokenizer(t, dir, func(tj map[string]any) {
+		tj["added_tokens"] = []any{
+			map[string]any{"id": 300, "content": "<|fim_prefix|>", "special": false},
+			map[string]any{"id": 301, "content": "<think>", "special": false},
+			map[string]any{"id": 302, "content": "<|im_end|>", "special": true},
+		}
+	})
+	m, err := model.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	kvs, err := gguf.VocabKVs(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []int32
+	for _, kv := range kvs {
+		if kv.Key == "tokenizer.ggml.token_type" {
+			types = kv.Value.([]int32)
+		}
+	}
+	const normal, control, userDefined, unused = 1, 3, 4, 5
+	for id, want := range map[int]int32{33: normal, 300: control, 301: userDefined, 302: control, 303: unused} {
+		if types[id] != want {
+			t.Errorf("token %d has type %d, want %d", id, types[id], want)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 
+	"distill/core/model"
 	"distill/core/tokenizer"
 	"distill/core/tokenizer/chat"
 )
@@ -31,11 +32,14 @@ const (
 	llama3Regex = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
 )
 
-// vocabKVs reads dir's tokenizer.json (and tokenizer_config.json, the chat
-// template) into llama.cpp's tokenizer metadata, with n tokens: the
-// embedding's rows, the holes and the tail past the tokenizer's last id
+// vocabKVs reads m.Dir's tokenizer.json (and tokenizer_config.json, the
+// chat template) into llama.cpp's tokenizer metadata, with one token per
+// embedding row: the holes and the tail past the tokenizer's last id
 // filled with unused "[PAD<id>]" tokens as llama.cpp's converter does.
-func vocabKVs(dir string, n int) ([]KV, error) {
+// A tokenizer whose settings llama.cpp would not honour is refused rather
+// than exported to tokenize differently.
+func vocabKVs(m *model.Model) ([]KV, error) {
+	dir, n := m.Dir, m.Config.VocabSize
 	path := filepath.Join(dir, "tokenizer.json")
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -91,7 +95,7 @@ func vocabKVs(dir string, n int) ([]KV, error) {
 	}
 	for _, a := range tj.AddedTokens {
 		typ := tokUserDefined
-		if a.Special {
+		if a.Special || looksSpecial(a.Content) {
 			typ = tokControl
 		}
 		if a.ID >= 0 && a.ID < n && types[a.ID] == tokUnknown {
@@ -105,6 +109,15 @@ func vocabKVs(dir string, n int) ([]KV, error) {
 		if types[id] == 0 {
 			tokens[id], types[id] = fmt.Sprintf("[PAD%d]", id), tokUnused
 		}
+	}
+	// llama.cpp maps each token's text to one id and refuses a file that
+	// spells two ids alike.
+	seen := make(map[string]int, n)
+	for id, s := range tokens {
+		if prev, ok := seen[s]; ok {
+			return nil, fmt.Errorf("%s: token %q is both id %d and id %d (model.vocab and added_tokens disagree?); llama.cpp needs each token once", path, s, prev, id)
+		}
+		seen[s] = id
 	}
 
 	merges, err := readMerges(tj.Model.Merges)
@@ -123,7 +136,7 @@ func vocabKVs(dir string, n int) ([]KV, error) {
 				scores[id] = -float32(rank + 1)
 			}
 		}
-		prefix, err := spacePrefix(tj.Normalizer, tj.PreTokenizer)
+		prefix, err := spmPrefix(tj.Normalizer, tj.PreTokenizer)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %v", path, err)
 		}
@@ -136,6 +149,9 @@ func vocabKVs(dir string, n int) ([]KV, error) {
 			KV{"tokenizer.ggml.add_space_prefix", prefix},
 		)
 	} else {
+		if err := byteLevelNormalizer(tj.Normalizer); err != nil {
+			return nil, fmt.Errorf("%s: normalizer: %v", path, err)
+		}
 		pre, err := preName(tj.PreTokenizer)
 		if err != nil {
 			return nil, fmt.Errorf("%s: pre_tokenizer: %v", path, err)
@@ -153,14 +169,17 @@ func vocabKVs(dir string, n int) ([]KV, error) {
 	bare, full := tok.Encode("a", false), tok.Encode("a", true)
 	addBOS := len(full) > len(bare) && full[0] != bare[0]
 	addEOS := len(full) > len(bare) && full[len(full)-1] != bare[len(bare)-1]
-	if id, ok := tok.BOS(); ok {
-		kvs = append(kvs, KV{"tokenizer.ggml.bos_token_id", uint32(id)})
-	} else if addBOS {
-		kvs = append(kvs, KV{"tokenizer.ggml.bos_token_id", uint32(full[0])})
+	bos, eos, err := specialIDs(m, tok)
+	if err != nil {
+		return nil, err
 	}
-	if id, ok := tok.EOS(); ok {
-		kvs = append(kvs, KV{"tokenizer.ggml.eos_token_id", uint32(id)})
+	if bos < 0 && addBOS {
+		bos = full[0]
 	}
+	if bos >= 0 {
+		kvs = append(kvs, KV{"tokenizer.ggml.bos_token_id", uint32(bos)})
+	}
+	kvs = append(kvs, KV{"tokenizer.ggml.eos_token_id", uint32(eos)})
 	if tj.Model.UnkToken != nil {
 		if id, ok := tj.Model.Vocab[*tj.Model.UnkToken]; ok {
 			kvs = append(kvs, KV{"tokenizer.ggml.unknown_token_id", uint32(id)})
@@ -179,6 +198,59 @@ func vocabKVs(dir string, n int) ([]KV, error) {
 		return nil, err
 	}
 	return kvs, nil
+}
+
+// specialIDs are the BOS (-1 when none) and EOS ids to write:
+// tokenizer_config.json's, else config.json's, else
+// generation_config.json's first, as llama.cpp's converter falls back to
+// config.json. An EOS is required: without one llama.cpp would stop
+// generating at its default, id 11, an ordinary token.
+func specialIDs(m *model.Model, tok *tokenizer.Tokenizer) (bos, eos int, err error) {
+	gen, err := model.LoadGenerationConfig(m.Dir)
+	if err != nil {
+		return 0, 0, err
+	}
+	first := func(own int, ok bool, lists ...model.IDList) int {
+		if ok {
+			return own
+		}
+		for _, l := range lists {
+			if len(l) > 0 {
+				return l[0]
+			}
+		}
+		return -1
+	}
+	id, ok := tok.BOS()
+	bos = first(id, ok, m.Config.BOSTokenID, gen.BOSTokenID)
+	id, ok = tok.EOS()
+	eos = first(id, ok, m.Config.EOSTokenID, gen.EOSTokenID)
+	if eos < 0 {
+		return 0, 0, fmt.Errorf("%s: no end-of-sequence token (tokenizer_config.json's eos_token, config.json's or generation_config.json's eos_token_id); set one, or llama.cpp would stop generating at id 11", m.Dir)
+	}
+	for _, x := range []struct {
+		name string
+		id   int
+	}{{"bos", bos}, {"eos", eos}} {
+		if x.id >= m.Config.VocabSize {
+			return 0, 0, fmt.Errorf("%s: %s token id %d is outside the model's %d embedding rows", m.Dir, x.name, x.id, m.Config.VocabSize)
+		}
+	}
+	return bos, eos, nil
+}
+
+// looksSpecial is llama.cpp's converter's test for an added token that
+// tokenizer.json leaves unmarked but that is a control token by its
+// spelling (<|fim_prefix|> and the like): it is then stored as one, so
+// llama.cpp's chat and infill code treat it as the model's others.
+func looksSpecial(s string) bool {
+	switch s {
+	case "<pad>", "<mask>", "<2mass>", "[@BOS@]":
+		return true
+	}
+	return strings.HasPrefix(s, "<|") && strings.HasSuffix(s, "|>") ||
+		strings.HasPrefix(s, "<｜") && strings.HasSuffix(s, "｜>") ||
+		strings.HasPrefix(s, "<unused") && strings.HasSuffix(s, ">")
 }
 
 var byteTokenRE = regexp.MustCompile(`^<0x[0-9A-F]{2}>$`)
@@ -218,10 +290,13 @@ type preJSON struct {
 	Type          string          `json:"type"`
 	Pretokenizers []preJSON       `json:"pretokenizers"`
 	Pattern       json.RawMessage `json:"pattern"`
+	Behavior      string          `json:"behavior"`
+	Invert        bool            `json:"invert"`
 	UseRegex      *bool           `json:"use_regex"`
 	Individual    bool            `json:"individual_digits"`
 	Prepend       string          `json:"prepend_scheme"`
 	AddPrefix     *bool           `json:"add_prefix_space"`
+	Replacement   string          `json:"replacement"`
 }
 
 func flatten(p preJSON) []preJSON {
@@ -236,14 +311,16 @@ func flatten(p preJSON) []preJSON {
 }
 
 // preName names a byte-level tokenizer's pre-tokenizer as llama.cpp does:
-// its split regex, and whether digits are split first.
+// its split regex, and whether digits are split first. Settings llama.cpp
+// has no counterpart for (a prefix space, a second regex after the split)
+// refuse the export.
 func preName(raw json.RawMessage) (string, error) {
 	var p preJSON
 	if err := json.Unmarshal(raw, &p); err != nil {
 		return "", err
 	}
 	var kinds []string
-	regex, digits, gpt2 := "", false, false
+	regex, digits, gpt2, split := "", false, false, true
 	for _, q := range flatten(p) {
 		kinds = append(kinds, q.Type)
 		switch q.Type {
@@ -252,19 +329,25 @@ func preName(raw json.RawMessage) (string, error) {
 			if err := json.Unmarshal(q.Pattern, &pat); err == nil {
 				regex = pat.Regex
 			}
+			split = q.Behavior == "Isolated" && !q.Invert
 		case "Digits":
 			digits = q.Individual
 		case "ByteLevel":
+			if q.AddPrefix != nil && *q.AddPrefix {
+				return "", errors.New("ByteLevel add_prefix_space is true: llama.cpp's byte-level tokenizers never add a leading space, so the GGUF would tokenize differently; export is refused")
+			}
 			gpt2 = q.UseRegex == nil || *q.UseRegex
 		}
 	}
 	switch strings.Join(kinds, "+") {
 	case "Split+ByteLevel":
-		switch regex {
-		case qwen2Regex:
-			return "qwen2", nil
-		case llama3Regex:
-			return "llama-bpe", nil
+		if split && !gpt2 {
+			switch regex {
+			case qwen2Regex:
+				return "qwen2", nil
+			case llama3Regex:
+				return "llama-bpe", nil
+			}
 		}
 	case "Digits+ByteLevel":
 		if digits && gpt2 {
@@ -279,41 +362,80 @@ func preName(raw json.RawMessage) (string, error) {
 	return "", fmt.Errorf("%s is not a pre-tokenizer llama.cpp names (Qwen2's or Llama 3's split, SmolLM's digits, GPT-2's), so the GGUF would tokenize differently; export is refused", b)
 }
 
-// spacePrefix says whether a SentencePiece-style tokenizer puts "▁" before
-// the text (Llama 2's Prepend normaliser, or a Metaspace pre-tokenizer that
-// prepends), which llama.cpp calls add_space_prefix.
-func spacePrefix(norm, pre json.RawMessage) (bool, error) {
-	var n struct {
-		Type        string `json:"type"`
-		Prepend     string `json:"prepend"`
-		Normalizers []struct {
-			Type    string `json:"type"`
-			Prepend string `json:"prepend"`
-		} `json:"normalizers"`
+type normJSON struct {
+	Type        string          `json:"type"`
+	Prepend     string          `json:"prepend"`
+	Pattern     json.RawMessage `json:"pattern"`
+	Content     string          `json:"content"`
+	Normalizers []normJSON      `json:"normalizers"`
+}
+
+func readNormalizers(raw json.RawMessage) ([]normJSON, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
 	}
-	if len(norm) > 0 && string(norm) != "null" {
-		if err := json.Unmarshal(norm, &n); err != nil {
-			return false, fmt.Errorf("normalizer: %v", err)
-		}
-		if n.Type == "Prepend" && n.Prepend == "▁" {
-			return true, nil
-		}
-		for _, s := range n.Normalizers {
-			if s.Type == "Prepend" && s.Prepend == "▁" {
-				return true, nil
-			}
+	var n normJSON
+	if err := json.Unmarshal(raw, &n); err != nil {
+		return nil, err
+	}
+	if n.Type == "Sequence" {
+		return n.Normalizers, nil
+	}
+	return []normJSON{n}, nil
+}
+
+// byteLevelNormalizer accepts none, or NFC (Qwen's): llama.cpp's
+// byte-level tokenizers normalise nothing, and NFC changes only text
+// that is not already composed, which is llama.cpp's known gap on Qwen.
+// Anything else (lowercasing, stripping accents) is refused.
+func byteLevelNormalizer(raw json.RawMessage) error {
+	ns, err := readNormalizers(raw)
+	if err != nil {
+		return err
+	}
+	for _, n := range ns {
+		if n.Type != "NFC" {
+			return fmt.Errorf("%s normalizer: llama.cpp's byte-level tokenizers would not apply it, so the GGUF would tokenize differently; export is refused", n.Type)
 		}
 	}
-	if len(pre) > 0 && string(pre) != "null" {
-		var p preJSON
-		if err := json.Unmarshal(pre, &p); err != nil {
-			return false, fmt.Errorf("pre_tokenizer: %v", err)
-		}
-		for _, q := range flatten(p) {
-			if q.Type == "Metaspace" {
-				return q.Prepend != "never" && (q.AddPrefix == nil || *q.AddPrefix), nil
-			}
+	return nil
+}
+
+// spmPrefix checks that a SentencePiece-style tokenizer only turns spaces
+// into "▁" and perhaps puts one before the text — what llama.cpp's
+// "llama" tokenizer does — and says whether it prepends (llama.cpp's
+// add_space_prefix): Llama 2's Prepend normaliser, or a Metaspace
+// pre-tokenizer that prepends.
+func spmPrefix(norm, pre json.RawMessage) (bool, error) {
+	ns, err := readNormalizers(norm)
+	if err != nil {
+		return false, fmt.Errorf("normalizer: %v", err)
+	}
+	prefix := false
+	for _, n := range ns {
+		var pat struct{ String *string }
+		switch {
+		case n.Type == "Prepend" && n.Prepend == "▁":
+			prefix = true
+		case n.Type == "Replace" && json.Unmarshal(n.Pattern, &pat) == nil && pat.String != nil && *pat.String == " " && n.Content == "▁":
+		default:
+			b, _ := json.Marshal(n)
+			return false, fmt.Errorf("normalizer %s: llama.cpp's SentencePiece tokenizer only maps spaces to \"▁\" and prepends one, so the GGUF would tokenize differently; export is refused", b)
 		}
 	}
-	return false, nil
+	if len(pre) == 0 || string(pre) == "null" {
+		return prefix, nil
+	}
+	var p preJSON
+	if err := json.Unmarshal(pre, &p); err != nil {
+		return false, fmt.Errorf("pre_tokenizer: %v", err)
+	}
+	for _, q := range flatten(p) {
+		if q.Type != "Metaspace" || (q.Replacement != "" && q.Replacement != "▁") {
+			b, _ := json.Marshal(p)
+			return false, fmt.Errorf("pre_tokenizer %s: llama.cpp's SentencePiece tokenizer has only a Metaspace \"▁\" counterpart; export is refused", b)
+		}
+		prefix = prefix || q.Prepend != "never" && (q.AddPrefix == nil || *q.AddPrefix)
+	}
+	return prefix, nil
 }

@@ -3,7 +3,8 @@
 // CPU build), and writes core/gguf/testdata/llamacpp.json: for each torchref
 // fixture (or a LoRA adapter over one), llama.cpp's log-probs of the fixture's
 // token ids; for each real
-// tokenizer, llama.cpp's tokenization of the tokenizer goldens' texts.
+// tokenizer, llama.cpp's tokenization of the tokenizer goldens' texts; for
+// both, llama.cpp's special tokens.
 import fs from "node:fs";
 import path from "node:path";
 import {getLlama} from "node-llama-cpp";
@@ -25,6 +26,17 @@ function logSoftmax(logits) {
   for (const l of logits) sum += Math.exp(l - mx);
   const lse = mx + Math.log(sum);
   return logits.map((l) => l - lse);
+}
+
+// llama.cpp's view of the file's special tokens, beside distill's in the
+// manifest: its EOS, whether it prepends BOS, and which of the ids distill
+// stops generating at stop llama.cpp too.
+function ends(model, c) {
+  return {
+    eos: model.tokens.eos,
+    add_bos: model.tokens.shouldPrependBosToken,
+    eog: (c.eos_ids ?? []).map((id) => model.isEogToken(id)),
+  };
 }
 
 const cases = {};
@@ -51,11 +63,13 @@ for (const c of manifest) {
     });
     g.logprobs = c.ids.slice(1).map((t, i) => dist[i][t]);
     g.last_logprobs = dist[dist.length - 1];
+    if (!c.base) Object.assign(g, ends(model, c));
     await ctx.dispose();
     await model.dispose();
   } else {
     const model = await llama.loadModel({modelPath, vocabOnly: true});
     g.tokens = c.texts.map((t) => Array.from(model.tokenize(t, true)));
+    Object.assign(g, ends(model, c));
     await model.dispose();
   }
   cases[c.name] = g;
