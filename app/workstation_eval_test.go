@@ -162,9 +162,14 @@ func TestExportAdapter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The Modelfile stops where distill stops (the demo model's
+	// generation_config.json ends on <|im_end|> and <|endoftext|>) and
+	// decodes greedily as distill does without do_sample.
 	mf, err := os.ReadFile(filepath.Join(gg, "Modelfile"))
-	if err != nil || !strings.Contains(string(mf), "FROM ./model.gguf") {
-		t.Errorf("Modelfile: %q, %v", mf, err)
+	for _, want := range []string{"\nFROM ./model.gguf\n", `PARAMETER stop "<|im_end|>"`, `PARAMETER stop "<|endoftext|>"`, "PARAMETER temperature 0\n", "PARAMETER top_p 1\n", "PARAMETER repeat_penalty 1\n"} {
+		if err != nil || !strings.Contains(string(mf), want) {
+			t.Errorf("Modelfile lacks %q: %q, %v", want, mf, err)
+		}
 	}
 	viaCLI := filepath.Join(t.TempDir(), "m.gguf")
 	if code, _, stderr := run("gguf", "--model", merged, "--out", viaCLI, "--name", id); code != 0 {

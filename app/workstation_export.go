@@ -74,11 +74,10 @@ func exportGGUFFolder(m *model.Model, a *lora.Adapter, name, out string) error {
 	if err := gguf.ExportAdapter(m, a, filepath.Join(tmp, "adapter.gguf")); err != nil {
 		return err
 	}
-	// Ollama takes the chat template and stop tokens from the file itself.
-	modelfile := "# ollama create " + name + " -f Modelfile\n" +
-		"# adapter.gguf is the adapter alone, for llama.cpp's --lora or Ollama's\n" +
-		"# ADAPTER over the base's own GGUF (distill gguf --model " + m.Dir + ").\n" +
-		"FROM ./model.gguf\n"
+	modelfile, err := ollamaModelfile(m, name)
+	if err != nil {
+		return err
+	}
 	if err := os.WriteFile(filepath.Join(tmp, "Modelfile"), []byte(modelfile), 0o644); err != nil {
 		return err
 	}

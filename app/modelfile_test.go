@@ -1,0 +1,40 @@
+package app
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"distill/core/model"
+)
+
+// A checkpoint that samples (Qwen2.5-Instruct's generation_config.json)
+// gets its own settings in the Modelfile, not Ollama's defaults.
+func TestOllamaModelfileSampling(t *testing.T) {
+	dir := tinyModel(t)
+	gen := `{"bos_token_id": 151643, "eos_token_id": [151645, 151643], "do_sample": true,
+	 "temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.05}`
+	if err := os.WriteFile(filepath.Join(dir, "generation_config.json"), []byte(gen), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := model.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	mf, err := ollamaModelfile(m, "tickets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"ollama create tickets", "\nFROM ./model.gguf\n", "PARAMETER stop \"<|im_end|>\"\nPARAMETER stop \"<|endoftext|>\"\n",
+		"PARAMETER temperature 0.7\n", "PARAMETER top_k 20\n", "PARAMETER top_p 0.8\n", "PARAMETER min_p 0\n",
+		"PARAMETER repeat_penalty 1.05\n", "PARAMETER repeat_last_n -1\n"} {
+		if !strings.Contains(mf, want) {
+			t.Errorf("Modelfile lacks %q:\n%s", want, mf)
+		}
+	}
+	if strings.Count(mf, "PARAMETER stop") != 2 {
+		t.Errorf("stop tokens repeated:\n%s", mf)
+	}
+}
