@@ -1,10 +1,13 @@
 package app
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"distill/core/gguf"
 	"distill/core/lora"
@@ -30,6 +33,9 @@ func runGGUF(env *Env, args []string) error {
 	if *dir == "" || *out == "" {
 		return fmt.Errorf("--model and --out are required")
 	}
+	// Ctrl-C stops the export at the next tensor and leaves no file.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	m, err := model.Load(*dir)
 	if err != nil {
 		return err
@@ -48,7 +54,7 @@ func runGGUF(env *Env, args []string) error {
 		if _, err := os.Stat(*out); err == nil {
 			return fmt.Errorf("%s exists already: remove it or choose another --out", *out)
 		}
-		if err := gguf.ExportAdapter(m, a, *out); err != nil {
+		if err := gguf.ExportAdapter(ctx, m, a, *out); err != nil {
 			return err
 		}
 		fmt.Fprintf(env.Stdout, "wrote %s (LoRA adapter, rank %d)\n", *out, a.Config.R)
@@ -58,7 +64,7 @@ func runGGUF(env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := exportGGUF(m, a, *out, opt); err != nil {
+	if err := exportGGUF(ctx, m, a, *out, opt); err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "wrote %s (%s)\n", *out, opt.Type)
@@ -96,7 +102,7 @@ func ggufOptions(m *model.Model, typName, name, adapter string) (gguf.Options, e
 
 // exportGGUF folds a (nil: none) into m and writes one GGUF file at out,
 // refusing to replace an existing file.
-func exportGGUF(m *model.Model, a *lora.Adapter, out string, opt gguf.Options) error {
+func exportGGUF(ctx context.Context, m *model.Model, a *lora.Adapter, out string, opt gguf.Options) error {
 	if _, err := os.Stat(out); err == nil {
 		return fmt.Errorf("%s exists already: remove it or choose another --out", out)
 	}
@@ -105,5 +111,5 @@ func exportGGUF(m *model.Model, a *lora.Adapter, out string, opt gguf.Options) e
 		return err
 	}
 	defer src.Close()
-	return gguf.Export(m, src, out, opt)
+	return gguf.Export(ctx, m, src, out, opt)
 }

@@ -68,10 +68,10 @@ func exportGGUFFolder(m *model.Model, a *lora.Adapter, name, out string) error {
 	if err != nil {
 		return err
 	}
-	if err := exportGGUF(m, a, filepath.Join(tmp, "model.gguf"), opt); err != nil {
+	if err := exportGGUF(context.Background(), m, a, filepath.Join(tmp, "model.gguf"), opt); err != nil {
 		return err
 	}
-	if err := gguf.ExportAdapter(m, a, filepath.Join(tmp, "adapter.gguf")); err != nil {
+	if err := gguf.ExportAdapter(context.Background(), m, a, filepath.Join(tmp, "adapter.gguf")); err != nil {
 		return err
 	}
 	modelfile, err := ollamaModelfile(m, name)

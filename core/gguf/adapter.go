@@ -1,6 +1,7 @@
 package gguf
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"sort"
@@ -18,7 +19,7 @@ import (
 // Llama's q and k. llama.cpp scales B·A by alpha/r, r read off A, so
 // adapter.lora.alpha is s·r: PEFT's alpha for plain LoRA, and rsLoRA's
 // alpha/√r scale carried exactly.
-func ExportAdapter(m *model.Model, a *lora.Adapter, path string) error {
+func ExportAdapter(ctx context.Context, m *model.Model, a *lora.Adapter, path string) error {
 	arch, ok := ggufArch[m.Arch.Name]
 	if !ok {
 		return fmt.Errorf("gguf: architecture %s has no GGUF mapping here", m.Arch.Name)
@@ -73,7 +74,7 @@ func ExportAdapter(m *model.Model, a *lora.Adapter, path string) error {
 	if len(tensors) == 0 {
 		return fmt.Errorf("gguf: the adapter targets no projection")
 	}
-	return WriteFile(path, kvs, tensors)
+	return WriteFile(ctx, path, kvs, tensors)
 }
 
 // finite refuses an adapter whose training diverged: llama.cpp would carry

@@ -1,6 +1,7 @@
 package gguf
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -55,7 +56,7 @@ var ggufArch = map[string]struct {
 // GGUF file at path for llama.cpp and Ollama: the architecture's
 // hyper-parameters, the tokenizer and chat template of m.Dir, and every
 // weight under llama.cpp's names. The file appears only when complete.
-func Export(m *model.Model, src Source, path string, opt Options) error {
+func Export(ctx context.Context, m *model.Model, src Source, path string, opt Options) error {
 	c := &m.Config
 	arch, ok := ggufArch[m.Arch.Name]
 	if !ok {
@@ -77,7 +78,7 @@ func Export(m *model.Model, src Source, path string, opt Options) error {
 	if err != nil {
 		return fmt.Errorf("gguf: %s: %w", m.Dir, err)
 	}
-	return WriteFile(path, kvs, tensors)
+	return WriteFile(ctx, path, kvs, tensors)
 }
 
 func archKVs(c *model.Config, arch string, opt Options) ([]KV, error) {

@@ -2,7 +2,9 @@ package gguf_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -38,12 +40,18 @@ func fixtureWithTokenizer(t *testing.T, fixture string) string {
 
 func exportTo(t testing.TB, m *model.Model, a *lora.Adapter, path string, typ gguf.Type) error {
 	t.Helper()
+	return gguf.Export(context.Background(), m, merged(t, m, a), path, gguf.Options{Type: typ, Name: "case"})
+}
+
+// merged is m's tensors with a (nil: none) folded in, closed with the test.
+func merged(t testing.TB, m *model.Model, a *lora.Adapter) gguf.Source {
+	t.Helper()
 	src, err := lora.OpenMerged(m, a)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer src.Close()
-	return gguf.Export(m, src, path, gguf.Options{Type: typ, Name: "case"})
+	t.Cleanup(func() { src.Close() })
+	return src
 }
 
 // An adapter folded in on the way out gives the very file that exporting
@@ -220,15 +228,25 @@ func TestExportRefuses(t *testing.T) {
 		t.Errorf("a failed export left %v behind", left)
 	}
 
+	// Cancelled (Ctrl-C): stopped, and nothing left behind.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := gguf.Export(ctx, m, merged(t, m, nil), out, gguf.Options{Type: gguf.F32}); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled export: %v", err)
+	}
+	if left, _ := os.ReadDir(filepath.Dir(out)); len(left) > 0 {
+		t.Errorf("a cancelled export left %s behind", left[0].Name())
+	}
+
 	// The same adapter as a GGUF adapter: named, and nothing written.
-	err = gguf.ExportAdapter(m, a, out)
+	err = gguf.ExportAdapter(context.Background(), m, a, out)
 	if err == nil || !strings.Contains(err.Error(), "blk.1.ffn_down.weight.lora_a[0]") {
 		t.Errorf("NaN adapter: %v", err)
 	}
 	// An adapter at alpha 0, which llama.cpp would apply at scale 1.
 	p.A[0] = 0
 	a.Config.Alpha = 0
-	err = gguf.ExportAdapter(m, a, out)
+	err = gguf.ExportAdapter(context.Background(), m, a, out)
 	if err == nil || !strings.Contains(err.Error(), "lora_alpha is 0") {
 		t.Errorf("alpha 0: %v", err)
 	}

@@ -7,6 +7,7 @@ package gguf
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -139,14 +140,16 @@ func (ti *TensorInfo) Size() (int64, error) {
 // WriteFile writes a GGUF file at path: the header, kvs in the order given,
 // the tensor descriptions and then each tensor's data through its Write,
 // padded to the alignment. The file appears at path only when complete
-// (written beside it and renamed), so a crash leaves no half file behind.
-func WriteFile(path string, kvs []KV, tensors []TensorInfo) error {
+// (written beside it and renamed), so an error leaves no half file behind;
+// cancelling ctx (the user's Ctrl-C) stops at the next tensor and removes
+// what was written.
+func WriteFile(ctx context.Context, path string, kvs []KV, tensors []TensorInfo) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(f.Name())
-	if err := write(f, kvs, tensors); err != nil {
+	if err := write(ctx, f, kvs, tensors); err != nil {
 		f.Close()
 		return fmt.Errorf("%s: %w", path, err)
 	}
@@ -163,7 +166,7 @@ func WriteFile(path string, kvs []KV, tensors []TensorInfo) error {
 	return os.Rename(f.Name(), path)
 }
 
-func write(out io.Writer, kvs []KV, tensors []TensorInfo) error {
+func write(ctx context.Context, out io.Writer, kvs []KV, tensors []TensorInfo) error {
 	w := &binWriter{w: bufio.NewWriterSize(out, 1<<20)}
 	w.raw([]byte(magic))
 	w.u32(version)
@@ -198,6 +201,9 @@ func write(out io.Writer, kvs []KV, tensors []TensorInfo) error {
 		ti := &tensors[i]
 		if w.err != nil {
 			return w.err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 		start := w.n
 		if err := ti.Write(w); err != nil {

@@ -1,6 +1,7 @@
 package gguf_test
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -234,7 +235,7 @@ func exportAdapter(t *testing.T, out, fixture string, cfg lora.Config) ggufCase 
 	readJSON(t, filepath.Join("..", "model", "testdata", fixture, "golden.json"), &g)
 	c := ggufCase{Name: "adapter-" + fixture, Type: "f32", Fixture: fixture, IDs: g.IDs, Base: fixture + "-f32.gguf", File: "adapter-" + fixture + ".gguf"}
 	path := filepath.Join(out, c.File)
-	if err := gguf.ExportAdapter(m, a, path); err != nil {
+	if err := gguf.ExportAdapter(context.Background(), m, a, path); err != nil {
 		t.Fatal(err)
 	}
 	c.SHA256 = fileSHA(t, path)
@@ -402,7 +403,7 @@ func export(t *testing.T, dir, out, name, typ string) (string, string) {
 		t.Fatal(err)
 	}
 	file := name + ".gguf"
-	if err := gguf.Export(m, src, filepath.Join(out, file), gguf.Options{Type: ty, Name: name}); err != nil {
+	if err := gguf.Export(context.Background(), m, src, filepath.Join(out, file), gguf.Options{Type: ty, Name: name}); err != nil {
 		t.Fatal(err)
 	}
 	return file, fileSHA(t, filepath.Join(out, file))
