@@ -1,0 +1,189 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/term"
+
+	"distill/app/hub"
+	"distill/core/model"
+	"distill/core/tokenizer"
+	"distill/core/tokenizer/chat"
+)
+
+func init() {
+	register(command{name: "pull", usage: "REPO[@REVISION] [--out DIR] [--endpoint URL] — download a model from the Hugging Face Hub or a mirror of it, checked and resumable", run: runPull})
+}
+
+// globs is a repeatable string flag.
+type globs []string
+
+func (g *globs) String() string     { return strings.Join(*g, ",") }
+func (g *globs) Set(s string) error { *g = append(*g, s); return nil }
+
+func runPull(env *Env, args []string) error {
+	fs := newFlags(env, "pull", "REPO[@REVISION] [--out DIR] [--endpoint URL] [--token TOKEN] [--include GLOB]...")
+	out := fs.String("out", "", "model folder to create (default: models/<name>)")
+	endpoint := fs.String("endpoint", "", "hub to pull from (default: $HF_ENDPOINT, else "+hub.DefaultEndpoint+")")
+	token := fs.String("token", "", "access token for gated or private repositories (default: $HF_TOKEN, else the token `huggingface-cli login` saved)")
+	var include globs
+	fs.Var(&include, "include", "also pull files matching this glob, e.g. 'original/*' (repeatable; the default takes config, safetensors weights, tokenizer, chat template, licence and card)")
+	// The repository comes first or after the flags.
+	var spec string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		spec, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	if spec == "" && fs.NArg() == 1 {
+		spec = fs.Arg(0)
+	} else if fs.NArg() > 0 {
+		fmt.Fprintf(env.Stderr, "unexpected argument %q\n", fs.Arg(0))
+		return errUsage
+	}
+	if spec == "" {
+		return fmt.Errorf("name the repository, e.g. distill pull Qwen/Qwen2.5-0.5B-Instruct")
+	}
+	repo, rev, _ := strings.Cut(spec, "@")
+	if rev == "" {
+		rev = "main"
+	}
+	if *out == "" {
+		*out = filepath.Join("models", path.Base(repo))
+	}
+	if *endpoint == "" {
+		*endpoint = os.Getenv("HF_ENDPOINT")
+	}
+	if *endpoint == "" {
+		*endpoint = hub.DefaultEndpoint
+	}
+	if *token == "" {
+		*token = savedToken()
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	c := hub.NewClient(*endpoint, *token)
+	bar := newPullProgress(env.Stderr)
+	r, err := c.Pull(ctx, hub.PullOptions{Repo: repo, Revision: rev, Out: *out, Include: include, Progress: bar.update})
+	bar.finish()
+	switch {
+	case errors.Is(err, hub.ErrUpToDate):
+		fmt.Fprintf(env.Stdout, "%s is already %s at %.12s\n", *out, r.ID, r.Commit)
+		return nil
+	case ctx.Err() != nil:
+		return fmt.Errorf("interrupted: what arrived is kept in %s.partial; run the same command to resume", *out)
+	case err != nil:
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "pulled %s at %.12s into %s\n", r.ID, r.Commit, *out)
+	return describeModel(env.Stdout, *out)
+}
+
+// savedToken is $HF_TOKEN, else the token file huggingface_hub's login
+// writes ($HF_TOKEN_PATH, $HF_HOME/token, ~/.cache/huggingface/token).
+func savedToken() string {
+	if t := os.Getenv("HF_TOKEN"); t != "" {
+		return t
+	}
+	p := os.Getenv("HF_TOKEN_PATH")
+	if p == "" {
+		home := os.Getenv("HF_HOME")
+		if home == "" {
+			if h, err := os.UserHomeDir(); err == nil {
+				home = filepath.Join(h, ".cache", "huggingface")
+			}
+		}
+		p = filepath.Join(home, "token")
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// describeModel loads what was pulled, so a folder distill cannot use is
+// reported now rather than at the first run.
+func describeModel(w io.Writer, dir string) error {
+	m, err := model.Load(dir)
+	if err != nil {
+		return fmt.Errorf("pulled into %s, but distill cannot load it: %w", dir, err)
+	}
+	defer m.Close()
+	c := m.Config
+	fmt.Fprintf(w, "  %s: %d layers, hidden %d, %d heads (%d kv), vocab %d, %s, %.0f MB of weights\n",
+		m.Arch.Name, c.NumLayers, c.HiddenSize, c.NumHeads, c.NumKVHeads, c.VocabSize, m.Embed.DType, float64(m.WeightBytes())/1e6)
+	tok, err := tokenizer.Load(dir)
+	if err != nil {
+		return fmt.Errorf("pulled into %s, but its tokenizer does not load: %w", dir, err)
+	}
+	tmpl := "none (base model: train with plain text or a template of your own)"
+	if _, err := chat.Load(dir); err == nil {
+		tmpl = "yes"
+	}
+	fmt.Fprintf(w, "  tokenizer: %d tokens; chat template: %s\n", tok.VocabSize(), tmpl)
+	return nil
+}
+
+// pullProgress draws a pull's progress: one redrawn line on a terminal,
+// a line per finished file otherwise.
+type pullProgress struct {
+	w     io.Writer
+	tty   bool
+	start time.Time
+	last  time.Time
+	file  string
+	prev  hub.Progress
+}
+
+func newPullProgress(w io.Writer) *pullProgress {
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		tty = term.IsTerminal(int(f.Fd()))
+	}
+	return &pullProgress{w: w, tty: tty, start: time.Now()}
+}
+
+func (p *pullProgress) update(s hub.Progress) {
+	if p.file != "" && s.File != p.file && !p.tty {
+		fmt.Fprintf(p.w, "  %s  %s\n", p.file, mb(p.prev.FileLen))
+	}
+	p.file, p.prev = s.File, s
+	if !p.tty || time.Since(p.last) < 100*time.Millisecond {
+		return
+	}
+	p.last = time.Now()
+	rate := float64(s.Done) / time.Since(p.start).Seconds()
+	eta := ""
+	if rate > 0 {
+		eta = " ETA " + time.Duration(float64(s.Total-s.Done)/rate*float64(time.Second)).Round(time.Second).String()
+	}
+	fmt.Fprintf(p.w, "\r\x1b[K%s  %s/%s  %.1f MB/s%s", s.File, mb(s.Done), mb(s.Total), rate/1e6, eta)
+}
+
+func (p *pullProgress) finish() {
+	switch {
+	case p.tty && p.file != "":
+		fmt.Fprint(p.w, "\r\x1b[K")
+	case p.file != "" && p.prev.FileDone == p.prev.FileLen:
+		fmt.Fprintf(p.w, "  %s  %s\n", p.file, mb(p.prev.FileLen))
+	}
+}
+
+func mb(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }

@@ -1,0 +1,83 @@
+package app
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"distill/app/hub/hubtest"
+)
+
+// distill pull against a hub serving a real (tiny) model folder: the
+// folder arrives byte for byte, loads, and answers as the original does.
+func TestPullCLI(t *testing.T) {
+	src := tinyModel(t)
+	files := map[string][]byte{}
+	lfs := map[string]bool{}
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[e.Name()] = b
+		lfs[e.Name()] = len(b) > 100_000
+	}
+	h := hubtest.New("acme/tiny-chat", "89abcdef0123456789abcdef0123456789abcdef", files, lfs)
+	defer h.Close()
+	h.Token = "hf_test"
+	t.Setenv("HF_TOKEN", "hf_test")
+	t.Setenv("HF_ENDPOINT", h.API.URL)
+
+	t.Chdir(t.TempDir())
+	code, out, stderr := run("pull", "acme/tiny-chat")
+	if code != 0 {
+		t.Fatalf("pull: %s", stderr)
+	}
+	dir := filepath.Join("models", "tiny-chat")
+	for name, want := range files {
+		if got, err := os.ReadFile(filepath.Join(dir, name)); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: %d bytes, %v", name, len(got), err)
+		}
+	}
+	for _, w := range []string{"pulled acme/tiny-chat at 89abcdef0123 into models/tiny-chat", "Qwen3ForCausalLM", "chat template: yes"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("output lacks %q:\n%s", w, out)
+		}
+	}
+	ids := "9707,11,1879,315"
+	_, a, _ := run("score", "--model", src, "--ids", ids, "--json")
+	_, b, _ := run("score", "--model", dir, "--ids", ids, "--json")
+	if a == "" || a != b {
+		t.Errorf("the pulled model scores %q, the original %q", b, a)
+	}
+
+	// Again: up to date, nothing fetched.
+	before := len(h.Log())
+	if code, out, stderr := run("pull", "acme/tiny-chat@89abcdef0123456789abcdef0123456789abcdef", "--out", dir); code != 0 || !strings.Contains(out, "already") {
+		t.Errorf("second pull: %d %q %q", code, out, stderr)
+	}
+	if n := len(h.Log()) - before; n != 1 {
+		t.Errorf("second pull made %d requests, want the one listing", n)
+	}
+	// No token: a clear refusal, exit 1, nothing created.
+	t.Setenv("HF_TOKEN", "")
+	t.Setenv("HF_HOME", t.TempDir())
+	code, _, stderr = run("pull", "--out", "other", "acme/tiny-chat")
+	if code != 1 || !strings.Contains(stderr, "HF_TOKEN") {
+		t.Errorf("without a token: %d %q", code, stderr)
+	}
+	if _, err := os.Stat("other"); err == nil {
+		t.Error("a refused pull created its folder")
+	}
+	// The token huggingface-cli login saved is used.
+	os.WriteFile(filepath.Join(os.Getenv("HF_HOME"), "token"), []byte("hf_test\n"), 0o600)
+	if code, _, stderr := run("pull", "acme/tiny-chat", "--out", "other"); code != 0 {
+		t.Errorf("with the saved token: %s", stderr)
+	}
+}

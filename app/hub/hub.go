@@ -1,0 +1,206 @@
+// Package hub pulls model repositories from a Hugging Face Hub endpoint —
+// huggingface.co, or a mirror inside the building — into a plain HF model
+// folder: the files distill reads, each checked against the hash the hub
+// lists for it, resumed where a transfer stopped, and moved into place
+// only when the whole set is there.
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// DefaultEndpoint is the public hub; HF_ENDPOINT names a mirror.
+const DefaultEndpoint = "https://huggingface.co"
+
+// Client talks to one hub endpoint.
+type Client struct {
+	Endpoint  string // scheme://host[/prefix], no trailing slash
+	Token     string // sent as a bearer token to the endpoint (never to a redirect's other host)
+	HTTP      *http.Client
+	UserAgent string
+	// Retries is how many times a failed transfer is resumed (network
+	// errors, 5xx, 429) and RetryWait the first pause, doubled each time.
+	Retries   int
+	RetryWait time.Duration
+}
+
+// NewClient is a client with the defaults: five resumes, a second's pause.
+func NewClient(endpoint, token string) *Client {
+	return &Client{
+		Endpoint:  strings.TrimRight(endpoint, "/"),
+		Token:     token,
+		HTTP:      &http.Client{CheckRedirect: keepTokenHome},
+		UserAgent: "distill",
+		Retries:   5,
+		RetryWait: time.Second,
+	}
+}
+
+// File is one file of a repository at a commit.
+type File struct {
+	Name   string
+	Size   int64
+	BlobID string // git's blob id: sha1 of the content (of the LFS pointer, for LFS files)
+	SHA256 string // an LFS file's content hash; "" for files stored in git
+}
+
+// Repo is a repository's file list at one commit.
+type Repo struct {
+	ID     string
+	Commit string
+	Files  []File
+}
+
+// Error is a hub's refusal, with its own error code when it gave one
+// (X-Error-Code: RepoNotFound, GatedRepo, RevisionNotFound, …).
+type Error struct {
+	URL     string
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string {
+	hint := ""
+	switch {
+	case e.Code == "GatedRepo":
+		hint = ": the repository is gated; accept its terms on the hub's page and set HF_TOKEN (or --token) to a token of that account"
+	case e.Code == "RevisionNotFound":
+		hint = ": no such branch, tag or commit"
+	case e.Code == "EntryNotFound":
+		hint = ": no such file at this commit"
+	case e.Code == "RepoNotFound" || e.Status == http.StatusUnauthorized:
+		hint = ": no such repository, or it is private or gated; check the name, or set HF_TOKEN (or --token)"
+	case e.Status == http.StatusForbidden:
+		hint = ": the token may not read this repository"
+	}
+	msg := ""
+	if e.Message != "" {
+		msg = " (" + e.Message + ")"
+	}
+	return fmt.Sprintf("%s: HTTP %d%s%s", e.URL, e.Status, msg, hint)
+}
+
+// temporary says whether a retry may succeed.
+func (e *Error) temporary() bool {
+	return e.Status == http.StatusTooManyRequests || e.Status >= 500
+}
+
+// keepTokenHome drops the bearer token when a redirect leaves the
+// endpoint's scheme, host and port: the hub sends LFS files to a CDN whose
+// presigned URLs carry their own credential (and refuse a second). net/http
+// alone would keep it for another port of the same host or a subdomain.
+func keepTokenHome(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return fmt.Errorf("%s: more than 10 redirects", via[0].URL)
+	}
+	if u, home := req.URL, via[0].URL; u.Scheme != home.Scheme || u.Host != home.Host {
+		req.Header.Del("Authorization")
+	}
+	return nil
+}
+
+func (c *Client) get(ctx context.Context, u string, header http.Header) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	req.Header.Set("User-Agent", c.UserAgent)
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode >= 400 {
+		defer resp.Body.Close()
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+		return nil, &Error{URL: u, Status: resp.StatusCode, Code: resp.Header.Get("X-Error-Code"), Message: resp.Header.Get("X-Error-Message")}
+	}
+	return resp, nil
+}
+
+// Info lists repo's files at rev (a branch, tag or commit) with their sizes
+// and hashes, and resolves rev to its commit.
+func (c *Client) Info(ctx context.Context, repo, rev string) (*Repo, error) {
+	if err := checkRepoID(repo); err != nil {
+		return nil, err
+	}
+	u := fmt.Sprintf("%s/api/models/%s/revision/%s?blobs=true", c.Endpoint, repo, url.PathEscape(rev))
+	resp, err := c.get(ctx, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var info struct {
+		ID       string `json:"id"`
+		SHA      string `json:"sha"`
+		Siblings []struct {
+			Name   string `json:"rfilename"`
+			Size   *int64 `json:"size"`
+			BlobID string `json:"blobId"`
+			LFS    *struct {
+				SHA256 string `json:"sha256"`
+				Size   int64  `json:"size"`
+			} `json:"lfs"`
+		} `json:"siblings"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&info); err != nil {
+		return nil, fmt.Errorf("%s: %v (is this a Hugging Face Hub endpoint?)", u, err)
+	}
+	if info.SHA == "" {
+		return nil, fmt.Errorf("%s: the answer names no commit (is this a Hugging Face Hub endpoint?)", u)
+	}
+	r := &Repo{ID: repo, Commit: info.SHA}
+	for _, s := range info.Siblings {
+		f := File{Name: s.Name, BlobID: s.BlobID}
+		switch {
+		case s.LFS != nil:
+			f.Size, f.SHA256 = s.LFS.Size, strings.ToLower(s.LFS.SHA256)
+		case s.Size != nil:
+			f.Size = *s.Size
+		default:
+			return nil, fmt.Errorf("%s: %s has no size (the hub must list files with ?blobs=true)", u, s.Name)
+		}
+		if f.SHA256 == "" && f.BlobID == "" {
+			return nil, fmt.Errorf("%s: %s has no hash to check it against", u, s.Name)
+		}
+		r.Files = append(r.Files, f)
+	}
+	return r, nil
+}
+
+// checkRepoID accepts "owner/name" (and a bare "name", the hub's legacy
+// models), refusing anything that could climb out of the URL path.
+func checkRepoID(repo string) error {
+	parts := strings.Split(repo, "/")
+	if len(parts) > 2 {
+		return fmt.Errorf("repository %q: expected owner/name", repo)
+	}
+	for _, p := range parts {
+		if p == "" || p == "." || p == ".." || strings.ContainsAny(p, "?#%\\ ") {
+			return fmt.Errorf("repository %q: expected owner/name", repo)
+		}
+	}
+	return nil
+}
+
+// fileURL is where a file of the repository at a commit is served.
+func (c *Client) fileURL(repo, commit, name string) string {
+	segs := strings.Split(name, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return fmt.Sprintf("%s/%s/resolve/%s/%s", c.Endpoint, repo, commit, strings.Join(segs, "/"))
+}
