@@ -81,3 +81,19 @@ func TestPullCLI(t *testing.T) {
 		t.Errorf("with the saved token: %s", stderr)
 	}
 }
+
+// The Launch form offers pulled models, not a pull in progress or a
+// folder that holds no model.
+func TestModelFoldersSkipsPartialPulls(t *testing.T) {
+	root := t.TempDir()
+	for _, d := range []string{"qwen", "qwen-next.partial", "notes", ".hidden"} {
+		os.MkdirAll(filepath.Join(root, d), 0o755)
+		if d != "notes" {
+			os.WriteFile(filepath.Join(root, d, "config.json"), []byte("{}"), 0o644)
+		}
+	}
+	got := (&Workstation{}).ModelFolders(root)
+	if len(got) != 1 || got[0] != filepath.Join(root, "qwen") {
+		t.Errorf("ModelFolders = %v", got)
+	}
+}

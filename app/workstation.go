@@ -284,8 +284,9 @@ func sendLatest(ch chan Progress, p Progress) {
 	}
 }
 
-// ModelFolders lists the folders under root (e.g. "models") as root/name,
-// the base models the Launch form offers.
+// ModelFolders lists the model folders under root (e.g. "models") as
+// root/name, the base models the Launch form offers: those with a
+// config.json, not a pull still in progress (name.partial).
 func (w *Workstation) ModelFolders(root string) []string {
 	es, err := os.ReadDir(root)
 	if err != nil {
@@ -293,8 +294,12 @@ func (w *Workstation) ModelFolders(root string) []string {
 	}
 	var out []string
 	for _, e := range es {
-		if e.IsDir() {
-			out = append(out, filepath.Join(root, e.Name()))
+		name := e.Name()
+		if !e.IsDir() || strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".partial") {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(root, name, "config.json")); err == nil {
+			out = append(out, filepath.Join(root, name))
 		}
 	}
 	return out
