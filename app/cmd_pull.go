@@ -59,40 +59,47 @@ func runPull(env *Env, args []string) error {
 	if spec == "" {
 		return fmt.Errorf("name the repository, e.g. distill pull Qwen/Qwen2.5-0.5B-Instruct")
 	}
+	c, opt := newPull(spec, *out, *endpoint, *token, include)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	bar := newPullProgress(env.Stderr)
+	opt.Progress = bar.update
+	r, err := c.Pull(ctx, opt)
+	bar.finish()
+	switch {
+	case errors.Is(err, hub.ErrUpToDate):
+		fmt.Fprintf(env.Stdout, "%s is already %s at %.12s\n", opt.Out, r.ID, r.Commit)
+		return nil
+	case ctx.Err() != nil:
+		return fmt.Errorf("interrupted: what arrived is kept in %s.partial; run the same command to resume", opt.Out)
+	case err != nil:
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "pulled %s at %.12s into %s\n", r.ID, r.Commit, opt.Out)
+	return describeModel(env.Stdout, opt.Out)
+}
+
+// newPull resolves a pull's defaults: REPO[@REVISION] (main), the folder
+// (models/<name>), the hub ($HF_ENDPOINT, else huggingface.co) and the
+// token ($HF_TOKEN, else the saved login).
+func newPull(spec, out, endpoint, token string, include []string) (*hub.Client, hub.PullOptions) {
 	repo, rev, _ := strings.Cut(spec, "@")
 	if rev == "" {
 		rev = "main"
 	}
-	if *out == "" {
-		*out = filepath.Join("models", path.Base(repo))
+	if out == "" {
+		out = filepath.Join("models", path.Base(repo))
 	}
-	if *endpoint == "" {
-		*endpoint = os.Getenv("HF_ENDPOINT")
+	if endpoint == "" {
+		endpoint = os.Getenv("HF_ENDPOINT")
 	}
-	if *endpoint == "" {
-		*endpoint = hub.DefaultEndpoint
+	if endpoint == "" {
+		endpoint = hub.DefaultEndpoint
 	}
-	if *token == "" {
-		*token = savedToken()
+	if token == "" {
+		token = savedToken()
 	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	c := hub.NewClient(*endpoint, *token)
-	bar := newPullProgress(env.Stderr)
-	r, err := c.Pull(ctx, hub.PullOptions{Repo: repo, Revision: rev, Out: *out, Include: include, Progress: bar.update})
-	bar.finish()
-	switch {
-	case errors.Is(err, hub.ErrUpToDate):
-		fmt.Fprintf(env.Stdout, "%s is already %s at %.12s\n", *out, r.ID, r.Commit)
-		return nil
-	case ctx.Err() != nil:
-		return fmt.Errorf("interrupted: what arrived is kept in %s.partial; run the same command to resume", *out)
-	case err != nil:
-		return err
-	}
-	fmt.Fprintf(env.Stdout, "pulled %s at %.12s into %s\n", r.ID, r.Commit, *out)
-	return describeModel(env.Stdout, *out)
+	return hub.NewClient(endpoint, token), hub.PullOptions{Repo: repo, Revision: rev, Out: out, Include: include}
 }
 
 // savedToken is $HF_TOKEN, else the token file huggingface_hub's login

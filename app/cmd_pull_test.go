@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,5 +96,54 @@ func TestModelFoldersSkipsPartialPulls(t *testing.T) {
 	got := (&Workstation{}).ModelFolders(root)
 	if len(got) != 1 || got[0] != filepath.Join(root, "qwen") {
 		t.Errorf("ModelFolders = %v", got)
+	}
+}
+
+// The workstation's pull (the Launch form's ctrl+p) against a hub: progress
+// then the loaded folder; and a refusal carried to the end message.
+func TestWorkstationPullModel(t *testing.T) {
+	files := map[string][]byte{}
+	src := tinyModel(t)
+	entries, _ := os.ReadDir(src)
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[e.Name()] = b
+	}
+	h := hubtest.New("acme/tiny-chat", "89abcdef0123456789abcdef0123456789abcdef", files, map[string]bool{"model.safetensors": true})
+	defer h.Close()
+	t.Setenv("HF_ENDPOINT", h.API.URL)
+	t.Setenv("HF_TOKEN", "")
+	t.Setenv("HF_HOME", t.TempDir())
+	root := t.TempDir()
+	var last PullProgress
+	n := 0
+	for p := range (&Workstation{}).PullModel(context.Background(), "acme/tiny-chat", root) {
+		last = p
+		n++
+	}
+	if !last.Finished || last.Err != nil || last.Dir != filepath.Join(root, "tiny-chat") || last.Commit != h.Commit {
+		t.Fatalf("last message %+v after %d", last, n)
+	}
+	if got := (&Workstation{}).ModelFolders(root); len(got) != 1 || got[0] != last.Dir {
+		t.Errorf("ModelFolders after the pull: %v", got)
+	}
+	h.Token = "hf_needed"
+	for p := range (&Workstation{}).PullModel(context.Background(), "acme/tiny-chat@main", t.TempDir()) {
+		last = p
+	}
+	if !last.Finished || last.Err == nil || !strings.Contains(last.Err.Error(), "HF_TOKEN") {
+		t.Errorf("refused pull ended with %+v", last)
+	}
+}
+
+func TestLooksLikeRepo(t *testing.T) {
+	for s, want := range map[string]bool{"Qwen/Qwen2.5-0.5B-Instruct": true, "acme/x@v1.0": true, "models/demo": false,
+		"/abs/path": false, "./x/y": false, "a/b/c": false, "demo": false, "../x": false} {
+		if got := LooksLikeRepo(s); got != want {
+			t.Errorf("LooksLikeRepo(%q) = %v", s, got)
+		}
 	}
 }

@@ -35,6 +35,7 @@ type Service interface {
 	LaunchRun(cfg app.RunConfig) (string, <-chan app.Progress, error)
 	ResumeRun(id string) (<-chan app.Progress, error)
 	ModelFolders(root string) []string
+	PullModel(ctx context.Context, spec, root string) <-chan app.PullProgress
 	StatPath(path string) (exists, dir bool)
 	Ask(ctx context.Context, req app.Ask) <-chan app.Answer
 	Running() int // runs this process is training

@@ -1,6 +1,7 @@
 package views
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -15,16 +16,17 @@ import (
 )
 
 type launchKeys struct {
-	Enter, Move, Cycle, Back key.Binding
+	Enter, Move, Cycle, Back, Pull key.Binding
 }
 
 func (k launchKeys) ShortHelp() []key.Binding { return []key.Binding{k.Move, k.Cycle, k.Enter} }
 
 func (k launchKeys) FullHelp() [][]key.Binding {
-	return [][]key.Binding{{k.Move, k.Cycle}, {k.Enter, k.Back}}
+	return [][]key.Binding{{k.Move, k.Cycle}, {k.Enter, k.Back}, {k.Pull}}
 }
 
 var defaultLaunchKeys = launchKeys{
+	Pull:  key.NewBinding(key.WithKeys("ctrl+p"), key.WithHelp("ctrl+p", "pull the base model owner/name from the hub")),
 	Enter: key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "launch")),
 	Move:  key.NewBinding(key.WithKeys("up", "down"), key.WithHelp("↑/↓", "edit fields")),
 	Cycle: key.NewBinding(key.WithKeys("left", "right"), key.WithHelp("←/→", "choose")),
@@ -90,6 +92,22 @@ type launchedMsg struct {
 	err error
 }
 
+// pullMsg is a base model's pull moving on (or ending: p.Finished).
+type pullMsg struct {
+	p  app.PullProgress
+	ch <-chan app.PullProgress
+}
+
+func waitPull(ch <-chan app.PullProgress) tea.Cmd {
+	return func() tea.Msg {
+		p, ok := <-ch
+		if !ok {
+			return nil
+		}
+		return pullMsg{p, ch}
+	}
+}
+
 // launchView is the form that configures and starts a training run.
 type launchView struct {
 	keys    launchKeys
@@ -108,6 +126,11 @@ type launchView struct {
 	dataFor string // the training file data describes
 	data    *app.DataInfo
 	dataErr string
+	// A base model being pulled from the hub: its latest progress, and
+	// what the last pull ended with.
+	pulling  *app.PullProgress
+	pullNote string
+	pullBad  bool
 }
 
 func newLaunchView() launchView {
@@ -210,6 +233,9 @@ func (v launchView) config(ctx *Context) (app.RunConfig, [numFields]string) {
 		}
 	}
 	path(fModel, c.Model, true)
+	if ok, _ := ctx.Svc.StatPath(c.Model); !ok && app.LooksLikeRepo(c.Model) {
+		errs[fModel] = c.Model + ": not here; ctrl+p pulls it from the hub"
+	}
 	path(fData, c.Data, false)
 	if n, isBalanced := strings.CutPrefix(c.Val, "balanced "); isBalanced {
 		// "balanced N": hold out N rows of each class (classification)
@@ -397,6 +423,22 @@ func (v launchView) update(ctx *Context, msg tea.Msg) (launchView, tea.Cmd) {
 			return v.changed(ctx)
 		}
 		return v, nil
+	case pullMsg:
+		p := msg.p
+		if !p.Finished {
+			v.pulling = &p
+			return v, waitPull(msg.ch)
+		}
+		v.pulling = nil
+		if p.Err != nil {
+			v.pullNote, v.pullBad = "pull "+p.Repo+": "+p.Err.Error(), true
+			return v, nil
+		}
+		v.pullNote, v.pullBad = fmt.Sprintf("pulled %s at %.12s", p.Repo, p.Commit), false
+		v.folders = ctx.Svc.ModelFolders(modelsRoot)
+		v.inputs[fModel].SetValue(p.Dir)
+		v.inputs[fModel].CursorEnd()
+		return v.changed(ctx)
 	case launchedMsg:
 		if msg.err != nil {
 			v.note = msg.err.Error()
@@ -414,6 +456,9 @@ func (v launchView) update(ctx *Context, msg tea.Msg) (launchView, tea.Cmd) {
 }
 
 func (v launchView) key(ctx *Context, msg tea.KeyMsg) (launchView, tea.Cmd) {
+	if key.Matches(msg, v.keys.Pull) {
+		return v.pull(ctx)
+	}
 	if !v.inForm {
 		// Outside the form, enter launches what the form shows (the bundled
 		// demo's defaults on a new workspace): one key from opening the
@@ -495,6 +540,36 @@ func (v launchView) cycle(ctx *Context, dir string) (launchView, tea.Cmd) {
 	return v.changed(ctx)
 }
 
+// pull fetches the Base model field's owner/name from the hub into
+// models/, in the background; the field shows its progress and takes the
+// folder when it lands.
+func (v launchView) pull(ctx *Context) (launchView, tea.Cmd) {
+	spec := strings.TrimSpace(v.inputs[fModel].Value())
+	switch ok, _ := ctx.Svc.StatPath(spec); {
+	case v.pulling != nil:
+		v.pullNote, v.pullBad = "a pull is running: "+v.pulling.Repo, true
+		return v, nil
+	case ok || !app.LooksLikeRepo(spec):
+		v.pullNote, v.pullBad = "type a hub repository (owner/name[@revision]) in Base model, then ctrl+p", true
+		return v, nil
+	}
+	v.pulling = &app.PullProgress{Repo: spec}
+	v.pullNote = ""
+	return v, waitPull(ctx.Svc.PullModel(context.Background(), spec, modelsRoot))
+}
+
+// pullLine is the Base model field's pull, under it.
+func (v launchView) pullLine() string {
+	p := v.pulling
+	if p == nil {
+		return v.pullNote
+	}
+	if p.Total == 0 {
+		return "pulling " + p.Repo + "…"
+	}
+	return fmt.Sprintf("pulling %s · %s · %s of %s (%.0f%%)", p.Repo, p.File, humanBytes(p.Done), humanBytes(p.Total), 100*float64(p.Done)/float64(p.Total))
+}
+
 // launch starts the run when the form is valid.
 func (v launchView) launch(ctx *Context) (launchView, tea.Cmd) {
 	cfg, errs := v.config(ctx)
@@ -553,6 +628,18 @@ func (v launchView) view(ctx *Context) string {
 			}
 		}
 		b.WriteString(" " + cursor + fit(fieldLabels[f], 14) + field + "\n")
+		if line := v.pullLine(); f == fModel && line != "" {
+			style := st.Muted
+			if v.pullBad {
+				style = st.Bad
+			} else if v.pulling == nil {
+				style = st.Good
+			}
+			b.WriteString(fit("", 17) + style.Render(cut(line, max(0, ctx.Width-18))) + "\n")
+			if v.pulling != nil {
+				continue // the progress stands in for "not here"
+			}
+		}
 		if e := v.errs[f]; e != "" {
 			b.WriteString(fit("", 17) + st.Bad.Render(fit("✗ "+e, max(0, ctx.Width-18))) + "\n")
 		} else if f == fData && v.data != nil {

@@ -201,3 +201,54 @@ func TestLaunchBalancedValidation(t *testing.T) {
 		t.Fatalf("launched %+v", svc.launched)
 	}
 }
+
+// A hub repository typed as the base model is offered for pulling; ctrl+p
+// pulls it, the field shows the pull, then takes the folder and replans.
+func TestLaunchPullsBaseModel(t *testing.T) {
+	svc := launchService()
+	m := openLaunch(svc, 100, 30)
+	m = step(m, tea.KeyMsg{Type: tea.KeyDown}) // enter the form, on the model
+	m.launch.inputs[fModel].SetValue("acme/tiny-chat")
+	m = step(m, tea.KeyMsg{Type: tea.KeyEnter}) // leave the field: revalidate
+	if e := m.launch.errs[fModel]; !strings.Contains(e, "ctrl+p pulls it from the hub") {
+		t.Fatalf("an unknown owner/name: %q", e)
+	}
+	m = step(m, tea.KeyMsg{Type: tea.KeyUp})
+	nm, cmd := m.Update(tea.KeyMsg{Type: tea.KeyCtrlP})
+	m = nm.(Model)
+	if cmd == nil || len(svc.pulled) != 1 || svc.pulled[0] != "acme/tiny-chat" {
+		t.Fatalf("ctrl+p pulled %v", svc.pulled)
+	}
+	msg := cmd()
+	nm, cmd = m.Update(msg)
+	m = nm.(Model)
+	if frame := m.View(); !strings.Contains(frame, "pulling acme/tiny-chat · model.safetensors · 1 MB of 3 MB (33%)") || strings.Contains(frame, "not here") {
+		t.Errorf("no progress under the field:\n%s", frame)
+	}
+	m = stepRun(m, cmd()) // the last message: the folder arrived
+	if got := m.launch.inputs[fModel].Value(); got != "models/tiny-chat" {
+		t.Errorf("after the pull the field holds %q", got)
+	}
+	frame := m.View()
+	if !strings.Contains(frame, "pulled acme/tiny-chat at 89abcdef0123") || !strings.Contains(frame, "total 1.3 GB") || m.launch.errs[fModel] != "" {
+		t.Errorf("after the pull:\n%s", frame)
+	}
+
+	// A failed pull says why, under the field.
+	svc.pullErr = errors.New("acme/private: HTTP 401: no such repository, or it is private or gated; check the name, or set HF_TOKEN (or --token)")
+	m.launch.inputs[fModel].SetValue("acme/private")
+	nm, cmd = m.Update(tea.KeyMsg{Type: tea.KeyCtrlP})
+	m = nm.(Model)
+	m = step(m, cmd())
+	nm, cmd = m.Update(cmd())
+	m = nm.(Model)
+	if frame := m.View(); !strings.Contains(frame, "pull acme/private: acme/private: HTTP 401") {
+		t.Errorf("failed pull:\n%s", frame)
+	}
+	// ctrl+p on a folder that exists pulls nothing.
+	m.launch.inputs[fModel].SetValue("models/demo")
+	m = step(m, tea.KeyMsg{Type: tea.KeyCtrlP})
+	if len(svc.pulled) != 2 || !strings.Contains(m.View(), "type a hub repository") {
+		t.Errorf("ctrl+p on a folder: %v", svc.pulled)
+	}
+}

@@ -210,7 +210,7 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case evaluatedMsg, evalsLoadedMsg, evalReportMsg, compareReady:
 		m.evals, cmd = m.evals.update(&m.ctx, msg)
 		return m, cmd
-	case planMsg, launchedMsg, dataMsg:
+	case planMsg, launchedMsg, dataMsg, pullMsg:
 		m.launch, cmd = m.launch.update(&m.ctx, msg)
 		return m, cmd
 	case tea.KeyMsg:

@@ -60,6 +60,8 @@ type fakeService struct {
 	dataErr   error
 	resumeErr error
 	evalued   []string // the runs EvaluateRun was asked for
+	pulled    []string // the specs PullModel was asked for
+	pullErr   error    // what a pull ends with
 }
 
 func (f *fakeService) ListRuns() ([]app.RunRow, error) {
@@ -188,6 +190,24 @@ func (f *fakeService) ModelFolders(root string) []string {
 	sort.Strings(out)
 	return out
 }
+
+// PullModel streams a pull of 3 MB in two steps; the folder then exists
+// (unless pullErr).
+func (f *fakeService) PullModel(_ context.Context, spec, root string) <-chan app.PullProgress {
+	f.pulled = append(f.pulled, spec)
+	dir := root + "/" + spec[strings.LastIndex(spec, "/")+1:]
+	ch := make(chan app.PullProgress, 3)
+	ch <- app.PullProgress{Repo: spec, File: "model.safetensors", Done: 1 << 20, Total: 3 << 20}
+	if f.pullErr != nil {
+		ch <- app.PullProgress{Repo: spec, Finished: true, Err: f.pullErr}
+	} else {
+		f.paths[dir] = true
+		ch <- app.PullProgress{Repo: spec, Finished: true, Dir: dir, Commit: "89abcdef0123456789abcdef"}
+	}
+	close(ch)
+	return ch
+}
+
 func (f *fakeService) StatPath(path string) (exists, dir bool) {
 	dir, exists = f.paths[path]
 	return exists, dir
