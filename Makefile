@@ -8,11 +8,17 @@ export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 
 # System packages the build needs, installed when missing (we run as root).
 SYS_PKGS := libopenblas-dev pkg-config tmux g++
+# Ollama built from its Go module, for `make goldens` only: the module zip
+# leaves out llama.cpp's vendor/ headers, so JSON and stb come from Debian
+# and miniaudio.h from the malgo module (Go bindings that carry it).
+OLLAMA_PKGS    := nlohmann-json3-dev libstb-dev
+OLLAMA_VERSION := v0.17.4
+MALGO_VERSION  := v0.11.24
 # Python reference implementation for `make goldens` only (not for tests).
 PY_PKGS  := python3-torch python3-numpy
 PYTHON   := /usr/bin/python3
 
-.PHONY: all run build test bench bench-serve goldens deps deps-py tools tools-llamacpp vet clean screens cuda deps-cuda cuda-check cuda-devpack cuda-emu test-cuda-emu
+.PHONY: all run build test bench bench-serve goldens deps deps-py tools tools-llamacpp tools-ollama vet clean screens cuda deps-cuda cuda-check cuda-devpack cuda-emu test-cuda-emu
 
 all: build
 
@@ -62,6 +68,17 @@ tools-llamacpp: tools/llamacpp/node_modules/.installed
 tools/llamacpp/node_modules/.installed: tools/llamacpp/package.json tools/llamacpp/package-lock.json
 	cd tools/llamacpp && npm install --omit=optional --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@
+# Ollama (its own Go engine reads the GGUF exports), built once (~3 min).
+tools-ollama: tools/ollama/bin/ollama
+tools/ollama/bin/ollama:
+	@missing=""; for p in $(OLLAMA_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	dir=$$(cd $$(mktemp -d) && $(GO) mod download -json github.com/gen2brain/malgo@$(MALGO_VERSION) | sed -n 's/.*"Dir": "\(.*\)",/\1/p'); \
+	mkdir -p tools/ollama/include/miniaudio && cp $$dir/miniaudio.h tools/ollama/include/miniaudio/
+	CGO_CPPFLAGS="-I$(CURDIR)/tools/ollama/include" GOBIN=$(CURDIR)/tools/ollama/bin GOFLAGS= $(GO) install github.com/ollama/ollama@$(OLLAMA_VERSION)
 tools/js/node_modules/.installed: tools/js/package.json tools/js/package-lock.json
 	cd tools/js && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
@@ -128,7 +145,7 @@ bench-serve: build tools
 
 # Regenerate the golden files from the independent references (PyTorch
 # float64, transformers.js, @huggingface/jinja). Commit the result.
-goldens: deps-py tools tools-llamacpp
+goldens: deps-py tools tools-llamacpp tools-ollama
 	$(PYTHON) tools/torchref/make_goldens.py
 	$(PYTHON) tools/torchref/train_goldens.py
 	$(PYTHON) tools/quantref/nf4_ref.py
@@ -136,6 +153,7 @@ goldens: deps-py tools tools-llamacpp
 	rm -rf $(CURDIR)/.gguf-cases
 	$(GO) test ./core/gguf -run '^TestLlamaCppReadsExport$$' -count=1 -args -prepare $(CURDIR)/.gguf-cases
 	cd tools/llamacpp && node gguf_goldens.mjs $(CURDIR)/.gguf-cases $(CURDIR)/core/gguf/testdata/llamacpp.json
+	node tools/ollama/ollama_goldens.mjs $(CURDIR)/tools/ollama/bin/ollama $(CURDIR)/.gguf-cases $(CURDIR)/core/gguf/testdata/ollama.json
 	rm -rf $(CURDIR)/.gguf-cases
 
 vet:

@@ -13,7 +13,8 @@ import (
 // PARAMETER lines, since Ollama reads neither generation_config.json nor a
 // second end-of-sequence id — its own defaults (temperature 0.8, top_k 40,
 // top_p 0.9, repeat_penalty 1.1) would otherwise answer differently from
-// `distill generate`. The chat template comes from the file.
+// `distill generate`. The chat format is a TEMPLATE checked against the
+// model's own chat template (modelfile_template.go).
 func ollamaModelfile(m *model.Model, name string) (string, error) {
 	gen, err := model.LoadGenerationConfig(m.Dir)
 	if err != nil {
@@ -26,8 +27,16 @@ func ollamaModelfile(m *model.Model, name string) (string, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# ollama create %s -f Modelfile\n", name)
 	fmt.Fprintf(&b, "# adapter.gguf is the adapter alone, for llama.cpp's --lora or Ollama's\n")
-	fmt.Fprintf(&b, "# ADAPTER over the base's own GGUF (distill gguf --model %s).\n", m.Dir)
+	fmt.Fprintf(&b, "# ADAPTER over the base's own GGUF (distill gguf --model %s);\n", m.Dir)
+	fmt.Fprintf(&b, "# Ollama's own engine (Qwen3's) refuses adapters: use model.gguf there.\n")
 	b.WriteString("FROM ./model.gguf\n")
+	bosText := ""
+	if id, ok := tok.BOS(); ok {
+		if bare, full := tok.Encode("a", false), tok.Encode("a", true); len(full) > len(bare) && full[0] == id {
+			bosText = tok.Token(id)
+		}
+	}
+	b.WriteString(modelfileTemplate(m.Dir, bosText))
 
 	// Every id distill stops at, by its text: Ollama stops on one EOS id
 	// and the names it knows, so a second id (Qwen's <|endoftext|> after

@@ -29,7 +29,8 @@ func TestOllamaModelfileSampling(t *testing.T) {
 	}
 	for _, want := range []string{"ollama create tickets", "\nFROM ./model.gguf\n", "PARAMETER stop \"<|im_end|>\"\nPARAMETER stop \"<|endoftext|>\"\n",
 		"PARAMETER temperature 0.7\n", "PARAMETER top_k 20\n", "PARAMETER top_p 0.8\n", "PARAMETER min_p 0\n",
-		"PARAMETER repeat_penalty 1.05\n", "PARAMETER repeat_last_n -1\n"} {
+		"PARAMETER repeat_penalty 1.05\n", "PARAMETER repeat_last_n -1\n",
+		"# ChatML chat format", "TEMPLATE \"\"\"{{- range .Messages }}<|im_start|>{{ .Role }}\n"} {
 		if !strings.Contains(mf, want) {
 			t.Errorf("Modelfile lacks %q:\n%s", want, mf)
 		}

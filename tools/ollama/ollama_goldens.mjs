@@ -1,0 +1,82 @@
+// Reads the GGUF files that `go test ./core/gguf -run TestLlamaCppReadsExport
+// -args -prepare DIR` wrote, with Ollama itself (built from its Go module by
+// `make tools-ollama`), and writes core/gguf/testdata/ollama.json: for each
+// f32 torchref fixture, Ollama's log-probs of the first token after each of
+// a few prompts (its top 20). OLLAMA_NEW_ENGINE=1 runs every architecture
+// on Ollama's own Go engine — an implementation independent of llama.cpp,
+// whose reading tools/llamacpp checks — since its llama.cpp runner reports
+// no log-probs.
+import {spawn, execFileSync} from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+
+const [bin, dir, outPath] = process.argv.slice(2);
+if (!bin || !dir || !outPath) {
+  console.error("usage: node ollama_goldens.mjs OLLAMA_BIN CASES_DIR OUT.json");
+  process.exit(2);
+}
+const manifest = JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8"));
+
+// ASCII prompts (one byte, one token, in the fixtures' byte tokenizer), the
+// longest past Llama 3's rope-scaling window of 64 positions.
+const PROMPTS = [
+  "Hello, world",
+  "The quick brown fox jumps over the lazy dog.",
+  "a",
+  "{\"name\": \"distill\", \"version\": 3, \"tags\": [\"gguf\", \"ollama\"]}",
+  "In a hole in the ground there lived a hobbit. Not a nasty, dirty, wet hole, filled with the ends of worms and an oozy smell, nor yet a dry, bare, sandy hole.",
+  "0123456789 +-*/ ()[]{} <>=!? ~`@#$%^&|\\ ;:'\",.",
+  "Once upon a time, there was",
+  "x = f(y) + 2; return x",
+];
+
+const work = fs.mkdtempSync(path.join(os.tmpdir(), "ollama-goldens-"));
+const host = `127.0.0.1:${20000 + Math.floor(Math.random() * 20000)}`;
+const env = {...process.env, OLLAMA_HOST: host, OLLAMA_MODELS: path.join(work, "models"), OLLAMA_NEW_ENGINE: "1"};
+const log = fs.openSync(path.join(work, "serve.log"), "w");
+const server = spawn(bin, ["serve"], {env, stdio: ["ignore", log, log]});
+const api = (p, body) => fetch(`http://${host}${p}`, body && {method: "POST", body: JSON.stringify(body)}).then((r) => r.json());
+
+let version;
+for (let i = 0; i < 100 && !version; i++) {
+  try { version = (await api("/api/version")).version; } catch { await new Promise((r) => setTimeout(r, 100)); }
+}
+if (!version) {
+  server.kill();
+  console.error(fs.readFileSync(path.join(work, "serve.log"), "utf8"));
+  throw new Error("ollama serve did not answer");
+}
+
+const cases = {};
+try {
+  for (const c of manifest) {
+    if (!c.fixture || c.base || c.type !== "f32") continue;
+    const modelfile = path.join(work, `Modelfile.${c.name}`);
+    fs.writeFileSync(modelfile, `FROM ${path.join(dir, c.file)}\n`);
+    execFileSync(bin, ["create", c.name, "-f", modelfile], {env, stdio: "ignore"});
+    const prompts = [];
+    for (const prompt of PROMPTS) {
+      const r = await api("/api/generate", {
+        model: c.name, prompt, raw: true, stream: false, logprobs: true, top_logprobs: 20,
+        options: {temperature: 0, num_predict: 1, seed: 0},
+      });
+      if (r.error) throw new Error(`${c.name}: ${r.error}`);
+      // A first token that is an incomplete UTF-8 byte is held back with
+      // its log-probs: such a prompt answers nothing.
+      const top = (r.logprobs?.[0]?.top_logprobs ?? []).map((t) => ({bytes: t.bytes, logprob: t.logprob}));
+      prompts.push({prompt, top});
+    }
+    cases[c.name] = {sha256: c.sha256, prompts};
+    console.log(c.name, prompts.map((p) => p.top.length).join(" "), "log-probs");
+  }
+} finally {
+  server.kill();
+}
+fs.rmSync(work, {recursive: true, force: true});
+const out = {
+  generator: "tools/ollama/ollama_goldens.mjs",
+  reference: `Ollama ${version} (its own Go engine, OLLAMA_NEW_ENGINE=1; f16 KV cache), built from github.com/ollama/ollama`,
+  cases,
+};
+fs.writeFileSync(outPath, JSON.stringify(out, null, 1) + "\n");
