@@ -135,7 +135,7 @@ bench: build tools
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ./bin/distill bench --shape smollm2-135m --dtype f16
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ./bin/distill bench --shape smollm2-135m --train-seq 512 --quant nf4
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ./bin/distill bench --shape smollm2-135m --train-seq 512 --quant nf4 --cpu-bf16
-	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(GO) test -run '^$$' -bench . -benchtime 2x ./core/tensor/ ./core/quant/ ./core/tokenizer/ ./core/train/ ./core/gguf/
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(GO) test -run '^$$' -bench . -benchtime 2x ./core/tensor/ ./core/quant/ ./core/tokenizer/ ./core/train/ ./core/gguf/ ./app/hub/
 	$(MAKE) bench-serve
 
 # The inference server under a bounded load on loopback: 16 clients, 400
