@@ -20,12 +20,13 @@ func init() {
 }
 
 func runGGUF(env *Env, args []string) error {
-	fs := newFlags(env, "gguf", "--model DIR [--adapter DIR [--adapter-only]] --out FILE.gguf [--type auto|f32|f16|bf16|q8_0]")
+	fs := newFlags(env, "gguf", "--model DIR [--adapter DIR [--adapter-only]] --out FILE.gguf [--type auto|f32|f16|bf16|q8_0] [--modelfile]")
 	dir := fs.String("model", "", "base model folder (HF: config.json, safetensors, tokenizer.json)")
 	adapter := fs.String("adapter", "", "PEFT LoRA adapter folder to fold in (optional)")
 	out := fs.String("out", "", "GGUF file to write (must not exist)")
 	typName := fs.String("type", "auto", "the matrices' type: auto (the base's own f32/f16/bf16), f32, f16, bf16, or q8_0 (8.5 bits/weight)")
 	name := fs.String("name", "", "general.name inside the file (default: the model folder's name, with the adapter's)")
+	withModelfile := fs.Bool("modelfile", false, "also write an Ollama Modelfile beside --out (chat TEMPLATE, stop tokens, the checkpoint's sampling)")
 	adapterOnly := fs.Bool("adapter-only", false, "write the adapter alone as a GGUF LoRA adapter (f32), for llama.cpp's --lora or Ollama's ADAPTER over the base's GGUF")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -64,10 +65,27 @@ func runGGUF(env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	var modelfile, mfPath string
+	if *withModelfile {
+		// Made and checked before the export, so a refusal costs nothing.
+		mfPath = filepath.Join(filepath.Dir(*out), "Modelfile")
+		if _, err := os.Stat(mfPath); err == nil {
+			return fmt.Errorf("%s exists already: remove it or write the GGUF elsewhere", mfPath)
+		}
+		if modelfile, err = ollamaModelfile(m, opt.Name, filepath.Base(*out)); err != nil {
+			return err
+		}
+	}
 	if err := exportGGUF(ctx, m, a, *out, opt); err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "wrote %s (%s)\n", *out, opt.Type)
+	if modelfile != "" {
+		if err := os.WriteFile(mfPath, []byte(modelfile), 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "wrote %s (ollama create NAME -f %s)\n", mfPath, mfPath)
+	}
 	return nil
 }
 

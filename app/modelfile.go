@@ -8,14 +8,14 @@ import (
 	"distill/core/tokenizer"
 )
 
-// ollamaModelfile is the Modelfile beside an exported model.gguf: FROM the
-// file, and the decoding distill itself uses on the model written out as
+// ollamaModelfile is the Modelfile beside an exported GGUF file (its name
+// in the same folder): FROM the file, and the decoding distill itself uses on the model written out as
 // PARAMETER lines, since Ollama reads neither generation_config.json nor a
 // second end-of-sequence id — its own defaults (temperature 0.8, top_k 40,
 // top_p 0.9, repeat_penalty 1.1) would otherwise answer differently from
 // `distill generate`. The chat format is a TEMPLATE checked against the
 // model's own chat template (modelfile_template.go).
-func ollamaModelfile(m *model.Model, name string) (string, error) {
+func ollamaModelfile(m *model.Model, name, file string) (string, error) {
 	gen, err := model.LoadGenerationConfig(m.Dir)
 	if err != nil {
 		return "", err
@@ -29,7 +29,7 @@ func ollamaModelfile(m *model.Model, name string) (string, error) {
 	fmt.Fprintf(&b, "# adapter.gguf is the adapter alone, for llama.cpp's --lora or Ollama's\n")
 	fmt.Fprintf(&b, "# ADAPTER over the base's own GGUF (distill gguf --model %s);\n", m.Dir)
 	fmt.Fprintf(&b, "# Ollama's own engine (Qwen3's) refuses adapters: use model.gguf there.\n")
-	b.WriteString("FROM ./model.gguf\n")
+	fmt.Fprintf(&b, "FROM ./%s\n", file)
 	bosText := ""
 	if id, ok := tok.BOS(); ok {
 		if bare, full := tok.Encode("a", false), tok.Encode("a", true); len(full) > len(bare) && full[0] == id {

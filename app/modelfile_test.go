@@ -23,7 +23,7 @@ func TestOllamaModelfileSampling(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	mf, err := ollamaModelfile(m, "tickets")
+	mf, err := ollamaModelfile(m, "tickets", "model.gguf")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,5 +37,25 @@ func TestOllamaModelfileSampling(t *testing.T) {
 	}
 	if strings.Count(mf, "PARAMETER stop") != 2 {
 		t.Errorf("stop tokens repeated:\n%s", mf)
+	}
+}
+
+// distill gguf --modelfile writes the Modelfile beside the file it names.
+func TestGGUFModelfileFlag(t *testing.T) {
+	dir := tinyModel(t)
+	out := filepath.Join(t.TempDir(), "tickets.gguf")
+	if code, _, stderr := run("gguf", "--model", dir, "--out", out, "--type", "q8_0", "--modelfile"); code != 0 {
+		t.Fatal(stderr)
+	}
+	mf, err := os.ReadFile(filepath.Join(filepath.Dir(out), "Modelfile"))
+	if err != nil || !strings.Contains(string(mf), "\nFROM ./tickets.gguf\n") || !strings.Contains(string(mf), "TEMPLATE") {
+		t.Errorf("Modelfile: %q, %v", mf, err)
+	}
+	// A second export beside it refuses before writing anything.
+	if code, _, stderr := run("gguf", "--model", dir, "--out", filepath.Join(filepath.Dir(out), "b.gguf"), "--modelfile"); code != 1 || !strings.Contains(stderr, "Modelfile exists") {
+		t.Errorf("second --modelfile: %d %q", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(out), "b.gguf")); err == nil {
+		t.Error("the refused export wrote its GGUF")
 	}
 }
