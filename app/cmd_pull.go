@@ -36,43 +36,52 @@ func runPull(env *Env, args []string) error {
 	fs := newFlags(env, "pull", "REPO[@REVISION] [--out DIR] [--endpoint URL] [--token TOKEN] [--include GLOB]...")
 	out := fs.String("out", "", "model folder to create (default: models/<name>)")
 	endpoint := fs.String("endpoint", "", "hub to pull from (default: $HF_ENDPOINT, else "+hub.DefaultEndpoint+")")
-	token := fs.String("token", "", "access token for gated or private repositories (default: $HF_TOKEN, else the token `huggingface-cli login` saved)")
+	token := fs.String("token", "", "access token for gated or private repositories (default: $HF_TOKEN; for huggingface.co, else the token `huggingface-cli login` saved)")
 	var include globs
 	fs.Var(&include, "include", "also pull files matching this glob, e.g. 'original/*' (repeatable; the default takes config, safetensors weights, tokenizer, chat template, licence and card)")
-	// The repository comes first or after the flags.
+	// The repository may stand before, between or after the flags.
 	var spec string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		spec, args = args[0], args[1:]
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return errUsage
 		}
-		return errUsage
-	}
-	if spec == "" && fs.NArg() == 1 {
-		spec = fs.Arg(0)
-	} else if fs.NArg() > 0 {
-		fmt.Fprintf(env.Stderr, "unexpected argument %q\n", fs.Arg(0))
-		return errUsage
+		if fs.NArg() == 0 {
+			break
+		}
+		if spec != "" {
+			fmt.Fprintf(env.Stderr, "unexpected argument %q (one repository per pull)\n", fs.Arg(0))
+			fs.Usage()
+			return errUsage
+		}
+		spec, args = fs.Arg(0), fs.Args()[1:]
 	}
 	if spec == "" {
-		return fmt.Errorf("name the repository, e.g. distill pull Qwen/Qwen2.5-0.5B-Instruct")
+		fmt.Fprintln(env.Stderr, "name the repository, e.g. distill pull Qwen/Qwen2.5-0.5B-Instruct")
+		fs.Usage()
+		return errUsage
 	}
 	c, opt := newPull(spec, *out, *endpoint, *token, include)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() { <-ctx.Done(); stop() }() // a second Ctrl-C ends the process at once
 	bar := newPullProgress(env.Stderr)
 	opt.Progress = bar.update
 	r, err := c.Pull(ctx, opt)
 	bar.finish()
 	switch {
+	case err == nil:
 	case errors.Is(err, hub.ErrUpToDate):
 		fmt.Fprintf(env.Stdout, "%s is already %s at %.12s\n", opt.Out, r.ID, r.Commit)
 		return nil
 	case ctx.Err() != nil:
-		return fmt.Errorf("interrupted: what arrived is kept in %s.partial; run the same command to resume", opt.Out)
-	case err != nil:
+		if _, serr := os.Stat(opt.Out + ".partial"); serr == nil {
+			return fmt.Errorf("interrupted: what arrived is kept in %s.partial; run the same command to resume", opt.Out)
+		}
+		return fmt.Errorf("interrupted before any file arrived")
+	default:
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "pulled %s at %.12s into %s\n", r.ID, r.Commit, opt.Out)
@@ -97,17 +106,19 @@ func newPull(spec, out, endpoint, token string, include []string) (*hub.Client, 
 		endpoint = hub.DefaultEndpoint
 	}
 	if token == "" {
+		token = os.Getenv("HF_TOKEN")
+	}
+	if token == "" && strings.TrimRight(endpoint, "/") == hub.DefaultEndpoint {
+		// The login's token is for huggingface.co: a mirror gets one only
+		// when asked (--token, HF_TOKEN).
 		token = savedToken()
 	}
 	return hub.NewClient(endpoint, token), hub.PullOptions{Repo: repo, Revision: rev, Out: out, Include: include}
 }
 
-// savedToken is $HF_TOKEN, else the token file huggingface_hub's login
-// writes ($HF_TOKEN_PATH, $HF_HOME/token, ~/.cache/huggingface/token).
+// savedToken is the token huggingface_hub's login saved ($HF_TOKEN_PATH,
+// $HF_HOME/token, ~/.cache/huggingface/token).
 func savedToken() string {
-	if t := os.Getenv("HF_TOKEN"); t != "" {
-		return t
-	}
 	p := os.Getenv("HF_TOKEN_PATH")
 	if p == "" {
 		home := os.Getenv("HF_HOME")
@@ -176,7 +187,7 @@ func (p *pullProgress) update(s hub.Progress) {
 		return
 	}
 	p.last = time.Now()
-	rate := float64(s.Done) / time.Since(p.start).Seconds()
+	rate := float64(s.Done-s.Resumed) / time.Since(p.start).Seconds() // this run's bytes
 	eta := ""
 	if rate > 0 {
 		eta = " ETA " + time.Duration(float64(s.Total-s.Done)/rate*float64(time.Second)).Round(time.Second).String()

@@ -76,10 +76,29 @@ func TestPullCLI(t *testing.T) {
 	if _, err := os.Stat("other"); err == nil {
 		t.Error("a refused pull created its folder")
 	}
-	// The token huggingface-cli login saved is used.
+	// The token huggingface-cli login saved is huggingface.co's: read, but
+	// not sent to a mirror unless asked.
 	os.WriteFile(filepath.Join(os.Getenv("HF_HOME"), "token"), []byte("hf_test\n"), 0o600)
-	if code, _, stderr := run("pull", "acme/tiny-chat", "--out", "other"); code != 0 {
-		t.Errorf("with the saved token: %s", stderr)
+	if got := savedToken(); got != "hf_test" {
+		t.Errorf("saved token %q", got)
+	}
+	if code, _, stderr := run("pull", "acme/tiny-chat", "--out", "other"); code != 1 || !strings.Contains(stderr, "HF_TOKEN") {
+		t.Errorf("the saved token went to a mirror: %d %q", code, stderr)
+	}
+	// Flags before and after the repository; --token sends one.
+	if code, _, stderr := run("pull", "--out", "other", "acme/tiny-chat", "--token", "hf_test"); code != 0 {
+		t.Errorf("flags around the repository: %s", stderr)
+	}
+	// No repository, or two: usage, exit 2.
+	if code, _, stderr := run("pull", "--out", "x"); code != 2 || !strings.Contains(stderr, "name the repository") {
+		t.Errorf("no repository: %d %q", code, stderr)
+	}
+	if code, _, _ := run("pull", "acme/a", "acme/b"); code != 2 {
+		t.Errorf("two repositories: exit %d", code)
+	}
+	// A hub that is not there: where to look.
+	if code, _, stderr := run("pull", "acme/x", "--endpoint", "http://127.0.0.1:1"); code != 1 || !strings.Contains(stderr, "cannot reach the hub") {
+		t.Errorf("no hub: %d %q", code, stderr)
 	}
 }
 

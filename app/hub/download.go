@@ -17,14 +17,48 @@ import (
 	"time"
 )
 
-// download fetches f to path through path+".part", resuming a part file
-// an earlier run left, retrying transient failures from where they
-// stopped, and checking the whole file's hash before it takes its name.
-// progress is told the file's bytes on disk as they grow.
-func (c *Client) download(ctx context.Context, r *Repo, f File, path string, progress func(done int64)) error {
-	part := path + ".part"
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
+var (
+	errCorrupt = errors.New("corrupt")
+	errStalled = errors.New("stalled")
+)
+
+// localError is a failure of this machine (disk full, no permission):
+// retrying the transfer cannot mend it.
+type localError struct{ err error }
+
+func (e *localError) Error() string { return e.err.Error() }
+func (e *localError) Unwrap() error { return e.err }
+
+func local(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &localError{err}
+}
+
+// retryable says whether another attempt may succeed: network failures,
+// short or stalled transfers and the hub's temporary refusals, not a
+// corrupt file, a refusal that will stand, or a local failure.
+func retryable(err error) bool {
+	var he *Error
+	var le *localError
+	switch {
+	case errors.Is(err, errCorrupt), errors.As(err, &le):
+		return false
+	case errors.As(err, &he):
+		return he.temporary()
+	}
+	return true
+}
+
+// download fetches f into staging: its bytes go to a part file named by
+// its hash (partPath), resumed from where an earlier attempt or run
+// stopped, and take f's name only once the whole file matches the hash the
+// hub lists. progress is told the file's bytes on disk as they grow.
+func (c *Client) download(ctx context.Context, r *Repo, f File, staging string, progress func(done int64)) error {
+	part := partPath(staging, f)
+	if err := os.MkdirAll(filepath.Dir(part), 0o755); err != nil {
+		return local(err)
 	}
 	wait := c.RetryWait
 	for attempt := 0; ; attempt++ {
@@ -32,9 +66,7 @@ func (c *Client) download(ctx context.Context, r *Repo, f File, path string, pro
 		if err == nil {
 			break
 		}
-		var he *Error
-		retry := ctx.Err() == nil && !errors.Is(err, errCorrupt) && (!errors.As(err, &he) || he.temporary())
-		if !retry || attempt >= c.Retries {
+		if ctx.Err() != nil || !retryable(err) || attempt >= c.Retries {
 			return err
 		}
 		select {
@@ -48,22 +80,50 @@ func (c *Client) download(ctx context.Context, r *Repo, f File, path string, pro
 		os.Remove(part)
 		return err
 	}
-	return os.Rename(part, path)
+	final := filepath.Join(staging, filepath.FromSlash(f.Name))
+	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
+		return local(err)
+	}
+	return local(os.Rename(part, final))
 }
 
-var errCorrupt = errors.New("corrupt")
+// partsDir holds the part files, out of the repository's own names.
+const partsDir = ".distill-parts"
+
+// partPath names f's part file by the hash it must match, so a part is
+// resumed only toward the same bytes (across commits too).
+func partPath(staging string, f File) string {
+	key := "sha256-" + f.SHA256
+	if f.SHA256 == "" {
+		key = "git-" + f.BlobID
+	}
+	return filepath.Join(staging, partsDir, key)
+}
 
 // fetch appends to part what it lacks of f; a nil error means part has all
-// of f's bytes.
+// of f's bytes. An attempt that receives nothing for StallTimeout is
+// abandoned (and retried).
 func (c *Client) fetch(ctx context.Context, r *Repo, f File, part string, progress func(int64)) error {
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	watchdog := time.AfterFunc(c.StallTimeout, func() { cancel(errStalled) })
+	defer watchdog.Stop()
+	err := c.fetchAttempt(actx, r, f, part, progress, func() { watchdog.Reset(c.StallTimeout) })
+	if err != nil && errors.Is(context.Cause(actx), errStalled) && ctx.Err() == nil {
+		return fmt.Errorf("%s: no data for %s: %w", f.Name, c.StallTimeout, errStalled)
+	}
+	return err
+}
+
+func (c *Client) fetchAttempt(ctx context.Context, r *Repo, f File, part string, progress func(int64), alive func()) error {
 	out, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE, 0o644)
 	if err != nil {
-		return err
+		return local(err)
 	}
 	defer out.Close()
 	st, err := out.Stat()
 	if err != nil {
-		return err
+		return local(err)
 	}
 	have := st.Size()
 	if have > f.Size {
@@ -87,26 +147,31 @@ func (c *Client) fetch(ctx context.Context, r *Repo, f File, part string, progre
 		return err
 	}
 	defer resp.Body.Close()
+	alive()
 	switch {
 	case resp.StatusCode == http.StatusPartialContent && have > 0:
 		if start, ok := rangeStart(resp.Header.Get("Content-Range")); !ok || start != have {
-			return fmt.Errorf("%s: asked for bytes from %d, the server sent %q", u, have, resp.Header.Get("Content-Range"))
+			// Start over rather than trust the server's arithmetic.
+			out.Truncate(0)
+			return fmt.Errorf("%s: asked for bytes from %d, the server sent %q; starting the file over", f.Name, have, resp.Header.Get("Content-Range"))
 		}
 	case resp.StatusCode == http.StatusOK:
 		have = 0 // the server ignored the range: start over
 	default:
-		return fmt.Errorf("%s: unexpected HTTP %d", u, resp.StatusCode)
+		return fmt.Errorf("%s: unexpected HTTP %d from %s", f.Name, resp.StatusCode, resp.Request.URL.Host)
 	}
 	if err := out.Truncate(have); err != nil {
-		return err
+		return local(err)
 	}
 	if _, err := out.Seek(have, io.SeekStart); err != nil {
-		return err
+		return local(err)
 	}
 	progress(have)
-	w := &progressWriter{ctx: ctx, w: out, done: have, report: progress}
+	w := &progressWriter{ctx: ctx, w: out, done: have, report: progress, alive: alive}
 	n, err := io.Copy(w, io.LimitReader(resp.Body, f.Size-have+1))
 	switch {
+	case w.werr != nil:
+		return local(fmt.Errorf("%s: %w", part, w.werr))
 	case err != nil:
 		return fmt.Errorf("%s: %w", f.Name, err)
 	case have+n > f.Size:
@@ -115,7 +180,7 @@ func (c *Client) fetch(ctx context.Context, r *Repo, f File, part string, progre
 	case have+n < f.Size:
 		return fmt.Errorf("%s: the transfer stopped at %d of %d bytes", f.Name, have+n, f.Size)
 	}
-	return out.Sync()
+	return local(out.Sync())
 }
 
 func rangeStart(cr string) (int64, bool) {
@@ -131,13 +196,16 @@ func rangeStart(cr string) (int64, bool) {
 	return n, err == nil
 }
 
-// progressWriter reports the bytes written and stops the copy as soon as
-// ctx is cancelled (bytes already buffered would otherwise still flow).
+// progressWriter reports the bytes written, keeps the stall watchdog fed,
+// and stops the copy as soon as ctx is cancelled (bytes already buffered
+// would otherwise still flow).
 type progressWriter struct {
 	ctx    context.Context
 	w      io.Writer
 	done   int64
 	report func(int64)
+	alive  func()
+	werr   error // the disk's error, as opposed to the network's
 }
 
 func (p *progressWriter) Write(b []byte) (int, error) {
@@ -145,7 +213,11 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 		return 0, err
 	}
 	n, err := p.w.Write(b)
+	if err != nil {
+		p.werr = err
+	}
 	p.done += int64(n)
+	p.alive()
 	p.report(p.done)
 	return n, err
 }
@@ -155,7 +227,7 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 func checkHash(path string, f File) error {
 	in, err := os.Open(path)
 	if err != nil {
-		return err
+		return local(err)
 	}
 	defer in.Close()
 	var h hash.Hash
@@ -168,10 +240,10 @@ func checkHash(path string, f File) error {
 		want, kind = f.BlobID, "git blob id"
 	}
 	if _, err := io.Copy(h, in); err != nil {
-		return err
+		return local(err)
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != strings.ToLower(want) {
-		return fmt.Errorf("%s: %s %s, but the hub lists %s: the download is corrupt and was deleted; pull again (if it recurs, the mirror serves a damaged copy): %w", f.Name, kind, got, want, errCorrupt)
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		return fmt.Errorf("%s: %s %s, but the hub lists %s: the download is corrupt and was deleted; pull again (if it recurs, the hub serves a damaged copy): %w", f.Name, kind, got, want, errCorrupt)
 	}
 	return nil
 }

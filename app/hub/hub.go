@@ -8,8 +8,10 @@ package hub
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -29,17 +31,22 @@ type Client struct {
 	// errors, 5xx, 429) and RetryWait the first pause, doubled each time.
 	Retries   int
 	RetryWait time.Duration
+	// StallTimeout abandons (and retries) an attempt that receives nothing
+	// for this long: a connection gone silent would otherwise hang.
+	StallTimeout time.Duration
 }
 
-// NewClient is a client with the defaults: five resumes, a second's pause.
+// NewClient is a client with the defaults: five resumes, a second's
+// pause, a minute's silence taken for a stall.
 func NewClient(endpoint, token string) *Client {
 	return &Client{
-		Endpoint:  strings.TrimRight(endpoint, "/"),
-		Token:     token,
-		HTTP:      &http.Client{CheckRedirect: keepTokenHome},
-		UserAgent: "distill",
-		Retries:   5,
-		RetryWait: time.Second,
+		Endpoint:     strings.TrimRight(endpoint, "/"),
+		Token:        token,
+		HTTP:         &http.Client{CheckRedirect: keepTokenHome},
+		UserAgent:    "distill",
+		Retries:      5,
+		RetryWait:    time.Second,
+		StallTimeout: time.Minute,
 	}
 }
 
@@ -65,11 +72,17 @@ type Error struct {
 	Status  int
 	Code    string
 	Message string
+	// OffHome: the answer came from another host than the endpoint (the
+	// storage an LFS file is redirected to), whose refusals say nothing
+	// about the token or the repository.
+	OffHome bool
 }
 
 func (e *Error) Error() string {
 	hint := ""
 	switch {
+	case e.OffHome:
+		hint = ": the storage the hub redirected to refused the download (an expired or blocked link); pull again"
 	case e.Code == "GatedRepo":
 		hint = ": the repository is gated; accept its terms on the hub's page and set HF_TOKEN (or --token) to a token of that account"
 	case e.Code == "RevisionNotFound":
@@ -88,9 +101,10 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s: HTTP %d%s%s", e.URL, e.Status, msg, hint)
 }
 
-// temporary says whether a retry may succeed.
+// temporary says whether a retry may succeed: the hub's overload, or a
+// storage link's refusal (each retry resolves a fresh link).
 func (e *Error) temporary() bool {
-	return e.Status == http.StatusTooManyRequests || e.Status >= 500
+	return e.Status == http.StatusTooManyRequests || e.Status >= 500 || e.OffHome
 }
 
 // keepTokenHome drops the bearer token when a redirect leaves the
@@ -126,7 +140,13 @@ func (c *Client) get(ctx context.Context, u string, header http.Header) (*http.R
 	if resp.StatusCode >= 400 {
 		defer resp.Body.Close()
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-		return nil, &Error{URL: u, Status: resp.StatusCode, Code: resp.Header.Get("X-Error-Code"), Message: resp.Header.Get("X-Error-Message")}
+		final := resp.Request.URL
+		e := &Error{URL: u, Status: resp.StatusCode, Code: resp.Header.Get("X-Error-Code"), Message: resp.Header.Get("X-Error-Message")}
+		if home := req.URL; final.Scheme != home.Scheme || final.Host != home.Host {
+			// Without the query: a presigned link carries its credential there.
+			e.URL, e.OffHome, e.Code = final.Scheme+"://"+final.Host+final.Path, true, ""
+		}
+		return nil, e
 	}
 	return resp, nil
 }
@@ -137,8 +157,15 @@ func (c *Client) Info(ctx context.Context, repo, rev string) (*Repo, error) {
 	if err := checkRepoID(repo); err != nil {
 		return nil, err
 	}
+	if err := c.checkTokenTransport(); err != nil {
+		return nil, err
+	}
 	u := fmt.Sprintf("%s/api/models/%s/revision/%s?blobs=true", c.Endpoint, repo, url.PathEscape(rev))
 	resp, err := c.get(ctx, u, nil)
+	var he *Error
+	if err != nil && !errors.As(err, &he) && ctx.Err() == nil {
+		return nil, fmt.Errorf("cannot reach the hub at %s: %w (check --endpoint or HF_ENDPOINT, and the network or proxy)", c.Endpoint, err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -162,23 +189,71 @@ func (c *Client) Info(ctx context.Context, repo, rev string) (*Repo, error) {
 	if info.SHA == "" {
 		return nil, fmt.Errorf("%s: the answer names no commit (is this a Hugging Face Hub endpoint?)", u)
 	}
-	r := &Repo{ID: repo, Commit: info.SHA}
+	if !isHex(info.SHA, 40) {
+		return nil, fmt.Errorf("%s: the hub's listing names commit %q, not a 40-digit hex id: is this a Hugging Face Hub endpoint?", u, info.SHA)
+	}
+	r := &Repo{ID: repo, Commit: strings.ToLower(info.SHA)}
+	if info.ID != "" && checkRepoID(info.ID) == nil {
+		r.ID = info.ID // the hub's spelling
+	}
 	for _, s := range info.Siblings {
-		f := File{Name: s.Name, BlobID: s.BlobID}
+		f := File{Name: s.Name, BlobID: strings.ToLower(s.BlobID)}
+		bad := func(why string) error {
+			return fmt.Errorf("%s: the hub's listing is malformed: %s %s", u, s.Name, why)
+		}
 		switch {
 		case s.LFS != nil:
+			if !isHex(s.LFS.SHA256, 64) {
+				return nil, bad("has an LFS entry without a sha256")
+			}
 			f.Size, f.SHA256 = s.LFS.Size, strings.ToLower(s.LFS.SHA256)
 		case s.Size != nil:
+			if !isHex(f.BlobID, 40) {
+				return nil, bad("has no git blob id to check it against")
+			}
 			f.Size = *s.Size
 		default:
-			return nil, fmt.Errorf("%s: %s has no size (the hub must list files with ?blobs=true)", u, s.Name)
+			return nil, bad("has no size (the hub must list files with ?blobs=true)")
 		}
-		if f.SHA256 == "" && f.BlobID == "" {
-			return nil, fmt.Errorf("%s: %s has no hash to check it against", u, s.Name)
+		if f.Size < 0 || f.Size > maxFileSize {
+			return nil, bad(fmt.Sprintf("has size %d", f.Size))
 		}
 		r.Files = append(r.Files, f)
 	}
 	return r, nil
+}
+
+// maxFileSize bounds a listed file (1 TB): beyond it the listing is wrong.
+const maxFileSize = 1 << 40
+
+func isHex(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for _, c := range strings.ToLower(s) {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// checkTokenTransport refuses to send a token in clear text: over http
+// only to this machine.
+func (c *Client) checkTokenTransport() error {
+	if c.Token == "" {
+		return nil
+	}
+	u, err := url.Parse(c.Endpoint)
+	if err != nil {
+		return fmt.Errorf("endpoint %q: %v", c.Endpoint, err)
+	}
+	if u.Scheme == "http" {
+		if ip := net.ParseIP(u.Hostname()); u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return fmt.Errorf("endpoint %s is plain http: refusing to send the access token in clear text; use https, or pull without a token", c.Endpoint)
+		}
+	}
+	return nil
 }
 
 // checkRepoID accepts "owner/name" (and a bare "name", the hub's legacy

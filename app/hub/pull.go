@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -24,7 +25,8 @@ var DefaultFiles = []string{"*.json", "*.safetensors", "*.jinja", "README.md", "
 // from, at which commit, and each file's hash.
 const ManifestName = ".distill-pull.json"
 
-// Manifest is that record.
+// Manifest is that record; in a pull's staging folder it also says which
+// files have passed their hash check so far.
 type Manifest struct {
 	Repo     string         `json:"repo"`
 	Revision string         `json:"revision"`
@@ -36,10 +38,15 @@ type Manifest struct {
 
 // ManifestFile is one pulled file and the hash it was checked against.
 type ManifestFile struct {
-	Name   string `json:"name"`
-	Size   int64  `json:"size"`
-	SHA256 string `json:"sha256,omitempty"`
-	BlobID string `json:"blob_id,omitempty"`
+	Name     string `json:"name"`
+	Size     int64  `json:"size"`
+	SHA256   string `json:"sha256,omitempty"`
+	BlobID   string `json:"blob_id,omitempty"`
+	Verified bool   `json:"verified"`
+}
+
+func (m ManifestFile) same(f File) bool {
+	return m.Name == f.Name && m.Size == f.Size && m.SHA256 == f.SHA256 && m.BlobID == f.BlobID
 }
 
 // PullOptions says what to pull where.
@@ -56,94 +63,259 @@ type PullOptions struct {
 type Progress struct {
 	File              string
 	FileDone, FileLen int64
-	Done, Total       int64 // over the files being fetched now
-	Skipped           int   // files already complete from an earlier run
+	Done, Total       int64 // over the files being fetched now, resumed bytes included
+	Resumed           int64 // bytes that were already on disk when this run began
+	Skipped           int   // files already checked by an earlier run
 }
 
 // ErrUpToDate says Out already holds the repository at that commit.
 var ErrUpToDate = errors.New("already pulled at this commit")
 
-// Pull fetches the repository's files at the revision into opt.Out,
-// through opt.Out+".partial" (kept on failure or Ctrl-C so the same
-// command resumes), and renames it into place when every file is there
-// and checked. It refuses an existing Out unless that holds the same
-// commit (ErrUpToDate), and a repository with no safetensors weights.
+// Pull fetches the repository's files at the revision into opt.Out
+// through opt.Out+".partial", and renames that into place once every file
+// has passed its hash check, holding nothing else. An interrupted pull
+// (error, Ctrl-C) keeps the staging folder: the next one keeps each file
+// whose check still holds for the listing and resumes each part file
+// toward the same hash. It refuses an existing Out unless that holds the
+// same commit with the files asked for (ErrUpToDate), a second pull into
+// the same folder, and a repository with no safetensors weights.
 func (c *Client) Pull(ctx context.Context, opt PullOptions) (*Repo, error) {
 	r, err := c.Info(ctx, opt.Repo, opt.Revision)
 	if err != nil {
 		return nil, err
 	}
-	if old, err := ReadManifest(opt.Out); err == nil {
-		if old.Repo == r.ID && old.Commit == r.Commit {
-			return r, ErrUpToDate
-		}
-		return nil, fmt.Errorf("%s holds %s at commit %.12s; the revision is now %.12s: remove it or choose another --out", opt.Out, old.Repo, old.Commit, r.Commit)
-	} else if _, serr := os.Stat(opt.Out); serr == nil {
-		return nil, fmt.Errorf("%s exists and was not pulled here: remove it or choose another --out", opt.Out)
-	}
 	files, err := selectFiles(r, opt.Include)
 	if err != nil {
 		return nil, err
 	}
-
-	staging := strings.TrimRight(opt.Out, "/") + ".partial"
-	// A partial pull of another commit may hold same-sized files with other
-	// bytes: start over.
-	if old, err := ReadManifest(staging); err == nil && (old.Repo != r.ID || old.Commit != r.Commit) {
-		if err := os.RemoveAll(staging); err != nil {
-			return nil, err
-		}
-	}
-	if err := os.MkdirAll(staging, 0o755); err != nil {
-		return nil, err
-	}
-	man := Manifest{Repo: r.ID, Revision: opt.Revision, Commit: r.Commit, Endpoint: c.Endpoint}
-	for _, f := range files {
-		man.Files = append(man.Files, ManifestFile{Name: f.Name, Size: f.Size, SHA256: f.SHA256, BlobID: f.BlobID})
-	}
-	if err := writeManifest(staging, man); err != nil {
-		return nil, err
-	}
-
-	// A file already in staging passed its hash check before it took its
-	// name; the rest are fetched, smallest first, after a disk-space check.
-	var todo []File
-	skipped := 0
-	var total int64
-	for _, f := range files {
-		if st, err := os.Stat(filepath.Join(staging, f.Name)); err == nil && st.Size() == f.Size {
-			skipped++
-			continue
-		}
-		todo = append(todo, f)
-		total += f.Size
-	}
-	if err := checkSpace(staging, total); err != nil {
-		return nil, err
-	}
-	var done int64
-	for _, f := range todo {
-		report := func(n int64) {
-			if opt.Progress != nil {
-				opt.Progress(Progress{File: f.Name, FileDone: n, FileLen: f.Size, Done: done + n, Total: total, Skipped: skipped})
-			}
-		}
-		if err := c.download(ctx, r, f, filepath.Join(staging, f.Name), report); err != nil {
-			return nil, err
-		}
-		done += f.Size
-	}
-
-	man.Pulled = time.Now().UTC()
-	if err := writeManifest(staging, man); err != nil {
-		return nil, err
-	}
-	if dir := filepath.Dir(opt.Out); dir != "" {
+	out := strings.TrimRight(opt.Out, "/")
+	if dir := filepath.Dir(out); dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err
 		}
 	}
-	return r, os.Rename(staging, opt.Out)
+	unlock, err := lock(out + ".lock")
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if err := upToDate(out, r, files); err != nil {
+		if errors.Is(err, ErrUpToDate) {
+			return r, err
+		}
+		return nil, err
+	}
+
+	staging := out + ".partial"
+	man, err := prepareStaging(staging, r, files)
+	if err != nil {
+		return nil, err
+	}
+	man.Revision, man.Endpoint = opt.Revision, c.Endpoint
+	if err := writeManifest(staging, man); err != nil {
+		return nil, err
+	}
+
+	// The unchecked files, smallest first, after a disk-space check.
+	var todo []int
+	var total, resumed int64
+	skipped := 0
+	for i, f := range files {
+		if man.Files[i].Verified {
+			skipped++
+			continue
+		}
+		todo = append(todo, i)
+		total += f.Size
+		if st, err := os.Stat(partPath(staging, f)); err == nil && st.Size() <= f.Size {
+			resumed += st.Size()
+		}
+	}
+	if err := checkSpace(staging, total-resumed); err != nil {
+		return nil, err
+	}
+	var done int64
+	for _, i := range todo {
+		f := files[i]
+		report := func(n int64) {
+			if opt.Progress != nil {
+				opt.Progress(Progress{File: f.Name, FileDone: n, FileLen: f.Size, Done: done + n, Total: total, Resumed: resumed, Skipped: skipped})
+			}
+		}
+		if err := c.download(ctx, r, f, staging, report); err != nil {
+			return nil, err
+		}
+		done += f.Size
+		man.Files[i].Verified = true
+		if err := writeManifest(staging, man); err != nil {
+			return nil, err
+		}
+	}
+
+	if err := keepOnly(staging, files, true); err != nil {
+		return nil, err
+	}
+	man.Pulled = time.Now().UTC()
+	if err := writeManifest(staging, man); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(staging, out); err != nil {
+		return nil, fmt.Errorf("every file is in %s, but it could not take its name: %v; move it to %s yourself", staging, err, out)
+	}
+	return r, nil
+}
+
+// upToDate is nil when out does not exist, ErrUpToDate when it holds r's
+// commit with every selected file, and otherwise says why out is in the
+// way.
+func upToDate(out string, r *Repo, files []File) error {
+	old, err := ReadManifest(out)
+	if err != nil {
+		if _, serr := os.Stat(out); serr == nil {
+			return fmt.Errorf("%s exists and was not pulled here: remove it or choose another --out", out)
+		}
+		return nil
+	}
+	if !strings.EqualFold(old.Repo, r.ID) || old.Commit != r.Commit {
+		return fmt.Errorf("%s holds %s at commit %.12s; the revision is now %.12s: remove it or choose another --out", out, old.Repo, old.Commit, r.Commit)
+	}
+	have := map[string]bool{}
+	for _, f := range old.Files {
+		have[f.Name] = true
+	}
+	var missing []string
+	for _, f := range files {
+		if !have[f.Name] {
+			missing = append(missing, f.Name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%s holds %s at this commit without %s: pull into another --out (or remove it) to add them", out, r.ID, strings.Join(missing, ", "))
+	}
+	return ErrUpToDate
+}
+
+// prepareStaging makes the staging folder hold only what this listing can
+// use: files an earlier run checked against the same hash (kept, marked
+// verified) and part files of files still to fetch. A folder whose record
+// cannot be read starts over.
+func prepareStaging(staging string, r *Repo, files []File) (Manifest, error) {
+	man := Manifest{Repo: r.ID, Commit: r.Commit}
+	old, err := ReadManifest(staging)
+	switch {
+	case err == nil:
+	case errors.Is(err, fs.ErrNotExist):
+		old = &Manifest{}
+	default:
+		if err := os.RemoveAll(staging); err != nil {
+			return man, err
+		}
+		old = &Manifest{}
+	}
+	checked := map[string]ManifestFile{}
+	for _, f := range old.Files {
+		if f.Verified {
+			checked[f.Name] = f
+		}
+	}
+	for _, f := range files {
+		mf := ManifestFile{Name: f.Name, Size: f.Size, SHA256: f.SHA256, BlobID: f.BlobID}
+		if c, ok := checked[f.Name]; ok && c.same(f) {
+			st, err := os.Lstat(filepath.Join(staging, filepath.FromSlash(f.Name)))
+			mf.Verified = err == nil && st.Mode().IsRegular() && st.Size() == f.Size
+		}
+		man.Files = append(man.Files, mf)
+	}
+	if err := os.MkdirAll(staging, 0o755); err != nil {
+		return man, err
+	}
+	keep := make([]File, 0, len(files))
+	for i, f := range files {
+		if man.Files[i].Verified {
+			keep = append(keep, f)
+		}
+	}
+	if err := keepOnly(staging, keep, false); err != nil {
+		return man, err
+	}
+	// Part files toward hashes this listing no longer has are dead.
+	parts := map[string]bool{}
+	for i, f := range files {
+		if !man.Files[i].Verified {
+			parts[filepath.Base(partPath(staging, f))] = true
+		}
+	}
+	entries, _ := os.ReadDir(filepath.Join(staging, partsDir))
+	for _, e := range entries {
+		if !parts[e.Name()] {
+			if err := os.RemoveAll(filepath.Join(staging, partsDir, e.Name())); err != nil {
+				return man, err
+			}
+		}
+	}
+	return man, nil
+}
+
+// keepOnly removes from staging every path but files, the manifest and
+// (unless final) the part files' folder.
+func keepOnly(staging string, files []File, final bool) error {
+	want := map[string]bool{ManifestName: true}
+	for _, f := range files {
+		want[filepath.FromSlash(f.Name)] = true
+		for d := filepath.Dir(filepath.FromSlash(f.Name)); d != "."; d = filepath.Dir(d) {
+			want[d] = true
+		}
+	}
+	if !final {
+		want[partsDir] = true
+	}
+	var drop []string
+	err := filepath.WalkDir(staging, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(staging, p)
+		if rel == "." {
+			return nil
+		}
+		if !want[rel] {
+			drop = append(drop, p)
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if rel == partsDir {
+			return filepath.SkipDir
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, p := range drop {
+		if err := os.RemoveAll(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lock takes path as a lock file for the pull, so two pulls into one
+// folder (two terminals, the CLI and the workstation) cannot interleave.
+func lock(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("another pull into %s is running; wait for it, or stop it", strings.TrimSuffix(path, ".lock"))
+	}
+	return func() {
+		os.Remove(path)
+		f.Close()
+	}, nil
 }
 
 // selectFiles picks the top-level files the defaults or include name, and
@@ -152,9 +324,6 @@ func selectFiles(r *Repo, include []string) ([]File, error) {
 	var out []File
 	weights, bins := false, false
 	for _, f := range r.Files {
-		if err := checkName(f.Name); err != nil {
-			return nil, err
-		}
 		top := !strings.Contains(f.Name, "/")
 		keep := false
 		for _, g := range DefaultFiles {
@@ -172,6 +341,9 @@ func selectFiles(r *Repo, include []string) ([]File, error) {
 		if !keep {
 			bins = bins || top && strings.HasSuffix(f.Name, ".bin")
 			continue
+		}
+		if err := checkName(f.Name); err != nil {
+			return nil, err
 		}
 		weights = weights || top && strings.HasSuffix(f.Name, ".safetensors")
 		out = append(out, f)
@@ -192,15 +364,16 @@ func selectFiles(r *Repo, include []string) ([]File, error) {
 	return out, nil
 }
 
-// checkName refuses a listed name that would land outside the folder.
+// checkName refuses a listed name that would land outside the folder or
+// on the pull's own files.
 func checkName(name string) error {
-	if name == "" || strings.HasPrefix(name, "/") || strings.Contains(name, "\\") || name == ManifestName {
-		return fmt.Errorf("the hub lists a file named %q, which cannot be saved safely", name)
-	}
+	bad := name == "" || strings.HasPrefix(name, "/") || strings.Contains(name, "\\") ||
+		name == ManifestName || name == ManifestName+".tmp" || name == partsDir || strings.HasPrefix(name, partsDir+"/")
 	for _, s := range strings.Split(name, "/") {
-		if s == "" || s == "." || s == ".." {
-			return fmt.Errorf("the hub lists a file named %q, which cannot be saved safely", name)
-		}
+		bad = bad || s == "" || s == "." || s == ".."
+	}
+	if bad {
+		return fmt.Errorf("the hub lists a file named %q, which cannot be saved safely", name)
 	}
 	return nil
 }

@@ -3,7 +3,9 @@ package hub_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -60,14 +62,16 @@ var pulled = []string{"config.json", "generation_config.json", "tokenizer.json",
 
 func checkFolder(t *testing.T, h *hubtest.Hub, out string) {
 	t.Helper()
-	entries, err := os.ReadDir(out)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
+	filepath.WalkDir(out, func(p string, d os.DirEntry, err error) error {
+		if rel, _ := filepath.Rel(out, p); err == nil && rel != "." {
+			if d.IsDir() {
+				rel += "/" // a folder (none belongs in the defaults' pull)
+			}
+			names = append(names, filepath.ToSlash(rel))
+		}
+		return nil
+	})
 	want := append([]string{hub.ManifestName}, pulled...)
 	slices.Sort(names)
 	slices.Sort(want)
@@ -84,12 +88,32 @@ func checkFolder(t *testing.T, h *hubtest.Hub, out string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Repo != "acme/tiny-chat" || m.Commit != commit || len(m.Files) != len(pulled) || m.Pulled.IsZero() {
+	if m.Repo != "acme/tiny-chat" || m.Commit != h.Commit || len(m.Files) != len(pulled) || m.Pulled.IsZero() {
 		t.Errorf("manifest %+v", m)
 	}
-	if _, err := os.Stat(out + ".partial"); err == nil {
-		t.Errorf("%s.partial is left behind", out)
+	for _, leftover := range []string{out + ".partial", out + ".lock"} {
+		if _, err := os.Stat(leftover); err == nil {
+			t.Errorf("%s is left behind", leftover)
+		}
 	}
+}
+
+// partFile is where a pull keeps the unfinished bytes of an LFS file.
+func partFile(out string, content []byte) string {
+	return filepath.Join(out+".partial", ".distill-parts", fmt.Sprintf("sha256-%x", sha256.Sum256(content)))
+}
+
+// fetched lists the byte ranges asked of name since request n of the log,
+// where its bytes are served (the CDN for an LFS file).
+func fetched(h *hubtest.Hub, n int, name string) []string {
+	var out []string
+	for _, r := range h.Log()[n:] {
+		if h.LFS[name] && strings.Contains(r, "file="+name) || !h.LFS[name] && strings.HasSuffix(strings.Fields(r)[2], "/"+name) {
+			f := strings.Fields(r)
+			out = append(out, f[len(f)-1])
+		}
+	}
+	return out
 }
 
 func TestPull(t *testing.T) {
@@ -169,7 +193,7 @@ func TestPullResumes(t *testing.T) {
 	if _, err := os.Stat(out); err == nil {
 		t.Fatal("a failed pull created the model folder")
 	}
-	if st, err := os.Stat(filepath.Join(out+".partial", big+".part")); err != nil || st.Size() != 2<<20 {
+	if st, err := os.Stat(partFile(out, h2.Files[big])); err != nil || st.Size() != 2<<20 {
 		t.Fatalf("partial file: %v, %v", st, err)
 	}
 	before := len(h2.Log())
@@ -177,6 +201,9 @@ func TestPullResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkFolder(t, h2, out)
+	if got := fetched(h2, before, big); !slices.Equal(got, []string{"bytes=2097152-"}) {
+		t.Errorf("the second run asked for %q of %s, want the rest from byte 2097152", got, big)
+	}
 	for _, r := range h2.Log()[before:] {
 		if strings.HasPrefix(r, "cdn") && !strings.Contains(r, big) {
 			t.Errorf("the second run fetched a finished file again: %s", r)
@@ -254,10 +281,17 @@ func TestPullRefuses(t *testing.T) {
 	if err := pull(client(h2, ""), "acme/tiny-chat", "main", filepath.Join(dir, "bin")); err == nil || !strings.Contains(err.Error(), ".bin weights only") {
 		t.Errorf("bin-only repository: %v", err)
 	}
+	// A listed file named like the pull's own record.
+	h4 := newHub(t)
+	h4.Files[hub.ManifestName] = []byte("{}")
+	if err := pull(client(h4, ""), "acme/tiny-chat", "main", filepath.Join(dir, "man")); err == nil || !strings.Contains(err.Error(), "cannot be saved safely") {
+		t.Errorf("a listed %s: %v", hub.ManifestName, err)
+	}
 	// A listed name that would escape the folder.
 	h3 := newHub(t)
 	h3.Files["../escape.json"] = []byte("{}")
-	if err := pull(client(h3, ""), "acme/tiny-chat", "main", filepath.Join(dir, "esc")); err == nil || !strings.Contains(err.Error(), "cannot be saved safely") {
+	_, err := client(h3, "").Pull(context.Background(), hub.PullOptions{Repo: "acme/tiny-chat", Revision: "main", Out: filepath.Join(dir, "esc"), Include: []string{"../*"}})
+	if err == nil || !strings.Contains(err.Error(), "cannot be saved safely") {
 		t.Errorf("escaping name: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "escape.json")); err == nil {
@@ -279,11 +313,16 @@ func TestPullCancelKeepsPartial(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled pull: %v", err)
 	}
-	if st, err := os.Stat(filepath.Join(out+".partial", "model-00001-of-00002.safetensors.part")); err != nil || st.Size() < 1<<20 {
+	st, err := os.Stat(partFile(out, h.Files["model-00001-of-00002.safetensors"]))
+	if err != nil || st.Size() < 1<<20 {
 		t.Fatalf("partial file after cancel: %v, %v", st, err)
 	}
+	before := len(h.Log())
 	if _, err := client(h, "").Pull(context.Background(), hub.PullOptions{Repo: "acme/tiny-chat", Revision: "main", Out: out}); err != nil {
 		t.Fatal(err)
 	}
 	checkFolder(t, h, out)
+	if got := fetched(h, before, "model-00001-of-00002.safetensors"); !slices.Equal(got, []string{fmt.Sprintf("bytes=%d-", st.Size())}) {
+		t.Errorf("after Ctrl-C the next run asked for %q", got)
+	}
 }

@@ -30,16 +30,21 @@ type Hub struct {
 	LFS      map[string]bool // served by redirect to the CDN
 	Token    string          // required of every API call when set
 
-	mu        sync.Mutex
-	dropAfter map[string]int64 // cut the next transfer of a file after n bytes
-	corrupt   map[string]bool
-	NoRange   bool // ignore Range headers, as some proxies do
-	Requests  []string
+	mu         sync.Mutex
+	dropAfter  map[string]int64 // cut the next transfer of a file after n bytes
+	stallAfter map[string]int64 // hold the next transfer open, silent, after n bytes
+	fail       map[string][]int // the statuses the next transfers of a file get
+	corrupt    map[string]bool
+	extra      map[string]bool // send bytes past the listed size
+	wrongRange map[string]bool // answer a range from the wrong byte
+	NoRange    bool            // ignore Range headers, as some proxies do
+	Requests   []string
 }
 
 // New starts a hub holding repo at commit.
 func New(repo, commit string, files map[string][]byte, lfs map[string]bool) *Hub {
-	h := &Hub{Repo: repo, Commit: commit, Files: files, LFS: lfs, dropAfter: map[string]int64{}, corrupt: map[string]bool{}}
+	h := &Hub{Repo: repo, Commit: commit, Files: files, LFS: lfs, dropAfter: map[string]int64{}, stallAfter: map[string]int64{},
+		fail: map[string][]int{}, corrupt: map[string]bool{}, extra: map[string]bool{}, wrongRange: map[string]bool{}}
 	h.API = httptest.NewServer(http.HandlerFunc(h.api))
 	h.CDN = httptest.NewServer(http.HandlerFunc(h.cdn))
 	return h
@@ -53,6 +58,20 @@ func (h *Hub) DropAfter(name string, n int64) { h.mu.Lock(); h.dropAfter[name] =
 
 // Corrupt flips a byte of name in every transfer.
 func (h *Hub) Corrupt(name string) { h.mu.Lock(); h.corrupt[name] = true; h.mu.Unlock() }
+
+// StallAfter holds the next transfer of name open after n bytes, sending
+// nothing more until the client gives up.
+func (h *Hub) StallAfter(name string, n int64) { h.mu.Lock(); h.stallAfter[name] = n; h.mu.Unlock() }
+
+// Fail answers the next transfers of name (on the host serving its bytes)
+// with these statuses, one each.
+func (h *Hub) Fail(name string, statuses ...int) { h.mu.Lock(); h.fail[name] = statuses; h.mu.Unlock() }
+
+// Extra sends bytes past name's listed size in every transfer.
+func (h *Hub) Extra(name string) { h.mu.Lock(); h.extra[name] = true; h.mu.Unlock() }
+
+// WrongRange answers every range request for name from one byte later.
+func (h *Hub) WrongRange(name string) { h.mu.Lock(); h.wrongRange[name] = true; h.mu.Unlock() }
 
 // Log returns the requests so far.
 func (h *Hub) Log() []string {
@@ -177,12 +196,25 @@ func (h *Hub) serve(w http.ResponseWriter, r *http.Request, name string, content
 	h.mu.Lock()
 	drop, dropping := h.dropAfter[name]
 	delete(h.dropAfter, name)
-	corrupt := h.corrupt[name]
+	stall, stalling := h.stallAfter[name]
+	delete(h.stallAfter, name)
+	status := 0
+	if fs := h.fail[name]; len(fs) > 0 {
+		status, h.fail[name] = fs[0], fs[1:]
+	}
+	corrupt, extra, wrong := h.corrupt[name], h.extra[name], h.wrongRange[name]
 	noRange := h.NoRange
 	h.mu.Unlock()
+	if status != 0 {
+		http.Error(w, http.StatusText(status), status)
+		return
+	}
 	if corrupt {
 		content = append([]byte(nil), content...)
 		content[len(content)/2] ^= 0x55
+	}
+	if extra {
+		content = append(append([]byte(nil), content...), "more"...)
 	}
 	start := 0
 	if rg := r.Header.Get("Range"); rg != "" && !noRange {
@@ -196,6 +228,9 @@ func (h *Hub) serve(w http.ResponseWriter, r *http.Request, name string, content
 			http.Error(w, "range not satisfiable", http.StatusRequestedRangeNotSatisfiable)
 			return
 		}
+		if wrong {
+			n++
+		}
 		start = n
 		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", n, len(content)-1, len(content)))
 		w.Header().Set("Content-Length", strconv.Itoa(len(content)-n))
@@ -205,6 +240,12 @@ func (h *Hub) serve(w http.ResponseWriter, r *http.Request, name string, content
 		w.WriteHeader(http.StatusOK)
 	}
 	body := content[start:]
+	if stalling && stall < int64(len(body)) {
+		w.Write(body[:stall])
+		w.(http.Flusher).Flush()
+		<-r.Context().Done() // silent until the client hangs up
+		return
+	}
 	if dropping && drop < int64(len(body)) {
 		w.Write(body[:drop])
 		w.(http.Flusher).Flush()
