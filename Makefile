@@ -14,6 +14,7 @@ SYS_PKGS := libopenblas-dev pkg-config tmux g++
 OLLAMA_PKGS    := nlohmann-json3-dev libstb-dev
 OLLAMA_VERSION := v0.17.4
 MALGO_VERSION  := v0.11.24
+OLLAMA_BIN     := tools/ollama/bin/$(OLLAMA_VERSION)/ollama
 # Python reference implementation for `make goldens` only (not for tests).
 PY_PKGS  := python3-torch python3-numpy
 PYTHON   := /usr/bin/python3
@@ -69,8 +70,8 @@ tools/llamacpp/node_modules/.installed: tools/llamacpp/package.json tools/llamac
 	cd tools/llamacpp && npm install --omit=optional --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@
 # Ollama (its own Go engine reads the GGUF exports), built once (~3 min).
-tools-ollama: tools/ollama/bin/ollama
-tools/ollama/bin/ollama:
+tools-ollama: $(OLLAMA_BIN)
+$(OLLAMA_BIN): | deps
 	@missing=""; for p in $(OLLAMA_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing"; \
@@ -78,7 +79,8 @@ tools/ollama/bin/ollama:
 	fi
 	dir=$$(cd $$(mktemp -d) && $(GO) mod download -json github.com/gen2brain/malgo@$(MALGO_VERSION) | sed -n 's/.*"Dir": "\(.*\)",/\1/p'); \
 	mkdir -p tools/ollama/include/miniaudio && cp $$dir/miniaudio.h tools/ollama/include/miniaudio/
-	CGO_CPPFLAGS="-I$(CURDIR)/tools/ollama/include" GOBIN=$(CURDIR)/tools/ollama/bin GOFLAGS= $(GO) install github.com/ollama/ollama@$(OLLAMA_VERSION)
+	CGO_CPPFLAGS="-I$(CURDIR)/tools/ollama/include" GOBIN=$(CURDIR)/$(dir $(OLLAMA_BIN)) GOFLAGS= \
+	  $(GO) install -ldflags=-X=github.com/ollama/ollama/version.Version=$(OLLAMA_VERSION:v%=%) github.com/ollama/ollama@$(OLLAMA_VERSION)
 tools/js/node_modules/.installed: tools/js/package.json tools/js/package-lock.json
 	cd tools/js && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
@@ -153,7 +155,7 @@ goldens: deps-py tools tools-llamacpp tools-ollama
 	rm -rf $(CURDIR)/.gguf-cases
 	$(GO) test ./core/gguf -run '^TestLlamaCppReadsExport$$' -count=1 -args -prepare $(CURDIR)/.gguf-cases
 	cd tools/llamacpp && node gguf_goldens.mjs $(CURDIR)/.gguf-cases $(CURDIR)/core/gguf/testdata/llamacpp.json
-	node tools/ollama/ollama_goldens.mjs $(CURDIR)/tools/ollama/bin/ollama $(CURDIR)/.gguf-cases $(CURDIR)/core/gguf/testdata/ollama.json
+	node tools/ollama/ollama_goldens.mjs $(CURDIR)/$(OLLAMA_BIN) $(CURDIR)/.gguf-cases $(CURDIR)/core/gguf/testdata/ollama.json
 	rm -rf $(CURDIR)/.gguf-cases
 
 vet:

@@ -52,6 +52,9 @@ func runGGUF(env *Env, args []string) error {
 		if a == nil {
 			return fmt.Errorf("--adapter-only needs --adapter")
 		}
+		if *withModelfile {
+			return fmt.Errorf("--modelfile describes a model export; with --adapter-only write the base's GGUF with --modelfile and add ADAPTER ./%s to its Modelfile", filepath.Base(*out))
+		}
 		if _, err := os.Stat(*out); err == nil {
 			return fmt.Errorf("%s exists already: remove it or choose another --out", *out)
 		}
@@ -72,7 +75,7 @@ func runGGUF(env *Env, args []string) error {
 		if _, err := os.Stat(mfPath); err == nil {
 			return fmt.Errorf("%s exists already: remove it or write the GGUF elsewhere", mfPath)
 		}
-		if modelfile, err = ollamaModelfile(m, opt.Name, filepath.Base(*out)); err != nil {
+		if modelfile, err = ollamaModelfile(m, opt.Name, filepath.Base(*out), false); err != nil {
 			return err
 		}
 	}

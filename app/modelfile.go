@@ -8,6 +8,17 @@ import (
 	"distill/core/tokenizer"
 )
 
+// ollamaName is name as Ollama accepts a model name: letters, digits and
+// "._-" (an adapter's "base+adapter" would be refused).
+func ollamaName(name string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 128 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-", r)) {
+			return r
+		}
+		return '-'
+	}, name)
+}
+
 // ollamaModelfile is the Modelfile beside an exported GGUF file (its name
 // in the same folder): FROM the file, and the decoding distill itself uses on the model written out as
 // PARAMETER lines, since Ollama reads neither generation_config.json nor a
@@ -15,7 +26,7 @@ import (
 // top_p 0.9, repeat_penalty 1.1) would otherwise answer differently from
 // `distill generate`. The chat format is a TEMPLATE checked against the
 // model's own chat template (modelfile_template.go).
-func ollamaModelfile(m *model.Model, name, file string) (string, error) {
+func ollamaModelfile(m *model.Model, name, file string, withAdapter bool) (string, error) {
 	gen, err := model.LoadGenerationConfig(m.Dir)
 	if err != nil {
 		return "", err
@@ -25,10 +36,12 @@ func ollamaModelfile(m *model.Model, name, file string) (string, error) {
 		return "", err
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "# ollama create %s -f Modelfile\n", name)
-	fmt.Fprintf(&b, "# adapter.gguf is the adapter alone, for llama.cpp's --lora or Ollama's\n")
-	fmt.Fprintf(&b, "# ADAPTER over the base's own GGUF (distill gguf --model %s);\n", m.Dir)
-	fmt.Fprintf(&b, "# Ollama's own engine (Qwen3's) refuses adapters: use model.gguf there.\n")
+	fmt.Fprintf(&b, "# ollama create %s -f Modelfile\n", ollamaName(name))
+	if withAdapter {
+		fmt.Fprintf(&b, "# adapter.gguf is the adapter alone, for llama.cpp's --lora or Ollama's\n")
+		fmt.Fprintf(&b, "# ADAPTER over the base's own GGUF (distill gguf --model %s);\n", m.Dir)
+		fmt.Fprintf(&b, "# Ollama's own engine (Qwen3's) refuses adapters: use %s there.\n", file)
+	}
 	fmt.Fprintf(&b, "FROM ./%s\n", file)
 	bosText := ""
 	if id, ok := tok.BOS(); ok {

@@ -13,8 +13,13 @@ import (
 // matches against a list of known ones: an unmatched model (Qwen3's
 // template, with Ollama 0.17.4) would get "{{ .Prompt }}" and answer
 // unformatted turns. So the export writes a TEMPLATE — the chat format
-// among these that renders, on probe conversations, exactly what the
-// model's own template renders — or, when none does, says so.
+// among these that renders, on probe conversations of ordinary system,
+// user and assistant turns, exactly what the model's own template renders
+// — or, when none does, says so. Beyond the probes the two can part, as
+// Ollama's own built-in templates do: Ollama merges consecutive turns of
+// one role, Llama 3's template trims each turn and Qwen3's marks a final
+// assistant turn with an empty <think> block, which these do not, and
+// tool turns are not covered.
 var ollamaTemplates = []struct{ name, tmpl string }{
 	{"ChatML", "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n"},
 	{"Llama 3", "{{- range .Messages }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n{{ .Content }}<|eot_id|>{{ end }}<|start_header_id|>assistant<|end_header_id|>\n\n"},
@@ -30,8 +35,10 @@ var probes = [][]chat.Message{
 
 // ollamaTemplate returns the TEMPLATE for tmpl's chat format and its name,
 // or "" when no known format renders as tmpl does. bosText is the BOS
-// token's text when the tokenizer adds BOS itself (Ollama adds it too, so
-// the TEMPLATE must not).
+// token's text when the GGUF says to add BOS: Ollama then adds it itself,
+// so the TEMPLATE must not write it, and a template that does not begin
+// with it either gets none (Ollama would prepend a BOS distill never
+// feeds that model).
 func ollamaTemplate(tmpl *chat.Template, bosText string) (string, string) {
 	want := make([]string, len(probes))
 	for i, p := range probes {
@@ -40,7 +47,11 @@ func ollamaTemplate(tmpl *chat.Template, bosText string) (string, string) {
 			return "", ""
 		}
 		if bosText != "" {
-			s = strings.TrimPrefix(s, bosText)
+			rest, ok := strings.CutPrefix(s, bosText)
+			if !ok {
+				return "", ""
+			}
+			s = rest
 		}
 		want[i] = s
 	}
@@ -100,5 +111,5 @@ func modelfileTemplate(dir, bosText string) string {
 	if src == "" || strings.Contains(src, `"""`) {
 		return "# No Ollama TEMPLATE renders this model's chat template exactly; write one\n# (https://github.com/ollama/ollama/blob/main/docs/template.md) before chatting.\n"
 	}
-	return fmt.Sprintf("# %s chat format: renders as the model's own chat template (checked at export).\nTEMPLATE \"\"\"%s\"\"\"\n", name, src)
+	return fmt.Sprintf("# %s chat format: renders ordinary system/user/assistant turns as the model's own\n# chat template does (checked at export).\nTEMPLATE \"\"\"%s\"\"\"\n", name, src)
 }

@@ -29,6 +29,18 @@ func TestOllamaTemplateFormats(t *testing.T) {
 	if _, name := ollamaTemplate(npm("llama3"), ""); name != "" {
 		t.Errorf("Llama 3 keeping BOS in the text matched %q: Ollama would add a second BOS", name)
 	}
+	// A template without BOS on a tokenizer that adds one: Ollama would
+	// prepend a BOS distill never feeds, so no TEMPLATE.
+	noBOS, err := chat.Parse(`{% for m in messages %}{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\n\n' + m['content'] + '<|eot_id|>' }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}`, "<|begin_of_text|>", "<|eot_id|>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, name := ollamaTemplate(noBOS, "<|begin_of_text|>"); name != "" {
+		t.Errorf("a BOS-less template on a BOS-adding tokenizer matched %q", name)
+	}
+	if _, name := ollamaTemplate(noBOS, ""); name != "Llama 3" {
+		t.Errorf("the same template without BOS added: %q", name)
+	}
 
 	// A template that adds a default system turn (as Qwen2.5's does) keeps
 	// it, and a conversation with its own system turn gets no second one.

@@ -23,11 +23,11 @@ func TestOllamaModelfileSampling(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	mf, err := ollamaModelfile(m, "tickets", "model.gguf")
+	mf, err := ollamaModelfile(m, "tickets+sft", "model.gguf", true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"ollama create tickets", "\nFROM ./model.gguf\n", "PARAMETER stop \"<|im_end|>\"\nPARAMETER stop \"<|endoftext|>\"\n",
+	for _, want := range []string{"ollama create tickets-sft -f", "adapter.gguf is the adapter alone", "\nFROM ./model.gguf\n", "PARAMETER stop \"<|im_end|>\"\nPARAMETER stop \"<|endoftext|>\"\n",
 		"PARAMETER temperature 0.7\n", "PARAMETER top_k 20\n", "PARAMETER top_p 0.8\n", "PARAMETER min_p 0\n",
 		"PARAMETER repeat_penalty 1.05\n", "PARAMETER repeat_last_n -1\n",
 		"# ChatML chat format", "TEMPLATE \"\"\"{{- range .Messages }}<|im_start|>{{ .Role }}\n"} {

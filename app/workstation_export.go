@@ -74,7 +74,7 @@ func exportGGUFFolder(m *model.Model, a *lora.Adapter, name, out string) error {
 	if err := gguf.ExportAdapter(context.Background(), m, a, filepath.Join(tmp, "adapter.gguf")); err != nil {
 		return err
 	}
-	modelfile, err := ollamaModelfile(m, name, "model.gguf")
+	modelfile, err := ollamaModelfile(m, name, "model.gguf", true)
 	if err != nil {
 		return err
 	}

@@ -10,8 +10,17 @@ import (
 )
 
 // encodeRows stores src (whole rows) at t into dst, which must hold exactly
-// their bytes. Values Q8_0 cannot scale (NaN, ±Inf) are an error.
+// their bytes. A NaN or ±Inf (a diverged adapter folded in) is an error, and
+// so is a value past f16's range at F16 (it would become ±Inf).
 func encodeRows(dst []byte, t Type, src []float32) error {
+	for i, f := range src {
+		switch {
+		case math.IsNaN(float64(f)) || math.IsInf(float64(f), 0):
+			return fmt.Errorf("value %d is %v: the weights (or the adapter folded in) diverged", i, f)
+		case t == F16 && math.Abs(float64(f)) > 65504:
+			return fmt.Errorf("value %d is %g, past f16's range (65504): export --type bf16 or f32", i, f)
+		}
+	}
 	switch t {
 	case F32:
 		for i, f := range src {

@@ -155,7 +155,7 @@ func TestExportRefusesTokenizers(t *testing.T) {
 		{"a token spelled twice", func(tj map[string]any) {
 			tj["added_tokens"] = []any{map[string]any{"id": 300, "content": "!", "special": true}}
 		}, []string{"tokenizer.json", `"!"`, "33", "300"}, false},
-		{"no end-of-sequence token", nil, []string{"eos_token_id", "id 11"}, true},
+		{"no end-of-sequence token", nil, []string{"eos_token_id", "default id"}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := fixtureWithTokenizer(t, "qwen2-f32")
@@ -226,6 +226,18 @@ func TestExportRefuses(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(out), ".*")); len(left) > 0 {
 		t.Errorf("a failed export left %v behind", left)
+	}
+
+	// A weight past f16's range (it would be stored as Inf), and a NaN at
+	// f32, are refused by tensor.
+	p.A[0], p.B[0] = 1e4, 1e4
+	err = exportTo(t, m, a, out, gguf.F16)
+	if err == nil || !strings.Contains(err.Error(), "blk.1.ffn_down.weight") || !strings.Contains(err.Error(), "f16's range") {
+		t.Errorf("f16 overflow: %v", err)
+	}
+	p.A[0] = float32(math.NaN())
+	if err := exportTo(t, m, a, out, gguf.F32); err == nil || !strings.Contains(err.Error(), "diverged") {
+		t.Errorf("NaN at f32: %v", err)
 	}
 
 	// Cancelled (Ctrl-C): stopped, and nothing left behind.

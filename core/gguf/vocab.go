@@ -201,10 +201,10 @@ func vocabKVs(m *model.Model) ([]KV, error) {
 }
 
 // specialIDs are the BOS (-1 when none) and EOS ids to write:
-// tokenizer_config.json's, else config.json's, else
-// generation_config.json's first, as llama.cpp's converter falls back to
-// config.json. An EOS is required: without one llama.cpp would stop
-// generating at its default, id 11, an ordinary token.
+// tokenizer_config.json's, else config.json's (llama.cpp's converter
+// stops there, and takes only a single id), else generation_config.json's
+// first. An EOS is required: without one llama.cpp would stop generating
+// at its default id (11 for a byte-level vocabulary, 2 for SentencePiece).
 func specialIDs(m *model.Model, tok *tokenizer.Tokenizer) (bos, eos int, err error) {
 	gen, err := model.LoadGenerationConfig(m.Dir)
 	if err != nil {
@@ -226,7 +226,7 @@ func specialIDs(m *model.Model, tok *tokenizer.Tokenizer) (bos, eos int, err err
 	id, ok = tok.EOS()
 	eos = first(id, ok, m.Config.EOSTokenID, gen.EOSTokenID)
 	if eos < 0 {
-		return 0, 0, fmt.Errorf("%s: no end-of-sequence token (tokenizer_config.json's eos_token, config.json's or generation_config.json's eos_token_id); set one, or llama.cpp would stop generating at id 11", m.Dir)
+		return 0, 0, fmt.Errorf("%s: no end-of-sequence token (tokenizer_config.json's eos_token, config.json's or generation_config.json's eos_token_id); set one, or llama.cpp would stop generating at a default id, an ordinary token in most vocabularies", m.Dir)
 	}
 	for _, x := range []struct {
 		name string

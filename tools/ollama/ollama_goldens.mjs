@@ -4,10 +4,11 @@
 // f32 torchref fixture, Ollama's log-probs of the first token after each of
 // a few prompts (its top 20). OLLAMA_NEW_ENGINE=1 runs every architecture
 // on Ollama's own Go engine — an implementation independent of llama.cpp,
-// whose reading tools/llamacpp checks — since its llama.cpp runner reports
-// no log-probs.
+// whose reading tools/llamacpp checks directly — and the server's log is
+// checked for the llama.cpp runner, which must not have run.
 import {spawn, execFileSync} from "node:child_process";
 import fs from "node:fs";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 
@@ -31,9 +32,15 @@ const PROMPTS = [
   "x = f(y) + 2; return x",
 ];
 
+// A free port, asked of the kernel.
+const port = await new Promise((resolve) => {
+  const s = net.createServer().listen(0, "127.0.0.1", () => { const p = s.address().port; s.close(() => resolve(p)); });
+});
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "ollama-goldens-"));
-const host = `127.0.0.1:${20000 + Math.floor(Math.random() * 20000)}`;
-const env = {...process.env, OLLAMA_HOST: host, OLLAMA_MODELS: path.join(work, "models"), OLLAMA_NEW_ENGINE: "1"};
+const host = `127.0.0.1:${port}`;
+// None of the caller's Ollama settings (a KV cache type, flash attention…).
+const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("OLLAMA_")));
+Object.assign(env, {OLLAMA_HOST: host, OLLAMA_MODELS: path.join(work, "models"), OLLAMA_NEW_ENGINE: "1"});
 const log = fs.openSync(path.join(work, "serve.log"), "w");
 const server = spawn(bin, ["serve"], {env, stdio: ["ignore", log, log]});
 const api = (p, body) => fetch(`http://${host}${p}`, body && {method: "POST", body: JSON.stringify(body)}).then((r) => r.json());
@@ -73,7 +80,11 @@ try {
 } finally {
   server.kill();
 }
+const serveLog = fs.readFileSync(path.join(work, "serve.log"), "utf8");
 fs.rmSync(work, {recursive: true, force: true});
+if (serveLog.includes("llama_model_loader")) {
+  throw new Error("a model ran on Ollama's llama.cpp runner, not its own engine: the goldens would check llama.cpp twice");
+}
 const out = {
   generator: "tools/ollama/ollama_goldens.mjs",
   reference: `Ollama ${version} (its own Go engine, OLLAMA_NEW_ENGINE=1; f16 KV cache), built from github.com/ollama/ollama`,
