@@ -44,10 +44,8 @@ func ollamaModelfile(m *model.Model, name, file string, withAdapter bool) (strin
 	}
 	fmt.Fprintf(&b, "FROM ./%s\n", file)
 	bosText := ""
-	if id, ok := tok.BOS(); ok {
-		if bare, full := tok.Encode("a", false), tok.Encode("a", true); len(full) > len(bare) && full[0] == id {
-			bosText = tok.Token(id)
-		}
+	if front, _ := tok.AddsSpecial(); front {
+		bosText = tok.Token(tok.Encode("a", true)[0])
 	}
 	b.WriteString(modelfileTemplate(m.Dir, bosText))
 

@@ -166,15 +166,13 @@ func vocabKVs(m *model.Model) ([]KV, error) {
 	}
 
 	// What the tokenizer adds around a text, read off its own encoding.
-	bare, full := tok.Encode("a", false), tok.Encode("a", true)
-	addBOS := len(full) > len(bare) && full[0] != bare[0]
-	addEOS := len(full) > len(bare) && full[len(full)-1] != bare[len(bare)-1]
+	addBOS, addEOS := tok.AddsSpecial()
 	bos, eos, err := specialIDs(m, tok)
 	if err != nil {
 		return nil, err
 	}
 	if bos < 0 && addBOS {
-		bos = full[0]
+		bos = tok.Encode("a", true)[0]
 	}
 	if bos >= 0 {
 		kvs = append(kvs, KV{"tokenizer.ggml.bos_token_id", uint32(bos)})

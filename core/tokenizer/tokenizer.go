@@ -194,6 +194,16 @@ func (t *Tokenizer) IsSpecial(id int) bool {
 // BOS returns the id of tokenizer_config.json's bos_token.
 func (t *Tokenizer) BOS() (int, bool) { return t.bos, t.bos >= 0 }
 
+// AddsSpecial reports what Encode with addSpecial puts around a text: a
+// token in front (BOS) and one behind (EOS), read off its own encoding.
+func (t *Tokenizer) AddsSpecial() (front, back bool) {
+	bare, full := t.Encode("a", false), t.Encode("a", true)
+	if len(full) <= len(bare) {
+		return false, false
+	}
+	return full[0] != bare[0], full[len(full)-1] != bare[len(bare)-1]
+}
+
 // EOS returns the id of tokenizer_config.json's eos_token.
 func (t *Tokenizer) EOS() (int, bool) { return t.eos, t.eos >= 0 }
 
