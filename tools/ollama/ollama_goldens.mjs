@@ -2,7 +2,9 @@
 // -args -prepare DIR` wrote, with Ollama itself (built from its Go module by
 // `make tools-ollama`), and writes core/gguf/testdata/ollama.json: for each
 // f32 torchref fixture, Ollama's log-probs of the first token after each of
-// a few prompts (its top 20). OLLAMA_NEW_ENGINE=1 runs every architecture
+// a few prompts (its top 20); for each real tokenizer with a chat template,
+// the export's Modelfile as Ollama reads it — the conversations it renders
+// through the TEMPLATE, and its parameters. OLLAMA_NEW_ENGINE=1 runs every architecture
 // on Ollama's own Go engine — an implementation independent of llama.cpp,
 // whose reading tools/llamacpp checks directly — and the server's log is
 // checked for the llama.cpp runner, which must not have run.
@@ -58,6 +60,19 @@ if (!version) {
 const cases = {};
 try {
   for (const c of manifest) {
+    if (c.modelfile) {
+      execFileSync(bin, ["create", c.name, "-f", path.join(dir, c.modelfile)], {env, stdio: "ignore"});
+      const rendered = [];
+      for (const messages of c.chats) {
+        const r = await api("/api/chat", {model: c.name, messages, stream: false, _debug_render_only: true});
+        if (r.error) throw new Error(`${c.name}: ${r.error}`);
+        rendered.push(r._debug_info.rendered_template);
+      }
+      const show = await api("/api/show", {model: c.name});
+      cases[c.name] = {sha256: c.sha256, modelfile_sha256: c.modelfile_sha256, rendered, parameters: show.parameters};
+      console.log(c.name, rendered.length, "conversations rendered");
+      continue;
+    }
     if (!c.fixture || c.base || c.type !== "f32") continue;
     const modelfile = path.join(work, `Modelfile.${c.name}`);
     fs.writeFileSync(modelfile, `FROM ${path.join(dir, c.file)}\n`);

@@ -1,4 +1,4 @@
-package app
+package gguf
 
 import (
 	"fmt"
@@ -55,10 +55,22 @@ func ollamaTemplate(tmpl *chat.Template, bosText string) (string, string) {
 		}
 		want[i] = s
 	}
+	// A template that writes BOS as text on a tokenizer that does not add
+	// it (distill then reads the text as the BOS token, and so does Ollama
+	// from a TEMPLATE) keeps it as text.
+	lead := ""
+	if b := tmpl.BOSToken(); bosText == "" && b != "" && !strings.Contains(b, "{{") {
+		lead = b
+		for _, w := range want {
+			if !strings.HasPrefix(w, b) {
+				lead = ""
+			}
+		}
+	}
 	// A template that puts in a system turn of its own when there is none
 	// (Qwen2.5's "You are Qwen, …") keeps it.
 	defaultSystem := ""
-	if rest, ok := strings.CutPrefix(want[0], "<|im_start|>system\n"); ok {
+	if rest, ok := strings.CutPrefix(strings.TrimPrefix(want[0], lead), "<|im_start|>system\n"); ok {
 		if sys, _, ok := strings.Cut(rest, "<|im_end|>\n"); ok && !strings.Contains(sys, "{{") {
 			defaultSystem = "{{- if or (not .Messages) (ne (index .Messages 0).Role \"system\") }}<|im_start|>system\n" + sys + "<|im_end|>\n{{ end }}"
 		}
@@ -68,7 +80,7 @@ func ollamaTemplate(tmpl *chat.Template, bosText string) (string, string) {
 			if prefix == "" && c.name == "ChatML" && defaultSystem != "" {
 				continue
 			}
-			src := prefix + c.tmpl
+			src := lead + prefix + c.tmpl
 			if rendersAs(src, want) {
 				return src, c.name
 			}
