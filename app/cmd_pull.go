@@ -160,14 +160,14 @@ func describeModel(w io.Writer, dir string) error {
 }
 
 // pullProgress draws a pull's progress: one redrawn line on a terminal,
-// a line per finished file otherwise.
+// a line per fetched file otherwise (files arrive side by side).
 type pullProgress struct {
-	w     io.Writer
-	tty   bool
-	start time.Time
-	last  time.Time
-	file  string
-	prev  hub.Progress
+	w       io.Writer
+	tty     bool
+	start   time.Time
+	last    time.Time
+	drawn   bool
+	fetched map[string]bool
 }
 
 func newPullProgress(w io.Writer) *pullProgress {
@@ -175,18 +175,21 @@ func newPullProgress(w io.Writer) *pullProgress {
 	if f, ok := w.(*os.File); ok {
 		tty = term.IsTerminal(int(f.Fd()))
 	}
-	return &pullProgress{w: w, tty: tty, start: time.Now()}
+	return &pullProgress{w: w, tty: tty, start: time.Now(), fetched: map[string]bool{}}
 }
 
 func (p *pullProgress) update(s hub.Progress) {
-	if p.file != "" && s.File != p.file && !p.tty {
-		fmt.Fprintf(p.w, "  %s  %s\n", p.file, mb(p.prev.FileLen))
-	}
-	p.file, p.prev = s.File, s
-	if !p.tty || time.Since(p.last) < 100*time.Millisecond {
+	if !p.tty {
+		if s.FileDone == s.FileLen && !p.fetched[s.File] {
+			p.fetched[s.File] = true
+			fmt.Fprintf(p.w, "  %s  %s\n", s.File, mb(s.FileLen))
+		}
 		return
 	}
-	p.last = time.Now()
+	if time.Since(p.last) < 100*time.Millisecond {
+		return
+	}
+	p.last, p.drawn = time.Now(), true
 	rate := float64(s.Done-s.Resumed) / time.Since(p.start).Seconds() // this run's bytes
 	eta := ""
 	if rate > 0 {
@@ -196,11 +199,8 @@ func (p *pullProgress) update(s hub.Progress) {
 }
 
 func (p *pullProgress) finish() {
-	switch {
-	case p.tty && p.file != "":
+	if p.drawn {
 		fmt.Fprint(p.w, "\r\x1b[K")
-	case p.file != "" && p.prev.FileDone == p.prev.FileLen:
-		fmt.Fprintf(p.w, "  %s  %s\n", p.file, mb(p.prev.FileLen))
 	}
 }
 

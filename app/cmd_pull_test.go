@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,6 +40,12 @@ func TestPullCLI(t *testing.T) {
 	code, out, stderr := run("pull", "acme/tiny-chat")
 	if code != 0 {
 		t.Fatalf("pull: %s", stderr)
+	}
+	// Off a terminal, one line per fetched file.
+	for name, b := range files {
+		if want := fmt.Sprintf("  %s  %.1f MB\n", name, float64(len(b))/1e6); strings.Count(stderr, want) != 1 {
+			t.Errorf("stderr lacks one %q:\n%s", want, stderr)
+		}
 	}
 	dir := filepath.Join("models", "tiny-chat")
 	for name, want := range files {

@@ -31,6 +31,7 @@ func TestPullAcrossCommits(t *testing.T) {
 	h.DropAfter(big, 1<<20)
 	c := client(h, "")
 	c.Retries = 0
+	c.Parallel = 1 // smallest first, one at a time: the cut finds every other file checked
 	out := filepath.Join(t.TempDir(), "m")
 	if err := pullTo(c, out); err == nil {
 		t.Fatal("the cut transfer did not fail without retries")
@@ -195,6 +196,36 @@ func TestPullLeavesNoLeftovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkFolder(t, h, out) // walks every subfolder
+}
+
+// Files are fetched side by side: a larger file lands while a smaller
+// one's connection hangs.
+func TestPullParallel(t *testing.T) {
+	h := newHub(t)
+	small := "model-00002-of-00002.safetensors"
+	h.StallAfter(small, 1000)
+	c := client(h, "")
+	out := filepath.Join(t.TempDir(), "m")
+	ctx, cancel := context.WithCancel(context.Background())
+	landed := make(chan struct{})
+	done := make(chan error)
+	go func() {
+		var once bool
+		_, err := c.Pull(ctx, hub.PullOptions{Repo: "acme/tiny-chat", Revision: "main", Out: out, Progress: func(p hub.Progress) {
+			if p.File == big && p.FileDone == p.FileLen && !once {
+				once = true
+				close(landed)
+			}
+		}})
+		done <- err
+	}()
+	select {
+	case <-landed:
+	case <-time.After(10 * time.Second):
+		t.Error("the larger file did not arrive while the smaller one hung: files are fetched one at a time")
+	}
+	cancel()
+	<-done
 }
 
 // A second pull into the same folder is refused while the first runs.

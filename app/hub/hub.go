@@ -34,10 +34,12 @@ type Client struct {
 	// StallTimeout abandons (and retries) an attempt that receives nothing
 	// for this long: a connection gone silent would otherwise hang.
 	StallTimeout time.Duration
+	// Parallel is how many files are fetched at once.
+	Parallel int
 }
 
 // NewClient is a client with the defaults: five resumes, a second's
-// pause, a minute's silence taken for a stall.
+// pause, a minute's silence taken for a stall, four files at once.
 func NewClient(endpoint, token string) *Client {
 	return &Client{
 		Endpoint:     strings.TrimRight(endpoint, "/"),
@@ -47,6 +49,7 @@ func NewClient(endpoint, token string) *Client {
 		Retries:      5,
 		RetryWait:    time.Second,
 		StallTimeout: time.Minute,
+		Parallel:     4,
 	}
 }
 

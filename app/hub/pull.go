@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -134,22 +135,14 @@ func (c *Client) Pull(ctx context.Context, opt PullOptions) (*Repo, error) {
 	if err := checkSpace(staging, total-resumed); err != nil {
 		return nil, err
 	}
-	var done int64
-	for _, i := range todo {
-		f := files[i]
-		report := func(n int64) {
-			if opt.Progress != nil {
-				opt.Progress(Progress{File: f.Name, FileDone: n, FileLen: f.Size, Done: done + n, Total: total, Resumed: resumed, Skipped: skipped})
-			}
+	report := func(p Progress) {
+		if opt.Progress != nil {
+			p.Total, p.Resumed, p.Skipped = total, resumed, skipped
+			opt.Progress(p)
 		}
-		if err := c.download(ctx, r, f, staging, report); err != nil {
-			return nil, err
-		}
-		done += f.Size
-		man.Files[i].Verified = true
-		if err := writeManifest(staging, man); err != nil {
-			return nil, err
-		}
+	}
+	if err := c.fetchAll(ctx, r, files, todo, staging, &man, report); err != nil {
+		return nil, err
 	}
 
 	if err := keepOnly(staging, files, true); err != nil {
@@ -163,6 +156,61 @@ func (c *Client) Pull(ctx context.Context, opt PullOptions) (*Repo, error) {
 		return nil, fmt.Errorf("every file is in %s, but it could not take its name: %v; move it to %s yourself", staging, err, out)
 	}
 	return r, nil
+}
+
+// fetchAll downloads the files todo names (indices into files, smallest
+// first), Parallel at a time, marking each verified in the staging
+// manifest as it passes its check. The first failure stops the rest and is
+// the one returned.
+func (c *Client) fetchAll(ctx context.Context, r *Repo, files []File, todo []int, staging string, man *Manifest, report func(Progress)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu       sync.Mutex // guards man, onDisk, done, failed and report's calls
+		onDisk   = map[int]int64{}
+		done     int64
+		failed   error
+		wg       sync.WaitGroup
+		jobs     = make(chan int)
+		parallel = max(1, min(c.Parallel, len(todo)))
+	)
+	for range parallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				f := files[i]
+				err := c.download(ctx, r, f, staging, func(n int64) {
+					mu.Lock()
+					defer mu.Unlock()
+					done += n - onDisk[i]
+					onDisk[i] = n
+					report(Progress{File: f.Name, FileDone: n, FileLen: f.Size, Done: done})
+				})
+				mu.Lock()
+				if err == nil {
+					man.Files[i].Verified = true
+					err = writeManifest(staging, *man)
+				}
+				if err != nil && failed == nil {
+					failed = err
+					cancel()
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+feed:
+	for _, i := range todo {
+		select {
+		case jobs <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	return failed
 }
 
 // upToDate is nil when out does not exist, ErrUpToDate when it holds r's
