@@ -33,10 +33,11 @@ func (g *globs) String() string     { return strings.Join(*g, ",") }
 func (g *globs) Set(s string) error { *g = append(*g, s); return nil }
 
 func runPull(env *Env, args []string) error {
-	fs := newFlags(env, "pull", "REPO[@REVISION] [--out DIR] [--endpoint URL] [--token TOKEN] [--include GLOB]...")
+	fs := newFlags(env, "pull", "REPO[@REVISION] [--out DIR] [--endpoint URL] [--token TOKEN] [--include GLOB]... [--dry-run]")
 	out := fs.String("out", "", "model folder to create (default: models/<name>)")
 	endpoint := fs.String("endpoint", "", "hub to pull from (default: $HF_ENDPOINT, else "+hub.DefaultEndpoint+")")
 	token := fs.String("token", "", "access token for gated or private repositories (default: $HF_TOKEN; for huggingface.co, else the token `huggingface-cli login` saved)")
+	dryRun := fs.Bool("dry-run", false, "list the files the pull would fetch and their sizes, and fetch nothing")
 	var include globs
 	fs.Var(&include, "include", "also pull files matching this glob, e.g. 'original/*' (repeatable; the default takes config, safetensors weights, tokenizer, chat template, licence and card)")
 	// The repository may stand before, between or after the flags.
@@ -67,6 +68,20 @@ func runPull(env *Env, args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() { <-ctx.Done(); stop() }() // a second Ctrl-C ends the process at once
+	if *dryRun {
+		r, files, err := c.Plan(ctx, opt)
+		if err != nil {
+			return err
+		}
+		var total int64
+		fmt.Fprintf(env.Stdout, "%s at %.12s into %s:\n", r.ID, r.Commit, opt.Out)
+		for _, f := range files {
+			fmt.Fprintf(env.Stdout, "  %-40s %10s\n", f.Name, mb(f.Size))
+			total += f.Size
+		}
+		fmt.Fprintf(env.Stdout, "  %d files, %s\n", len(files), mb(total))
+		return nil
+	}
 	bar := newPullProgress(env.Stderr)
 	opt.Progress = bar.update
 	r, err := c.Pull(ctx, opt)

@@ -37,7 +37,15 @@ func TestPullCLI(t *testing.T) {
 	t.Setenv("HF_ENDPOINT", h.API.URL)
 
 	t.Chdir(t.TempDir())
-	code, out, stderr := run("pull", "acme/tiny-chat")
+	// --dry-run lists the files and fetches nothing.
+	code, out, stderr := run("pull", "acme/tiny-chat", "--dry-run")
+	if code != 0 || !strings.Contains(out, "model.safetensors") || !strings.Contains(out, fmt.Sprintf("%d files", len(files))) {
+		t.Errorf("--dry-run: %d %q %q", code, out, stderr)
+	}
+	if _, err := os.Stat("models"); err == nil {
+		t.Error("--dry-run wrote models/")
+	}
+	code, out, stderr = run("pull", "acme/tiny-chat")
 	if code != 0 {
 		t.Fatalf("pull: %s", stderr)
 	}

@@ -213,6 +213,17 @@ feed:
 	return failed
 }
 
+// Plan lists what Pull would fetch (the files selected at the revision's
+// commit, smallest first) without writing anything.
+func (c *Client) Plan(ctx context.Context, opt PullOptions) (*Repo, []File, error) {
+	r, err := c.Info(ctx, opt.Repo, opt.Revision)
+	if err != nil {
+		return nil, nil, err
+	}
+	files, err := selectFiles(r, opt.Include)
+	return r, files, err
+}
+
 // upToDate is nil when out does not exist, ErrUpToDate when it holds r's
 // commit with every selected file, and otherwise says why out is in the
 // way.
