@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +18,24 @@ import (
 )
 
 const big = "model-00001-of-00002.safetensors"
+
+// pullUntil starts a pull in the background: reached closes at the first
+// progress report when accepts, cancel stops the pull, done gives its
+// result.
+func pullUntil(c *hub.Client, out string, when func(hub.Progress) bool) (reached <-chan struct{}, cancel func(), done <-chan error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	r, d := make(chan struct{}), make(chan error, 1)
+	var once sync.Once
+	go func() {
+		_, err := c.Pull(ctx, hub.PullOptions{Repo: "acme/tiny-chat", Revision: "main", Out: out, Progress: func(p hub.Progress) {
+			if when(p) {
+				once.Do(func() { close(r) })
+			}
+		}})
+		d <- err
+	}()
+	return r, cancel, d
+}
 
 func pullTo(c *hub.Client, out string, include ...string) error {
 	_, err := c.Pull(context.Background(), hub.PullOptions{Repo: "acme/tiny-chat", Revision: "main", Out: out, Include: include})
@@ -204,21 +223,8 @@ func TestPullParallel(t *testing.T) {
 	h := newHub(t)
 	small := "model-00002-of-00002.safetensors"
 	h.StallAfter(small, 1000)
-	c := client(h, "")
 	out := filepath.Join(t.TempDir(), "m")
-	ctx, cancel := context.WithCancel(context.Background())
-	landed := make(chan struct{})
-	done := make(chan error)
-	go func() {
-		var once bool
-		_, err := c.Pull(ctx, hub.PullOptions{Repo: "acme/tiny-chat", Revision: "main", Out: out, Progress: func(p hub.Progress) {
-			if p.File == big && p.FileDone == p.FileLen && !once {
-				once = true
-				close(landed)
-			}
-		}})
-		done <- err
-	}()
+	landed, cancel, done := pullUntil(client(h, ""), out, func(p hub.Progress) bool { return p.File == big && p.FileDone == p.FileLen })
 	select {
 	case <-landed:
 	case <-time.After(10 * time.Second):
@@ -232,21 +238,8 @@ func TestPullParallel(t *testing.T) {
 func TestPullLock(t *testing.T) {
 	h := newHub(t)
 	h.StallAfter(big, 1000)
-	c := client(h, "")
 	out := filepath.Join(t.TempDir(), "m")
-	ctx, cancel := context.WithCancel(context.Background())
-	started := make(chan struct{})
-	done := make(chan error)
-	go func() {
-		var once bool
-		_, err := c.Pull(ctx, hub.PullOptions{Repo: "acme/tiny-chat", Revision: "main", Out: out, Progress: func(p hub.Progress) {
-			if p.File == big && !once {
-				once = true
-				close(started)
-			}
-		}})
-		done <- err
-	}()
+	started, cancel, done := pullUntil(client(h, ""), out, func(p hub.Progress) bool { return p.File == big })
 	<-started
 	err := pullTo(client(h, ""), out)
 	if err == nil || !strings.Contains(err.Error(), "another pull into") {

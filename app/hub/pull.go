@@ -145,7 +145,7 @@ func (c *Client) Pull(ctx context.Context, opt PullOptions) (*Repo, error) {
 		return nil, err
 	}
 
-	if err := keepOnly(staging, files, true); err != nil {
+	if err := keepOnly(staging, files, nil); err != nil {
 		return nil, err
 	}
 	man.Pulled = time.Now().UTC()
@@ -288,36 +288,21 @@ func prepareStaging(staging string, r *Repo, files []File) (Manifest, error) {
 	if err := os.MkdirAll(staging, 0o755); err != nil {
 		return man, err
 	}
-	keep := make([]File, 0, len(files))
+	// Part files toward hashes this listing no longer has are dead.
+	var keep, fetch []File
 	for i, f := range files {
 		if man.Files[i].Verified {
 			keep = append(keep, f)
+		} else {
+			fetch = append(fetch, f)
 		}
 	}
-	if err := keepOnly(staging, keep, false); err != nil {
-		return man, err
-	}
-	// Part files toward hashes this listing no longer has are dead.
-	parts := map[string]bool{}
-	for i, f := range files {
-		if !man.Files[i].Verified {
-			parts[filepath.Base(partPath(staging, f))] = true
-		}
-	}
-	entries, _ := os.ReadDir(filepath.Join(staging, partsDir))
-	for _, e := range entries {
-		if !parts[e.Name()] {
-			if err := os.RemoveAll(filepath.Join(staging, partsDir, e.Name())); err != nil {
-				return man, err
-			}
-		}
-	}
-	return man, nil
+	return man, keepOnly(staging, keep, fetch)
 }
 
 // keepOnly removes from staging every path but files, the manifest and
-// (unless final) the part files' folder.
-func keepOnly(staging string, files []File, final bool) error {
+// the part files of parts (none: the part files' folder goes too).
+func keepOnly(staging string, files, parts []File) error {
 	want := map[string]bool{ManifestName: true}
 	for _, f := range files {
 		want[filepath.FromSlash(f.Name)] = true
@@ -325,8 +310,9 @@ func keepOnly(staging string, files []File, final bool) error {
 			want[d] = true
 		}
 	}
-	if !final {
-		want[partsDir] = true
+	for _, f := range parts {
+		rel, _ := filepath.Rel(staging, partPath(staging, f))
+		want[partsDir], want[rel] = true, true
 	}
 	var drop []string
 	err := filepath.WalkDir(staging, func(p string, d fs.DirEntry, err error) error {
@@ -343,9 +329,6 @@ func keepOnly(staging string, files []File, final bool) error {
 				return filepath.SkipDir
 			}
 			return nil
-		}
-		if rel == partsDir {
-			return filepath.SkipDir
 		}
 		return nil
 	})

@@ -389,7 +389,7 @@ func distillEnds(t *testing.T, dir string) ([]int, bool) {
 		ids = append(ids, id)
 	}
 	front, _ := tok.AddsSpecial()
-	return ids, front
+	return ids, front >= 0
 }
 
 // checkEnds: llama.cpp reads the file's special tokens as distill uses

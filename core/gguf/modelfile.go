@@ -56,8 +56,8 @@ func Modelfile(m *model.Model, opt ModelfileOptions) (string, error) {
 	}
 	fmt.Fprintf(&b, "FROM ./%s\n", file)
 	bosText := ""
-	if front, _ := tok.AddsSpecial(); front {
-		bosText = tok.Token(tok.Encode("a", true)[0])
+	if front, _ := tok.AddsSpecial(); front >= 0 {
+		bosText = tok.Token(front)
 	}
 	b.WriteString(modelfileTemplate(m.Dir, bosText))
 
@@ -70,12 +70,12 @@ func Modelfile(m *model.Model, opt ModelfileOptions) (string, error) {
 	}
 	seen := map[string]bool{}
 	for _, id := range ids {
-		s := tok.Token(id)
-		if !tok.IsSpecial(id) || s == "" || seen[s] || strings.ContainsAny(s, "\"\n\\") {
+		text := tok.Token(id)
+		if !tok.IsSpecial(id) || text == "" || seen[text] || strings.ContainsAny(text, "\"\n\\") {
 			continue
 		}
-		seen[s] = true
-		fmt.Fprintf(&b, "PARAMETER stop %q\n", s)
+		seen[text] = true
+		fmt.Fprintf(&b, "PARAMETER stop %q\n", text)
 	}
 
 	topP, rep := s.TopP, s.RepetitionPenalty

@@ -65,7 +65,9 @@ func tokenID(b []byte) (int, bool) {
 	return 0, false
 }
 
-func TestOllamaReadsExport(t *testing.T) {
+// loadOllamaGolden reads what Ollama answered when `make goldens` ran.
+func loadOllamaGolden(t *testing.T) ollamaGolden {
+	t.Helper()
 	b, err := os.ReadFile(ollamaGoldenPath)
 	if err != nil {
 		t.Fatalf("%v: run `make goldens`", err)
@@ -74,6 +76,11 @@ func TestOllamaReadsExport(t *testing.T) {
 	if err := json.Unmarshal(b, &want); err != nil {
 		t.Fatalf("%s: %v", ollamaGoldenPath, err)
 	}
+	return want
+}
+
+func TestOllamaReadsExport(t *testing.T) {
+	want := loadOllamaGolden(t)
 	if len(want.Cases) < 6 {
 		t.Fatalf("%s has %d cases: every architecture's f32 fixture belongs there", ollamaGoldenPath, len(want.Cases))
 	}
@@ -133,14 +140,7 @@ func TestOllamaReadsExport(t *testing.T) {
 // Ollama adds as a token), and Ollama reads every stop token the Modelfile
 // names.
 func TestOllamaRendersTemplate(t *testing.T) {
-	b, err := os.ReadFile(ollamaGoldenPath)
-	if err != nil {
-		t.Fatalf("%v: run `make goldens`", err)
-	}
-	var want ollamaGolden
-	if err := json.Unmarshal(b, &want); err != nil {
-		t.Fatalf("%s: %v", ollamaGoldenPath, err)
-	}
+	want := loadOllamaGolden(t)
 	out := t.TempDir()
 	checked := 0
 	for _, tc := range tokenizerCases {
@@ -163,8 +163,8 @@ func TestOllamaRendersTemplate(t *testing.T) {
 				t.Fatal(err)
 			}
 			bos := ""
-			if front, _ := tok.AddsSpecial(); front {
-				bos = tok.Token(tok.Encode("a", true)[0])
+			if front, _ := tok.AddsSpecial(); front >= 0 {
+				bos = tok.Token(front)
 			}
 			if len(g.Rendered) != len(c.Chats) {
 				t.Fatalf("golden has %d renders for %d conversations", len(g.Rendered), len(c.Chats))

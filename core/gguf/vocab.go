@@ -166,13 +166,14 @@ func vocabKVs(m *model.Model) ([]KV, error) {
 	}
 
 	// What the tokenizer adds around a text, read off its own encoding.
-	addBOS, addEOS := tok.AddsSpecial()
+	front, back := tok.AddsSpecial()
+	addBOS, addEOS := front >= 0, back >= 0
 	bos, eos, err := specialIDs(m, tok)
 	if err != nil {
 		return nil, err
 	}
-	if bos < 0 && addBOS {
-		bos = tok.Encode("a", true)[0]
+	if bos < 0 {
+		bos = front
 	}
 	if bos >= 0 {
 		kvs = append(kvs, KV{"tokenizer.ggml.bos_token_id", uint32(bos)})

@@ -194,14 +194,22 @@ func (t *Tokenizer) IsSpecial(id int) bool {
 // BOS returns the id of tokenizer_config.json's bos_token.
 func (t *Tokenizer) BOS() (int, bool) { return t.bos, t.bos >= 0 }
 
-// AddsSpecial reports what Encode with addSpecial puts around a text: a
-// token in front (BOS) and one behind (EOS), read off its own encoding.
-func (t *Tokenizer) AddsSpecial() (front, back bool) {
+// AddsSpecial reports what Encode with addSpecial puts around a text: the
+// token in front (BOS) and the one behind (EOS), -1 where it adds none,
+// read off its own encoding.
+func (t *Tokenizer) AddsSpecial() (front, back int) {
+	front, back = -1, -1
 	bare, full := t.Encode("a", false), t.Encode("a", true)
 	if len(full) <= len(bare) {
-		return false, false
+		return front, back
 	}
-	return full[0] != bare[0], full[len(full)-1] != bare[len(bare)-1]
+	if full[0] != bare[0] {
+		front = full[0]
+	}
+	if full[len(full)-1] != bare[len(bare)-1] {
+		back = full[len(full)-1]
+	}
+	return front, back
 }
 
 // EOS returns the id of tokenizer_config.json's eos_token.
