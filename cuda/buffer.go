@@ -25,6 +25,7 @@ const (
 	U8               // bytes (NF4 codes, double-quant codes)
 	F64              // float64 (reductions)
 	Addr             // device addresses as uint64 (per-row tables of cache buffers)
+	U64              // uint64 (keys a recorded step's kernels read, as LoRA dropout's)
 )
 
 // Size is one element's bytes.
@@ -36,14 +37,14 @@ func (k Kind) Size() int {
 		return 2
 	case U8:
 		return 1
-	case F64, Addr:
+	case F64, Addr, U64:
 		return 8
 	}
 	return 0
 }
 
 func (k Kind) String() string {
-	return [...]string{"f32", "f16", "bf16", "i32", "u8", "f64", "addr"}[k]
+	return [...]string{"f32", "f16", "bf16", "i32", "u8", "f64", "addr", "u64"}[k]
 }
 
 // KindOf is the Kind that stores a tensor dtype.
@@ -84,10 +85,15 @@ func (b *Buffer) View(off, n int) *Buffer {
 	return &Buffer{ptr: b.Ptr(off), Len: n, Kind: b.Kind, dev: b.dev}
 }
 
-// Alloc returns an uninitialised buffer of n elements.
+// Alloc returns an uninitialised buffer of n elements. Refused inside a
+// graph capture on the capturing goroutine: the recording would keep an
+// address the pool may hand out again once the buffer is freed.
 func (d *Device) Alloc(k Kind, n int) (*Buffer, error) {
 	if n < 0 {
 		return nil, fmt.Errorf("cuda: alloc of %d %s elements", n, k)
+	}
+	if g := capG.Load(); g != 0 && g == goid() {
+		return nil, fmt.Errorf("cuda: alloc %s[%d] inside a graph capture: %w", k, n, ErrCaptureAlloc)
 	}
 	p, err := d.Pool.Get(max(1, n*k.Size()))
 	if err != nil {

@@ -79,6 +79,10 @@ func (d *Device) Capture(f func() error) (g *Graph, err error) {
 	return &Graph{exec: exec}, nil
 }
 
+// ErrCaptureAlloc is wrapped by an allocation refused inside a capture: work
+// meant for recording takes its buffers (scratch included) before.
+var ErrCaptureAlloc = errors.New("device memory must be allocated before the capture")
+
 // Launch replays g on the stream (asynchronously, like a launch).
 func (g *Graph) Launch() error {
 	return call(func() C.int { return C.dc_graph_launch(g.exec) })

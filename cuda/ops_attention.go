@@ -27,6 +27,10 @@ type AttnShape struct {
 	// tile's rows' ranges, lse and D by cp.async with the tile instead of
 	// loading them as it stages it — the same results bit for bit.
 	PrefetchStats bool
+	// Scratch, when set, is the flash kernels' scratch (NewFlashScratch)
+	// in place of buffers from the pool for each call: a recorded pass
+	// (Capture) may not allocate.
+	Scratch *FlashScratch
 }
 
 // flags is the flash kernels' flags argument (attn_flash.h).

@@ -7,6 +7,8 @@ package cuda
 */
 import "C"
 
+import "fmt"
+
 // FlashHeadDim says whether AttnFwdFlash and AttnBwdFlash take head size hd.
 func FlashHeadDim(hd int) bool { return C.dc_attn_flash_supports(C.int(hd)) != 0 }
 
@@ -38,10 +40,10 @@ func (d *Device) AttnFwdFlash(out, lse, q, k, v *Buffer, s AttnShape) error {
 	var b16 *Buffer // bf16 copies of k and v
 	if s.AsyncTiles && s.NK > 0 && s.NQ > 0 {
 		var err error
-		if b16, err = d.Alloc(BF16, 2*kn); err != nil {
+		if b16, err = s.Scratch.take(d, "b16", BF16, 2*kn); err != nil {
 			return err
 		}
-		defer b16.Free()
+		defer b16.Free() // to the pool, or nothing for a view of the scratch
 	}
 	return call(func() C.int {
 		return C.dc_attn_fwd_flash((*C.float)(out.ptr), (*C.float)(lse.ptr), (*C.float)(q.ptr), (*C.float)(k.ptr), (*C.float)(v.ptr),
@@ -64,29 +66,30 @@ func (d *Device) AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse *Buffer, s Att
 		true(aligned16(dq, dk, dv, dout, q, k, v, out), "a buffer not on 16 bytes").err; err != nil {
 		return err
 	}
-	rows, err := d.Alloc(F32, max(s.NQ*s.NH, 1))
+	sc := s.Scratch
+	rows, err := sc.take(d, "rows", F32, max(s.NQ*s.NH, 1))
 	if err != nil {
 		return err
 	}
-	defer rows.Free()
-	tiles, err := d.Alloc(I32, max(2*((s.NQ+31)/32), 1))
+	defer rows.Free() // to the pool, or nothing for a view of the scratch
+	tiles, err := sc.take(d, "tiles", I32, max(2*((s.NQ+31)/32), 1))
 	if err != nil {
 		return err
 	}
-	defer tiles.Free()
+	defer tiles.Free() // to the pool, or nothing for a view of the scratch
 	var part *Buffer
 	if s.NH != s.NKV && s.NK > 0 {
-		if part, err = d.Alloc(F32, 2*s.NK*s.NH*s.HD); err != nil {
+		if part, err = sc.take(d, "part", F32, 2*s.NK*s.NH*s.HD); err != nil {
 			return err
 		}
-		defer part.Free()
+		defer part.Free() // to the pool, or nothing for a view of the scratch
 	}
 	var b16 *Buffer // bf16 copies of q, dout, k and v
 	if s.AsyncTiles && s.NK > 0 && s.NQ > 0 {
-		if b16, err = d.Alloc(BF16, 2*qn+2*kn); err != nil {
+		if b16, err = sc.take(d, "b16", BF16, 2*qn+2*kn); err != nil {
 			return err
 		}
-		defer b16.Free()
+		defer b16.Free() // to the pool, or nothing for a view of the scratch
 	}
 	return call(func() C.int {
 		return C.dc_attn_bwd_flash((*C.float)(dq.ptr), (*C.float)(dk.ptr), (*C.float)(dv.ptr), (*C.float)(dout.ptr),
@@ -95,6 +98,74 @@ func (d *Device) AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse *Buffer, s Att
 			C.int(s.MaxLen), C.float(s.Scale), (*C.float)(rows.ptr), (*C.int32_t)(tiles.ptr), (*C.float)(addr(part)),
 			(*C.uint16_t)(addr(b16)), s.flags())
 	})
+}
+
+// FlashScratch is the flash kernels' scratch for every call of one
+// AttnShape, forward and backward, allocated once (AttnShape.Scratch).
+type FlashScratch struct {
+	rows, tiles, part, b16 *Buffer
+}
+
+// NewFlashScratch allocates the scratch AttnFwdFlash and AttnBwdFlash take
+// for shape s (its AsyncTiles and grouped heads included).
+func (d *Device) NewFlashScratch(s AttnShape) (*FlashScratch, error) {
+	qn, kn := s.NQ*s.NH*s.HD, s.NK*s.NKV*s.HD
+	sc := &FlashScratch{}
+	var err error
+	alloc := func(k Kind, n int) *Buffer {
+		if err != nil {
+			return nil
+		}
+		var b *Buffer
+		b, err = d.Alloc(k, n)
+		return b
+	}
+	sc.rows, sc.tiles = alloc(F32, max(s.NQ*s.NH, 1)), alloc(I32, max(2*((s.NQ+31)/32), 1))
+	if s.NH != s.NKV && s.NK > 0 {
+		sc.part = alloc(F32, 2*s.NK*s.NH*s.HD)
+	}
+	if s.AsyncTiles && s.NK > 0 && s.NQ > 0 {
+		sc.b16 = alloc(BF16, 2*qn+2*kn) // the backward's; the forward's (2·kn) is its prefix
+	}
+	if err != nil {
+		sc.Free()
+		return nil, err
+	}
+	return sc, nil
+}
+
+// Free returns the scratch to the pool (nil-safe).
+func (sc *FlashScratch) Free() {
+	if sc == nil {
+		return
+	}
+	for _, b := range []*Buffer{sc.rows, sc.tiles, sc.part, sc.b16} {
+		b.Free()
+	}
+}
+
+// take is n elements of the scratch's buffer name, or a buffer from the
+// pool when there is no scratch (its Free returns it; a view's frees
+// nothing).
+func (sc *FlashScratch) take(d *Device, name string, k Kind, n int) (*Buffer, error) {
+	if sc == nil {
+		return d.Alloc(k, n)
+	}
+	var b *Buffer
+	switch name {
+	case "rows":
+		b = sc.rows
+	case "tiles":
+		b = sc.tiles
+	case "part":
+		b = sc.part
+	case "b16":
+		b = sc.b16
+	}
+	if b == nil || b.Kind != k || b.Len < n {
+		return nil, fmt.Errorf("cuda: flash scratch %s holds %v, the call needs %s[%d] (made for another shape)", name, b, k, n)
+	}
+	return b.View(0, n), nil
 }
 
 // AttnMerge turns (out, lse) and (out2, lse2), attentions of the same

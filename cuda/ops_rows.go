@@ -35,7 +35,7 @@ func (d *Device) Dropout(dst, x *Buffer, n int, base, thresh uint64, keep float3
 		return err
 	}
 	return call(func() C.int {
-		return C.dc_dropout((*C.float)(dst.ptr), (*C.float)(x.ptr), C.int64_t(n), C.uint64_t(base), C.uint64_t(thresh), C.float(keep))
+		return C.dc_dropout((*C.float)(dst.ptr), (*C.float)(x.ptr), C.int64_t(n), C.uint64_t(base), nil, C.uint64_t(thresh), C.float(keep))
 	})
 }
 
@@ -45,6 +45,28 @@ func (d *Device) DropoutAdd(dx, g *Buffer, n int, base, thresh uint64, keep floa
 		return err
 	}
 	return call(func() C.int {
-		return C.dc_dropout_add((*C.float)(dx.ptr), (*C.float)(g.ptr), C.int64_t(n), C.uint64_t(base), C.uint64_t(thresh), C.float(keep))
+		return C.dc_dropout_add((*C.float)(dx.ptr), (*C.float)(g.ptr), C.int64_t(n), C.uint64_t(base), nil, C.uint64_t(thresh), C.float(keep))
+	})
+}
+
+// DropoutKeyed is Dropout with its key read by the kernel from key (U64, one
+// element) on the device: a recorded step (Capture) replays the same launch
+// with each step's key written there.
+func (d *Device) DropoutKeyed(dst, x *Buffer, n int, key *Buffer, thresh uint64, keep float32) error {
+	if err := check("dropout").buf("dst", dst, F32, n).buf("x", x, F32, n).buf("key", key, U64, 1).err; err != nil {
+		return err
+	}
+	return call(func() C.int {
+		return C.dc_dropout((*C.float)(dst.ptr), (*C.float)(x.ptr), C.int64_t(n), 0, (*C.uint64_t)(key.ptr), C.uint64_t(thresh), C.float(keep))
+	})
+}
+
+// DropoutAddKeyed is DropoutAdd with its key read from key, as DropoutKeyed.
+func (d *Device) DropoutAddKeyed(dx, g *Buffer, n int, key *Buffer, thresh uint64, keep float32) error {
+	if err := check("dropout_add").buf("dx", dx, F32, n).buf("g", g, F32, n).buf("key", key, U64, 1).err; err != nil {
+		return err
+	}
+	return call(func() C.int {
+		return C.dc_dropout_add((*C.float)(dx.ptr), (*C.float)(g.ptr), C.int64_t(n), 0, (*C.uint64_t)(key.ptr), C.uint64_t(thresh), C.float(keep))
 	})
 }

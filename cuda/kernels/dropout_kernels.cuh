@@ -14,12 +14,19 @@ __device__ __forceinline__ uint64_t dc_mix(uint64_t z) {
   return z ^ (z >> 31);
 }
 
-__global__ void k_dropout(float *dst, const float *x, int64_t n, uint64_t base, uint64_t thresh, float keep) {
+// base_at, when not null, holds the key in place of base: read on the
+// device, so a recorded step's launch takes each step's key (devnet's step
+// graphs).
+__global__ void k_dropout(float *dst, const float *x, int64_t n, uint64_t base, const uint64_t *base_at,
+                          uint64_t thresh, float keep) {
+  if (base_at != nullptr) base = *base_at;
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
     dst[i] = dc_mix(base + (uint64_t)i) < thresh ? 0.f : x[i] * keep;
 }
 
-__global__ void k_dropout_add(float *dx, const float *g, int64_t n, uint64_t base, uint64_t thresh, float keep) {
+__global__ void k_dropout_add(float *dx, const float *g, int64_t n, uint64_t base, const uint64_t *base_at,
+                              uint64_t thresh, float keep) {
+  if (base_at != nullptr) base = *base_at;
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
     if (dc_mix(base + (uint64_t)i) >= thresh) dx[i] += g[i] * keep;
 }

@@ -561,10 +561,14 @@ static void dropout_case(int64_t n, double p, uint64_t base) {
     want[i] = drop ? 0.f : x[i] * keep;
     if (!drop) want_dx[i] += g[i] * keep;
   }
-  launch_ew(n, 0, [&] { k_dropout(dst.data(), x.data(), n, base, thresh, keep); });
+  launch_ew(n, 0, [&] { k_dropout(dst.data(), x.data(), n, base, nullptr, thresh, keep); });
   check_exact(tag + " fwd (" + std::to_string(dropped) + " dropped)", dst, want);
-  launch_ew(n, 0, [&] { k_dropout_add(dx.data(), g.data(), n, base, thresh, keep); });
+  launch_ew(n, 0, [&] { k_dropout_add(dx.data(), g.data(), n, base, nullptr, thresh, keep); });
   check_exact(tag + " bwd", dx, want_dx);
+  // The key read from memory (a recorded step's), base ignored.
+  std::vector<float> dst2(n, NAN);
+  launch_ew(n, 0, [&] { k_dropout(dst2.data(), x.data(), n, base + 1, &base, thresh, keep); });
+  check_exact(tag + " fwd, key in memory", dst2, want);
 }
 
 static void dropout_cases() {
