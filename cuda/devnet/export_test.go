@@ -48,3 +48,13 @@ func SetDecoderLimits(views, mirrors int) (restore func()) {
 	maxViews, maxMirrors = views, mirrors
 	return func() { maxViews, maxMirrors = v, m }
 }
+
+// StepGraphs is how many SFT steps have replayed a recording, how many
+// recordings were made and how many failed in this process, and the last
+// failure's error.
+func StepGraphs() (replays, recordings, failures int64, last error) {
+	if e := lastStepGraphErr.Load(); e != nil {
+		last = *e
+	}
+	return stepReplays.Load(), stepRecordings.Load(), stepRecordFailures.Load(), last
+}

@@ -107,9 +107,8 @@ func (p *pass) loraU(x *cuda.Buffer, l, i int) *cuda.Buffer {
 	A, _, _, _ := p.pair(l, i)
 	u := p.a.u[i]
 	if p.drop != nil {
-		base, thresh, keep := p.drop(l*nMod + i)
 		xd := p.dropBuf.View(0, n*in)
-		p.do(p.d.Dropout(xd, x, n*in, base, thresh, keep))
+		p.dropout(xd, x, n*in, l*nMod+i)
 		x = xd
 	}
 	p.loraRows(u, x, A, p.nt.A.Config.R, in, false, 1)
@@ -163,12 +162,29 @@ func (p *pass) linB(dx, dy, x *cuda.Buffer, l, i int, set bool) {
 // += (du·A)∘mask/(1−p).
 func (p *pass) loraDroppedBwd(dx, x, du, A, gA *cuda.Buffer, l, i int) {
 	d, n, r, in := p.d, p.n, p.nt.A.Config.R, p.nt.layers[l].w[i].cols
-	base, thresh, keep := p.drop(l*nMod + i)
+	site := l*nMod + i
 	buf := p.dropBuf.View(0, n*in)
-	p.do(d.Dropout(buf, x, n*in, base, thresh, keep)) // the adapter saw x∘mask/(1−p)
+	p.dropout(buf, x, n*in, site) // the adapter saw x∘mask/(1−p)
 	p.loraCols(gA, buf, du, in, r, true, 1)
 	p.do(d.GemmTF32(false, false, n, in, r, 1, du, r, A, in, 0, buf, in))
-	p.do(d.DropoutAdd(dx, buf, n*in, base, thresh, keep)) // dx += (du·A)∘mask/(1−p)
+	base, thresh, keep := p.drop(site) // dx += (du·A)∘mask/(1−p)
+	if p.dropKeys != nil {
+		p.do(d.DropoutAddKeyed(dx, buf, n*in, p.dropKeys.View(site, 1), thresh, keep))
+	} else {
+		p.do(d.DropoutAdd(dx, buf, n*in, base, thresh, keep))
+	}
+}
+
+// dropout sets dst = x∘mask/(1−p) over n elements with site's mask: its key
+// from p.drop, or, in a recorded pass, read by the kernel from p.dropKeys
+// (written before each replay).
+func (p *pass) dropout(dst, x *cuda.Buffer, n, site int) {
+	base, thresh, keep := p.drop(site)
+	if p.dropKeys != nil {
+		p.do(p.d.DropoutKeyed(dst, x, n, p.dropKeys.View(site, 1), thresh, keep))
+		return
+	}
+	p.do(p.d.Dropout(dst, x, n, base, thresh, keep))
 }
 
 // linBFused is linB as one bf16 GEMM for dx: dx += [dy | du]·[W ; A] over

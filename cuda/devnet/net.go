@@ -149,6 +149,11 @@ type Net struct {
 	tileDim  int            // the largest side of an NF4 projection
 	owned    []*cuda.Buffer
 	teachers map[any]*Net // KD teachers on the device, by model
+	// The SFT step's kept pass and its recordings, the last step's shape,
+	// and whether recording failed on this net (step_graph.go).
+	sg       *stepGraph
+	lastStep stepKey
+	sgBroken bool
 	// skip leaves phases out of a step, for benchmarks that time a step
 	// without each (its results are then wrong); set by the tests only.
 	skip   map[string]bool
@@ -372,6 +377,7 @@ func (nt *Net) uploadAdapter(grads bool) error {
 // Close frees the device memory the Net holds, its KD teachers' too (a
 // view, its adapter's only: the weights are its base's).
 func (nt *Net) Close() {
+	nt.dropStepGraph()
 	for k, t := range nt.teachers {
 		t.Close()
 		delete(nt.teachers, k)

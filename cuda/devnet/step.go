@@ -22,11 +22,12 @@ type pass struct {
 
 	n, maxPos  int
 	drop       train.DropoutMask
-	adapterOff bool   // the base alone (DPO's reference policy)
-	recompute  bool   // layerFwd is the backward's recomputation: it stops at what the backward reads
-	selective  bool   // each layer's attention side kept, the MLP side one set recomputed (Net.KeepAttention)
-	spans      []span // decoding: the rows' caches on the device, in row order (decode.go)
-	phase      string // profiling: the phase in progress and its start
+	dropKeys   *cuda.Buffer // u64 a dropout site: a recorded pass's keys, read on the device (step_graph.go)
+	adapterOff bool         // the base alone (DPO's reference policy)
+	recompute  bool         // layerFwd is the backward's recomputation: it stops at what the backward reads
+	selective  bool         // each layer's attention side kept, the MLP side one set recomputed (Net.KeepAttention)
+	spans      []span       // decoding: the rows' caches on the device, in row order (decode.go)
+	phase      string       // profiling: the phase in progress and its start
 	phaseT     time.Time
 	dropBuf    *cuda.Buffer // the adapter's dropped input (n, in)
 	ids, pos   *cuda.Buffer // i32 (n)
@@ -123,17 +124,21 @@ func (p *pass) free() {
 	for _, b := range p.bufs {
 		b.Free()
 	}
+	p.attn.Scratch.Free()
 }
 
 // passKind is what a pass does, and so what it allocates.
 type passKind int
 
 const (
-	passTrain  passKind = iota // forward, the loss head, backward
-	passScore                  // forward and the loss head's losses only
-	passHidden                 // forward to the final norm only
-	passToken                  // one decoded token by the fused kernels (no GEMM staging, no dequantised tile)
+	passTrain      passKind = iota // forward, the loss head, backward
+	passTrainGraph                 // passTrain kept between steps and recorded (step_graph.go)
+	passScore                      // forward and the loss head's losses only
+	passHidden                     // forward to the final norm only
+	passToken                      // one decoded token by the fused kernels (no GEMM staging, no dequantised tile)
 )
+
+func (k passKind) trains() bool { return k == passTrain || k == passTrainGraph }
 
 // newPass validates b and lays out the workspace a pass of kind needs:
 // the packed segments attend within themselves.
@@ -153,6 +158,9 @@ func (nt *Net) newPass(b *train.Batch, drop train.DropoutMask, kind passKind) (*
 // attends keys [lo[i], hi[i]) of nk: the batch's own (nk = n) or, decoding,
 // a device cache's. targets (−1: none) are the loss head's.
 func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop train.DropoutMask, kind passKind) (*pass, error) {
+	if kind != passTrainGraph {
+		nt.dropStepGraph() // its kept workspace goes back to the pool first
+	}
 	c := &nt.M.Config
 	p := &pass{nt: nt, d: nt.D, n: len(ids), drop: drop}
 	maxSeg := 0
@@ -175,20 +183,33 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 	p.do(err)
 	p.attn = cuda.AttnShape{NQ: n, NK: nk, NH: H, NKV: KV, HD: hd, MaxLen: maxSeg,
 		Lo: p.up(cuda.I32, lo), Hi: p.up(cuda.I32, hi), Scale: float32(1 / sqrt(float64(hd))),
-		AsyncTiles: kind == passTrain && asyncTilesReady(), // a training pass's (its scratch is in the plan)
+		AsyncTiles: kind.trains() && asyncTilesReady(), // a training pass's (its scratch is in the plan)
 		HeavyFirst: heavyFirstReady(), PrefetchStats: prefetchReady()}
 	p.flash = nt.flashAttention()
+	if kind == passTrainGraph && p.flash { // a recording may not allocate: its scratch now
+		var err error
+		if p.attn.Scratch, err = nt.D.NewFlashScratch(p.attn); err != nil {
+			return nil, fmt.Errorf("devnet: workspace: %w", err)
+		}
+	}
 
-	training := kind == passTrain
+	training := kind.trains()
 	p.xs = make([]*cuda.Buffer, len(nt.layers)+1)
 	for l := range p.xs { // the layers' inputs are kept for backward only
 		if training || l == len(nt.layers) {
 			p.xs[l] = p.take(cuda.F32, n*D)
 		}
 	}
-	p.hf, p.rstdF = p.take(cuda.F32, n*D), p.take(cuda.F32, n)
+	hfRows := n
+	if kind == passTrainGraph {
+		hfRows++ // a zero row past the last: the loss head's padding rows read it
+	}
+	p.hf, p.rstdF = p.take(cuda.F32, hfRows*D), p.take(cuda.F32, n)
 	if training {
-		p.dhf, p.dx = p.take(cuda.F32, n*D), p.take(cuda.F32, n*D)
+		p.dhf, p.dx = p.take(cuda.F32, hfRows*D), p.take(cuda.F32, n*D)
+	}
+	if kind == passTrainGraph && p.hf != nil { // finite logits in the padding rows (a NaN would stay in its rows, but why keep one)
+		p.do(p.hf.View(n*D, D).Zero())
 	}
 	if kind != passToken { // the fused kernels read f32 and NF4 as they are
 		if r > 0 && nt.tileSize > 0 && loraFusedReady() {
@@ -269,15 +290,25 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 			rows, tg = append(rows, int32(i)), append(tg, int32(t))
 		}
 	}
-	if kind == passTrain || kind == passScore {
-		R := min(max(1, nt.HeadRows), max(1, len(rows)))
+	if kind.trains() || kind == passScore {
+		k := len(rows)
+		if kind == passTrainGraph {
+			k = n // any batch's targeted rows
+		}
+		R := min(max(1, nt.HeadRows), max(1, k))
 		p.hb, p.hbb, p.logits = p.take(cuda.F32, R*D), p.take(cuda.BF16, R*D), p.take(cuda.F32, R*V)
 		if training {
 			p.dhb, p.lgb = p.take(cuda.F32, R*D), p.take(cuda.BF16, R*V)
 		}
-		p.loss = p.take(cuda.F32, max(1, len(rows)))
-		if len(rows) > 0 {
+		switch {
+		case kind == passTrainGraph: // the rows written before each replay, padded to whole chunks
+			k = (k + R - 1) / R * R
+			p.idx, p.targets, p.loss = p.take(cuda.I32, k), p.take(cuda.I32, k), p.take(cuda.F32, k)
+		case k > 0:
+			p.loss = p.take(cuda.F32, k)
 			p.idx, p.targets = p.up(cuda.I32, rows), p.up(cuda.I32, tg)
+		default:
+			p.loss = p.take(cuda.F32, 1)
 		}
 	}
 	if p.err != nil {
@@ -306,6 +337,9 @@ func (p *pass) baseOnly() { p.adapterOff, p.kx = true, 0 }
 // token loss, as core/train's Net.Step: gradients are of Σ loss / denom.
 // drop keys the LoRA dropout masks (nil: none).
 func (nt *Net) Step(b *train.Batch, denom int, drop train.DropoutMask) (float64, error) {
+	if loss, done, err := nt.stepGraphed(b, denom, drop); done {
+		return loss, err
+	}
 	start := time.Now()
 	p, err := nt.newPass(b, drop, passTrain)
 	if err != nil {
