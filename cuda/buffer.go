@@ -77,6 +77,16 @@ func (b *Buffer) Ptr(off int) unsafe.Pointer { return unsafe.Add(b.ptr, off*b.Ki
 
 func (b *Buffer) String() string { return fmt.Sprintf("%s[%d]", b.Kind, b.Len) }
 
+// Carve is n elements of kind k at byte offset off of b (a U8 arena):
+// a view that shares b's memory and frees nothing, or an error past b's end
+// or off an element's alignment.
+func (b *Buffer) Carve(k Kind, off, n int) (*Buffer, error) {
+	if off < 0 || n < 0 || off%max(1, k.Size()) != 0 || off+n*k.Size() > b.Bytes() {
+		return nil, fmt.Errorf("cuda: %s[%d] at byte %d of %s", k, n, off, b)
+	}
+	return &Buffer{ptr: unsafe.Add(b.ptr, off), Len: n, Kind: k, dev: b.dev}, nil
+}
+
 // View is elements [off, off+n) of b, sharing its memory.
 func (b *Buffer) View(off, n int) *Buffer {
 	if off < 0 || n < 0 || off+n > b.Len {

@@ -106,26 +106,27 @@ type FlashScratch struct {
 	rows, tiles, part, b16 *Buffer
 }
 
-// NewFlashScratch allocates the scratch AttnFwdFlash and AttnBwdFlash take
-// for shape s (its AsyncTiles and grouped heads included).
-func (d *Device) NewFlashScratch(s AttnShape) (*FlashScratch, error) {
+// NewFlashScratch takes from alloc (d.Alloc, or a caller's arena) the
+// scratch AttnFwdFlash and AttnBwdFlash need for shape s (its AsyncTiles
+// and grouped heads included).
+func NewFlashScratch(s AttnShape, alloc func(Kind, int) (*Buffer, error)) (*FlashScratch, error) {
 	qn, kn := s.NQ*s.NH*s.HD, s.NK*s.NKV*s.HD
 	sc := &FlashScratch{}
 	var err error
-	alloc := func(k Kind, n int) *Buffer {
+	take := func(k Kind, n int) *Buffer {
 		if err != nil {
 			return nil
 		}
 		var b *Buffer
-		b, err = d.Alloc(k, n)
+		b, err = alloc(k, n)
 		return b
 	}
-	sc.rows, sc.tiles = alloc(F32, max(s.NQ*s.NH, 1)), alloc(I32, max(2*((s.NQ+31)/32), 1))
+	sc.rows, sc.tiles = take(F32, max(s.NQ*s.NH, 1)), take(I32, max(2*((s.NQ+31)/32), 1))
 	if s.NH != s.NKV && s.NK > 0 {
-		sc.part = alloc(F32, 2*s.NK*s.NH*s.HD)
+		sc.part = take(F32, 2*s.NK*s.NH*s.HD)
 	}
 	if s.AsyncTiles && s.NK > 0 && s.NQ > 0 {
-		sc.b16 = alloc(BF16, 2*qn+2*kn) // the backward's; the forward's (2·kn) is its prefix
+		sc.b16 = take(BF16, 2*qn+2*kn) // the backward's; the forward's (2·kn) is its prefix
 	}
 	if err != nil {
 		sc.Free()
@@ -134,7 +135,8 @@ func (d *Device) NewFlashScratch(s AttnShape) (*FlashScratch, error) {
 	return sc, nil
 }
 
-// Free returns the scratch to the pool (nil-safe).
+// Free returns the scratch to the pool (nil-safe; an arena's views free
+// nothing).
 func (sc *FlashScratch) Free() {
 	if sc == nil {
 		return
