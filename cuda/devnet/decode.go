@@ -240,7 +240,7 @@ func (dc *Decoder) run(ids []int, sp []span, out []float32, branches [][]int) ([
 		}
 		// Anything else — a prompt, a batched step, branches, or one token
 		// with DISTILL_CUDA_FUSED=0 — by the training step's GEMMs.
-		p, err := nt.layout(idv, pos, lo, hi, nk, nil, nil, passHidden)
+		p, err := nt.layout(idv, pos, lo, hi, nk, nil, nil, passHidden, nil)
 		if err != nil || branches == nil || sp[0].pos == 0 {
 			return p, err
 		}

@@ -57,7 +57,7 @@ var (
 // then each layer's new key and value row (download's layout) — written by
 // the kernels themselves.
 func (nt *Net) tokenLayout(ids, pos, lo, hi []int32, nk int) (*pass, error) {
-	p, err := nt.layout(ids, pos, lo, hi, nk, nil, nil, passToken)
+	p, err := nt.layout(ids, pos, lo, hi, nk, nil, nil, passToken, nil)
 	if err != nil {
 		return nil, err
 	}

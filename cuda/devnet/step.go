@@ -15,10 +15,12 @@ import (
 // error. Calls after an error still run on valid buffers and are discarded;
 // the layer loops check err to stop early.
 type pass struct {
-	nt   *Net
-	d    *cuda.Device
-	err  error
-	bufs []*cuda.Buffer
+	nt    *Net
+	d     *cuda.Device
+	err   error
+	bufs  []*cuda.Buffer
+	arena *arena // where take carves its buffers; nil: the pool
+	taken int    // bytes taken, each rounded up as the arena rounds it
 
 	n, maxPos  int
 	drop       train.DropoutMask
@@ -103,13 +105,23 @@ func (p *pass) take(k cuda.Kind, n int) *cuda.Buffer {
 	if p.err != nil {
 		return nil
 	}
-	b, err := p.d.Alloc(k, n)
+	b, err := p.alloc(k, n)
 	if err != nil {
 		p.err = fmt.Errorf("devnet: workspace: %w", err)
 		return nil
 	}
 	p.bufs = append(p.bufs, b)
 	return b
+}
+
+// alloc is a buffer of n elements of kind k from the pass's arena, or from
+// the pool.
+func (p *pass) alloc(k cuda.Kind, n int) (*cuda.Buffer, error) {
+	p.taken += arenaBytes(k, n)
+	if p.arena != nil {
+		return p.arena.take(k, n)
+	}
+	return p.d.Alloc(k, n)
 }
 
 func (p *pass) up(k cuda.Kind, v []int32) *cuda.Buffer {
@@ -151,18 +163,19 @@ func (nt *Net) newPass(b *train.Batch, drop train.DropoutMask, kind passKind) (*
 	for i := range n {
 		ids[i], pos[i], lo[i], hi[i] = int32(b.IDs[i]), int32(b.Pos[i]), int32(b.SegStart[i]), int32(i+1)
 	}
-	return nt.layout(ids, pos, lo, hi, n, b.Targets, drop, kind)
+	return nt.layout(ids, pos, lo, hi, n, b.Targets, drop, kind, nil)
 }
 
 // layout lays out a pass over n tokens (ids at positions pos) whose row i
 // attends keys [lo[i], hi[i]) of nk: the batch's own (nk = n) or, decoding,
-// a device cache's. targets (−1: none) are the loss head's.
-func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop train.DropoutMask, kind passKind) (*pass, error) {
+// a device cache's. targets (−1: none) are the loss head's. ar, when not
+// nil, holds the buffers (a recorded step's, step_graph.go); else the pool.
+func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop train.DropoutMask, kind passKind, ar *arena) (*pass, error) {
 	if kind != passTrainGraph {
 		nt.dropStepGraph() // its kept workspace goes back to the pool first
 	}
 	c := &nt.M.Config
-	p := &pass{nt: nt, d: nt.D, n: len(ids), drop: drop}
+	p := &pass{nt: nt, d: nt.D, n: len(ids), drop: drop, arena: ar}
 	maxSeg := 0
 	for i := range p.n {
 		p.maxPos = max(p.maxPos, int(pos[i]))
@@ -188,7 +201,8 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 	p.flash = nt.flashAttention()
 	if kind == passTrainGraph && p.flash { // a recording may not allocate: its scratch now
 		var err error
-		if p.attn.Scratch, err = nt.D.NewFlashScratch(p.attn); err != nil {
+		if p.attn.Scratch, err = cuda.NewFlashScratch(p.attn, p.alloc); err != nil {
+			p.free()
 			return nil, fmt.Errorf("devnet: workspace: %w", err)
 		}
 	}
@@ -202,14 +216,11 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 	}
 	hfRows := n
 	if kind == passTrainGraph {
-		hfRows++ // a zero row past the last: the loss head's padding rows read it
+		hfRows++ // a row past the last: the loss head's padding rows read it (zeroed by the recording)
 	}
 	p.hf, p.rstdF = p.take(cuda.F32, hfRows*D), p.take(cuda.F32, n)
 	if training {
 		p.dhf, p.dx = p.take(cuda.F32, hfRows*D), p.take(cuda.F32, n*D)
-	}
-	if kind == passTrainGraph && p.hf != nil { // finite logits in the padding rows (a NaN would stay in its rows, but why keep one)
-		p.do(p.hf.View(n*D, D).Zero())
 	}
 	if kind != passToken { // the fused kernels read f32 and NF4 as they are
 		if r > 0 && nt.tileSize > 0 && loraFusedReady() {

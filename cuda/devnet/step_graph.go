@@ -16,36 +16,52 @@ import (
 // some microseconds of the host's time (cgo, the driver, cuBLAS's own
 // bookkeeping), and at a small model's widths the device's kernels are
 // shorter than that: session 5 found the 0.5B step bound by the host's
-// launches. So a step whose shape repeats is recorded once as a CUDA graph
-// and replayed: the host then uploads the batch and launches once.
+// launches. So steps are recorded as CUDA graphs and replayed: the host
+// then uploads the batch and launches once.
 //
 // A recording replays the same launches with the same arguments, so what
 // changes between steps lives in device memory the kernels read: token ids,
 // positions and attention ranges (the pass's buffers), the targeted rows and
 // their targets, each targeted row's gradient scale (1/denom: the loss head
 // runs CrossEntropyRows, the same kernel as CrossEntropy's scale), and LoRA
-// dropout's keys (DropoutKeyed). The shapes do not change: the pass is laid
-// out for n tokens with positions below n and segments of up to n (the
-// attention reads each row's own range; n only bounds them), and the head
-// for any number of targeted rows padded to whole chunks of HeadRows — one
-// recording per count of chunks — whose padding rows read a zero row kept
-// past hf's last at gradient scale 0 and scatter zeros there.
+// dropout's keys (DropoutKeyed). The shapes are fixed by padding:
+//   - packed batches vary in length (no padding tokens are spent eagerly),
+//     so a batch of n tokens runs as a bucket of n rounded up to 64: the
+//     padding rows are token 0 at position 0, each attending only itself,
+//     never targeted, so they reach no real row and their gradients are
+//     exact zeros (at most 63 tokens' work wasted a step);
+//   - the pass is laid out for any positions below the bucket and segments
+//     up to it (the attention reads each row's own range);
+//   - the loss head takes any number of targeted rows padded to whole
+//     chunks of HeadRows — one recording per count of chunks — whose
+//     padding rows read a zeroed row past hf's last at gradient scale 0.
 //
-// The kept pass holds the step's workspace between steps. Any other pass
-// (validation, DPO's or KD's steps, decoding) frees it first (layout), so
-// no two workspaces are held at once and memory is the plan's; a shape seen
-// only once runs eagerly, so batches of varying length never record. A
-// recording that fails leaves the net stepping eagerly.
+// Every bucket's pass is carved from one arena laid out for the largest
+// bucket seen (the eager pass's memory at that length: the plan's); their
+// buffers overlap, which is safe since the steps run one after another and
+// nothing a recording reads survives between steps (all of it is uploaded,
+// or written before it is read, the spare row included). The arena is kept
+// between steps; any other pass (validation, DPO's or KD's steps,
+// decoding) frees it first (layout), so two workspaces are never held. The
+// first step of a configuration runs eagerly, so a one-off step never lays
+// out an arena; a recording that fails leaves the net stepping eagerly.
 //
 // Gated (stepGraphsReady) until a GPU has run it.
+
+// stepBucket is the granularity of the recorded lengths.
+const stepBucket = 64
+
+// maxStepGraphs bounds the recordings held (every bucket and chunk count):
+// past it they are all dropped and recorded again as needed.
+const maxStepGraphs = 16
 
 // stepGraphsVerified: SFT steps replayed as CUDA graphs. Written without a
 // GPU (session 13, 2026-11-27): on the emulated device the replayed steps
 // give the eager steps' losses and gradients (TestStepGraphsMatchEager),
-// with dropout, kept activations and the head's padding; not yet run on a
-// GPU, where cuBLAS must record its GEMMs without allocating (it does with
-// its default workspace) and the gain is unmeasured: devcheck's
-// STEP_VARIANTS=graphs.
+// with dropout, kept activations, padded buckets and the head's padding;
+// not yet run on a GPU, where cuBLAS records its GEMMs into the graph (a
+// recording that fails leaves the net stepping eagerly) and the gain is
+// unmeasured: devcheck's STEP_VARIANTS="graphs graphs-keep".
 const stepGraphsVerified = false
 
 // DISTILL_CUDA_STEP_GRAPHS=0 or 1 overrides the gate either way.
@@ -57,9 +73,9 @@ var (
 	lastStepGraphErr                                atomic.Pointer[error]
 )
 
-// stepKey is what a recording depends on beyond the batch's contents.
+// stepKey is what a recording depends on beyond the batch.
 type stepKey struct {
-	n, headRows       int
+	headRows          int
 	dropout           bool
 	thresh            uint64 // LoRA dropout's, the same at every site
 	keep              float32
@@ -67,27 +83,48 @@ type stepKey struct {
 	gates             uint16 // the gated paths the layout and the layers take
 }
 
-// stepGraph is the kept pass of one stepKey and its recordings.
+// stepGraph is the kept arena of one stepKey, laid out for up to cap
+// tokens, and the passes carved from it.
 type stepGraph struct {
-	key                       stepKey
+	key     stepKey
+	cap     int
+	arena   *arena
+	buckets map[int]*bucketPass
+	held    int // recordings, all buckets
+	// Upload staging, reused.
+	ids32, pos32, lo32, hi32, idx32, tg32 []int32
+	scale32                               []float32
+	keys                                  []uint64
+}
+
+// bucketPass is the pass for batches of n tokens (a bucket) and its
+// recordings by count of the head's chunks.
+type bucketPass struct {
 	p                         *pass
-	idx, targets, loss, scale *cuda.Buffer // the head's rows padded to whole chunks
+	idx, targets, loss, scale *cuda.Buffer // the head's rows, padded to whole chunks
 	graphs                    map[int]*cuda.Graph
-	ids32, pos32, lo32, hi32  []int32 // upload staging, reused
-	idx32, tg32               []int32
-	scale32                   []float32
-	keys                      []uint64
 }
 
 func (sg *stepGraph) free() {
-	for _, g := range sg.graphs {
-		g.Free()
+	sg.dropGraphs()
+	for _, bp := range sg.buckets {
+		bp.p.free()
 	}
-	sg.graphs = nil
-	sg.p.free()
+	sg.buckets = nil
+	sg.arena.buf.Free()
 }
 
-// dropStepGraph frees the kept pass and its recordings, if any.
+func (sg *stepGraph) dropGraphs() {
+	for _, bp := range sg.buckets {
+		for _, g := range bp.graphs {
+			g.Free()
+		}
+		bp.graphs = map[int]*cuda.Graph{}
+	}
+	sg.held = 0
+}
+
+// dropStepGraph frees the kept arena and its recordings, if any.
 func (nt *Net) dropStepGraph() {
 	if nt.sg != nil {
 		nt.sg.free()
@@ -106,18 +143,20 @@ func gateBits() uint16 {
 	return g
 }
 
-// stepKeyOf is b's key, and false when the recorded layout cannot take b:
-// a position past n, a context the model refuses, attention not by the
-// flash kernels, dropout whose rate differs between sites.
-func (nt *Net) stepKeyOf(b *train.Batch, drop train.DropoutMask) (stepKey, bool) {
+// stepKeyOf is b's key and bucket, and false when the recorded layout
+// cannot take b: a position past its bucket, a bucket past the model's
+// context, attention not by the flash kernels, dropout whose rate differs
+// between sites.
+func (nt *Net) stepKeyOf(b *train.Batch, drop train.DropoutMask) (stepKey, int, bool) {
 	n := b.Len()
-	k := stepKey{n: n, headRows: nt.HeadRows, keepAct: nt.KeepActivations, keepAttn: nt.KeepAttention, gates: gateBits()}
-	if n == 0 || !nt.flashAttention() || nt.M.CheckContext(n) != nil || b.Validate(nt.M.Config.VocabSize) != nil {
-		return k, false
+	nb := (n + stepBucket - 1) / stepBucket * stepBucket
+	k := stepKey{headRows: nt.HeadRows, keepAct: nt.KeepActivations, keepAttn: nt.KeepAttention, gates: gateBits()}
+	if n == 0 || !nt.flashAttention() || nt.M.CheckContext(nb) != nil || b.Validate(nt.M.Config.VocabSize) != nil {
+		return k, nb, false
 	}
 	for _, p := range b.Pos[:n] {
-		if p >= n {
-			return k, false
+		if p >= nb {
+			return k, nb, false
 		}
 	}
 	if drop != nil {
@@ -125,62 +164,72 @@ func (nt *Net) stepKeyOf(b *train.Batch, drop train.DropoutMask) (stepKey, bool)
 		k.dropout = true
 		for site := range len(nt.layers) * nMod {
 			if _, t, kp := drop(site); t != k.thresh || kp != k.keep {
-				return k, false
+				return k, nb, false
 			}
 		}
 	}
-	return k, true
+	return k, nb, true
 }
 
 // stepGraphed runs Step by a recording when it can; done false leaves the
 // step to the eager pass (graphs off, a profiled or benchmark-skipping
-// net, a shape not seen twice in a row, a batch the layout cannot take, a
-// failed recording).
+// net, the first step of its configuration, a batch the layout cannot
+// take, a failed recording).
 func (nt *Net) stepGraphed(b *train.Batch, denom int, drop train.DropoutMask) (loss float64, done bool, err error) {
 	if !stepGraphsReady() || nt.Profile != nil || len(nt.skip) > 0 || nt.A == nil || nt.sgBroken {
 		return 0, false, nil
 	}
-	key, fits := nt.stepKeyOf(b, drop)
+	key, nb, fits := nt.stepKeyOf(b, drop)
 	if !fits {
 		return 0, false, nil
 	}
-	if nt.sg == nil || nt.sg.key != key {
+	if nt.sg == nil || nt.sg.key != key || nb > nt.sg.cap {
 		seen := nt.lastStep == key
 		nt.lastStep = key
 		if !seen {
 			return 0, false, nil
 		}
-		nt.dropStepGraph()
-		sg, err := nt.newStepGraph(key)
+		nt.dropStepGraph() // another configuration, or a longer batch: the arena grows
+		sg, err := nt.newStepGraph(key, nb)
 		if err != nil {
 			nt.stepGraphFailed(err)
 			return 0, false, nil
 		}
 		nt.sg = sg
 	}
-	start := time.Now()
 	sg := nt.sg
-	k, chunks, err := sg.upload(b, denom, drop)
+	start := time.Now()
+	bp, err := sg.bucket(nt, nb)
+	if err != nil {
+		nt.dropStepGraph()
+		nt.stepGraphFailed(err)
+		return 0, false, nil
+	}
+	k, chunks, err := sg.upload(bp, b, denom, drop)
 	if err != nil {
 		return 0, true, err
 	}
-	g := sg.graphs[chunks]
+	g := bp.graphs[chunks]
 	if g == nil {
-		if g, err = sg.record(chunks); err != nil {
+		if sg.held >= maxStepGraphs {
+			sg.dropGraphs()
+		}
+		if g, err = bp.record(chunks); err != nil {
 			nt.dropStepGraph()
 			nt.stepGraphFailed(err)
 			return 0, false, nil
 		}
-		sg.graphs[chunks] = g
+		bp.graphs[chunks] = g
+		sg.held++
 	}
 	if err := g.Launch(); err != nil {
-		return 0, true, fmt.Errorf("%w: %d tokens: %w", errStep, key.n, err)
+		return 0, true, fmt.Errorf("%w: %d tokens: %w", errStep, nb, err)
 	}
 	stepReplays.Add(1)
 	nt.LastIssue = time.Since(start)
 	losses := make([]float32, k)
-	if err := cuda.Read(sg.loss, 0, losses); err != nil {
-		return 0, true, fmt.Errorf("%w: %d tokens: %w", errStep, key.n, err)
+	if err := cuda.Read(bp.loss, 0, losses); err != nil {
+		return 0, true, fmt.Errorf("%w: %d tokens: %w", errStep, nb, err)
 	}
 	for _, v := range losses {
 		loss += float64(v)
@@ -194,11 +243,49 @@ func (nt *Net) stepGraphFailed(err error) {
 	lastStepGraphErr.Store(&err)
 }
 
-// newStepGraph lays out the kept pass for key: positions 0..n−1 and
-// segments up to n bound its RoPE tables and attention, and the head
-// takes up to n targeted rows.
-func (nt *Net) newStepGraph(key stepKey) (*stepGraph, error) {
-	n := key.n
+// newStepGraph allocates the arena for key's passes up to capacity
+// tokens: as many bytes as that bucket's pass takes from the pool (laid
+// out once to count them, and freed).
+func (nt *Net) newStepGraph(key stepKey, capacity int) (*stepGraph, error) {
+	sg := &stepGraph{key: key, cap: capacity, buckets: map[int]*bucketPass{}}
+	bp, err := sg.layout(nt, capacity, nil)
+	if err != nil {
+		return nil, err
+	}
+	bytes := bp.p.taken
+	bp.p.free()
+	// Its blocks, and the eager steps' before it, would stay cached in the
+	// pool beside the arena, twice the workspace held: back to the device.
+	if err := nt.D.Pool.Trim(); err != nil {
+		return nil, fmt.Errorf("devnet: step arena: %w", err)
+	}
+	buf, err := nt.D.Alloc(cuda.U8, bytes)
+	if err != nil {
+		return nil, fmt.Errorf("devnet: step arena of %d bytes: %w", bytes, err)
+	}
+	sg.arena = &arena{buf: buf}
+	return sg, nil
+}
+
+// bucket is the pass for nb tokens, carved from the arena the first time.
+func (sg *stepGraph) bucket(nt *Net, nb int) (*bucketPass, error) {
+	if bp := sg.buckets[nb]; bp != nil {
+		return bp, nil
+	}
+	sg.arena.off = 0 // every bucket's pass from the start: they overlap
+	bp, err := sg.layout(nt, nb, sg.arena)
+	if err != nil {
+		return nil, err
+	}
+	sg.buckets[nb] = bp
+	return bp, nil
+}
+
+// layout lays out the pass for n tokens — positions 0..n−1 and segments up
+// to n bound its RoPE tables and attention, its head takes up to n
+// targeted rows — from ar, or from the pool (nil: to count its bytes).
+func (sg *stepGraph) layout(nt *Net, n int, ar *arena) (*bucketPass, error) {
+	key := sg.key
 	ids, pos, lo, hi := make([]int32, n), make([]int32, n), make([]int32, n), make([]int32, n)
 	for i := range n {
 		pos[i], hi[i] = int32(i), int32(i+1)
@@ -207,31 +294,36 @@ func (nt *Net) newStepGraph(key stepKey) (*stepGraph, error) {
 	if key.dropout {
 		drop = func(int) (uint64, uint64, float32) { return 0, key.thresh, key.keep } // keys: p.dropKeys
 	}
-	p, err := nt.layout(ids, pos, lo, hi, n, nil, drop, passTrainGraph)
+	p, err := nt.layout(ids, pos, lo, hi, n, nil, drop, passTrainGraph, ar)
 	if err != nil {
 		return nil, err
 	}
-	sg := &stepGraph{key: key, p: p, idx: p.idx, targets: p.targets, loss: p.loss, graphs: map[int]*cuda.Graph{},
-		ids32: ids, pos32: pos, lo32: lo, hi32: hi}
-	sg.scale = p.take(cuda.F32, p.idx.Len)
+	bp := &bucketPass{p: p, idx: p.idx, targets: p.targets, loss: p.loss, graphs: map[int]*cuda.Graph{}}
+	bp.scale = p.take(cuda.F32, p.idx.Len)
 	if key.dropout {
 		p.dropKeys = p.take(cuda.U64, len(nt.layers)*nMod)
-		sg.keys = make([]uint64, len(nt.layers)*nMod)
 	}
 	if err := p.failed(); err != nil {
 		p.free()
 		return nil, err
 	}
-	return sg, nil
+	return bp, nil
 }
 
-// upload writes b into the kept pass's buffers: k targeted rows, padded to
-// chunks whole chunks of the head.
-func (sg *stepGraph) upload(b *train.Batch, denom int, drop train.DropoutMask) (k, chunks int, err error) {
-	p := sg.p
-	n, D := p.n, p.nt.M.Config.HiddenSize
-	for i := range n {
-		sg.ids32[i], sg.pos32[i], sg.lo32[i], sg.hi32[i] = int32(b.IDs[i]), int32(b.Pos[i]), int32(b.SegStart[i]), int32(i+1)
+// upload writes b into bp's buffers, padded to its bucket: k targeted rows,
+// padded to chunks whole chunks of the head.
+func (sg *stepGraph) upload(bp *bucketPass, b *train.Batch, denom int, drop train.DropoutMask) (k, chunks int, err error) {
+	p := bp.p
+	n, nb, D := b.Len(), p.n, p.nt.M.Config.HiddenSize
+	sg.ids32, sg.pos32, sg.lo32, sg.hi32 = sg.ids32[:0], sg.pos32[:0], sg.lo32[:0], sg.hi32[:0]
+	for i := range nb {
+		if i < n {
+			sg.ids32, sg.pos32 = append(sg.ids32, int32(b.IDs[i])), append(sg.pos32, int32(b.Pos[i]))
+			sg.lo32, sg.hi32 = append(sg.lo32, int32(b.SegStart[i])), append(sg.hi32, int32(i+1))
+			continue
+		}
+		// Padding: token 0 at position 0, attending itself alone.
+		sg.ids32, sg.pos32, sg.lo32, sg.hi32 = append(sg.ids32, 0), append(sg.pos32, 0), append(sg.lo32, int32(i)), append(sg.hi32, int32(i+1))
 	}
 	sg.idx32, sg.tg32, sg.scale32 = sg.idx32[:0], sg.tg32[:0], sg.scale32[:0]
 	scale := 1 / float32(denom) // as Step's head: bit for bit
@@ -243,40 +335,46 @@ func (sg *stepGraph) upload(b *train.Batch, denom int, drop train.DropoutMask) (
 	k = len(sg.idx32)
 	R := p.hb.Len / D
 	chunks = (k + R - 1) / R
-	for len(sg.idx32) < chunks*R { // padding: the zero row past the last, target 0, scale 0
-		sg.idx32, sg.tg32, sg.scale32 = append(sg.idx32, int32(n)), append(sg.tg32, 0), append(sg.scale32, 0)
-	}
-	if drop != nil {
-		for site := range sg.keys {
-			sg.keys[site], _, _ = drop(site)
-		}
+	for len(sg.idx32) < chunks*R { // padding: the spare row past the last, target 0, scale 0
+		sg.idx32, sg.tg32, sg.scale32 = append(sg.idx32, int32(nb)), append(sg.tg32, 0), append(sg.scale32, 0)
 	}
 	errs := []error{cuda.Write(p.ids, 0, sg.ids32), cuda.Write(p.pos, 0, sg.pos32),
 		cuda.Write(p.attn.Lo, 0, sg.lo32), cuda.Write(p.attn.Hi, 0, sg.hi32),
-		cuda.Write(sg.idx, 0, sg.idx32), cuda.Write(sg.targets, 0, sg.tg32), cuda.Write(sg.scale, 0, sg.scale32)}
+		cuda.Write(bp.idx, 0, sg.idx32), cuda.Write(bp.targets, 0, sg.tg32), cuda.Write(bp.scale, 0, sg.scale32)}
 	if drop != nil {
+		sg.keys = sg.keys[:0]
+		for site := range len(p.nt.layers) * nMod {
+			base, _, _ := drop(site)
+			sg.keys = append(sg.keys, base)
+		}
 		errs = append(errs, cuda.Write(p.dropKeys, 0, sg.keys))
 	}
 	if err := errors.Join(errs...); err != nil {
-		return 0, 0, fmt.Errorf("%w: %d tokens: upload: %w", errStep, n, err)
+		return 0, 0, fmt.Errorf("%w: %d tokens: upload: %w", errStep, nb, err)
 	}
 	return k, chunks, nil
 }
 
 // record captures the step's forward, loss head over chunks chunks of rows
 // and backward.
-func (sg *stepGraph) record(chunks int) (*cuda.Graph, error) {
-	p := sg.p
-	rows := chunks * (p.hb.Len / p.nt.M.Config.HiddenSize)
+func (bp *bucketPass) record(chunks int) (*cuda.Graph, error) {
+	p := bp.p
+	D := p.nt.M.Config.HiddenSize
+	rows := chunks * (p.hb.Len / D)
 	if chunks == 0 {
 		p.idx, p.targets = nil, nil // no targeted row: the head only zeroes dhf, as Step's
 	} else {
-		p.idx, p.targets = sg.idx.View(0, rows), sg.targets.View(0, rows)
+		p.idx, p.targets = bp.idx.View(0, rows), bp.targets.View(0, rows)
 	}
-	p.loss = sg.loss.View(0, max(rows, 1))
+	p.loss = bp.loss.View(0, max(rows, 1))
 	g, err := p.d.Capture(func() error {
+		// The spare row the head's padding reads, zeroed each step (another
+		// bucket's pass may have written over it): a NaN there would stay
+		// in the padding's own rows, but a step's NaN then always means a
+		// real one.
+		p.do(p.hf.View(p.n*D, D).Zero())
 		x := p.forward()
-		p.head(headMode{grad: true, rowScale: sg.scale})
+		p.head(headMode{grad: true, rowScale: bp.scale})
 		p.backward(x)
 		return p.failed()
 	})
@@ -285,4 +383,22 @@ func (sg *stepGraph) record(chunks int) (*cuda.Graph, error) {
 	}
 	stepRecordings.Add(1)
 	return g, nil
+}
+
+// arena is one allocation that passes carve their buffers from, each
+// rounded up to 256 bytes (cudaMalloc's alignment).
+type arena struct {
+	buf *cuda.Buffer // u8
+	off int
+}
+
+func arenaBytes(k cuda.Kind, n int) int { return (max(1, n*k.Size()) + 255) &^ 255 }
+
+func (a *arena) take(k cuda.Kind, n int) (*cuda.Buffer, error) {
+	b, err := a.buf.Carve(k, a.off, n)
+	if err != nil {
+		return nil, fmt.Errorf("devnet: step arena: %w", err)
+	}
+	a.off += arenaBytes(k, n)
+	return b, nil
 }
