@@ -125,3 +125,22 @@ func TestStepGraphsMatchEager(t *testing.T) {
 		}
 	}
 }
+
+// TestStepGraphsTrackCPU: a run's own door (train.Net with the device
+// attached, its dropout masks keyed as a run keys them) with step graphs
+// on: the second micro-batch replays a recording and both stay within
+// TestStepParity's tolerances of the CPU's loss and gradients.
+func TestStepGraphsTrackCPU(t *testing.T) {
+	device(t)
+	t.Setenv("DISTILL_CUDA_STEP_GRAPHS", "1")
+	for _, s := range []setup{setups[0], setups[3]} { // grouped heads with biases; dropout
+		t.Run(s.name, func(t *testing.T) {
+			r0, _, f0, _ := devnet.StepGraphs()
+			stepParity(t, s)
+			r1, _, f1, last := devnet.StepGraphs()
+			if f1 != f0 || r1-r0 != 1 {
+				t.Errorf("%d steps replayed (want 1: the first micro-batch runs eagerly), %d recordings failed: %v", r1-r0, f1-f0, last)
+			}
+		})
+	}
+}
