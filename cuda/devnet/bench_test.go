@@ -117,6 +117,7 @@ func benchStep(b *testing.B, name string, seq int, peak float64) {
 	free1, total, err := d.MemInfo()
 	ok(b, err)
 	var issue time.Duration
+	replays0, _, fails0, _ := devnet.StepGraphs()
 	b.ResetTimer()
 	for range b.N {
 		ok(b, net.ZeroGrads())
@@ -132,6 +133,13 @@ func benchStep(b *testing.B, name string, seq int, peak float64) {
 	// thousand launches; a step has thousands) filled and the host waited
 	// on the device. A hint; nsys tells them apart.
 	b.ReportMetric(issue.Seconds()*1e3/float64(b.N), "ms-issue")
+	// Steps replayed from a recording (DISTILL_CUDA_STEP_GRAPHS), and why
+	// recording failed if it did.
+	replays1, _, fails1, last := devnet.StepGraphs()
+	b.ReportMetric(float64(replays1-replays0)/float64(b.N), "replayed")
+	if fails1 != fails0 {
+		b.Logf("step graphs: recording failed: %v", last)
+	}
 	b.ReportMetric(float64(seq)/sec, "tokens/s")
 	b.ReportMetric(flops/sec/1e9, "GFLOP/s")
 	b.ReportMetric(100*flops/sec/1e12/peak, "MFU%")
