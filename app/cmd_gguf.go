@@ -16,15 +16,15 @@ import (
 )
 
 func init() {
-	register(command{name: "gguf", usage: "--model DIR [--adapter DIR [--adapter-only]] --out FILE.gguf [--type auto|f32|f16|bf16|q8_0] — a GGUF file for llama.cpp and Ollama: the model with the adapter folded in, or the adapter alone", run: runGGUF})
+	register(command{name: "gguf", usage: "--model DIR [--adapter DIR [--adapter-only]] --out FILE.gguf [--type auto|f32|f16|bf16|q8_0|q6_k|q4_k_m] — a GGUF file for llama.cpp and Ollama: the model with the adapter folded in, or the adapter alone", run: runGGUF})
 }
 
 func runGGUF(env *Env, args []string) error {
-	fs := newFlags(env, "gguf", "--model DIR [--adapter DIR [--adapter-only]] --out FILE.gguf [--type auto|f32|f16|bf16|q8_0] [--modelfile]")
+	fs := newFlags(env, "gguf", "--model DIR [--adapter DIR [--adapter-only]] --out FILE.gguf [--type auto|f32|f16|bf16|q8_0|q6_k|q4_k_m] [--modelfile]")
 	dir := fs.String("model", "", "base model folder (HF: config.json, safetensors, tokenizer.json)")
 	adapter := fs.String("adapter", "", "PEFT LoRA adapter folder to fold in (optional)")
 	out := fs.String("out", "", "GGUF file to write (must not exist)")
-	typName := fs.String("type", "auto", "the matrices' type: auto (the base's own f32/f16/bf16), f32, f16, bf16, or q8_0 (8.5 bits/weight)")
+	typName := fs.String("type", "auto", "the file's type: auto (the base's own f32/f16/bf16), f32, f16, bf16, q8_0 (8.5 bits/weight), or llama-quantize's q6_k (6.6 bits/weight) and q4_k_m (its 4-bit mix: Q4_K, with Q6_K for the output and about half the attn_v and ffn_down)")
 	name := fs.String("name", "", "general.name inside the file (default: the model folder's name, with the adapter's)")
 	withModelfile := fs.Bool("modelfile", false, "also write an Ollama Modelfile beside --out (chat TEMPLATE, stop tokens, the checkpoint's sampling)")
 	adapterOnly := fs.Bool("adapter-only", false, "write the adapter alone as a GGUF LoRA adapter (f32), for llama.cpp's --lora or Ollama's ADAPTER over the base's GGUF")
@@ -33,6 +33,9 @@ func runGGUF(env *Env, args []string) error {
 	}
 	if *dir == "" || *out == "" {
 		return fmt.Errorf("--model and --out are required")
+	}
+	if _, _, err := parseGGUFType(*typName); err != nil {
+		return err // before the model is opened
 	}
 	// Ctrl-C stops the export at the next tensor and leaves no file.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -102,23 +105,34 @@ func ggufOptions(m *model.Model, typName, name, adapter string) (gguf.Options, e
 			opt.Name += "+" + filepath.Base(filepath.Clean(adapter))
 		}
 	}
-	if typName != "auto" {
-		t, err := gguf.ParseType(strings.ToLower(typName))
-		if err != nil {
-			return opt, fmt.Errorf("--type: %v", err)
-		}
+	t, auto, err := parseGGUFType(typName)
+	if err != nil {
+		return opt, err
+	}
+	if !auto {
 		opt.Type = t
 		return opt, nil
 	}
 	switch m.Embed.DType {
 	case tensor.F32:
-		opt.Type = gguf.F32
+		opt.Type = gguf.AllF32
 	case tensor.BF16:
-		opt.Type = gguf.BF16
+		opt.Type = gguf.MostlyBF16
 	default:
-		opt.Type = gguf.F16
+		opt.Type = gguf.MostlyF16
 	}
 	return opt, nil
+}
+
+// parseGGUFType reads --type: auto, or one of gguf's file types.
+func parseGGUFType(s string) (t gguf.FileType, auto bool, err error) {
+	if strings.EqualFold(s, "auto") {
+		return 0, true, nil
+	}
+	if t, err = gguf.ParseFileType(s); err != nil {
+		return 0, false, fmt.Errorf("--type: %v, or auto", err)
+	}
+	return t, false, nil
 }
 
 // exportGGUF folds a (nil: none) into m and writes one GGUF file at out,

@@ -13,6 +13,11 @@ import (
 // their bytes. A NaN or ±Inf (a diverged adapter folded in) is an error, and
 // so is a value past f16's range at F16 (it would become ±Inf).
 func encodeRows(dst []byte, t Type, src []float32) error {
+	if n, err := t.rowBytes(len(src)); err != nil {
+		return err
+	} else if n != len(dst) {
+		return fmt.Errorf("%d weights at %s take %d bytes, not %d", len(src), t, n, len(dst))
+	}
 	for i, f := range src {
 		switch {
 		case math.IsNaN(float64(f)) || math.IsInf(float64(f), 0):
@@ -42,12 +47,20 @@ func encodeRows(dst []byte, t Type, src []float32) error {
 			return err
 		}
 		for b, d := range q.Scales {
-			blk := dst[b*(2+q8Block) : (b+1)*(2+q8Block)]
+			blk := dst[b*q8Bytes : (b+1)*q8Bytes]
 			binary.LittleEndian.PutUint16(blk, tensor.F32ToF16(d))
 			for j, v := range q.Qs[b*q8Block : (b+1)*q8Block] {
 				blk[2+j] = byte(v)
 			}
 		}
+	case Q5_0:
+		quantizeQ5_0(dst, src)
+	case Q4_K:
+		quantizeQ4K(dst, src)
+	case Q5_K:
+		quantizeQ5K(dst, src)
+	case Q6_K:
+		quantizeQ6K(dst, src)
 	default:
 		return fmt.Errorf("cannot encode %s", t)
 	}

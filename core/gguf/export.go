@@ -31,10 +31,9 @@ type Source interface {
 
 // Options choose what Export writes.
 type Options struct {
-	// Type stores the matrices; vectors (norms, biases) stay f32, and a
-	// matrix whose rows Q8_0 cannot block is stored f16, as llama.cpp's
-	// converter does.
-	Type Type
+	// Type is the file's type: the matrices' types follow from it
+	// (FileType.tensorType); vectors (norms, biases) stay f32.
+	Type FileType
 	Name string // general.name
 }
 
@@ -62,8 +61,8 @@ func Export(ctx context.Context, m *model.Model, src Source, path string, opt Op
 	if !ok {
 		return fmt.Errorf("gguf: architecture %s has no GGUF mapping here", m.Arch.Name)
 	}
-	if _, err := opt.Type.rowBytes(q8Block); err != nil {
-		return fmt.Errorf("gguf: %v", err)
+	if !opt.Type.valid() {
+		return fmt.Errorf("gguf: cannot write a file of type %s", opt.Type)
 	}
 	kvs, err := archKVs(c, arch.name, opt)
 	if err != nil {
@@ -92,9 +91,9 @@ func archKVs(c *model.Config, arch string, opt Options) ([]KV, error) {
 	kvs := []KV{
 		{"general.architecture", arch},
 		{"general.name", opt.Name},
-		{"general.file_type", opt.Type.fileType()},
+		{"general.file_type", uint32(opt.Type)},
 	}
-	if opt.Type == Q8_0 {
+	if opt.Type.quantized() {
 		kvs = append(kvs, KV{"general.quantization_version", uint32(2)})
 	}
 	kvs = append(kvs,
@@ -135,8 +134,9 @@ var projNames = map[string]string{
 
 // tensorInfos maps every tensor of src to its llama.cpp name, in the
 // order llama.cpp's converter writes them.
-func tensorInfos(m *model.Model, src Source, arch string, permute bool, typ Type) ([]TensorInfo, error) {
+func tensorInfos(m *model.Model, src Source, arch string, permute bool, ft FileType) ([]TensorInfo, error) {
 	c := &m.Config
+	mix := newMixModel(arch, c.NumLayers, c.NumHeads, c.NumKVHeads, m.LMHead == m.Embed)
 	used := map[string]bool{}
 	var out []TensorInfo
 	add := func(hf, name string, heads int) error {
@@ -145,6 +145,13 @@ func tensorInfos(m *model.Model, src Source, arch string, permute bool, typ Type
 			return nil
 		}
 		used[hf] = true
+		typ := F32
+		if len(t.Shape) == 2 {
+			var err error
+			if typ, err = ft.tensorType(name, t.Shape[1], mix); err != nil {
+				return err
+			}
+		}
 		ti, err := tensorInfo(src, t, name, heads, c.HeadDim, typ)
 		if err != nil {
 			return err
@@ -205,19 +212,15 @@ func tensorInfos(m *model.Model, src Source, arch string, permute bool, typ Type
 	return out, nil
 }
 
-// tensorInfo describes t under name, stored at typ (f32 for vectors). With
-// heads > 0 each head's rows are reordered from HF's halves to llama.cpp's
-// interleaved pairs.
+// tensorInfo describes t under name, stored at typ. With heads > 0 each
+// head's rows are reordered from HF's halves to llama.cpp's interleaved
+// pairs.
 func tensorInfo(src Source, t *tensor.Tensor, name string, heads, headDim int, typ Type) (TensorInfo, error) {
 	rows, cols := t.Shape[0], 1
 	switch len(t.Shape) {
 	case 1:
-		typ = F32
 	case 2:
 		cols = t.Shape[1]
-		if _, err := typ.rowBytes(cols); err != nil {
-			typ = F16
-		}
 	default:
 		return TensorInfo{}, fmt.Errorf("tensor %q has shape %v: only vectors and matrices are exported", t.Name, t.Shape)
 	}
@@ -229,7 +232,10 @@ func tensorInfo(src Source, t *tensor.Tensor, name string, heads, headDim int, t
 		dims = []uint64{uint64(rows)}
 	}
 	hf := t.Name
-	rowBytes, _ := typ.rowBytes(cols)
+	rowBytes, err := typ.rowBytes(cols)
+	if err != nil {
+		return TensorInfo{}, fmt.Errorf("tensor %s: %v", name, err)
+	}
 	if heads == 0 && !src.Changed(hf) && sameType(t.DType, typ) {
 		write := func(w io.Writer) error {
 			_, err := w.Write(t.Data)

@@ -38,7 +38,7 @@ func fixtureWithTokenizer(t *testing.T, fixture string) string {
 	return dir
 }
 
-func exportTo(t testing.TB, m *model.Model, a *lora.Adapter, path string, typ gguf.Type) error {
+func exportTo(t testing.TB, m *model.Model, a *lora.Adapter, path string, typ gguf.FileType) error {
 	t.Helper()
 	return gguf.Export(context.Background(), m, merged(t, m, a), path, gguf.Options{Type: typ, Name: "case"})
 }
@@ -61,8 +61,8 @@ func merged(t testing.TB, m *model.Model, a *lora.Adapter) gguf.Source {
 func TestExportWithAdapterIsExportOfMerged(t *testing.T) {
 	for _, tc := range []struct {
 		fixture string
-		typ     gguf.Type
-	}{{"llama3-bf16", gguf.BF16}, {"qwen2-f32", gguf.F32}, {"qwen3-f32", gguf.Q8_0}} {
+		typ     gguf.FileType
+	}{{"llama3-bf16", gguf.MostlyBF16}, {"qwen2-f32", gguf.AllF32}, {"qwen3-f32", gguf.MostlyQ8_0}, {"mistral-f32", gguf.MostlyQ4_K_M}} {
 		t.Run(tc.fixture, func(t *testing.T) {
 			dir := fixtureWithTokenizer(t, tc.fixture)
 			m, err := model.Load(dir)
@@ -177,7 +177,7 @@ func TestExportRefusesTokenizers(t *testing.T) {
 			}
 			defer m.Close()
 			out := filepath.Join(t.TempDir(), "x.gguf")
-			err = exportTo(t, m, nil, out, gguf.F32)
+			err = exportTo(t, m, nil, out, gguf.AllF32)
 			if err == nil {
 				t.Fatal("exported")
 			}
@@ -204,7 +204,7 @@ func TestExportRefuses(t *testing.T) {
 
 	// No tokenizer at all.
 	os.Remove(filepath.Join(dir, "tokenizer.json"))
-	err = exportTo(t, m, nil, out, gguf.F32)
+	err = exportTo(t, m, nil, out, gguf.AllF32)
 	if err == nil || !strings.Contains(err.Error(), "tokenizer.json") {
 		t.Errorf("no tokenizer: %v", err)
 	}
@@ -217,7 +217,7 @@ func TestExportRefuses(t *testing.T) {
 	}
 	p := a.Layers[len(a.Layers)-1][lora.ModuleIndex("down_proj")]
 	p.A[0], p.B[0] = float32(math.NaN()), 1
-	err = exportTo(t, m, a, out, gguf.Q8_0)
+	err = exportTo(t, m, a, out, gguf.MostlyQ8_0)
 	if err == nil || !strings.Contains(err.Error(), "blk.1.ffn_down.weight") {
 		t.Errorf("NaN weight: %v", err)
 	}
@@ -231,19 +231,19 @@ func TestExportRefuses(t *testing.T) {
 	// A weight past f16's range (it would be stored as Inf), and a NaN at
 	// f32, are refused by tensor.
 	p.A[0], p.B[0] = 1e4, 1e4
-	err = exportTo(t, m, a, out, gguf.F16)
+	err = exportTo(t, m, a, out, gguf.MostlyF16)
 	if err == nil || !strings.Contains(err.Error(), "blk.1.ffn_down.weight") || !strings.Contains(err.Error(), "f16's range") {
 		t.Errorf("f16 overflow: %v", err)
 	}
 	p.A[0] = float32(math.NaN())
-	if err := exportTo(t, m, a, out, gguf.F32); err == nil || !strings.Contains(err.Error(), "diverged") {
+	if err := exportTo(t, m, a, out, gguf.AllF32); err == nil || !strings.Contains(err.Error(), "diverged") {
 		t.Errorf("NaN at f32: %v", err)
 	}
 
 	// Cancelled (Ctrl-C): stopped, and nothing left behind.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := gguf.Export(ctx, m, merged(t, m, nil), out, gguf.Options{Type: gguf.F32}); !errors.Is(err, context.Canceled) {
+	if err := gguf.Export(ctx, m, merged(t, m, nil), out, gguf.Options{Type: gguf.AllF32}); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled export: %v", err)
 	}
 	if left, _ := os.ReadDir(filepath.Dir(out)); len(left) > 0 {

@@ -26,70 +26,90 @@ const (
 // Type is a ggml tensor type (ggml.h's enum ggml_type).
 type Type uint32
 
-// The tensor types this package writes.
+// The tensor types this package writes. The quantised ones are ggml's block
+// layouts (ggml-common.h): Q8_0 and Q5_0 in blocks of 32 weights, the
+// K-quants in super-blocks of 256 (kquant_*.go, q5_0.go).
 const (
 	F32  Type = 0
 	F16  Type = 1
+	Q5_0 Type = 6
 	Q8_0 Type = 8
+	Q4_K Type = 12
+	Q5_K Type = 13
+	Q6_K Type = 14
 	BF16 Type = 30
 )
 
+// String is ggml's name for the type (ggml_type_name), as llama.cpp's
+// tools print it.
 func (t Type) String() string {
 	switch t {
 	case F32:
 		return "f32"
 	case F16:
 		return "f16"
+	case Q5_0:
+		return "q5_0"
 	case Q8_0:
 		return "q8_0"
+	case Q4_K:
+		return "q4_K"
+	case Q5_K:
+		return "q5_K"
+	case Q6_K:
+		return "q6_K"
 	case BF16:
 		return "bf16"
 	}
 	return fmt.Sprintf("ggml type %d", uint32(t))
 }
 
-// ParseType accepts the names llama.cpp's tools use.
-func ParseType(s string) (Type, error) {
-	for _, t := range []Type{F32, F16, BF16, Q8_0} {
-		if s == t.String() {
-			return t, nil
-		}
-	}
-	return 0, fmt.Errorf("unknown GGUF tensor type %q (f32, f16, bf16 or q8_0)", s)
-}
+// Block sizes: weights per block, and the bytes one block takes.
+const (
+	q8Block = 32  // Q8_0: f16 scale, 32 int8
+	q5Block = 32  // Q5_0: f16 scale, 32 fifth bits, 32 nibbles
+	qkK     = 256 // a K-quant super-block (ggml's QK_K)
 
-// q8Block is Q8_0's block: 32 weights as int8 with one f16 scale.
-const q8Block = 32
+	q8Bytes  = 2 + q8Block
+	q5Bytes  = 2 + 4 + q5Block/2
+	q4KBytes = 2 + 2 + 12 + qkK/2         // block_q4_K: d, dmin, 6-bit scales and mins, nibbles
+	q5KBytes = 2 + 2 + 12 + qkK/8 + qkK/2 // block_q5_K: as q4_K, and the fifth bits
+	q6KBytes = qkK/2 + qkK/4 + qkK/16 + 2 // block_q6_K: low nibbles, high 2 bits, int8 scales, d
+)
 
-// rowBytes is the size of one row of n elements, or an error when the row
-// cannot be stored at t (Q8_0 needs whole blocks).
-func (t Type) rowBytes(n int) (int, error) {
+// block is how many weights one block of t holds and the bytes it takes
+// (1 and the element size for the unblocked types).
+func (t Type) block() (weights, bytes int) {
 	switch t {
 	case F32:
-		return 4 * n, nil
+		return 1, 4
 	case F16, BF16:
-		return 2 * n, nil
+		return 1, 2
+	case Q5_0:
+		return q5Block, q5Bytes
 	case Q8_0:
-		if n%q8Block != 0 {
-			return 0, fmt.Errorf("a row of %d is not a multiple of q8_0's block of %d", n, q8Block)
-		}
-		return n / q8Block * (2 + q8Block), nil
+		return q8Block, q8Bytes
+	case Q4_K:
+		return qkK, q4KBytes
+	case Q5_K:
+		return qkK, q5KBytes
+	case Q6_K:
+		return qkK, q6KBytes
 	}
-	return 0, fmt.Errorf("cannot store %s", t)
+	return 0, 0
 }
 
-// fileType is general.file_type for a file mostly of t (llama.h's
-// enum llama_ftype).
-func (t Type) fileType() uint32 {
-	switch t {
-	case F16:
-		return 1
-	case Q8_0:
-		return 7
-	case BF16:
-		return 32
+// rowBytes is the size of one row of n elements, or an error when the row
+// cannot be stored at t (the quantised types need whole blocks).
+func (t Type) rowBytes(n int) (int, error) {
+	w, b := t.block()
+	switch {
+	case w == 0:
+		return 0, fmt.Errorf("cannot store %s", t)
+	case n%w != 0:
+		return 0, fmt.Errorf("a row of %d is not a multiple of %s's block of %d", n, t, w)
 	}
-	return 0
+	return n / w * b, nil
 }
 
 // valueType tags a metadata value (gguf.h's enum gguf_type).

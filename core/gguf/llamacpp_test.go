@@ -64,6 +64,11 @@ type ggufCase struct {
 	Modelfile    string           `json:"modelfile,omitempty"`
 	ModelfileSHA string           `json:"modelfile_sha256,omitempty"`
 	Chats        [][]chat.Message `json:"chats,omitempty"`
+	// A quantised case (quantized_test.go), preparing the goldens: the f32
+	// file llama-quantize quantises alike.
+	LlamaQuantize *llamaQuantizeFrom `json:"llama_quantize,omitempty"`
+
+	dir, out string // the folder exported and the folder written to
 }
 
 // llamaGolden is what llama.cpp answered for one case.
@@ -164,6 +169,19 @@ func TestLlamaCppReadsExport(t *testing.T) {
 		manifest = append(manifest, c)
 		if want != nil {
 			t.Run(c.Name, func(t *testing.T) { checkTokenizer(t, c, want.Cases[c.Name]) })
+		}
+	}
+	var lq *quantizeGolden
+	if want != nil {
+		lq = readQuantizeGolden(t)
+	} else {
+		prepareQuantRows(t, out)
+	}
+	for _, qc := range quantCases {
+		c := exportQuantCase(t, out, qc.fixture, qc.typ, want == nil)
+		manifest = append(manifest, c)
+		if want != nil {
+			t.Run(c.Name, func(t *testing.T) { checkQuantCase(t, c, want.Cases[c.Name], lq) })
 		}
 	}
 	if want == nil {
@@ -434,7 +452,7 @@ func export(t *testing.T, dir, out, name, typ string) (string, string) {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	ty, err := gguf.ParseType(typ)
+	ty, err := gguf.ParseFileType(typ)
 	if err != nil {
 		t.Fatal(err)
 	}

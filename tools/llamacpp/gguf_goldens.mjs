@@ -4,7 +4,10 @@
 // fixture (or a LoRA adapter over one), llama.cpp's log-probs of the fixture's
 // token ids; for each real
 // tokenizer, llama.cpp's tokenization of the tokenizer goldens' texts; for
-// both, llama.cpp's special tokens.
+// both, llama.cpp's special tokens. Then it runs llama_quantize.py, which
+// writes llama_quantize.json beside OUT.json: llama-quantize's own files for
+// the quantised cases, and ggml's quantisation of a set of rows.
+import {execFileSync} from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import {getLlama} from "node-llama-cpp";
@@ -81,3 +84,9 @@ const out = {
   cases,
 };
 fs.writeFileSync(outPath, JSON.stringify(out, null, 1) + "\n");
+// llama-quantize through ctypes (Python's standard library; the goldens
+// already need Python for tools/torchref).
+execFileSync(process.env.PYTHON || "python3",
+  [new URL("./llama_quantize.py", import.meta.url).pathname, dir, path.join(path.dirname(outPath), "llama_quantize.json")],
+  {stdio: ["ignore", "inherit", "pipe"]});
+console.log("llama_quantize.json written");
