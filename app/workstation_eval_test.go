@@ -189,6 +189,26 @@ func TestExportAdapter(t *testing.T) {
 	if err1 != nil || err2 != nil || !bytes.Equal(g1, g2) {
 		t.Errorf("exported adapter.gguf (%d bytes, %v) is not `distill gguf --adapter-only` (%d bytes, %v)", len(g1), err1, len(g2), err2)
 	}
+	// At llama.cpp's 4-bit mix: `distill gguf --adapter --type q4_k_m`, the
+	// adapter folded in f32 before quantising (core/gguf checks those bytes
+	// against llama-quantize's; the merged checkpoint's bf16 rounding would
+	// quantise other values).
+	g4, err := w.ExportAdapter(id, "gguf-q4_k_m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	viaCLI = filepath.Join(t.TempDir(), "m4.gguf")
+	if code, _, stderr := run("gguf", "--model", m, "--adapter", peft, "--out", viaCLI, "--name", id, "--type", "q4_k_m"); code != 0 {
+		t.Fatal(stderr)
+	}
+	g1, err1 = os.ReadFile(filepath.Join(g4, "model.gguf"))
+	g2, err2 = os.ReadFile(viaCLI)
+	if err1 != nil || err2 != nil || !bytes.Equal(g1, g2) {
+		t.Errorf("exported q4_k_m model.gguf (%d bytes, %v) is not `distill gguf --adapter --type q4_k_m` (%d bytes, %v)", len(g1), err1, len(g2), err2)
+	}
+	if g0, err := os.ReadFile(filepath.Join(gg, "model.gguf")); err != nil || len(g1) >= len(g0) {
+		t.Errorf("q4_k_m model.gguf has %d bytes, the base-precision one %d (%v)", len(g1), len(g0), err)
+	}
 	if _, err := w.ExportAdapter(id, "onnx"); err == nil {
 		t.Error("unknown export kind: no error")
 	}

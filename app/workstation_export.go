@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"distill/core/gguf"
 	"distill/core/lora"
@@ -20,7 +21,8 @@ const exportRoot = "exports"
 // checkpoint (safetensors, for any trainer or server), "gguf" folds it in
 // and writes model.gguf at the base's own precision with an Ollama
 // Modelfile beside it, and the adapter alone as adapter.gguf (for
-// llama.cpp and Ollama). The folder is
+// llama.cpp and Ollama); "gguf-q4_k_m" the same with model.gguf at
+// llama.cpp's usual 4-bit mix (what a llama.cpp or Ollama fleet serves). The folder is
 // exports/<name>-<kind> and must not exist yet.
 func (w *Workstation) ExportAdapter(name, kind string) (string, error) {
 	a, err := w.db.Adapter(context.Background(), name)
@@ -37,7 +39,7 @@ func (w *Workstation) ExportAdapter(name, kind string) (string, error) {
 	switch kind {
 	case "peft":
 		return out, copyFolder(a.Path, out)
-	case "merged", "gguf":
+	case "merged", "gguf", "gguf-q4_k_m":
 		m, err := model.Load(a.BaseModel)
 		if err != nil {
 			return "", fmt.Errorf("the base model of %s: %w", name, err)
@@ -50,21 +52,26 @@ func (w *Workstation) ExportAdapter(name, kind string) (string, error) {
 		if kind == "merged" {
 			return out, lora.Merge(m, ad, out, lora.KeepDType)
 		}
-		return out, exportGGUFFolder(m, ad, name, out)
+		typ, _ := strings.CutPrefix(strings.TrimPrefix(kind, "gguf"), "-")
+		if typ == "" {
+			typ = "auto"
+		}
+		return out, exportGGUFFolder(m, ad, name, out, typ)
 	}
-	return "", fmt.Errorf("export %s: unknown kind %q (peft, merged or gguf)", name, kind)
+	return "", fmt.Errorf("export %s: unknown kind %q (peft, merged, gguf or gguf-q4_k_m)", name, kind)
 }
 
-// exportGGUFFolder writes out/model.gguf (the adapter folded in, at the
-// base's precision), out/adapter.gguf (the adapter alone) and
-// out/Modelfile, through a temporary folder renamed at the end.
-func exportGGUFFolder(m *model.Model, a *lora.Adapter, name, out string) error {
+// exportGGUFFolder writes out/model.gguf (the adapter folded in, at type
+// typ as `distill gguf --type` reads it: auto keeps the base's precision),
+// out/adapter.gguf (the adapter alone) and out/Modelfile, through a
+// temporary folder renamed at the end.
+func exportGGUFFolder(m *model.Model, a *lora.Adapter, name, out, typ string) error {
 	tmp, err := os.MkdirTemp(filepath.Dir(out), "."+filepath.Base(out)+"-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	opt, err := ggufOptions(m, "auto", name, "")
+	opt, err := ggufOptions(m, typ, name, "")
 	if err != nil {
 		return err
 	}

@@ -69,7 +69,7 @@ type adaptersView struct {
 	mode    string // "rename" or "tag" while the input is open
 	target  string // the adapter the input or confirmation is about
 	confirm bool   // awaiting y/n to delete target
-	export  bool   // awaiting p (PEFT), m (merged) or g (GGUF) to export target
+	export  bool   // awaiting p (PEFT), m (merged), g (GGUF) or 4 (GGUF q4_k_m) to export target
 	// exportRun is a run whose adapter the Runs view asked to export: once
 	// the list has loaded, its adapter is selected and the export prompt
 	// opens.
@@ -147,7 +147,7 @@ func (v adaptersView) key(ctx *Context, msg tea.KeyMsg) (adaptersView, tea.Cmd) 
 	if v.export {
 		name := v.target
 		v.export, v.target = false, ""
-		kind := map[string]string{"p": "peft", "m": "merged", "g": "gguf"}[msg.String()]
+		kind := map[string]string{"p": "peft", "m": "merged", "g": "gguf", "4": "gguf-q4_k_m"}[msg.String()]
 		if kind == "" {
 			v.note, v.noteBad = "", false
 			return v, nil
@@ -308,7 +308,9 @@ func (v adaptersView) view(ctx *Context) string {
 	case v.confirm:
 		foot = []string{st.Warn.Render(fmt.Sprintf("delete the registration of %s (its files stay)? y/n", v.target))}
 	case v.export:
-		foot = []string{st.Warn.Render("export " + v.target + " to exports/: p PEFT adapter (vLLM, TGI) · m merged HF checkpoint · g GGUF (llama.cpp, Ollama) · other: cancel")}
+		// Short enough for 80 columns: the choice is the point, the row
+		// above shows which adapter, and the outcome names the folder.
+		foot = []string{st.Warn.Render("export: p PEFT · m merged HF · g GGUF · 4 GGUF q4_k_m · other keys cancel")}
 	case v.mode != "" && v.note != "":
 		foot = []string{st.Bad.Render(v.note), v.input.View()}
 	case v.mode != "":

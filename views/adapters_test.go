@@ -133,13 +133,14 @@ func TestAdaptersTagAndDelete(t *testing.T) {
 	}
 }
 
-// x asks PEFT or merged; the answer exports in a command and the outcome
+// x asks PEFT, merged, GGUF or 4-bit GGUF; the answer exports in a command and the outcome
 // shows; any other key cancels.
 func TestAdaptersExport(t *testing.T) {
 	svc := &fakeService{adapters: threeAdapters()}
 	m := adaptersModel(svc, 80, 24)
 	m = step(m, keys("x"))
-	if f := m.View(); !strings.Contains(f, "p PEFT adapter") || !strings.Contains(f, "m merged") {
+	// Every choice visible at 80 columns.
+	if f := m.View(); !strings.Contains(f, "export: p PEFT · m merged HF · g GGUF · 4 GGUF q4_k_m · other keys cancel") {
 		t.Fatalf("no export choice:\n%s", f)
 	}
 	m = step(m, keys("q")) // cancels the choice; does not quit
@@ -154,6 +155,12 @@ func TestAdaptersExport(t *testing.T) {
 	}
 	if f := m.View(); !strings.Contains(f, "exported sft-creditmix-0412 to exports/sft-creditmix-0412-merged") {
 		t.Errorf("outcome not shown:\n%s", f)
+	} // 4: GGUF at llama.cpp's 4-bit mix.
+	m = step(m, keys("x"))
+	m, cmd = stepCmd(m, func() tea.Msg { return keys("4") })
+	stepCmd(m, cmd)
+	if len(svc.exported) != 2 || svc.exported[1] != "sft-creditmix-0412:gguf-q4_k_m" {
+		t.Fatalf("exported %v", svc.exported)
 	}
 }
 
