@@ -90,6 +90,21 @@ func (d *Device) KDRows(loss, z, t, target *Buffer, rows, vocab int, divergence 
 	}
 	return call(func() C.int {
 		return C.dc_kd_rows((*C.float)(loss.ptr), (*C.float)(z.ptr), (*C.float)(t.ptr), (*C.int32_t)(target.ptr), C.int(rows), C.int(vocab),
-			C.int(div), C.float(tau), C.float(alpha), C.float(beta), C.float(scale))
+			C.int(div), C.float(tau), C.float(alpha), C.float(beta), C.float(scale), nil)
+	})
+}
+
+// KDRowsScaled is KDRows with each row's gradient scaled by rowScale[r]
+// (f32, rows): a recorded step's, its padding rows at 0.
+func (d *Device) KDRowsScaled(loss, z, t, target, rowScale *Buffer, rows, vocab int, divergence string, tau, alpha, beta float32) error {
+	div, known := KDDivergences[divergence]
+	if err := check("kd_rows").true(known, "unknown divergence %q", divergence).buf("loss", loss, F32, rows).
+		buf("z", z, F32, rows*vocab).buf("t", t, F32, rows*vocab).buf("target", target, I32, rows).
+		buf("row_scale", rowScale, F32, rows).err; err != nil {
+		return err
+	}
+	return call(func() C.int {
+		return C.dc_kd_rows((*C.float)(loss.ptr), (*C.float)(z.ptr), (*C.float)(t.ptr), (*C.int32_t)(target.ptr), C.int(rows), C.int(vocab),
+			C.int(div), C.float(tau), C.float(alpha), C.float(beta), 0, (*C.float)(rowScale.ptr))
 	})
 }

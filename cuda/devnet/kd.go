@@ -16,6 +16,9 @@ import (
 // and its logits are formed HeadRows rows at a time beside the student's.
 // Gradients are of Σ loss / denom; it returns Σ loss.
 func (nt *Net) StepKD(b *train.Batch, denom int, drop train.DropoutMask, kd *train.KD) (float64, error) {
+	if loss, done, err := nt.stepGraphed(b, denom, drop, kd); done {
+		return loss, err
+	}
 	start := time.Now()
 	t, err := nt.teacher(kd)
 	if err != nil {

@@ -348,7 +348,7 @@ func (p *pass) baseOnly() { p.adapterOff, p.kx = true, 0 }
 // token loss, as core/train's Net.Step: gradients are of Σ loss / denom.
 // drop keys the LoRA dropout masks (nil: none).
 func (nt *Net) Step(b *train.Batch, denom int, drop train.DropoutMask) (float64, error) {
-	if loss, done, err := nt.stepGraphed(b, denom, drop); done {
+	if loss, done, err := nt.stepGraphed(b, denom, drop, nil); done {
 		return loss, err
 	}
 	start := time.Now()
@@ -563,7 +563,11 @@ func (p *pass) head(m headMode) {
 			p.do(d.GatherRows(t.th, t.hidden, idx, kk, t.dt))
 			p.do(d.ToBF16(t.thb, t.th, kk*t.dt))
 			p.do(d.GemmBF16(false, true, kk, V, t.dt, 1, t.thb, t.dt, t.head, t.dt, 0, t.logits, V))
-			p.do(d.KDRows(loss, p.logits, t.logits, tg, kk, V, t.divergence, t.tau, t.alpha, t.beta, m.scale))
+			if m.rowScale != nil { // a recorded step's (step_graph.go)
+				p.do(d.KDRowsScaled(loss, p.logits, t.logits, tg, m.rowScale.View(r0, kk), kk, V, t.divergence, t.tau, t.alpha, t.beta))
+			} else {
+				p.do(d.KDRows(loss, p.logits, t.logits, tg, kk, V, t.divergence, t.tau, t.alpha, t.beta, m.scale))
+			}
 		case m.rowScale != nil:
 			p.do(d.CrossEntropyRows(loss, p.logits, tg, m.rowScale.View(r0, kk), kk, V))
 		default:

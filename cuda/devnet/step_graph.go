@@ -81,6 +81,11 @@ type stepKey struct {
 	keep              float32
 	keepAct, keepAttn bool
 	gates             uint16 // the gated paths the layout and the layers take
+	// Logit distillation's (StepKD): the teacher on the device and its
+	// settings; nil for SFT.
+	teacher          *Net
+	divergence       string
+	tau, alpha, beta float32
 }
 
 // stepGraph is the kept arena of one stepKey, laid out for up to cap
@@ -102,6 +107,7 @@ type stepGraph struct {
 type bucketPass struct {
 	p                         *pass
 	idx, targets, loss, scale *cuda.Buffer // the head's rows, padded to whole chunks
+	kd                        *kdHead      // KD's: hidden holds the teacher's states, copied in before each replay, and a spare row
 	graphs                    map[int]*cuda.Graph
 }
 
@@ -175,13 +181,24 @@ func (nt *Net) stepKeyOf(b *train.Batch, drop train.DropoutMask) (stepKey, int, 
 // step to the eager pass (graphs off, a profiled or benchmark-skipping
 // net, the first step of its configuration, a batch the layout cannot
 // take, a failed recording).
-func (nt *Net) stepGraphed(b *train.Batch, denom int, drop train.DropoutMask) (loss float64, done bool, err error) {
+// With kd, the step is StepKD's: the teacher's pass runs eagerly (its own
+// net's), its hidden states copied into the kept pass before the replay.
+func (nt *Net) stepGraphed(b *train.Batch, denom int, drop train.DropoutMask, kd *train.KD) (loss float64, done bool, err error) {
 	if !stepGraphsReady() || nt.Profile != nil || len(nt.skip) > 0 || nt.A == nil || nt.sgBroken {
 		return 0, false, nil
 	}
+	start := time.Now()
 	key, nb, fits := nt.stepKeyOf(b, drop)
 	if !fits {
 		return 0, false, nil
+	}
+	var teacher *Net
+	if kd != nil {
+		if teacher, err = nt.teacher(kd); err != nil {
+			return 0, false, nil // the eager step says why
+		}
+		key.teacher, key.divergence = teacher, kd.Divergence
+		key.tau, key.alpha, key.beta = float32(kd.Temperature), float32(kd.Alpha), float32(kd.Beta)
 	}
 	if nt.sg == nil || nt.sg.key != key || nb > nt.sg.cap {
 		seen := nt.lastStep == key
@@ -198,7 +215,6 @@ func (nt *Net) stepGraphed(b *train.Batch, denom int, drop train.DropoutMask) (l
 		nt.sg = sg
 	}
 	sg := nt.sg
-	start := time.Now()
 	bp, err := sg.bucket(nt, nb)
 	if err != nil {
 		nt.dropStepGraph()
@@ -208,6 +224,22 @@ func (nt *Net) stepGraphed(b *train.Batch, denom int, drop train.DropoutMask) (l
 	k, chunks, err := sg.upload(bp, b, denom, drop)
 	if err != nil {
 		return 0, true, err
+	}
+	if teacher != nil {
+		// The teacher's pass beside the kept arena: more than the plan,
+		// which counts it beside the student's step or its hidden states
+		// alone. Where that does not fit, the net goes back to eager steps.
+		hidden, err := teacher.Hidden(b)
+		if err != nil {
+			nt.dropStepGraph()
+			nt.stepGraphFailed(fmt.Errorf("kd teacher beside the kept step: %w", err))
+			return 0, false, nil
+		}
+		err = hidden.CopyTo(bp.kd.hidden) // on the stream before the replay: freeing it after is safe
+		hidden.Free()
+		if err != nil {
+			return 0, true, fmt.Errorf("%w: %d tokens: kd teacher: %w", errStep, nb, err)
+		}
 	}
 	g := bp.graphs[chunks]
 	if g == nil {
@@ -300,6 +332,13 @@ func (sg *stepGraph) layout(nt *Net, n int, ar *arena) (*bucketPass, error) {
 	}
 	bp := &bucketPass{p: p, idx: p.idx, targets: p.targets, loss: p.loss, graphs: map[int]*cuda.Graph{}}
 	bp.scale = p.take(cuda.F32, p.idx.Len)
+	if t := key.teacher; t != nil {
+		c, tc := &nt.M.Config, &t.M.Config
+		R, Dt := p.hb.Len/c.HiddenSize, tc.HiddenSize
+		bp.kd = &kdHead{hidden: p.take(cuda.F32, (n+1)*Dt), head: t.head, dt: Dt, divergence: key.divergence,
+			tau: key.tau, alpha: key.alpha, beta: key.beta,
+			th: p.take(cuda.F32, R*Dt), thb: p.take(cuda.BF16, R*Dt), logits: p.take(cuda.F32, R*c.VocabSize)}
+	}
 	if key.dropout {
 		p.dropKeys = p.take(cuda.U64, len(nt.layers)*nMod)
 	}
@@ -373,8 +412,11 @@ func (bp *bucketPass) record(chunks int) (*cuda.Graph, error) {
 		// in the padding's own rows, but a step's NaN then always means a
 		// real one.
 		p.do(p.hf.View(p.n*D, D).Zero())
+		if bp.kd != nil { // the teacher's spare row, read by the same padding
+			p.do(bp.kd.hidden.View(p.n*bp.kd.dt, bp.kd.dt).Zero())
+		}
 		x := p.forward()
-		p.head(headMode{grad: true, rowScale: bp.scale})
+		p.head(headMode{grad: true, rowScale: bp.scale, kd: bp.kd})
 		p.backward(x)
 		return p.failed()
 	})

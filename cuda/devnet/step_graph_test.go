@@ -3,6 +3,7 @@
 package devnet_test
 
 import (
+	"fmt"
 	"math"
 	"testing"
 
@@ -142,5 +143,89 @@ func TestStepGraphsTrackCPU(t *testing.T) {
 				t.Errorf("%d steps replayed (want 1: the first micro-batch runs eagerly), %d recordings failed: %v", r1-r0, f1-f0, last)
 			}
 		})
+	}
+}
+
+// TestKDStepGraphsMatchEager is TestStepGraphsMatchEager for logit
+// distillation's steps (StepKD): the teacher's pass eager, its hidden states
+// copied into the recorded pass, the KD rows' gradient scaled per row. With
+// one row of logits at a time the replayed steps are the eager ones bit for
+// bit; at 16, with the head's last chunk padded, its GEMMs' shapes change
+// the gradients by what changing HeadRows does to eager steps (measured:
+// 2.8e-4 relative between eager steps at 16 and 13 rows, 9.9e-4 between 16
+// and 1 — KD's gradient, a difference of two distributions, is sensitive to
+// the logits' last bits).
+func TestKDStepGraphsMatchEager(t *testing.T) {
+	d := device(t)
+	for _, c := range []struct {
+		s  setup
+		kd train.KD
+	}{
+		{setups[0], train.KD{Divergence: "forward_kl", Temperature: 2, Alpha: 0.5}},
+		{setups[3], train.KD{Divergence: "jsd", Temperature: 1.5, Alpha: 0.2, Beta: 0.5}}, // dropout
+	} {
+		s := c.s
+		for _, hr := range []int{1, 16} {
+			t.Run(fmt.Sprintf("%s_%s_rows%d", s.name, c.kd.Divergence, hr), func(t *testing.T) {
+				dir, tdir := t.TempDir(), t.TempDir()
+				ok(t, model.WriteRandom(dir, s.shape, tensor.BF16, 31))
+				ts := model.Shape{Arch: "Qwen2ForCausalLM", Hidden: 192, Intermediate: 512, Layers: 2, Heads: 6, KVHeads: 2,
+					Vocab: s.shape.Vocab, Tied: true, RopeTheta: 1e6, RMSNormEps: 1e-6, MaxPositions: 256, BOS: 1, EOS: 2}
+				ok(t, model.WriteRandom(tdir, ts, tensor.BF16, 32))
+				teacher, err := model.Load(tdir)
+				ok(t, err)
+				t.Cleanup(func() { teacher.Close() })
+				kd := c.kd
+				kd.Teacher, kd.Backend = teacher, tensor.CPU{}
+				V := s.shape.Vocab
+				batches := []*train.Batch{batch(rng(5), V, 37, 21, 1), batch(rng(6), V, 59), batch(rng(8), V, 40),
+					batch(rng(9), V, 9, 9, 72), batch(rng(10), V, 30, 29)}
+				run := func(graphs string) ([]float64, []float32) {
+					t.Setenv("DISTILL_CUDA_STEP_GRAPHS", graphs)
+					m, a := build(t, dir, s)
+					net, err := devnet.New(d, m, a)
+					ok(t, err)
+					defer net.Close()
+					net.HeadRows = hr
+					ok(t, net.ZeroGrads())
+					var losses []float64
+					for i, b := range batches {
+						var drop train.DropoutMask
+						if s.dropout > 0 {
+							drop = func(site int) (uint64, uint64, float32) {
+								return uint64(i+1)<<32 ^ uint64(site)*0x9e3779b97f4a7c15, uint64(s.dropout * math.MaxUint64), float32(1 / (1 - s.dropout))
+							}
+						}
+						l, err := net.StepKD(b, 40+i, drop, &kd)
+						ok(t, err)
+						losses = append(losses, l)
+					}
+					g := make([]float32, len(a.Params))
+					ok(t, net.DownloadGrads(g))
+					return losses, g
+				}
+				wantL, wantG := run("0")
+				r0, _, f0, _ := devnet.StepGraphs()
+				gotL, gotG := run("1")
+				r1, _, f1, last := devnet.StepGraphs()
+				if f1 != f0 || r1-r0 != 4 { // all but the first
+					t.Fatalf("%d steps replayed (want 4), %d recordings failed: %v", r1-r0, f1-f0, last)
+				}
+				for i := range wantL {
+					if math.Abs(gotL[i]-wantL[i]) > 1e-6*math.Abs(wantL[i]) || math.IsNaN(gotL[i]) {
+						t.Errorf("loss %d: %v replayed, %v eager", i, gotL[i], wantL[i])
+					}
+				}
+				tol := 1e-3
+				if hr == 1 {
+					tol = 1e-7
+				}
+				rel := relL2(gotG, wantG)
+				if rel > tol || rel != rel {
+					t.Errorf("gradients differ by %.2e relative", rel)
+				}
+				t.Logf("gradients %.2e relative", rel)
+			})
+		}
 	}
 }

@@ -23,8 +23,10 @@ __device__ __forceinline__ double kd_log_mix(double lt, double ls, double lbeta,
   return hi + log1p(exp(-fabs(a - b)));
 }
 
+// row_scale, when not null, scales each row's gradient in place of scale
+// (a recorded step's: its padding rows at 0).
 __global__ void k_kd_rows(float *loss, float *z, const float *t, const int32_t *target, int vocab, int div,
-                          double tau, double alpha, double beta, float scale) {
+                          double tau, double alpha, double beta, float scale, const float *row_scale) {
   __shared__ float shf[33];
   __shared__ double sh[33];
   float *zr = z + (int64_t)blockIdx.x * vocab;
@@ -34,6 +36,7 @@ __global__ void k_kd_rows(float *loss, float *z, const float *t, const int32_t *
     if (threadIdx.x == 0) loss[blockIdx.x] = NAN;
     return;
   }
+  if (row_scale != nullptr) scale = row_scale[blockIdx.x];
   double inv = 1.0 / tau;
   double lbeta = log(beta), l1beta = log1p(-beta);  // JSD's weights, in log space
   // Pass 1: maxima, then the three log-sum-exps.

@@ -444,12 +444,19 @@ static void kd_case(int rows, int vocab, int div, float tau, float alpha, float 
     want_loss[r] = kd_row_ref(z.data() + (size_t)r * vocab, t.data() + (size_t)r * vocab, vocab, tg[r], div, tau, alpha,
                               beta, scale, want_z.data() + (size_t)r * vocab);
   }
-  std::vector<float> loss(rows, 0.f);
+  std::vector<float> loss(rows, 0.f), z2 = z, loss2(rows, 0.f), rs(rows, scale);
   emu_launch(rows, 1, 512, 0, [&] {
-    k_kd_rows(loss.data(), z.data(), t.data(), tg.data(), vocab, div, (double)tau, (double)alpha, (double)beta, scale);
+    k_kd_rows(loss.data(), z.data(), t.data(), tg.data(), vocab, div, (double)tau, (double)alpha, (double)beta, scale,
+              nullptr);
   });
   check(tag + " loss", loss, want_loss, 1e-6);
   check(tag + " grad", z, want_z, 1e-6);
+  // Each row's scale read from memory (a recorded step's), the argument ignored.
+  emu_launch(rows, 1, 512, 0, [&] {
+    k_kd_rows(loss2.data(), z2.data(), t.data(), tg.data(), vocab, div, (double)tau, (double)alpha, (double)beta, 7.f,
+              rs.data());
+  });
+  check(tag + " grad, row scales", z2, want_z, 1e-6);
 }
 
 static void kd_cases() {
