@@ -41,10 +41,15 @@ import (
 // buffers overlap, which is safe since the steps run one after another and
 // nothing a recording reads survives between steps (all of it is uploaded,
 // or written before it is read, the spare row included). The arena is kept
-// between steps; any other pass (validation, DPO's or KD's steps,
-// decoding) frees it first (layout), so two workspaces are never held. The
-// first step of a configuration runs eagerly, so a one-off step never lays
-// out an arena; a recording that fails leaves the net stepping eagerly.
+// between steps; any other pass of this net (validation, DPO's steps,
+// decoding) frees it first (layout), so two of its workspaces are never
+// held — but a KD step runs its teacher's pass (the teacher's own net)
+// beside it. The first step of a configuration runs eagerly, so a one-off
+// step never lays out an arena; a recording that fails leaves the net
+// stepping eagerly.
+//
+// SFT's steps (Step) and logit distillation's (StepKD) are recorded; DPO's
+// (StepRows) go to the host between forward and backward and stay eager.
 //
 // Gated (stepGraphsReady) until a GPU has run it.
 
