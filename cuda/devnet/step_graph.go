@@ -56,9 +56,10 @@ import (
 // stepBucket is the granularity of the recorded lengths.
 const stepBucket = 64
 
-// maxStepGraphs bounds the recordings held (every bucket and chunk count):
-// past it they are all dropped and recorded again as needed.
-const maxStepGraphs = 16
+// maxStepGraphs bounds the recordings held (each bucket's forward and
+// backward, each bucket and chunk count's head): past it they are all
+// dropped and recorded again as needed.
+const maxStepGraphs = 48
 
 // stepGraphsVerified: SFT steps replayed as CUDA graphs. Written without a
 // GPU (session 13, 2026-11-27): on the emulated device the replayed steps
@@ -113,7 +114,17 @@ type bucketPass struct {
 	p                         *pass
 	idx, targets, loss, scale *cuda.Buffer // the head's rows, padded to whole chunks
 	kd                        *kdHead      // KD's: hidden holds the teacher's states, copied in before each replay, and a spare row
-	graphs                    map[int]*cuda.Graph
+	// A step is three recordings launched in turn — the forward, the loss
+	// head over a count of chunks, the backward — so lengths and counts of
+	// targeted rows add recordings rather than multiply them.
+	fwd, bwd *cuda.Graph
+	heads    map[int]*cuda.Graph
+	x        *cuda.Buffer // the last layer's output: the forward's, the backward's input
+	// warm: a step with targeted rows ran on this pass uncaptured, every
+	// kernel and GEMM shape a recording launches then loaded and set up
+	// outside a capture (a module loaded lazily, or cuBLAS's first call for
+	// a shape, inside one can fail it). Every head chunk has the same rows.
+	warm bool
 }
 
 func (sg *stepGraph) free() {
@@ -127,10 +138,12 @@ func (sg *stepGraph) free() {
 
 func (sg *stepGraph) dropGraphs() {
 	for _, bp := range sg.buckets {
-		for _, g := range bp.graphs {
+		for _, g := range bp.heads {
 			g.Free()
 		}
-		bp.graphs = map[int]*cuda.Graph{}
+		bp.fwd.Free()
+		bp.bwd.Free()
+		bp.fwd, bp.bwd, bp.heads = nil, nil, map[int]*cuda.Graph{}
 	}
 	sg.held = 0
 }
@@ -246,23 +259,29 @@ func (nt *Net) stepGraphed(b *train.Batch, denom int, drop train.DropoutMask, kd
 			return 0, true, fmt.Errorf("%w: %d tokens: kd teacher: %w", errStep, nb, err)
 		}
 	}
-	g := bp.graphs[chunks]
-	if g == nil {
-		if sg.held >= maxStepGraphs {
-			sg.dropGraphs()
+	if !bp.warm { // uncaptured the first time: a real step, and the warm-up
+		bp.warm = chunks > 0
+		bp.phase(chunks, phaseForward)
+		bp.phase(chunks, phaseHead)
+		bp.phase(chunks, phaseBackward)
+		if err := bp.p.failed(); err != nil {
+			nt.dropStepGraph() // its pass is spent
+			return 0, true, err
 		}
-		if g, err = bp.record(chunks); err != nil {
+	} else {
+		graphs, err := sg.recordings(bp, chunks)
+		if err != nil {
 			nt.dropStepGraph()
 			nt.stepGraphFailed(err)
 			return 0, false, nil
 		}
-		bp.graphs[chunks] = g
-		sg.held++
+		for _, g := range graphs {
+			if err := g.Launch(); err != nil {
+				return 0, true, fmt.Errorf("%w: %d tokens: %w", errStep, nb, err)
+			}
+		}
+		stepReplays.Add(1)
 	}
-	if err := g.Launch(); err != nil {
-		return 0, true, fmt.Errorf("%w: %d tokens: %w", errStep, nb, err)
-	}
-	stepReplays.Add(1)
 	nt.LastIssue = time.Since(start)
 	losses := make([]float32, k)
 	if err := cuda.Read(bp.loss, 0, losses); err != nil {
@@ -335,7 +354,7 @@ func (sg *stepGraph) layout(nt *Net, n int, ar *arena) (*bucketPass, error) {
 	if err != nil {
 		return nil, err
 	}
-	bp := &bucketPass{p: p, idx: p.idx, targets: p.targets, loss: p.loss, graphs: map[int]*cuda.Graph{}}
+	bp := &bucketPass{p: p, idx: p.idx, targets: p.targets, loss: p.loss, heads: map[int]*cuda.Graph{}}
 	bp.scale = p.take(cuda.F32, p.idx.Len)
 	if t := key.teacher; t != nil {
 		c, tc := &nt.M.Config, &t.M.Config
@@ -399,19 +418,21 @@ func (sg *stepGraph) upload(bp *bucketPass, b *train.Batch, denom int, drop trai
 	return k, chunks, nil
 }
 
-// record captures the step's forward, loss head over chunks chunks of rows
-// and backward.
-func (bp *bucketPass) record(chunks int) (*cuda.Graph, error) {
+// The three parts of a recorded step.
+const (
+	phaseForward = iota
+	phaseHead
+	phaseBackward
+)
+
+// phase launches one part of bp's step: the forward (the spare rows its
+// padding reads zeroed first), the loss head over chunks chunks of rows, or
+// the backward.
+func (bp *bucketPass) phase(chunks, which int) {
 	p := bp.p
 	D := p.nt.M.Config.HiddenSize
-	rows := chunks * (p.hb.Len / D)
-	if chunks == 0 {
-		p.idx, p.targets = nil, nil // no targeted row: the head only zeroes dhf, as Step's
-	} else {
-		p.idx, p.targets = bp.idx.View(0, rows), bp.targets.View(0, rows)
-	}
-	p.loss = bp.loss.View(0, max(rows, 1))
-	g, err := p.d.Capture(func() error {
+	switch which {
+	case phaseForward:
 		// The spare row the head's padding reads, zeroed each step (another
 		// bucket's pass may have written over it): a NaN there would stay
 		// in the padding's own rows, but a step's NaN then always means a
@@ -420,9 +441,61 @@ func (bp *bucketPass) record(chunks int) (*cuda.Graph, error) {
 		if bp.kd != nil { // the teacher's spare row, read by the same padding
 			p.do(bp.kd.hidden.View(p.n*bp.kd.dt, bp.kd.dt).Zero())
 		}
-		x := p.forward()
+		bp.x = p.forward()
+	case phaseHead:
+		rows := chunks * (p.hb.Len / D)
+		if chunks == 0 {
+			p.idx, p.targets = nil, nil // no targeted row: the head only zeroes dhf, as Step's
+		} else {
+			p.idx, p.targets = bp.idx.View(0, rows), bp.targets.View(0, rows)
+		}
+		p.loss = bp.loss.View(0, max(rows, 1))
 		p.head(headMode{grad: true, rowScale: bp.scale, kd: bp.kd})
-		p.backward(x)
+	case phaseBackward:
+		p.backward(bp.x)
+	}
+}
+
+// recordings are bp's forward, head over chunks chunks and backward,
+// recorded where missing.
+func (sg *stepGraph) recordings(bp *bucketPass, chunks int) ([]*cuda.Graph, error) {
+	need := 0
+	for _, g := range []*cuda.Graph{bp.fwd, bp.heads[chunks], bp.bwd} {
+		if g == nil {
+			need++
+		}
+	}
+	if sg.held+need > maxStepGraphs {
+		sg.dropGraphs()
+	}
+	var err error
+	if bp.fwd == nil {
+		if bp.fwd, err = bp.record(chunks, phaseForward); err != nil {
+			return nil, err
+		}
+		sg.held++
+	}
+	if bp.heads[chunks] == nil {
+		if bp.heads[chunks], err = bp.record(chunks, phaseHead); err != nil {
+			delete(bp.heads, chunks)
+			return nil, err
+		}
+		sg.held++
+	}
+	if bp.bwd == nil {
+		if bp.bwd, err = bp.record(chunks, phaseBackward); err != nil {
+			return nil, err
+		}
+		sg.held++
+	}
+	return []*cuda.Graph{bp.fwd, bp.heads[chunks], bp.bwd}, nil
+}
+
+// record captures one part of bp's step.
+func (bp *bucketPass) record(chunks, which int) (*cuda.Graph, error) {
+	p := bp.p
+	g, err := p.d.Capture(func() error {
+		bp.phase(chunks, which)
 		return p.failed()
 	})
 	if err != nil {

@@ -28,19 +28,30 @@ import (
 // 12), recomputing and keeping activations.
 func TestStepGraphsMatchEager(t *testing.T) {
 	d := device(t)
-	for _, s := range setups {
-		for _, keep := range []bool{false, true} {
-			name := s.name + "/recompute"
+	type variant struct {
+		keep bool
+		rows int // HeadRows
+	}
+	for i, s := range setups {
+		variants := []variant{{false, 1}, {true, 1}}
+		if i == 0 { // the head's last chunk padded
+			variants = append(variants, variant{false, 16})
+		}
+		for _, v := range variants {
+			keep := v.keep
+			name := fmt.Sprintf("%s/recompute/rows%d", s.name, v.rows)
 			if keep {
-				name = s.name + "/keep"
+				name = fmt.Sprintf("%s/keep/rows%d", s.name, v.rows)
 			}
 			t.Run(name, func(t *testing.T) {
 				dir := t.TempDir()
 				ok(t, model.WriteRandom(dir, s.shape, tensor.BF16, 9))
 				V := s.shape.Vocab
-				// 59 tokens but the fourth (40) and fifth (90), and a validation pass after the sixth.
+				// 59 tokens but the fourth (40), fifth and seventh (90), and
+				// a validation pass after the eighth.
 				batches := []*train.Batch{batch(rng(5), V, 37, 21, 1), batch(rng(6), V, 59), batch(rng(7), V, 20, 39),
-					batch(rng(8), V, 40), batch(rng(9), V, 9, 9, 72), batch(rng(10), V, 59), batch(rng(11), V, 30, 29)}
+					batch(rng(8), V, 40), batch(rng(9), V, 9, 9, 72), batch(rng(10), V, 59), batch(rng(11), V, 50, 40),
+					batch(rng(12), V, 30, 29), batch(rng(13), V, 59), batch(rng(14), V, 44, 15)}
 				for i, b := range batches[4:] { // fewer targeted rows: one chunk fewer
 					for j := range b.Targets {
 						if j%(3+i) == 0 {
@@ -48,17 +59,17 @@ func TestStepGraphsMatchEager(t *testing.T) {
 						}
 					}
 				}
-				for _, b := range batches[1:3] { // row 0 targeted: padding rows must not scatter over it
+				for _, b := range batches[1:4] { // row 0 targeted: padding rows must not scatter over it
 					b.Targets[0] = 1
 				}
-				val := batch(rng(12), V, 25)
+				val := batch(rng(15), V, 25)
 				run := func(graphs string) ([]float64, []float32) {
 					t.Setenv("DISTILL_CUDA_STEP_GRAPHS", graphs)
 					m, a := build(t, dir, s)
 					net, err := devnet.New(d, m, a)
 					ok(t, err)
 					defer net.Close()
-					net.KeepActivations, net.HeadRows = keep, 16
+					net.KeepActivations, net.HeadRows = keep, v.rows
 					ok(t, net.ZeroGrads())
 					var losses []float64
 					for i, b := range batches {
@@ -71,7 +82,7 @@ func TestStepGraphsMatchEager(t *testing.T) {
 						l, err := net.Step(b, 40+i, drop)
 						ok(t, err)
 						losses = append(losses, l)
-						if i == 5 {
+						if i == 7 {
 							lp, err := net.LogProbs(val, false)
 							ok(t, err)
 							losses = append(losses, lp[0])
@@ -89,11 +100,13 @@ func TestStepGraphsMatchEager(t *testing.T) {
 					t.Fatalf("%d recordings failed: %v", f1-f0, last)
 				}
 				// Step 1 runs eagerly (its configuration's first); 2 lays out
-				// the arena for 64 tokens and records; 3 and 4 (40 tokens:
-				// the same bucket) replay; 5 (90) grows the arena to 128
-				// and records; 6 (59) carves the 64-token pass from it and
-				// records; the validation pass frees the arena; 7 lays it
-				// out again and records.
+				// the arena for 64 tokens and runs on it uncaptured (the
+				// warm-up); 3 records, 4 (40 tokens: the same bucket)
+				// replays; 5 (90) grows the arena to 128, warm-up; 6 (59)
+				// carves the 64-token pass from it, warm-up; 7 (90) and 8
+				// (59) replay, their passes overlapping in the arena; the
+				// validation pass frees it; 9 lays it out again, warm-up; 10
+				// replays.
 				hd := s.shape.HeadDim
 				if hd == 0 {
 					hd = s.shape.Hidden / s.shape.Heads
@@ -103,22 +116,29 @@ func TestStepGraphsMatchEager(t *testing.T) {
 					if r1 != r0 {
 						t.Errorf("%d steps replayed at head size %d", r1-r0, hd)
 					}
-				case r1-r0 != 6 || rec1-rec0 < 4:
-					t.Errorf("%d steps replayed, %d recordings: want 6 replays and at least 4 recordings", r1-r0, rec1-rec0)
+				case r1-r0 != 5 || rec1-rec0 < 9:
+					t.Errorf("%d steps replayed, %d recordings: want 5 replays and at least 9 recordings", r1-r0, rec1-rec0)
 				}
 				for i := range wantL {
 					if math.Abs(gotL[i]-wantL[i]) > 1e-6*math.Abs(wantL[i]) || math.IsNaN(gotL[i]) {
 						t.Errorf("loss %d: %v replayed, %v eager", i, gotL[i], wantL[i])
 					}
 				}
-				// Padding changes GEMMs' shapes — the head's last chunk at
-				// 16 rows where the eager step's has k mod 16, the adapter's
-				// gradient products summing over the bucket's tokens (the
-				// padding's exact zeros included) — and a GEMM's summation
-				// order may depend on its shape (OpenBLAS's small-matrix
-				// kernels here, cuBLAS's choice of algorithm on a GPU).
+				// One row of logits at a time, the replayed steps are the
+				// eager ones bit for bit (the bucket's padding adds exact
+				// zeros). At 16 the head's last chunk runs its GEMMs at 16
+				// rows where the eager step's has k mod 16, and a GEMM's
+				// summation order may depend on its shape (OpenBLAS's
+				// small-matrix kernels here, cuBLAS's choice of algorithm on
+				// a GPU): these bf16 logits' gradients move by as much
+				// between eager steps at 16 and at 13 rows (measured
+				// 3.2–4.8e-4 on the first three setups).
+				tol := 1e-7
+				if v.rows > 1 {
+					tol = 1e-3
+				}
 				rel := relL2(gotG, wantG)
-				if rel > 2e-5 || rel != rel {
+				if rel > tol || rel != rel {
 					t.Errorf("gradients differ by %.2e relative", rel)
 				}
 				t.Logf("%d replays, %d recordings; gradients %.2e relative", r1-r0, rec1-rec0, rel)
@@ -129,18 +149,33 @@ func TestStepGraphsMatchEager(t *testing.T) {
 
 // TestStepGraphsTrackCPU: a run's own door (train.Net with the device
 // attached, its dropout masks keyed as a run keys them) with step graphs
-// on: the second micro-batch replays a recording and both stay within
-// TestStepParity's tolerances of the CPU's loss and gradients.
+// on, three micro-batches (59, 70 and 70 tokens: the first eager, the
+// second the warm-up, the third replayed) within TestStepParity's
+// tolerances of the CPU's loss and gradients.
 func TestStepGraphsTrackCPU(t *testing.T) {
 	device(t)
 	t.Setenv("DISTILL_CUDA_STEP_GRAPHS", "1")
 	for _, s := range []setup{setups[0], setups[3]} { // grouped heads with biases; dropout
 		t.Run(s.name, func(t *testing.T) {
+			dir, batches, denom := stepFixture(t, s)
+			third := batch(rng(7), s.shape.Vocab, 50, 20)
+			batches = append(batches, third)
+			denom += third.Counted()
+			m, a := build(t, dir, s)
+			cpu, err := train.NewNet(tensor.CPU{}, m, a)
+			ok(t, err)
+			cpu.Checkpoint, cpu.DropoutSeed = true, 7
+			var wantLoss []float64
+			for _, b := range batches {
+				l, err := cpu.Step(b, denom)
+				ok(t, err)
+				wantLoss = append(wantLoss, l)
+			}
 			r0, _, f0, _ := devnet.StepGraphs()
-			stepParity(t, s)
+			deviceStep(t, dir, s, batches, denom, a, cpu, wantLoss)
 			r1, _, f1, last := devnet.StepGraphs()
 			if f1 != f0 || r1-r0 != 1 {
-				t.Errorf("%d steps replayed (want 1: the first micro-batch runs eagerly), %d recordings failed: %v", r1-r0, f1-f0, last)
+				t.Errorf("%d steps replayed (want 1), %d recordings failed: %v", r1-r0, f1-f0, last)
 			}
 		})
 	}
@@ -178,8 +213,8 @@ func TestKDStepGraphsMatchEager(t *testing.T) {
 				kd := c.kd
 				kd.Teacher, kd.Backend = teacher, tensor.CPU{}
 				V := s.shape.Vocab
-				batches := []*train.Batch{batch(rng(5), V, 37, 21, 1), batch(rng(6), V, 59), batch(rng(8), V, 40),
-					batch(rng(9), V, 9, 9, 72), batch(rng(10), V, 30, 29)}
+				batches := []*train.Batch{batch(rng(5), V, 37, 21, 1), batch(rng(6), V, 59), batch(rng(7), V, 40),
+					batch(rng(8), V, 9, 9, 72), batch(rng(9), V, 30, 29), batch(rng(10), V, 90), batch(rng(11), V, 59)}
 				run := func(graphs string) ([]float64, []float32) {
 					t.Setenv("DISTILL_CUDA_STEP_GRAPHS", graphs)
 					m, a := build(t, dir, s)
@@ -208,8 +243,10 @@ func TestKDStepGraphsMatchEager(t *testing.T) {
 				r0, _, f0, _ := devnet.StepGraphs()
 				gotL, gotG := run("1")
 				r1, _, f1, last := devnet.StepGraphs()
-				if f1 != f0 || r1-r0 != 4 { // all but the first
-					t.Fatalf("%d steps replayed (want 4), %d recordings failed: %v", r1-r0, f1-f0, last)
+				// 1 eager, 2 the warm-up, 3 replays, 4 (90) and 5 (59 in the
+				// grown arena) warm-ups, 6 and 7 replay.
+				if f1 != f0 || r1-r0 != 3 {
+					t.Fatalf("%d steps replayed (want 3), %d recordings failed: %v", r1-r0, f1-f0, last)
 				}
 				for i := range wantL {
 					if math.Abs(gotL[i]-wantL[i]) > 1e-6*math.Abs(wantL[i]) || math.IsNaN(gotL[i]) {
