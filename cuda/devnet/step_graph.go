@@ -303,6 +303,9 @@ func (nt *Net) stepGraphFailed(err error) {
 // tokens: as many bytes as that bucket's pass takes from the pool (laid
 // out once to count them, and freed).
 func (nt *Net) newStepGraph(key stepKey, capacity int) (*stepGraph, error) {
+	if err := nt.D.ReserveBLASWorkspace(); err != nil {
+		return nil, err
+	}
 	sg := &stepGraph{key: key, cap: capacity, buckets: map[int]*bucketPass{}}
 	bp, err := sg.layout(nt, capacity, nil)
 	if err != nil {

@@ -44,6 +44,10 @@ int dc_graph_begin(void);
 int dc_graph_end(void **exec, int keep);
 int dc_graph_launch(void *exec);
 int dc_graph_free(void *exec);
+// dc_blas_workspace makes cuBLAS use bytes of device memory at ws as its
+// workspace (cublasSetWorkspace) instead of its own: a capture then records
+// GEMMs into it, where cuBLAS before 12.2 allocated a new one per capture.
+int dc_blas_workspace(void *ws, size_t bytes);
 
 // ---- convert.cu: f32 <-> bf16 (round to nearest even, NaN kept) ----
 int dc_f32_to_bf16(uint16_t *dst, const float *src, int64_t n);

@@ -183,6 +183,11 @@ extern "C" int dc_graph_end(void **exec, int keep) {
   return 0;
 }
 
+extern "C" int dc_blas_workspace(void *ws, size_t bytes) {
+  DC_BLAS(cublasSetWorkspace(dc_blas, ws, bytes), "cublasSetWorkspace(%zu bytes)", bytes);
+  return 0;
+}
+
 extern "C" int dc_graph_launch(void *exec) {
   DC_CHECK(cudaGraphLaunch((cudaGraphExec_t)exec, dc_stream), "graph launch");
   return 0;
