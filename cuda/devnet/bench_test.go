@@ -110,7 +110,7 @@ func benchStep(b *testing.B, name string, seq int, peak float64) {
 		}
 	}
 	ok(b, net.ZeroGrads())
-	for range 2 { // warm-up: the pool fills, cuBLAS picks its kernels; the second records the step (step graphs)
+	for range 3 { // warm-up: the pool fills, cuBLAS picks its kernels; with step graphs the second lays out the arena, the third records
 		_, err = net.Step(bt, bt.Counted(), drop)
 		ok(b, err)
 	}
@@ -138,7 +138,9 @@ func benchStep(b *testing.B, name string, seq int, peak float64) {
 	replays1, _, fails1, last := devnet.StepGraphs()
 	b.ReportMetric(float64(replays1-replays0)/float64(b.N), "replayed")
 	if fails1 != fails0 {
-		b.Logf("step graphs: recording failed: %v", last)
+		b.Errorf("step graphs: recording failed: %v", last)
+	} else if os.Getenv("DISTILL_CUDA_STEP_GRAPHS") == "1" && replays1 == replays0 {
+		b.Error("step graphs on, but no step replayed")
 	}
 	b.ReportMetric(float64(seq)/sec, "tokens/s")
 	b.ReportMetric(flops/sec/1e9, "GFLOP/s")

@@ -174,6 +174,9 @@ func gateBits() uint16 {
 func (nt *Net) stepKeyOf(b *train.Batch, drop train.DropoutMask) (stepKey, int, bool) {
 	n := b.Len()
 	nb := (n + stepBucket - 1) / stepBucket * stepBucket
+	if nt.M.CheckContext(nb) != nil { // a sliding window between n and its bucket: n itself
+		nb = n
+	}
 	k := stepKey{headRows: nt.HeadRows, keepAct: nt.KeepActivations, keepAttn: nt.KeepAttention, gates: gateBits()}
 	if n == 0 || !nt.flashAttention() || nt.M.CheckContext(nb) != nil || b.Validate(nt.M.Config.VocabSize) != nil {
 		return k, nb, false
@@ -237,6 +240,12 @@ func (nt *Net) stepGraphed(b *train.Batch, denom int, drop train.DropoutMask, kd
 	if err != nil {
 		nt.dropStepGraph()
 		nt.stepGraphFailed(err)
+		return 0, false, nil
+	}
+	// The RoPE tables the recordings read, still the net's (every path that
+	// replaces them drops the arena first; should one not, lay out again).
+	if cos, _, err := nt.rope(1); err != nil || cos != bp.p.cos {
+		nt.dropStepGraph()
 		return 0, false, nil
 	}
 	k, chunks, err := sg.upload(bp, b, denom, drop)
