@@ -37,6 +37,9 @@ func runGGUF(env *Env, args []string) error {
 	if _, _, err := parseGGUFType(*typName); err != nil {
 		return err // before the model is opened
 	}
+	if *adapterOnly && !strings.EqualFold(*typName, "auto") && !strings.EqualFold(*typName, "f32") {
+		return fmt.Errorf("--adapter-only writes the adapter at f32 (llama.cpp applies it at any base type): drop --type %s", *typName)
+	}
 	// Ctrl-C stops the export at the next tensor and leaves no file.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -33,4 +33,9 @@ func TestGGUFTypeFlag(t *testing.T) {
 	if _, err := os.Stat(path); err == nil {
 		t.Error("a refused --type wrote a file")
 	}
+	// The adapter alone is written at f32: another --type is refused.
+	code, _, stderr = run("gguf", "--model", dir, "--adapter", dir, "--adapter-only", "--out", path, "--type", "q4_k_m")
+	if code == 0 || !strings.Contains(stderr, "--adapter-only writes the adapter at f32") {
+		t.Errorf("--adapter-only --type q4_k_m: exit %d, %q", code, stderr)
+	}
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"distill/core/gguf"
 	"distill/core/lora"
@@ -52,10 +51,7 @@ func (w *Workstation) ExportAdapter(name, kind string) (string, error) {
 		if kind == "merged" {
 			return out, lora.Merge(m, ad, out, lora.KeepDType)
 		}
-		typ, _ := strings.CutPrefix(strings.TrimPrefix(kind, "gguf"), "-")
-		if typ == "" {
-			typ = "auto"
-		}
+		typ := map[string]string{"gguf": "auto", "gguf-q4_k_m": "q4_k_m"}[kind]
 		return out, exportGGUFFolder(m, ad, name, out, typ)
 	}
 	return "", fmt.Errorf("export %s: unknown kind %q (peft, merged, gguf or gguf-q4_k_m)", name, kind)

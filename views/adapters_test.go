@@ -155,7 +155,8 @@ func TestAdaptersExport(t *testing.T) {
 	}
 	if f := m.View(); !strings.Contains(f, "exported sft-creditmix-0412 to exports/sft-creditmix-0412-merged") {
 		t.Errorf("outcome not shown:\n%s", f)
-	} // 4: GGUF at llama.cpp's 4-bit mix.
+	}
+	// 4: GGUF at llama.cpp's 4-bit mix.
 	m = step(m, keys("x"))
 	m, cmd = stepCmd(m, func() tea.Msg { return keys("4") })
 	stepCmd(m, cmd)

@@ -64,5 +64,25 @@ func encodeRows(dst []byte, t Type, src []float32) error {
 	default:
 		return fmt.Errorf("cannot encode %s", t)
 	}
+	if t != F32 && t != F16 && t != BF16 {
+		return checkScales(dst, t, len(src))
+	}
+	return nil
+}
+
+// checkScales decodes what a quantised type stored and refuses a non-finite
+// value: a block's f16 scale overflows past 65504·(its largest level), for
+// weights far past any trained model's (llama-quantize would write the
+// ±Inf).
+func checkScales(dst []byte, t Type, n int) error {
+	back := make([]float32, n)
+	if err := Dequantize(back, t, dst); err != nil {
+		return err
+	}
+	for i, f := range back {
+		if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
+			return fmt.Errorf("value %d is past what %s's f16 block scales hold: export --type bf16 or f32", i, t)
+		}
+	}
 	return nil
 }

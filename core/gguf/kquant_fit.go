@@ -58,6 +58,13 @@ func fitScaleMin(x, w []float32, L, Laux []uint8, nmax int, rmin, rdelta float32
 		return 0, -lo
 	}
 	iscale := float32(nmax) / (hi - lo)
+	if nstep < 1 { // the min/max grid alone, as ggml returns
+		scale = 1 / iscale
+		for i := range n {
+			L[i] = uint8(clampInt(nearestInt(iscale*(x[i]-lo)), 0, nmax))
+		}
+		return scale, -lo
+	}
 	scale = 1 / iscale
 	var best float32
 	for i := range n {

@@ -46,6 +46,31 @@ func TestQuantRowNotBlocked(t *testing.T) {
 	}
 }
 
+// Weights whose block scale overflows f16 are refused, not written as
+// ±Inf (past 16·65504 at Q5_0, whose largest level is 16).
+func TestQuantScaleOverflow(t *testing.T) {
+	for _, typ := range []Type{Q8_0, Q5_0, Q4_K, Q6_K} {
+		src := make([]float32, 256)
+		for i := range src {
+			src[i] = float32(5e8 * float64(1-2*(i%2)))
+		}
+		n, err := typ.rowBytes(len(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := encodeRows(make([]byte, n), typ, src); err == nil || !strings.Contains(err.Error(), "f16 block scales") {
+			t.Errorf("%s: %v", typ, err)
+		}
+		src[0], src[1] = 1e4, -1e4 // within range: stored
+		for i := 2; i < len(src); i++ {
+			src[i] = 0.5
+		}
+		if err := encodeRows(make([]byte, n), typ, src); err != nil {
+			t.Errorf("%s, values within range: %v", typ, err)
+		}
+	}
+}
+
 // gaussianRows and heavyRows are n weights of rows of 1024: normal, and
 // Student's t with 3 degrees of freedom (trained weights' outliers, and
 // then some), both at a typical projection's scale.
