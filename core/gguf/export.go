@@ -246,22 +246,34 @@ func tensorInfo(src Source, t *tensor.Tensor, name string, heads, headDim int, t
 	write := func(w io.Writer) error {
 		step := max(1, (1<<20)/cols) // rows widened at a time (≤ 4 MiB)
 		if heads > 0 {
-			step = headDim // one head, so its rows can be reordered
+			step = headDim * max(1, step/headDim) // whole heads, so their rows can be reordered
 		}
 		f32 := make([]float32, step*cols)
-		tmp := make([]float32, step*cols)
+		var tmp []float32
+		if heads > 0 {
+			tmp = make([]float32, step*cols)
+		}
 		raw := make([]byte, step*rowBytes)
 		for r0 := 0; r0 < rows; r0 += step {
 			r1 := min(r0+step, rows)
 			buf := f32[:(r1-r0)*cols]
 			out := raw[:(r1-r0)*rowBytes]
+			var err error
 			if heads > 0 {
 				src.Rows(hf, buf, r0, r1)
-				interleaveHead(tmp, buf, headDim, cols)
-				if err := encodeRows(out, typ, tmp[:len(buf)]); err != nil {
-					return fmt.Errorf("rows %d-%d: %v", r0, r1, err)
+				for h := 0; h < (r1-r0)/headDim; h++ {
+					at := h * headDim * cols
+					interleaveHead(tmp[at:], buf[at:at+headDim*cols], headDim, cols)
 				}
-			} else if err := convertRows(src, hf, buf, out, typ, r0, r1, cols, rowBytes); err != nil {
+				err = encodeSplit(out, typ, r0, r1, cols, rowBytes, func(a, b int) []float32 { return tmp[(a-r0)*cols : (b-r0)*cols] })
+			} else {
+				err = encodeSplit(out, typ, r0, r1, cols, rowBytes, func(a, b int) []float32 {
+					part := buf[(a-r0)*cols : (b-r0)*cols]
+					src.Rows(hf, part, a, b)
+					return part
+				})
+			}
+			if err != nil {
 				return err
 			}
 			if _, err := w.Write(out); err != nil {
@@ -273,10 +285,10 @@ func tensorInfo(src Source, t *tensor.Tensor, name string, heads, headDim int, t
 	return TensorInfo{Name: name, Dims: dims, Type: typ, Write: write}, nil
 }
 
-// convertRows widens rows [r0, r1) of hf into buf and stores them at typ
-// into out, the rows split over the cores (widening and rounding, not the
-// disk, bound an export that changes the type).
-func convertRows(src Source, hf string, buf []float32, out []byte, typ Type, r0, r1, cols, rowBytes int) error {
+// encodeSplit stores rows [r0, r1) at typ into out, the rows split over
+// the cores (widening and quantising, not the disk, bound an export that
+// changes the type): rows(a, b) gives each worker its rows' values.
+func encodeSplit(out []byte, typ Type, r0, r1, cols, rowBytes int, rows func(a, b int) []float32) error {
 	n := r1 - r0
 	workers := min(runtime.GOMAXPROCS(0), n)
 	if n*cols < 1<<16 {
@@ -287,9 +299,7 @@ func convertRows(src Source, hf string, buf []float32, out []byte, typ Type, r0,
 	for k := range workers {
 		a, b := n*k/workers, n*(k+1)/workers
 		wg.Go(func() {
-			part := buf[a*cols : b*cols]
-			src.Rows(hf, part, r0+a, r0+b)
-			if err := encodeRows(out[a*rowBytes:b*rowBytes], typ, part); err != nil {
+			if err := encodeRows(out[a*rowBytes:b*rowBytes], typ, rows(r0+a, r0+b)); err != nil {
 				errs[k] = fmt.Errorf("rows %d-%d: %v", r0+a, r0+b, err)
 			}
 		})
