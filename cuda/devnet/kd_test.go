@@ -11,6 +11,18 @@ import (
 	"distill/core/train"
 )
 
+// kdTeacher is a wider, differently shaped Qwen2 with s's vocabulary.
+func kdTeacher(t *testing.T, s setup) *model.Model {
+	dir := t.TempDir()
+	ts := model.Shape{Arch: "Qwen2ForCausalLM", Hidden: 192, Intermediate: 512, Layers: 2, Heads: 6, KVHeads: 2,
+		Vocab: s.shape.Vocab, Tied: true, RopeTheta: 1e6, RMSNormEps: 1e-6, MaxPositions: 256, BOS: 1, EOS: 2}
+	ok(t, model.WriteRandom(dir, ts, tensor.BF16, 32))
+	teacher, err := model.Load(dir)
+	ok(t, err)
+	t.Cleanup(func() { teacher.Close() })
+	return teacher
+}
+
 // Logit distillation on the device (the teacher on the device too) against
 // core/train's StepKD on the CPU: a wider, differently shaped teacher with
 // the student's vocabulary, each divergence, loss and adapter gradients.
@@ -24,15 +36,9 @@ func TestKDParity(t *testing.T) {
 		}
 		for _, k := range kd[i:] {
 			t.Run(s.name+"_"+k.Divergence, func(t *testing.T) {
-				dir, tdir := t.TempDir(), t.TempDir()
+				dir := t.TempDir()
 				ok(t, model.WriteRandom(dir, s.shape, tensor.BF16, 31))
-				ts := model.Shape{Arch: "Qwen2ForCausalLM", Hidden: 192, Intermediate: 512, Layers: 2, Heads: 6, KVHeads: 2,
-					Vocab: s.shape.Vocab, Tied: true, RopeTheta: 1e6, RMSNormEps: 1e-6, MaxPositions: 256, BOS: 1, EOS: 2}
-				ok(t, model.WriteRandom(tdir, ts, tensor.BF16, 32))
-				teacher, err := model.Load(tdir)
-				ok(t, err)
-				t.Cleanup(func() { teacher.Close() })
-				k.Teacher, k.Backend = teacher, tensor.CPU{}
+				k.Teacher, k.Backend = kdTeacher(t, s), tensor.CPU{}
 				b := batch(rng(9), s.shape.Vocab, 33, 40)
 				denom := b.Counted()
 

@@ -164,21 +164,26 @@ func TestFusedLoRAStepParity(t *testing.T) {
 // stepParity runs s's two micro-batches on the CPU and on the device.
 func stepParity(t *testing.T, s setup) {
 	dir, batches, denom := stepFixture(t, s)
+	a, cpu, wantLoss := cpuSteps(t, dir, s, batches, denom)
+	// The device through train.Net's own door (as a run takes it): the
+	// Net hands its steps, with its dropout masks' keys, to devnet.
+	deviceStep(t, dir, s, batches, denom, a, cpu, wantLoss)
+}
 
+// cpuSteps runs batches on the CPU (checkpointing, dropout seed 7):
+// the adapter, the net with its gradients, and each micro-batch's loss.
+func cpuSteps(t *testing.T, dir string, s setup, batches []*train.Batch, denom int) (*lora.Adapter, *train.Net, []float64) {
 	m, a := build(t, dir, s)
 	cpu, err := train.NewNet(tensor.CPU{}, m, a)
 	ok(t, err)
 	cpu.Checkpoint, cpu.DropoutSeed = true, 7
-	var wantLoss []float64
+	var losses []float64
 	for _, b := range batches {
 		l, err := cpu.Step(b, denom)
 		ok(t, err)
-		wantLoss = append(wantLoss, l)
+		losses = append(losses, l)
 	}
-
-	// The device through train.Net's own door (as a run takes it): the
-	// Net hands its steps, with its dropout masks' keys, to devnet.
-	deviceStep(t, dir, s, batches, denom, a, cpu, wantLoss)
+	return a, cpu, losses
 }
 
 // deviceStep runs TestStepParity's micro-batches on the device and checks

@@ -73,13 +73,7 @@ func TestStepGraphsMatchEager(t *testing.T) {
 					ok(t, net.ZeroGrads())
 					var losses []float64
 					for i, b := range batches {
-						var drop train.DropoutMask
-						if s.dropout > 0 { // a new key for every step and site, as a run's
-							drop = func(site int) (uint64, uint64, float32) {
-								return uint64(i+1)<<32 ^ uint64(site)*0x9e3779b97f4a7c15, uint64(s.dropout * math.MaxUint64), float32(1 / (1 - s.dropout))
-							}
-						}
-						l, err := net.Step(b, 40+i, drop)
+						l, err := net.Step(b, 40+i, stepDrop(s, i))
 						ok(t, err)
 						losses = append(losses, l)
 						if i == 7 {
@@ -161,16 +155,7 @@ func TestStepGraphsTrackCPU(t *testing.T) {
 			third := batch(rng(7), s.shape.Vocab, 50, 20)
 			batches = append(batches, third)
 			denom += third.Counted()
-			m, a := build(t, dir, s)
-			cpu, err := train.NewNet(tensor.CPU{}, m, a)
-			ok(t, err)
-			cpu.Checkpoint, cpu.DropoutSeed = true, 7
-			var wantLoss []float64
-			for _, b := range batches {
-				l, err := cpu.Step(b, denom)
-				ok(t, err)
-				wantLoss = append(wantLoss, l)
-			}
+			a, cpu, wantLoss := cpuSteps(t, dir, s, batches, denom)
 			r0, _, f0, _ := devnet.StepGraphs()
 			deviceStep(t, dir, s, batches, denom, a, cpu, wantLoss)
 			r1, _, f1, last := devnet.StepGraphs()
@@ -202,16 +187,10 @@ func TestKDStepGraphsMatchEager(t *testing.T) {
 		s := c.s
 		for _, hr := range []int{1, 16} {
 			t.Run(fmt.Sprintf("%s_%s_rows%d", s.name, c.kd.Divergence, hr), func(t *testing.T) {
-				dir, tdir := t.TempDir(), t.TempDir()
+				dir := t.TempDir()
 				ok(t, model.WriteRandom(dir, s.shape, tensor.BF16, 31))
-				ts := model.Shape{Arch: "Qwen2ForCausalLM", Hidden: 192, Intermediate: 512, Layers: 2, Heads: 6, KVHeads: 2,
-					Vocab: s.shape.Vocab, Tied: true, RopeTheta: 1e6, RMSNormEps: 1e-6, MaxPositions: 256, BOS: 1, EOS: 2}
-				ok(t, model.WriteRandom(tdir, ts, tensor.BF16, 32))
-				teacher, err := model.Load(tdir)
-				ok(t, err)
-				t.Cleanup(func() { teacher.Close() })
 				kd := c.kd
-				kd.Teacher, kd.Backend = teacher, tensor.CPU{}
+				kd.Teacher, kd.Backend = kdTeacher(t, s), tensor.CPU{}
 				V := s.shape.Vocab
 				batches := []*train.Batch{batch(rng(5), V, 37, 21, 1), batch(rng(6), V, 59), batch(rng(7), V, 40),
 					batch(rng(8), V, 9, 9, 72), batch(rng(9), V, 30, 29), batch(rng(10), V, 90), batch(rng(11), V, 59)}
@@ -225,13 +204,7 @@ func TestKDStepGraphsMatchEager(t *testing.T) {
 					ok(t, net.ZeroGrads())
 					var losses []float64
 					for i, b := range batches {
-						var drop train.DropoutMask
-						if s.dropout > 0 {
-							drop = func(site int) (uint64, uint64, float32) {
-								return uint64(i+1)<<32 ^ uint64(site)*0x9e3779b97f4a7c15, uint64(s.dropout * math.MaxUint64), float32(1 / (1 - s.dropout))
-							}
-						}
-						l, err := net.StepKD(b, 40+i, drop, &kd)
+						l, err := net.StepKD(b, 40+i, stepDrop(s, i), &kd)
 						ok(t, err)
 						losses = append(losses, l)
 					}
@@ -264,5 +237,16 @@ func TestKDStepGraphsMatchEager(t *testing.T) {
 				t.Logf("gradients %.2e relative", rel)
 			})
 		}
+	}
+}
+
+// stepDrop is s's LoRA dropout for step i: a new key for every step and
+// site, as a run's (nil without dropout).
+func stepDrop(s setup, i int) train.DropoutMask {
+	if s.dropout == 0 {
+		return nil
+	}
+	return func(site int) (uint64, uint64, float32) {
+		return uint64(i+1)<<32 ^ uint64(site)*0x9e3779b97f4a7c15, uint64(s.dropout * math.MaxUint64), float32(1 / (1 - s.dropout))
 	}
 }
