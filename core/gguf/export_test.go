@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -245,6 +246,27 @@ func TestExportRefuses(t *testing.T) {
 	cancel()
 	if err := gguf.Export(ctx, m, merged(t, m, nil), out, gguf.Options{Type: gguf.AllF32}); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled export: %v", err)
+	}
+	if left, _ := os.ReadDir(filepath.Dir(out)); len(left) > 0 {
+		t.Errorf("a cancelled export left %s behind", left[0].Name())
+	}
+
+	// Cancelled in the middle of a tensor (a quantised matrix takes
+	// seconds): its next write fails, and nothing is left behind.
+	ctx, cancel = context.WithCancel(context.Background())
+	chunks := 0
+	ti := gguf.TensorInfo{Name: "big.weight", Dims: []uint64{8, 2}, Type: gguf.F32, Write: func(w io.Writer) error {
+		for range 2 {
+			if _, err := w.Write(make([]byte, 32)); err != nil {
+				return err
+			}
+			chunks++
+			cancel()
+		}
+		return nil
+	}}
+	if err := gguf.WriteFile(ctx, out, nil, []gguf.TensorInfo{ti}); !errors.Is(err, context.Canceled) || chunks != 1 {
+		t.Errorf("cancelled within a tensor: %v after %d chunks", err, chunks)
 	}
 	if left, _ := os.ReadDir(filepath.Dir(out)); len(left) > 0 {
 		t.Errorf("a cancelled export left %s behind", left[0].Name())

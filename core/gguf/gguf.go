@@ -161,8 +161,9 @@ func (ti *TensorInfo) Size() (int64, error) {
 // the tensor descriptions and then each tensor's data through its Write,
 // padded to the alignment. The file appears at path only when complete
 // (written beside it and renamed), so an error leaves no half file behind;
-// cancelling ctx (the user's Ctrl-C) stops at the next tensor and removes
-// what was written.
+// cancelling ctx (the user's Ctrl-C) stops at the tensor data's next write
+// (a few MB: a quantised matrix can take seconds) and removes what was
+// written.
 func WriteFile(ctx context.Context, path string, kvs []KV, tensors []TensorInfo) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
 	if err != nil {
@@ -217,13 +218,11 @@ func write(ctx context.Context, out io.Writer, kvs []KV, tensors []TensorInfo) e
 		off = alignUp(off+n, alignment)
 	}
 	w.pad()
+	w.ctx = ctx // the data: each write checks it
 	for i := range tensors {
 		ti := &tensors[i]
 		if w.err != nil {
 			return w.err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
 		}
 		start := w.n
 		if err := ti.Write(w); err != nil {
@@ -246,12 +245,16 @@ func alignUp(n, a int64) int64 { return (n + a - 1) / a * a }
 // first error.
 type binWriter struct {
 	w   *bufio.Writer
+	ctx context.Context // when set, a cancelled one fails the next write
 	n   int64
 	err error
 	b   [8]byte
 }
 
 func (w *binWriter) Write(p []byte) (int, error) {
+	if w.err == nil && w.ctx != nil {
+		w.err = w.ctx.Err()
+	}
 	if w.err != nil {
 		return 0, w.err
 	}
