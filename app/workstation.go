@@ -26,6 +26,11 @@ type Workstation struct {
 
 	mu      sync.Mutex
 	cancels map[string]context.CancelFunc // runs started here and not yet finished
+	// Exports in progress (a q4_k_m GGUF takes minutes): Close cancels
+	// them, and each removes its partial folder, before the database closes.
+	exportCtx    context.Context
+	exportCancel context.CancelFunc
+	exporting    sync.WaitGroup
 	// planBytes remembers the quantised size of each model PlanRun has
 	// planned, by folder, quantisation and double-quant.
 	planBytes map[string]int64
@@ -83,7 +88,9 @@ func OpenWorkstation(dbPath string) (*Workstation, error) {
 		db.Close()
 		return nil, err
 	}
-	return &Workstation{db: db, dbPath: dbPath, cancels: map[string]context.CancelFunc{}}, nil
+	w := &Workstation{db: db, dbPath: dbPath, cancels: map[string]context.CancelFunc{}}
+	w.exportCtx, w.exportCancel = context.WithCancel(context.Background())
+	return w, nil
 }
 
 // Running is the number of runs this process is training.
@@ -106,9 +113,12 @@ func (w *Workstation) Wait(stop <-chan struct{}) {
 	}
 }
 
-// Close cancels the runs started here (each writes a checkpoint first) and
-// closes the database once they have stopped.
+// Close cancels the exports in progress (each removes its partial folder)
+// and the runs started here (each writes a checkpoint first), and closes
+// the database once they have stopped.
 func (w *Workstation) Close() error {
+	w.exportCancel()
+	w.exporting.Wait()
 	w.mu.Lock()
 	for _, cancel := range w.cancels {
 		cancel()

@@ -3,7 +3,9 @@ package app
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -211,6 +213,18 @@ func TestExportAdapter(t *testing.T) {
 	}
 	if _, err := w.ExportAdapter(id, "onnx"); err == nil {
 		t.Error("unknown export kind: no error")
+	}
+	// Closing the workstation cancels an export in progress: it stops and
+	// leaves neither the folder nor its partial one.
+	if err := os.RemoveAll(g4); err != nil {
+		t.Fatal(err)
+	}
+	w.exportCancel()
+	if _, err := w.ExportAdapter(id, "gguf-q4_k_m"); !errors.Is(err, context.Canceled) {
+		t.Errorf("export after Close began: %v", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(g4), "*"+filepath.Base(g4)+"*")); len(left) > 0 {
+		t.Errorf("a cancelled export left %v", left)
 	}
 }
 

@@ -28,6 +28,8 @@ func (w *Workstation) ExportAdapter(name, kind string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	w.exporting.Add(1)
+	defer w.exporting.Done()
 	out := filepath.Join(exportRoot, name+"-"+kind)
 	if _, err := os.Stat(out); err == nil {
 		return "", fmt.Errorf("%s exists already: move it away first", out)
@@ -52,7 +54,7 @@ func (w *Workstation) ExportAdapter(name, kind string) (string, error) {
 			return out, lora.Merge(m, ad, out, lora.KeepDType)
 		}
 		typ := map[string]string{"gguf": "auto", "gguf-q4_k_m": "q4_k_m"}[kind]
-		return out, exportGGUFFolder(m, ad, name, out, typ)
+		return out, exportGGUFFolder(w.exportCtx, m, ad, name, out, typ)
 	}
 	return "", fmt.Errorf("export %s: unknown kind %q (peft, merged, gguf or gguf-q4_k_m)", name, kind)
 }
@@ -61,7 +63,7 @@ func (w *Workstation) ExportAdapter(name, kind string) (string, error) {
 // typ as `distill gguf --type` reads it: auto keeps the base's precision),
 // out/adapter.gguf (the adapter alone) and out/Modelfile, through a
 // temporary folder renamed at the end.
-func exportGGUFFolder(m *model.Model, a *lora.Adapter, name, out, typ string) error {
+func exportGGUFFolder(ctx context.Context, m *model.Model, a *lora.Adapter, name, out, typ string) error {
 	tmp, err := os.MkdirTemp(filepath.Dir(out), "."+filepath.Base(out)+"-")
 	if err != nil {
 		return err
@@ -71,10 +73,10 @@ func exportGGUFFolder(m *model.Model, a *lora.Adapter, name, out, typ string) er
 	if err != nil {
 		return err
 	}
-	if err := exportGGUF(context.Background(), m, a, filepath.Join(tmp, "model.gguf"), opt); err != nil {
+	if err := exportGGUF(ctx, m, a, filepath.Join(tmp, "model.gguf"), opt); err != nil {
 		return err
 	}
-	if err := gguf.ExportAdapter(context.Background(), m, a, filepath.Join(tmp, "adapter.gguf")); err != nil {
+	if err := gguf.ExportAdapter(ctx, m, a, filepath.Join(tmp, "adapter.gguf")); err != nil {
 		return err
 	}
 	modelfile, err := ollamaModelfile(m, name, "model.gguf", true)
