@@ -26,8 +26,8 @@ type Workstation struct {
 
 	mu      sync.Mutex
 	cancels map[string]context.CancelFunc // runs started here and not yet finished
-	// Exports in progress (a q4_k_m GGUF takes minutes): Close cancels
-	// them, and each removes its partial folder, before the database closes.
+	// GGUF exports in progress (q4_k_m takes minutes): Close cancels them,
+	// and each removes its partial folder, before the database closes.
 	exportCtx    context.Context
 	exportCancel context.CancelFunc
 	exporting    sync.WaitGroup
@@ -113,7 +113,7 @@ func (w *Workstation) Wait(stop <-chan struct{}) {
 	}
 }
 
-// Close cancels the exports in progress (each removes its partial folder)
+// Close cancels the GGUF exports in progress (each removes its partial folder)
 // and the runs started here (each writes a checkpoint first), and closes
 // the database once they have stopped.
 func (w *Workstation) Close() error {

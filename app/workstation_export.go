@@ -28,8 +28,6 @@ func (w *Workstation) ExportAdapter(name, kind string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	w.exporting.Add(1)
-	defer w.exporting.Done()
 	out := filepath.Join(exportRoot, name+"-"+kind)
 	if _, err := os.Stat(out); err == nil {
 		return "", fmt.Errorf("%s exists already: move it away first", out)
@@ -54,6 +52,8 @@ func (w *Workstation) ExportAdapter(name, kind string) (string, error) {
 			return out, lora.Merge(m, ad, out, lora.KeepDType)
 		}
 		typ := map[string]string{"gguf": "auto", "gguf-q4_k_m": "q4_k_m"}[kind]
+		w.exporting.Add(1) // Close cancels it and waits (a merge cannot be cancelled: it is not waited for)
+		defer w.exporting.Done()
 		return out, exportGGUFFolder(w.exportCtx, m, ad, name, out, typ)
 	}
 	return "", fmt.Errorf("export %s: unknown kind %q (peft, merged, gguf or gguf-q4_k_m)", name, kind)
