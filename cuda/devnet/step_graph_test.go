@@ -113,11 +113,6 @@ func TestStepGraphsMatchEager(t *testing.T) {
 				case r1-r0 != 5 || rec1-rec0 < 9:
 					t.Errorf("%d steps replayed, %d recordings: want 5 replays and at least 9 recordings", r1-r0, rec1-rec0)
 				}
-				for i := range wantL {
-					if math.Abs(gotL[i]-wantL[i]) > 1e-6*math.Abs(wantL[i]) || math.IsNaN(gotL[i]) {
-						t.Errorf("loss %d: %v replayed, %v eager", i, gotL[i], wantL[i])
-					}
-				}
 				// One row of logits at a time, the replayed steps are the
 				// eager ones bit for bit (the bucket's padding adds exact
 				// zeros). At 16 the head's last chunk runs its GEMMs at 16
@@ -131,10 +126,7 @@ func TestStepGraphsMatchEager(t *testing.T) {
 				if v.rows > 1 {
 					tol = 1e-3
 				}
-				rel := relL2(gotG, wantG)
-				if rel > tol || rel != rel {
-					t.Errorf("gradients differ by %.2e relative", rel)
-				}
+				rel := matchEager(t, gotL, wantL, gotG, wantG, tol)
 				t.Logf("%d replays, %d recordings; gradients %.2e relative", r1-r0, rec1-rec0, rel)
 			})
 		}
@@ -221,19 +213,11 @@ func TestKDStepGraphsMatchEager(t *testing.T) {
 				if f1 != f0 || r1-r0 != 3 {
 					t.Fatalf("%d steps replayed (want 3), %d recordings failed: %v", r1-r0, f1-f0, last)
 				}
-				for i := range wantL {
-					if math.Abs(gotL[i]-wantL[i]) > 1e-6*math.Abs(wantL[i]) || math.IsNaN(gotL[i]) {
-						t.Errorf("loss %d: %v replayed, %v eager", i, gotL[i], wantL[i])
-					}
-				}
 				tol := 1e-3
 				if hr == 1 {
 					tol = 1e-7
 				}
-				rel := relL2(gotG, wantG)
-				if rel > tol || rel != rel {
-					t.Errorf("gradients differ by %.2e relative", rel)
-				}
+				rel := matchEager(t, gotL, wantL, gotG, wantG, tol)
 				t.Logf("gradients %.2e relative", rel)
 			})
 		}
@@ -249,4 +233,21 @@ func stepDrop(s setup, i int) train.DropoutMask {
 	return func(site int) (uint64, uint64, float32) {
 		return uint64(i+1)<<32 ^ uint64(site)*0x9e3779b97f4a7c15, uint64(s.dropout * math.MaxUint64), float32(1 / (1 - s.dropout))
 	}
+}
+
+// matchEager compares replayed steps' losses (1e-6 relative: the same
+// kernels on the same inputs) and accumulated gradients (tol, relative in
+// L2) with the eager steps', and returns the gradients' difference.
+func matchEager(t *testing.T, gotL, wantL []float64, gotG, wantG []float32, tol float64) float64 {
+	t.Helper()
+	for i := range wantL {
+		if math.Abs(gotL[i]-wantL[i]) > 1e-6*math.Abs(wantL[i]) || math.IsNaN(gotL[i]) {
+			t.Errorf("loss %d: %v replayed, %v eager", i, gotL[i], wantL[i])
+		}
+	}
+	rel := relL2(gotG, wantG)
+	if rel > tol || rel != rel {
+		t.Errorf("gradients differ by %.2e relative", rel)
+	}
+	return rel
 }
