@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -35,7 +36,11 @@ func TestDeviceRunsTrackCPU(t *testing.T) {
 	}
 	run := func(args ...string) string {
 		t.Helper()
-		out, err := exec.Command(bin, args...).CombinedOutput()
+		cmd := exec.Command(bin, args...)
+		if slices.Contains(args, "sft") && slices.Contains(args, "cuda") { // with step graphs, whatever their gate says
+			cmd.Env = append(os.Environ(), "DISTILL_CUDA_STEP_GRAPHS=1")
+		}
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("distill %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
@@ -85,6 +90,14 @@ func TestDeviceRunsTrackCPU(t *testing.T) {
 		}
 		if peak, plan := num(t, m[1]), num(t, m[2]); peak > 1.15*plan {
 			t.Errorf("%s: the pool's peak %.1f MB is past the plan's %.1f MB by more than 15 %%", c.method, peak, plan)
+		}
+		if c.method == "sft" { // its steps replayed, and the log says how many
+			g := regexp.MustCompile(`CUDA step graphs: (\d+) of (\d+) steps replayed`).FindStringSubmatch(logs["cuda"])
+			if g == nil || num(t, g[1]) < 1 {
+				t.Errorf("sft --device cuda with step graphs: no step replayed\n%s", logs["cuda"])
+			} else {
+				t.Log(g[0])
+			}
 		}
 		for _, f := range append([]string{"loss"}, c.figures...) {
 			got, want := figure(t, logs["cuda"], f), figure(t, logs["cpu"], f)

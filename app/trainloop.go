@@ -74,6 +74,9 @@ func (j *TrainJob) record(events <-chan train.Event, log *os.File) error {
 			j.hostOptLog = true
 			j.logf("step %d: no room on the device for the optimizer's moments; clipping and AdamW run on the host (the plan above counted them on the device)", e.Step)
 		}
+		for _, n := range e.Notes {
+			j.logf("step %d: %s", e.Step, n)
+		}
 		line := map[string]any{"step": e.Step, "loss": e.Loss, "lr": e.LR, "grad_norm": e.GradNorm,
 			"tokens_per_second": e.TokensPerSec, "rss_bytes": e.RSS, "elapsed_s": e.Elapsed.Seconds(), "time": time.Now().UTC()}
 		points := []store.Metric{{Step: e.Step, Name: "loss", Value: e.Loss}, {Step: e.Step, Name: "lr", Value: e.LR},
@@ -188,6 +191,9 @@ func (j *TrainJob) finish() error {
 		if j.vramPeak > 0 {
 			j.logf("device memory in use at the steps' ends (NVML, every process on the card): at most %.1f MB", float64(j.vramPeak)/1e6)
 		}
+	}
+	for _, s := range j.net.DeviceSummary() {
+		j.logf("%s", s)
 	}
 	task := "" // the registry's task: what the adapter was trained to do
 	if j.format == data.FormatClassification || j.format == data.FormatIDP {

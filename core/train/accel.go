@@ -217,6 +217,31 @@ func (nt *Net) DeviceMemory() (peak, total int64, ok bool) {
 	return peak, total, true
 }
 
+// Noter is an Accelerated with things to tell a run's user: a faster path
+// it left for the rest of the run, and why (results are unchanged).
+type Noter interface {
+	TakeNotes() []string // each note once
+	Summary() []string   // how its optional paths fared, for the run's end
+}
+
+// DeviceNotes are the attached accelerator's notes since the last call
+// (Noter); nil without one.
+func (nt *Net) DeviceNotes() []string {
+	if r, ok := nt.accel.(Noter); ok {
+		return r.TakeNotes()
+	}
+	return nil
+}
+
+// DeviceSummary is the attached accelerator's account of its optional
+// paths over the run (Noter); nil without one.
+func (nt *Net) DeviceSummary() []string {
+	if r, ok := nt.accel.(Noter); ok {
+		return r.Summary()
+	}
+	return nil
+}
+
 // DeviceFree is the attached accelerator's free memory now, in bytes; ok is
 // false without one (or one that does not report it).
 func (nt *Net) DeviceFree() (free int64, ok bool) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"testing"
 
 	"distill/core/lora"
@@ -358,5 +359,54 @@ func TestAcceleratorTakesCheckpointing(t *testing.T) {
 	}
 	if losses[1] != losses[0] || losses[2] != losses[0] {
 		t.Errorf("losses %v: checkpointing changed the loss", losses)
+	}
+}
+
+// notingAccel is the stand-in with notes for the run (Noter): one after
+// its second step.
+type notingAccel struct {
+	cpuAccel
+	steps int
+	notes []string
+}
+
+func (c *notingAccel) Step(b *Batch, denom int, drop DropoutMask) (float64, error) {
+	if c.steps++; c.steps == 2 {
+		c.notes = append(c.notes, "a faster path off")
+	}
+	return c.cpuAccel.Step(b, denom, drop)
+}
+func (c *notingAccel) TakeNotes() []string { n := c.notes; c.notes = nil; return n }
+func (c *notingAccel) Summary() []string   { return []string{fmt.Sprintf("%d steps", c.steps)} }
+
+// TestAcceleratorNotesReachTheEvents: what an accelerator tells the run
+// arrives once, in the event of the step it happened in, and its summary
+// through the Net.
+func TestAcceleratorNotesReachTheEvents(t *testing.T) {
+	dev, bf, _ := fixtureNet(t, "llama3-f32", "adapter")
+	inner := &cpuAccel{}
+	var err error
+	if inner.net, err = NewNet(tensor.CPU{}, dev.M, dev.Adapter); err != nil {
+		t.Fatal(err)
+	}
+	a := &notingAccel{cpuAccel: *inner}
+	dev.accel, dev.accelGrads = a, make([]float32, len(dev.Grads))
+	cfg := Config{Steps: 3, Accum: 1, MaxGradNorm: 1, Schedule: Schedule{Kind: "constant", Peak: 1e-3, Total: 3}}
+	ev := make(chan Event, 4)
+	if err := Train(context.Background(), dev, NewAdamW(len(dev.Params), 0.01), cfg, &cycle{batches: []*Batch{bf.batch()}}, ev); err != nil {
+		t.Fatal(err)
+	}
+	close(ev)
+	var got []string
+	for e := range ev {
+		for _, n := range e.Notes {
+			got = append(got, fmt.Sprintf("step %d: %s", e.Step, n))
+		}
+	}
+	if want := []string{"step 2: a faster path off"}; !slices.Equal(got, want) {
+		t.Errorf("notes %q, want %q", got, want)
+	}
+	if s := dev.DeviceSummary(); !slices.Equal(s, []string{"3 steps"}) {
+		t.Errorf("summary %q", s)
 	}
 }

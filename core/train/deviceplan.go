@@ -49,6 +49,28 @@ var DeviceFusedLoRA func() bool
 // tile and the bf16 operand hold the three stacked, and du three blocks.
 var DeviceStacksQKV func() bool
 
+// DeviceStepGraphs, set by a build with a device step (cuda/devnet), says
+// whether its SFT and KD steps replay CUDA graphs: a micro-batch then runs
+// as a bucket of its length rounded up to StepGraphBucket tokens, every
+// bucket's pass carved from one arena held between steps, and cuBLAS gets
+// a workspace of its own (StepGraphBLASWorkspace).
+var DeviceStepGraphs func() bool
+
+// StepGraphBucket is the granularity of cuda/devnet's recorded lengths
+// (its own constant).
+const StepGraphBucket = 64
+
+// StepGraphBLASWorkspace is the workspace cuBLAS is given before a
+// recording: 32 MiB on Hopper, 4 MiB before (the plan counts the larger; it
+// does not know the card).
+const StepGraphBLASWorkspace = 32 << 20
+
+// stepGraphs says whether a device step would replay CUDA graphs.
+func stepGraphs() bool { return DeviceStepGraphs != nil && DeviceStepGraphs() }
+
+// stepBucket is the length a recorded step of n tokens runs at.
+func stepBucket(n int) int { return (n + StepGraphBucket - 1) / StepGraphBucket * StepGraphBucket }
+
 // FlashAttention says whether cuda/devnet attends with the flash kernels
 // (scores in registers, scratch linear in n) for head size hd — the sizes
 // cuda.FlashHeadDim takes (a cuda test checks they agree) — rather than
@@ -73,8 +95,16 @@ func FlashAttention(hd int) bool {
 // buffers); without, every layer's stay from the forward. cuda/devnet's
 // tests check it against the device pool's measured peak, which rounds
 // each buffer up to its size class (at most 12.5% more).
+//
+// With step graphs (DeviceStepGraphs) the step's buffers are its bucket's,
+// up to StepGraphBucket − 1 tokens more, plus cuBLAS's workspace. DPO's
+// steps run eagerly but are planned the same way (a little over).
 func (nt *Net) DevicePlan(n int, weightBytes int64, nf4 bool) Plan {
 	c := nt.M.Config
+	graphs, tokens := stepGraphs(), n
+	if graphs {
+		n = stepBucket(n)
+	}
 	D, L, N := int64(c.HiddenSize), int64(len(nt.M.Layers)), int64(n)
 	params := int64(len(nt.Params)) * 4
 	var targeted, attnTargeted int64
@@ -92,10 +122,13 @@ func (nt *Net) DevicePlan(n int, weightBytes int64, nf4 bool) Plan {
 	stack := t[0] && t[1] && t[2] && nt.rank()%8 == 0 && DeviceStacksQKV != nil && DeviceStacksQKV()
 	ws := devicePass{m: nt.M, n: N, r: int64(nt.rank()), targeted: targeted, attnTargeted: attnTargeted,
 		dropping: nt.dropping(), training: true, keep: keep, keepAttn: keepAttn, stackQKV: stack}
-	p := Plan{Tokens: n, Weights: deviceWeights(nt.M, weightBytes), Adapter: params, Grads: params,
+	p := Plan{Tokens: tokens, Weights: deviceWeights(nt.M, weightBytes), Adapter: params, Grads: params,
 		Activations: (L + 1) * N * D * 4,
 		Workspace:   ws.bytes(nf4) - (L+1)*N*D*4,
 		Runtime:     DeviceRuntime}
+	if graphs {
+		p.Workspace += StepGraphBLASWorkspace
+	}
 	if d, ok := nt.accel.(AcceleratedOptimizer); ok && d.OptimizerReady() ||
 		nt.accel == nil && DeviceKeepsOptimizer != nil && DeviceKeepsOptimizer() {
 		p.Optimizer = 2 * params
@@ -113,10 +146,18 @@ func (nt *Net) DeviceKDPlan(n int, weightBytes int64, nf4 bool, teacher *model.M
 	p := nt.DevicePlan(n, weightBytes, nf4)
 	tc := teacher.Config
 	N, Dt, V := int64(n), int64(tc.HiddenSize), int64(tc.VocabSize)
-	R := min(int64(128), N)
-	keep := N*Dt*4 + R*Dt*(4+2) + R*V*4                            // hidden states; head rows f32, bf16; logits
 	fwd := devicePass{m: teacher, n: N}.bytes(teacherNF4) + N*Dt*4 // and the hidden states' copy
+	graphs := stepGraphs()
+	if graphs { // the teacher's states copied into the bucket's
+		N = int64(stepBucket(n))
+	}
+	R := min(int64(128), N)
+	keep := N*Dt*4 + R*Dt*(4+2) + R*V*4 // hidden states; head rows f32, bf16; logits
 	p.Teacher = deviceWeights(teacher, teacherBytes)
+	if graphs { // the teacher's pass runs beside the student's arena
+		p.Workspace += keep + fwd
+		return p
+	}
 	p.Workspace = max(p.Workspace+keep, fwd-p.Activations)
 	return p
 }

@@ -27,6 +27,9 @@ type Event struct {
 	// Extra holds the objective's own metrics (DPO: rewards, margins,
 	// preference accuracy).
 	Extra map[string]float64
+	// Notes are what the accelerator told the run during the step, each
+	// once (a faster path it turned off, and why): for the run's log.
+	Notes []string
 }
 
 // Objective is what a method optimises.
@@ -175,6 +178,7 @@ func Train(ctx context.Context, net *Net, opt *AdamW, cfg Config, data Batches, 
 			if m, ok := obj.(MetricsReporter); ok {
 				ev.Extra = m.TakeMetrics()
 			}
+			ev.Notes = net.DeviceNotes()
 			events <- ev // every completed step is reported, even when stopping
 		}
 	}

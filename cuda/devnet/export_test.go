@@ -58,3 +58,10 @@ func StepGraphs() (replays, recordings, failures int64, last error) {
 	}
 	return stepReplays.Load(), stepRecordings.Load(), stepRecordFailures.Load(), last
 }
+
+// FailStepRecordings makes every step recording fail with err until
+// restore is called.
+func FailStepRecordings(err error) (restore func()) {
+	recordFault = err
+	return func() { recordFault = nil }
+}

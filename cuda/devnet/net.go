@@ -154,6 +154,8 @@ type Net struct {
 	sg       *stepGraph
 	lastStep stepKey
 	sgBroken bool
+	sgStats  stepGraphStats
+	notes    notes // for the run's log (train.Noter)
 	// skip leaves phases out of a step, for benchmarks that time a step
 	// without each (its results are then wrong); set by the tests only.
 	skip   map[string]bool
@@ -448,6 +450,7 @@ func init() {
 	train.DeviceFusedLoRA = loraFusedReady
 	train.DeviceKeepsAttention = keepAttentionReady
 	train.DeviceStacksQKV = qkvStackReady
+	train.DeviceStepGraphs = stepGraphsReady
 }
 
 // heavyFirstVerified: the flash kernels' blocks dispatched heads fastest

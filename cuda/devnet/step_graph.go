@@ -54,7 +54,7 @@ import (
 // Gated (stepGraphsReady) until a GPU has run it.
 
 // stepBucket is the granularity of the recorded lengths.
-const stepBucket = 64
+const stepBucket = train.StepGraphBucket
 
 // maxStepGraphs bounds the recordings held (each bucket's forward and
 // backward, each bucket and chunk count's head): past it they are all
@@ -72,6 +72,9 @@ const stepGraphsVerified = false
 
 // DISTILL_CUDA_STEP_GRAPHS=0 or 1 overrides the gate either way.
 func stepGraphsReady() bool { return gateOpen("DISTILL_CUDA_STEP_GRAPHS", stepGraphsVerified) }
+
+// recordFault, set by tests, fails every recording as a capture can fail.
+var recordFault error
 
 // Replayed steps, recordings made and failed, and the last failure (tests).
 var (
@@ -205,7 +208,10 @@ func (nt *Net) stepKeyOf(b *train.Batch, drop train.DropoutMask) (stepKey, int, 
 // With kd, the step is StepKD's: the teacher's pass runs eagerly (its own
 // net's), its hidden states copied into the kept pass before the replay.
 func (nt *Net) stepGraphed(b *train.Batch, denom int, drop train.DropoutMask, kd *train.KD) (loss float64, done bool, err error) {
-	if !stepGraphsReady() || nt.Profile != nil || len(nt.skip) > 0 || nt.A == nil || nt.sgBroken {
+	if !stepGraphsReady() || nt.Profile != nil || len(nt.skip) > 0 || nt.A == nil {
+		return 0, false, nil
+	}
+	if nt.sgStats.steps++; nt.sgBroken {
 		return 0, false, nil
 	}
 	start := time.Now()
@@ -290,6 +296,7 @@ func (nt *Net) stepGraphed(b *train.Batch, denom int, drop train.DropoutMask, kd
 			}
 		}
 		stepReplays.Add(1)
+		nt.sgStats.replays++
 	}
 	nt.LastIssue = time.Since(start)
 	losses := make([]float32, k)
@@ -302,10 +309,14 @@ func (nt *Net) stepGraphed(b *train.Batch, denom int, drop train.DropoutMask, kd
 	return loss, true, nil
 }
 
+// stepGraphFailed leaves the net stepping eagerly for good, and tells the
+// run why.
 func (nt *Net) stepGraphFailed(err error) {
 	nt.sgBroken = true
+	nt.sgStats.failed = err
 	stepRecordFailures.Add(1)
 	lastStepGraphErr.Store(&err)
+	nt.notes.add(fmt.Sprintf("CUDA step graphs off for the rest of the run, every step now eager (same results; DISTILL_CUDA_STEP_GRAPHS=0 skips trying): %v", err))
 }
 
 // newStepGraph allocates the arena for key's passes up to capacity
@@ -331,6 +342,7 @@ func (nt *Net) newStepGraph(key stepKey, capacity int) (*stepGraph, error) {
 	if err != nil {
 		return nil, fmt.Errorf("devnet: step arena of %d bytes: %w", bytes, err)
 	}
+	nt.sgStats.arena = max(nt.sgStats.arena, int64(bytes))
 	sg.arena = &arena{buf: buf}
 	return sg, nil
 }
@@ -506,14 +518,19 @@ func (sg *stepGraph) recordings(bp *bucketPass, chunks int) ([]*cuda.Graph, erro
 // record captures one part of bp's step.
 func (bp *bucketPass) record(chunks, which int) (*cuda.Graph, error) {
 	p := bp.p
-	g, err := p.d.Capture(func() error {
-		bp.phase(chunks, which)
-		return p.failed()
-	})
+	err := recordFault
+	var g *cuda.Graph
+	if err == nil {
+		g, err = p.d.Capture(func() error {
+			bp.phase(chunks, which)
+			return p.failed()
+		})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("devnet: recording a step of %d tokens: %w", p.n, err)
 	}
 	stepRecordings.Add(1)
+	p.nt.sgStats.recordings++
 	return g, nil
 }
 

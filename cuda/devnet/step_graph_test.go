@@ -3,8 +3,10 @@
 package devnet_test
 
 import (
+	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"testing"
 
 	"distill/core/model"
@@ -250,4 +252,56 @@ func matchEager(t *testing.T, gotL, wantL []float64, gotG, wantG []float32, tol 
 		t.Errorf("gradients differ by %.2e relative", rel)
 	}
 	return rel
+}
+
+// TestStepGraphFailureIsTold: a recording that fails leaves the net
+// stepping eagerly — the eager steps' losses and gradients, bit for bit
+// at one row of logits — and tells the run once, in the step it happened
+// (TakeNotes), its summary saying no step replayed and why.
+func TestStepGraphFailureIsTold(t *testing.T) {
+	d := device(t)
+	s := setups[0]
+	dir := t.TempDir()
+	ok(t, model.WriteRandom(dir, s.shape, tensor.BF16, 9))
+	V := s.shape.Vocab
+	batches := []*train.Batch{batch(rng(5), V, 59), batch(rng(6), V, 59), batch(rng(7), V, 30, 29), batch(rng(8), V, 59)}
+	fault := errors.New("capture refused (test)")
+	defer devnet.FailStepRecordings(fault)()
+	run := func(graphs string) ([]float64, []float32) {
+		t.Setenv("DISTILL_CUDA_STEP_GRAPHS", graphs)
+		m, a := build(t, dir, s)
+		net, err := devnet.New(d, m, a)
+		ok(t, err)
+		defer net.Close()
+		net.HeadRows = 1
+		ok(t, net.ZeroGrads())
+		var losses []float64
+		for i, b := range batches {
+			l, err := net.Step(b, 40, nil)
+			ok(t, err)
+			losses = append(losses, l)
+			notes := net.TakeNotes()
+			if graphs == "0" || i != 2 { // the third step records first
+				if len(notes) > 0 {
+					t.Errorf("step %d (graphs %s): notes %q, want none", i+1, graphs, notes)
+				}
+				continue
+			}
+			if len(notes) != 1 || !strings.Contains(notes[0], fault.Error()) || !strings.Contains(notes[0], "eager") {
+				t.Errorf("step 3: notes %q, want one saying the steps go eager because %v", notes, fault)
+			}
+		}
+		sum := strings.Join(net.Summary(), "\n")
+		if want := "0 of 4 steps replayed, 0 recordings"; graphs == "1" && (!strings.Contains(sum, want) || !strings.Contains(sum, fault.Error())) {
+			t.Errorf("summary %q, want %q and the failure", sum, want)
+		} else if graphs == "0" && sum != "" {
+			t.Errorf("graphs off: summary %q, want none", sum)
+		}
+		g := make([]float32, len(a.Params))
+		ok(t, net.DownloadGrads(g))
+		return losses, g
+	}
+	wantL, wantG := run("0")
+	gotL, gotG := run("1")
+	matchEager(t, gotL, wantL, gotG, wantG, 0)
 }

@@ -1,0 +1,56 @@
+//go:build cuda
+
+package devnet
+
+import (
+	"fmt"
+	"sync"
+)
+
+// notes are messages for a run's user (train.Noter): a faster path this
+// net left for the rest of the run, and why. A run reads them after each
+// step.
+type notes struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (n *notes) add(msg string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.msgs = append(n.msgs, msg)
+}
+
+func (n *notes) take() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	m := n.msgs
+	n.msgs = nil
+	return m
+}
+
+// stepGraphStats is how the step graphs fared on a net over a run.
+type stepGraphStats struct {
+	steps, replays, recordings int   // steps with the gate open; of them replayed; graphs recorded
+	arena                      int64 // the largest arena, bytes
+	failed                     error // why the net went back to eager steps
+}
+
+// TakeNotes is train.Noter: the notes since the last call.
+func (nt *Net) TakeNotes() []string { return nt.notes.take() }
+
+// Summary is train.Noter: with step graphs on, how many steps replayed a
+// recording, how many were recorded, and the largest arena held between
+// steps.
+func (nt *Net) Summary() []string {
+	s := nt.sgStats
+	if s.steps == 0 {
+		return nil
+	}
+	line := fmt.Sprintf("CUDA step graphs: %d of %d steps replayed, %d recordings, arena %.1f MB held between steps",
+		s.replays, s.steps, s.recordings, float64(s.arena)/1e6)
+	if s.failed != nil {
+		line += fmt.Sprintf("; off after a failure: %v", s.failed)
+	}
+	return []string{line}
+}
