@@ -16,7 +16,7 @@
 # STEP_TIME, STEP_TIMEOUT (the training step), STEP_ATTN=gemm|simple (the
 # step again with another attention), STEP_KEEP=0 (skip the step again with
 # every layer's activations kept), STEP_VARIANTS="v1 heavy prefetch notrim
-# noset noqkv unfused selective dropout graphs graphs-keep" (the step again with each path turned on
+# noset noqkv unfused selective dropout graphs graphs-keep keepf32" (the step again with each path turned on
 # or off against the defaults: variant_env below), STEP_ALL=1 (the steps
 # again, recomputing, keeping all and keeping the attention side, with
 # every gated path open),
@@ -202,6 +202,7 @@ variant_env() {
     dropout) echo DISTILL_BENCH_DROPOUT=0.05 ;;       # LoRA dropout at distill's default (the adapter's backward apart)
     graphs) echo DISTILL_CUDA_STEP_GRAPHS=1 ;;        # each step replayed from its recording (gated)
     graphs-keep) echo DISTILL_CUDA_STEP_GRAPHS=1 DISTILL_BENCH_KEEP=1 ;;  # the same, every layer's activations kept
+    keepf32) echo DISTILL_CUDA_KEEP_MLP_BF16=0 DISTILL_BENCH_KEEP=1 ;;  # every layer's activations kept, the MLP side's in f32 (against [keep])
     *) return 1 ;;
   esac
 }

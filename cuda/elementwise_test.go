@@ -119,6 +119,42 @@ func TestSwiGLUParity(t *testing.T) {
 					t.Fatalf("ab[%d] = %#04x, want bf16(%v) = %#04x", i, hb[i], v, tensor.F32ToBF16(v))
 				}
 			}
+
+			// Keeping g and u in bf16 (a layer's kept copies): gb and ub
+			// their roundings exactly, and a, dg, du from them those of
+			// the rounded inputs (the CPU's over the same values).
+			gb, ub := zeros(t, d, cuda.BF16, n), zeros(t, d, cuda.BF16, n)
+			ok(t, d.SwiGLUFwdKeep(ad, ab, gb, ub, gd, ud, n))
+			near(t, "a (keeping g, u)", down(t, ad), a, f32Tol, 1e-7)
+			g16, u16 := make([]float32, n), make([]float32, n)
+			for _, c := range []struct {
+				name     string
+				b        *cuda.Buffer
+				from, to []float32
+			}{{"gb", gb, g, g16}, {"ub", ub, u, u16}} {
+				h, err := cuda.Download[uint16](c.b)
+				ok(t, err)
+				for i, v := range c.from {
+					if h[i] != tensor.F32ToBF16(v) {
+						t.Fatalf("%s[%d] = %#04x, want bf16(%v) = %#04x", c.name, i, h[i], v, tensor.F32ToBF16(v))
+					}
+					c.to[i] = tensor.BF16ToF32(h[i])
+				}
+			}
+			train.SwiGLUForward(a, g16, u16)
+			train.SwiGLUBackward(dg, du, da, g16, u16)
+			ok(t, d.SwiGLUFwdFromBF16(ad, gb, ub, n))
+			near(t, "a (from bf16)", down(t, ad), a, f32Tol, 1e-7)
+			ok(t, d.SwiGLUBwdFromBF16(dgd, dud, up(t, d, cuda.F32, da), gb, ub, n))
+			near(t, "dg (from bf16)", down(t, dgd), dg, f32Tol, 1e-6)
+			near(t, "du (from bf16)", down(t, dud), du, f32Tol, 1e-7)
+			if n >= 5 { // off 16-byte alignment: element by element
+				m := n - 1
+				ok(t, d.SwiGLUBwdFromBF16(dgd.View(1, m), dud.View(1, m), up(t, d, cuda.F32, da[1:]), gb.View(1, m), ub.View(1, m), m))
+				near(t, "dg (from bf16, unaligned)", down(t, dgd)[1:], dg[1:], f32Tol, 1e-6)
+				ok(t, d.SwiGLUFwdFromBF16(ad.View(1, m), gb.View(1, m), ub.View(1, m), m))
+				near(t, "a (from bf16, unaligned)", down(t, ad)[1:], a[1:], f32Tol, 1e-7)
+			}
 		})
 	}
 }

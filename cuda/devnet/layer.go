@@ -386,7 +386,7 @@ func (p *pass) mlpFwd(l int, x *cuda.Buffer) {
 	// a in bf16 for the down projection, written beside a; its adapter's
 	// product stays apart (its y is n·D, a tenth of gate's and up's).
 	fb := p.xb.View(0, n*F)
-	p.do(d.SwiGLUFwdBF16(a.a, fb, a.g, a.up, n*F))
+	p.do(d.SwiGLUFwdKeep(a.a, fb, a.gb, a.ub, a.g, a.up, n*F)) // g and up kept in bf16 where the layer keeps them so
 	p.lin(x, a.a, fb, F, l, mDown)
 	p.do(d.Add(x, a.xMid, n*D))
 }
@@ -410,8 +410,15 @@ func (p *pass) layerBwd(l int, dx, xIn *cuda.Buffer) {
 		}
 	}
 	zero(s.dA)
+	if a.gb != nil { // kept compact: a is scratch, written again from g and up for the down adapter's gradient
+		p.do(d.SwiGLUFwdFromBF16(a.a, a.gb, a.ub, n*F))
+	}
 	p.linB(s.dA, dx, a.a, l, mDown, set)
-	p.do(d.SwiGLUBwd(s.dG, s.dUp, s.dA, a.g, a.up, n*F))
+	if a.gb != nil {
+		p.do(d.SwiGLUBwdFromBF16(s.dG, s.dUp, s.dA, a.gb, a.ub, n*F))
+	} else {
+		p.do(d.SwiGLUBwd(s.dG, s.dUp, s.dA, a.g, a.up, n*F))
+	}
 	zero(s.dH)
 	p.linB(s.dH, s.dG, a.h2, l, mGate, set)
 	p.linB(s.dH, s.dUp, a.h2, l, mUp, false)

@@ -451,6 +451,7 @@ func init() {
 	train.DeviceKeepsAttention = keepAttentionReady
 	train.DeviceStacksQKV = qkvStackReady
 	train.DeviceStepGraphs = stepGraphsReady
+	train.DeviceCompactMLP = compactMLPReady
 }
 
 // heavyFirstVerified: the flash kernels' blocks dispatched heads fastest
@@ -507,6 +508,27 @@ func keepAttentionReady() bool { return gateOpen("DISTILL_CUDA_KEEP_ATTN", keepA
 // time on a GPU is devcheck's STEP_VARIANTS=notrim (not measured yet).
 // DISTILL_CUDA_RECOMPUTE_TRIM=0 runs the whole forward again.
 const trimVerified = true
+
+// compactMLPVerified: a step that keeps every layer's activations keeps
+// each layer's MLP side compact — g and up in bf16 (rounded by the SwiGLU
+// forward as it reads them), their f32 copies and SwiGLU's output a one
+// set of scratch all layers share, a written again from the bf16 copies
+// before the down projection's backward — 3·n·F f32 a layer become 2·n·F
+// bf16 (beside one f32 set): at Qwen2.5-1.5B and 2,048 tokens ~3.9 GB of
+// the ~9.9 GB kept. The
+// forward is unchanged (the loss is the same bit for bit); the SwiGLU
+// backward and the down adapter's gradient read the bf16 values (the
+// emulated device, 2026-11-27: gradients within TestKeepActivationsMatchesRecompute's
+// compact tolerance of the recomputing step's, and every parity test with
+// the CPU passes). Its cost is ~150 MB of traffic a layer more (an extra
+// pass over a), ~1 ms a step at 1.5B on an H200 by bandwidth — not
+// measured: devcheck's STEP_VARIANTS=keepf32 against keep. On, for the
+// memory: the fit keeps every layer's activations on smaller cards.
+// DISTILL_CUDA_KEEP_MLP_BF16=0 keeps them in f32.
+const compactMLPVerified = true
+
+// DISTILL_CUDA_KEEP_MLP_BF16=0 or 1 overrides the gate either way.
+func compactMLPReady() bool { return gateOpen("DISTILL_CUDA_KEEP_MLP_BF16", compactMLPVerified) }
 
 // DISTILL_CUDA_RECOMPUTE_TRIM=0 or 1 overrides the gate either way.
 func trimReady() bool { return gateOpen("DISTILL_CUDA_RECOMPUTE_TRIM", trimVerified) }

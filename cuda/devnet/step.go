@@ -74,6 +74,10 @@ type acts struct {
 	qPre, kPre, rstdQ, rstdK *cuda.Buffer
 	q, k, v, att, lse, xMid  *cuda.Buffer
 	g, up, a                 *cuda.Buffer
+	// gb, ub: g and up in bf16, kept per layer when every layer's
+	// activations are (compactMLP); g, up and a are then one f32 set all
+	// layers share as scratch, a recomputed from gb and ub in the backward.
+	gb, ub *cuda.Buffer
 }
 
 type scratch struct {
@@ -244,10 +248,10 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 	if drop != nil && training {
 		p.dropBuf = p.take(cuda.F32, n*max(D, F, qO))
 	}
-	sets := 1
+	sets, compact := 1, false
 	switch {
 	case training && nt.KeepActivations:
-		sets = len(nt.layers)
+		sets, compact = len(nt.layers), compactMLPReady()
 	case training && nt.KeepAttention && keepAttentionReady():
 		sets, p.selective = len(nt.layers), true
 	}
@@ -276,6 +280,13 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 		for _, m := range mlpMods {
 			if anyTargeted(nt, m) {
 				a.u[m] = p.take(cuda.F32, n*r)
+			}
+		}
+		if compact {
+			a.gb, a.ub = p.take(cuda.BF16, n*F), p.take(cuda.BF16, n*F)
+			if i > 0 {
+				a.g, a.up, a.a = p.layerActs[0].g, p.layerActs[0].up, p.layerActs[0].a
+				continue
 			}
 		}
 		a.g, a.up, a.a = p.take(cuda.F32, n*F), p.take(cuda.F32, n*F), p.take(cuda.F32, n*F)

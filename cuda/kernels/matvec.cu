@@ -193,7 +193,7 @@ extern "C" int dc_mv_fused(const dc_mv_job *j, const float *x) {
     if (dc_rmsnorm_fwd(j->xo, nullptr, x, j->pro, 1, j->cols, j->eps) != 0) return -1;
     xin = j->xo;
   } else if (j->pro_kind == MV_SWIGLU) {
-    if (dc_swiglu_fwd(j->xo, nullptr, j->pro, x, j->cols) != 0) return -1;
+    if (dc_swiglu_fwd(j->xo, nullptr, nullptr, nullptr, j->pro, x, j->cols) != 0) return -1;
     xin = j->xo;
   }
   for (int i = 0; i < j->n; i++)

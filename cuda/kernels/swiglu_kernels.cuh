@@ -8,19 +8,36 @@
 #include "devmath.cuh"
 
 // ab (optional): a rounded to bf16 as well, for the next GEMM's operand.
-__global__ void k_swiglu_fwd(float *a, __nv_bfloat16 *ab, const float *g, const float *u, int64_t n) {
+// gb, ub (optional, together): g and u rounded to bf16, the copies a layer
+// keeps for its backward when it keeps its activations (k_swiglu_*_b16).
+__global__ void k_swiglu_fwd(float *a, __nv_bfloat16 *ab, __nv_bfloat16 *gb, __nv_bfloat16 *ub, const float *g,
+                             const float *u, int64_t n) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-    float gi = g[i];
-    float v = gi * dc_sigmoid(gi) * u[i];
+    float gi = g[i], ui = u[i];
+    float v = gi * dc_sigmoid(gi) * ui;
     a[i] = v;
     if (ab) ab[i] = __float2bfloat16_rn(v);
+    if (gb) gb[i] = __float2bfloat16_rn(gi), ub[i] = __float2bfloat16_rn(ui);
   }
 }
 
-// The same by groups of 4 (a, g, u 16-byte aligned, ab 8-byte): the
+// Four floats rounded to bf16, packed as they lie in memory.
+__device__ __forceinline__ uint2 dc_pack_bf16x4(float4 v) {
+  __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
+  return make_uint2(*reinterpret_cast<uint32_t *>(&lo), *reinterpret_cast<uint32_t *>(&hi));
+}
+
+// Four bf16 (packed as in memory) widened to floats.
+__device__ __forceinline__ float4 dc_unpack_bf16x4(uint2 w) {
+  return make_float4(__uint_as_float(w.x << 16), __uint_as_float(w.x & 0xFFFF0000u), __uint_as_float(w.y << 16),
+                     __uint_as_float(w.y & 0xFFFF0000u));
+}
+
+// The same by groups of 4 (a, g, u 16-byte aligned, ab, gb, ub 8-byte): the
 // element-wise kernels are bound by memory, and 16-byte accesses reach more
 // of it. n4 = n/4.
-__global__ void k_swiglu_fwd_x4(float4 *a, uint2 *ab, const float4 *g, const float4 *u, int64_t n4) {
+__global__ void k_swiglu_fwd_x4(float4 *a, uint2 *ab, uint2 *gb, uint2 *ub, const float4 *g, const float4 *u,
+                                int64_t n4) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n4; i += (int64_t)gridDim.x * blockDim.x) {
     float4 gi = g[i], ui = u[i], v;
     v.x = gi.x * dc_sigmoid(gi.x) * ui.x;
@@ -28,10 +45,28 @@ __global__ void k_swiglu_fwd_x4(float4 *a, uint2 *ab, const float4 *g, const flo
     v.z = gi.z * dc_sigmoid(gi.z) * ui.z;
     v.w = gi.w * dc_sigmoid(gi.w) * ui.w;
     a[i] = v;
-    if (ab) {
-      __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
-      ab[i] = make_uint2(*reinterpret_cast<uint32_t *>(&lo), *reinterpret_cast<uint32_t *>(&hi));
-    }
+    if (ab) ab[i] = dc_pack_bf16x4(v);
+    if (gb) gb[i] = dc_pack_bf16x4(gi), ub[i] = dc_pack_bf16x4(ui);
+  }
+}
+
+// a = silu(g)·u from the kept bf16 g and u: the down projection's input
+// again, for its adapter's gradient, in a layer's backward.
+__global__ void k_swiglu_fwd_b16(float *a, const __nv_bfloat16 *gb, const __nv_bfloat16 *ub, int64_t n) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    float gi = __bfloat162float(gb[i]);
+    a[i] = gi * dc_sigmoid(gi) * __bfloat162float(ub[i]);
+  }
+}
+
+__global__ void k_swiglu_fwd_b16_x4(float4 *a, const uint2 *gb, const uint2 *ub, int64_t n4) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n4; i += (int64_t)gridDim.x * blockDim.x) {
+    float4 gi = dc_unpack_bf16x4(gb[i]), ui = dc_unpack_bf16x4(ub[i]), v;
+    v.x = gi.x * dc_sigmoid(gi.x) * ui.x;
+    v.y = gi.y * dc_sigmoid(gi.y) * ui.y;
+    v.z = gi.z * dc_sigmoid(gi.z) * ui.z;
+    v.w = gi.w * dc_sigmoid(gi.w) * ui.w;
+    a[i] = v;
   }
 }
 
@@ -41,5 +76,29 @@ __global__ void k_swiglu_bwd(float *dg, float *du, const float *da, const float 
     float gi = g[i], s = dc_sigmoid(gi), d = da[i], ui = u[i];
     du[i] = d * gi * s;
     dg[i] = d * ui * s * (1.f + gi * (1.f - s));
+  }
+}
+
+// k_swiglu_bwd from the kept bf16 g and u.
+__global__ void k_swiglu_bwd_b16(float *dg, float *du, const float *da, const __nv_bfloat16 *gb,
+                                 const __nv_bfloat16 *ub, int64_t n) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    float gi = __bfloat162float(gb[i]), s = dc_sigmoid(gi), d = da[i], ui = __bfloat162float(ub[i]);
+    du[i] = d * gi * s;
+    dg[i] = d * ui * s * (1.f + gi * (1.f - s));
+  }
+}
+
+// By groups of 4 (dg, du, da 16-byte aligned, gb, ub 8-byte).
+__global__ void k_swiglu_bwd_b16_x4(float4 *dg, float4 *du, const float4 *da, const uint2 *gb, const uint2 *ub,
+                                    int64_t n4) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n4; i += (int64_t)gridDim.x * blockDim.x) {
+    float4 g = dc_unpack_bf16x4(gb[i]), u = dc_unpack_bf16x4(ub[i]), d = da[i], rg, ru;
+    float s;
+    s = dc_sigmoid(g.x), ru.x = d.x * g.x * s, rg.x = d.x * u.x * s * (1.f + g.x * (1.f - s));
+    s = dc_sigmoid(g.y), ru.y = d.y * g.y * s, rg.y = d.y * u.y * s * (1.f + g.y * (1.f - s));
+    s = dc_sigmoid(g.z), ru.z = d.z * g.z * s, rg.z = d.z * u.z * s * (1.f + g.z * (1.f - s));
+    s = dc_sigmoid(g.w), ru.w = d.w * g.w * s, rg.w = d.w * u.w * s * (1.f + g.w * (1.f - s));
+    du[i] = ru, dg[i] = rg;
   }
 }

@@ -198,12 +198,12 @@ static void launch_swiglu_fwd(float *a, uint16_t *ab, const float *g, const floa
   bool a16 = (((uintptr_t)a | (uintptr_t)g | (uintptr_t)u) & 15) == 0 && ((uintptr_t)ab & 7) == 0;
   if (a16 && n >= 4) {
     int64_t n4 = n / 4;
-    launch_ew(n4, 0, [&] { k_swiglu_fwd_x4((float4 *)a, (uint2 *)ab, (const float4 *)g, (const float4 *)u, n4); });
+    launch_ew(n4, 0, [&] { k_swiglu_fwd_x4((float4 *)a, (uint2 *)ab, nullptr, nullptr, (const float4 *)g, (const float4 *)u, n4); });
     a += 4 * n4, g += 4 * n4, u += 4 * n4, n -= 4 * n4;
     if (ab) ab += 4 * n4;
     if (n == 0) return;
   }
-  launch_ew(n, 0, [&] { k_swiglu_fwd(a, (__nv_bfloat16 *)ab, g, u, n); });
+  launch_ew(n, 0, [&] { k_swiglu_fwd(a, (__nv_bfloat16 *)ab, nullptr, nullptr, g, u, n); });
 }
 
 // Tolerances: σ(g) = 1/(1 + expf(−g)) in f32 (expf within 2 ulp on the
