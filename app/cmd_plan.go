@@ -96,6 +96,9 @@ func runPlan(env *Env, args []string) error {
 	where := "host memory, CPU backend"
 	if p.GPU {
 		where = "GPU memory, device-resident steps; the optimizer's moments stay on the host"
+		if p.Optimizer > 0 {
+			where = "GPU memory, device-resident steps and optimizer"
+		}
 	} else if cfg.Device != "cpu" {
 		where = "host memory; on " + cfg.Device + " each op also copies its operands to the device"
 	}

@@ -144,3 +144,26 @@ func TestPlanSeqAndBatch(t *testing.T) {
 		t.Errorf("plan --batch 0: exit %d %q", code, stderr)
 	}
 }
+
+// The GPU plan's heading says where the optimizer's moments are: on the
+// host, or (a build whose device keeps them, DeviceKeepsOptimizer) on the
+// device, where the plan counts them.
+func TestPlanCommandSaysWhereTheMomentsAre(t *testing.T) {
+	m := tinyModel(t)
+	defer func(f func() bool) { train.DeviceKeepsOptimizer = f }(train.DeviceKeepsOptimizer)
+	for _, onDevice := range []bool{false, true} {
+		train.DeviceKeepsOptimizer = func() bool { return onDevice }
+		code, out, stderr := run("plan", "sft", "--model", m, "--device", "cuda", "--seq-len", "64")
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		head, _, _ := strings.Cut(out, "\n")
+		want := "the optimizer's moments stay on the host"
+		if onDevice {
+			want = "device-resident steps and optimizer"
+		}
+		if !strings.Contains(head, want) || strings.Contains(out, "optimizer (AdamW)") != onDevice {
+			t.Errorf("moments on the device %v:\n%s", onDevice, out)
+		}
+	}
+}
