@@ -9,6 +9,7 @@ import "C"
 
 import (
 	"fmt"
+	"slices"
 	"unsafe"
 
 	"distill/core/tensor"
@@ -126,9 +127,16 @@ func (d *Device) Zeros(k Kind, n int) (*Buffer, error) {
 }
 
 // Free returns an owned buffer to the pool (nil-safe, idempotent; a no-op
-// on a View).
+// on a View). Inside a graph capture, on its goroutine, the capture fails
+// instead (ErrCaptureFree) and the buffer goes back once it has ended.
 func (b *Buffer) Free() {
 	if b == nil || b.ptr == nil || !b.owned {
+		return
+	}
+	if g := capG.Load(); g != 0 && g == goid() {
+		if !slices.Contains(capFreed, b) {
+			capFreed = append(capFreed, b)
+		}
 		return
 	}
 	b.dev.Pool.Put(b.ptr)

@@ -35,6 +35,10 @@ type Graph struct {
 var (
 	capMu sync.Mutex
 	capG  atomic.Int64 // the capturing goroutine's id, 0 when none
+	// Buffers freed inside the capture (by its goroutine, under capMu):
+	// the recording writes them at every replay, so they go back to their
+	// pool only once the capture is dropped for it.
+	capFreed []*Buffer
 )
 
 // Capture records the device work f launches and returns it as a Graph. f
@@ -70,15 +74,33 @@ func (d *Device) Capture(f func() error) (g *Graph, err error) {
 	defer func() {
 		if !ended { // f panicked: close the recording before the panic goes on
 			end(false)
+			for _, b := range capFreed {
+				b.dev.Pool.Put(b.ptr)
+				b.ptr = nil
+			}
+			capFreed = nil
 		}
 	}()
 	ferr := f()
-	exec, eerr := end(ferr == nil)
-	if err := errors.Join(ferr, eerr); err != nil {
+	var freed error
+	if n := len(capFreed); n > 0 {
+		freed = fmt.Errorf("cuda: %d buffers freed inside a graph capture (the recording would write memory the pool hands out again): %w", n, ErrCaptureFree)
+	}
+	exec, eerr := end(ferr == nil && freed == nil)
+	for _, b := range capFreed { // the recording is gone: nothing writes them now
+		b.dev.Pool.Put(b.ptr)
+		b.ptr = nil
+	}
+	capFreed = nil
+	if err := errors.Join(ferr, freed, eerr); err != nil {
 		return nil, err
 	}
 	return &Graph{exec: exec}, nil
 }
+
+// ErrCaptureFree is wrapped by a capture whose work freed a buffer: work
+// meant for recording frees its buffers after.
+var ErrCaptureFree = errors.New("device memory must be freed after the capture")
 
 // ErrCaptureAlloc is wrapped by an allocation refused inside a capture: work
 // meant for recording takes its buffers (scratch included) before.

@@ -69,3 +69,37 @@ func TestGraphReplay(t *testing.T) {
 	ok(t, g2.Launch())
 	near(t, "x after a capture that followed a panic", down(t, x), []float32{54, 108, 162}, 0, 0)
 }
+
+// TestCaptureRefusesFree: a buffer freed inside a capture (a recording
+// would write it at every replay after the pool handed it out again) fails
+// the capture, naming why, and goes back to the pool once the capture has
+// ended — once, however often it was freed; the stream and the next
+// capture work.
+func TestCaptureRefusesFree(t *testing.T) {
+	d := device(t)
+	x := up(t, d, cuda.F32, []float32{1, 2, 3})
+	tmp, err := d.Alloc(cuda.F32, 1<<10)
+	ok(t, err)
+	inUse := d.Pool.Stats().InUse
+	_, err = d.Capture(func() error {
+		if err := d.Add(x, x, 3); err != nil {
+			return err
+		}
+		tmp.Free()
+		tmp.Free()
+		return nil
+	})
+	if !errors.Is(err, cuda.ErrCaptureFree) {
+		t.Fatalf("a capture that freed a buffer returned %v", err)
+	}
+	if got := d.Pool.Stats().InUse; got != inUse-4096 {
+		t.Errorf("pool in use %d after the capture, want %d (the buffer back, once)", got, inUse-4096)
+	}
+	tmp.Free() // idempotent after
+	near(t, "x (nothing recorded ran)", down(t, x), []float32{1, 2, 3}, 0, 0)
+	g, err := d.Capture(func() error { return d.Add(x, x, 3) })
+	ok(t, err)
+	defer g.Free()
+	ok(t, g.Launch())
+	near(t, "x after the next capture's replay", down(t, x), []float32{2, 4, 6}, 0, 0)
+}
