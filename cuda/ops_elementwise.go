@@ -57,7 +57,7 @@ func (d *Device) SwiGLUFwdBF16(a, ab, g, u *Buffer, n int) error {
 
 // SwiGLUFwdKeep is SwiGLUFwdBF16 that also rounds g and u into gb and ub
 // (both, or neither): the bf16 copies a layer keeps for its backward
-// (SwiGLUFwdFromBF16, SwiGLUBwdFromBF16) where the f32 ones are scratch.
+// (SwiGLUBwdFromBF16) where the f32 ones are scratch.
 func (d *Device) SwiGLUFwdKeep(a, ab, gb, ub, g, u *Buffer, n int) error {
 	if err := check("swiglu_fwd").buf("a", a, F32, n).opt("ab", ab, BF16, n).opt("gb", gb, BF16, n).opt("ub", ub, BF16, n).
 		true((gb == nil) == (ub == nil), "gb and ub go together").buf("g", g, F32, n).buf("u", u, F32, n).err; err != nil {
@@ -79,23 +79,14 @@ func (d *Device) SwiGLUBwd(dg, du, da, g, u *Buffer, n int) error {
 	})
 }
 
-// SwiGLUFwdFromBF16: a = silu(g)·u from g and u kept in bf16.
-func (d *Device) SwiGLUFwdFromBF16(a, gb, ub *Buffer, n int) error {
-	if err := check("swiglu_fwd_b16").buf("a", a, F32, n).buf("gb", gb, BF16, n).buf("ub", ub, BF16, n).err; err != nil {
+// SwiGLUBwdFromBF16 is SwiGLUBwd from g and u kept in bf16; a (when not
+// nil) gets silu(g)·u from them as well.
+func (d *Device) SwiGLUBwdFromBF16(dg, du, a, da, gb, ub *Buffer, n int) error {
+	if err := check("swiglu_bwd_b16").buf("dg", dg, F32, n).buf("du", du, F32, n).opt("a", a, F32, n).buf("da", da, F32, n).buf("gb", gb, BF16, n).buf("ub", ub, BF16, n).err; err != nil {
 		return err
 	}
 	return call(func() C.int {
-		return C.dc_swiglu_fwd_b16((*C.float)(a.ptr), (*C.uint16_t)(gb.ptr), (*C.uint16_t)(ub.ptr), C.int64_t(n))
-	})
-}
-
-// SwiGLUBwdFromBF16 is SwiGLUBwd from g and u kept in bf16.
-func (d *Device) SwiGLUBwdFromBF16(dg, du, da, gb, ub *Buffer, n int) error {
-	if err := check("swiglu_bwd_b16").buf("dg", dg, F32, n).buf("du", du, F32, n).buf("da", da, F32, n).buf("gb", gb, BF16, n).buf("ub", ub, BF16, n).err; err != nil {
-		return err
-	}
-	return call(func() C.int {
-		return C.dc_swiglu_bwd_b16((*C.float)(dg.ptr), (*C.float)(du.ptr), (*C.float)(da.ptr), (*C.uint16_t)(gb.ptr), (*C.uint16_t)(ub.ptr), C.int64_t(n))
+		return C.dc_swiglu_bwd_b16((*C.float)(dg.ptr), (*C.float)(du.ptr), (*C.float)(addr(a)), (*C.float)(da.ptr), (*C.uint16_t)(gb.ptr), (*C.uint16_t)(ub.ptr), C.int64_t(n))
 	})
 }
 

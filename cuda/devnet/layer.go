@@ -150,11 +150,30 @@ func (p *pass) linB(dx, dy, x *cuda.Buffer, l, i int, set bool) {
 	p.loraRows(du, dy, B, r, out, true, s)  // du = s·dy·B
 	p.loraCols(gB, dy, u, out, r, false, s) // dB += s·dyᵀ·u
 	if p.drop == nil {
-		p.loraCols(gA, x, du, in, r, true, 1) // dA += duᵀ·x
+		if !p.deferGA {
+			p.loraCols(gA, x, du, in, r, true, 1) // dA += duᵀ·x
+		}
 		p.do(d.GemmTF32(false, false, n, in, r, 1, du, r, A, in, 1, dx, in))
 		return
 	}
 	p.loraDroppedBwd(dx, x, du, A, gA, l, i)
+}
+
+// loraGradA adds module i's dA += duᵀ·x (x∘mask/(1−p) under LoRA dropout),
+// p.s.du still module i's: what linB leaves out under p.deferGA, for an x
+// written after it.
+func (p *pass) loraGradA(x *cuda.Buffer, l, i int) {
+	_, _, gA, _ := p.pair(l, i)
+	if gA == nil || p.nt.skip["lora"] {
+		return
+	}
+	n, r, in := p.n, p.nt.A.Config.R, p.nt.layers[l].w[i].cols
+	if p.drop != nil {
+		buf := p.dropBuf.View(0, n*in)
+		p.dropout(buf, x, n*in, l*nMod+i)
+		x = buf
+	}
+	p.loraCols(gA, x, p.s.du, in, r, true, 1)
 }
 
 // loraDroppedBwd is module i's adapter backward under LoRA dropout, whose
@@ -164,8 +183,10 @@ func (p *pass) loraDroppedBwd(dx, x, du, A, gA *cuda.Buffer, l, i int) {
 	d, n, r, in := p.d, p.n, p.nt.A.Config.R, p.nt.layers[l].w[i].cols
 	site := l*nMod + i
 	buf := p.dropBuf.View(0, n*in)
-	p.dropout(buf, x, n*in, site) // the adapter saw x∘mask/(1−p)
-	p.loraCols(gA, buf, du, in, r, true, 1)
+	if !p.deferGA {
+		p.dropout(buf, x, n*in, site) // the adapter saw x∘mask/(1−p)
+		p.loraCols(gA, buf, du, in, r, true, 1)
+	}
 	p.do(d.GemmTF32(false, false, n, in, r, 1, du, r, A, in, 0, buf, in))
 	base, thresh, keep := p.drop(site) // dx += (du·A)∘mask/(1−p)
 	if p.dropKeys != nil {
@@ -211,7 +232,9 @@ func (p *pass) linBFused(dx, dy, x *cuda.Buffer, l, i int, beta float32) {
 	p.do(d.GemmBF16(false, false, n, in, out+r, 1, yb, ldy, tile, in, beta, dx, in))
 	p.mark("lora")
 	p.loraCols(gB, dy, u, out, r, false, s) // dB += s·dyᵀ·u
-	p.loraCols(gA, x, du, in, r, true, 1)   // dA += duᵀ·x
+	if !p.deferGA {
+		p.loraCols(gA, x, du, in, r, true, 1) // dA += duᵀ·x
+	}
 	fusedLoRABwd.Add(1)
 }
 
@@ -410,13 +433,19 @@ func (p *pass) layerBwd(l int, dx, xIn *cuda.Buffer) {
 		}
 	}
 	zero(s.dA)
-	if a.gb != nil { // kept compact: a is scratch, written again from g and up for the down adapter's gradient
-		p.do(d.SwiGLUFwdFromBF16(a.a, a.gb, a.ub, n*F))
-	}
-	p.linB(s.dA, dx, a.a, l, mDown, set)
 	if a.gb != nil {
-		p.do(d.SwiGLUBwdFromBF16(s.dG, s.dUp, s.dA, a.gb, a.ub, n*F))
+		// Kept compact: a is scratch, written again by the SwiGLU backward
+		// from the bf16 g and up, so the down adapter's dA (which reads it)
+		// waits for it.
+		p.deferGA = true
+		p.linB(s.dA, dx, a.a, l, mDown, set)
+		p.deferGA = false
+		p.do(d.SwiGLUBwdFromBF16(s.dG, s.dUp, a.a, s.dA, a.gb, a.ub, n*F))
+		p.mark("lora")
+		p.loraGradA(a.a, l, mDown)
+		p.mark("elementwise")
 	} else {
+		p.linB(s.dA, dx, a.a, l, mDown, set)
 		p.do(d.SwiGLUBwd(s.dG, s.dUp, s.dA, a.g, a.up, n*F))
 	}
 	zero(s.dH)

@@ -512,17 +512,18 @@ const trimVerified = true
 // compactMLPVerified: a step that keeps every layer's activations keeps
 // each layer's MLP side compact — g and up in bf16 (rounded by the SwiGLU
 // forward as it reads them), their f32 copies and SwiGLU's output a one
-// set of scratch all layers share, a written again from the bf16 copies
-// before the down projection's backward — 3·n·F f32 a layer become 2·n·F
-// bf16 (beside one f32 set): at Qwen2.5-1.5B and 2,048 tokens ~3.9 GB of
-// the ~9.9 GB kept. The
-// forward is unchanged (the loss is the same bit for bit); the SwiGLU
-// backward and the down adapter's gradient read the bf16 values (the
-// emulated device, 2026-11-27: gradients within TestKeepActivationsMatchesRecompute's
-// compact tolerance of the recomputing step's, and every parity test with
-// the CPU passes). Its cost is ~150 MB of traffic a layer more (an extra
-// pass over a), ~1 ms a step at 1.5B on an H200 by bandwidth — not
-// measured: devcheck's STEP_VARIANTS=keepf32 against keep. On, for the
+// set of scratch all layers share; the SwiGLU backward reads the bf16
+// copies and writes a again, and the down adapter's dA, which reads a,
+// runs after it (pass.deferGA) — 3·n·F f32 a layer become 2·n·F bf16
+// beside the one f32 set: at Qwen2.5-1.5B and 2,048 tokens the plan's
+// kept step 11.2 → 7.3 GB with the CUDA context. The forward is unchanged
+// (the loss is the same bit for bit); the SwiGLU backward and the down
+// adapter's gradient read the bf16 values (the emulated device,
+// 2026-11-27: gradients 1.9–3.6e-3 from the f32-kept ones,
+// TestKeepActivationsMatchesRecompute, and every parity test with the CPU
+// passes). Its cost is the bf16 copies' writes less the reads they save,
+// ~75 MB a layer: ~0.5 ms a step at 1.5B on an H200 by bandwidth, not
+// measured (devcheck's STEP_VARIANTS=keepf32 against keep). On, for the
 // memory: the fit keeps every layer's activations on smaller cards.
 // DISTILL_CUDA_KEEP_MLP_BF16=0 keeps them in f32.
 const compactMLPVerified = true

@@ -28,6 +28,7 @@ type pass struct {
 	adapterOff bool         // the base alone (DPO's reference policy)
 	recompute  bool         // layerFwd is the backward's recomputation: it stops at what the backward reads
 	selective  bool         // each layer's attention side kept, the MLP side one set recomputed (Net.KeepAttention)
+	deferGA    bool         // linB leaves the adapter's dA out (loraGradA adds it, once its x is written)
 	spans      []span       // decoding: the rows' caches on the device, in row order (decode.go)
 	phase      string       // profiling: the phase in progress and its start
 	phaseT     time.Time

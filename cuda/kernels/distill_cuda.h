@@ -96,11 +96,12 @@ int dc_rope(float *x, const int32_t *pos, const float *cos_t, const float *sin_t
 // ---- swiglu.cu ----
 // a = silu(g)·u (a may alias g), and optionally a in bf16 (ab) and g and u
 // in bf16 (gb, ub: together); dg, du from da (dg, du may alias g, u). The
-// _b16 forms read g and u from their bf16 copies (gb, ub).
+// _b16 backward reads g and u from their bf16 copies (gb, ub); its a
+// (optional) gets silu(g)·u too.
 int dc_swiglu_fwd(float *a, uint16_t *ab, uint16_t *gb, uint16_t *ub, const float *g, const float *u, int64_t n);
 int dc_swiglu_bwd(float *dg, float *du, const float *da, const float *g, const float *u, int64_t n);
-int dc_swiglu_fwd_b16(float *a, const uint16_t *gb, const uint16_t *ub, int64_t n);
-int dc_swiglu_bwd_b16(float *dg, float *du, const float *da, const uint16_t *gb, const uint16_t *ub, int64_t n);
+int dc_swiglu_bwd_b16(float *dg, float *du, float *a, const float *da, const uint16_t *gb, const uint16_t *ub,
+                      int64_t n);
 
 // ---- embed.cu ----
 // out(n, d) = table[ids[i]] widened; dtype 0 f32, 1 f16, 2 bf16 (tensor.DType).

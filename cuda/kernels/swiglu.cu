@@ -32,35 +32,23 @@ extern "C" int dc_swiglu_bwd(float *dg, float *du, const float *da, const float 
   return 0;
 }
 
-// From the kept bf16 g and u: a (the down projection's input again) and the
-// backward, by 4 where the pointers allow.
-extern "C" int dc_swiglu_fwd_b16(float *a, const uint16_t *gb, const uint16_t *ub, int64_t n) {
+// From the kept bf16 g and u, and a (the down projection's input again)
+// with it; by 4 where the pointers allow.
+extern "C" int dc_swiglu_bwd_b16(float *dg, float *du, float *a, const float *da, const uint16_t *gb,
+                                 const uint16_t *ub, int64_t n) {
   if (n <= 0) return 0;
-  if (((uintptr_t)a & 15) == 0 && (((uintptr_t)gb | (uintptr_t)ub) & 7) == 0 && n >= 4) {
+  if ((((uintptr_t)dg | (uintptr_t)du | (uintptr_t)a | (uintptr_t)da) & 15) == 0 &&
+      (((uintptr_t)gb | (uintptr_t)ub) & 7) == 0 && n >= 4) {
     int64_t n4 = n / 4;
-    DC_LAUNCH(dc_blocks(n4, 256), 256, 0, k_swiglu_fwd_b16_x4)((float4 *)a, (const uint2 *)gb, (const uint2 *)ub, n4);
-    DC_LAUNCHED("swiglu_fwd_b16(n=%lld, by 4)", (long long)n);
-    a += 4 * n4, gb += 4 * n4, ub += 4 * n4, n -= 4 * n4;
-    if (n == 0) return 0;
-  }
-  DC_LAUNCH(dc_blocks(n, 256), 256, 0, k_swiglu_fwd_b16)(a, (const __nv_bfloat16 *)gb, (const __nv_bfloat16 *)ub, n);
-  DC_LAUNCHED("swiglu_fwd_b16(n=%lld)", (long long)n);
-  return 0;
-}
-
-extern "C" int dc_swiglu_bwd_b16(float *dg, float *du, const float *da, const uint16_t *gb, const uint16_t *ub,
-                                 int64_t n) {
-  if (n <= 0) return 0;
-  if ((((uintptr_t)dg | (uintptr_t)du | (uintptr_t)da) & 15) == 0 && (((uintptr_t)gb | (uintptr_t)ub) & 7) == 0 &&
-      n >= 4) {
-    int64_t n4 = n / 4;
-    DC_LAUNCH(dc_blocks(n4, 256), 256, 0, k_swiglu_bwd_b16_x4)((float4 *)dg, (float4 *)du, (const float4 *)da,
-                                                                    (const uint2 *)gb, (const uint2 *)ub, n4);
+    DC_LAUNCH(dc_blocks(n4, 256), 256, 0, k_swiglu_bwd_b16_x4)((float4 *)dg, (float4 *)du, (float4 *)a,
+                                                                    (const float4 *)da, (const uint2 *)gb,
+                                                                    (const uint2 *)ub, n4);
     DC_LAUNCHED("swiglu_bwd_b16(n=%lld, by 4)", (long long)n);
     dg += 4 * n4, du += 4 * n4, da += 4 * n4, gb += 4 * n4, ub += 4 * n4, n -= 4 * n4;
+    if (a) a += 4 * n4;
     if (n == 0) return 0;
   }
-  DC_LAUNCH(dc_blocks(n, 256), 256, 0, k_swiglu_bwd_b16)(dg, du, da, (const __nv_bfloat16 *)gb,
+  DC_LAUNCH(dc_blocks(n, 256), 256, 0, k_swiglu_bwd_b16)(dg, du, a, da, (const __nv_bfloat16 *)gb,
                                                          (const __nv_bfloat16 *)ub, n);
   DC_LAUNCHED("swiglu_bwd_b16(n=%lld)", (long long)n);
   return 0;
