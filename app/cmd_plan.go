@@ -89,6 +89,13 @@ func runPlan(env *Env, args []string) error {
 			out["largest_batch"] = longest / seq
 		}
 	}
+	var modes []activationMode
+	if p.GPU && !cfg.Full {
+		if modes, err = w.activationModes(cfg); err != nil {
+			return err
+		}
+		out["activation_modes"] = modes
+	}
 	if *asJSON {
 		return writeJSON(env.Stdout, out)
 	}
@@ -122,6 +129,10 @@ func runPlan(env *Env, args []string) error {
 		fmt.Fprintf(tw, "  %s\t%.1f MB\t\n", r.name, float64(r.b)/1e6)
 	}
 	tw.Flush()
+	if len(modes) > 0 {
+		budget, _ := parseBytes(*memory) // parsed above when given
+		printActivationModes(env, modes, budget, *memory)
+	}
 	if *memory != "" {
 		if longest == 0 {
 			fmt.Fprintf(env.Stdout, "nothing fits %s: even 16 tokens per micro-batch need more (quantise the base, lower the rank, or checkpoint gradients)\n", *memory)
@@ -155,4 +166,55 @@ func parseBytes(s string) (int64, error) {
 		return 0, fmt.Errorf("%q: want a size such as 8GB, 3.5GiB or 512MB", s)
 	}
 	return int64(x * mul), nil
+}
+
+// activationMode is a GPU run's total under one way of holding its
+// activations: recomputing every layer's in the backward, keeping each
+// layer's attention side, or keeping every layer's (a forward less a step).
+type activationMode struct {
+	Mode   string `json:"mode"`   // recompute, keep_attention, keep
+	Config string `json:"config"` // the run config that asks for it
+	Total  int64  `json:"total"`  // bytes, as the plan's total
+}
+
+// activationModes plans cfg three ways, from least memory to fastest step.
+func (w *Workstation) activationModes(cfg RunConfig) ([]activationMode, error) {
+	var modes []activationMode
+	for _, m := range []struct {
+		mode, config string
+		checkpoint   bool
+		keepAttn     bool
+	}{{"recompute", "grad_checkpointing: true", true, false},
+		{"keep_attention", "grad_checkpointing: true, keep_attention: true", true, true},
+		{"keep", "grad_checkpointing: false", false, false}} {
+		cfg.GradCheckpointing, cfg.KeepAttention = m.checkpoint, m.keepAttn
+		p, err := w.PlanRun(cfg)
+		if err != nil {
+			return nil, err
+		}
+		modes = append(modes, activationMode{Mode: m.mode, Config: m.config, Total: p.Total})
+	}
+	return modes, nil
+}
+
+// printActivationModes prints the three ways' totals and, against a budget
+// (0: none), which fit and the fastest that does.
+func printActivationModes(env *Env, modes []activationMode, budget int64, name string) {
+	fmt.Fprintln(env.Stdout, "activations, from least memory to the fastest step:")
+	tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
+	fastest := ""
+	for _, m := range modes {
+		fit := ""
+		if budget > 0 {
+			fit = "does not fit " + name
+			if m.Total <= budget {
+				fit, fastest = "fits "+name, m.Config
+			}
+		}
+		fmt.Fprintf(tw, "  %s\t%.1f MB\t%s\n", m.Config, float64(m.Total)/1e6, fit)
+	}
+	tw.Flush()
+	if budget > 0 && fastest != "" {
+		fmt.Fprintf(env.Stdout, "fastest within %s: %s\n", name, fastest)
+	}
 }

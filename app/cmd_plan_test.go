@@ -2,6 +2,7 @@ package app
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -164,6 +165,41 @@ func TestPlanCommandSaysWhereTheMomentsAre(t *testing.T) {
 		}
 		if !strings.Contains(head, want) || strings.Contains(out, "optimizer (AdamW)") != onDevice {
 			t.Errorf("moments on the device %v:\n%s", onDevice, out)
+		}
+	}
+}
+
+// A GPU plan lists the three ways to hold activations, least memory first
+// (recomputing is the default config's own total), and against --memory
+// names the fastest that fits: keeping every layer where the budget allows
+// it, recomputing where only that fits.
+func TestPlanCommandActivationModes(t *testing.T) {
+	m := tinyModel(t)
+	code, out, stderr := run("plan", "sft", "--model", m, "--device", "cuda", "--seq-len", "64", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var r struct {
+		Plan  PlanRow          `json:"plan"`
+		Modes []activationMode `json:"activation_modes"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Modes) != 3 || r.Modes[0].Total != r.Plan.Total || !(r.Modes[0].Total < r.Modes[1].Total && r.Modes[1].Total < r.Modes[2].Total) {
+		t.Fatalf("modes %+v (plan total %d)", r.Modes, r.Plan.Total)
+	}
+	for _, c := range []struct {
+		budget int64
+		want   string
+	}{{r.Modes[2].Total, "fastest within %s: grad_checkpointing: false"}, {r.Modes[1].Total - 1, "fastest within %s: grad_checkpointing: true\n"}} {
+		mem := fmt.Sprintf("%dB", c.budget)
+		code, out, stderr := run("plan", "sft", "--model", m, "--device", "cuda", "--seq-len", "64", "--memory", mem)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		if want := fmt.Sprintf(c.want, mem); !strings.Contains(out, want) {
+			t.Errorf("--memory %s: no %q in\n%s", mem, want, out)
 		}
 	}
 }
