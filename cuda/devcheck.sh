@@ -16,7 +16,7 @@
 # STEP_TIME, STEP_TIMEOUT (the training step), STEP_ATTN=gemm|simple (the
 # step again with another attention), STEP_KEEP=0 (skip the step again with
 # every layer's activations kept), STEP_VARIANTS="v1 heavy prefetch notrim
-# noset noqkv unfused selective dropout graphs graphs-keep keepf32" (the step again with each path turned on
+# noset noqkv unfused selective dropout graphs graphs-keep keepf32 dpo kd" (the step again with each path turned on
 # or off against the defaults: variant_env below), STEP_ALL=1 (the steps
 # again, recomputing, keeping all and keeping the attention side, with
 # every gated path open),
@@ -203,6 +203,8 @@ variant_env() {
     graphs) echo DISTILL_CUDA_STEP_GRAPHS=1 ;;        # each step replayed from its recording (gated)
     graphs-keep) echo DISTILL_CUDA_STEP_GRAPHS=1 DISTILL_BENCH_KEEP=1 ;;  # the same, every layer's activations kept
     keepf32) echo DISTILL_CUDA_KEEP_MLP_BF16=0 DISTILL_BENCH_KEEP=1 ;;  # every layer's activations kept, the MLP side's in f32 (against [keep])
+    dpo) echo DISTILL_BENCH_METHOD=dpo ;;             # a DPO step as a run takes it (reference log-probs, then the policy's step)
+    kd) echo DISTILL_BENCH_METHOD=kd ;;               # a logit-KD step (a same-shape teacher's forward, then the student's)
     *) return 1 ;;
   esac
 }

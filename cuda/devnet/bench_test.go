@@ -16,6 +16,7 @@ import (
 	"distill/core/quant"
 	"distill/core/tensor"
 	"distill/core/train"
+	"distill/cuda"
 	"distill/cuda/devnet"
 )
 
@@ -38,7 +39,8 @@ import (
 // DISTILL_BENCH_KEEP=1 keeps every layer's activations instead of
 // recomputing them (Net.KeepActivations: the same FLOPs credited, a
 // forward's fewer run), DISTILL_BENCH_KEEP=attn each layer's attention
-// side (Net.KeepAttention).
+// side (Net.KeepAttention); DISTILL_BENCH_METHOD=dpo or kd times a DPO or a
+// logit-KD step instead (benchRows).
 func BenchmarkStep(b *testing.B) {
 	spec := os.Getenv("DISTILL_BENCH_STEP")
 	if spec == "" {
@@ -58,8 +60,13 @@ func BenchmarkStep(b *testing.B) {
 	}
 }
 
-func benchStep(b *testing.B, name string, seq int, peak float64) {
-	d := device(b)
+// benchModel is a random model of shape name (written once under the
+// temporary folder), NF4 double-quantised, with a rank-16 adapter on every
+// projection; and its model FLOPs per token of a training step (forward
+// and input gradient: 4 per projection and head weight, plus causal
+// attention's 6·T·heads·head_dim per layer, halved by the mask) and of a
+// forward alone (a DPO reference's, a KD teacher's): half of it.
+func benchModel(b *testing.B, name string, seq int) (*model.Model, *lora.Adapter, model.Shape, float64) {
 	s, found := model.Shapes[name]
 	if !found {
 		b.Fatalf("no shape %q", name)
@@ -70,12 +77,27 @@ func benchStep(b *testing.B, name string, seq int, peak float64) {
 	}
 	m, err := model.Load(dir)
 	ok(b, err)
-	defer m.Close()
+	b.Cleanup(func() { m.Close() })
 	_, err = quant.QuantizeModel(m, "nf4", true, false)
 	ok(b, err)
 	a, err := lora.NewFor(m, lora.Config{R: 16, Alpha: 32, Targets: lora.Modules})
 	ok(b, err)
 	lora.Init(a, 1)
+	hd := s.Hidden / s.Heads
+	if s.HeadDim > 0 {
+		hd = s.HeadDim
+	}
+	proj := float64(s.Layers)*float64(s.Hidden*(s.Heads*hd+2*s.KVHeads*hd)+s.Heads*hd*s.Hidden+3*s.Hidden*s.Intermediate) + float64(s.Vocab*s.Hidden)
+	return m, a, s, float64(seq) * (4*proj + 6*float64(s.Layers)*float64(seq*s.Heads*hd)/2)
+}
+
+func benchStep(b *testing.B, name string, seq int, peak float64) {
+	d := device(b)
+	if method := os.Getenv("DISTILL_BENCH_METHOD"); method == "dpo" || method == "kd" {
+		benchRows(b, d, name, seq, peak, method)
+		return
+	}
+	m, a, s, flops := benchModel(b, name, seq)
 	// Memory: the pool's high-water mark from before the upload (weights,
 	// adapter, gradients, the step's workspace), and the device's whole use
 	// (CUDA context and cuBLAS workspace included) after a step.
@@ -95,12 +117,6 @@ func benchStep(b *testing.B, name string, seq int, peak float64) {
 		ids[i], mask[i] = (i*7919+13)%s.Vocab, true
 	}
 	bt.AddSequence(ids, mask)
-	hd := s.Hidden / s.Heads
-	if s.HeadDim > 0 {
-		hd = s.HeadDim
-	}
-	proj := float64(s.Layers)*float64(s.Hidden*(s.Heads*hd+2*s.KVHeads*hd)+s.Heads*hd*s.Hidden+3*s.Hidden*s.Intermediate) + float64(s.Vocab*s.Hidden)
-	flops := float64(seq) * (4*proj + 6*float64(s.Layers)*float64(seq*s.Heads*hd)/2)
 	// DISTILL_BENCH_DROPOUT=p: LoRA dropout at p (distill's default 0.05),
 	// which keeps the adapter's backward apart from the base's GEMMs.
 	var drop train.DropoutMask
@@ -178,4 +194,75 @@ func benchStep(b *testing.B, name string, seq int, peak float64) {
 		b.ReportMetric(sec*1e3, "ms-step")
 	}
 	b.ReportMetric(float64(total-free1)/(1<<20), "MiB-device-used")
+}
+
+// benchRows: a DPO or logit-KD step as a run takes it (train.Net with the
+// device attached: DPO's reference log-probs, then the policy's step with
+// the host's pair statistics between its forward and backward; KD's
+// teacher — the same shape, a second upload — forward, then the student's
+// step), recomputing or keeping activations as DISTILL_BENCH_KEEP says. A
+// DPO micro-batch is one pair: prompt and chosen, prompt and rejected, of
+// seq/2 tokens each. Model FLOPs: the step's, plus the reference's or the
+// teacher's forward (half a step's).
+func benchRows(b *testing.B, d *cuda.Device, name string, seq int, peak float64, method string) {
+	m, a, s, flops := benchModel(b, name, seq)
+	flops *= 1.5
+	ok(b, d.Pool.Trim())
+	d.Pool.ResetPeak()
+	pool0 := d.Pool.Stats().InUse
+	net, err := train.NewNet(tensor.CPU{}, m, a)
+	ok(b, err)
+	keep := os.Getenv("DISTILL_BENCH_KEEP")
+	net.Checkpoint, net.KeepAttention = keep != "1", keep == "attn"
+	if attached, err := net.Accelerate("cuda"); !attached {
+		b.Fatal(err)
+	}
+	defer net.Close()
+	bt := &train.Batch{}
+	half := seq / 2
+	for seg := range 2 {
+		ids, mask := make([]int, half), make([]bool, half)
+		for i := range ids { // a shared prompt, then two answers
+			v := i*7919 + 13
+			if i >= half/2 {
+				v += seg * 104729
+			}
+			ids[i], mask[i] = v%s.Vocab, i >= half/2
+		}
+		bt.AddSequence(ids, mask)
+	}
+	kd := &train.KD{Teacher: m, Backend: tensor.CPU{}, Divergence: "forward_kl", Temperature: 2, Alpha: 0.5}
+	dpo := &train.DPO{Beta: 0.1, Loss: "sigmoid"}
+	step := func() {
+		net.ZeroGrads()
+		if method == "kd" {
+			_, err := net.StepKD(bt, bt.Counted(), kd)
+			ok(b, err)
+			return
+		}
+		ref, err := net.SequenceLogProbs(bt, true)
+		ok(b, err)
+		_, err = net.StepDPO(bt, ref, 1, dpo)
+		ok(b, err)
+	}
+	for range 2 { // warm-up: the pool fills, cuBLAS picks its kernels, KD's teacher goes up
+		step()
+	}
+	b.ResetTimer()
+	for range b.N {
+		step()
+	}
+	ok(b, d.Sync())
+	sec := b.Elapsed().Seconds() / float64(b.N)
+	b.ReportMetric(float64(seq)/sec, "tokens/s")
+	b.ReportMetric(flops/sec/1e9, "GFLOP/s")
+	b.ReportMetric(100*flops/sec/1e12/peak, "MFU%")
+	b.ReportMetric(float64(d.Pool.Stats().Peak-pool0)/(1<<20), "MiB-pool-peak")
+	var plan train.Plan
+	if method == "kd" {
+		plan = net.DeviceKDPlan(seq, m.HeldBytes(), true, m, m.HeldBytes(), true)
+	} else {
+		plan = net.DevicePlan(seq, m.HeldBytes(), true)
+	}
+	b.ReportMetric(float64(plan.Total()-plan.Runtime-plan.Optimizer)/(1<<20), "MiB-plan")
 }
