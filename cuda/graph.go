@@ -48,8 +48,22 @@ var (
 // or the recording fails, nothing is kept (a panic goes on after) and the
 // error says why; the stream is back to normal either way.
 func (d *Device) Capture(f func() error) (g *Graph, err error) {
+	// Buffers f freed go back to their pools last, once capMu is released
+	// (the deferred calls run in reverse): a goroutine waiting for the
+	// capture may hold a pool's lock. The recording is gone by then, so
+	// nothing writes them.
+	var freed []*Buffer
+	defer func() {
+		for _, b := range freed {
+			if b.ptr != nil {
+				b.dev.Pool.Put(b.ptr)
+				b.ptr = nil
+			}
+		}
+	}()
 	capMu.Lock()
 	defer capMu.Unlock()
+	defer func() { freed, capFreed = capFreed, nil }()
 	// Begin and claim the stream at once: a call from another goroutine in
 	// between would be recorded.
 	callMu.Lock()
@@ -74,25 +88,15 @@ func (d *Device) Capture(f func() error) (g *Graph, err error) {
 	defer func() {
 		if !ended { // f panicked: close the recording before the panic goes on
 			end(false)
-			for _, b := range capFreed {
-				b.dev.Pool.Put(b.ptr)
-				b.ptr = nil
-			}
-			capFreed = nil
 		}
 	}()
 	ferr := f()
-	var freed error
+	var ffree error
 	if n := len(capFreed); n > 0 {
-		freed = fmt.Errorf("cuda: %d buffers freed inside a graph capture (the recording would write memory the pool hands out again): %w", n, ErrCaptureFree)
+		ffree = fmt.Errorf("cuda: %d buffers freed inside a graph capture (the recording would write memory the pool hands out again): %w", n, ErrCaptureFree)
 	}
-	exec, eerr := end(ferr == nil && freed == nil)
-	for _, b := range capFreed { // the recording is gone: nothing writes them now
-		b.dev.Pool.Put(b.ptr)
-		b.ptr = nil
-	}
-	capFreed = nil
-	if err := errors.Join(ferr, freed, eerr); err != nil {
+	exec, eerr := end(ferr == nil && ffree == nil)
+	if err := errors.Join(ferr, ffree, eerr); err != nil {
 		return nil, err
 	}
 	return &Graph{exec: exec}, nil

@@ -73,22 +73,45 @@ func TestGraphReplay(t *testing.T) {
 // TestCaptureRefusesFree: a buffer freed inside a capture (a recording
 // would write it at every replay after the pool handed it out again) fails
 // the capture, naming why, and goes back to the pool once the capture has
-// ended — once, however often it was freed; the stream and the next
-// capture work.
+// ended — once, however often it was freed, and without waiting on a pool
+// another goroutine holds while it waits for the capture; the stream and
+// the next capture work.
 func TestCaptureRefusesFree(t *testing.T) {
 	d := device(t)
 	x := up(t, d, cuda.F32, []float32{1, 2, 3})
 	tmp, err := d.Alloc(cuda.F32, 1<<10)
 	ok(t, err)
 	inUse := d.Pool.Stats().InUse
-	_, err = d.Capture(func() error {
-		if err := d.Add(x, x, 3); err != nil {
-			return err
-		}
-		tmp.Free()
-		tmp.Free()
-		return nil
-	})
+	// Meanwhile another goroutine allocates a fresh block: the pool's lock
+	// held while it waits for the capture to end, so the freed buffer goes
+	// back only after the capture has let go.
+	var other sync.WaitGroup
+	done := make(chan error, 1)
+	go func() {
+		_, err := d.Capture(func() error {
+			if err := d.Add(x, x, 3); err != nil {
+				return err
+			}
+			tmp.Free()
+			tmp.Free()
+			other.Go(func() {
+				b, err := d.Alloc(cuda.F32, 3<<20)
+				if err != nil {
+					t.Error(err)
+				}
+				b.Free()
+			})
+			time.Sleep(100 * time.Millisecond) // long enough for it to be waiting
+			return nil
+		})
+		done <- err
+	}()
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Capture did not return: it waits for a pool another goroutine holds while that waits for the capture")
+	}
+	other.Wait()
 	if !errors.Is(err, cuda.ErrCaptureFree) {
 		t.Fatalf("a capture that freed a buffer returned %v", err)
 	}
