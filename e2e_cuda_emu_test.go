@@ -92,7 +92,7 @@ func TestDeviceRunsTrackCPU(t *testing.T) {
 			t.Errorf("%s: the pool's peak %.1f MB is past the plan's %.1f MB by more than 15 %%", c.method, peak, plan)
 		}
 		if c.method == "sft" { // its steps replayed, and the log says how many
-			g := regexp.MustCompile(`CUDA step graphs: (\d+) of (\d+) steps replayed`).FindStringSubmatch(logs["cuda"])
+			g := regexp.MustCompile(`CUDA step graphs: (\d+) of (\d+) micro-batches replayed`).FindStringSubmatch(logs["cuda"])
 			if g == nil || num(t, g[1]) < 1 {
 				t.Errorf("sft --device cuda with step graphs: no step replayed\n%s", logs["cuda"])
 			} else {

@@ -31,24 +31,30 @@ func (n *notes) take() []string {
 
 // stepGraphStats is how the step graphs fared on a net over a run.
 type stepGraphStats struct {
-	steps, replays, recordings int   // steps with the gate open; of them replayed; graphs recorded
-	arena                      int64 // the largest arena, bytes
-	failed                     error // why the net went back to eager steps
+	steps      int   // micro-batches stepped with the gate open (Step, StepKD)
+	replays    int   // of them, replayed from recordings
+	untaken    int   // of them, eager because the recorded layout cannot take them (stepKeyOf)
+	recordings int   // graphs recorded
+	arena      int64 // the largest arena, bytes
+	failed     error // why the net went back to eager steps
 }
 
 // TakeNotes is train.Noter: the notes since the last call.
 func (nt *Net) TakeNotes() []string { return nt.notes.take() }
 
-// Summary is train.Noter: with step graphs on, how many steps replayed a
-// recording, how many were recorded, and the largest arena held between
-// steps.
+// Summary is train.Noter: with step graphs on, how many micro-batches
+// replayed a recording (each optimizer step has accum of them), how many
+// were recorded, and the largest arena held between steps.
 func (nt *Net) Summary() []string {
 	s := nt.sgStats
 	if s.steps == 0 {
 		return nil
 	}
-	line := fmt.Sprintf("CUDA step graphs: %d of %d steps replayed, %d recordings, arena %.1f MB held between steps",
+	line := fmt.Sprintf("CUDA step graphs: %d of %d micro-batches replayed, %d recordings, arena %.1f MB held between steps",
 		s.replays, s.steps, s.recordings, float64(s.arena)/1e6)
+	if s.untaken > 0 {
+		line += fmt.Sprintf("; %d eager because the recorded layout cannot take them (attention not by the flash kernels, a position past the bucket, dropout rates that differ between modules)", s.untaken)
+	}
 	if s.failed != nil {
 		line += fmt.Sprintf("; off after a failure: %v", s.failed)
 	}

@@ -217,6 +217,7 @@ func (nt *Net) stepGraphed(b *train.Batch, denom int, drop train.DropoutMask, kd
 	start := time.Now()
 	key, nb, fits := nt.stepKeyOf(b, drop)
 	if !fits {
+		nt.sgStats.untaken++
 		return 0, false, nil
 	}
 	var teacher *Net

@@ -292,7 +292,7 @@ func TestStepGraphFailureIsTold(t *testing.T) {
 			}
 		}
 		sum := strings.Join(net.Summary(), "\n")
-		if want := "0 of 4 steps replayed, 0 recordings"; graphs == "1" && (!strings.Contains(sum, want) || !strings.Contains(sum, fault.Error())) {
+		if want := "0 of 4 micro-batches replayed, 0 recordings"; graphs == "1" && (!strings.Contains(sum, want) || !strings.Contains(sum, fault.Error())) {
 			t.Errorf("summary %q, want %q and the failure", sum, want)
 		} else if graphs == "0" && sum != "" {
 			t.Errorf("graphs off: summary %q, want none", sum)
