@@ -177,20 +177,25 @@ type activationMode struct {
 	Total  int64  `json:"total"`  // bytes, as the plan's total
 }
 
-// activationModes plans cfg three ways, from least memory to fastest step.
+// activationModes plans cfg three ways, from least memory to fastest step;
+// a way whose total is an earlier one's is left out (the build's gate
+// turned it off: asking for it would change nothing).
 func (w *Workstation) activationModes(cfg RunConfig) ([]activationMode, error) {
 	var modes []activationMode
 	for _, m := range []struct {
 		mode, config string
 		checkpoint   bool
 		keepAttn     bool
-	}{{"recompute", "grad_checkpointing: true", true, false},
+	}{{"recompute", "grad_checkpointing: true, keep_attention: false", true, false},
 		{"keep_attention", "grad_checkpointing: true, keep_attention: true", true, true},
 		{"keep", "grad_checkpointing: false", false, false}} {
 		cfg.GradCheckpointing, cfg.KeepAttention = m.checkpoint, m.keepAttn
 		p, err := w.PlanRun(cfg)
 		if err != nil {
 			return nil, err
+		}
+		if len(modes) > 0 && p.Total == modes[len(modes)-1].Total {
+			continue
 		}
 		modes = append(modes, activationMode{Mode: m.mode, Config: m.config, Total: p.Total})
 	}

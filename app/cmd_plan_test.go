@@ -192,7 +192,7 @@ func TestPlanCommandActivationModes(t *testing.T) {
 	for _, c := range []struct {
 		budget int64
 		want   string
-	}{{r.Modes[2].Total, "fastest within %s: grad_checkpointing: false"}, {r.Modes[1].Total - 1, "fastest within %s: grad_checkpointing: true\n"}} {
+	}{{r.Modes[2].Total, "fastest within %s: grad_checkpointing: false"}, {r.Modes[1].Total - 1, "fastest within %s: grad_checkpointing: true, keep_attention: false\n"}} {
 		mem := fmt.Sprintf("%dB", c.budget)
 		code, out, stderr := run("plan", "sft", "--model", m, "--device", "cuda", "--seq-len", "64", "--memory", mem)
 		if code != 0 {
@@ -201,5 +201,17 @@ func TestPlanCommandActivationModes(t *testing.T) {
 		if want := fmt.Sprintf(c.want, mem); !strings.Contains(out, want) {
 			t.Errorf("--memory %s: no %q in\n%s", mem, want, out)
 		}
+	}
+	// A build that does not keep the attention side apart: that way plans
+	// as recomputing, and is not offered.
+	defer func(f func() bool) { train.DeviceKeepsAttention = f }(train.DeviceKeepsAttention)
+	train.DeviceKeepsAttention = func() bool { return false }
+	_, out, _ = run("plan", "sft", "--model", m, "--device", "cuda", "--seq-len", "64", "--json")
+	r.Modes = nil
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Modes) != 2 || r.Modes[0].Mode != "recompute" || r.Modes[1].Mode != "keep" {
+		t.Errorf("keep_attention off: modes %+v, want recompute and keep", r.Modes)
 	}
 }
