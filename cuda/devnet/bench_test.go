@@ -62,11 +62,12 @@ func BenchmarkStep(b *testing.B) {
 
 // benchModel is a random model of shape name (written once under the
 // temporary folder), NF4 double-quantised, with a rank-16 adapter on every
-// projection; and its model FLOPs per token of a training step (forward
-// and input gradient: 4 per projection and head weight, plus causal
-// attention's 6·T·heads·head_dim per layer, halved by the mask) and of a
-// forward alone (a DPO reference's, a KD teacher's): half of it.
-func benchModel(b *testing.B, name string, seq int) (*model.Model, *lora.Adapter, model.Shape, float64) {
+// projection; and the model FLOPs of a training step over seq tokens in
+// causal segments of segLen (forward and input gradient: 4 per projection
+// and head weight a token, plus causal attention's 6·segLen·heads·head_dim
+// per layer a token, halved by the mask). A forward alone (a DPO
+// reference's, a KD teacher's) is half of it.
+func benchModel(b *testing.B, name string, seq, segLen int) (*model.Model, *lora.Adapter, model.Shape, float64) {
 	s, found := model.Shapes[name]
 	if !found {
 		b.Fatalf("no shape %q", name)
@@ -88,7 +89,7 @@ func benchModel(b *testing.B, name string, seq int) (*model.Model, *lora.Adapter
 		hd = s.HeadDim
 	}
 	proj := float64(s.Layers)*float64(s.Hidden*(s.Heads*hd+2*s.KVHeads*hd)+s.Heads*hd*s.Hidden+3*s.Hidden*s.Intermediate) + float64(s.Vocab*s.Hidden)
-	return m, a, s, float64(seq) * (4*proj + 6*float64(s.Layers)*float64(seq*s.Heads*hd)/2)
+	return m, a, s, float64(seq) * (4*proj + 6*float64(s.Layers)*float64(segLen*s.Heads*hd)/2)
 }
 
 func benchStep(b *testing.B, name string, seq int, peak float64) {
@@ -97,7 +98,7 @@ func benchStep(b *testing.B, name string, seq int, peak float64) {
 		benchRows(b, d, name, seq, peak, method)
 		return
 	}
-	m, a, s, flops := benchModel(b, name, seq)
+	m, a, s, flops := benchModel(b, name, seq, seq)
 	// Memory: the pool's high-water mark from before the upload (weights,
 	// adapter, gradients, the step's workspace), and the device's whole use
 	// (CUDA context and cuBLAS workspace included) after a step.
@@ -205,7 +206,7 @@ func benchStep(b *testing.B, name string, seq int, peak float64) {
 // seq/2 tokens each. Model FLOPs: the step's, plus the reference's or the
 // teacher's forward (half a step's).
 func benchRows(b *testing.B, d *cuda.Device, name string, seq int, peak float64, method string) {
-	m, a, s, flops := benchModel(b, name, seq)
+	m, a, s, flops := benchModel(b, name, seq, seq/2) // two segments: DPO's pair, or two sequences for KD
 	flops *= 1.5
 	ok(b, d.Pool.Trim())
 	d.Pool.ResetPeak()
