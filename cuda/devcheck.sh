@@ -202,7 +202,7 @@ variant_env() {
     dropout) echo DISTILL_BENCH_DROPOUT=0.05 ;;       # LoRA dropout at distill's default (the adapter's backward apart)
     graphs) echo DISTILL_CUDA_STEP_GRAPHS=1 ;;        # each step replayed from its recording (gated)
     graphs-keep) echo DISTILL_CUDA_STEP_GRAPHS=1 DISTILL_BENCH_KEEP=1 ;;  # the same, every layer's activations kept
-    keepf32) echo DISTILL_CUDA_KEEP_MLP_BF16=0 DISTILL_BENCH_KEEP=1 ;;  # every layer's activations kept, the MLP side's in f32 (against [keep])
+    keepf32) echo DISTILL_CUDA_KEEP_COMPACT=0 DISTILL_BENCH_KEEP=1 ;;  # every layer's activations kept in full, f32 (against [keep], compact)
     dpo) echo DISTILL_BENCH_METHOD=dpo ;;             # a DPO step as a run takes it (reference log-probs, then the policy's step)
     kd) echo DISTILL_BENCH_METHOD=kd ;;               # a logit-KD step (a same-shape teacher's forward, then the student's)
     *) return 1 ;;

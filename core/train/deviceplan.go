@@ -43,11 +43,12 @@ var DeviceKeepsAttention func() bool
 // r columns (or rows) and the bf16 operand r columns a row.
 var DeviceFusedLoRA func() bool
 
-// DeviceCompactMLP, set by a build with a device step (cuda/devnet), says
-// whether a step that keeps every layer's activations keeps each layer's
-// MLP side compact: g and up in bf16, their f32 copies and SwiGLU's output
-// one set all layers share; unset, a plan assumes it does.
-var DeviceCompactMLP func() bool
+// DeviceKeepsCompact, set by a build with a device step (cuda/devnet),
+// says whether a step that keeps every layer's activations keeps them
+// compact: each layer's g and up in bf16, their f32 copies, SwiGLU's output
+// and the norms' outputs h1 and h2 one set all layers share; unset, a plan
+// assumes it does.
+var DeviceKeepsCompact func() bool
 
 // DeviceStacksQKV, set by a build with a device step (cuda/devnet), says
 // whether its fused training steps run q, k and v's backward as one GEMM
@@ -128,7 +129,7 @@ func (nt *Net) DevicePlan(n int, weightBytes int64, nf4 bool) Plan {
 	stack := t[0] && t[1] && t[2] && nt.rank()%8 == 0 && DeviceStacksQKV != nil && DeviceStacksQKV()
 	ws := devicePass{m: nt.M, n: N, r: int64(nt.rank()), targeted: targeted, attnTargeted: attnTargeted,
 		dropping: nt.dropping(), training: true, keep: keep, keepAttn: keepAttn, stackQKV: stack,
-		compactMLP: keep && (DeviceCompactMLP == nil || DeviceCompactMLP())}
+		compact: keep && (DeviceKeepsCompact == nil || DeviceKeepsCompact())}
 	p := Plan{Tokens: tokens, Weights: deviceWeights(nt.M, weightBytes), Adapter: params, Grads: params,
 		Activations: (L + 1) * N * D * 4,
 		Workspace:   ws.bytes(nf4) - (L+1)*N*D*4,
@@ -191,7 +192,7 @@ type devicePass struct {
 	keep                         bool // every layer's activations kept (Net.Checkpoint false)
 	keepAttn                     bool // each layer's attention side kept, the MLP side's one set (Net.KeepAttention)
 	stackQKV                     bool // fused, q, k and v's backward as one GEMM (DeviceStacksQKV)
-	compactMLP                   bool // with keep, g and up kept in bf16, one f32 set shared (DeviceCompactMLP)
+	compact                      bool // with keep, g and up kept in bf16, one f32 set of g, up, a, h1, h2 shared (DeviceKeepsCompact)
 }
 
 // bytes is the pass's buffers, the checkpoints included; nf4 adds the tile
@@ -236,8 +237,8 @@ func (ps devicePass) bytes(nf4 bool) int64 {
 	mlpActs += 3 * N * F                               // g, up, a (SwiGLU's gradients overwrite g, up)
 	f := attnActs + mlpActs
 	switch {
-	case ps.training && ps.keep && ps.compactMLP: // g and up in bf16 a layer (n·F f32's worth), g, up and a one f32 set
-		f = L*(f-3*N*F+N*F) + 3*N*F
+	case ps.training && ps.keep && ps.compact: // g and up in bf16 a layer (n·F f32's worth); g, up, a, h1, h2 one f32 set
+		f = L*(f-2*N*F-2*N*D) + 3*N*F + 2*N*D
 	case ps.training && ps.keep:
 		f = L * f // every layer's, kept for the backward (no recomputation)
 	case ps.training && ps.keepAttn:

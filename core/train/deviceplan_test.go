@@ -88,18 +88,19 @@ func TestDevicePlanKD(t *testing.T) {
 // every layer's activations — the plan's workspace grows by (layers − 1)
 // sets of one layer's, each at least the q, k, v, attention, MLP and norm
 // buffers of n tokens — and with it the plan is what it was. Kept compact
-// (DeviceCompactMLP: g and up in bf16 a layer, n·F f32's worth, beside one
-// shared f32 set of g, up and a), it holds (2·layers − 3)·n·F f32 less.
+// (DeviceKeepsCompact: g and up in bf16 a layer, n·F f32's worth, beside one
+// shared f32 set of g, up, a, h1 and h2), it holds (2·layers − 3)·n·F +
+// 2·(layers − 1)·n·D f32 less.
 func TestDevicePlanKeepsActivations(t *testing.T) {
 	m, nt := planNet(t)
 	const n = 256
-	defer func(f func() bool) { DeviceCompactMLP = f }(DeviceCompactMLP)
-	DeviceCompactMLP = func() bool { return false }
+	defer func(f func() bool) { DeviceKeepsCompact = f }(DeviceKeepsCompact)
+	DeviceKeepsCompact = func() bool { return false }
 	nt.Checkpoint = true
 	re := nt.DevicePlan(n, m.HeldBytes(), true)
 	nt.Checkpoint = false
 	keep := nt.DevicePlan(n, m.HeldBytes(), true)
-	DeviceCompactMLP = func() bool { return true }
+	DeviceKeepsCompact = func() bool { return true }
 	compact := nt.DevicePlan(n, m.HeldBytes(), true)
 	c, L := m.Config, int64(planShape.Layers)
 	D, F, qO, kvO := int64(c.HiddenSize), int64(c.IntermediateSize), int64(c.NumHeads*c.HeadDim), int64(c.NumKVHeads*c.HeadDim)
@@ -111,12 +112,12 @@ func TestDevicePlanKeepsActivations(t *testing.T) {
 	if keep.Activations != re.Activations || keep.Weights != re.Weights {
 		t.Errorf("checkpoints or weights changed: %+v vs %+v", keep, re)
 	}
-	if saved, want := keep.Workspace-compact.Workspace, (2*L-3)*4*n*F; saved != want {
-		t.Errorf("compact MLP saves %d bytes, want (2·layers − 3)·4·n·F = %d", saved, want)
+	if saved, want := keep.Workspace-compact.Workspace, 4*n*((2*L-3)*F+2*(L-1)*D); saved != want {
+		t.Errorf("compact saves %d bytes, want 4·n·((2·layers − 3)·F + 2·(layers − 1)·D) = %d", saved, want)
 	}
 	nt.Checkpoint = true
 	if again := nt.DevicePlan(n, m.HeldBytes(), true); again != re {
-		t.Errorf("recomputing, compact MLP changed the plan: %+v vs %+v", again, re)
+		t.Errorf("recomputing, compact changed the plan: %+v vs %+v", again, re)
 	}
 }
 

@@ -432,8 +432,11 @@ func (p *pass) layerBwd(l int, dx, xIn *cuda.Buffer) {
 			p.do(b.Zero())
 		}
 	}
+	if p.compact { // h2 is scratch: the norm again, from the kept xMid (the forward's values bit for bit)
+		p.do(d.RMSNormFwd(a.h2, a.rstd2, a.xMid, L.mlpNorm, n, D, float32(c.RMSNormEps)))
+	}
 	zero(s.dA)
-	if a.gb != nil {
+	if p.compact {
 		// Kept compact: a is scratch, written again by the SwiGLU backward
 		// from the bf16 g and up, so the down adapter's dA (which reads it)
 		// waits for it.
@@ -476,6 +479,9 @@ func (p *pass) layerBwd(l int, dx, xIn *cuda.Buffer) {
 		p.do(d.RMSNormBwd(s.dQPre, nil, s.dQ, a.qPre, L.qNorm, a.rstdQ, n*H, hd))
 		p.do(d.RMSNormBwd(s.dKPre, nil, s.dK, a.kPre, L.kNorm, a.rstdK, n*KV, hd))
 		dq, dk = s.dQPre, s.dKPre
+	}
+	if p.compact { // h1 likewise, from the kept layer input
+		p.do(d.RMSNormFwd(a.h1, a.rstd1, xIn, L.attnNorm, n, D, float32(c.RMSNormEps)))
 	}
 	zero(s.dH)
 	if !p.linQKVB(s.dH, [3]*cuda.Buffer{dq, dk, s.dV}, a.h1, l, set) {

@@ -451,7 +451,7 @@ func init() {
 	train.DeviceKeepsAttention = keepAttentionReady
 	train.DeviceStacksQKV = qkvStackReady
 	train.DeviceStepGraphs = stepGraphsReady
-	train.DeviceCompactMLP = compactMLPReady
+	train.DeviceKeepsCompact = compactReady
 }
 
 // heavyFirstVerified: the flash kernels' blocks dispatched heads fastest
@@ -509,27 +509,33 @@ func keepAttentionReady() bool { return gateOpen("DISTILL_CUDA_KEEP_ATTN", keepA
 // DISTILL_CUDA_RECOMPUTE_TRIM=0 runs the whole forward again.
 const trimVerified = true
 
-// compactMLPVerified: a step that keeps every layer's activations keeps
-// each layer's MLP side compact — g and up in bf16 (rounded by the SwiGLU
-// forward as it reads them), their f32 copies and SwiGLU's output a one
-// set of scratch all layers share; the SwiGLU backward reads the bf16
-// copies and writes a again, and the down adapter's dA, which reads a,
-// runs after it (pass.deferGA) — 3·n·F f32 a layer become 2·n·F bf16
-// beside the one f32 set: at Qwen2.5-1.5B and 2,048 tokens the plan's
-// kept step 11.2 → 7.3 GB with the CUDA context. The forward is unchanged
-// (the loss is the same bit for bit); the SwiGLU backward and the down
-// adapter's gradient read the bf16 values (the emulated device,
-// 2026-11-27: gradients 1.9–3.6e-3 from the f32-kept ones,
-// TestKeepActivationsMatchesRecompute, and every parity test with the CPU
-// passes). Its cost is the bf16 copies' writes less the reads they save,
-// ~75 MB a layer: ~0.5 ms a step at 1.5B on an H200 by bandwidth, not
-// measured (devcheck's STEP_VARIANTS=keepf32 against keep). On, for the
-// memory: the fit keeps every layer's activations on smaller cards.
-// DISTILL_CUDA_KEEP_MLP_BF16=0 keeps them in f32.
-const compactMLPVerified = true
+// compactVerified: a step that keeps every layer's activations keeps them
+// compact (pass.compact, acts) —
+//   - each layer's MLP side: g and up in bf16 (rounded by the SwiGLU
+//     forward as it reads them), their f32 copies and SwiGLU's output a one
+//     set of scratch all layers share; the SwiGLU backward reads the bf16
+//     copies and writes a again, and the down adapter's dA, which reads a,
+//     runs after it (pass.deferGA): 3·n·F f32 a layer become 2·n·F bf16;
+//   - the norms' outputs h1 and h2 one set all layers share, written again
+//     at the start of each layer's backward by the same kernel from the kept
+//     layer input and xMid (the forward's values bit for bit): 2·n·D f32 a
+//     layer less.
+//
+// At Qwen2.5-1.5B and 2,048 tokens the plan's kept step takes 11.2 → 6.6
+// GB with the CUDA context. The forward is unchanged (the loss is the same
+// bit for bit); the SwiGLU backward and the down adapter's gradient read
+// the bf16 values (the emulated device, 2026-11-27: gradients 1.9–3.6e-3
+// from the f32-kept ones, TestKeepActivationsMatchesRecompute, and every
+// parity test with the CPU passes). Its cost: the bf16 copies' writes less
+// the reads they save (~75 MB a layer) and the two norms again (~50 MB):
+// ~1 ms a step at 1.5B on an H200 by bandwidth, not measured (devcheck's
+// STEP_VARIANTS=keepf32 against keep). On, for the memory: the fit keeps
+// every layer's activations on smaller cards. DISTILL_CUDA_KEEP_COMPACT=0
+// keeps them all, in f32.
+const compactVerified = true
 
-// DISTILL_CUDA_KEEP_MLP_BF16=0 or 1 overrides the gate either way.
-func compactMLPReady() bool { return gateOpen("DISTILL_CUDA_KEEP_MLP_BF16", compactMLPVerified) }
+// DISTILL_CUDA_KEEP_COMPACT=0 or 1 overrides the gate either way.
+func compactReady() bool { return gateOpen("DISTILL_CUDA_KEEP_COMPACT", compactVerified) }
 
 // DISTILL_CUDA_RECOMPUTE_TRIM=0 or 1 overrides the gate either way.
 func trimReady() bool { return gateOpen("DISTILL_CUDA_RECOMPUTE_TRIM", trimVerified) }

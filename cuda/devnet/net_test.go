@@ -353,9 +353,9 @@ func TestKeepActivationsMatchesRecompute(t *testing.T) {
 			// forward, so the same loss; the SwiGLU backward from the bf16
 			// values moves gradients by bf16's rounding (2^-9 relative an
 			// element): measured 1.9–3.6e-3 over the setups (2026-11-27).
-			t.Setenv("DISTILL_CUDA_KEEP_MLP_BF16", "1")
+			t.Setenv("DISTILL_CUDA_KEEP_COMPACT", "1")
 			lc, gc := run(true, false)
-			t.Setenv("DISTILL_CUDA_KEEP_MLP_BF16", "0")
+			t.Setenv("DISTILL_CUDA_KEEP_COMPACT", "0")
 			l1, g1 := run(true, false)
 			if math.Abs(lc-l1) > 1e-6*math.Abs(l1) {
 				t.Errorf("compact: loss %v, %v kept in f32", lc, l1)

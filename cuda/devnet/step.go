@@ -29,6 +29,7 @@ type pass struct {
 	recompute  bool         // layerFwd is the backward's recomputation: it stops at what the backward reads
 	selective  bool         // each layer's attention side kept, the MLP side one set recomputed (Net.KeepAttention)
 	deferGA    bool         // linB leaves the adapter's dA out (loraGradA adds it, once its x is written)
+	compact    bool         // every layer's activations kept, compact (compactReady): see acts
 	spans      []span       // decoding: the rows' caches on the device, in row order (decode.go)
 	phase      string       // profiling: the phase in progress and its start
 	phaseT     time.Time
@@ -76,8 +77,10 @@ type acts struct {
 	q, k, v, att, lse, xMid  *cuda.Buffer
 	g, up, a                 *cuda.Buffer
 	// gb, ub: g and up in bf16, kept per layer when every layer's
-	// activations are (compactMLP); g, up and a are then one f32 set all
-	// layers share as scratch, a recomputed from gb and ub in the backward.
+	// activations are, compact (pass.compact); g, up and a are then one f32
+	// set all layers share as scratch, a written again by the SwiGLU
+	// backward from gb and ub, and so are h1 and h2, written again in the
+	// backward by the norms from the kept layer input, xMid and rstds.
 	gb, ub *cuda.Buffer
 }
 
@@ -249,17 +252,26 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 	if drop != nil && training {
 		p.dropBuf = p.take(cuda.F32, n*max(D, F, qO))
 	}
-	sets, compact := 1, false
+	sets := 1
 	switch {
 	case training && nt.KeepActivations:
-		sets, compact = len(nt.layers), compactMLPReady()
+		sets, p.compact = len(nt.layers), compactReady()
 	case training && nt.KeepAttention && keepAttentionReady():
 		sets, p.selective = len(nt.layers), true
 	}
 	p.layerActs = make([]acts, sets)
+	// shared is layer 0's buffer for field f where every layer uses one
+	// (compact: the norms' outputs, written again in the backward), else a
+	// layer's own.
+	shared := func(i int, f func(*acts) *cuda.Buffer, k cuda.Kind, size int) *cuda.Buffer {
+		if p.compact && i > 0 {
+			return f(&p.layerActs[0])
+		}
+		return p.take(k, size)
+	}
 	for i := range p.layerActs {
 		a := &p.layerActs[i]
-		a.h1, a.rstd1 = p.take(cuda.F32, n*D), p.take(cuda.F32, n)
+		a.h1, a.rstd1 = shared(i, func(a *acts) *cuda.Buffer { return a.h1 }, cuda.F32, n*D), p.take(cuda.F32, n)
 		for _, m := range attnMods {
 			if anyTargeted(nt, m) {
 				a.u[m] = p.take(cuda.F32, n*r)
@@ -277,13 +289,13 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 			}
 			continue
 		}
-		a.h2, a.rstd2 = p.take(cuda.F32, n*D), p.take(cuda.F32, n)
+		a.h2, a.rstd2 = shared(i, func(a *acts) *cuda.Buffer { return a.h2 }, cuda.F32, n*D), p.take(cuda.F32, n)
 		for _, m := range mlpMods {
 			if anyTargeted(nt, m) {
 				a.u[m] = p.take(cuda.F32, n*r)
 			}
 		}
-		if compact {
+		if p.compact {
 			a.gb, a.ub = p.take(cuda.BF16, n*F), p.take(cuda.BF16, n*F)
 			if i > 0 {
 				a.g, a.up, a.a = p.layerActs[0].g, p.layerActs[0].up, p.layerActs[0].a

@@ -162,7 +162,7 @@ func (nt *Net) dropStepGraph() {
 func gateBits() uint16 {
 	var g uint16
 	for i, open := range []bool{loraFusedReady(), qkvStackReady(), asyncTilesReady(), heavyFirstReady(),
-		prefetchReady(), trimReady(), betaZeroReady(), keepAttentionReady(), compactMLPReady()} {
+		prefetchReady(), trimReady(), betaZeroReady(), keepAttentionReady(), compactReady()} {
 		if open {
 			g |= 1 << i
 		}
