@@ -175,17 +175,20 @@ func TestPlanCommandSaysWhereTheMomentsAre(t *testing.T) {
 // it, recomputing where only that fits.
 func TestPlanCommandActivationModes(t *testing.T) {
 	m := tinyModel(t)
-	code, out, stderr := run("plan", "sft", "--model", m, "--device", "cuda", "--seq-len", "64", "--json")
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
-	var r struct {
+	planJSON := func() (r struct {
 		Plan  PlanRow          `json:"plan"`
 		Modes []activationMode `json:"activation_modes"`
+	}) {
+		code, out, stderr := run("plan", "sft", "--model", m, "--device", "cuda", "--seq-len", "64", "--json")
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatal(err)
+		}
+		return r
 	}
-	if err := json.Unmarshal([]byte(out), &r); err != nil {
-		t.Fatal(err)
-	}
+	r := planJSON()
 	if len(r.Modes) != 3 || r.Modes[0].Total != r.Plan.Total || !(r.Modes[0].Total < r.Modes[1].Total && r.Modes[1].Total < r.Modes[2].Total) {
 		t.Fatalf("modes %+v (plan total %d)", r.Modes, r.Plan.Total)
 	}
@@ -206,12 +209,7 @@ func TestPlanCommandActivationModes(t *testing.T) {
 	// as recomputing, and is not offered.
 	defer func(f func() bool) { train.DeviceKeepsAttention = f }(train.DeviceKeepsAttention)
 	train.DeviceKeepsAttention = func() bool { return false }
-	_, out, _ = run("plan", "sft", "--model", m, "--device", "cuda", "--seq-len", "64", "--json")
-	r.Modes = nil
-	if err := json.Unmarshal([]byte(out), &r); err != nil {
-		t.Fatal(err)
-	}
-	if len(r.Modes) != 2 || r.Modes[0].Mode != "recompute" || r.Modes[1].Mode != "keep" {
+	if r = planJSON(); len(r.Modes) != 2 || r.Modes[0].Mode != "recompute" || r.Modes[1].Mode != "keep" {
 		t.Errorf("keep_attention off: modes %+v, want recompute and keep", r.Modes)
 	}
 }
