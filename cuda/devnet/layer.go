@@ -409,7 +409,7 @@ func (p *pass) mlpFwd(l int, x *cuda.Buffer) {
 	// a in bf16 for the down projection, written beside a; its adapter's
 	// product stays apart (its y is n·D, a tenth of gate's and up's).
 	fb := p.xb.View(0, n*F)
-	p.do(d.SwiGLUFwdKeep(a.a, fb, a.gb, a.ub, a.g, a.up, n*F)) // g and up kept in bf16 where the layer keeps them so
+	p.do(d.SwiGLUFwdKeep(a.a, fb, a.gb, a.ub, a.g, a.up, n*F)) // and g, up into the layer's bf16 copies when kept compact
 	p.lin(x, a.a, fb, F, l, mDown)
 	p.do(d.Add(x, a.xMid, n*D))
 }
