@@ -46,8 +46,9 @@ var DeviceFusedLoRA func() bool
 // DeviceKeepsCompact, set by a build with a device step (cuda/devnet),
 // says whether a step that keeps every layer's activations keeps them
 // compact: each layer's g and up in bf16, their f32 copies, SwiGLU's output
-// and the norms' outputs h1 and h2 one set all layers share; unset, a plan
-// assumes it does.
+// and the norms' outputs h1 and h2 one set all layers share (keeping the
+// attention side alone, h1 one set likewise); unset, a plan assumes it
+// does.
 var DeviceKeepsCompact func() bool
 
 // DeviceStacksQKV, set by a build with a device step (cuda/devnet), says
@@ -129,7 +130,7 @@ func (nt *Net) DevicePlan(n int, weightBytes int64, nf4 bool) Plan {
 	stack := t[0] && t[1] && t[2] && nt.rank()%8 == 0 && DeviceStacksQKV != nil && DeviceStacksQKV()
 	ws := devicePass{m: nt.M, n: N, r: int64(nt.rank()), targeted: targeted, attnTargeted: attnTargeted,
 		dropping: nt.dropping(), training: true, keep: keep, keepAttn: keepAttn, stackQKV: stack,
-		compact: keep && (DeviceKeepsCompact == nil || DeviceKeepsCompact())}
+		compact: (keep || keepAttn) && (DeviceKeepsCompact == nil || DeviceKeepsCompact())}
 	p := Plan{Tokens: tokens, Weights: deviceWeights(nt.M, weightBytes), Adapter: params, Grads: params,
 		Activations: (L + 1) * N * D * 4,
 		Workspace:   ws.bytes(nf4) - (L+1)*N*D*4,
@@ -241,6 +242,8 @@ func (ps devicePass) bytes(nf4 bool) int64 {
 		f = L*(f-2*N*F-2*N*D) + 3*N*F + 2*N*D
 	case ps.training && ps.keep:
 		f = L * f // every layer's, kept for the backward (no recomputation)
+	case ps.training && ps.keepAttn && ps.compact: // and h1 one set, written again in the backward
+		f = L*(attnActs-N*D) + N*D + mlpActs
 	case ps.training && ps.keepAttn:
 		f = L*attnActs + mlpActs // the MLP side recomputed layer by layer
 	}

@@ -139,7 +139,7 @@ func TestDevicePlanKeepsAttention(t *testing.T) {
 	keep0 := nt.DevicePlan(n, m.HeldBytes(), true)
 	c, L := m.Config, int64(planShape.Layers)
 	D, F, qO, kvO := int64(c.HiddenSize), int64(c.IntermediateSize), int64(c.NumHeads*c.HeadDim), int64(c.NumKVHeads*c.HeadDim)
-	floor := 4 * n * (2*D + 2*qO + 2*kvO) // h1, xMid, q, att, k, v
+	floor := 4 * n * (D + 2*qO + 2*kvO) // xMid, q, att, k, v (h1 one set, written again: DeviceKeepsCompact)
 	grow := attn.Workspace - re.Workspace
 	if grow%(L-1) != 0 || grow/(L-1) < floor || grow/(L-1) >= 4*n*3*F+floor {
 		t.Errorf("keeping the attention side adds %d bytes over %d layers; want (layers−1)·[%d, %d)", grow, L, floor, 4*n*3*F+floor)
@@ -149,6 +149,14 @@ func TestDevicePlanKeepsAttention(t *testing.T) {
 	}
 	if keep != keep0 {
 		t.Errorf("KeepAttention without Checkpoint changed the plan: %+v vs %+v", keep, keep0)
+	}
+	// Each layer's own h1 where the device does not keep compact.
+	defer func(f func() bool) { DeviceKeepsCompact = f }(DeviceKeepsCompact)
+	DeviceKeepsCompact = func() bool { return false }
+	nt.Checkpoint, nt.KeepAttention = true, true
+	if full := nt.DevicePlan(n, m.HeldBytes(), true); full.Workspace-attn.Workspace != (L-1)*4*n*D {
+		t.Errorf("attention side kept with each layer's h1: workspace %d, %d with one shared; want (layers−1)·4·n·D = %d more",
+			full.Workspace, attn.Workspace, (L-1)*4*n*D)
 	}
 }
 

@@ -480,7 +480,7 @@ func (p *pass) layerBwd(l int, dx, xIn *cuda.Buffer) {
 		p.do(d.RMSNormBwd(s.dKPre, nil, s.dK, a.kPre, L.kNorm, a.rstdK, n*KV, hd))
 		dq, dk = s.dQPre, s.dKPre
 	}
-	if p.compact { // h1 likewise, from the kept layer input
+	if p.sharedH1 { // h1 likewise (kept compact, or the attention side kept), from the kept layer input
 		p.do(d.RMSNormFwd(a.h1, a.rstd1, xIn, L.attnNorm, n, D, float32(c.RMSNormEps)))
 	}
 	zero(s.dH)

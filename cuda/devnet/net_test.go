@@ -368,13 +368,17 @@ func TestKeepActivationsMatchesRecompute(t *testing.T) {
 			// Recomputing the whole forward, only what the backward reads
 			// (DISTILL_CUDA_RECOMPUTE_TRIM), and only the MLP side with the
 			// attention side kept (KeepAttention, DISTILL_CUDA_KEEP_ATTN;
-			// its recomputation is always trimmed, whatever trim says).
+			// its recomputation is always trimmed, whatever trim says) —
+			// its h1 one set, written again in the backward, where the
+			// compact gate is open.
 			t.Setenv("DISTILL_CUDA_KEEP_ATTN", "1")
 			for _, c := range []struct {
-				trim string
-				attn bool
-			}{{"0", false}, {"1", false}, {"0", true}} {
+				trim    string
+				attn    bool
+				compact string
+			}{{"0", false, "0"}, {"1", false, "0"}, {"0", true, "0"}, {"0", true, "1"}} {
 				t.Setenv("DISTILL_CUDA_RECOMPUTE_TRIM", c.trim)
+				t.Setenv("DISTILL_CUDA_KEEP_COMPACT", c.compact)
 				l0, g0 := run(false, c.attn)
 				if math.Abs(l1-l0) > 1e-6*math.Abs(l0) {
 					t.Errorf("%+v: loss %v kept, %v recomputed", c, l1, l0)

@@ -30,6 +30,7 @@ type pass struct {
 	selective  bool         // each layer's attention side kept, the MLP side one set recomputed (Net.KeepAttention)
 	deferGA    bool         // linB leaves the adapter's dA out (loraGradA adds it, once its x is written)
 	compact    bool         // every layer's activations kept, compact (compactReady): see acts
+	sharedH1   bool         // compact, or selective under compactReady: h1 one set, written again in the backward
 	spans      []span       // decoding: the rows' caches on the device, in row order (decode.go)
 	phase      string       // profiling: the phase in progress and its start
 	phaseT     time.Time
@@ -257,21 +258,22 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 	case training && nt.KeepActivations:
 		sets, p.compact = len(nt.layers), compactReady()
 	case training && nt.KeepAttention && keepAttentionReady():
-		sets, p.selective = len(nt.layers), true
+		sets, p.selective, p.sharedH1 = len(nt.layers), true, compactReady()
 	}
+	p.sharedH1 = p.sharedH1 || p.compact
 	p.layerActs = make([]acts, sets)
 	// shared is layer 0's buffer for field f where every layer uses one
-	// (compact: the norms' outputs, written again in the backward), else a
-	// layer's own.
-	shared := func(i int, f func(*acts) *cuda.Buffer, k cuda.Kind, size int) *cuda.Buffer {
-		if p.compact && i > 0 {
+	// (the norms' outputs, written again in the backward), else a layer's
+	// own.
+	shared := func(i int, on bool, f func(*acts) *cuda.Buffer, k cuda.Kind, size int) *cuda.Buffer {
+		if on && i > 0 {
 			return f(&p.layerActs[0])
 		}
 		return p.take(k, size)
 	}
 	for i := range p.layerActs {
 		a := &p.layerActs[i]
-		a.h1, a.rstd1 = shared(i, func(a *acts) *cuda.Buffer { return a.h1 }, cuda.F32, n*D), p.take(cuda.F32, n)
+		a.h1, a.rstd1 = shared(i, p.sharedH1, func(a *acts) *cuda.Buffer { return a.h1 }, cuda.F32, n*D), p.take(cuda.F32, n)
 		for _, m := range attnMods {
 			if anyTargeted(nt, m) {
 				a.u[m] = p.take(cuda.F32, n*r)
@@ -289,7 +291,7 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 			}
 			continue
 		}
-		a.h2, a.rstd2 = shared(i, func(a *acts) *cuda.Buffer { return a.h2 }, cuda.F32, n*D), p.take(cuda.F32, n)
+		a.h2, a.rstd2 = shared(i, p.compact, func(a *acts) *cuda.Buffer { return a.h2 }, cuda.F32, n*D), p.take(cuda.F32, n)
 		for _, m := range mlpMods {
 			if anyTargeted(nt, m) {
 				a.u[m] = p.take(cuda.F32, n*r)
