@@ -121,7 +121,7 @@ type Net struct {
 	// layer's attention side — its norm, q, k, v, the attention's output
 	// and lse, xMid, the adapter's u for q, k, v, o — and recomputes only
 	// the MLP side from xMid in the backward: about a fifth of all layers'
-	// activations (≈ 1.5 GB at 1.5B@2048) for the attention's GEMMs,
+	// activations (≈ 1.15 GB at 1.5B@2048, h1 shared) for the attention's GEMMs,
 	// RoPE and flash forward not run again; the MLP's recomputation is
 	// trimmed as DISTILL_CUDA_RECOMPUTE_TRIM's (it has no output to write),
 	// so a benchmark of it includes that trim's gain. Honoured while
