@@ -19,22 +19,29 @@ import (
 // other path wrote since), then writes the new keys and values to both, so
 // after it c.DevLen = c.Len. A mirror may be dropped at any time (memory):
 // DevLen 0, and the next pass uploads the rows again.
+//
+// With the model's first CPULayers on the host (--cpu-offload) the device
+// holds and runs only the layers after them: the host runs the first ones
+// (their keys and values in the host cache alone) and hands the device
+// their output x, the residual stream (T, hidden) entering its first
+// layer; a mirror then holds those later layers' rows only. x is nil when
+// CPULayers is 0: the device embeds ids itself.
 type Accelerated interface {
 	// Forward is Model.Forward of ids at positions c.Len.. on the device,
 	// checked already (vocabulary, context, capacity); it leaves c.Len to
 	// the caller and sets c.DevLen to c.Len+len(ids).
-	Forward(ids []int, c *Cache, out []float32) ([]float32, error)
+	Forward(ids []int, x []float32, c *Cache, out []float32) ([]float32, error)
 	// ForwardStep is Model.ForwardStep on the device: ids[b] at position
 	// caches[b].Len, on Forward's contract for each cache (the caller sets
-	// each Len); out is (B, hidden).
-	ForwardStep(ids []int, caches []*Cache, out []float32) ([]float32, error)
+	// each Len); x and out are (B, hidden).
+	ForwardStep(ids []int, x []float32, caches []*Cache, out []float32) ([]float32, error)
 	// ForwardBranches is Model.ForwardBranches on the device, checked
 	// already: it brings c's mirror up to date (c.DevLen = c.Len) and, as
 	// the host pass does, leaves the branches' keys and values in c's rows
 	// [Len, Len+Σ len(branch)) — scratch past Len that callers may copy
-	// (batched prefill does) — with c.Len and c.DevLen unchanged; out is
-	// (Σ len(branch), hidden).
-	ForwardBranches(branches [][]int, c *Cache) ([]float32, error)
+	// (batched prefill does) — with c.Len and c.DevLen unchanged; x and out
+	// are (Σ len(branch), hidden).
+	ForwardBranches(branches [][]int, x []float32, c *Cache) ([]float32, error)
 	// Takes says whether it can run with delta applied (nil: the base
 	// alone); when not, Forward runs on the host for that pass.
 	Takes(delta Delta) bool
@@ -58,12 +65,13 @@ func RegisterAccelerated(name string, open func(*Model) (Accelerated, error)) {
 }
 
 // Accelerate attaches the forward pass registered for device, when there is
-// one: Forward then runs there whenever it can (no CPU layers, a delta it
-// takes). It returns whether one was attached, and why not.
+// one: Forward then runs there whenever it can (a delta it takes). Set
+// CPULayers first: the device then holds only the layers after them. It
+// returns whether one was attached, and why not.
 func (m *Model) Accelerate(device string) (bool, error) {
 	open, ok, names := accels.Lookup(device)
-	if m.CPULayers > 0 { // it would hold every layer's weights and run none of them
-		return false, fmt.Errorf("%d layers stay on the CPU (--cpu-offload): the device-resident pass takes whole models only", m.CPULayers)
+	if m.CPULayers >= len(m.Layers) {
+		return false, fmt.Errorf("all %d layers stay on the CPU (--cpu-offload %d): nothing runs on the device", len(m.Layers), m.CPULayers)
 	}
 	if !ok {
 		return false, fmt.Errorf("no device-resident forward pass for %q (built: %v)", device, names)
@@ -76,9 +84,13 @@ func (m *Model) Accelerate(device string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	m.accel = a
+	m.accel, m.accelFrom = a, m.CPULayers
 	return true, nil
 }
+
+// Attached says whether an accelerator is attached (its passes run there
+// whenever they can).
+func (m *Model) Attached() bool { return m.accel != nil }
 
 // Detach frees an attached accelerator (its weights, its mirrors): passes
 // run on the backend they are given again.
@@ -89,9 +101,10 @@ func (m *Model) Detach() {
 	}
 }
 
-// accelerated is the attached accelerator when this pass can use it.
+// accelerated is the attached accelerator when this pass can use it: a
+// delta it takes, and the CPU layers it was opened for (it holds the rest).
 func (m *Model) accelerated() Accelerated {
-	if m.accel == nil || m.CPULayers > 0 || !m.accel.Takes(m.Delta) {
+	if m.accel == nil || m.CPULayers != m.accelFrom || !m.accel.Takes(m.Delta) {
 		return nil
 	}
 	return m.accel

@@ -14,11 +14,14 @@ import (
 // mirror protocol is tested where there is no GPU: its "device" copy of
 // each cache is another Cache, kept by the rules an accelerator follows —
 // bring rows [DevLen, Len) up, then compute there and write the new rows to
-// both. It runs the host forward on the mirror, so a protocol slip (a row
+// both. It runs the host's layers on the mirror, so a protocol slip (a row
 // not uploaded, DevLen wrong after Truncate) shows as different hidden
-// states.
+// states. Opened with CPU layers (--cpu-offload) it holds and runs only the
+// layers after them, from the x the host hands it: the CPU layers' rows of
+// a mirror stay poisoned, and it never writes them to the host.
 type mirrorAccel struct {
 	m       *Model
+	from    int // the first layer it holds
 	mirrors map[*Cache]*Cache
 	passes  int
 	logits  int
@@ -45,9 +48,14 @@ func (a *mirrorAccel) sync(c *Cache) *Cache {
 	}
 	kvOut := a.m.Config.NumKVHeads * a.m.Config.HeadDim
 	for l := range c.K {
-		copy(mc.K[l][c.DevLen*kvOut:c.Len*kvOut], c.K[l][c.DevLen*kvOut:c.Len*kvOut])
-		copy(mc.V[l][c.DevLen*kvOut:c.Len*kvOut], c.V[l][c.DevLen*kvOut:c.Len*kvOut])
-		for i := c.Len * kvOut; i < len(mc.K[l]); i++ {
+		r0 := c.Len * kvOut // rows past it are the pass's; a CPU layer's are the host's alone
+		if l < a.from {
+			r0 = 0
+		} else {
+			copy(mc.K[l][c.DevLen*kvOut:c.Len*kvOut], c.K[l][c.DevLen*kvOut:c.Len*kvOut])
+			copy(mc.V[l][c.DevLen*kvOut:c.Len*kvOut], c.V[l][c.DevLen*kvOut:c.Len*kvOut])
+		}
+		for i := r0; i < len(mc.K[l]); i++ {
 			mc.K[l][i], mc.V[l][i] = 1e30, 1e30
 		}
 	}
@@ -61,35 +69,50 @@ func (a *mirrorAccel) back(c *Cache, n int) {
 	mc := a.mirrors[c]
 	kvOut := a.m.Config.NumKVHeads * a.m.Config.HeadDim
 	r0, r1 := c.Len*kvOut, (c.Len+n)*kvOut
-	for l := range c.K {
+	for l := a.from; l < len(c.K); l++ {
 		copy(c.K[l][r0:r1], mc.K[l][r0:r1])
 		copy(c.V[l][r0:r1], mc.V[l][r0:r1])
 	}
 	c.DevLen = c.Len + n
 }
 
-// onDevice runs f with the model's host code, the "device" computing.
-func (a *mirrorAccel) onDevice(f func() ([]float32, error)) ([]float32, error) {
-	saved := a.m.accel
-	a.m.accel = nil
-	defer func() { a.m.accel = saved }()
+// onDevice runs the model's layers from a.from on in ws's workspace, from
+// x (the host's CPU layers' output; nil: the ids embedded there), and the
+// final norm into out — the "device" computing — after checking it was
+// handed x exactly when it holds fewer than every layer.
+func (a *mirrorAccel) onDevice(ws *Cache, x, out []float32, layers func(from, to int) []float32) ([]float32, error) {
 	a.passes++
-	return f()
+	cfg := &a.m.Config
+	T := len(out) / cfg.HiddenSize
+	if (a.from > 0) != (x != nil) || (x != nil && len(x) != T*cfg.HiddenSize) {
+		return nil, fmt.Errorf("stand-in holding layers %d.. was handed %d floats of x for %d rows", a.from, len(x), T)
+	}
+	if x != nil {
+		ws.ws.ensure(T, cfg)
+		copy(ws.ws.x, x)
+	}
+	tensor.CPU{}.RMSNorm(out, layers(a.from, len(a.m.Layers)), a.m.Norm, float32(cfg.RMSNormEps))
+	return out, nil
 }
 
-func (a *mirrorAccel) Forward(ids []int, c *Cache, out []float32) ([]float32, error) {
+func (a *mirrorAccel) Forward(ids []int, x []float32, c *Cache, out []float32) ([]float32, error) {
 	mc := a.sync(c)
 	if a.full {
 		return nil, fmt.Errorf("stand-in: %w", ErrAcceleratorFull)
 	}
-	h, err := a.onDevice(func() ([]float32, error) { return a.m.Forward(tensor.CPU{}, ids, mc, out) })
+	if out == nil {
+		out = make([]float32, len(ids)*a.m.Config.HiddenSize)
+	}
+	h, err := a.onDevice(mc, x, out[:len(ids)*a.m.Config.HiddenSize], func(from, to int) []float32 {
+		return a.m.forwardLayers(tensor.CPU{}, ids, mc, from, to)
+	})
 	if err == nil {
 		a.back(c, len(ids))
 	}
 	return h, err
 }
 
-func (a *mirrorAccel) ForwardStep(ids []int, caches []*Cache, out []float32) ([]float32, error) {
+func (a *mirrorAccel) ForwardStep(ids []int, x []float32, caches []*Cache, out []float32) ([]float32, error) {
 	mcs := make([]*Cache, len(caches))
 	for i, c := range caches {
 		mcs[i] = a.sync(c)
@@ -97,30 +120,29 @@ func (a *mirrorAccel) ForwardStep(ids []int, caches []*Cache, out []float32) ([]
 	if a.full {
 		return nil, fmt.Errorf("stand-in: %w", ErrAcceleratorFull)
 	}
-	h, err := a.onDevice(func() ([]float32, error) {
-		return a.m.ForwardStep(tensor.CPU{}, ids, mcs, a.m.NewCache(len(ids)))
+	sc := a.m.NewCache(len(ids))
+	h, err := a.onDevice(sc, x, out, func(from, to int) []float32 {
+		return a.m.stepLayers(tensor.CPU{}, ids, mcs, sc, from, to)
 	})
 	if err == nil {
 		for _, c := range caches {
 			a.back(c, 1)
 		}
-		copy(out, h)
 	}
-	return out, err
+	return h, err
 }
 
-func (a *mirrorAccel) ForwardBranches(branches [][]int, c *Cache) ([]float32, error) {
+func (a *mirrorAccel) ForwardBranches(branches [][]int, x []float32, c *Cache) ([]float32, error) {
 	mc := a.sync(c)
 	if a.full {
 		return nil, fmt.Errorf("stand-in: %w", ErrAcceleratorFull)
 	}
-	h, err := a.onDevice(func() ([]float32, error) { return a.m.ForwardBranches(tensor.CPU{}, branches, mc) })
+	ids, pos, start := branchRows(branches, c.Len)
+	h, err := a.onDevice(mc, x, make([]float32, len(ids)*a.m.Config.HiddenSize), func(from, to int) []float32 {
+		return a.m.branchLayers(tensor.CPU{}, ids, pos, start, mc, from, to)
+	})
 	if err == nil { // the branches' rows past Len come down too; DevLen stays
-		n := 0
-		for _, br := range branches {
-			n += len(br)
-		}
-		a.back(c, n)
+		a.back(c, len(ids))
 		c.DevLen = c.Len
 	}
 	return h, err
@@ -144,7 +166,7 @@ func TestAcceleratedForwardMirrorsTheCache(t *testing.T) {
 	}
 	defer m.Close()
 	RegisterAccelerated("mirror-stand-in", func(m *Model) (Accelerated, error) {
-		return &mirrorAccel{m: m, mirrors: map[*Cache]*Cache{}}, nil
+		return &mirrorAccel{m: m, from: m.CPULayers, mirrors: map[*Cache]*Cache{}}, nil
 	})
 	hostPass := func(f func()) { f() } // a pass the host must run, accelerator or not
 	script := func() []float32 {
@@ -208,9 +230,9 @@ func TestAcceleratedForwardMirrorsTheCache(t *testing.T) {
 	if got := script(); !slices.Equal(got, want) || a.passes != 0 {
 		t.Errorf("refused: equal %v, %d accelerated passes", slices.Equal(got, want), a.passes)
 	}
-	a.refuse, m.CPULayers = false, 1
+	a.refuse, m.CPULayers = false, 1 // CPU layers it was not opened for
 	if got := script(); !slices.Equal(got, want) || a.passes != 0 {
-		t.Errorf("with a CPU layer: equal %v, %d accelerated passes", slices.Equal(got, want), a.passes)
+		t.Errorf("with a CPU layer it does not know of: equal %v, %d accelerated passes", slices.Equal(got, want), a.passes)
 	}
 	m.CPULayers = 0
 	// A device out of memory: every pass falls back to the host.
@@ -219,11 +241,27 @@ func TestAcceleratedForwardMirrorsTheCache(t *testing.T) {
 		t.Error("a full device's passes, run on the host, give other hidden states")
 	}
 	a.full = false
-	// With layers on the CPU (--cpu-offload) nothing attaches: it would hold
-	// every layer's weights and run none; Detach frees what is attached.
-	m.CPULayers = 1
+	// With layers on the CPU (--cpu-offload) it holds the rest: the host
+	// runs the first layers and hands it their output, pass by pass, and
+	// goes on from there when it is full.
+	for _, n := range []int{1, len(m.Layers) - 1} {
+		m.CPULayers = n
+		if ok, err := m.Accelerate("mirror-stand-in"); !ok {
+			t.Fatal(err)
+		}
+		a = m.accel.(*mirrorAccel)
+		if got := script(); !slices.Equal(got, want) || a.passes != 10 {
+			t.Errorf("%d CPU layers: equal %v, %d accelerated passes, want 10", n, slices.Equal(got, want), a.passes)
+		}
+		a.full = true
+		if got := script(); !slices.Equal(got, want) {
+			t.Errorf("%d CPU layers, a full device: the host's passes from the CPU layers' output give other hidden states", n)
+		}
+	}
+	// Every layer on the CPU: nothing attaches.
+	m.CPULayers = len(m.Layers)
 	if ok, err := m.Accelerate("mirror-stand-in"); ok || err == nil || !strings.Contains(err.Error(), "--cpu-offload") {
-		t.Errorf("with a CPU layer: attached %v, %v", ok, err)
+		t.Errorf("every layer on the CPU: attached %v, %v", ok, err)
 	}
 	m.CPULayers = 0
 	m.Detach()

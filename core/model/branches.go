@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"distill/core/tensor"
 )
@@ -21,14 +22,7 @@ import (
 func (m *Model) ForwardBranches(be tensor.Backend, branches [][]int, c *Cache) ([]float32, error) {
 	cfg := &m.Config
 	pos0 := c.Len
-	var ids, pos, branchStart []int
-	for _, br := range branches {
-		for i, id := range br {
-			ids = append(ids, id)
-			pos = append(pos, pos0+i)
-			branchStart = append(branchStart, len(ids)-1-i)
-		}
-	}
+	ids, pos, branchStart := branchRows(branches, pos0)
 	T := len(ids)
 	if T == 0 {
 		return nil, nil
@@ -48,20 +42,55 @@ func (m *Model) ForwardBranches(be tensor.Backend, branches [][]int, c *Cache) (
 			return nil, fmt.Errorf("token id %d in branch position %d is outside the vocabulary [0, %d)", id, i, cfg.VocabSize)
 		}
 	}
+	from := 0 // the first layer the host pass runs
 	if a := m.accelerated(); a != nil {
-		h, err := a.ForwardBranches(branches, c)
+		x := m.branchLayers(be, ids, pos, branchStart, c, 0, m.CPULayers) // --cpu-offload's layers on the host first
+		h, err := a.ForwardBranches(branches, x, c)
 		if err == nil {
 			return h, nil
 		}
 		if !errors.Is(err, ErrAcceleratorFull) {
 			return nil, err
 		}
+		from = m.CPULayers // the host goes on from their output
 	}
-	D, hd, nH, nKV := cfg.HiddenSize, cfg.HeadDim, cfg.NumHeads, cfg.NumKVHeads
+	x := m.branchLayers(be, ids, pos, branchStart, c, from, len(m.Layers))
+	D := cfg.HiddenSize
+	out := make([]float32, T*D)
+	be.RMSNorm(out, x, m.Norm, float32(cfg.RMSNormEps))
+	return out, nil
+}
+
+// branchRows lays the branches out as one pass's rows after a prefix of
+// pos0: their ids concatenated, each row's position, and the row its
+// branch starts at.
+func branchRows(branches [][]int, pos0 int) (ids, pos, branchStart []int) {
+	for _, br := range branches {
+		for i, id := range br {
+			ids = append(ids, id)
+			pos = append(pos, pos0+i)
+			branchStart = append(branchStart, len(ids)-1-i)
+		}
+	}
+	return ids, pos, branchStart
+}
+
+// branchLayers runs ForwardBranches' decoder layers [from, to) on the host
+// over ids (the branches' concatenation, row t at position pos[t] after
+// c's prefix, its branch starting at row branchStart[t]) and returns the
+// residual stream after them, in c's workspace (the input of layer from
+// when from > 0; nil when from == to == 0).
+func (m *Model) branchLayers(be tensor.Backend, ids, pos, branchStart []int, c *Cache, from, to int) []float32 {
+	if from == 0 && to == 0 {
+		return nil
+	}
+	cfg := &m.Config
+	T, pos0 := len(ids), c.Len
+	hd, nH, nKV := cfg.HeadDim, cfg.NumHeads, cfg.NumKVHeads
 	kvOut := nKV * hd
 	scale := float32(1 / math.Sqrt(float64(hd)))
-	cos, sin := m.rope.upTo(maxPos + 1)
-	x := m.decode(be, c, ids, pos0,
+	cos, sin := m.rope.upTo(slices.Max(pos) + 1)
+	return m.decode(be, c, ids, pos0, from, to,
 		func(be tensor.Backend, q, k []float32) {
 			for t := 0; t < T; t++ { // each row at its own position
 				be.RoPE(q[t*nH*hd:(t+1)*nH*hd], 1, nH, hd, pos[t], cos, sin)
@@ -71,9 +100,6 @@ func (m *Model) ForwardBranches(be tensor.Backend, branches [][]int, c *Cache) (
 		func(_ tensor.Backend, l int, att, q []float32) {
 			branchAttention(att, q, c.K[l], c.V[l], pos0, branchStart, nH, nKV, hd, scale)
 		})
-	out := make([]float32, T*D)
-	be.RMSNorm(out, x, m.Norm, float32(cfg.RMSNormEps))
-	return out, nil
 }
 
 // branchAttention: query t (stored at row pos0+t of k/v) attends to the

@@ -85,8 +85,10 @@ func (m *Model) Forward(be tensor.Backend, ids []int, c *Cache, out []float32) (
 			return nil, fmt.Errorf("token id %d at position %d is outside the vocabulary [0, %d)", id, pos0+i, cfg.VocabSize)
 		}
 	}
+	from := 0 // the first layer the host pass runs
 	if a := m.accelerated(); a != nil {
-		h, err := a.Forward(ids, c, out)
+		x := m.forwardLayers(be, ids, c, 0, m.CPULayers) // --cpu-offload's layers on the host first
+		h, err := a.Forward(ids, x, c, out)
 		if err == nil {
 			c.Len = pos0 + T
 			return h, nil
@@ -94,11 +96,31 @@ func (m *Model) Forward(be tensor.Backend, ids []int, c *Cache, out []float32) (
 		if !errors.Is(err, ErrAcceleratorFull) {
 			return nil, err
 		}
+		from = m.CPULayers // the host goes on from their output
 	}
-	D, hd, nH, nKV := cfg.HiddenSize, cfg.HeadDim, cfg.NumHeads, cfg.NumKVHeads
+	x := m.forwardLayers(be, ids, c, from, len(m.Layers))
+	c.Len = pos0 + T
+	if out == nil {
+		out = make([]float32, T*cfg.HiddenSize)
+	}
+	be.RMSNorm(out[:T*cfg.HiddenSize], x, m.Norm, float32(cfg.RMSNormEps))
+	return out[:T*cfg.HiddenSize], nil
+}
+
+// forwardLayers runs Forward's decoder layers [from, to) on the host over
+// ids at positions c.Len.. and returns the residual stream after them, in
+// c's workspace (the input of layer from when from > 0; nil when from ==
+// to == 0). It leaves c.Len as it is.
+func (m *Model) forwardLayers(be tensor.Backend, ids []int, c *Cache, from, to int) []float32 {
+	if from == 0 && to == 0 {
+		return nil
+	}
+	cfg := &m.Config
+	T, pos0 := len(ids), c.Len
+	hd, nH, nKV := cfg.HeadDim, cfg.NumHeads, cfg.NumKVHeads
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	cos, sin := m.rope.upTo(pos0 + T)
-	x := m.decode(be, c, ids, pos0,
+	return m.decode(be, c, ids, pos0, from, to,
 		func(be tensor.Backend, q, k []float32) {
 			be.RoPE(q, T, nH, hd, pos0, cos, sin)
 			be.RoPE(k, T, nKV, hd, pos0, cos, sin)
@@ -106,21 +128,18 @@ func (m *Model) Forward(be tensor.Backend, ids []int, c *Cache, out []float32) (
 		func(be tensor.Backend, l int, att, q []float32) {
 			be.Attention(att, q, c.K[l], c.V[l], T, pos0, nH, nKV, hd, scale)
 		})
-	c.Len = pos0 + T
-	if out == nil {
-		out = make([]float32, T*D)
-	}
-	be.RMSNorm(out[:T*D], x, m.Norm, float32(cfg.RMSNormEps))
-	return out[:T*D], nil
 }
 
-// decode runs every decoder layer over the T = len(ids) new tokens, whose
-// keys and values go to cache rows pos0.., and returns the residual stream
-// (T, hidden) before the final norm. rope rotates a layer's q (T, heads·hd)
+// decode runs decoder layers [from, to) over the T = len(ids) new tokens,
+// whose keys and values go to cache rows pos0.., and returns the residual
+// stream (T, hidden) after them — before the final norm when to is the
+// last — in c's workspace, which holds layer from's input when from > 0
+// (an earlier call's output: the ids are embedded at from == 0 only).
+// rope rotates a layer's q (T, heads·hd)
 // and k (T, kv·hd); attend fills att from q and the layer's cache — the two
 // places where a plain continuation and branched ones differ. Each layer
 // runs on m.layerBackend(be, l), which rope and attend are given too.
-func (m *Model) decode(be0 tensor.Backend, c *Cache, ids []int, pos0 int, rope func(be tensor.Backend, q, k []float32), attend func(be tensor.Backend, l int, att, q []float32)) []float32 {
+func (m *Model) decode(be0 tensor.Backend, c *Cache, ids []int, pos0, from, to int, rope func(be tensor.Backend, q, k []float32), attend func(be tensor.Backend, l int, att, q []float32)) []float32 {
 	cfg := &m.Config
 	T := len(ids)
 	D, hd, nH, nKV := cfg.HiddenSize, cfg.HeadDim, cfg.NumHeads, cfg.NumKVHeads
@@ -131,8 +150,10 @@ func (m *Model) decode(be0 tensor.Backend, c *Cache, ids []int, pos0 int, rope f
 	x, xn, q, att, o := w.x[:T*D], w.xn[:T*D], w.q[:T*nH*hd], w.att[:T*nH*hd], w.o[:T*D]
 	gate, up := w.gate[:T*cfg.IntermediateSize], w.up[:T*cfg.IntermediateSize]
 
-	m.layerBackend(be0, 0).Embed(x, m.Embed, ids)
-	for l := range m.Layers {
+	if from == 0 {
+		m.layerBackend(be0, 0).Embed(x, m.Embed, ids)
+	}
+	for l := from; l < to; l++ {
 		L, be := &m.Layers[l], m.layerBackend(be0, l)
 		k := c.K[l][pos0*kvOut : (pos0+T)*kvOut] // (T, kv*hd), written in place
 		v := c.V[l][pos0*kvOut : (pos0+T)*kvOut]

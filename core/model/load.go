@@ -41,7 +41,8 @@ type Model struct {
 	// share of the speed for its memory.
 	CPULayers int
 
-	accel Accelerated // a device-resident Forward (Accelerate), or nil
+	accel     Accelerated // a device-resident Forward (Accelerate), or nil
+	accelFrom int         // CPULayers when accel was opened: it holds the layers from there
 
 	files []*SafetensorsFile
 	rope  ropeTables

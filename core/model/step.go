@@ -29,7 +29,6 @@ func (m *Model) ForwardStep(be tensor.Backend, ids []int, caches []*Cache, scrat
 	if scratch.Cap < B {
 		return nil, fmt.Errorf("forward step: scratch cache holds %d rows, the step needs %d", scratch.Cap, B)
 	}
-	maxPos := 0
 	for b, c := range caches {
 		if c.Len+1 > c.Cap {
 			return nil, fmt.Errorf("context of %d tokens exceeds the KV cache's %d", c.Len+1, c.Cap)
@@ -40,10 +39,11 @@ func (m *Model) ForwardStep(be tensor.Backend, ids []int, caches []*Cache, scrat
 		if ids[b] < 0 || ids[b] >= cfg.VocabSize {
 			return nil, fmt.Errorf("token id %d of sequence %d is outside the vocabulary [0, %d)", ids[b], b, cfg.VocabSize)
 		}
-		maxPos = max(maxPos, c.Len)
 	}
+	from := 0 // the first layer the host pass runs
 	if a := m.accelerated(); a != nil {
-		out, err := a.ForwardStep(ids, caches, make([]float32, B*cfg.HiddenSize))
+		x := m.stepLayers(be, ids, caches, scratch, 0, m.CPULayers) // --cpu-offload's layers on the host first
+		out, err := a.ForwardStep(ids, x, caches, make([]float32, B*cfg.HiddenSize))
 		if err == nil {
 			for _, c := range caches {
 				c.Len++
@@ -53,12 +53,36 @@ func (m *Model) ForwardStep(be tensor.Backend, ids []int, caches []*Cache, scrat
 		if !errors.Is(err, ErrAcceleratorFull) {
 			return nil, err
 		}
+		from = m.CPULayers // the host goes on from their output
 	}
-	D, hd, nH, nKV := cfg.HiddenSize, cfg.HeadDim, cfg.NumHeads, cfg.NumKVHeads
+	x := m.stepLayers(be, ids, caches, scratch, from, len(m.Layers))
+	for _, c := range caches {
+		c.Len++
+	}
+	out := make([]float32, B*cfg.HiddenSize)
+	be.RMSNorm(out, x, m.Norm, float32(cfg.RMSNormEps))
+	return out, nil
+}
+
+// stepLayers runs ForwardStep's decoder layers [from, to) on the host,
+// each row's key and value into its own cache, and returns the residual
+// stream (B, hidden) after them, in scratch's workspace (the input of
+// layer from when from > 0; nil when from == to == 0). It leaves each
+// cache's Len as it is.
+func (m *Model) stepLayers(be tensor.Backend, ids []int, caches []*Cache, scratch *Cache, from, to int) []float32 {
+	if from == 0 && to == 0 {
+		return nil
+	}
+	cfg := &m.Config
+	hd, nH, nKV := cfg.HeadDim, cfg.NumHeads, cfg.NumKVHeads
 	kvOut, qs := nKV*hd, nH*hd
 	scale := float32(1 / math.Sqrt(float64(hd)))
+	maxPos := 0
+	for _, c := range caches {
+		maxPos = max(maxPos, c.Len)
+	}
 	cos, sin := m.rope.upTo(maxPos + 1)
-	x := m.decode(be, scratch, ids, 0,
+	return m.decode(be, scratch, ids, 0, from, to,
 		func(be tensor.Backend, q, k []float32) {
 			for b, c := range caches { // each row at its own sequence's position
 				be.RoPE(q[b*qs:(b+1)*qs], 1, nH, hd, c.Len, cos, sin)
@@ -73,10 +97,4 @@ func (m *Model) ForwardStep(be tensor.Backend, ids []int, caches []*Cache, scrat
 				be.Attention(att[b*qs:(b+1)*qs], q[b*qs:(b+1)*qs], c.K[l], c.V[l], 1, p, nH, nKV, hd, scale)
 			}
 		})
-	for _, c := range caches {
-		c.Len++
-	}
-	out := make([]float32, B*D)
-	be.RMSNorm(out, x, m.Norm, float32(cfg.RMSNormEps))
-	return out, nil
 }

@@ -33,7 +33,10 @@ func init() {
 // new keys and values down to the host cache (the reference every other
 // path reads), the final hidden states down to the caller. An adapter
 // (model.Delta a *lora.Adapter) runs unmerged, as on the host, from its own
-// upload beside the shared base.
+// upload beside the shared base. With the model's first CPULayers on the
+// host (--cpu-offload) it holds only the layers after them, and a pass
+// starts from their output, which the host hands it: the device never
+// holds the first layers' weights, nor the mirrors their keys and values.
 type Decoder struct {
 	M    *model.Model
 	base *Net
@@ -51,10 +54,14 @@ type Decoder struct {
 }
 
 // kvMirror is one host cache's keys and values on the device: per layer
-// (capacity, kv heads·head dim) f32, rows [0, the cache's DevLen) as there.
+// (capacity, kv heads·head dim) f32, rows [0, the cache's DevLen) as there;
+// nil for the host's layers (Net.from).
 type kvMirror struct {
 	k, v []*cuda.Buffer
 }
+
+// rows is the mirror's capacity in positions.
+func (m *kvMirror) rows(kvO int) int { return m.k[len(m.k)-1].Len / kvO }
 
 func (m *kvMirror) free() {
 	for i := range m.k {
@@ -73,9 +80,10 @@ var (
 	maxMirrors = 64 // and fewer when the device fills: each is dropped first
 )
 
-// NewDecoder uploads m's weights to d.
+// NewDecoder uploads m's weights to d: those of its layers from
+// m.CPULayers on, and the head.
 func NewDecoder(d *cuda.Device, m *model.Model) (*Decoder, error) {
-	base, err := New(d, m, nil)
+	base, err := newFrom(d, m, nil, m.CPULayers)
 	if err != nil {
 		return nil, err
 	}
@@ -113,28 +121,45 @@ func (dc *Decoder) Close() {
 // host rows [c.DevLen, c.Len) go up first, the new keys and values are
 // written to the device's mirror and the host cache both, and c.DevLen
 // becomes c.Len+len(ids). The caller (Model.Forward) has checked the ids,
-// the context and the capacity, and sets c.Len.
-func (dc *Decoder) Forward(ids []int, c *model.Cache, out []float32) ([]float32, error) {
+// the context and the capacity, and sets c.Len. x is the host layers'
+// output (--cpu-offload), nil when the device holds every layer.
+func (dc *Decoder) Forward(ids []int, x []float32, c *model.Cache, out []float32) ([]float32, error) {
+	if err := dc.checkX(x, len(ids)); err != nil {
+		return nil, err
+	}
 	sp, err := dc.spans([]*model.Cache{c}, len(ids))
 	if err != nil {
 		return nil, full(err)
 	}
-	h, err := dc.run(ids, sp, out, nil)
+	h, err := dc.run(ids, x, sp, out, nil)
 	return h, full(err)
+}
+
+// checkX refuses a pass's x (the host layers' output) unless it is one
+// exactly when the device holds fewer than every layer, of T rows.
+func (dc *Decoder) checkX(x []float32, T int) error {
+	from, D := dc.base.from, dc.M.Config.HiddenSize
+	if (from > 0) != (x != nil) || len(x) != 0 && len(x) != T*D {
+		return fmt.Errorf("devnet: a pass of %d rows handed %d floats of the first %d layers' output (the device holds layers %d..; want %d)", T, len(x), from, from, min(from, 1)*T*D)
+	}
+	return nil
 }
 
 // ForwardStep runs one new token for each cache (ids[b] at caches[b].Len),
 // each row attending its own cache: Model.ForwardStep's batched decode, on
 // the same contract as Forward for every cache.
-func (dc *Decoder) ForwardStep(ids []int, caches []*model.Cache, out []float32) ([]float32, error) {
+func (dc *Decoder) ForwardStep(ids []int, x []float32, caches []*model.Cache, out []float32) ([]float32, error) {
 	if len(ids) != len(caches) {
 		return nil, fmt.Errorf("devnet: a step of %d ids over %d caches", len(ids), len(caches))
+	}
+	if err := dc.checkX(x, len(ids)); err != nil {
+		return nil, err
 	}
 	sp, err := dc.spans(caches, 1)
 	if err != nil {
 		return nil, full(err)
 	}
-	h, err := dc.run(ids, sp, out, nil)
+	h, err := dc.run(ids, x, sp, out, nil)
 	return h, full(err)
 }
 
@@ -146,16 +171,19 @@ func (dc *Decoder) ForwardStep(ids []int, caches []*model.Cache, out []float32) 
 // down to the host's rows [Len, Len+T) as the host pass leaves them
 // (batched prefill copies them into each sequence's cache); DevLen stays
 // at Len.
-func (dc *Decoder) ForwardBranches(branches [][]int, c *model.Cache) ([]float32, error) {
+func (dc *Decoder) ForwardBranches(branches [][]int, x []float32, c *model.Cache) ([]float32, error) {
 	var ids []int
 	for _, br := range branches {
 		ids = append(ids, br...)
+	}
+	if err := dc.checkX(x, len(ids)); err != nil {
+		return nil, err
 	}
 	sp, err := dc.spans([]*model.Cache{c}, len(ids))
 	if err != nil {
 		return nil, full(err)
 	}
-	h, err := dc.run(ids, sp, nil, branches)
+	h, err := dc.run(ids, x, sp, nil, branches)
 	return h, full(err)
 }
 
@@ -189,7 +217,7 @@ func (dc *Decoder) spans(caches []*model.Cache, n int) ([]span, error) {
 		}
 		pinned[mir] = true
 		r0, r1 := c.DevLen*kvO, c.Len*kvO // rows another path wrote since (a host pass, a copied prefix)
-		for l := range mir.k {
+		for l := dc.base.from; l < len(mir.k); l++ {
 			if r0 < r1 {
 				if err := errors.Join(cuda.Write(mir.k[l], r0, c.K[l][r0:r1]), cuda.Write(mir.v[l], r0, c.V[l][r0:r1])); err != nil {
 					return nil, err
@@ -205,10 +233,12 @@ func (dc *Decoder) spans(caches []*model.Cache, n int) ([]span, error) {
 // run is one device pass over ids — span by span, each row attending its
 // own cache's rows up to itself — leaving the final hidden states in out
 // and the new keys and values in both the mirrors and the host caches.
+// x, when the host runs the first layers, is their output: the pass's
+// input instead of the ids' embeddings.
 // With branches (one span, ids their concatenation) each row attends its
 // cache's prefix and its own branch instead, and the caches' DevLen stays
 // where it was (the new rows are scratch on both sides).
-func (dc *Decoder) run(ids []int, sp []span, out []float32, branches [][]int) ([]float32, error) {
+func (dc *Decoder) run(ids []int, x []float32, sp []span, out []float32, branches [][]int) ([]float32, error) {
 	D := dc.M.Config.HiddenSize
 	T := len(ids)
 	nt, err := dc.net()
@@ -259,7 +289,7 @@ func (dc *Decoder) run(ids []int, sp []span, out []float32, branches [][]int) ([
 		}
 		return p, nil
 	}
-	if h, done, err := dc.runGraph(nt, ids, sp, out, branches); done {
+	if h, done, err := dc.runGraph(nt, ids, x, sp, out, branches); done {
 		return h, err
 	}
 	p, err := lay()
@@ -282,6 +312,9 @@ func (dc *Decoder) run(ids []int, sp []span, out []float32, branches [][]int) ([
 		return nil, err
 	}
 	defer p.free()
+	if x != nil { // the residual stream the layers update in place starts as the host's
+		p.do(cuda.Write(p.xs[len(p.xs)-1], 0, x))
+	}
 	p.spans = sp
 	if dc.fused && branches == nil { // a batched step: two launches a layer for its attention
 		p.rowCaches(sp)
@@ -355,7 +388,7 @@ const stageRows = 64
 // a few decoded tokens, else each as it lies.
 func (dc *Decoder) download(p *pass, sp []span, out []float32) error {
 	T := p.n
-	D, L := len(out)/T, len(dc.M.Layers)
+	D, L, from := len(out)/T, len(dc.M.Layers), dc.base.from
 	kvO := dc.M.Config.NumKVHeads * dc.M.Config.HeadDim
 	if T > stageRows && len(sp) == 1 { // a prompt: its rows as they lie
 		if err := cuda.Read(p.hf, 0, out); err != nil {
@@ -363,7 +396,7 @@ func (dc *Decoder) download(p *pass, sp []span, out []float32) error {
 		}
 		for _, s := range sp {
 			r0, r1 := s.pos*kvO, (s.pos+s.n)*kvO
-			for l := range L {
+			for l := from; l < L; l++ {
 				if err := errors.Join(cuda.Read(s.mir.k[l], r0, s.c.K[l][r0:r1]), cuda.Read(s.mir.v[l], r0, s.c.V[l][r0:r1])); err != nil {
 					return err
 				}
@@ -373,14 +406,14 @@ func (dc *Decoder) download(p *pass, sp []span, out []float32) error {
 	}
 	stage := p.stage // the fused pass's, filled as it ran
 	if stage == nil {
-		stage = p.take(cuda.F32, T*D+2*L*T*kvO)
+		stage = p.take(cuda.F32, T*D+2*(L-from)*T*kvO)
 	}
 	if stage != nil && !p.fused {
 		p.do(p.hf.View(0, T*D).CopyTo(stage))
 		off := T * D
 		for _, s := range sp {
 			rows := s.n * kvO
-			for l := range L {
+			for l := from; l < L; l++ {
 				p.do(s.mir.k[l].View(s.pos*kvO, rows).CopyTo(stage.View(off, rows)))
 				p.do(s.mir.v[l].View(s.pos*kvO, rows).CopyTo(stage.View(off+rows, rows)))
 				off += 2 * rows
@@ -394,8 +427,8 @@ func (dc *Decoder) download(p *pass, sp []span, out []float32) error {
 }
 
 // readStage copies a pass's staged results down: the hidden states into
-// out, then each span's new key and value rows, layer by layer, into its
-// host cache.
+// out, then each span's new key and value rows, layer by layer (those the
+// device holds), into its host cache.
 func (dc *Decoder) readStage(stage *cuda.Buffer, sp []span, out []float32) error {
 	kvO := dc.M.Config.NumKVHeads * dc.M.Config.HeadDim
 	dc.host = slices.Grow(dc.host[:0], stage.Len)[:stage.Len]
@@ -405,7 +438,7 @@ func (dc *Decoder) readStage(stage *cuda.Buffer, sp []span, out []float32) error
 	off := copy(out, dc.host)
 	for _, s := range sp {
 		r0, r1 := s.pos*kvO, (s.pos+s.n)*kvO
-		for l := range s.c.K {
+		for l := dc.base.from; l < len(s.c.K); l++ {
 			off += copy(s.c.K[l][r0:r1], dc.host[off:])
 			off += copy(s.c.V[l][r0:r1], dc.host[off:])
 		}
@@ -495,7 +528,7 @@ func (dc *Decoder) mirror(c *model.Cache, pinned map[*kvMirror]bool) (*kvMirror,
 	kvO := dc.M.Config.NumKVHeads * dc.M.Config.HeadDim
 	for {
 		if len(dc.mirrorLRU)-len(pinned) < maxMirrors {
-			m, err := dc.alloc(len(dc.M.Layers), c.Cap*kvO)
+			m, err := dc.alloc(c.Cap * kvO)
 			if err == nil {
 				dc.mirrors[wp] = m
 				dc.mirrorLRU = append(dc.mirrorLRU, wp)
@@ -523,10 +556,12 @@ func (dc *Decoder) drop(i int) {
 	dc.mirrorLRU = slices.Delete(dc.mirrorLRU, i, i+1)
 }
 
-// alloc makes a mirror of layers × 2 buffers of n floats.
-func (dc *Decoder) alloc(layers, n int) (*kvMirror, error) {
-	m := &kvMirror{}
-	for range layers {
+// alloc makes a mirror of 2 buffers of n floats for each layer the device
+// holds (nils for the host's).
+func (dc *Decoder) alloc(n int) (*kvMirror, error) {
+	from := dc.base.from
+	m := &kvMirror{k: make([]*cuda.Buffer, from), v: make([]*cuda.Buffer, from)}
+	for range len(dc.M.Layers) - from {
 		k, err1 := dc.base.D.Alloc(cuda.F32, n)
 		v, err2 := dc.base.D.Alloc(cuda.F32, n)
 		if err := errors.Join(err1, err2); err != nil {
@@ -548,7 +583,7 @@ func (nt *Net) view(a *lora.Adapter) (*Net, error) {
 	}
 	v := &Net{D: nt.D, M: nt.M, A: a, HeadRows: nt.HeadRows, SimpleAttention: nt.SimpleAttention, GemmAttention: nt.GemmAttention, Profile: nt.Profile,
 		layers: nt.layers, embed: nt.embed, head: nt.head, norm: nt.norm, tileSize: nt.tileSize, tileDim: nt.tileDim, isView: true,
-		ropeFrom: nt}
+		ropeFrom: nt, from: nt.from}
 	if err := v.uploadAdapter(false); err != nil {
 		v.Close()
 		return nil, err

@@ -64,7 +64,7 @@ func (nt *Net) tokenLayout(ids, pos, lo, hi []int32, nk int) (*pass, error) {
 	c := &nt.M.Config
 	D, kvO := c.HiddenSize, c.NumKVHeads*c.HeadDim
 	p.fused = true
-	if p.stage = p.take(cuda.F32, D+2*len(nt.layers)*kvO); p.stage != nil {
+	if p.stage = p.take(cuda.F32, D+2*(len(nt.layers)-nt.from)*kvO); p.stage != nil {
 		p.hf = p.stage.View(0, D)
 	}
 	if err := p.failed(); err != nil {
@@ -76,10 +76,11 @@ func (nt *Net) tokenLayout(ids, pos, lo, hi []int32, nk int) (*pass, error) {
 
 // runGraph decodes one token through its net and mirror's graph (recording
 // it first when there is none) when the pass is one: one token, fused,
-// flash attention. done is false when the token is for the eager pass (not
+// flash attention. x, when the host runs the first layers, is their output,
+// written into the pass's residual stream before each replay. done is false when the token is for the eager pass (not
 // such a pass, the recording failed, or the workspace did not fit: the
 // eager pass makes room first).
-func (dc *Decoder) runGraph(nt *Net, ids []int, sp []span, out []float32, branches [][]int) (h []float32, done bool, err error) {
+func (dc *Decoder) runGraph(nt *Net, ids []int, x []float32, sp []span, out []float32, branches [][]int) (h []float32, done bool, err error) {
 	if !dc.graphs || len(ids) != 1 || branches != nil || !nt.flashAttention() { // the others size buffers by the key range
 		return nil, false, nil
 	}
@@ -89,7 +90,7 @@ func (dc *Decoder) runGraph(nt *Net, ids []int, sp []span, out []float32, branch
 		return nil, false, nil // the eager pass retries after dropping other mirrors
 	}
 	kvO := dc.M.Config.NumKVHeads * dc.M.Config.HeadDim
-	capRows := s.mir.k[0].Len / kvO
+	capRows := s.mir.rows(kvO)
 	cos, sin, err := nt.rope(capRows)
 	if err != nil {
 		return nil, false, nil // the eager pass needs tables to its position only
@@ -121,6 +122,11 @@ func (dc *Decoder) runGraph(nt *Net, ids []int, sp []span, out []float32, branch
 	}
 	if err := cuda.Write(tp.args, 0, []int32{int32(ids[0]), int32(s.pos), 0, int32(s.pos + 1)}); err != nil {
 		return nil, true, err
+	}
+	if x != nil {
+		if err := cuda.Write(tp.p.xs[len(tp.p.xs)-1], 0, x); err != nil {
+			return nil, true, err
+		}
 	}
 	if err := tg.g.Launch(); err != nil {
 		return nil, true, err

@@ -44,7 +44,7 @@ func (p *pass) layerDecode(l int, x *cuda.Buffer) {
 		p.do(fmt.Errorf("devnet: decoding position %d past the device cache (%d rows) or the RoPE tables (%d)", s.pos, capRows, p.maxPos+1))
 		return
 	}
-	if l == 0 {
+	if l == p.nt.from {
 		fusedPasses.Add(1)
 	}
 
@@ -90,6 +90,6 @@ func (p *pass) stageKV(l int) (k, v *cuda.Buffer) {
 	}
 	c := &p.nt.M.Config
 	D, kvO := c.HiddenSize, c.NumKVHeads*c.HeadDim
-	off := D + 2*l*kvO
+	off := D + 2*(l-p.nt.from)*kvO
 	return p.stage.View(off, kvO), p.stage.View(off+kvO, kvO)
 }

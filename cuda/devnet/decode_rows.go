@@ -36,15 +36,16 @@ func (p *pass) rowCaches(sp []span) {
 	if len(sp) < 2 || c.HeadDim > 128 || p.nt.SimpleAttention || p.nt.GemmAttention {
 		return
 	}
-	L, n, kvO := len(p.nt.layers), len(sp), c.NumKVHeads*c.HeadDim
+	L, from, n, kvO := len(p.nt.layers), p.nt.from, len(sp), c.NumKVHeads*c.HeadDim
 	caps, addrs := make([]int32, n), make([]*cuda.Buffer, 2*L*n) // layer l's keys at l·n, values at (L+l)·n
 	for i, s := range sp {
 		if s.n != 1 {
 			return
 		}
-		caps[i] = int32(s.mir.k[0].Len / kvO)
-		for l := range L {
-			addrs[l*n+i], addrs[(L+l)*n+i] = s.mir.k[l], s.mir.v[l]
+		caps[i] = int32(s.mir.rows(kvO))
+		for l := range L { // the host's layers (Net.from) never read theirs: the first held layer's stand there
+			h := max(l, from)
+			addrs[l*n+i], addrs[(L+l)*n+i] = s.mir.k[h], s.mir.v[h]
 		}
 	}
 	t := &rowTables{rows: n}

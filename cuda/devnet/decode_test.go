@@ -4,6 +4,8 @@ package devnet_test
 
 import (
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 
 	"distill/core/lora"
@@ -22,7 +24,10 @@ import (
 // host's: bf16 GEMMs and NF4 decoded in registers against the host's f32,
 // 2e-2 relative (L2) per pass. Decoded tokens by the general pass (the
 // GEMMs a prompt takes) and by the fused kernels (layerDecode), each device
-// run against the same host run.
+// run against the same host run. And with the first layer on the host
+// (--cpu-offload: the device holds the rest, each pass starting from the
+// host layer's output), by the general pass and by the fused kernels'
+// graphs: the host layer's keys and values bit for bit the host run's.
 func TestDecoderParity(t *testing.T) {
 	device(t)
 	for _, s := range setups[:3] {
@@ -38,6 +43,7 @@ func TestDecoderParity(t *testing.T) {
 				if adapter {
 					m.Delta = a
 				}
+				cpu := 0 // the layers the host runs (--cpu-offload)
 				script := func() (passes [][]float32, caches []*model.Cache) {
 					be := tensor.CPU{}
 					keep := func(h []float32, err error) {
@@ -61,12 +67,12 @@ func TestDecoderParity(t *testing.T) {
 					}
 					m.CPULayers = len(m.Layers) // a pass on the host: the mirror must take its row up
 					keep(m.Forward(be, tok(1), c, nil))
-					m.CPULayers = 0
+					m.CPULayers = cpu
 					keep(m.Forward(be, tok(1), c, nil))
 					keep(m.Forward(be, tok(9), c2, nil))
 					m.CPULayers = len(m.Layers) // c2's row 9 on the host, for the batched step to take up
 					keep(m.Forward(be, tok(1), c2, nil))
-					m.CPULayers = 0
+					m.CPULayers = cpu
 					keep(m.ForwardStep(be, tok(2), []*model.Cache{c, c2}, m.NewCache(2))) // each row its own cache
 					keep(m.ForwardStep(be, tok(1), []*model.Cache{c2}, m.NewCache(1)))
 					c.Truncate(30)
@@ -78,7 +84,7 @@ func TestDecoderParity(t *testing.T) {
 					keep(scratch(c, 8)) // left past Len for batched prefill to copy
 					m.CPULayers = len(m.Layers)
 					keep(m.Forward(be, tok(1), c, nil))
-					m.CPULayers = 0
+					m.CPULayers = cpu
 					keep(m.ForwardBranches(be, [][]int{tok(2), tok(5)}, c))
 					keep(m.Forward(be, tok(1), c, nil))                                 // the branches left no keys behind
 					keep(m.ForwardBranches(be, [][]int{tok(2), tok(3)}, m.NewCache(8))) // no prefix
@@ -102,9 +108,15 @@ func TestDecoderParity(t *testing.T) {
 				// thin both ways — a pass past it is a fused-path bug to look
 				// for, not noise to widen.
 				var ref [][]float32
-				for _, mode := range []string{"general", "fused", "fused_graphs"} {
+				for _, mode := range []string{"general", "fused", "fused_graphs", "offload_general", "offload_fused_graphs"} {
 					t.Run(mode, func(t *testing.T) {
-						fused, graphs := mode != "general", mode == "fused_graphs"
+						fused, graphs := !strings.HasSuffix(mode, "general"), strings.HasSuffix(mode, "graphs")
+						cpu = 0
+						if strings.HasPrefix(mode, "offload") {
+							cpu = 1
+						}
+						m.CPULayers = cpu // the decoder holds the layers after it
+						defer func() { m.CPULayers = 0 }()
 						t.Setenv("DISTILL_CUDA_FUSED", map[bool]string{false: "0", true: "1"}[fused])
 						t.Setenv("DISTILL_CUDA_GRAPHS", map[bool]string{false: "0", true: "1"}[graphs])
 						attached, err := m.Accelerate("cuda")
@@ -137,11 +149,11 @@ func TestDecoderParity(t *testing.T) {
 								t.Errorf("logits (row %d): %.2e relative to the host's", i, rel)
 							}
 						}
-						if !fused {
+						if mode == "general" {
 							ref = got
 						}
 						for i := range got {
-							if fused && len(got[i]) == m.Config.HiddenSize {
+							if fused && cpu == 0 && len(got[i]) == m.Config.HiddenSize {
 								if rel := relL2(got[i], ref[i]); rel > 5e-3 || rel != rel {
 									t.Errorf("pass %d: one token's hidden state differs from the general device run's by %.2e relative", i, rel)
 								} else {
@@ -161,6 +173,9 @@ func TestDecoderParity(t *testing.T) {
 							gc := gcs[i]
 							for l := range wc.K {
 								n := wc.Len * kvO
+								if l < cpu && (!slices.Equal(gc.K[l][:n], wc.K[l][:n]) || !slices.Equal(gc.V[l][:n], wc.V[l][:n])) {
+									t.Errorf("cache %d, layer %d (the host's): keys or values differ from the host run's", i, l)
+								}
 								if rel := relL2(gc.K[l][:n], wc.K[l][:n]); rel > 2e-2 || rel != rel {
 									t.Errorf("cache %d, layer %d: the keys written back differ by %.2e", i, l, rel)
 								}

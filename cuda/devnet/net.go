@@ -160,6 +160,11 @@ type Net struct {
 	// without each (its results are then wrong); set by the tests only.
 	skip   map[string]bool
 	isView bool // another Net's weights with its own adapter (Decoder)
+	// from is the first layer the Net holds and runs (a Decoder's under
+	// --cpu-offload: the host runs the ones before, and embeds, and a pass
+	// starts from their output, written into its x): the earlier layers,
+	// and then the embedding, are never uploaded.
+	from int
 	// The RoPE tables on the device, (positions, head_dim/2) each: uploaded
 	// once and again only when a pass reaches past them.
 	ropeCos, ropeSin *cuda.Buffer
@@ -198,10 +203,18 @@ func (nt *Net) freeRope() {
 // alone, as a KD teacher). The base's projections must be NF4 (core/quant)
 // or dense.
 func New(d *cuda.Device, m *model.Model, a *lora.Adapter) (*Net, error) {
+	return newFrom(d, m, a, 0)
+}
+
+// newFrom is New holding layers from.. only (Net.from).
+func newFrom(d *cuda.Device, m *model.Model, a *lora.Adapter, from int) (*Net, error) {
 	if a != nil && len(a.Layers) != len(m.Layers) {
 		return nil, fmt.Errorf("devnet: adapter has %d layers, model %d", len(a.Layers), len(m.Layers))
 	}
-	nt := &Net{D: d, M: m, A: a, HeadRows: 128}
+	if from < 0 || from >= len(m.Layers) {
+		return nil, fmt.Errorf("devnet: the device would hold layers %d.. of %d", from, len(m.Layers))
+	}
+	nt := &Net{D: d, M: m, A: a, HeadRows: 128, from: from}
 	if err := nt.upload(); err != nil {
 		nt.Close()
 		return nil, err
@@ -291,6 +304,10 @@ func (nt *Net) upload() error {
 	for l := range m.Layers {
 		L := &m.Layers[l]
 		var dl layer
+		if l < nt.from { // the host's
+			nt.layers = append(nt.layers, dl)
+			continue
+		}
 		mats := [nMod]tensor.Matrix{L.Q, L.K, L.V, L.O, L.Gate, L.Up, L.Down}
 		for i, mt := range mats {
 			if dl.w[i], err = nt.matrix(fmt.Sprintf("layers.%d.%s", l, lora.Modules[i]), mt); err != nil {
@@ -316,12 +333,13 @@ func (nt *Net) upload() error {
 		return err
 	}
 	e := m.Embed
-	switch e.DType {
-	case tensor.F32:
+	switch {
+	case nt.from > 0: // the host embeds
+	case e.DType == tensor.F32:
 		nt.embed, err = cuda.Upload(nt.D, cuda.F32, e.F32s())
-	case tensor.BF16:
+	case e.DType == tensor.BF16:
 		nt.embed, err = cuda.Upload(nt.D, cuda.BF16, e.U16s())
-	case tensor.F16:
+	case e.DType == tensor.F16:
 		nt.embed, err = cuda.Upload(nt.D, cuda.F16, e.U16s())
 	default:
 		err = fmt.Errorf("embedding is %v", e.DType)
@@ -330,7 +348,7 @@ func (nt *Net) upload() error {
 		return fmt.Errorf("devnet: upload %s: %w", e.Name, err)
 	}
 	nt.keep(nt.embed)
-	if m.LMHead == m.Embed && e.DType == tensor.BF16 {
+	if m.LMHead == m.Embed && e.DType == tensor.BF16 && nt.embed != nil {
 		nt.head = nt.embed
 	} else if nt.head, err = nt.dense(m.LMHead); err != nil {
 		return err

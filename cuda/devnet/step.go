@@ -279,7 +279,7 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 				a.u[m] = p.take(cuda.F32, n*r)
 			}
 		}
-		if nt.layers[0].qNorm != nil {
+		if nt.layers[len(nt.layers)-1].qNorm != nil { // the last: the first may be the host's (Net.from)
 			a.qPre, a.kPre, a.rstdQ, a.rstdK = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*kvO), p.take(cuda.F32, n*H), p.take(cuda.F32, n*KV)
 		}
 		a.q, a.k, a.v = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*kvO), p.take(cuda.F32, n*kvO)
@@ -483,8 +483,10 @@ func (p *pass) forward() *cuda.Buffer {
 	n, D := p.n, c.HiddenSize
 	p.mark("elementwise")
 	x := p.xs[nL]
-	p.do(p.d.EmbedFwd(x, nt.embed, p.ids, n, D, c.VocabSize))
-	for l := 0; l < nL && p.err == nil; l++ {
+	if nt.from == 0 { // else x holds the host layers' output already
+		p.do(p.d.EmbedFwd(x, nt.embed, p.ids, n, D, c.VocabSize))
+	}
+	for l := nt.from; l < nL && p.err == nil; l++ {
 		if p.xs[l] != nil { // kept for backward
 			p.do(x.CopyTo(p.xs[l]))
 		}
