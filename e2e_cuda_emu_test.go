@@ -3,7 +3,11 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
+	"io"
 	"math"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,7 +15,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 // TestDeviceRunsTrackCPU is devcheck's end-to-end comparison on the
@@ -30,10 +36,7 @@ import (
 func TestDeviceRunsTrackCPU(t *testing.T) {
 	tok := qwen3Tokenizer(t)
 	tmp := t.TempDir()
-	bin := filepath.Join(tmp, "distill")
-	if out, err := exec.Command("go", "build", "-tags", "cuda,cudaemu", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildEmu(t, tmp)
 	run := func(args ...string) string {
 		t.Helper()
 		cmd := exec.Command(bin, args...)
@@ -135,6 +138,109 @@ func TestDeviceRunsTrackCPU(t *testing.T) {
 	if reports["cuda"] != reports["cpu"] {
 		t.Errorf("eval classify: --device cuda\n%s\n--device cpu\n%s", reports["cuda"], reports["cpu"])
 	}
+}
+
+// buildEmu builds the binary with the CUDA backend over the emulated
+// device into dir.
+func buildEmu(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "distill")
+	if out, err := exec.Command("go", "build", "-tags", "cuda,cudaemu", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestServeCPUOffloadTracksCPU: `distill serve --device cuda --cpu-offload
+// 1` — the first layer on the host, the device-resident decoder over the
+// rest, each pass handed the host layer's output — says it loaded so and
+// generates the same greedy text as `--device cpu`, over the real server.
+func TestServeCPUOffloadTracksCPU(t *testing.T) {
+	tmp := t.TempDir()
+	bin := buildEmu(t, tmp)
+	base := filepath.Join(tmp, "base")
+	if out, err := exec.Command(bin, "demo-model", "--out", base, "--tokenizer", qwen3Tokenizer(t)).CombinedOutput(); err != nil {
+		t.Fatalf("demo-model: %v\n%s", err, out)
+	}
+	texts := map[string]string{}
+	for _, dev := range []string{"cpu", "cuda"} {
+		cmd := exec.Command(bin, "serve", "--model", base, "--device", dev, "--cpu-offload", "1", "--addr", "127.0.0.1:0")
+		var log lockedBuffer
+		cmd.Stdout, cmd.Stderr = &log, &log
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		stop := func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() }
+		url := ""
+		for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+			if url == "" {
+				if m := regexp.MustCompile(`addr=(http://[\d.:]+)`).FindStringSubmatch(log.String()); m != nil {
+					url = m[1]
+				}
+			}
+			if url != "" {
+				if r, err := http.Get(url + "/readyz"); err == nil {
+					r.Body.Close()
+					if r.StatusCode == http.StatusOK {
+						break
+					}
+				}
+			}
+			if time.Now().After(deadline) {
+				stop()
+				t.Fatalf("serve --device %s: not ready in 2 min\n%s", dev, log.String())
+			}
+		}
+		r, err := http.Post(url+"/infer/base", "application/json",
+			strings.NewReader(`{"task":"generate","input":"My printer is out of toner","options":{"max_tokens":12,"temperature":0}}`))
+		if err != nil {
+			stop()
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(r.Body)
+		r.Body.Close()
+		stop()
+		if r.StatusCode != http.StatusOK {
+			t.Fatalf("serve --device %s: generate %d %s", dev, r.StatusCode, body)
+		}
+		texts[dev] = string(body)
+		if want := map[string]string{"cpu": "device_resident=false cpu_layers=0", "cuda": "device_resident=true cpu_layers=1"}[dev]; !strings.Contains(log.String(), want) {
+			t.Errorf("serve --device %s --cpu-offload 1: the log does not say %q\n%s", dev, want, log.String())
+		}
+	}
+	var out [2]struct {
+		Output struct {
+			Text string `json:"text"`
+		} `json:"output"`
+	}
+	for i, dev := range []string{"cpu", "cuda"} {
+		if err := json.Unmarshal([]byte(texts[dev]), &out[i]); err != nil || out[i].Output.Text == "" {
+			t.Fatalf("--device %s: %v in %s", dev, err, texts[dev])
+		}
+	}
+	if out[0] != out[1] {
+		t.Errorf("greedy generation: --device cpu %q, --device cuda --cpu-offload 1 %q", out[0].Output.Text, out[1].Output.Text)
+	} else {
+		t.Logf("both generated %q", out[0].Output.Text)
+	}
+}
+
+// lockedBuffer is a process's output, read while it runs.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // figure is the last value a run's log gives for name: "loss X" of its

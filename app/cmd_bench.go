@@ -28,7 +28,7 @@ func runBench(env *Env, args []string) error {
 	decode := fs.Int("decode", 64, "tokens for the decode measurement")
 	trainSeq := fs.Int("train-seq", 0, "time LoRA (r=16) training steps at this sequence length instead of inference")
 	quantName := fs.String("quant", "none", "quantise the base first (nf4, q8, none; with --train-seq nf4 is QLoRA)")
-	device := fs.String("device", "cpu", "inference backend: cpu, or cuda where this binary has it (op by op; GPU training steps are cuda/devnet's BenchmarkStep)")
+	device := fs.String("device", "cpu", "inference backend: cpu, or cuda where this binary has it (the device-resident forward pass, else op by op; GPU training steps are cuda/devnet's BenchmarkStep)")
 	offload := fs.Uint("cpu-offload", 0, "with --device: run the first N decoder layers on the CPU (as serve's --cpu-offload)")
 	cpuBF16 := addCPUBF16Flag(fs)
 	cache := fs.String("cache", filepath.Join(os.TempDir(), "distill-bench"), "folder for the generated random checkpoints")
@@ -84,6 +84,8 @@ func runBench(env *Env, args []string) error {
 			switch ok, err := m.Accelerate(*device); {
 			case !ok:
 				fmt.Fprintf(env.Stdout, "op by op: %v\n", err)
+			case m.CPULayers > 0:
+				fmt.Fprintf(env.Stdout, "device-resident forward pass over layers %d–%d (their weights and KV cache on %s), the first %d on the CPU\n", m.CPULayers, len(m.Layers)-1, *device, m.CPULayers)
 			default:
 				fmt.Fprintf(env.Stdout, "device-resident forward pass (weights and KV cache on %s)\n", *device)
 			}

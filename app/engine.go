@@ -18,6 +18,7 @@ type engineFlags struct {
 	device, adapter, quant *string
 	doubleQuant            *bool
 	cpuBF16                *bool // nil: f32 products
+	cpuOffload             int   // on a GPU, the first layers run on the CPU (serve's --cpu-offload)
 	notice                 io.Writer
 }
 
@@ -59,8 +60,11 @@ func openModel(f engineFlags, dir string) (tensor.Backend, *model.Model, error) 
 		m.Delta = a
 	}
 	if *f.device != "cpu" {
-		// Device-resident forward passes where the build has them; without
-		// (or for what they do not take) the backend runs op by op.
+		// Device-resident forward passes where the build has them — over
+		// the layers after the CPU's, set first so the device never holds
+		// theirs; without (or for what they do not take) the backend runs
+		// op by op.
+		m.CPULayers = min(f.cpuOffload, len(m.Layers))
 		if ok, err := m.Accelerate(*f.device); !ok && f.notice != nil {
 			fmt.Fprintf(f.notice, "--device %s: the forward pass runs op by op (%v)\n", *f.device, err)
 		}

@@ -154,7 +154,7 @@ func (s *Server) Load() error {
 func (s *Server) load() error {
 	dev, q, dq, none := s.cfg.Device, s.cfg.Quant, s.cfg.Quant == "nf4", ""
 	bf := s.cfg.CPUBF16
-	tok, be, m, err := openForTask(engineFlags{device: &dev, quant: &q, doubleQuant: &dq, adapter: &none, cpuBF16: &bf, notice: warnWriter{s.log}}, s.cfg.Model)
+	tok, be, m, err := openForTask(engineFlags{device: &dev, quant: &q, doubleQuant: &dq, adapter: &none, cpuBF16: &bf, cpuOffload: s.cfg.CPUOffload, notice: warnWriter{s.log}}, s.cfg.Model)
 	if err != nil {
 		return err
 	}
@@ -163,12 +163,8 @@ func (s *Server) load() error {
 		m.Close()
 		return err
 	}
-	if n := s.cfg.CPUOffload; n > 0 && dev != "cpu" {
-		if n > len(m.Layers) {
-			s.log.Warn("--cpu-offload is more than the model's layers: every layer runs on the CPU", "cpu-offload", n, "layers", len(m.Layers))
-		}
-		m.CPULayers = min(n, len(m.Layers))
-		m.Detach() // a device-resident pass takes whole models: op by op, the first layers on the CPU
+	if n := s.cfg.CPUOffload; n > len(m.Layers) && dev != "cpu" {
+		s.log.Warn("--cpu-offload is more than the model's layers: every layer runs on the CPU", "cpu-offload", n, "layers", len(m.Layers))
 	}
 	if _, err := os.Stat(filepath.Join(s.cfg.Model, "tokenizer_config.json")); err == nil {
 		if t, err := chat.Load(s.cfg.Model); err == nil {
@@ -212,7 +208,8 @@ func (s *Server) load() error {
 	}
 	go s.sched.loop()
 	s.ready.Store(true)
-	s.log.Info("model loaded", "model", s.cfg.Model, "layers", len(m.Layers), "vocab", m.Config.VocabSize)
+	s.log.Info("model loaded", "model", s.cfg.Model, "layers", len(m.Layers), "vocab", m.Config.VocabSize,
+		"device_resident", m.Attached(), "cpu_layers", m.CPULayers)
 	return nil
 }
 

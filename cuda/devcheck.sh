@@ -12,7 +12,9 @@
 # pattern), TEST_UNVERIFIED=1 (the devnet tests a second time with every
 # gated path open: DISTILL_CUDA_UNVERIFIED=1, results named open:…), SKIP_KERNEL_TESTS, SKIP_KERNEL_BENCH, BENCH_RUN, BENCH_TIME,
 # BENCH_TIMEOUT (the kernel benchmarks), DECODE_BENCH=shape (inference on
-# the GPU: the general pass, fused, fused with graphs), DISTILL_BENCH_STEP=shape:seq,…
+# the GPU: the general pass, fused, fused with graphs; DECODE_OFFLOAD=N adds
+# each quant's default run with the first N layers on the CPU, as serve's
+# --cpu-offload), DISTILL_BENCH_STEP=shape:seq,…
 # STEP_TIME, STEP_TIMEOUT (the training step), STEP_ATTN=gemm|simple (the
 # step again with another attention), STEP_KEEP=0 (skip the step again with
 # every layer's activations kept), STEP_VARIANTS="v1 heavy prefetch notrim
@@ -171,6 +173,11 @@ if [ -n "${DECODE_BENCH:-}" ]; then
       DISTILL_CUDA_FUSED=${fused:-0} DISTILL_CUDA_GRAPHS=$graphs timeout 120 /tmp/distill bench --device cuda \
         --shape "$DECODE_BENCH" --quant $q --prefill 512 --decode 128 --cache /tmp/distill-bench 2>&1 | grep -vE "^machine"
     done
+    if [ -n "${DECODE_OFFLOAD:-}" ]; then  # the hybrid: the first N layers on the host, each pass handing the device their output
+      echo "quant $q, --cpu-offload $DECODE_OFFLOAD"
+      timeout 180 /tmp/distill bench --device cuda --cpu-offload "$DECODE_OFFLOAD" \
+        --shape "$DECODE_BENCH" --quant $q --prefill 512 --decode 128 --cache /tmp/distill-bench 2>&1 | grep -vE "^machine"
+    fi
   done
 fi
 step "training step ${DISTILL_BENCH_STEP:-}"
