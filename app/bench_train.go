@@ -11,11 +11,12 @@ import (
 	"distill/core/train"
 )
 
-// benchTrain times LoRA training steps on m at seq tokens per micro-batch
-// and prints tokens/s, step time, achieved GFLOP/s against the GEMM peak
-// (peakName: sgemm's, or the bf16 GEMM's under --cpu-bf16),
+// benchTrain times LoRA training steps on m at seq tokens per micro-batch,
+// recomputing each layer's activations in the backward or, with keep,
+// keeping them, and prints tokens/s, step time, achieved GFLOP/s against
+// the GEMM peak (peakName: sgemm's, or the bf16 GEMM's under --cpu-bf16),
 // and the memory plan against the measured peak RSS.
-func benchTrain(w io.Writer, be tensor.Backend, m *model.Model, seq, rank, steps int, peak float64, peakName string) error {
+func benchTrain(w io.Writer, be tensor.Backend, m *model.Model, seq, rank, steps int, keep bool, peak float64, peakName string) error {
 	a, err := lora.NewFor(m, lora.Config{R: rank, Alpha: float64(2 * rank), Targets: lora.Modules})
 	if err != nil {
 		return err
@@ -25,7 +26,7 @@ func benchTrain(w io.Writer, be tensor.Backend, m *model.Model, seq, rank, steps
 	if err != nil {
 		return err
 	}
-	net.Checkpoint = true
+	net.Checkpoint = !keep
 	b := &train.Batch{}
 	ids := make([]int, seq)
 	mask := make([]bool, seq)
@@ -62,6 +63,9 @@ func benchTrain(w io.Writer, be tensor.Backend, m *model.Model, seq, rank, steps
 	// for the recompute, and 2·P·n for dx in backward; the LM head 2·V·D·n
 	// forward and backward; attention ~ 2·n²·H·hd per pass (causal half of
 	// 4·n²·H·hd), ×(1 + 1 + 2) as above; LoRA adds ~6·r·(in+out)·n per module.
+	// Kept activations run no recompute: 4·P·n and attention ×(1 + 2). The
+	// FLOPs executed, either way: GFLOP/s is the hardware's use, tokens/s
+	// the speed.
 	c := m.Config
 	var P float64
 	for _, L := range m.Layers {
@@ -74,9 +78,16 @@ func benchTrain(w io.Writer, be tensor.Backend, m *model.Model, seq, rank, steps
 	attn := 2 * n * n * float64(c.NumHeads*c.HeadDim) * float64(c.NumLayers) * 4
 	loraF := 6 * float64(len(a.Params)) * n * 1.5
 	flops := 6*P*n + head + attn + loraF
+	if keep {
+		flops = 4*P*n + head + attn*3/4 + loraF
+	}
 	gflops := flops / best.Seconds() / 1e9
-	fmt.Fprintf(w, "  train LoRA r=%d, seq %d, checkpointing: step %.2f s, %.0f tokens/s, %.0f GFLOP/s (%.0f%% of %s peak)\n",
-		rank, seq, best.Seconds(), n/best.Seconds(), gflops, 100*gflops/peak, peakName)
+	mode := "checkpointing"
+	if keep {
+		mode = "activations kept"
+	}
+	fmt.Fprintf(w, "  train LoRA r=%d, seq %d, %s: step %.2f s, %.0f tokens/s, %.0f GFLOP/s (%.0f%% of %s peak)\n",
+		rank, seq, mode, best.Seconds(), n/best.Seconds(), gflops, 100*gflops/peak, peakName)
 	fmt.Fprintf(w, "  memory plan %.0f MB, measured peak RSS %.0f MB (%.0f%%)\n", float64(plan.Total())/1e6, float64(train.PeakResidentBytes())/1e6,
 		100*float64(train.PeakResidentBytes())/float64(plan.Total()))
 	return nil

@@ -27,6 +27,7 @@ func runBench(env *Env, args []string) error {
 	prefill := fs.Int("prefill", 128, "prompt tokens for the prefill measurement")
 	decode := fs.Int("decode", 64, "tokens for the decode measurement")
 	trainSeq := fs.Int("train-seq", 0, "time LoRA (r=16) training steps at this sequence length instead of inference")
+	keep := fs.Bool("keep-activations", false, "with --train-seq: keep every layer's activations (grad_checkpointing: false) instead of recomputing them in the backward")
 	quantName := fs.String("quant", "none", "quantise the base first (nf4, q8, none; with --train-seq nf4 is QLoRA)")
 	device := fs.String("device", "cpu", "inference backend: cpu, or cuda where this binary has it (the device-resident forward pass, else op by op; GPU training steps are cuda/devnet's BenchmarkStep)")
 	offload := fs.Uint("cpu-offload", 0, "with --device: run the first N decoder layers on the CPU (as serve's --cpu-offload)")
@@ -92,7 +93,7 @@ func runBench(env *Env, args []string) error {
 		}
 		if *trainSeq > 0 { // alone in the process, so peak RSS is training's own
 			fmt.Fprintf(env.Stdout, "%s %s, base quantised %s\n", name, dt, *quantName)
-			err := benchTrain(env.Stdout, be, m, *trainSeq, 16, 3, peak, peakName)
+			err := benchTrain(env.Stdout, be, m, *trainSeq, 16, 3, *keep, peak, peakName)
 			m.Close()
 			if err != nil {
 				return err

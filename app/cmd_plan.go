@@ -129,6 +129,16 @@ func runPlan(env *Env, args []string) error {
 		fmt.Fprintf(tw, "  %s\t%.1f MB\t\n", r.name, float64(r.b)/1e6)
 	}
 	tw.Flush()
+	if cfg.GradCheckpointing == CheckpointAuto && !cfg.Full {
+		switch {
+		case p.GPU:
+			fmt.Fprintln(env.Stdout, "grad_checkpointing auto: the run keeps the most activations that fit nine tenths of the device's free memory when it starts (the ways below); this plan recomputes them")
+		case p.Recomputes:
+			fmt.Fprintln(env.Stdout, "grad_checkpointing auto: this plan recomputes the activations in the backward (keeping them would take over half this machine's available memory)")
+		default:
+			fmt.Fprintln(env.Stdout, "grad_checkpointing auto: this plan keeps every layer's activations (no forward recomputed; they fit in half this machine's available memory)")
+		}
+	}
 	if len(modes) > 0 {
 		budget, _ := parseBytes(*memory) // parsed above when given
 		printActivationModes(env, modes, budget, *memory)
@@ -184,11 +194,11 @@ func (w *Workstation) activationModes(cfg RunConfig) ([]activationMode, error) {
 	var modes []activationMode
 	for _, m := range []struct {
 		mode, config string
-		checkpoint   bool
+		checkpoint   Checkpointing
 		keepAttn     bool
-	}{{"recompute", "grad_checkpointing: true, keep_attention: false", true, false},
-		{"keep_attention", "grad_checkpointing: true, keep_attention: true", true, true},
-		{"keep", "grad_checkpointing: false", false, false}} {
+	}{{"recompute", "grad_checkpointing: true, keep_attention: false", CheckpointOn, false},
+		{"keep_attention", "grad_checkpointing: true, keep_attention: true", CheckpointOn, true},
+		{"keep", "grad_checkpointing: false", CheckpointOff, false}} {
 		cfg.GradCheckpointing, cfg.KeepAttention = m.checkpoint, m.keepAttn
 		p, err := w.PlanRun(cfg)
 		if err != nil {

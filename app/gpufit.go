@@ -54,20 +54,25 @@ func (j *TrainJob) deviceNeed(n int) int64 {
 // instead when keeping them would not fit the device's free memory at its
 // micro-batch — keeping each layer's attention side where that fits and
 // the device does it (keep_attention), else all of them — before the
-// micro-batch itself is fitted, which would rather shrink it.
-func (j *TrainJob) fitCheckpointing() {
+// micro-batch itself is fitted, which would rather shrink it. With
+// grad_checkpointing: auto it picks the fastest way that fits, with a
+// margin (pickActivations).
+func (j *TrainJob) fitCheckpointing() error {
 	c := &j.Cfg
 	free, ok := j.net.DeviceFree()
 	if !ok || !c.OnGPU() {
-		return
+		return nil
 	}
 	honoured := train.DeviceKeepsAttention == nil || train.DeviceKeepsAttention()
+	if c.GradCheckpointing == CheckpointAuto {
+		return j.pickActivations(free, honoured)
+	}
 	if j.net.Checkpoint {
 		// Asked to keep the attention side (keep_attention): recompute
 		// everything instead where that is all that fits at seq_len (rather
 		// than shrink the micro-batch) or the device does not do it yet.
 		if !j.net.KeepAttention {
-			return
+			return nil
 		}
 		if !honoured {
 			j.net.KeepAttention = false
@@ -77,21 +82,102 @@ func (j *TrainJob) fitCheckpointing() {
 			j.logf("keeping each layer's attention side needs %.2f GB on %s, %.2f GB free: recomputing every activation instead",
 				float64(need)/1e9, c.Device, float64(free)/1e9)
 		}
-		return
+		return nil
 	}
 	need := j.deviceNeed(c.SeqLen)
 	if need <= free {
-		return
+		return nil
 	}
 	j.net.Checkpoint, j.net.KeepAttention = true, true
 	if attn := j.deviceNeed(c.SeqLen); attn <= free && honoured {
 		j.logf("keeping every layer's activations needs %.2f GB on %s, %.2f GB free: keeping each layer's attention side (%.2f GB) and recomputing its MLP in the backward instead (keep_attention)",
 			float64(need)/1e9, c.Device, float64(free)/1e9, float64(attn)/1e9)
-		return
+		return nil
 	}
 	j.net.KeepAttention = false
 	j.logf("keeping every layer's activations needs %.2f GB on %s, %.2f GB free: recomputing them in the backward instead (grad_checkpointing)",
 		float64(need)/1e9, c.Device, float64(free)/1e9)
+	return nil
+}
+
+// pickActivations resolves grad_checkpointing: auto on a GPU, fastest
+// first: keeping every layer's activations where that fits nine tenths of
+// the free memory (a tenth left for what shares the card: a desktop, a
+// second process, the allocator's slack), else each layer's attention side
+// where the device keeps it (honoured), else recomputing them all (the
+// micro-batch is fitted next, from there). It says which and why, and
+// records it in the run's config.yaml, so a resume holds them the same way.
+func (j *TrainJob) pickActivations(free int64, honoured bool) error {
+	c := &j.Cfg
+	room := free - free/10
+	need := func(checkpoint, attention bool) int64 {
+		j.net.Checkpoint, j.net.KeepAttention = checkpoint, attention
+		return j.deviceNeed(c.SeqLen)
+	}
+	gb := func(b int64) float64 { return float64(b) / 1e9 }
+	keep := need(false, false)
+	switch attn := need(true, true); {
+	case keep <= room:
+		j.net.Checkpoint, j.net.KeepAttention = false, false
+		j.logf("grad_checkpointing auto: keeping every layer's activations (%.2f GB of %s's %.2f GB free; grad_checkpointing: false)", gb(keep), c.Device, gb(free))
+	case honoured && attn <= room:
+		j.net.Checkpoint, j.net.KeepAttention = true, true
+		j.logf("grad_checkpointing auto: keeping each layer's attention side, recomputing its MLP (%.2f GB of %s's %.2f GB free; keeping every layer's would take %.2f GB; keep_attention)", gb(attn), c.Device, gb(free), gb(keep))
+	default:
+		rec := need(true, false)
+		j.logf("grad_checkpointing auto: recomputing every layer's activations in the backward (%.2f GB; keeping them would take %.2f GB of %s's %.2f GB free)", gb(rec), gb(keep), c.Device, gb(free))
+	}
+	return j.recordActivations()
+}
+
+// recordActivations writes how the run holds its activations, as
+// resolved, into its config and config.yaml.
+func (j *TrainJob) recordActivations() error {
+	c := &j.Cfg
+	c.GradCheckpointing = map[bool]Checkpointing{true: CheckpointOn, false: CheckpointOff}[j.net.Checkpoint]
+	c.KeepAttention = j.net.Checkpoint && j.net.KeepAttention
+	return writeRunConfig(filepath.Join(j.Dir, "config.yaml"), c)
+}
+
+// hostAvailable is the memory a CPU run may still take (MemAvailable); a
+// variable for the tests.
+var hostAvailable = func() int64 { return meminfo("MemAvailable") }
+
+// fitHostCheckpointing resolves grad_checkpointing: auto on the CPU: keep
+// every layer's activations (no forward recomputed: about a quarter of a
+// step) where what that adds to recomputing them is at most half the
+// memory the machine has available, else recompute; it says which and
+// records it like pickActivations.
+func (j *TrainJob) fitHostCheckpointing() error {
+	c := &j.Cfg
+	if c.GradCheckpointing != CheckpointAuto {
+		return nil
+	}
+	avail := hostAvailable()
+	keep, extra := keepsOnHost(j.net, c.SeqLen, avail)
+	gb := func(b int64) float64 { return float64(b) / 1e9 }
+	if keep {
+		j.logf("grad_checkpointing auto: keeping every layer's activations (%.2f GB more than recomputing them; %.2f GB available; grad_checkpointing: false)", gb(extra), gb(avail))
+	} else {
+		j.logf("grad_checkpointing auto: recomputing every layer's activations in the backward (keeping them would take %.2f GB more; %.2f GB available)", gb(extra), gb(avail))
+	}
+	return j.recordActivations()
+}
+
+// keepsOnHost is grad_checkpointing auto's choice on the CPU for net at seq
+// tokens a micro-batch, with avail bytes available: keep every layer's
+// activations when the extra bytes that takes over recomputing them are at
+// most half of avail. It leaves net.Checkpoint set to the choice.
+func keepsOnHost(net *train.Net, seq int, avail int64) (keep bool, extra int64) {
+	held := func(checkpoint bool) int64 {
+		net.Checkpoint = checkpoint
+		p := net.PlanMemory(seq, 0)
+		return p.Activations + p.Workspace
+	}
+	extra = held(false) - held(true)
+	keep = avail > 0 && extra <= avail/2
+	net.Checkpoint = !keep
+	return keep, extra
 }
 
 // fitDevice makes a new GPU run's micro-batch fit the device's free memory

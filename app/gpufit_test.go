@@ -142,10 +142,10 @@ func TestGPURunRecomputesWhenKeepingDoesNotFit(t *testing.T) {
 	cfg := defaultRunConfig("sft")
 	cfg.Model, cfg.Data, cfg.Device = m, "../examples/tickets/train.jsonl", "fakegpu"
 	cfg.SeqLen, cfg.Steps, cfg.CheckpointEvery, cfg.LoRA.Dropout = 256, 1, 0, 0
-	cfg.GradCheckpointing = false
+	cfg.GradCheckpointing = CheckpointOff
 	need := func(checkpointing, attention bool) int64 {
 		c := cfg
-		c.GradCheckpointing, c.KeepAttention = checkpointing, attention
+		c.GradCheckpointing, c.KeepAttention = map[bool]Checkpointing{true: CheckpointOn, false: CheckpointOff}[checkpointing], attention
 		return planNeed(t, c)
 	}
 	if !(need(false, false) > need(true, true) && need(true, true) > need(true, false)) {
@@ -179,7 +179,7 @@ func TestGPURunRecomputesWhenKeepingDoesNotFit(t *testing.T) {
 		}
 	}
 	attn := cfg
-	attn.GradCheckpointing, attn.KeepAttention = true, true
+	attn.GradCheckpointing, attn.KeepAttention = CheckpointOn, true
 	fakeFree.Store(need(true, false))
 	var log strings.Builder
 	job := &TrainJob{Cfg: attn, ID: "keep-attn", Dir: filepath.Join(t.TempDir(), "keep-attn"), DB: db, Log: &log}

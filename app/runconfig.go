@@ -49,9 +49,11 @@ type RunConfig struct {
 	Warmup      int     `yaml:"warmup"`   // warm-up steps
 	WeightDecay float64 `yaml:"weight_decay"`
 	MaxGradNorm float64 `yaml:"max_grad_norm"` // 0: no clipping
-	// GradCheckpointing recomputes activations in backward: much less memory, ~30% more compute.
-	GradCheckpointing bool `yaml:"grad_checkpointing"`
-	// KeepAttention, with grad_checkpointing, keeps each layer's attention
+	// GradCheckpointing recomputes activations in backward (true: much
+	// less memory, ~30% more compute), keeps them (false), or picks the
+	// faster that fits (auto, the default).
+	GradCheckpointing Checkpointing `yaml:"grad_checkpointing"`
+	// KeepAttention, with grad_checkpointing true, keeps each layer's attention
 	// side on the GPU and recomputes only its MLP (between the two in
 	// memory and time; DISTILL_CUDA_KEEP_ATTN=0 turns it off on the device).
 	KeepAttention bool `yaml:"keep_attention,omitempty"`
@@ -100,7 +102,7 @@ func defaultRunConfig(method string) RunConfig {
 		Method: method, ValFraction: 0.1, Seed: 1, Device: "auto", Quant: "nf4", DoubleQuant: true,
 		LoRA:   LoRAConfig{R: 16, Alpha: 32, Dropout: 0.05, Targets: "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"},
 		Epochs: 1, SeqLen: 512, Accum: 1, LR: 2e-4, Schedule: "cosine", Warmup: 10, MaxGradNorm: 1,
-		GradCheckpointing: true, CheckpointEvery: 100,
+		GradCheckpointing: CheckpointAuto, CheckpointEvery: 100,
 		KD:  KDConfig{Divergence: "forward_kl", Temperature: 2, Alpha: 0.5, Beta: 0.5, TeacherQuant: "none"},
 		DPO: DPOConfig{Beta: 0.1, Loss: "sigmoid"},
 	}
@@ -138,9 +140,9 @@ func bindRunFlags(fs *flag.FlagSet, c *RunConfig) {
 	fs.IntVar(&c.Warmup, "warmup", c.Warmup, "warm-up steps")
 	fs.Float64Var(&c.WeightDecay, "weight-decay", c.WeightDecay, "AdamW decoupled weight decay")
 	fs.Float64Var(&c.MaxGradNorm, "max-grad-norm", c.MaxGradNorm, "clip the global gradient norm (0: off)")
-	fs.BoolVar(&c.GradCheckpointing, "grad-checkpointing", c.GradCheckpointing, "recompute activations in backward (less memory)")
+	fs.Var(&c.GradCheckpointing, "grad-checkpointing", "recompute activations in backward (true: least memory), keep them (false: a forward less a step), or auto: the fastest way that fits the device's free memory, or the host's, when the run starts")
 	fs.BoolVar(&c.CPUBF16, "cpu-bf16", c.CPUBF16, "on the cpu backend, multiply BF16 and NF4 weights (NF4 dequantised to bf16) by bf16-rounded activations and gradients: about twice the GEMM speed on AVX-512 BF16")
-	fs.BoolVar(&c.KeepAttention, "keep-attention", c.KeepAttention, "with grad checkpointing on a GPU: keep each layer's attention activations, recompute only its MLP")
+	fs.BoolVar(&c.KeepAttention, "keep-attention", c.KeepAttention, "with --grad-checkpointing=true on a GPU: keep each layer's attention activations, recompute only its MLP")
 	fs.IntVar(&c.CheckpointEvery, "checkpoint-every", c.CheckpointEvery, "steps between checkpoints (0: end and Ctrl-C only)")
 	fs.IntVar(&c.EvalEvery, "eval-every", c.EvalEvery, "steps between validation losses (0: at the end)")
 	fs.StringVar(&c.KD.Teacher, "teacher", c.KD.Teacher, "kd: teacher model folder (logit distillation)")

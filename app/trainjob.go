@@ -164,7 +164,9 @@ func (j *TrainJob) load() error {
 	if err != nil {
 		return err
 	}
-	j.net.Checkpoint, j.net.KeepAttention = c.GradCheckpointing, c.KeepAttention
+	// auto starts from the least memory; the fit keeps more where it fits.
+	j.net.Checkpoint = c.GradCheckpointing.Recomputes()
+	j.net.KeepAttention = c.KeepAttention && c.GradCheckpointing != CheckpointAuto
 	if c.Device != "cpu" && !c.Full {
 		// SFT steps with every activation on the device; without one (dropout,
 		// or a build without it) each op goes through the backend instead.
@@ -212,8 +214,12 @@ func (j *TrainJob) load() error {
 		j.obj = train.SFT{}
 	}
 	// After the objective: a KD teacher's device memory counts in the fit.
+	fit := j.fitHostCheckpointing
 	if j.gpu {
-		j.fitCheckpointing()
+		fit = j.fitCheckpointing
+	}
+	if err := fit(); err != nil {
+		return err
 	}
 	if j.gpu && !j.Resume { // a resumed run keeps the micro-batch it recorded
 		if err := j.fitDevice(tok, tmpl); err != nil {

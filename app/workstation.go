@@ -382,14 +382,17 @@ func (w *Workstation) RunHistory(id string) ([]Progress, error) {
 
 // TotalMemory is the machine's memory in bytes (0 if unknown), the scale of
 // the RSS gauge.
-func (w *Workstation) TotalMemory() int64 {
+func (w *Workstation) TotalMemory() int64 { return meminfo("MemTotal") }
+
+// meminfo is /proc/meminfo's field in bytes (0 if unknown).
+func meminfo(field string) int64 {
 	b, err := os.ReadFile("/proc/meminfo")
 	if err != nil {
 		return 0
 	}
 	var kb int64
 	for _, line := range strings.Split(string(b), "\n") {
-		if _, err := fmt.Sscanf(line, "MemTotal: %d kB", &kb); err == nil {
+		if _, err := fmt.Sscanf(line, field+": %d kB", &kb); err == nil {
 			return kb << 10
 		}
 	}

@@ -27,6 +27,10 @@ type PlanRow struct {
 	Activations int64 `json:"activations"`
 	Workspace   int64 `json:"workspace"`
 	Runtime     int64 `json:"runtime"`
+	// Recomputes: the plan recomputes each layer's activations in the
+	// backward (grad_checkpointing true, or auto where keeping them does
+	// not fit the host, and on a GPU, where the run decides).
+	Recomputes bool `json:"recomputes"`
 }
 
 // PlanRun predicts cfg's peak memory without reading any data: it builds the
@@ -73,7 +77,10 @@ func (w *Workstation) PlanRun(cfg RunConfig) (PlanRow, error) {
 	if err != nil {
 		return PlanRow{}, err
 	}
-	net.Checkpoint, net.KeepAttention = c.GradCheckpointing, c.KeepAttention
+	net.Checkpoint, net.KeepAttention = c.GradCheckpointing.Recomputes(), c.KeepAttention && c.GradCheckpointing != CheckpointAuto
+	if c.GradCheckpointing == CheckpointAuto && !c.OnGPU() { // as the run will decide (the GPU's: recomputing, the least)
+		keepsOnHost(net, c.SeqLen, hostAvailable())
+	}
 	var teacherBytes int64
 	kd := c.Method == "kd" && c.KD.Teacher != "" // logit KD holds the teacher too
 	if kd {
@@ -97,7 +104,7 @@ func (w *Workstation) PlanRun(cfg RunConfig) (PlanRow, error) {
 		p.Teacher = teacherBytes
 	}
 	return PlanRow{GPU: c.OnGPU(), Total: p.Total(), Weights: p.Weights, Teacher: p.Teacher, Adapter: p.Adapter, Grads: p.Grads,
-		Optimizer: p.Optimizer, Activations: p.Activations, Workspace: p.Workspace, Runtime: p.Runtime}, nil
+		Optimizer: p.Optimizer, Activations: p.Activations, Workspace: p.Workspace, Runtime: p.Runtime, Recomputes: net.Checkpoint}, nil
 }
 
 // LargestSeqLen is the longest micro-batch (in tokens, at most limit) whose

@@ -1,0 +1,158 @@
+package app
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// grad_checkpointing reads true, false and auto from a run's YAML and from
+// --grad-checkpointing (alone: true), writes true and false back as YAML
+// booleans, and refuses anything else naming the line.
+func TestCheckpointingReadsAndWrites(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		yaml string
+		want Checkpointing
+	}{{"true", CheckpointOn}, {"false", CheckpointOff}, {"auto", CheckpointAuto}} {
+		p := filepath.Join(dir, c.yaml+".yaml")
+		if err := os.WriteFile(p, []byte("method: sft\ngrad_checkpointing: "+c.yaml+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg := defaultRunConfig("sft")
+		if err := readRunConfig(p, &cfg); err != nil || cfg.GradCheckpointing != c.want {
+			t.Errorf("grad_checkpointing: %s read as %q, %v", c.yaml, cfg.GradCheckpointing, err)
+		}
+		if err := writeRunConfig(p, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := os.ReadFile(p); !strings.Contains(string(b), "\ngrad_checkpointing: "+c.yaml+"\n") {
+			t.Errorf("grad_checkpointing %s written as\n%s", c.yaml, b)
+		}
+	}
+	p := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(p, []byte("method: sft\n\ngrad_checkpointing: sometimes\n"), 0o644)
+	cfg := defaultRunConfig("sft")
+	if err := readRunConfig(p, &cfg); err == nil || !strings.Contains(err.Error(), "line 3") || !strings.Contains(err.Error(), "true, false or auto") {
+		t.Errorf("grad_checkpointing: sometimes: %v", err)
+	}
+	for _, c := range []struct {
+		args []string
+		want Checkpointing
+	}{{nil, CheckpointAuto}, {[]string{"--grad-checkpointing"}, CheckpointOn}, {[]string{"--grad-checkpointing=false"}, CheckpointOff},
+		{[]string{"--grad-checkpointing=auto"}, CheckpointAuto}, {[]string{"--grad-checkpointing=1"}, CheckpointOn}} {
+		cfg := defaultRunConfig("sft")
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		bindRunFlags(fs, &cfg)
+		if err := fs.Parse(c.args); err != nil || cfg.GradCheckpointing != c.want {
+			t.Errorf("%v: %q, %v; want %q", c.args, cfg.GradCheckpointing, err, c.want)
+		}
+	}
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	bindRunFlags(fs, &cfg)
+	if err := fs.Parse([]string{"--grad-checkpointing=sometimes"}); err == nil {
+		t.Error("--grad-checkpointing=sometimes parsed")
+	}
+}
+
+// grad_checkpointing: auto on a GPU takes the fastest way to hold the
+// activations that fits nine tenths of the device's free memory — every
+// layer's kept, else each layer's attention side, else none — says so and
+// records it in config.yaml as the run will resume it.
+func TestGPURunPicksActivationsWhenAuto(t *testing.T) {
+	m := tinyModel(t)
+	cfg := defaultRunConfig("sft")
+	cfg.Model, cfg.Data, cfg.Device = m, "../examples/tickets/train.jsonl", "fakegpu"
+	cfg.SeqLen, cfg.Steps, cfg.CheckpointEvery, cfg.LoRA.Dropout = 256, 1, 0, 0
+	need := func(gc Checkpointing, attention bool) int64 {
+		c := cfg
+		c.GradCheckpointing, c.KeepAttention = gc, attention
+		return planNeed(t, c)
+	}
+	keep, attn := need(CheckpointOff, false), need(CheckpointOn, true)
+	if !(keep > attn && attn*10/9 > keep) {
+		t.Fatalf("keeping every layer's activations plans %d bytes, their attention side %d: the cases below want a tenth between", keep, attn)
+	}
+	db := runsDB(t)
+	for _, c := range []struct {
+		free      int64
+		recompute bool
+		attention bool
+		says      string
+	}{
+		{keep * 10 / 9, false, false, "keeping every layer's activations"},
+		{attn * 10 / 9, true, true, "keeping each layer's attention side"}, // keeping all would fit without the margin
+		{attn, true, false, "recomputing every layer's activations"},       // the attention side too
+	} {
+		fakeFree.Store(c.free + 8) // the ninth is rounded down
+		var log strings.Builder
+		job := &TrainJob{Cfg: cfg, ID: fmt.Sprint("auto", c.free), Dir: filepath.Join(t.TempDir(), "auto"), DB: db, Log: &log}
+		if err := job.Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if job.net.Checkpoint != c.recompute || job.net.KeepAttention != c.attention || !strings.Contains(log.String(), "grad_checkpointing auto: "+c.says) {
+			t.Errorf("%d bytes free: recomputes %v, attention kept %v, want %v, %v; log:\n%s", c.free, job.net.Checkpoint, job.net.KeepAttention, c.recompute, c.attention, log.String())
+		}
+		var saved RunConfig
+		if err := readRunConfig(filepath.Join(job.Dir, "config.yaml"), &saved); err != nil {
+			t.Fatal(err)
+		}
+		if saved.GradCheckpointing.Recomputes() != c.recompute || saved.GradCheckpointing == CheckpointAuto || saved.KeepAttention != c.attention {
+			t.Errorf("%d bytes free: config.yaml records grad_checkpointing %q, keep_attention %v", c.free, saved.GradCheckpointing, saved.KeepAttention)
+		}
+	}
+}
+
+// grad_checkpointing: auto on the CPU keeps every layer's activations when
+// what they add to recomputing them is at most half the available memory,
+// else recomputes; it says which and records it.
+func TestCPURunPicksActivationsWhenAuto(t *testing.T) {
+	m := tinyModel(t)
+	cfg := defaultRunConfig("sft")
+	cfg.Model, cfg.Data, cfg.Device = m, "../examples/tickets/train.jsonl", "cpu"
+	cfg.SeqLen, cfg.Steps, cfg.CheckpointEvery, cfg.LoRA.Dropout = 256, 1, 0, 0
+	plan := func(gc Checkpointing) int64 {
+		c := cfg
+		c.GradCheckpointing = gc
+		var w Workstation
+		p, err := w.PlanRun(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.Activations + p.Workspace
+	}
+	extra := plan(CheckpointOff) - plan(CheckpointOn)
+	if extra <= 0 {
+		t.Fatalf("keeping the activations plans %d bytes more than recomputing them", extra)
+	}
+	defer func(f func() int64) { hostAvailable = f }(hostAvailable)
+	db := runsDB(t)
+	for _, c := range []struct {
+		avail     int64
+		recompute bool
+	}{{2 * extra, false}, {2*extra - 2, true}, {0, true}} {
+		hostAvailable = func() int64 { return c.avail }
+		var log strings.Builder
+		job := &TrainJob{Cfg: cfg, ID: fmt.Sprint("cpuauto", c.avail), Dir: filepath.Join(t.TempDir(), "auto"), DB: db, Log: &log}
+		if err := job.Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		says := map[bool]string{true: "recomputing every layer's", false: "keeping every layer's"}[c.recompute]
+		if job.net.Checkpoint != c.recompute || !strings.Contains(log.String(), "grad_checkpointing auto: "+says) {
+			t.Errorf("%d bytes available: recomputes %v, want %v; log:\n%s", c.avail, job.net.Checkpoint, c.recompute, log.String())
+		}
+		var saved RunConfig
+		if err := readRunConfig(filepath.Join(job.Dir, "config.yaml"), &saved); err != nil {
+			t.Fatal(err)
+		}
+		if saved.GradCheckpointing != map[bool]Checkpointing{true: CheckpointOn, false: CheckpointOff}[c.recompute] {
+			t.Errorf("%d bytes available: config.yaml records grad_checkpointing %q", c.avail, saved.GradCheckpointing)
+		}
+	}
+}
