@@ -31,6 +31,12 @@ int dc_fail(const char *err, const char *fmt, ...) {
 }
 
 int dc_fail_cuda(cudaError_t e, const char *fmt, ...) {
+  // The runtime also keeps e as the thread's last error, which the next
+  // launch's check (dc_launched: cudaGetLastError) would report as that
+  // kernel's failure — after a cudaMalloc the pool recovered from by
+  // freeing its cache, a kernel that ran fine. e is returned here: clear it
+  // (a sticky error stays: the context is lost either way).
+  cudaGetLastError();
   char err[256];
   snprintf(err, sizeof err, "%s: %s", cudaGetErrorName(e), cudaGetErrorString(e));
   va_list ap;
