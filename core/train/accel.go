@@ -224,13 +224,32 @@ type Noter interface {
 	Summary() []string   // how its optional paths fared, for the run's end
 }
 
-// DeviceNotes are the attached accelerator's notes since the last call
-// (Noter); nil without one.
+// DeviceNotes are the Net's notes on its accelerator and the attached
+// accelerator's own (Noter) since the last call; nil without any.
 func (nt *Net) DeviceNotes() []string {
+	notes := nt.notes
+	nt.notes = nil
 	if r, ok := nt.accel.(Noter); ok {
-		return r.TakeNotes()
+		notes = append(notes, r.TakeNotes()...)
 	}
-	return nil
+	return notes
+}
+
+// shedActivations, after a step the accelerator had no memory for, holds
+// fewer activations from here on — recomputing each layer's in the
+// backward instead of keeping them all or their attention side — and says
+// so in a note; false when it recomputes them already (nothing to shed).
+func (nt *Net) shedActivations(step int) bool {
+	if nt.accel == nil || nt.Checkpoint && !nt.KeepAttention {
+		return false
+	}
+	held := "every layer's activations"
+	if nt.Checkpoint {
+		held = "each layer's attention side"
+	}
+	nt.Checkpoint, nt.KeepAttention = true, false
+	nt.notes = append(nt.notes, fmt.Sprintf("step %d: the device ran out of memory keeping %s (something else took memory since the run started?): the step again, recomputing them in the backward from here on (slower; grad_checkpointing: true)", step, held))
+	return true
 }
 
 // DeviceSummary is the attached accelerator's account of its optional

@@ -40,6 +40,7 @@ type Net struct {
 	buf          []float32  // the workspace: every activation and temporary of a Step
 	ws           *workspace // views into buf for the Step in progress
 	microBatches int        // Steps taken: keys the dropout masks
+	notes        []string   // for the run's log (DeviceNotes)
 	lastLoss     float64    // the objective's loss in the pass just run
 	adapterOff   bool       // run the base alone (DPO's reference policy)
 	evaluating   bool       // a forward outside training: no dropout

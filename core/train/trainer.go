@@ -139,19 +139,20 @@ func Train(ctx context.Context, net *Net, opt *AdamW, cfg Config, data Batches, 
 		if denom == 0 {
 			return fmt.Errorf("step %d: nothing in the batch carries a loss (check the loss masks)", step+1)
 		}
-		net.ZeroGrads()
-		if dev != nil {
-			if err := dev.ZeroGrads(); err != nil {
-				return fmt.Errorf("step %d: %w", step+1, err)
+		mb0 := net.microBatches
+		lossSum, err := microSteps(net, dev, obj, micro, denom)
+		// The device filled up keeping activations (another process took
+		// memory since the run's fit): the step again from its first
+		// micro-batch, recomputing them — slower, the run goes on.
+		for errors.Is(err, model.ErrAcceleratorFull) && net.shedActivations(step+1) {
+			net.microBatches = mb0 // the same dropout masks
+			if m, ok := obj.(MetricsReporter); ok {
+				m.TakeMetrics() // the failed attempt's
 			}
+			lossSum, err = microSteps(net, dev, obj, micro, denom)
 		}
-		var lossSum float64
-		for _, b := range micro {
-			s, err := obj.Step(net, b, denom)
-			if err != nil {
-				return fmt.Errorf("step %d: %w", step+1, err)
-			}
-			lossSum += s
+		if err != nil {
+			return fmt.Errorf("step %d: %w", step+1, err)
 		}
 		loss := lossSum / float64(denom)
 		if math.IsNaN(loss) || math.IsInf(loss, 0) {
@@ -183,4 +184,24 @@ func Train(ctx context.Context, net *Net, opt *AdamW, cfg Config, data Batches, 
 		}
 	}
 	return nil
+}
+
+// microSteps zeroes the gradients and runs obj over an optimizer step's
+// micro-batches, accumulating theirs; it returns the summed loss.
+func microSteps(net *Net, dev AcceleratedOptimizer, obj Objective, micro []*Batch, denom int) (float64, error) {
+	net.ZeroGrads()
+	if dev != nil {
+		if err := dev.ZeroGrads(); err != nil {
+			return 0, err
+		}
+	}
+	var lossSum float64
+	for _, b := range micro {
+		s, err := obj.Step(net, b, denom)
+		if err != nil {
+			return 0, err
+		}
+		lossSum += s
+	}
+	return lossSum, nil
 }

@@ -188,7 +188,8 @@ func (dc *Decoder) ForwardBranches(branches [][]int, x []float32, c *model.Cache
 }
 
 // full marks a failure for want of device memory as model's
-// ErrAcceleratorFull, so the pass runs on the host instead.
+// ErrAcceleratorFull: a decoding pass then runs on the host instead, a
+// training step again with fewer activations held (core/train).
 func full(err error) error {
 	if errors.Is(err, cuda.ErrOutOfMemory) {
 		return fmt.Errorf("%w: %w", model.ErrAcceleratorFull, err)

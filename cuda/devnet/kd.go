@@ -15,7 +15,8 @@ import (
 // (its own Net, uploaded on first use and kept), once over the packed batch,
 // and its logits are formed HeadRows rows at a time beside the student's.
 // Gradients are of Σ loss / denom; it returns Σ loss.
-func (nt *Net) StepKD(b *train.Batch, denom int, drop train.DropoutMask, kd *train.KD) (float64, error) {
+func (nt *Net) StepKD(b *train.Batch, denom int, drop train.DropoutMask, kd *train.KD) (loss float64, err error) {
+	defer func() { err = full(err) }()
 	if loss, done, err := nt.stepGraphed(b, denom, drop, kd); done {
 		return loss, err
 	}

@@ -372,8 +372,11 @@ func (p *pass) baseOnly() { p.adapterOff, p.kx = true, 0 }
 // Step runs forward and backward on b with the SFT objective (masked
 // cross-entropy), adds d(loss)/d(params) to Grads, and returns the summed
 // token loss, as core/train's Net.Step: gradients are of Σ loss / denom.
-// drop keys the LoRA dropout masks (nil: none).
-func (nt *Net) Step(b *train.Batch, denom int, drop train.DropoutMask) (float64, error) {
+// drop keys the LoRA dropout masks (nil: none). Wanting device memory, it
+// fails with model.ErrAcceleratorFull (core/train then recomputes the
+// activations it kept).
+func (nt *Net) Step(b *train.Batch, denom int, drop train.DropoutMask) (loss float64, err error) {
+	defer func() { err = full(err) }()
 	if loss, done, err := nt.stepGraphed(b, denom, drop, nil); done {
 		return loss, err
 	}
@@ -404,7 +407,8 @@ func (p *pass) lossAfter(start time.Time) float64 {
 // rows' log-probabilities: grad receives log p(target) of each row that
 // carries a target (in row order) and returns d loss / d log p for each;
 // those gradients flow back to Grads. DPO is one such objective.
-func (nt *Net) StepRows(b *train.Batch, drop train.DropoutMask, grad func(logp []float64) ([]float64, error)) error {
+func (nt *Net) StepRows(b *train.Batch, drop train.DropoutMask, grad func(logp []float64) ([]float64, error)) (err error) {
+	defer func() { err = full(err) }()
 	p, err := nt.newPass(b, drop, passTrain)
 	if err != nil {
 		return err
@@ -444,7 +448,8 @@ func (nt *Net) StepRows(b *train.Batch, drop train.DropoutMask, grad func(logp [
 // LogProbs is log p(target) of each row of b that carries a target, in row
 // order, forward only (no gradient is touched): with the adapter, or
 // without it (adapterOff: the base alone, DPO's reference policy).
-func (nt *Net) LogProbs(b *train.Batch, adapterOff bool) ([]float64, error) {
+func (nt *Net) LogProbs(b *train.Batch, adapterOff bool) (logp []float64, err error) {
+	defer func() { err = full(err) }()
 	p, err := nt.newPass(b, nil, passScore)
 	if err != nil {
 		return nil, err
@@ -455,8 +460,7 @@ func (nt *Net) LogProbs(b *train.Batch, adapterOff bool) ([]float64, error) {
 	}
 	p.forward()
 	p.head(headMode{})
-	logp := p.logProbs()
-	return logp, p.failed()
+	return p.logProbs(), p.failed()
 }
 
 func (p *pass) failed() error {
