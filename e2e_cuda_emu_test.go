@@ -162,7 +162,7 @@ func TestServeCPUOffloadTracksCPU(t *testing.T) {
 	if out, err := exec.Command(bin, "demo-model", "--out", base, "--tokenizer", qwen3Tokenizer(t)).CombinedOutput(); err != nil {
 		t.Fatalf("demo-model: %v\n%s", err, out)
 	}
-	texts := map[string]string{}
+	texts, scores := map[string]string{}, map[string]string{}
 	for _, dev := range []string{"cpu", "cuda"} {
 		cmd := exec.Command(bin, "serve", "--model", base, "--device", dev, "--cpu-offload", "1", "--addr", "127.0.0.1:0")
 		var log lockedBuffer
@@ -191,19 +191,23 @@ func TestServeCPUOffloadTracksCPU(t *testing.T) {
 				t.Fatalf("serve --device %s: not ready in 2 min\n%s", dev, log.String())
 			}
 		}
-		r, err := http.Post(url+"/infer/base", "application/json",
-			strings.NewReader(`{"task":"generate","input":"My printer is out of toner","options":{"max_tokens":12,"temperature":0}}`))
-		if err != nil {
-			stop()
-			t.Fatal(err)
+		post := func(req string) string {
+			r, err := http.Post(url+"/infer/base", "application/json", strings.NewReader(req))
+			if err != nil {
+				stop()
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(r.Body)
+			r.Body.Close()
+			if r.StatusCode != http.StatusOK {
+				stop()
+				t.Fatalf("serve --device %s: %s: %d %s", dev, req, r.StatusCode, body)
+			}
+			return string(body)
 		}
-		body, _ := io.ReadAll(r.Body)
-		r.Body.Close()
+		texts[dev] = post(`{"task":"generate","input":"My printer is out of toner","options":{"max_tokens":12,"temperature":0}}`)
+		scores[dev] = post(`{"task":"classify","input":"My printer is out of toner","labels":["hardware","billing","account"]}`)
 		stop()
-		if r.StatusCode != http.StatusOK {
-			t.Fatalf("serve --device %s: generate %d %s", dev, r.StatusCode, body)
-		}
-		texts[dev] = string(body)
 		if want := map[string]string{"cpu": "device_resident=false cpu_layers=0", "cuda": "device_resident=true cpu_layers=1"}[dev]; !strings.Contains(log.String(), want) {
 			t.Errorf("serve --device %s --cpu-offload 1: the log does not say %q\n%s", dev, want, log.String())
 		}
@@ -223,6 +227,32 @@ func TestServeCPUOffloadTracksCPU(t *testing.T) {
 	} else {
 		t.Logf("both generated %q", out[0].Output.Text)
 	}
+	// Classification's branched passes: the labels' log-likelihoods within
+	// the device's bf16 error of the host's — and not equal to them bit for
+	// bit, which would mean the host ran every pass (the device full, or
+	// not taking it) though the log says the decoder is attached.
+	var ll [2]struct {
+		Output struct {
+			LogLikelihoods map[string]float64 `json:"log_likelihoods"`
+		} `json:"output"`
+	}
+	for i, dev := range []string{"cpu", "cuda"} {
+		if err := json.Unmarshal([]byte(scores[dev]), &ll[i]); err != nil || len(ll[i].Output.LogLikelihoods) != 3 {
+			t.Fatalf("--device %s: %v in %s", dev, err, scores[dev])
+		}
+	}
+	same := true
+	for label, want := range ll[0].Output.LogLikelihoods {
+		got := ll[1].Output.LogLikelihoods[label]
+		same = same && got == want
+		if math.Abs(got-want) > 1e-3*math.Abs(want)+1e-3 { // 3e-4 apart on the emulated device
+			t.Errorf("%s: log-likelihood %v on cuda --cpu-offload 1, %v on cpu", label, got, want)
+		}
+	}
+	if same {
+		t.Error("cuda --cpu-offload 1 scored the labels bit for bit as the CPU: the device ran none of it")
+	}
+	t.Logf("log-likelihoods: cpu %v, cuda --cpu-offload 1 %v", ll[0].Output.LogLikelihoods, ll[1].Output.LogLikelihoods)
 }
 
 // lockedBuffer is a process's output, read while it runs.

@@ -24,13 +24,16 @@ const (
 // (which starts from the least memory and keeps more where it fits).
 func (c Checkpointing) Recomputes() bool { return c != CheckpointOff }
 
+// Auto says whether the run picks (auto, or unset: the default).
+func (c Checkpointing) Auto() bool { return c == CheckpointAuto || c == "" }
+
 // String is flag.Value's.
 func (c Checkpointing) String() string { return string(c) }
 
 // Set is flag.Value's: true or false (as strconv.ParseBool reads them), or
 // auto.
 func (c *Checkpointing) Set(s string) error {
-	if s == string(CheckpointAuto) {
+	if s == string(CheckpointAuto) || s == "" {
 		*c = CheckpointAuto
 		return nil
 	}
@@ -57,11 +60,12 @@ func (c *Checkpointing) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// MarshalYAML writes true and false as YAML's booleans, auto as a string.
+// MarshalYAML writes true and false as YAML's booleans, auto (or unset) as
+// auto.
 func (c Checkpointing) MarshalYAML() (any, error) {
 	switch c {
 	case CheckpointOn, CheckpointOff:
 		return c == CheckpointOn, nil
 	}
-	return string(c), nil
+	return string(CheckpointAuto), nil
 }

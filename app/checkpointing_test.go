@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"distill/core/train"
 )
 
 // grad_checkpointing reads true, false and auto from a run's YAML and from
@@ -35,9 +37,22 @@ func TestCheckpointingReadsAndWrites(t *testing.T) {
 			t.Errorf("grad_checkpointing %s written as\n%s", c.yaml, b)
 		}
 	}
-	p := filepath.Join(dir, "bad.yaml")
-	os.WriteFile(p, []byte("method: sft\n\ngrad_checkpointing: sometimes\n"), 0o644)
+	// Unset (YAML's null skips UnmarshalYAML): the default, written back as auto.
+	p := filepath.Join(dir, "null.yaml")
+	os.WriteFile(p, []byte("method: sft\ngrad_checkpointing:\n"), 0o644)
 	cfg := defaultRunConfig("sft")
+	if err := readRunConfig(p, &cfg); err != nil || !cfg.GradCheckpointing.Auto() || !cfg.GradCheckpointing.Recomputes() {
+		t.Errorf("grad_checkpointing unset: %q, %v", cfg.GradCheckpointing, err)
+	}
+	if err := writeRunConfig(p, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(p); !strings.Contains(string(b), "\ngrad_checkpointing: auto\n") {
+		t.Errorf("grad_checkpointing unset written as\n%s", b)
+	}
+	p = filepath.Join(dir, "bad.yaml")
+	os.WriteFile(p, []byte("method: sft\n\ngrad_checkpointing: sometimes\n"), 0o644)
+	cfg = defaultRunConfig("sft")
 	if err := readRunConfig(p, &cfg); err == nil || !strings.Contains(err.Error(), "line 3") || !strings.Contains(err.Error(), "true, false or auto") {
 		t.Errorf("grad_checkpointing: sometimes: %v", err)
 	}
@@ -80,19 +95,27 @@ func TestGPURunPicksActivationsWhenAuto(t *testing.T) {
 		t.Fatalf("keeping every layer's activations plans %d bytes, their attention side %d: the cases below want a tenth between", keep, attn)
 	}
 	db := runsDB(t)
-	for _, c := range []struct {
+	defer func(f func() bool) { train.DeviceKeepsActivations = f }(train.DeviceKeepsActivations)
+	for i, c := range []struct {
 		free      int64
 		recompute bool
 		attention bool
 		says      string
+		capped    bool // keep_attention: true, auto's ceiling
+		noKeep    bool // the device does not keep them all (its gate: DISTILL_CUDA_KEEP=0)
 	}{
-		{keep * 10 / 9, false, false, "keeping every layer's activations"},
-		{attn * 10 / 9, true, true, "keeping each layer's attention side"}, // keeping all would fit without the margin
-		{attn, true, false, "recomputing every layer's activations"},       // the attention side too
+		{keep * 10 / 9, false, false, "keeping every layer's activations", false, false},
+		{attn * 10 / 9, true, true, "keeping each layer's attention side", false, false}, // keeping all would fit without the margin
+		{attn, true, false, "recomputing every layer's activations", false, false},       // the attention side too
+		{keep * 10 / 9, true, true, "keeping each layer's attention side", true, false},
+		{keep * 10 / 9, true, true, "keeping each layer's attention side", false, true},
 	} {
 		fakeFree.Store(c.free + 8) // the ninth is rounded down
+		train.DeviceKeepsActivations = func() bool { return !c.noKeep }
+		run := cfg
+		run.KeepAttention = c.capped
 		var log strings.Builder
-		job := &TrainJob{Cfg: cfg, ID: fmt.Sprint("auto", c.free), Dir: filepath.Join(t.TempDir(), "auto"), DB: db, Log: &log}
+		job := &TrainJob{Cfg: run, ID: fmt.Sprint("auto", i), Dir: filepath.Join(t.TempDir(), "auto"), DB: db, Log: &log}
 		if err := job.Run(context.Background()); err != nil {
 			t.Fatal(err)
 		}

@@ -129,7 +129,7 @@ func runPlan(env *Env, args []string) error {
 		fmt.Fprintf(tw, "  %s\t%.1f MB\t\n", r.name, float64(r.b)/1e6)
 	}
 	tw.Flush()
-	if cfg.GradCheckpointing == CheckpointAuto && !cfg.Full {
+	if cfg.GradCheckpointing.Auto() {
 		switch {
 		case p.GPU:
 			fmt.Fprintln(env.Stdout, "grad_checkpointing auto: the run keeps the most activations that fit nine tenths of the device's free memory when it starts (the ways below); this plan recomputes them")

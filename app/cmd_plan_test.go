@@ -31,6 +31,7 @@ func TestPlanCommand(t *testing.T) {
 	var w Workstation
 	cfg := defaultRunConfig("sft")
 	cfg.Model, cfg.SeqLen = m, r.Longest
+	cfg.GradCheckpointing = CheckpointOn // grad_checkpointing auto's longest is a recomputing run's
 	at, err := w.PlanRun(cfg)
 	if err != nil {
 		t.Fatal(err)

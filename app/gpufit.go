@@ -64,7 +64,7 @@ func (j *TrainJob) fitCheckpointing() error {
 		return nil
 	}
 	honoured := train.DeviceKeepsAttention == nil || train.DeviceKeepsAttention()
-	if c.GradCheckpointing == CheckpointAuto {
+	if c.GradCheckpointing.Auto() {
 		return j.pickActivations(free, honoured)
 	}
 	if j.net.Checkpoint {
@@ -107,6 +107,8 @@ func (j *TrainJob) fitCheckpointing() error {
 // where the device keeps it (honoured), else recomputing them all (the
 // micro-batch is fitted next, from there). It says which and why, and
 // records it in the run's config.yaml, so a resume holds them the same way.
+// keep_attention: true caps it there (asked for, it is never exceeded);
+// what the device does not do (its gates) is not picked.
 func (j *TrainJob) pickActivations(free int64, honoured bool) error {
 	c := &j.Cfg
 	room := free - free/10
@@ -115,9 +117,10 @@ func (j *TrainJob) pickActivations(free int64, honoured bool) error {
 		return j.deviceNeed(c.SeqLen)
 	}
 	gb := func(b int64) float64 { return float64(b) / 1e9 }
+	keeps := !c.KeepAttention && (train.DeviceKeepsActivations == nil || train.DeviceKeepsActivations())
 	keep := need(false, false)
 	switch attn := need(true, true); {
-	case keep <= room:
+	case keeps && keep <= room:
 		j.net.Checkpoint, j.net.KeepAttention = false, false
 		j.logf("grad_checkpointing auto: keeping every layer's activations (%.2f GB of %s's %.2f GB free; grad_checkpointing: false)", gb(keep), c.Device, gb(free))
 	case honoured && attn <= room:
@@ -150,7 +153,7 @@ var hostAvailable = func() int64 { return meminfo("MemAvailable") }
 // records it like pickActivations.
 func (j *TrainJob) fitHostCheckpointing() error {
 	c := &j.Cfg
-	if c.GradCheckpointing != CheckpointAuto {
+	if !c.GradCheckpointing.Auto() {
 		return nil
 	}
 	avail := hostAvailable()

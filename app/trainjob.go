@@ -166,7 +166,7 @@ func (j *TrainJob) load() error {
 	}
 	// auto starts from the least memory; the fit keeps more where it fits.
 	j.net.Checkpoint = c.GradCheckpointing.Recomputes()
-	j.net.KeepAttention = c.KeepAttention && c.GradCheckpointing != CheckpointAuto
+	j.net.KeepAttention = c.KeepAttention && !c.GradCheckpointing.Auto()
 	if c.Device != "cpu" && !c.Full {
 		// SFT steps with every activation on the device; without one (dropout,
 		// or a build without it) each op goes through the backend instead.
@@ -214,8 +214,8 @@ func (j *TrainJob) load() error {
 		j.obj = train.SFT{}
 	}
 	// After the objective: a KD teacher's device memory counts in the fit.
-	fit := j.fitHostCheckpointing
-	if j.gpu {
+	fit := j.fitHostCheckpointing // the activations in host memory (op by op too)
+	if j.gpu && c.OnGPU() {
 		fit = j.fitCheckpointing
 	}
 	if err := fit(); err != nil {

@@ -77,8 +77,8 @@ func (w *Workstation) PlanRun(cfg RunConfig) (PlanRow, error) {
 	if err != nil {
 		return PlanRow{}, err
 	}
-	net.Checkpoint, net.KeepAttention = c.GradCheckpointing.Recomputes(), c.KeepAttention && c.GradCheckpointing != CheckpointAuto
-	if c.GradCheckpointing == CheckpointAuto && !c.OnGPU() { // as the run will decide (the GPU's: recomputing, the least)
+	net.Checkpoint, net.KeepAttention = c.GradCheckpointing.Recomputes(), c.KeepAttention && !c.GradCheckpointing.Auto()
+	if c.GradCheckpointing.Auto() && !c.OnGPU() { // as the run will decide (the GPU's: recomputing, the least)
 		keepsOnHost(net, c.SeqLen, hostAvailable())
 	}
 	var teacherBytes int64
@@ -111,6 +111,12 @@ func (w *Workstation) PlanRun(cfg RunConfig) (PlanRow, error) {
 // plan fits budget bytes, found by bisection (the plan grows with it); 0
 // when not even 16 tokens fit.
 func (w *Workstation) LargestSeqLen(cfg RunConfig, budget int64, limit int) (int, error) {
+	if cfg.GradCheckpointing.Auto() {
+		// What a run of that budget could still do — recompute — rather
+		// than what this machine's memory would have it choose; it also
+		// keeps the totals monotonic in the length, as the bisection needs.
+		cfg.GradCheckpointing = CheckpointOn
+	}
 	fits := func(n int) (bool, error) {
 		cfg.SeqLen = n
 		p, err := w.PlanRun(cfg)

@@ -14,7 +14,19 @@ import (
 	"distill/core/train"
 )
 
+// PlanRun's plan is the net's as a run builds it; under grad_checkpointing
+// auto on the CPU, keeping the activations where the machine's available
+// memory lets the run (half of it at least for what they add), else
+// recomputing them.
 func TestPlanRunMatchesPlanMemory(t *testing.T) {
+	defer func(f func() int64) { hostAvailable = f }(hostAvailable)
+	for _, avail := range []int64{1 << 40, 0} {
+		hostAvailable = func() int64 { return avail }
+		planRunMatchesPlanMemory(t, avail == 0)
+	}
+}
+
+func planRunMatchesPlanMemory(t *testing.T, recompute bool) {
 	dir := tinyModel(t)
 	cfg := defaultRunConfig("sft")
 	cfg.Model, cfg.SeqLen = dir, 64
@@ -22,6 +34,9 @@ func TestPlanRunMatchesPlanMemory(t *testing.T) {
 	got, err := w.PlanRun(cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if got.Recomputes != recompute {
+		t.Errorf("grad_checkpointing auto plans recomputing %v, want %v", got.Recomputes, recompute)
 	}
 	// the net exactly as TrainJob.load builds it
 	be, err := tensor.Open(resolveDevice(cfg.Device))
@@ -44,10 +59,7 @@ func TestPlanRunMatchesPlanMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	net.Checkpoint = cfg.GradCheckpointing.Recomputes()
-	if cfg.GradCheckpointing == CheckpointAuto && !cfg.OnGPU() {
-		keepsOnHost(net, cfg.SeqLen, hostAvailable())
-	}
+	net.Checkpoint = recompute
 	want := net.PlanMemory(cfg.SeqLen, m.HeldBytes())
 	if got.Total != want.Total() || got.Total <= 0 {
 		t.Errorf("PlanRun total %d, train.PlanMemory %d", got.Total, want.Total())

@@ -156,7 +156,7 @@ func (a *mirrorAccel) ForwardBranches(branches [][]int, x []float32, c *Cache) (
 func TestAcceleratedForwardMirrorsTheCache(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "m")
 	s := Shapes["demo"]
-	s.Vocab, s.MaxPositions = 512, 64
+	s.Vocab, s.MaxPositions, s.Layers = 512, 64, 4 // --cpu-offload's splits below: 1+3, 3+1
 	if err := WriteRandom(dir, s, tensor.F32, 13); err != nil {
 		t.Fatal(err)
 	}

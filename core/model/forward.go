@@ -15,7 +15,8 @@ type Cache struct {
 	Len  int         // positions filled
 	Cap  int         // positions allocated
 	// DevLen is how many of the first rows an accelerator's device mirror
-	// holds as they are here (see Accelerated); 0 without one.
+	// holds as they are here (see Accelerated), in the layers it holds (not
+	// --cpu-offload's, whose rows are here alone); 0 without one.
 	DevLen int
 
 	ws workspace

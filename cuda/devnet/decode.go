@@ -313,12 +313,12 @@ func (dc *Decoder) run(ids []int, x []float32, sp []span, out []float32, branche
 		return nil, err
 	}
 	defer p.free()
-	if x != nil { // the residual stream the layers update in place starts as the host's
-		p.do(cuda.Write(p.xs[len(p.xs)-1], 0, x))
-	}
 	p.spans = sp
 	if dc.fused && branches == nil { // a batched step: two launches a layer for its attention
 		p.rowCaches(sp)
+	}
+	if x != nil { // the residual stream the layers update in place starts as the host's (after rowCaches, which clears its own failures)
+		p.do(cuda.Write(p.xs[len(p.xs)-1], 0, x))
 	}
 	p.forward()
 	if err := p.failed(); err != nil {

@@ -108,7 +108,7 @@ func TestDecoderParity(t *testing.T) {
 				// thin both ways — a pass past it is a fused-path bug to look
 				// for, not noise to widen.
 				var ref [][]float32
-				for _, mode := range []string{"general", "fused", "fused_graphs", "offload_general", "offload_fused_graphs"} {
+				for _, mode := range []string{"general", "fused", "fused_graphs", "offload_general", "offload_fused", "offload_fused_graphs"} {
 					t.Run(mode, func(t *testing.T) {
 						fused, graphs := !strings.HasSuffix(mode, "general"), strings.HasSuffix(mode, "graphs")
 						cpu = 0
