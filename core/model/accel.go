@@ -51,6 +51,12 @@ type Accelerated interface {
 	Close()
 }
 
+// AutoCPULayers as Model.CPULayers asks Accelerate's device to choose them
+// (serve's --cpu-offload auto): its opener sets CPULayers to the fewest
+// first layers the host must run for the rest to fit the device's free
+// memory, with room for a KV cache and a prompt's pass.
+const AutoCPULayers = -1
+
 // ErrAcceleratorFull wraps an accelerator's failure for want of device
 // memory: the pass then runs on the host instead (the caches stay right:
 // DevLen ≤ Len holds after a failed pass).
@@ -66,7 +72,10 @@ func RegisterAccelerated(name string, open func(*Model) (Accelerated, error)) {
 
 // Accelerate attaches the forward pass registered for device, when there is
 // one: Forward then runs there whenever it can (a delta it takes). Set
-// CPULayers first: the device then holds only the layers after them. It
+// CPULayers first: the device then holds only the layers after them
+// (AutoCPULayers: the device's opener chooses and sets them; when it has
+// no room even for the last layer every layer stays on the CPU, and when
+// it fails otherwise none does: the backend runs them op by op). It
 // returns whether one was attached, and why not.
 func (m *Model) Accelerate(device string) (bool, error) {
 	open, ok, names := accels.Lookup(device)
@@ -74,6 +83,9 @@ func (m *Model) Accelerate(device string) (bool, error) {
 		return false, fmt.Errorf("all %d layers stay on the CPU (--cpu-offload %d): nothing runs on the device", len(m.Layers), m.CPULayers)
 	}
 	if !ok {
+		if m.CPULayers == AutoCPULayers {
+			m.CPULayers = 0
+		}
 		return false, fmt.Errorf("no device-resident forward pass for %q (built: %v)", device, names)
 	}
 	if m.accel != nil { // before the new one uploads: never two copies of the weights
@@ -82,7 +94,18 @@ func (m *Model) Accelerate(device string) (bool, error) {
 	}
 	a, err := open(m)
 	if err != nil {
+		if m.CPULayers == AutoCPULayers {
+			m.CPULayers = 0
+			if errors.Is(err, ErrAcceleratorFull) {
+				m.CPULayers = len(m.Layers)
+			}
+		}
 		return false, err
+	}
+	if m.CPULayers == AutoCPULayers {
+		a.Close()
+		m.CPULayers = len(m.Layers)
+		return false, fmt.Errorf("the %s accelerator left --cpu-offload auto unresolved", device)
 	}
 	m.accel, m.accelFrom = a, m.CPULayers
 	return true, nil

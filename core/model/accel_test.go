@@ -272,3 +272,59 @@ func TestAcceleratedForwardMirrorsTheCache(t *testing.T) {
 		t.Errorf("an unregistered device: attached %v, %v", ok, err)
 	}
 }
+
+// --cpu-offload auto (AutoCPULayers): the device's opener sets CPULayers
+// and the accelerator holds the layers from there; one with no room even
+// for the last layer (ErrAcceleratorFull) leaves every layer on the CPU,
+// one that fails otherwise — or no accelerator for the device — none (the
+// backend runs them op by op), and one that leaves it unresolved attaches
+// nothing.
+func TestAccelerateResolvesAutoCPULayers(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "m")
+	s := Shapes["demo"]
+	s.Vocab, s.MaxPositions, s.Layers = 512, 64, 4
+	if err := WriteRandom(dir, s, tensor.F32, 13); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var pick int
+	var fail error
+	RegisterAccelerated("auto-stand-in", func(m *Model) (Accelerated, error) {
+		if fail != nil {
+			return nil, fail
+		}
+		if m.CPULayers == AutoCPULayers {
+			m.CPULayers = pick
+		}
+		return &mirrorAccel{m: m, from: m.CPULayers, mirrors: map[*Cache]*Cache{}}, nil
+	})
+	for _, c := range []struct {
+		pick     int
+		fail     error
+		device   string
+		attached bool
+		want     int
+	}{
+		{2, nil, "auto-stand-in", true, 2},
+		{0, nil, "auto-stand-in", true, 0},
+		{AutoCPULayers, nil, "auto-stand-in", false, 4},
+		{0, fmt.Errorf("stand-in: %w", ErrAcceleratorFull), "auto-stand-in", false, 4},
+		{0, fmt.Errorf("stand-in: a weight it cannot take"), "auto-stand-in", false, 0},
+		{0, nil, "no-such-device", false, 0},
+	} {
+		pick, fail = c.pick, c.fail
+		m.Detach()
+		m.CPULayers = AutoCPULayers
+		attached, err := m.Accelerate(c.device)
+		if attached != c.attached || m.CPULayers != c.want {
+			t.Errorf("%+v: attached %v (%v), %d layers on the CPU; want %v, %d", c, attached, err, m.CPULayers, c.attached, c.want)
+		}
+		if attached && m.accelFrom != c.want {
+			t.Errorf("%+v: the accelerator holds layers from %d", c, m.accelFrom)
+		}
+	}
+}

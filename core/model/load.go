@@ -38,7 +38,9 @@ type Model struct {
 	// CPULayers keeps the first CPULayers decoder layers (and the
 	// embedding lookup) on the CPU whatever backend a forward pass is given
 	// (--cpu-offload): a device never holds their weights, trading their
-	// share of the speed for its memory.
+	// share of the speed for its memory. AutoCPULayers, before Accelerate,
+	// has the accelerator pick: none where every layer fits its device, else
+	// the fewest that leave the rest room.
 	CPULayers int
 
 	accel     Accelerated // a device-resident Forward (Accelerate), or nil

@@ -21,6 +21,12 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
+		if m.CPULayers == model.AutoCPULayers {
+			if m.CPULayers, err = offloadFrom(d, m); err != nil {
+				m.CPULayers = model.AutoCPULayers // Accelerate says what runs where
+				return nil, err
+			}
+		}
 		return NewDecoder(d, m)
 	})
 }
