@@ -9,8 +9,11 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
+
+	"distill/core/model"
 )
 
 func init() {
@@ -36,15 +39,16 @@ func runServe(env *Env, args []string) error {
 	maxTokens := fs.Int("max-tokens", 2048, "most tokens one request may generate (400 past it)")
 	verbose := fs.Bool("verbose", false, "log every request (method, path, status, latency); without it only server errors are logged per request")
 	cpuBF16 := addCPUBF16Flag(fs)
-	offload := fs.Int("cpu-offload", 0, "with a GPU backend: run the first N decoder layers on the CPU, so the GPU never holds their weights (the CPU backend ignores it)")
+	offloadFlag := fs.String("cpu-offload", "auto", "with a GPU backend: run the first N decoder layers on the CPU, so the GPU never holds their weights; auto: none where every layer fits the GPU's free memory, else the fewest that leave the rest room (the CPU backend ignores it)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *dir == "" {
 		return fmt.Errorf("--model is required")
 	}
-	if *offload < 0 {
-		return fmt.Errorf("--cpu-offload must be 0 or more, got %d", *offload)
+	offload, err := parseOffload(*offloadFlag)
+	if err != nil {
+		return err
 	}
 	key := *apiKey
 	if key == "" {
@@ -64,13 +68,13 @@ func runServe(env *Env, args []string) error {
 	if !isLoopback(*addr) && key == "" {
 		log.Warn("listening beyond loopback without an API key: anyone who can reach this address can use the model; set --api-key or DISTILL_API_KEY", "addr", *addr)
 	}
-	if *offload > 0 && *device == "cpu" {
-		log.Warn("--cpu-offload has no effect on the CPU backend (every layer is already in CPU memory)", "cpu-offload", *offload)
+	if offload > 0 && *device == "cpu" {
+		log.Warn("--cpu-offload has no effect on the CPU backend (every layer is already in CPU memory)", "cpu-offload", offload)
 	}
 	s := NewServer(ServeConfig{Model: *dir, Device: *device, Quant: *quant, DB: *db,
 		Pins:       map[string]string{"sft": *sft, "kd": *kd, "dpo": *dpo},
 		AdapterCap: *adapters, Queue: *queue, MaxBatch: *batch, Timeout: *timeout, MaxBody: *maxBody,
-		MaxTokens: *maxTokens, APIKey: key, CPUOffload: *offload, CPUBF16: *cpuBF16, Log: log})
+		MaxTokens: *maxTokens, APIKey: key, CPUOffload: offload, CPUBF16: *cpuBF16, Log: log})
 	defer s.Close()
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -113,4 +117,17 @@ func runServe(env *Env, args []string) error {
 		return err
 	}
 	return nil
+}
+
+// parseOffload reads --cpu-offload: auto (model.AutoCPULayers) or a count
+// of layers, 0 or more.
+func parseOffload(s string) (int, error) {
+	if s == "auto" {
+		return model.AutoCPULayers, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("--cpu-offload is auto or a number of layers (0 or more), not %q", s)
+	}
+	return n, nil
 }

@@ -18,7 +18,7 @@ type engineFlags struct {
 	device, adapter, quant *string
 	doubleQuant            *bool
 	cpuBF16                *bool // nil: f32 products
-	cpuOffload             int   // on a GPU, the first layers run on the CPU (serve's --cpu-offload)
+	cpuOffload             int   // on a GPU, the first layers run on the CPU (serve's --cpu-offload; model.AutoCPULayers: the device picks)
 	notice                 io.Writer
 }
 
@@ -65,7 +65,11 @@ func openModel(f engineFlags, dir string) (tensor.Backend, *model.Model, error) 
 		// theirs; without (or for what they do not take) the backend runs
 		// op by op.
 		m.CPULayers = min(f.cpuOffload, len(m.Layers))
-		if ok, err := m.Accelerate(*f.device); !ok && f.notice != nil {
+		ok, err := m.Accelerate(*f.device)
+		switch {
+		case !ok && m.CPULayers >= len(m.Layers) && f.notice != nil:
+			fmt.Fprintf(f.notice, "--device %s: every layer runs on the CPU (%v)\n", *f.device, err)
+		case !ok && f.notice != nil:
 			fmt.Fprintf(f.notice, "--device %s: the forward pass runs op by op (%v)\n", *f.device, err)
 		}
 	}

@@ -38,7 +38,7 @@ type ServeConfig struct {
 	MaxBody    int64             // bytes of a request body
 	MaxTokens  int               // most tokens a request may generate
 	APIKey     string            // bearer token; "" accepts every request
-	CPUOffload int               // the first layers run on the CPU (GPU backends only; the CPU backend ignores it)
+	CPUOffload int               // the first layers run on the CPU (GPU backends only; the CPU backend ignores it); model.AutoCPULayers: the device picks
 	CPUBF16    bool              // the CPU's products of BF16 weights take bf16-rounded activations (--cpu-bf16)
 	Log        *slog.Logger
 }

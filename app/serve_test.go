@@ -9,6 +9,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"distill/core/model"
 )
 
 func TestServeProbesMetricsOpenAPI(t *testing.T) {
@@ -381,6 +383,7 @@ func TestServeCPUOffload(t *testing.T) {
 	}{
 		{"fakegpu", 1, func(int) int { return 1 }},
 		{"fakegpu", 1000, func(l int) int { return l }},
+		{"fakegpu", model.AutoCPULayers, func(int) int { return 0 }}, // no device-resident pass for it: op by op
 		{"cpu", 1, func(int) int { return 0 }},
 	} {
 		s, ts := newTestServer(t, func(cfg *ServeConfig) { cfg.Device, cfg.CPUOffload = c.device, c.offload })
