@@ -40,7 +40,9 @@ func fillDevice(t *testing.T, d *cuda.Device, left int64) (release func()) {
 // every layer on a device with room for them, and on one with room for
 // half — its free memory within a tenth of what holding layers 3.. takes —
 // runs the first three on the host, the device-resident decoder over the
-// rest giving the host's hidden states; a device without room for even
+// rest giving the host's hidden states, every pass of a 200-token prompt
+// on the device within that room and the pool's peak within the bytes it
+// was chosen by; a device without room for even
 // the last layer leaves every layer on the host, saying the device is
 // full.
 func TestDecoderAutoOffload(t *testing.T) {
@@ -51,8 +53,8 @@ func TestDecoderAutoOffload(t *testing.T) {
 	ok(t, model.WriteRandom(dir, s.shape, tensor.BF16, 23))
 	m, _ := build(t, dir, s)
 	tok := tokens(rng(3), s.shape.Vocab)
-	prompt, next := tok(20), tok(1)
-	c := m.NewCache(32)
+	prompt, next := tok(200), tok(1)
+	c := m.NewCache(256)
 	want, err := m.Forward(tensor.CPU{}, prompt, c, nil)
 	ok(t, err)
 	want1, err := m.Forward(tensor.CPU{}, next, c, nil)
@@ -66,13 +68,15 @@ func TestDecoderAutoOffload(t *testing.T) {
 		if c.room > 0 {
 			release = fillDevice(t, d, c.room)
 		}
+		base := d.Pool.Stats().InUse
+		d.Pool.ResetPeak()
 		m.CPULayers = model.AutoCPULayers
 		attached, err := m.Accelerate("cuda")
-		release()
 		if m.CPULayers != c.from {
 			t.Fatalf("room %d: %d layers on the CPU, want %d (%v)", c.room, m.CPULayers, c.from, err)
 		}
 		if c.from == len(m.Layers) {
+			release()
 			if attached || !errors.Is(err, model.ErrAcceleratorFull) {
 				t.Errorf("no room even for the last layer: attached %v, %v", attached, err)
 			}
@@ -81,14 +85,22 @@ func TestDecoderAutoOffload(t *testing.T) {
 		if !attached {
 			t.Fatal(err)
 		}
-		gc := m.NewCache(32)
+		gc := m.NewCache(256)
 		got, err := m.Forward(tensor.CPU{}, prompt, gc, nil)
 		ok(t, err)
 		got1, err := m.Forward(tensor.CPU{}, next, gc, nil)
 		ok(t, err)
+		// Within the room it chose by (the filler still there): every
+		// pass ran on the device, and the pool's peak is within the need.
 		if gc.DevLen != gc.Len {
 			t.Errorf("from %d: the device holds %d rows of %d: a pass ran on the host", c.from, gc.DevLen, gc.Len)
 		}
+		if peak, need := d.Pool.Stats().Peak-base, devnet.OffloadNeed(m, c.from); peak > need {
+			t.Errorf("from %d: the decoder took %d bytes at its peak, more than the %d it was chosen by", c.from, peak, need)
+		} else {
+			t.Logf("from %d: peak %d bytes of the %d reserved", c.from, peak, need)
+		}
+		release()
 		for i, p := range [][2][]float32{{got, want}, {got1, want1}} {
 			if rel := relL2(p[0], p[1]); rel > 2e-2 || rel != rel {
 				t.Errorf("from %d, pass %d: %.2e relative to the host's", c.from, i, rel)
