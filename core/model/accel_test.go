@@ -328,3 +328,35 @@ func TestAccelerateResolvesAutoCPULayers(t *testing.T) {
 		}
 	}
 }
+
+// The decoder's plan shrinks with every layer left to the host, and
+// OffloadFor picks the fewest that fit: within a plan's total exactly, its
+// layer; a byte short, one more; not even the last layer's, none fit.
+func TestOffloadForPicksTheFewestHostLayers(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "m")
+	s := Shapes["demo"]
+	s.Vocab, s.MaxPositions, s.Layers = 512, 64, 4
+	if err := WriteRandom(dir, s, tensor.BF16, 3); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	for from := 1; from < len(m.Layers); from++ {
+		if a, b := m.DecoderPlan(from-1), m.DecoderPlan(from); b.Total() >= a.Total() || b.Weights >= a.Weights || b.Cache >= a.Cache {
+			t.Errorf("holding layers %d.. plans %+v, %d.. %+v", from-1, a, from, b)
+		}
+	}
+	for _, c := range []struct {
+		room int64
+		from int
+		ok   bool
+	}{{m.DecoderPlan(0).Total(), 0, true}, {m.DecoderPlan(2).Total(), 2, true}, {m.DecoderPlan(2).Total() - 1, 3, true},
+		{m.DecoderPlan(3).Total() - 1, 4, false}} {
+		if from, ok := m.OffloadFor(c.room); from != c.from || ok != c.ok {
+			t.Errorf("%d bytes: %d layers on the host (%v), want %d (%v)", c.room, from, ok, c.from, c.ok)
+		}
+	}
+}

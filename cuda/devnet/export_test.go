@@ -2,8 +2,6 @@
 
 package devnet
 
-import "distill/core/model"
-
 // SetSkip makes nt's steps leave out the named phases — "lora" (the
 // adapter's products), "gemm" (the base's), "dequant", "attention" — so a
 // benchmark can time a step without each: where the time goes, with every
@@ -67,7 +65,3 @@ func FailStepRecordings(err error) (restore func()) {
 	recordFault = err
 	return func() { recordFault = nil }
 }
-
-// OffloadNeed is offloadNeed: the device memory the decoder needs holding
-// m's layers from `from` on.
-func OffloadNeed(m *model.Model, from int) int64 { return offloadNeed(m, from) }

@@ -10,7 +10,6 @@ import (
 	"distill/core/model"
 	"distill/core/tensor"
 	"distill/cuda"
-	"distill/cuda/devnet"
 )
 
 // fillDevice takes the device's free memory down to about left bytes (the
@@ -63,7 +62,7 @@ func TestDecoderAutoOffload(t *testing.T) {
 	for _, c := range []struct {
 		room int64 // free memory, 0: as the device has it
 		from int
-	}{{0, 0}, {devnet.OffloadNeed(m, 3)*10/9 + 8192, 3}, {devnet.OffloadNeed(m, 5) * 9 / 10, 6}} {
+	}{{0, 0}, {m.DecoderPlan(3).Total()*10/9 + 8192, 3}, {m.DecoderPlan(5).Total() * 9 / 10, 6}} {
 		release := func() {}
 		if c.room > 0 {
 			release = fillDevice(t, d, c.room)
@@ -95,7 +94,7 @@ func TestDecoderAutoOffload(t *testing.T) {
 		if gc.DevLen != gc.Len {
 			t.Errorf("from %d: the device holds %d rows of %d: a pass ran on the host", c.from, gc.DevLen, gc.Len)
 		}
-		if peak, need := d.Pool.Stats().Peak-base, devnet.OffloadNeed(m, c.from); peak > need {
+		if peak, need := d.Pool.Stats().Peak-base, m.DecoderPlan(c.from).Total(); peak > need {
 			t.Errorf("from %d: the decoder took %d bytes at its peak, more than the %d it was chosen by", c.from, peak, need)
 		} else {
 			t.Logf("from %d: peak %d bytes of the %d reserved", c.from, peak, need)

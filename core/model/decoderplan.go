@@ -1,0 +1,85 @@
+package model
+
+import "distill/core/tensor"
+
+// The device-resident decoder's memory (cuda/devnet's Decoder), for
+// --cpu-offload auto and `distill plan serve`: what it holds over the
+// layers from some first one on, and what it must find room for besides.
+
+// Reserved beside the weights: one sequence's KV cache of this many
+// positions (or the model's context, if shorter), and one pass of a prompt
+// of this many tokens.
+const (
+	DecoderPlanContext = 4096
+	DecoderPlanPrompt  = 512
+)
+
+// DecoderPlan is the device memory of a decoder holding layers From.. in
+// bytes: weights, the LM head, a KV cache, a prompt's pass.
+type DecoderPlan struct {
+	From    int   `json:"cpu_layers"` // the layers before it run on the host (--cpu-offload)
+	Weights int64 `json:"weights"`    // its layers' projections (NF4 as stored, dense as bf16), norms and biases (f32)
+	Head    int64 `json:"head"`       // the LM head in bf16 and the final norm; the embedding too when it holds every layer
+	Cache   int64 `json:"kv_cache"`   // keys and values (f32) of DecoderPlanContext positions over its layers
+	Pass    int64 `json:"pass"`       // a DecoderPlanPrompt-token prompt's activations, a dequantised projection, 64 rows of logits
+}
+
+// Total is every part.
+func (p DecoderPlan) Total() int64 { return p.Weights + p.Head + p.Cache + p.Pass }
+
+// DecoderPlan is the device memory a decoder holding layers from.. of m
+// takes, its projections as m holds them now (quantise first).
+func (m *Model) DecoderPlan(from int) DecoderPlan {
+	c := &m.Config
+	D, F, V := int64(c.HiddenSize), int64(c.IntermediateSize), int64(c.VocabSize)
+	qO, kvO := int64(c.NumHeads*c.HeadDim), int64(c.NumKVHeads*c.HeadDim)
+	p := DecoderPlan{From: from}
+	var tile int64
+	for l := from; l < len(m.Layers); l++ {
+		L := &m.Layers[l]
+		for _, w := range L.Projections() {
+			n := int64(w.Rows()) * int64(w.Cols())
+			tile = max(tile, n)
+			if q, ok := w.(tensor.NF4Matrix); ok {
+				if _, ok := q.NF4(); ok {
+					p.Weights += w.Bytes()
+					continue
+				}
+			}
+			p.Weights += 2 * n
+		}
+		for _, v := range [][]float32{L.AttnNorm, L.MLPNorm, L.QNorm, L.KNorm, L.QBias, L.KBias, L.VBias, L.OBias} {
+			p.Weights += 4 * int64(len(v))
+		}
+	}
+	p.Head = 4 * D // the final norm
+	switch tied := m.LMHead == m.Embed && m.Embed.DType == tensor.BF16; {
+	case from == 0 && tied: // the head is the embedding
+		p.Head += m.Embed.Bytes()
+	case from == 0:
+		p.Head += m.Embed.Bytes() + 2*V*D
+	default: // the host embeds
+		p.Head += 2 * V * D
+	}
+	ctx := int64(DecoderPlanContext)
+	if n := int64(c.MaxPositionEmbeddings); n > 0 {
+		ctx = min(ctx, n)
+	}
+	p.Cache = 2 * 4 * kvO * ctx * int64(len(m.Layers)-from)
+	P := int64(DecoderPlanPrompt)
+	p.Pass = 4*P*(6*D+3*F+4*qO+2*kvO) + 2*tile + 64*V*(4+2)
+	return p
+}
+
+// OffloadFor is --cpu-offload auto's choice within room bytes of device
+// memory: the fewest first layers to run on the host for the decoder's
+// plan over the rest to fit; ok is false when even the last layer's does
+// not.
+func (m *Model) OffloadFor(room int64) (from int, ok bool) {
+	for from := range len(m.Layers) {
+		if m.DecoderPlan(from).Total() <= room {
+			return from, true
+		}
+	}
+	return len(m.Layers), false
+}
