@@ -11,7 +11,7 @@ import (
 )
 
 func init() {
-	register(command{name: "plan", usage: "sft|kd|dpo --model DIR [run flags as for train] [--seq N --batch B] [--memory 8GB] [--json] — predicted peak memory of a run, and the longest micro-batch that fits", run: runPlan})
+	register(command{name: "plan", usage: "sft|kd|dpo --model DIR [run flags as for train] [--seq N --batch B] [--memory 8GB] [--json] — predicted peak memory of a run, and the longest micro-batch that fits; serve --model DIR [--quant nf4] [--memory 8GB] — serving's GPU memory and --cpu-offload auto's split", run: runPlan})
 }
 
 // runPlan prints a run's memory plan — the same numbers a run prints when it
@@ -22,8 +22,11 @@ func runPlan(env *Env, args []string) error {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		method, args = args[0], args[1:]
 	}
+	if method == "serve" {
+		return runPlanServe(env, args)
+	}
 	if method != "sft" && method != "kd" && method != "dpo" {
-		return fmt.Errorf("give the method: distill plan sft|kd|dpo --model DIR … (or --method sft|kd|dpo), got %q", method)
+		return fmt.Errorf("give the method: distill plan sft|kd|dpo --model DIR … (or --method sft|kd|dpo), or distill plan serve --model DIR, got %q", method)
 	}
 	cfg := defaultRunConfig(method)
 	if path := configFlag(args); path != "" {
