@@ -30,10 +30,14 @@ func runBench(env *Env, args []string) error {
 	keep := fs.Bool("keep-activations", false, "with --train-seq: keep every layer's activations (grad_checkpointing: false) instead of recomputing them in the backward")
 	quantName := fs.String("quant", "none", "quantise the base first (nf4, q8, none; with --train-seq nf4 is QLoRA)")
 	device := fs.String("device", "cpu", "inference backend: cpu, or cuda where this binary has it (the device-resident forward pass, else op by op; GPU training steps are cuda/devnet's BenchmarkStep)")
-	offload := fs.Uint("cpu-offload", 0, "with --device: run the first N decoder layers on the CPU (as serve's --cpu-offload)")
+	offloadFlag := fs.String("cpu-offload", "0", "with --device: run the first N decoder layers on the CPU, or auto (as serve's --cpu-offload)")
 	cpuBF16 := addCPUBF16Flag(fs)
 	cache := fs.String("cache", filepath.Join(os.TempDir(), "distill-bench"), "folder for the generated random checkpoints")
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	offload, err := parseOffload(*offloadFlag)
+	if err != nil {
 		return err
 	}
 	dt, err := tensor.ParseDType(strings.ToUpper(*dtName))
@@ -81,7 +85,7 @@ func runBench(env *Env, args []string) error {
 			return err
 		}
 		if !onCPU {
-			m.CPULayers = min(int(*offload), len(m.Layers))
+			m.CPULayers = min(offload, len(m.Layers))
 			switch ok, err := m.Accelerate(*device); {
 			case !ok:
 				fmt.Fprintf(env.Stdout, "op by op: %v\n", err)
