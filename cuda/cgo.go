@@ -44,7 +44,8 @@ func callLocked(f func() C.int) error {
 		return nil
 	}
 	msg := C.GoString(C.dc_last_error())
-	if strings.Contains(msg, "cudaErrorMemoryAllocation") {
+	// cuBLAS out of memory for its workspace is the device's too.
+	if strings.Contains(msg, "cudaErrorMemoryAllocation") || strings.Contains(msg, "CUBLAS_STATUS_ALLOC_FAILED") {
 		return errors.Join(ErrCUDA, ErrOutOfMemory, errors.New(msg))
 	}
 	return errors.Join(ErrCUDA, errors.New(msg))

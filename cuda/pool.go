@@ -42,6 +42,28 @@ type Pool struct {
 	free  map[int][]unsafe.Pointer
 	live  map[unsafe.Pointer]int // block → its class
 	stats PoolStats
+	limit int64 // SetLimit's cap on the bytes in use; 0: none
+}
+
+// SetLimit caps the bytes the pool hands out at once (0: no cap): a Get
+// past it fails with ErrOutOfMemory, as a full device would — a device of
+// that size, for the tests, whatever the card's.
+func (p *Pool) SetLimit(bytes int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.limit = bytes
+}
+
+// Room is what a Get may still take: free device memory (free, from
+// MemInfo) plus the cache, within the limit.
+func (p *Pool) Room(free int64) int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	room := free + p.stats.Cached
+	if p.limit > 0 {
+		room = min(room, p.limit-p.stats.InUse)
+	}
+	return max(room, 0)
 }
 
 // NewPool returns an empty pool over dev.
@@ -68,6 +90,10 @@ func (p *Pool) Get(bytes int) (unsafe.Pointer, error) {
 	c := sizeClass(bytes)
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.limit > 0 && p.stats.InUse+int64(c) > p.limit {
+		return nil, fmt.Errorf("device alloc of %d bytes (class %d; %d in use of the pool's limit %d): %w",
+			bytes, c, p.stats.InUse, p.limit, ErrOutOfMemory)
+	}
 	var ptr unsafe.Pointer
 	if l := p.free[c]; len(l) > 0 {
 		ptr = l[len(l)-1]

@@ -112,3 +112,34 @@ func TestPoolPutUnknownPanics(t *testing.T) {
 	}()
 	p.Put(unsafe.Pointer(new(int)))
 }
+
+// SetLimit caps what the pool hands out at once: a Get past it fails with
+// ErrOutOfMemory (the device untouched), one within it succeeds, blocks
+// from the cache count as any other; Room is the free memory and the
+// cache within the limit.
+func TestPoolLimit(t *testing.T) {
+	dev := newFake(1 << 30)
+	p := NewPool(dev)
+	p.SetLimit(3 << 20)
+	a, err := p.Get(2 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Get(2 << 20); !errors.Is(err, ErrOutOfMemory) || dev.used != 2<<20 {
+		t.Fatalf("past the limit: %v, the device holds %d", err, dev.used)
+	}
+	if got := p.Room(1 << 30); got != 1<<20 {
+		t.Errorf("room %d, want the 1 MiB the limit leaves", got)
+	}
+	p.Put(a)
+	if got := p.Room(0); got != 2<<20 {
+		t.Errorf("room with nothing free but the cache: %d, want 2 MiB", got)
+	}
+	if _, err := p.Get(3 << 20); err != nil {
+		t.Errorf("at the limit: %v", err)
+	}
+	p.SetLimit(0)
+	if _, err := p.Get(4 << 20); err != nil {
+		t.Errorf("no limit: %v", err)
+	}
+}

@@ -23,6 +23,7 @@ static int dc_vfail(const char *err, const char *fmt, va_list ap) {
 }
 
 int dc_fail(const char *err, const char *fmt, ...) {
+  cudaGetLastError();  // as dc_fail_cuda: a cuBLAS failure's allocation error is reported here, not by the next launch
   va_list ap;
   va_start(ap, fmt);
   dc_vfail(err, fmt, ap);
