@@ -34,15 +34,15 @@ func (m *Model) DecoderPlan(from int) DecoderPlan {
 	D, F, V := int64(c.HiddenSize), int64(c.IntermediateSize), int64(c.VocabSize)
 	qO, kvO := int64(c.NumHeads*c.HeadDim), int64(c.NumKVHeads*c.HeadDim)
 	p := DecoderPlan{From: from}
-	var tile int64
+	var tile int64 // the largest NF4 projection, dequantised into bf16 before its GEMM
 	for l := from; l < len(m.Layers); l++ {
 		L := &m.Layers[l]
 		for _, w := range L.Projections() {
 			n := int64(w.Rows()) * int64(w.Cols())
-			tile = max(tile, n)
 			if q, ok := w.(tensor.NF4Matrix); ok {
 				if _, ok := q.NF4(); ok {
 					p.Weights += w.Bytes()
+					tile = max(tile, n)
 					continue
 				}
 			}
@@ -61,14 +61,19 @@ func (m *Model) DecoderPlan(from int) DecoderPlan {
 	default: // the host embeds
 		p.Head += 2 * V * D
 	}
-	ctx := int64(DecoderPlanContext)
-	if n := int64(c.MaxPositionEmbeddings); n > 0 {
-		ctx = min(ctx, n)
-	}
-	p.Cache = 2 * 4 * kvO * ctx * int64(len(m.Layers)-from)
+	p.Cache = 2 * 4 * kvO * int64(m.DecoderPlanContext()) * int64(len(m.Layers)-from)
 	P := int64(DecoderPlanPrompt)
 	p.Pass = 4*P*(6*D+3*F+4*qO+2*kvO) + 2*tile + 64*V*(4+2)
 	return p
+}
+
+// DecoderPlanContext is the positions of the KV cache a DecoderPlan
+// reserves: DecoderPlanContext, or the model's context if shorter.
+func (m *Model) DecoderPlanContext() int {
+	if n := m.Config.MaxPositionEmbeddings; n > 0 {
+		return min(DecoderPlanContext, n)
+	}
+	return DecoderPlanContext
 }
 
 // OffloadFor is --cpu-offload auto's choice within room bytes of device

@@ -22,10 +22,7 @@ func init() {
 			return nil, err
 		}
 		if m.CPULayers == model.AutoCPULayers {
-			if m.CPULayers, err = offloadFrom(d, m); err != nil {
-				m.CPULayers = model.AutoCPULayers // Accelerate says what runs where
-				return nil, err
-			}
+			return autoDecoder(d, m)
 		}
 		return NewDecoder(d, m)
 	})

@@ -653,13 +653,14 @@ func (nt *Net) DeviceMemory() (peak, total int64) {
 }
 
 // FreeMemory is what the device has free now plus what the pool holds
-// cached (reusable without a cudaMalloc), in bytes.
+// cached (reusable without a cudaMalloc), within the pool's limit, in
+// bytes.
 func (nt *Net) FreeMemory() int64 {
 	free, _, err := nt.D.MemInfo()
 	if err != nil {
 		return 0
 	}
-	return free + nt.D.Pool.Stats().Cached
+	return nt.D.Pool.Room(free)
 }
 
 // KDReady says whether train.Net should hand kd's steps to this Net: when
