@@ -238,9 +238,12 @@ func (nt *Net) DeviceNotes() []string {
 // shedActivations, after a step the accelerator had no memory for, holds
 // fewer activations from here on — recomputing each layer's in the
 // backward instead of keeping them all or their attention side — and says
-// so in a note; false when it recomputes them already (nothing to shed).
+// so in a note; false when it recomputes them already, as asked or because
+// the device does not keep them (its gates): nothing to shed.
 func (nt *Net) shedActivations(step int) bool {
-	if nt.accel == nil || nt.Checkpoint && !nt.KeepAttention {
+	keeping := !nt.Checkpoint && (DeviceKeepsActivations == nil || DeviceKeepsActivations()) ||
+		nt.Checkpoint && nt.KeepAttention && (DeviceKeepsAttention == nil || DeviceKeepsAttention())
+	if nt.accel == nil || !keeping { // the device recomputes them already (its gates)
 		return false
 	}
 	held := "every layer's activations"
