@@ -179,3 +179,28 @@ func TestCPURunPicksActivationsWhenAuto(t *testing.T) {
 		}
 	}
 }
+
+// A run whose steps took to recomputing mid-run (the device filled up)
+// records it in config.yaml at the next checkpoint, so a resume starts
+// that way; one that holds its activations as recorded writes nothing.
+func TestRecordShedWritesTheConfig(t *testing.T) {
+	dir := t.TempDir()
+	cfg := defaultRunConfig("sft")
+	cfg.GradCheckpointing = CheckpointOff
+	j := &TrainJob{Cfg: cfg, Dir: dir, net: &train.Net{Checkpoint: false}}
+	path := filepath.Join(dir, "config.yaml")
+	if err := j.recordShed(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); err == nil {
+		t.Error("config.yaml written though nothing changed")
+	}
+	j.net.Checkpoint = true
+	if err := j.recordShed(); err != nil {
+		t.Fatal(err)
+	}
+	var saved RunConfig
+	if err := readRunConfig(path, &saved); err != nil || saved.GradCheckpointing != CheckpointOn {
+		t.Errorf("after shedding: grad_checkpointing %q recorded, %v", saved.GradCheckpointing, err)
+	}
+}

@@ -84,9 +84,13 @@ func runBench(env *Env, args []string) error {
 			m.Close()
 			return err
 		}
+		sbe := be // this shape's backend
 		if !onCPU {
 			m.CPULayers = min(offload, len(m.Layers))
 			switch ok, err := m.Accelerate(*device); {
+			case !ok && m.CPULayers >= len(m.Layers):
+				fmt.Fprintf(env.Stdout, "every layer and the LM head on the CPU: %v\n", err)
+				sbe = withCPUBF16(tensor.CPU{}, *cpuBF16, nil)
 			case !ok:
 				fmt.Fprintf(env.Stdout, "op by op: %v\n", err)
 			case m.CPULayers > 0:
@@ -97,14 +101,14 @@ func runBench(env *Env, args []string) error {
 		}
 		if *trainSeq > 0 { // alone in the process, so peak RSS is training's own
 			fmt.Fprintf(env.Stdout, "%s %s, base quantised %s\n", name, dt, *quantName)
-			err := benchTrain(env.Stdout, be, m, *trainSeq, 16, 3, *keep, peak, peakName)
+			err := benchTrain(env.Stdout, sbe, m, *trainSeq, 16, 3, *keep, peak, peakName)
 			m.Close()
 			if err != nil {
 				return err
 			}
 			continue
 		}
-		r, err := benchModel(be, m, *prefill, *decode)
+		r, err := benchModel(sbe, m, *prefill, *decode)
 		if err != nil {
 			m.Close()
 			return err

@@ -40,7 +40,10 @@ func runPlanServe(env *Env, args []string) error {
 	}
 	all := m.DecoderPlan(0)
 	L := len(m.Layers)
-	perLayer := (all.Total() - m.DecoderPlan(L-1).Total()) / int64(max(1, L-1))
+	perLayer := all.Total() - m.DecoderPlan(min(1, L-1)).Total()
+	if L > 2 { // from the second layer on: leaving the first also leaves the embedding
+		perLayer = (m.DecoderPlan(1).Total() - m.DecoderPlan(L-1).Total()) / int64(L-2)
+	}
 	out := map[string]any{"model": *dir, "quant": *q, "layers": L, "plan": all, "cuda_context": int64(train.DeviceRuntime), "total": all.Total() + train.DeviceRuntime,
 		"per_cpu_layer": perLayer, "context": model.DecoderPlanContext, "prompt": model.DecoderPlanPrompt}
 	var budget, room int64
@@ -64,7 +67,7 @@ func runPlanServe(env *Env, args []string) error {
 	fmt.Fprintf(env.Stdout, "serving %s (%s base) device-resident on a GPU, every layer there:\n", *dir, *q)
 	fmt.Fprintf(env.Stdout, "  %-44s %12s\n", fmt.Sprintf("weights (%d layers)", L), mb(all.Weights))
 	fmt.Fprintf(env.Stdout, "  %-44s %12s\n", "LM head and embedding", mb(all.Head))
-	fmt.Fprintf(env.Stdout, "  %-44s %12s\n", fmt.Sprintf("KV cache, %d positions", min(model.DecoderPlanContext, max(m.Config.MaxPositionEmbeddings, 1))), mb(all.Cache))
+	fmt.Fprintf(env.Stdout, "  %-44s %12s\n", fmt.Sprintf("KV cache, %d positions", m.DecoderPlanContext()), mb(all.Cache))
 	fmt.Fprintf(env.Stdout, "  %-44s %12s\n", fmt.Sprintf("a %d-token prompt's pass", model.DecoderPlanPrompt), mb(all.Pass))
 	fmt.Fprintf(env.Stdout, "  %-44s %12s\n", "CUDA context", mb(train.DeviceRuntime))
 	fmt.Fprintf(env.Stdout, "  %-44s %12s\n", "total", mb(all.Total()+train.DeviceRuntime))

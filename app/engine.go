@@ -67,13 +67,33 @@ func openModel(f engineFlags, dir string) (tensor.Backend, *model.Model, error) 
 		m.CPULayers = min(f.cpuOffload, len(m.Layers))
 		ok, err := m.Accelerate(*f.device)
 		switch {
-		case !ok && m.CPULayers >= len(m.Layers) && f.notice != nil:
-			fmt.Fprintf(f.notice, "--device %s: every layer runs on the CPU (%v)\n", *f.device, err)
+		case !ok && m.CPULayers >= len(m.Layers):
+			// Every layer on the CPU: the final norm and the LM head too,
+			// not op by op through the device (a copy of the head a token).
+			var berr error
+			if be, berr = cpuBackend(f); berr != nil {
+				return nil, nil, berr
+			}
+			if f.notice != nil {
+				fmt.Fprintf(f.notice, "--device %s: every layer and the LM head run on the CPU (%v)\n", *f.device, err)
+			}
 		case !ok && f.notice != nil:
 			fmt.Fprintf(f.notice, "--device %s: the forward pass runs op by op (%v)\n", *f.device, err)
 		}
 	}
 	return be, m, nil
+}
+
+// cpuBackend is the CPU backend as f asks for it (--cpu-bf16).
+func cpuBackend(f engineFlags) (tensor.Backend, error) {
+	be, err := tensor.Open("cpu")
+	if err != nil {
+		return nil, err
+	}
+	if f.cpuBF16 != nil {
+		be = withCPUBF16(be, *f.cpuBF16, f.notice)
+	}
+	return be, nil
 }
 
 // openForTask loads the tokenizer and the model (flags applied) for a task.

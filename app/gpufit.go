@@ -142,6 +142,17 @@ func (j *TrainJob) recordActivations() error {
 	return writeRunConfig(filepath.Join(j.Dir, "config.yaml"), c)
 }
 
+// recordShed records a run that now holds fewer activations than its
+// config.yaml says — the device filled up mid-run and Train took to
+// recomputing them — so that a resume starts as it goes on.
+func (j *TrainJob) recordShed() error {
+	c := &j.Cfg
+	if j.net.Checkpoint == c.GradCheckpointing.Recomputes() && j.net.KeepAttention == c.KeepAttention || c.GradCheckpointing.Auto() {
+		return nil
+	}
+	return j.recordActivations()
+}
+
 // hostAvailable is the memory a CPU run may still take (MemAvailable); a
 // variable for the tests.
 var hostAvailable = func() int64 { return meminfo("MemAvailable") }

@@ -45,6 +45,9 @@ func (j *TrainJob) loop(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		if err := j.recordShed(); err != nil {
+			return err
+		}
 		if cerr := j.checkpoint(); cerr != nil {
 			return cerr
 		}
