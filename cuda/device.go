@@ -10,6 +10,9 @@ import "C"
 
 import (
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"unsafe"
 )
@@ -78,7 +81,37 @@ func open(dev int) (*Device, error) {
 	if d.Major < 8 {
 		return nil, fmt.Errorf("cuda: %s is compute capability %d.%d; the kernels are built for 8.0 and later (Ampere, Ada, Hopper)", d.Name, d.Major, d.Minor)
 	}
+	if s := os.Getenv("DISTILL_CUDA_MEMORY"); s != "" {
+		limit, err := parseMemory(s)
+		if err != nil {
+			return nil, fmt.Errorf("cuda: DISTILL_CUDA_MEMORY=%s: %w", s, err)
+		}
+		d.Pool.SetLimit(limit)
+	}
 	return d, nil
+}
+
+// parseMemory reads DISTILL_CUDA_MEMORY, the most device memory distill
+// may take (weights, caches, activations; not the CUDA context): a whole
+// number of bytes, or of KiB, MiB or GiB (1024s) or KB, MB or GB (1000s)
+// — "6GiB", "6000MB".
+func parseMemory(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	mul := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mul    int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}} {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mul = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mul
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("want a positive whole number of bytes, KiB, MiB, GiB, KB, MB or GB, such as 6GiB")
+	}
+	return n * mul, nil
 }
 
 // MemInfo is the device's free and total memory as the driver sees it.
