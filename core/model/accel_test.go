@@ -154,17 +154,7 @@ func (a *mirrorAccel) ForwardBranches(branches [][]int, x []float32, c *Cache) (
 // run all on the host, and the accelerator ran the plain and batched
 // passes; one that reports a full device is run on the host instead.
 func TestAcceleratedForwardMirrorsTheCache(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "m")
-	s := Shapes["demo"]
-	s.Vocab, s.MaxPositions, s.Layers = 512, 64, 4 // --cpu-offload's splits below: 1+3, 3+1
-	if err := WriteRandom(dir, s, tensor.F32, 13); err != nil {
-		t.Fatal(err)
-	}
-	m, err := Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := fourLayers(t, tensor.F32, 13) // --cpu-offload's splits below: 1+3, 3+1
 	RegisterAccelerated("mirror-stand-in", func(m *Model) (Accelerated, error) {
 		return &mirrorAccel{m: m, from: m.CPULayers, mirrors: map[*Cache]*Cache{}}, nil
 	})
@@ -280,17 +270,7 @@ func TestAcceleratedForwardMirrorsTheCache(t *testing.T) {
 // backend runs them op by op), and one that leaves it unresolved attaches
 // nothing.
 func TestAccelerateResolvesAutoCPULayers(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "m")
-	s := Shapes["demo"]
-	s.Vocab, s.MaxPositions, s.Layers = 512, 64, 4
-	if err := WriteRandom(dir, s, tensor.F32, 13); err != nil {
-		t.Fatal(err)
-	}
-	m, err := Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := fourLayers(t, tensor.F32, 13)
 	var pick int
 	var fail error
 	RegisterAccelerated("auto-stand-in", func(m *Model) (Accelerated, error) {
@@ -333,17 +313,7 @@ func TestAccelerateResolvesAutoCPULayers(t *testing.T) {
 // OffloadFor picks the fewest that fit: within a plan's total exactly, its
 // layer; a byte short, one more; not even the last layer's, none fit.
 func TestOffloadForPicksTheFewestHostLayers(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "m")
-	s := Shapes["demo"]
-	s.Vocab, s.MaxPositions, s.Layers = 512, 64, 4
-	if err := WriteRandom(dir, s, tensor.BF16, 3); err != nil {
-		t.Fatal(err)
-	}
-	m, err := Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := fourLayers(t, tensor.BF16, 3)
 	for from := 1; from < len(m.Layers); from++ {
 		if a, b := m.DecoderPlan(from-1), m.DecoderPlan(from); b.Total() >= a.Total() || b.Weights >= a.Weights || b.Cache >= a.Cache {
 			t.Errorf("holding layers %d.. plans %+v, %d.. %+v", from-1, a, from, b)
@@ -359,4 +329,22 @@ func TestOffloadForPicksTheFewestHostLayers(t *testing.T) {
 			t.Errorf("%d bytes: %d layers on the host (%v), want %d (%v)", c.room, from, ok, c.from, c.ok)
 		}
 	}
+}
+
+// fourLayers is a random demo-shaped model of four layers (--cpu-offload's
+// splits), closed at the test's end.
+func fourLayers(t *testing.T, dt tensor.DType, seed uint64) *Model {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "m")
+	s := Shapes["demo"]
+	s.Vocab, s.MaxPositions, s.Layers = 512, 64, 4
+	if err := WriteRandom(dir, s, dt, seed); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
 }

@@ -83,16 +83,7 @@ func (s *shedAccel) Step(b *Batch, denom int, drop DropoutMask) (float64, error)
 // on, and says so: its parameters are the host's, which never ran out; a
 // device too full even to recompute fails the run, naming why.
 func TestTrainShedsActivationsWhenTheDeviceFills(t *testing.T) {
-	cfg := Config{Steps: 3, Accum: 2, MaxGradNorm: 1, Schedule: Schedule{Kind: "constant", Peak: 5e-3, Total: 10}}
-	host, bf, _ := fixtureNet(t, "llama3-f32", "adapter")
-	dev, _, _ := fixtureNet(t, "llama3-f32", "adapter")
-	for _, n := range []*Net{host, dev} {
-		n.Checkpoint = false
-	}
-	if ok, err := dev.Accelerate("cpu-shed-stand-in"); !ok {
-		t.Fatal(err)
-	}
-	data := &cycle{batches: []*Batch{bf.batch(), bf.packedBatch()}}
+	cfg, host, dev, data := shedRuns(t, "cpu-shed-stand-in")
 	var notes []string
 	ev := make(chan Event, 8)
 	if err := Train(context.Background(), host, NewAdamW(len(host.Params), 0), cfg, data, nil); err != nil {
@@ -130,16 +121,7 @@ func TestTrainShedsActivationsWhenTheDeviceFills(t *testing.T) {
 // device's gradients holding the first's and more, is taken again from
 // zero — its parameters and moments the host's, which never ran out.
 func TestTrainShedsWithTheOptimizerOnTheDevice(t *testing.T) {
-	cfg := Config{Steps: 3, Accum: 2, MaxGradNorm: 1, Schedule: Schedule{Kind: "constant", Peak: 5e-3, Total: 10}}
-	host, bf, _ := fixtureNet(t, "llama3-f32", "adapter")
-	dev, _, _ := fixtureNet(t, "llama3-f32", "adapter")
-	for _, n := range []*Net{host, dev} {
-		n.Checkpoint = false
-	}
-	if ok, err := dev.Accelerate("cpu-opt-shed-stand-in"); !ok {
-		t.Fatal(err)
-	}
-	data := &cycle{batches: []*Batch{bf.batch(), bf.packedBatch()}}
+	cfg, host, dev, data := shedRuns(t, "cpu-opt-shed-stand-in")
 	optH, optD := NewAdamW(len(host.Params), 0), NewAdamW(len(dev.Params), 0)
 	if err := Train(context.Background(), host, optH, cfg, data, nil); err != nil {
 		t.Fatal(err)
@@ -171,4 +153,20 @@ func TestTrainShedsWithTheOptimizerOnTheDevice(t *testing.T) {
 			t.Errorf("%s: up to %.2e relative from the host's", p.name, worst)
 		}
 	}
+}
+
+// shedRuns is a three-step run's config, a host Net and one on the stand-in
+// device accel, both keeping their activations, and the data.
+func shedRuns(t *testing.T, accel string) (Config, *Net, *Net, *cycle) {
+	t.Helper()
+	cfg := Config{Steps: 3, Accum: 2, MaxGradNorm: 1, Schedule: Schedule{Kind: "constant", Peak: 5e-3, Total: 10}}
+	host, bf, _ := fixtureNet(t, "llama3-f32", "adapter")
+	dev, _, _ := fixtureNet(t, "llama3-f32", "adapter")
+	for _, n := range []*Net{host, dev} {
+		n.Checkpoint = false
+	}
+	if ok, err := dev.Accelerate(accel); !ok {
+		t.Fatal(err)
+	}
+	return cfg, host, dev, &cycle{batches: []*Batch{bf.batch(), bf.packedBatch()}}
 }
