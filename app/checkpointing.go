@@ -2,8 +2,10 @@ package app
 
 import (
 	"fmt"
+	"path/filepath"
 	"strconv"
 
+	"distill/core/train"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -68,4 +70,65 @@ func (c Checkpointing) MarshalYAML() (any, error) {
 		return c == CheckpointOn, nil
 	}
 	return string(CheckpointAuto), nil
+}
+
+// recordActivations writes how the run holds its activations, as
+// resolved, into its config and config.yaml.
+func (j *TrainJob) recordActivations() error {
+	c := &j.Cfg
+	c.GradCheckpointing = map[bool]Checkpointing{true: CheckpointOn, false: CheckpointOff}[j.net.Checkpoint]
+	c.KeepAttention = j.net.Checkpoint && j.net.KeepAttention
+	return writeRunConfig(filepath.Join(j.Dir, "config.yaml"), c)
+}
+
+// recordShed records a run that now holds fewer activations than its
+// config.yaml says — the device filled up mid-run and Train took to
+// recomputing them — so that a resume starts as it goes on.
+func (j *TrainJob) recordShed() error {
+	c := &j.Cfg
+	if j.net.Checkpoint == c.GradCheckpointing.Recomputes() && j.net.KeepAttention == c.KeepAttention || c.GradCheckpointing.Auto() {
+		return nil
+	}
+	return j.recordActivations()
+}
+
+// hostAvailable is the memory a CPU run may still take (MemAvailable); a
+// variable for the tests.
+var hostAvailable = func() int64 { return meminfo("MemAvailable") }
+
+// fitHostCheckpointing resolves grad_checkpointing: auto on the CPU: keep
+// every layer's activations (no forward recomputed: about a quarter of a
+// step) where what that adds to recomputing them is at most half the
+// memory the machine has available, else recompute; it says which and
+// records it like pickActivations.
+func (j *TrainJob) fitHostCheckpointing() error {
+	c := &j.Cfg
+	if !c.GradCheckpointing.Auto() {
+		return nil
+	}
+	avail := hostAvailable()
+	keep, extra := keepsOnHost(j.net, c.SeqLen, avail)
+	gb := func(b int64) float64 { return float64(b) / 1e9 }
+	if keep {
+		j.logf("grad_checkpointing auto: keeping every layer's activations (%.2f GB more than recomputing them; %.2f GB available; grad_checkpointing: false)", gb(extra), gb(avail))
+	} else {
+		j.logf("grad_checkpointing auto: recomputing every layer's activations in the backward (keeping them would take %.2f GB more; %.2f GB available)", gb(extra), gb(avail))
+	}
+	return j.recordActivations()
+}
+
+// keepsOnHost is grad_checkpointing auto's choice on the CPU for net at seq
+// tokens a micro-batch, with avail bytes available: keep every layer's
+// activations when the extra bytes that takes over recomputing them are at
+// most half of avail. It leaves net.Checkpoint set to the choice.
+func keepsOnHost(net *train.Net, seq int, avail int64) (keep bool, extra int64) {
+	held := func(checkpoint bool) int64 {
+		net.Checkpoint = checkpoint
+		p := net.PlanMemory(seq, 0)
+		return p.Activations + p.Workspace
+	}
+	extra = held(false) - held(true)
+	keep = avail > 0 && extra <= avail/2
+	net.Checkpoint = !keep
+	return keep, extra
 }
