@@ -154,6 +154,7 @@ type Net struct {
 	sg       *stepGraph
 	lastStep stepKey
 	sgBroken bool
+	sgFull   *stepKey // the configuration whose arena found the device full: eager while it lasts
 	sgStats  stepGraphStats
 	notes    notes // for the run's log (train.Noter)
 	// skip leaves phases out of a step, for benchmarks that time a step

@@ -305,3 +305,43 @@ func TestStepGraphFailureIsTold(t *testing.T) {
 	gotL, gotG := run("1")
 	matchEager(t, gotL, wantL, gotG, wantG, 0)
 }
+
+// TestStepGraphNoRoomWaitsForAnotherWay: a recorded step the device has no
+// room for (its workspace out of memory) leaves the net stepping eagerly
+// while the run holds its activations that way — told once — and records
+// again once they are held another way (after a shed, say), replaying.
+func TestStepGraphNoRoomWaitsForAnotherWay(t *testing.T) {
+	d := device(t)
+	t.Setenv("DISTILL_CUDA_STEP_GRAPHS", "1")
+	s := setups[0]
+	dir := t.TempDir()
+	ok(t, model.WriteRandom(dir, s.shape, tensor.BF16, 9))
+	V := s.shape.Vocab
+	restore := devnet.FailStepRecordings(fmt.Errorf("arena: %w", cuda.ErrOutOfMemory))
+	defer restore()
+	m, a := build(t, dir, s)
+	net, err := devnet.New(d, m, a)
+	ok(t, err)
+	defer net.Close()
+	net.SetCheckpoint(false) // keeping every layer's activations
+	var notes []string
+	steps := func(n int) {
+		for i := range n {
+			_, err := net.Step(batch(rng(uint64(i)), V, 59), 40, nil)
+			ok(t, err)
+			notes = append(notes, net.TakeNotes()...)
+		}
+	}
+	steps(6)
+	restore() // room again, the same way of holding them: still eager
+	steps(3)
+	if len(notes) != 1 || !strings.Contains(notes[0], "no room") {
+		t.Fatalf("notes %q, want one saying there is no room", notes)
+	}
+	before, _, _, _ := devnet.StepGraphs()
+	net.SetCheckpoint(true) // recomputing them: another configuration
+	steps(6)
+	if replays, _, _, _ := devnet.StepGraphs(); replays == before {
+		t.Errorf("recomputing after the device had no room: no step replayed (%v)", net.Summary())
+	}
+}
