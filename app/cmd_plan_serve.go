@@ -69,6 +69,7 @@ func runPlanServe(env *Env, args []string) error {
 	fmt.Fprintf(env.Stdout, "  %-44s %12s\n", "LM head and embedding", mb(all.Head))
 	fmt.Fprintf(env.Stdout, "  %-44s %12s\n", fmt.Sprintf("KV cache, %d positions", m.DecoderPlanContext()), mb(all.Cache))
 	fmt.Fprintf(env.Stdout, "  %-44s %12s\n", fmt.Sprintf("a %d-token prompt's pass", model.DecoderPlanPrompt), mb(all.Pass))
+	fmt.Fprintf(env.Stdout, "  %-44s %12s\n", fmt.Sprintf("a rank-%d LoRA adapter on every projection", model.DecoderPlanRank), mb(all.Adapter))
 	fmt.Fprintf(env.Stdout, "  %-44s %12s\n", "CUDA context", mb(train.DeviceRuntime))
 	fmt.Fprintf(env.Stdout, "  %-44s %12s\n", "total", mb(all.Total()+train.DeviceRuntime))
 	fmt.Fprintf(env.Stdout, "each layer left to the CPU (--cpu-offload N) saves about %s\n", mb(perLayer))

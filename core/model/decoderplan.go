@@ -22,10 +22,14 @@ type DecoderPlan struct {
 	Head    int64 `json:"head"`       // the LM head in bf16 and the final norm; the embedding too when it holds every layer
 	Cache   int64 `json:"kv_cache"`   // keys and values (f32) of DecoderPlanContext positions over its layers
 	Pass    int64 `json:"pass"`       // a DecoderPlanPrompt-token prompt's activations, a dequantised projection, 64 rows of logits
+	Adapter int64 `json:"adapter"`    // one LoRA adapter's upload: rank DecoderPlanRank on every projection of its layers, f32
 }
 
+// DecoderPlanRank is the adapter rank a DecoderPlan reserves for.
+const DecoderPlanRank = 16
+
 // Total is every part.
-func (p DecoderPlan) Total() int64 { return p.Weights + p.Head + p.Cache + p.Pass }
+func (p DecoderPlan) Total() int64 { return p.Weights + p.Head + p.Cache + p.Pass + p.Adapter }
 
 // DecoderPlan is the device memory a decoder holding layers from.. of m
 // takes, its projections as m holds them now (quantise first).
@@ -39,6 +43,7 @@ func (m *Model) DecoderPlan(from int) DecoderPlan {
 		L := &m.Layers[l]
 		for _, w := range L.Projections() {
 			n := int64(w.Rows()) * int64(w.Cols())
+			p.Adapter += 4 * DecoderPlanRank * int64(w.Rows()+w.Cols())
 			if q, ok := w.(tensor.NF4Matrix); ok {
 				if _, ok := q.NF4(); ok {
 					p.Weights += w.Bytes()

@@ -498,19 +498,31 @@ func (dc *Decoder) net() (*Net, error) {
 		return v, nil
 	}
 	if len(dc.viewLRU) >= maxViews {
-		old := dc.viewLRU[0]
-		dc.forgetNet(dc.views[old])
-		dc.views[old].Close()
-		delete(dc.views, old)
-		dc.viewLRU = dc.viewLRU[1:]
+		dc.dropView()
 	}
 	v, err := dc.base.view(a)
+	for errors.Is(err, cuda.ErrOutOfMemory) && len(dc.viewLRU) > 0 { // the others' uploads go first (loaded again on use)
+		dc.dropView()
+		if err = dc.base.D.Pool.Trim(); err == nil {
+			v, err = dc.base.view(a)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
 	dc.views[a] = v
 	dc.viewLRU = append(dc.viewLRU, a)
 	return v, nil
+}
+
+// dropView frees the least recently used adapter's upload and its token
+// workspace and graphs.
+func (dc *Decoder) dropView() {
+	old := dc.viewLRU[0]
+	dc.forgetNet(dc.views[old])
+	dc.views[old].Close()
+	delete(dc.views, old)
+	dc.viewLRU = dc.viewLRU[1:]
 }
 
 // mirror is c's device mirror, made (with c.DevLen 0) when c has none,

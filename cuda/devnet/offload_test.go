@@ -6,6 +6,7 @@ import (
 	"errors"
 	"testing"
 
+	"distill/core/lora"
 	"distill/core/model"
 	"distill/core/quant"
 	"distill/core/tensor"
@@ -88,5 +89,60 @@ func TestDecoderAutoOffload(t *testing.T) {
 	q8.CPULayers = model.AutoCPULayers
 	if attached, err := q8.Accelerate("cuda"); attached || q8.CPULayers != 0 || err == nil {
 		t.Errorf("q8 weights: attached %v, %d layers on the CPU, %v", attached, q8.CPULayers, err)
+	}
+}
+
+// TestDecoderEvictsAdaptersWhenFull: on a device with room for one
+// adapter's upload beside the base, not two (the pool limited), decoding
+// under another adapter drops the last one's upload to make room and runs
+// on the device, under each in turn — the host's hidden states, every pass
+// on the device (a host pass leaves the mirror behind the cache).
+func TestDecoderEvictsAdaptersWhenFull(t *testing.T) {
+	d := device(t)
+	s := setups[0]
+	s.rank = 64 // an upload large beside a token's pass
+	dir := t.TempDir()
+	ok(t, model.WriteRandom(dir, s.shape, tensor.BF16, 29))
+	m, a1 := build(t, dir, s)
+	a2, err := lora.NewFor(m, a1.Config)
+	ok(t, err)
+	for i := range a2.Params {
+		a2.Params[i] = -a1.Params[i]
+	}
+	tok := tokens(rng(5), s.shape.Vocab)
+	prompt, steps := tok(4), [][]int{tok(1), tok(1), tok(1)}
+	script := func(c *model.Cache) (out [][]float32) {
+		for i, ad := range []*lora.Adapter{a1, a2, a1} {
+			m.Delta = ad
+			h, err := m.Forward(tensor.CPU{}, steps[i], c, nil)
+			ok(t, err)
+			out = append(out, h)
+			if m.Attached() && c.DevLen != c.Len {
+				t.Errorf("pass %d: the device holds %d rows of %d: it ran on the host", i, c.DevLen, c.Len)
+			}
+		}
+		return out
+	}
+	start := func() *model.Cache {
+		c := m.NewCache(16)
+		m.Delta = a1
+		_, err := m.Forward(tensor.CPU{}, prompt, c, nil)
+		ok(t, err)
+		return c
+	}
+	want := script(start())
+	if attached, err := m.Accelerate("cuda"); !attached {
+		t.Fatal(err)
+	}
+	defer m.Detach()
+	c := start() // a1's upload, the mirror
+	ok(t, d.Pool.Trim())
+	d.Pool.SetLimit(d.Pool.Stats().InUse + int64(len(a1.Params))*4/2)
+	defer d.Pool.SetLimit(0)
+	got := script(c)
+	for i := range want {
+		if rel := relL2(got[i], want[i]); rel > 2e-2 || rel != rel {
+			t.Errorf("pass %d: %.2e relative to the host's", i, rel)
+		}
 	}
 }
