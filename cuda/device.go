@@ -10,6 +10,7 @@ import "C"
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -108,8 +109,8 @@ func parseMemory(s string) (int64, error) {
 		}
 	}
 	n, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("want a positive whole number of bytes, KiB, MiB, GiB, KB, MB or GB, such as 6GiB")
+	if err != nil || n <= 0 || n > math.MaxInt64/mul {
+		return 0, fmt.Errorf("want a positive whole number of bytes, KiB, MiB, GiB, KB, MB or GB, such as 6GiB (the CUDA context aside)")
 	}
 	return n * mul, nil
 }

@@ -12,7 +12,7 @@ func TestParseMemory(t *testing.T) {
 			t.Errorf("%q: %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "six GB", "-1GB", "1.5GB", "6TB", "0"} {
+	for _, in := range []string{"", "six GB", "-1GB", "1.5GB", "6TB", "0", "99999999999GiB"} {
 		if got, err := parseMemory(in); err == nil {
 			t.Errorf("%q: read as %d", in, got)
 		}

@@ -45,9 +45,11 @@ type Pool struct {
 	limit int64 // SetLimit's cap on the bytes in use; 0: none
 }
 
-// SetLimit caps the bytes the pool hands out at once (0: no cap): a Get
-// past it fails with ErrOutOfMemory, as a full device would — a device of
-// that size, for the tests, whatever the card's.
+// SetLimit caps the bytes the pool holds on the device, handed out or
+// cached (0: no cap): a Get that would pass it frees the cache first, and
+// fails with ErrOutOfMemory, as a full device would, where what is handed
+// out leaves no room — a device of that size (DISTILL_CUDA_MEMORY; the
+// tests' full devices), whatever the card's.
 func (p *Pool) SetLimit(bytes int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -101,6 +103,13 @@ func (p *Pool) Get(bytes int) (unsafe.Pointer, error) {
 		p.stats.Cached -= int64(c)
 		p.stats.Reuses++
 	} else {
+		if p.limit > 0 && p.stats.InUse+p.stats.Cached+int64(c) > p.limit {
+			// Under a limit the cache counts too: what the card holds
+			// stays within it (a shared card's other users need the rest).
+			if err := p.trimLocked(); err != nil {
+				return nil, fmt.Errorf("device alloc of %d bytes: freeing the cache for the pool's limit: %w", bytes, err)
+			}
+		}
 		var err error
 		ptr, err = p.dev.Malloc(c)
 		if errors.Is(err, ErrOutOfMemory) && p.stats.Cached > 0 {

@@ -135,8 +135,8 @@ func TestPoolLimit(t *testing.T) {
 	if got := p.Room(0); got != 2<<20 {
 		t.Errorf("room with nothing free but the cache: %d, want 2 MiB", got)
 	}
-	if _, err := p.Get(3 << 20); err != nil {
-		t.Errorf("at the limit: %v", err)
+	if _, err := p.Get(3 << 20); err != nil || dev.used > 3<<20 {
+		t.Errorf("at the limit: %v; the device holds %d (the cache freed for it?)", err, dev.used)
 	}
 	p.SetLimit(0)
 	if _, err := p.Get(4 << 20); err != nil {

@@ -7,22 +7,22 @@ import "distill/core/tensor"
 // layers from some first one on, and what it must find room for besides.
 
 // Reserved beside the weights: one sequence's KV cache of this many
-// positions (or the model's context, if shorter), and one pass of a prompt
-// of this many tokens.
+// positions (or the model's context, if shorter), one pass of a prompt of
+// this many tokens, and one adapter (DecoderPlanRank).
 const (
 	DecoderPlanContext = 4096
 	DecoderPlanPrompt  = 512
 )
 
 // DecoderPlan is the device memory of a decoder holding layers From.. in
-// bytes: weights, the LM head, a KV cache, a prompt's pass.
+// bytes: weights, the LM head, a KV cache, a prompt's pass, an adapter.
 type DecoderPlan struct {
 	From    int   `json:"cpu_layers"` // the layers before it run on the host (--cpu-offload)
 	Weights int64 `json:"weights"`    // its layers' projections (NF4 as stored, dense as bf16), norms and biases (f32)
 	Head    int64 `json:"head"`       // the LM head in bf16 and the final norm; the embedding too when it holds every layer
 	Cache   int64 `json:"kv_cache"`   // keys and values (f32) of DecoderPlanContext positions over its layers
 	Pass    int64 `json:"pass"`       // a DecoderPlanPrompt-token prompt's activations, a dequantised projection, 64 rows of logits
-	Adapter int64 `json:"adapter"`    // one LoRA adapter's upload: rank DecoderPlanRank on every projection of its layers, f32
+	Adapter int64 `json:"adapter"`    // one LoRA adapter's upload: rank DecoderPlanRank on every projection, f32 (every layer's: a view uploads them all)
 }
 
 // DecoderPlanRank is the adapter rank a DecoderPlan reserves for.
@@ -43,7 +43,6 @@ func (m *Model) DecoderPlan(from int) DecoderPlan {
 		L := &m.Layers[l]
 		for _, w := range L.Projections() {
 			n := int64(w.Rows()) * int64(w.Cols())
-			p.Adapter += 4 * DecoderPlanRank * int64(w.Rows()+w.Cols())
 			if q, ok := w.(tensor.NF4Matrix); ok {
 				if _, ok := q.NF4(); ok {
 					p.Weights += w.Bytes()
@@ -55,6 +54,11 @@ func (m *Model) DecoderPlan(from int) DecoderPlan {
 		}
 		for _, v := range [][]float32{L.AttnNorm, L.MLPNorm, L.QNorm, L.KNorm, L.QBias, L.KBias, L.VBias, L.OBias} {
 			p.Weights += 4 * int64(len(v))
+		}
+	}
+	for l := range m.Layers {
+		for _, w := range m.Layers[l].Projections() {
+			p.Adapter += 4 * DecoderPlanRank * int64(w.Rows()+w.Cols())
 		}
 	}
 	p.Head = 4 * D // the final norm

@@ -503,9 +503,11 @@ func (dc *Decoder) net() (*Net, error) {
 	v, err := dc.base.view(a)
 	for errors.Is(err, cuda.ErrOutOfMemory) && len(dc.viewLRU) > 0 { // the others' uploads go first (loaded again on use)
 		dc.dropView()
-		if err = dc.base.D.Pool.Trim(); err == nil {
-			v, err = dc.base.view(a)
+		if terr := dc.base.D.Pool.Trim(); terr != nil {
+			err = errors.Join(err, terr) // still out of memory: the pass runs on the host
+			break
 		}
+		v, err = dc.base.view(a)
 	}
 	if err != nil {
 		return nil, err

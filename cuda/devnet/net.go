@@ -154,9 +154,13 @@ type Net struct {
 	sg       *stepGraph
 	lastStep stepKey
 	sgBroken bool
-	sgFull   *stepKey // the configuration whose arena found the device full: eager while it lasts
-	sgStats  stepGraphStats
-	notes    notes // for the run's log (train.Noter)
+	// The configuration and batch bucket whose recorded step found the
+	// device full (its arena, a recording, a KD teacher's pass beside it):
+	// that configuration steps eagerly from that bucket up while it lasts.
+	sgFull    *stepKey
+	sgFullCap int
+	sgStats   stepGraphStats
+	notes     notes // for the run's log (train.Noter)
 	// skip leaves phases out of a step, for benchmarks that time a step
 	// without each (its results are then wrong); set by the tests only.
 	skip   map[string]bool

@@ -34,6 +34,7 @@ type stepGraphStats struct {
 	steps      int   // micro-batches stepped with the gate open (Step, StepKD)
 	replays    int   // of them, replayed from recordings
 	untaken    int   // of them, eager because the recorded layout cannot take them (stepKeyOf)
+	full       int   // of them, eager because the device had no room for their workspace (Net.sgFull)
 	recordings int   // graphs recorded
 	arena      int64 // the largest arena, bytes
 	failed     error // why the net went back to eager steps
@@ -54,6 +55,9 @@ func (nt *Net) Summary() []string {
 		s.replays, s.steps, s.recordings, float64(s.arena)/1e6)
 	if s.untaken > 0 {
 		line += fmt.Sprintf("; %d eager because the recorded layout cannot take them (attention not by the flash kernels, a position past the bucket, dropout rates that differ between modules)", s.untaken)
+	}
+	if s.full > 0 {
+		line += fmt.Sprintf("; %d eager because the device had no room for the recorded step's workspace", s.full)
 	}
 	if s.failed != nil {
 		line += fmt.Sprintf("; off after a failure: %v", s.failed)

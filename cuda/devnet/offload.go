@@ -5,6 +5,7 @@ package devnet
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	"distill/core/model"
 	"distill/cuda"
@@ -42,6 +43,14 @@ func autoDecoder(d *cuda.Device, m *model.Model) (*Decoder, error) {
 	return nil, full(err)
 }
 
+// limitNote says that the free memory is DISTILL_CUDA_MEMORY's, when set.
+func limitNote() string {
+	if v := os.Getenv("DISTILL_CUDA_MEMORY"); v != "" {
+		return fmt.Sprintf(" within DISTILL_CUDA_MEMORY=%s", v)
+	}
+	return ""
+}
+
 // offloadFrom is --cpu-offload auto's choice for m on d (Ollama's way, by
 // the bytes each layer uploads): the fewest first layers the host runs so
 // that the decoder's plan over the rest fits the device's free memory
@@ -56,8 +65,8 @@ func offloadFrom(d *cuda.Device, m *model.Model) (int, error) {
 	from, ok := m.OffloadFor(free - free/offloadSlack)
 	if !ok {
 		last := m.DecoderPlan(len(m.Layers) - 1)
-		return 0, fmt.Errorf("%w: --cpu-offload auto: the device has %.2f GB free; even the last layer, the LM head and a %d-position cache need %.2f GB",
-			model.ErrAcceleratorFull, float64(free)/1e9, m.DecoderPlanContext(), float64(last.Total())/1e9)
+		return 0, fmt.Errorf("%w: --cpu-offload auto: the device has %.2f GB free%s; even the last layer, the LM head, a %d-position cache, a prompt's pass and an adapter need %.2f GB",
+			model.ErrAcceleratorFull, float64(free)/1e9, limitNote(), m.DecoderPlanContext(), float64(last.Total())/1e9)
 	}
 	return from, nil
 }

@@ -228,8 +228,8 @@ func (nt *Net) stepGraphed(b *train.Batch, denom int, drop train.DropoutMask, kd
 		key.teacher, key.divergence = teacher, kd.Divergence
 		key.tau, key.alpha, key.beta = float32(kd.Temperature), float32(kd.Alpha), float32(kd.Beta)
 	}
-	if nt.sgFull != nil && *nt.sgFull == key {
-		nt.sgStats.untaken++
+	if nt.sgFull != nil && *nt.sgFull == key && nb >= nt.sgFullCap {
+		nt.sgStats.full++
 		return 0, false, nil
 	}
 	if nt.sg == nil || nt.sg.key != key || nb > nt.sg.cap {
@@ -241,7 +241,7 @@ func (nt *Net) stepGraphed(b *train.Batch, denom int, drop train.DropoutMask, kd
 		nt.dropStepGraph() // another configuration, or a longer batch: the arena grows
 		sg, err := nt.newStepGraph(key, nb)
 		if err != nil {
-			nt.stepGraphFailed(key, err)
+			nt.stepGraphFailed(key, nb, err)
 			return 0, false, nil
 		}
 		nt.sg = sg
@@ -250,7 +250,7 @@ func (nt *Net) stepGraphed(b *train.Batch, denom int, drop train.DropoutMask, kd
 	bp, err := sg.bucket(nt, nb)
 	if err != nil {
 		nt.dropStepGraph()
-		nt.stepGraphFailed(key, err)
+		nt.stepGraphFailed(key, nb, err)
 		return 0, false, nil
 	}
 	// The RoPE tables the recordings read, still the net's (every path that
@@ -270,7 +270,7 @@ func (nt *Net) stepGraphed(b *train.Batch, denom int, drop train.DropoutMask, kd
 		hidden, err := teacher.Hidden(b)
 		if err != nil {
 			nt.dropStepGraph()
-			nt.stepGraphFailed(key, fmt.Errorf("kd teacher beside the kept step: %w", err))
+			nt.stepGraphFailed(key, nb, fmt.Errorf("kd teacher beside the kept step: %w", err))
 			return 0, false, nil
 		}
 		err = hidden.CopyTo(bp.kd.hidden) // on the stream before the replay: freeing it after is safe
@@ -292,7 +292,7 @@ func (nt *Net) stepGraphed(b *train.Batch, denom int, drop train.DropoutMask, kd
 		graphs, err := sg.recordings(bp, chunks)
 		if err != nil {
 			nt.dropStepGraph()
-			nt.stepGraphFailed(key, err)
+			nt.stepGraphFailed(key, nb, err)
 			return 0, false, nil
 		}
 		for _, g := range graphs {
@@ -315,13 +315,14 @@ func (nt *Net) stepGraphed(b *train.Batch, denom int, drop train.DropoutMask, kd
 }
 
 // stepGraphFailed leaves the net stepping eagerly for good, and tells the
-// run why — or, when the device had no room for key's arena, while the
-// run's configuration stays key (holding fewer activations, after a shed,
-// the arena may fit).
-func (nt *Net) stepGraphFailed(key stepKey, err error) {
+// run why — or, when the device had no room for a recorded step of key at
+// bucket nb, only for key's batches of that bucket or longer (the run
+// holding fewer activations, after a shed, is another key: it records
+// again).
+func (nt *Net) stepGraphFailed(key stepKey, nb int, err error) {
 	if errors.Is(err, cuda.ErrOutOfMemory) {
-		nt.sgFull = &key
-		nt.notes.add(fmt.Sprintf("CUDA step graphs: no room on the device for the recorded step's workspace; eager steps (same results) until the run holds its activations another way: %v", err))
+		nt.sgFull, nt.sgFullCap = &key, nb
+		nt.notes.add(fmt.Sprintf("CUDA step graphs: no room on the device for a recorded step of %d tokens; such steps run eagerly (same results) while the run holds its activations this way: %v", nb, err))
 		return
 	}
 	nt.sgBroken = true

@@ -333,12 +333,18 @@ func TestStepGraphNoRoomWaitsForAnotherWay(t *testing.T) {
 		}
 	}
 	steps(6)
+	before, _, _, _ := devnet.StepGraphs()
 	restore() // room again, the same way of holding them: still eager
 	steps(3)
 	if len(notes) != 1 || !strings.Contains(notes[0], "no room") {
 		t.Fatalf("notes %q, want one saying there is no room", notes)
 	}
-	before, _, _, _ := devnet.StepGraphs()
+	if replays, _, _, _ := devnet.StepGraphs(); replays != before {
+		t.Errorf("the same way of holding the activations after the device had no room: %d steps replayed", replays-before)
+	}
+	if sum := strings.Join(net.Summary(), ""); !strings.Contains(sum, "eager because the device had no room") {
+		t.Errorf("summary %q does not say why steps ran eagerly", sum)
+	}
 	net.SetCheckpoint(true) // recomputing them: another configuration
 	steps(6)
 	if replays, _, _, _ := devnet.StepGraphs(); replays == before {
