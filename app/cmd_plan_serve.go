@@ -46,15 +46,14 @@ func runPlanServe(env *Env, args []string) error {
 	}
 	out := map[string]any{"model": *dir, "quant": *q, "layers": L, "plan": all, "cuda_context": int64(train.DeviceRuntime), "total": all.Total() + train.DeviceRuntime,
 		"per_cpu_layer": perLayer, "context": model.DecoderPlanContext, "prompt": model.DecoderPlanPrompt}
-	var budget, room int64
+	var budget int64
 	from, fits := 0, true
 	if *memory != "" {
 		if budget, err = parseBytes(*memory); err != nil {
 			return fmt.Errorf("--memory: %w", err)
 		}
 		free := budget - train.DeviceRuntime
-		room = free - free/10 // as serve's --cpu-offload auto leaves a tenth
-		from, fits = m.OffloadFor(room)
+		from, fits = m.OffloadFor(model.OffloadRoom(free)) // as serve's --cpu-offload auto
 		out["memory"], out["cpu_layers"], out["fits"] = budget, from, fits
 		if fits {
 			out["on_gpu"] = m.DecoderPlan(from).Total() + train.DeviceRuntime

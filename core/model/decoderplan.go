@@ -85,6 +85,12 @@ func (m *Model) DecoderPlanContext() int {
 	return DecoderPlanContext
 }
 
+// OffloadRoom is what --cpu-offload auto lets the decoder's plan take of
+// free bytes of device memory: nine tenths, a tenth kept for what the plan
+// does not count — the pool's rounding of each buffer up to its size class
+// (≤ 1/8 of it), cuBLAS's workspaces, a second sequence's cache.
+func OffloadRoom(free int64) int64 { return free - free/10 }
+
 // OffloadFor is --cpu-offload auto's choice within room bytes of device
 // memory: the fewest first layers to run on the host for the decoder's
 // plan over the rest to fit; ok is false when even the last layer's does

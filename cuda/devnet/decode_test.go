@@ -207,11 +207,7 @@ func TestDecoderGraphsSurviveDrops(t *testing.T) {
 	dir := t.TempDir()
 	ok(t, model.WriteRandom(dir, s.shape, tensor.BF16, 43))
 	m, a1 := build(t, dir, s)
-	a2, err := lora.NewFor(m, a1.Config)
-	ok(t, err)
-	for i := range a2.Params {
-		a2.Params[i] = -a1.Params[i]
-	}
+	a2 := negated(t, m, a1)
 	script := func() (passes [][]float32) {
 		be := tensor.CPU{}
 		tok := tokens(rng(8), s.shape.Vocab)
@@ -263,4 +259,16 @@ func tokens(r *rand.Rand, vocab int) func(n int) []int {
 		}
 		return ids
 	}
+}
+
+// negated is a second adapter of m with a's shape and its parameters'
+// negatives: another upload, other results.
+func negated(t *testing.T, m *model.Model, a *lora.Adapter) *lora.Adapter {
+	t.Helper()
+	n, err := lora.NewFor(m, a.Config)
+	ok(t, err)
+	for i := range n.Params {
+		n.Params[i] = -a.Params[i]
+	}
+	return n
 }

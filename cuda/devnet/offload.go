@@ -11,12 +11,6 @@ import (
 	"distill/cuda"
 )
 
-// offloadSlack: --cpu-offload auto keeps a tenth of the device's free
-// memory beyond the decoder's plan (model.DecoderPlan) — the pool's
-// rounding of each buffer up to its size class (≤ 1/8 of it), cuBLAS's
-// workspaces, a second sequence's cache.
-const offloadSlack = 10
-
 // autoDecoder is the decoder for --cpu-offload auto: over the layers from
 // offloadFrom's choice on, one more left to the host each time the device
 // turns out too full to hold them (the plan is an estimate). On failure
@@ -62,7 +56,7 @@ func offloadFrom(d *cuda.Device, m *model.Model) (int, error) {
 		return 0, err
 	}
 	free = d.Pool.Room(free)
-	from, ok := m.OffloadFor(free - free/offloadSlack)
+	from, ok := m.OffloadFor(model.OffloadRoom(free))
 	if !ok {
 		last := m.DecoderPlan(len(m.Layers) - 1)
 		return 0, fmt.Errorf("%w: --cpu-offload auto: the device has %.2f GB free%s; even the last layer, the LM head, a %d-position cache, a prompt's pass and an adapter need %.2f GB",

@@ -104,11 +104,7 @@ func TestDecoderEvictsAdaptersWhenFull(t *testing.T) {
 	dir := t.TempDir()
 	ok(t, model.WriteRandom(dir, s.shape, tensor.BF16, 29))
 	m, a1 := build(t, dir, s)
-	a2, err := lora.NewFor(m, a1.Config)
-	ok(t, err)
-	for i := range a2.Params {
-		a2.Params[i] = -a1.Params[i]
-	}
+	a2 := negated(t, m, a1)
 	tok := tokens(rng(5), s.shape.Vocab)
 	prompt, steps := tok(4), [][]int{tok(1), tok(1), tok(1)}
 	script := func(c *model.Cache) (out [][]float32) {
