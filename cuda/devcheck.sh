@@ -18,7 +18,7 @@
 # STEP_TIME, STEP_TIMEOUT (the training step), STEP_ATTN=gemm|simple (the
 # step again with another attention), STEP_KEEP=0 (skip the step again with
 # every layer's activations kept), STEP_VARIANTS="v1 heavy prefetch notrim
-# noset noqkv unfused selective dropout graphs graphs-keep keepf32 dpo kd" (the step again with each path turned on
+# noset noqkv unfused selective dropout graphs graphs-keep keepf32 dpo kd dpo-graphs kd-graphs" (the step again with each path turned on
 # or off against the defaults: variant_env below), STEP_ALL=1 (the steps
 # again, recomputing, keeping all and keeping the attention side, with
 # every gated path open),
@@ -212,6 +212,8 @@ variant_env() {
     keepf32) echo DISTILL_CUDA_KEEP_COMPACT=0 DISTILL_BENCH_KEEP=1 ;;  # every layer's activations kept in full, f32 (against [keep], compact)
     dpo) echo DISTILL_BENCH_METHOD=dpo ;;             # a DPO step as a run takes it (reference log-probs, then the policy's step)
     kd) echo DISTILL_BENCH_METHOD=kd ;;               # a logit-KD step (a same-shape teacher's forward, then the student's)
+    dpo-graphs) echo DISTILL_BENCH_METHOD=dpo DISTILL_CUDA_STEP_GRAPHS=1 ;;  # the DPO step replayed (four recordings; its reference on the kept pass)
+    kd-graphs) echo DISTILL_BENCH_METHOD=kd DISTILL_CUDA_STEP_GRAPHS=1 ;;    # the KD step replayed (the teacher's pass eager)
     *) return 1 ;;
   esac
 }

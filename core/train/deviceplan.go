@@ -58,7 +58,7 @@ var DeviceKeepsCompact func() bool
 var DeviceStacksQKV func() bool
 
 // DeviceStepGraphs, set by a build with a device step (cuda/devnet), says
-// whether its SFT and KD steps replay CUDA graphs: a micro-batch then runs
+// whether its SFT, KD and DPO steps replay CUDA graphs: a micro-batch then runs
 // as a bucket of its length rounded up to StepGraphBucket tokens, every
 // bucket's pass carved from one arena held between steps, and cuBLAS gets
 // a workspace of its own (StepGraphBLASWorkspace).
@@ -105,8 +105,8 @@ func FlashAttention(hd int) bool {
 // each buffer up to its size class (at most 12.5% more).
 //
 // With step graphs (DeviceStepGraphs) the step's buffers are its bucket's,
-// up to StepGraphBucket − 1 tokens more, plus cuBLAS's workspace. DPO's
-// steps run eagerly but are planned the same way (a little over).
+// up to StepGraphBucket − 1 tokens more, plus cuBLAS's workspace; DPO's
+// reference pass runs on the same buffers.
 func (nt *Net) DevicePlan(n int, weightBytes int64, nf4 bool) Plan {
 	c := nt.M.Config
 	graphs, tokens := stepGraphs(), n

@@ -150,15 +150,7 @@ func benchStep(b *testing.B, name string, seq int, peak float64) {
 	// thousand launches; a step has thousands) filled and the host waited
 	// on the device. A hint; nsys tells them apart.
 	b.ReportMetric(issue.Seconds()*1e3/float64(b.N), "ms-issue")
-	// Steps replayed from a recording (DISTILL_CUDA_STEP_GRAPHS), and why
-	// recording failed if it did.
-	replays1, _, fails1, last := devnet.StepGraphs()
-	b.ReportMetric(float64(replays1-replays0)/float64(b.N), "replayed")
-	if fails1 != fails0 {
-		b.Errorf("step graphs: recording failed: %v", last)
-	} else if os.Getenv("DISTILL_CUDA_STEP_GRAPHS") == "1" && replays1 == replays0 {
-		b.Error("step graphs on, but no step replayed")
-	}
+	reportReplays(b, replays0, fails0)
 	b.ReportMetric(float64(seq)/sec, "tokens/s")
 	b.ReportMetric(flops/sec/1e9, "GFLOP/s")
 	b.ReportMetric(100*flops/sec/1e12/peak, "MFU%")
@@ -195,6 +187,19 @@ func benchStep(b *testing.B, name string, seq int, peak float64) {
 		b.ReportMetric(sec*1e3, "ms-step")
 	}
 	b.ReportMetric(float64(total-free1)/(1<<20), "MiB-device-used")
+}
+
+// reportReplays reports the steps replayed from a recording
+// (DISTILL_CUDA_STEP_GRAPHS) since the counts given, and why recording
+// failed if it did.
+func reportReplays(b *testing.B, replays0, fails0 int64) {
+	replays1, _, fails1, last := devnet.StepGraphs()
+	b.ReportMetric(float64(replays1-replays0)/float64(b.N), "replayed")
+	if fails1 != fails0 {
+		b.Errorf("step graphs: recording failed: %v", last)
+	} else if os.Getenv("DISTILL_CUDA_STEP_GRAPHS") == "1" && replays1 == replays0 {
+		b.Error("step graphs on, but no step replayed")
+	}
 }
 
 // benchRows: a DPO or logit-KD step as a run takes it (train.Net with the
@@ -246,15 +251,17 @@ func benchRows(b *testing.B, d *cuda.Device, name string, seq int, peak float64,
 		_, err = net.StepDPO(bt, ref, 1, dpo)
 		ok(b, err)
 	}
-	for range 2 { // warm-up: the pool fills, cuBLAS picks its kernels, KD's teacher goes up
+	for range 3 { // warm-up: the pool fills, cuBLAS picks its kernels, KD's teacher goes up; with step graphs the second lays out the arena, the third records
 		step()
 	}
+	replays0, _, fails0, _ := devnet.StepGraphs()
 	b.ResetTimer()
 	for range b.N {
 		step()
 	}
 	ok(b, d.Sync())
 	sec := b.Elapsed().Seconds() / float64(b.N)
+	reportReplays(b, replays0, fails0)
 	b.ReportMetric(float64(seq)/sec, "tokens/s")
 	b.ReportMetric(flops/sec/1e9, "GFLOP/s")
 	b.ReportMetric(100*flops/sec/1e12/peak, "MFU%")

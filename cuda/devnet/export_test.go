@@ -65,3 +65,7 @@ func FailStepRecordings(err error) (restore func()) {
 	recordFault = err
 	return func() { recordFault = nil }
 }
+
+// KeptReferences is how many of DPO's reference passes ran on a kept
+// step's pass in this process.
+func KeptReferences() int64 { return keptReferences.Load() }

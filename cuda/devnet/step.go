@@ -409,6 +409,9 @@ func (p *pass) lossAfter(start time.Time) float64 {
 // those gradients flow back to Grads. DPO is one such objective.
 func (nt *Net) StepRows(b *train.Batch, drop train.DropoutMask, grad func(logp []float64) ([]float64, error)) (err error) {
 	defer func() { err = full(err) }()
+	if done, err := nt.rowsGraphed(b, drop, grad); done {
+		return err
+	}
 	p, err := nt.newPass(b, drop, passTrain)
 	if err != nil {
 		return err
@@ -450,6 +453,11 @@ func (nt *Net) StepRows(b *train.Batch, drop train.DropoutMask, grad func(logp [
 // without it (adapterOff: the base alone, DPO's reference policy).
 func (nt *Net) LogProbs(b *train.Batch, adapterOff bool) (logp []float64, err error) {
 	defer func() { err = full(err) }()
+	if adapterOff { // DPO's reference: on a kept step's pass, if any
+		if logp, done, err := nt.referenceGraphed(b); done {
+			return logp, err
+		}
+	}
 	p, err := nt.newPass(b, nil, passScore)
 	if err != nil {
 		return nil, err

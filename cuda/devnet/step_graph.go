@@ -41,15 +41,15 @@ import (
 // buffers overlap, which is safe since the steps run one after another and
 // nothing a recording reads survives between steps (all of it is uploaded,
 // or written before it is read, the spare row included). The arena is kept
-// between steps; any other pass of this net (validation, DPO's steps,
-// decoding) frees it first (layout), so two of its workspaces are never
+// between steps; any other pass of this net (validation, decoding) frees
+// it first (layout), so two of its workspaces are never
 // held — but a KD step runs its teacher's pass (the teacher's own net)
 // beside it. The first step of a configuration runs eagerly, so a one-off
 // step never lays out an arena; a recording that fails leaves the net
 // stepping eagerly.
 //
-// SFT's steps (Step) and logit distillation's (StepKD) are recorded; DPO's
-// (StepRows) go to the host between forward and backward and stay eager.
+// SFT's steps (Step), logit distillation's (StepKD) and DPO's (StepRows,
+// step_graph_rows.go) are recorded.
 //
 // Gated (stepGraphsReady) until a GPU has run it.
 
@@ -118,11 +118,11 @@ type bucketPass struct {
 	idx, targets, loss, scale *cuda.Buffer // the head's rows, padded to whole chunks
 	kd                        *kdHead      // KD's: hidden holds the teacher's states, copied in before each replay, and a spare row
 	// A step is three recordings launched in turn — the forward, the loss
-	// head over a count of chunks, the backward — so lengths and counts of
+	// head over a count of chunks, the backward (DPO's four: the head's
+	// log-probs first, without gradients) — so lengths and counts of
 	// targeted rows add recordings rather than multiply them.
-	fwd, bwd *cuda.Graph
-	heads    map[int]*cuda.Graph
-	x        *cuda.Buffer // the last layer's output: the forward's, the backward's input
+	graphs map[recording]*cuda.Graph
+	x      *cuda.Buffer // the last layer's output: the forward's, the backward's input
 	// warm: a step with targeted rows ran on this pass uncaptured, every
 	// kernel and GEMM shape a recording launches then loaded and set up
 	// outside a capture (a module loaded lazily, or cuBLAS's first call for
@@ -139,14 +139,16 @@ func (sg *stepGraph) free() {
 	sg.arena.buf.Free()
 }
 
+// recording names one of a bucket's recordings: a phase, and for the
+// head's phases the count of chunks (0 for the others).
+type recording struct{ phase, chunks int }
+
 func (sg *stepGraph) dropGraphs() {
 	for _, bp := range sg.buckets {
-		for _, g := range bp.heads {
+		for _, g := range bp.graphs {
 			g.Free()
 		}
-		bp.fwd.Free()
-		bp.bwd.Free()
-		bp.fwd, bp.bwd, bp.heads = nil, nil, map[int]*cuda.Graph{}
+		bp.graphs = map[recording]*cuda.Graph{}
 	}
 	sg.held = 0
 }
@@ -201,67 +203,72 @@ func (nt *Net) stepKeyOf(b *train.Batch, drop train.DropoutMask) (stepKey, int, 
 	return k, nb, true
 }
 
-// stepGraphed runs Step by a recording when it can; done false leaves the
-// step to the eager pass (graphs off, a profiled or benchmark-skipping
+// graphStep is a step in the kept arena: its bucket's pass with the batch
+// uploaded, k targeted rows in chunks of the head.
+type graphStep struct {
+	nt        *Net
+	sg        *stepGraph
+	bp        *bucketPass
+	k, chunks int
+	replay    bool // by recordings; else eagerly, the bucket's warm-up
+	start     time.Time
+}
+
+// graphStep lays out (or finds) b's pass in the kept arena and uploads b,
+// each targeted row's gradient scale 1/denom; nil with a nil error leaves
+// the step to the eager pass (graphs off, a profiled or benchmark-skipping
 // net, the first step of its configuration, a batch the layout cannot
-// take, a failed recording).
-// With kd, the step is StepKD's: the teacher's pass runs eagerly (its own
-// net's), its hidden states copied into the kept pass before the replay.
-func (nt *Net) stepGraphed(b *train.Batch, denom int, drop train.DropoutMask, kd *train.KD) (loss float64, done bool, err error) {
+// take, a failed recording). With kd, the step is StepKD's: the teacher's
+// pass runs eagerly (its own net's), its hidden states copied into the
+// kept pass.
+func (nt *Net) graphStep(b *train.Batch, denom int, drop train.DropoutMask, kd *train.KD) (*graphStep, error) {
 	if !stepGraphsReady() || nt.Profile != nil || len(nt.skip) > 0 || nt.A == nil {
-		return 0, false, nil
+		return nil, nil
 	}
 	if nt.sgStats.steps++; nt.sgBroken {
-		return 0, false, nil
+		return nil, nil
 	}
 	start := time.Now()
 	key, nb, fits := nt.stepKeyOf(b, drop)
 	if !fits {
 		nt.sgStats.untaken++
-		return 0, false, nil
+		return nil, nil
 	}
 	var teacher *Net
 	if kd != nil {
+		var err error
 		if teacher, err = nt.teacher(kd); err != nil {
-			return 0, false, nil // the eager step says why
+			return nil, nil // the eager step says why
 		}
 		key.teacher, key.divergence = teacher, kd.Divergence
 		key.tau, key.alpha, key.beta = float32(kd.Temperature), float32(kd.Alpha), float32(kd.Beta)
 	}
 	if nt.sgFull != nil && *nt.sgFull == key && nb >= nt.sgFullCap {
 		nt.sgStats.full++
-		return 0, false, nil
+		return nil, nil
 	}
 	if nt.sg == nil || nt.sg.key != key || nb > nt.sg.cap {
 		seen := nt.lastStep == key
 		nt.lastStep = key
 		if !seen {
-			return 0, false, nil
+			return nil, nil
 		}
 		nt.dropStepGraph() // another configuration, or a longer batch: the arena grows
 		sg, err := nt.newStepGraph(key, nb)
 		if err != nil {
 			nt.stepGraphFailed(key, nb, err)
-			return 0, false, nil
+			return nil, nil
 		}
 		nt.sg = sg
 	}
 	sg := nt.sg
-	bp, err := sg.bucket(nt, nb)
-	if err != nil {
-		nt.dropStepGraph()
-		nt.stepGraphFailed(key, nb, err)
-		return 0, false, nil
-	}
-	// The RoPE tables the recordings read, still the net's (every path that
-	// replaces them drops the arena first; should one not, lay out again).
-	if cos, _, err := nt.rope(1); err != nil || cos != bp.p.cos {
-		nt.dropStepGraph()
-		return 0, false, nil
+	bp, ok := nt.bucketOf(nb)
+	if !ok {
+		return nil, nil
 	}
 	k, chunks, err := sg.upload(bp, b, denom, drop)
 	if err != nil {
-		return 0, true, err
+		return nil, err
 	}
 	if teacher != nil {
 		// The teacher's pass beside the kept arena: more than the plan,
@@ -271,42 +278,114 @@ func (nt *Net) stepGraphed(b *train.Batch, denom int, drop train.DropoutMask, kd
 		if err != nil {
 			nt.dropStepGraph()
 			nt.stepGraphFailed(key, nb, fmt.Errorf("kd teacher beside the kept step: %w", err))
-			return 0, false, nil
+			return nil, nil
 		}
 		err = hidden.CopyTo(bp.kd.hidden) // on the stream before the replay: freeing it after is safe
 		hidden.Free()
 		if err != nil {
-			return 0, true, fmt.Errorf("%w: %d tokens: kd teacher: %w", errStep, nb, err)
+			return nil, fmt.Errorf("%w: %d tokens: kd teacher: %w", errStep, nb, err)
 		}
 	}
-	if !bp.warm { // uncaptured the first time: a real step, and the warm-up
-		bp.warm = chunks > 0
-		bp.phase(chunks, phaseForward)
-		bp.phase(chunks, phaseHead)
-		bp.phase(chunks, phaseBackward)
-		if err := bp.p.failed(); err != nil {
-			nt.dropStepGraph() // its pass is spent
-			return 0, true, err
+	return &graphStep{nt: nt, sg: sg, bp: bp, k: k, chunks: chunks, replay: bp.warm, start: start}, nil
+}
+
+// bucketOf is the kept arena's pass for nb tokens, false (the arena
+// dropped) when it cannot be laid out or the RoPE tables its recordings
+// read are no longer the net's.
+func (nt *Net) bucketOf(nb int) (*bucketPass, bool) {
+	bp, err := nt.sg.bucket(nt, nb)
+	if err != nil {
+		key := nt.sg.key
+		nt.dropStepGraph()
+		nt.stepGraphFailed(key, nb, err)
+		return nil, false
+	}
+	// Every path that replaces the tables drops the arena first; should
+	// one not, lay out again.
+	if cos, _, err := nt.rope(1); err != nil || cos != bp.p.cos {
+		nt.dropStepGraph()
+		return nil, false
+	}
+	return bp, true
+}
+
+// recorded returns the step's recordings of phases, made where missing;
+// nil (the arena dropped, the run told) when one cannot be made.
+func (gs *graphStep) recorded(phases ...int) []*cuda.Graph {
+	graphs, err := gs.sg.recordings(gs.bp, gs.chunks, phases...)
+	if err != nil {
+		key, nb := gs.sg.key, gs.bp.p.n
+		gs.nt.dropStepGraph()
+		gs.nt.stepGraphFailed(key, nb, err)
+		return nil
+	}
+	return graphs
+}
+
+// run launches phases of the step: eagerly on a warm-up, else graphs (the
+// matching recordings).
+func (gs *graphStep) run(graphs []*cuda.Graph, phases ...int) error {
+	if !gs.replay {
+		for _, ph := range phases {
+			gs.bp.phase(gs.chunks, ph)
 		}
-	} else {
-		graphs, err := sg.recordings(bp, chunks)
-		if err != nil {
-			nt.dropStepGraph()
-			nt.stepGraphFailed(key, nb, err)
+		if err := gs.bp.p.failed(); err != nil {
+			gs.nt.dropStepGraph() // its pass is spent
+			return err
+		}
+		return nil
+	}
+	for _, g := range graphs {
+		if err := g.Launch(); err != nil {
+			return fmt.Errorf("%w: %d tokens: %w", errStep, gs.bp.p.n, err)
+		}
+	}
+	return nil
+}
+
+// done counts the step: replayed, or the bucket's warm-up (every kernel and
+// GEMM shape its recordings launch now loaded outside a capture, when a
+// targeted row ran the head).
+func (gs *graphStep) done() {
+	if gs.replay {
+		stepReplays.Add(1)
+		gs.nt.sgStats.replays++
+		return
+	}
+	gs.bp.warm = gs.chunks > 0
+}
+
+// losses downloads the step's k targeted rows' losses.
+func (gs *graphStep) losses() ([]float32, error) {
+	losses := make([]float32, gs.k)
+	if err := cuda.Read(gs.bp.loss, 0, losses); err != nil {
+		return nil, fmt.Errorf("%w: %d tokens: %w", errStep, gs.bp.p.n, err)
+	}
+	return losses, nil
+}
+
+// stepGraphed runs Step (StepKD with kd) by a recording when it can; done
+// false leaves the step to the eager pass.
+func (nt *Net) stepGraphed(b *train.Batch, denom int, drop train.DropoutMask, kd *train.KD) (loss float64, done bool, err error) {
+	gs, err := nt.graphStep(b, denom, drop, kd)
+	if gs == nil {
+		return 0, err != nil, err
+	}
+	phases := []int{phaseForward, phaseHead, phaseBackward}
+	var graphs []*cuda.Graph
+	if gs.replay {
+		if graphs = gs.recorded(phases...); graphs == nil {
 			return 0, false, nil
 		}
-		for _, g := range graphs {
-			if err := g.Launch(); err != nil {
-				return 0, true, fmt.Errorf("%w: %d tokens: %w", errStep, nb, err)
-			}
-		}
-		stepReplays.Add(1)
-		nt.sgStats.replays++
 	}
-	nt.LastIssue = time.Since(start)
-	losses := make([]float32, k)
-	if err := cuda.Read(bp.loss, 0, losses); err != nil {
-		return 0, true, fmt.Errorf("%w: %d tokens: %w", errStep, nb, err)
+	if err := gs.run(graphs, phases...); err != nil {
+		return 0, true, err
+	}
+	gs.done()
+	nt.LastIssue = time.Since(gs.start)
+	losses, err := gs.losses()
+	if err != nil {
+		return 0, true, err
 	}
 	for _, v := range losses {
 		loss += float64(v)
@@ -391,7 +470,7 @@ func (sg *stepGraph) layout(nt *Net, n int, ar *arena) (*bucketPass, error) {
 	if err != nil {
 		return nil, err
 	}
-	bp := &bucketPass{p: p, idx: p.idx, targets: p.targets, loss: p.loss, heads: map[int]*cuda.Graph{}}
+	bp := &bucketPass{p: p, idx: p.idx, targets: p.targets, loss: p.loss, graphs: map[recording]*cuda.Graph{}}
 	bp.scale = p.take(cuda.F32, p.idx.Len)
 	if t := key.teacher; t != nil {
 		c, tc := &nt.M.Config, &t.M.Config
@@ -455,16 +534,17 @@ func (sg *stepGraph) upload(bp *bucketPass, b *train.Batch, denom int, drop trai
 	return k, chunks, nil
 }
 
-// The three parts of a recorded step.
+// The parts of a recorded step.
 const (
 	phaseForward = iota
 	phaseHead
 	phaseBackward
+	phaseLogProbs // DPO's (StepRows): the head without gradients, before phaseHead
 )
 
 // phase launches one part of bp's step: the forward (the spare rows its
-// padding reads zeroed first), the loss head over chunks chunks of rows, or
-// the backward.
+// padding reads zeroed first), the loss head over chunks chunks of rows
+// (phaseLogProbs: their losses alone), or the backward.
 func (bp *bucketPass) phase(chunks, which int) {
 	p := bp.p
 	D := p.nt.M.Config.HiddenSize
@@ -479,7 +559,7 @@ func (bp *bucketPass) phase(chunks, which int) {
 			p.do(bp.kd.hidden.View(p.n*bp.kd.dt, bp.kd.dt).Zero())
 		}
 		bp.x = p.forward()
-	case phaseHead:
+	case phaseHead, phaseLogProbs:
 		rows := chunks * (p.hb.Len / D)
 		if chunks == 0 {
 			p.idx, p.targets = nil, nil // no targeted row: the head only zeroes dhf, as Step's
@@ -487,45 +567,46 @@ func (bp *bucketPass) phase(chunks, which int) {
 			p.idx, p.targets = bp.idx.View(0, rows), bp.targets.View(0, rows)
 		}
 		p.loss = bp.loss.View(0, max(rows, 1))
+		if which == phaseLogProbs {
+			p.head(headMode{})
+			return
+		}
 		p.head(headMode{grad: true, rowScale: bp.scale, kd: bp.kd})
 	case phaseBackward:
 		p.backward(bp.x)
 	}
 }
 
-// recordings are bp's forward, head over chunks chunks and backward,
-// recorded where missing.
-func (sg *stepGraph) recordings(bp *bucketPass, chunks int) ([]*cuda.Graph, error) {
+// recordings are bp's recordings of phases (the heads' over chunks
+// chunks), in order, made where missing.
+func (sg *stepGraph) recordings(bp *bucketPass, chunks int, phases ...int) ([]*cuda.Graph, error) {
+	keys := make([]recording, len(phases))
 	need := 0
-	for _, g := range []*cuda.Graph{bp.fwd, bp.heads[chunks], bp.bwd} {
-		if g == nil {
+	for i, ph := range phases {
+		keys[i] = recording{phase: ph}
+		if ph == phaseHead || ph == phaseLogProbs {
+			keys[i].chunks = chunks
+		}
+		if bp.graphs[keys[i]] == nil {
 			need++
 		}
 	}
 	if sg.held+need > maxStepGraphs {
 		sg.dropGraphs()
 	}
-	var err error
-	if bp.fwd == nil {
-		if bp.fwd, err = bp.record(chunks, phaseForward); err != nil {
-			return nil, err
+	graphs := make([]*cuda.Graph, len(phases))
+	for i, key := range keys {
+		if bp.graphs[key] == nil {
+			g, err := bp.record(chunks, key.phase)
+			if err != nil {
+				return nil, err
+			}
+			bp.graphs[key] = g
+			sg.held++
 		}
-		sg.held++
+		graphs[i] = bp.graphs[key]
 	}
-	if bp.heads[chunks] == nil {
-		if bp.heads[chunks], err = bp.record(chunks, phaseHead); err != nil {
-			delete(bp.heads, chunks)
-			return nil, err
-		}
-		sg.held++
-	}
-	if bp.bwd == nil {
-		if bp.bwd, err = bp.record(chunks, phaseBackward); err != nil {
-			return nil, err
-		}
-		sg.held++
-	}
-	return []*cuda.Graph{bp.fwd, bp.heads[chunks], bp.bwd}, nil
+	return graphs, nil
 }
 
 // record captures one part of bp's step.

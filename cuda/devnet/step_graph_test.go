@@ -351,3 +351,85 @@ func TestStepGraphNoRoomWaitsForAnotherWay(t *testing.T) {
 		t.Errorf("recomputing after the device had no room: no step replayed (%v)", net.Summary())
 	}
 }
+
+// TestDPOStepGraphsMatchEager is TestStepGraphsMatchEager for DPO's steps
+// (StepRows) and their reference (LogProbs with the adapter off), as a run
+// takes them: each batch's reference first, then its step, whose row
+// gradients come from the host between the recorded forward and backward
+// (here a function of the row's log-prob and its reference, so an error in
+// either shows in the gradients). References past the first arena run on
+// its pass, the adapter off for the call; the 90-token batch's finds it too
+// short and frees it. With one row of logits at a time the replayed steps
+// and the references are the eager ones bit for bit; at 16 the head's
+// padded last chunk changes its GEMMs' shapes (TestStepGraphsMatchEager).
+func TestDPOStepGraphsMatchEager(t *testing.T) {
+	d := device(t)
+	for _, s := range []setup{setups[0], setups[3]} { // grouped heads with biases; dropout
+		for _, hr := range []int{1, 16} {
+			for _, keep := range []bool{false, true} {
+				t.Run(fmt.Sprintf("%s/rows%d/keep%v", s.name, hr, keep), func(t *testing.T) {
+					dir := t.TempDir()
+					ok(t, model.WriteRandom(dir, s.shape, tensor.BF16, 41))
+					V := s.shape.Vocab
+					batches := []*train.Batch{batch(rng(5), V, 30, 29), batch(rng(6), V, 31, 28), batch(rng(7), V, 20, 20),
+						batch(rng(8), V, 45, 45), batch(rng(9), V, 30, 29), batch(rng(10), V, 50, 40), batch(rng(11), V, 29, 30)}
+					run := func(graphs string) ([]float64, []float32) {
+						t.Setenv("DISTILL_CUDA_STEP_GRAPHS", graphs)
+						m, a := build(t, dir, s)
+						net, err := devnet.New(d, m, a)
+						ok(t, err)
+						defer net.Close()
+						net.HeadRows, net.KeepActivations = hr, keep
+						ok(t, net.ZeroGrads())
+						var seen []float64 // every reference and policy log-prob, in turn
+						for i, b := range batches {
+							ref, err := net.LogProbs(b, true)
+							ok(t, err)
+							seen = append(seen, ref...)
+							err = net.StepRows(b, stepDrop(s, i), func(logp []float64) ([]float64, error) {
+								if len(logp) != len(ref) {
+									return nil, fmt.Errorf("%d rows, %d references", len(logp), len(ref))
+								}
+								seen = append(seen, logp...)
+								g := make([]float64, len(logp))
+								for j := range g {
+									g[j] = 0.05 * math.Tanh(logp[j]-ref[j]+float64(j%3))
+								}
+								return g, nil
+							})
+							ok(t, err)
+						}
+						g := make([]float32, len(a.Params))
+						ok(t, net.DownloadGrads(g))
+						return seen, g
+					}
+					wantL, wantG := run("0")
+					r0, _, f0, _ := devnet.StepGraphs()
+					k0 := devnet.KeptReferences()
+					gotL, gotG := run("1")
+					r1, _, f1, last := devnet.StepGraphs()
+					// 1 eager; 2 lays out the arena (64), warm-up; 3 replays,
+					// its reference on the arena; 4 (90): its reference frees
+					// the arena, the step lays out 128, warm-up; 5 carves 64
+					// again (its reference there), warm-up; 6 and 7 replay,
+					// their references on the arena.
+					if f1 != f0 || r1-r0 != 3 {
+						t.Fatalf("%d steps replayed (want 3), %d recordings failed: %v", r1-r0, f1-f0, last)
+					}
+					if k := devnet.KeptReferences() - k0; k != 4 {
+						t.Errorf("%d references on the kept pass, want 4", k)
+					}
+					if len(gotL) != len(wantL) {
+						t.Fatalf("%d log-probs, eager %d", len(gotL), len(wantL))
+					}
+					tol := 1e-3
+					if hr == 1 {
+						tol = 1e-7
+					}
+					rel := matchEager(t, gotL, wantL, gotG, wantG, tol)
+					t.Logf("gradients %.2e relative", rel)
+				})
+			}
+		}
+	}
+}

@@ -1,0 +1,120 @@
+//go:build cuda
+
+package devnet
+
+import (
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"distill/core/train"
+	"distill/cuda"
+)
+
+// DPO's steps (StepRows) in the kept arena. A step goes to the host
+// between its forward and backward — the pairs' loss needs every
+// sequence's log-prob — so it is four recordings in two launches: the
+// forward and the head's log-probs; the host's row gradients written
+// into the head's row scales; the head with gradients (the same recording
+// as an SFT step's, whose scales are 1/denom) and the backward. Eager
+// StepRows runs the head twice the same way.
+//
+// The reference policy's log-probs (LogProbs with the adapter off, once
+// per batch of a run) run eagerly on the same kept pass, its adapter
+// turned off for the call: any other pass of the net frees the arena, and
+// a DPO run's first epoch meets a new batch, and so its reference, every
+// step.
+
+// References run on a kept step's pass (referenceGraphed), in this process.
+var keptReferences atomic.Int64
+
+// rowsGraphed runs StepRows by recordings when it can; done false leaves
+// the step to the eager pass.
+func (nt *Net) rowsGraphed(b *train.Batch, drop train.DropoutMask, grad func(logp []float64) ([]float64, error)) (done bool, err error) {
+	gs, err := nt.graphStep(b, 1, drop, nil)
+	if gs == nil {
+		return err != nil, err
+	}
+	phases := []int{phaseForward, phaseLogProbs, phaseHead, phaseBackward}
+	var graphs []*cuda.Graph
+	if gs.replay { // all four before any launches: making one may drop the others
+		if graphs = gs.recorded(phases...); graphs == nil {
+			return false, nil
+		}
+	}
+	if err := gs.run(graphs[:min(2, len(graphs))], phases[:2]...); err != nil {
+		return true, err
+	}
+	losses, err := gs.losses()
+	if err != nil {
+		return true, err
+	}
+	logp := make([]float64, len(losses))
+	for i, v := range losses {
+		logp[i] = -float64(v)
+	}
+	g, err := grad(logp)
+	if err != nil {
+		return true, err
+	}
+	if len(g) != len(logp) {
+		return true, fmt.Errorf("devnet: %d row gradients for %d rows", len(g), len(logp))
+	}
+	// d loss / d logits = g·(onehot − softmax) = (−g)·(softmax − onehot);
+	// the padding rows' scales stay 0.
+	scale := gs.sg.scale32[:len(g)]
+	for i, v := range g {
+		scale[i] = float32(-v)
+	}
+	if err := cuda.Write(gs.bp.scale, 0, scale); err != nil {
+		return true, fmt.Errorf("%w: %d tokens: row scales: %w", errStep, gs.bp.p.n, err)
+	}
+	if err := gs.run(graphs[min(2, len(graphs)):], phases[2:]...); err != nil {
+		return true, err
+	}
+	gs.done()
+	nt.LastIssue = time.Since(gs.start)
+	return true, nil
+}
+
+// referenceGraphed is LogProbs with the adapter off on the kept arena's
+// pass for b's bucket, eagerly; done false when there is none (no arena,
+// or b longer than it is laid out for) or the layout cannot take b: then
+// LogProbs' own pass frees the arena.
+func (nt *Net) referenceGraphed(b *train.Batch) (logp []float64, done bool, err error) {
+	if !stepGraphsReady() || nt.Profile != nil || len(nt.skip) > 0 || nt.sg == nil || nt.sg.key.teacher != nil {
+		return nil, false, nil
+	}
+	_, nb, fits := nt.stepKeyOf(b, nil)
+	if !fits || nb > nt.sg.cap {
+		return nil, false, nil
+	}
+	bp, ok := nt.bucketOf(nb)
+	if !ok {
+		return nil, false, nil
+	}
+	k, chunks, err := nt.sg.upload(bp, b, 1, nil)
+	if err != nil {
+		return nil, true, err
+	}
+	p := bp.p
+	kx := p.kx
+	p.baseOnly()
+	bp.phase(chunks, phaseForward)
+	bp.phase(chunks, phaseLogProbs)
+	p.adapterOff, p.kx = false, kx
+	if err := p.failed(); err != nil {
+		nt.dropStepGraph() // its pass is spent
+		return nil, true, err
+	}
+	losses := make([]float32, k)
+	if err := cuda.Read(bp.loss, 0, losses); err != nil {
+		return nil, true, fmt.Errorf("%w: %d tokens: %w", errStep, nb, err)
+	}
+	logp = make([]float64, k)
+	for i, v := range losses {
+		logp[i] = -float64(v)
+	}
+	keptReferences.Add(1)
+	return logp, true, nil
+}
