@@ -297,16 +297,8 @@ func (dc *Decoder) run(ids []int, x []float32, sp []span, out []float32, branche
 		return h, err
 	}
 	p, err := lay()
-	if errors.Is(err, cuda.ErrOutOfMemory) { // other caches' mirrors go (the host keeps them), then once more
-		keep := map[*kvMirror]bool{}
-		for _, s := range sp {
-			keep[s.mir] = true
-		}
-		for i := len(dc.mirrorLRU) - 1; i >= 0; i-- {
-			if !keep[dc.mirrors[dc.mirrorLRU[i]]] {
-				dc.drop(i)
-			}
-		}
+	if errors.Is(err, cuda.ErrOutOfMemory) { // what other passes hold goes, then once more
+		dc.dropIdle(sp, nt)
 		if err := dc.base.D.Pool.Trim(); err != nil {
 			return nil, err
 		}
@@ -498,11 +490,11 @@ func (dc *Decoder) net() (*Net, error) {
 		return v, nil
 	}
 	if len(dc.viewLRU) >= maxViews {
-		dc.dropView()
+		dc.dropView(0)
 	}
 	v, err := dc.base.view(a)
 	for errors.Is(err, cuda.ErrOutOfMemory) && len(dc.viewLRU) > 0 { // the others' uploads go first (loaded again on use)
-		dc.dropView()
+		dc.dropView(0)
 		if terr := dc.base.D.Pool.Trim(); terr != nil {
 			err = errors.Join(err, terr) // still out of memory: the pass runs on the host
 			break
@@ -517,14 +509,34 @@ func (dc *Decoder) net() (*Net, error) {
 	return v, nil
 }
 
-// dropView frees the least recently used adapter's upload and its token
-// workspace and graphs.
-func (dc *Decoder) dropView() {
-	old := dc.viewLRU[0]
+// dropIdle frees what a pass over sp with nt does not use: other caches'
+// mirrors (the host keeps their rows) and other adapters' uploads (loaded
+// again on use).
+func (dc *Decoder) dropIdle(sp []span, nt *Net) {
+	keep := map[*kvMirror]bool{}
+	for _, s := range sp {
+		keep[s.mir] = true
+	}
+	for i := len(dc.mirrorLRU) - 1; i >= 0; i-- {
+		if !keep[dc.mirrors[dc.mirrorLRU[i]]] {
+			dc.drop(i)
+		}
+	}
+	for i := len(dc.viewLRU) - 1; i >= 0; i-- {
+		if dc.views[dc.viewLRU[i]] != nt {
+			dc.dropView(i)
+		}
+	}
+}
+
+// dropView frees the i-th least recently used adapter's upload and its
+// token workspace and graphs.
+func (dc *Decoder) dropView(i int) {
+	old := dc.viewLRU[i]
 	dc.forgetNet(dc.views[old])
 	dc.views[old].Close()
 	delete(dc.views, old)
-	dc.viewLRU = dc.viewLRU[1:]
+	dc.viewLRU = slices.Delete(dc.viewLRU, i, i+1)
 }
 
 // mirror is c's device mirror, made (with c.DevLen 0) when c has none,

@@ -142,3 +142,61 @@ func TestDecoderEvictsAdaptersWhenFull(t *testing.T) {
 		}
 	}
 }
+
+// TestDecoderPassDropsIdleAdapters: a prompt's pass that finds the device
+// full while another adapter's upload sits idle drops that upload (loaded
+// again on use) and runs on the device, as it drops other caches' mirrors;
+// before, it fell back to the host. The pool is limited to a like pass's
+// measured workspace over what is held, less half the idle upload.
+func TestDecoderPassDropsIdleAdapters(t *testing.T) {
+	d := device(t)
+	s := setups[0]
+	s.rank = 64 // an upload large beside the pass's workspace
+	dir := t.TempDir()
+	ok(t, model.WriteRandom(dir, s.shape, tensor.BF16, 37))
+	m, a1 := build(t, dir, s)
+	a2 := negated(t, m, a1)
+	tok := tokens(rng(9), s.shape.Vocab)
+	passes := []struct {
+		a   *lora.Adapter
+		ids []int
+	}{{a1, tok(4)}, {a2, tok(1)}, {a1, tok(100)}, {a1, tok(100)}}
+	script := func(before func(i int)) (out [][]float32, c *model.Cache) {
+		c = m.NewCache(256)
+		for i, p := range passes {
+			before(i)
+			m.Delta = p.a
+			h, err := m.Forward(tensor.CPU{}, p.ids, c, nil)
+			ok(t, err)
+			out = append(out, h)
+		}
+		return out, c
+	}
+	want, _ := script(func(int) {})
+	if attached, err := m.Accelerate("cuda"); !attached {
+		t.Fatal(err)
+	}
+	defer m.Detach()
+	defer d.Pool.SetLimit(0)
+	var held int64
+	got, c := script(func(i int) {
+		switch i {
+		case 2: // both uploads held: the first long pass's workspace is its peak over them
+			ok(t, d.Pool.Trim())
+			held = d.Pool.Stats().InUse
+			d.Pool.ResetPeak()
+		case 3:
+			work := d.Pool.Stats().Peak - held
+			ok(t, d.Pool.Trim())
+			d.Pool.SetLimit(d.Pool.Stats().InUse + work - int64(len(a2.Params))*4/2)
+		}
+	})
+	if c.DevLen != c.Len {
+		t.Errorf("the last pass ran on the host: the device holds %d rows of %d", c.DevLen, c.Len)
+	}
+	for i := range want {
+		if rel := relL2(got[i], want[i]); rel > 2e-2 || rel != rel {
+			t.Errorf("pass %d: %.2e relative to the host's", i, rel)
+		}
+	}
+}
