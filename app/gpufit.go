@@ -2,12 +2,36 @@ package app
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"distill/core/tokenizer"
 	"distill/core/tokenizer/chat"
 	"distill/core/train"
 )
+
+// memoryLimitEnv caps what distill holds on a GPU (cuda's pool; whole
+// numbers with KiB…GB): the free memory the fit sees is then the room
+// left within it, and the messages say so.
+const memoryLimitEnv = "DISTILL_CUDA_MEMORY"
+
+// freeGB says free bytes as the fit's messages do, naming the limit when
+// one is set.
+func freeGB(free int64) string {
+	if v := os.Getenv(memoryLimitEnv); v != "" {
+		return fmt.Sprintf("%.2f GB free within %s=%s", float64(free)/1e9, memoryLimitEnv, v)
+	}
+	return fmt.Sprintf("%.2f GB free", float64(free)/1e9)
+}
+
+// raiseLimit is the fix to name beside freeing the device when a limit is
+// set.
+func raiseLimit() string {
+	if os.Getenv(memoryLimitEnv) != "" {
+		return " (or raise " + memoryLimitEnv + ")"
+	}
+	return ""
+}
 
 // fitMicroBatch finds the micro-batch a device can hold: the configured seq
 // tokens divided by the smallest factor f whose step workspace,
@@ -79,8 +103,8 @@ func (j *TrainJob) fitCheckpointing() error {
 			j.logf("keep_attention: %s does not keep the attention side (turned off: DISTILL_CUDA_KEEP_ATTN=0): recomputing every activation", c.Device)
 		} else if need := j.deviceNeed(c.SeqLen); need > free {
 			j.net.KeepAttention = false
-			j.logf("keeping each layer's attention side needs %.2f GB on %s, %.2f GB free: recomputing every activation instead",
-				float64(need)/1e9, c.Device, float64(free)/1e9)
+			j.logf("keeping each layer's attention side needs %.2f GB on %s, %s: recomputing every activation instead",
+				float64(need)/1e9, c.Device, freeGB(free))
 		}
 		return nil
 	}
@@ -90,13 +114,13 @@ func (j *TrainJob) fitCheckpointing() error {
 	}
 	j.net.Checkpoint, j.net.KeepAttention = true, true
 	if attn := j.deviceNeed(c.SeqLen); attn <= free && honoured {
-		j.logf("keeping every layer's activations needs %.2f GB on %s, %.2f GB free: keeping each layer's attention side (%.2f GB) and recomputing its MLP in the backward instead (keep_attention)",
-			float64(need)/1e9, c.Device, float64(free)/1e9, float64(attn)/1e9)
+		j.logf("keeping every layer's activations needs %.2f GB on %s, %s: keeping each layer's attention side (%.2f GB) and recomputing its MLP in the backward instead (keep_attention)",
+			float64(need)/1e9, c.Device, freeGB(free), float64(attn)/1e9)
 		return nil
 	}
 	j.net.KeepAttention = false
-	j.logf("keeping every layer's activations needs %.2f GB on %s, %.2f GB free: recomputing them in the backward instead (grad_checkpointing)",
-		float64(need)/1e9, c.Device, float64(free)/1e9)
+	j.logf("keeping every layer's activations needs %.2f GB on %s, %s: recomputing them in the backward instead (grad_checkpointing)",
+		float64(need)/1e9, c.Device, freeGB(free))
 	return nil
 }
 
@@ -122,13 +146,13 @@ func (j *TrainJob) pickActivations(free int64, honoured bool) error {
 	switch attn := need(true, true); {
 	case keeps && keep <= room:
 		j.net.Checkpoint, j.net.KeepAttention = false, false
-		j.logf("grad_checkpointing auto: keeping every layer's activations (%.2f GB of %s's %.2f GB free; grad_checkpointing: false)", gb(keep), c.Device, gb(free))
+		j.logf("grad_checkpointing auto: keeping every layer's activations (%.2f GB on %s, %s; grad_checkpointing: false)", gb(keep), c.Device, freeGB(free))
 	case honoured && attn <= room:
 		j.net.Checkpoint, j.net.KeepAttention = true, true
-		j.logf("grad_checkpointing auto: keeping each layer's attention side, recomputing its MLP (%.2f GB of %s's %.2f GB free; keeping every layer's would take %.2f GB; keep_attention)", gb(attn), c.Device, gb(free), gb(keep))
+		j.logf("grad_checkpointing auto: keeping each layer's attention side, recomputing its MLP (%.2f GB on %s, %s; keeping every layer's would take %.2f GB; keep_attention)", gb(attn), c.Device, freeGB(free), gb(keep))
 	default:
 		rec := need(true, false)
-		j.logf("grad_checkpointing auto: recomputing every layer's activations in the backward (%.2f GB; keeping them would take %.2f GB of %s's %.2f GB free)", gb(rec), gb(keep), c.Device, gb(free))
+		j.logf("grad_checkpointing auto: recomputing every layer's activations in the backward (%.2f GB; keeping them would take %.2f GB on %s, %s)", gb(rec), gb(keep), c.Device, freeGB(free))
 	}
 	return j.recordActivations()
 }
@@ -155,17 +179,17 @@ func (j *TrainJob) fitDevice(tok *tokenizer.Tokenizer, tmpl *chat.Template) erro
 	n, accum, ok := fitMicroBatch(c.SeqLen, c.Accum, free, need)
 	switch {
 	case !ok:
-		return fmt.Errorf("%s has %.2f GB free: seq_len %d needs %.2f GB and not even %d tokens fit; free the device or train a smaller model",
-			c.Device, float64(free)/1e9, c.SeqLen, float64(need(c.SeqLen))/1e9, min(16, c.SeqLen))
+		return fmt.Errorf("%s: %s: seq_len %d needs %.2f GB and not even %d tokens fit; free the device%s or train a smaller model",
+			c.Device, freeGB(free), c.SeqLen, float64(need(c.SeqLen))/1e9, min(16, c.SeqLen), raiseLimit())
 	case n < longest && pairs:
-		return fmt.Errorf("seq_len %d needs %.2f GB on %s, %.2f GB free; %d tokens would fit, but the longest preference pair (prompt twice, both answers) has %d: free the device, quantise the base, or shorten the longest pairs",
-			c.SeqLen, float64(need(c.SeqLen))/1e9, c.Device, float64(free)/1e9, n, longest)
+		return fmt.Errorf("seq_len %d needs %.2f GB on %s, %s; %d tokens would fit, but the longest preference pair (prompt twice, both answers) has %d: free the device%s, quantise the base, or shorten the longest pairs",
+			c.SeqLen, float64(need(c.SeqLen))/1e9, c.Device, freeGB(free), n, longest, raiseLimit())
 	case n < longest:
-		return fmt.Errorf("seq_len %d needs %.2f GB on %s, %.2f GB free; %d tokens would fit, but the longest example has %d: --seq-len %d --accum %d fits if cutting longer examples from the left is acceptable",
-			c.SeqLen, float64(need(c.SeqLen))/1e9, c.Device, float64(free)/1e9, n, longest, n, accum)
+		return fmt.Errorf("seq_len %d needs %.2f GB on %s, %s; %d tokens would fit, but the longest example has %d: --seq-len %d --accum %d fits if cutting longer examples from the left is acceptable",
+			c.SeqLen, float64(need(c.SeqLen))/1e9, c.Device, freeGB(free), n, longest, n, accum)
 	}
-	j.logf("seq_len %d needs %.2f GB on %s, %.2f GB free: %d tokens per micro-batch (the longest example has %d), accumulating %d",
-		c.SeqLen, float64(need(c.SeqLen))/1e9, c.Device, float64(free)/1e9, n, longest, accum)
+	j.logf("seq_len %d needs %.2f GB on %s, %s: %d tokens per micro-batch (the longest example has %d), accumulating %d",
+		c.SeqLen, float64(need(c.SeqLen))/1e9, c.Device, freeGB(free), n, longest, accum)
 	c.SeqLen, c.Accum = n, accum
 	if err := writeRunConfig(filepath.Join(j.Dir, "config.yaml"), c); err != nil {
 		return err

@@ -220,3 +220,16 @@ func runsDB(t *testing.T) *store.DB {
 	t.Cleanup(func() { db.Close() })
 	return db
 }
+
+// The fit's messages say when the free memory they quote is a limit's
+// (DISTILL_CUDA_MEMORY), and name raising it as a fix.
+func TestFreeNamesTheLimit(t *testing.T) {
+	t.Setenv(memoryLimitEnv, "")
+	if got := freeGB(2_500_000_000); got != "2.50 GB free" || raiseLimit() != "" {
+		t.Errorf("no limit: %q, %q", got, raiseLimit())
+	}
+	t.Setenv(memoryLimitEnv, "6GiB")
+	if got := freeGB(2_500_000_000); got != "2.50 GB free within DISTILL_CUDA_MEMORY=6GiB" || !strings.Contains(raiseLimit(), "raise DISTILL_CUDA_MEMORY") {
+		t.Errorf("a limit: %q, %q", got, raiseLimit())
+	}
+}
