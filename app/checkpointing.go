@@ -2,7 +2,6 @@ package app
 
 import (
 	"fmt"
-	"path/filepath"
 	"strconv"
 
 	"distill/core/train"
@@ -78,7 +77,7 @@ func (j *TrainJob) recordActivations() error {
 	c := &j.Cfg
 	c.GradCheckpointing = map[bool]Checkpointing{true: CheckpointOn, false: CheckpointOff}[j.net.Checkpoint]
 	c.KeepAttention = j.net.Checkpoint && j.net.KeepAttention
-	return writeRunConfig(filepath.Join(j.Dir, "config.yaml"), c)
+	return j.saveConfig()
 }
 
 // recordShed records a run that now holds fewer activations than its

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"testing"
 
 	"distill/core/train"
+	"distill/store"
 )
 
 // grad_checkpointing reads true, false and auto from a run's YAML and from
@@ -129,6 +131,10 @@ func TestGPURunPicksActivationsWhenAuto(t *testing.T) {
 		if saved.GradCheckpointing.Recomputes() != c.recompute || saved.GradCheckpointing == CheckpointAuto || saved.KeepAttention != c.attention {
 			t.Errorf("%d bytes free: config.yaml records grad_checkpointing %q, keep_attention %v", c.free, saved.GradCheckpointing, saved.KeepAttention)
 		}
+		if rec := recordedConfig(t, db, job.ID); rec.GradCheckpointing != saved.GradCheckpointing || rec.KeepAttention != saved.KeepAttention {
+			t.Errorf("%d bytes free: the run's record says grad_checkpointing %q, keep_attention %v; config.yaml %q, %v", c.free,
+				rec.GradCheckpointing, rec.KeepAttention, saved.GradCheckpointing, saved.KeepAttention)
+		}
 	}
 }
 
@@ -177,6 +183,9 @@ func TestCPURunPicksActivationsWhenAuto(t *testing.T) {
 		if saved.GradCheckpointing != map[bool]Checkpointing{true: CheckpointOn, false: CheckpointOff}[c.recompute] {
 			t.Errorf("%d bytes available: config.yaml records grad_checkpointing %q", c.avail, saved.GradCheckpointing)
 		}
+		if rec := recordedConfig(t, db, job.ID); rec.GradCheckpointing != saved.GradCheckpointing {
+			t.Errorf("%d bytes available: the run's record says grad_checkpointing %q, config.yaml %q", c.avail, rec.GradCheckpointing, saved.GradCheckpointing)
+		}
 	}
 }
 
@@ -203,4 +212,18 @@ func TestRecordShedWritesTheConfig(t *testing.T) {
 	if err := readRunConfig(path, &saved); err != nil || saved.GradCheckpointing != CheckpointOn {
 		t.Errorf("after shedding: grad_checkpointing %q recorded, %v", saved.GradCheckpointing, err)
 	}
+}
+
+// recordedConfig is run id's config as its database record holds it.
+func recordedConfig(t *testing.T, db *store.DB, id string) RunConfig {
+	t.Helper()
+	r, err := db.GetRun(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c RunConfig
+	if err := json.Unmarshal([]byte(r.Config), &c); err != nil {
+		t.Fatalf("run %s's recorded config: %v", id, err)
+	}
+	return c
 }

@@ -3,7 +3,6 @@ package app
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"distill/core/tokenizer"
 	"distill/core/tokenizer/chat"
@@ -191,7 +190,7 @@ func (j *TrainJob) fitDevice(tok *tokenizer.Tokenizer, tmpl *chat.Template) erro
 	j.logf("seq_len %d needs %.2f GB on %s, %s: %d tokens per micro-batch (the longest example has %d), accumulating %d",
 		c.SeqLen, float64(need(c.SeqLen))/1e9, c.Device, freeGB(free), n, longest, accum)
 	c.SeqLen, c.Accum = n, accum
-	if err := writeRunConfig(filepath.Join(j.Dir, "config.yaml"), c); err != nil {
+	if err := j.saveConfig(); err != nil {
 		return err
 	}
 	return j.loadData(tok, tmpl)

@@ -108,6 +108,19 @@ func (j *TrainJob) create(ctx context.Context) error {
 		Status: store.StatusQueued, Config: string(cfgJSON), Dir: j.Dir, PID: os.Getpid()})
 }
 
+// saveConfig records what the run resolved at its start in its
+// config.yaml (a resume reads it) and in its database record.
+func (j *TrainJob) saveConfig() error {
+	if err := writeRunConfig(filepath.Join(j.Dir, "config.yaml"), &j.Cfg); err != nil {
+		return err
+	}
+	if j.DB == nil {
+		return nil
+	}
+	cfgJSON, _ := json.Marshal(j.Cfg)
+	return j.DB.SetRunConfig(context.Background(), j.ID, string(cfgJSON))
+}
+
 func (j *TrainJob) logf(format string, args ...any) {
 	if j.Log != nil {
 		fmt.Fprintf(j.Log, format+"\n", args...)

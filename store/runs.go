@@ -311,6 +311,18 @@ func (d *DB) DeleteRun(ctx context.Context, id string) error {
 	return mustAffect(res, "delete run "+id)
 }
 
+// SetRunConfig replaces a run's recorded config: what the run resolved
+// when it started (its micro-batch fitted to the device, how it holds its
+// activations) where the submitted config left it to the run.
+func (d *DB) SetRunConfig(ctx context.Context, id, config string) error {
+	res, err := d.db.ExecContext(ctx, "UPDATE runs SET config = ?, updated_at = ? WHERE id = ?",
+		config, formatTime(now()), id)
+	if err != nil {
+		return fmt.Errorf("set config of run %s: %w", id, err)
+	}
+	return mustAffect(res, "set config of run "+id)
+}
+
 func (d *DB) SetBestMetric(ctx context.Context, id, name string, value float64) error {
 	if math.IsNaN(value) {
 		return fmt.Errorf("set best metric of run %s: %s is NaN", id, name)

@@ -187,6 +187,23 @@ func TestSetBestMetric(t *testing.T) {
 	}
 }
 
+// A run's recorded config can be replaced by what it resolved; a missing
+// run says so.
+func TestSetRunConfig(t *testing.T) {
+	db := openTest(t)
+	ctx := context.Background()
+	mustRun(t, db, "r", MethodSFT)
+	if err := db.SetRunConfig(ctx, "r", `{"seq_len":512}`); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := db.GetRun(ctx, "r"); r.Config != `{"seq_len":512}` {
+		t.Errorf("config %q", r.Config)
+	}
+	if err := db.SetRunConfig(ctx, "nope", "{}"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("SetRunConfig(nope): %v, want ErrNotFound", err)
+	}
+}
+
 func TestDeleteRunCascades(t *testing.T) {
 	db := openTest(t)
 	ctx := context.Background()
