@@ -69,3 +69,7 @@ func FailStepRecordings(err error) (restore func()) {
 // KeptReferences is how many of DPO's reference passes ran on a kept
 // step's pass in this process.
 func KeptReferences() int64 { return keptReferences.Load() }
+
+// StagedDropoutBwd is how many projections' backward under LoRA dropout
+// staged the weight and dy in one launch (linBFused), in this process.
+func StagedDropoutBwd() int64 { return stagedBwd.Load() }

@@ -18,6 +18,10 @@ var fusedLoRAFwd, fusedLoRABwd atomic.Int64
 // Layers whose q, k and v backward ran as one GEMM (linQKVB).
 var stackedQKV atomic.Int64
 
+// Projections whose backward under LoRA dropout staged the weight with dy
+// in one launch (linBFused without the adapter's columns).
+var stagedBwd atomic.Int64
+
 // lin: y(n, out) = x·Wᵀ + bias + s·(x·Aᵀ)·Bᵀ, saving u = x·Aᵀ. xb is x
 // already rounded to bf16 (the GEMM's operand; q, k and v share one), its
 // rows ldx apart: ldx ≥ in + p.kx leaves the columns the fused GEMM puts u
@@ -126,7 +130,7 @@ func (p *pass) linB(dx, dy, x *cuda.Buffer, l, i int, set bool) {
 	if set {
 		beta = 0
 	}
-	if p.drop == nil && n > 0 && p.fusible(w, l, i) {
+	if n > 0 && p.fusible(w, l, i) {
 		p.linBFused(dx, dy, x, l, i, beta)
 		return
 	}
@@ -210,28 +214,43 @@ func (p *pass) dropout(dst, x *cuda.Buffer, n, site int) {
 
 // linBFused is linB as one bf16 GEMM for dx: dx += [dy | du]·[W ; A] over
 // K = out + r, dy and du rounded side by side, A's rows after W's in the
-// tile (no dropout: its mask falls on du·A alone). The adapter's gradients
-// stay TF32 products of the f32 dy, u, du and x. beta 0 sets dx.
+// tile, all staged by one launch. Under LoRA dropout the adapter's term
+// (du·A)∘mask/(1−p) cannot join the GEMM: the tile holds W alone (K = out),
+// still staged with dy in one launch, and the term is added after as linB
+// adds it. The adapter's gradients stay TF32 products of the f32 dy, u, du
+// and x. beta 0 sets dx.
 func (p *pass) linBFused(dx, dy, x *cuda.Buffer, l, i int, beta float32) {
 	d, w := p.d, p.nt.layers[l].w[i]
 	n, out, in := p.n, w.rows, w.cols
 	A, B, gA, gB := p.pair(l, i)
 	r, s := p.nt.A.Config.R, p.nt.A.Config.Scaling()
 	u, du := p.a.u[i], p.s.du
-	ldy := out + p.kx // dy's rows, du's r beside them, padding never read
+	ra, ldy := r, out+p.kx // dy's rows, du's r beside them, padding never read
+	if p.drop != nil {
+		ra, ldy = 0, out
+	}
 	yb := p.xb.View(0, n*ldy)
 	p.mark("lora")
 	p.loraRows(du, dy, B, r, out, true, s) // du = s·dy·B
 	p.mark("dequant")
-	tile := p.tile.View(0, (out+r)*in)
-	p.do(d.NF4Stage(tile, w.nf4, in, // W then A's rows; dy and du side by side
-		cuda.BF16Rows{Dst: tile.View(out*in, r*in), LDD: in, Src: A, LDS: in, Rows: r, Cols: in, Scale: 1},
-		cuda.BF16Rows{Dst: yb, LDD: ldy, Src: dy, LDS: out, Rows: n, Cols: out, Scale: 1},
-		cuda.BF16Rows{Dst: yb.View(out, n*ldy-out), LDD: ldy, Src: du, LDS: r, Rows: n, Cols: r, Scale: 1}))
+	dyJob := cuda.BF16Rows{Dst: yb, LDD: ldy, Src: dy, LDS: out, Rows: n, Cols: out, Scale: 1}
+	if ra == 0 { // W's rows; dy
+		p.do(d.NF4Stage(p.tile.View(0, out*in), w.nf4, in, dyJob))
+	} else { // W then A's rows; dy and du side by side
+		p.do(d.NF4Stage(p.tile.View(0, (out+r)*in), w.nf4, in,
+			cuda.BF16Rows{Dst: p.tile.View(out*in, r*in), LDD: in, Src: A, LDS: in, Rows: r, Cols: in, Scale: 1},
+			dyJob,
+			cuda.BF16Rows{Dst: yb.View(out, n*ldy-out), LDD: ldy, Src: du, LDS: r, Rows: n, Cols: r, Scale: 1}))
+	}
 	p.mark("gemm")
-	p.do(d.GemmBF16(false, false, n, in, out+r, 1, yb, ldy, tile, in, beta, dx, in))
+	p.do(d.GemmBF16(false, false, n, in, out+ra, 1, yb, ldy, p.tile, in, beta, dx, in))
 	p.mark("lora")
 	p.loraCols(gB, dy, u, out, r, false, s) // dB += s·dyᵀ·u
+	if p.drop != nil {
+		p.loraDroppedBwd(dx, x, du, A, gA, l, i)
+		stagedBwd.Add(1)
+		return
+	}
 	if !p.deferGA {
 		p.loraCols(gA, x, du, in, r, true, 1) // dA += duᵀ·x
 	}
