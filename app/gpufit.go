@@ -184,8 +184,8 @@ func (j *TrainJob) fitDevice(tok *tokenizer.Tokenizer, tmpl *chat.Template) erro
 		return fmt.Errorf("seq_len %d needs %.2f GB on %s, %s; %d tokens would fit, but the longest preference pair (prompt twice, both answers) has %d: free the device%s, quantise the base, or shorten the longest pairs",
 			c.SeqLen, float64(need(c.SeqLen))/1e9, c.Device, freeGB(free), n, longest, raiseLimit())
 	case n < longest:
-		return fmt.Errorf("seq_len %d needs %.2f GB on %s, %s; %d tokens would fit, but the longest example has %d: --seq-len %d --accum %d fits if cutting longer examples from the left is acceptable",
-			c.SeqLen, float64(need(c.SeqLen))/1e9, c.Device, freeGB(free), n, longest, n, accum)
+		return fmt.Errorf("seq_len %d needs %.2f GB on %s, %s; %d tokens would fit, but the longest example has %d: --seq-len %d --accum %d fits if cutting longer examples from the left is acceptable%s",
+			c.SeqLen, float64(need(c.SeqLen))/1e9, c.Device, freeGB(free), n, longest, n, accum, raiseLimit())
 	}
 	j.logf("seq_len %d needs %.2f GB on %s, %s: %d tokens per micro-batch (the longest example has %d), accumulating %d",
 		c.SeqLen, float64(need(c.SeqLen))/1e9, c.Device, freeGB(free), n, longest, accum)

@@ -61,6 +61,8 @@ type AcceleratedRows interface {
 	// StepRows runs forward and backward on b: grad receives log p(target)
 	// of each row that carries a target (in row order) and returns
 	// d loss / d log p of each, which flows back to the device's gradients.
+	// grad runs between the step's forward and backward: it may not run
+	// passes of its own on the device (the step's are held).
 	StepRows(b *Batch, drop DropoutMask, grad func(logp []float64) ([]float64, error)) error
 	// LogProbs is log p(target) of each row that carries a target, forward
 	// only, with the adapter or without it.

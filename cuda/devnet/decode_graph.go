@@ -87,7 +87,7 @@ func (dc *Decoder) runGraph(nt *Net, ids []int, x []float32, sp []span, out []fl
 	s := sp[0]
 	tp, err := dc.tokenPass(nt)
 	if err != nil {
-		return nil, false, nil // the eager pass retries after dropping other mirrors
+		return nil, false, nil // the eager pass retries after dropping other mirrors and idle adapters
 	}
 	kvO := dc.M.Config.NumKVHeads * dc.M.Config.HeadDim
 	capRows := s.mir.rows(kvO)

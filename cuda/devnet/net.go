@@ -160,7 +160,10 @@ type Net struct {
 	sgFull    *stepKey
 	sgFullCap int
 	sgStats   stepGraphStats
-	notes     notes // for the run's log (train.Noter)
+	// rowsHeld: a replayed StepRows awaits its row gradients (its pass in
+	// the kept arena): no other pass may run until they come back.
+	rowsHeld bool
+	notes    notes // for the run's log (train.Noter)
 	// skip leaves phases out of a step, for benchmarks that time a step
 	// without each (its results are then wrong); set by the tests only.
 	skip   map[string]bool

@@ -180,6 +180,9 @@ func (nt *Net) newPass(b *train.Batch, drop train.DropoutMask, kind passKind) (*
 // a device cache's. targets (−1: none) are the loss head's. ar, when not
 // nil, holds the buffers (a recorded step's, step_graph.go); else the pool.
 func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop train.DropoutMask, kind passKind, ar *arena) (*pass, error) {
+	if nt.rowsHeld {
+		return nil, errRowsHeld
+	}
 	if kind != passTrainGraph {
 		nt.dropStepGraph() // its kept workspace goes back to the pool first
 	}

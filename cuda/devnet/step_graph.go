@@ -41,8 +41,9 @@ import (
 // buffers overlap, which is safe since the steps run one after another and
 // nothing a recording reads survives between steps (all of it is uploaded,
 // or written before it is read, the spare row included). The arena is kept
-// between steps; any other pass of this net (validation, decoding) frees
-// it first (layout), so two of its workspaces are never
+// between steps; any other pass of this net (validation, decoding, a DPO
+// reference longer than the arena) frees it first (layout), so two of its
+// workspaces are never
 // held — but a KD step runs its teacher's pass (the teacher's own net)
 // beside it. The first step of a configuration runs eagerly, so a one-off
 // step never lays out an arena; a recording that fails leaves the net
@@ -57,8 +58,8 @@ import (
 const stepBucket = train.StepGraphBucket
 
 // maxStepGraphs bounds the recordings held (each bucket's forward and
-// backward, each bucket and chunk count's head): past it they are all
-// dropped and recorded again as needed.
+// backward, each bucket and chunk count's head, and DPO's log-probs head):
+// past it they are all dropped and recorded again as needed.
 const maxStepGraphs = 48
 
 // stepGraphsVerified: SFT steps replayed as CUDA graphs. Written without a

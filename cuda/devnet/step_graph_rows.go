@@ -3,6 +3,7 @@
 package devnet
 
 import (
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -13,17 +14,23 @@ import (
 
 // DPO's steps (StepRows) in the kept arena. A step goes to the host
 // between its forward and backward — the pairs' loss needs every
-// sequence's log-prob — so it is four recordings in two launches: the
-// forward and the head's log-probs; the host's row gradients written
+// sequence's log-prob — so it is four recordings launched in two halves:
+// the forward and the head's log-probs; the host's row gradients written
 // into the head's row scales; the head with gradients (the same recording
 // as an SFT step's, whose scales are 1/denom) and the backward. Eager
-// StepRows runs the head twice the same way.
+// StepRows runs the head twice the same way. Between the halves the net
+// refuses other passes (rowsHeld): they would overwrite the held step's
+// buffers or free them.
 //
 // The reference policy's log-probs (LogProbs with the adapter off, once
 // per batch of a run) run eagerly on the same kept pass, its adapter
 // turned off for the call: any other pass of the net frees the arena, and
 // a DPO run's first epoch meets a new batch, and so its reference, every
 // step.
+
+// errRowsHeld refuses a pass asked for by StepRows' gradient callback,
+// which would run over the held step's buffers or free them.
+var errRowsHeld = errors.New("devnet: a pass of the net from inside StepRows' row-gradient callback (the step's pass is held)")
 
 // References run on a kept step's pass (referenceGraphed), in this process.
 var keptReferences atomic.Int64
@@ -53,7 +60,9 @@ func (nt *Net) rowsGraphed(b *train.Batch, drop train.DropoutMask, grad func(log
 	for i, v := range losses {
 		logp[i] = -float64(v)
 	}
+	nt.rowsHeld = true
 	g, err := grad(logp)
+	nt.rowsHeld = false
 	if err != nil {
 		return true, err
 	}
@@ -82,6 +91,9 @@ func (nt *Net) rowsGraphed(b *train.Batch, drop train.DropoutMask, grad func(log
 // or b longer than it is laid out for) or the layout cannot take b: then
 // LogProbs' own pass frees the arena.
 func (nt *Net) referenceGraphed(b *train.Batch) (logp []float64, done bool, err error) {
+	if nt.rowsHeld {
+		return nil, true, errRowsHeld
+	}
 	if !stepGraphsReady() || nt.Profile != nil || len(nt.skip) > 0 || nt.sg == nil || nt.sg.key.teacher != nil {
 		return nil, false, nil
 	}

@@ -359,9 +359,12 @@ func TestStepGraphNoRoomWaitsForAnotherWay(t *testing.T) {
 // (here a function of the row's log-prob and its reference, so an error in
 // either shows in the gradients). References past the first arena run on
 // its pass, the adapter off for the call; the 90-token batch's finds it too
-// short and frees it. With one row of logits at a time the replayed steps
-// and the references are the eager ones bit for bit; at 16 the head's
-// padded last chunk changes its GEMMs' shapes (TestStepGraphsMatchEager).
+// short and frees it. The seventh step's callback refuses (no backward, as
+// eager), having found that a pass asked for from inside it is refused
+// while the replayed step holds its buffers; the eighth replays. With one
+// row of logits at a time the replayed steps and the references are the
+// eager ones bit for bit; at 16 the head's padded last chunk changes its
+// GEMMs' shapes (TestStepGraphsMatchEager).
 func TestDPOStepGraphsMatchEager(t *testing.T) {
 	d := device(t)
 	for _, s := range []setup{setups[0], setups[3]} { // grouped heads with biases; dropout
@@ -370,57 +373,22 @@ func TestDPOStepGraphsMatchEager(t *testing.T) {
 				t.Run(fmt.Sprintf("%s/rows%d/keep%v", s.name, hr, keep), func(t *testing.T) {
 					dir := t.TempDir()
 					ok(t, model.WriteRandom(dir, s.shape, tensor.BF16, 41))
-					V := s.shape.Vocab
-					batches := []*train.Batch{batch(rng(5), V, 30, 29), batch(rng(6), V, 31, 28), batch(rng(7), V, 20, 20),
-						batch(rng(8), V, 45, 45), batch(rng(9), V, 30, 29), batch(rng(10), V, 50, 40), batch(rng(11), V, 29, 30)}
-					run := func(graphs string) ([]float64, []float32) {
-						t.Setenv("DISTILL_CUDA_STEP_GRAPHS", graphs)
-						m, a := build(t, dir, s)
-						net, err := devnet.New(d, m, a)
-						ok(t, err)
-						defer net.Close()
-						net.HeadRows, net.KeepActivations = hr, keep
-						ok(t, net.ZeroGrads())
-						var seen []float64 // every reference and policy log-prob, in turn
-						for i, b := range batches {
-							ref, err := net.LogProbs(b, true)
-							ok(t, err)
-							seen = append(seen, ref...)
-							err = net.StepRows(b, stepDrop(s, i), func(logp []float64) ([]float64, error) {
-								if len(logp) != len(ref) {
-									return nil, fmt.Errorf("%d rows, %d references", len(logp), len(ref))
-								}
-								seen = append(seen, logp...)
-								g := make([]float64, len(logp))
-								for j := range g {
-									g[j] = 0.05 * math.Tanh(logp[j]-ref[j]+float64(j%3))
-								}
-								return g, nil
-							})
-							ok(t, err)
-						}
-						g := make([]float32, len(a.Params))
-						ok(t, net.DownloadGrads(g))
-						return seen, g
-					}
-					wantL, wantG := run("0")
+					wantL, wantG := dpoSteps(t, d, dir, s, hr, keep, "0", false)
 					r0, _, f0, _ := devnet.StepGraphs()
 					k0 := devnet.KeptReferences()
-					gotL, gotG := run("1")
+					gotL, gotG := dpoSteps(t, d, dir, s, hr, keep, "1", true)
 					r1, _, f1, last := devnet.StepGraphs()
 					// 1 eager; 2 lays out the arena (64), warm-up; 3 replays,
 					// its reference on the arena; 4 (90): its reference frees
 					// the arena, the step lays out 128, warm-up; 5 carves 64
-					// again (its reference there), warm-up; 6 and 7 replay,
-					// their references on the arena.
+					// again (its reference there), warm-up; 6 replays; 7's
+					// callback refuses; 8 replays; 6–8's references on the
+					// arena.
 					if f1 != f0 || r1-r0 != 3 {
 						t.Fatalf("%d steps replayed (want 3), %d recordings failed: %v", r1-r0, f1-f0, last)
 					}
-					if k := devnet.KeptReferences() - k0; k != 4 {
-						t.Errorf("%d references on the kept pass, want 4", k)
-					}
-					if len(gotL) != len(wantL) {
-						t.Fatalf("%d log-probs, eager %d", len(gotL), len(wantL))
+					if k := devnet.KeptReferences() - k0; k != 5 {
+						t.Errorf("%d references on the kept pass, want 5", k)
 					}
 					tol := 1e-3
 					if hr == 1 {
@@ -432,4 +400,77 @@ func TestDPOStepGraphsMatchEager(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestDPOStepGraphFailureRunsEager: DPO's steps whose recordings fail run
+// eagerly: the eager steps bit for bit (the run is told as an SFT run is:
+// TestStepGraphFailureIsTold).
+func TestDPOStepGraphFailureRunsEager(t *testing.T) {
+	d := device(t)
+	s := setups[0]
+	dir := t.TempDir()
+	ok(t, model.WriteRandom(dir, s.shape, tensor.BF16, 41))
+	fault := errors.New("capture refused (test)")
+	defer devnet.FailStepRecordings(fault)()
+	wantL, wantG := dpoSteps(t, d, dir, s, 1, false, "0", false)
+	r0, _, f0, _ := devnet.StepGraphs()
+	gotL, gotG := dpoSteps(t, d, dir, s, 1, false, "1", false)
+	if r1, _, f1, _ := devnet.StepGraphs(); r1 != r0 || f1 != f0+1 {
+		t.Errorf("%d steps replayed, %d recordings failed: want none and one", r1-r0, f1-f0)
+	}
+	matchEager(t, gotL, wantL, gotG, wantG, 0)
+}
+
+// dpoSteps runs eight DPO-like steps of setup s (HeadRows hr, activations
+// kept or not) with step graphs as graphs says, each batch's reference
+// first, and returns every reference and policy log-prob in turn and the
+// accumulated gradients. The seventh step's callback refuses; where steps
+// replay it first checks that a pass asked for from inside it is refused.
+func dpoSteps(t *testing.T, d *cuda.Device, dir string, s setup, hr int, keep bool, graphs string, replays bool) ([]float64, []float32) {
+	t.Helper()
+	t.Setenv("DISTILL_CUDA_STEP_GRAPHS", graphs)
+	V := s.shape.Vocab
+	batches := []*train.Batch{batch(rng(5), V, 30, 29), batch(rng(6), V, 31, 28), batch(rng(7), V, 20, 20),
+		batch(rng(8), V, 45, 45), batch(rng(9), V, 30, 29), batch(rng(10), V, 50, 40), batch(rng(11), V, 29, 30),
+		batch(rng(12), V, 28, 28)}
+	m, a := build(t, dir, s)
+	net, err := devnet.New(d, m, a)
+	ok(t, err)
+	defer net.Close()
+	net.HeadRows, net.KeepActivations = hr, keep
+	ok(t, net.ZeroGrads())
+	refuse := errors.New("the pairs' loss refuses (test)")
+	var seen []float64
+	for i, b := range batches {
+		ref, err := net.LogProbs(b, true)
+		ok(t, err)
+		seen = append(seen, ref...)
+		err = net.StepRows(b, stepDrop(s, i), func(logp []float64) ([]float64, error) {
+			if len(logp) != len(ref) {
+				return nil, fmt.Errorf("%d rows, %d references", len(logp), len(ref))
+			}
+			seen = append(seen, logp...)
+			if i == 6 {
+				if _, err := net.LogProbs(b, true); replays && (err == nil || !strings.Contains(err.Error(), "callback")) {
+					t.Errorf("a reference from inside the held step's callback: %v, want refused", err)
+				}
+				return nil, refuse
+			}
+			g := make([]float64, len(logp))
+			for j := range g {
+				g[j] = 0.05 * math.Tanh(logp[j]-ref[j]+float64(j%3))
+			}
+			return g, nil
+		})
+		if i == 6 {
+			if !errors.Is(err, refuse) {
+				t.Fatalf("step 7: %v, want the callback's refusal", err)
+			}
+			continue
+		}
+		ok(t, err)
+	}
+	g := make([]float32, len(a.Params))
+	ok(t, net.DownloadGrads(g))
+	return seen, g
 }
