@@ -66,9 +66,9 @@ func FailStepRecordings(err error) (restore func()) {
 	return func() { recordFault = nil }
 }
 
-// KeptReferences is how many of DPO's reference passes ran on a kept
-// step's pass in this process.
-func KeptReferences() int64 { return keptReferences.Load() }
+// KeptScores is how many scoring passes (LogProbs) ran on a kept step's
+// pass in this process.
+func KeptScores() int64 { return keptScores.Load() }
 
 // StagedDropoutBwd is how many projections' backward under LoRA dropout
 // staged the weight and dy in one launch (linBFused), in this process.

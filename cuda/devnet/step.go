@@ -456,10 +456,8 @@ func (nt *Net) StepRows(b *train.Batch, drop train.DropoutMask, grad func(logp [
 // without it (adapterOff: the base alone, DPO's reference policy).
 func (nt *Net) LogProbs(b *train.Batch, adapterOff bool) (logp []float64, err error) {
 	defer func() { err = full(err) }()
-	if adapterOff { // DPO's reference: on a kept step's pass, if any
-		if logp, done, err := nt.referenceGraphed(b); done {
-			return logp, err
-		}
+	if logp, done, err := nt.scoreGraphed(b, adapterOff); done { // on a kept step's pass, if any
+		return logp, err
 	}
 	p, err := nt.newPass(b, nil, passScore)
 	if err != nil {

@@ -41,9 +41,10 @@ import (
 // buffers overlap, which is safe since the steps run one after another and
 // nothing a recording reads survives between steps (all of it is uploaded,
 // or written before it is read, the spare row included). The arena is kept
-// between steps; any other pass of this net (validation, decoding, a DPO
-// reference longer than the arena) frees it first (layout), so two of its
-// workspaces are never
+// between steps; scoring passes (validation, DPO's references) run on its
+// passes (step_graph_score.go), and any other pass of this net (decoding,
+// a scoring pass longer than the arena) frees it first (layout), so two of
+// its workspaces are never
 // held — but a KD step runs its teacher's pass (the teacher's own net)
 // beside it. The first step of a configuration runs eagerly, so a one-off
 // step never lays out an arena; a recording that fails leaves the net

@@ -5,7 +5,6 @@ package devnet
 import (
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"distill/core/train"
@@ -23,17 +22,13 @@ import (
 // buffers or free them.
 //
 // The reference policy's log-probs (LogProbs with the adapter off, once
-// per batch of a run) run eagerly on the same kept pass, its adapter
-// turned off for the call: any other pass of the net frees the arena, and
-// a DPO run's first epoch meets a new batch, and so its reference, every
-// step.
+// per batch of a run) run eagerly on the same kept pass (scoreGraphed): a
+// pass of its own would free the arena, and a DPO run's first epoch meets
+// a new batch, and so its reference, every step.
 
 // errRowsHeld refuses a pass asked for by StepRows' gradient callback,
 // which would run over the held step's buffers or free them.
 var errRowsHeld = errors.New("devnet: a pass of the net from inside StepRows' row-gradient callback (the step's pass is held)")
-
-// References run on a kept step's pass (referenceGraphed), in this process.
-var keptReferences atomic.Int64
 
 // rowsGraphed runs StepRows by recordings when it can; done false leaves
 // the step to the eager pass.
@@ -84,49 +79,4 @@ func (nt *Net) rowsGraphed(b *train.Batch, drop train.DropoutMask, grad func(log
 	gs.done()
 	nt.LastIssue = time.Since(gs.start)
 	return true, nil
-}
-
-// referenceGraphed is LogProbs with the adapter off on the kept arena's
-// pass for b's bucket, eagerly; done false when there is none (no arena,
-// or b longer than it is laid out for) or the layout cannot take b: then
-// LogProbs' own pass frees the arena.
-func (nt *Net) referenceGraphed(b *train.Batch) (logp []float64, done bool, err error) {
-	if nt.rowsHeld {
-		return nil, true, errRowsHeld
-	}
-	if !stepGraphsReady() || nt.Profile != nil || len(nt.skip) > 0 || nt.sg == nil || nt.sg.key.teacher != nil {
-		return nil, false, nil
-	}
-	_, nb, fits := nt.stepKeyOf(b, nil)
-	if !fits || nb > nt.sg.cap {
-		return nil, false, nil
-	}
-	bp, ok := nt.bucketOf(nb)
-	if !ok {
-		return nil, false, nil
-	}
-	k, chunks, err := nt.sg.upload(bp, b, 1, nil)
-	if err != nil {
-		return nil, true, err
-	}
-	p := bp.p
-	kx := p.kx
-	p.baseOnly()
-	bp.phase(chunks, phaseForward)
-	bp.phase(chunks, phaseLogProbs)
-	p.adapterOff, p.kx = false, kx
-	if err := p.failed(); err != nil {
-		nt.dropStepGraph() // its pass is spent
-		return nil, true, err
-	}
-	losses := make([]float32, k)
-	if err := cuda.Read(bp.loss, 0, losses); err != nil {
-		return nil, true, fmt.Errorf("%w: %d tokens: %w", errStep, nb, err)
-	}
-	logp = make([]float64, k)
-	for i, v := range losses {
-		logp[i] = -float64(v)
-	}
-	keptReferences.Add(1)
-	return logp, true, nil
 }

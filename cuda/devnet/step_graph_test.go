@@ -24,8 +24,9 @@ import (
 // batch's length (40, 59 and 90 tokens: buckets of 64 and 128, the arena
 // growing for the longer and the shorter carved again from it), how many
 // rows carry a target (HeadRows 16: several chunks, padded), the
-// gradient's scale, and each step's dropout keys. A validation pass frees
-// the kept arena; the next step lays it out and records again. Every setup
+// gradient's scale, and each step's dropout keys. A validation pass runs
+// on the kept arena's pass (the adapter without its dropout), the eager
+// pass's log-probs bit for bit, and the steps after it replay. Every setup
 // (grouped heads with biases, Qwen3's head norms, a dense base, dropout, r
 // 12), recomputing and keeping activations.
 func TestStepGraphsMatchEager(t *testing.T) {
@@ -90,8 +91,10 @@ func TestStepGraphsMatchEager(t *testing.T) {
 				}
 				wantL, wantG := run("0")
 				r0, rec0, f0, _ := devnet.StepGraphs()
+				k0 := devnet.KeptScores()
 				gotL, gotG := run("1")
 				r1, rec1, f1, last := devnet.StepGraphs()
+				k1 := devnet.KeptScores()
 				if f1 != f0 {
 					t.Fatalf("%d recordings failed: %v", f1-f0, last)
 				}
@@ -101,19 +104,19 @@ func TestStepGraphsMatchEager(t *testing.T) {
 				// replays; 5 (90) grows the arena to 128, warm-up; 6 (59)
 				// carves the 64-token pass from it, warm-up; 7 (90) and 8
 				// (59) replay, their passes overlapping in the arena; the
-				// validation pass frees it; 9 lays it out again, warm-up; 10
-				// replays.
+				// validation pass runs on the 64-token pass (the adapter
+				// without its dropout), which 9 and 10 then replay.
 				hd := s.shape.HeadDim
 				if hd == 0 {
 					hd = s.shape.Hidden / s.shape.Heads
 				}
 				switch {
 				case !cuda.FlashHeadDim(hd): // attention not by the flash kernels: every step eager
-					if r1 != r0 {
+					if r1 != r0 || k1 != k0 {
 						t.Errorf("%d steps replayed at head size %d", r1-r0, hd)
 					}
-				case r1-r0 != 5 || rec1-rec0 < 9:
-					t.Errorf("%d steps replayed, %d recordings: want 5 replays and at least 9 recordings", r1-r0, rec1-rec0)
+				case r1-r0 != 6 || rec1-rec0 < 9 || k1-k0 != 1:
+					t.Errorf("%d steps replayed, %d recordings, %d validation passes on the kept pass: want 6 replays, at least 9 recordings and 1", r1-r0, rec1-rec0, k1-k0)
 				}
 				// One row of logits at a time, the replayed steps are the
 				// eager ones bit for bit (the bucket's padding adds exact
@@ -375,7 +378,7 @@ func TestDPOStepGraphsMatchEager(t *testing.T) {
 					ok(t, model.WriteRandom(dir, s.shape, tensor.BF16, 41))
 					wantL, wantG := dpoSteps(t, d, dir, s, hr, keep, "0", false)
 					r0, _, f0, _ := devnet.StepGraphs()
-					k0 := devnet.KeptReferences()
+					k0 := devnet.KeptScores()
 					gotL, gotG := dpoSteps(t, d, dir, s, hr, keep, "1", true)
 					r1, _, f1, last := devnet.StepGraphs()
 					// 1 eager; 2 lays out the arena (64), warm-up; 3 replays,
@@ -387,7 +390,7 @@ func TestDPOStepGraphsMatchEager(t *testing.T) {
 					if f1 != f0 || r1-r0 != 3 {
 						t.Fatalf("%d steps replayed (want 3), %d recordings failed: %v", r1-r0, f1-f0, last)
 					}
-					if k := devnet.KeptReferences() - k0; k != 5 {
+					if k := devnet.KeptScores() - k0; k != 5 {
 						t.Errorf("%d references on the kept pass, want 5", k)
 					}
 					tol := 1e-3
