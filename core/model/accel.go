@@ -46,7 +46,8 @@ type Accelerated interface {
 	// alone); when not, Forward runs on the host for that pass.
 	Takes(delta Delta) bool
 	// Logits is Model.Logits with the device's LM head (no delta touches
-	// it); on an error Model.Logits computes them with its backend.
+	// it); on an error Model.Logits computes them with its backend (on the
+	// CPU for ErrAcceleratorFull).
 	Logits(out, hidden []float32, T int) error
 	Close()
 }
@@ -58,8 +59,10 @@ type Accelerated interface {
 const AutoCPULayers = -1
 
 // ErrAcceleratorFull wraps an accelerator's failure for want of device
-// memory: the pass then runs on the host instead (the caches stay right:
-// DevLen ≤ Len holds after a failed pass).
+// memory: the pass then runs on the host instead, on the CPU backend
+// whatever backend it was given (an op-by-op one on the full device would
+// fail too), and the caches stay right (DevLen ≤ Len holds after a failed
+// pass).
 var ErrAcceleratorFull = errors.New("model: the accelerator's device memory is full")
 
 var accels tensor.Registry[func(*Model) (Accelerated, error)]

@@ -33,6 +33,9 @@ func (a *mirrorAccel) Takes(Delta) bool { return !a.refuse }
 func (a *mirrorAccel) Close()           {}
 
 func (a *mirrorAccel) Logits(out, hidden []float32, T int) error {
+	if a.full {
+		return fmt.Errorf("stand-in: %w", ErrAcceleratorFull)
+	}
 	a.logits++
 	tensor.CPU{}.MatMul(out[:T*a.m.Config.VocabSize], hidden[:T*a.m.Config.HiddenSize], a.m.LMHead, T)
 	return nil
@@ -261,6 +264,55 @@ func TestAcceleratedForwardMirrorsTheCache(t *testing.T) {
 	if ok, err := m.Accelerate("no-such-device"); ok || err == nil || !strings.Contains(err.Error(), `"no-such-device"`) {
 		t.Errorf("an unregistered device: attached %v, %v", ok, err)
 	}
+}
+
+// fullDevice stands for an op-by-op backend on the accelerator's device
+// (serve --device cuda's): with the device full it cannot run either.
+type fullDevice struct{ tensor.CPU }
+
+func (fullDevice) MatMul([]float32, []float32, tensor.Matrix, int) {
+	panic("an op on the full device")
+}
+
+// When the accelerator's device is full, the passes and the logits it
+// refuses run on the CPU, not on the backend the caller gave (an op-by-op
+// one on that same device would fail too: it panicked out of memory),
+// with the host's results; with a CPU layer the host goes on from it.
+func TestFullAcceleratorFallsBackToTheCPU(t *testing.T) {
+	m := fourLayers(t, tensor.F32, 17)
+	RegisterAccelerated("full-stand-in", func(m *Model) (Accelerated, error) {
+		return &mirrorAccel{m: m, from: m.CPULayers, mirrors: map[*Cache]*Cache{}, full: true}, nil
+	})
+	V := m.Config.VocabSize
+	script := func(be tensor.Backend) (all []float32) {
+		keep := func(h []float32, err error) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, h...)
+		}
+		c, c2 := m.NewCache(16), m.NewCache(16)
+		keep(m.Forward(be, []int{1, 2, 3}, c, nil))
+		keep(m.Forward(be, []int{4, 5}, c2, nil))
+		keep(m.ForwardStep(be, []int{6, 7}, []*Cache{c, c2}, m.NewCache(2)))
+		h, err := m.ForwardBranches(be, [][]int{{8}, {9, 10}}, c)
+		keep(h, err)
+		lg := make([]float32, 3*V)
+		m.Logits(be, lg, h, 3)
+		return append(all, lg...)
+	}
+	want := script(tensor.CPU{})
+	for _, cpu := range []int{0, 1} {
+		m.CPULayers = cpu
+		if ok, err := m.Accelerate("full-stand-in"); !ok {
+			t.Fatal(err)
+		}
+		if got := script(fullDevice{}); !slices.Equal(got, want) {
+			t.Errorf("%d CPU layers: the full device's passes, run on the CPU, give other results", cpu)
+		}
+		m.Detach()
+	}
+	m.CPULayers = 0
 }
 
 // --cpu-offload auto (AutoCPULayers): the device's opener sets CPULayers

@@ -52,7 +52,7 @@ func (m *Model) ForwardBranches(be tensor.Backend, branches [][]int, c *Cache) (
 		if !errors.Is(err, ErrAcceleratorFull) {
 			return nil, err
 		}
-		from = m.CPULayers // the host goes on from their output
+		from, be = m.CPULayers, tensor.CPU{} // the host goes on from their output (be may be the full device's)
 	}
 	x := m.branchLayers(be, ids, pos, branchStart, c, from, len(m.Layers))
 	D := cfg.HiddenSize

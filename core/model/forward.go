@@ -97,7 +97,7 @@ func (m *Model) Forward(be tensor.Backend, ids []int, c *Cache, out []float32) (
 		if !errors.Is(err, ErrAcceleratorFull) {
 			return nil, err
 		}
-		from = m.CPULayers // the host goes on from their output
+		from, be = m.CPULayers, tensor.CPU{} // the host goes on from their output (be may be the full device's)
 	}
 	x := m.forwardLayers(be, ids, c, from, len(m.Layers))
 	c.Len = pos0 + T
@@ -215,10 +215,17 @@ func (m *Model) layerBackend(be tensor.Backend, l int) tensor.Backend {
 }
 
 // Logits projects T hidden rows (T, hidden) to (T, vocab) into out: on the
-// attached accelerator's device when there is one, else with be.
+// attached accelerator's device when there is one, else with be — on the
+// CPU when that device is full (be may be an op-by-op backend on it).
 func (m *Model) Logits(be tensor.Backend, out, hidden []float32, T int) {
-	if m.accel != nil && m.accel.Logits(out, hidden, T) == nil {
-		return
+	if m.accel != nil {
+		err := m.accel.Logits(out, hidden, T)
+		if err == nil {
+			return
+		}
+		if errors.Is(err, ErrAcceleratorFull) {
+			be = tensor.CPU{}
+		}
 	}
 	be.MatMul(out[:T*m.Config.VocabSize], hidden[:T*m.Config.HiddenSize], m.LMHead, T)
 }

@@ -53,7 +53,7 @@ func (m *Model) ForwardStep(be tensor.Backend, ids []int, caches []*Cache, scrat
 		if !errors.Is(err, ErrAcceleratorFull) {
 			return nil, err
 		}
-		from = m.CPULayers // the host goes on from their output
+		from, be = m.CPULayers, tensor.CPU{} // the host goes on from their output (be may be the full device's)
 	}
 	x := m.stepLayers(be, ids, caches, scratch, from, len(m.Layers))
 	for _, c := range caches {

@@ -245,7 +245,7 @@ func (dc *Decoder) spans(caches []*model.Cache, n int) ([]span, error) {
 func (dc *Decoder) run(ids []int, x []float32, sp []span, out []float32, branches [][]int) ([]float32, error) {
 	D := dc.M.Config.HiddenSize
 	T := len(ids)
-	nt, err := dc.net()
+	nt, err := dc.net(sp)
 	if err != nil {
 		return nil, err
 	}
@@ -446,6 +446,22 @@ func (dc *Decoder) readStage(stage *cuda.Buffer, sp []span, out []float32) error
 // the device holds: a bf16 matrix-vector product for one row, a GEMM over
 // their bf16 rounding for more (as the training step's loss head).
 func (dc *Decoder) Logits(out, hidden []float32, T int) error {
+	err := dc.logits(out, hidden, T)
+	if errors.Is(err, cuda.ErrOutOfMemory) { // the KV mirrors and other adapters' uploads go (reloaded on use), then once more
+		var cur *Net
+		if a, ok := dc.M.Delta.(*lora.Adapter); ok {
+			cur = dc.views[a]
+		}
+		dc.dropIdle(nil, cur)
+		if terr := dc.base.D.Pool.Trim(); terr != nil {
+			return full(errors.Join(err, terr))
+		}
+		err = dc.logits(out, hidden, T)
+	}
+	return full(err)
+}
+
+func (dc *Decoder) logits(out, hidden []float32, T int) error {
 	if T == 0 {
 		return nil
 	}
@@ -479,8 +495,9 @@ func (dc *Decoder) Logits(out, hidden []float32, T int) error {
 
 // net is the Net for the model's delta now: the base, or the adapter's
 // view over it (uploaded on first use, the least recent dropped past
-// maxViews).
-func (dc *Decoder) net() (*Net, error) {
+// maxViews; where the device has no room for the upload, the other
+// adapters' uploads go first, then the mirrors of caches other than sp's).
+func (dc *Decoder) net(sp []span) (*Net, error) {
 	a, ok := dc.M.Delta.(*lora.Adapter)
 	if !ok || a == nil {
 		return dc.base, nil
@@ -493,8 +510,12 @@ func (dc *Decoder) net() (*Net, error) {
 		dc.dropView(0)
 	}
 	v, err := dc.base.view(a)
-	for errors.Is(err, cuda.ErrOutOfMemory) && len(dc.viewLRU) > 0 { // the others' uploads go first (loaded again on use)
-		dc.dropView(0)
+	for errors.Is(err, cuda.ErrOutOfMemory) {
+		if len(dc.viewLRU) > 0 { // the others' uploads go first (loaded again on use), least recent first
+			dc.dropView(0)
+		} else if !dc.dropIdle(sp, nil) { // then other caches' mirrors (the host keeps their rows)
+			break // nothing left to free: the pass runs on the host
+		}
 		if terr := dc.base.D.Pool.Trim(); terr != nil {
 			err = errors.Join(err, terr) // still out of memory: the pass runs on the host
 			break
@@ -511,22 +532,26 @@ func (dc *Decoder) net() (*Net, error) {
 
 // dropIdle frees what a pass over sp with nt does not use: other caches'
 // mirrors (the host keeps their rows) and other adapters' uploads (loaded
-// again on use).
-func (dc *Decoder) dropIdle(sp []span, nt *Net) {
+// again on use). It says whether it freed anything.
+func (dc *Decoder) dropIdle(sp []span, nt *Net) bool {
 	keep := map[*kvMirror]bool{}
 	for _, s := range sp {
 		keep[s.mir] = true
 	}
+	freed := false
 	for i := len(dc.mirrorLRU) - 1; i >= 0; i-- {
 		if !keep[dc.mirrors[dc.mirrorLRU[i]]] {
 			dc.drop(i)
+			freed = true
 		}
 	}
 	for i := len(dc.viewLRU) - 1; i >= 0; i-- {
 		if dc.views[dc.viewLRU[i]] != nt {
 			dc.dropView(i)
+			freed = true
 		}
 	}
+	return freed
 }
 
 // dropView frees the i-th least recently used adapter's upload and its

@@ -200,3 +200,71 @@ func TestDecoderPassDropsIdleAdapters(t *testing.T) {
 		}
 	}
 }
+
+// TestDecoderFullDropsIdleMirrors: a device filled by idle caches' mirrors
+// (requests that finished, their caches not yet collected) makes room for
+// an adapter's upload and for the logits by dropping them (the host keeps
+// their rows), so those still run on the device; before, the upload fell
+// back to the host every token and the logits to the caller's backend.
+func TestDecoderFullDropsIdleMirrors(t *testing.T) {
+	d := device(t)
+	s := setups[0]
+	s.rank = 64
+	dir := t.TempDir()
+	ok(t, model.WriteRandom(dir, s.shape, tensor.BF16, 43))
+	m, a1 := build(t, dir, s)
+	tok := tokens(rng(11), s.shape.Vocab)
+	if attached, err := m.Accelerate("cuda"); !attached {
+		t.Fatal(err)
+	}
+	defer m.Detach()
+	defer d.Pool.SetLimit(0)
+	idle := make([]*model.Cache, 4) // mirrors of 3 layers × 2 × 256 rows × 64 floats each: ~1.6 MB in all
+	for i := range idle {
+		idle[i] = m.NewCache(256)
+		_, err := m.Forward(tensor.CPU{}, tok(3), idle[i], nil)
+		ok(t, err)
+	}
+	c := m.NewCache(256)
+	_, err := m.Forward(tensor.CPU{}, tok(3), c, nil) // its mirror, the base's pass
+	ok(t, err)
+	ok(t, d.Pool.Trim())
+	d.Pool.SetLimit(d.Pool.Stats().InUse + int64(len(a1.Params))*4/2) // half the adapter's upload
+	m.Delta = a1
+	ids := tok(2)
+	h, err := m.Forward(tensor.CPU{}, ids, c, nil)
+	ok(t, err)
+	if c.DevLen != c.Len {
+		t.Errorf("the adapter's pass ran on the host: the device holds %d rows of %d", c.DevLen, c.Len)
+	}
+	for i, ic := range idle {
+		if ic.DevLen != 0 {
+			t.Errorf("idle cache %d still mirrored (%d rows)", i, ic.DevLen)
+		}
+		_, err := m.Forward(tensor.CPU{}, tok(1), ic, nil) // mirrored again, or on the host: right either way
+		ok(t, err)
+	}
+
+	// The logits of the last pass's rows with the device full again.
+	V := s.shape.Vocab
+	want := make([]float32, 2*V)
+	tensor.CPU{}.MatMul(want, h, m.LMHead, 2)
+	ok(t, d.Pool.Trim())
+	d.Pool.SetLimit(d.Pool.Stats().InUse + 4<<10)
+	got := make([]float32, 2*V)
+	m.Logits(fullDevice{}, got, h, 2)
+	if rel := relL2(got, want); rel > 2e-2 || rel != rel || rel == 0 {
+		t.Errorf("logits %.2e relative to the host's (0: not the device's bf16 head)", rel)
+	}
+	for i, ic := range idle {
+		if ic.DevLen != 0 {
+			t.Errorf("idle cache %d still mirrored (%d rows) after the logits", i, ic.DevLen)
+		}
+	}
+}
+
+// fullDevice stands for an op-by-op backend on the full device: the
+// logits must not fall back to it.
+type fullDevice struct{ tensor.CPU }
+
+func (fullDevice) MatMul([]float32, []float32, tensor.Matrix, int) { panic("an op on the full device") }
