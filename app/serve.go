@@ -237,9 +237,11 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// contextLimit is the most positions a request may use.
+// contextLimit is the most positions a request may use: the model's
+// (a sliding window it does not implement past included), so a sequence
+// admitted never fails a batched step it shares with others.
 func (s *Server) contextLimit() int {
-	if n := s.m.Config.MaxPositionEmbeddings; n > 0 {
+	if n := s.m.ContextLimit(); n > 0 {
 		return n
 	}
 	return 4096

@@ -396,3 +396,20 @@ func TestServeCPUOffload(t *testing.T) {
 		}
 	}
 }
+
+// A model whose config turns on a sliding window (Mistral's, which the
+// engine refuses to attend past) admits only requests that fit it, so no
+// sequence fails mid-decode and takes its batch with it.
+func TestServeRefusesPastTheSlidingWindow(t *testing.T) {
+	s, ts := newTestServer(t, nil)
+	w := 24
+	s.m.Config.SlidingWindow = &w
+	code, _, body := post(t, ts.URL+"/infer/base", `{"task":"generate","input":"x","options":{"max_tokens":30}}`)
+	wantError(t, code, body, 413, errTooLarge, "input")
+	if msg := body["error"].(map[string]any)["message"].(string); !strings.Contains(msg, "context of 24 tokens") {
+		t.Errorf("413 message does not give the window: %s", msg)
+	}
+	if code, _, body = post(t, ts.URL+"/infer/base", `{"task":"generate","input":"x","options":{"max_tokens":3}}`); code != 200 {
+		t.Errorf("a request within the window: %d %v", code, body)
+	}
+}

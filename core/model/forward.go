@@ -234,9 +234,28 @@ func (m *Model) Logits(be tensor.Backend, out, hidden []float32, T int) {
 // Mistral's sliding window is not implemented, so longer sequences are an
 // error rather than silently wrong.
 func (m *Model) CheckContext(n int) error {
-	c := &m.Config
-	if c.SlidingWindow != nil && *c.SlidingWindow > 0 && (c.UseSlidingWindow == nil || *c.UseSlidingWindow) && n > *c.SlidingWindow {
-		return fmt.Errorf("context of %d tokens exceeds the model's sliding_window %d, which this engine does not implement", n, *c.SlidingWindow)
+	if w := m.slidingWindow(); w > 0 && n > w {
+		return fmt.Errorf("context of %d tokens exceeds the model's sliding_window %d, which this engine does not implement", n, w)
 	}
 	return nil
+}
+
+// slidingWindow is the window the model's config turns on, or 0.
+func (m *Model) slidingWindow() int {
+	c := &m.Config
+	if c.SlidingWindow != nil && *c.SlidingWindow > 0 && (c.UseSlidingWindow == nil || *c.UseSlidingWindow) {
+		return *c.SlidingWindow
+	}
+	return 0
+}
+
+// ContextLimit is the most positions a sequence may take: the config's
+// max_position_embeddings, or its sliding window where that is shorter
+// (CheckContext refuses past it); 0 when the config gives neither.
+func (m *Model) ContextLimit() int {
+	n := m.Config.MaxPositionEmbeddings
+	if w := m.slidingWindow(); w > 0 && (n <= 0 || w < n) {
+		n = w
+	}
+	return max(n, 0)
 }
