@@ -99,14 +99,20 @@ func (b *Buffer) View(off, n int) *Buffer {
 // Alloc returns an uninitialised buffer of n elements. Refused inside a
 // graph capture on the capturing goroutine: the recording would keep an
 // address the pool may hand out again once the buffer is freed.
-func (d *Device) Alloc(k Kind, n int) (*Buffer, error) {
+func (d *Device) Alloc(k Kind, n int) (*Buffer, error) { return d.alloc(k, n, d.Pool.Get) }
+
+// AllocExact is Alloc for a large buffer held long (Pool.GetExact): its
+// size rounded to 2 MiB, not to its size class.
+func (d *Device) AllocExact(k Kind, n int) (*Buffer, error) { return d.alloc(k, n, d.Pool.GetExact) }
+
+func (d *Device) alloc(k Kind, n int, get func(bytes int) (unsafe.Pointer, error)) (*Buffer, error) {
 	if n < 0 {
 		return nil, fmt.Errorf("cuda: alloc of %d %s elements", n, k)
 	}
 	if g := capG.Load(); g != 0 && g == goid() {
 		return nil, fmt.Errorf("cuda: alloc %s[%d] inside a graph capture: %w", k, n, ErrCaptureAlloc)
 	}
-	p, err := d.Pool.Get(max(1, n*k.Size()))
+	p, err := get(max(1, n*k.Size()))
 	if err != nil {
 		return nil, fmt.Errorf("cuda: alloc %s[%d]: %w", k, n, err)
 	}

@@ -88,8 +88,20 @@ func sizeClass(n int) int {
 }
 
 // Get returns a block of at least bytes bytes (contents undefined).
-func (p *Pool) Get(bytes int) (unsafe.Pointer, error) {
-	c := sizeClass(bytes)
+func (p *Pool) Get(bytes int) (unsafe.Pointer, error) { return p.get(bytes, sizeClass(bytes)) }
+
+// exactStep is GetExact's granularity: cudaMalloc's own for large blocks.
+const exactStep = 2 << 20
+
+// GetExact is Get for a large block held long (a recorded step's arena,
+// gigabytes): its size rounded up to 2 MiB rather than to its size class,
+// which may add an eighth (a gigabyte at 8 GiB). Freed, it is cached like
+// any block of its size.
+func (p *Pool) GetExact(bytes int) (unsafe.Pointer, error) {
+	return p.get(bytes, min(sizeClass(bytes), (max(1, bytes)+exactStep-1)&^(exactStep-1)))
+}
+
+func (p *Pool) get(bytes, c int) (unsafe.Pointer, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.limit > 0 && p.stats.InUse+int64(c) > p.limit {

@@ -85,6 +85,29 @@ func TestPoolReusesAndCounts(t *testing.T) {
 	}
 }
 
+// GetExact rounds a large block to 2 MiB, not to its size class (an
+// eighth: 8.1 GiB would take 9), and never past it for a small one; freed,
+// it serves a Get of its size.
+func TestPoolGetExact(t *testing.T) {
+	dev := newFake(1 << 40)
+	p := NewPool(dev)
+	big := 8<<30 + 100<<20 + 5 // 8.1 GiB
+	if _, err := p.GetExact(big); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := p.Stats().InUse, int64(8<<30+102<<20); got != want {
+		t.Errorf("GetExact(8.1 GiB) holds %d bytes, want %d (class %d)", got, want, sizeClass(big))
+	}
+	small, err := p.GetExact(1000)
+	if err != nil || p.Stats().InUse != int64(8<<30+102<<20+1024) {
+		t.Fatalf("GetExact(1000): %v, in use %d", err, p.Stats().InUse)
+	}
+	p.Put(small)
+	if again, _ := p.Get(1000); again != small {
+		t.Error("a freed GetExact block does not serve a Get of its size")
+	}
+}
+
 func TestPoolFreesCacheWhenFull(t *testing.T) {
 	dev := newFake(3 << 20)
 	p := NewPool(dev)

@@ -432,7 +432,7 @@ func (nt *Net) newStepGraph(key stepKey, capacity int) (*stepGraph, error) {
 	if err := nt.D.Pool.Trim(); err != nil {
 		return nil, fmt.Errorf("devnet: step arena: %w", err)
 	}
-	buf, err := nt.D.Alloc(cuda.U8, bytes)
+	buf, err := nt.D.AllocExact(cuda.U8, bytes) // one block for as long as the run steps this way: no size class's eighth
 	if err != nil {
 		return nil, fmt.Errorf("devnet: step arena of %d bytes: %w", bytes, err)
 	}
