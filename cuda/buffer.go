@@ -61,14 +61,24 @@ func KindOf(dt tensor.DType) Kind {
 
 // Buffer is device memory from the Device's pool: Len elements of Kind.
 // Free returns it to the pool; a Buffer must not be used after. A View shares
-// its parent's memory and frees nothing.
+// its parent's memory and frees nothing; freeing the parent frees its views
+// too: an op, copy or zeroing given one then fails rather than write into a
+// block the pool may have handed out again.
 type Buffer struct {
 	ptr   unsafe.Pointer
 	Len   int
 	Kind  Kind
 	dev   *Device
 	owned bool
+	blk   *block // the allocation it lies in, shared with its views
 }
+
+// block is an allocation's state, shared by its buffer and their views.
+type block struct{ freed bool }
+
+// gone says whether b's memory went back to the pool (b or the buffer it
+// is a view of was freed).
+func (b *Buffer) gone() bool { return b.ptr == nil || b.blk != nil && b.blk.freed }
 
 // Bytes is the buffer's size in bytes.
 func (b *Buffer) Bytes() int { return b.Len * b.Kind.Size() }
@@ -85,7 +95,7 @@ func (b *Buffer) Carve(k Kind, off, n int) (*Buffer, error) {
 	if off < 0 || n < 0 || off%max(1, k.Size()) != 0 || off+n*k.Size() > b.Bytes() {
 		return nil, fmt.Errorf("cuda: %s[%d] at byte %d of %s", k, n, off, b)
 	}
-	return &Buffer{ptr: unsafe.Add(b.ptr, off), Len: n, Kind: k, dev: b.dev}, nil
+	return &Buffer{ptr: unsafe.Add(b.ptr, off), Len: n, Kind: k, dev: b.dev, blk: b.blk}, nil
 }
 
 // View is elements [off, off+n) of b, sharing its memory.
@@ -93,7 +103,7 @@ func (b *Buffer) View(off, n int) *Buffer {
 	if off < 0 || n < 0 || off+n > b.Len {
 		panic(fmt.Sprintf("cuda: view [%d, %d) of %s", off, off+n, b))
 	}
-	return &Buffer{ptr: b.Ptr(off), Len: n, Kind: b.Kind, dev: b.dev}
+	return &Buffer{ptr: b.Ptr(off), Len: n, Kind: b.Kind, dev: b.dev, blk: b.blk}
 }
 
 // Alloc returns an uninitialised buffer of n elements. Refused inside a
@@ -116,7 +126,7 @@ func (d *Device) alloc(k Kind, n int, get func(bytes int) (unsafe.Pointer, error
 	if err != nil {
 		return nil, fmt.Errorf("cuda: alloc %s[%d]: %w", k, n, err)
 	}
-	return &Buffer{ptr: p, Len: n, Kind: k, dev: d, owned: true}, nil
+	return &Buffer{ptr: p, Len: n, Kind: k, dev: d, owned: true, blk: &block{}}, nil
 }
 
 // Zeros returns a zeroed buffer of n elements.
@@ -146,11 +156,14 @@ func (b *Buffer) Free() {
 		return
 	}
 	b.dev.Pool.Put(b.ptr)
-	b.ptr = nil
+	b.ptr, b.blk.freed = nil, true
 }
 
 // Zero clears the buffer (asynchronously, on the stream).
 func (b *Buffer) Zero() error {
+	if b.gone() {
+		return fmt.Errorf("cuda: zeroing %s, which was freed", b)
+	}
 	return call(func() C.int { return C.dc_memset0(b.ptr, C.size_t(b.Bytes())) })
 }
 
@@ -164,6 +177,9 @@ func checkCopy[T Element](op string, b *Buffer, off, n int) error {
 	var z T
 	if int(unsafe.Sizeof(z)) != b.Kind.Size() {
 		return fmt.Errorf("cuda: %s of %T elements with a %s buffer", op, z, b)
+	}
+	if b.gone() {
+		return fmt.Errorf("cuda: %s with %s, which was freed", op, b)
 	}
 	if off < 0 || off+n > b.Len {
 		return fmt.Errorf("cuda: %s of %d elements at %d with a %s buffer", op, n, off, b)
@@ -214,6 +230,9 @@ func Download[T Element](b *Buffer) ([]T, error) {
 func (b *Buffer) CopyTo(dst *Buffer) error {
 	if b.Kind != dst.Kind || b.Len > dst.Len {
 		return fmt.Errorf("cuda: copy of %s into %s", b, dst)
+	}
+	if b.gone() || dst.gone() {
+		return fmt.Errorf("cuda: copy of %s into %s: one was freed", b, dst)
 	}
 	return call(func() C.int { return C.dc_d2d(dst.ptr, b.ptr, C.size_t(b.Bytes())) })
 }

@@ -169,6 +169,7 @@ func TestDevice(t *testing.T) {
 	before := d.Pool.Stats()
 	b, err := d.Zeros(cuda.F32, 1<<20)
 	ok(t, err)
+	view := b.View(16, 512) // freed with b
 	v := []float32{1, 2, 3}
 	ok(t, cuda.Write(b, 5, v))
 	got := make([]float32, 5)
@@ -187,5 +188,26 @@ func TestDevice(t *testing.T) {
 	err = d.RMSNormFwd(b, nil, b, b, 4, 1<<20, 1e-6)
 	if err == nil || !strings.Contains(err.Error(), "rmsnorm_fwd: out was freed") {
 		t.Fatalf("RMSNormFwd on a freed buffer: %v", err)
+	}
+	// A view of a freed buffer, taken before or after, is freed too: the
+	// pool may hand its block out again (the next Alloc of its size does).
+	again, err := d.Alloc(cuda.F32, 1<<20)
+	ok(t, err)
+	defer again.Free()
+	for name, err := range map[string]error{
+		"an op":               d.Add(view, view, 512),
+		"an op, a view after": d.Add(b.View(0, 4), b.View(4, 4), 4),
+		"zeroing":             view.Zero(),
+		"an upload":           cuda.Write(view, 0, v),
+		"a download":          cuda.Read(view, 0, got),
+		"a copy":              view.CopyTo(again),
+		"a copy into":         again.View(0, 4).CopyTo(b.View(0, 4)),
+	} {
+		if err == nil || !strings.Contains(err.Error(), "freed") {
+			t.Errorf("%s with a view of a freed buffer: %v, want refused", name, err)
+		}
+	}
+	if err := d.Add(again.View(0, 4), again.View(4, 4), -4); err == nil {
+		t.Error("an op of -4 elements: no error")
 	}
 }

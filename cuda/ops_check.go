@@ -21,8 +21,10 @@ func (c *need) buf(name string, b *Buffer, k Kind, n int) *need {
 	switch {
 	case b == nil:
 		c.err = fmt.Errorf("cuda: %s: %s is nil (need %s[%d])", c.op, name, k, n)
-	case b.ptr == nil:
+	case b.gone():
 		c.err = fmt.Errorf("cuda: %s: %s was freed", c.op, name)
+	case n < 0:
+		c.err = fmt.Errorf("cuda: %s: %s needs %d elements", c.op, name, n)
 	case b.Kind != k:
 		c.err = fmt.Errorf("cuda: %s: %s is %s, need %s[%d]", c.op, name, b, k, n)
 	case b.Len < n:
