@@ -15,12 +15,45 @@ import "C"
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // ErrCUDA is wrapped by every error a CUDA call returns.
 var ErrCUDA = errors.New("cuda")
+
+// ErrDeviceLost is wrapped by the error of a call that met a fault which
+// leaves the process's CUDA context unusable (a kernel's illegal address,
+// a device-side assert, …) and by every call's after it: they fail at once,
+// naming the first, rather than each name itself as the op that failed.
+var ErrDeviceLost = errors.New("the CUDA context is lost")
+
+// lost is the first such fault's message, once there was one.
+var lost atomic.Pointer[string]
+
+// stickyErrors are the runtime's errors after which the context is gone
+// (CUDA's documentation: "the process must be terminated and relaunched").
+var stickyErrors = []string{"cudaErrorIllegalAddress", "cudaErrorLaunchFailure", "cudaErrorMisalignedAddress",
+	"cudaErrorIllegalInstruction", "cudaErrorInvalidAddressSpace", "cudaErrorInvalidPc", "cudaErrorHardwareStackError",
+	"cudaErrorAssert", "cudaErrorLaunchTimeout", "cudaErrorECCUncorrectable", "cudaErrorDevicesUnavailable"}
+
+// losesContext says whether a failed call's message names a sticky error.
+func losesContext(msg string) bool {
+	for _, s := range stickyErrors {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// lostError is the error of every call once the context is lost.
+func lostError(first string) error {
+	return errors.Join(ErrCUDA, ErrDeviceLost, fmt.Errorf("%s: the device cannot run anything more in this process: restart it "+
+		"(a kernel's fault is reported by a later call: DISTILL_CUDA_SYNC=1 names the kernel)", first))
+}
 
 // callMu serialises the C calls: the library keeps one error buffer and one
 // stream for the process, and a goroutine may change OS threads between a
@@ -40,10 +73,17 @@ func call(f func() C.int) error {
 
 // callLocked is call with callMu held by the caller.
 func callLocked(f func() C.int) error {
+	if first := lost.Load(); first != nil {
+		return lostError(*first)
+	}
 	if f() == 0 {
 		return nil
 	}
 	msg := C.GoString(C.dc_last_error())
+	if losesContext(msg) {
+		lost.CompareAndSwap(nil, &msg)
+		return lostError(*lost.Load())
+	}
 	// cuBLAS out of memory for its workspace is the device's too.
 	if strings.Contains(msg, "cudaErrorMemoryAllocation") || strings.Contains(msg, "CUBLAS_STATUS_ALLOC_FAILED") {
 		return errors.Join(ErrCUDA, ErrOutOfMemory, errors.New(msg))
