@@ -2,16 +2,16 @@
 #include "common.cuh"
 #include "rows_kernels.cuh"
 
-extern "C" int dc_gather_rows(float *dst, const float *src, const int32_t *idx, int k, int d) {
+extern "C" int dc_gather_rows(float *dst, const float *src, const int32_t *idx, int k, int d, int src_rows) {
   if (k <= 0 || d <= 0) return 0;
-  DC_LAUNCH(k, 256, 0, k_gather_rows)(dst, src, idx, d);
+  DC_LAUNCH(k, 256, 0, k_gather_rows)(dst, src, idx, d, src_rows);
   DC_LAUNCHED("gather_rows(k=%d, d=%d)", k, d);
   return 0;
 }
 
-extern "C" int dc_scatter_rows(float *dst, const float *src, const int32_t *idx, int k, int d) {
+extern "C" int dc_scatter_rows(float *dst, const float *src, const int32_t *idx, int k, int d, int dst_rows) {
   if (k <= 0 || d <= 0) return 0;
-  DC_LAUNCH(k, 256, 0, k_scatter_rows)(dst, src, idx, d);
+  DC_LAUNCH(k, 256, 0, k_scatter_rows)(dst, src, idx, d, dst_rows);
   DC_LAUNCHED("scatter_rows(k=%d, d=%d)", k, d);
   return 0;
 }

@@ -5,11 +5,12 @@
 extern "C" {
 #endif
 
-// dst(k, d) = src rows idx[0..k) (int32): the loss head gathers the rows
-// that carry a target.
-int dc_gather_rows(float *dst, const float *src, const int32_t *idx, int k, int d);
-// dst rows idx[0..k) = src(k, d); other rows of dst untouched.
-int dc_scatter_rows(float *dst, const float *src, const int32_t *idx, int k, int d);
+// dst(k, d) = src rows idx[0..k) (int32) of its src_rows: the loss head
+// gathers the rows that carry a target (an index outside: a NaN row).
+int dc_gather_rows(float *dst, const float *src, const int32_t *idx, int k, int d, int src_rows);
+// dst rows idx[0..k) of its dst_rows = src(k, d); other rows of dst
+// untouched (an index outside: nothing written).
+int dc_scatter_rows(float *dst, const float *src, const int32_t *idx, int k, int d, int dst_rows);
 
 #ifdef __cplusplus
 }

@@ -7,14 +7,23 @@
 #pragma once
 #include "devmath.cuh"
 
-__global__ void k_gather_rows(float *dst, const float *src, const int32_t *idx, int d) {
-  const float *s = src + (int64_t)idx[blockIdx.x] * d;
+// An index outside src's rows gathers a NaN row (never a read past them).
+__global__ void k_gather_rows(float *dst, const float *src, const int32_t *idx, int d, int src_rows) {
+  int r = idx[blockIdx.x];
   float *o = dst + (int64_t)blockIdx.x * d;
+  if (r < 0 || r >= src_rows) {
+    for (int j = threadIdx.x; j < d; j += blockDim.x) o[j] = NAN;
+    return;
+  }
+  const float *s = src + (int64_t)r * d;
   for (int j = threadIdx.x; j < d; j += blockDim.x) o[j] = s[j];
 }
 
-__global__ void k_scatter_rows(float *dst, const float *src, const int32_t *idx, int d) {
+// An index outside dst's rows scatters nothing (never a write past them).
+__global__ void k_scatter_rows(float *dst, const float *src, const int32_t *idx, int d, int dst_rows) {
+  int r = idx[blockIdx.x];
+  if (r < 0 || r >= dst_rows) return;
   const float *s = src + (int64_t)blockIdx.x * d;
-  float *o = dst + (int64_t)idx[blockIdx.x] * d;
+  float *o = dst + (int64_t)r * d;
   for (int j = threadIdx.x; j < d; j += blockDim.x) o[j] = s[j];
 }

@@ -165,6 +165,7 @@ static void rope_case(int n, int nh, int hd, bool inverse, int grid) {
   std::vector<int32_t> pos(n);
   for (auto &p : pos) p = P(rng);
   pos[0] = 0;  // a packed sequence's restart: the identity
+  if (n > 2) pos[n - 1] = max_pos, pos[n - 2] = -1;  // past the tables: NaN rows, nothing read
   std::vector<float> x = randn((size_t)n * nh * hd);
   std::vector<double> want = widen(x);
   double sign = inverse ? -1 : 1;
@@ -172,12 +173,16 @@ static void rope_case(int n, int nh, int hd, bool inverse, int grid) {
     for (int h = 0; h < nh; h++)
       for (int j = 0; j < half; j++) {
         size_t o = ((size_t)r * nh + h) * hd;
+        if (pos[r] < 0 || pos[r] >= max_pos) {
+          want[o + j] = want[o + j + half] = NAN;
+          continue;
+        }
         double c = cs[(size_t)pos[r] * half + j], s = sign * sn[(size_t)pos[r] * half + j];
         double a = x[o + j], b = x[o + j + half];
         want[o + j] = a * c - b * s, want[o + j + half] = b * c + a * s;
       }
   int64_t total = (int64_t)n * nh * half;
-  launch_ew(total, grid, [&] { k_rope(x.data(), pos.data(), cs.data(), sn.data(), n, nh, hd, inverse ? -1.f : 1.f); });
+  launch_ew(total, grid, [&] { k_rope(x.data(), pos.data(), cs.data(), sn.data(), n, nh, hd, max_pos, inverse ? -1.f : 1.f); });
   check(tag, x, want, 1e-6);
 }
 
@@ -699,9 +704,10 @@ static void rows_cases() {
     std::uniform_int_distribution<int> I(0, src_rows - 1);
     for (auto &i : idx) i = I(rng);
     idx[0] = idx[k - 1];  // a repeated row
+    idx[1] = src_rows;    // past src: a NaN row, nothing read
     for (int r = 0; r < k; r++)
-      for (int j = 0; j < d; j++) want[(size_t)r * d + j] = src[(size_t)idx[r] * d + j];
-    emu_launch(k, 1, 256, 0, [&] { k_gather_rows(dst.data(), src.data(), idx.data(), d); });
+      for (int j = 0; j < d; j++) want[(size_t)r * d + j] = idx[r] < src_rows ? src[(size_t)idx[r] * d + j] : NAN;
+    emu_launch(k, 1, 256, 0, [&] { k_gather_rows(dst.data(), src.data(), idx.data(), d, src_rows); });
     std::string sh = std::to_string(k) + "x" + std::to_string(d);
     check_exact("gather_rows " + sh, dst, want);
     // Scatter k rows to distinct rows of a taller dst.
@@ -709,9 +715,11 @@ static void rows_cases() {
     std::vector<int32_t> perm(src_rows);
     for (int i = 0; i < src_rows; i++) perm[i] = i;
     std::shuffle(perm.begin(), perm.end(), rng);
+    perm[1] = -1;  // outside dst: nothing written
     for (int r = 0; r < k; r++)
-      for (int j = 0; j < d; j++) want_tall[(size_t)perm[r] * d + j] = rows[(size_t)r * d + j];
-    emu_launch(k, 1, 256, 0, [&] { k_scatter_rows(tall.data(), rows.data(), perm.data(), d); });
+      if (perm[r] >= 0)
+        for (int j = 0; j < d; j++) want_tall[(size_t)perm[r] * d + j] = rows[(size_t)r * d + j];
+    emu_launch(k, 1, 256, 0, [&] { k_scatter_rows(tall.data(), rows.data(), perm.data(), d, src_rows); });
     check_exact("scatter_rows " + sh, tall, want_tall);
   }
 }
