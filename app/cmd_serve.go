@@ -102,7 +102,8 @@ func runServe(env *Env, args []string) error {
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down")
+	stop() // a second Ctrl-C now ends the process at once, grace period or not
+	log.Info("shutting down (Ctrl-C again to stop at once)")
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	switch err := srv.Shutdown(sctx); {
