@@ -40,7 +40,7 @@ func TestDeviceRunsTrackCPU(t *testing.T) {
 	run := func(args ...string) string {
 		t.Helper()
 		cmd := exec.Command(bin, args...)
-		if (slices.Contains(args, "sft") || slices.Contains(args, "dpo")) && slices.Contains(args, "cuda") { // with step graphs, whatever their gate says
+		if slices.Contains(args, "train") && slices.Contains(args, "cuda") { // with step graphs, whatever their gate says
 			cmd.Env = append(os.Environ(), "DISTILL_CUDA_STEP_GRAPHS=1")
 		}
 		out, err := cmd.CombinedOutput()
@@ -94,7 +94,7 @@ func TestDeviceRunsTrackCPU(t *testing.T) {
 		if peak, plan := num(t, m[1]), num(t, m[2]); peak > 1.15*plan {
 			t.Errorf("%s: the pool's peak %.1f MB is past the plan's %.1f MB by more than 15 %%", c.method, peak, plan)
 		}
-		if c.method != "kd" { // its steps replayed, and the log says how many
+		{ // its steps replayed, and the log says how many
 			g := regexp.MustCompile(`CUDA step graphs: (\d+) of (\d+) micro-batches replayed`).FindStringSubmatch(logs["cuda"])
 			if g == nil || num(t, g[1]) < 1 {
 				t.Errorf("%s --device cuda with step graphs: no step replayed\n%s", c.method, logs["cuda"])
