@@ -71,6 +71,9 @@ func resumeTrain(env *Env, args []string) error {
 	if err := readRunConfig(filepath.Join(dir, "config.yaml"), &cfg); err != nil {
 		return fmt.Errorf("resume %s: %w", dir, err)
 	}
+	if err := cfg.validate(); err != nil {
+		return fmt.Errorf("resume %s: config.yaml: %w", dir, err)
+	}
 	return runJob(env, *db, &TrainJob{Cfg: cfg, ID: filepath.Base(filepath.Clean(dir)), Dir: dir, Resume: true})
 }
 

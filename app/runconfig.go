@@ -1,6 +1,7 @@
 package app
 
 import (
+	"distill/core/atomicfile"
 	"distill/core/tensor"
 	"flag"
 	"fmt"
@@ -172,13 +173,14 @@ func readRunConfig(path string, c *RunConfig) error {
 	return nil
 }
 
-// writeRunConfig saves the effective configuration.
+// writeRunConfig saves the effective configuration, whole or not at all
+// (a resume reads it back).
 func writeRunConfig(path string, c *RunConfig) error {
 	b, err := yaml.Marshal(c)
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, b, 0o644)
+	return atomicfile.Write(path, b, 0o644)
 }
 
 // configFlag finds --config's value in args before the flags are parsed.

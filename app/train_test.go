@@ -2,11 +2,13 @@ package app
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -298,4 +300,58 @@ func TestTrainCPUBF16TracksF32(t *testing.T) {
 		t.Errorf("--cpu-bf16 gave the f32 run's losses exactly: %v", f)
 	}
 	t.Logf("losses f32 %v, bf16 %v", f, b)
+}
+
+// A run folder holding a run is never trained into again (it would lose
+// that run's config, checkpoints and adapter); a run trained with --out
+// resumes from its folder; a config.yaml that does not validate is refused
+// on resume with the reason, not a panic.
+func TestRunFolderKeepsItsRun(t *testing.T) {
+	m := tinyModel(t)
+	data := smallData(t, "../examples/tickets/train.jsonl", 12)
+	tmp := t.TempDir()
+	dbPath, dir := filepath.Join(tmp, "runs.db"), filepath.Join(tmp, "custom-out")
+	args := []string{"train", "sft", "--model", m, "--data", data, "--steps", "2", "--seq-len", "128", "--out", dir, "--db", dbPath, "--checkpoint-every", "1"}
+	if code, _, stderr := run(args...); code != 0 {
+		t.Fatal(stderr)
+	}
+	before, err := os.ReadFile(filepath.Join(dir, "config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	again := append(slices.Clone(args[:len(args)-6]), "--lora-r", "4", "--out", dir, "--db", dbPath)
+	if code, _, stderr := run(again...); code == 0 || !strings.Contains(stderr, "holds a run already") || !strings.Contains(stderr, "--resume "+dir) {
+		t.Fatalf("a second run into %s: exit %d, %s", dir, code, stderr)
+	}
+	if after, _ := os.ReadFile(filepath.Join(dir, "config.yaml")); !bytes.Equal(after, before) {
+		t.Error("the refused run rewrote the first run's config.yaml")
+	}
+
+	// Stopped after its first step (as by Ctrl-C), under an ID that is not
+	// its folder's name, it resumes from the folder.
+	db, err := store.Open(dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := defaultRunConfig("sft")
+	cfg.Model, cfg.Data, cfg.Steps, cfg.SeqLen, cfg.CheckpointEvery = m, data, 3, 128, 1
+	stoppedDir := filepath.Join(tmp, "stopped-out")
+	ctx, cancel := context.WithCancel(context.Background())
+	job := &TrainJob{Cfg: cfg, ID: "20261127-000000-sft-abcd", Dir: stoppedDir, DB: db, Events: func(e train.Event) { cancel() }}
+	if err := job.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	cfgPath := filepath.Join(stoppedDir, "config.yaml")
+	good, _ := os.ReadFile(cfgPath)
+	if err := os.WriteFile(cfgPath, bytes.Replace(good, []byte("accum: 1"), []byte("accum: 0"), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := run("train", "--resume", stoppedDir, "--db", dbPath); code == 0 || !strings.Contains(stderr, "accum") {
+		t.Fatalf("resume with accum 0: exit %d, %s", code, stderr)
+	}
+	os.WriteFile(cfgPath, good, 0o644)
+	if code, _, stderr := run("train", "--resume", stoppedDir, "--db", dbPath); code != 0 {
+		t.Fatalf("resume of a run trained with --out: %s", stderr)
+	}
 }

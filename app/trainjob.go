@@ -61,6 +61,8 @@ func (j *TrainJob) Run(ctx context.Context) (err error) {
 		if err := j.create(ctx); err != nil {
 			return err
 		}
+	} else if err := j.findResumed(ctx); err != nil {
+		return err
 	}
 	if err := j.DB.StartRun(ctx, j.ID, os.Getpid()); err != nil {
 		return err
@@ -95,8 +97,13 @@ func (j *TrainJob) Run(ctx context.Context) (err error) {
 	return j.loop(ctx)
 }
 
-// create records a new run and writes its folder and effective config.
+// create records a new run and writes its folder and effective config. A
+// folder that holds a run already is refused: a new run would overwrite
+// its config, checkpoints and adapter.
 func (j *TrainJob) create(ctx context.Context) error {
+	if err := checkRunFolderFree(j.Dir); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(filepath.Join(j.Dir, "checkpoints"), 0o755); err != nil {
 		return err
 	}
@@ -106,6 +113,49 @@ func (j *TrainJob) create(ctx context.Context) error {
 	cfgJSON, _ := json.Marshal(j.Cfg)
 	return j.DB.CreateRun(ctx, store.Run{ID: j.ID, Method: j.Cfg.Method, BaseModel: j.Cfg.Model, Dataset: j.Cfg.Data,
 		Status: store.StatusQueued, Config: string(cfgJSON), Dir: j.Dir, PID: os.Getpid()})
+}
+
+// findResumed makes sure the run to resume is recorded under j.ID: the
+// folder's name unless it was trained with --out, when the database's run
+// whose folder it is names it.
+func (j *TrainJob) findResumed(ctx context.Context) error {
+	_, err := j.DB.GetRun(ctx, j.ID)
+	if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	runs, lerr := j.DB.ListRuns(ctx, store.RunFilter{})
+	if lerr != nil {
+		return lerr
+	}
+	want, _ := filepath.Abs(j.Dir)
+	for _, r := range runs {
+		if got, _ := filepath.Abs(r.Dir); got == want {
+			j.ID = r.ID
+			return nil
+		}
+	}
+	return fmt.Errorf("resume %s: no run in the database has this folder (%w): pass the --db it was trained with", j.Dir, err)
+}
+
+// checkRunFolderFree refuses a folder that holds a run's files.
+func checkRunFolderFree(dir string) error {
+	for _, name := range []string{"config.yaml", "checkpoints", "adapter", "log.jsonl"} {
+		p := filepath.Join(dir, name)
+		st, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if st.IsDir() {
+			if entries, err := os.ReadDir(p); err == nil && len(entries) == 0 {
+				continue // an empty checkpoints folder: a run that never checkpointed, nothing to lose
+			}
+		}
+		return fmt.Errorf("%s holds a run already (%s): choose another --out, or continue it with `distill train --resume %s`", dir, name, dir)
+	}
+	return nil
 }
 
 // saveConfig records what the run resolved at its start in its

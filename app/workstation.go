@@ -237,6 +237,9 @@ func (w *Workstation) ResumeRun(id string) (<-chan Progress, error) {
 	if err := readRunConfig(filepath.Join(r.Dir, "config.yaml"), &cfg); err != nil {
 		return nil, fmt.Errorf("resume %s: %w", id, err)
 	}
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("resume %s: config.yaml: %w", id, err)
+	}
 	w.mu.Lock()
 	_, busy := w.cancels[id]
 	w.mu.Unlock()
