@@ -355,3 +355,45 @@ func TestRunFolderKeepsItsRun(t *testing.T) {
 		t.Fatalf("resume of a run trained with --out: %s", stderr)
 	}
 }
+
+// A resume whose latest checkpoint does not load (a crash or a full disk
+// cut its state.json) takes the one before, says so, and completes.
+func TestResumeSkipsAnUnreadableCheckpoint(t *testing.T) {
+	m := tinyModel(t)
+	data := smallData(t, "../examples/tickets/train.jsonl", 12)
+	db, err := store.Open(filepath.Join(t.TempDir(), "runs.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	cfg := defaultRunConfig("sft")
+	cfg.Model, cfg.Data, cfg.Steps, cfg.SeqLen, cfg.CheckpointEvery = m, data, 4, 128, 1
+	ctx, cancel := context.WithCancel(context.Background())
+	dir := filepath.Join(t.TempDir(), "run")
+	job := &TrainJob{Cfg: cfg, ID: "cut", Dir: dir, DB: db, Events: func(e train.Event) {
+		if e.Step == 2 {
+			cancel()
+		}
+	}}
+	if err := job.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cps, err := db.Checkpoints(context.Background(), "cut")
+	if err != nil || len(cps) != 2 {
+		t.Fatalf("%d checkpoints, %v; want steps 1 and 2", len(cps), err)
+	}
+	if err := os.WriteFile(filepath.Join(cps[1].Path, "state.json"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var log strings.Builder
+	resumed := &TrainJob{Cfg: cfg, ID: "cut", Dir: dir, DB: db, Resume: true, Log: &log}
+	if err := resumed.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(log.String(), "checkpoint of step 2 does not load, skipped") || !strings.Contains(log.String(), "resumed at step 1") {
+		t.Errorf("log:\n%s", log.String())
+	}
+	if r, _ := db.GetRun(context.Background(), "cut"); r.Status != store.StatusCompleted {
+		t.Errorf("the resumed run is %s", r.Status)
+	}
+}

@@ -83,18 +83,40 @@ func (j *TrainJob) Run(ctx context.Context) (err error) {
 	if err := j.load(); err != nil {
 		return err
 	}
-	state := train.State{Seed: j.Cfg.Seed}
 	if j.Resume {
-		cp, err := j.DB.LatestCheckpoint(ctx, j.ID)
+		state, err := j.loadCheckpoint(ctx)
 		if err != nil {
-			return fmt.Errorf("resume %s: no checkpoint to resume from: %w", j.ID, err)
-		}
-		if state, err = train.LoadCheckpoint(cp.Path, j.net, j.opt); err != nil {
 			return err
 		}
-		j.logf("resumed at step %d from %s", state.Step, cp.Path)
+		if state.Seed != j.Cfg.Seed { // the data order and dropout masks would not be the run's
+			return fmt.Errorf("resume %s: config.yaml says seed %d, the checkpoint %d: put back the run's config.yaml", j.ID, j.Cfg.Seed, state.Seed)
+		}
 	}
 	return j.loop(ctx)
+}
+
+// loadCheckpoint restores the run's latest checkpoint that loads, newest
+// first: one a crash or a full disk left unreadable is skipped, and the
+// log says so (the run repeats the steps since the one it takes).
+func (j *TrainJob) loadCheckpoint(ctx context.Context) (train.State, error) {
+	cps, err := j.DB.Checkpoints(ctx, j.ID)
+	if err == nil && len(cps) == 0 {
+		err = store.ErrNotFound
+	}
+	if err != nil {
+		return train.State{}, fmt.Errorf("resume %s: no checkpoint to resume from: %w", j.ID, err)
+	}
+	var errs []error
+	for i := len(cps) - 1; i >= 0; i-- {
+		st, err := train.LoadCheckpoint(cps[i].Path, j.net, j.opt)
+		if err == nil {
+			j.logf("resumed at step %d from %s", st.Step, cps[i].Path)
+			return st, nil
+		}
+		j.logf("checkpoint of step %d does not load, skipped: %v", cps[i].Step, err)
+		errs = append(errs, err)
+	}
+	return train.State{}, fmt.Errorf("resume %s: no checkpoint loads: %w", j.ID, errors.Join(errs...))
 }
 
 // create records a new run and writes its folder and effective config. A

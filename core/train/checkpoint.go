@@ -2,10 +2,12 @@ package train
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 
+	"distill/core/atomicfile"
 	"distill/core/lora"
 	"distill/core/model"
 	"distill/core/tensor"
@@ -28,8 +30,11 @@ const (
 )
 
 // SaveCheckpoint writes net's parameters, opt's moments and st to dir,
-// atomically: everything goes to a temporary folder that is renamed into
-// place, so a crash leaves either the old checkpoint or the new one.
+// atomically and durably: everything goes to a temporary folder, flushed
+// to disk, that is renamed into place (an older dir renamed aside first,
+// removed after), so a crash leaves the old checkpoint or the new one —
+// LoadCheckpoint finds the old one aside — and once it returns the new one
+// survives a power loss.
 func SaveCheckpoint(dir string, net *Net, opt *AdamW, st State) error {
 	st.MicroBatches = net.microBatches
 	tmp := dir + ".tmp"
@@ -54,19 +59,39 @@ func SaveCheckpoint(dir string, net *Net, opt *AdamW, st State) error {
 		return fail(err)
 	}
 	b, _ := json.MarshalIndent(st, "", "  ")
-	if err := os.WriteFile(filepath.Join(tmp, checkpointState), append(b, '\n'), 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(tmp, checkpointState), append(b, '\n'), 0o644); err != nil {
 		return fail(err)
 	}
-	os.RemoveAll(dir)
+	old := dir + aside
+	os.RemoveAll(old)
+	if _, err := os.Stat(dir); err == nil { // the same step saved again (a stop at a checkpoint's step)
+		if err := os.Rename(dir, old); err != nil {
+			return fail(err)
+		}
+	}
 	if err := os.Rename(tmp, dir); err != nil {
+		os.Rename(old, dir)
 		return fail(err)
 	}
+	if err := atomicfile.SyncDir(filepath.Dir(dir)); err != nil {
+		return fmt.Errorf("checkpoint %s: %w", dir, err)
+	}
+	os.RemoveAll(old)
 	return nil
 }
+
+// aside is the suffix of a checkpoint folder renamed aside while the same
+// step's is saved again.
+const aside = ".old"
 
 // LoadCheckpoint restores net's parameters and opt's moments from dir and
 // returns the state to continue from.
 func LoadCheckpoint(dir string, net *Net, opt *AdamW) (State, error) {
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Stat(dir + aside); err == nil { // a crash while the same step was saved again
+			dir += aside
+		}
+	}
 	var st State
 	b, err := os.ReadFile(filepath.Join(dir, checkpointState))
 	if err != nil {

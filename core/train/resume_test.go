@@ -3,6 +3,7 @@ package train
 import (
 	"context"
 	"math"
+	"os"
 	"path/filepath"
 	"testing"
 )
@@ -67,4 +68,34 @@ func TestResumeIsBitwiseIdentical(t *testing.T) {
 		}
 	}
 	t.Logf("losses %v", straight)
+}
+
+// Saving a step's checkpoint again replaces it whole (the older one renamed
+// aside, then removed); a crash between the two renames leaves only the
+// one aside, which LoadCheckpoint then takes.
+func TestCheckpointSavedAgainReplacesIt(t *testing.T) {
+	net, _, _ := fixtureNet(t, "llama3-f32", "adapter")
+	opt := NewAdamW(len(net.Params), 0.01)
+	dir := filepath.Join(t.TempDir(), "step-000003")
+	opt.Step = 3
+	if err := SaveCheckpoint(dir, net, opt, State{Step: 3, Seed: 1}); err != nil {
+		t.Fatal(err)
+	}
+	net.Params[0] += 1
+	if err := SaveCheckpoint(dir, net, opt, State{Step: 3, Seed: 2}); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(filepath.Dir(dir))
+	if len(entries) != 1 {
+		t.Errorf("the checkpoints folder holds %d entries, want the step's alone", len(entries))
+	}
+	if err := os.Rename(dir, dir+aside); err != nil { // as a crash between the renames leaves it
+		t.Fatal(err)
+	}
+	want := net.Params[0]
+	net.Params[0] = 0
+	st, err := LoadCheckpoint(dir, net, NewAdamW(len(net.Params), 0.01))
+	if err != nil || st.Seed != 2 || net.Params[0] != want {
+		t.Errorf("the checkpoint aside: seed %d, parameter %v (want 2, %v), %v", st.Seed, net.Params[0], want, err)
+	}
 }
