@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -395,5 +396,44 @@ func TestResumeSkipsAnUnreadableCheckpoint(t *testing.T) {
 	}
 	if r, _ := db.GetRun(context.Background(), "cut"); r.Status != store.StatusCompleted {
 		t.Errorf("the resumed run is %s", r.Status)
+	}
+}
+
+// Validation runs every eval_every steps whatever checkpoint_every is (it
+// used to wait for a checkpoint's step), and checkpoints only at theirs and
+// at the end.
+func TestEvalEveryIndependentOfCheckpoints(t *testing.T) {
+	m := tinyModel(t)
+	data := smallData(t, "../examples/tickets/train.jsonl", 12)
+	db, err := store.Open(filepath.Join(t.TempDir(), "runs.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, c := range []struct {
+		every, evalEvery int
+		evals, cps       []int
+	}{
+		{0, 2, []int{2, 4, 6}, []int{6}},
+		{4, 3, []int{3, 6}, []int{4, 6}},
+	} {
+		cfg := defaultRunConfig("sft")
+		cfg.Model, cfg.Data, cfg.Steps, cfg.SeqLen, cfg.CheckpointEvery, cfg.EvalEvery = m, data, 6, 128, c.every, c.evalEvery
+		cfg.Val = data
+		var evals []int
+		id := fmt.Sprintf("eval%d-%d", c.every, c.evalEvery)
+		job := &TrainJob{Cfg: cfg, ID: id, Dir: filepath.Join(t.TempDir(), id), DB: db,
+			Validated: func(step int, _ map[string]float64) { evals = append(evals, step) }}
+		if err := job.Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		cps, _ := db.Checkpoints(context.Background(), id)
+		var steps []int
+		for _, cp := range cps {
+			steps = append(steps, cp.Step)
+		}
+		if !slices.Equal(evals, c.evals) || !slices.Equal(steps, c.cps) {
+			t.Errorf("checkpoint_every %d, eval_every %d: validations at %v, checkpoints at %v; want %v, %v", c.every, c.evalEvery, evals, steps, c.evals, c.cps)
+		}
 	}
 }

@@ -28,10 +28,14 @@ func (j *TrainJob) loop(ctx context.Context) error {
 	cfg := train.Config{Accum: c.Accum, MaxGradNorm: c.MaxGradNorm, WeightDecay: c.WeightDecay, Objective: j.obj,
 		Schedule: train.Schedule{Kind: c.Schedule, Peak: c.LR, Warmup: c.Warmup, Total: j.steps}}
 	data := &train.Shuffled{Batches: j.batches, Seed: c.Seed}
+	// Train runs in spans that end at the next checkpoint or validation.
 	for j.opt.Step < j.steps {
 		next := j.steps
 		if c.CheckpointEvery > 0 {
-			next = min(j.steps, (j.opt.Step/c.CheckpointEvery+1)*c.CheckpointEvery)
+			next = min(next, (j.opt.Step/c.CheckpointEvery+1)*c.CheckpointEvery)
+		}
+		if c.EvalEvery > 0 {
+			next = min(next, (j.opt.Step/c.EvalEvery+1)*c.EvalEvery)
 		}
 		cfg.Steps = next
 		events := make(chan train.Event, 8)
@@ -45,11 +49,14 @@ func (j *TrainJob) loop(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := j.recordShed(); err != nil {
-			return err
-		}
-		if cerr := j.checkpoint(); cerr != nil {
-			return cerr
+		// A checkpoint at its steps, at the end, and when stopped.
+		if c.CheckpointEvery > 0 && j.opt.Step%c.CheckpointEvery == 0 || j.opt.Step >= j.steps || ctx.Err() != nil {
+			if err := j.recordShed(); err != nil {
+				return err
+			}
+			if cerr := j.checkpoint(); cerr != nil {
+				return cerr
+			}
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
