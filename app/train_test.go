@@ -437,3 +437,31 @@ func TestEvalEveryIndependentOfCheckpoints(t *testing.T) {
 		}
 	}
 }
+
+// Ctrl-C while the last validation or the adapter's save runs, every step
+// trained: the run is completed (its adapter saved and registered), not
+// canceled with a resume to offer.
+func TestStopDuringTheEndCompletes(t *testing.T) {
+	m := tinyModel(t)
+	data := smallData(t, "../examples/tickets/train.jsonl", 12)
+	db, err := store.Open(filepath.Join(t.TempDir(), "runs.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	cfg := defaultRunConfig("sft")
+	cfg.Model, cfg.Data, cfg.Steps, cfg.SeqLen, cfg.Val = m, data, 2, 128, data
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	job := &TrainJob{Cfg: cfg, ID: "late", Dir: filepath.Join(t.TempDir(), "late"), DB: db,
+		Validated: func(step int, _ map[string]float64) { cancel() }}
+	if err := job.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := db.GetRun(context.Background(), "late"); r.Status != store.StatusCompleted {
+		t.Errorf("stopped during the final validation: %s (%s)", r.Status, r.Error)
+	}
+	if _, err := db.Adapter(context.Background(), "late"); err != nil {
+		t.Errorf("the adapter is not registered: %v", err)
+	}
+}

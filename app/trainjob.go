@@ -51,6 +51,7 @@ type TrainJob struct {
 	obj        train.Objective
 	steps      int
 	format     string // the training data's format, as loaded
+	finished   bool   // trained to the last step and saved (loop's end)
 }
 
 // Run trains until done or ctx is cancelled (then it checkpoints first and
@@ -70,7 +71,7 @@ func (j *TrainJob) Run(ctx context.Context) (err error) {
 	defer func() {
 		status, msg := store.StatusCompleted, ""
 		switch {
-		case errors.Is(err, context.Canceled) || (err == nil && ctx.Err() != nil):
+		case errors.Is(err, context.Canceled) || (err == nil && ctx.Err() != nil && !j.finished):
 			status, msg, err = store.StatusCanceled, "canceled by the user (checkpoint written)", nil
 		case err != nil:
 			status, msg = store.StatusFailed, err.Error()

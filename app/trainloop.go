@@ -70,7 +70,11 @@ func (j *TrainJob) loop(ctx context.Context) error {
 	if err := j.evaluate(); err != nil {
 		return err
 	}
-	return j.finish()
+	if err := j.finish(); err != nil {
+		return err
+	}
+	j.finished = true // every step trained and the result saved: completed, even if Ctrl-C came during the saving
+	return nil
 }
 
 // record writes each event to log.jsonl and the store, and forwards it.
