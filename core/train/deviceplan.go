@@ -131,7 +131,7 @@ func (nt *Net) DevicePlan(n int, weightBytes int64, nf4 bool) Plan {
 	ws := devicePass{m: nt.M, n: N, r: int64(nt.rank()), targeted: targeted, attnTargeted: attnTargeted,
 		dropping: nt.dropping(), training: true, keep: keep, keepAttn: keepAttn, stackQKV: stack,
 		compact: (keep || keepAttn) && (DeviceKeepsCompact == nil || DeviceKeepsCompact())}
-	p := Plan{Tokens: tokens, Weights: deviceWeights(nt.M, weightBytes), Adapter: params, Grads: params,
+	p := Plan{Tokens: tokens, Weights: deviceWeights(nt.M, weightBytes, nf4), Adapter: params, Grads: params,
 		Activations: (L + 1) * N * D * 4,
 		Workspace:   ws.bytes(nf4) - (L+1)*N*D*4,
 		Runtime:     DeviceRuntime}
@@ -162,7 +162,7 @@ func (nt *Net) DeviceKDPlan(n int, weightBytes int64, nf4 bool, teacher *model.M
 	}
 	R := min(int64(128), N)
 	keep := N*Dt*4 + R*Dt*(4+2) + R*V*4 // hidden states; head rows f32, bf16; logits
-	p.Teacher = deviceWeights(teacher, teacherBytes)
+	p.Teacher = deviceWeights(teacher, teacherBytes, teacherNF4)
 	if graphs { // the teacher's pass runs beside the student's arena
 		p.Workspace += keep + fwd
 		return p
@@ -171,14 +171,30 @@ func (nt *Net) DeviceKDPlan(n int, weightBytes int64, nf4 bool, teacher *model.M
 	return p
 }
 
-// deviceWeights is a model's weights on the device: as held, plus a bf16
-// copy of a tied head that is not bf16 already.
-func deviceWeights(m *model.Model, heldBytes int64) int64 {
+// deviceWeights is a model's weights on the device, as cuda/devnet uploads
+// them, from heldBytes (Model.HeldBytes: the projections as held, NF4 when
+// nf4, the embedding, an untied head): NF4 projections as held, dense ones
+// in bf16 whatever their dtype (an f32 checkpoint's take half their host
+// bytes), the embedding as stored, and the head in bf16 — the embedding
+// itself where tied and bf16 already.
+func deviceWeights(m *model.Model, heldBytes int64, nf4 bool) int64 {
 	c := m.Config
-	if m.LMHead == m.Embed && m.Embed.DType != tensor.BF16 {
-		return heldBytes + int64(c.VocabSize)*int64(c.HiddenSize)*2
+	embed, head := m.Embed.Bytes(), int64(c.VocabSize)*int64(c.HiddenSize)*2
+	proj := heldBytes - embed
+	if m.LMHead != m.Embed {
+		proj -= m.LMHead.Bytes()
+	} else if m.Embed.DType == tensor.BF16 {
+		head = 0
 	}
-	return heldBytes
+	if !nf4 {
+		proj = 0
+		for _, L := range m.Layers {
+			for _, p := range L.Projections() {
+				proj += int64(p.Rows()) * int64(p.Cols()) * 2
+			}
+		}
+	}
+	return proj + embed + head
 }
 
 // devicePass is one devnet pass over n tokens: a training step (forward,

@@ -132,3 +132,44 @@ func TestDevicePlanMatchesPool(t *testing.T) {
 			n, c.kd, c.keep, c.keepAttn, c.qwen3, c.graphs, float64(peak)/1e6, float64(want)/1e6, ratio)
 	}
 }
+
+// The plan's weights are what devnet uploads: NF4 projections as held,
+// dense ones in bf16 whatever their dtype (an f32 checkpoint's took half
+// the plan's count before), the embedding as stored, the head in bf16 (the
+// embedding itself where tied and bf16). Measured as the pool's growth over
+// devnet.New (weights, adapter, gradients), the norms and biases aside.
+func TestDevicePlanWeightsMatchUpload(t *testing.T) {
+	d := device(t)
+	for _, c := range []struct {
+		dt    tensor.DType
+		quant string
+		tied  bool
+	}{{tensor.F32, "none", false}, {tensor.F32, "none", true}, {tensor.BF16, "none", false}, {tensor.F32, "nf4", false},
+		{tensor.BF16, "nf4", true}} {
+		dir := t.TempDir()
+		s := model.Shape{Arch: "Qwen2ForCausalLM", Hidden: 256, Intermediate: 704, Layers: 2, Heads: 4, KVHeads: 2,
+			Vocab: 6000, Tied: c.tied, RopeTheta: 1e6, RMSNormEps: 1e-6, MaxPositions: 256, BOS: 1, EOS: 2}
+		ok(t, model.WriteRandom(dir, s, c.dt, 3))
+		m, err := model.Load(dir)
+		ok(t, err)
+		_, err = quant.QuantizeModel(m, c.quant, c.quant == "nf4", false)
+		ok(t, err)
+		a, err := lora.NewFor(m, lora.Config{R: 8, Alpha: 16, Targets: lora.Modules})
+		ok(t, err)
+		tn, err := train.NewNet(tensor.CPU{}, m, a)
+		ok(t, err)
+		plan := tn.DevicePlan(16, m.HeldBytes(), c.quant == "nf4")
+		ok(t, d.Pool.Trim())
+		before := d.Pool.Stats().InUse
+		net, err := devnet.New(d, m, a)
+		ok(t, err)
+		got, want := float64(d.Pool.Stats().InUse-before), float64(plan.Weights+plan.Adapter+plan.Grads)
+		net.Close()
+		m.Close()
+		if r := got / want; r < 0.97 || r > 1.15 {
+			t.Errorf("%v %s, tied %v: uploaded %.2f MB, planned %.2f MB (×%.3f)", c.dt, c.quant, c.tied, got/1e6, want/1e6, r)
+		} else {
+			t.Logf("%v %s, tied %v: uploaded %.2f MB, planned %.2f MB (×%.3f)", c.dt, c.quant, c.tied, got/1e6, want/1e6, r)
+		}
+	}
+}
