@@ -26,7 +26,7 @@ func runTrain(env *Env, args []string) error {
 	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
 		fmt.Fprintln(env.Stderr, "usage: distill train sft|kd|dpo --model DIR --data FILE [flags]   (distill train sft -h lists the flags)")
-		fmt.Fprintln(env.Stderr, "       distill train --resume runs/ID")
+		fmt.Fprintln(env.Stderr, "       distill train --resume runs/ID [--device cpu|cuda]")
 		return errUsage
 	}
 	method := args[0]
@@ -60,6 +60,7 @@ func resumeTrain(env *Env, args []string) error {
 	fs := flag.NewFlagSet("train --resume", flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
 	db := fs.String("db", defaultDB, "run database")
+	device := fs.String("device", "", "go on on another device (cpu, cuda, auto; checkpoints are the host's format): recorded in config.yaml; default the run's")
 	if len(args) == 0 {
 		return fmt.Errorf("--resume needs the run folder, e.g. runs/20261125-182700-sft-ab12")
 	}
@@ -70,6 +71,15 @@ func resumeTrain(env *Env, args []string) error {
 	cfg := RunConfig{}
 	if err := readRunConfig(filepath.Join(dir, "config.yaml"), &cfg); err != nil {
 		return fmt.Errorf("resume %s: %w", dir, err)
+	}
+	if *device != "" && *device != cfg.Device {
+		cfg.Device = *device
+		if err := cfg.validate(); err != nil {
+			return fmt.Errorf("resume %s: --device: %w", dir, err)
+		}
+		if err := writeRunConfig(filepath.Join(dir, "config.yaml"), &cfg); err != nil {
+			return err
+		}
 	}
 	if err := cfg.validate(); err != nil {
 		return fmt.Errorf("resume %s: config.yaml: %w", dir, err)

@@ -351,9 +351,16 @@ func TestRunFolderKeepsItsRun(t *testing.T) {
 	if code, _, stderr := run("train", "--resume", stoppedDir, "--db", dbPath); code == 0 || !strings.Contains(stderr, "accum") {
 		t.Fatalf("resume with accum 0: exit %d, %s", code, stderr)
 	}
-	os.WriteFile(cfgPath, good, 0o644)
-	if code, _, stderr := run("train", "--resume", stoppedDir, "--db", dbPath); code != 0 {
-		t.Fatalf("resume of a run trained with --out: %s", stderr)
+	// Trained on a GPU (say), it goes on on the CPU: --device, recorded.
+	if !bytes.Contains(good, []byte("device: cpu")) {
+		t.Fatalf("config.yaml does not record the resolved device:\n%s", good)
+	}
+	os.WriteFile(cfgPath, bytes.Replace(good, []byte("device: cpu"), []byte("device: cuda"), 1), 0o644)
+	if code, _, stderr := run("train", "--resume", stoppedDir, "--db", dbPath, "--device", "cpu"); code != 0 {
+		t.Fatalf("resume of a run trained with --out, on the CPU: %s", stderr)
+	}
+	if b, _ := os.ReadFile(cfgPath); !bytes.Contains(b, []byte("device: cpu")) {
+		t.Errorf("config.yaml after resuming with --device cpu:\n%s", b)
 	}
 }
 
