@@ -213,7 +213,8 @@ func (w *Workstation) LaunchRun(cfg RunConfig) (string, <-chan Progress, error) 
 	if cfg.Out == "" {
 		cfg.Out = filepath.Join("runs", id)
 	}
-	return id, w.start(&TrainJob{Cfg: cfg, ID: id, Dir: cfg.Out}), nil
+	ch, err := w.start(&TrainJob{Cfg: cfg, ID: id, Dir: cfg.Out})
+	return id, ch, err
 }
 
 // ResumeRun continues a canceled or failed run from its latest checkpoint,
@@ -240,21 +241,22 @@ func (w *Workstation) ResumeRun(id string) (<-chan Progress, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("resume %s: config.yaml: %w", id, err)
 	}
-	w.mu.Lock()
-	_, busy := w.cancels[id]
-	w.mu.Unlock()
-	if busy {
-		return nil, fmt.Errorf("%s is training here already", id)
-	}
-	return w.start(&TrainJob{Cfg: cfg, ID: id, Dir: r.Dir, Resume: true}), nil
+	return w.start(&TrainJob{Cfg: cfg, ID: id, Dir: r.Dir, Resume: true})
 }
 
 // start runs job in a goroutine, streaming its steps, validations and log
-// lines on the returned channel, which ends with a Done value.
-func (w *Workstation) start(job *TrainJob) <-chan Progress {
+// lines on the returned channel, which ends with a Done value. A run this
+// workstation trains already is refused (checked and reserved at once: two
+// quick resumes of one run).
+func (w *Workstation) start(job *TrainJob) (<-chan Progress, error) {
 	id := job.ID
 	ctx, cancel := context.WithCancel(context.Background())
 	w.mu.Lock()
+	if _, busy := w.cancels[id]; busy {
+		w.mu.Unlock()
+		cancel()
+		return nil, fmt.Errorf("%s is training here already", id)
+	}
 	w.cancels[id] = cancel
 	w.mu.Unlock()
 	ch := make(chan Progress, progressBuffer)
@@ -273,7 +275,7 @@ func (w *Workstation) start(job *TrainJob) <-chan Progress {
 		sendLatest(ch, Progress{RunID: id, Done: true, Err: err})
 		close(ch)
 	}()
-	return ch
+	return ch, nil
 }
 
 func progressOf(id string, e train.Event) Progress {

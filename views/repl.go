@@ -434,7 +434,10 @@ func probBars(st Styles, a *app.Answer, width int) string {
 	var b strings.Builder
 	for _, l := range labels {
 		p := a.Probs[l]
-		n := int(p*float64(barW) + 0.5)
+		n := 0 // a NaN or out-of-range probability (a broken adapter's logits) draws an empty bar, not a panic
+		if p > 0 {
+			n = min(int(p*float64(barW)+0.5), barW)
+		}
 		bar := strings.Repeat("█", n) + strings.Repeat("░", barW-n)
 		if l == a.Label {
 			bar = st.Good.Render(bar)

@@ -112,3 +112,18 @@ func TestREPLOffersTheAdapterLabels(t *testing.T) {
 		t.Errorf("the user's labels were replaced: %q", got)
 	}
 }
+
+// A classify answer whose probabilities are NaN or out of range (a broken
+// adapter's logits) draws empty or full bars; it used to panic on a
+// negative repeat count and take the workstation down.
+func TestProbBarsTakeBadProbabilities(t *testing.T) {
+	nan := 0.0
+	nan /= nan
+	a := &app.Answer{Label: "a", Probs: map[string]float64{"a": nan, "b": 1.7, "c": -0.2}}
+	for _, w := range []int{0, 10, 80} {
+		out := probBars(DefaultStyles(), a, w)
+		if !strings.Contains(out, "NaN") || !strings.Contains(out, "1.700") {
+			t.Errorf("width %d: %q", w, out)
+		}
+	}
+}
