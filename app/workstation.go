@@ -115,7 +115,9 @@ func (w *Workstation) Wait(stop <-chan struct{}) {
 
 // Close cancels the GGUF exports in progress (each removes its partial folder)
 // and the runs started here (each writes a checkpoint first), and closes
-// the database once they have stopped.
+// the database once they have stopped — never before: a run's checkpoint
+// and final status go there (a run that outlasts the caller's patience is
+// the caller's to abandon, by exiting).
 func (w *Workstation) Close() error {
 	w.exportCancel()
 	w.exporting.Wait()
@@ -124,13 +126,8 @@ func (w *Workstation) Close() error {
 		cancel()
 	}
 	w.mu.Unlock()
-	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		w.mu.Lock()
-		n := len(w.cancels)
-		w.mu.Unlock()
-		if n == 0 {
-			break
-		}
+	for w.Running() > 0 {
+		time.Sleep(50 * time.Millisecond)
 	}
 	return w.db.Close()
 }
