@@ -27,7 +27,10 @@ var defaultTrainKeys = trainKeys{
 }
 
 // ProgressMsg is one step of the watched run, drained from its channel.
-type ProgressMsg struct{ app.Progress }
+type ProgressMsg struct {
+	app.Progress
+	from <-chan app.Progress // the channel it came on (waitProgress); nil: any
+}
 
 // WatchMsg makes the Train view follow a run started in this process,
 // whose steps arrive on Ch (app.Workstation.StartRun's channel).
@@ -55,7 +58,7 @@ func waitProgress(ch <-chan app.Progress) tea.Cmd {
 		if !ok {
 			return nil
 		}
-		return ProgressMsg{p}
+		return ProgressMsg{Progress: p, from: ch}
 	}
 }
 
@@ -122,7 +125,10 @@ func (v trainView) update(ctx *Context, msg tea.Msg) (trainView, tea.Cmd) {
 		}
 		return v, loadHistory(ctx.Svc, msg.id)
 	case ProgressMsg:
-		if msg.RunID != v.runID && msg.RunID != "" {
+		// Another run's, or this run's from a channel no longer followed
+		// (the view reopened it from the store since: an old step would
+		// rewind it).
+		if msg.RunID != v.runID && msg.RunID != "" || msg.from != nil && msg.from != v.ch {
 			return v, nil
 		}
 		v.add(msg.Progress)

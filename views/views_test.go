@@ -435,12 +435,12 @@ func TestTrainMonitor(t *testing.T) {
 		if m.tab != TabTrain {
 			t.Fatalf("WatchMsg: tab %d, want Train", m.tab)
 		}
-		m = step(m, ProgressMsg{app.Progress{RunID: id, Log: "600 rows · classification · 3 labels"}})
+		m = step(m, ProgressMsg{Progress: app.Progress{RunID: id, Log: "600 rows · classification · 3 labels"}})
 		for _, p := range syntheticSteps(id, 60, 200) {
-			m = step(m, ProgressMsg{p})
+			m = step(m, ProgressMsg{Progress: p})
 			if p.Step%20 == 0 {
-				m = step(m, ProgressMsg{app.Progress{RunID: id, Step: p.Step, Validation: true, ValLoss: p.Loss + 0.15}})
-				m = step(m, ProgressMsg{app.Progress{RunID: id, Log: fmt.Sprintf("step %d: val_loss %.4f", p.Step, p.Loss+0.15)}})
+				m = step(m, ProgressMsg{Progress: app.Progress{RunID: id, Step: p.Step, Validation: true, ValLoss: p.Loss + 0.15}})
+				m = step(m, ProgressMsg{Progress: app.Progress{RunID: id, Log: fmt.Sprintf("step %d: val_loss %.4f", p.Step, p.Loss+0.15)}})
 			}
 		}
 		if m.train.last.Step != 60 || len(m.train.losses) != 60 || len(m.train.vals) != 3 {
@@ -460,9 +460,9 @@ func TestTrainDone(t *testing.T) {
 	id := "r1"
 	m = step(m, WatchMsg{RunID: id, Ch: make(chan app.Progress)})
 	for _, p := range syntheticSteps(id, 10, 10) {
-		m = step(m, ProgressMsg{p})
+		m = step(m, ProgressMsg{Progress: p})
 	}
-	nm, cmd := m.Update(ProgressMsg{app.Progress{RunID: id, Done: true, Err: errors.New("out of memory")}})
+	nm, cmd := m.Update(ProgressMsg{Progress: app.Progress{RunID: id, Done: true, Err: errors.New("out of memory")}})
 	m = nm.(Model)
 	if cmd != nil {
 		t.Error("after Done the view still waits on the channel")
