@@ -29,6 +29,17 @@ func (d *Device) ScatterRows(dst, src, idx *Buffer, k, dim int) error {
 	})
 }
 
+// ScaleRows multiplies rows idx (i32, k) of x by scale (f32, k); an index
+// outside x's rows scales nothing.
+func (d *Device) ScaleRows(x, idx, scale *Buffer, k, dim int) error {
+	if err := check("scale_rows").true(dim > 0, "row width %d", dim).buf("x", x, F32, dim).buf("idx", idx, I32, k).buf("scale", scale, F32, k).err; err != nil {
+		return err
+	}
+	return call(func() C.int {
+		return C.dc_scale_rows((*C.float)(x.ptr), (*C.int32_t)(idx.ptr), (*C.float)(scale.ptr), C.int(k), C.int(dim), C.int(x.Len/dim))
+	})
+}
+
 // Dropout sets dst = x·mask/(1−p) over n elements, element i dropped when
 // SplitMix64(base+i) < thresh: core/train's LoRA dropout, bit for bit.
 func (d *Device) Dropout(dst, x *Buffer, n int, base, thresh uint64, keep float32) error {

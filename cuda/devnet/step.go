@@ -422,7 +422,25 @@ func (nt *Net) StepRows(b *train.Batch, drop train.DropoutMask, grad func(logp [
 	defer p.free()
 	x := p.forward()
 	p.mark("head")
-	p.head(headMode{})
+	// One pass of the head: the rows' log-probs and their gradients at
+	// scale 1 (the gradient at hf is linear in each row's scale), scaled
+	// by the host's row gradients after it — not a second pass over the
+	// vocabulary once they are known.
+	k := 0
+	if p.idx != nil {
+		k = p.idx.Len
+	}
+	var rowScale *cuda.Buffer
+	if k > 0 {
+		ones := make([]float32, k)
+		for i := range ones {
+			ones[i] = 1
+		}
+		if rowScale = p.take(cuda.F32, k); rowScale != nil {
+			p.do(cuda.Write(rowScale, 0, ones))
+		}
+	}
+	p.head(headMode{grad: true, rowScale: rowScale})
 	logp := p.logProbs()
 	if p.err != nil {
 		return p.failed()
@@ -434,21 +452,22 @@ func (nt *Net) StepRows(b *train.Batch, drop train.DropoutMask, grad func(logp [
 	if len(g) != len(logp) {
 		return fmt.Errorf("devnet: %d row gradients for %d rows", len(g), len(logp))
 	}
-	// d loss / d logits = g·(onehot − softmax) = (−g)·(softmax − onehot).
-	scale := make([]float32, len(g))
-	for i, v := range g {
-		scale[i] = float32(-v)
+	if k > 0 {
+		p.do(cuda.Write(rowScale, 0, negated(g)))
+		p.do(p.d.ScaleRows(p.dhf, p.idx, rowScale, k, p.nt.M.Config.HiddenSize))
 	}
-	var rowScale *cuda.Buffer
-	if len(scale) > 0 {
-		rowScale = p.take(cuda.F32, len(scale))
-		if rowScale != nil {
-			p.do(cuda.Write(rowScale, 0, scale))
-		}
-	}
-	p.head(headMode{grad: true, rowScale: rowScale})
 	p.backward(x)
 	return p.failed()
+}
+
+// negated is −g in f32: d loss / d logits = g·(onehot − softmax) =
+// (−g)·(softmax − onehot), the cross-entropy gradient's row scale.
+func negated(g []float64) []float32 {
+	s := make([]float32, len(g))
+	for i, v := range g {
+		s[i] = float32(-v)
+	}
+	return s
 }
 
 // LogProbs is log p(target) of each row of b that carries a target, in row

@@ -59,7 +59,7 @@ import (
 const stepBucket = train.StepGraphBucket
 
 // maxStepGraphs bounds the recordings held (each bucket's forward and
-// backward, each bucket and chunk count's head, and DPO's log-probs head):
+// backward, each bucket and chunk count's head and DPO's row scaling):
 // past it they are all dropped and recorded again as needed.
 const maxStepGraphs = 48
 
@@ -121,8 +121,9 @@ type bucketPass struct {
 	kd                        *kdHead      // KD's: hidden holds the teacher's states, copied in before each replay, and a spare row
 	// A step is three recordings launched in turn — the forward, the loss
 	// head over a count of chunks, the backward (DPO's four: the head's
-	// log-probs first, without gradients) — so lengths and counts of
-	// targeted rows add recordings rather than multiply them.
+	// gradients scaled by the host's row gradients before the backward) —
+	// so lengths and counts of targeted rows add recordings rather than
+	// multiply them.
 	graphs map[recording]*cuda.Graph
 	x      *cuda.Buffer // the last layer's output: the forward's, the backward's input
 	// warm: a step with targeted rows ran on this pass uncaptured, every
@@ -541,7 +542,8 @@ const (
 	phaseForward = iota
 	phaseHead
 	phaseBackward
-	phaseLogProbs // DPO's (StepRows): the head without gradients, before phaseHead
+	phaseLogProbs // the head without gradients (scoring passes on the kept pass)
+	phaseRowScale // DPO's (StepRows): the head's gradients scaled by the host's row gradients
 )
 
 // phase launches one part of bp's step: the forward (the spare rows its
@@ -574,6 +576,10 @@ func (bp *bucketPass) phase(chunks, which int) {
 			return
 		}
 		p.head(headMode{grad: true, rowScale: bp.scale, kd: bp.kd})
+	case phaseRowScale:
+		if rows := chunks * (p.hb.Len / D); rows > 0 {
+			p.do(p.d.ScaleRows(p.dhf, bp.idx.View(0, rows), bp.scale.View(0, rows), rows, D))
+		}
 	case phaseBackward:
 		p.backward(bp.x)
 	}
@@ -586,7 +592,7 @@ func (sg *stepGraph) recordings(bp *bucketPass, chunks int, phases ...int) ([]*c
 	need := 0
 	for i, ph := range phases {
 		keys[i] = recording{phase: ph}
-		if ph == phaseHead || ph == phaseLogProbs {
+		if ph == phaseHead || ph == phaseLogProbs || ph == phaseRowScale {
 			keys[i].chunks = chunks
 		}
 		if bp.graphs[keys[i]] == nil {

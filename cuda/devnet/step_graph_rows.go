@@ -14,12 +14,12 @@ import (
 // DPO's steps (StepRows) in the kept arena. A step goes to the host
 // between its forward and backward — the pairs' loss needs every
 // sequence's log-prob — so it is four recordings launched in two halves:
-// the forward and the head's log-probs; the host's row gradients written
-// into the head's row scales; the head with gradients (the same recording
-// as an SFT step's, whose scales are 1/denom) and the backward. Eager
-// StepRows runs the head twice the same way. Between the halves the net
-// refuses other passes (rowsHeld): they would overwrite the held step's
-// buffers or free them.
+// the forward and the head (an SFT step's recording, each targeted row's
+// scale 1: the log-probs and the gradients at hf unscaled); the host's row
+// gradients written into the row scales; those rows of the gradient at hf
+// scaled by them (phaseRowScale) and the backward. Eager StepRows runs the
+// same kernels. Between the halves the net refuses other passes
+// (rowsHeld): they would overwrite the held step's buffers or free them.
 //
 // The reference policy's log-probs (LogProbs with the adapter off, once
 // per batch of a run) run eagerly on the same kept pass (scoreGraphed): a
@@ -33,11 +33,11 @@ var errRowsHeld = errors.New("devnet: a pass of the net from inside StepRows' ro
 // rowsGraphed runs StepRows by recordings when it can; done false leaves
 // the step to the eager pass.
 func (nt *Net) rowsGraphed(b *train.Batch, drop train.DropoutMask, grad func(logp []float64) ([]float64, error)) (done bool, err error) {
-	gs, err := nt.graphStep(b, 1, drop, nil)
+	gs, err := nt.graphStep(b, 1, drop, nil) // each targeted row's scale 1: the head's gradients unscaled
 	if gs == nil {
 		return err != nil, err
 	}
-	phases := []int{phaseForward, phaseLogProbs, phaseHead, phaseBackward}
+	phases := []int{phaseForward, phaseHead, phaseRowScale, phaseBackward}
 	var graphs []*cuda.Graph
 	if gs.replay { // all four before any launches: making one may drop the others
 		if graphs = gs.recorded(phases...); graphs == nil {
@@ -64,13 +64,8 @@ func (nt *Net) rowsGraphed(b *train.Batch, drop train.DropoutMask, grad func(log
 	if len(g) != len(logp) {
 		return true, fmt.Errorf("devnet: %d row gradients for %d rows", len(g), len(logp))
 	}
-	// d loss / d logits = g·(onehot − softmax) = (−g)·(softmax − onehot);
-	// the padding rows' scales stay 0.
-	scale := gs.sg.scale32[:len(g)]
-	for i, v := range g {
-		scale[i] = float32(-v)
-	}
-	if err := cuda.Write(gs.bp.scale, 0, scale); err != nil {
+	// The padding rows' scales stay 0.
+	if err := cuda.Write(gs.bp.scale, 0, negated(g)); err != nil {
 		return true, fmt.Errorf("%w: %d tokens: row scales: %w", errStep, gs.bp.p.n, err)
 	}
 	if err := gs.run(graphs[min(2, len(graphs)):], phases[2:]...); err != nil {

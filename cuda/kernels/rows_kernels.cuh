@@ -19,6 +19,15 @@ __global__ void k_gather_rows(float *dst, const float *src, const int32_t *idx, 
   for (int j = threadIdx.x; j < d; j += blockDim.x) o[j] = s[j];
 }
 
+// x's rows idx[j] scaled by scale[j] (an index outside x's rows: nothing).
+__global__ void k_scale_rows(float *x, const int32_t *idx, const float *scale, int d, int rows) {
+  int r = idx[blockIdx.x];
+  if (r < 0 || r >= rows) return;
+  float s = scale[blockIdx.x];
+  float *o = x + (int64_t)r * d;
+  for (int j = threadIdx.x; j < d; j += blockDim.x) o[j] *= s;
+}
+
 // An index outside dst's rows scatters nothing (never a write past them).
 __global__ void k_scatter_rows(float *dst, const float *src, const int32_t *idx, int d, int dst_rows) {
   int r = idx[blockIdx.x];

@@ -721,6 +721,13 @@ static void rows_cases() {
         for (int j = 0; j < d; j++) want_tall[(size_t)perm[r] * d + j] = rows[(size_t)r * d + j];
     emu_launch(k, 1, 256, 0, [&] { k_scatter_rows(tall.data(), rows.data(), perm.data(), d, src_rows); });
     check_exact("scatter_rows " + sh, tall, want_tall);
+    // Scale k distinct rows of the taller x, one index outside it.
+    std::vector<float> sc = randn(k), want_sc = tall;
+    for (int r = 0; r < k; r++)
+      if (perm[r] >= 0)
+        for (int j = 0; j < d; j++) want_sc[(size_t)perm[r] * d + j] = tall[(size_t)perm[r] * d + j] * sc[r];
+    emu_launch(k, 1, 256, 0, [&] { k_scale_rows(tall.data(), perm.data(), sc.data(), d, src_rows); });
+    check_exact("scale_rows " + sh, tall, want_sc);
   }
 }
 
