@@ -2,6 +2,7 @@ package infer
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -109,6 +110,8 @@ func (b *Batch) Step() []Finished {
 	for _, s := range b.seqs {
 		if id, more := s.next(); more {
 			ids, caches, stepping = append(ids, id), append(caches, s.c), append(stepping, s)
+		} else if s.err != nil {
+			done = append(done, Finished{Item: s.it, Err: s.err})
 		} else {
 			done = append(done, Finished{Item: s.it, Result: s.finish()})
 		}
@@ -158,6 +161,7 @@ type batchSeq struct {
 	text    string
 	emitted int // bytes of text handed to OnText
 	maxStop int
+	err     error // why it ended, when not by a stop reason (non-finite logits)
 	t1      time.Time
 	done    bool
 }
@@ -300,7 +304,11 @@ func (s *batchSeq) next() (id int, more bool) {
 		s.done = true
 		return 0, false
 	}
-	id = s.sampler.Next(s.logits, s.history)
+	id, err := s.sampler.Next(s.logits, s.history)
+	if err != nil {
+		s.err, s.done = fmt.Errorf("token %d: %w", len(s.res.IDs)+1, err), true
+		return 0, false
+	}
 	if s.isEOS[id] {
 		s.res.StopReason = "eos"
 		s.done = true

@@ -3,6 +3,7 @@ package infer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -93,7 +94,10 @@ func Generate(ctx context.Context, be tensor.Backend, m *model.Model, tok Detoke
 			res.StopReason = "cancelled"
 			break
 		}
-		id := sampler.Next(logits, history)
+		id, err := sampler.Next(logits, history)
+		if err != nil {
+			return res, fmt.Errorf("token %d: %w", len(res.IDs)+1, err)
+		}
 		if isEOS[id] {
 			res.StopReason = "eos"
 			break

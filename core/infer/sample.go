@@ -1,10 +1,16 @@
 package infer
 
 import (
+	"errors"
 	"math"
 	"math/rand/v2"
 	"sort"
 )
+
+// ErrNonFinite is the sampler's refusal of logits that are NaN or +Inf (or
+// all −Inf): the model's weights or its adapter hold NaN or Inf (an
+// overflowed training run), and any token chosen from them would be noise.
+var ErrNonFinite = errors.New("the model's next-token logits are NaN or infinite: its weights or adapter hold NaN or Inf (check the checkpoint, or the run that trained the adapter)")
 
 // Sampling configures how the next token is chosen. The zero value is greedy.
 type Sampling struct {
@@ -35,12 +41,24 @@ func NewSampler(opt Sampling) *Sampler {
 
 // Next returns the chosen token id. logits (vocab) may be modified in place;
 // history is every token so far (prompt and generated), for the penalty.
-func (s *Sampler) Next(logits []float32, history []int) int {
+// −Inf logits are tokens ruled out (constrained decoding's); a NaN or +Inf
+// one, or none left, is ErrNonFinite.
+func (s *Sampler) Next(logits []float32, history []int) (int, error) {
+	finite := false
+	for _, l := range logits {
+		if l != l || l > math.MaxFloat32 {
+			return 0, ErrNonFinite
+		}
+		finite = finite || l >= -math.MaxFloat32
+	}
+	if !finite {
+		return 0, ErrNonFinite
+	}
 	if p := s.opt.RepetitionPenalty; p > 0 && p != 1 {
 		applyRepetitionPenalty(logits, history, float32(p))
 	}
 	if s.opt.Temperature <= 0 {
-		return argmax(logits)
+		return argmax(logits), nil
 	}
 	// Softmax at temperature over all tokens, then filter: the order HF's
 	// processors use (temperature, top-k, top-p, min-p).
@@ -97,10 +115,10 @@ func (s *Sampler) Next(logits []float32, history []int) int {
 	for _, x := range c {
 		r -= x.p
 		if r < 0 {
-			return x.id
+			return x.id, nil
 		}
 	}
-	return c[len(c)-1].id
+	return c[len(c)-1].id, nil
 }
 
 func argmax(x []float32) int {

@@ -1,14 +1,34 @@
 package infer
 
 import (
+	"errors"
 	"math"
 	"testing"
 )
 
 func TestGreedyPicksArgmax(t *testing.T) {
 	s := NewSampler(Sampling{})
-	if got := s.Next([]float32{0.1, 3, -2, 2.9}, nil); got != 1 {
-		t.Fatalf("greedy chose %d, want 1", got)
+	if got, err := s.Next([]float32{0.1, 3, -2, 2.9}, nil); got != 1 || err != nil {
+		t.Fatalf("greedy chose %d (%v), want 1", got, err)
+	}
+}
+
+// NaN or +Inf logits (a checkpoint with NaN weights), or none but −Inf, are
+// an error, greedy or sampled — sampling used to panic on an empty
+// candidate list; −Inf alone marks a token ruled out.
+func TestNonFiniteLogitsAreAnError(t *testing.T) {
+	inf := float32(math.Inf(1))
+	nan := float32(math.NaN())
+	for _, temp := range []float64{0, 0.7} {
+		s := NewSampler(Sampling{Temperature: temp, TopP: 0.9, MinP: 0.05})
+		for _, l := range [][]float32{{nan, nan, nan}, {1, nan, 2}, {1, inf, 0}, {-inf, -inf}} {
+			if _, err := s.Next(l, nil); !errors.Is(err, ErrNonFinite) {
+				t.Errorf("temperature %v, logits %v: %v, want ErrNonFinite", temp, l, err)
+			}
+		}
+		if id, err := s.Next([]float32{-inf, 3, -inf}, nil); id != 1 || err != nil {
+			t.Errorf("temperature %v: a ruled-out token around the only one: %d, %v", temp, id, err)
+		}
 	}
 }
 
@@ -19,7 +39,11 @@ func counts(opt Sampling, logits []float32, n int) []int {
 	buf := make([]float32, len(logits))
 	for i := 0; i < n; i++ {
 		copy(buf, logits)
-		c[s.Next(buf, nil)]++
+		id, err := s.Next(buf, nil)
+		if err != nil {
+			panic(err)
+		}
+		c[id]++
 	}
 	return c
 }
@@ -85,7 +109,7 @@ func TestRepetitionPenalty(t *testing.T) {
 	if logits[0] != 1 || logits[1] != -2 || logits[2] != 1.9 {
 		t.Fatalf("penalised logits %v, want [1 -2 1.9]", logits)
 	}
-	if got := NewSampler(Sampling{RepetitionPenalty: 2}).Next([]float32{2, -1, 1.9}, []int{0}); got != 2 {
+	if got, _ := NewSampler(Sampling{RepetitionPenalty: 2}).Next([]float32{2, -1, 1.9}, []int{0}); got != 2 {
 		t.Fatalf("greedy with penalty chose %d, want 2", got)
 	}
 }

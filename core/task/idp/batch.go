@@ -186,7 +186,11 @@ func (s *constrainedSeq) next() (id int, more bool, err error) {
 			s.logits[i] = negInf
 		}
 	}
-	id = s.sampler.Next(s.logits, s.history)
+	id, err = s.sampler.Next(s.logits, s.history)
+	if err != nil {
+		s.done = true
+		return 0, false, fmt.Errorf("idp: %w", err)
+	}
 	if id == g.vocab.eos {
 		return end("eos")
 	}

@@ -123,7 +123,10 @@ func GenerateStream(ctx context.Context, be tensor.Backend, m *model.Model, tok 
 				logits[i] = negInf
 			}
 		}
-		id := sampler.Next(logits, history)
+		id, err := sampler.Next(logits, history)
+		if err != nil {
+			return res, fmt.Errorf("idp: %w", err)
+		}
 		if id == g.vocab.eos {
 			res.StopReason = "eos"
 			break
