@@ -94,6 +94,9 @@ func OpenSafetensors(path string) (*SafetensorsFile, error) {
 			if d < 0 {
 				return nil, fmt.Errorf("%s: tensor %q: negative dimension in shape %v", path, name, e.Shape)
 			}
+			if d > 0 && elems > dataLen/int64(d) { // more elements than the file has bytes: no multiplication wraps around
+				return nil, fmt.Errorf("%s: tensor %q: shape %v holds more elements than the file has bytes (%d): the header is corrupt (re-download or re-export it)", path, name, e.Shape, dataLen)
+			}
 			elems *= int64(d)
 		}
 		if want := elems * int64(dt.Size()); e.Offsets[1]-e.Offsets[0] != want {
