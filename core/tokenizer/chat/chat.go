@@ -237,7 +237,19 @@ func (t *Template) RenderWith(messages []Message, addGenerationPrompt bool, vars
 		}
 		data[k] = val
 	}
-	out, err := t.compiled.RenderValues(data)
+	return t.render(data)
+}
+
+// render runs the compiled template, turning the template library's panics
+// on some inputs (a negative repeat count, an indent of −3) into errors: a
+// model's template is user input.
+func (t *Template) render(data map[string]jinja.Value) (out string, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			out, err = "", fmt.Errorf("render chat template: the template failed: %v (fix the model's chat template)", r)
+		}
+	}()
+	out, err = t.compiled.RenderValues(data)
 	if err != nil {
 		return "", fmt.Errorf("render chat template: %w", err)
 	}

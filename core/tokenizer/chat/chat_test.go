@@ -173,6 +173,12 @@ func TestTemplateErrors(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "render chat template") {
 		t.Errorf("undefined call: err = %v", err)
 	}
+	// Inputs the template library panics on are errors, not a crash.
+	for _, src := range []string{`{{ "-" * (3 - 5) }}`, `{{ "x" | indent(-3) }}`} {
+		if _, err := mustParse(t, src).Render(nil, false); err == nil || !strings.Contains(err.Error(), "render chat template") {
+			t.Errorf("%s: err = %v, want a render error", src, err)
+		}
+	}
 }
 
 func TestLoad(t *testing.T) {
