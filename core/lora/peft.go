@@ -357,6 +357,15 @@ func Load(dir string, m *model.Model) (*Adapter, error) {
 		return nil, err
 	}
 	defer f.Close()
+	// The rank against the file's first lora_A before the adapter is
+	// allocated: r × (in + out) × layers floats of a wrong r may not fit in
+	// memory at all.
+	for _, name := range f.Names() {
+		if t := f.Tensor(name); strings.Contains(name, "lora_A") && t != nil && len(t.Shape) == 2 && t.Shape[0] != cfg.R {
+			return nil, fmt.Errorf("%s: tensor %q has rank %d but %s says r=%d: the adapter's files disagree (re-save the adapter)",
+				path, name, t.Shape[0], ConfigFile, cfg.R)
+		}
+	}
 
 	a, err := NewFor(m, cfg)
 	if err != nil {

@@ -409,6 +409,8 @@ func TestLoadErrors(t *testing.T) {
 		{name: "wrong rank", ts: func(ts map[string]*tensor.Tensor) {
 			ts[downB] = tensor.New("", tensor.F32, 64, 3)
 		}, want: []string{downB, "rank 3 but adapter_config.json says r=4"}},
+		{name: "rank far past the tensors'", cfg: func(c map[string]any) { c["r"] = 1 << 20 }, // refused before r·(in+out)·layers floats are allocated
+			want: []string{WeightsFile, "lora_A", "has rank 4 but adapter_config.json says r=1048576"}},
 		{name: "more layers than the base", layers: 3,
 			want: []string{WeightsFile, "layer 2 but base model", "has 2 layers", "different base"}},
 		{name: "fewer layers than the base", layers: 1,
