@@ -52,6 +52,7 @@ func (d *Dataset) readCSV() error {
 	}
 	d.setFeatures(header)
 	labelAt := slices.Index(header, label)
+	const quoteRunaway = 20 // lines one bad record may span before it is an unclosed quote, not a bad row
 	for {
 		rec, err := cr.Read()
 		if err == io.EOF {
@@ -63,6 +64,11 @@ func (d *Dataset) readCSV() error {
 				return fmt.Errorf("load dataset %s: %w", d.Path, err)
 			}
 			line := pe.StartLine
+			if span := pe.Line - pe.StartLine; span >= quoteRunaway {
+				// An unclosed quote takes every later line into one field:
+				// skipping that "row" would drop them all, silently.
+				return fmt.Errorf("load dataset %s:%d: a quoted field opened on this line runs to line %d (%d lines read as one field): close the quote, or write a quote inside a field as \"\"", d.Path, line, pe.Line, span+1)
+			}
 			msg := pe.Err.Error()
 			if errors.Is(pe.Err, csv.ErrFieldCount) {
 				msg = fmt.Sprintf("%d fields, but the header has %d columns", len(rec), len(header))
