@@ -219,6 +219,7 @@ func TestLoadErrors(t *testing.T) {
 	allBad := write("bad.jsonl", "{\n[1]\n")
 	noLabel := write("nolabel.csv", "text,class\nhi,greeting\n")
 	onlyLabel := write("onlylabel.jsonl", "{\"label\": \"a\"}\n")
+	latin1 := write("latin1.jsonl", "{\"prompt\": \"caf\xe9\", \"completion\": \"x\"}\n")
 	unclosed := write("unclosed.csv", "text,label\ngood,pos\n\"oops,neg\n"+strings.Repeat("fine,pos\n", 100))
 	for _, tt := range []struct {
 		name string
@@ -238,6 +239,7 @@ func TestLoadErrors(t *testing.T) {
 		{"CSV as messages", "testdata/cls.csv", Options{Format: FormatMessages}, nil, []string{"a CSV file holds classification rows, not messages"}},
 		{"only a label", onlyLabel, Options{}, nil, []string{"onlylabel.jsonl:1: a classification row needs a \"text\" or feature keys"}},
 		{"CSV without the label column", noLabel, Options{}, nil, []string{`no "label" column in the header [text, class]`}},
+		{"a Latin-1 line", latin1, Options{Format: FormatPromptCompletion}, ErrNoRows, []string{"latin1.jsonl:1: not UTF-8 at byte 16 (re-save the file as UTF-8)"}},
 		{"CSV with an unclosed quote", unclosed, Options{}, nil, []string{"unclosed.csv:3: a quoted field opened on this line runs to line", "close the quote"}},
 		{"schema for another format", "testdata/pc.jsonl", Options{SchemaPath: "testdata/schema.json"}, nil, []string{"applies to idp datasets, not prompt_completion"}},
 		{"schema not JSON", "testdata/idp.jsonl", Options{SchemaPath: "testdata/pc.jsonl"}, nil, []string{"load schema testdata/pc.jsonl: not valid JSON"}},
