@@ -6,6 +6,7 @@ package model
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 )
@@ -121,6 +122,12 @@ func (c *Config) normalise() error {
 		if f.v <= 0 {
 			return fmt.Errorf("%q must be a positive integer, got %d", f.name, f.v)
 		}
+	}
+	if c.NumKVHeads < 0 || c.HeadDim < 0 {
+		return fmt.Errorf("num_key_value_heads %d and head_dim %d must not be negative", c.NumKVHeads, c.HeadDim)
+	}
+	if !(c.RMSNormEps > 0) || !(c.RopeTheta > 0) || math.IsInf(c.RopeTheta, 0) || math.IsInf(c.RMSNormEps, 0) {
+		return fmt.Errorf("rms_norm_eps %v and rope_theta %v must be positive and finite (every logit would be NaN)", c.RMSNormEps, c.RopeTheta)
 	}
 	if c.HeadDim == 0 {
 		if c.HiddenSize%c.NumHeads != 0 {
