@@ -367,15 +367,8 @@ func TestRunFolderKeepsItsRun(t *testing.T) {
 // A resume whose latest checkpoint does not load (a crash or a full disk
 // cut its state.json) takes the one before, says so, and completes.
 func TestResumeSkipsAnUnreadableCheckpoint(t *testing.T) {
-	m := tinyModel(t)
-	data := smallData(t, "../examples/tickets/train.jsonl", 12)
-	db, err := store.Open(filepath.Join(t.TempDir(), "runs.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	cfg := defaultRunConfig("sft")
-	cfg.Model, cfg.Data, cfg.Steps, cfg.SeqLen, cfg.CheckpointEvery = m, data, 4, 128, 1
+	cfg, db := sftRun(t)
+	cfg.Steps, cfg.CheckpointEvery = 4, 1
 	ctx, cancel := context.WithCancel(context.Background())
 	dir := filepath.Join(t.TempDir(), "run")
 	job := &TrainJob{Cfg: cfg, ID: "cut", Dir: dir, DB: db, Events: func(e train.Event) {
@@ -410,13 +403,7 @@ func TestResumeSkipsAnUnreadableCheckpoint(t *testing.T) {
 // used to wait for a checkpoint's step), and checkpoints only at theirs and
 // at the end.
 func TestEvalEveryIndependentOfCheckpoints(t *testing.T) {
-	m := tinyModel(t)
-	data := smallData(t, "../examples/tickets/train.jsonl", 12)
-	db, err := store.Open(filepath.Join(t.TempDir(), "runs.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	base, db := sftRun(t)
 	for _, c := range []struct {
 		every, evalEvery int
 		evals, cps       []int
@@ -424,9 +411,8 @@ func TestEvalEveryIndependentOfCheckpoints(t *testing.T) {
 		{0, 2, []int{2, 4, 6}, []int{6}},
 		{4, 3, []int{3, 6}, []int{4, 6}},
 	} {
-		cfg := defaultRunConfig("sft")
-		cfg.Model, cfg.Data, cfg.Steps, cfg.SeqLen, cfg.CheckpointEvery, cfg.EvalEvery = m, data, 6, 128, c.every, c.evalEvery
-		cfg.Val = data
+		cfg := base
+		cfg.Steps, cfg.CheckpointEvery, cfg.EvalEvery, cfg.Val = 6, c.every, c.evalEvery, base.Data
 		var evals []int
 		id := fmt.Sprintf("eval%d-%d", c.every, c.evalEvery)
 		job := &TrainJob{Cfg: cfg, ID: id, Dir: filepath.Join(t.TempDir(), id), DB: db,
@@ -449,15 +435,8 @@ func TestEvalEveryIndependentOfCheckpoints(t *testing.T) {
 // trained: the run is completed (its adapter saved and registered), not
 // canceled with a resume to offer.
 func TestStopDuringTheEndCompletes(t *testing.T) {
-	m := tinyModel(t)
-	data := smallData(t, "../examples/tickets/train.jsonl", 12)
-	db, err := store.Open(filepath.Join(t.TempDir(), "runs.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	cfg := defaultRunConfig("sft")
-	cfg.Model, cfg.Data, cfg.Steps, cfg.SeqLen, cfg.Val = m, data, 2, 128, data
+	cfg, db := sftRun(t)
+	cfg.Steps, cfg.Val = 2, cfg.Data
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	job := &TrainJob{Cfg: cfg, ID: "late", Dir: filepath.Join(t.TempDir(), "late"), DB: db,
@@ -471,4 +450,18 @@ func TestStopDuringTheEndCompletes(t *testing.T) {
 	if _, err := db.Adapter(context.Background(), "late"); err != nil {
 		t.Errorf("the adapter is not registered: %v", err)
 	}
+}
+
+// sftRun is a small SFT run's config on the tiny model (128-token
+// micro-batches) and a run database, closed with the test.
+func sftRun(t *testing.T) (RunConfig, *store.DB) {
+	t.Helper()
+	db, err := store.Open(filepath.Join(t.TempDir(), "runs.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	cfg := defaultRunConfig("sft")
+	cfg.Model, cfg.Data, cfg.SeqLen = tinyModel(t), smallData(t, "../examples/tickets/train.jsonl", 12), 128
+	return cfg, db
 }

@@ -10,6 +10,7 @@ import (
 	"distill/core/model"
 	"distill/core/quant"
 	"distill/core/tensor"
+	"distill/cuda"
 )
 
 // TestDecoderAutoOffload: --cpu-offload auto (model.AutoCPULayers) keeps
@@ -98,12 +99,7 @@ func TestDecoderAutoOffload(t *testing.T) {
 // on the device, under each in turn — the host's hidden states, every pass
 // on the device (a host pass leaves the mirror behind the cache).
 func TestDecoderEvictsAdaptersWhenFull(t *testing.T) {
-	d := device(t)
-	s := setups[0]
-	s.rank = 64 // an upload large beside a token's pass
-	dir := t.TempDir()
-	ok(t, model.WriteRandom(dir, s.shape, tensor.BF16, 29))
-	m, a1 := build(t, dir, s)
+	d, s, m, a1 := bigAdapter(t, 29) // an upload large beside a token's pass
 	a2 := negated(t, m, a1)
 	tok := tokens(rng(5), s.shape.Vocab)
 	prompt, steps := tok(4), [][]int{tok(1), tok(1), tok(1)}
@@ -136,11 +132,7 @@ func TestDecoderEvictsAdaptersWhenFull(t *testing.T) {
 	d.Pool.SetLimit(d.Pool.Stats().InUse + int64(len(a1.Params))*4/2)
 	defer d.Pool.SetLimit(0)
 	got := script(c)
-	for i := range want {
-		if rel := relL2(got[i], want[i]); rel > 2e-2 || rel != rel {
-			t.Errorf("pass %d: %.2e relative to the host's", i, rel)
-		}
-	}
+	matchHost(t, got, want)
 }
 
 // TestDecoderPassDropsIdleAdapters: a prompt's pass that finds the device
@@ -149,12 +141,7 @@ func TestDecoderEvictsAdaptersWhenFull(t *testing.T) {
 // before, it fell back to the host. The pool is limited to a like pass's
 // measured workspace over what is held, less half the idle upload.
 func TestDecoderPassDropsIdleAdapters(t *testing.T) {
-	d := device(t)
-	s := setups[0]
-	s.rank = 64 // an upload large beside the pass's workspace
-	dir := t.TempDir()
-	ok(t, model.WriteRandom(dir, s.shape, tensor.BF16, 37))
-	m, a1 := build(t, dir, s)
+	d, s, m, a1 := bigAdapter(t, 37) // an upload large beside the pass's workspace
 	a2 := negated(t, m, a1)
 	tok := tokens(rng(9), s.shape.Vocab)
 	passes := []struct {
@@ -194,11 +181,7 @@ func TestDecoderPassDropsIdleAdapters(t *testing.T) {
 	if c.DevLen != c.Len {
 		t.Errorf("the last pass ran on the host: the device holds %d rows of %d", c.DevLen, c.Len)
 	}
-	for i := range want {
-		if rel := relL2(got[i], want[i]); rel > 2e-2 || rel != rel {
-			t.Errorf("pass %d: %.2e relative to the host's", i, rel)
-		}
-	}
+	matchHost(t, got, want)
 }
 
 // TestDecoderFullDropsIdleMirrors: a device filled by idle caches' mirrors
@@ -207,12 +190,7 @@ func TestDecoderPassDropsIdleAdapters(t *testing.T) {
 // their rows), so those still run on the device; before, the upload fell
 // back to the host every token and the logits to the caller's backend.
 func TestDecoderFullDropsIdleMirrors(t *testing.T) {
-	d := device(t)
-	s := setups[0]
-	s.rank = 64
-	dir := t.TempDir()
-	ok(t, model.WriteRandom(dir, s.shape, tensor.BF16, 43))
-	m, a1 := build(t, dir, s)
+	d, s, m, a1 := bigAdapter(t, 43)
 	tok := tokens(rng(11), s.shape.Vocab)
 	if attached, err := m.Accelerate("cuda"); !attached {
 		t.Fatal(err)
@@ -268,3 +246,26 @@ func TestDecoderFullDropsIdleMirrors(t *testing.T) {
 type fullDevice struct{ tensor.CPU }
 
 func (fullDevice) MatMul([]float32, []float32, tensor.Matrix, int) { panic("an op on the full device") }
+
+// bigAdapter is setups[0]'s model (seeded) with a rank-64 adapter: an
+// upload large beside a pass's workspace.
+func bigAdapter(t *testing.T, seed uint64) (*cuda.Device, setup, *model.Model, *lora.Adapter) {
+	d := device(t)
+	s := setups[0]
+	s.rank = 64
+	dir := t.TempDir()
+	ok(t, model.WriteRandom(dir, s.shape, tensor.BF16, seed))
+	m, a := build(t, dir, s)
+	return d, s, m, a
+}
+
+// matchHost compares each pass's hidden states with the host's (bf16
+// products: 2e-2 relative in L2).
+func matchHost(t *testing.T, got, want [][]float32) {
+	t.Helper()
+	for i := range want {
+		if rel := relL2(got[i], want[i]); rel > 2e-2 || rel != rel {
+			t.Errorf("pass %d: %.2e relative to the host's", i, rel)
+		}
+	}
+}
