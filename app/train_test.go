@@ -327,6 +327,14 @@ func TestRunFolderKeepsItsRun(t *testing.T) {
 	if after, _ := os.ReadFile(filepath.Join(dir, "config.yaml")); !bytes.Equal(after, before) {
 		t.Error("the refused run rewrote the first run's config.yaml")
 	}
+	// A folder a run left before its first checkpoint (it failed loading,
+	// say) holds nothing to lose: trained into again.
+	failed := filepath.Join(tmp, "failed-out")
+	os.MkdirAll(filepath.Join(failed, "checkpoints"), 0o755)
+	os.WriteFile(filepath.Join(failed, "config.yaml"), before, 0o644)
+	if code, _, stderr := run(append(slices.Clone(args[:len(args)-6]), "--out", failed, "--db", dbPath)...); code != 0 {
+		t.Errorf("a run into a failed run's folder: %s", stderr)
+	}
 
 	// Stopped after its first step (as by Ctrl-C), under an ID that is not
 	// its folder's name, it resumes from the folder.
