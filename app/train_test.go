@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -17,6 +18,8 @@ import (
 	"distill/core/model"
 	"distill/core/train"
 	"distill/store"
+
+	_ "github.com/mattn/go-sqlite3" // a second connection to the run database
 )
 
 // smallData writes the first n lines of an example file to a temp file.
@@ -472,4 +475,45 @@ func sftRun(t *testing.T) (RunConfig, *store.DB) {
 	cfg := defaultRunConfig("sft")
 	cfg.Model, cfg.Data, cfg.SeqLen = tinyModel(t), smallData(t, "../examples/tickets/train.jsonl", 12), 128
 	return cfg, db
+}
+
+// A step whose metrics the database refuses (another process holding its
+// write lock past the busy timeout) does not end the run: it says so and
+// goes on, the step in log.jsonl.
+func TestRunOutlastsABusyDatabase(t *testing.T) {
+	cfg, db := sftRun(t)
+	cfg.Steps, cfg.CheckpointEvery = 2, 0
+	other, err := sql.Open("sqlite3", db.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	conn, err := other.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var log strings.Builder
+	job := &TrainJob{Cfg: cfg, ID: "busy", Dir: filepath.Join(t.TempDir(), "busy"), DB: db, Log: &log,
+		Events: func(e train.Event) {
+			switch e.Step {
+			case 1: // the next step's metrics meet the lock
+				if _, err := conn.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
+					t.Error(err)
+				}
+			case 2:
+				if _, err := conn.ExecContext(context.Background(), "ROLLBACK"); err != nil {
+					t.Error(err)
+				}
+			}
+		}}
+	if err := job.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := db.GetRun(context.Background(), "busy"); r.Status != store.StatusCompleted {
+		t.Errorf("the run is %s (%s)", r.Status, r.Error)
+	}
+	if !strings.Contains(log.String(), "step 2: the run database did not take the step's metrics") || !strings.Contains(log.String(), "1 steps' metrics are in log.jsonl only") {
+		t.Errorf("log:\n%s", log.String())
+	}
 }

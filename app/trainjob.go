@@ -36,22 +36,23 @@ type TrainJob struct {
 	// or val_accuracy and val_margin for DPO) at the step they were taken.
 	Validated func(step int, metrics map[string]float64)
 
-	be         tensor.Backend
-	m          *model.Model
-	teacher    *model.Model
-	gpu        bool  // SFT steps run on the device (cuda/devnet)
-	planDevice int64 // their planned device memory, the CUDA context aside
-	planDevOpt bool  // the plan put the optimizer's moments on the device
-	hostOptLog bool  // said once that they went to the host after all
-	vramPeak   int64 // the most NVML reported in use after a step
-	net        *train.Net
-	opt        *train.AdamW
-	batches    []*train.Batch
-	val        []*train.Batch
-	obj        train.Objective
-	steps      int
-	format     string // the training data's format, as loaded
-	finished   bool   // trained to the last step and saved (loop's end)
+	be          tensor.Backend
+	m           *model.Model
+	teacher     *model.Model
+	gpu         bool  // SFT steps run on the device (cuda/devnet)
+	planDevice  int64 // their planned device memory, the CUDA context aside
+	planDevOpt  bool  // the plan put the optimizer's moments on the device
+	hostOptLog  bool  // said once that they went to the host after all
+	vramPeak    int64 // the most NVML reported in use after a step
+	net         *train.Net
+	opt         *train.AdamW
+	batches     []*train.Batch
+	val         []*train.Batch
+	obj         train.Objective
+	steps       int
+	format      string // the training data's format, as loaded
+	finished    bool   // trained to the last step and saved (loop's end)
+	metricsLost int    // steps whose metrics the database refused (record)
 }
 
 // Run trains until done or ctx is cancelled (then it checkpoints first and

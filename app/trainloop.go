@@ -111,8 +111,13 @@ func (j *TrainJob) record(events <-chan train.Event, log *os.File) error {
 		if _, err := log.Write(append(b, '\n')); err != nil && first == nil {
 			first = err
 		}
-		if err := j.DB.AddMetrics(context.Background(), j.ID, points); err != nil && first == nil {
-			first = err
+		if err := j.DB.AddMetrics(context.Background(), j.ID, points); err != nil {
+			// Another process holding the database past its busy timeout
+			// must not end hours of training: the step is in log.jsonl.
+			j.metricsLost++
+			if j.metricsLost == 1 {
+				j.logf("step %d: the run database did not take the step's metrics (%v); training goes on, every step is in log.jsonl", e.Step, err)
+			}
 		}
 		if j.Events != nil {
 			j.Events(e)
@@ -199,6 +204,9 @@ func (j *TrainJob) finish() error {
 		return err
 	}
 	j.logf("adapter saved to %s", dir)
+	if j.metricsLost > 0 {
+		j.logf("%d steps' metrics are in log.jsonl only: the run database did not take them", j.metricsLost)
+	}
 	if peak, total, ok := j.net.DeviceMemory(); ok {
 		j.logf("device memory: peak %.1f MB in the pool, plan %.1f MB (the CUDA context aside), of %.1f GB on the card",
 			float64(peak)/1e6, float64(j.planDevice)/1e6, float64(total)/1e9)
