@@ -175,6 +175,11 @@ func (l *loader) build(data []byte) (*Tokenizer, error) {
 		if t.post, err = l.postProcessor(f.PostProcessor, "post_processor"); err != nil {
 			return nil, err
 		}
+		for _, id := range t.post.process(nil) { // the special tokens it adds
+			if id < 0 || id >= len(t.idToTok) || t.idToTok[id] == "" {
+				return nil, l.errf("post_processor", "adds token id %d, which is not in the vocabulary or added_tokens", id)
+			}
+		}
 	}
 	t.skip = map[int]bool{}
 	for _, a := range t.added {

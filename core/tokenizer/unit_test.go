@@ -336,6 +336,7 @@ func TestLoadErrors(t *testing.T) {
 		{"merge out of vocab", strings.Replace(good, `["h","i"]]`, `["h","q"]]`, 1), "", []string{"model.merges[2]", `"q"`}, false},
 		{"bad merge string", strings.Replace(good, `[["Ġ","h"],["Ġh","i"],["h","i"]]`, `["Ġ h","Ġhi"]`, 1), "", []string{"model.merges[1]"}, false},
 		{"vocab not an object", strings.Replace(good, `"vocab":{`, `"vocab":[1],"x":{`, 1), "", []string{"model.vocab"}, false},
+		{"post-processor id out of vocab", strings.Replace(good, `"ids":[10]`, `"ids":[99]`, 1), "", []string{"post_processor", "token id 99"}, false},
 		{"unk not in vocab", strings.Replace(good, `"ignore_merges"`, `"unk_token":"<nope>","ignore_merges"`, 1), "", []string{"model.unk_token", "<nope>"}, false},
 		{"bad config JSON", good, `{"bos_token": `, []string{"tokenizer_config.json", "invalid JSON"}, false},
 		{"huge id", strings.Replace(good, `"!":7`, `"!":4000000000`, 1), "", []string{"model.vocab", "4000000000", "out of range"}, false},
