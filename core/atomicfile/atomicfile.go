@@ -5,6 +5,7 @@
 package atomicfile
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -47,14 +48,15 @@ func Write(path string, data []byte, perm os.FileMode) error {
 }
 
 // SyncDir flushes a folder's entries (a rename or a new file in it) to
-// disk.
+// disk. File systems that cannot sync a folder (EINVAL) are left as they
+// are: there is nothing more to ask of them.
 func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
 		return fmt.Errorf("flushing folder %s: %w", dir, err)
 	}
 	return nil

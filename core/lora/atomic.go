@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"distill/core/atomicfile"
 )
 
 // tempDirFor makes a hidden, uniquely named folder beside dir (same file
@@ -75,7 +77,7 @@ func replaceDir(tmp, dir string, carry bool) error {
 		if err := os.Rename(tmp, dir); err != nil {
 			return err
 		}
-		return syncDir(parent)
+		return atomicfile.SyncDir(parent)
 	case err != nil:
 		return err
 	case !st.IsDir():
@@ -117,7 +119,7 @@ func replaceDir(tmp, dir string, carry bool) error {
 		}
 		return err
 	}
-	if err := syncDir(parent); err != nil {
+	if err := atomicfile.SyncDir(parent); err != nil {
 		return err
 	}
 	return os.RemoveAll(old)
@@ -150,17 +152,4 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return out.Close()
-}
-
-// syncDir flushes a folder's entries (a rename's durability).
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
-		return err
-	}
-	return nil
 }
