@@ -97,7 +97,7 @@ func (j *TrainJob) record(events <-chan train.Event, log *os.File) error {
 			{Step: e.Step, Name: "grad_norm", Value: e.GradNorm}, {Step: e.Step, Name: "tokens_per_second", Value: e.TokensPerSec},
 			{Step: e.Step, Name: "rss_bytes", Value: float64(e.RSS)}}
 		if j.gpu { // the card's memory in use, through NVML (every process on it)
-			if g, ok := firstGPU(); ok {
+			if g, ok := trainingGPU(); ok {
 				line["vram_bytes"] = g.Used
 				points = append(points, store.Metric{Step: e.Step, Name: "vram_bytes", Value: float64(g.Used)})
 				j.vramPeak = max(j.vramPeak, g.Used)

@@ -331,7 +331,7 @@ func (w *Workstation) StatPath(path string) (exists, dir bool) {
 // default to it).
 func (w *Workstation) Device() string {
 	if resolveDevice("auto") == "cuda" {
-		if g, ok := firstGPU(); ok {
+		if g, ok := trainingGPU(); ok {
 			return "cuda · " + g.Name
 		}
 		return "cuda"

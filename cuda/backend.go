@@ -48,6 +48,10 @@ func NewBackend(d *Device) *Backend {
 
 func (*Backend) Name() string { return "cuda" }
 
+// PCIBusID is the device's PCI address, by which NVML finds the same card
+// for memory readings (app's GPU readings).
+func (b *Backend) PCIBusID() string { return b.Dev.PCIBusID }
+
 // Release frees the cached weights and trims the pool.
 func (b *Backend) Release() error {
 	b.mu.Lock()

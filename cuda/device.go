@@ -37,7 +37,11 @@ type Device struct {
 	TotalMemory  int64
 	Major, Minor int // compute capability
 	SmemOptin    int // shared memory a block may opt in to, bytes
-	Pool         *Pool
+	// PCIBusID is the card's PCI address, "0000:65:00.0": NVML numbers
+	// cards in PCI order while CUDA's ordinals follow CUDA_VISIBLE_DEVICES
+	// and CUDA_DEVICE_ORDER, so the address is what names this card to it.
+	PCIBusID string
+	Pool     *Pool
 }
 
 var (
@@ -74,11 +78,15 @@ func open(dev int) (*Device, error) {
 	defer C.free(unsafe.Pointer(name))
 	var total C.size_t
 	var major, minor, smem C.int
-	if err := call(func() C.int { return C.dc_device_info(C.int(dev), name, 256, &total, &major, &minor, &smem) }); err != nil {
+	var pci [3]C.int
+	if err := call(func() C.int {
+		return C.dc_device_info(C.int(dev), name, 256, &total, &major, &minor, &smem, &pci[0])
+	}); err != nil {
 		return nil, fmt.Errorf("cuda: device %d: %w", dev, err)
 	}
 	d.Name, d.TotalMemory = C.GoString(name), int64(total)
 	d.Major, d.Minor, d.SmemOptin = int(major), int(minor), int(smem)
+	d.PCIBusID = fmt.Sprintf("%04x:%02x:%02x.0", int(pci[0]), int(pci[1]), int(pci[2]))
 	if d.Major < 8 {
 		return nil, fmt.Errorf("cuda: %s is compute capability %d.%d; the kernels are built for 8.0 and later (Ampere, Ada, Hopper)", d.Name, d.Major, d.Minor)
 	}

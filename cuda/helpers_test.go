@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -163,6 +164,12 @@ func shapeName(format string, args ...any) string { return fmt.Sprintf(format, a
 func TestDevice(t *testing.T) {
 	d := device(t)
 	t.Logf("cuda device: %s", d)
+	// NVML finds the card by this address (app's memory readings): NVML's
+	// syntax, domain:bus:device.function in hex.
+	if !regexp.MustCompile(`^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.0$`).MatchString(d.PCIBusID) {
+		t.Fatalf("PCI bus id %q is not domain:bus:device.0", d.PCIBusID)
+	}
+	t.Logf("PCI bus id: %s", d.PCIBusID)
 	free, total, err := d.MemInfo()
 	ok(t, err)
 	t.Logf("memory: %.2f GiB free of %.2f GiB", float64(free)/(1<<30), float64(total)/(1<<30))

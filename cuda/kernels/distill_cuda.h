@@ -26,8 +26,9 @@ int dc_device_count(int *n);
 // dc_init selects device dev and creates the stream and the cuBLAS handle.
 int dc_init(int dev);
 // dc_device_info: name (NUL-terminated, at most len bytes), total memory,
-// compute capability and the opt-in shared memory per block.
-int dc_device_info(int dev, char *name, int len, size_t *total_mem, int *major, int *minor, int *smem_optin);
+// compute capability, the opt-in shared memory per block and the PCI
+// domain, bus and device numbers (NVML finds the same card by them).
+int dc_device_info(int dev, char *name, int len, size_t *total_mem, int *major, int *minor, int *smem_optin, int pci[3]);
 int dc_mem_info(size_t *free_b, size_t *total_b);
 int dc_malloc(void **p, size_t bytes);
 int dc_free(void *p);

@@ -106,7 +106,7 @@ extern "C" int dc_init(int dev) {
   return 0;
 }
 
-extern "C" int dc_device_info(int dev, char *name, int len, size_t *total_mem, int *major, int *minor, int *smem_optin) {
+extern "C" int dc_device_info(int dev, char *name, int len, size_t *total_mem, int *major, int *minor, int *smem_optin, int pci[3]) {
   cudaDeviceProp p;
   DC_CHECK(cudaGetDeviceProperties(&p, dev), "cudaGetDeviceProperties(%d)", dev);
   snprintf(name, len, "%s", p.name);
@@ -114,6 +114,7 @@ extern "C" int dc_device_info(int dev, char *name, int len, size_t *total_mem, i
   *major = p.major;
   *minor = p.minor;
   *smem_optin = (int)p.sharedMemPerBlockOptin;
+  pci[0] = p.pciDomainID, pci[1] = p.pciBusID, pci[2] = p.pciDeviceID;
   return 0;
 }
 

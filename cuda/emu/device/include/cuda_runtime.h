@@ -47,6 +47,7 @@ struct cudaDeviceProp {
   int major, minor;
   size_t sharedMemPerBlockOptin;
   int multiProcessorCount;
+  int pciDomainID, pciBusID, pciDeviceID;
 };
 
 typedef enum cudaDataType_t { CUDA_R_32F = 0, CUDA_R_16F = 2, CUDA_R_16BF = 14 } cudaDataType;
