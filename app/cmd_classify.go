@@ -36,7 +36,7 @@ func runClassify(env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, _, err := newClassifier(eng, *dir, strings.Split(*labels, ","), *tmplPath, *calibrate, strings.Split(*nulls, "|"), *lengthNorm, bias)
+	c, _, err := newClassifier(eng, *dir, splitLabels(*labels), *tmplPath, *calibrate, strings.Split(*nulls, "|"), *lengthNorm, bias)
 	if err != nil {
 		return err
 	}
@@ -80,7 +80,7 @@ func newClassifier(eng engineFlags, dir string, labels []string, tmplPath string
 	if err != nil {
 		return nil, "", err
 	}
-	opt := classify.Options{Labels: labels, LengthNormalize: lengthNorm, Bias: bias}
+	opt := classify.Options{Labels: labels, LengthNormalize: lengthNorm, Bias: bias, End: answerEnd(tok)}
 	if calibrate {
 		opt.NullInputs = nulls
 	}
@@ -90,4 +90,24 @@ func newClassifier(eng engineFlags, dir string, labels []string, tmplPath string
 		return nil, "", err
 	}
 	return &openClassifier{c, func() { m.Close() }}, tmpl, nil
+}
+
+// splitLabels reads a comma-separated --labels: "billing, technical" is
+// the labels "billing" and "technical" (the verbaliser adds the space).
+func splitLabels(s string) []string {
+	labels := strings.Split(s, ",")
+	for i := range labels {
+		labels[i] = strings.TrimSpace(labels[i])
+	}
+	return labels
+}
+
+// answerEnd is what training appends after an answer (core/data): the
+// tokenizer's EOS, which the classifier scores after labels whose tokens
+// begin one another's.
+func answerEnd(tok *tokenizer.Tokenizer) []int {
+	if id, ok := tok.EOS(); ok {
+		return []int{id}
+	}
+	return nil
 }

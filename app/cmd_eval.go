@@ -154,7 +154,7 @@ func evalClassify(env *Env, args []string) error {
 	}
 	labels := ds.Labels()
 	if *labelsFlag != "" {
-		labels = strings.Split(*labelsFlag, ",")
+		labels = splitLabels(*labelsFlag)
 	}
 	rows, err := f.subset(ds)
 	if err != nil {
@@ -179,7 +179,7 @@ func evalClassify(env *Env, args []string) error {
 		return err
 	}
 	defer m.Close()
-	c, err := classify.New(be, m, tok, func(s string) string { return s }, classify.Options{Labels: labels, Verbalizers: verb, NullInputs: nullPrompts})
+	c, err := classify.New(be, m, tok, func(s string) string { return s }, classify.Options{Labels: labels, Verbalizers: verb, NullInputs: nullPrompts, End: answerEnd(tok)})
 	if err != nil {
 		return err
 	}

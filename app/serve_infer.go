@@ -297,7 +297,7 @@ func (s *Server) inferClassify(ctx context.Context, sa *servedAdapter, req *infe
 			nulls = o.NullInputs
 		}
 	}
-	opt := classify.Options{Labels: req.Labels, LengthNormalize: o.LengthNormalize, NullInputs: nulls, Bias: o.Bias}
+	opt := classify.Options{Labels: req.Labels, LengthNormalize: o.LengthNormalize, NullInputs: nulls, Bias: o.Bias, End: answerEnd(s.tok)}
 	path := ""
 	if sa != nil {
 		path = sa.Path

@@ -6,7 +6,9 @@ package classify
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
+	"strings"
 
 	"distill/core/model"
 	"distill/core/tensor"
@@ -32,6 +34,13 @@ type Options struct {
 	NullInputs []string
 	// Bias adds per-label offsets in calibrated log space (see FitBias).
 	Bias map[string]float64
+	// End are the tokens that end an answer in training (the tokenizer's
+	// EOS, which core/data appends after the verbaliser). Where one
+	// label's tokens begin another's, every label is scored with End after
+	// it: without it the shorter label's likelihood is a factor of the
+	// longer one's, which then never wins. Other label sets are scored
+	// without it, as zero-shot classification of a base model expects.
+	End []int
 }
 
 // DefaultNullInputs are the content-free inputs calibration uses when
@@ -72,6 +81,14 @@ func New(be tensor.Backend, m *model.Model, tok Encoder, prompt func(string) str
 		if seen[l] {
 			return nil, fmt.Errorf("label %q given twice", l)
 		}
+		if strings.TrimSpace(l) == "" {
+			return nil, fmt.Errorf("a label is empty")
+		}
+		if strings.TrimSpace(l) != l {
+			// The verbaliser puts the space before the label itself: " x"
+			// would score "  x", another token sequence.
+			return nil, fmt.Errorf("label %q has spaces around it; give the label alone", l)
+		}
 		seen[l] = true
 		v, ok := opt.Verbalizers[l]
 		if !ok {
@@ -82,6 +99,17 @@ func New(be tensor.Backend, m *model.Model, tok Encoder, prompt func(string) str
 			return nil, fmt.Errorf("label %q verbalises to no tokens", l)
 		}
 		c.labelIDs = append(c.labelIDs, ids)
+	}
+	if i, j, ok := prefixPair(c.labelIDs); ok {
+		if len(c.labelIDs[i]) == len(c.labelIDs[j]) {
+			return nil, fmt.Errorf("labels %q and %q verbalise to the same tokens; give them verbalisers that differ", opt.Labels[i], opt.Labels[j])
+		}
+		if len(opt.End) == 0 {
+			return nil, fmt.Errorf("label %q's tokens begin label %q's, so without an end-of-answer token %q would always score higher; the tokenizer has no eos_token (set one in tokenizer_config.json) or give verbalisers that differ", opt.Labels[i], opt.Labels[j], opt.Labels[i])
+		}
+		for k, ids := range c.labelIDs {
+			c.labelIDs[k] = append(slices.Clip(ids), opt.End...)
+		}
 	}
 	for l := range opt.Bias {
 		if !seen[l] {
@@ -198,6 +226,18 @@ func (c *Classifier) scores(text string) ([]float64, int, error) {
 		out[i] = s
 	}
 	return out, len(prompt), nil
+}
+
+// prefixPair finds labels i and j where i's tokens begin j's.
+func prefixPair(labels [][]int) (i, j int, ok bool) {
+	for i, a := range labels {
+		for j, b := range labels {
+			if i != j && len(a) <= len(b) && slices.Equal(a, b[:len(a)]) {
+				return i, j, true
+			}
+		}
+	}
+	return 0, 0, false
 }
 
 func softmax(x []float64) []float64 {

@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"distill/core/infer"
@@ -223,5 +224,55 @@ func TestResultStaysFiniteOnUnderflow(t *testing.T) {
 	}
 	if math.IsNaN(r.Margin) || r.Label == "" {
 		t.Fatalf("result %+v", r)
+	}
+}
+
+// TestPrefixLabelsScoreTheirEnd: where one label's tokens begin another's
+// ("technical" and "technical support"), each label is scored with the
+// end-of-answer token after it, as training writes it, so the longer label
+// can win; without an end token such labels are refused, as are labels
+// with spaces around them or two labels with the same tokens.
+func TestPrefixLabelsScoreTheirEnd(t *testing.T) {
+	be, m, tok := tinyModel(t)
+	const eos = 151643 // <|endoftext|>
+	labels := []string{"technical", "technical support", "billing"}
+	if a, b := tok.Encode(" technical", false), tok.Encode(" technical support", false); len(b) <= len(a) || b[0] != a[0] {
+		t.Fatalf("the test needs one label's tokens to begin another's: %v, %v", a, b)
+	}
+	c, err := New(be, m, tok, template, Options{Labels: labels, End: []int{eos}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := "the app crashes on start"
+	s, _, err := c.scores(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prompt := tok.Encode(template(text), true)
+	for i, l := range labels {
+		ids := append(append(slices.Clone(prompt), tok.Encode(" "+l, false)...), eos)
+		lp, err := infer.LogProbs(be, m, ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want float64
+		for _, v := range lp[len(prompt)-1:] {
+			want += v
+		}
+		if math.Abs(s[i]-want) > 1e-4 {
+			t.Errorf("%q: score %.6f, want the full sequence's with its end %.6f", l, s[i], want)
+		}
+	}
+	for name, opt := range map[string]Options{
+		"no end token": {Labels: labels},
+		"spaces":       {Labels: []string{"billing", " technical"}},
+		"empty":        {Labels: []string{"billing", ""}},
+		"same tokens":  {Labels: []string{"a", "b"}, Verbalizers: map[string]string{"a": " x", "b": " x"}, End: []int{eos}},
+	} {
+		if _, err := New(be, m, tok, template, opt); err == nil {
+			t.Errorf("%s: labels %q accepted", name, opt.Labels)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
 	}
 }
