@@ -37,6 +37,7 @@ func runServe(env *Env, args []string) error {
 	timeout := fs.Duration("timeout", 2*time.Minute, "per-request limit, queueing included (504 past it)")
 	maxBody := fs.Int64("max-body", 1<<20, "largest request body in bytes (413 past it)")
 	maxTokens := fs.Int("max-tokens", 2048, "most tokens one request may generate (400 past it)")
+	cors := fs.String("cors-origin", "", "let web pages from these origins (comma-separated, e.g. http://localhost:3000, or * for any) call the API from a browser; default none")
 	verbose := fs.Bool("verbose", false, "log every request (method, path, status, latency); without it only server errors are logged per request")
 	cpuBF16 := addCPUBF16Flag(fs)
 	offloadFlag := fs.String("cpu-offload", "auto", "with a GPU backend: run the first N decoder layers on the CPU, so the GPU never holds their weights; auto: none where every layer fits the GPU's free memory, else the fewest that leave the rest room (the CPU backend ignores it)")
@@ -74,7 +75,7 @@ func runServe(env *Env, args []string) error {
 	s := NewServer(ServeConfig{Model: *dir, Device: *device, Quant: *quant, DB: *db,
 		Pins:       map[string]string{"sft": *sft, "kd": *kd, "dpo": *dpo},
 		AdapterCap: *adapters, Queue: *queue, MaxBatch: *batch, Timeout: *timeout, MaxBody: *maxBody,
-		MaxTokens: *maxTokens, APIKey: key, CPUOffload: offload, CPUBF16: *cpuBF16, Log: log})
+		MaxTokens: *maxTokens, APIKey: key, CORSOrigin: *cors, CPUOffload: offload, CPUBF16: *cpuBF16, Log: log})
 	defer s.Close()
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {

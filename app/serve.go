@@ -38,6 +38,7 @@ type ServeConfig struct {
 	MaxBody    int64             // bytes of a request body
 	MaxTokens  int               // most tokens a request may generate
 	APIKey     string            // bearer token; "" accepts every request
+	CORSOrigin string            // origins (comma-separated, or "*") whose web pages may call the API; "" none
 	CPUOffload int               // the first layers run on the CPU (GPU backends only; the CPU backend ignores it); model.AutoCPULayers: the device picks
 	CPUBF16    bool              // the CPU's products of BF16 weights take bf16-rounded activations (--cpu-bf16)
 	Log        *slog.Logger
@@ -122,6 +123,7 @@ func NewServer(cfg ServeConfig) *Server {
 		{"GET /metrics", "metrics", s.met.handler().ServeHTTP, false},
 		{"GET /openapi.json", "openapi", s.handleOpenAPI, false},
 		{"GET /v1/models", "models", s.handleModels, true},
+		{"GET /v1/models/{id}", "model", s.handleModel, true},
 		{"POST /infer/{adapter}", "infer", s.handleInfer, true},
 		{"POST /v1/chat/completions", "chat_completions", s.handleChat, true},
 		{"POST /v1/completions", "completions", s.handleCompletions, true},
@@ -134,7 +136,7 @@ func NewServer(cfg ServeConfig) *Server {
 		}
 		mux.Handle(r.pattern, s.met.instrument(r.name, s.log, h))
 	}
-	s.handler = recoverMiddleware(s.log, s.auth(s.notFound(mux)))
+	s.handler = recoverMiddleware(s.log, s.cors(s.auth(s.notFound(mux))))
 	return s
 }
 
@@ -253,6 +255,43 @@ func (s *Server) needModel(next http.Handler) http.Handler {
 			e := errorf(http.StatusServiceUnavailable, errUnavailable, "", "the model is still loading: retry shortly (GET /readyz says when it is ready)")
 			e.RetryAfter = 5
 			writeError(w, e)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// cors lets web pages of the configured origins call the API: it answers
+// browsers' preflight requests (before auth, as browsers send them without
+// credentials) and marks responses readable by the page's origin. Without
+// --cors-origin it sends nothing and browsers refuse cross-origin calls.
+func (s *Server) cors(next http.Handler) http.Handler {
+	if s.cfg.CORSOrigin == "" {
+		return next
+	}
+	allowed := map[string]bool{}
+	for _, o := range strings.Split(s.cfg.CORSOrigin, ",") {
+		allowed[strings.TrimRight(strings.TrimSpace(o), "/")] = true
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		h := w.Header()
+		h.Add("Vary", "Origin")
+		if origin == "" || !allowed["*"] && !allowed[origin] {
+			next.ServeHTTP(w, r)
+			return
+		}
+		h.Set("Access-Control-Allow-Origin", origin)
+		h.Set("Access-Control-Expose-Headers", "Retry-After")
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+			headers := r.Header.Get("Access-Control-Request-Headers") // the SDKs send their own x-stainless-* headers
+			if headers == "" {
+				headers = "Authorization, Content-Type"
+			}
+			h.Set("Access-Control-Allow-Headers", headers)
+			h.Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -63,9 +63,9 @@ func (c *adapterCache) lookup(ctx context.Context, name string) (store.Adapter, 
 	}
 	if c.reg == nil {
 		if method != "" {
-			return store.Adapter{}, errorf(http.StatusNotFound, errNotFound, "model", "no %s adapter: the server runs without an adapter registry (start it with --db, or pin one with --%s)", method, method)
+			return store.Adapter{}, errorf(http.StatusNotFound, errNotFound, "model", "no %s adapter: the server runs without an adapter registry (start it with --db, or pin one with --%s)", method, method).withCode(codeModelNotFound)
 		}
-		return store.Adapter{}, errorf(http.StatusNotFound, errNotFound, "model", "adapter %q not found: the server runs without an adapter registry (--db)", name)
+		return store.Adapter{}, errorf(http.StatusNotFound, errNotFound, "model", "adapter %q not found: the server runs without an adapter registry (--db)", name).withCode(codeModelNotFound)
 	}
 	var a store.Adapter
 	var err error
@@ -76,9 +76,9 @@ func (c *adapterCache) lookup(ctx context.Context, name string) (store.Adapter, 
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		if method != "" {
-			return a, errorf(http.StatusNotFound, errNotFound, "model", "no %s adapter is registered: train one (distill train %s) or pin one with --%s NAME", method, method, method)
+			return a, errorf(http.StatusNotFound, errNotFound, "model", "no %s adapter is registered: train one (distill train %s) or pin one with --%s NAME", method, method, method).withCode(codeModelNotFound)
 		}
-		return a, errorf(http.StatusNotFound, errNotFound, "model", "adapter %q is not registered (GET /v1/models lists the names served)", name)
+		return a, errorf(http.StatusNotFound, errNotFound, "model", "adapter %q is not registered (GET /v1/models lists the names served)", name).withCode(codeModelNotFound)
 	}
 	return a, err
 }

@@ -19,7 +19,8 @@ type apiError struct {
 	Type       string
 	Param      string
 	Message    string
-	RetryAfter int // seconds; set on 429 and 503
+	Code       string // OpenAI's machine-readable code, where it has one (context_length_exceeded, model_not_found)
+	RetryAfter int    // seconds; set on 429 and 503
 }
 
 func (e *apiError) Error() string { return e.Message }
@@ -41,6 +42,18 @@ const (
 	errConflict    = "adapter_base_mismatch"
 	errServer      = "server_error"
 )
+
+// Error codes, as OpenAI's clients test for them.
+const (
+	codeContextLength = "context_length_exceeded"
+	codeModelNotFound = "model_not_found"
+)
+
+// withCode is e with OpenAI's code.
+func (e *apiError) withCode(code string) *apiError {
+	e.Code = code
+	return e
+}
 
 // errQueueFull is returned by the scheduler when its queue holds as many
 // requests as it may.
@@ -78,7 +91,7 @@ func writeError(w http.ResponseWriter, err error) {
 	if ae.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(ae.RetryAfter))
 	}
-	body := map[string]any{"error": map[string]any{"message": ae.Message, "type": ae.Type, "param": nullable(ae.Param), "code": nil}}
+	body := map[string]any{"error": map[string]any{"message": ae.Message, "type": ae.Type, "param": nullable(ae.Param), "code": nullable(ae.Code)}}
 	writeJSONStatus(w, ae.Status, body)
 }
 

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
+	mrand "math/rand/v2"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -215,22 +217,29 @@ func (s *Server) encodeChat(msgs []chat.Message) ([]int, error) {
 }
 
 // sampling is the checkpoint's generation_config.json overridden by the
-// request's fields.
-func (s *Server) sampling(temp *float64, topK *int, topP, minP *float64, seed *uint64) infer.Sampling {
+// request's fields. A request without a seed (or with a negative one, as
+// front-ends send -1) gets a random one, as OpenAI's API does: retrying a
+// sampled request gives another answer. top_p 0 keeps the top token only
+// (infer's 0 is "off").
+func (s *Server) sampling(temp *float64, topK *int, topP, minP *float64, seed *int64) infer.Sampling {
 	f := func(p *float64) float64 {
 		if p == nil {
 			return -1
 		}
 		return *p
 	}
-	k, sd := -1, uint64(0)
+	k, sd := -1, mrand.Uint64()
 	if topK != nil {
 		k = *topK
 	}
-	if seed != nil {
-		sd = *seed
+	if seed != nil && *seed >= 0 {
+		sd = uint64(*seed)
 	}
-	return samplingFrom(s.gc, f(temp), k, f(topP), f(minP), -1, sd)
+	p := f(topP)
+	if p == 0 {
+		p = math.SmallestNonzeroFloat64
+	}
+	return samplingFrom(s.gc, f(temp), k, p, f(minP), -1, sd)
 }
 
 func (s *Server) handleInfer(w http.ResponseWriter, r *http.Request) {

@@ -105,14 +105,13 @@ type completionParams struct {
 	MaxCompletionTokens *int      `json:"max_completion_tokens"`
 	Temperature         *float64  `json:"temperature"`
 	TopP                *float64  `json:"top_p"`
-	Seed                *uint64   `json:"seed"`
+	Seed                *int64    `json:"seed"` // none or negative: a random one
 	Stop                stopField `json:"stop"`
 	Stream              bool      `json:"stream"`
 	StreamOptions       *struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
 	N              *int            `json:"n"`
-	Logprobs       *bool           `json:"logprobs"`
 	Tools          json.RawMessage `json:"tools"`
 	Functions      json.RawMessage `json:"functions"`
 	ResponseFormat *responseFormat `json:"response_format"`
@@ -120,12 +119,41 @@ type completionParams struct {
 
 type chatRequest struct {
 	completionParams
-	Messages []chatMessage `json:"messages"`
+	Messages    []chatMessage `json:"messages"`
+	Logprobs    *bool         `json:"logprobs"`
+	TopLogprobs *int          `json:"top_logprobs"`
 }
 
+// completionRequest is the legacy completions API, whose logprobs is a
+// count of alternatives.
 type completionRequest struct {
 	completionParams
-	Prompt *promptField `json:"prompt"`
+	Prompt   *promptField `json:"prompt"`
+	Logprobs *int         `json:"logprobs"`
+	Echo     bool         `json:"echo"`
+	Suffix   *string      `json:"suffix"`
+	BestOf   *int         `json:"best_of"`
+}
+
+// errNoLogprobs refuses a request for token log-probabilities.
+func errNoLogprobs(param string) error {
+	return errorf(http.StatusBadRequest, errInvalid, param, "logprobs are not served yet: drop the field (classification log-likelihoods are in POST /infer/{adapter} with task classify)")
+}
+
+// unserved refuses the legacy completion fields this server does not
+// implement, rather than answer as if they were honoured.
+func (r *completionRequest) unserved() error {
+	switch {
+	case r.Logprobs != nil && *r.Logprobs > 0:
+		return errNoLogprobs("logprobs")
+	case r.Echo:
+		return errorf(http.StatusBadRequest, errInvalid, "echo", "echo is not supported: the prompt is not returned with the completion")
+	case r.Suffix != nil && *r.Suffix != "":
+		return errorf(http.StatusBadRequest, errInvalid, "suffix", "suffix (insertion) is not supported")
+	case r.BestOf != nil && *r.BestOf > 1:
+		return errorf(http.StatusBadRequest, errInvalid, "best_of", "best_of=%d: this server samples one completion per request", *r.BestOf)
+	}
+	return nil
 }
 
 // completionJob is a parsed request, ready for the worker.
@@ -150,9 +178,6 @@ func (s *Server) prepare(ctx context.Context, p *completionParams, ids []int, pa
 	if p.N != nil && *p.N != 1 {
 		return nil, errorf(http.StatusBadRequest, errInvalid, "n", "n=%d: this server returns one choice per request", *p.N)
 	}
-	if p.Logprobs != nil && *p.Logprobs {
-		return nil, errorf(http.StatusBadRequest, errInvalid, "logprobs", "logprobs are not served yet: drop the field (classification log-likelihoods are in POST /infer/{adapter} with task classify)")
-	}
 	for _, f := range []struct {
 		name string
 		v    json.RawMessage
@@ -164,18 +189,27 @@ func (s *Server) prepare(ctx context.Context, p *completionParams, ids []int, pa
 	if p.Temperature != nil && (*p.Temperature < 0 || *p.Temperature > 2) {
 		return nil, errorf(http.StatusBadRequest, errInvalid, "temperature", "temperature must be in [0, 2], got %g", *p.Temperature)
 	}
-	if p.TopP != nil && (*p.TopP <= 0 || *p.TopP > 1) {
-		return nil, errorf(http.StatusBadRequest, errInvalid, "top_p", "top_p must be in (0, 1], got %g", *p.TopP)
+	if p.TopP != nil && (*p.TopP < 0 || *p.TopP > 1) {
+		return nil, errorf(http.StatusBadRequest, errInvalid, "top_p", "top_p must be in [0, 1], got %g", *p.TopP)
+	}
+	if err := checkStops(p.Stop, "stop"); err != nil {
+		return nil, err
 	}
 	mt, param2 := p.MaxTokens, "max_tokens"
 	if p.MaxCompletionTokens != nil {
 		mt, param2 = p.MaxCompletionTokens, "max_completion_tokens"
 	}
-	maxTokens, err := s.checkMaxTokens(mt, min(256, s.cfg.MaxTokens), param2)
+	// Without a budget a completion may run to the end of the context (as
+	// OpenAI's do), within the server's --max-tokens.
+	maxTokens, err := s.checkMaxTokens(mt, max(1, s.contextLimit()-len(ids)), param2)
 	if err != nil {
 		return nil, err
 	}
 	if err := s.checkContext(len(ids), maxTokens, param); err != nil {
+		var ae *apiError
+		if errors.As(err, &ae) && ae.Code == codeContextLength {
+			ae.Status, ae.Type = http.StatusBadRequest, errInvalid // OpenAI's, which its clients expect
+		}
 		return nil, err
 	}
 	sa, err := s.adapters.get(ctx, p.Model)
@@ -225,6 +259,10 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if req.Logprobs != nil && *req.Logprobs {
+		writeError(w, errNoLogprobs("logprobs"))
+		return
+	}
 	if len(req.Messages) == 0 {
 		writeError(w, errorf(http.StatusBadRequest, errInvalid, "messages", "messages is empty: send at least one {role, content}"))
 		return
@@ -269,6 +307,10 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if err := req.unserved(); err != nil {
+		writeError(w, err)
+		return
+	}
 	if req.Prompt == nil {
 		writeError(w, errorf(http.StatusBadRequest, errInvalid, "prompt", "missing field \"prompt\": the text to continue"))
 		return
@@ -296,8 +338,11 @@ func (s *Server) run(ctx context.Context, cj *completionJob, onText func(string)
 		if err != nil {
 			return completionResult{}, err
 		}
+		// The decoder closes the value as its budget runs out: a value that
+		// took every token was cut short by max_tokens, which clients (the
+		// SDKs' parse) learn from "length".
 		finish := "stop"
-		if res.StopReason == "length" {
+		if res.StopReason == "length" || res.CompletionTokens >= cj.maxTokens {
 			finish = "length"
 		}
 		return completionResult{res.Text, finish, res.PromptTokens, res.CompletionTokens}, nil
@@ -465,6 +510,35 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, cj *completi
 // handleModels lists the base model, the method aliases that resolve, and
 // every registered adapter.
 func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
+	models, err := s.models(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSONStatus(w, http.StatusOK, map[string]any{"object": "list", "data": models})
+}
+
+// handleModel is GET /v1/models/{id}: one entry of the list, which the
+// SDKs' models.retrieve reads to check a name before using it.
+func (s *Server) handleModel(w http.ResponseWriter, r *http.Request) {
+	models, err := s.models(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	id := r.PathValue("id")
+	for _, m := range models {
+		if m["id"] == id {
+			writeJSONStatus(w, http.StatusOK, m)
+			return
+		}
+	}
+	writeError(w, errorf(http.StatusNotFound, errNotFound, "model", "model %q is not served (GET /v1/models lists the names)", id).withCode(codeModelNotFound))
+}
+
+// models lists the base model, the method aliases that resolve and every
+// registered adapter.
+func (s *Server) models(ctx context.Context) ([]map[string]any, error) {
 	created := s.started.Unix()
 	entry := func(id, ownedBy string, extra map[string]any) map[string]any {
 		e := map[string]any{"id": id, "object": "model", "created": created, "owned_by": ownedBy}
@@ -473,21 +547,20 @@ func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
 		}
 		return e
 	}
-	models := []any{entry(baseName, "distill", map[string]any{"root": filepath.Base(s.cfg.Model)})}
+	models := []map[string]any{entry(baseName, "distill", map[string]any{"root": filepath.Base(s.cfg.Model)})}
 	if s.adapters.reg != nil {
 		for _, m := range methodAliases {
-			if a, err := s.adapters.lookup(r.Context(), m); err == nil {
+			if a, err := s.adapters.lookup(ctx, m); err == nil {
 				models = append(models, entry(m, "distill", map[string]any{"root": a.Name, "parent": baseName, "method": m}))
 			}
 		}
-		as, err := s.adapters.reg.ListAdapters(r.Context())
+		as, err := s.adapters.reg.ListAdapters(ctx)
 		if err != nil {
-			writeError(w, err)
-			return
+			return nil, err
 		}
 		for _, a := range as {
 			models = append(models, entry(a.Name, "distill", map[string]any{"parent": baseName, "method": a.Method}))
 		}
 	}
-	writeJSONStatus(w, http.StatusOK, map[string]any{"object": "list", "data": models})
+	return models, nil
 }

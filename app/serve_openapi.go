@@ -70,7 +70,7 @@ func openAPISpec() map[string]any {
 	inferNamed["post"].(map[string]any)["parameters"] = []any{map[string]any{"name": "adapter", "in": "path", "required": true, "schema": str}}
 	schemas := map[string]any{
 		"Error": obj(map[string]any{"error": obj(map[string]any{
-			"message": str, "type": str, "param": map[string]any{"type": []string{"string", "null"}}, "code": map[string]any{"type": "null"},
+			"message": str, "type": str, "param": map[string]any{"type": []string{"string", "null"}}, "code": map[string]any{"type": []string{"string", "null"}},
 		}, "message", "type", "param")}, "error"),
 		"InferRequest": obj(map[string]any{
 			"task":   map[string]any{"type": "string", "enum": tasks},
@@ -103,12 +103,16 @@ func openAPISpec() map[string]any {
 		}, "messages"),
 		"CompletionRequest": obj(map[string]any{
 			"model": str, "prompt": map[string]any{"type": []string{"string", "array"}}, "max_tokens": integer, "temperature": number,
-			"top_p": number, "seed": integer, "stop": map[string]any{"type": []string{"string", "array"}}, "stream": boolean,
+			"logprobs": map[string]any{"type": []string{"integer", "null"}, "description": "0 or null only: log-probabilities are not served"},
+			"echo":     map[string]any{"type": "boolean", "description": "false only"}, "suffix": map[string]any{"type": []string{"string", "null"}, "description": "empty only"},
+			"best_of": map[string]any{"type": []string{"integer", "null"}, "description": "1 only"},
+			"top_p":   number, "seed": integer, "stop": map[string]any{"type": []string{"string", "array"}}, "stream": boolean,
 			"response_format": map[string]any{"type": "object"},
 		}, "prompt"),
 		"Completion": obj(map[string]any{"id": str, "object": str, "created": integer, "model": str,
 			"choices": map[string]any{"type": "array"}, "usage": ref("Usage")}),
-		"ModelList": obj(map[string]any{"object": str, "data": map[string]any{"type": "array", "items": obj(map[string]any{"id": str, "object": str, "created": integer, "owned_by": str})}}),
+		"Model":     obj(map[string]any{"id": str, "object": str, "created": integer, "owned_by": str}, "id", "object", "created", "owned_by"),
+		"ModelList": obj(map[string]any{"object": str, "data": map[string]any{"type": "array", "items": ref("Model")}}),
 	}
 	sse := map[string]any{"description": "The completion; with stream=true, server-sent events of chunks ending in data: [DONE]",
 		"content": map[string]any{"application/json": map[string]any{"schema": ref("Completion")}, "text/event-stream": map[string]any{"schema": str}}}
@@ -124,6 +128,9 @@ func openAPISpec() map[string]any {
 			"requestBody": jsonBody(ref("CompletionRequest")), "responses": withErrors(sse, apiErrs...)}},
 		"/v1/models": map[string]any{"get": map[string]any{"summary": "The base model, the method aliases that resolve, and every registered adapter",
 			"responses": withErrors(jsonResponse("Models", ref("ModelList")), "401", "503")}},
+		"/v1/models/{id}": map[string]any{"get": map[string]any{"summary": "One model of the list (404 model_not_found if it is not served)",
+			"parameters": []any{map[string]any{"name": "id", "in": "path", "required": true, "schema": str}},
+			"responses":  withErrors(jsonResponse("Model", ref("Model")), "401", "404", "503")}},
 		"/healthz": map[string]any{"get": map[string]any{"summary": "Liveness: the process serves HTTP",
 			"responses": map[string]any{"200": jsonResponse("Alive", obj(map[string]any{"status": str}))}}},
 		"/readyz": map[string]any{"get": map[string]any{"summary": "Readiness: the model is loaded",

@@ -28,7 +28,7 @@ type inferOptions struct {
 	TopK        *int     `json:"top_k"`
 	TopP        *float64 `json:"top_p"`
 	MinP        *float64 `json:"min_p"`
-	Seed        *uint64  `json:"seed"`
+	Seed        *int64   `json:"seed"` // none or negative: a random one
 	Stop        []string `json:"stop"`
 	Chat        bool     `json:"chat"`   // render the input through the chat template
 	System      string   `json:"system"` // with chat
@@ -90,7 +90,9 @@ func jsonError(err error) error {
 	case errors.As(err, &syn):
 		return errorf(http.StatusBadRequest, errInvalid, "", "malformed JSON at byte %d: %v", syn.Offset, err)
 	case errors.As(err, &typ):
-		field := typ.Field
+		// An embedded struct's Go name leads the path ("completionParams.seed"):
+		// the client knows only the JSON field.
+		field := strings.TrimPrefix(typ.Field, "completionParams.")
 		if field == "" {
 			return errorf(http.StatusBadRequest, errInvalid, "", "the request must be a JSON object, got JSON %s", typ.Value)
 		}
@@ -150,8 +152,11 @@ func parseInferRequest(b []byte) (*inferRequest, string, error) {
 	if o.Temperature != nil && (*o.Temperature < 0 || *o.Temperature > 100) {
 		return nil, "", errorf(http.StatusBadRequest, errInvalid, "options.temperature", "options.temperature must be in [0, 100], got %g", *o.Temperature)
 	}
-	if o.TopP != nil && (*o.TopP <= 0 || *o.TopP > 1) {
-		return nil, "", errorf(http.StatusBadRequest, errInvalid, "options.top_p", "options.top_p must be in (0, 1], got %g", *o.TopP)
+	if o.TopP != nil && (*o.TopP < 0 || *o.TopP > 1) {
+		return nil, "", errorf(http.StatusBadRequest, errInvalid, "options.top_p", "options.top_p must be in [0, 1], got %g", *o.TopP)
+	}
+	if err := checkStops(o.Stop, "options.stop"); err != nil {
+		return nil, "", err
 	}
 	switch req.Task {
 	case "classify":
@@ -228,12 +233,35 @@ func (s *Server) checkMaxTokens(n *int, def int, param string) (int, error) {
 // checkContext refuses a prompt that, with its token budget, does not fit
 // the model's context (413).
 func (s *Server) checkContext(promptTokens, maxTokens int, param string) error {
-	if limit := s.contextLimit(); promptTokens+maxTokens > limit {
+	if limit := s.contextLimit(); promptTokens >= limit {
 		return errorf(http.StatusRequestEntityTooLarge, errTooLarge, param,
-			"the input is %d tokens; with max_tokens %d that is over the model's context of %d tokens: shorten the input or ask for fewer tokens", promptTokens, maxTokens, limit)
+			"the input is %d tokens, the model's context %d: shorten the input", promptTokens, limit).withCode(codeContextLength)
+	} else if promptTokens+maxTokens > limit {
+		return errorf(http.StatusRequestEntityTooLarge, errTooLarge, param,
+			"the input is %d tokens; with max_tokens %d that is over the model's context of %d tokens: shorten the input or ask for fewer tokens", promptTokens, maxTokens, limit).withCode(codeContextLength)
 	}
 	if promptTokens == 0 {
 		return errorf(http.StatusBadRequest, errInvalid, param, "the input is empty: give text to condition on")
+	}
+	return nil
+}
+
+// The most stop strings a request may carry and the longest: each is
+// searched for in the text after every token, on the model's one worker.
+const (
+	maxStops   = 16
+	maxStopLen = 1024
+)
+
+// checkStops refuses more stop strings, or longer ones, than the limits.
+func checkStops(stops []string, param string) error {
+	if len(stops) > maxStops {
+		return errorf(http.StatusBadRequest, errInvalid, param, "%s has %d strings; at most %d", param, len(stops), maxStops)
+	}
+	for i, s := range stops {
+		if len(s) > maxStopLen {
+			return errorf(http.StatusBadRequest, errInvalid, param, "%s[%d] is %d bytes; at most %d", param, i, len(s), maxStopLen)
+		}
 	}
 	return nil
 }

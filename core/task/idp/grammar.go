@@ -295,34 +295,10 @@ func (c *compiler) finish(root int32) error {
 		return err
 	}
 	g.root = root
-	// Flatten nested choices and drop the false schema from them.
-	for i := range g.nodes {
-		n := &g.nodes[i]
-		if n.kind != kChoice {
-			continue
-		}
-		var flat []int32
-		var add func(id int32, depth int)
-		add = func(id int32, depth int) {
-			a := &g.nodes[id]
-			switch {
-			case a.kind == kNever:
-			case a.kind == kChoice && depth < 16:
-				for _, x := range a.alts {
-					add(x, depth+1)
-				}
-			default:
-				if !slices.Contains(flat, id) {
-					flat = append(flat, id)
-				}
-			}
-		}
-		add(int32(i), 0)
-		n.alts = flat
-		if len(flat) == 0 {
-			n.kind = kNever
-		}
+	if err := c.flattenChoices(); err != nil {
+		return err
 	}
+	c.closeEmptyAnyObjects()
 	// Object tries (built here, after aliases are resolved).
 	for i := range g.nodes {
 		if g.nodes[i].kind == kObject {
@@ -357,6 +333,68 @@ func (c *compiler) finish(root int32) error {
 		return &SchemaError{"", "the schema admits no finite value that can be generated"}
 	}
 	return nil
+}
+
+// flattenChoices replaces each choice's alternatives by the non-choice
+// nodes they lead to, without the false schema. A choice is an epsilon
+// step: one that leads back to itself (a left-recursive $ref such as
+// {"anyOf":[{"$ref":"#"},{"type":"null"}]}) adds nothing, since reaching it
+// again consumed no input; the validator likewise fails that branch as a
+// reference cycle. The visited set keeps this finite however the choices
+// nest, so after it no choice has a choice among its alternatives (which
+// stepLast relies on).
+func (c *compiler) flattenChoices() error {
+	g := c.g
+	for i := range g.nodes {
+		if g.nodes[i].kind != kChoice {
+			continue
+		}
+		var flat []int32
+		seen := map[int32]bool{}
+		cycle := false
+		var add func(id int32)
+		add = func(id int32) {
+			a := &g.nodes[id]
+			switch {
+			case a.kind == kNever:
+			case a.kind == kChoice:
+				if seen[id] {
+					cycle = cycle || id == int32(i)
+					return
+				}
+				seen[id] = true
+				for _, x := range a.alts {
+					add(x)
+				}
+			case !slices.Contains(flat, id):
+				flat = append(flat, id)
+			}
+		}
+		add(int32(i))
+		n := &g.nodes[i]
+		n.alts = flat
+		if len(flat) == 0 {
+			if cycle {
+				return &SchemaError{n.ptr, "anyOf/oneOf leads back to itself through $ref before any value is written (left recursion), and no other branch admits a value"}
+			}
+			n.kind = kNever
+		}
+	}
+	return nil
+}
+
+// closeEmptyAnyObjects turns an open object whose values admit nothing
+// (additionalProperties compiled to the false schema) into the object with
+// no properties: the only such value is {}, and a key must never be
+// started that no value could follow.
+func (c *compiler) closeEmptyAnyObjects() {
+	g := c.g
+	for i := range g.nodes {
+		n := &g.nodes[i]
+		if n.kind == kAnyObject && g.nodes[n.item].kind == kNever {
+			*n = node{kind: kObject, ptr: n.ptr}
+		}
+	}
 }
 
 // objectTries builds the literal tries of an object: one opening trie

@@ -121,6 +121,11 @@ func (t *tbuf) dedupe() {
 	}
 }
 
+// maxForks bounds how deeply forks of a choice may nest within one byte.
+// Choices are flattened at compile time, so each alternative consumes the
+// byte itself and forks nest at most once; the bound is a guard.
+const maxForks = 8
+
 // scratch holds copies of threads while a choice forks them.
 type scratch struct {
 	bufs  [][]frame
@@ -143,7 +148,15 @@ func (s *scratch) release() { s.depth-- }
 // choice forks.
 func (g *Grammar) stepLast(d *tbuf, b byte, sc *scratch) {
 	s := int(d.th[len(d.th)-1])
-	for {
+	for steps := 0; ; steps++ {
+		// Each step without consuming b pushes a frame (bounded by
+		// maxDepth), pops one (bounded by the stack) or resolves a choice
+		// (never into another: finish flattens them). A schema that broke
+		// that would loop here; ending the thread is the safe answer.
+		if steps > 2*maxDepth+8 {
+			d.dropLast()
+			return
+		}
 		top := len(d.fr) - 1
 		if top < s {
 			d.dropLast() // a complete value takes no more bytes
@@ -167,6 +180,10 @@ func (g *Grammar) stepLast(d *tbuf, b byte, sc *scratch) {
 			if cnt == 1 {
 				*f = g.initFrame(only, f.below)
 				continue
+			}
+			if sc.depth >= maxForks {
+				d.dropLast() // forks nest only through a bug: never overflow the stack
+				return
 			}
 			below := f.below
 			base := sc.save(d.fr[s:])
