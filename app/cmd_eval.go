@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -110,8 +111,10 @@ func (f evalFlags) record(db *store.DB, kind string, summary map[string]float64,
 	return path, os.WriteFile(path, append(b, '\n'), 0o644)
 }
 
-// subset applies --balanced to classification rows.
-func (f evalFlags) subset(ds *data.Dataset) ([]data.Row, error) {
+// subset applies --balanced to classification rows: up to N (or the
+// fraction) of every class, none held back; a class with fewer rows gives
+// all it has, and says so on w.
+func (f evalFlags) subset(ds *data.Dataset, w io.Writer) ([]data.Row, error) {
 	if *f.balanced == "" {
 		return ds.Rows, nil
 	}
@@ -123,8 +126,11 @@ func (f evalFlags) subset(ds *data.Dataset) ([]data.Row, error) {
 	} else {
 		return nil, fmt.Errorf("--balanced %q: want a count per class or a fraction in (0, 1]", *f.balanced)
 	}
-	_, val, _, err := data.BalancedSplit(ds.Rows, per, *f.seed)
-	return val, err
+	rows, short, err := data.BalancedSample(ds.Rows, per, *f.seed)
+	for _, s := range short {
+		fmt.Fprintf(w, "--balanced: label %q has %d rows, fewer than the %d asked: all are evaluated\n", s.Label, s.Rows, s.Want)
+	}
+	return rows, err
 }
 
 func evalClassify(env *Env, args []string) error {
@@ -156,7 +162,7 @@ func evalClassify(env *Env, args []string) error {
 	if *labelsFlag != "" {
 		labels = splitLabels(*labelsFlag)
 	}
-	rows, err := f.subset(ds)
+	rows, err := f.subset(ds, env.Stderr)
 	if err != nil {
 		return err
 	}

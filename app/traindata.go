@@ -53,6 +53,11 @@ func (j *TrainJob) loadData(tok *tokenizer.Tokenizer, tmpl *chat.Template) error
 		}
 		ds, vs = ds.Subset(tr), ds.Subset(va)
 	}
+	if vs != nil {
+		if n := data.Leaked(ds.Rows, vs.Rows); n > 0 {
+			j.logf("%d of %d validation rows have the same input as a training row (duplicates in the data): validation overstates how the model does on unseen input; deduplicate the file", n, len(vs.Rows))
+		}
+	}
 	if c.Val == "" && vs != nil && len(vs.Rows) > 0 {
 		// Keep the held-out rows with the run, so it can be evaluated later
 		// on exactly the rows it never trained on.

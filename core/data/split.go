@@ -67,13 +67,44 @@ func (s ClassShortfall) String() string {
 // such classes are returned in short, sorted by label. Classes are drawn in
 // label order, so the split depends only on the rows and the seed.
 func BalancedSplit(rows []Row, per PerClass, seed uint64) (train, val []Row, short []ClassShortfall, err error) {
-	switch {
-	case per.Count < 0 || math.IsNaN(per.Fraction) || per.Fraction < 0 || per.Fraction >= 1:
+	if per.Fraction >= 1 {
 		return nil, nil, nil, fmt.Errorf("balanced split: want a count >= 0 or a fraction in [0, 1), got %+v", per)
+	}
+	inVal, short, err := perClass(rows, per, seed, 1)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("balanced split: %w", err)
+	}
+	train, val = partition(rows, inVal)
+	return train, val, short, nil
+}
+
+// BalancedSample takes up to per.Count rows of each class (or per.Fraction
+// of the class, rounded, at least one; a fraction of 1 takes every row),
+// chosen at random with seed, in file order: an evaluation set with every
+// class and none dominating. Classes with fewer rows than asked give all
+// they have and are returned in short, sorted by label.
+func BalancedSample(rows []Row, per PerClass, seed uint64) (sample []Row, short []ClassShortfall, err error) {
+	if per.Fraction > 1 {
+		return nil, nil, fmt.Errorf("balanced sample: want a count >= 0 or a fraction in (0, 1], got %+v", per)
+	}
+	in, short, err := perClass(rows, per, seed, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("balanced sample: %w", err)
+	}
+	_, sample = partition(rows, in)
+	return sample, short, nil
+}
+
+// perClass marks up to per's rows of each class, leaving keep rows of each
+// unmarked; classes that could not give what was asked are returned.
+func perClass(rows []Row, per PerClass, seed uint64, keep int) (marked []bool, short []ClassShortfall, err error) {
+	switch {
+	case per.Count < 0 || math.IsNaN(per.Fraction) || per.Fraction < 0:
+		return nil, nil, fmt.Errorf("want a count >= 0 or a fraction, got %+v", per)
 	case per.Count > 0 && per.Fraction > 0:
-		return nil, nil, nil, errors.New("balanced split: set a per-class count or a fraction, not both")
+		return nil, nil, errors.New("set a per-class count or a fraction, not both")
 	case per.Count == 0 && per.Fraction == 0:
-		return nil, nil, nil, errors.New("balanced split: set a per-class count or a fraction")
+		return nil, nil, errors.New("set a per-class count or a fraction")
 	}
 	byLabel := map[string][]int{}
 	for i, r := range rows {
@@ -92,7 +123,7 @@ func BalancedSplit(rows []Row, per PerClass, seed uint64) (train, val []Row, sho
 		if per.Fraction > 0 {
 			want = max(1, int(math.Round(per.Fraction*float64(len(idx)))))
 		}
-		got := min(want, len(idx)-1)
+		got := max(0, min(want, len(idx)-keep))
 		for _, j := range rng.perm(len(idx))[:got] {
 			inVal[idx[j]] = true
 		}
@@ -100,8 +131,46 @@ func BalancedSplit(rows []Row, per PerClass, seed uint64) (train, val []Row, sho
 			short = append(short, ClassShortfall{Label: l, Rows: len(idx), Want: want, Got: got})
 		}
 	}
-	train, val = partition(rows, inVal)
-	return train, val, short, nil
+	return inVal, short, nil
+}
+
+// Leaked counts the rows of val whose input — the text or features, the
+// prompt, the document — some row of train has too: a split of a file with
+// duplicates puts copies on both sides, and validation on them measures
+// memory, not generalisation.
+func Leaked(train, val []Row) int {
+	seen := map[string]bool{}
+	for _, r := range train {
+		seen[inputKey(r)] = true
+	}
+	n := 0
+	for _, r := range val {
+		if seen[inputKey(r)] {
+			n++
+		}
+	}
+	return n
+}
+
+// inputKey is what a row gives the model, whitespace-trimmed.
+func inputKey(r Row) string {
+	var b strings.Builder
+	b.WriteString(strings.TrimSpace(r.Text))
+	keys := make([]string, 0, len(r.Features))
+	for k := range r.Features {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&b, "\x00%s=%s", k, strings.TrimSpace(r.Features[k]))
+	}
+	fmt.Fprintf(&b, "\x00%s\x00%s", strings.TrimSpace(r.Prompt), strings.TrimSpace(r.Document))
+	for _, m := range append(slices.Clone(r.PromptMessages), r.Messages...) {
+		if m.Role != "assistant" { // the answers are the targets, not the input
+			fmt.Fprintf(&b, "\x00%s:%s", m.Role, strings.TrimSpace(m.Content))
+		}
+	}
+	return b.String()
 }
 
 func partition(rows []Row, inVal []bool) (train, val []Row) {

@@ -2,9 +2,12 @@ package data
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
+
+	"distill/core/tokenizer/chat"
 )
 
 func numberedRows(labels ...string) []Row {
@@ -195,5 +198,57 @@ func TestSplitmix(t *testing.T) {
 		if got := r.next(); got != want {
 			t.Errorf("output %d = %d, want %d", i, got, want)
 		}
+	}
+}
+
+// TestBalancedSample: an evaluation sample holds nothing back, so every
+// class with rows is in it (a class of one row too) and a fraction of 1
+// is the whole file; classes short of the count are reported.
+func TestBalancedSample(t *testing.T) {
+	rows := numberedRows(strings.Split("a,b,a,d,a,b,a,a,c,b,a,a,d,b,a,a,b,a", ",")...)
+	for _, tt := range []struct {
+		per   PerClass
+		count map[string]int
+		short []ClassShortfall
+	}{
+		{PerClass{Count: 3}, map[string]int{"a": 3, "b": 3, "c": 1, "d": 2}, []ClassShortfall{
+			{Label: "c", Rows: 1, Want: 3, Got: 1}, {Label: "d", Rows: 2, Want: 3, Got: 2}}},
+		{PerClass{Fraction: 1}, map[string]int{"a": 10, "b": 5, "c": 1, "d": 2}, nil},
+		{PerClass{Count: 1}, map[string]int{"a": 1, "b": 1, "c": 1, "d": 1}, nil},
+	} {
+		sample, short, err := BalancedSample(rows, tt.per, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]int{}
+		for _, r := range sample {
+			got[r.Label]++
+		}
+		if !maps.Equal(got, tt.count) || !slices.Equal(short, tt.short) {
+			t.Errorf("%+v: per class %v short %v, want %v and %v", tt.per, got, short, tt.count, tt.short)
+		}
+		if !slices.IsSortedFunc(sample, func(a, b Row) int { return a.Line - b.Line }) {
+			t.Errorf("%+v: sample not in file order", tt.per)
+		}
+	}
+	if _, _, err := BalancedSample(rows, PerClass{Fraction: 1.5}, 3); err == nil {
+		t.Error("fraction 1.5 accepted")
+	}
+}
+
+// TestLeaked counts validation rows whose input a training row has too,
+// whatever their answers, and only those.
+func TestLeaked(t *testing.T) {
+	train := []Row{{Text: "refund please", Label: "billing"}, {Prompt: "2+2", Completion: "4"}, {Features: map[string]string{"age": "31", "job": "x"}}}
+	val := []Row{
+		{Text: " refund please ", Label: "account"},                // same text, other label: leaked
+		{Prompt: "2+2", Completion: "four"},                        // same prompt
+		{Features: map[string]string{"job": "x", "age": "31"}},     // same features
+		{Features: map[string]string{"age": "32", "job": "x"}},     // not
+		{Text: "refund please now", Label: "billing"},              // not
+		{Messages: []chat.Message{{Role: "user", Content: "2+2"}}}, // not: a chat, not a prompt
+	}
+	if n := Leaked(train, val); n != 3 {
+		t.Errorf("Leaked = %d, want 3", n)
 	}
 }
