@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"distill/core/data"
 	"distill/core/eval"
 	"distill/core/infer"
 	"distill/core/model"
@@ -152,8 +151,11 @@ func evalCodegen(env *Env, args []string) error {
 		if err != nil {
 			return fmt.Errorf("%s:%d: %w", *f.data, r.Line, err)
 		}
+		if tool := missingTool(res); tool != "" {
+			return fmt.Errorf("%s:%d: %s: install it, or every task would count as failing its checks", *f.data, r.Line, tool)
+		}
 		// A task with tests counts against pass@1 even when it did not build.
-		results = append(results, eval.CodeResult{Built: res.Built, Linted: res.Linted, TestsRun: r.Tests != "", TestsPassed: res.TestsPassed,
+		results = append(results, eval.CodeResult{Built: res.Built, Linted: res.Linted, LintRun: lintRan(res), TestsRun: r.Tests != "", TestsPassed: res.TestsPassed,
 			Task: fmt.Sprintf("%s:%d", *f.data, r.Line), Failure: firstFailure(res)})
 	}
 	rep := eval.Codegen(results)
@@ -175,21 +177,54 @@ type codegenRow struct {
 	Prompt, Tests string
 }
 
-// readCodegenRows reads {"prompt", "tests"?} rows (other keys ignored).
+// readCodegenRows reads {"prompt", "tests"?} rows (other keys, such as a
+// reference "completion", ignored).
 func readCodegenRows(path string) ([]codegenRow, error) {
-	ds, err := data.Load(path, data.Options{Format: data.FormatPromptCompletion})
-	if err != nil {
-		return nil, err
-	}
-	tests, err := jsonlField(path, "tests")
+	objs, err := readJSONLObjects(path)
 	if err != nil {
 		return nil, err
 	}
 	var out []codegenRow
-	for _, r := range ds.Rows {
-		out = append(out, codegenRow{Line: r.Line, Prompt: r.Prompt, Tests: tests[r.Line]})
+	for _, o := range objs {
+		prompt, err := o.str(path, "prompt")
+		if err != nil {
+			return nil, err
+		}
+		if strings.TrimSpace(prompt) == "" {
+			return nil, fmt.Errorf("%s:%d: the task has no \"prompt\"", path, o.Line)
+		}
+		tests, err := o.str(path, "tests")
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, codegenRow{Line: o.Line, Prompt: prompt, Tests: tests})
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no task: want {\"prompt\": …, \"tests\": …} lines", path)
 	}
 	return out, nil
+}
+
+// missingTool is the Output of the first check whose program is not
+// installed ("" when every one ran): a missing toolchain is the machine's
+// fault, not the model's.
+func missingTool(res codegen.Result) string {
+	for _, c := range res.Checks {
+		if c.Missing {
+			return c.Output
+		}
+	}
+	return ""
+}
+
+// lintRan says a lint check ran on res's code.
+func lintRan(res codegen.Result) bool {
+	for _, c := range res.Checks {
+		if c.Kind == codegen.KindLint && !c.Skipped && !c.Missing {
+			return true
+		}
+	}
+	return false
 }
 
 // firstFailure is the gravest failed check of res (build, then test, then

@@ -191,6 +191,7 @@ type CodeEval struct {
 	N         int           `json:"n"`
 	BuildRate float64       `json:"build_success_rate"`
 	LintRate  float64       `json:"lint_pass_rate"`
+	LintRan   *int          `json:"lint_checked"` // tasks linted; nil in reports from before it was recorded
 	PassAt1   float64       `json:"pass_at_1"`
 	WithTests int           `json:"with_tests"`
 	Failures  []CodeFailure `json:"failures"`

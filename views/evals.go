@@ -471,6 +471,9 @@ func codeDetail(st Styles, r *app.CodeEval, width, height int) []string {
 		gauge("lint", r.LintRate, ""),
 		gauge("pass@1", r.PassAt1, pass),
 	}
+	if r.LintRan != nil && *r.LintRan == 0 {
+		out[3] = fmt.Sprintf(" %-8s %s", "lint", st.Muted.Render("n/a (no lint check for the language)"))
+	}
 	if len(r.Failures) == 0 {
 		return out
 	}

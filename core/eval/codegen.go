@@ -10,6 +10,9 @@ import (
 type CodeResult struct {
 	Built  bool // the generated code compiled
 	Linted bool // the linter reported nothing
+	// LintRun says a lint check ran (Python's checks have none): the lint
+	// rate is over these tasks only.
+	LintRun bool
 	// TestsRun says the task carries tests. Set it for every task that has
 	// tests, even when the build failed and they could not run, so the
 	// failure counts against pass@1.
@@ -37,7 +40,10 @@ type CodeReport struct {
 	Built     int     `json:"built"`
 	BuildRate float64 `json:"build_success_rate"` // Built / N
 	Linted    int     `json:"linted"`
-	LintRate  float64 `json:"lint_pass_rate"` // Linted / N
+	// LintChecked counts the tasks a lint check ran on; LintRate = Linted /
+	// LintChecked, 0 (and left out of Summary) when none was linted.
+	LintChecked int     `json:"lint_checked"`
+	LintRate    float64 `json:"lint_pass_rate"`
 	// WithTests is the number of tasks that carry tests, Passed of those the
 	// ones that built and passed all their tests, and PassAt1 = Passed /
 	// WithTests (one sample per task), 0 when no task carries tests.
@@ -58,8 +64,11 @@ func Codegen(results []CodeResult) CodeReport {
 		if c.Built {
 			r.Built++
 		}
-		if c.Linted {
-			r.Linted++
+		if c.LintRun {
+			r.LintChecked++
+			if c.Linted {
+				r.Linted++
+			}
 		}
 		if c.TestsRun {
 			r.WithTests++
@@ -72,17 +81,18 @@ func Codegen(results []CodeResult) CodeReport {
 		}
 	}
 	r.BuildRate = ratio(float64(r.Built), float64(r.N))
-	r.LintRate = ratio(float64(r.Linted), float64(r.N))
+	r.LintRate = ratio(float64(r.Linted), float64(r.LintChecked))
 	r.PassAt1 = ratio(float64(r.Passed), float64(r.WithTests))
 	return r
 }
 
-// Summary is the report's headline numbers: build_success_rate,
-// lint_pass_rate and, when some task carries tests, pass_at_1.
+// Summary is the report's headline numbers: build_success_rate, and
+// lint_pass_rate when some task was linted and pass_at_1 when some task
+// carries tests.
 func (r CodeReport) Summary() map[string]float64 {
-	m := map[string]float64{
-		"build_success_rate": r.BuildRate,
-		"lint_pass_rate":     r.LintRate,
+	m := map[string]float64{"build_success_rate": r.BuildRate}
+	if r.LintChecked > 0 {
+		m["lint_pass_rate"] = r.LintRate
 	}
 	if r.WithTests > 0 {
 		m["pass_at_1"] = r.PassAt1
@@ -96,7 +106,11 @@ func (r CodeReport) Table(w io.Writer) error {
 	fmt.Fprintf(bw, "codegen: %s\n", plural(r.N, "task"))
 	t := newTable(false, true, false)
 	t.add("build success", pct1(r.BuildRate), fmt.Sprintf("(%d/%d)", r.Built, r.N))
-	t.add("lint pass", pct1(r.LintRate), fmt.Sprintf("(%d/%d)", r.Linted, r.N))
+	if r.LintChecked > 0 {
+		t.add("lint pass", pct1(r.LintRate), fmt.Sprintf("(%d/%d tasks linted)", r.Linted, r.LintChecked))
+	} else {
+		t.add("lint pass", "n/a", "(no lint check for the language)")
+	}
 	if r.WithTests > 0 {
 		t.add("pass@1", pct1(r.PassAt1), fmt.Sprintf("(%d/%d tasks with tests)", r.Passed, r.WithTests))
 	} else {

@@ -108,25 +108,33 @@ all (micro)       18  12   5   6     0.7059  0.6667  0.6857
 
 func TestCodeReportTable(t *testing.T) {
 	r := Codegen([]CodeResult{
-		{Built: true, Linted: true, TestsRun: true, TestsPassed: true},
-		{Built: true, TestsRun: true},
-		{TestsRun: true},
-		{Built: true, Linted: true},
-		{Linted: true},
+		{Built: true, Linted: true, LintRun: true, TestsRun: true, TestsPassed: true},
+		{Built: true, LintRun: true, TestsRun: true},
+		{LintRun: true, TestsRun: true},
+		{Built: true, Linted: true, LintRun: true},
+		{Linted: true, LintRun: true},
 	})
 	got := render(t, func(b *strings.Builder) error { return r.Table(b) })
 	golden(t, "codegen", got, `
 codegen: 5 tasks
 build success  60.0%  (3/5)
-lint pass      60.0%  (3/5)
+lint pass      60.0%  (3/5 tasks linted)
 pass@1         33.3%  (1/3 tasks with tests)
 `)
-	r = Codegen([]CodeResult{{Built: true, Linted: true}})
+	r = Codegen([]CodeResult{{Built: true, Linted: true, LintRun: true}})
 	got = render(t, func(b *strings.Builder) error { return r.Table(b) })
 	golden(t, "codegen without tests", got, `
 codegen: 1 task
 build success  100.0%  (1/1)
-lint pass      100.0%  (1/1)
+lint pass      100.0%  (1/1 tasks linted)
+pass@1            n/a  (no task carries tests)
+`)
+	r = Codegen([]CodeResult{{Built: true}})
+	got = render(t, func(b *strings.Builder) error { return r.Table(b) })
+	golden(t, "codegen without a lint check", got, `
+codegen: 1 task
+build success  100.0%  (1/1)
+lint pass         n/a  (no lint check for the language)
 pass@1            n/a  (no task carries tests)
 `)
 }

@@ -172,6 +172,12 @@ func CheckCode(ctx context.Context, task Task, code string, opt Options) (Result
 			return res, fmt.Errorf("codegen: check %q has no command", c.Name)
 		}
 	}
+	if strings.TrimSpace(code) == "" {
+		// No code is a failed build, whatever the compiler says of an empty
+		// file (Python's py_compile accepts one).
+		res.Checks = []CheckResult{{Name: "code", Kind: KindBuild, Output: "no code was generated"}}
+		return res, ctx.Err()
+	}
 	timeout := opt.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout

@@ -235,6 +235,8 @@ func TestPython(t *testing.T) {
 		{name: "tests fail", code: code, tests: bad, built: true, run: true, testOutput: "assert"},
 		{name: "script with a main block", code: code, tests: script, built: true, run: true, passed: true, testOutput: "main ran"},
 		{name: "no tests in the file", code: code, tests: "import solution\n", built: true, run: true},
+		// py_compile accepts an empty file: no code must not count as built.
+		{name: "no code", code: " \n", tests: good},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			res, err := CheckCode(ctx, Task{Language: "py", Tests: c.tests}, c.code, Options{})

@@ -1,0 +1,61 @@
+package app
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"distill/core/task/codegen"
+)
+
+// TestReadCodegenRows: a task file is {"prompt", "tests"?} lines — no
+// reference completion needed, a byte-order mark and blank lines skipped,
+// the first task's tests kept — and a line that is not a task names its
+// line.
+func TestReadCodegenRows(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	p := write("tasks.jsonl", "\xef\xbb\xbf"+`{"prompt": "Write Add", "tests": "T1"}`+"\n\n"+`{"prompt": "Write Sub", "completion": "ref"}`+"\n")
+	rows, err := readCodegenRows(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []codegenRow{{1, "Write Add", "T1"}, {3, "Write Sub", ""}}
+	if len(rows) != 2 || rows[0] != want[0] || rows[1] != want[1] {
+		t.Fatalf("rows %+v, want %+v", rows, want)
+	}
+	for name, text := range map[string]string{
+		"no prompt":   `{"tests": "T"}` + "\n",
+		"not JSON":    `{"prompt": "a"}` + "\n" + `{"prompt": ` + "\n",
+		"tests typed": `{"prompt": "a", "tests": 3}` + "\n",
+		"empty":       "\n",
+	} {
+		if _, err := readCodegenRows(write("bad.jsonl", text)); err == nil || !strings.Contains(err.Error(), "bad.jsonl") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// TestMissingToolIsNotAFailedBuild: a check whose program is not installed
+// stops the evaluation (the machine's fault) instead of counting as the
+// model's failed build.
+func TestMissingToolIsNotAFailedBuild(t *testing.T) {
+	res, err := codegen.CheckCode(t.Context(), codegen.Task{Language: "python"}, "x = 1\n",
+		codegen.Options{Checks: map[string][]codegen.Check{"python": {{Name: "compile", Kind: codegen.KindBuild, Cmd: []string{"distill-no-such-python", "{file}"}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tool := missingTool(res); !strings.Contains(tool, "distill-no-such-python") {
+		t.Fatalf("missingTool = %q for %+v", tool, res.Checks)
+	}
+	if lintRan(res) {
+		t.Error("a lint check ran?")
+	}
+}
