@@ -60,6 +60,7 @@ func resumeTrain(env *Env, args []string) error {
 	fs := flag.NewFlagSet("train --resume", flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
 	db := fs.String("db", defaultDB, "run database")
+	allowChanged := fs.Bool("allow-changed-data", false, "resume even though a data file changed since the run started (its position and validation split then refer to other rows)")
 	device := fs.String("device", "", "go on on another device (cpu, cuda, auto; checkpoints are the host's format): recorded in config.yaml; default the run's")
 	if len(args) == 0 {
 		return fmt.Errorf("--resume needs the run folder, e.g. runs/20261125-182700-sft-ab12")
@@ -84,7 +85,7 @@ func resumeTrain(env *Env, args []string) error {
 	if err := cfg.validate(); err != nil {
 		return fmt.Errorf("resume %s: config.yaml: %w", dir, err)
 	}
-	return runJob(env, *db, &TrainJob{Cfg: cfg, ID: filepath.Base(filepath.Clean(dir)), Dir: dir, Resume: true})
+	return runJob(env, *db, &TrainJob{Cfg: cfg, ID: filepath.Base(filepath.Clean(dir)), Dir: dir, Resume: true, AllowChangedData: *allowChanged})
 }
 
 // runJob opens the store (marking runs of dead processes failed), runs the

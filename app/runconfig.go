@@ -68,6 +68,11 @@ type RunConfig struct {
 
 	KD  KDConfig  `yaml:"kd"`
 	DPO DPOConfig `yaml:"dpo"`
+
+	// DataSHA256 is each data file's SHA-256 (data, val, kd traces) as the
+	// run started, by path: a resume refuses files that changed since.
+	// Recorded by the run; not a setting.
+	DataSHA256 map[string]string `yaml:"data_sha256,omitempty"`
 }
 
 // LoRAConfig is the adapter's shape.

@@ -517,3 +517,56 @@ func TestRunOutlastsABusyDatabase(t *testing.T) {
 		t.Errorf("log:\n%s", log.String())
 	}
 }
+
+// TestResumeRefusesChangedData: a run records its data files' SHA-256 in
+// config.yaml; a resume after the file changed is refused, naming it,
+// and --allow-changed-data goes on and records the new file.
+func TestResumeRefusesChangedData(t *testing.T) {
+	cfg, db := sftRun(t)
+	cfg.Steps = 4
+	ctx, cancel := context.WithCancel(context.Background())
+	dir := filepath.Join(t.TempDir(), "run")
+	job := &TrainJob{Cfg: cfg, ID: "data", Dir: dir, DB: db, Events: func(e train.Event) {
+		if e.Step == 1 {
+			cancel()
+		}
+	}}
+	if err := job.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	resume := func(allow bool) (*TrainJob, error) {
+		var saved RunConfig
+		if err := readRunConfig(filepath.Join(dir, "config.yaml"), &saved); err != nil {
+			t.Fatal(err)
+		}
+		if len(saved.DataSHA256) != 1 || len(saved.DataSHA256[cfg.Data]) != 64 {
+			t.Fatalf("config.yaml's data_sha256: %v", saved.DataSHA256)
+		}
+		j := &TrainJob{Cfg: saved, ID: "data", Dir: dir, DB: db, Resume: true, AllowChangedData: allow, Log: &strings.Builder{}}
+		return j, j.Run(context.Background())
+	}
+	b, err := os.ReadFile(cfg.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(strings.TrimSpace(string(b)), "\n")
+	slices.Reverse(lines) // the same rows in another order
+	if err := os.WriteFile(cfg.Data, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := resume(false); err == nil || !strings.Contains(err.Error(), cfg.Data) || !strings.Contains(err.Error(), "changed since the run started") {
+		t.Fatalf("resume on changed data: %v", err)
+	}
+	j, err := resume(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if log := j.Log.(*strings.Builder).String(); !strings.Contains(log, "--allow-changed-data") {
+		t.Errorf("log:\n%s", log)
+	}
+	var saved RunConfig
+	readRunConfig(filepath.Join(dir, "config.yaml"), &saved)
+	if sum, _ := fileSHA256(cfg.Data); saved.DataSHA256[cfg.Data] != sum {
+		t.Errorf("config.yaml keeps the old fingerprint after --allow-changed-data")
+	}
+}

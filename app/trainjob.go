@@ -30,8 +30,11 @@ type TrainJob struct {
 	Dir    string
 	DB     *store.DB
 	Resume bool // continue from the latest checkpoint in Dir
-	Log    io.Writer
-	Events func(train.Event)
+	// AllowChangedData resumes even where a data file changed since the
+	// run started (train --resume --allow-changed-data).
+	AllowChangedData bool
+	Log              io.Writer
+	Events           func(train.Event)
 	// Validated, when set, receives each validation's metrics (val_loss,
 	// or val_accuracy and val_margin for DPO) at the step they were taken.
 	Validated func(step int, metrics map[string]float64)
@@ -65,6 +68,17 @@ func (j *TrainJob) Run(ctx context.Context) (err error) {
 		}
 	} else if err := j.findResumed(ctx); err != nil {
 		return err
+	} else if err := j.Cfg.checkData(); err != nil {
+		if !j.AllowChangedData {
+			return fmt.Errorf("resume %s: %w", j.ID, err)
+		}
+		j.logf("%v: going on, as --allow-changed-data asks", err)
+		if err := j.Cfg.fingerprintData(); err != nil { // the files as now, for the next resume
+			return err
+		}
+		if err := j.saveConfig(); err != nil {
+			return err
+		}
 	}
 	if err := j.DB.StartRun(ctx, j.ID, os.Getpid()); err != nil {
 		return err
@@ -126,6 +140,9 @@ func (j *TrainJob) loadCheckpoint(ctx context.Context) (train.State, error) {
 // its config, checkpoints and adapter.
 func (j *TrainJob) create(ctx context.Context) error {
 	if err := checkRunFolderFree(j.Dir); err != nil {
+		return err
+	}
+	if err := j.Cfg.fingerprintData(); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(filepath.Join(j.Dir, "checkpoints"), 0o755); err != nil {
