@@ -116,6 +116,7 @@ func (c *adapterCache) get(ctx context.Context, name string) (*servedAdapter, er
 	for c.order.Len() > c.cap {
 		old := c.order.Remove(c.order.Back()).(*servedAdapter)
 		delete(c.byPath, old.Path)
+		old.A.Retire() // a device decoder frees its upload (requests still running on it keep theirs)
 	}
 	c.met.adapters.Set(float64(c.order.Len()))
 	return sa, nil

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -192,6 +193,19 @@ func TestServeAdapters(t *testing.T) {
 	// LRU of 2: sft-new, sft-old and dpo-1 were loaded; the oldest went.
 	if got := s.adapters.loaded(); len(got) != 2 || !strings.HasSuffix(got[0], "dpo-1") || !strings.HasSuffix(got[1], "sft-old") {
 		t.Fatalf("LRU holds %v, want [dpo-1 sft-old]", got)
+	}
+	// An evicted adapter is retired (a GPU decoder frees its upload); one
+	// held is not.
+	ctx := context.Background()
+	old, err := s.adapters.get(ctx, "sft-old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.adapters.get(ctx, "dpo-1"); err != nil || old.A.Retired() {
+		t.Fatalf("sft-old, held, is retired (%v)", err)
+	}
+	if _, err := s.adapters.get(ctx, "sft"); err != nil || !old.A.Retired() {
+		t.Fatalf("sft-old, evicted by sft-new, is not retired (%v); LRU %v", err, s.adapters.loaded())
 	}
 	// No KD adapter for this base: kd resolves to "alien", trained on a
 	// 3-layer base, refused with 409 and a message saying so.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync/atomic"
 
 	"distill/core/model"
 	"distill/core/tensor"
@@ -78,7 +79,17 @@ type Adapter struct {
 	// Layers[l][ModuleIndex(m)] is nil where m is not targeted.
 	Layers [][]*Pair
 	Params []float32
+
+	retired atomic.Bool // Retire
 }
+
+// Retire marks an adapter its owner will not run again (serve's cache
+// evicted it): a device that holds an upload of it may free that now
+// rather than when memory runs short. Safe from any goroutine.
+func (a *Adapter) Retire() { a.retired.Store(true) }
+
+// Retired says Retire was called.
+func (a *Adapter) Retired() bool { return a.retired.Load() }
 
 // Dims gives (in, out) of module m in a model's layer; DimsOf derives it
 // from a loaded model.

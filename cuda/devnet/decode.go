@@ -498,8 +498,13 @@ func (dc *Decoder) logits(out, hidden []float32, T int) error {
 // maxViews; where the device has no room for the upload, the other
 // adapters' uploads go first, then the mirrors of caches other than sp's).
 func (dc *Decoder) net(sp []span) (*Net, error) {
-	a, ok := dc.M.Delta.(*lora.Adapter)
-	if !ok || a == nil {
+	a, _ := dc.M.Delta.(*lora.Adapter)
+	for i := len(dc.viewLRU) - 1; i >= 0; i-- { // uploads of adapters no longer served
+		if old := dc.viewLRU[i]; old != a && old.Retired() {
+			dc.dropView(i)
+		}
+	}
+	if a == nil {
 		return dc.base, nil
 	}
 	if v, ok := dc.views[a]; ok {

@@ -269,3 +269,36 @@ func matchHost(t *testing.T, got, want [][]float32) {
 		}
 	}
 }
+
+// TestDecoderFreesRetiredAdapters: an adapter its owner retired (serve's
+// cache evicted it) has its upload freed at the next pass with another
+// delta, not kept until memory runs short; a retired adapter that is
+// running keeps its upload.
+func TestDecoderFreesRetiredAdapters(t *testing.T) {
+	d, s, m, a1 := bigAdapter(t, 53)
+	a2 := negated(t, m, a1)
+	tok := tokens(rng(11), s.shape.Vocab)
+	if attached, err := m.Accelerate("cuda"); !attached {
+		t.Fatal(err)
+	}
+	defer m.Detach()
+	c := m.NewCache(64)
+	pass := func(a *lora.Adapter) int64 {
+		m.Delta = a
+		_, err := m.Forward(tensor.CPU{}, tok(2), c, nil)
+		ok(t, err)
+		ok(t, d.Pool.Trim())
+		return d.Pool.Stats().InUse
+	}
+	pass(a1)
+	both := pass(a2)
+	a1.Retire()
+	after := pass(a2)
+	if freed := both - after; freed < int64(len(a1.Params)) {
+		t.Errorf("the retired adapter's pass freed %d bytes; its upload holds %d parameters", freed, len(a1.Params))
+	}
+	a2.Retire()
+	if again := pass(a2); again != after {
+		t.Errorf("the running adapter's upload went with its retirement: %d bytes in use, was %d", again, after)
+	}
+}
