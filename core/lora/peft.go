@@ -281,6 +281,11 @@ func parseConfig(b []byte) (Config, error) {
 		{"exclude_modules", "exclude_modules is not supported: list the targeted modules in target_modules instead"},
 		{"trainable_token_indices", "trainable_token_indices is not supported"},
 		{"target_parameters", "target_parameters is not supported"},
+		// PEFT 0.17 and later: same tensors as a plain LoRA, other arithmetic.
+		{"alora_invocation_tokens", "Activated LoRA (alora_invocation_tokens) is not supported: the adapter acts only after its invocation tokens, which this engine would not honour"},
+		{"use_qalora", "QALoRA (use_qalora: true) is not supported: its lora_A reads group-pooled inputs"},
+		{"use_bdlora", "block-diagonal LoRA (use_bdlora) is not supported"},
+		{"arrow_config", "Arrow routing (arrow_config) is not supported"},
 	} {
 		if !empty(u.key) {
 			return Config{}, fmt.Errorf("%s (%q is %s)", u.why, u.key, raw[u.key])

@@ -432,6 +432,10 @@ func TestLoadErrors(t *testing.T) {
 		}, want: []string{"are the same matrix"}},
 		{name: "DoRA", cfg: func(c map[string]any) { c["use_dora"] = true },
 			want: []string{ConfigFile, "DoRA", "use_dora"}},
+		{name: "Activated LoRA", cfg: func(c map[string]any) { c["alora_invocation_tokens"] = []int{128000, 42} },
+			want: []string{ConfigFile, "Activated LoRA", "alora_invocation_tokens"}},
+		{name: "QALoRA", cfg: func(c map[string]any) { c["use_qalora"] = true },
+			want: []string{ConfigFile, "QALoRA", "use_qalora"}},
 		{name: "bad JSON", raw: `{"r": 4, "target_modules": ["q_proj"]`,
 			want: []string{ConfigFile, "not valid JSON"}},
 		{name: "target regex", cfg: func(c map[string]any) { c["target_modules"] = `.*\.(q|v)_proj` },
@@ -514,6 +518,8 @@ func TestLoadIgnoresHarmlessKeys(t *testing.T) {
 		c["use_dora"] = false
 		c["exclude_modules"] = nil
 		c["init_lora_weights"] = "gaussian"
+		// PEFT 0.17's defaults for its newer variants.
+		c["alora_invocation_tokens"], c["use_qalora"], c["arrow_config"], c["qalora_group_size"] = nil, false, nil, 16
 		delete(c, "revision")
 		delete(c, "task_type")
 	})
