@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -365,6 +366,7 @@ func lock(path string) (func(), error) {
 func selectFiles(r *Repo, include []string) ([]File, error) {
 	var out []File
 	weights, bins := false, false
+	asked := map[string]bool{} // named by --include
 	for _, f := range r.Files {
 		top := !strings.Contains(f.Name, "/")
 		keep := false
@@ -377,7 +379,7 @@ func selectFiles(r *Repo, include []string) ([]File, error) {
 			if ok, err := path.Match(g, f.Name); err != nil {
 				return nil, fmt.Errorf("--include %q: %v", g, err)
 			} else if ok {
-				keep = true
+				keep, asked[f.Name] = true, true
 			}
 		}
 		if !keep {
@@ -390,9 +392,16 @@ func selectFiles(r *Repo, include []string) ([]File, error) {
 		weights = weights || top && strings.HasSuffix(f.Name, ".safetensors")
 		out = append(out, f)
 	}
-	hasConfig := false
+	hasConfig, hfWeights := false, false
 	for _, f := range out {
 		hasConfig = hasConfig || f.Name == "config.json"
+		hfWeights = hfWeights || f.Name == "model.safetensors" || f.Name == "model.safetensors.index.json"
+	}
+	if hfWeights { // Mistral's repositories hold the weights twice: their own consolidated layout is not read
+		out = slices.DeleteFunc(out, func(f File) bool {
+			ok, _ := path.Match("consolidated*.safetensors", f.Name)
+			return ok && !asked[f.Name]
+		})
 	}
 	switch {
 	case !hasConfig:

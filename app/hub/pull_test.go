@@ -327,3 +327,35 @@ func TestPullCancelKeepsPartial(t *testing.T) {
 		t.Errorf("after Ctrl-C the next run asked for %q", got)
 	}
 }
+
+// TestPullSkipsMistralConsolidated: Mistral's repositories hold the
+// weights twice at the top level — the transformers shards with their
+// index, and consolidated.safetensors in Mistral's own layout, which
+// distill never reads. The pull leaves the second copy (14.5 GB on
+// Mistral-7B-Instruct-v0.3) unless --include names it.
+func TestPullSkipsMistralConsolidated(t *testing.T) {
+	files := map[string][]byte{
+		"config.json":                      []byte(`{"architectures": ["MistralForCausalLM"]}`),
+		"params.json":                      []byte(`{"dim": 4096}`),
+		"model-00001-of-00002.safetensors": randomBytes(3<<10, 3),
+		"model-00002-of-00002.safetensors": randomBytes(1<<10, 4),
+		"model.safetensors.index.json":     []byte(`{"weight_map": {}}`),
+		"consolidated.safetensors":         randomBytes(4<<10, 5),
+	}
+	h := hubtest.New("mistralai/Mistral-7B-Instruct-v0.3", commit, files, map[string]bool{"consolidated.safetensors": true})
+	defer h.Close()
+	c := hub.NewClient(h.API.URL, "")
+	for _, include := range [][]string{nil, {"consolidated.safetensors"}} {
+		_, fs, err := c.Plan(context.Background(), hub.PullOptions{Repo: "mistralai/Mistral-7B-Instruct-v0.3", Revision: "main", Out: t.TempDir() + "/m", Include: include})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, f := range fs {
+			names = append(names, f.Name)
+		}
+		if got := slices.Contains(names, "consolidated.safetensors"); got != (include != nil) || !slices.Contains(names, "model-00001-of-00002.safetensors") {
+			t.Errorf("--include %v: the pull takes %v", include, names)
+		}
+	}
+}
