@@ -178,7 +178,12 @@ func (s *constrainedSeq) next() (id int, more bool, err error) {
 	st.Mask(s.mask)
 	s.maskTime += time.Since(tm)
 	if popcount(s.mask) == 0 {
-		return end("closed")
+		if st.Done() {
+			return end("closed") // complete, and no EOS token to allow
+		}
+		// Not complete, yet nothing may follow (a bug, see GenerateStream).
+		s.res.StopReason, s.done = "error", true
+		return 0, false, fmt.Errorf("idp: no token can continue the value after %d tokens (a bug): the output %q is incomplete", len(s.res.IDs), s.text)
 	}
 	negInf := float32(math.Inf(-1))
 	for i := range s.logits {

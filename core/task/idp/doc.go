@@ -37,18 +37,25 @@
 //     array, minLength → string, minimum → number); with none, any JSON value.
 //   - enum and const (any JSON values, emitted as written, compactly); values
 //     the schema's other keywords reject are dropped at compile time.
-//   - object: properties, required. additionalProperties false, true, a
-//     schema, or absent: only the listed properties are ever generated
-//     (absent is treated as false for generation; the output is valid in
-//     every case). unevaluatedProperties: false is accepted (satisfied).
+//   - object: properties, required. With properties listed,
+//     additionalProperties false, true, a schema, or absent: only the listed
+//     properties are ever generated (absent is treated as false for
+//     generation; the output is valid in every case). With none listed
+//     ({"type":"object"}, json_object mode) and additionalProperties not
+//     false, any object: keys any string, values any JSON value or
+//     additionalProperties' schema. unevaluatedProperties: false is
+//     accepted (satisfied).
 //   - string: minLength, maxLength (code points, as validators count them);
 //     pattern (a regex subset: literals, ., classes with ranges and negation,
 //     \d \w \s and their negations, groups (…) (?:…), |, * + ? {n} {n,}
 //     {n,m}, ^ and $ at the ends; unanchored patterns may have any text
 //     around the match); format date, time, date-time, uuid, email and ipv4
-//     are enforced (dates are real calendar dates, 29 February excepted);
-//     other formats are annotations, as the validator treats them by default,
-//     and are not enforced. Pattern and format strings are generated in
+//     are enforced (dates are real calendar dates, 29 February excepted;
+//     emails within the validator's length limits); other formats are
+//     annotations, as the validator treats them from draft 2019-09 on, and
+//     are not enforced. Under earlier drafts ($schema draft-07, -06, -04)
+//     the validator asserts every format it knows, so those others (uri,
+//     hostname, …) are refused. Pattern and format strings are generated in
 //     printable ASCII without '"' and '\' (a subset of what they match).
 //   - integer and number: minimum, maximum, exclusiveMinimum,
 //     exclusiveMaximum (numbers, or draft-04 booleans), enforced exactly:
@@ -63,7 +70,11 @@
 //     branch's value matches exactly one; overlapping oneOf branches are
 //     refused at compile time; allOf with one subschema.
 //   - $ref to local JSON pointers (#/$defs/…, #/definitions/…, #), recursion
-//     included (the grammar stack is limited to 128 levels).
+//     included (the grammar stack is limited to 128 levels: a value, key or
+//     array is only opened where it can still be closed within them). A
+//     branch of anyOf/oneOf that leads back to its own choice before writing
+//     anything (left recursion) adds no value and is dropped. $id is allowed
+//     on the root only (below it, it would change what a $ref resolves to).
 //   - Annotations (title, description, default, examples, $comment, …) are
 //     ignored; unknown keywords are ignored, as validators do.
 //
@@ -73,9 +84,10 @@
 // multipleOf, prefixItems, items as an array, additionalItems,
 // unevaluatedItems, unevaluatedProperties other than false, uniqueItems
 // true, contains/minContains/maxContains, $dynamicRef, $recursiveRef, remote
-// or anchor $refs, $ref/anyOf/oneOf/allOf next to other assertion keywords,
-// allOf with several subschemas, regex features outside the subset above
-// (lookaround, backreferences, \b, \p{…}, inner anchors).
+// or anchor $refs, $id below the root, formats the validator asserts but
+// generation does not enforce, $ref/anyOf/oneOf/allOf next to other
+// assertion keywords, allOf with several subschemas, regex features outside
+// the subset above (lookaround, backreferences, \b, \p{…}, inner anchors).
 //
 // # How masks are computed
 //

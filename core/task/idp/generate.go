@@ -25,7 +25,8 @@ type Result struct {
 	// StopReason: "closed" (the value was complete and nothing else could
 	// follow), "eos" (the model chose EOS after a complete value), "length"
 	// (the budget ran out; the budget steering makes the value complete
-	// then), "cancelled".
+	// then), "cancelled", or "error" (with an error: the grammar allowed no
+	// token before the value was complete, a bug).
 	StopReason string
 	// Valid: JSON re-validated against the original schema with a full JSON
 	// Schema validator; ValidationError says why not.
@@ -115,8 +116,18 @@ func GenerateStream(ctx context.Context, be tensor.Backend, m *model.Model, tok 
 		st.Mask(mask)
 		maskTime += time.Since(tm)
 		if popcount(mask) == 0 {
-			res.StopReason = "closed"
-			break
+			if st.Done() {
+				res.StopReason = "closed" // complete, and no EOS token to allow
+				break
+			}
+			// Not complete, yet nothing may follow. The grammar is built so
+			// this never happens; if it does, say so rather than pass
+			// truncated JSON off as closed.
+			res.Text = string(text)
+			res.CompletionTokens = len(res.IDs)
+			res.StopReason = "error"
+			res.check(g)
+			return res, fmt.Errorf("idp: no token can continue the value after %d tokens (a bug): the output %q is incomplete", len(res.IDs), text)
 		}
 		for i := range logits {
 			if i >= g.vocab.V || mask[i>>6]&(1<<(i&63)) == 0 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -71,6 +72,7 @@ type node struct {
 
 	first [4]uint64 // bytes a value can start with
 	cost  int32     // tokens of the shortest value
+	depth int32     // stack levels above its own frame the shallowest value needs
 }
 
 type prop struct {
@@ -95,6 +97,7 @@ type litNode struct {
 	dist    int32 // tokens to finish the frame from here
 	tlo, tn int32 // token edges: nodes reachable by one whole token
 	obj     int32 // object node owning this trie, -1 for plain literals
+	depth   int32 // stack levels above the frame needed to finish it from here
 }
 
 type litPool struct {
@@ -164,6 +167,10 @@ type Grammar struct {
 	root   int32
 	schema *jsonschema.Schema
 
+	// maxNeed bounds every finite depth need of a frame (see depths): a
+	// thread shallower than maxDepth-maxNeed fits without looking.
+	maxNeed int32
+
 	dfaSums  sync.Map // dfaKey -> *dfaSum
 	nDFASums atomic.Int32
 }
@@ -200,7 +207,7 @@ func Compile(schema []byte, tok *tokenizer.Tokenizer) (*Grammar, error) {
 		return nil, fmt.Errorf("idp: schema: %w", err)
 	}
 	g := &Grammar{vocab: vocabFor(tok)}
-	c := &compiler{g: g, tree: tree, byPtr: map[string]int32{}}
+	c := &compiler{g: g, tree: tree, byPtr: map[string]int32{}, idKey: idKeyword(tree)}
 	root, err := c.compile(tree, "")
 	if err != nil {
 		return nil, err
@@ -222,7 +229,29 @@ func Compile(schema []byte, tok *tokenizer.Tokenizer) (*Grammar, error) {
 	if g.schema, err = jc.Compile(loc); err != nil {
 		return nil, fmt.Errorf("idp: not a valid JSON Schema: %s", strings.Join(strings.Fields(err.Error()), " "))
 	}
+	if err := c.checkFormats(jc, loc, g.schema.DraftVersion); err != nil {
+		return nil, err
+	}
 	return g, nil
+}
+
+// checkFormats refuses a format the grammar does not enforce where the
+// validator asserts it (drafts before 2019-09 assert every format it
+// knows, such as uri or hostname): free text would fail it. It asks the
+// validator's compiled schema at the format's own location, so it agrees
+// with Validate whatever the draft or vocabulary.
+func (c *compiler) checkFormats(jc *jsonschema.Compiler, loc string, draft int) error {
+	for _, f := range c.looseFormats {
+		asserted := draft < 2019 // if the location cannot be looked up
+		frag := (&url.URL{Fragment: f.ptr}).EscapedFragment()
+		if sch, err := jc.Compile(loc + "#" + frag); err == nil {
+			asserted = sch.Format != nil
+		}
+		if asserted {
+			return &SchemaError{f.ptr + "/format", fmt.Sprintf("format %q is asserted by the validator under this draft but not enforced during generation (enforced: %s): drop it, use a pattern, or use draft 2020-12, where format is an annotation", f.name, enforcedFormats())}
+		}
+	}
+	return nil
 }
 
 // Validate checks a JSON document against the original schema with a full
@@ -332,7 +361,97 @@ func (c *compiler) finish(root int32) error {
 	if g.nodes[g.root].cost >= inf {
 		return &SchemaError{"", "the schema admits no finite value that can be generated"}
 	}
+	c.depths()
+	if 1+int64(g.nodes[g.root].depth) > maxDepth {
+		return &SchemaError{"", fmt.Sprintf("every value of the schema nests deeper than the %d levels the decoder supports", maxDepth)}
+	}
 	return nil
+}
+
+// depths computes, by fixpoint, each node's depth need (the fewest stack
+// levels above its own frame that one of its values needs: 0 for scalars,
+// [] and {}) and the same for every literal trie node, to the end of its
+// frame. The decoder lets a frame at depth k (1-based) enter a state only
+// when k plus that state's need fits in maxDepth, so it never opens a
+// value, key or array it could not close (see fitsDepth).
+func (c *compiler) depths() {
+	g := c.g
+	for i := range g.nodes {
+		g.nodes[i].depth = inf
+	}
+	for i := range g.lit.nodes {
+		g.lit.nodes[i].depth = inf
+	}
+	for changed := true; changed; {
+		changed = false
+		// Children come after their parent in a trie (see litPool.add).
+		for i := len(g.lit.nodes) - 1; i >= 0; i-- {
+			ln := &g.lit.nodes[i]
+			d := int32(inf)
+			if ln.act == actEnd {
+				d = 0
+			}
+			if ln.act >= actValue {
+				d = min(d, g.actDepth(ln))
+			}
+			for e := ln.elo; e < ln.elo+ln.en; e++ {
+				d = min(d, g.lit.nodes[g.lit.ed[e]].depth)
+			}
+			if d < ln.depth {
+				ln.depth, changed = d, true
+			}
+		}
+		for i := range g.nodes {
+			if d := g.nodeDepth(int32(i)); d < g.nodes[i].depth {
+				g.nodes[i].depth, changed = d, true
+			}
+		}
+	}
+	// A frame's need is a node's or trie node's, or one more (an array
+	// item or object entry still to come). An infinite need is also an
+	// infinite cost, which the budget refuses.
+	var m int32
+	for i := range g.nodes {
+		if d := g.nodes[i].depth; d < inf {
+			m = max(m, d)
+		}
+	}
+	for i := range g.lit.nodes {
+		if d := g.lit.nodes[i].depth; d < inf {
+			m = max(m, d)
+		}
+	}
+	g.maxNeed = min(m+1, inf)
+}
+
+// actDepth is the depth need at an object trie action actValue+j: property
+// j's value one level up, then what follows it at the object's level.
+func (g *Grammar) actDepth(ln *litNode) int32 {
+	p := g.nodes[ln.obj].props[ln.act-actValue]
+	return max(addCost(1, int64(g.nodes[p.node].depth)), g.lit.nodes[p.after].depth)
+}
+
+// nodeDepth is a node's depth need, from the current estimates.
+func (g *Grammar) nodeDepth(id int32) int32 {
+	n := &g.nodes[id]
+	switch n.kind {
+	case kLit, kString, kNumber, kAnyObject:
+		return 0
+	case kObject:
+		return g.lit.nodes[n.trie].depth
+	case kArray:
+		if n.minItems == 0 {
+			return 0
+		}
+		return addCost(1, int64(g.nodes[n.item].depth))
+	case kChoice:
+		d := int32(inf)
+		for _, a := range n.alts {
+			d = min(d, g.nodes[a].depth)
+		}
+		return d
+	}
+	return inf
 }
 
 // flattenChoices replaces each choice's alternatives by the non-choice

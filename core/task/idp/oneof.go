@@ -2,7 +2,9 @@ package idp
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 
 	"distill/core/jsonv"
 )
@@ -31,7 +33,9 @@ const (
 var typeBits = map[string]jsonTypes{"null": tNull, "boolean": tBool, "integer": tInteger, "number": tInteger | tFraction,
 	"string": tString, "array": tArray, "object": tObject}
 
-// valueType is the type bit of a JSON value.
+// valueType is the type bit of a JSON value. A number is an integer when
+// its decimal value is one, however written (1.0, 1e20), as the validator
+// decides; an exponent too large to expand could be either.
 func valueType(v *jsonv.Value) jsonTypes {
 	switch v.Kind {
 	case jsonv.Null:
@@ -45,14 +49,95 @@ func valueType(v *jsonv.Value) jsonTypes {
 	case jsonv.Object:
 		return tObject
 	}
-	if f, err := strconv.ParseFloat(v.Text, 64); err == nil && f == float64(int64(f)) {
+	_, exp, ok := decimal(v.Text)
+	switch {
+	case !ok:
+		return tInteger | tFraction
+	case exp >= 0:
 		return tInteger
 	}
 	return tFraction
 }
 
-// admits is the types s admits and, for const/enum schemas, the canonical
-// JSON of each allowed value (nil: any value of those types).
+// decimal writes a JSON number's text as digits × 10^exp, exactly: digits
+// without leading or trailing zeros ("" for zero, with exp 0), and a "-"
+// in front when negative. Equal values give equal results (1, 1.0, 1e0 and
+// 10E-1 all give "1", 0), as the validator compares numbers (big.Rat), but
+// without expanding the exponent. ok is false for an exponent too large to
+// trust.
+func decimal(s string) (digits string, exp int64, ok bool) {
+	neg := strings.HasPrefix(s, "-")
+	t := strings.TrimPrefix(s, "-")
+	if i := strings.IndexAny(t, "eE"); i >= 0 {
+		e, err := strconv.ParseInt(strings.TrimPrefix(t[i+1:], "+"), 10, 64)
+		if err != nil || e > 1<<40 || e < -(1<<40) {
+			return "", 0, false
+		}
+		exp, t = e, t[:i]
+	}
+	digits = t
+	if i := strings.IndexByte(t, '.'); i >= 0 {
+		digits = t[:i] + t[i+1:]
+		exp -= int64(len(t) - i - 1)
+	}
+	digits = strings.TrimLeft(digits, "0")
+	if digits == "" {
+		return "", 0, true // zero, -0 included
+	}
+	trimmed := strings.TrimRight(digits, "0")
+	exp += int64(len(digits) - len(trimmed))
+	if neg {
+		trimmed = "-" + trimmed
+	}
+	return trimmed, exp, true
+}
+
+// valueKey is a JSON value's identity as the validator compares const and
+// enum values: object keys sorted, numbers by decimal value (1 and 1.0 are
+// equal), so two values have the same key when the validator finds them
+// equal. A number with an absurd exponent keeps its text.
+func valueKey(v *jsonv.Value) string {
+	return string(appendKey(nil, v))
+}
+
+func appendKey(buf []byte, v *jsonv.Value) []byte {
+	switch v.Kind {
+	case jsonv.Number:
+		d, exp, ok := decimal(v.Text)
+		if !ok {
+			return append(append(buf, "raw:"...), v.Text...)
+		}
+		return strconv.AppendInt(append(append(buf, d...), 'e'), exp, 10)
+	case jsonv.Array:
+		buf = append(buf, '[')
+		for i, x := range v.Vals {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = appendKey(buf, x)
+		}
+		return append(buf, ']')
+	case jsonv.Object:
+		order := make([]int, len(v.Keys))
+		for i := range order {
+			order[i] = i
+		}
+		slices.SortFunc(order, func(a, b int) int { return strings.Compare(v.Keys[a], v.Keys[b]) })
+		buf = append(buf, '{')
+		for n, i := range order {
+			if n > 0 {
+				buf = append(buf, ',')
+			}
+			buf = append(jsonv.AppendString(buf, v.Keys[i]), ':')
+			buf = appendKey(buf, v.Vals[i])
+		}
+		return append(buf, '}')
+	}
+	return v.AppendCompact(buf)
+}
+
+// admits is the types s admits and, for const/enum schemas, the valueKey
+// of each allowed value (nil: any value of those types).
 func (c *compiler) admits(s *jsonv.Value) (jsonTypes, map[string]bool) {
 	s = c.deref(s)
 	if s == nil || s.Kind != jsonv.Object {
@@ -69,7 +154,7 @@ func (c *compiler) admits(s *jsonv.Value) (jsonTypes, map[string]bool) {
 		set := map[string]bool{}
 		for _, v := range values {
 			ts |= valueType(v)
-			set[v.Canonical()] = true
+			set[valueKey(v)] = true
 		}
 		return ts, set
 	}

@@ -45,7 +45,26 @@ var formatPatterns = map[string]string{
 	"date-time": `^` + datePat + `T` + timePat + `$`,
 	"uuid":      `^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`,
 	"ipv4":      `^(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$`,
-	"email":     `^[a-z0-9_+-]+(?:\.[a-z0-9_+-]+)*@[a-z0-9]+(?:-[a-z0-9]+)*(?:\.[a-z0-9]+(?:-[a-z0-9]+)*)*\.[a-z]{2,10}$`,
+	"email":     `^` + emailLocal + `@` + emailLabel + `(?:\.` + emailLabel + `)?\.[a-z]{2,10}$`,
+}
+
+// The email format's parts, within the validator's limits: a local part of
+// at most 64 characters (here up to 4 dot-separated atoms of at most 16),
+// domain labels of at most 63 (here 2 hyphen-joined runs of at most 30),
+// 254 in all (here at most 64+1+61+1+61+11 = 199).
+const (
+	emailLocal = `[a-z0-9_+-]{1,16}(?:\.[a-z0-9_+-]{1,15}){0,3}`
+	emailLabel = `[a-z0-9]{1,30}(?:-[a-z0-9]{1,30})?`
+)
+
+// enforcedFormats lists the formats generation enforces, for messages.
+func enforcedFormats() string {
+	names := make([]string, 0, len(formatPatterns))
+	for k := range formatPatterns {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	return strings.Join(names, ", ")
 }
 
 const (

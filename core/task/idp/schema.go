@@ -10,11 +10,41 @@ import (
 )
 
 type compiler struct {
-	g     *Grammar
-	tree  *jsonv.Value
-	byPtr map[string]int32 // $ref targets by JSON pointer
-	enums []pendingEnum
-	anyID int32 // the "any JSON value" node, 0: not built yet
+	g      *Grammar
+	tree   *jsonv.Value
+	byPtr  map[string]int32 // $ref targets by JSON pointer
+	enums  []pendingEnum
+	anyID  int32  // the "any JSON value" node, 0: not built yet
+	anyObj int32  // its any-object alternative
+	idKey  string // the keyword that sets a base URI: "$id", or "id" in draft-04
+	// formats not enforced during generation, by the pointer of their
+	// schema: refused if the validator asserts them (see checkFormats)
+	looseFormats []looseFormat
+}
+
+type looseFormat struct{ ptr, name string }
+
+// idKeyword is the keyword that sets a schema's base URI under the draft
+// the root's $schema names (as the validator reads it).
+func idKeyword(root *jsonv.Value) string {
+	if sv := root.Get("$schema"); sv != nil && sv.Kind == jsonv.String && strings.Contains(sv.Text, "draft-04/") {
+		return "id"
+	}
+	return "$id"
+}
+
+// checkID refuses a base URI ($id) below the root: the validator resolves
+// the $refs under it against that URI (another resource), while this
+// compiler resolves every local $ref from the document root, so the two
+// could disagree about what a $ref names.
+func (c *compiler) checkID(v *jsonv.Value, ptr string) error {
+	if ptr == "" {
+		return nil
+	}
+	if id := v.Get(c.idKey); id != nil && id.Kind == jsonv.String {
+		return serr(ptr+"/"+jsonv.PointerToken(c.idKey), "%s in a subschema is not supported: $refs under it would resolve against %q rather than the document root; move the subschema under $defs of the root without %s", c.idKey, id.Text, c.idKey)
+	}
+	return nil
 }
 
 // pendingEnum is an enum/const whose values are checked, once everything
@@ -96,6 +126,9 @@ func (c *compiler) compile(v *jsonv.Value, ptr string) (int32, error) {
 	case jsonv.Object:
 	default:
 		return 0, serr(ptr, "a schema must be an object or a boolean, not %s", v.KindName())
+	}
+	if err := c.checkID(v, ptr); err != nil {
+		return 0, err
 	}
 	// Check every keyword first, so errors point at the keyword.
 	assertions := 0
@@ -198,6 +231,9 @@ func (c *compiler) ref(r *jsonv.Value, ptr string) (int32, error) {
 	if tv == nil {
 		return 0, serr(ptr, "$ref %q does not resolve", s)
 	}
+	if err := c.checkPathIDs(target, ptr, s); err != nil {
+		return 0, err
+	}
 	id := c.node(node{kind: kAlias, ptr: target})
 	c.byPtr[target] = id
 	body, err := c.compile(tv, target)
@@ -206,6 +242,23 @@ func (c *compiler) ref(r *jsonv.Value, ptr string) (int32, error) {
 	}
 	c.g.nodes[id].alias = body
 	return id, nil
+}
+
+// checkPathIDs refuses a $ref whose target lies inside a subschema with a
+// base URI ($id): the validator resolves the target's own $refs against
+// that URI. The target itself is checked when compiled; this checks the
+// schemas on the way to it, which may never be compiled. (A property named
+// "$id" under properties holds a schema, not a string, so it is no match.)
+func (c *compiler) checkPathIDs(target, ptr, ref string) error {
+	for i := 1; i < len(target); i++ {
+		if target[i] != '/' {
+			continue
+		}
+		if id := c.tree.Resolve(target[:i]).Get(c.idKey); id != nil && id.Kind == jsonv.String {
+			return serr(ptr, "$ref %q points inside %s, which has %s %q: $refs under it would resolve against that URI rather than the document root, which is not supported", ref, target[:i], c.idKey, id.Text)
+		}
+	}
+	return nil
 }
 
 // enum compiles enum/const: a set of literals, filtered later by the
@@ -222,11 +275,12 @@ func (c *compiler) enum(v *jsonv.Value, ptr string) (int32, error) {
 	}
 	if k := v.Get("const"); k != nil {
 		if vals != nil {
-			// Both: const must be among the enum values.
-			lit := string(literalBytes(k))
+			// Both: const must be among the enum values (compared as the
+			// validator does: 1 equals 1.0).
+			key := valueKey(k)
 			found := false
 			for _, x := range vals {
-				found = found || string(literalBytes(x)) == lit
+				found = found || valueKey(x) == key
 			}
 			if !found {
 				return 0, serr(ptr+"/const", "const is not one of the enum values")
@@ -369,6 +423,7 @@ func (c *compiler) anyNode() int32 {
 	c.anyID = id
 	key := c.node(node{kind: kString, maxLen: -1, ptr: "(any key)"})
 	obj := c.node(node{kind: kAnyObject, item: id, key: key, ptr: "(any)"})
+	c.anyObj = obj
 	arr := c.node(node{kind: kArray, item: id, maxItems: -1, ptr: "(any)"})
 	str := c.node(node{kind: kString, maxLen: -1, ptr: "(any)"})
 	ns, _ := newNumSpec(false, "", "", false, false)
@@ -429,10 +484,34 @@ func (c *compiler) object(v *jsonv.Value, ptr string) (int32, error) {
 	}
 	// additionalProperties: false, absent, true or a schema all generate the
 	// listed properties only (never extra ones), which each allows.
-	if ap := v.Get("additionalProperties"); ap != nil && ap.Kind != jsonv.Bool && ap.Kind != jsonv.Object {
+	ap := v.Get("additionalProperties")
+	if ap != nil && ap.Kind != jsonv.Bool && ap.Kind != jsonv.Object {
 		return 0, serr(ptr+"/additionalProperties", "additionalProperties must be a boolean or a schema")
 	}
+	if len(n.props) == 0 && !ap.IsFalse() && !v.Get("unevaluatedProperties").IsFalse() {
+		return c.openObject(ap, ptr)
+	}
 	return c.node(n), nil
+}
+
+// openObject compiles an object schema that lists no properties and allows
+// others ({"type":"object"}, what json_object mode asks for): any object,
+// keys any string, values any JSON value or additionalProperties' schema
+// (only {} would be far too narrow). The keywords that would constrain the
+// keys or their count (propertyNames, minProperties, maxProperties,
+// patternProperties) are refused with the other unsupported ones, and
+// required is refused by object (it must name listed properties).
+func (c *compiler) openObject(ap *jsonv.Value, ptr string) (int32, error) {
+	if ap == nil || ap.IsTrue() {
+		c.anyNode()
+		return c.anyObj, nil
+	}
+	item, err := c.compile(ap, ptr+"/additionalProperties")
+	if err != nil {
+		return 0, err
+	}
+	key := c.node(node{kind: kString, maxLen: -1, ptr: ptr})
+	return c.node(node{kind: kAnyObject, item: item, key: key, ptr: ptr}), nil
 }
 
 func (c *compiler) array(v *jsonv.Value, ptr string) (int32, error) {
@@ -484,15 +563,18 @@ func (c *compiler) str(v *jsonv.Value, ptr string) (int32, error) {
 		if x.Kind != jsonv.String {
 			return 0, serr(ptr+"/format", "format must be a string")
 		}
-		// Formats other than these are annotations: not enforced during
-		// generation (nor by the validator, which treats format as an
-		// annotation by default).
+		// Formats other than these are not enforced during generation:
+		// fine where the validator treats format as an annotation (the
+		// default from draft 2019-09 on), refused where it asserts it
+		// (checkFormats, once the validator is compiled).
 		if pat, ok := formatPatterns[x.Text]; ok {
 			d, err := compileRegex(pat)
 			if err != nil {
 				return 0, serr(ptr+"/format", "%v", err)
 			}
 			parts = append(parts, d)
+		} else {
+			c.looseFormats = append(c.looseFormats, looseFormat{ptr, x.Text})
 		}
 	}
 	if x := v.Get("pattern"); x != nil {

@@ -80,11 +80,103 @@ func (t *tbuf) copyFrom(s *tbuf) {
 	t.th = append(t.th[:0], s.th...)
 }
 
-// feed appends the threads src becomes after byte b (none if b is refused).
+// feed appends the threads src becomes after byte b (none if b is refused,
+// or if what b starts could not be finished within maxDepth).
 func (t *tbuf) feed(g *Grammar, src []frame, b byte, sc *scratch) {
-	t.th = append(t.th, int32(len(t.fr)))
+	k, start := len(t.th), len(t.fr)
+	t.th = append(t.th, int32(start))
 	t.fr = append(t.fr, src...)
 	g.stepLast(t, b, sc)
+	// Far from the limit (the common case) every new thread fits.
+	if int64(len(t.fr)-start)+int64(g.maxNeed) > maxDepth {
+		t.keepFitting(g, k)
+	}
+}
+
+// keepFitting drops the threads from index k on whose top frame cannot be
+// finished within maxDepth. Frames below the top were checked when they
+// were on top, and completing a child never raises a parent's need.
+func (t *tbuf) keepFitting(g *Grammar, k int) {
+	all := true
+	for i := k; i < t.n() && all; i++ {
+		all = g.fitsDepth(t.thread(i))
+	}
+	if all {
+		return
+	}
+	var keep tbuf
+	for i := k; i < t.n(); i++ {
+		if th := t.thread(i); g.fitsDepth(th) {
+			keep.th = append(keep.th, int32(len(keep.fr)))
+			keep.fr = append(keep.fr, th...)
+		}
+	}
+	end := len(t.fr)
+	if k < t.n() {
+		end = int(t.th[k])
+	}
+	t.fr, t.th = t.fr[:end], t.th[:k]
+	for i := 0; i < keep.n(); i++ {
+		t.th = append(t.th, int32(len(t.fr)))
+		t.fr = append(t.fr, keep.thread(i)...)
+	}
+}
+
+// fitsDepth reports whether a thread's top frame, at its depth, can still
+// be finished within maxDepth.
+func (g *Grammar) fitsDepth(th []frame) bool {
+	return len(th) == 0 || int64(len(th))+int64(g.frameDepth(&th[len(th)-1])) <= maxDepth
+}
+
+// frameDepth is the depth need of top frame f: the stack levels above it
+// that finishing it needs (compare own, its cost in tokens).
+func (g *Grammar) frameDepth(f *frame) int32 {
+	nd := &g.nodes[f.node]
+	switch nd.kind {
+	case kLit, kObject:
+		if f.st < 0 {
+			return inf // not a top frame
+		}
+		return g.lit.nodes[f.st].depth
+	case kString, kNumber:
+		return 0
+	case kArray:
+		item := addCost(1, int64(g.nodes[nd.item].depth))
+		switch f.st {
+		case arrOpen, arrFirst:
+			return nd.depth
+		case arrAfter:
+			if f.n < nd.minItems {
+				return item
+			}
+			return 0
+		case arrComma:
+			return item
+		}
+	case kAnyObject:
+		switch f.st {
+		case aoOpen, aoFirst, aoAfter:
+			return 0
+		case aoComma:
+			return g.anyObjectEntryDepth(nd)
+		case aoColon, aoValue:
+			return addCost(1, int64(g.nodes[nd.item].depth))
+		}
+	case kChoice:
+		return nd.depth
+	}
+	return inf
+}
+
+// anyObjectEntryDepth is the depth need of one more key and value.
+func (g *Grammar) anyObjectEntryDepth(nd *node) int32 {
+	return addCost(1, int64(max(g.nodes[nd.key].depth, g.nodes[nd.item].depth)))
+}
+
+// fits reports whether a frame at the top of the last thread (which begins
+// at s) may enter a state whose depth need is need.
+func fits(d *tbuf, s int, need int32) bool {
+	return int64(len(d.fr)-s)+int64(need) <= maxDepth
 }
 
 // dedupe removes duplicate threads (rare: only after ambiguous choices).
@@ -224,6 +316,10 @@ func (g *Grammar) stepLast(d *tbuf, b byte, sc *scratch) {
 			case act == actEnd:
 				g.popReturn(d, s)
 			case act >= actValue:
+				if !fits(d, s, g.lit.nodes[c].depth) {
+					d.dropLast() // the value, or a required property after it, would nest too deep
+					return
+				}
 				j := act - actValue
 				p := &nd.props[j]
 				f.st, f.m = -1, j
@@ -356,6 +452,10 @@ func (g *Grammar) stepLast(d *tbuf, b byte, sc *scratch) {
 					g.popReturn(d, s)
 					return
 				}
+				if !fits(d, s, g.anyObjectEntryDepth(nd)) {
+					d.dropLast() // the key's value would nest too deep
+					return
+				}
 				f.st = aoKey
 				if !g.push(d, s, nd.key, addCost(int64(f.below), 1, anyCost, 1)) {
 					return
@@ -391,9 +491,10 @@ func (g *Grammar) stepLast(d *tbuf, b byte, sc *scratch) {
 }
 
 // push starts a value of node id on the last thread (which begins at s).
-// A push past maxDepth ends the thread instead and returns false.
+// A push whose value could not be finished within maxDepth ends the thread
+// instead and returns false.
 func (g *Grammar) push(d *tbuf, s int, id int32, below int32) bool {
-	if len(d.fr)-s >= maxDepth {
+	if !fits(d, s, addCost(1, int64(g.nodes[id].depth))) {
 		d.dropLast()
 		return false
 	}
