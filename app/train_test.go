@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"distill/core/lora"
 	"distill/core/model"
@@ -568,5 +569,52 @@ func TestResumeRefusesChangedData(t *testing.T) {
 	readRunConfig(filepath.Join(dir, "config.yaml"), &saved)
 	if sum, _ := fileSHA256(cfg.Data); saved.DataSHA256[cfg.Data] != sum {
 		t.Errorf("config.yaml keeps the old fingerprint after --allow-changed-data")
+	}
+}
+
+// TestElapsedSpansTheRun: a step's elapsed time runs from the run's start
+// across its checkpoint spans and, after a resume, its earlier sessions;
+// the store records it and the total, so a window watching from another
+// process shows both.
+func TestElapsedSpansTheRun(t *testing.T) {
+	cfg, db := sftRun(t)
+	cfg.Steps, cfg.CheckpointEvery = 4, 1
+	dir := filepath.Join(t.TempDir(), "run")
+	var seen []train.Event
+	ctx, cancel := context.WithCancel(context.Background())
+	job := &TrainJob{Cfg: cfg, ID: "spans", Dir: dir, DB: db, Events: func(e train.Event) {
+		seen = append(seen, e)
+		time.Sleep(20 * time.Millisecond)
+		if e.Step == 2 {
+			cancel()
+		}
+	}}
+	if err := job.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	resumed := &TrainJob{Cfg: cfg, ID: "spans", Dir: dir, DB: db, Resume: true, Events: func(e train.Event) { seen = append(seen, e) }}
+	if err := resumed.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 4 {
+		t.Fatalf("%d steps", len(seen))
+	}
+	// Step 1's callback slept 20 ms before the next span began: step 2
+	// counts it. The resumed session goes on from step 2's time.
+	if seen[1].Elapsed < seen[0].Elapsed+20*time.Millisecond {
+		t.Errorf("step 2 at %v, step 1 at %v: the span restarted the clock", seen[1].Elapsed, seen[0].Elapsed)
+	}
+	for i := 2; i < len(seen); i++ {
+		if seen[i].Elapsed < seen[i-1].Elapsed {
+			t.Errorf("step %d at %v, after step %d at %v", seen[i].Step, seen[i].Elapsed, seen[i-1].Step, seen[i-1].Elapsed)
+		}
+	}
+	w := &Workstation{db: db}
+	hist, err := w.RunHistory("spans")
+	if err != nil || len(hist) != 4 {
+		t.Fatalf("history %d steps, %v", len(hist), err)
+	}
+	if last := hist[3]; last.Total != 4 || last.Elapsed < seen[1].Elapsed {
+		t.Errorf("the store's last step: total %d, elapsed %v (step 2 was at %v)", last.Total, last.Elapsed, seen[1].Elapsed)
 	}
 }

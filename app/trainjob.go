@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"distill/core/lora"
 	"distill/core/model"
@@ -56,6 +57,10 @@ type TrainJob struct {
 	format      string // the training data's format, as loaded
 	finished    bool   // trained to the last step and saved (loop's end)
 	metricsLost int    // steps whose metrics the database refused (record)
+	// runStart is when this session's loop began; priorElapsed the run's
+	// time before it (a resume's earlier sessions, from log.jsonl).
+	runStart     time.Time
+	priorElapsed time.Duration
 }
 
 // Run trains until done or ctx is cancelled (then it checkpoints first and

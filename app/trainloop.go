@@ -1,14 +1,15 @@
 package app
 
 import (
+	"bufio"
 	"context"
-	"distill/core/data"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
 
+	"distill/core/data"
 	"distill/core/lora"
 	"distill/core/model"
 	"distill/core/train"
@@ -20,6 +21,12 @@ import (
 // run is checkpointed before Run returns.
 func (j *TrainJob) loop(ctx context.Context) error {
 	c := &j.Cfg
+	// Steps' elapsed time runs from the run's start, across its spans and
+	// (from its log) the sessions before a resume.
+	j.runStart = time.Now()
+	if j.Resume {
+		j.priorElapsed = loggedElapsed(filepath.Join(j.Dir, "log.jsonl"))
+	}
 	logFile, err := os.OpenFile(filepath.Join(j.Dir, "log.jsonl"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
@@ -82,6 +89,7 @@ func (j *TrainJob) record(events <-chan train.Event, log *os.File) error {
 	var first error
 	for e := range events {
 		e.TotalSteps = j.steps // a span ends at the next checkpoint, the run later
+		e.Elapsed = j.priorElapsed + time.Since(j.runStart)
 		// The plan put the optimizer's moments on the device, but they did
 		// not fit there after all (Train fell back to the host).
 		if j.planDevOpt && !e.OptimizerOnDevice && !j.hostOptLog {
@@ -95,7 +103,9 @@ func (j *TrainJob) record(events <-chan train.Event, log *os.File) error {
 			"tokens_per_second": e.TokensPerSec, "rss_bytes": e.RSS, "elapsed_s": e.Elapsed.Seconds(), "time": time.Now().UTC()}
 		points := []store.Metric{{Step: e.Step, Name: "loss", Value: e.Loss}, {Step: e.Step, Name: "lr", Value: e.LR},
 			{Step: e.Step, Name: "grad_norm", Value: e.GradNorm}, {Step: e.Step, Name: "tokens_per_second", Value: e.TokensPerSec},
-			{Step: e.Step, Name: "rss_bytes", Value: float64(e.RSS)}}
+			{Step: e.Step, Name: "rss_bytes", Value: float64(e.RSS)},
+			// For a workstation that watches the run from another process.
+			{Step: e.Step, Name: "elapsed_s", Value: e.Elapsed.Seconds()}, {Step: e.Step, Name: "total_steps", Value: float64(e.TotalSteps)}}
 		if j.gpu { // the card's memory in use, through NVML (every process on it)
 			if g, ok := trainingGPU(); ok {
 				line["vram_bytes"] = g.Used
@@ -246,4 +256,26 @@ func (j *TrainJob) writeModel(dir string) error {
 	}
 	j.logf("model saved to %s", dir)
 	return nil
+}
+
+// loggedElapsed is the last elapsed_s a run's log.jsonl records: the time
+// its earlier sessions trained. 0 without one.
+func loggedElapsed(path string) time.Duration {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	var last float64
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var line struct {
+			Elapsed *float64 `json:"elapsed_s"`
+		}
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Elapsed != nil {
+			last = *line.Elapsed
+		}
+	}
+	return time.Duration(last * float64(time.Second))
 }

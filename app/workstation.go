@@ -343,8 +343,7 @@ func (w *Workstation) Device() string {
 func (w *Workstation) ResidentBytes() int64 { return train.ResidentBytes() }
 
 // RunHistory reads a run's recorded steps from the store, oldest first, for
-// watching a run that another process trains. Total is 0: the store does not
-// know how many steps a run will take.
+// watching a run that another process trains (or one this window left).
 func (w *Workstation) RunHistory(id string) ([]Progress, error) {
 	ms, err := w.db.Metrics(context.Background(), id, "")
 	if err != nil {
@@ -372,6 +371,10 @@ func (w *Workstation) RunHistory(id string) ([]Progress, error) {
 			p.RSS = int64(m.Value)
 		case "val_loss":
 			p.ValLoss = m.Value
+		case "elapsed_s":
+			p.Elapsed = time.Duration(m.Value * float64(time.Second))
+		case "total_steps":
+			p.Total = int(m.Value)
 		}
 	}
 	slices.Sort(steps)
