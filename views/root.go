@@ -92,12 +92,25 @@ type Model struct {
 	evals    evalsView
 	launch   launchView
 	repl     replView
-	ticks    bool   // refresh periodically (off in tests)
-	listed   bool   // the runs have been listed once
-	active   string // a running run from the last listing, for the bottom bar
-	quitting bool   // asked to quit while a run trains here: stop it or keep it?
-	headless bool   // the user chose to keep training after the window closes
+	ticks    bool    // refresh periodically (off in tests)
+	listed   bool    // the runs have been listed once
+	active   string  // a running run from the last listing, for the bottom bar
+	live     liveRun // the run this window trains, whichever run the Train view shows
+	quitting bool    // asked to quit while a run trains here: stop it or keep it?
+	headless bool    // the user chose to keep training after the window closes
 }
+
+// liveRun is a run this process trains: the root reads its steps off the
+// channel (one reader, whatever the Train view shows) and forwards them.
+type liveRun struct {
+	id   string
+	ch   <-chan app.Progress
+	last app.Progress // its latest step, for the bottom bar
+	done bool
+}
+
+// going says a run of this window trains now.
+func (l liveRun) going() bool { return l.id != "" && !l.done }
 
 // Headless reports whether the user quit with "keep training": the caller
 // then waits for the runs instead of cancelling them.
@@ -171,6 +184,9 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if msg.id == m.train.runID && m.train.watching() {
 			return m, nil
 		}
+		if msg.id == m.live.id && m.live.going() { // this window's run: its history, then its channel
+			return m, m.follow(WatchMsg{RunID: m.live.id, Ch: m.live.ch})
+		}
 		m.train, cmd = m.train.update(&m.ctx, msg)
 		return m, cmd
 	case exportRunMsg:
@@ -188,9 +204,29 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, nil
 	case WatchMsg:
 		m.tab = TabTrain
+		reading := m.live.ch == msg.Ch && m.live.going()
+		m.live = liveRun{id: msg.RunID, ch: msg.Ch}
+		cmd = m.follow(msg)
+		if reading || msg.Ch == nil {
+			return m, cmd
+		}
+		return m, tea.Batch(cmd, waitProgress(msg.Ch))
+	case ProgressMsg:
+		if msg.from != nil && msg.from != m.live.ch {
+			return m, nil // a channel of a run no longer followed
+		}
+		if msg.RunID == m.live.id || msg.from != nil {
+			if msg.IsStep() {
+				m.live.last = msg.Progress
+			}
+			m.live.done = m.live.done || msg.Done
+		}
 		m.train, cmd = m.train.update(&m.ctx, msg)
+		if msg.from != nil && !msg.Done {
+			cmd = tea.Batch(cmd, waitProgress(msg.from))
+		}
 		return m, cmd
-	case ProgressMsg, historyMsg, pollMsg:
+	case historyMsg, pollMsg:
 		m.train, cmd = m.train.update(&m.ctx, msg)
 		return m, cmd
 	case adaptersLoadedMsg:
@@ -411,18 +447,22 @@ func (m Model) bottomBar(keys string) string {
 	if m.active != "" {
 		left = " " + st.Good.Render("●") + " " + m.active + st.Muted.Render("  running")
 	}
-	if t := m.train; t.runID != "" {
-		p := t.last
-		mark := st.Good.Render("●")
-		if t.done {
-			mark = st.Muted.Render("○")
+	// The run training now, wherever the user is: this window's, or one
+	// the Train view follows through the store (another process's).
+	id, p := m.live.id, m.live.last
+	if !m.live.going() {
+		id, p = "", app.Progress{}
+		if t := m.train; t.runID != "" && t.runID == m.active {
+			id, p = t.runID, t.last
 		}
+	}
+	if id != "" {
 		steps := fmt.Sprintf("step %d", p.Step)
 		if p.Total > 0 {
 			steps = fmt.Sprintf("step %d/%d", p.Step, p.Total)
 		}
-		left = fmt.Sprintf(" %s %s  %s  loss %.3f  %.0f tok/s", mark, t.runID, steps, p.Loss, p.TokensPerSec)
-		if d, ok := t.eta(); ok && m.width >= 100 {
+		left = fmt.Sprintf(" %s %s  %s  loss %.3f  %.0f tok/s", st.Good.Render("●"), id, steps, p.Loss, p.TokensPerSec)
+		if d, ok := etaOf(p); ok && m.width >= 100 {
 			left += "  ETA " + humanDuration(d)
 		}
 	}
@@ -446,4 +486,12 @@ func barLine(left, right string, width int) string {
 		return fit(left+" "+right, width)
 	}
 	return left + spaces(gap) + right
+}
+
+// follow shows the run of msg in the Train view, following its channel
+// (the root reads it).
+func (m *Model) follow(msg WatchMsg) tea.Cmd {
+	var cmd tea.Cmd
+	m.train, cmd = m.train.update(&m.ctx, msg)
+	return cmd
 }

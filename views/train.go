@@ -50,8 +50,9 @@ type historyMsg struct {
 // pollMsg asks for the watched run's history again.
 type pollMsg struct{ id string }
 
-// waitProgress waits for the next step on ch; the Train view issues it again
-// after each one, so the channel is drained without blocking Update.
+// waitProgress waits for the next step on ch; the root model issues it
+// again after each one, so the channel is drained without blocking Update
+// whichever run the Train view shows.
 func waitProgress(ch <-chan app.Progress) tea.Cmd {
 	return func() tea.Msg {
 		p, ok := <-ch
@@ -115,9 +116,11 @@ func (v trainView) reset(id string) trainView {
 func (v trainView) update(ctx *Context, msg tea.Msg) (trainView, tea.Cmd) {
 	switch msg := msg.(type) {
 	case WatchMsg:
+		// Steps come on the channel (the root reads it); the store has
+		// those before it (a resumed run's earlier sessions).
 		v = v.reset(msg.RunID)
 		v.ch = msg.Ch
-		return v, waitProgress(msg.Ch)
+		return v, loadHistory(ctx.Svc, msg.RunID)
 	case openRunMsg:
 		v = v.reset(msg.id)
 		if msg.status != "running" && msg.status != "queued" {
@@ -131,11 +134,11 @@ func (v trainView) update(ctx *Context, msg tea.Msg) (trainView, tea.Cmd) {
 		if msg.RunID != v.runID && msg.RunID != "" || msg.from != nil && msg.from != v.ch {
 			return v, nil
 		}
-		v.add(msg.Progress)
-		if msg.Done || v.ch == nil {
-			return v, nil
+		if msg.IsStep() && len(v.losses) > 0 && msg.Step <= v.last.Step {
+			return v, nil // the store's history had it already
 		}
-		return v, waitProgress(v.ch)
+		v.add(msg.Progress)
+		return v, nil
 	case historyMsg:
 		if msg.id != v.runID {
 			return v, nil
@@ -143,12 +146,15 @@ func (v trainView) update(ctx *Context, msg tea.Msg) (trainView, tea.Cmd) {
 		if msg.err != nil {
 			v.note = "cannot read the run's steps: " + msg.err.Error()
 		}
+		if len(v.losses) > 0 && len(msg.steps) > 0 && msg.steps[0].Step < v.first {
+			v = v.withEarlier(msg.steps) // steps came on the channel first
+		}
 		for _, p := range msg.steps {
 			if p.Step > v.last.Step || len(v.losses) == 0 {
 				v.add(p)
 			}
 		}
-		if v.done {
+		if v.done || v.ch != nil { // a run of this process needs no polling
 			return v, nil
 		}
 		id := v.runID
@@ -232,19 +238,47 @@ func (v *trainView) add(p app.Progress) {
 		v.first = p.Step
 	}
 	v.losses = append(v.losses, p.Loss)
-	if len(v.losses) > maxPoints { // keep every other point of the older half
+	v.thin()
+	v.last = p
+}
+
+// thin keeps the chart within maxPoints: every other point of the older
+// half, averaged, while there are more.
+func (v *trainView) thin() {
+	for len(v.losses) > maxPoints {
 		half := v.losses[:maxPoints/2]
 		for i := range len(half) / 2 {
 			half[i] = (half[2*i] + half[2*i+1]) / 2
 		}
 		v.losses = append(half[:len(half)/2], v.losses[maxPoints/2:]...)
 	}
-	v.last = p
+}
+
+// withEarlier is v with the store's steps from before v's first one in
+// front: a run this view began following mid-way (reopened from Runs, or
+// resumed) charts from its first step.
+func (v trainView) withEarlier(steps []app.Progress) trainView {
+	nv := v.reset(v.runID)
+	for _, p := range steps {
+		if p.Step < v.first {
+			nv.add(p)
+		}
+	}
+	if len(nv.losses) == 0 {
+		return v
+	}
+	nv.losses = append(nv.losses, v.losses...)
+	nv.thin()
+	nv.vals = append(nv.vals, v.vals...)
+	nv.ch, nv.last, nv.done, nv.note, nv.log, nv.valAcc, nv.canceling = v.ch, v.last, v.done, v.note, v.log, v.valAcc, v.canceling
+	return nv
 }
 
 // eta estimates the time left from the mean time per step so far.
-func (v trainView) eta() (time.Duration, bool) {
-	p := v.last
+func (v trainView) eta() (time.Duration, bool) { return etaOf(v.last) }
+
+// etaOf estimates the time left after step p from its mean time per step.
+func etaOf(p app.Progress) (time.Duration, bool) {
 	if p.Total == 0 || p.Step <= 0 || p.Elapsed <= 0 || p.Step >= p.Total {
 		return 0, false
 	}

@@ -551,14 +551,24 @@ func TestWatchDrainsChannel(t *testing.T) {
 	nm, cmd := m.Update(WatchMsg{RunID: "r1", Ch: ch})
 	m = nm.(Model)
 	n := 0
-	for cmd != nil {
-		msg := cmd()
+	for queue := []tea.Cmd{cmd}; len(queue) > 0; queue = queue[1:] {
+		if queue[0] == nil {
+			continue
+		}
+		msg := queue[0]()
+		if batch, ok := msg.(tea.BatchMsg); ok {
+			queue = append(queue, batch...)
+			continue
+		}
 		if msg == nil {
-			break
+			continue
+		}
+		if _, ok := msg.(ProgressMsg); ok {
+			n++
 		}
 		nm, cmd = m.Update(msg)
 		m = nm.(Model)
-		n++
+		queue = append(queue, cmd)
 	}
 	if n != 6 || !m.train.done || m.train.last.Step != 5 {
 		t.Fatalf("drained %d messages; done %v at step %d", n, m.train.done, m.train.last.Step)

@@ -1,0 +1,66 @@
+package views
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"distill/app"
+)
+
+// TestLiveRunSurvivesBrowsing: opening another run from Runs and coming
+// back to the one this window trains keeps following it — its total, its
+// steps from the store and then from its channel — and the bottom bar
+// shows it throughout, not the finished run on screen.
+func TestLiveRunSurvivesBrowsing(t *testing.T) {
+	const live, old = "20261127-121742-sft-ca48", "20261127-121203-sft-f9a0"
+	steps := syntheticSteps(live, 12, 40)
+	for i := range steps {
+		steps[i].Elapsed = time.Duration(i+1) * time.Second
+	}
+	svc := &fakeService{runs: threeRuns(), history: map[string][]app.Progress{live: steps[:8], old: syntheticSteps(old, 5, 5)}}
+	m := newTestModel(svc, 120, 40)
+	ch := make(chan app.Progress, 16)
+	m = step(m, WatchMsg{RunID: live, Ch: ch})
+	for _, p := range steps[:6] {
+		m = step(m, ProgressMsg{Progress: p, from: ch})
+	}
+	m = stepRun(m, openRunMsg{id: old, status: "completed"})
+	if m.train.runID != old {
+		t.Fatalf("the Train view shows %s", m.train.runID)
+	}
+	for _, p := range steps[6:8] { // the root still reads the channel
+		m = step(m, ProgressMsg{Progress: p, from: ch})
+	}
+	if bar := m.bottomBar(""); !strings.Contains(bar, live) || !strings.Contains(bar, "step 8/40") {
+		t.Errorf("bottom bar while browsing a finished run: %q", bar)
+	}
+	m = stepRun(m, openRunMsg{id: live, status: "running"})
+	if m.train.runID != live || m.train.ch != ch || m.train.last.Total != 40 || m.train.last.Step != 8 || len(m.train.losses) != 8 {
+		t.Fatalf("back on the live run: ch followed %v, step %d/%d, %d points", m.train.ch == ch, m.train.last.Step, m.train.last.Total, len(m.train.losses))
+	}
+	m = step(m, ProgressMsg{Progress: steps[8], from: ch})
+	if m.train.last.Step != 9 || len(m.train.losses) != 9 {
+		t.Errorf("a step after coming back: at %d with %d points", m.train.last.Step, len(m.train.losses))
+	}
+	if d, ok := m.train.eta(); !ok || d != 31*time.Second {
+		t.Errorf("ETA %v (%v), want 31 s: 1 s a step, 31 to go", d, ok)
+	}
+}
+
+// TestResumedRunChartsFromItsStart: a run resumed in this window (steps on
+// its channel from step 7) charts the store's steps before it too.
+func TestResumedRunChartsFromItsStart(t *testing.T) {
+	const id = "20261127-121742-sft-ca48"
+	steps := syntheticSteps(id, 10, 10)
+	m := newTestModel(&fakeService{}, 100, 30)
+	ch := make(chan app.Progress, 16)
+	m = step(m, WatchMsg{RunID: id, Ch: ch}) // asks for the history
+	for _, p := range steps[6:8] {           // the channel's steps arrive before it
+		m = step(m, ProgressMsg{Progress: p, from: ch})
+	}
+	m = step(m, historyMsg{id: id, steps: steps[:6]})
+	if m.train.first != 1 || len(m.train.losses) != 8 || m.train.last.Step != 8 {
+		t.Fatalf("chart from step %d with %d points, at step %d; want 1, 8, 8", m.train.first, len(m.train.losses), m.train.last.Step)
+	}
+}
