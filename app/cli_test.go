@@ -191,6 +191,8 @@ func TestBadInput(t *testing.T) {
 		{"no tokenizer", []string{"tokenize", "--model", bad, "--text", "a"}, "tokenizer.json"},
 		{"no template", []string{"chat-template", "--model", filepath.Join(npmModels, "tokenizer-llama2", "models"), "--messages", "x.json"}, "chat_template"},
 		{"unknown device", []string{"score", "--model", dir, "--ids", "1,2", "--device", "tpu"}, "unknown device"},
+		// its reference would be the policy itself (the loss stayed log 2)
+		{"dpo --full", []string{"train", "dpo", "--model", dir, "--data", "../examples/preferences/train.jsonl", "--full", "--quant", "none", "--out", filepath.Join(t.TempDir(), "run")}, "dpo needs an adapter"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, _, stderr := run(tc.args...)

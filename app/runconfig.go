@@ -226,6 +226,11 @@ func (c *RunConfig) validate() error {
 	if c.Full && c.Quant != "none" {
 		return fmt.Errorf("--full trains every weight and needs --quant none")
 	}
+	if c.Full && c.Method == "dpo" {
+		// DPO's reference is the model with the adapter off; a full
+		// fine-tune rewrites the weights the reference would be read from.
+		return fmt.Errorf("dpo needs an adapter: its reference model is the base with the adapter off, which --full would train away; drop --full")
+	}
 	if c.SeqLen <= 0 || c.Accum <= 0 || c.LR <= 0 {
 		return fmt.Errorf("--seq-len, --accum and --lr must be positive")
 	}
