@@ -468,3 +468,35 @@ func TestTruncateChatQwen3(t *testing.T) {
 		t.Errorf("truncated %v\nfrom %v", exs[0].IDs, full[0].IDs)
 	}
 }
+
+// TestEncodeChatLlama3: Meta's first Llama 3 Instruct template writes the
+// assistant header after every rendering, add_generation_prompt or not.
+// The loss covers each assistant turn up to its <|eot_id|>, not the next
+// turn's header, and multi-turn conversations encode.
+func TestEncodeChatLlama3(t *testing.T) {
+	m := loadModel(t, "llama3")
+	if m.tmpl == nil {
+		t.Fatal("the llama3 package carries no chat template")
+	}
+	enc := &Encoder{Tok: m.tok, Tmpl: m.tmpl, Opt: Options{}}
+	for _, tt := range []struct {
+		msgs []chat.Message
+		want []string
+	}{
+		{[]chat.Message{{Role: "user", Content: "2+2?"}, {Role: "assistant", Content: "4"}}, []string{"4<|eot_id|>"}},
+		{[]chat.Message{{Role: "system", Content: "Be brief."}, {Role: "user", Content: "2+2?"}, {Role: "assistant", Content: "4"},
+			{Role: "user", Content: "and 3+3?"}, {Role: "assistant", Content: "6"}}, []string{"4<|eot_id|>", "6<|eot_id|>"}},
+	} {
+		ids, spans, err := enc.chatEncoding(tt.msgs, false)
+		if err != nil {
+			t.Fatalf("%d messages: %v", len(tt.msgs), err)
+		}
+		var got []string
+		for _, s := range spans {
+			got = append(got, m.tok.Decode(ids[s[0]:s[1]], false))
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("%d messages: spans %q, want %q", len(tt.msgs), got, tt.want)
+		}
+	}
+}

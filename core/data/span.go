@@ -39,6 +39,7 @@ func (e *Encoder) chatEncoding(msgs []chat.Message, lastOnly bool) ([]int, [][2]
 	ids := e.Tok.Encode(full, false)
 	var offs *tokenOffsets
 	var spans [][2]int
+	trailers := e.trailers()
 	for i, m := range msgs {
 		if m.Role != "assistant" || (lastOnly && i != len(msgs)-1) {
 			continue
@@ -50,6 +51,12 @@ func (e *Encoder) chatEncoding(msgs []chat.Message, lastOnly bool) ([]int, [][2]
 		up, err := e.Tmpl.Render(msgs[:i+1], false)
 		if err != nil {
 			return nil, nil, fmt.Errorf("messages[%d]: rendering the messages up to it: %w", i, err)
+		}
+		for _, t := range trailers { // the next turn's header, not this turn's
+			if strings.HasSuffix(gp, t) && strings.HasSuffix(up, t) {
+				up = up[:len(up)-len(t)]
+				break
+			}
 		}
 		if !strings.HasPrefix(up, gp) {
 			return nil, nil, fmt.Errorf("messages[%d]: the chat template's generation prompt does not start its assistant turn "+
@@ -89,6 +96,37 @@ func (e *Encoder) chatEncoding(msgs []chat.Message, lastOnly bool) ([]int, [][2]
 		spans = append(spans, [2]int{a, b})
 	}
 	return ids, spans, nil
+}
+
+// trailers are the candidates for text a chat template writes at the end
+// of every rendering, add_generation_prompt or not — Meta's first Llama 3
+// Instruct template ends every rendering with the assistant header — which
+// belongs to no turn: the suffixes of the empty conversation's rendering
+// that start at one of its tokens and hold more than whitespace, longest
+// first. One counts where it ends both the rendering up to a turn and the
+// generation prompt before it. None where the template refuses to render
+// no messages.
+func (e *Encoder) trailers() []string {
+	r0, err := e.Tmpl.Render(nil, false)
+	if err != nil || strings.TrimSpace(r0) == "" {
+		return nil
+	}
+	ids := e.Tok.Encode(r0, false)
+	ends, ok := alignTokens(e.Tok, ids, r0)
+	if !ok {
+		return nil
+	}
+	var out []string
+	for k := range ends {
+		start := 0
+		if k > 0 {
+			start = ends[k-1]
+		}
+		if t := r0[start:]; strings.TrimSpace(t) != "" {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // locateTurn finds, in the whole rendering, the characters of an assistant
