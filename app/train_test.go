@@ -618,3 +618,24 @@ func TestElapsedSpansTheRun(t *testing.T) {
 		t.Errorf("the store's last step: total %d, elapsed %v (step 2 was at %v)", last.Total, last.Elapsed, seen[1].Elapsed)
 	}
 }
+
+// TestDPOTruncatesToThePackedLength: a DPO pair trains as two sequences in
+// one micro-batch, and left truncation fits that — a pair it encoded no
+// longer stops the run as too long for --seq-len.
+func TestDPOTruncatesToThePackedLength(t *testing.T) {
+	db, err := store.Open(filepath.Join(t.TempDir(), "runs.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	cfg := defaultRunConfig("dpo")
+	cfg.Model, cfg.Data, cfg.Steps, cfg.SeqLen, cfg.ValFraction = tinyModel(t), smallData(t, "../examples/preferences/train.jsonl", 24), 1, 60, 0
+	var log strings.Builder
+	job := &TrainJob{Cfg: cfg, ID: "short", Dir: filepath.Join(t.TempDir(), "run"), DB: db, Log: &log}
+	if err := job.Run(context.Background()); err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	if !strings.Contains(log.String(), "truncated") {
+		t.Errorf("no pair was truncated at --seq-len 60:\n%s", log.String())
+	}
+}

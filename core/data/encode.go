@@ -256,7 +256,10 @@ func (e *Encoder) keepHead(ids []int) int {
 	return 0
 }
 
-// Pairs encodes every row of a preference dataset (for DPO).
+// Pairs encodes every row of a preference dataset (for DPO). A pair
+// trains as two sequences side by side in one micro-batch — prompt and
+// chosen, prompt and rejected — so MaxTokens bounds 2·prompt + chosen +
+// rejected, and each prompt token cut from the left saves two.
 func (e *Encoder) Pairs(d *Dataset) ([]PreferencePair, Report, error) {
 	rep := Report{Rows: len(d.Rows)}
 	if d.Format != FormatPreference {
@@ -275,10 +278,10 @@ func (e *Encoder) Pairs(d *Dataset) ([]PreferencePair, Report, error) {
 			continue
 		}
 		if limit := e.Opt.MaxTokens; limit > 0 {
-			long := len(p.Prompt) + max(len(p.Chosen), len(p.Rejected))
+			long := 2*len(p.Prompt) + len(p.Chosen) + len(p.Rejected)
 			if long > limit {
 				keep := e.keepHead(p.Prompt)
-				cut := long - limit
+				cut := (long - limit + 1) / 2
 				if !e.Opt.TruncateLeft || len(p.Prompt)-keep-1 < cut {
 					rep.TooLong = append(rep.TooLong, r.Line)
 					continue

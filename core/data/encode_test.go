@@ -432,17 +432,20 @@ func TestTruncation(t *testing.T) {
 		t.Errorf("report string %q", s)
 	}
 
-	// Pairs: the prompt is cut from the left to fit the longer answer.
+	// Pairs: a pair trains as prompt+chosen beside prompt+rejected in one
+	// micro-batch, so the prompt is cut from the left (two tokens saved
+	// a token) until both fit; an odd excess cuts one more.
 	pd := mustLoad(t, "testdata/pref.jsonl", Options{})
 	pd = pd.Subset(pd.Rows[:1])
 	ps, _, _ := (&Encoder{Tok: m.tok}).Pairs(pd)
 	p := ps[0]
-	plimit := len(p.Prompt) + len(p.Rejected) - 2
+	packed := func(p PreferencePair) int { return 2*len(p.Prompt) + len(p.Chosen) + len(p.Rejected) }
+	plimit := packed(p) - 3
 	ps2, rep, err := (&Encoder{Tok: m.tok, Opt: Options{MaxTokens: plimit, TruncateLeft: true}}).Pairs(pd)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(rep.Truncated, []int{1}) || len(ps2[0].Prompt)+len(ps2[0].Rejected) != plimit || ps2[0].Prompt[0] != 1 ||
+	if !slices.Equal(rep.Truncated, []int{1}) || packed(ps2[0]) != plimit-1 || ps2[0].Prompt[0] != 1 ||
 		!slices.Equal(ps2[0].Prompt[1:], p.Prompt[3:]) || !slices.Equal(ps2[0].Chosen, p.Chosen) {
 		t.Errorf("truncated pair %v (from %v), report %+v", ps2[0], p, rep)
 	}
