@@ -265,7 +265,7 @@ func (v *adaptersView) apply(ctx *Context) {
 		if tags == "" {
 			tags = "-"
 		}
-		rows[i] = table.Row{a.Name, strings.ToUpper(a.Method), a.Base, taskNames.Replace(a.Task), metricNames.Replace(a.Metrics), tags, humanAge(a.Age)}
+		rows[i] = table.Row{rowSlot(false) + a.Name, strings.ToUpper(a.Method), a.Base, taskNames.Replace(a.Task), metricNames.Replace(a.Metrics), tags, humanAge(a.Age)}
 	}
 	v.table.SetRows(rows)
 	v.table.SetWidth(ctx.Width)
@@ -278,10 +278,10 @@ func (v *adaptersView) apply(ctx *Context) {
 func adapterColumns(width int) []table.Column {
 	const method, task, tags, age = 6, 8, 8, 4
 	rest := max(30, width-7*2-method-task-tags-age)
-	name := rest * 2 / 5
+	name := 2 + (rest-2)*2/5 // the cursor's columns, then the name
 	base := (rest - name) * 2 / 5
 	metrics := rest - name - base
-	return []table.Column{{Title: "adapter", Width: name}, {Title: "method", Width: method}, {Title: "base", Width: base},
+	return []table.Column{{Title: "  adapter", Width: name}, {Title: "method", Width: method}, {Title: "base", Width: base},
 		{Title: "task", Width: task}, {Title: "metrics", Width: metrics}, {Title: "tags", Width: tags}, {Title: "age", Width: age}}
 }
 
@@ -301,7 +301,7 @@ func (v adaptersView) view(ctx *Context) string {
 			"   distill train sft --model DIR --data FILE.jsonl",
 			" and it appears here.")
 	default:
-		lines = append(lines, v.table.View())
+		lines = append(lines, tableWithCursor(v.table))
 	}
 	var foot []string // below the table; an error sits above an open prompt
 	switch {

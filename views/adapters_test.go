@@ -203,3 +203,12 @@ func TestRunsExport(t *testing.T) {
 		t.Errorf("x on a run without an adapter:\n%s", m.View())
 	}
 }
+
+// Without colour the row under the cursor still shows: a ▸ before it.
+func TestAdaptersCursorShowsWithoutColour(t *testing.T) {
+	m := adaptersModel(&fakeService{adapters: threeAdapters()}, 80, 24)
+	checkCursor(t, m.View(), "sft-creditmix")
+	m = step(m, tea.KeyMsg{Type: tea.KeyDown})
+	m = step(m, tea.KeyMsg{Type: tea.KeyDown})
+	checkCursor(t, m.View(), "dpo-invoices")
+}

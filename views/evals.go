@@ -14,26 +14,55 @@ import (
 )
 
 type evalsKeys struct {
-	Open, Back, Toggle, Mark, Compare, Refresh, Up, Down key.Binding
+	Open, Back, Calibrated, Raw, Toggle, Mark, Compare, Refresh, Up, Down key.Binding
+	// What the help describes: the list, an open report (hasRaw: one with
+	// calibrated and raw scores) or a comparison; each has its own keys.
+	mode   evalsMode
+	hasRaw bool
 }
 
+type evalsMode int
+
+const (
+	evalsList evalsMode = iota
+	evalsReport
+	evalsComparing
+)
+
+// scoreKeys are the keys that choose calibrated or raw scores.
+func (k evalsKeys) scoreKeys() []key.Binding { return []key.Binding{k.Calibrated, k.Raw, k.Toggle} }
+
 func (k evalsKeys) ShortHelp() []key.Binding {
-	return []key.Binding{k.Open, k.Mark, k.Compare, k.Toggle}
+	switch {
+	case k.mode == evalsComparing || k.mode == evalsReport && k.hasRaw:
+		return append(k.scoreKeys(), k.Back)
+	case k.mode == evalsReport:
+		return []key.Binding{k.Back}
+	}
+	return []key.Binding{k.Open, k.Mark, k.Compare}
 }
 
 func (k evalsKeys) FullHelp() [][]key.Binding {
-	return [][]key.Binding{{k.Up, k.Down, k.Open, k.Back}, {k.Mark, k.Compare, k.Toggle, k.Refresh}}
+	switch {
+	case k.mode == evalsComparing || k.mode == evalsReport && k.hasRaw:
+		return [][]key.Binding{k.scoreKeys(), {k.Back}}
+	case k.mode == evalsReport:
+		return [][]key.Binding{{k.Back}}
+	}
+	return [][]key.Binding{{k.Up, k.Down, k.Open}, {k.Mark, k.Compare, k.Refresh}}
 }
 
 var defaultEvalsKeys = evalsKeys{
-	Open:    key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "open")),
-	Back:    key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back")),
-	Toggle:  key.NewBinding(key.WithKeys("left", "right", "c"), key.WithHelp("←/→", "calibrated/raw")),
-	Mark:    key.NewBinding(key.WithKeys(" "), key.WithHelp("space", "mark")),
-	Compare: key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "compare two")),
-	Refresh: key.NewBinding(key.WithKeys("g"), key.WithHelp("g", "refresh")),
-	Up:      key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "up")),
-	Down:    key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "down")),
+	Open:       key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "open")),
+	Back:       key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back")),
+	Calibrated: key.NewBinding(key.WithKeys("left"), key.WithHelp("←", "calibrated")),
+	Raw:        key.NewBinding(key.WithKeys("right"), key.WithHelp("→", "raw")),
+	Toggle:     key.NewBinding(key.WithKeys("t"), key.WithHelp("t", "toggle")),
+	Mark:       key.NewBinding(key.WithKeys(" "), key.WithHelp("space", "mark")),
+	Compare:    key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "compare two")),
+	Refresh:    key.NewBinding(key.WithKeys("g"), key.WithHelp("g", "refresh")),
+	Up:         key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "up")),
+	Down:       key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "down")),
 }
 
 // evalsLoadedMsg carries the evaluations that loadEvals read.
@@ -107,6 +136,19 @@ func newEvalsView() evalsView {
 }
 
 func (v evalsView) update(ctx *Context, msg tea.Msg) (evalsView, tea.Cmd) {
+	v, cmd := v.handle(ctx, msg)
+	// the help describes what the view shows now
+	v.keys.mode, v.keys.hasRaw = evalsList, false
+	switch {
+	case v.cmp != nil:
+		v.keys.mode = evalsComparing
+	case v.open != nil:
+		v.keys.mode, v.keys.hasRaw = evalsReport, v.open.Raw != nil
+	}
+	return v, cmd
+}
+
+func (v evalsView) handle(ctx *Context, msg tea.Msg) (evalsView, tea.Cmd) {
 	switch msg := msg.(type) {
 	case evalsLoadedMsg:
 		v.loaded, v.err = true, msg.err
@@ -193,22 +235,17 @@ func (v evalsView) compare(ctx *Context) (evalsView, tea.Cmd) {
 
 func (v evalsView) key(ctx *Context, msg tea.KeyMsg) (evalsView, tea.Cmd) {
 	if v.cmp != nil {
-		switch {
-		case key.Matches(msg, v.keys.Back):
+		if key.Matches(msg, v.keys.Back) {
 			v.cmp = nil
-		case key.Matches(msg, v.keys.Toggle):
-			v.raw = !v.raw
 		}
+		v.raw = v.chooseScores(msg)
 		return v, nil
 	}
 	if v.open != nil {
-		switch {
-		case key.Matches(msg, v.keys.Back):
+		if key.Matches(msg, v.keys.Back) {
 			v.open = nil
-		case key.Matches(msg, v.keys.Toggle):
-			if v.open.Raw != nil {
-				v.raw = !v.raw
-			}
+		} else if v.open.Raw != nil {
+			v.raw = v.chooseScores(msg)
 		}
 		return v, nil
 	}
@@ -237,27 +274,39 @@ func (v evalsView) key(ctx *Context, msg tea.KeyMsg) (evalsView, tea.Cmd) {
 	return v, cmd
 }
 
+// chooseScores is whether raw scores show after msg: ← calibrated,
+// → raw, t the other.
+func (v evalsView) chooseScores(msg tea.KeyMsg) bool {
+	switch {
+	case key.Matches(msg, v.keys.Calibrated):
+		return false
+	case key.Matches(msg, v.keys.Raw):
+		return true
+	case key.Matches(msg, v.keys.Toggle):
+		return !v.raw
+	}
+	return v.raw
+}
+
 // apply puts the evaluations into the table and sizes it.
 func (v *evalsView) apply(ctx *Context) {
-	const id, kind, age = 4, 8, 4
+	const id, kind, age = 2 + 4, 8, 4 // id: the cursor's and the mark's columns, then the number
 	rest := max(30, ctx.Width-6*2-id-kind-age)
-	run := rest * 3 / 10
-	adapter := rest * 3 / 10
-	v.table.SetColumns([]table.Column{{Title: "id", Width: id}, {Title: "kind", Width: kind}, {Title: "run", Width: run},
+	run := (rest - 2) * 3 / 10 // the cursor's columns came out of run and adapter, not metrics
+	adapter := (rest - 2) * 3 / 10
+	runW := run
+	v.table.SetColumns([]table.Column{{Title: "  id", Width: id}, {Title: "kind", Width: kind}, {Title: "run", Width: run},
 		{Title: "adapter", Width: adapter}, {Title: "metrics", Width: rest - run - adapter}, {Title: "age", Width: age}})
 	rows := make([]table.Row, len(v.all))
 	for i, e := range v.all {
-		run, adapter := e.Run, e.Adapter
+		run, adapter := cutRunID(e.Run, runW), e.Adapter // the run's suffix tells it apart
 		if run == "" {
 			run = "-"
 		}
 		if adapter == "" {
 			adapter = "(base)"
 		}
-		id := fmt.Sprint(e.ID)
-		if slices.Contains(v.marked, e.ID) {
-			id = "✓" + id
-		}
+		id := rowSlot(slices.Contains(v.marked, e.ID)) + fmt.Sprint(e.ID)
 		rows[i] = table.Row{id, taskNames.Replace(e.Kind), run, adapter, metricNames.Replace(e.Metrics), humanAge(e.Age)}
 	}
 	v.table.SetRows(rows)
@@ -276,7 +325,7 @@ func (v evalsView) view(ctx *Context) string {
 		if v.raw {
 			mode = "raw"
 		}
-		foot := st.Muted.Render(fmt.Sprintf("baseline #%d · candidate #%d · %s · ←/→ calibrated/raw · esc back", v.cmp.a.ID, v.cmp.b.ID, mode))
+		foot := st.Muted.Render(fmt.Sprintf("baseline #%d · candidate #%d · %s · ← calibrated · → raw · esc back", v.cmp.a.ID, v.cmp.b.ID, mode))
 		return lipgloss.JoinVertical(lipgloss.Left, lipgloss.NewStyle().Height(ctx.Height-1).MaxHeight(ctx.Height-1).MaxWidth(ctx.Width).Render(body), fit(" "+foot, ctx.Width))
 	}
 	if v.open != nil {
@@ -293,11 +342,12 @@ func (v evalsView) view(ctx *Context) string {
 		lines = append(lines, "", " "+st.Bad.Render("cannot list evaluations: "+v.err.Error()))
 	case len(v.all) == 0:
 		lines = append(lines, "", " No evaluations yet.", "",
-			" Evaluate a run from the CLI, e.g.",
-			"   distill eval classify --run ID --data FILE.jsonl",
-			" and it appears here.")
+			" Press 1 for Runs, choose a finished run and press e to evaluate it",
+			" on its validation rows (or, from the CLI,",
+			"   distill eval classify --run ID --data FILE.jsonl);",
+			" the report appears here.")
 	default:
-		lines = append(lines, v.table.View())
+		lines = append(lines, tableWithCursor(v.table))
 	}
 	foot := v.note
 	if strings.HasPrefix(foot, "cannot") || strings.HasPrefix(foot, "still") {

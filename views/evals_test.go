@@ -124,9 +124,17 @@ func TestEvalsClassification(t *testing.T) {
 		frame = m.View()
 		checkFrame(t, frame, s.w, s.h)
 		golden(t, sizeName("evals-class-raw", s.w, s.h), frame)
-		m = step(m, keys("c"))
+		m = step(m, tea.KeyMsg{Type: tea.KeyRight})
+		if !m.evals.raw {
+			t.Error("→ on raw left raw: it chooses, it does not toggle")
+		}
+		m = step(m, keys("t"))
 		if m.evals.raw {
-			t.Error("c did not switch back to calibrated")
+			t.Error("t did not switch back to calibrated")
+		}
+		m = step(m, tea.KeyMsg{Type: tea.KeyLeft})
+		if m.evals.raw {
+			t.Error("← on calibrated left calibrated: it chooses, it does not toggle")
 		}
 		m = step(m, tea.KeyMsg{Type: tea.KeyEsc})
 		if m.evals.open != nil || m.tab != TabEvals {
@@ -275,4 +283,53 @@ func codeEvalWithFailures() *app.CodeEval {
 		{Task: "tasks.jsonl:7", Failure: "build go build: ./solution.go:12:2: undefined: strings.Revers"},
 		{Task: "tasks.jsonl:19", Failure: "test go test: --- FAIL: TestSum (0.00s)"},
 	}}
+}
+
+// Without colour the row under the cursor still shows: a ▸ before it.
+func TestEvalsCursorShowsWithoutColour(t *testing.T) {
+	m := evalsModel(evalFixture(), 80, 24)
+	checkCursor(t, m.View(), "classify")
+	m = step(m, tea.KeyMsg{Type: tea.KeyDown})
+	checkCursor(t, m.View(), "idp")
+	m = step(m, keys(" "))
+	checkCursor(t, m.View(), "▸✓2")
+}
+
+// An open report's help lists its own keys, not the list's.
+func TestEvalsReportHelp(t *testing.T) {
+	m := openEval(evalsModel(evalFixture(), 80, 24), 0) // classification: calibrated and raw
+	bar := lastLine(m.View())
+	for _, want := range []string{"← calibrated", "→ raw", "t toggle", "esc back"} {
+		if !strings.Contains(bar, want) {
+			t.Errorf("the report's help lacks %q: %q", want, bar)
+		}
+	}
+	for _, not := range []string{"open", "mark", "compare"} {
+		if strings.Contains(bar, not) {
+			t.Errorf("the report's help offers the list's %q: %q", not, bar)
+		}
+	}
+	m = step(m, keys("?"))
+	if f := m.View(); strings.Contains(f, "compare two") || strings.Contains(f, "space") {
+		t.Errorf("the full help offers the list's keys:\n%s", f)
+	}
+	m = step(m, keys("?"))
+	m = step(m, tea.KeyMsg{Type: tea.KeyEsc})
+	m = openEval(m, 1) // idp: nothing to choose
+	bar = lastLine(m.View())
+	if !strings.Contains(bar, "esc back") || strings.Contains(bar, "calibrated") || strings.Contains(bar, "compare") {
+		t.Errorf("the IDP report's help: %q", bar)
+	}
+	m = step(m, tea.KeyMsg{Type: tea.KeyEsc})
+	if bar = lastLine(m.View()); !strings.Contains(bar, "compare two") {
+		t.Errorf("back on the list, its help: %q", bar)
+	}
+}
+
+// The empty list says how to evaluate from here.
+func TestEvalsEmptySaysHowFromHere(t *testing.T) {
+	f := evalsModel(&fakeService{}, 80, 24).View()
+	if !strings.Contains(f, "press e to evaluate it") {
+		t.Errorf("the empty list does not point to e:\n%s", f)
+	}
 }

@@ -82,7 +82,7 @@ func TestFlowLaunchWatchEvaluate(t *testing.T) {
 func TestFlowQuitKeepsTrainingHeadless(t *testing.T) {
 	svc := &fakeService{runs: threeRuns(), running: 1}
 	tm := flowProgram(t, svc, 80, 24)
-	waitScreen(t, tm, "Runs", "20261125-182…")
+	waitScreen(t, tm, "Runs", "…182700-sft-ab12")
 	tm.Send(keys("q"))
 	waitScreen(t, tm, "a run is training:")
 	tm.Send(keys("x")) // anything else: stay

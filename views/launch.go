@@ -16,19 +16,30 @@ import (
 )
 
 type launchKeys struct {
-	Enter, Move, Cycle, Back, Pull key.Binding
+	Enter, Move, Field, Cycle, Back, Pull key.Binding
+
+	form bool // the cursor is in the form: the help shows how to leave it
 }
 
-func (k launchKeys) ShortHelp() []key.Binding { return []key.Binding{k.Move, k.Cycle, k.Enter} }
+func (k launchKeys) ShortHelp() []key.Binding {
+	if k.form {
+		return []key.Binding{k.Field, k.Cycle, k.Back}
+	}
+	return []key.Binding{k.Move, k.Cycle, k.Enter}
+}
 
 func (k launchKeys) FullHelp() [][]key.Binding {
-	return [][]key.Binding{{k.Move, k.Cycle}, {k.Enter, k.Back}, {k.Pull}}
+	if k.form {
+		return [][]key.Binding{{k.Field, k.Cycle}, {k.Back, k.Pull}}
+	}
+	return [][]key.Binding{{k.Move, k.Cycle}, {k.Enter, k.Pull}}
 }
 
 var defaultLaunchKeys = launchKeys{
-	Pull:  key.NewBinding(key.WithKeys("ctrl+p"), key.WithHelp("ctrl+p", "pull the base model owner/name from the hub")),
+	Pull:  key.NewBinding(key.WithKeys("ctrl+p"), key.WithHelp("ctrl+p", "pull base owner/name")),
 	Enter: key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "launch")),
 	Move:  key.NewBinding(key.WithKeys("up", "down"), key.WithHelp("↑/↓", "edit fields")),
+	Field: key.NewBinding(key.WithKeys("up", "down"), key.WithHelp("↑/↓", "field")),
 	Cycle: key.NewBinding(key.WithKeys("left", "right"), key.WithHelp("←/→", "choose")),
 	Back:  key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "leave form")),
 }
@@ -78,11 +89,21 @@ type planMsg struct {
 	err  error
 }
 
-// dataMsg carries what DataInfo read about the training file at path.
+// dataMsg carries what DataInfo read about the file at path, the training
+// (field fData) or the validation file (fVal).
 type dataMsg struct {
-	path string
-	info app.DataInfo
-	err  error
+	field int
+	path  string
+	info  app.DataInfo
+	err   error
+}
+
+// readData reads the file at path for field as a run would.
+func readData(svc Service, field int, path string) tea.Cmd {
+	return func() tea.Msg {
+		info, err := svc.DataInfo(path)
+		return dataMsg{field, path, info, err}
+	}
 }
 
 // launchedMsg reports a run started from the form.
@@ -126,6 +147,9 @@ type launchView struct {
 	dataFor string // the training file data describes
 	data    *app.DataInfo
 	dataErr string
+	valFor  string // the validation file val describes
+	val     *app.DataInfo
+	valErr  string
 	// A base model being pulled from the hub: its latest progress, and
 	// what the last pull ended with.
 	pulling  *app.PullProgress
@@ -144,8 +168,10 @@ func newLaunchView() launchView {
 	return v
 }
 
-// capturing reports whether the form takes every key.
-func (v launchView) capturing() bool { return v.inForm }
+// capturing reports whether the form takes every key: while a text field
+// has the cursor (it types q, ?, 1–6; tab moves on). On a choice or the
+// Launch button the workstation's keys work (esc leaves the form).
+func (v launchView) capturing() bool { return v.inForm && isText(v.focus) }
 
 // init fills the defaults from the service the first time the view shows.
 func (v launchView) init(ctx *Context) (launchView, tea.Cmd) {
@@ -294,47 +320,50 @@ func ok(errs [numFields]string) bool {
 	return true
 }
 
-// changed revalidates the form, reads the training file when it changed
-// and, when the form is valid, replans its memory.
+// changed revalidates the form, reads the training and validation files
+// when they changed and, when the form is valid, replans its memory.
 func (v launchView) changed(ctx *Context) (launchView, tea.Cmd) {
 	cfg, errs := v.config(ctx)
 	v.errs = errs
 	v.seq++
-	var readData tea.Cmd
+	var readTrain, readVal tea.Cmd
 	if path := cfg.Data; path != v.dataFor {
 		v.dataFor, v.data, v.dataErr = path, nil, ""
 		if errs[fData] == "" {
-			svc := ctx.Svc
-			readData = func() tea.Msg {
-				info, err := svc.DataInfo(path)
-				return dataMsg{path, info, err}
-			}
+			readTrain = readData(ctx.Svc, fData, path)
 		}
 	}
+	if path := cfg.Val; path != v.valFor { // "" for a hold-out from the training file
+		v.valFor, v.val, v.valErr = path, nil, ""
+		if path != "" && errs[fVal] == "" {
+			readVal = readData(ctx.Svc, fVal, path)
+		}
+	}
+	reads := tea.Batch(readTrain, readVal)
 	v.errs = v.withData(cfg, v.errs)
 	if !ok(v.errs) {
 		v.plan, v.planErr = nil, ""
-		return v, readData
+		return v, reads
 	}
 	if err := app.ValidateRunConfig(cfg); err != nil {
 		v.errs[fLaunch] = err.Error()
 		v.plan, v.planErr = nil, ""
-		return v, nil
+		return v, reads
 	}
 	svc, seq := ctx.Svc, v.seq
-	return v, tea.Batch(readData, func() tea.Msg {
+	return v, tea.Batch(reads, func() tea.Msg {
 		p, err := svc.PlanRun(cfg)
 		return planMsg{seq, p, err}
 	})
 }
 
-// withData adds what the training file's contents say about the form:
-// its own problems, and balanced validation on data without classes.
+// withData adds what the data files' contents say about the form: each
+// file's own problems, a format the method cannot use, a validation file
+// that does not match the training file, and balanced validation on data
+// without classes.
 func (v launchView) withData(cfg app.RunConfig, errs [numFields]string) [numFields]string {
 	errs[fData] = v.dataProblem(errs[fData])
-	if cfg.ValPerClass > 0 && errs[fVal] == "" && v.data != nil && v.data.Format != "classification" {
-		errs[fVal] = "balanced validation needs classification data; this file is " + v.data.Format
-	}
+	errs[fVal] = v.valProblem(cfg, errs[fVal])
 	return errs
 }
 
@@ -359,9 +388,54 @@ func (v launchView) dataProblem(pathErr string) string {
 	return ""
 }
 
-// dataLine summarises the training file under its field.
-func (v launchView) dataLine() string {
+// valProblem is the Validation field's error to show in place, checked as
+// a run checks its validation file: the path's own, the file's, a format
+// the chosen method cannot validate on or other than the training file's,
+// or labels the training file lacks.
+func (v launchView) valProblem(cfg app.RunConfig, pathErr string) string {
+	switch {
+	case pathErr != "":
+		return pathErr
+	case cfg.ValPerClass > 0: // balanced N: held out from the training file
+		if v.data != nil && v.data.Format != "classification" {
+			return "balanced validation needs classification data; the training file is " + v.data.Format
+		}
+		return ""
+	case cfg.Val == "":
+		return ""
+	case v.valErr != "":
+		return v.valErr
+	case v.val == nil:
+		return ""
+	}
+	pref := v.val.Format == "preference"
+	switch method := methods[v.method]; {
+	case method == "dpo" && !pref:
+		return "DPO validates on preference pairs, not " + v.val.Format
+	case method != "dpo" && pref:
+		return "preference pairs validate DPO only: choose DPO, or another file"
+	}
 	d := v.data
+	if d == nil || v.dataProblem("") != "" {
+		return "" // the training file's own problem comes first
+	}
+	if d.Format != v.val.Format { // a run reads the validation file in the training file's format
+		return fmt.Sprintf("this file is %s; the training file is %s", v.val.Format, d.Format)
+	}
+	var unseen []string
+	for _, l := range v.val.Labels {
+		if !slices.Contains(d.Labels, l) {
+			unseen = append(unseen, strconv.Quote(l))
+		}
+	}
+	if len(unseen) > 0 {
+		return "labels the training file lacks: " + strings.Join(unseen, ", ")
+	}
+	return ""
+}
+
+// dataLine summarises a data file under its field.
+func dataLine(d *app.DataInfo) string {
 	if d == nil {
 		return ""
 	}
@@ -380,6 +454,12 @@ func (v launchView) dataLine() string {
 }
 
 func (v launchView) update(ctx *Context, msg tea.Msg) (launchView, tea.Cmd) {
+	v, cmd := v.handle(ctx, msg)
+	v.keys.form = v.inForm
+	return v, cmd
+}
+
+func (v launchView) handle(ctx *Context, msg tea.Msg) (launchView, tea.Cmd) {
 	switch msg := msg.(type) {
 	case planMsg:
 		if msg.seq != v.seq {
@@ -399,19 +479,24 @@ func (v launchView) update(ctx *Context, msg tea.Msg) (launchView, tea.Cmd) {
 		}
 		return v, nil
 	case dataMsg:
-		if msg.path != v.dataFor {
-			return v, nil // the field has changed since
+		var info *app.DataInfo
+		var infoErr string
+		if msg.err != nil {
+			infoErr = msg.err.Error()
+		} else {
+			info = &msg.info
 		}
 		wasOK := ok(v.errs)
-		v.data, v.dataErr = nil, ""
-		if msg.err != nil {
-			v.dataErr = msg.err.Error()
-		} else {
-			info := msg.info
-			v.data = &info
+		switch {
+		case msg.field == fData && msg.path == v.dataFor:
+			v.data, v.dataErr = info, infoErr
+		case msg.field == fVal && msg.path == v.valFor:
+			v.val, v.valErr = info, infoErr
+		default:
+			return v, nil // the field has changed since
 		}
-		// Only the training file's verdict changed: replan only if the form
-		// just became valid.
+		// Only a data file's verdict changed: replan only if the form just
+		// became valid.
 		cfg, errs := v.config(ctx)
 		v.errs = v.withData(cfg, errs)
 		if !ok(v.errs) {
@@ -642,8 +727,8 @@ func (v launchView) view(ctx *Context) string {
 		}
 		if e := v.errs[f]; e != "" {
 			b.WriteString(fit("", 17) + st.Bad.Render(fit("✗ "+e, max(0, ctx.Width-18))) + "\n")
-		} else if f == fData && v.data != nil {
-			b.WriteString(fit("", 17) + st.Muted.Render(cut(v.dataLine(), max(0, ctx.Width-18))) + "\n")
+		} else if d := v.infoFor(f); d != nil {
+			b.WriteString(fit("", 17) + st.Muted.Render(cut(dataLine(d), max(0, ctx.Width-18))) + "\n")
 		}
 	}
 	b.WriteString(" " + fit("  Memory plan", 16) + v.planLine(ctx) + "\n")
@@ -651,6 +736,17 @@ func (v launchView) view(ctx *Context) string {
 		b.WriteString(" " + st.Bad.Render(fit(v.note, max(0, ctx.Width-2))) + "\n")
 	}
 	return fitLines(b.String(), ctx.Width)
+}
+
+// infoFor is what was read of field f's data file, if f names one.
+func (v launchView) infoFor(f int) *app.DataInfo {
+	switch f {
+	case fData:
+		return v.data
+	case fVal:
+		return v.val
+	}
+	return nil
 }
 
 // fitLines cuts every line of s to width cells.

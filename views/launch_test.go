@@ -252,3 +252,161 @@ func TestLaunchPullsBaseModel(t *testing.T) {
 		t.Errorf("ctrl+p on a folder: %v", svc.pulled)
 	}
 }
+
+// dataByPath answers DataInfo per file, as the files a form names differ.
+type dataByPath struct {
+	*fakeService
+	info map[string]app.DataInfo
+}
+
+func (s dataByPath) DataInfo(path string) (app.DataInfo, error) {
+	if info, ok := s.info[path]; ok {
+		return info, nil
+	}
+	return s.fakeService.DataInfo(path)
+}
+
+// The Validation file is read as a run reads it and checked in place, as
+// the training file is: a format the method cannot validate on, one other
+// than the training file's, or labels the training file lacks are marked
+// under the field, and launching is refused until the file fits.
+func TestLaunchChecksTheValidationFile(t *testing.T) {
+	const (
+		prefTrain = "examples/preferences/train.jsonl"
+		prefVal   = "examples/preferences/val.jsonl"
+		chatVal   = "examples/chat/val.jsonl"
+		odd       = "examples/tickets/odd.jsonl"
+	)
+	svc := launchService()
+	for _, p := range []string{defaultVal, prefTrain, prefVal, chatVal, odd} {
+		svc.paths[p] = false
+	}
+	tickets := app.DataInfo{Format: "classification", Rows: 60, Labels: []string{"account", "billing", "technical"}, Shares: []float64{0.4, 0.3, 0.3}}
+	ds := dataByPath{svc, map[string]app.DataInfo{
+		prefTrain:  {Format: "preference", Rows: 200},
+		prefVal:    {Format: "preference", Rows: 20},
+		defaultVal: tickets,
+		chatVal:    {Format: "messages", Rows: 30},
+		odd:        {Format: "classification", Rows: 10, Labels: []string{"billing", "refund"}, Shares: []float64{0.5, 0.5}},
+	}}
+	m := newTestModel(ds, 100, 30) // a new workspace: the form, with the ticket files
+	if m.tab != TabLaunch || m.launch.inputs[fVal].Value() != defaultVal {
+		t.Fatalf("tab %d, validation %q", m.tab, m.launch.inputs[fVal].Value())
+	}
+	if f := m.View(); !strings.Contains(f, "60 rows · classification") || m.launch.errs[fVal] != "" {
+		t.Errorf("no summary under the validation file, or an error (%q):\n%s", m.launch.errs[fVal], f)
+	}
+	// set puts a path in a field and leaves it (revalidating), back out of the form.
+	set := func(m Model, f int, path string) Model {
+		m.launch.inputs[f].SetValue(path)
+		m.launch.inForm, m.launch.focus = true, f
+		m = stepRun(m, tea.KeyMsg{Type: tea.KeyEnter})
+		m = stepRun(m, tea.KeyMsg{Type: tea.KeyEsc})
+		m.launch.focus = fMethod // ←/→ choose the method
+		return m
+	}
+	underVal := func(m Model) string {
+		lines := strings.Split(m.View(), "\n")
+		for i, l := range lines {
+			if strings.Contains(l, "Validation") && i+1 < len(lines) {
+				return lines[i+1]
+			}
+		}
+		return ""
+	}
+
+	// DPO on preference pairs, validated on the ticket set: refused in place.
+	m = step(m, tea.KeyMsg{Type: tea.KeyLeft}) // method: DPO
+	m = set(m, fData, prefTrain)
+	if methods[m.launch.method] != "dpo" || m.launch.errs[fData] != "" {
+		t.Fatalf("method %s, train error %q", methods[m.launch.method], m.launch.errs[fData])
+	}
+	if got := underVal(m); !strings.Contains(got, "DPO validates on preference pairs") || !strings.Contains(got, "not classification") {
+		t.Errorf("ticket validation for DPO not marked under the field: %q\n%s", got, m.View())
+	}
+	m = stepRun(m, tea.KeyMsg{Type: tea.KeyEnter})
+	if len(svc.launched) != 0 || !strings.Contains(m.View(), "fix the fields marked above") {
+		t.Fatalf("launched %+v", svc.launched)
+	}
+
+	// SFT on tickets: a chat validation file, then labels the training file lacks.
+	m = set(m, fData, defaultData)
+	m = step(m, tea.KeyMsg{Type: tea.KeyRight}) // method: SFT
+	m = set(m, fVal, chatVal)
+	if got := m.launch.errs[fVal]; !strings.Contains(got, "this file is messages; the training file is classification") {
+		t.Errorf("a validation file of another format: %q", got)
+	}
+	m = set(m, fVal, odd)
+	if got := m.launch.errs[fVal]; got != `labels the training file lacks: "refund"` {
+		t.Errorf("unseen labels: %q", got)
+	}
+	m = set(m, fVal, prefVal)
+	if got := m.launch.errs[fVal]; !strings.Contains(got, "preference pairs validate DPO only") {
+		t.Errorf("preference validation for SFT: %q", got)
+	}
+
+	// DPO validated on preference pairs launches.
+	m = step(m, tea.KeyMsg{Type: tea.KeyLeft}) // method: DPO
+	m = set(m, fData, prefTrain)
+	if !ok(m.launch.errs) {
+		t.Fatalf("errors left: %q", m.launch.errs)
+	}
+	m = stepRun(m, tea.KeyMsg{Type: tea.KeyEnter})
+	if len(svc.launched) != 1 || svc.launched[0].Method != "dpo" || svc.launched[0].Val != prefVal {
+		t.Fatalf("launched %+v", svc.launched)
+	}
+}
+
+// quits reports whether cmd quits the program.
+func quits(cmd tea.Cmd) bool {
+	if cmd == nil {
+		return false
+	}
+	_, ok := cmd().(tea.QuitMsg)
+	return ok
+}
+
+// In the form only a text field takes every key: on a choice (or the
+// Launch button) ?, 1–6, tab and q act as everywhere else, and the help
+// says how to leave the form.
+func TestLaunchGlobalKeysOffTextFields(t *testing.T) {
+	m := openLaunch(launchService(), 80, 24)
+	m = step(m, tea.KeyMsg{Type: tea.KeyDown}) // into the form: the base model, a text field
+	m = step(m, keys("?"))
+	if m.help.ShowAll || !strings.HasSuffix(m.launch.inputs[fModel].Value(), "?") {
+		t.Fatalf("? on a text field: help %v, field %q", m.help.ShowAll, m.launch.inputs[fModel].Value())
+	}
+	m.launch.inputs[fModel].SetValue(defaultModel)
+	m = step(m, tea.KeyMsg{Type: tea.KeyUp}) // the method: a choice
+	if m.launch.focus != fMethod || !m.launch.inForm {
+		t.Fatalf("focus %d, in form %v", m.launch.focus, m.launch.inForm)
+	}
+	if bar := lastLine(m.View()); !strings.Contains(bar, "esc leave form") {
+		t.Errorf("the help does not say how to leave the form: %q", bar)
+	}
+	m = step(m, keys("?"))
+	if !m.help.ShowAll {
+		t.Error("? on a choice did not open the help")
+	}
+	m = step(m, keys("?"))
+	m = step(m, keys("3"))
+	if m.tab != TabTrain {
+		t.Errorf("3 on a choice: tab %d", m.tab)
+	}
+	m = step(m, keys("2"))
+	m = step(m, tea.KeyMsg{Type: tea.KeyTab})
+	if m.tab != TabTrain {
+		t.Errorf("tab on a choice: tab %d", m.tab)
+	}
+	m = step(m, keys("2"))
+	m.launch.focus = fLaunch
+	if _, cmd := m.Update(keys("q")); !quits(cmd) {
+		t.Error("q on the Launch button does not quit")
+	}
+	m = step(m, tea.KeyMsg{Type: tea.KeyEsc})
+	if m.launch.inForm || strings.Contains(lastLine(m.View()), "esc leave form") {
+		t.Errorf("esc did not leave the form, or the help still offers it: %q", lastLine(m.View()))
+	}
+}
+
+func lastLine(frame string) string { return frame[strings.LastIndex(frame, "\n")+1:] }

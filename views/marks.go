@@ -1,6 +1,11 @@
 package views
 
-import "slices"
+import (
+	"slices"
+	"strings"
+
+	"github.com/charmbracelet/bubbles/table"
+)
 
 // Marks pick two rows of a list for comparison (space toggles one).
 
@@ -32,4 +37,38 @@ func markedPair[T any, K comparable](marks []K, cursor *T, all []T, id func(T) K
 		}
 	}
 	return pair, len(ids)
+}
+
+// The row under a list's cursor is marked with "▸" in the first cell's
+// first column, which every row keeps blank for it (a marked row shows
+// "✓" in the second), so the selection shows without colour (NO_COLOR)
+// as well as with it.
+const (
+	rowBlank  = " "
+	rowCursor = "▸"
+)
+
+// rowSlot is the first cell's two leading columns: the cursor's, blank
+// until the view draws it, and the comparison mark's.
+func rowSlot(marked bool) string {
+	if marked {
+		return rowBlank + "✓"
+	}
+	return rowBlank + " "
+}
+
+// tableWithCursor draws t with its cursor's row marked.
+func tableWithCursor(t table.Model) string {
+	rows, c := t.Rows(), t.Cursor()
+	if c < 0 || c >= len(rows) || len(rows[c]) == 0 {
+		return t.View()
+	}
+	rows = slices.Clone(rows)
+	row := slices.Clone(rows[c])
+	if rest, ok := strings.CutPrefix(row[0], rowBlank); ok {
+		row[0] = rowCursor + rest
+	}
+	rows[c] = row
+	t.SetRows(rows)
+	return t.View()
 }

@@ -16,21 +16,33 @@ import (
 )
 
 type replKeys struct {
-	Enter, Move, Cycle, History, Back key.Binding
+	Edit, Enter, Field, Cycle, History, Tab, Back key.Binding
+
+	form bool // the cursor is in the form: the help shows how to leave it
 }
 
-func (k replKeys) ShortHelp() []key.Binding { return []key.Binding{k.Move, k.Cycle, k.Enter} }
+func (k replKeys) ShortHelp() []key.Binding {
+	if k.form {
+		return []key.Binding{k.Field, k.Cycle, k.Enter, k.Back}
+	}
+	return []key.Binding{k.Edit, k.Cycle}
+}
 
 func (k replKeys) FullHelp() [][]key.Binding {
-	return [][]key.Binding{{k.Move, k.Cycle, k.History}, {k.Enter, k.Back}}
+	if k.form {
+		return [][]key.Binding{{k.Field, k.Tab, k.Cycle, k.History}, {k.Enter, k.Back}}
+	}
+	return [][]key.Binding{{k.Edit, k.Cycle}}
 }
 
 var defaultREPLKeys = replKeys{
-	Enter:   key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "edit/run")),
-	Move:    key.NewBinding(key.WithKeys("tab", "shift+tab"), key.WithHelp("tab", "field")),
+	Edit:    key.NewBinding(key.WithKeys("enter", "down"), key.WithHelp("enter", "edit")),
+	Enter:   key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "run")),
+	Field:   key.NewBinding(key.WithKeys("up", "down"), key.WithHelp("↑/↓", "field")),
+	Tab:     key.NewBinding(key.WithKeys("tab", "shift+tab"), key.WithHelp("tab/shift+tab", "field (while typing)")),
 	Cycle:   key.NewBinding(key.WithKeys("left", "right"), key.WithHelp("←/→", "choose")),
-	History: key.NewBinding(key.WithKeys("up", "down"), key.WithHelp("↑/↓", "history (input)")),
-	Back:    key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "leave/stop")),
+	History: key.NewBinding(key.WithKeys("up", "down"), key.WithHelp("↑/↓", "history (in Input)")),
+	Back:    key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "leave")),
 }
 
 // The REPL's fields.
@@ -113,7 +125,10 @@ func newREPLView() replView {
 	return v
 }
 
-func (v replView) capturing() bool { return v.inForm }
+// capturing reports whether the form takes every key: while a text field
+// has the cursor (it types q, ?, 1–6; tab moves on). On the adapter and
+// task choices the workstation's keys work (esc leaves the form).
+func (v replView) capturing() bool { return v.inForm && v.isText(v.focus) }
 
 func (v replView) init(ctx *Context) replView {
 	if v.inited {
@@ -127,18 +142,28 @@ func (v replView) init(ctx *Context) replView {
 	return v
 }
 
-func replIsText(f int) bool { return f == rModel || f == rParam || f == rInput }
+// isText reports whether field f takes typing: the model, the labels or
+// schema (the generate task has neither) and the input.
+func (v replView) isText(f int) bool {
+	return f == rModel || f == rInput || f == rParam && replTasks[v.task] != "generate"
+}
 
 func (v replView) move(d int) (replView, tea.Cmd) {
 	v.inputs[v.focus].Blur()
 	v.focus = (v.focus + d + numREPLFields) % numREPLFields
-	if v.inForm && replIsText(v.focus) {
+	if v.inForm && v.isText(v.focus) {
 		return v, v.inputs[v.focus].Focus()
 	}
 	return v, nil
 }
 
 func (v replView) update(ctx *Context, msg tea.Msg) (replView, tea.Cmd) {
+	v, cmd := v.handle(ctx, msg)
+	v.keys.form = v.inForm
+	return v, cmd
+}
+
+func (v replView) handle(ctx *Context, msg tea.Msg) (replView, tea.Cmd) {
 	switch msg := msg.(type) {
 	case adaptersLoadedMsg:
 		if msg.err == nil {
@@ -194,7 +219,7 @@ func (v replView) key(ctx *Context, msg tea.KeyMsg) (replView, tea.Cmd) {
 		switch s {
 		case "enter", "down", "j":
 			v.inForm = true
-			if replIsText(v.focus) {
+			if v.isText(v.focus) {
 				return v, v.inputs[v.focus].Focus()
 			}
 			return v, nil
@@ -235,7 +260,7 @@ func (v replView) key(ctx *Context, msg tea.KeyMsg) (replView, tea.Cmd) {
 		}
 		return v.move(1)
 	}
-	if replIsText(v.focus) {
+	if v.isText(v.focus) {
 		if v.focus == rParam {
 			v.autoLabels = false // the user's own labels now
 		}

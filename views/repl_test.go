@@ -41,11 +41,11 @@ func TestREPLClassify(t *testing.T) {
 			RawProbs: map[string]float64{"billing": 0.52, "bug": 0.41, "other": 0.07}, Margin: 0.69}}
 		m := openREPL(svc, s.w, s.h)
 		m = step(m, tea.KeyMsg{Type: tea.KeyDown}) // enter the form, on the model
-		m = step(m, tea.KeyMsg{Type: tea.KeyTab})  // adapter
+		m = step(m, tea.KeyMsg{Type: tea.KeyTab})  // adapter (tab moves on from a text field)
 		m = step(m, tea.KeyMsg{Type: tea.KeyRight})
-		m = step(m, tea.KeyMsg{Type: tea.KeyTab}) // task
+		m = step(m, tea.KeyMsg{Type: tea.KeyDown}) // task
 		m = step(m, tea.KeyMsg{Type: tea.KeyRight})
-		m = step(m, tea.KeyMsg{Type: tea.KeyTab}) // labels
+		m = step(m, tea.KeyMsg{Type: tea.KeyDown}) // labels
 		m = step(m, keys("billing,bug,other"))
 		m = step(m, tea.KeyMsg{Type: tea.KeyTab}) // input
 		m = step(m, keys("I was charged twice"))
@@ -76,8 +76,8 @@ func TestREPLStreamsGeneration(t *testing.T) {
 	svc.answers = []app.Answer{{Piece: "Once"}, {Piece: " upon"}, {Done: true, Tokens: 2}}
 	m := openREPL(svc, 80, 24)
 	m = step(m, tea.KeyMsg{Type: tea.KeyDown})
-	for range 4 {
-		m = step(m, tea.KeyMsg{Type: tea.KeyTab})
+	for range 4 { // adapter, task, (no options), input
+		m = step(m, tea.KeyMsg{Type: tea.KeyDown})
 	}
 	m = step(m, keys("Tell me"))
 	nm, cmd := m.Update(tea.KeyMsg{Type: tea.KeyEnter})
@@ -95,17 +95,17 @@ func TestREPLOffersTheAdapterLabels(t *testing.T) {
 	svc.labels = map[string][]string{"tickets-sft": {"account", "billing", "technical"}}
 	m := openREPL(svc, 80, 24)
 	m = step(m, tea.KeyMsg{Type: tea.KeyDown}) // into the form, on the model
-	m = step(m, tea.KeyMsg{Type: tea.KeyTab})  // adapter
+	m = step(m, tea.KeyMsg{Type: tea.KeyDown}) // adapter
 	m = stepRun(m, tea.KeyMsg{Type: tea.KeyRight})
-	m = step(m, tea.KeyMsg{Type: tea.KeyTab}) // task: classify
+	m = step(m, tea.KeyMsg{Type: tea.KeyDown}) // task: classify
 	m = stepRun(m, tea.KeyMsg{Type: tea.KeyRight})
 	if got := m.repl.inputs[rParam].Value(); got != "account,billing,technical" {
 		t.Fatalf("labels %q", got)
 	}
-	m = step(m, tea.KeyMsg{Type: tea.KeyTab}) // labels: the user's own
+	m = step(m, tea.KeyMsg{Type: tea.KeyDown}) // labels: the user's own
 	m = step(m, keys(",other"))
 	m = step(m, tea.KeyMsg{Type: tea.KeyShiftTab})
-	m = step(m, tea.KeyMsg{Type: tea.KeyShiftTab}) // adapter: none, then back
+	m = step(m, tea.KeyMsg{Type: tea.KeyUp}) // adapter: none, then back
 	m = stepRun(m, tea.KeyMsg{Type: tea.KeyLeft})
 	m = stepRun(m, tea.KeyMsg{Type: tea.KeyRight})
 	if got := m.repl.inputs[rParam].Value(); got != "account,billing,technical,other" {
@@ -125,5 +125,40 @@ func TestProbBarsTakeBadProbabilities(t *testing.T) {
 		if !strings.Contains(out, "NaN") || !strings.Contains(out, "1.700") {
 			t.Errorf("width %d: %q", w, out)
 		}
+	}
+}
+
+// In the REPL form only a text field takes every key: on the adapter and
+// task choices ?, 1–6 and q act as everywhere else; the help says how to
+// leave the form.
+func TestREPLGlobalKeysOffTextFields(t *testing.T) {
+	m := openREPL(launchService(), 80, 24)
+	m = step(m, tea.KeyMsg{Type: tea.KeyDown}) // into the form: the model
+	if bar := lastLine(m.View()); !strings.Contains(bar, "esc leave") {
+		t.Errorf("the help does not say how to leave the form: %q", bar)
+	}
+	m = step(m, tea.KeyMsg{Type: tea.KeyDown}) // the adapter: a choice
+	if m.repl.focus != rAdapter {
+		t.Fatalf("focus %d", m.repl.focus)
+	}
+	m = step(m, keys("?"))
+	if !m.help.ShowAll {
+		t.Error("? on a choice did not open the help")
+	}
+	m = step(m, keys("?"))
+	m = step(m, keys("1"))
+	if m.tab != TabRuns {
+		t.Fatalf("1 on a choice: tab %d", m.tab)
+	}
+	m = step(m, keys("5"))
+	if _, cmd := m.Update(keys("q")); !quits(cmd) {
+		t.Error("q on a choice does not quit")
+	}
+	for range 3 { // task, (no options for generate), input
+		m = step(m, tea.KeyMsg{Type: tea.KeyDown})
+	}
+	m = step(m, keys("q1?"))
+	if m.tab != TabREPL || m.help.ShowAll || m.repl.inputs[rInput].Value() != "q1?" {
+		t.Errorf("typing in the input: tab %d, help %v, input %q", m.tab, m.help.ShowAll, m.repl.inputs[rInput].Value())
 	}
 }

@@ -213,6 +213,12 @@ func (v runsView) key(ctx *Context, msg tea.KeyMsg) (runsView, tea.Cmd) {
 		return v, nil
 	}
 	switch {
+	case key.Matches(msg, v.keys.Back):
+		if v.filter.Value() != "" { // esc drops the filter that narrows the list
+			v.filter.SetValue("")
+			v.apply(ctx)
+		}
+		return v, nil
 	case key.Matches(msg, v.keys.Mark):
 		if r, ok := v.selected(); ok {
 			v.marked = toggleMark(v.marked, r.ID)
@@ -308,13 +314,12 @@ func (v *runsView) apply(ctx *Context) {
 		}
 		return int(a.Age - b.Age)
 	})
-	v.table.SetColumns(runColumns(ctx.Width))
+	cols := runColumns(ctx.Width)
+	v.table.SetColumns(cols)
+	idW := cols[0].Width - 2 // the cursor's and the mark's columns
 	rows := make([]table.Row, len(v.shown))
 	for i, r := range v.shown {
-		id := r.ID
-		if slices.Contains(v.marked, r.ID) {
-			id = "✓" + id
-		}
+		id := rowSlot(slices.Contains(v.marked, r.ID)) + cutRunID(r.ID, idW)
 		rows[i] = table.Row{id, strings.ToUpper(r.Method), r.Base, r.Dataset, statusLabel(r.Status), metricNames.Replace(r.Best), humanAge(r.Age)}
 	}
 	v.table.SetRows(rows)
@@ -326,15 +331,48 @@ func (v *runsView) apply(ctx *Context) {
 }
 
 // runColumns shares width among the columns; the table pads each cell by
-// one on either side.
+// one on either side. The run id comes first: it is what tells runs apart,
+// so it gets its full width (24, after the cursor's and the mark's columns)
+// as soon as base and data keep 9 each; "best" fits "vloss 0.0412" from
+// 90 columns on.
 func runColumns(width int) []table.Column {
-	const method, status, best, age = 6, 11, 11, 4
-	rest := max(24, width-7*2-method-status-best-age)
-	id := min(24, rest*2/5)
+	const method, status, age = 6, 10, 4
+	const idFull, other = 2 + 24, 9
+	avail := width - 7*2 - method - status - age // run, base, data and best
+	best := 12
+	if avail < idFull+best+2*other {
+		best = 10
+	}
+	rest := max(36, avail-best)
+	id := min(idFull, max(12, rest-2*other))
 	base := (rest - id) / 2
 	data := rest - id - base
-	return []table.Column{{Title: "run", Width: id}, {Title: "method", Width: method}, {Title: "base", Width: base},
+	return []table.Column{{Title: "  run", Width: id}, {Title: "method", Width: method}, {Title: "base", Width: base},
 		{Title: "data", Width: data}, {Title: "status", Width: status}, {Title: "best", Width: best}, {Title: "age", Width: age}}
+}
+
+// runIDTail is how much of a run id's end a cut keeps when it can: the time
+// of day, the method and the random suffix ("182700-sft-ab12" and the dash
+// before), which tell runs of one day apart.
+const runIDTail = 16
+
+// cutRunID shortens a run id to n cells by cutting its middle (the date
+// first), never its suffix: "2026…-182700-sft-ab12", or "…182700-sft-ab12"
+// when there is no room for a useful head.
+func cutRunID(id string, n int) string {
+	r := []rune(id)
+	switch {
+	case len(r) <= n:
+		return id
+	case n <= 1:
+		return string([]rune("…")[:max(n, 0)])
+	}
+	tail := min(runIDTail, n-1)
+	head := n - 1 - tail
+	if head < 4 {
+		head, tail = 0, n-1
+	}
+	return string(r[:head]) + "…" + string(r[len(r)-tail:])
 }
 
 func statusLabel(s string) string {
@@ -381,14 +419,16 @@ func (v runsView) view(ctx *Context) string {
 			"   distill train sft --model DIR --data FILE.jsonl",
 			" and it appears here.")
 	default:
-		lines = append(lines, v.table.View())
+		lines = append(lines, tableWithCursor(v.table))
 	}
 	var foot string
 	switch {
 	case v.confirm != "":
 		foot = st.Warn.Render(fmt.Sprintf("delete %s and its folder? y/n", v.confirm))
-	case v.filter.Focused() || v.filter.Value() != "":
+	case v.filter.Focused():
 		foot = v.filter.View()
+	case v.filter.Value() != "":
+		foot = v.filter.View() + st.Muted.Render("   esc clears the filter")
 	case v.note != "":
 		foot = v.note
 	}

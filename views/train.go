@@ -143,7 +143,7 @@ func (v trainView) update(ctx *Context, msg tea.Msg) (trainView, tea.Cmd) {
 		if msg.id != v.runID {
 			return v, nil
 		}
-		if msg.err != nil {
+		if msg.err != nil && v.ch == nil { // a run of this window may not be recorded yet: its steps come on the channel
 			v.note = "cannot read the run's steps: " + msg.err.Error()
 		}
 		if len(v.losses) > 0 && len(msg.steps) > 0 && msg.steps[0].Step < v.first {

@@ -1,6 +1,7 @@
 package views
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -62,5 +63,23 @@ func TestResumedRunChartsFromItsStart(t *testing.T) {
 	m = step(m, historyMsg{id: id, steps: steps[:6]})
 	if m.train.first != 1 || len(m.train.losses) != 8 || m.train.last.Step != 8 {
 		t.Fatalf("chart from step %d with %d points, at step %d; want 1, 8, 8", m.train.first, len(m.train.losses), m.train.last.Step)
+	}
+}
+
+// TestLiveRunWithoutHistory: a run this window just started may not be in
+// the store yet; its history's error is no note (its steps come on the
+// channel), unlike a run followed through the store.
+func TestLiveRunWithoutHistory(t *testing.T) {
+	ctx := &Context{Svc: launchService(), Width: 100, Height: 30, Styles: DefaultStyles()}
+	v := newTrainView()
+	v, _ = v.update(ctx, WatchMsg{RunID: "r", Ch: make(chan app.Progress)})
+	v, _ = v.update(ctx, historyMsg{id: "r", err: errors.New("metrics of run r: not found")})
+	if v.note != "" {
+		t.Errorf("a live run notes %q", v.note)
+	}
+	v, _ = v.update(ctx, openRunMsg{id: "r", status: "running"})
+	v, _ = v.update(ctx, historyMsg{id: "r", err: errors.New("metrics of run r: not found")})
+	if !strings.Contains(v.note, "not found") {
+		t.Errorf("a run followed through the store notes %q", v.note)
 	}
 }
