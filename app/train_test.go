@@ -339,6 +339,25 @@ func TestRunFolderKeepsItsRun(t *testing.T) {
 	if code, _, stderr := run(append(slices.Clone(args[:len(args)-6]), "--out", failed, "--db", dbPath)...); code != 0 {
 		t.Errorf("a run into a failed run's folder: %s", stderr)
 	}
+	// A folder of the user's own files, or one holding the data, is not
+	// the run's: refused, every file as it was.
+	mine := filepath.Join(tmp, "thesis")
+	os.MkdirAll(mine, 0o755)
+	os.WriteFile(filepath.Join(mine, "notes.txt"), []byte("chapter 1"), 0o644)
+	if code, _, stderr := run(append(slices.Clone(args[:len(args)-6]), "--out", mine, "--db", dbPath)...); code == 0 || !strings.Contains(stderr, "notes.txt") {
+		t.Errorf("a run into a folder of the user's files: exit %d, %s", code, stderr)
+	}
+	inside := filepath.Join(tmp, "with-data")
+	os.MkdirAll(inside, 0o755)
+	b, _ := os.ReadFile(data)
+	os.WriteFile(filepath.Join(inside, heldOutFile), b, 0o644)
+	dataArgs := []string{"train", "sft", "--model", m, "--data", filepath.Join(inside, heldOutFile), "--steps", "1", "--seq-len", "128", "--out", inside, "--db", dbPath}
+	if code, _, stderr := run(dataArgs...); code == 0 || !strings.Contains(stderr, "inside --out") {
+		t.Errorf("a run whose data is in its folder: exit %d, %s", code, stderr)
+	}
+	if after, _ := os.ReadFile(filepath.Join(inside, heldOutFile)); !bytes.Equal(after, b) {
+		t.Error("the data file was overwritten by the run's held-out rows")
+	}
 
 	// Stopped after its first step (as by Ctrl-C), under an ID that is not
 	// its folder's name, it resumes from the folder.

@@ -147,6 +147,9 @@ func (j *TrainJob) create(ctx context.Context) error {
 	if err := checkRunFolderFree(j.Dir); err != nil {
 		return err
 	}
+	if err := j.Cfg.checkDataOutside(j.Dir); err != nil {
+		return err
+	}
 	if err := j.Cfg.fingerprintData(); err != nil {
 		return err
 	}
@@ -181,29 +184,6 @@ func (j *TrainJob) findResumed(ctx context.Context) error {
 		}
 	}
 	return fmt.Errorf("resume %s: no run in the database has this folder (%w): pass the --db it was trained with", j.Dir, err)
-}
-
-// checkRunFolderFree refuses a folder that holds what a run leaves to lose:
-// checkpoints, a trained adapter or model. One that failed before its first
-// checkpoint (a config.yaml and a log alone) may be trained into again.
-func checkRunFolderFree(dir string) error {
-	for _, name := range []string{"checkpoints", "adapter", "model"} {
-		p := filepath.Join(dir, name)
-		st, err := os.Stat(p)
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if st.IsDir() {
-			if entries, err := os.ReadDir(p); err == nil && len(entries) == 0 {
-				continue // an empty checkpoints folder: a run that never checkpointed
-			}
-		}
-		return fmt.Errorf("%s holds a run already (%s): choose another --out, or continue it with `distill train --resume %s`", dir, name, dir)
-	}
-	return nil
 }
 
 // saveConfig records what the run resolved at its start in its

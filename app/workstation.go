@@ -157,7 +157,7 @@ func (w *Workstation) DeleteRun(id string) error {
 }
 
 // deleteRun is `distill runs rm`: refuse an active run, delete the record,
-// then the folder.
+// then what the run wrote in its folder.
 func deleteRun(ctx context.Context, db *store.DB, id string) error {
 	r, err := db.GetRun(ctx, id)
 	if err != nil {
@@ -170,7 +170,7 @@ func deleteRun(ctx context.Context, db *store.DB, id string) error {
 		return err
 	}
 	if r.Dir != "" {
-		return os.RemoveAll(r.Dir)
+		return removeRunFolder(r.Dir)
 	}
 	return nil
 }

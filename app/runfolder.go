@@ -1,0 +1,125 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// runFiles are the entries a run writes in its folder: all that `runs rm`
+// deletes there, and all a folder may hold to be trained into.
+var runFiles = []string{"config.yaml", "checkpoints", "adapter", "model", "log.jsonl", heldOutFile, "eval"}
+
+// checkRunFolderFree refuses an --out that is not the run's to write: a
+// file, a folder holding anything a run does not write (the user's own
+// files, the training data), and one holding what a run leaves to lose —
+// checkpoints, a trained adapter or model. A folder left by a run that
+// failed before its first checkpoint (a config.yaml and a log) may be
+// trained into again.
+func checkRunFolderFree(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) && strings.Contains(pe.Err.Error(), "not a directory") {
+			return fmt.Errorf("--out %s is a file: give a folder for the run", dir)
+		}
+		return err
+	}
+	var foreign []string
+	for _, e := range entries {
+		if !isRunFile(e.Name()) {
+			foreign = append(foreign, e.Name())
+		}
+	}
+	if len(foreign) > 0 {
+		return fmt.Errorf("--out %s holds files a run does not write (%s): a run's folder is its own; choose a new or empty --out", dir, strings.Join(first(foreign, 3), ", "))
+	}
+	for _, name := range []string{"checkpoints", "adapter", "model"} {
+		p := filepath.Join(dir, name)
+		st, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if st.IsDir() {
+			if entries, err := os.ReadDir(p); err == nil && len(entries) == 0 {
+				continue // an empty checkpoints folder: a run that never checkpointed
+			}
+		}
+		return fmt.Errorf("%s holds a run already (%s): choose another --out, or continue it with `distill train --resume %s`", dir, name, dir)
+	}
+	return nil
+}
+
+// isRunFile says a run wrote the folder entry name: one of runFiles, or
+// what an atomic save of one leaves when a crash cuts it short
+// (".adapter.tmp-123", ".adapter.old-123", "val.jsonl.tmp").
+func isRunFile(name string) bool {
+	for _, f := range runFiles {
+		if name == f || name == f+".tmp" || strings.HasPrefix(name, "."+f+".tmp-") || strings.HasPrefix(name, "."+f+".old-") {
+			return true
+		}
+	}
+	return false
+}
+
+// removeRunFolder deletes what a run wrote in dir, then dir itself if
+// nothing else is left: never files the run did not write.
+func removeRunFolder(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if isRunFile(e.Name()) {
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if entries, rerr := os.ReadDir(dir); rerr == nil && len(entries) > 0 {
+			return nil // other files: they stay, and so does the folder
+		}
+		return err
+	}
+	return nil
+}
+
+func first(s []string, n int) []string {
+	if len(s) > n {
+		return append(slices.Clone(s[:n]), "…")
+	}
+	return s
+}
+
+// checkDataOutside refuses data files inside the run's folder: the run
+// writes its own files there (its held-out rows as val.jsonl), and
+// `runs rm` deletes them.
+func (c *RunConfig) checkDataOutside(dir string) error {
+	d, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	for _, p := range c.dataFiles() {
+		a, err := filepath.Abs(p)
+		if err != nil {
+			return err
+		}
+		if rel, err := filepath.Rel(d, a); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			return fmt.Errorf("data file %s is inside --out %s: the run writes its own files there; keep data elsewhere", p, dir)
+		}
+	}
+	return nil
+}
