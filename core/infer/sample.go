@@ -57,17 +57,21 @@ func (s *Sampler) Next(logits []float32, history []int) (int, error) {
 	if p := s.opt.RepetitionPenalty; p > 0 && p != 1 {
 		applyRepetitionPenalty(logits, history, float32(p))
 	}
-	if s.opt.Temperature <= 0 {
+	if !(s.opt.Temperature > 0) { // NaN too: greedy
 		return argmax(logits), nil
 	}
 	// Softmax at temperature over all tokens, then filter: the order HF's
-	// processors use (temperature, top-k, top-p, min-p).
+	// processors use (temperature, top-k, top-p, min-p). A temperature so
+	// small that 1/T overflows leaves the top tokens alone (the limit).
 	inv := 1 / s.opt.Temperature
 	maxL := float64(logits[argmax(logits)])
 	s.cands = s.cands[:0]
 	var sum float64
 	for id, l := range logits {
-		p := math.Exp((float64(l) - maxL) * inv)
+		p := 1.0 // the top logit: exp(0), never 0·Inf
+		if d := float64(l) - maxL; d != 0 {
+			p = math.Exp(d * inv)
+		}
 		if p > 0 {
 			s.cands = append(s.cands, cand{id, p})
 			sum += p

@@ -113,3 +113,29 @@ func TestRepetitionPenalty(t *testing.T) {
 		t.Fatalf("greedy with penalty chose %d, want 2", got)
 	}
 }
+
+// TestExtremeTemperatures: a temperature so small that 1/T overflows
+// samples only the top token (the limit), and a NaN one (or NaN filters)
+// never empties the candidates — the sampler used to panic on both.
+func TestExtremeTemperatures(t *testing.T) {
+	logits := func() []float32 { return []float32{0.5, 2, -1, 2, 1.5} }
+	for _, opt := range []Sampling{
+		{Temperature: 1e-320}, {Temperature: math.SmallestNonzeroFloat64}, {Temperature: math.NaN()},
+		{Temperature: 1, TopP: math.NaN(), MinP: math.NaN(), RepetitionPenalty: math.NaN()},
+		{Temperature: 1e-320, TopK: 1}, {Temperature: 1e-320, MinP: 1},
+	} {
+		s := NewSampler(opt)
+		for range 20 {
+			id, err := s.Next(logits(), nil)
+			if err != nil {
+				t.Fatalf("%+v: %v", opt, err)
+			}
+			if opt.TopP != opt.TopP {
+				continue // a real sample at temperature 1
+			}
+			if id != 1 && id != 3 {
+				t.Fatalf("%+v: token %d, want a top one (1 or 3)", opt, id)
+			}
+		}
+	}
+}
