@@ -456,12 +456,14 @@ func (m Model) bottomBar(keys string) string {
 			id, p = t.runID, t.last
 		}
 	}
+	brief := left // the run and its step: what is left when the view's keys need the room
 	if id != "" {
 		steps := fmt.Sprintf("step %d", p.Step)
 		if p.Total > 0 {
 			steps = fmt.Sprintf("step %d/%d", p.Step, p.Total)
 		}
-		left = fmt.Sprintf(" %s %s  %s  loss %.3f  %.0f tok/s", st.Good.Render("●"), id, steps, p.Loss, p.TokensPerSec)
+		brief = fmt.Sprintf(" %s %s  %s", st.Good.Render("●"), id, steps)
+		left = fmt.Sprintf("%s  loss %.3f  %.0f tok/s", brief, p.Loss, p.TokensPerSec)
 		if d, ok := etaOf(p); ok && m.width >= 100 {
 			left += "  ETA " + humanDuration(d)
 		}
@@ -470,6 +472,17 @@ func (m Model) bottomBar(keys string) string {
 		return fit(left, m.width)
 	}
 	if lipgloss.Width(left)+lipgloss.Width(keys)+2 > m.width {
+		// In a text field, where q and ? are typed, not obeyed, the form's
+		// keys ("esc leave form") matter more than the run's figures: the
+		// run and its step stay.
+		fits := func(l, k string) bool { return lipgloss.Width(l)+lipgloss.Width(k)+2 <= m.width }
+		if v := m.keyMap().view; v != nil && m.typing() {
+			for _, k := range []string{keys, m.help.ShortHelpView(v.ShortHelp())} {
+				if fits(brief, k) {
+					return barLine(brief, k+" ", m.width)
+				}
+			}
+		}
 		keys = m.help.ShortHelpView([]key.Binding{m.keys.Help, m.keys.Quit})
 	}
 	if lipgloss.Width(left)+lipgloss.Width(keys)+2 > m.width {
@@ -494,4 +507,19 @@ func (m *Model) follow(msg WatchMsg) tea.Cmd {
 	var cmd tea.Cmd
 	m.train, cmd = m.train.update(&m.ctx, msg)
 	return cmd
+}
+
+// typing says the view on screen sends keys to a text field.
+func (m Model) typing() bool {
+	switch m.tab {
+	case TabRuns:
+		return m.runs.capturing()
+	case TabLaunch:
+		return m.launch.capturing()
+	case TabREPL:
+		return m.repl.capturing()
+	case TabAdapters:
+		return m.adapters.capturing()
+	}
+	return false
 }

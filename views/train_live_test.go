@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	tea "github.com/charmbracelet/bubbletea"
+
 	"distill/app"
 )
 
@@ -81,5 +83,23 @@ func TestLiveRunWithoutHistory(t *testing.T) {
 	v, _ = v.update(ctx, historyMsg{id: "r", err: errors.New("metrics of run r: not found")})
 	if !strings.Contains(v.note, "not found") {
 		t.Errorf("a run followed through the store notes %q", v.note)
+	}
+}
+
+// TestNarrowBarKeepsFormKeys: at 80 columns with a run training, the
+// bottom bar keeps a form's keys ("esc leave form") and shortens the run's
+// line to its id and step, instead of dropping the keys.
+func TestNarrowBarKeepsFormKeys(t *testing.T) {
+	const id = "20261127-121742-sft-ca48"
+	m := newTestModel(&fakeService{runs: threeRuns()}, 80, 24)
+	ch := make(chan app.Progress, 4)
+	m = step(m, WatchMsg{RunID: id, Ch: ch})
+	m = step(m, ProgressMsg{Progress: syntheticSteps(id, 3, 40)[2], from: ch})
+	m = step(m, tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("2")})
+	m = step(m, tea.KeyMsg{Type: tea.KeyDown})
+	lines := strings.Split(m.View(), "\n")
+	bar := lines[len(lines)-1]
+	if !strings.Contains(bar, "esc") || !strings.Contains(bar, id) || !strings.Contains(bar, "step 3/40") {
+		t.Errorf("bottom bar at 80 columns: %q", bar)
 	}
 }
