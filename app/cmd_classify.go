@@ -3,6 +3,7 @@ package app
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"distill/core/data"
@@ -36,7 +37,13 @@ func runClassify(env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, _, err := newClassifier(eng, *dir, splitLabels(*labels), *tmplPath, *calibrate, strings.Split(*nulls, "|"), *lengthNorm, bias)
+	ls := splitLabels(*labels)
+	for l := range bias {
+		if !slices.Contains(ls, l) {
+			return fmt.Errorf("--bias names %q, which is not one of --labels (%s)", l, strings.Join(ls, ", "))
+		}
+	}
+	c, _, err := newClassifier(eng, *dir, ls, *tmplPath, *calibrate, strings.Split(*nulls, "|"), *lengthNorm, bias)
 	if err != nil {
 		return err
 	}
@@ -71,6 +78,9 @@ func newClassifier(eng engineFlags, dir string, labels []string, tmplPath string
 		if !strings.Contains(tmpl, "{text}") {
 			return nil, "", fmt.Errorf("%s: the template has no {text} placeholder", tmplPath)
 		}
+	}
+	if err := checkModelDir(dir); err != nil {
+		return nil, "", err
 	}
 	tok, err := tokenizer.Load(dir)
 	if err != nil {

@@ -86,6 +86,12 @@ func runCodegen(env *Env, args []string) error {
 	if *dir == "" || *task == "" {
 		return fmt.Errorf("--model and --task are required")
 	}
+	if err := checkCodegenFlags(*lang, *maxTokens); err != nil {
+		return err
+	}
+	if *timeout <= 0 {
+		return fmt.Errorf("--timeout %s: want a positive duration per check command, e.g. 60s", *timeout)
+	}
 	gen, closeModel, err := openGenerator(eng, *dir, *useChat)
 	if err != nil {
 		return err
@@ -125,6 +131,9 @@ func evalCodegen(env *Env, args []string) error {
 	}
 	if *f.data == "" {
 		return fmt.Errorf("--data is required")
+	}
+	if err := checkCodegenFlags(*lang, *maxTokens); err != nil {
+		return err
 	}
 	db, err := store.Open(*f.dbPath)
 	if err != nil {
@@ -168,6 +177,23 @@ func evalCodegen(env *Env, args []string) error {
 	}
 	rep.Table(env.Stdout)
 	fmt.Fprintf(env.Stdout, "report: %s\n", path)
+	return nil
+}
+
+// codegenLanguages are the languages codegen has checks for, as
+// --language takes them.
+var codegenLanguages = []string{"go", "python"}
+
+// checkCodegenFlags refuses a --language codegen has no checks for (its
+// code would count as built without a compiler looking at it) and a
+// non-positive --max-tokens.
+func checkCodegenFlags(lang string, maxTokens int) error {
+	if codegen.DefaultChecks(lang) == nil {
+		return fmt.Errorf("--language %q: codegen knows %s (also golang, py, python3)", lang, strings.Join(codegenLanguages, " and "))
+	}
+	if maxTokens <= 0 {
+		return fmt.Errorf("--max-tokens must be positive, got %d", maxTokens)
+	}
 	return nil
 }
 

@@ -3,8 +3,10 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -119,12 +121,12 @@ func (f evalFlags) subset(ds *data.Dataset, w io.Writer) ([]data.Row, error) {
 		return ds.Rows, nil
 	}
 	per := data.PerClass{}
-	if n, err := strconv.Atoi(*f.balanced); err == nil {
+	if n, err := strconv.Atoi(*f.balanced); err == nil && n >= 1 {
 		per.Count = n
 	} else if x, err := strconv.ParseFloat(*f.balanced, 64); err == nil && x > 0 && x <= 1 {
 		per.Fraction = x
 	} else {
-		return nil, fmt.Errorf("--balanced %q: want a count per class or a fraction in (0, 1]", *f.balanced)
+		return nil, fmt.Errorf("--balanced %q: want a count >= 1 (rows per class) or a fraction in (0, 1]", *f.balanced)
 	}
 	rows, short, err := data.BalancedSample(ds.Rows, per, *f.seed)
 	for _, s := range short {
@@ -161,6 +163,9 @@ func evalClassify(env *Env, args []string) error {
 	labels := ds.Labels()
 	if *labelsFlag != "" {
 		labels = splitLabels(*labelsFlag)
+	}
+	if err := checkGoldLabels(ds, labels, *labelsFlag != ""); err != nil {
+		return err
 	}
 	rows, err := f.subset(ds, env.Stderr)
 	if err != nil {
@@ -205,11 +210,11 @@ func evalClassify(env *Env, args []string) error {
 	}
 	calRep, err := eval.Classification(labels, gold, cal, margins)
 	if err != nil {
-		return err
+		return rowErr(ds.Path, rows, err)
 	}
 	rawRep, err := eval.Classification(labels, gold, raw, nil)
 	if err != nil {
-		return err
+		return rowErr(ds.Path, rows, err)
 	}
 	summary := calRep.Summary()
 	for k, v := range rawRep.Summary() {
@@ -243,6 +248,41 @@ func evalClassify(env *Env, args []string) error {
 	return nil
 }
 
+// checkGoldLabels refuses, before any row is scored, a data row whose
+// label is not one of labels (given: from --labels), naming its file and
+// line; and labels given twice.
+func checkGoldLabels(ds *data.Dataset, labels []string, given bool) error {
+	seen := map[string]bool{}
+	for _, l := range labels {
+		if l == "" {
+			return fmt.Errorf("--labels %q: an empty label", strings.Join(labels, ","))
+		}
+		if seen[l] {
+			return fmt.Errorf("--labels: label %q is given twice", l)
+		}
+		seen[l] = true
+	}
+	for _, r := range ds.Rows {
+		if !seen[r.Label] {
+			if given {
+				return fmt.Errorf("%s:%d: gold label %q is not one of --labels (%s): add it to --labels, or leave --labels out to take the data's", ds.Path, r.Line, r.Label, strings.Join(labels, ", "))
+			}
+			return fmt.Errorf("%s:%d: gold label %q is not one of the data's labels (%s)", ds.Path, r.Line, r.Label, strings.Join(labels, ", "))
+		}
+	}
+	return nil
+}
+
+// rowErr names the file and 1-based line of an eval.RowError, whose Row
+// indexes rows.
+func rowErr(path string, rows []data.Row, err error) error {
+	var re *eval.RowError
+	if errors.As(err, &re) && re.Row >= 0 && re.Row < len(rows) {
+		return fmt.Errorf("%s:%d: %s", path, rows[re.Row].Line, re.Msg)
+	}
+	return err
+}
+
 func argmaxLabel(p map[string]float64, labels []string) string {
 	best := labels[0]
 	for _, l := range labels {
@@ -270,9 +310,16 @@ func parseBias(s string) (map[string]float64, error) {
 	out := map[string]float64{}
 	for _, kv := range strings.Split(s, ",") {
 		k, v, ok := strings.Cut(kv, "=")
-		x, err := strconv.ParseFloat(v, 64)
-		if !ok || err != nil {
-			return nil, fmt.Errorf("--bias: %q is not label=offset", kv)
+		k = strings.TrimSpace(k)
+		x, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if !ok || err != nil || k == "" {
+			return nil, fmt.Errorf("--bias: %q is not label=offset (e.g. a=0.3,b=-0.5)", kv)
+		}
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return nil, fmt.Errorf("--bias: label %q: offset %s is not a finite number", k, strings.TrimSpace(v))
+		}
+		if _, dup := out[k]; dup {
+			return nil, fmt.Errorf("--bias: label %q is given twice", k)
 		}
 		out[k] = x
 	}

@@ -94,6 +94,9 @@ func runExtract(env *Env, args []string) error {
 	if *dir == "" || *schemaPath == "" || *docPath == "" {
 		return fmt.Errorf("--model, --schema and --document are required")
 	}
+	if *maxTokens <= 0 {
+		return fmt.Errorf("--max-tokens must be positive, got %d", *maxTokens)
+	}
 	doc, err := os.ReadFile(*docPath)
 	if err != nil {
 		return err
@@ -143,6 +146,12 @@ func evalIDP(env *Env, args []string) error {
 	}
 	if *f.data == "" || *schemaPath == "" {
 		return fmt.Errorf("--data and --schema are required")
+	}
+	if *maxTokens <= 0 {
+		return fmt.Errorf("--max-tokens must be positive, got %d", *maxTokens)
+	}
+	if *limit < 0 {
+		return fmt.Errorf("--limit %d: want 0 (every document) or more", *limit)
 	}
 	db, err := store.Open(*f.dbPath)
 	if err != nil {

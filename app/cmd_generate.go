@@ -2,7 +2,9 @@ package app
 
 import (
 	"context"
+	"flag"
 	"fmt"
+	"math"
 	"os"
 	"os/signal"
 	"strings"
@@ -46,6 +48,14 @@ func runGenerate(env *Env, args []string) error {
 	if *maxTokens <= 0 {
 		return fmt.Errorf("--max-tokens must be positive, got %d", *maxTokens)
 	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if err := checkSamplingFlags(given, *temp, *topK, *topP, *minP, *rep); err != nil {
+		return err
+	}
+	if err := checkModelDir(*dir); err != nil {
+		return err
+	}
 	tok, err := tokenizer.Load(*dir)
 	if err != nil {
 		return err
@@ -78,9 +88,13 @@ func runGenerate(env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	p := *topP
+	if given["top-p"] && p == 0 {
+		p = math.SmallestNonzeroFloat64 // the top token only, as the HTTP API reads top_p 0 (infer's 0 is "off")
+	}
 	opt := infer.GenerateOptions{
 		MaxTokens: *maxTokens,
-		Sampling:  samplingFrom(gc, *temp, *topK, *topP, *minP, *rep, *seed),
+		Sampling:  samplingFrom(gc, *temp, *topK, p, *minP, *rep, *seed),
 		EOS:       m.EOSIDs(gc),
 		Stop:      stops,
 	}
@@ -117,6 +131,32 @@ func runGenerate(env *Env, args []string) error {
 		fmt.Fprintln(env.Stdout)
 	}
 	fmt.Fprintf(env.Stderr, "[%d prompt tokens, %d generated, %.1f tokens/s, stop: %s]\n", res.PromptTokens, res.CompletionTokens, res.TokensPerSecond, res.StopReason)
+	return nil
+}
+
+// maxTemperature is the highest sampling temperature the CLI and the
+// HTTP API (options.temperature on /infer) accept.
+const maxTemperature = 100
+
+// checkSamplingFlags refuses sampling flags given out of range, by the
+// rules the HTTP API applies to the same options (serve_request.go):
+// temperature in [0, 100], top-p and min-p in [0, 1], top-k 0 or more, a
+// positive repetition penalty. Flags not given (their -1 defaults: the
+// checkpoint's generation_config.json decides) are not checked; NaN and
+// ±Inf are refused wherever given.
+func checkSamplingFlags(given map[string]bool, temp float64, topK int, topP, minP, rep float64) error {
+	switch {
+	case given["temperature"] && !(temp >= 0 && temp <= maxTemperature):
+		return fmt.Errorf("--temperature %g: want a number in [0, %d] (0: greedy)", temp, maxTemperature)
+	case given["top-k"] && topK < 0:
+		return fmt.Errorf("--top-k %d: want 0 or more (0: off)", topK)
+	case given["top-p"] && !(topP >= 0 && topP <= 1):
+		return fmt.Errorf("--top-p %g: want a number in [0, 1] (1: off; 0: the top token only)", topP)
+	case given["min-p"] && !(minP >= 0 && minP <= 1):
+		return fmt.Errorf("--min-p %g: want a number in [0, 1] (0: off)", minP)
+	case given["repetition-penalty"] && !(rep > 0 && !math.IsInf(rep, 1)):
+		return fmt.Errorf("--repetition-penalty %g: want a positive number (1: off; above 1 discourages repeats)", rep)
+	}
 	return nil
 }
 

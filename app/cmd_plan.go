@@ -3,6 +3,7 @@ package app
 import (
 	"flag"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -175,8 +176,10 @@ func parseBytes(s string) (int64, error) {
 		}
 	}
 	x, err := strconv.ParseFloat(t, 64)
-	if err != nil || x <= 0 {
-		return 0, fmt.Errorf("%q: want a size such as 8GB, 3.5GiB or 512MB", s)
+	// !(b >= 1) refuses NaN as well as nothing; 2^63 and more would not fit
+	// (and ±Inf is one of them).
+	if b := x * mul; err != nil || !(b >= 1) || b >= math.MaxInt64 {
+		return 0, fmt.Errorf("%q: want a positive size such as 8GB, 3.5GiB or 512MB", s)
 	}
 	return int64(x * mul), nil
 }

@@ -57,7 +57,8 @@ func TestParseBytes(t *testing.T) {
 			t.Errorf("%s: %d %v, want %d", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "GB", "-1GB", "eight"} {
+	// NaN slipped past x <= 0; ±Inf and sizes past 2^63 do not fit an int64.
+	for _, in := range []string{"", "GB", "-1GB", "eight", "NaNGB", "NaN", "InfGB", "+Inf", "-Inf", "0", "0.1B", "1e30TB", "9.3e18"} {
 		if _, err := parseBytes(in); err == nil {
 			t.Errorf("%q: no error", in)
 		}

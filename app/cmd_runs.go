@@ -2,7 +2,11 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"os"
 	"text/tabwriter"
 	"time"
 
@@ -31,7 +35,10 @@ func runRuns(env *Env, args []string) error {
 	if err := parse(fs, rest); err != nil {
 		return err
 	}
-	db, err := store.Open(*dbPath)
+	if sub != "list" && sub != "show" && sub != "rm" {
+		return fmt.Errorf("runs: unknown subcommand %q (list, show ID, rm ID)", sub)
+	}
+	db, err := openExistingDB(*dbPath)
 	if err != nil {
 		return err
 	}
@@ -100,6 +107,41 @@ func runRuns(env *Env, args []string) error {
 		return nil
 	}
 	return fmt.Errorf("runs: unknown subcommand %q (list, show ID, rm ID)", sub)
+}
+
+// sqliteHeader opens every SQLite database file.
+const sqliteHeader = "SQLite format 3\x00"
+
+// openExistingDB opens the run database at path for commands that only
+// read or edit what is recorded (runs list, show, rm): unlike store.Open,
+// which training uses, it creates nothing, and it refuses a file that is
+// not SQLite rather than letting SQLite take it over (an empty file would
+// become a database).
+func openExistingDB(path string) (*store.DB, error) {
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("no run database at %s: train a run first, or pass --db", path)
+	case err != nil:
+		return nil, fmt.Errorf("--db %s: %w", path, err)
+	case st.IsDir():
+		return nil, fmt.Errorf("--db %s is a folder: give the run database file (default %s)", path, defaultDB)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("--db %s: %w", path, err)
+	}
+	head := make([]byte, len(sqliteHeader))
+	n, _ := io.ReadFull(f, head)
+	f.Close()
+	if string(head[:n]) != sqliteHeader {
+		what := "not an SQLite file"
+		if st.Size() == 0 {
+			what = "an empty file"
+		}
+		return nil, fmt.Errorf("--db %s is %s, not a run database: pass the database `distill train` writes (default %s)", path, what, defaultDB)
+	}
+	return store.Open(path)
 }
 
 func runJSON(r store.Run) map[string]any {

@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -28,11 +29,17 @@ func runScore(env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if len(ids) < 2 {
+		return fmt.Errorf("--ids: give at least two ids: the first is the context, and each one after it is scored given those before it")
+	}
 	be, m, err := openModel(eng, *dir)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
+	if n := m.Config.MaxPositionEmbeddings; n > 0 && len(ids) > n {
+		return fmt.Errorf("--ids: %d ids is more than the model's context length of %d (max_position_embeddings in %s): give at most %d", len(ids), n, filepath.Join(*dir, "config.json"), n)
+	}
 	for i, id := range ids {
 		if id >= m.Config.VocabSize {
 			return fmt.Errorf("--ids: id %d at index %d is outside the model's vocabulary [0, %d)", id, i, m.Config.VocabSize)

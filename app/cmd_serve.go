@@ -47,8 +47,14 @@ func runServe(env *Env, args []string) error {
 	if *dir == "" {
 		return fmt.Errorf("--model is required")
 	}
+	if err := checkServeFlags(*adapters, *queue, *batch, *maxTokens, *maxBody, *timeout, *quant); err != nil {
+		return err
+	}
 	offload, err := parseOffload(*offloadFlag)
 	if err != nil {
+		return err
+	}
+	if err := checkModelDir(*dir); err != nil {
 		return err
 	}
 	key := *apiKey
@@ -117,6 +123,35 @@ func runServe(env *Env, args []string) error {
 	}
 	if err, ok := s.loadErr.Load().(error); ok && !errors.Is(err, errClosedWhileLoading) {
 		return err
+	}
+	return nil
+}
+
+// checkServeFlags refuses serve's limits when not positive: ServeConfig's
+// zero values mean "the default" for callers in code, but a flag given as
+// 0 or less on the command line is a mistake to name, not to replace.
+func checkServeFlags(adapters, queue, batch, maxTokens int, maxBody int64, timeout time.Duration, quant string) error {
+	for _, c := range []struct {
+		flag, want string
+		v          int64
+	}{
+		{"--adapters", "adapters kept in memory, 1 or more", int64(adapters)},
+		{"--queue", "requests that may wait, 1 or more", int64(queue)},
+		{"--max-batch", "1 or more (1: no classification batching)", int64(batch)},
+		{"--max-tokens", "1 or more tokens per request", int64(maxTokens)},
+		{"--max-body", "a positive number of bytes", maxBody},
+	} {
+		if c.v <= 0 {
+			return fmt.Errorf("%s %d: want %s", c.flag, c.v, c.want)
+		}
+	}
+	if timeout <= 0 {
+		return fmt.Errorf("--timeout %s: want a positive duration, e.g. 2m", timeout)
+	}
+	switch quant {
+	case "none", "nf4", "q8":
+	default:
+		return fmt.Errorf("--quant %q: want none, nf4 or q8", quant)
 	}
 	return nil
 }

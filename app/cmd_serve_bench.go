@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -66,7 +67,19 @@ func runServeBench(env *Env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	only, err := checkServeBenchFlags(*clients, *requests, *maxTokens, *maxBatch, *mix, given["mix"])
+	if err != nil {
+		return err
+	}
 	if *dir == "" {
+		if _, ok := model.Shapes[*shape]; !ok {
+			return fmt.Errorf("--shape %q: unknown shape (known: %s)", *shape, shapeNames())
+		}
+		if _, err := os.Stat(filepath.Join(*tokDir, "tokenizer.json")); err != nil {
+			return fmt.Errorf("--tokenizer %s: no tokenizer.json (run `make tools`, or pass --tokenizer or --model)", *tokDir)
+		}
 		tmp, err := os.MkdirTemp("", "distill-serve-bench-")
 		if err != nil {
 			return err
@@ -76,15 +89,8 @@ func runServeBench(env *Env, args []string) error {
 		if err := writeBenchModel(*dir, *tokDir, *shape); err != nil {
 			return err
 		}
-	}
-	var only []string
-	if *mix != "" {
-		only = strings.Split(*mix, ",")
-		for _, e := range only {
-			if !strings.Contains(benchMixNames(), e) {
-				return fmt.Errorf("--mix: unknown endpoint %q (known: %s)", e, benchMixNames())
-			}
-		}
+	} else if err := checkModelDir(*dir); err != nil {
+		return err
 	}
 	rep, err := serveBench(context.Background(), *dir, *clients, *requests, *maxTokens, *maxBatch, only...)
 	if err != nil {
@@ -109,6 +115,54 @@ func runServeBench(env *Env, args []string) error {
 		return fmt.Errorf("%d of %d requests failed; first: %s", rep.Errors, rep.Requests, strings.Join(rep.FirstErrors, "; "))
 	}
 	return nil
+}
+
+// maxBenchRequests bounds --requests: the report holds a sample per request.
+const maxBenchRequests = 1_000_000
+
+// maxBenchTokens bounds --max-tokens (extraction asks for four times it).
+const maxBenchTokens = 1 << 20
+
+// checkServeBenchFlags refuses serve-bench flags that would crash the run
+// or make its report meaningless, and returns the endpoints --mix names
+// (nil: all). mixGiven says --mix was on the command line, so that an
+// empty --mix "" is refused rather than read as the default.
+func checkServeBenchFlags(clients, requests, maxTokens, maxBatch int, mix string, mixGiven bool) ([]string, error) {
+	switch {
+	case clients < 1:
+		return nil, fmt.Errorf("--clients %d: want at least 1 concurrent client", clients)
+	case requests < 1:
+		return nil, fmt.Errorf("--requests %d: want at least 1 request", requests)
+	case requests > maxBenchRequests:
+		return nil, fmt.Errorf("--requests %d: at most %d (a longer load test tells no more)", requests, maxBenchRequests)
+	case maxTokens < 1:
+		return nil, fmt.Errorf("--max-tokens %d: want at least 1 token per generation", maxTokens)
+	case maxTokens > maxBenchTokens:
+		return nil, fmt.Errorf("--max-tokens %d: at most %d", maxTokens, maxBenchTokens)
+	case maxBatch < 1:
+		return nil, fmt.Errorf("--max-batch %d: want at least 1 (1: no classification batching)", maxBatch)
+	}
+	if !mixGiven {
+		return nil, nil
+	}
+	var only []string
+	for _, e := range strings.Split(mix, ",") {
+		e = strings.TrimSpace(e)
+		if e == "" {
+			return nil, fmt.Errorf("--mix %q: an empty endpoint name; give comma-separated endpoints from %s", mix, benchMixNames())
+		}
+		known := false
+		for _, m := range benchMix {
+			known = known || m.name == e
+		}
+		if !known {
+			return nil, fmt.Errorf("--mix: unknown endpoint %q (known: %s)", e, benchMixNames())
+		}
+		if !slices.Contains(only, e) {
+			only = append(only, e)
+		}
+	}
+	return only, nil
 }
 
 func benchMixNames() string {
@@ -142,7 +196,13 @@ func writeBenchModel(dir, tokDir, shape string) error {
 // serveBench serves dir on a loopback port and sends requests requests
 // from clients concurrent clients, cycling through benchMix.
 func serveBench(ctx context.Context, dir string, clients, requests, maxTokens, maxBatch int, only ...string) (*serveBenchReport, error) {
-	s := NewServer(ServeConfig{Model: dir, Queue: 2 * clients, MaxBatch: maxBatch})
+	if clients < 1 || requests < 1 || maxTokens < 1 || maxBatch < 1 {
+		return nil, fmt.Errorf("serve-bench: clients, requests, max tokens and max batch must be positive, got %d, %d, %d and %d", clients, requests, maxTokens, maxBatch)
+	}
+	clients = min(clients, requests) // more would find no request to send
+	// The server's token limit must let every request through: extraction
+	// asks for four times maxTokens.
+	s := NewServer(ServeConfig{Model: dir, Queue: 2 * clients, MaxBatch: maxBatch, MaxTokens: max(2048, 4*maxTokens)})
 	defer s.Close()
 	if err := s.Load(); err != nil {
 		return nil, err
@@ -164,6 +224,9 @@ func serveBench(ctx context.Context, dir string, clients, requests, maxTokens, m
 		for range m.weight {
 			cycle = append(cycle, m.name)
 		}
+	}
+	if len(cycle) == 0 {
+		return nil, fmt.Errorf("serve-bench: no endpoint to send: %q names none of %s", strings.Join(only, ","), benchMixNames())
 	}
 	type sample struct {
 		endpoint string

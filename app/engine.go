@@ -1,9 +1,14 @@
 package app
 
 import (
+	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 
 	"distill/core/lora"
 	"distill/core/model"
@@ -33,9 +38,46 @@ func addEngineFlags(fs *flag.FlagSet, notice io.Writer) engineFlags {
 	}
 }
 
+// checkModelDir says, before anything loads, when dir is not a model
+// folder: a PEFT adapter or a training run's folder given in the base's
+// place, a folder without config.json, or a file. A missing path and a
+// broken config.json are left to model.Load, which names them.
+func checkModelDir(dir string) error {
+	st, err := os.Stat(dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("model folder %s: no such folder", dir)
+		}
+		return fmt.Errorf("model folder %s: %w", dir, err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%s has no config.json: not a model folder (it is a file: give the folder that holds config.json and the weights)", dir)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "config.json")); err == nil {
+		return nil
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "adapter_config.json")); err == nil {
+		base := ""
+		var ac struct {
+			Base string `json:"base_model_name_or_path"`
+		}
+		if json.Unmarshal(b, &ac) == nil && ac.Base != "" {
+			base = fmt.Sprintf(" (trained on %s)", ac.Base)
+		}
+		return fmt.Errorf("%s is a LoRA adapter (adapter_config.json): pass it as --adapter and its base model%s as --model", dir, base)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "adapter", "adapter_config.json")); err == nil {
+		return fmt.Errorf("%s is a training run's folder, not a model folder: pass %s as --adapter and the run's base model as --model", dir, filepath.Join(dir, "adapter"))
+	}
+	return fmt.Errorf("%s has no config.json: not a model folder", dir)
+}
+
 // openModel opens the compute device, loads the model folder and applies
 // the adapter, if any.
 func openModel(f engineFlags, dir string) (tensor.Backend, *model.Model, error) {
+	if err := checkModelDir(dir); err != nil {
+		return nil, nil, err
+	}
 	be, err := tensor.Open(*f.device)
 	if err != nil {
 		return nil, nil, err
@@ -98,6 +140,9 @@ func cpuBackend(f engineFlags) (tensor.Backend, error) {
 
 // openForTask loads the tokenizer and the model (flags applied) for a task.
 func openForTask(f engineFlags, dir string) (*tokenizer.Tokenizer, tensor.Backend, *model.Model, error) {
+	if err := checkModelDir(dir); err != nil {
+		return nil, nil, nil, err
+	}
 	tok, err := tokenizer.Load(dir)
 	if err != nil {
 		return nil, nil, nil, err

@@ -360,8 +360,10 @@ func TestServeCommandFlags(t *testing.T) {
 	if !strings.Contains(stderr, "GPU backend") {
 		t.Error("serve -h does not say --cpu-offload is for a GPU backend")
 	}
-	// A model folder that does not load fails the command (after binding).
-	if code, _, stderr := run("serve", "--model", t.TempDir(), "--addr", "127.0.0.1:0", "--db", ""); code != 1 || !strings.Contains(stderr, "distill serve: read tokenizer") {
+	// A folder that is no model is refused before binding (a model folder
+	// that does not load fails the command after binding:
+	// TestServeModelLoadFails).
+	if code, _, stderr := run("serve", "--model", t.TempDir(), "--addr", "127.0.0.1:0", "--db", ""); code != 1 || !strings.Contains(stderr, "has no config.json: not a model folder") {
 		t.Fatalf("serve of an empty folder: %d %q", code, stderr)
 	}
 }

@@ -47,6 +47,28 @@ type PerClass struct {
 	Fraction float64
 }
 
+// String reads per as a user gave it: "count 3", "fraction 0.2".
+func (per PerClass) String() string {
+	switch {
+	case per.Count != 0 && per.Fraction != 0:
+		return fmt.Sprintf("both count %d and fraction %g", per.Count, per.Fraction)
+	case per.Fraction != 0:
+		return fmt.Sprintf("fraction %g", per.Fraction)
+	case per.Count != 0:
+		return fmt.Sprintf("count %d", per.Count)
+	}
+	return "neither a count nor a fraction"
+}
+
+// valid says per sets exactly one of a count >= 1 and a fraction in
+// (0, 1) — (0, 1] when whole is true. NaN is no fraction.
+func (per PerClass) valid(whole bool) bool {
+	if per.Count != 0 {
+		return per.Count >= 1 && per.Fraction == 0
+	}
+	return per.Fraction > 0 && (per.Fraction < 1 || whole && per.Fraction == 1)
+}
+
 // ClassShortfall is a class with too few rows for the validation rows
 // asked of it.
 type ClassShortfall struct {
@@ -67,8 +89,8 @@ func (s ClassShortfall) String() string {
 // such classes are returned in short, sorted by label. Classes are drawn in
 // label order, so the split depends only on the rows and the seed.
 func BalancedSplit(rows []Row, per PerClass, seed uint64) (train, val []Row, short []ClassShortfall, err error) {
-	if per.Fraction >= 1 {
-		return nil, nil, nil, fmt.Errorf("balanced split: want a count >= 0 or a fraction in [0, 1), got %+v", per)
+	if !per.valid(false) {
+		return nil, nil, nil, fmt.Errorf("balanced split: want a count >= 1 or a fraction in (0, 1) of each class's rows, got %v", per)
 	}
 	inVal, short, err := perClass(rows, per, seed, 1)
 	if err != nil {
@@ -84,8 +106,8 @@ func BalancedSplit(rows []Row, per PerClass, seed uint64) (train, val []Row, sho
 // class and none dominating. Classes with fewer rows than asked give all
 // they have and are returned in short, sorted by label.
 func BalancedSample(rows []Row, per PerClass, seed uint64) (sample []Row, short []ClassShortfall, err error) {
-	if per.Fraction > 1 {
-		return nil, nil, fmt.Errorf("balanced sample: want a count >= 0 or a fraction in (0, 1], got %+v", per)
+	if !per.valid(true) {
+		return nil, nil, fmt.Errorf("balanced sample: want a count >= 1 or a fraction in (0, 1] of each class's rows, got %v", per)
 	}
 	in, short, err := perClass(rows, per, seed, 0)
 	if err != nil {
@@ -99,12 +121,12 @@ func BalancedSample(rows []Row, per PerClass, seed uint64) (sample []Row, short 
 // unmarked; classes that could not give what was asked are returned.
 func perClass(rows []Row, per PerClass, seed uint64, keep int) (marked []bool, short []ClassShortfall, err error) {
 	switch {
-	case per.Count < 0 || math.IsNaN(per.Fraction) || per.Fraction < 0:
-		return nil, nil, fmt.Errorf("want a count >= 0 or a fraction, got %+v", per)
-	case per.Count > 0 && per.Fraction > 0:
+	case per.Count != 0 && per.Fraction != 0:
 		return nil, nil, errors.New("set a per-class count or a fraction, not both")
 	case per.Count == 0 && per.Fraction == 0:
 		return nil, nil, errors.New("set a per-class count or a fraction")
+	case !per.valid(true):
+		return nil, nil, fmt.Errorf("want a count >= 1 or a fraction in (0, 1], got %v", per)
 	}
 	byLabel := map[string][]int{}
 	for i, r := range rows {

@@ -3,6 +3,7 @@ package data
 import (
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -233,6 +234,35 @@ func TestBalancedSample(t *testing.T) {
 	}
 	if _, _, err := BalancedSample(rows, PerClass{Fraction: 1.5}, 3); err == nil {
 		t.Error("fraction 1.5 accepted")
+	}
+}
+
+// TestPerClassErrors: a bad count or fraction is refused in words a user
+// reads, not as a Go struct ({Count:-1 Fraction:0}).
+func TestPerClassErrors(t *testing.T) {
+	rows := numberedRows("a", "a", "b", "b")
+	for _, tc := range []struct {
+		per  PerClass
+		want string
+	}{
+		{PerClass{Count: -1}, "want a count >= 1 or a fraction in (0, 1] of each class's rows, got count -1"},
+		{PerClass{Fraction: -0.5}, "got fraction -0.5"},
+		{PerClass{Fraction: math.NaN()}, "got fraction NaN"},
+		{PerClass{Fraction: math.Inf(1)}, "got fraction +Inf"},
+		{PerClass{Fraction: 1.5}, "got fraction 1.5"},
+		{PerClass{Count: 2, Fraction: 0.5}, "got both count 2 and fraction 0.5"},
+		{PerClass{}, "got neither a count nor a fraction"},
+	} {
+		_, _, err := BalancedSample(rows, tc.per, 1)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "{") {
+			t.Errorf("BalancedSample(%v): %v, want %q", tc.per, err, tc.want)
+		}
+	}
+	for _, per := range []PerClass{{Count: -1}, {Fraction: 1}, {Fraction: math.NaN()}} {
+		_, _, _, err := BalancedSplit(rows, per, 1)
+		if err == nil || !strings.Contains(err.Error(), "want a count >= 1 or a fraction in (0, 1)") || strings.Contains(err.Error(), "{") {
+			t.Errorf("BalancedSplit(%v): %v", per, err)
+		}
 	}
 }
 
