@@ -32,6 +32,11 @@ func register(c command) { commands = append(commands, c) }
 // the details.
 var errUsage = errors.New("usage")
 
+// errInterrupted marks work the user stopped (Ctrl-C) after saving what it
+// could, already said on stdout: exit code 130, as a shell's for SIGINT, so
+// `distill train … && distill gguf …` does not go on with an unfinished run.
+var errInterrupted = errors.New("interrupted")
+
 // Main runs the CLI and returns the process exit code. Errors are reported as
 // one line on stderr.
 func Main(args []string, stdout, stderr io.Writer) int {
@@ -48,6 +53,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 				return 0
 			case errors.Is(err, errUsage):
 				return 2
+			case errors.Is(err, errInterrupted):
+				return 130
 			case errors.Is(err, flag.ErrHelp):
 				return 0
 			}

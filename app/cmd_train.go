@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"distill/core/train"
 	"distill/store"
 )
 
@@ -45,6 +46,9 @@ func runTrain(env *Env, args []string) error {
 		return err
 	}
 	if err := cfg.validate(); err != nil {
+		return err
+	}
+	if err := cfg.checkFiles(); err != nil {
 		return err
 	}
 	id := store.NewRunID(time.Now(), method)
@@ -91,26 +95,38 @@ func resumeTrain(env *Env, args []string) error {
 // runJob opens the store (marking runs of dead processes failed), runs the
 // job with Ctrl-C wired to a checkpoint-then-stop, and prints progress.
 func runJob(env *Env, dbPath string, j *TrainJob) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return runJobContext(ctx, env, dbPath, j)
+}
+
+// runJobContext is runJob stopped by ctx: a stop before the run finished
+// is errInterrupted (exit 130), after its checkpoint.
+func runJobContext(ctx context.Context, env *Env, dbPath string, j *TrainJob) error {
 	db, err := store.Open(dbPath)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	if n, err := db.RecoverInterrupted(ctx); err != nil {
 		return err
 	} else if n > 0 {
 		fmt.Fprintf(env.Stderr, "marked %d interrupted run(s) as failed\n", n)
 	}
 	p := newProgress(env.Stdout)
-	j.DB, j.Log, j.Events = db, env.Stdout, p.event
+	j.DB, j.Log = db, env.Stdout
+	if also := j.Events; also != nil {
+		j.Events = func(e train.Event) { p.event(e); also(e) }
+	} else {
+		j.Events = p.event
+	}
 	p.line("run %s → %s", j.ID, j.Dir)
 	if err := j.Run(ctx); err != nil {
 		return err
 	}
-	if ctx.Err() != nil {
+	if ctx.Err() != nil && !j.finished {
 		p.line("stopped: checkpoint written; continue with distill train --resume %s", j.Dir)
+		return errInterrupted
 	}
 	return nil
 }

@@ -1,12 +1,17 @@
 package app
 
 import (
-	"distill/core/atomicfile"
-	"distill/core/tensor"
 	"flag"
 	"fmt"
+	"math"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
+
+	"distill/core/atomicfile"
+	"distill/core/data"
+	"distill/core/tensor"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -231,11 +236,108 @@ func (c *RunConfig) validate() error {
 		// fine-tune rewrites the weights the reference would be read from.
 		return fmt.Errorf("dpo needs an adapter: its reference model is the base with the adapter off, which --full would train away; drop --full")
 	}
-	if c.SeqLen <= 0 || c.Accum <= 0 || c.LR <= 0 {
-		return fmt.Errorf("--seq-len, --accum and --lr must be positive")
+	if c.SeqLen <= 0 || c.Accum <= 0 || !(c.LR > 0) || math.IsInf(c.LR, 0) {
+		return fmt.Errorf("--seq-len, --accum and --lr must be positive (and finite)")
 	}
-	if c.Steps <= 0 && c.Epochs <= 0 {
+	if c.Steps < 0 || c.Epochs < 0 {
+		return fmt.Errorf("--steps and --epochs must not be negative")
+	}
+	if c.Steps == 0 && c.Epochs == 0 {
 		return fmt.Errorf("give --steps or --epochs")
+	}
+	return c.checkSettings()
+}
+
+// checkSettings refuses values no run can use — out of range, NaN, an
+// unknown name — before a run is recorded, naming the flag.
+func (c *RunConfig) checkSettings() error {
+	oneOf := func(flag, v string, ok ...string) error {
+		if !slices.Contains(ok, v) {
+			return fmt.Errorf("--%s %q: want %s", flag, v, strings.Join(ok, ", "))
+		}
+		return nil
+	}
+	finite := func(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
+	logitKD := c.Method == "kd" && c.KD.Teacher != ""
+	for _, r := range []struct {
+		flag string
+		bad  bool
+		want string
+	}{
+		{"lora-r", c.LoRA.R <= 0 && !c.Full, "a positive rank"},
+		{"lora-alpha", !(c.LoRA.Alpha > 0) || !finite(c.LoRA.Alpha), "a positive scale"},
+		{"lora-dropout", !(c.LoRA.Dropout >= 0 && c.LoRA.Dropout < 1), "a probability in [0, 1)"},
+		{"val-fraction", !(c.ValFraction >= 0 && c.ValFraction < 1), "a fraction in [0, 1)"},
+		{"val-per-class", c.ValPerClass < 0, "a count >= 0"},
+		{"warmup", c.Warmup < 0, "a step count >= 0"},
+		{"weight-decay", !(c.WeightDecay >= 0) || !finite(c.WeightDecay), "a finite value >= 0"},
+		{"max-grad-norm", !(c.MaxGradNorm >= 0) || !finite(c.MaxGradNorm), "a finite value >= 0 (0: no clipping)"},
+		{"checkpoint-every", c.CheckpointEvery < 0, "a step count >= 0 (0: at the end only)"},
+		{"eval-every", c.EvalEvery < 0, "a step count >= 0 (0: at the end only)"},
+		{"kd-temperature", logitKD && (!(c.KD.Temperature > 0) || !finite(c.KD.Temperature)), "a positive temperature"},
+		{"kd-alpha", logitKD && !(c.KD.Alpha >= 0 && c.KD.Alpha <= 1), "a weight in [0, 1]"},
+		{"kd-beta", logitKD && c.KD.Divergence == "jsd" && !(c.KD.Beta > 0 && c.KD.Beta < 1), "a weight in (0, 1) for jsd"},
+		{"dpo-beta", c.Method == "dpo" && (!(c.DPO.Beta > 0) || !finite(c.DPO.Beta)), "a positive, finite beta"},
+		{"dpo-label-smoothing", c.Method == "dpo" && !(c.DPO.LabelSmoothing >= 0 && c.DPO.LabelSmoothing < 0.5), "a value in [0, 0.5)"},
+	} {
+		if r.bad {
+			return fmt.Errorf("--%s: want %s", r.flag, r.want)
+		}
+	}
+	if err := oneOf("schedule", c.Schedule, "cosine", "linear", "constant"); err != nil {
+		return err
+	}
+	if err := oneOf("quant", c.Quant, "nf4", "q8", "none"); err != nil {
+		return err
+	}
+	if err := oneOf("device", c.Device, "auto", "cpu", "cuda"); err != nil {
+		return err
+	}
+	if c.Format != "" {
+		if err := oneOf("format", c.Format, data.Formats...); err != nil {
+			return err
+		}
+	}
+	if logitKD {
+		if err := oneOf("kd-divergence", c.KD.Divergence, "forward_kl", "reverse_kl", "jsd"); err != nil {
+			return err
+		}
+		if err := oneOf("teacher-quant", c.KD.TeacherQuant, "none", "nf4", "q8"); err != nil {
+			return err
+		}
+	}
+	if c.Method == "dpo" {
+		return oneOf("dpo-loss", c.DPO.Loss, "sigmoid", "ipo")
+	}
+	return nil
+}
+
+// checkFiles refuses a model folder without a config.json and data files
+// that are not there, before a run is recorded for them (validate checks
+// the settings alone: the Launch form calls it on every edit).
+func (c *RunConfig) checkFiles() error {
+	for _, m := range []struct{ flag, dir string }{{"model", c.Model}, {"teacher", c.KD.Teacher}} {
+		if m.dir == "" {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(m.dir, "config.json")); err != nil {
+			if _, serr := os.Stat(m.dir); serr != nil {
+				return fmt.Errorf("--%s %s: %w", m.flag, m.dir, serr)
+			}
+			return fmt.Errorf("--%s %s has no config.json: not a model folder", m.flag, m.dir)
+		}
+	}
+	for _, p := range append(c.dataFiles(), c.Schema) {
+		if p == "" {
+			continue
+		}
+		st, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("data file: %w", err)
+		}
+		if st.IsDir() {
+			return fmt.Errorf("data file %s is a folder: give the JSONL or CSV file", p)
+		}
 	}
 	return nil
 }

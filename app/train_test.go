@@ -6,6 +6,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -15,8 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"distill/core/data"
+	"distill/core/infer"
 	"distill/core/lora"
 	"distill/core/model"
+	"distill/core/tensor"
+	"distill/core/tokenizer"
 	"distill/core/train"
 	"distill/store"
 
@@ -177,14 +182,37 @@ func TestTrainKDRefusesAForeignTokenizer(t *testing.T) {
 }
 
 // TestKDTracesThenTrain: sequence-level KD end to end — the teacher writes
-// traces, the student trains on them.
+// traces, the student trains on them. Completions cut off at --max-tokens
+// are left out (a student would learn to stop mid-answer), and --out is
+// never the data file nor, without --force, a file that exists.
 func TestKDTracesThenTrain(t *testing.T) {
 	m := tinyModel(t)
 	data := smallData(t, "../examples/codegen/train.jsonl", 3)
 	traces := filepath.Join(t.TempDir(), "traces.jsonl")
-	code, out, stderr := run("kd", "traces", "--teacher", m, "--data", data, "--out", traces, "--max-tokens", "8")
-	if code != 0 || !strings.Contains(out, "wrote 3 traces") {
+	// The random teacher never writes its EOS: every completion is cut.
+	code, _, stderr := run("kd", "traces", "--teacher", m, "--data", data, "--out", traces, "--max-tokens", "8")
+	if code == 0 || !strings.Contains(stderr, "3 of 3 completions ran past --max-tokens 8") {
+		t.Fatalf("cut completions: exit %d: %s", code, stderr)
+	}
+	if _, err := os.Stat(traces); !os.IsNotExist(err) {
+		t.Fatalf("traces written from cut completions: %v", err)
+	}
+	// A teacher whose EOS is the second token it samples for each prompt
+	// finishes those whose first token differs (the others are empty).
+	finishing := filepath.Join(t.TempDir(), "teacher")
+	if err := os.CopyFS(finishing, os.DirFS(m)); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(map[string]any{"eos_token_id": secondTokens(t, m, data)})
+	os.WriteFile(filepath.Join(finishing, "generation_config.json"), b, 0o644)
+	code, out, stderr := run("kd", "traces", "--teacher", finishing, "--data", data, "--out", traces, "--max-tokens", "8", "--temperature", "1")
+	if code != 0 || !strings.Contains(out, "wrote ") {
 		t.Fatalf("exit %d: %s %s", code, out, stderr)
+	}
+	for _, args := range [][]string{{"--out", traces}, {"--out", data, "--force"}} {
+		if code, _, stderr := run(append([]string{"kd", "traces", "--teacher", finishing, "--data", data}, args...)...); code == 0 || !strings.Contains(stderr, "--out") {
+			t.Errorf("%v: exit %d, %s", args, code, stderr)
+		}
 	}
 	code, out, stderr = run("train", "kd", "--model", m, "--traces", traces, "--data", data, "--steps", "2", "--seq-len", "512",
 		"--out", filepath.Join(t.TempDir(), "r"), "--db", filepath.Join(t.TempDir(), "db"), "--lora-r", "2", "--val-fraction", "0")
@@ -656,5 +684,65 @@ func TestDPOTruncatesToThePackedLength(t *testing.T) {
 	}
 	if !strings.Contains(log.String(), "truncated") {
 		t.Errorf("no pair was truncated at --seq-len 60:\n%s", log.String())
+	}
+}
+
+// secondTokens is the second token the model samples (temperature 1, kd
+// traces' seeds: 1 + the row's index) after each prompt of a
+// prompt/completion file, those that are no prompt's first token.
+func secondTokens(t *testing.T, dir, path string) []int {
+	t.Helper()
+	ds, err := data.Load(path, data.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := tokenizer.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := model.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	be, _ := tensor.Open("cpu")
+	var firsts, seconds []int
+	for i, r := range ds.Rows {
+		res, err := infer.Generate(context.Background(), be, m, tok, tok.Encode(r.Prompt, true),
+			infer.GenerateOptions{MaxTokens: 2, Sampling: infer.Sampling{Temperature: 1, Seed: 1 + uint64(i)}})
+		if err != nil || len(res.IDs) < 2 {
+			t.Fatalf("generate: %v %v", res.IDs, err)
+		}
+		firsts, seconds = append(firsts, res.IDs[0]), append(seconds, res.IDs[1])
+	}
+	// A stop that is some prompt's first token would end that one at once.
+	out := slices.DeleteFunc(seconds, func(id int) bool { return slices.Contains(firsts, id) })
+	if len(out) == 0 {
+		t.Fatalf("no prompt's second token differs from every first: %v, %v", firsts, seconds)
+	}
+	return out
+}
+
+// TestStoppedRunExits130: a run stopped before its last step (Ctrl-C) is
+// checkpointed and ends with errInterrupted — exit code 130 — so a script
+// does not go on as if it had finished; one that finished is a success.
+func TestStoppedRunExits130(t *testing.T) {
+	cfg, _ := sftRun(t)
+	cfg.Steps = 3
+	db := filepath.Join(t.TempDir(), "runs.db")
+	ctx, cancel := context.WithCancel(context.Background())
+	job := &TrainJob{Cfg: cfg, ID: "stopped", Dir: filepath.Join(t.TempDir(), "run"), Events: func(e train.Event) {
+		if e.Step == 1 {
+			cancel()
+		}
+	}}
+	var out strings.Builder
+	err := runJobContext(ctx, &Env{Stdout: &out, Stderr: &out}, db, job)
+	if !errors.Is(err, errInterrupted) || !strings.Contains(out.String(), "--resume") {
+		t.Fatalf("stopped run: %v\n%s", err, out.String())
+	}
+	done := &TrainJob{Cfg: cfg, ID: "done", Dir: filepath.Join(t.TempDir(), "run")}
+	if err := runJobContext(context.Background(), &Env{Stdout: &out, Stderr: &out}, db, done); err != nil {
+		t.Fatal(err)
 	}
 }

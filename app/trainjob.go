@@ -168,7 +168,10 @@ func (j *TrainJob) create(ctx context.Context) error {
 // folder's name unless it was trained with --out, when the database's run
 // whose folder it is names it.
 func (j *TrainJob) findResumed(ctx context.Context) error {
-	_, err := j.DB.GetRun(ctx, j.ID)
+	r, err := j.DB.GetRun(ctx, j.ID)
+	if err == nil {
+		return resumable(r)
+	}
 	if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
@@ -180,10 +183,22 @@ func (j *TrainJob) findResumed(ctx context.Context) error {
 	for _, r := range runs {
 		if got, _ := filepath.Abs(r.Dir); got == want {
 			j.ID = r.ID
-			return nil
+			return resumable(r)
 		}
 	}
 	return fmt.Errorf("resume %s: no run in the database has this folder (%w): pass the --db it was trained with", j.Dir, err)
+}
+
+// resumable refuses a run that has nothing left to train or that trains
+// now, saying which.
+func resumable(r store.Run) error {
+	switch {
+	case r.Status == store.StatusCompleted:
+		return fmt.Errorf("run %s has completed: nothing to resume (its adapter is in %s)", r.ID, filepath.Join(r.Dir, "adapter"))
+	case r.Status.Active():
+		return fmt.Errorf("run %s is %s already (pid %d): stop it first", r.ID, r.Status, r.PID)
+	}
+	return nil
 }
 
 // saveConfig records what the run resolved at its start in its
@@ -232,6 +247,9 @@ func (j *TrainJob) load() error {
 	}
 	if j.m, err = model.Load(c.Model); err != nil {
 		return err
+	}
+	if limit := j.m.ContextLimit(); limit > 0 && c.SeqLen > limit {
+		return fmt.Errorf("--seq-len %d is over the model's context of %d tokens (max_position_embeddings or its sliding window): train at %d or less", c.SeqLen, limit, limit)
 	}
 	tok, err := tokenizer.Load(c.Model)
 	if err != nil {

@@ -206,6 +206,9 @@ func (w *Workstation) LaunchRun(cfg RunConfig) (string, <-chan Progress, error) 
 	if err := cfg.validate(); err != nil {
 		return "", nil, err
 	}
+	if err := cfg.checkFiles(); err != nil {
+		return "", nil, err
+	}
 	id := store.NewRunID(time.Now(), cfg.Method)
 	if cfg.Out == "" {
 		cfg.Out = filepath.Join("runs", id)
