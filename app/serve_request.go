@@ -155,6 +155,12 @@ func parseInferRequest(b []byte) (*inferRequest, string, error) {
 	if o.TopP != nil && (*o.TopP < 0 || *o.TopP > 1) {
 		return nil, "", errorf(http.StatusBadRequest, errInvalid, "options.top_p", "options.top_p must be in [0, 1], got %g", *o.TopP)
 	}
+	if o.TopK != nil && *o.TopK < 0 {
+		return nil, "", errorf(http.StatusBadRequest, errInvalid, "options.top_k", "options.top_k must be 0 or more (0: off), got %d", *o.TopK)
+	}
+	if o.MinP != nil && (*o.MinP < 0 || *o.MinP > 1) {
+		return nil, "", errorf(http.StatusBadRequest, errInvalid, "options.min_p", "options.min_p must be in [0, 1], got %g", *o.MinP)
+	}
 	if err := checkStops(o.Stop, "options.stop"); err != nil {
 		return nil, "", err
 	}
