@@ -54,21 +54,28 @@ const (
 	fBeta
 	fRank
 	fAlpha
+	fTargets
 	fQuant
 	fLR
+	fWarmup
 	fEpochs
 	fSteps
 	fSeqLen
+	fAccum
 	fLaunch
 	numFields
 )
 
 var fieldLabels = [numFields]string{"Method", "Base model", "Train data", "Validation", "KD teacher", "DPO beta",
-	"LoRA r", "LoRA alpha", "Quant", "Learning rate", "Epochs", "Steps", "Seq len", ""}
+	"LoRA r", "LoRA alpha", "Targets", "Quant", "Learning rate", "Warmup steps", "Epochs", "Steps", "Seq len", "Grad accum", ""}
 
 var (
 	methods = []string{"sft", "kd", "dpo"}
 	quants  = []string{"nf4", "q8", "none"}
+	// targetSets are the modules an adapter may cover: every linear layer
+	// (QLoRA's choice: best quality) or attention's alone (fewer parameters).
+	targetSets  = []string{"all linear", "attention"}
+	targetLists = []string{"q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", "q_proj,k_proj,v_proj,o_proj"}
 )
 
 // modelsRoot is where the form looks for base models; defaultModel and
@@ -135,6 +142,7 @@ type launchView struct {
 	inited  bool
 	method  int
 	quant   int
+	targets int // index into targetSets
 	folders []string
 	inputs  [numFields]textinput.Model
 	errs    [numFields]string
@@ -191,6 +199,9 @@ func (v launchView) init(ctx *Context) (launchView, tea.Cmd) {
 		}
 	}
 	v.quant = slices.Index(quants, d.Quant)
+	v.targets = max(0, slices.Index(targetLists, d.LoRA.Targets))
+	v.inputs[fWarmup].SetValue(strconv.Itoa(d.Warmup))
+	v.inputs[fAccum].SetValue(strconv.Itoa(d.Accum))
 	v.inputs[fBeta].SetValue(fmtFloat(d.DPO.Beta))
 	v.inputs[fRank].SetValue(strconv.Itoa(d.LoRA.R))
 	v.inputs[fAlpha].SetValue(fmtFloat(d.LoRA.Alpha))
@@ -220,8 +231,8 @@ func (v launchView) visible(f int) bool {
 	return true
 }
 
-func isChoice(f int) bool { return f == fMethod || f == fQuant || f == fModel }
-func isText(f int) bool   { return f != fMethod && f != fQuant && f != fLaunch }
+func isChoice(f int) bool { return f == fMethod || f == fQuant || f == fModel || f == fTargets }
+func isText(f int) bool   { return f != fMethod && f != fQuant && f != fTargets && f != fLaunch }
 
 // move puts the cursor d visible fields on, wrapping.
 func (v launchView) move(d int) (launchView, tea.Cmd) {
@@ -246,6 +257,7 @@ func (v launchView) config(ctx *Context) (app.RunConfig, [numFields]string) {
 	val := func(f int) string { return strings.TrimSpace(v.inputs[f].Value()) }
 	c.Model, c.Data, c.Val = val(fModel), val(fData), val(fVal)
 	c.Quant = quants[v.quant]
+	c.LoRA.Targets = targetLists[v.targets]
 	path := func(f int, p string, wantDir bool) {
 		switch ok, dir := ctx.Svc.StatPath(p); {
 		case p == "":
@@ -301,6 +313,8 @@ func (v launchView) config(ctx *Context) (app.RunConfig, [numFields]string) {
 	c.LoRA.R = intField(fRank, 1, 1024)
 	c.LoRA.Alpha = floatField(fAlpha, 0, 1e4)
 	c.LR = floatField(fLR, 0, 1)
+	c.Warmup = intField(fWarmup, 0, 1e7)
+	c.Accum = intField(fAccum, 1, 4096)
 	c.Epochs = intField(fEpochs, 0, 1000)
 	c.Steps = intField(fSteps, 0, 1e7)
 	c.SeqLen = intField(fSeqLen, 8, 1<<17)
@@ -608,6 +622,8 @@ func (v launchView) cycle(ctx *Context, dir string) (launchView, tea.Cmd) {
 		v.method = (v.method + d + len(methods)) % len(methods)
 	case fQuant:
 		v.quant = (v.quant + d + len(quants)) % len(quants)
+	case fTargets:
+		v.targets = (v.targets + d + len(targetSets)) % len(targetSets)
 	case fModel:
 		if len(v.folders) == 0 {
 			return v, nil
@@ -676,6 +692,7 @@ func (v launchView) view(ctx *Context) string {
 	var b strings.Builder
 	b.WriteString(" " + st.Title.Render("Launch a run") + "\n")
 	inW := max(10, min(44, ctx.Width-22))
+	focusLine := 0
 	for f := range numFields {
 		if !v.visible(f) {
 			continue
@@ -683,6 +700,7 @@ func (v launchView) view(ctx *Context) string {
 		cursor := "  "
 		if f == v.focus {
 			cursor = st.Active.Render("▸ ")
+			focusLine = strings.Count(b.String(), "\n")
 		}
 		var field string
 		switch f {
@@ -690,6 +708,8 @@ func (v launchView) view(ctx *Context) string {
 			field = radio(st, methods, v.method)
 		case fQuant:
 			field = radio(st, quants, v.quant)
+		case fTargets:
+			field = radio(st, targetSets, v.targets)
 		case fLaunch:
 			label := "[ Launch ]"
 			if f == v.focus {
@@ -735,7 +755,19 @@ func (v launchView) view(ctx *Context) string {
 	if v.note != "" {
 		b.WriteString(" " + st.Bad.Render(fit(v.note, max(0, ctx.Width-2))) + "\n")
 	}
-	return fitLines(b.String(), ctx.Width)
+	return scrollTo(fitLines(b.String(), ctx.Width), focusLine, ctx.Height)
+}
+
+// scrollTo shows height lines of s around line focus, the first (the
+// title) always: a form longer than the terminal scrolls with its cursor.
+func scrollTo(s string, focus, height int) string {
+	lines := strings.Split(s, "\n")
+	if height <= 1 || len(lines) <= height {
+		return s
+	}
+	body, room := lines[1:], height-1
+	start := min(max(0, focus-1-room/2), len(body)-room)
+	return strings.Join(append(lines[:1:1], body[start:start+room]...), "\n")
 }
 
 // infoFor is what was read of field f's data file, if f names one.

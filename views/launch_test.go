@@ -410,3 +410,48 @@ func TestLaunchGlobalKeysOffTextFields(t *testing.T) {
 }
 
 func lastLine(frame string) string { return frame[strings.LastIndex(frame, "\n")+1:] }
+
+// TestLaunchFormScrolls: at 80×24 the KD form, with its teacher and both
+// files' summaries, is longer than the screen; moving down to the Launch
+// button keeps the cursor's field in view.
+func TestLaunchFormScrolls(t *testing.T) {
+	ctx := &Context{Svc: launchService(), Width: 80, Height: 12, Styles: DefaultStyles()}
+	v := newLaunchView()
+	v, _ = v.init(ctx)
+	v.focus = fLaunch
+	out := v.view(ctx)
+	if n := strings.Count(out, "\n") + 1; n > ctx.Height {
+		t.Fatalf("%d lines on a %d-line screen", n, ctx.Height)
+	}
+	if !strings.Contains(out, "[ Launch ]") || !strings.Contains(out, "Launch a run") {
+		t.Errorf("the Launch button or the title is off screen:\n%s", out)
+	}
+	v.focus = fMethod
+	if out := v.view(ctx); !strings.Contains(out, "Method") {
+		t.Errorf("back at the top, Method is off screen:\n%s", out)
+	}
+}
+
+// TestLaunchTargetsWarmupAccum: the form sets the adapter's modules
+// (every linear layer, or attention's), the warm-up and the gradient
+// accumulation of the run it launches.
+func TestLaunchTargetsWarmupAccum(t *testing.T) {
+	ctx := &Context{Svc: launchService(), Width: 100, Height: 30, Styles: DefaultStyles()}
+	v := newLaunchView()
+	v, _ = v.init(ctx)
+	v.focus = fTargets
+	v, _ = v.cycle(ctx, "right")
+	v.inputs[fWarmup].SetValue("25")
+	v.inputs[fAccum].SetValue("4")
+	c, errs := v.config(ctx)
+	if !ok(errs) {
+		t.Fatalf("errors %q", errs)
+	}
+	if c.LoRA.Targets != "q_proj,k_proj,v_proj,o_proj" || c.Warmup != 25 || c.Accum != 4 {
+		t.Errorf("targets %q warmup %d accum %d", c.LoRA.Targets, c.Warmup, c.Accum)
+	}
+	v.inputs[fAccum].SetValue("0")
+	if _, errs := v.config(ctx); errs[fAccum] == "" {
+		t.Error("grad accum 0 accepted")
+	}
+}
