@@ -2,6 +2,7 @@ package views
 
 import (
 	"fmt"
+	"path"
 	"slices"
 	"strings"
 
@@ -320,7 +321,7 @@ func (v *runsView) apply(ctx *Context) {
 	rows := make([]table.Row, len(v.shown))
 	for i, r := range v.shown {
 		id := rowSlot(slices.Contains(v.marked, r.ID)) + cutRunID(r.ID, idW)
-		rows[i] = table.Row{id, strings.ToUpper(r.Method), r.Base, r.Dataset, statusLabel(r.Status), metricNames.Replace(r.Best), humanAge(r.Age)}
+		rows[i] = table.Row{id, strings.ToUpper(r.Method), shortBase(r.Base), shortData(r.Dataset), statusLabel(r.Status), metricNames.Replace(r.Best), humanAge(r.Age)}
 	}
 	v.table.SetRows(rows)
 	v.table.SetWidth(ctx.Width)
@@ -434,4 +435,26 @@ func (v runsView) view(ctx *Context) string {
 	}
 	body := strings.Join(lines, "\n")
 	return lipgloss.JoinVertical(lipgloss.Left, lipgloss.NewStyle().Height(ctx.Height-1).MaxHeight(ctx.Height-1).Render(body), " "+foot)
+}
+
+// shortBase is a base model's name as a column shows it: its folder's or
+// hub repository's last part ("models/qwen2.5-0.5b" → "qwen2.5-0.5b").
+func shortBase(p string) string {
+	p = strings.TrimRight(p, "/")
+	if i := strings.LastIndex(p, "/"); i >= 0 {
+		return p[i+1:]
+	}
+	return p
+}
+
+// shortData is a data file as a column shows it: its folder and name
+// without the extension ("examples/tickets/train.jsonl" → "tickets/train"),
+// the part that tells runs apart.
+func shortData(p string) string {
+	dir, file := path.Split(strings.ReplaceAll(p, "\\", "/"))
+	file = strings.TrimSuffix(file, path.Ext(file))
+	if d := shortBase(dir); d != "" && d != "." {
+		return d + "/" + file
+	}
+	return file
 }

@@ -111,3 +111,18 @@ func TestRunsEscClearsTheFilter(t *testing.T) {
 		t.Errorf("after esc: %d shown, filter %q, tab %d", len(m.runs.shown), m.runs.filter.Value(), m.tab)
 	}
 }
+
+// TestRunsShortNames: the base and data columns show the parts that tell
+// runs apart, not the paths' common prefixes.
+func TestRunsShortNames(t *testing.T) {
+	for in, want := range map[string]string{"models/demo": "demo", "Qwen/Qwen2.5-0.5B-Instruct": "Qwen2.5-0.5B-Instruct", "m/": "m", "base": "base"} {
+		if got := shortBase(in); got != want {
+			t.Errorf("shortBase(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for in, want := range map[string]string{"examples/tickets/train.jsonl": "tickets/train", "/data/x/creditmix.csv": "x/creditmix", "train.jsonl": "train"} {
+		if got := shortData(in); got != want {
+			t.Errorf("shortData(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
