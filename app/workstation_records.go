@@ -130,6 +130,9 @@ type EvalReport struct {
 	Calibrated, Raw      *ClassEval
 	IDP                  *IDPEval
 	Code                 *CodeEval
+	// Peers are the same data's other evaluations with the same base
+	// (the base's, other runs'), set against this one.
+	Peers []EvalPeer
 }
 
 // ClassEval is a classification report.
@@ -209,7 +212,11 @@ func (w *Workstation) EvalReport(path string) (EvalReport, error) {
 	if err != nil {
 		return EvalReport{}, err
 	}
-	return decodeEvalReport(b)
+	r, err := decodeEvalReport(b)
+	if err == nil {
+		r.Peers = w.peers(r, path)
+	}
+	return r, err
 }
 
 func decodeEvalReport(b []byte) (EvalReport, error) {

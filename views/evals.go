@@ -393,9 +393,33 @@ func (v evalsView) detail(ctx *Context) string {
 	default:
 		lines = append(lines, " "+st.Warn.Render("this report holds nothing to show"))
 	}
+	if p := peersLine(st, r.Peers, ctx.Width); p != "" {
+		lines = append(lines, "", p)
+	}
 	body := strings.Join(lines, "\n")
 	foot := st.Muted.Render(r.Kind + " report · " + v.row.ReportPath)
 	return lipgloss.JoinVertical(lipgloss.Left, lipgloss.NewStyle().Height(ctx.Height-1).MaxHeight(ctx.Height-1).MaxWidth(ctx.Width).Render(body), fit(" "+foot, ctx.Width))
+}
+
+// peersLine sets the report against the same data's other evaluations:
+// "vs base: macro-F1 +0.290 · vs 20261127-…-ca48: +0.030".
+func peersLine(st Styles, peers []app.EvalPeer, width int) string {
+	if len(peers) == 0 {
+		return ""
+	}
+	parts := make([]string, len(peers))
+	for i, p := range peers {
+		name := p.Name
+		if name != "base" {
+			name = cutRunID(name, 18)
+		}
+		d := signed(st, p.Delta, ".3f", true)
+		if i == 0 {
+			d = p.Metric + " " + d
+		}
+		parts[i] = "vs " + name + ": " + d
+	}
+	return strings.TrimRight(fit(" "+strings.Join(parts, " · "), width), " ")
 }
 
 // shade is a block character for a row share in percent.

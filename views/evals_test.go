@@ -56,7 +56,8 @@ func evalFixture() *fakeService {
 		reports: map[string]app.EvalReport{
 			"runs/a/eval/classification.json": {ID: 3, Kind: "classification", Model: "models/qwen", Adapter: "sft-creditmix-0412", Data: "creditmix-val.jsonl",
 				Calibrated: classEval([][]int{{49, 9, 2}, {10, 35, 15}, {4, 11, 45}}),
-				Raw:        classEval([][]int{{55, 5, 0}, {30, 25, 5}, {20, 15, 25}})},
+				Raw:        classEval([][]int{{55, 5, 0}, {30, 25, 5}, {20, 15, 25}}),
+				Peers:      []app.EvalPeer{{Name: "base", Metric: "macro-F1", Delta: 0.29}, {Name: "20261124-101500-kd-0411", Metric: "macro-F1", Delta: -0.03}}},
 			"runs/b/eval/idp.json": {ID: 2, Kind: "idp", Model: "models/qwen", Adapter: "dpo-invoices-0410", Data: "invoices-val.jsonl",
 				IDP: &app.IDPEval{N: 120, SchemaValidRate: 0.95, ExactMatchRate: 0.6,
 					Micro: app.FieldScore{Precision: 0.91, Recall: 0.88, F1: 0.895},
@@ -115,6 +116,9 @@ func TestEvalsClassification(t *testing.T) {
 		checkFrame(t, frame, s.w, s.h)
 		if !strings.Contains(frame, "49") || !strings.Contains(frame, "82%") {
 			t.Errorf("no calibrated Good/Good cell:\n%s", frame)
+		}
+		if !strings.Contains(frame, "vs base: macro-F1 +0.290") || !strings.Contains(frame, "-0.030") {
+			t.Errorf("no line against the base and the other run:\n%s", frame)
 		}
 		golden(t, sizeName("evals-class-calibrated", s.w, s.h), frame)
 		m = step(m, tea.KeyMsg{Type: tea.KeyRight})

@@ -1,0 +1,61 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"distill/store"
+)
+
+// TestEvalPeers: an evaluation is set against the base model's on the same
+// data and the most recent other runs' — not evaluations of other data,
+// another base, or another kind.
+func TestEvalPeers(t *testing.T) {
+	dir := t.TempDir()
+	w, err := OpenWorkstation(filepath.Join(dir, "distill.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	ctx := context.Background()
+	if err := w.db.CreateRun(ctx, store.Run{ID: "run-a", Method: "sft", Status: store.StatusCompleted}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.db.CreateRun(ctx, store.Run{ID: "run-b", Method: "kd", Status: store.StatusCompleted}); err != nil {
+		t.Fatal(err)
+	}
+	add := func(name, run, adapter, model, data string, f1 float64) string {
+		path := filepath.Join(dir, name+".json")
+		b, _ := json.Marshal(map[string]any{"kind": "classification", "model": model, "adapter": adapter, "data": data,
+			"report": map[string]any{"calibrated": map[string]any{"labels": []string{"a", "b"}, "macro_f1": f1}}})
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.db.AddEvaluation(ctx, store.Evaluation{RunID: run, Adapter: adapter, Kind: "classification", Metrics: json.RawMessage(`{}`), ReportPath: path}); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	add("base", "", "", "models/m", "val.jsonl", 0.40)
+	add("other-data", "", "", "models/m", "test.jsonl", 0.10)
+	add("other-base", "run-b", "runs/b/adapter", "models/big", "val.jsonl", 0.90)
+	add("b", "run-b", "runs/b/adapter", "models/m", "val.jsonl", 0.60)
+	a := add("a", "run-a", "runs/a/adapter", "models/m", "val.jsonl", 0.70)
+	r, err := w.EvalReport(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []EvalPeer{{"base", "macro-F1", 0.30}, {"run-b", "macro-F1", 0.10}}
+	if len(r.Peers) != len(want) {
+		t.Fatalf("peers %+v, want %+v", r.Peers, want)
+	}
+	for i, p := range r.Peers {
+		if p.Name != want[i].Name || p.Metric != want[i].Metric || math.Abs(p.Delta-want[i].Delta) > 1e-12 {
+			t.Errorf("peer %d: %+v, want %+v", i, p, want[i])
+		}
+	}
+}
