@@ -61,6 +61,7 @@ type TrainJob struct {
 	// time before it (a resume's earlier sessions, from log.jsonl).
 	runStart     time.Time
 	priorElapsed time.Duration
+	pause        pauser // the workstation's p: held between steps
 }
 
 // Run trains until done or ctx is cancelled (then it checkpoints first and

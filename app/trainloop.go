@@ -33,7 +33,7 @@ func (j *TrainJob) loop(ctx context.Context) error {
 	}
 	defer logFile.Close()
 	cfg := train.Config{Accum: c.Accum, MaxGradNorm: c.MaxGradNorm, WeightDecay: c.WeightDecay, Objective: j.obj,
-		Schedule: train.Schedule{Kind: c.Schedule, Peak: c.LR, Warmup: c.Warmup, Total: j.steps}}
+		Schedule: train.Schedule{Kind: c.Schedule, Peak: c.LR, Warmup: c.Warmup, Total: j.steps}, Gate: j.pause.wait}
 	data := &train.Shuffled{Batches: j.batches, Seed: c.Seed}
 	// Train runs in spans that end at the next checkpoint or validation.
 	for j.opt.Step < j.steps {
@@ -89,7 +89,7 @@ func (j *TrainJob) record(events <-chan train.Event, log *os.File) error {
 	var first error
 	for e := range events {
 		e.TotalSteps = j.steps // a span ends at the next checkpoint, the run later
-		e.Elapsed = j.priorElapsed + time.Since(j.runStart)
+		e.Elapsed = j.priorElapsed + time.Since(j.runStart) - j.pause.pausedFor()
 		// The plan put the optimizer's moments on the device, but they did
 		// not fit there after all (Train fell back to the host).
 		if j.planDevOpt && !e.OptimizerOnDevice && !j.hostOptLog {

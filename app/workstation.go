@@ -26,6 +26,7 @@ type Workstation struct {
 
 	mu      sync.Mutex
 	cancels map[string]context.CancelFunc // runs started here and not yet finished
+	jobs    map[string]*TrainJob          // the same runs' jobs (pausing)
 	// GGUF exports in progress (q4_k_m takes minutes): Close cancels them,
 	// and each removes its partial folder, before the database closes.
 	exportCtx    context.Context
@@ -88,7 +89,7 @@ func OpenWorkstation(dbPath string) (*Workstation, error) {
 		db.Close()
 		return nil, err
 	}
-	w := &Workstation{db: db, dbPath: dbPath, cancels: map[string]context.CancelFunc{}}
+	w := &Workstation{db: db, dbPath: dbPath, cancels: map[string]context.CancelFunc{}, jobs: map[string]*TrainJob{}}
 	w.exportCtx, w.exportCancel = context.WithCancel(context.Background())
 	return w, nil
 }
@@ -187,6 +188,19 @@ func (w *Workstation) StopRun(id string) bool {
 	return ok
 }
 
+// PauseRun pauses a run started here between two steps, or resumes it if
+// paused; it says which, and ok is false for a run that is not this
+// process's.
+func (w *Workstation) PauseRun(id string) (paused, ok bool) {
+	w.mu.Lock()
+	job, ok := w.jobs[id]
+	w.mu.Unlock()
+	if !ok {
+		return false, false
+	}
+	return job.pause.toggle(), true
+}
+
 // progressBuffer is how many steps a StartRun channel holds before the
 // oldest are dropped; the store records every step whatever the view sees.
 const progressBuffer = 64
@@ -258,6 +272,7 @@ func (w *Workstation) start(job *TrainJob) (<-chan Progress, error) {
 		return nil, fmt.Errorf("%s is training here already", id)
 	}
 	w.cancels[id] = cancel
+	w.jobs[id] = job
 	w.mu.Unlock()
 	ch := make(chan Progress, progressBuffer)
 	job.DB = w.db
@@ -270,6 +285,7 @@ func (w *Workstation) start(job *TrainJob) (<-chan Progress, error) {
 		err := job.Run(ctx)
 		w.mu.Lock()
 		delete(w.cancels, id)
+		delete(w.jobs, id)
 		w.mu.Unlock()
 		cancel()
 		sendLatest(ch, Progress{RunID: id, Done: true, Err: err})

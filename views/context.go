@@ -16,6 +16,7 @@ type Service interface {
 	ListRuns() ([]app.RunRow, error)
 	DeleteRun(id string) error
 	StopRun(id string) bool
+	PauseRun(id string) (paused, ok bool)
 	RunHistory(id string) ([]app.Progress, error)
 	Device() string
 	ResidentBytes() int64

@@ -13,14 +13,17 @@ import (
 	"distill/app"
 )
 
-type trainKeys struct{ Cancel, Evaluate, Resume key.Binding }
+type trainKeys struct{ Pause, Cancel, Evaluate, Resume key.Binding }
 
-func (k trainKeys) ShortHelp() []key.Binding { return []key.Binding{k.Cancel, k.Resume, k.Evaluate} }
+func (k trainKeys) ShortHelp() []key.Binding {
+	return []key.Binding{k.Pause, k.Cancel, k.Resume, k.Evaluate}
+}
 func (k trainKeys) FullHelp() [][]key.Binding {
-	return [][]key.Binding{{k.Cancel, k.Resume, k.Evaluate}}
+	return [][]key.Binding{{k.Pause, k.Cancel, k.Resume, k.Evaluate}}
 }
 
 var defaultTrainKeys = trainKeys{
+	Pause:    key.NewBinding(key.WithKeys("p"), key.WithHelp("p", "pause")),
 	Cancel:   key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "cancel (checkpoints)")),
 	Evaluate: key.NewBinding(key.WithKeys("e"), key.WithHelp("e", "evaluate")),
 	Resume:   key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "resume")),
@@ -93,6 +96,7 @@ type trainView struct {
 	log    []string    // the last lines of the run's log
 	// canceling: the user asked to cancel, so the run's end is a cancel
 	canceling bool
+	paused    bool // the user paused it (p); steps resume on p
 }
 
 // logLines is how many lines of a run's log the Train view keeps.
@@ -187,6 +191,17 @@ func (v trainView) update(ctx *Context, msg tea.Msg) (trainView, tea.Cmd) {
 			}
 			id := v.runID
 			return v, func() tea.Msg { return resumeMsg{id} }
+		}
+		if key.Matches(msg, v.keys.Pause) && v.watching() {
+			switch paused, ok := ctx.Svc.PauseRun(v.runID); {
+			case !ok:
+				v.note = "this run belongs to another process: it cannot be paused from here"
+			case paused:
+				v.note, v.paused = "paused between steps · p resumes (c cancels with a checkpoint)", true
+			default:
+				v.note, v.paused = "", false
+			}
+			return v, nil
 		}
 		if key.Matches(msg, v.keys.Cancel) && v.watching() {
 			if ctx.Svc.StopRun(v.runID) {
@@ -323,7 +338,7 @@ func (v trainView) view(ctx *Context) string {
 		stats += fmt.Sprintf(" · val acc %.3f", v.valAcc)
 	}
 	timing := " elapsed " + humanDuration(p.Elapsed)
-	if d, ok := v.eta(); ok {
+	if d, ok := v.eta(); ok && !v.paused {
 		timing = " ETA " + humanDuration(d) + " ·" + timing
 	}
 	lines = append(lines, stats, timing)

@@ -103,3 +103,22 @@ func TestNarrowBarKeepsFormKeys(t *testing.T) {
 		t.Errorf("bottom bar at 80 columns: %q", bar)
 	}
 }
+
+// TestPauseKey: p pauses the run on screen (through the service) and p
+// again resumes it; the view says so and shows no ETA while paused.
+func TestPauseKey(t *testing.T) {
+	const id = "20261127-121742-sft-ca48"
+	svc := &fakeService{runs: threeRuns()}
+	m := newTestModel(svc, 100, 30)
+	ch := make(chan app.Progress, 4)
+	m = step(m, WatchMsg{RunID: id, Ch: ch})
+	m = step(m, ProgressMsg{Progress: syntheticSteps(id, 3, 40)[2], from: ch})
+	m = step(m, keys("p"))
+	if !svc.paused || !m.train.paused || !strings.Contains(m.View(), "paused between steps") || strings.Contains(m.train.view(&m.ctx), "ETA") {
+		t.Fatalf("after p: service paused %v, view paused %v\n%s", svc.paused, m.train.paused, m.View())
+	}
+	m = step(m, keys("p"))
+	if svc.paused || m.train.paused || strings.Contains(m.View(), "paused between steps") {
+		t.Errorf("after p again: service paused %v, view paused %v", svc.paused, m.train.paused)
+	}
+}

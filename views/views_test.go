@@ -39,6 +39,7 @@ type fakeService struct {
 	runs      []app.RunRow
 	deleted   []string
 	stopped   []string
+	paused    bool
 	history   map[string][]app.Progress
 	adapters  []app.AdapterRow
 	evals     []app.EvalRow
@@ -78,6 +79,10 @@ func (f *fakeService) DeleteRun(id string) error {
 	return errors.New("no such run")
 }
 func (f *fakeService) StopRun(id string) bool { f.stopped = append(f.stopped, id); return true }
+func (f *fakeService) PauseRun(id string) (bool, bool) {
+	f.paused = !f.paused
+	return f.paused, true
+}
 func (f *fakeService) RunHistory(id string) ([]app.Progress, error) {
 	return f.history[id], nil
 }

@@ -68,6 +68,9 @@ type Config struct {
 	Schedule    Schedule
 	WeightDecay float64
 	Objective   Objective // nil: SFT
+	// Gate, when set, is called before each optimizer step and may block
+	// (a paused run) until it returns or ctx ends.
+	Gate func(ctx context.Context)
 }
 
 // Batches gives micro-batch k of the run (k counts from 0 across epochs).
@@ -121,6 +124,9 @@ func Train(ctx context.Context, net *Net, opt *AdamW, cfg Config, data Batches, 
 	}
 	start := time.Now()
 	for step := opt.Step; step < cfg.Steps; step++ {
+		if cfg.Gate != nil {
+			cfg.Gate(ctx)
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
