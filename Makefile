@@ -150,6 +150,7 @@ bench-serve: build tools
 goldens: deps-py tools tools-llamacpp tools-ollama
 	$(PYTHON) tools/torchref/make_goldens.py
 	$(PYTHON) tools/torchref/train_goldens.py
+	$(PYTHON) tools/torchref/objective_goldens.py
 	$(PYTHON) tools/quantref/nf4_ref.py
 	cd tools/js && node tokenizer_goldens.mjs && node chat_goldens.mjs
 	rm -rf $(CURDIR)/.gguf-cases
