@@ -39,7 +39,7 @@ var defaultREPLKeys = replKeys{
 	Edit:    key.NewBinding(key.WithKeys("enter", "down"), key.WithHelp("enter", "edit")),
 	Enter:   key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "run")),
 	Field:   key.NewBinding(key.WithKeys("up", "down"), key.WithHelp("↑/↓", "field")),
-	Tab:     key.NewBinding(key.WithKeys("tab", "shift+tab"), key.WithHelp("tab/shift+tab", "field (while typing)")),
+	Tab:     key.NewBinding(key.WithKeys("tab", "shift+tab"), key.WithHelp("tab/shift+tab", "field")),
 	Cycle:   key.NewBinding(key.WithKeys("left", "right"), key.WithHelp("←/→", "choose")),
 	History: key.NewBinding(key.WithKeys("up", "down"), key.WithHelp("↑/↓", "history (in Input)")),
 	Back:    key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "leave")),

@@ -287,6 +287,19 @@ func (m Model) key(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
 		m.adapters, cmd = m.adapters.update(&m.ctx, msg)
 		return m, cmd
 	}
+	// In a form, tab moves between its fields whatever the field (a
+	// form's convention); the other keys of the workstation work on its
+	// choices.
+	if s := msg.String(); s == "tab" || s == "shift+tab" {
+		switch {
+		case m.tab == TabLaunch && m.launch.inForm:
+			m.launch, cmd = m.launch.update(&m.ctx, msg)
+			return m, cmd
+		case m.tab == TabREPL && m.repl.inForm:
+			m.repl, cmd = m.repl.update(&m.ctx, msg)
+			return m, cmd
+		}
+	}
 	switch {
 	case key.Matches(msg, m.keys.Quit):
 		if m.ctx.Svc.Running() > 0 {
