@@ -340,7 +340,7 @@ func (nt *Net) accelStepDPO(r AcceleratedRows, b *Batch, ref []float64, pairsInS
 			return nil, err
 		}
 		coef := make([]float64, nSeg)
-		st = dpoPairs(d, policy, ref, pairsInStep, coef)
+		st = dpoPairs(d, policy, ref, segmentTokens(b, seg, nSeg), pairsInStep, coef)
 		g := make([]float64, 0, len(logp))
 		for i, t := range b.Targets {
 			if t >= 0 {

@@ -38,7 +38,8 @@ type DPOStats struct {
 // pairLoss returns the loss of one pair and its derivatives with respect to
 // h_c = log π(y_c|x) − log π_ref(y_c|x) and h_r (likewise for y_r):
 // sigmoid: −(1−ε)·log σ(β(h_c−h_r)) − ε·log σ(−β(h_c−h_r));
-// ipo: (h_c − h_r − 1/(2β))².
+// ipo: (h_c − h_r − 1/(2β))², with the log-probs per-token means (Azar et
+// al.'s IPO, as TRL computes it: its target 1/(2β) is per token).
 func (d *DPO) pairLoss(hc, hr float64) (loss, dhc, dhr float64) {
 	if d.Loss == "ipo" {
 		g := hc - hr - 1/(2*d.Beta)
@@ -136,7 +137,7 @@ func (nt *Net) StepDPO(b *Batch, ref []float64, pairsInStep int, d *DPO) (DPOSta
 		// token's gradient depends on its whole pair's loss).
 		clear(policy)
 		nt.perSegment(b, ws, seg, policy)
-		st = dpoPairs(d, policy, ref, pairsInStep, coef)
+		st = dpoPairs(d, policy, ref, segmentTokens(b, seg, nSeg), pairsInStep, coef)
 		// Pass 2: d loss / d logits = coef · (onehot − softmax) per counted row.
 		nt.head(ws, b.Targets, true, func(rows []int, logits []float32, losses []float64) {
 			for i, r := range rows {
@@ -156,13 +157,22 @@ func (nt *Net) StepDPO(b *Batch, ref []float64, pairsInStep int, d *DPO) (DPOSta
 }
 
 // dpoPairs scores each (chosen, rejected) pair of segments from the
-// policy's and the reference's sequence log-probs, setting coef[s] to
+// policy's and the reference's sequence log-probs (IPO: over tokens[s],
+// each segment's counted tokens, per-token means), setting coef[s] to
 // d (Σ pair loss / pairsInStep) / d log π(segment s).
-func dpoPairs(d *DPO, policy, ref []float64, pairsInStep int, coef []float64) DPOStats {
+func dpoPairs(d *DPO, policy, ref, tokens []float64, pairsInStep int, coef []float64) DPOStats {
 	var st DPOStats
+	norm := func(s int) float64 {
+		if d.Loss == "ipo" && tokens[s] > 0 {
+			return tokens[s]
+		}
+		return 1
+	}
 	for p := 0; p+1 < len(policy); p += 2 {
-		hc, hr := policy[p]-ref[p], policy[p+1]-ref[p+1]
+		nc, nr := norm(p), norm(p+1)
+		hc, hr := (policy[p]-ref[p])/nc, (policy[p+1]-ref[p+1])/nr
 		loss, dhc, dhr := d.pairLoss(hc, hr)
+		dhc, dhr = dhc/nc, dhr/nr
 		st.Pairs++
 		st.Loss += loss
 		st.RewardChosen += d.Beta * hc
@@ -183,6 +193,17 @@ type DPOObjective struct {
 
 	ref   map[*Batch][]float64
 	stats DPOStats
+}
+
+// segmentTokens counts each segment's counted rows (targets >= 0).
+func segmentTokens(b *Batch, seg []int, nSeg int) []float64 {
+	out := make([]float64, nSeg)
+	for i, t := range b.Targets {
+		if t >= 0 {
+			out[seg[i]]++
+		}
+	}
+	return out
 }
 
 // Count is the number of pairs in b.

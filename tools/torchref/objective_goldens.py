@@ -20,7 +20,8 @@ The objectives are written from their definitions, not from the Go code:
 DPO (Rafailov et al.; cDPO; IPO, Azar et al.), with the reference policy the
 base model without the adapter:
     logp(y|x)   = sum over the answer's tokens of log softmax(logits)[token]
-                  (summed, not averaged, over the answer -- also for IPO)
+                  (summed over the answer for sigmoid; for IPO averaged, as
+                  Azar et al. define it and TRL computes it)
     h           = logp_policy(y|x) - logp_reference(y|x)
     z           = beta * (h_chosen - h_rejected)
     sigmoid:      -(1 - eps) * log sigmoid(z) - eps * log sigmoid(-z)
@@ -306,27 +307,30 @@ def build_fixture(name, teacher_name):
         "logp_reference": [tg.r(v) for v in ref.tolist()],
         "cases": {},
     }
+    n_tok = torch.tensor(dpo["n_answer_tokens"], dtype=torch.float64)
     for case, loss_type, beta, eps in DPO_CASES:
+        # IPO's log-probs are per-token means; sigmoid's are sums.
+        n = n_tok if loss_type == "ipo" else torch.ones_like(n_tok)
         P = tg.leafs(lora)
         pl = seq_logps(cfg, W, P, scaling, ids, seg, pos, mask, nseq)
-        pair = dpo_pair_losses(loss_type, beta, eps, pl - ref)
+        pair = dpo_pair_losses(loss_type, beta, eps, (pl - ref) / n)
         loss = pair.mean()
         loss.backward()
         grads = {k: P[k].grad.detach() for k in sorted(P)}
         files[f"{case}.safetensors"] = st.serialize(grads, "F32")
-        alt = dpo_pair_losses_alt(loss_type, beta, eps, pl.detach(), ref)
+        alt = dpo_pair_losses_alt(loss_type, beta, eps, pl.detach() / n, ref / n)
         a_err = float((alt - pair.detach()).abs().max()) / float(pair.detach().abs().max())
         assert a_err < 1e-13, f"{name} {case}: two formulations differ ({a_err})"
         summary["alt"] = max(summary["alt"], a_err)
 
-        def loss_of(Q, lt=loss_type, b=beta, e=eps):
+        def loss_of(Q, lt=loss_type, b=beta, e=eps, n=n):
             with torch.no_grad():
                 pq = seq_logps(cfg, W, Q, scaling, ids, seg, pos, mask, nseq)
-                return float(dpo_pair_losses(lt, b, e, pq - ref).mean())
+                return float(dpo_pair_losses(lt, b, e, (pq - ref) / n).mean())
         summary["fd"] = max(summary["fd"], finite_diff_check(
             loss_of, lora, grads, pick_entries(grads, gen), f"{name} {case}"))
 
-        hc, hr = h[0::2], h[1::2]
+        hc, hr = (h / n)[0::2], (h / n)[1::2]
         c = {
             "loss_type": loss_type, "beta": beta, "label_smoothing": eps,
             "loss": tg.r(loss),
@@ -339,10 +343,9 @@ def build_fixture(name, teacher_name):
         }
         # WRONG on purpose (sensitivity): what other conventions would give.
         if loss_type == "ipo":
-            # TRL's IPO averages the log-probs over the answer tokens.
-            n = torch.tensor(dpo["n_answer_tokens"], dtype=torch.float64)
-            c["loss_if_mean_logps"] = tg.r(dpo_pair_losses(loss_type, beta, eps, h / n).mean())
-            sensitive(c, "loss_if_mean_logps", f"{name} {case}")
+            # IPO over summed log-probs (its target 1/(2 beta) is per token).
+            c["loss_if_summed_logps"] = tg.r(dpo_pair_losses(loss_type, beta, eps, h).mean())
+            sensitive(c, "loss_if_summed_logps", f"{name} {case}")
         else:
             c["loss_if_beta_1"] = tg.r(dpo_pair_losses(loss_type, 1.0, eps, h).mean())
             sensitive(c, "loss_if_beta_1", f"{name} {case}")
