@@ -64,9 +64,9 @@ func TestWorkstationEndToEnd(t *testing.T) {
 	term.waitFor("total ") // the memory plan
 	term.shot("launch")
 	// Shorten the run to a few steps: down to the Steps field (method →
-	// model, data, validation, r, alpha, quant, lr, epochs, steps), replace
-	// its 0.
-	for range 7 {
+	// model, data, validation, r, alpha, targets, quant, lr, warm-up,
+	// epochs, steps), replace its 0.
+	for range 8 {
 		term.keys("Down")
 	}
 	if lr := os.Getenv("DISTILL_E2E_LR"); lr != "" { // on the learning rate
@@ -75,7 +75,7 @@ func TestWorkstationEndToEnd(t *testing.T) {
 		}
 		term.typeText(lr)
 	}
-	term.keys("Down", "Down", "BSpace")
+	term.keys("Down", "Down", "Down", "BSpace")
 	term.typeText(steps)
 	term.keys("Escape")
 	term.waitFor("[" + steps + " ")
