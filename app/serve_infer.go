@@ -296,8 +296,8 @@ func (s *Server) inferClassify(ctx context.Context, sa *servedAdapter, req *infe
 	for _, l := range req.Labels {
 		longest = max(longest, len(s.tok.Encode(" "+l, false)))
 	}
-	if n := len(s.tok.Encode(strings.ReplaceAll(tmpl, "{text}", input), true)); n+longest+1 > s.contextLimit() {
-		return jobStats{}, s.checkContext(n, longest+1, "input")
+	if n := len(s.tok.Encode(strings.ReplaceAll(tmpl, "{text}", input), true)); n == 0 || n+longest+1 > s.contextLimit() {
+		return jobStats{}, s.checkContext(n, longest+1, "input") // an empty prompt is a 400 here, not its batch's failure
 	}
 	var nulls []string
 	if o.Calibrate == nil || *o.Calibrate {

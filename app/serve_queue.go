@@ -300,6 +300,26 @@ func (s *scheduler) runBatch(group []*job) {
 		}
 		return nil
 	})
+	if err != nil && len(live) > 1 {
+		// One input's failure must not fail its neighbours: each alone,
+		// so only the one at fault gets the error.
+		for _, j := range live {
+			j.batchSize = 1
+			s.finish(j, safeRun(func() error {
+				c := s.classifiers[j.batch.key]
+				if c == nil {
+					var berr error
+					if c, berr = j.batch.build(); berr != nil {
+						return berr
+					}
+				}
+				r, cerr := c.Classify(j.batch.text)
+				j.batch.result = r
+				return cerr
+			}))
+		}
+		return
+	}
 	for _, j := range live {
 		j.batchSize = len(live)
 		s.finish(j, err)

@@ -187,6 +187,9 @@ func parseInferRequest(b []byte) (*inferRequest, string, error) {
 			if strings.TrimSpace(l) == "" {
 				return nil, "", errorf(http.StatusBadRequest, errInvalid, "labels", "labels must not be empty strings")
 			}
+			if strings.TrimSpace(l) != l {
+				return nil, "", errorf(http.StatusBadRequest, errInvalid, "labels", "label %q has spaces around it: give the label alone (a space is put before it)", l)
+			}
 			if seen[l] {
 				return nil, "", errorf(http.StatusBadRequest, errInvalid, "labels", "label %q is given twice", l)
 			}

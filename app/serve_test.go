@@ -265,7 +265,7 @@ func TestServeErrors(t *testing.T) {
 		{"too many null inputs", "/infer/base", `{"task":"classify","input":"x","labels":["a","b"],"options":{"null_inputs":[` + strings.Repeat(`"n",`, 16) + `"n"]}}`, 413, errTooLarge, "options.null_inputs"},
 		{"too many labels", "/infer/base", `{"task":"classify","input":"x","labels":[` + manyLabels(257) + `]}`, 413, errTooLarge, "labels"},
 		{"control character in a label", "/infer/base", `{"task":"classify","input":"x","labels":["a\u0001b","c"]}`, 400, errInvalid, "labels"},
-		{"label over the context", "/infer/base", `{"task":"classify","input":"x","labels":["` + strings.Repeat("z ", 4100) + `","b"]}`, 413, errTooLarge, "input"},
+		{"label over the context", "/infer/base", `{"task":"classify","input":"x","labels":["` + strings.TrimSpace(strings.Repeat("z ", 4100)) + `","b"]}`, 413, errTooLarge, "input"},
 		{"chat: no messages", "/v1/chat/completions", `{"model":"base","messages":[]}`, 400, errInvalid, "messages"},
 		{"chat: bad role", "/v1/chat/completions", `{"messages":[{"role":"wizard","content":"x"}]}`, 400, errInvalid, "messages[0].role"},
 		{"chat: unknown model", "/v1/chat/completions", `{"model":"gpt-9","messages":[{"role":"user","content":"x"}]}`, 404, errNotFound, "model"},

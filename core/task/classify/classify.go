@@ -119,11 +119,17 @@ func New(be tensor.Backend, m *model.Model, tok Encoder, prompt func(string) str
 	if len(opt.NullInputs) > 0 {
 		var nullScores [][]float64
 		for _, in := range opt.NullInputs {
+			if len(tok.Encode(prompt(in), true)) == 0 {
+				continue // "" through the template "{text}": nothing to condition on, no information either
+			}
 			s, _, err := c.scores(in)
 			if err != nil {
 				return nil, fmt.Errorf("null input %q: %w", in, err)
 			}
 			nullScores = append(nullScores, s)
+		}
+		if len(nullScores) == 0 {
+			return nil, fmt.Errorf("every null input renders to an empty prompt: give null inputs with text, or a template with text around {text}")
 		}
 		c.nullLogP = meanLogProbs(nullScores)
 	}
