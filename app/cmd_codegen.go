@@ -28,11 +28,10 @@ func modelGenerator(be tensor.Backend, m *model.Model, tok *tokenizer.Tokenizer,
 	return func(ctx context.Context, prompt string, maxTokens int) (string, error) {
 		var ids []int
 		if tmpl != nil {
-			text, err := tmpl.Render([]chat.Message{{Role: "user", Content: prompt}}, true)
-			if err != nil {
+			var err error
+			if _, ids, err = tmpl.Encode(tok, []chat.Message{{Role: "user", Content: prompt}}, true); err != nil {
 				return "", err
 			}
-			ids = tok.Encode(text, false)
 		} else {
 			ids = tok.Encode(prompt, true)
 		}

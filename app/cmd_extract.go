@@ -64,11 +64,8 @@ func (x *extractor) prompt(promptText string) ([]int, error) {
 	if x.tmpl == nil {
 		return x.tok.Encode(promptText, true), nil
 	}
-	text, err := x.tmpl.Render([]chat.Message{{Role: "user", Content: promptText}}, true)
-	if err != nil {
-		return nil, err
-	}
-	return x.tok.Encode(text, false), nil
+	_, ids, err := x.tmpl.Encode(x.tok, []chat.Message{{Role: "user", Content: promptText}}, true)
+	return ids, err
 }
 
 func (x *extractor) run(ctx context.Context, promptText string, maxTokens int) (idp.Result, error) {

@@ -71,11 +71,9 @@ func runGenerate(env *Env, args []string) error {
 			msgs = append(msgs, chat.Message{Role: "system", Content: *system})
 		}
 		msgs = append(msgs, chat.Message{Role: "user", Content: *prompt})
-		text, err := tmpl.Render(msgs, true)
-		if err != nil {
+		if _, ids, err = tmpl.Encode(tok, msgs, true); err != nil { // the template holds BOS etc.; the contents are text
 			return err
 		}
-		ids = tok.Encode(text, false) // the template already holds BOS etc.
 	} else {
 		ids = tok.Encode(*prompt, true)
 	}

@@ -112,11 +112,10 @@ func runKD(env *Env, args []string) error {
 			} else if msgs[len(msgs)-1].Role == "assistant" {
 				msgs = msgs[:len(msgs)-1] // the teacher writes the last answer
 			}
-			text, err := tmpl.Render(msgs, true)
-			if err != nil {
+			var err error
+			if _, ids, err = tmpl.Encode(tok, msgs, true); err != nil {
 				return fail(fmt.Errorf("line %d: %w", r.Line, err))
 			}
-			ids = tok.Encode(text, false)
 		default:
 			ids = tok.Encode(prompt, true)
 		}

@@ -203,17 +203,20 @@ func (s *Server) encodePrompt(text, system string, useChat bool) ([]int, error) 
 func (s *Server) encodeChat(msgs []chat.Message) ([]int, error) {
 	if s.tmpl == nil {
 		var b strings.Builder
+		var plain [][2]int // the contents: text, whatever special tokens they hold
 		for _, m := range msgs {
-			fmt.Fprintf(&b, "%s: %s\n", m.Role, m.Content)
+			fmt.Fprintf(&b, "%s: ", m.Role)
+			plain = append(plain, [2]int{b.Len(), b.Len() + len(m.Content)})
+			b.WriteString(m.Content + "\n")
 		}
 		b.WriteString("assistant:")
-		return s.tok.Encode(b.String(), true), nil
+		return s.tok.EncodeText(b.String(), true, plain), nil
 	}
-	text, err := s.tmpl.Render(msgs, true)
+	_, ids, err := s.tmpl.Encode(s.tok, msgs, true)
 	if err != nil {
 		return nil, errorf(http.StatusBadRequest, errInvalid, "messages", "the chat template refuses these messages: %s", oneLine(err.Error()))
 	}
-	return s.tok.Encode(text, false), nil
+	return ids, nil
 }
 
 // sampling is the checkpoint's generation_config.json overridden by the

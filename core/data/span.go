@@ -36,7 +36,13 @@ func (e *Encoder) chatEncoding(msgs []chat.Message, lastOnly bool) ([]int, [][2]
 	if err != nil {
 		return nil, nil, err
 	}
-	ids := e.Tok.Encode(full, false)
+	// The messages' contents are text: a special token written in one is
+	// not the template's (it would teach a turn's end mid-answer).
+	plain, err := e.Tmpl.TextRanges(e.Tok, full, msgs, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	ids := e.Tok.EncodeText(full, false, plain)
 	var offs *tokenOffsets
 	var spans [][2]int
 	trailers := e.trailers()
@@ -70,7 +76,7 @@ func (e *Encoder) chatEncoding(msgs []chat.Message, lastOnly bool) ([]int, [][2]
 		a, b := -1, -1 // token span, once known
 		cs, ce := len(gp), len(up)
 		if strings.HasPrefix(full, up) {
-			gpIDs, upIDs := e.Tok.Encode(gp, false), e.Tok.Encode(up, false)
+			gpIDs, upIDs := e.Tok.EncodeText(gp, false, chat.Clip(plain, len(gp))), e.Tok.EncodeText(up, false, chat.Clip(plain, len(up)))
 			if hasPrefix(ids, gpIDs) && hasPrefix(ids, upIDs) {
 				a, b = len(gpIDs), len(upIDs)
 			}

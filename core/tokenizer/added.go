@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"sort"
 	"unicode"
 	"unicode/utf8"
 )
@@ -83,7 +84,7 @@ type segment struct {
 // split cuts s at the added tokens it contains, honouring single_word,
 // lstrip and rstrip as HF's AddedVocabulary::find_matches does. Segments are
 // appended to out.
-func (m *addedMatcher) split(s string, first bool, out []segment) []segment {
+func (m *addedMatcher) split(s string, first bool, out []segment, plain [][2]int) []segment {
 	if m == nil || len(m.tokens) == 0 {
 		return append(out, segment{text: s, first: first})
 	}
@@ -94,7 +95,7 @@ func (m *addedMatcher) split(s string, first bool, out []segment) []segment {
 			continue
 		}
 		t, n := m.longestAt(s, i)
-		if t == nil {
+		if t == nil || t.Special && overlaps(plain, i, i+n) {
 			i++
 			continue
 		}
@@ -138,6 +139,12 @@ func (m *addedMatcher) split(s string, first bool, out []segment) []segment {
 		out = append(out, segment{text: s[startOffset:], first: first && startOffset == 0})
 	}
 	return out
+}
+
+// overlaps says [a, b) meets one of the sorted ranges.
+func overlaps(ranges [][2]int, a, b int) bool {
+	k := sort.Search(len(ranges), func(k int) bool { return ranges[k][1] > a })
+	return k < len(ranges) && ranges[k][0] < b
 }
 
 // isWordRune is the regex \w of Rust's regex crate: Alphabetic, marks,

@@ -68,10 +68,20 @@ type Tokenizer struct {
 // do by default. With addSpecial the post-processor's tokens are added
 // (e.g. Llama's BOS); without it none are.
 func (t *Tokenizer) Encode(text string, addSpecial bool) []int {
+	return t.EncodeText(text, addSpecial, nil)
+}
+
+// EncodeText is Encode where the byte ranges plain of text (a chat
+// message's content in its rendering) are text whatever they hold: a
+// special token written there ("<|im_end|>" in a user's message) is
+// encoded as its characters, not as the token — HF's split_special_tokens
+// for those ranges — so content cannot forge the template's turns. The
+// ranges are sorted and do not overlap.
+func (t *Tokenizer) EncodeText(text string, addSpecial bool, plain [][2]int) []int {
 	sc := scratchPool.Get().(*scratch)
 	defer scratchPool.Put(sc)
 	ids := make([]int, 0, len(text)/3+4)
-	sc.segs = t.rawMatcher.split(text, true, sc.segs[:0])
+	sc.segs = t.rawMatcher.split(text, true, sc.segs[:0], plain)
 	for _, sg := range sc.segs {
 		if sg.added != nil {
 			ids = append(ids, sg.added.ID)
@@ -85,7 +95,7 @@ func (t *Tokenizer) Encode(text string, addSpecial bool) []int {
 			ids = t.encodeSection(s, sg.first, ids, sc)
 			continue
 		}
-		for _, sub := range t.normMatcher.split(s, sg.first, nil) {
+		for _, sub := range t.normMatcher.split(s, sg.first, nil, nil) {
 			if sub.added != nil {
 				ids = append(ids, sub.added.ID)
 			} else {
@@ -98,6 +108,17 @@ func (t *Tokenizer) Encode(text string, addSpecial bool) []int {
 		ids = t.post.process(ids)
 	}
 	return ids
+}
+
+// SpecialIn returns the first special token written in text ("" when
+// none): what EncodeText keeps as text in a plain range.
+func (t *Tokenizer) SpecialIn(text string) string {
+	for _, sg := range t.rawMatcher.split(text, true, nil, nil) {
+		if sg.added != nil && sg.added.Special {
+			return sg.added.Content
+		}
+	}
+	return ""
 }
 
 // scratch holds Encode's reusable buffers.
