@@ -3,9 +3,7 @@ package infer
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"distill/core/model"
 	"distill/core/tensor"
@@ -158,10 +156,8 @@ type batchSeq struct {
 	logits  []float32 // next-token logits
 	history []int
 	isEOS   map[int]bool
-	text    string
-	emitted int // bytes of text handed to OnText
-	maxStop int
-	err     error // why it ended, when not by a stop reason (non-finite logits)
+	out     *streamText // the text so far; nil without a detokenizer
+	err     error       // why it ended, when not by a stop reason (non-finite logits)
 	t1      time.Time
 	done    bool
 }
@@ -186,8 +182,8 @@ func newBatchSeq(m *model.Model, tok Detokenizer, it *BatchItem) (*batchSeq, err
 	for _, id := range it.Opt.EOS {
 		s.isEOS[id] = true
 	}
-	for _, st := range it.Opt.Stop {
-		s.maxStop = max(s.maxStop, len(st))
+	if tok != nil {
+		s.out = newStreamText(tok, it.Opt.Stop)
 	}
 	return s, nil
 }
@@ -317,24 +313,13 @@ func (s *batchSeq) next() (id int, more bool) {
 	s.res.IDs = append(s.res.IDs, id)
 	s.history = append(s.history, id)
 	if s.tok != nil {
-		s.text = s.tok.Decode(s.res.IDs, true)
-		if cut, hit := firstStop(s.text, opt.Stop); hit {
-			s.text = s.text[:cut]
+		if s.out.add(id) {
 			s.res.StopReason = "stop"
 			s.done = true
 			return 0, false
 		}
-		safe := len(s.text) - max(s.maxStop-1, 0)
-		for safe > s.emitted && safe < len(s.text) && !utf8.RuneStart(s.text[safe]) {
-			safe--
-		}
-		if strings.HasSuffix(s.text, "\uFFFD") {
-			safe = min(safe, len(s.text)-len("\uFFFD"))
-		}
-		if opt.OnText != nil && safe > s.emitted {
-			ok := opt.OnText(s.text[s.emitted:safe])
-			s.emitted = safe
-			if !ok {
+		if piece := s.out.ready(); opt.OnText != nil && piece != "" {
+			if !opt.OnText(piece) {
 				s.res.StopReason = "callback"
 				s.done = true
 				return 0, false
@@ -350,10 +335,13 @@ func (s *batchSeq) next() (id int, more bool) {
 
 func (s *batchSeq) finish() *Result {
 	res := s.res
-	if s.it.Opt.OnText != nil && s.emitted < len(s.text) && res.StopReason != "callback" {
-		s.it.Opt.OnText(s.text[s.emitted:])
+	if s.out != nil {
+		rest := s.out.finish(res.StopReason == "stop")
+		if s.it.Opt.OnText != nil && rest != "" && res.StopReason != "callback" {
+			s.it.Opt.OnText(rest)
+		}
+		res.Text = s.out.text
 	}
-	res.Text = s.text
 	res.CompletionTokens = len(res.IDs)
 	res.DecodeSeconds = time.Since(s.t1).Seconds()
 	if res.DecodeSeconds > 0 {

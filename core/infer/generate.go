@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"distill/core/model"
 	"distill/core/tensor"
@@ -82,11 +80,9 @@ func Generate(ctx context.Context, be tensor.Backend, m *model.Model, tok Detoke
 	res.PrefillSeconds = t1.Sub(t0).Seconds()
 
 	history := append([]int(nil), prompt...)
-	emitted := 0 // bytes of text handed to OnText
-	text := ""
-	maxStop := 0
-	for _, s := range opt.Stop {
-		maxStop = max(maxStop, len(s))
+	var out *streamText
+	if tok != nil {
+		out = newStreamText(tok, opt.Stop)
 	}
 	res.StopReason = "length"
 	for len(res.IDs) < opt.MaxTokens {
@@ -104,29 +100,14 @@ func Generate(ctx context.Context, be tensor.Backend, m *model.Model, tok Detoke
 		}
 		res.IDs = append(res.IDs, id)
 		history = append(history, id)
-		if tok != nil {
-			text = tok.Decode(res.IDs, true)
-			if cut, hit := firstStop(text, opt.Stop); hit {
-				text = text[:cut]
+		if out != nil {
+			if out.add(id) {
 				res.StopReason = "stop"
 				break
 			}
-			// Hold back an incomplete UTF-8 tail and anything that may grow
-			// into a stop string.
-			safe := len(text) - max(maxStop-1, 0)
-			for safe > emitted && safe < len(text) && !utf8.RuneStart(text[safe]) {
-				safe--
-			}
-			if strings.HasSuffix(text, "\uFFFD") {
-				safe = min(safe, len(text)-len("\uFFFD"))
-			}
-			if opt.OnText != nil && safe > emitted {
-				if !opt.OnText(text[emitted:safe]) {
-					emitted = safe
-					res.StopReason = "callback"
-					break
-				}
-				emitted = safe
+			if piece := out.ready(); opt.OnText != nil && piece != "" && !opt.OnText(piece) {
+				res.StopReason = "callback"
+				break
 			}
 		}
 		if len(res.IDs) == opt.MaxTokens {
@@ -138,28 +119,17 @@ func Generate(ctx context.Context, be tensor.Backend, m *model.Model, tok Detoke
 		}
 		m.Logits(be, logits, h, 1)
 	}
-	if opt.OnText != nil && emitted < len(text) && res.StopReason != "callback" {
-		opt.OnText(text[emitted:])
+	if out != nil {
+		rest := out.finish(res.StopReason == "stop")
+		if opt.OnText != nil && rest != "" && res.StopReason != "callback" {
+			opt.OnText(rest)
+		}
+		res.Text = out.text
 	}
-	res.Text = text
 	res.CompletionTokens = len(res.IDs)
 	res.DecodeSeconds = time.Since(t1).Seconds()
 	if res.DecodeSeconds > 0 {
 		res.TokensPerSecond = float64(res.CompletionTokens) / res.DecodeSeconds
 	}
 	return res, nil
-}
-
-// firstStop finds the earliest stop string in text.
-func firstStop(text string, stops []string) (int, bool) {
-	best, hit := len(text), false
-	for _, s := range stops {
-		if s == "" {
-			continue
-		}
-		if i := strings.Index(text, s); i >= 0 && i < best {
-			best, hit = i, true
-		}
-	}
-	return best, hit
 }
