@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // readCSV reads a classification CSV: a header row naming the columns, one
@@ -83,6 +84,14 @@ func (d *Dataset) readCSV() error {
 			continue
 		}
 		line, _ := cr.FieldPos(0)
+		if col, at := invalidUTF8(rec); col >= 0 {
+			// Latin-1 or another encoding: its bytes would be trained on as
+			// mojibake.
+			if err := d.skip(line, rowErr(header[col], "not UTF-8 at byte %d of the field (re-save the file as UTF-8)", at+1)); err != nil {
+				return err
+			}
+			continue
+		}
 		r := Row{Line: line, Label: rec[labelAt]}
 		if strings.TrimSpace(r.Label) == "" {
 			if err := d.skip(line, rowErr(label, "empty")); err != nil {
@@ -108,4 +117,21 @@ func (d *Dataset) readCSV() error {
 		}
 		d.Rows = append(d.Rows, r)
 	}
+}
+
+// invalidUTF8 finds the first field of rec that is not UTF-8 and the
+// offset of its first bad byte; -1 when all are.
+func invalidUTF8(rec []string) (col, at int) {
+	for i, f := range rec {
+		if !utf8.ValidString(f) {
+			for j := 0; j < len(f); {
+				r, n := utf8.DecodeRuneInString(f[j:])
+				if r == utf8.RuneError && n <= 1 {
+					return i, j
+				}
+				j += n
+			}
+		}
+	}
+	return -1, 0
 }

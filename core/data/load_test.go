@@ -313,3 +313,19 @@ func mustLoad(t *testing.T, path string, opt Options) *Dataset {
 	}
 	return d
 }
+
+// TestCSVNotUTF8: a CSV row in another encoding (Latin-1's é) is a bad row
+// naming its line and column, as in JSONL, not text trained on as mojibake.
+func TestCSVNotUTF8(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "latin1.csv")
+	if err := os.WriteFile(p, []byte("text,label\ncaf\xe9 tr\xe8s bon,pos\ngood,pos\nbad,neg\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d, err := Load(p, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Rows) != 2 || len(d.Skipped) != 1 || !strings.Contains(d.Skipped[0].Error(), ":2:") || !strings.Contains(d.Skipped[0].Error(), "not UTF-8") || !strings.Contains(d.Skipped[0].Error(), "text") {
+		t.Errorf("rows %d, skipped %v", len(d.Rows), d.Skipped)
+	}
+}
