@@ -1,6 +1,7 @@
 package app
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -89,5 +90,27 @@ func TestResumeCompletedRunSaysSo(t *testing.T) {
 	code, _, stderr := run("train", "--resume", dir, "--db", db)
 	if code == 0 || !strings.Contains(stderr, "has completed: nothing to resume") || !strings.Contains(stderr, filepath.Join(dir, "adapter")) {
 		t.Errorf("exit %d: %q", code, stderr)
+	}
+}
+
+// TestEvalRunWithoutItsFolder: evaluating a run whose adapter is not where
+// it was recorded is an error — it used to evaluate the base model and
+// record the figures as the run's.
+func TestEvalRunWithoutItsFolder(t *testing.T) {
+	m := tinyModel(t)
+	dir, db := filepath.Join(t.TempDir(), "run"), filepath.Join(t.TempDir(), "runs.db")
+	data := smallData(t, "../examples/tickets/train.jsonl", 12)
+	if code, _, stderr := run("train", "sft", "--model", m, "--data", data, "--steps", "1", "--seq-len", "128", "--out", dir, "--db", db); code != 0 {
+		t.Fatal(stderr)
+	}
+	_, out, _ := run("runs", "list", "--json", "--db", db)
+	var runs []struct{ ID string }
+	if err := json.Unmarshal([]byte(out), &runs); err != nil || len(runs) != 1 {
+		t.Fatalf("runs list: %s", out)
+	}
+	os.RemoveAll(filepath.Join(dir, "adapter"))
+	code, _, stderr := run("eval", "classify", "--run", runs[0].ID, "--data", data, "--db", db)
+	if code == 0 || !strings.Contains(stderr, "neither") {
+		t.Errorf("eval of a run without its adapter: exit %d, %q", code, stderr)
 	}
 }

@@ -75,15 +75,36 @@ func (f evalFlags) resolveRun(db *store.DB) error {
 	if err != nil {
 		return fmt.Errorf("--run %s: %w", *f.runID, err)
 	}
-	if *f.dir == "" {
-		*f.dir = r.BaseModel
-	}
-	if a := filepath.Join(r.Dir, "adapter"); *f.eng.adapter == "" {
-		if _, err := os.Stat(a); err == nil { // full fine-tuning saves a model instead
-			*f.eng.adapter = a
+	if *f.eng.adapter != "" { // the run's base with the adapter given
+		if *f.dir == "" {
+			*f.dir = r.BaseModel
 		}
+		return nil
+	}
+	// What the run trained: its adapter, or a full fine-tune's model. Not
+	// found (a folder moved, a relative path from another directory) is an
+	// error: evaluating the base instead would record its figures as the
+	// run's.
+	adapter, full := filepath.Join(r.Dir, "adapter"), filepath.Join(r.Dir, "model")
+	switch {
+	case isDir(adapter):
+		*f.eng.adapter = adapter
+		if *f.dir == "" {
+			*f.dir = r.BaseModel
+		}
+	case isDir(full) && *f.dir == "":
+		*f.dir = full
+	case isDir(full):
+		return fmt.Errorf("--run %s trained every weight: its model is %s; drop --model", *f.runID, full)
+	default:
+		return fmt.Errorf("--run %s: neither %s nor %s is there (not finished, or its folder moved): evaluate with --model and --adapter", *f.runID, adapter, full)
 	}
 	return nil
+}
+
+func isDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
 }
 
 // record stores an evaluation in the database and as JSON under the run

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"distill/store"
 )
 
 // runFiles are the entries a run writes in its folder: all that `runs rm`
@@ -122,4 +124,33 @@ func (c *RunConfig) checkDataOutside(dir string) error {
 		}
 	}
 	return nil
+}
+
+// absPath is p made absolute for the run database, which other processes
+// read from other directories (p itself when that fails).
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}
+
+// withSavedCheckpoints adds to the recorded checkpoints those saved under
+// dir/checkpoints that the database did not record (it was busy): a
+// resume finds every checkpoint on disk. Sorted by step.
+func withSavedCheckpoints(cps []store.Checkpoint, runID, dir string) []store.Checkpoint {
+	have := map[int]bool{}
+	for _, c := range cps {
+		have[c.Step] = true
+	}
+	entries, _ := os.ReadDir(filepath.Join(dir, "checkpoints"))
+	for _, e := range entries {
+		var step int
+		if _, err := fmt.Sscanf(e.Name(), "step-%d", &step); err != nil || !e.IsDir() || have[step] || strings.Contains(e.Name(), ".") {
+			continue
+		}
+		cps = append(cps, store.Checkpoint{RunID: runID, Step: step, Path: filepath.Join(dir, "checkpoints", e.Name())})
+	}
+	slices.SortFunc(cps, func(a, b store.Checkpoint) int { return a.Step - b.Step })
+	return cps
 }

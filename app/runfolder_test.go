@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -37,5 +38,41 @@ func TestRemoveRunFolderKeepsOtherFiles(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("an emptied run folder stays: %v", err)
+	}
+}
+
+// TestRunRecordsOutliveItsDirectory: the run database holds absolute
+// paths (other processes read it from other directories), the best
+// validation figure is the best, not the last, and a resume finds a
+// checkpoint the busy database did not record.
+func TestRunRecordsOutliveItsDirectory(t *testing.T) {
+	cfg, db := sftRun(t)
+	cfg.Steps, cfg.CheckpointEvery = 2, 1
+	t.Chdir(t.TempDir())
+	job := &TrainJob{Cfg: cfg, ID: "rel", Dir: filepath.Join("runs", "rel"), DB: db}
+	if err := job.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	r, err := db.GetRun(ctx, "rel")
+	if err != nil || !filepath.IsAbs(r.Dir) {
+		t.Fatalf("run dir %q (%v), want absolute", r.Dir, err)
+	}
+	cps, _ := db.Checkpoints(ctx, "rel")
+	as, _ := db.ListAdapters(ctx)
+	if len(cps) == 0 || !filepath.IsAbs(cps[0].Path) || len(as) != 1 || !filepath.IsAbs(as[0].Path) {
+		t.Errorf("checkpoints %v, adapters %v: want absolute paths", cps, as)
+	}
+	for _, v := range []float64{10.9, 7.6, 7.5, 7.7} {
+		job.recordBest("val_loss", v, true)
+	}
+	if r, _ := db.GetRun(ctx, "rel"); r.BestMetric == nil || *r.BestMetric != 7.5 {
+		t.Errorf("best val_loss %v, want 7.5", r.BestMetric)
+	}
+	os.MkdirAll(filepath.Join(job.Dir, "checkpoints", "step-000007"), 0o755)
+	os.MkdirAll(filepath.Join(job.Dir, "checkpoints", "step-000003.old"), 0o755)
+	got := withSavedCheckpoints(cps, "rel", job.Dir)
+	if n := len(got); n != len(cps)+1 || got[n-1].Step != 7 {
+		t.Errorf("checkpoints with the unrecorded one: %+v", got)
 	}
 }

@@ -122,6 +122,7 @@ func (j *TrainJob) Run(ctx context.Context) (err error) {
 // log says so (the run repeats the steps since the one it takes).
 func (j *TrainJob) loadCheckpoint(ctx context.Context) (train.State, error) {
 	cps, err := j.DB.Checkpoints(ctx, j.ID)
+	cps = withSavedCheckpoints(cps, j.ID, j.Dir)
 	if err == nil && len(cps) == 0 {
 		err = store.ErrNotFound
 	}
@@ -162,7 +163,7 @@ func (j *TrainJob) create(ctx context.Context) error {
 	}
 	cfgJSON, _ := json.Marshal(j.Cfg)
 	return j.DB.CreateRun(ctx, store.Run{ID: j.ID, Method: j.Cfg.Method, BaseModel: j.Cfg.Model, Dataset: j.Cfg.Data,
-		Status: store.StatusQueued, Config: string(cfgJSON), Dir: j.Dir, PID: os.Getpid()})
+		Status: store.StatusQueued, Config: string(cfgJSON), Dir: absPath(j.Dir), PID: os.Getpid()})
 }
 
 // findResumed makes sure the run to resume is recorded under j.ID: the

@@ -142,7 +142,12 @@ func (j *TrainJob) checkpoint() error {
 	if err := train.SaveCheckpoint(dir, j.net, j.opt, train.State{Step: j.opt.Step, Seed: j.Cfg.Seed}); err != nil {
 		return err
 	}
-	return j.DB.AddCheckpoint(context.Background(), store.Checkpoint{RunID: j.ID, Step: j.opt.Step, Path: dir})
+	if err := j.DB.AddCheckpoint(context.Background(), store.Checkpoint{RunID: j.ID, Step: j.opt.Step, Path: absPath(dir)}); err != nil {
+		// The checkpoint is on disk, where a resume finds it too: another
+		// process holding the database must not end the run.
+		j.logf("step %d: checkpoint saved to %s, but the run database did not record it (%v); training goes on", j.opt.Step, dir, err)
+	}
+	return nil
 }
 
 // evaluate computes the validation metrics and records them.
@@ -197,11 +202,25 @@ func (j *TrainJob) evaluate() error {
 		j.Validated(j.opt.Step, metrics)
 	}
 	if v, ok := metrics["val_loss"]; ok {
-		j.DB.SetBestMetric(context.Background(), j.ID, "val_loss", v)
+		j.recordBest("val_loss", v, true)
 	} else if v, ok := metrics["val_accuracy"]; ok {
-		j.DB.SetBestMetric(context.Background(), j.ID, "val_accuracy", v)
+		j.recordBest("val_accuracy", v, false)
 	}
 	return j.DB.AddMetrics(context.Background(), j.ID, points)
+}
+
+// recordBest keeps the run's best validation figure: v when it beats the
+// one recorded (lower for a loss, higher for an accuracy) or none is.
+func (j *TrainJob) recordBest(name string, v float64, lowerBetter bool) {
+	ctx := context.Background()
+	if r, err := j.DB.GetRun(ctx, j.ID); err == nil && r.BestMetric != nil && r.BestMetricName == name {
+		if b := *r.BestMetric; lowerBetter && b <= v || !lowerBetter && b >= v {
+			return
+		}
+	}
+	if err := j.DB.SetBestMetric(ctx, j.ID, name, v); err != nil {
+		j.logf("step %d: the run database did not take the best %s (%v)", j.opt.Step, name, err)
+	}
 }
 
 // finish saves the trained adapter (PEFT layout) and registers it.
@@ -231,7 +250,7 @@ func (j *TrainJob) finish() error {
 	if j.format == data.FormatClassification || j.format == data.FormatIDP {
 		task = j.format
 	}
-	return j.DB.RegisterAdapter(context.Background(), store.Adapter{Name: j.ID, Path: dir, BaseModel: j.Cfg.Model,
+	return j.DB.RegisterAdapter(context.Background(), store.Adapter{Name: j.ID, Path: absPath(dir), BaseModel: j.Cfg.Model,
 		Method: j.Cfg.Method, Task: task, RunID: j.ID, Metrics: json.RawMessage(`{}`)})
 }
 
