@@ -97,8 +97,18 @@ func (j *TrainJob) Run(ctx context.Context) (err error) {
 		case err != nil:
 			status, msg = store.StatusFailed, err.Error()
 		}
-		if ferr := j.DB.FinishRun(context.Background(), j.ID, status, msg); ferr != nil && err == nil {
-			err = ferr
+		// Retried: a run left "running" would refuse its own resume.
+		ferr := j.DB.FinishRun(context.Background(), j.ID, status, msg)
+		for try := 1; ferr != nil && try < 3; try++ {
+			time.Sleep(time.Duration(try) * time.Second)
+			ferr = j.DB.FinishRun(context.Background(), j.ID, status, msg)
+		}
+		if ferr != nil {
+			if err == nil {
+				err = ferr
+			} else {
+				j.logf("the run database did not record the run's end (%v)", ferr)
+			}
 		}
 		j.close()
 	}()
