@@ -60,6 +60,9 @@ type Adapter struct {
 const adapterColumns = "name, path, base_model, method, task, run_id, metrics, tags, created_at, updated_at"
 
 func (d *DB) RegisterAdapter(ctx context.Context, a Adapter) error {
+	if err := d.writable("register adapter " + a.Name); err != nil {
+		return err
+	}
 	if err := checkAdapterName(a.Name); err != nil {
 		return fmt.Errorf("register adapter: %w", err)
 	}
@@ -124,6 +127,9 @@ func (d *DB) ListAdapters(ctx context.Context) ([]Adapter, error) {
 
 func (d *DB) RenameAdapter(ctx context.Context, oldName, newName string) error {
 	op := "rename adapter " + oldName
+	if err := d.writable(op); err != nil {
+		return err
+	}
 	if err := checkAdapterName(newName); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
@@ -152,6 +158,9 @@ func (d *DB) UntagAdapter(ctx context.Context, name string, tags ...string) erro
 
 // editTags rewrites an adapter's tags in one transaction.
 func (d *DB) editTags(ctx context.Context, op, name string, edit func([]string) []string) error {
+	if err := d.writable(op); err != nil {
+		return err
+	}
 	err := d.inTx(ctx, func(tx *sql.Tx) error {
 		var raw string
 		err := tx.QueryRowContext(ctx, "SELECT tags FROM adapters WHERE name = ?", name).Scan(&raw)
@@ -180,6 +189,9 @@ func (d *DB) editTags(ctx context.Context, op, name string, edit func([]string) 
 }
 
 func (d *DB) DeleteAdapter(ctx context.Context, name string) error {
+	if err := d.writable("delete adapter " + name); err != nil {
+		return err
+	}
 	res, err := d.db.ExecContext(ctx, "DELETE FROM adapters WHERE name = ?", name)
 	if err != nil {
 		return fmt.Errorf("delete adapter %s: %w", name, err)
@@ -257,6 +269,9 @@ func normalizeTags(tags []string) []string {
 // SetAdapterMetrics replaces an adapter's headline metrics (a JSON object),
 // e.g. after an evaluation.
 func (d *DB) SetAdapterMetrics(ctx context.Context, name string, metrics json.RawMessage) error {
+	if err := d.writable("set metrics of adapter " + name); err != nil {
+		return err
+	}
 	m, err := jsonObject(metrics)
 	if err != nil {
 		return fmt.Errorf("set metrics of adapter %s: %w", name, err)

@@ -31,6 +31,9 @@ type Checkpoint struct {
 }
 
 func (d *DB) AddCheckpoint(ctx context.Context, c Checkpoint) error {
+	if err := d.writable("add checkpoint of run " + c.RunID); err != nil {
+		return err
+	}
 	if c.Path == "" {
 		return fmt.Errorf("add checkpoint of run %s: empty path", c.RunID)
 	}

@@ -44,6 +44,9 @@ type Evaluation struct {
 }
 
 func (d *DB) AddEvaluation(ctx context.Context, e Evaluation) (int64, error) {
+	if err := d.writable("add evaluation"); err != nil {
+		return 0, err
+	}
 	if !validKind(e.Kind) {
 		return 0, fmt.Errorf("add evaluation: kind %q: want one of %s", e.Kind, strings.Join(Kinds, ", "))
 	}

@@ -31,6 +31,9 @@ type Metric struct {
 }
 
 func (d *DB) AddMetrics(ctx context.Context, runID string, points []Metric) error {
+	if err := d.writable("add metrics of run " + runID); err != nil {
+		return err
+	}
 	if len(points) == 0 {
 		return nil
 	}

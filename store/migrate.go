@@ -14,7 +14,7 @@ import (
 // SchemaVersion is the schema this binary writes: the number of the last
 // file in migrations/. Open migrates older files up to it and refuses newer
 // ones.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // applicationID ("DSTL") is written by migration 1 into the file header
 // (PRAGMA application_id) and marks a file as a distill store.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 )
 
@@ -58,4 +59,68 @@ func processAlive(pid int) bool {
 	}
 	err = p.Signal(syscall.Signal(0))
 	return err == nil || errors.Is(err, os.ErrPermission)
+}
+
+// ownerIdentity is where this process's pids are meaningful, recorded with
+// a run's pid (runs.owner): the host name, the PID namespace
+// (/proc/self/ns/pid, e.g. "pid:[4026531836]") and the boot
+// (/proc/sys/kernel/random/boot_id), as "host=H pidns=N boot=B". Two
+// processes with the same identity see the same pids and the same process
+// start times, so one can judge the other's pid; a trainer in a container
+// (its own PID namespace) has another identity than a process on the host.
+// A part that cannot be read is "?". Computed once: none of the parts
+// changes while the process runs.
+var ownerIdentity = sync.OnceValue(func() string {
+	host, _ := os.Hostname()
+	pidns, _ := os.Readlink("/proc/self/ns/pid")
+	boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	return formatIdentity(identity{host: host, pidns: pidns, boot: string(boot)})
+})
+
+// identity is an owner identity's parts.
+type identity struct{ host, pidns, boot string }
+
+func formatIdentity(id identity) string {
+	return "host=" + identityPart(id.host) + " pidns=" + identityPart(id.pidns) + " boot=" + identityPart(id.boot)
+}
+
+// identityPart makes s one space-free word, "?" when empty.
+func identityPart(s string) string {
+	s = strings.Join(strings.Fields(s), "_")
+	if s == "" {
+		return "?"
+	}
+	return s
+}
+
+// parseIdentity reads formatIdentity's output; unknown or missing parts
+// are "".
+func parseIdentity(s string) identity {
+	var id identity
+	for _, f := range strings.Fields(s) {
+		k, v, _ := strings.Cut(f, "=")
+		if v == "?" {
+			v = ""
+		}
+		switch k {
+		case "host":
+			id.host = v
+		case "pidns":
+			id.pidns = v
+		case "boot":
+			id.boot = v
+		}
+	}
+	return id
+}
+
+// rebootedSince reports whether the owner identity recorded is this
+// machine before a reboot: the same host name and another boot id, both
+// known. Every process of that boot is gone. (A database in WAL mode cannot
+// be shared between machines, so a different boot id with the same name is
+// not another machine writing to this file.)
+func rebootedSince(recorded string) bool {
+	then, now := parseIdentity(recorded), parseIdentity(ownerIdentity())
+	return then.host != "" && then.host == now.host &&
+		then.boot != "" && now.boot != "" && then.boot != now.boot
 }

@@ -20,6 +20,7 @@ import (
 //	queued ──StartRun──▶ running ──FinishRun──▶ completed | failed | canceled
 //	   └────────────────FinishRun───────────────▶ failed | canceled
 //	failed | canceled ──StartRun──▶ running (a resume)
+//	failed (by RecoverInterrupted) ──FinishRun by its own owner──▶ completed | failed | canceled
 //
 // A run whose owning process died is left queued or running until
 // RecoverInterrupted marks it failed; call it when a process starts.
@@ -35,24 +36,38 @@ type RunStore interface {
 	// or completed.
 	StartRun(ctx context.Context, id string, pid int) error
 	// FinishRun moves a queued or running run to status (completed, failed
-	// or canceled) with errMsg as its Error and sets FinishedAt.
-	// ErrNotFound, or ErrInvalidTransition if it has already finished.
+	// or canceled) with errMsg as its Error and sets FinishedAt. A run that
+	// RecoverInterrupted marked failed (Error is InterruptedError) although
+	// its owner was alive may still be finished by that owner: the calling
+	// process, if it is the recorded pid with the recorded start time and
+	// owner identity. ErrNotFound, or ErrInvalidTransition if it has
+	// already finished.
 	FinishRun(ctx context.Context, id string, status Status, errMsg string) error
 	// GetRun returns the run with that ID, or ErrNotFound.
 	GetRun(ctx context.Context, id string) (Run, error)
 	// ListRuns returns the runs that match f, newest first.
 	ListRuns(ctx context.Context, f RunFilter) ([]Run, error)
-	// DeleteRun removes the run with its metrics and checkpoints; its
-	// evaluations and registered adapters stay, with no run. ErrNotFound if
-	// there is no such run. The run's folder is the caller's to remove.
+	// DeleteRun removes a finished run with its metrics and checkpoints;
+	// its evaluations and registered adapters stay, with no run. The status
+	// is checked by the DELETE itself, so a run that another process starts
+	// meanwhile is never deleted. ErrNotFound if there is no such run,
+	// ErrActive if it is queued or running. The run's folder is the
+	// caller's to remove.
 	DeleteRun(ctx context.Context, id string) error
-	// SetBestMetric records the run's best value so far of metric name.
-	// ErrNotFound if there is no such run.
+	// SetBestMetric records the run's best value so far of metric name,
+	// which must be finite (NaN and ±Inf are refused: they have no JSON
+	// form). ErrNotFound if there is no such run.
 	SetBestMetric(ctx context.Context, id, name string, value float64) error
-	// RecoverInterrupted marks failed, with ErrInterrupted's message, every
-	// queued or running run whose owning process is gone: its pid is not
-	// alive, has been reused by another process, or is this process's pid
-	// left over from an earlier process. It returns how many it marked.
+	// RecoverInterrupted marks failed, with InterruptedError, every queued
+	// or running run whose owning process is gone, and returns how many it
+	// marked. A run recorded by a process with this process's owner identity
+	// (same host, PID namespace and boot), or before schema 3 recorded
+	// identities, is judged by its pid: gone if the pid is not alive, has
+	// been reused by another process, or is this process's pid left over
+	// from an earlier process. A run owned elsewhere (a trainer in a
+	// container, say), whose pid means nothing here, is gone only if this
+	// machine has rebooted since, or if the run has been silent for
+	// ForeignOwnerStale: no change to the run and no metric or checkpoint.
 	RecoverInterrupted(ctx context.Context) (int, error)
 }
 
@@ -91,6 +106,18 @@ func (s Status) Final() bool {
 // InterruptedError is the Error that RecoverInterrupted gives a run.
 const InterruptedError = "interrupted (process exited without finishing)"
 
+// ForeignOwnerStale is how long a queued or running run owned by a process
+// in another PID namespace or on another host (see Run.Owner) must have
+// been silent — no change to the run, no metric point, no checkpoint —
+// before RecoverInterrupted takes its owner for dead: such a pid cannot be
+// checked from here. A live trainer records metrics at every step; its
+// longest silences are loading a model, a long evaluation, writing a
+// checkpoint or a slow first step, minutes to an hour or two even for
+// large models on a CPU. Six hours is far beyond those, so a live
+// container's run is not marked failed (and then resumed twice), and still
+// a dead container's run shows as failed the same working day.
+const ForeignOwnerStale = 6 * time.Hour
+
 // Run is one training run.
 type Run struct {
 	ID        string // e.g. "20261125-182700-sft-ab12", see NewRunID
@@ -103,6 +130,11 @@ type Run struct {
 	Config    string // the effective config, YAML or JSON
 	Dir       string // the run's folder, runs/<id>
 	PID       int    // the owning process: the launcher while queued, the trainer while running
+	// Owner is where PID is meaningful: the host, PID namespace and boot of
+	// the process that recorded it ("host=H pidns=pid:[N] boot=B"); empty
+	// for a run recorded before schema version 3 or without a pid.
+	// CreateRun records this process's identity when Owner is empty.
+	Owner string
 
 	CreatedAt  time.Time
 	StartedAt  time.Time // zero until StartRun
@@ -140,9 +172,12 @@ func validMethod(m string) bool {
 }
 
 const runColumns = `id, method, base_model, dataset, task, status, error, config, dir, pid,
-	created_at, started_at, finished_at, updated_at, best_metric, best_metric_name`
+	created_at, started_at, finished_at, updated_at, best_metric, best_metric_name, owner`
 
 func (d *DB) CreateRun(ctx context.Context, r Run) error {
+	if err := d.writable("create run " + r.ID); err != nil {
+		return err
+	}
 	if r.ID == "" {
 		return errors.New("create run: empty id")
 	}
@@ -155,8 +190,8 @@ func (d *DB) CreateRun(ctx context.Context, r Run) error {
 	if !r.Status.Valid() {
 		return fmt.Errorf("create run %s: unknown status %q", r.ID, r.Status)
 	}
-	if r.BestMetric != nil && math.IsNaN(*r.BestMetric) {
-		return fmt.Errorf("create run %s: best metric is NaN", r.ID)
+	if r.BestMetric != nil && !finite(*r.BestMetric) {
+		return fmt.Errorf("create run %s: best metric is %v: want a finite value", r.ID, *r.BestMetric)
 	}
 	t := now()
 	if r.CreatedAt.IsZero() {
@@ -177,16 +212,21 @@ func (d *DB) CreateRun(ctx context.Context, r Run) error {
 		if st, ok := processStart(r.PID); ok {
 			pidStart = sql.NullInt64{Int64: st, Valid: true}
 		}
+		if r.Owner == "" {
+			r.Owner = ownerIdentity()
+		}
+	} else {
+		r.Owner = "" // no pid to qualify
 	}
 	var best sql.NullFloat64
 	if r.BestMetric != nil {
 		best = sql.NullFloat64{Float64: *r.BestMetric, Valid: true}
 	}
 	_, err := d.db.ExecContext(ctx, `INSERT INTO runs (`+runColumns+`, pid_start)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.ID, r.Method, r.BaseModel, r.Dataset, r.Task, string(r.Status), r.Error, r.Config, r.Dir, pid,
 		formatTime(r.CreatedAt), nullTime(r.StartedAt), nullTime(r.FinishedAt), formatTime(t),
-		best, r.BestMetricName, pidStart)
+		best, r.BestMetricName, r.Owner, pidStart)
 	if isConstraint(err, sqlite3.ErrConstraintPrimaryKey) {
 		return fmt.Errorf("create run %s: %w", r.ID, ErrExists)
 	}
@@ -197,6 +237,9 @@ func (d *DB) CreateRun(ctx context.Context, r Run) error {
 }
 
 func (d *DB) StartRun(ctx context.Context, id string, pid int) error {
+	if err := d.writable("start run " + id); err != nil {
+		return err
+	}
 	if pid <= 0 {
 		pid = os.Getpid()
 	}
@@ -206,10 +249,10 @@ func (d *DB) StartRun(ctx context.Context, id string, pid int) error {
 	}
 	t := formatTime(now())
 	res, err := d.db.ExecContext(ctx, `UPDATE runs
-		SET status = 'running', pid = ?, pid_start = ?, started_at = ?, finished_at = NULL,
+		SET status = 'running', pid = ?, pid_start = ?, owner = ?, started_at = ?, finished_at = NULL,
 			error = '', updated_at = ?
 		WHERE id = ? AND status IN ('queued', 'failed', 'canceled')`,
-		pid, pidStart, t, t, id)
+		pid, pidStart, ownerIdentity(), t, t, id)
 	if err != nil {
 		return fmt.Errorf("start run %s: %w", id, err)
 	}
@@ -220,11 +263,26 @@ func (d *DB) FinishRun(ctx context.Context, id string, status Status, errMsg str
 	if !status.Final() {
 		return fmt.Errorf("finish run %s: status %q: want completed, failed or canceled", id, status)
 	}
+	if err := d.writable("finish run " + id); err != nil {
+		return err
+	}
+	// The calling process may also finish a run that RecoverInterrupted
+	// marked failed while it was alive (a false "interrupted", as when an
+	// earlier distill judged a pid it could not see): the run is still
+	// recorded as its own, by pid, start time and owner identity. Without a
+	// start time to tell this process from an earlier one with its pid,
+	// nothing is revived (pid_start = NULL is never true).
+	var selfStart sql.NullInt64
+	if st, ok := processStart(os.Getpid()); ok {
+		selfStart = sql.NullInt64{Int64: st, Valid: true}
+	}
 	t := formatTime(now())
 	res, err := d.db.ExecContext(ctx, `UPDATE runs
 		SET status = ?, error = ?, finished_at = ?, updated_at = ?
-		WHERE id = ? AND status IN ('queued', 'running')`,
-		string(status), errMsg, t, t, id)
+		WHERE id = ? AND (status IN ('queued', 'running') OR
+			(status = 'failed' AND error = ? AND pid = ? AND pid_start = ? AND owner = ?))`,
+		string(status), errMsg, t, t, id,
+		InterruptedError, os.Getpid(), selfStart, ownerIdentity())
 	if err != nil {
 		return fmt.Errorf("finish run %s: %w", id, err)
 	}
@@ -304,17 +362,49 @@ func (d *DB) ListRuns(ctx context.Context, f RunFilter) ([]Run, error) {
 }
 
 func (d *DB) DeleteRun(ctx context.Context, id string) error {
-	res, err := d.db.ExecContext(ctx, "DELETE FROM runs WHERE id = ?", id)
+	if err := d.writable("delete run " + id); err != nil {
+		return err
+	}
+	// The status check is part of the DELETE, so a run that another process
+	// started (a resume) after the caller looked at it is not deleted. When
+	// nothing was deleted, the status read in the same transaction says why.
+	var active Status
+	err := d.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx,
+			"DELETE FROM runs WHERE id = ? AND status NOT IN ('queued', 'running')", id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n > 0 {
+			return err
+		}
+		var status string
+		err = tx.QueryRowContext(ctx, "SELECT status FROM runs WHERE id = ?", id).Scan(&status)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		active = Status(status)
+		return ErrActive
+	})
+	if errors.Is(err, ErrActive) {
+		return fmt.Errorf("delete run %s: %w: it is %s, stop it first", id, ErrActive, active)
+	}
 	if err != nil {
 		return fmt.Errorf("delete run %s: %w", id, err)
 	}
-	return mustAffect(res, "delete run "+id)
+	return nil
 }
 
 // SetRunConfig replaces a run's recorded config: what the run resolved
 // when it started (its micro-batch fitted to the device, how it holds its
 // activations) where the submitted config left it to the run.
 func (d *DB) SetRunConfig(ctx context.Context, id, config string) error {
+	if err := d.writable("set config of run " + id); err != nil {
+		return err
+	}
 	res, err := d.db.ExecContext(ctx, "UPDATE runs SET config = ?, updated_at = ? WHERE id = ?",
 		config, formatTime(now()), id)
 	if err != nil {
@@ -324,8 +414,12 @@ func (d *DB) SetRunConfig(ctx context.Context, id, config string) error {
 }
 
 func (d *DB) SetBestMetric(ctx context.Context, id, name string, value float64) error {
-	if math.IsNaN(value) {
-		return fmt.Errorf("set best metric of run %s: %s is NaN", id, name)
+	if err := d.writable("set best metric of run " + id); err != nil {
+		return err
+	}
+	if !finite(value) {
+		// ±Inf would be stored, and then break every JSON listing of runs.
+		return fmt.Errorf("set best metric of run %s: %s is %v: want a finite value", id, name, value)
 	}
 	res, err := d.db.ExecContext(ctx,
 		"UPDATE runs SET best_metric = ?, best_metric_name = ?, updated_at = ? WHERE id = ?",
@@ -337,25 +431,48 @@ func (d *DB) SetBestMetric(ctx context.Context, id, name string, value float64) 
 }
 
 func (d *DB) RecoverInterrupted(ctx context.Context) (int, error) {
+	if err := d.writable("recover interrupted runs"); err != nil {
+		return 0, err
+	}
+	self := ownerIdentity()
+	t := now()
+	silentSince := formatTime(t.Add(-ForeignOwnerStale))
 	type owner struct {
 		id       string
 		pid      sql.NullInt64
 		pidStart sql.NullInt64
+		owner    string
+		stale    bool // judged by silence, not by pid
 	}
 	rows, err := d.db.QueryContext(ctx,
-		"SELECT id, pid, pid_start FROM runs WHERE status IN ('queued', 'running')")
+		"SELECT id, pid, pid_start, owner, updated_at FROM runs WHERE status IN ('queued', 'running')")
 	if err != nil {
 		return 0, fmt.Errorf("recover interrupted runs: %w", err)
 	}
-	var dead []owner
+	var dead, silent []owner
 	for rows.Next() {
-		var o owner
-		if err := rows.Scan(&o.id, &o.pid, &o.pidStart); err != nil {
+		var (
+			o       owner
+			updated string
+		)
+		if err := rows.Scan(&o.id, &o.pid, &o.pidStart, &o.owner, &updated); err != nil {
 			rows.Close()
 			return 0, fmt.Errorf("recover interrupted runs: %w", err)
 		}
-		if !ownerAlive(o.pid, o.pidStart) {
+		switch {
+		case o.owner == "" || o.owner == self:
+			// Recorded before owners were (schema 2), or in this PID
+			// namespace of this boot: the pid can be checked here.
+			if !ownerAlive(o.pid, o.pidStart) {
+				dead = append(dead, o)
+			}
+		case rebootedSince(o.owner):
 			dead = append(dead, o)
+		case updated < silentSince:
+			// Another PID namespace or host: its pid means nothing here.
+			// Only a long silence tells; the metrics are read below.
+			o.stale = true
+			silent = append(silent, o)
 		}
 	}
 	err = rows.Err()
@@ -363,19 +480,36 @@ func (d *DB) RecoverInterrupted(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("recover interrupted runs: %w", err)
 	}
+	for _, o := range silent {
+		active, err := d.recentActivity(ctx, o.id, silentSince)
+		if err != nil {
+			return 0, fmt.Errorf("recover interrupted runs: %w", err)
+		}
+		if !active {
+			dead = append(dead, o)
+		}
+	}
 	if len(dead) == 0 {
 		return 0, nil
 	}
 	n := 0
-	t := formatTime(now())
+	ts := formatTime(t)
 	err = d.inTx(ctx, func(tx *sql.Tx) error {
 		n = 0
 		for _, o := range dead {
-			// Only if nobody has started it since it was read.
-			res, err := tx.ExecContext(ctx, `UPDATE runs
+			// Only if nobody has started it since it was read, and, for a
+			// run judged by its silence, if it is still silent.
+			q := `UPDATE runs
 				SET status = 'failed', error = ?, finished_at = ?, updated_at = ?
-				WHERE id = ? AND status IN ('queued', 'running') AND pid IS ? AND pid_start IS ?`,
-				InterruptedError, t, t, o.id, o.pid, o.pidStart)
+				WHERE id = ? AND status IN ('queued', 'running') AND pid IS ? AND pid_start IS ? AND owner = ?`
+			args := []any{InterruptedError, ts, ts, o.id, o.pid, o.pidStart, o.owner}
+			if o.stale {
+				q += ` AND updated_at < ?
+					AND NOT EXISTS (SELECT 1 FROM metrics WHERE run_id = runs.id AND time >= ?)
+					AND NOT EXISTS (SELECT 1 FROM checkpoints WHERE run_id = runs.id AND created_at >= ?)`
+				args = append(args, silentSince, silentSince, silentSince)
+			}
+			res, err := tx.ExecContext(ctx, q, args...)
 			if err != nil {
 				return err
 			}
@@ -393,8 +527,20 @@ func (d *DB) RecoverInterrupted(ctx context.Context) (int, error) {
 	return n, nil
 }
 
+// recentActivity reports whether run id has recorded a metric point or a
+// checkpoint at or after since (a stored time).
+func (d *DB) recentActivity(ctx context.Context, id, since string) (bool, error) {
+	var active bool
+	err := d.db.QueryRowContext(ctx, `SELECT
+		EXISTS (SELECT 1 FROM metrics WHERE run_id = ? AND time >= ?) OR
+		EXISTS (SELECT 1 FROM checkpoints WHERE run_id = ? AND created_at >= ?)`,
+		id, since, id, since).Scan(&active)
+	return active, err
+}
+
 // ownerAlive reports whether the process recorded as a run's owner is still
-// the one running. Without a recorded start time, this process's own pid
+// the one running; the caller has made sure that the pid was recorded in
+// this PID namespace. Without a recorded start time, this process's own pid
 // counts as dead: the row was left by an earlier process that had the same
 // pid (the usual case after a reboot).
 func ownerAlive(pid, pidStart sql.NullInt64) bool {
@@ -413,6 +559,9 @@ func ownerAlive(pid, pidStart sql.NullInt64) bool {
 	return st == pidStart.Int64 && processAlive(p)
 }
 
+// finite reports whether v is neither NaN nor ±Inf.
+func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+
 type scanner interface{ Scan(dest ...any) error }
 
 func scanRun(s scanner) (Run, error) {
@@ -425,7 +574,7 @@ func scanRun(s scanner) (Run, error) {
 		best              sql.NullFloat64
 	)
 	err := s.Scan(&r.ID, &r.Method, &r.BaseModel, &r.Dataset, &r.Task, &status, &r.Error, &r.Config,
-		&r.Dir, &pid, &created, &started, &finished, &updated, &best, &r.BestMetricName)
+		&r.Dir, &pid, &created, &started, &finished, &updated, &best, &r.BestMetricName, &r.Owner)
 	if err != nil {
 		return Run{}, err
 	}

@@ -225,6 +225,9 @@ func TestDeleteRunCascades(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	if err := db.FinishRun(ctx, "r", StatusCompleted, ""); err != nil {
+		t.Fatal(err)
+	}
 	if err := db.DeleteRun(ctx, "r"); err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
@@ -26,14 +27,23 @@ var (
 	ErrSchemaTooNew = errors.New("database schema is newer than this binary supports")
 	// ErrNotStore: the file is an SQLite database, but not a distill store.
 	ErrNotStore = errors.New("not a distill database")
+	// ErrActive: the run is queued or running, so it cannot be deleted.
+	ErrActive = errors.New("run is active")
+	// ErrReadOnly: a write through a *DB from OpenReadOnly.
+	ErrReadOnly = errors.New("database is opened read-only")
+	// ErrSchemaTooOld: OpenReadOnly found a file that needs migrating, which
+	// only Open (with write access) does.
+	ErrSchemaTooOld = errors.New("database schema is older than this binary's")
 )
 
 // DB is the SQLite store. It implements RunStore, MetricStore,
 // CheckpointStore, EvaluationStore and AdapterStore, and is safe for
 // concurrent use.
 type DB struct {
-	db   *sql.DB
-	path string
+	db       *sql.DB
+	path     string
+	readOnly bool // from OpenReadOnly: every write method returns ErrReadOnly
+	snapshot bool // read-only through immutable=1; see OpenReadOnly
 }
 
 var (
@@ -44,15 +54,31 @@ var (
 	_ AdapterStore    = (*DB)(nil)
 )
 
+// busyTimeout is how long a statement waits for another connection's lock
+// (SQLite's busy timeout) before it fails with "database is locked". Other
+// processes share the file — the workstation, `distill runs`, a second
+// trainer, a sqlite3 shell — and one of them may hold the write lock for
+// seconds (a long transaction, deleting a large run, a checkpoint of a big
+// WAL). A trainer's writes that matter (StartRun, checkpoint records,
+// FinishRun) must wait that out rather than fail, so the timeout is long;
+// the per-step metrics path already tolerates a failed write (the step is
+// in log.jsonl), so waiting longer costs a trainer nothing but the wait.
+const busyTimeout = 30 * time.Second
+
 // dsn is the connection string for path: every pooled connection gets WAL,
 // foreign keys, a busy timeout and synchronous=NORMAL (durable across a
 // process crash; only a power cut can lose the last commits), and
 // database/sql transactions begin IMMEDIATE so that two writers wait for
 // each other instead of failing to upgrade a read lock.
 func dsn(path string) string {
+	return fileURI(path) + "?_journal_mode=WAL&_foreign_keys=on&_busy_timeout=" +
+		strconv.FormatInt(busyTimeout.Milliseconds(), 10) + "&_synchronous=NORMAL&_txlock=immediate"
+}
+
+// fileURI is path as an SQLite URI filename without parameters.
+func fileURI(path string) string {
 	u := url.URL{Path: path}
-	return "file:" + u.EscapedPath() +
-		"?_journal_mode=WAL&_foreign_keys=on&_busy_timeout=5000&_synchronous=NORMAL&_txlock=immediate"
+	return "file:" + u.EscapedPath()
 }
 
 // Open opens the store at path, creating the file and its parent folders if
@@ -90,11 +116,27 @@ func Open(path string) (*DB, error) {
 // Path is the absolute path of the database file.
 func (d *DB) Path() string { return d.path }
 
+// ReadOnly reports whether d is from OpenReadOnly.
+func (d *DB) ReadOnly() bool { return d.readOnly }
+
+// writable is nil, or ErrReadOnly for op on a read-only handle. (SQLite
+// would refuse the write too, but as "attempt to write a readonly
+// database", which does not say why.)
+func (d *DB) writable(op string) error {
+	if d.readOnly {
+		return fmt.Errorf("%s: %w", op, ErrReadOnly)
+	}
+	return nil
+}
+
 // Close lets SQLite refresh its query-planner statistics and closes every
 // connection.
 func (d *DB) Close() error {
 	// PRAGMA optimize is advice, not data: its failure must not hide Close's.
-	_, _ = d.db.Exec("PRAGMA optimize")
+	// It may write (ANALYZE), so a read-only handle skips it.
+	if !d.readOnly {
+		_, _ = d.db.Exec("PRAGMA optimize")
+	}
 	if err := d.db.Close(); err != nil {
 		return fmt.Errorf("close database: %w", err)
 	}

@@ -82,7 +82,7 @@ func TestOpenSetsConnectionPragmas(t *testing.T) {
 		}{
 			{"journal_mode", "wal"},
 			{"foreign_keys", "1"},
-			{"busy_timeout", "5000"},
+			{"busy_timeout", fmt.Sprint(busyTimeout.Milliseconds())},
 			{"synchronous", "1"}, // NORMAL
 			{"user_version", fmt.Sprint(SchemaVersion)},
 			{"application_id", fmt.Sprint(applicationID)},
