@@ -44,7 +44,7 @@ func runRuns(env *Env, args []string) error {
 	}
 	defer db.Close()
 	ctx := context.Background()
-	if _, err := db.RecoverInterrupted(ctx); err != nil { // a killed trainer's run shows as failed
+	if _, err := db.RecoverInterrupted(ctx); err != nil && !errors.Is(err, store.ErrReadOnly) { // a killed trainer's run shows as failed
 		return err
 	}
 	switch sub {
@@ -141,7 +141,15 @@ func openExistingDB(path string) (*store.DB, error) {
 		}
 		return nil, fmt.Errorf("--db %s is %s, not a run database: pass the database `distill train` writes (default %s)", path, what, defaultDB)
 	}
-	return store.Open(path)
+	db, err := store.Open(path)
+	if err != nil {
+		// A database in a folder this user cannot write (SQLite's WAL
+		// needs one) is still readable: list and show work, rm says why not.
+		if ro, rerr := store.OpenReadOnly(path); rerr == nil {
+			return ro, nil
+		}
+	}
+	return db, err
 }
 
 func runJSON(r store.Run) map[string]any {

@@ -179,8 +179,15 @@ func (s *Server) load() error {
 	var db *store.DB
 	if s.cfg.DB != "" {
 		if db, err = store.Open(s.cfg.DB); err != nil {
-			m.Close()
-			return fmt.Errorf("adapter registry: %w", err)
+			// The registry is only read: a database this user cannot write
+			// (its folder, for SQLite's WAL) is served read-only.
+			ro, rerr := store.OpenReadOnly(s.cfg.DB)
+			if rerr != nil {
+				m.Close()
+				return fmt.Errorf("adapter registry: %w", err)
+			}
+			s.log.Warn("adapter registry opened read-only", "db", s.cfg.DB, "err", err)
+			db = ro
 		}
 		reg = db
 	}
