@@ -15,12 +15,7 @@ import (
 // data and the most recent other runs' — not evaluations of other data,
 // another base, or another kind.
 func TestEvalPeers(t *testing.T) {
-	dir := t.TempDir()
-	w, err := OpenWorkstation(filepath.Join(dir, "distill.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	w, dir := testWorkstation(t)
 	ctx := context.Background()
 	if err := w.db.CreateRun(ctx, store.Run{ID: "run-a", Method: "sft", Status: store.StatusCompleted}); err != nil {
 		t.Fatal(err)

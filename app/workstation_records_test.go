@@ -14,12 +14,7 @@ import (
 // TestEvalReportReadsRecordedFile records a classification evaluation the way
 // `distill eval classify` does and reads it back through the workstation.
 func TestEvalReportReadsRecordedFile(t *testing.T) {
-	dir := t.TempDir()
-	w, err := OpenWorkstation(filepath.Join(dir, "distill.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	w, dir := testWorkstation(t)
 	ctx := context.Background()
 	if err := w.db.CreateRun(ctx, store.Run{ID: "r1", Method: "sft", Status: store.StatusCompleted, Dir: filepath.Join(dir, "r1")}); err != nil {
 		t.Fatal(err)
@@ -93,12 +88,7 @@ func TestDecodeIDPAndCodegenReports(t *testing.T) {
 }
 
 func TestWorkstationAdapters(t *testing.T) {
-	dir := t.TempDir()
-	w, err := OpenWorkstation(filepath.Join(dir, "distill.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	w, dir := testWorkstation(t)
 	ctx := context.Background()
 	if err := w.db.RegisterAdapter(ctx, store.Adapter{Name: "a1", Path: dir, BaseModel: "Qwen", Method: "sft", Task: "classification",
 		Metrics: json.RawMessage(`{"macro_f1":0.713,"accuracy":0.717}`)}); err != nil {
@@ -126,4 +116,17 @@ func TestWorkstationAdapters(t *testing.T) {
 	if err := w.DeleteAdapter("credit"); err == nil {
 		t.Error("deleting a missing adapter succeeded")
 	}
+}
+
+// testWorkstation opens a workstation on a new database in a temporary
+// folder (also returned), closed when the test ends.
+func testWorkstation(t *testing.T) (*Workstation, string) {
+	t.Helper()
+	dir := t.TempDir()
+	w, err := OpenWorkstation(filepath.Join(dir, "distill.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	return w, dir
 }

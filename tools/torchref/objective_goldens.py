@@ -46,7 +46,6 @@ and teacher logits t (a base model without adapter), both softened by tau:
 import json
 import math
 import os
-import shutil
 import sys
 
 import torch
@@ -433,26 +432,9 @@ def build_fixture(name, teacher_name):
     return files, summary
 
 
-def build_all():
-    out, summaries = {}, {}
-    for name, teacher in FIXTURES.items():
-        files, summaries[name] = build_fixture(name, teacher)
-        for rel, b in files.items():
-            out[f"{name}/{rel}"] = b
-    return out, summaries
-
-
 def main():
-    first, summaries = build_all()
-    second, _ = build_all()
-    assert first.keys() == second.keys() and all(first[k] == second[k] for k in first), \
-        "output is not deterministic"
-    shutil.rmtree(OUT, ignore_errors=True)
-    for rel in sorted(first):
-        path = os.path.join(OUT, rel)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as f:
-            f.write(first[rel])
+    first, summaries = tg.build_fixtures(lambda name: build_fixture(name, FIXTURES[name]), FIXTURES)
+    tg.write_files(OUT, first, ["."])
     total = 0
     for name in FIXTURES:
         size = sum(len(b) for k, b in first.items() if k.startswith(name + "/"))

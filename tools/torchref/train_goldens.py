@@ -571,27 +571,39 @@ def activations(cfg, W, lora, scaling, ids, mask, loss_ref):
 # main
 # --------------------------------------------------------------------------
 
-def build_all():
-    out, summaries = {}, {}
-    for name in FIXTURES:
-        files, summaries[name] = build_fixture(name)
-        for rel, b in files.items():
-            out[f"{name}/{rel}"] = b
-    return out, summaries
+def build_fixtures(build, names):
+    """Runs build(name) -> (files, summary) for every fixture twice and
+    checks the bytes agree (the output must be deterministic); returns the
+    files by "<name>/<file>" and the summaries by name."""
+    runs = []
+    for _ in range(2):
+        out, summaries = {}, {}
+        for name in names:
+            files, summaries[name] = build(name)
+            for rel, b in files.items():
+                out[f"{name}/{rel}"] = b
+        runs.append((out, summaries))
+    (first, summaries), (second, _) = runs
+    assert first.keys() == second.keys() and all(first[k] == second[k] for k in first), \
+        "output is not deterministic"
+    return first, summaries
+
+
+def write_files(root, files, clear):
+    """Writes files (relative path -> bytes) under root after removing the
+    folders in clear."""
+    for d in clear:
+        shutil.rmtree(os.path.join(root, d), ignore_errors=True)
+    for rel in sorted(files):
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(files[rel])
 
 
 def main():
-    first, summaries = build_all()
-    second, _ = build_all()
-    assert first.keys() == second.keys() and all(first[k] == second[k] for k in first), \
-        "output is not deterministic"
-    for name in FIXTURES:
-        shutil.rmtree(os.path.join(OUT, name), ignore_errors=True)
-    for rel in sorted(first):
-        path = os.path.join(OUT, rel)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as f:
-            f.write(first[rel])
+    first, summaries = build_fixtures(build_fixture, FIXTURES)
+    write_files(OUT, first, FIXTURES)
     total = 0
     for name in FIXTURES:
         size = sum(len(b) for k, b in first.items() if k.startswith(name + "/"))

@@ -63,16 +63,7 @@ func TestScoresEqualFullSequenceLogProbs(t *testing.T) {
 		t.Fatalf("prompt tokens %d, want %d", n, len(prompt))
 	}
 	for i, l := range labels {
-		ids := append(append([]int(nil), prompt...), tok.Encode(" "+l, false)...)
-		lp, err := infer.LogProbs(be, m, ids)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var want float64
-		for _, v := range lp[len(prompt)-1:] {
-			want += v
-		}
-		if math.Abs(s[i]-want) > 1e-4 {
+		if want := continuation(t, be, m, prompt, tok.Encode(" "+l, false)); math.Abs(s[i]-want) > 1e-4 {
 			t.Errorf("%q: cached score %.6f, full-sequence %.6f", l, s[i], want)
 		}
 	}
@@ -250,16 +241,7 @@ func TestPrefixLabelsScoreTheirEnd(t *testing.T) {
 	}
 	prompt := tok.Encode(template(text), true)
 	for i, l := range labels {
-		ids := append(append(slices.Clone(prompt), tok.Encode(" "+l, false)...), eos)
-		lp, err := infer.LogProbs(be, m, ids)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var want float64
-		for _, v := range lp[len(prompt)-1:] {
-			want += v
-		}
-		if math.Abs(s[i]-want) > 1e-4 {
+		if want := continuation(t, be, m, prompt, append(tok.Encode(" "+l, false), eos)); math.Abs(s[i]-want) > 1e-4 {
 			t.Errorf("%q: score %.6f, want the full sequence's with its end %.6f", l, s[i], want)
 		}
 	}
@@ -275,4 +257,19 @@ func TestPrefixLabelsScoreTheirEnd(t *testing.T) {
 			t.Logf("%s: %v", name, err)
 		}
 	}
+}
+
+// continuation is the log-likelihood of cont after prompt, from the plain
+// scorer over the whole sequence.
+func continuation(t *testing.T, be tensor.Backend, m *model.Model, prompt, cont []int) float64 {
+	t.Helper()
+	lp, err := infer.LogProbs(be, m, append(slices.Clone(prompt), cont...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, v := range lp[len(prompt)-1:] {
+		sum += v
+	}
+	return sum
 }
