@@ -32,6 +32,17 @@ func (p *pauser) toggle() bool {
 	return p.paused
 }
 
+// goOn lets a paused run go on (nothing when it is not paused).
+func (p *pauser) goOn() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.paused {
+		p.total += time.Since(p.since)
+		close(p.resume)
+		p.paused = false
+	}
+}
+
 // wait blocks while the run is paused, until it resumes or ctx ends (a
 // stop: the run checkpoints as usual).
 func (p *pauser) wait(ctx context.Context) {

@@ -64,3 +64,26 @@ func TestPauseHoldsTheRun(t *testing.T) {
 		t.Error("a run of another process was paused")
 	}
 }
+
+// TestHeadlessResumesPausedRuns: closing the window with "keep training"
+// lets a paused run go on — no key can resume it after.
+func TestHeadlessResumesPausedRuns(t *testing.T) {
+	w, cfg := tinyWorkstation(t, "../examples/chat/train.jsonl", 20, 3, 128, 1e-2)
+	id, ch, err := w.LaunchRun(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := <-ch; p.Err != nil {
+		t.Fatal(p.Err)
+	}
+	if paused, _ := w.PauseRun(id); !paused {
+		t.Fatal("not paused")
+	}
+	done := make(chan struct{})
+	go func() { w.Wait(make(chan struct{})); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("Wait did not return: the paused run never went on")
+	}
+}

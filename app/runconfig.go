@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -320,11 +319,8 @@ func (c *RunConfig) checkFiles() error {
 		if m.dir == "" {
 			continue
 		}
-		if _, err := os.Stat(filepath.Join(m.dir, "config.json")); err != nil {
-			if _, serr := os.Stat(m.dir); serr != nil {
-				return fmt.Errorf("--%s %s: %w", m.flag, m.dir, serr)
-			}
-			return fmt.Errorf("--%s %s has no config.json: not a model folder", m.flag, m.dir)
+		if err := checkModelDir(m.dir); err != nil {
+			return fmt.Errorf("--%s: %w", m.flag, err)
 		}
 	}
 	for _, p := range append(c.dataFiles(), c.Schema) {

@@ -55,12 +55,12 @@ func TestRunRecordsOutliveItsDirectory(t *testing.T) {
 	}
 	ctx := context.Background()
 	r, err := db.GetRun(ctx, "rel")
-	if err != nil || !filepath.IsAbs(r.Dir) {
-		t.Fatalf("run dir %q (%v), want absolute", r.Dir, err)
+	if err != nil || !filepath.IsAbs(r.Dir) || !filepath.IsAbs(r.BaseModel) || !filepath.IsAbs(r.Dataset) {
+		t.Fatalf("run dir %q, base %q, data %q (%v): want absolute", r.Dir, r.BaseModel, r.Dataset, err)
 	}
 	cps, _ := db.Checkpoints(ctx, "rel")
 	as, _ := db.ListAdapters(ctx)
-	if len(cps) == 0 || !filepath.IsAbs(cps[0].Path) || len(as) != 1 || !filepath.IsAbs(as[0].Path) {
+	if len(cps) == 0 || !filepath.IsAbs(cps[0].Path) || len(as) != 1 || !filepath.IsAbs(as[0].Path) || !filepath.IsAbs(as[0].BaseModel) {
 		t.Errorf("checkpoints %v, adapters %v: want absolute paths", cps, as)
 	}
 	for _, v := range []float64{10.9, 7.6, 7.5, 7.7} {

@@ -274,18 +274,19 @@ func (s *scheduler) runBatch(group []*job) {
 	}
 	s.setDelta(live[0].delta)
 	s.met.batchSize.Observe(float64(len(live)))
+	var c *classify.Classifier // built, when the batch got that far
 	err := safeRun(func() error {
 		key := live[0].batch.key
-		c := s.classifiers[key]
+		c = s.classifiers[key]
 		if c == nil {
-			var err error
-			if c, err = live[0].batch.build(); err != nil {
+			b, err := live[0].batch.build()
+			if err != nil {
 				return err
 			}
 			if len(s.classifiers) >= 64 { // a bound, not an LRU: rebuilding is one null-input pass
 				clear(s.classifiers)
 			}
-			s.classifiers[key] = c
+			s.classifiers[key], c = b, b
 		}
 		texts := make([]string, len(live))
 		for i, j := range live {
@@ -300,19 +301,17 @@ func (s *scheduler) runBatch(group []*job) {
 		}
 		return nil
 	})
-	if err != nil && len(live) > 1 {
-		// One input's failure must not fail its neighbours: each alone,
-		// so only the one at fault gets the error.
+	if err != nil && c != nil && len(live) > 1 {
+		// Scoring failed, not the classifier they share: one input's
+		// failure must not fail its neighbours, so each is scored alone
+		// and only the one at fault gets the error.
 		for _, j := range live {
 			j.batchSize = 1
+			if cerr := j.ctx.Err(); cerr != nil {
+				s.finish(j, cerr)
+				continue
+			}
 			s.finish(j, safeRun(func() error {
-				c := s.classifiers[j.batch.key]
-				if c == nil {
-					var berr error
-					if c, berr = j.batch.build(); berr != nil {
-						return berr
-					}
-				}
 				r, cerr := c.Classify(j.batch.text)
 				j.batch.result = r
 				return cerr

@@ -62,6 +62,8 @@ type TrainJob struct {
 	runStart     time.Time
 	priorElapsed time.Duration
 	pause        pauser // the workstation's p: held between steps
+	// totalRecorded is the total steps last recorded in the store.
+	totalRecorded int
 }
 
 // Run trains until done or ctx is cancelled (then it checkpoints first and
@@ -97,10 +99,11 @@ func (j *TrainJob) Run(ctx context.Context) (err error) {
 		case err != nil:
 			status, msg = store.StatusFailed, err.Error()
 		}
-		// Retried: a run left "running" would refuse its own resume.
+		// Retried once (beyond the store's busy timeout): a run left
+		// "running" would refuse its own resume.
 		ferr := j.DB.FinishRun(context.Background(), j.ID, status, msg)
-		for try := 1; ferr != nil && try < 3; try++ {
-			time.Sleep(time.Duration(try) * time.Second)
+		if ferr != nil {
+			time.Sleep(time.Second)
 			ferr = j.DB.FinishRun(context.Background(), j.ID, status, msg)
 		}
 		if ferr != nil {
@@ -172,7 +175,7 @@ func (j *TrainJob) create(ctx context.Context) error {
 		return err
 	}
 	cfgJSON, _ := json.Marshal(j.Cfg)
-	return j.DB.CreateRun(ctx, store.Run{ID: j.ID, Method: j.Cfg.Method, BaseModel: j.Cfg.Model, Dataset: j.Cfg.Data,
+	return j.DB.CreateRun(ctx, store.Run{ID: j.ID, Method: j.Cfg.Method, BaseModel: absPath(j.Cfg.Model), Dataset: absPath(j.Cfg.Data),
 		Status: store.StatusQueued, Config: string(cfgJSON), Dir: absPath(j.Dir), PID: os.Getpid()})
 }
 

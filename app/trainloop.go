@@ -105,7 +105,11 @@ func (j *TrainJob) record(events <-chan train.Event, log *os.File) error {
 			{Step: e.Step, Name: "grad_norm", Value: e.GradNorm}, {Step: e.Step, Name: "tokens_per_second", Value: e.TokensPerSec},
 			{Step: e.Step, Name: "rss_bytes", Value: float64(e.RSS)},
 			// For a workstation that watches the run from another process.
-			{Step: e.Step, Name: "elapsed_s", Value: e.Elapsed.Seconds()}, {Step: e.Step, Name: "total_steps", Value: float64(e.TotalSteps)}}
+			{Step: e.Step, Name: "elapsed_s", Value: e.Elapsed.Seconds()}}
+		if e.TotalSteps != j.totalRecorded { // once per session: it holds for every later step
+			j.totalRecorded = e.TotalSteps
+			points = append(points, store.Metric{Step: e.Step, Name: "total_steps", Value: float64(e.TotalSteps)})
+		}
 		if j.gpu { // the card's memory in use, through NVML (every process on it)
 			if g, ok := trainingGPU(); ok {
 				line["vram_bytes"] = g.Used
@@ -156,8 +160,8 @@ func (j *TrainJob) evaluate() error {
 		return nil
 	}
 	metrics := map[string]float64{}
-	if j.Cfg.Method == "dpo" {
-		correct, pairs, margin := 0, 0, 0.0
+	if o, ok := j.obj.(*train.DPOObjective); ok {
+		var st train.DPOStats
 		for _, b := range j.val {
 			pol, err := j.net.SequenceLogProbs(b, false)
 			if err != nil {
@@ -167,17 +171,12 @@ func (j *TrainJob) evaluate() error {
 			if err != nil {
 				return err
 			}
-			for p := 0; p+1 < len(pol); p += 2 {
-				m := j.Cfg.DPO.Beta * ((pol[p] - ref[p]) - (pol[p+1] - ref[p+1]))
-				margin += m
-				if m > 0 {
-					correct++
-				}
-				pairs++
-			}
+			s := o.DPO.ScorePairs(b, pol, ref) // as the steps score them (IPO per token)
+			st.Pairs, st.Correct = st.Pairs+s.Pairs, st.Correct+s.Correct
+			st.RewardChosen, st.RewardRejected = st.RewardChosen+s.RewardChosen, st.RewardRejected+s.RewardRejected
 		}
-		metrics["val_accuracy"] = float64(correct) / float64(max(1, pairs))
-		metrics["val_margin"] = margin / float64(max(1, pairs))
+		metrics["val_accuracy"] = float64(st.Correct) / float64(max(1, st.Pairs))
+		metrics["val_margin"] = (st.RewardChosen - st.RewardRejected) / float64(max(1, st.Pairs))
 	} else {
 		var sum float64
 		n := 0
@@ -250,7 +249,7 @@ func (j *TrainJob) finish() error {
 	if j.format == data.FormatClassification || j.format == data.FormatIDP {
 		task = j.format
 	}
-	return j.DB.RegisterAdapter(context.Background(), store.Adapter{Name: j.ID, Path: absPath(dir), BaseModel: j.Cfg.Model,
+	return j.DB.RegisterAdapter(context.Background(), store.Adapter{Name: j.ID, Path: absPath(dir), BaseModel: absPath(j.Cfg.Model),
 		Method: j.Cfg.Method, Task: task, RunID: j.ID, Metrics: json.RawMessage(`{}`)})
 }
 

@@ -105,6 +105,7 @@ func (w *Workstation) Running() int {
 // after the workstation closes), or until stop is closed — then it cancels
 // them, each writing a checkpoint.
 func (w *Workstation) Wait(stop <-chan struct{}) {
+	w.resumeAll() // a run paused in the window would wait for a key no one can press
 	for w.Running() > 0 {
 		select {
 		case <-stop:
@@ -199,6 +200,15 @@ func (w *Workstation) PauseRun(id string) (paused, ok bool) {
 		return false, false
 	}
 	return job.pause.toggle(), true
+}
+
+// resumeAll resumes every run paused here.
+func (w *Workstation) resumeAll() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, job := range w.jobs {
+		job.pause.goOn()
+	}
 }
 
 // progressBuffer is how many steps a StartRun channel holds before the
@@ -398,8 +408,13 @@ func (w *Workstation) RunHistory(id string) ([]Progress, error) {
 	}
 	slices.Sort(steps)
 	out := make([]Progress, len(steps))
+	total := 0 // recorded once a session: it holds for the steps after
 	for i, s := range steps {
 		out[i] = *byStep[s]
+		if out[i].Total > 0 {
+			total = out[i].Total
+		}
+		out[i].Total = total
 	}
 	return out, nil
 }

@@ -51,6 +51,9 @@ func (w *Workstation) peers(r EvalReport, path string) []EvalPeer {
 	var others []EvalPeer
 	seen := map[string]bool{}
 	for _, e := range es { // newest first
+		if base != nil && len(others) == maxPeers {
+			break
+		}
 		if e.Kind != r.Kind || e.ReportPath == path || sameFile(e.ReportPath, path) {
 			continue
 		}

@@ -285,7 +285,7 @@ func (v trainView) withEarlier(steps []app.Progress) trainView {
 	nv.losses = append(nv.losses, v.losses...)
 	nv.thin()
 	nv.vals = append(nv.vals, v.vals...)
-	nv.ch, nv.last, nv.done, nv.note, nv.log, nv.valAcc, nv.canceling = v.ch, v.last, v.done, v.note, v.log, v.valAcc, v.canceling
+	nv.ch, nv.last, nv.done, nv.note, nv.log, nv.valAcc, nv.canceling, nv.paused = v.ch, v.last, v.done, v.note, v.log, v.valAcc, v.canceling, v.paused
 	return nv
 }
 

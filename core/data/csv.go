@@ -123,15 +123,25 @@ func (d *Dataset) readCSV() error {
 // offset of its first bad byte; -1 when all are.
 func invalidUTF8(rec []string) (col, at int) {
 	for i, f := range rec {
-		if !utf8.ValidString(f) {
-			for j := 0; j < len(f); {
-				r, n := utf8.DecodeRuneInString(f[j:])
-				if r == utf8.RuneError && n <= 1 {
-					return i, j
-				}
-				j += n
-			}
+		if bad := firstBadByte(f); bad >= 0 {
+			return i, bad
 		}
 	}
 	return -1, 0
+}
+
+// firstBadByte is the offset of the first byte of s that is not part of
+// UTF-8 text; -1 when s is UTF-8.
+func firstBadByte(s string) int {
+	if utf8.ValidString(s) {
+		return -1
+	}
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return -1
 }

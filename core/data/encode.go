@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 
 	"distill/core/tokenizer"
 	"distill/core/tokenizer/chat"
@@ -38,6 +39,9 @@ type Encoder struct {
 	// template and verbalisers are the dataset's (the Options given to
 	// Load); if Opt sets them too they must be the same.
 	Opt Options
+
+	trailerOnce sync.Once // the template's trailers (span.go), found once
+	trailerList []string
 }
 
 // PreferencePair is one DPO pair: the prompt ids, and the ids of each

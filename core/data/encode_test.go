@@ -302,19 +302,19 @@ func TestEncoderErrors(t *testing.T) {
 	cls := mustLoad(t, "testdata/text_cls.jsonl", Options{})
 	for _, tt := range []struct {
 		name  string
-		enc   Encoder
+		enc   *Encoder
 		d     *Dataset
 		pairs bool
 		want  string
 	}{
-		{"chat without template", Encoder{Tok: llama.tok, Opt: Options{Chat: true}}, pc, false, "the chat option is set, but the model has no chat template"},
-		{"messages without template", Encoder{Tok: llama.tok}, msgs, false, "its rows are conversations, but the model has no chat template"},
-		{"prompt messages without template", Encoder{Tok: llama.tok}, pref, true, "its rows are conversations, but the model has no chat template"},
-		{"examples of preferences", Encoder{Tok: qwen.tok, Tmpl: qwen.tmpl}, pref, false, "gives pairs for DPO, not examples"},
-		{"pairs of prompt/completion", Encoder{Tok: qwen.tok, Tmpl: qwen.tmpl}, pc, true, "need a preference dataset, not prompt_completion"},
-		{"template mismatch", Encoder{Tok: qwen.tok, Opt: Options{Template: "{text}?"}}, cls, false, "prompt template differs"},
-		{"verbaliser mismatch", Encoder{Tok: qwen.tok, Opt: Options{Verbalizers: map[string]string{"positive": " +"}}}, cls, false, "verbalisers differ"},
-		{"no tokenizer", Encoder{}, pc, false, "no tokenizer"},
+		{"chat without template", &Encoder{Tok: llama.tok, Opt: Options{Chat: true}}, pc, false, "the chat option is set, but the model has no chat template"},
+		{"messages without template", &Encoder{Tok: llama.tok}, msgs, false, "its rows are conversations, but the model has no chat template"},
+		{"prompt messages without template", &Encoder{Tok: llama.tok}, pref, true, "its rows are conversations, but the model has no chat template"},
+		{"examples of preferences", &Encoder{Tok: qwen.tok, Tmpl: qwen.tmpl}, pref, false, "gives pairs for DPO, not examples"},
+		{"pairs of prompt/completion", &Encoder{Tok: qwen.tok, Tmpl: qwen.tmpl}, pc, true, "need a preference dataset, not prompt_completion"},
+		{"template mismatch", &Encoder{Tok: qwen.tok, Opt: Options{Template: "{text}?"}}, cls, false, "prompt template differs"},
+		{"verbaliser mismatch", &Encoder{Tok: qwen.tok, Opt: Options{Verbalizers: map[string]string{"positive": " +"}}}, cls, false, "verbalisers differ"},
+		{"no tokenizer", &Encoder{}, pc, false, "no tokenizer"},
 	} {
 		var err error
 		if tt.pairs {

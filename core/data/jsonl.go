@@ -6,7 +6,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"unicode/utf8"
 
 	"distill/core/jsonv"
 	"distill/core/tokenizer/chat"
@@ -40,16 +39,7 @@ func (d *Dataset) readJSONL() error {
 // jsonlRow parses one line. It returns an error only when the load must stop
 // (strict mode, or a first row whose format cannot be told).
 func (d *Dataset) jsonlRow(line int, text []byte) error {
-	if !utf8.Valid(text) { // JSON's decoders would put U+FFFD in its place, silently
-		bad := len(text)
-		for i := 0; i < len(text); {
-			r, n := utf8.DecodeRune(text[i:])
-			if r == utf8.RuneError && n <= 1 {
-				bad = i
-				break
-			}
-			i += n
-		}
+	if bad := firstBadByte(string(text)); bad >= 0 { // JSON's decoders would put U+FFFD in its place, silently
 		return d.skip(line, fmt.Errorf("not UTF-8 at byte %d (re-save the file as UTF-8)", bad+1))
 	}
 	obj, err := jsonv.Parse(text)

@@ -45,7 +45,8 @@ func (e *Encoder) chatEncoding(msgs []chat.Message, lastOnly bool) ([]int, [][2]
 	ids := e.Tok.EncodeText(full, false, plain)
 	var offs *tokenOffsets
 	var spans [][2]int
-	trailers := e.trailers()
+	e.trailerOnce.Do(func() { e.trailerList = e.trailers() }) // the template's and tokenizer's alone: once
+	trailers := e.trailerList
 	for i, m := range msgs {
 		if m.Role != "assistant" || (lastOnly && i != len(msgs)-1) {
 			continue

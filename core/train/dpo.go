@@ -195,6 +195,14 @@ type DPOObjective struct {
 	stats DPOStats
 }
 
+// ScorePairs scores b's (chosen, rejected) pairs from the policy's and the
+// reference's sequence log-probs (SequenceLogProbs) as a training step
+// does — IPO on per-token means — for validation.
+func (d *DPO) ScorePairs(b *Batch, policy, ref []float64) DPOStats {
+	seg, nSeg := segmentIndex(b)
+	return dpoPairs(d, policy, ref, segmentTokens(b, seg, nSeg), 1, make([]float64, len(policy)))
+}
+
 // segmentTokens counts each segment's counted rows (targets >= 0).
 func segmentTokens(b *Batch, seg []int, nSeg int) []float64 {
 	out := make([]float64, nSeg)
