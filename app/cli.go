@@ -47,6 +47,16 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	for _, c := range commands {
 		if c.name == args[0] {
+			if len(args) == 2 && (args[1] == "-h" || args[1] == "--help" || args[1] == "help") && c.usage != "" {
+				// Commands with subcommands (eval, runs, kd, plan) take
+				// their flags after the subcommand: say what to give first.
+				if err := c.run(&Env{Stdout: io.Discard, Stderr: io.Discard}, args[1:]); errors.Is(err, flag.ErrHelp) {
+					c.run(env, args[1:]) // a flag set printed its own help: print it for real
+					return 0
+				}
+				fmt.Fprintf(stdout, "usage: distill %s %s\n", c.name, c.usage)
+				return 0
+			}
 			err := c.run(env, args[1:])
 			switch {
 			case err == nil:

@@ -114,3 +114,21 @@ func TestEvalRunWithoutItsFolder(t *testing.T) {
 		t.Errorf("eval of a run without its adapter: exit %d, %q", code, stderr)
 	}
 }
+
+// TestSubcommandHelp: `distill eval -h` (and runs, kd, plan) print what to
+// give, exit 0 — they used to fail on "-h" as a subcommand; flag-only
+// commands still print their flags.
+func TestSubcommandHelp(t *testing.T) {
+	for _, c := range []string{"eval", "runs", "kd", "plan"} {
+		code, out, stderr := run(c, "-h")
+		if code != 0 || !strings.HasPrefix(out, "usage: distill "+c) {
+			t.Errorf("%s -h: exit %d, %q %q", c, code, out, stderr)
+		}
+	}
+	if code, _, stderr := run("generate", "-h"); code != 0 || !strings.Contains(stderr, "-max-tokens") {
+		t.Errorf("generate -h: exit %d, %q", code, stderr)
+	}
+	if code, _, stderr := run("eval", "idp", "--balanced", "2", "--model", "m", "--data", "d", "--schema", "s"); code == 0 || !strings.Contains(stderr, "--balanced") {
+		t.Errorf("eval idp --balanced: exit %d, %q", code, stderr)
+	}
+}

@@ -128,6 +128,9 @@ func evalCodegen(env *Env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if err := f.classesOnly("codegen evaluates every task"); err != nil {
+		return err
+	}
 	if *f.data == "" {
 		return fmt.Errorf("--data is required")
 	}

@@ -21,7 +21,7 @@ import (
 )
 
 func init() {
-	register(command{name: "eval", usage: "classify|idp|codegen --model DIR [--adapter DIR] --data FILE [--labels a,b,c] [--balanced N|FRACTION] [--run ID] --json", run: runEval})
+	register(command{name: "eval", usage: "classify|idp|codegen --model DIR [--adapter DIR] --data FILE [--schema FILE (idp)] [--labels a,b,c] [--balanced N|FRACTION (classify)] [--limit N (idp)] [--run ID] [--json]", run: runEval})
 }
 
 // evalFlags are shared by every eval kind.
@@ -134,6 +134,23 @@ func (f evalFlags) record(db *store.DB, kind string, summary map[string]float64,
 	return path, os.WriteFile(path, append(b, '\n'), 0o644)
 }
 
+// classesOnly refuses --balanced outside classification, which has no
+// classes to balance (it was silently ignored).
+func (f evalFlags) classesOnly(instead string) error {
+	if *f.balanced != "" {
+		return fmt.Errorf("--balanced samples rows per class: it applies to eval classify; %s", instead)
+	}
+	return nil
+}
+
+// warnSkipped says on w which rows of ds were left out as bad: the
+// figures cover the rest only.
+func warnSkipped(w io.Writer, ds *data.Dataset) {
+	if len(ds.Skipped) > 0 {
+		fmt.Fprintf(w, "%s (the evaluation covers the %d good rows)\n", ds.Summary(), len(ds.Rows))
+	}
+}
+
 // subset applies --balanced to classification rows: up to N (or the
 // fraction) of every class, none held back; a class with fewer rows gives
 // all it has, and says so on w.
@@ -181,6 +198,7 @@ func evalClassify(env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	warnSkipped(env.Stderr, ds)
 	labels := ds.Labels()
 	if *labelsFlag != "" {
 		labels = splitLabels(*labelsFlag)

@@ -141,6 +141,9 @@ func evalIDP(env *Env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if err := f.classesOnly("use --limit for documents"); err != nil {
+		return err
+	}
 	if *f.data == "" || *schemaPath == "" {
 		return fmt.Errorf("--data and --schema are required")
 	}
@@ -162,6 +165,7 @@ func evalIDP(env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	warnSkipped(env.Stderr, ds)
 	x, err := newExtractor(f.eng, *f.dir, *schemaPath, *useChat)
 	if err != nil {
 		return err

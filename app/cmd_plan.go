@@ -151,9 +151,11 @@ func runPlan(env *Env, args []string) error {
 		if longest == 0 {
 			fmt.Fprintf(env.Stdout, "nothing fits %s: even 16 tokens per micro-batch need more (quantise the base, lower the rank, or checkpoint gradients)\n", *memory)
 		} else {
-			fmt.Fprintf(env.Stdout, "longest seq_len within %s: %d\n", *memory, longest)
-			if *batch > 1 {
+			if *batch > 1 { // packed sequences: the tokens of a micro-batch, not one sequence's
+				fmt.Fprintf(env.Stdout, "most tokens per micro-batch within %s: %d\n", *memory, longest)
 				fmt.Fprintf(env.Stdout, "largest batch of %d-token sequences within %s: %d\n", seq, *memory, longest/seq)
+			} else {
+				fmt.Fprintf(env.Stdout, "longest seq_len within %s: %d\n", *memory, longest)
 			}
 		}
 	}

@@ -36,7 +36,7 @@ func runPull(env *Env, args []string) error {
 	fs := newFlags(env, "pull", "REPO[@REVISION] [--out DIR] [--endpoint URL] [--token TOKEN] [--include GLOB]... [--dry-run]")
 	out := fs.String("out", "", "model folder to create (default: models/<name>)")
 	endpoint := fs.String("endpoint", "", "hub to pull from (default: $HF_ENDPOINT, else "+hub.DefaultEndpoint+")")
-	token := fs.String("token", "", "access token for gated or private repositories (default: $HF_TOKEN; for huggingface.co, else the token `huggingface-cli login` saved)")
+	token := fs.String("token", "", "access token for gated or private repositories (default: $HF_TOKEN; for huggingface.co, else the token huggingface-cli login saved)")
 	dryRun := fs.Bool("dry-run", false, "list the files the pull would fetch and their sizes, and fetch nothing")
 	var include globs
 	fs.Var(&include, "include", "also pull files matching this glob, e.g. 'original/*' (repeatable; the default takes config, safetensors weights, tokenizer, chat template, licence and card)")

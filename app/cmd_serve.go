@@ -27,7 +27,7 @@ func runServe(env *Env, args []string) error {
 	db := fs.String("db", defaultDB, "run database holding the adapter registry (\"\" serves the base model only)")
 	device := fs.String("device", "cpu", "compute device: cpu or cuda (on cuda the forward pass is device-resident where the build has it — weights and KV caches on the GPU — else op by op, copying each op's operands)")
 	quant := fs.String("quant", "none", "quantise the base's projections on load: none, nf4 or q8")
-	apiKey := fs.String("api-key", "", "require `Authorization: Bearer KEY` on every endpoint but /healthz and /readyz (default: $DISTILL_API_KEY; empty: no auth)")
+	apiKey := fs.String("api-key", "", "require the header Authorization: Bearer KEY on every endpoint but /healthz and /readyz (default: $DISTILL_API_KEY; empty: no auth)")
 	sft := fs.String("sft", "", "adapter name served at /infer/sft (default: the latest SFT adapter registered)")
 	kd := fs.String("kd", "", "adapter name served at /infer/kd (default: the latest KD adapter)")
 	dpo := fs.String("dpo", "", "adapter name served at /infer/dpo (default: the latest DPO adapter)")

@@ -177,7 +177,14 @@ func readRunConfig(path string, c *RunConfig) error {
 	dec := yaml.NewDecoder(strings.NewReader(string(b)))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil {
-		return fmt.Errorf("%s: %v", path, err)
+		msg := strings.ReplaceAll(err.Error(), "in type app.RunConfig", "among the settings")
+		for _, t := range []string{"app.LoRAConfig", "app.KDConfig", "app.DPOConfig"} {
+			msg = strings.ReplaceAll(msg, "in type "+t, "under "+strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(t, "app."), "Config"))+":")
+		}
+		if strings.Contains(msg, "not found") {
+			msg += " (keys are nested as a run's config.yaml shows them: lora: {r: 8}, kd: {alpha: 0.5}, dpo: {beta: 0.1})"
+		}
+		return fmt.Errorf("%s: %s", path, msg)
 	}
 	return nil
 }
