@@ -92,6 +92,9 @@ func runRuns(env *Env, args []string) error {
 		}
 		for _, k := range []string{"id", "method", "status", "base_model", "dataset", "dir", "error", "steps", "last_loss", "best_metric", "checkpoints"} {
 			if v, ok := out[k]; ok && v != "" && v != nil {
+				if b, isBest := v.(map[string]any); isBest { // "val_loss 0.4123", not Go's map syntax
+					v = fmt.Sprintf("%v %.4f", b["name"], b["value"])
+				}
 				fmt.Fprintf(env.Stdout, "%-12s %v\n", k, v)
 			}
 		}
