@@ -103,7 +103,7 @@ func runCodegen(env *Env, args []string) error {
 		return err
 	}
 	if *asJSON {
-		return writeJSON(env.Stdout, res)
+		return writeJSON(env.Stdout, codegenJSON(res))
 	}
 	if res.Plan != "" {
 		fmt.Fprintf(env.Stdout, "plan:\n%s\n\n", res.Plan)
@@ -203,6 +203,18 @@ func checkCodegenFlags(lang string, maxTokens int) error {
 type codegenRow struct {
 	Line          int
 	Prompt, Tests string
+}
+
+// codegenJSON is a codegen result as the CLI's --json and the HTTP API
+// both give it: snake_case fields, durations in milliseconds.
+func codegenJSON(res codegen.Result) map[string]any {
+	checks := make([]map[string]any, 0, len(res.Checks))
+	for _, c := range res.Checks {
+		checks = append(checks, map[string]any{"name": c.Name, "kind": c.Kind, "ok": c.OK, "output": c.Output,
+			"duration_ms": c.Duration.Milliseconds(), "timed_out": c.TimedOut, "missing": c.Missing, "skipped": c.Skipped})
+	}
+	return map[string]any{"language": res.Language, "plan": res.Plan, "code": res.Code, "raw": res.Raw,
+		"checks": checks, "built": res.Built, "linted": res.Linted, "tests_run": res.TestsRun, "tests_passed": res.TestsPassed}
 }
 
 // readCodegenRows reads {"prompt", "tests"?} rows (other keys, such as a

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,5 +58,32 @@ func TestMissingToolIsNotAFailedBuild(t *testing.T) {
 	}
 	if lintRan(res) {
 		t.Error("a lint check ran?")
+	}
+}
+
+// TestCodegenJSONMatchesTheAPI: `codegen --json` writes the fields the
+// HTTP API does (snake_case, durations in milliseconds), not Go's names.
+func TestCodegenJSONMatchesTheAPI(t *testing.T) {
+	m := tinyModel(t)
+	code, out, stderr := run("codegen", "--model", m, "--task", "Write Add", "--max-tokens", "4", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var got map[string]any
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	for _, k := range []string{"language", "code", "raw", "checks", "built", "linted"} {
+		if _, ok := got[k]; !ok {
+			t.Errorf("no %q in %v", k, got)
+		}
+	}
+	if _, ok := got["PlanPrompt"]; ok {
+		t.Errorf("Go field names: %v", got)
+	}
+	for _, c := range got["checks"].([]any) {
+		if _, ok := c.(map[string]any)["duration_ms"]; !ok {
+			t.Errorf("check without duration_ms: %v", c)
+		}
 	}
 }

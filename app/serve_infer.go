@@ -428,12 +428,6 @@ func (s *Server) inferCodegen(ctx context.Context, sa *servedAdapter, req *infer
 	if err != nil {
 		return total, err
 	}
-	checks := make([]map[string]any, 0, len(res.Checks))
-	for _, c := range res.Checks {
-		checks = append(checks, map[string]any{"name": c.Name, "kind": c.Kind, "ok": c.OK, "output": c.Output,
-			"duration_ms": c.Duration.Milliseconds(), "timed_out": c.TimedOut, "missing": c.Missing})
-	}
-	resp.Output = map[string]any{"language": res.Language, "plan": res.Plan, "code": res.Code, "raw": res.Raw,
-		"checks": checks, "built": res.Built, "linted": res.Linted}
+	resp.Output = codegenJSON(res)
 	return total, nil
 }
