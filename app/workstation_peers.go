@@ -13,6 +13,10 @@ type EvalPeer struct {
 	Name   string  // "base", or the run (or adapter) evaluated
 	Metric string  // macro-F1, field F1, pass@1 or build rate
 	Delta  float64 // this evaluation's value minus the peer's
+	// RawDelta is the same for classification's raw (uncalibrated)
+	// scores, when both reports hold them.
+	RawDelta float64
+	HasRaw   bool
 }
 
 // maxPeers is how many other runs' evaluations a report is set against
@@ -62,12 +66,17 @@ func (w *Workstation) peers(r EvalReport, path string) []EvalPeer {
 			continue
 		}
 		o, err := decodeEvalReport(b)
-		if err != nil || o.Data != r.Data || filepath.Clean(o.Model) != filepath.Clean(r.Model) {
+		if err != nil || !sameFile(o.Data, r.Data) && absPath(o.Data) != absPath(r.Data) ||
+			!sameFile(o.Model, r.Model) && absPath(o.Model) != absPath(r.Model) { // the CLI records them as typed, runs absolute
 			continue
 		}
 		_, theirs, ok := o.headline()
 		if !ok {
 			continue
+		}
+		peer := EvalPeer{Metric: metric, Delta: mine - theirs}
+		if r.Raw != nil && o.Raw != nil {
+			peer.RawDelta, peer.HasRaw = r.Raw.MacroF1-o.Raw.MacroF1, true
 		}
 		name := e.RunID
 		if name == "" {
@@ -75,10 +84,12 @@ func (w *Workstation) peers(r EvalReport, path string) []EvalPeer {
 		}
 		switch {
 		case o.Adapter == "" && base == nil:
-			base = &EvalPeer{Name: "base", Metric: metric, Delta: mine - theirs}
+			peer.Name = "base"
+			base = &peer
 		case o.Adapter != "" && o.Adapter != r.Adapter && !seen[name] && len(others) < maxPeers:
 			seen[name] = true
-			others = append(others, EvalPeer{Name: name, Metric: metric, Delta: mine - theirs})
+			peer.Name = name
+			others = append(others, peer)
 		}
 	}
 	if base != nil {

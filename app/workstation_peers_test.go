@@ -26,7 +26,8 @@ func TestEvalPeers(t *testing.T) {
 	add := func(name, run, adapter, model, data string, f1 float64) string {
 		path := filepath.Join(dir, name+".json")
 		b, _ := json.Marshal(map[string]any{"kind": "classification", "model": model, "adapter": adapter, "data": data,
-			"report": map[string]any{"calibrated": map[string]any{"labels": []string{"a", "b"}, "macro_f1": f1}}})
+			"report": map[string]any{"calibrated": map[string]any{"labels": []string{"a", "b"}, "macro_f1": f1},
+				"raw": map[string]any{"labels": []string{"a", "b"}, "macro_f1": f1 / 2}}})
 		if err := os.WriteFile(path, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -35,7 +36,7 @@ func TestEvalPeers(t *testing.T) {
 		}
 		return path
 	}
-	add("base", "", "", "models/m", "val.jsonl", 0.40)
+	add("base", "", "", absPath("models/m"), "val.jsonl", 0.40) // the CLI records paths as typed, runs absolute
 	add("other-data", "", "", "models/m", "test.jsonl", 0.10)
 	add("other-base", "run-b", "runs/b/adapter", "models/big", "val.jsonl", 0.90)
 	add("b", "run-b", "runs/b/adapter", "models/m", "val.jsonl", 0.60)
@@ -44,12 +45,12 @@ func TestEvalPeers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []EvalPeer{{"base", "macro-F1", 0.30}, {"run-b", "macro-F1", 0.10}}
+	want := []EvalPeer{{Name: "base", Metric: "macro-F1", Delta: 0.30, RawDelta: 0.15, HasRaw: true}, {Name: "run-b", Metric: "macro-F1", Delta: 0.10, RawDelta: 0.05, HasRaw: true}}
 	if len(r.Peers) != len(want) {
 		t.Fatalf("peers %+v, want %+v", r.Peers, want)
 	}
 	for i, p := range r.Peers {
-		if p.Name != want[i].Name || p.Metric != want[i].Metric || math.Abs(p.Delta-want[i].Delta) > 1e-12 {
+		if p.Name != want[i].Name || p.Metric != want[i].Metric || math.Abs(p.Delta-want[i].Delta) > 1e-12 || !p.HasRaw || math.Abs(p.RawDelta-want[i].RawDelta) > 1e-12 {
 			t.Errorf("peer %d: %+v, want %+v", i, p, want[i])
 		}
 	}

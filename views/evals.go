@@ -393,7 +393,7 @@ func (v evalsView) detail(ctx *Context) string {
 	default:
 		lines = append(lines, " "+st.Warn.Render("this report holds nothing to show"))
 	}
-	if p := peersLine(st, r.Peers, ctx.Width); p != "" {
+	if p := peersLine(st, r.Peers, v.raw, ctx.Width); p != "" {
 		lines = append(lines, "", p)
 	}
 	body := strings.Join(lines, "\n")
@@ -403,7 +403,7 @@ func (v evalsView) detail(ctx *Context) string {
 
 // peersLine sets the report against the same data's other evaluations:
 // "vs base: macro-F1 +0.290 · vs 20261127-…-ca48: +0.030".
-func peersLine(st Styles, peers []app.EvalPeer, width int) string {
+func peersLine(st Styles, peers []app.EvalPeer, raw bool, width int) string {
 	if len(peers) == 0 {
 		return ""
 	}
@@ -413,9 +413,13 @@ func peersLine(st Styles, peers []app.EvalPeer, width int) string {
 		if name != "base" {
 			name = cutRunID(name, 18)
 		}
-		d := signed(st, p.Delta, ".3f", true)
+		delta, metric := p.Delta, p.Metric
+		if raw && p.HasRaw { // the figures on screen: the raw scores'
+			delta, metric = p.RawDelta, "raw "+p.Metric
+		}
+		d := signed(st, delta, ".3f", true)
 		if i == 0 {
-			d = p.Metric + " " + d
+			d = metric + " " + d
 		}
 		parts[i] = "vs " + name + ": " + d
 	}

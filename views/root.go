@@ -477,32 +477,32 @@ func (m Model) bottomBar(keys string) string {
 		}
 		brief = fmt.Sprintf(" %s %s  %s", st.Good.Render("●"), id, steps)
 		left = fmt.Sprintf("%s  loss %.3f  %.0f tok/s", brief, p.Loss, p.TokensPerSec)
-		if d, ok := etaOf(p); ok && m.width >= 100 {
+		if d, ok := etaOf(p); ok && m.width >= 100 && !(m.train.runID == id && m.train.paused) {
 			left += "  ETA " + humanDuration(d)
 		}
 	}
 	if keys == "" {
 		return fit(left, m.width)
 	}
-	if lipgloss.Width(left)+lipgloss.Width(keys)+2 > m.width {
-		// In a text field, where q and ? are typed, not obeyed, the form's
-		// keys ("esc leave form") matter more than the run's figures: the
-		// run and its step stay.
-		fits := func(l, k string) bool { return lipgloss.Width(l)+lipgloss.Width(k)+2 <= m.width }
-		if v := m.keyMap().view; v != nil && m.typing() {
-			for _, k := range []string{keys, m.help.ShortHelpView(v.ShortHelp())} {
-				if fits(brief, k) {
-					return barLine(brief, k+" ", m.width)
-				}
-			}
+	// What fits, best first: the run's figures and the view's keys; the
+	// run and its step with the view's keys (a view's keys — the Train
+	// view's p and c, a form's "esc leave form" — matter more than loss
+	// and tok/s); in a text field, where q and ? are typed, not obeyed,
+	// the form's keys alone; then the figures with "? help • q quit".
+	fits := func(l, k string) bool { return lipgloss.Width(l)+lipgloss.Width(k)+2 <= m.width }
+	short := m.help.ShortHelpView([]key.Binding{m.keys.Help, m.keys.Quit})
+	cands := [][2]string{{left, keys}, {brief, keys}}
+	if v := m.keyMap().view; v != nil && m.typing() {
+		cands = append(cands, [2]string{brief, m.help.ShortHelpView(v.ShortHelp())})
+	}
+	cands = append(cands, [2]string{left, short}, [2]string{brief, short})
+	for _, c := range cands {
+		if fits(c[0], c[1]) {
+			return barLine(c[0], c[1]+" ", m.width)
 		}
-		keys = m.help.ShortHelpView([]key.Binding{m.keys.Help, m.keys.Quit})
 	}
-	if lipgloss.Width(left)+lipgloss.Width(keys)+2 > m.width {
-		// still too narrow: cut the run's line, keep the keys
-		return barLine(fit(left, max(0, m.width-lipgloss.Width(keys)-2)), keys+" ", m.width)
-	}
-	return barLine(left, keys+" ", m.width)
+	// still too narrow: cut the run's line, keep the keys
+	return barLine(fit(brief, max(0, m.width-lipgloss.Width(short)-2)), short+" ", m.width)
 }
 
 // barLine puts left and right at the two ends of a line width cells wide.

@@ -122,3 +122,22 @@ func TestPauseKey(t *testing.T) {
 		t.Errorf("after p again: service paused %v, view paused %v", svc.paused, m.train.paused)
 	}
 }
+
+// TestTrainBarShowsItsKeys: at 120 columns a training run's bar keeps the
+// Train view's keys (p, c) with the run and its step, rather than its loss
+// and tok/s; a paused run's bar shows no ETA.
+func TestTrainBarShowsItsKeys(t *testing.T) {
+	const id = "20261127-121742-sft-ca48"
+	m := newTestModel(&fakeService{runs: threeRuns()}, 120, 40)
+	ch := make(chan app.Progress, 4)
+	m = step(m, WatchMsg{RunID: id, Ch: ch})
+	m = step(m, ProgressMsg{Progress: syntheticSteps(id, 3, 40)[2], from: ch})
+	lines := strings.Split(m.View(), "\n")
+	if bar := lines[len(lines)-1]; !strings.Contains(bar, "p pause") || !strings.Contains(bar, "step 3/40") {
+		t.Errorf("bar %q", bar)
+	}
+	m = step(m, keys("p"))
+	if bar := m.bottomBar(""); strings.Contains(bar, "ETA") {
+		t.Errorf("a paused run's bar shows an ETA: %q", bar)
+	}
+}
