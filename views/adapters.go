@@ -265,7 +265,7 @@ func (v *adaptersView) apply(ctx *Context) {
 		if tags == "" {
 			tags = "-"
 		}
-		rows[i] = table.Row{rowSlot(false) + a.Name, strings.ToUpper(a.Method), a.Base, taskNames.Replace(a.Task), metricNames.Replace(a.Metrics), tags, humanAge(a.Age)}
+		rows[i] = table.Row{rowSlot(false) + a.Name, strings.ToUpper(a.Method), shortBase(a.Base), taskNames.Replace(a.Task), metricNames.Replace(a.Metrics), tags, humanAge(a.Age)}
 	}
 	v.table.SetRows(rows)
 	v.table.SetWidth(ctx.Width)

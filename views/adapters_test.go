@@ -212,3 +212,14 @@ func TestAdaptersCursorShowsWithoutColour(t *testing.T) {
 	m = step(m, tea.KeyMsg{Type: tea.KeyDown})
 	checkCursor(t, m.View(), "dpo-invoices")
 }
+
+// TestAdaptersShortBase: a base recorded as an absolute path (runs record
+// them so) shows its folder's name, as Runs does.
+func TestAdaptersShortBase(t *testing.T) {
+	ads := threeAdapters()
+	ads[0].Base = "/home/ann/work/models/qwen2.5-0.5b"
+	m := adaptersModel(&fakeService{adapters: ads}, 120, 40)
+	if frame := m.View(); !strings.Contains(frame, "qwen2.5-0.5b") || strings.Contains(frame, "/home/ann") {
+		t.Errorf("base column:\n%s", frame)
+	}
+}
