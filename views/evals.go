@@ -2,6 +2,7 @@ package views
 
 import (
 	"fmt"
+	"path"
 	"slices"
 	"strings"
 
@@ -361,13 +362,9 @@ func (v evalsView) view(ctx *Context) string {
 func (v evalsView) detail(ctx *Context) string {
 	st := ctx.Styles
 	r := v.open
-	who := r.Adapter
-	if who == "" {
-		who = r.Model + " (base)"
-	}
-	title := fmt.Sprintf("eval #%d · %s · %s", r.ID, r.Kind, who)
+	title := fmt.Sprintf("eval #%d · %s · %s", r.ID, r.Kind, evalSubject(v.row.Run, r))
 	if r.Data != "" {
-		title += " · " + r.Data
+		title += " · " + shortData(r.Data)
 	}
 	right := ""
 	if r.Kind == "classification" && r.Raw != nil {
@@ -397,8 +394,35 @@ func (v evalsView) detail(ctx *Context) string {
 		lines = append(lines, "", p)
 	}
 	body := strings.Join(lines, "\n")
-	foot := st.Muted.Render(r.Kind + " report · " + v.row.ReportPath)
+	foot := st.Muted.Render(cutHead(r.Kind+" report · "+v.row.ReportPath, ctx.Width-1))
 	return lipgloss.JoinVertical(lipgloss.Left, lipgloss.NewStyle().Height(ctx.Height-1).MaxHeight(ctx.Height-1).MaxWidth(ctx.Width).Render(body), fit(" "+foot, ctx.Width))
+}
+
+// evalSubject names what an evaluation scored, as the Runs and Adapters
+// views name it: the run's id, an adapter's folder, or the base's folder
+// (paths are absolute in the database, too long for a title).
+func evalSubject(run string, r *app.EvalReport) string {
+	switch {
+	case run != "":
+		return run
+	case r.Adapter != "":
+		a := strings.TrimRight(r.Adapter, "/")
+		if path.Base(a) == "adapter" { // a run folder's adapter/: name the run
+			a = path.Dir(a)
+		}
+		return shortBase(a)
+	}
+	return shortBase(r.Model) + " (base)"
+}
+
+// cutHead keeps the end of s within n cells ("…runs/ID/eval.json"): a
+// path's end is the part that tells it apart.
+func cutHead(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n || n < 1 {
+		return s
+	}
+	return "…" + string(r[len(r)-n+1:])
 }
 
 // peersLine sets the report against the same data's other evaluations:

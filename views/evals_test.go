@@ -337,3 +337,41 @@ func TestEvalsEmptySaysHowFromHere(t *testing.T) {
 		t.Errorf("the empty list does not point to e:\n%s", f)
 	}
 }
+
+// The database holds absolute paths: the report's title names the run, an
+// adapter's run folder or the base's folder, and the data's telling part,
+// never a whole path cut off at the edge.
+func TestEvalsTitleNamesNotPaths(t *testing.T) {
+	cases := []struct {
+		run  string
+		r    app.EvalReport
+		want string
+	}{
+		{"20261125-182700-sft-ab12", app.EvalReport{Model: "/srv/models/qwen2.5-0.5b", Adapter: "/home/u/runs/20261125-182700-sft-ab12/adapter"}, "20261125-182700-sft-ab12"},
+		{"", app.EvalReport{Model: "/srv/models/qwen2.5-0.5b", Adapter: "/home/u/runs/20261125-182700-sft-ab12/adapter/"}, "20261125-182700-sft-ab12"},
+		{"", app.EvalReport{Model: "/srv/models/qwen2.5-0.5b", Adapter: "/home/u/adapters/invoices-v2"}, "invoices-v2"},
+		{"", app.EvalReport{Model: "/srv/models/qwen2.5-0.5b/"}, "qwen2.5-0.5b (base)"},
+	}
+	for _, c := range cases {
+		if got := evalSubject(c.run, &c.r); got != c.want {
+			t.Errorf("evalSubject(%q, %q) = %q, want %q", c.run, c.r.Adapter, got, c.want)
+		}
+	}
+	svc := evalFixture()
+	row := &svc.evals[0]
+	row.ReportPath = "/home/u/a-long-folder/of-many-parts/runs/20261125-182700-sft-ab12/eval/classification.json"
+	rep := svc.reports["runs/a/eval/classification.json"]
+	rep.Model, rep.Adapter, rep.Data = "/srv/models/qwen", "/home/u/runs/20261125-182700-sft-ab12/adapter", "/home/u/data/creditmix/val.jsonl"
+	svc.reports[row.ReportPath] = rep
+	m := openEval(evalsModel(svc, 100, 30), 0)
+	frame := m.View()
+	checkFrame(t, frame, 100, 30)
+	for _, want := range []string{"eval #3 · classification · 20261125-182700-sft-ab12 · creditmix/val", "…", "sft-ab12/eval/classification.json"} {
+		if !strings.Contains(frame, want) {
+			t.Errorf("frame lacks %q:\n%s", want, frame)
+		}
+	}
+	if strings.Contains(frame, "/home/u/runs") {
+		t.Errorf("title shows the adapter's path:\n%s", frame)
+	}
+}
