@@ -421,8 +421,7 @@ func TestServeCPUOffload(t *testing.T) {
 // sequence fails mid-decode and takes its batch with it.
 func TestServeRefusesPastTheSlidingWindow(t *testing.T) {
 	s, ts := newTestServer(t, nil)
-	w := 24
-	s.m.Config.SlidingWindow = &w
+	s.m.Config.Window = 24
 	code, _, body := post(t, ts.URL+"/infer/base", `{"task":"generate","input":"x","options":{"max_tokens":30}}`)
 	wantError(t, code, body, 413, errTooLarge, "input")
 	if msg := body["error"].(map[string]any)["message"].(string); !strings.Contains(msg, "context of 24 tokens") {

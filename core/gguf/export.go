@@ -82,10 +82,10 @@ func Export(ctx context.Context, m *model.Model, src Source, path string, opt Op
 
 func archKVs(c *model.Config, arch string, opt Options) ([]KV, error) {
 	ctx := c.MaxPositionEmbeddings
-	if w := c.SlidingWindow; w != nil && *w > 0 && (c.UseSlidingWindow == nil || *c.UseSlidingWindow) && (ctx == 0 || *w < ctx) {
+	if w := c.Window; w > 0 && (ctx == 0 || w < ctx) {
 		// llama.cpp's "llama" attends to the whole context; within the
 		// window the two agree, so the window is the trained context.
-		ctx = *w
+		ctx = w
 	}
 	k := func(s string) string { return arch + "." + s }
 	kvs := []KV{

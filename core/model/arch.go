@@ -12,7 +12,8 @@ type Arch struct {
 	Name    string // config.json "architectures"[0], e.g. "LlamaForCausalLM"
 	QKVBias bool   // q/k/v projections carry biases (Qwen2)
 	QKNorm  bool   // per-head RMSNorm on q and k before RoPE (Qwen3)
-	// AttnBiasFromConfig: config's attention_bias adds q/k/v/o biases (Llama).
+	// AttnBiasFromConfig: config's attention_bias adds q/k/v/o biases
+	// (Llama, Qwen3).
 	AttnBiasFromConfig bool
 }
 

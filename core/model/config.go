@@ -13,17 +13,21 @@ import (
 
 // Config is the subset of a HF config.json that decoder forward passes need.
 type Config struct {
-	Architectures         []string     `json:"architectures"`
-	ModelType             string       `json:"model_type"`
-	HiddenSize            int          `json:"hidden_size"`
-	IntermediateSize      int          `json:"intermediate_size"`
-	NumLayers             int          `json:"num_hidden_layers"`
-	NumHeads              int          `json:"num_attention_heads"`
-	NumKVHeads            int          `json:"num_key_value_heads"`
-	HeadDim               int          `json:"head_dim"`
-	RMSNormEps            float64      `json:"rms_norm_eps"`
-	RopeTheta             float64      `json:"rope_theta"`
-	RopeScaling           *RopeScaling `json:"rope_scaling"`
+	Architectures    []string     `json:"architectures"`
+	ModelType        string       `json:"model_type"`
+	HiddenSize       int          `json:"hidden_size"`
+	IntermediateSize int          `json:"intermediate_size"`
+	NumLayers        int          `json:"num_hidden_layers"`
+	NumHeads         int          `json:"num_attention_heads"`
+	NumKVHeads       int          `json:"num_key_value_heads"`
+	HeadDim          int          `json:"head_dim"`
+	RMSNormEps       float64      `json:"rms_norm_eps"`
+	RopeTheta        float64      `json:"rope_theta"`
+	RopeScaling      *RopeScaling `json:"rope_scaling"`
+	// RopeParameters is transformers v5's form of both: rope_theta and the
+	// scaling in one object, with no top-level keys (normalise folds it in).
+	RopeParameters        *RopeScaling `json:"rope_parameters"`
+	PartialRotaryFactor   *float64     `json:"partial_rotary_factor"`
 	VocabSize             int          `json:"vocab_size"`
 	MaxPositionEmbeddings int          `json:"max_position_embeddings"`
 	TieWordEmbeddings     *bool        `json:"tie_word_embeddings"`
@@ -35,6 +39,10 @@ type Config struct {
 	BOSTokenID            IDList       `json:"bos_token_id"`
 	EOSTokenID            IDList       `json:"eos_token_id"`
 	TorchDType            string       `json:"torch_dtype"`
+
+	// Window is the sliding window the model attends within, resolved by
+	// normalise as transformers does for its architecture (0: none).
+	Window int `json:"-"`
 }
 
 // RopeScaling is config.json's rope_scaling object ("type" in older files,
@@ -46,6 +54,7 @@ type RopeScaling struct {
 	LowFreqFactor                 float64 `json:"low_freq_factor"`
 	HighFreqFactor                float64 `json:"high_freq_factor"`
 	OriginalMaxPositionEmbeddings int     `json:"original_max_position_embeddings"`
+	RopeTheta                     float64 `json:"rope_theta"` // rope_parameters only
 }
 
 // Kind is the scaling scheme's name, whichever key the file used.
@@ -95,16 +104,28 @@ func LoadConfig(dir string) (*Config, error) {
 	if err := json.Unmarshal(b, &c); err != nil {
 		return nil, fmt.Errorf("%s: %v", path, err)
 	}
-	if err := c.normalise(); err != nil {
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(b, &keys); err != nil {
+		return nil, fmt.Errorf("%s: %v", path, err)
+	}
+	if err := c.normalise(keys); err != nil {
 		return nil, fmt.Errorf("%s: %v", path, err)
 	}
 	return &c, nil
 }
 
 // normalise fills HF's defaults and rejects configs the forward cannot run.
-func (c *Config) normalise() error {
+// keys is config.json's top level, to tell an absent key from a null one.
+func (c *Config) normalise(keys map[string]json.RawMessage) error {
 	if len(c.Architectures) == 0 {
 		return fmt.Errorf("no \"architectures\" entry: cannot tell which model this is")
+	}
+	if err := c.foldRopeParameters(keys["rope_parameters"]); err != nil {
+		return err
+	}
+	c.Window = c.slidingWindow(keys)
+	if f := c.PartialRotaryFactor; f != nil && *f != 1 {
+		return fmt.Errorf("partial_rotary_factor %v is not supported (only rotary embeddings over the whole head)", *f)
 	}
 	if c.NumKVHeads == 0 {
 		c.NumKVHeads = c.NumHeads
@@ -141,7 +162,7 @@ func (c *Config) normalise() error {
 	if c.NumHeads%c.NumKVHeads != 0 {
 		return fmt.Errorf("num_attention_heads %d is not a multiple of num_key_value_heads %d", c.NumHeads, c.NumKVHeads)
 	}
-	if c.HiddenAct != "" && c.HiddenAct != "silu" {
+	if c.HiddenAct != "" && c.HiddenAct != "silu" && c.HiddenAct != "swish" { // transformers' ACT2FN: swish is SiLU
 		return fmt.Errorf("hidden_act %q is not supported (only silu)", c.HiddenAct)
 	}
 	if c.MLPBias {
@@ -162,4 +183,64 @@ func (c *Config) normalise() error {
 		return fmt.Errorf("rope_scaling type %q is not supported (supported: default, linear, llama3)", k)
 	}
 	return nil
+}
+
+// foldRopeParameters takes rope_theta and the scaling from transformers
+// v5's rope_parameters when the top-level keys are absent, and refuses a
+// file whose two forms disagree. raw is the key's JSON, or nil.
+func (c *Config) foldRopeParameters(raw json.RawMessage) error {
+	p := c.RopeParameters
+	if p == nil {
+		return nil
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err == nil {
+		for k, v := range fields {
+			if len(v) > 0 && v[0] == '{' {
+				return fmt.Errorf("rope_parameters.%s: rotary settings per layer type are not supported", k)
+			}
+		}
+	}
+	switch {
+	case p.RopeTheta == 0:
+	case c.RopeTheta == 0:
+		c.RopeTheta = p.RopeTheta
+	case c.RopeTheta != p.RopeTheta:
+		return fmt.Errorf("rope_theta %v and rope_parameters.rope_theta %v disagree", c.RopeTheta, p.RopeTheta)
+	}
+	switch {
+	case p.Kind() == "default":
+	case c.RopeScaling == nil:
+		c.RopeScaling = p
+	case c.RopeScaling.Kind() != p.Kind() || c.RopeScaling.Factor != p.Factor:
+		return fmt.Errorf("rope_scaling (%s, factor %v) and rope_parameters (%s, factor %v) disagree",
+			c.RopeScaling.Kind(), c.RopeScaling.Factor, p.Kind(), p.Factor)
+	}
+	return nil
+}
+
+// slidingWindow is the window transformers attends within for this config:
+// Mistral's sliding_window (4096 when the key is absent, none when null);
+// Qwen2's and Qwen3's only under use_sliding_window (false by default);
+// none for Llama, whose attention has no window.
+func (c *Config) slidingWindow(keys map[string]json.RawMessage) int {
+	w := 0
+	if c.SlidingWindow != nil {
+		w = max(*c.SlidingWindow, 0)
+	}
+	for _, a := range c.Architectures {
+		switch a {
+		case "MistralForCausalLM":
+			if _, set := keys["sliding_window"]; !set {
+				return 4096
+			}
+			return w
+		case "Qwen2ForCausalLM", "Qwen3ForCausalLM":
+			if c.UseSlidingWindow == nil || !*c.UseSlidingWindow {
+				return 0
+			}
+			return w
+		}
+	}
+	return 0
 }

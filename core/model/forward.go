@@ -241,13 +241,7 @@ func (m *Model) CheckContext(n int) error {
 }
 
 // slidingWindow is the window the model's config turns on, or 0.
-func (m *Model) slidingWindow() int {
-	c := &m.Config
-	if c.SlidingWindow != nil && *c.SlidingWindow > 0 && (c.UseSlidingWindow == nil || *c.UseSlidingWindow) {
-		return *c.SlidingWindow
-	}
-	return 0
-}
+func (m *Model) slidingWindow() int { return m.Config.Window }
 
 // ContextLimit is the most positions a sequence may take: the config's
 // max_position_embeddings, or its sliding window where that is shorter

@@ -42,8 +42,8 @@ const logprobTol = 1e-3
 func fixtures(t *testing.T) []string {
 	t.Helper()
 	dirs, err := filepath.Glob("testdata/*/golden.json")
-	if err != nil || len(dirs) < 13 {
-		t.Fatalf("expected the 13 torchref fixtures under testdata/, found %d (run `make goldens`)", len(dirs))
+	if err != nil || len(dirs) < 16 {
+		t.Fatalf("expected the 16 torchref fixtures under testdata/, found %d (run `make goldens`)", len(dirs))
 	}
 	for i := range dirs {
 		dirs[i] = filepath.Dir(dirs[i])

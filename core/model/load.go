@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"distill/core/tensor"
 )
@@ -48,6 +49,7 @@ type Model struct {
 
 	files []*SafetensorsFile
 	rope  ropeTables
+	bound map[string]bool // during bind: the tensors looked up
 }
 
 // Load reads a HF model folder: config.json and model.safetensors or a
@@ -150,6 +152,9 @@ func (m *Model) openWeights() error {
 
 // find returns the named tensor from whichever file holds it.
 func (m *Model) find(name string) (*tensor.Tensor, string) {
+	if m.bound != nil {
+		m.bound[name] = true
+	}
 	for _, f := range m.files {
 		if t := f.Tensor(name); t != nil {
 			return t, f.Path
@@ -197,8 +202,53 @@ func sameShape(a, b []int) bool {
 	return true
 }
 
-// bind looks up every tensor the architecture needs, checking shapes.
+// bind looks up every tensor the architecture needs, checking shapes, and
+// refuses tensors it would leave unused: they mean the config does not
+// describe the weights (a bias the config's attention_bias leaves out would
+// otherwise be dropped and every output silently wrong).
 func (m *Model) bind() error {
+	m.bound = map[string]bool{}
+	defer func() { m.bound = nil }()
+	if err := m.bindNeeded(); err != nil {
+		return err
+	}
+	return m.checkAllBound()
+}
+
+// checkAllBound names the tensors bind did not look up, except rotary
+// tables some conversions store (the engine computes its own).
+func (m *Model) checkAllBound() error {
+	var left []string
+	for _, f := range m.files {
+		for _, name := range f.Names() {
+			if !m.bound[name] && !strings.HasSuffix(name, ".rotary_emb.inv_freq") {
+				left = append(left, name)
+			}
+		}
+	}
+	if len(left) == 0 {
+		return nil
+	}
+	sort.Strings(left)
+	more := ""
+	if len(left) > 3 {
+		more = fmt.Sprintf(" and %d more", len(left)-3)
+		left = left[:3]
+	}
+	return fmt.Errorf("%s: tensor %s%s not used by %s as config.json describes it (check attention_bias, tie_word_embeddings and num_hidden_layers): loading would drop weights and give wrong outputs",
+		m.where(), strings.Join(quoteAll(left), ", "), more, m.Arch.Name)
+}
+
+func quoteAll(s []string) []string {
+	q := make([]string, len(s))
+	for i, x := range s {
+		q[i] = fmt.Sprintf("%q", x)
+	}
+	return q
+}
+
+// bindNeeded looks up every tensor the architecture needs.
+func (m *Model) bindNeeded() error {
 	c := &m.Config
 	D, F, V, hd := c.HiddenSize, c.IntermediateSize, c.VocabSize, c.HeadDim
 	qOut, kvOut := c.NumHeads*hd, c.NumKVHeads*hd

@@ -234,11 +234,78 @@ SPECS = {
         },
         generation={"bos_token_id": 1, "eos_token_id": 2},
     ),
+    # Llama with attention_bias (q/k/v/o biases), an explicit head_dim (32)
+    # != hidden/heads (16) and linear rope scaling; f32 and F16 weights.
+    "llama-bias": dict(
+        seed=1701,
+        dtypes=("f32", "f16"),
+        config={
+            "architectures": ["LlamaForCausalLM"],
+            "model_type": "llama",
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 32,
+            "hidden_act": "silu",
+            "rms_norm_eps": 1e-05,
+            "rope_theta": 10000.0,
+            "rope_scaling": {"rope_type": "linear", "factor": 4.0},
+            "vocab_size": 320,
+            "max_position_embeddings": 2048,
+            "tie_word_embeddings": False,
+            "attention_bias": True,
+            "mlp_bias": False,
+            "bos_token_id": 1,
+            "eos_token_id": 2,
+            "initializer_range": 0.02,
+            "use_cache": True,
+        },
+        generation={"bos_token_id": 1, "eos_token_id": 2},
+    ),
+    # Qwen3 with attention_bias (q/k/v/o biases), its config.json as
+    # transformers v5 writes it: rope_theta inside rope_parameters, "dtype"
+    # for "torch_dtype".
+    "qwen3-v5": dict(
+        seed=1801,
+        dtypes=("f32",),
+        v5=True,
+        config={
+            "architectures": ["Qwen3ForCausalLM"],
+            "model_type": "qwen3",
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 16,
+            "hidden_act": "silu",
+            "rms_norm_eps": 1e-06,
+            "rope_parameters": {"rope_theta": 1000000.0, "rope_type": "default"},
+            "vocab_size": 384,
+            "max_position_embeddings": 40960,
+            "sliding_window": None,
+            "use_sliding_window": False,
+            "tie_word_embeddings": True,
+            "attention_bias": True,
+            "attention_dropout": 0.0,
+            "bos_token_id": 379,
+            "eos_token_id": 381,
+            "initializer_range": 0.02,
+            "use_cache": True,
+        },
+        generation={"bos_token_id": 379, "eos_token_id": [381, 379]},
+    ),
 }
 
-ARCH_ORDER = ["llama2", "llama3", "smollm", "qwen2", "qwen3", "mistral"]
+ARCH_ORDER = ["llama2", "llama3", "smollm", "qwen2", "qwen3", "mistral", "llama-bias", "qwen3-v5"]
+DTYPES = ("bf16", "f32")  # a spec's "dtypes" overrides
+STORED = {"bf16": "BF16", "f32": "F32", "f16": "F16"}
+TORCH_DTYPE = {"bf16": torch.bfloat16, "f32": torch.float32, "f16": torch.float16}
 SHARDED = {"qwen2-f32-sharded": ("qwen2", "f32")}
 TRANSFORMERS_VERSION = "4.51.0"
+TRANSFORMERS_V5 = "5.0.0"
 
 
 # --------------------------------------------------------------------------
@@ -280,6 +347,8 @@ def make_weights(spec) -> dict:
             W[p + "self_attn.q_proj.bias"] = randn(qd, std=0.5)
             W[p + "self_attn.k_proj.bias"] = randn(kvd, std=0.5)
             W[p + "self_attn.v_proj.bias"] = randn(kvd, std=0.5)
+        if cfg.o_bias:
+            W[p + "self_attn.o_proj.bias"] = randn(Hd, std=0.5)
         if cfg.qk_norm:
             # q_norm/k_norm see unit-RMS heads; a larger spread makes them matter.
             W[p + "self_attn.q_norm.weight"] = randn(cfg.head_dim, std=0.3, mean=1.2)
@@ -410,6 +479,7 @@ BUGS = {
     "no_qk_norm": lambda c: c.qk_norm,
     "qk_norm_after_rope": lambda c: c.qk_norm,
     "no_bias": lambda c: c.qkv_bias,
+    "no_o_bias": lambda c: c.o_bias,
     "no_rope_scaling": lambda c: bool(c.rope_scaling),
     "no_causal_mask": lambda c: True,
 }
@@ -442,18 +512,19 @@ def dump_json(path, obj):
 
 def fixture_config(spec, dtype):
     c = dict(spec["config"])
-    c["torch_dtype"] = {"bf16": "bfloat16", "f32": "float32"}[dtype]
-    c["transformers_version"] = TRANSFORMERS_VERSION
+    key = "dtype" if spec.get("v5") else "torch_dtype"
+    c[key] = {"bf16": "bfloat16", "f32": "float32", "f16": "float16"}[dtype]
+    c["transformers_version"] = TRANSFORMERS_V5 if spec.get("v5") else TRANSFORMERS_VERSION
     return c
 
 
 def write_fixture(name, spec, master, dtype, shards=1):
     d = os.path.join(OUT, name)
     os.makedirs(d)
-    sdt = {"bf16": "BF16", "f32": "F32"}[dtype]
+    sdt = STORED[dtype]
     dump_json(os.path.join(d, "config.json"), fixture_config(spec, dtype))
     gen = dict(spec["generation"])
-    gen["transformers_version"] = TRANSFORMERS_VERSION
+    gen["transformers_version"] = TRANSFORMERS_V5 if spec.get("v5") else TRANSFORMERS_VERSION
     dump_json(os.path.join(d, "generation_config.json"), gen)
     meta = {"format": "pt"}
     if shards == 1:
@@ -618,7 +689,9 @@ def write_bad():
 
 def main():
     os.makedirs(OUT, exist_ok=True)
-    names = [f"{a}-{dt}" for a in ARCH_ORDER for dt in ("bf16", "f32")] + list(SHARDED)
+    jobs = [(f"{a}-{dt}", a, dt, 1) for a in ARCH_ORDER for dt in SPECS[a].get("dtypes", DTYPES)]
+    jobs += [(n, a, dt, 2) for n, (a, dt) in SHARDED.items()]
+    names = [j[0] for j in jobs]
     # remove only what this script owns
     for n in names + ["bad"]:
         shutil.rmtree(os.path.join(OUT, n), ignore_errors=True)
@@ -634,22 +707,20 @@ def main():
         masters[arch] = make_weights(spec)
         check_bf16_rne(masters[arch])
 
-    jobs = [(f"{a}-{dt}", a, dt, 1) for a in ARCH_ORDER for dt in ("bf16", "f32")]
-    jobs += [(n, a, dt, 2) for n, (a, dt) in SHARDED.items()]
     for name, arch, dtype, shards in jobs:
         spec = SPECS[arch]
         d = write_fixture(name, spec, masters[arch], dtype, shards)
         cfg, W = load_fixture(d)  # compute from exactly the stored values
-        # the stored weights are the master (f32) or its RNE bf16 rounding
+        # the stored weights are the master (f32) or its RNE bf16/f16 rounding
         for n, t in masters[arch].items():
-            want = t.to(torch.bfloat16).to(torch.float64) if dtype == "bf16" else t.to(torch.float64)
+            want = t.to(TORCH_DTYPE[dtype]).to(torch.float64)
             assert torch.equal(W[n], want), f"{name}: {n} round-trip mismatch"
         assert set(W) == set(masters[arch])
 
         ids = make_ids(spec["config"], spec["seed"] + 7, 24)
         golden, logits = golden_case(cfg, W, ids)
         worst_prefix = check_prefix_consistency(cfg, W, ids, logits)
-        if dtype == "f32" and shards == 1:
+        if dtype != "bf16" and shards == 1:
             slow = models.forward_slow(cfg, W, ids)
             diff = float((slow - logits).abs().max())
             assert diff < 1e-9, f"{name}: forward vs forward_slow differ by {diff}"

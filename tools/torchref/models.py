@@ -18,6 +18,10 @@ Conventions (these are what the Go engine must match):
 * Qwen3: q_norm / k_norm (RMSNorm with weight of size head_dim, same eps) are
   applied per head to q and k after the projections and BEFORE RoPE.
 * Qwen2: q/k/v projections have bias; o_proj has none.
+* Llama and Qwen3 with attention_bias: q, k, v and o_proj all have bias.
+* linear rope scaling divides every inv_freq by factor.
+* transformers v5 configs carry rope_theta and the scaling in
+  rope_parameters instead of the top-level keys.
 * GQA: query head h uses key/value head h // (n_heads / n_kv_heads).
 * scores = q.k / sqrt(head_dim), causal mask, softmax, weighted sum of v.
 * MLP: down(silu(gate(x)) * up(x)), silu(z) = z * sigmoid(z).
@@ -52,6 +56,7 @@ class Cfg:
     tied: bool
     qkv_bias: bool
     qk_norm: bool
+    o_bias: bool = False
     rope_scaling: dict = field(default=None)
 
 
@@ -63,9 +68,14 @@ def parse_config(c: dict) -> Cfg:
     heads = c["num_attention_heads"]
     hd = c.get("head_dim") or c["hidden_size"] // heads
     if kind == "qwen2":
-        qkv_bias = True  # HF Qwen2 always has q/k/v bias
+        qkv_bias, o_bias = True, False  # HF Qwen2: q/k/v bias always, o never
     else:
-        qkv_bias = bool(c.get("attention_bias", False))
+        qkv_bias = o_bias = bool(c.get("attention_bias", False))
+    rp = c.get("rope_parameters") or {}
+    theta = c.get("rope_theta") or rp.get("rope_theta") or 10000.0
+    scaling = c.get("rope_scaling")
+    if scaling is None and rp.get("rope_type", "default") != "default":
+        scaling = rp
     return Cfg(
         arch=kind,
         hidden=c["hidden_size"],
@@ -75,12 +85,13 @@ def parse_config(c: dict) -> Cfg:
         kv_heads=c.get("num_key_value_heads") or heads,
         head_dim=hd,
         eps=float(c["rms_norm_eps"]),
-        theta=float(c.get("rope_theta", 10000.0)),
+        theta=float(theta),
         vocab=c["vocab_size"],
         tied=bool(c.get("tie_word_embeddings", False)),
         qkv_bias=qkv_bias,
         qk_norm=(kind == "qwen3"),
-        rope_scaling=c.get("rope_scaling"),
+        o_bias=o_bias,
+        rope_scaling=scaling,
     )
 
 
@@ -123,6 +134,8 @@ def inv_freq_for(cfg: Cfg, use_scaling=True) -> torch.Tensor:
         rtype = rs.get("rope_type", rs.get("type"))
         if rtype == "llama3":
             inv = llama3_inv_freq(inv, rs)
+        elif rtype == "linear":
+            inv = inv / float(rs["factor"])
         elif rtype not in (None, "default"):
             raise ValueError(f"rope_type {rtype} not implemented in the reference")
     return inv
@@ -173,7 +186,7 @@ def forward(cfg: Cfg, W: dict, ids, *, bug=None, bf16_inputs=False, pre_round=No
 
     `bug` injects a named mistake (for the fixture-sensitivity self-check only):
     'rope_interleaved', 'gqa_mod', 'no_qk_norm', 'qk_norm_after_rope',
-    'no_bias', 'no_rope_scaling', 'no_causal_mask'."""
+    'no_bias', 'no_o_bias', 'no_rope_scaling', 'no_causal_mask'."""
     ids_t = torch.as_tensor(ids, dtype=torch.long)
     T = ids_t.numel()
     H, KV, d = cfg.heads, cfg.kv_heads, cfg.head_dim
@@ -229,6 +242,8 @@ def forward(cfg: Cfg, W: dict, ids, *, bug=None, bf16_inputs=False, pre_round=No
         probs = torch.softmax(scores, dim=-1)
         att = torch.einsum("hts,shd->thd", probs, v).reshape(T, H * d)
         x = x + rd(att) @ W[p + "self_attn.o_proj.weight"].T
+        if cfg.o_bias and bug != "no_o_bias":
+            x = x + W[p + "self_attn.o_proj.bias"]
 
         h = rms_norm(x, W[p + "post_attention_layernorm.weight"], cfg.eps)
         g = rd(h) @ W[p + "mlp.gate_proj.weight"].T
@@ -265,10 +280,12 @@ def forward_slow(cfg: Cfg, W: dict, ids) -> torch.Tensor:
     and explicit per-head kv lookup. Slow; for cross-checking forward()."""
     T = len(ids)
     H, KV, d = cfg.heads, cfg.kv_heads, cfg.head_dim
-    if cfg.rope_scaling:
-        freqs = llama3_inv_freq_scalar(cfg.theta, d, cfg.rope_scaling)
-    else:
-        freqs = [1.0 / (cfg.theta ** (2.0 * i / d)) for i in range(d // 2)]
+    rs = cfg.rope_scaling
+    freqs = [1.0 / (cfg.theta ** (2.0 * i / d)) for i in range(d // 2)]
+    if rs and rs.get("rope_type", rs.get("type")) == "llama3":
+        freqs = llama3_inv_freq_scalar(cfg.theta, d, rs)
+    elif rs and rs.get("rope_type", rs.get("type")) == "linear":
+        freqs = [f / rs["factor"] for f in freqs]
 
     def rot(vec, pos):
         out = vec.clone()
@@ -315,6 +332,8 @@ def forward_slow(cfg: Cfg, W: dict, ids) -> torch.Tensor:
                 heads_out.append(o)
             a = torch.cat(heads_out)
             x = xs[t] + W[p + "self_attn.o_proj.weight"] @ a
+            if cfg.o_bias:
+                x = x + W[p + "self_attn.o_proj.bias"]
             h = norm(x, W[p + "post_attention_layernorm.weight"])
             gt = W[p + "mlp.gate_proj.weight"] @ h
             up = W[p + "mlp.up_proj.weight"] @ h

@@ -46,7 +46,7 @@ def bf16_bits_to_f64(bits: np.ndarray) -> np.ndarray:
 
 
 def tensor_bytes(t: torch.Tensor, dtype: str) -> bytes:
-    """Little-endian raw bytes of t stored as dtype ("F32" or "BF16")."""
+    """Little-endian raw bytes of t stored as dtype ("F32", "BF16", "F16" or "F64")."""
     t = t.detach().contiguous()
     if dtype == "F32":
         return t.to(torch.float32).numpy().astype("<f4").tobytes()
@@ -55,6 +55,8 @@ def tensor_bytes(t: torch.Tensor, dtype: str) -> bytes:
         return bits.view(np.uint16).astype("<u2").tobytes()
     if dtype == "F64":
         return t.to(torch.float64).numpy().astype("<f8").tobytes()
+    if dtype == "F16":
+        return t.to(torch.float32).to(torch.float16).numpy().astype("<f2").tobytes()
     raise ValueError(f"unsupported dtype {dtype}")
 
 
@@ -128,6 +130,8 @@ def load_file_f64(path) -> dict:
             arr = bf16_bits_to_f64(np.frombuffer(raw, dtype="<u2"))
         elif dtype == "F64":
             arr = np.frombuffer(raw, dtype="<f8").astype(np.float64)
+        elif dtype == "F16":
+            arr = np.frombuffer(raw, dtype="<f2").astype(np.float64)
         else:
             raise ValueError(f"{name}: dtype {dtype} not handled by the reference")
         out[name] = torch.from_numpy(arr.reshape(shape).copy())
