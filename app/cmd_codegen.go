@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -85,11 +86,8 @@ func runCodegen(env *Env, args []string) error {
 	if *dir == "" || *task == "" {
 		return fmt.Errorf("--model and --task are required")
 	}
-	if err := checkCodegenFlags(*lang, *maxTokens); err != nil {
+	if err := checkCodegenFlags(*lang, *maxTokens, *timeout); err != nil {
 		return err
-	}
-	if *timeout <= 0 {
-		return fmt.Errorf("--timeout %s: want a positive duration per check command, e.g. 60s", *timeout)
 	}
 	gen, closeModel, err := openGenerator(eng, *dir, *useChat)
 	if err != nil {
@@ -102,6 +100,7 @@ func runCodegen(env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	warnUnisolated(env.Stderr, res)
 	if *asJSON {
 		return writeJSON(env.Stdout, codegenJSON(res))
 	}
@@ -125,6 +124,7 @@ func evalCodegen(env *Env, args []string) error {
 	useChat := fs.Bool("chat", false, "send the prompts through the model's chat template")
 	lang := fs.String("language", "go", "language of the tasks")
 	maxTokens := fs.Int("max-tokens", codegen.DefaultCodeTokens, "most tokens of code per task")
+	timeout := fs.Duration("timeout", codegen.DefaultTimeout, "per check command")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -134,9 +134,12 @@ func evalCodegen(env *Env, args []string) error {
 	if *f.data == "" {
 		return fmt.Errorf("--data is required")
 	}
-	if err := checkCodegenFlags(*lang, *maxTokens); err != nil {
+	if err := checkCodegenFlags(*lang, *maxTokens, *timeout); err != nil {
 		return err
 	}
+	// What the figures depend on besides model, adapter and data: peers
+	// with other settings are not set against this evaluation.
+	f.settings = map[string]any{"plan": *plan, "chat": *useChat, "language": codegen.NormalizeLanguage(*lang), "max_tokens": *maxTokens}
 	db, err := store.Open(*f.dbPath)
 	if err != nil {
 		return err
@@ -157,13 +160,17 @@ func evalCodegen(env *Env, args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	var results []eval.CodeResult
+	warned := false
 	for _, r := range rows {
-		res, err := codegen.Run(ctx, gen, codegen.Task{Prompt: r.Prompt, Language: *lang, Tests: r.Tests}, codegen.Options{Plan: *plan, CodeTokens: *maxTokens})
+		res, err := codegen.Run(ctx, gen, codegen.Task{Prompt: r.Prompt, Language: *lang, Tests: r.Tests}, codegen.Options{Plan: *plan, CodeTokens: *maxTokens, Timeout: *timeout})
 		if err != nil {
 			return fmt.Errorf("%s:%d: %w", *f.data, r.Line, err)
 		}
 		if tool := missingTool(res); tool != "" {
 			return fmt.Errorf("%s:%d: %s: install it, or every task would count as failing its checks", *f.data, r.Line, tool)
+		}
+		if !warned {
+			warned = warnUnisolated(env.Stderr, res)
 		}
 		// A task with tests counts against pass@1 even when it did not build.
 		results = append(results, eval.CodeResult{Built: res.Built, Linted: res.Linted, LintRun: lintRan(res), TestsRun: r.Tests != "", TestsPassed: res.TestsPassed,
@@ -187,16 +194,32 @@ func evalCodegen(env *Env, args []string) error {
 var codegenLanguages = []string{"go", "python"}
 
 // checkCodegenFlags refuses a --language codegen has no checks for (its
-// code would count as built without a compiler looking at it) and a
-// non-positive --max-tokens.
-func checkCodegenFlags(lang string, maxTokens int) error {
+// code would count as built without a compiler looking at it), a
+// non-positive --max-tokens and a non-positive --timeout.
+func checkCodegenFlags(lang string, maxTokens int, timeout time.Duration) error {
 	if codegen.DefaultChecks(lang) == nil {
 		return fmt.Errorf("--language %q: codegen knows %s (also golang, py, python3)", lang, strings.Join(codegenLanguages, " and "))
 	}
 	if maxTokens <= 0 {
 		return fmt.Errorf("--max-tokens must be positive, got %d", maxTokens)
 	}
+	if timeout <= 0 {
+		return fmt.Errorf("--timeout %s: want a positive duration per check command, e.g. 60s", timeout)
+	}
 	return nil
+}
+
+// warnUnisolated says on w, and reports, when res's checks ran without
+// namespaces of their own: the generated code (and its tests) had the
+// network and could leave processes running.
+func warnUnisolated(w io.Writer, res codegen.Result) bool {
+	for _, c := range res.Checks {
+		if c.Unisolated {
+			fmt.Fprintln(w, "warning: this system refused the checks their own PID and network namespaces (Linux user namespaces off?): generated code runs with network access and could leave processes running")
+			return true
+		}
+	}
+	return false
 }
 
 // codegenRow is one task of a codegen set.
@@ -211,7 +234,8 @@ func codegenJSON(res codegen.Result) map[string]any {
 	checks := make([]map[string]any, 0, len(res.Checks))
 	for _, c := range res.Checks {
 		checks = append(checks, map[string]any{"name": c.Name, "kind": c.Kind, "ok": c.OK, "output": c.Output,
-			"duration_ms": c.Duration.Milliseconds(), "timed_out": c.TimedOut, "missing": c.Missing, "skipped": c.Skipped})
+			"duration_ms": c.Duration.Milliseconds(), "timed_out": c.TimedOut, "missing": c.Missing, "skipped": c.Skipped,
+			"isolated": !c.Unisolated && !c.Skipped})
 	}
 	return map[string]any{"language": res.Language, "plan": res.Plan, "code": res.Code, "raw": res.Raw,
 		"checks": checks, "built": res.Built, "linted": res.Linted, "tests_run": res.TestsRun, "tests_passed": res.TestsPassed}
@@ -257,8 +281,17 @@ func missingTool(res codegen.Result) string {
 	return ""
 }
 
-// lintRan says a lint check ran on res's code.
+// lintRan says a lint check ran on res's code, or would have: no code at
+// all, in a language that has lint checks, counts as linted and failed
+// (else a model that writes nothing would have a perfect lint rate).
 func lintRan(res codegen.Result) bool {
+	if strings.TrimSpace(res.Code) == "" {
+		for _, c := range codegen.DefaultChecks(res.Language) {
+			if c.Kind == codegen.KindLint {
+				return true
+			}
+		}
+	}
 	for _, c := range res.Checks {
 		if c.Kind == codegen.KindLint && !c.Skipped && !c.Missing {
 			return true

@@ -61,6 +61,21 @@ func TestMissingToolIsNotAFailedBuild(t *testing.T) {
 	}
 }
 
+// No code at all counts against the lint rate where the language has lint
+// checks: a model that writes nothing must not lint perfectly.
+func TestEmptyCodeFailsLint(t *testing.T) {
+	res, err := codegen.CheckCode(t.Context(), codegen.Task{Language: "go"}, " \n", codegen.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !lintRan(res) || res.Linted {
+		t.Errorf("empty Go code: lint ran %v, linted %v", lintRan(res), res.Linted)
+	}
+	if res, _ = codegen.CheckCode(t.Context(), codegen.Task{Language: "python"}, "", codegen.Options{}); lintRan(res) {
+		t.Error("Python has no lint checks, yet empty code counted as linted")
+	}
+}
+
 // TestCodegenJSONMatchesTheAPI: `codegen --json` writes the fields the
 // HTTP API does (snake_case, durations in milliseconds), not Go's names.
 func TestCodegenJSONMatchesTheAPI(t *testing.T) {

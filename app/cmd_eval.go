@@ -30,6 +30,10 @@ type evalFlags struct {
 	asJSON                             *bool
 	seed                               *uint64
 	eng                                engineFlags
+	// settings are what else the figures depend on (codegen's --plan,
+	// --chat…), written into the report: evaluations with other settings
+	// are not peers.
+	settings map[string]any
 }
 
 func addEvalFlags(fs interface {
@@ -130,7 +134,11 @@ func (f evalFlags) record(db *store.DB, kind string, summary map[string]float64,
 			return "", err
 		}
 	}
-	b, _ := json.MarshalIndent(map[string]any{"id": id, "kind": kind, "model": *f.dir, "adapter": *f.eng.adapter, "data": *f.data, "report": report}, "", "  ")
+	file := map[string]any{"id": id, "kind": kind, "model": *f.dir, "adapter": *f.eng.adapter, "data": *f.data, "report": report}
+	if f.settings != nil {
+		file["settings"] = f.settings
+	}
+	b, _ := json.MarshalIndent(file, "", "  ")
 	return path, os.WriteFile(path, append(b, '\n'), 0o644)
 }
 

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -104,6 +105,9 @@ type Server struct {
 	sched    *scheduler
 	grammars *grammarCache
 	started  time.Time
+	// checks bounds the codegen checks (compilers) running at once: the
+	// queue bounds generation, not what the handlers run after it.
+	checks chan struct{}
 }
 
 // route is one endpoint: its mux pattern and the name metrics use.
@@ -115,7 +119,7 @@ type route struct {
 
 // NewServer builds the server's routes; Load loads the model.
 func NewServer(cfg ServeConfig) *Server {
-	s := &Server{cfg: cfg.withDefaults(), met: newServeMetrics(), started: time.Now()}
+	s := &Server{cfg: cfg.withDefaults(), met: newServeMetrics(), started: time.Now(), checks: make(chan struct{}, max(1, runtime.NumCPU()/2))}
 	s.log = s.cfg.Log
 	s.routes = []route{
 		{"GET /healthz", "healthz", s.handleHealth, false},

@@ -420,13 +420,25 @@ func (s *Server) inferCodegen(ctx context.Context, sa *servedAdapter, req *infer
 		resp.Usage.add(res.PromptTokens, res.CompletionTokens)
 		return res.Text, nil
 	}
-	opt := codegen.Options{Plan: o.Plan, CodeTokens: maxTokens, PlanTokens: min(codegen.DefaultPlanTokens, s.cfg.MaxTokens)}
-	if !o.Check {
-		opt.Checks = map[string][]codegen.Check{o.Language: {}}
-	}
-	res, err := codegen.Run(ctx, gen, codegen.Task{Prompt: input, Language: o.Language}, opt)
+	task := codegen.Task{Prompt: input, Language: o.Language}
+	opt := codegen.Options{Plan: o.Plan, CodeTokens: maxTokens, PlanTokens: min(codegen.DefaultPlanTokens, s.cfg.MaxTokens),
+		Checks: map[string][]codegen.Check{o.Language: {}}} // generation only: the checks wait their turn below
+	res, err := codegen.Run(ctx, gen, task, opt)
 	if err != nil {
 		return total, err
+	}
+	if o.Check {
+		select {
+		case s.checks <- struct{}{}:
+		case <-ctx.Done():
+			return total, ctx.Err()
+		}
+		checked, err := codegen.CheckCode(ctx, task, res.Code, codegen.Options{})
+		<-s.checks
+		if err != nil {
+			return total, err
+		}
+		res.Checks, res.Built, res.Linted = checked.Checks, checked.Built, checked.Linted
 	}
 	resp.Output = codegenJSON(res)
 	return total, nil

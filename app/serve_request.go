@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"unicode"
+
+	"distill/core/task/codegen"
 )
 
 // inferRequest is the body of POST /infer/{adapter}.
@@ -208,11 +210,9 @@ func parseInferRequest(b []byte) (*inferRequest, string, error) {
 			return nil, "", errorf(http.StatusBadRequest, errInvalid, "schema", "extract needs \"schema\": a JSON Schema object the output must satisfy")
 		}
 	case "codegen":
-		if o.Language == "" {
-			o.Language = "go"
-		}
-		if o.Language != "go" && o.Language != "python" {
-			return nil, "", errorf(http.StatusUnprocessableEntity, errUnprocess, "options.language", "options.language %q: want go or python", o.Language)
+		given := o.Language
+		if o.Language = codegen.NormalizeLanguage(given); codegen.DefaultChecks(o.Language) == nil {
+			return nil, "", errorf(http.StatusUnprocessableEntity, errUnprocess, "options.language", "options.language %q: want go or python (also golang, py, python3)", given)
 		}
 	}
 	return &req, input, nil

@@ -165,6 +165,19 @@ func TestServeInferTasks(t *testing.T) {
 	if u := body["usage"].(map[string]any); u["completion_tokens"].(float64) < 1 {
 		t.Fatalf("codegen usage: %v", u)
 	}
+
+	// The CLI's language names are the API's too, and the checks run when
+	// asked (under the server's bound on concurrent checks).
+	code, _, body = post(t, ts.URL+"/infer/base", `{"task":"codegen","input":"add two ints","options":{"max_tokens":4,"language":"py","check":true}}`)
+	if code != 200 {
+		t.Fatalf("codegen in py: %d %v", code, body)
+	}
+	out = body["output"].(map[string]any)
+	if checks, _ := out["checks"].([]any); out["language"] != "python" || len(checks) == 0 {
+		t.Fatalf("codegen in py with checks: %v", out)
+	}
+	code, _, body = post(t, ts.URL+"/infer/base", `{"task":"codegen","input":"x","options":{"language":"cobol"}}`)
+	wantError(t, code, body, 422, errUnprocess, "options.language")
 }
 
 func TestServeAdapters(t *testing.T) {

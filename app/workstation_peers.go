@@ -66,7 +66,7 @@ func (w *Workstation) peers(r EvalReport, path string) []EvalPeer {
 			continue
 		}
 		o, err := decodeEvalReport(b)
-		if err != nil || !sameFile(o.Data, r.Data) && absPath(o.Data) != absPath(r.Data) ||
+		if err != nil || o.settings != r.settings || !sameFile(o.Data, r.Data) && absPath(o.Data) != absPath(r.Data) ||
 			!sameFile(o.Model, r.Model) && absPath(o.Model) != absPath(r.Model) { // the CLI records them as typed, runs absolute
 			continue
 		}

@@ -55,3 +55,33 @@ func TestEvalPeers(t *testing.T) {
 		}
 	}
 }
+
+// Evaluations whose settings differ (codegen with and without --plan) are
+// not set against each other, whatever their model and data.
+func TestEvalPeersNeedTheSameSettings(t *testing.T) {
+	w, dir := testWorkstation(t)
+	ctx := context.Background()
+	add := func(name, adapter string, plan bool, built float64) string {
+		path := filepath.Join(dir, name+".json")
+		b, _ := json.Marshal(map[string]any{"kind": "codegen", "model": "models/m", "adapter": adapter, "data": "tasks.jsonl",
+			"settings": map[string]any{"plan": plan, "language": "go"},
+			"report":   map[string]any{"n": 10, "build_success_rate": built}})
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.db.AddEvaluation(ctx, store.Evaluation{Adapter: adapter, Kind: "codegen", Metrics: json.RawMessage(`{}`), ReportPath: path}); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	add("base-direct", "", false, 0.2)
+	add("base-planned", "", true, 0.5)
+	a := add("a-planned", "runs/a/adapter", true, 0.8)
+	r, err := w.EvalReport(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Peers) != 1 || r.Peers[0].Name != "base" || math.Abs(r.Peers[0].Delta-0.3) > 1e-12 {
+		t.Fatalf("peers %+v, want the planned base's only (+0.3)", r.Peers)
+	}
+}

@@ -133,6 +133,8 @@ type EvalReport struct {
 	// Peers are the same data's other evaluations with the same base
 	// (the base's, other runs'), set against this one.
 	Peers []EvalPeer
+
+	settings string // the report's settings as canonical JSON ("" if none)
 }
 
 // ClassEval is a classification report.
@@ -221,17 +223,18 @@ func (w *Workstation) EvalReport(path string) (EvalReport, error) {
 
 func decodeEvalReport(b []byte) (EvalReport, error) {
 	var file struct {
-		ID      int64           `json:"id"`
-		Kind    string          `json:"kind"`
-		Model   string          `json:"model"`
-		Adapter string          `json:"adapter"`
-		Data    string          `json:"data"`
-		Report  json.RawMessage `json:"report"`
+		ID       int64           `json:"id"`
+		Kind     string          `json:"kind"`
+		Model    string          `json:"model"`
+		Adapter  string          `json:"adapter"`
+		Data     string          `json:"data"`
+		Settings json.RawMessage `json:"settings"`
+		Report   json.RawMessage `json:"report"`
 	}
 	if err := json.Unmarshal(b, &file); err != nil {
 		return EvalReport{}, fmt.Errorf("eval report: %w", err)
 	}
-	r := EvalReport{ID: file.ID, Kind: file.Kind, Model: file.Model, Adapter: file.Adapter, Data: file.Data}
+	r := EvalReport{ID: file.ID, Kind: file.Kind, Model: file.Model, Adapter: file.Adapter, Data: file.Data, settings: canonJSON(file.Settings)}
 	if len(file.Report) == 0 || string(file.Report) == "null" {
 		return r, fmt.Errorf("eval report: no report")
 	}
@@ -287,4 +290,15 @@ func (w *Workstation) AdapterLabels(name string) ([]string, error) {
 		return nil, fmt.Errorf("the training data of %s: %w", name, err)
 	}
 	return ds.Labels(), nil
+}
+
+// canonJSON is raw re-encoded with sorted keys and compact spacing, so two
+// reports' settings compare as strings; "" for none or null.
+func canonJSON(raw json.RawMessage) string {
+	var v any
+	if len(raw) == 0 || json.Unmarshal(raw, &v) != nil || v == nil {
+		return ""
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -56,16 +57,22 @@ type CheckResult struct {
 	TimedOut bool // killed (with its process group) at Options.Timeout
 	Missing  bool // the program is not installed; Output says which
 	Skipped  bool // not run: a test check after a failed build check
+	// Unisolated: the command ran without its own PID and network
+	// namespaces (not Linux, or the kernel refused them): with network
+	// access, and able to leave processes behind.
+	Unisolated bool
 }
 
 // MaxOutput bounds CheckResult.Output.
 const MaxOutput = 4096
 
 // pythonTestRunner runs a Python test file (argv[1]): with pytest when it
-// is installed (python3 -m pytest -q), else as a script (python3
-// solution_test.py) when the file has a __main__ block, else by calling its
-// test* functions and running its unittest.TestCase classes.
-const pythonTestRunner = `import os, sys, runpy, traceback, unittest
+// is installed (python3 -m pytest -q), else by calling its test* functions
+// and running its unittest.TestCase classes, else — a file with neither —
+// as a script (python3 solution_test.py) when it has a __main__ block. A
+// file of tests with a __main__ block too has its tests run: the block
+// alone may run none of them.
+const pythonTestRunner = `import os, re, sys, runpy, traceback, unittest
 path = sys.argv[1]
 sys.path.insert(0, os.getcwd())
 try:
@@ -76,7 +83,8 @@ if pytest is not None:
     sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", path]))
 with open(path) as f:
     src = f.read()
-if "__main__" in src:
+has_tests = re.search(r"^[ \t]*(def[ \t]+test|class[ \t]+\w+[ \t]*\(.*TestCase)", src, re.M)
+if not has_tests and re.search(r"__name__[ \t]*==[ \t]*['\"]__main__['\"]", src):
     sys.argv = [path]
     runpy.run_path(path, run_name="__main__")
     sys.exit(0)
@@ -109,25 +117,27 @@ sys.exit(1 if failed else 0)
 // name it:
 //
 //	go      lint  gofmt   gofmt -l .      (fails if it lists a file)
-//	        build build   go build ./...
-//	        lint  vet     go vet ./...
-//	        test  test    go test ./...   (solution_test.go)
+//	        build build   go build .
+//	        lint  vet     go vet .
+//	        test  test    go test .       (solution_test.go)
 //	python  build compile python3 -m py_compile solution.py
 //	        test  test    python3 -m pytest -q when pytest is installed,
-//	                      else python3 solution_test.py (a file without a
-//	                      __main__ block has its test* functions called)
+//	                      else its test* functions and TestCase classes,
+//	                      else python3 solution_test.py (a __main__ block)
 //
 // Go code is written as main.go for "package main", else as solution.go
 // (its package clause is kept), next to a go.mod of "module solution" and
-// "go 1.21". Other languages have none.
+// "go 1.21", and built without cgo: a file that imports "C" is left out,
+// and "." (not "./...", which would match nothing and pass) fails. Other
+// languages have none.
 func DefaultChecks(language string) []Check {
 	switch NormalizeLanguage(language) {
 	case "go":
 		return []Check{
 			{Name: "gofmt", Kind: KindLint, Cmd: []string{"gofmt", "-l", "."}, FailOnOutput: true},
-			{Name: "build", Kind: KindBuild, Cmd: []string{"go", "build", "./..."}},
-			{Name: "vet", Kind: KindLint, Cmd: []string{"go", "vet", "./..."}},
-			{Name: "test", Kind: KindTest, Cmd: []string{"go", "test", "./..."}},
+			{Name: "build", Kind: KindBuild, Cmd: []string{"go", "build", "."}},
+			{Name: "vet", Kind: KindLint, Cmd: []string{"go", "vet", "."}},
+			{Name: "test", Kind: KindTest, Cmd: []string{"go", "test", "."}},
 		}
 	case "python":
 		return []Check{
@@ -187,7 +197,7 @@ func CheckCode(ctx context.Context, task Task, code string, opt Options) (Result
 		return res, fmt.Errorf("codegen: work directory: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	env, err := checkEnv(lang, opt.Env)
+	env, err := checkEnv(lang, dir, opt.Env)
 	if err != nil {
 		return res, err
 	}
@@ -326,20 +336,57 @@ func writeFile(dir, name, text string) error {
 	return nil
 }
 
-// GoCacheDir is the build cache shared by the Go checks of every run.
-func GoCacheDir() string { return filepath.Join(os.TempDir(), "distill-codegen-gocache") }
+// GoCacheDir is the build cache shared by the Go checks of every run: in
+// the user's cache folder (a fixed name in the shared temporary folder
+// could be made first by another user), else a folder of this process's.
+func GoCacheDir() (string, error) {
+	goCache.once.Do(func() {
+		if base, err := os.UserCacheDir(); err == nil {
+			goCache.dir = filepath.Join(base, "distill", "codegen-gocache")
+			if goCache.err = os.MkdirAll(goCache.dir, 0o700); goCache.err == nil {
+				return
+			}
+		}
+		goCache.dir, goCache.err = os.MkdirTemp("", "distill-codegen-gocache-*")
+	})
+	return goCache.dir, goCache.err
+}
 
-// checkEnv is the environment of the checks: the inherited one, the Go
-// settings for Go (unbuffered output for Python), then extra.
-func checkEnv(lang string, extra []string) ([]string, error) {
-	env := os.Environ()
+var goCache struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+// keptEnv are the variables a check inherits: where programs are and how
+// text is encoded. Nothing else — tokens and keys in the environment stay
+// out of reach of the generated code.
+var keptEnv = []string{"PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "GOROOT", "PYTHONPATH", "VIRTUAL_ENV", "SYSTEMROOT"}
+
+// checkEnv is the environment of the checks run in dir: keptEnv, a home
+// and temporary folder inside dir, the Go settings for Go (no network, no
+// cgo: a cgo preamble could #include any file into the compiler's error
+// output), unbuffered output for Python, then extra.
+func checkEnv(lang, dir string, extra []string) ([]string, error) {
+	var env []string
+	for _, k := range keptEnv {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	// Not dir itself: go ignores a go.mod in the temporary folder's root.
+	tmp := filepath.Join(dir, ".tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		return nil, fmt.Errorf("codegen: %w", err)
+	}
+	env = append(env, "HOME="+dir, "TMPDIR="+tmp)
 	if lang == "go" {
-		cache := GoCacheDir()
-		if err := os.MkdirAll(cache, 0o755); err != nil {
+		cache, err := GoCacheDir()
+		if err != nil {
 			return nil, fmt.Errorf("codegen: Go build cache: %w", err)
 		}
-		env = append(env, "GOFLAGS=-mod=mod", "GOCACHE="+cache, "GOPROXY=off", "GOSUMDB=off",
-			"GOTOOLCHAIN=local", "GOWORK=off", "GO111MODULE=on")
+		env = append(env, "GOFLAGS=-mod=mod", "GOCACHE="+cache, "GOPATH="+filepath.Join(dir, ".gopath"), "GOPROXY=off", "GOSUMDB=off",
+			"GOTOOLCHAIN=local", "GOWORK=off", "GO111MODULE=on", "CGO_ENABLED=0")
 	}
 	if lang == "python" {
 		env = append(env, "PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1")

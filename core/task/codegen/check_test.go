@@ -164,7 +164,13 @@ import (
 )
 
 func TestForever(t *testing.T) {
-	if err := os.WriteFile(%q, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+	// /proc/self, not Getpid: the check runs in a PID namespace of its
+	// own, and the host's /proc names the host's pid.
+	self, err := os.Readlink("/proc/self")
+	if err != nil {
+		self = strconv.Itoa(os.Getpid())
+	}
+	if err := os.WriteFile(%q, []byte(self), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for IsPerfectSquare(4) {
@@ -234,6 +240,9 @@ func TestPython(t *testing.T) {
 		{name: "tests pass", code: code, tests: good, built: true, run: true, passed: true},
 		{name: "tests fail", code: code, tests: bad, built: true, run: true, testOutput: "assert"},
 		{name: "script with a main block", code: code, tests: script, built: true, run: true, passed: true, testOutput: "main ran"},
+		// A main block beside test functions must not stand in for them.
+		{name: "tests and a main block", code: code, tests: bad + "\nif __name__ == \"__main__\":\n    print(\"run me with pytest\")\n", built: true, run: true, testOutput: "1 failed"},
+		{name: "main mentioned in a comment", code: code, tests: "# not a __main__ block\n" + good, built: true, run: true, passed: true, testOutput: "1 passed"},
 		{name: "no tests in the file", code: code, tests: "import solution\n", built: true, run: true},
 		// py_compile accepts an empty file: no code must not count as built.
 		{name: "no code", code: " \n", tests: good},

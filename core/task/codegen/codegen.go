@@ -92,8 +92,9 @@ type Options struct {
 	// Timeout bounds each check command; 0 means DefaultTimeout.
 	Timeout time.Duration
 	// Env is added to the environment of every check ("KEY=value"; it
-	// overrides both the inherited environment and the Go settings above,
-	// e.g. "GOCACHE=...").
+	// overrides the Go settings, e.g. "GOCACHE=..."). Checks inherit only
+	// PATH, the locale and the language's own paths (keptEnv), never the
+	// caller's tokens or keys.
 	Env []string
 }
 

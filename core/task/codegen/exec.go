@@ -9,9 +9,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 )
+
+// namespacesRefused is set once the kernel refuses a check its namespaces.
+var namespacesRefused atomic.Bool
 
 // runCommand runs argv in dir with env under timeout, capturing its output;
 // the command and everything it started are killed at the timeout.
@@ -27,23 +31,36 @@ func runCommand(ctx context.Context, dir string, argv []string, env []string, ti
 	}
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cmd := exec.CommandContext(cctx, path, argv[1:]...)
-	cmd.Dir = dir
-	cmd.Env = env
+	isolate := canIsolate && !namespacesRefused.Load()
+	var cmd *exec.Cmd
 	out := &capture{}
-	cmd.Stdout, cmd.Stderr = out, out // one pipe: the output keeps its order
-	if failOnOutput {
-		cmd.Stdout = stdoutWriter{out}
+	for {
+		cmd = exec.CommandContext(cctx, path, argv[1:]...)
+		cmd.Dir = dir
+		cmd.Env = env
+		cmd.Stdout, cmd.Stderr = out, out // one pipe: the output keeps its order
+		if failOnOutput {
+			cmd.Stdout = stdoutWriter{out}
+		}
+		ownGroup(cmd, isolate)
+		// If something outlives the kill while holding the output pipes,
+		// stop waiting for it.
+		cmd.WaitDelay = 2 * time.Second
+		err = cmd.Start()
+		if err != nil && isolate && isolationRefused(err) {
+			namespacesRefused.Store(true) // once refused, every check runs without
+			isolate = false
+			continue
+		}
+		break
 	}
-	ownGroup(cmd)
-	// If something outlives the kill while holding the output pipes, stop
-	// waiting for it.
-	cmd.WaitDelay = 2 * time.Second
-	err = cmd.Run()
+	if err == nil {
+		err = cmd.Wait()
+	}
 	if cmd.Process != nil {
 		killGroup(cmd.Process.Pid) // anything the check left running
 	}
-	r := CheckResult{Duration: time.Since(start), Output: out.String()}
+	r := CheckResult{Duration: time.Since(start), Output: out.String(), Unisolated: !isolate}
 	var note string
 	switch {
 	case cmd.Process == nil && err != nil:

@@ -1,4 +1,4 @@
-//go:build unix
+//go:build unix && !linux
 
 package codegen
 
@@ -9,8 +9,9 @@ import (
 
 // ownGroup starts cmd in a process group of its own, killed as a whole
 // when the context ends (go test runs the test binary as a child; killing
-// only go would leave it running).
-func ownGroup(cmd *exec.Cmd) {
+// only go would leave it running). There are no namespaces to isolate it
+// in here: isolate is ignored.
+func ownGroup(cmd *exec.Cmd, isolate bool) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error {
 		killGroup(cmd.Process.Pid)
@@ -24,3 +25,8 @@ func killGroup(pid int) {
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 	}
 }
+
+// isolationRefused: this system cannot isolate checks.
+func isolationRefused(error) bool { return false }
+
+const canIsolate = false

@@ -1,0 +1,82 @@
+package codegen
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Generated code runs in the checks: they see none of the caller's
+// secrets, no network, and nothing they start outlives them — not even a
+// process in a session of its own, which a process-group kill misses.
+func TestChecksAreIsolated(t *testing.T) {
+	needTool(t, "sh")
+	needTool(t, "setsid")
+	t.Setenv("HF_TOKEN", "hf_secret_0123456789")
+	const marker = "31.4159" // sleep's argument: finds the escaped process
+	script := `env; echo ---; cat /proc/net/dev; setsid sleep ` + marker + ` </dev/null >/dev/null 2>&1 & echo started`
+	opt := Options{Checks: map[string][]Check{"go": {{Name: "probe", Kind: KindBuild, Cmd: []string{"sh", "-c", script}}}}}
+	res, err := CheckCode(context.Background(), Task{Language: "go"}, "package solution\n", opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := byName(res)["probe"]
+	if !r.OK {
+		t.Fatalf("probe failed: %s", describe(res))
+	}
+	if r.Unisolated {
+		t.Skip("the kernel refused the check its namespaces here")
+	}
+	env, netdev, _ := strings.Cut(r.Output, "---")
+	if strings.Contains(env, "hf_secret") || !strings.Contains(env, "CGO_ENABLED=0") || !strings.Contains(env, "PATH=") {
+		t.Errorf("environment of the check:\n%s", env)
+	}
+	for _, line := range strings.Split(netdev, "\n") {
+		if name, _, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(name) != "lo" {
+			t.Errorf("the check sees network interface %q:\n%s", strings.TrimSpace(name), netdev)
+		}
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for running(marker) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a process the check started with setsid is still running")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// running reports whether a live process has arg among its arguments.
+func running(arg string) bool {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil || !bytes.Contains(b, []byte("\x00"+arg+"\x00")) {
+			continue
+		}
+		if stat, err := os.ReadFile(filepath.Join(filepath.Dir(p), "stat")); err == nil {
+			if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+				continue
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// A cgo preamble could #include any file into the compiler's error
+// output, which serve returns to the client: Go checks build without cgo.
+func TestGoBuildsWithoutCgo(t *testing.T) {
+	needTool(t, "go")
+	code := "package solution\n\n/*\n#include \"/etc/passwd\"\n*/\nimport \"C\"\n"
+	res, err := CheckCode(context.Background(), Task{Language: "go"}, code, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Built || strings.Contains(describe(res), "root:") {
+		t.Fatalf("cgo was enabled:\n%s", describe(res))
+	}
+}
