@@ -64,6 +64,11 @@ func runKD(env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	switch ds.Format {
+	case data.FormatPromptCompletion, data.FormatMessages, data.FormatPreference:
+	default:
+		return fmt.Errorf("%s: %s rows hold no prompt for the teacher to answer; kd traces reads prompt/completion, messages or preference rows", *dataPath, ds.Format)
+	}
 	tok, err := tokenizer.Load(*teacher)
 	if err != nil {
 		return err

@@ -291,10 +291,10 @@ func (d *Dataset) Options() Options { return d.opt }
 func detect(keys []string, labelCol string) []string {
 	has := func(k string) bool { return slices.Contains(keys, k) }
 	var fits []string
-	if has("prompt") && has("completion") {
+	if has("prompt") && has("completion") || has("instruction") && has("output") { // Alpaca's keys
 		fits = append(fits, FormatPromptCompletion)
 	}
-	if has("messages") {
+	if has("messages") || has("conversations") { // ShareGPT's key
 		fits = append(fits, FormatMessages)
 	}
 	if has(labelCol) {
@@ -314,7 +314,7 @@ func formatError(path string, line int, keys []string, fits []string, labelCol s
 	sorted := slices.Sorted(slices.Values(keys))
 	found := "{" + strings.Join(sorted, ", ") + "}"
 	if len(fits) == 0 {
-		return fmt.Errorf("%s:%d: %w: cannot tell the format from the keys %s; want {prompt, completion}, {messages}, "+
+		return fmt.Errorf("%s:%d: %w: cannot tell the format from the keys %s; want {prompt, completion} (or Alpaca's {instruction, input, output}), {messages} (or ShareGPT's {conversations}), "+
 			"{text or features..., %s} (classification), {document, target} (idp) or {prompt, chosen, rejected} (preference), "+
 			"or set the format explicitly", path, line, ErrUnknownFormat, found, labelCol)
 	}

@@ -303,15 +303,24 @@ func (e *Encoder) Pairs(d *Dataset) ([]PreferencePair, Report, error) {
 	return out, rep, nil
 }
 
+// errNoPrompt refuses a pair whose prompt is no tokens: a sequence's first
+// token is never scored, so each answer's first token — often the one that
+// tells them apart — would be left out of the comparison.
+var errNoPrompt = errors.New("the prompt encodes to no tokens (and the tokenizer adds no BOS): give the pair a prompt")
+
 // pair encodes one preference row.
 func (e *Encoder) pair(r Row) (PreferencePair, error) {
 	if r.PromptMessages == nil && !e.Opt.Chat {
 		eos, _ := e.Tok.EOS()
-		return PreferencePair{
+		p := PreferencePair{
 			Prompt:   e.Tok.Encode(r.Prompt, true),
 			Chosen:   append(e.Tok.Encode(r.Chosen, false), eos),
 			Rejected: append(e.Tok.Encode(r.Rejected, false), eos),
-		}, nil
+		}
+		if len(p.Prompt) == 0 {
+			return p, errNoPrompt
+		}
+		return p, nil
 	}
 	msgs := r.PromptMessages
 	if msgs == nil {
@@ -334,6 +343,9 @@ func (e *Encoder) pair(r Row) (PreferencePair, error) {
 			return p, errors.New("the prompt tokenizes differently before the chosen and the rejected answer; cannot share one prompt")
 		}
 		p.Rejected = ans
+	}
+	if len(p.Prompt) == 0 {
+		return p, errNoPrompt
 	}
 	return p, nil
 }

@@ -383,6 +383,25 @@ func TestPairs(t *testing.T) {
 	}
 }
 
+// A pair whose prompt is no tokens (an empty prompt, a tokenizer without
+// BOS) is refused: each answer's first token would go unscored. Llama 2
+// adds BOS, so its empty prompt is still one token.
+func TestPairsRefuseAnEmptyPrompt(t *testing.T) {
+	qwen, llama := loadModel(t, "qwen3"), loadModel(t, "llama2")
+	p := filepath.Join(t.TempDir(), "pref.jsonl")
+	if err := os.WriteFile(p, []byte(`{"prompt": "", "chosen": "Yes indeed", "rejected": "No"}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := mustLoad(t, p, Options{})
+	ps, rep, err := (&Encoder{Tok: qwen.tok}).Pairs(d)
+	if err == nil && (len(ps) != 0 || len(rep.Failed) != 1 || !strings.Contains(rep.Failed[0].Error(), "encodes to no tokens")) {
+		t.Errorf("qwen3, empty prompt: %d pairs, report %s", len(ps), rep)
+	}
+	if ps, _, err = (&Encoder{Tok: llama.tok}).Pairs(d); err != nil || len(ps) != 1 || !slices.Equal(ps[0].Prompt, []int{1}) {
+		t.Errorf("llama2, empty prompt: %v %v", ps, err)
+	}
+}
+
 func pairEqual(a, b PreferencePair) bool {
 	return slices.Equal(a.Prompt, b.Prompt) && slices.Equal(a.Chosen, b.Chosen) && slices.Equal(a.Rejected, b.Rejected)
 }

@@ -18,6 +18,9 @@ func (d *Dataset) readJSONL() error {
 		return err
 	}
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // UTF-8 BOM
+	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) > 0 && t[0] == '[' {
+		return fmt.Errorf("%s: the file is one JSON array; distill reads JSONL, one object per line (convert it with: jq -c '.[]' %s > rows.jsonl)", d.Path, d.Path)
+	}
 	for line := 1; len(data) > 0; line++ {
 		text := data
 		if i := bytes.IndexByte(data, '\n'); i >= 0 {
@@ -122,6 +125,9 @@ func stringField(obj *jsonv.Value, key string, allowEmpty bool) (string, error) 
 }
 
 func parsePromptCompletion(obj *jsonv.Value) (Row, error) {
+	if obj.Get("prompt") == nil && obj.Get("instruction") != nil {
+		return parseAlpaca(obj)
+	}
 	var r Row
 	var err error
 	if r.Prompt, err = stringField(obj, "prompt", true); err != nil {
@@ -174,10 +180,16 @@ func parseMessages(v *jsonv.Value, field string) ([]chat.Message, error) {
 
 func parseMessagesRow(obj *jsonv.Value) (Row, error) {
 	v := obj.Get("messages")
-	if v == nil {
+	var msgs []chat.Message
+	var err error
+	switch {
+	case v != nil:
+		msgs, err = parseMessages(v, "messages")
+	case obj.Get("conversations") != nil:
+		msgs, err = parseShareGPT(obj)
+	default:
 		return Row{}, rowErr("messages", "required field is missing")
 	}
-	msgs, err := parseMessages(v, "messages")
 	if err != nil {
 		return Row{}, err
 	}

@@ -87,20 +87,26 @@ func TestLoadFormats(t *testing.T) {
 			if !reflect.DeepEqual(lines, tt.lines) {
 				t.Errorf("rows at lines %v, want %v", lines, tt.lines)
 			}
-			if len(d.Skipped) != len(tt.skipped) {
-				t.Fatalf("%d skipped rows, want %d:\n%s", len(d.Skipped), len(tt.skipped), d.Summary())
-			}
-			for i, want := range tt.skipped {
-				got := d.Skipped[i]
-				if got.Path != tt.path || got.Line != want.line || got.Field != want.field || !strings.Contains(got.Msg, want.msg) {
-					t.Errorf("skipped[%d] = %v\nwant line %d, field %q, message with %q", i, &got, want.line, want.field, want.msg)
-				}
-				prefix := tt.path + ":" + strconv.Itoa(want.line) + ": "
-				if !strings.HasPrefix(got.Error(), prefix) || (want.field != "" && !strings.HasSuffix(got.Error(), "(field "+want.field+")")) {
-					t.Errorf("skipped[%d].Error() = %q: want %q... (field %s)", i, got.Error(), prefix, want.field)
-				}
-			}
+			checkSkips(t, d, tt.skipped)
 		})
+	}
+}
+
+// checkSkips compares d's skipped rows with want: line, field, message.
+func checkSkips(t *testing.T, d *Dataset, want []skip) {
+	t.Helper()
+	if len(d.Skipped) != len(want) {
+		t.Fatalf("%d skipped rows, want %d:\n%s", len(d.Skipped), len(want), d.Summary())
+	}
+	for i, w := range want {
+		got := d.Skipped[i]
+		if got.Path != d.Path || got.Line != w.line || got.Field != w.field || !strings.Contains(got.Msg, w.msg) {
+			t.Errorf("skipped[%d] = %v\nwant line %d, field %q, message with %q", i, &got, w.line, w.field, w.msg)
+		}
+		prefix := d.Path + ":" + strconv.Itoa(w.line) + ": "
+		if !strings.HasPrefix(got.Error(), prefix) || (w.field != "" && !strings.HasSuffix(got.Error(), "(field "+w.field+")")) {
+			t.Errorf("skipped[%d].Error() = %q: want %q... (field %s)", i, got.Error(), prefix, w.field)
+		}
 	}
 }
 
@@ -221,6 +227,7 @@ func TestLoadErrors(t *testing.T) {
 	onlyLabel := write("onlylabel.jsonl", "{\"label\": \"a\"}\n")
 	latin1 := write("latin1.jsonl", "{\"prompt\": \"caf\xe9\", \"completion\": \"x\"}\n")
 	unclosed := write("unclosed.csv", "text,label\ngood,pos\n\"oops,neg\n"+strings.Repeat("fine,pos\n", 100))
+	array := write("pretty.json", "[\n  {\"prompt\": \"a\", \"completion\": \"b\"}\n]\n")
 	for _, tt := range []struct {
 		name string
 		path string
@@ -235,6 +242,7 @@ func TestLoadErrors(t *testing.T) {
 		{"unknown declared format", "testdata/pc.jsonl", Options{Format: "chatml"}, ErrUnknownFormat,
 			[]string{`"chatml"`, "prompt_completion, messages, classification, idp, preference"}},
 		{"empty file", empty, Options{}, ErrNoRows, []string{"the file is empty"}},
+		{"a JSON array", array, Options{}, nil, []string{"pretty.json: the file is one JSON array; distill reads JSONL", "jq -c"}},
 		{"all rows bad", allBad, Options{}, ErrNoRows, []string{"all 2 rows are bad", "bad.jsonl:1: not valid JSON"}},
 		{"CSV as messages", "testdata/cls.csv", Options{Format: FormatMessages}, nil, []string{"a CSV file holds classification rows, not messages"}},
 		{"only a label", onlyLabel, Options{}, nil, []string{"onlylabel.jsonl:1: a classification row needs a \"text\" or feature keys"}},
@@ -328,4 +336,51 @@ func TestCSVNotUTF8(t *testing.T) {
 	if len(d.Rows) != 2 || len(d.Skipped) != 1 || !strings.Contains(d.Skipped[0].Error(), ":2:") || !strings.Contains(d.Skipped[0].Error(), "not UTF-8") || !strings.Contains(d.Skipped[0].Error(), "text") {
 		t.Errorf("rows %d, skipped %v", len(d.Rows), d.Skipped)
 	}
+}
+
+// Alpaca and ShareGPT rows, as LLaMA-Factory users bring them, load as
+// prompt/completion and messages rows; what they carry that distill would
+// drop (Alpaca's history, ShareGPT's tool turns) is refused by field.
+func TestForeignLayouts(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	alpaca := write("alpaca.jsonl", `{"instruction": "Translate to French.", "input": "cat", "output": "chat"}
+{"instruction": "Say hi.", "input": "", "output": "hi"}
+{"instruction": "Say hi.", "output": "hi"}
+{"instruction": "Go on.", "input": "", "output": "ok", "history": [["a", "b"]]}
+{"instruction": "", "output": "x"}
+`)
+	ds, err := Load(alpaca, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ds.Format != FormatPromptCompletion || len(ds.Rows) != 3 {
+		t.Fatalf("format %s, %d rows: %s", ds.Format, len(ds.Rows), ds.Summary())
+	}
+	if r := ds.Rows[0]; r.Prompt != "Translate to French.\ncat" || r.Completion != "chat" {
+		t.Errorf("row 1: %+v", r)
+	}
+	if r := ds.Rows[1]; r.Prompt != "Say hi." || r.Completion != "hi" {
+		t.Errorf("row 2: %+v", r)
+	}
+	checkSkips(t, ds, []skip{{4, "history", "write the conversation"}, {5, "instruction", "empty"}})
+
+	share := write("sharegpt.jsonl", `{"system": "Be brief.", "conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello."}]}
+{"conversations": [{"from": "human", "value": "2+2?"}, {"from": "function_call", "value": "{}"}]}
+{"conversations": [{"from": "human", "value": "x"}, {"from": "gpt", "value": ""}]}
+`)
+	if ds, err = Load(share, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	want := []chat.Message{{Role: "system", Content: "Be brief."}, {Role: "user", Content: "Hi"}, {Role: "assistant", Content: "Hello."}}
+	if ds.Format != FormatMessages || len(ds.Rows) != 1 || !reflect.DeepEqual(ds.Rows[0].Messages, want) {
+		t.Fatalf("format %s, rows %+v", ds.Format, ds.Rows)
+	}
+	checkSkips(t, ds, []skip{{2, "conversations[1].from", `"function_call" turns are not supported`}, {3, "conversations[1].value", "empty"}})
 }
