@@ -74,6 +74,9 @@ func replaceDir(tmp, dir string, carry bool) error {
 	st, err := os.Lstat(dir)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
+		if err := atomicfile.SyncDir(tmp); err != nil { // tmp's entries on disk before it takes dir's name
+			return err
+		}
 		if err := os.Rename(tmp, dir); err != nil {
 			return err
 		}
@@ -101,6 +104,9 @@ func replaceDir(tmp, dir string, carry bool) error {
 		if err := linkOrCopy(filepath.Join(dir, e.Name()), dst); err != nil {
 			return err
 		}
+	}
+	if err := atomicfile.SyncDir(tmp); err != nil { // tmp's entries (the carried ones too) on disk first
+		return err
 	}
 	// A fresh unused name (os.Rename will not replace even an empty folder).
 	old, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".old-")

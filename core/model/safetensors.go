@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"syscall"
 	"unsafe"
 
+	"distill/core/atomicfile"
 	"distill/core/tensor"
 )
 
@@ -208,7 +210,10 @@ func WriteSafetensors(path string, tensors []*tensor.Tensor, metadata map[string
 		os.Remove(tmp)
 		return err
 	}
-	return os.Rename(tmp, path)
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return atomicfile.SyncDir(filepath.Dir(path)) // the rename itself, on disk
 }
 
 // EvictPages tells the kernel that the memory-mapped bytes b are not needed

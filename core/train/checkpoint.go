@@ -62,6 +62,9 @@ func SaveCheckpoint(dir string, net *Net, opt *AdamW, st State) error {
 	if err := atomicfile.Write(filepath.Join(tmp, checkpointState), append(b, '\n'), 0o644); err != nil {
 		return fail(err)
 	}
+	if err := atomicfile.SyncDir(tmp); err != nil { // its entries on disk before it takes the step's name
+		return fail(err)
+	}
 	old := dir + aside
 	os.RemoveAll(old)
 	if _, err := os.Stat(dir); err == nil { // the same step saved again (a stop at a checkpoint's step)
