@@ -120,7 +120,11 @@ func runJobContext(ctx context.Context, env *Env, dbPath string, j *TrainJob) er
 	} else {
 		j.Events = p.event
 	}
-	p.line("run %s → %s", j.ID, j.Dir)
+	if j.Resume {
+		p.line("resuming %s", j.Dir) // the run's id is known once the database names the folder's run
+	} else {
+		p.line("run %s → %s", j.ID, j.Dir)
+	}
 	if err := j.Run(ctx); err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 )
 
@@ -44,6 +45,9 @@ func (c *RunConfig) checkData() error {
 	for _, p := range slices.Sorted(maps.Keys(c.DataSHA256)) {
 		sum, err := fileSHA256(p)
 		if err != nil {
+			if !filepath.IsAbs(p) { // config.yaml of a run from before paths were kept absolute
+				return fmt.Errorf("data file %s: %w: the run recorded it relative to the folder it started in; resume from that folder", p, err)
+			}
 			return fmt.Errorf("data file %s: %w: put it back where the run found it", p, err)
 		}
 		if sum != c.DataSHA256[p] {

@@ -69,6 +69,10 @@ type RunConfig struct {
 	CPUBF16         bool `yaml:"cpu_bf16,omitempty"`
 	CheckpointEvery int  `yaml:"checkpoint_every"` // steps between checkpoints; 0: only at the end and on Ctrl-C
 	EvalEvery       int  `yaml:"eval_every"`       // steps between validation losses; 0: only at the end
+	// KeepCheckpoints keeps the newest this many checkpoints, deleting
+	// older ones as new ones are saved (0: all); each holds the adapter
+	// and both AdamW moments, three times the adapter's size.
+	KeepCheckpoints int `yaml:"keep_checkpoints"`
 
 	KD  KDConfig  `yaml:"kd"`
 	DPO DPOConfig `yaml:"dpo"`
@@ -155,6 +159,7 @@ func bindRunFlags(fs *flag.FlagSet, c *RunConfig) {
 	fs.BoolVar(&c.KeepAttention, "keep-attention", c.KeepAttention, "with --grad-checkpointing=true on a GPU: keep each layer's attention activations, recompute only its MLP")
 	fs.IntVar(&c.CheckpointEvery, "checkpoint-every", c.CheckpointEvery, "steps between checkpoints (0: end and Ctrl-C only)")
 	fs.IntVar(&c.EvalEvery, "eval-every", c.EvalEvery, "steps between validation losses (0: at the end)")
+	fs.IntVar(&c.KeepCheckpoints, "keep-checkpoints", c.KeepCheckpoints, "keep the newest N checkpoints, deleting older ones (0: all)")
 	fs.StringVar(&c.KD.Teacher, "teacher", c.KD.Teacher, "kd: teacher model folder (logit distillation)")
 	fs.StringVar(&c.KD.Traces, "traces", c.KD.Traces, "kd: JSONL of teacher outputs (sequence-level distillation)")
 	fs.StringVar(&c.KD.Divergence, "kd-divergence", c.KD.Divergence, "kd: forward_kl, reverse_kl or jsd")
@@ -280,6 +285,7 @@ func (c *RunConfig) checkSettings() error {
 		{"max-grad-norm", !(c.MaxGradNorm >= 0) || !finite(c.MaxGradNorm), "a finite value >= 0 (0: no clipping)"},
 		{"checkpoint-every", c.CheckpointEvery < 0, "a step count >= 0 (0: at the end only)"},
 		{"eval-every", c.EvalEvery < 0, "a step count >= 0 (0: at the end only)"},
+		{"keep-checkpoints", c.KeepCheckpoints < 0, "a count >= 0 (0: keep all)"},
 		{"kd-temperature", logitKD && (!(c.KD.Temperature > 0) || !finite(c.KD.Temperature)), "a positive temperature"},
 		{"kd-alpha", logitKD && !(c.KD.Alpha >= 0 && c.KD.Alpha <= 1), "a weight in [0, 1]"},
 		{"kd-beta", logitKD && c.KD.Divergence == "jsd" && !(c.KD.Beta > 0 && c.KD.Beta < 1), "a weight in (0, 1) for jsd"},

@@ -126,6 +126,17 @@ func (c *RunConfig) checkDataOutside(dir string) error {
 	return nil
 }
 
+// absPaths makes the config's file paths absolute, as the database keeps
+// them: config.yaml then names the same files from any working directory
+// (a resume started elsewhere).
+func (c *RunConfig) absPaths() {
+	for _, p := range []*string{&c.Model, &c.Data, &c.Val, &c.Schema, &c.KD.Teacher, &c.KD.Traces} {
+		if *p != "" {
+			*p = absPath(*p)
+		}
+	}
+}
+
 // absPath is p made absolute for the run database, which other processes
 // read from other directories (p itself when that fails).
 func absPath(p string) string {

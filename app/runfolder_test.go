@@ -5,7 +5,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+
+	"distill/store"
 )
 
 // TestRemoveRunFolderKeepsOtherFiles: `runs rm` deletes what the run wrote
@@ -74,5 +77,87 @@ func TestRunRecordsOutliveItsDirectory(t *testing.T) {
 	got := withSavedCheckpoints(cps, "rel", job.Dir)
 	if n := len(got); n != len(cps)+1 || got[n-1].Step != 7 {
 		t.Errorf("checkpoints with the unrecorded one: %+v", got)
+	}
+}
+
+// A run that failed before its first checkpoint leaves its config and log;
+// a new run given the same --out takes the folder over: the old record
+// forgets it, so `runs rm` of the old run keeps the new run's files, and
+// the new run's log holds its own steps only. config.yaml names the files
+// absolutely, so a resume from elsewhere finds them.
+func TestNewRunTakesOverAFailedRunsFolder(t *testing.T) {
+	cfg, db := sftRun(t)
+	cfg.Steps, cfg.CheckpointEvery = 2, 1
+	t.Chdir(t.TempDir())
+	ctx := context.Background()
+	dir := "out"
+	os.MkdirAll(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, "config.yaml"), []byte("method: sft\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "log.jsonl"), []byte(`{"step":1,"loss":9}`+"\n"+`{"step":2,"loss":9}`+"\n"+`{"step":3,"loss":9}`+"\n"), 0o644)
+	if err := db.CreateRun(ctx, store.Run{ID: "old", Method: "sft", Status: store.StatusFailed, Dir: absPath(dir)}); err != nil {
+		t.Fatal(err)
+	}
+	job := &TrainJob{Cfg: cfg, ID: "new", Dir: dir, DB: db}
+	if err := job.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if losses := logLosses(t, dir); len(losses) != 2 || losses[0] == 9 {
+		t.Errorf("log.jsonl losses %v: want the new run's two steps only", losses)
+	}
+	if err := deleteRun(ctx, db, "old"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "adapter", "adapter_model.safetensors")); err != nil {
+		t.Fatalf("runs rm of the old run deleted the new run's adapter: %v", err)
+	}
+	var saved RunConfig
+	if err := readRunConfig(filepath.Join(dir, "config.yaml"), &saved); err != nil {
+		t.Fatal(err)
+	}
+	if !filepath.IsAbs(saved.Model) || !filepath.IsAbs(saved.Data) {
+		t.Errorf("config.yaml model %q data %q: want absolute paths", saved.Model, saved.Data)
+	}
+}
+
+// Two runs into one folder at once would write each other's checkpoints:
+// the folder is locked while a run trains into it.
+func TestRunFolderIsLocked(t *testing.T) {
+	dir := t.TempDir()
+	unlock, err := lockRunFolder(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lockRunFolder(dir); err == nil || !strings.Contains(err.Error(), "another distill process is training into this folder") {
+		t.Fatalf("second lock: %v", err)
+	}
+	unlock()
+	again, err := lockRunFolder(dir)
+	if err != nil {
+		t.Fatalf("after unlock: %v", err)
+	}
+	again()
+}
+
+// keep_checkpoints keeps the newest N checkpoints, on disk and in the
+// database; a resume still finds the newest.
+func TestKeepCheckpoints(t *testing.T) {
+	cfg, db := sftRun(t)
+	cfg.Steps, cfg.CheckpointEvery, cfg.KeepCheckpoints = 4, 1, 2
+	job := &TrainJob{Cfg: cfg, ID: "keep", Dir: filepath.Join(t.TempDir(), "keep"), DB: db}
+	if err := job.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(filepath.Join(job.Dir, "checkpoints"))
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	cps, _ := db.Checkpoints(context.Background(), "keep")
+	var steps []int
+	for _, c := range cps {
+		steps = append(steps, c.Step)
+	}
+	if !slices.Equal(names, []string{"step-000003", "step-000004"}) || !slices.Equal(steps, []int{3, 4}) {
+		t.Errorf("checkpoints on disk %v, in the database %v: want steps 3 and 4", names, steps)
 	}
 }

@@ -123,6 +123,9 @@ func TestResumeContinuesExactly(t *testing.T) {
 	// losses must not notice.
 	cfg := defaultRunConfig("dpo")
 	cfg.Model, cfg.Data, cfg.Steps, cfg.SeqLen, cfg.LR, cfg.CheckpointEvery = m, data, 6, 128, 1e-3, 0
+	// A validation falls at the stop: the stopped run checkpoints before
+	// validating, so its resume must validate first.
+	cfg.ValFraction, cfg.EvalEvery = 0.25, 3
 	cfg.LoRA.R = 4
 	db, err := store.Open(filepath.Join(t.TempDir(), "runs.db"))
 	if err != nil {
@@ -163,6 +166,17 @@ func TestResumeContinuesExactly(t *testing.T) {
 	}
 	if r, _ := db.GetRun(context.Background(), "stopped"); r.Status != store.StatusCompleted {
 		t.Fatalf("resumed run is %s", r.Status)
+	}
+	va, _ := db.Metrics(context.Background(), "straight", "val_accuracy")
+	vb, _ := db.Metrics(context.Background(), "stopped", "val_accuracy")
+	steps := func(ms []store.Metric) (s []int) {
+		for _, m := range ms {
+			s = append(s, m.Step)
+		}
+		return s
+	}
+	if !slices.Equal(steps(va), []int{3, 6}) || !slices.Equal(steps(vb), steps(va)) {
+		t.Errorf("validated at steps %v after the resume, %v uninterrupted", steps(vb), steps(va))
 	}
 }
 

@@ -64,29 +64,24 @@ type TrainJob struct {
 	pause        pauser // the workstation's p: held between steps
 	// totalRecorded is the total steps last recorded in the store.
 	totalRecorded int
+	unlock        func() // releases the run folder's lock (lockRunFolder)
 }
 
 // Run trains until done or ctx is cancelled (then it checkpoints first and
 // marks the run canceled). Every outcome is recorded in the store.
 func (j *TrainJob) Run(ctx context.Context) (err error) {
+	defer func() {
+		if j.unlock != nil {
+			j.unlock()
+		}
+	}()
 	j.Cfg.Device = resolveDevice(j.Cfg.Device)
 	if !j.Resume {
 		if err := j.create(ctx); err != nil {
 			return err
 		}
-	} else if err := j.findResumed(ctx); err != nil {
+	} else if err := j.reopen(ctx); err != nil {
 		return err
-	} else if err := j.Cfg.checkData(); err != nil {
-		if !j.AllowChangedData {
-			return fmt.Errorf("resume %s: %w", j.ID, err)
-		}
-		j.logf("%v: going on, as --allow-changed-data asks", err)
-		if err := j.Cfg.fingerprintData(); err != nil { // the files as now, for the next resume
-			return err
-		}
-		if err := j.saveConfig(); err != nil {
-			return err
-		}
 	}
 	if err := j.DB.StartRun(ctx, j.ID, os.Getpid()); err != nil {
 		return err
@@ -157,7 +152,7 @@ func (j *TrainJob) loadCheckpoint(ctx context.Context) (train.State, error) {
 
 // create records a new run and writes its folder and effective config. A
 // folder that holds a run already is refused: a new run would overwrite
-// its config, checkpoints and adapter.
+// its config, checkpoints and adapter. The folder is locked for the run.
 func (j *TrainJob) create(ctx context.Context) error {
 	if err := checkRunFolderFree(j.Dir); err != nil {
 		return err
@@ -165,10 +160,21 @@ func (j *TrainJob) create(ctx context.Context) error {
 	if err := j.Cfg.checkDataOutside(j.Dir); err != nil {
 		return err
 	}
-	if err := j.Cfg.fingerprintData(); err != nil {
+	if err := os.MkdirAll(filepath.Join(j.Dir, "checkpoints"), 0o755); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Join(j.Dir, "checkpoints"), 0o755); err != nil {
+	var err error
+	if j.unlock, err = lockRunFolder(j.Dir); err != nil {
+		return err
+	}
+	if err := checkRunFolderFree(j.Dir); err != nil { // again, now that no other run can start in it
+		return err
+	}
+	if err := j.takeOverFolder(ctx); err != nil {
+		return err
+	}
+	j.Cfg.absPaths() // a resume from another working directory finds the files
+	if err := j.Cfg.fingerprintData(); err != nil {
 		return err
 	}
 	if err := writeRunConfig(filepath.Join(j.Dir, "config.yaml"), &j.Cfg); err != nil {
@@ -177,6 +183,69 @@ func (j *TrainJob) create(ctx context.Context) error {
 	cfgJSON, _ := json.Marshal(j.Cfg)
 	return j.DB.CreateRun(ctx, store.Run{ID: j.ID, Method: j.Cfg.Method, BaseModel: absPath(j.Cfg.Model), Dataset: absPath(j.Cfg.Data),
 		Status: store.StatusQueued, Config: string(cfgJSON), Dir: absPath(j.Dir), PID: os.Getpid()})
+}
+
+// reopen finds the run to resume, locks its folder and checks its data
+// files are the ones it started on.
+func (j *TrainJob) reopen(ctx context.Context) error {
+	if err := j.findResumed(ctx); err != nil {
+		return err
+	}
+	var err error
+	if j.unlock, err = lockRunFolder(j.Dir); err != nil {
+		return err
+	}
+	j.logf("run %s", j.ID)
+	if err := j.Cfg.checkData(); err != nil {
+		if !j.AllowChangedData {
+			return fmt.Errorf("resume %s: %w", j.ID, err)
+		}
+		j.logf("%v: going on, as --allow-changed-data asks", err)
+		if err := j.Cfg.fingerprintData(); err != nil { // the files as now, for the next resume
+			return err
+		}
+		return j.saveConfig()
+	}
+	return nil
+}
+
+// takeOverFolder makes the folder this run's, when a run that ended
+// before its first checkpoint left its config and log there: the old
+// record forgets the folder (so deleting it spares this run's files) and
+// its log and held-out rows go (the new run's would be appended to them).
+func (j *TrainJob) takeOverFolder(ctx context.Context) error {
+	runs, err := j.DB.ListRuns(ctx, store.RunFilter{})
+	if err != nil {
+		return err
+	}
+	here := absPath(j.Dir)
+	for _, r := range runs {
+		if r.Dir == "" || absPath(r.Dir) != here {
+			continue
+		}
+		if r.Status.Active() {
+			return fmt.Errorf("%s is the folder of run %s, recorded as %s: stop it, or choose another --out", j.Dir, r.ID, r.Status)
+		}
+		if err := j.DB.DetachRunDir(ctx, r.ID); err != nil {
+			return err
+		}
+		j.logf("%s held run %s, which ended before its first checkpoint: this run takes the folder over", j.Dir, r.ID)
+	}
+	for _, name := range []string{"log.jsonl", heldOutFile} {
+		if err := os.Remove(filepath.Join(j.Dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// savedIn names what a completed run saved in dir: its adapter, or the
+// model of a full fine-tuning.
+func savedIn(dir string) string {
+	if _, err := os.Stat(filepath.Join(dir, "model")); err == nil {
+		return filepath.Join(dir, "model")
+	}
+	return filepath.Join(dir, "adapter")
 }
 
 // findResumed makes sure the run to resume is recorded under j.ID: the
@@ -209,7 +278,7 @@ func (j *TrainJob) findResumed(ctx context.Context) error {
 func resumable(r store.Run) error {
 	switch {
 	case r.Status == store.StatusCompleted:
-		return fmt.Errorf("run %s has completed: nothing to resume (its adapter is in %s)", r.ID, filepath.Join(r.Dir, "adapter"))
+		return fmt.Errorf("run %s has completed: nothing to resume (it saved %s)", r.ID, savedIn(r.Dir))
 	case r.Status.Active():
 		return fmt.Errorf("run %s is %s already (pid %d): stop it first", r.ID, r.Status, r.PID)
 	}

@@ -35,6 +35,13 @@ func (j *TrainJob) loop(ctx context.Context) error {
 	cfg := train.Config{Accum: c.Accum, MaxGradNorm: c.MaxGradNorm, WeightDecay: c.WeightDecay, Objective: j.obj,
 		Schedule: train.Schedule{Kind: c.Schedule, Peak: c.LR, Warmup: c.Warmup, Total: j.steps}, Gate: j.pause.wait}
 	data := &train.Shuffled{Batches: j.batches, Seed: c.Seed}
+	// A run stopped at a validation step checkpointed before validating:
+	// its resume validates first, as the uninterrupted run would have.
+	if j.Resume && c.EvalEvery > 0 && j.opt.Step > 0 && j.opt.Step%c.EvalEvery == 0 && j.opt.Step < j.steps && !j.validatedAt(j.opt.Step) {
+		if err := j.evaluate(); err != nil {
+			return err
+		}
+	}
 	// Train runs in spans that end at the next checkpoint or validation.
 	for j.opt.Step < j.steps {
 		next := j.steps
@@ -151,7 +158,28 @@ func (j *TrainJob) checkpoint() error {
 		// process holding the database must not end the run.
 		j.logf("step %d: checkpoint saved to %s, but the run database did not record it (%v); training goes on", j.opt.Step, dir, err)
 	}
+	j.pruneCheckpoints()
 	return nil
+}
+
+// pruneCheckpoints deletes all but the newest keep_checkpoints checkpoints
+// (the one just saved is the newest), on disk and in the database. A
+// failure to delete costs disk space only: it is logged, not fatal.
+func (j *TrainJob) pruneCheckpoints() {
+	keep := j.Cfg.KeepCheckpoints
+	if keep <= 0 {
+		return
+	}
+	saved := withSavedCheckpoints(nil, j.ID, j.Dir) // by step, from the folder itself
+	for _, cp := range saved[:max(0, len(saved)-keep)] {
+		if err := os.RemoveAll(cp.Path); err != nil {
+			j.logf("step %d: older checkpoint %s not deleted: %v", j.opt.Step, cp.Path, err)
+			continue
+		}
+		if err := j.DB.DeleteCheckpoint(context.Background(), j.ID, cp.Step); err != nil {
+			j.logf("step %d: older checkpoint %s deleted, but the run database still lists it (%v)", j.opt.Step, cp.Path, err)
+		}
+	}
 }
 
 // evaluate computes the validation metrics and records them.
@@ -206,6 +234,22 @@ func (j *TrainJob) evaluate() error {
 		j.recordBest("val_accuracy", v, false)
 	}
 	return j.DB.AddMetrics(context.Background(), j.ID, points)
+}
+
+// validatedAt says the store holds the run's validation at step.
+func (j *TrainJob) validatedAt(step int) bool {
+	for _, name := range []string{"val_loss", "val_accuracy"} {
+		ms, err := j.DB.Metrics(context.Background(), j.ID, name)
+		if err != nil {
+			return false
+		}
+		for _, m := range ms {
+			if m.Step == step {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // recordBest keeps the run's best validation figure: v when it beats the

@@ -171,10 +171,19 @@ func deleteRun(ctx context.Context, db *store.DB, id string) error {
 	if err := db.DeleteRun(ctx, id); err != nil {
 		return err
 	}
-	if r.Dir != "" {
-		return removeRunFolder(r.Dir)
+	if r.Dir == "" {
+		return nil
 	}
-	return nil
+	// A folder another run records is that run's now (records from before
+	// a new run took the folder over kept its path): keep it.
+	if runs, err := db.ListRuns(ctx, store.RunFilter{}); err == nil {
+		for _, o := range runs {
+			if o.Dir != "" && absPath(o.Dir) == absPath(r.Dir) {
+				return nil
+			}
+		}
+	}
+	return removeRunFolder(r.Dir)
 }
 
 // StopRun cancels a run started here; it checkpoints and is marked

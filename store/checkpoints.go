@@ -20,6 +20,9 @@ type CheckpointStore interface {
 	// LatestCheckpoint returns the run's checkpoint with the highest step:
 	// where a resume starts. ErrNotFound if the run has none.
 	LatestCheckpoint(ctx context.Context, runID string) (Checkpoint, error)
+	// DeleteCheckpoint forgets the run's checkpoint at step (its files are
+	// the caller's to delete); no such checkpoint is not an error.
+	DeleteCheckpoint(ctx context.Context, runID string, step int) error
 }
 
 // Checkpoint is a saved training state of a run.
@@ -43,6 +46,16 @@ func (d *DB) AddCheckpoint(ctx context.Context, c Checkpoint) error {
 		c.RunID, c.Step, c.Path, orNow(c.CreatedAt))
 	if err != nil {
 		return fmt.Errorf("add checkpoint of run %s: %w", c.RunID, runRef(c.RunID, err))
+	}
+	return nil
+}
+
+func (d *DB) DeleteCheckpoint(ctx context.Context, runID string, step int) error {
+	if err := d.writable("delete checkpoint of run " + runID); err != nil {
+		return err
+	}
+	if _, err := d.db.ExecContext(ctx, "DELETE FROM checkpoints WHERE run_id = ? AND step = ?", runID, step); err != nil {
+		return fmt.Errorf("delete checkpoint %d of run %s: %w", step, runID, err)
 	}
 	return nil
 }

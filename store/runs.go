@@ -413,6 +413,21 @@ func (d *DB) SetRunConfig(ctx context.Context, id, config string) error {
 	return mustAffect(res, "set config of run "+id)
 }
 
+// DetachRunDir forgets an ended run's folder, when a new run takes the
+// folder over (the old one left nothing in it but its config and log):
+// deleting the old run must not delete the new one's files.
+func (d *DB) DetachRunDir(ctx context.Context, id string) error {
+	if err := d.writable("detach the folder of run " + id); err != nil {
+		return err
+	}
+	res, err := d.db.ExecContext(ctx, "UPDATE runs SET dir = '', updated_at = ? WHERE id = ? AND status NOT IN ('queued', 'running')",
+		formatTime(now()), id)
+	if err != nil {
+		return fmt.Errorf("detach the folder of run %s: %w", id, err)
+	}
+	return mustAffect(res, "detach the folder of run "+id+" (is it active?)")
+}
+
 func (d *DB) SetBestMetric(ctx context.Context, id, name string, value float64) error {
 	if err := d.writable("set best metric of run " + id); err != nil {
 		return err
