@@ -58,6 +58,9 @@ func (d *Device) Capture(f func() error) (g *Graph, err error) {
 			if b.ptr != nil {
 				b.dev.Pool.Put(b.ptr)
 				b.ptr = nil
+				if b.blk != nil {
+					b.blk.freed = true // its views are gone too (Free's own rule)
+				}
 			}
 		}
 	}()

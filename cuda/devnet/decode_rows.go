@@ -36,6 +36,9 @@ func (p *pass) rowCaches(sp []span) {
 	if len(sp) < 2 || c.HeadDim > 128 || p.nt.SimpleAttention || p.nt.GemmAttention {
 		return
 	}
+	if p.err != nil {
+		return // an error already pending is the caller's to report
+	}
 	L, from, n, kvO := len(p.nt.layers), p.nt.from, len(sp), c.NumKVHeads*c.HeadDim
 	caps, addrs := make([]int32, n), make([]*cuda.Buffer, 2*L*n) // layer l's keys at l·n, values at (L+l)·n
 	for i, s := range sp {

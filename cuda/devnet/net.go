@@ -311,11 +311,14 @@ func (nt *Net) upload() error {
 	var err error
 	for l := range m.Layers {
 		L := &m.Layers[l]
-		var dl layer
+		// The layer joins nt.layers before its uploads: one failing halfway
+		// leaves the others for Close to free (NF4 weights are reachable
+		// through the layer only).
+		nt.layers = append(nt.layers, layer{})
 		if l < nt.from { // the host's
-			nt.layers = append(nt.layers, dl)
 			continue
 		}
+		dl := &nt.layers[l]
 		mats := [nMod]tensor.Matrix{L.Q, L.K, L.V, L.O, L.Gate, L.Up, L.Down}
 		for i, mt := range mats {
 			if dl.w[i], err = nt.matrix(fmt.Sprintf("layers.%d.%s", l, lora.Modules[i]), mt); err != nil {
@@ -335,7 +338,6 @@ func (nt *Net) upload() error {
 				return err
 			}
 		}
-		nt.layers = append(nt.layers, dl)
 	}
 	if nt.norm, err = nt.f32("norm", m.Norm); err != nil {
 		return err

@@ -55,9 +55,7 @@ func (nt *Net) rowsGraphed(b *train.Batch, drop train.DropoutMask, grad func(log
 	for i, v := range losses {
 		logp[i] = -float64(v)
 	}
-	nt.rowsHeld = true
-	g, err := grad(logp)
-	nt.rowsHeld = false
+	g, err := nt.holdingRows(grad, logp)
 	if err != nil {
 		return true, err
 	}
@@ -74,4 +72,12 @@ func (nt *Net) rowsGraphed(b *train.Batch, drop train.DropoutMask, grad func(log
 	gs.done()
 	nt.LastIssue = time.Since(gs.start)
 	return true, nil
+}
+
+// holdingRows calls grad with the rows held (a pass meanwhile is refused:
+// it would overwrite them), released however grad returns, a panic too.
+func (nt *Net) holdingRows(grad func([]float64) ([]float64, error), logp []float64) ([]float64, error) {
+	nt.rowsHeld = true
+	defer func() { nt.rowsHeld = false }()
+	return grad(logp)
 }

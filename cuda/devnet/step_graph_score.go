@@ -46,12 +46,14 @@ func (nt *Net) scoreGraphed(b *train.Batch, adapterOff bool) (logp []float64, do
 	}
 	p := bp.p
 	kx, drop := p.kx, p.drop
-	if p.drop = nil; adapterOff {
-		p.baseOnly()
-	}
-	bp.phase(chunks, phaseForward)
-	bp.phase(chunks, phaseLogProbs)
-	p.adapterOff, p.kx, p.drop = false, kx, drop
+	func() {
+		defer func() { p.adapterOff, p.kx, p.drop = false, kx, drop }() // the steps' pass, whatever the phases did
+		if p.drop = nil; adapterOff {
+			p.baseOnly()
+		}
+		bp.phase(chunks, phaseForward)
+		bp.phase(chunks, phaseLogProbs)
+	}()
 	if err := p.failed(); err != nil {
 		nt.dropStepGraph() // its pass is spent
 		return nil, true, err

@@ -243,10 +243,23 @@ func stepDrop(s setup, i int) train.DropoutMask {
 // matchEager compares replayed steps' losses (1e-6 relative: the same
 // kernels on the same inputs) and accumulated gradients (tol, relative in
 // L2) with the eager steps', and returns the gradients' difference.
+//
+// On a GPU the replay runs its GEMMs at the bucket's length (64 rows where
+// the eager step has 59), and cuBLAS picks its algorithm — split-K, the
+// summation order — by shape, where the emulator's OpenBLAS gives the same
+// sums for any M. A reordered f32 sum flips a bf16 rounding now and then,
+// so on a GPU the replay matches the eager step as two algorithms do: the
+// losses within 1e-4 relative, the gradients within 1e-3 (as the padded
+// head chunk's, measured 3.2–4.8e-4). TestStepGraphsTrackCPU holds both to
+// the CPU's tolerances either way.
 func matchEager(t *testing.T, gotL, wantL []float64, gotG, wantG []float32, tol float64) float64 {
 	t.Helper()
+	lossTol := 1e-6
+	if !cuda.Emulated {
+		lossTol, tol = 1e-4, max(tol, 1e-3)
+	}
 	for i := range wantL {
-		if math.Abs(gotL[i]-wantL[i]) > 1e-6*math.Abs(wantL[i]) || math.IsNaN(gotL[i]) {
+		if math.Abs(gotL[i]-wantL[i]) > lossTol*math.Abs(wantL[i]) || math.IsNaN(gotL[i]) {
 			t.Errorf("loss %d: %v replayed, %v eager", i, gotL[i], wantL[i])
 		}
 	}
