@@ -153,7 +153,7 @@ goldens: deps-py tools tools-llamacpp tools-ollama
 	$(PYTHON) tools/torchref/train_goldens.py
 	$(PYTHON) tools/torchref/objective_goldens.py
 	$(PYTHON) tools/quantref/nf4_ref.py
-	cd tools/js && node tokenizer_goldens.mjs && node chat_goldens.mjs
+	cd tools/js && node unicode_classes.mjs && node tokenizer_goldens.mjs && node chat_goldens.mjs
 	rm -rf $(CURDIR)/.gguf-cases
 	$(GO) test ./core/gguf -run '^TestLlamaCppReadsExport$$' -count=1 -args -prepare $(CURDIR)/.gguf-cases
 	cd tools/llamacpp && node gguf_goldens.mjs $(CURDIR)/.gguf-cases $(CURDIR)/core/gguf/testdata/llamacpp.json

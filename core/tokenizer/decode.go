@@ -257,10 +257,27 @@ func (d *StreamDecoder) Add(id int) string {
 	}
 	d.ids = append(d.ids, id)
 	text := d.t.Decode(d.ids, d.skipSpecial)
-	if len(text) <= len(d.prefix) || strings.HasSuffix(text, "\uFFFD") {
+	if len(text) <= len(d.prefix) || strings.HasSuffix(text, "\uFFFD") && d.incomplete() {
 		return "" // incomplete character (or nothing new) so far
 	}
 	return d.emit(text)
+}
+
+// incomplete says the window's bytes end in the first bytes of a
+// character that more tokens could complete. A U+FFFD the model writes as
+// a character (bytes EF BF BD) is complete: it is streamed, not held back
+// with the window growing behind it.
+func (d *StreamDecoder) incomplete() bool {
+	var b []byte
+	for _, id := range d.ids[max(0, len(d.ids)-utf8.UTFMax):] {
+		b = append(b, d.t.TokenBytes(id)...)
+	}
+	for k := 1; k <= min(len(b), utf8.UTFMax-1); k++ {
+		if c := b[len(b)-k]; utf8.RuneStart(c) {
+			return c >= 0xC0 && !utf8.FullRune(b[len(b)-k:])
+		}
+	}
+	return false
 }
 
 // Flush returns any text still held back (incomplete characters become

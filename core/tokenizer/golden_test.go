@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
 )
@@ -198,6 +199,31 @@ func TestStreamDecoder(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A U+FFFD the model writes is a character like any other: it streams as
+// it comes (before, a window ending in one was held back — everything
+// after it until Flush — and re-decoded whole at every token).
+func TestStreamDecoderPassesRealReplacementCharacters(t *testing.T) {
+	for _, name := range refNames {
+		tok := refTokenizer(t, name)
+		text := "ok " + strings.Repeat("\uFFFD", 50) + " then 中文 done"
+		ids := tok.Encode(text, false)
+		d := tok.NewStreamDecoder(false)
+		var sb strings.Builder
+		lag := 0 // the most characters decoded but not yet streamed
+		for i, id := range ids {
+			sb.WriteString(d.Add(id))
+			lag = max(lag, utf8.RuneCountInString(tok.Decode(ids[:i+1], false))-utf8.RuneCountInString(sb.String()))
+		}
+		sb.WriteString(d.Flush())
+		if want := tok.Decode(ids, false); sb.String() != want {
+			t.Errorf("%s: streamed %q, Decode gives %q", name, sb.String(), want)
+		}
+		if lag > 2 {
+			t.Errorf("%s: the stream fell %d characters behind the text decoded so far", name, lag)
+		}
 	}
 }
 

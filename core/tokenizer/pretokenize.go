@@ -269,7 +269,7 @@ func (d *digitsPre) split(p piece, out []piece) []piece {
 	if d.individual {
 		behavior = splitIsolated
 	}
-	return appendSpans(p, splitSpans(p.s, runeMatcher(unicode.IsNumber), false, behavior, nil), out)
+	return appendSpans(p, splitSpans(p.s, runeMatcher(func(r rune) bool { return unicode.Is(numberTable, r) }), false, behavior, nil), out)
 }
 
 // whitespaceSplitPre is the WhitespaceSplit pre-tokenizer.

@@ -176,9 +176,9 @@ func classOf(r rune) int {
 		return clsNewline
 	case unicode.IsSpace(r): // Unicode White_Space, as Oniguruma's \s
 		return clsSpace
-	case unicode.IsLetter(r):
+	case unicode.Is(letterTable, r):
 		return clsLetter
-	case unicode.IsNumber(r):
+	case unicode.Is(numberTable, r):
 		return clsNumber
 	}
 	return clsOther

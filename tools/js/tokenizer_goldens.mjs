@@ -94,6 +94,11 @@ const corpus = [
   "Rare: 𠜎𠜱𠝹𠱓 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 ꙮ ᚠᚢᚦ",
   "Symbols: ∑∫√∞≠≤≥ ±×÷ °C €100 £50 ¥1000 ₹ © ® ™",
   "Numbers: ٣٤٥ १२३ ①②③ Ⅻ ½ ²³",
+  // Letters and digits of Unicode 15.1 and 16 (past Go's unicode tables):
+  // CJK Extension I, Garay letters and digits, Todhri, Sunuwar.
+  "x\u{2EBF0}'s \u{2EBF1}\u{2EBF2}'ll",
+  "a\u{10D40}1234 \u{10D50}\u{10D51}\u{10D52}\u{10D53}",
+  "\u{10D5A}\u{10D5B}\u{10D5C}'re \u{105C0}\u{105C1}'ve \u{11BC0}\u{11BC1}",
   "zero\u200bwidth\u200cnon\u200djoiner",
   "spaces:\u00a0nbsp\u2003em\u3000ideographic\u2028line\u2029para",
   "control\u0007bell\u0001soh\u001besc",
