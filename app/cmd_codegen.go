@@ -121,6 +121,7 @@ func evalCodegen(env *Env, args []string) error {
 	f := addEvalFlags(fs)
 	f.eng = addEngineFlags(fs, env.Stderr)
 	plan := fs.Bool("plan", false, "plan first, then code")
+	givenPlan := fs.Bool("given-plan", false, "condition the code on each task's own \"plan\" instead of generating one (scores the code stage alone)")
 	useChat := fs.Bool("chat", false, "send the prompts through the model's chat template")
 	lang := fs.String("language", "go", "language of the tasks")
 	maxTokens := fs.Int("max-tokens", codegen.DefaultCodeTokens, "most tokens of code per task")
@@ -137,9 +138,12 @@ func evalCodegen(env *Env, args []string) error {
 	if err := checkCodegenFlags(*lang, *maxTokens, *timeout); err != nil {
 		return err
 	}
+	if *plan && *givenPlan {
+		return fmt.Errorf("--plan generates a plan and --given-plan takes the task's: choose one")
+	}
 	// What the figures depend on besides model, adapter and data: peers
 	// with other settings are not set against this evaluation.
-	f.settings = map[string]any{"plan": *plan, "chat": *useChat, "language": codegen.NormalizeLanguage(*lang), "max_tokens": *maxTokens}
+	f.settings = map[string]any{"plan": *plan, "given_plan": *givenPlan, "chat": *useChat, "language": codegen.NormalizeLanguage(*lang), "max_tokens": *maxTokens}
 	db, err := store.Open(*f.dbPath)
 	if err != nil {
 		return err
@@ -162,7 +166,14 @@ func evalCodegen(env *Env, args []string) error {
 	var results []eval.CodeResult
 	warned := false
 	for _, r := range rows {
-		res, err := codegen.Run(ctx, gen, codegen.Task{Prompt: r.Prompt, Language: *lang, Tests: r.Tests}, codegen.Options{Plan: *plan, CodeTokens: *maxTokens, Timeout: *timeout})
+		task := codegen.Task{Prompt: r.Prompt, Language: *lang, Tests: r.Tests}
+		if *givenPlan {
+			if strings.TrimSpace(r.Plan) == "" {
+				return fmt.Errorf("%s:%d: --given-plan: the task has no \"plan\"", *f.data, r.Line)
+			}
+			task.Plan = r.Plan
+		}
+		res, err := codegen.Run(ctx, gen, task, codegen.Options{Plan: *plan, CodeTokens: *maxTokens, Timeout: *timeout})
 		if err != nil {
 			return fmt.Errorf("%s:%d: %w", *f.data, r.Line, err)
 		}
@@ -224,8 +235,8 @@ func warnUnisolated(w io.Writer, res codegen.Result) bool {
 
 // codegenRow is one task of a codegen set.
 type codegenRow struct {
-	Line          int
-	Prompt, Tests string
+	Line                int
+	Prompt, Tests, Plan string
 }
 
 // codegenJSON is a codegen result as the CLI's --json and the HTTP API
@@ -241,8 +252,8 @@ func codegenJSON(res codegen.Result) map[string]any {
 		"checks": checks, "built": res.Built, "linted": res.Linted, "tests_run": res.TestsRun, "tests_passed": res.TestsPassed}
 }
 
-// readCodegenRows reads {"prompt", "tests"?} rows (other keys, such as a
-// reference "completion", ignored).
+// readCodegenRows reads {"prompt", "tests"?, "plan"?} rows (other keys,
+// such as a reference "completion", ignored).
 func readCodegenRows(path string) ([]codegenRow, error) {
 	objs, err := readJSONLObjects(path)
 	if err != nil {
@@ -261,7 +272,11 @@ func readCodegenRows(path string) ([]codegenRow, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, codegenRow{Line: o.Line, Prompt: prompt, Tests: tests})
+		plan, err := o.str(path, "plan")
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, codegenRow{Line: o.Line, Prompt: prompt, Tests: tests, Plan: plan})
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%s: no task: want {\"prompt\": …, \"tests\": …} lines", path)

@@ -23,12 +23,12 @@ func TestReadCodegenRows(t *testing.T) {
 		}
 		return p
 	}
-	p := write("tasks.jsonl", "\xef\xbb\xbf"+`{"prompt": "Write Add", "tests": "T1"}`+"\n\n"+`{"prompt": "Write Sub", "completion": "ref"}`+"\n")
+	p := write("tasks.jsonl", "\xef\xbb\xbf"+`{"prompt": "Write Add", "tests": "T1", "plan": "1. add"}`+"\n\n"+`{"prompt": "Write Sub", "completion": "ref"}`+"\n")
 	rows, err := readCodegenRows(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []codegenRow{{1, "Write Add", "T1"}, {3, "Write Sub", ""}}
+	want := []codegenRow{{1, "Write Add", "T1", "1. add"}, {3, "Write Sub", "", ""}}
 	if len(rows) != 2 || rows[0] != want[0] || rows[1] != want[1] {
 		t.Fatalf("rows %+v, want %+v", rows, want)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"distill/core/atomicfile"
 	"distill/core/data"
+	"distill/core/task/codegen"
 	"distill/core/tensor"
 
 	"go.yaml.in/yaml/v3"
@@ -31,11 +32,16 @@ type RunConfig struct {
 	ValPerClass int    `yaml:"val_per_class"`
 	Format      string `yaml:"format"` // declared data format; empty: detected
 	Chat        bool   `yaml:"chat"`   // wrap prompt/completion rows in the chat template
-	Strict      bool   `yaml:"strict"` // fail on the first bad row instead of skipping it
-	Schema      string `yaml:"schema"` // JSON Schema of IDP targets
-	Out         string `yaml:"out"`    // run folder; empty: runs/<id>
-	Seed        uint64 `yaml:"seed"`
-	Device      string `yaml:"device"`
+	// PlanStages, a language (go, python), trains both stages of codegen
+	// --plan on prompt/completion rows with a "plan": the plan from the
+	// prompt, the completion from the prompt and the plan, in the prompts
+	// codegen --plan asks them with ("": rows train as they are).
+	PlanStages string `yaml:"plan_stages"`
+	Strict     bool   `yaml:"strict"` // fail on the first bad row instead of skipping it
+	Schema     string `yaml:"schema"` // JSON Schema of IDP targets
+	Out        string `yaml:"out"`    // run folder; empty: runs/<id>
+	Seed       uint64 `yaml:"seed"`
+	Device     string `yaml:"device"`
 	// Quant quantises the frozen base: nf4 (QLoRA; less memory, slower), q8 or none.
 	Quant       string `yaml:"quant"`
 	DoubleQuant bool   `yaml:"double_quant"`
@@ -132,6 +138,7 @@ func bindRunFlags(fs *flag.FlagSet, c *RunConfig) {
 	fs.IntVar(&c.ValPerClass, "val-per-class", c.ValPerClass, "classification: hold out this many rows per class (balanced validation)")
 	fs.StringVar(&c.Format, "format", c.Format, "data format: prompt_completion, messages, classification, idp, preference (default: detected)")
 	fs.BoolVar(&c.Chat, "chat", c.Chat, "render prompt/completion rows with the chat template")
+	fs.StringVar(&c.PlanStages, "plan-stages", c.PlanStages, "go or python: train codegen --plan's plan and code stages on rows with a \"plan\"")
 	fs.BoolVar(&c.Strict, "strict", c.Strict, "fail on the first bad data row instead of skipping it")
 	fs.StringVar(&c.Schema, "schema", c.Schema, "JSON Schema file for IDP targets")
 	fs.StringVar(&c.Out, "out", c.Out, "run folder (default runs/<run-id>)")
@@ -298,6 +305,9 @@ func (c *RunConfig) checkSettings() error {
 	}
 	if err := oneOf("schedule", c.Schedule, "cosine", "linear", "constant"); err != nil {
 		return err
+	}
+	if c.PlanStages != "" && codegen.DefaultChecks(c.PlanStages) == nil {
+		return fmt.Errorf("--plan-stages %q: want the code's language, go or python", c.PlanStages)
 	}
 	if err := oneOf("quant", c.Quant, "nf4", "q8", "none"); err != nil {
 		return err

@@ -65,6 +65,21 @@ func (j *TrainJob) loadData(tok *tokenizer.Tokenizer, tmpl *chat.Template) error
 			j.logf("held-out rows not saved: %v", err)
 		}
 	}
+	if c.PlanStages != "" {
+		n := 0
+		if ds, n, err = planStages(ds, c.PlanStages); err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("%s: --plan-stages: no row has a \"plan\"", path)
+		}
+		j.logf("%d of %d rows carry a plan: each trains codegen --plan's plan stage and its code stage", n, len(ds.Rows)-n)
+		if vs != nil {
+			if vs, _, err = planStages(vs, c.PlanStages); err != nil {
+				return err
+			}
+		}
+	}
 	enc := &data.Encoder{Tok: tok, Tmpl: tmpl, Opt: opt}
 	if j.batches, err = j.encode(enc, ds); err != nil {
 		return fmt.Errorf("%s: %w", path, err)

@@ -141,6 +141,9 @@ type Row struct {
 
 	// prompt_completion; preference (a string prompt)
 	Prompt, Completion string
+	// Plan is a prompt/completion row's optional "plan": the steps the
+	// completion follows, for plan-then-code generation's plan stage.
+	Plan string
 	// messages
 	Messages []chat.Message
 	// classification: Text for text rows, Features (keys in

@@ -136,6 +136,11 @@ func parsePromptCompletion(obj *jsonv.Value) (Row, error) {
 	if r.Completion, err = stringField(obj, "completion", false); err != nil {
 		return r, err
 	}
+	if obj.Get("plan") != nil {
+		if r.Plan, err = stringField(obj, "plan", true); err != nil {
+			return r, err
+		}
+	}
 	return r, nil
 }
 

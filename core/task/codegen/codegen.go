@@ -76,6 +76,9 @@ type Task struct {
 	// of the solution; Python: a pytest-style file). When set, the test
 	// checks run after the build checks pass.
 	Tests string
+	// Plan, when set, is the plan the code is conditioned on (a dataset's
+	// reference plan): Run generates none, and scores the code stage alone.
+	Plan string
 }
 
 // Options configure Run and CheckCode. The zero value generates code
@@ -143,7 +146,10 @@ func Run(ctx context.Context, gen Generator, task Task, opt Options) (Result, er
 	if codeTokens <= 0 {
 		codeTokens = DefaultCodeTokens
 	}
-	if opt.Plan {
+	switch {
+	case task.Plan != "":
+		res.Plan = CleanPlan(task.Plan)
+	case opt.Plan:
 		res.PlanPrompt = PlanPrompt(task)
 		raw, err := gen(ctx, res.PlanPrompt, planTokens)
 		if err != nil {

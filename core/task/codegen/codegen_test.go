@@ -81,6 +81,20 @@ func TestRunPlanThenCode(t *testing.T) {
 	}
 }
 
+// A task's own plan (Task.Plan) conditions the code without a plan stage:
+// one call, the code stage's prompt as with a generated plan.
+func TestRunGivenPlan(t *testing.T) {
+	prompt, plan, completion, _ := exampleRow(t)
+	s := &script{answers: []string{completion}}
+	res, err := Run(context.Background(), s.gen, Task{Prompt: prompt, Language: "go", Plan: "Plan: " + plan}, Options{Checks: map[string][]Check{"go": {}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.prompts) != 1 || res.PlanPrompt != "" || res.Plan != plan || s.prompts[0] != CodePrompt(Task{Prompt: prompt, Language: "go"}, plan) {
+		t.Fatalf("calls %q, plan %q", s.prompts, res.Plan)
+	}
+}
+
 // TestRunDirect: without Plan the task prompt goes to the generator as it
 // is, once.
 func TestRunDirect(t *testing.T) {
