@@ -64,6 +64,10 @@ func Export(ctx context.Context, m *model.Model, src Source, path string, opt Op
 	if !opt.Type.valid() {
 		return fmt.Errorf("gguf: cannot write a file of type %s", opt.Type)
 	}
+	if arch.name == "qwen3" && len(m.Layers) > 0 && m.Layers[0].OBias != nil {
+		// Dropping the bias would load and be wrong (6 nats on the fixture).
+		return fmt.Errorf("gguf: %s: Qwen3 with attention_bias has an o_proj bias, for which llama.cpp's qwen3 architecture has no tensor (src/models/qwen3.cpp creates no attn_output.bias): the file would not load", m.Dir)
+	}
 	kvs, err := archKVs(c, arch.name, opt)
 	if err != nil {
 		return fmt.Errorf("gguf: %s: %w", m.Dir, err)

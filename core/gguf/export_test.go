@@ -194,6 +194,24 @@ func TestExportRefusesTokenizers(t *testing.T) {
 	}
 }
 
+// Qwen3 with attention_bias has an o_proj bias llama.cpp's qwen3 cannot
+// hold: refused, never written without it (which loads and is wrong).
+func TestExportRefusesQwen3OutputBias(t *testing.T) {
+	dir := fixtureWithTokenizer(t, "qwen3-v5-f32")
+	m, err := model.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	out := filepath.Join(t.TempDir(), "x.gguf")
+	if err := exportTo(t, m, nil, out, gguf.AllF32); err == nil || !strings.Contains(err.Error(), "attn_output.bias") {
+		t.Errorf("Qwen3 with an o_proj bias: %v", err)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("the refused export left a file")
+	}
+}
+
 func TestExportRefuses(t *testing.T) {
 	dir := fixtureWithTokenizer(t, "qwen2-f32")
 	m, err := model.Load(dir)

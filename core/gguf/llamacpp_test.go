@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode"
 
 	"distill/core/gguf"
 	"distill/core/infer"
@@ -102,6 +103,9 @@ var fixtureCases = []struct{ fixture, typ string }{
 	{"llama2-bf16", "bf16"}, {"llama3-bf16", "bf16"}, {"mistral-bf16", "bf16"},
 	{"qwen2-bf16", "bf16"}, {"qwen3-bf16", "bf16"}, {"smollm-bf16", "bf16"},
 	{"llama3-f32", "f16"}, {"qwen3-f32", "q8_0"},
+	// attention_bias (q/k/v/o biases), head_dim 32 ≠ hidden/heads, linear
+	// rope scaling; F16 weights.
+	{"llama-bias-f32", "f32"}, {"llama-bias-f16", "f16"}, {"llama-bias-f32", "q8_0"},
 }
 
 // adapterCases: random LoRA adapters on f32 fixtures, exported as GGUF
@@ -633,6 +637,13 @@ func checkTokenizer(t *testing.T, c ggufCase, g *llamaGolden) {
 // llamaCppDiffers names what llama.cpp's tokenizer does differently from
 // tokenizer.json on this text, whatever the GGUF file says, or "".
 func llamaCppDiffers(name, text string) string {
+	if name != "llama2" && strings.ContainsFunc(text, func(r rune) bool {
+		return !unicode.In(r, unicode.L, unicode.M, unicode.N, unicode.P, unicode.S, unicode.Z, unicode.Cc, unicode.Cf, unicode.Co, unicode.Cs)
+	}) {
+		// Letters and digits assigned after Unicode 15.0 (distill follows
+		// the references' newer tables): llama.cpp's are older.
+		return "llama.cpp's Unicode tables predate characters in it, which it splits as punctuation"
+	}
 	if name != "qwen3" {
 		return ""
 	}
