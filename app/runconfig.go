@@ -306,6 +306,9 @@ func (c *RunConfig) checkSettings() error {
 	if err := oneOf("schedule", c.Schedule, "cosine", "linear", "constant"); err != nil {
 		return err
 	}
+	if c.Val != "" && c.ValPerClass > 0 {
+		return fmt.Errorf("--val-per-class holds rows of --data out for validation, and --val gives a validation file: choose one")
+	}
 	if c.PlanStages != "" && codegen.DefaultChecks(c.PlanStages) == nil {
 		return fmt.Errorf("--plan-stages %q: want the code's language, go or python", c.PlanStages)
 	}
