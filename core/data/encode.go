@@ -64,6 +64,9 @@ type Report struct {
 	// TooLong lists the lines of rows longer than MaxTokens that were
 	// skipped (no TruncateLeft, or the trained part alone is too long).
 	TooLong []int
+	// Shortened lists the lines of conversations too long as a whole that
+	// were kept up to an earlier assistant turn (the last turns dropped).
+	Shortened []int
 	// Failed lists rows that could not be encoded (e.g. the chat template
 	// raised an error on them); with Strict the first is returned as the
 	// error instead.
@@ -75,6 +78,9 @@ func (r Report) String() string {
 	s := fmt.Sprintf("%d of %d rows encoded, %d tokens (%d in the loss)", r.Encoded, r.Rows, r.Tokens, r.LossTokens)
 	if len(r.Truncated) > 0 {
 		s += fmt.Sprintf(", %d truncated from the left", len(r.Truncated))
+	}
+	if len(r.Shortened) > 0 {
+		s += fmt.Sprintf(", %d conversations kept up to an earlier assistant turn (too long whole)", len(r.Shortened))
 	}
 	if len(r.TooLong) > 0 {
 		s += fmt.Sprintf(", %d skipped as too long", len(r.TooLong))
@@ -144,7 +150,14 @@ func (e *Encoder) Examples(d *Dataset) ([]train.Example, Report, error) {
 			}
 			continue
 		}
-		switch e.fit(&ex) {
+		fitted := e.fit(&ex)
+		if fitted == fitTooLong && d.Format == FormatMessages {
+			if short, ok := e.shorten(r.Messages); ok {
+				ex, fitted = short, fitOK
+				rep.Shortened = append(rep.Shortened, r.Line)
+			}
+		}
+		switch fitted {
 		case fitTruncated:
 			rep.Truncated = append(rep.Truncated, r.Line)
 		case fitTooLong:
@@ -215,6 +228,26 @@ func (e *Encoder) chatExample(msgs []chat.Message, lastOnly bool) (train.Example
 		mask[0] = false
 	}
 	return train.Example{IDs: ids, Mask: mask}, nil
+}
+
+// shorten keeps a conversation too long as a whole up to its last
+// assistant turn before the end that fits MaxTokens (its earlier turns are
+// still good data; LLaMA-Factory and TRL cut such conversations too),
+// reporting false when none does.
+func (e *Encoder) shorten(msgs []chat.Message) (train.Example, bool) {
+	for j := len(msgs) - 2; j > 0; j-- {
+		if msgs[j].Role != "assistant" {
+			continue
+		}
+		ex, err := e.chatExample(msgs[:j+1], false)
+		if err != nil {
+			return train.Example{}, false
+		}
+		if e.fit(&ex) != fitTooLong {
+			return ex, true
+		}
+	}
+	return train.Example{}, false
 }
 
 type fitResult int

@@ -553,3 +553,32 @@ func TestChatContentSpecialsAreText(t *testing.T) {
 		t.Errorf("<|im_start|> %d, <|im_end|> %d (want 2 and 2: the markup's), %d in the loss ending %d", n[imStart], n[imEnd], inLoss, ids[spans[0][1]-1])
 	}
 }
+
+// A conversation too long as a whole keeps its earlier turns: it is cut
+// after the last assistant turn that fits, instead of skipped.
+func TestLongConversationKeepsEarlierTurns(t *testing.T) {
+	qwen := loadModel(t, "qwen3")
+	p := filepath.Join(t.TempDir(), "chat.jsonl")
+	long := strings.Repeat("word ", 600)
+	row := `{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "` + long + `"}, {"role": "assistant", "content": "Done."}]}`
+	if err := os.WriteFile(p, []byte(row+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := mustLoad(t, p, Options{})
+	exs, rep, err := (&Encoder{Tok: qwen.tok, Tmpl: qwen.tmpl, Opt: Options{MaxTokens: 256, TruncateLeft: true}}).Examples(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(exs) != 1 || !slices.Equal(rep.Shortened, []int{1}) || len(rep.TooLong) != 0 || !strings.Contains(rep.String(), "1 conversations kept up to an earlier assistant turn") {
+		t.Fatalf("%d examples, report %s", len(exs), rep)
+	}
+	var trained []int
+	for i, m := range exs[0].Mask {
+		if m {
+			trained = append(trained, exs[0].IDs[i])
+		}
+	}
+	if got := qwen.tok.Decode(trained, false); !strings.Contains(got, "Hello.") || strings.Contains(got, "Done.") || len(exs[0].IDs) > 256 {
+		t.Errorf("trained on %q (%d tokens)", got, len(exs[0].IDs))
+	}
+}
