@@ -101,6 +101,9 @@ func runCodegen(env *Env, args []string) error {
 		return err
 	}
 	warnUnisolated(env.Stderr, res)
+	if *plan && res.Plan == "" {
+		fmt.Fprintln(env.Stderr, "warning: the plan stage wrote no plan (nothing before its first code fence): the code was written from the task alone")
+	}
 	if *asJSON {
 		return writeJSON(env.Stdout, codegenJSON(res))
 	}
@@ -164,7 +167,7 @@ func evalCodegen(env *Env, args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	var results []eval.CodeResult
-	warned := false
+	warned, noPlan := false, 0
 	for _, r := range rows {
 		task := codegen.Task{Prompt: r.Prompt, Language: *lang, Tests: r.Tests}
 		if *givenPlan {
@@ -183,9 +186,15 @@ func evalCodegen(env *Env, args []string) error {
 		if !warned {
 			warned = warnUnisolated(env.Stderr, res)
 		}
+		if *plan && res.Plan == "" {
+			noPlan++
+		}
 		// A task with tests counts against pass@1 even when it did not build.
 		results = append(results, eval.CodeResult{Built: res.Built, Linted: res.Linted, LintRun: lintRan(res), TestsRun: r.Tests != "", TestsPassed: res.TestsPassed,
 			Task: fmt.Sprintf("%s:%d", *f.data, r.Line), Failure: firstFailure(res)})
+	}
+	if noPlan > 0 {
+		fmt.Fprintf(env.Stderr, "warning: for %d of %d tasks the plan stage wrote no plan: their code was written from the task alone\n", noPlan, len(rows))
 	}
 	rep := eval.Codegen(results)
 	path, err := f.record(db, store.KindCodegen, rep.Summary(), rep)

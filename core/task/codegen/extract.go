@@ -10,7 +10,10 @@ import "strings"
 //     "python"/"py"/"python3"; others as NormalizeLanguage has them);
 //   - else the first non-empty fenced block whatever its tag (or, failing
 //     that, one opened in the middle of a line: "Here it is: ```go");
-//   - else the whole text, with any stray fence lines removed, trimmed.
+//   - else a block whose fence is indented deeper (inside a list item);
+//   - else the whole text, with any stray fence lines removed, from the
+//     code's first line when sentences come before it (Go's package
+//     clause, Python's first def, class or import), trimmed.
 //
 // A block left open at the end of the text (generation stopped inside it)
 // runs to the end; if one of its lines ends with the fence ("}```"), it
@@ -38,13 +41,58 @@ func ExtractCode(text, language string) string {
 			return tidy(inline[0].code)
 		}
 	}
+	// A fence indented past three spaces (a list item's "    ```go"): the
+	// text from it, shifted left by its indent.
+	for i, l := range lines {
+		t := strings.TrimLeft(l, " \t")
+		if !strings.HasPrefix(t, "```") && !strings.HasPrefix(t, "~~~") {
+			continue
+		}
+		indent := l[:len(l)-len(t)]
+		shifted := make([]string, len(lines)-i)
+		for k, m := range lines[i:] {
+			shifted[k] = strings.TrimPrefix(m, indent)
+		}
+		if deep, _ := fencedBlocks(shifted); len(deep) > 0 && strings.TrimSpace(deep[0].code) != "" {
+			return tidy(deep[0].code)
+		}
+		break
+	}
 	var kept []string
 	for i, l := range lines {
 		if !stray[i] {
 			kept = append(kept, l)
 		}
 	}
-	return tidy(strings.Join(kept, "\n"))
+	return tidy(strings.Join(dropLeadingProse(kept, lang), "\n"))
+}
+
+// dropLeadingProse drops the sentences an unfenced answer opens with
+// ("Here is the function:") when the code's start is unmistakable: Go's
+// package clause; for Python a def, class or import line after lines that
+// all end as sentences do.
+func dropLeadingProse(lines []string, lang string) []string {
+	for i, l := range lines {
+		t := strings.TrimSpace(l)
+		switch lang {
+		case "go":
+			if strings.HasPrefix(t, "package ") {
+				return lines[i:]
+			}
+		case "python":
+			for _, p := range []string{"def ", "class ", "import ", "from ", "async def "} {
+				if strings.HasPrefix(l, p) {
+					return lines[i:]
+				}
+			}
+			if t != "" && !strings.HasSuffix(t, ":") && !strings.HasSuffix(t, ".") && !strings.HasSuffix(t, "!") {
+				return lines // code, or prose that does not read as sentences
+			}
+		default:
+			return lines
+		}
+	}
+	return lines
 }
 
 type block struct {

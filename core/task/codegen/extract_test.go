@@ -29,6 +29,10 @@ func TestExtractCode(t *testing.T) {
 		{"prompt ended inside the fence: stray closing fence", "go", goCode + "```\n", goCode},
 		{"fence opened mid-line", "go", "Here it is: ```go\n" + goCode + "```", goCode},
 		{"empty", "go", "  \n", ""},
+		{"fence inside a list item", "go", "1. Code:\n    ```go\n    package a\n\n    func A() {}\n    ```\n2. Done.", "package a\n\nfunc A() {}\n"},
+		{"unfenced Go after a sentence", "go", "Here is the solution:\n" + goCode, goCode},
+		{"unfenced Python after sentences", "python", "Sure! Here it is.\nThe function:\ndef f():\n    return 1\n", "def f():\n    return 1\n"},
+		{"unfenced Python that starts with code", "python", "x = 1\ndef f():\n    return x\n", "x = 1\ndef f():\n    return x\n"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
