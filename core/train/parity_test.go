@@ -193,7 +193,9 @@ func compareGrads(t *testing.T, net *Net, path string, tol float64) {
 	t.Logf("worst relative gradient error %.2e", worst)
 }
 
-var trainFixtures = []string{"llama2-f32", "llama3-f32", "smollm-f32", "qwen2-f32", "qwen3-f32", "mistral-f32"}
+// trainFixtures: every architecture, and the biases (q/k/v/o) of Llama and
+// Qwen3 with attention_bias, linear rope scaling, an explicit head_dim.
+var trainFixtures = []string{"llama2-f32", "llama3-f32", "smollm-f32", "qwen2-f32", "qwen3-f32", "mistral-f32", "llama-bias-f32", "qwen3-v5-f32"}
 
 // gradTol: the bound for f32 against the float64 reference.
 const gradTol = 1e-4
