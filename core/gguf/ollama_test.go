@@ -87,6 +87,11 @@ func TestOllamaReadsExport(t *testing.T) {
 	out := t.TempDir()
 	for _, fc := range fixtureCases {
 		name := fc.fixture + "-" + fc.typ
+		if strings.HasPrefix(fc.fixture, "llama-bias") {
+			// Its 320-token vocabulary is mostly bytes: the probes' ASCII
+			// prompts get no ASCII top token to compare (llama.cpp checks it).
+			continue
+		}
 		g, ok := want.Cases[name]
 		if fc.typ != "f32" || !ok {
 			if fc.typ == "f32" {
