@@ -82,7 +82,7 @@ func newAdaptersView() adaptersView {
 	st.Header = st.Header.BorderStyle(lipgloss.NormalBorder()).BorderBottom(true).Bold(true)
 	st.Selected = st.Selected.Bold(true).Foreground(accent)
 	t.SetStyles(st)
-	ti := textinput.New()
+	ti := newTextInput()
 	ti.CharLimit = 64
 	return adaptersView{keys: defaultAdaptersKeys, table: t, input: ti}
 }
@@ -190,7 +190,7 @@ func (v adaptersView) key(ctx *Context, msg tea.KeyMsg) (adaptersView, tea.Cmd) 
 			return v, func() tea.Msg { return adapterDoneMsg{"tag", name, val, svc.TagAdapter(name, val)} }
 		}
 		var cmd tea.Cmd
-		v.input, cmd = v.input.Update(msg)
+		v.input, cmd = editField(v.input, msg)
 		return v, cmd
 	}
 	switch {

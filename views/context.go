@@ -3,7 +3,10 @@ package views
 import (
 	"context"
 	"fmt"
+	"github.com/charmbracelet/bubbles/textinput"
+	tea "github.com/charmbracelet/bubbletea"
 	"time"
+	"unicode"
 
 	"github.com/charmbracelet/lipgloss"
 
@@ -134,4 +137,33 @@ func spaces(n int) string {
 		b[i] = ' '
 	}
 	return string(b)
+}
+
+// newTextInput is a text field whose alt+d (delete the word after the
+// cursor) is editField's: bubbles v1.0.0's deleteWordForward indexes past
+// the value's end and panics when the cursor is not at the end.
+func newTextInput() textinput.Model {
+	ti := textinput.New()
+	ti.KeyMap.DeleteWordForward.SetEnabled(false)
+	return ti
+}
+
+// editField passes msg to the text field ti, doing alt+d (delete the word
+// after the cursor, as readline does) itself.
+func editField(ti textinput.Model, msg tea.Msg) (textinput.Model, tea.Cmd) {
+	k, ok := msg.(tea.KeyMsg)
+	if !ok || !k.Alt || k.Type != tea.KeyRunes || string(k.Runes) != "d" {
+		return ti.Update(msg)
+	}
+	r, pos := []rune(ti.Value()), ti.Position()
+	end := pos
+	for end < len(r) && unicode.IsSpace(r[end]) {
+		end++
+	}
+	for end < len(r) && !unicode.IsSpace(r[end]) {
+		end++
+	}
+	ti.SetValue(string(r[:pos]) + string(r[end:]))
+	ti.SetCursor(pos)
+	return ti, nil
 }

@@ -168,7 +168,7 @@ type launchView struct {
 func newLaunchView() launchView {
 	v := launchView{keys: defaultLaunchKeys}
 	for i := range v.inputs {
-		ti := textinput.New()
+		ti := newTextInput()
 		ti.Prompt = ""
 		ti.CharLimit = 256
 		v.inputs[i] = ti
@@ -597,7 +597,7 @@ func (v launchView) key(ctx *Context, msg tea.KeyMsg) (launchView, tea.Cmd) {
 	}
 	if isText(v.focus) {
 		var cmd tea.Cmd
-		v.inputs[v.focus], cmd = v.inputs[v.focus].Update(msg)
+		v.inputs[v.focus], cmd = editField(v.inputs[v.focus], msg)
 		return v, cmd
 	}
 	return v, nil

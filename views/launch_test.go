@@ -454,3 +454,28 @@ func TestLaunchTargetsWarmupAccum(t *testing.T) {
 		t.Error("grad accum 0 accepted")
 	}
 }
+
+// alt+d in a text field with the cursor before its end panicked inside
+// bubbles' textinput (deleteWordForward indexes past the value) and
+// killed the window: the binding is off in every field.
+func TestAltDInTextFieldsDoesNotPanic(t *testing.T) {
+	m := openLaunch(launchService(), 100, 30)
+	m = step(m, tea.KeyMsg{Type: tea.KeyDown})
+	m = step(m, tea.KeyMsg{Type: tea.KeyDown})
+	m = step(m, tea.KeyMsg{Type: tea.KeyLeft})
+	m = step(m, tea.KeyMsg{Type: tea.KeyLeft})
+	m = step(m, tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("d"), Alt: true})
+	_ = m.View()
+	ti := newTextInput()
+	ti.SetValue("hello world")
+	ti.Focus()
+	ti.SetCursor(3)
+	ti, _ = editField(ti, tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("d"), Alt: true})
+	if ti.Value() != "hel world" || ti.Position() != 3 {
+		t.Errorf("alt+d made the field %q, cursor %d; want \"hel world\", 3", ti.Value(), ti.Position())
+	}
+	ti, _ = editField(ti, tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("d"), Alt: true})
+	if ti.Value() != "hel" {
+		t.Errorf("a second alt+d made the field %q, want \"hel\"", ti.Value())
+	}
+}

@@ -116,7 +116,7 @@ func loadLabels(svc Service, name string) tea.Cmd {
 func newREPLView() replView {
 	v := replView{keys: defaultREPLKeys}
 	for i := range v.inputs {
-		ti := textinput.New()
+		ti := newTextInput()
 		ti.Prompt = ""
 		ti.CharLimit = 1024
 		v.inputs[i] = ti
@@ -265,7 +265,7 @@ func (v replView) key(ctx *Context, msg tea.KeyMsg) (replView, tea.Cmd) {
 			v.autoLabels = false // the user's own labels now
 		}
 		var cmd tea.Cmd
-		v.inputs[v.focus], cmd = v.inputs[v.focus].Update(msg)
+		v.inputs[v.focus], cmd = editField(v.inputs[v.focus], msg)
 		return v, cmd
 	}
 	return v, nil

@@ -116,7 +116,7 @@ type runsView struct {
 }
 
 func newRunsView() runsView {
-	ti := textinput.New()
+	ti := newTextInput()
 	ti.Prompt = "/ "
 	ti.Placeholder = "filter by id, method, base, data or status"
 	t := table.New(table.WithFocused(true))
@@ -200,7 +200,7 @@ func (v runsView) key(ctx *Context, msg tea.KeyMsg) (runsView, tea.Cmd) {
 			v.filter.SetValue("")
 		default:
 			var cmd tea.Cmd
-			v.filter, cmd = v.filter.Update(msg)
+			v.filter, cmd = editField(v.filter, msg)
 			v.apply(ctx)
 			return v, cmd
 		}
