@@ -675,9 +675,21 @@ func (v launchView) pullLine() string {
 func (v launchView) launch(ctx *Context) (launchView, tea.Cmd) {
 	cfg, errs := v.config(ctx)
 	errs = v.withData(cfg, errs)
+	if te := v.errs[fTeacher]; te != "" && errs[fTeacher] == "" && cfg.Method == "kd" {
+		errs[fTeacher] = te // the plan found it (the teacher's files), not the form
+	}
 	v.errs = errs
 	if !ok(errs) {
 		v.note = "fix the fields marked above first (↑/↓ to reach them)"
+		return v, nil
+	}
+	// What the memory plan found wrong would fail the run as it starts.
+	if v.planErr != "" {
+		v.note = "the memory plan cannot be made (see Memory plan): fix the model or the fields first"
+		return v, nil
+	}
+	if total := ctx.Svc.TotalMemory(); v.plan != nil && total > 0 && v.plan.Total > total {
+		v.note = fmt.Sprintf("the run does not fit: the plan needs %s of %s; lower Seq len or LoRA r, or quantise to NF4", humanBytes(v.plan.Total), humanBytes(total))
 		return v, nil
 	}
 	svc := ctx.Svc

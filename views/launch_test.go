@@ -479,3 +479,28 @@ func TestAltDInTextFieldsDoesNotPanic(t *testing.T) {
 		t.Errorf("a second alt+d made the field %q, want \"hel\"", ti.Value())
 	}
 }
+
+// What the memory plan finds wrong blocks the launch as the form's own
+// errors do: a plan that cannot be made (a broken model folder) and one
+// past the machine's memory would only fail the run as it starts.
+func TestLaunchRefusesWhatThePlanRefuses(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		set  func(*fakeService)
+		want string
+	}{
+		{"plan error", func(s *fakeService) { s.planErr = errors.New("models/broken/config.json: invalid character") }, "the memory plan cannot be made"},
+		{"does not fit", func(s *fakeService) { s.plan = app.PlanRow{Total: 200 << 30} }, "the run does not fit"},
+	} {
+		svc := launchService()
+		c.set(svc)
+		m := openLaunch(svc, 100, 30)
+		m = stepRun(m, tea.KeyMsg{Type: tea.KeyEnter})
+		if len(svc.launched) != 0 {
+			t.Errorf("%s: launched %+v", c.name, svc.launched)
+		}
+		if f := m.View(); !strings.Contains(f, c.want) {
+			t.Errorf("%s: no %q:\n%s", c.name, c.want, f)
+		}
+	}
+}
