@@ -348,7 +348,8 @@ func firstFailure(res codegen.Result) string {
 	}
 	line := ""
 	for _, l := range strings.Split(failed.Output, "\n") {
-		if l = strings.TrimSpace(l); l != "" {
+		// Not go build's "# package" header: the error after it tells.
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "# ") {
 			line = l
 			break
 		}

@@ -102,3 +102,12 @@ func TestCodegenJSONMatchesTheAPI(t *testing.T) {
 		}
 	}
 }
+
+// A failing Go build's first line is its "# package" header: the failure
+// named is the error after it.
+func TestFirstFailureSkipsGoBuildsHeader(t *testing.T) {
+	res := codegen.Result{Checks: []codegen.CheckResult{{Name: "build", Kind: codegen.KindBuild, Output: "# solution\n./solution.go:3:2: undefined: x\nexit status 1"}}}
+	if got := firstFailure(res); !strings.Contains(got, "undefined: x") {
+		t.Errorf("firstFailure = %q", got)
+	}
+}

@@ -111,6 +111,15 @@ func TestTrainSFTRecordsTheRun(t *testing.T) {
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Error("runs rm left the run folder")
 	}
+	// Its adapter went with the folder: the registry does not list it.
+	st, err := store.Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if as, _ := st.ListAdapters(context.Background()); len(as) != 0 {
+		t.Errorf("runs rm left the run's adapter registered: %+v", as)
+	}
 }
 
 // TestResumeContinuesExactly: a run stopped after step 3 (as by Ctrl-C: a

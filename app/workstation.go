@@ -168,8 +168,27 @@ func deleteRun(ctx context.Context, db *store.DB, id string) error {
 	if r.Status.Active() {
 		return fmt.Errorf("run %s is %s: stop it first", id, r.Status)
 	}
+	// Adapters registered from inside the run's folder go with its files
+	// (else the registry would list adapters that are no longer there).
+	var inside []string
+	if r.Dir != "" {
+		as, err := db.ListAdapters(ctx)
+		if err != nil {
+			return err
+		}
+		for _, a := range as {
+			if rel, err := filepath.Rel(absPath(r.Dir), absPath(a.Path)); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+				inside = append(inside, a.Name)
+			}
+		}
+	}
 	if err := db.DeleteRun(ctx, id); err != nil {
 		return err
+	}
+	for _, name := range inside {
+		if err := db.DeleteAdapter(ctx, name); err != nil {
+			return err
+		}
 	}
 	if r.Dir == "" {
 		return nil

@@ -124,6 +124,9 @@ func TestExportAdapter(t *testing.T) {
 			t.Errorf("PEFT export lacks %s: %v", f, err)
 		}
 	}
+	if st, err := os.Stat(peft); err != nil || st.Mode().Perm() != 0o755 {
+		t.Errorf("PEFT export folder mode %v (%v), want 0755 as the other exports", st.Mode().Perm(), err)
+	}
 	if _, err := w.ExportAdapter(id, "peft"); err == nil || !strings.Contains(err.Error(), "exists already") {
 		t.Errorf("a second export over the first: %v", err)
 	}

@@ -112,5 +112,8 @@ func copyFolder(src, dst string) error {
 			return err
 		}
 	}
+	if err := os.Chmod(tmp, 0o755); err != nil { // MkdirTemp's 0700 would keep the export from others
+		return err
+	}
 	return os.Rename(tmp, dst)
 }
