@@ -61,6 +61,9 @@ func (w *Workstation) EvaluateRun(id string) (EvalRow, error) {
 	case data.FormatClassification:
 		err = evalClassify(env, args)
 	case data.FormatIDP:
+		if cfg.Schema == "" {
+			return EvalRow{}, fmt.Errorf("%s trained on IDP data without a schema, which scoring checks its outputs against: give Schema when launching, or evaluate it from the CLI (distill eval idp --run %s --data %s --schema FILE)", id, id, val)
+		}
 		err = evalIDP(env, append(args, "--schema", cfg.Schema))
 	default:
 		return EvalRow{}, fmt.Errorf("%s trained on %s data: evaluate it from the CLI (distill eval classify|idp|codegen)", id, format)

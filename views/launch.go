@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -50,6 +51,7 @@ const (
 	fModel
 	fData
 	fVal
+	fSchema
 	fTeacher
 	fBeta
 	fRank
@@ -66,7 +68,7 @@ const (
 	numFields
 )
 
-var fieldLabels = [numFields]string{"Method", "Base model", "Train data", "Validation", "KD teacher", "DPO beta",
+var fieldLabels = [numFields]string{"Method", "Base model", "Train data", "Validation", "Schema", "KD teacher", "DPO beta",
 	"LoRA r", "LoRA alpha", "Targets", "Quant", "Learning rate", "Warmup steps", "Epochs", "Steps", "Seq len", "Grad accum", ""}
 
 var (
@@ -227,6 +229,8 @@ func (v launchView) visible(f int) bool {
 		return methods[v.method] == "kd"
 	case fBeta:
 		return methods[v.method] == "dpo"
+	case fSchema: // IDP targets' JSON Schema: what evaluating the run checks
+		return v.data != nil && v.data.Format == "idp"
 	}
 	return true
 }
@@ -288,6 +292,10 @@ func (v launchView) config(ctx *Context) (app.RunConfig, [numFields]string) {
 	if c.Method == "kd" {
 		c.KD.Teacher = val(fTeacher)
 		path(fTeacher, c.KD.Teacher, true)
+	}
+	if v.visible(fSchema) {
+		c.Schema = val(fSchema)
+		path(fSchema, c.Schema, false)
 	}
 	intField := func(f, lo, hi int) int {
 		n, err := strconv.Atoi(val(f))
@@ -504,6 +512,12 @@ func (v launchView) handle(ctx *Context, msg tea.Msg) (launchView, tea.Cmd) {
 		switch {
 		case msg.field == fData && msg.path == v.dataFor:
 			v.data, v.dataErr = info, infoErr
+			if info != nil && info.Format == "idp" && v.inputs[fSchema].Value() == "" {
+				// The bundled sets keep their schema beside the data.
+				if p := filepath.Join(filepath.Dir(msg.path), "schema.json"); statFile(ctx, p) {
+					v.inputs[fSchema].SetValue(p)
+				}
+			}
 		case msg.field == fVal && msg.path == v.valFor:
 			v.val, v.valErr = info, infoErr
 		default:
@@ -841,4 +855,10 @@ func (v launchView) planLine(ctx *Context) string {
 	}
 	return line + mark + st.Muted.Render(fmt.Sprintf("  %s · adapter+opt %s · act %s", weights,
 		humanBytes(p.Adapter+p.Grads+p.Optimizer), humanBytes(p.Activations+p.Workspace)))
+}
+
+// statFile says p is a file (not a folder) the service can see.
+func statFile(ctx *Context, p string) bool {
+	ok, dir := ctx.Svc.StatPath(p)
+	return ok && !dir
 }

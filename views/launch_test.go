@@ -504,3 +504,24 @@ func TestLaunchRefusesWhatThePlanRefuses(t *testing.T) {
 		}
 	}
 }
+
+// An IDP training file shows a Schema field, filled with the schema.json
+// beside the data when there is one (as the bundled sets keep it): the run
+// records it, and evaluating the run checks outputs against it.
+func TestLaunchTakesAnIDPSchema(t *testing.T) {
+	svc := launchService()
+	svc.data = app.DataInfo{Format: "idp", Rows: 40}
+	svc.paths["examples/tickets/schema.json"] = false
+	m := openLaunch(svc, 100, 34)
+	if f := m.View(); !strings.Contains(f, "Schema") || !strings.Contains(f, "examples/tickets/schema.json") {
+		t.Fatalf("no Schema field filled for IDP data:\n%s", f)
+	}
+	m = stepRun(m, tea.KeyMsg{Type: tea.KeyEnter})
+	if len(svc.launched) != 1 || svc.launched[0].Schema != "examples/tickets/schema.json" {
+		t.Fatalf("launched %+v", svc.launched)
+	}
+	svc = launchService() // classification data: no Schema field
+	if f := openLaunch(svc, 100, 34).View(); strings.Contains(f, "Schema") {
+		t.Errorf("a Schema field for classification data:\n%s", f)
+	}
+}
