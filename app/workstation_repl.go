@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -10,6 +11,7 @@ import (
 	"distill/core/model"
 	"distill/core/task/classify"
 	"distill/core/tokenizer"
+	"distill/core/tokenizer/chat"
 )
 
 // Ask is one REPL request: a base model (and optional adapter) and a task
@@ -121,7 +123,19 @@ func ask(ctx context.Context, req Ask, ch chan<- Answer) (Answer, error) {
 		if id, ok := tok.EOS(); ok {
 			opt.EOS = append(opt.EOS, id)
 		}
-		res, err := infer.Generate(ctx, be, m, tok, tok.Encode(req.Input, true), opt)
+		// A model with a chat template (the demo, instruct models and the
+		// adapters trained on chats) is asked as a chat: the input is a
+		// user turn, as `distill generate --chat` sends it.
+		ids := tok.Encode(req.Input, true)
+		switch tmpl, err := chat.Load(req.Model); {
+		case err == nil:
+			if _, ids, err = tmpl.Encode(tok, []chat.Message{{Role: "user", Content: req.Input}}, true); err != nil {
+				return Answer{}, err
+			}
+		case !errors.Is(err, chat.ErrNoChatTemplate):
+			return Answer{}, err
+		}
+		res, err := infer.Generate(ctx, be, m, tok, ids, opt)
 		if err != nil {
 			return Answer{}, err
 		}
