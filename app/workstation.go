@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"distill/core/data"
 	"distill/core/train"
 	"distill/store"
 )
@@ -59,6 +60,9 @@ type Progress struct {
 	ValLoss                          float64 // a validation loss taken at Step; 0: none
 	Done                             bool
 	Err                              error
+	// With Done: the run can be evaluated from the workstation (it
+	// finished on classification or IDP data, which e scores).
+	Evaluable bool
 
 	// A value with Validation set carries only ValLoss (or ValAccuracy for
 	// DPO); one with Log set carries only a line of the run's log. Neither
@@ -326,7 +330,8 @@ func (w *Workstation) start(job *TrainJob) (<-chan Progress, error) {
 		delete(w.jobs, id)
 		w.mu.Unlock()
 		cancel()
-		sendLatest(ch, Progress{RunID: id, Done: true, Err: err})
+		sendLatest(ch, Progress{RunID: id, Done: true, Err: err,
+			Evaluable: err == nil && job.Cfg.Method != "dpo" && (job.format == data.FormatClassification || job.format == data.FormatIDP)})
 		close(ch)
 	}()
 	return ch, nil

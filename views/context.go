@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"github.com/charmbracelet/bubbles/textinput"
 	tea "github.com/charmbracelet/bubbletea"
+	"strings"
 	"time"
 	"unicode"
 
@@ -166,4 +167,15 @@ func editField(ti textinput.Model, msg tea.Msg) (textinput.Model, tea.Cmd) {
 	ti.SetValue(string(r[:pos]) + string(r[end:]))
 	ti.SetCursor(pos)
 	return ti, nil
+}
+
+// wrapped is s in style, wrapped to width cells and indented one cell, a
+// line each: errors keep their advice, which is at their end, where a cut
+// would lose it.
+func wrapped(style lipgloss.Style, s string, width int) []string {
+	lines := strings.Split(lipgloss.NewStyle().Width(max(10, width)).Render(s), "\n")
+	for i, l := range lines {
+		lines[i] = " " + style.Render(strings.TrimRight(l, " "))
+	}
+	return lines
 }

@@ -350,12 +350,17 @@ func (v evalsView) view(ctx *Context) string {
 	default:
 		lines = append(lines, tableWithCursor(v.table))
 	}
-	foot := v.note
-	if strings.HasPrefix(foot, "cannot") || strings.HasPrefix(foot, "still") {
-		foot = st.Bad.Render(foot)
+	style := lipgloss.NewStyle()
+	if strings.HasPrefix(v.note, "cannot") || strings.HasPrefix(v.note, "still") {
+		style = st.Bad
 	}
+	foot := []string{""}
+	if v.note != "" {
+		foot = wrapped(style, v.note, ctx.Width-2) // its advice is at its end
+	}
+	bodyH := max(1, ctx.Height-len(foot))
 	body := strings.Join(lines, "\n")
-	return lipgloss.JoinVertical(lipgloss.Left, lipgloss.NewStyle().Height(ctx.Height-1).MaxHeight(ctx.Height-1).Render(body), fit(" "+foot, ctx.Width))
+	return lipgloss.JoinVertical(lipgloss.Left, lipgloss.NewStyle().Height(bodyH).MaxHeight(bodyH).Render(body), strings.Join(foot, "\n"))
 }
 
 // detail draws the open report.

@@ -63,7 +63,7 @@ func TestFlowLaunchWatchEvaluate(t *testing.T) {
 		svc.launchCh <- app.Progress{RunID: "20261125-190000-sft-0001", Step: i, Total: 3, Loss: 3 - float64(i)/2, LR: 2e-4,
 			TokensPerSec: 90, Elapsed: time.Duration(i) * time.Second, RSS: 300 << 20}
 	}
-	svc.launchCh <- app.Progress{RunID: "20261125-190000-sft-0001", Done: true}
+	svc.launchCh <- app.Progress{RunID: "20261125-190000-sft-0001", Done: true, Evaluable: true}
 	waitScreen(t, tm, "step 3/3", "finished · e evaluates it")
 	tm.Send(keys("e"))
 	waitScreen(t, tm, "predicted →", "macro-F1 0.714")

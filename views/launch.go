@@ -779,7 +779,7 @@ func (v launchView) view(ctx *Context) string {
 	}
 	b.WriteString(" " + fit("  Memory plan", 16) + v.planLine(ctx) + "\n")
 	if v.note != "" {
-		b.WriteString(" " + st.Bad.Render(fit(v.note, max(0, ctx.Width-2))) + "\n")
+		b.WriteString(strings.Join(wrapped(st.Bad, v.note, ctx.Width-2), "\n") + "\n")
 	}
 	return scrollTo(fitLines(b.String(), ctx.Width), focusLine, ctx.Height)
 }

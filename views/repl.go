@@ -416,7 +416,7 @@ func (v replView) view(ctx *Context) string {
 	}
 	switch {
 	case v.err != "":
-		b.WriteString(" " + st.Bad.Render("✗ "+v.err) + "\n")
+		b.WriteString(strings.Join(wrapped(st.Bad, "✗ "+v.err, w), "\n") + "\n")
 	case v.answer != nil && v.answer.Probs != nil:
 		b.WriteString(probBars(st, v.answer, w))
 	case v.answer != nil && v.answer.JSON != "":

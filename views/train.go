@@ -237,12 +237,16 @@ func (v *trainView) add(p app.Progress) {
 	if p.Done {
 		v.done = true
 		switch {
+		case p.Err != nil && len(v.losses) == 0: // nothing trained, so no checkpoint to resume from
+			v.note = "failed: " + p.Err.Error()
 		case p.Err != nil:
-			v.note = "failed: " + p.Err.Error() + " · r resumes from the last checkpoint"
+			v.note = "failed: " + p.Err.Error() + " · r resumes from its last checkpoint"
 		case v.canceling:
 			v.note = "canceled with a checkpoint · r resumes it"
-		default:
+		case p.Evaluable:
 			v.note = "finished · e evaluates it"
+		default:
+			v.note = "finished · evaluate it from the CLI (distill eval …)"
 		}
 		return
 	}
@@ -354,18 +358,19 @@ func (v trainView) view(ctx *Context) string {
 		}
 		lines = append(lines, mem)
 	}
-	status := ""
+	status := []string{""}
 	if v.note != "" {
-		status = " " + v.note
+		style := lipgloss.NewStyle()
 		if strings.HasPrefix(v.note, "failed") {
-			status = " " + st.Bad.Render(v.note)
+			style = st.Bad
 		}
+		status = wrapped(style, v.note, w-2) // the advice at its end must show
 	}
 	tail := v.log
 	if ctx.Height < 18 { // keep the chart at 80×24
 		tail = tail[max(0, len(tail)-1):]
 	}
-	chartH := ctx.Height - len(lines) - 1 - 3 - len(tail) // title row, x-axis rows, status, log
+	chartH := ctx.Height - len(lines) - len(status) - 3 - len(tail) // title row, x-axis rows, status, log
 	if chartH >= 2 && len(v.losses) > 0 {
 		legend := "loss ▇ train"
 		if len(v.vals) > 0 {
@@ -381,6 +386,7 @@ func (v trainView) view(ctx *Context) string {
 	for _, l := range tail {
 		lines = append(lines, " "+st.Muted.Render("log ")+cut(l, max(5, w-6)))
 	}
-	body := lipgloss.NewStyle().Height(ctx.Height - 1).MaxHeight(ctx.Height - 1).Render(strings.Join(lines, "\n"))
-	return body + "\n" + status
+	bodyH := max(1, ctx.Height-len(status))
+	body := lipgloss.NewStyle().Height(bodyH).MaxHeight(bodyH).Render(strings.Join(lines, "\n"))
+	return body + "\n" + strings.Join(status, "\n")
 }

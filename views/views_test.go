@@ -719,3 +719,33 @@ func TestResumeFromRuns(t *testing.T) {
 		t.Errorf("refusal not shown:\n%s", f)
 	}
 }
+
+// A run's end says what can be done next, whole: a failure before any
+// step offers no resume (there is no checkpoint), a long error wraps with
+// its advice, and only a run e can score says e evaluates it.
+func TestTrainEndSaysWhatsNext(t *testing.T) {
+	end := func(p app.Progress, steps int) string {
+		m := newTestModel(&fakeService{}, 80, 24)
+		m = step(m, WatchMsg{RunID: "r1", Ch: make(chan app.Progress)})
+		for _, s := range syntheticSteps("r1", steps, 10) {
+			m = step(m, ProgressMsg{Progress: s})
+		}
+		nm, _ := m.Update(ProgressMsg{Progress: p})
+		frame := nm.(Model).View()
+		checkFrame(t, frame, 80, 24)
+		return frame
+	}
+	long := errors.New("models/broken/config.json: invalid character 'g' looking for beginning of value: re-download the model folder")
+	if f := end(app.Progress{RunID: "r1", Done: true, Err: long}, 0); strings.Contains(f, "resumes") || !strings.Contains(f, "re-download the model folder") {
+		t.Errorf("a failure before any step:\n%s", f)
+	}
+	if f := end(app.Progress{RunID: "r1", Done: true, Err: errors.New("out of memory")}, 5); !strings.Contains(f, "r resumes from its last checkpoint") {
+		t.Errorf("a failure after steps:\n%s", f)
+	}
+	if f := end(app.Progress{RunID: "r1", Done: true}, 5); strings.Contains(f, "e evaluates it") || !strings.Contains(f, "evaluate it from the CLI") {
+		t.Errorf("a finished run e cannot score:\n%s", f)
+	}
+	if f := end(app.Progress{RunID: "r1", Done: true, Evaluable: true}, 5); !strings.Contains(f, "finished · e evaluates it") {
+		t.Errorf("a finished classification run:\n%s", f)
+	}
+}
