@@ -100,13 +100,15 @@ func humanAge(d time.Duration) string {
 
 // humanBytes is "812 MB" or "1.3 GB".
 func humanBytes(b int64) string {
+	// Decimal units, as the CLI's plan and the run log print them: the
+	// same plan must read the same in both.
 	switch {
-	case b >= 1<<30:
-		return fmt.Sprintf("%.1f GB", float64(b)/(1<<30))
-	case b >= 1<<20:
-		return fmt.Sprintf("%d MB", b>>20)
+	case b >= 1e9:
+		return fmt.Sprintf("%.1f GB", float64(b)/1e9)
+	case b >= 1e6:
+		return fmt.Sprintf("%d MB", b/1e6)
 	}
-	return fmt.Sprintf("%d KB", b>>10)
+	return fmt.Sprintf("%d KB", b/1e3)
 }
 
 // humanDuration is "4m12s" or "1h03m", rounded to the second.

@@ -56,7 +56,7 @@ func TestFlowLaunchWatchEvaluate(t *testing.T) {
 	svc.plan = launchService().plan
 	svc.launchCh = make(chan app.Progress, 8)
 	tm := flowProgram(t, svc, 100, 30)
-	waitScreen(t, tm, "Launch a run", "total 1.3 GB")
+	waitScreen(t, tm, "Launch a run", "total 1.4 GB")
 	tm.Send(tea.KeyMsg{Type: tea.KeyEnter})
 	waitScreen(t, tm, "20261125-190000-sft-0001", "waiting for the first step")
 	for i := 1; i <= 3; i++ {

@@ -152,6 +152,7 @@ type launchView struct {
 	inForm  bool // the form takes every key (esc leaves it)
 	seq     int  // bumps on every change the plan depends on
 	plan    *app.PlanRow
+	planSeq int // the seq the plan on screen was made for
 	planErr string
 	note    string // the launch's error
 	dataFor string // the training file data describes
@@ -497,7 +498,7 @@ func (v launchView) handle(ctx *Context, msg tea.Msg) (launchView, tea.Cmd) {
 			v.planErr = msg.err.Error()
 		} else {
 			p := msg.plan
-			v.plan = &p
+			v.plan, v.planSeq = &p, msg.seq
 		}
 		return v, nil
 	case dataMsg:
@@ -702,7 +703,7 @@ func (v launchView) launch(ctx *Context) (launchView, tea.Cmd) {
 		v.note = "the memory plan cannot be made (see Memory plan): fix the model or the fields first"
 		return v, nil
 	}
-	if total := ctx.Svc.TotalMemory(); v.plan != nil && total > 0 && v.plan.Total > total {
+	if total := ctx.Svc.TotalMemory(); v.plan != nil && v.planSeq == v.seq && total > 0 && v.plan.Total > total {
 		v.note = fmt.Sprintf("the run does not fit: the plan needs %s of %s; lower Seq len or LoRA r, or quantise to NF4", humanBytes(v.plan.Total), humanBytes(total))
 		return v, nil
 	}
@@ -852,6 +853,9 @@ func (v launchView) planLine(ctx *Context) string {
 	weights := "weights " + humanBytes(p.Weights)
 	if p.Teacher > 0 {
 		weights += " + teacher " + humanBytes(p.Teacher)
+	}
+	if v.planSeq != v.seq { // a field changed since: this plan is the last form's
+		mark += st.Muted.Render(" (replanning…)")
 	}
 	return line + mark + st.Muted.Render(fmt.Sprintf("  %s · adapter+opt %s · act %s", weights,
 		humanBytes(p.Adapter+p.Grads+p.Optimizer), humanBytes(p.Activations+p.Workspace)))

@@ -29,7 +29,7 @@ func TestLaunchDefaults(t *testing.T) {
 		m := openLaunch(launchService(), s.w, s.h)
 		frame := m.View()
 		checkFrame(t, frame, s.w, s.h)
-		if !strings.Contains(frame, "models/demo") || !strings.Contains(frame, "total 1.3 GB") {
+		if !strings.Contains(frame, "models/demo") || !strings.Contains(frame, "total 1.4 GB") {
 			t.Errorf("defaults or plan line missing:\n%s", frame)
 		}
 		golden(t, sizeName("launch", s.w, s.h), frame)
@@ -144,7 +144,7 @@ func TestLaunchChecksTheData(t *testing.T) {
 	svc = launchService()
 	svc.dataErr = errors.New("examples/tickets/train.jsonl:3: invalid JSON: unexpected end of input")
 	m = openLaunch(svc, 80, 24)
-	if f := m.View(); !strings.Contains(f, "train.jsonl:3: invalid JSON") || strings.Contains(f, "total 1.3 GB") {
+	if f := m.View(); !strings.Contains(f, "train.jsonl:3: invalid JSON") || strings.Contains(f, "total 1.4 GB") {
 		t.Errorf("a broken file is not shown in place, or was planned:\n%s", f)
 	}
 }
@@ -230,7 +230,7 @@ func TestLaunchPullsBaseModel(t *testing.T) {
 		t.Errorf("after the pull the field holds %q", got)
 	}
 	frame := m.View()
-	if !strings.Contains(frame, "pulled acme/tiny-chat at 89abcdef0123") || !strings.Contains(frame, "total 1.3 GB") || m.launch.errs[fModel] != "" {
+	if !strings.Contains(frame, "pulled acme/tiny-chat at 89abcdef0123") || !strings.Contains(frame, "total 1.4 GB") || m.launch.errs[fModel] != "" {
 		t.Errorf("after the pull:\n%s", frame)
 	}
 

@@ -687,7 +687,7 @@ func TestTopBarShowsVRAM(t *testing.T) {
 	m := newTestModel(svc, 100, 30)
 	frame := m.View()
 	checkFrame(t, frame, 100, 30)
-	if top := strings.SplitN(frame, "\n", 2)[0]; !strings.Contains(top, "VRAM 1.5 GB/8.0 GB · RSS 1.3 GB") {
+	if top := strings.SplitN(frame, "\n", 2)[0]; !strings.Contains(top, "VRAM 1.6 GB/8.6 GB · RSS 1.4 GB") {
 		t.Errorf("top bar: %q", top)
 	}
 }
