@@ -73,6 +73,9 @@ func TestBadFlagValues(t *testing.T) {
 		{"kd teacher adapter", []string{"kd", "traces", "--teacher", adapter, "--data", tickets, "--out", filepath.Join(tmp, "t.jsonl")}, "LoRA adapter"},
 		{"kd traces of classification rows", []string{"kd", "traces", "--teacher", dir, "--data", tickets, "--out", filepath.Join(tmp, "t.jsonl")}, "classification rows hold no prompt for the teacher"},
 		{"val-per-class with val", []string{"train", "sft", "--model", dir, "--data", tickets, "--val", tickets, "--val-per-class", "5", "--out", filepath.Join(tmp, "vpc"), "--db", filepath.Join(tmp, "db")}, "choose one"},
+		{"plan --full with nf4", []string{"plan", "sft", "--model", dir, "--full", "--quant", "nf4"}, "--full trains every weight"},
+		{"plan negative lr", []string{"plan", "sft", "--model", dir, "--lr", "-1"}, "--lr"},
+		{"plan unknown device", []string{"plan", "sft", "--model", dir, "--device", "tpu"}, "tpu"},
 		// classify, extract, codegen
 		{"bias NaN", []string{"classify", "--model", dir, "--labels", "a,b", "--text", "x", "--bias", "a=NaN"}, `label "a"`},
 		{"bias Inf", []string{"classify", "--model", dir, "--labels", "a,b", "--text", "x", "--bias", "b=-Inf"}, `label "b"`},

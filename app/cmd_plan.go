@@ -56,6 +56,14 @@ func runPlan(env *Env, args []string) error {
 	}
 	seq := cfg.SeqLen
 	cfg.SeqLen *= *batch
+	// What train would refuse, plan refuses too (it printed plans for
+	// --full --quant nf4, a negative --lr, an unknown --device).
+	if err := cfg.checkCombination(); err != nil {
+		return err
+	}
+	if err := cfg.checkSettings(); err != nil {
+		return err
+	}
 	cfg.Device = resolveDevice(cfg.Device)
 	var w Workstation
 	p, err := w.PlanRun(cfg)
@@ -125,9 +133,9 @@ func runPlan(env *Env, args []string) error {
 	for _, r := range []struct {
 		name string
 		b    int64
-	}{{"base weights", p.Weights}, {"teacher weights", p.Teacher}, {"adapter", p.Adapter}, {"gradients", p.Grads},
+	}{{"base weights", p.Weights}, {"teacher (weights, forward)", p.Teacher}, {"adapter", p.Adapter}, {"gradients", p.Grads},
 		{"optimizer (AdamW)", p.Optimizer}, {"activations", p.Activations}, {"workspace", p.Workspace}, {runtime, p.Runtime}, {"total", p.Total}} {
-		if r.b == 0 && (r.name == "teacher weights" || r.name == "optimizer (AdamW)") {
+		if r.b == 0 && (strings.HasPrefix(r.name, "teacher") || r.name == "optimizer (AdamW)") {
 			continue
 		}
 		fmt.Fprintf(tw, "  %s\t%.1f MB\t\n", r.name, float64(r.b)/1e6)

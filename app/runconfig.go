@@ -246,6 +246,18 @@ func (c *RunConfig) validate() error {
 	if c.Method == "kd" && (c.KD.Teacher == "") == (c.KD.Traces == "") {
 		return fmt.Errorf("kd needs exactly one of --teacher (logit distillation) or --traces (sequence-level)")
 	}
+	if err := c.checkCombination(); err != nil {
+		return err
+	}
+	if c.Steps == 0 && c.Epochs == 0 {
+		return fmt.Errorf("give --steps or --epochs")
+	}
+	return c.checkSettings()
+}
+
+// checkCombination refuses settings that cannot go together or are out of
+// range, whatever the data: train checks them, and so does plan.
+func (c *RunConfig) checkCombination() error {
 	if c.Full && c.Quant != "none" {
 		return fmt.Errorf("--full trains every weight and needs --quant none")
 	}
@@ -260,10 +272,7 @@ func (c *RunConfig) validate() error {
 	if c.Steps < 0 || c.Epochs < 0 {
 		return fmt.Errorf("--steps and --epochs must not be negative")
 	}
-	if c.Steps == 0 && c.Epochs == 0 {
-		return fmt.Errorf("give --steps or --epochs")
-	}
-	return c.checkSettings()
+	return nil
 }
 
 // checkSettings refuses values no run can use — out of range, NaN, an

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -343,6 +344,7 @@ func (j *TrainJob) load() error {
 	if _, err := quant.QuantizeModel(j.m, c.Quant, c.DoubleQuant && c.Quant == "nf4", false); err != nil {
 		return fmt.Errorf("--quant: %w", err)
 	}
+	baseHeld := j.m.HeldBytes() // before a full fine-tune rebinds the model to its f32 parameters, which the plan counts apart
 	if c.Full {
 		j.net, err = train.NewFullNet(j.be, j.m)
 	} else {
@@ -423,9 +425,17 @@ func (j *TrainJob) load() error {
 	if j.steps <= 0 {
 		j.steps = max(1, c.Epochs*len(j.batches)/c.Accum)
 	}
-	plan := j.net.PlanMemory(c.SeqLen, j.m.HeldBytes())
+	plan := j.net.PlanMemory(c.SeqLen, baseHeld)
+	if !(j.gpu && c.OnGPU()) {
+		// Give back what loading and encoding held (the tokenizer's tables,
+		// the rows' text: tens of MB the heap kept), then make the step's
+		// workspace at the size the plan counts, once.
+		debug.FreeOSMemory()
+		j.net.Reserve(c.SeqLen)
+	}
 	if j.teacher != nil { // logit KD holds its teacher (as distill plan counts it)
 		plan.Teacher = j.teacher.HeldBytes()
+		plan.TeacherActs = train.KDTeacherBytes(j.teacher, c.SeqLen, j.m.Config.VocabSize)
 	}
 	if j.gpu && c.OnGPU() {
 		plan = j.devicePlan(c.SeqLen)

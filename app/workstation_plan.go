@@ -101,9 +101,14 @@ func (w *Workstation) PlanRun(cfg RunConfig) (PlanRow, error) {
 	case c.OnGPU():
 		p = net.DevicePlan(c.SeqLen, wb, c.Quant == "nf4")
 	case kd:
-		p.Teacher = teacherBytes
+		t, err := model.Load(c.KD.Teacher)
+		if err != nil {
+			return PlanRow{}, &FieldError{Field: "kd.teacher", Err: err}
+		}
+		defer t.Close()
+		p.Teacher, p.TeacherActs = teacherBytes, train.KDTeacherBytes(t, c.SeqLen, m.Config.VocabSize)
 	}
-	return PlanRow{GPU: c.OnGPU(), Total: p.Total(), Weights: p.Weights, Teacher: p.Teacher, Adapter: p.Adapter, Grads: p.Grads,
+	return PlanRow{GPU: c.OnGPU(), Total: p.Total(), Weights: p.Weights, Teacher: p.Teacher + p.TeacherActs, Adapter: p.Adapter, Grads: p.Grads,
 		Optimizer: p.Optimizer, Activations: p.Activations, Workspace: p.Workspace, Runtime: p.Runtime, Recomputes: net.Checkpoint}, nil
 }
 

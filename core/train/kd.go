@@ -19,6 +19,22 @@ type KD struct {
 	Temperature float64 // τ > 0
 	Alpha       float64 // weight of the cross-entropy term, in [0, 1]
 	Beta        float64 // JSD's mixing weight, in (0, 1)
+
+	// The CPU step's scratch, kept from step to step: fresh each step, the
+	// teacher's logits, gradients (lossRows × V, in float64), hidden
+	// states and KV cache piled up between collections, past the memory
+	// plan.
+	tLogits, tHidden, hidden []float32
+	grads                    []float64
+	cache                    *model.Cache
+}
+
+// grown is buf with room for n values: buf itself when it has it.
+func grown[T any](buf []T, n int) []T {
+	if cap(buf) >= n {
+		return buf[:n]
+	}
+	return make([]T, n)
 }
 
 // Validate checks the configuration and that teacher and student share a
@@ -61,9 +77,9 @@ func (nt *Net) StepKD(b *Batch, denom int, kd *KD) (float64, error) {
 		return 0, err
 	}
 	V, Dt := nt.M.Config.VocabSize, kd.Teacher.Config.HiddenSize
-	tLogits := make([]float32, lossRows*V)
-	tHidden := make([]float32, lossRows*Dt)
-	grads := make([]float64, lossRows*V) // per-row d div/dz scratch
+	kd.tLogits, kd.tHidden = grown(kd.tLogits, lossRows*V), grown(kd.tHidden, lossRows*Dt)
+	kd.grads = grown(kd.grads, lossRows*V) // per-row d div/dz scratch
+	tLogits, tHidden, grads := kd.tLogits, kd.tHidden, kd.grads
 	scale := 1 / float32(denom)
 	err = nt.run(b, func(ws *workspace) float64 {
 		return nt.head(ws, b.Targets, true, func(rows []int, logits []float32, losses []float64) {
@@ -85,13 +101,19 @@ func (nt *Net) StepKD(b *Batch, denom int, kd *KD) (float64, error) {
 // positions from 0) and returns its final hidden states (n, D_teacher).
 func teacherHidden(kd *KD, b *Batch) ([]float32, error) {
 	D := kd.Teacher.Config.HiddenSize
-	out := make([]float32, b.Len()*D)
+	kd.hidden = grown(kd.hidden, b.Len()*D)
+	out := kd.hidden
+	if longest := maxSegment(b.SegStart); kd.cache == nil || kd.cache.Cap < longest {
+		kd.cache = nil // the old one goes before the larger one is made
+		kd.cache = kd.Teacher.NewCache(longest)
+	}
 	for s := 0; s < b.Len(); {
 		e := s + 1
 		for e < b.Len() && b.SegStart[e] == s {
 			e++
 		}
-		c := kd.Teacher.NewCache(e - s)
+		c := kd.cache
+		c.Truncate(0) // one cache, each segment from position 0
 		if _, err := kd.Teacher.Forward(kd.Backend, b.IDs[s:e], c, out[s*D:e*D]); err != nil {
 			return nil, fmt.Errorf("kd teacher: %w", err)
 		}

@@ -3,8 +3,26 @@ package train
 import (
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
+
+	"distill/core/model"
 )
+
+// KDTeacherBytes is what the CPU's logit-KD step holds for teacher t on
+// micro-batches of n tokens besides its weights: its hidden states for the
+// batch, one KV cache and forward workspace for a segment of up to n, and
+// the loss's teacher logits and float64 gradients, lossRows at a time.
+func KDTeacherBytes(t *model.Model, n, vocab int) int64 {
+	c := t.Config
+	D, F, L := int64(c.HiddenSize), int64(c.IntermediateSize), int64(len(t.Layers))
+	qOut, kvOut, N := int64(c.NumHeads*c.HeadDim), int64(c.NumKVHeads*c.HeadDim), int64(n)
+	hidden := N * D * 4
+	cache := 2 * L * N * kvOut * 4
+	forward := N * (3*D + 2*qOut + 2*F) * 4 // x, xn, o; q, att; gate, up
+	rows := int64(lossRows) * (int64(vocab)*(4+8) + D*4)
+	return hidden + cache + forward + rows
+}
 
 // Plan is training's memory, sized from the config before the first step.
 // Every figure is computed from the same layout code that allocates, so it
@@ -13,6 +31,7 @@ type Plan struct {
 	Tokens      int   // tokens per micro-batch
 	Weights     int64 // frozen base as held (quantized or at checkpoint dtype)
 	Teacher     int64 // a KD teacher's weights where the plan holds them (the GPU's)
+	TeacherActs int64 // a KD teacher's forward pass and the loss's teacher-side rows (the CPU step's)
 	Adapter     int64 // LoRA parameters (f32)
 	Grads       int64 // their gradients
 	Optimizer   int64 // AdamW moments
@@ -23,7 +42,7 @@ type Plan struct {
 
 // Total is the predicted peak.
 func (p Plan) Total() int64 {
-	return p.Weights + p.Teacher + p.Adapter + p.Grads + p.Optimizer + p.Activations + p.Workspace + p.Runtime
+	return p.Weights + p.Teacher + p.TeacherActs + p.Adapter + p.Grads + p.Optimizer + p.Activations + p.Workspace + p.Runtime
 }
 
 // RuntimeBaseline is what the process holds besides the model and training
@@ -53,10 +72,10 @@ func (p Plan) Print(w io.Writer) {
 	for _, row := range []struct {
 		name string
 		b    int64
-	}{{"base weights", p.Weights}, {"teacher weights", p.Teacher}, {"adapter", p.Adapter}, {"gradients", p.Grads},
+	}{{"base weights", p.Weights}, {"teacher weights", p.Teacher}, {"teacher activations", p.TeacherActs}, {"adapter", p.Adapter}, {"gradients", p.Grads},
 		{"optimizer (AdamW)", p.Optimizer}, {"activations", p.Activations}, {"workspace", p.Workspace}, {"runtime", p.Runtime},
 		{"total", p.Total()}} {
-		if row.b == 0 && row.name == "teacher weights" {
+		if row.b == 0 && strings.HasPrefix(row.name, "teacher") {
 			continue
 		}
 		fmt.Fprintf(tw, "  %s\t%10s\n", row.name, mb(row.b))
