@@ -289,9 +289,11 @@ func (j *TrainJob) finish() error {
 	for _, s := range j.net.DeviceSummary() {
 		j.logf("%s", s)
 	}
-	task := "" // the registry's task: what the adapter was trained to do
-	if j.format == data.FormatClassification || j.format == data.FormatIDP {
-		task = j.format
+	// The registry's task: what the adapter was trained to do.
+	task := map[string]string{data.FormatClassification: "classification", data.FormatIDP: "idp",
+		data.FormatMessages: "chat", data.FormatPromptCompletion: "generate", data.FormatPreference: "generate"}[j.format]
+	if j.Cfg.PlanStages != "" {
+		task = "codegen"
 	}
 	return j.DB.RegisterAdapter(context.Background(), store.Adapter{Name: j.ID, Path: absPath(dir), BaseModel: absPath(j.Cfg.Model),
 		Method: j.Cfg.Method, Task: task, RunID: j.ID, Metrics: json.RawMessage(`{}`)})

@@ -48,7 +48,7 @@ func (c comparison) view(st Styles, raw bool, width, height int) []string {
 	title := fmt.Sprintf("compare #%d %s  ◂▸  #%d %s", c.a.ID, who(c.a), c.b.ID, who(c.b))
 	lines := []string{" " + st.Title.Render(cut(title, max(10, width-2))), ""}
 	if c.a.Kind != c.b.Kind {
-		return append(lines, " "+st.Bad.Render(fmt.Sprintf("cannot compare a %s evaluation with a %s one: mark two of the same kind", c.a.Kind, c.b.Kind)))
+		return append(lines, " "+st.Bad.Render(fmt.Sprintf("cannot compare %s evaluation with %s one: mark two of the same kind", article(c.a.Kind), article(c.b.Kind))))
 	}
 	switch {
 	case c.a.Calibrated != nil && c.b.Calibrated != nil:
@@ -199,4 +199,12 @@ func compareCode(st Styles, a, b *app.CodeEval) []string {
 		line("lint", a.LintRate, b.LintRate),
 		line("pass@1", a.PassAt1, b.PassAt1),
 	}
+}
+
+// article is kind with "a" or "an" before it ("an idp", "a classification").
+func article(kind string) string {
+	if kind != "" && strings.ContainsRune("aeiou", rune(kind[0])) {
+		return "an " + kind
+	}
+	return "a " + kind
 }

@@ -267,8 +267,8 @@ func TestEvalsCompare(t *testing.T) {
 		m = step(m, tea.KeyMsg{Type: tea.KeyDown})
 		m, cmd = stepCmd(m, func() tea.Msg { return keys("c") })
 		m, _ = stepCmd(m, cmd)
-		if f := m.View(); !strings.Contains(f, "cannot compare a idp evaluation with a classification one") &&
-			!strings.Contains(f, "cannot compare a classification evaluation with a idp one") {
+		if f := m.View(); !strings.Contains(f, "cannot compare an idp evaluation with a classification one") &&
+			!strings.Contains(f, "cannot compare a classification evaluation with an idp one") {
 			t.Errorf("mixed kinds not refused:\n%s", f)
 		}
 	}

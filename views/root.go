@@ -44,6 +44,7 @@ var defaultGlobalKeys = globalKeys{
 type keyMap struct {
 	view   help.KeyMap
 	global globalKeys
+	typing bool // a text field takes the keys: tab moves between fields, not views
 }
 
 func (k keyMap) ShortHelp() []key.Binding {
@@ -60,6 +61,9 @@ func (k keyMap) FullHelp() [][]key.Binding {
 		b = append(b, k.view.FullHelp()...)
 	}
 	g := k.global
+	if k.typing {
+		return b
+	}
 	return append(b, []key.Binding{g.Next, g.Prev, g.Jump, g.Help, g.Quit})
 }
 
@@ -392,7 +396,7 @@ func (m Model) keyMap() keyMap {
 	case TabREPL:
 		v = m.repl.keys
 	}
-	return keyMap{view: v, global: m.keys}
+	return keyMap{view: v, global: m.keys, typing: m.typing()}
 }
 
 // View implements tea.Model.
