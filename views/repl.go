@@ -95,6 +95,7 @@ type replView struct {
 	text     string // generated so far
 	answer   *app.Answer
 	err      string
+	scroll   int // answer lines scrolled up from its end (pgup/pgdn)
 	// autoLabels: the labels field holds what the chosen adapter was
 	// trained on, filled by the view, so choosing another replaces them.
 	autoLabels bool
@@ -215,6 +216,14 @@ func (v replView) handle(ctx *Context, msg tea.Msg) (replView, tea.Cmd) {
 
 func (v replView) key(ctx *Context, msg tea.KeyMsg) (replView, tea.Cmd) {
 	s := msg.String()
+	switch s { // the answer scrolls whatever has the cursor
+	case "pgup":
+		v.scroll += max(1, ctx.Height/2)
+		return v, nil
+	case "pgdown":
+		v.scroll = max(0, v.scroll-max(1, ctx.Height/2))
+		return v, nil
+	}
 	if !v.inForm {
 		switch s {
 		case "enter", "down", "j":
@@ -359,7 +368,7 @@ func (v replView) ask(ctx *Context) (replView, tea.Cmd) {
 	v.hist = len(v.history)
 	v.inputs[rInput].SetValue("")
 	v.seq++
-	v.busy, v.asked, v.text, v.answer, v.err = true, in, "", nil, ""
+	v.busy, v.asked, v.text, v.answer, v.err, v.scroll = true, in, "", nil, "", 0
 	c, cancel := context.WithCancel(context.Background())
 	v.cancel = cancel
 	ch := ctx.Svc.Ask(c, req)
@@ -414,30 +423,53 @@ func (v replView) view(ctx *Context) string {
 	if v.asked != "" {
 		b.WriteString(" " + st.Muted.Render("› "+v.asked) + "\n")
 	}
+	var out []string // the answer, a line each
 	switch {
 	case v.err != "":
-		b.WriteString(strings.Join(wrapped(st.Bad, "✗ "+v.err, w), "\n") + "\n")
+		out = wrapped(st.Bad, "✗ "+v.err, w)
 	case v.answer != nil && v.answer.Probs != nil:
-		b.WriteString(probBars(st, v.answer, w))
+		out = strings.Split(strings.TrimSuffix(probBars(st, v.answer, w), "\n"), "\n")
 	case v.answer != nil && v.answer.JSON != "":
 		for _, l := range strings.Split(v.answer.JSON, "\n") {
-			b.WriteString(" " + l + "\n")
+			out = append(out, " "+l)
 		}
 		if !v.answer.Valid {
-			b.WriteString(" " + st.Warn.Render("does not satisfy the schema") + "\n")
+			out = append(out, " "+st.Warn.Render("does not satisfy the schema"))
 		}
 	case v.text != "" || v.busy:
-		out := lipgloss.NewStyle().Width(w).Render(v.text)
-		for _, l := range strings.Split(out, "\n") {
-			b.WriteString(" " + l + "\n")
+		for _, l := range strings.Split(lipgloss.NewStyle().Width(w).Render(v.text), "\n") {
+			out = append(out, " "+l)
 		}
 		if v.busy {
-			b.WriteString(" " + st.Muted.Render("… (esc stops)") + "\n")
+			out = append(out, " "+st.Muted.Render("… (esc stops)"))
 		}
 	default:
-		b.WriteString(" " + st.Muted.Render("No answer yet: choose a model and a task, type an input and press enter.") + "\n")
+		out = []string{" " + st.Muted.Render("No answer yet: choose a model and a task, type an input and press enter.")}
 	}
+	room := ctx.Height - strings.Count(b.String(), "\n")
+	b.WriteString(strings.Join(scrolled(st, out, room, v.scroll), "\n") + "\n")
 	return fitLines(b.String(), ctx.Width)
+}
+
+// scrolled is the window of lines that fits room, scroll lines up from the
+// end (the end shows by default: a streamed answer's newest text, whether
+// an extraction satisfies its schema), with a line saying what is hidden.
+func scrolled(st Styles, lines []string, room, scroll int) []string {
+	if len(lines) <= room || room < 2 {
+		return lines
+	}
+	shown := room - 1
+	scroll = min(max(scroll, 0), len(lines)-shown)
+	end := len(lines) - scroll
+	start := end - shown
+	var hint []string
+	if start > 0 {
+		hint = append(hint, fmt.Sprintf("↑ %d lines above", start))
+	}
+	if scroll > 0 {
+		hint = append(hint, fmt.Sprintf("↓ %d below", scroll))
+	}
+	return append(lines[start:end:end], " "+st.Muted.Render(strings.Join(hint, " · ")+" · pgup/pgdn scroll"))
 }
 
 // probBars draws each label's probability as a bar, most likely first.

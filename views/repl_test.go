@@ -1,6 +1,7 @@
 package views
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -160,5 +161,35 @@ func TestREPLGlobalKeysOffTextFields(t *testing.T) {
 	m = step(m, keys("q1?"))
 	if m.tab != TabREPL || m.help.ShowAll || m.repl.inputs[rInput].Value() != "q1?" {
 		t.Errorf("typing in the input: tab %d, help %v, input %q", m.tab, m.help.ShowAll, m.repl.inputs[rInput].Value())
+	}
+}
+
+// An answer taller than the screen shows its end (whether the extraction
+// satisfies the schema), says what is above, and pgup/pgdn scroll it.
+func TestREPLScrollsALongAnswer(t *testing.T) {
+	svc := launchService()
+	var js []string
+	for i := range 60 {
+		js = append(js, fmt.Sprintf("  \"field_%02d\": %d,", i, i))
+	}
+	svc.answers = []app.Answer{{Done: true, JSON: "{\n" + strings.Join(js, "\n") + "\n}", Valid: false}}
+	m := openREPL(svc, 80, 24)
+	m = step(m, tea.KeyMsg{Type: tea.KeyDown})
+	for range 4 {
+		m = step(m, tea.KeyMsg{Type: tea.KeyDown})
+	}
+	m = step(m, keys("an invoice"))
+	nm, cmd := m.Update(tea.KeyMsg{Type: tea.KeyEnter})
+	m = drain(t, nm.(Model), cmd)
+	frame := m.View()
+	checkFrame(t, frame, 80, 24)
+	if !strings.Contains(frame, "does not satisfy the schema") || !strings.Contains(frame, "lines above") || strings.Contains(frame, "field_00") {
+		t.Fatalf("the end of a long answer:\n%s", frame)
+	}
+	for range 10 {
+		m = step(m, tea.KeyMsg{Type: tea.KeyPgUp})
+	}
+	if frame = m.View(); !strings.Contains(frame, "field_00") || strings.Contains(frame, "does not satisfy") {
+		t.Errorf("after pgup, the answer's start:\n%s", frame)
 	}
 }
