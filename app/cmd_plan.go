@@ -165,6 +165,9 @@ func runPlan(env *Env, args []string) error {
 			} else {
 				fmt.Fprintf(env.Stdout, "longest seq_len within %s: %d\n", *memory, longest)
 			}
+			if cfg.GradCheckpointing.Auto() { // LargestSeqLen plans it recomputing: what a run that short of memory would do
+				fmt.Fprintln(env.Stdout, "  (with activations recomputed: train it with --grad-checkpointing=true; auto keeps them where this machine's memory allows, past the budget)")
+			}
 		}
 	}
 	return nil
