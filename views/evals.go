@@ -399,7 +399,8 @@ func (v evalsView) detail(ctx *Context) string {
 		lines = append(lines, "", p)
 	}
 	body := strings.Join(lines, "\n")
-	foot := st.Muted.Render(cutHead(r.Kind+" report · "+v.row.ReportPath, ctx.Width-1))
+	label := r.Kind + " report · "
+	foot := st.Muted.Render(label + cutHead(v.row.ReportPath, max(10, ctx.Width-1-len([]rune(label)))))
 	return lipgloss.JoinVertical(lipgloss.Left, lipgloss.NewStyle().Height(ctx.Height-1).MaxHeight(ctx.Height-1).MaxWidth(ctx.Width).Render(body), fit(" "+foot, ctx.Width))
 }
 
