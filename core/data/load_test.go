@@ -213,14 +213,7 @@ func TestStrict(t *testing.T) {
 }
 
 func TestLoadErrors(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name, text string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := tempWriter(t)
 	empty := write("empty.jsonl", "\n\n")
 	allBad := write("bad.jsonl", "{\n[1]\n")
 	noLabel := write("nolabel.csv", "text,class\nhi,greeting\n")
@@ -342,14 +335,7 @@ func TestCSVNotUTF8(t *testing.T) {
 // prompt/completion and messages rows; what they carry that distill would
 // drop (Alpaca's history, ShareGPT's tool turns) is refused by field.
 func TestForeignLayouts(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name, text string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := tempWriter(t)
 	alpaca := write("alpaca.jsonl", `{"instruction": "Translate to French.", "input": "cat", "output": "chat"}
 {"instruction": "Say hi.", "input": "", "output": "hi"}
 {"instruction": "Say hi.", "output": "hi"}
@@ -383,4 +369,18 @@ func TestForeignLayouts(t *testing.T) {
 		t.Fatalf("format %s, rows %+v", ds.Format, ds.Rows)
 	}
 	checkSkips(t, ds, []skip{{2, "conversations[1].from", `"function_call" turns are not supported`}, {3, "conversations[1].value", "empty"}})
+}
+
+// tempWriter returns a function that writes a file of text into a fresh
+// temporary folder and returns its path.
+func tempWriter(t *testing.T) func(name, text string) string {
+	t.Helper()
+	dir := t.TempDir()
+	return func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
 }
