@@ -120,7 +120,8 @@ func TestCaptureRefusesFree(t *testing.T) {
 		t.Errorf("pool in use %d after the capture, want %d (the buffer back, once)", got, inUse-4096)
 	}
 	tmp.Free() // idempotent after
-	if again, err := d.Alloc(cuda.F32, 1<<10); err == nil { // likely tmp's block, handed out again
+	// Likely tmp's block, handed out again.
+	if again, err := d.Alloc(cuda.F32, 1<<10); err == nil {
 		if view.Zero() == nil {
 			t.Error("a view of a buffer freed during a capture still writes (into the block's next owner)")
 		}
