@@ -390,6 +390,13 @@ func checkEnv(lang, dir string, extra []string) ([]string, error) {
 	}
 	if lang == "python" {
 		env = append(env, "PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1")
+		// HOME is the work folder now: keep the user's own packages
+		// (pip install --user pytest) where Python would look for them.
+		if base, ok := os.LookupEnv("PYTHONUSERBASE"); ok {
+			env = append(env, "PYTHONUSERBASE="+base)
+		} else if home, err := os.UserHomeDir(); err == nil {
+			env = append(env, "PYTHONUSERBASE="+filepath.Join(home, ".local"))
+		}
 	}
 	// exec takes the last value of a repeated key.
 	return append(env, extra...), nil

@@ -35,7 +35,10 @@ func runCommand(ctx context.Context, dir string, argv []string, env []string, ti
 	var cmd *exec.Cmd
 	out := &capture{}
 	for {
-		cmd = exec.CommandContext(cctx, path, argv[1:]...)
+		if cmd, err = command(cctx, path, argv, isolate); err != nil {
+			isolate = false // no binary to prepare the namespaces with: run plainly
+			continue
+		}
 		cmd.Dir = dir
 		cmd.Env = env
 		cmd.Stdout, cmd.Stderr = out, out // one pipe: the output keeps its order

@@ -80,3 +80,19 @@ func TestGoBuildsWithoutCgo(t *testing.T) {
 		t.Fatalf("cgo was enabled:\n%s", describe(res))
 	}
 }
+
+// The check's network namespace has its own loopback, up: code that
+// listens on 127.0.0.1 and talks to itself (httptest, a local socket)
+// works, as it would outside.
+func TestChecksHaveALoopback(t *testing.T) {
+	needTool(t, "python3")
+	probe := "import socket\ns = socket.socket()\ns.bind(('127.0.0.1', 0))\ns.listen(1)\nc = socket.create_connection(s.getsockname())\nc.sendall(b'hi')\nprint(s.accept()[0].recv(2).decode())\n"
+	opt := Options{Checks: map[string][]Check{"python": {{Name: "loopback", Kind: KindBuild, Cmd: []string{"python3", "-c", probe}}}}}
+	res, err := CheckCode(context.Background(), Task{Language: "python"}, "x = 1\n", opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := byName(res)["loopback"]; !r.OK || !strings.Contains(r.Output, "hi") {
+		t.Fatalf("loopback in the check: %s", describe(res))
+	}
+}

@@ -2,7 +2,10 @@
 
 package codegen
 
-import "os/exec"
+import (
+	"context"
+	"os/exec"
+)
 
 // ownGroup: without process groups, the context kills the command itself
 // (exec.CommandContext's default).
@@ -13,3 +16,9 @@ func killGroup(pid int) {}
 func isolationRefused(error) bool { return false }
 
 const canIsolate = false
+
+// command is the process that runs the check path argv (no isolation
+// here).
+func command(ctx context.Context, path string, argv []string, isolate bool) (*exec.Cmd, error) {
+	return exec.CommandContext(ctx, path, argv[1:]...), nil
+}
