@@ -110,20 +110,18 @@ func first(s []string, n int) []string {
 // writes its own files there (its held-out rows as val.jsonl), and
 // `runs rm` deletes them.
 func (c *RunConfig) checkDataOutside(dir string) error {
-	d, err := filepath.Abs(dir)
-	if err != nil {
-		return err
-	}
 	for _, p := range c.dataFiles() {
-		a, err := filepath.Abs(p)
-		if err != nil {
-			return err
-		}
-		if rel, err := filepath.Rel(d, a); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		if within(dir, p) {
 			return fmt.Errorf("data file %s is inside --out %s: the run writes its own files there; keep data elsewhere", p, dir)
 		}
 	}
 	return nil
+}
+
+// within says path p is dir or inside it (both made absolute).
+func within(dir, p string) bool {
+	rel, err := filepath.Rel(absPath(dir), absPath(p))
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
 // absPaths makes the config's file paths absolute, as the database keeps

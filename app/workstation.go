@@ -61,8 +61,9 @@ type Progress struct {
 	Done                             bool
 	Err                              error
 	// With Done: the run can be evaluated from the workstation (it
-	// finished on classification or IDP data, which e scores).
-	Evaluable bool
+	// finished on classification or IDP data, which e scores), or resumed
+	// (it stopped with a checkpoint on disk).
+	Evaluable, Resumable bool
 
 	// A value with Validation set carries only ValLoss (or ValAccuracy for
 	// DPO); one with Log set carries only a line of the run's log. Neither
@@ -172,37 +173,34 @@ func deleteRun(ctx context.Context, db *store.DB, id string) error {
 	if r.Status.Active() {
 		return fmt.Errorf("run %s is %s: stop it first", id, r.Status)
 	}
-	// Adapters registered from inside the run's folder go with its files
-	// (else the registry would list adapters that are no longer there).
-	var inside []string
-	if r.Dir != "" {
-		as, err := db.ListAdapters(ctx)
-		if err != nil {
-			return err
-		}
-		for _, a := range as {
-			if rel, err := filepath.Rel(absPath(r.Dir), absPath(a.Path)); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-				inside = append(inside, a.Name)
-			}
-		}
-	}
 	if err := db.DeleteRun(ctx, id); err != nil {
 		return err
-	}
-	for _, name := range inside {
-		if err := db.DeleteAdapter(ctx, name); err != nil {
-			return err
-		}
 	}
 	if r.Dir == "" {
 		return nil
 	}
 	// A folder another run records is that run's now (records from before
-	// a new run took the folder over kept its path): keep it.
-	if runs, err := db.ListRuns(ctx, store.RunFilter{}); err == nil {
-		for _, o := range runs {
-			if o.Dir != "" && absPath(o.Dir) == absPath(r.Dir) {
-				return nil
+	// a new run took the folder over kept its path): keep it, and the
+	// adapters in it.
+	runs, err := db.ListRuns(ctx, store.RunFilter{})
+	if err != nil {
+		return err
+	}
+	for _, o := range runs {
+		if o.Dir != "" && absPath(o.Dir) == absPath(r.Dir) {
+			return nil
+		}
+	}
+	// Adapters registered from inside the folder go with its files (else
+	// the registry would list adapters that are no longer there).
+	as, err := db.ListAdapters(ctx)
+	if err != nil {
+		return err
+	}
+	for _, a := range as {
+		if within(r.Dir, a.Path) {
+			if err := db.DeleteAdapter(ctx, a.Name); err != nil {
+				return err
 			}
 		}
 	}
@@ -331,7 +329,8 @@ func (w *Workstation) start(job *TrainJob) (<-chan Progress, error) {
 		w.mu.Unlock()
 		cancel()
 		sendLatest(ch, Progress{RunID: id, Done: true, Err: err,
-			Evaluable: err == nil && job.Cfg.Method != "dpo" && (job.format == data.FormatClassification || job.format == data.FormatIDP)})
+			Evaluable: err == nil && job.Cfg.Method != "dpo" && (job.format == data.FormatClassification || job.format == data.FormatIDP && job.Cfg.Schema != ""),
+			Resumable: !job.finished && len(withSavedCheckpoints(nil, id, job.Dir)) > 0})
 		close(ch)
 	}()
 	return ch, nil

@@ -237,7 +237,7 @@ func (v *trainView) add(p app.Progress) {
 	if p.Done {
 		v.done = true
 		switch {
-		case p.Err != nil && len(v.losses) == 0: // nothing trained, so no checkpoint to resume from
+		case p.Err != nil && !p.Resumable: // no checkpoint to resume from
 			v.note = "failed: " + p.Err.Error()
 		case p.Err != nil:
 			v.note = "failed: " + p.Err.Error() + " · r resumes from its last checkpoint"

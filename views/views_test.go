@@ -739,7 +739,10 @@ func TestTrainEndSaysWhatsNext(t *testing.T) {
 	if f := end(app.Progress{RunID: "r1", Done: true, Err: long}, 0); strings.Contains(f, "resumes") || !strings.Contains(f, "re-download the model folder") {
 		t.Errorf("a failure before any step:\n%s", f)
 	}
-	if f := end(app.Progress{RunID: "r1", Done: true, Err: errors.New("out of memory")}, 5); !strings.Contains(f, "r resumes from its last checkpoint") {
+	if f := end(app.Progress{RunID: "r1", Done: true, Err: errors.New("out of memory")}, 5); strings.Contains(f, "resumes") {
+		t.Errorf("a failure after steps but before any checkpoint:\n%s", f)
+	}
+	if f := end(app.Progress{RunID: "r1", Done: true, Err: errors.New("out of memory"), Resumable: true}, 5); !strings.Contains(f, "r resumes from its last checkpoint") {
 		t.Errorf("a failure after steps:\n%s", f)
 	}
 	if f := end(app.Progress{RunID: "r1", Done: true}, 5); strings.Contains(f, "e evaluates it") || !strings.Contains(f, "evaluate it from the CLI") {
