@@ -20,15 +20,18 @@ func planStages(ds *data.Dataset, lang string) (*data.Dataset, int, error) {
 	rows := make([]data.Row, 0, 2*len(ds.Rows))
 	n := 0
 	for _, r := range ds.Rows {
-		if r.Plan == "" {
+		// As inference takes a plan: cleaned (a "Plan:" prefix, CRLF, a
+		// fence dropped), so the code stage trains on the prompt it gets.
+		p := codegen.CleanPlan(r.Plan)
+		if p == "" {
 			rows = append(rows, r)
 			continue
 		}
 		n++
 		task := codegen.Task{Prompt: r.Prompt, Language: lang}
 		plan, code := r, r
-		plan.Prompt, plan.Completion, plan.Plan = codegen.PlanPrompt(task), r.Plan, ""
-		code.Prompt, code.Plan = codegen.CodePrompt(task, r.Plan), ""
+		plan.Prompt, plan.Completion, plan.Plan = codegen.PlanPrompt(task), p, ""
+		code.Prompt, code.Plan = codegen.CodePrompt(task, p), ""
 		rows = append(rows, plan, code)
 	}
 	return ds.Subset(rows), n, nil

@@ -23,6 +23,9 @@ func lockRunFolder(dir string) (unlock func(), err error) {
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return nil, fmt.Errorf("%s: another distill process is training into this folder: wait for it, or choose another --out", dir)
 		}
+		if errors.Is(err, syscall.ENOLCK) || errors.Is(err, syscall.EOPNOTSUPP) || errors.Is(err, syscall.ENOSYS) {
+			return func() {}, nil // a file system without locks (some NFS, FUSE): train unlocked, as before locks
+		}
 		return nil, fmt.Errorf("lock %s: %w", dir, err)
 	}
 	return func() { f.Close() }, nil

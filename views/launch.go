@@ -699,6 +699,10 @@ func (v launchView) launch(ctx *Context) (launchView, tea.Cmd) {
 		return v, nil
 	}
 	// What the memory plan found wrong would fail the run as it starts.
+	if v.plan != nil && v.planSeq != v.seq {
+		v.note = "the memory plan is being remade for the changed fields: launch once it shows"
+		return v, nil
+	}
 	if v.planErr != "" {
 		v.note = "the memory plan cannot be made (see Memory plan): fix the model or the fields first"
 		return v, nil

@@ -27,6 +27,7 @@ type KD struct {
 	tLogits, tHidden, hidden []float32
 	grads                    []float64
 	cache                    *model.Cache
+	cacheFor                 *model.Model // the teacher cache was made for
 }
 
 // grown is buf with room for n values: buf itself when it has it.
@@ -103,9 +104,9 @@ func teacherHidden(kd *KD, b *Batch) ([]float32, error) {
 	D := kd.Teacher.Config.HiddenSize
 	kd.hidden = grown(kd.hidden, b.Len()*D)
 	out := kd.hidden
-	if longest := maxSegment(b.SegStart); kd.cache == nil || kd.cache.Cap < longest {
+	if longest := maxSegment(b.SegStart); kd.cache == nil || kd.cache.Cap < longest || kd.cacheFor != kd.Teacher {
 		kd.cache = nil // the old one goes before the larger one is made
-		kd.cache = kd.Teacher.NewCache(longest)
+		kd.cache, kd.cacheFor = kd.Teacher.NewCache(longest), kd.Teacher
 	}
 	for s := 0; s < b.Len(); {
 		e := s + 1
