@@ -82,31 +82,26 @@ func (w *Workstation) PlanRun(cfg RunConfig) (PlanRow, error) {
 		keepsOnHost(net, c.SeqLen, hostAvailable())
 	}
 	var teacherBytes int64
+	var teacher *model.Model
 	kd := c.Method == "kd" && c.KD.Teacher != "" // logit KD holds the teacher too
 	if kd {
 		tq := c.KD.TeacherQuant
 		if teacherBytes, err = w.quantizedBytes(c.KD.Teacher, tq, tq == "nf4"); err != nil {
 			return PlanRow{}, &FieldError{Field: "kd.teacher", Err: err}
 		}
+		if teacher, err = model.Load(c.KD.Teacher); err != nil {
+			return PlanRow{}, &FieldError{Field: "kd.teacher", Err: err}
+		}
+		defer teacher.Close()
 	}
 	p := net.PlanMemory(c.SeqLen, wb)
 	switch {
 	case c.OnGPU() && kd: // the teacher's weights and forward pass on the device too
-		t, err := model.Load(c.KD.Teacher)
-		if err != nil {
-			return PlanRow{}, &FieldError{Field: "kd.teacher", Err: err}
-		}
-		defer t.Close()
-		p = net.DeviceKDPlan(c.SeqLen, wb, c.Quant == "nf4", t, teacherBytes, c.KD.TeacherQuant == "nf4")
+		p = net.DeviceKDPlan(c.SeqLen, wb, c.Quant == "nf4", teacher, teacherBytes, c.KD.TeacherQuant == "nf4")
 	case c.OnGPU():
 		p = net.DevicePlan(c.SeqLen, wb, c.Quant == "nf4")
 	case kd:
-		t, err := model.Load(c.KD.Teacher)
-		if err != nil {
-			return PlanRow{}, &FieldError{Field: "kd.teacher", Err: err}
-		}
-		defer t.Close()
-		p.Teacher, p.TeacherActs = teacherBytes, train.KDTeacherBytes(t, c.SeqLen, m.Config.VocabSize)
+		p.Teacher, p.TeacherActs = teacherBytes, train.KDTeacherBytes(teacher, c.SeqLen, m.Config.VocabSize)
 	}
 	return PlanRow{GPU: c.OnGPU(), Total: p.Total(), Weights: p.Weights, Teacher: p.Teacher + p.TeacherActs, Adapter: p.Adapter, Grads: p.Grads,
 		Optimizer: p.Optimizer, Activations: p.Activations, Workspace: p.Workspace, Runtime: p.Runtime, Recomputes: net.Checkpoint}, nil

@@ -707,7 +707,7 @@ func (v launchView) launch(ctx *Context) (launchView, tea.Cmd) {
 		v.note = "the memory plan cannot be made (see Memory plan): fix the model or the fields first"
 		return v, nil
 	}
-	if total := ctx.Svc.TotalMemory(); v.plan != nil && v.planSeq == v.seq && total > 0 && v.plan.Total > total {
+	if total := ctx.Svc.TotalMemory(); v.plan != nil && total > 0 && v.plan.Total > total {
 		v.note = fmt.Sprintf("the run does not fit: the plan needs %s of %s; lower Seq len or LoRA r, or quantise to NF4", humanBytes(v.plan.Total), humanBytes(total))
 		return v, nil
 	}
