@@ -59,25 +59,29 @@ func benchTrain(w io.Writer, be tensor.Backend, m *model.Model, seq, rank, steps
 		}
 		best = min(best, time.Since(t0))
 	}
-	// FLOPs of one step with checkpointing: projections 2·P·n forward, again
-	// for the recompute, and 2·P·n for dx in backward; the LM head 2·V·D·n
-	// forward and backward; attention ~ 2·n²·H·hd per pass (causal half of
-	// 4·n²·H·hd), ×(1 + 1 + 2) as above; LoRA adds ~6·r·(in+out)·n per module.
-	// Kept activations run no recompute: 4·P·n and attention ×(1 + 2). The
-	// FLOPs executed, either way: GFLOP/s is the hardware's use, tokens/s
-	// the speed.
+	// FLOPs of one step: projections 2·P·n forward and 2·P·n for dx in
+	// backward, plus, with checkpointing, 2·R·n for the recompute, where R
+	// is every layer's projections but the last layer's and the down
+	// projections (the recompute skips them); the LM head 2·V·D·n forward
+	// and backward; attention ~ 2·n²·H·hd per pass (causal half of
+	// 4·n²·H·hd), ×(1 + 1 + 2) as above (×(1 + 2) kept); LoRA adds
+	// ~6·r·(in+out)·n per module. The FLOPs executed: GFLOP/s is the
+	// hardware's use, tokens/s the speed.
 	c := m.Config
-	var P float64
-	for _, L := range m.Layers {
-		for _, p := range L.Projections() {
+	var P, R float64
+	for l, L := range m.Layers {
+		for i, p := range L.Projections() {
 			P += float64(p.Rows() * p.Cols())
+			if down := i == 6; l < len(m.Layers)-1 && !down { // q, k, v, o, gate, up, down
+				R += float64(p.Rows() * p.Cols())
+			}
 		}
 	}
 	n := float64(seq)
 	head := 2 * float64(c.VocabSize*c.HiddenSize) * n * 2
 	attn := 2 * n * n * float64(c.NumHeads*c.HeadDim) * float64(c.NumLayers) * 4
 	loraF := 6 * float64(len(a.Params)) * n * 1.5
-	flops := 6*P*n + head + attn + loraF
+	flops := 4*P*n + 2*R*n + head + attn + loraF
 	if keep {
 		flops = 4*P*n + head + attn*3/4 + loraF
 	}

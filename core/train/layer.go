@@ -63,13 +63,19 @@ func (nt *Net) linearFwd(y, x []float32, n int, w tensor.Matrix, bias []float32,
 		nt.Be.AddBias(y, bias)
 	}
 	if p != nil {
-		r := nt.rank()
-		if nt.dropping() { // PEFT drops the adapter's input only
-			x = nt.dropout(nt.ws.drop[:n*p.In], x[:n*p.In], site)
-		}
-		tensor.Gemm(false, true, n, r, p.In, 1, x, p.In, p.A, p.In, 0, u, r)
-		tensor.Gemm(false, true, n, p.Out, r, nt.Adapter.Config.Scaling(), u, r, p.B, r, 1, y, p.Out)
+		nt.adapterIn(u, x, n, p, site)
+		tensor.Gemm(false, true, n, p.Out, nt.rank(), nt.Adapter.Config.Scaling(), u, nt.rank(), p.B, nt.rank(), 1, y, p.Out)
 	}
+}
+
+// adapterIn sets u(n, r) = x·Aᵀ, the adapter's inner activation, on x with
+// dropout applied when training with it (PEFT drops the adapter's input only).
+func (nt *Net) adapterIn(u, x []float32, n int, p *lora.Pair, site int) {
+	if nt.dropping() {
+		x = nt.dropout(nt.ws.drop[:n*p.In], x[:n*p.In], site)
+	}
+	r := nt.rank()
+	tensor.Gemm(false, true, n, r, p.In, 1, x, p.In, p.A, p.In, 0, u, r)
 }
 
 // linearBwd adds to dx(n, in) the gradient through W and the adapter, and to
@@ -109,6 +115,32 @@ func (nt *Net) linearBwd(dx, dy, x []float32, n int, w tensor.Matrix, p, gp *lor
 // layerFwd runs decoder layer l on x(n, D) in place (x becomes the layer's
 // output), saving activations into a.
 func (nt *Net) layerFwd(l int, x []float32, b *Batch, a *acts) {
+	nt.layerActs(l, x, b, a)
+	n, D := b.Len(), nt.M.Config.HiddenSize
+	P, _ := nt.pairs(l)
+	nt.linearFwd(x, a.a, n, nt.M.Layers[l].Down, nil, P[mDown], a.u[mDown], l*7+mDown)
+	for i := range x[:n*D] {
+		x[i] += a.xMid[i]
+	}
+}
+
+// layerRecompute is checkpointing's second forward through layer l, from its
+// input x (left unchanged). Backward needs the activations, not the layer's
+// output, so the down projection's base product and the residual are
+// skipped: of the down projection only its adapter's u = a·Aᵀ is formed.
+// That is one of the seven base products a layer recomputes, and the
+// gradients stay bit-identical.
+func (nt *Net) layerRecompute(l int, x []float32, b *Batch, a *acts) {
+	nt.layerActs(l, x, b, a)
+	P, _ := nt.pairs(l)
+	if p := P[mDown]; p != nil {
+		nt.adapterIn(a.u[mDown], a.a, b.Len(), p, l*7+mDown)
+	}
+}
+
+// layerActs runs layer l on its input x up to the down projection's input
+// a.a, saving the activations into a; x is only read.
+func (nt *Net) layerActs(l int, x []float32, b *Batch, a *acts) {
 	c := &nt.M.Config
 	L := &nt.M.Layers[l]
 	P, _ := nt.pairs(l)
@@ -142,10 +174,6 @@ func (nt *Net) layerFwd(l int, x []float32, b *Batch, a *acts) {
 	nt.linearFwd(a.g, a.h2, n, L.Gate, nil, P[mGate], a.u[mGate], l*7+mGate)
 	nt.linearFwd(a.up, a.h2, n, L.Up, nil, P[mUp], a.u[mUp], l*7+mUp)
 	swigluFwd(a.a, a.g, a.up)
-	nt.linearFwd(x, a.a, n, L.Down, nil, P[mDown], a.u[mDown], l*7+mDown)
-	for i := range x[:n*D] {
-		x[i] += a.xMid[i]
-	}
 }
 
 // scratch holds backward's temporaries for one layer.

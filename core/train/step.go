@@ -60,8 +60,7 @@ func (nt *Net) run(b *Batch, loss func(ws *workspace) float64) error {
 	for l := nL - 1; l >= 0; l-- {
 		a := ws.layerActs(l)
 		if nt.Checkpoint && l < nL-1 {
-			copy(ws.tmp, ws.xs[l])
-			nt.layerFwd(l, ws.tmp, b, a)
+			nt.layerRecompute(l, ws.xs[l], b, a)
 		}
 		nt.layerBwd(l, dx, ws.xs[l], b, a, ws.s)
 	}

@@ -28,7 +28,7 @@ type workspace struct {
 	xs            [][]float32 // nL+1 × (n, D): each layer's input, then the output
 	acts          []*acts     // per layer, or one shared when checkpointing
 	hf, rstd      []float32   // final norm output (n, D), its rstd (n)
-	dhf, dx, tmp  []float32   // (n, D)
+	dhf, dx       []float32   // (n, D)
 	hb, dhb       []float32   // (lossRows, D) gathered rows of the loss
 	logits        []float32   // (lossRows, V)
 	s             *scratch
@@ -60,7 +60,7 @@ func buildWorkspace(ar *arena, c *model.Config, n, maxSeg, r, nL int, targeted [
 		w.acts = append(w.acts, newActs(ar, c, n, r, targeted, qkNorm))
 	}
 	w.hf, w.rstd = ar.take(n*D), ar.take(n)
-	w.dhf, w.dx, w.tmp = ar.take(n*D), ar.take(n*D), ar.take(n*D)
+	w.dhf, w.dx = ar.take(n*D), ar.take(n*D)
 	w.hb, w.dhb, w.logits = ar.take(lossRows*D), ar.take(lossRows*D), ar.take(lossRows*V)
 	w.s = newScratch(ar, c, n, r)
 	w.attn = ar.take(2 * tensor.Threads * maxSeg * maxSeg)
