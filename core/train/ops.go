@@ -2,6 +2,7 @@ package train
 
 import (
 	"math"
+	"slices"
 
 	"distill/core/tensor"
 )
@@ -98,9 +99,25 @@ type attnShape struct {
 	n, nH, nKV, hd int
 	segStart       []int
 	scale          float32
-	// scratch holds 2·Threads buffers of (maxSeg × maxSeg) floats: each
-	// worker's score and score-gradient matrices, planned in the workspace.
-	scratch []float32
+	// scratch holds 2·Threads buffers of (attnRows × maxSeg) floats: each
+	// worker's score and score-gradient blocks; acc holds 2·(Threads−1)
+	// buffers of (n, nKV·hd): the backward's dk and dv of workers 1…. Both
+	// are planned in the workspace (attnFloats); nil, they are allocated.
+	scratch, acc []float32
+}
+
+// attnRows is the query rows of one unit of attention work: a unit is
+// (segment, query head, block of attnRows rows), and it multiplies only
+// against the keys up to its block's last row, so most of the causal
+// triangle's masked half is never computed. Units this small also share
+// evenly among the workers, where (segment, KV head) units could not (two
+// threads split SmolLM2's three KV heads 2:1).
+const attnRows = 64
+
+// attnFloats is the scratch and acc a call over n tokens, longest segment
+// maxSeg, needs (attnShape's fields).
+func attnFloats(n, maxSeg, kvDim int) (scratch, acc int) {
+	return 2 * tensor.Threads * min(attnRows, maxSeg) * maxSeg, 2 * (tensor.Threads - 1) * n * kvDim
 }
 
 // maxSegment is the longest segment of a stream.
@@ -110,30 +127,6 @@ func maxSegment(segStart []int) int {
 		m = max(m, i-s+1)
 	}
 	return m
-}
-
-// workerBufs returns worker w's two (L × L) buffers.
-// Without planned scratch (direct callers, tests) it allocates.
-func (s attnShape) workerBufs(w, L int) (a, b []float32) {
-	if s.scratch == nil {
-		return make([]float32, L*L), make([]float32, L*L)
-	}
-	m := maxSegment(s.segStart)
-	base := 2 * w * m * m
-	return s.scratch[base : base+L*L], s.scratch[base+m*m : base+m*m+L*L]
-}
-
-// forWorkers runs fn(w, u) for units u in [0, units), unit u on worker
-// u mod Threads, so each worker can own a scratch buffer.
-func forWorkers(units int, fn func(w, u int)) {
-	workers := min(tensor.Threads, units)
-	tensor.ParallelFor(workers, 1, func(lo, hi int) {
-		for w := lo; w < hi; w++ {
-			for u := w; u < units; u += workers {
-				fn(w, u)
-			}
-		}
-	})
 }
 
 // segments lists the [start, end) ranges of the stream's segments.
@@ -148,68 +141,140 @@ func (s attnShape) segments() [][2]int {
 	return segs
 }
 
+// attnUnit is query rows [i0, i1) of head h in the segment of length L
+// starting at token s0.
+type attnUnit struct{ s0, L, h, i0, i1 int }
+
+// cost is the unit's score entries, to which its work is proportional.
+func (u attnUnit) cost() int { return (u.i1 - u.i0) * u.i1 }
+
+// units lists every (segment, head, row block) and deals them to
+// min(Threads, units) workers, costliest first, each to the least-loaded
+// worker. The deal depends only on the shape and Threads, so a worker's
+// order of accumulation, and with it the result, is the same at every step.
+func (s attnShape) units() [][]attnUnit {
+	var us []attnUnit
+	for _, seg := range s.segments() {
+		L := seg[1] - seg[0]
+		for h := 0; h < s.nH; h++ {
+			for i0 := 0; i0 < L; i0 += attnRows {
+				us = append(us, attnUnit{seg[0], L, h, i0, min(i0+attnRows, L)})
+			}
+		}
+	}
+	slices.SortStableFunc(us, func(a, b attnUnit) int { return b.cost() - a.cost() })
+	per := make([][]attnUnit, max(1, min(tensor.Threads, len(us))))
+	load := make([]int, len(per))
+	for _, u := range us {
+		w := 0
+		for j := range load {
+			if load[j] < load[w] {
+				w = j
+			}
+		}
+		per[w] = append(per[w], u)
+		load[w] += u.cost()
+	}
+	return per
+}
+
+// workerBufs returns worker w's two (rows × L) buffers.
+func (s attnShape) workerBufs(w, rows, L int) (a, b []float32) {
+	if s.scratch == nil {
+		return make([]float32, rows*L), make([]float32, rows*L)
+	}
+	m := maxSegment(s.segStart)
+	size := min(attnRows, m) * m
+	base := 2 * w * size
+	return s.scratch[base : base+rows*L], s.scratch[base+size : base+size+rows*L]
+}
+
 // attnFwd: out(n, nH·hd) and lse(n, nH), the log-sum-exp of each query's
 // scores, saved so backward can rebuild the probabilities. q: (n, nH·hd);
-// k, v: (n, nKV·hd). Each (segment, head) is two GEMMs on strided views —
-// S = q·kᵀ, O = P·v — with the causal mask and softmax between them; the
-// (L × L) score matrix lives only in a per-worker buffer.
+// k, v: (n, nKV·hd). Each unit is two GEMMs on strided views — S = q·kᵀ,
+// O = P·v, over the keys up to its last row — with the causal mask and
+// softmax between them; S lives only in a per-worker buffer.
 func attnFwd(out, lse, q, k, v []float32, s attnShape) {
 	group := s.nH / s.nKV
 	qs, ks := s.nH*s.hd, s.nKV*s.hd
-	segs := s.segments()
-	forWorkers(len(segs)*s.nH, func(w, u int) {
-		{
-			seg, h := segs[u/s.nH], u%s.nH
-			s0, L := seg[0], seg[1]-seg[0]
-			kh := h / group
-			S, _ := s.workerBufs(w, L)
-			qo, ko := s0*qs+h*s.hd, s0*ks+kh*s.hd
-			tensor.GemmSerial(false, true, L, L, s.hd, s.scale, q[qo:], qs, k[ko:], ks, 0, S, L)
-			for i := 0; i < L; i++ {
-				row := S[i*L : (i+1)*L]
-				lse[(s0+i)*s.nH+h] = float32(tensor.SoftmaxRow(row[:i+1]))
-				clear(row[i+1:])
+	per := s.units()
+	tensor.ParallelFor(len(per), 1, func(lo, hi int) {
+		for w := lo; w < hi; w++ {
+			for _, u := range per[w] {
+				m, kn := u.i1-u.i0, u.i1
+				S, _ := s.workerBufs(w, m, kn)
+				qo, ko := (u.s0+u.i0)*qs+u.h*s.hd, u.s0*ks+u.h/group*s.hd
+				tensor.GemmSerial(false, true, m, kn, s.hd, s.scale, q[qo:], qs, k[ko:], ks, 0, S, kn)
+				for i := 0; i < m; i++ {
+					row, keys := S[i*kn:(i+1)*kn], u.i0+i+1
+					lse[(u.s0+u.i0+i)*s.nH+u.h] = float32(tensor.SoftmaxRow(row[:keys]))
+					clear(row[keys:])
+				}
+				tensor.GemmSerial(false, false, m, s.hd, kn, 1, S, kn, v[ko:], ks, 0, out[qo:], qs)
 			}
-			tensor.GemmSerial(false, false, L, s.hd, L, 1, S, L, v[ko:], ks, 0, out[qo:], qs)
 		}
 	})
 }
 
 // attnBwd sets dq, dk, dv (same shapes as q, k, v) from dout, rebuilding P
 // from lse: dV = Pᵀ·dO, dP = dO·vᵀ, dS = P∘(dP − rowsum(dO∘O))·scale,
-// dq = dS·k, dk = dSᵀ·q. Work is split by (segment, KV head) so each worker
-// owns its slices of dk and dv.
+// dq = dS·k, dk = dSᵀ·q. Units are attnFwd's; a unit owns its rows of dq,
+// while dk and dv gather from every unit of a KV head, so each worker adds
+// them into its own buffers (worker 0 into dk and dv), summed in worker
+// order at the end.
 func attnBwd(dq, dk, dv, dout, q, k, v, out, lse []float32, s attnShape) {
 	group := s.nH / s.nKV
 	qs, ks := s.nH*s.hd, s.nKV*s.hd
 	clear(dk)
 	clear(dv)
-	segs := s.segments()
-	forWorkers(len(segs)*s.nKV, func(w, u int) {
-		{
-			seg, kh := segs[u/s.nKV], u%s.nKV
-			s0, L := seg[0], seg[1]-seg[0]
-			P, dS := s.workerBufs(w, L)
-			ko := s0*ks + kh*s.hd
-			for h := kh * group; h < (kh+1)*group; h++ {
-				qo := s0*qs + h*s.hd
-				tensor.GemmSerial(false, true, L, L, s.hd, s.scale, q[qo:], qs, k[ko:], ks, 0, P, L)
-				tensor.GemmSerial(false, true, L, L, s.hd, 1, dout[qo:], qs, v[ko:], ks, 0, dS, L)
-				for i := 0; i < L; i++ {
-					p, ds := P[i*L:(i+1)*L], dS[i*L:(i+1)*L]
-					l := lse[(s0+i)*s.nH+h]
-					off := (s0+i)*qs + h*s.hd
+	per := s.units()
+	nk := s.n * ks
+	acc := s.acc
+	if need := 2 * (len(per) - 1) * nk; len(acc) < need {
+		acc = make([]float32, need)
+	}
+	accOf := func(w int) (dkw, dvw []float32) {
+		if w == 0 {
+			return dk, dv
+		}
+		o := 2 * (w - 1) * nk
+		return acc[o : o+nk], acc[o+nk : o+2*nk]
+	}
+	tensor.ParallelFor(len(per), 1, func(lo, hi int) {
+		for w := lo; w < hi; w++ {
+			dkw, dvw := accOf(w)
+			clear(dkw)
+			clear(dvw)
+			for _, u := range per[w] {
+				m, kn := u.i1-u.i0, u.i1
+				P, dS := s.workerBufs(w, m, kn)
+				qo, ko := (u.s0+u.i0)*qs+u.h*s.hd, u.s0*ks+u.h/group*s.hd
+				tensor.GemmSerial(false, true, m, kn, s.hd, s.scale, q[qo:], qs, k[ko:], ks, 0, P, kn)
+				tensor.GemmSerial(false, true, m, kn, s.hd, 1, dout[qo:], qs, v[ko:], ks, 0, dS, kn)
+				for i := 0; i < m; i++ {
+					p, ds, keys := P[i*kn:(i+1)*kn], dS[i*kn:(i+1)*kn], u.i0+i+1
+					r := u.s0 + u.i0 + i
+					off := r*qs + u.h*s.hd
 					d := dot(dout[off:off+s.hd], out[off:off+s.hd])
-					tensor.AttnBwdRow(p[:i+1], ds[:i+1], l, d, s.scale)
-					clear(p[i+1:])
-					clear(ds[i+1:])
+					tensor.AttnBwdRow(p[:keys], ds[:keys], lse[r*s.nH+u.h], d, s.scale)
+					clear(p[keys:])
+					clear(ds[keys:])
 				}
-				tensor.GemmSerial(true, false, L, s.hd, L, 1, P, L, dout[qo:], qs, 1, dv[ko:], ks)
-				tensor.GemmSerial(false, false, L, s.hd, L, 1, dS, L, k[ko:], ks, 0, dq[qo:], qs)
-				tensor.GemmSerial(true, false, L, s.hd, L, 1, dS, L, q[qo:], qs, 1, dk[ko:], ks)
+				tensor.GemmSerial(true, false, kn, s.hd, m, 1, P, kn, dout[qo:], qs, 1, dvw[ko:], ks)
+				tensor.GemmSerial(false, false, m, s.hd, kn, 1, dS, kn, k[ko:], ks, 0, dq[qo:], qs)
+				tensor.GemmSerial(true, false, kn, s.hd, m, 1, dS, kn, q[qo:], qs, 1, dkw[ko:], ks)
 			}
 		}
 	})
+	for w := 1; w < len(per); w++ {
+		dkw, dvw := accOf(w)
+		tensor.ParallelFor(nk, 4096, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				dk[i] += dkw[i]
+				dv[i] += dvw[i]
+			}
+		})
+	}
 }
 
 func dot(a, b []float32) float32 {

@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"distill/core/tensor"
 )
 
 // Finite-difference checks of every op's backward. For an op f and a random
@@ -519,5 +521,63 @@ func TestAttentionSegmentsIsolated(t *testing.T) {
 				t.Errorf("%s (rows %d..%d rewritten): row %d changed=%v, want %v", c.name, c.lo, c.hi-1, i, changed, inside)
 			}
 		}
+	}
+}
+
+// TestAttentionBlocksAndWorkers: segments longer than attnRows split into
+// row blocks that see only the keys before them, dealt to several workers
+// that sum dk and dv each in its own buffer. Forward against float64,
+// gradients against float64 finite differences at sampled entries (every
+// block's rows among them), for one worker and for three; and the three
+// workers' gradients equal the one worker's up to the order of summation.
+func TestAttentionBlocksAndWorkers(t *testing.T) {
+	const nH, nKV, hd = 4, 2, 4
+	// Two segments: 150 tokens (blocks of 64, 64, 22) and 37.
+	segStart := make([]int, 187)
+	for i := 150; i < len(segStart); i++ {
+		segStart[i] = 150
+	}
+	n := len(segStart)
+	s := attnShape{n: n, nH: nH, nKV: nKV, hd: hd, segStart: segStart, scale: float32(1 / math.Sqrt(hd))}
+	rng := newRand(29)
+	q, k, v := randn(rng, n*nH*hd, 1.5), randn(rng, n*nKV*hd, 1.5), randn(rng, n*nKV*hd, 1)
+	dout := randn(rng, n*nH*hd, 1)
+	q64, k64, v64 := to64(q), to64(k), to64(v)
+	refOut, refLSE := attnRef64(q64, k64, v64, s)
+	l64 := func() float64 { o, _ := attnRef64(q64, k64, v64, s); return dot64(dout, o) }
+
+	threads := tensor.Threads
+	defer func() { tensor.Threads = threads }()
+	var grads [][3][]float32
+	for _, workers := range []int{1, 3} {
+		tensor.Threads = workers
+		if got := len(s.units()); got != workers {
+			t.Fatalf("%d threads: %d workers", workers, got)
+		}
+		out, lse := make([]float32, len(q)), make([]float32, n*nH)
+		attnFwd(out, lse, q, k, v, s)
+		checkClose(t, fmt.Sprintf("out vs f64 (%d workers)", workers), out, refOut, 1e-6)
+		checkClose(t, fmt.Sprintf("lse vs f64 (%d workers)", workers), lse, refLSE, 1e-6)
+		dq, dk, dv := make([]float32, len(q)), make([]float32, len(k)), make([]float32, len(v))
+		attnBwd(dq, dk, dv, dout, q, k, v, out, lse, s)
+		for gi, c := range []struct {
+			name string
+			got  []float32
+			x    []float64
+		}{{"dq", dq, q64}, {"dk", dk, k64}, {"dv", dv, v64}} {
+			width := len(c.x) / n
+			for _, row := range []int{0, 63, 64, 100, 128, 149, 150, 186} {
+				i := row*width + (row+gi)%width
+				x0 := c.x[i]
+				want := fdScalar(x0, func(x float64) float64 { c.x[i] = x; defer func() { c.x[i] = x0 }(); return l64() })
+				if d := math.Abs(float64(c.got[i]) - want); d > 5e-6+5e-6*math.Abs(want) {
+					t.Errorf("%d workers: %s[row %d] = %.7f, finite difference %.7f", workers, c.name, row, c.got[i], want)
+				}
+			}
+		}
+		grads = append(grads, [3][]float32{dq, dk, dv})
+	}
+	for j, name := range []string{"dq", "dk", "dv"} {
+		checkClose(t, name+": 3 workers vs 1", grads[1][j], to64(grads[0][j]), 1e-6)
 	}
 }

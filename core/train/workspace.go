@@ -4,7 +4,6 @@ import (
 	"runtime/debug"
 
 	"distill/core/model"
-	"distill/core/tensor"
 )
 
 // arena carves named views out of one allocation, llm.c style. With a nil
@@ -33,7 +32,7 @@ type workspace struct {
 	logits        []float32   // (lossRows, V)
 	s             *scratch
 	drop          []float32 // (n, max in) the adapter's dropped input (dropout > 0)
-	attn          []float32 // 2·Threads × (L, L): attention scores per worker, L the longest segment
+	attn, attnAcc []float32 // attention's per-worker scores and dk, dv (attnShape)
 	checkpointing bool
 }
 
@@ -63,7 +62,8 @@ func buildWorkspace(ar *arena, c *model.Config, n, maxSeg, r, nL int, targeted [
 	w.dhf, w.dx = ar.take(n*D), ar.take(n*D)
 	w.hb, w.dhb, w.logits = ar.take(lossRows*D), ar.take(lossRows*D), ar.take(lossRows*V)
 	w.s = newScratch(ar, c, n, r)
-	w.attn = ar.take(2 * tensor.Threads * maxSeg * maxSeg)
+	scores, acc := attnFloats(n, maxSeg, c.NumKVHeads*c.HeadDim)
+	w.attn, w.attnAcc = ar.take(scores), ar.take(acc)
 	if dropout {
 		w.drop = ar.take(n * max(c.HiddenSize, c.IntermediateSize, c.NumHeads*c.HeadDim))
 	}
