@@ -3,6 +3,7 @@ package app
 import (
 	"fmt"
 	"io"
+	"runtime/debug"
 	"time"
 
 	"distill/core/lora"
@@ -46,6 +47,8 @@ func benchTrain(w io.Writer, be tensor.Backend, m *model.Model, seq, rank, steps
 		weights += m.LMHead.Bytes()
 	}
 	plan := net.PlanMemory(seq, weights)
+	debug.FreeOSMemory() // as train does: what quantising held goes back first
+	net.Reserve(seq)
 	opt := train.NewAdamW(len(net.Params), 0)
 	best := time.Duration(1 << 62)
 	for s := 0; s < steps; s++ {
