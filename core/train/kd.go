@@ -21,7 +21,7 @@ type KD struct {
 	Beta        float64 // JSD's mixing weight, in (0, 1)
 
 	// The CPU step's scratch, kept from step to step: fresh each step, the
-	// teacher's logits, gradients (lossRows × V, in float64), hidden
+	// teacher's logits, gradients (a loss chunk's rows × V, in float64), hidden
 	// states and KV cache piled up between collections, past the memory
 	// plan.
 	tLogits, tHidden, hidden []float32
@@ -64,7 +64,7 @@ func (k *KD) Validate(student *model.Model) error {
 
 // StepKD runs forward and backward on b with the distillation objective and
 // returns the summed loss over counted tokens (gradients of Σ / denom). The
-// teacher runs once over each segment; its logits are formed lossRows rows
+// teacher runs once over each segment; its logits are formed a loss chunk
 // at a time beside the student's, never for the whole batch at once.
 func (nt *Net) StepKD(b *Batch, denom int, kd *KD) (float64, error) {
 	if r := nt.accelKD(kd); r != nil {
@@ -78,8 +78,9 @@ func (nt *Net) StepKD(b *Batch, denom int, kd *KD) (float64, error) {
 		return 0, err
 	}
 	V, Dt := nt.M.Config.VocabSize, kd.Teacher.Config.HiddenSize
-	kd.tLogits, kd.tHidden = grown(kd.tLogits, lossRows*V), grown(kd.tHidden, lossRows*Dt)
-	kd.grads = grown(kd.grads, lossRows*V) // per-row d div/dz scratch
+	rows := lossRowsFor(b.Len(), V) // the workspace's chunk
+	kd.tLogits, kd.tHidden = grown(kd.tLogits, rows*V), grown(kd.tHidden, rows*Dt)
+	kd.grads = grown(kd.grads, rows*V) // per-row d div/dz scratch
 	tLogits, tHidden, grads := kd.tLogits, kd.tHidden, kd.grads
 	scale := 1 / float32(denom)
 	err = nt.run(b, func(ws *workspace) float64 {

@@ -12,7 +12,7 @@ import (
 // KDTeacherBytes is what the CPU's logit-KD step holds for teacher t on
 // micro-batches of n tokens besides its weights: its hidden states for the
 // batch, one KV cache and forward workspace for a segment of up to n, and
-// the loss's teacher logits and float64 gradients, lossRows at a time.
+// the loss's teacher logits and float64 gradients, a loss chunk at a time.
 func KDTeacherBytes(t *model.Model, n, vocab int) int64 {
 	c := t.Config
 	D, F, L := int64(c.HiddenSize), int64(c.IntermediateSize), int64(len(t.Layers))
@@ -20,7 +20,7 @@ func KDTeacherBytes(t *model.Model, n, vocab int) int64 {
 	hidden := N * D * 4
 	cache := 2 * L * N * kvOut * 4
 	forward := N * (3*D + 2*qOut + 2*F) * 4 // x, xn, o; q, att; gate, up
-	rows := int64(lossRows) * (int64(vocab)*(4+8) + D*4)
+	rows := int64(lossRowsFor(n, vocab)) * (int64(vocab)*(4+8) + D*4)
 	return hidden + cache + forward + rows
 }
 

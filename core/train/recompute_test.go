@@ -1,6 +1,7 @@
 package train
 
 import (
+	"math"
 	"path/filepath"
 	"testing"
 
@@ -64,4 +65,38 @@ func TestRecomputeMatchesKeptActivations(t *testing.T) {
 		}
 		same(t, net, bf.batch())
 	})
+}
+
+// TestLossChunksAgree: the loss and its gradients do not depend on how many
+// rows the head projects at a time — a chunk of 3 rows (chunks ending
+// inside a sequence, a last short chunk) against one chunk of every row —
+// for cross-entropy and for logit KD, whose teacher logits follow the
+// student's chunks. (The GEMM of 3 rows and of all of them may round
+// differently: the losses agree to ~1e-8 relative.)
+func TestLossChunksAgree(t *testing.T) {
+	net, bf, _ := fixtureNet(t, "llama3-f32", "adapter")
+	b := bf.batch()
+	kd := &KD{Teacher: net.M, Backend: tensor.CPU{}, Divergence: "forward_kl", Temperature: 2, Alpha: 0.5}
+	run := func(rows int) (sft, kdLoss float64, grads []float32) {
+		lossRowsMin, lossRowsMax = rows, rows
+		defer func() { lossRowsMin, lossRowsMax = 32, 256 }()
+		if got := lossRowsFor(b.Len(), net.M.Config.VocabSize); got != rows {
+			t.Fatalf("chunks of %d rows, want %d", got, rows)
+		}
+		net.ZeroGrads()
+		sft, err := net.Step(b, b.Counted())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kdLoss, err = net.StepKD(b, b.Counted(), kd); err != nil {
+			t.Fatal(err)
+		}
+		return sft, kdLoss, append([]float32(nil), net.Grads...)
+	}
+	s3, k3, g3 := run(3)
+	sAll, kAll, gAll := run(b.Len())
+	if math.Abs(s3-sAll) > 1e-7*math.Abs(sAll) || math.Abs(k3-kAll) > 1e-7*math.Abs(kAll) {
+		t.Errorf("losses: cross-entropy %v in chunks of 3, %v in one; KD %v, %v", s3, sAll, k3, kAll)
+	}
+	checkClose(t, "gradients, chunks of 3 vs one", g3, to64(gAll), 1e-6)
 }

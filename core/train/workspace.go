@@ -28,6 +28,7 @@ type workspace struct {
 	acts          []*acts     // per layer, or one shared when checkpointing
 	hf, rstd      []float32   // final norm output (n, D), its rstd (n)
 	dhf, dx       []float32   // (n, D)
+	lossRows      int         // rows of a loss chunk (lossRowsFor)
 	hb, dhb       []float32   // (lossRows, D) gathered rows of the loss
 	logits        []float32   // (lossRows, V)
 	s             *scratch
@@ -60,7 +61,8 @@ func buildWorkspace(ar *arena, c *model.Config, n, maxSeg, r, nL int, targeted [
 	}
 	w.hf, w.rstd = ar.take(n*D), ar.take(n)
 	w.dhf, w.dx = ar.take(n*D), ar.take(n*D)
-	w.hb, w.dhb, w.logits = ar.take(lossRows*D), ar.take(lossRows*D), ar.take(lossRows*V)
+	w.lossRows = lossRowsFor(n, V)
+	w.hb, w.dhb, w.logits = ar.take(w.lossRows*D), ar.take(w.lossRows*D), ar.take(w.lossRows*V)
 	w.s = newScratch(ar, c, n, r)
 	scores, acc := attnFloats(n, maxSeg, c.NumKVHeads*c.HeadDim)
 	w.attn, w.attnAcc = ar.take(scores), ar.take(acc)
