@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 
 	"distill/core/model"
+	"distill/core/tensor"
 )
 
 // KDTeacherBytes is what the CPU's logit-KD step holds for teacher t on
@@ -60,6 +61,13 @@ func (nt *Net) PlanMemory(n int, weightBytes int64) Plan {
 	c := nt.M.Config
 	buildWorkspace(ar, &c, n, n, nt.rank(), 0, nt.targeted(), nt.M.Arch.QKNorm, true, nt.dropping())
 	fixed := int64(ar.off) * 4
+	if cpu, ok := nt.Be.(tensor.CPU); ok && cpu.BF16Products && tensor.BF16ProductsFast() {
+		// The bf16 products round their input first, into scratch the
+		// kernels keep: the largest is the LM head's backward, a loss
+		// chunk's logit gradients (rows, V) in bf16.
+		bf16 := int64(lossRowsFor(n, c.VocabSize)) * int64(c.VocabSize) * 2
+		total, fixed = total+bf16, fixed+bf16
+	}
 	return Plan{Tokens: n, Weights: weightBytes, Adapter: params, Grads: params, Optimizer: 2 * params,
 		Activations: total - fixed, Workspace: fixed, Runtime: RuntimeBaseline}
 }
