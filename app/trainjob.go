@@ -47,6 +47,7 @@ type TrainJob struct {
 	gpu         bool  // SFT steps run on the device (cuda/devnet)
 	planDevice  int64 // their planned device memory, the CUDA context aside
 	planDevOpt  bool  // the plan put the optimizer's moments on the device
+	planHost    int64 // the CPU memory plan's total, the RSS gauge's mark (CPU steps; 0 on the device)
 	hostOptLog  bool  // said once that they went to the host after all
 	vramPeak    int64 // the most NVML reported in use after a step
 	net         *train.Net
@@ -446,6 +447,9 @@ func (j *TrainJob) load() error {
 		} else {
 			j.logf("GPU memory plan; the optimizer (clipping, AdamW and its moments) on the device too")
 		}
+	}
+	if !(j.gpu && c.OnGPU()) {
+		j.planHost = plan.Total()
 	}
 	if j.Log != nil {
 		plan.Print(j.Log)

@@ -116,6 +116,9 @@ func (j *TrainJob) record(events <-chan train.Event, log *os.File) error {
 		if e.TotalSteps != j.totalRecorded { // once per session: it holds for every later step
 			j.totalRecorded = e.TotalSteps
 			points = append(points, store.Metric{Step: e.Step, Name: "total_steps", Value: float64(e.TotalSteps)})
+			if j.planHost > 0 { // the memory plan, for a workstation's gauge
+				points = append(points, store.Metric{Step: e.Step, Name: "plan_bytes", Value: float64(j.planHost)})
+			}
 		}
 		if j.gpu { // the card's memory in use, through NVML (every process on it)
 			if g, ok := trainingGPU(); ok {

@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,6 +16,8 @@ import (
 	"distill/core/data"
 	"distill/core/train"
 	"distill/store"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // Workstation is the service the terminal workstation (package views) talks
@@ -57,6 +60,7 @@ type Progress struct {
 	Loss, LR, GradNorm, TokensPerSec float64
 	Elapsed                          time.Duration
 	RSS                              int64   // resident memory, bytes
+	Plan                             int64   // the memory plan's total for RSS, bytes (CPU steps; 0 unknown)
 	ValLoss                          float64 // a validation loss taken at Step; 0: none
 	Done                             bool
 	Err                              error
@@ -316,7 +320,11 @@ func (w *Workstation) start(job *TrainJob) (<-chan Progress, error) {
 	w.mu.Unlock()
 	ch := make(chan Progress, progressBuffer)
 	job.DB = w.db
-	job.Events = func(e train.Event) { sendLatest(ch, progressOf(id, e)) }
+	job.Events = func(e train.Event) {
+		p := progressOf(id, e)
+		p.Plan = job.planHost // set before the first step, on this goroutine
+		sendLatest(ch, p)
+	}
 	job.Validated = func(step int, m map[string]float64) {
 		sendLatest(ch, Progress{RunID: id, Step: step, Validation: true, ValLoss: m["val_loss"], ValAccuracy: m["val_accuracy"]})
 	}
@@ -436,19 +444,49 @@ func (w *Workstation) RunHistory(id string) ([]Progress, error) {
 			p.Elapsed = time.Duration(m.Value * float64(time.Second))
 		case "total_steps":
 			p.Total = int(m.Value)
+		case "plan_bytes":
+			p.Plan = int64(m.Value)
 		}
 	}
 	slices.Sort(steps)
 	out := make([]Progress, len(steps))
-	total := 0 // recorded once a session: it holds for the steps after
+	total, plan := 0, int64(0) // recorded once a session: they hold for the steps after
 	for i, s := range steps {
 		out[i] = *byStep[s]
 		if out[i].Total > 0 {
 			total = out[i].Total
 		}
-		out[i].Total = total
+		if out[i].Plan > 0 {
+			plan = out[i].Plan
+		}
+		out[i].Total, out[i].Plan = total, plan
 	}
 	return out, nil
+}
+
+// RunInfo is what the Train view's title says of a run besides its name.
+type RunInfo struct {
+	Method, Base string
+	Quant        string // the base's quantisation: nf4, q8, none; empty if unrecorded
+	Rank         int    // LoRA's r; 0 in full fine-tuning or if unrecorded
+	Full         bool   // every weight trained
+}
+
+// RunInfo reads a run's method, base model and adapter from its record.
+func (w *Workstation) RunInfo(id string) (RunInfo, error) {
+	r, err := w.db.GetRun(context.Background(), id)
+	if err != nil {
+		return RunInfo{}, fmt.Errorf("run %s: %w", id, err)
+	}
+	info := RunInfo{Method: r.Method, Base: r.BaseModel}
+	var c RunConfig // the effective config: JSON as train records it, YAML by hand
+	if json.Unmarshal([]byte(r.Config), &c) == nil || yaml.Unmarshal([]byte(r.Config), &c) == nil {
+		info.Quant, info.Full = c.Quant, c.Full
+		if !c.Full {
+			info.Rank = c.LoRA.R
+		}
+	}
+	return info, nil
 }
 
 // TotalMemory is the machine's memory in bytes (0 if unknown), the scale of

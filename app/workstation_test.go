@@ -82,6 +82,7 @@ func TestStartRunStreamsProgress(t *testing.T) {
 	}
 	var steps []int
 	var last Progress
+	var plan int64
 	logged, vals := 0, 0
 	for p := range ch {
 		if p.Log != "" {
@@ -92,9 +93,10 @@ func TestStartRunStreamsProgress(t *testing.T) {
 		}
 		if p.IsStep() {
 			steps = append(steps, p.Step)
-			if p.Total != 4 || p.Loss <= 0 {
-				t.Errorf("step %d: total %d, loss %g", p.Step, p.Total, p.Loss)
+			if p.Total != 4 || p.Loss <= 0 || p.Plan <= 0 {
+				t.Errorf("step %d: total %d, loss %g, plan %d bytes", p.Step, p.Total, p.Loss, p.Plan)
 			}
+			plan = p.Plan
 		}
 		last = p
 	}
@@ -112,8 +114,12 @@ func TestStartRunStreamsProgress(t *testing.T) {
 		t.Fatalf("ListRuns: %+v, %v", rows, err)
 	}
 	hist, err := w.RunHistory(last.RunID)
-	if err != nil || len(hist) != 4 || hist[3].Step != 4 || hist[3].Loss <= 0 {
-		t.Fatalf("RunHistory: %+v, %v", hist, err)
+	if err != nil || len(hist) != 4 || hist[3].Step != 4 || hist[3].Loss <= 0 || hist[3].Plan != plan {
+		t.Fatalf("RunHistory: %+v, %v (plan %d)", hist, err, plan)
+	}
+	info, err := w.RunInfo(last.RunID)
+	if err != nil || info.Method != "sft" || info.Base != cfg.Model || info.Rank != cfg.LoRA.R || info.Quant != cfg.Quant || info.Rank == 0 {
+		t.Fatalf("RunInfo: %+v, %v; the run's config is %+v", info, err, cfg)
 	}
 }
 

@@ -22,6 +22,7 @@ type Service interface {
 	StopRun(id string) bool
 	PauseRun(id string) (paused, ok bool)
 	RunHistory(id string) ([]app.Progress, error)
+	RunInfo(id string) (app.RunInfo, error)
 	Device() string
 	ResidentBytes() int64
 	GPUMemory() (app.GPU, bool)

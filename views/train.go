@@ -47,6 +47,7 @@ type WatchMsg struct {
 type historyMsg struct {
 	id    string
 	steps []app.Progress
+	info  app.RunInfo // for the title; zero when the run is not recorded yet
 	err   error
 }
 
@@ -69,7 +70,8 @@ func waitProgress(ch <-chan app.Progress) tea.Cmd {
 func loadHistory(svc Service, id string) tea.Cmd {
 	return func() tea.Msg {
 		steps, err := svc.RunHistory(id)
-		return historyMsg{id, steps, err}
+		info, _ := svc.RunInfo(id) // a title without it is still a title
+		return historyMsg{id: id, steps: steps, info: info, err: err}
 	}
 }
 
@@ -84,6 +86,7 @@ const maxPoints = 4096
 type trainView struct {
 	keys   trainKeys
 	runID  string
+	info   app.RunInfo         // method, base, quant, r: the title's
 	ch     <-chan app.Progress // nil when the run is followed through the store
 	last   app.Progress
 	losses []float64
@@ -146,6 +149,9 @@ func (v trainView) update(ctx *Context, msg tea.Msg) (trainView, tea.Cmd) {
 	case historyMsg:
 		if msg.id != v.runID {
 			return v, nil
+		}
+		if msg.info.Method != "" {
+			v.info = msg.info
 		}
 		if msg.err != nil && v.ch == nil { // a run of this window may not be recorded yet: its steps come on the channel
 			v.note = "cannot read the run's steps: " + msg.err.Error()
@@ -321,8 +327,13 @@ func (v trainView) view(ctx *Context) string {
 		steps = fmt.Sprintf("step %d/%d", p.Step, p.Total)
 		frac = float64(p.Step) / float64(p.Total)
 	}
-	title := " " + st.Title.Render(v.runID) + "  " + steps
 	pct := fmt.Sprintf(" %3.0f%%", frac*100)
+	// The run's method, base, quant and r, as UX.md's title has them, where
+	// they leave the bar room; else the bar gets its own line.
+	title := " " + st.Title.Render(v.runID) + runTitle(v.info) + "  " + steps
+	if short := " " + st.Title.Render(v.runID) + "  " + steps; w-lipgloss.Width(title)-len(pct)-3 < 10 && w-lipgloss.Width(short)-len(pct)-3 >= 10 {
+		title = short
+	}
 	barW := w - lipgloss.Width(title) - len(pct) - 3
 	if p.Total > 0 && barW >= 10 {
 		v.bar.Width = barW
@@ -355,6 +366,9 @@ func (v trainView) view(ctx *Context) string {
 			mem += "▕" + gauge.ViewAs(float64(p.RSS)/float64(total)) + "▏ " + humanBytes(p.RSS) + " / " + humanBytes(total)
 		} else {
 			mem += humanBytes(p.RSS)
+		}
+		if p.Plan > 0 {
+			mem += " (plan " + humanBytes(p.Plan) + ")"
 		}
 		lines = append(lines, mem)
 	}
@@ -389,4 +403,22 @@ func (v trainView) view(ctx *Context) string {
 	bodyH := max(1, ctx.Height-len(status))
 	body := lipgloss.NewStyle().Height(bodyH).MaxHeight(bodyH).Render(strings.Join(lines, "\n"))
 	return body + "\n" + strings.Join(status, "\n")
+}
+
+// runTitle is " · SFT · SmolLM2-135M · nf4 · r16" (what is known of i).
+func runTitle(i app.RunInfo) string {
+	if i.Method == "" {
+		return ""
+	}
+	parts := []string{strings.ToUpper(i.Method), shortBase(i.Base)}
+	if i.Quant != "" {
+		parts = append(parts, i.Quant)
+	}
+	switch {
+	case i.Full:
+		parts = append(parts, "full")
+	case i.Rank > 0:
+		parts = append(parts, fmt.Sprintf("r%d", i.Rank))
+	}
+	return " · " + strings.Join(parts, " · ")
 }

@@ -41,6 +41,7 @@ type fakeService struct {
 	stopped   []string
 	paused    bool
 	history   map[string][]app.Progress
+	infos     map[string]app.RunInfo
 	adapters  []app.AdapterRow
 	evals     []app.EvalRow
 	reports   map[string]app.EvalReport
@@ -85,6 +86,12 @@ func (f *fakeService) PauseRun(id string) (bool, bool) {
 }
 func (f *fakeService) RunHistory(id string) ([]app.Progress, error) {
 	return f.history[id], nil
+}
+func (f *fakeService) RunInfo(id string) (app.RunInfo, error) {
+	if i, ok := f.infos[id]; ok {
+		return i, nil
+	}
+	return app.RunInfo{}, errors.New("run " + id + ": not found")
 }
 func (f *fakeService) Device() string       { return "cpu · 8 cores" }
 func (f *fakeService) ResidentBytes() int64 { return 1288 << 20 }
