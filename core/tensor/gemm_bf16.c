@@ -245,9 +245,15 @@ static TBF void mk_any(int mr, int nv, const uint16_t *a, int64_t lda, const uin
 
 void dt_gemm_bf16(float *c, int64_t ldc, const uint16_t *a, int64_t lda, const uint16_t *b, int64_t ldb,
                   int64_t m, int64_t n, int64_t k, int bkn, int acc, uint16_t *pack) {
+	// With AMX (gemm_amx.c), blocks of 32 rows run on tiles over the
+	// strip's whole 16-pair groups; the pairs after them, and the rows
+	// after the last block of 32, on vdpbf16ps as before.
+	int amx = m >= 32 && dt_amx_active();
+	if (amx) dt_amx_begin();
 	for (int64_t k0 = 0; k0 < k; k0 += DT_KC) {
 		int64_t kc = k - k0 < DT_KC ? k - k0 : DT_KC;
 		int64_t pairs = (kc + 1) / 2;
+		int64_t qn = amx ? pairs & ~(int64_t)15 : 0;
 		int add = acc || k0 > 0;
 		for (int64_t j0 = 0; j0 < n; j0 += DT_NR) {
 			int64_t nb = n - j0 < DT_NR ? n - j0 : DT_NR;
@@ -256,12 +262,22 @@ void dt_gemm_bf16(float *c, int64_t ldc, const uint16_t *a, int64_t lda, const u
 				pack_strip_kn(pack, b + j0, ldb, nb, k0, kc, k);
 			else
 				pack_strip(pack, b + j0 * ldb, ldb, nb, k0, kc, k);
-			for (int64_t i0 = 0; i0 < m; i0 += DT_MR) {
+			int64_t i0 = 0;
+			for (; qn > 0 && i0 + 32 <= m; i0 += 32) {
+				dt_amx_rows32(a + i0 * lda + k0, lda, pack, qn, c + i0 * ldc + j0, ldc, nb, add);
+				for (int64_t i = i0; qn < pairs && i < i0 + 32; i += DT_MR) {
+					int mr = i0 + 32 - i < DT_MR ? (int)(i0 + 32 - i) : DT_MR;
+					mk_any(mr, nv, a + i * lda + k0 + 2 * qn, lda, pack + 2 * qn * DT_NR, pairs - qn,
+					       c + i * ldc + j0, ldc, nb, 1);
+				}
+			}
+			for (; i0 < m; i0 += DT_MR) {
 				int mr = m - i0 < DT_MR ? (int)(m - i0) : DT_MR;
 				mk_any(mr, nv, a + i0 * lda + k0, lda, pack, pairs, c + i0 * ldc + j0, ldc, nb, add);
 			}
 		}
 	}
+	if (amx) dt_amx_end();
 }
 
 #else

@@ -8,10 +8,22 @@ package tensor
 */
 import "C"
 
-import "unsafe"
+import (
+	"os"
+	"unsafe"
+)
 
 // haveBF16Dot says whether this CPU has AVX-512 BF16's dot products.
 var haveBF16Dot = C.dt_have_bf16() != 0
+
+// haveAMX says whether the bf16 GEMM runs its blocks of 32 rows on AMX
+// tiles: the CPU has AMX-BF16, Linux granted this process the tile state,
+// and DISTILL_NO_AMX is unset (a switch for comparing the two kernels).
+var haveAMX = os.Getenv("DISTILL_NO_AMX") == "" && C.dt_amx_init() != 0
+
+// useAMX turns the tiles on or off (on only where haveAMX), returning the
+// previous setting: tests run both kernels on one machine.
+func useAMX(on bool) bool { return C.dt_amx_use(cbool(on && haveAMX)) != 0 }
 
 // bf16PackLen is the uint16 scratch gemmBF16NT packs a strip of b into.
 var bf16PackLen = int(C.dt_gemm_bf16_pack_len())

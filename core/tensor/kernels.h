@@ -68,6 +68,21 @@ size_t dt_gemm_bf16_pack_len(void);
 void dt_gemm_bf16(float *c, int64_t ldc, const uint16_t *a, int64_t lda, const uint16_t *b, int64_t ldb,
                   int64_t m, int64_t n, int64_t k, int bkn, int acc, uint16_t *pack);
 
+// AMX tiles for dt_gemm_bf16 (gemm_amx.c). dt_amx_init checks the CPU and
+// the OS and asks Linux for the tile state (once, at start-up); dt_amx_use
+// turns their use on or off (returning the previous setting; on only where
+// init succeeded), dt_amx_active reads it. dt_amx_begin loads the tile
+// configuration on this thread, dt_amx_end releases it; between them
+// dt_amx_rows32 runs 32 rows of a against a packed strip over qn pairs of k
+// (a multiple of 16), setting or adding c's 32 × nb.
+int dt_amx_init(void);
+int dt_amx_use(int on);
+int dt_amx_active(void);
+void dt_amx_begin(void);
+void dt_amx_end(void);
+void dt_amx_rows32(const uint16_t *a, int64_t lda, const uint16_t *p, int64_t qn, float *c, int64_t ldc, int64_t nb,
+                   int add);
+
 // Training's element-wise kernels (ops_train.c), each as its Go reference
 // in ref_train.go but for the exp (vexp.h) and the order of the f64 sums:
 // dt_swiglu_fwd: a = g·σ(g)·u; dt_swiglu_bwd: du = da·g·σ(g), dg =

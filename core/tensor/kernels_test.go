@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 )
 
 // forEachLevel runs f at every kernel level this CPU has (scalar, AVX2,
@@ -414,5 +415,84 @@ func TestMatMulBF16Kernel(t *testing.T) {
 		}
 		matMulBF16(out, x, w, T)
 		checkMatMul(t, out, x, w, T, true)
+	}
+}
+
+// TestBF16GemmAMX runs the bf16 GEMM with and without AMX tiles on shapes
+// that cross their edges — rows past the last block of 32, k past the last
+// group of 16 pairs and past a k block, strips narrower than 64, b stored
+// (n, k) and (k, n), setting and adding — against a float64 reference on
+// the same bf16 values: only the order of the f32 sums may differ.
+func TestBF16GemmAMX(t *testing.T) {
+	if !haveBF16Dot || !BF16ProductsFast() {
+		t.Skip("no AVX-512 BF16 on this CPU")
+	}
+	if !haveAMX {
+		t.Skip("no AMX-BF16 on this CPU (or DISTILL_NO_AMX is set): only the vdpbf16ps kernel runs here")
+	}
+	defer useAMX(true)
+	r := rand.New(rand.NewPCG(21, 22))
+	pack := make([]uint16, bf16PackLen)
+	for _, s := range [][3]int{{32, 64, 32}, {71, 100, 577}, {96, 13, 2051}, {64, 130, 1024}, {33, 64, 31}, {40, 200, 96}} {
+		m, n, k := s[0], s[1], s[2]
+		lda := (k + 1) &^ 1
+		a := make([]uint16, m*lda)
+		for i := 0; i < m; i++ {
+			for j := 0; j < k; j++ {
+				a[i*lda+j] = F32ToBF16(float32(r.NormFloat64()))
+			}
+		}
+		b := make([]uint16, n*k)
+		for i := range b {
+			b[i] = F32ToBF16(float32(r.NormFloat64()))
+		}
+		bb := unsafe.Slice((*byte)(unsafe.Pointer(&b[0])), 2*len(b))
+		for _, bkn := range []bool{false, true} {
+			ldb := k // b (n, k)
+			if bkn {
+				ldb = n // b (k, n)
+			}
+			bAt := func(kk, j int) float64 {
+				if bkn {
+					return float64(BF16ToF32(b[kk*n+j]))
+				}
+				return float64(BF16ToF32(b[j*k+kk]))
+			}
+			c0 := randF32(r, m*n)
+			var runs [2][]float32
+			for ui, amx := range []bool{false, true} {
+				useAMX(amx)
+				for _, acc := range []bool{false, true} {
+					c := append([]float32(nil), c0...)
+					gemmBF16(c, n, a, lda, bb, ldb, m, n, k, bkn, acc, pack)
+					for i := 0; i < m; i++ {
+						for j := 0; j < n; j++ {
+							var want, mag float64
+							for kk := 0; kk < k; kk++ {
+								p := float64(BF16ToF32(a[i*lda+kk])) * bAt(kk, j)
+								want, mag = want+p, mag+math.Abs(p)
+							}
+							if acc {
+								want += float64(c0[i*n+j])
+								mag += math.Abs(float64(c0[i*n+j]))
+							}
+							if got := float64(c[i*n+j]); !(math.Abs(got-want) <= 1e-6*mag) {
+								t.Fatalf("amx %v, %dx%dx%d, b (k, n) %v, acc %v: c[%d][%d] = %g, want %g", amx, m, n, k, bkn, acc, i, j, got, want)
+							}
+						}
+					}
+					if !acc {
+						runs[ui] = c
+					}
+				}
+			}
+			same := 0
+			for i := range runs[0] {
+				if runs[0][i] == runs[1][i] {
+					same++
+				}
+			}
+			t.Logf("%dx%dx%d, b (k, n) %v: %d of %d values bit-identical between the kernels", m, n, k, bkn, same, len(runs[0]))
+		}
 	}
 }

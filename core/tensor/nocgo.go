@@ -61,6 +61,10 @@ func sumBytes(b []byte) uint64 {
 
 const haveBF16Dot = false
 
+const haveAMX = false
+
+func useAMX(bool) bool { return false }
+
 var bf16PackLen = 0
 
 func bf16Rows([]uint16, int, []float32, int, int, int) { panic("tensor: bf16 GEMM needs cgo") }
