@@ -58,7 +58,11 @@ func runBench(env *Env, args []string) error {
 	fmt.Fprintf(env.Stdout, "machine: %d threads, copy bandwidth %.1f GB/s, sgemm peak %.0f GFLOP/s", tensor.Threads, bw/1e9, sgemm)
 	if *cpuBF16 && tensor.BF16ProductsFast() && (dt == tensor.BF16 && *quantName == "none" || *quantName == "nf4") {
 		peak, peakName = tensor.MeasureBF16GFLOPS(), "bf16 GEMM"
-		fmt.Fprintf(env.Stdout, ", bf16 GEMM peak %.0f GFLOP/s (--cpu-bf16)", peak)
+		kernel := "--cpu-bf16"
+		if tensor.AMX() {
+			kernel += ", AMX"
+		}
+		fmt.Fprintf(env.Stdout, ", bf16 GEMM peak %.0f GFLOP/s (%s)", peak, kernel)
 	}
 	fmt.Fprintln(env.Stdout)
 	onCPU := *device == "cpu"

@@ -330,6 +330,8 @@ func (j *TrainJob) load() error {
 		if cpu, ok := j.be.(tensor.CPU); ok && cpu.BF16Products {
 			j.logf("bf16 products on the cpu: BF16 weights times bf16-rounded activations and gradients")
 		}
+	} else if _, onCPU := j.be.(tensor.CPU); onCPU && tensor.AMX() {
+		j.logf("this CPU has AMX: with --cpu-bf16 (cpu_bf16: true) the step's products run on its bf16 tiles, 2–3× faster, in bf16 mixed precision")
 	}
 	if j.m, err = model.Load(c.Model); err != nil {
 		return err
