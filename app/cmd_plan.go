@@ -56,6 +56,22 @@ func runPlan(env *Env, args []string) error {
 	}
 	seq := cfg.SeqLen
 	cfg.SeqLen *= *batch
+	// train holds --seq-len, the tokens of a micro-batch, to the model's
+	// context: a plan for more would be one no run can follow.
+	limit := 1 << 15
+	if m, err := model.Load(cfg.Model); err == nil {
+		if n := m.ContextLimit(); n > 0 {
+			limit = n
+		}
+		m.Close()
+	}
+	if cfg.SeqLen > limit {
+		if *batch > 1 {
+			return fmt.Errorf("--batch %d × --seq %d = %d tokens per micro-batch, over the model's context of %d, to which train holds --seq-len: plan --batch %d or less (and --accum for a larger batch)",
+				*batch, seq, cfg.SeqLen, limit, max(1, limit/seq))
+		}
+		return fmt.Errorf("--seq %d is over the model's context of %d tokens (max_position_embeddings or its sliding window), to which train holds --seq-len", cfg.SeqLen, limit)
+	}
 	// What train would refuse, plan refuses too (it printed plans for
 	// --full --quant nf4, a negative --lr, an unknown --device).
 	if err := cfg.checkCombination(); err != nil {
@@ -79,19 +95,6 @@ func runPlan(env *Env, args []string) error {
 		budget, err := parseBytes(*memory)
 		if err != nil {
 			return fmt.Errorf("--memory: %w", err)
-		}
-		limit := 1 << 15
-		if m, err := model.Load(cfg.Model); err == nil {
-			if n := m.Config.MaxPositionEmbeddings; n > 0 {
-				limit = n
-			}
-			m.Close()
-		}
-		if *batch > 1 { // packed sequences restart their positions: the context bounds each, not the batch
-			if seq > limit {
-				return fmt.Errorf("--seq %d is longer than the model's context (%d)", seq, limit)
-			}
-			limit = 1 << 20
 		}
 		if longest, err = w.LargestSeqLen(cfg, budget, limit); err != nil {
 			return err

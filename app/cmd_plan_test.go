@@ -134,11 +134,18 @@ func TestPlanSeqAndBatch(t *testing.T) {
 	if a.Longest < 64 || a.LargestBatch != a.Longest/64 {
 		t.Errorf("within 1GB: longest seq_len %d, largest batch %d", a.Longest, a.LargestBatch)
 	}
-	// Packed sequences restart their positions: the model's context (4096
-	// here) bounds each one, not the batch.
+	// train holds a micro-batch to the model's context (4096 here), so the
+	// plan does too: the largest batch is the context's, and a batch over
+	// it is refused with the one that fits.
 	code, out, _ = run("plan", "sft", "--model", m, "--seq", "64", "--batch", "4", "--memory", "100GB", "--json")
-	if code != 0 || json.Unmarshal([]byte(out), &a) != nil || a.LargestBatch <= 4096/64 {
-		t.Errorf("within 100GB: exit %d, largest batch %d (the context alone would cap it at %d)", code, a.LargestBatch, 4096/64)
+	if code != 0 || json.Unmarshal([]byte(out), &a) != nil || a.LargestBatch != 4096/64 {
+		t.Errorf("within 100GB: exit %d, largest batch %d (the context caps it at %d)", code, a.LargestBatch, 4096/64)
+	}
+	if code, _, stderr := run("plan", "sft", "--model", m, "--seq", "1024", "--batch", "8"); code == 0 || !strings.Contains(stderr, "--batch 4 or less") {
+		t.Errorf("plan --seq 1024 --batch 8 over a 4096-token context: exit %d %q", code, stderr)
+	}
+	if code, _, stderr := run("plan", "sft", "--model", m, "--seq", "8192"); code == 0 || !strings.Contains(stderr, "context of 4096") {
+		t.Errorf("plan --seq 8192 over a 4096-token context: exit %d %q", code, stderr)
 	}
 	if code, _, stderr := run("plan", "--model", m); code == 0 || !strings.Contains(stderr, "--method") {
 		t.Errorf("plan without a method: exit %d %q", code, stderr)
