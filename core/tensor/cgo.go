@@ -149,3 +149,15 @@ func softmaxKernel(row []float32) float64 {
 func attnBwdRowKernel(p, ds []float32, l, d, scale float32) {
 	C.dt_attn_bwd_row(f32p(p), f32p(ds), C.int64_t(len(p)), C.float(l), C.float(d), C.float(scale))
 }
+
+func rmsNormFwdKernel(out, rstd, x, w []float32, eps float32) {
+	if len(rstd) > 0 && len(w) > 0 {
+		C.dt_rmsnorm_fwd(f32p(out), f32p(rstd), f32p(x), f32p(w), C.int64_t(len(rstd)), C.int64_t(len(w)), C.float(eps))
+	}
+}
+
+func rmsNormBwdKernel(dx, dy, x, w, rstd []float32) {
+	if len(rstd) > 0 && len(w) > 0 {
+		C.dt_rmsnorm_bwd(f32p(dx), f32p(dy), f32p(x), f32p(w), f32p(rstd), C.int64_t(len(rstd)), C.int64_t(len(w)))
+	}
+}

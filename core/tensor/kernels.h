@@ -93,6 +93,12 @@ void dt_swiglu_fwd(float *a, const float *g, const float *u, int64_t n);
 void dt_swiglu_bwd(float *dg, float *du, const float *da, const float *g, const float *u, int64_t n);
 double dt_softmax(float *row, int64_t n);
 void dt_attn_bwd_row(float *p, float *ds, int64_t n, float l, float d, float scale);
+// dt_rmsnorm_fwd: each of rows rows of d, out = x·s·w with s = 1/√(Σx²/d +
+// eps) (the sum in f64) saved in rstd; dt_rmsnorm_bwd: dx += s·dy·w − c·x,
+// c = (Σ dy·w·x / d)·s³ (f64 likewise).
+void dt_rmsnorm_fwd(float *out, float *rstd, const float *x, const float *w, int64_t rows, int64_t d, float eps);
+void dt_rmsnorm_bwd(float *dx, const float *dy, const float *x, const float *w, const float *rstd, int64_t rows,
+                    int64_t d);
 
 // dt_sum_bytes reads n bytes (n a multiple of 64) and returns a checksum; it
 // measures read bandwidth.

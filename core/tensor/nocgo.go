@@ -77,3 +77,5 @@ func swiGLUFwdKernel(a, g, u []float32)                     { swiGLUFwdRef(a, g,
 func swiGLUBwdKernel(dg, du, da, g, u []float32)            { swiGLUBwdRef(dg, du, da, g, u) }
 func softmaxKernel(row []float32) float64                   { return softmaxRef(row) }
 func attnBwdRowKernel(p, ds []float32, l, d, scale float32) { attnBwdRowRef(p, ds, l, d, scale) }
+func rmsNormFwdKernel(out, rstd, x, w []float32, eps float32) { rmsNormFwdRef(out, rstd, x, w, eps) }
+func rmsNormBwdKernel(dx, dy, x, w, rstd []float32)           { rmsNormBwdRef(dx, dy, x, w, rstd) }

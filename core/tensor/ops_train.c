@@ -50,6 +50,34 @@ static void attn_bwd_row_scalar(float *p, float *ds, int64_t n, float l, float d
 	}
 }
 
+// RMSNorm over rows of d: the sums in f64, as the reference (ref_train.go).
+static void rmsnorm_fwd_scalar(float *out, float *rstd, const float *x, const float *w, int64_t rows, int64_t d,
+                               float eps) {
+	for (int64_t r = 0; r < rows; r++) {
+		const float *xr = x + r * d;
+		double ss = 0;
+		for (int64_t i = 0; i < d; i++) ss += (double)xr[i] * (double)xr[i];
+		float s = (float)(1 / sqrt(ss / (double)d + (double)eps));
+		rstd[r] = s;
+		for (int64_t i = 0; i < d; i++) out[r * d + i] = xr[i] * s * w[i];
+	}
+}
+
+static float rmsnorm_bwd_c(const float *dy, const float *x, const float *w, float s, int64_t d) {
+	double gx = 0;
+	for (int64_t i = 0; i < d; i++) gx += (double)dy[i] * (double)w[i] * (double)x[i];
+	return (float)(gx / (double)d) * s * s * s;
+}
+
+static void rmsnorm_bwd_scalar(float *dx, const float *dy, const float *x, const float *w, const float *rstd,
+                               int64_t rows, int64_t d) {
+	for (int64_t r = 0; r < rows; r++) {
+		const float *xr = x + r * d, *dyr = dy + r * d;
+		float s = rstd[r], c = rmsnorm_bwd_c(dyr, xr, w, s, d);
+		for (int64_t i = 0; i < d; i++) dx[r * d + i] += s * dyr[i] * w[i] - c * xr[i];
+	}
+}
+
 #if DT_VEXP
 
 #define MASK16(k) ((__mmask16)((1u << (k)) - 1))
@@ -121,6 +149,61 @@ T512 static void attn_bwd_row_512(float *p, float *ds, int64_t n, float l, float
 		_mm512_mask_storeu_ps(p + j, k, pj);
 		__m512 r = _mm512_mul_ps(_mm512_mul_ps(pj, _mm512_sub_ps(_mm512_maskz_loadu_ps(k, ds + j), dv)), sv);
 		_mm512_mask_storeu_ps(ds + j, k, r);
+	}
+}
+
+T512 static void rmsnorm_fwd_512(float *out, float *rstd, const float *x, const float *w, int64_t rows, int64_t d,
+                                 float eps) {
+	for (int64_t r = 0; r < rows; r++) {
+		const float *xr = x + r * d;
+		float *o = out + r * d;
+		__m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+		for (int64_t j = 0; j < d; j += 16) {
+			__mmask16 k = d - j >= 16 ? (__mmask16)0xffff : MASK16(d - j);
+			__m512 v = _mm512_maskz_loadu_ps(k, xr + j);
+			__m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+			__m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+			s0 = _mm512_add_pd(s0, _mm512_mul_pd(lo, lo)); // exact products: the sum rounds alone
+			s1 = _mm512_add_pd(s1, _mm512_mul_pd(hi, hi));
+		}
+		double ss = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+		float s = (float)(1 / sqrt(ss / (double)d + (double)eps));
+		rstd[r] = s;
+		__m512 sv = _mm512_set1_ps(s);
+		for (int64_t j = 0; j < d; j += 16) {
+			__mmask16 k = d - j >= 16 ? (__mmask16)0xffff : MASK16(d - j);
+			__m512 t = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, xr + j), sv);
+			_mm512_mask_storeu_ps(o + j, k, _mm512_mul_ps(t, _mm512_maskz_loadu_ps(k, w + j)));
+		}
+	}
+}
+
+T512 static void rmsnorm_bwd_512(float *dx, const float *dy, const float *x, const float *w, const float *rstd,
+                                 int64_t rows, int64_t d) {
+	for (int64_t r = 0; r < rows; r++) {
+		const float *xr = x + r * d, *dyr = dy + r * d;
+		float *dxr = dx + r * d;
+		__m512d g0 = _mm512_setzero_pd(), g1 = _mm512_setzero_pd();
+		for (int64_t j = 0; j < d; j += 16) {
+			__mmask16 k = d - j >= 16 ? (__mmask16)0xffff : MASK16(d - j);
+			__m512 a = _mm512_maskz_loadu_ps(k, dyr + j), b = _mm512_maskz_loadu_ps(k, w + j),
+			       c = _mm512_maskz_loadu_ps(k, xr + j);
+#define LO(v) _mm512_cvtps_pd(_mm512_castps512_ps256(v))
+#define HI(v) _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)))
+			g0 = _mm512_add_pd(g0, _mm512_mul_pd(_mm512_mul_pd(LO(a), LO(b)), LO(c)));
+			g1 = _mm512_add_pd(g1, _mm512_mul_pd(_mm512_mul_pd(HI(a), HI(b)), HI(c)));
+#undef LO
+#undef HI
+		}
+		float s = rstd[r];
+		float c = (float)(_mm512_reduce_add_pd(_mm512_add_pd(g0, g1)) / (double)d) * s * s * s;
+		__m512 sv = _mm512_set1_ps(s), cv = _mm512_set1_ps(c);
+		for (int64_t j = 0; j < d; j += 16) {
+			__mmask16 k = d - j >= 16 ? (__mmask16)0xffff : MASK16(d - j);
+			__m512 t = _mm512_mul_ps(_mm512_mul_ps(sv, _mm512_maskz_loadu_ps(k, dyr + j)), _mm512_maskz_loadu_ps(k, w + j));
+			t = _mm512_sub_ps(t, _mm512_mul_ps(cv, _mm512_maskz_loadu_ps(k, xr + j)));
+			_mm512_mask_storeu_ps(dxr + j, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, dxr + j), t));
+		}
 	}
 }
 
@@ -245,4 +328,25 @@ void dt_attn_bwd_row(float *p, float *ds, int64_t n, float l, float d, float sca
 	}
 #endif
 	attn_bwd_row_scalar(p, ds, n, l, d, scale);
+}
+
+void dt_rmsnorm_fwd(float *out, float *rstd, const float *x, const float *w, int64_t rows, int64_t d, float eps) {
+#if DT_VEXP
+	if (dt_level == DT_AVX512) {
+		rmsnorm_fwd_512(out, rstd, x, w, rows, d, eps);
+		return;
+	}
+#endif
+	rmsnorm_fwd_scalar(out, rstd, x, w, rows, d, eps);
+}
+
+void dt_rmsnorm_bwd(float *dx, const float *dy, const float *x, const float *w, const float *rstd, int64_t rows,
+                    int64_t d) {
+#if DT_VEXP
+	if (dt_level == DT_AVX512) {
+		rmsnorm_bwd_512(dx, dy, x, w, rstd, rows, d);
+		return;
+	}
+#endif
+	rmsnorm_bwd_scalar(dx, dy, x, w, rstd, rows, d);
 }

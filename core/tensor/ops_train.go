@@ -44,3 +44,30 @@ func AttnBwdRow(p, ds []float32, lse, d, scale float32) {
 	_ = ds[len(p)-1]
 	attnBwdRowKernel(p, ds, lse, d, scale)
 }
+
+// RMSNormFwd sets out(rows, d) = x / √(mean(x²) + eps) · w for each row
+// (rows = len(rstd), d = len(w)), saving each row's 1/√(…) in rstd; rows
+// are split over the workers.
+func RMSNormFwd(out, rstd, x, w []float32, eps float32) {
+	rows, d := len(rstd), len(w)
+	if rows == 0 || d == 0 {
+		return
+	}
+	_, _ = out[rows*d-1], x[rows*d-1]
+	parallelFor(rows, max(1, 8192/d), func(lo, hi int) {
+		rmsNormFwdKernel(out[lo*d:hi*d], rstd[lo:hi], x[lo*d:hi*d], w, eps)
+	})
+}
+
+// RMSNormBwd adds to dx(rows, d) the gradient through RMSNormFwd, from dy
+// and the saved rstd: with g = dy·w, dx += rstd·g − x·rstd³·(g·x)/d.
+func RMSNormBwd(dx, dy, x, w, rstd []float32) {
+	rows, d := len(rstd), len(w)
+	if rows == 0 || d == 0 {
+		return
+	}
+	_, _, _ = dx[rows*d-1], dy[rows*d-1], x[rows*d-1]
+	parallelFor(rows, max(1, 8192/d), func(lo, hi int) {
+		rmsNormBwdKernel(dx[lo*d:hi*d], dy[lo*d:hi*d], x[lo*d:hi*d], w, rstd[lo:hi])
+	})
+}

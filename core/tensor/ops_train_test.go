@@ -96,3 +96,52 @@ func TestTrainOps(t *testing.T) {
 		}
 	})
 }
+
+// TestRMSNormKernels checks the RMSNorm rows against ref_train.go at every
+// kernel level: the f64 sums differ in order only, so each result is within
+// 4·10⁻⁷ of its scale (the magnitude of its terms).
+func TestRMSNormKernels(t *testing.T) {
+	r := rand.New(rand.NewPCG(31, 32))
+	forEachLevel(t, func(t *testing.T) {
+		for _, d := range []int{1, 7, 16, 17, 64, 576, 1000} {
+			const rows = 5
+			x, w, dy := trainOpInputs(r, rows*d), trainOpInputs(r, d), trainOpInputs(r, rows*d)
+			for i := range x {
+				x[i] = max(min(x[i], 1e4), -1e4) // activations, not the edges' 1e30
+			}
+			for i := range w {
+				w[i] = max(min(w[i], 8), -8)
+			}
+			out, rstd, wout, wrstd := make([]float32, rows*d), make([]float32, rows), make([]float32, rows*d), make([]float32, rows)
+			RMSNormFwd(out, rstd, x, w, 1e-6)
+			rmsNormFwdRef(wout, wrstd, x, w, 1e-6)
+			for i := range rstd {
+				if !closeTo(rstd[i], wrstd[i], 4e-7, float64(wrstd[i])) {
+					t.Fatalf("d=%d: rstd[%d] = %g, want %g", d, i, rstd[i], wrstd[i])
+				}
+			}
+			for i := range out {
+				sc := math.Abs(float64(x[i]) * float64(wrstd[i/d]) * float64(w[i%d]))
+				if !closeTo(out[i], wout[i], 4e-7, sc) {
+					t.Fatalf("d=%d: out[%d] = %g, want %g", d, i, out[i], wout[i])
+				}
+			}
+			dx0 := trainOpInputs(r, rows*d)
+			dx, wdx := append([]float32(nil), dx0...), append([]float32(nil), dx0...)
+			RMSNormBwd(dx, dy, x, w, wrstd)
+			rmsNormBwdRef(wdx, dy, x, w, wrstd)
+			for i := range dx {
+				row := i / d
+				var gx float64
+				for j := 0; j < d; j++ {
+					gx += math.Abs(float64(dy[row*d+j]) * float64(w[j]) * float64(x[row*d+j]))
+				}
+				s := float64(wrstd[row])
+				sc := math.Abs(float64(dx0[i])) + s*math.Abs(float64(dy[i])*float64(w[i%d])) + math.Abs(float64(x[i]))*s*s*s*gx/float64(d)
+				if !closeTo(dx[i], wdx[i], 4e-7, sc) {
+					t.Fatalf("d=%d: dx[%d] = %g, want %g", d, i, dx[i], wdx[i])
+				}
+			}
+		}
+	})
+}

@@ -47,3 +47,38 @@ func attnBwdRowRef(p, ds []float32, l, d, scale float32) {
 		ds[j] = pj * (ds[j] - d) * scale
 	}
 }
+
+// rmsNormFwdRef: out(rows, d) = x / sqrt(mean(x²) + eps) · w per row, the
+// sum in f64; rstd(rows) saved.
+func rmsNormFwdRef(out, rstd, x, w []float32, eps float32) {
+	d := len(w)
+	for r := range rstd {
+		xr, or := x[r*d:(r+1)*d], out[r*d:(r+1)*d]
+		var ss float64
+		for _, v := range xr {
+			ss += float64(v) * float64(v)
+		}
+		s := float32(1 / math.Sqrt(ss/float64(d)+float64(eps)))
+		rstd[r] = s
+		for i, v := range xr {
+			or[i] = v * s * w[i]
+		}
+	}
+}
+
+// rmsNormBwdRef adds to dx(rows, d) the gradient through the norm: with
+// g = dy·w, dx += rstd·g − x·rstd³·(g·x)/d.
+func rmsNormBwdRef(dx, dy, x, w, rstd []float32) {
+	d := len(w)
+	for r, s := range rstd {
+		xr, dyr, dxr := x[r*d:(r+1)*d], dy[r*d:(r+1)*d], dx[r*d:(r+1)*d]
+		var gx float64
+		for i := range xr {
+			gx += float64(dyr[i]) * float64(w[i]) * float64(xr[i])
+		}
+		c := float32(gx/float64(d)) * s * s * s
+		for i := range xr {
+			dxr[i] += s*dyr[i]*w[i] - c*xr[i]
+		}
+	}
+}

@@ -1,7 +1,6 @@
 package train
 
 import (
-	"math"
 	"slices"
 
 	"distill/core/tensor"
@@ -12,46 +11,16 @@ import (
 // in float64 where the sum runs over a whole row.
 
 // rmsNormFwd: out(rows, d) = x / sqrt(mean(x²) + eps) * w; rstd(rows) saved.
-func rmsNormFwd(out, rstd, x, w []float32, eps float32) {
-	d := len(w)
-	tensor.ParallelFor(len(rstd), 8, func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			xr, or := x[r*d:(r+1)*d], out[r*d:(r+1)*d]
-			var ss float64
-			for _, v := range xr {
-				ss += float64(v) * float64(v)
-			}
-			s := float32(1 / math.Sqrt(ss/float64(d)+float64(eps)))
-			rstd[r] = s
-			for i, v := range xr {
-				or[i] = v * s * w[i]
-			}
-		}
-	})
-}
+func rmsNormFwd(out, rstd, x, w []float32, eps float32) { tensor.RMSNormFwd(out, rstd, x, w, eps) }
 
 // rmsNormBwd adds to dx(rows, d) the gradient through the norm, and to dw(d)
 // (when non-nil) the weight gradient. With g = dy·w:
 // dx = rstd·g − x·rstd³·(g·x)/d.
 func rmsNormBwd(dx, dw, dy, x, w, rstd []float32) {
-	d := len(w)
-	rows := len(rstd)
-	tensor.ParallelFor(rows, 8, func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			xr, dyr, dxr := x[r*d:(r+1)*d], dy[r*d:(r+1)*d], dx[r*d:(r+1)*d]
-			s := rstd[r]
-			var gx float64
-			for i := range xr {
-				gx += float64(dyr[i]) * float64(w[i]) * float64(xr[i])
-			}
-			c := float32(gx/float64(d)) * s * s * s
-			for i := range xr {
-				dxr[i] += s*dyr[i]*w[i] - c*xr[i]
-			}
-		}
-	})
+	tensor.RMSNormBwd(dx, dy, x, w, rstd)
 	if dw != nil {
 		// Rows reduce into one vector: split columns instead of rows.
+		d, rows := len(w), len(rstd)
 		tensor.ParallelFor(d, 64, func(lo, hi int) {
 			for r := 0; r < rows; r++ {
 				s := rstd[r]
