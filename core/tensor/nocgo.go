@@ -73,9 +73,9 @@ func gemmBF16([]float32, int, []uint16, int, []byte, int, int, int, int, bool, b
 	panic("tensor: bf16 GEMM needs cgo")
 }
 
-func swiGLUFwdKernel(a, g, u []float32)                     { swiGLUFwdRef(a, g, u) }
-func swiGLUBwdKernel(dg, du, da, g, u []float32)            { swiGLUBwdRef(dg, du, da, g, u) }
-func softmaxKernel(row []float32) float64                   { return softmaxRef(row) }
-func attnBwdRowKernel(p, ds []float32, l, d, scale float32) { attnBwdRowRef(p, ds, l, d, scale) }
+func swiGLUFwdKernel(a, g, u []float32)                       { swiGLUFwdRef(a, g, u) }
+func swiGLUBwdKernel(dg, du, da, g, u []float32)              { swiGLUBwdRef(dg, du, da, g, u) }
+func softmaxKernel(row []float32) float64                     { return softmaxRef(row) }
+func attnBwdRowKernel(p, ds []float32, l, d, scale float32)   { attnBwdRowRef(p, ds, l, d, scale) }
 func rmsNormFwdKernel(out, rstd, x, w []float32, eps float32) { rmsNormFwdRef(out, rstd, x, w, eps) }
 func rmsNormBwdKernel(dx, dy, x, w, rstd []float32)           { rmsNormBwdRef(dx, dy, x, w, rstd) }
