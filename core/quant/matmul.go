@@ -236,7 +236,7 @@ func matMulBF16(w weights, out, x []float32, T int) {
 			tensor.GemmBF16(out[a:], N, xb, kp, b.tile(w, a, e, 0, K), K, T, e-a, K, false, false, tensor.AsU16(*b.pack))
 		}
 	}
-	if N < 64*tensor.Threads && T >= 2*tensor.Threads {
+	if tensor.BF16SplitRows(N, T) {
 		tensor.ParallelChunks(T, 1, 1, func(lo, hi int) { rows(out[lo*N:hi*N], xb[lo*kp:hi*kp], hi-lo, 0, N) })
 		return
 	}

@@ -25,6 +25,9 @@ var haveAMX = os.Getenv("DISTILL_NO_AMX") == "" && C.dt_amx_init() != 0
 // previous setting: tests run both kernels on one machine.
 func useAMX(on bool) bool { return C.dt_amx_use(cbool(on && haveAMX)) != 0 }
 
+// amxActive reads the switch useAMX sets.
+func amxActive() bool { return C.dt_amx_active() != 0 }
+
 // bf16PackLen is the uint16 scratch gemmBF16NT packs a strip of b into.
 var bf16PackLen = int(C.dt_gemm_bf16_pack_len())
 

@@ -65,6 +65,8 @@ const haveAMX = false
 
 func useAMX(bool) bool { return false }
 
+func amxActive() bool { return false }
+
 var bf16PackLen = 0
 
 func bf16Rows([]uint16, int, []float32, int, int, int) { panic("tensor: bf16 GEMM needs cgo") }

@@ -6,6 +6,18 @@ import "unsafe"
 // (otherwise it rounds the inputs and runs at f32's speed).
 func BF16ProductsFast() bool { return haveBF16Dot && kernelLevel() >= levelAVX512 }
 
+// BF16SplitRows says whether a bf16 GEMM of T rows and n columns splits its
+// rows over the workers rather than its columns: where the columns are too
+// few to share, and the rows enough — with AMX, whole blocks of 32 rows a
+// worker, the tiles' unit (fewer run on vdpbf16ps).
+func BF16SplitRows(n, T int) bool {
+	per := 2
+	if haveAMX && amxActive() {
+		per = 32
+	}
+	return n < 64*Threads && T >= per*Threads
+}
+
 // AMX says whether the bf16 products' GEMM runs on AMX tiles here (Xeons
 // from Sapphire Rapids on): several times vdpbf16ps's rate.
 func AMX() bool { return BF16ProductsFast() && haveAMX }
@@ -60,7 +72,7 @@ func productsBF16(c, a []float32, w *Tensor, T, n, k int, bkn, acc bool) {
 		}
 		gemmBF16(c[j0:], n, ab, kp, w.Data[2*off:], w.Cols(), T, j1-j0, k, bkn, acc, asU16(*ps))
 	}
-	if n < 64*Threads && T >= 2*Threads {
+	if BF16SplitRows(n, T) {
 		parallelChunks(T, 1, 1, func(lo, hi int) { part(c[lo*n:hi*n], ab[lo*kp:hi*kp], hi-lo, 0, n) })
 		return
 	}
