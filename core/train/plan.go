@@ -61,11 +61,18 @@ func (nt *Net) PlanMemory(n int, weightBytes int64) Plan {
 	c := nt.M.Config
 	buildWorkspace(ar, &c, n, n, nt.rank(), 0, nt.targeted(), nt.M.Arch.QKNorm, true, nt.dropping())
 	fixed := int64(ar.off) * 4
-	if cpu, ok := nt.Be.(tensor.CPU); ok && cpu.BF16Products && tensor.BF16ProductsFast() {
+	if cpu, ok := nt.Be.(tensor.CPU); ok && cpu.BF16Products {
 		// The bf16 products round their input first, into scratch the
-		// kernels keep: the largest is the LM head's backward, a loss
-		// chunk's logit gradients (rows, V) in bf16.
-		bf16 := int64(lossRowsFor(n, c.VocabSize)) * int64(c.VocabSize) * 2
+		// kernels keep (pooled): the largest two are the LM head's
+		// backward's, a loss chunk's logit gradients (rows, V), and an
+		// (n, F) input of the MLP's products — in bf16 where the fast
+		// kernel runs, else as f32 values.
+		per := int64(2)
+		if !tensor.BF16ProductsFast() {
+			per = 4
+		}
+		widest := max(c.IntermediateSize, c.HiddenSize, c.NumHeads*c.HeadDim)
+		bf16 := (int64(lossRowsFor(n, c.VocabSize))*int64(c.VocabSize) + int64(n)*int64(widest)) * per
 		total, fixed = total+bf16, fixed+bf16
 	}
 	return Plan{Tokens: n, Weights: weightBytes, Adapter: params, Grads: params, Optimizer: 2 * params,
