@@ -230,7 +230,7 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			cmd = tea.Batch(cmd, waitProgress(msg.from))
 		}
 		return m, cmd
-	case historyMsg, pollMsg:
+	case historyMsg, pollMsg, infoMsg:
 		m.train, cmd = m.train.update(&m.ctx, msg)
 		return m, cmd
 	case adaptersLoadedMsg:

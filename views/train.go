@@ -67,6 +67,19 @@ func waitProgress(ch <-chan app.Progress) tea.Cmd {
 	}
 }
 
+// infoMsg carries a run's RunInfo, read again once it is recorded.
+type infoMsg struct {
+	id   string
+	info app.RunInfo
+}
+
+func loadInfo(svc Service, id string) tea.Cmd {
+	return func() tea.Msg {
+		info, _ := svc.RunInfo(id)
+		return infoMsg{id, info}
+	}
+}
+
 func loadHistory(svc Service, id string) tea.Cmd {
 	return func() tea.Msg {
 		steps, err := svc.RunHistory(id)
@@ -84,19 +97,21 @@ const maxPoints = 4096
 
 // trainView monitors one run.
 type trainView struct {
-	keys   trainKeys
-	runID  string
-	info   app.RunInfo         // method, base, quant, r: the title's
-	ch     <-chan app.Progress // nil when the run is followed through the store
-	last   app.Progress
-	losses []float64
-	first  int // the step of losses[0]
-	done   bool
-	note   string
-	bar    progress.Model
-	vals   []chartMark // validation losses by step
-	valAcc float64     // the last DPO validation accuracy
-	log    []string    // the last lines of the run's log
+	keys  trainKeys
+	runID string
+	info  app.RunInfo // method, base, quant, r: the title's
+	// infoAsked: the info was asked for again on a step (once a view)
+	infoAsked bool
+	ch        <-chan app.Progress // nil when the run is followed through the store
+	last      app.Progress
+	losses    []float64
+	first     int // the step of losses[0]
+	done      bool
+	note      string
+	bar       progress.Model
+	vals      []chartMark // validation losses by step
+	valAcc    float64     // the last DPO validation accuracy
+	log       []string    // the last lines of the run's log
 	// canceling: the user asked to cancel, so the run's end is a cancel
 	canceling bool
 	paused    bool // the user paused it (p); steps resume on p
@@ -145,6 +160,17 @@ func (v trainView) update(ctx *Context, msg tea.Msg) (trainView, tea.Cmd) {
 			return v, nil // the store's history had it already
 		}
 		v.add(msg.Progress)
+		if msg.IsStep() && v.info.Method == "" && !v.infoAsked {
+			// A run launched here is recorded only once its job has
+			// started: by its first step it is, so its title can be read.
+			v.infoAsked = true
+			return v, loadInfo(ctx.Svc, v.runID)
+		}
+		return v, nil
+	case infoMsg:
+		if msg.id == v.runID {
+			v.info = msg.info
+		}
 		return v, nil
 	case historyMsg:
 		if msg.id != v.runID {

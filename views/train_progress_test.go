@@ -49,3 +49,26 @@ func TestTrainViewTitleAndPlan(t *testing.T) {
 		t.Errorf("at 80 columns the title line is %q: want the bar without the run's details", first)
 	}
 }
+
+// A run launched from this window is recorded only once its job starts, after
+// WatchMsg first read it: its first step asks for the title again.
+func TestTrainViewTitleOfALaunchedRun(t *testing.T) {
+	svc := launchService()
+	id := "20261127-101500-sft-ab12"
+	ch := make(chan app.Progress, 4)
+	ctx := &Context{Svc: svc, Width: 140, Height: 24, Styles: DefaultStyles()}
+	v := newTrainView()
+	v, cmd := v.update(ctx, WatchMsg{RunID: id, Ch: ch})
+	msg := cmd() // not recorded yet
+	svc.infos = map[string]app.RunInfo{id: {Method: "sft", Base: "models/SmolLM2-135M", Quant: "nf4", Rank: 16}}
+	v, _ = v.update(ctx, msg)
+	for s := 1; s <= 3; s++ {
+		v, cmd = v.update(ctx, ProgressMsg{Progress: app.Progress{RunID: id, Step: s, Total: 10, Loss: 2}, from: ch})
+		if cmd != nil {
+			v, _ = v.update(ctx, cmd())
+		}
+	}
+	if first := strings.SplitN(v.view(ctx), "\n", 2)[0]; !strings.Contains(first, "SFT · SmolLM2-135M · nf4 · r16") {
+		t.Errorf("title after 3 live steps: %q", first)
+	}
+}
