@@ -165,7 +165,7 @@ func specialToken(raw json.RawMessage) (string, error) {
 // template's bos_token and eos_token; an empty one is left undefined, as
 // transformers leaves out special tokens a tokenizer does not have.
 func Parse(src string, bosToken, eosToken string) (*Template, error) {
-	compiled, err := jinja.Compile(rerouteTojson(src))
+	compiled, err := jinja.Compile(guardMacros(rerouteTojson(src)))
 	if err != nil {
 		return nil, fmt.Errorf("parse chat template: %w", err)
 	}
@@ -202,6 +202,7 @@ func (t *Template) RenderWith(messages []Message, addGenerationPrompt bool, vars
 	if err != nil {
 		return "", fmt.Errorf("render chat template: messages: %w", err)
 	}
+	enter, leave := depthGuard()
 	data := map[string]jinja.Value{
 		"messages":              msgs,
 		"add_generation_prompt": jinja.NewBool(addGenerationPrompt),
@@ -213,6 +214,8 @@ func (t *Template) RenderWith(messages []Message, addGenerationPrompt bool, vars
 			return jinja.NewString(strftime(now, args[0].AsString())), nil
 		}),
 		tojsonName: tojsonFilter,
+		enterName:  enter,
+		leaveName:  leave,
 		"raise_exception": jinja.NewCallable("raise_exception", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 			msg := ""
 			if len(args) > 0 {

@@ -34,15 +34,8 @@ func rerouteTojson(src string) string {
 			break
 		}
 		open += i
-		var closer string
-		switch src[open+1] {
-		case '{':
-			closer = "}}"
-		case '%':
-			closer = "%}"
-		case '#':
-			closer = "#}"
-		default:
+		closer := tagCloser(src[open+1])
+		if closer == "" {
 			b.WriteString(src[i : open+1])
 			i = open + 1
 			continue
@@ -70,6 +63,20 @@ func rerouteTojson(src string) string {
 	}
 	b.WriteString(src[i:])
 	return b.String()
+}
+
+// tagCloser is the closer of the tag whose opener is '{' then c: "}}",
+// "%}" or "#}"; "" when "{" c opens none.
+func tagCloser(c byte) string {
+	switch c {
+	case '{':
+		return "}}"
+	case '%':
+		return "%}"
+	case '#':
+		return "#}"
+	}
+	return ""
 }
 
 // tagEnd returns the index just past the closer of the tag whose body

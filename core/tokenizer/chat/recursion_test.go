@@ -1,0 +1,96 @@
+package chat
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/ardanlabs/jinja"
+)
+
+// A template whose macros recurse without end gets an error, not a stack
+// overflow (fatal in Go: it killed the process); bounded recursion, as a
+// tool-use template's schema printer does, renders as before.
+func TestMacroRecursionBounded(t *testing.T) {
+	msgs := []Message{{Role: "user", Content: "hi"}}
+	tm, err := Parse(`{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}`, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tm.Render(msgs, true); err == nil || !strings.Contains(err.Error(), "recurses without end") {
+		t.Fatalf("endless recursion: %v", err)
+	}
+	tm, err = Parse(`{% macro f(n) %}{% if n > 0 %}({{ f(n - 1) }}){% endif %}{% endmacro %}{{ f(400) }}{{ f(3) }}`, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := tm.Render(msgs, true)
+	if want := strings.Repeat("(", 400) + strings.Repeat(")", 400) + "((()))"; err != nil || out != want {
+		t.Fatalf("recursion 400 deep, then 3 (the depth goes back down): %.40q…, %v", out, err)
+	}
+}
+
+// The guard's tags leave a template's output as it was, whatever whitespace
+// control its macro tags use; tags in {% raw %} and templates whose macro
+// tags do not pair up are left alone.
+func TestMacroGuardKeepsOutput(t *testing.T) {
+	for _, src := range []string{
+		"{% macro m(x) %}\n  <{{ x }}>\n{% endmacro %}\n[{{ m(1) }}]\n",
+		"{%- macro m(x) -%}\n  <{{ x }}>\n{%- endmacro -%}\n[{{ m(1) }}]\n",
+		"{%macro m(x)%}  <{{ x }}>  {%endmacro%}[{{ m('a%}b') }}]",
+		"{% macro m(x, y='q') -%}\n {{ x }}{{ y }}\n   {% endmacro -%}\n {{ m(2) }}",
+		"{% raw %}{% macro m() %}{% endmacro %}{% endraw %}{% macro n() %}n{% endmacro %}{{ n() }}",
+		"{% for i in range(3) %}{% macro m(i) %}<{{ i }}>{% endmacro %}{{ m(i) }}\n{% endfor %}",
+	} {
+		guarded := guardMacros(src)
+		if !strings.Contains(src, "endmacro %}{% endraw") && !strings.Contains(guarded, enterName) {
+			t.Errorf("%q: no guard in %q", src, guarded)
+		}
+		want := renderPlain(t, src)
+		tm, err := Parse(src, "", "")
+		if err != nil {
+			t.Fatalf("%q: %v", src, err)
+		}
+		got, err := tm.Render(nil, false)
+		if err != nil || got != want {
+			t.Errorf("%q: guarded %q, %v; unguarded %q", src, got, err, want)
+		}
+	}
+	raw := "{% raw %}{% macro m() %}{% endmacro %}{% endraw %}"
+	if g := guardMacros(raw); g != raw {
+		t.Errorf("raw block rewritten: %q", g)
+	}
+	odd := "{% macro m() %}x{% endmacro %}{{ '{% endmacro %}' }}"
+	if g := guardMacros(odd + "{% endmacro %}"); g != odd+"{% endmacro %}" {
+		t.Errorf("unpaired macro tags rewritten: %q", g)
+	}
+}
+
+func renderPlain(t *testing.T, src string) string {
+	t.Helper()
+	c, err := jinja.Compile(src)
+	if err != nil {
+		t.Fatalf("%q: %v", src, err)
+	}
+	out, err := c.RenderValues(map[string]jinja.Value{})
+	if err != nil {
+		t.Fatalf("%q: %v", src, err)
+	}
+	return out
+}
+
+// Text that only looks like a macro tag — in an expression's string, in a
+// comment — is not one.
+func TestMacroGuardSkipsExpressionsAndComments(t *testing.T) {
+	src := "{# {% macro c() %} #}{% macro m() %}{{ '{% endmacro %}' }}{% endmacro %}{{ m() }}"
+	g := guardMacros(src)
+	if strings.Count(g, enterName) != 1 || strings.Count(g, leaveName) != 1 {
+		t.Fatalf("guarded %q", g)
+	}
+	tm, err := Parse(src, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := tm.Render(nil, false); err != nil || got != renderPlain(t, src) {
+		t.Errorf("%q: %q, %v", src, got, err)
+	}
+}
