@@ -2,10 +2,14 @@ package chat
 
 import (
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/ardanlabs/jinja"
 )
+
+// Guards against templates that would not end: a model's chat template is
+// user input, and the template library bounds neither recursion nor range.
 
 // maxMacroDepth bounds how deeply a template's macro calls may nest. Real
 // templates recurse a few levels (a JSON schema's nesting, in some tool-use
@@ -101,3 +105,55 @@ func depthGuard() (enter, leave jinja.Value) {
 	})
 	return enter, leave
 }
+
+// maxRange bounds the items range() makes: range(10**12) would otherwise
+// build its list until memory ran out.
+const maxRange = 1 << 20
+
+// boundedRange is Python's range over integers, refusing more than maxRange
+// items; it stands in for the library's, which has no bound.
+var boundedRange = jinja.NewCallable("range", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+	n := make([]int64, len(args))
+	for i, a := range args {
+		switch {
+		case a.IsInt():
+			n[i] = a.AsInt()
+		case a.IsFloat() && a.AsFloat() == math.Trunc(a.AsFloat()) && math.Abs(a.AsFloat()) < 1<<62:
+			n[i] = int64(a.AsFloat()) // 10**12 is a float here
+		case a.IsBool():
+			if a.AsBool() {
+				n[i] = 1
+			}
+		default:
+			return jinja.Undefined(), fmt.Errorf("range: want integers, got %s", jinjaText(a))
+		}
+	}
+	start, stop, step := int64(0), int64(0), int64(1)
+	switch len(n) {
+	case 1:
+		stop = n[0]
+	case 2:
+		start, stop = n[0], n[1]
+	case 3:
+		start, stop, step = n[0], n[1], n[2]
+	default:
+		return jinja.Undefined(), fmt.Errorf("range: expected 1-3 arguments, got %d", len(n))
+	}
+	if step == 0 {
+		return jinja.Undefined(), fmt.Errorf("range: step must not be zero")
+	}
+	count := int64(0)
+	if step > 0 && stop > start {
+		count = (stop-start-1)/step + 1
+	} else if step < 0 && stop < start {
+		count = (start-stop-1)/(-step) + 1
+	}
+	if count > maxRange {
+		return jinja.Undefined(), fmt.Errorf("range: %d items, over the %d a chat template may make (fix the model's chat template)", count, maxRange)
+	}
+	items := make([]jinja.Value, count)
+	for i := range items {
+		items[i] = jinja.NewInt(start + int64(i)*step)
+	}
+	return jinja.NewList(items), nil
+})

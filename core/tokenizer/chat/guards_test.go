@@ -94,3 +94,30 @@ func TestMacroGuardSkipsExpressionsAndComments(t *testing.T) {
 		t.Errorf("%q: %q, %v", src, got, err)
 	}
 }
+
+// range() keeps Python's meaning and refuses a list no template needs,
+// which the library would build until memory ran out.
+func TestRangeBounded(t *testing.T) {
+	for src, want := range map[string]string{
+		"{% for i in range(4) %}{{ i }}{% endfor %}":                   "0123",
+		"{% for i in range(2, 9, 3) %}{{ i }},{% endfor %}":            "2,5,8,",
+		"{% for i in range(5, -1, -2) %}{{ i }},{% endfor %}":          "5,3,1,",
+		"{% for i in range(3, 3) %}x{% endfor %}{{ range(0)|length }}": "0",
+		"{{ range(true)|length }}":                                     "1",
+	} {
+		tm, err := Parse(src, "", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := tm.Render(nil, false); err != nil || got != want || got != renderPlain(t, src) {
+			t.Errorf("%s: %q, %v; want %q (the library's: %q)", src, got, err, want, renderPlain(t, src))
+		}
+	}
+	tm, err := Parse("{% for i in range(10**12) %}x{% endfor %}", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tm.Render(nil, false); err == nil || !strings.Contains(err.Error(), "range: 1000000000000 items") {
+		t.Errorf("range(10**12): %v", err)
+	}
+}
