@@ -267,6 +267,65 @@ T256 static double softmax_256(float *r, int64_t n) {
 	return (double)m + log(sum);
 }
 
+// LO4D and HI4D widen an __m256's halves to f64.
+#define LO4D(v) _mm256_cvtps_pd(_mm256_castps256_ps128(v))
+#define HI4D(v) _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))
+
+T256 static void rmsnorm_fwd_256(float *out, float *rstd, const float *x, const float *w, int64_t rows, int64_t d,
+                                 float eps) {
+	for (int64_t r = 0; r < rows; r++) {
+		const float *xr = x + r * d;
+		float *o = out + r * d;
+		__m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+		int64_t j = 0;
+		for (; j + 8 <= d; j += 8) {
+			__m256 v = _mm256_loadu_ps(xr + j);
+			s0 = _mm256_add_pd(s0, _mm256_mul_pd(LO4D(v), LO4D(v)));
+			s1 = _mm256_add_pd(s1, _mm256_mul_pd(HI4D(v), HI4D(v)));
+		}
+		double t[4];
+		_mm256_storeu_pd(t, _mm256_add_pd(s0, s1));
+		double ss = (t[0] + t[1]) + (t[2] + t[3]);
+		for (int64_t i = j; i < d; i++) ss += (double)xr[i] * (double)xr[i];
+		float s = (float)(1 / sqrt(ss / (double)d + (double)eps));
+		rstd[r] = s;
+		__m256 sv = _mm256_set1_ps(s);
+		for (j = 0; j + 8 <= d; j += 8)
+			_mm256_storeu_ps(o + j, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(xr + j), sv), _mm256_loadu_ps(w + j)));
+		for (; j < d; j++) o[j] = xr[j] * s * w[j];
+	}
+}
+
+T256 static void rmsnorm_bwd_256(float *dx, const float *dy, const float *x, const float *w, const float *rstd,
+                                 int64_t rows, int64_t d) {
+	for (int64_t r = 0; r < rows; r++) {
+		const float *xr = x + r * d, *dyr = dy + r * d;
+		float *dxr = dx + r * d;
+		__m256d g0 = _mm256_setzero_pd(), g1 = _mm256_setzero_pd();
+		int64_t j = 0;
+		for (; j + 8 <= d; j += 8) {
+			__m256 a = _mm256_loadu_ps(dyr + j), b = _mm256_loadu_ps(w + j), c = _mm256_loadu_ps(xr + j);
+			g0 = _mm256_add_pd(g0, _mm256_mul_pd(_mm256_mul_pd(LO4D(a), LO4D(b)), LO4D(c)));
+			g1 = _mm256_add_pd(g1, _mm256_mul_pd(_mm256_mul_pd(HI4D(a), HI4D(b)), HI4D(c)));
+		}
+		double t[4];
+		_mm256_storeu_pd(t, _mm256_add_pd(g0, g1));
+		double gx = (t[0] + t[1]) + (t[2] + t[3]);
+		for (int64_t i = j; i < d; i++) gx += (double)dyr[i] * (double)w[i] * (double)xr[i];
+		float s = rstd[r];
+		float c = (float)(gx / (double)d) * s * s * s;
+		__m256 sv = _mm256_set1_ps(s), cv = _mm256_set1_ps(c);
+		for (j = 0; j + 8 <= d; j += 8) {
+			__m256 u = _mm256_mul_ps(_mm256_mul_ps(sv, _mm256_loadu_ps(dyr + j)), _mm256_loadu_ps(w + j));
+			u = _mm256_sub_ps(u, _mm256_mul_ps(cv, _mm256_loadu_ps(xr + j)));
+			_mm256_storeu_ps(dxr + j, _mm256_add_ps(_mm256_loadu_ps(dxr + j), u));
+		}
+		for (; j < d; j++) dxr[j] += s * dyr[j] * w[j] - c * xr[j];
+	}
+}
+#undef LO4D
+#undef HI4D
+
 T256 static void attn_bwd_row_256(float *p, float *ds, int64_t n, float l, float d, float scale) {
 	const __m256 lv = _mm256_set1_ps(l), dv = _mm256_set1_ps(d), sv = _mm256_set1_ps(scale);
 	int64_t j = 0;
@@ -336,6 +395,10 @@ void dt_rmsnorm_fwd(float *out, float *rstd, const float *x, const float *w, int
 		rmsnorm_fwd_512(out, rstd, x, w, rows, d, eps);
 		return;
 	}
+	if (dt_level == DT_AVX2) {
+		rmsnorm_fwd_256(out, rstd, x, w, rows, d, eps);
+		return;
+	}
 #endif
 	rmsnorm_fwd_scalar(out, rstd, x, w, rows, d, eps);
 }
@@ -345,6 +408,10 @@ void dt_rmsnorm_bwd(float *dx, const float *dy, const float *x, const float *w, 
 #if DT_VEXP
 	if (dt_level == DT_AVX512) {
 		rmsnorm_bwd_512(dx, dy, x, w, rstd, rows, d);
+		return;
+	}
+	if (dt_level == DT_AVX2) {
+		rmsnorm_bwd_256(dx, dy, x, w, rstd, rows, d);
 		return;
 	}
 #endif
