@@ -3,7 +3,6 @@ package chat
 import (
 	"fmt"
 	"math"
-	"strings"
 
 	"github.com/ardanlabs/jinja"
 )
@@ -31,55 +30,25 @@ const (
 // Where the macro and endmacro tags found do not pair up, the template is
 // left as it is (unguarded) rather than miscounted.
 func guardMacros(src string) string {
-	var b strings.Builder
-	inRaw, opened, closed := false, 0, 0
-	i := 0
-	for i < len(src) {
-		open := strings.Index(src[i:], "{")
-		if open < 0 || i+open+1 >= len(src) {
-			break
+	opened, closed := 0, 0
+	out := rewriteTags(src, func(tag string, kind byte, inRaw bool) string {
+		if kind != '%' || inRaw {
+			return tag
 		}
-		open += i
-		closer := tagCloser(src[open+1])
-		if closer == "" {
-			b.WriteString(src[i : open+1])
-			i = open + 1
-			continue
-		}
-		end := tagEnd(src, open+2, closer)
-		if end < 0 {
-			break
-		}
-		tag := src[open:end]
-		b.WriteString(src[i:open])
-		kw := ""
-		if closer == "%}" { // expressions and comments pass as they are
-			kw = tagKeyword(tag)
-		}
-		switch {
-		case kw == "raw":
-			inRaw = true
-		case kw == "endraw":
-			inRaw = false
-		case inRaw:
-		case kw == "macro":
-			b.WriteString(tag)
-			b.WriteString("{% set __distill_depth = " + enterName + "() " + trimMark(tag[len(tag)-3]) + "%}")
+		switch tagKeyword(tag) {
+		case "macro":
 			opened++
-			i = end
-			continue
-		case kw == "endmacro":
-			b.WriteString("{%" + trimMark(tag[2]) + " set __distill_depth = " + leaveName + "() %}")
+			return tag + "{% set __distill_depth = " + enterName + "() " + trimMark(tag[len(tag)-3]) + "%}"
+		case "endmacro":
 			closed++
+			return "{%" + trimMark(tag[2]) + " set __distill_depth = " + leaveName + "() %}" + tag
 		}
-		b.WriteString(tag)
-		i = end
-	}
-	b.WriteString(src[i:])
+		return tag
+	})
 	if opened != closed {
 		return src
 	}
-	return b.String()
+	return out
 }
 
 // trimMark is c when it is a tag's whitespace control (- or +), else "".

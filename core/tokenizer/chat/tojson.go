@@ -25,6 +25,21 @@ const tojsonName = "distill_tojson"
 // source to "| distill_tojson". Text, comments, string literals and raw
 // blocks are left alone; the tag scanning follows the engine's scanner.
 func rerouteTojson(src string) string {
+	return rewriteTags(src, func(tag string, kind byte, inRaw bool) string {
+		if kind == '#' || inRaw {
+			return tag
+		}
+		return renameFilter(tag, "tojson", tojsonName)
+	})
+}
+
+// rewriteTags returns src with each tag — "{{ … }}", "{% … %}" or
+// "{# … #}", found as the engine's scanner finds them, skipping quoted
+// strings — replaced by fn(tag, its second byte, whether it lies inside
+// {% raw %}, the raw and endraw tags counted as their insides). Text
+// between tags, and what follows an unclosed tag (the engine reports it),
+// is kept.
+func rewriteTags(src string, fn func(tag string, kind byte, inRaw bool) string) string {
 	var b strings.Builder
 	inRaw := false
 	i := 0
@@ -42,7 +57,7 @@ func rerouteTojson(src string) string {
 		}
 		b.WriteString(src[i:open])
 		end := tagEnd(src, open+2, closer)
-		if end < 0 { // unclosed: the engine reports it
+		if end < 0 {
 			i = open
 			break
 		}
@@ -55,10 +70,7 @@ func rerouteTojson(src string) string {
 				inRaw = false
 			}
 		}
-		if closer != "#}" && !inRaw {
-			tag = renameFilter(tag, "tojson", tojsonName)
-		}
-		b.WriteString(tag)
+		b.WriteString(fn(tag, src[open+1], inRaw))
 		i = end
 	}
 	b.WriteString(src[i:])
