@@ -58,7 +58,37 @@ static __attribute__((target("avx512f,avx512bw"))) int64_t bf16_row_512(uint16_t
 	}
 	return j;
 }
+
+// bf16_round_512 is dt_bf16_round over 16 values at a time.
+static __attribute__((target("avx512f,avx512bw"))) int64_t bf16_round_512(float *v, int64_t n) {
+	const __m512i absm = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
+	const __m512i one = _mm512_set1_epi32(1), half = _mm512_set1_epi32(0x7fff), quiet = _mm512_set1_epi32(0x400000);
+	const __m512i top = _mm512_set1_epi32((int)0xffff0000u);
+	int64_t j = 0;
+	for (; j + 16 <= n; j += 16) {
+		__m512i u = _mm512_loadu_si512(v + j);
+		__mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, absm), inf);
+		__m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), one);
+		__m512i r = _mm512_and_si512(_mm512_add_epi32(u, _mm512_add_epi32(half, lsb)), top);
+		r = _mm512_mask_mov_epi32(r, nan, _mm512_and_si512(_mm512_or_si512(u, quiet), top));
+		_mm512_storeu_si512(v + j, r);
+	}
+	return j;
+}
 #endif
+
+// dt_bf16_round rounds v's n values to bf16 precision in place (the f32
+// whose low 16 bits are zero, nearest even; NaN quieted as f32_bf16 does).
+void dt_bf16_round(float *v, int64_t n) {
+	int64_t j = 0;
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(DT_NO_X86)
+	if (dt_level == DT_AVX512) j = bf16_round_512(v, n);
+#endif
+	for (; j < n; j++) {
+		uint32_t u = (uint32_t)f32_bf16(v[j]) << 16;
+		memcpy(v + j, &u, 4);
+	}
+}
 
 void dt_bf16_rows(uint16_t *dst, int64_t ldd, const float *src, int64_t lds, int64_t m, int64_t k) {
 	for (int64_t i = 0; i < m; i++) {

@@ -68,6 +68,13 @@ func gemmBF16(c []float32, ldc int, a []uint16, lda int, b []byte, ldb int, m, n
 		C.int64_t(m), C.int64_t(n), C.int64_t(k), cbool(bkn), cbool(acc), u16p(pack))
 }
 
+// roundBF16InPlace rounds v's values to bf16 precision in place.
+func roundBF16InPlace(v []float32) {
+	if len(v) > 0 {
+		C.dt_bf16_round(f32p(v), C.int64_t(len(v)))
+	}
+}
+
 func cbool(b bool) C.int {
 	if b {
 		return 1

@@ -58,6 +58,8 @@ int dt_have_bf16(void);
 // dt_bf16_rows: dst (m rows, ldd apart) = bf16(src (m rows of k, lds apart)),
 // rounded to nearest even, each row zero past k up to ldd.
 void dt_bf16_rows(uint16_t *dst, int64_t ldd, const float *src, int64_t lds, int64_t m, int64_t k);
+// dt_bf16_round: v's n values rounded to bf16 precision in place.
+void dt_bf16_round(float *v, int64_t n);
 
 // dt_gemm_bf16: c(m, n) = a(m, k) · op(b), plus c with acc; op(b) is b(n, k)ᵀ
 // or, with bkn, b(k, n). a and b bf16 row-major, c f32, on AVX-512 BF16

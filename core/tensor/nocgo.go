@@ -67,6 +67,12 @@ func useAMX(bool) bool { return false }
 
 func amxActive() bool { return false }
 
+func roundBF16InPlace(v []float32) {
+	for i, x := range v {
+		v[i] = roundBF16(x)
+	}
+}
+
 var bf16PackLen = 0
 
 func bf16Rows([]uint16, int, []float32, int, int, int) { panic("tensor: bf16 GEMM needs cgo") }

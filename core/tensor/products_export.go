@@ -8,6 +8,10 @@ func RoundRowsBF16(dst []uint16, ldd int, src []float32, lds, m, k int) {
 	bf16Rows(dst, ldd, src, lds, m, k)
 }
 
+// RoundBF16 rounds v's values to bf16 precision in place (nearest even),
+// as the bf16 products round their inputs: the f32 path over rounded values.
+func RoundBF16(v []float32) { roundBF16InPlace(v) }
+
 // GemmBF16 sets c(m, n) = a(m, k) · op(b), or adds it to c with acc, on
 // AVX-512 BF16 (BF16ProductsFast must hold): op(b) is b(n, k)ᵀ, or with bkn
 // b(k, n). a's rows are lda (even) apart and finite past an odd k; pack is
