@@ -155,7 +155,7 @@ func openForTask(f engineFlags, dir string) (*tokenizer.Tokenizer, tensor.Backen
 }
 
 func addCPUBF16Flag(fs *flag.FlagSet) *bool {
-	return fs.Bool("cpu-bf16", false, "on the CPU, multiply BF16 weights (and NF4 weights dequantised to bf16) by the activations rounded to bf16, "+
+	return fs.Bool("cpu-bf16", false, "on the CPU, multiply BF16 weights (and NF4 weights dequantised to bf16) by the activations rounded to bf16 (in training, attention's operands too), "+
 		"as llama.cpp and GPUs do: about twice the prefill speed on AVX-512 BF16, several times on AMX (Xeon 4th gen on); log-probs move by up to ~0.1; off, every product is of the f32 values")
 }
 

@@ -70,7 +70,8 @@ type RunConfig struct {
 	KeepAttention bool `yaml:"keep_attention,omitempty"`
 	// CPUBF16 multiplies BF16 and NF4 weights (the frozen base, a KD
 	// teacher, the LM head; NF4 dequantised to bf16) by bf16-rounded
-	// activations and gradients on the CPU backend: AVX-512 BF16's speed,
+	// activations and gradients on the CPU backend, and runs the step's
+	// attention on bf16-rounded operands: AVX-512 BF16's and AMX's speed,
 	// bf16 mixed precision's numerics.
 	CPUBF16         bool `yaml:"cpu_bf16,omitempty"`
 	CheckpointEvery int  `yaml:"checkpoint_every"` // steps between checkpoints; 0: only at the end and on Ctrl-C

@@ -243,7 +243,19 @@ func (nt *Net) layerBwd(l int, dx, xIn []float32, b *Batch, a *acts, s *scratch)
 func (nt *Net) attnShape(b *Batch) attnShape {
 	c := &nt.M.Config
 	return attnShape{n: b.Len(), nH: c.NumHeads, nKV: c.NumKVHeads, hd: c.HeadDim, segStart: b.SegStart,
-		scale: float32(1 / math.Sqrt(float64(c.HeadDim))), scratch: nt.ws.attn, acc: nt.ws.attnAcc}
+		scale: float32(1 / math.Sqrt(float64(c.HeadDim))), scratch: nt.ws.attn, acc: nt.ws.attnAcc, mode: nt.attnMode()}
+}
+
+// attnMode is attention's arithmetic: bf16 where the backend's products are
+// (--cpu-bf16), on the bf16 GEMM where the CPU has it.
+func (nt *Net) attnMode() attnMode {
+	switch cpu, ok := nt.Be.(tensor.CPU); {
+	case !ok || !cpu.BF16Products:
+		return attnF32
+	case tensor.BF16ProductsFast():
+		return attnBF16Fast
+	}
+	return attnBF16
 }
 
 func maxPos(b *Batch) int {

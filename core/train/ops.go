@@ -73,6 +73,7 @@ type attnShape struct {
 	// buffers of (n, nKV·hd): the backward's dk and dv of workers 1…. Both
 	// are planned in the workspace (attnFloats); nil, they are allocated.
 	scratch, acc []float32
+	mode         attnMode // how the products multiply
 }
 
 // attnRows is the query rows of one unit of attention work: a unit is
@@ -162,25 +163,30 @@ func (s attnShape) workerBufs(w, rows, L int) (a, b []float32) {
 // scores, saved so backward can rebuild the probabilities. q: (n, nH·hd);
 // k, v: (n, nKV·hd). Each unit is two GEMMs on strided views — S = q·kᵀ,
 // O = P·v, over the keys up to its last row — with the causal mask and
-// softmax between them; S lives only in a per-worker buffer.
+// softmax between them; S lives only in a per-worker buffer. s.mode says
+// how they multiply (attnOperands).
 func attnFwd(out, lse, q, k, v []float32, s attnShape) {
-	group := s.nH / s.nKV
 	qs, ks := s.nH*s.hd, s.nKV*s.hd
+	group := s.nH / s.nKV
+	ops := s.operands(q, k, v, nil)
+	defer ops.release()
 	per := s.units()
 	tensor.ParallelFor(len(per), 1, func(lo, hi int) {
 		for w := lo; w < hi; w++ {
+			wk := ops.worker(attnRows, maxSegment(s.segStart))
 			for _, u := range per[w] {
 				m, kn := u.i1-u.i0, u.i1
 				S, _ := s.workerBufs(w, m, kn)
 				qo, ko := (u.s0+u.i0)*qs+u.h*s.hd, u.s0*ks+u.h/group*s.hd
-				tensor.GemmSerial(false, true, m, kn, s.hd, s.scale, q[qo:], qs, k[ko:], ks, 0, S, kn)
+				ops.scores(S, s, qo, ko, m, kn, wk)
 				for i := 0; i < m; i++ {
 					row, keys := S[i*kn:(i+1)*kn], u.i0+i+1
 					lse[(u.s0+u.i0+i)*s.nH+u.h] = float32(tensor.SoftmaxRow(row[:keys]))
 					clear(row[keys:])
 				}
-				tensor.GemmSerial(false, false, m, s.hd, kn, 1, S, kn, v[ko:], ks, 0, out[qo:], qs)
+				ops.times(out[qo:], qs, S, ops.v, ops.vb, s, ko, m, kn, wk)
 			}
+			wk.release()
 		}
 	})
 }
@@ -190,12 +196,15 @@ func attnFwd(out, lse, q, k, v []float32, s attnShape) {
 // dq = dS·k, dk = dSᵀ·q. Units are attnFwd's; a unit owns its rows of dq,
 // while dk and dv gather from every unit of a KV head, so each worker adds
 // them into its own buffers (worker 0 into dk and dv), summed in worker
-// order at the end.
+// order at the end. In the bf16 modes P and dS are rounded before the
+// products they enter (attnOperands.times rounds them in place).
 func attnBwd(dq, dk, dv, dout, q, k, v, out, lse []float32, s attnShape) {
 	group := s.nH / s.nKV
 	qs, ks := s.nH*s.hd, s.nKV*s.hd
 	clear(dk)
 	clear(dv)
+	ops := s.operands(q, k, v, dout)
+	defer ops.release()
 	per := s.units()
 	nk := s.n * ks
 	acc := s.acc
@@ -211,6 +220,7 @@ func attnBwd(dq, dk, dv, dout, q, k, v, out, lse []float32, s attnShape) {
 	}
 	tensor.ParallelFor(len(per), 1, func(lo, hi int) {
 		for w := lo; w < hi; w++ {
+			wk := ops.worker(attnRows, maxSegment(s.segStart))
 			dkw, dvw := accOf(w)
 			clear(dkw)
 			clear(dvw)
@@ -218,8 +228,8 @@ func attnBwd(dq, dk, dv, dout, q, k, v, out, lse []float32, s attnShape) {
 				m, kn := u.i1-u.i0, u.i1
 				P, dS := s.workerBufs(w, m, kn)
 				qo, ko := (u.s0+u.i0)*qs+u.h*s.hd, u.s0*ks+u.h/group*s.hd
-				tensor.GemmSerial(false, true, m, kn, s.hd, s.scale, q[qo:], qs, k[ko:], ks, 0, P, kn)
-				tensor.GemmSerial(false, true, m, kn, s.hd, 1, dout[qo:], qs, v[ko:], ks, 0, dS, kn)
+				ops.scores(P, s, qo, ko, m, kn, wk)
+				ops.gradScores(dS, s, qo, ko, m, kn, wk)
 				for i := 0; i < m; i++ {
 					p, ds, keys := P[i*kn:(i+1)*kn], dS[i*kn:(i+1)*kn], u.i0+i+1
 					r := u.s0 + u.i0 + i
@@ -229,10 +239,14 @@ func attnBwd(dq, dk, dv, dout, q, k, v, out, lse []float32, s attnShape) {
 					clear(p[keys:])
 					clear(ds[keys:])
 				}
-				tensor.GemmSerial(true, false, kn, s.hd, m, 1, P, kn, dout[qo:], qs, 1, dvw[ko:], ks)
-				tensor.GemmSerial(false, false, m, s.hd, kn, 1, dS, kn, k[ko:], ks, 0, dq[qo:], qs)
-				tensor.GemmSerial(true, false, kn, s.hd, m, 1, dS, kn, q[qo:], qs, 1, dkw[ko:], ks)
+				if s.mode != attnF32 {
+					tensor.RoundBF16(P[:m*kn])
+				}
+				tensor.GemmSerial(true, false, kn, s.hd, m, 1, P, kn, ops.dout[qo:], qs, 1, dvw[ko:], ks)
+				ops.times(dq[qo:], qs, dS, ops.k, ops.kb, s, ko, m, kn, wk) // rounds dS for dk too
+				tensor.GemmSerial(true, false, kn, s.hd, m, 1, dS, kn, ops.q[qo:], qs, 1, dkw[ko:], ks)
 			}
+			wk.release()
 		}
 	})
 	for w := 1; w < len(per); w++ {

@@ -581,3 +581,54 @@ func TestAttentionBlocksAndWorkers(t *testing.T) {
 		checkClose(t, name+": 3 workers vs 1", grads[1][j], to64(grads[0][j]), 1e-6)
 	}
 }
+
+// TestAttentionBF16Modes: attention under --cpu-bf16 multiplies q, k, v, dO,
+// P and dS rounded to bf16. On the bf16 GEMM (where the CPU has it) and on
+// the f32 GEMMs over the rounded values it gives the same results up to
+// the order of f32 sums (and a rounded P or dS that lands on the other side
+// of a bf16 boundary); against f32 attention it is within bf16's rounding.
+func TestAttentionBF16Modes(t *testing.T) {
+	const nH, nKV, hd = 4, 2, 16
+	segStart := make([]int, 150) // 100 tokens (blocks of 64 and 36), then 50
+	for i := 100; i < len(segStart); i++ {
+		segStart[i] = 100
+	}
+	n := len(segStart)
+	rng := newRand(41)
+	q, k, v := randn(rng, n*nH*hd, 1.5), randn(rng, n*nKV*hd, 1.5), randn(rng, n*nKV*hd, 1)
+	dout := randn(rng, n*nH*hd, 1)
+	run := func(mode attnMode) [5][]float32 {
+		s := attnShape{n: n, nH: nH, nKV: nKV, hd: hd, segStart: segStart, scale: float32(1 / math.Sqrt(hd)), mode: mode}
+		out, lse := make([]float32, len(q)), make([]float32, n*nH)
+		attnFwd(out, lse, q, k, v, s)
+		dq, dk, dv := make([]float32, len(q)), make([]float32, len(k)), make([]float32, len(v))
+		attnBwd(dq, dk, dv, dout, q, k, v, out, lse, s)
+		return [5][]float32{out, lse, dq, dk, dv}
+	}
+	names := []string{"out", "lse", "dq", "dk", "dv"}
+	f32, bf := run(attnF32), run(attnBF16)
+	for i, name := range names {
+		// bf16 keeps 8 bits: each rounded operand is off by up to 2⁻⁹.
+		checkClose(t, name+": bf16 vs f32", bf[i], to64(f32[i]), 2e-2)
+		if i != 1 && relNorm(bf[i], f32[i]) < 1e-5 {
+			t.Errorf("%s: bf16 attention equals f32's (%.2g): nothing was rounded", name, relNorm(bf[i], f32[i]))
+		}
+	}
+	if !tensor.BF16ProductsFast() {
+		t.Log("no AVX-512 BF16 here: the bf16 GEMM path is not run")
+		return
+	}
+	fast := run(attnBF16Fast)
+	for i, name := range names {
+		checkClose(t, name+": bf16 GEMM vs f32 GEMMs on the rounded values", fast[i], to64(bf[i]), 1e-6)
+	}
+}
+
+func relNorm(a, b []float32) float64 {
+	var num, den float64
+	for i := range a {
+		d := float64(a[i]) - float64(b[i])
+		num, den = num+d*d, den+float64(b[i])*float64(b[i])
+	}
+	return math.Sqrt(num / den)
+}

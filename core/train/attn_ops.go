@@ -1,0 +1,128 @@
+package train
+
+import "distill/core/tensor"
+
+// attnMode is how attention multiplies.
+type attnMode int
+
+const (
+	// attnF32: f32 products of the f32 values.
+	attnF32 attnMode = iota
+	// attnBF16 (--cpu-bf16): q, k, v, dO, P and dS rounded to bf16 before
+	// the products they enter, each product of two bf16 exact and the sums
+	// in f32, as flash attention runs in bf16 on a GPU — here on the f32
+	// GEMMs over the rounded values, where the CPU has no fast bf16 kernel.
+	attnBF16
+	// attnBF16Fast: the same values, the products that need no transposed
+	// operand (q·kᵀ, dO·vᵀ, P·v, dS·k) on the bf16 GEMM (AVX-512 BF16,
+	// AMX tiles); Pᵀ·dO and dSᵀ·q stay on the f32 GEMMs over the rounded
+	// values. Only the order of the f32 sums differs from attnBF16.
+	attnBF16Fast
+)
+
+// attnOperands are one attention call's operands as its products read
+// them: the f32 values themselves, or rounded copies (and their bf16
+// forms in attnBF16Fast), made once a call.
+type attnOperands struct {
+	mode              attnMode
+	q, k, v, dout     []float32 // f32: rounded in the bf16 modes
+	qb, kb, vb, doutb []uint16  // attnBF16Fast's bf16 forms
+	held              []*[]float32
+}
+
+// operands prepares q, k, v (and dout, when non-nil) for s's mode.
+func (s attnShape) operands(q, k, v, dout []float32) *attnOperands {
+	o := &attnOperands{mode: s.mode, q: q, k: k, v: v, dout: dout}
+	if s.mode == attnF32 {
+		return o
+	}
+	qs, ks := s.nH*s.hd, s.nKV*s.hd
+	round := func(x []float32, width int) ([]float32, []uint16) {
+		if x == nil {
+			return nil, nil
+		}
+		r := tensor.GetScratch(s.n * width)
+		o.held = append(o.held, r)
+		copy(*r, x[:s.n*width])
+		tensor.RoundBF16(*r)
+		if s.mode != attnBF16Fast {
+			return *r, nil
+		}
+		b, _, h := tensor.BF16RowsOf(*r, s.n, width) // widths are even: rows keep their stride
+		o.held = append(o.held, h)
+		return *r, b
+	}
+	o.q, o.qb = round(q, qs)
+	o.k, o.kb = round(k, ks)
+	o.v, o.vb = round(v, ks)
+	o.dout, o.doutb = round(dout, qs)
+	return o
+}
+
+func (o *attnOperands) release() {
+	for _, h := range o.held {
+		tensor.PutScratch(h)
+	}
+}
+
+// attnWorker is one worker's scratch for the bf16 GEMM: its pack buffer and
+// a bf16 block of P or dS.
+type attnWorker struct {
+	pack, block []uint16
+	held        []*[]float32
+}
+
+func (o *attnOperands) worker(rows, keys int) *attnWorker {
+	w := &attnWorker{}
+	if o.mode != attnBF16Fast {
+		return w
+	}
+	p, b := tensor.GetScratch((tensor.BF16PackLen()+1)/2), tensor.GetScratch((rows*((keys+1)&^1)+1)/2)
+	w.pack, w.block, w.held = tensor.AsU16(*p)[:tensor.BF16PackLen()], tensor.AsU16(*b), []*[]float32{p, b}
+	return w
+}
+
+func (w *attnWorker) release() {
+	for _, h := range w.held {
+		tensor.PutScratch(h)
+	}
+}
+
+// scores sets S(m, kn) = scale · q(rows at qo) · k(rows at ko)ᵀ over hd.
+func (o *attnOperands) scores(S []float32, s attnShape, qo, ko, m, kn int, w *attnWorker) {
+	qs, ks := s.nH*s.hd, s.nKV*s.hd
+	if o.mode != attnBF16Fast {
+		tensor.GemmSerial(false, true, m, kn, s.hd, s.scale, o.q[qo:], qs, o.k[ko:], ks, 0, S, kn)
+		return
+	}
+	tensor.GemmBF16(S, kn, o.qb[qo:], qs, o.kb[ko:], ks, m, kn, s.hd, false, false, w.pack)
+	for i := range S[:m*kn] {
+		S[i] *= s.scale
+	}
+}
+
+// gradScores sets dP(m, kn) = dO(rows at qo) · v(rows at ko)ᵀ over hd.
+func (o *attnOperands) gradScores(dP []float32, s attnShape, qo, ko, m, kn int, w *attnWorker) {
+	qs, ks := s.nH*s.hd, s.nKV*s.hd
+	if o.mode != attnBF16Fast {
+		tensor.GemmSerial(false, true, m, kn, s.hd, 1, o.dout[qo:], qs, o.v[ko:], ks, 0, dP, kn)
+		return
+	}
+	tensor.GemmBF16(dP, kn, o.doutb[qo:], qs, o.vb[ko:], ks, m, kn, s.hd, false, false, w.pack)
+}
+
+// times sets c(m, hd) (rows ldc apart) = A(m, kn) · x(kn rows at ko, hd): P·v
+// and dS·k. A is rounded in place first in the bf16 modes.
+func (o *attnOperands) times(c []float32, ldc int, A []float32, x []float32, xb []uint16, s attnShape, ko, m, kn int, w *attnWorker) {
+	ks := s.nKV * s.hd
+	if o.mode != attnF32 {
+		tensor.RoundBF16(A[:m*kn])
+	}
+	if o.mode != attnBF16Fast {
+		tensor.GemmSerial(false, false, m, s.hd, kn, 1, A, kn, x[ko:], ks, 0, c, ldc)
+		return
+	}
+	kp := (kn + 1) &^ 1
+	tensor.RoundRowsBF16(w.block, kp, A, kn, m, kn)
+	tensor.GemmBF16(c, ldc, w.block, kp, xb[ko:], ks, m, s.hd, kn, true, false, w.pack)
+}
