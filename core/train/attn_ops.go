@@ -1,6 +1,9 @@
 package train
 
-import "distill/core/tensor"
+import (
+	"distill/core/model"
+	"distill/core/tensor"
+)
 
 // attnMode is how attention multiplies.
 type attnMode int
@@ -27,7 +30,27 @@ type attnOperands struct {
 	mode              attnMode
 	q, k, v, dout     []float32 // f32: rounded in the bf16 modes
 	qb, kb, vb, doutb []uint16  // attnBF16Fast's bf16 forms
+	work              []float32 // the workers' scratch, when planned
+	maxSeg            int
 	held              []*[]float32
+}
+
+// attnBF16Floats is the workspace a bf16 mode's call over n tokens (longest
+// segment maxSeg) takes: the rounded q, k, v, dO; their bf16 forms (as
+// float32s, two values each; attnBF16Fast only); each worker's pack and
+// bf16 block.
+func attnBF16Floats(c *model.Config, n, maxSeg int, mode attnMode) (rounded, roundedB, work int) {
+	rounded = n * 2 * (c.NumHeads + c.NumKVHeads) * c.HeadDim
+	if mode == attnBF16Fast {
+		roundedB = (rounded + 1) / 2
+		work = tensor.Threads * attnWorkFloats(maxSeg)
+	}
+	return rounded, roundedB, work
+}
+
+// attnWorkFloats is one worker's pack and block of attnRows × maxSeg bf16.
+func attnWorkFloats(maxSeg int) int {
+	return (tensor.BF16PackLen()+1)/2 + (min(attnRows, maxSeg)*((maxSeg+1)&^1)+1)/2
 }
 
 // operands prepares q, k, v (and dout, when non-nil) for s's mode.
@@ -37,25 +60,45 @@ func (s attnShape) operands(q, k, v, dout []float32) *attnOperands {
 		return o
 	}
 	qs, ks := s.nH*s.hd, s.nKV*s.hd
+	total := s.n * 2 * (qs + ks)
+	rounded, roundedB := s.rounded, s.roundedB
+	if len(rounded) < total {
+		r := tensor.GetScratch(total)
+		o.held = append(o.held, r)
+		rounded = *r
+	}
+	if s.mode == attnBF16Fast && len(roundedB) < (total+1)/2 {
+		r := tensor.GetScratch((total + 1) / 2)
+		o.held = append(o.held, r)
+		roundedB = *r
+	}
+	var bf []uint16
+	if s.mode == attnBF16Fast {
+		bf = tensor.AsU16(roundedB)
+	}
+	off := 0
 	round := func(x []float32, width int) ([]float32, []uint16) {
 		if x == nil {
 			return nil, nil
 		}
-		r := tensor.GetScratch(s.n * width)
-		o.held = append(o.held, r)
-		copy(*r, x[:s.n*width])
-		tensor.RoundBF16(*r)
-		if s.mode != attnBF16Fast {
-			return *r, nil
+		size := s.n * width
+		r := rounded[off : off+size]
+		copy(r, x[:size])
+		tensor.RoundBF16(r)
+		var b []uint16
+		if bf != nil { // widths are even: rows keep their stride
+			b = bf[off : off+size]
+			tensor.RoundRowsBF16(b, width, r, width, s.n, width)
 		}
-		b, _, h := tensor.BF16RowsOf(*r, s.n, width) // widths are even: rows keep their stride
-		o.held = append(o.held, h)
-		return *r, b
+		off += size
+		return r, b
 	}
 	o.q, o.qb = round(q, qs)
 	o.k, o.kb = round(k, ks)
 	o.v, o.vb = round(v, ks)
 	o.dout, o.doutb = round(dout, qs)
+	o.work = s.work
+	o.maxSeg = maxSegment(s.segStart)
 	return o
 }
 
@@ -72,14 +115,24 @@ type attnWorker struct {
 	held        []*[]float32
 }
 
-func (o *attnOperands) worker(rows, keys int) *attnWorker {
-	w := &attnWorker{}
+// worker returns worker w's scratch: its part of the planned work, or
+// buffers from tensor's pool.
+func (o *attnOperands) worker(w int) *attnWorker {
+	wk := &attnWorker{}
 	if o.mode != attnBF16Fast {
-		return w
+		return wk
 	}
-	p, b := tensor.GetScratch((tensor.BF16PackLen()+1)/2), tensor.GetScratch((rows*((keys+1)&^1)+1)/2)
-	w.pack, w.block, w.held = tensor.AsU16(*p)[:tensor.BF16PackLen()], tensor.AsU16(*b), []*[]float32{p, b}
-	return w
+	size := attnWorkFloats(o.maxSeg)
+	buf := []float32(nil)
+	if len(o.work) >= (w+1)*size {
+		buf = o.work[w*size : (w+1)*size]
+	} else {
+		h := tensor.GetScratch(size)
+		wk.held, buf = []*[]float32{h}, *h
+	}
+	pl := (tensor.BF16PackLen() + 1) / 2
+	wk.pack, wk.block = tensor.AsU16(buf[:pl])[:tensor.BF16PackLen()], tensor.AsU16(buf[pl:])
+	return wk
 }
 
 func (w *attnWorker) release() {

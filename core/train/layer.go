@@ -243,7 +243,8 @@ func (nt *Net) layerBwd(l int, dx, xIn []float32, b *Batch, a *acts, s *scratch)
 func (nt *Net) attnShape(b *Batch) attnShape {
 	c := &nt.M.Config
 	return attnShape{n: b.Len(), nH: c.NumHeads, nKV: c.NumKVHeads, hd: c.HeadDim, segStart: b.SegStart,
-		scale: float32(1 / math.Sqrt(float64(c.HeadDim))), scratch: nt.ws.attn, acc: nt.ws.attnAcc, mode: nt.attnMode()}
+		scale: float32(1 / math.Sqrt(float64(c.HeadDim))), scratch: nt.ws.attn, acc: nt.ws.attnAcc, mode: nt.attnMode(),
+		rounded: nt.ws.attnRounded, roundedB: nt.ws.attnRoundedB, work: nt.ws.attnWork}
 }
 
 // attnMode is attention's arithmetic: bf16 where the backend's products are

@@ -74,6 +74,10 @@ type attnShape struct {
 	// are planned in the workspace (attnFloats); nil, they are allocated.
 	scratch, acc []float32
 	mode         attnMode // how the products multiply
+	// rounded, roundedB and work hold the bf16 modes' operands and
+	// per-worker scratch, planned in the workspace (attnBF16Floats); nil,
+	// they come from tensor's pool.
+	rounded, roundedB, work []float32
 }
 
 // attnRows is the query rows of one unit of attention work: a unit is
@@ -173,7 +177,7 @@ func attnFwd(out, lse, q, k, v []float32, s attnShape) {
 	per := s.units()
 	tensor.ParallelFor(len(per), 1, func(lo, hi int) {
 		for w := lo; w < hi; w++ {
-			wk := ops.worker(attnRows, maxSegment(s.segStart))
+			wk := ops.worker(w)
 			for _, u := range per[w] {
 				m, kn := u.i1-u.i0, u.i1
 				S, _ := s.workerBufs(w, m, kn)
@@ -220,7 +224,7 @@ func attnBwd(dq, dk, dv, dout, q, k, v, out, lse []float32, s attnShape) {
 	}
 	tensor.ParallelFor(len(per), 1, func(lo, hi int) {
 		for w := lo; w < hi; w++ {
-			wk := ops.worker(attnRows, maxSegment(s.segStart))
+			wk := ops.worker(w)
 			dkw, dvw := accOf(w)
 			clear(dkw)
 			clear(dvw)

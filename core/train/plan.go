@@ -59,7 +59,7 @@ func (nt *Net) PlanMemory(n int, weightBytes int64) Plan {
 	// rest, by laying out a one-layer-shallower copy.
 	ar := &arena{}
 	c := nt.M.Config
-	buildWorkspace(ar, &c, n, n, nt.rank(), 0, nt.targeted(), nt.M.Arch.QKNorm, true, nt.dropping())
+	buildWorkspace(ar, &c, n, n, nt.rank(), 0, nt.targeted(), nt.M.Arch.QKNorm, true, nt.dropping(), nt.attnMode())
 	fixed := int64(ar.off) * 4
 	if cpu, ok := nt.Be.(tensor.CPU); ok && cpu.BF16Products {
 		// The bf16 products round their input first, into scratch the
@@ -73,13 +73,6 @@ func (nt *Net) PlanMemory(n int, weightBytes int64) Plan {
 		}
 		widest := max(c.IntermediateSize, c.HiddenSize, c.NumHeads*c.HeadDim)
 		bf16 := (int64(lossRowsFor(n, c.VocabSize))*int64(c.VocabSize) + int64(n)*int64(widest)) * per
-		// Attention's rounded q, k, v, dO (f32, and bf16 beside them on the
-		// fast kernel), and each worker's pack and bf16 block (attn_ops.go).
-		qkv := int64(n) * int64(2*c.NumHeads*c.HeadDim+2*c.NumKVHeads*c.HeadDim)
-		bf16 += qkv * 4
-		if per == 2 {
-			bf16 += qkv*2 + int64(tensor.Threads)*(int64(tensor.BF16PackLen())+int64(attnRows)*int64(n))*2
-		}
 		total, fixed = total+bf16, fixed+bf16
 	}
 	return Plan{Tokens: n, Weights: weightBytes, Adapter: params, Grads: params, Optimizer: 2 * params,

@@ -34,7 +34,11 @@ type workspace struct {
 	s             *scratch
 	drop          []float32 // (n, max in) the adapter's dropped input (dropout > 0)
 	attn, attnAcc []float32 // attention's per-worker scores and dk, dv (attnShape)
-	checkpointing bool
+	// attention's rounded operands and per-worker bf16 scratch under
+	// --cpu-bf16 (attnOperands): made once with the rest, since made per
+	// call they were garbage the heap grew by (+100 MB at 1,024 tokens)
+	attnRounded, attnRoundedB, attnWork []float32
+	checkpointing                       bool
 }
 
 func (w *workspace) layerActs(l int) *acts {
@@ -45,7 +49,7 @@ func (w *workspace) layerActs(l int) *acts {
 }
 
 // buildWorkspace lays out a workspace for n tokens in ar.
-func buildWorkspace(ar *arena, c *model.Config, n, maxSeg, r, nL int, targeted [7]bool, qkNorm, checkpoint, dropout bool) *workspace {
+func buildWorkspace(ar *arena, c *model.Config, n, maxSeg, r, nL int, targeted [7]bool, qkNorm, checkpoint, dropout bool, mode attnMode) *workspace {
 	D, V := c.HiddenSize, c.VocabSize
 	w := &workspace{checkpointing: checkpoint}
 	w.xs = make([][]float32, nL+1)
@@ -66,6 +70,10 @@ func buildWorkspace(ar *arena, c *model.Config, n, maxSeg, r, nL int, targeted [
 	w.s = newScratch(ar, c, n, r)
 	scores, acc := attnFloats(n, maxSeg, c.NumKVHeads*c.HeadDim)
 	w.attn, w.attnAcc = ar.take(scores), ar.take(acc)
+	if mode != attnF32 {
+		rounded, roundedB, work := attnBF16Floats(c, n, maxSeg, mode)
+		w.attnRounded, w.attnRoundedB, w.attnWork = ar.take(rounded), ar.take(roundedB), ar.take(work)
+	}
 	if dropout {
 		w.drop = ar.take(n * max(c.HiddenSize, c.IntermediateSize, c.NumHeads*c.HeadDim))
 	}
@@ -80,7 +88,7 @@ func (nt *Net) workspaceFloats(n, maxSeg int) int {
 }
 
 func (nt *Net) layout(ar *arena, n, maxSeg int) *workspace {
-	return buildWorkspace(ar, &nt.M.Config, n, maxSeg, nt.rank(), len(nt.M.Layers), nt.targeted(), nt.M.Arch.QKNorm, nt.Checkpoint, nt.dropping())
+	return buildWorkspace(ar, &nt.M.Config, n, maxSeg, nt.rank(), len(nt.M.Layers), nt.targeted(), nt.M.Arch.QKNorm, nt.Checkpoint, nt.dropping(), nt.attnMode())
 }
 
 // workspace returns views for n tokens (longest segment maxSeg) into the
