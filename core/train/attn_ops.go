@@ -165,10 +165,12 @@ func (o *attnOperands) gradScores(dP []float32, s attnShape, qo, ko, m, kn int, 
 }
 
 // times sets c(m, hd) (rows ldc apart) = A(m, kn) · x(kn rows at ko, hd): P·v
-// and dS·k. A is rounded in place first in the bf16 modes.
-func (o *attnOperands) times(c []float32, ldc int, A []float32, x []float32, xb []uint16, s attnShape, ko, m, kn int, w *attnWorker) {
+// and dS·k. In the bf16 modes A's values enter rounded: rounded says the
+// caller rounded them in place already; else attnBF16 rounds them in place
+// and attnBF16Fast into its bf16 block only.
+func (o *attnOperands) times(c []float32, ldc int, A []float32, rounded bool, x []float32, xb []uint16, s attnShape, ko, m, kn int, w *attnWorker) {
 	ks := s.nKV * s.hd
-	if o.mode != attnF32 {
+	if o.mode == attnBF16 && !rounded {
 		tensor.RoundBF16(A[:m*kn])
 	}
 	if o.mode != attnBF16Fast {

@@ -188,7 +188,7 @@ func attnFwd(out, lse, q, k, v []float32, s attnShape) {
 					lse[(u.s0+u.i0+i)*s.nH+u.h] = float32(tensor.SoftmaxRow(row[:keys]))
 					clear(row[keys:])
 				}
-				ops.times(out[qo:], qs, S, ops.v, ops.vb, s, ko, m, kn, wk)
+				ops.times(out[qo:], qs, S, false, ops.v, ops.vb, s, ko, m, kn, wk)
 			}
 			wk.release()
 		}
@@ -201,7 +201,7 @@ func attnFwd(out, lse, q, k, v []float32, s attnShape) {
 // while dk and dv gather from every unit of a KV head, so each worker adds
 // them into its own buffers (worker 0 into dk and dv), summed in worker
 // order at the end. In the bf16 modes P and dS are rounded before the
-// products they enter (attnOperands.times rounds them in place).
+// products they enter.
 func attnBwd(dq, dk, dv, dout, q, k, v, out, lse []float32, s attnShape) {
 	group := s.nH / s.nKV
 	qs, ks := s.nH*s.hd, s.nKV*s.hd
@@ -243,11 +243,12 @@ func attnBwd(dq, dk, dv, dout, q, k, v, out, lse []float32, s attnShape) {
 					clear(p[keys:])
 					clear(ds[keys:])
 				}
-				if s.mode != attnF32 {
+				if s.mode != attnF32 { // Pᵀ·dO and dSᵀ·q run on f32 GEMMs over the rounded values
 					tensor.RoundBF16(P[:m*kn])
+					tensor.RoundBF16(dS[:m*kn])
 				}
 				tensor.GemmSerial(true, false, kn, s.hd, m, 1, P, kn, ops.dout[qo:], qs, 1, dvw[ko:], ks)
-				ops.times(dq[qo:], qs, dS, ops.k, ops.kb, s, ko, m, kn, wk) // rounds dS for dk too
+				ops.times(dq[qo:], qs, dS, true, ops.k, ops.kb, s, ko, m, kn, wk)
 				tensor.GemmSerial(true, false, kn, s.hd, m, 1, dS, kn, ops.q[qo:], qs, 1, dkw[ko:], ks)
 			}
 			wk.release()
