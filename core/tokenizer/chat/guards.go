@@ -23,12 +23,15 @@ const (
 )
 
 // guardMacros puts a call to the depth guard at the start and the end of
-// every macro body, as block tags that take on the whitespace control of the
-// tags beside them, so the output is unchanged: `{% macro f() -%}` becomes
-// `{% macro f() -%}{% set … = enter() -%}`, `{%- endmacro %}` becomes
-// `{%- set … = leave() %}{%- endmacro %}`. Tags inside {% raw %} are left.
-// Where the macro and endmacro tags found do not pair up, the template is
-// left as it is (unguarded) rather than miscounted.
+// every macro body: `{% macro f() %}` becomes `{% macro f() %}{{ enter() }}`
+// and `{% endmacro %}` becomes `{{ leave() }}{% endmacro %}`. Expression
+// tags, because the library's whitespace handling leaves them be: its
+// trim_blocks/lstrip_blocks defaults apply to block tags only, and every
+// trim (a default or a "-" mark) reaches past tags to the nearest text, so
+// the neighbours' trims are as before and the output is unchanged (block
+// tags here trimmed a second newline). Tags inside {% raw %} are left; where
+// the macro and endmacro tags found do not pair up, the template is left as
+// it is (unguarded) rather than miscounted.
 func guardMacros(src string) string {
 	opened, closed := 0, 0
 	out := rewriteTags(src, func(tag string, kind byte, inRaw bool) string {
@@ -38,10 +41,10 @@ func guardMacros(src string) string {
 		switch tagKeyword(tag) {
 		case "macro":
 			opened++
-			return tag + "{% set __distill_depth = " + enterName + "() " + trimMark(tag[len(tag)-3]) + "%}"
+			return tag + "{{ " + enterName + "() }}"
 		case "endmacro":
 			closed++
-			return "{%" + trimMark(tag[2]) + " set __distill_depth = " + leaveName + "() %}" + tag
+			return "{{ " + leaveName + "() }}" + tag
 		}
 		return tag
 	})
@@ -49,14 +52,6 @@ func guardMacros(src string) string {
 		return src
 	}
 	return out
-}
-
-// trimMark is c when it is a tag's whitespace control (- or +), else "".
-func trimMark(c byte) string {
-	if c == '-' || c == '+' {
-		return string(c)
-	}
-	return ""
 }
 
 // depthGuard returns the enter and leave callables of one render.
@@ -79,23 +74,13 @@ func depthGuard() (enter, leave jinja.Value) {
 // build its list until memory ran out.
 const maxRange = 1 << 20
 
-// boundedRange is Python's range over integers, refusing more than maxRange
-// items; it stands in for the library's, which has no bound.
+// boundedRange is the library's range — its arguments converted as it
+// converts them (floats truncated, strings parsed, anything else 0) — but
+// refusing more than maxRange items.
 var boundedRange = jinja.NewCallable("range", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 	n := make([]int64, len(args))
 	for i, a := range args {
-		switch {
-		case a.IsInt():
-			n[i] = a.AsInt()
-		case a.IsFloat() && a.AsFloat() == math.Trunc(a.AsFloat()) && math.Abs(a.AsFloat()) < 1<<62:
-			n[i] = int64(a.AsFloat()) // 10**12 is a float here
-		case a.IsBool():
-			if a.AsBool() {
-				n[i] = 1
-			}
-		default:
-			return jinja.Undefined(), fmt.Errorf("range: want integers, got %s", jinjaText(a))
-		}
+		n[i] = rangeInt(a)
 	}
 	start, stop, step := int64(0), int64(0), int64(1)
 	switch len(n) {
@@ -111,18 +96,36 @@ var boundedRange = jinja.NewCallable("range", func(args []jinja.Value, _ map[str
 	if step == 0 {
 		return jinja.Undefined(), fmt.Errorf("range: step must not be zero")
 	}
-	count := int64(0)
-	if step > 0 && stop > start {
-		count = (stop-start-1)/step + 1
-	} else if step < 0 && stop < start {
-		count = (start-stop-1)/(-step) + 1
+	// The count in float64: stop − start may not fit an int64.
+	count := 0.0
+	if span := float64(stop) - float64(start); step > 0 && span > 0 || step < 0 && span < 0 {
+		count = math.Ceil(span / float64(step))
 	}
 	if count > maxRange {
-		return jinja.Undefined(), fmt.Errorf("range: %d items, over the %d a chat template may make (fix the model's chat template)", count, maxRange)
+		return jinja.Undefined(), fmt.Errorf("range: %.0f items, over the %d a chat template may make (fix the model's chat template)", count, maxRange)
 	}
-	items := make([]jinja.Value, count)
-	for i := range items {
-		items[i] = jinja.NewInt(start + int64(i)*step)
+	var items []jinja.Value
+	for i := start; step > 0 && i < stop || step < 0 && i > stop; i += step {
+		items = append(items, jinja.NewInt(i))
 	}
 	return jinja.NewList(items), nil
 })
+
+// rangeInt is the library's conversion of a range argument.
+func rangeInt(v jinja.Value) int64 {
+	switch {
+	case v.IsInt():
+		return v.AsInt()
+	case v.IsFloat():
+		return int64(v.AsFloat())
+	case v.IsBool():
+		if v.AsBool() {
+			return 1
+		}
+	case v.IsString():
+		var n int64
+		fmt.Sscanf(v.AsString(), "%d", &n)
+		return n
+	}
+	return 0
+}

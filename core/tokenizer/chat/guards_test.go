@@ -40,6 +40,13 @@ func TestMacroGuardKeepsOutput(t *testing.T) {
 		"{% macro m(x, y='q') -%}\n {{ x }}{{ y }}\n   {% endmacro -%}\n {{ m(2) }}",
 		"{% raw %}{% macro m() %}{% endmacro %}{% endraw %}{% macro n() %}n{% endmacro %}{{ n() }}",
 		"{% for i in range(3) %}{% macro m(i) %}<{{ i }}>{% endmacro %}{{ m(i) }}\n{% endfor %}",
+		// trim_blocks' newline after a block tag, and the text after
+		// endmacro: a guard of block tags trimmed a second newline
+		"{% macro m(x) %}\n\n<{{ x }}>{% endmacro %}[{{ m(1) }}]",
+		"{% macro m(x) %}<{{ x }}>{% endmacro %}\n\n[{{ m(1) }}]",
+		"{% macro m(x) %}<{{ x }}>{% endmacro %}\n\n{% if true %}[{{ m(1) }}]{% endif %}",
+		"  {% macro m(x) %}\n  <{{ x }}>\n  {% endmacro %}\n  [{{ m(1) }}]",
+		"{% macro m(x) +%}\n<{{ x }}>{% endmacro %}[{{ m(1) }}]", // no "+" in this library: kept as it was
 	} {
 		guarded := guardMacros(src)
 		if !strings.Contains(src, "endmacro %}{% endraw") && !strings.Contains(guarded, enterName) {
@@ -104,6 +111,11 @@ func TestRangeBounded(t *testing.T) {
 		"{% for i in range(5, -1, -2) %}{{ i }},{% endfor %}":          "5,3,1,",
 		"{% for i in range(3, 3) %}x{% endfor %}{{ range(0)|length }}": "0",
 		"{{ range(true)|length }}":                                     "1",
+		// as the library converts: truncated, parsed, none and undefined 0
+		"{% for i in range(7 / 2) %}{{ i }}{% endfor %}":    "012",
+		"{% for i in range('3') %}{{ i }}{% endfor %}":      "012",
+		"{% for i in range(none) %}{{ i }}{% endfor %}|":    "|",
+		"{% for i in range(nothing) %}{{ i }}{% endfor %}|": "|",
 	} {
 		tm, err := Parse(src, "", "")
 		if err != nil {
@@ -119,5 +131,13 @@ func TestRangeBounded(t *testing.T) {
 	}
 	if _, err := tm.Render(nil, false); err == nil || !strings.Contains(err.Error(), "range: 1000000000000 items") {
 		t.Errorf("range(10**12): %v", err)
+	}
+	// a span past int64: refused, not a panic
+	tm, err = Parse("{% for i in range(-9223372036854775807, 9223372036854775807) %}{% endfor %}", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tm.Render(nil, false); err == nil || !strings.Contains(err.Error(), "items, over the") {
+		t.Errorf("range over all int64: %v", err)
 	}
 }
