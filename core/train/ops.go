@@ -238,7 +238,7 @@ func attnBwd(dq, dk, dv, dout, q, k, v, out, lse []float32, s attnShape) {
 					p, ds, keys := P[i*kn:(i+1)*kn], dS[i*kn:(i+1)*kn], u.i0+i+1
 					r := u.s0 + u.i0 + i
 					off := r*qs + u.h*s.hd
-					d := dot(dout[off:off+s.hd], out[off:off+s.hd])
+					d := dot(ops.dout[off:off+s.hd], out[off:off+s.hd]) // the dO that dP = dO·vᵀ multiplies
 					tensor.AttnBwdRow(p[:keys], ds[:keys], lse[r*s.nH+u.h], d, s.scale)
 					clear(p[keys:])
 					clear(ds[keys:])
