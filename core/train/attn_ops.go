@@ -31,7 +31,7 @@ type attnOperands struct {
 	q, k, v, dout     []float32 // f32: rounded in the bf16 modes
 	qb, kb, vb, doutb []uint16  // attnBF16Fast's bf16 forms
 	work              []float32 // the workers' scratch, when planned
-	maxSeg            int
+	maxSeg            int       // the longest segment, found once a call
 	held              []*[]float32
 }
 
@@ -55,7 +55,7 @@ func attnWorkFloats(maxSeg int) int {
 
 // operands prepares q, k, v (and dout, when non-nil) for s's mode.
 func (s attnShape) operands(q, k, v, dout []float32) *attnOperands {
-	o := &attnOperands{mode: s.mode, q: q, k: k, v: v, dout: dout}
+	o := &attnOperands{mode: s.mode, q: q, k: k, v: v, dout: dout, maxSeg: maxSegment(s.segStart)}
 	if s.mode == attnF32 {
 		return o
 	}
@@ -98,7 +98,6 @@ func (s attnShape) operands(q, k, v, dout []float32) *attnOperands {
 	o.v, o.vb = round(v, ks)
 	o.dout, o.doutb = round(dout, qs)
 	o.work = s.work
-	o.maxSeg = maxSegment(s.segStart)
 	return o
 }
 

@@ -152,13 +152,13 @@ func (s attnShape) units() [][]attnUnit {
 	return per
 }
 
-// workerBufs returns worker w's two (rows × L) buffers.
-func (s attnShape) workerBufs(w, rows, L int) (a, b []float32) {
+// workerBufs returns worker w's two (rows × L) buffers; maxSeg is the
+// stream's longest segment (maxSegment), which sizes each worker's part.
+func (s attnShape) workerBufs(w, rows, L, maxSeg int) (a, b []float32) {
 	if s.scratch == nil {
 		return make([]float32, rows*L), make([]float32, rows*L)
 	}
-	m := maxSegment(s.segStart)
-	size := min(attnRows, m) * m
+	size := min(attnRows, maxSeg) * maxSeg
 	base := 2 * w * size
 	return s.scratch[base : base+rows*L], s.scratch[base+size : base+size+rows*L]
 }
@@ -180,7 +180,7 @@ func attnFwd(out, lse, q, k, v []float32, s attnShape) {
 			wk := ops.worker(w)
 			for _, u := range per[w] {
 				m, kn := u.i1-u.i0, u.i1
-				S, _ := s.workerBufs(w, m, kn)
+				S, _ := s.workerBufs(w, m, kn, ops.maxSeg)
 				qo, ko := (u.s0+u.i0)*qs+u.h*s.hd, u.s0*ks+u.h/group*s.hd
 				ops.scores(S, s, qo, ko, m, kn, wk)
 				for i := 0; i < m; i++ {
@@ -230,7 +230,7 @@ func attnBwd(dq, dk, dv, dout, q, k, v, out, lse []float32, s attnShape) {
 			clear(dvw)
 			for _, u := range per[w] {
 				m, kn := u.i1-u.i0, u.i1
-				P, dS := s.workerBufs(w, m, kn)
+				P, dS := s.workerBufs(w, m, kn, ops.maxSeg)
 				qo, ko := (u.s0+u.i0)*qs+u.h*s.hd, u.s0*ks+u.h/group*s.hd
 				ops.scores(P, s, qo, ko, m, kn, wk)
 				ops.gradScores(dS, s, qo, ko, m, kn, wk)
