@@ -72,11 +72,12 @@ TAMX void dt_amx_begin(void) {
 // and the core's clocks are as before.
 TAMX void dt_amx_end(void) { _tile_release(); }
 
-// dt_amx_rows32 sets (or with add, adds to) c's 32 rows × nb columns the
-// products of a's 32 rows (lda apart) and the packed strip p over its first
-// qn pairs of k (a multiple of 16). nb ≤ 64; the strip is zero past nb.
+// dt_amx_rows32 sets (or with add, adds to) c's first mr (≤ 32) rows × nb
+// columns the products of a's 32 rows (lda apart) and the packed strip p
+// over its first qn pairs of k (a multiple of 16). nb ≤ 64; the strip is
+// zero past nb. a's rows past mr are read and their products dropped.
 TAMX void dt_amx_rows32(const uint16_t *a, int64_t lda, const uint16_t *p, int64_t qn, float *c, int64_t ldc,
-                        int64_t nb, int add) {
+                        int64_t nb, int64_t mr, int add) {
 	float t[32 * 64] __attribute__((aligned(64)));
 	const int64_t sa = 2 * lda, sb = 4 * 64; // bytes between rows of a and of the strip
 	for (int h = 0; 16 * h < nb; h += 2) {
@@ -99,7 +100,7 @@ TAMX void dt_amx_rows32(const uint16_t *a, int64_t lda, const uint16_t *p, int64
 		_tile_stored(2, t + 16 * 64 + 16 * h, 4 * 64);
 		_tile_stored(3, t + 16 * 64 + 16 * h + 16, 4 * 64);
 	}
-	for (int i = 0; i < 32; i++) {
+	for (int i = 0; i < mr; i++) {
 		float *ci = c + i * ldc;
 		for (int64_t j = 0; j < nb; j += 16) {
 			int64_t left = nb - j;
@@ -122,8 +123,8 @@ int dt_amx_active(void) { return 0; }
 void dt_amx_begin(void) {}
 void dt_amx_end(void) {}
 void dt_amx_rows32(const uint16_t *a, int64_t lda, const uint16_t *p, int64_t qn, float *c, int64_t ldc, int64_t nb,
-                   int add) {
-	(void)a, (void)lda, (void)p, (void)qn, (void)c, (void)ldc, (void)nb, (void)add;
+                   int64_t mr, int add) {
+	(void)a, (void)lda, (void)p, (void)qn, (void)c, (void)ldc, (void)nb, (void)mr, (void)add;
 }
 
 #endif

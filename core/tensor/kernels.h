@@ -76,14 +76,14 @@ void dt_gemm_bf16(float *c, int64_t ldc, const uint16_t *a, int64_t lda, const u
 // init succeeded), dt_amx_active reads it. dt_amx_begin loads the tile
 // configuration on this thread, dt_amx_end releases it; between them
 // dt_amx_rows32 runs 32 rows of a against a packed strip over qn pairs of k
-// (a multiple of 16), setting or adding c's 32 × nb.
+// (a multiple of 16), setting or adding c's first mr rows × nb.
 int dt_amx_init(void);
 int dt_amx_use(int on);
 int dt_amx_active(void);
 void dt_amx_begin(void);
 void dt_amx_end(void);
 void dt_amx_rows32(const uint16_t *a, int64_t lda, const uint16_t *p, int64_t qn, float *c, int64_t ldc, int64_t nb,
-                   int add);
+                   int64_t mr, int add);
 
 // Training's element-wise kernels (ops_train.c), each as its Go reference
 // in ref_train.go but for the exp (vexp.h) and the order of the f64 sums:
