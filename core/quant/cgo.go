@@ -94,6 +94,17 @@ func nf4DequantTile(dst []float32, ldd int, q *NF4, n0, n1, k0, k1 int, bw bool)
 		C.int64_t(n0), C.int64_t(n1), C.int64_t(k0), C.int64_t(k1), cbool(bw))
 }
 
+// nf4DequantTileBF16 is nf4DequantTile with bw into bf16.
+func nf4DequantTileBF16(dst []uint16, ldd int, q *NF4, n0, n1, k0, k1 int) {
+	if n1 <= n0 || k1 <= k0 {
+		return
+	}
+	_ = dst[(n1-n0-1)*ldd+k1-k0-1]
+	c, a, qa, a2, m, off := nf4Args(q)
+	C.q_nf4_dequant_tile_bf16((*C.uint16_t)(unsafe.Pointer(&dst[0])), C.int64_t(ldd), c, a, qa, a2, m, off,
+		C.int64_t(q.Cols), C.int64_t(n0), C.int64_t(n1), C.int64_t(k0), C.int64_t(k1))
+}
+
 func nf4XPLen(K int) int { return int(C.q_nf4_xp_len(C.int64_t(K))) }
 
 func nf4Prep(xp, x []float32) {

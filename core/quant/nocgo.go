@@ -2,7 +2,11 @@
 
 package quant
 
-import "distill/core/tensor"
+import (
+	"math"
+
+	"distill/core/tensor"
+)
 
 // Without cgo the kernels are the plain-Go references of ref.go, and the
 // tiles go through a naive sgemm.
@@ -34,6 +38,16 @@ func nf4DequantTile(dst []float32, ldd int, q *NF4, n0, n1, k0, k1 int, bw bool)
 	if bw {
 		for n := 0; n < n1-n0; n++ {
 			roundBF16(dst[n*ldd : n*ldd+k1-k0])
+		}
+	}
+}
+
+func nf4DequantTileBF16(dst []uint16, ldd int, q *NF4, n0, n1, k0, k1 int) {
+	f := make([]float32, k1-k0)
+	for n := n0; n < n1; n++ {
+		nf4DequantTile(f, k1-k0, q, n, n+1, k0, k1, true)
+		for i, v := range f {
+			dst[(n-n0)*ldd+i] = uint16(math.Float32bits(v) >> 16) // exact: v is bf16
 		}
 	}
 }

@@ -64,6 +64,10 @@ void q_nf4_dequant(float *dst, NF4_ARGS, int64_t e0, int64_t e1, int bw);
 void q_nf4_dequant_tile(float *dst, int64_t ldd, NF4_ARGS, int64_t K, int64_t n0, int64_t n1,
                         int64_t k0, int64_t k1, int bw);
 
+// q_nf4_dequant_tile_bf16 is q_nf4_dequant_tile with bw, into bfloat16.
+void q_nf4_dequant_tile_bf16(uint16_t *dst, int64_t ldd, NF4_ARGS, int64_t K, int64_t n0, int64_t n1,
+                             int64_t k0, int64_t k1);
+
 // q_nf4_matvec sets out[n] = W[n, :]·x for rows [n0, n1) of an (N, K) NF4
 // matrix with K a multiple of 64, reading each packed byte once. xp holds x
 // as q_nf4_prep lays it out for the kernel level in effect (q_nf4_xp_len(K)
