@@ -7,13 +7,20 @@ import (
 // The loss projects its rows to logits a chunk of rows at a time, so the
 // (tokens, vocab) logits tensor is never materialised; lossLogitsBytes
 // bounds a chunk's f32 logits. Within it, the more rows the better: each
-// chunk passes over the whole LM head (widened from bf16 or dequantised,
-// tile by tile), and at 32 rows a chunk that pass, not the products, cost a
-// fifth of a SmolLM2-135M step (2.5 → 2.0 s at 512 tokens, f32 products).
+// chunk passes over the whole LM head twice (forward and backward: read
+// from memory and widened from bf16, dequantised or packed for the bf16
+// GEMM, tile by tile), and with few rows that pass, not the products, is
+// what a chunk costs. At 32 rows a chunk it was a fifth of a SmolLM2-135M
+// step (2.5 → 2.0 s at 512 tokens, f32 products).
 const lossLogitsBytes = 32 << 20
 
 // lossRowsMin and lossRowsMax bound a chunk's rows (variables for tests).
-var lossRowsMin, lossRowsMax = 32, 256
+// Large vocabularies take lossRowsMin rows past lossLogitsBytes: 32 MB is
+// 55 rows over Qwen's 151,936 tokens, and 128 rows (78 MB) took
+// Qwen2.5-0.5B's step at 512 tokens from 8.8 to 7.4–7.6 s with f32 products
+// and from 2.43 to 2.17–2.26 s with bf16 ones on AMX, for 45–68 MB more in a
+// plan of ~800.
+var lossRowsMin, lossRowsMax = 128, 256
 
 // lossRowsFor is the rows of a loss chunk for n tokens over vocab: as many
 // as lossLogitsBytes holds, within [lossRowsMin, lossRowsMax], at most n.
