@@ -219,7 +219,8 @@ func (b bf16Tiles) put() {
 
 // tile dequantises rows [n0, n1), columns [k0, k1) of w (weights rounded to
 // bf16) and returns them as bf16, kw = k1-k0 per row: NF4 straight into
-// bf16, anything else through the f32 tile.
+// bf16 (its kernel always rounds: tiles are asked only of weights that
+// round, roundsBF16), anything else through the f32 tile.
 func (b bf16Tiles) tile(w weights, n0, n1, k0, k1 int) []uint16 {
 	kw := k1 - k0
 	h := tensor.AsU16(*b.h)[:(n1-n0)*kw]
