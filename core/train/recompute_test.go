@@ -67,6 +67,26 @@ func TestRecomputeMatchesKeptActivations(t *testing.T) {
 	})
 }
 
+// TestLossRowsFor: a chunk holds as many rows as lossLogitsBytes of logits,
+// never fewer than lossRowsMin (a large vocabulary) nor more than
+// lossRowsMax or the tokens there are.
+func TestLossRowsFor(t *testing.T) {
+	for _, c := range []struct{ n, vocab, want int }{
+		{512, 151936, lossRowsMin}, // Qwen: 55 rows by bytes
+		{50, 151936, 50},
+		{512, 49152, lossLogitsBytes / (4 * 49152)}, // SmolLM2: 170
+		{512, 1000, lossRowsMax},
+		{0, 1000, 1},
+	} {
+		if got := lossRowsFor(c.n, c.vocab); got != c.want {
+			t.Errorf("lossRowsFor(%d, %d) = %d, want %d", c.n, c.vocab, got, c.want)
+		}
+	}
+	if lossRowsMin != 128 {
+		t.Errorf("lossRowsMin %d: a test left it changed", lossRowsMin)
+	}
+}
+
 // TestLossChunksAgree: the loss and its gradients do not depend on how many
 // rows the head projects at a time — a chunk of 3 rows (chunks ending
 // inside a sequence, a last short chunk) against one chunk of every row —
@@ -78,8 +98,8 @@ func TestLossChunksAgree(t *testing.T) {
 	b := bf.batch()
 	kd := &KD{Teacher: net.M, Backend: tensor.CPU{}, Divergence: "forward_kl", Temperature: 2, Alpha: 0.5}
 	run := func(rows int) (sft, kdLoss float64, grads []float32) {
+		defer func(lo, hi int) { lossRowsMin, lossRowsMax = lo, hi }(lossRowsMin, lossRowsMax)
 		lossRowsMin, lossRowsMax = rows, rows
-		defer func() { lossRowsMin, lossRowsMax = 32, 256 }()
 		if got := lossRowsFor(b.Len(), net.M.Config.VocabSize); got != rows {
 			t.Fatalf("chunks of %d rows, want %d", got, rows)
 		}

@@ -5,8 +5,9 @@ import (
 )
 
 // The loss projects its rows to logits a chunk of rows at a time, so the
-// (tokens, vocab) logits tensor is never materialised; lossLogitsBytes
-// bounds a chunk's f32 logits. Within it, the more rows the better: each
+// (tokens, vocab) logits tensor is never materialised; lossLogitsBytes is
+// the size a chunk's f32 logits aim at (past it for vocabularies over
+// 65,536 tokens: lossRowsMin). Within it, the more rows the better: each
 // chunk passes over the whole LM head twice (forward and backward: read
 // from memory and widened from bf16, dequantised or packed for the bf16
 // GEMM, tile by tile), and with few rows that pass, not the products, is
@@ -19,7 +20,7 @@ const lossLogitsBytes = 32 << 20
 // 55 rows over Qwen's 151,936 tokens, and 128 rows (78 MB) took
 // Qwen2.5-0.5B's step at 512 tokens from 8.8 to 7.4–7.6 s with f32 products
 // and from 2.43 to 2.17–2.26 s with bf16 ones on AMX, for 45–68 MB more in a
-// plan of ~800.
+// plan of ~800 (logit KD's teacher chunk follows: ~130 MB more there).
 var lossRowsMin, lossRowsMax = 128, 256
 
 // lossRowsFor is the rows of a loss chunk for n tokens over vocab: as many
