@@ -13,7 +13,11 @@ func Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int,
 		for i := 0; i < m; i++ {
 			row := c[i*ldc : i*ldc+n]
 			for j := range row {
-				row[j] *= beta
+				if beta == 0 {
+					row[j] = 0 // set, as BLAS: a NaN there is not read
+				} else {
+					row[j] *= beta
+				}
 			}
 		}
 		return
@@ -64,7 +68,11 @@ func gemmRef(transA, transB bool, m, n, k int, alpha float32, a []float32, lda i
 			for p := 0; p < k; p++ {
 				s += float64(at(i, p)) * float64(bt(p, j))
 			}
-			c[i*ldc+j] = alpha*float32(s) + beta*c[i*ldc+j]
+			if beta == 0 { // c is set, not scaled: as BLAS, a NaN there is not read
+				c[i*ldc+j] = alpha * float32(s)
+			} else {
+				c[i*ldc+j] = alpha*float32(s) + beta*c[i*ldc+j]
+			}
 		}
 	}
 }
