@@ -161,3 +161,23 @@ func rmsNormBwdKernel(dx, dy, x, w, rstd []float32) {
 		C.dt_rmsnorm_bwd(f32p(dx), f32p(dy), f32p(x), f32p(w), f32p(rstd), C.int64_t(len(rstd)), C.int64_t(len(w)))
 	}
 }
+
+func loraWidth(r int) int { return int(C.dt_lora_width(C.int64_t(r))) }
+
+func loraU(u, x, at []float32, n, in, r int) {
+	C.dt_lora_u(f32p(u), f32p(x), C.int64_t(in), f32p(at), C.int64_t(n), C.int64_t(in), C.int64_t(r))
+}
+
+func loraOut(du, dB, dy, B, u []float32, s float32, n, out, o0, o1, r int) {
+	C.dt_lora_out(f32p(du), f32p(dB), f32p(dy), C.int64_t(out), f32p(B), f32p(u), C.float(s), C.int64_t(n),
+		C.int64_t(o0), C.int64_t(o1), C.int64_t(r))
+}
+
+func loraIn(dA, out []float32, add bool, du, x, A []float32, n, in, k0, k1, r int) {
+	C.dt_lora_in(f32p(dA), f32p(out), cbool(add), f32p(du), f32p(x), C.int64_t(in), f32p(A), C.int64_t(n),
+		C.int64_t(in), C.int64_t(k0), C.int64_t(k1), C.int64_t(r))
+}
+
+func transposeF32(dst, src []float32, rows, cols int) {
+	C.dt_transpose(f32p(dst), f32p(src), C.int64_t(rows), C.int64_t(cols))
+}

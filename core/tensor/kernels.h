@@ -70,6 +70,22 @@ size_t dt_gemm_bf16_pack_len(void);
 void dt_gemm_bf16(float *c, int64_t ldc, const uint16_t *a, int64_t lda, const uint16_t *b, int64_t ldb,
                   int64_t m, int64_t n, int64_t k, int bkn, int acc, uint16_t *pack);
 
+// The LoRA adapter's training products (lora.c), for rank r where
+// dt_lora_width(r) is not 0 (the floats a vector; 0: use BLAS). dt_lora_u:
+// u(n, r) = x(n, in; ldx apart)·at, at = Aᵀ (in, r). dt_lora_out: for rows
+// o in [o0, o1) of dB (out, r), dB[o] += s·Σ_t dy[t][o]·u[t], and du(n, r)
+// = Σ_{o in [o0, o1)} dy[t][o]·B[o] (unscaled; set, not added to).
+// dt_lora_in: for columns k in [k0, k1), dA (r, in) += duᵀ·x and out(n, in)
+// = du·A, or += with add.
+int dt_lora_width(int64_t r);
+void dt_lora_u(float *u, const float *x, int64_t ldx, const float *at, int64_t n, int64_t in, int64_t r);
+void dt_lora_out(float *du, float *dB, const float *dy, int64_t ldy, const float *B, const float *u, float s,
+                 int64_t n, int64_t o0, int64_t o1, int64_t r);
+void dt_lora_in(float *dA, float *out, int add, const float *du, const float *x, int64_t ldx, const float *A,
+                int64_t n, int64_t in, int64_t k0, int64_t k1, int64_t r);
+// dt_transpose: dst (cols, rows) = src (rows, cols)ᵀ.
+void dt_transpose(float *dst, const float *src, int64_t rows, int64_t cols);
+
 // AMX tiles for dt_gemm_bf16 (gemm_amx.c). dt_amx_init checks the CPU and
 // the OS and asks Linux for the tile state (once, at start-up); dt_amx_use
 // turns their use on or off (returning the previous setting; on only where

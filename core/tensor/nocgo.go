@@ -87,3 +87,15 @@ func softmaxKernel(row []float32) float64                     { return softmaxRe
 func attnBwdRowKernel(p, ds []float32, l, d, scale float32)   { attnBwdRowRef(p, ds, l, d, scale) }
 func rmsNormFwdKernel(out, rstd, x, w []float32, eps float32) { rmsNormFwdRef(out, rstd, x, w, eps) }
 func rmsNormBwdKernel(dx, dy, x, w, rstd []float32)           { rmsNormBwdRef(dx, dy, x, w, rstd) }
+
+// Without cgo the adapter's products go through Gemm (loraWidth 0), so the
+// kernels below are never called.
+func loraWidth(int) int                      { return 0 }
+func loraU(u, x, at []float32, n, in, r int) { panic("tensor: no LoRA kernels without cgo") }
+func loraOut(du, dB, dy, B, u []float32, s float32, n, out, o0, o1, r int) {
+	panic("tensor: no LoRA kernels without cgo")
+}
+func loraIn(dA, out []float32, add bool, du, x, A []float32, n, in, k0, k1, r int) {
+	panic("tensor: no LoRA kernels without cgo")
+}
+func transposeF32(dst, src []float32, rows, cols int) { panic("tensor: no LoRA kernels without cgo") }

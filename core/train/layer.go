@@ -74,8 +74,7 @@ func (nt *Net) adapterIn(u, x []float32, n int, p *lora.Pair, site int) {
 	if nt.dropping() {
 		x = nt.dropout(nt.ws.drop[:n*p.In], x[:n*p.In], site)
 	}
-	r := nt.rank()
-	tensor.Gemm(false, true, n, r, p.In, 1, x, p.In, p.A, p.In, 0, u, r)
+	tensor.LoRAIn(u, x, p.A, n, p.In, nt.rank())
 }
 
 // linearBwd adds to dx(n, in) the gradient through W and the adapter, and to
@@ -97,19 +96,16 @@ func (nt *Net) linearBwd(dx, dy, x []float32, n int, w tensor.Matrix, p, gp *lor
 	if p == nil {
 		return
 	}
-	r, s := nt.rank(), nt.Adapter.Config.Scaling()
-	tensor.Gemm(false, false, n, r, p.Out, s, dy, p.Out, p.B, r, 0, du, r)
-	tensor.Gemm(true, false, p.Out, r, n, s, dy, p.Out, u, r, 1, gp.B, r)
+	r := nt.rank()
+	tensor.LoRAOutGrad(du, gp.B, dy, p.B, u, nt.Adapter.Config.Scaling(), n, p.Out, r)
 	if !nt.dropping() {
-		tensor.Gemm(true, false, r, p.In, n, 1, du, r, x, p.In, 1, gp.A, p.In)
-		tensor.Gemm(false, false, n, p.In, r, 1, du, r, p.A, p.In, 1, dx, p.In)
+		tensor.LoRAInGrad(gp.A, dx, du, x, p.A, n, p.In, r, true)
 		return
 	}
 	buf := nt.ws.drop[:n*p.In]
-	xd := nt.dropout(buf, x[:n*p.In], site) // the adapter saw x∘mask/(1−p)
-	tensor.Gemm(true, false, r, p.In, n, 1, du, r, xd, p.In, 1, gp.A, p.In)
-	tensor.Gemm(false, false, n, p.In, r, 1, du, r, p.A, p.In, 0, buf, p.In)
-	nt.dropoutAdd(dx[:n*p.In], buf, site) // dx += (du·A)∘mask/(1−p)
+	xd := nt.dropout(buf, x[:n*p.In], site)                      // the adapter saw x∘mask/(1−p)
+	tensor.LoRAInGrad(gp.A, buf, du, xd, p.A, n, p.In, r, false) // buf: xd, then du·A
+	nt.dropoutAdd(dx[:n*p.In], buf, site)                        // dx += (du·A)∘mask/(1−p)
 }
 
 // layerFwd runs decoder layer l on x(n, D) in place (x becomes the layer's
