@@ -58,6 +58,7 @@ static void lora_in_tail(float *dA, float *out, int add, const float *du, const 
 // for multiples of 8 up to 32; 0 (none: the caller uses BLAS) otherwise.
 int dt_lora_width(int64_t r) {
 #if DT_VEXP
+	if (r <= 0) return 0;
 	if (dt_level >= DT_AVX512 && r % 16 == 0 && r <= 64) return 16;
 	if (dt_level >= DT_AVX2 && r % 8 == 0 && r <= 32) return 8;
 #endif

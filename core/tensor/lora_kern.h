@@ -66,8 +66,10 @@ static AI LATTR void LNAME(out_block)(const int OB, const int NV, float *du, int
 #pragma GCC unroll 4
 		for (int v = 0; v < NV; v++) acc[b][v] = *(const VF *)(dB + (o + b) * r + v * LV);
 	// du's row sums over the block in DP chains, not one: a chain of OB
-	// dependent FMAs a token bound the loop at its latency.
-	const int DP = OB < 4 ? OB : NV == 1 ? 4 : 2;
+	// dependent FMAs a token bound the loop at its latency. One where the
+	// block is two rows or fewer (AVX2 at r = 24, 32), whose registers are
+	// full.
+	const int DP = OB <= 2 ? 1 : NV == 1 ? 4 : 2;
 	for (int64_t t = t0; t < t1; t++) {
 		VF su[4], d[4][4];
 #pragma GCC unroll 4

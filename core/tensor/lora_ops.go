@@ -7,7 +7,7 @@ package tensor
 // LoRAIn sets u(n, r) = x(n, in)·Aᵀ, A (r, in): the adapter's inner
 // activation.
 func LoRAIn(u, x, A []float32, n, in, r int) {
-	if n == 0 || loraWidth(r) == 0 {
+	if n == 0 || in == 0 || loraWidth(r) == 0 {
 		Gemm(false, true, n, r, in, 1, x, in, A, in, 0, u, r)
 		return
 	}
@@ -22,7 +22,7 @@ func LoRAIn(u, x, A []float32, n, in, r int) {
 // dy (n, out), B (out, r), u (n, r): the adapter's backward on its output
 // side.
 func LoRAOutGrad(du, dB, dy, B, u []float32, s float32, n, out, r int) {
-	if n == 0 || loraWidth(r) == 0 {
+	if n == 0 || out == 0 || loraWidth(r) == 0 {
 		Gemm(false, false, n, r, out, s, dy, out, B, r, 0, du, r)
 		Gemm(true, false, out, r, n, s, dy, out, u, r, 1, dB, r)
 		return
@@ -37,6 +37,7 @@ func LoRAOutGrad(du, dB, dy, B, u []float32, s float32, n, out, r int) {
 		defer putScratch(part)
 	}
 	span := (out + parts - 1) / parts
+	parts = (out + span - 1) / span // none without rows: its share of du would be the scratch's
 	parallelFor(parts, 1, func(lo, hi int) {
 		for p := lo; p < hi; p++ {
 			dst := du
@@ -60,7 +61,7 @@ func LoRAOutGrad(du, dB, dy, B, u []float32, s float32, n, out, r int) {
 // it with add, with du (n, r), x (n, in), A (r, in): the adapter's backward
 // on its input side.
 func LoRAInGrad(dA, out, du, x, A []float32, n, in, r int, add bool) {
-	if n == 0 || loraWidth(r) == 0 {
+	if n == 0 || in == 0 || loraWidth(r) == 0 {
 		Gemm(true, false, r, in, n, 1, du, r, x, in, 1, dA, in)
 		beta := float32(0)
 		if add {

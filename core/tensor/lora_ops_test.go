@@ -26,6 +26,32 @@ func TestLoRAProducts(t *testing.T) {
 	})
 }
 
+// TestLoRAProductsManyWorkers runs the products split over more workers
+// than this machine has, the scratch pool full of huge values first: a
+// worker left without rows of dB must add nothing to du.
+func TestLoRAProductsManyWorkers(t *testing.T) {
+	defer func(n int) { Threads = n }(Threads)
+	r := rand.New(rand.NewPCG(33, 34))
+	for _, threads := range []int{3, 7, 18, 48} {
+		Threads = threads
+		var pool []*[]float32
+		for i := 0; i < 2*threads+4; i++ {
+			p := getScratch(1 << 20)
+			for j := range *p {
+				(*p)[j] = 1e30
+			}
+			pool = append(pool, p)
+		}
+		for _, p := range pool {
+			putScratch(p)
+		}
+		for _, sh := range [][3]int{{300, 100, 289}, {240, 64, 832}, {64, 600, 100}} {
+			name := fmt.Sprintf("%d workers, n=%d in=%d out=%d", threads, sh[0], sh[1], sh[2])
+			testLoRAProducts(t, r, name, sh[0], sh[1], sh[2], 16)
+		}
+	}
+}
+
 func testLoRAProducts(t *testing.T, r *rand.Rand, name string, n, in, out, rank int) {
 	x, A := randF32(r, n*in), randF32(r, rank*in)
 	dy, B := randF32(r, n*out), randF32(r, out*rank)
