@@ -58,6 +58,10 @@ func (CPU) Attention(out, q, k, v []float32, T, pos0, nHeads, nKV, headDim int, 
 	group := nHeads / nKV
 	kvStride := nKV * headDim
 	qStride := nHeads * headDim
+	if T >= attnBlockMin {
+		attentionBlocks(out, q, k, v, T, pos0, nHeads, nKV, headDim, scale)
+		return
+	}
 	// A unit of work is (query t, KV head): the group's query heads share
 	// every load of a K and V row. Splitting groups into single heads to
 	// balance decode's few units over the cores measured slower, in cache

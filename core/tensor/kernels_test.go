@@ -301,9 +301,17 @@ func TestAttention(t *testing.T) {
 	shapes := []shape{
 		{1, 0, 9, 3, 64}, {1, 100, 9, 3, 64}, {1, 2047, 9, 3, 64}, {7, 5, 9, 3, 64},
 		{64, 0, 9, 3, 64}, {3, 10, 4, 4, 17}, {1, 33, 2, 1, 8}, {5, 0, 6, 2, 100},
+		{150, 37, 9, 3, 64}, {40, 0, 4, 2, 17}, {130, 0, 2, 1, 8},
 	}
+	// A prompt of attnBlockMin queries or more goes in blocks; each shape
+	// runs both ways.
+	defer func(n int) { attnBlockMin = n }(attnBlockMin)
 	forEachLevel(t, func(t *testing.T) {
-		for _, s := range shapes {
+		for i, s := range append(shapes, shapes...) {
+			attnBlockMin = 32
+			if i >= len(shapes) { // the second pass: row by row
+				attnBlockMin = 1 << 30
+			}
 			qs, kvs := s.nHeads*s.headDim, s.nKV*s.headDim
 			maxSeq := s.pos0 + s.T + 3
 			q := randF32(r, s.T*qs)
