@@ -14,6 +14,11 @@ const attnBlockRows = 64
 // tests).
 var attnBlockMin = 32
 
+// attnScoresMax bounds a worker's scores (g·rows·keys floats, 8 MB): at long
+// contexts a block takes fewer queries. Llama-3-8B's shape at 32K tokens
+// would otherwise hold 32 MB a worker, kept in the scratch pool.
+var attnScoresMax = 1 << 21
+
 // attentionBlocks is Attention for T queries at positions pos0.. over the
 // keys 0..pos0+T-1, in units of (query block, KV head), the costliest (last)
 // blocks first. A unit's g query heads are copied into one (g·rows, hd)
@@ -21,11 +26,15 @@ var attnBlockMin = 32
 func attentionBlocks(out, q, k, v []float32, T, pos0, nHeads, nKV, hd int, scale float32) {
 	g := nHeads / nKV
 	kvStride, qStride := nKV*hd, nHeads*hd
-	blocks := (T + attnBlockRows - 1) / attnBlockRows
+	// BLAS reads past a slice unchecked: the bounds the row kernel checks.
+	_, _ = k[(pos0+T-1)*kvStride+kvStride-1], v[(pos0+T-1)*kvStride+kvStride-1]
+	_, _ = q[T*qStride-1], out[T*qStride-1]
+	bm := max(1, min(attnBlockRows, attnScoresMax/(g*(pos0+T)))) // queries a block
+	blocks := (T + bm - 1) / bm
 	units := blocks * nKV
 	var next atomic.Int64
 	run := func() {
-		rows := g * attnBlockRows
+		rows := g * bm
 		s := getScratch(rows*(pos0+T) + 2*rows*hd)
 		defer putScratch(s)
 		for {
@@ -34,7 +43,7 @@ func attentionBlocks(out, q, k, v []float32, T, pos0, nHeads, nKV, hd int, scale
 				return
 			}
 			b, kvh := blocks-1-u/nKV, u%nKV
-			t0, t1 := b*attnBlockRows, min(T, (b+1)*attnBlockRows)
+			t0, t1 := b*bm, min(T, (b+1)*bm)
 			m, keys := t1-t0, pos0+t1
 			scores := (*s)[:g*m*keys]
 			qb := (*s)[g*m*keys : g*m*(keys+hd)] // row j·m+i: head kvh·g+j, query t0+i

@@ -32,7 +32,9 @@ type Backend interface {
 	// Attention computes causal multi-head attention with grouped KV heads for
 	// T queries at positions pos0..pos0+T-1 over keys and values 0..pos0+T-1.
 	// q, out: (T, nHeads*headDim); k, v: (maxSeq, nKV*headDim), rows beyond
-	// pos0+T are ignored. scale multiplies q·k.
+	// pos0+T are ignored. scale multiplies q·k. The order of its sums may
+	// depend on T (the CPU takes a prompt's queries in blocks): a prompt's
+	// outputs agree with token-by-token decoding's to rounding, not bits.
 	Attention(out, q, k, v []float32, T, pos0, nHeads, nKV, headDim int, scale float32)
 
 	// SwiGLU sets gate[i] = silu(gate[i]) * up[i].

@@ -305,12 +305,16 @@ func TestAttention(t *testing.T) {
 	}
 	// A prompt of attnBlockMin queries or more goes in blocks; each shape
 	// runs both ways.
-	defer func(n int) { attnBlockMin = n }(attnBlockMin)
+	// A third pass bounds the scores so that blocks take 1 to 9 queries.
+	defer func(n, m int) { attnBlockMin, attnScoresMax = n, m }(attnBlockMin, attnScoresMax)
 	forEachLevel(t, func(t *testing.T) {
-		for i, s := range append(shapes, shapes...) {
-			attnBlockMin = 32
-			if i >= len(shapes) { // the second pass: row by row
+		for i, s := range append(append(shapes, shapes...), shapes...) {
+			attnBlockMin, attnScoresMax = 32, 1<<21
+			switch i / len(shapes) {
+			case 1: // row by row
 				attnBlockMin = 1 << 30
+			case 2:
+				attnScoresMax = (s.nHeads / s.nKV) * (s.pos0 + s.T) * (1 + i%9)
 			}
 			qs, kvs := s.nHeads*s.headDim, s.nKV*s.headDim
 			maxSeq := s.pos0 + s.T + 3
