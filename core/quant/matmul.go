@@ -196,41 +196,26 @@ func roundedCopy(dst, src []float32) []float32 {
 	return dst
 }
 
-// bf16Tiles is a worker's scratch for the bf16 products of w: a tile of n
-// weights as bf16, the GEMM's pack and, unless w is NF4 (dequantised
-// straight into bf16), the tile in f32 first (its values already bf16).
-type bf16Tiles struct{ f, h, pack *[]float32 }
+// bf16Tiles is a worker's scratch for the bf16 products: a tile of n
+// weights as bf16 and the GEMM's pack.
+type bf16Tiles struct{ h, pack *[]float32 }
 
-func getBF16Tiles(w weights, n int) bf16Tiles {
-	b := bf16Tiles{h: tensor.GetScratch((n + 1) / 2), pack: tensor.GetScratch(tensor.BF16PackLen() / 2)}
-	if _, ok := w.(nf4Weights); !ok {
-		b.f = tensor.GetScratch(n)
-	}
-	return b
+func getBF16Tiles(n int) bf16Tiles {
+	return bf16Tiles{tensor.GetScratch((n + 1) / 2), tensor.GetScratch(tensor.BF16PackLen() / 2)}
 }
 
 func (b bf16Tiles) put() {
-	if b.f != nil {
-		tensor.PutScratch(b.f)
-	}
 	tensor.PutScratch(b.h)
 	tensor.PutScratch(b.pack)
 }
 
-// tile dequantises rows [n0, n1), columns [k0, k1) of w (weights rounded to
-// bf16) and returns them as bf16, kw = k1-k0 per row: NF4 straight into
-// bf16 (its kernel always rounds: tiles are asked only of weights that
-// round, roundsBF16), anything else through the f32 tile.
+// tile dequantises rows [n0, n1), columns [k0, k1) of w straight into bf16
+// (its weights rounded to bf16), kw = k1-k0 per row. Only NF4 weights round
+// (roundsBF16), so only they come here.
 func (b bf16Tiles) tile(w weights, n0, n1, k0, k1 int) []uint16 {
 	kw := k1 - k0
 	h := tensor.AsU16(*b.h)[:(n1-n0)*kw]
-	if nw, ok := w.(nf4Weights); ok {
-		nf4DequantTileBF16(h, kw, nw.q, n0, n1, k0, k1)
-		return h
-	}
-	f := (*b.f)[:(n1-n0)*kw]
-	w.dequantTile(f, kw, n0, n1, k0, k1)
-	tensor.RoundRowsBF16(h, kw, f, kw, n1-n0, kw) // exact: the values are bf16
+	nf4DequantTileBF16(h, kw, w.(nf4Weights).q, n0, n1, k0, k1)
 	return h
 }
 
@@ -242,7 +227,7 @@ func matMulBF16(w weights, out, x []float32, T int) {
 	defer tensor.PutScratch(xs)
 	rows := func(out []float32, xb []uint16, T, n0, n1 int) {
 		nb := max(16, gemmTileBytes/(4*K)&^15)
-		b := getBF16Tiles(w, min(nb, n1-n0)*K)
+		b := getBF16Tiles(min(nb, n1-n0) * K)
 		defer b.put()
 		for a := n0; a < n1; a += nb {
 			e := min(a+nb, n1)
@@ -266,7 +251,7 @@ func matMulTBF16(w weights, dx, dy []float32, T int, acc bool) {
 	cols := func(dx []float32, yb []uint16, T, k0, k1 int) {
 		kw := k1 - k0
 		nb := max(16, gemmTileBytes/(4*kw)&^15)
-		b := getBF16Tiles(w, min(nb, N)*kw)
+		b := getBF16Tiles(min(nb, N) * kw)
 		defer b.put()
 		for a := 0; a < N; a += nb {
 			e := min(a+nb, N)
