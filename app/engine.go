@@ -155,12 +155,13 @@ func openForTask(f engineFlags, dir string) (*tokenizer.Tokenizer, tensor.Backen
 }
 
 func addCPUBF16Flag(fs *flag.FlagSet) *bool {
-	return fs.Bool("cpu-bf16", false, "on the CPU, multiply BF16 weights (and NF4 weights dequantised to bf16) by the activations rounded to bf16 (in training, attention's operands too), "+
+	return fs.Bool("cpu-bf16", false, "on the CPU, multiply BF16 weights (and NF4 weights dequantised to bf16) by the activations rounded to bf16, and attention's operands too, "+
 		"as llama.cpp and GPUs do: about twice the prefill speed on AVX-512 BF16, several times on AMX (Xeon 4th gen on); log-probs move by up to ~0.1; off, every product is of the f32 values")
 }
 
-// withCPUBF16 returns be with the bf16 products on, when on and be is the
-// CPU backend, and says when that buys no speed here or does not apply.
+// withCPUBF16 returns be with the bf16 products and bf16 attention on, when
+// on and be is the CPU backend, and says when that buys no speed here or
+// does not apply.
 func withCPUBF16(be tensor.Backend, on bool, notice io.Writer) tensor.Backend {
 	if !on {
 		return be
@@ -175,6 +176,6 @@ func withCPUBF16(be tensor.Backend, on bool, notice io.Writer) tensor.Backend {
 	if !tensor.BF16ProductsFast() && notice != nil {
 		fmt.Fprintln(notice, "--cpu-bf16: this CPU has no AVX-512 BF16; the inputs are rounded, the products run at f32's speed")
 	}
-	cpu.BF16Products = true
+	cpu.BF16Products, cpu.BF16Attention = true, true
 	return cpu
 }

@@ -328,7 +328,7 @@ func (j *TrainJob) load() error {
 	if c.CPUBF16 {
 		j.be = withCPUBF16(j.be, true, j.Log)
 		if cpu, ok := j.be.(tensor.CPU); ok && cpu.BF16Products {
-			j.logf("bf16 products on the cpu: BF16 weights times bf16-rounded activations and gradients")
+			j.logf("bf16 products on the cpu: BF16 weights times bf16-rounded activations and gradients, attention on bf16-rounded operands")
 		}
 	} else if _, onCPU := j.be.(tensor.CPU); onCPU && tensor.AMX() {
 		j.logf("this CPU has AMX: with --cpu-bf16 (cpu_bf16: true) the step's products run on its bf16 tiles, 2–3× faster, in bf16 mixed precision")

@@ -94,8 +94,9 @@ type goldenFile struct {
 }
 
 // fixtureCases: every architecture at f32 (llama.cpp's f32 products) and
-// bf16 (its bf16 products, which are distill's --cpu-bf16), and one f32
-// fixture at f16 and q8_0.
+// bf16 (its bf16 products, which are distill's BF16Products: --cpu-bf16
+// without its bf16 attention, as llama.cpp's attention over the f32 KV
+// cache the generator keeps is f32), and one f32 fixture at f16 and q8_0.
 var fixtureCases = []struct{ fixture, typ string }{
 	{"llama2-f32", "f32"}, {"llama3-f32", "f32"}, {"mistral-f32", "f32"},
 	{"qwen2-f32", "f32"}, {"qwen3-f32", "f32"}, {"smollm-f32", "f32"},
@@ -500,7 +501,8 @@ func sameFile(t *testing.T, c ggufCase, g *llamaGolden) bool {
 //     1e-3.
 //     Measured: within 5e-6.
 //   - bf16: llama.cpp rounds each product's activations to bf16, as
-//     distill's --cpu-bf16 does, so the two multiply the same numbers.
+//     distill's bf16 products do (attention stays f32 in both here), so
+//     the two multiply the same numbers.
 //     Measured: within 2e-6.
 //   - f16: llama.cpp rounds the activations to f16 (10-bit mantissa),
 //     distill keeps them f32. Measured: 0.022 at most.

@@ -97,16 +97,25 @@ func (m *Model) branchLayers(be tensor.Backend, ids, pos, branchStart []int, c *
 				be.RoPE(k[t*kvOut:(t+1)*kvOut], 1, nKV, hd, pos[t], cos, sin)
 			}
 		},
-		func(_ tensor.Backend, l int, att, q []float32) {
-			branchAttention(att, q, c.K[l], c.V[l], pos0, branchStart, nH, nKV, hd, scale)
+		func(be tensor.Backend, l int, att, q []float32) {
+			branchAttention(att, q, c.K[l], c.V[l], pos0, branchStart, nH, nKV, hd, scale, tensor.AttentionBF16(be))
 		})
 }
 
 // branchAttention: query t (stored at row pos0+t of k/v) attends to the
-// prefix rows [0, pos0) and to rows pos0+branchStart[t] .. pos0+t.
-func branchAttention(out, q, k, v []float32, pos0 int, branchStart []int, nH, nKV, hd int, scale float32) {
+// prefix rows [0, pos0) and to rows pos0+branchStart[t] .. pos0+t. With
+// bf16 it rounds as the backend's attention does (tensor.CPU's
+// BF16Attention): the branches' rows of k and v in place, q and the
+// softmax's weights.
+func branchAttention(out, q, k, v []float32, pos0 int, branchStart []int, nH, nKV, hd int, scale float32, bf16 bool) {
 	group := nH / nKV
 	qs, ks := nH*hd, nKV*hd
+	if T := len(branchStart); bf16 {
+		tensor.RoundBF16(k[pos0*ks : (pos0+T)*ks])
+		tensor.RoundBF16(v[pos0*ks : (pos0+T)*ks])
+		q = append([]float32(nil), q[:T*qs]...)
+		tensor.RoundBF16(q)
+	}
 	tensor.ParallelFor(len(branchStart)*nH, 1, func(lo, hi int) {
 		scores := make([]float32, pos0+len(branchStart))
 		var keys []int
@@ -141,6 +150,9 @@ func branchAttention(out, q, k, v []float32, pos0 int, branchStart []int, nH, nK
 			clear(o)
 			for i, p := range keys {
 				w := scores[i] / float32(sum)
+				if bf16 {
+					w = tensor.RoundBF16Value(w)
+				}
 				vp := v[p*ks+kh*hd : p*ks+(kh+1)*hd]
 				for j := range o {
 					o[j] += w * vp[j]

@@ -23,7 +23,11 @@ var attnScoresMax = 1 << 21
 // keys 0..pos0+T-1, in units of (query block, KV head), the costliest (last)
 // blocks first. A unit's g query heads are copied into one (g·rows, hd)
 // operand, so K and V are read (and packed by the GEMM) once for the group.
-func attentionBlocks(out, q, k, v []float32, T, pos0, nHeads, nKV, hd int, scale float32) {
+// With bf16 (CPU.BF16Attention; k and v already rounded) the block's q and
+// its softmax's weights are rounded too, and where the CPU has AVX-512 BF16
+// both products run on the bf16 GEMM over bf16 copies of K and V made once
+// a call; elsewhere on the f32 GEMM over the rounded values.
+func attentionBlocks(out, q, k, v []float32, T, pos0, nHeads, nKV, hd int, scale float32, bf16 bool) {
 	g := nHeads / nKV
 	kvStride, qStride := nKV*hd, nHeads*hd
 	// BLAS reads past a slice unchecked: the bounds the row kernel checks.
@@ -32,11 +36,34 @@ func attentionBlocks(out, q, k, v []float32, T, pos0, nHeads, nKV, hd int, scale
 	bm := max(1, min(attnBlockRows, attnScoresMax/(g*(pos0+T)))) // queries a block
 	blocks := (T + bm - 1) / bm
 	units := blocks * nKV
+	fast := bf16 && haveBLAS && BF16ProductsFast()
+	var kb, vb []uint16
+	if fast {
+		n := (pos0 + T) * kvStride
+		kvs := getScratch(n) // 2n bf16
+		defer putScratch(kvs)
+		kb, vb = asU16(*kvs)[:n], asU16(*kvs)[n:]
+		parallelFor(pos0+T, max(1, 32768/kvStride), func(lo, hi int) {
+			bf16Rows(kb[lo*kvStride:], kvStride, k[lo*kvStride:], kvStride, hi-lo, kvStride)
+			bf16Rows(vb[lo*kvStride:], kvStride, v[lo*kvStride:], kvStride, hi-lo, kvStride)
+		})
+	}
 	var next atomic.Int64
 	run := func() {
-		rows := g * bm
-		s := getScratch(rows*(pos0+T) + 2*rows*hd)
+		rows, keysMax := g*bm, pos0+T
+		f32s := rows*keysMax + 2*rows*hd
+		hdp, kpMax := (hd+1)&^1, (keysMax+1)&^1 // bf16 rows padded to even lengths
+		need := f32s
+		if fast {
+			need += (bf16PackLen + rows*hdp + rows*kpMax + 1) / 2
+		}
+		s := getScratch(need)
 		defer putScratch(s)
+		var pack, qh, ph []uint16
+		if fast {
+			b := asU16((*s)[f32s:])
+			pack, qh, ph = b[:bf16PackLen], b[bf16PackLen:bf16PackLen+rows*hdp], b[bf16PackLen+rows*hdp:]
+		}
 		for {
 			u := int(next.Add(1)) - 1
 			if u >= units {
@@ -48,22 +75,37 @@ func attentionBlocks(out, q, k, v []float32, T, pos0, nHeads, nKV, hd int, scale
 			scores := (*s)[:g*m*keys]
 			qb := (*s)[g*m*keys : g*m*(keys+hd)] // row j·m+i: head kvh·g+j, query t0+i
 			ob := (*s)[g*m*(keys+hd) : g*m*(keys+2*hd)]
-			for j := 0; j < g; j++ {
-				for i := 0; i < m; i++ {
-					o := (t0+i)*qStride + (kvh*g+j)*hd
-					copy(qb[(j*m+i)*hd:(j*m+i+1)*hd], q[o:o+hd])
-				}
-			}
 			ko := kvh * hd
-			// scores = scale · q·kᵀ over every key the block's last query sees.
-			sgemm(false, true, g*m, keys, hd, scale, qb, hd, k[ko:], kvStride, 0, scores, keys)
-			for r := 0; r < g*m; r++ {
-				row := scores[r*keys : (r+1)*keys]
-				n := pos0 + t0 + r%m + 1 // keys query t0 + r%m sees
-				softmaxKernel(row[:n])
-				clear(row[n:])
+			if fast {
+				for j := 0; j < g; j++ {
+					bf16Rows(qh[j*m*hdp:], hdp, q[t0*qStride+(kvh*g+j)*hd:], qStride, m, hd)
+				}
+				gemmBF16(scores, keys, qh, hdp, u16Bytes(kb[ko:]), kvStride, g*m, keys, hd, false, false, pack)
+			} else {
+				for j := 0; j < g; j++ {
+					for i := 0; i < m; i++ {
+						o := (t0+i)*qStride + (kvh*g+j)*hd
+						copy(qb[(j*m+i)*hd:(j*m+i+1)*hd], q[o:o+hd])
+					}
+				}
+				if bf16 {
+					roundBF16InPlace(qb)
+				}
+				// scores = scale · q·kᵀ over every key the block's last query sees.
+				sgemm(false, true, g*m, keys, hd, scale, qb, hd, k[ko:], kvStride, 0, scores, keys)
 			}
-			sgemm(false, false, g*m, hd, keys, 1, scores, keys, v[ko:], kvStride, 0, ob, hd)
+			// Row j·m+i is query t0+i's: it sees pos0+t0+i+1 keys.
+			if fast {
+				kp := (keys + 1) &^ 1
+				softmaxCausalBF16Kernel(scores, ph, g*m, keys, kp, pos0+t0+1, m, scale)
+				gemmBF16(ob, hd, ph, kp, u16Bytes(vb[ko:]), kvStride, g*m, hd, keys, true, false, pack)
+			} else {
+				softmaxCausalKernel(scores, g*m, keys, pos0+t0+1, m, 1) // the GEMM applied the scale
+				if bf16 {
+					roundBF16InPlace(scores)
+				}
+				sgemm(false, false, g*m, hd, keys, 1, scores, keys, v[ko:], kvStride, 0, ob, hd)
+			}
 			for j := 0; j < g; j++ {
 				for i := 0; i < m; i++ {
 					o := (t0+i)*qStride + (kvh*g+j)*hd

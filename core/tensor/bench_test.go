@@ -199,7 +199,7 @@ func BenchmarkOps(b *testing.B) {
 		})
 	}
 	// Attention as SmolLM2-135M: 9 heads, 3 KV heads, head dim 64.
-	for _, s := range [][2]int{{1, 2047}, {1, 255}, {128, 0}} {
+	for _, s := range [][2]int{{1, 2047}, {1, 255}, {128, 0}, {2048, 0}} {
 		T, pos0 := s[0], s[1]
 		q := randF32(r, T*9*64)
 		k, v := randF32(r, (pos0+T)*3*64), randF32(r, (pos0+T)*3*64)
@@ -209,9 +209,17 @@ func BenchmarkOps(b *testing.B) {
 				c.Attention(out, q, k, v, T, pos0, 9, 3, 64, 0.125)
 			}
 		})
+		b.Run(fmt.Sprintf("AttentionBF16/T=%d/pos0=%d", T, pos0), func(b *testing.B) {
+			for range b.N {
+				CPU{BF16Attention: true}.Attention(out, q, k, v, T, pos0, 9, 3, 64, 0.125)
+			}
+		})
+		if T > 128 {
+			continue // the reference takes seconds
+		}
 		b.Run(fmt.Sprintf("AttentionRef/T=%d/pos0=%d", T, pos0), func(b *testing.B) {
 			for range b.N {
-				attentionRef(out, q, k, v, T, pos0, 9, 3, 64, 0.125)
+				attentionRef(out, q, k, v, T, pos0, 9, 3, 64, 0.125, false)
 			}
 		})
 	}

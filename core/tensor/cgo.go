@@ -114,15 +114,16 @@ func addKernel(dst, src []float32) {
 
 // attnKernel runs attention for g query heads (rows of q and out, qStride
 // apart) over the n keys and values (rows of k and v, kvStride apart) of one
-// KV head; scores is a scratch of g*n floats.
-func attnKernel(out, q, k, v []float32, g, qStride, n, kvStride, hd int, scale float32, scores []float32) {
+// KV head; scores is a scratch of g*n floats. roundP rounds the softmax's
+// weights to bf16 before they multiply v (CPU.BF16Attention).
+func attnKernel(out, q, k, v []float32, g, qStride, n, kvStride, hd int, scale float32, scores []float32, roundP bool) {
 	_ = out[(g-1)*qStride+hd-1]
 	_ = q[(g-1)*qStride+hd-1]
 	_ = k[(n-1)*kvStride+hd-1]
 	_ = v[(n-1)*kvStride+hd-1]
 	_ = scores[g*n-1]
 	C.dt_attn(f32p(out), f32p(q), f32p(k), f32p(v), C.int64_t(g), C.int64_t(qStride),
-		C.int64_t(n), C.int64_t(kvStride), C.int64_t(hd), C.float(scale), f32p(scores))
+		C.int64_t(n), C.int64_t(kvStride), C.int64_t(hd), C.float(scale), f32p(scores), cbool(roundP))
 }
 
 // sumBytes reads b (len a multiple of 64) and returns a checksum.
@@ -144,6 +145,33 @@ func swiGLUBwdKernel(dg, du, da, g, u []float32) {
 
 func softmaxKernel(row []float32) float64 {
 	return float64(C.dt_softmax(f32p(row), C.int64_t(len(row))))
+}
+
+// softmaxCausalKernel is dt_softmax_causal: rows of s (ld apart) with
+// n0 + r%m keys each, scaled by scale first.
+func softmaxCausalKernel(s []float32, rows, ld, n0, m int, scale float32) {
+	if rows == 0 {
+		return
+	}
+	if n0 < 1 || n0+m-1 > ld {
+		panic("tensor: softmaxCausalKernel's rows exceed their length")
+	}
+	_ = s[rows*ld-1]
+	C.dt_softmax_causal(f32p(s), C.int64_t(rows), C.int64_t(ld), C.int64_t(n0), C.int64_t(m), C.float(scale))
+}
+
+// softmaxCausalBF16Kernel is softmaxCausalKernel with the weights written
+// to p in bf16 (rows ldp apart, zero-padded); s is left as scratch.
+func softmaxCausalBF16Kernel(s []float32, p []uint16, rows, ld, ldp, n0, m int, scale float32) {
+	if rows == 0 {
+		return
+	}
+	if n0 < 1 || n0+m-1 > ld || ldp < ld {
+		panic("tensor: softmaxCausalBF16Kernel's rows exceed their length")
+	}
+	_, _ = s[rows*ld-1], p[rows*ldp-1]
+	C.dt_softmax_causal_bf16(f32p(s), u16p(p), C.int64_t(rows), C.int64_t(ld), C.int64_t(ldp), C.int64_t(n0),
+		C.int64_t(m), C.float(scale))
 }
 
 func attnBwdRowKernel(p, ds []float32, l, d, scale float32) {

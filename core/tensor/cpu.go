@@ -19,6 +19,15 @@ type CPU struct {
 	// backend is the f32 reference. NF4 weights (core/quant) are dequantised
 	// to bf16 under it; Q8 keeps f32 products.
 	BF16Products bool
+	// BF16Attention rounds attention's operands to bf16 — q, k, v and the
+	// softmax's weights (in training dO and dS too) — so that each product
+	// of two is exact in f32 and the sums stay f32, as flash attention runs
+	// in bf16 on a GPU; a prompt's products then run on the bf16 GEMM where
+	// the CPU has it (BF16ProductsFast). Attention rounds the new rows of k
+	// and v (pos0..pos0+T-1) in place: the KV cache holds the values it
+	// multiplies, rounded once. --cpu-bf16 sets it with BF16Products; off,
+	// attention is f32 (as llama.cpp's with an f32 KV cache).
+	BF16Attention bool
 }
 
 func init() { Register("cpu", func() (Backend, error) { return CPU{}, nil }) }
@@ -54,13 +63,24 @@ func (CPU) RoPE(x []float32, T, nHeads, headDim, pos0 int, cos, sin []float32) {
 // the calling goroutine.
 var attnSerialWork = 1 << 16
 
-func (CPU) Attention(out, q, k, v []float32, T, pos0, nHeads, nKV, headDim int, scale float32) {
+func (c CPU) Attention(out, q, k, v []float32, T, pos0, nHeads, nKV, headDim int, scale float32) {
 	group := nHeads / nKV
 	kvStride := nKV * headDim
 	qStride := nHeads * headDim
+	if c.BF16Attention {
+		roundBF16InPlace(k[pos0*kvStride : (pos0+T)*kvStride])
+		roundBF16InPlace(v[pos0*kvStride : (pos0+T)*kvStride])
+	}
 	if T >= attnBlockMin {
-		attentionBlocks(out, q, k, v, T, pos0, nHeads, nKV, headDim, scale)
+		attentionBlocks(out, q, k, v, T, pos0, nHeads, nKV, headDim, scale, c.BF16Attention)
 		return
+	}
+	if c.BF16Attention {
+		qr := getScratch(T * qStride)
+		defer putScratch(qr)
+		copy(*qr, q[:T*qStride])
+		roundBF16InPlace(*qr)
+		q = *qr
 	}
 	// A unit of work is (query t, KV head): the group's query heads share
 	// every load of a K and V row. Splitting groups into single heads to
@@ -83,7 +103,7 @@ func (CPU) Attention(out, q, k, v []float32, T, pos0, nHeads, nKV, headDim int, 
 			t, kvh := T-1-u/nKV, u%nKV // longest (latest) queries first
 			o := t*qStride + kvh*group*headDim
 			attnKernel(out[o:], q[o:], k[kvh*headDim:], v[kvh*headDim:],
-				group, headDim, pos0+t+1, kvStride, headDim, scale, *s)
+				group, headDim, pos0+t+1, kvStride, headDim, scale, *s, c.BF16Attention)
 		}
 	}
 	parallelFor(workers, 1, func(lo, hi int) {

@@ -19,6 +19,7 @@
 // in L2 while a's rows stream past; 24 accumulators, 4 loads of b and 6
 // broadcasts of a per pair of k keep the dot-product unit busy.
 #include "kernels.h"
+#include "bf16round.h"
 
 #include <string.h>
 
@@ -47,17 +48,9 @@ static inline uint16_t f32_bf16(float x) {
 #if (defined(__x86_64__) || defined(__i386__)) && !defined(DT_NO_X86)
 // bf16_row_512 is f32_bf16 over 16 values at a time (NaN quieted alike).
 static __attribute__((target("avx512f,avx512bw"))) int64_t bf16_row_512(uint16_t *d, const float *s, int64_t k) {
-	const __m512i absm = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
-	const __m512i one = _mm512_set1_epi32(1), half = _mm512_set1_epi32(0x7fff), quiet = _mm512_set1_epi32(0x40);
 	int64_t j = 0;
-	for (; j + 16 <= k; j += 16) {
-		__m512i u = _mm512_loadu_si512(s + j);
-		__mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, absm), inf);
-		__m512i hi = _mm512_srli_epi32(u, 16);
-		__m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(half, _mm512_and_si512(hi, one))), 16);
-		r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, quiet));
-		_mm256_storeu_si256((__m256i *)(d + j), _mm512_cvtepi32_epi16(r));
-	}
+	for (; j + 16 <= k; j += 16)
+		_mm256_storeu_si256((__m256i *)(d + j), _mm512_cvtepi32_epi16(bf16_lanes_512(_mm512_loadu_si512(s + j))));
 	return j;
 }
 

@@ -47,10 +47,11 @@ void dt_add(float *dst, const float *src, int64_t n);
 
 // dt_attn: causal attention of g query heads sharing one KV head over keys
 // 0..n-1. q, out: g rows of hd floats, qstride apart; k, v: n rows of hd
-// floats, kvstride apart; scores: scratch of g*n floats.
+// floats, kvstride apart; scores: scratch of g*n floats. With round_p the
+// softmax's weights are rounded to bf16 before they multiply v.
 void dt_attn(float *out, const float *q, const float *k, const float *v,
              int64_t g, int64_t qstride, int64_t n, int64_t kvstride, int64_t hd,
-             float scale, float *scores);
+             float scale, float *scores, int round_p);
 
 // dt_have_bf16 says whether the CPU has AVX-512 BF16 (vdpbf16ps).
 int dt_have_bf16(void);
@@ -110,6 +111,16 @@ void dt_amx_rows32(const uint16_t *a, int64_t lda, const uint16_t *p, int64_t qn
 void dt_swiglu_fwd(float *a, const float *g, const float *u, int64_t n);
 void dt_swiglu_bwd(float *dg, float *du, const float *da, const float *g, const float *u, int64_t n);
 double dt_softmax(float *row, int64_t n);
+// dt_softmax_causal: for each of rows rows of s (ld apart), its first
+// n0 + r % m values scaled by scale and replaced by their softmax, the rest
+// up to ld zeroed: a block of m queries' attention scores, a head's rows
+// after another's.
+void dt_softmax_causal(float *s, int64_t rows, int64_t ld, int64_t n0, int64_t m, float scale);
+// dt_softmax_causal_bf16: dt_softmax_causal with the weights written to p
+// in bf16 instead (rows ldp apart, zero from n0 + r % m to ldp ≥ ld); s is
+// left holding scratch.
+void dt_softmax_causal_bf16(float *s, uint16_t *p, int64_t rows, int64_t ld, int64_t ldp, int64_t n0, int64_t m,
+                            float scale);
 void dt_attn_bwd_row(float *p, float *ds, int64_t n, float l, float d, float scale);
 // dt_rmsnorm_fwd: each of rows rows of d, out = x·s·w with s = 1/√(Σx²/d +
 // eps) (the sum in f64) saved in rstd; dt_rmsnorm_bwd: dx += s·dy·w − c·x,

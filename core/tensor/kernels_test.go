@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"unsafe"
 )
@@ -307,7 +308,7 @@ func TestAttention(t *testing.T) {
 	// runs both ways.
 	// A third pass bounds the scores so that blocks take 1 to 9 queries.
 	defer func(n, m int) { attnBlockMin, attnScoresMax = n, m }(attnBlockMin, attnScoresMax)
-	forEachLevel(t, func(t *testing.T) {
+	forEachProducts(t, func(t *testing.T, bf16 bool) {
 		for i, s := range append(append(shapes, shapes...), shapes...) {
 			attnBlockMin, attnScoresMax = 32, 1<<21
 			switch i / len(shapes) {
@@ -321,14 +322,40 @@ func TestAttention(t *testing.T) {
 			q := randF32(r, s.T*qs)
 			k := randF32(r, maxSeq*kvs)
 			v := randF32(r, maxSeq*kvs)
+			if bf16 { // the cache's earlier rows, as earlier calls left them
+				RoundBF16(k[:s.pos0*kvs])
+				RoundBF16(v[:s.pos0*kvs])
+			}
+			q0 := slices.Clone(q)
 			scale := float32(1 / math.Sqrt(float64(s.headDim)))
 			want := make([]float32, s.T*qs)
-			attentionRef(want, q, k, v, s.T, s.pos0, s.nHeads, s.nKV, s.headDim, scale)
+			attentionRef(want, q, k, v, s.T, s.pos0, s.nHeads, s.nKV, s.headDim, scale, bf16)
 			got := make([]float32, s.T*qs)
-			CPU{}.Attention(got, q, k, v, s.T, s.pos0, s.nHeads, s.nKV, s.headDim, scale)
+			CPU{BF16Attention: bf16}.Attention(got, q, k, v, s.T, s.pos0, s.nHeads, s.nKV, s.headDim, scale)
+			if !slices.Equal(q, q0) {
+				t.Fatalf("%+v: Attention changed q", s)
+			}
+			if bf16 {
+				for i, x := range k[:(s.pos0+s.T)*kvs] {
+					if x != roundBF16(x) || v[i] != roundBF16(v[i]) {
+						t.Fatalf("%+v: k, v [%d] = %g, %g: not rounded to bf16 in place", s, i, x, v[i])
+					}
+				}
+			}
 			// The tolerance is relative to Σ_p w_p·|v_p[j]|, the scale of the
 			// output's rounding error (the reference's weights w_p are ≥ 0).
+			// With bf16 the outputs are held to a float64 sum over the
+			// rounded q, k, v and weights instead: a weight within 4·10⁻⁶
+			// of a bf16 tie may round either way (the kernels' exp and sums
+			// move it by an ulp or so), and each such weight widens the bound
+			// by its two roundings' difference. Unrounded weights, or any
+			// unrounded operand, miss it.
 			group := s.nHeads / s.nKV
+			qr, kr, vr := q, k, v
+			if bf16 {
+				qr = roundedInto(make([]float32, len(q)), q)
+				kr, vr = roundedInto(make([]float32, len(k)), k), roundedInto(make([]float32, len(v)), v)
+			}
 			for tt := 0; tt < s.T; tt++ {
 				n := s.pos0 + tt + 1
 				for h := 0; h < s.nHeads; h++ {
@@ -338,7 +365,7 @@ func TestAttention(t *testing.T) {
 					var mx, sum float64 = math.Inf(-1), 0
 					for p := range w {
 						for j := 0; j < s.headDim; j++ {
-							w[p] += float64(q[o+j]) * float64(k[p*kvs+kvh*s.headDim+j])
+							w[p] += float64(qr[o+j]) * float64(kr[p*kvs+kvh*s.headDim+j])
 						}
 						w[p] *= float64(scale)
 						mx = max(mx, w[p])
@@ -347,13 +374,27 @@ func TestAttention(t *testing.T) {
 						w[p] = math.Exp(w[p] - mx)
 						sum += w[p]
 					}
-					for j := 0; j < s.headDim; j++ {
-						var mag float64
-						for p := range w {
-							mag += w[p] / sum * math.Abs(float64(v[p*kvs+kvh*s.headDim+j]))
+					rw, spread := make([]float64, n), make([]float64, n)
+					for p := range w {
+						w[p] /= sum
+						if bf16 {
+							rw[p] = float64(roundBF16(float32(w[p])))
+							lo, hi := float64(roundBF16(float32(w[p]*(1-4e-6)))), float64(roundBF16(float32(w[p]*(1+4e-6))))
+							spread[p] = hi - lo
 						}
-						if !within(got[o+j], want[o+j], 1e-6, mag) {
-							t.Fatalf("%+v: t=%d head %d [%d] = %g, want %g (scale %g)", s, tt, h, j, got[o+j], want[o+j], mag)
+					}
+					for j := 0; j < s.headDim; j++ {
+						var mag, exact, allow float64
+						for p := range w {
+							vp := float64(vr[p*kvs+kvh*s.headDim+j])
+							mag += w[p] * math.Abs(vp)
+							exact += rw[p] * vp
+							allow += spread[p] * math.Abs(vp)
+						}
+						if !bf16 && !within(got[o+j], want[o+j], 1e-6, mag) ||
+							bf16 && !(math.Abs(float64(got[o+j])-exact) <= 2e-6*mag+allow) {
+							t.Fatalf("%+v: t=%d head %d [%d] = %g, want %g (attentionRef %g, scale %g, ties %g)",
+								s, tt, h, j, got[o+j], exact, want[o+j], mag, allow)
 						}
 					}
 				}

@@ -45,9 +45,9 @@ func addKernel(dst, src []float32) {
 	}
 }
 
-func attnKernel(out, q, k, v []float32, g, qStride, n, kvStride, hd int, scale float32, scores []float32) {
+func attnKernel(out, q, k, v []float32, g, qStride, n, kvStride, hd int, scale float32, scores []float32, roundP bool) {
 	for h := 0; h < g; h++ {
-		attnHeadRef(out[h*qStride:h*qStride+hd], q[h*qStride:h*qStride+hd], k, v, n, kvStride, scale, scores[:n])
+		attnHeadRef(out[h*qStride:h*qStride+hd], q[h*qStride:h*qStride+hd], k, v, n, kvStride, scale, scores[:n], roundP)
 	}
 }
 
@@ -81,9 +81,27 @@ func gemmBF16([]float32, int, []uint16, int, []byte, int, int, int, int, bool, b
 	panic("tensor: bf16 GEMM needs cgo")
 }
 
-func swiGLUFwdKernel(a, g, u []float32)                       { swiGLUFwdRef(a, g, u) }
-func swiGLUBwdKernel(dg, du, da, g, u []float32)              { swiGLUBwdRef(dg, du, da, g, u) }
-func softmaxKernel(row []float32) float64                     { return softmaxRef(row) }
+func swiGLUFwdKernel(a, g, u []float32)          { swiGLUFwdRef(a, g, u) }
+func swiGLUBwdKernel(dg, du, da, g, u []float32) { swiGLUBwdRef(dg, du, da, g, u) }
+func softmaxKernel(row []float32) float64        { return softmaxRef(row) }
+func softmaxCausalKernel(s []float32, rows, ld, n0, m int, scale float32) {
+	for r := range rows {
+		row := s[r*ld : (r+1)*ld]
+		n := n0 + r%m
+		if scale != 1 {
+			for j := range row[:n] {
+				row[j] *= scale
+			}
+		}
+		softmaxRef(row[:n])
+		clear(row[n:])
+	}
+}
+
+func softmaxCausalBF16Kernel([]float32, []uint16, int, int, int, int, int, float32) {
+	panic("tensor: bf16 attention's kernels need cgo")
+}
+
 func attnBwdRowKernel(p, ds []float32, l, d, scale float32)   { attnBwdRowRef(p, ds, l, d, scale) }
 func rmsNormFwdKernel(out, rstd, x, w []float32, eps float32) { rmsNormFwdRef(out, rstd, x, w, eps) }
 func rmsNormBwdKernel(dx, dy, x, w, rstd []float32)           { rmsNormBwdRef(dx, dy, x, w, rstd) }

@@ -34,7 +34,7 @@ static float dot_scalar(const float *a, const float *b, int64_t n) {
 
 static void attn_scalar(float *out, const float *q, const float *k, const float *v,
                         int64_t g, int64_t qstride, int64_t n, int64_t kvstride, int64_t hd,
-                        float scale, float *scores) {
+                        float scale, float *scores, int round_p) {
 	for (int64_t p = 0; p < n; p++)
 		for (int64_t h = 0; h < g; h++) scores[h * n + p] = dot_scalar(q + h * qstride, k + p * kvstride, hd) * scale;
 	for (int64_t h = 0; h < g; h++) {
@@ -48,6 +48,7 @@ static void attn_scalar(float *out, const float *q, const float *k, const float 
 			sum += s[p];
 		}
 		for (int64_t p = 0; p < n; p++) s[p] /= sum;
+		if (round_p) dt_bf16_round(s, n); // BF16Attention's P
 		memset(out + h * qstride, 0, (size_t)hd * 4);
 	}
 	for (int64_t p = 0; p < n; p++) {
@@ -161,7 +162,7 @@ T512 static inline void attn_pv_512(float *out, const float *v, const float *sco
 
 T512 static void attn_512(float *out, const float *q, const float *k, const float *v,
                           int64_t g, int64_t qstride, int64_t n, int64_t kvstride, int64_t hd,
-                          float scale, float *scores) {
+                          float scale, float *scores, int round_p) {
 	int64_t hb = hd & ~(int64_t)15;
 	__mmask16 htail = (__mmask16)((1u << (hd - hb)) - 1);
 	__m512 vscale = _mm512_set1_ps(scale);
@@ -215,6 +216,7 @@ T512 static void attn_512(float *out, const float *q, const float *k, const floa
 		__m512 tot = _mm512_set1_ps(_mm512_reduce_add_ps(sum));
 		for (p = 0; p < nb; p += 16) _mm512_storeu_ps(s + p, _mm512_div_ps(_mm512_loadu_ps(s + p), tot));
 		if (tail) _mm512_mask_storeu_ps(s + p, tail, _mm512_div_ps(_mm512_maskz_loadu_ps(tail, s + p), tot));
+		if (round_p) dt_bf16_round(s, n); // BF16Attention's P
 		memset(out + h * qstride, 0, (size_t)hd * 4);
 	}
 	// out(g, hd) = weights(g, n) · v(n, hd), in blocks of 64 keys (16 KiB of
@@ -300,7 +302,7 @@ T256 static inline float dot256(const float *a, const float *b, int64_t n) {
 
 T256 static void attn_256(float *out, const float *q, const float *k, const float *v,
                           int64_t g, int64_t qstride, int64_t n, int64_t kvstride, int64_t hd,
-                          float scale, float *scores) {
+                          float scale, float *scores, int round_p) {
 	for (int64_t p = 0; p < n; p++) {
 		const float *kp = k + p * kvstride;
 		for (int64_t h = 0; h < g; h++) scores[h * n + p] = dot256(q + h * qstride, kp, hd) * scale;
@@ -326,6 +328,7 @@ T256 static void attn_256(float *out, const float *q, const float *k, const floa
 		__m256 tv = _mm256_set1_ps(tot);
 		for (p = 0; p < nb; p += 8) _mm256_storeu_ps(s + p, _mm256_div_ps(_mm256_loadu_ps(s + p), tv));
 		for (; p < n; p++) s[p] /= tot;
+		if (round_p) dt_bf16_round(s, n); // BF16Attention's P
 		memset(out + h * qstride, 0, (size_t)hd * 4);
 	}
 	int64_t hb = hd & ~(int64_t)7;
@@ -389,16 +392,16 @@ void dt_add(float *dst, const float *src, int64_t n) {
 
 void dt_attn(float *out, const float *q, const float *k, const float *v,
              int64_t g, int64_t qstride, int64_t n, int64_t kvstride, int64_t hd,
-             float scale, float *scores) {
+             float scale, float *scores, int round_p) {
 #if DT_X86
 	if (dt_level == DT_AVX512) {
-		attn_512(out, q, k, v, g, qstride, n, kvstride, hd, scale, scores);
+		attn_512(out, q, k, v, g, qstride, n, kvstride, hd, scale, scores, round_p);
 		return;
 	}
 	if (dt_level == DT_AVX2) {
-		attn_256(out, q, k, v, g, qstride, n, kvstride, hd, scale, scores);
+		attn_256(out, q, k, v, g, qstride, n, kvstride, hd, scale, scores, round_p);
 		return;
 	}
 #endif
-	attn_scalar(out, q, k, v, g, qstride, n, kvstride, hd, scale, scores);
+	attn_scalar(out, q, k, v, g, qstride, n, kvstride, hd, scale, scores, round_p);
 }

@@ -8,10 +8,12 @@
 // order of sums, which stay f64. One consequence: σ(g) for g below about
 // −88.7 is a subnormal in f64 but 0 here (e^-g overflows f32), so SwiGLU's
 // output there is 0 (or −0) instead of ~1e-40.
+#include "bf16round.h"
 #include "kernels.h"
 #include "vexp.h"
 
 #include <math.h>
+#include <string.h>
 
 // ---- scalar ----------------------------------------------------------------
 
@@ -139,6 +141,41 @@ T512 static double softmax_512(float *r, int64_t n) {
 		_mm512_mask_storeu_ps(r + j, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, r + j), inv));
 	}
 	return (double)m + log(sum);
+}
+
+// softmax_causal_bf16_512 is dt_softmax_causal then dt_bf16_rows in one
+// pass less: the scale taken as each score is read, the weights written
+// straight to bf16 (the same values, bit for bit).
+T512 static void softmax_causal_bf16_512(float *s, uint16_t *p, int64_t rows, int64_t ld, int64_t ldp, int64_t n0,
+                                         int64_t m, float scale) {
+	const __m512 sv = _mm512_set1_ps(scale);
+	for (int64_t i = 0; i < rows; i++) {
+		float *r = s + i * ld;
+		uint16_t *pr = p + i * ldp;
+		int64_t n = n0 + i % m;
+		__m512 mv = _mm512_set1_ps(r[0] * scale);
+		for (int64_t j = 0; j < n; j += 16) {
+			__mmask16 k = n - j >= 16 ? (__mmask16)0xffff : MASK16(n - j);
+			mv = _mm512_mask_max_ps(mv, k, mv, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, r + j), sv));
+		}
+		__m512 mb = _mm512_set1_ps(_mm512_reduce_max_ps(mv));
+		__m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+		for (int64_t j = 0; j < n; j += 16) {
+			__mmask16 k = n - j >= 16 ? (__mmask16)0xffff : MASK16(n - j);
+			__m512 x = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, r + j), sv);
+			__m512 e = _mm512_maskz_mov_ps(k, exp512(_mm512_sub_ps(x, mb)));
+			_mm512_mask_storeu_ps(r + j, k, e);
+			sum512d(e, &s0, &s1);
+		}
+		__m512 inv = _mm512_set1_ps((float)(1 / _mm512_reduce_add_pd(_mm512_add_pd(s0, s1))));
+		int64_t j = 0;
+		for (; j < n; j += 16) {
+			__mmask16 k = n - j >= 16 ? (__mmask16)0xffff : MASK16(n - j);
+			__m512 w = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, r + j), inv);
+			_mm512_mask_cvtepi32_storeu_epi16(pr + j, k, bf16_lanes_512(_mm512_castps_si512(w)));
+		}
+		memset(pr + n, 0, (size_t)(ldp - n) * 2);
+	}
 }
 
 T512 static void attn_bwd_row_512(float *p, float *ds, int64_t n, float l, float d, float scale) {
@@ -373,6 +410,29 @@ double dt_softmax(float *row, int64_t n) {
 	if (dt_level == DT_AVX2) return softmax_256(row, n);
 #endif
 	return softmax_scalar(row, n);
+}
+
+void dt_softmax_causal(float *s, int64_t rows, int64_t ld, int64_t n0, int64_t m, float scale) {
+	for (int64_t r = 0; r < rows; r++) {
+		float *row = s + r * ld;
+		int64_t n = n0 + r % m;
+		if (scale != 1)
+			for (int64_t j = 0; j < n; j++) row[j] *= scale;
+		dt_softmax(row, n);
+		memset(row + n, 0, (size_t)(ld - n) * 4);
+	}
+}
+
+void dt_softmax_causal_bf16(float *s, uint16_t *p, int64_t rows, int64_t ld, int64_t ldp, int64_t n0, int64_t m,
+                            float scale) {
+#if DT_VEXP
+	if (dt_level == DT_AVX512) {
+		softmax_causal_bf16_512(s, p, rows, ld, ldp, n0, m, scale);
+		return;
+	}
+#endif
+	dt_softmax_causal(s, rows, ld, n0, m, scale);
+	dt_bf16_rows(p, ldp, s, ld, rows, ld);
 }
 
 void dt_attn_bwd_row(float *p, float *ds, int64_t n, float l, float d, float scale) {

@@ -145,3 +145,52 @@ func TestRMSNormKernels(t *testing.T) {
 		}
 	})
 }
+
+// TestSoftmaxCausal: a block of attention's scores, rows of n0 + r%m keys,
+// scaled and normalised in place with the rest of each row zeroed; the bf16
+// form (prompt attention under CPU.BF16Attention) gives the same weights,
+// rounded, bit for bit, zero-padded to its row length.
+func TestSoftmaxCausal(t *testing.T) {
+	forEachLevel(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(21, 22))
+		for _, c := range []struct {
+			rows, ld, ldp, n0, m int
+			scale                float32
+		}{{15, 37, 38, 33, 5, 0.125}, {6, 70, 72, 1, 70, 0.3}, {4, 16, 16, 16, 1, 1}, {9, 33, 40, 31, 3, 0.0884}} {
+			s := make([]float32, c.rows*c.ld)
+			for i := range s {
+				s[i] = float32(r.NormFloat64() * 8)
+			}
+			want := make([]float32, len(s))
+			for i := range c.rows {
+				row, n := want[i*c.ld:(i+1)*c.ld], c.n0+i%c.m
+				for j := range row[:n] {
+					row[j] = s[i*c.ld+j] * c.scale
+				}
+				softmaxRef(row[:n])
+			}
+			got := append([]float32(nil), s...)
+			softmaxCausalKernel(got, c.rows, c.ld, c.n0, c.m, c.scale)
+			for i, w := range want {
+				if math.Abs(float64(got[i]-w)) > 2e-6*math.Abs(float64(w))+1e-9 || (w == 0) != (got[i] == 0) {
+					t.Fatalf("%+v: [%d] = %g, want %g", c, i, got[i], w)
+				}
+			}
+			if !haveBLAS {
+				continue
+			}
+			p := make([]uint16, c.rows*c.ldp)
+			for i := range p {
+				p[i] = 0xffff
+			}
+			wantP := make([]uint16, len(p))
+			bf16Rows(wantP, c.ldp, got, c.ld, c.rows, c.ld)
+			softmaxCausalBF16Kernel(append([]float32(nil), s...), p, c.rows, c.ld, c.ldp, c.n0, c.m, c.scale)
+			for i := range p {
+				if p[i] != wantP[i] {
+					t.Fatalf("%+v: bf16 [%d] = %#04x, want %#04x", c, i, p[i], wantP[i])
+				}
+			}
+		}
+	})
+}

@@ -12,6 +12,17 @@ func RoundRowsBF16(dst []uint16, ldd int, src []float32, lds, m, k int) {
 // as the bf16 products round their inputs: the f32 path over rounded values.
 func RoundBF16(v []float32) { roundBF16InPlace(v) }
 
+// RoundBF16Value is x rounded to bf16 precision, as RoundBF16.
+func RoundBF16Value(x float32) float32 { return roundBF16(x) }
+
+// AttentionBF16 says whether be's attention rounds its operands to bf16
+// (CPU.BF16Attention), for code that computes attention of its own shape
+// and must multiply the same values.
+func AttentionBF16(be Backend) bool {
+	c, ok := be.(CPU)
+	return ok && c.BF16Attention
+}
+
 // GemmBF16 sets c(m, n) = a(m, k) · op(b), or adds it to c with acc, on
 // AVX-512 BF16 (BF16ProductsFast must hold): op(b) is b(n, k)ᵀ, or with bkn
 // b(k, n). a's rows are lda (even) apart and finite past an odd k; pack is

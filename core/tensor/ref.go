@@ -51,25 +51,33 @@ func swiGLURef(gate, up []float32) {
 	}
 }
 
-// attentionRef is Backend.Attention one (query, head) pair at a time.
-func attentionRef(out, q, k, v []float32, T, pos0, nHeads, nKV, headDim int, scale float32) {
+// attentionRef is Backend.Attention one (query, head) pair at a time; with
+// bf16 it is CPU.BF16Attention's: q, k, v and the softmax's weights rounded
+// to bf16 (k and v here in copies).
+func attentionRef(out, q, k, v []float32, T, pos0, nHeads, nKV, headDim int, scale float32, bf16 bool) {
 	group := nHeads / nKV
 	kvStride := nKV * headDim
 	qStride := nHeads * headDim
+	if bf16 {
+		q = roundedInto(make([]float32, T*qStride), q)
+		k = roundedInto(make([]float32, (pos0+T)*kvStride), k)
+		v = roundedInto(make([]float32, (pos0+T)*kvStride), v)
+	}
 	scores := make([]float32, pos0+T)
 	for t := 0; t < T; t++ {
 		for h := 0; h < nHeads; h++ {
 			kvh := h / group
 			o := t*qStride + h*headDim
 			attnHeadRef(out[o:o+headDim], q[o:o+headDim], k[kvh*headDim:], v[kvh*headDim:],
-				pos0+t+1, kvStride, scale, scores)
+				pos0+t+1, kvStride, scale, scores, bf16)
 		}
 	}
 }
 
 // attnHeadRef: softmax(q·kᵀ·scale) · v for one head over keys 0..n-1; k and v
-// start at the head's columns and step kvStride per position.
-func attnHeadRef(oh, qh, k, v []float32, n, kvStride int, scale float32, scores []float32) {
+// start at the head's columns and step kvStride per position. roundP
+// rounds the softmax's weights to bf16.
+func attnHeadRef(oh, qh, k, v []float32, n, kvStride int, scale float32, scores []float32, roundP bool) {
 	hd := len(qh)
 	maxS := float32(math.Inf(-1))
 	for p := 0; p < n; p++ {
@@ -88,6 +96,9 @@ func attnHeadRef(oh, qh, k, v []float32, n, kvStride int, scale float32, scores 
 	clear(oh)
 	for p := 0; p < n; p++ {
 		w := scores[p] / sum
+		if roundP {
+			w = roundBF16(w)
+		}
 		vp := v[p*kvStride : p*kvStride+hd]
 		for j := range oh {
 			oh[j] += w * vp[j]

@@ -30,7 +30,8 @@ func BenchmarkLoRAStep(b *testing.B) {
 		b.Fatal(err)
 	}
 	lora.Init(a, 1)
-	be := tensor.CPU{BF16Products: os.Getenv("DISTILL_BENCH_CPU_BF16") == "1"}
+	bf16 := os.Getenv("DISTILL_BENCH_CPU_BF16") == "1"
+	be := tensor.CPU{BF16Products: bf16, BF16Attention: bf16}
 	net, _ := NewNet(be, m, a)
 	net.Checkpoint = true
 	const seq = 256

@@ -243,11 +243,11 @@ func (nt *Net) attnShape(b *Batch) attnShape {
 		rounded: nt.ws.attnRounded, roundedB: nt.ws.attnRoundedB, work: nt.ws.attnWork}
 }
 
-// attnMode is attention's arithmetic: bf16 where the backend's products are
+// attnMode is attention's arithmetic: bf16 where the backend's attention is
 // (--cpu-bf16), on the bf16 GEMM where the CPU has it.
 func (nt *Net) attnMode() attnMode {
 	switch cpu, ok := nt.Be.(tensor.CPU); {
-	case !ok || !cpu.BF16Products:
+	case !ok || !cpu.BF16Attention:
 		return attnF32
 	case tensor.BF16ProductsFast():
 		return attnBF16Fast

@@ -437,8 +437,9 @@ def golden_case(cfg, W, ids):
 
 
 def bf16_products_case(cfg, W, case, logits):
-    """The log-probs with every weight product's input rounded to bf16 (the
-    engine's --cpu-bf16), and how far that moves them from the float64 ones."""
+    """The log-probs with every weight product's input and attention's
+    operands rounded to bf16 (the engine's --cpu-bf16), and how far that
+    moves them from the float64 ones."""
     ids = case["ids"]
     lp = torch.log_softmax(models.forward(cfg, W, ids, bf16_inputs=True), dim=-1)
     ref = torch.log_softmax(logits, dim=-1)

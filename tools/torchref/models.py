@@ -180,7 +180,9 @@ def forward(cfg: Cfg, W: dict, ids, *, bug=None, bf16_inputs=False, pre_round=No
 
     `bf16_inputs` rounds the activations entering every product with a
     weight (projections and LM head) to bfloat16 (nearest even), as the CPU
-    engine's bf16 products (--cpu-bf16) do; everything else stays float64.
+    engine's bf16 products (--cpu-bf16) do, and attention's operands — q and
+    k after RoPE, v, and the softmax's normalised weights — as its bf16
+    attention does; everything else stays float64.
     `pre_round`, with it, perturbs each value first (the golden's measure of
     how far ties rounded the other way move the result).
 
@@ -235,11 +237,12 @@ def forward(cfg: Cfg, W: dict, ids, *, bug=None, bf16_inputs=False, pre_round=No
             q = rms_norm(q, W[p + "self_attn.q_norm.weight"], cfg.eps)
             k = rms_norm(k, W[p + "self_attn.k_norm.weight"], cfg.eps)
 
+        q, k, v = rd(q), rd(k), rd(v)
         k = k[:, kv_of_head, :]  # [T, H, d]
         v = v[:, kv_of_head, :]
         scores = torch.einsum("thd,shd->hts", q, k) / math.sqrt(d)
         scores = scores.masked_fill(~causal, float("-inf"))
-        probs = torch.softmax(scores, dim=-1)
+        probs = rd(torch.softmax(scores, dim=-1))
         att = torch.einsum("hts,shd->thd", probs, v).reshape(T, H * d)
         x = x + rd(att) @ W[p + "self_attn.o_proj.weight"].T
         if cfg.o_bias and bug != "no_o_bias":
