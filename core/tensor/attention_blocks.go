@@ -97,7 +97,7 @@ func attentionBlocks(out, q, k, v []float32, T, pos0, nHeads, nKV, hd int, scale
 			// Row j·m+i is query t0+i's: it sees pos0+t0+i+1 keys.
 			if fast {
 				kp := (keys + 1) &^ 1
-				softmaxCausalBF16Kernel(scores, ph, g*m, keys, kp, pos0+t0+1, m, scale)
+				softmaxCausalBF16Kernel(scores, ph, g*m, keys, kp, pos0+t0+1, m, scale, nil, 0)
 				gemmBF16(ob, hd, ph, kp, u16Bytes(vb[ko:]), kvStride, g*m, hd, keys, true, false, pack)
 			} else {
 				softmaxCausalKernel(scores, g*m, keys, pos0+t0+1, m, 1) // the GEMM applied the scale

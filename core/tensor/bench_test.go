@@ -199,7 +199,7 @@ func BenchmarkOps(b *testing.B) {
 		})
 	}
 	// Attention as SmolLM2-135M: 9 heads, 3 KV heads, head dim 64.
-	for _, s := range [][2]int{{1, 2047}, {1, 255}, {128, 0}, {2048, 0}} {
+	for _, s := range [][2]int{{1, 2047}, {1, 255}, {128, 0}, {512, 0}, {2048, 0}} {
 		T, pos0 := s[0], s[1]
 		q := randF32(r, T*9*64)
 		k, v := randF32(r, (pos0+T)*3*64), randF32(r, (pos0+T)*3*64)

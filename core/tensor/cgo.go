@@ -161,8 +161,9 @@ func softmaxCausalKernel(s []float32, rows, ld, n0, m int, scale float32) {
 }
 
 // softmaxCausalBF16Kernel is softmaxCausalKernel with the weights written
-// to p in bf16 (rows ldp apart, zero-padded); s is left as scratch.
-func softmaxCausalBF16Kernel(s []float32, p []uint16, rows, ld, ldp, n0, m int, scale float32) {
+// to p in bf16 (rows ldp apart, zero-padded), and with lse (nil: none) each
+// row's log-sum-exp to lse[r·lseStride]; s is left as scratch.
+func softmaxCausalBF16Kernel(s []float32, p []uint16, rows, ld, ldp, n0, m int, scale float32, lse []float32, lseStride int) {
 	if rows == 0 {
 		return
 	}
@@ -170,12 +171,17 @@ func softmaxCausalBF16Kernel(s []float32, p []uint16, rows, ld, ldp, n0, m int, 
 		panic("tensor: softmaxCausalBF16Kernel's rows exceed their length")
 	}
 	_, _ = s[rows*ld-1], p[rows*ldp-1]
+	var lp *C.float
+	if lse != nil {
+		_ = lse[(rows-1)*lseStride]
+		lp = f32p(lse)
+	}
 	C.dt_softmax_causal_bf16(f32p(s), u16p(p), C.int64_t(rows), C.int64_t(ld), C.int64_t(ldp), C.int64_t(n0),
-		C.int64_t(m), C.float(scale))
+		C.int64_t(m), C.float(scale), lp, C.int64_t(lseStride))
 }
 
-func attnBwdRowKernel(p, ds []float32, l, d, scale float32) {
-	C.dt_attn_bwd_row(f32p(p), f32p(ds), C.int64_t(len(p)), C.float(l), C.float(d), C.float(scale))
+func attnBwdRowKernel(p, ds []float32, l, d, scale, pscale float32) {
+	C.dt_attn_bwd_row(f32p(p), f32p(ds), C.int64_t(len(p)), C.float(l), C.float(d), C.float(scale), C.float(pscale))
 }
 
 func rmsNormFwdKernel(out, rstd, x, w []float32, eps float32) {

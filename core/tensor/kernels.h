@@ -106,8 +106,8 @@ void dt_amx_rows32(const uint16_t *a, int64_t lda, const uint16_t *p, int64_t qn
 // in ref_train.go but for the exp (vexp.h) and the order of the f64 sums:
 // dt_swiglu_fwd: a = g·σ(g)·u; dt_swiglu_bwd: du = da·g·σ(g), dg =
 // da·u·σ(g)·(1 + g·(1 − σ(g))); dt_softmax: row = softmax(row), returns its
-// log-sum-exp; dt_attn_bwd_row: p[j] = e^(p[j] − l), ds[j] = p[j]·(ds[j] −
-// d)·scale for j < n.
+// log-sum-exp; dt_attn_bwd_row: p[j] = e^(p[j]·pscale − l), ds[j] =
+// p[j]·(ds[j] − d)·scale for j < n.
 void dt_swiglu_fwd(float *a, const float *g, const float *u, int64_t n);
 void dt_swiglu_bwd(float *dg, float *du, const float *da, const float *g, const float *u, int64_t n);
 double dt_softmax(float *row, int64_t n);
@@ -117,11 +117,12 @@ double dt_softmax(float *row, int64_t n);
 // after another's.
 void dt_softmax_causal(float *s, int64_t rows, int64_t ld, int64_t n0, int64_t m, float scale);
 // dt_softmax_causal_bf16: dt_softmax_causal with the weights written to p
-// in bf16 instead (rows ldp apart, zero from n0 + r % m to ldp ≥ ld); s is
-// left holding scratch.
+// in bf16 instead (rows ldp apart, zero from n0 + r % m to ldp ≥ ld), and
+// each row's log-sum-exp (of the scaled scores) to lse[r·lse_stride] where
+// lse is not NULL; s is left holding scratch.
 void dt_softmax_causal_bf16(float *s, uint16_t *p, int64_t rows, int64_t ld, int64_t ldp, int64_t n0, int64_t m,
-                            float scale);
-void dt_attn_bwd_row(float *p, float *ds, int64_t n, float l, float d, float scale);
+                            float scale, float *lse, int64_t lse_stride);
+void dt_attn_bwd_row(float *p, float *ds, int64_t n, float l, float d, float scale, float pscale);
 // dt_rmsnorm_fwd: each of rows rows of d, out = x·s·w with s = 1/√(Σx²/d +
 // eps) (the sum in f64) saved in rstd; dt_rmsnorm_bwd: dx += s·dy·w − c·x,
 // c = (Σ dy·w·x / d)·s³ (f64 likewise).

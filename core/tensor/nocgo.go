@@ -98,11 +98,13 @@ func softmaxCausalKernel(s []float32, rows, ld, n0, m int, scale float32) {
 	}
 }
 
-func softmaxCausalBF16Kernel([]float32, []uint16, int, int, int, int, int, float32) {
+func softmaxCausalBF16Kernel([]float32, []uint16, int, int, int, int, int, float32, []float32, int) {
 	panic("tensor: bf16 attention's kernels need cgo")
 }
 
-func attnBwdRowKernel(p, ds []float32, l, d, scale float32)   { attnBwdRowRef(p, ds, l, d, scale) }
+func attnBwdRowKernel(p, ds []float32, l, d, scale, pscale float32) {
+	attnBwdRowRef(p, ds, l, d, scale, pscale)
+}
 func rmsNormFwdKernel(out, rstd, x, w []float32, eps float32) { rmsNormFwdRef(out, rstd, x, w, eps) }
 func rmsNormBwdKernel(dx, dy, x, w, rstd []float32)           { rmsNormBwdRef(dx, dy, x, w, rstd) }
 

@@ -44,9 +44,9 @@ static double softmax_scalar(float *r, int64_t n) {
 	return (double)m + log(sum);
 }
 
-static void attn_bwd_row_scalar(float *p, float *ds, int64_t n, float l, float d, float scale) {
+static void attn_bwd_row_scalar(float *p, float *ds, int64_t n, float l, float d, float scale, float pscale) {
 	for (int64_t j = 0; j < n; j++) {
-		float pj = expf(p[j] - l);
+		float pj = expf(p[j] * pscale - l);
 		p[j] = pj;
 		ds[j] = pj * (ds[j] - d) * scale;
 	}
@@ -83,6 +83,10 @@ static void rmsnorm_bwd_scalar(float *dx, const float *dy, const float *x, const
 #if DT_VEXP
 
 #define MASK16(k) ((__mmask16)((1u << (k)) - 1))
+// ROUNDED(x) keeps x as computed, rounded to f32: GCC would otherwise fuse a
+// product into the subtraction after it (an FMA, no rounding between), and
+// a scale folded into a kernel must give the values of scaling first.
+#define ROUNDED(x) __asm__("" : "+v"(x))
 
 // sigmoid512 is 1/(1 + e^-g).
 T512 static inline __m512 sigmoid512(__m512 g) {
@@ -147,7 +151,7 @@ T512 static double softmax_512(float *r, int64_t n) {
 // pass less: the scale taken as each score is read, the weights written
 // straight to bf16 (the same values, bit for bit).
 T512 static void softmax_causal_bf16_512(float *s, uint16_t *p, int64_t rows, int64_t ld, int64_t ldp, int64_t n0,
-                                         int64_t m, float scale) {
+                                         int64_t m, float scale, float *lse, int64_t lse_stride) {
 	const __m512 sv = _mm512_set1_ps(scale);
 	for (int64_t i = 0; i < rows; i++) {
 		float *r = s + i * ld;
@@ -158,16 +162,20 @@ T512 static void softmax_causal_bf16_512(float *s, uint16_t *p, int64_t rows, in
 			__mmask16 k = n - j >= 16 ? (__mmask16)0xffff : MASK16(n - j);
 			mv = _mm512_mask_max_ps(mv, k, mv, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, r + j), sv));
 		}
-		__m512 mb = _mm512_set1_ps(_mm512_reduce_max_ps(mv));
+		float mx = _mm512_reduce_max_ps(mv);
+		__m512 mb = _mm512_set1_ps(mx);
 		__m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
 		for (int64_t j = 0; j < n; j += 16) {
 			__mmask16 k = n - j >= 16 ? (__mmask16)0xffff : MASK16(n - j);
 			__m512 x = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, r + j), sv);
+			ROUNDED(x);
 			__m512 e = _mm512_maskz_mov_ps(k, exp512(_mm512_sub_ps(x, mb)));
 			_mm512_mask_storeu_ps(r + j, k, e);
 			sum512d(e, &s0, &s1);
 		}
-		__m512 inv = _mm512_set1_ps((float)(1 / _mm512_reduce_add_pd(_mm512_add_pd(s0, s1))));
+		double sum = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+		if (lse) lse[i * lse_stride] = (float)((double)mx + log(sum));
+		__m512 inv = _mm512_set1_ps((float)(1 / sum));
 		int64_t j = 0;
 		for (; j < n; j += 16) {
 			__mmask16 k = n - j >= 16 ? (__mmask16)0xffff : MASK16(n - j);
@@ -178,11 +186,13 @@ T512 static void softmax_causal_bf16_512(float *s, uint16_t *p, int64_t rows, in
 	}
 }
 
-T512 static void attn_bwd_row_512(float *p, float *ds, int64_t n, float l, float d, float scale) {
-	const __m512 lv = _mm512_set1_ps(l), dv = _mm512_set1_ps(d), sv = _mm512_set1_ps(scale);
+T512 static void attn_bwd_row_512(float *p, float *ds, int64_t n, float l, float d, float scale, float pscale) {
+	const __m512 lv = _mm512_set1_ps(l), dv = _mm512_set1_ps(d), sv = _mm512_set1_ps(scale), pv = _mm512_set1_ps(pscale);
 	for (int64_t j = 0; j < n; j += 16) {
 		__mmask16 k = n - j >= 16 ? (__mmask16)0xffff : MASK16(n - j);
-		__m512 pj = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, p + j), lv));
+		__m512 x = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, p + j), pv);
+		ROUNDED(x);
+		__m512 pj = exp512(_mm512_sub_ps(x, lv));
 		_mm512_mask_storeu_ps(p + j, k, pj);
 		__m512 r = _mm512_mul_ps(_mm512_mul_ps(pj, _mm512_sub_ps(_mm512_maskz_loadu_ps(k, ds + j), dv)), sv);
 		_mm512_mask_storeu_ps(ds + j, k, r);
@@ -363,15 +373,17 @@ T256 static void rmsnorm_bwd_256(float *dx, const float *dy, const float *x, con
 #undef LO4D
 #undef HI4D
 
-T256 static void attn_bwd_row_256(float *p, float *ds, int64_t n, float l, float d, float scale) {
-	const __m256 lv = _mm256_set1_ps(l), dv = _mm256_set1_ps(d), sv = _mm256_set1_ps(scale);
+T256 static void attn_bwd_row_256(float *p, float *ds, int64_t n, float l, float d, float scale, float pscale) {
+	const __m256 lv = _mm256_set1_ps(l), dv = _mm256_set1_ps(d), sv = _mm256_set1_ps(scale), pv = _mm256_set1_ps(pscale);
 	int64_t j = 0;
 	for (; j + 8 <= n; j += 8) {
-		__m256 pj = exp256(_mm256_sub_ps(_mm256_loadu_ps(p + j), lv));
+		__m256 x = _mm256_mul_ps(_mm256_loadu_ps(p + j), pv);
+		ROUNDED(x);
+		__m256 pj = exp256(_mm256_sub_ps(x, lv));
 		_mm256_storeu_ps(p + j, pj);
 		_mm256_storeu_ps(ds + j, _mm256_mul_ps(_mm256_mul_ps(pj, _mm256_sub_ps(_mm256_loadu_ps(ds + j), dv)), sv));
 	}
-	attn_bwd_row_scalar(p + j, ds + j, n - j, l, d, scale);
+	attn_bwd_row_scalar(p + j, ds + j, n - j, l, d, scale, pscale);
 }
 
 #endif
@@ -424,29 +436,37 @@ void dt_softmax_causal(float *s, int64_t rows, int64_t ld, int64_t n0, int64_t m
 }
 
 void dt_softmax_causal_bf16(float *s, uint16_t *p, int64_t rows, int64_t ld, int64_t ldp, int64_t n0, int64_t m,
-                            float scale) {
+                            float scale, float *lse, int64_t lse_stride) {
 #if DT_VEXP
 	if (dt_level == DT_AVX512) {
-		softmax_causal_bf16_512(s, p, rows, ld, ldp, n0, m, scale);
+		softmax_causal_bf16_512(s, p, rows, ld, ldp, n0, m, scale, lse, lse_stride);
 		return;
 	}
 #endif
-	dt_softmax_causal(s, rows, ld, n0, m, scale);
+	for (int64_t r = 0; r < rows; r++) {
+		float *row = s + r * ld;
+		int64_t n = n0 + r % m;
+		if (scale != 1)
+			for (int64_t j = 0; j < n; j++) row[j] *= scale;
+		double l = dt_softmax(row, n);
+		if (lse) lse[r * lse_stride] = (float)l;
+		memset(row + n, 0, (size_t)(ld - n) * 4);
+	}
 	dt_bf16_rows(p, ldp, s, ld, rows, ld);
 }
 
-void dt_attn_bwd_row(float *p, float *ds, int64_t n, float l, float d, float scale) {
+void dt_attn_bwd_row(float *p, float *ds, int64_t n, float l, float d, float scale, float pscale) {
 #if DT_VEXP
 	if (dt_level == DT_AVX512) {
-		attn_bwd_row_512(p, ds, n, l, d, scale);
+		attn_bwd_row_512(p, ds, n, l, d, scale, pscale);
 		return;
 	}
 	if (dt_level == DT_AVX2) {
-		attn_bwd_row_256(p, ds, n, l, d, scale);
+		attn_bwd_row_256(p, ds, n, l, d, scale, pscale);
 		return;
 	}
 #endif
-	attn_bwd_row_scalar(p, ds, n, l, d, scale);
+	attn_bwd_row_scalar(p, ds, n, l, d, scale, pscale);
 }
 
 void dt_rmsnorm_fwd(float *out, float *rstd, const float *x, const float *w, int64_t rows, int64_t d, float eps) {

@@ -35,14 +35,24 @@ func SoftmaxRow(row []float32) float64 {
 }
 
 // AttnBwdRow rebuilds one query's probabilities and score gradients in
-// attention's backward: p[j] = e^(p[j] − lse), ds[j] = p[j]·(ds[j] − d)·scale,
-// d being the row's dO·O.
-func AttnBwdRow(p, ds []float32, lse, d, scale float32) {
+// attention's backward: p[j] = e^(p[j]·pscale − lse), ds[j] = p[j]·(ds[j] −
+// d)·scale, d being the row's dO·O; pscale is the scale p's scores still
+// lack (1 where their GEMM applied it).
+func AttnBwdRow(p, ds []float32, lse, d, scale, pscale float32) {
 	if len(p) == 0 {
 		return
 	}
 	_ = ds[len(p)-1]
-	attnBwdRowKernel(p, ds, lse, d, scale)
+	attnBwdRowKernel(p, ds, lse, d, scale, pscale)
+}
+
+// SoftmaxRowsBF16 turns m rows of attention's scores S (ld apart, row i's
+// first n0+i valid) into their softmax after scaling them by scale, written
+// to P in bf16 (rows ldp apart, zero past each row's n0+i), and each row's
+// log-sum-exp to lse[i·lseStride]; S is left as scratch. It needs AVX-512
+// BF16 (BF16ProductsFast); the values are SoftmaxRow's, rounded.
+func SoftmaxRowsBF16(S []float32, P []uint16, m, ld, ldp, n0 int, scale float32, lse []float32, lseStride int) {
+	softmaxCausalBF16Kernel(S, P, m, ld, ldp, n0, m, scale, lse, lseStride)
 }
 
 // RMSNormFwd sets out(rows, d) = x / √(mean(x²) + eps) · w for each row

@@ -85,8 +85,8 @@ func TestTrainOps(t *testing.T) {
 				p[i] = -float32(math.Abs(float64(p[i]))) // scores at or below the row's lse
 			}
 			wp, wds, ds0 := append([]float32(nil), p...), append([]float32(nil), ds...), append([]float32(nil), ds...)
-			attnBwdRowKernel(p, ds, 0.5, 0.25, 0.125)
-			attnBwdRowRef(wp, wds, 0.5, 0.25, 0.125)
+			attnBwdRowKernel(p, ds, 0.5, 0.25, 0.125, 0.75)
+			attnBwdRowRef(wp, wds, 0.5, 0.25, 0.125, 0.75)
 			for i := range p {
 				sc := float64(wp[i]) * (math.Abs(float64(ds0[i])) + 0.25) * 0.125
 				if !closeTo(p[i], wp[i], 4e-7, float64(wp[i])) || !closeTo(ds[i], wds[i], 4e-7, sc) {
@@ -183,12 +183,25 @@ func TestSoftmaxCausal(t *testing.T) {
 			for i := range p {
 				p[i] = 0xffff
 			}
-			wantP := make([]uint16, len(p))
+			wantP, wantL := make([]uint16, len(p)), make([]float32, c.rows)
 			bf16Rows(wantP, c.ldp, got, c.ld, c.rows, c.ld)
-			softmaxCausalBF16Kernel(append([]float32(nil), s...), p, c.rows, c.ld, c.ldp, c.n0, c.m, c.scale)
+			for i := range c.rows { // SoftmaxRow's log-sum-exp of the same scaled row
+				row := append([]float32(nil), s[i*c.ld:i*c.ld+c.n0+i%c.m]...)
+				for j := range row {
+					row[j] *= c.scale
+				}
+				wantL[i] = float32(SoftmaxRow(row))
+			}
+			lse := make([]float32, 2*c.rows)
+			softmaxCausalBF16Kernel(append([]float32(nil), s...), p, c.rows, c.ld, c.ldp, c.n0, c.m, c.scale, lse, 2)
 			for i := range p {
 				if p[i] != wantP[i] {
 					t.Fatalf("%+v: bf16 [%d] = %#04x, want %#04x", c, i, p[i], wantP[i])
+				}
+			}
+			for i, l := range wantL {
+				if lse[2*i] != l || lse[2*i+1] != 0 {
+					t.Fatalf("%+v: lse[%d] = %g (next %g), want %g", c, i, lse[2*i], lse[2*i+1], l)
 				}
 			}
 		}

@@ -40,9 +40,9 @@ func softmaxRef(row []float32) float64 {
 	return float64(m) + math.Log(sum)
 }
 
-func attnBwdRowRef(p, ds []float32, l, d, scale float32) {
+func attnBwdRowRef(p, ds []float32, l, d, scale, pscale float32) {
 	for j := range p {
-		pj := float32(math.Exp(float64(p[j] - l)))
+		pj := float32(math.Exp(float64(p[j]*pscale - l)))
 		p[j] = pj
 		ds[j] = pj * (ds[j] - d) * scale
 	}

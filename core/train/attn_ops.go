@@ -140,7 +140,9 @@ func (w *attnWorker) release() {
 	}
 }
 
-// scores sets S(m, kn) = scale · q(rows at qo) · k(rows at ko)ᵀ over hd.
+// scores sets S(m, kn) = q(rows at qo) · k(rows at ko)ᵀ over hd, times
+// scale on the f32 GEMM; attnBF16Fast leaves the scale to the row kernels
+// (pscale).
 func (o *attnOperands) scores(S []float32, s attnShape, qo, ko, m, kn int, w *attnWorker) {
 	qs, ks := s.nH*s.hd, s.nKV*s.hd
 	if o.mode != attnBF16Fast {
@@ -148,9 +150,34 @@ func (o *attnOperands) scores(S []float32, s attnShape, qo, ko, m, kn int, w *at
 		return
 	}
 	tensor.GemmBF16(S, kn, o.qb[qo:], qs, o.kb[ko:], ks, m, kn, s.hd, false, false, w.pack)
-	for i := range S[:m*kn] {
-		S[i] *= s.scale
+}
+
+// pscale is the scale scores left for the row kernels to apply.
+func (o *attnOperands) pscale(s attnShape) float32 {
+	if o.mode == attnBF16Fast {
+		return s.scale
 	}
+	return 1
+}
+
+// softmaxTimesV sets out(m rows at qo, qs apart) = softmax(S)·v for one
+// unit, S's row i seeing its first i0+i+1 keys, and each row's log-sum-exp
+// into lse (nH apart): attnBF16Fast in one kernel that writes the weights
+// in bf16 (the same values as SoftmaxRow's, rounded), the other modes a row
+// at a time.
+func (o *attnOperands) softmaxTimesV(out, lse, S []float32, s attnShape, qo, ko, i0, m, kn int, w *attnWorker) {
+	if o.mode != attnBF16Fast {
+		for i := 0; i < m; i++ {
+			row, keys := S[i*kn:(i+1)*kn], i0+i+1
+			lse[i*s.nH] = float32(tensor.SoftmaxRow(row[:keys]))
+			clear(row[keys:])
+		}
+		o.times(out[qo:], s.nH*s.hd, S, false, o.v, o.vb, s, ko, m, kn, w)
+		return
+	}
+	kp := (kn + 1) &^ 1
+	tensor.SoftmaxRowsBF16(S, w.block, m, kn, kp, i0+1, s.scale, lse, s.nH)
+	tensor.GemmBF16(out[qo:], s.nH*s.hd, w.block, kp, o.vb[ko:], s.nKV*s.hd, m, s.hd, kn, true, false, w.pack)
 }
 
 // gradScores sets dP(m, kn) = dO(rows at qo) · v(rows at ko)ᵀ over hd.

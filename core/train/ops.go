@@ -183,12 +183,7 @@ func attnFwd(out, lse, q, k, v []float32, s attnShape) {
 				S, _ := s.workerBufs(w, m, kn, ops.maxSeg)
 				qo, ko := (u.s0+u.i0)*qs+u.h*s.hd, u.s0*ks+u.h/group*s.hd
 				ops.scores(S, s, qo, ko, m, kn, wk)
-				for i := 0; i < m; i++ {
-					row, keys := S[i*kn:(i+1)*kn], u.i0+i+1
-					lse[(u.s0+u.i0+i)*s.nH+u.h] = float32(tensor.SoftmaxRow(row[:keys]))
-					clear(row[keys:])
-				}
-				ops.times(out[qo:], qs, S, false, ops.v, ops.vb, s, ko, m, kn, wk)
+				ops.softmaxTimesV(out, lse[(u.s0+u.i0)*s.nH+u.h:], S, s, qo, ko, u.i0, m, kn, wk)
 			}
 			wk.release()
 		}
@@ -239,7 +234,7 @@ func attnBwd(dq, dk, dv, dout, q, k, v, out, lse []float32, s attnShape) {
 					r := u.s0 + u.i0 + i
 					off := r*qs + u.h*s.hd
 					d := dot(ops.dout[off:off+s.hd], out[off:off+s.hd]) // the dO that dP = dO·vᵀ multiplies
-					tensor.AttnBwdRow(p[:keys], ds[:keys], lse[r*s.nH+u.h], d, s.scale)
+					tensor.AttnBwdRow(p[:keys], ds[:keys], lse[r*s.nH+u.h], d, s.scale, ops.pscale(s))
 					clear(p[keys:])
 					clear(ds[keys:])
 				}
