@@ -41,7 +41,7 @@ type ServeConfig struct {
 	APIKey     string            // bearer token; "" accepts every request
 	CORSOrigin string            // origins (comma-separated, or "*") whose web pages may call the API; "" none
 	CPUOffload int               // the first layers run on the CPU (GPU backends only; the CPU backend ignores it); model.AutoCPULayers: the device picks
-	CPUBF16    bool              // the CPU's products of BF16 weights take bf16-rounded activations (--cpu-bf16)
+	CPUBF16    bool              // the CPU's products of BF16 weights take bf16-rounded activations, its attention bf16-rounded operands (--cpu-bf16)
 	Log        *slog.Logger
 }
 

@@ -26,41 +26,57 @@ func testBranches(t *testing.T, be tensor.Backend) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		prefix := []int{1, 17, 42, 99, 5}
-		branches := [][]int{{7}, {8, 9, 10}, {}, {11, 12}}
-		c := m.NewCache(len(prefix) + 6)
-		if _, err := m.Forward(be, prefix, c, nil); err != nil {
-			t.Fatal(err)
+		for _, prefix := range [][]int{{1, 17, 42, 99, 5}, longPrefix(40, m.Config.VocabSize)} {
+			branchesAfter(t, be, m, dir, prefix)
 		}
-		got, err := m.ForwardBranches(be, branches, c)
+		m.Close()
+	}
+}
+
+// longPrefix is n ids below vocab: a prompt long enough for attention's
+// blocks (and, with bf16 attention, the bf16 GEMM).
+func longPrefix(n, vocab int) []int {
+	ids := make([]int, n)
+	for i := range ids {
+		ids[i] = (7*i + 3) % vocab
+	}
+	return ids
+}
+
+func branchesAfter(t *testing.T, be tensor.Backend, m *model.Model, dir string, prefix []int) {
+	t.Helper()
+	branches := [][]int{{7}, {8, 9, 10}, {}, {11, 12}}
+	c := m.NewCache(len(prefix) + 6)
+	if _, err := m.Forward(be, prefix, c, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, err := m.ForwardBranches(be, branches, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	D := m.Config.HiddenSize
+	row := 0
+	for _, br := range branches {
+		if len(br) == 0 {
+			continue
+		}
+		c2 := m.NewCache(len(prefix) + len(br))
+		want, err := m.Forward(be, append(append([]int(nil), prefix...), br...), c2, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		D := m.Config.HiddenSize
-		row := 0
-		for _, br := range branches {
-			if len(br) == 0 {
-				continue
-			}
-			c2 := m.NewCache(len(prefix) + len(br))
-			want, err := m.Forward(be, append(append([]int(nil), prefix...), br...), c2, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want = want[len(prefix)*D:]
-			worst := 0.0
-			for i := range want {
-				worst = max(worst, math.Abs(float64(got[row*D+i]-want[i])))
-			}
-			t.Logf("%s branch %v: hidden differs by %.2g", dir, br, worst)
-			if !(worst <= 1e-4) {
-				t.Fatalf("%s branch %v: hidden differs by %g", dir, br, worst)
-			}
-			row += len(br)
+		want = want[len(prefix)*D:]
+		worst := 0.0
+		for i := range want {
+			worst = max(worst, math.Abs(float64(got[row*D+i]-want[i])))
 		}
-		if c.Len != len(prefix) {
-			t.Fatalf("ForwardBranches moved the cache to %d", c.Len)
+		t.Logf("%s branch %v: hidden differs by %.2g", dir, br, worst)
+		if !(worst <= 1e-4) {
+			t.Fatalf("%s branch %v: hidden differs by %g", dir, br, worst)
 		}
-		m.Close()
+		row += len(br)
+	}
+	if c.Len != len(prefix) {
+		t.Fatalf("ForwardBranches moved the cache to %d", c.Len)
 	}
 }

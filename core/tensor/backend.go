@@ -35,6 +35,9 @@ type Backend interface {
 	// pos0+T are ignored. scale multiplies q·k. The order of its sums may
 	// depend on T (the CPU takes a prompt's queries in blocks): a prompt's
 	// outputs agree with token-by-token decoding's to rounding, not bits.
+	// A backend whose attention rounds its operands (CPU.BF16Attention) may
+	// round the new rows pos0..pos0+T-1 of k and v in place, and expects
+	// the earlier rows as its own earlier calls left them.
 	Attention(out, q, k, v []float32, T, pos0, nHeads, nKV, headDim int, scale float32)
 
 	// SwiGLU sets gate[i] = silu(gate[i]) * up[i].
