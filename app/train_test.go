@@ -339,6 +339,10 @@ func TestTrainCPUBF16TracksF32(t *testing.T) {
 		if said := strings.Contains(out+stderr, "bf16 products on the cpu"); said != bf16 {
 			t.Errorf("cpu-bf16=%v: the log says bf16 products: %v\n%s", bf16, said, out+stderr)
 		}
+		// Without the flag, a CPU where it pays says so.
+		if hint := strings.Contains(out+stderr, "with --cpu-bf16 (cpu_bf16: true)"); hint != (!bf16 && tensor.BF16ProductsFast()) {
+			t.Errorf("cpu-bf16=%v: the log suggests --cpu-bf16: %v (AVX-512 BF16 here: %v)\n%s", bf16, hint, tensor.BF16ProductsFast(), out+stderr)
+		}
 		losses[bf16] = logLosses(t, dir)
 	}
 	f, b := losses[false], losses[true]

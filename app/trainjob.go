@@ -330,8 +330,12 @@ func (j *TrainJob) load() error {
 		if cpu, ok := j.be.(tensor.CPU); ok && cpu.BF16Products {
 			j.logf("bf16 products on the cpu: BF16 weights times bf16-rounded activations and gradients, attention on bf16-rounded operands")
 		}
-	} else if _, onCPU := j.be.(tensor.CPU); onCPU && tensor.AMX() {
-		j.logf("this CPU has AMX: with --cpu-bf16 (cpu_bf16: true) the step's products run on its bf16 tiles, 2–3× faster, in bf16 mixed precision")
+	} else if _, onCPU := j.be.(tensor.CPU); onCPU && tensor.BF16ProductsFast() {
+		kernel, speed := "AVX-512 BF16: with --cpu-bf16 (cpu_bf16: true) a step over a BF16 or NF4 base runs its products on bf16 dot products", "about 2×"
+		if tensor.AMX() {
+			kernel, speed = "AMX: with --cpu-bf16 (cpu_bf16: true) a step over a BF16 or NF4 base runs its products on bf16 tiles", "2–3×"
+		}
+		j.logf("this CPU has %s, %s faster, in bf16 mixed precision", kernel, speed)
 	}
 	if j.m, err = model.Load(c.Model); err != nil {
 		return err
