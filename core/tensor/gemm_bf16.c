@@ -85,6 +85,17 @@ void dt_bf16_round(float *v, int64_t n) {
 	}
 }
 
+void dt_bf16_cols(uint16_t *dst, int64_t ldd, const float *src, int64_t lds, int64_t m, int64_t k) {
+	for (int64_t i0 = 0; i0 < m; i0 += 16)
+		for (int64_t j0 = 0; j0 < k; j0 += 16) {
+			int64_t i1 = i0 + 16 < m ? i0 + 16 : m, j1 = j0 + 16 < k ? j0 + 16 : k;
+			for (int64_t j = j0; j < j1; j++)
+				for (int64_t i = i0; i < i1; i++) dst[j * ldd + i] = f32_bf16(src[i * lds + j]);
+		}
+	for (int64_t j = 0; j < k; j++)
+		for (int64_t i = m; i < ldd; i++) dst[j * ldd + i] = 0;
+}
+
 void dt_bf16_rows(uint16_t *dst, int64_t ldd, const float *src, int64_t lds, int64_t m, int64_t k) {
 	for (int64_t i = 0; i < m; i++) {
 		const float *s = src + i * lds;

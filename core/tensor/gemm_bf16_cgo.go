@@ -35,6 +35,20 @@ func u16p(s []uint16) *C.uint16_t { return (*C.uint16_t)(unsafe.Pointer(unsafe.S
 
 // bf16Rows sets the m rows of dst (ldd apart) to bf16(src's m rows of k,
 // lds apart), zero from k up to ldd.
+// bf16Cols sets dst (k rows, ldd ≥ m apart) to src (m rows of k, lds
+// apart) transposed and rounded to bf16, each row zero from m to ldd.
+func bf16Cols(dst []uint16, ldd int, src []float32, lds, m, k int) {
+	if m == 0 || k == 0 {
+		return
+	}
+	if ldd < m {
+		panic("tensor: bf16Cols' rows are shorter than its columns")
+	}
+	_ = dst[(k-1)*ldd+ldd-1]
+	_ = src[(m-1)*lds+k-1]
+	C.dt_bf16_cols(u16p(dst), C.int64_t(ldd), f32p(src), C.int64_t(lds), C.int64_t(m), C.int64_t(k))
+}
+
 func bf16Rows(dst []uint16, ldd int, src []float32, lds, m, k int) {
 	if m == 0 {
 		return

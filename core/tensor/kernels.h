@@ -59,6 +59,9 @@ int dt_have_bf16(void);
 // dt_bf16_rows: dst (m rows, ldd apart) = bf16(src (m rows of k, lds apart)),
 // rounded to nearest even, each row zero past k up to ldd.
 void dt_bf16_rows(uint16_t *dst, int64_t ldd, const float *src, int64_t lds, int64_t m, int64_t k);
+// dt_bf16_cols: dst (k rows, ldd apart) = bf16(src (m rows of k, lds
+// apart))ᵀ, rounded as dt_bf16_rows, each row zero past m up to ldd.
+void dt_bf16_cols(uint16_t *dst, int64_t ldd, const float *src, int64_t lds, int64_t m, int64_t k);
 // dt_bf16_round: v's n values rounded to bf16 precision in place.
 void dt_bf16_round(float *v, int64_t n);
 

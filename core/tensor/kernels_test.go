@@ -403,6 +403,37 @@ func TestAttention(t *testing.T) {
 	})
 }
 
+// TestBF16Cols: the transposed bf16 operand is bf16Rows' values, moved,
+// with each row zero-padded from the source's row count.
+func TestBF16Cols(t *testing.T) {
+	if !haveBLAS {
+		t.Skip("the C kernels need cgo")
+	}
+	r := rand.New(rand.NewPCG(31, 32))
+	for _, c := range [][4]int{{1, 1, 2, 3}, {17, 33, 20, 40}, {64, 100, 64, 101}, {5, 16, 8, 16}} {
+		m, k, ldd, lds := c[0], c[1], c[2], c[3]
+		src := randF32(r, m*lds)
+		rows := make([]uint16, m*k)
+		bf16Rows(rows, k, src, lds, m, k)
+		dst := make([]uint16, k*ldd)
+		for i := range dst {
+			dst[i] = 0xffff
+		}
+		bf16Cols(dst, ldd, src, lds, m, k)
+		for j := range k {
+			for i := range ldd {
+				want := uint16(0)
+				if i < m {
+					want = rows[i*k+j]
+				}
+				if dst[j*ldd+i] != want {
+					t.Fatalf("%v: [%d][%d] = %#04x, want %#04x", c, j, i, dst[j*ldd+i], want)
+				}
+			}
+		}
+	}
+}
+
 // TestBF16Rows checks the C rounding of activations to bf16 bit for bit
 // against roundBF16 on ties, the largest floats, infinities, NaNs and
 // subnormals, and that rows are zero-padded.

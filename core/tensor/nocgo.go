@@ -76,6 +76,7 @@ func roundBF16InPlace(v []float32) {
 var bf16PackLen = 0
 
 func bf16Rows([]uint16, int, []float32, int, int, int) { panic("tensor: bf16 GEMM needs cgo") }
+func bf16Cols([]uint16, int, []float32, int, int, int) { panic("tensor: bf16 GEMM needs cgo") }
 
 func gemmBF16([]float32, int, []uint16, int, []byte, int, int, int, int, bool, bool, []uint16) {
 	panic("tensor: bf16 GEMM needs cgo")
@@ -118,4 +119,10 @@ func loraOut(du, dB, dy, B, u []float32, s float32, n, out, o0, o1, r int) {
 func loraIn(dA, out []float32, add bool, du, x, A []float32, n, in, k0, k1, r int) {
 	panic("tensor: no LoRA kernels without cgo")
 }
-func transposeF32(dst, src []float32, rows, cols int) { panic("tensor: no LoRA kernels without cgo") }
+func transposeF32(dst, src []float32, rows, cols int) {
+	for i := range rows {
+		for j := range cols {
+			dst[j*rows+i] = src[i*cols+j]
+		}
+	}
+}

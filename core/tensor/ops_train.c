@@ -46,7 +46,8 @@ static double softmax_scalar(float *r, int64_t n) {
 
 static void attn_bwd_row_scalar(float *p, float *ds, int64_t n, float l, float d, float scale, float pscale) {
 	for (int64_t j = 0; j < n; j++) {
-		float pj = expf(p[j] * pscale - l);
+		volatile float x = p[j] * pscale; // rounded, never fused into the subtraction (inlined into FMA code)
+		float pj = expf(x - l);
 		p[j] = pj;
 		ds[j] = pj * (ds[j] - d) * scale;
 	}

@@ -49,8 +49,8 @@ func AttnBwdRow(p, ds []float32, lse, d, scale, pscale float32) {
 // SoftmaxRowsBF16 turns m rows of attention's scores S (ld apart, row i's
 // first n0+i valid) into their softmax after scaling them by scale, written
 // to P in bf16 (rows ldp apart, zero past each row's n0+i), and each row's
-// log-sum-exp to lse[i·lseStride]; S is left as scratch. It needs AVX-512
-// BF16 (BF16ProductsFast); the values are SoftmaxRow's, rounded.
+// log-sum-exp to lse[i·lseStride]; S is left as scratch. It needs cgo; the
+// values are SoftmaxRow's, rounded.
 func SoftmaxRowsBF16(S []float32, P []uint16, m, ld, ldp, n0 int, scale float32, lse []float32, lseStride int) {
 	softmaxCausalBF16Kernel(S, P, m, ld, ldp, n0, m, scale, lse, lseStride)
 }

@@ -85,6 +85,21 @@ func TestTrainOps(t *testing.T) {
 				p[i] = -float32(math.Abs(float64(p[i]))) // scores at or below the row's lse
 			}
 			wp, wds, ds0 := append([]float32(nil), p...), append([]float32(nil), ds...), append([]float32(nil), ds...)
+			// pscale is the scale first, its product rounded: bit for bit
+			// the row scaled beforehand (an FMA would skip that rounding).
+			const ps = 0.0883883476 // 1/√128, inexact
+			sp, sds := append([]float32(nil), p...), append([]float32(nil), ds...)
+			pre, pds := make([]float32, len(p)), append([]float32(nil), ds...)
+			for i, x := range p {
+				pre[i] = x * ps
+			}
+			attnBwdRowKernel(sp, sds, 0.5, 0.25, 0.125, ps)
+			attnBwdRowKernel(pre, pds, 0.5, 0.25, 0.125, 1)
+			for i := range sp {
+				if sp[i] != pre[i] || sds[i] != pds[i] {
+					t.Fatalf("attn bwd n=%d, %d: pscale %g gives p %g ds %g, the scaled row %g %g", n, i, ps, sp[i], sds[i], pre[i], pds[i])
+				}
+			}
 			attnBwdRowKernel(p, ds, 0.5, 0.25, 0.125, 0.75)
 			attnBwdRowRef(wp, wds, 0.5, 0.25, 0.125, 0.75)
 			for i := range p {

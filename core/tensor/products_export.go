@@ -8,6 +8,22 @@ func RoundRowsBF16(dst []uint16, ldd int, src []float32, lds, m, k int) {
 	bf16Rows(dst, ldd, src, lds, m, k)
 }
 
+// RoundColsBF16 sets the k rows of dst (ldd ≥ m apart) to src's m rows of
+// k (lds apart) transposed and rounded to bf16, each row zero from m to
+// ldd: the k-major operand a bf16 GEMM's a needs.
+func RoundColsBF16(dst []uint16, ldd int, src []float32, lds, m, k int) {
+	bf16Cols(dst, ldd, src, lds, m, k)
+}
+
+// TransposeF32 sets dst (cols, rows) = src (rows, cols)ᵀ.
+func TransposeF32(dst, src []float32, rows, cols int) {
+	if rows == 0 || cols == 0 {
+		return
+	}
+	_, _ = dst[rows*cols-1], src[rows*cols-1]
+	transposeF32(dst, src, rows, cols)
+}
+
 // RoundBF16 rounds v's values to bf16 precision in place (nearest even),
 // as the bf16 products round their inputs: the f32 path over rounded values.
 func RoundBF16(v []float32) { roundBF16InPlace(v) }

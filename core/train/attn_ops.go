@@ -30,28 +30,35 @@ type attnOperands struct {
 	mode              attnMode
 	q, k, v, dout     []float32 // f32: rounded in the bf16 modes
 	qb, kb, vb, doutb []uint16  // attnBF16Fast's bf16 forms
-	work              []float32 // the workers' scratch, when planned
-	maxSeg            int       // the longest segment, found once a call
-	held              []*[]float32
+	// qT and doutT are attnBF16Fast's backward's q and dO transposed, (nH·hd,
+	// np): the k-major operands of dKᵀ = qᵀ·dS and dVᵀ = dOᵀ·P.
+	qT, doutT []uint16
+	np        int       // qT's and doutT's row length: n rounded up to even
+	work      []float32 // the workers' scratch, when planned
+	maxSeg    int       // the longest segment, found once a call
+	held      []*[]float32
 }
 
 // attnBF16Floats is the workspace a bf16 mode's call over n tokens (longest
-// segment maxSeg) takes: the rounded q, k, v, dO; their bf16 forms (as
-// float32s, two values each; attnBF16Fast only); each worker's pack and
-// bf16 block.
+// segment maxSeg) takes: the rounded q, k, v, dO; their bf16 forms and the
+// backward's transposed q and dO (as float32s, two values each;
+// attnBF16Fast only); each worker's pack and two bf16 blocks.
 func attnBF16Floats(c *model.Config, n, maxSeg int, mode attnMode) (rounded, roundedB, work int) {
 	rounded = n * 2 * (c.NumHeads + c.NumKVHeads) * c.HeadDim
 	if mode == attnBF16Fast {
-		roundedB = (rounded + 1) / 2
+		roundedB = (rounded+1)/2 + c.NumHeads*c.HeadDim*((n+1)&^1)
 		work = tensor.Threads * attnWorkFloats(maxSeg)
 	}
 	return rounded, roundedB, work
 }
 
-// attnWorkFloats is one worker's pack and block of attnRows × maxSeg bf16.
+// attnWorkFloats is one worker's pack and two blocks of attnRows × maxSeg
+// bf16 (P and dS in the backward).
 func attnWorkFloats(maxSeg int) int {
-	return (tensor.BF16PackLen()+1)/2 + (min(attnRows, maxSeg)*((maxSeg+1)&^1)+1)/2
+	return (tensor.BF16PackLen()+1)/2 + 2*attnBlockFloats(maxSeg)
 }
+
+func attnBlockFloats(maxSeg int) int { return (min(attnRows, maxSeg)*((maxSeg+1)&^1) + 1) / 2 }
 
 // operands prepares q, k, v (and dout, when non-nil) for s's mode.
 func (s attnShape) operands(q, k, v, dout []float32) *attnOperands {
@@ -67,8 +74,13 @@ func (s attnShape) operands(q, k, v, dout []float32) *attnOperands {
 		o.held = append(o.held, r)
 		rounded = *r
 	}
-	if s.mode == attnBF16Fast && len(roundedB) < (total+1)/2 {
-		r := tensor.GetScratch((total + 1) / 2)
+	np := (s.n + 1) &^ 1
+	totalB := (total + 1) / 2
+	if dout != nil {
+		totalB += qs * np // qT and doutT
+	}
+	if s.mode == attnBF16Fast && len(roundedB) < totalB {
+		r := tensor.GetScratch(totalB)
 		o.held = append(o.held, r)
 		roundedB = *r
 	}
@@ -97,6 +109,12 @@ func (s attnShape) operands(q, k, v, dout []float32) *attnOperands {
 	o.k, o.kb = round(k, ks)
 	o.v, o.vb = round(v, ks)
 	o.dout, o.doutb = round(dout, qs)
+	if bf != nil && dout != nil {
+		o.np = np
+		o.qT, o.doutT = bf[total:total+qs*np], bf[total+qs*np:total+2*qs*np]
+		tensor.RoundColsBF16(o.qT, np, o.q, qs, s.n, qs)
+		tensor.RoundColsBF16(o.doutT, np, o.dout, qs, s.n, qs)
+	}
 	o.work = s.work
 	return o
 }
@@ -108,10 +126,10 @@ func (o *attnOperands) release() {
 }
 
 // attnWorker is one worker's scratch for the bf16 GEMM: its pack buffer and
-// a bf16 block of P or dS.
+// bf16 blocks of P and dS.
 type attnWorker struct {
-	pack, block []uint16
-	held        []*[]float32
+	pack, block, block2 []uint16
+	held                []*[]float32
 }
 
 // worker returns worker w's scratch: its part of the planned work, or
@@ -129,8 +147,9 @@ func (o *attnOperands) worker(w int) *attnWorker {
 		h := tensor.GetScratch(size)
 		wk.held, buf = []*[]float32{h}, *h
 	}
-	pl := (tensor.BF16PackLen() + 1) / 2
-	wk.pack, wk.block = tensor.AsU16(buf[:pl])[:tensor.BF16PackLen()], tensor.AsU16(buf[pl:])
+	pl, bl := (tensor.BF16PackLen()+1)/2, attnBlockFloats(o.maxSeg)
+	wk.pack = tensor.AsU16(buf[:pl])[:tensor.BF16PackLen()]
+	wk.block, wk.block2 = tensor.AsU16(buf[pl:pl+bl]), tensor.AsU16(buf[pl+bl:pl+2*bl])
 	return wk
 }
 
@@ -206,4 +225,24 @@ func (o *attnOperands) times(c []float32, ldc int, A []float32, rounded bool, x 
 	kp := (kn + 1) &^ 1
 	tensor.RoundRowsBF16(w.block, kp, A, kn, m, kn)
 	tensor.GemmBF16(c, ldc, w.block, kp, xb[ko:], ks, m, s.hd, kn, true, false, w.pack)
+}
+
+// bwdProducts is attnBF16Fast's backward products for one unit (m query
+// rows of head h from row i0 of the segment at s0, over its first kn keys),
+// given P and dS (m, kn) zero past each row's keys: dq = dS·k (set), and
+// dVᵀ += dOᵀ·P, dKᵀ += qᵀ·dS into dvT and dkT, (nKV·hd, n) — transposed,
+// so that all four GEMMs take their k-major operand from a row-major
+// block, and the transposed q and dO from the call's qT, doutT.
+func (o *attnOperands) bwdProducts(dq, dkT, dvT, P, dS []float32, s attnShape, s0, i0, h, m, kn int, w *attnWorker) {
+	qs, ks := s.nH*s.hd, s.nKV*s.hd
+	kvh := h / (s.nH / s.nKV)
+	kp := (kn + 1) &^ 1
+	tensor.RoundRowsBF16(w.block, kp, dS, kn, m, kn)
+	tensor.RoundRowsBF16(w.block2, kp, P, kn, m, kn)
+	qo, ko := (s0+i0)*qs+h*s.hd, s0*ks+kvh*s.hd
+	tensor.GemmBF16(dq[qo:], qs, w.block, kp, o.kb[ko:], ks, m, s.hd, kn, true, false, w.pack)
+	a := h*s.hd*o.np + s0 + i0 // the head's rows of qT, doutT from the unit's first query
+	c := kvh*s.hd*s.n + s0     // the KV head's rows of dkT, dvT from the segment's first key
+	tensor.GemmBF16(dvT[c:], s.n, o.doutT[a:], o.np, w.block2, kp, s.hd, kn, m, true, true, w.pack)
+	tensor.GemmBF16(dkT[c:], s.n, o.qT[a:], o.np, w.block, kp, s.hd, kn, m, true, true, w.pack)
 }

@@ -238,6 +238,10 @@ func attnBwd(dq, dk, dv, dout, q, k, v, out, lse []float32, s attnShape) {
 					clear(p[keys:])
 					clear(ds[keys:])
 				}
+				if s.mode == attnBF16Fast {
+					ops.bwdProducts(dq, dkw, dvw, P, dS, s, u.s0, u.i0, u.h, m, kn, wk)
+					continue
+				}
 				if s.mode != attnF32 { // Pᵀ·dO and dSᵀ·q run on f32 GEMMs over the rounded values
 					tensor.RoundBF16(P[:m*kn])
 					tensor.RoundBF16(dS[:m*kn])
@@ -257,6 +261,13 @@ func attnBwd(dq, dk, dv, dout, q, k, v, out, lse []float32, s attnShape) {
 				dv[i] += dvw[i]
 			}
 		})
+	}
+	if s.mode == attnBF16Fast { // dk and dv hold dKᵀ, dVᵀ (nKV·hd, n)
+		tmp := ops.q[:nk] // the rounded q, read by no GEMM of this mode and done with
+		for _, g := range [][]float32{dk, dv} {
+			tensor.TransposeF32(tmp, g, ks, s.n)
+			copy(g, tmp)
+		}
 	}
 }
 

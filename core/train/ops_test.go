@@ -588,7 +588,7 @@ func TestAttentionBlocksAndWorkers(t *testing.T) {
 // the order of f32 sums (and a rounded P or dS that lands on the other side
 // of a bf16 boundary); against f32 attention it is within bf16's rounding.
 func TestAttentionBF16Modes(t *testing.T) {
-	const nH, nKV, hd = 4, 2, 16
+	const nH, nKV, hd = 4, 2, 24 // 1/√24: a scale the row kernels must round after
 	segStart := make([]int, 150) // 100 tokens (blocks of 64 and 36), then 50
 	for i := 100; i < len(segStart); i++ {
 		segStart[i] = 100
@@ -618,9 +618,16 @@ func TestAttentionBF16Modes(t *testing.T) {
 		t.Log("no AVX-512 BF16 here: the bf16 GEMM path is not run")
 		return
 	}
-	fast := run(attnBF16Fast)
-	for i, name := range names {
-		checkClose(t, name+": bf16 GEMM vs f32 GEMMs on the rounded values", fast[i], to64(bf[i]), 1e-6)
+	// The backward's dK and dV gather from every worker (transposed on the
+	// bf16 GEMM): one, two and three workers.
+	threads := tensor.Threads
+	defer func() { tensor.Threads = threads }()
+	for _, workers := range []int{1, 2, 3} {
+		tensor.Threads = workers
+		fast := run(attnBF16Fast)
+		for i, name := range names {
+			checkClose(t, fmt.Sprintf("%s: bf16 GEMM vs f32 GEMMs on the rounded values (%d workers)", name, workers), fast[i], to64(bf[i]), 1e-6)
+		}
 	}
 }
 
