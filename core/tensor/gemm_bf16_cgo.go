@@ -33,8 +33,6 @@ var bf16PackLen = int(C.dt_gemm_bf16_pack_len())
 
 func u16p(s []uint16) *C.uint16_t { return (*C.uint16_t)(unsafe.Pointer(unsafe.SliceData(s))) }
 
-// bf16Rows sets the m rows of dst (ldd apart) to bf16(src's m rows of k,
-// lds apart), zero from k up to ldd.
 // bf16Cols sets dst (k rows, ldd ≥ m apart) to src (m rows of k, lds
 // apart) transposed and rounded to bf16, each row zero from m to ldd.
 func bf16Cols(dst []uint16, ldd int, src []float32, lds, m, k int) {
@@ -49,6 +47,8 @@ func bf16Cols(dst []uint16, ldd int, src []float32, lds, m, k int) {
 	C.dt_bf16_cols(u16p(dst), C.int64_t(ldd), f32p(src), C.int64_t(lds), C.int64_t(m), C.int64_t(k))
 }
 
+// bf16Rows sets the m rows of dst (ldd apart) to bf16(src's m rows of k,
+// lds apart), zero from k up to ldd.
 func bf16Rows(dst []uint16, ldd int, src []float32, lds, m, k int) {
 	if m == 0 {
 		return

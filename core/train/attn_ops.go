@@ -16,10 +16,11 @@ const (
 	// in f32, as flash attention runs in bf16 on a GPU — here on the f32
 	// GEMMs over the rounded values, where the CPU has no fast bf16 kernel.
 	attnBF16
-	// attnBF16Fast: the same values, the products that need no transposed
-	// operand (q·kᵀ, dO·vᵀ, P·v, dS·k) on the bf16 GEMM (AVX-512 BF16,
-	// AMX tiles); Pᵀ·dO and dSᵀ·q stay on the f32 GEMMs over the rounded
-	// values. Only the order of the f32 sums differs from attnBF16.
+	// attnBF16Fast: the same values, every product on the bf16 GEMM
+	// (AVX-512 BF16, AMX tiles): q·kᵀ, dO·vᵀ, P·v and dS·k as they stand,
+	// Pᵀ·dO and dSᵀ·q as dVᵀ = dOᵀ·P and dKᵀ = qᵀ·dS over transposed q and
+	// dO (bwdProducts). Only the order of the f32 sums differs from
+	// attnBF16.
 	attnBF16Fast
 )
 
@@ -33,7 +34,7 @@ type attnOperands struct {
 	// qT and doutT are attnBF16Fast's backward's q and dO transposed, (nH·hd,
 	// np): the k-major operands of dKᵀ = qᵀ·dS and dVᵀ = dOᵀ·P.
 	qT, doutT []uint16
-	np        int       // qT's and doutT's row length: n rounded up to even
+	np        int       // qT's and doutT's row length: n+1 rounded up to even
 	work      []float32 // the workers' scratch, when planned
 	maxSeg    int       // the longest segment, found once a call
 	held      []*[]float32
@@ -46,7 +47,7 @@ type attnOperands struct {
 func attnBF16Floats(c *model.Config, n, maxSeg int, mode attnMode) (rounded, roundedB, work int) {
 	rounded = n * 2 * (c.NumHeads + c.NumKVHeads) * c.HeadDim
 	if mode == attnBF16Fast {
-		roundedB = (rounded+1)/2 + c.NumHeads*c.HeadDim*((n+1)&^1)
+		roundedB = (rounded+1)/2 + c.NumHeads*c.HeadDim*((n+2)&^1)
 		work = tensor.Threads * attnWorkFloats(maxSeg)
 	}
 	return rounded, roundedB, work
@@ -74,7 +75,10 @@ func (s attnShape) operands(q, k, v, dout []float32) *attnOperands {
 		o.held = append(o.held, r)
 		rounded = *r
 	}
-	np := (s.n + 1) &^ 1
+	// A unit of an odd count of queries has its GEMM read one column of qT
+	// and doutT past its last (times a zero): after the last token, a zero
+	// column, even when n is even.
+	np := (s.n + 2) &^ 1
 	totalB := (total + 1) / 2
 	if dout != nil {
 		totalB += qs * np // qT and doutT

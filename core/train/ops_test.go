@@ -589,9 +589,11 @@ func TestAttentionBlocksAndWorkers(t *testing.T) {
 // of a bf16 boundary); against f32 attention it is within bf16's rounding.
 func TestAttentionBF16Modes(t *testing.T) {
 	const nH, nKV, hd = 4, 2, 24 // 1/√24: a scale the row kernels must round after
-	segStart := make([]int, 150) // 100 tokens (blocks of 64 and 36), then 50
-	for i := 100; i < len(segStart); i++ {
-		segStart[i] = 100
+	// 101 tokens (blocks of 64 and 37), then 49 from an odd start: units of
+	// odd counts of queries, the last ending the stream at an even n.
+	segStart := make([]int, 150)
+	for i := 101; i < len(segStart); i++ {
+		segStart[i] = 101
 	}
 	n := len(segStart)
 	rng := newRand(41)
