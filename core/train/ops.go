@@ -196,7 +196,8 @@ func attnFwd(out, lse, q, k, v []float32, s attnShape) {
 // while dk and dv gather from every unit of a KV head, so each worker adds
 // them into its own buffers (worker 0 into dk and dv), summed in worker
 // order at the end. In the bf16 modes P and dS are rounded before the
-// products they enter.
+// products they enter; in attnBF16Fast those buffers hold dKᵀ and dVᵀ
+// (bwdProducts), turned back once summed.
 func attnBwd(dq, dk, dv, dout, q, k, v, out, lse []float32, s attnShape) {
 	group := s.nH / s.nKV
 	qs, ks := s.nH*s.hd, s.nKV*s.hd
