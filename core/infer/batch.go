@@ -285,6 +285,7 @@ func (s *batchSeq) prefill(be tensor.Backend, m *model.Model) error {
 		}
 	}
 	m.Logits(be, s.logits, h[len(h)-D:], 1)
+	s.c.FreeWorkspace() // the steps run on the batch's scratch
 	s.t1 = time.Now()
 	s.res.PrefillSeconds = s.t1.Sub(t0).Seconds()
 	return nil

@@ -49,3 +49,22 @@ func TestGenerateBatchEqualsGenerate(t *testing.T) {
 		}
 	}
 }
+
+// A sequence decoding in a batch keeps its cache, not its prompt's
+// activations: the steps run on the batch's scratch.
+func TestBatchSequenceFreesPromptActivations(t *testing.T) {
+	m, tok := tinyModel(t)
+	be, _ := tensor.Open("cpu")
+	g := mustCompile(t, `{"type":"integer"}`)
+	prompt := tok.Encode("Invoice 42 from ACME, total 120 EUR, paid by card", true)
+	s, err := newConstrainedSeq(be, m, tok, &BatchItem{Grammar: g, Prompt: prompt, MaxTokens: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.c.Len != len(prompt) {
+		t.Fatalf("cache holds %d positions after the prompt's %d", s.c.Len, len(prompt))
+	}
+	if w := s.c.WorkspaceBytes(); w != 0 {
+		t.Errorf("the sequence keeps %d bytes of its prompt's activations", w)
+	}
+}
