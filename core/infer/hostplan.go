@@ -1,0 +1,77 @@
+package infer
+
+import (
+	"distill/core/model"
+	"distill/core/tensor"
+)
+
+// HostPlan is the host memory a server decoding on the CPU takes, in
+// bytes: what it holds for as long as it runs and what its largest
+// moments add. Generation is its largest user: a classification or
+// extraction batch is bounded by the same pass (2,048 tokens) and caches.
+type HostPlan struct {
+	Batch   int `json:"batch"`   // sequences decoding together (serve's --max-batch)
+	Context int `json:"context"` // positions each sequence's KV cache holds (prompt + max tokens)
+
+	Weights  int64 `json:"weights"`   // every tensor as held (quantised where it is), norms and biases
+	Caches   int64 `json:"kv_caches"` // Batch caches of Context positions: keys and values in f32
+	Prefill  int64 `json:"prefill"`   // the largest prompt pass: maxBatchPrefill tokens' activations, their shared cache, attention's scratch
+	Decode   int64 `json:"decode"`    // a step over Batch sequences: their logits, each sequence's own, the step's activations
+	Adapters int64 `json:"adapters"`  // the adapters kept loaded, f32
+	Runtime  int64 `json:"runtime"`   // the binary, Go's runtime, the tokenizer and the HTTP server (HostRuntime)
+}
+
+// HostRuntime is what the process holds besides the model's work: the
+// binary's text and data, Go's runtime, a loaded 150k-entry tokenizer and
+// the HTTP server. Measured: `distill serve` with the Qwen3 tokenizer
+// resident at 48–60 MB before its first request (2026-11-28).
+const HostRuntime = 64 << 20
+
+// Total is every part.
+func (p HostPlan) Total() int64 {
+	return p.Weights + p.Caches + p.Prefill + p.Decode + p.Adapters + p.Runtime
+}
+
+// CacheBytesPerPosition is one position's keys and values over every layer.
+func CacheBytesPerPosition(m *model.Model) int64 {
+	c := &m.Config
+	return 2 * 4 * int64(c.NumKVHeads*c.HeadDim) * int64(len(m.Layers))
+}
+
+// PlanHost is the host memory of batch sequences of context positions each
+// decoding on m as it is held now (quantise first), with adapters
+// adapters of rank rank loaded beside it.
+func PlanHost(m *model.Model, batch, context, adapters, rank int) HostPlan {
+	c := &m.Config
+	D, F, V := int64(c.HiddenSize), int64(c.IntermediateSize), int64(c.VocabSize)
+	qO, kvO := int64(c.NumHeads*c.HeadDim), int64(c.NumKVHeads*c.HeadDim)
+	L := int64(len(m.Layers))
+	p := HostPlan{Batch: batch, Context: context, Weights: m.HeldBytes(), Runtime: HostRuntime}
+	for _, l := range m.Layers {
+		for _, v := range [][]float32{l.AttnNorm, l.MLPNorm, l.QNorm, l.KNorm, l.QBias, l.KBias, l.VBias, l.OBias} {
+			p.Weights += 4 * int64(len(v))
+		}
+		for _, w := range l.Projections() {
+			p.Adapters += int64(adapters) * 4 * int64(rank) * int64(w.Rows()+w.Cols())
+		}
+	}
+	p.Weights += 4 * int64(len(m.Norm))
+	p.Caches = int64(batch) * int64(context) * CacheBytesPerPosition(m)
+
+	// The prompt pass: a batch's prompts prefilled together (up to
+	// maxBatchPrefill tokens) into a shared cache copied out after, with
+	// Forward's workspace (the residual stream, its norm, q, attention's
+	// output, o, gate and up) and their hidden states; longer prompts go
+	// prefillChunk tokens at a time into their own caches, less than this.
+	T := int64(max(maxBatchPrefill, prefillChunk))
+	p.Prefill = 4*T*(4*D+2*qO+2*F) + 4*T*D + T*2*4*kvO*L
+	// Attention's blocks: per worker a block's scores (attnScoresMax
+	// floats at most) and operands; bf16 copies of one layer's K and V.
+	p.Prefill += int64(tensor.Threads)*4*(1<<21+2*64*qO) + 2*2*T*kvO
+	// A step: the batch's logits, each sequence's own, the step's
+	// workspace, and each sequence's decoder state (its cache's own
+	// workspace of one prefill chunk is freed after its prompt).
+	B := int64(batch)
+	p.Decode = 4*B*V + 4*B*V + 4*B*(4*D+2*qO+2*F) + 4*B*D
+	return p
+}
