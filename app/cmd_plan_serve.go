@@ -4,28 +4,42 @@ import (
 	"flag"
 	"fmt"
 
+	"distill/core/infer"
 	"distill/core/model"
 	"distill/core/quant"
 	"distill/core/train"
 )
 
-// runPlanServe prints the GPU memory `distill serve --device cuda` takes
-// for a model — its device-resident decoder holding every layer, and what
-// each layer left to the CPU saves — and, given the card's memory, the
-// split --cpu-offload auto would make there.
+// runPlanServe prints the memory `distill serve` takes for a model: on the
+// CPU (the default, as serve's) the host's, its KV caches at full context
+// for --max-batch sequences and, given the machine's memory, how many fit;
+// with --device cuda the GPU's — its device-resident decoder holding every
+// layer, and what each layer left to the CPU saves — and, given the card's
+// memory, the split --cpu-offload auto would make there.
 func runPlanServe(env *Env, args []string) error {
 	fs := flag.NewFlagSet("plan serve", flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
 	dir := fs.String("model", "", "base model folder")
-	q := fs.String("quant", "none", "as serve's --quant: none or nf4 (the GPU decoder holds NF4 or dense weights)")
+	device := fs.String("device", "cpu", "as serve's --device: cpu (host memory) or cuda (the GPU's)")
+	q := fs.String("quant", "none", "as serve's --quant: none, nf4 or q8 (the GPU decoder holds NF4 or dense weights)")
 	dq := fs.Bool("double-quant", true, "with nf4: double-quantise the block scales")
-	memory := fs.String("memory", "", "the card's memory (e.g. 8GB): the split --cpu-offload auto would make on it, idle")
+	memory := fs.String("memory", "", "the machine's available memory, or the card's with --device cuda (e.g. 8GB): what fits in it")
+	batch := fs.Int("max-batch", 8, "as serve's --max-batch: sequences decoding together (CPU plan)")
+	ctx := fs.Int("context", 0, "positions each sequence's KV cache may reach (CPU plan; default: the model's context, as serve allows)")
+	adapters := fs.Int("adapters", 4, "as serve's --adapters: adapters kept loaded, each counted at rank 16 (CPU plan)")
 	asJSON := fs.Bool("json", false, "print the plan as JSON")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *dir == "" {
 		return fmt.Errorf("--model is required")
+	}
+	switch *device {
+	case "cpu":
+		return planServeHost(env, *dir, *q, *dq, *memory, *batch, *ctx, *adapters, *asJSON)
+	case "cuda":
+	default:
+		return fmt.Errorf("--device %q: cpu or cuda", *device)
 	}
 	if *q != "none" && *q != "nf4" {
 		return fmt.Errorf("--quant %s: the GPU decoder holds NF4 or dense weights (serve runs q8 op by op): plan none or nf4", *q)
@@ -80,6 +94,66 @@ func runPlanServe(env *Env, args []string) error {
 		fmt.Fprintf(env.Stdout, "within %s: every layer on the GPU (--cpu-offload auto keeps a tenth of the free memory spare)\n", *memory)
 	default:
 		fmt.Fprintf(env.Stdout, "within %s: the first %d of %d layers on the CPU, %s on the GPU (--cpu-offload auto: %d)\n", *memory, from, L, mb(m.DecoderPlan(from).Total()+train.DeviceRuntime), from)
+	}
+	return nil
+}
+
+// planServeHost is `distill plan serve` on the CPU: infer.PlanHost for
+// batch sequences of ctx positions, and within memory (if given) the KV
+// cache serve's --kv-memory auto would leave and how many full-context
+// sequences it holds.
+func planServeHost(env *Env, dir, q string, dq bool, memory string, batch, ctx, adapters int, asJSON bool) error {
+	if batch < 1 || ctx < 0 || adapters < 0 {
+		return fmt.Errorf("--max-batch %d, --context %d, --adapters %d: want a batch of 1 or more and no negative counts", batch, ctx, adapters)
+	}
+	m, err := model.Load(dir)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	if _, err := quant.QuantizeModel(m, q, dq && q == "nf4", false); err != nil {
+		return fmt.Errorf("--quant: %w", err)
+	}
+	if ctx == 0 {
+		if ctx = m.ContextLimit(); ctx <= 0 {
+			ctx = 4096 // as serve
+		}
+	}
+	p := infer.PlanHost(m, batch, ctx, adapters, model.DecoderPlanRank)
+	perSeq := p.Caches / int64(batch)
+	out := map[string]any{"model": dir, "quant": q, "device": "cpu", "plan": p, "total": p.Total(), "kv_cache_per_position": infer.CacheBytesPerPosition(m)}
+	var room int64
+	if memory != "" {
+		avail, err := parseBytes(memory)
+		if err != nil {
+			return fmt.Errorf("--memory: %w", err)
+		}
+		room = max(avail-avail/10-(p.Total()-p.Caches), 0) // as serve's --kv-memory auto
+		out["memory"], out["kv_memory"], out["full_context_sequences"] = avail, room, room/max(1, perSeq)
+	}
+	if asJSON {
+		return writeJSON(env.Stdout, out)
+	}
+	mb := func(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/1e6) }
+	fmt.Fprintf(env.Stdout, "serving %s (%s base) on the CPU, %d sequences at %d positions each:\n", dir, q, batch, ctx)
+	rows := []struct {
+		name string
+		b    int64
+	}{
+		{fmt.Sprintf("weights (%d layers, as held)", len(m.Layers)), p.Weights},
+		{fmt.Sprintf("KV caches, %d × %d positions (%s each)", batch, ctx, mb(perSeq)), p.Caches},
+		{"the largest prompt pass", p.Prefill},
+		{fmt.Sprintf("a decode step of %d sequences", batch), p.Decode},
+		{fmt.Sprintf("%d LoRA adapters of rank %d", adapters, model.DecoderPlanRank), p.Adapters},
+		{"runtime, tokenizer, HTTP", p.Runtime},
+		{"total", p.Total()},
+	}
+	for _, r := range rows {
+		fmt.Fprintf(env.Stdout, "  %-48s %12s\n", r.name, mb(r.b))
+	}
+	if memory != "" {
+		fmt.Fprintf(env.Stdout, "within %s: %s for KV caches (serve's --kv-memory auto), %d full-context sequences at once; shorter ones share it by their length\n",
+			memory, mb(room), room/max(1, perSeq))
 	}
 	return nil
 }

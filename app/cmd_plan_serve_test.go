@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"distill/core/infer"
 	"distill/core/model"
 	"distill/core/quant"
 	"distill/core/train"
@@ -31,7 +32,7 @@ func TestPlanServe(t *testing.T) {
 		from   int
 		fits   bool
 	}{{card(0), 0, true}, {card(1), 1, true}, {card(1) - 1000, 2, false}} {
-		code, out, stderr := run("plan", "serve", "--model", dir, "--quant", "nf4", "--memory", fmt.Sprint(c.memory), "--json")
+		code, out, stderr := run("plan", "serve", "--device", "cuda", "--model", dir, "--quant", "nf4", "--memory", fmt.Sprint(c.memory), "--json")
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, stderr)
 		}
@@ -47,11 +48,62 @@ func TestPlanServe(t *testing.T) {
 			t.Errorf("%d bytes: %s; want %d layers on the CPU, fits %v", c.memory, out, c.from, c.fits)
 		}
 	}
-	code, out, _ := run("plan", "serve", "--model", dir, "--quant", "nf4", "--memory", fmt.Sprint(card(1)))
+	code, out, _ := run("plan", "serve", "--device", "cuda", "--model", dir, "--quant", "nf4", "--memory", fmt.Sprint(card(1)))
 	if code != 0 || !strings.Contains(out, "the first 1 of 2 layers on the CPU") || !strings.Contains(out, "KV cache") {
 		t.Errorf("exit %d:\n%s", code, out)
 	}
-	if code, _, stderr := run("plan", "serve", "--model", dir, "--quant", "q8"); code == 0 || !strings.Contains(stderr, "q8") {
+	if code, _, stderr := run("plan", "serve", "--device", "cuda", "--model", dir, "--quant", "q8"); code == 0 || !strings.Contains(stderr, "q8") {
 		t.Errorf("--quant q8: exit %d, %s", code, stderr)
+	}
+}
+
+// `distill plan serve` on the CPU (its default, as serve's) counts the
+// weights as quantised, --max-batch caches of --context positions, and
+// within --memory the room serve's --kv-memory auto leaves for caches.
+func TestPlanServeHost(t *testing.T) {
+	dir := tinyModel(t)
+	m, err := model.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	perPos := infer.CacheBytesPerPosition(m)
+	var dense, nf4 int64
+	for _, q := range []string{"none", "nf4"} {
+		code, out, stderr := run("plan", "serve", "--model", dir, "--quant", q, "--max-batch", "3", "--context", "100", "--adapters", "0", "--memory", "1GB", "--json")
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		var r struct {
+			Plan      infer.HostPlan `json:"plan"`
+			Total     int64          `json:"total"`
+			KVMemory  int64          `json:"kv_memory"`
+			Sequences int64          `json:"full_context_sequences"`
+		}
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatal(err)
+		}
+		p := r.Plan
+		if p.Caches != 3*100*perPos || p.Adapters != 0 || r.Total != p.Total() {
+			t.Errorf("%s: %s; want caches of 3 × 100 × %d bytes and no adapters", q, out, perPos)
+		}
+		if want := int64(1e9) - int64(1e8) - (p.Total() - p.Caches); r.KVMemory != want || r.Sequences != want/(100*perPos) {
+			t.Errorf("%s: within 1GB %d bytes for caches (%d sequences), want %d", q, r.KVMemory, r.Sequences, want)
+		}
+		if q == "none" {
+			dense = p.Weights
+		} else {
+			nf4 = p.Weights
+		}
+	}
+	if nf4 >= dense {
+		t.Errorf("weights: nf4 %d bytes, dense %d", nf4, dense)
+	}
+	code, out, _ := run("plan", "serve", "--model", dir)
+	if code != 0 || !strings.Contains(out, "on the CPU") || !strings.Contains(out, "KV caches, 8 ×") {
+		t.Errorf("exit %d:\n%s", code, out)
+	}
+	if code, _, stderr := run("plan", "serve", "--model", dir, "--max-batch", "0"); code == 0 || !strings.Contains(stderr, "--max-batch") {
+		t.Errorf("--max-batch 0: exit %d, %s", code, stderr)
 	}
 }
