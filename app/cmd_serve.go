@@ -37,6 +37,7 @@ func runServe(env *Env, args []string) error {
 	timeout := fs.Duration("timeout", 2*time.Minute, "per-request limit, queueing included (504 past it)")
 	maxBody := fs.Int64("max-body", 1<<20, "largest request body in bytes (413 past it)")
 	maxTokens := fs.Int("max-tokens", 2048, "most tokens one request may generate (400 past it)")
+	kvMemory := fs.String("kv-memory", "auto", "host memory the decoding sequences' KV caches may hold together (e.g. 4GB): a sequence waits for room in the batch, a request needing more alone gets 413; auto: what the machine has available at start less the rest of the plan (`distill plan serve`) and a tenth; none: no bound")
 	cors := fs.String("cors-origin", "", "let web pages from these origins (comma-separated, e.g. http://localhost:3000, or * for any) call the API from a browser; default none")
 	verbose := fs.Bool("verbose", false, "log every request (method, path, status, latency); without it only server errors are logged per request")
 	cpuBF16 := addCPUBF16Flag(fs)
@@ -48,6 +49,10 @@ func runServe(env *Env, args []string) error {
 		return fmt.Errorf("--model is required")
 	}
 	if err := checkServeFlags(*adapters, *queue, *batch, *maxTokens, *maxBody, *timeout, *quant); err != nil {
+		return err
+	}
+	kvBytes, err := parseKVMemory(*kvMemory)
+	if err != nil {
 		return err
 	}
 	offload, err := parseOffload(*offloadFlag)
@@ -81,7 +86,7 @@ func runServe(env *Env, args []string) error {
 	s := NewServer(ServeConfig{Model: *dir, Device: *device, Quant: *quant, DB: *db,
 		Pins:       map[string]string{"sft": *sft, "kd": *kd, "dpo": *dpo},
 		AdapterCap: *adapters, Queue: *queue, MaxBatch: *batch, Timeout: *timeout, MaxBody: *maxBody,
-		MaxTokens: *maxTokens, APIKey: key, CORSOrigin: *cors, CPUOffload: offload, CPUBF16: *cpuBF16, Log: log})
+		MaxTokens: *maxTokens, KVMemory: kvBytes, APIKey: key, CORSOrigin: *cors, CPUOffload: offload, CPUBF16: *cpuBF16, Log: log})
 	defer s.Close()
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -130,6 +135,21 @@ func runServe(env *Env, args []string) error {
 // checkServeFlags refuses serve's limits when not positive: ServeConfig's
 // zero values mean "the default" for callers in code, but a flag given as
 // 0 or less on the command line is a mistake to name, not to replace.
+// parseKVMemory reads --kv-memory: auto (0), none (-1) or a size.
+func parseKVMemory(v string) (int64, error) {
+	switch v {
+	case "auto":
+		return 0, nil
+	case "none":
+		return -1, nil
+	}
+	b, err := parseBytes(v)
+	if err != nil || b <= 0 {
+		return 0, fmt.Errorf("--kv-memory %q: give auto, none or a size such as 4GB", v)
+	}
+	return b, nil
+}
+
 func checkServeFlags(adapters, queue, batch, maxTokens int, maxBody int64, timeout time.Duration, quant string) error {
 	for _, c := range []struct {
 		flag, want string

@@ -38,6 +38,7 @@ type ServeConfig struct {
 	Timeout    time.Duration     // per request, queueing included
 	MaxBody    int64             // bytes of a request body
 	MaxTokens  int               // most tokens a request may generate
+	KVMemory   int64             // bytes the decoding sequences' KV caches may hold together; 0: auto (see cacheBudget), < 0: no bound
 	APIKey     string            // bearer token; "" accepts every request
 	CORSOrigin string            // origins (comma-separated, or "*") whose web pages may call the API; "" none
 	CPUOffload int               // the first layers run on the CPU (GPU backends only; the CPU backend ignores it); model.AutoCPULayers: the device picks
@@ -160,6 +161,7 @@ func (s *Server) Load() error {
 func (s *Server) load() error {
 	dev, q, dq, none := s.cfg.Device, s.cfg.Quant, s.cfg.Quant == "nf4", ""
 	bf := s.cfg.CPUBF16
+	avail := hostAvailable() // before the model takes its share
 	tok, be, m, err := openForTask(engineFlags{device: &dev, quant: &q, doubleQuant: &dq, adapter: &none, cpuBF16: &bf, cpuOffload: s.cfg.CPUOffload, notice: warnWriter{s.log}}, s.cfg.Model)
 	if err != nil {
 		return err
@@ -215,6 +217,8 @@ func (s *Server) load() error {
 	s.adapters = newAdapterCache(m, reg, s.cfg.Pins, s.cfg.AdapterCap, s.met)
 	s.grammars = newGrammarCache(tok, 32)
 	s.sched = newScheduler(s.cfg.Queue, s.cfg.MaxBatch, func(d model.Delta) { m.Delta = d }, s.met)
+	s.sched.cacheBudget = s.cacheBudget(avail)
+	s.met.kvBudget.Set(float64(s.sched.cacheBudget))
 	s.sched.newGenBatch = func() *infer.Batch { return infer.NewBatch(be, m, tok) }
 	s.sched.extractBatch = func(items []idp.BatchItem) ([]idp.Result, []error) {
 		return idp.GenerateBatch(be, m, tok, items)
@@ -224,6 +228,41 @@ func (s *Server) load() error {
 	s.log.Info("model loaded", "model", s.cfg.Model, "layers", len(m.Layers), "vocab", m.Config.VocabSize,
 		"device_resident", m.Attached(), "cpu_layers", m.CPULayers)
 	return nil
+}
+
+// cacheBudget is the bytes of KV cache the sequences decoding together may
+// hold: --kv-memory, or by default what the host had available before the
+// model loaded, less a tenth and less the rest of the server's plan
+// (infer.PlanHost: the weights, the largest prompt pass and decode step,
+// the adapters kept loaded, the runtime), and at least one full-context
+// sequence's (so every request the context admits runs, alone if it must).
+// A batch takes no sequence whose cache would pass it — the sequence waits
+// for room — so however long the requests, the caches cannot take the
+// machine's memory; a request that alone needs more is refused (413). It
+// logs the plan. Without /proc (no MemAvailable) and with --kv-memory none
+// there is no bound (0).
+func (s *Server) cacheBudget(avail int64) int64 {
+	ctx := s.contextLimit()
+	p := infer.PlanHost(s.m, s.cfg.MaxBatch, ctx, s.cfg.AdapterCap, model.DecoderPlanRank)
+	fixed, perSeq := p.Total()-p.Caches, p.Caches/int64(max(1, s.cfg.MaxBatch))
+	budget := s.cfg.KVMemory
+	if budget == 0 && avail > 0 {
+		if budget = avail - avail/10 - fixed; budget < perSeq {
+			s.log.Warn("little host memory is left for KV caches: long sequences decode one at a time; free memory, use --quant nf4 or fewer --adapters, or set --kv-memory",
+				"left", mbString(max(budget, 0)), "available", mbString(avail), "rest_of_plan", mbString(fixed), "full_context_sequence", mbString(perSeq))
+			budget = perSeq
+		}
+	}
+	if budget <= 0 {
+		s.log.Info("host memory plan", "weights", mbString(p.Weights), "kv_caches", "no bound (--kv-memory none, or no MemAvailable)",
+			"kv_cache_per_full_sequence", mbString(perSeq), "max_batch", s.cfg.MaxBatch, "context", ctx)
+		return 0
+	}
+	s.log.Info("host memory plan", "weights", mbString(p.Weights), "kv_caches", mbString(budget),
+		"full_context_sequences", budget/max(1, perSeq), "kv_cache_per_full_sequence", mbString(perSeq),
+		"prefill", mbString(p.Prefill), "decode", mbString(p.Decode), "adapters", mbString(p.Adapters),
+		"total", mbString(fixed+budget), "available", mbString(avail), "max_batch", s.cfg.MaxBatch, "context", ctx)
+	return budget
 }
 
 // errClosedWhileLoading: Close came first (a signal during the load).

@@ -122,6 +122,11 @@ type jobStats struct {
 }
 
 func (s *Server) do(j *job) (jobStats, error) {
+	if b := s.sched.cacheBudget; b > 0 && j.cache > b {
+		return jobStats{}, errorf(http.StatusRequestEntityTooLarge, errTooLarge, "max_tokens",
+			"the prompt and max_tokens need %s of KV cache, more than the %s this server gives all sequences' caches (--kv-memory): shorten the input or ask for fewer tokens",
+			mbString(j.cache), mbString(b))
+	}
 	if err := s.sched.submit(j); err != nil {
 		return jobStats{}, err
 	}
@@ -139,6 +144,12 @@ func (s *Server) do(j *job) (jobStats, error) {
 	}
 }
 
+// cacheBytes is the KV cache of a sequence of n positions.
+func (s *Server) cacheBytes(n int) int64 { return int64(n) * infer.CacheBytesPerPosition(s.m) }
+
+// mbString is bytes in MB (10⁶), as the plans print them.
+func mbString(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/1e6) }
+
 // generate runs one generation on the worker, decoded together with the
 // other generations waiting on the same adapter.
 func (s *Server) generate(ctx context.Context, sa *servedAdapter, ids []int, opt infer.GenerateOptions) (*infer.Result, jobStats, error) {
@@ -147,7 +158,7 @@ func (s *Server) generate(ctx context.Context, sa *servedAdapter, ids []int, opt
 		key = sa.Path
 	}
 	gj := &genJob{key: key, item: infer.BatchItem{Prompt: ids, Opt: opt}}
-	st, err := s.do(&job{ctx: ctx, delta: deltaOf(sa), kind: "generate", gen: gj})
+	st, err := s.do(&job{ctx: ctx, delta: deltaOf(sa), kind: "generate", gen: gj, cache: s.cacheBytes(len(ids) + opt.MaxTokens)})
 	if err != nil {
 		return nil, st, err
 	}
@@ -164,7 +175,7 @@ func (s *Server) extract(ctx context.Context, sa *servedAdapter, g *idp.Grammar,
 		key = sa.Path
 	}
 	ej := &extractJob{key: key, item: idp.BatchItem{Grammar: g, Prompt: ids, MaxTokens: maxTokens, Sampling: sampling, OnText: onText}}
-	st, err := s.do(&job{ctx: ctx, delta: deltaOf(sa), kind: "extract", ext: ej})
+	st, err := s.do(&job{ctx: ctx, delta: deltaOf(sa), kind: "extract", ext: ej, cache: s.cacheBytes(len(ids) + maxTokens)})
 	if err != nil {
 		return idp.Result{}, st, err
 	}

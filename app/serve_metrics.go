@@ -27,6 +27,8 @@ type serveMetrics struct {
 	adapters     prometheus.Gauge
 	adapterLoad  prometheus.Counter
 	inFlight     prometheus.Gauge
+	kvCache      prometheus.Gauge // bytes the decoding sequences' caches reserve
+	kvBudget     prometheus.Gauge // --kv-memory's bound (0: none)
 }
 
 func newServeMetrics() *serveMetrics {
@@ -56,9 +58,13 @@ func newServeMetrics() *serveMetrics {
 			Help: "Adapters loaded from disk (LRU misses)."}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "distill_http_in_flight_requests",
 			Help: "Requests being served."}),
+		kvCache: prometheus.NewGauge(prometheus.GaugeOpts{Name: "distill_kv_cache_bytes",
+			Help: "Host KV cache reserved by the sequences decoding now (prompt and token budget each)."}),
+		kvBudget: prometheus.NewGauge(prometheus.GaugeOpts{Name: "distill_kv_cache_budget_bytes",
+			Help: "The bound on the decoding sequences' KV caches (--kv-memory; 0: none)."}),
 	}
 	m.reg.MustRegister(m.requests, m.latency, m.tokens, m.tokensPerS, m.queueDepth, m.queueWait, m.batchSize, m.genBatchSize,
-		m.rejected, m.adapters, m.adapterLoad, m.inFlight,
+		m.rejected, m.adapters, m.adapterLoad, m.inFlight, m.kvCache, m.kvBudget,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -34,6 +34,11 @@ type job struct {
 	// together with other waiting ones on the same adapter.
 	ext *extractJob
 
+	// cache is the bytes of KV cache the job's sequence holds while it
+	// decodes (its prompt and token budget); the scheduler keeps the
+	// caches of the jobs it runs together within its budget.
+	cache int64
+
 	err       error
 	batchSize int
 	tokens    int // generated (set by the job's run)
@@ -85,11 +90,15 @@ type scheduler struct {
 	capacity int64
 	depth    atomic.Int64 // submitted, not yet started
 	maxBatch int
-	stop     chan struct{}
-	stopped  chan struct{}
-	stopOnce sync.Once
-	mu       sync.Mutex // orders submit against close, so no job slips in after the drain
-	closed   bool
+	// cacheBudget bounds the KV caches of the sequences decoding together
+	// (0: no bound); inUse is theirs now (worker-owned).
+	cacheBudget int64
+	inUse       int64
+	stop        chan struct{}
+	stopped     chan struct{}
+	stopOnce    sync.Once
+	mu          sync.Mutex // orders submit against close, so no job slips in after the drain
+	closed      bool
 
 	classifiers map[string]*classify.Classifier // worker-owned cache
 	pending     []*job                          // worker-owned: taken from the channel while batching, run next
@@ -167,22 +176,31 @@ func (s *scheduler) loop() {
 			s.runOne(j)
 			continue
 		}
-		group := []*job{j}
+		group, bytes := []*job{j}, j.cache
+		// joins is whether p may join the group: the same key, room in the
+		// batch and in the cache budget, and no earlier job of the key
+		// left waiting (jobs start in the order they came).
+		held := false
+		joins := func(p *job) bool {
+			ok := !held && len(group) < s.maxBatch && p.batchKey() == key && s.fits(bytes+p.cache)
+			held = held || (!ok && p.batchKey() == key)
+			return ok
+		}
 		var rest []*job
 		for _, p := range s.pending {
-			if len(group) < s.maxBatch && p.batchKey() == key {
-				group = append(group, p)
+			if joins(p) {
+				group, bytes = append(group, p), bytes+p.cache
 			} else {
 				rest = append(rest, p)
 			}
 		}
 		s.pending = rest
 	collect:
-		for len(group) < s.maxBatch {
+		for !held && len(group) < s.maxBatch {
 			select {
 			case p := <-s.q:
-				if p.batchKey() == key {
-					group = append(group, p)
+				if joins(p) {
+					group, bytes = append(group, p), bytes+p.cache
 				} else {
 					s.pending = append(s.pending, p)
 				}
@@ -200,6 +218,15 @@ func (s *scheduler) loop() {
 		}
 	}
 }
+
+// hold adds n bytes to the caches held by the decoding sequences.
+func (s *scheduler) hold(n int64) {
+	s.inUse += n
+	s.met.kvCache.Set(float64(s.inUse))
+}
+
+// fits says whether bytes of KV cache are within the budget.
+func (s *scheduler) fits(bytes int64) bool { return s.cacheBudget <= 0 || bytes <= s.cacheBudget }
 
 // drain fails every job left when the server stops.
 func (s *scheduler) drain(left []*job) {
@@ -358,6 +385,7 @@ func (s *scheduler) runGenerations(group []*job) {
 				continue
 			}
 			byItem[items[i]] = j
+			s.hold(j.cache)
 			j.batchSize = b.Len()
 		}
 		s.met.genBatchSize.Observe(float64(b.Len()))
@@ -369,6 +397,7 @@ func (s *scheduler) runGenerations(group []*job) {
 		if err := safeRun(func() error { done = b.Step(); return nil }); err != nil {
 			for item, j := range byItem {
 				delete(byItem, item)
+				s.hold(-j.cache)
 				s.finish(j, err)
 			}
 			return
@@ -376,6 +405,7 @@ func (s *scheduler) runGenerations(group []*job) {
 		for _, f := range done {
 			j := byItem[f.Item]
 			delete(byItem, f.Item)
+			s.hold(-j.cache)
 			e := f.Err
 			if f.Result != nil {
 				j.tokens = f.Result.CompletionTokens
@@ -388,8 +418,14 @@ func (s *scheduler) runGenerations(group []*job) {
 			}
 			s.finish(j, e)
 		}
-		// Newcomers on the same adapter join while nothing else waits.
+		// Newcomers on the same adapter join while nothing else waits and
+		// their caches fit beside the batch's: one that waits for room
+		// joins first when the batch has some, before anyone after it.
 		var join []*job
+		bytes := s.inUse
+		if len(s.pending) > 0 && s.pending[0].batchKey() == key && b.Len() < s.maxBatch && s.fits(bytes+s.pending[0].cache) {
+			join, bytes, s.pending = append(join, s.pending[0]), bytes+s.pending[0].cache, s.pending[1:]
+		}
 	poll:
 		for len(s.pending) == 0 && b.Len()+len(join) < s.maxBatch {
 			select {
@@ -399,8 +435,8 @@ func (s *scheduler) runGenerations(group []*job) {
 			}
 			select {
 			case p := <-s.q:
-				if p.batchKey() == key {
-					join = append(join, p)
+				if p.batchKey() == key && s.fits(bytes+p.cache) {
+					join, bytes = append(join, p), bytes+p.cache
 				} else {
 					s.pending = append(s.pending, p)
 				}
@@ -423,6 +459,12 @@ func (s *scheduler) runExtractions(group []*job) {
 	}
 	s.setDelta(live[0].delta)
 	s.met.genBatchSize.Observe(float64(len(live)))
+	var held int64
+	for _, j := range live {
+		held += j.cache
+	}
+	s.hold(held)
+	defer s.hold(-held)
 	items := make([]idp.BatchItem, len(live))
 	for i, j := range live {
 		items[i] = j.ext.item

@@ -18,6 +18,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"distill/core/infer"
+	"distill/core/model"
 )
 
 // blockWorker makes the worker stop at the start of its next job until
@@ -446,4 +449,191 @@ func goroutines() int {
 		}
 	}
 	return n
+}
+
+// TestServeKVMemoryBoundsTheBatch: with --kv-memory room for two
+// sequences' caches, three generations waiting together decode at most two
+// at a time — the third waits for room and then runs, each with the text
+// it gets alone — and a request whose cache alone is over the bound gets
+// 413 naming the flag.
+func TestServeKVMemoryBoundsTheBatch(t *testing.T) {
+	dir, _ := serveModel(t)
+	m, err := model.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perPos := infer.CacheBytesPerPosition(m)
+	m.Close()
+	const maxTokens = 6
+	body := `{"task":"generate","input":"Once upon a time","options":{"max_tokens":6,"temperature":0}}`
+	_, ts0 := newTestServer(t, nil)
+	code, _, out := post(t, ts0.URL+"/infer/base", body)
+	if code != 200 {
+		t.Fatalf("alone: %d %v", code, out)
+	}
+	alone := out["output"].(map[string]any)["text"].(string)
+	seq := int64(out["usage"].(map[string]any)["prompt_tokens"].(float64)+maxTokens) * perPos
+
+	s, ts := newTestServer(t, func(c *ServeConfig) { c.KVMemory = 2*seq + seq/2 })
+	if s.sched.cacheBudget != 2*seq+seq/2 {
+		t.Fatalf("budget %d, want --kv-memory's %d", s.sched.cacheBudget, 2*seq+seq/2)
+	}
+	started, release := blockWorker(s)
+	go postCode(ts.URL+"/infer/base", `{"task":"classify","input":"x","labels":["a","b"]}`)
+	<-started
+	type answer struct {
+		code int
+		body map[string]any
+	}
+	answers := make(chan answer, 3)
+	for range 3 {
+		go func() {
+			resp, err := http.Post(ts.URL+"/infer/base", "application/json", strings.NewReader(body))
+			if err != nil {
+				answers <- answer{-1, nil}
+				return
+			}
+			defer resp.Body.Close()
+			var out map[string]any
+			json.NewDecoder(resp.Body).Decode(&out)
+			answers <- answer{resp.StatusCode, out}
+		}()
+	}
+	waitDepth(s, 3)
+	release()
+	sizes := map[float64]int{}
+	for range 3 {
+		a := <-answers
+		if a.code != 200 {
+			t.Fatalf("%d %v", a.code, a.body)
+		}
+		sizes[a.body["batch_size"].(float64)]++
+		if got := a.body["output"].(map[string]any)["text"].(string); got != alone {
+			t.Fatalf("batched %q, alone %q", got, alone)
+		}
+	}
+	if sizes[2] != 2 || sizes[1] != 1 {
+		t.Fatalf("batch sizes %v: want two decoding together and the third after them", sizes)
+	}
+	// The caches came back: two fit together again.
+	for range 2 {
+		go func() { answers <- answer{postCode(ts.URL+"/infer/base", body), nil} }()
+	}
+	for range 2 {
+		if a := <-answers; a.code != 200 {
+			t.Fatalf("after the batch: %d", a.code)
+		}
+	}
+	resp, err := http.Get(ts.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"\ndistill_kv_cache_bytes 0\n", fmt.Sprintf("\ndistill_kv_cache_budget_bytes %g\n", float64(2*seq+seq/2))} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %q", strings.TrimSpace(want))
+		}
+	}
+	long := fmt.Sprintf(`{"task":"generate","input":"Once upon a time","options":{"max_tokens":%d}}`, 3*maxTokens+10)
+	code, _, out = post(t, ts.URL+"/infer/base", long)
+	wantError(t, code, out, http.StatusRequestEntityTooLarge, errTooLarge, "max_tokens")
+	if msg := out["error"].(map[string]any)["message"].(string); !strings.Contains(msg, "--kv-memory") {
+		t.Errorf("message %q does not name --kv-memory", msg)
+	}
+}
+
+// TestServeKVMemoryHoldsJoiners: a generation arriving while a long one
+// decodes joins it only if both caches fit --kv-memory; if not, it waits
+// for the long one to leave (here, cancelled) and then runs alone.
+func TestServeKVMemoryHoldsJoiners(t *testing.T) {
+	dir, _ := serveModel(t)
+	m, err := model.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perPos := infer.CacheBytesPerPosition(m)
+	m.Close()
+	// Room for the long one's cache (its prompt, under 25 tokens, and
+	// 3,000) but not for the short one's besides (its prompt and 30).
+	s, ts := newTestServer(t, func(c *ServeConfig) { c.MaxTokens, c.KVMemory = 3000, (3000+25)*perPos })
+	finished := make(chan int, 2)
+	s.sched.afterJob = func(j *job) { finished <- j.tokens }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", ts.URL+"/v1/completions",
+		strings.NewReader(`{"prompt":"Once upon a time","max_tokens":3000,"temperature":0,"stream":true}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if line, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil || !strings.HasPrefix(line, "data: {") {
+		t.Fatalf("first SSE line %q: %v", line, err)
+	}
+	type answer struct {
+		code int
+		body map[string]any
+	}
+	short := make(chan answer, 1)
+	go func() {
+		code, _, out := post(t, ts.URL+"/infer/base", `{"task":"generate","input":"Hello","options":{"max_tokens":30,"temperature":0}}`)
+		short <- answer{code, out}
+	}()
+	// Wait until the decoding batch has taken it off the channel without
+	// starting it, then for several decode steps at which it could join.
+	for deadline := time.Now().Add(10 * time.Second); len(s.sched.q) > 0 || s.sched.depth.Load() == 0; {
+		select {
+		case a := <-short:
+			t.Fatalf("the short generation answered while the long one decoded: %d %v", a.code, a.body)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the short generation never reached the worker")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	if first := <-finished; first < 2 {
+		t.Fatalf("the first generation to finish made %d tokens: want the long one, cancelled", first)
+	}
+	a := <-short
+	if a.code != 200 || a.body["batch_size"].(float64) != 1 {
+		t.Fatalf("the short generation: %d %v; want it alone, after the long one", a.code, a.body)
+	}
+}
+
+// TestServeKVMemoryAuto: by default the caches get what the host had
+// available before the load, less a tenth and the rest of the plan — and
+// never less than one full-context sequence, so every request the context
+// admits still runs; --kv-memory none sets no bound.
+func TestServeKVMemoryAuto(t *testing.T) {
+	defer func(f func() int64) { hostAvailable = f }(hostAvailable)
+	dir, _ := serveModel(t)
+	m, err := model.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var s *Server
+	plan := func() infer.HostPlan {
+		return infer.PlanHost(m, s.cfg.MaxBatch, s.contextLimit(), s.cfg.AdapterCap, model.DecoderPlanRank)
+	}
+	const avail = 10 << 30
+	hostAvailable = func() int64 { return avail }
+	s, _ = newTestServer(t, nil)
+	p := plan()
+	if want := avail - avail/10 - (p.Total() - p.Caches); s.sched.cacheBudget != want {
+		t.Errorf("%d bytes available: budget %d, want %d", int64(avail), s.sched.cacheBudget, want)
+	}
+	hostAvailable = func() int64 { return 1 << 20 }
+	s, _ = newTestServer(t, nil)
+	if p := plan(); s.sched.cacheBudget != p.Caches/int64(s.cfg.MaxBatch) {
+		t.Errorf("1 MiB available: budget %d, want one full-context sequence's %d", s.sched.cacheBudget, p.Caches/int64(s.cfg.MaxBatch))
+	}
+	s, _ = newTestServer(t, func(c *ServeConfig) { c.KVMemory = -1 })
+	if s.sched.cacheBudget != 0 {
+		t.Errorf("--kv-memory none: budget %d, want no bound", s.sched.cacheBudget)
+	}
 }

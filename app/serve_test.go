@@ -364,11 +364,16 @@ func TestServeCommandFlags(t *testing.T) {
 	if code, _, stderr := run("serve", "--model", "x", "--cpu-offload", "-1"); code != 1 || !strings.Contains(stderr, "--cpu-offload") {
 		t.Fatalf("serve --cpu-offload -1: %d %q", code, stderr)
 	}
+	for _, v := range []string{"lots", "0", "-1GB"} {
+		if code, _, stderr := run("serve", "--model", "x", "--kv-memory", v); code != 1 || !strings.Contains(stderr, "--kv-memory") {
+			t.Fatalf("serve --kv-memory %s: %d %q", v, code, stderr)
+		}
+	}
 	code, _, stderr := run("serve", "-h")
 	if code != 0 {
 		t.Fatalf("serve -h: %d", code)
 	}
-	for _, flag := range []string{"-addr", "-api-key", "-cpu-offload", "-queue", "-max-batch", "-timeout", "-max-body", "-max-tokens", "-adapters", "-sft", "-kd", "-dpo", "-db"} {
+	for _, flag := range []string{"-addr", "-api-key", "-cpu-offload", "-queue", "-max-batch", "-timeout", "-max-body", "-max-tokens", "-kv-memory", "-adapters", "-sft", "-kd", "-dpo", "-db"} {
 		if !strings.Contains(stderr, flag) {
 			t.Errorf("serve -h does not document %s", flag)
 		}
