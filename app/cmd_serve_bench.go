@@ -18,8 +18,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"distill/core/infer"
 	"distill/core/model"
 	"distill/core/tensor"
+	"distill/core/train"
 )
 
 func init() {
@@ -45,7 +47,13 @@ type serveBenchReport struct {
 	PerEndpoint               map[string]benchStats
 	MeanClassifyBatch         float64
 	MeanGenerateBatch         float64 // over /infer generate answers
-	FirstErrors               []string
+	// Memory: the process's peak resident set while serving (from the
+	// model's load on) beside the host plan for MaxBatch sequences of the
+	// longest prompt seen plus its token budget.
+	PeakRSS      int64 `json:",omitempty"`
+	Plan         infer.HostPlan
+	PromptTokens int // the longest prompt seen
+	FirstErrors  []string
 }
 
 type benchStats struct {
@@ -61,6 +69,7 @@ func runServeBench(env *Env, args []string) error {
 	requests := fs.Int("requests", 400, "requests in all")
 	maxTokens := fs.Int("max-tokens", 16, "tokens per generation")
 	maxBatch := fs.Int("max-batch", 8, "the server's --max-batch (1: no classification batching)")
+	words := fs.Int("input-words", 0, "lengthen each request's input to about this many words (long prompts: the KV caches' memory)")
 	shape := fs.String("shape", "demo", "shape of the random model without --model (demo, qwen2.5-0.5b: any with Qwen's 151936-token vocabulary)")
 	mix := fs.String("mix", "", "comma-separated endpoints to send (default all: "+benchMixNames()+")")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
@@ -92,6 +101,10 @@ func runServeBench(env *Env, args []string) error {
 	} else if err := checkModelDir(*dir); err != nil {
 		return err
 	}
+	if *words < 0 || *words > 1<<20 {
+		return fmt.Errorf("--input-words %d: want 0 to %d", *words, 1<<20)
+	}
+	benchWords = *words
 	rep, err := serveBench(context.Background(), *dir, *clients, *requests, *maxTokens, *maxBatch, only...)
 	if err != nil {
 		return err
@@ -110,6 +123,12 @@ func runServeBench(env *Env, args []string) error {
 	for _, n := range names {
 		st := rep.PerEndpoint[n]
 		fmt.Fprintf(env.Stdout, "  %-16s n=%-4d p50 %-9s p95 %s\n", n, st.N, ms(st.P50), ms(st.P95))
+	}
+	if rep.PeakRSS > 0 {
+		p := rep.Plan
+		fmt.Fprintf(env.Stdout, "  memory: peak RSS %s; host plan %s for %d sequences of %d positions (weights %s, KV caches %s, prompt pass %s, step %s, runtime %s; no adapters): %.0f %%\n",
+			mbString(rep.PeakRSS), mbString(p.Total()), p.Batch, p.Context, mbString(p.Weights), mbString(p.Caches), mbString(p.Prefill), mbString(p.Decode), mbString(p.Runtime),
+			100*float64(rep.PeakRSS)/float64(p.Total()))
 	}
 	if rep.Errors > 0 {
 		return fmt.Errorf("%d of %d requests failed; first: %s", rep.Errors, rep.Requests, strings.Join(rep.FirstErrors, "; "))
@@ -202,8 +221,9 @@ func serveBench(ctx context.Context, dir string, clients, requests, maxTokens, m
 	clients = min(clients, requests) // more would find no request to send
 	// The server's token limit must let every request through: extraction
 	// asks for four times maxTokens.
-	s := NewServer(ServeConfig{Model: dir, Queue: 2 * clients, MaxBatch: maxBatch, MaxTokens: max(2048, 4*maxTokens)})
+	s := NewServer(ServeConfig{Model: dir, Queue: 2 * clients, MaxBatch: maxBatch, MaxTokens: max(2048, 4*maxTokens), Timeout: time.Hour})
 	defer s.Close()
+	measured := train.ResetPeakResident() // the random model's writing is not the server's
 	if err := s.Load(); err != nil {
 		return nil, err
 	}
@@ -232,6 +252,7 @@ func serveBench(ctx context.Context, dir string, clients, requests, maxTokens, m
 		endpoint string
 		latency  time.Duration
 		tokens   int
+		prompt   int
 		batch    int
 		err      string
 	}
@@ -250,8 +271,8 @@ func serveBench(ctx context.Context, dir string, clients, requests, maxTokens, m
 				}
 				ep := cycle[i%len(cycle)]
 				t := time.Now()
-				tokens, batch, err := benchRequest(ctx, hc, base, ep, i, maxTokens)
-				samples[i] = sample{endpoint: ep, latency: time.Since(t), tokens: tokens, batch: batch}
+				tokens, prompt, batch, err := benchRequest(ctx, hc, base, ep, i, maxTokens)
+				samples[i] = sample{endpoint: ep, latency: time.Since(t), tokens: tokens, prompt: prompt, batch: batch}
 				if err != nil {
 					samples[i].err = ep + ": " + err.Error()
 				}
@@ -275,6 +296,7 @@ func serveBench(ctx context.Context, dir string, clients, requests, maxTokens, m
 		all = append(all, sm.latency)
 		per[sm.endpoint] = append(per[sm.endpoint], sm.latency)
 		tokens += sm.tokens
+		rep.PromptTokens = max(rep.PromptTokens, sm.prompt)
 		switch sm.endpoint {
 		case "infer/classify":
 			batches += sm.batch
@@ -296,6 +318,14 @@ func serveBench(ctx context.Context, dir string, clients, requests, maxTokens, m
 	if nGenerate > 0 {
 		rep.MeanGenerateBatch = float64(genBatches) / float64(nGenerate)
 	}
+	if measured {
+		budget := 4 * maxTokens // extraction's, the largest
+		if len(only) > 0 && !slices.Contains(only, "infer/extract") {
+			budget = maxTokens
+		}
+		rep.PeakRSS = train.PeakResidentBytes()
+		rep.Plan = infer.PlanHost(s.m, maxBatch, rep.PromptTokens+budget, 0, 0)
+	}
 	return rep, nil
 }
 
@@ -309,6 +339,28 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	return ds[min(max(i, 0), len(ds)-1)]
 }
 
+// benchWords lengthens every request's input to about this many words
+// (--input-words; 0: the texts as they are).
+var benchWords int
+
+// benchText is request i's input: one of benchTexts, numbered and grown to
+// benchWords words so that no two long prompts share more than a few
+// tokens (batched prompts share their common prefix's pass).
+func benchText(i int) string {
+	text := benchTexts[i%len(benchTexts)]
+	if benchWords == 0 {
+		return text
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Request %d.", i)
+	for n, k := 2, i; n < benchWords; k++ {
+		t := benchTexts[k%len(benchTexts)]
+		b.WriteString(" " + t + ".")
+		n += len(strings.Fields(t))
+	}
+	return b.String()
+}
+
 var benchTexts = []string{
 	"Earns 90k a year; 2 cards at 9%; 0 late payments; owes 3k",
 	"Earns 30k; 7 cards; 12 late payments; owes 25k; utilisation 95%",
@@ -318,8 +370,8 @@ var benchTexts = []string{
 
 // benchRequest sends request i to endpoint ep and returns the completion
 // tokens and (classify) the batch size it was scored in.
-func benchRequest(ctx context.Context, hc *http.Client, base, ep string, i, maxTokens int) (int, int, error) {
-	text := benchTexts[i%len(benchTexts)]
+func benchRequest(ctx context.Context, hc *http.Client, base, ep string, i, maxTokens int) (tokens, prompt, batch int, err error) {
+	text := benchText(i)
 	var path string
 	var body any
 	switch ep {
@@ -338,17 +390,17 @@ func benchRequest(ctx context.Context, hc *http.Client, base, ep string, i, maxT
 	b, _ := json.Marshal(body)
 	req, err := http.NewRequestWithContext(ctx, "POST", base+path, bytes.NewReader(b))
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := hc.Do(req)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		raw, _ := io.ReadAll(resp.Body)
-		return 0, 0, fmt.Errorf("status %d: %s", resp.StatusCode, firstBytes(raw, 200))
+		return 0, 0, 0, fmt.Errorf("status %d: %s", resp.StatusCode, firstBytes(raw, 200))
 	}
 	if ep == "v1/chat-stream" {
 		chunks, done := 0, false
@@ -362,16 +414,16 @@ func benchRequest(ctx context.Context, hc *http.Client, base, ep string, i, maxT
 			}
 		}
 		if !done {
-			return 0, 0, fmt.Errorf("stream ended without [DONE] after %d chunks", chunks)
+			return 0, 0, 0, fmt.Errorf("stream ended without [DONE] after %d chunks", chunks)
 		}
-		return max(chunks-2, 0), 0, sc.Err() // less the role and finish chunks: about one token each
+		return max(chunks-2, 0), 0, 0, sc.Err() // less the role and finish chunks: about one token each
 	}
 	var out struct {
 		Usage     usage `json:"usage"`
 		BatchSize int   `json:"batch_size"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
-	return out.Usage.CompletionTokens, out.BatchSize, nil
+	return out.Usage.CompletionTokens, out.Usage.PromptTokens, out.BatchSize, nil
 }
