@@ -68,10 +68,11 @@ func PlanHost(m *model.Model, batch, context, adapters, rank int) HostPlan {
 	// Attention's blocks: per worker a block's scores (attnScoresMax
 	// floats at most) and operands; bf16 copies of one layer's K and V.
 	p.Prefill += int64(tensor.Threads)*4*(1<<21+2*64*qO) + 2*2*T*kvO
-	// A step: the batch's logits, each sequence's own, the step's
-	// workspace, and each sequence's decoder state (its cache's own
-	// workspace of one prefill chunk is freed after its prompt).
+	// A step: the batch's logits, each sequence's own, the step's scratch
+	// (its workspace, its rows' keys and values before they are copied
+	// out, its hidden states); a sequence's own workspace of one prefill
+	// chunk is freed after its prompt.
 	B := int64(batch)
-	p.Decode = 4*B*V + 4*B*V + 4*B*(4*D+2*qO+2*F) + 4*B*D
+	p.Decode = 4*B*V + 4*B*V + 4*B*(4*D+2*qO+2*F) + 2*4*B*kvO*L + 4*B*D
 	return p
 }

@@ -46,6 +46,9 @@ func TestPlanHostCountsWhatABatchHolds(t *testing.T) {
 			}
 			b.Step()
 			step := b.scratch.WorkspaceBytes() + 4*int64(cap(b.logits))
+			for l := range b.scratch.K {
+				step += 4 * int64(cap(b.scratch.K[l])+cap(b.scratch.V[l]))
+			}
 			for _, s := range b.seqs {
 				step += 4 * int64(cap(s.logits))
 			}
