@@ -2,7 +2,10 @@ package app
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 
 	"distill/core/train"
 	"go.yaml.in/yaml/v3"
@@ -91,9 +94,39 @@ func (j *TrainJob) recordShed() error {
 	return j.recordActivations()
 }
 
-// hostAvailable is the memory a CPU run may still take (MemAvailable); a
+// hostAvailable is the memory a CPU run may still take: MemAvailable, or
+// less where the process's cgroup (a container's limit) leaves less; a
 // variable for the tests.
-var hostAvailable = func() int64 { return meminfo("MemAvailable") }
+var hostAvailable = func() int64 {
+	avail := meminfo("MemAvailable")
+	if room, ok := cgroupRoom("/sys/fs/cgroup"); ok && (avail == 0 || room < avail) {
+		return room
+	}
+	return avail
+}
+
+// cgroupRoom is what the cgroup mounted at root still lets the process
+// take: its memory limit less its usage (cgroup v2's memory.max and
+// memory.current, or v1's memory/memory.limit_in_bytes and
+// usage_in_bytes); ok is false where there is no limit or none is read.
+func cgroupRoom(root string) (room int64, ok bool) {
+	read := func(name string) (int64, bool) {
+		b, err := os.ReadFile(filepath.Join(root, name))
+		if err != nil {
+			return 0, false
+		}
+		v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		return v, err == nil // "max" (no limit) does not parse
+	}
+	for _, f := range [][2]string{{"memory.max", "memory.current"}, {"memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes"}} {
+		limit, ok1 := read(f[0])
+		used, ok2 := read(f[1])
+		if ok1 && ok2 && limit < 1<<60 { // v1 writes "no limit" as a huge number
+			return max(limit-used, 0), true
+		}
+	}
+	return 0, false
+}
 
 // fitHostCheckpointing resolves grad_checkpointing: auto on the CPU: keep
 // every layer's activations (no forward recomputed: about a quarter of a

@@ -227,3 +227,36 @@ func recordedConfig(t *testing.T, db *store.DB, id string) RunConfig {
 	}
 	return c
 }
+
+// cgroupRoom reads a container's memory limit less its usage, in cgroup
+// v2's files or v1's, and finds no limit in v2's "max" or v1's huge one.
+func TestCgroupRoom(t *testing.T) {
+	write := func(root string, files map[string]string) string {
+		for name, v := range files {
+			path := filepath.Join(root, name)
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, []byte(v+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return root
+	}
+	for _, c := range []struct {
+		files map[string]string
+		room  int64
+		ok    bool
+	}{
+		{map[string]string{"memory.max": "8589934592", "memory.current": "1073741824"}, 7 << 30, true},
+		{map[string]string{"memory.max": "max", "memory.current": "1073741824"}, 0, false},
+		{map[string]string{"memory/memory.limit_in_bytes": "4294967296", "memory/memory.usage_in_bytes": "5368709120"}, 0, true},
+		{map[string]string{"memory/memory.limit_in_bytes": "9223372036854771712", "memory/memory.usage_in_bytes": "1"}, 0, false},
+		{map[string]string{}, 0, false},
+	} {
+		room, ok := cgroupRoom(write(t.TempDir(), c.files))
+		if room != c.room || ok != c.ok {
+			t.Errorf("%v: room %d ok %v, want %d %v", c.files, room, ok, c.room, c.ok)
+		}
+	}
+}
