@@ -132,9 +132,6 @@ func runServe(env *Env, args []string) error {
 	return nil
 }
 
-// checkServeFlags refuses serve's limits when not positive: ServeConfig's
-// zero values mean "the default" for callers in code, but a flag given as
-// 0 or less on the command line is a mistake to name, not to replace.
 // parseKVMemory reads --kv-memory: auto (0), none (-1) or a size.
 func parseKVMemory(v string) (int64, error) {
 	switch v {
@@ -150,6 +147,9 @@ func parseKVMemory(v string) (int64, error) {
 	return b, nil
 }
 
+// checkServeFlags refuses serve's limits when not positive: ServeConfig's
+// zero values mean "the default" for callers in code, but a flag given as
+// 0 or less on the command line is a mistake to name, not to replace.
 func checkServeFlags(adapters, queue, batch, maxTokens int, maxBody int64, timeout time.Duration, quant string) error {
 	for _, c := range []struct {
 		flag, want string

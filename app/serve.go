@@ -253,6 +253,10 @@ func (s *Server) cacheBudget(avail int64) int64 {
 			budget = perSeq
 		}
 	}
+	if budget > 0 && budget < perSeq && s.cfg.KVMemory > 0 {
+		s.log.Warn("--kv-memory holds less than one full-context sequence's KV cache: requests whose prompt and max_tokens need more are refused (413)",
+			"kv_memory", mbString(budget), "full_context_sequence", mbString(perSeq), "positions", budget/max(1, s.cacheBytes(1)))
+	}
 	if budget <= 0 {
 		s.log.Info("host memory plan", "weights", mbString(p.Weights), "kv_caches", "no bound (--kv-memory none, or no MemAvailable)",
 			"kv_cache_per_full_sequence", mbString(perSeq), "max_batch", s.cfg.MaxBatch, "context", ctx)

@@ -122,10 +122,12 @@ type jobStats struct {
 }
 
 func (s *Server) do(j *job) (jobStats, error) {
+	// checkContext refuses a generation's first, naming its fields; a
+	// classification's cache holds every label's tokens besides.
 	if b := s.sched.cacheBudget; b > 0 && j.cache > b {
-		return jobStats{}, errorf(http.StatusRequestEntityTooLarge, errTooLarge, "max_tokens",
-			"the prompt and max_tokens need %s of KV cache, more than the %s this server gives all sequences' caches (--kv-memory): shorten the input or ask for fewer tokens",
-			mbString(j.cache), mbString(b))
+		return jobStats{}, errorf(http.StatusRequestEntityTooLarge, errTooLarge, "input",
+			"the input's KV cache needs %s (its prompt and the labels' tokens), more than the %s this server gives all sequences' caches (--kv-memory): shorten the input",
+			mbString(j.cache), mbString(b)).withCode(codeContextLength)
 	}
 	if err := s.sched.submit(j); err != nil {
 		return jobStats{}, err
@@ -310,8 +312,9 @@ func (s *Server) inferClassify(ctx context.Context, sa *servedAdapter, req *infe
 	for _, l := range req.Labels {
 		longest = max(longest, len(s.tok.Encode(" "+l, false)))
 	}
-	if n := len(s.tok.Encode(strings.ReplaceAll(tmpl, "{text}", input), true)); n == 0 || n+longest+1 > s.contextLimit() {
-		return jobStats{}, s.checkContext(n, longest+1, "input") // an empty prompt is a 400 here, not its batch's failure
+	n := len(s.tok.Encode(strings.ReplaceAll(tmpl, "{text}", input), true))
+	if err := s.checkContext(n, longest+1, "input"); err != nil || n == 0 {
+		return jobStats{}, err // an empty prompt is a 400 here, not its batch's failure
 	}
 	var nulls []string
 	if o.Calibrate == nil || *o.Calibrate {
@@ -333,7 +336,10 @@ func (s *Server) inferClassify(ctx context.Context, sa *servedAdapter, req *infe
 	cj := &classifyJob{key: key, text: input, build: func() (*classify.Classifier, error) {
 		return classify.New(s.be, s.m, s.tok, func(t string) string { return strings.ReplaceAll(tmpl, "{text}", t) }, opt)
 	}}
-	st, err := s.do(&job{ctx: ctx, delta: deltaOf(sa), kind: "classify", batch: cj})
+	// Its cache: the prompt and every label's continuation (a batch's
+	// shared prefix once: this is at most its share).
+	cache := s.cacheBytes(n + len(req.Labels)*longest)
+	st, err := s.do(&job{ctx: ctx, delta: deltaOf(sa), kind: "classify", batch: cj, cache: cache})
 	if err != nil {
 		return st, err
 	}

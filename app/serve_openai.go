@@ -201,7 +201,7 @@ func (s *Server) prepare(ctx context.Context, p *completionParams, ids []int, pa
 	}
 	// Without a budget a completion may run to the end of the context (as
 	// OpenAI's do), within the server's --max-tokens.
-	maxTokens, err := s.checkMaxTokens(mt, max(1, s.contextLimit()-len(ids)), param2)
+	maxTokens, err := s.checkMaxTokens(mt, max(1, s.positionLimit()-len(ids)), param2)
 	if err != nil {
 		return nil, err
 	}

@@ -301,6 +301,12 @@ func (s *scheduler) runBatch(group []*job) {
 	}
 	s.setDelta(live[0].delta)
 	s.met.batchSize.Observe(float64(len(live)))
+	var held int64
+	for _, j := range live {
+		held += j.cache
+	}
+	s.hold(held)
+	defer s.hold(-held)
 	var c *classify.Classifier // built, when the batch got that far
 	err := safeRun(func() error {
 		key := live[0].batch.key
@@ -423,7 +429,18 @@ func (s *scheduler) runGenerations(group []*job) {
 		// joins first when the batch has some, before anyone after it.
 		var join []*job
 		bytes := s.inUse
-		if len(s.pending) > 0 && s.pending[0].batchKey() == key && b.Len() < s.maxBatch && s.fits(bytes+s.pending[0].cache) {
+		stopping := false
+		select {
+		case <-s.stop: // stopping: what waits fails with 503, no one joins
+			stopping = true
+		default:
+		}
+		for len(s.pending) > 0 && s.pending[0].ctx.Err() != nil { // its client left while it waited for room
+			p := s.pending[0]
+			s.pending = s.pending[1:]
+			s.start(p) // finishes it
+		}
+		if !stopping && len(s.pending) > 0 && s.pending[0].batchKey() == key && b.Len() < s.maxBatch && s.fits(bytes+s.pending[0].cache) {
 			join, bytes, s.pending = append(join, s.pending[0]), bytes+s.pending[0].cache, s.pending[1:]
 		}
 	poll:

@@ -537,9 +537,23 @@ func TestServeKVMemoryBoundsTheBatch(t *testing.T) {
 	}
 	long := fmt.Sprintf(`{"task":"generate","input":"Once upon a time","options":{"max_tokens":%d}}`, 3*maxTokens+10)
 	code, _, out = post(t, ts.URL+"/infer/base", long)
-	wantError(t, code, out, http.StatusRequestEntityTooLarge, errTooLarge, "max_tokens")
+	wantError(t, code, out, http.StatusRequestEntityTooLarge, errTooLarge, "input")
 	if msg := out["error"].(map[string]any)["message"].(string); !strings.Contains(msg, "--kv-memory") {
 		t.Errorf("message %q does not name --kv-memory", msg)
+	}
+	// OpenAI's endpoints: without max_tokens the budget is what the bound
+	// leaves (not the context's rest, refused); past it, OpenAI's 400.
+	code, _, out = post(t, ts.URL+"/v1/completions", `{"prompt":"Once upon a time","temperature":0}`)
+	if code != 200 {
+		t.Fatalf("a completion without max_tokens: %d %v", code, out)
+	}
+	if n := out["usage"].(map[string]any)["total_tokens"].(float64); int64(n)*perPos > s.sched.cacheBudget {
+		t.Errorf("a completion without max_tokens took %v positions, past the bound of %d bytes", n, s.sched.cacheBudget)
+	}
+	code, _, out = post(t, ts.URL+"/v1/chat/completions", fmt.Sprintf(`{"messages":[{"role":"user","content":"Hi"}],"max_completion_tokens":%d}`, 3*maxTokens+10))
+	wantError(t, code, out, http.StatusBadRequest, errInvalid, "messages")
+	if c := out["error"].(map[string]any)["code"]; c != codeContextLength {
+		t.Errorf("chat past --kv-memory: code %v, want %s", c, codeContextLength)
 	}
 }
 
@@ -635,5 +649,57 @@ func TestServeKVMemoryAuto(t *testing.T) {
 	s, _ = newTestServer(t, func(c *ServeConfig) { c.KVMemory = -1 })
 	if s.sched.cacheBudget != 0 {
 		t.Errorf("--kv-memory none: budget %d, want no bound", s.sched.cacheBudget)
+	}
+}
+
+// TestServeKVMemoryDropsAbandonedWaiters: a generation waiting for room
+// whose client leaves stops holding up those behind it: the next one that
+// fits joins the running batch at once.
+func TestServeKVMemoryDropsAbandonedWaiters(t *testing.T) {
+	dir, _ := serveModel(t)
+	m, err := model.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perPos := infer.CacheBytesPerPosition(m)
+	m.Close()
+	// The long one's cache (its prompt, under 25 tokens, and 3,000) leaves
+	// 40 to 64 positions: not enough for an 80-token budget, enough for 10.
+	s, ts := newTestServer(t, func(c *ServeConfig) { c.MaxTokens, c.KVMemory = 3000, (3000+25+40)*perPos })
+	longCtx, cancelLong := context.WithCancel(context.Background())
+	defer cancelLong()
+	req, _ := http.NewRequestWithContext(longCtx, "POST", ts.URL+"/v1/completions",
+		strings.NewReader(`{"prompt":"Once upon a time","max_tokens":3000,"temperature":0,"stream":true}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if line, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil || !strings.HasPrefix(line, "data: {") {
+		t.Fatalf("first SSE line %q: %v", line, err)
+	}
+	waitCtx, leave := context.WithCancel(context.Background())
+	left := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(waitCtx, "POST", ts.URL+"/infer/base",
+			strings.NewReader(`{"task":"generate","input":"Hello","options":{"max_tokens":80,"temperature":0}}`))
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		left <- err
+	}()
+	for deadline := time.Now().Add(10 * time.Second); len(s.sched.q) > 0 || s.sched.depth.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the waiting generation never reached the worker")
+		}
+	}
+	leave()
+	if err := <-left; err == nil {
+		t.Fatal("the abandoned request was answered")
+	}
+	code, _, out := post(t, ts.URL+"/infer/base", `{"task":"generate","input":"Hello","options":{"max_tokens":10,"temperature":0}}`)
+	if code != 200 || out["batch_size"].(float64) != 2 {
+		t.Fatalf("the generation after the abandoned one: %d %v; want it to join the long one", code, out)
 	}
 }

@@ -252,7 +252,22 @@ func (s *Server) checkContext(promptTokens, maxTokens int, param string) error {
 	if promptTokens == 0 {
 		return errorf(http.StatusBadRequest, errInvalid, param, "the input is empty: give text to condition on")
 	}
+	if b := s.sched.cacheBudget; b > 0 && s.cacheBytes(promptTokens+maxTokens) > b {
+		return errorf(http.StatusRequestEntityTooLarge, errTooLarge, param,
+			"the input is %d tokens; with max_tokens %d its KV cache needs %s, more than the %s this server gives all sequences' caches (--kv-memory): shorten the input or ask for fewer tokens",
+			promptTokens, maxTokens, mbString(s.cacheBytes(promptTokens+maxTokens)), mbString(b)).withCode(codeContextLength)
+	}
 	return nil
+}
+
+// positionLimit is the most positions one sequence may take: the model's
+// context, or fewer where --kv-memory holds less.
+func (s *Server) positionLimit() int {
+	n := s.contextLimit()
+	if b := s.sched.cacheBudget; b > 0 {
+		n = min(n, int(b/max(1, s.cacheBytes(1))))
+	}
+	return n
 }
 
 // The most stop strings a request may carry and the longest: each is
