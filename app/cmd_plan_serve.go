@@ -3,6 +3,7 @@ package app
 import (
 	"flag"
 	"fmt"
+	"strings"
 
 	"distill/core/infer"
 	"distill/core/model"
@@ -38,6 +39,15 @@ func runPlanServe(env *Env, args []string) error {
 	case "cpu":
 		return planServeHost(env, *dir, *q, *dq, *memory, *batch, *ctx, *adapters, *asJSON)
 	case "cuda":
+		var hostOnly []string
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name == "max-batch" || f.Name == "context" || f.Name == "adapters" {
+				hostOnly = append(hostOnly, "--"+f.Name)
+			}
+		})
+		if len(hostOnly) > 0 {
+			return fmt.Errorf("%s: the GPU's plan holds one sequence of %d positions and one adapter (the CPU's plan, --device cpu, takes them)", strings.Join(hostOnly, ", "), model.DecoderPlanContext)
+		}
 	default:
 		return fmt.Errorf("--device %q: cpu or cuda", *device)
 	}
@@ -114,21 +124,24 @@ func planServeHost(env *Env, dir, q string, dq bool, memory string, batch, ctx, 
 	if _, err := quant.QuantizeModel(m, q, dq && q == "nf4", false); err != nil {
 		return fmt.Errorf("--quant: %w", err)
 	}
+	limit := m.ContextLimit()
+	if limit <= 0 {
+		limit = 4096 // as serve
+	}
 	if ctx == 0 {
-		if ctx = m.ContextLimit(); ctx <= 0 {
-			ctx = 4096 // as serve
-		}
+		ctx = limit
+	} else if ctx > limit {
+		return fmt.Errorf("--context %d: the model's context is %d positions (serve admits no more)", ctx, limit)
 	}
 	p := infer.PlanHost(m, batch, ctx, adapters, model.DecoderPlanRank)
 	perSeq := p.Caches / int64(batch)
 	out := map[string]any{"model": dir, "quant": q, "device": "cpu", "plan": p, "total": p.Total(), "kv_cache_per_position": infer.CacheBytesPerPosition(m)}
-	var room int64
+	var avail, room int64
 	if memory != "" {
-		avail, err := parseBytes(memory)
-		if err != nil {
+		if avail, err = parseBytes(memory); err != nil {
 			return fmt.Errorf("--memory: %w", err)
 		}
-		room = max(avail-avail/10-(p.Total()-p.Caches), 0) // as serve's --kv-memory auto
+		room = max(avail-avail/10-(p.Total()-p.Caches), perSeq) // as serve's --kv-memory auto: one full-context sequence at least
 		out["memory"], out["kv_memory"], out["full_context_sequences"] = avail, room, room/max(1, perSeq)
 	}
 	if asJSON {
@@ -154,6 +167,9 @@ func planServeHost(env *Env, dir, q string, dq bool, memory string, batch, ctx, 
 	if memory != "" {
 		fmt.Fprintf(env.Stdout, "within %s: %s for KV caches (serve's --kv-memory auto), %d full-context sequences at once; shorter ones share it by their length\n",
 			memory, mb(room), room/max(1, perSeq))
+		if total := p.Total() - p.Caches + room; total > avail {
+			fmt.Fprintf(env.Stdout, "that is %s in all, more than %s: serve would decode one sequence at a time and the machine may swap; use --quant nf4, fewer --adapters, or a shorter --context\n", mb(total), memory)
+		}
 	}
 	return nil
 }

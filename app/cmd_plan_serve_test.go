@@ -103,7 +103,9 @@ func TestPlanServeHost(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "on the CPU") || !strings.Contains(out, "KV caches, 8 ×") {
 		t.Errorf("exit %d:\n%s", code, out)
 	}
-	if code, _, stderr := run("plan", "serve", "--model", dir, "--max-batch", "0"); code == 0 || !strings.Contains(stderr, "--max-batch") {
-		t.Errorf("--max-batch 0: exit %d, %s", code, stderr)
+	for _, args := range [][]string{{"--max-batch", "0"}, {"--context", fmt.Sprint(m.ContextLimit() + 1)}, {"--device", "cuda", "--max-batch", "2"}} {
+		if code, _, stderr := run(append([]string{"plan", "serve", "--model", dir}, args...)...); code == 0 || !strings.Contains(stderr, args[len(args)-2]) {
+			t.Errorf("%v: exit %d, %s", args, code, stderr)
+		}
 	}
 }
