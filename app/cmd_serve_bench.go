@@ -69,6 +69,7 @@ func runServeBench(env *Env, args []string) error {
 	requests := fs.Int("requests", 400, "requests in all")
 	maxTokens := fs.Int("max-tokens", 16, "tokens per generation")
 	maxBatch := fs.Int("max-batch", 8, "the server's --max-batch (1: no classification batching)")
+	kvMemory := fs.String("kv-memory", "none", "the server's --kv-memory (none: no bound, so the peak shows the plan's caches; auto or a size: the bound at work)")
 	words := fs.Int("input-words", 0, "lengthen each request's input to about this many words (long prompts: the KV caches' memory)")
 	shape := fs.String("shape", "demo", "shape of the random model without --model (demo, qwen2.5-0.5b: any with Qwen's 151936-token vocabulary)")
 	mix := fs.String("mix", "", "comma-separated endpoints to send (default all: "+benchMixNames()+")")
@@ -105,6 +106,9 @@ func runServeBench(env *Env, args []string) error {
 		return fmt.Errorf("--input-words %d: want 0 to %d", *words, 1<<20)
 	}
 	benchWords = *words
+	if benchKVMemory, err = parseKVMemory(*kvMemory); err != nil {
+		return err
+	}
 	rep, err := serveBench(context.Background(), *dir, *clients, *requests, *maxTokens, *maxBatch, only...)
 	if err != nil {
 		return err
@@ -126,7 +130,7 @@ func runServeBench(env *Env, args []string) error {
 	}
 	if rep.PeakRSS > 0 {
 		p := rep.Plan
-		fmt.Fprintf(env.Stdout, "  memory: peak RSS %s; host plan %s for %d sequences of %d positions (weights %s, KV caches %s, prompt pass %s, step %s, runtime %s; no adapters): %.0f %%\n",
+		fmt.Fprintf(env.Stdout, "  memory: peak RSS %s; host plan %s for %d sequences of %d positions (weights %s, KV caches %s within --kv-memory, prompt pass %s, step %s, runtime %s; no adapters): %.0f %%\n",
 			mbString(rep.PeakRSS), mbString(p.Total()), p.Batch, p.Context, mbString(p.Weights), mbString(p.Caches), mbString(p.Prefill), mbString(p.Decode), mbString(p.Runtime),
 			100*float64(rep.PeakRSS)/float64(p.Total()))
 	}
@@ -221,7 +225,7 @@ func serveBench(ctx context.Context, dir string, clients, requests, maxTokens, m
 	clients = min(clients, requests) // more would find no request to send
 	// The server's token limit must let every request through: extraction
 	// asks for four times maxTokens.
-	s := NewServer(ServeConfig{Model: dir, Queue: 2 * clients, MaxBatch: maxBatch, MaxTokens: max(2048, 4*maxTokens), Timeout: time.Hour})
+	s := NewServer(ServeConfig{Model: dir, Queue: 2 * clients, MaxBatch: maxBatch, MaxTokens: max(2048, 4*maxTokens), Timeout: time.Hour, KVMemory: benchKVMemory})
 	defer s.Close()
 	measured := train.ResetPeakResident() // the random model's writing is not the server's
 	if err := s.Load(); err != nil {
@@ -325,6 +329,9 @@ func serveBench(ctx context.Context, dir string, clients, requests, maxTokens, m
 		}
 		rep.PeakRSS = train.PeakResidentBytes()
 		rep.Plan = infer.PlanHost(s.m, maxBatch, rep.PromptTokens+budget, 0, 0)
+		if b := s.sched.cacheBudget; b > 0 && b < rep.Plan.Caches { // --kv-memory holds them to it
+			rep.Plan.Caches = b
+		}
 	}
 	return rep, nil
 }
@@ -338,6 +345,9 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	i := int(p*float64(len(ds))+0.999999) - 1
 	return ds[min(max(i, 0), len(ds)-1)]
 }
+
+// benchKVMemory is the server's --kv-memory (0 auto, < 0 none).
+var benchKVMemory int64 = -1
 
 // benchWords lengthens every request's input to about this many words
 // (--input-words; 0: the texts as they are).
