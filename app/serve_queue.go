@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -225,6 +226,26 @@ func (s *scheduler) hold(n int64) {
 	s.met.kvCache.Set(float64(s.inUse))
 }
 
+// release gives back n bytes held for a batch that ended.
+func (s *scheduler) release(n int64) {
+	s.hold(-n)
+	s.collect(n)
+}
+
+// collectAfter is the KV cache let go of at once past which the worker
+// runs Go's collector before it goes on. Left to itself the collector lets
+// the heap grow by as much as is live before it runs (GOGC=100): the
+// finished sequences' caches stayed in memory beside their successors',
+// and a server whose caches turned over under --kv-memory peaked past its
+// plan. A collection over a heap of pointer-free float slices is short.
+const collectAfter = 64 << 20
+
+func (s *scheduler) collect(freed int64) {
+	if s.cacheBudget > 0 && freed >= collectAfter {
+		runtime.GC()
+	}
+}
+
 // fits says whether bytes of KV cache are within the budget.
 func (s *scheduler) fits(bytes int64) bool { return s.cacheBudget <= 0 || bytes <= s.cacheBudget }
 
@@ -306,7 +327,7 @@ func (s *scheduler) runBatch(group []*job) {
 		held += j.cache
 	}
 	s.hold(held)
-	defer s.hold(-held)
+	defer s.release(held)
 	var c *classify.Classifier // built, when the batch got that far
 	err := safeRun(func() error {
 		key := live[0].batch.key
@@ -408,10 +429,12 @@ func (s *scheduler) runGenerations(group []*job) {
 			}
 			return
 		}
+		var freed int64
 		for _, f := range done {
 			j := byItem[f.Item]
 			delete(byItem, f.Item)
 			s.hold(-j.cache)
+			freed += j.cache
 			e := f.Err
 			if f.Result != nil {
 				j.tokens = f.Result.CompletionTokens
@@ -424,6 +447,7 @@ func (s *scheduler) runGenerations(group []*job) {
 			}
 			s.finish(j, e)
 		}
+		s.collect(freed)
 		// Newcomers on the same adapter join while nothing else waits and
 		// their caches fit beside the batch's: one that waits for room
 		// joins first when the batch has some, before anyone after it.
@@ -481,7 +505,7 @@ func (s *scheduler) runExtractions(group []*job) {
 		held += j.cache
 	}
 	s.hold(held)
-	defer s.hold(-held)
+	defer s.release(held)
 	items := make([]idp.BatchItem, len(live))
 	for i, j := range live {
 		items[i] = j.ext.item
