@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -95,37 +96,83 @@ func (j *TrainJob) recordShed() error {
 }
 
 // hostAvailable is the memory a CPU run may still take: MemAvailable, or
-// less where the process's cgroup (a container's limit) leaves less; a
-// variable for the tests.
+// less where the process's cgroup (a container's limit, a systemd unit's
+// MemoryMax) leaves less; 0 where neither is known. A variable for the
+// tests.
 var hostAvailable = func() int64 {
 	avail := meminfo("MemAvailable")
-	if room, ok := cgroupRoom("/sys/fs/cgroup"); ok && (avail == 0 || room < avail) {
+	self, _ := os.ReadFile("/proc/self/cgroup")
+	if room, ok := cgroupRoom("/sys/fs/cgroup", string(self)); ok && (avail == 0 || room < avail) {
 		return room
 	}
 	return avail
 }
 
-// cgroupRoom is what the cgroup mounted at root still lets the process
-// take: its memory limit less its usage (cgroup v2's memory.max and
-// memory.current, or v1's memory/memory.limit_in_bytes and
-// usage_in_bytes); ok is false where there is no limit or none is read.
-func cgroupRoom(root string) (room int64, ok bool) {
-	read := func(name string) (int64, bool) {
-		b, err := os.ReadFile(filepath.Join(root, name))
+// cgroupRoom is what the memory cgroups of the process (self: its
+// /proc/self/cgroup) under root still let it take: the tightest limit
+// less usage over its cgroup and those above it, usage without the
+// inactive file pages the kernel reclaims before it fails an allocation
+// (as kubelet counts a container's working set). cgroup v2: memory.max,
+// memory.current and memory.stat's inactive_file at each level; v1:
+// memory.stat's hierarchical_memory_limit, total_inactive_file and
+// memory.usage_in_bytes. ok is false where no limit is found. A full
+// cgroup has 1 byte of room, not 0, which hostAvailable's callers read as
+// unknown.
+func cgroupRoom(root, self string) (room int64, ok bool) {
+	num := func(path string) (int64, bool) {
+		b, err := os.ReadFile(path)
 		if err != nil {
 			return 0, false
 		}
 		v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
 		return v, err == nil // "max" (no limit) does not parse
 	}
-	for _, f := range [][2]string{{"memory.max", "memory.current"}, {"memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes"}} {
-		limit, ok1 := read(f[0])
-		used, ok2 := read(f[1])
-		if ok1 && ok2 && limit < 1<<60 { // v1 writes "no limit" as a huge number
-			return max(limit-used, 0), true
+	stat := func(path, key string) int64 {
+		b, _ := os.ReadFile(path)
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) == 2 && f[0] == key {
+				v, _ := strconv.ParseInt(f[1], 10, 64)
+				return v
+			}
+		}
+		return 0
+	}
+	fit := func(limit, used, inactive int64) {
+		if limit <= 0 || limit >= 1<<60 { // v1 writes "no limit" as a huge number
+			return
+		}
+		r := max(limit-max(used-inactive, 0), 1)
+		if !ok || r < room {
+			room, ok = r, true
 		}
 	}
-	return 0, false
+	for _, line := range strings.Split(self, "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		switch {
+		case f[0] == "0" && f[1] == "": // v2: the process's cgroup and every one above it
+			for dir := filepath.Join(root, f[2]); strings.HasPrefix(dir, root); dir = filepath.Dir(dir) {
+				limit, has := num(filepath.Join(dir, "memory.max"))
+				used, _ := num(filepath.Join(dir, "memory.current"))
+				if has {
+					fit(limit, used, stat(filepath.Join(dir, "memory.stat"), "inactive_file"))
+				}
+				if dir == root {
+					break
+				}
+			}
+		case slices.Contains(strings.Split(f[1], ","), "memory"): // v1: its hierarchy's limit
+			dir := filepath.Join(root, "memory", f[2])
+			used, has := num(filepath.Join(dir, "memory.usage_in_bytes"))
+			if has {
+				st := filepath.Join(dir, "memory.stat")
+				fit(stat(st, "hierarchical_memory_limit"), used, stat(st, "total_inactive_file"))
+			}
+		}
+	}
+	return room, ok
 }
 
 // fitHostCheckpointing resolves grad_checkpointing: auto on the CPU: keep

@@ -228,11 +228,38 @@ func recordedConfig(t *testing.T, db *store.DB, id string) RunConfig {
 	return c
 }
 
-// cgroupRoom reads a container's memory limit less its usage, in cgroup
-// v2's files or v1's, and finds no limit in v2's "max" or v1's huge one.
+// cgroupRoom finds the tightest memory limit over the process's cgroup
+// and those above it (v2) or its hierarchy's (v1), less usage without the
+// reclaimable inactive file pages; no limit anywhere is not ok, and a full
+// cgroup leaves 1 byte, not the 0 that means unknown.
 func TestCgroupRoom(t *testing.T) {
-	write := func(root string, files map[string]string) string {
-		for name, v := range files {
+	const G = int64(1) << 30
+	for _, c := range []struct {
+		name  string
+		self  string
+		files map[string]string
+		room  int64
+		ok    bool
+	}{
+		{"v2 nested, the parent tighter", "0::/a/b\n", map[string]string{
+			"a/b/memory.max": fmt.Sprint(8 * G), "a/b/memory.current": fmt.Sprint(3 * G), "a/b/memory.stat": fmt.Sprintf("anon 5\ninactive_file %d\n", G),
+			"a/memory.max": fmt.Sprint(5 * G), "a/memory.current": fmt.Sprint(3 * G),
+		}, 2 * G, true},
+		{"v2 own limit, page cache reclaimable", "0::/a\n", map[string]string{
+			"a/memory.max": fmt.Sprint(8 * G), "a/memory.current": fmt.Sprint(8 * G), "a/memory.stat": fmt.Sprintf("inactive_file %d\n", 6*G),
+		}, 6 * G, true},
+		{"v2 full", "0::/a\n", map[string]string{"a/memory.max": fmt.Sprint(8 * G), "a/memory.current": fmt.Sprint(8 * G)}, 1, true},
+		{"v2 no limit", "0::/a\n", map[string]string{"a/memory.max": "max", "a/memory.current": fmt.Sprint(G)}, 0, false},
+		{"v1", "4:memory:/x\n0::/\n", map[string]string{
+			"memory/x/memory.usage_in_bytes": fmt.Sprint(5 * G), "memory/x/memory.stat": fmt.Sprintf("cache 9\nhierarchical_memory_limit %d\ntotal_inactive_file %d\n", 4*G, 2*G),
+		}, G, true},
+		{"v1 no limit", "4:memory:/x\n", map[string]string{
+			"memory/x/memory.usage_in_bytes": "1", "memory/x/memory.stat": "hierarchical_memory_limit 9223372036854771712\n",
+		}, 0, false},
+		{"no cgroups", "", map[string]string{}, 0, false},
+	} {
+		root := t.TempDir()
+		for name, v := range c.files {
 			path := filepath.Join(root, name)
 			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 				t.Fatal(err)
@@ -241,22 +268,8 @@ func TestCgroupRoom(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		return root
-	}
-	for _, c := range []struct {
-		files map[string]string
-		room  int64
-		ok    bool
-	}{
-		{map[string]string{"memory.max": "8589934592", "memory.current": "1073741824"}, 7 << 30, true},
-		{map[string]string{"memory.max": "max", "memory.current": "1073741824"}, 0, false},
-		{map[string]string{"memory/memory.limit_in_bytes": "4294967296", "memory/memory.usage_in_bytes": "5368709120"}, 0, true},
-		{map[string]string{"memory/memory.limit_in_bytes": "9223372036854771712", "memory/memory.usage_in_bytes": "1"}, 0, false},
-		{map[string]string{}, 0, false},
-	} {
-		room, ok := cgroupRoom(write(t.TempDir(), c.files))
-		if room != c.room || ok != c.ok {
-			t.Errorf("%v: room %d ok %v, want %d %v", c.files, room, ok, c.room, c.ok)
+		if room, ok := cgroupRoom(root, c.self); room != c.room || ok != c.ok {
+			t.Errorf("%s: room %d ok %v, want %d %v", c.name, room, ok, c.room, c.ok)
 		}
 	}
 }
