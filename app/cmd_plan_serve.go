@@ -141,7 +141,8 @@ func planServeHost(env *Env, dir, q string, dq bool, memory string, batch, ctx, 
 		if avail, err = parseBytes(memory); err != nil {
 			return fmt.Errorf("--memory: %w", err)
 		}
-		room = max(avail-avail/10-(p.Total()-p.Caches), perSeq) // as serve's --kv-memory auto: one full-context sequence at least
+		full := int64(limit) * infer.CacheBytesPerPosition(m) // as serve's --kv-memory auto: one sequence
+		room = max(avail-avail/10-(p.Total()-p.Caches), full) // of the model's whole context at least
 		out["memory"], out["kv_memory"], out["full_context_sequences"] = avail, room, room/max(1, perSeq)
 	}
 	if asJSON {

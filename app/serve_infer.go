@@ -122,12 +122,11 @@ type jobStats struct {
 }
 
 func (s *Server) do(j *job) (jobStats, error) {
-	// checkContext refuses a generation's first, naming its fields; a
-	// classification's cache holds every label's tokens besides.
-	if b := s.sched.cacheBudget; b > 0 && j.cache > b {
-		return jobStats{}, errorf(http.StatusRequestEntityTooLarge, errTooLarge, "input",
-			"the input's KV cache needs %s (its prompt and the labels' tokens), more than the %s this server gives all sequences' caches (--kv-memory): shorten the input",
-			mbString(j.cache), mbString(b)).withCode(codeContextLength)
+	// checkContext refused the generations whose cache is over the bound;
+	// a classification's (its prompt and the labels' tokens) may be, by a
+	// few positions: it runs alone.
+	if b := s.sched.cacheBudget; b > 0 {
+		j.cache = min(j.cache, b)
 	}
 	if err := s.sched.submit(j); err != nil {
 		return jobStats{}, err
@@ -308,9 +307,10 @@ func (s *Server) inferClassify(ctx context.Context, sa *servedAdapter, req *infe
 		tmpl = o.Template
 	}
 	// The prompt and the longest label's continuation must fit the context.
-	longest := 0
+	longest, extra := 0, 0
 	for _, l := range req.Labels {
-		longest = max(longest, len(s.tok.Encode(" "+l, false)))
+		n := len(s.tok.Encode(" "+l, false))
+		longest, extra = max(longest, n), extra+max(n-1, 0)
 	}
 	n := len(s.tok.Encode(strings.ReplaceAll(tmpl, "{text}", input), true))
 	if err := s.checkContext(n, longest+1, "input"); err != nil || n == 0 {
@@ -336,9 +336,11 @@ func (s *Server) inferClassify(ctx context.Context, sa *servedAdapter, req *infe
 	cj := &classifyJob{key: key, text: input, build: func() (*classify.Classifier, error) {
 		return classify.New(s.be, s.m, s.tok, func(t string) string { return strings.ReplaceAll(tmpl, "{text}", t) }, opt)
 	}}
-	// Its cache: the prompt and every label's continuation (a batch's
-	// shared prefix once: this is at most its share).
-	cache := s.cacheBytes(n + len(req.Labels)*longest)
+	// Its cache alone: the prompt and every label's tokens but the last
+	// (classify's). Batched, its share of the batch's cache is less with
+	// single-token labels and up to a repeat of its prompt's rest per label
+	// with longer ones: a batch holds 2,048 such positions at most.
+	cache := s.cacheBytes(n + extra)
 	st, err := s.do(&job{ctx: ctx, delta: deltaOf(sa), kind: "classify", batch: cj, cache: cache})
 	if err != nil {
 		return st, err

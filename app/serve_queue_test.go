@@ -571,8 +571,8 @@ func TestServeKVMemoryHoldsJoiners(t *testing.T) {
 	// Room for the long one's cache (its prompt, under 25 tokens, and
 	// 3,000) but not for the short one's besides (its prompt and 30).
 	s, ts := newTestServer(t, func(c *ServeConfig) { c.MaxTokens, c.KVMemory = 3000, (3000+25)*perPos })
-	finished := make(chan int, 2)
-	s.sched.afterJob = func(j *job) { finished <- j.tokens }
+	finished := make(chan int, 2) // each finished generation's max_tokens
+	s.sched.afterJob = func(j *job) { finished <- j.gen.item.Opt.MaxTokens }
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "POST", ts.URL+"/v1/completions",
@@ -609,8 +609,8 @@ func TestServeKVMemoryHoldsJoiners(t *testing.T) {
 	}
 	time.Sleep(50 * time.Millisecond)
 	cancel()
-	if first := <-finished; first < 2 {
-		t.Fatalf("the first generation to finish made %d tokens: want the long one, cancelled", first)
+	if first := <-finished; first != 3000 {
+		t.Fatalf("the first generation to finish asked for %d tokens: want the long one, cancelled", first)
 	}
 	a := <-short
 	if a.code != 200 || a.body["batch_size"].(float64) != 1 {
