@@ -70,6 +70,7 @@ func runServeBench(env *Env, args []string) error {
 	maxTokens := fs.Int("max-tokens", 16, "tokens per generation")
 	maxBatch := fs.Int("max-batch", 8, "the server's --max-batch (1: no classification batching)")
 	kvMemory := fs.String("kv-memory", "none", "the server's --kv-memory (none: no bound, so the peak shows the plan's caches; auto or a size: the bound at work)")
+	cpuBF16 := addCPUBF16Flag(fs)
 	words := fs.Int("input-words", 0, "lengthen each request's input to about this many words (long prompts: the KV caches' memory)")
 	shape := fs.String("shape", "demo", "shape of the random model without --model (demo, qwen2.5-0.5b: any with Qwen's 151936-token vocabulary)")
 	mix := fs.String("mix", "", "comma-separated endpoints to send (default all: "+benchMixNames()+")")
@@ -105,8 +106,8 @@ func runServeBench(env *Env, args []string) error {
 	if *words < 0 || *words > 1<<20 {
 		return fmt.Errorf("--input-words %d: want 0 to %d", *words, 1<<20)
 	}
-	benchWords = *words
-	if benchKVMemory, err = parseKVMemory(*kvMemory); err != nil {
+	benchOpt.words, benchOpt.cpuBF16 = *words, *cpuBF16
+	if benchOpt.kvMemory, err = parseKVMemory(*kvMemory); err != nil {
 		return err
 	}
 	rep, err := serveBench(context.Background(), *dir, *clients, *requests, *maxTokens, *maxBatch, only...)
@@ -225,7 +226,7 @@ func serveBench(ctx context.Context, dir string, clients, requests, maxTokens, m
 	clients = min(clients, requests) // more would find no request to send
 	// The server's token limit must let every request through: extraction
 	// asks for four times maxTokens.
-	s := NewServer(ServeConfig{Model: dir, Queue: 2 * clients, MaxBatch: maxBatch, MaxTokens: max(2048, 4*maxTokens), Timeout: time.Hour, KVMemory: benchKVMemory})
+	s := NewServer(ServeConfig{Model: dir, Queue: 2 * clients, MaxBatch: maxBatch, MaxTokens: max(2048, 4*maxTokens), Timeout: time.Hour, KVMemory: benchOpt.kvMemory, CPUBF16: benchOpt.cpuBF16})
 	defer s.Close()
 	measured := train.ResetPeakResident() // the random model's writing is not the server's
 	if err := s.Load(); err != nil {
@@ -346,24 +347,27 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	return ds[min(max(i, 0), len(ds)-1)]
 }
 
-// benchKVMemory is the server's --kv-memory (0 auto, < 0 none).
-var benchKVMemory int64 = -1
-
-// benchWords lengthens every request's input to about this many words
-// (--input-words; 0: the texts as they are).
-var benchWords int
+// benchOpt is what serve-bench's flags set beside serveBench's arguments:
+// words lengthens every request's input to about this many words
+// (--input-words; 0: the texts as they are); the server's --cpu-bf16 and
+// --kv-memory (0 auto, < 0 none).
+var benchOpt struct {
+	words    int
+	cpuBF16  bool
+	kvMemory int64
+}
 
 // benchText is request i's input: one of benchTexts, numbered and grown to
-// benchWords words so that no two long prompts share more than a few
+// benchOpt.words words so that no two long prompts share more than a few
 // tokens (batched prompts share their common prefix's pass).
 func benchText(i int) string {
 	text := benchTexts[i%len(benchTexts)]
-	if benchWords == 0 {
+	if benchOpt.words == 0 {
 		return text
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "Request %d.", i)
-	for n, k := 2, i; n < benchWords; k++ {
+	for n, k := 2, i; n < benchOpt.words; k++ {
 		t := benchTexts[k%len(benchTexts)]
 		b.WriteString(" " + t + ".")
 		n += len(strings.Fields(t))
