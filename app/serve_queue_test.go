@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"distill/core/data"
 	"distill/core/infer"
 	"distill/core/model"
 )
@@ -701,5 +702,28 @@ func TestServeKVMemoryDropsAbandonedWaiters(t *testing.T) {
 	code, _, out := post(t, ts.URL+"/infer/base", `{"task":"generate","input":"Hello","options":{"max_tokens":10,"temperature":0}}`)
 	if code != 200 || out["batch_size"].(float64) != 2 {
 		t.Fatalf("the generation after the abandoned one: %d %v; want it to join the long one", code, out)
+	}
+}
+
+// TestServeKVMemoryClassifiesWithinTheContext: a classification that fits
+// the context and --kv-memory's check, whose labels' tokens take its cache
+// past the bound, runs (alone) rather than failing.
+func TestServeKVMemoryClassifiesWithinTheContext(t *testing.T) {
+	s, ts := newTestServer(t, nil)
+	input := "The parcel arrived late and damaged"
+	labels := []string{"extraordinarily satisfied", "unacceptably disappointed", "indifferently neutral", "overwhelmingly confused"}
+	n := len(s.tok.Encode(strings.ReplaceAll(data.DefaultTextTemplate, "{text}", input), true))
+	longest, extra := 0, 0
+	for _, l := range labels {
+		k := len(s.tok.Encode(" "+l, false))
+		longest, extra = max(longest, k), extra+k-1
+	}
+	if extra <= longest+1 {
+		t.Fatalf("labels of %d tokens at most, %d in all: want their cache past the context check's", longest, extra+len(labels))
+	}
+	s.sched.cacheBudget = s.cacheBytes(n + longest + 1) // what checkContext asks, less than classify holds
+	body, _ := json.Marshal(map[string]any{"task": "classify", "input": input, "labels": labels})
+	if code, _, out := post(t, ts.URL+"/infer/base", string(body)); code != 200 {
+		t.Fatalf("%d %v", code, out)
 	}
 }
