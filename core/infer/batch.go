@@ -54,6 +54,11 @@ type Batch struct {
 	seqs    []*batchSeq
 	scratch *model.Cache
 	logits  []float32
+	// filling are sequences that joined with a prompt longer than a chunk
+	// while others decoded: Step prefills one chunk of the first of them
+	// before its decode step, so the decoding ones go on between chunks
+	// instead of waiting for the whole prompt.
+	filling []*batchSeq
 }
 
 // Finished is a sequence that left the batch: its Result, or Err when it
@@ -69,12 +74,15 @@ func NewBatch(be tensor.Backend, m *model.Model, tok Detokenizer) *Batch {
 	return &Batch{be: be, m: m, tok: tok}
 }
 
-// Len is the number of live sequences.
-func (b *Batch) Len() int { return len(b.seqs) }
+// Len is the number of live sequences (those still prefilling included).
+func (b *Batch) Len() int { return len(b.seqs) + len(b.filling) }
 
 // Add prefills items (together, see prefillBatch) and makes them live;
 // errs[i] is set, and the item not added, when items[i] fails (an empty
-// prompt, a context overflow, its context already done).
+// prompt, a context overflow, its context already done). Joining a batch
+// that decodes, an item whose prompt is longer than a prefill chunk is
+// prefilled by the next steps instead, a chunk a step (a failure then
+// comes out of Step); the arithmetic is the same.
 func (b *Batch) Add(items []*BatchItem) []error {
 	errs := make([]error, len(items))
 	var added []*batchSeq
@@ -85,6 +93,10 @@ func (b *Batch) Add(items []*BatchItem) []error {
 			continue
 		}
 		s.index = i
+		if len(b.seqs) > 0 && len(it.Prompt) > prefillChunk {
+			b.filling = append(b.filling, s)
+			continue
+		}
 		added = append(added, s)
 	}
 	for i, err := range prefillBatch(b.be, b.m, added) {
@@ -102,6 +114,16 @@ func (b *Batch) Add(items []*BatchItem) []error {
 // that finished in this step.
 func (b *Batch) Step() []Finished {
 	var done []Finished
+	if len(b.filling) > 0 {
+		s := b.filling[0]
+		if end, err := s.prefillChunk(b.be, b.m); err != nil {
+			b.filling = b.filling[1:]
+			done = append(done, Finished{Item: s.it, Err: err})
+		} else if end {
+			b.filling = b.filling[1:]
+			b.seqs = append(b.seqs, s)
+		}
+	}
 	var ids []int
 	var caches []*model.Cache
 	var stepping []*batchSeq
@@ -117,7 +139,7 @@ func (b *Batch) Step() []Finished {
 	b.seqs = stepping
 	B := len(stepping)
 	if B == 0 {
-		return done
+		return done // a sequence prefilling goes on at the next step
 	}
 	V, D := b.m.Config.VocabSize, b.m.Config.HiddenSize
 	if b.scratch == nil || b.scratch.Cap < B {
@@ -158,7 +180,8 @@ type batchSeq struct {
 	isEOS   map[int]bool
 	out     *streamText // the text so far; nil without a detokenizer
 	err     error       // why it ended, when not by a stop reason (non-finite logits)
-	t1      time.Time
+	t0, t1  time.Time   // prefill's start and end
+	hidden  []float32   // a prefill chunk's hidden states, while it prefills
 	done    bool
 }
 
@@ -270,25 +293,43 @@ func prefillBatch(be tensor.Backend, m *model.Model, seqs []*batchSeq) []error {
 
 // prefill runs the sequence's prompt alone, in chunks.
 func (s *batchSeq) prefill(be tensor.Backend, m *model.Model) error {
-	t0 := time.Now()
-	D := m.Config.HiddenSize
-	hidden := make([]float32, prefillChunk*D)
-	var h []float32
-	for start := 0; start < len(s.it.Prompt); start += prefillChunk {
-		end := min(start+prefillChunk, len(s.it.Prompt))
-		var err error
-		if h, err = m.Forward(be, s.it.Prompt[start:end], s.c, hidden); err != nil {
-			return err
-		}
-		if err := s.it.Ctx.Err(); err != nil {
+	for {
+		end, err := s.prefillChunk(be, m)
+		if err != nil || end {
 			return err
 		}
 	}
+}
+
+// prefillChunk runs the next prefillChunk tokens of the sequence's prompt
+// (its cache holds those before them); end is true once the whole prompt
+// is in, its next-token logits set.
+func (s *batchSeq) prefillChunk(be tensor.Backend, m *model.Model) (end bool, err error) {
+	if s.t0.IsZero() {
+		s.t0 = time.Now()
+	}
+	D := m.Config.HiddenSize
+	if s.hidden == nil {
+		s.hidden = make([]float32, prefillChunk*D)
+	}
+	start := s.c.Len
+	stop := min(start+prefillChunk, len(s.it.Prompt))
+	h, err := m.Forward(be, s.it.Prompt[start:stop], s.c, s.hidden)
+	if err != nil {
+		return false, err
+	}
+	if err := s.it.Ctx.Err(); err != nil {
+		return false, err
+	}
+	if stop < len(s.it.Prompt) {
+		return false, nil
+	}
 	m.Logits(be, s.logits, h[len(h)-D:], 1)
 	s.c.FreeWorkspace() // the steps run on the batch's scratch
+	s.hidden = nil
 	s.t1 = time.Now()
-	s.res.PrefillSeconds = s.t1.Sub(t0).Seconds()
-	return nil
+	s.res.PrefillSeconds = s.t1.Sub(s.t0).Seconds()
+	return true, nil
 }
 
 // next samples the sequence's next token and handles EOS, stop strings and

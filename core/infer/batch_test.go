@@ -2,6 +2,7 @@ package infer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -99,6 +100,71 @@ func TestBatchJoinMidway(t *testing.T) {
 		}
 		if r := got[it]; r == nil || !slices.Equal(r.IDs, want.IDs) || r.StopReason != want.StopReason {
 			t.Fatalf("prompt %v: batched %+v, alone %v (%s)", it.Prompt, r, want.IDs, want.StopReason)
+		}
+	}
+}
+
+// TestBatchJoinLongPromptInChunks: a prompt longer than a chunk joining a
+// batch that decodes is prefilled a chunk a step, the decoding sequence
+// making a token at each of those steps, and both end as Generate alone
+// ends them; a joiner cancelled while it prefills comes out of Step with
+// its error, not as a result.
+func TestBatchJoinLongPromptInChunks(t *testing.T) {
+	be, m := load(t)
+	a := &BatchItem{Prompt: []int{1, 5, 9, 14}, Opt: GenerateOptions{MaxTokens: 12}}
+	long := make([]int, 2*prefillChunk-60)
+	for i := range long {
+		long[i] = (11*i + 3) % 300
+	}
+	c := &BatchItem{Prompt: long, Opt: GenerateOptions{MaxTokens: 5}}
+	gone, cancel := context.WithCancel(context.Background())
+	d := &BatchItem{Ctx: gone, Prompt: long[:prefillChunk+1], Opt: GenerateOptions{MaxTokens: 5}}
+	b := NewBatch(be, m, letters{})
+	if errs := b.Add([]*BatchItem{a}); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	b.Step()
+	if errs := b.Add([]*BatchItem{c, d}); errs[0] != nil || errs[1] != nil {
+		t.Fatal(errs)
+	}
+	if b.Len() != 3 || len(b.filling) != 2 {
+		t.Fatalf("%d live, %d prefilling after the join; want 3 and 2", b.Len(), len(b.filling))
+	}
+	got := map[*BatchItem]*Result{}
+	var failed []error
+	aTokens := func() int { return len(b.seqs[0].res.IDs) }
+	for step := 0; b.Len() > 0; step++ {
+		before := aTokens()
+		if step == 2 {
+			cancel() // d waits behind c's second chunk
+		}
+		for _, f := range b.Step() {
+			if f.Err != nil {
+				if f.Item != d {
+					t.Fatal(f.Err)
+				}
+				failed = append(failed, f.Err)
+				continue
+			}
+			got[f.Item] = f.Result
+		}
+		if step < 2 && (got[a] != nil || aTokens() != before+1) {
+			t.Fatalf("step %d: the decoding sequence made %d tokens while a prompt prefilled, want 1", step, aTokens()-before)
+		}
+		if step == 0 && (len(b.filling) != 2 || b.filling[0].it != c || b.filling[0].c.Len != prefillChunk) {
+			t.Fatalf("after the first step %d prefilling; want the long prompt one chunk in", len(b.filling))
+		}
+	}
+	if len(failed) != 1 || !errors.Is(failed[0], context.Canceled) {
+		t.Fatalf("the cancelled joiner: %v", failed)
+	}
+	for _, it := range []*BatchItem{a, c} {
+		want, err := Generate(context.Background(), be, m, letters{}, it.Prompt, it.Opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := got[it]; r == nil || !slices.Equal(r.IDs, want.IDs) || r.StopReason != want.StopReason {
+			t.Fatalf("prompt of %d: batched %+v, alone %v (%s)", len(it.Prompt), r, want.IDs, want.StopReason)
 		}
 	}
 }
