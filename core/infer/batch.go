@@ -305,6 +305,9 @@ func (s *batchSeq) prefill(be tensor.Backend, m *model.Model) error {
 // (its cache holds those before them); end is true once the whole prompt
 // is in, its next-token logits set.
 func (s *batchSeq) prefillChunk(be tensor.Backend, m *model.Model) (end bool, err error) {
+	if err := s.it.Ctx.Err(); err != nil { // its client left while it waited for its turn
+		return false, err
+	}
 	if s.t0.IsZero() {
 		s.t0 = time.Now()
 	}
