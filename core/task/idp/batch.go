@@ -31,72 +31,131 @@ type BatchItem struct {
 // its own grammar. Each item's Result is what GenerateStream gives it
 // alone, up to the float rounding of batched GEMMs; errs[i] is its error.
 func GenerateBatch(be tensor.Backend, m *model.Model, tok *tokenizer.Tokenizer, items []BatchItem) ([]Result, []error) {
-	results, errs := make([]Result, len(items)), make([]error, len(items))
-	var seqs []*constrainedSeq
+	results := make([]Result, len(items))
+	ptrs := make([]*BatchItem, len(items))
+	index := map[*BatchItem]int{}
 	for i := range items {
-		s, err := newConstrainedSeq(be, m, tok, &items[i])
-		if err != nil {
-			errs[i] = err
-			if s != nil {
-				results[i] = s.res
-			}
-			continue
-		}
-		s.index = i
-		seqs = append(seqs, s)
+		ptrs[i] = &items[i]
+		index[ptrs[i]] = i
 	}
-	V, D := m.Config.VocabSize, m.Config.HiddenSize
-	scratch := m.NewCache(max(1, len(seqs)))
-	logits := make([]float32, len(seqs)*V)
-	var ids []int
-	var caches []*model.Cache
-	var stepping []*constrainedSeq
-	for {
-		ids, caches, stepping = ids[:0], caches[:0], stepping[:0]
-		for _, s := range seqs {
-			if s.done {
-				continue
-			}
-			id, more, err := s.next()
-			if err != nil {
-				s.done, errs[s.index] = true, err
-				continue
-			}
-			if more {
-				ids, caches, stepping = append(ids, id), append(caches, s.c), append(stepping, s)
-			}
-		}
-		if len(stepping) == 0 {
-			break
-		}
-		h, err := m.ForwardStep(be, ids, caches, scratch)
+	b := NewBatch(be, m, tok)
+	errs := b.Add(ptrs)
+	for i, err := range errs {
 		if err != nil {
-			for _, s := range stepping {
-				s.done, errs[s.index] = true, err
-			}
-			continue
-		}
-		for r := 0; r < len(stepping); r += 16 {
-			n := min(16, len(stepping)-r)
-			m.Logits(be, logits[r*V:], h[r*D:], n)
-		}
-		for i, s := range stepping {
-			copy(s.logits, logits[i*V:(i+1)*V])
+			results[i] = Result{PromptTokens: len(items[i].Prompt), StopReason: "length"}
 		}
 	}
-	for _, s := range seqs {
-		results[s.index] = s.finish()
-		if errs[s.index] == nil && s.res.StopReason == "cancelled" {
-			errs[s.index] = s.it.Ctx.Err()
+	for b.Len() > 0 {
+		for _, f := range b.Step() {
+			i := index[f.Item]
+			results[i], errs[i] = f.Result, f.Err
 		}
 	}
 	return results, errs
 }
 
+// Batch decodes constrained generations together, one token of each per
+// Step, each masked by its own grammar. Items may join between steps
+// (continuous batching) and leave as soon as they finish. Not safe for
+// concurrent use.
+type Batch struct {
+	be      tensor.Backend
+	m       *model.Model
+	tok     *tokenizer.Tokenizer
+	seqs    []*constrainedSeq
+	scratch *model.Cache
+	logits  []float32
+}
+
+// Finished is an item that left the batch: its Result, and Err when it
+// failed or was cancelled.
+type Finished struct {
+	Item   *BatchItem
+	Result Result
+	Err    error
+}
+
+// NewBatch starts an empty batch over m.
+func NewBatch(be tensor.Backend, m *model.Model, tok *tokenizer.Tokenizer) *Batch {
+	return &Batch{be: be, m: m, tok: tok}
+}
+
+// Len is the number of live items.
+func (b *Batch) Len() int { return len(b.seqs) }
+
+// Add prefills each item (on its own) and makes it live; errs[i] is set,
+// and the item not added, when items[i] fails (an empty prompt, a grammar
+// of another tokenizer, its context done while it prefilled).
+func (b *Batch) Add(items []*BatchItem) []error {
+	errs := make([]error, len(items))
+	for i, it := range items {
+		s, err := newConstrainedSeq(b.be, b.m, b.tok, it)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		b.seqs = append(b.seqs, s)
+	}
+	return errs
+}
+
+// Step samples the next token of every live item under its grammar, feeds
+// the ones that go on through the model in one ForwardStep, and returns
+// the items that finished in this step.
+func (b *Batch) Step() []Finished {
+	var done []Finished
+	var ids []int
+	var caches []*model.Cache
+	var stepping []*constrainedSeq
+	for _, s := range b.seqs {
+		id, more, err := s.next()
+		switch {
+		case err != nil:
+			done = append(done, Finished{Item: s.it, Result: s.finish(), Err: err})
+		case more:
+			ids, caches, stepping = append(ids, id), append(caches, s.c), append(stepping, s)
+		default:
+			r := s.finish()
+			var err error
+			if r.StopReason == "cancelled" {
+				err = s.it.Ctx.Err()
+			}
+			done = append(done, Finished{Item: s.it, Result: r, Err: err})
+		}
+	}
+	b.seqs = stepping
+	B := len(stepping)
+	if B == 0 {
+		return done
+	}
+	V, D := b.m.Config.VocabSize, b.m.Config.HiddenSize
+	if b.scratch == nil || b.scratch.Cap < B {
+		b.scratch = b.m.NewCache(B)
+	}
+	h, err := b.m.ForwardStep(b.be, ids, caches, b.scratch)
+	if err != nil {
+		for _, s := range stepping {
+			done = append(done, Finished{Item: s.it, Result: s.finish(), Err: err})
+		}
+		b.seqs = nil
+		return done
+	}
+	if len(b.logits) < B*V {
+		b.logits = make([]float32, B*V)
+	}
+	for r := 0; r < B; r += 16 {
+		n := min(16, B-r)
+		b.m.Logits(b.be, b.logits[r*V:], h[r*D:], n)
+	}
+	for i, s := range stepping {
+		copy(s.logits, b.logits[i*V:(i+1)*V])
+	}
+	return done
+}
+
 // constrainedSeq is one item's decoding state: GenerateStream's loop, one
 // token at a time.
 type constrainedSeq struct {
-	index    int
 	it       *BatchItem
 	g        *Grammar
 	st       *State

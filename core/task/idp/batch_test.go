@@ -68,3 +68,44 @@ func TestBatchSequenceFreesPromptActivations(t *testing.T) {
 		t.Errorf("the sequence keeps %d bytes of its prompt's activations", w)
 	}
 }
+
+// An item joining a batch that decodes gets what it gets alone, and so
+// does the one it joined.
+func TestBatchJoinMidway(t *testing.T) {
+	m, tok := tinyModel(t)
+	be, _ := tensor.Open("cpu")
+	a := &BatchItem{Grammar: mustCompile(t, `{"type":"object","properties":{"vendor":{"type":"string","maxLength":8},"total":{"type":"integer"}},"required":["vendor","total"],"additionalProperties":false}`),
+		Prompt: tok.Encode("Invoice 42 from ACME", true), MaxTokens: 24}
+	c := &BatchItem{Grammar: mustCompile(t, `{"type":"array","items":{"enum":["red","green","blue"]},"minItems":1,"maxItems":4}`),
+		Prompt: tok.Encode("colours:", true), MaxTokens: 16, Sampling: infer.Sampling{Temperature: 1, TopK: 50, Seed: 3}}
+	b := NewBatch(be, m, tok)
+	if errs := b.Add([]*BatchItem{a}); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	got := map[*BatchItem]Result{}
+	for step := 0; b.Len() > 0; step++ {
+		if step == 3 {
+			if errs := b.Add([]*BatchItem{c}); errs[0] != nil {
+				t.Fatal(errs[0])
+			}
+			if b.Len() != 2 {
+				t.Fatalf("%d live after the join, want 2", b.Len())
+			}
+		}
+		for _, f := range b.Step() {
+			if f.Err != nil {
+				t.Fatal(f.Err)
+			}
+			got[f.Item] = f.Result
+		}
+	}
+	for _, it := range []*BatchItem{a, c} {
+		want, err := Generate(context.Background(), be, m, tok, it.Grammar, it.Prompt, it.MaxTokens, it.Sampling)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, ok := got[it]; !ok || !slices.Equal(r.IDs, want.IDs) || r.Text != want.Text || r.Valid != want.Valid {
+			t.Fatalf("prompt %v: batched %q (valid %v), alone %q (valid %v)", it.Prompt, r.Text, r.Valid, want.Text, want.Valid)
+		}
+	}
+}
