@@ -220,9 +220,7 @@ func (s *Server) load() error {
 	s.sched.cacheBudget = s.cacheBudget(avail)
 	s.met.kvBudget.Set(float64(s.sched.cacheBudget))
 	s.sched.newGenBatch = func() *infer.Batch { return infer.NewBatch(be, m, tok) }
-	s.sched.extractBatch = func(items []idp.BatchItem) ([]idp.Result, []error) {
-		return idp.GenerateBatch(be, m, tok, items)
-	}
+	s.sched.newExtBatch = func() *idp.Batch { return idp.NewBatch(be, m, tok) }
 	go s.sched.loop()
 	s.ready.Store(true)
 	s.log.Info("model loaded", "model", s.cfg.Model, "layers", len(m.Layers), "vocab", m.Config.VocabSize,

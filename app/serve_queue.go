@@ -106,11 +106,11 @@ type scheduler struct {
 	setDelta    func(model.Delta)
 	// newGenBatch starts an infer.Batch on the server's model.
 	newGenBatch func() *infer.Batch
-	// extractBatch runs idp.GenerateBatch on the server's model.
-	extractBatch func([]idp.BatchItem) ([]idp.Result, []error)
-	met          *serveMetrics
-	beforeJob    func(*job) // test hook, called on the worker before a job runs
-	afterJob     func(*job) // test hook, called on the worker after a job ran
+	// newExtBatch starts an idp.Batch on the server's model.
+	newExtBatch func() *idp.Batch
+	met         *serveMetrics
+	beforeJob   func(*job) // test hook, called on the worker before a job runs
+	afterJob    func(*job) // test hook, called on the worker after a job ran
 }
 
 func newScheduler(capacity, maxBatch int, setDelta func(model.Delta), met *serveMetrics) *scheduler {
@@ -211,9 +211,9 @@ func (s *scheduler) loop() {
 		}
 		switch {
 		case j.gen != nil:
-			s.runGenerations(group)
+			s.runDecoding(group, newGenBatch(s.newGenBatch()))
 		case j.ext != nil:
-			s.runExtractions(group)
+			s.runDecoding(group, newExtBatch(s.newExtBatch()))
 		default:
 			s.runBatch(group)
 		}
@@ -379,76 +379,62 @@ func (s *scheduler) runBatch(group []*job) {
 	}
 }
 
-// runGenerations decodes a group of generations together on an
-// infer.Batch: one pass over the weights per token for all, each answered
-// as soon as it finishes. While nothing else waits, generations on the
-// same adapter that arrive meanwhile join the running batch between steps
-// (continuous batching); once another kind of request waits, the batch
-// takes no one new, so that request runs as soon as the batch drains.
-func (s *scheduler) runGenerations(group []*job) {
+// runDecoding decodes a group of generations, plain or schema-constrained
+// (each masked by its own grammar), together on b: one pass over the
+// weights per token for all, each answered as soon as it finishes. While
+// nothing else waits, jobs of the same key that arrive meanwhile join the
+// running batch between steps (continuous batching); once another kind of
+// request waits, the batch takes no one new, so that request runs as soon
+// as the batch drains.
+func (s *scheduler) runDecoding(group []*job, b decodeBatch) {
 	key := group[0].batchKey()
-	b := s.newGenBatch()
-	byItem := map[*infer.BatchItem]*job{}
+	broken := false // a panic inside the batch: its jobs failed, it is dropped
 	admit := func(js []*job) {
 		live := s.startAll(js)
 		if len(live) == 0 {
 			return
 		}
-		items := make([]*infer.BatchItem, len(live))
-		for i, j := range live {
-			j.gen.item.Ctx = j.ctx
-			items[i] = &j.gen.item
+		for _, j := range live {
+			s.hold(j.cache)
 		}
 		var errs []error
-		if err := safeRun(func() error { errs = b.Add(items); return nil }); err != nil {
-			for _, j := range live {
+		if err := safeRun(func() error { errs = b.add(live); return nil }); err != nil {
+			for _, j := range b.drop() {
+				s.hold(-j.cache)
 				s.finish(j, err)
 			}
+			broken = true
 			return
 		}
 		for i, j := range live {
 			if errs[i] != nil {
+				s.hold(-j.cache)
 				s.finish(j, errs[i])
 				continue
 			}
-			byItem[items[i]] = j
-			s.hold(j.cache)
 			j.batchSize = b.Len()
 		}
 		s.met.genBatchSize.Observe(float64(b.Len()))
 	}
 	s.setDelta(group[0].delta)
 	admit(group)
-	for b.Len() > 0 {
-		var done []infer.Finished
-		if err := safeRun(func() error { done = b.Step(); return nil }); err != nil {
-			for item, j := range byItem {
-				delete(byItem, item)
+	for b.Len() > 0 && !broken {
+		var done []jobDone
+		if err := safeRun(func() error { done = b.step(); return nil }); err != nil {
+			for _, j := range b.drop() {
 				s.hold(-j.cache)
 				s.finish(j, err)
 			}
 			return
 		}
 		var freed int64
-		for _, f := range done {
-			j := byItem[f.Item]
-			delete(byItem, f.Item)
-			s.hold(-j.cache)
-			freed += j.cache
-			e := f.Err
-			if f.Result != nil {
-				j.tokens = f.Result.CompletionTokens
-				if e == nil {
-					e = j.ctx.Err() // a cancelled generation is an error, not a short answer
-				}
-				if e == nil {
-					j.gen.result = f.Result
-				}
-			}
-			s.finish(j, e)
+		for _, d := range done {
+			s.hold(-d.j.cache)
+			freed += d.j.cache
+			s.finish(d.j, d.err)
 		}
 		s.collect(freed)
-		// Newcomers on the same adapter join while nothing else waits and
+		// Newcomers of the same key join while nothing else waits and
 		// their caches fit beside the batch's: one that waits for room
 		// joins first when the batch has some, before anyone after it.
 		var join []*job
@@ -488,51 +474,6 @@ func (s *scheduler) runGenerations(group []*job) {
 		if len(join) > 0 {
 			admit(join)
 		}
-	}
-}
-
-// runExtractions decodes a group of schema-constrained generations
-// together (idp.GenerateBatch), each masked by its own grammar.
-func (s *scheduler) runExtractions(group []*job) {
-	live := s.startAll(group)
-	if len(live) == 0 {
-		return
-	}
-	s.setDelta(live[0].delta)
-	s.met.genBatchSize.Observe(float64(len(live)))
-	var held int64
-	for _, j := range live {
-		held += j.cache
-	}
-	s.hold(held)
-	defer s.release(held)
-	items := make([]idp.BatchItem, len(live))
-	for i, j := range live {
-		items[i] = j.ext.item
-		items[i].Ctx = j.ctx
-	}
-	var results []idp.Result
-	var errs []error
-	err := safeRun(func() error {
-		results, errs = s.extractBatch(items)
-		return nil
-	})
-	for i, j := range live {
-		j.batchSize = len(live)
-		e := err
-		if e == nil {
-			e = errs[i]
-		}
-		if e == nil {
-			e = j.ctx.Err()
-		}
-		if results != nil {
-			j.tokens = results[i].CompletionTokens
-			if e == nil {
-				j.ext.result = results[i]
-			}
-		}
-		s.finish(j, e)
 	}
 }
 

@@ -727,3 +727,43 @@ func TestServeKVMemoryClassifiesWithinTheContext(t *testing.T) {
 		t.Fatalf("%d %v", code, out)
 	}
 }
+
+// TestServeExtractionJoinsRunningBatch: a schema-constrained generation
+// arriving while a long one decodes joins it, is answered first with the
+// JSON it gets alone, and the long one goes on (continuous batching, as
+// for plain generations).
+func TestServeExtractionJoinsRunningBatch(t *testing.T) {
+	s, ts := newTestServer(t, func(c *ServeConfig) { c.MaxTokens = 3000 })
+	short := `{"task":"extract","input":"a number","schema":{"type":"integer","minimum":0,"maximum":99},"options":{"max_tokens":5}}`
+	code, _, out := post(t, ts.URL+"/infer/base", short)
+	if code != 200 {
+		t.Fatalf("alone: %d %v", code, out)
+	}
+	alone := out["output"].(map[string]any)["text"].(string)
+	finished := make(chan int, 2) // each finished extraction's max_tokens
+	s.sched.afterJob = func(j *job) { finished <- j.ext.item.MaxTokens }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", ts.URL+"/v1/chat/completions", strings.NewReader(
+		`{"messages":[{"role":"user","content":"numbers"}],"max_tokens":3000,"stream":true,"temperature":0,`+
+			`"response_format":{"type":"json_schema","json_schema":{"name":"n","schema":{"type":"array","items":{"type":"integer"},"minItems":400}}}}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if line, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil || !strings.HasPrefix(line, "data: {") {
+		t.Fatalf("first SSE line %q: %v", line, err)
+	}
+	code, _, out = post(t, ts.URL+"/infer/base", short)
+	if code != 200 || out["batch_size"].(float64) != 2 || out["output"].(map[string]any)["text"] != alone {
+		t.Fatalf("joining extraction: %d %v; want batch 2 and %q", code, out, alone)
+	}
+	if first := <-finished; first != 5 {
+		t.Fatalf("the first extraction to finish asked for %d tokens: the short one waited for the long one", first)
+	}
+	cancel()
+	if last := <-finished; last != 3000 {
+		t.Fatalf("then %d", last)
+	}
+}
