@@ -82,7 +82,8 @@ func (b *Batch) Len() int { return len(b.seqs) + len(b.filling) }
 // prompt, a context overflow, its context already done). Joining a batch
 // that decodes, an item whose prompt is longer than a prefill chunk is
 // prefilled by the next steps instead, a chunk a step (a failure then
-// comes out of Step); the arithmetic is the same.
+// comes out of Step); the arithmetic is the same, and its PrefillSeconds
+// spans the steps between its chunks.
 func (b *Batch) Add(items []*BatchItem) []error {
 	errs := make([]error, len(items))
 	var added []*batchSeq
@@ -93,7 +94,7 @@ func (b *Batch) Add(items []*BatchItem) []error {
 			continue
 		}
 		s.index = i
-		if len(b.seqs) > 0 && len(it.Prompt) > prefillChunk {
+		if b.Len() > 0 && len(it.Prompt) > prefillChunk { // behind those prefilling already
 			b.filling = append(b.filling, s)
 			continue
 		}
@@ -114,6 +115,15 @@ func (b *Batch) Add(items []*BatchItem) []error {
 // that finished in this step.
 func (b *Batch) Step() []Finished {
 	var done []Finished
+	kept := b.filling[:0] // joiners whose client left while they waited leave now
+	for _, s := range b.filling {
+		if err := s.it.Ctx.Err(); err != nil {
+			done = append(done, Finished{Item: s.it, Err: err})
+		} else {
+			kept = append(kept, s)
+		}
+	}
+	b.filling = kept
 	if len(b.filling) > 0 {
 		s := b.filling[0]
 		if end, err := s.prefillChunk(b.be, b.m); err != nil {

@@ -118,6 +118,7 @@ func TestBatchJoinLongPromptInChunks(t *testing.T) {
 	}
 	c := &BatchItem{Prompt: long, Opt: GenerateOptions{MaxTokens: 5}}
 	gone, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	d := &BatchItem{Ctx: gone, Prompt: long[:prefillChunk+1], Opt: GenerateOptions{MaxTokens: 5}}
 	b := NewBatch(be, m, letters{})
 	if errs := b.Add([]*BatchItem{a}); errs[0] != nil {
@@ -130,13 +131,14 @@ func TestBatchJoinLongPromptInChunks(t *testing.T) {
 	if b.Len() != 3 || len(b.filling) != 2 {
 		t.Fatalf("%d live, %d prefilling after the join; want 3 and 2", b.Len(), len(b.filling))
 	}
+	dSeq := b.filling[1]
 	got := map[*BatchItem]*Result{}
 	var failed []error
 	aTokens := func() int { return len(b.seqs[0].res.IDs) }
 	for step := 0; b.Len() > 0; step++ {
 		before := aTokens()
-		if step == 2 {
-			cancel() // d waits behind c's second chunk
+		if step == 1 {
+			cancel() // d waits behind c's second chunk: it leaves at the next step, unprefilled
 		}
 		for _, f := range b.Step() {
 			if f.Err != nil {
@@ -155,8 +157,8 @@ func TestBatchJoinLongPromptInChunks(t *testing.T) {
 			t.Fatalf("after the first step %d prefilling; want the long prompt one chunk in", len(b.filling))
 		}
 	}
-	if len(failed) != 1 || !errors.Is(failed[0], context.Canceled) {
-		t.Fatalf("the cancelled joiner: %v", failed)
+	if len(failed) != 1 || !errors.Is(failed[0], context.Canceled) || dSeq.c.Len != 0 {
+		t.Fatalf("the cancelled joiner: %v, %d positions prefilled; want context.Canceled and none", failed, dSeq.c.Len)
 	}
 	for _, it := range []*BatchItem{a, c} {
 		want, err := Generate(context.Background(), be, m, letters{}, it.Prompt, it.Opt)
