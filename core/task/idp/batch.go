@@ -65,6 +65,10 @@ type Batch struct {
 	seqs    []*constrainedSeq
 	scratch *model.Cache
 	logits  []float32
+	// filling are items that joined with a prompt longer than a chunk
+	// while others decoded: each Step prefills one chunk of the first
+	// before its decode step (as infer.Batch).
+	filling []*constrainedSeq
 }
 
 // Finished is an item that left the batch: its Result, and Err when it
@@ -80,21 +84,31 @@ func NewBatch(be tensor.Backend, m *model.Model, tok *tokenizer.Tokenizer) *Batc
 	return &Batch{be: be, m: m, tok: tok}
 }
 
-// Len is the number of live items.
-func (b *Batch) Len() int { return len(b.seqs) }
+// Len is the number of live items (those still prefilling included).
+func (b *Batch) Len() int { return len(b.seqs) + len(b.filling) }
 
 // Add prefills each item (on its own) and makes it live; errs[i] is set,
 // and the item not added, when items[i] fails (an empty prompt, a grammar
-// of another tokenizer, its context done while it prefilled).
+// of another tokenizer, its context done while it prefilled). Joining a
+// batch that decodes, an item whose prompt is longer than a prefill chunk
+// is prefilled by the next steps instead, a chunk a step (a failure then
+// comes out of Step); the arithmetic is the same.
 func (b *Batch) Add(items []*BatchItem) []error {
 	errs := make([]error, len(items))
+	decoding := b.Len() > 0 // a long prompt queues behind those prefilling already
 	for i, it := range items {
-		s, err := newConstrainedSeq(b.be, b.m, b.tok, it)
+		s, err := newConstrainedSeq(b.m, b.tok, it)
 		if err != nil {
 			errs[i] = err
 			continue
 		}
-		b.seqs = append(b.seqs, s)
+		if decoding && len(it.Prompt) > prefillChunk {
+			b.filling = append(b.filling, s)
+			continue
+		}
+		if errs[i] = s.prefill(b.be, b.m); errs[i] == nil {
+			b.seqs = append(b.seqs, s)
+		}
 	}
 	return errs
 }
@@ -104,6 +118,25 @@ func (b *Batch) Add(items []*BatchItem) []error {
 // the items that finished in this step.
 func (b *Batch) Step() []Finished {
 	var done []Finished
+	kept := b.filling[:0] // joiners whose client left while they waited leave now
+	for _, s := range b.filling {
+		if err := s.it.Ctx.Err(); err != nil {
+			done = append(done, Finished{Item: s.it, Result: s.res, Err: err})
+		} else {
+			kept = append(kept, s)
+		}
+	}
+	b.filling = kept
+	if len(b.filling) > 0 {
+		s := b.filling[0]
+		if end, err := s.prefillChunk(b.be, b.m); err != nil {
+			b.filling = b.filling[1:]
+			done = append(done, Finished{Item: s.it, Result: s.res, Err: err})
+		} else if end {
+			b.filling = b.filling[1:]
+			b.seqs = append(b.seqs, s)
+		}
+	}
 	var ids []int
 	var caches []*model.Cache
 	var stepping []*constrainedSeq
@@ -126,7 +159,7 @@ func (b *Batch) Step() []Finished {
 	b.seqs = stepping
 	B := len(stepping)
 	if B == 0 {
-		return done
+		return done // an item prefilling goes on at the next step
 	}
 	V, D := b.m.Config.VocabSize, b.m.Config.HiddenSize
 	if b.scratch == nil || b.scratch.Cap < B {
@@ -167,12 +200,15 @@ type constrainedSeq struct {
 	history  []int
 	text     []byte
 	emitted  int
-	t1       time.Time
+	t0, t1   time.Time // prefill's start and end
+	hidden   []float32 // a prefill chunk's hidden states, while it prefills
 	maskTime time.Duration
 	done     bool
 }
 
-func newConstrainedSeq(be tensor.Backend, m *model.Model, tok *tokenizer.Tokenizer, it *BatchItem) (*constrainedSeq, error) {
+// newConstrainedSeq checks an item and sets up its decoding state and its
+// own cache; prefill (or prefillChunk) then runs its prompt.
+func newConstrainedSeq(m *model.Model, tok *tokenizer.Tokenizer, it *BatchItem) (*constrainedSeq, error) {
 	g := it.Grammar
 	if len(it.Prompt) == 0 {
 		return nil, infer.ErrEmptyPrompt
@@ -196,28 +232,54 @@ func newConstrainedSeq(be tensor.Backend, m *model.Model, tok *tokenizer.Tokeniz
 	if err := st.SetMaxTokens(it.MaxTokens); err != nil {
 		return nil, err
 	}
-	V, D := m.Config.VocabSize, m.Config.HiddenSize
-	s := &constrainedSeq{it: it, g: g, st: st, c: m.NewCache(len(it.Prompt) + it.MaxTokens), sampler: infer.NewSampler(it.Sampling),
+	V := m.Config.VocabSize
+	return &constrainedSeq{it: it, g: g, st: st, c: m.NewCache(len(it.Prompt) + it.MaxTokens), sampler: infer.NewSampler(it.Sampling),
 		res: Result{PromptTokens: len(it.Prompt), StopReason: "length"}, logits: make([]float32, V),
-		mask: make([]uint64, g.MaskWords()), history: append([]int(nil), it.Prompt...)}
-	t0 := time.Now()
-	hidden := make([]float32, prefillChunk*D)
-	var h []float32
-	for start := 0; start < len(it.Prompt); start += prefillChunk {
-		end := min(start+prefillChunk, len(it.Prompt))
-		var err error
-		if h, err = m.Forward(be, it.Prompt[start:end], s.c, hidden); err != nil {
-			return nil, err
+		mask: make([]uint64, g.MaskWords()), history: append([]int(nil), it.Prompt...)}, nil
+}
+
+// prefill runs the item's prompt, in chunks.
+func (s *constrainedSeq) prefill(be tensor.Backend, m *model.Model) error {
+	for {
+		end, err := s.prefillChunk(be, m)
+		if err != nil || end {
+			return err
 		}
-		if err := it.Ctx.Err(); err != nil {
-			return s, err
-		}
+	}
+}
+
+// prefillChunk runs the next prefillChunk tokens of the prompt (the cache
+// holds those before them); end is true once the whole prompt is in, the
+// next-token logits set.
+func (s *constrainedSeq) prefillChunk(be tensor.Backend, m *model.Model) (end bool, err error) {
+	if err := s.it.Ctx.Err(); err != nil {
+		return false, err
+	}
+	if s.t0.IsZero() {
+		s.t0 = time.Now()
+	}
+	D := m.Config.HiddenSize
+	if s.hidden == nil {
+		s.hidden = make([]float32, prefillChunk*D)
+	}
+	start := s.c.Len
+	stop := min(start+prefillChunk, len(s.it.Prompt))
+	h, err := m.Forward(be, s.it.Prompt[start:stop], s.c, s.hidden)
+	if err != nil {
+		return false, err
+	}
+	if err := s.it.Ctx.Err(); err != nil {
+		return false, err
+	}
+	if stop < len(s.it.Prompt) {
+		return false, nil
 	}
 	m.Logits(be, s.logits, h[len(h)-D:], 1)
 	s.c.FreeWorkspace() // the steps run on the batch's scratch
+	s.hidden = nil
 	s.t1 = time.Now()
-	s.res.PrefillSeconds = s.t1.Sub(t0).Seconds()
-	return s, nil
+	s.res.PrefillSeconds = s.t1.Sub(s.t0).Seconds()
+	return true, nil
 }
 
 // next masks and samples the item's next token; more is false when the

@@ -3,6 +3,7 @@ package idp
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 
 	"distill/core/infer"
@@ -57,8 +58,11 @@ func TestBatchSequenceFreesPromptActivations(t *testing.T) {
 	be, _ := tensor.Open("cpu")
 	g := mustCompile(t, `{"type":"integer"}`)
 	prompt := tok.Encode("Invoice 42 from ACME, total 120 EUR, paid by card", true)
-	s, err := newConstrainedSeq(be, m, tok, &BatchItem{Grammar: g, Prompt: prompt, MaxTokens: 8})
+	s, err := newConstrainedSeq(m, tok, &BatchItem{Grammar: g, Prompt: prompt, MaxTokens: 8})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.prefill(be, m); err != nil {
 		t.Fatal(err)
 	}
 	if s.c.Len != len(prompt) {
@@ -78,6 +82,9 @@ func TestBatchJoinMidway(t *testing.T) {
 		Prompt: tok.Encode("Invoice 42 from ACME", true), MaxTokens: 24}
 	c := &BatchItem{Grammar: mustCompile(t, `{"type":"array","items":{"enum":["red","green","blue"]},"minItems":1,"maxItems":4}`),
 		Prompt: tok.Encode("colours:", true), MaxTokens: 16, Sampling: infer.Sampling{Temperature: 1, TopK: 50, Seed: 3}}
+	// A document longer than a prefill chunk joins a chunk a step.
+	doc := tok.Encode(strings.Repeat("Invoice 42 from ACME, total 120 EUR, due in March. ", 40), true)[:prefillChunk+40]
+	e := &BatchItem{Grammar: mustCompile(t, `{"type":"integer","minimum":0,"maximum":999}`), Prompt: doc, MaxTokens: 6}
 	b := NewBatch(be, m, tok)
 	if errs := b.Add([]*BatchItem{a}); errs[0] != nil {
 		t.Fatal(errs[0])
@@ -85,11 +92,11 @@ func TestBatchJoinMidway(t *testing.T) {
 	got := map[*BatchItem]Result{}
 	for step := 0; b.Len() > 0; step++ {
 		if step == 3 {
-			if errs := b.Add([]*BatchItem{c}); errs[0] != nil {
-				t.Fatal(errs[0])
+			if errs := b.Add([]*BatchItem{c, e}); errs[0] != nil || errs[1] != nil {
+				t.Fatal(errs)
 			}
-			if b.Len() != 2 {
-				t.Fatalf("%d live after the join, want 2", b.Len())
+			if b.Len() != 3 || len(b.filling) != 1 {
+				t.Fatalf("%d live, %d prefilling after the join; want 3 and 1", b.Len(), len(b.filling))
 			}
 		}
 		for _, f := range b.Step() {
@@ -99,7 +106,7 @@ func TestBatchJoinMidway(t *testing.T) {
 			got[f.Item] = f.Result
 		}
 	}
-	for _, it := range []*BatchItem{a, c} {
+	for _, it := range []*BatchItem{a, c, e} {
 		want, err := Generate(context.Background(), be, m, tok, it.Grammar, it.Prompt, it.MaxTokens, it.Sampling)
 		if err != nil {
 			t.Fatal(err)
