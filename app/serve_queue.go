@@ -399,32 +399,32 @@ func (s *scheduler) runDecoding(group []*job, b decodeBatch) {
 		}
 		var errs []error
 		if err := safeRun(func() error { errs = b.add(live); return nil }); err != nil {
-			for _, j := range b.drop() {
-				s.hold(-j.cache)
-				s.finish(j, err)
-			}
+			s.fail(b, err)
 			broken = true
 			return
 		}
+		var failed int64
+		added := false
 		for i, j := range live {
 			if errs[i] != nil {
 				s.hold(-j.cache)
+				failed += j.cache
 				s.finish(j, errs[i])
 				continue
 			}
-			j.batchSize = b.Len()
+			j.batchSize, added = b.Len(), true
 		}
-		s.met.genBatchSize.Observe(float64(b.Len()))
+		s.collect(failed)
+		if added {
+			s.met.genBatchSize.Observe(float64(b.Len()))
+		}
 	}
 	s.setDelta(group[0].delta)
 	admit(group)
 	for b.Len() > 0 && !broken {
 		var done []jobDone
 		if err := safeRun(func() error { done = b.step(); return nil }); err != nil {
-			for _, j := range b.drop() {
-				s.hold(-j.cache)
-				s.finish(j, err)
-			}
+			s.fail(b, err)
 			return
 		}
 		var freed int64
@@ -475,6 +475,18 @@ func (s *scheduler) runDecoding(group []*job, b decodeBatch) {
 			admit(join)
 		}
 	}
+}
+
+// fail finishes every job of b with err (a panic inside it: it cannot go
+// on) and lets go of their caches.
+func (s *scheduler) fail(b decodeBatch, err error) {
+	var freed int64
+	for _, j := range b.drop() {
+		s.hold(-j.cache)
+		freed += j.cache
+		s.finish(j, err)
+	}
+	s.collect(freed)
 }
 
 // safeRun runs f, turning a panic into an error so the worker survives.

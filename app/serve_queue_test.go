@@ -767,3 +767,54 @@ func TestServeExtractionJoinsRunningBatch(t *testing.T) {
 		t.Fatalf("then %d", last)
 	}
 }
+
+// panicBatch is a decodeBatch whose second add panics: what a fault inside
+// the model's code does to the worker.
+type panicBatch struct {
+	jobs []*job
+	adds int
+}
+
+func (p *panicBatch) Len() int { return len(p.jobs) }
+func (p *panicBatch) add(js []*job) []error {
+	p.jobs = append(p.jobs, js...) // taken before the fault, as a batch may
+	if p.adds++; p.adds == 2 {
+		panic("fault in the batch")
+	}
+	return make([]error, len(js))
+}
+func (p *panicBatch) step() []jobDone { return nil }
+func (p *panicBatch) drop() []*job {
+	js := p.jobs
+	p.jobs = nil
+	return js
+}
+
+// A panic inside a decoding batch fails every job it holds exactly once —
+// the one running and the one joining — with a 500, lets go of their
+// caches, and leaves the worker going.
+func TestRunDecodingSurvivesAPanic(t *testing.T) {
+	s := newScheduler(4, 8, func(model.Delta) {}, newServeMetrics())
+	finished := map[*job]int{}
+	s.afterJob = func(j *job) { finished[j]++ }
+	mk := func() *job {
+		return &job{ctx: context.Background(), kind: "generate", gen: &genJob{key: "k"}, cache: 100}
+	}
+	a, b := mk(), mk()
+	for _, j := range []*job{a, b} {
+		if err := s.submit(j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := <-s.q
+	s.runDecoding([]*job{first}, &panicBatch{})
+	for _, j := range []*job{a, b} {
+		var ae *apiError
+		if finished[j] != 1 || !errors.As(j.err, &ae) || ae.Status != 500 {
+			t.Fatalf("job finished %d times, err %v; want once, a 500", finished[j], j.err)
+		}
+	}
+	if s.inUse != 0 || s.depth.Load() != 0 {
+		t.Fatalf("after the panic: %d bytes held, %d queued; want none", s.inUse, s.depth.Load())
+	}
+}

@@ -72,7 +72,8 @@ type Batch struct {
 }
 
 // Finished is an item that left the batch: its Result, and Err when it
-// failed or was cancelled.
+// failed or its context was cancelled (an OnText that returned false ends
+// it as "cancelled" too, without an error).
 type Finished struct {
 	Item   *BatchItem
 	Result Result
