@@ -190,8 +190,8 @@ type batchSeq struct {
 	isEOS   map[int]bool
 	out     *streamText // the text so far; nil without a detokenizer
 	err     error       // why it ended, when not by a stop reason (non-finite logits)
-	t0, t1  time.Time   // prefill's start and end
-	hidden  []float32   // a prefill chunk's hidden states, while it prefills
+	t1      time.Time   // prefill's end
+	fill    PromptFill  // its prompt's prefill, when it runs alone
 	done    bool
 }
 
@@ -212,6 +212,7 @@ func newBatchSeq(m *model.Model, tok Detokenizer, it *BatchItem) (*batchSeq, err
 	s := &batchSeq{it: it, tok: tok, c: m.NewCache(len(it.Prompt) + it.Opt.MaxTokens), sampler: NewSampler(it.Opt.Sampling),
 		res: &Result{PromptTokens: len(it.Prompt), StopReason: "length"}, logits: make([]float32, m.Config.VocabSize),
 		history: append([]int(nil), it.Prompt...), isEOS: map[int]bool{}}
+	s.fill = PromptFill{Prompt: it.Prompt, Cache: s.c, Logits: s.logits}
 	for _, id := range it.Opt.EOS {
 		s.isEOS[id] = true
 	}
@@ -311,38 +312,14 @@ func (s *batchSeq) prefill(be tensor.Backend, m *model.Model) error {
 	}
 }
 
-// prefillChunk runs the next prefillChunk tokens of the sequence's prompt
-// (its cache holds those before them); end is true once the whole prompt
-// is in, its next-token logits set.
+// prefillChunk runs the next chunk of the sequence's prompt; end is true
+// once the whole prompt is in, its next-token logits set.
 func (s *batchSeq) prefillChunk(be tensor.Backend, m *model.Model) (end bool, err error) {
-	if err := s.it.Ctx.Err(); err != nil { // its client left while it waited for its turn
-		return false, err
+	if end, err = s.fill.Chunk(s.it.Ctx, be, m); end {
+		s.t1 = s.fill.End
+		s.res.PrefillSeconds = s.fill.Seconds()
 	}
-	if s.t0.IsZero() {
-		s.t0 = time.Now()
-	}
-	D := m.Config.HiddenSize
-	if s.hidden == nil {
-		s.hidden = make([]float32, prefillChunk*D)
-	}
-	start := s.c.Len
-	stop := min(start+prefillChunk, len(s.it.Prompt))
-	h, err := m.Forward(be, s.it.Prompt[start:stop], s.c, s.hidden)
-	if err != nil {
-		return false, err
-	}
-	if err := s.it.Ctx.Err(); err != nil {
-		return false, err
-	}
-	if stop < len(s.it.Prompt) {
-		return false, nil
-	}
-	m.Logits(be, s.logits, h[len(h)-D:], 1)
-	s.c.FreeWorkspace() // the steps run on the batch's scratch
-	s.hidden = nil
-	s.t1 = time.Now()
-	s.res.PrefillSeconds = s.t1.Sub(s.t0).Seconds()
-	return true, nil
+	return end, err
 }
 
 // next samples the sequence's next token and handles EOS, stop strings and

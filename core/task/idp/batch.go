@@ -103,7 +103,7 @@ func (b *Batch) Add(items []*BatchItem) []error {
 			errs[i] = err
 			continue
 		}
-		if decoding && len(it.Prompt) > prefillChunk {
+		if decoding && len(it.Prompt) > infer.PrefillChunk {
 			b.filling = append(b.filling, s)
 			continue
 		}
@@ -201,8 +201,8 @@ type constrainedSeq struct {
 	history  []int
 	text     []byte
 	emitted  int
-	t0, t1   time.Time // prefill's start and end
-	hidden   []float32 // a prefill chunk's hidden states, while it prefills
+	t1       time.Time        // prefill's end
+	fill     infer.PromptFill // its prompt's prefill
 	maskTime time.Duration
 	done     bool
 }
@@ -234,9 +234,11 @@ func newConstrainedSeq(m *model.Model, tok *tokenizer.Tokenizer, it *BatchItem) 
 		return nil, err
 	}
 	V := m.Config.VocabSize
-	return &constrainedSeq{it: it, g: g, st: st, c: m.NewCache(len(it.Prompt) + it.MaxTokens), sampler: infer.NewSampler(it.Sampling),
+	s := &constrainedSeq{it: it, g: g, st: st, c: m.NewCache(len(it.Prompt) + it.MaxTokens), sampler: infer.NewSampler(it.Sampling),
 		res: Result{PromptTokens: len(it.Prompt), StopReason: "length"}, logits: make([]float32, V),
-		mask: make([]uint64, g.MaskWords()), history: append([]int(nil), it.Prompt...)}, nil
+		mask: make([]uint64, g.MaskWords()), history: append([]int(nil), it.Prompt...)}
+	s.fill = infer.PromptFill{Prompt: it.Prompt, Cache: s.c, Logits: s.logits}
+	return s, nil
 }
 
 // prefill runs the item's prompt, in chunks.
@@ -249,38 +251,14 @@ func (s *constrainedSeq) prefill(be tensor.Backend, m *model.Model) error {
 	}
 }
 
-// prefillChunk runs the next prefillChunk tokens of the prompt (the cache
-// holds those before them); end is true once the whole prompt is in, the
-// next-token logits set.
+// prefillChunk runs the next chunk of the prompt; end is true once the
+// whole prompt is in, the next-token logits set.
 func (s *constrainedSeq) prefillChunk(be tensor.Backend, m *model.Model) (end bool, err error) {
-	if err := s.it.Ctx.Err(); err != nil {
-		return false, err
+	if end, err = s.fill.Chunk(s.it.Ctx, be, m); end {
+		s.t1 = s.fill.End
+		s.res.PrefillSeconds = s.fill.Seconds()
 	}
-	if s.t0.IsZero() {
-		s.t0 = time.Now()
-	}
-	D := m.Config.HiddenSize
-	if s.hidden == nil {
-		s.hidden = make([]float32, prefillChunk*D)
-	}
-	start := s.c.Len
-	stop := min(start+prefillChunk, len(s.it.Prompt))
-	h, err := m.Forward(be, s.it.Prompt[start:stop], s.c, s.hidden)
-	if err != nil {
-		return false, err
-	}
-	if err := s.it.Ctx.Err(); err != nil {
-		return false, err
-	}
-	if stop < len(s.it.Prompt) {
-		return false, nil
-	}
-	m.Logits(be, s.logits, h[len(h)-D:], 1)
-	s.c.FreeWorkspace() // the steps run on the batch's scratch
-	s.hidden = nil
-	s.t1 = time.Now()
-	s.res.PrefillSeconds = s.t1.Sub(s.t0).Seconds()
-	return true, nil
+	return end, err
 }
 
 // next masks and samples the item's next token; more is false when the
