@@ -24,6 +24,22 @@ import (
 	"distill/core/model"
 )
 
+// startLongStream starts a streamed 3,000-token completion, cancelled with
+// ctx, and returns once its first token is out: it is decoding.
+func startLongStream(t *testing.T, ctx context.Context, url string) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, "POST", url+"/v1/completions",
+		strings.NewReader(`{"prompt":"Once upon a time","max_tokens":3000,"temperature":0,"stream":true}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	if line, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil || !strings.HasPrefix(line, "data: {") {
+		t.Fatalf("first SSE line %q: %v", line, err)
+	}
+}
+
 // blockWorker makes the worker stop at the start of its next job until
 // release is called; started is closed when it has stopped there.
 func blockWorker(s *Server) (started <-chan struct{}, release func()) {
@@ -256,16 +272,7 @@ func TestServeGenerationJoinsRunningBatch(t *testing.T) {
 	s.sched.afterJob = func(j *job) { finished <- j.tokens }
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "POST", ts.URL+"/v1/completions",
-		strings.NewReader(`{"prompt":"Once upon a time","max_tokens":3000,"temperature":0,"stream":true}`))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if line, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil || !strings.HasPrefix(line, "data: {") {
-		t.Fatalf("first SSE line %q: %v", line, err)
-	}
+	startLongStream(t, ctx, ts.URL)
 	// The long generation is decoding: this one joins it.
 	code, _, out := post(t, ts.URL+"/infer/base", `{"task":"generate","input":"Hello","options":{"max_tokens":3,"temperature":0}}`)
 	if code != 200 || out["batch_size"].(float64) != 2 {
@@ -576,16 +583,7 @@ func TestServeKVMemoryHoldsJoiners(t *testing.T) {
 	s.sched.afterJob = func(j *job) { finished <- j.gen.item.Opt.MaxTokens }
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "POST", ts.URL+"/v1/completions",
-		strings.NewReader(`{"prompt":"Once upon a time","max_tokens":3000,"temperature":0,"stream":true}`))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if line, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil || !strings.HasPrefix(line, "data: {") {
-		t.Fatalf("first SSE line %q: %v", line, err)
-	}
+	startLongStream(t, ctx, ts.URL)
 	type answer struct {
 		code int
 		body map[string]any
@@ -669,16 +667,7 @@ func TestServeKVMemoryDropsAbandonedWaiters(t *testing.T) {
 	s, ts := newTestServer(t, func(c *ServeConfig) { c.MaxTokens, c.KVMemory = 3000, (3000+25+40)*perPos })
 	longCtx, cancelLong := context.WithCancel(context.Background())
 	defer cancelLong()
-	req, _ := http.NewRequestWithContext(longCtx, "POST", ts.URL+"/v1/completions",
-		strings.NewReader(`{"prompt":"Once upon a time","max_tokens":3000,"temperature":0,"stream":true}`))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if line, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil || !strings.HasPrefix(line, "data: {") {
-		t.Fatalf("first SSE line %q: %v", line, err)
-	}
+	startLongStream(t, longCtx, ts.URL)
 	waitCtx, leave := context.WithCancel(context.Background())
 	left := make(chan error, 1)
 	go func() {
