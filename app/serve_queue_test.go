@@ -24,6 +24,17 @@ import (
 	"distill/core/model"
 )
 
+// servePerPosition is the serve model's KV cache bytes a position.
+func servePerPosition(t *testing.T) int64 {
+	dir, _ := serveModel(t)
+	m, err := model.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	return infer.CacheBytesPerPosition(m)
+}
+
 // startLongStream starts a streamed 3,000-token completion, cancelled with
 // ctx, and returns once its first token is out: it is decoding.
 func startLongStream(t *testing.T, ctx context.Context, url string) {
@@ -465,13 +476,7 @@ func goroutines() int {
 // it gets alone — and a request whose cache alone is over the bound gets
 // 413 naming the flag.
 func TestServeKVMemoryBoundsTheBatch(t *testing.T) {
-	dir, _ := serveModel(t)
-	m, err := model.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	perPos := infer.CacheBytesPerPosition(m)
-	m.Close()
+	perPos := servePerPosition(t)
 	const maxTokens = 6
 	body := `{"task":"generate","input":"Once upon a time","options":{"max_tokens":6,"temperature":0}}`
 	_, ts0 := newTestServer(t, nil)
@@ -569,13 +574,7 @@ func TestServeKVMemoryBoundsTheBatch(t *testing.T) {
 // decodes joins it only if both caches fit --kv-memory; if not, it waits
 // for the long one to leave (here, cancelled) and then runs alone.
 func TestServeKVMemoryHoldsJoiners(t *testing.T) {
-	dir, _ := serveModel(t)
-	m, err := model.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	perPos := infer.CacheBytesPerPosition(m)
-	m.Close()
+	perPos := servePerPosition(t)
 	// Room for the long one's cache (its prompt, under 25 tokens, and
 	// 3,000) but not for the short one's besides (its prompt and 30).
 	s, ts := newTestServer(t, func(c *ServeConfig) { c.MaxTokens, c.KVMemory = 3000, (3000+25)*perPos })
@@ -655,13 +654,7 @@ func TestServeKVMemoryAuto(t *testing.T) {
 // whose client leaves stops holding up those behind it: the next one that
 // fits joins the running batch at once.
 func TestServeKVMemoryDropsAbandonedWaiters(t *testing.T) {
-	dir, _ := serveModel(t)
-	m, err := model.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	perPos := infer.CacheBytesPerPosition(m)
-	m.Close()
+	perPos := servePerPosition(t)
 	// The long one's cache (its prompt, under 25 tokens, and 3,000) leaves
 	// 40 to 64 positions: not enough for an 80-token budget, enough for 10.
 	s, ts := newTestServer(t, func(c *ServeConfig) { c.MaxTokens, c.KVMemory = 3000, (3000+25+40)*perPos })
