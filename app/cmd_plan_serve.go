@@ -86,7 +86,6 @@ func runPlanServe(env *Env, args []string) error {
 	if *asJSON {
 		return writeJSON(env.Stdout, out)
 	}
-	mb := func(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/1e6) }
 	fmt.Fprintf(env.Stdout, "serving %s (%s base) device-resident on a GPU, every layer there:\n", *dir, *q)
 	fmt.Fprintf(env.Stdout, "  %-44s %12s\n", fmt.Sprintf("weights (%d layers)", L), mb(all.Weights))
 	fmt.Fprintf(env.Stdout, "  %-44s %12s\n", "LM head and embedding", mb(all.Head))
@@ -148,7 +147,6 @@ func planServeHost(env *Env, dir, q string, dq bool, memory string, batch, ctx, 
 	if asJSON {
 		return writeJSON(env.Stdout, out)
 	}
-	mb := func(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/1e6) }
 	fmt.Fprintf(env.Stdout, "serving %s (%s base) on the CPU, %d sequences at %d positions each:\n", dir, q, batch, ctx)
 	rows := []struct {
 		name string

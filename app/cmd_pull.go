@@ -219,4 +219,5 @@ func (p *pullProgress) finish() {
 	}
 }
 
+// mb is n bytes in MB (10⁶), as progress and the plans print them.
 func mb(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }

@@ -132,7 +132,7 @@ func runServeBench(env *Env, args []string) error {
 	if rep.PeakRSS > 0 {
 		p := rep.Plan
 		fmt.Fprintf(env.Stdout, "  memory: peak RSS %s; host plan %s for %d sequences of %d positions (weights %s, KV caches %s within --kv-memory, prompt pass %s, step %s, runtime %s; no adapters): %.0f %%\n",
-			mbString(rep.PeakRSS), mbString(p.Total()), p.Batch, p.Context, mbString(p.Weights), mbString(p.Caches), mbString(p.Prefill), mbString(p.Decode), mbString(p.Runtime),
+			mb(rep.PeakRSS), mb(p.Total()), p.Batch, p.Context, mb(p.Weights), mb(p.Caches), mb(p.Prefill), mb(p.Decode), mb(p.Runtime),
 			100*float64(rep.PeakRSS)/float64(p.Total()))
 	}
 	if rep.Errors > 0 {

@@ -247,23 +247,23 @@ func (s *Server) cacheBudget(avail int64) int64 {
 	if budget == 0 && avail > 0 {
 		if budget = avail - avail/10 - fixed; budget < perSeq {
 			s.log.Warn("little host memory is left for KV caches: long sequences decode one at a time; free memory, use --quant nf4 or fewer --adapters, or set --kv-memory",
-				"left", mbString(max(budget, 0)), "available", mbString(avail), "rest_of_plan", mbString(fixed), "full_context_sequence", mbString(perSeq))
+				"left", mb(max(budget, 0)), "available", mb(avail), "rest_of_plan", mb(fixed), "full_context_sequence", mb(perSeq))
 			budget = perSeq
 		}
 	}
 	if budget > 0 && budget < perSeq && s.cfg.KVMemory > 0 {
 		s.log.Warn("--kv-memory holds less than one full-context sequence's KV cache: requests whose prompt and max_tokens need more are refused (413)",
-			"kv_memory", mbString(budget), "full_context_sequence", mbString(perSeq), "positions", budget/max(1, s.cacheBytes(1)))
+			"kv_memory", mb(budget), "full_context_sequence", mb(perSeq), "positions", budget/max(1, s.cacheBytes(1)))
 	}
 	if budget <= 0 {
-		s.log.Info("host memory plan", "weights", mbString(p.Weights), "kv_caches", "no bound (--kv-memory none, or no MemAvailable)",
-			"kv_cache_per_full_sequence", mbString(perSeq), "max_batch", s.cfg.MaxBatch, "context", ctx)
+		s.log.Info("host memory plan", "weights", mb(p.Weights), "kv_caches", "no bound (--kv-memory none, or no MemAvailable)",
+			"kv_cache_per_full_sequence", mb(perSeq), "max_batch", s.cfg.MaxBatch, "context", ctx)
 		return 0
 	}
-	s.log.Info("host memory plan", "weights", mbString(p.Weights), "kv_caches", mbString(budget),
-		"full_context_sequences", budget/max(1, perSeq), "kv_cache_per_full_sequence", mbString(perSeq),
-		"prefill", mbString(p.Prefill), "decode", mbString(p.Decode), "adapters", mbString(p.Adapters),
-		"total", mbString(fixed+budget), "available", mbString(avail), "max_batch", s.cfg.MaxBatch, "context", ctx)
+	s.log.Info("host memory plan", "weights", mb(p.Weights), "kv_caches", mb(budget),
+		"full_context_sequences", budget/max(1, perSeq), "kv_cache_per_full_sequence", mb(perSeq),
+		"prefill", mb(p.Prefill), "decode", mb(p.Decode), "adapters", mb(p.Adapters),
+		"total", mb(fixed+budget), "available", mb(avail), "max_batch", s.cfg.MaxBatch, "context", ctx)
 	return budget
 }
 

@@ -148,9 +148,6 @@ func (s *Server) do(j *job) (jobStats, error) {
 // cacheBytes is the KV cache of a sequence of n positions.
 func (s *Server) cacheBytes(n int) int64 { return int64(n) * infer.CacheBytesPerPosition(s.m) }
 
-// mbString is bytes in MB (10⁶), as the plans print them.
-func mbString(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/1e6) }
-
 // generate runs one generation on the worker, decoded together with the
 // other generations waiting on the same adapter.
 func (s *Server) generate(ctx context.Context, sa *servedAdapter, ids []int, opt infer.GenerateOptions) (*infer.Result, jobStats, error) {

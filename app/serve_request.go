@@ -255,7 +255,7 @@ func (s *Server) checkContext(promptTokens, maxTokens int, param string) error {
 	if b := s.sched.cacheBudget; b > 0 && s.cacheBytes(promptTokens+maxTokens) > b {
 		return errorf(http.StatusRequestEntityTooLarge, errTooLarge, param,
 			"the input is %d tokens; with max_tokens %d its KV cache needs %s, more than the %s this server gives all sequences' caches (--kv-memory): shorten the input or ask for fewer tokens",
-			promptTokens, maxTokens, mbString(s.cacheBytes(promptTokens+maxTokens)), mbString(b)).withCode(codeContextLength)
+			promptTokens, maxTokens, mb(s.cacheBytes(promptTokens+maxTokens)), mb(b)).withCode(codeContextLength)
 	}
 	return nil
 }
