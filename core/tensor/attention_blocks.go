@@ -25,27 +25,45 @@ var attnScoresMax = 1 << 21
 // operand, so K and V are read (and packed by the GEMM) once for the group.
 // With bf16 (CPU.BF16Attention; k and v already rounded) the block's q and
 // its softmax's weights are rounded too, and where the CPU has AVX-512 BF16
-// both products run on the bf16 GEMM over bf16 copies of K and V made once
-// a call; elsewhere on the f32 GEMM over the rounded values.
-func attentionBlocks(out, q, k, v []float32, T, pos0, nHeads, nKV, hd int, scale float32, bf16 bool) {
+// both products run on the bf16 GEMM, over a bf16 cache itself or over
+// bf16 copies of an f32 one made once a call; elsewhere on the f32 GEMM
+// over the rounded values (a bf16 cache widened once a call).
+func attentionBlocks(out, q []float32, kv kvRows, T, pos0, nHeads, nKV, hd int, scale float32, bf16 bool) {
 	g := nHeads / nKV
 	kvStride, qStride := nKV*hd, nHeads*hd
+	n := (pos0 + T) * kvStride // the cache's values read
 	// BLAS reads past a slice unchecked: the bounds the row kernel checks.
-	_, _ = k[(pos0+T-1)*kvStride+kvStride-1], v[(pos0+T-1)*kvStride+kvStride-1]
+	if kv.k16 != nil {
+		_, _ = kv.k16[n-1], kv.v16[n-1]
+	} else {
+		_, _ = kv.k[n-1], kv.v[n-1]
+	}
 	_, _ = q[T*qStride-1], out[T*qStride-1]
 	bm := max(1, min(attnBlockRows, attnScoresMax/(g*(pos0+T)))) // queries a block
 	blocks := (T + bm - 1) / bm
 	units := blocks * nKV
 	fast := bf16 && haveBLAS && BF16ProductsFast()
+	k, v := kv.k, kv.v
 	var kb, vb []uint16
-	if fast {
-		n := (pos0 + T) * kvStride
+	rowsEach := max(1, 32768/kvStride)
+	switch {
+	case fast && kv.k16 != nil:
+		kb, vb = kv.k16, kv.v16
+	case fast:
 		kvs := getScratch(n) // 2n bf16
 		defer putScratch(kvs)
 		kb, vb = asU16(*kvs)[:n], asU16(*kvs)[n:]
-		parallelFor(pos0+T, max(1, 32768/kvStride), func(lo, hi int) {
+		parallelFor(pos0+T, rowsEach, func(lo, hi int) {
 			bf16Rows(kb[lo*kvStride:], kvStride, k[lo*kvStride:], kvStride, hi-lo, kvStride)
 			bf16Rows(vb[lo*kvStride:], kvStride, v[lo*kvStride:], kvStride, hi-lo, kvStride)
+		})
+	case kv.k16 != nil:
+		kvs := getScratch(2 * n)
+		defer putScratch(kvs)
+		k, v = (*kvs)[:n], (*kvs)[n:2*n]
+		parallelFor(pos0+T, rowsEach, func(lo, hi int) {
+			widen(k[lo*kvStride:hi*kvStride], BF16, u16Bytes(kv.k16[lo*kvStride:hi*kvStride]))
+			widen(v[lo*kvStride:hi*kvStride], BF16, u16Bytes(kv.v16[lo*kvStride:hi*kvStride]))
 		})
 	}
 	var next atomic.Int64

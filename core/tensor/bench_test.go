@@ -199,10 +199,15 @@ func BenchmarkOps(b *testing.B) {
 		})
 	}
 	// Attention as SmolLM2-135M: 9 heads, 3 KV heads, head dim 64.
-	for _, s := range [][2]int{{1, 2047}, {1, 255}, {128, 0}, {512, 0}, {2048, 0}} {
+	// At 8K positions a layer's f32 keys and values (12 MB) leave the cache:
+	// decode reads them from DRAM, and the bf16 cache reads half.
+	for _, s := range [][2]int{{1, 8191}, {1, 2047}, {1, 255}, {128, 0}, {512, 0}, {2048, 0}} {
 		T, pos0 := s[0], s[1]
 		q := randF32(r, T*9*64)
 		k, v := randF32(r, (pos0+T)*3*64), randF32(r, (pos0+T)*3*64)
+		k16, v16 := make([]uint16, len(k)), make([]uint16, len(v))
+		RoundRowsBF16(k16, 3*64, k, 3*64, pos0+T, 3*64)
+		RoundRowsBF16(v16, 3*64, v, 3*64, pos0+T, 3*64)
 		out := make([]float32, T*9*64)
 		b.Run(fmt.Sprintf("Attention/T=%d/pos0=%d", T, pos0), func(b *testing.B) {
 			for range b.N {
@@ -212,6 +217,11 @@ func BenchmarkOps(b *testing.B) {
 		b.Run(fmt.Sprintf("AttentionBF16/T=%d/pos0=%d", T, pos0), func(b *testing.B) {
 			for range b.N {
 				CPU{BF16Attention: true}.Attention(out, q, k, v, T, pos0, 9, 3, 64, 0.125)
+			}
+		})
+		b.Run(fmt.Sprintf("AttentionBF16Cache/T=%d/pos0=%d", T, pos0), func(b *testing.B) {
+			for range b.N {
+				AttentionBF16Cache(out, q, k16, v16, T, pos0, 9, 3, 64, 0.125)
 			}
 		})
 		if T > 128 {

@@ -64,18 +64,41 @@ func (CPU) RoPE(x []float32, T, nHeads, headDim, pos0 int, cos, sin []float32) {
 var attnSerialWork = 1 << 16
 
 func (c CPU) Attention(out, q, k, v []float32, T, pos0, nHeads, nKV, headDim int, scale float32) {
-	group := nHeads / nKV
-	kvStride := nKV * headDim
-	qStride := nHeads * headDim
 	if c.BF16Attention {
+		kvStride := nKV * headDim
 		roundBF16InPlace(k[pos0*kvStride : (pos0+T)*kvStride])
 		roundBF16InPlace(v[pos0*kvStride : (pos0+T)*kvStride])
 	}
+	attention(out, q, kvRows{k: k, v: v}, T, pos0, nHeads, nKV, headDim, scale, c.BF16Attention)
+}
+
+// AttentionBF16Cache is CPU.Attention with BF16Attention over a KV cache
+// held in bf16: k and v are (maxSeq, nKV*headDim) bf16 whose rows up to
+// pos0+T the caller has filled (the new ones rounded by RoundRowsBF16).
+// The rounded values are exact in bf16, so its outputs are bit for bit
+// BF16Attention's over an f32 cache, at half the cache's memory and reads;
+// a prompt's products take the cache itself as the bf16 GEMM's operand.
+func AttentionBF16Cache(out, q []float32, k, v []uint16, T, pos0, nHeads, nKV, headDim int, scale float32) {
+	attention(out, q, kvRows{k16: k, v16: v}, T, pos0, nHeads, nKV, headDim, scale, true)
+}
+
+// kvRows is one layer's KV cache: f32 rows (k, v), or bf16 ones (k16, v16).
+type kvRows struct {
+	k, v     []float32
+	k16, v16 []uint16
+}
+
+// attention is Attention over kv, whose new rows are already rounded with
+// bf16.
+func attention(out, q []float32, kv kvRows, T, pos0, nHeads, nKV, headDim int, scale float32, bf16 bool) {
+	group := nHeads / nKV
+	kvStride := nKV * headDim
+	qStride := nHeads * headDim
 	if T >= attnBlockMin {
-		attentionBlocks(out, q, k, v, T, pos0, nHeads, nKV, headDim, scale, c.BF16Attention)
+		attentionBlocks(out, q, kv, T, pos0, nHeads, nKV, headDim, scale, bf16)
 		return
 	}
-	if c.BF16Attention {
+	if bf16 {
 		qr := getScratch(T * qStride)
 		defer putScratch(qr)
 		copy(*qr, q[:T*qStride])
@@ -91,9 +114,13 @@ func (c CPU) Attention(out, q, k, v []float32, T, pos0, nHeads, nKV, headDim int
 	if T*nHeads*(pos0+T)*headDim < attnSerialWork {
 		workers = 1
 	}
+	wide := 0 // the widened rows of a bf16 cache
+	if kv.k16 != nil {
+		wide = attnWide(headDim)
+	}
 	var next atomic.Int64
 	run := func() {
-		s := getScratch(group * (pos0 + T))
+		s := getScratch(group*(pos0+T) + wide)
 		defer putScratch(s)
 		for {
 			u := int(next.Add(1)) - 1
@@ -101,9 +128,14 @@ func (c CPU) Attention(out, q, k, v []float32, T, pos0, nHeads, nKV, headDim int
 				return
 			}
 			t, kvh := T-1-u/nKV, u%nKV // longest (latest) queries first
-			o := t*qStride + kvh*group*headDim
-			attnKernel(out[o:], q[o:], k[kvh*headDim:], v[kvh*headDim:],
-				group, headDim, pos0+t+1, kvStride, headDim, scale, *s, c.BF16Attention)
+			o, ko := t*qStride+kvh*group*headDim, kvh*headDim
+			if kv.k16 != nil {
+				attnKernel16(out[o:], q[o:], kv.k16[ko:], kv.v16[ko:],
+					group, headDim, pos0+t+1, kvStride, headDim, scale, *s, bf16)
+			} else {
+				attnKernel(out[o:], q[o:], kv.k[ko:], kv.v[ko:],
+					group, headDim, pos0+t+1, kvStride, headDim, scale, *s, bf16)
+			}
 		}
 	}
 	parallelFor(workers, 1, func(lo, hi int) {

@@ -47,11 +47,16 @@ void dt_add(float *dst, const float *src, int64_t n);
 
 // dt_attn: causal attention of g query heads sharing one KV head over keys
 // 0..n-1. q, out: g rows of hd floats, qstride apart; k, v: n rows of hd
-// floats, kvstride apart; scores: scratch of g*n floats. With round_p the
-// softmax's weights are rounded to bf16 before they multiply v.
-void dt_attn(float *out, const float *q, const float *k, const float *v,
+// values, kvstride apart, floats or with kv16 bf16 (widened exactly as
+// read); scores: scratch of g*n floats, and with kv16 dt_attn_wide(hd)
+// more. With round_p the softmax's weights are rounded to bf16 before
+// they multiply v.
+void dt_attn(float *out, const float *q, const void *k, const void *v,
              int64_t g, int64_t qstride, int64_t n, int64_t kvstride, int64_t hd,
-             float scale, float *scores, int round_p);
+             float scale, float *scores, int round_p, int kv16);
+// dt_attn_wide: the floats a bf16 cache's rows are widened into (16 keys
+// of hd, then 64 values by 64 columns).
+static inline int64_t dt_attn_wide(int64_t hd) { return 16 * hd + 64 * 64; }
 
 // dt_have_bf16 says whether the CPU has AVX-512 BF16 (vdpbf16ps).
 int dt_have_bf16(void);

@@ -403,6 +403,52 @@ func TestAttention(t *testing.T) {
 	})
 }
 
+// TestAttentionBF16Cache: attention over a cache held in bf16 is bit for bit
+// BF16Attention's over an f32 cache of the same (rounded) values, on every
+// path — decode's rows, a prompt's blocks (the cache itself the bf16 GEMM's
+// operand where the CPU has it; widened once elsewhere), small blocks —
+// at every kernel level, head sizes off the vectors' widths included.
+func TestAttentionBF16Cache(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	type shape struct{ T, pos0, nHeads, nKV, headDim int }
+	shapes := []shape{
+		{1, 0, 9, 3, 64}, {1, 100, 9, 3, 64}, {1, 700, 14, 2, 64}, {7, 5, 9, 3, 64},
+		{64, 0, 9, 3, 64}, {3, 10, 4, 4, 17}, {1, 33, 2, 1, 8}, {5, 0, 6, 2, 100},
+		{150, 37, 9, 3, 64}, {40, 0, 4, 2, 17}, {130, 0, 2, 1, 8}, {33, 20, 8, 2, 128},
+	}
+	defer func(n, m int) { attnBlockMin, attnScoresMax = n, m }(attnBlockMin, attnScoresMax)
+	forEachLevel(t, func(t *testing.T) {
+		for i, s := range append(append(shapes, shapes...), shapes...) {
+			attnBlockMin, attnScoresMax = 32, 1<<21
+			switch i / len(shapes) {
+			case 1:
+				attnBlockMin = 1 << 30
+			case 2:
+				attnScoresMax = (s.nHeads / s.nKV) * (s.pos0 + s.T) * (1 + i%9)
+			}
+			qs, kvs := s.nHeads*s.headDim, s.nKV*s.headDim
+			maxSeq := s.pos0 + s.T + 3
+			q := randF32(r, s.T*qs)
+			k, v := randF32(r, maxSeq*kvs), randF32(r, maxSeq*kvs)
+			RoundBF16(k[:s.pos0*kvs]) // the earlier rows, as earlier calls left them
+			RoundBF16(v[:s.pos0*kvs])
+			k16, v16 := make([]uint16, maxSeq*kvs), make([]uint16, maxSeq*kvs)
+			RoundRowsBF16(k16, kvs, k, kvs, s.pos0+s.T, kvs) // as a cache stores its rows
+			RoundRowsBF16(v16, kvs, v, kvs, s.pos0+s.T, kvs)
+			scale := float32(1 / math.Sqrt(float64(s.headDim)))
+			want := make([]float32, s.T*qs)
+			CPU{BF16Attention: true}.Attention(want, q, k, v, s.T, s.pos0, s.nHeads, s.nKV, s.headDim, scale)
+			got := make([]float32, s.T*qs)
+			AttentionBF16Cache(got, q, k16, v16, s.T, s.pos0, s.nHeads, s.nKV, s.headDim, scale)
+			for j := range want {
+				if math.Float32bits(got[j]) != math.Float32bits(want[j]) {
+					t.Fatalf("%+v (pass %d) [%d] = %g over the bf16 cache, %g over the f32 one", s, i/len(shapes), j, got[j], want[j])
+				}
+			}
+		}
+	})
+}
+
 // TestBF16Cols: the transposed bf16 operand is bf16Rows' values, moved,
 // with each row zero-padded from the source's row count.
 func TestBF16Cols(t *testing.T) {

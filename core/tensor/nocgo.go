@@ -51,6 +51,17 @@ func attnKernel(out, q, k, v []float32, g, qStride, n, kvStride, hd int, scale f
 	}
 }
 
+func attnKernel16(out, q []float32, k, v []uint16, g, qStride, n, kvStride, hd int, scale float32, scores []float32, roundP bool) {
+	span := (n-1)*kvStride + hd
+	kf, vf := make([]float32, span), make([]float32, span)
+	for i := range kf {
+		kf[i], vf[i] = BF16ToF32(k[i]), BF16ToF32(v[i])
+	}
+	attnKernel(out, q, kf, vf, g, qStride, n, kvStride, hd, scale, scores, roundP)
+}
+
+func attnWide(int) int { return 0 }
+
 func sumBytes(b []byte) uint64 {
 	var s uint64
 	for i := 0; i+8 <= len(b); i += 8 {
@@ -75,7 +86,15 @@ func roundBF16InPlace(v []float32) {
 
 var bf16PackLen = 0
 
-func bf16Rows([]uint16, int, []float32, int, int, int) { panic("tensor: bf16 GEMM needs cgo") }
+func bf16Rows(dst []uint16, ldd int, src []float32, lds, m, k int) {
+	for i := range m {
+		d := dst[i*ldd : i*ldd+ldd]
+		for j, x := range src[i*lds : i*lds+k] {
+			d[j] = F32ToBF16(x)
+		}
+		clear(d[k:])
+	}
+}
 func bf16Cols([]uint16, int, []float32, int, int, int) { panic("tensor: bf16 GEMM needs cgo") }
 
 func gemmBF16([]float32, int, []uint16, int, []byte, int, int, int, int, bool, bool, []uint16) {

@@ -4,6 +4,7 @@
 // (same operations in the same precision, f64 for RMSNorm's sum of squares)
 // and change only the order of sums and the exp: a Cephes-style polynomial
 // exp accurate to about 1 ulp, which libm's expf replaces in the scalar path.
+#include "halfconv.h"
 #include "kernels.h"
 #include "vexp.h"
 
@@ -26,17 +27,23 @@ static void rmsnorm_row_scalar(float *out, const float *x, const float *w, int64
 
 static inline float silu_mul(float g, float u) { return g / (1 + expf(-g)) * u; }
 
-static float dot_scalar(const float *a, const float *b, int64_t n) {
+// kv_at is element i of a K or V cache: f32, or bf16 widened (kv16) — exact,
+// so a bf16 cache multiplies the values an f32 cache of rounded rows holds.
+static inline float kv_at(const void *base, int64_t i, int kv16) {
+	return kv16 ? bf16_f32(((const uint16_t *)base)[i]) : ((const float *)base)[i];
+}
+
+static float dot_scalar(const float *a, const void *b, int64_t off, int64_t n, int kv16) {
 	float s = 0;
-	for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
+	for (int64_t i = 0; i < n; i++) s += a[i] * kv_at(b, off + i, kv16);
 	return s;
 }
 
-static void attn_scalar(float *out, const float *q, const float *k, const float *v,
+static void attn_scalar(float *out, const float *q, const void *k, const void *v,
                         int64_t g, int64_t qstride, int64_t n, int64_t kvstride, int64_t hd,
-                        float scale, float *scores, int round_p) {
+                        float scale, float *scores, int round_p, int kv16) {
 	for (int64_t p = 0; p < n; p++)
-		for (int64_t h = 0; h < g; h++) scores[h * n + p] = dot_scalar(q + h * qstride, k + p * kvstride, hd) * scale;
+		for (int64_t h = 0; h < g; h++) scores[h * n + p] = dot_scalar(q + h * qstride, k, p * kvstride, hd, kv16) * scale;
 	for (int64_t h = 0; h < g; h++) {
 		float *s = scores + h * n;
 		float m = -INFINITY;
@@ -51,13 +58,11 @@ static void attn_scalar(float *out, const float *q, const float *k, const float 
 		if (round_p) dt_bf16_round(s, n); // BF16Attention's P
 		memset(out + h * qstride, 0, (size_t)hd * 4);
 	}
-	for (int64_t p = 0; p < n; p++) {
-		const float *vp = v + p * kvstride;
+	for (int64_t p = 0; p < n; p++)
 		for (int64_t h = 0; h < g; h++) {
 			float w = scores[h * n + p], *o = out + h * qstride;
-			for (int64_t j = 0; j < hd; j++) o[j] += w * vp[j];
+			for (int64_t j = 0; j < hd; j++) o[j] += w * kv_at(v, p * kvstride + j, kv16);
 		}
-	}
 }
 
 #if DT_X86
@@ -111,6 +116,25 @@ T512 static void add_512(float *dst, const float *src, int64_t n) {
 	for (; i < n; i++) dst[i] += src[i];
 }
 
+// widen_512 sets rows of dst (cols values each, ds apart) to the bf16 rows
+// of src (ss apart) widened exactly: a shift into the high half.
+T512 static inline void widen_512(float *dst, int64_t ds, const uint16_t *src, int64_t ss, int64_t rows, int64_t cols) {
+	int64_t cb = cols & ~(int64_t)15;
+	__mmask16 tail = (__mmask16)((1u << (cols - cb)) - 1);
+	for (int64_t r = 0; r < rows; r++) {
+		const uint16_t *sr = src + r * ss;
+		int64_t j = 0;
+		for (; j < cb; j += 16) {
+			__m256i h = _mm256_loadu_si256((const __m256i *)(sr + j));
+			_mm512_storeu_ps(dst + r * ds + j, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)));
+		}
+		if (tail) {
+			__m256i h = _mm512_castsi512_si256(_mm512_maskz_loadu_epi16((__mmask32)tail, sr + j));
+			_mm512_mask_storeu_ps(dst + r * ds + j, tail, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)));
+		}
+	}
+}
+
 T512 static inline float dot512(const float *a, const float *b, int64_t n) {
 	__m512 s = _mm512_setzero_ps();
 	int64_t i = 0;
@@ -138,20 +162,20 @@ T512 static inline __m512 reduce16(const __m512 *a) {
 	return _mm512_add_ps(_mm512_shuffle_f32x4(s01, s23, _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_f32x4(s01, s23, _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
-// attn_pv_512 adds weights(g, p0..p1) · v(p0..p1, j0..j0+16·nv) into out,
+// attn_pv_512 adds weights(g, np keys) · v(np rows, 16·nv columns) into out,
 // keeping the nv ≤ 4 output vectors of a head in registers; the last vector
-// is masked by m.
-T512 static inline void attn_pv_512(float *out, const float *v, const float *scores, int64_t g, int64_t qstride,
-                                    int64_t n, int64_t kvstride, int64_t p0, int64_t p1, int64_t j0, int nv, __mmask16 m) {
+// is masked by m. v's rows are vs apart; head h's weights start at w + h·n.
+T512 static inline void attn_pv_512(float *out, const float *v, int64_t vs, const float *w, int64_t g, int64_t qstride,
+                                    int64_t n, int64_t np, int nv, __mmask16 m) {
 	for (int64_t h = 0; h < g; h++) {
-		float *o = out + h * qstride + j0;
-		const float *w = scores + h * n;
+		float *o = out + h * qstride;
+		const float *wh = w + h * n;
 		__m512 a[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
 		for (int c = 0; c < 4; c++)
 			if (c < nv) a[c] = _mm512_maskz_loadu_ps(c == nv - 1 ? m : 0xffff, o + 16 * c);
-		for (int64_t p = p0; p < p1; p++) {
-			__m512 wp = _mm512_set1_ps(w[p]);
-			const float *vp = v + p * kvstride + j0;
+		for (int64_t p = 0; p < np; p++) {
+			__m512 wp = _mm512_set1_ps(wh[p]);
+			const float *vp = v + p * vs;
 			for (int c = 0; c < 4; c++)
 				if (c < nv) a[c] = _mm512_fmadd_ps(wp, _mm512_maskz_loadu_ps(c == nv - 1 ? m : 0xffff, vp + 16 * c), a[c]);
 		}
@@ -160,9 +184,15 @@ T512 static inline void attn_pv_512(float *out, const float *v, const float *sco
 	}
 }
 
-T512 static void attn_512(float *out, const float *q, const float *k, const float *v,
+// attn_512 is one kernel for both caches, inlined into attn_512_f32 and
+// attn_512_bf16 with kv16 a constant. A bf16 cache's blocks of keys (16
+// rows) and values (64 rows by 64 columns) are widened once into wide (16·hd
+// + 64·64 floats) for the g heads that read them: exact, so the products
+// are the f32 cache's.
+T512 static inline __attribute__((always_inline)) void attn_512(float *out, const float *q, const void *k, const void *v,
                           int64_t g, int64_t qstride, int64_t n, int64_t kvstride, int64_t hd,
-                          float scale, float *scores, int round_p) {
+                          float scale, float *scores, float *wide, int round_p, int kv16) {
+	const int64_t esz = kv16 ? 2 : 4, line = 64 / esz; // a cache line's values
 	int64_t hb = hd & ~(int64_t)15;
 	__mmask16 htail = (__mmask16)((1u << (hd - hb)) - 1);
 	__m512 vscale = _mm512_set1_ps(scale);
@@ -170,9 +200,17 @@ T512 static void attn_512(float *out, const float *q, const float *k, const floa
 	// is read from memory once for the g heads, each q vector once per block.
 	int64_t p = 0;
 	for (; p + 16 <= n; p += 16) {
-		const float *kp = k + p * kvstride;
 		for (int i = 0; i < 16; i++)
-			for (int64_t j = 0; j < hd; j += 16) _mm_prefetch((const char *)(kp + (64 + i) * kvstride + j), _MM_HINT_T1);
+			for (int64_t j = 0; j < hd; j += line)
+				_mm_prefetch((const char *)k + ((p + 64 + i) * kvstride + j) * esz, _MM_HINT_T1);
+		const float *kp = wide;
+		int64_t ks = hd;
+		if (kv16)
+			widen_512(wide, hd, (const uint16_t *)k + p * kvstride, kvstride, 16, hd);
+		else {
+			kp = (const float *)k + p * kvstride;
+			ks = kvstride;
+		}
 		for (int64_t h = 0; h < g; h++) {
 			const float *qh = q + h * qstride;
 			__m512 acc[16];
@@ -180,17 +218,18 @@ T512 static void attn_512(float *out, const float *q, const float *k, const floa
 			int64_t j = 0;
 			for (; j < hb; j += 16) {
 				__m512 qv = _mm512_loadu_ps(qh + j);
-				for (int i = 0; i < 16; i++) acc[i] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(kp + i * kvstride + j), acc[i]);
+				for (int i = 0; i < 16; i++) acc[i] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(kp + i * ks + j), acc[i]);
 			}
 			if (htail) {
 				__m512 qv = _mm512_maskz_loadu_ps(htail, qh + j);
-				for (int i = 0; i < 16; i++) acc[i] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(htail, kp + i * kvstride + j), acc[i]);
+				for (int i = 0; i < 16; i++) acc[i] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(htail, kp + i * ks + j), acc[i]);
 			}
 			_mm512_storeu_ps(scores + h * n + p, _mm512_mul_ps(reduce16(acc), vscale));
 		}
 	}
-	for (; p < n; p++) {
-		const float *kp = k + p * kvstride;
+	if (kv16 && p < n) widen_512(wide, hd, (const uint16_t *)k + p * kvstride, kvstride, n - p, hd);
+	for (int64_t p1 = p; p < n; p++) {
+		const float *kp = kv16 ? wide + (p - p1) * hd : (const float *)k + p * kvstride;
 		for (int64_t h = 0; h < g; h++) scores[h * n + p] = dot512(q + h * qstride, kp, hd) * scale;
 	}
 	// softmax per head: max, exp, sum, divide (as the reference: w = e / sum).
@@ -224,18 +263,35 @@ T512 static void attn_512(float *out, const float *q, const float *k, const floa
 	for (int64_t p0 = 0; p0 < n; p0 += 64) {
 		int64_t p1 = p0 + 64 < n ? p0 + 64 : n;
 		for (int64_t p = p0 + 64; p < p1 + 64 && p < n; p++)
-			for (int64_t j = 0; j < hd; j += 16) _mm_prefetch((const char *)(v + p * kvstride + j), _MM_HINT_T1);
+			for (int64_t j = 0; j < hd; j += line) _mm_prefetch((const char *)v + (p * kvstride + j) * esz, _MM_HINT_T1);
 		for (int64_t j0 = 0; j0 < hd; j0 += 64) {
-			int64_t left = hd - j0;
-			if (left >= 64) {
-				attn_pv_512(out, v, scores, g, qstride, n, kvstride, p0, p1, j0, 4, 0xffff);
-			} else {
-				int nv = (int)((left + 15) / 16);
-				__mmask16 m = left % 16 ? (__mmask16)((1u << (left % 16)) - 1) : 0xffff;
-				attn_pv_512(out, v, scores, g, qstride, n, kvstride, p0, p1, j0, nv, m);
+			int64_t left = hd - j0, cols = left < 64 ? left : 64;
+			int nv = (int)((cols + 15) / 16);
+			__mmask16 m = cols % 16 ? (__mmask16)((1u << (cols % 16)) - 1) : 0xffff;
+			const float *vb = wide + 16 * hd;
+			int64_t vs = 64;
+			if (kv16)
+				widen_512(wide + 16 * hd, 64, (const uint16_t *)v + p0 * kvstride + j0, kvstride, p1 - p0, cols);
+			else {
+				vb = (const float *)v + p0 * kvstride + j0;
+				vs = kvstride;
 			}
+			if (cols == 64)
+				attn_pv_512(out + j0, vb, vs, scores + p0, g, qstride, n, p1 - p0, 4, 0xffff);
+			else
+				attn_pv_512(out + j0, vb, vs, scores + p0, g, qstride, n, p1 - p0, nv, m);
 		}
 	}
+}
+
+T512 static void attn_512_f32(float *out, const float *q, const void *k, const void *v, int64_t g, int64_t qstride,
+                              int64_t n, int64_t kvstride, int64_t hd, float scale, float *scores, int round_p) {
+	attn_512(out, q, k, v, g, qstride, n, kvstride, hd, scale, scores, NULL, round_p, 0);
+}
+
+T512 static void attn_512_bf16(float *out, const float *q, const void *k, const void *v, int64_t g, int64_t qstride,
+                               int64_t n, int64_t kvstride, int64_t hd, float scale, float *scores, int round_p) {
+	attn_512(out, q, k, v, g, qstride, n, kvstride, hd, scale, scores, scores + g * n, round_p, 1);
 }
 
 // ---- AVX2 + FMA ------------------------------------------------------------
@@ -300,11 +356,30 @@ T256 static inline float dot256(const float *a, const float *b, int64_t n) {
 	return t;
 }
 
-T256 static void attn_256(float *out, const float *q, const float *k, const float *v,
+// widen_256 sets dst[0..n) to the bf16 values src[0..n) widened.
+T256 static inline void widen_256(float *dst, const uint16_t *src, int64_t n) {
+	int64_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m128i h = _mm_loadu_si128((const __m128i *)(src + i));
+		_mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)));
+	}
+	for (; i < n; i++) dst[i] = bf16_f32(src[i]);
+}
+
+// kv_row_256 is row p of a K or V cache as f32: in place, or a bf16 row
+// widened into wide (hd floats) for the g heads that read it.
+T256 static inline const float *kv_row_256(const void *kv, int64_t p, int64_t kvstride, int64_t hd, float *wide, int kv16) {
+	if (!kv16) return (const float *)kv + p * kvstride;
+	widen_256(wide, (const uint16_t *)kv + p * kvstride, hd);
+	return wide;
+}
+
+// attn_256 is attn_512's for AVX2: one kernel for both caches.
+T256 static inline __attribute__((always_inline)) void attn_256(float *out, const float *q, const void *k, const void *v,
                           int64_t g, int64_t qstride, int64_t n, int64_t kvstride, int64_t hd,
-                          float scale, float *scores, int round_p) {
+                          float scale, float *scores, float *wide, int round_p, int kv16) {
 	for (int64_t p = 0; p < n; p++) {
-		const float *kp = k + p * kvstride;
+		const float *kp = kv_row_256(k, p, kvstride, hd, wide, kv16);
 		for (int64_t h = 0; h < g; h++) scores[h * n + p] = dot256(q + h * qstride, kp, hd) * scale;
 	}
 	int64_t nb = n & ~(int64_t)7;
@@ -333,7 +408,7 @@ T256 static void attn_256(float *out, const float *q, const float *k, const floa
 	}
 	int64_t hb = hd & ~(int64_t)7;
 	for (int64_t p = 0; p < n; p++) {
-		const float *vp = v + p * kvstride;
+		const float *vp = kv_row_256(v, p, kvstride, hd, wide, kv16);
 		for (int64_t h = 0; h < g; h++) {
 			float ws = scores[h * n + p], *o = out + h * qstride;
 			__m256 w = _mm256_set1_ps(ws);
@@ -342,6 +417,16 @@ T256 static void attn_256(float *out, const float *q, const float *k, const floa
 			for (; j < hd; j++) o[j] += ws * vp[j];
 		}
 	}
+}
+
+T256 static void attn_256_f32(float *out, const float *q, const void *k, const void *v, int64_t g, int64_t qstride,
+                              int64_t n, int64_t kvstride, int64_t hd, float scale, float *scores, int round_p) {
+	attn_256(out, q, k, v, g, qstride, n, kvstride, hd, scale, scores, NULL, round_p, 0);
+}
+
+T256 static void attn_256_bf16(float *out, const float *q, const void *k, const void *v, int64_t g, int64_t qstride,
+                               int64_t n, int64_t kvstride, int64_t hd, float scale, float *scores, int round_p) {
+	attn_256(out, q, k, v, g, qstride, n, kvstride, hd, scale, scores, scores + g * n, round_p, 1);
 }
 
 #endif // DT_X86
@@ -390,18 +475,18 @@ void dt_add(float *dst, const float *src, int64_t n) {
 	for (int64_t i = 0; i < n; i++) dst[i] += src[i];
 }
 
-void dt_attn(float *out, const float *q, const float *k, const float *v,
+void dt_attn(float *out, const float *q, const void *k, const void *v,
              int64_t g, int64_t qstride, int64_t n, int64_t kvstride, int64_t hd,
-             float scale, float *scores, int round_p) {
+             float scale, float *scores, int round_p, int kv16) {
 #if DT_X86
 	if (dt_level == DT_AVX512) {
-		attn_512(out, q, k, v, g, qstride, n, kvstride, hd, scale, scores, round_p);
+		(kv16 ? attn_512_bf16 : attn_512_f32)(out, q, k, v, g, qstride, n, kvstride, hd, scale, scores, round_p);
 		return;
 	}
 	if (dt_level == DT_AVX2) {
-		attn_256(out, q, k, v, g, qstride, n, kvstride, hd, scale, scores, round_p);
+		(kv16 ? attn_256_bf16 : attn_256_f32)(out, q, k, v, g, qstride, n, kvstride, hd, scale, scores, round_p);
 		return;
 	}
 #endif
-	attn_scalar(out, q, k, v, g, qstride, n, kvstride, hd, scale, scores, round_p);
+	attn_scalar(out, q, k, v, g, qstride, n, kvstride, hd, scale, scores, round_p, kv16);
 }

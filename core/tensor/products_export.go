@@ -28,6 +28,9 @@ func TransposeF32(dst, src []float32, rows, cols int) {
 // as the bf16 products round their inputs: the f32 path over rounded values.
 func RoundBF16(v []float32) { roundBF16InPlace(v) }
 
+// WidenBF16 sets dst to the bf16 values src widened (exactly).
+func WidenBF16(dst []float32, src []uint16) { widen(dst[:len(src)], BF16, u16Bytes(src)) }
+
 // RoundBF16Value is x rounded to bf16 precision, as RoundBF16.
 func RoundBF16Value(x float32) float32 { return roundBF16(x) }
 
