@@ -281,17 +281,12 @@ func prefillBatch(be tensor.Backend, m *model.Model, seqs []*batchSeq) []error {
 		return fail(err)
 	}
 	D := m.Config.HiddenSize
-	kvOut := m.Config.NumKVHeads * m.Config.HeadDim
 	off := p // row of the branch's first token in the shared cache
 	row := 0 // row of the branch's first token in h
 	for i, s := range seqs {
 		n := len(branches[i])
-		for l := range shared.K {
-			copy(s.c.K[l][:p*kvOut], shared.K[l][:p*kvOut])
-			copy(s.c.K[l][p*kvOut:(p+n)*kvOut], shared.K[l][off*kvOut:(off+n)*kvOut])
-			copy(s.c.V[l][:p*kvOut], shared.V[l][:p*kvOut])
-			copy(s.c.V[l][p*kvOut:(p+n)*kvOut], shared.V[l][off*kvOut:(off+n)*kvOut])
-		}
+		s.c.CopyRows(shared, 0, 0, p)   // the shared prefix
+		s.c.CopyRows(shared, p, off, n) // its own branch
 		s.c.Len = p + n
 		m.Logits(be, s.logits, h[(row+n-1)*D:(row+n)*D], 1)
 		off, row = off+n, row+n

@@ -34,10 +34,11 @@ func (p HostPlan) Total() int64 {
 	return p.Weights + p.Caches + p.Prefill + p.Decode + p.Adapters + p.Runtime
 }
 
-// CacheBytesPerPosition is one position's keys and values over every layer.
+// CacheBytesPerPosition is one position's keys and values over every layer
+// (half in a bf16 cache, Model.KVCacheBF16).
 func CacheBytesPerPosition(m *model.Model) int64 {
 	c := &m.Config
-	return 2 * 4 * int64(c.NumKVHeads*c.HeadDim) * int64(len(m.Layers))
+	return 2 * m.CacheElemBytes() * int64(c.NumKVHeads*c.HeadDim) * int64(len(m.Layers))
 }
 
 // PlanHost is the host memory of batch sequences of context positions each
@@ -63,18 +64,29 @@ func PlanHost(m *model.Model, batch, context, adapters, rank int) HostPlan {
 	// The prompt pass: a batch's prompts prefilled together (up to
 	// maxBatchPrefill tokens) into a shared cache copied out after, with
 	// Forward's workspace (the residual stream, its norm, q, attention's
-	// output, o, gate and up) and their hidden states; longer prompts go
-	// prefillChunk tokens at a time into their own caches, less than this.
+	// output, o, gate and up; with a bf16 cache the new keys and values
+	// too) and their hidden states; longer prompts go prefillChunk tokens
+	// at a time into their own caches, less than this.
 	T := int64(max(maxBatchPrefill, prefillChunk))
-	p.Prefill = 4*T*(4*D+2*qO+2*F) + 4*T*D + T*2*4*kvO*L
+	elem := m.CacheElemBytes()
+	p.Prefill = 4*T*(4*D+2*qO+2*F) + 4*T*D + T*2*elem*kvO*L
 	// Attention's blocks: per worker a block's scores (attnScoresMax
-	// floats at most) and operands; bf16 copies of one layer's K and V.
-	p.Prefill += int64(tensor.Threads)*4*(1<<21+2*64*qO) + 2*2*T*kvO
+	// floats at most) and operands; bf16 copies of one layer's K and V
+	// (an f32 cache's; a bf16 cache's new rows wait in the workspace).
+	p.Prefill += int64(tensor.Threads) * 4 * (1<<21 + 2*64*qO)
+	if elem == 2 {
+		p.Prefill += 2 * 4 * T * kvO
+	} else {
+		p.Prefill += 2 * 2 * T * kvO
+	}
 	// A step: the batch's logits, each sequence's own, the step's scratch
 	// (its workspace, its rows' keys and values before they are copied
 	// out, its hidden states); a sequence's own workspace of one prefill
 	// chunk is freed after its prompt.
 	B := int64(batch)
-	p.Decode = 4*B*V + 4*B*V + 4*B*(4*D+2*qO+2*F) + 2*4*B*kvO*L + 4*B*D
+	p.Decode = 4*B*V + 4*B*V + 4*B*(4*D+2*qO+2*F) + 2*elem*B*kvO*L + 4*B*D
+	if elem == 2 {
+		p.Decode += 2 * 4 * B * kvO // the step's keys and values wait in its workspace
+	}
 	return p
 }

@@ -91,7 +91,7 @@ func (a *mirrorAccel) onDevice(ws *Cache, x, out []float32, layers func(from, to
 		return nil, fmt.Errorf("stand-in holding layers %d.. was handed %d floats of x for %d rows", a.from, len(x), T)
 	}
 	if x != nil {
-		ws.ws.ensure(T, cfg)
+		ws.ws.ensure(T, cfg, ws.BF16())
 		copy(ws.ws.x, x)
 	}
 	tensor.CPU{}.RMSNorm(out, layers(a.from, len(a.m.Layers)), a.m.Norm, float32(cfg.RMSNormEps))

@@ -43,7 +43,9 @@ func (m *Model) ForwardBranches(be tensor.Backend, branches [][]int, c *Cache) (
 		}
 	}
 	from := 0 // the first layer the host pass runs
-	if a := m.accelerated(); a != nil {
+	// A bf16 cache (made before Accelerate) stays on the host: a device
+	// mirrors f32 rows.
+	if a := m.accelerated(); a != nil && !c.BF16() {
 		x := m.branchLayers(be, ids, pos, branchStart, c, 0, m.CPULayers) // --cpu-offload's layers on the host first
 		h, err := a.ForwardBranches(branches, x, c)
 		if err == nil {
@@ -97,8 +99,21 @@ func (m *Model) branchLayers(be tensor.Backend, ids, pos, branchStart []int, c *
 				be.RoPE(k[t*kvOut:(t+1)*kvOut], 1, nKV, hd, pos[t], cos, sin)
 			}
 		},
-		func(be tensor.Backend, l int, att, q []float32) {
-			branchAttention(att, q, c.K[l], c.V[l], pos0, branchStart, nH, nKV, hd, scale, tensor.AttentionBF16(be))
+		func(be tensor.Backend, l int, att, q, k, v []float32) {
+			if !c.BF16() {
+				branchAttention(att, q, c.K[l], c.V[l], pos0, branchStart, nH, nKV, hd, scale, tensor.AttentionBF16(be))
+				return
+			}
+			// A bf16 cache's rows widened (exactly) for branchAttention's
+			// f32 loops: its cost beside the branches' is small.
+			c.store(l, pos0, k, v)
+			n := (pos0 + T) * kvOut
+			s := tensor.GetScratch(2 * n)
+			defer tensor.PutScratch(s)
+			kf, vf := (*s)[:n], (*s)[n:2*n]
+			tensor.WidenBF16(kf, c.K16[l][:n])
+			tensor.WidenBF16(vf, c.V16[l][:n])
+			branchAttention(att, q, kf, vf, pos0, branchStart, nH, nKV, hd, scale, true)
 		})
 }
 

@@ -8,78 +8,6 @@ import (
 	"distill/core/tensor"
 )
 
-// Cache is one sequence's KV cache plus the scratch buffers its forward
-// passes reuse. Keys are stored after RoPE.
-type Cache struct {
-	K, V [][]float32 // per layer: (Cap, kvHeads*headDim)
-	Len  int         // positions filled
-	Cap  int         // positions allocated
-	// DevLen is how many of the first rows an accelerator's device mirror
-	// holds as they are here (see Accelerated), in the layers it holds (not
-	// --cpu-offload's, whose rows are here alone); 0 without one.
-	DevLen int
-
-	ws workspace
-}
-
-// NewCache allocates a cache for up to capacity positions, all up front, so
-// memory is known before the first token.
-func (m *Model) NewCache(capacity int) *Cache {
-	kvOut := m.Config.NumKVHeads * m.Config.HeadDim
-	c := &Cache{K: make([][]float32, len(m.Layers)), V: make([][]float32, len(m.Layers)), Cap: capacity}
-	for l := range m.Layers {
-		c.K[l] = make([]float32, capacity*kvOut)
-		c.V[l] = make([]float32, capacity*kvOut)
-	}
-	return c
-}
-
-// Truncate forgets positions from n on (e.g. to reuse a shared prompt prefix).
-func (c *Cache) Truncate(n int) {
-	if n < c.Len {
-		c.Len = n
-	}
-	c.DevLen = min(c.DevLen, c.Len)
-}
-
-// FreeWorkspace lets go of the activations the cache's largest forward
-// call grew (a prompt chunk's: 28 MB for a 1.5B model at 256 tokens),
-// which a sequence decoding through ForwardStep's shared scratch never
-// uses again; a later Forward grows them anew.
-func (c *Cache) FreeWorkspace() { c.ws = workspace{} }
-
-// WorkspaceBytes is what the cache's activations hold now.
-func (c *Cache) WorkspaceBytes() int64 {
-	w := &c.ws
-	n := 0
-	for _, b := range [][]float32{w.x, w.xn, w.q, w.att, w.o, w.gate, w.up} {
-		n += cap(b)
-	}
-	return 4 * int64(n)
-}
-
-// workspace holds the activations of one forward call, grown to the largest
-// T seen.
-type workspace struct {
-	T                          int
-	x, xn, q, att, o, gate, up []float32
-}
-
-func (w *workspace) ensure(T int, c *Config) {
-	if T <= w.T {
-		return
-	}
-	D, F, qOut := c.HiddenSize, c.IntermediateSize, c.NumHeads*c.HeadDim
-	w.T = T
-	w.x = make([]float32, T*D)    // (T, D) residual stream
-	w.xn = make([]float32, T*D)   // (T, D) normed input
-	w.q = make([]float32, T*qOut) // (T, heads*headDim)
-	w.att = make([]float32, T*qOut)
-	w.o = make([]float32, T*D)
-	w.gate = make([]float32, T*F) // (T, F)
-	w.up = make([]float32, T*F)
-}
-
 // Forward feeds ids at positions c.Len.. through the decoder, appends their
 // keys and values to the cache, and writes the final-normed hidden states
 // (T, hidden) into out (allocated when nil). With an accelerator attached
@@ -103,7 +31,9 @@ func (m *Model) Forward(be tensor.Backend, ids []int, c *Cache, out []float32) (
 		}
 	}
 	from := 0 // the first layer the host pass runs
-	if a := m.accelerated(); a != nil {
+	// A bf16 cache (made before Accelerate) stays on the host: a device
+	// mirrors f32 rows.
+	if a := m.accelerated(); a != nil && !c.BF16() {
 		x := m.forwardLayers(be, ids, c, 0, m.CPULayers) // --cpu-offload's layers on the host first
 		h, err := a.Forward(ids, x, c, out)
 		if err == nil {
@@ -142,28 +72,37 @@ func (m *Model) forwardLayers(be tensor.Backend, ids []int, c *Cache, from, to i
 			be.RoPE(q, T, nH, hd, pos0, cos, sin)
 			be.RoPE(k, T, nKV, hd, pos0, cos, sin)
 		},
-		func(be tensor.Backend, l int, att, q []float32) {
+		func(be tensor.Backend, l int, att, q, k, v []float32) {
+			if c.BF16() {
+				c.store(l, pos0, k, v)
+				tensor.AttentionBF16Cache(att, q, c.K16[l], c.V16[l], T, pos0, nH, nKV, hd, scale)
+				return
+			}
 			be.Attention(att, q, c.K[l], c.V[l], T, pos0, nH, nKV, hd, scale)
 		})
 }
 
 // decode runs decoder layers [from, to) over the T = len(ids) new tokens,
-// whose keys and values go to cache rows pos0.., and returns the residual
+// whose keys and values go to cache rows pos0.. (an f32 cache's computed
+// there; a bf16 cache's in the workspace, which attend stores), and
+// returns the residual
 // stream (T, hidden) after them — before the final norm when to is the
 // last — in c's workspace, which holds layer from's input when from > 0
 // (an earlier call's output: the ids are embedded at from == 0 only).
 // rope rotates a layer's q (T, heads·hd)
-// and k (T, kv·hd); attend fills att from q and the layer's cache — the two
-// places where a plain continuation and branched ones differ. Each layer
+// and k (T, kv·hd); attend fills att from q and the layer's cache, given
+// the new rows' k and v — the two places where a plain continuation and
+// branched ones differ. A bf16 cache attends with bf16 attention (the
+// values it holds) whatever the backend. Each layer
 // runs on m.layerBackend(be, l), which rope and attend are given too.
-func (m *Model) decode(be0 tensor.Backend, c *Cache, ids []int, pos0, from, to int, rope func(be tensor.Backend, q, k []float32), attend func(be tensor.Backend, l int, att, q []float32)) []float32 {
+func (m *Model) decode(be0 tensor.Backend, c *Cache, ids []int, pos0, from, to int, rope func(be tensor.Backend, q, k []float32), attend func(be tensor.Backend, l int, att, q, k, v []float32)) []float32 {
 	cfg := &m.Config
 	T := len(ids)
 	D, hd, nH, nKV := cfg.HiddenSize, cfg.HeadDim, cfg.NumHeads, cfg.NumKVHeads
 	kvOut := nKV * hd
 	eps := float32(cfg.RMSNormEps)
 	w := &c.ws
-	w.ensure(T, cfg)
+	w.ensure(T, cfg, c.BF16())
 	x, xn, q, att, o := w.x[:T*D], w.xn[:T*D], w.q[:T*nH*hd], w.att[:T*nH*hd], w.o[:T*D]
 	gate, up := w.gate[:T*cfg.IntermediateSize], w.up[:T*cfg.IntermediateSize]
 
@@ -172,8 +111,12 @@ func (m *Model) decode(be0 tensor.Backend, c *Cache, ids []int, pos0, from, to i
 	}
 	for l := from; l < to; l++ {
 		L, be := &m.Layers[l], m.layerBackend(be0, l)
-		k := c.K[l][pos0*kvOut : (pos0+T)*kvOut] // (T, kv*hd), written in place
-		v := c.V[l][pos0*kvOut : (pos0+T)*kvOut]
+		var k, v []float32 // (T, kv*hd)
+		if c.BF16() {
+			k, v = w.k[:T*kvOut], w.v[:T*kvOut]
+		} else { // written in place
+			k, v = c.K[l][pos0*kvOut:(pos0+T)*kvOut], c.V[l][pos0*kvOut:(pos0+T)*kvOut]
+		}
 
 		be.RMSNorm(xn, x, L.AttnNorm, eps)
 		be.MatMul(q, xn, L.Q, T)
@@ -194,7 +137,7 @@ func (m *Model) decode(be0 tensor.Backend, c *Cache, ids []int, pos0, from, to i
 			be.RMSNorm(k, k, L.KNorm, eps)
 		}
 		rope(be, q, k)
-		attend(be, l, att, q)
+		attend(be, l, att, q, k, v)
 		be.MatMul(o, att, L.O, T)
 		if d := m.Delta; d != nil {
 			d.Apply(l, ModO, o, att, T)

@@ -43,6 +43,12 @@ type Model struct {
 	// has the accelerator pick: none where every layer fits its device, else
 	// the fewest that leave the rest room.
 	CPULayers int
+	// KVCacheBF16 makes NewCache's caches bf16 where no accelerator holds
+	// the model: half the memory of f32 ones, for a backend whose attention
+	// rounds its operands to bf16 anyway (tensor.CPU's BF16Attention,
+	// --cpu-bf16), so that it multiplies exactly what it did. Attention over
+	// a bf16 cache is bf16 attention whatever the backend.
+	KVCacheBF16 bool
 
 	accel     Accelerated // a device-resident Forward (Accelerate), or nil
 	accelFrom int         // CPULayers when accel was opened: it holds the layers from there

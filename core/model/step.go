@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"distill/core/tensor"
 )
@@ -41,7 +42,9 @@ func (m *Model) ForwardStep(be tensor.Backend, ids []int, caches []*Cache, scrat
 		}
 	}
 	from := 0 // the first layer the host pass runs
-	if a := m.accelerated(); a != nil {
+	// bf16 caches (made before Accelerate) stay on the host: a device
+	// mirrors f32 rows.
+	if a := m.accelerated(); a != nil && !slices.ContainsFunc(caches, (*Cache).BF16) {
 		x := m.stepLayers(be, ids, caches, scratch, 0, m.CPULayers) // --cpu-offload's layers on the host first
 		out, err := a.ForwardStep(ids, x, caches, make([]float32, B*cfg.HiddenSize))
 		if err == nil {
@@ -89,11 +92,17 @@ func (m *Model) stepLayers(be tensor.Backend, ids []int, caches []*Cache, scratc
 				be.RoPE(k[b*kvOut:(b+1)*kvOut], 1, nKV, hd, c.Len, cos, sin)
 			}
 		},
-		func(be tensor.Backend, l int, att, q []float32) {
+		func(be tensor.Backend, l int, att, q, k, v []float32) {
 			for b, c := range caches {
 				p := c.Len
-				copy(c.K[l][p*kvOut:(p+1)*kvOut], scratch.K[l][b*kvOut:(b+1)*kvOut])
-				copy(c.V[l][p*kvOut:(p+1)*kvOut], scratch.V[l][b*kvOut:(b+1)*kvOut])
+				kb, vb := k[b*kvOut:(b+1)*kvOut], v[b*kvOut:(b+1)*kvOut]
+				if c.BF16() {
+					c.store(l, p, kb, vb)
+					tensor.AttentionBF16Cache(att[b*qs:(b+1)*qs], q[b*qs:(b+1)*qs], c.K16[l], c.V16[l], 1, p, nH, nKV, hd, scale)
+					continue
+				}
+				copy(c.K[l][p*kvOut:(p+1)*kvOut], kb)
+				copy(c.V[l][p*kvOut:(p+1)*kvOut], vb)
 				be.Attention(att[b*qs:(b+1)*qs], q[b*qs:(b+1)*qs], c.K[l], c.V[l], 1, p, nH, nKV, hd, scale)
 			}
 		})
