@@ -230,7 +230,7 @@ func TestBenchShapesLoad(t *testing.T) {
 	}
 	defer m.Close()
 	be, _ := tensor.Open("cpu")
-	r, err := benchModel(be, m, 8, 4)
+	r, err := benchModel(be, m, 8, 4, 16)
 	if err != nil || r.decodeTPS <= 0 || r.prefillTPS <= 0 {
 		t.Fatalf("bench: %+v %v", r, err)
 	}

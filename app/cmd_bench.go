@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"distill/core/infer"
 	"distill/core/model"
 	"distill/core/quant"
 	"distill/core/tensor"
@@ -26,6 +27,8 @@ func runBench(env *Env, args []string) error {
 	dtName := fs.String("dtype", "bf16", "weight dtype: bf16, f16 or f32")
 	prefill := fs.Int("prefill", 128, "prompt tokens for the prefill measurement")
 	decode := fs.Int("decode", 64, "tokens for the decode measurement")
+	decodeCtx := fs.Int("decode-context", 16, "positions already cached when decode starts: short, decode measures the weights; long, attention over the KV cache too")
+	kvF32 := fs.Bool("kv-f32", false, "with --cpu-bf16: hold the KV cache in f32, not bf16 (the same results; to measure what the bf16 cache buys)")
 	trainSeq := fs.Int("train-seq", 0, "time LoRA (r=16) training steps at this sequence length instead of inference")
 	keep := fs.Bool("keep-activations", false, "with --train-seq: keep every layer's activations (grad_checkpointing: false) instead of recomputing them in the backward")
 	quantName := fs.String("quant", "none", "quantise the base first (nf4, q8, none; with --train-seq nf4 is QLoRA)")
@@ -35,6 +38,9 @@ func runBench(env *Env, args []string) error {
 	cache := fs.String("cache", filepath.Join(os.TempDir(), "distill-bench"), "folder for the generated random checkpoints")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *decodeCtx < 1 {
+		return fmt.Errorf("--decode-context %d: want 1 or more positions", *decodeCtx)
 	}
 	offload, err := parseOffload(*offloadFlag)
 	if err != nil {
@@ -112,7 +118,12 @@ func runBench(env *Env, args []string) error {
 			}
 			continue
 		}
-		r, err := benchModel(sbe, m, *prefill, *decode)
+		m.KVCacheBF16 = tensor.AttentionBF16(sbe) && !*kvF32 // as serve holds it
+		if err := m.CheckContext(*decodeCtx + *decode); err != nil {
+			m.Close()
+			return fmt.Errorf("--decode-context %d with --decode %d: %w", *decodeCtx, *decode, err)
+		}
+		r, err := benchModel(sbe, m, *prefill, *decode, *decodeCtx)
 		if err != nil {
 			m.Close()
 			return err
@@ -122,6 +133,11 @@ func runBench(env *Env, args []string) error {
 		if onCPU {
 			fmt.Fprintf(env.Stdout, "  prefill %4d tokens: %8.1f tokens/s  (%.0f GFLOP/s, %.0f%% of %s peak)\n", *prefill, r.prefillTPS, r.prefillGFLOPS, 100*r.prefillGFLOPS/peak, peakName)
 			fmt.Fprintf(env.Stdout, "  decode  %4d tokens: %8.1f tokens/s  (%.1f GB/s of weights, %.0f%% of copy bandwidth)\n", *decode, r.decodeTPS, r.decodeTPS*bytesTok/1e9, 100*r.decodeTPS*bytesTok/bw)
+			if *decodeCtx > 16 { // the cache read a token, at the decode's mean position
+				kv := float64(infer.CacheBytesPerPosition(m)) * float64(*decodeCtx+*decode/2)
+				fmt.Fprintf(env.Stdout, "    after %d positions: + %.0f MB of KV cache read a token (%s), %.1f GB/s of weights and cache, %.0f%% of copy bandwidth\n",
+					*decodeCtx, kv/1e6, map[bool]string{false: "f32", true: "bf16"}[m.KVCacheBF16], r.decodeTPS*(bytesTok+kv)/1e9, 100*r.decodeTPS*(bytesTok+kv)/bw)
+			}
 		} else {
 			fmt.Fprintf(env.Stdout, "  prefill %4d tokens: %8.1f tokens/s  (%.0f GFLOP/s)\n", *prefill, r.prefillTPS, r.prefillGFLOPS)
 			fmt.Fprintf(env.Stdout, "  decode  %4d tokens: %8.1f tokens/s  (%.1f GB/s of weights)\n", *decode, r.decodeTPS, r.decodeTPS*bytesTok/1e9)
@@ -137,10 +153,12 @@ type benchResult struct {
 	prefillTPS, prefillGFLOPS, decodeTPS float64
 }
 
-func benchModel(be tensor.Backend, m *model.Model, nPrefill, nDecode int) (benchResult, error) {
+// benchModel times a prompt of nPrefill tokens (best of three), then nDecode
+// tokens decoded after ctx positions of it.
+func benchModel(be tensor.Backend, m *model.Model, nPrefill, nDecode, ctx int) (benchResult, error) {
 	var r benchResult
 	cfg := m.Config
-	ids := make([]int, nPrefill)
+	ids := make([]int, max(nPrefill, ctx))
 	for i := range ids {
 		ids[i] = (i*7919 + 13) % cfg.VocabSize
 	}
@@ -156,7 +174,7 @@ func benchModel(be tensor.Backend, m *model.Model, nPrefill, nDecode int) (bench
 	for rep := 0; rep < 3; rep++ {
 		c := m.NewCache(nPrefill + nDecode)
 		t0 := time.Now()
-		h, err := m.Forward(be, ids, c, nil)
+		h, err := m.Forward(be, ids[:nPrefill], c, nil)
 		if err != nil {
 			return r, err
 		}
@@ -166,11 +184,13 @@ func benchModel(be tensor.Backend, m *model.Model, nPrefill, nDecode int) (bench
 	r.prefillTPS = float64(nPrefill) / best.Seconds()
 	r.prefillGFLOPS = 2 * float64(r.params-int64(m.LMHead.Elems())) * r.prefillTPS / 1e9
 
-	ctx := min(16, nPrefill) // a short prompt, so decode measures the weights, not attention
 	c := m.NewCache(ctx + nDecode)
-	if _, err := m.Forward(be, ids[:ctx], c, nil); err != nil {
-		return r, err
+	for p := 0; p < ctx; p += 512 { // in chunks, as serve prefills a long prompt
+		if _, err := m.Forward(be, ids[p:min(ctx, p+512)], c, nil); err != nil {
+			return r, err
+		}
 	}
+	c.FreeWorkspace()
 	hidden := make([]float32, cfg.HiddenSize)
 	id := ids[0]
 	t0 := time.Now()

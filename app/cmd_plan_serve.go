@@ -28,6 +28,7 @@ func runPlanServe(env *Env, args []string) error {
 	batch := fs.Int("max-batch", 8, "as serve's --max-batch: sequences decoding together (CPU plan)")
 	ctx := fs.Int("context", 0, "positions each sequence's KV cache may reach (CPU plan; default: the model's context, as serve allows)")
 	adapters := fs.Int("adapters", 4, "as serve's --adapters: adapters kept loaded, each counted at rank 16 (CPU plan)")
+	cpuBF16 := fs.Bool("cpu-bf16", false, "as serve's --cpu-bf16: the KV caches held in bf16, half the f32 ones (CPU plan)")
 	asJSON := fs.Bool("json", false, "print the plan as JSON")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -37,11 +38,11 @@ func runPlanServe(env *Env, args []string) error {
 	}
 	switch *device {
 	case "cpu":
-		return planServeHost(env, *dir, *q, *dq, *memory, *batch, *ctx, *adapters, *asJSON)
+		return planServeHost(env, *dir, hostPlanFlags{*q, *dq, *memory, *batch, *ctx, *adapters, *cpuBF16, *asJSON})
 	case "cuda":
 		var hostOnly []string
 		fs.Visit(func(f *flag.Flag) {
-			if f.Name == "max-batch" || f.Name == "context" || f.Name == "adapters" {
+			if f.Name == "max-batch" || f.Name == "context" || f.Name == "adapters" || f.Name == "cpu-bf16" {
 				hostOnly = append(hostOnly, "--"+f.Name)
 			}
 		})
@@ -107,11 +108,22 @@ func runPlanServe(env *Env, args []string) error {
 	return nil
 }
 
+// hostPlanFlags are plan serve's flags for the CPU's plan.
+type hostPlanFlags struct {
+	quant           string
+	doubleQuant     bool
+	memory          string
+	batch, ctx      int
+	adapters        int
+	cpuBF16, asJSON bool
+}
+
 // planServeHost is `distill plan serve` on the CPU: infer.PlanHost for
 // batch sequences of ctx positions, and within memory (if given) the KV
 // cache serve's --kv-memory auto would leave and how many full-context
 // sequences it holds.
-func planServeHost(env *Env, dir, q string, dq bool, memory string, batch, ctx, adapters int, asJSON bool) error {
+func planServeHost(env *Env, dir string, f hostPlanFlags) error {
+	q, memory, batch, ctx, adapters := f.quant, f.memory, f.batch, f.ctx, f.adapters
 	if batch < 1 || ctx < 0 || adapters < 0 {
 		return fmt.Errorf("--max-batch %d, --context %d, --adapters %d: want a batch of 1 or more and no negative counts", batch, ctx, adapters)
 	}
@@ -120,9 +132,10 @@ func planServeHost(env *Env, dir, q string, dq bool, memory string, batch, ctx, 
 		return err
 	}
 	defer m.Close()
-	if _, err := quant.QuantizeModel(m, q, dq && q == "nf4", false); err != nil {
+	if _, err := quant.QuantizeModel(m, q, f.doubleQuant && q == "nf4", false); err != nil {
 		return fmt.Errorf("--quant: %w", err)
 	}
+	m.KVCacheBF16 = f.cpuBF16 // as serve's --cpu-bf16 holds them
 	limit := m.ContextLimit()
 	if limit <= 0 {
 		limit = 4096 // as serve
@@ -144,7 +157,7 @@ func planServeHost(env *Env, dir, q string, dq bool, memory string, batch, ctx, 
 		room = max(avail-avail/10-(p.Total()-p.Caches), full) // of the model's whole context at least
 		out["memory"], out["kv_memory"], out["full_context_sequences"] = avail, room, room/max(1, perSeq)
 	}
-	if asJSON {
+	if f.asJSON {
 		return writeJSON(env.Stdout, out)
 	}
 	fmt.Fprintf(env.Stdout, "serving %s (%s base) on the CPU, %d sequences at %d positions each:\n", dir, q, batch, ctx)
@@ -153,7 +166,7 @@ func planServeHost(env *Env, dir, q string, dq bool, memory string, batch, ctx, 
 		b    int64
 	}{
 		{fmt.Sprintf("weights (%d layers, as held)", len(m.Layers)), p.Weights},
-		{fmt.Sprintf("KV caches, %d × %d positions (%s each)", batch, ctx, mb(perSeq)), p.Caches},
+		{fmt.Sprintf("KV caches (%s), %d × %d positions (%s each)", map[bool]string{false: "f32", true: "bf16"}[f.cpuBF16], batch, ctx, mb(perSeq)), p.Caches},
 		{"the largest prompt pass", p.Prefill},
 		{fmt.Sprintf("a decode step of %d sequences", batch), p.Decode},
 		{fmt.Sprintf("%d LoRA adapters of rank %d", adapters, model.DecoderPlanRank), p.Adapters},

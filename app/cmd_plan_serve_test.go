@@ -100,8 +100,20 @@ func TestPlanServeHost(t *testing.T) {
 		t.Errorf("weights: nf4 %d bytes, dense %d", nf4, dense)
 	}
 	code, out, _ := run("plan", "serve", "--model", dir)
-	if code != 0 || !strings.Contains(out, "on the CPU") || !strings.Contains(out, "KV caches, 8 ×") {
+	if code != 0 || !strings.Contains(out, "on the CPU") || !strings.Contains(out, "KV caches (f32), 8 ×") {
 		t.Errorf("exit %d:\n%s", code, out)
+	}
+	// --cpu-bf16 holds the caches in bf16: half the bytes a position.
+	code, out, stderr := run("plan", "serve", "--model", dir, "--max-batch", "3", "--context", "100", "--cpu-bf16", "--json")
+	var r struct {
+		Plan   infer.HostPlan `json:"plan"`
+		PerPos int64          `json:"kv_cache_per_position"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &r) != nil || r.PerPos != perPos/2 || r.Plan.Caches != 3*100*perPos/2 {
+		t.Errorf("--cpu-bf16: exit %d, %s%s; want %d bytes a position", code, out, stderr, perPos/2)
+	}
+	if code, _, stderr := run("plan", "serve", "--model", dir, "--device", "cuda", "--cpu-bf16"); code == 0 || !strings.Contains(stderr, "--cpu-bf16") {
+		t.Errorf("--device cuda --cpu-bf16: exit %d, %s", code, stderr)
 	}
 	for _, args := range [][]string{{"--max-batch", "0"}, {"--context", fmt.Sprint(m.ContextLimit() + 1)}, {"--device", "cuda", "--max-batch", "2"}} {
 		if code, _, stderr := run(append([]string{"plan", "serve", "--model", dir}, args...)...); code == 0 || !strings.Contains(stderr, args[len(args)-2]) {

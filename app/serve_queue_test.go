@@ -650,6 +650,26 @@ func TestServeKVMemoryAuto(t *testing.T) {
 	}
 }
 
+// TestServeCPUBF16HalvesTheCaches: --cpu-bf16 holds the KV caches in bf16,
+// so the bound counts half the bytes a position, and a full-context
+// sequence's floor is half too; generations run on them.
+func TestServeCPUBF16HalvesTheCaches(t *testing.T) {
+	defer func(f func() int64) { hostAvailable = f }(hostAvailable)
+	hostAvailable = func() int64 { return 1 << 20 } // the budget: one full-context sequence
+	perPos := servePerPosition(t)
+	s, ts := newTestServer(t, func(c *ServeConfig) { c.CPUBF16 = true })
+	if !s.m.KVCacheBF16 || s.cacheBytes(10) != 10*perPos/2 {
+		t.Fatalf("--cpu-bf16: KVCacheBF16 %v, 10 positions counted %d bytes; want bf16 caches of %d", s.m.KVCacheBF16, s.cacheBytes(10), 10*perPos/2)
+	}
+	if want := int64(s.contextLimit()) * perPos / 2; s.sched.cacheBudget != want {
+		t.Errorf("budget %d, want one full-context bf16 sequence's %d", s.sched.cacheBudget, want)
+	}
+	code, _, out := post(t, ts.URL+"/infer/base", `{"task":"generate","input":"Once upon a time","options":{"max_tokens":6,"temperature":0}}`)
+	if code != 200 || out["output"].(map[string]any)["text"].(string) == "" {
+		t.Fatalf("%d %v", code, out)
+	}
+}
+
 // TestServeKVMemoryDropsAbandonedWaiters: a generation waiting for room
 // whose client leaves stops holding up those behind it: the next one that
 // fits joins the running batch at once.
