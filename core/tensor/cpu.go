@@ -88,8 +88,8 @@ type kvRows struct {
 	k16, v16 []uint16
 }
 
-// attention is Attention over kv, whose new rows are already rounded with
-// bf16.
+// attention is Attention over kv; with bf16 (BF16Attention) its rows are
+// already rounded to bf16, as a bf16 cache's are by holding them.
 func attention(out, q []float32, kv kvRows, T, pos0, nHeads, nKV, headDim int, scale float32, bf16 bool) {
 	group := nHeads / nKV
 	kvStride := nKV * headDim
@@ -116,7 +116,7 @@ func attention(out, q []float32, kv kvRows, T, pos0, nHeads, nKV, headDim int, s
 	}
 	wide := 0 // the widened rows of a bf16 cache
 	if kv.k16 != nil {
-		wide = attnWide(headDim)
+		wide = attnWide(pos0+T, headDim)
 	}
 	var next atomic.Int64
 	run := func() {

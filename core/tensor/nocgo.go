@@ -51,16 +51,20 @@ func attnKernel(out, q, k, v []float32, g, qStride, n, kvStride, hd int, scale f
 	}
 }
 
+// attnKernel16 widens this head's n keys and values into scores past the
+// g·n scores (attnWide(n, hd) floats), packed hd apart, and runs
+// attnKernel over them: exact, without allocating.
 func attnKernel16(out, q []float32, k, v []uint16, g, qStride, n, kvStride, hd int, scale float32, scores []float32, roundP bool) {
-	span := (n-1)*kvStride + hd
-	kf, vf := make([]float32, span), make([]float32, span)
-	for i := range kf {
-		kf[i], vf[i] = BF16ToF32(k[i]), BF16ToF32(v[i])
+	kf, vf := scores[g*n:g*n+n*hd], scores[g*n+n*hd:g*n+2*n*hd]
+	for p := range n {
+		WidenBF16(kf[p*hd:(p+1)*hd], k[p*kvStride:p*kvStride+hd])
+		WidenBF16(vf[p*hd:(p+1)*hd], v[p*kvStride:p*kvStride+hd])
 	}
-	attnKernel(out, q, kf, vf, g, qStride, n, kvStride, hd, scale, scores, roundP)
+	attnKernel(out, q, kf, vf, g, qStride, n, hd, hd, scale, scores[:g*n], roundP)
 }
 
-func attnWide(int) int { return 0 }
+// attnWide is the scratch attnKernel16 widens n keys and values into.
+func attnWide(n, hd int) int { return 2 * n * hd }
 
 func sumBytes(b []byte) uint64 {
 	var s uint64

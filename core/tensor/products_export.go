@@ -1,6 +1,7 @@
 package tensor
 
-// The bf16 products' kernels, for core/quant's dequantised tiles.
+// The bf16 products' kernels for the packages above: core/quant's
+// dequantised tiles, core/train's attention, core/model's bf16 KV caches.
 
 // RoundRowsBF16 sets the m rows of dst (ldd apart) to src's m rows of k
 // (lds apart) rounded to bf16 (nearest even), zero from k up to ldd.
