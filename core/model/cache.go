@@ -1,6 +1,10 @@
 package model
 
-import "distill/core/tensor"
+import (
+	"fmt"
+
+	"distill/core/tensor"
+)
 
 // Cache is one sequence's KV cache plus the scratch buffers its forward
 // passes reuse. Keys are stored after RoPE.
@@ -20,8 +24,10 @@ type Cache struct {
 }
 
 // NewCache allocates a cache for up to capacity positions, all up front, so
-// memory is known before the first token: in bf16 where KVCacheBF16 holds
-// and no accelerator mirrors the cache (its device copies f32 rows).
+// memory is known before the first token: in bf16 where KVCacheBF16 holds,
+// no accelerator mirrors the cache (its device copies f32 rows) and no
+// --cpu-offload layer runs on the plain f32 CPU backend (layerBackend),
+// whose attention would read the rounded rows as a different result.
 func (m *Model) NewCache(capacity int) *Cache {
 	kvOut := m.Config.NumKVHeads * m.Config.HeadDim
 	L := len(m.Layers)
@@ -42,7 +48,7 @@ func (m *Model) NewCache(capacity int) *Cache {
 	return c
 }
 
-func (m *Model) cacheBF16() bool { return m.KVCacheBF16 && m.accel == nil }
+func (m *Model) cacheBF16() bool { return m.KVCacheBF16 && m.accel == nil && m.CPULayers <= 0 }
 
 // CacheElemBytes is the bytes a cache holds for one key or value element:
 // 2 in bf16 (KVCacheBF16), else 4.
@@ -81,6 +87,9 @@ func (c *Cache) store(l, pos int, k, v []float32) {
 // from on: a shared prefix's keys and values given to a sequence. Both
 // caches must be of one model and dtype.
 func (c *Cache) CopyRows(src *Cache, to, from, n int) {
+	if c.BF16() != src.BF16() { // a caller's bug: both come from one model's NewCache
+		panic(fmt.Sprintf("model: CopyRows from a cache with BF16() %v into one with BF16() %v", src.BF16(), c.BF16()))
+	}
 	if c.BF16() {
 		kvOut := len(c.K16[0]) / c.Cap
 		for l := range c.K16 {

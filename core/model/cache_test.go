@@ -75,3 +75,24 @@ func TestBF16CacheMatchesF32Cache(t *testing.T) {
 		})
 	}
 }
+
+// TestBF16CacheNotUnderCPUOffload: --cpu-offload's layers run on the plain
+// f32 CPU backend, whose attention over rounded rows would change its
+// result, so a model with any such layer keeps f32 caches.
+func TestBF16CacheNotUnderCPUOffload(t *testing.T) {
+	m, err := model.Load("testdata/qwen2-f32")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	m.KVCacheBF16 = true
+	for _, tc := range []struct {
+		cpuLayers int
+		bf16      bool
+	}{{0, true}, {model.AutoCPULayers, true}, {1, false}, {len(m.Layers), false}} {
+		m.CPULayers = tc.cpuLayers
+		if c := m.NewCache(4); c.BF16() != tc.bf16 || (m.CacheElemBytes() == 2) != tc.bf16 {
+			t.Errorf("CPULayers %d: BF16() %v, %d bytes an element; want bf16 %v", tc.cpuLayers, c.BF16(), m.CacheElemBytes(), tc.bf16)
+		}
+	}
+}

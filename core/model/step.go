@@ -14,8 +14,9 @@ import (
 // GEMMs, and each row attends over its own cache at its own position. It
 // appends every row's key and value to its cache (c.Len grows by one) and
 // returns the final-normed hidden states (B, hidden). scratch holds the
-// pass's activations and the new keys and values before they are copied
-// out (on the host; an accelerator's step does not touch it); make it with
+// pass's activations and the new keys and values, in f32 in its workspace
+// with bf16 caches, before they are copied (rounded) into the caches (on
+// the host; an accelerator's step does not touch it); make it with
 // NewCache(B) or larger and reuse it across steps. For B = 1 it computes
 // exactly what Forward does for one token.
 func (m *Model) ForwardStep(be tensor.Backend, ids []int, caches []*Cache, scratch *Cache) ([]float32, error) {
