@@ -101,6 +101,7 @@ func runBench(env *Env, args []string) error {
 			case !ok && m.CPULayers >= len(m.Layers):
 				fmt.Fprintf(env.Stdout, "every layer and the LM head on the CPU: %v\n", err)
 				sbe = withCPUBF16(tensor.CPU{}, *cpuBF16, nil)
+				m.CPULayers = 0 // every layer on sbe, as serve runs them
 			case !ok:
 				fmt.Fprintf(env.Stdout, "op by op: %v\n", err)
 			case m.CPULayers > 0:

@@ -112,10 +112,13 @@ func openModel(f engineFlags, dir string) (tensor.Backend, *model.Model, error) 
 		case !ok && m.CPULayers >= len(m.Layers):
 			// Every layer on the CPU: the final norm and the LM head too,
 			// not op by op through the device (a copy of the head a token).
+			// They run on it as --device cpu would (--cpu-bf16 included),
+			// not on the plain f32 one --cpu-offload's layers take.
 			var berr error
 			if be, berr = cpuBackend(f); berr != nil {
 				return nil, nil, berr
 			}
+			m.CPULayers = 0
 			if f.notice != nil {
 				fmt.Fprintf(f.notice, "--device %s: every layer and the LM head run on the CPU (%v)\n", *f.device, err)
 			}

@@ -668,6 +668,15 @@ func TestServeCPUBF16HalvesTheCaches(t *testing.T) {
 	if code != 200 || out["output"].(map[string]any)["text"].(string) == "" {
 		t.Fatalf("%d %v", code, out)
 	}
+	// --cpu-offload's layers run on the f32 CPU backend, whose attention
+	// over rounded rows would answer differently: their caches stay f32;
+	// with every layer offloaded all run bf16 on the CPU, in bf16 caches.
+	for offload, want := range map[int]int64{1: 4, 1000: 2} {
+		s, _ := newTestServer(t, func(c *ServeConfig) { c.CPUBF16, c.Device, c.CPUOffload = true, "fakegpu", offload })
+		if got := s.m.CacheElemBytes(); got != want {
+			t.Errorf("--cpu-bf16 --cpu-offload %d: %d-byte cache elements, want %d", offload, got, want)
+		}
+	}
 }
 
 // TestServeKVMemoryDropsAbandonedWaiters: a generation waiting for room

@@ -408,24 +408,26 @@ func TestWriteJSONRefusesNaN(t *testing.T) {
 	}
 }
 
-// --cpu-offload N on a GPU backend runs the first N layers on the CPU
-// (model.CPULayers; core/model's tests check what that does), clamped to
-// the model's depth; the CPU backend ignores it. "fakegpu" is the test
-// backend that gpufit_test.go registers.
+// --cpu-offload N on a GPU backend runs the first N layers on the CPU's
+// f32 backend (model.CPULayers; core/model's tests check what that does);
+// N at least the model's depth runs everything on the CPU backend as
+// --device cpu would (CPULayers 0, so --cpu-bf16 holds for every layer);
+// the CPU backend ignores it. "fakegpu" is the test backend that
+// gpufit_test.go registers.
 func TestServeCPUOffload(t *testing.T) {
 	for _, c := range []struct {
-		device   string
-		offload  int
-		wantFrom func(layers int) int
+		device  string
+		offload int
+		want    int
 	}{
-		{"fakegpu", 1, func(int) int { return 1 }},
-		{"fakegpu", 1000, func(l int) int { return l }},
-		{"fakegpu", model.AutoCPULayers, func(int) int { return 0 }}, // no device-resident pass for it: op by op
-		{"cpu", 1, func(int) int { return 0 }},
+		{"fakegpu", 1, 1},
+		{"fakegpu", 1000, 0},
+		{"fakegpu", model.AutoCPULayers, 0}, // no device-resident pass for it: op by op
+		{"cpu", 1, 0},
 	} {
 		s, ts := newTestServer(t, func(cfg *ServeConfig) { cfg.Device, cfg.CPUOffload = c.device, c.offload })
-		if want := c.wantFrom(len(s.m.Layers)); s.m.CPULayers != want {
-			t.Errorf("%s --cpu-offload %d: %d layers on the CPU, want %d", c.device, c.offload, s.m.CPULayers, want)
+		if s.m.CPULayers != c.want {
+			t.Errorf("%s --cpu-offload %d: %d layers on the CPU's f32 backend, want %d", c.device, c.offload, s.m.CPULayers, c.want)
 		}
 		code, _, body := post(t, ts.URL+"/infer/base", `{"task":"generate","input":"hi","options":{"max_tokens":2}}`)
 		if code != 200 {
