@@ -71,13 +71,20 @@ func PlanHost(m *model.Model, batch, context, adapters, rank int) HostPlan {
 	elem := m.CacheElemBytes()
 	p.Prefill = 4*T*(4*D+2*qO+2*F) + 4*T*D + T*2*elem*kvO*L
 	// Attention's blocks: per worker a block's scores (attnScoresMax
-	// floats at most) and operands; bf16 copies of one layer's K and V
-	// (an f32 cache's; a bf16 cache's new rows wait in the workspace).
+	// floats at most) and operands; and one layer's K and V over every
+	// row a pass reads (a chunk late in a long prompt reads the whole
+	// context) as the GEMMs take them: an f32 cache's in bf16 copies, a
+	// bf16 cache's widened to f32 where the CPU lacks bf16 products (with
+	// them it is read as it is, its new rows waiting in the workspace).
 	p.Prefill += int64(tensor.Threads) * 4 * (1<<21 + 2*64*qO)
-	if elem == 2 {
+	rows := max(T, int64(context))
+	switch {
+	case elem == 2 && tensor.BF16ProductsFast():
 		p.Prefill += 2 * 4 * T * kvO
-	} else {
-		p.Prefill += 2 * 2 * T * kvO
+	case elem == 2:
+		p.Prefill += 2*4*T*kvO + 2*4*rows*kvO
+	default:
+		p.Prefill += 2 * 2 * rows * kvO
 	}
 	// A step: the batch's logits, each sequence's own, the step's scratch
 	// (its workspace, its rows' keys and values before they are copied
