@@ -14,7 +14,7 @@ type HostPlan struct {
 	Context int `json:"context"` // positions each sequence's KV cache holds (prompt + max tokens)
 
 	Weights  int64 `json:"weights"`   // every tensor as held (quantised where it is), norms and biases
-	Caches   int64 `json:"kv_caches"` // Batch caches of Context positions: keys and values in f32
+	Caches   int64 `json:"kv_caches"` // Batch caches of Context positions: keys and values in f32, or bf16 (Model.KVCacheBF16)
 	Prefill  int64 `json:"prefill"`   // the largest prompt pass: maxBatchPrefill tokens' activations, their shared cache, attention's scratch
 	Decode   int64 `json:"decode"`    // a step over Batch sequences: their logits, each sequence's own, the step's activations
 	Adapters int64 `json:"adapters"`  // the adapters kept loaded, f32
