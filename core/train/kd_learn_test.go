@@ -63,10 +63,15 @@ func argmaxF(x []float32) int {
 
 // TestKDBeatsSFTAtMatchingTheTeacher: a Llama-2-shaped teacher (hidden 64)
 // is first trained on a noisy Markov language (next = π(token) 80% of the
-// time, else uniform). A smaller SmolLM-shaped student (hidden 48, same vocabulary) is
-// then distilled from it: held-out KL to the teacher falls by ≥ 50%, and
-// the student agrees with the teacher's top-1 more often than the same
-// student trained by SFT on the same data for the same steps.
+// time, else uniform). A smaller SmolLM-shaped student (hidden 48, same
+// vocabulary) is then distilled from it on fewer sequences the teacher
+// never saw: held-out KL to the teacher falls by ≥ 50% and ends well
+// under the same student's trained by SFT on those sequences for the same
+// steps, and it agrees with the teacher's top-1 more often. (Distilled on
+// the teacher's own training data, whose tokens it had memorised, KD's
+// targets were SFT's one-hot ones and the two students tied, 0.20 against
+// 0.22 on one build.) Seeds 4, 5, 6 and 9: KL 3.2–3.8 against 5.7–6.3,
+// agreement 0.34–0.42 against 0.24–0.33.
 func TestKDBeatsSFTAtMatchingTheTeacher(t *testing.T) {
 	be, _ := tensor.Open("cpu")
 	r := rand.New(rand.NewPCG(4, 4))
@@ -104,6 +109,14 @@ func TestKDBeatsSFTAtMatchingTheTeacher(t *testing.T) {
 		data = append(data, seqs(4, 16))
 	}
 	held := seqs(16, 16)
+	// The students learn from fewer sequences the teacher never saw: there
+	// its predictions carry what it learned of the language (π and the
+	// noise's spread), where on its own training data they would repeat
+	// the tokens it memorised, SFT's one-hot targets.
+	var few []*Batch
+	for i := 0; i < 16; i++ {
+		few = append(few, seqs(4, 16))
+	}
 	fit := func(m *model.Model, obj Objective, data []*Batch, steps int, lr float64) {
 		net, err := NewFullNet(be, m)
 		if err != nil {
@@ -118,15 +131,18 @@ func TestKDBeatsSFTAtMatchingTheTeacher(t *testing.T) {
 
 	kdStudent := load("../model/testdata/smollm-f32")
 	kl0, _ := heldOutKL(t, kdStudent, teacher, held)
-	fit(kdStudent, &KD{Teacher: teacher, Backend: be, Divergence: "forward_kl", Temperature: 2, Alpha: 0}, data, 130, 1e-2)
+	fit(kdStudent, &KD{Teacher: teacher, Backend: be, Divergence: "forward_kl", Temperature: 1, Alpha: 0}, few, 300, 1e-2)
 	kl1, kdAgree := heldOutKL(t, kdStudent, teacher, held)
 
 	sftStudent := load("../model/testdata/smollm-f32")
-	fit(sftStudent, SFT{}, data, 130, 1e-2)
+	fit(sftStudent, SFT{}, few, 300, 1e-2)
 	sftKL, sftAgree := heldOutKL(t, sftStudent, teacher, held)
 	t.Logf("KD: held-out KL %.3f → %.3f, agreement %.2f; SFT: KL %.3f, agreement %.2f", kl0, kl1, kdAgree, sftKL, sftAgree)
 	if kl1 > 0.5*kl0 {
 		t.Errorf("KD reduced the held-out KL only from %.3f to %.3f", kl0, kl1)
+	}
+	if kl1 > 0.8*sftKL {
+		t.Errorf("KD student's held-out KL %.3f, not well under the SFT student's %.3f", kl1, sftKL)
 	}
 	if kdAgree <= sftAgree {
 		t.Errorf("KD student agrees with the teacher %.2f of the time, SFT student %.2f", kdAgree, sftAgree)
