@@ -222,89 +222,22 @@ func newBatchSeq(m *model.Model, tok Detokenizer, it *BatchItem) (*batchSeq, err
 	return s, nil
 }
 
-// maxBatchPrefill bounds the prompt tokens prefilled in one pass (the
-// activations are (tokens, intermediate)); longer batches prefill each
-// prompt on its own.
-var maxBatchPrefill = 2048
-
 // prefillBatch fills every sequence's cache with its prompt and sets its
-// next-token logits. Short prompts share one pass over the weights: their
-// common prefix runs once, every remainder is a branch of one
-// ForwardBranches call, and each branch's keys and values (stored after
-// RoPE at the positions the sequence alone would give them) are copied into
-// the sequence's own cache. errs[i] belongs to seqs[i].
+// next-token logits, short prompts in one pass (FillTogether). errs[i]
+// belongs to seqs[i].
 func prefillBatch(be tensor.Backend, m *model.Model, seqs []*batchSeq) []error {
-	errs := make([]error, len(seqs))
-	total := 0
-	for _, s := range seqs {
-		total += len(s.it.Prompt)
-	}
-	if len(seqs) < 2 || total > maxBatchPrefill {
-		for i, s := range seqs {
-			errs[i] = s.prefill(be, m)
-		}
-		return errs
-	}
-	t0 := time.Now()
-	first := seqs[0].it.Prompt
-	p := len(first) - 1 // every prompt keeps a token of its own
-	for _, s := range seqs[1:] {
-		ids := s.it.Prompt
-		p = min(p, len(ids)-1)
-		for i := 0; i < p; i++ {
-			if ids[i] != first[i] {
-				p = i
-				break
-			}
-		}
-	}
-	branches := make([][]int, len(seqs))
-	T := 0
+	fills, ctxs := make([]*PromptFill, len(seqs)), make([]context.Context, len(seqs))
 	for i, s := range seqs {
-		branches[i] = s.it.Prompt[p:]
-		T += len(branches[i])
+		fills[i], ctxs[i] = &s.fill, s.it.Ctx
 	}
-	shared := m.NewCache(p + T)
-	fail := func(err error) []error {
-		for i := range errs {
-			errs[i] = err
-		}
-		return errs
-	}
-	if p > 0 {
-		if _, err := m.Forward(be, first[:p], shared, nil); err != nil {
-			return fail(err)
-		}
-	}
-	h, err := m.ForwardBranches(be, branches, shared)
-	if err != nil {
-		return fail(err)
-	}
-	D := m.Config.HiddenSize
-	off := p // row of the branch's first token in the shared cache
-	row := 0 // row of the branch's first token in h
+	errs := FillTogether(be, m, fills, ctxs)
 	for i, s := range seqs {
-		n := len(branches[i])
-		s.c.CopyRows(shared, 0, 0, p)   // the shared prefix
-		s.c.CopyRows(shared, p, off, n) // its own branch
-		s.c.Len = p + n
-		m.Logits(be, s.logits, h[(row+n-1)*D:(row+n)*D], 1)
-		off, row = off+n, row+n
-		s.t1 = time.Now()
-		s.res.PrefillSeconds = s.t1.Sub(t0).Seconds()
-		errs[i] = s.it.Ctx.Err()
+		if errs[i] == nil {
+			s.t1 = s.fill.End
+			s.res.PrefillSeconds = s.fill.Seconds()
+		}
 	}
 	return errs
-}
-
-// prefill runs the sequence's prompt alone, in chunks.
-func (s *batchSeq) prefill(be tensor.Backend, m *model.Model) error {
-	for {
-		end, err := s.prefillChunk(be, m)
-		if err != nil || end {
-			return err
-		}
-	}
 }
 
 // prefillChunk runs the next chunk of the sequence's prompt; end is true

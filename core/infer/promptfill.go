@@ -67,3 +67,78 @@ func (p *PromptFill) All(ctx context.Context, be tensor.Backend, m *model.Model)
 
 // Seconds is the prefill's wall time, first chunk to last.
 func (p *PromptFill) Seconds() float64 { return p.End.Sub(p.Start).Seconds() }
+
+// maxBatchPrefill bounds the prompt tokens prefilled in one pass (the
+// activations are (tokens, intermediate)); longer batches prefill each
+// prompt on its own.
+var maxBatchPrefill = 2048
+
+// FillTogether runs every fill's whole prompt into its cache and sets its
+// next-token logits; errs[i] belongs to fills[i], run under ctxs[i]. Short
+// prompts share one pass over the weights: their common prefix runs once,
+// every remainder is a branch of one ForwardBranches call, and each
+// branch's keys and values (stored after RoPE at the positions the
+// sequence alone would give them) are copied into its own cache. Alone (or
+// past maxBatchPrefill tokens together) each runs in chunks. A fill's
+// Start and End span the pass it shared.
+func FillTogether(be tensor.Backend, m *model.Model, fills []*PromptFill, ctxs []context.Context) []error {
+	errs := make([]error, len(fills))
+	total := 0
+	for _, f := range fills {
+		total += len(f.Prompt)
+	}
+	if len(fills) < 2 || total > maxBatchPrefill {
+		for i, f := range fills {
+			errs[i] = f.All(ctxs[i], be, m)
+		}
+		return errs
+	}
+	t0 := time.Now()
+	first := fills[0].Prompt
+	p := len(first) - 1 // every prompt keeps a token of its own
+	for _, f := range fills[1:] {
+		p = min(p, len(f.Prompt)-1)
+		for i := 0; i < p; i++ {
+			if f.Prompt[i] != first[i] {
+				p = i
+				break
+			}
+		}
+	}
+	branches := make([][]int, len(fills))
+	T := 0
+	for i, f := range fills {
+		branches[i] = f.Prompt[p:]
+		T += len(branches[i])
+	}
+	shared := m.NewCache(p + T)
+	fail := func(err error) []error {
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
+	if p > 0 {
+		if _, err := m.Forward(be, first[:p], shared, nil); err != nil {
+			return fail(err)
+		}
+	}
+	h, err := m.ForwardBranches(be, branches, shared)
+	if err != nil {
+		return fail(err)
+	}
+	D := m.Config.HiddenSize
+	off := p // row of the branch's first token in the shared cache
+	row := 0 // row of the branch's first token in h
+	for i, f := range fills {
+		n := len(branches[i])
+		f.Cache.CopyRows(shared, 0, 0, p)   // the shared prefix
+		f.Cache.CopyRows(shared, p, off, n) // its own branch
+		f.Cache.Len = p + n
+		m.Logits(be, f.Logits, h[(row+n-1)*D:(row+n)*D], 1)
+		off, row = off+n, row+n
+		f.Start, f.End = t0, time.Now()
+		errs[i] = ctxs[i].Err()
+	}
+	return errs
+}

@@ -88,15 +88,19 @@ func NewBatch(be tensor.Backend, m *model.Model, tok *tokenizer.Tokenizer) *Batc
 // Len is the number of live items (those still prefilling included).
 func (b *Batch) Len() int { return len(b.seqs) + len(b.filling) }
 
-// Add prefills each item (on its own) and makes it live; errs[i] is set,
-// and the item not added, when items[i] fails (an empty prompt, a grammar
-// of another tokenizer, its context done while it prefilled). Joining a
+// Add prefills items — short prompts together, their common prefix (the
+// instructions and schema an extraction's prompts share) once
+// (infer.FillTogether) — and makes them live; errs[i] is set, and the
+// item not added, when items[i] fails (an empty prompt, a grammar of
+// another tokenizer, its context done while it prefilled). Joining a
 // batch that decodes, an item whose prompt is longer than a prefill chunk
 // is prefilled by the next steps instead, a chunk a step (a failure then
 // comes out of Step); the arithmetic is the same.
 func (b *Batch) Add(items []*BatchItem) []error {
 	errs := make([]error, len(items))
 	decoding := b.Len() > 0 // a long prompt queues behind those prefilling already
+	var added []*constrainedSeq
+	var at []int // added[j] is items[at[j]]
 	for i, it := range items {
 		s, err := newConstrainedSeq(b.m, b.tok, it)
 		if err != nil {
@@ -107,8 +111,16 @@ func (b *Batch) Add(items []*BatchItem) []error {
 			b.filling = append(b.filling, s)
 			continue
 		}
-		if errs[i] = s.prefill(b.be, b.m); errs[i] == nil {
-			b.seqs = append(b.seqs, s)
+		added, at = append(added, s), append(at, i)
+	}
+	fills, ctxs := make([]*infer.PromptFill, len(added)), make([]context.Context, len(added))
+	for j, s := range added {
+		fills[j], ctxs[j] = &s.fill, s.it.Ctx
+	}
+	for j, err := range infer.FillTogether(b.be, b.m, fills, ctxs) {
+		if errs[at[j]] = err; err == nil {
+			added[j].filled()
+			b.seqs = append(b.seqs, added[j])
 		}
 	}
 	return errs
@@ -241,24 +253,19 @@ func newConstrainedSeq(m *model.Model, tok *tokenizer.Tokenizer, it *BatchItem) 
 	return s, nil
 }
 
-// prefill runs the item's prompt, in chunks.
-func (s *constrainedSeq) prefill(be tensor.Backend, m *model.Model) error {
-	for {
-		end, err := s.prefillChunk(be, m)
-		if err != nil || end {
-			return err
-		}
-	}
-}
-
 // prefillChunk runs the next chunk of the prompt; end is true once the
 // whole prompt is in, the next-token logits set.
 func (s *constrainedSeq) prefillChunk(be tensor.Backend, m *model.Model) (end bool, err error) {
 	if end, err = s.fill.Chunk(s.it.Ctx, be, m); end {
-		s.t1 = s.fill.End
-		s.res.PrefillSeconds = s.fill.Seconds()
+		s.filled()
 	}
 	return end, err
+}
+
+// filled notes the prompt's prefill, once its fill has ended.
+func (s *constrainedSeq) filled() {
+	s.t1 = s.fill.End
+	s.res.PrefillSeconds = s.fill.Seconds()
 }
 
 // next masks and samples the item's next token; more is false when the

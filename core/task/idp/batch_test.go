@@ -52,24 +52,32 @@ func TestGenerateBatchEqualsGenerate(t *testing.T) {
 }
 
 // A sequence decoding in a batch keeps its cache, not its prompt's
-// activations: the steps run on the batch's scratch.
+// activations: the steps run on the batch's scratch. So whether its prompt
+// ran alone or with others.
 func TestBatchSequenceFreesPromptActivations(t *testing.T) {
 	m, tok := tinyModel(t)
 	be, _ := tensor.Open("cpu")
 	g := mustCompile(t, `{"type":"integer"}`)
 	prompt := tok.Encode("Invoice 42 from ACME, total 120 EUR, paid by card", true)
-	s, err := newConstrainedSeq(m, tok, &BatchItem{Grammar: g, Prompt: prompt, MaxTokens: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.prefill(be, m); err != nil {
-		t.Fatal(err)
-	}
-	if s.c.Len != len(prompt) {
-		t.Fatalf("cache holds %d positions after the prompt's %d", s.c.Len, len(prompt))
-	}
-	if w := s.c.WorkspaceBytes(); w != 0 {
-		t.Errorf("the sequence keeps %d bytes of its prompt's activations", w)
+	for _, n := range []int{1, 2} {
+		b := NewBatch(be, m, tok)
+		items := make([]*BatchItem, n)
+		for i := range items {
+			items[i] = &BatchItem{Grammar: g, Prompt: prompt[:len(prompt)-i], MaxTokens: 8}
+		}
+		for _, err := range b.Add(items) {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i, s := range b.seqs {
+			if s.c.Len != len(items[i].Prompt) {
+				t.Fatalf("%d together: cache %d holds %d positions after the prompt's %d", n, i, s.c.Len, len(items[i].Prompt))
+			}
+			if w := s.c.WorkspaceBytes(); w != 0 {
+				t.Errorf("%d together: sequence %d keeps %d bytes of its prompt's activations", n, i, w)
+			}
+		}
 	}
 }
 
