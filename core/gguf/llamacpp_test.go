@@ -503,7 +503,11 @@ func sameFile(t *testing.T, c ggufCase, g *llamaGolden) bool {
 //   - bf16: llama.cpp rounds each product's activations to bf16, as
 //     distill's bf16 products do (attention stays f32 in both here), so
 //     the two multiply the same numbers.
-//     Measured: within 2e-6.
+//     Measured: within 2e-6 on AVX-512 BF16's dot products, as llama.cpp's
+//     are here. Elsewhere (AVX2 only, or built without cgo) the products
+//     are summed in another order: an activation a few ulps from a bf16
+//     tie now and then rounds the other way (a 2⁻⁸ relative step), and
+//     the log-probs move by 3.5e-3 (fixtureTolBF16Elsewhere).
 //   - f16: llama.cpp rounds the activations to f16 (10-bit mantissa),
 //     distill keeps them f32. Measured: 0.022 at most.
 //   - q8_0: llama.cpp quantises the activations to 8 bits per block of 32
@@ -511,6 +515,8 @@ func sameFile(t *testing.T, c ggufCase, g *llamaGolden) bool {
 //     token of the last distribution (the codes themselves are core/quant's,
 //     checked exactly against tools/quantref).
 var fixtureTol = map[string]float64{"f32": 1e-3, "bf16": 1e-3, "f16": 0.05, "q8_0": 0.5}
+
+const fixtureTolBF16Elsewhere = 0.02
 
 func checkFixture(t *testing.T, c ggufCase, g *llamaGolden) {
 	if !sameFile(t, c, g) {
@@ -565,6 +571,9 @@ func compareLogProbs(t *testing.T, c ggufCase, m *model.Model, g *llamaGolden) {
 		t.Fatal(err)
 	}
 	tol := fixtureTol[c.Type]
+	if c.Type == "bf16" && !tensor.BF16ProductsFast() {
+		tol = fixtureTolBF16Elsewhere
+	}
 	worst, at := maxDiff(t, lp, g.LogProbs)
 	worstLast, atLast := maxDiff(t, last, g.LastLogProbs)
 	t.Logf("%s: max |Δ logprob| %.2e at t=%d, last position's distribution %.2e at id %d (tolerance %.0e)", c.Name, worst, at+1, worstLast, atLast, tol)
