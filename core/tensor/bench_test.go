@@ -214,32 +214,26 @@ func BenchmarkOps(b *testing.B) {
 				c.Attention(out, q, k, v, T, pos0, 9, 3, 64, 0.125)
 			}
 		})
-		b.Run(fmt.Sprintf("AttentionBF16/T=%d/pos0=%d", T, pos0), func(b *testing.B) {
-			for range b.N {
-				CPU{BF16Attention: true}.Attention(out, q, k, v, T, pos0, 9, 3, 64, 0.125)
-			}
-		})
-		b.Run(fmt.Sprintf("AttentionBF16Cache/T=%d/pos0=%d", T, pos0), func(b *testing.B) {
-			for range b.N {
-				AttentionBF16Cache(out, q, k16, v16, T, pos0, 9, 3, 64, 0.125)
-			}
-		})
+		bf16Pair := func(level string) { // bf16 attention over an f32 cache, then over a bf16 one
+			b.Run(fmt.Sprintf("AttentionBF16%s/T=%d/pos0=%d", level, T, pos0), func(b *testing.B) {
+				for range b.N {
+					CPU{BF16Attention: true}.Attention(out, q, k, v, T, pos0, 9, 3, 64, 0.125)
+				}
+			})
+			b.Run(fmt.Sprintf("AttentionBF16Cache%s/T=%d/pos0=%d", level, T, pos0), func(b *testing.B) {
+				for range b.N {
+					AttentionBF16Cache(out, q, k16, v16, T, pos0, 9, 3, 64, 0.125)
+				}
+			})
+		}
+		bf16Pair("")
 		if T == 1 && kernelLevel() > levelAVX2 {
 			// Decode on the AVX2 kernels, as on CPUs without AVX-512
 			// (most desktops): the bf16 cache's rows widened a row at a
 			// time for the group's heads.
 			best := kernelLevel()
 			setKernelLevel(levelAVX2)
-			b.Run(fmt.Sprintf("AttentionBF16/AVX2/T=%d/pos0=%d", T, pos0), func(b *testing.B) {
-				for range b.N {
-					CPU{BF16Attention: true}.Attention(out, q, k, v, T, pos0, 9, 3, 64, 0.125)
-				}
-			})
-			b.Run(fmt.Sprintf("AttentionBF16Cache/AVX2/T=%d/pos0=%d", T, pos0), func(b *testing.B) {
-				for range b.N {
-					AttentionBF16Cache(out, q, k16, v16, T, pos0, 9, 3, 64, 0.125)
-				}
-			})
+			bf16Pair("/AVX2")
 			setKernelLevel(best)
 		}
 		if T > 128 {

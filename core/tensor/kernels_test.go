@@ -296,27 +296,35 @@ func TestAddEmbed(t *testing.T) {
 	})
 }
 
+// attnShape is one attention call's shape in the tests.
+type attnShape struct{ T, pos0, nHeads, nKV, headDim int }
+
+// eachAttnPass runs f on every shape three times: a prompt of attnBlockMin
+// queries or more in blocks (pass 0), row by row (pass 1), and in blocks
+// of 1 to 9 queries, the scores bounded (pass 2).
+func eachAttnPass(shapes []attnShape, f func(pass int, s attnShape)) {
+	defer func(n, m int) { attnBlockMin, attnScoresMax = n, m }(attnBlockMin, attnScoresMax)
+	for i, s := range append(append(slices.Clone(shapes), shapes...), shapes...) {
+		attnBlockMin, attnScoresMax = 32, 1<<21
+		switch i / len(shapes) {
+		case 1:
+			attnBlockMin = 1 << 30
+		case 2:
+			attnScoresMax = (s.nHeads / s.nKV) * (s.pos0 + s.T) * (1 + i%9)
+		}
+		f(i/len(shapes), s)
+	}
+}
+
 func TestAttention(t *testing.T) {
 	r := rand.New(rand.NewPCG(11, 12))
-	type shape struct{ T, pos0, nHeads, nKV, headDim int }
-	shapes := []shape{
+	shapes := []attnShape{
 		{1, 0, 9, 3, 64}, {1, 100, 9, 3, 64}, {1, 2047, 9, 3, 64}, {7, 5, 9, 3, 64},
 		{64, 0, 9, 3, 64}, {3, 10, 4, 4, 17}, {1, 33, 2, 1, 8}, {5, 0, 6, 2, 100},
 		{150, 37, 9, 3, 64}, {40, 0, 4, 2, 17}, {130, 0, 2, 1, 8},
 	}
-	// A prompt of attnBlockMin queries or more goes in blocks; each shape
-	// runs both ways.
-	// A third pass bounds the scores so that blocks take 1 to 9 queries.
-	defer func(n, m int) { attnBlockMin, attnScoresMax = n, m }(attnBlockMin, attnScoresMax)
 	forEachProducts(t, func(t *testing.T, bf16 bool) {
-		for i, s := range append(append(shapes, shapes...), shapes...) {
-			attnBlockMin, attnScoresMax = 32, 1<<21
-			switch i / len(shapes) {
-			case 1: // row by row
-				attnBlockMin = 1 << 30
-			case 2:
-				attnScoresMax = (s.nHeads / s.nKV) * (s.pos0 + s.T) * (1 + i%9)
-			}
+		eachAttnPass(shapes, func(_ int, s attnShape) {
 			qs, kvs := s.nHeads*s.headDim, s.nKV*s.headDim
 			maxSeq := s.pos0 + s.T + 3
 			q := randF32(r, s.T*qs)
@@ -399,7 +407,7 @@ func TestAttention(t *testing.T) {
 					}
 				}
 			}
-		}
+		})
 	})
 }
 
@@ -410,22 +418,13 @@ func TestAttention(t *testing.T) {
 // at every kernel level, head sizes off the vectors' widths included.
 func TestAttentionBF16Cache(t *testing.T) {
 	r := rand.New(rand.NewPCG(13, 14))
-	type shape struct{ T, pos0, nHeads, nKV, headDim int }
-	shapes := []shape{
+	shapes := []attnShape{
 		{1, 0, 9, 3, 64}, {1, 100, 9, 3, 64}, {1, 700, 14, 2, 64}, {7, 5, 9, 3, 64},
 		{64, 0, 9, 3, 64}, {3, 10, 4, 4, 17}, {1, 33, 2, 1, 8}, {5, 0, 6, 2, 100},
 		{150, 37, 9, 3, 64}, {40, 0, 4, 2, 17}, {130, 0, 2, 1, 8}, {33, 20, 8, 2, 128},
 	}
-	defer func(n, m int) { attnBlockMin, attnScoresMax = n, m }(attnBlockMin, attnScoresMax)
 	forEachLevel(t, func(t *testing.T) {
-		for i, s := range append(append(shapes, shapes...), shapes...) {
-			attnBlockMin, attnScoresMax = 32, 1<<21
-			switch i / len(shapes) {
-			case 1:
-				attnBlockMin = 1 << 30
-			case 2:
-				attnScoresMax = (s.nHeads / s.nKV) * (s.pos0 + s.T) * (1 + i%9)
-			}
+		eachAttnPass(shapes, func(pass int, s attnShape) {
 			qs, kvs := s.nHeads*s.headDim, s.nKV*s.headDim
 			maxSeq := s.pos0 + s.T + 3
 			q := randF32(r, s.T*qs)
@@ -442,10 +441,10 @@ func TestAttentionBF16Cache(t *testing.T) {
 			AttentionBF16Cache(got, q, k16, v16, s.T, s.pos0, s.nHeads, s.nKV, s.headDim, scale)
 			for j := range want {
 				if math.Float32bits(got[j]) != math.Float32bits(want[j]) {
-					t.Fatalf("%+v (pass %d) [%d] = %g over the bf16 cache, %g over the f32 one", s, i/len(shapes), j, got[j], want[j])
+					t.Fatalf("%+v (pass %d) [%d] = %g over the bf16 cache, %g over the f32 one", s, pass, j, got[j], want[j])
 				}
 			}
-		}
+		})
 	})
 }
 

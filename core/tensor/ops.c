@@ -283,15 +283,22 @@ T512 static inline __attribute__((always_inline)) void attn_512(float *out, cons
 	}
 }
 
-T512 static void attn_512_f32(float *out, const float *q, const void *k, const void *v, int64_t g, int64_t qstride,
-                              int64_t n, int64_t kvstride, int64_t hd, float scale, float *scores, int round_p) {
-	attn_512(out, q, k, v, g, qstride, n, kvstride, hd, scale, scores, NULL, round_p, 0);
-}
+// ATTN_CACHES defines attn_<isa>_f32 and attn_<isa>_bf16: attn_<isa> with
+// kv16 a constant, over an f32 cache or over a bf16 one whose rows it
+// widens into scratch past the g·n scores.
+#define ATTN_CACHES(isa, TARGET)                                                                                            \
+	TARGET static void attn_##isa##_f32(float *out, const float *q, const void *k, const void *v, int64_t g,             \
+	                                    int64_t qstride, int64_t n, int64_t kvstride, int64_t hd, float scale,          \
+	                                    float *scores, int round_p) {                                                    \
+		attn_##isa(out, q, k, v, g, qstride, n, kvstride, hd, scale, scores, NULL, round_p, 0);                       \
+	}                                                                                                                 \
+	TARGET static void attn_##isa##_bf16(float *out, const float *q, const void *k, const void *v, int64_t g,            \
+	                                     int64_t qstride, int64_t n, int64_t kvstride, int64_t hd, float scale,         \
+	                                     float *scores, int round_p) {                                                   \
+		attn_##isa(out, q, k, v, g, qstride, n, kvstride, hd, scale, scores, scores + g * n, round_p, 1);             \
+	}
 
-T512 static void attn_512_bf16(float *out, const float *q, const void *k, const void *v, int64_t g, int64_t qstride,
-                               int64_t n, int64_t kvstride, int64_t hd, float scale, float *scores, int round_p) {
-	attn_512(out, q, k, v, g, qstride, n, kvstride, hd, scale, scores, scores + g * n, round_p, 1);
-}
+ATTN_CACHES(512, T512)
 
 // ---- AVX2 + FMA ------------------------------------------------------------
 
@@ -418,15 +425,7 @@ T256 static inline __attribute__((always_inline)) void attn_256(float *out, cons
 	}
 }
 
-T256 static void attn_256_f32(float *out, const float *q, const void *k, const void *v, int64_t g, int64_t qstride,
-                              int64_t n, int64_t kvstride, int64_t hd, float scale, float *scores, int round_p) {
-	attn_256(out, q, k, v, g, qstride, n, kvstride, hd, scale, scores, NULL, round_p, 0);
-}
-
-T256 static void attn_256_bf16(float *out, const float *q, const void *k, const void *v, int64_t g, int64_t qstride,
-                               int64_t n, int64_t kvstride, int64_t hd, float scale, float *scores, int round_p) {
-	attn_256(out, q, k, v, g, qstride, n, kvstride, hd, scale, scores, scores + g * n, round_p, 1);
-}
+ATTN_CACHES(256, T256)
 
 #endif // DT_X86
 
