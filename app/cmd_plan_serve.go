@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"distill/core/infer"
 	"distill/core/model"
@@ -173,8 +174,12 @@ func planServeHost(env *Env, dir string, f hostPlanFlags) error {
 		{"runtime, tokenizer, HTTP", p.Runtime},
 		{"total", p.Total()},
 	}
+	width := 0
 	for _, r := range rows {
-		fmt.Fprintf(env.Stdout, "  %-48s %12s\n", r.name, mb(r.b))
+		width = max(width, utf8.RuneCountInString(r.name))
+	}
+	for _, r := range rows {
+		fmt.Fprintf(env.Stdout, "  %-*s %12s\n", width, r.name, mb(r.b))
 	}
 	if memory != "" {
 		fmt.Fprintf(env.Stdout, "within %s: %s for KV caches (serve's --kv-memory auto), %d full-context sequences at once; shorter ones share it by their length\n",
