@@ -127,21 +127,21 @@ func attnKernel(out, q, k, v []float32, g, qStride, n, kvStride, hd int, scale f
 }
 
 // attnKernel16 is attnKernel over a bf16 cache: k and v's values are
-// widened exactly as they are read; scores holds attnWide(n, hd) floats
+// widened exactly as they are read; scores holds attnWide(hd) floats
 // more, for the widened rows.
 func attnKernel16(out, q []float32, k, v []uint16, g, qStride, n, kvStride, hd int, scale float32, scores []float32, roundP bool) {
 	_ = out[(g-1)*qStride+hd-1]
 	_ = q[(g-1)*qStride+hd-1]
 	_ = k[(n-1)*kvStride+hd-1]
 	_ = v[(n-1)*kvStride+hd-1]
-	_ = scores[g*n+attnWide(n, hd)-1]
+	_ = scores[g*n+attnWide(hd)-1]
 	C.dt_attn(f32p(out), f32p(q), unsafe.Pointer(unsafe.SliceData(k)), unsafe.Pointer(unsafe.SliceData(v)), C.int64_t(g), C.int64_t(qStride),
 		C.int64_t(n), C.int64_t(kvStride), C.int64_t(hd), C.float(scale), f32p(scores), cbool(roundP), 1)
 }
 
 // attnWide is the scratch attnKernel16 widens a bf16 cache's rows into
-// over n keys: a few blocks of rows at a time, whatever n.
-func attnWide(_, hd int) int { return int(C.dt_attn_wide(C.int64_t(hd))) }
+// (a few blocks of rows at a time, whatever the keys).
+func attnWide(hd int) int { return int(C.dt_attn_wide(C.int64_t(hd))) }
 
 // sumBytes reads b (len a multiple of 64) and returns a checksum.
 func sumBytes(b []byte) uint64 {

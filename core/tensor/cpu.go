@@ -116,7 +116,7 @@ func attention(out, q []float32, kv kvRows, T, pos0, nHeads, nKV, headDim int, s
 	}
 	wide := 0 // the widened rows of a bf16 cache
 	if kv.k16 != nil {
-		wide = attnWide(pos0+T, headDim)
+		wide = attnWide(headDim)
 	}
 	var next atomic.Int64
 	run := func() {

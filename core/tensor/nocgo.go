@@ -51,20 +51,23 @@ func attnKernel(out, q, k, v []float32, g, qStride, n, kvStride, hd int, scale f
 	}
 }
 
-// attnKernel16 widens this head's n keys and values into scores past the
-// g·n scores (attnWide(n, hd) floats), packed hd apart, and runs
-// attnKernel over them: exact, without allocating.
+// attnKernel16 is attnKernel over a bf16 cache: each row widened (exactly)
+// into scores past the g·n scores as it is read, hd floats whatever n.
 func attnKernel16(out, q []float32, k, v []uint16, g, qStride, n, kvStride, hd int, scale float32, scores []float32, roundP bool) {
-	kf, vf := scores[g*n:g*n+n*hd], scores[g*n+n*hd:g*n+2*n*hd]
-	for p := range n {
-		WidenBF16(kf[p*hd:(p+1)*hd], k[p*kvStride:p*kvStride+hd])
-		WidenBF16(vf[p*hd:(p+1)*hd], v[p*kvStride:p*kvStride+hd])
+	buf := scores[g*n : g*n+hd]
+	row := func(x []uint16) func(p int) []float32 {
+		return func(p int) []float32 {
+			WidenBF16(buf, x[p*kvStride:p*kvStride+hd])
+			return buf
+		}
 	}
-	attnKernel(out, q, kf, vf, g, qStride, n, hd, hd, scale, scores[:g*n], roundP)
+	for h := 0; h < g; h++ {
+		attnHeadRows(out[h*qStride:h*qStride+hd], q[h*qStride:h*qStride+hd], row(k), row(v), n, scale, scores[:n], roundP)
+	}
 }
 
-// attnWide is the scratch attnKernel16 widens n keys and values into.
-func attnWide(n, hd int) int { return 2 * n * hd }
+// attnWide is the scratch attnKernel16 widens a row into.
+func attnWide(hd int) int { return hd }
 
 func sumBytes(b []byte) uint64 {
 	var s uint64

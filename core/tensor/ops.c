@@ -268,12 +268,15 @@ T512 static inline __attribute__((always_inline)) void attn_512(float *out, cons
 			int64_t left = hd - j0, cols = left < 64 ? left : 64;
 			int nv = (int)((cols + 15) / 16);
 			__mmask16 m = cols % 16 ? (__mmask16)((1u << (cols % 16)) - 1) : 0xffff;
-			const float *vb = (const float *)v + p0 * kvstride + j0;
-			int64_t vs = kvstride;
-			if (kv16) { // wide is NULL otherwise: no pointer into it
+			const float *vb; // the block's values as f32: in place, or widened (wide is NULL for an f32 cache)
+			int64_t vs;
+			if (kv16) {
 				vb = wide + 16 * hd;
 				vs = 64;
 				widen_512(wide + 16 * hd, 64, (const uint16_t *)v + p0 * kvstride + j0, kvstride, p1 - p0, cols);
+			} else {
+				vb = (const float *)v + p0 * kvstride + j0;
+				vs = kvstride;
 			}
 			if (cols == 64)
 				attn_pv_512(out + j0, vb, vs, scores + p0, g, qstride, n, p1 - p0, 4, 0xffff);

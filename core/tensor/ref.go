@@ -79,9 +79,18 @@ func attentionRef(out, q, k, v []float32, T, pos0, nHeads, nKV, headDim int, sca
 // rounds the softmax's weights to bf16.
 func attnHeadRef(oh, qh, k, v []float32, n, kvStride int, scale float32, scores []float32, roundP bool) {
 	hd := len(qh)
+	row := func(x []float32) func(p int) []float32 {
+		return func(p int) []float32 { return x[p*kvStride : p*kvStride+hd] }
+	}
+	attnHeadRows(oh, qh, row(k), row(v), n, scale, scores, roundP)
+}
+
+// attnHeadRows is attnHeadRef with key and value p given by kRow(p) and
+// vRow(p) (hd values each, read before the next call).
+func attnHeadRows(oh, qh []float32, kRow, vRow func(p int) []float32, n int, scale float32, scores []float32, roundP bool) {
 	maxS := float32(math.Inf(-1))
 	for p := 0; p < n; p++ {
-		s := dotF32(qh, k[p*kvStride:p*kvStride+hd]) * scale
+		s := dotF32(qh, kRow(p)) * scale
 		scores[p] = s
 		if s > maxS {
 			maxS = s
@@ -99,7 +108,7 @@ func attnHeadRef(oh, qh, k, v []float32, n, kvStride int, scale float32, scores 
 		if roundP {
 			w = roundBF16(w)
 		}
-		vp := v[p*kvStride : p*kvStride+hd]
+		vp := vRow(p)
 		for j := range oh {
 			oh[j] += w * vp[j]
 		}
