@@ -100,79 +100,58 @@ func (m *Model) branchLayers(be tensor.Backend, ids, pos, branchStart []int, c *
 			}
 		},
 		func(be tensor.Backend, l int, att, q, k, v []float32) {
-			if !c.BF16() {
-				branchAttention(att, q, c.K[l], c.V[l], pos0, branchStart, nH, nKV, hd, scale, tensor.AttentionBF16(be))
+			qs, rows := nH*hd, T*kvOut
+			one := func(b0, b1 int) (out, qb []float32) { return att[b0*qs : b1*qs], q[b0*qs : b1*qs] }
+			if !c.BF16() { // k and v are the cache's rows already
+				if tensor.AttentionBF16(be) { // as the backend rounds rows it is handed: once, before they move
+					tensor.RoundBF16(k)
+					tensor.RoundBF16(v)
+				}
+				s := tensor.GetScratch(2 * rows)
+				defer tensor.PutScratch(s)
+				eachBranch(c.K[l], c.V[l], pos0, kvOut, branchStart, *s, func(b0, b1 int) {
+					out, qb := one(b0, b1)
+					be.Attention(out, qb, c.K[l], c.V[l], b1-b0, pos0, nH, nKV, hd, scale)
+				})
 				return
 			}
-			// A bf16 cache's rows widened (exactly) for branchAttention's
-			// f32 loops: its cost beside the branches' is small.
 			c.store(l, pos0, k, v)
-			n := (pos0 + T) * kvOut
-			s := tensor.GetScratch(2 * n)
+			s := tensor.GetScratch(rows) // 2·rows bf16
 			defer tensor.PutScratch(s)
-			kf, vf := (*s)[:n], (*s)[n:2*n]
-			tensor.WidenBF16(kf, c.K16[l][:n])
-			tensor.WidenBF16(vf, c.V16[l][:n])
-			branchAttention(att, q, kf, vf, pos0, branchStart, nH, nKV, hd, scale, true)
+			eachBranch(c.K16[l], c.V16[l], pos0, kvOut, branchStart, tensor.AsU16(*s), func(b0, b1 int) {
+				out, qb := one(b0, b1)
+				tensor.AttentionBF16Cache(out, qb, c.K16[l], c.V16[l], b1-b0, pos0, nH, nKV, hd, scale)
+			})
 		})
 }
 
-// branchAttention: query t (stored at row pos0+t of k/v) attends to the
-// prefix rows [0, pos0) and to rows pos0+branchStart[t] .. pos0+t. With
-// bf16 it rounds as the backend's attention does (tensor.CPU's
-// BF16Attention): the branches' rows of k and v in place, q and the
-// softmax's weights.
-func branchAttention(out, q, k, v []float32, pos0 int, branchStart []int, nH, nKV, hd int, scale float32, bf16 bool) {
-	group := nH / nKV
-	qs, ks := nH*hd, nKV*hd
-	if T := len(branchStart); bf16 {
-		tensor.RoundBF16(k[pos0*ks : (pos0+T)*ks])
-		tensor.RoundBF16(v[pos0*ks : (pos0+T)*ks])
-		q = append([]float32(nil), q[:T*qs]...)
-		tensor.RoundBF16(q)
-	}
-	tensor.ParallelFor(len(branchStart)*nH, 1, func(lo, hi int) {
-		scores := make([]float32, pos0+len(branchStart))
-		var keys []int
-		for idx := lo; idx < hi; idx++ {
-			t, h := idx/nH, idx%nH
-			kh := h / group
-			qt := q[t*qs+h*hd : t*qs+(h+1)*hd]
-			keys = keys[:0]
-			for p := 0; p < pos0; p++ {
-				keys = append(keys, p)
-			}
-			for s := branchStart[t]; s <= t; s++ {
-				keys = append(keys, pos0+s)
-			}
-			m := float32(math.Inf(-1))
-			for i, p := range keys {
-				var s float32
-				kp := k[p*ks+kh*hd : p*ks+(kh+1)*hd]
-				for j := range qt {
-					s += qt[j] * kp[j]
-				}
-				scores[i] = s * scale
-				m = max(m, scores[i])
-			}
-			var sum float64
-			for i := range keys {
-				e := math.Exp(float64(scores[i] - m))
-				scores[i] = float32(e)
-				sum += e
-			}
-			o := out[t*qs+h*hd : t*qs+(h+1)*hd]
-			clear(o)
-			for i, p := range keys {
-				w := scores[i] / float32(sum)
-				if bf16 {
-					w = tensor.RoundBF16Value(w)
-				}
-				vp := v[p*ks+kh*hd : p*ks+(kh+1)*hd]
-				for j := range o {
-					o[j] += w * vp[j]
-				}
-			}
+// eachBranch calls attend(b0, b1) for every branch — rows [b0, b1) of the
+// pass, whose keys and values sit at rows pos0+b0 .. pos0+b1 of k and v
+// (rows of kvOut values) — with its rows moved to pos0.., right after the
+// prefix, so the backend's own attention (its blocked GEMMs for a long
+// branch) serves it: query t attends to the prefix and to its branch's
+// rows up to itself, never to another branch. The first branch's rows are
+// there already; saved (2·T·kvOut values) keeps every branch's rows, put
+// back in branch order once all have run.
+func eachBranch[E float32 | uint16](k, v []E, pos0, kvOut int, branchStart []int, saved []E, attend func(b0, b1 int)) {
+	T := len(branchStart)
+	lo, hi := pos0*kvOut, (pos0+T)*kvOut
+	ks, vs := saved[:hi-lo], saved[hi-lo:2*(hi-lo)]
+	copy(ks, k[lo:hi])
+	copy(vs, v[lo:hi])
+	for b0 := 0; b0 < T; {
+		b1 := b0 + 1
+		for b1 < T && branchStart[b1] == b0 {
+			b1++
 		}
-	})
+		if b0 > 0 {
+			n := (b1 - b0) * kvOut
+			copy(k[lo:lo+n], ks[b0*kvOut:b1*kvOut])
+			copy(v[lo:lo+n], vs[b0*kvOut:b1*kvOut])
+		}
+		attend(b0, b1)
+		b0 = b1
+	}
+	copy(k[lo:hi], ks)
+	copy(v[lo:hi], vs)
 }

@@ -26,8 +26,13 @@ func testBranches(t *testing.T, be tensor.Backend) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		short := [][]int{{7}, {8, 9, 10}, {}, {11, 12}}
+		// Long branches (batched prompts) take attention's blocks, the
+		// second's rows moved beside the prefix for them.
+		long := [][]int{longPrefix(35, m.Config.VocabSize/2), {3}, longPrefix(40, m.Config.VocabSize)[5:]}
 		for _, prefix := range [][]int{{1, 17, 42, 99, 5}, longPrefix(40, m.Config.VocabSize)} {
-			branchesAfter(t, be, m, dir, prefix)
+			branchesAfter(t, be, m, dir, prefix, short)
+			branchesAfter(t, be, m, dir, prefix, long)
 		}
 		m.Close()
 	}
@@ -43,10 +48,13 @@ func longPrefix(n, vocab int) []int {
 	return ids
 }
 
-func branchesAfter(t *testing.T, be tensor.Backend, m *model.Model, dir string, prefix []int) {
+func branchesAfter(t *testing.T, be tensor.Backend, m *model.Model, dir string, prefix []int, branches [][]int) {
 	t.Helper()
-	branches := [][]int{{7}, {8, 9, 10}, {}, {11, 12}}
-	c := m.NewCache(len(prefix) + 6)
+	T := 0
+	for _, br := range branches {
+		T += len(br)
+	}
+	c := m.NewCache(len(prefix) + T)
 	if _, err := m.Forward(be, prefix, c, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -70,9 +78,18 @@ func branchesAfter(t *testing.T, be tensor.Backend, m *model.Model, dir string, 
 		for i := range want {
 			worst = max(worst, math.Abs(float64(got[row*D+i]-want[i])))
 		}
-		t.Logf("%s branch %v: hidden differs by %.2g", dir, br, worst)
+		// The branch's keys and values, left in c's rows after the prefix
+		// in branch order: those of its own continuation.
+		kvO := m.Config.NumKVHeads * m.Config.HeadDim
+		for l := range c.K {
+			a, b := c.K[l][(len(prefix)+row)*kvO:(len(prefix)+row+len(br))*kvO], c2.K[l][len(prefix)*kvO:]
+			for i := range a {
+				worst = max(worst, math.Abs(float64(a[i]-b[i])), math.Abs(float64(c.V[l][(len(prefix)+row)*kvO+i]-c2.V[l][len(prefix)*kvO+i])))
+			}
+		}
+		t.Logf("%s, %d-token prefix, a branch of %d: hidden, keys and values differ by %.2g", dir, len(prefix), len(br), worst)
 		if !(worst <= 1e-4) {
-			t.Fatalf("%s branch %v: hidden differs by %g", dir, br, worst)
+			t.Fatalf("%s, %d-token prefix, a branch of %d: hidden, keys and values differ by %g", dir, len(prefix), len(br), worst)
 		}
 		row += len(br)
 	}

@@ -26,7 +26,7 @@ func TestBF16CacheMatchesF32Cache(t *testing.T) {
 				m.KVCacheBF16 = bf16
 				defer func() { m.KVCacheBF16 = false }()
 				for _, p := range prompts {
-					c := m.NewCache(len(p) + 8)
+					c := m.NewCache(len(p) + 48)
 					if c.BF16() != bf16 {
 						t.Fatalf("KVCacheBF16 %v made a cache with BF16() %v", bf16, c.BF16())
 					}
@@ -45,7 +45,9 @@ func TestBF16CacheMatchesF32Cache(t *testing.T) {
 					}
 					hidden = append(hidden, h...)
 				}
-				h, err := m.ForwardBranches(be, [][]int{{7}, {8, 9, 10}}, caches[0])
+				// a long branch after a short one: attention's blocks over
+				// rows moved beside the prefix
+				h, err := m.ForwardBranches(be, [][]int{{7}, longPrefix(36, m.Config.VocabSize)}, caches[0])
 				if err != nil {
 					t.Fatal(err)
 				}
