@@ -191,7 +191,7 @@ type batchSeq struct {
 	out     *streamText // the text so far; nil without a detokenizer
 	err     error       // why it ended, when not by a stop reason (non-finite logits)
 	t1      time.Time   // prefill's end
-	fill    PromptFill  // its prompt's prefill, when it runs alone
+	fill    PromptFill  // its prompt's prefill, alone or with others (FillTogether)
 	done    bool
 }
 

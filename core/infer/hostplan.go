@@ -73,9 +73,12 @@ func PlanHost(m *model.Model, batch, context, adapters, rank int) HostPlan {
 	// Attention's blocks: per worker a block's scores (attnScoresMax
 	// floats at most) and operands; and one layer's K and V over every
 	// row a pass reads (a chunk late in a long prompt reads the whole
-	// context) as the GEMMs take them: an f32 cache's in bf16 copies, a
-	// bf16 cache's widened to f32 where the CPU lacks bf16 products (with
-	// them it is read as it is, its new rows waiting in the workspace).
+	// context) as the GEMMs take them: an f32 cache's in bf16 copies under
+	// bf16 attention with bf16 products (counted always: an upper bound),
+	// a bf16 cache's widened to f32 where the CPU lacks bf16 products
+	// (with them it is read as it is, its new rows waiting in the
+	// workspace). A batched prefill's branches keep a copy of their own
+	// rows (T of them) while each attends beside the prefix.
 	p.Prefill += int64(tensor.Threads) * 4 * (1<<21 + 2*64*qO)
 	rows := max(T, int64(context))
 	switch {
@@ -86,6 +89,7 @@ func PlanHost(m *model.Model, batch, context, adapters, rank int) HostPlan {
 	default:
 		p.Prefill += 2 * 2 * rows * kvO
 	}
+	p.Prefill += 2 * elem * T * kvO // the branches' own rows, kept aside
 	// A step: the batch's logits, each sequence's own, the step's scratch
 	// (its workspace, its rows' keys and values before they are copied
 	// out, its hidden states); a sequence's own workspace of one prefill

@@ -79,24 +79,34 @@ var maxBatchPrefill = 2048
 // every remainder is a branch of one ForwardBranches call, and each
 // branch's keys and values (stored after RoPE at the positions the
 // sequence alone would give them) are copied into its own cache. Alone (or
-// past maxBatchPrefill tokens together) each runs in chunks. A fill's
-// Start and End span the pass it shared.
+// past maxBatchPrefill tokens together) each runs in chunks. A fill whose
+// context is done runs nothing; one the shared pass fails for (a token id
+// outside the vocabulary) runs again alone, so its error is its own. A
+// fill's Start and End span the pass it shared.
 func FillTogether(be tensor.Backend, m *model.Model, fills []*PromptFill, ctxs []context.Context) []error {
 	errs := make([]error, len(fills))
+	var live []*PromptFill
+	var at []int // live[j] is fills[at[j]]
 	total := 0
-	for _, f := range fills {
-		total += len(f.Prompt)
+	for i, f := range fills {
+		if errs[i] = ctxs[i].Err(); errs[i] == nil {
+			live, at = append(live, f), append(at, i)
+			total += len(f.Prompt)
+		}
 	}
-	if len(fills) < 2 || total > maxBatchPrefill {
-		for i, f := range fills {
-			errs[i] = f.All(ctxs[i], be, m)
+	alone := func() []error {
+		for j, f := range live {
+			errs[at[j]] = f.All(ctxs[at[j]], be, m)
 		}
 		return errs
 	}
+	if len(live) < 2 || total > maxBatchPrefill {
+		return alone()
+	}
 	t0 := time.Now()
-	first := fills[0].Prompt
+	first := live[0].Prompt
 	p := len(first) - 1 // every prompt keeps a token of its own
-	for _, f := range fills[1:] {
+	for _, f := range live[1:] {
 		p = min(p, len(f.Prompt)-1)
 		for i := 0; i < p; i++ {
 			if f.Prompt[i] != first[i] {
@@ -105,40 +115,34 @@ func FillTogether(be tensor.Backend, m *model.Model, fills []*PromptFill, ctxs [
 			}
 		}
 	}
-	branches := make([][]int, len(fills))
+	branches := make([][]int, len(live))
 	T := 0
-	for i, f := range fills {
-		branches[i] = f.Prompt[p:]
-		T += len(branches[i])
+	for j, f := range live {
+		branches[j] = f.Prompt[p:]
+		T += len(branches[j])
 	}
 	shared := m.NewCache(p + T)
-	fail := func(err error) []error {
-		for i := range errs {
-			errs[i] = err
-		}
-		return errs
-	}
 	if p > 0 {
 		if _, err := m.Forward(be, first[:p], shared, nil); err != nil {
-			return fail(err)
+			return alone()
 		}
 	}
 	h, err := m.ForwardBranches(be, branches, shared)
 	if err != nil {
-		return fail(err)
+		return alone()
 	}
 	D := m.Config.HiddenSize
 	off := p // row of the branch's first token in the shared cache
 	row := 0 // row of the branch's first token in h
-	for i, f := range fills {
-		n := len(branches[i])
+	for j, f := range live {
+		n := len(branches[j])
 		f.Cache.CopyRows(shared, 0, 0, p)   // the shared prefix
 		f.Cache.CopyRows(shared, p, off, n) // its own branch
 		f.Cache.Len = p + n
 		m.Logits(be, f.Logits, h[(row+n-1)*D:(row+n)*D], 1)
 		off, row = off+n, row+n
 		f.Start, f.End = t0, time.Now()
-		errs[i] = ctxs[i].Err()
+		errs[at[j]] = ctxs[at[j]].Err()
 	}
 	return errs
 }

@@ -25,8 +25,8 @@ type BatchItem struct {
 	OnText    func(piece string) bool // as in GenerateStream; may be nil
 }
 
-// GenerateBatch runs several constrained generations together: each prompt
-// is prefilled on its own, then every step feeds the next token of every
+// GenerateBatch runs several constrained generations together: their
+// prompts are prefilled (short ones in one pass, Batch.Add), then every step feeds the next token of every
 // live item through the model at once (Model.ForwardStep), each masked by
 // its own grammar. Each item's Result is what GenerateStream gives it
 // alone, up to the float rounding of batched GEMMs; errs[i] is its error.
@@ -220,7 +220,8 @@ type constrainedSeq struct {
 }
 
 // newConstrainedSeq checks an item and sets up its decoding state and its
-// own cache; prefill (or prefillChunk) then runs its prompt.
+// own cache; its fill (infer.FillTogether, or prefillChunk a chunk a step)
+// then runs its prompt.
 func newConstrainedSeq(m *model.Model, tok *tokenizer.Tokenizer, it *BatchItem) (*constrainedSeq, error) {
 	g := it.Grammar
 	if len(it.Prompt) == 0 {
@@ -240,6 +241,9 @@ func newConstrainedSeq(m *model.Model, tok *tokenizer.Tokenizer, it *BatchItem) 
 	}
 	if tok.VocabSize() != g.vocab.V {
 		return nil, errors.New("idp: the grammar was compiled for another tokenizer")
+	}
+	if err := m.CheckContext(len(it.Prompt)); err != nil {
+		return nil, err
 	}
 	st := g.Start()
 	if err := st.SetMaxTokens(it.MaxTokens); err != nil {
