@@ -224,7 +224,7 @@ func (s *Server) load() error {
 	go s.sched.loop()
 	s.ready.Store(true)
 	s.log.Info("model loaded", "model", s.cfg.Model, "layers", len(m.Layers), "vocab", m.Config.VocabSize,
-		"device_resident", m.Attached(), "cpu_layers", m.CPULayers)
+		"backend", be.Name(), "device_resident", m.Attached(), "cpu_layers", m.CPULayers, "kv_cache_bf16", m.CacheElemBytes() == 2)
 	return nil
 }
 
