@@ -3,7 +3,6 @@ package app
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -35,7 +34,7 @@ func runBench(env *Env, args []string) error {
 	device := fs.String("device", "cpu", "inference backend: cpu, or cuda where this binary has it (the device-resident forward pass, else op by op; GPU training steps are cuda/devnet's BenchmarkStep)")
 	offloadFlag := fs.String("cpu-offload", "0", "with --device: run the first N decoder layers on the CPU, or auto (as serve's --cpu-offload)")
 	cpuBF16 := addCPUBF16Flag(fs)
-	cache := fs.String("cache", filepath.Join(os.TempDir(), "distill-bench"), "folder for the generated random checkpoints")
+	cache := fs.String("cache", model.BenchDir(), "folder for the generated random checkpoints")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -76,17 +75,11 @@ func runBench(env *Env, args []string) error {
 		fmt.Fprintf(env.Stdout, "device: %s\n", *device)
 	}
 	for _, name := range strings.Split(*shapes, ",") {
-		s, ok := model.Shapes[name]
+		_, ok := model.Shapes[name]
 		if !ok {
 			return fmt.Errorf("--shape: unknown shape %q (known: %s)", name, shapeNames())
 		}
-		dir := filepath.Join(*cache, name+"-"+strings.ToLower(dt.String()))
-		if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); err != nil {
-			if err := model.WriteRandom(dir, s, dt, 1); err != nil {
-				return err
-			}
-		}
-		m, err := model.Load(dir)
+		m, err := model.LoadRandom(*cache, name, dt)
 		if err != nil {
 			return err
 		}

@@ -15,11 +15,7 @@ import (
 // tokens each the branches' attention is most of what the shared pass
 // could lose.
 func BenchmarkFillTogether(b *testing.B) {
-	dir := b.TempDir()
-	if err := model.WriteRandom(dir, model.Shapes["smollm2-135m"], tensor.BF16, 1); err != nil {
-		b.Fatal(err)
-	}
-	m, err := model.Load(dir)
+	m, err := model.LoadRandom(model.BenchDir(), "smollm2-135m", tensor.BF16)
 	if err != nil {
 		b.Fatal(err)
 	}

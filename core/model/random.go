@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"distill/core/tensor"
 )
@@ -37,6 +38,27 @@ var Shapes = map[string]Shape{
 	"qwen2.5-0.5b": {Arch: "Qwen2ForCausalLM", Hidden: 896, Intermediate: 4864, Layers: 24, Heads: 14, KVHeads: 2, Vocab: 151936, Tied: true, RopeTheta: 1000000, RMSNormEps: 1e-6, MaxPositions: 32768, BOS: 151643, EOS: 151645},
 	"qwen2.5-1.5b": {Arch: "Qwen2ForCausalLM", Hidden: 1536, Intermediate: 8960, Layers: 28, Heads: 12, KVHeads: 2, Vocab: 151936, Tied: true, RopeTheta: 1000000, RMSNormEps: 1e-6, MaxPositions: 32768, BOS: 151643, EOS: 151645},
 	"qwen2.5-3b":   {Arch: "Qwen2ForCausalLM", Hidden: 2048, Intermediate: 11008, Layers: 36, Heads: 16, KVHeads: 2, Vocab: 151936, Tied: true, RopeTheta: 1000000, RMSNormEps: 1e-6, MaxPositions: 32768, BOS: 151643, EOS: 151645},
+}
+
+// BenchDir is where benchmarks and `distill bench` keep their random
+// checkpoints across runs (os.TempDir()/distill-bench).
+func BenchDir() string { return filepath.Join(os.TempDir(), "distill-bench") }
+
+// LoadRandom loads the random model of shape name at dtype dt kept under
+// root (BenchDir's layout: root/<name>-<dtype>), writing it first (seed 1)
+// when root holds none.
+func LoadRandom(root, name string, dt tensor.DType) (*Model, error) {
+	s, ok := Shapes[name]
+	if !ok {
+		return nil, fmt.Errorf("unknown shape %q", name)
+	}
+	dir := filepath.Join(root, name+"-"+strings.ToLower(dt.String()))
+	if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); err != nil {
+		if err := WriteRandom(dir, s, dt, 1); err != nil {
+			return nil, err
+		}
+	}
+	return Load(dir)
 }
 
 // WriteRandom writes a HF model folder (config.json, model.safetensors) with

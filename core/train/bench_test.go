@@ -2,7 +2,6 @@ package train
 
 import (
 	"os"
-	"path/filepath"
 	"testing"
 
 	"distill/core/lora"
@@ -14,13 +13,7 @@ import (
 // a random SmolLM2-135M-shaped BF16 model at 256 tokens;
 // DISTILL_BENCH_CPU_BF16=1 times it with the bf16 products (--cpu-bf16).
 func BenchmarkLoRAStep(b *testing.B) {
-	dir := filepath.Join(os.TempDir(), "distill-bench", "smollm2-135m-bf16")
-	if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); err != nil {
-		if err := model.WriteRandom(dir, model.Shapes["smollm2-135m"], tensor.BF16, 1); err != nil {
-			b.Fatal(err)
-		}
-	}
-	m, err := model.Load(dir)
+	m, err := model.LoadRandom(model.BenchDir(), "smollm2-135m", tensor.BF16)
 	if err != nil {
 		b.Fatal(err)
 	}

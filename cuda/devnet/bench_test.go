@@ -5,7 +5,6 @@ package devnet_test
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -72,11 +71,7 @@ func benchModel(b *testing.B, name string, seq, segLen int) (*model.Model, *lora
 	if !found {
 		b.Fatalf("no shape %q", name)
 	}
-	dir := filepath.Join(os.TempDir(), "distill-bench", name+"-bf16")
-	if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); err != nil {
-		ok(b, model.WriteRandom(dir, s, tensor.BF16, 1))
-	}
-	m, err := model.Load(dir)
+	m, err := model.LoadRandom(model.BenchDir(), name, tensor.BF16)
 	ok(b, err)
 	b.Cleanup(func() { m.Close() })
 	_, err = quant.QuantizeModel(m, "nf4", true, false)

@@ -1,8 +1,6 @@
 package classify
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -27,13 +25,7 @@ func (byteEncoder) Encode(s string, _ bool) []int {
 // (the forward pass and the next token's logits) on a SmolLM2-135M-shaped
 // model. The target is ≤ 1.1×.
 func BenchmarkClassifyVsPrefill(b *testing.B) {
-	dir := filepath.Join(os.TempDir(), "distill-bench", "smollm2-135m-bf16")
-	if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); err != nil {
-		if err := model.WriteRandom(dir, model.Shapes["smollm2-135m"], tensor.BF16, 1); err != nil {
-			b.Fatal(err)
-		}
-	}
-	m, err := model.Load(dir)
+	m, err := model.LoadRandom(model.BenchDir(), "smollm2-135m", tensor.BF16)
 	if err != nil {
 		b.Fatal(err)
 	}
