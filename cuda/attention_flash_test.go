@@ -3,11 +3,12 @@
 package cuda_test
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"testing"
 
-	"distill/core/train"
+	"distill/core/model"
 	"distill/cuda"
 )
 
@@ -76,15 +77,34 @@ func TestAttentionFlashParity(t *testing.T) {
 					name      string
 					got, want []float32
 				}{{"out", got2.out, got.out}, {"lse", got2.lse, got.lse}, {"dq", got2.dq, got.dq}, {"dk", got2.dk, got.dk}, {"dv", got2.dv, got.dv}} {
-					for i := range x.got {
-						if math.Float32bits(x.got[i]) != math.Float32bits(x.want[i]) && !(x.got[i] != x.got[i] && x.want[i] != x.want[i]) {
-							t.Errorf("%+v: %s[%d] = %v, v1 gives %v", o, x.name, i, x.got[i], x.want[i])
-							break
-						}
-					}
+					sameBits(t, fmt.Sprintf("%+v: %s", o, x.name), x.got, x.want)
 				}
 			}
+			// Keys and values held in bf16 (a decoder's cache mirror): the
+			// forward reads them as they are, the same out and lse as v1
+			// over their f32 originals.
+			kn, qn := c.nk*c.nKV*c.hd, c.nq*c.nH*c.hd
+			k16, v16 := zeros(t, d, cuda.BF16, kn), zeros(t, d, cuda.BF16, kn)
+			ok(t, d.ToBF16(k16, up(t, d, cuda.F32, k), kn))
+			ok(t, d.ToBF16(v16, up(t, d, cuda.F32, v), kn))
+			od, ld := poison(t, d, qn), poison(t, d, c.nq*c.nH)
+			ok(t, d.AttnFwdFlash(od, ld, up(t, d, cuda.F32, q), k16, v16, c.shape(t, d, scale)))
+			ok(t, d.Sync())
+			sameBits(t, "bf16 k, v: out", down(t, od), got.out)
+			sameBits(t, "bf16 k, v: lse", down(t, ld), got.lse)
 		})
+	}
+}
+
+// sameBits fails unless got is want bit for bit (any NaN matching any NaN),
+// naming the first element that differs.
+func sameBits(t *testing.T, name string, got, want []float32) {
+	t.Helper()
+	for i := range got {
+		if math.Float32bits(got[i]) != math.Float32bits(want[i]) && !(got[i] != got[i] && want[i] != want[i]) {
+			t.Errorf("%s[%d] = %v, v1 gives %v", name, i, got[i], want[i])
+			return
+		}
 	}
 }
 
@@ -101,6 +121,10 @@ func TestAttentionFlashArgs(t *testing.T) {
 	if err := d.AttnBwdFlash(x, x, x, x, x.View(1, 64), x, x, x, x, s); err == nil || !strings.Contains(err.Error(), "not on 16 bytes") {
 		t.Errorf("AttnBwdFlash with q one float into its buffer: %v", err)
 	}
+	x16 := zeros(t, d, cuda.BF16, 256)
+	if err := d.AttnFwdFlash(x, x, x, x16, x, s); err == nil || !strings.Contains(err.Error(), "attn_fwd_flash: v is f32[256]") {
+		t.Errorf("AttnFwdFlash with k in bf16, v in f32: %v", err)
+	}
 	s.NQ = 0
 	ok(t, d.AttnFwdFlash(x, x, x, x, x, s))
 	ok(t, d.AttnBwdFlash(x, x, x, x, x, x, x, x, x, s))
@@ -110,8 +134,8 @@ func TestAttentionFlashArgs(t *testing.T) {
 // sizes they take.
 func TestFlashHeadDimsAgree(t *testing.T) {
 	for hd := 1; hd <= 256; hd++ {
-		if cuda.FlashHeadDim(hd) != train.FlashAttention(hd) {
-			t.Errorf("head size %d: cuda.FlashHeadDim %v, train.FlashAttention %v", hd, cuda.FlashHeadDim(hd), train.FlashAttention(hd))
+		if cuda.FlashHeadDim(hd) != model.FlashAttention(hd) {
+			t.Errorf("head size %d: cuda.FlashHeadDim %v, model.FlashAttention %v", hd, cuda.FlashHeadDim(hd), model.FlashAttention(hd))
 		}
 	}
 }

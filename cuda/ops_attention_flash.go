@@ -29,13 +29,24 @@ func aligned16(bs ...*Buffer) bool {
 // products in bf16 on the tensor cores with f32 accumulation. Same
 // arguments and results, bad ranges included; FlashHeadDim(HD) must hold
 // and every buffer start on 16 bytes (a view at a multiple of 4 floats of
-// an allocation).
+// an allocation). k and v may be BF16 (both: a decoder's cache mirror held
+// in bf16), read as they are by the async kernel whatever AsyncTiles says —
+// the results bit for bit those over their f32 originals, which every
+// flash kernel rounds to bf16 before its products.
 func (d *Device) AttnFwdFlash(out, lse, q, k, v *Buffer, s AttnShape) error {
 	qn, kn := s.NQ*s.NH*s.HD, s.NK*s.NKV*s.HD
+	kv := cacheKind(k)
 	if err := s.check("attn_fwd_flash").true(FlashHeadDim(s.HD), "head size %d (flash takes 16, 32, 64, 80, 96, 128)", s.HD).
 		buf("out", out, F32, qn).buf("lse", lse, F32, s.NQ*s.NH).buf("q", q, F32, qn).
-		buf("k", k, F32, kn).buf("v", v, F32, kn).true(aligned16(out, q, k, v), "a buffer not on 16 bytes").err; err != nil {
+		buf("k", k, kv, kn).buf("v", v, kv, kn).true(aligned16(out, q, k, v), "a buffer not on 16 bytes").err; err != nil {
 		return err
+	}
+	if kv == BF16 {
+		return call(func() C.int {
+			return C.dc_attn_fwd_flash_kv16((*C.float)(out.ptr), (*C.float)(lse.ptr), (*C.float)(q.ptr), (*C.uint16_t)(k.ptr), (*C.uint16_t)(v.ptr),
+				(*C.int32_t)(s.Lo.ptr), (*C.int32_t)(s.Hi.ptr), C.int(s.NQ), C.int(s.NK), C.int(s.NH), C.int(s.NKV), C.int(s.HD),
+				C.int(s.MaxLen), C.float(s.Scale), s.flags())
+		})
 	}
 	var b16 *Buffer // bf16 copies of k and v
 	if s.AsyncTiles && s.NK > 0 && s.NQ > 0 {

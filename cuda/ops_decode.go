@@ -7,7 +7,10 @@ package cuda
 */
 import "C"
 
-import "fmt"
+import (
+	"fmt"
+	"unsafe"
+)
 
 // The fused ops of one decoded token (kernels/matvec.cu, kernels/decode.cu):
 // a decoded layer in a handful of launches, for a small model's decode is
@@ -103,8 +106,9 @@ func overlaps(a *Buffer, an int, b *Buffer, bn int) bool {
 // one launch: q's and k's heads RMS-normalised by QNorm, KNorm (optional:
 // Qwen3's per-head norms) and rotated (RoPE at the position in Pos[0], from
 // tables of Tables positions); q in place; k's result and v into row Pos[0]
-// of KCache, VCache ((Cap, kv·hd) each) and into KStage, VStage (optional:
-// the rows the host copies down). The position must lie in [0, min(Cap,
+// of KCache, VCache ((Cap, kv·hd) each, both F32 or both BF16: rounded to
+// nearest even) and into KStage, VStage (optional: the rows the host copies
+// down, what the caches hold). The position must lie in [0, min(Cap,
 // Tables)): outside, nothing is written (the caller checks it first).
 type DecodeQKVArgs struct {
 	Q, K, V, QNorm, KNorm *Buffer
@@ -124,7 +128,7 @@ func (d *Device) DecodeQKV(a DecodeQKVArgs) error {
 		buf("q", a.Q, F32, qO).buf("k", a.K, F32, kvO).buf("v", a.V, F32, kvO).
 		opt("q norm", a.QNorm, F32, a.HD).opt("k norm", a.KNorm, F32, a.HD).true((a.QNorm == nil) == (a.KNorm == nil), "q and k norms go together").
 		buf("pos", a.Pos, I32, 1).buf("cos", a.Cos, F32, a.Tables*half).buf("sin", a.Sin, F32, a.Tables*half).
-		buf("k cache", a.KCache, F32, a.Cap*kvO).buf("v cache", a.VCache, F32, a.Cap*kvO).
+		buf("k cache", a.KCache, cacheKind(a.KCache), a.Cap*kvO).buf("v cache", a.VCache, cacheKind(a.KCache), a.Cap*kvO).
 		opt("k stage", a.KStage, F32, kvO).opt("v stage", a.VStage, F32, kvO)
 	if c.err != nil {
 		return c.err
@@ -133,7 +137,7 @@ func (d *Device) DecodeQKV(a DecodeQKVArgs) error {
 		q: (*C.float)(a.Q.ptr), k: (*C.float)(a.K.ptr), v: (*C.float)(a.V.ptr),
 		q_norm: (*C.float)(addr(a.QNorm)), k_norm: (*C.float)(addr(a.KNorm)), eps: C.float(a.Eps),
 		pos: (*C.int32_t)(a.Pos.ptr), cos_t: (*C.float)(a.Cos.ptr), sin_t: (*C.float)(a.Sin.ptr), tables: C.int(a.Tables),
-		k_cache: (*C.float)(a.KCache.ptr), v_cache: (*C.float)(a.VCache.ptr),
+		k_cache: a.KCache.ptr, v_cache: a.VCache.ptr, kv_bf16: cbool(a.KCache.Kind == BF16),
 		k_stage: (*C.float)(addr(a.KStage)), v_stage: (*C.float)(addr(a.VStage)),
 		cap: C.int(a.Cap), nh: C.int(a.NH), nkv: C.int(a.NKV), hd: C.int(a.HD),
 	}
@@ -142,10 +146,12 @@ func (d *Device) DecodeQKV(a DecodeQKVArgs) error {
 
 // RowCaches is a batched decode step's caches, one per row, for one layer:
 // K[r], V[r] (Addr, nr device addresses) are row r's key and value buffers
-// ((Cap[r], kv·hd) f32 each); Cap (I32, nr) their rows. CacheTable makes one.
+// ((Cap[r], kv·hd) each, f32, or bf16 for BF16); Cap (I32, nr) their rows.
+// CacheTable makes one.
 type RowCaches struct {
 	K, V, Cap *Buffer
 	Rows      int
+	BF16      bool // every cache holds bf16
 }
 
 // CacheTable lists buffers' device addresses as an Addr table's contents.
@@ -166,14 +172,15 @@ func (d *Device) KVRows(c RowCaches, k, v, pos *Buffer, kvO int) error {
 		buf("pos", pos, I32, n).buf("k caches", c.K, Addr, n).buf("v caches", c.V, Addr, n).buf("caps", c.Cap, I32, n).err; err != nil {
 		return err
 	}
-	g := C.dc_kv_rows_args{k: (*C.float)(k.ptr), v: (*C.float)(v.ptr), k_cache: (**C.float)(c.K.ptr), v_cache: (**C.float)(c.V.ptr),
-		pos: (*C.int32_t)(pos.ptr), cap: (*C.int32_t)(c.Cap.ptr), nr: C.int(n), kvo: C.int(kvO)}
+	g := C.dc_kv_rows_args{k: (*C.float)(k.ptr), v: (*C.float)(v.ptr), k_cache: (*unsafe.Pointer)(c.K.ptr), v_cache: (*unsafe.Pointer)(c.V.ptr),
+		pos: (*C.int32_t)(pos.ptr), cap: (*C.int32_t)(c.Cap.ptr), nr: C.int(n), kvo: C.int(kvO), kv_bf16: cbool(c.BF16)}
 	return call(func() C.int { return C.dc_kv_rows(&g) })
 }
 
 // AttnRows is a batched decode step's attention: row r (one token of its
 // own sequence, q (rows, nh·hd)) attends keys [0, Hi[r]) of its own cache,
-// grouped heads, in f32, into out (rows, nh·hd) and lse (rows, nh); hd ≤
+// grouped heads, in f32 (a bf16 cache widened as read), into out (rows,
+// nh·hd) and lse (rows, nh); hd ≤
 // 128; an empty range, or one past the row's cache (Cap[r]), gives NaN.
 func (d *Device) AttnRows(out, lse, q *Buffer, c RowCaches, hi *Buffer, nh, nkv, hd int, scale float32) error {
 	n := c.Rows
@@ -184,7 +191,16 @@ func (d *Device) AttnRows(out, lse, q *Buffer, c RowCaches, hi *Buffer, nh, nkv,
 		return err
 	}
 	g := C.dc_attn_rows_args{out: (*C.float)(out.ptr), lse: (*C.float)(lse.ptr), q: (*C.float)(q.ptr),
-		k_cache: (**C.float)(c.K.ptr), v_cache: (**C.float)(c.V.ptr), hi: (*C.int32_t)(hi.ptr), cap: (*C.int32_t)(c.Cap.ptr),
-		nr: C.int(n), nh: C.int(nh), nkv: C.int(nkv), hd: C.int(hd), scale: C.float(scale)}
+		k_cache: (*unsafe.Pointer)(c.K.ptr), v_cache: (*unsafe.Pointer)(c.V.ptr), hi: (*C.int32_t)(hi.ptr), cap: (*C.int32_t)(c.Cap.ptr),
+		nr: C.int(n), nh: C.int(nh), nkv: C.int(nkv), hd: C.int(hd), scale: C.float(scale), kv_bf16: cbool(c.BF16)}
 	return call(func() C.int { return C.dc_attn_rows(&g) })
+}
+
+// cacheKind is the kind a KV cache buffer may hold: BF16 when it does, else
+// F32 (what the checks then ask for).
+func cacheKind(b *Buffer) Kind {
+	if b != nil && b.Kind == BF16 {
+		return BF16
+	}
+	return F32
 }

@@ -1,6 +1,10 @@
 package model
 
-import "distill/core/tensor"
+import (
+	"os"
+
+	"distill/core/tensor"
+)
 
 // The device-resident decoder's memory (cuda/devnet's Decoder), for
 // --cpu-offload auto and `distill plan serve`: what it holds over the
@@ -20,7 +24,7 @@ type DecoderPlan struct {
 	From    int   `json:"cpu_layers"` // the layers before it run on the host (--cpu-offload)
 	Weights int64 `json:"weights"`    // its layers' projections (NF4 as stored, dense as bf16), norms and biases (f32)
 	Head    int64 `json:"head"`       // the LM head in bf16 and the final norm; the embedding too when it holds every layer
-	Cache   int64 `json:"kv_cache"`   // keys and values (f32) of DecoderPlanContext positions over its layers
+	Cache   int64 `json:"kv_cache"`   // keys and values (bf16, or f32: DeviceKVBF16) of DecoderPlanContext positions over its layers
 	Pass    int64 `json:"pass"`       // a DecoderPlanPrompt-token prompt's activations, a dequantised projection, 64 rows of logits
 	Adapter int64 `json:"adapter"`    // one LoRA adapter's upload: rank DecoderPlanRank on every projection, f32 (every layer's: a view uploads them all)
 }
@@ -70,10 +74,35 @@ func (m *Model) DecoderPlan(from int) DecoderPlan {
 	default: // the host embeds
 		p.Head += 2 * V * D
 	}
-	p.Cache = 2 * 4 * kvO * int64(m.DecoderPlanContext()) * int64(len(m.Layers)-from)
+	kvBytes := int64(4)
+	if DeviceKVBF16(c.HeadDim) {
+		kvBytes = 2
+	}
+	p.Cache = 2 * kvBytes * kvO * int64(m.DecoderPlanContext()) * int64(len(m.Layers)-from)
 	P := int64(DecoderPlanPrompt)
 	p.Pass = 4*P*(6*D+3*F+4*qO+2*kvO) + 2*tile + 64*V*(4+2)
 	return p
+}
+
+// FlashAttention says whether cuda/devnet attends with the flash kernels
+// (scores in registers, scratch linear in n) for head size hd — the sizes
+// cuda.FlashHeadDim takes (a cuda test checks they agree) — rather than
+// cuBLAS's score buffers.
+func FlashAttention(hd int) bool {
+	switch hd {
+	case 16, 32, 64, 80, 96, 128:
+		return true
+	}
+	return false
+}
+
+// DeviceKVBF16 says whether the device-resident decoder holds its caches'
+// mirrors in bf16 for head size hd: wherever it attends with the flash
+// kernels, which round keys and values to bf16 before their products
+// anyway — so the same results in half the memory and half the reads.
+// DISTILL_CUDA_KV_BF16=0 keeps them in f32 (comparisons).
+func DeviceKVBF16(hd int) bool {
+	return FlashAttention(hd) && os.Getenv("DISTILL_CUDA_KV_BF16") != "0"
 }
 
 // DecoderPlanContext is the positions of the KV cache a DecoderPlan

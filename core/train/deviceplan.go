@@ -79,18 +79,6 @@ func stepGraphs() bool { return DeviceStepGraphs != nil && DeviceStepGraphs() }
 // stepBucket is the length a recorded step of n tokens runs at.
 func stepBucket(n int) int { return (n + StepGraphBucket - 1) / StepGraphBucket * StepGraphBucket }
 
-// FlashAttention says whether cuda/devnet attends with the flash kernels
-// (scores in registers, scratch linear in n) for head size hd — the sizes
-// cuda.FlashHeadDim takes (a cuda test checks they agree) — rather than
-// cuBLAS's score buffers.
-func FlashAttention(hd int) bool {
-	switch hd {
-	case 16, 32, 64, 80, 96, 128:
-		return true
-	}
-	return false
-}
-
 // DevicePlan sizes an SFT step of nt on a GPU (cuda/devnet's layout) over
 // micro-batches of n tokens, with the frozen base of weightBytes as held
 // (NF4 storage or bf16 — what a bf16 checkpoint quantised as asked takes on
@@ -283,7 +271,7 @@ func (ps devicePass) bytes(nf4 bool) int64 {
 	i32 := 4*N + 2*N     // ids, pos, lo, hi; row indices and targets
 	rope := (N + 1) * hd // cos, sin tables: (positions, hd/2) each
 	attn := min(4*attnBufs*(H/KV)*N*N, AttnScratchCap)
-	if FlashAttention(int(hd)) {
+	if model.FlashAttention(int(hd)) {
 		attn = 0
 		if ps.training { // backward's rowsum(dO∘O), tile ranges, grouped heads' shares of dk, dv
 			attn = 4 * (N*H + 2*((N+31)/32))

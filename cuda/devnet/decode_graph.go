@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"sync/atomic"
 
-	"distill/core/train"
+	"distill/core/model"
 	"distill/cuda"
 )
 
@@ -146,7 +146,7 @@ func (dc *Decoder) runGraph(nt *Net, ids []int, x []float32, sp []span, out []fl
 // flashAttention says nt's passes attend with the flash kernels: its head
 // size takes them, and no other attention was asked for (comparisons).
 func (nt *Net) flashAttention() bool {
-	return !nt.SimpleAttention && !nt.GemmAttention && train.FlashAttention(nt.M.Config.HeadDim)
+	return !nt.SimpleAttention && !nt.GemmAttention && model.FlashAttention(nt.M.Config.HeadDim)
 }
 
 // tokenPass is nt's token workspace, laid out on first use.

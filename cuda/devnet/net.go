@@ -105,7 +105,7 @@ type Net struct {
 	// GemmAttention through cuBLAS in TF32 with bounded score buffers,
 	// instead of the flash kernels (bf16 tensor cores, scores never in
 	// memory; the default for the head sizes they take,
-	// train.FlashAttention): for comparisons.
+	// model.FlashAttention): for comparisons.
 	SimpleAttention, GemmAttention bool
 
 	// KeepActivations keeps every layer's activations from the forward

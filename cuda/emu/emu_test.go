@@ -59,7 +59,9 @@ func TestFlashKernelsEmulated(t *testing.T) {
 // f32 and bf16 (bit for bit: vector and generic kernels, row ranges cutting
 // groups, double-quantised scales past 256 blocks), and a batched step's
 // k_kv_rows and k_attn_rows (each row over its own cache; grouped heads,
-// head sizes 16–128, an empty range). Checked by mutation: dropping the
+// head sizes 16–128, an empty range) — k_decode_qkv and the rows' kernels
+// over f32 caches and over bf16 ones (each element held rounded, the
+// staged rows exactly what the cache holds). Checked by mutation: dropping the
 // residual, the norm's width, the wide groups' reduction index, the
 // prologue's write-out index, RoPE's sign, k's halves, the grouped head's
 // index, the last key, the warps' merge weights each fail by 10⁴× the

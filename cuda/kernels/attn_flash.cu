@@ -39,7 +39,9 @@
 // while the warps compute on the other, and the products that read a tile
 // k-major (P·V, dS·K, Pᵀ·dO, dSᵀ·Q) take their B fragments from the
 // row-major tiles by ldmatrix.trans instead of staged transposes: v1's
-// products in v1's order, the same results bit for bit.
+// products in v1's order, the same results bit for bit. The async forward
+// also takes k and v already in bf16 (dc_attn_fwd_flash_kv16: a decoder's
+// cache mirror held in bf16), the same results as over their f32 originals.
 //
 // Precision: q, k, v, dout, P and dS are rounded to bf16 (8 significant
 // bits) for the products; scores, softmax statistics, lse, D and every
@@ -89,13 +91,18 @@ int fa_fwd_qw(float *out, float *lse, const float *q, const float *k, const floa
   return 0;
 }
 
+// fa_fwd: k and v in f32 (the v1 kernel, or with b16 the async one over
+// bf16 copies made here), or with k16, v16 (k, v null) already in bf16 — a
+// decoder's cache mirror — read by the async kernel as they are.
 template <int HD>
-int fa_fwd(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *lo,
-           const int32_t *hi, int nq, int nk, int nh, int nkv, int max_len, float scale, uint16_t *b16, int opt) {
-  const bool async = b16 != nullptr && nk > 0;
+int fa_fwd(float *out, float *lse, const float *q, const float *k, const float *v, const uint16_t *k16,
+           const uint16_t *v16, const int32_t *lo, const int32_t *hi, int nq, int nk, int nh, int nkv, int max_len,
+           float scale, uint16_t *b16, int opt) {
+  const bool given = k16 != nullptr, async = (given || b16 != nullptr) && nk > 0;
   const int64_t kn = (int64_t)nk * nkv * HD;
-  if (async && (dc_f32_to_bf16(b16, k, kn) || dc_f32_to_bf16(b16 + kn, v, kn))) return -1;
-  const bf16 *kb = async ? reinterpret_cast<const bf16 *>(b16) : nullptr, *vb = async ? kb + kn : nullptr;
+  if (async && !given && (dc_f32_to_bf16(b16, k, kn) || dc_f32_to_bf16(b16 + kn, v, kn))) return -1;
+  const bf16 *kb = !async ? nullptr : reinterpret_cast<const bf16 *>(given ? k16 : b16);
+  const bf16 *vb = !async ? nullptr : given ? reinterpret_cast<const bf16 *>(v16) : kb + kn;
   if (fa_qw(HD, nq) == 8)
     return async ? fa_fwd_qw<HD, 8, true>(out, lse, q, k, v, kb, vb, lo, hi, nq, nk, nh, nkv, max_len, scale, opt)
                  : fa_fwd_qw<HD, 8, false>(out, lse, q, k, v, kb, vb, lo, hi, nq, nk, nh, nkv, max_len, scale, opt);
@@ -215,7 +222,17 @@ extern "C" int dc_attn_fwd_flash(float *out, float *lse, const float *q, const f
                                  int max_len, float scale, uint16_t *b16, int flags) {
   if (fa_check("attn_fwd_flash", nq, nk, nh, nkv, hd, max_len)) return -1;
   if (nq == 0) return 0;
-#define FA_FWD(HD) fa_fwd<HD>(out, lse, q, k, v, kv_lo, kv_hi, nq, nk, nh, nkv, max_len, scale, b16, flags)
+#define FA_FWD(HD) fa_fwd<HD>(out, lse, q, k, v, nullptr, nullptr, kv_lo, kv_hi, nq, nk, nh, nkv, max_len, scale, b16, flags)
+  FA_DISPATCH(FA_FWD)
+#undef FA_FWD
+}
+
+extern "C" int dc_attn_fwd_flash_kv16(float *out, float *lse, const float *q, const uint16_t *k, const uint16_t *v,
+                                      const int32_t *kv_lo, const int32_t *kv_hi, int nq, int nk, int nh, int nkv,
+                                      int hd, int max_len, float scale, int flags) {
+  if (fa_check("attn_fwd_flash_kv16", nq, nk, nh, nkv, hd, max_len)) return -1;
+  if (nq == 0) return 0;
+#define FA_FWD(HD) fa_fwd<HD>(out, lse, q, nullptr, nullptr, k, v, kv_lo, kv_hi, nq, nk, nh, nkv, max_len, scale, nullptr, flags)
   FA_DISPATCH(FA_FWD)
 #undef FA_FWD
 }

@@ -21,6 +21,12 @@ int dc_attn_flash_supports(int hd);
 int dc_attn_fwd_flash(float *out, float *lse, const float *q, const float *k, const float *v,
                       const int32_t *kv_lo, const int32_t *kv_hi, int nq, int nk, int nh, int nkv, int hd,
                       int max_len, float scale, uint16_t *b16, int flags);
+// dc_attn_fwd_flash over k and v already in bf16 ((nk, nkv·hd) each, 16-byte
+// aligned: a decoder's cache mirror), read by the async kernel as they are —
+// out and lse bit for bit dc_attn_fwd_flash's over their f32 originals.
+int dc_attn_fwd_flash_kv16(float *out, float *lse, const float *q, const uint16_t *k, const uint16_t *v,
+                           const int32_t *kv_lo, const int32_t *kv_hi, int nq, int nk, int nh, int nkv, int hd,
+                           int max_len, float scale, int flags);
 // dq, dk, dv set (not accumulated) from dout, out, lse. Scratch: D, nq·nh
 // floats; tiles, 2·⌈nq/32⌉ ints; part, 2·nk·nh·hd floats when nh ≠ nkv
 // (each query head's share of its KV head's gradients), else unused. b16,

@@ -1,21 +1,27 @@
 // decode.cu: one decoded token's q, k and v from the projections to the
 // attention in one launch (decode_kernels.cuh): Qwen3's per-head norms,
-// RoPE, and the new key and value row into the device's cache and the
-// host's staging — where op by op it took up to six launches.
+// RoPE, and the new key and value row into the device's cache (f32 or
+// bf16) and the host's staging — where op by op it took up to six launches.
 #include "common.cuh"
 #include "decode_kernels.cuh"
 
 extern "C" int dc_decode_qkv(const dc_decode_qkv_args *g) {
   if (g->hd <= 0 || g->hd % 2 != 0 || g->nh <= 0 || g->nkv <= 0 || g->nh % g->nkv != 0)
     return dc_fail("heads must divide and head size be even", "decode_qkv(heads %d/%d, hd %d)", g->nh, g->nkv, g->hd);
-  DC_LAUNCH(g->nh + 2 * g->nkv, 32, 0, k_decode_qkv)(*g);
+  if (g->kv_bf16)
+    DC_LAUNCH(g->nh + 2 * g->nkv, 32, 0, k_decode_qkv<__nv_bfloat16>)(*g);
+  else
+    DC_LAUNCH(g->nh + 2 * g->nkv, 32, 0, k_decode_qkv<float>)(*g);
   DC_LAUNCHED("decode_qkv(heads %d/%d, hd %d, cap %d)", g->nh, g->nkv, g->hd, g->cap);
   return 0;
 }
 
 extern "C" int dc_kv_rows(const dc_kv_rows_args *g) {
   if (g->nr <= 0) return 0;
-  DC_LAUNCH(g->nr, 128, 0, k_kv_rows)(*g);
+  if (g->kv_bf16)
+    DC_LAUNCH(g->nr, 128, 0, k_kv_rows<__nv_bfloat16>)(*g);
+  else
+    DC_LAUNCH(g->nr, 128, 0, k_kv_rows<float>)(*g);
   DC_LAUNCHED("kv_rows(rows %d, kv width %d)", g->nr, g->kvo);
   return 0;
 }
@@ -24,7 +30,10 @@ extern "C" int dc_attn_rows(const dc_attn_rows_args *g) {
   if (g->nh <= 0 || g->nkv <= 0 || g->nh % g->nkv != 0 || g->hd <= 0 || g->hd > 32 * AR_DIMS)
     return dc_fail("heads must divide, head size in [1, 128]", "attn_rows(rows %d, heads %d/%d, hd %d)", g->nr, g->nh, g->nkv, g->hd);
   if (g->nr <= 0) return 0;
-  DC_LAUNCH(dim3(g->nr, g->nh), AR_WARPS * 32, 0, k_attn_rows)(*g);
+  if (g->kv_bf16)
+    DC_LAUNCH(dim3(g->nr, g->nh), AR_WARPS * 32, 0, k_attn_rows<__nv_bfloat16>)(*g);
+  else
+    DC_LAUNCH(dim3(g->nr, g->nh), AR_WARPS * 32, 0, k_attn_rows<float>)(*g);
   DC_LAUNCHED("attn_rows(rows %d, heads %d/%d, hd %d)", g->nr, g->nh, g->nkv, g->hd);
   return 0;
 }

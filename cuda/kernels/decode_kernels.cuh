@@ -8,12 +8,28 @@
 
 namespace {
 
+// A cache mirror's element: f32, or bf16 (each key and value rounded to
+// nearest even once, as the flash kernels round them before their products
+// anyway: the device's default, half the bytes). kv_as is what the cache
+// holds of x, as f32 (the host's staging copy gets exactly that).
+__device__ __forceinline__ float kv_get(const float *c, int64_t i) { return c[i]; }
+__device__ __forceinline__ float kv_get(const __nv_bfloat16 *c, int64_t i) { return __bfloat162float(c[i]); }
+__device__ __forceinline__ void kv_put(float *c, int64_t i, float x) { c[i] = x; }
+__device__ __forceinline__ void kv_put(__nv_bfloat16 *c, int64_t i, float x) { c[i] = __float2bfloat16_rn(x); }
+template <typename C>
+__device__ __forceinline__ float kv_as(float x) {
+  if constexpr (sizeof(C) == 2) return __bfloat162float(__float2bfloat16_rn(x));
+  return x;
+}
+
 // One token's q (nh heads), k and v (nkv heads each) of head size hd, after
 // the projections (dc_decode_qkv_args, distill_cuda.h): q_norm, k_norm the
 // per-head RMSNorm weights (hd; Qwen3) or null; RoPE at position pos[0]
 // from the tables cos_t, sin_t ((tables, hd/2), as rope.cu's); k_cache,
 // v_cache the layer's cache rows (cap, nkv·hd); k_stage, v_stage where the
-// host's copy of the new row is gathered (nkv·hd each), or null.
+// host's copy of the new row is gathered (nkv·hd each), or null; C the
+// cache's element (float or __nv_bfloat16: a.kv_bf16), the staged rows
+// what it holds.
 // One warp per head: block b < nh is q's head b, normalised and rotated in
 // place; then k's heads, normalised, rotated and written to row pos of
 // k_cache (and k_stage); then v's, copied to v_cache (and v_stage). The arithmetic is
@@ -21,15 +37,17 @@ namespace {
 // in another order) and k_rope's (HF's rotate-half pairs (j, j + hd/2)).
 // A position outside the tables or the cache writes nothing (the host
 // checks it before the launch).
+template <typename C>
 __global__ void __launch_bounds__(32) k_decode_qkv(dc_decode_qkv_args a) {
+  C *const k_cache = static_cast<C *>(a.k_cache), *const v_cache = static_cast<C *>(a.v_cache);
   const int b = blockIdx.x, lane = threadIdx.x, hd = a.hd, half = hd / 2, kvO = a.nkv * hd;
   const int p = a.pos[0];
   if (p < 0 || p >= a.cap || p >= a.tables) return;
   if (b >= a.nh + a.nkv) {  // v
     const int h = b - a.nh - a.nkv;
     for (int j = lane; j < hd; j += 32) {
-      const float x = a.v[h * hd + j];
-      a.v_cache[(int64_t)p * kvO + h * hd + j] = x;
+      const float x = kv_as<C>(a.v[h * hd + j]);
+      kv_put(v_cache, (int64_t)p * kvO + h * hd + j, x);
       if (a.v_stage != nullptr) a.v_stage[h * hd + j] = x;
     }
     return;
@@ -47,13 +65,14 @@ __global__ void __launch_bounds__(32) k_decode_qkv(dc_decode_qkv_args a) {
     float x0 = x[j], x1 = x[j + half];
     if (w != nullptr) x0 = x0 * s * w[j], x1 = x1 * s * w[j + half];
     const float c = a.cos_t[(int64_t)p * half + j], sn = a.sin_t[(int64_t)p * half + j];
-    const float r0 = x0 * c - x1 * sn, r1 = x1 * c + x0 * sn;
+    float r0 = x0 * c - x1 * sn, r1 = x1 * c + x0 * sn;
     if (isq) {
       a.q[h * hd + j] = r0, a.q[h * hd + j + half] = r1;
       continue;
     }
-    float *kr = a.k_cache + (int64_t)p * kvO + h * hd;
-    kr[j] = r0, kr[j + half] = r1;
+    r0 = kv_as<C>(r0), r1 = kv_as<C>(r1);
+    const int64_t kr = (int64_t)p * kvO + h * hd;
+    kv_put(k_cache, kr + j, r0), kv_put(k_cache, kr + j + half, r1);
     if (a.k_stage != nullptr) a.k_stage[h * hd + j] = r0, a.k_stage[h * hd + j + half] = r1;
   }
 }
@@ -63,19 +82,23 @@ __global__ void __launch_bounds__(32) k_decode_qkv(dc_decode_qkv_args a) {
 // Row r of nr (one decoded token of its own sequence) writes its new key
 // and value rows (k, v: (nr, kvo)) into row pos[r] of its cache's layer
 // buffers k_cache[r], v_cache[r] ((cap[r], kvo) each). A position outside
-// [0, cap[r]) writes nothing (the host checks it first).
+// [0, cap[r]) writes nothing (the host checks it first). C: the caches'
+// element (a.kv_bf16).
+template <typename C>
 __global__ void k_kv_rows(dc_kv_rows_args a) {
   const int r = blockIdx.x, p = a.pos[r];
   if (p < 0 || p >= a.cap[r]) return;
+  C *const kc = static_cast<C *>(a.k_cache[r]), *const vc = static_cast<C *>(a.v_cache[r]);
   for (int j = threadIdx.x; j < a.kvo; j += blockDim.x) {
-    a.k_cache[r][(int64_t)p * a.kvo + j] = a.k[(int64_t)r * a.kvo + j];
-    a.v_cache[r][(int64_t)p * a.kvo + j] = a.v[(int64_t)r * a.kvo + j];
+    kv_put(kc, (int64_t)p * a.kvo + j, a.k[(int64_t)r * a.kvo + j]);
+    kv_put(vc, (int64_t)p * a.kvo + j, a.v[(int64_t)r * a.kvo + j]);
   }
 }
 
 // Row r's attention over keys [0, hi[r]) of its own cache (k_cache[r], v_cache[r]:
 // (rows, nkv·hd)), grouped heads: out (nr, nh·hd) = softmax(q·Kᵀ·scale)·V
-// per head, lse (nr, nh) its log-sum-exp — in f32 (the flash kernels' bf16
+// per head, lse (nr, nh) its log-sum-exp — in f32 over the caches' C
+// elements (f32, or bf16 widened as read: a.kv_bf16) (the flash kernels' bf16
 // products serve prompts; a decoded row's cost is reading its cache). One
 // block of AR_WARPS warps per (row, head); warp w runs an online softmax
 // over keys w, w + AR_WARPS, …, each lane holding dims lane + 32i of q and
@@ -84,6 +107,7 @@ __global__ void k_kv_rows(dc_kv_rows_args a) {
 // other attention kernels' bad rows.
 constexpr int AR_WARPS = 4, AR_DIMS = 4;  // hd ≤ 32·AR_DIMS
 
+template <typename C>
 __global__ void __launch_bounds__(AR_WARPS * 32) k_attn_rows(dc_attn_rows_args a) {
   __shared__ float sm[AR_WARPS], sl[AR_WARPS], sacc[AR_WARPS][32 * AR_DIMS];
   const int r = blockIdx.x, h = blockIdx.y, lane = threadIdx.x & 31, w = threadIdx.x >> 5;
@@ -91,7 +115,7 @@ __global__ void __launch_bounds__(AR_WARPS * 32) k_attn_rows(dc_attn_rows_args a
   const bool bad = hi <= 0 || hi > a.cap[r];
   const int n = bad ? 0 : hi;
   const float *q = a.q + ((int64_t)r * a.nh + h) * hd;
-  const float *K = a.k_cache[r] + g * hd, *V = a.v_cache[r] + g * hd;
+  const C *K = static_cast<const C *>(a.k_cache[r]) + g * hd, *V = static_cast<const C *>(a.v_cache[r]) + g * hd;
   float qv[AR_DIMS], acc[AR_DIMS];
 #pragma unroll
   for (int i = 0; i < AR_DIMS; i++) {
@@ -101,12 +125,12 @@ __global__ void __launch_bounds__(AR_WARPS * 32) k_attn_rows(dc_attn_rows_args a
   }
   float m = -INFINITY, l = 0.f;
   for (int j = w; j < n; j += AR_WARPS) {
-    const float *kr = K + (int64_t)j * kvo, *vr = V + (int64_t)j * kvo;
+    const C *kr = K + (int64_t)j * kvo, *vr = V + (int64_t)j * kvo;
     float s = 0.f;
 #pragma unroll
     for (int i = 0; i < AR_DIMS; i++) {
       const int d = lane + 32 * i;
-      if (d < hd) s += qv[i] * kr[d];
+      if (d < hd) s += qv[i] * kv_get(kr, d);
     }
     s = dc_warp_sum(s) * a.scale;
     const float mn = fmaxf(m, s), c = expf(m - mn), p = expf(s - mn);  // m = −∞ at first: c = 0
@@ -114,7 +138,7 @@ __global__ void __launch_bounds__(AR_WARPS * 32) k_attn_rows(dc_attn_rows_args a
 #pragma unroll
     for (int i = 0; i < AR_DIMS; i++) {
       const int d = lane + 32 * i;
-      if (d < hd) acc[i] = acc[i] * c + p * vr[d];
+      if (d < hd) acc[i] = acc[i] * c + p * kv_get(vr, d);
     }
     m = mn;
   }

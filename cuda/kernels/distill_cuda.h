@@ -164,8 +164,10 @@ int dc_mv_fused(const dc_mv_job *j, const float *x);
 // q (nh·hd) normalised per head by q_norm (hd, optional: Qwen3) and rotated
 // (RoPE at position pos[0] from tables (tables, hd/2)) in place; k likewise
 // into row pos[0] of k_cache (cap, nkv·hd) and k_stage (nkv·hd, optional);
-// v copied into v_cache's row and v_stage. A position outside [0, min(cap,
-// tables)) writes nothing: the caller checks it.
+// v copied into v_cache's row and v_stage. The caches hold f32, or bf16
+// with kv_bf16 (rounded to nearest even; the stages then get the rounded
+// values, what the cache holds). A position outside [0, min(cap, tables))
+// writes nothing: the caller checks it.
 typedef struct {
   float *q;
   const float *k, *v, *q_norm, *k_norm;
@@ -173,8 +175,9 @@ typedef struct {
   const int32_t *pos;
   const float *cos_t, *sin_t;
   int tables;
-  float *k_cache, *v_cache, *k_stage, *v_stage;
-  int cap, nh, nkv, hd;
+  void *k_cache, *v_cache;
+  float *k_stage, *v_stage;
+  int cap, nh, nkv, hd, kv_bf16;
 } dc_decode_qkv_args;
 int dc_decode_qkv(const dc_decode_qkv_args *a);
 // A batched decode step, each row (one token of its own sequence) over its
@@ -182,21 +185,24 @@ int dc_decode_qkv(const dc_decode_qkv_args *a);
 // kvo) each). dc_kv_rows writes row r's new key and value (k, v: (nr, kvo))
 // at position pos[r] (outside [0, cap[r]): nothing). dc_attn_rows: out (nr,
 // nh·hd) and lse (nr, nh) of row r attending keys [0, hi[r]) of its cache,
-// grouped heads, f32; hd ≤ 128; hi[r] ≤ 0 or > cap[r] gives NaN.
+// grouped heads, f32; hd ≤ 128; hi[r] ≤ 0 or > cap[r] gives NaN. Every
+// cache holds f32, or bf16 with kv_bf16 (written rounded to nearest even,
+// widened as read).
 typedef struct {
   const float *k, *v;
-  float *const *k_cache, *const *v_cache;
+  void *const *k_cache, *const *v_cache;
   const int32_t *pos, *cap;
-  int nr, kvo;
+  int nr, kvo, kv_bf16;
 } dc_kv_rows_args;
 int dc_kv_rows(const dc_kv_rows_args *a);
 typedef struct {
   float *out, *lse;
   const float *q;
-  const float *const *k_cache, *const *v_cache;
+  const void *const *k_cache, *const *v_cache;
   const int32_t *hi, *cap;
   int nr, nh, nkv, hd;
   float scale;
+  int kv_bf16;
 } dc_attn_rows_args;
 int dc_attn_rows(const dc_attn_rows_args *a);
 

@@ -3,7 +3,8 @@
 // plain and double-quantised scales, bf16; one to three outputs; no
 // prologue, RMSNorm, SwiGLU; biases and residuals; every thread-group width)
 // launched as matvec.cu launches them, and decode_kernels.cuh's k_decode_qkv
-// (per-head norms, RoPE, the cache and staging rows). Run by emu_test.go
+// (per-head norms, RoPE, the cache and staging rows), and a batched step's
+// k_kv_rows and k_attn_rows — each over f32 and over bf16 caches. Run by emu_test.go
 // (make test). Usage: decode_emu; exit 1 on a failure.
 #include "shim.h"
 #include "../../kernels/distill_cuda.h"
@@ -287,11 +288,35 @@ static void stage_case(int rows, int cols, int r, int n, bool dq, bool fwd) {
   check_exact("operand", got_op, want_op);
 }
 
+// A cache buffer as the kernels take it: f32, or bf16 (kv_bf16: each
+// element rounded to nearest even when written).
+struct KVBuf {
+  bool bf16;
+  std::vector<float> f;
+  std::vector<uint16_t> h;
+  KVBuf(const std::vector<float> &v, bool b16) : bf16(b16) {
+    if (!bf16) f = v;
+    for (float x : v)
+      if (bf16) h.push_back(__float2bfloat16_rn(x).v);
+  }
+  void *ptr() { return bf16 ? (void *)h.data() : (void *)f.data(); }
+  // What the buffer holds, as f32.
+  std::vector<float> held() const {
+    if (!bf16) return f;
+    std::vector<float> o;
+    for (uint16_t x : h) o.push_back(emu_bf2f(x));
+    return o;
+  }
+};
+
+// x as a cache of the kind holds it.
+static float kv_held(float x, bool bf16) { return bf16 ? emu_bf2f(__float2bfloat16_rn(x).v) : x; }
+
 // ---- k_decode_qkv ----
 
-static void qkv_case(int nh, int nkv, int hd, bool norms, bool stage, int pos, int cap, int tables) {
-  printf("decode_qkv nh=%d nkv=%d hd=%d norms=%d stage=%d pos=%d cap=%d tables=%d\n", nh, nkv, hd, norms, stage, pos, cap,
-         tables);
+static void qkv_case(int nh, int nkv, int hd, bool norms, bool stage, int pos, int cap, int tables, bool bf16) {
+  printf("decode_qkv nh=%d nkv=%d hd=%d norms=%d stage=%d pos=%d cap=%d tables=%d cache %s\n", nh, nkv, hd, norms, stage,
+         pos, cap, tables, bf16 ? "bf16" : "f32");
   int half = hd / 2, kvO = nkv * hd;
   std::vector<float> q = randn(nh * hd), k = randn(kvO), v = randn(kvO), qn = randn(hd, 0.2f, 1.f), kn = randn(hd, 0.2f, 1.f);
   std::vector<float> cs(tables * half), sn(tables * half);
@@ -300,12 +325,17 @@ static void qkv_case(int nh, int nkv, int hd, bool norms, bool stage, int pos, i
       double th = p * std::pow(10000.0, -2.0 * j / hd);
       cs[p * half + j] = (float)std::cos(th), sn[p * half + j] = (float)std::sin(th);
     }
-  std::vector<float> kc((size_t)cap * kvO, 7.f), vc((size_t)cap * kvO, 7.f), sk(kvO, 7.f), sv(kvO, 7.f), q0 = q;
+  KVBuf kcb(std::vector<float>((size_t)cap * kvO, 7.f), bf16), vcb(std::vector<float>((size_t)cap * kvO, 7.f), bf16);
+  std::vector<float> sk(kvO, 7.f), sv(kvO, 7.f), q0 = q;
   int32_t posv = pos;
   dc_decode_qkv_args a{q.data(), k.data(), v.data(), norms ? qn.data() : nullptr, norms ? kn.data() : nullptr, 1e-6f, &posv,
-                       cs.data(), sn.data(), tables, kc.data(), vc.data(), stage ? sk.data() : nullptr,
-                       stage ? sv.data() : nullptr, cap, nh, nkv, hd};
-  emu_launch(nh + 2 * nkv, 1, 32, 0, [&] { k_decode_qkv(a); });
+                       cs.data(), sn.data(), tables, kcb.ptr(), vcb.ptr(), stage ? sk.data() : nullptr,
+                       stage ? sv.data() : nullptr, cap, nh, nkv, hd, bf16};
+  if (bf16)
+    emu_launch(nh + 2 * nkv, 1, 32, 0, [&] { k_decode_qkv<__nv_bfloat16>(a); });
+  else
+    emu_launch(nh + 2 * nkv, 1, 32, 0, [&] { k_decode_qkv<float>(a); });
+  std::vector<float> kc = kcb.held(), vc = vcb.held();
   // f64: each head normalised, then rotated at pos.
   auto head = [&](const std::vector<float> &x, int h, const std::vector<float> &w) {
     std::vector<double> o(hd);
@@ -321,7 +351,8 @@ static void qkv_case(int nh, int nkv, int hd, bool norms, bool stage, int pos, i
     return r;
   };
   bool writes = pos >= 0 && pos < cap && pos < tables;
-  std::vector<double> wq, wk, wv;
+  std::vector<double> wq, wk;
+  std::vector<float> wv;
   for (int h = 0; h < nh; h++) {
     auto r = writes ? head(q0, h, qn) : std::vector<double>(q0.begin() + h * hd, q0.begin() + (h + 1) * hd);
     wq.insert(wq.end(), r.begin(), r.end());
@@ -330,7 +361,7 @@ static void qkv_case(int nh, int nkv, int hd, bool norms, bool stage, int pos, i
     auto r = head(k, h, kn);
     wk.insert(wk.end(), r.begin(), r.end());
   }
-  for (float x : v) wv.push_back(x);
+  for (float x : v) wv.push_back(kv_held(x, bf16));
   check("q", q, wq, 1e-5);
   if (!writes) {  // nothing written anywhere
     bool clean = true;
@@ -342,11 +373,17 @@ static void qkv_case(int nh, int nkv, int hd, bool norms, bool stage, int pos, i
   }
   std::vector<float> rowk(kc.begin() + (size_t)pos * kvO, kc.begin() + (size_t)(pos + 1) * kvO);
   std::vector<float> rowv(vc.begin() + (size_t)pos * kvO, vc.begin() + (size_t)(pos + 1) * kvO);
-  check("k cache row", rowk, wk, 1e-5);
-  check("v cache row", rowv, wv, 0);
-  if (stage) {
-    check("k stage", sk, wk, 1e-5);
-    check("v stage", sv, wv, 0);
+  check("k cache row", rowk, wk, bf16 ? 4e-3 : 1e-5);  // bf16: within half a unit of the 8th bit
+  if (bf16) {  // exactly a bf16 value
+    bool held = true;
+    for (float x : rowk) held &= kv_held(x, true) == x;
+    printf("  k cache row held in bf16%s\n", held ? "" : " FAIL");
+    fails += !held;
+  }
+  check_exact("v cache row", rowv, wv);
+  if (stage) {  // what the cache holds
+    check_exact("k stage", sk, rowk);
+    check_exact("v stage", sv, rowv);
   }
   size_t other = 0;  // rows other than pos untouched
   for (int r = 0; r < cap; r++)
@@ -358,36 +395,45 @@ static void qkv_case(int nh, int nkv, int hd, bool norms, bool stage, int pos, i
 
 // ---- A batched step: each row over its own cache ----
 
-static void rows_case(int nh, int nkv, int hd, std::vector<int> his, std::vector<int> caps) {
+static void rows_case(int nh, int nkv, int hd, std::vector<int> his, std::vector<int> caps, bool bf16) {
   int nr = (int)his.size(), kvo = nkv * hd;
-  printf("attn_rows/kv_rows nh=%d nkv=%d hd=%d rows=%d\n", nh, nkv, hd, nr);
-  std::vector<std::vector<float>> kc(nr), vc(nr);
-  std::vector<float *> kp(nr), vp(nr);
+  printf("attn_rows/kv_rows nh=%d nkv=%d hd=%d rows=%d cache %s\n", nh, nkv, hd, nr, bf16 ? "bf16" : "f32");
+  std::vector<KVBuf> kcb, vcb;
+  std::vector<void *> kp(nr), vp(nr);
   std::vector<int32_t> pos(nr), cap(nr), hi(nr);
   for (int r = 0; r < nr; r++) {
-    kc[r] = randn((size_t)caps[r] * kvo), vc[r] = randn((size_t)caps[r] * kvo);
-    kp[r] = kc[r].data(), vp[r] = vc[r].data();
+    kcb.emplace_back(randn((size_t)caps[r] * kvo), bf16), vcb.emplace_back(randn((size_t)caps[r] * kvo), bf16);
     cap[r] = caps[r], hi[r] = his[r], pos[r] = his[r] - 1;  // the new row is the last attended
   }
+  for (int r = 0; r < nr; r++) kp[r] = kcb[r].ptr(), vp[r] = vcb[r].ptr();
   std::vector<float> q = randn((size_t)nr * nh * hd), k = randn((size_t)nr * kvo), v = randn((size_t)nr * kvo);
-  auto kc0 = kc, vc0 = vc;
-  dc_kv_rows_args ka{k.data(), v.data(), kp.data(), vp.data(), pos.data(), cap.data(), nr, kvo};
-  emu_launch(nr, 1, 128, 0, [&] { k_kv_rows(ka); });
+  std::vector<std::vector<float>> kc0(nr), vc0(nr), kc(nr), vc(nr);
+  for (int r = 0; r < nr; r++) kc0[r] = kcb[r].held(), vc0[r] = vcb[r].held();
+  dc_kv_rows_args ka{k.data(), v.data(), kp.data(), vp.data(), pos.data(), cap.data(), nr, kvo, bf16};
+  if (bf16)
+    emu_launch(nr, 1, 128, 0, [&] { k_kv_rows<__nv_bfloat16>(ka); });
+  else
+    emu_launch(nr, 1, 128, 0, [&] { k_kv_rows<float>(ka); });
+  for (int r = 0; r < nr; r++) kc[r] = kcb[r].held(), vc[r] = vcb[r].held();
   bool rows_ok = true;
   for (int r = 0; r < nr; r++)
     for (int p = 0; p < caps[r]; p++)
       for (int e = 0; e < kvo; e++) {
         bool mine = p == pos[r];
-        float wk = mine ? k[(size_t)r * kvo + e] : kc0[r][(size_t)p * kvo + e];
-        float wv = mine ? v[(size_t)r * kvo + e] : vc0[r][(size_t)p * kvo + e];
+        float wk = mine ? kv_held(k[(size_t)r * kvo + e], bf16) : kc0[r][(size_t)p * kvo + e];
+        float wv = mine ? kv_held(v[(size_t)r * kvo + e], bf16) : vc0[r][(size_t)p * kvo + e];
         rows_ok &= kc[r][(size_t)p * kvo + e] == wk && vc[r][(size_t)p * kvo + e] == wv;
       }
   printf("  kv rows at their positions, nothing else%s\n", rows_ok ? "" : " FAIL");
   fails += !rows_ok;
   std::vector<float> out((size_t)nr * nh * hd, 7.f), lse((size_t)nr * nh, 7.f);
   float scale = 1.f / std::sqrt((float)hd);
-  dc_attn_rows_args aa{out.data(), lse.data(), q.data(), kp.data(), vp.data(), hi.data(), cap.data(), nr, nh, nkv, hd, scale};
-  emu_launch(nr, nh, AR_WARPS * 32, 0, [&] { k_attn_rows(aa); });
+  dc_attn_rows_args aa{out.data(), lse.data(), q.data(), kp.data(), vp.data(), hi.data(), cap.data(), nr, nh, nkv, hd, scale, bf16};
+  if (bf16)
+    emu_launch(nr, nh, AR_WARPS * 32, 0, [&] { k_attn_rows<__nv_bfloat16>(aa); });
+  else
+    emu_launch(nr, nh, AR_WARPS * 32, 0, [&] { k_attn_rows<float>(aa); });
+  // The f64 reference reads what the caches hold (bf16's widened).
   std::vector<double> wo, wl;
   std::vector<float> go, gl;
   for (int r = 0; r < nr; r++)
@@ -422,16 +468,21 @@ static void rows_case(int nh, int nkv, int hd, std::vector<int> his, std::vector
 
 // kv_rows with a position past its cache: nothing written (the buffer has
 // a spare row past cap to catch a write).
-static void rows_past_cap() {
+static void rows_past_cap(bool bf16) {
   int kvo = 64, cap = 3;
-  std::vector<float> kc((cap + 1) * kvo, 7.f), vc((cap + 1) * kvo, 7.f), k = randn(kvo), v = randn(kvo);
-  float *kp = kc.data(), *vp = vc.data();
+  KVBuf kc(std::vector<float>((cap + 1) * kvo, 7.f), bf16), vc(std::vector<float>((cap + 1) * kvo, 7.f), bf16);
+  std::vector<float> k = randn(kvo), v = randn(kvo);
+  void *kp = kc.ptr(), *vp = vc.ptr();
   int32_t pos = cap, capv = cap;
-  dc_kv_rows_args ka{k.data(), v.data(), &kp, &vp, &pos, &capv, 1, kvo};
-  emu_launch(1, 1, 128, 0, [&] { k_kv_rows(ka); });
+  dc_kv_rows_args ka{k.data(), v.data(), &kp, &vp, &pos, &capv, 1, kvo, bf16};
+  if (bf16)
+    emu_launch(1, 1, 128, 0, [&] { k_kv_rows<__nv_bfloat16>(ka); });
+  else
+    emu_launch(1, 1, 128, 0, [&] { k_kv_rows<float>(ka); });
   bool clean = true;
-  for (size_t i = 0; i < kc.size(); i++) clean &= kc[i] == 7.f && vc[i] == 7.f;
-  printf("kv_rows past the cache writes nothing%s\n", clean ? "" : " FAIL");
+  for (float x : kc.held()) clean &= x == 7.f;
+  for (float x : vc.held()) clean &= x == 7.f;
+  printf("kv_rows past the cache (%s) writes nothing%s\n", bf16 ? "bf16" : "f32", clean ? "" : " FAIL");
   fails += !clean;
 }
 
@@ -452,17 +503,19 @@ int main() {
     stage_case(300, 64, 16, 9, dq, false);     // more tiles than conversions
     stage_case(16, 96, 6, 5, dq, false);       // rows + r, r not a multiple of 4: du one by one
   }
-  qkv_case(14, 2, 64, false, true, 37, 64, 40);
-  qkv_case(4, 2, 64, true, true, 0, 8, 8);
-  qkv_case(8, 8, 128, true, false, 5, 6, 100);
-  qkv_case(2, 1, 80, true, true, 3, 10, 10);
-  qkv_case(4, 2, 32, false, true, 9, 9, 20);  // pos == cap: writes nothing
-  rows_case(8, 2, 64, {1, 17, 40}, {4, 20, 64});
-  rows_case(4, 4, 128, {3, 0, 9}, {8, 2, 9});  // row 1: an empty range
-  rows_case(6, 3, 80, {130, 2}, {140, 5});
-  rows_case(2, 1, 16, {5}, {5});
-  rows_case(4, 2, 32, {3, 7}, {4, 5});  // row 1: a range past its cache
-  rows_past_cap();
+  for (bool bf16 : {false, true}) {  // the caches in f32, then in bf16
+    qkv_case(14, 2, 64, false, true, 37, 64, 40, bf16);
+    qkv_case(4, 2, 64, true, true, 0, 8, 8, bf16);
+    qkv_case(8, 8, 128, true, false, 5, 6, 100, bf16);
+    qkv_case(2, 1, 80, true, true, 3, 10, 10, bf16);
+    qkv_case(4, 2, 32, false, true, 9, 9, 20, bf16);  // pos == cap: writes nothing
+    rows_case(8, 2, 64, {1, 17, 40}, {4, 20, 64}, bf16);
+    rows_case(4, 4, 128, {3, 0, 9}, {8, 2, 9}, bf16);  // row 1: an empty range
+    rows_case(6, 3, 80, {130, 2}, {140, 5}, bf16);
+    rows_case(2, 1, 16, {5}, {5}, bf16);
+    rows_case(4, 2, 32, {3, 7}, {4, 5}, bf16);  // row 1: a range past its cache
+    rows_past_cap(bf16);
+  }
   printf("%d failures\n", fails);
   return fails != 0;
 }
