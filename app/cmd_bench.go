@@ -135,11 +135,27 @@ func runBench(env *Env, args []string) error {
 		} else {
 			fmt.Fprintf(env.Stdout, "  prefill %4d tokens: %8.1f tokens/s  (%.0f GFLOP/s)\n", *prefill, r.prefillTPS, r.prefillGFLOPS)
 			fmt.Fprintf(env.Stdout, "  decode  %4d tokens: %8.1f tokens/s  (%.1f GB/s of weights)\n", *decode, r.decodeTPS, r.decodeTPS*bytesTok/1e9)
+			if *decodeCtx > 16 { // the device's mirror of the cache read a token, at the decode's mean position
+				bf16 := model.DeviceKVBF16(m.Config.HeadDim)
+				kv := float64(deviceKVBytesPerPosition(m, bf16)) * float64(*decodeCtx+*decode/2)
+				fmt.Fprintf(env.Stdout, "    after %d positions: + %.0f MB of KV cache read a token (%s on the device), %.1f GB/s of weights and cache\n",
+					*decodeCtx, kv/1e6, map[bool]string{false: "f32", true: "bf16"}[bf16], r.decodeTPS*(bytesTok+kv)/1e9)
+			}
 		}
 		fmt.Fprintf(env.Stdout, "  peak RSS: %.0f MB\n", float64(peakRSS())/1e6)
 		m.Close()
 	}
 	return nil
+}
+
+// deviceKVBytesPerPosition is the keys and values of one position the
+// device-resident decoder mirrors: the layers it holds, in bf16 or f32.
+func deviceKVBytesPerPosition(m *model.Model, bf16 bool) int64 {
+	el := int64(4)
+	if bf16 {
+		el = 2
+	}
+	return 2 * el * int64(m.Config.NumKVHeads*m.Config.HeadDim) * int64(len(m.Layers)-m.CPULayers)
 }
 
 type benchResult struct {

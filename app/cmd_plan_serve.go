@@ -91,7 +91,8 @@ func runPlanServe(env *Env, args []string) error {
 	fmt.Fprintf(env.Stdout, "serving %s (%s base) device-resident on a GPU, every layer there:\n", *dir, *q)
 	fmt.Fprintf(env.Stdout, "  %-44s %12s\n", fmt.Sprintf("weights (%d layers)", L), mb(all.Weights))
 	fmt.Fprintf(env.Stdout, "  %-44s %12s\n", "LM head and embedding", mb(all.Head))
-	fmt.Fprintf(env.Stdout, "  %-44s %12s\n", fmt.Sprintf("KV cache, %d positions", m.DecoderPlanContext()), mb(all.Cache))
+	fmt.Fprintf(env.Stdout, "  %-44s %12s\n", fmt.Sprintf("KV cache, %d positions (%s)", m.DecoderPlanContext(),
+		map[bool]string{false: "f32", true: "bf16"}[model.DeviceKVBF16(m.Config.HeadDim)]), mb(all.Cache))
 	fmt.Fprintf(env.Stdout, "  %-44s %12s\n", fmt.Sprintf("a %d-token prompt's pass", model.DecoderPlanPrompt), mb(all.Pass))
 	fmt.Fprintf(env.Stdout, "  %-44s %12s\n", fmt.Sprintf("a rank-%d LoRA adapter on every projection", model.DecoderPlanRank), mb(all.Adapter))
 	fmt.Fprintf(env.Stdout, "  %-44s %12s\n", "CUDA context", mb(train.DeviceRuntime))

@@ -14,7 +14,9 @@
 # BENCH_TIMEOUT (the kernel benchmarks), DECODE_BENCH=shape (inference on
 # the GPU: the general pass, fused, fused with graphs; DECODE_OFFLOAD=N adds
 # each quant's default run with the first N layers on the CPU, as serve's
-# --cpu-offload), DISTILL_BENCH_STEP=shape:seq,…
+# --cpu-offload; DECODE_CONTEXT=N adds each quant's default run decoding
+# after N cached positions, with the cache mirrored in bf16 and in f32),
+# DISTILL_BENCH_STEP=shape:seq,…
 # STEP_TIME, STEP_TIMEOUT (the training step), STEP_ATTN=gemm|simple (the
 # step again with another attention), STEP_KEEP=0 (skip the step again with
 # every layer's activations kept), STEP_VARIANTS="v1 heavy prefetch notrim
@@ -173,6 +175,13 @@ if [ -n "${DECODE_BENCH:-}" ]; then
       DISTILL_CUDA_FUSED=${fused:-0} DISTILL_CUDA_GRAPHS=$graphs timeout 120 /tmp/distill bench --device cuda \
         --shape "$DECODE_BENCH" --quant $q --prefill 512 --decode 128 --cache /tmp/distill-bench 2>&1 | grep -vE "^machine"
     done
+    if [ -n "${DECODE_CONTEXT:-}" ]; then  # attention over a long cache: its mirror in bf16 (the default) and in f32
+      for kv in 1 0; do
+        echo "quant $q, after $DECODE_CONTEXT positions, DISTILL_CUDA_KV_BF16=$kv"
+        DISTILL_CUDA_KV_BF16=$kv timeout 180 /tmp/distill bench --device cuda --decode-context "$DECODE_CONTEXT" \
+          --shape "$DECODE_BENCH" --quant $q --prefill 512 --decode 128 --cache /tmp/distill-bench 2>&1 | grep -vE "^machine"
+      done
+    fi
     if [ -n "${DECODE_OFFLOAD:-}" ]; then  # the hybrid: the first N layers on the host, each pass handing the device their output
       echo "quant $q, --cpu-offload $DECODE_OFFLOAD"
       timeout 180 /tmp/distill bench --device cuda --cpu-offload "$DECODE_OFFLOAD" \

@@ -11,6 +11,7 @@ import (
 
 	"distill/core/lora"
 	"distill/core/model"
+	"distill/core/tensor"
 	"distill/cuda"
 )
 
@@ -51,16 +52,22 @@ type Decoder struct {
 	mirrors   map[weak.Pointer[model.Cache]]*kvMirror
 	mirrorLRU []weak.Pointer[model.Cache]
 	host      []float32           // a decoded token's results, copied down (reused)
+	host16    []uint16            // bf16 mirror rows on their way up or down (reused)
 	fused     bool                // one token by the fused kernels (layerDecode; gated: fusedVerified)
 	graphs    bool                // fused tokens replayed as CUDA graphs (DISTILL_CUDA_GRAPHS=0: not)
 	tok       map[*Net]*tokenPass // each net's token workspace and graphs (decode_graph.go)
 }
 
 // kvMirror is one host cache's keys and values on the device: per layer
-// (capacity, kv heads·head dim) f32, rows [0, the cache's DevLen) as there;
-// nil for the host's layers (Net.from).
+// (capacity, kv heads·head dim), rows [0, the cache's DevLen) as there;
+// nil for the host's layers (Net.from). In bf16 where the decoder attends
+// with the flash kernels (model.DeviceKVBF16), which round keys and values
+// to bf16 before their products anyway: half the memory and the reads, the
+// same results. The host cache then gets the rows as the mirror holds them
+// (rounded), so both sides read the same keys.
 type kvMirror struct {
 	k, v []*cuda.Buffer
+	bf16 bool
 }
 
 // rows is the mirror's capacity in positions.
@@ -223,7 +230,7 @@ func (dc *Decoder) spans(caches []*model.Cache, n int) ([]span, error) {
 		r0, r1 := c.DevLen*kvO, c.Len*kvO // rows another path wrote since (a host pass, a copied prefix)
 		for l := dc.base.from; l < len(mir.k); l++ {
 			if r0 < r1 {
-				if err := errors.Join(cuda.Write(mir.k[l], r0, c.K[l][r0:r1]), cuda.Write(mir.v[l], r0, c.V[l][r0:r1])); err != nil {
+				if err := errors.Join(dc.upRows(mir, mir.k[l], r0, c.K[l][r0:r1]), dc.upRows(mir, mir.v[l], r0, c.V[l][r0:r1])); err != nil {
 					return nil, err
 				}
 			}
@@ -350,8 +357,8 @@ func (p *pass) attendSpans(l int) {
 	r := 0 // the span's first row in the pass
 	for _, s := range p.spans {
 		if !p.fused { // the fused pass wrote its row already (DecodeQKV)
-			p.do(a.k.View(r*kvO, s.n*kvO).CopyTo(s.mir.k[l].View(s.pos*kvO, s.n*kvO)))
-			p.do(a.v.View(r*kvO, s.n*kvO).CopyTo(s.mir.v[l].View(s.pos*kvO, s.n*kvO)))
+			p.intoMirror(s.mir.k[l].View(s.pos*kvO, s.n*kvO), a.k.View(r*kvO, s.n*kvO))
+			p.intoMirror(s.mir.v[l].View(s.pos*kvO, s.n*kvO), a.v.View(r*kvO, s.n*kvO))
 		}
 		nk := s.pos + s.n
 		if p.graphed { // any position: the rows' ranges bound what they read
@@ -393,7 +400,7 @@ func (dc *Decoder) download(p *pass, sp []span, out []float32) error {
 		for _, s := range sp {
 			r0, r1 := s.pos*kvO, (s.pos+s.n)*kvO
 			for l := from; l < L; l++ {
-				if err := errors.Join(cuda.Read(s.mir.k[l], r0, s.c.K[l][r0:r1]), cuda.Read(s.mir.v[l], r0, s.c.V[l][r0:r1])); err != nil {
+				if err := errors.Join(dc.downRows(s.mir, s.mir.k[l], r0, s.c.K[l][r0:r1]), dc.downRows(s.mir, s.mir.v[l], r0, s.c.V[l][r0:r1])); err != nil {
 					return err
 				}
 			}
@@ -410,8 +417,8 @@ func (dc *Decoder) download(p *pass, sp []span, out []float32) error {
 		for _, s := range sp {
 			rows := s.n * kvO
 			for l := from; l < L; l++ {
-				p.do(s.mir.k[l].View(s.pos*kvO, rows).CopyTo(stage.View(off, rows)))
-				p.do(s.mir.v[l].View(s.pos*kvO, rows).CopyTo(stage.View(off+rows, rows)))
+				p.fromMirror(stage.View(off, rows), s.mir.k[l].View(s.pos*kvO, rows))
+				p.fromMirror(stage.View(off+rows, rows), s.mir.v[l].View(s.pos*kvO, rows))
 				off += 2 * rows
 			}
 		}
@@ -586,9 +593,10 @@ func (dc *Decoder) mirror(c *model.Cache, pinned map[*kvMirror]bool) (*kvMirror,
 	}
 	c.DevLen = 0
 	kvO := dc.M.Config.NumKVHeads * dc.M.Config.HeadDim
+	bf16 := model.DeviceKVBF16(dc.M.Config.HeadDim) && dc.base.flashAttention()
 	for {
 		if len(dc.mirrorLRU)-len(pinned) < maxMirrors {
-			m, err := dc.alloc(c.Cap * kvO)
+			m, err := dc.alloc(c.Cap*kvO, bf16)
 			if err == nil {
 				dc.mirrors[wp] = m
 				dc.mirrorLRU = append(dc.mirrorLRU, wp)
@@ -616,14 +624,18 @@ func (dc *Decoder) drop(i int) {
 	dc.mirrorLRU = slices.Delete(dc.mirrorLRU, i, i+1)
 }
 
-// alloc makes a mirror of 2 buffers of n floats for each layer the device
-// holds (nils for the host's).
-func (dc *Decoder) alloc(n int) (*kvMirror, error) {
+// alloc makes a mirror of 2 buffers of n elements (bf16 or f32) for each
+// layer the device holds (nils for the host's).
+func (dc *Decoder) alloc(n int, bf16 bool) (*kvMirror, error) {
 	from := dc.base.from
-	m := &kvMirror{k: make([]*cuda.Buffer, from), v: make([]*cuda.Buffer, from)}
+	m := &kvMirror{k: make([]*cuda.Buffer, from), v: make([]*cuda.Buffer, from), bf16: bf16}
+	kind := cuda.F32
+	if bf16 {
+		kind = cuda.BF16
+	}
 	for range len(dc.M.Layers) - from {
-		k, err1 := dc.base.D.Alloc(cuda.F32, n)
-		v, err2 := dc.base.D.Alloc(cuda.F32, n)
+		k, err1 := dc.base.D.Alloc(kind, n)
+		v, err2 := dc.base.D.Alloc(kind, n)
 		if err := errors.Join(err1, err2); err != nil {
 			k.Free()
 			v.Free()
@@ -633,6 +645,55 @@ func (dc *Decoder) alloc(n int) (*kvMirror, error) {
 		m.k, m.v = append(m.k, k), append(m.v, v)
 	}
 	return m, nil
+}
+
+// upRows writes host rows (f32) into a mirror's layer buffer b from element
+// off: as they are, or rounded to bf16.
+func (dc *Decoder) upRows(m *kvMirror, b *cuda.Buffer, off int, rows []float32) error {
+	if !m.bf16 {
+		return cuda.Write(b, off, rows)
+	}
+	dc.host16 = slices.Grow(dc.host16[:0], len(rows))[:len(rows)]
+	for i, x := range rows {
+		dc.host16[i] = tensor.F32ToBF16(x)
+	}
+	return cuda.Write(b, off, dc.host16)
+}
+
+// downRows reads a mirror's layer buffer b from element off into host rows
+// (f32): as they are, or widened from bf16.
+func (dc *Decoder) downRows(m *kvMirror, b *cuda.Buffer, off int, rows []float32) error {
+	if !m.bf16 {
+		return cuda.Read(b, off, rows)
+	}
+	dc.host16 = slices.Grow(dc.host16[:0], len(rows))[:len(rows)]
+	if err := cuda.Read(b, off, dc.host16); err != nil {
+		return err
+	}
+	for i, h := range dc.host16 {
+		rows[i] = tensor.BF16ToF32(h)
+	}
+	return nil
+}
+
+// intoMirror writes a pass's f32 rows src into dst, rows of a mirror's layer
+// buffer: copied, or rounded into a bf16 one.
+func (p *pass) intoMirror(dst, src *cuda.Buffer) {
+	if dst.Kind == cuda.BF16 {
+		p.do(p.d.ToBF16(dst, src, src.Len))
+		return
+	}
+	p.do(src.CopyTo(dst))
+}
+
+// fromMirror writes src, rows of a mirror's layer buffer, into the f32 rows
+// dst: copied, or widened from bf16.
+func (p *pass) fromMirror(dst, src *cuda.Buffer) {
+	if src.Kind == cuda.BF16 {
+		p.do(p.d.ToF32(dst, src, src.Len))
+		return
+	}
+	p.do(src.CopyTo(dst))
 }
 
 // view is a Net over nt's weights with adapter a: a's parameters uploaded,

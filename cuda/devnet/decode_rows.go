@@ -22,6 +22,7 @@ type rowTables struct {
 	addr *cuda.Buffer // Addr (2·layers·rows): layer l's keys at l·rows, values at (layers+l)·rows
 	caps *cuda.Buffer // I32 (rows)
 	rows int
+	bf16 bool // the mirrors hold bf16
 }
 
 // rowsPasses counts the batched passes that ran through the row tables (the
@@ -42,7 +43,7 @@ func (p *pass) rowCaches(sp []span) {
 	L, from, n, kvO := len(p.nt.layers), p.nt.from, len(sp), c.NumKVHeads*c.HeadDim
 	caps, addrs := make([]int32, n), make([]*cuda.Buffer, 2*L*n) // layer l's keys at l·n, values at (L+l)·n
 	for i, s := range sp {
-		if s.n != 1 {
+		if s.n != 1 || s.mir.bf16 != sp[0].mir.bf16 { // mirrors of both kinds (DISTILL_CUDA_KV_BF16 changed): span by span
 			return
 		}
 		caps[i] = int32(s.mir.rows(kvO))
@@ -51,7 +52,7 @@ func (p *pass) rowCaches(sp []span) {
 			addrs[l*n+i], addrs[(L+l)*n+i] = s.mir.k[h], s.mir.v[h]
 		}
 	}
-	t := &rowTables{rows: n}
+	t := &rowTables{rows: n, bf16: sp[0].mir.bf16}
 	if t.addr = p.take(cuda.Addr, len(addrs)); t.addr != nil {
 		p.do(cuda.Write(t.addr, 0, cuda.CacheTable(addrs)))
 	}
@@ -66,7 +67,7 @@ func (p *pass) rowCaches(sp []span) {
 
 // layer is layer l's RowCaches.
 func (t *rowTables) layer(l, layers int) cuda.RowCaches {
-	return cuda.RowCaches{K: t.addr.View(l*t.rows, t.rows), V: t.addr.View((layers+l)*t.rows, t.rows), Cap: t.caps, Rows: t.rows}
+	return cuda.RowCaches{K: t.addr.View(l*t.rows, t.rows), V: t.addr.View((layers+l)*t.rows, t.rows), Cap: t.caps, Rows: t.rows, BF16: t.bf16}
 }
 
 // attendRows is attendSpans for a batched step with row tables: every

@@ -197,7 +197,7 @@ func TestDecoderFullDropsIdleMirrors(t *testing.T) {
 	}
 	defer m.Detach()
 	defer d.Pool.SetLimit(0)
-	idle := make([]*model.Cache, 4) // mirrors of 3 layers × 2 × 256 rows × 64 floats each: ~1.6 MB in all
+	idle := make([]*model.Cache, 8) // mirrors of 3 layers × 2 × 256 rows × 64 bf16 each: ~1.6 MB in all, the adapter ~1.7
 	for i := range idle {
 		idle[i] = m.NewCache(256)
 		_, err := m.Forward(tensor.CPU{}, tok(3), idle[i], nil)
