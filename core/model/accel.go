@@ -14,7 +14,9 @@ import (
 //
 // The host cache stays the reference and every other path (copies between
 // caches, a pass the host runs) keeps working on it: the
-// device holds a mirror of rows [0, c.DevLen) of c. A pass brings the
+// device holds a mirror of rows [0, c.DevLen) of c. Either may hold f32 or
+// bf16 (CacheBF16; a cache made before Accelerate keeps its kind): rows
+// crossing between kinds are rounded to nearest even or widened. A pass brings the
 // mirror up to date first (host rows [c.DevLen, c.Len) go up: rows some
 // other path wrote since), then writes the new keys and values to both, so
 // after it c.DevLen = c.Len. A mirror may be dropped at any time (memory):
@@ -45,6 +47,10 @@ type Accelerated interface {
 	// Takes says whether it can run with delta applied (nil: the base
 	// alone); when not, Forward runs on the host for that pass.
 	Takes(delta Delta) bool
+	// CacheBF16 says whether its mirrors hold keys and values in bf16: the
+	// host caches are then bf16 too (NewCache), the same values in half
+	// the memory, copied between the two as they are.
+	CacheBF16() bool
 	// Logits is Model.Logits with the device's LM head (no delta touches
 	// it); on an error Model.Logits computes them with its backend (on the
 	// CPU for ErrAcceleratorFull).

@@ -31,6 +31,7 @@ type mirrorAccel struct {
 
 func (a *mirrorAccel) Takes(Delta) bool { return !a.refuse }
 func (a *mirrorAccel) Close()           {}
+func (a *mirrorAccel) CacheBF16() bool  { return false } // its mirror copies f32 rows
 
 func (a *mirrorAccel) Logits(out, hidden []float32, T int) error {
 	if a.full {

@@ -43,9 +43,7 @@ func (m *Model) ForwardBranches(be tensor.Backend, branches [][]int, c *Cache) (
 		}
 	}
 	from := 0 // the first layer the host pass runs
-	// A bf16 cache (made before Accelerate) stays on the host: a device
-	// mirrors f32 rows.
-	if a := m.accelerated(); a != nil && !c.BF16() {
+	if a := m.accelerated(); a != nil {
 		x := m.branchLayers(be, ids, pos, branchStart, c, 0, m.CPULayers) // --cpu-offload's layers on the host first
 		h, err := a.ForwardBranches(branches, x, c)
 		if err == nil {

@@ -24,10 +24,12 @@ type Cache struct {
 }
 
 // NewCache allocates a cache for up to capacity positions, all up front, so
-// memory is known before the first token: in bf16 where KVCacheBF16 holds,
-// no accelerator mirrors the cache (its device copies f32 rows) and no
+// memory is known before the first token: in bf16 (cacheBF16) where no
 // --cpu-offload layer runs on the plain f32 CPU backend (layerBackend),
-// whose attention would read the rounded rows as a different result.
+// whose attention would read the rounded rows as a different result, and
+// either KVCacheBF16 holds with no accelerator attached or the attached
+// one mirrors caches in bf16 (its values are then the host's exactly; a
+// pass the host runs attends over them as bf16 attention does).
 func (m *Model) NewCache(capacity int) *Cache {
 	kvOut := m.Config.NumKVHeads * m.Config.HeadDim
 	L := len(m.Layers)
@@ -48,10 +50,18 @@ func (m *Model) NewCache(capacity int) *Cache {
 	return c
 }
 
-func (m *Model) cacheBF16() bool { return m.KVCacheBF16 && m.accel == nil && m.CPULayers <= 0 }
+func (m *Model) cacheBF16() bool {
+	switch {
+	case m.CPULayers > 0:
+		return false
+	case m.accel != nil:
+		return m.accel.CacheBF16()
+	}
+	return m.KVCacheBF16
+}
 
 // CacheElemBytes is the bytes a cache holds for one key or value element:
-// 2 in bf16 (KVCacheBF16), else 4.
+// 2 in bf16 (NewCache), else 4.
 func (m *Model) CacheElemBytes() int64 {
 	if m.cacheBF16() {
 		return 2

@@ -31,9 +31,7 @@ func (m *Model) Forward(be tensor.Backend, ids []int, c *Cache, out []float32) (
 		}
 	}
 	from := 0 // the first layer the host pass runs
-	// A bf16 cache (made before Accelerate) stays on the host: a device
-	// mirrors f32 rows.
-	if a := m.accelerated(); a != nil && !c.BF16() {
+	if a := m.accelerated(); a != nil {
 		x := m.forwardLayers(be, ids, c, 0, m.CPULayers) // --cpu-offload's layers on the host first
 		h, err := a.Forward(ids, x, c, out)
 		if err == nil {

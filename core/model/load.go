@@ -47,7 +47,8 @@ type Model struct {
 	// the model: half the memory of f32 ones, for a backend whose attention
 	// rounds its operands to bf16 anyway (tensor.CPU's BF16Attention,
 	// --cpu-bf16), so that it multiplies exactly what it did. Attention over
-	// a bf16 cache is bf16 attention whatever the backend.
+	// a bf16 cache is bf16 attention whatever the backend. An attached
+	// accelerator decides instead (Accelerated.CacheBF16).
 	KVCacheBF16 bool
 
 	accel     Accelerated // a device-resident Forward (Accelerate), or nil

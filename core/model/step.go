@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 
 	"distill/core/tensor"
 )
@@ -43,9 +42,7 @@ func (m *Model) ForwardStep(be tensor.Backend, ids []int, caches []*Cache, scrat
 		}
 	}
 	from := 0 // the first layer the host pass runs
-	// bf16 caches (made before Accelerate) stay on the host: a device
-	// mirrors f32 rows.
-	if a := m.accelerated(); a != nil && !slices.ContainsFunc(caches, (*Cache).BF16) {
+	if a := m.accelerated(); a != nil {
 		x := m.stepLayers(be, ids, caches, scratch, 0, m.CPULayers) // --cpu-offload's layers on the host first
 		out, err := a.ForwardStep(ids, x, caches, make([]float32, B*cfg.HiddenSize))
 		if err == nil {

@@ -11,7 +11,6 @@ import (
 
 	"distill/core/lora"
 	"distill/core/model"
-	"distill/core/tensor"
 	"distill/cuda"
 )
 
@@ -52,7 +51,8 @@ type Decoder struct {
 	mirrors   map[weak.Pointer[model.Cache]]*kvMirror
 	mirrorLRU []weak.Pointer[model.Cache]
 	host      []float32           // a decoded token's results, copied down (reused)
-	host16    []uint16            // bf16 mirror rows on their way up or down (reused)
+	host16    []uint16            // rows on their way up or down, rounded to bf16 (reused)
+	wide      []float32           // rows on their way up or down, widened from bf16 (reused)
 	fused     bool                // one token by the fused kernels (layerDecode; gated: fusedVerified)
 	graphs    bool                // fused tokens replayed as CUDA graphs (DISTILL_CUDA_GRAPHS=0: not)
 	tok       map[*Net]*tokenPass // each net's token workspace and graphs (decode_graph.go)
@@ -230,7 +230,8 @@ func (dc *Decoder) spans(caches []*model.Cache, n int) ([]span, error) {
 		r0, r1 := c.DevLen*kvO, c.Len*kvO // rows another path wrote since (a host pass, a copied prefix)
 		for l := dc.base.from; l < len(mir.k); l++ {
 			if r0 < r1 {
-				if err := errors.Join(dc.upRows(mir, mir.k[l], r0, c.K[l][r0:r1]), dc.upRows(mir, mir.v[l], r0, c.V[l][r0:r1])); err != nil {
+				k, v := hostLayer(c, l)
+				if err := errors.Join(dc.upRows(mir.k[l], k, r0, r1), dc.upRows(mir.v[l], v, r0, r1)); err != nil {
 					return nil, err
 				}
 			}
@@ -400,7 +401,8 @@ func (dc *Decoder) download(p *pass, sp []span, out []float32) error {
 		for _, s := range sp {
 			r0, r1 := s.pos*kvO, (s.pos+s.n)*kvO
 			for l := from; l < L; l++ {
-				if err := errors.Join(dc.downRows(s.mir, s.mir.k[l], r0, s.c.K[l][r0:r1]), dc.downRows(s.mir, s.mir.v[l], r0, s.c.V[l][r0:r1])); err != nil {
+				k, v := hostLayer(s.c, l)
+				if err := errors.Join(dc.downRows(k, s.mir.k[l], r0, r1), dc.downRows(v, s.mir.v[l], r0, r1)); err != nil {
 					return err
 				}
 			}
@@ -441,9 +443,10 @@ func (dc *Decoder) readStage(stage *cuda.Buffer, sp []span, out []float32) error
 	off := copy(out, dc.host)
 	for _, s := range sp {
 		r0, r1 := s.pos*kvO, (s.pos+s.n)*kvO
-		for l := dc.base.from; l < len(s.c.K); l++ {
-			off += copy(s.c.K[l][r0:r1], dc.host[off:])
-			off += copy(s.c.V[l][r0:r1], dc.host[off:])
+		for l := dc.base.from; l < len(dc.M.Layers); l++ {
+			k, v := hostLayer(s.c, l)
+			off += k.set(r0, dc.host[off:off+r1-r0])
+			off += v.set(r0, dc.host[off:off+r1-r0])
 		}
 	}
 	return nil
@@ -645,55 +648,6 @@ func (dc *Decoder) alloc(n int, bf16 bool) (*kvMirror, error) {
 		m.k, m.v = append(m.k, k), append(m.v, v)
 	}
 	return m, nil
-}
-
-// upRows writes host rows (f32) into a mirror's layer buffer b from element
-// off: as they are, or rounded to bf16.
-func (dc *Decoder) upRows(m *kvMirror, b *cuda.Buffer, off int, rows []float32) error {
-	if !m.bf16 {
-		return cuda.Write(b, off, rows)
-	}
-	dc.host16 = slices.Grow(dc.host16[:0], len(rows))[:len(rows)]
-	for i, x := range rows {
-		dc.host16[i] = tensor.F32ToBF16(x)
-	}
-	return cuda.Write(b, off, dc.host16)
-}
-
-// downRows reads a mirror's layer buffer b from element off into host rows
-// (f32): as they are, or widened from bf16.
-func (dc *Decoder) downRows(m *kvMirror, b *cuda.Buffer, off int, rows []float32) error {
-	if !m.bf16 {
-		return cuda.Read(b, off, rows)
-	}
-	dc.host16 = slices.Grow(dc.host16[:0], len(rows))[:len(rows)]
-	if err := cuda.Read(b, off, dc.host16); err != nil {
-		return err
-	}
-	for i, h := range dc.host16 {
-		rows[i] = tensor.BF16ToF32(h)
-	}
-	return nil
-}
-
-// intoMirror writes a pass's f32 rows src into dst, rows of a mirror's layer
-// buffer: copied, or rounded into a bf16 one.
-func (p *pass) intoMirror(dst, src *cuda.Buffer) {
-	if dst.Kind == cuda.BF16 {
-		p.do(p.d.ToBF16(dst, src, src.Len))
-		return
-	}
-	p.do(src.CopyTo(dst))
-}
-
-// fromMirror writes src, rows of a mirror's layer buffer, into the f32 rows
-// dst: copied, or widened from bf16.
-func (p *pass) fromMirror(dst, src *cuda.Buffer) {
-	if src.Kind == cuda.BF16 {
-		p.do(p.d.ToF32(dst, src, src.Len))
-		return
-	}
-	p.do(src.CopyTo(dst))
 }
 
 // view is a Net over nt's weights with adapter a: a's parameters uploaded,

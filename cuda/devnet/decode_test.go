@@ -54,9 +54,9 @@ func TestDecoderParity(t *testing.T) {
 					tok := tokens(rng(6), s.shape.Vocab)
 					scratch := func(c *model.Cache, n int) (rows []float32, err error) { // keys, values in rows [Len, Len+n)
 						kvO := m.Config.NumKVHeads * m.Config.HeadDim
-						for l := range c.K {
-							rows = append(rows, c.K[l][c.Len*kvO:(c.Len+n)*kvO]...)
-							rows = append(rows, c.V[l][c.Len*kvO:(c.Len+n)*kvO]...)
+						for l := range m.Layers {
+							k, v := kvRows(c, l, c.Len*kvO, (c.Len+n)*kvO)
+							rows = append(append(rows, k...), v...)
 						}
 						return rows, nil
 					}
@@ -171,15 +171,20 @@ func TestDecoderParity(t *testing.T) {
 						kvO := m.Config.NumKVHeads * m.Config.HeadDim
 						for i, wc := range wc {
 							gc := gcs[i]
-							for l := range wc.K {
+							if gc.BF16() != (cpu == 0) { // bf16 like the device's mirrors, unless a host layer's are f32 alone
+								t.Errorf("cache %d: BF16() %v with %d layers on the host", i, gc.BF16(), cpu)
+							}
+							for l := range m.Layers {
 								n := wc.Len * kvO
-								if l < cpu && (!slices.Equal(gc.K[l][:n], wc.K[l][:n]) || !slices.Equal(gc.V[l][:n], wc.V[l][:n])) {
+								gk, gv := kvRows(gc, l, 0, n)
+								wk, wv := kvRows(wc, l, 0, n)
+								if l < cpu && (!slices.Equal(gk, wk) || !slices.Equal(gv, wv)) {
 									t.Errorf("cache %d, layer %d (the host's): keys or values differ from the host run's", i, l)
 								}
-								if rel := relL2(gc.K[l][:n], wc.K[l][:n]); rel > 2e-2 || rel != rel {
+								if rel := relL2(gk, wk); rel > 2e-2 || rel != rel {
 									t.Errorf("cache %d, layer %d: the keys written back differ by %.2e", i, l, rel)
 								}
-								if rel := relL2(gc.V[l][:n], wc.V[l][:n]); rel > 2e-2 || rel != rel {
+								if rel := relL2(gv, wv); rel > 2e-2 || rel != rel {
 									t.Errorf("cache %d, layer %d: the values written back differ by %.2e", i, l, rel)
 								}
 							}
@@ -251,6 +256,18 @@ func TestDecoderGraphsSurviveDrops(t *testing.T) {
 }
 
 // tokens draws n random ids below vocab from r at each call.
+// kvRows is elements [r0, r1) of layer l's keys and values in c, as f32 (a
+// bf16 cache's widened).
+func kvRows(c *model.Cache, l, r0, r1 int) (k, v []float32) {
+	if !c.BF16() {
+		return c.K[l][r0:r1], c.V[l][r0:r1]
+	}
+	for i := r0; i < r1; i++ {
+		k, v = append(k, tensor.BF16ToF32(c.K16[l][i])), append(v, tensor.BF16ToF32(c.V16[l][i]))
+	}
+	return k, v
+}
+
 func tokens(r *rand.Rand, vocab int) func(n int) []int {
 	return func(n int) []int {
 		ids := make([]int, n)

@@ -17,7 +17,8 @@ import (
 // prompt (its rows read down as they lie), a short one (staged), decoded
 // tokens by the general pass, the fused kernels and their graphs, branches
 // over a prefix — gives the same hidden states bit for bit, and the host
-// caches hold exactly the f32 run's keys and values rounded to bf16. A
+// caches, in bf16 too (half the host memory), hold exactly the f32 run's
+// keys and values rounded. A
 // batched step's rows attend in f32 over their caches as held: within
 // bf16's rounding of the keys and values (1e-2 relative; measured ~1e-3).
 // Each mirror takes half the device memory.
@@ -80,12 +81,20 @@ func TestKVMirrorBF16(t *testing.T) {
 				t.Logf("batched step: %.2e relative to the f32 mirror's", rel)
 			}
 			for i, c := range b16.caches {
+				fc := f32.caches[i]
+				if !c.BF16() || fc.BF16() || 2*c.Bytes() != fc.Bytes() {
+					t.Fatalf("cache %d: BF16() %v, %d bytes with bf16 mirrors; %v, %d bytes with f32 ones", i, c.BF16(), c.Bytes(), fc.BF16(), fc.Bytes())
+				}
 				n := f32.lens[i] * kvO
-				for l := range c.K {
+				for l := range m.Layers {
 					for j := range n {
-						for _, kv := range [][2][]float32{{c.K[l], f32.caches[i].K[l]}, {c.V[l], f32.caches[i].V[l]}} {
-							if want := tensor.BF16ToF32(tensor.F32ToBF16(kv[1][j])); math.Float32bits(kv[0][j]) != math.Float32bits(want) {
-								t.Fatalf("cache %d, layer %d, element %d: the host holds %v, want %v (the f32 run's %v rounded)", i, l, j, kv[0][j], want, kv[1][j])
+						for _, kv := range []struct {
+							got  uint16
+							want float32
+						}{{c.K16[l][j], fc.K[l][j]}, {c.V16[l][j], fc.V[l][j]}} {
+							if kv.got != tensor.F32ToBF16(kv.want) {
+								t.Fatalf("cache %d, layer %d, element %d: the host holds %v, the f32 run %v (rounded %v)", i, l, j,
+									tensor.BF16ToF32(kv.got), kv.want, tensor.BF16ToF32(tensor.F32ToBF16(kv.want)))
 							}
 						}
 					}
