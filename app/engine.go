@@ -82,9 +82,6 @@ func openModel(f engineFlags, dir string) (tensor.Backend, *model.Model, error) 
 	if err != nil {
 		return nil, nil, err
 	}
-	if f.cpuBF16 != nil {
-		be = withCPUBF16(be, *f.cpuBF16, f.notice)
-	}
 	m, err := model.Load(dir)
 	if err != nil {
 		return nil, nil, err
@@ -116,6 +113,7 @@ func openModel(f engineFlags, dir string) (tensor.Backend, *model.Model, error) 
 			// not on the plain f32 one --cpu-offload's layers take.
 			var berr error
 			if be, berr = cpuBackend(f); berr != nil {
+				m.Close()
 				return nil, nil, berr
 			}
 			m.CPULayers = 0
@@ -125,6 +123,9 @@ func openModel(f engineFlags, dir string) (tensor.Backend, *model.Model, error) 
 		case !ok && f.notice != nil:
 			fmt.Fprintf(f.notice, "--device %s: the forward pass runs op by op (%v)\n", *f.device, err)
 		}
+	}
+	if _, cpu := be.(tensor.CPU); f.cpuBF16 != nil && !(cpu && *f.device != "cpu") { // (the CPU backend --device cuda fell back to has it already)
+		be = withCPUBF16(be, *f.cpuBF16, f.notice) // said only now: a device that takes no layer leaves them all to the CPU, --cpu-bf16 included
 	}
 	// bf16 attention multiplies its keys and values rounded to bf16: held
 	// so, the KV caches take half the memory and change no result.
