@@ -229,3 +229,47 @@ func BenchmarkDeviceCopy(b *testing.B) {
 	benchDone(b, d)
 	reportRate(b, 2*4*n, "GB/s")
 }
+
+// BenchmarkDecodeAttention: one decoded row's attention over a bf16 cache
+// of n positions (a decoder's mirror), 14 heads over 2 KV heads of 64
+// (Qwen2.5-0.5B), by the flash forward (one block a head), the row kernel
+// (likewise) and the row kernel split into DecodeSplits' chunks
+// (flash-decoding). Rate: the cache's bytes read (GB/s), against the card's
+// bandwidth.
+func BenchmarkDecodeAttention(b *testing.B) {
+	const nH, nKV, hd = 14, 2, 64
+	for _, n := range []int{1024, 8192, 32768} {
+		d := device(b)
+		r := rng(uint64(n))
+		kvO := nKV * hd
+		k16, v16 := zeros(b, d, cuda.BF16, n*kvO), zeros(b, d, cuda.BF16, n*kvO)
+		ok(b, d.ToBF16(k16, up(b, d, cuda.F32, randn(r, n*kvO, 1)), n*kvO))
+		ok(b, d.ToBF16(v16, up(b, d, cuda.F32, randn(r, n*kvO, 1)), n*kvO))
+		q, out, lse := up(b, d, cuda.F32, randn(r, nH*hd, 1)), zeros(b, d, cuda.F32, nH*hd), zeros(b, d, cuda.F32, nH)
+		lo, hi := up(b, d, cuda.I32, []int32{0}), up(b, d, cuda.I32, []int32{int32(n)})
+		scale := float32(1 / math.Sqrt(hd))
+		rc := cuda.RowCaches{K: up(b, d, cuda.Addr, cuda.CacheTable([]*cuda.Buffer{k16})), V: up(b, d, cuda.Addr, cuda.CacheTable([]*cuda.Buffer{v16})),
+			Cap: up(b, d, cuda.I32, []int32{int32(n)}), Rows: 1, BF16: true}
+		splits, chunk := cuda.DecodeSplits(n)
+		part := zeros(b, d, cuda.F32, nH*splits*(hd+2))
+		bytes := float64(2 * n * kvO * 2)
+		for _, c := range []struct {
+			name string
+			run  func() error
+		}{
+			{"flash", func() error {
+				return d.AttnFwdFlash(out, lse, q, k16, v16, cuda.AttnShape{NQ: 1, NK: n, NH: nH, NKV: nKV, HD: hd, MaxLen: n, Lo: lo, Hi: hi, Scale: scale})
+			}},
+			{"rows", func() error { return d.AttnRows(out, lse, q, rc, hi, nH, nKV, hd, scale) }},
+			{"split", func() error { return d.AttnRowsSplit(out, lse, q, rc, hi, nH, nKV, hd, scale, part, splits, chunk) }},
+		} {
+			b.Run(fmt.Sprintf("%s/n=%d", c.name, n), func(b *testing.B) {
+				for range b.N {
+					ok(b, c.run())
+				}
+				benchDone(b, d)
+				reportRate(b, bytes, "GB/s")
+			})
+		}
+	}
+}

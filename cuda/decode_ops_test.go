@@ -4,6 +4,7 @@ package cuda_test
 
 import (
 	"math"
+	"slices"
 	"testing"
 
 	"distill/cuda"
@@ -241,6 +242,18 @@ func TestAttnRowsParity(t *testing.T) {
 				ok(t, d.AttnFwd(wo, wl, qb.View(i*qO, qO), ks[i], vs[i], sh))
 				near(t, shapeName("row %d out", i), got[i*qO:(i+1)*qO], down(t, wo), 1e-5, 1e-6)
 				near(t, shapeName("row %d lse", i), gotL[i*c.nh:(i+1)*c.nh], down(t, wl), 1e-5, 1e-6)
+			}
+			// Split into chunks (flash-decoding): AttnRows' results up to
+			// the sums' order (NaN rows alike), at DecodeSplits' chunking
+			// of the largest cache and at one key a chunk.
+			maxCap := slices.Max(c.caps)
+			s1, c1 := cuda.DecodeSplits(maxCap)
+			for _, sc := range [][2]int{{s1, c1}, {maxCap, 1}} {
+				so, sl := up(t, d, cuda.F32, nans(n*qO)), up(t, d, cuda.F32, nans(n*c.nh))
+				part := up(t, d, cuda.F32, nans(n*c.nh*sc[0]*(c.hd+2)))
+				ok(t, d.AttnRowsSplit(so, sl, qb, rc, up(t, d, cuda.I32, his), c.nh, c.nkv, c.hd, scale, part, sc[0], sc[1]))
+				near(t, shapeName("%d splits of %d: out", sc[0], sc[1]), down(t, so), got, 1e-5, 1e-6)
+				near(t, shapeName("%d splits of %d: lse", sc[0], sc[1]), down(t, sl), gotL, 1e-5, 1e-6)
 			}
 			// A position past its cache: nothing written.
 			before := down(t, ks[0])

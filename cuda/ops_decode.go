@@ -180,20 +180,58 @@ func (d *Device) KVRows(c RowCaches, k, v, pos *Buffer, kvO int) error {
 // AttnRows is a batched decode step's attention: row r (one token of its
 // own sequence, q (rows, nh·hd)) attends keys [0, Hi[r]) of its own cache,
 // grouped heads, in f32 (a bf16 cache widened as read), into out (rows,
-// nh·hd) and lse (rows, nh); hd ≤
-// 128; an empty range, or one past the row's cache (Cap[r]), gives NaN.
+// nh·hd) and lse (rows, nh); hd ≤ 128; an empty range, or one past the
+// row's cache (Cap[r]), gives NaN.
 func (d *Device) AttnRows(out, lse, q *Buffer, c RowCaches, hi *Buffer, nh, nkv, hd int, scale float32) error {
+	g, err := rowsArgs("attn_rows", out, lse, q, c, hi, nh, nkv, hd, scale)
+	if err != nil {
+		return err
+	}
+	return call(func() C.int { return C.dc_attn_rows(&g) })
+}
+
+// MaxDecodeSplits bounds AttnRowsSplit's chunks a row (DecodeSplits).
+const MaxDecodeSplits = 64
+
+// DecodeSplits is AttnRowsSplit's chunking of keys positions: chunks of at
+// least 64 keys (a block's four warps, 16 keys each, amortise the merge),
+// at most MaxDecodeSplits of them.
+func DecodeSplits(keys int) (splits, chunk int) {
+	chunk = max(64, (keys+MaxDecodeSplits-1)/MaxDecodeSplits)
+	return max(1, (keys+chunk-1)/chunk), chunk
+}
+
+// AttnRowsSplit is AttnRows with each row's keys in chunks of chunk keys, a
+// block each, merged after (flash-decoding): a long cache read by many
+// blocks at once, where AttnRows gives each (row, head) one. part is
+// scratch of rows·nh·splits·(hd+2) floats; splits·chunk must cover every
+// row's range (keys past it are left out): DecodeSplits of the largest
+// Hi[r], or of the caches' rows where Hi changes after the launch is
+// recorded in a graph.
+func (d *Device) AttnRowsSplit(out, lse, q *Buffer, c RowCaches, hi *Buffer, nh, nkv, hd int, scale float32, part *Buffer, splits, chunk int) error {
+	op := fmt.Sprintf("attn_rows_split(%d splits of %d)", splits, chunk)
+	g, err := rowsArgs(op, out, lse, q, c, hi, nh, nkv, hd, scale)
+	if err == nil {
+		err = check(op).true(splits > 0 && chunk > 0, "splits and chunk positive").buf("part", part, F32, c.Rows*nh*splits*(hd+2)).err
+	}
+	if err != nil {
+		return err
+	}
+	return call(func() C.int { return C.dc_attn_rows_split(&g, (*C.float)(part.ptr), C.int(splits), C.int(chunk)) })
+}
+
+// rowsArgs checks AttnRows' arguments and lays them out for the kernels.
+func rowsArgs(op string, out, lse, q *Buffer, c RowCaches, hi *Buffer, nh, nkv, hd int, scale float32) (C.dc_attn_rows_args, error) {
 	n := c.Rows
-	if err := check(fmt.Sprintf("attn_rows(rows %d, heads %d/%d, hd %d)", n, nh, nkv, hd)).
+	if err := check(fmt.Sprintf("%s(rows %d, heads %d/%d, hd %d)", op, n, nh, nkv, hd)).
 		true(nh > 0 && nkv > 0 && nh%nkv == 0 && hd > 0 && hd <= 128, "heads must divide, head size in [1, 128]").
 		buf("out", out, F32, n*nh*hd).buf("lse", lse, F32, n*nh).buf("q", q, F32, n*nh*hd).buf("hi", hi, I32, n).
 		buf("k caches", c.K, Addr, n).buf("v caches", c.V, Addr, n).buf("caps", c.Cap, I32, n).err; err != nil {
-		return err
+		return C.dc_attn_rows_args{}, err
 	}
-	g := C.dc_attn_rows_args{out: (*C.float)(out.ptr), lse: (*C.float)(lse.ptr), q: (*C.float)(q.ptr),
+	return C.dc_attn_rows_args{out: (*C.float)(out.ptr), lse: (*C.float)(lse.ptr), q: (*C.float)(q.ptr),
 		k_cache: (*unsafe.Pointer)(c.K.ptr), v_cache: (*unsafe.Pointer)(c.V.ptr), hi: (*C.int32_t)(hi.ptr), cap: (*C.int32_t)(c.Cap.ptr),
-		nr: C.int(n), nh: C.int(nh), nkv: C.int(nkv), hd: C.int(hd), scale: C.float(scale), kv_bf16: cbool(c.BF16)}
-	return call(func() C.int { return C.dc_attn_rows(&g) })
+		nr: C.int(n), nh: C.int(nh), nkv: C.int(nkv), hd: C.int(hd), scale: C.float(scale), kv_bf16: cbool(c.BF16)}, nil
 }
 
 // cacheKind is the kind a KV cache buffer may hold: BF16 when it does, else

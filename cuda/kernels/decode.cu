@@ -37,3 +37,19 @@ extern "C" int dc_attn_rows(const dc_attn_rows_args *g) {
   DC_LAUNCHED("attn_rows(rows %d, heads %d/%d, hd %d)", g->nr, g->nh, g->nkv, g->hd);
   return 0;
 }
+
+extern "C" int dc_attn_rows_split(const dc_attn_rows_args *g, float *part, int splits, int chunk) {
+  if (g->nh <= 0 || g->nkv <= 0 || g->nh % g->nkv != 0 || g->hd <= 0 || g->hd > 32 * AR_DIMS || splits <= 0 || chunk <= 0 ||
+      (int64_t)g->nr * splits > 0x7fffffff)
+    return dc_fail("heads must divide, head size in [1, 128], splits and chunk positive",
+                   "attn_rows_split(rows %d, heads %d/%d, hd %d, %d splits of %d)", g->nr, g->nh, g->nkv, g->hd, splits, chunk);
+  if (g->nr <= 0) return 0;
+  if (g->kv_bf16)
+    DC_LAUNCH(dim3(g->nr * splits, g->nh), AR_WARPS * 32, 0, k_attn_rows_split<__nv_bfloat16>)(*g, part, splits, chunk);
+  else
+    DC_LAUNCH(dim3(g->nr * splits, g->nh), AR_WARPS * 32, 0, k_attn_rows_split<float>)(*g, part, splits, chunk);
+  DC_LAUNCHED("attn_rows_split(rows %d, heads %d/%d, hd %d, %d splits of %d)", g->nr, g->nh, g->nkv, g->hd, splits, chunk);
+  DC_LAUNCH(dim3(g->nr, g->nh), 32, 0, k_attn_rows_merge)(*g, part, splits, chunk);
+  DC_LAUNCHED("attn_rows_merge(rows %d, heads %d/%d, hd %d, %d splits of %d)", g->nr, g->nh, g->nkv, g->hd, splits, chunk);
+  return 0;
+}

@@ -95,25 +95,21 @@ __global__ void k_kv_rows(dc_kv_rows_args a) {
   }
 }
 
-// Row r's attention over keys [0, hi[r]) of its own cache (k_cache[r], v_cache[r]:
-// (rows, nkv·hd)), grouped heads: out (nr, nh·hd) = softmax(q·Kᵀ·scale)·V
-// per head, lse (nr, nh) its log-sum-exp — in f32 over the caches' C
-// elements (f32, or bf16 widened as read: a.kv_bf16) (the flash kernels' bf16
-// products serve prompts; a decoded row's cost is reading its cache). One
-// block of AR_WARPS warps per (row, head); warp w runs an online softmax
-// over keys w, w + AR_WARPS, …, each lane holding dims lane + 32i of q and
-// of its output; the warps merge through shared memory. hd ≤ 128. A bad
-// range (hi[r] ≤ 0, or past the cache's cap[r] rows) gives NaN, as the
-// other attention kernels' bad rows.
 constexpr int AR_WARPS = 4, AR_DIMS = 4;  // hd ≤ 32·AR_DIMS
 
+// ar_block: the block's AR_WARPS warps attend row r's head h over keys
+// [k0, k1) of its cache — warp w an online softmax over keys k0 + w,
+// k0 + w + AR_WARPS, …, each lane holding dims lane + 32i of q and of its
+// output — and warp 0 merges theirs through shared memory: M the largest
+// score (−∞ over no key), L the sum of exp(score − M), o the lane's dims of
+// the unnormalised Σ exp(score − M)·v. Every thread of the block must call
+// it (a barrier); it returns true on warp 0 alone, which holds the results.
 template <typename C>
-__global__ void __launch_bounds__(AR_WARPS * 32) k_attn_rows(dc_attn_rows_args a) {
+__device__ __forceinline__ bool ar_block(const dc_attn_rows_args &a, int r, int h, int k0, int k1, float &M, float &L,
+                                         float o[AR_DIMS]) {
   __shared__ float sm[AR_WARPS], sl[AR_WARPS], sacc[AR_WARPS][32 * AR_DIMS];
-  const int r = blockIdx.x, h = blockIdx.y, lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-  const int hd = a.hd, kvo = a.nkv * hd, g = h / (a.nh / a.nkv), hi = a.hi[r];
-  const bool bad = hi <= 0 || hi > a.cap[r];
-  const int n = bad ? 0 : hi;
+  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  const int hd = a.hd, kvo = a.nkv * hd, g = h / (a.nh / a.nkv);
   const float *q = a.q + ((int64_t)r * a.nh + h) * hd;
   const C *K = static_cast<const C *>(a.k_cache[r]) + g * hd, *V = static_cast<const C *>(a.v_cache[r]) + g * hd;
   float qv[AR_DIMS], acc[AR_DIMS];
@@ -124,7 +120,7 @@ __global__ void __launch_bounds__(AR_WARPS * 32) k_attn_rows(dc_attn_rows_args a
     acc[i] = 0.f;
   }
   float m = -INFINITY, l = 0.f;
-  for (int j = w; j < n; j += AR_WARPS) {
+  for (int j = k0 + w; j < k1; j += AR_WARPS) {
     const C *kr = K + (int64_t)j * kvo, *vr = V + (int64_t)j * kvo;
     float s = 0.f;
 #pragma unroll
@@ -146,21 +142,101 @@ __global__ void __launch_bounds__(AR_WARPS * 32) k_attn_rows(dc_attn_rows_args a
 #pragma unroll
   for (int i = 0; i < AR_DIMS; i++) sacc[w][lane + 32 * i] = acc[i];
   __syncthreads();
-  if (w != 0) return;
-  float M = -INFINITY;
+  if (w != 0) return false;
+  M = -INFINITY;
   for (int k = 0; k < AR_WARPS; k++) M = fmaxf(M, sm[k]);
-  float L = 0.f, e[AR_WARPS];
+  float e[AR_WARPS];
+  L = 0.f;
   for (int k = 0; k < AR_WARPS; k++) {
     e[k] = sm[k] == -INFINITY ? 0.f : expf(sm[k] - M);  // a warp that saw no key adds nothing
     L += sl[k] * e[k];
   }
-  float *o = a.out + ((int64_t)r * a.nh + h) * hd;
+#pragma unroll
   for (int i = 0; i < AR_DIMS; i++) {
     const int d = lane + 32 * i;
-    if (d >= hd) continue;
     float v = 0.f;
-    for (int k = 0; k < AR_WARPS; k++) v += sacc[k][d] * e[k];
-    o[d] = bad ? NAN : v / L;
+    if (d < hd)
+      for (int k = 0; k < AR_WARPS; k++) v += sacc[k][d] * e[k];
+    o[i] = v;
+  }
+  return true;
+}
+
+// Row r's attention over keys [0, hi[r]) of its own cache (k_cache[r], v_cache[r]:
+// (rows, nkv·hd)), grouped heads: out (nr, nh·hd) = softmax(q·Kᵀ·scale)·V
+// per head, lse (nr, nh) its log-sum-exp — in f32 over the caches' C
+// elements (f32, or bf16 widened as read: a.kv_bf16) (the flash kernels' bf16
+// products serve prompts; a decoded row's cost is reading its cache). One
+// block of AR_WARPS warps per (row, head) (ar_block). hd ≤ 128. A bad
+// range (hi[r] ≤ 0, or past the cache's cap[r] rows) gives NaN, as the
+// other attention kernels' bad rows.
+template <typename C>
+__global__ void __launch_bounds__(AR_WARPS * 32) k_attn_rows(dc_attn_rows_args a) {
+  const int r = blockIdx.x, h = blockIdx.y, lane = threadIdx.x & 31, hd = a.hd, hi = a.hi[r];
+  const bool bad = hi <= 0 || hi > a.cap[r];
+  float M, L, o[AR_DIMS];
+  if (!ar_block<C>(a, r, h, 0, bad ? 0 : hi, M, L, o)) return;
+  float *out = a.out + ((int64_t)r * a.nh + h) * hd;
+#pragma unroll
+  for (int i = 0; i < AR_DIMS; i++) {
+    const int d = lane + 32 * i;
+    if (d < hd) out[d] = bad ? NAN : o[i] / L;
+  }
+  if (lane == 0) a.lse[(int64_t)r * a.nh + h] = bad ? NAN : M + logf(L);
+}
+
+// ---- Decoded rows, their keys split across blocks (flash-decoding) ----
+
+// k_attn_rows with each row's keys split into chunks of chunk keys, one
+// block each: grid (nr·splits, nh), block (r·splits + z, h) attends keys
+// [z·chunk, min((z+1)·chunk, hi[r])) — so a long cache is read by many
+// blocks at once, where k_attn_rows gives a (row, head) one (at 8,192
+// positions a 0.5B model's 14 heads would keep 14 of an H200's 132 SMs
+// busy). Its M, L and unnormalised o (ar_block) go to part, (nr, nh,
+// splits, hd + 2): o, then M, then L; a chunk at or past hi[r] (or a bad
+// range) writes nothing, for k_attn_rows_merge reads the chunks below
+// hi[r] alone. splits·chunk must cover every valid hi[r].
+template <typename C>
+__global__ void __launch_bounds__(AR_WARPS * 32) k_attn_rows_split(dc_attn_rows_args a, float *part, int splits,
+                                                                      int chunk) {
+  const int r = blockIdx.x / splits, z = blockIdx.x % splits, h = blockIdx.y, lane = threadIdx.x & 31, hd = a.hd;
+  const int hi = a.hi[r], k0 = z * chunk;
+  if (hi <= 0 || hi > a.cap[r] || k0 >= hi) return;  // the whole block: no barrier is left waiting
+  float M, L, o[AR_DIMS];
+  if (!ar_block<C>(a, r, h, k0, min(hi, k0 + chunk), M, L, o)) return;
+  float *p = part + (((int64_t)r * a.nh + h) * splits + z) * (hd + 2);
+#pragma unroll
+  for (int i = 0; i < AR_DIMS; i++) {
+    const int d = lane + 32 * i;
+    if (d < hd) p[d] = o[i];
+  }
+  if (lane == 0) p[hd] = M, p[hd + 1] = L;
+}
+
+// The chunks of k_attn_rows_split merged, one warp per (row, head): each
+// weighted by exp(M_z − max M), out = Σ o_z·w_z / Σ L_z·w_z and lse = max M
+// + log Σ L_z·w_z — k_attn_rows' results (NaN for a bad range) up to the
+// order of the sums.
+__global__ void __launch_bounds__(32) k_attn_rows_merge(dc_attn_rows_args a, const float *part, int splits,
+                                                         int chunk) {
+  const int r = blockIdx.x, h = blockIdx.y, lane = threadIdx.x, hd = a.hd, hi = a.hi[r];
+  const bool bad = hi <= 0 || hi > a.cap[r];
+  const int live = bad ? 0 : min(splits, (hi + chunk - 1) / chunk);
+  const float *p = part + ((int64_t)r * a.nh + h) * splits * (hd + 2);
+  float M = -INFINITY, L = 0.f;
+  for (int z = 0; z < live; z++) M = fmaxf(M, p[(int64_t)z * (hd + 2) + hd]);
+  for (int z = 0; z < live; z++) {
+    const float *pz = p + (int64_t)z * (hd + 2);
+    L += pz[hd + 1] * expf(pz[hd] - M);
+  }
+  float *out = a.out + ((int64_t)r * a.nh + h) * hd;
+  for (int d = lane; d < hd; d += 32) {
+    float v = 0.f;
+    for (int z = 0; z < live; z++) {
+      const float *pz = p + (int64_t)z * (hd + 2);
+      v += pz[d] * expf(pz[hd] - M);
+    }
+    out[d] = bad ? NAN : v / L;
   }
   if (lane == 0) a.lse[(int64_t)r * a.nh + h] = bad ? NAN : M + logf(L);
 }

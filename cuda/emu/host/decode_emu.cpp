@@ -434,36 +434,55 @@ static void rows_case(int nh, int nkv, int hd, std::vector<int> his, std::vector
   else
     emu_launch(nr, nh, AR_WARPS * 32, 0, [&] { k_attn_rows<float>(aa); });
   // The f64 reference reads what the caches hold (bf16's widened).
-  std::vector<double> wo, wl;
-  std::vector<float> go, gl;
-  for (int r = 0; r < nr; r++)
-    for (int h = 0; h < nh; h++) {
-      int g = h / (nh / nkv), n = hi[r];
-      const float *qh = &q[((size_t)r * nh + h) * hd];
-      if (n <= 0 || n > cap[r]) {  // NaN rows: checked apart
-        bool nan = std::isnan(lse[(size_t)r * nh + h]);
-        for (int d = 0; d < hd; d++) nan &= std::isnan(out[((size_t)r * nh + h) * hd + d]);
-        if (!nan) printf("  row %d head %d: empty range not NaN FAIL\n", r, h), fails++;
-        continue;
+  auto check_attn = [&](const std::string &what, const std::vector<float> &out, const std::vector<float> &lse) {
+    std::vector<double> wo, wl;
+    std::vector<float> go, gl;
+    for (int r = 0; r < nr; r++)
+      for (int h = 0; h < nh; h++) {
+        int g = h / (nh / nkv), n = hi[r];
+        const float *qh = &q[((size_t)r * nh + h) * hd];
+        if (n <= 0 || n > cap[r]) {  // NaN rows: checked apart
+          bool nan = std::isnan(lse[(size_t)r * nh + h]);
+          for (int d = 0; d < hd; d++) nan &= std::isnan(out[((size_t)r * nh + h) * hd + d]);
+          if (!nan) printf("  %s: row %d head %d: empty range not NaN FAIL\n", what.c_str(), r, h), fails++;
+          continue;
+        }
+        std::vector<double> s(n);
+        double mx = -INFINITY;
+        for (int j = 0; j < n; j++) {
+          double acc = 0;
+          for (int d = 0; d < hd; d++) acc += (double)qh[d] * kc[r][(size_t)j * kvo + g * hd + d];
+          s[j] = acc * scale, mx = std::max(mx, s[j]);
+        }
+        double sum = 0;
+        for (double x : s) sum += std::exp(x - mx);
+        for (int d = 0; d < hd; d++) {
+          double o = 0;
+          for (int j = 0; j < n; j++) o += std::exp(s[j] - mx) / sum * vc[r][(size_t)j * kvo + g * hd + d];
+          wo.push_back(o), go.push_back(out[((size_t)r * nh + h) * hd + d]);
+        }
+        wl.push_back(mx + std::log(sum)), gl.push_back(lse[(size_t)r * nh + h]);
       }
-      std::vector<double> s(n);
-      double mx = -INFINITY;
-      for (int j = 0; j < n; j++) {
-        double acc = 0;
-        for (int d = 0; d < hd; d++) acc += (double)qh[d] * kc[r][(size_t)j * kvo + g * hd + d];
-        s[j] = acc * scale, mx = std::max(mx, s[j]);
-      }
-      double sum = 0;
-      for (double x : s) sum += std::exp(x - mx);
-      for (int d = 0; d < hd; d++) {
-        double o = 0;
-        for (int j = 0; j < n; j++) o += std::exp(s[j] - mx) / sum * vc[r][(size_t)j * kvo + g * hd + d];
-        wo.push_back(o), go.push_back(out[((size_t)r * nh + h) * hd + d]);
-      }
-      wl.push_back(mx + std::log(sum)), gl.push_back(lse[(size_t)r * nh + h]);
-    }
-  check("out", go, wo, 1e-5);
-  check("lse", gl, wl, 1e-5);
+    check(what + " out", go, wo, 1e-5);
+    check(what + " lse", gl, wl, 1e-5);
+  };
+  check_attn("rows", out, lse);
+  // Split into chunks (k_attn_rows_split, then k_attn_rows_merge), as
+  // dc_attn_rows_split launches them: one key a chunk, chunks that cut the
+  // warps' strides, and one chunk for the longest cache.
+  int maxcap = *std::max_element(caps.begin(), caps.end());
+  for (int chunk : {1, 3, 16, maxcap}) {
+    int splits = (maxcap + chunk - 1) / chunk;
+    std::vector<float> so((size_t)nr * nh * hd, 7.f), sl((size_t)nr * nh, 7.f), part((size_t)nr * nh * splits * (hd + 2), NAN);
+    dc_attn_rows_args sa = aa;
+    sa.out = so.data(), sa.lse = sl.data();
+    if (bf16)
+      emu_launch(nr * splits, nh, AR_WARPS * 32, 0, [&] { k_attn_rows_split<__nv_bfloat16>(sa, part.data(), splits, chunk); });
+    else
+      emu_launch(nr * splits, nh, AR_WARPS * 32, 0, [&] { k_attn_rows_split<float>(sa, part.data(), splits, chunk); });
+    emu_launch(nr, nh, 32, 0, [&] { k_attn_rows_merge(sa, part.data(), splits, chunk); });
+    check_attn("split by " + std::to_string(chunk), so, sl);
+  }
 }
 
 // kv_rows with a position past its cache: nothing written (the buffer has
