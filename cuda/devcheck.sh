@@ -15,7 +15,8 @@
 # the GPU: the general pass, fused, fused with graphs; DECODE_OFFLOAD=N adds
 # each quant's default run with the first N layers on the CPU, as serve's
 # --cpu-offload; DECODE_CONTEXT=N adds each quant's default run decoding
-# after N cached positions, with the cache mirrored in bf16 and in f32),
+# after N cached positions: the cache mirrored in bf16, in f32, and its
+# attention split into chunks, DISTILL_CUDA_DECODE_SPLIT),
 # DISTILL_BENCH_STEP=shape:seq,…
 # STEP_TIME, STEP_TIMEOUT (the training step), STEP_ATTN=gemm|simple (the
 # step again with another attention), STEP_KEEP=0 (skip the step again with
@@ -175,10 +176,10 @@ if [ -n "${DECODE_BENCH:-}" ]; then
       DISTILL_CUDA_FUSED=${fused:-0} DISTILL_CUDA_GRAPHS=$graphs timeout 120 /tmp/distill bench --device cuda \
         --shape "$DECODE_BENCH" --quant $q --prefill 512 --decode 128 --cache /tmp/distill-bench 2>&1 | grep -vE "^machine"
     done
-    if [ -n "${DECODE_CONTEXT:-}" ]; then  # attention over a long cache: its mirror in bf16 (the default) and in f32
-      for kv in 1 0; do
-        echo "quant $q, after $DECODE_CONTEXT positions, DISTILL_CUDA_KV_BF16=$kv"
-        DISTILL_CUDA_KV_BF16=$kv timeout 180 /tmp/distill bench --device cuda --decode-context "$DECODE_CONTEXT" \
+    if [ -n "${DECODE_CONTEXT:-}" ]; then  # attention over a long cache: the defaults (a bf16 mirror), an f32 mirror, split decoding
+      for v in DISTILL_CUDA_KV_BF16=1 DISTILL_CUDA_KV_BF16=0 DISTILL_CUDA_DECODE_SPLIT=1; do
+        echo "quant $q, after $DECODE_CONTEXT positions, $v"
+        env "$v" timeout 180 /tmp/distill bench --device cuda --decode-context "$DECODE_CONTEXT" \
           --shape "$DECODE_BENCH" --quant $q --prefill 512 --decode 128 --cache /tmp/distill-bench 2>&1 | grep -vE "^machine"
       done
     fi

@@ -66,8 +66,9 @@ type Decoder struct {
 // same results. The host cache then gets the rows as the mirror holds them
 // (rounded), so both sides read the same keys.
 type kvMirror struct {
-	k, v []*cuda.Buffer
-	bf16 bool
+	k, v        []*cuda.Buffer
+	bf16        bool
+	table, caps *cuda.Buffer // the row kernels' view of it (decode_split.go's rowView)
 }
 
 // rows is the mirror's capacity in positions.
@@ -78,7 +79,9 @@ func (m *kvMirror) free() {
 		m.k[i].Free()
 		m.v[i].Free()
 	}
-	m.k, m.v = nil, nil
+	m.table.Free()
+	m.caps.Free()
+	m.k, m.v, m.table, m.caps = nil, nil, nil, nil
 }
 
 // Adapters and mirrors kept on the device at once; the least recently used
@@ -283,6 +286,12 @@ func (dc *Decoder) run(ids []int, x []float32, sp []span, out []float32, branche
 		// Anything else — a prompt, a batched step, branches, or one token
 		// with DISTILL_CUDA_FUSED=0 — by the training step's GEMMs.
 		p, err := nt.layout(idv, pos, lo, hi, nk, nil, nil, passHidden, nil)
+		if err == nil && T == 1 && branches == nil { // one token: its attention split, when the gate is open
+			if p.splitPart = p.takeSplit(1); p.err != nil {
+				p.free()
+				return nil, p.err
+			}
+		}
 		if err != nil || branches == nil || sp[0].pos == 0 {
 			return p, err
 		}
@@ -364,6 +373,11 @@ func (p *pass) attendSpans(l int) {
 		nk := s.pos + s.n
 		if p.graphed { // any position: the rows' ranges bound what they read
 			nk = s.mir.k[l].Len / kvO
+		}
+		if s.n == 1 && p.splitPart != nil && p.prefix.NQ == 0 { // a decoded token, split (decode_split.go)
+			p.attendSplit(l, r, s, nk)
+			r++
+			continue
 		}
 		sh := cuda.AttnShape{NQ: s.n, NK: nk, NH: H, NKV: KV, HD: hd, MaxLen: nk,
 			Lo: p.attn.Lo.View(r, s.n), Hi: p.attn.Hi.View(r, s.n), Scale: p.attn.Scale}
@@ -646,6 +660,10 @@ func (dc *Decoder) alloc(n int, bf16 bool) (*kvMirror, error) {
 			return nil, err
 		}
 		m.k, m.v = append(m.k, k), append(m.v, v)
+	}
+	if err := dc.rowView(m); err != nil {
+		m.free()
+		return nil, err
 	}
 	return m, nil
 }

@@ -67,6 +67,7 @@ func (nt *Net) tokenLayout(ids, pos, lo, hi []int32, nk int) (*pass, error) {
 	if p.stage = p.take(cuda.F32, D+2*(len(nt.layers)-nt.from)*kvO); p.stage != nil {
 		p.hf = p.stage.View(0, D)
 	}
+	p.splitPart = p.takeSplit(1) // its attention split, when the gate is open (decode_split.go)
 	if err := p.failed(); err != nil {
 		p.free()
 		return nil, err

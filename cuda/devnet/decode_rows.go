@@ -23,6 +23,10 @@ type rowTables struct {
 	caps *cuda.Buffer // I32 (rows)
 	rows int
 	bf16 bool // the mirrors hold bf16
+	// With the gate open (decode_split.go): each row's keys split into
+	// splits chunks of chunk, their partial results in part.
+	part          *cuda.Buffer
+	splits, chunk int
 }
 
 // rowsPasses counts the batched passes that ran through the row tables (the
@@ -57,6 +61,15 @@ func (p *pass) rowCaches(sp []span) {
 		p.do(cuda.Write(t.addr, 0, cuda.CacheTable(addrs)))
 	}
 	t.caps = p.up(cuda.I32, caps)
+	if decodeSplitReady() {
+		keys := 0
+		for _, s := range sp {
+			keys = max(keys, s.pos+1)
+		}
+		t.splits, t.chunk = cuda.DecodeSplits(keys)
+		c := &p.nt.M.Config
+		t.part = p.take(cuda.F32, n*c.NumHeads*t.splits*(c.HeadDim+2))
+	}
 	if p.err != nil { // nothing has run yet: the step attends span by span instead
 		p.err = nil
 		return
@@ -77,5 +90,12 @@ func (p *pass) attendRows(l int) {
 	H, KV, hd, a := c.NumHeads, c.NumKVHeads, c.HeadDim, p.a
 	rc := p.rows.layer(l, len(p.nt.layers))
 	p.do(p.d.KVRows(rc, a.k, a.v, p.pos, KV*hd))
+	if p.rows.part != nil {
+		p.do(p.d.AttnRowsSplit(a.att, a.lse, a.q, rc, p.attn.Hi, H, KV, hd, p.attn.Scale, p.rows.part, p.rows.splits, p.rows.chunk))
+		if l == p.nt.from {
+			splitPasses.Add(1)
+		}
+		return
+	}
 	p.do(p.d.AttnRows(a.att, a.lse, a.q, rc, p.attn.Hi, H, KV, hd, p.attn.Scale))
 }

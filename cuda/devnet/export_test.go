@@ -73,3 +73,7 @@ func KeptScores() int64 { return keptScores.Load() }
 // StagedDropoutBwd is how many projections' backward under LoRA dropout
 // staged the weight and dy in one launch (linBFused), in this process.
 func StagedDropoutBwd() int64 { return stagedBwd.Load() }
+
+// SplitPasses is how many decoded attentions have run split into chunks
+// (decode_split.go) in this process.
+func SplitPasses() int64 { return splitPasses.Load() }

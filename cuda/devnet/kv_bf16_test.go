@@ -33,6 +33,7 @@ func TestKVMirrorBF16(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			t.Setenv("DISTILL_CUDA_FUSED", map[bool]string{false: "0", true: "1"}[mode != "general"])
 			t.Setenv("DISTILL_CUDA_GRAPHS", map[bool]string{false: "0", true: "1"}[mode == "fused_graphs"])
+			t.Setenv("DISTILL_CUDA_DECODE_SPLIT", "0") // the flash kernels' tokens: split ones attend over the cache as held (TestDecodeSplit)
 			type result struct {
 				passes [][]float32 // one cache's passes, then the batched step's
 				caches []*model.Cache

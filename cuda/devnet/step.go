@@ -49,6 +49,9 @@ type pass struct {
 	// range comes from the device).
 	graphed bool
 	rows    *rowTables // a batched decode step's per-row caches (decode_rows.go)
+	// A decoded token's attention split into chunks (decode_split.go): the
+	// chunks' partial results; nil, the flash kernels attend it.
+	splitPart *cuda.Buffer
 	// Branched decoding (Decoder.ForwardBranches): every row's attention
 	// over its cache's prefix, apart from its branch's, into attPre, lsePre.
 	prefix         cuda.AttnShape
