@@ -61,7 +61,10 @@ func TestFlashKernelsEmulated(t *testing.T) {
 // k_kv_rows and k_attn_rows (each row over its own cache; grouped heads,
 // head sizes 16–128, an empty range) — k_decode_qkv and the rows' kernels
 // over f32 caches and over bf16 ones (each element held rounded, the
-// staged rows exactly what the cache holds). Checked by mutation: dropping the
+// staged rows exactly what the cache holds), and k_attn_rows_split with
+// k_attn_rows_merge (flash-decoding) at one key a chunk, chunks that cut
+// the warps' strides and one chunk for all (the merge's weights dropped,
+// or each chunk's last key, fail by 10⁴× the tolerance). Checked by mutation: dropping the
 // residual, the norm's width, the wide groups' reduction index, the
 // prologue's write-out index, RoPE's sign, k's halves, the grouped head's
 // index, the last key, the warps' merge weights each fail by 10⁴× the
