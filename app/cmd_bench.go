@@ -135,7 +135,7 @@ func runBench(env *Env, args []string) error {
 		} else {
 			fmt.Fprintf(env.Stdout, "  prefill %4d tokens: %8.1f tokens/s  (%.0f GFLOP/s)\n", *prefill, r.prefillTPS, r.prefillGFLOPS)
 			fmt.Fprintf(env.Stdout, "  decode  %4d tokens: %8.1f tokens/s  (%.1f GB/s of weights)\n", *decode, r.decodeTPS, r.decodeTPS*bytesTok/1e9)
-			if *decodeCtx > 16 { // the device's mirror of the cache read a token, at the decode's mean position
+			if *decodeCtx > 16 && m.Attached() { // the device's mirror of the cache read a token, at the decode's mean position
 				bf16 := model.DeviceKVBF16(m.Config.HeadDim)
 				kv := float64(deviceKVBytesPerPosition(m, bf16)) * float64(*decodeCtx+*decode/2)
 				fmt.Fprintf(env.Stdout, "    after %d positions: + %.0f MB of KV cache read a token (%s on the device), %.1f GB/s of weights and cache\n",

@@ -98,6 +98,7 @@ func openModel(f engineFlags, dir string) (tensor.Backend, *model.Model, error) 
 		}
 		m.Delta = a
 	}
+	cpuReady := false // be is cpuBackend's, --cpu-bf16 applied
 	if *f.device != "cpu" {
 		// Device-resident forward passes where the build has them — over
 		// the layers after the CPU's, set first so the device never holds
@@ -116,7 +117,7 @@ func openModel(f engineFlags, dir string) (tensor.Backend, *model.Model, error) 
 				m.Close()
 				return nil, nil, berr
 			}
-			m.CPULayers = 0
+			m.CPULayers, cpuReady = 0, true
 			if f.notice != nil {
 				fmt.Fprintf(f.notice, "--device %s: every layer and the LM head run on the CPU (%v)\n", *f.device, err)
 			}
@@ -124,7 +125,7 @@ func openModel(f engineFlags, dir string) (tensor.Backend, *model.Model, error) 
 			fmt.Fprintf(f.notice, "--device %s: the forward pass runs op by op (%v)\n", *f.device, err)
 		}
 	}
-	if _, cpu := be.(tensor.CPU); f.cpuBF16 != nil && !(cpu && *f.device != "cpu") { // (the CPU backend --device cuda fell back to has it already)
+	if f.cpuBF16 != nil && !cpuReady {
 		be = withCPUBF16(be, *f.cpuBF16, f.notice) // said only now: a device that takes no layer leaves them all to the CPU, --cpu-bf16 included
 	}
 	// bf16 attention multiplies its keys and values rounded to bf16: held

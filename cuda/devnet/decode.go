@@ -610,7 +610,7 @@ func (dc *Decoder) mirror(c *model.Cache, pinned map[*kvMirror]bool) (*kvMirror,
 	}
 	c.DevLen = 0
 	kvO := dc.M.Config.NumKVHeads * dc.M.Config.HeadDim
-	bf16 := model.DeviceKVBF16(dc.M.Config.HeadDim) && dc.base.flashAttention()
+	bf16 := dc.CacheBF16()
 	for {
 		if len(dc.mirrorLRU)-len(pinned) < maxMirrors {
 			m, err := dc.alloc(c.Cap*kvO, bf16)

@@ -17,9 +17,12 @@ import (
 // cross between kinds rounded to nearest even or widened exactly.
 
 // CacheBF16 says whether the mirrors this decoder makes hold bf16, so a
-// host cache in bf16 holds exactly what they do (model.Accelerated).
+// host cache in bf16 holds exactly what they do (model.Accelerated): where
+// it attends with the flash kernels, by their asynchronous forward (the
+// one that reads bf16 keys and values; DISTILL_CUDA_FLASH_ASYNC=0 keeps
+// the mirrors f32 for the synchronous one).
 func (dc *Decoder) CacheBF16() bool {
-	return model.DeviceKVBF16(dc.M.Config.HeadDim) && dc.base.flashAttention()
+	return model.DeviceKVBF16(dc.M.Config.HeadDim) && dc.base.flashAttention() && asyncTilesReady()
 }
 
 // hostKV is one layer's keys or values in a host cache: f32 rows, or bf16
