@@ -68,7 +68,7 @@ type Decoder struct {
 type kvMirror struct {
 	k, v        []*cuda.Buffer
 	bf16        bool
-	table, caps *cuda.Buffer // the row kernels' view of it (decode_split.go's rowView)
+	table, caps *cuda.Buffer // the row kernels' view of it (decode_split.go's rowView), or nils
 }
 
 // rows is the mirror's capacity in positions.
@@ -374,7 +374,7 @@ func (p *pass) attendSpans(l int) {
 		if p.graphed { // any position: the rows' ranges bound what they read
 			nk = s.mir.k[l].Len / kvO
 		}
-		if s.n == 1 && p.splitPart != nil && p.prefix.NQ == 0 { // a decoded token, split (decode_split.go)
+		if s.n == 1 && p.splitPart != nil && s.mir.table != nil && p.prefix.NQ == 0 { // a decoded token, split (decode_split.go)
 			p.attendSplit(l, r, s, nk)
 			r++
 			continue

@@ -32,10 +32,13 @@ func decodeSplitReady() bool { return gateOpen("DISTILL_CUDA_DECODE_SPLIT", deco
 // split runs did).
 var splitPasses atomic.Int64
 
-// rowView makes m's table for the row kernels: each layer's key and value
-// buffers' addresses (the host's layers, which it lacks, standing in as the
-// first held one's) and its capacity in rows.
+// rowView makes m's table for the row kernels, when the gate is open: each
+// layer's key and value buffers' addresses (the host's layers, which it
+// lacks, standing in as the first held one's) and its capacity in rows.
 func (dc *Decoder) rowView(m *kvMirror) error {
+	if !decodeSplitReady() {
+		return nil // a mirror without one attends by the flash kernels
+	}
 	L, from := len(dc.M.Layers), dc.base.from
 	kvO := dc.M.Config.NumKVHeads * dc.M.Config.HeadDim
 	addrs := make([]*cuda.Buffer, 2*L)
@@ -57,12 +60,13 @@ func (m *kvMirror) caches(l, layers int) cuda.RowCaches {
 }
 
 // takeSplit lays out the scratch of split attention over rows rows of up
-// to cuda.MaxDecodeSplits chunks, when the gate is open.
+// to cuda.MaxDecodeSplits chunks, when the gate is open and the row kernels
+// take the net's heads (size ≤ 128; no other attention asked for).
 func (p *pass) takeSplit(rows int) *cuda.Buffer {
-	if !decodeSplitReady() {
+	c := &p.nt.M.Config
+	if !decodeSplitReady() || c.HeadDim > 128 || p.nt.SimpleAttention || p.nt.GemmAttention {
 		return nil
 	}
-	c := &p.nt.M.Config
 	return p.take(cuda.F32, rows*c.NumHeads*cuda.MaxDecodeSplits*(c.HeadDim+2))
 }
 

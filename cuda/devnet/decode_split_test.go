@@ -80,3 +80,40 @@ func TestDecodeSplit(t *testing.T) {
 		})
 	}
 }
+
+// TestDecodeSplitLeavesWideHeads: heads the row kernels do not take (256
+// wide: the GEMM attention's) decode with the gate open as with it shut —
+// nothing split, the same hidden states bit for bit.
+func TestDecodeSplitLeavesWideHeads(t *testing.T) {
+	device(t)
+	s := setup{"llama-hd256", model.Shape{Arch: "LlamaForCausalLM", Hidden: 512, Intermediate: 256, Layers: 1, Heads: 2, KVHeads: 2,
+		Vocab: 300, RopeTheta: 1e4, RMSNormEps: 1e-5, MaxPositions: 64, BOS: 1, EOS: 2}, "none", []string{"q_proj"}, 0, 0}
+	dir := t.TempDir()
+	ok(t, model.WriteRandom(dir, s.shape, tensor.BF16, 48))
+	m, _ := build(t, dir, s)
+	run := func(split bool) (passes [][]float32) {
+		t.Setenv("DISTILL_CUDA_DECODE_SPLIT", map[bool]string{false: "0", true: "1"}[split])
+		if attached, err := m.Accelerate("cuda"); !attached {
+			t.Fatal(err)
+		}
+		defer m.Detach()
+		before := devnet.SplitPasses()
+		tok := tokens(rng(13), s.shape.Vocab)
+		c := m.NewCache(32)
+		for _, n := range []int{5, 1, 1, 1} {
+			h, err := m.Forward(tensor.CPU{}, tok(n), c, nil)
+			ok(t, err)
+			passes = append(passes, append([]float32(nil), h...))
+		}
+		if n := devnet.SplitPasses() - before; n != 0 {
+			t.Errorf("%d attentions split over heads of 256", n)
+		}
+		return passes
+	}
+	want, got := run(false), run(true)
+	for i := range want {
+		if !sameBits(got[i], want[i]) {
+			t.Errorf("pass %d: %.2e relative to the gate shut's", i, relL2(got[i], want[i]))
+		}
+	}
+}
