@@ -99,12 +99,14 @@ constexpr int AR_WARPS = 4, AR_DIMS = 4;  // hd ≤ 32·AR_DIMS
 
 // ar_block: the block's AR_WARPS warps attend row r's head h over keys
 // [k0, k1) of its cache — warp w an online softmax over keys k0 + w,
-// k0 + w + AR_WARPS, …, each lane holding dims lane + 32i of q and of its
-// output — and warp 0 merges theirs through shared memory: M the largest
-// score (−∞ over no key), L the sum of exp(score − M), o the lane's dims of
-// the unnormalised Σ exp(score − M)·v. Every thread of the block must call
-// it (a barrier); it returns true on warp 0 alone, which holds the results.
-template <typename C>
+// k0 + w + AR_WARPS, …, U of them at a time (their loads and reductions in
+// flight together: a warp's keys one at a time wait on memory each time),
+// each lane holding dims lane + 32i of q and of its output — and warp 0
+// merges theirs through shared memory: M the largest score (−∞ over no
+// key), L the sum of exp(score − M), o the lane's dims of the unnormalised
+// Σ exp(score − M)·v. Every thread of the block must call it (a barrier);
+// it returns true on warp 0 alone, which holds the results.
+template <typename C, int U>
 __device__ __forceinline__ bool ar_block(const dc_attn_rows_args &a, int r, int h, int k0, int k1, float &M, float &L,
                                          float o[AR_DIMS]) {
   __shared__ float sm[AR_WARPS], sl[AR_WARPS], sacc[AR_WARPS][32 * AR_DIMS];
@@ -120,21 +122,40 @@ __device__ __forceinline__ bool ar_block(const dc_attn_rows_args &a, int r, int 
     acc[i] = 0.f;
   }
   float m = -INFINITY, l = 0.f;
-  for (int j = k0 + w; j < k1; j += AR_WARPS) {
-    const C *kr = K + (int64_t)j * kvo, *vr = V + (int64_t)j * kvo;
-    float s = 0.f;
+  for (int j0 = k0 + w; j0 < k1; j0 += U * AR_WARPS) {
+    float s[U];
 #pragma unroll
-    for (int i = 0; i < AR_DIMS; i++) {
-      const int d = lane + 32 * i;
-      if (d < hd) s += qv[i] * kv_get(kr, d);
+    for (int u = 0; u < U; u++) {  // key j0 + u·AR_WARPS; past k1 the first one's row, its weight 0 below
+      const int j = j0 + u * AR_WARPS < k1 ? j0 + u * AR_WARPS : j0;
+      const C *kr = K + (int64_t)j * kvo;
+      s[u] = 0.f;
+#pragma unroll
+      for (int i = 0; i < AR_DIMS; i++) {
+        const int d = lane + 32 * i;
+        if (d < hd) s[u] += qv[i] * kv_get(kr, d);
+      }
     }
-    s = dc_warp_sum(s) * a.scale;
-    const float mn = fmaxf(m, s), c = expf(m - mn), p = expf(s - mn);  // m = −∞ at first: c = 0
-    l = l * c + p;
+    float mn = m;
 #pragma unroll
-    for (int i = 0; i < AR_DIMS; i++) {
-      const int d = lane + 32 * i;
-      if (d < hd) acc[i] = acc[i] * c + p * kv_get(vr, d);
+    for (int u = 0; u < U; u++) {
+      s[u] = dc_warp_sum(s[u]) * a.scale;
+      if (j0 + u * AR_WARPS < k1) mn = fmaxf(mn, s[u]);
+    }
+    const float c = expf(m - mn);  // m = −∞ at first: c = 0
+    l *= c;
+#pragma unroll
+    for (int i = 0; i < AR_DIMS; i++) acc[i] *= c;
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      if (j0 + u * AR_WARPS >= k1) continue;
+      const float p = expf(s[u] - mn);
+      const C *vr = V + (int64_t)(j0 + u * AR_WARPS) * kvo;
+      l += p;
+#pragma unroll
+      for (int i = 0; i < AR_DIMS; i++) {
+        const int d = lane + 32 * i;
+        if (d < hd) acc[i] += p * kv_get(vr, d);
+      }
     }
     m = mn;
   }
@@ -175,7 +196,7 @@ __global__ void __launch_bounds__(AR_WARPS * 32) k_attn_rows(dc_attn_rows_args a
   const int r = blockIdx.x, h = blockIdx.y, lane = threadIdx.x & 31, hd = a.hd, hi = a.hi[r];
   const bool bad = hi <= 0 || hi > a.cap[r];
   float M, L, o[AR_DIMS];
-  if (!ar_block<C>(a, r, h, 0, bad ? 0 : hi, M, L, o)) return;
+  if (!ar_block<C, 1>(a, r, h, 0, bad ? 0 : hi, M, L, o)) return;
   float *out = a.out + ((int64_t)r * a.nh + h) * hd;
 #pragma unroll
   for (int i = 0; i < AR_DIMS; i++) {
@@ -203,7 +224,7 @@ __global__ void __launch_bounds__(AR_WARPS * 32) k_attn_rows_split(dc_attn_rows_
   const int hi = a.hi[r], k0 = z * chunk;
   if (hi <= 0 || hi > a.cap[r] || k0 >= hi) return;  // the whole block: no barrier is left waiting
   float M, L, o[AR_DIMS];
-  if (!ar_block<C>(a, r, h, k0, min(hi, k0 + chunk), M, L, o)) return;
+  if (!ar_block<C, 4>(a, r, h, k0, min(hi, k0 + chunk), M, L, o)) return;
   float *p = part + (((int64_t)r * a.nh + h) * splits + z) * (hd + 2);
 #pragma unroll
   for (int i = 0; i < AR_DIMS; i++) {
