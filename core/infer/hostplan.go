@@ -15,7 +15,7 @@ type HostPlan struct {
 
 	Weights  int64 `json:"weights"`   // every tensor as held (quantised where it is), norms and biases
 	Caches   int64 `json:"kv_caches"` // Batch caches of Context positions: keys and values in f32, or bf16 (Model.KVCacheBF16)
-	Prefill  int64 `json:"prefill"`   // the largest prompt pass: maxBatchPrefill tokens' activations, their shared cache, attention's scratch
+	Prefill  int64 `json:"prefill"`   // the largest prompt pass: maxBatchPrefill tokens' activations, their shared cache, attention's scratch, bf16 products' rounded input
 	Decode   int64 `json:"decode"`    // a step over Batch sequences: their logits, each sequence's own, the step's activations
 	Adapters int64 `json:"adapters"`  // the adapters kept loaded, f32
 	Runtime  int64 `json:"runtime"`   // the binary, Go's runtime, the tokenizer and the HTTP server (HostRuntime)
@@ -90,6 +90,18 @@ func PlanHost(m *model.Model, batch, context, adapters, rank int) HostPlan {
 		p.Prefill += 2 * 2 * rows * kvO
 	}
 	p.Prefill += 2 * elem * T * kvO // the branches' own rows, kept aside
+	// Products in bf16 (--cpu-bf16, which a bf16 cache implies where no
+	// accelerator runs the model) round each GEMM's input once into the
+	// scratch pool, which keeps the largest: the down projection's (T, F),
+	// in bf16 — in f32 where the CPU lacks bf16 products (the rounded
+	// values go to the f32 GEMM).
+	if elem == 2 && !m.Attached() {
+		w := int64(2)
+		if !tensor.BF16ProductsFast() {
+			w = 4
+		}
+		p.Prefill += w * T * max(D, qO, F)
+	}
 	// A step: the batch's logits, each sequence's own, the step's scratch
 	// (its workspace, its rows' keys and values before they are copied
 	// out, its hidden states); a sequence's own workspace of one prefill
