@@ -46,9 +46,7 @@ func (hk hostKV) set(r0 int, x []float32) int {
 	if hk.h == nil {
 		return copy(hk.f[r0:], x)
 	}
-	for i, v := range x {
-		hk.h[r0+i] = tensor.F32ToBF16(v)
-	}
+	tensor.RoundRowsBF16(hk.h[r0:], len(x), x, len(x), 1, len(x))
 	return len(x)
 }
 
@@ -60,15 +58,11 @@ func (dc *Decoder) upRows(b *cuda.Buffer, hk hostKV, r0, r1 int) error {
 		return cuda.Write(b, r0, hk.h[r0:r1])
 	case hk.h != nil:
 		dc.wide = slices.Grow(dc.wide[:0], r1-r0)[:r1-r0]
-		for i, h := range hk.h[r0:r1] {
-			dc.wide[i] = tensor.BF16ToF32(h)
-		}
+		tensor.WidenBF16(dc.wide, hk.h[r0:r1])
 		return cuda.Write(b, r0, dc.wide)
 	case bf16:
 		dc.host16 = slices.Grow(dc.host16[:0], r1-r0)[:r1-r0]
-		for i, x := range hk.f[r0:r1] {
-			dc.host16[i] = tensor.F32ToBF16(x)
-		}
+		tensor.RoundRowsBF16(dc.host16, r1-r0, hk.f[r0:r1], r1-r0, 1, r1-r0)
 		return cuda.Write(b, r0, dc.host16)
 	}
 	return cuda.Write(b, r0, hk.f[r0:r1])
@@ -92,9 +86,7 @@ func (dc *Decoder) downRows(hk hostKV, b *cuda.Buffer, r0, r1 int) error {
 		if err := cuda.Read(b, r0, dc.host16); err != nil {
 			return err
 		}
-		for i, h := range dc.host16 {
-			hk.f[r0+i] = tensor.BF16ToF32(h)
-		}
+		tensor.WidenBF16(hk.f[r0:r1], dc.host16)
 		return nil
 	}
 	return cuda.Read(b, r0, hk.f[r0:r1])
