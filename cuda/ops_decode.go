@@ -202,8 +202,10 @@ func DecodeSplits(keys int) (splits, chunk int) {
 }
 
 // AttnRowsSplit is AttnRows with each row's keys in chunks of chunk keys, a
-// block each, merged after (flash-decoding): a long cache read by many
-// blocks at once, where AttnRows gives each (row, head) one. part is
+// block each for (up to 8 of) a GQA group's query heads, merged after
+// (flash-decoding): a long cache read by many blocks at once, where
+// AttnRows gives each (row, head) one, and each key once for the group's
+// heads. part is
 // scratch of rows·nh·splits·(hd+2) floats; splits·chunk must cover every
 // row's range (keys past it are left out): DecodeSplits of the largest
 // Hi[r], or of the caches' rows where Hi changes after the launch is

@@ -13,12 +13,15 @@ import (
 // kernels give one decoded row's head one block whatever the cache's
 // length, so at 8,192 positions a 0.5B model's 14 heads keep 14 of an
 // H200's 132 SMs busy; the batched step's row kernel likewise. Split, a
-// cache of n positions is read by up to cuda.MaxDecodeSplits blocks a head.
+// cache of n positions is read by up to cuda.MaxDecodeSplits blocks a KV
+// head, each attending its group's query heads together (session 25: one
+// read of a key for the group's 7 heads in Qwen2.5-0.5B, where a block a
+// query head read it 7 times through L2).
 // The row kernels attend in f32 over the cache as held (the flash kernels
 // round q and P to bf16 too): a single token's hidden state moves within
 // bf16's rounding.
 
-// decodeSplitVerified: written without a GPU (session 24); its kernels
+// decodeSplitVerified: written without a GPU (sessions 24, 25); its kernels
 // pass decode_emu.cpp's f64 references and TestAttnRowsParity, the
 // decoder TestDecodeSplit on the emulated device. Gated until a GPU
 // measures it against the flash kernels at long contexts (devcheck.sh's

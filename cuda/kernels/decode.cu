@@ -44,10 +44,24 @@ extern "C" int dc_attn_rows_split(const dc_attn_rows_args *g, float *part, int s
     return dc_fail("heads must divide, head size in [1, 128], splits and chunk positive",
                    "attn_rows_split(rows %d, heads %d/%d, hd %d, %d splits of %d)", g->nr, g->nh, g->nkv, g->hd, splits, chunk);
   if (g->nr <= 0) return 0;
-  if (g->kv_bf16)
-    DC_LAUNCH(dim3(g->nr * splits, g->nh), AR_WARPS * 32, 0, k_attn_rows_split<__nv_bfloat16>)(*g, part, splits, chunk);
-  else
-    DC_LAUNCH(dim3(g->nr * splits, g->nh), AR_WARPS * 32, 0, k_attn_rows_split<float>)(*g, part, splits, chunk);
+  // NG: the group's heads a block attends, its size rounded up to a power
+  // of two up to AR_GROUP (larger groups take several blocks).
+  const int group = g->nh / g->nkv, ng = group <= 1 ? 1 : group <= 2 ? 2 : group <= 4 ? 4 : AR_GROUP;
+  const dim3 grid(g->nr * splits, g->nkv * ((group + ng - 1) / ng));
+  switch (ng * 2 + (g->kv_bf16 ? 1 : 0)) {
+#define AR_SPLIT(NG)                                                                             \
+  case NG * 2:                                                                                   \
+    DC_LAUNCH(grid, AR_WARPS * 32, 0, k_attn_rows_split<float, NG>)(*g, part, splits, chunk);    \
+    break;                                                                                       \
+  case NG * 2 + 1:                                                                               \
+    DC_LAUNCH(grid, AR_WARPS * 32, 0, k_attn_rows_split<__nv_bfloat16, NG>)(*g, part, splits, chunk); \
+    break;
+    AR_SPLIT(1)
+    AR_SPLIT(2)
+    AR_SPLIT(4)
+    AR_SPLIT(AR_GROUP)
+#undef AR_SPLIT
+  }
   DC_LAUNCHED("attn_rows_split(rows %d, heads %d/%d, hd %d, %d splits of %d)", g->nr, g->nh, g->nkv, g->hd, splits, chunk);
   DC_LAUNCH(dim3(g->nr, g->nh), 32, 0, k_attn_rows_merge)(*g, part, splits, chunk);
   DC_LAUNCHED("attn_rows_merge(rows %d, heads %d/%d, hd %d, %d splits of %d)", g->nr, g->nh, g->nkv, g->hd, splits, chunk);

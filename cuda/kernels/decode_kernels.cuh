@@ -96,17 +96,16 @@ __global__ void k_kv_rows(dc_kv_rows_args a) {
 }
 
 constexpr int AR_WARPS = 4, AR_DIMS = 4;  // hd ≤ 32·AR_DIMS
+constexpr int AR_GROUP = 8;                // query heads a split block attends at most (k_attn_rows_split)
 
 // ar_block: the block's AR_WARPS warps attend row r's head h over keys
 // [k0, k1) of its cache — warp w an online softmax over keys k0 + w,
-// k0 + w + AR_WARPS, …, U of them at a time (their loads and reductions in
-// flight together: a warp's keys one at a time wait on memory each time),
-// each lane holding dims lane + 32i of q and of its output — and warp 0
-// merges theirs through shared memory: M the largest score (−∞ over no
-// key), L the sum of exp(score − M), o the lane's dims of the unnormalised
-// Σ exp(score − M)·v. Every thread of the block must call it (a barrier);
-// it returns true on warp 0 alone, which holds the results.
-template <typename C, int U>
+// k0 + w + AR_WARPS, …, each lane holding dims lane + 32i of q and of its
+// output — and warp 0 merges theirs through shared memory: M the largest
+// score (−∞ over no key), L the sum of exp(score − M), o the lane's dims of
+// the unnormalised Σ exp(score − M)·v. Every thread of the block must call
+// it (a barrier); it returns true on warp 0 alone, which holds the results.
+template <typename C>
 __device__ __forceinline__ bool ar_block(const dc_attn_rows_args &a, int r, int h, int k0, int k1, float &M, float &L,
                                          float o[AR_DIMS]) {
   __shared__ float sm[AR_WARPS], sl[AR_WARPS], sacc[AR_WARPS][32 * AR_DIMS];
@@ -122,40 +121,21 @@ __device__ __forceinline__ bool ar_block(const dc_attn_rows_args &a, int r, int 
     acc[i] = 0.f;
   }
   float m = -INFINITY, l = 0.f;
-  for (int j0 = k0 + w; j0 < k1; j0 += U * AR_WARPS) {
-    float s[U];
+  for (int j = k0 + w; j < k1; j += AR_WARPS) {
+    const C *kr = K + (int64_t)j * kvo, *vr = V + (int64_t)j * kvo;
+    float s = 0.f;
 #pragma unroll
-    for (int u = 0; u < U; u++) {  // key j0 + u·AR_WARPS; past k1 the first one's row, its weight 0 below
-      const int j = j0 + u * AR_WARPS < k1 ? j0 + u * AR_WARPS : j0;
-      const C *kr = K + (int64_t)j * kvo;
-      s[u] = 0.f;
-#pragma unroll
-      for (int i = 0; i < AR_DIMS; i++) {
-        const int d = lane + 32 * i;
-        if (d < hd) s[u] += qv[i] * kv_get(kr, d);
-      }
+    for (int i = 0; i < AR_DIMS; i++) {
+      const int d = lane + 32 * i;
+      if (d < hd) s += qv[i] * kv_get(kr, d);
     }
-    float mn = m;
+    s = dc_warp_sum(s) * a.scale;
+    const float mn = fmaxf(m, s), c = expf(m - mn), p = expf(s - mn);  // m = −∞ at first: c = 0
+    l = l * c + p;
 #pragma unroll
-    for (int u = 0; u < U; u++) {
-      s[u] = dc_warp_sum(s[u]) * a.scale;
-      if (j0 + u * AR_WARPS < k1) mn = fmaxf(mn, s[u]);
-    }
-    const float c = expf(m - mn);  // m = −∞ at first: c = 0
-    l *= c;
-#pragma unroll
-    for (int i = 0; i < AR_DIMS; i++) acc[i] *= c;
-#pragma unroll
-    for (int u = 0; u < U; u++) {
-      if (j0 + u * AR_WARPS >= k1) continue;
-      const float p = expf(s[u] - mn);
-      const C *vr = V + (int64_t)(j0 + u * AR_WARPS) * kvo;
-      l += p;
-#pragma unroll
-      for (int i = 0; i < AR_DIMS; i++) {
-        const int d = lane + 32 * i;
-        if (d < hd) acc[i] += p * kv_get(vr, d);
-      }
+    for (int i = 0; i < AR_DIMS; i++) {
+      const int d = lane + 32 * i;
+      if (d < hd) acc[i] = acc[i] * c + p * kv_get(vr, d);
     }
     m = mn;
   }
@@ -196,7 +176,7 @@ __global__ void __launch_bounds__(AR_WARPS * 32) k_attn_rows(dc_attn_rows_args a
   const int r = blockIdx.x, h = blockIdx.y, lane = threadIdx.x & 31, hd = a.hd, hi = a.hi[r];
   const bool bad = hi <= 0 || hi > a.cap[r];
   float M, L, o[AR_DIMS];
-  if (!ar_block<C, 1>(a, r, h, 0, bad ? 0 : hi, M, L, o)) return;
+  if (!ar_block<C>(a, r, h, 0, bad ? 0 : hi, M, L, o)) return;
   float *out = a.out + ((int64_t)r * a.nh + h) * hd;
 #pragma unroll
   for (int i = 0; i < AR_DIMS; i++) {
@@ -208,30 +188,124 @@ __global__ void __launch_bounds__(AR_WARPS * 32) k_attn_rows(dc_attn_rows_args a
 
 // ---- Decoded rows, their keys split across blocks (flash-decoding) ----
 
-// k_attn_rows with each row's keys split into chunks of chunk keys, one
-// block each: grid (nr·splits, nh), block (r·splits + z, h) attends keys
-// [z·chunk, min((z+1)·chunk, hi[r])) — so a long cache is read by many
-// blocks at once, where k_attn_rows gives a (row, head) one (at 8,192
-// positions a 0.5B model's 14 heads would keep 14 of an H200's 132 SMs
-// busy). Its M, L and unnormalised o (ar_block) go to part, (nr, nh,
-// splits, hd + 2): o, then M, then L; a chunk at or past hi[r] (or a bad
-// range) writes nothing, for k_attn_rows_merge reads the chunks below
-// hi[r] alone. splits·chunk must cover every valid hi[r].
-template <typename C>
+// k_attn_rows with each row's keys split into chunks of chunk keys and a
+// GQA group's query heads attended together: block (r·splits + z, y) attends
+// keys [z·chunk, min((z+1)·chunk, hi[r])) for the query heads [h0, h0 + n)
+// of KV head g (y = g·subs + sub, subs = ⌈group/NG⌉ blocks a group, h0 =
+// g·group + sub·NG, n ≤ NG) — so a long cache is read by many blocks at
+// once, where k_attn_rows gives a (row, head) one (at 8,192 positions a
+// 0.5B model's 14 heads would keep 14 of an H200's 132 SMs busy), and each
+// key and value row once for the group's heads, where a block per query
+// head reads it group times (7 in Qwen2.5-0.5B). Warp w takes keys k0 + w,
+// k0 + w + AR_WARPS, …, U at a time (their loads and the NG·U reductions
+// in flight together), an online softmax per head, each lane holding dims
+// lane + 32i of every head's q and output; then warp w merges the warps'
+// partials of heads w, w + AR_WARPS, … (ar_block's merge). Each head's
+// M, L and unnormalised o go to part, (nr, nh, splits, hd + 2): o, then M,
+// then L; a chunk at or past hi[r] (or a bad range) writes nothing, for
+// k_attn_rows_merge reads the chunks below hi[r] alone. splits·chunk must
+// cover every valid hi[r]. Heads past n (NG rounds the group up) compute on
+// a zero q and are never stored.
+template <typename C, int NG>
 __global__ void __launch_bounds__(AR_WARPS * 32) k_attn_rows_split(dc_attn_rows_args a, float *part, int splits,
                                                                       int chunk) {
-  const int r = blockIdx.x / splits, z = blockIdx.x % splits, h = blockIdx.y, lane = threadIdx.x & 31, hd = a.hd;
-  const int hi = a.hi[r], k0 = z * chunk;
+  constexpr int U = NG <= 2 ? 4 : 2;  // keys in flight a warp: fewer as each brings more heads' reductions
+  __shared__ float sm[AR_WARPS][NG], sl[AR_WARPS][NG], sacc[AR_WARPS][NG][32 * AR_DIMS];
+  const int r = blockIdx.x / splits, z = blockIdx.x % splits, lane = threadIdx.x & 31, w = threadIdx.x >> 5, hd = a.hd;
+  const int group = a.nh / a.nkv, subs = (group + NG - 1) / NG, g = blockIdx.y / subs, sub = blockIdx.y % subs;
+  const int h0 = g * group + sub * NG, n = min(NG, group - sub * NG);
+  const int hi = a.hi[r], k0 = z * chunk, k1 = min(hi, k0 + chunk), kvo = a.nkv * hd;
   if (hi <= 0 || hi > a.cap[r] || k0 >= hi) return;  // the whole block: no barrier is left waiting
-  float M, L, o[AR_DIMS];
-  if (!ar_block<C, 4>(a, r, h, k0, min(hi, k0 + chunk), M, L, o)) return;
-  float *p = part + (((int64_t)r * a.nh + h) * splits + z) * (hd + 2);
+  const C *K = static_cast<const C *>(a.k_cache[r]) + g * hd, *V = static_cast<const C *>(a.v_cache[r]) + g * hd;
+  float qv[NG][AR_DIMS], acc[NG][AR_DIMS], m[NG], l[NG];
 #pragma unroll
-  for (int i = 0; i < AR_DIMS; i++) {
-    const int d = lane + 32 * i;
-    if (d < hd) p[d] = o[i];
+  for (int e = 0; e < NG; e++) {
+    const float *q = a.q + ((int64_t)r * a.nh + h0 + e) * hd;
+#pragma unroll
+    for (int i = 0; i < AR_DIMS; i++) {
+      const int d = lane + 32 * i;
+      qv[e][i] = e < n && d < hd ? q[d] : 0.f;
+      acc[e][i] = 0.f;
+    }
+    m[e] = -INFINITY, l[e] = 0.f;
   }
-  if (lane == 0) p[hd] = M, p[hd + 1] = L;
+  for (int j0 = k0 + w; j0 < k1; j0 += U * AR_WARPS) {
+    float s[U][NG];
+#pragma unroll
+    for (int u = 0; u < U; u++) {  // key j0 + u·AR_WARPS; past k1 the first one's row, its weight 0 below
+      const int j = j0 + u * AR_WARPS < k1 ? j0 + u * AR_WARPS : j0;
+      const C *kr = K + (int64_t)j * kvo;
+      float kv[AR_DIMS];
+#pragma unroll
+      for (int i = 0; i < AR_DIMS; i++) {
+        const int d = lane + 32 * i;
+        kv[i] = d < hd ? kv_get(kr, d) : 0.f;
+      }
+#pragma unroll
+      for (int e = 0; e < NG; e++) {
+        s[u][e] = 0.f;
+#pragma unroll
+        for (int i = 0; i < AR_DIMS; i++) s[u][e] += qv[e][i] * kv[i];
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < U; u++)
+#pragma unroll
+      for (int e = 0; e < NG; e++) s[u][e] = dc_warp_sum(s[u][e]) * a.scale;
+    float mn[NG];
+#pragma unroll
+    for (int e = 0; e < NG; e++) {
+      mn[e] = m[e];
+#pragma unroll
+      for (int u = 0; u < U; u++)
+        if (j0 + u * AR_WARPS < k1) mn[e] = fmaxf(mn[e], s[u][e]);
+      const float c = expf(m[e] - mn[e]);  // m = −∞ at first: c = 0
+      l[e] *= c;
+#pragma unroll
+      for (int i = 0; i < AR_DIMS; i++) acc[e][i] *= c;
+      m[e] = mn[e];
+    }
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      if (j0 + u * AR_WARPS >= k1) continue;
+      const C *vr = V + (int64_t)(j0 + u * AR_WARPS) * kvo;
+      float vv[AR_DIMS];
+#pragma unroll
+      for (int i = 0; i < AR_DIMS; i++) {
+        const int d = lane + 32 * i;
+        vv[i] = d < hd ? kv_get(vr, d) : 0.f;
+      }
+#pragma unroll
+      for (int e = 0; e < NG; e++) {
+        const float p = expf(s[u][e] - m[e]);
+        l[e] += p;
+#pragma unroll
+        for (int i = 0; i < AR_DIMS; i++) acc[e][i] += p * vv[i];
+      }
+    }
+  }
+#pragma unroll
+  for (int e = 0; e < NG; e++) {
+    if (lane == 0) sm[w][e] = m[e], sl[w][e] = l[e];
+#pragma unroll
+    for (int i = 0; i < AR_DIMS; i++) sacc[w][e][lane + 32 * i] = acc[e][i];
+  }
+  __syncthreads();
+  for (int e = w; e < n; e += AR_WARPS) {
+    float M = -INFINITY, L = 0.f, x[AR_WARPS];
+    for (int k = 0; k < AR_WARPS; k++) M = fmaxf(M, sm[k][e]);
+    for (int k = 0; k < AR_WARPS; k++) {
+      x[k] = sm[k][e] == -INFINITY ? 0.f : expf(sm[k][e] - M);  // a warp that saw no key adds nothing
+      L += sl[k][e] * x[k];
+    }
+    float *p = part + (((int64_t)r * a.nh + h0 + e) * splits + z) * (hd + 2);
+    for (int d = lane; d < hd; d += 32) {
+      float v = 0.f;
+      for (int k = 0; k < AR_WARPS; k++) v += sacc[k][e][d] * x[k];
+      p[d] = v;
+    }
+    if (lane == 0) p[hd] = M, p[hd + 1] = L;
+  }
 }
 
 // The chunks of k_attn_rows_split merged, one warp per (row, head): each

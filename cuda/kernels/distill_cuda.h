@@ -205,9 +205,10 @@ typedef struct {
   int kv_bf16;
 } dc_attn_rows_args;
 int dc_attn_rows(const dc_attn_rows_args *a);
-// dc_attn_rows with each row's keys in chunks of chunk keys, a block each,
-// then merged (flash-decoding: a long cache read by many blocks at once):
-// the same out and lse up to the sums' order. part: nr·nh·splits·(hd + 2)
+// dc_attn_rows with each row's keys in chunks of chunk keys, a block each
+// for (up to 8 of) a GQA group's query heads, then merged (flash-decoding:
+// a long cache read by many blocks at once, each key once a group): the
+// same out and lse up to the sums' order. part: nr·nh·splits·(hd + 2)
 // floats of scratch; splits·chunk must cover every valid hi[r] (keys past
 // it are left out).
 int dc_attn_rows_split(const dc_attn_rows_args *a, float *part, int splits, int chunk);

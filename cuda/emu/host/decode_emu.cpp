@@ -6,6 +6,8 @@
 // (per-head norms, RoPE, the cache and staging rows), and a batched step's
 // k_kv_rows and k_attn_rows — each over f32 and over bf16 caches. Run by emu_test.go
 // (make test). Usage: decode_emu; exit 1 on a failure.
+#include <type_traits>
+
 #include "shim.h"
 #include "../../kernels/distill_cuda.h"
 #include "../../kernels/matvec_kernels.cuh"
@@ -469,20 +471,33 @@ static void rows_case(int nh, int nkv, int hd, std::vector<int> his, std::vector
   check_attn("rows", out, lse);
   // Split into chunks (k_attn_rows_split, then k_attn_rows_merge), as
   // dc_attn_rows_split launches them: one key a chunk, chunks that cut the
-  // warps' strides, and one chunk for the longest cache.
+  // warps' strides, and one chunk for the longest cache — each with every
+  // count of a group's heads a block takes (NG), whatever the group: groups
+  // in one block, rounded up, or in several.
   int maxcap = *std::max_element(caps.begin(), caps.end());
-  for (int chunk : {1, 3, 16, maxcap}) {
-    int splits = (maxcap + chunk - 1) / chunk;
-    std::vector<float> so((size_t)nr * nh * hd, 7.f), sl((size_t)nr * nh, 7.f), part((size_t)nr * nh * splits * (hd + 2), NAN);
-    dc_attn_rows_args sa = aa;
-    sa.out = so.data(), sa.lse = sl.data();
+  auto split = [&](auto ng, int chunk, int splits, dc_attn_rows_args sa, float *part) {
+    constexpr int NG = decltype(ng)::value;
+    const int group = nh / nkv, gy = nkv * ((group + NG - 1) / NG);
     if (bf16)
-      emu_launch(nr * splits, nh, AR_WARPS * 32, 0, [&] { k_attn_rows_split<__nv_bfloat16>(sa, part.data(), splits, chunk); });
+      emu_launch(nr * splits, gy, AR_WARPS * 32, 0, [&] { k_attn_rows_split<__nv_bfloat16, NG>(sa, part, splits, chunk); });
     else
-      emu_launch(nr * splits, nh, AR_WARPS * 32, 0, [&] { k_attn_rows_split<float>(sa, part.data(), splits, chunk); });
-    emu_launch(nr, nh, 32, 0, [&] { k_attn_rows_merge(sa, part.data(), splits, chunk); });
-    check_attn("split by " + std::to_string(chunk), so, sl);
-  }
+      emu_launch(nr * splits, gy, AR_WARPS * 32, 0, [&] { k_attn_rows_split<float, NG>(sa, part, splits, chunk); });
+  };
+  for (int chunk : {1, 3, 16, maxcap})
+    for (int ng : {1, 2, 4, AR_GROUP}) {
+      int splits = (maxcap + chunk - 1) / chunk;
+      std::vector<float> so((size_t)nr * nh * hd, 7.f), sl((size_t)nr * nh, 7.f), part((size_t)nr * nh * splits * (hd + 2), NAN);
+      dc_attn_rows_args sa = aa;
+      sa.out = so.data(), sa.lse = sl.data();
+      switch (ng) {
+        case 1: split(std::integral_constant<int, 1>{}, chunk, splits, sa, part.data()); break;
+        case 2: split(std::integral_constant<int, 2>{}, chunk, splits, sa, part.data()); break;
+        case 4: split(std::integral_constant<int, 4>{}, chunk, splits, sa, part.data()); break;
+        default: split(std::integral_constant<int, AR_GROUP>{}, chunk, splits, sa, part.data());
+      }
+      emu_launch(nr, nh, 32, 0, [&] { k_attn_rows_merge(sa, part.data(), splits, chunk); });
+      check_attn("split by " + std::to_string(chunk) + ", " + std::to_string(ng) + " heads a block", so, sl);
+    }
 }
 
 // kv_rows with a position past its cache: nothing written (the buffer has
@@ -533,6 +548,8 @@ int main() {
     rows_case(6, 3, 80, {130, 2}, {140, 5}, bf16);
     rows_case(2, 1, 16, {5}, {5}, bf16);
     rows_case(4, 2, 32, {3, 7}, {4, 5}, bf16);  // row 1: a range past its cache
+    rows_case(14, 2, 64, {70, 33}, {80, 40}, bf16);  // Qwen2.5-0.5B's groups of 7
+    rows_case(24, 2, 32, {21}, {24}, bf16);          // groups of 12: past AR_GROUP
     rows_past_cap(bf16);
   }
   printf("%d failures\n", fails);
