@@ -100,9 +100,11 @@ func FlashAttention(hd int) bool {
 // mirrors in bf16 for head size hd: wherever it attends with the flash
 // kernels, which round keys and values to bf16 before their products
 // anyway — so the same results in half the memory and half the reads.
-// DISTILL_CUDA_KV_BF16=0 keeps them in f32 (comparisons).
+// DISTILL_CUDA_KV_BF16=0 keeps them in f32 (comparisons), and so does
+// DISTILL_CUDA_FLASH_ASYNC=0 (the synchronous flash kernel reads f32 alone;
+// devnet's gate, verified on, so only "0" shuts it: TestMirrorKindIsPlanned).
 func DeviceKVBF16(hd int) bool {
-	return FlashAttention(hd) && os.Getenv("DISTILL_CUDA_KV_BF16") != "0"
+	return FlashAttention(hd) && os.Getenv("DISTILL_CUDA_KV_BF16") != "0" && os.Getenv("DISTILL_CUDA_FLASH_ASYNC") != "0"
 }
 
 // DecoderPlanContext is the positions of the KV cache a DecoderPlan

@@ -123,3 +123,29 @@ func sameBits(got, want []float32) bool {
 	}
 	return true
 }
+
+// TestMirrorKindIsPlanned: the kind of cache the attached decoder makes is
+// the one model.DeviceKVBF16 — what `distill plan serve --device cuda`
+// counts — says, under each setting of the gates it follows.
+func TestMirrorKindIsPlanned(t *testing.T) {
+	device(t)
+	s := setups[0]
+	dir := t.TempDir()
+	ok(t, model.WriteRandom(dir, s.shape, tensor.BF16, 44))
+	m, _ := build(t, dir, s)
+	for _, env := range [][2]string{{"", ""}, {"0", ""}, {"", "0"}, {"1", "1"}, {"1", "0"}} {
+		t.Setenv("DISTILL_CUDA_KV_BF16", env[0])
+		t.Setenv("DISTILL_CUDA_FLASH_ASYNC", env[1])
+		if attached, err := m.Accelerate("cuda"); !attached {
+			t.Fatal(err)
+		}
+		made, planned := m.NewCache(8).K16 != nil, model.DeviceKVBF16(m.Config.HeadDim)
+		m.Detach()
+		if made != planned {
+			t.Errorf("KV_BF16=%q FLASH_ASYNC=%q: the decoder's caches bf16 %v, the plan's %v", env[0], env[1], made, planned)
+		}
+	}
+	if !model.FlashAttention(m.Config.HeadDim) {
+		t.Fatalf("head size %d: the flash kernels do not take it, so nothing above was bf16", m.Config.HeadDim)
+	}
+}
