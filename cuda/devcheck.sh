@@ -28,7 +28,12 @@
 # SKIP_E2E, SANITIZE=1
 # (compute-sanitizer), NCU=1 (NCU_SKIP, NCU_COUNT, NCU_TIMEOUT: per-kernel
 # times; DISTILL_BENCH_KEEP=1 profiles the step that keeps its
-# activations), CUDA_ARCH.
+# activations), CUDA_ARCH, DEADLINE (seconds from the start: each part
+# that would run past it is skipped, and every timeout is cut to end before
+# it, so the logs and the table are written before the call's limit; set
+# it ~30 s under the run's timeout_s), PLAN=1|2 (the next GPU session's
+# plan, BENCHMARKS.md: knobs preset in priority order, each still
+# overridable).
 set -u -o pipefail  # a relabelled run's status is its test binary's, not sed's
 OUT=${OUT:-.devbuild/out}
 # The kernels are built apart from `make cuda`'s cuda/build (this build is
@@ -38,7 +43,45 @@ mkdir -p "$OUT" "$BUILD" && OUT=$(readlink -f "$OUT")
 exec > >(tee "$OUT/devcheck.log") 2>&1
 tee_pid=$!
 trap 'exec 1>&- 2>&-; wait $tee_pid' EXIT  # the log's last lines reach the file
-step() { echo "== $* ($(date +%T))"; }
+step() { echo "== $* ($(date +%T), $(left) s left)"; }
+START=$(date +%s)
+left() { echo $((${DEADLINE:-86400} - $(date +%s) + START)); }
+# tmo N: N seconds, or what is left before DEADLINE less 20 s for the table.
+tmo() {
+  local l=$(($(left) - 20))
+  if [ "$l" -lt "$1" ]; then echo $((l > 1 ? l : 1)); else echo "$1"; fi
+}
+# fits N WHAT: whether N seconds are left before DEADLINE; says what it
+# skips (again at the end: skipped).
+skipped=""
+fits() {
+  [ "$(left)" -ge "$1" ] && return 0
+  echo "-- skipped for the deadline ($(left) s left, needs ~$1): $2"
+  skipped+="  $2"$'\n'
+  return 1
+}
+
+# The next GPU session's two calls (BENCHMARKS.md, "Next GPU session"),
+# most needed first: 1 — every test with the defaults (paths turned on
+# without a GPU since session 9 among them), again with every gate open,
+# the end-to-end runs, then the headline steps; 2 — the gated and
+# alternative paths' steps and the decode benchmarks.
+case "${PLAN:-}" in
+  1)
+    : "${TEST_UNVERIFIED:=1}" "${BENCH_RUN:=DecodeAttention|NF4MatVec}" "${BENCH_TIME:=10x}"
+    : "${DISTILL_BENCH_STEP:=qwen2.5-1.5b:2048}" "${STEP_TIME:=3x}" "${STEP_ALL:=1}" "${DEADLINE:=540}"
+    ;;
+  2)
+    : "${SKIP_KERNEL_TESTS:=1}" "${TEST_RUN:=^(TestKVMirrorBF16|TestMirrorKindIsPlanned|TestDecodeSplit)$}" "${SKIP_KERNEL_BENCH:=1}"
+    : "${SKIP_E2E:=1}" "${STEP_KEEP:=0}" "${STEP_TIME:=3x}" "${DEADLINE:=540}"
+    : "${DISTILL_BENCH_STEP:=qwen2.5-0.5b:1024,qwen2.5-1.5b:2048}"
+    : "${STEP_VARIANTS:=graphs graphs-keep heavy prefetch selective dropout dpo kd dpo-graphs kd-graphs notrim noset noqkv keepf32}"
+    : "${DECODE_BENCH:=qwen2.5-0.5b}" "${DECODE_CONTEXT:=8192}" "${DECODE_OFFLOAD:=4}"
+    ;;
+  "") ;;
+  *) echo "PLAN=$PLAN: 1 or 2"; exit 2 ;;
+esac
+export DISTILL_BENCH_STEP
 
 step machine
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit --format=csv
@@ -94,116 +137,153 @@ link devnet.test || exit 3
 link distill -Wl,--export-dynamic -Wl,--unresolved-symbols=ignore-in-object-files -lresolv || exit 3
 ldd /tmp/cuda.test | grep -E "cu|blas"
 
-step tests
 # Each launch synchronised and checked, so an asynchronous fault names its op.
 export DISTILL_CUDA_REQUIRE=1
 : > "$OUT/tests.log"
-if [ -z "${SKIP_KERNEL_TESTS:-}" ]; then
-  (cd cuda && DISTILL_CUDA_SYNC=1 timeout ${TEST_TIMEOUT:-180} /tmp/cuda.test -test.v -test.count=1 \
-    -test.run "${TEST_RUN:-.}") > "$OUT/tests.log" 2>&1
-  echo "cuda tests exit $?"
-fi
-(cd cuda/devnet && DISTILL_CUDA_SYNC=1 timeout ${TEST_TIMEOUT:-180} /tmp/devnet.test -test.v -test.count=1 \
-  -test.run "${TEST_RUN:-.}") >> "$OUT/tests.log" 2>&1
-echo "devnet tests exit $?"
-if [ "${TEST_UNVERIFIED:-0}" = 1 ]; then  # again with every gated path open (each gate's own variable still rules)
-  (cd cuda/devnet && DISTILL_CUDA_UNVERIFIED=1 DISTILL_CUDA_SYNC=1 timeout ${TEST_TIMEOUT:-180} /tmp/devnet.test -test.v \
-    -test.count=1 -test.run "${TEST_RUN:-.}" 2>&1 | sed -E "s/^(\s*)--- (PASS|FAIL|SKIP): /\1--- \2: open:/") >> "$OUT/tests.log" 2>&1
-  echo "devnet tests, every gate open, exit $?"
-fi
-grep -E "^(--- |ok|FAIL|PASS)|^\s+\S+_test.go|panic" "$OUT/tests.log" | head -150
-failed=$(grep -E "^--- FAIL" "$OUT/tests.log" | awk '{sub(/^open:/, "", $3); print $3}' | sort -u | paste -sd'|')
-# A failure with every gate open reruns with them open.
-open=$(grep -qE "^--- FAIL: open:" "$OUT/tests.log" && echo 1 || echo "${DISTILL_CUDA_UNVERIFIED:-}")
-if [ -n "$failed" ] && [ -n "${SANITIZE:-}" ] && command -v compute-sanitizer >/dev/null; then
-  step "compute-sanitizer on $failed"
-  (cd cuda && DISTILL_CUDA_UNVERIFIED=$open timeout 120 compute-sanitizer --print-limit 20 /tmp/cuda.test -test.count=1 \
-    -test.run "^($failed)\$") > "$OUT/sanitizer.log" 2>&1
-  (cd cuda/devnet && DISTILL_CUDA_UNVERIFIED=$open timeout 120 compute-sanitizer --print-limit 20 /tmp/devnet.test \
-    -test.count=1 -test.run "^($failed)\$") >> "$OUT/sanitizer.log" 2>&1
-  grep -vE "^=== RUN" "$OUT/sanitizer.log" | tail -60
-fi
-
-step benchmarks
 : > "$OUT/bench.log"
-if [ -z "${SKIP_KERNEL_BENCH:-}" ]; then
-  (cd cuda && timeout ${BENCH_TIMEOUT:-150} /tmp/cuda.test -test.run '^$' -test.bench "${BENCH_RUN:-.}" \
-    -test.benchtime ${BENCH_TIME:-20x}) > "$OUT/bench.log" 2>&1
-  echo "kernel benchmarks exit $?"
-fi
-if [ -z "${SKIP_E2E:-}" ]; then
-step "distill train sft: cuda then cpu, the same run"
-mkdir -p /tmp/e2e/tok && tar -C /tmp/e2e/tok -xJf .devbuild/qwen3-tokenizer.tar.xz
-/tmp/distill demo-model --force --out /tmp/e2e/base --tokenizer /tmp/e2e/tok
-for dev in cuda cpu; do
-  echo "-- --device $dev"
-  timeout 120 /tmp/distill train sft --model /tmp/e2e/base --data examples/tickets/train.jsonl --steps 40 --lr 0.003 \
-    --device $dev --db /tmp/e2e/$dev.db --out /tmp/e2e/run-$dev --checkpoint-every 0 > /tmp/e2e/sft-$dev.log 2>&1
-  echo "exit $?"; grep -vE "^\s+(adapter|gradients|optimizer|activations|workspace|runtime|total) " /tmp/e2e/sft-$dev.log | tail -12
-done
-step "distill train dpo and kd: cuda then cpu"
-for m in dpo kd; do
-  args="--data examples/preferences/train.jsonl"
-  [ $m = kd ] && args="--data examples/tickets/train.jsonl --teacher /tmp/e2e/base"
+
+# The parts below, run in the order at the end: correctness with the
+# defaults first, then the headline step, then everything gated.
+
+tests_default() {
+  step tests
+  if [ -z "${SKIP_KERNEL_TESTS:-}" ] && fits 60 "cuda tests"; then
+    (cd cuda && DISTILL_CUDA_SYNC=1 timeout "$(tmo ${TEST_TIMEOUT:-180})" /tmp/cuda.test -test.v -test.count=1 \
+      -test.run "${TEST_RUN:-.}") >> "$OUT/tests.log" 2>&1
+    echo "cuda tests exit $?"
+  fi
+  if fits 60 "devnet tests"; then
+    (cd cuda/devnet && DISTILL_CUDA_SYNC=1 timeout "$(tmo ${TEST_TIMEOUT:-180})" /tmp/devnet.test -test.v -test.count=1 \
+      -test.run "${TEST_RUN:-.}") >> "$OUT/tests.log" 2>&1
+    echo "devnet tests exit $?"
+  fi
+}
+
+tests_open() {  # again with every gated path open (each gate's own variable still rules)
+  [ "${TEST_UNVERIFIED:-0}" = 1 ] || return 0
+  step "tests, every gate open"
+  if fits 60 "devnet tests, every gate open"; then
+    (cd cuda/devnet && DISTILL_CUDA_UNVERIFIED=1 DISTILL_CUDA_SYNC=1 timeout "$(tmo ${TEST_TIMEOUT:-180})" /tmp/devnet.test -test.v \
+      -test.count=1 -test.run "${TEST_RUN:-.}" 2>&1 | sed -E "s/^(\s*)--- (PASS|FAIL|SKIP): /\1--- \2: open:/") >> "$OUT/tests.log" 2>&1
+    echo "devnet tests, every gate open, exit $?"
+  fi
+}
+
+tests_summary() {
+  grep -E "^(--- |ok|FAIL|PASS)|^\s+\S+_test.go|panic" "$OUT/tests.log" | head -150
+  failed=$(grep -E "^--- FAIL" "$OUT/tests.log" | awk '{sub(/^open:/, "", $3); print $3}' | sort -u | paste -sd'|')
+  # A failure with every gate open reruns with them open.
+  open=$(grep -qE "^--- FAIL: open:" "$OUT/tests.log" && echo 1 || echo "${DISTILL_CUDA_UNVERIFIED:-}")
+  if [ -n "$failed" ] && [ -n "${SANITIZE:-}" ] && command -v compute-sanitizer >/dev/null && fits 60 "compute-sanitizer"; then
+    step "compute-sanitizer on $failed"
+    (cd cuda && DISTILL_CUDA_UNVERIFIED=$open timeout "$(tmo 120)" compute-sanitizer --print-limit 20 /tmp/cuda.test -test.count=1 \
+      -test.run "^($failed)\$") > "$OUT/sanitizer.log" 2>&1
+    (cd cuda/devnet && DISTILL_CUDA_UNVERIFIED=$open timeout "$(tmo 120)" compute-sanitizer --print-limit 20 /tmp/devnet.test \
+      -test.count=1 -test.run "^($failed)\$") >> "$OUT/sanitizer.log" 2>&1
+    grep -vE "^=== RUN" "$OUT/sanitizer.log" | tail -60
+  fi
+}
+
+kernel_bench() {
+  [ -z "${SKIP_KERNEL_BENCH:-}" ] || return 0
+  step "kernel benchmarks"
+  if fits 40 "kernel benchmarks"; then
+    (cd cuda && timeout "$(tmo ${BENCH_TIMEOUT:-150})" /tmp/cuda.test -test.run '^$' -test.bench "${BENCH_RUN:-.}" \
+      -test.benchtime ${BENCH_TIME:-20x}) >> "$OUT/bench.log" 2>&1
+    echo "kernel benchmarks exit $?"
+  fi
+}
+
+e2e() {
+  [ -z "${SKIP_E2E:-}" ] || return 0
+  fits 120 "end-to-end runs" || return 0
+  step "distill train sft: cuda then cpu, the same run"
+  mkdir -p /tmp/e2e/tok && tar -C /tmp/e2e/tok -xJf .devbuild/qwen3-tokenizer.tar.xz
+  /tmp/distill demo-model --force --out /tmp/e2e/base --tokenizer /tmp/e2e/tok
   for dev in cuda cpu; do
-    echo "-- $m --device $dev"
-    timeout 120 /tmp/distill train $m --model /tmp/e2e/base $args --steps 20 --lr 0.003 \
-      --device $dev --db /tmp/e2e/$m-$dev.db --out /tmp/e2e/$m-$dev --checkpoint-every 0 > /tmp/e2e/$m-$dev.log 2>&1
-    echo "exit $?"; grep -E "^step (1|20)/|val_|Error|error" /tmp/e2e/$m-$dev.log | tail -6
+    echo "-- --device $dev"
+    timeout "$(tmo 120)" /tmp/distill train sft --model /tmp/e2e/base --data examples/tickets/train.jsonl --steps 40 --lr 0.003 \
+      --device $dev --db /tmp/e2e/$dev.db --out /tmp/e2e/run-$dev --checkpoint-every 0 > /tmp/e2e/sft-$dev.log 2>&1
+    echo "exit $?"; grep -vE "^\s+(adapter|gradients|optimizer|activations|workspace|runtime|total) " /tmp/e2e/sft-$dev.log | tail -12
   done
-done
-fi
-if [ -z "${SKIP_E2E:-}" ]; then
-step "distill eval classify, the cuda run's adapter: cuda then cpu"
-for dev in cuda cpu; do  # label likelihoods: branched passes (device-resident on cuda)
-  echo "-- --device $dev"
-  timeout 120 /tmp/distill eval classify --model /tmp/e2e/base --adapter /tmp/e2e/run-cuda/adapter \
-    --data examples/tickets/val.jsonl --device $dev --db /tmp/e2e/eval-$dev.db > /tmp/e2e/eval-$dev.log 2>&1
-  echo "exit $?"; grep -E "accuracy|macro-F1|op by op|rror" /tmp/e2e/eval-$dev.log | head -6
-done
-fi
-if [ -n "${DECODE_BENCH:-}" ]; then
+  step "distill train dpo and kd: cuda then cpu"
+  for m in dpo kd; do
+    args="--data examples/preferences/train.jsonl"
+    [ $m = kd ] && args="--data examples/tickets/train.jsonl --teacher /tmp/e2e/base"
+    for dev in cuda cpu; do
+      fits 30 "$m --device $dev" || continue
+      echo "-- $m --device $dev"
+      timeout "$(tmo 120)" /tmp/distill train $m --model /tmp/e2e/base $args --steps 20 --lr 0.003 \
+        --device $dev --db /tmp/e2e/$m-$dev.db --out /tmp/e2e/$m-$dev --checkpoint-every 0 > /tmp/e2e/$m-$dev.log 2>&1
+      echo "exit $?"; grep -E "^step (1|20)/|val_|Error|error" /tmp/e2e/$m-$dev.log | tail -6
+    done
+  done
+  step "distill eval classify, the cuda run's adapter: cuda then cpu"
+  for dev in cuda cpu; do  # label likelihoods: branched passes (device-resident on cuda)
+    fits 30 "eval classify --device $dev" || continue
+    echo "-- --device $dev"
+    timeout "$(tmo 120)" /tmp/distill eval classify --model /tmp/e2e/base --adapter /tmp/e2e/run-cuda/adapter \
+      --data examples/tickets/val.jsonl --device $dev --db /tmp/e2e/eval-$dev.db > /tmp/e2e/eval-$dev.log 2>&1
+    echo "exit $?"; grep -E "accuracy|macro-F1|op by op|rror" /tmp/e2e/eval-$dev.log | head -6
+  done
+}
+
+# bench_decode WHAT [env…] -- [flags…]: one `distill bench --device cuda` run.
+bench_decode() {
+  local what=$1; shift
+  local envs=()
+  while [ "$1" != -- ]; do envs+=("$1"); shift; done
+  shift
+  fits 25 "decode: $what" || return 0
+  echo "$what"
+  env "${envs[@]}" timeout "$(tmo 180)" /tmp/distill bench --device cuda --shape "$DECODE_BENCH" --prefill 512 --decode 128 \
+    --cache /tmp/distill-bench "$@" 2>&1 | grep -vE "^machine"
+}
+
+decode() {
   # Inference on the GPU, bf16 and NF4 weights, through the device-resident
   # decoder (cuda/devnet: weights and KV cache on the device).
+  [ -n "${DECODE_BENCH:-}" ] || return 0
   step "distill bench --device cuda: $DECODE_BENCH"
-  # Each three times: a decoded token by the general pass (a prompt's
-  # GEMMs, DISTILL_CUDA_FUSED=0), by the fused kernels, and by their
-  # recording replayed as a CUDA graph (the default).
   for q in none nf4; do
-    for mode in ":0" "1:0" "1:1"; do
-      IFS=: read -r fused graphs <<< "$mode"
-      if [ -n "$fused" ]; then echo "quant $q, fused decode, graphs $graphs"; else echo "quant $q, general pass"; fi
-      DISTILL_CUDA_FUSED=${fused:-0} DISTILL_CUDA_GRAPHS=$graphs timeout 120 /tmp/distill bench --device cuda \
-        --shape "$DECODE_BENCH" --quant $q --prefill 512 --decode 128 --cache /tmp/distill-bench 2>&1 | grep -vE "^machine"
-    done
+    # A decoded token by the general pass (a prompt's GEMMs,
+    # DISTILL_CUDA_FUSED=0), by the fused kernels, and by their recording
+    # replayed as a CUDA graph (the default).
+    bench_decode "quant $q, general pass" DISTILL_CUDA_FUSED=0 DISTILL_CUDA_GRAPHS=0 -- --quant $q
+    bench_decode "quant $q, fused decode, graphs 0" DISTILL_CUDA_FUSED=1 DISTILL_CUDA_GRAPHS=0 -- --quant $q
+    bench_decode "quant $q, fused decode, graphs 1" DISTILL_CUDA_FUSED=1 DISTILL_CUDA_GRAPHS=1 -- --quant $q
     if [ -n "${DECODE_CONTEXT:-}" ]; then  # attention over a long cache: the defaults (a bf16 mirror), an f32 mirror, split decoding
       for v in DISTILL_CUDA_KV_BF16=1 DISTILL_CUDA_KV_BF16=0 DISTILL_CUDA_DECODE_SPLIT=1; do
-        echo "quant $q, after $DECODE_CONTEXT positions, $v"
-        env "$v" timeout 180 /tmp/distill bench --device cuda --decode-context "$DECODE_CONTEXT" \
-          --shape "$DECODE_BENCH" --quant $q --prefill 512 --decode 128 --cache /tmp/distill-bench 2>&1 | grep -vE "^machine"
+        bench_decode "quant $q, after $DECODE_CONTEXT positions, $v" "$v" -- --quant $q --decode-context "$DECODE_CONTEXT"
       done
     fi
     if [ -n "${DECODE_OFFLOAD:-}" ]; then  # the hybrid: the first N layers on the host, each pass handing the device their output
-      echo "quant $q, --cpu-offload $DECODE_OFFLOAD"
-      timeout 180 /tmp/distill bench --device cuda --cpu-offload "$DECODE_OFFLOAD" \
-        --shape "$DECODE_BENCH" --quant $q --prefill 512 --decode 128 --cache /tmp/distill-bench 2>&1 | grep -vE "^machine"
+      bench_decode "quant $q, --cpu-offload $DECODE_OFFLOAD" -- --quant $q --cpu-offload "$DECODE_OFFLOAD"
     fi
   done
-fi
-step "training step ${DISTILL_BENCH_STEP:-}"
-(cd cuda/devnet && timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' -test.bench Step \
-  -test.benchtime ${STEP_TIME:-5x}) >> "$OUT/bench.log" 2>&1
-echo "training step exit $?"
-if [ -n "${STEP_ATTN:-}" ]; then  # the step again with another attention (simple, gemm)
-  (cd cuda/devnet && DISTILL_BENCH_ATTN=$STEP_ATTN timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' \
-    -test.bench Step -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[$STEP_ATTN]/") >> "$OUT/bench.log" 2>&1
-  echo "training step ($STEP_ATTN attention) exit $?"
-fi
-if [ "${STEP_KEEP:-1}" = 1 ]; then  # the step again keeping every layer's activations (no recomputed forward)
-  (cd cuda/devnet && DISTILL_BENCH_KEEP=1 timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' \
-    -test.bench Step -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[keep]/") >> "$OUT/bench.log" 2>&1
-  echo "training step (activations kept) exit $?"
-fi
+}
+
+# bench_step LABEL [env…]: BenchmarkStep once more, its lines labelled
+# BenchmarkStep[LABEL] (none for the plain run).
+bench_step() {
+  local label=$1; shift
+  fits 45 "step${label:+ [$label]}" || return 0
+  (cd cuda/devnet && env "$@" timeout "$(tmo ${STEP_TIMEOUT:-240})" /tmp/devnet.test -test.run '^$' -test.bench Step \
+    -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep${label:+[$label]}/") >> "$OUT/bench.log" 2>&1
+  echo "training step${label:+ ($label: $*)} exit $?"
+}
+
+step_main() {
+  step "training step ${DISTILL_BENCH_STEP:-}"
+  bench_step ""
+  if [ -n "${STEP_ATTN:-}" ]; then  # the step again with another attention (simple, gemm)
+    bench_step "$STEP_ATTN" DISTILL_BENCH_KEEP=0 DISTILL_BENCH_ATTN=$STEP_ATTN
+  fi
+  if [ "${STEP_KEEP:-1}" = 1 ]; then  # the step again keeping every layer's activations (no recomputed forward)
+    bench_step keep DISTILL_BENCH_KEEP=1
+  fi
+}
+
 # The step again for each variant named in STEP_VARIANTS, each one path
 # turned on or off against the defaults (the gates in cuda/devnet/net.go).
 variant_env() {
@@ -227,29 +307,33 @@ variant_env() {
     *) return 1 ;;
   esac
 }
-for v in ${STEP_VARIANTS:-}; do
-  e=$(variant_env "$v") || { echo "STEP_VARIANTS: no variant $v"; continue; }
-  # Recomputing unless the variant says otherwise, whatever DISTILL_BENCH_KEEP the caller exported.
-  (cd cuda/devnet && env DISTILL_BENCH_KEEP=0 $e timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test -test.run '^$' -test.bench Step \
-    -test.benchtime ${STEP_TIME:-5x} | sed "s/^BenchmarkStep/BenchmarkStep[$v]/") >> "$OUT/bench.log" 2>&1
-  echo "training step ($v: $e) exit $?"
-done
-if [ "${STEP_ALL:-0}" = 1 ]; then  # the step again with every gated path open, recomputing and keeping
+
+step_all() {  # the step again with every gated path open, recomputing and keeping
+  [ "${STEP_ALL:-0}" = 1 ] || return 0
   for keep in 0 1 attn; do  # recomputing, keeping all, keeping the attention side (Net.KeepAttention)
-    (cd cuda/devnet && DISTILL_CUDA_UNVERIFIED=1 DISTILL_BENCH_KEEP=$keep timeout ${STEP_TIMEOUT:-240} /tmp/devnet.test \
-      -test.run '^$' -test.bench Step -test.benchtime ${STEP_TIME:-5x} |
-      sed "s/^BenchmarkStep/BenchmarkStep[all,keep=$keep]/") >> "$OUT/bench.log" 2>&1
-    echo "training step (every gate open, keep $keep) exit $?"
+    bench_step "all,keep=$keep" DISTILL_CUDA_UNVERIFIED=1 DISTILL_BENCH_KEEP=$keep
   done
-fi
-grep -E "^Benchmark|FAIL|panic|_test.go" "$OUT/bench.log" | tail -40
-if [ -n "${NCU:-}" ] && command -v ncu >/dev/null; then
+}
+
+step_variants() {
+  local v e
+  for v in ${STEP_VARIANTS:-}; do
+    e=$(variant_env "$v") || { echo "STEP_VARIANTS: no variant $v"; continue; }
+    # Recomputing unless the variant says otherwise, whatever DISTILL_BENCH_KEEP the caller exported.
+    # shellcheck disable=SC2086 # e is words of VAR=value
+    bench_step "$v" DISTILL_BENCH_KEEP=0 $e
+  done
+}
+
+ncu_profile() {
+  [ -n "${NCU:-}" ] && command -v ncu >/dev/null || return 0
+  fits 60 "ncu" || return 0
   # Each kernel's own time over one step (ncu serialises launches, so the
   # gap to the unprofiled step's time is the host's launch overhead).
   # ncu costs ~10 ms a kernel: NCU_SKIP/NCU_COUNT take a sample (e.g. part
   # of the timed step's backward) instead of all of both steps.
   step "ncu: kernel times (${DISTILL_BENCH_STEP:-default}, skip ${NCU_SKIP:-0}, count ${NCU_COUNT:-all})"
-  (cd cuda/devnet && DISTILL_BENCH_PROFILE= timeout ${NCU_TIMEOUT:-180} ncu --clock-control none \
+  (cd cuda/devnet && DISTILL_BENCH_PROFILE= timeout "$(tmo ${NCU_TIMEOUT:-180})" ncu --clock-control none \
     --launch-skip ${NCU_SKIP:-0} ${NCU_COUNT:+--launch-count $NCU_COUNT} \
     --metrics gpu__time_duration.sum --csv /tmp/devnet.test -test.run '^$' -test.bench Step -test.benchtime 1x) \
     > /tmp/ncu.csv 2>&1
@@ -268,8 +352,21 @@ print(f"kernels {sum(n.values())}, GPU time {tot/1e3:.1f} ms")
 for name, us in sorted(t.items(), key=lambda x: -x[1])[:40]:
     print(f"{us/1e3:9.2f} ms {n[name]:6d}x {us/n[name]:8.1f} us  {name}")
 PY
-fi
+}
+
+tests_default
+step_main
+tests_open
+tests_summary
+step_all
+step_variants
+decode
+kernel_bench
+e2e
+ncu_profile
+grep -E "^Benchmark|FAIL|panic|_test.go" "$OUT/bench.log" | tail -60
 for f in /tmp/e2e/*.log; do echo "==== $f"; cat "$f"; done > "$OUT/e2e.log" 2>/dev/null  # one file: $OUT returns at most 8
 step table
 cat "$OUT/tests.log" "$OUT/bench.log" | .devbuild/cudatable | tee "$OUT/table.txt"
+[ -n "$skipped" ] && printf 'skipped for the deadline:\n%s' "$skipped"
 nvidia-smi --query-gpu=memory.used,temperature.gpu,clocks.sm --format=csv
