@@ -250,7 +250,7 @@ func BenchmarkDecodeAttention(b *testing.B) {
 		scale := float32(1 / math.Sqrt(hd))
 		rc := cuda.RowCaches{K: up(b, d, cuda.Addr, cuda.CacheTable([]*cuda.Buffer{k16})), V: up(b, d, cuda.Addr, cuda.CacheTable([]*cuda.Buffer{v16})),
 			Cap: up(b, d, cuda.I32, []int32{int32(n)}), Rows: 1, BF16: true}
-		splits, chunk := cuda.DecodeSplits(n)
+		splits, chunk := cuda.DecodeSplits(n, 1, nH, nKV)
 		part := zeros(b, d, cuda.F32, nH*splits*(hd+2))
 		bytes := float64(2 * n * kvO * 2)
 		for _, c := range []struct {

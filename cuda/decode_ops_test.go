@@ -3,6 +3,7 @@
 package cuda_test
 
 import (
+	"fmt"
 	"math"
 	"slices"
 	"testing"
@@ -247,7 +248,7 @@ func TestAttnRowsParity(t *testing.T) {
 			// the sums' order (NaN rows alike), at DecodeSplits' chunking
 			// of the largest cache and at one key a chunk.
 			maxCap := slices.Max(c.caps)
-			s1, c1 := cuda.DecodeSplits(maxCap)
+			s1, c1 := cuda.DecodeSplits(maxCap, n, c.nh, c.nkv)
 			for _, sc := range [][2]int{{s1, c1}, {maxCap, 1}} {
 				so, sl := up(t, d, cuda.F32, nans(n*qO)), up(t, d, cuda.F32, nans(n*c.nh))
 				part := up(t, d, cuda.F32, nans(n*c.nh*sc[0]*(c.hd+2)))
@@ -261,5 +262,33 @@ func TestAttnRowsParity(t *testing.T) {
 				up(t, d, cuda.I32, []int32{caps[0]}), kvO))
 			near(t, "row 0's cache after a position past it", down(t, ks[0]), before, 0, 0)
 		})
+	}
+}
+
+// TestDecodeSplits: the chunking covers every key with no empty chunk,
+// chunks of at least 64 keys where there are several, at most
+// MaxDecodeSplits; a lone decoded row of a long cache gets enough chunks
+// to fill a large card, a batch of many rows few or none.
+func TestDecodeSplits(t *testing.T) {
+	for _, keys := range []int{1, 63, 64, 65, 200, 1000, 4096, 8192, 32768, 1 << 20} {
+		for _, sh := range [][3]int{{1, 14, 2}, {1, 32, 32}, {4, 24, 2}, {64, 32, 8}, {1, 12, 1}} {
+			rows, nh, nkv := sh[0], sh[1], sh[2]
+			splits, chunk := cuda.DecodeSplits(keys, rows, nh, nkv)
+			where := fmt.Sprintf("%d keys, %d rows, %d/%d heads: %d splits of %d", keys, rows, nh, nkv, splits, chunk)
+			switch {
+			case splits < 1 || splits > cuda.MaxDecodeSplits:
+				t.Errorf("%s: splits out of [1, %d]", where, cuda.MaxDecodeSplits)
+			case splits*chunk < keys || (splits-1)*chunk >= keys:
+				t.Errorf("%s: the chunks do not cover the keys exactly", where)
+			case splits > 1 && chunk < 64:
+				t.Errorf("%s: chunks under 64 keys", where)
+			}
+		}
+	}
+	if s, _ := cuda.DecodeSplits(8192, 1, 14, 2); s != cuda.MaxDecodeSplits {
+		t.Errorf("a lone row over 8,192 keys and 2 KV heads: %d splits, want %d (its 2 blocks a chunk fill no card)", s, cuda.MaxDecodeSplits)
+	}
+	if s, _ := cuda.DecodeSplits(8192, 64, 32, 8); s > 2 {
+		t.Errorf("64 rows of 8 KV heads over 8,192 keys: %d splits; their 512 blocks a chunk need few", s)
 	}
 }

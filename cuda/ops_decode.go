@@ -191,13 +191,23 @@ func (d *Device) AttnRows(out, lse, q *Buffer, c RowCaches, hi *Buffer, nh, nkv,
 }
 
 // MaxDecodeSplits bounds AttnRowsSplit's chunks a row (DecodeSplits).
-const MaxDecodeSplits = 64
+const MaxDecodeSplits = 128
 
-// DecodeSplits is AttnRowsSplit's chunking of keys positions: chunks of at
-// least 64 keys (a block's four warps, 16 keys each, amortise the merge),
-// at most MaxDecodeSplits of them.
-func DecodeSplits(keys int) (splits, chunk int) {
-	chunk = max(64, (keys+MaxDecodeSplits-1)/MaxDecodeSplits)
+// decodeSplitBlocks is the blocks DecodeSplits aims a launch at: several
+// for each SM of the largest cards (132 on an H200), so their warps hide
+// each other's reads.
+const decodeSplitBlocks = 1024
+
+// DecodeSplits is AttnRowsSplit's chunking of keys positions for rows rows
+// of nh query heads over nkv KV heads: as many chunks as bring the launch
+// to decodeSplitBlocks blocks (a chunk is a block for each row and each
+// KV head's group of up to 8 query heads: fewer chunks as rows and KV heads
+// bring blocks of their own), each of at least 64 keys (a block's four
+// warps, 16 keys each, amortise the merge), at most MaxDecodeSplits.
+func DecodeSplits(keys, rows, nh, nkv int) (splits, chunk int) {
+	per := max(1, rows*nkv*((nh/max(1, nkv)+7)/8)) // blocks a chunk
+	want := min(MaxDecodeSplits, max(1, (decodeSplitBlocks+per-1)/per), max(1, keys/64))
+	chunk = max(1, (keys+want-1)/want)
 	return max(1, (keys+chunk-1)/chunk), chunk
 }
 

@@ -66,8 +66,8 @@ func (p *pass) rowCaches(sp []span) {
 		for _, s := range sp {
 			keys = max(keys, s.pos+1)
 		}
-		t.splits, t.chunk = cuda.DecodeSplits(keys)
 		c := &p.nt.M.Config
+		t.splits, t.chunk = cuda.DecodeSplits(keys, n, c.NumHeads, c.NumKVHeads)
 		t.part = p.take(cuda.F32, n*c.NumHeads*t.splits*(c.HeadDim+2))
 	}
 	if p.err != nil { // nothing has run yet: the step attends span by span instead

@@ -79,7 +79,7 @@ func (p *pass) takeSplit(rows int) *cuda.Buffer {
 func (p *pass) attendSplit(l, r int, s span, nk int) {
 	c := &p.nt.M.Config
 	H, KV, hd, a := c.NumHeads, c.NumKVHeads, c.HeadDim, p.a
-	splits, chunk := cuda.DecodeSplits(nk)
+	splits, chunk := cuda.DecodeSplits(nk, 1, H, KV)
 	p.do(p.d.AttnRowsSplit(a.att.View(r*H*hd, H*hd), a.lse.View(r*H, H), a.q.View(r*H*hd, H*hd), s.mir.caches(l, len(p.nt.layers)),
 		p.attn.Hi.View(r, 1), H, KV, hd, p.attn.Scale, p.splitPart, splits, chunk))
 	if l == p.nt.from {

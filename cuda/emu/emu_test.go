@@ -65,9 +65,10 @@ func TestFlashKernelsEmulated(t *testing.T) {
 // k_attn_rows_merge (flash-decoding) at one key a chunk, chunks that cut
 // the warps' strides and one chunk for all, each with 1, 2, 4 and 8 of a
 // GQA group's heads a block (groups of 1–12: rounded up, or in several
-// blocks) (the merge's weights dropped, or each chunk's last key, fail by
-// 10⁴× the tolerance; a group's later blocks on its first heads by more,
-// heads past the group written out of bounds). Checked by mutation: dropping the
+// blocks) (the merge's weights dropped, a warp's sum left out of it, or
+// each chunk's last key, fail by 10⁴× the tolerance; a group's later
+// blocks on its first heads by more, heads past the group written out of
+// bounds). Checked by mutation: dropping the
 // residual, the norm's width, the wide groups' reduction index, the
 // prologue's write-out index, RoPE's sign, k's halves, the grouped head's
 // index, the last key, the warps' merge weights each fail by 10⁴× the

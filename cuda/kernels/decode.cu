@@ -63,7 +63,7 @@ extern "C" int dc_attn_rows_split(const dc_attn_rows_args *g, float *part, int s
 #undef AR_SPLIT
   }
   DC_LAUNCHED("attn_rows_split(rows %d, heads %d/%d, hd %d, %d splits of %d)", g->nr, g->nh, g->nkv, g->hd, splits, chunk);
-  DC_LAUNCH(dim3(g->nr, g->nh), 32, 0, k_attn_rows_merge)(*g, part, splits, chunk);
+  DC_LAUNCH(dim3(g->nr, g->nh), AR_WARPS * 32, 0, k_attn_rows_merge)(*g, part, splits, chunk);
   DC_LAUNCHED("attn_rows_merge(rows %d, heads %d/%d, hd %d, %d splits of %d)", g->nr, g->nh, g->nkv, g->hd, splits, chunk);
   return 0;
 }

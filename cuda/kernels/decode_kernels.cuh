@@ -308,29 +308,51 @@ __global__ void __launch_bounds__(AR_WARPS * 32) k_attn_rows_split(dc_attn_rows_
   }
 }
 
-// The chunks of k_attn_rows_split merged, one warp per (row, head): each
-// weighted by exp(M_z − max M), out = Σ o_z·w_z / Σ L_z·w_z and lse = max M
-// + log Σ L_z·w_z — k_attn_rows' results (NaN for a bad range) up to the
-// order of the sums.
-__global__ void __launch_bounds__(32) k_attn_rows_merge(dc_attn_rows_args a, const float *part, int splits,
-                                                         int chunk) {
-  const int r = blockIdx.x, h = blockIdx.y, lane = threadIdx.x, hd = a.hd, hi = a.hi[r];
+// The chunks of k_attn_rows_split merged, a block of AR_WARPS warps per
+// (row, head): each chunk weighted by exp(M_z − max M), out = Σ o_z·w_z /
+// Σ L_z·w_z and lse = max M + log Σ L_z·w_z — k_attn_rows' results (NaN
+// for a bad range) up to the order of the sums. The block's threads find
+// the maximum over the chunks together, then warp w sums chunks w,
+// w + AR_WARPS, … (its lanes a chunk's dims, each load independent of the
+// last), and warp 0 adds the warps' sums: a chunk's read waits on no
+// other's, where one warp walking 64 chunks in a row waited on each.
+__global__ void __launch_bounds__(AR_WARPS * 32) k_attn_rows_merge(dc_attn_rows_args a, const float *part, int splits,
+                                                                      int chunk) {
+  __shared__ float sh[33], sl[AR_WARPS], so[AR_WARPS][32 * AR_DIMS];
+  const int r = blockIdx.x, h = blockIdx.y, lane = threadIdx.x & 31, w = threadIdx.x >> 5, hd = a.hd, hi = a.hi[r];
   const bool bad = hi <= 0 || hi > a.cap[r];
   const int live = bad ? 0 : min(splits, (hi + chunk - 1) / chunk);
   const float *p = part + ((int64_t)r * a.nh + h) * splits * (hd + 2);
-  float M = -INFINITY, L = 0.f;
-  for (int z = 0; z < live; z++) M = fmaxf(M, p[(int64_t)z * (hd + 2) + hd]);
-  for (int z = 0; z < live; z++) {
+  float M = -INFINITY;
+  for (int z = threadIdx.x; z < live; z += AR_WARPS * 32) M = fmaxf(M, p[(int64_t)z * (hd + 2) + hd]);
+  M = dc_block_max(M, sh);
+  float l = 0.f, o[AR_DIMS];
+#pragma unroll
+  for (int i = 0; i < AR_DIMS; i++) o[i] = 0.f;
+  for (int z = w; z < live; z += AR_WARPS) {
     const float *pz = p + (int64_t)z * (hd + 2);
-    L += pz[hd + 1] * expf(pz[hd] - M);
-  }
-  float *out = a.out + ((int64_t)r * a.nh + h) * hd;
-  for (int d = lane; d < hd; d += 32) {
-    float v = 0.f;
-    for (int z = 0; z < live; z++) {
-      const float *pz = p + (int64_t)z * (hd + 2);
-      v += pz[d] * expf(pz[hd] - M);
+    const float e = expf(pz[hd] - M);
+    l += pz[hd + 1] * e;
+#pragma unroll
+    for (int i = 0; i < AR_DIMS; i++) {
+      const int d = lane + 32 * i;
+      if (d < hd) o[i] += pz[d] * e;
     }
+  }
+  if (lane == 0) sl[w] = l;
+#pragma unroll
+  for (int i = 0; i < AR_DIMS; i++) so[w][lane + 32 * i] = o[i];
+  __syncthreads();
+  if (w != 0) return;
+  float L = 0.f;
+  for (int k = 0; k < AR_WARPS; k++) L += sl[k];
+  float *out = a.out + ((int64_t)r * a.nh + h) * hd;
+#pragma unroll
+  for (int i = 0; i < AR_DIMS; i++) {
+    const int d = lane + 32 * i;
+    if (d >= hd) continue;
+    float v = 0.f;
+    for (int k = 0; k < AR_WARPS; k++) v += so[k][d];
     out[d] = bad ? NAN : v / L;
   }
   if (lane == 0) a.lse[(int64_t)r * a.nh + h] = bad ? NAN : M + logf(L);

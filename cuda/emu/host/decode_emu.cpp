@@ -495,7 +495,7 @@ static void rows_case(int nh, int nkv, int hd, std::vector<int> his, std::vector
         case 4: split(std::integral_constant<int, 4>{}, chunk, splits, sa, part.data()); break;
         default: split(std::integral_constant<int, AR_GROUP>{}, chunk, splits, sa, part.data());
       }
-      emu_launch(nr, nh, 32, 0, [&] { k_attn_rows_merge(sa, part.data(), splits, chunk); });
+      emu_launch(nr, nh, AR_WARPS * 32, 0, [&] { k_attn_rows_merge(sa, part.data(), splits, chunk); });
       check_attn("split by " + std::to_string(chunk) + ", " + std::to_string(ng) + " heads a block", so, sl);
     }
 }
