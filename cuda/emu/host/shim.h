@@ -222,6 +222,10 @@ inline void emu_mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
 // (the lower row in the low half), as the PTX ISA gives them.
 inline void emu_ldsm_x4_trans(uint32_t r[4], const void *row) {
   int lane = threadIdx.x & 31;
+  if ((uintptr_t)row % 16 != 0) {  // each row 16 bytes, 16-byte aligned (.aligned): the hardware faults otherwise
+    fprintf(stderr, "cuda emulation: ldmatrix row %p misaligned (lane %d of thread %u's warp)\n", row, lane, threadIdx.x);
+    abort();
+  }
   EmuWarp &w = emu_warps[threadIdx.x >> 5];
   w.sh[lane] = (uint64_t)(uintptr_t)row;
   emu_wait(w.bar);
@@ -240,7 +244,10 @@ inline void emu_ldsm_x4_trans(uint32_t r[4], const void *row) {
 // and bf16, −1 for ints) until a wait_group lets the copy's group land
 // (its group committed and at most N younger ones still pending), so a
 // shared read before the wait, or a refill of a buffer still being read,
-// shows. Per thread; a block's leftovers are dropped when it ends.
+// shows. Per thread; a block's leftovers are dropped when it ends. Both
+// addresses aligned to the copy's size, or the process stops: the hardware
+// faults on a misaligned cp.async ("misaligned address" at the next
+// synchronisation), where the host would copy it without complaint.
 struct EmuCopy {
   void *dst;
   unsigned char data[16];
@@ -252,6 +259,11 @@ struct EmuCopies {
 };
 inline std::vector<EmuCopies> emu_copies;  // by threadIdx.x (emu_launch sizes it)
 inline void emu_cp_async(void *dst, const void *src, int size, int src_bytes) {
+  if ((uintptr_t)dst % size != 0 || (uintptr_t)src % size != 0) {
+    fprintf(stderr, "cuda emulation: cp.async of %d bytes from %p to %p: misaligned (thread %u of block (%u, %u))\n", size,
+            src, dst, threadIdx.x, blockIdx.x, blockIdx.y);
+    abort();
+  }
   EmuCopy c{dst, {}, size};
   memcpy(c.data, src, src_bytes);
   memset(dst, 0xff, size);
