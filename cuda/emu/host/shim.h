@@ -293,9 +293,16 @@ inline void __syncthreads() { emu_wait(*emu_block_bar); }
 
 // Intrinsics: plain loads; IEEE operations (no contraction under ISO C++:
 // g++ -std=c++20 leaves a·b + c unfused, as __fmul_rn/__fadd_rn ask);
-// rsqrtf exactly rounded (the device's is within 2 ulp).
+// rsqrtf exactly rounded (the device's is within 2 ulp). __ldg stops the
+// emulation on an address off its type's alignment (a float4 or uint4 load
+// at a multiple of 4 bytes faults on the hardware, not on the host).
 template <typename T>
 inline T __ldg(const T *p) {
+  if ((uintptr_t)p % alignof(T) != 0) {
+    fprintf(stderr, "cuda emulation: __ldg of %zu bytes at %p: misaligned (thread %u of block (%u, %u))\n", sizeof(T),
+            (const void *)p, threadIdx.x, blockIdx.x, blockIdx.y);
+    abort();
+  }
   return *p;
 }
 inline float __fmul_rn(float a, float b) { return a * b; }
