@@ -9,10 +9,12 @@ package cuda
 // and of cuda/devnet then runs without a GPU, slowly: it proves the
 // launchers, the kernels' results, the device-resident step's bookkeeping
 // and its parity with the CPU, not the device's speed, its tensor cores'
-// summation order or races.
+// summation order or races. Accesses off their type's alignment stop it
+// (UBSan's alignment check, hence libubsan; cp.async, ldmatrix and __ldg
+// checked by the shim), as they fault on the hardware.
 
 /*
-#cgo LDFLAGS: -L${SRCDIR}/build-emu -ldistillcuda -lopenblas -lstdc++ -lm
+#cgo LDFLAGS: -L${SRCDIR}/build-emu -ldistillcuda -lopenblas -lstdc++ -lm -lubsan
 */
 import "C"
 
