@@ -22,10 +22,7 @@ import (
 // way, bit for bit.
 func TestDecodeSplit(t *testing.T) {
 	device(t)
-	s := setups[0]
-	dir := t.TempDir()
-	ok(t, model.WriteRandom(dir, s.shape, tensor.BF16, 47))
-	m, _ := build(t, dir, s)
+	m, s := firstSetup(t, 47)
 	for _, mode := range []string{"general", "fused", "fused_graphs", "offload_fused_graphs"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Setenv("DISTILL_CUDA_FUSED", map[bool]string{false: "0", true: "1"}[mode != "general"])

@@ -129,10 +129,7 @@ func sameBits(got, want []float32) bool {
 // counts — says, under each setting of the gates it follows.
 func TestMirrorKindIsPlanned(t *testing.T) {
 	device(t)
-	s := setups[0]
-	dir := t.TempDir()
-	ok(t, model.WriteRandom(dir, s.shape, tensor.BF16, 44))
-	m, _ := build(t, dir, s)
+	m, _ := firstSetup(t, 44)
 	for _, env := range [][2]string{{"", ""}, {"0", ""}, {"", "0"}, {"1", "1"}, {"1", "0"}} {
 		t.Setenv("DISTILL_CUDA_KV_BF16", env[0])
 		t.Setenv("DISTILL_CUDA_FLASH_ASYNC", env[1])

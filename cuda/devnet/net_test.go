@@ -75,6 +75,16 @@ var setups = []setup{
 		Vocab: 400, Tied: true, RopeTheta: 1e6, RMSNormEps: 1e-6, MaxPositions: 256, BOS: 1, EOS: 2}, "nf4", []string{"q_proj", "v_proj"}, 0, 12},
 }
 
+// firstSetup is the first setup's model: random bf16 weights from seed,
+// quantised and loaded as build does (its adapter unused).
+func firstSetup(t *testing.T, seed uint64) (*model.Model, setup) {
+	s := setups[0]
+	dir := t.TempDir()
+	ok(t, model.WriteRandom(dir, s.shape, tensor.BF16, seed))
+	m, _ := build(t, dir, s)
+	return m, s
+}
+
 // build loads the checkpoint in dir, quantised as s says, with an adapter
 // whose A and B are both random (so both get gradients).
 func build(t *testing.T, dir string, s setup) (*model.Model, *lora.Adapter) {

@@ -188,6 +188,16 @@ __global__ void __launch_bounds__(AR_WARPS * 32) k_attn_rows(dc_attn_rows_args a
 
 // ---- Decoded rows, their keys split across blocks (flash-decoding) ----
 
+// ar_row: the lane's dims lane + 32i of a cache row, as f32 (0 past hd).
+template <typename C>
+__device__ __forceinline__ void ar_row(float x[AR_DIMS], const C *row, int lane, int hd) {
+#pragma unroll
+  for (int i = 0; i < AR_DIMS; i++) {
+    const int d = lane + 32 * i;
+    x[i] = d < hd ? kv_get(row, d) : 0.f;
+  }
+}
+
 // k_attn_rows with each row's keys split into chunks of chunk keys and a
 // GQA group's query heads attended together: block (r·splits + z, y) attends
 // keys [z·chunk, min((z+1)·chunk, hi[r])) for the query heads [h0, h0 + n)
@@ -234,13 +244,8 @@ __global__ void __launch_bounds__(AR_WARPS * 32) k_attn_rows_split(dc_attn_rows_
 #pragma unroll
     for (int u = 0; u < U; u++) {  // key j0 + u·AR_WARPS; past k1 the first one's row, its weight 0 below
       const int j = j0 + u * AR_WARPS < k1 ? j0 + u * AR_WARPS : j0;
-      const C *kr = K + (int64_t)j * kvo;
       float kv[AR_DIMS];
-#pragma unroll
-      for (int i = 0; i < AR_DIMS; i++) {
-        const int d = lane + 32 * i;
-        kv[i] = d < hd ? kv_get(kr, d) : 0.f;
-      }
+      ar_row(kv, K + (int64_t)j * kvo, lane, hd);
 #pragma unroll
       for (int e = 0; e < NG; e++) {
         s[u][e] = 0.f;
@@ -268,13 +273,8 @@ __global__ void __launch_bounds__(AR_WARPS * 32) k_attn_rows_split(dc_attn_rows_
 #pragma unroll
     for (int u = 0; u < U; u++) {
       if (j0 + u * AR_WARPS >= k1) continue;
-      const C *vr = V + (int64_t)(j0 + u * AR_WARPS) * kvo;
       float vv[AR_DIMS];
-#pragma unroll
-      for (int i = 0; i < AR_DIMS; i++) {
-        const int d = lane + 32 * i;
-        vv[i] = d < hd ? kv_get(vr, d) : 0.f;
-      }
+      ar_row(vv, V + (int64_t)(j0 + u * AR_WARPS) * kvo, lane, hd);
 #pragma unroll
       for (int e = 0; e < NG; e++) {
         const float p = expf(s[u][e] - m[e]);
