@@ -144,9 +144,12 @@ func buildEmu(t *testing.T, src string) string {
 	// CUDA allows; unknown pragmas are nvcc's #pragma unroll. UBSan's
 	// alignment check stops at any access off its type's alignment — a
 	// float4 or uint4 read at a multiple of 4 bytes, which faults on the
-	// hardware and not on the host.
+	// hardware and not on the host — and AddressSanitizer at any outside
+	// its buffer (the tests' device buffers are vectors of their exact
+	// sizes; shared arrays are statics): the kernels' reads and writes past
+	// an edge, which a GPU makes silently or faults on.
 	build := exec.Command(cxx, "-O2", "-std=c++20", "-fno-strict-aliasing", "-Wall",
-		"-Wno-unknown-pragmas", "-Wno-unused-function", "-fsanitize=alignment", "-fno-sanitize-recover=alignment",
+		"-Wno-unknown-pragmas", "-Wno-unused-function", "-fsanitize=alignment,address", "-fno-sanitize-recover=alignment",
 		"-o", bin, filepath.Join("host", src))
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("compiling host/%s: %v\n%s", src, err, out)

@@ -92,8 +92,35 @@ inline ucontext_t emu_sched;
 inline std::vector<EmuFiber> emu_fibers;
 inline unsigned emu_cur;
 
+// Under AddressSanitizer (g++ -fsanitize=address: cuda/emu's tests) each
+// switch tells it whose stack runs next, or it reads a fiber's frames as
+// overflows of the scheduler's stack; a reused fiber stack is unpoisoned
+// before its next fiber starts (its last one's redzones are stale).
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+inline const void *emu_sched_bottom;
+inline size_t emu_sched_size;
+inline void emu_asan_to(const void *bottom, size_t size, bool dying = false) {
+  static void *fake;  // no fake stacks (detect_stack_use_after_return off): unused
+  __sanitizer_start_switch_fiber(dying ? nullptr : &fake, bottom, size);
+}
+inline void emu_asan_back() { __sanitizer_finish_switch_fiber(nullptr, nullptr, nullptr); }
+inline void emu_asan_entered() { __sanitizer_finish_switch_fiber(nullptr, &emu_sched_bottom, &emu_sched_size); }
+inline void emu_asan_fresh(void *base, size_t size) { __asan_unpoison_memory_region(base, size); }
+#else
+inline void emu_asan_to(const void *, size_t, bool = false) {}
+inline void emu_asan_back() {}
+inline void emu_asan_entered() {}
+inline void emu_asan_fresh(void *, size_t) {}
+#endif
+
 #if EMU_FAST_SWITCH
-inline void emu_yield() { emu_ctx_switch(&emu_fibers[emu_cur].sp, emu_sched_sp); }
+inline void emu_yield() {
+  emu_asan_to(emu_sched_bottom, emu_sched_size);
+  emu_ctx_switch(&emu_fibers[emu_cur].sp, emu_sched_sp);
+  emu_asan_back();
+}
 #else
 inline void emu_yield() { swapcontext(&emu_fibers[emu_cur].ctx, &emu_sched); }
 #endif
@@ -372,9 +399,11 @@ inline void *__cvta_shared_to_generic(size_t a) { return (void *)(emu_shared_hi 
 inline const std::function<void()> *emu_body;
 #if EMU_FAST_SWITCH
 [[noreturn]] inline void emu_fiber_entry() {
+  emu_asan_entered();
   (*emu_body)();
   emu_fibers[emu_cur].done = true;
   void *dead;
+  emu_asan_to(emu_sched_bottom, emu_sched_size, true);
   emu_ctx_switch(&dead, emu_sched_sp);  // never resumed
   __builtin_unreachable();
 }
@@ -383,6 +412,7 @@ inline const std::function<void()> *emu_body;
 // as the return address, then a null one above it, so emu_fiber_entry
 // starts as if called (its stack pointer 8 past a 16-byte boundary).
 inline void *emu_fiber_stack(char *base, size_t size) {
+  emu_asan_fresh(base, size);
   uintptr_t top = ((uintptr_t)base + size) & ~(uintptr_t)15;
   uint64_t *sp = (uint64_t *)top;
   *--sp = 0;                                  // emu_fiber_entry's return address: none
@@ -453,7 +483,9 @@ inline void emu_launch(unsigned gx, unsigned gy, unsigned bd, size_t smem, const
           if (emu_fibers[t].done) continue;
           emu_cur = t, threadIdx = {t, 0, 0};
 #if EMU_FAST_SWITCH
+          emu_asan_to(emu_stacks[t], emu_stack_size);
           emu_ctx_switch(&emu_sched_sp, emu_fibers[t].sp);
+          emu_asan_back();
 #else
           swapcontext(&emu_sched, &emu_fibers[t].ctx);
 #endif
