@@ -96,11 +96,11 @@ inline unsigned emu_cur;
 // switch tells it whose stack runs next, or it reads a fiber's frames as
 // overflows of the scheduler's stack; a reused fiber stack is unpoisoned
 // before its next fiber starts (its last one's redzones are stale).
+inline const void *emu_sched_bottom;  // the scheduler's stack, as ASan reports it on a fiber's entry
+inline size_t emu_sched_size;
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
-inline const void *emu_sched_bottom;
-inline size_t emu_sched_size;
 inline void emu_asan_to(const void *bottom, size_t size, bool dying = false) {
   static void *fake;  // no fake stacks (detect_stack_use_after_return off): unused
   __sanitizer_start_switch_fiber(dying ? nullptr : &fake, bottom, size);
