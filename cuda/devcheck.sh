@@ -20,7 +20,8 @@
 # DISTILL_BENCH_STEP=shape:seq,…
 # STEP_TIME, STEP_TIMEOUT (the training step), STEP_ATTN=gemm|simple (the
 # step again with another attention), STEP_KEEP=0 (skip the step again with
-# every layer's activations kept), STEP_VARIANTS="v1 heavy prefetch notrim
+# every layer's activations kept), STEP_SEQS=k (the step and the kept step
+# again with k sequences packed a step: DISTILL_BENCH_SEQS), STEP_VARIANTS="v1 heavy prefetch notrim
 # noset noqkv unfused selective dropout graphs graphs-keep keepf32 dpo kd dpo-graphs kd-graphs" (the step again with each path turned on
 # or off against the defaults: variant_env below), STEP_ALL=1 (the steps
 # again, recomputing, keeping all and keeping the attention side, with
@@ -70,6 +71,7 @@ case "${PLAN:-}" in
   1)
     : "${TEST_UNVERIFIED:=1}" "${BENCH_RUN:=DecodeAttention|NF4MatVec}" "${BENCH_TIME:=10x}"
     : "${DISTILL_BENCH_STEP:=qwen2.5-1.5b:2048}" "${STEP_TIME:=3x}" "${STEP_ALL:=1}" "${DEADLINE:=540}"
+    : "${STEP_SEQS:=4}"
     ;;
   2)
     : "${SKIP_KERNEL_TESTS:=1}" "${TEST_RUN:=^(TestKVMirrorBF16|TestMirrorKindIsPlanned|TestDecodeSplit)$}" "${SKIP_KERNEL_BENCH:=1}"
@@ -281,6 +283,10 @@ step_main() {
   fi
   if [ "${STEP_KEEP:-1}" = 1 ]; then  # the step again keeping every layer's activations (no recomputed forward)
     bench_step keep DISTILL_BENCH_KEEP=1
+  fi
+  if [ -n "${STEP_SEQS:-}" ]; then  # k sequences a step: what of the step is fixed (launches, the weights' staging)
+    bench_step "seqs=$STEP_SEQS" DISTILL_BENCH_KEEP=0 DISTILL_BENCH_SEQS="$STEP_SEQS"
+    bench_step "keep,seqs=$STEP_SEQS" DISTILL_BENCH_KEEP=1 DISTILL_BENCH_SEQS="$STEP_SEQS"
   fi
 }
 

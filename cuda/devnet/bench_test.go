@@ -39,7 +39,10 @@ import (
 // recomputing them (Net.KeepActivations: the same FLOPs credited, a
 // forward's fewer run), DISTILL_BENCH_KEEP=attn each layer's attention
 // side (Net.KeepAttention); DISTILL_BENCH_METHOD=dpo or kd times a DPO or a
-// logit-KD step instead (benchRows).
+// logit-KD step instead (benchRows); DISTILL_BENCH_SEQS=k packs k
+// sequences of seq tokens into the step (k·seq rows, each attending its
+// own: a run whose seq_len packs k examples), so the launches and the
+// weights' staging, fixed a step, are shared by k times the tokens.
 func BenchmarkStep(b *testing.B) {
 	spec := os.Getenv("DISTILL_BENCH_STEP")
 	if spec == "" {
@@ -93,7 +96,11 @@ func benchStep(b *testing.B, name string, seq int, peak float64) {
 		benchRows(b, d, name, seq, peak, method)
 		return
 	}
-	m, a, s, flops := benchModel(b, name, seq, seq)
+	seqs := 1
+	if v, err := strconv.Atoi(os.Getenv("DISTILL_BENCH_SEQS")); err == nil && v > 1 {
+		seqs = v
+	}
+	m, a, s, flops := benchModel(b, name, seqs*seq, seq)
 	// Memory: the pool's high-water mark from before the upload (weights,
 	// adapter, gradients, the step's workspace), and the device's whole use
 	// (CUDA context and cuBLAS workspace included) after a step.
@@ -108,11 +115,13 @@ func benchStep(b *testing.B, name string, seq int, peak float64) {
 	net.KeepActivations = os.Getenv("DISTILL_BENCH_KEEP") == "1"  // no recomputed forward (memory permitting)
 	net.KeepAttention = os.Getenv("DISTILL_BENCH_KEEP") == "attn" // the attention side kept
 	bt := &train.Batch{}
-	ids, mask := make([]int, seq), make([]bool, seq)
-	for i := range ids {
-		ids[i], mask[i] = (i*7919+13)%s.Vocab, true
+	for k := range seqs {
+		ids, mask := make([]int, seq), make([]bool, seq)
+		for i := range ids {
+			ids[i], mask[i] = (i*7919+13+k*104729)%s.Vocab, true
+		}
+		bt.AddSequence(ids, mask)
 	}
-	bt.AddSequence(ids, mask)
 	// DISTILL_BENCH_DROPOUT=p: LoRA dropout at p (distill's default 0.05),
 	// which keeps the adapter's backward apart from the base's GEMMs.
 	var drop train.DropoutMask
@@ -146,11 +155,11 @@ func benchStep(b *testing.B, name string, seq int, peak float64) {
 	// on the device. A hint; nsys tells them apart.
 	b.ReportMetric(issue.Seconds()*1e3/float64(b.N), "ms-issue")
 	reportReplays(b, replays0, fails0)
-	b.ReportMetric(float64(seq)/sec, "tokens/s")
+	b.ReportMetric(float64(seqs*seq)/sec, "tokens/s")
 	b.ReportMetric(flops/sec/1e9, "GFLOP/s")
 	b.ReportMetric(100*flops/sec/1e12/peak, "MFU%")
 	b.ReportMetric(float64(d.Pool.Stats().Peak-pool0)/(1<<20), "MiB-pool-peak")
-	plan := devicePlan(b, m, a, seq, net.KeepActivations, net.KeepAttention) // a step: the optimizer's moments are not its
+	plan := devicePlan(b, m, a, seqs*seq, net.KeepActivations, net.KeepAttention) // a step: the optimizer's moments are not its
 	b.ReportMetric(float64(plan.Total()-plan.Runtime-plan.Optimizer)/(1<<20), "MiB-plan")
 	if os.Getenv("DISTILL_BENCH_PROFILE") == "1" { // where a step's time goes (synchronised phases)
 		b.StopTimer() // ns/op stays the unprofiled steps'
