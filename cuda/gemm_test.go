@@ -5,6 +5,7 @@ package cuda_test
 import (
 	"math"
 	"slices"
+	"strings"
 	"testing"
 
 	"distill/core/quant"
@@ -72,6 +73,59 @@ func TestGemmParity(t *testing.T) {
 			})
 		}
 	}
+}
+
+// The adapter's grouped products as one strided batch (GemmTF32Batched):
+// each of three products against tensor.Gemm on its own operands, with the
+// shared operand at stride 0 (u = x·Aᵀ for q, k and v; dA = duᵀ·x) and
+// apart (under LoRA dropout each module's x is its own), at a rank-like n
+// and odd sizes. Tolerance: TestGemmParity's TF32 one (same products).
+func TestGemmTF32BatchedParity(t *testing.T) {
+	d := device(t)
+	const batch = 3
+	for _, c := range []struct {
+		m, n, k        int
+		ta, tb, shareB bool
+	}{
+		{64, 16, 96, false, true, true},  // u_i = x·A_iᵀ, x shared
+		{16, 96, 64, true, false, true},  // dA_i = du_iᵀ·x, x shared
+		{16, 96, 64, true, false, false}, // dA_i = du_iᵀ·x_i, dropped apart
+		{33, 7, 65, false, false, false}, // odd, nothing shared
+	} {
+		t.Run(shapeName("%dx%dx%d_tA%v_tB%v_shared%v", c.m, c.n, c.k, c.ta, c.tb, c.shareB), func(t *testing.T) {
+			r := rng(uint64(c.m*c.n*c.k) + 11)
+			lda, ldb := c.k, c.n
+			if c.ta {
+				lda = c.m
+			}
+			if c.tb {
+				ldb = c.k
+			}
+			sa, sb, sc := c.m*c.k, c.k*c.n, c.m*c.n
+			nb := batch
+			if c.shareB {
+				sb, nb = 0, 1
+			}
+			a, b, c0 := randn(r, batch*sa, 1), randn(r, nb*c.k*c.n, 1), randn(r, batch*sc, 1)
+			want := slices.Clone(c0)
+			for i := range batch {
+				tensor.Gemm(c.ta, c.tb, c.m, c.n, c.k, 0.5, a[i*sa:], lda, b[i*sb:], ldb, 0.25, want[i*sc:(i+1)*sc], c.n)
+			}
+			cd := up(t, d, cuda.F32, c0)
+			ok(t, d.GemmTF32Batched(c.ta, c.tb, c.m, c.n, c.k, 0.5, up(t, d, cuda.F32, a), lda, up(t, d, cuda.F32, b), ldb,
+				0.25, cd, c.n, cuda.Batch{Count: batch, SA: sa, SB: sb, SC: sc}))
+			near(t, "tf32 batched", down(t, cd), want, 1e-3, 4e-3*math.Sqrt(float64(c.k)))
+		})
+	}
+	// Outputs that overlap, or a batch past a buffer's end: errors naming it.
+	a, b, cc := zeros(t, d, cuda.F32, 3*8*4), zeros(t, d, cuda.F32, 4*8), zeros(t, d, cuda.F32, 3*8*8)
+	if err := d.GemmTF32Batched(false, false, 8, 8, 4, 1, a, 4, b, 8, 0, cc, 8, cuda.Batch{Count: 3, SA: 32, SC: 32}); err == nil || !strings.Contains(err.Error(), "overlap") {
+		t.Errorf("overlapping outputs: %v", err)
+	}
+	if err := d.GemmTF32Batched(false, false, 8, 8, 4, 1, a, 4, b, 8, 0, cc, 8, cuda.Batch{Count: 3, SA: 32, SB: 32, SC: 64}); err == nil || !strings.Contains(err.Error(), "B") {
+		t.Errorf("B's batch past its end: %v", err)
+	}
+	ok(t, d.GemmTF32Batched(false, false, 8, 8, 4, 1, a, 4, b, 8, 0, cc, 8, cuda.Batch{Count: 3, SA: 32, SC: 64}))
 }
 
 // nf4Weights quantises an (n, k) N(0, 0.02²) weight to NF4.

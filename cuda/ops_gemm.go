@@ -63,6 +63,44 @@ func (d *Device) GemmTF32(transA, transB bool, m, n, k int, alpha float32, a *Bu
 	})
 }
 
+// Batch is a strided batch of GEMM operands: Count products, the b-th's
+// A, B and C at element offsets b·SA, b·SB, b·SC of the buffers given (a
+// stride 0 shares that operand).
+type Batch struct {
+	Count      int
+	SA, SB, SC int
+}
+
+// GemmTF32Batched is GemmTF32 over a strided batch in one launch
+// (cublasGemmStridedBatchedEx): the adapter's products for modules that
+// share their input. Each product's C must not overlap another's.
+func (d *Device) GemmTF32Batched(transA, transB bool, m, n, k int, alpha float32, a *Buffer, lda int, b *Buffer, ldb int, beta float32, c *Buffer, ldc int, bt Batch) error {
+	if bt.Count == 0 {
+		return nil
+	}
+	ea, eb, ec := extent(transA, m, k, lda), extent(transB, k, n, ldb), extent(false, m, n, ldc)
+	last := func(e, s int) int { // the batch's extent: the last product's end
+		if e == 0 {
+			return 0
+		}
+		return e + (bt.Count-1)*s
+	}
+	if err := gemmCheck("gemm_tf32_batched", F32, transA, transB, m, n, k, a, lda, b, ldb, c, ldc); err != nil {
+		return err
+	}
+	if err := check("gemm_tf32_batched").true(bt.Count > 0 && bt.SA >= 0 && bt.SB >= 0 && bt.SC >= 0,
+		"batch %d with strides %d, %d, %d: want a positive count and strides ≥ 0", bt.Count, bt.SA, bt.SB, bt.SC).
+		true(bt.Count == 1 || ec == 0 || bt.SC >= ec, "C's stride %d below one product's %d elements: the batch's outputs overlap", bt.SC, ec).
+		buf("A", a, F32, last(ea, bt.SA)).buf("B", b, F32, last(eb, bt.SB)).buf("C", c, F32, last(ec, bt.SC)).err; err != nil {
+		return err
+	}
+	return call(func() C.int {
+		return C.dc_gemm_tf32_batched(cbool(transA), cbool(transB), C.int(m), C.int(n), C.int(k), C.float(alpha),
+			(*C.float)(a.ptr), C.int(lda), C.int64_t(bt.SA), (*C.float)(b.ptr), C.int(ldb), C.int64_t(bt.SB),
+			C.float(beta), (*C.float)(c.ptr), C.int(ldc), C.int64_t(bt.SC), C.int(bt.Count))
+	})
+}
+
 // GemmBF16 is GemmF32 with bf16 A and B: tensor cores, f32 accumulation and
 // output (cublasGemmEx, CUBLAS_COMPUTE_32F).
 func (d *Device) GemmBF16(transA, transB bool, m, n, k int, alpha float32, a *Buffer, lda int, b *Buffer, ldb int, beta float32, c *Buffer, ldc int) error {

@@ -78,6 +78,11 @@ int dc_gemm_tf32(int trans_a, int trans_b, int m, int n, int k, float alpha,
                  const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
 int dc_gemm_bf16(int trans_a, int trans_b, int m, int n, int k, float alpha,
                  const uint16_t *a, int lda, const uint16_t *b, int ldb, float beta, float *c, int ldc);
+// tf32, batch of them: operands b at A + b·sa, B + b·sb, C + b·sc (elements;
+// stride 0 shares one).
+int dc_gemm_tf32_batched(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                         int64_t sa, const float *b, int ldb, int64_t sb, float beta, float *c, int ldc, int64_t sc,
+                         int batch);
 
 // ---- rmsnorm.cu ----
 // out(rows, d) = x·rstd·w, rstd(rows) = 1/sqrt(mean(x²)+eps); rstd may be NULL.
