@@ -288,9 +288,6 @@ cudaError_t cudaGraphExecDestroy(cudaGraphExec_t x) {
 
 // ---- cuBLAS ----
 
-extern "C" void cblas_sgemm(int order, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
-                            const float *b, int ldb, float beta, float *c, int ldc);
-
 namespace {
 
 // f32 cut to TF32: its 10 upper mantissa bits, the rest dropped — what a
@@ -333,6 +330,38 @@ std::vector<float> widen(const void *p, cudaDataType t, int rows, int cols, int 
   return out;
 }
 
+// op(A)·op(B), (m, n) column-major, A and B as widen leaves them: each
+// element summed over k in order from zero, whatever m and n — so a
+// product's rows are the same values in a larger product (a recorded
+// step's padded batch against the eager one's), as no BLAS promises
+// (OpenBLAS's kernels sum by blocks whose split depends on the shape and
+// on the CPU's kernel type: OPENBLAS_CORETYPE=Haswell's moved the step
+// graphs' replays off their eager steps by 1e-3). No contraction to FMAs:
+// the vector loop and its tail round alike.
+__attribute__((optimize("fp-contract=off"))) std::vector<float> product(cublasOperation_t ta, cublasOperation_t tb,
+                                                                         int m, int n, int k,
+                                                                         const std::vector<float> &A,
+                                                                         const std::vector<float> &B) {
+  std::vector<float> C((size_t)m * n, 0.f);
+  std::vector<float> At;  // op(A) column-major (m, k): column p contiguous over the rows
+  const float *ap = A.data();
+  if (ta != CUBLAS_OP_N) {
+    At.resize((size_t)m * k);
+    for (int i = 0; i < m; i++)
+      for (int p = 0; p < k; p++) At[(size_t)p * m + i] = A[(size_t)i * k + p];
+    ap = At.data();
+  }
+  for (int j = 0; j < n; j++) {
+    float *cj = C.data() + (size_t)j * m;
+    for (int p = 0; p < k; p++) {
+      float bpj = tb == CUBLAS_OP_N ? B[(size_t)j * k + p] : B[(size_t)p * n + j];
+      const float *col = ap + (size_t)p * m;
+      for (int i = 0; i < m; i++) cj[i] += col[i] * bpj;
+    }
+  }
+  return C;
+}
+
 // C (m, n), column-major at ldc, = alpha·op(A)·op(B) + beta·C, f32 out;
 // argument checks as cuBLAS makes them.
 cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
@@ -349,10 +378,7 @@ cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb
     return CUBLAS_STATUS_EXECUTION_FAILED;
   emu_enqueue([=] {
     std::vector<float> A = widen(a, at, ar, ac, lda, round_tf32), B = widen(b, bt, br, bc, ldb, round_tf32);
-    std::vector<float> C((size_t)m * n, 0.f);
-    if (k > 0)
-      cblas_sgemm(102 /* column-major */, ta == CUBLAS_OP_N ? 111 : 112, tb == CUBLAS_OP_N ? 111 : 112, m, n, k, 1.f,
-                  A.data(), ar, B.data(), br, 0.f, C.data(), m);
+    std::vector<float> C = product(ta, tb, m, n, k, A, B);
     for (int j = 0; j < n; j++)
       for (int i = 0; i < m; i++) {
         float &dst = c[(size_t)j * ldc + i];
