@@ -260,7 +260,7 @@ func (ps devicePass) bytes(nf4 bool) int64 {
 		f += N*qO + N*kvO                        // dQPre, dKPre
 		f += 2 * N * D                           // dhf, dx
 		if ps.dropping {
-			f += N * wide // the adapter's dropped input
+			f += N * max(wide, 3*D) // the adapter's dropped input: q's, k's and v's side by side (cuda/devnet's grouped products)
 		}
 		R := min(int64(128), N)
 		f += 2*R*D + R*V + N // hb, dhb, logits, losses

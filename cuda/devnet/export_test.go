@@ -2,6 +2,8 @@
 
 package devnet
 
+import "distill/core/lora"
+
 // SetSkip makes nt's steps leave out the named phases — "lora" (the
 // adapter's products), "gemm" (the base's), "dequant", "attention" — so a
 // benchmark can time a step without each: where the time goes, with every
@@ -77,3 +79,24 @@ func StagedDropoutBwd() int64 { return stagedBwd.Load() }
 // SplitPasses is how many decoded attentions have run split into chunks
 // (decode_split.go) in this process.
 func SplitPasses() int64 { return splitPasses.Load() }
+
+// GroupedLoRA is how many groups of modules sharing an input have run
+// their adapter products as one batch (lora_group.go) in this process.
+func GroupedLoRA() int64 { return groupedLoRA.Load() }
+
+// AdapterLayout is a's host parameters in the device's order and back,
+// and the device offsets of each layer's A's (−1 untargeted).
+func AdapterLayout(a *lora.Adapter, layers int) (dev, back []float32, aOff [][nMod]int) {
+	lay := newAdapterLayout(a, layers)
+	dev = lay.toDevice(a.Params)
+	back = make([]float32, len(dev))
+	lay.toHost(back, dev)
+	for l := range lay.dev {
+		var o [nMod]int
+		for i := range nMod {
+			o[i] = lay.dev[l][i][0]
+		}
+		aOff = append(aOff, o)
+	}
+	return dev, back, aOff
+}

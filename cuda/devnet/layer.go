@@ -110,6 +110,10 @@ func (p *pass) loraU(x *cuda.Buffer, l, i int) *cuda.Buffer {
 	n, in := p.n, p.nt.layers[l].w[i].cols
 	A, _, _, _ := p.pair(l, i)
 	u := p.a.u[i]
+	if p.uReady&(1<<i) != 0 { // set with its group's (loraUGroup)
+		p.uReady &^= 1 << i
+		return u
+	}
 	if p.drop != nil {
 		xd := p.dropBuf.View(0, n*in)
 		p.dropout(xd, x, n*in, l*nMod+i)
@@ -150,7 +154,7 @@ func (p *pass) linB(dx, dy, x *cuda.Buffer, l, i int, set bool) {
 	}
 	p.mark("lora")
 	r, s := p.nt.A.Config.R, p.nt.A.Config.Scaling()
-	u, du := p.a.u[i], p.s.du
+	u, du := p.a.u[i], p.du()
 	p.loraRows(du, dy, B, r, out, true, s)  // du = s·dy·B
 	p.loraCols(gB, dy, u, out, r, false, s) // dB += s·dyᵀ·u
 	if p.drop == nil {
@@ -164,7 +168,7 @@ func (p *pass) linB(dx, dy, x *cuda.Buffer, l, i int, set bool) {
 }
 
 // loraGradA adds module i's dA += duᵀ·x (x∘mask/(1−p) under LoRA dropout),
-// p.s.du still module i's: what linB leaves out under p.deferGA, for an x
+// p.du() still module i's: what linB leaves out under p.deferGA, for an x
 // written after it.
 func (p *pass) loraGradA(x *cuda.Buffer, l, i int) {
 	_, _, gA, _ := p.pair(l, i)
@@ -177,7 +181,7 @@ func (p *pass) loraGradA(x *cuda.Buffer, l, i int) {
 		p.dropout(buf, x, n*in, l*nMod+i)
 		x = buf
 	}
-	p.loraCols(gA, x, p.s.du, in, r, true, 1)
+	p.loraCols(gA, x, p.du(), in, r, true, 1)
 }
 
 // loraDroppedBwd is module i's adapter backward under LoRA dropout, whose
@@ -224,7 +228,7 @@ func (p *pass) linBFused(dx, dy, x *cuda.Buffer, l, i int, beta float32) {
 	n, out, in := p.n, w.rows, w.cols
 	A, B, gA, gB := p.pair(l, i)
 	r, s := p.nt.A.Config.R, p.nt.A.Config.Scaling()
-	u, du := p.a.u[i], p.s.du
+	u, du := p.a.u[i], p.du()
 	ra, ldy := r, out+p.kx // dy's rows, du's r beside them, padding never read
 	if p.drop != nil {
 		ra, ldy = 0, out
@@ -324,7 +328,9 @@ func (p *pass) linQKVB(dx *cuda.Buffer, dy [3]*cuda.Buffer, x *cuda.Buffer, l in
 		out, du := p.nt.layers[l].w[m].rows, p.s.du.View(i*n*r, n*r)
 		p.loraCols(gB, dy[i], p.a.u[m], out, r, false, s) // dB += s·dyᵀ·u
 		if p.drop == nil {
-			p.loraCols(gA, x, du, in, r, true, 1) // dA += duᵀ·x
+			if !p.deferGA {
+				p.loraCols(gA, x, du, in, r, true, 1) // dA += duᵀ·x
+			}
 		} else {
 			p.loraDroppedBwd(dx, x, du, A, gA, l, m)
 		}
@@ -369,9 +375,11 @@ func (p *pass) layerFwd(l int, x *cuda.Buffer) {
 	if L.qNorm != nil {
 		q, k = a.qPre, a.kPre
 	}
+	p.loraUGroup(a.h1, l, qkvGroup)
 	p.lin(q, a.h1, xb, ldx, l, mQ)
 	p.lin(k, a.h1, xb, ldx, l, mK)
 	p.lin(a.v, a.h1, xb, ldx, l, mV)
+	p.uReady = 0
 	if L.qNorm != nil {
 		p.do(d.RMSNormFwd(a.q, a.rstdQ, a.qPre, L.qNorm, n*H, hd, eps))
 		p.do(d.RMSNormFwd(a.k, a.rstdK, a.kPre, L.kNorm, n*KV, hd, eps))
@@ -411,8 +419,10 @@ func (p *pass) mlpFwd(l int, x *cuda.Buffer) {
 	p.mark("elementwise")
 	p.do(d.RMSNormFwd(a.h2, a.rstd2, a.xMid, L.mlpNorm, n, D, eps))
 	p.toBF16Rows(xb, ldx, a.h2, n, D)
+	p.loraUGroup(a.h2, l, gateUpGroup)
 	p.lin(a.g, a.h2, xb, ldx, l, mGate)
 	p.lin(a.up, a.h2, xb, ldx, l, mUp)
+	p.uReady = 0
 	if p.recompute {
 		// The backward reads the down projection's input a and its
 		// adapter's u, never the layer's output: no bf16 copy of a, no
@@ -471,8 +481,17 @@ func (p *pass) layerBwd(l int, dx, xIn *cuda.Buffer) {
 		p.do(d.SwiGLUBwd(s.dG, s.dUp, s.dA, a.g, a.up, n*F))
 	}
 	zero(s.dH)
+	grouped := p.groupBwd(l, gateUpGroup) // gate's and up's dA as one batch, after both
+	p.deferGA = grouped
 	p.linB(s.dH, s.dG, a.h2, l, mGate, set)
+	if grouped {
+		p.duAt = 1
+	}
 	p.linB(s.dH, s.dUp, a.h2, l, mUp, false)
+	p.deferGA, p.duAt = false, 0
+	if grouped {
+		p.loraGradAGroup(a.h2, l, gateUpGroup)
+	}
 	p.do(d.RMSNormBwd(dx, nil, s.dH, a.xMid, L.mlpNorm, a.rstd2, n, D)) // dx is now d xMid
 
 	// Attention: xMid = xIn + o(attn(q, k, v)).
@@ -503,10 +522,19 @@ func (p *pass) layerBwd(l int, dx, xIn *cuda.Buffer) {
 		p.do(d.RMSNormFwd(a.h1, a.rstd1, xIn, L.attnNorm, n, D, float32(c.RMSNormEps)))
 	}
 	zero(s.dH)
+	grouped = p.groupBwd(l, qkvGroup) // q's, k's and v's dA as one batch, after all three
+	p.deferGA = grouped
 	if !p.linQKVB(s.dH, [3]*cuda.Buffer{dq, dk, s.dV}, a.h1, l, set) {
-		p.linB(s.dH, dq, a.h1, l, mQ, set)
-		p.linB(s.dH, dk, a.h1, l, mK, false)
-		p.linB(s.dH, s.dV, a.h1, l, mV, false)
+		for j, m := range qkvGroup {
+			if grouped {
+				p.duAt = j // linQKVB keeps them side by side too
+			}
+			p.linB(s.dH, [3]*cuda.Buffer{dq, dk, s.dV}[j], a.h1, l, m, set && j == 0)
+		}
+	}
+	p.deferGA, p.duAt = false, 0
+	if grouped {
+		p.loraGradAGroup(a.h1, l, qkvGroup)
 	}
 	p.do(d.RMSNormBwd(dx, nil, s.dH, xIn, L.attnNorm, a.rstd1, n, D)) // dx is now d xIn
 }

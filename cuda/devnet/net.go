@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"os"
 	"time"
-	"unsafe"
 
 	"distill/core/lora"
 	"distill/core/model"
@@ -144,9 +143,9 @@ type Net struct {
 	embed    *cuda.Buffer // (vocab, hidden) as stored: f32, f16 or bf16
 	head     *cuda.Buffer // (vocab, hidden) bf16; shares embed when tied and bf16
 	norm     *cuda.Buffer
-	pairOff  [][nMod][2]int // offsets of each pair's A and B in Params; -1 untargeted
-	tileSize int            // the largest NF4 projection, in elements
-	tileDim  int            // the largest side of an NF4 projection
+	lay      adapterLayout // where each pair's A and B lie in Params (and Grads, the moments)
+	tileSize int           // the largest NF4 projection, in elements
+	tileDim  int           // the largest side of an NF4 projection
 	owned    []*cuda.Buffer
 	teachers map[any]*Net // KD teachers on the device, by model
 	// The SFT step's kept pass and its recordings, the last step's shape,
@@ -372,28 +371,12 @@ func (nt *Net) upload() error {
 // decoder's base).
 func (nt *Net) uploadAdapter(grads bool) error {
 	a := nt.A
-	nt.pairOff = make([][nMod][2]int, len(nt.M.Layers))
-	for l := range nt.pairOff {
-		for i := range nMod {
-			nt.pairOff[l][i] = [2]int{-1, -1}
-		}
-	}
+	nt.lay = newAdapterLayout(a, len(nt.M.Layers))
 	if a == nil {
 		return nil
 	}
-	base := unsafe.Pointer(unsafe.SliceData(a.Params))
-	off := func(v []float32) int {
-		return int((uintptr(unsafe.Pointer(unsafe.SliceData(v))) - uintptr(base)) / 4)
-	}
-	for l, ps := range a.Layers {
-		for i := range nMod {
-			if i < len(ps) && ps[i] != nil {
-				nt.pairOff[l][i] = [2]int{off(ps[i].A), off(ps[i].B)}
-			}
-		}
-	}
 	var err error
-	if nt.Params, err = nt.f32("adapter", a.Params); err != nil || !grads {
+	if nt.Params, err = nt.f32("adapter", nt.lay.toDevice(a.Params)); err != nil || !grads {
 		return err
 	}
 	g, err := nt.D.Zeros(cuda.F32, len(a.Params))
@@ -632,14 +615,24 @@ var (
 )
 
 // UploadParams copies the adapter's host parameters to the device.
-func (nt *Net) UploadParams() error { return cuda.Write(nt.Params, 0, nt.A.Params) }
+func (nt *Net) UploadParams() error { return cuda.Write(nt.Params, 0, nt.lay.toDevice(nt.A.Params)) }
 
 // DownloadGrads copies the gradients into dst (len(A.Params)).
-func (nt *Net) DownloadGrads(dst []float32) error { return cuda.Read(nt.Grads, 0, dst) }
+func (nt *Net) DownloadGrads(dst []float32) error { return nt.readAdapter(dst, nt.Grads) }
+
+// readAdapter copies b, in the device's layout, into dst in the host's.
+func (nt *Net) readAdapter(dst []float32, b *cuda.Buffer) error {
+	dev := make([]float32, len(dst))
+	if err := cuda.Read(b, 0, dev); err != nil {
+		return err
+	}
+	nt.lay.toHost(dst, dev)
+	return nil
+}
 
 // pair returns layer l's module i as (A, B, gA, gB) views, or nils.
 func (nt *Net) pair(l, i int) (a, b, ga, gb *cuda.Buffer) {
-	o := nt.pairOff[l][i]
+	o := nt.lay.dev[l][i]
 	if o[0] < 0 {
 		return
 	}

@@ -54,7 +54,8 @@ func (nt *Net) LoadOptimizer(params, m, v []float32) error {
 		}
 		nt.opt = optimizer{m: nt.keep(bm), v: nt.keep(bv), sumsq: nt.keep(bs)}
 	}
-	return errors.Join(cuda.Write(nt.Params, 0, params), cuda.Write(nt.opt.m, 0, m), cuda.Write(nt.opt.v, 0, v))
+	lay := &nt.lay // the device's order (adapter_layout.go)
+	return errors.Join(cuda.Write(nt.Params, 0, lay.toDevice(params)), cuda.Write(nt.opt.m, 0, lay.toDevice(m)), cuda.Write(nt.opt.v, 0, lay.toDevice(v)))
 }
 
 // OptimizerStep clips the accumulated gradients and takes AdamW step `step`
@@ -77,7 +78,7 @@ func (nt *Net) StoreOptimizer(params, m, v []float32) error {
 	if nt.opt.m == nil {
 		return errors.New("devnet: StoreOptimizer before LoadOptimizer")
 	}
-	return errors.Join(cuda.Read(nt.Params, 0, params), cuda.Read(nt.opt.m, 0, m), cuda.Read(nt.opt.v, 0, v))
+	return errors.Join(nt.readAdapter(params, nt.Params), nt.readAdapter(m, nt.opt.m), nt.readAdapter(v, nt.opt.v))
 }
 
 var _ train.AcceleratedOptimizer = (*Net)(nil)

@@ -28,7 +28,9 @@ type pass struct {
 	adapterOff bool         // the base alone (DPO's reference policy)
 	recompute  bool         // layerFwd is the backward's recomputation: it stops at what the backward reads
 	selective  bool         // each layer's attention side kept, the MLP side one set recomputed (Net.KeepAttention)
-	deferGA    bool         // linB leaves the adapter's dA out (loraGradA adds it, once its x is written)
+	deferGA    bool         // linB leaves the adapter's dA out (loraGradA adds it, once its x is written; or its group's, lora_group.go)
+	duAt       int          // the slot of s.du linB's du takes: a group's members side by side
+	uReady     uint8        // modules whose u their group's batch set (loraU hands it out once)
 	compact    bool         // every layer's activations kept, compact (compactReady): see acts
 	sharedH1   bool         // compact, or selective under compactReady: h1 one set, written again in the backward
 	spans      []span       // decoding: the rows' caches on the device, in row order (decode.go)
@@ -77,6 +79,7 @@ type pass struct {
 type acts struct {
 	h1, h2, rstd1, rstd2     *cuda.Buffer
 	u                        [nMod]*cuda.Buffer
+	uGroup                   [2]*cuda.Buffer // q's, k's and v's u in one block; gate's and up's (lora_group.go); nil unless every member is targeted
 	qPre, kPre, rstdQ, rstdK *cuda.Buffer
 	q, k, v, att, lse, xMid  *cuda.Buffer
 	g, up, a                 *cuda.Buffer
@@ -256,8 +259,8 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 		p.xb = p.take(cuda.BF16, n*max(max(D, F, qO)+p.kx, stack))
 		p.tile = p.take(cuda.BF16, max(1, nt.tileSize+p.kx*nt.tileDim, stack*D))
 	}
-	if drop != nil && training {
-		p.dropBuf = p.take(cuda.F32, n*max(D, F, qO))
+	if drop != nil && training { // one module's masked input, or q's, k's and v's side by side (loraGroup)
+		p.dropBuf = p.take(cuda.F32, n*max(D, F, qO, 3*D))
 	}
 	sets := 1
 	switch {
@@ -280,11 +283,7 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 	for i := range p.layerActs {
 		a := &p.layerActs[i]
 		a.h1, a.rstd1 = shared(i, p.sharedH1, func(a *acts) *cuda.Buffer { return a.h1 }, cuda.F32, n*D), p.take(cuda.F32, n)
-		for _, m := range attnMods {
-			if anyTargeted(nt, m) {
-				a.u[m] = p.take(cuda.F32, n*r)
-			}
-		}
+		a.uGroup[0] = p.takeU(a, attnMods[:], qkvGroup, n*r)
 		if nt.layers[len(nt.layers)-1].qNorm != nil { // the last: the first may be the host's (Net.from)
 			a.qPre, a.kPre, a.rstdQ, a.rstdK = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*kvO), p.take(cuda.F32, n*H), p.take(cuda.F32, n*KV)
 		}
@@ -295,14 +294,11 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 			for _, m := range mlpMods {
 				a.u[m] = p.layerActs[0].u[m]
 			}
+			a.uGroup[1] = p.layerActs[0].uGroup[1]
 			continue
 		}
 		a.h2, a.rstd2 = shared(i, p.compact, func(a *acts) *cuda.Buffer { return a.h2 }, cuda.F32, n*D), p.take(cuda.F32, n)
-		for _, m := range mlpMods {
-			if anyTargeted(nt, m) {
-				a.u[m] = p.take(cuda.F32, n*r)
-			}
-		}
+		a.uGroup[1] = p.takeU(a, mlpMods[:], gateUpGroup, n*r)
 		if p.compact {
 			a.gb, a.ub = p.take(cuda.BF16, n*F), p.take(cuda.BF16, n*F)
 			if i > 0 {
@@ -320,8 +316,8 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 		// layer's own (layerBwd points them at the layer's set).
 		s.dA, s.dG, s.dUp, s.dH = p.take(cuda.F32, n*F), p.a.g, p.a.up, p.take(cuda.F32, n*D)
 		s.dAtt, s.dQ, s.dK, s.dV = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*qO), p.take(cuda.F32, n*kvO), p.take(cuda.F32, n*kvO)
-		du := n * r // one module's at a time, or q's, k's and v's side by side (linQKVB)
-		if p.stackQKV {
+		du := n * r // one module's at a time, or q's, k's and v's side by side (linQKVB, a group's dA)
+		if p.stackQKV || loraGroupReady() {
 			du *= 3
 		}
 		s.dQPre, s.dKPre, s.du = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*kvO), p.take(cuda.F32, du)
@@ -361,9 +357,33 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 	return p, nil
 }
 
+// takeU takes the u buffers (size each) of mods targeted in any layer, a
+// group's members — when every one is targeted — as views of one block,
+// which it returns (loraUGroup's output; else nil).
+func (p *pass) takeU(a *acts, mods, group []int, size int) *cuda.Buffer {
+	var block *cuda.Buffer
+	whole := true
+	for _, m := range group {
+		whole = whole && anyTargeted(p.nt, m)
+	}
+	if whole && size > 0 {
+		if block = p.take(cuda.F32, len(group)*size); block != nil {
+			for j, m := range group {
+				a.u[m] = block.View(j*size, size)
+			}
+		}
+	}
+	for _, m := range mods {
+		if a.u[m] == nil && anyTargeted(p.nt, m) {
+			a.u[m] = p.take(cuda.F32, size)
+		}
+	}
+	return block
+}
+
 func anyTargeted(nt *Net, i int) bool {
-	for l := range nt.pairOff {
-		if nt.pairOff[l][i][0] >= 0 {
+	for l := range nt.lay.dev {
+		if nt.lay.dev[l][i][0] >= 0 {
 			return true
 		}
 	}
