@@ -284,10 +284,12 @@ step_main() {
   if [ "${STEP_KEEP:-1}" = 1 ]; then  # the step again keeping every layer's activations (no recomputed forward)
     bench_step keep DISTILL_BENCH_KEEP=1
   fi
-  if [ -n "${STEP_SEQS:-}" ]; then  # k sequences a step: what of the step is fixed (launches, the weights' staging)
-    bench_step "seqs=$STEP_SEQS" DISTILL_BENCH_KEEP=0 DISTILL_BENCH_SEQS="$STEP_SEQS"
-    bench_step "keep,seqs=$STEP_SEQS" DISTILL_BENCH_KEEP=1 DISTILL_BENCH_SEQS="$STEP_SEQS"
-  fi
+}
+
+step_seqs() {  # k sequences a step: what of the step is fixed (launches, the weights' staging)
+  [ -n "${STEP_SEQS:-}" ] || return 0
+  bench_step "seqs=$STEP_SEQS" DISTILL_BENCH_KEEP=0 DISTILL_BENCH_SEQS="$STEP_SEQS"
+  bench_step "keep,seqs=$STEP_SEQS" DISTILL_BENCH_KEEP=1 DISTILL_BENCH_SEQS="$STEP_SEQS"
 }
 
 # The step again for each variant named in STEP_VARIANTS, each one path
@@ -367,6 +369,7 @@ step_main
 tests_open
 tests_summary
 step_all
+step_seqs
 step_variants
 decode
 kernel_bench
