@@ -328,6 +328,33 @@ func TestShortRunTracksCPU(t *testing.T) {
 	t.Logf("loss per token, GPU: %.4f … %.4f; CPU: %.4f … %.4f", got[0], got[len(got)-1], want[0], want[len(want)-1])
 }
 
+// stepGrads runs batches through a device net of s's model (set up by
+// configure), each site's dropout mask from a fixed key so two runs drop
+// the same elements, and returns the summed loss and the gradients.
+func stepGrads(t *testing.T, d *cuda.Device, dir string, s setup, batches []*train.Batch, denom int, configure func(*devnet.Net)) (float64, []float32) {
+	m, a := build(t, dir, s)
+	net, err := devnet.New(d, m, a)
+	ok(t, err)
+	defer net.Close()
+	configure(net)
+	var drop train.DropoutMask
+	if s.dropout > 0 {
+		drop = func(site int) (uint64, uint64, float32) {
+			return uint64(site)*0x9e3779b97f4a7c15 + 1, uint64(s.dropout * math.MaxUint64), float32(1 / (1 - s.dropout))
+		}
+	}
+	ok(t, net.ZeroGrads())
+	loss := 0.0
+	for _, b := range batches {
+		l, err := net.Step(b, denom, drop)
+		ok(t, err)
+		loss += l
+	}
+	g := make([]float32, len(a.Params))
+	ok(t, net.DownloadGrads(g))
+	return loss, g
+}
+
 // TestKeepActivationsMatchesRecompute: a step that keeps every layer's
 // activations (no recomputed forward) gives the checkpointed step's loss
 // and gradients — the same kernels on the same inputs, so equal to f32
@@ -339,27 +366,9 @@ func TestKeepActivationsMatchesRecompute(t *testing.T) {
 		t.Run(s.name, func(t *testing.T) {
 			dir, batches, denom := stepFixture(t, s)
 			run := func(keep, keepAttn bool) (float64, []float32) {
-				m, a := build(t, dir, s)
-				net, err := devnet.New(d, m, a)
-				ok(t, err)
-				defer net.Close()
-				net.KeepActivations, net.KeepAttention = keep, keepAttn
-				var drop train.DropoutMask
-				if s.dropout > 0 { // a fixed key a site: both runs drop the same elements
-					drop = func(site int) (uint64, uint64, float32) {
-						return uint64(site)*0x9e3779b97f4a7c15 + 1, uint64(s.dropout * math.MaxUint64), float32(1 / (1 - s.dropout))
-					}
-				}
-				ok(t, net.ZeroGrads())
-				loss := 0.0
-				for _, b := range batches {
-					l, err := net.Step(b, denom, drop)
-					ok(t, err)
-					loss += l
-				}
-				g := make([]float32, len(a.Params))
-				ok(t, net.DownloadGrads(g))
-				return loss, g
+				return stepGrads(t, d, dir, s, batches, denom, func(net *devnet.Net) {
+					net.KeepActivations, net.KeepAttention = keep, keepAttn
+				})
 			}
 			// Kept in f32 (compactMLP off): the recomputing steps' results
 			// bit for bit. Compact (g and up kept in bf16): the same
