@@ -37,6 +37,29 @@ func TestRMSNormParity(t *testing.T) {
 			ok(t, d.RMSNormFwd(od, sd, xd, wd, rows, dim, 1e-6))
 			near(t, "out", down(t, od), out, f32Tol, 1e-6)
 			near(t, "rstd", down(t, sd), rstd, f32Tol, 0)
+			// With the bf16 operand beside: the same f32 out, and the bf16
+			// rows ToBF16Rows makes of it, bit for bit, the rest of each
+			// row (a stride past dim: the adapter's columns) untouched.
+			ldb := dim + 8
+			pad := make([]uint16, rows*ldb)
+			for i := range pad {
+				pad[i] = 0x7fc1 // a NaN: what is not written stays it
+			}
+			ob, want := up(t, d, cuda.BF16, pad), up(t, d, cuda.BF16, pad)
+			od2 := zeros(t, d, cuda.F32, rows*dim)
+			ok(t, d.RMSNormFwdBF16(od2, nil, xd, wd, rows, dim, 1e-6, ob, ldb))
+			near(t, "out beside bf16", down(t, od2), down(t, od), 0, 0)
+			ok(t, d.ToBF16Rows(want, ldb, od, dim, rows, dim, 1))
+			got, err := cuda.Download[uint16](ob)
+			ok(t, err)
+			wantB, err := cuda.Download[uint16](want)
+			ok(t, err)
+			if !slices.Equal(got, wantB) {
+				t.Errorf("bf16 rows differ from ToBF16Rows' of out")
+			}
+			if err := d.RMSNormFwdBF16(od2, nil, xd, wd, rows, dim, 1e-6, ob, dim-1); err == nil {
+				t.Error("a bf16 stride below the columns was taken")
+			}
 			dxd, dwd := up(t, d, cuda.F32, dx0), zeros(t, d, cuda.F32, dim)
 			ok(t, d.RMSNormBwd(dxd, dwd, up(t, d, cuda.F32, dy), xd, wd, sd, rows, dim))
 			// dx subtracts two terms of similar size: absolute 1e-5 on O(1) values.

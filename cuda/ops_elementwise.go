@@ -22,6 +22,22 @@ func (d *Device) RMSNormFwd(out, rstd, x, w *Buffer, rows, dim int, eps float32)
 	})
 }
 
+// RMSNormFwdBF16 is RMSNormFwd that also rounds out into ob's rows (ldb ≥
+// dim apart, the rest of each row untouched) as bf16, in the same pass:
+// the next GEMM's operand, as ToBF16Rows would make it from out, bit for
+// bit, without reading out again.
+func (d *Device) RMSNormFwdBF16(out, rstd, x, w *Buffer, rows, dim int, eps float32, ob *Buffer, ldb int) error {
+	n := rows * dim
+	if err := check("rmsnorm_fwd").buf("out", out, F32, n).opt("rstd", rstd, F32, rows).buf("x", x, F32, n).buf("w", w, F32, dim).
+		true(ldb >= dim, "bf16 row stride %d below the %d columns", ldb, dim).buf("ob", ob, BF16, extent(false, rows, dim, ldb)).err; err != nil {
+		return err
+	}
+	return call(func() C.int {
+		return C.dc_rmsnorm_fwd_bf16((*C.float)(out.ptr), (*C.float)(addr(rstd)), (*C.float)(x.ptr), (*C.float)(w.ptr), C.int(rows), C.int(dim), C.float(eps),
+			(*C.uint16_t)(ob.ptr), C.int64_t(ldb))
+	})
+}
+
 // RMSNormBwd adds the gradient through the norm to dx(rows, d) and, when dw
 // is non-nil, the weight gradient to dw(d).
 func (d *Device) RMSNormBwd(dx, dw, dy, x, w, rstd *Buffer, rows, dim int) error {

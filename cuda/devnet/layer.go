@@ -367,10 +367,9 @@ func (p *pass) layerFwd(l int, x *cuda.Buffer) {
 	eps := float32(c.RMSNormEps)
 	tables := p.maxPos + 1
 
-	p.do(d.RMSNormFwd(a.h1, a.rstd1, x, L.attnNorm, n, D, eps))
 	ldx, ldo := D+p.kx, H*hd+p.kx // room for the adapter's u beside x's rows (linFused)
 	xb := p.xb.View(0, n*ldx)
-	p.toBF16Rows(xb, ldx, a.h1, n, D)
+	p.normBF16(a.h1, a.rstd1, x, L.attnNorm, eps, xb, ldx)
 	q, k := a.q, a.k
 	if L.qNorm != nil {
 		q, k = a.qPre, a.kPre
@@ -417,8 +416,7 @@ func (p *pass) mlpFwd(l int, x *cuda.Buffer) {
 	ldx := D + p.kx
 	xb := p.xb.View(0, n*ldx)
 	p.mark("elementwise")
-	p.do(d.RMSNormFwd(a.h2, a.rstd2, a.xMid, L.mlpNorm, n, D, eps))
-	p.toBF16Rows(xb, ldx, a.h2, n, D)
+	p.normBF16(a.h2, a.rstd2, a.xMid, L.mlpNorm, eps, xb, ldx)
 	p.loraUGroup(a.h2, l, gateUpGroup)
 	p.lin(a.g, a.h2, xb, ldx, l, mGate)
 	p.lin(a.up, a.h2, xb, ldx, l, mUp)
@@ -537,6 +535,19 @@ func (p *pass) layerBwd(l int, dx, xIn *cuda.Buffer) {
 		p.loraGradAGroup(a.h1, l, qkvGroup)
 	}
 	p.do(d.RMSNormBwd(dx, nil, s.dH, xIn, L.attnNorm, a.rstd1, n, D)) // dx is now d xIn
+}
+
+// normBF16 is RMSNorm of x(n, D) into out and rstd, rounded to bf16 into
+// xb's rows ldx apart too (the projections' operand): in one pass where
+// the gate is open, else the norm then the conversion.
+func (p *pass) normBF16(out, rstd, x, w *cuda.Buffer, eps float32, xb *cuda.Buffer, ldx int) {
+	n, D := p.n, p.nt.M.Config.HiddenSize
+	if normBF16Ready() {
+		p.do(p.d.RMSNormFwdBF16(out, rstd, x, w, n, D, eps, xb, ldx))
+		return
+	}
+	p.do(p.d.RMSNormFwd(out, rstd, x, w, n, D, eps))
+	p.toBF16Rows(xb, ldx, out, n, D)
 }
 
 // toBF16Rows rounds src(rows, cols) into dst's rows ld apart: the plain

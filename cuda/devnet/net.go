@@ -579,6 +579,16 @@ func betaZeroReady() bool { return gateOpen("DISTILL_CUDA_BWD_SET", betaZeroVeri
 const qkvStackVerified = true
 
 // DISTILL_CUDA_QKV_STACK=0 or 1 overrides the gate either way.
+// normBF16Verified: the layer's two norms writing the projections' bf16
+// operand as they write their f32 output (RMSNormFwdBF16: the same values
+// ToBF16Rows makes of it, bit for bit, TestRMSNormParity) instead of a
+// conversion that reads it all again — a launch and n·D·4 bytes less a
+// norm. Written without a GPU (session 26); on the emulated device every
+// test passes with it. DISTILL_CUDA_NORM_BF16=0 converts apart.
+const normBF16Verified = true
+
+func normBF16Ready() bool { return gateOpen("DISTILL_CUDA_NORM_BF16", normBF16Verified) }
+
 func qkvStackReady() bool { return gateOpen("DISTILL_CUDA_QKV_STACK", qkvStackVerified) }
 
 // loraFusedVerified: an NF4 projection and its adapter as one bf16 GEMM

@@ -88,6 +88,10 @@ int dc_gemm_tf32_batched(int trans_a, int trans_b, int m, int n, int k, float al
 // out(rows, d) = x·rstd·w, rstd(rows) = 1/sqrt(mean(x²)+eps); rstd may be NULL.
 // out may alias x.
 int dc_rmsnorm_fwd(float *out, float *rstd, const float *x, const float *w, int rows, int d, float eps);
+// dc_rmsnorm_fwd that also rounds out into ob's rows (ldb ≥ d apart) as
+// bf16: the next GEMM's operand in the same pass.
+int dc_rmsnorm_fwd_bf16(float *out, float *rstd, const float *x, const float *w, int rows, int d, float eps,
+                        uint16_t *ob, int64_t ldb);
 // dx(rows, d) += rstd·dy·w − x·rstd³·Σ(dy·w·x)/d; dw(d) += Σ_rows dy·x·rstd
 // when dw is not NULL.
 int dc_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd, int rows, int d);

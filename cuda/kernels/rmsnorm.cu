@@ -11,9 +11,16 @@ static int rms_threads(int d) {
 }
 
 extern "C" int dc_rmsnorm_fwd(float *out, float *rstd, const float *x, const float *w, int rows, int d, float eps) {
+  return dc_rmsnorm_fwd_bf16(out, rstd, x, w, rows, d, eps, nullptr, 0);
+}
+
+extern "C" int dc_rmsnorm_fwd_bf16(float *out, float *rstd, const float *x, const float *w, int rows, int d, float eps,
+                                   uint16_t *ob, int64_t ldb) {
   if (rows <= 0) return 0;
-  DC_LAUNCH(rows, rms_threads(d), 0, k_rmsnorm_fwd)(out, rstd, x, w, d, eps);
-  DC_LAUNCHED("rmsnorm_fwd(rows=%d, d=%d)", rows, d);
+  if (ob != nullptr && ldb < d)
+    return dc_fail("bf16 rows shorter than the norm's", "rmsnorm_fwd(rows=%d, d=%d, ldb=%lld)", rows, d, (long long)ldb);
+  DC_LAUNCH(rows, rms_threads(d), 0, k_rmsnorm_fwd)(out, rstd, x, w, d, eps, (__nv_bfloat16 *)ob, ldb);
+  DC_LAUNCHED("rmsnorm_fwd(rows=%d, d=%d, bf16 %d)", rows, d, ob != nullptr);
   return 0;
 }
 

@@ -7,8 +7,11 @@
 #pragma once
 #include "devmath.cuh"
 
-// out(rows, d) = x·rstd·w; rstd(rows).
-__global__ void k_rmsnorm_fwd(float *out, float *rstd, const float *x, const float *w, int d, float eps) {
+// out(rows, d) = x·rstd·w; rstd(rows). With ob, each value rounded to bf16
+// too, into ob's rows ldb apart (the next GEMM's operand, which a separate
+// conversion would read out again).
+__global__ void k_rmsnorm_fwd(float *out, float *rstd, const float *x, const float *w, int d, float eps,
+                              __nv_bfloat16 *ob, int64_t ldb) {
   __shared__ float sh[33];
   const float *xr = x + (int64_t)blockIdx.x * d;
   float *orow = out + (int64_t)blockIdx.x * d;
@@ -17,7 +20,16 @@ __global__ void k_rmsnorm_fwd(float *out, float *rstd, const float *x, const flo
   ss = dc_block_sum(ss, sh);
   float s = dc_rms_scale(ss, d, eps);
   if (rstd != nullptr && threadIdx.x == 0) rstd[blockIdx.x] = s;
-  for (int i = threadIdx.x; i < d; i += blockDim.x) orow[i] = xr[i] * s * w[i];
+  if (ob == nullptr) {
+    for (int i = threadIdx.x; i < d; i += blockDim.x) orow[i] = xr[i] * s * w[i];
+    return;
+  }
+  __nv_bfloat16 *brow = ob + (int64_t)blockIdx.x * ldb;
+  for (int i = threadIdx.x; i < d; i += blockDim.x) {
+    float v = xr[i] * s * w[i];
+    orow[i] = v;
+    brow[i] = __float2bfloat16_rn(v);
+  }
 }
 
 // dx(rows, d) += s·dy·w − x·s³·Σ(dy·w·x)/d.

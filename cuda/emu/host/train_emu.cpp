@@ -111,7 +111,7 @@ static void rmsnorm_case(int rows, int d, bool inplace, bool with_rstd) {
   std::vector<float> out(x.size(), NAN), rstd(rows, NAN), xin = x;
   float *o = inplace ? xin.data() : out.data(), *rs = with_rstd ? rstd.data() : nullptr;
   const float *xp = xin.data();
-  emu_launch(rows, 1, rms_threads(d), 0, [&] { k_rmsnorm_fwd(o, rs, xp, w.data(), d, eps); });
+  emu_launch(rows, 1, rms_threads(d), 0, [&] { k_rmsnorm_fwd(o, rs, xp, w.data(), d, eps, nullptr, 0); });
   check(tag + " fwd out", o, want_out, 2e-6);
   if (!with_rstd) return;
   check(tag + " fwd rstd", rstd, want_rstd, 2e-6);
