@@ -579,6 +579,8 @@ func betaZeroReady() bool { return gateOpen("DISTILL_CUDA_BWD_SET", betaZeroVeri
 const qkvStackVerified = true
 
 // DISTILL_CUDA_QKV_STACK=0 or 1 overrides the gate either way.
+func qkvStackReady() bool { return gateOpen("DISTILL_CUDA_QKV_STACK", qkvStackVerified) }
+
 // normBF16Verified: the layer's two norms writing the projections' bf16
 // operand as they write their f32 output (RMSNormFwdBF16: the same values
 // ToBF16Rows makes of it, bit for bit, TestRMSNormParity) instead of a
@@ -588,8 +590,6 @@ const qkvStackVerified = true
 const normBF16Verified = true
 
 func normBF16Ready() bool { return gateOpen("DISTILL_CUDA_NORM_BF16", normBF16Verified) }
-
-func qkvStackReady() bool { return gateOpen("DISTILL_CUDA_QKV_STACK", qkvStackVerified) }
 
 // loraFusedVerified: an NF4 projection and its adapter as one bf16 GEMM
 // (layer.go's linFused: x and u = x·Aᵀ side by side against W and s·B,
