@@ -467,7 +467,7 @@ func cublasGemmTF32(transa, transb bool, m, n, k int, alpha float32, A []float32
 	}
 }
 
-// agGemm is attn_gemm.cu's ag_gemm: row-major operands, swapped into cuBLAS.
+// agGemm is attn_gemm.cu's GEMM (gemm.cu's dc_gemm_tf32_strided): row-major operands, swapped into cuBLAS.
 func agGemm(transA, transB bool, m, n, k int, alpha float32, a []float32, aOff, lda, sa int, b []float32, bOff, ldb, sb int,
 	beta float32, c []float32, cOff, ldc, sc, batch int) {
 	if m == 0 || n == 0 || batch == 0 {

@@ -145,24 +145,6 @@ static int ag_plan_for(ag_plan *p, int64_t work_floats, int nbuf, const char *op
   return 0;
 }
 
-// Strided-batched row-major C_b(m, n) = alpha·op(A_b)·op(B_b) + beta·C_b in
-// TF32 (see gemm.cu for the row-major mapping: swap the operands, keep each
-// transpose flag, pass (n, m, k)). Batch b's operands are A + b·sa, B + b·sb,
-// C + b·sc; lda, ldb, ldc are row strides.
-static int ag_gemm(const char *what, int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
-                   int lda, long long sa, const float *b, int ldb, long long sb, float beta, float *c, int ldc,
-                   long long sc, int batch) {
-  if (m == 0 || n == 0 || batch == 0) return 0;
-  cublasOperation_t ta = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, tb = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-  DC_BLAS(cublasGemmStridedBatchedEx(dc_blas, tb, ta, n, m, k, &alpha, b, CUDA_R_32F, ldb, sb, a, CUDA_R_32F, lda, sa,
-                                     &beta, c, CUDA_R_32F, ldc, sc, batch, CUBLAS_COMPUTE_32F_FAST_TF32,
-                                     CUBLAS_GEMM_DEFAULT_TENSOR_OP),
-          "%s: gemm_tf32(transA=%d, transB=%d, m=%d, n=%d, k=%d, lda=%d, strideA=%lld, ldb=%d, strideB=%lld, "
-          "ldc=%d, strideC=%lld, batch=%d)",
-          what, trans_a, trans_b, m, n, k, lda, sa, ldb, sb, ldc, sc, batch);
-  return 0;
-}
-
 static int ag_bad_rows(const char *op, float *x, int width, float *lse, int nh, const int32_t *kv_lo,
                        const int32_t *kv_hi, int nq, int nk, int nkv, int hd, int max_len) {
   if (nq == 0) return 0;
@@ -191,8 +173,9 @@ extern "C" int dc_attn_fwd_gemm(float *out, float *lse, const float *q, const fl
           // C = work + b·ss (ldc nk). cuBLAS: (T, N, m=nk, n=rows, k=hd) on
           // K_g (col-major hd × nk, ld kvs) and Q_b (col-major hd × rows, ld
           // qs) into the col-major nk × rows S_bᵀ (ld nk).
-          if (ag_gemm("attn_fwd_gemm S=scale·Q·Kᵀ", 0, 1, rows, nk, hd, scale, q + (int64_t)i0 * qs + (int64_t)h0 * hd,
-                      qs, hd, k + (int64_t)g * hd, kvs, 0, 0.f, work, nk, ss, hc))
+          if (dc_gemm_tf32_strided("attn_fwd_gemm S=scale·Q·Kᵀ", 0, 1, rows, nk, hd, scale,
+                                   q + (int64_t)i0 * qs + (int64_t)h0 * hd, qs, hd, k + (int64_t)g * hd, kvs, 0, 0.f,
+                                   work, nk, ss, hc))
             return -1;
           DC_LAUNCH((unsigned)(hc * rows), AG_THREADS, 0, k_ag_softmax)(work, lse, kv_lo, kv_hi, i0, rows, h0, nk,
                                                                              nh, max_len);
@@ -203,8 +186,8 @@ extern "C" int dc_attn_fwd_gemm(float *out, float *lse, const float *q, const fl
           // (ldc qs, batch stride hd). cuBLAS: (N, N, m=hd, n=rows, k=nk) on
           // V_g (col-major hd × nk, ld kvs) and P_b (col-major nk × rows, ld
           // nk) into the col-major hd × rows O_bᵀ (ld qs).
-          if (ag_gemm("attn_fwd_gemm O=P·V", 0, 0, rows, hd, nk, 1.f, work, nk, ss, v + (int64_t)g * hd, kvs, 0, 0.f,
-                      out + (int64_t)i0 * qs + (int64_t)h0 * hd, qs, hd, hc))
+          if (dc_gemm_tf32_strided("attn_fwd_gemm O=P·V", 0, 0, rows, hd, nk, 1.f, work, nk, ss, v + (int64_t)g * hd,
+                                   kvs, 0, 0.f, out + (int64_t)i0 * qs + (int64_t)h0 * hd, qs, hd, hc))
             return -1;
         }
       }
@@ -236,13 +219,13 @@ extern "C" int dc_attn_bwd_gemm(float *dq, float *dk, float *dv, const float *do
           long long ss = (long long)rows * nk;
           int64_t qo = (int64_t)i0 * qs + (int64_t)h0 * hd;  // row i0, head h0 in q, dout, dq
           // S_b = scale·Q_b·K_gᵀ into pw: as the forward's first GEMM.
-          if (ag_gemm("attn_bwd_gemm S=scale·Q·Kᵀ", 0, 1, rows, nk, hd, scale, q + qo, qs, hd, kg, kvs, 0, 0.f, pw, nk,
-                      ss, hc))
+          if (dc_gemm_tf32_strided("attn_bwd_gemm S=scale·Q·Kᵀ", 0, 1, rows, nk, hd, scale, q + qo, qs, hd, kg, kvs, 0,
+                                   0.f, pw, nk, ss, hc))
             return -1;
           // dP_b(rows, nk) = dO_b·V_gᵀ into dpw: the same mapping with dout
           // for q and V_g for K_g, alpha 1.
-          if (ag_gemm("attn_bwd_gemm dP=dO·Vᵀ", 0, 1, rows, nk, hd, 1.f, dout + qo, qs, hd, vg, kvs, 0, 0.f, dpw, nk,
-                      ss, hc))
+          if (dc_gemm_tf32_strided("attn_bwd_gemm dP=dO·Vᵀ", 0, 1, rows, nk, hd, 1.f, dout + qo, qs, hd, vg, kvs, 0,
+                                   0.f, dpw, nk, ss, hc))
             return -1;
           DC_LAUNCH((unsigned)(hc * rows), AG_THREADS, 0, k_ag_dsoftmax)(pw, dpw, dout, out, lse, kv_lo, kv_hi, i0,
                                                                               rows, h0, nk, nh, hd, max_len, scale);
@@ -250,7 +233,8 @@ extern "C" int dc_attn_bwd_gemm(float *dq, float *dk, float *dv, const float *do
                       hd, max_len);
           // dQ_b(rows, hd) = dS_b·K_g (set): as the forward's O = P·V with
           // dS for P and K_g for V_g, into dq rows i0.., head h0+b.
-          if (ag_gemm("attn_bwd_gemm dQ=dS·K", 0, 0, rows, hd, nk, 1.f, dpw, nk, ss, kg, kvs, 0, 0.f, dq + qo, qs, hd, hc))
+          if (dc_gemm_tf32_strided("attn_bwd_gemm dQ=dS·K", 0, 0, rows, hd, nk, 1.f, dpw, nk, ss, kg, kvs, 0, 0.f,
+                                   dq + qo, qs, hd, hc))
             return -1;
           for (int b = 0; b < hc; b++) {
             int64_t qb = qo + (int64_t)b * hd;
@@ -260,12 +244,12 @@ extern "C" int dc_attn_bwd_gemm(float *dq, float *dk, float *dv, const float *do
             // Q_b (col-major hd × rows, ld qs) and dS_b (col-major nk ×
             // rows, ld nk, transposed) into the col-major hd × nk dK_gᵀ (ld
             // kvs).
-            if (ag_gemm("attn_bwd_gemm dK+=dSᵀ·Q", 1, 0, nk, hd, rows, 1.f, dpw + b * ss, nk, 0, q + qb, qs, 0, 1.f, dkg,
-                        kvs, 0, 1))
+            if (dc_gemm_tf32_strided("attn_bwd_gemm dK+=dSᵀ·Q", 1, 0, nk, hd, rows, 1.f, dpw + b * ss, nk, 0, q + qb,
+                                     qs, 0, 1.f, dkg, kvs, 0, 1))
               return -1;
             // dV_g(nk, hd) += P_bᵀ·dO_b: the same mapping with P_b, dO_b.
-            if (ag_gemm("attn_bwd_gemm dV+=Pᵀ·dO", 1, 0, nk, hd, rows, 1.f, pw + b * ss, nk, 0, dout + qb, qs, 0, 1.f, dvg,
-                        kvs, 0, 1))
+            if (dc_gemm_tf32_strided("attn_bwd_gemm dV+=Pᵀ·dO", 1, 0, nk, hd, rows, 1.f, pw + b * ss, nk, 0, dout + qb,
+                                     qs, 0, 1.f, dvg, kvs, 0, 1))
               return -1;
           }
         }

@@ -19,6 +19,13 @@ int dc_fail_cuda(cudaError_t e, const char *fmt, ...) __attribute__((format(prin
 // dc_launched checks the launch just made (and, with DISTILL_CUDA_SYNC=1 in
 // the environment, waits for it so an asynchronous fault names this op).
 int dc_launched(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+// Strided-batched row-major TF32 GEMM (gemm.cu): batch b's operands at
+// A + b·sa, B + b·sb, C + b·sc (elements; stride 0 shares one); what names
+// the caller's product in an error.
+int dc_gemm_tf32_strided(const char *what, int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
+                         int lda, int64_t sa, const float *b, int ldb, int64_t sb, float beta, float *c, int ldc,
+                         int64_t sc, int batch);
 const char *dc_cublas_status(cublasStatus_t s);
 
 // DC_CHECK returns from the calling function with the op and shapes when a

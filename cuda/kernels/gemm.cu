@@ -41,20 +41,26 @@ extern "C" int dc_gemm_tf32(int trans_a, int trans_b, int m, int n, int k, float
                  CUBLAS_COMPUTE_32F_FAST_TF32);
 }
 
-// Strided-batched dc_gemm_tf32: batch b's operands at A + b·sa, B + b·sb,
-// C + b·sc (elements; a stride 0 shares the operand across the batch). The
-// adapter's products for modules that share an input (q, k, v; gate, up)
-// as one launch.
-extern "C" int dc_gemm_tf32_batched(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
-                                    int64_t sa, const float *b, int ldb, int64_t sb, float beta, float *c, int ldc,
-                                    int64_t sc, int batch) {
+// Strided-batched dc_gemm_tf32 (common.cuh): attention's products over
+// heads, and the adapter's for modules that share an input (q, k, v;
+// gate, up) as one launch.
+int dc_gemm_tf32_strided(const char *what, int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
+                         int lda, int64_t sa, const float *b, int ldb, int64_t sb, float beta, float *c, int ldc,
+                         int64_t sc, int batch) {
   if (m == 0 || n == 0 || batch == 0) return 0;
   cublasOperation_t ta = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, tb = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   DC_BLAS(cublasGemmStridedBatchedEx(dc_blas, tb, ta, n, m, k, &alpha, b, CUDA_R_32F, ldb, (long long)sb, a, CUDA_R_32F,
                                      lda, (long long)sa, &beta, c, CUDA_R_32F, ldc, (long long)sc, batch,
                                      CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT_TENSOR_OP),
-          "gemm_tf32_batched(transA=%d, transB=%d, m=%d, n=%d, k=%d, lda=%d, strideA=%lld, ldb=%d, strideB=%lld, "
+          "%s: gemm_tf32(transA=%d, transB=%d, m=%d, n=%d, k=%d, lda=%d, strideA=%lld, ldb=%d, strideB=%lld, "
           "ldc=%d, strideC=%lld, batch=%d)",
-          trans_a, trans_b, m, n, k, lda, (long long)sa, ldb, (long long)sb, ldc, (long long)sc, batch);
+          what, trans_a, trans_b, m, n, k, lda, (long long)sa, ldb, (long long)sb, ldc, (long long)sc, batch);
   return 0;
+}
+
+extern "C" int dc_gemm_tf32_batched(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                                    int64_t sa, const float *b, int ldb, int64_t sb, float beta, float *c, int ldc,
+                                    int64_t sc, int batch) {
+  return dc_gemm_tf32_strided("gemm_tf32_batched", trans_a, trans_b, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c,
+                              ldc, sc, batch);
 }
