@@ -97,7 +97,7 @@ test: deps tools
 
 # The CUDA backend's tests without a GPU: the kernels' own files compiled
 # for the host against cuda/emu/device's CUDA runtime and cuBLAS (each CUDA
-# thread a fiber, the GEMMs OpenBLAS's), linked by the cuda package under
+# thread a fiber, the GEMMs its own loop's), linked by the cuda package under
 # the cudaemu tag. They prove launchers, kernels, the device-resident step
 # and its parity with the CPU, and the binary's SFT, DPO, KD and eval runs
 # with --device cuda against --device cpu (e2e_cuda_emu_test.go); speed,

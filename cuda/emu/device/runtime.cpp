@@ -338,7 +338,7 @@ std::vector<float> widen(const void *p, cudaDataType t, int rows, int cols, int 
 // on the CPU's kernel type: OPENBLAS_CORETYPE=Haswell's moved the step
 // graphs' replays off their eager steps by 1e-3). No contraction to FMAs:
 // the vector loop and its tail round alike.
-__attribute__((optimize("fp-contract=off"))) std::vector<float> product(cublasOperation_t ta, cublasOperation_t tb,
+__attribute__((optimize("fp-contract=off", "O3"), no_sanitize("alignment"), target_clones("avx2", "default"))) std::vector<float> product(cublasOperation_t ta, cublasOperation_t tb,
                                                                          int m, int n, int k,
                                                                          const std::vector<float> &A,
                                                                          const std::vector<float> &B) {
@@ -351,12 +351,44 @@ __attribute__((optimize("fp-contract=off"))) std::vector<float> product(cublasOp
       for (int p = 0; p < k; p++) At[(size_t)p * m + i] = A[(size_t)i * k + p];
     ap = At.data();
   }
-  for (int j = 0; j < n; j++) {
-    float *cj = C.data() + (size_t)j * m;
-    for (int p = 0; p < k; p++) {
-      float bpj = tb == CUBLAS_OP_N ? B[(size_t)j * k + p] : B[(size_t)p * n + j];
-      const float *col = ap + (size_t)p * m;
-      for (int i = 0; i < m; i++) cj[i] += col[i] * bpj;
+  // Blocked for the host's caches — kRows rows of op(A) (all k of them)
+  // against kCols columns of C at a time, so each column of A's block is
+  // read once for kCols columns of C — which changes no element's order.
+  // op(B) column-major (k, n) first, so its columns are contiguous too.
+  std::vector<float> Bt;
+  const float *bp = B.data();
+  if (tb != CUBLAS_OP_N) {
+    Bt.resize((size_t)k * n);
+    for (int p = 0; p < k; p++)
+      for (int j = 0; j < n; j++) Bt[(size_t)j * k + p] = B[(size_t)p * n + j];
+    bp = Bt.data();
+  }
+  constexpr int kRows = 256, kCols = 4;
+  for (int i0 = 0; i0 < m; i0 += kRows) {
+    const int rows = m - i0 < kRows ? m - i0 : kRows;
+    int j = 0;
+    for (; j + kCols <= n; j += kCols) {
+      float *__restrict c0 = C.data() + (size_t)j * m + i0, *__restrict c1 = c0 + m, *__restrict c2 = c1 + m,
+                        *__restrict c3 = c2 + m;
+      const float *b = bp + (size_t)j * k;
+      for (int p = 0; p < k; p++) {
+        const float b0 = b[p], b1 = b[k + p], b2 = b[2 * k + p], b3 = b[3 * k + p];
+        const float *__restrict col = ap + (size_t)p * m + i0;
+        for (int i = 0; i < rows; i++) {
+          c0[i] += col[i] * b0;
+          c1[i] += col[i] * b1;
+          c2[i] += col[i] * b2;
+          c3[i] += col[i] * b3;
+        }
+      }
+    }
+    for (; j < n; j++) {
+      float *__restrict cj = C.data() + (size_t)j * m + i0;
+      const float *b = bp + (size_t)j * k;
+      for (int p = 0; p < k; p++) {
+        const float *__restrict col = ap + (size_t)p * m + i0;
+        for (int i = 0; i < rows; i++) cj[i] += col[i] * b[p];
+      }
     }
   }
   return C;

@@ -56,6 +56,7 @@ inline unsigned char *emu_smem;
 // swapcontext makes a system call for the signal mask each time, which
 // dominated element-wise kernels' emulation (a fiber per element); other
 // hosts keep ucontext.
+struct EmuBarrier;
 #if defined(__x86_64__)
 #define EMU_FAST_SWITCH 1
 // emu_ctx_switch(save, to): the running context's stack pointer into
@@ -80,12 +81,16 @@ __asm__(
 struct EmuFiber {
   void *sp = nullptr;
   bool done = false;
+  const EmuBarrier *bar = nullptr;  // the barrier it waits at (emu_wait), released once bar->gen != gen
+  unsigned gen = 0;
 };
 inline void *emu_sched_sp;
 #else
 struct EmuFiber {
   ucontext_t ctx;
   bool done = false;
+  const EmuBarrier *bar = nullptr;  // the barrier it waits at (emu_wait), released once bar->gen != gen
+  unsigned gen = 0;
 };
 inline ucontext_t emu_sched;
 #endif
@@ -125,23 +130,35 @@ inline void emu_yield() {
 inline void emu_yield() { swapcontext(&emu_fibers[emu_cur].ctx, &emu_sched); }
 #endif
 
-// A barrier of need threads: the last to arrive releases the others.
-// emu_progress counts barrier releases and finished threads: a round of
-// the scheduler in which it does not move is a deadlock (a thread returned
-// or diverged before a barrier the others wait at).
+// A barrier of need threads: the last to arrive releases the others and
+// runs on (emu_wait returns true to it alone: it may fill what the others
+// read after the barrier, before any of them runs again). A waiting fiber
+// names its barrier, and the scheduler passes it over until the barrier's
+// generation moves — a wait costs one switch away and one back, however
+// long the others take (a block's other warps at __syncthreads while warp
+// 0 shuffles). emu_progress counts barrier releases and finished threads:
+// a round of the scheduler in which it does not move is a deadlock (a
+// thread returned or diverged before a barrier the others wait at).
 inline uint64_t emu_progress;
 struct EmuBarrier {
   unsigned need, count = 0, gen = 0;
 };
-inline void emu_wait(EmuBarrier &b) {
+inline bool emu_wait(EmuBarrier &b) {
   unsigned gen = b.gen;
   if (++b.count == b.need) {
     b.count = 0, b.gen++;
     emu_progress++;
-    return;
+    return true;
   }
+  EmuFiber &f = emu_fibers[emu_cur];
+  f.bar = &b, f.gen = gen;
   while (b.gen == gen) emu_yield();
+  f.bar = nullptr;
+  return false;
 }
+// Whether fiber f waits at a barrier not yet released: resuming it would
+// only switch back.
+inline bool emu_blocked(const EmuFiber &f) { return f.bar != nullptr && f.bar->gen == f.gen; }
 
 struct alignas(16) float4 {
   float x, y, z, w;
@@ -189,10 +206,16 @@ inline float emu_bf2f(uint16_t v) {
 inline float __bfloat162float(emu_bf16 b) { return emu_bf2f(b.v); }
 inline emu_bf162 __floats2bfloat162_rn(float a, float b) { return {__float2bfloat16_rn(a), __float2bfloat16_rn(b)}; }
 
+// A warp's collectives exchange through two sets of slots, taken by the
+// parity of the warp barrier's generation: collective i writes set i % 2,
+// meets the others at barrier i and reads. One barrier each suffices: a
+// lane can write set i % 2 again only in collective i + 2, past barrier
+// i + 1, which every lane reaches only after its reads of collective i.
 struct EmuWarp {
   EmuBarrier bar{32};
-  uint64_t sh[32];
-  uint32_t a[32][4], b[32][2];
+  uint64_t sh[2][32];
+  uint32_t a[2][32][4], b[2][32][2];  // an mma's fragments by lane; a: an ldmatrix's results too
+  float A[2][16][16], B[2][16][8];  // an mma's operands, unpacked once by the lane that releases the barrier
 };
 inline EmuWarp *emu_warps;
 
@@ -201,12 +224,12 @@ inline T __shfl_xor_sync(unsigned mask, T v, int o) {
   if (mask != 0xffffffffu) abort();
   int lane = threadIdx.x & 31;
   EmuWarp &w = emu_warps[threadIdx.x >> 5];
+  const unsigned set = w.bar.gen & 1;
   uint64_t bits = 0;
   memcpy(&bits, &v, sizeof(T));
-  w.sh[lane] = bits;
+  w.sh[set][lane] = bits;
   emu_wait(w.bar);
-  uint64_t got = w.sh[lane ^ o];
-  emu_wait(w.bar);
+  uint64_t got = w.sh[set][lane ^ o];
   T r;
   memcpy(&r, &got, sizeof(T));
   return r;
@@ -218,22 +241,25 @@ inline T __shfl_xor_sync(unsigned mask, T v, int o) {
 inline void emu_mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
   int lane = threadIdx.x & 31;
   EmuWarp &w = emu_warps[threadIdx.x >> 5];
-  for (int i = 0; i < 4; i++) w.a[lane][i] = a[i];
-  w.b[lane][0] = b0, w.b[lane][1] = b1;
-  emu_wait(w.bar);
-  float A[16][16], B[16][8];
-  for (int L = 0; L < 32; L++) {
-    int g = L >> 2, t = L & 3;
-    auto lo = [](uint32_t r) { return emu_bf2f(r & 0xffff); };
-    auto hi = [](uint32_t r) { return emu_bf2f(r >> 16); };
-    A[g][2 * t] = lo(w.a[L][0]), A[g][2 * t + 1] = hi(w.a[L][0]);
-    A[g + 8][2 * t] = lo(w.a[L][1]), A[g + 8][2 * t + 1] = hi(w.a[L][1]);
-    A[g][2 * t + 8] = lo(w.a[L][2]), A[g][2 * t + 9] = hi(w.a[L][2]);
-    A[g + 8][2 * t + 8] = lo(w.a[L][3]), A[g + 8][2 * t + 9] = hi(w.a[L][3]);
-    B[2 * t][g] = lo(w.b[L][0]), B[2 * t + 1][g] = hi(w.b[L][0]);
-    B[2 * t + 8][g] = lo(w.b[L][1]), B[2 * t + 9][g] = hi(w.b[L][1]);
+  const unsigned set = w.bar.gen & 1;
+  for (int i = 0; i < 4; i++) w.a[set][lane][i] = a[i];
+  w.b[set][lane][0] = b0, w.b[set][lane][1] = b1;
+  float(&A)[16][16] = w.A[set];
+  float(&B)[16][8] = w.B[set];
+  if (emu_wait(w.bar)) {  // the last lane in: every lane's fragments are there, and no lane runs before this is done
+    for (int L = 0; L < 32; L++) {
+      int g = L >> 2, t = L & 3;
+      const uint32_t *ra = w.a[set][L], *rb = w.b[set][L];
+      auto lo = [](uint32_t r) { return emu_bf2f(r & 0xffff); };
+      auto hi = [](uint32_t r) { return emu_bf2f(r >> 16); };
+      A[g][2 * t] = lo(ra[0]), A[g][2 * t + 1] = hi(ra[0]);
+      A[g + 8][2 * t] = lo(ra[1]), A[g + 8][2 * t + 1] = hi(ra[1]);
+      A[g][2 * t + 8] = lo(ra[2]), A[g][2 * t + 9] = hi(ra[2]);
+      A[g + 8][2 * t + 8] = lo(ra[3]), A[g + 8][2 * t + 9] = hi(ra[3]);
+      B[2 * t][g] = lo(rb[0]), B[2 * t + 1][g] = hi(rb[0]);
+      B[2 * t + 8][g] = lo(rb[1]), B[2 * t + 9][g] = hi(rb[1]);
+    }
   }
-  emu_wait(w.bar);
   int g = lane >> 2, t = lane & 3;
   for (int e = 0; e < 4; e++) {
     int r = g + 8 * (e >> 1), col = 2 * t + (e & 1);
@@ -254,15 +280,19 @@ inline void emu_ldsm_x4_trans(uint32_t r[4], const void *row) {
     abort();
   }
   EmuWarp &w = emu_warps[threadIdx.x >> 5];
-  w.sh[lane] = (uint64_t)(uintptr_t)row;
-  emu_wait(w.bar);
-  int g = lane >> 2, t = lane & 3;
-  for (int m = 0; m < 4; m++) {
-    const uint16_t *r0 = (const uint16_t *)(uintptr_t)w.sh[m * 8 + 2 * t];
-    const uint16_t *r1 = (const uint16_t *)(uintptr_t)w.sh[m * 8 + 2 * t + 1];
-    r[m] = (uint32_t)r0[g] | (uint32_t)r1[g] << 16;
+  const unsigned set = w.bar.gen & 1;
+  w.sh[set][lane] = (uint64_t)(uintptr_t)row;
+  if (emu_wait(w.bar)) {  // the last lane in reads every lane's rows at once, as the warp does, before any lane writes
+    for (int L = 0; L < 32; L++) {
+      int g = L >> 2, t = L & 3;
+      for (int m = 0; m < 4; m++) {
+        const uint16_t *r0 = (const uint16_t *)(uintptr_t)w.sh[set][m * 8 + 2 * t];
+        const uint16_t *r1 = (const uint16_t *)(uintptr_t)w.sh[set][m * 8 + 2 * t + 1];
+        w.a[set][L][m] = (uint32_t)r0[g] | (uint32_t)r1[g] << 16;
+      }
+    }
   }
-  emu_wait(w.bar);
+  for (int m = 0; m < 4; m++) r[m] = w.a[set][lane][m];
 }
 
 // cp.async (16 bytes .cg, or 4 .ca), size bytes of which src_bytes are
@@ -460,7 +490,7 @@ inline void emu_launch(unsigned gx, unsigned gy, unsigned bd, size_t smem, const
       memset(emu_smem, 0xff, smem);
       EmuBarrier block{bd};
       emu_block_bar = &block;
-      for (unsigned w = 0; w < bd / 32; w++) warps[w] = EmuWarp{};
+      for (unsigned w = 0; w < bd / 32; w++) warps[w].bar = EmuBarrier{32};  // the slots are written before they are read
       emu_warps = warps.get();
       emu_fibers.assign(bd, EmuFiber{});
       emu_copies.assign(bd, EmuCopies{});
@@ -480,7 +510,7 @@ inline void emu_launch(unsigned gx, unsigned gy, unsigned bd, size_t smem, const
         const uint64_t before = emu_progress;
         for (unsigned i = 0; i < bd; i++) {
           const unsigned t = down ? bd - 1 - i : i;
-          if (emu_fibers[t].done) continue;
+          if (emu_fibers[t].done || emu_blocked(emu_fibers[t])) continue;
           emu_cur = t, threadIdx = {t, 0, 0};
 #if EMU_FAST_SWITCH
           emu_asan_to(emu_stacks[t], emu_stack_size);
