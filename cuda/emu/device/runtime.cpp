@@ -330,6 +330,14 @@ std::vector<float> widen(const void *p, cudaDataType t, int rows, int cols, int 
   return out;
 }
 
+// transposed: a column-major (rows, cols) matrix as column-major (cols, rows).
+std::vector<float> transposed(const std::vector<float> &x, int rows, int cols) {
+  std::vector<float> t((size_t)rows * cols);
+  for (int j = 0; j < cols; j++)
+    for (int i = 0; i < rows; i++) t[(size_t)i * cols + j] = x[(size_t)j * rows + i];
+  return t;
+}
+
 // op(A)·op(B), (m, n) column-major, A and B as widen leaves them: each
 // element summed over k in order from zero, whatever m and n — so a
 // product's rows are the same values in a larger product (a recorded
@@ -337,32 +345,19 @@ std::vector<float> widen(const void *p, cudaDataType t, int rows, int cols, int 
 // (OpenBLAS's kernels sum by blocks whose split depends on the shape and
 // on the CPU's kernel type: OPENBLAS_CORETYPE=Haswell's moved the step
 // graphs' replays off their eager steps by 1e-3). No contraction to FMAs:
-// the vector loop and its tail round alike.
-__attribute__((optimize("fp-contract=off", "O3"), no_sanitize("alignment"), target_clones("avx2", "default"))) std::vector<float> product(cublasOperation_t ta, cublasOperation_t tb,
-                                                                         int m, int n, int k,
-                                                                         const std::vector<float> &A,
-                                                                         const std::vector<float> &B) {
+// the vector loop and its tail round alike, and so do the AVX2 and the
+// baseline clones. Blocked for the host's caches — kRows rows of op(A)
+// (all k of them) against kCols columns of C at a time, so each column of
+// A's block is read once for kCols columns of C — which changes no
+// element's order.
+__attribute__((optimize("fp-contract=off", "O3"), no_sanitize("alignment"), target_clones("avx2", "default")))
+std::vector<float> product(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                           const std::vector<float> &A, const std::vector<float> &B) {
   std::vector<float> C((size_t)m * n, 0.f);
-  std::vector<float> At;  // op(A) column-major (m, k): column p contiguous over the rows
-  const float *ap = A.data();
-  if (ta != CUBLAS_OP_N) {
-    At.resize((size_t)m * k);
-    for (int i = 0; i < m; i++)
-      for (int p = 0; p < k; p++) At[(size_t)p * m + i] = A[(size_t)i * k + p];
-    ap = At.data();
-  }
-  // Blocked for the host's caches — kRows rows of op(A) (all k of them)
-  // against kCols columns of C at a time, so each column of A's block is
-  // read once for kCols columns of C — which changes no element's order.
-  // op(B) column-major (k, n) first, so its columns are contiguous too.
-  std::vector<float> Bt;
-  const float *bp = B.data();
-  if (tb != CUBLAS_OP_N) {
-    Bt.resize((size_t)k * n);
-    for (int p = 0; p < k; p++)
-      for (int j = 0; j < n; j++) Bt[(size_t)j * k + p] = B[(size_t)p * n + j];
-    bp = Bt.data();
-  }
+  // op(A) column-major (m, k) and op(B) column-major (k, n): columns contiguous.
+  std::vector<float> At = ta != CUBLAS_OP_N ? transposed(A, k, m) : std::vector<float>{};
+  std::vector<float> Bt = tb != CUBLAS_OP_N ? transposed(B, n, k) : std::vector<float>{};
+  const float *ap = ta != CUBLAS_OP_N ? At.data() : A.data(), *bp = tb != CUBLAS_OP_N ? Bt.data() : B.data();
   constexpr int kRows = 256, kCols = 4;
   for (int i0 = 0; i0 < m; i0 += kRows) {
     const int rows = m - i0 < kRows ? m - i0 : kRows;
