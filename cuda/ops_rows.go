@@ -82,3 +82,45 @@ func (d *Device) DropoutAddKeyed(dx, g *Buffer, n int, key *Buffer, thresh uint6
 		return C.dc_dropout_add((*C.float)(dx.ptr), (*C.float)(g.ptr), C.int64_t(n), 0, (*C.uint64_t)(key.ptr), C.uint64_t(thresh), C.float(keep))
 	})
 }
+
+// LoRADrop is the masks of a group's LoRADropoutDX: member m's key
+// Bases[m], or, in a recorded step, Keys (U64, one a member) read by the
+// kernel; Thresh and Keep as Dropout takes them.
+type LoRADrop struct {
+	Bases  []uint64
+	Keys   *Buffer
+	Thresh uint64
+	Keep   float32
+}
+
+// LoRADropoutDX adds to dx(n, in) the adapter's term of the input gradient
+// under LoRA dropout for members (1 to 3) modules that share x: Σ_m
+// (du_m·A_m)∘mask_m·keep, du_m (n, r) at du's element m·n·r, A_m (r, in) at
+// A's m·r·in, mask_m DropoutAdd's with member m's key — in one pass over dx,
+// each member's product summed over k in order and added as DropoutAdd adds
+// it, the members in order (one launch a member gives the same dx). Ranks
+// up to 512: a block stages 16 rows of du in shared memory.
+func (d *Device) LoRADropoutDX(dx, du, A *Buffer, n, in, r, members int, drop LoRADrop) error {
+	c := check("lora_dropout_dx").true(members >= 1 && members <= 3, "%d members (1 to 3)", members).
+		true(r > 0 && r <= 512 && in > 0 && n >= 0 && n <= 1<<20, "n %d, in %d, r %d (r 1 to 512)", n, in, r)
+	if drop.Keys != nil {
+		c = c.buf("keys", drop.Keys, U64, members)
+	} else {
+		c = c.true(len(drop.Bases) == members, "%d keys for %d members", len(drop.Bases), members)
+	}
+	if err := c.buf("dx", dx, F32, n*in).buf("du", du, F32, members*n*r).buf("A", A, F32, members*r*in).err; err != nil {
+		return err
+	}
+	var bases [3]C.uint64_t
+	for m, b := range drop.Bases {
+		bases[m] = C.uint64_t(b)
+	}
+	var keys *C.uint64_t
+	if drop.Keys != nil {
+		keys = (*C.uint64_t)(drop.Keys.ptr)
+	}
+	return call(func() C.int {
+		return C.dc_lora_dropout_dx((*C.float)(dx.ptr), (*C.float)(du.ptr), C.int64_t(n*r), (*C.float)(A.ptr), C.int64_t(r*in),
+			C.int(n), C.int(in), C.int(r), C.int(members), &bases[0], keys, C.uint64_t(drop.Thresh), C.float(drop.Keep))
+	})
+}

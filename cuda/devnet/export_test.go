@@ -100,3 +100,7 @@ func AdapterLayout(a *lora.Adapter, layers int) (dev, back []float32, aOff [][nM
 	}
 	return dev, back, aOff
 }
+
+// DroppedDX is how many launches have added the adapter's dx term under
+// LoRA dropout in one pass (lora_dropout.go) in this process.
+func DroppedDX() int64 { return droppedDX.Load() }

@@ -195,6 +195,13 @@ func (p *pass) loraDroppedBwd(dx, x, du, A, gA *cuda.Buffer, l, i int) {
 		p.dropout(buf, x, n*in, site) // the adapter saw x∘mask/(1−p)
 		p.loraCols(gA, buf, du, in, r, true, 1)
 	}
+	switch {
+	case p.deferDX: // after its group's members (loraDropDXGroup)
+		return
+	case dropDXReady():
+		p.loraDropDX(dx, du, A, l, i, 1)
+		return
+	}
 	p.do(d.GemmTF32(false, false, n, in, r, 1, du, r, A, in, 0, buf, in))
 	base, thresh, keep := p.drop(site) // dx += (du·A)∘mask/(1−p)
 	if p.dropKeys != nil {
@@ -479,10 +486,10 @@ func (p *pass) layerBwd(l int, dx, xIn *cuda.Buffer) {
 		p.do(d.SwiGLUBwd(s.dG, s.dUp, s.dA, a.g, a.up, n*F))
 	}
 	zero(s.dH)
-	grouped := p.groupBwd(l, gateUpGroup) // gate's and up's dA as one batch, after both
-	p.deferGA = grouped
+	grouped := p.groupBwd(l, gateUpGroup)                      // gate's and up's dA as one batch, after both
+	p.deferGA, p.deferDX = grouped, p.deferDropDX(gateUpGroup) // and under dropout their dx terms after both
 	p.linB(s.dH, s.dG, a.h2, l, mGate, set)
-	if grouped {
+	if grouped || p.deferDX {
 		p.duAt = 1
 	}
 	p.linB(s.dH, s.dUp, a.h2, l, mUp, false)
@@ -490,6 +497,7 @@ func (p *pass) layerBwd(l int, dx, xIn *cuda.Buffer) {
 	if grouped {
 		p.loraGradAGroup(a.h2, l, gateUpGroup)
 	}
+	p.loraDropDXGroup(s.dH, l, gateUpGroup)
 	p.do(d.RMSNormBwd(dx, nil, s.dH, a.xMid, L.mlpNorm, a.rstd2, n, D)) // dx is now d xMid
 
 	// Attention: xMid = xIn + o(attn(q, k, v)).
@@ -521,10 +529,10 @@ func (p *pass) layerBwd(l int, dx, xIn *cuda.Buffer) {
 	}
 	zero(s.dH)
 	grouped = p.groupBwd(l, qkvGroup) // q's, k's and v's dA as one batch, after all three
-	p.deferGA = grouped
+	p.deferGA, p.deferDX = grouped, p.deferDropDX(qkvGroup)
 	if !p.linQKVB(s.dH, [3]*cuda.Buffer{dq, dk, s.dV}, a.h1, l, set) {
 		for j, m := range qkvGroup {
-			if grouped {
+			if grouped || p.deferDX {
 				p.duAt = j // linQKVB keeps them side by side too
 			}
 			p.linB(s.dH, [3]*cuda.Buffer{dq, dk, s.dV}[j], a.h1, l, m, set && j == 0)
@@ -534,6 +542,7 @@ func (p *pass) layerBwd(l int, dx, xIn *cuda.Buffer) {
 	if grouped {
 		p.loraGradAGroup(a.h1, l, qkvGroup)
 	}
+	p.loraDropDXGroup(s.dH, l, qkvGroup)
 	p.do(d.RMSNormBwd(dx, nil, s.dH, xIn, L.attnNorm, a.rstd1, n, D)) // dx is now d xIn
 }
 

@@ -30,6 +30,7 @@ type pass struct {
 	selective  bool         // each layer's attention side kept, the MLP side one set recomputed (Net.KeepAttention)
 	deferGA    bool         // linB leaves the adapter's dA out (loraGradA adds it, once its x is written; or its group's, lora_group.go)
 	duAt       int          // the slot of s.du linB's du takes: a group's members side by side
+	deferDX    bool         // under LoRA dropout linB leaves the adapter's dx term out (its group's, lora_dropout.go)
 	uReady     uint8        // modules whose u their group's batch set (loraU hands it out once)
 	compact    bool         // every layer's activations kept, compact (compactReady): see acts
 	sharedH1   bool         // compact, or selective under compactReady: h1 one set, written again in the backward
@@ -316,8 +317,8 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 		// layer's own (layerBwd points them at the layer's set).
 		s.dA, s.dG, s.dUp, s.dH = p.take(cuda.F32, n*F), p.a.g, p.a.up, p.take(cuda.F32, n*D)
 		s.dAtt, s.dQ, s.dK, s.dV = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*qO), p.take(cuda.F32, n*kvO), p.take(cuda.F32, n*kvO)
-		du := n * r // one module's at a time, or q's, k's and v's side by side (linQKVB, a group's dA)
-		if p.stackQKV || loraGroupReady() {
+		du := n * r // one module's at a time, or q's, k's and v's side by side (linQKVB, a group's dA, dropout's dx terms)
+		if p.stackQKV || loraGroupReady() || (drop != nil && dropDXReady()) {
 			du *= 3
 		}
 		s.dQPre, s.dKPre, s.du = p.take(cuda.F32, n*qO), p.take(cuda.F32, n*kvO), p.take(cuda.F32, du)

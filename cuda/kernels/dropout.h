@@ -13,6 +13,12 @@ int dc_dropout(float *dst, const float *x, int64_t n, uint64_t base, const uint6
 // dx += g·mask·keep: the gradient through the same mask.
 int dc_dropout_add(float *dx, const float *g, int64_t n, uint64_t base, const uint64_t *base_at, uint64_t thresh,
                    float keep);
+// dx(n, in) += Σ over members m < 3 of keep · mask_m ⊙ (du_m·A_m): du_m
+// (n, r) at du + m·sdu, A_m (r, in) at A + m·sa (row-major, elements),
+// member m's mask dropout_add's with key bases[m] (or base_at[m] on the
+// device): a group's adapter term of the input gradient in one pass.
+int dc_lora_dropout_dx(float *dx, const float *du, int64_t sdu, const float *A, int64_t sa, int n, int in, int r,
+                       int members, const uint64_t *bases, const uint64_t *base_at, uint64_t thresh, float keep);
 
 #ifdef __cplusplus
 }
