@@ -120,6 +120,20 @@ func batch(r *rand.Rand, vocab int, lens ...int) *train.Batch {
 	return b
 }
 
+// sameStep fails t unless two runs' losses agree within 1e-5 relative and
+// their gradients within gradTol (relative L2); else it logs them.
+func sameStep(t *testing.T, what string, l1, l0 float64, g1, g0 []float32, gradTol float64) {
+	t.Helper()
+	if math.Abs(l1-l0) > 1e-5*math.Abs(l0) || l1 != l1 {
+		t.Errorf("%s: loss %v, %v", what, l1, l0)
+	}
+	if rel := relL2(g1, g0); rel > gradTol || rel != rel {
+		t.Errorf("%s: gradients differ by %.2e relative", what, rel)
+	} else {
+		t.Logf("%s: loss %v / %v, gradients %.2e relative", what, l1, l0, rel)
+	}
+}
+
 func relL2(got, want []float32) float64 {
 	var num, den float64
 	for i := range want {
