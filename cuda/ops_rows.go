@@ -102,7 +102,7 @@ type LoRADrop struct {
 // up to 512: a block stages 16 rows of du in shared memory.
 func (d *Device) LoRADropoutDX(dx, du, A *Buffer, n, in, r, members int, drop LoRADrop) error {
 	c := check("lora_dropout_dx").true(members >= 1 && members <= 3, "%d members (1 to 3)", members).
-		true(r > 0 && r <= 512 && in > 0 && n >= 0 && n <= 1<<20, "n %d, in %d, r %d (r 1 to 512)", n, in, r)
+		true(r > 0 && r <= 512 && in > 0 && n >= 0 && n <= 65535*16, "n %d, in %d, r %d (r 1 to 512, n to 65,535 blocks of 16 rows)", n, in, r)
 	if drop.Keys != nil {
 		c = c.buf("keys", drop.Keys, U64, members)
 	} else {
