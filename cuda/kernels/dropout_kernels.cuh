@@ -34,7 +34,7 @@ __global__ void k_dropout_add(float *dx, const float *g, int64_t n, uint64_t bas
 // The adapter's term of the input gradient under LoRA dropout, for the
 // members of a group that share x (and dx): dx(n, in) += Σ_m keep ·
 // mask_m ⊙ (du_m·A_m), du_m (n, r) at du + m·sdu, A_m (r, in) at A + m·sa,
-// member m's mask from bases.b[m] (or base_at[m]). In one pass over dx,
+// member m's mask keyed by bases.b0, b1, b2 (or base_at[m]). In one pass over dx,
 // where a TF32 GEMM per member wrote du_m·A_m (n·in floats) for a
 // dropout_add to read back with dx. A block: DC_LDX_ROWS rows, a column a
 // thread (A's rows read coalesced along j); each member's du rows staged in
