@@ -490,7 +490,8 @@ inline void emu_launch(unsigned gx, unsigned gy, unsigned bd, size_t smem, const
       memset(emu_smem, 0xff, smem);
       EmuBarrier block{bd};
       emu_block_bar = &block;
-      for (unsigned w = 0; w < bd / 32; w++) warps[w].bar = EmuBarrier{32};  // the slots are written before they are read
+      // A fresh barrier a warp; its slots are written before they are read.
+      for (unsigned w = 0; w < bd / 32; w++) warps[w].bar = EmuBarrier{32};
       emu_warps = warps.get();
       emu_fibers.assign(bd, EmuFiber{});
       emu_copies.assign(bd, EmuCopies{});
