@@ -197,7 +197,11 @@ func CheckCode(ctx context.Context, task Task, code string, opt Options) (Result
 		return res, fmt.Errorf("codegen: work directory: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	env, err := checkEnv(lang, dir, opt.Env)
+	extra := opt.Env
+	if len(opt.Writable) > 0 {
+		extra = append([]string{writableEnv + "=" + strings.Join(opt.Writable, string(os.PathListSeparator))}, extra...)
+	}
+	env, err := checkEnv(lang, dir, extra)
 	if err != nil {
 		return res, err
 	}
@@ -357,6 +361,10 @@ var goCache struct {
 	dir  string
 	err  error
 }
+
+// writableEnv carries Options.Writable to the isolated check's sandbox
+// (landlock_linux.go), a path list.
+const writableEnv = "DISTILL_CODEGEN_WRITABLE"
 
 // keptEnv are the variables a check inherits: where programs are and how
 // text is encoded. Nothing else — tokens and keys in the environment stay

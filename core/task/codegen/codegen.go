@@ -99,6 +99,11 @@ type Options struct {
 	// PATH, the locale and the language's own paths (keptEnv), never the
 	// caller's tokens or keys.
 	Env []string
+	// Writable names directories beyond the work directory (its
+	// temporary folder inside it) and the Go build cache that an isolated
+	// check may write beneath; on Linux with Landlock it can write nowhere
+	// else (landlock_linux.go).
+	Writable []string
 }
 
 // Defaults of Options.

@@ -3,6 +3,7 @@ package codegen
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,5 +95,54 @@ func TestChecksHaveALoopback(t *testing.T) {
 	}
 	if r := byName(res)["loopback"]; !r.OK || !strings.Contains(r.Output, "hi") {
 		t.Fatalf("loopback in the check: %s", describe(res))
+	}
+}
+
+// An isolated check writes only beneath its work folder (and the Go cache
+// and Options.Writable): generated code that removes or rewrites the
+// user's files fails. Where the kernel has no Landlock, or refuses the
+// namespaces, it is skipped.
+func TestChecksWriteOnlyTheirOwn(t *testing.T) {
+	needTool(t, "sh")
+	if landlockABI() < 1 {
+		t.Skip("no Landlock in this kernel")
+	}
+	victim, open := t.TempDir(), t.TempDir()
+	keep := filepath.Join(victim, "keep.txt")
+	if err := os.WriteFile(keep, []byte("the user's"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script := fmt.Sprintf(`echo mine > own.txt && echo wrote-own
+echo theirs > %[1]s/new.txt && echo wrote-new
+rm -f %[2]s && echo removed-keep
+echo over > %[2]s && echo rewrote-keep
+mkdir %[1]s/dir && echo made-dir
+echo allowed > %[3]s/ok.txt && echo wrote-writable
+true`, victim, keep, open)
+	opt := Options{Writable: []string{open},
+		Checks: map[string][]Check{"go": {{Name: "probe", Kind: KindBuild, Cmd: []string{"sh", "-c", script}}}}}
+	res, err := CheckCode(context.Background(), Task{Language: "go"}, "package solution\n", opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := byName(res)["probe"]
+	if r.Unisolated {
+		t.Skip("the kernel refused the check its namespaces here")
+	}
+	for _, want := range []string{"wrote-own", "wrote-writable"} {
+		if !strings.Contains(r.Output, want) {
+			t.Errorf("the check could not write its own (%s):\n%s", want, r.Output)
+		}
+	}
+	for _, bad := range []string{"wrote-new", "removed-keep", "rewrote-keep", "made-dir", "not confined"} {
+		if strings.Contains(r.Output, bad) {
+			t.Errorf("the check got out (%s):\n%s", bad, r.Output)
+		}
+	}
+	if b, err := os.ReadFile(keep); err != nil || string(b) != "the user's" {
+		t.Errorf("the user's file: %q, %v", b, err)
+	}
+	if entries, _ := os.ReadDir(victim); len(entries) != 1 {
+		t.Errorf("the user's folder holds %d entries, want 1", len(entries))
 	}
 }

@@ -15,7 +15,8 @@ import (
 const canIsolate = true
 
 // sandboxArg marks the re-executed binary that prepares a check's network
-// namespace (its loopback up) before it becomes the check: the namespace
+// namespace (its loopback up) and confines its writes before it becomes
+// the check: the namespace
 // is born with lo down, and tests that listen on 127.0.0.1 (httptest, a
 // local socket) would fail as if the code were wrong.
 const sandboxArg = "__distill_codegen_sandbox"
@@ -26,13 +27,19 @@ func init() {
 	}
 }
 
-// sandboxExec brings up the namespace's loopback, then replaces this
-// process with the check (path, argv). It does not return.
+// sandboxExec brings up the namespace's loopback and confines writes,
+// then replaces this process with the check (path, argv). It does not
+// return.
 func sandboxExec(path string, argv []string) {
 	// Without it the check still runs: only code that uses 127.0.0.1
 	// fails (the namespace is ours, so this fails only if the kernel
 	// denies even that).
 	_ = loopbackUp()
+	// Writes confined (landlock_linux.go); where the kernel refuses, the
+	// check runs as the namespaces leave it, and its output says so.
+	if err := confineWrites(writableDirs()); err != nil {
+		fmt.Fprintf(os.Stderr, "codegen sandbox: writes not confined: %v\n", err)
+	}
 	err := syscall.Exec(path, argv, os.Environ())
 	fmt.Fprintf(os.Stderr, "codegen sandbox: %s: %v\n", path, err)
 	os.Exit(126)
