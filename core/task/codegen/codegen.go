@@ -100,9 +100,9 @@ type Options struct {
 	// caller's tokens or keys.
 	Env []string
 	// Writable names directories beyond the work directory (its
-	// temporary folder inside it) and the Go build cache that an isolated
-	// check may write beneath; on Linux with Landlock it can write nowhere
-	// else (landlock_linux.go).
+	// temporary folder inside it) and the Go build cache that a check may
+	// write beneath; on Linux with Landlock it can write nowhere else
+	// (landlock_linux.go).
 	Writable []string
 }
 

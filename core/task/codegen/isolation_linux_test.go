@@ -98,15 +98,27 @@ func TestChecksHaveALoopback(t *testing.T) {
 	}
 }
 
-// An isolated check writes only beneath its work folder (and the Go cache
-// and Options.Writable): generated code that removes or rewrites the
-// user's files fails. Where the kernel has no Landlock, or refuses the
-// namespaces, it is skipped.
+// A check writes only beneath its work folder (and the Go cache and
+// Options.Writable): generated code that removes or rewrites the user's
+// files fails — isolated, and where the kernel refused the namespaces (run
+// here by marking them refused). Skipped where the kernel has no Landlock.
 func TestChecksWriteOnlyTheirOwn(t *testing.T) {
 	needTool(t, "sh")
 	if landlockABI() < 1 {
 		t.Skip("no Landlock in this kernel")
 	}
+	for _, refused := range []bool{false, true} {
+		t.Run(map[bool]string{false: "isolated", true: "namespaces-refused"}[refused], func(t *testing.T) {
+			if refused {
+				was := namespacesRefused.Swap(true)
+				t.Cleanup(func() { namespacesRefused.Store(was) })
+			}
+			checkWritesConfined(t, refused)
+		})
+	}
+}
+
+func checkWritesConfined(t *testing.T, refused bool) {
 	victim, open := t.TempDir(), t.TempDir()
 	keep := filepath.Join(victim, "keep.txt")
 	if err := os.WriteFile(keep, []byte("the user's"), 0o644); err != nil {
@@ -126,8 +138,8 @@ true`, victim, keep, open)
 		t.Fatal(err)
 	}
 	r := byName(res)["probe"]
-	if r.Unisolated {
-		t.Skip("the kernel refused the check its namespaces here")
+	if r.Unisolated != refused {
+		t.Skipf("the kernel refused the check its namespaces here (unisolated %v)", r.Unisolated)
 	}
 	for _, want := range []string{"wrote-own", "wrote-writable"} {
 		if !strings.Contains(r.Output, want) {

@@ -10,9 +10,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// An isolated check may write only beneath its own directory, the temporary
-// directory (where the work directories and the Go build cache live) and
-// GOCACHE, and into /dev/null and /dev/tty: Landlock (Linux 5.13 on, no
+// A check may write only beneath its own directory (its TMPDIR and GOPATH
+// are inside it), GOCACHE and Options.Writable's, and into /dev/null and
+// /dev/tty — in its namespaces, or without them where the kernel refused
+// them (confineArg): Landlock (Linux 5.13 on, no
 // privileges needed) takes every other write, creation, removal, rename and
 // truncation away from it and all it starts, so generated code that
 // deletes or rewrites the user's files fails instead. Reads are not

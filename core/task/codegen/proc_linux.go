@@ -21,20 +21,27 @@ const canIsolate = true
 // local socket) would fail as if the code were wrong.
 const sandboxArg = "__distill_codegen_sandbox"
 
+// confineArg marks the re-executed binary that only confines a check's
+// writes: where the kernel refused the namespaces, Landlock may still be
+// granted.
+const confineArg = "__distill_codegen_confine"
+
 func init() {
-	if len(os.Args) > 3 && os.Args[1] == sandboxArg {
-		sandboxExec(os.Args[2], os.Args[3:])
+	if len(os.Args) > 3 && (os.Args[1] == sandboxArg || os.Args[1] == confineArg) {
+		sandboxExec(os.Args[2], os.Args[3:], os.Args[1] == sandboxArg)
 	}
 }
 
-// sandboxExec brings up the namespace's loopback and confines writes,
-// then replaces this process with the check (path, argv). It does not
-// return.
-func sandboxExec(path string, argv []string) {
+// sandboxExec brings up the namespace's loopback (in one: netns) and
+// confines writes, then replaces this process with the check (path, argv).
+// It does not return.
+func sandboxExec(path string, argv []string, netns bool) {
 	// Without it the check still runs: only code that uses 127.0.0.1
 	// fails (the namespace is ours, so this fails only if the kernel
 	// denies even that).
-	_ = loopbackUp()
+	if netns {
+		_ = loopbackUp()
+	}
 	// Writes confined (landlock_linux.go); where the kernel refuses, the
 	// check runs as the namespaces leave it, and its output says so.
 	if err := confineWrites(writableDirs()); err != nil {
@@ -68,17 +75,21 @@ func loopbackUp() error {
 	return nil
 }
 
-// command is the process that runs the check path argv: isolated, this
-// binary re-executed to prepare the namespaces first (sandboxArg).
+// command is the process that runs the check path argv: this binary
+// re-executed to prepare the namespaces (isolated: sandboxArg) or only to
+// confine the check's writes (confineArg) first; the check itself where
+// this binary cannot be found.
 func command(ctx context.Context, path string, argv []string, isolate bool) (*exec.Cmd, error) {
-	if !isolate {
-		return exec.CommandContext(ctx, path, argv[1:]...), nil
-	}
 	self, err := os.Executable()
-	if err != nil {
+	switch {
+	case err != nil && isolate:
 		return nil, err
+	case err != nil:
+		return exec.CommandContext(ctx, path, argv[1:]...), nil
+	case isolate:
+		return exec.CommandContext(ctx, self, append([]string{sandboxArg, path}, argv...)...), nil
 	}
-	return exec.CommandContext(ctx, self, append([]string{sandboxArg, path}, argv...)...), nil
+	return exec.CommandContext(ctx, self, append([]string{confineArg, path}, argv...)...), nil
 }
 
 // ownGroup starts cmd in a process group of its own, killed as a whole
