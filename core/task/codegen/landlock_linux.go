@@ -13,12 +13,12 @@ import (
 // A check may write only beneath its own directory (its TMPDIR and GOPATH
 // are inside it), GOCACHE and Options.Writable's, and into /dev/null and
 // /dev/tty — in its namespaces, or without them where the kernel refused
-// them (confineArg): Landlock (Linux 5.13 on, no
-// privileges needed) takes every other write, creation, removal, rename and
-// truncation away from it and all it starts, so generated code that
-// deletes or rewrites the user's files fails instead. Reads are not
-// confined: compilers and interpreters read the whole system, and the
-// check has no network to send what it reads.
+// them (confineArg): Landlock (Linux 5.13 on, no privileges needed) takes
+// every other write, creation, removal, rename and truncation away from it
+// and all it starts, so generated code that deletes or rewrites the user's
+// files fails instead. Reads are not confined: compilers and interpreters
+// read the whole system (in its namespaces the check has no network to
+// send what it reads).
 
 // landlockABI is the kernel's Landlock ABI version, 0 where it has none
 // (too old, or turned off).
