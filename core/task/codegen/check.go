@@ -362,7 +362,7 @@ var goCache struct {
 	err  error
 }
 
-// writableEnv carries Options.Writable to the isolated check's sandbox
+// writableEnv carries Options.Writable to the check's sandbox
 // (landlock_linux.go), a path list.
 const writableEnv = "DISTILL_CODEGEN_WRITABLE"
 

@@ -16,9 +16,9 @@ const canIsolate = true
 
 // sandboxArg marks the re-executed binary that prepares a check's network
 // namespace (its loopback up) and confines its writes before it becomes
-// the check: the namespace
-// is born with lo down, and tests that listen on 127.0.0.1 (httptest, a
-// local socket) would fail as if the code were wrong.
+// the check: the namespace is born with lo down, and tests that listen on
+// 127.0.0.1 (httptest, a local socket) would fail as if the code were
+// wrong.
 const sandboxArg = "__distill_codegen_sandbox"
 
 // confineArg marks the re-executed binary that only confines a check's
