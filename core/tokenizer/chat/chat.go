@@ -216,7 +216,7 @@ func (t *Template) RenderWith(messages []Message, addGenerationPrompt bool, vars
 		tojsonName: tojsonFilter,
 		enterName:  enter,
 		leaveName:  leave,
-		"range":    boundedRange,
+		"range":    boundedRange(),
 		"raise_exception": jinja.NewCallable("raise_exception", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 			msg := ""
 			if len(args) > 0 {

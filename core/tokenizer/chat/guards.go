@@ -70,14 +70,35 @@ func depthGuard() (enter, leave jinja.Value) {
 	return enter, leave
 }
 
-// maxRange bounds the items range() makes: range(10**12) would otherwise
-// build its list until memory ran out.
-const maxRange = 1 << 20
+// maxRange bounds the items one range() makes: range(10**12) would
+// otherwise build its list until memory ran out. maxRangeTotal bounds them
+// over a render: loops nested in loops (range(4096) inside range(4096))
+// would otherwise run for minutes, each list within the first bound.
+const (
+	maxRange      = 1 << 20
+	maxRangeTotal = 1 << 22
+)
 
-// boundedRange is the library's range — its arguments converted as it
-// converts them (floats truncated, strings parsed, anything else 0) — but
-// refusing more than maxRange items.
-var boundedRange = jinja.NewCallable("range", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+// boundedRange is one render's range: the library's — its arguments
+// converted as it converts them (floats truncated, strings parsed,
+// anything else 0) — but refusing more than maxRange items a call and
+// maxRangeTotal a render.
+func boundedRange() jinja.Value {
+	made := 0.0
+	return jinja.NewCallable("range", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+		items, err := rangeItems(args)
+		if err != nil {
+			return jinja.Undefined(), err
+		}
+		if made += float64(len(items)); made > maxRangeTotal {
+			return jinja.Undefined(), fmt.Errorf("range: over %d items in one render, loops within loops (fix the model's chat template)", maxRangeTotal)
+		}
+		return jinja.NewList(items), nil
+	})
+}
+
+// rangeItems is range(args): at most maxRange items.
+func rangeItems(args []jinja.Value) ([]jinja.Value, error) {
 	n := make([]int64, len(args))
 	for i, a := range args {
 		n[i] = rangeInt(a)
@@ -91,10 +112,10 @@ var boundedRange = jinja.NewCallable("range", func(args []jinja.Value, _ map[str
 	case 3:
 		start, stop, step = n[0], n[1], n[2]
 	default:
-		return jinja.Undefined(), fmt.Errorf("range: expected 1-3 arguments, got %d", len(n))
+		return nil, fmt.Errorf("range: expected 1-3 arguments, got %d", len(n))
 	}
 	if step == 0 {
-		return jinja.Undefined(), fmt.Errorf("range: step must not be zero")
+		return nil, fmt.Errorf("range: step must not be zero")
 	}
 	// The count in float64: stop − start may not fit an int64.
 	count := 0.0
@@ -102,14 +123,14 @@ var boundedRange = jinja.NewCallable("range", func(args []jinja.Value, _ map[str
 		count = math.Ceil(span / float64(step))
 	}
 	if count > maxRange {
-		return jinja.Undefined(), fmt.Errorf("range: %.0f items, over the %d a chat template may make (fix the model's chat template)", count, maxRange)
+		return nil, fmt.Errorf("range: %.0f items, over the %d a chat template may make (fix the model's chat template)", count, maxRange)
 	}
 	var items []jinja.Value
 	for i := start; step > 0 && i < stop || step < 0 && i > stop; i += step {
 		items = append(items, jinja.NewInt(i))
 	}
-	return jinja.NewList(items), nil
-})
+	return items, nil
+}
 
 // rangeInt is the library's conversion of a range argument.
 func rangeInt(v jinja.Value) int64 {

@@ -3,6 +3,7 @@ package chat
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ardanlabs/jinja"
 )
@@ -139,5 +140,26 @@ func TestRangeBounded(t *testing.T) {
 	}
 	if _, err := tm.Render(nil, false); err == nil || !strings.Contains(err.Error(), "items, over the") {
 		t.Errorf("range over all int64: %v", err)
+	}
+	// Loops within loops, each list within the bound: 16.8M items refused
+	// in one render (minutes of rendering otherwise); the budget is the
+	// render's, so the next render starts afresh.
+	tm, err = Parse("{% for i in range(4096) %}{% for j in range(4096) %}{% endfor %}{% endfor %}", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := tm.Render(nil, false); err == nil || !strings.Contains(err.Error(), "in one render") {
+		t.Errorf("nested range(4096): %v", err)
+	}
+	t.Logf("nested loops refused after %v", time.Since(start))
+	tm, err = Parse("{% for i in range(1024) %}{% for j in range(1024) %}{% endfor %}{% endfor %}.", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 { // 1M items a render, 5M over the five
+		if got, err := tm.Render(nil, false); err != nil || got != "." {
+			t.Fatalf("nested range(1024): %q, %v", got, err)
+		}
 	}
 }
