@@ -72,8 +72,9 @@ func depthGuard() (enter, leave jinja.Value) {
 
 // maxRange bounds the items one range() makes: range(10**12) would
 // otherwise build its list until memory ran out. maxRangeTotal bounds them
-// over a render: loops nested in loops (range(4096) inside range(4096))
-// would otherwise run for minutes, each list within the first bound.
+// over a render: loops nested in loops (range(4096) inside range(4096)
+// inside range(4096)) would otherwise run for hours, each list within the
+// first bound.
 const (
 	maxRange      = 1 << 20
 	maxRangeTotal = 1 << 22
