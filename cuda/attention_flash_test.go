@@ -5,6 +5,7 @@ package cuda_test
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -79,6 +80,30 @@ func TestAttentionFlashParity(t *testing.T) {
 				}{{"out", got2.out, got.out}, {"lse", got2.lse, got.lse}, {"dq", got2.dq, got.dq}, {"dk", got2.dk, got.dk}, {"dv", got2.dv, got.dv}} {
 					sameBits(t, fmt.Sprintf("%+v: %s", o, x.name), x.got, x.want)
 				}
+			}
+			// dq added up by the dk/dv kernel (FusedDQ): the same dk and
+			// dv; dq near the f64 reference as v1's is, and near v1's —
+			// the same bf16 products (dS rounded as dK's product rounds
+			// it) summed in another order, each key block's then the
+			// blocks' by atomics: f32 rounding, ~1e-7 of dq's scale on the
+			// emulator (also where a GPU's mma rounds dS from Sᵀ = K·Qᵀ
+			// one bf16 step from dq's kernel's S = Q·Kᵀ: one term of one
+			// element, 2⁻⁸ of it). A row, column or mask mistake moves
+			// elements by their own size.
+			fused := func(dq, dk, dv, dout, q, k, v, out, lse *cuda.Buffer, s cuda.AttnShape) error {
+				s.AsyncTiles, s.FusedDQ = true, true
+				return d.AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse, s)
+			}
+			got3 := attnRun(t, d, c, q, k, v, dout, scale, d.AttnFwdFlash, fused)
+			sameBits(t, "fused dq: dk", got3.dk, got.dk)
+			sameBits(t, "fused dq: dv", got3.dv, got.dv)
+			agLocate(t, "fused dq vs f64", got3.dq, want.dq, flashBwdTol, flashBwdTol*max(agRMS(want.dq), 0.1), c.nH, c.hd)
+			agLocate(t, "fused dq vs v1", got3.dq, got.dq, 2e-3, 2e-3*max(agRMS(got.dq), 0.1), c.nH, c.hd)
+			// That it ran: where rows attend more than two key blocks (64
+			// keys each) the sums' other order shows in some element's
+			// last bits (over one or two, the two orders can round alike).
+			if c.maxLen > 128 && slices.Equal(got3.dq, got.dq) {
+				t.Errorf("fused dq: v1's dq bit for bit over ranges of up to %d keys — was the fused kernel run?", c.maxLen)
 			}
 			// Keys and values held in bf16 (a decoder's cache mirror): the
 			// forward reads them as they are, the same out and lse as v1

@@ -651,8 +651,9 @@ func ratio(got, want []float32) float64 {
 // the flash kernels in bf16, also with their tiles staged asynchronously
 // from bf16 copies: flash_async, and so with dk/dv's row statistics
 // prefetched: flash_async_prefetch (its forward is flash_async's), or with
-// the heaviest blocks of every head dispatched first: flash_async_heavy)
-// over one causal
+// the heaviest blocks of every head dispatched first: flash_async_heavy,
+// or with dq added up by the dk/dv kernel: flash_async_fuseddq) over one
+// causal
 // segment of L tokens, at Qwen2.5-1.5B's heads (12 over 2 KV heads of 128)
 // and 0.5B's (14 over 2 of 64). FLOPs are counted as causal, as
 // BenchmarkAttention: 2·L²·NH·HD forward, twice that backward (the GEMMs
@@ -692,6 +693,12 @@ func BenchmarkAttentionGemm(b *testing.B) {
 					func() error {
 						sa := s
 						sa.AsyncTiles, sa.PrefetchStats = true, true
+						return d.AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse, sa)
+					}},
+				{"flash_async_fuseddq", func() error { sa := s; sa.AsyncTiles = true; return d.AttnFwdFlash(out, lse, q, k, v, sa) },
+					func() error {
+						sa := s
+						sa.AsyncTiles, sa.FusedDQ = true, true
 						return d.AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse, sa)
 					}},
 				{"flash_async_heavy", func() error {

@@ -27,6 +27,13 @@ type AttnShape struct {
 	// tile's rows' ranges, lse and D by cp.async with the tile instead of
 	// loading them as it stages it — the same results bit for bit.
 	PrefetchStats bool
+	// FusedDQ: with AsyncTiles, the backward's dk/dv kernel adds dq up too
+	// (each tile's dS·K by f32 atomics into dq) and dq's own kernel, which
+	// computes S and dP again, is not run — five products a tile pair
+	// where there were seven. dk and dv the same bit for bit; dq within f32
+	// rounding of the default's, and not the same bits run to run (the
+	// atomics land in the order the GPU picks).
+	FusedDQ bool
 	// Scratch, when set, is the flash kernels' scratch (NewFlashScratch)
 	// in place of buffers from the pool for each call: a recorded pass
 	// (Capture) may not allocate.
@@ -34,7 +41,9 @@ type AttnShape struct {
 }
 
 // flags is the flash kernels' flags argument (attn_flash.h).
-func (s AttnShape) flags() C.int { return cbool(s.HeavyFirst) | 2*cbool(s.PrefetchStats) }
+func (s AttnShape) flags() C.int {
+	return cbool(s.HeavyFirst) | 2*cbool(s.PrefetchStats) | 4*cbool(s.FusedDQ)
+}
 
 func (s AttnShape) check(op string) *need {
 	return check(op).true(s.NKV > 0 && s.NH%s.NKV == 0, "%d heads over %d KV heads", s.NH, s.NKV).

@@ -42,6 +42,10 @@
 // products in v1's order, the same results bit for bit. The async forward
 // also takes k and v already in bf16 (dc_attn_fwd_flash_kv16: a decoder's
 // cache mirror held in bf16), the same results as over their f32 originals.
+// With the fused dq (flags bit 2, async only; gated in cuda/devnet until
+// measured) dkv also stores each tile's dSᵀ in shared memory and adds dS·K
+// into dq by f32 atomics, and dq's kernel — S and dP a second time — is
+// not run: five products a (query tile, key block) where there were seven.
 //
 // Precision: q, k, v, dout, P and dS are rounded to bf16 (8 significant
 // bits) for the products; scores, softmax statistics, lse, D and every
@@ -124,16 +128,18 @@ int fa_dq(float *dq, const float *dout, const float *q, const float *k, const fl
   return 0;
 }
 
-template <int HD, bool ASYNC>
+// The dk/dv kernel; FUSED (async only) adds dq too, into dq as
+// k_fa_dq_init left it.
+template <int HD, bool ASYNC, bool FUSED>
 int fa_dkv(float *ok, float *ov, int64_t os, const float *dout, const float *q, const float *k, const float *v,
            const bf16 *ob, const bf16 *qb, const float *lse, const float *D, const int32_t *lo, const int32_t *hi,
-           const int32_t *tiles, int nq, int nk, int nh, int nkv, int max_len, float scale, int opt) {
+           const int32_t *tiles, int nq, int nk, int nh, int nkv, int max_len, float scale, int opt, float *dq) {
   static bool opted;
-  size_t skv = ASYNC ? fa_dkv_async_smem<HD>() : fa_dkv_smem<HD>();
-  if (fa_smem((const void *)k_fa_bwd_dkv<HD, ASYNC>, skv, "attn_bwd_flash dkv", &opted)) return -1;
+  size_t skv = FUSED ? fa_dkv_fused_smem<HD>() : ASYNC ? fa_dkv_async_smem<HD>() : fa_dkv_smem<HD>();
+  if (fa_smem((const void *)k_fa_bwd_dkv<HD, ASYNC, FUSED>, skv, "attn_bwd_flash dkv", &opted)) return -1;
   dim3 grid = fa_grid((nk + FA_BK - 1) / FA_BK, nh, opt);
-  DC_LAUNCH(grid, FA_THREADS, skv, k_fa_bwd_dkv<HD, ASYNC>)(ok, ov, os, dout, q, k, v, ob, qb, lse, D, lo, hi, tiles,
-                                                                nq, nk, nh, nkv, max_len, scale, opt);
+  DC_LAUNCH(grid, FA_THREADS, skv, k_fa_bwd_dkv<HD, ASYNC, FUSED>)(ok, ov, os, dout, q, k, v, ob, qb, lse, D, lo, hi,
+                                                                       tiles, nq, nk, nh, nkv, max_len, scale, opt, dq);
   DC_LAUNCHED("attn_bwd_flash dkv" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
   return 0;
 }
@@ -155,8 +161,15 @@ int fa_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, c
                 dc_f32_to_bf16(vb, v, kn)))
     return -1;
   const bf16 *kb16 = reinterpret_cast<const bf16 *>(kb), *vb16 = reinterpret_cast<const bf16 *>(vb);
-  int err;
-  if (fa_qw(HD, nq) == 8)
+  // The fused dq (async tiles only): dq zeroed (bad rows NaN), then added
+  // up by the dk/dv kernel; dq's own kernel is not run.
+  const bool fused = async && (opt & FA_FUSED_DQ);
+  int err = 0;
+  if (fused) {
+    const int64_t n = (int64_t)nq * nh * HD;
+    DC_LAUNCH(dc_blocks(n, 256), 256, 0, k_fa_dq_init)(dq, lo, hi, nq, nk, max_len, nh * HD);
+    DC_LAUNCHED("attn_bwd_flash dq_init" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
+  } else if (fa_qw(HD, nq) == 8)
     err = async ? fa_dq<HD, 8, true>(dq, dout, q, k, v, kb16, vb16, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale, opt)
                 : fa_dq<HD, 8, false>(dq, dout, q, k, v, nullptr, nullptr, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale,
                                       opt);
@@ -171,11 +184,16 @@ int fa_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, c
   bool grouped = nh != nkv;
   float *ok = grouped ? part : dk, *ov = grouped ? part + (int64_t)nk * nh * HD : dv;
   int64_t os = grouped ? (int64_t)nh * HD : (int64_t)nkv * HD;
-  err = async ? fa_dkv<HD, true>(ok, ov, os, dout, q, k, v, reinterpret_cast<const bf16 *>(ob),
-                                 reinterpret_cast<const bf16 *>(qb), lse, D, lo, hi, tiles, nq, nk, nh, nkv, max_len,
-                                 scale, opt)
-              : fa_dkv<HD, false>(ok, ov, os, dout, q, k, v, nullptr, nullptr, lse, D, lo, hi, tiles, nq, nk, nh, nkv,
-                                  max_len, scale, opt);
+  const bf16 *ob16 = reinterpret_cast<const bf16 *>(ob), *qb16 = reinterpret_cast<const bf16 *>(qb);
+  if (fused)
+    err = fa_dkv<HD, true, true>(ok, ov, os, dout, q, k, v, ob16, qb16, lse, D, lo, hi, tiles, nq, nk, nh, nkv,
+                                 max_len, scale, opt, dq);
+  else if (async)
+    err = fa_dkv<HD, true, false>(ok, ov, os, dout, q, k, v, ob16, qb16, lse, D, lo, hi, tiles, nq, nk, nh, nkv,
+                                  max_len, scale, opt, nullptr);
+  else
+    err = fa_dkv<HD, false, false>(ok, ov, os, dout, q, k, v, nullptr, nullptr, lse, D, lo, hi, tiles, nq, nk, nh, nkv,
+                                   max_len, scale, opt, nullptr);
   if (err) return err;
   if (grouped) {
     int64_t n = (int64_t)nk * nkv * HD;

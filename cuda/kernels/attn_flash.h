@@ -17,7 +17,11 @@ int dc_attn_flash_supports(int hd);
 // so every head's heaviest tiles (a causal pass's last rows, first keys)
 // start before any light ones — the same results, a shorter tail; bit 1
 // (backward, with b16), each query tile's rows' ranges, lse and D copied
-// by cp.async with its rows in the dk/dv kernel — the same results.
+// by cp.async with its rows in the dk/dv kernel — the same results; bit 2
+// (backward, with b16), dq added up by the dk/dv kernel (f32 atomics, one
+// add an element a key block) instead of made by its own kernel, which
+// computes S and dP again — dk, dv the same, dq within rounding of the
+// default's and not the same bits run to run.
 int dc_attn_fwd_flash(float *out, float *lse, const float *q, const float *k, const float *v,
                       const int32_t *kv_lo, const int32_t *kv_hi, int nq, int nk, int nh, int nkv, int hd,
                       int max_len, float scale, uint16_t *b16, int flags);

@@ -380,8 +380,10 @@ __device__ __forceinline__ fa_block fa_block_of(int hf) {
 // The kernels' opt bits (attn_flash.h's flags): FA_HEAVY_FIRST the grid
 // heads fastest (fa_block_of); FA_PREFETCH (dk/dv with async tiles) each
 // query tile's rows' ranges, lse and D copied by cp.async with its Q and
-// dO rows instead of loaded when the tile is staged.
-constexpr int FA_HEAVY_FIRST = 1, FA_PREFETCH = 2;
+// dO rows instead of loaded when the tile is staged; FA_FUSED_DQ (backward
+// with async tiles, read by the host code) dq added up by the dk/dv kernel
+// instead of made by its own.
+constexpr int FA_HEAVY_FIRST = 1, FA_PREFETCH = 2, FA_FUSED_DQ = 4;
 
 template <int HD, int QW, bool ASYNC>
 __global__ void __launch_bounds__(QW * 32) k_fa_fwd(float *out, float *lse, const float *q, const float *k,
@@ -633,11 +635,15 @@ __device__ __forceinline__ void fa_tile_rows(int *lo_s, int *hi_s, float *Ls, fl
 // (v1 stages them), else from Os, Qs by ldmatrix.trans (the same values in
 // the same order). lo_s, hi_s, Ls, Dsh: the tile's rows' ranges, lse and D
 // (as fa_tile_rows leaves them, or as prefetched: a bad range judged here).
-template <int HD, bool TR>
+//
+// With DS (the fused dq) the tile's dSᵀ is also stored, rounded to bf16 as
+// dK's product rounds it, into DsT: the block's 64 keys by the tile's 32
+// queries (rows LDQ apart), this warp's 16 rows.
+template <int HD, bool TR, bool DS = false>
 __device__ __forceinline__ void fa_dkv_tile(float gk[HD / 8][4], float gv[HD / 8][4], const bf16 *Ks, const bf16 *Vs,
                                             const bf16 *Qs, const bf16 *Os, const bf16 *Qt, const bf16 *Ot,
                                             const int *lo_s, const int *hi_s, const float *Ls, const float *Dsh,
-                                            int kw, float scale, int nk, int max_len) {
+                                            int kw, float scale, int nk, int max_len, bf16 *DsT = nullptr) {
   constexpr int LDK = HD + FA_PAD, LDQ = FA_BQ2 + FA_PAD, NQ8 = FA_BQ2 / 8, ND = HD / 8;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   float st[NQ8][4], dpt[NQ8][4];
@@ -669,12 +675,88 @@ __device__ __forceinline__ void fa_dkv_tile(float gk[HD / 8][4], float gv[HD / 8
       dpt[n][e] = in ? p * (dpt[n][e] - Dsh[c]) * scale : 0.f;  // dSᵀ
       st[n][e] = p;                                              // Pᵀ
     }
+  if constexpr (DS) {
+#pragma unroll
+    for (int n = 0; n < NQ8; n++)
+#pragma unroll
+      for (int i = 0; i < 2; i++)
+        *reinterpret_cast<uint32_t *>(DsT + (warp * 16 + g + 8 * i) * LDQ + n * 8 + 2 * t) =
+            fa_pack(dpt[n][2 * i], dpt[n][2 * i + 1]);
+  }
   if constexpr (TR) {
     fa_mma_scores<FA_BQ2, ND>(gv, st, Ot, LDQ, g, t);   // dV += Pᵀ·dO
     fa_mma_scores<FA_BQ2, ND>(gk, dpt, Qt, LDQ, g, t);  // dK += dSᵀ·Q
   } else {
     fa_mma_scores_rows<FA_BQ2, ND>(gv, st, Os, LDK, lane);
     fa_mma_scores_rows<FA_BQ2, ND>(gk, dpt, Qs, LDK, lane);
+  }
+}
+
+// A warp's 16 rows of DsT zero: its keys meet none of the tile's queries
+// (the warp skipped the tile), but the block's dq product reads every row.
+__device__ __forceinline__ void fa_ds_zero(bf16 *DsT) {
+  constexpr int LDQ = FA_BQ2 + FA_PAD, W = FA_BQ2 / 2;  // 32-bit words a row
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+#pragma unroll
+  for (int e = lane; e < 16 * W; e += 32)
+    *reinterpret_cast<uint32_t *>(DsT + (warp * 16 + e / W) * LDQ + (e % W) * 2) = 0u;
+}
+
+// The fused dq: dq += dS·K for one 32-row query tile (rows q0..) of head
+// h, dS the block's dSᵀ in DsT read back transposed (ldmatrix.trans: the A
+// fragments of dS, queries by keys), K's B fragments from Ks as dq's
+// kernel reads them. Warp w takes the tile's queries 16·(w & 1).. and half
+// (w >> 1) of the head's 8-column blocks, and adds its 16 rows into dq by
+// f32 atomics — each element once a key block, in an order the GPU picks
+// (dq's kernel sums a row's key tiles in order: this one differs from it
+// by rounding, run to run). Rows past nq add nothing.
+template <int HD>
+__device__ __forceinline__ void fa_dq_fused(float *dq, const bf16 *DsT, const bf16 *Ks, int q0, int nq, int64_t qs,
+                                            int h) {
+  constexpr int LDK = HD + FA_PAD, LDQ = FA_BQ2 + FA_PAD, NW = HD / 16;  // 8-column blocks a warp
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int m = lane >> 3, rr = lane & 7;  // the row this lane names: matrix m's row rr
+  const int qr = (warp & 1) * 16, n0 = (warp >> 1) * NW;
+  float acc[NW][4];
+#pragma unroll
+  for (int j = 0; j < NW; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+#pragma unroll
+  for (int kk = 0; kk < FA_BK / 16; kk++) {
+    // Matrices (queries lo, keys lo), (hi, lo), (lo, hi), (hi, hi): DsT's
+    // rows are keys, so .trans gives each lane its two keys of one query.
+    uint32_t a[4];
+    fa_ldsm_x4_trans(a, DsT + (kk * 16 + (m >> 1) * 8 + rr) * LDQ + qr + (m & 1) * 8);
+#pragma unroll
+    for (int p = 0; p < (NW + 1) / 2; p++) {  // two 8-column blocks a load (an odd last one loaded twice)
+      const int j = n0 + 2 * p, j2 = 2 * p + 1 < NW ? j + 1 : j;
+      uint32_t b[4];
+      fa_ldsm_x4_trans(b, Ks + (kk * 16 + (m & 1) * 8 + rr) * LDK + ((m >> 1) ? j2 : j) * 8);
+      fa_mma(acc[2 * p], a, b[0], b[1]);
+      if (2 * p + 1 < NW) fa_mma(acc[2 * p + 1], a, b[2], b[3]);
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < 2; i++) {
+    const int r = q0 + qr + g + 8 * i;
+    if (r >= nq) continue;
+    float *row = dq + (int64_t)r * qs + h * HD + n0 * 8 + 2 * t;
+#pragma unroll
+    for (int j = 0; j < NW; j++) {
+      atomicAdd(row + j * 8, acc[j][2 * i]);
+      atomicAdd(row + j * 8 + 1, acc[j][2 * i + 1]);
+    }
+  }
+}
+
+// dq before the fused dk/dv kernel adds into it (rows of row_len floats):
+// 0 where the row's range is good, NaN where it is bad — what dq's kernel
+// writes there.
+__global__ void k_fa_dq_init(float *dq, const int32_t *kv_lo, const int32_t *kv_hi, int nq, int nk, int max_len,
+                             int row_len) {
+  const int64_t n = (int64_t)nq * row_len;
+  for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t r = e / row_len;
+    dq[e] = fa_valid(kv_lo[r], kv_hi[r], nk, max_len) ? 0.f : NAN;
   }
 }
 
@@ -709,18 +791,25 @@ __device__ __forceinline__ void fa_dkv_store(float *dk, float *dv, int64_t os, c
 // warps compute on the other, and dV's and dK's B operands are read from
 // them by ldmatrix.trans (no transposes) — the same dk, dv bit for bit; at
 // HD 128 70 KB of shared memory, within a consumer card's 99 KB a block.
-template <int HD, bool ASYNC>
+// FUSED (async only; dq given, as k_fa_dq_init leaves it) adds each tile's
+// dS·K into dq as well (fa_dq_fused: the block's dSᵀ through 5 KB more of
+// shared memory), so dq's kernel — which computes S and dP again — is not
+// run: five products a tile pair where the two kernels make seven.
+template <int HD, bool ASYNC, bool FUSED = false>
 __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv(float *dk, float *dv, int64_t os, const float *dout,
                                                            const float *q, const float *k, const float *v,
                                                            const bf16 *ob, const bf16 *qb, const float *lse,
                                                            const float *D, const int32_t *kv_lo,
                                                            const int32_t *kv_hi, const int32_t *tiles, int nq, int nk,
-                                                           int nh, int nkv, int max_len, float scale, int opt) {
+                                                           int nh, int nkv, int max_len, float scale, int opt,
+                                                           float *dq) {
+  static_assert(ASYNC || !FUSED, "the fused dq reads K by ldmatrix.trans: async tiles only");
   DC_DYNAMIC_SHARED(unsigned char, fa_sh);
   constexpr int LDK = HD + FA_PAD, LDQ = FA_BQ2 + FA_PAD, ND = HD / 8, TILE = FA_BQ2 * LDK;
   bf16 *Ks = reinterpret_cast<bf16 *>(fa_sh), *Vs = Ks + FA_BK * LDK, *Qs = Vs + FA_BK * LDK;
-  // v1: Qs, Os one tile each, then Qᵀ, dOᵀ; async: Qs, Os two tiles each.
-  bf16 *Os = Qs + (ASYNC ? 2 : 1) * TILE, *Qt = Os + TILE, *Ot = Qt + HD * LDQ;
+  // v1: Qs, Os one tile each, then Qᵀ, dOᵀ; async: Qs, Os two tiles each
+  // (FUSED: then dSᵀ, [64][32+8]).
+  bf16 *Os = Qs + (ASYNC ? 2 : 1) * TILE, *Qt = Os + TILE, *Ot = Qt + HD * LDQ, *DsT = Os + 2 * TILE;
   __shared__ float Ls[ASYNC ? 2 : 1][FA_BQ2], Dsh[ASYNC ? 2 : 1][FA_BQ2];
   __shared__ int lo_s[ASYNC ? 2 : 1][FA_BQ2], hi_s[ASYNC ? 2 : 1][FA_BQ2];
   int warp = threadIdx.x >> 5;
@@ -786,10 +875,16 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv(float *dk, float *dv,
       fa_cp_wait<1>();  // this thread's copies of tile b have landed
       __syncthreads();  // everyone's have (and K, V, and tile b's ranges)
       const int tlo = tiles[2 * b], thi = tiles[2 * b + 1];
-      if (!(tlo >= kw + 16 || thi <= kw))  // some row of the tile reaches this warp's keys
-        fa_dkv_tile<HD, false>(gk, gv, Ks, Vs, Qs + st * TILE, Os + st * TILE, nullptr, nullptr, lo_s[st], hi_s[st],
-                               Ls[st], Dsh[st], kw, scale, nk, max_len);
-      __syncthreads();  // buffer st is read: the next iteration may refill it
+      const bool reach = !(tlo >= kw + 16 || thi <= kw);  // some row of the tile reaches this warp's keys
+      if (reach)
+        fa_dkv_tile<HD, false, FUSED>(gk, gv, Ks, Vs, Qs + st * TILE, Os + st * TILE, nullptr, nullptr, lo_s[st],
+                                      hi_s[st], Ls[st], Dsh[st], kw, scale, nk, max_len, DsT);
+      if constexpr (FUSED) {
+        if (!reach) fa_ds_zero(DsT);
+        __syncthreads();  // every warp's rows of dSᵀ are stored
+        fa_dq_fused<HD>(dq, DsT, Ks, b * FA_BQ2, nq, (int64_t)nh * HD, h);
+      }
+      __syncthreads();  // buffer st is read (and DsT): the next iteration may refill it
       b = bn, st ^= 1;
     }
   } else {
@@ -841,6 +936,8 @@ template <int HD>
 size_t fa_dq_async_smem() { return (size_t)(4 * FA_BK * (HD + FA_PAD)) * sizeof(bf16); }
 template <int HD>
 size_t fa_dkv_async_smem() { return (size_t)(2 * FA_BK * (HD + FA_PAD) + 4 * FA_BQ2 * (HD + FA_PAD)) * sizeof(bf16); }
+template <int HD>
+size_t fa_dkv_fused_smem() { return fa_dkv_async_smem<HD>() + (size_t)(FA_BK * (FA_BQ2 + FA_PAD)) * sizeof(bf16); }
 
 // One warp a (row, head): (out, lse) and (out2, lse2), attentions of the
 // same query over two disjoint key sets, become the attention over their

@@ -69,7 +69,7 @@ void dq_qw(float *dq, const float *dout, const float *q, const float *k, const f
 template <int HD>
 void bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k, const float *v,
          const float *out, const float *lse, const int32_t *lo, const int32_t *hi, int nq, int nk, int nh, int nkv,
-         int max_len, float scale, float *D, int32_t *tiles, float *part, bool async = false) {
+         int max_len, float scale, float *D, int32_t *tiles, float *part, bool async = false, bool fused = false) {
   int64_t rows = (int64_t)nq * nh;
   launch((unsigned)((rows * 32 + 255) / 256), 1, 256, 0, [&] { k_fa_row_dot(D, dout, out, nq, nh, HD); });
   launch((nq + FA_BQ2 - 1) / FA_BQ2, 1, 32, 0, [&] { k_fa_tile_range(tiles, lo, hi, nq, nk, max_len); });
@@ -77,7 +77,10 @@ void bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, con
   const size_t qn = (size_t)nq * nh * HD, kn = (size_t)nk * nkv * HD;
   std::vector<emu_bf16> qb, ob, kb, vb;
   if (async) qb = to_bf16(q, qn), ob = to_bf16(dout, qn), kb = to_bf16(k, kn), vb = to_bf16(v, kn);
-  if (fa_qw(HD, nq) == 8 && async)
+  fused = fused && async;
+  if (fused)  // dq zeroed (bad rows NaN), added up by the dk/dv kernel below
+    launch(4, 1, 256, 0, [&] { k_fa_dq_init(dq, lo, hi, nq, nk, max_len, nh * HD); });
+  else if (fa_qw(HD, nq) == 8 && async)
     dq_qw<HD, 8, true>(dq, dout, q, k, v, kb.data(), vb.data(), lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale);
   else if (fa_qw(HD, nq) == 8)
     dq_qw<HD, 8, false>(dq, dout, q, k, v, nullptr, nullptr, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale);
@@ -89,15 +92,20 @@ void bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, con
   bool grouped = nh != nkv;
   float *ok = grouped ? part : dk, *ov = grouped ? part + (int64_t)nk * nh * HD : dv;
   int64_t os = grouped ? (int64_t)nh * HD : (int64_t)nkv * HD;
-  if (async)
+  if (fused)  // in v1's block order, so the adds reach dq in another order than heads fastest would
+    launch_tiles((nk + FA_BK - 1) / FA_BK, nh, 0, FA_THREADS, fa_dkv_fused_smem<HD>(), [&] {
+      k_fa_bwd_dkv<HD, true, true>(ok, ov, os, dout, q, k, v, ob.data(), qb.data(), lse, D, lo, hi, tiles, nq, nk, nh,
+                                   nkv, max_len, scale, FA_PREFETCH | FA_FUSED_DQ, dq);
+    });
+  else if (async)
     launch_tiles((nk + FA_BK - 1) / FA_BK, nh, 1, FA_THREADS, fa_dkv_async_smem<HD>(), [&] {
       k_fa_bwd_dkv<HD, true>(ok, ov, os, dout, q, k, v, ob.data(), qb.data(), lse, D, lo, hi, tiles, nq, nk, nh, nkv,
-                             max_len, scale, FA_HEAVY_FIRST | FA_PREFETCH);
+                             max_len, scale, FA_HEAVY_FIRST | FA_PREFETCH, nullptr);
     });
   else
     launch_tiles((nk + FA_BK - 1) / FA_BK, nh, 0, FA_THREADS, fa_dkv_smem<HD>(), [&] {
       k_fa_bwd_dkv<HD, false>(ok, ov, os, dout, q, k, v, nullptr, nullptr, lse, D, lo, hi, tiles, nq, nk, nh, nkv,
-                              max_len, scale, 0);
+                              max_len, scale, 0, nullptr);
     });
   if (grouped) {
     int64_t n = (int64_t)nk * nkv * HD;
@@ -304,6 +312,25 @@ static void run(const Case &c) {
     for (size_t e = 0; e < dq.size(); e++) diff += memcmp(&dq[e], &dq2[e], 4) != 0;
     printf("  dq, dk, dv by the async kernels: %s\n", diff ? "FAIL" : "v1's bit for bit");
     if (diff) printf("    %zu of %zu differ\n", diff, dk.size() + dq.size()), fails++;
+
+    // The fused dq (dq added up by the dk/dv kernel, poisoned first): dk,
+    // dv v1's bit for bit; dq against the f64 reference at dq's tolerance
+    // and against v1's dq — the same bf16 products summed in another order
+    // (a key block's four 16-key products, then the blocks), so within f32
+    // rounding of it: at 1e-3 of the tolerance an index or mask mistake
+    // fails by orders of magnitude.
+    std::vector<float> dq3(nq * qs, P), dk3(nk * ks, P), dv3(nk * ks, P), part3(part.size(), P);
+    bwd<HD>(dq3.data(), dk3.data(), dv3.data(), dout.data(), q.data(), k.data(), v.data(), out.data(), lse.data(),
+            c.lo.data(), c.hi.data(), nq, nk, nh, nkv, c.max_len, scale, D.data(), tiles.data(), part3.data(), true,
+            true);
+    diff = 0;
+    for (size_t e = 0; e < dk.size(); e++)
+      diff += memcmp(&dk[e], &dk3[e], 4) != 0 || memcmp(&dv[e], &dv3[e], 4) != 0;
+    printf("  dk, dv by the fused kernel: %s\n", diff ? "FAIL" : "v1's bit for bit");
+    if (diff) printf("    %zu of %zu differ\n", diff, dk.size()), fails++;
+    cmp("dq fused", c, dq3, rdq, 1.2e-1);
+    std::vector<double> dq1(dq.begin(), dq.end());
+    cmp("dq fused vs v1", c, dq3, dq1, 1.2e-4);
   }
 
   // attn_merge, as the decoder merges a prompt's attention with a branch's:
