@@ -21,7 +21,7 @@
 # STEP_TIME, STEP_TIMEOUT (the training step), STEP_ATTN=gemm|simple (the
 # step again with another attention), STEP_KEEP=0 (skip the step again with
 # every layer's activations kept), STEP_SEQS=k (the step and the kept step
-# again with k sequences packed a step: DISTILL_BENCH_SEQS), STEP_VARIANTS="v1 heavy prefetch notrim
+# again with k sequences packed a step: DISTILL_BENCH_SEQS), STEP_VARIANTS="v1 heavy prefetch fuseddq notrim
 # noset noqkv nogroup nogroup-dropout nodropdx nonorm unfused selective dropout graphs graphs-keep keepf32 dpo kd dpo-graphs kd-graphs" (the step again with each path turned on
 # or off against the defaults: variant_env below), STEP_ALL=1 (the steps
 # again, recomputing, keeping all and keeping the attention side, with
@@ -69,7 +69,7 @@ fits() {
 # alternative paths' steps and the decode benchmarks.
 case "${PLAN:-}" in
   1)
-    : "${TEST_UNVERIFIED:=1}" "${BENCH_RUN:=DecodeAttention|NF4MatVec}" "${BENCH_TIME:=10x}"
+    : "${TEST_UNVERIFIED:=1}" "${BENCH_RUN:=DecodeAttention|NF4MatVec|AttentionGemm}" "${BENCH_TIME:=10x}"
     : "${DISTILL_BENCH_STEP:=qwen2.5-1.5b:2048}" "${STEP_TIME:=3x}" "${STEP_ALL:=1}" "${DEADLINE:=540}"
     : "${STEP_SEQS:=4}"
     ;;
@@ -77,7 +77,7 @@ case "${PLAN:-}" in
     : "${SKIP_KERNEL_TESTS:=1}" "${TEST_RUN:=^(TestKVMirrorBF16|TestMirrorKindIsPlanned|TestDecodeSplit)$}" "${SKIP_KERNEL_BENCH:=1}"
     : "${SKIP_E2E:=1}" "${STEP_KEEP:=0}" "${STEP_TIME:=3x}" "${DEADLINE:=540}"
     : "${DISTILL_BENCH_STEP:=qwen2.5-0.5b:1024,qwen2.5-1.5b:2048}"
-    : "${STEP_VARIANTS:=graphs graphs-keep nogroup dropout nogroup-dropout nodropdx heavy prefetch selective dpo kd dpo-graphs kd-graphs notrim noset noqkv keepf32 nonorm}"
+    : "${STEP_VARIANTS:=graphs graphs-keep fuseddq nogroup dropout nogroup-dropout nodropdx heavy prefetch selective dpo kd dpo-graphs kd-graphs notrim noset noqkv keepf32 nonorm}"
     : "${DECODE_BENCH:=qwen2.5-0.5b}" "${DECODE_CONTEXT:=8192}" "${DECODE_OFFLOAD:=4}"
     ;;
   "") ;;
@@ -299,6 +299,7 @@ variant_env() {
     v1) echo DISTILL_CUDA_FLASH_ASYNC=0 ;;            # the flash kernels' synchronous tiles
     heavy) echo DISTILL_CUDA_FLASH_HEAVY=1 ;;         # flash blocks heaviest first (gated)
     prefetch) echo DISTILL_CUDA_FLASH_PREFETCH=1 ;;   # dk/dv's row statistics by cp.async (gated)
+    fuseddq) echo DISTILL_CUDA_FLASH_FUSED_DQ=1 ;;    # dq added up by the dk/dv kernel, no dq kernel (gated)
     notrim) echo DISTILL_CUDA_RECOMPUTE_TRIM=0 ;;     # the whole forward recomputed
     noset) echo DISTILL_CUDA_BWD_SET=0 ;;             # gradient buffers zeroed, then added to
     noqkv) echo DISTILL_CUDA_QKV_STACK=0 ;;           # q, k, v's backward as three GEMMs

@@ -104,3 +104,7 @@ func AdapterLayout(a *lora.Adapter, layers int) (dev, back []float32, aOff [][nM
 // DroppedDX is how many launches have added the adapter's dx term under
 // LoRA dropout in one pass (lora_dropout.go) in this process.
 func DroppedDX() int64 { return droppedDX.Load() }
+
+// FusedDQ is how many attention backward passes have taken the fused dq
+// (cuda.AttnShape.FusedDQ) in this process.
+func FusedDQ() int64 { return fusedDQ.Load() }

@@ -510,6 +510,9 @@ func (p *pass) layerBwd(l int, dx, xIn *cuda.Buffer) {
 		p.do(d.AttnBwd(s.dQ, s.dK, s.dV, s.dAtt, a.q, a.k, a.v, a.att, a.lse, p.attn))
 	case p.flash:
 		p.do(d.AttnBwdFlash(s.dQ, s.dK, s.dV, s.dAtt, a.q, a.k, a.v, a.att, a.lse, p.attn))
+		if p.attn.FusedDQ && p.attn.AsyncTiles {
+			fusedDQ.Add(1)
+		}
 	default:
 		p.do(d.AttnBwdGemm(s.dQ, s.dK, s.dV, s.dAtt, a.q, a.k, a.v, a.att, a.lse, p.attn))
 	}

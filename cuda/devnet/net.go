@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"distill/core/lora"
@@ -491,6 +492,27 @@ const prefetchVerified = false
 
 // DISTILL_CUDA_FLASH_PREFETCH=0 or 1 overrides the gate either way.
 func prefetchReady() bool { return gateOpen("DISTILL_CUDA_FLASH_PREFETCH", prefetchVerified) }
+
+// fusedDQVerified: a training pass's attention backward with dq added up
+// by the dk/dv kernel (cuda.AttnShape.FusedDQ: each tile's dS·K by f32
+// atomics) instead of by its own kernel, which computes S and dP a second
+// time — five tensor-core products a (query tile, key block) where there
+// were seven, and half the exponentials. Written without a GPU (session
+// 28): on the emulated device TestAttentionFlashParity gives v1's dk, dv
+// bit for bit and dq within 1.2e-7 of v1's (f32 rounding), and
+// TestFusedDQMatchesSplit a step's loss and gradients. Its price: the atomics
+// (~50 M a layer at 1.5B/2,048 tokens, one per dq element a key block)
+// and dq's bits that differ run to run. Until BenchmarkAttentionGemm's
+// flash_async_fuseddq beats flash_async and the step's [fuseddq] variant
+// its default, passes keep dq's kernel unless DISTILL_CUDA_FLASH_FUSED_DQ=1
+// (or DISTILL_CUDA_UNVERIFIED=1).
+const fusedDQVerified = false
+
+// DISTILL_CUDA_FLASH_FUSED_DQ=0 or 1 overrides the gate either way.
+func fusedDQReady() bool { return gateOpen("DISTILL_CUDA_FLASH_FUSED_DQ", fusedDQVerified) }
+
+// Attention backward passes that took the fused dq (tests read it).
+var fusedDQ atomic.Int64
 
 // keepAttentionVerified: Net.KeepAttention — each layer's attention-side
 // activations kept, the MLP side alone recomputed in the backward (one
