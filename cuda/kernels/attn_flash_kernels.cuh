@@ -30,6 +30,24 @@ __device__ __forceinline__ bool fa_valid(int lo, int hi, int nk, int max_len) {
   return lo >= 0 && hi <= nk && hi - lo > 0 && hi - lo <= max_len;
 }
 
+// The softmax's exponentials in base 2, as flash-attention takes them:
+// e^(s·scale − L) = 2^(s·scale·log2e − L·log2e), the scale's log2e folded
+// into one multiply(-add) and 2^x one instruction of the special function
+// unit (ex2.approx.ftz: ~2⁻²² relative, a result below 2⁻¹²⁶ flushed to
+// 0, 2^−inf = 0) — where expf spends ~9 on range reduction that P, rounded
+// to bf16 for its products, cannot use.
+constexpr float FA_LOG2E = 1.4426950408889634f, FA_LN2 = 0.6931471805599453f;
+__device__ __forceinline__ float fa_exp2(float x) {
+#ifdef DISTILL_CUDA_EMU
+  const float y = exp2f(x);
+  return y < 1.17549435e-38f ? 0.f : y;  // flushed as .ftz flushes it (NaN stays NaN)
+#else
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+#endif
+}
+
 // Two floats as one register of two bf16: lo in the low half (the lower
 // column), as the fragments want.
 __device__ __forceinline__ uint32_t fa_pack(float lo, float hi) {
@@ -325,13 +343,15 @@ __device__ __forceinline__ void fa_fwd_tile(float o[HD / 8][4], float m[2], floa
 #pragma unroll
     for (int n = 0; n < NT; n++) fa_mma_rows(s[n], qa[kk], Ks, LDK, n * 8, kk * 16, g, t);
 
+  // Scores, the running max m and base in base-2 units (× log2e).
+  const float sl2 = scale * FA_LOG2E;
   float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
   for (int n = 0; n < NT; n++)
 #pragma unroll
     for (int e = 0; e < 4; e++) {
       int i = e >> 1, j = k0 + n * 8 + 2 * t + (e & 1);
-      float x = (j >= w.lo[i] && j < w.hi[i]) ? s[n][e] * scale : -INFINITY;
+      float x = (j >= w.lo[i] && j < w.hi[i]) ? s[n][e] * sl2 : -INFINITY;
       s[n][e] = x;
       mx[i] = fmaxf(mx[i], x);
     }
@@ -339,8 +359,8 @@ __device__ __forceinline__ void fa_fwd_tile(float o[HD / 8][4], float m[2], floa
 #pragma unroll
   for (int i = 0; i < 2; i++) {
     float mn = fmaxf(m[i], fa_quad_max(mx[i]));
-    base[i] = mn == -INFINITY ? 0.f : mn;  // no key yet: exp(−inf − 0) = 0, never NaN
-    alpha[i] = expf(m[i] - base[i]);
+    base[i] = mn == -INFINITY ? 0.f : mn;  // no key yet: 2^(−inf − 0) = 0, never NaN
+    alpha[i] = fa_exp2(m[i] - base[i]);
     m[i] = mn;
     l[i] *= alpha[i];
   }
@@ -348,7 +368,7 @@ __device__ __forceinline__ void fa_fwd_tile(float o[HD / 8][4], float m[2], floa
   for (int n = 0; n < NT; n++)
 #pragma unroll
     for (int e = 0; e < 4; e++) {
-      float p = expf(s[n][e] - base[e >> 1]);
+      float p = fa_exp2(s[n][e] - base[e >> 1]);
       s[n][e] = p;
       l[e >> 1] += p;
     }
@@ -457,7 +477,7 @@ __global__ void __launch_bounds__(QW * 32) k_fa_fwd(float *out, float *lse, cons
 #pragma unroll
     for (int d = 0; d < ND; d++)
       *reinterpret_cast<float2 *>(orow + d * 8 + 2 * t) = make_float2(o[d][2 * i] * inv, o[d][2 * i + 1] * inv);
-    if (t == 0) lse[(int64_t)r * nh + h] = m[i] + logf(sum);
+    if (t == 0) lse[(int64_t)r * nh + h] = (m[i] + log2f(sum)) * FA_LN2;  // m in base 2: lse natural
   }
 }
 
@@ -514,13 +534,14 @@ __device__ __forceinline__ void fa_dq_tile(float acc[HD / 8][4], const uint32_t 
       fa_mma_rows(s[n], qa[kk], Ks, LDK, n * 8, kk * 16, g, t);
       fa_mma_rows(dp[n], da[kk], Vs, LDK, n * 8, kk * 16, g, t);
     }
+  const float sl2 = scale * FA_LOG2E, l2[2] = {L[0] * FA_LOG2E, L[1] * FA_LOG2E};  // base 2 (fa_exp2)
 #pragma unroll
   for (int n = 0; n < NT; n++)
 #pragma unroll
     for (int e = 0; e < 4; e++) {
       int i = e >> 1, j = k0 + n * 8 + 2 * t + (e & 1);
       bool in = j >= w.lo[i] && j < w.hi[i];
-      float p = in ? expf(s[n][e] * scale - L[i]) : 0.f;
+      float p = in ? fa_exp2(fmaf(s[n][e], sl2, -l2[i])) : 0.f;
       s[n][e] = in ? p * (dp[n][e] - Dr[i]) * scale : 0.f;  // dS
     }
   if constexpr (TR)
@@ -663,6 +684,7 @@ __device__ __forceinline__ void fa_dkv_tile(float gk[HD / 8][4], float gv[HD / 8
     }
   }
   // Row (key) kw+g (+8 for e ≥ 2), column (query) n·8 + 2t (+1).
+  const float sl2 = scale * FA_LOG2E;  // base 2 (fa_exp2)
 #pragma unroll
   for (int n = 0; n < NQ8; n++)
 #pragma unroll
@@ -671,7 +693,7 @@ __device__ __forceinline__ void fa_dkv_tile(float gk[HD / 8][4], float gv[HD / 8
       // A bad range reaches no key (fa_tile_rows empties it; prefetched,
       // its raw values arrive and are judged here).
       bool in = j >= lo_s[c] && j < hi_s[c] && fa_valid(lo_s[c], hi_s[c], nk, max_len);
-      float p = in ? expf(st[n][e] * scale - Ls[c]) : 0.f;
+      float p = in ? fa_exp2(fmaf(st[n][e], sl2, -Ls[c] * FA_LOG2E)) : 0.f;
       dpt[n][e] = in ? p * (dpt[n][e] - Dsh[c]) * scale : 0.f;  // dSᵀ
       st[n][e] = p;                                              // Pᵀ
     }
