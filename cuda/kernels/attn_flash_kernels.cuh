@@ -55,7 +55,6 @@ __device__ __forceinline__ uint32_t fa_pack(float lo, float hi) {
   return *reinterpret_cast<uint32_t *>(&v);
 }
 
-__device__ __forceinline__ uint32_t fa_ld(const bf16 *p) { return *reinterpret_cast<const uint32_t *>(p); }
 
 // c += a·b, one m16n8k16 product.
 __device__ __forceinline__ void fa_mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
@@ -79,6 +78,19 @@ __device__ __forceinline__ void fa_ldsm_x4_trans(uint32_t r[4], const bf16 *row)
 #else
   const unsigned a = (unsigned)__cvta_generic_to_shared(row);
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
+#endif
+}
+
+// The same without .trans: r[m] holds row g, columns 2t, 2t + 1 of matrix
+// m — an A or B fragment's register from a tile stored along k.
+__device__ __forceinline__ void fa_ldsm_x4(uint32_t r[4], const bf16 *row) {
+#ifdef DISTILL_CUDA_EMU
+  emu_ldsm_x4(r, row);
+#else
+  const unsigned a = (unsigned)__cvta_generic_to_shared(row);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(a));
 #endif
@@ -123,20 +135,24 @@ __device__ __forceinline__ void fa_cp_wait() {
 #endif
 }
 
-// The A fragment of rows r0.., columns c0.. of a row-major bf16 tile.
-__device__ __forceinline__ void fa_frag_a(uint32_t a[4], const bf16 *s, int ld, int r0, int c0, int g, int t) {
-  a[0] = fa_ld(s + (r0 + g) * ld + c0 + 2 * t);
-  a[1] = fa_ld(s + (r0 + g + 8) * ld + c0 + 2 * t);
-  a[2] = fa_ld(s + (r0 + g) * ld + c0 + 8 + 2 * t);
-  a[3] = fa_ld(s + (r0 + g + 8) * ld + c0 + 8 + 2 * t);
+// The A fragment of rows r0.., columns c0.. of a row-major bf16 tile, by
+// one ldmatrix: matrices (rows lo, columns lo), (hi, lo), (lo, hi), (hi, hi).
+__device__ __forceinline__ void fa_frag_a(uint32_t a[4], const bf16 *s, int ld, int r0, int c0, int lane) {
+  const int m = lane >> 3, rr = lane & 7;  // the row this lane names: matrix m's row rr
+  fa_ldsm_x4(a, s + (r0 + (m & 1) * 8 + rr) * ld + c0 + (m >> 1) * 8);
 }
 
-// c(16, 8n) += a(16, 16) · B where B's column j is row n0+j of s, its k
-// running along that row from k0.
-__device__ __forceinline__ void fa_mma_rows(float c[4], const uint32_t a[4], const bf16 *s, int ld, int n0, int k0,
-                                            int g, int t) {
-  const bf16 *r = s + (n0 + g) * ld + k0 + 2 * t;
-  fa_mma(c, a, fa_ld(r), fa_ld(r + 8));
+// c0(16, 8), c1(16, 8) += a(16, 16) · B for two 8-column blocks, B's
+// column j row n0+j of s (c0) and row n0+8+j (c1), its k running along
+// that row from k0 — both B fragments by one ldmatrix: matrices (rows lo,
+// k lo), (lo, k hi), (hi, k lo), (hi, k hi).
+__device__ __forceinline__ void fa_mma_rows2(float c0[4], float c1[4], const uint32_t a[4], const bf16 *s, int ld,
+                                             int n0, int k0, int lane) {
+  const int m = lane >> 3, rr = lane & 7;
+  uint32_t b[4];
+  fa_ldsm_x4(b, s + (n0 + (m >> 1) * 8 + rr) * ld + k0 + (m & 1) * 8);
+  fa_mma(c0, a, b[0], b[1]);
+  fa_mma(c1, a, b[2], b[3]);
 }
 
 // The A fragment of a 16×16 product over keys (or queries) 16c.. from the
@@ -152,14 +168,13 @@ __device__ __forceinline__ void fa_c_to_a(uint32_t a[4], const float lo[4], cons
 // accumulator (its C tiles, rounded to bf16 as the A fragments of the
 // product), T's column d row d of tile (a transposed tile, ld apart).
 template <int KB, int ND>
-__device__ __forceinline__ void fa_mma_scores(float acc[ND][4], float s[KB / 8][4], const bf16 *tile, int ld, int g,
-                                              int t) {
+__device__ __forceinline__ void fa_mma_scores(float acc[ND][4], float s[KB / 8][4], const bf16 *tile, int ld) {
 #pragma unroll
   for (int c = 0; c < KB / 16; c++) {
     uint32_t a[4];
     fa_c_to_a(a, s[2 * c], s[2 * c + 1]);
 #pragma unroll
-    for (int d = 0; d < ND; d++) fa_mma_rows(acc[d], a, tile, ld, d * 8, c * 16, g, t);
+    for (int d = 0; d < ND; d += 2) fa_mma_rows2(acc[d], acc[d + 1], a, tile, ld, d * 8, c * 16, threadIdx.x & 31);
   }
 }
 
@@ -341,7 +356,7 @@ __device__ __forceinline__ void fa_fwd_tile(float o[HD / 8][4], float m[2], floa
 #pragma unroll
   for (int kk = 0; kk < HD / 16; kk++)
 #pragma unroll
-    for (int n = 0; n < NT; n++) fa_mma_rows(s[n], qa[kk], Ks, LDK, n * 8, kk * 16, g, t);
+    for (int n = 0; n < NT; n += 2) fa_mma_rows2(s[n], s[n + 1], qa[kk], Ks, LDK, n * 8, kk * 16, lane);
 
   // Scores, the running max m and base in base-2 units (× log2e).
   const float sl2 = scale * FA_LOG2E;
@@ -375,7 +390,7 @@ __device__ __forceinline__ void fa_fwd_tile(float o[HD / 8][4], float m[2], floa
 #pragma unroll
   for (int d = 0; d < ND; d++) o[d][0] *= alpha[0], o[d][1] *= alpha[0], o[d][2] *= alpha[1], o[d][3] *= alpha[1];
   if constexpr (TR)
-    fa_mma_scores<FA_BK, ND>(o, s, V, LDV, g, t);  // O += P·V
+    fa_mma_scores<FA_BK, ND>(o, s, V, LDV);  // O += P·V
   else
     fa_mma_scores_rows<FA_BK, ND>(o, s, V, LDK, lane);
 }
@@ -530,9 +545,9 @@ __device__ __forceinline__ void fa_dq_tile(float acc[HD / 8][4], const uint32_t 
 #pragma unroll
   for (int kk = 0; kk < HD / 16; kk++)
 #pragma unroll
-    for (int n = 0; n < NT; n++) {
-      fa_mma_rows(s[n], qa[kk], Ks, LDK, n * 8, kk * 16, g, t);
-      fa_mma_rows(dp[n], da[kk], Vs, LDK, n * 8, kk * 16, g, t);
+    for (int n = 0; n < NT; n += 2) {
+      fa_mma_rows2(s[n], s[n + 1], qa[kk], Ks, LDK, n * 8, kk * 16, lane);
+      fa_mma_rows2(dp[n], dp[n + 1], da[kk], Vs, LDK, n * 8, kk * 16, lane);
     }
   const float sl2 = scale * FA_LOG2E, l2[2] = {L[0] * FA_LOG2E, L[1] * FA_LOG2E};  // base 2 (fa_exp2)
 #pragma unroll
@@ -541,11 +556,11 @@ __device__ __forceinline__ void fa_dq_tile(float acc[HD / 8][4], const uint32_t 
     for (int e = 0; e < 4; e++) {
       int i = e >> 1, j = k0 + n * 8 + 2 * t + (e & 1);
       bool in = j >= w.lo[i] && j < w.hi[i];
-      float p = in ? fa_exp2(fmaf(s[n][e], sl2, -l2[i])) : 0.f;
+      const float x = fa_exp2(fmaf(s[n][e], sl2, -l2[i])), p = in ? x : 0.f;  // taken, then selected: no branch
       s[n][e] = in ? p * (dp[n][e] - Dr[i]) * scale : 0.f;  // dS
     }
   if constexpr (TR)
-    fa_mma_scores<FA_BK, ND>(acc, s, Kt, LDT, g, t);  // dq += dS·K
+    fa_mma_scores<FA_BK, ND>(acc, s, Kt, LDT);  // dq += dS·K
   else
     fa_mma_scores_rows<FA_BK, ND>(acc, s, Ks, LDK, lane);
 }
@@ -675,27 +690,35 @@ __device__ __forceinline__ void fa_dkv_tile(float gk[HD / 8][4], float gv[HD / 8
 #pragma unroll
   for (int kk = 0; kk < HD / 16; kk++) {
     uint32_t ka[4], va[4];
-    fa_frag_a(ka, Ks, LDK, warp * 16, kk * 16, g, t);
-    fa_frag_a(va, Vs, LDK, warp * 16, kk * 16, g, t);
+    fa_frag_a(ka, Ks, LDK, warp * 16, kk * 16, lane);
+    fa_frag_a(va, Vs, LDK, warp * 16, kk * 16, lane);
 #pragma unroll
-    for (int n = 0; n < NQ8; n++) {
-      fa_mma_rows(st[n], ka, Qs, LDK, n * 8, kk * 16, g, t);
-      fa_mma_rows(dpt[n], va, Os, LDK, n * 8, kk * 16, g, t);
+    for (int n = 0; n < NQ8; n += 2) {
+      fa_mma_rows2(st[n], st[n + 1], ka, Qs, LDK, n * 8, kk * 16, lane);
+      fa_mma_rows2(dpt[n], dpt[n + 1], va, Os, LDK, n * 8, kk * 16, lane);
     }
   }
-  // Row (key) kw+g (+8 for e ≥ 2), column (query) n·8 + 2t (+1).
+  // Row (key) kw+g (+8 for e ≥ 2), column (query) n·8 + 2t (+1): each
+  // column's range and statistics read once, each exponential taken
+  // whether or not its key is in range and then selected (no branches).
   const float sl2 = scale * FA_LOG2E;  // base 2 (fa_exp2)
 #pragma unroll
   for (int n = 0; n < NQ8; n++)
 #pragma unroll
-    for (int e = 0; e < 4; e++) {
-      int j = kw + g + 8 * (e >> 1), c = n * 8 + 2 * t + (e & 1);
+    for (int b = 0; b < 2; b++) {
+      const int c = n * 8 + 2 * t + b, lo = lo_s[c], hi = hi_s[c];
       // A bad range reaches no key (fa_tile_rows empties it; prefetched,
       // its raw values arrive and are judged here).
-      bool in = j >= lo_s[c] && j < hi_s[c] && fa_valid(lo_s[c], hi_s[c], nk, max_len);
-      float p = in ? fa_exp2(fmaf(st[n][e], sl2, -Ls[c] * FA_LOG2E)) : 0.f;
-      dpt[n][e] = in ? p * (dpt[n][e] - Dsh[c]) * scale : 0.f;  // dSᵀ
-      st[n][e] = p;                                              // Pᵀ
+      const bool good = fa_valid(lo, hi, nk, max_len);
+      const float l2 = Ls[c] * FA_LOG2E, dc = Dsh[c];
+#pragma unroll
+      for (int i = 0; i < 2; i++) {
+        const int e = 2 * i + b, j = kw + g + 8 * i;
+        const bool in = good && j >= lo && j < hi;
+        const float x = fa_exp2(fmaf(st[n][e], sl2, -l2)), p = in ? x : 0.f;  // out of range: x not kept
+        dpt[n][e] = in ? p * (dpt[n][e] - dc) * scale : 0.f;            // dSᵀ
+        st[n][e] = p;                                                   // Pᵀ
+      }
     }
   if constexpr (DS) {
 #pragma unroll
@@ -706,8 +729,8 @@ __device__ __forceinline__ void fa_dkv_tile(float gk[HD / 8][4], float gv[HD / 8
             fa_pack(dpt[n][2 * i], dpt[n][2 * i + 1]);
   }
   if constexpr (TR) {
-    fa_mma_scores<FA_BQ2, ND>(gv, st, Ot, LDQ, g, t);   // dV += Pᵀ·dO
-    fa_mma_scores<FA_BQ2, ND>(gk, dpt, Qt, LDQ, g, t);  // dK += dSᵀ·Q
+    fa_mma_scores<FA_BQ2, ND>(gv, st, Ot, LDQ);   // dV += Pᵀ·dO
+    fa_mma_scores<FA_BQ2, ND>(gk, dpt, Qt, LDQ);  // dK += dSᵀ·Q
   } else {
     fa_mma_scores_rows<FA_BQ2, ND>(gv, st, Os, LDK, lane);
     fa_mma_scores_rows<FA_BQ2, ND>(gk, dpt, Qs, LDK, lane);
