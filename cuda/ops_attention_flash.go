@@ -83,7 +83,7 @@ func (d *Device) AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse *Buffer, s Att
 		return err
 	}
 	defer rows.Free() // to the pool, or nothing for a view of the scratch
-	tiles, err := sc.take(d, "tiles", I32, max(2*((s.NQ+31)/32), 1))
+	tiles, err := sc.take(d, "tiles", I32, max(4*((s.NQ+31)/32), 1))
 	if err != nil {
 		return err
 	}
@@ -132,7 +132,7 @@ func NewFlashScratch(s AttnShape, alloc func(Kind, int) (*Buffer, error)) (*Flas
 		b, err = alloc(k, n)
 		return b
 	}
-	sc.rows, sc.tiles = take(F32, max(s.NQ*s.NH, 1)), take(I32, max(2*((s.NQ+31)/32), 1))
+	sc.rows, sc.tiles = take(F32, max(s.NQ*s.NH, 1)), take(I32, max(4*((s.NQ+31)/32), 1))
 	if s.NH != s.NKV && s.NK > 0 {
 		sc.part = take(F32, 2*s.NK*s.NH*s.HD)
 	}

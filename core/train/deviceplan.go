@@ -274,7 +274,7 @@ func (ps devicePass) bytes(nf4 bool) int64 {
 	if model.FlashAttention(int(hd)) {
 		attn = 0
 		if ps.training { // backward's rowsum(dO∘O), tile ranges, grouped heads' shares of dk, dv
-			attn = 4 * (N*H + 2*((N+31)/32))
+			attn = 4 * (N*H + 4*((N+31)/32))
 			if H != KV {
 				attn += 4 * 2 * N * H * hd
 			}

@@ -32,7 +32,7 @@ int dc_attn_fwd_flash_kv16(float *out, float *lse, const float *q, const uint16_
                            const int32_t *kv_lo, const int32_t *kv_hi, int nq, int nk, int nh, int nkv, int hd,
                            int max_len, float scale, int flags);
 // dq, dk, dv set (not accumulated) from dout, out, lse. Scratch: D, nq·nh
-// floats; tiles, 2·⌈nq/32⌉ ints; part, 2·nk·nh·hd floats when nh ≠ nkv
+// floats; tiles, 4·⌈nq/32⌉ ints; part, 2·nk·nh·hd floats when nh ≠ nkv
 // (each query head's share of its KV head's gradients), else unused. b16,
 // null or 2·(nq·nh + nk·nkv)·hd bf16: given, dq, dk and dv come from the
 // kernels that stage their tiles asynchronously from bf16 copies of q,

@@ -300,6 +300,16 @@ __device__ __forceinline__ fa_rows fa_row_ranges(const int32_t *kv_lo, const int
   return w;
 }
 
+// Whether each of the warp's rows attends every key of k0..k0+n−1 — a
+// tile its masks would not change, so its products skip them (a causal
+// pass's tiles below the diagonal: all but one a row of tiles). One vote,
+// the same answer to every lane; rows past nq or with bad ranges (empty
+// here) are never full.
+__device__ __forceinline__ bool fa_full(const fa_rows &w, int k0, int n) {
+  const bool mine = w.lo[0] <= k0 && w.hi[0] >= k0 + n && w.lo[1] <= k0 && w.hi[1] >= k0 + n;
+  return __all_sync(0xffffffffu, mine);
+}
+
 // The block's key range: the union of its warps' (each thread passes its
 // warp's); sh holds 2·NW ints.
 template <int NW>
@@ -345,7 +355,8 @@ __device__ __forceinline__ void fa_stage_kv_async(bf16 *Kd, bf16 *Vd, const bf16
 // V's B operand from the transposed tile Vt with TR (v1 stages it), else
 // from the row-major V by ldmatrix.trans (the same values in the same
 // order).
-template <int HD, bool TR>
+// MASK false: a full tile (fa_full), no key masked — the same values.
+template <int HD, bool TR, bool MASK>
 __device__ __forceinline__ void fa_fwd_tile(float o[HD / 8][4], float m[2], float l[2], const uint32_t qa[HD / 16][4],
                                             const bf16 *Ks, const bf16 *V, const fa_rows &w, int k0, float scale) {
   constexpr int LDK = HD + FA_PAD, LDV = FA_BK + FA_PAD, NT = FA_BK / 8, ND = HD / 8;
@@ -366,7 +377,7 @@ __device__ __forceinline__ void fa_fwd_tile(float o[HD / 8][4], float m[2], floa
 #pragma unroll
     for (int e = 0; e < 4; e++) {
       int i = e >> 1, j = k0 + n * 8 + 2 * t + (e & 1);
-      float x = (j >= w.lo[i] && j < w.hi[i]) ? s[n][e] * sl2 : -INFINITY;
+      float x = (!MASK || (j >= w.lo[i] && j < w.hi[i])) ? s[n][e] * sl2 : -INFINITY;
       s[n][e] = x;
       mx[i] = fmaxf(mx[i], x);
     }
@@ -462,8 +473,10 @@ __global__ void __launch_bounds__(QW * 32) k_fa_fwd(float *out, float *lse, cons
       fa_cp_commit();
       fa_cp_wait<1>();  // this thread's copies of tile k0 have landed
       __syncthreads();  // everyone's have
-      if (!(k0 >= w.whi || k0 + FA_BK <= w.wlo))
-        fa_fwd_tile<HD, false>(o, m, l, qa, Ks + st * TILE, Vs + st * TILE, w, k0, scale);
+      if (fa_full(w, k0, FA_BK))
+        fa_fwd_tile<HD, false, false>(o, m, l, qa, Ks + st * TILE, Vs + st * TILE, w, k0, scale);
+      else if (!(k0 >= w.whi || k0 + FA_BK <= w.wlo))
+        fa_fwd_tile<HD, false, true>(o, m, l, qa, Ks + st * TILE, Vs + st * TILE, w, k0, scale);
       __syncthreads();  // buffers st are read: the next iteration may refill them
     }
   } else {
@@ -473,7 +486,10 @@ __global__ void __launch_bounds__(QW * 32) k_fa_fwd(float *out, float *lse, cons
       fa_stage<HD, FA_BK, QW * 32>(nullptr, 0, Vt, LDV, v, kend, kvs, kvh * HD, k0);
       __syncthreads();
       if (k0 >= w.whi || k0 + FA_BK <= w.wlo) continue;  // none of this warp's rows sees the tile
-      fa_fwd_tile<HD, true>(o, m, l, qa, Ks, Vt, w, k0, scale);
+      if (fa_full(w, k0, FA_BK))
+        fa_fwd_tile<HD, true, false>(o, m, l, qa, Ks, Vt, w, k0, scale);
+      else
+        fa_fwd_tile<HD, true, true>(o, m, l, qa, Ks, Vt, w, k0, scale);
     }
   }
 
@@ -509,20 +525,24 @@ __global__ void k_fa_row_dot(float *D, const float *dout, const float *out, int 
 }
 
 // Each 32-row query tile's [min lo, max hi) over its rows with good ranges
-// (lo > hi when none): tiles[2·b], tiles[2·b+1].
+// (lo > hi when none): tiles[4·b], tiles[4·b+1]; and [max lo, min hi) over
+// all its rows — the keys every row attends, empty (INT_MAX, 0) when a row
+// is bad or past nq: tiles[4·b+2], tiles[4·b+3].
 __global__ void k_fa_tile_range(int32_t *tiles, const int32_t *kv_lo, const int32_t *kv_hi, int nq, int nk,
                                 int max_len) {
   int b = blockIdx.x, r = b * FA_BQ2 + threadIdx.x;  // one warp a tile
-  int lo = INT_MAX, hi = 0;
+  int lo = INT_MAX, hi = 0, flo = INT_MAX, fhi = 0;
   if (r < nq) {
     int a = kv_lo[r], z = kv_hi[r];
-    if (fa_valid(a, z, nk, max_len)) lo = a, hi = z;
+    if (fa_valid(a, z, nk, max_len)) lo = flo = a, hi = fhi = z;
   }
   for (int o = 16; o > 0; o >>= 1) {
     lo = min(lo, __shfl_xor_sync(0xffffffffu, lo, o));
     hi = max(hi, __shfl_xor_sync(0xffffffffu, hi, o));
+    flo = max(flo, __shfl_xor_sync(0xffffffffu, flo, o));
+    fhi = min(fhi, __shfl_xor_sync(0xffffffffu, fhi, o));
   }
-  if (threadIdx.x == 0) tiles[2 * b] = lo, tiles[2 * b + 1] = hi;
+  if (threadIdx.x == 0) tiles[4 * b] = lo, tiles[4 * b + 1] = hi, tiles[4 * b + 2] = flo, tiles[4 * b + 3] = fhi;
 }
 
 // One key tile's share of a warp's dq (its 16 rows, fragments qa, da of q
@@ -530,7 +550,8 @@ __global__ void k_fa_tile_range(int32_t *tiles, const int32_t *kv_lo, const int3
 // tiles, dS = P∘(dP − D)·scale, dq += dS·K — K's B operand from the
 // transposed tile Kt with TR (v1 stages it), else from Ks by ldmatrix.trans
 // (the same values in the same order).
-template <int HD, bool TR>
+// MASK false: a full tile (fa_full) — the same values.
+template <int HD, bool TR, bool MASK>
 __device__ __forceinline__ void fa_dq_tile(float acc[HD / 8][4], const uint32_t qa[HD / 16][4],
                                            const uint32_t da[HD / 16][4], const bf16 *Ks, const bf16 *Vs,
                                            const bf16 *Kt, const fa_rows &w, const float L[2], const float Dr[2],
@@ -555,7 +576,7 @@ __device__ __forceinline__ void fa_dq_tile(float acc[HD / 8][4], const uint32_t 
 #pragma unroll
     for (int e = 0; e < 4; e++) {
       int i = e >> 1, j = k0 + n * 8 + 2 * t + (e & 1);
-      bool in = j >= w.lo[i] && j < w.hi[i];
+      bool in = !MASK || (j >= w.lo[i] && j < w.hi[i]);
       const float x = fa_exp2(fmaf(s[n][e], sl2, -l2[i])), p = in ? x : 0.f;  // taken, then selected: no branch
       s[n][e] = in ? p * (dp[n][e] - Dr[i]) * scale : 0.f;  // dS
     }
@@ -619,8 +640,10 @@ __global__ void __launch_bounds__(QW * 32) k_fa_bwd_dq(float *dq, const float *d
       fa_cp_commit();
       fa_cp_wait<1>();  // this thread's copies of tile k0 have landed
       __syncthreads();  // everyone's have
-      if (!(k0 >= w.whi || k0 + FA_BK <= w.wlo))
-        fa_dq_tile<HD, false>(acc, qa, da, Ks + st * TILE, Vs + st * TILE, nullptr, w, L, Dr, k0, scale);
+      if (fa_full(w, k0, FA_BK))
+        fa_dq_tile<HD, false, false>(acc, qa, da, Ks + st * TILE, Vs + st * TILE, nullptr, w, L, Dr, k0, scale);
+      else if (!(k0 >= w.whi || k0 + FA_BK <= w.wlo))
+        fa_dq_tile<HD, false, true>(acc, qa, da, Ks + st * TILE, Vs + st * TILE, nullptr, w, L, Dr, k0, scale);
       __syncthreads();  // buffer st is read: the next iteration may refill it
     }
   } else {
@@ -630,7 +653,10 @@ __global__ void __launch_bounds__(QW * 32) k_fa_bwd_dq(float *dq, const float *d
       fa_stage<HD, FA_BK, QW * 32>(Vs, LDK, nullptr, 0, v, nk, kvs, kvh * HD, k0);
       __syncthreads();
       if (k0 >= w.whi || k0 + FA_BK <= w.wlo) continue;
-      fa_dq_tile<HD, true>(acc, qa, da, Ks, Vs, Kt, w, L, Dr, k0, scale);
+      if (fa_full(w, k0, FA_BK))
+        fa_dq_tile<HD, true, false>(acc, qa, da, Ks, Vs, Kt, w, L, Dr, k0, scale);
+      else
+        fa_dq_tile<HD, true, true>(acc, qa, da, Ks, Vs, Kt, w, L, Dr, k0, scale);
     }
   }
 
@@ -675,7 +701,9 @@ __device__ __forceinline__ void fa_tile_rows(int *lo_s, int *hi_s, float *Ls, fl
 // With DS (the fused dq) the tile's dSᵀ is also stored, rounded to bf16 as
 // dK's product rounds it, into DsT: the block's 64 keys by the tile's 32
 // queries (rows LDQ apart), this warp's 16 rows.
-template <int HD, bool TR, bool DS = false>
+// MASK false: every row of the tile attends every key of the warp's (the
+// tile's [max lo, min hi) covers them) — no range read, the same values.
+template <int HD, bool TR, bool DS, bool MASK>
 __device__ __forceinline__ void fa_dkv_tile(float gk[HD / 8][4], float gv[HD / 8][4], const bf16 *Ks, const bf16 *Vs,
                                             const bf16 *Qs, const bf16 *Os, const bf16 *Qt, const bf16 *Ot,
                                             const int *lo_s, const int *hi_s, const float *Ls, const float *Dsh,
@@ -706,15 +734,15 @@ __device__ __forceinline__ void fa_dkv_tile(float gk[HD / 8][4], float gv[HD / 8
   for (int n = 0; n < NQ8; n++)
 #pragma unroll
     for (int b = 0; b < 2; b++) {
-      const int c = n * 8 + 2 * t + b, lo = lo_s[c], hi = hi_s[c];
+      const int c = n * 8 + 2 * t + b, lo = MASK ? lo_s[c] : 0, hi = MASK ? hi_s[c] : 0;
       // A bad range reaches no key (fa_tile_rows empties it; prefetched,
       // its raw values arrive and are judged here).
-      const bool good = fa_valid(lo, hi, nk, max_len);
+      const bool good = !MASK || fa_valid(lo, hi, nk, max_len);
       const float l2 = Ls[c] * FA_LOG2E, dc = Dsh[c];
 #pragma unroll
       for (int i = 0; i < 2; i++) {
         const int e = 2 * i + b, j = kw + g + 8 * i;
-        const bool in = good && j >= lo && j < hi;
+        const bool in = !MASK || (good && j >= lo && j < hi);
         const float x = fa_exp2(fmaf(st[n][e], sl2, -l2)), p = in ? x : 0.f;  // out of range: x not kept
         dpt[n][e] = in ? p * (dpt[n][e] - dc) * scale : 0.f;            // dSᵀ
         st[n][e] = p;                                                   // Pᵀ
@@ -877,7 +905,7 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv(float *dk, float *dv,
     constexpr int CH = HD / 8;
     // The next tile from b whose rows reach these keys (block-uniform).
     auto next = [&](int b) {
-      while (b < ntiles && (tiles[2 * b] >= k0 + FA_BK || tiles[2 * b + 1] <= k0)) b++;
+      while (b < ntiles && (tiles[4 * b] >= k0 + FA_BK || tiles[4 * b + 1] <= k0)) b++;
       return b;
     };
     // Tile b into buffer st: its rows of Q and dO in flight (rows past nq
@@ -919,11 +947,14 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv(float *dk, float *dv,
       fa_cp_commit();
       fa_cp_wait<1>();  // this thread's copies of tile b have landed
       __syncthreads();  // everyone's have (and K, V, and tile b's ranges)
-      const int tlo = tiles[2 * b], thi = tiles[2 * b + 1];
+      const int tlo = tiles[4 * b], thi = tiles[4 * b + 1];
       const bool reach = !(tlo >= kw + 16 || thi <= kw);  // some row of the tile reaches this warp's keys
-      if (reach)
-        fa_dkv_tile<HD, false, FUSED>(gk, gv, Ks, Vs, Qs + st * TILE, Os + st * TILE, nullptr, nullptr, lo_s[st],
-                                      hi_s[st], Ls[st], Dsh[st], kw, scale, nk, max_len, DsT);
+      if (tiles[4 * b + 2] <= kw && tiles[4 * b + 3] >= kw + 16)  // every row reaches all of them
+        fa_dkv_tile<HD, false, FUSED, false>(gk, gv, Ks, Vs, Qs + st * TILE, Os + st * TILE, nullptr, nullptr,
+                                             lo_s[st], hi_s[st], Ls[st], Dsh[st], kw, scale, nk, max_len, DsT);
+      else if (reach)
+        fa_dkv_tile<HD, false, FUSED, true>(gk, gv, Ks, Vs, Qs + st * TILE, Os + st * TILE, nullptr, nullptr,
+                                            lo_s[st], hi_s[st], Ls[st], Dsh[st], kw, scale, nk, max_len, DsT);
       if constexpr (FUSED) {
         if (!reach) fa_ds_zero(DsT);
         __syncthreads();  // every warp's rows of dSᵀ are stored
@@ -934,7 +965,7 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv(float *dk, float *dv,
     }
   } else {
     for (int b = 0; b < ntiles; b++) {
-      int tlo = tiles[2 * b], thi = tiles[2 * b + 1];
+      int tlo = tiles[4 * b], thi = tiles[4 * b + 1];
       if (tlo >= k0 + FA_BK || thi <= k0) continue;  // block-uniform: no row of the tile reaches these keys
       int q0 = b * FA_BQ2;
       __syncthreads();  // the previous tile's reads are done (and, the first time, K and V are staged)
@@ -943,7 +974,12 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv(float *dk, float *dv,
       fa_tile_rows(lo_s[0], hi_s[0], Ls[0], Dsh[0], q0, kv_lo, kv_hi, lse, D, nq, nk, nh, h, max_len);
       __syncthreads();
       if (tlo >= kw + 16 || thi <= kw) continue;  // none of the tile's rows reaches this warp's keys
-      fa_dkv_tile<HD, true>(gk, gv, Ks, Vs, Qs, Os, Qt, Ot, lo_s[0], hi_s[0], Ls[0], Dsh[0], kw, scale, nk, max_len);
+      if (tiles[4 * b + 2] <= kw && tiles[4 * b + 3] >= kw + 16)  // every row reaches all of this warp's keys
+        fa_dkv_tile<HD, true, false, false>(gk, gv, Ks, Vs, Qs, Os, Qt, Ot, lo_s[0], hi_s[0], Ls[0], Dsh[0], kw, scale,
+                                            nk, max_len);
+      else
+        fa_dkv_tile<HD, true, false, true>(gk, gv, Ks, Vs, Qs, Os, Qt, Ot, lo_s[0], hi_s[0], Ls[0], Dsh[0], kw, scale,
+                                           nk, max_len);
     }
   }
 

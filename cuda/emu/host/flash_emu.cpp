@@ -163,6 +163,17 @@ static Case bad() {
   return c;
 }
 
+// Bad rows inside tiles whose other rows all attend the same keys (a
+// causal segment's tiles below the diagonal): the kernels' unmasked paths
+// for full tiles must not take them.
+static Case bad_in_full() {
+  Case c = packed({100}, 4, 2, 64);
+  c.name = "bad_in_full";
+  c.lo[50] = -1;
+  c.hi[70] = 101;
+  return c;
+}
+
 static bool valid(const Case &c, int i) {
   int lo = c.lo[i], hi = c.hi[i];
   return lo >= 0 && hi <= c.nk && hi - lo > 0 && hi - lo <= c.max_len;
@@ -223,7 +234,7 @@ static void run(const Case &c) {
   const float P = 12345.f;  // poison
   std::vector<float> out(nq * qs, P), lse(nq * nh, P), dq(nq * qs, P), dk(nk * ks + 1, P), dv(nk * ks + 1, P);
   std::vector<float> D(std::max(nq * nh, 1)), part(group > 1 ? 2 * (size_t)nk * nh * HD : 1, P);
-  std::vector<int32_t> tiles(std::max(2 * ((nq + 31) / 32), 1));
+  std::vector<int32_t> tiles(std::max(4 * ((nq + 31) / 32), 1));
   fwd<HD>(out.data(), lse.data(), q.data(), k.data(), v.data(), c.lo.data(), c.hi.data(), nq, nk, nh, nkv, c.max_len,
           scale);
   bwd<HD>(dq.data(), dk.data(), dv.data(), dout.data(), q.data(), k.data(), v.data(), out.data(), lse.data(),
@@ -408,6 +419,7 @@ int main(int argc, char **argv) {
       window(150, 40, 4, 2, 80),
       poisoned(decode(1, 37, 14, 2, 64), 64),
       poisoned(decode(1, 100, 4, 2, 128), 256),
+      bad_in_full(),
   };
   std::vector<int> which;
   for (int a = 1; a < argc; a++) which.push_back(atoi(argv[a]));

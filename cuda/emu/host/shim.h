@@ -235,6 +235,19 @@ inline T __shfl_xor_sync(unsigned mask, T v, int o) {
   return r;
 }
 
+// Whether every lane's p holds (a vote: the same answer to each lane).
+inline int __all_sync(unsigned mask, int p) {
+  if (mask != 0xffffffffu) abort();
+  int lane = threadIdx.x & 31;
+  EmuWarp &w = emu_warps[threadIdx.x >> 5];
+  const unsigned set = w.bar.gen & 1;
+  w.sh[set][lane] = p != 0;
+  emu_wait(w.bar);
+  for (int L = 0; L < 32; L++)
+    if (!w.sh[set][L]) return 0;
+  return 1;
+}
+
 // mma.m16n8k16.row.col f32.bf16.bf16.f32, fragments per the PTX ISA:
 // A: a0,a1 (g, 2t..) reg0; a2,a3 (g+8, 2t..) reg1; a4,a5 (g, 2t+8..) reg2; a6,a7 (g+8, 2t+8..) reg3.
 // B: b0,b1 (k 2t.., n g) reg0; b2,b3 (k 2t+8.., n g) reg1.  C: (g,2t),(g,2t+1),(g+8,2t),(g+8,2t+1).
