@@ -398,8 +398,13 @@ __device__ __forceinline__ void fa_fwd_tile(float o[HD / 8][4], float m[2], floa
       s[n][e] = p;
       l[e >> 1] += p;
     }
+  // Past a row's first tiles its max seldom moves (alpha exactly 1): the
+  // warp skips the rescale when no row's did — a vote for 2·ND multiplies
+  // by 1.
+  if (!__all_sync(0xffffffffu, alpha[0] == 1.f && alpha[1] == 1.f)) {
 #pragma unroll
-  for (int d = 0; d < ND; d++) o[d][0] *= alpha[0], o[d][1] *= alpha[0], o[d][2] *= alpha[1], o[d][3] *= alpha[1];
+    for (int d = 0; d < ND; d++) o[d][0] *= alpha[0], o[d][1] *= alpha[0], o[d][2] *= alpha[1], o[d][3] *= alpha[1];
+  }
   if constexpr (TR)
     fa_mma_scores<FA_BK, ND>(o, s, V, LDV);  // O += P·V
   else
