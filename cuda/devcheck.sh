@@ -22,7 +22,7 @@
 # step again with another attention), STEP_KEEP=0 (skip the step again with
 # every layer's activations kept), STEP_SEQS=k (the step and the kept step
 # again with k sequences packed a step: DISTILL_BENCH_SEQS), STEP_VARIANTS="v1 heavy prefetch fuseddq notrim
-# noset noqkv nogroup nogroup-dropout nodropdx nonorm unfused selective dropout graphs graphs-keep keepf32 dpo kd dpo-graphs kd-graphs" (the step again with each path turned on
+# noset noqkv nogroup nogroup-dropout nodropdx nodropreuse nonorm unfused selective dropout graphs graphs-keep keepf32 dpo kd dpo-graphs kd-graphs" (the step again with each path turned on
 # or off against the defaults: variant_env below), STEP_ALL=1 (the steps
 # again, recomputing, keeping all and keeping the attention side, with
 # every gated path open),
@@ -77,7 +77,7 @@ case "${PLAN:-}" in
     : "${SKIP_KERNEL_TESTS:=1}" "${TEST_RUN:=^(TestKVMirrorBF16|TestMirrorKindIsPlanned|TestDecodeSplit)$}" "${SKIP_KERNEL_BENCH:=1}"
     : "${SKIP_E2E:=1}" "${STEP_KEEP:=0}" "${STEP_TIME:=3x}" "${DEADLINE:=540}"
     : "${DISTILL_BENCH_STEP:=qwen2.5-0.5b:1024,qwen2.5-1.5b:2048}"
-    : "${STEP_VARIANTS:=graphs graphs-keep fuseddq nogroup dropout nogroup-dropout nodropdx heavy prefetch selective dpo kd dpo-graphs kd-graphs notrim noset noqkv keepf32 nonorm}"
+    : "${STEP_VARIANTS:=graphs graphs-keep fuseddq nogroup dropout nogroup-dropout nodropdx nodropreuse heavy prefetch selective dpo kd dpo-graphs kd-graphs notrim noset noqkv keepf32 nonorm}"
     : "${DECODE_BENCH:=qwen2.5-0.5b}" "${DECODE_CONTEXT:=8192}" "${DECODE_OFFLOAD:=4}"
     ;;
   "") ;;
@@ -306,6 +306,7 @@ variant_env() {
     nogroup) echo DISTILL_CUDA_LORA_GROUP=0 ;;        # the adapter's products one module at a time (not batched per shared input)
     nogroup-dropout) echo DISTILL_CUDA_LORA_GROUP=0 DISTILL_BENCH_DROPOUT=0.05 ;;  # the same under LoRA dropout (against [dropout])
     nodropdx) echo DISTILL_CUDA_DROPOUT_DX=0 DISTILL_BENCH_DROPOUT=0.05 ;;  # under LoRA dropout the adapter's dx term by a GEMM and dropout_add (against [dropout])
+    nodropreuse) echo DISTILL_CUDA_DROPOUT_REUSE=0 DISTILL_BENCH_DROPOUT=0.05 ;;  # under LoRA dropout down's dA masks its input again (against [dropout])
     nonorm) echo DISTILL_CUDA_NORM_BF16=0 ;;          # the norms' bf16 operands by a conversion apart
     unfused) echo DISTILL_CUDA_LORA_FUSED=0 ;;        # the adapter's products apart from the base's GEMMs
     selective) echo DISTILL_BENCH_KEEP=attn ;;        # each layer's attention side kept

@@ -108,3 +108,7 @@ func DroppedDX() int64 { return droppedDX.Load() }
 // FusedDQ is how many attention backward passes have taken the fused dq
 // (cuda.AttnShape.FusedDQ) in this process.
 func FusedDQ() int64 { return fusedDQ.Load() }
+
+// ReusedDrop is how many backward dA products have read the masked input
+// their recomputation left (lora_dropout.go's dropHold) in this process.
+func ReusedDrop() int64 { return reusedDrop.Load() }

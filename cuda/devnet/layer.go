@@ -117,6 +117,7 @@ func (p *pass) loraU(x *cuda.Buffer, l, i int) *cuda.Buffer {
 	if p.drop != nil {
 		xd := p.dropBuf.View(0, n*in)
 		p.dropout(xd, x, n*in, l*nMod+i)
+		p.dropHeld = dropHold{x, l*nMod + i, n * in} // the backward's dA may read it again (loraDroppedBwd)
 		x = xd
 	}
 	p.loraRows(u, x, A, p.nt.A.Config.R, in, false, 1)
@@ -192,7 +193,9 @@ func (p *pass) loraDroppedBwd(dx, x, du, A, gA *cuda.Buffer, l, i int) {
 	site := l*nMod + i
 	buf := p.dropBuf.View(0, n*in)
 	if !p.deferGA {
-		p.dropout(buf, x, n*in, site) // the adapter saw x∘mask/(1−p)
+		if !p.holdsDropped(x, site, n*in) {
+			p.dropout(buf, x, n*in, site) // the adapter saw x∘mask/(1−p)
+		}
 		p.loraCols(gA, buf, du, in, r, true, 1)
 	}
 	switch {
@@ -203,6 +206,7 @@ func (p *pass) loraDroppedBwd(dx, x, du, A, gA *cuda.Buffer, l, i int) {
 		return
 	}
 	p.do(d.GemmTF32(false, false, n, in, r, 1, du, r, A, in, 0, buf, in))
+	p.dropHeld = dropHold{}            // buf is du·A now
 	base, thresh, keep := p.drop(site) // dx += (du·A)∘mask/(1−p)
 	if p.dropKeys != nil {
 		p.do(d.DropoutAddKeyed(dx, buf, n*in, p.dropKeys.View(site, 1), thresh, keep))
@@ -215,6 +219,7 @@ func (p *pass) loraDroppedBwd(dx, x, du, A, gA *cuda.Buffer, l, i int) {
 // from p.drop, or, in a recorded pass, read by the kernel from p.dropKeys
 // (written before each replay).
 func (p *pass) dropout(dst, x *cuda.Buffer, n, site int) {
+	p.dropHeld = dropHold{} // dst is the dropout buffer: what it held is gone
 	base, thresh, keep := p.drop(site)
 	if p.dropKeys != nil {
 		p.do(p.d.DropoutKeyed(dst, x, n, p.dropKeys.View(site, 1), thresh, keep))

@@ -86,3 +86,39 @@ func (p *pass) loraDropDXGroup(dx *cuda.Buffer, l int, mods []int) {
 const dropDXVerified = true
 
 func dropDXReady() bool { return gateOpen("DISTILL_CUDA_DROPOUT_DX", dropDXVerified) }
+
+// dropHold names what the dropout buffer's first n floats hold: x∘mask of
+// site (x a buffer the pass does not write in between), as loraU left it.
+// The down projection's adapter is the last product of a layer's
+// recomputation and the first of its backward: its dA reads the masked
+// input the recomputation just made (n·F floats, the layer's largest)
+// instead of making it again. Every write into the buffer clears it.
+type dropHold struct {
+	x       *cuda.Buffer
+	site, n int
+}
+
+// Backward dA products that read the recomputation's masked input (tests
+// read it).
+var reusedDrop atomic.Int64
+
+// holdsDropped says whether the dropout buffer holds x∘mask of site over
+// n floats (and the reuse is on: DISTILL_CUDA_DROPOUT_REUSE).
+func (p *pass) holdsDropped(x *cuda.Buffer, site, n int) bool {
+	if p.dropHeld != (dropHold{x, site, n}) || !dropReuseReady() {
+		return false
+	}
+	reusedDrop.Add(1)
+	return true
+}
+
+// dropReuseVerified: the backward's dA reading the masked input its
+// recomputation (or, for the last layer, its forward) left in the dropout
+// buffer — the same values, one dropout kernel (2·n·F floats) less a layer
+// under LoRA dropout. Written without a GPU (session 28); on the emulated
+// device TestDropReuseSameStep gives the step's loss and gradients bit for
+// bit with it off, recomputing and keeping. It only removes work: on.
+// DISTILL_CUDA_DROPOUT_REUSE=0 makes the mask again.
+const dropReuseVerified = true
+
+func dropReuseReady() bool { return gateOpen("DISTILL_CUDA_DROPOUT_REUSE", dropReuseVerified) }

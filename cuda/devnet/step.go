@@ -38,6 +38,7 @@ type pass struct {
 	phase      string       // profiling: the phase in progress and its start
 	phaseT     time.Time
 	dropBuf    *cuda.Buffer // the adapter's dropped input (n, in)
+	dropHeld   dropHold     // what dropBuf's first n·in floats hold, for reuse (lora_dropout.go)
 	ids, pos   *cuda.Buffer // i32 (n)
 	cos, sin   *cuda.Buffer // RoPE tables (maxPos+1, hd/2)
 	attn       cuda.AttnShape
