@@ -360,7 +360,7 @@ template <int HD, bool TR, bool MASK>
 __device__ __forceinline__ void fa_fwd_tile(float o[HD / 8][4], float m[2], float l[2], const uint32_t qa[HD / 16][4],
                                             const bf16 *Ks, const bf16 *V, const fa_rows &w, int k0, float scale) {
   constexpr int LDK = HD + FA_PAD, LDV = FA_BK + FA_PAD, NT = FA_BK / 8, ND = HD / 8;
-  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int lane = threadIdx.x & 31, t = lane & 3;
   float s[NT][4];
 #pragma unroll
   for (int n = 0; n < NT; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
@@ -562,7 +562,7 @@ __device__ __forceinline__ void fa_dq_tile(float acc[HD / 8][4], const uint32_t 
                                            const bf16 *Kt, const fa_rows &w, const float L[2], const float Dr[2],
                                            int k0, float scale) {
   constexpr int LDK = HD + FA_PAD, LDT = FA_BK + FA_PAD, NT = FA_BK / 8, ND = HD / 8;
-  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int lane = threadIdx.x & 31, t = lane & 3;
   float s[NT][4], dp[NT][4];
 #pragma unroll
   for (int n = 0; n < NT; n++)
