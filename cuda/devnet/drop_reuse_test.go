@@ -33,10 +33,7 @@ func TestDropReuseSameStep(t *testing.T) {
 		keep := c.keep == "1"
 		t.Setenv("DISTILL_CUDA_KEEP_COMPACT", c.compact)
 		run := func(gate string) (float64, []float32, int64) {
-			t.Setenv("DISTILL_CUDA_DROPOUT_REUSE", gate)
-			n0 := devnet.ReusedDrop()
-			loss, grads := stepGrads(t, d, dir, s, batches, denom, func(net *devnet.Net) { net.KeepActivations = keep })
-			return loss, grads, devnet.ReusedDrop() - n0
+			return gatedStep(t, d, dir, s, batches, denom, "DISTILL_CUDA_DROPOUT_REUSE", gate, keep, devnet.ReusedDrop)
 		}
 		l0, g0, n0 := run("0")
 		l1, g1, n1 := run("1")

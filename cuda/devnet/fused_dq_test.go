@@ -26,10 +26,7 @@ func TestFusedDQMatchesSplit(t *testing.T) {
 			dir, batches, denom := stepFixture(t, s)
 			for _, keep := range []bool{false, true} {
 				run := func(gate string) (float64, []float32, int64) {
-					t.Setenv("DISTILL_CUDA_FLASH_FUSED_DQ", gate)
-					n0 := devnet.FusedDQ()
-					loss, grads := stepGrads(t, d, dir, s, batches, denom, func(net *devnet.Net) { net.KeepActivations = keep })
-					return loss, grads, devnet.FusedDQ() - n0
+					return gatedStep(t, d, dir, s, batches, denom, "DISTILL_CUDA_FLASH_FUSED_DQ", gate, keep, devnet.FusedDQ)
 				}
 				l0, g0, n0 := run("0")
 				l1, g1, n1 := run("1")

@@ -369,6 +369,15 @@ func stepGrads(t *testing.T, d *cuda.Device, dir string, s setup, batches []*tra
 	return loss, g
 }
 
+// gatedStep is stepGrads with env set to gate and the activations kept
+// or recomputed, with how far count (a path's launch counter) moved.
+func gatedStep(t *testing.T, d *cuda.Device, dir string, s setup, batches []*train.Batch, denom int, env, gate string, keep bool, count func() int64) (float64, []float32, int64) {
+	t.Setenv(env, gate)
+	n0 := count()
+	loss, grads := stepGrads(t, d, dir, s, batches, denom, func(net *devnet.Net) { net.KeepActivations = keep })
+	return loss, grads, count() - n0
+}
+
 // TestKeepActivationsMatchesRecompute: a step that keeps every layer's
 // activations (no recomputed forward) gives the checkpointed step's loss
 // and gradients — the same kernels on the same inputs, so equal to f32

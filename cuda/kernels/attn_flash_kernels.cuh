@@ -69,30 +69,25 @@ __device__ __forceinline__ void fa_mma(float c[4], const uint32_t a[4], uint32_t
 #endif
 }
 
-// Four 8×8 bf16 matrices from shared memory, transposed (ldmatrix .trans):
-// lane L names row L % 8 of matrix L / 8; r[m] holds rows 2t, 2t + 1 of
-// column g of matrix m — a B fragment read from a tile stored k-major.
-__device__ __forceinline__ void fa_ldsm_x4_trans(uint32_t r[4], const bf16 *row) {
-#ifdef DISTILL_CUDA_EMU
-  emu_ldsm_x4_trans(r, row);
-#else
-  const unsigned a = (unsigned)__cvta_generic_to_shared(row);
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(a));
-#endif
-}
-
-// The same without .trans: r[m] holds row g, columns 2t, 2t + 1 of matrix
-// m — an A or B fragment's register from a tile stored along k.
+// Four 8×8 bf16 matrices from shared memory (ldmatrix): lane L names row
+// L % 8 of matrix L / 8. TRANS (.trans): r[m] holds rows 2t, 2t + 1 of
+// column g of matrix m — a B fragment read from a tile stored k-major;
+// else row g, columns 2t, 2t + 1 — an A or B fragment's register from a
+// tile stored along k.
+template <bool TRANS>
 __device__ __forceinline__ void fa_ldsm_x4(uint32_t r[4], const bf16 *row) {
 #ifdef DISTILL_CUDA_EMU
-  emu_ldsm_x4(r, row);
+  emu_ldsm_x4(r, row, TRANS);
 #else
   const unsigned a = (unsigned)__cvta_generic_to_shared(row);
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(a));
+  if constexpr (TRANS)
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+  else
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
 #endif
 }
 
@@ -139,7 +134,7 @@ __device__ __forceinline__ void fa_cp_wait() {
 // one ldmatrix: matrices (rows lo, columns lo), (hi, lo), (lo, hi), (hi, hi).
 __device__ __forceinline__ void fa_frag_a(uint32_t a[4], const bf16 *s, int ld, int r0, int c0, int lane) {
   const int m = lane >> 3, rr = lane & 7;  // the row this lane names: matrix m's row rr
-  fa_ldsm_x4(a, s + (r0 + (m & 1) * 8 + rr) * ld + c0 + (m >> 1) * 8);
+  fa_ldsm_x4<false>(a, s + (r0 + (m & 1) * 8 + rr) * ld + c0 + (m >> 1) * 8);
 }
 
 // c0(16, 8), c1(16, 8) += a(16, 16) · B for two 8-column blocks, B's
@@ -150,7 +145,7 @@ __device__ __forceinline__ void fa_mma_rows2(float c0[4], float c1[4], const uin
                                              int n0, int k0, int lane) {
   const int m = lane >> 3, rr = lane & 7;
   uint32_t b[4];
-  fa_ldsm_x4(b, s + (n0 + (m >> 1) * 8 + rr) * ld + k0 + (m & 1) * 8);
+  fa_ldsm_x4<false>(b, s + (n0 + (m >> 1) * 8 + rr) * ld + k0 + (m & 1) * 8);
   fa_mma(c0, a, b[0], b[1]);
   fa_mma(c1, a, b[2], b[3]);
 }
@@ -192,7 +187,7 @@ __device__ __forceinline__ void fa_mma_scores_rows(float acc[ND][4], float s[KB 
 #pragma unroll
     for (int dd = 0; dd < ND / 2; dd++) {  // two 8-column blocks a load: matrices (k lo, k hi) × (d lo, d hi)
       uint32_t b[4];
-      fa_ldsm_x4_trans(b, tile + (c * 16 + (m & 1) * 8 + rr) * ld + dd * 16 + (m >> 1) * 8);
+      fa_ldsm_x4<true>(b, tile + (c * 16 + (m & 1) * 8 + rr) * ld + dd * 16 + (m >> 1) * 8);
       fa_mma(acc[2 * dd], a, b[0], b[1]);
       fa_mma(acc[2 * dd + 1], a, b[2], b[3]);
     }
@@ -803,12 +798,12 @@ __device__ __forceinline__ void fa_dq_fused(float *dq, const bf16 *DsT, const bf
     // Matrices (queries lo, keys lo), (hi, lo), (lo, hi), (hi, hi): DsT's
     // rows are keys, so .trans gives each lane its two keys of one query.
     uint32_t a[4];
-    fa_ldsm_x4_trans(a, DsT + (kk * 16 + (m >> 1) * 8 + rr) * LDQ + qr + (m & 1) * 8);
+    fa_ldsm_x4<true>(a, DsT + (kk * 16 + (m >> 1) * 8 + rr) * LDQ + qr + (m & 1) * 8);
 #pragma unroll
     for (int p = 0; p < (NW + 1) / 2; p++) {  // two 8-column blocks a load (an odd last one loaded twice)
       const int j = n0 + 2 * p, j2 = 2 * p + 1 < NW ? j + 1 : j;
       uint32_t b[4];
-      fa_ldsm_x4_trans(b, Ks + (kk * 16 + (m & 1) * 8 + rr) * LDK + ((m >> 1) ? j2 : j) * 8);
+      fa_ldsm_x4<true>(b, Ks + (kk * 16 + (m & 1) * 8 + rr) * LDK + ((m >> 1) ? j2 : j) * 8);
       fa_mma(acc[2 * p], a, b[0], b[1]);
       if (2 * p + 1 < NW) fa_mma(acc[2 * p + 1], a, b[2], b[3]);
     }

@@ -286,8 +286,9 @@ inline void emu_mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
 // of 8×8 matrix L / 8 (16 bytes); with .trans each lane (g = lane / 4,
 // t = lane % 4) gets of matrix m the two 16-bit values at rows 2t and
 // 2t + 1 of column g (the lower row in the low half), as the PTX ISA gives
-// them (without, emu_ldsm_x4).
-inline void emu_ldsm_x4_any(uint32_t r[4], const void *row, bool trans) {
+// them; without, the two at row g, columns 2t and 2t + 1 (the lower column
+// in the low half).
+inline void emu_ldsm_x4(uint32_t r[4], const void *row, bool trans) {
   int lane = threadIdx.x & 31;
   if ((uintptr_t)row % 16 != 0) {  // each row 16 bytes, 16-byte aligned (.aligned): the hardware faults otherwise
     fprintf(stderr, "cuda emulation: ldmatrix row %p misaligned (lane %d of thread %u's warp)\n", row, lane, threadIdx.x);
@@ -313,13 +314,6 @@ inline void emu_ldsm_x4_any(uint32_t r[4], const void *row, bool trans) {
   }
   for (int m = 0; m < 4; m++) r[m] = w.a[set][lane][m];
 }
-inline void emu_ldsm_x4_trans(uint32_t r[4], const void *row) { emu_ldsm_x4_any(r, row, true); }
-
-// ldmatrix.sync.aligned.m8n8.x4.shared.b16 (no .trans): each lane (g, t)
-// gets of matrix m the two 16-bit values at row g, columns 2t and 2t + 1
-// (the lower column in the low half) — an A or B fragment's register read
-// from a tile stored along k.
-inline void emu_ldsm_x4(uint32_t r[4], const void *row) { emu_ldsm_x4_any(r, row, false); }
 
 // cp.async (16 bytes .cg, or 4 .ca), size bytes of which src_bytes are
 // read and the rest zero-filled — as late as the hardware may land it: the
