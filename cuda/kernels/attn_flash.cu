@@ -166,8 +166,7 @@ int fa_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, c
   const bool fused = async && (opt & FA_FUSED_DQ);
   int err = 0;
   if (fused) {
-    const int64_t n = (int64_t)nq * nh * HD;
-    DC_LAUNCH(dc_blocks(n, 256), 256, 0, k_fa_dq_init)(dq, lo, hi, nq, nk, max_len, nh * HD);
+    DC_LAUNCH((unsigned)(nq < 65535 ? nq : 65535), 256, 0, k_fa_dq_init)(dq, lo, hi, nq, nk, max_len, nh * HD);
     DC_LAUNCHED("attn_bwd_flash dq_init" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
   } else if (fa_qw(HD, nq) == 8)
     err = async ? fa_dq<HD, 8, true>(dq, dout, q, k, v, kb16, vb16, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale, opt)

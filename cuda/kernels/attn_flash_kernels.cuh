@@ -55,7 +55,6 @@ __device__ __forceinline__ uint32_t fa_pack(float lo, float hi) {
   return *reinterpret_cast<uint32_t *>(&v);
 }
 
-
 // c += a·b, one m16n8k16 product.
 __device__ __forceinline__ void fa_mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
 #ifdef DISTILL_CUDA_EMU
@@ -821,16 +820,22 @@ __device__ __forceinline__ void fa_dq_fused(float *dq, const bf16 *DsT, const bf
   }
 }
 
-// dq before the fused dk/dv kernel adds into it (rows of row_len floats):
-// 0 where the row's range is good, NaN where it is bad — what dq's kernel
-// writes there.
+// dq before the fused dk/dv kernel adds into it (rows of row_len floats, a
+// block a row, the blocks striding): 0 where the row's range is good, NaN
+// where it is bad — what dq's kernel writes there.
 __global__ void k_fa_dq_init(float *dq, const int32_t *kv_lo, const int32_t *kv_hi, int nq, int nk, int max_len,
                              int row_len) {
-  const int64_t n = (int64_t)nq * row_len;
-  for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
-    const int64_t r = e / row_len;
-    dq[e] = fa_valid(kv_lo[r], kv_hi[r], nk, max_len) ? 0.f : NAN;
+  for (int r = blockIdx.x; r < nq; r += gridDim.x) {
+    const float v = fa_valid(kv_lo[r], kv_hi[r], nk, max_len) ? 0.f : NAN;
+    float *row = dq + (int64_t)r * row_len;
+    for (int c = threadIdx.x; c < row_len; c += blockDim.x) row[c] = v;
   }
+}
+
+// Whether every row of query tile b attends all 16 of the keys kw.. (its
+// [max lo, min hi), tile_range's): dk/dv's products skip their masks.
+__device__ __forceinline__ bool fa_tile_full(const int32_t *tiles, int b, int kw) {
+  return tiles[4 * b + 2] <= kw && tiles[4 * b + 3] >= kw + 16;
 }
 
 // A warp's dk, dv rows (its 16 keys kw..) written once: into dk, dv when a
@@ -949,7 +954,7 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv(float *dk, float *dv,
       __syncthreads();  // everyone's have (and K, V, and tile b's ranges)
       const int tlo = tiles[4 * b], thi = tiles[4 * b + 1];
       const bool reach = !(tlo >= kw + 16 || thi <= kw);  // some row of the tile reaches this warp's keys
-      if (tiles[4 * b + 2] <= kw && tiles[4 * b + 3] >= kw + 16)  // every row reaches all of them
+      if (fa_tile_full(tiles, b, kw))  // every row reaches all of them
         fa_dkv_tile<HD, false, FUSED, false>(gk, gv, Ks, Vs, Qs + st * TILE, Os + st * TILE, nullptr, nullptr,
                                              lo_s[st], hi_s[st], Ls[st], Dsh[st], kw, scale, nk, max_len, DsT);
       else if (reach)
@@ -974,7 +979,7 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv(float *dk, float *dv,
       fa_tile_rows(lo_s[0], hi_s[0], Ls[0], Dsh[0], q0, kv_lo, kv_hi, lse, D, nq, nk, nh, h, max_len);
       __syncthreads();
       if (tlo >= kw + 16 || thi <= kw) continue;  // none of the tile's rows reaches this warp's keys
-      if (tiles[4 * b + 2] <= kw && tiles[4 * b + 3] >= kw + 16)  // every row reaches all of this warp's keys
+      if (fa_tile_full(tiles, b, kw))  // every row reaches all of this warp's keys
         fa_dkv_tile<HD, true, false, false>(gk, gv, Ks, Vs, Qs, Os, Qt, Ot, lo_s[0], hi_s[0], Ls[0], Dsh[0], kw, scale,
                                             nk, max_len);
       else

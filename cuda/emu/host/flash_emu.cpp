@@ -79,7 +79,7 @@ void bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, con
   if (async) qb = to_bf16(q, qn), ob = to_bf16(dout, qn), kb = to_bf16(k, kn), vb = to_bf16(v, kn);
   fused = fused && async;
   if (fused)  // dq zeroed (bad rows NaN), added up by the dk/dv kernel below
-    launch(4, 1, 256, 0, [&] { k_fa_dq_init(dq, lo, hi, nq, nk, max_len, nh * HD); });
+    launch(std::min(nq, 7), 1, 256, 0, [&] { k_fa_dq_init(dq, lo, hi, nq, nk, max_len, nh * HD); });  // blocks stride
   else if (fa_qw(HD, nq) == 8 && async)
     dq_qw<HD, 8, true>(dq, dout, q, k, v, kb.data(), vb.data(), lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale);
   else if (fa_qw(HD, nq) == 8)
