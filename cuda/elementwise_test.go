@@ -184,6 +184,99 @@ func TestSwiGLUParity(t *testing.T) {
 	}
 }
 
+// TestSwiGLUBwdRows: the backward straight into bf16 rows (the gate and up
+// projections' operands) gives SwiGLUBwd's — or, from bf16 g and u,
+// SwiGLUBwdFromBF16's — dg and du rounded to bf16 (within an ulp: the two
+// kernels' FMA contractions may differ), each row's columns past cols
+// untouched, a as the f32 kernel's, and the conversions run in the same
+// launch exactly as ToBF16Rows makes them: by 4 and element by element
+// (cols or ld not multiples of 4), rows of one to a few thousand.
+func TestSwiGLUBwdRows(t *testing.T) {
+	d := device(t)
+	for _, c := range []struct{ rows, cols, ld int }{{1, 8, 8}, {37, 96, 104}, {300, 1000, 1016}, {5, 30, 33}, {64, 7, 9}} {
+		for _, b16 := range []bool{false, true} {
+			t.Run(shapeName("%dx%d_ld%d_bf16%v", c.rows, c.cols, c.ld, b16), func(t *testing.T) {
+				n := c.rows * c.cols
+				r := rng(uint64(n + c.ld))
+				g, u, da := randn(r, n, 3), randn(r, n, 1), randn(r, n, 1)
+				gd, ud, dad := up(t, d, cuda.F32, g), up(t, d, cuda.F32, u), up(t, d, cuda.F32, da)
+				dgd, dud, ad := zeros(t, d, cuda.F32, n), zeros(t, d, cuda.F32, n), zeros(t, d, cuda.F32, n)
+				src, usrc := gd, ud
+				var aOut *cuda.Buffer
+				if b16 {
+					gb, ub := zeros(t, d, cuda.BF16, n), zeros(t, d, cuda.BF16, n)
+					ok(t, d.SwiGLUFwdKeep(ad, nil, gb, ub, gd, ud, n))
+					ok(t, d.SwiGLUBwdFromBF16(dgd, dud, ad, dad, gb, ub, n))
+					src, usrc, aOut = gb, ub, zeros(t, d, cuda.F32, n)
+				} else {
+					ok(t, d.SwiGLUBwd(dgd, dud, dad, gd, ud, n))
+				}
+				sentinel := make([]uint16, c.rows*c.ld)
+				for i := range sentinel {
+					sentinel[i] = 0x7fc1 // a NaN no rounding makes
+				}
+				dgb, dub := up(t, d, cuda.BF16, sentinel), up(t, d, cuda.BF16, sentinel)
+				// Conversions beside it: B-like (cols, 16) and u-like (rows, 5) blocks.
+				jb, ju := randn(r, c.cols*16, 1), randn(r, c.rows*5, 1)
+				jbd, jud := zeros(t, d, cuda.BF16, c.cols*16), zeros(t, d, cuda.BF16, c.rows*5)
+				jobs := []cuda.BF16Rows{
+					{Dst: jbd, LDD: 16, Src: up(t, d, cuda.F32, jb), LDS: 16, Rows: c.cols, Cols: 16, Scale: 1},
+					{Dst: jud, LDD: 5, Src: up(t, d, cuda.F32, ju), LDS: 5, Rows: c.rows, Cols: 5, Scale: 1},
+				}
+				ok(t, d.SwiGLUBwdRows(dgb, dub, c.ld, aOut, dad, src, usrc, c.rows, c.cols, jobs...))
+				for _, o := range []struct {
+					name string
+					got  *cuda.Buffer
+					want []float32
+				}{{"dg", dgb, down(t, dgd)}, {"du", dub, down(t, dud)}} {
+					h, err := cuda.Download[uint16](o.got)
+					ok(t, err)
+					for i := range c.rows {
+						for j := range c.ld {
+							v := h[i*c.ld+j]
+							if j >= c.cols {
+								if v != 0x7fc1 {
+									t.Fatalf("%s row %d column %d (past the %d): %#04x, want it untouched", o.name, i, j, c.cols, v)
+								}
+								continue
+							}
+							w := tensor.F32ToBF16(o.want[i*c.cols+j])
+							if dist := int(v) - int(w); v>>15 != w>>15 || dist > 1 || dist < -1 {
+								t.Fatalf("%s[%d][%d] = %#04x, want bf16(%v) = %#04x", o.name, i, j, v, o.want[i*c.cols+j], w)
+							}
+						}
+					}
+				}
+				if b16 {
+					near(t, "a", down(t, aOut), down(t, ad), 0, 0)
+				}
+				for _, j := range []struct {
+					name string
+					got  *cuda.Buffer
+					from []float32
+				}{{"B job", jbd, jb}, {"u job", jud, ju}} {
+					h, err := cuda.Download[uint16](j.got)
+					ok(t, err)
+					for i, v := range j.from {
+						if h[i] != tensor.F32ToBF16(v) {
+							t.Fatalf("%s[%d] = %#04x, want bf16(%v) = %#04x", j.name, i, h[i], v, tensor.F32ToBF16(v))
+						}
+					}
+				}
+			})
+		}
+	}
+	// Bad input is named, not launched.
+	b := zeros(t, d, cuda.BF16, 64)
+	f := zeros(t, d, cuda.F32, 64)
+	if err := d.SwiGLUBwdRows(b, b, 4, nil, f, f, f, 8, 8); err == nil {
+		t.Error("a stride below the columns: no error")
+	}
+	if err := d.SwiGLUBwdRows(b, b, 8, f, f, f, f, 8, 8); err == nil {
+		t.Error("a from f32 g and u: no error")
+	}
+}
+
 func TestEmbedParity(t *testing.T) {
 	d := device(t)
 	const vocab, dim = 1001, 72

@@ -106,6 +106,34 @@ func (d *Device) SwiGLUBwdFromBF16(dg, du, a, da, gb, ub *Buffer, n int) error {
 	})
 }
 
+// SwiGLUBwdRows is SwiGLUBwd with dg and du rounded to bf16 into dgb's and
+// dub's rows (ld ≥ cols apart, the rest of each row untouched) — the gate
+// and up projections' GEMM operands, made where the f32 gradients would be
+// written and read again by a conversion. g and u are f32, or both bf16
+// (the kept copies: SwiGLUBwdFromBF16, whose a — optional — it writes too).
+// Up to 4 conversions run in the same launch (the adapter's B and u in bf16).
+func (d *Device) SwiGLUBwdRows(dgb, dub *Buffer, ld int, a, da, g, u *Buffer, rows, cols int, jobs ...BF16Rows) error {
+	n := rows * cols
+	c := check("swiglu_bwd_rows").true(ld >= cols, "row stride %d below the %d columns", ld, cols).
+		true(len(jobs) <= 4, "%d conversions, at most 4", len(jobs)).
+		buf("dgb", dgb, BF16, extent(false, rows, cols, ld)).buf("dub", dub, BF16, extent(false, rows, cols, ld)).
+		buf("da", da, F32, n)
+	b16 := g != nil && g.Kind == BF16
+	if b16 {
+		c = c.buf("g", g, BF16, n).buf("u", u, BF16, n).opt("a", a, F32, n)
+	} else {
+		c = c.buf("g", g, F32, n).buf("u", u, F32, n).true(a == nil, "a only from bf16 g and u")
+	}
+	cj, c := bf16Jobs(c, jobs)
+	if c.err != nil {
+		return c.err
+	}
+	return call(func() C.int {
+		return C.dc_swiglu_bwd_rows((*C.uint16_t)(dgb.ptr), (*C.uint16_t)(dub.ptr), C.int64_t(ld), (*C.float)(addr(a)),
+			(*C.float)(da.ptr), g.ptr, u.ptr, cbool(b16), C.int64_t(rows), C.int64_t(cols), &cj[0], C.int(len(jobs)))
+	})
+}
+
 // EmbedFwd widens rows ids (i32, n) of table (vocab, dim; f32, f16 or bf16)
 // into out(n, dim). Ids must be in [0, vocab): check them on the host.
 func (d *Device) EmbedFwd(out, table, ids *Buffer, n, dim, vocab int) error {

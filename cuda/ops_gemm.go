@@ -220,19 +220,10 @@ func (d *Device) NF4Stage(tile *Buffer, w *NF4Weight, ld int, jobs ...BF16Rows) 
 	}
 	c := check("nf4_stage").true(ld >= w.Cols, "row stride %d below the %d columns", ld, w.Cols).
 		true(len(jobs) <= 3, "%d conversions, at most 3", len(jobs)).buf("tile", tile, BF16, extent(false, w.Rows, w.Cols, ld))
-	var cj [3]C.dc_bf16_rows
-	for i, j := range jobs {
-		if c.err != nil {
-			break
-		}
-		c = c.true(j.LDD >= j.Cols && j.LDS >= j.Cols, "job %d: strides %d, %d below the %d columns", i, j.LDD, j.LDS, j.Cols).
-			buf("a job's dst", j.Dst, BF16, extent(false, j.Rows, j.Cols, j.LDD)).
-			buf("a job's src", j.Src, F32, extent(false, j.Rows, j.Cols, j.LDS))
-		if c.err == nil {
-			cj[i] = C.dc_bf16_rows{dst: (*C.uint16_t)(j.Dst.ptr), ldd: C.int64_t(j.LDD), src: (*C.float)(j.Src.ptr),
-				lds: C.int64_t(j.LDS), rows: C.int64_t(j.Rows), cols: C.int64_t(j.Cols), scale: C.float(j.Scale)}
-		}
+	if c.err != nil {
+		return named(c.err)
 	}
+	cj, c := bf16Jobs(c, jobs)
 	if c.err != nil {
 		return named(c.err)
 	}
@@ -243,6 +234,25 @@ func (d *Device) NF4Stage(tile *Buffer, w *NF4Weight, ld int, jobs ...BF16Rows) 
 		return named(err)
 	}
 	return nil
+}
+
+// bf16Jobs checks up to 4 conversions (the caller bounds the count) and
+// gives them as the kernels take them: c with the first fault, if any.
+func bf16Jobs(c *need, jobs []BF16Rows) ([4]C.dc_bf16_rows, *need) {
+	var cj [4]C.dc_bf16_rows
+	for i, j := range jobs {
+		if c.err != nil || i >= len(cj) {
+			break
+		}
+		c = c.true(j.LDD >= j.Cols && j.LDS >= j.Cols, "job %d: strides %d, %d below the %d columns", i, j.LDD, j.LDS, j.Cols).
+			buf("a job's dst", j.Dst, BF16, extent(false, j.Rows, j.Cols, j.LDD)).
+			buf("a job's src", j.Src, F32, extent(false, j.Rows, j.Cols, j.LDS))
+		if c.err == nil {
+			cj[i] = C.dc_bf16_rows{dst: (*C.uint16_t)(j.Dst.ptr), ldd: C.int64_t(j.LDD), src: (*C.float)(j.Src.ptr),
+				lds: C.int64_t(j.LDS), rows: C.int64_t(j.Rows), cols: C.int64_t(j.Cols), scale: C.float(j.Scale)}
+		}
+	}
+	return cj, c
 }
 
 // NF4MatVec: y(Rows) = W·x(Cols), dequantising in registers (decode).

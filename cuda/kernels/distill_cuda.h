@@ -112,6 +112,11 @@ int dc_swiglu_fwd(float *a, uint16_t *ab, uint16_t *gb, uint16_t *ub, const floa
 int dc_swiglu_bwd(float *dg, float *du, const float *da, const float *g, const float *u, int64_t n);
 int dc_swiglu_bwd_b16(float *dg, float *du, float *a, const float *da, const uint16_t *gb, const uint16_t *ub,
                       int64_t n);
+// dg and du rounded to bf16 into rows ld apart (the projections' operands),
+// from f32 g and u or, b16, bf16 ones (a then optional: silu(g)·u); up to 4
+// row conversions (dc_bf16_rows) in the same launch.
+int dc_swiglu_bwd_rows(uint16_t *dgb, uint16_t *dub, int64_t ld, float *a, const float *da, const void *g, const void *u,
+                       int b16, int64_t rows, int64_t cols, const dc_bf16_rows *jobs, int njobs);
 
 // ---- embed.cu ----
 // out(n, d) = table[ids[i]] widened; dtype 0 f32, 1 f16, 2 bf16 (tensor.DType).

@@ -53,3 +53,45 @@ extern "C" int dc_swiglu_bwd_b16(float *dg, float *du, float *a, const float *da
   DC_LAUNCHED("swiglu_bwd_b16(n=%lld)", (long long)n);
   return 0;
 }
+
+// dg and du rounded to bf16 into rows ld apart, from f32 g and u or (b16)
+// the kept bf16 ones, a (b16 only, optional) silu(g)·u; up to 4 bf16 row
+// conversions in the same launch. By 4 where cols, ld and the pointers allow.
+extern "C" int dc_swiglu_bwd_rows(uint16_t *dgb, uint16_t *dub, int64_t ld, float *a, const float *da, const void *g,
+                                  const void *u, int b16, int64_t rows, int64_t cols, const dc_bf16_rows *jobs,
+                                  int njobs) {
+  if (rows < 0 || cols < 0 || ld < cols)
+    return dc_fail("rows, columns or stride out of range", "swiglu_bwd_rows(%lld×%lld, ld %lld)", (long long)rows,
+                   (long long)cols, (long long)ld);
+  if (njobs < 0 || njobs > 4) return dc_fail("0 to 4 conversions", "swiglu_bwd_rows(%d jobs)", njobs);
+  if (a && !b16) return dc_fail("a only from the bf16 g and u", "swiglu_bwd_rows(%lld×%lld)", (long long)rows, (long long)cols);
+  swiglu_jobs js{};
+  int64_t conv = 0;  // the conversions' blocks: enough for the largest
+  for (int k = 0; k < njobs; k++) {
+    const dc_bf16_rows &j = jobs[k];
+    if (j.ldd < j.cols || j.lds < j.cols)
+      return dc_fail("row stride below the columns", "swiglu_bwd_rows job %d (%lld×%lld, ldd %lld, lds %lld)", k,
+                     (long long)j.rows, (long long)j.cols, (long long)j.ldd, (long long)j.lds);
+    if (j.rows <= 0 || j.cols <= 0) continue;
+    js.j[js.n++] = j;
+    const int64_t units = dc_bf16_rows_by4(j.dst, j.ldd, j.src, j.lds, j.cols) ? j.rows * j.cols / 4 : j.rows * j.cols;
+    if (dc_blocks(units, 256) > conv) conv = dc_blocks(units, 256);
+  }
+  const bool v4 = cols % 4 == 0 && ld % 4 == 0 && (((uintptr_t)da | (uintptr_t)a) & 15) == 0 &&
+                  (((uintptr_t)dgb | (uintptr_t)dub) & 7) == 0 &&
+                  (((uintptr_t)g | (uintptr_t)u) & (b16 ? 7 : 15)) == 0;
+  const int64_t sw = rows * cols == 0 ? 0 : dc_blocks(v4 ? rows * cols / 4 : rows * cols, 256);
+  if (sw + conv == 0) return 0;
+  auto *gd = (__nv_bfloat16 *)dgb, *ud = (__nv_bfloat16 *)dub;
+  const unsigned grid = (unsigned)(sw + conv);
+  if (b16 && v4)
+    DC_LAUNCH(grid, 256, 0, k_swiglu_bwd_rows<true, true>)(gd, ud, ld, a, da, g, u, rows, cols, sw, js);
+  else if (b16)
+    DC_LAUNCH(grid, 256, 0, k_swiglu_bwd_rows<true, false>)(gd, ud, ld, a, da, g, u, rows, cols, sw, js);
+  else if (v4)
+    DC_LAUNCH(grid, 256, 0, k_swiglu_bwd_rows<false, true>)(gd, ud, ld, a, da, g, u, rows, cols, sw, js);
+  else
+    DC_LAUNCH(grid, 256, 0, k_swiglu_bwd_rows<false, false>)(gd, ud, ld, a, da, g, u, rows, cols, sw, js);
+  DC_LAUNCHED("swiglu_bwd_rows(%lld×%lld, ld %lld, %d conversions)", (long long)rows, (long long)cols, (long long)ld, js.n);
+  return 0;
+}

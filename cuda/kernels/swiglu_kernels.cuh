@@ -5,6 +5,7 @@
 // their names and linkage (no anonymous namespace): swiglu.cu alone includes
 // this, and its device build is instruction for instruction what it was.
 #pragma once
+#include "bf16_rows.cuh"
 #include "devmath.cuh"
 
 // ab (optional): a rounded to bf16 as well, for the next GEMM's operand.
@@ -83,5 +84,63 @@ __global__ void k_swiglu_bwd_b16_x4(float4 *dg, float4 *du, float4 *a, const flo
     s = dc_sigmoid(g.w), ru.w = d.w * g.w * s, rg.w = d.w * u.w * s * (1.f + g.w * (1.f - s)), ra.w = g.w * s * u.w;
     du[i] = ru, dg[i] = rg;
     if (a) a[i] = ra;
+  }
+}
+
+// ---- The backward into the adapter's bf16 operands ----
+
+// Up to 4 conversions (bf16_rows.cuh) run by the blocks past the SwiGLU's.
+struct swiglu_jobs {
+  dc_bf16_rows j[4];
+  int n;
+};
+
+// dg and du of rows × cols elements (k_swiglu_bwd's formulas, in its order)
+// rounded to bf16 into dgb's and dub's rows, ld apart — the gate and up
+// projections' GEMM operands, with room beside each row for the adapter's
+// du — instead of f32 that a conversion reads again. B16: g and u are the
+// kept bf16 copies, and a (optional) gets silu(g)·u in f32 as in
+// k_swiglu_bwd_b16. V4: cols and ld multiples of 4 and the pointers
+// aligned for 16-byte f32 and 8-byte bf16 groups. Blocks [0, sw_blocks) do
+// the SwiGLU, the rest the jobs (the adapter's B and u in bf16): one launch.
+template <bool B16, bool V4>
+__global__ void __launch_bounds__(256) k_swiglu_bwd_rows(__nv_bfloat16 *dgb, __nv_bfloat16 *dub, int64_t ld, float *a,
+                                                         const float *da, const void *g, const void *u, int64_t rows,
+                                                         int64_t cols, int64_t sw_blocks, swiglu_jobs jobs) {
+  if (blockIdx.x >= sw_blocks) {
+    const int64_t threads = (int64_t)(gridDim.x - sw_blocks) * blockDim.x;
+    const int64_t i0 = (int64_t)(blockIdx.x - sw_blocks) * blockDim.x + threadIdx.x;
+    for (int k = 0; k < jobs.n; k++) bf16_rows_run(jobs.j[k], i0, threads);
+    return;
+  }
+  const int64_t w = V4 ? cols / 4 : cols, n = rows * w, step = sw_blocks * (int64_t)blockDim.x;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += step) {
+    const int64_t r = i / w, c = i - r * w;
+    if (V4) {
+      float4 gv, uv, d = reinterpret_cast<const float4 *>(da)[i], rg, ru, ra;
+      if (B16)
+        gv = dc_unpack_bf16x4(reinterpret_cast<const uint2 *>(g)[i]), uv = dc_unpack_bf16x4(reinterpret_cast<const uint2 *>(u)[i]);
+      else
+        gv = reinterpret_cast<const float4 *>(g)[i], uv = reinterpret_cast<const float4 *>(u)[i];
+      float s;
+      s = dc_sigmoid(gv.x), ru.x = d.x * gv.x * s, rg.x = d.x * uv.x * s * (1.f + gv.x * (1.f - s)), ra.x = gv.x * s * uv.x;
+      s = dc_sigmoid(gv.y), ru.y = d.y * gv.y * s, rg.y = d.y * uv.y * s * (1.f + gv.y * (1.f - s)), ra.y = gv.y * s * uv.y;
+      s = dc_sigmoid(gv.z), ru.z = d.z * gv.z * s, rg.z = d.z * uv.z * s * (1.f + gv.z * (1.f - s)), ra.z = gv.z * s * uv.z;
+      s = dc_sigmoid(gv.w), ru.w = d.w * gv.w * s, rg.w = d.w * uv.w * s * (1.f + gv.w * (1.f - s)), ra.w = gv.w * s * uv.w;
+      const int64_t o = r * (ld / 4) + c;
+      reinterpret_cast<uint2 *>(dgb)[o] = dc_pack_bf16x4(rg);
+      reinterpret_cast<uint2 *>(dub)[o] = dc_pack_bf16x4(ru);
+      if (B16 && a) reinterpret_cast<float4 *>(a)[i] = ra;
+    } else {
+      float gi, ui, d = da[i];
+      if (B16)
+        gi = __bfloat162float(reinterpret_cast<const __nv_bfloat16 *>(g)[i]), ui = __bfloat162float(reinterpret_cast<const __nv_bfloat16 *>(u)[i]);
+      else
+        gi = reinterpret_cast<const float *>(g)[i], ui = reinterpret_cast<const float *>(u)[i];
+      const float s = dc_sigmoid(gi);
+      dub[r * ld + c] = __float2bfloat16_rn(d * gi * s);
+      dgb[r * ld + c] = __float2bfloat16_rn(d * ui * s * (1.f + gi * (1.f - s)));
+      if (B16 && a) a[i] = gi * s * ui;
+    }
   }
 }
