@@ -112,3 +112,7 @@ func FusedDQ() int64 { return fusedDQ.Load() }
 // ReusedDrop is how many backward dA products have read the masked input
 // their recomputation left (lora_dropout.go's dropHold) in this process.
 func ReusedDrop() int64 { return reusedDrop.Load() }
+
+// HalfDyLayers is how many layers' gate and up backward have read their dy
+// in bf16 (mlp_dy_bf16.go) in this process.
+func HalfDyLayers() int64 { return halfDyLayers.Load() }

@@ -234,7 +234,9 @@ func (p *pass) dropout(dst, x *cuda.Buffer, n, site int) {
 // (du·A)∘mask/(1−p) cannot join the GEMM: the tile holds W alone (K = out),
 // still staged with dy in one launch, and the term is added after as linB
 // adds it. The adapter's gradients stay TF32 products of the f32 dy, u, du
-// and x. beta 0 sets dx.
+// and x — or, given p.half (gate's and up's dy in bf16 already: nothing of
+// dy staged, its f32 copy never written), du and dB are bf16 products of
+// it (mlp_dy_bf16.go). beta 0 sets dx.
 func (p *pass) linBFused(dx, dy, x *cuda.Buffer, l, i int, beta float32) {
 	d, w := p.d, p.nt.layers[l].w[i]
 	n, out, in := p.n, w.rows, w.cols
@@ -246,22 +248,36 @@ func (p *pass) linBFused(dx, dy, x *cuda.Buffer, l, i int, beta float32) {
 		ra, ldy = 0, out
 	}
 	yb := p.xb.View(0, n*ldy)
-	p.mark("lora")
-	p.loraRows(du, dy, B, r, out, true, s) // du = s·dy·B
-	p.mark("dequant")
-	dyJob := cuda.BF16Rows{Dst: yb, LDD: ldy, Src: dy, LDS: out, Rows: n, Cols: out, Scale: 1}
-	if ra == 0 { // W's rows; dy
-		p.do(d.NF4Stage(p.tile.View(0, out*in), w.nf4, in, dyJob))
-	} else { // W then A's rows; dy and du side by side
-		p.do(d.NF4Stage(p.tile.View(0, (out+r)*in), w.nf4, in,
-			cuda.BF16Rows{Dst: p.tile.View(out*in, r*in), LDD: in, Src: A, LDS: in, Rows: r, Cols: in, Scale: 1},
-			dyJob,
-			cuda.BF16Rows{Dst: yb.View(out, n*ldy-out), LDD: ldy, Src: du, LDS: r, Rows: n, Cols: r, Scale: 1}))
+	h := p.half // dy in bf16 already (mlp_dy_bf16.go)
+	if h != nil {
+		yb, ldy = h.y, h.ld
 	}
+	p.mark("lora")
+	if h != nil {
+		p.do(d.GemmBF16(false, false, n, r, out, s, yb, ldy, h.B, r, 0, du, r)) // du = s·dy·B
+	} else {
+		p.loraRows(du, dy, B, r, out, true, s)
+	}
+	p.mark("dequant")
+	var jobs []cuda.BF16Rows // W's rows, then A's; dy, and du beside it
+	if ra > 0 {
+		jobs = append(jobs, cuda.BF16Rows{Dst: p.tile.View(out*in, r*in), LDD: in, Src: A, LDS: in, Rows: r, Cols: in, Scale: 1})
+	}
+	if h == nil {
+		jobs = append(jobs, cuda.BF16Rows{Dst: yb, LDD: ldy, Src: dy, LDS: out, Rows: n, Cols: out, Scale: 1})
+	}
+	if ra > 0 {
+		jobs = append(jobs, cuda.BF16Rows{Dst: yb.View(out, n*ldy-out), LDD: ldy, Src: du, LDS: r, Rows: n, Cols: r, Scale: 1})
+	}
+	p.do(d.NF4Stage(p.tile.View(0, (out+ra)*in), w.nf4, in, jobs...))
 	p.mark("gemm")
 	p.do(d.GemmBF16(false, false, n, in, out+ra, 1, yb, ldy, p.tile, in, beta, dx, in))
 	p.mark("lora")
-	p.loraCols(gB, dy, u, out, r, false, s) // dB += s·dyᵀ·u
+	if h != nil {
+		p.do(d.GemmBF16(true, false, out, r, n, s, yb, ldy, h.u, r, 1, gB, r)) // dB += s·dyᵀ·u
+	} else {
+		p.loraCols(gB, dy, u, out, r, false, s)
+	}
 	if p.drop != nil {
 		p.loraDroppedBwd(dx, x, du, A, gA, l, i)
 		stagedBwd.Add(1)
@@ -475,6 +491,7 @@ func (p *pass) layerBwd(l int, dx, xIn *cuda.Buffer) {
 		p.do(d.RMSNormFwd(a.h2, a.rstd2, a.xMid, L.mlpNorm, n, D, float32(c.RMSNormEps)))
 	}
 	zero(s.dA)
+	var hg, hu *halfDy // gate's and up's dy in bf16, when the SwiGLU backward wrote them so
 	if p.compact {
 		// Kept compact: a is scratch, written again by the SwiGLU backward
 		// from the bf16 g and up, so the down adapter's dA (which reads it)
@@ -482,23 +499,29 @@ func (p *pass) layerBwd(l int, dx, xIn *cuda.Buffer) {
 		p.deferGA = true
 		p.linB(s.dA, dx, a.a, l, mDown, set)
 		p.deferGA = false
-		p.do(d.SwiGLUBwdFromBF16(s.dG, s.dUp, a.a, s.dA, a.gb, a.ub, n*F))
+		if hg, hu = p.swigluBwdHalf(l); hg == nil {
+			p.do(d.SwiGLUBwdFromBF16(s.dG, s.dUp, a.a, s.dA, a.gb, a.ub, n*F))
+		}
 		p.mark("lora")
 		p.loraGradA(a.a, l, mDown)
 		p.mark("elementwise")
 	} else {
 		p.linB(s.dA, dx, a.a, l, mDown, set)
-		p.do(d.SwiGLUBwd(s.dG, s.dUp, s.dA, a.g, a.up, n*F))
+		if hg, hu = p.swigluBwdHalf(l); hg == nil {
+			p.do(d.SwiGLUBwd(s.dG, s.dUp, s.dA, a.g, a.up, n*F))
+		}
 	}
 	zero(s.dH)
 	grouped := p.groupBwd(l, gateUpGroup)                      // gate's and up's dA as one batch, after both
 	p.deferGA, p.deferDX = grouped, p.deferDropDX(gateUpGroup) // and under dropout their dx terms after both
+	p.half = hg
 	p.linB(s.dH, s.dG, a.h2, l, mGate, set)
 	if grouped || p.deferDX {
 		p.duAt = 1
 	}
+	p.half = hu
 	p.linB(s.dH, s.dUp, a.h2, l, mUp, false)
-	p.deferGA, p.duAt = false, 0
+	p.deferGA, p.duAt, p.half = false, 0, nil
 	if grouped {
 		p.loraGradAGroup(a.h2, l, gateUpGroup)
 	}

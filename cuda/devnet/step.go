@@ -31,6 +31,7 @@ type pass struct {
 	deferGA    bool         // linB leaves the adapter's dA out (loraGradA adds it, once its x is written; or its group's, lora_group.go)
 	duAt       int          // the slot of s.du linB's du takes: a group's members side by side
 	deferDX    bool         // under LoRA dropout linB leaves the adapter's dx term out (its group's, lora_dropout.go)
+	half       *halfDy      // the dy linB's next projection reads in bf16 (gate's, up's: mlp_dy_bf16.go), its f32 one unwritten
 	uReady     uint8        // modules whose u their group's batch set (loraU hands it out once)
 	compact    bool         // every layer's activations kept, compact (compactReady): see acts
 	sharedH1   bool         // compact, or selective under compactReady: h1 one set, written again in the backward
