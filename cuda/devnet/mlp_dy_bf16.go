@@ -14,11 +14,12 @@ import (
 // the rows their fused GEMM reads (dy with du beside it). Before, each was
 // written in f32, read by the adapter's du = s·dy·B (TF32), read again and
 // rounded by the staging launch, and read a third time by dB += s·dyᵀ·u:
-// per module 4 + 4 + 4 + 2 bytes an element written and read where now 2 +
-// 2 + 2 (written once, read by du's and dB's bf16 products), ~12 GB a step
-// at 1.5B/2,048 tokens by count. The adapter's two products then run in
-// bf16 (its B and u rounded in the same launch), as PEFT runs them in a
-// bf16 model; the base's GEMM read dy in bf16 already, so dx is what it was.
+// per module 4 + 4 + 4 + 2 + 4 bytes an element written and read where now
+// 2 + 2 + 2 (written once, read by du's and dB's bf16 products), ~12 GB a
+// step at 1.5B/2,048 tokens by count. The adapter's two products then run
+// in bf16 (its B and u rounded in the same launch), as PEFT runs them in a
+// bf16 model; the base's GEMM read dy in bf16 already, so dx moves only by
+// du's rounding.
 
 // Layers whose gate and up backward read dy in bf16 (the tests' proof).
 var halfDyLayers atomic.Int64
