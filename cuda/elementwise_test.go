@@ -166,6 +166,30 @@ func TestSwiGLUParity(t *testing.T) {
 			}
 			train.SwiGLUForward(a, g16, u16)
 			train.SwiGLUBackward(dg, du, da, g16, u16)
+			// The forward from them (the GEMMs' bf16 output): a, and ab its
+			// rounding exactly; either alone; off 16-byte alignment.
+			ok(t, ad.Zero())
+			ok(t, d.SwiGLUFwdFromBF16(ad, ab, gb, ub, n))
+			got = down(t, ad)
+			near(t, "a (forward from bf16)", got, a, f32Tol, 1e-7)
+			hb, err = cuda.Download[uint16](ab)
+			ok(t, err)
+			for i, v := range got {
+				if hb[i] != tensor.F32ToBF16(v) {
+					t.Fatalf("ab (from bf16)[%d] = %#04x, want bf16(%v) = %#04x", i, hb[i], v, tensor.F32ToBF16(v))
+				}
+			}
+			ok(t, ab.Zero())
+			ok(t, d.SwiGLUFwdFromBF16(nil, ab, gb, ub, n))
+			if h2, err := cuda.Download[uint16](ab); err != nil || !slices.Equal(h2, hb) {
+				t.Fatalf("ab without a: %v, or not the same bits", err)
+			}
+			if n >= 5 {
+				m := n - 1
+				ok(t, ad.Zero())
+				ok(t, d.SwiGLUFwdFromBF16(ad.View(1, m), nil, gb.View(1, m), ub.View(1, m), m))
+				near(t, "a (forward from bf16, unaligned)", down(t, ad)[1:], a[1:], f32Tol, 1e-7)
+			}
 			ok(t, d.SwiGLUBwdFromBF16(dgd, dud, nil, up(t, d, cuda.F32, da), gb, ub, n))
 			near(t, "dg (from bf16)", down(t, dgd), dg, f32Tol, 1e-6)
 			near(t, "du (from bf16)", down(t, dud), du, f32Tol, 1e-7)

@@ -70,6 +70,22 @@ func TestGemmParity(t *testing.T) {
 				// Exact bf16 products, f32 accumulation on tensor cores, whose adders
 				// may align and truncate partial sums: 1e-4 relative, 5e-5·sqrt(k).
 				near(t, "bf16", down(t, cd), want, 1e-4, 5e-5*math.Sqrt(float64(k)))
+
+				// C in bf16: the same sum (beta reading C widened), rounded
+				// once as it is stored — within an ulp of bf16 (2^-8
+				// relative) of want, beyond the f32 sum's own tolerance.
+				cf, ch := bf16Round(c0)
+				want = slices.Clone(cf)
+				tensor.Gemm(ta, tb, m, n, k, 0.5, af, lda, bf, ldb, 0.25, want, n)
+				cb := up(t, d, cuda.BF16, ch)
+				ok(t, d.GemmBF16(ta, tb, m, n, k, 0.5, up(t, d, cuda.BF16, ah), lda, up(t, d, cuda.BF16, bh), ldb, 0.25, cb, n))
+				hb, err := cuda.Download[uint16](cb)
+				ok(t, err)
+				got := make([]float32, len(hb))
+				for i, v := range hb {
+					got[i] = tensor.BF16ToF32(v)
+				}
+				near(t, "bf16 out", got, want, 1.0/256, 5e-5*math.Sqrt(float64(k)))
 			})
 		}
 	}

@@ -85,6 +85,17 @@ func (d *Device) SwiGLUFwdKeep(a, ab, gb, ub, g, u *Buffer, n int) error {
 	})
 }
 
+// SwiGLUFwdFromBF16 is SwiGLUFwdBF16 from g and u in bf16 (the gate and up
+// GEMMs' output, kept as it is): a in f32 and ab in bf16, each optional.
+func (d *Device) SwiGLUFwdFromBF16(a, ab, gb, ub *Buffer, n int) error {
+	if err := check("swiglu_fwd_b16").opt("a", a, F32, n).opt("ab", ab, BF16, n).buf("gb", gb, BF16, n).buf("ub", ub, BF16, n).err; err != nil {
+		return err
+	}
+	return call(func() C.int {
+		return C.dc_swiglu_fwd_b16((*C.float)(addr(a)), (*C.uint16_t)(addr(ab)), (*C.uint16_t)(gb.ptr), (*C.uint16_t)(ub.ptr), C.int64_t(n))
+	})
+}
+
 // SwiGLUBwd sets dg, du from da.
 func (d *Device) SwiGLUBwd(dg, du, da, g, u *Buffer, n int) error {
 	if err := check("swiglu_bwd").buf("dg", dg, F32, n).buf("du", du, F32, n).buf("da", da, F32, n).buf("g", g, F32, n).buf("u", u, F32, n).err; err != nil {

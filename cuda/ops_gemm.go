@@ -26,6 +26,11 @@ func extent(trans bool, rows, cols, ld int) int {
 }
 
 func gemmCheck(op string, k Kind, transA, transB bool, m, n, kk int, a *Buffer, lda int, b *Buffer, ldb int, c *Buffer, ldc int) error {
+	return gemmCheckC(op, k, F32, transA, transB, m, n, kk, a, lda, b, ldb, c, ldc)
+}
+
+// gemmCheckC is gemmCheck with C of kind ck.
+func gemmCheckC(op string, k, ck Kind, transA, transB bool, m, n, kk int, a *Buffer, lda int, b *Buffer, ldb int, c *Buffer, ldc int) error {
 	ca, ra := kk, m
 	if transA {
 		ca, ra = m, kk
@@ -35,7 +40,7 @@ func gemmCheck(op string, k Kind, transA, transB bool, m, n, kk int, a *Buffer, 
 		cb, rb = kk, n
 	}
 	return check(op).true(lda >= ca && ldb >= cb && ldc >= n, "strides lda=%d ldb=%d ldc=%d below the rows %d, %d, %d (A %d×%d, B %d×%d)", lda, ldb, ldc, ca, cb, n, ra, ca, rb, cb).
-		buf("A", a, k, extent(transA, m, kk, lda)).buf("B", b, k, extent(transB, kk, n, ldb)).buf("C", c, F32, extent(false, m, n, ldc)).err
+		buf("A", a, k, extent(transA, m, kk, lda)).buf("B", b, k, extent(transB, kk, n, ldb)).buf("C", c, ck, extent(false, m, n, ldc)).err
 }
 
 // GemmF32 is tensor.Gemm on the device: row-major C(m, n) = alpha·op(A)·op(B)
@@ -101,9 +106,20 @@ func (d *Device) GemmTF32Batched(transA, transB bool, m, n, k int, alpha float32
 	})
 }
 
-// GemmBF16 is GemmF32 with bf16 A and B: tensor cores, f32 accumulation and
-// output (cublasGemmEx, CUBLAS_COMPUTE_32F).
+// GemmBF16 is GemmF32 with bf16 A and B: tensor cores, f32 accumulation,
+// C f32 (cublasGemmEx, CUBLAS_COMPUTE_32F) — or, c in bf16, the sum rounded
+// as it is stored (beta reads C widened): an output whose next reader
+// takes bf16 anyway, at half the bytes.
 func (d *Device) GemmBF16(transA, transB bool, m, n, k int, alpha float32, a *Buffer, lda int, b *Buffer, ldb int, beta float32, c *Buffer, ldc int) error {
+	if c != nil && c.Kind == BF16 {
+		if err := gemmCheckC("gemm_bf16_out", BF16, BF16, transA, transB, m, n, k, a, lda, b, ldb, c, ldc); err != nil {
+			return err
+		}
+		return call(func() C.int {
+			return C.dc_gemm_bf16_out(cbool(transA), cbool(transB), C.int(m), C.int(n), C.int(k), C.float(alpha),
+				(*C.uint16_t)(a.ptr), C.int(lda), (*C.uint16_t)(b.ptr), C.int(ldb), C.float(beta), (*C.uint16_t)(c.ptr), C.int(ldc))
+		})
+	}
 	if err := gemmCheck("gemm_bf16", BF16, transA, transB, m, n, k, a, lda, b, ldb, c, ldc); err != nil {
 		return err
 	}

@@ -78,6 +78,10 @@ int dc_gemm_tf32(int trans_a, int trans_b, int m, int n, int k, float alpha,
                  const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
 int dc_gemm_bf16(int trans_a, int trans_b, int m, int n, int k, float alpha,
                  const uint16_t *a, int lda, const uint16_t *b, int ldb, float beta, float *c, int ldc);
+// dc_gemm_bf16 with C in bf16: the f32 sum rounded as it is stored (beta
+// reads C widened).
+int dc_gemm_bf16_out(int trans_a, int trans_b, int m, int n, int k, float alpha, const uint16_t *a, int lda,
+                     const uint16_t *b, int ldb, float beta, uint16_t *c, int ldc);
 // tf32, batch of them: operands b at A + b·sa, B + b·sb, C + b·sc (elements;
 // stride 0 shares one).
 int dc_gemm_tf32_batched(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
@@ -109,6 +113,8 @@ int dc_rope(float *x, const int32_t *pos, const float *cos_t, const float *sin_t
 // _b16 backward reads g and u from their bf16 copies (gb, ub); its a
 // (optional) gets silu(g)·u too.
 int dc_swiglu_fwd(float *a, uint16_t *ab, uint16_t *gb, uint16_t *ub, const float *g, const float *u, int64_t n);
+// a (f32) and ab (bf16), each optional, from bf16 g and u.
+int dc_swiglu_fwd_b16(float *a, uint16_t *ab, const uint16_t *gb, const uint16_t *ub, int64_t n);
 int dc_swiglu_bwd(float *dg, float *du, const float *da, const float *g, const float *u, int64_t n);
 int dc_swiglu_bwd_b16(float *dg, float *du, float *a, const float *da, const uint16_t *gb, const uint16_t *ub,
                       int64_t n);

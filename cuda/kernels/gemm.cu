@@ -16,13 +16,16 @@ extern "C" int dc_gemm_f32(int trans_a, int trans_b, int m, int n, int k, float 
   return 0;
 }
 
-// gemm_ex: A and B of type ab, C f32, on the tensor cores with compute
-// type ct (cublasGemmEx) — bf16 operands, or f32 ones rounded to TF32.
+// gemm_ex: A and B of type ab, C of type cc (f32, or bf16 from bf16
+// operands: the sum in f32, rounded as it is stored), on the tensor cores
+// with compute type ct (cublasGemmEx) — bf16 operands, or f32 ones rounded
+// to TF32.
 static int gemm_ex(const char *op, int trans_a, int trans_b, int m, int n, int k, float alpha, const void *a, int lda,
-                   const void *b, int ldb, float beta, float *c, int ldc, cudaDataType ab, cublasComputeType_t ct) {
+                   const void *b, int ldb, float beta, void *c, int ldc, cudaDataType ab, cudaDataType cc,
+                   cublasComputeType_t ct) {
   if (m == 0 || n == 0) return 0;
   cublasOperation_t ta = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, tb = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-  DC_BLAS(cublasGemmEx(dc_blas, tb, ta, n, m, k, &alpha, b, ab, ldb, a, ab, lda, &beta, c, CUDA_R_32F, ldc, ct,
+  DC_BLAS(cublasGemmEx(dc_blas, tb, ta, n, m, k, &alpha, b, ab, ldb, a, ab, lda, &beta, c, cc, ldc, ct,
                        CUBLAS_GEMM_DEFAULT_TENSOR_OP),
           "%s(transA=%d, transB=%d, m=%d, n=%d, k=%d, lda=%d, ldb=%d, ldc=%d)", op, trans_a, trans_b, m, n, k, lda, ldb,
           ldc);
@@ -31,13 +34,20 @@ static int gemm_ex(const char *op, int trans_a, int trans_b, int m, int n, int k
 
 extern "C" int dc_gemm_bf16(int trans_a, int trans_b, int m, int n, int k, float alpha,
                             const uint16_t *a, int lda, const uint16_t *b, int ldb, float beta, float *c, int ldc) {
-  return gemm_ex("gemm_bf16", trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, CUDA_R_16BF,
+  return gemm_ex("gemm_bf16", trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, CUDA_R_16BF, CUDA_R_32F,
                  CUBLAS_COMPUTE_32F);
+}
+
+extern "C" int dc_gemm_bf16_out(int trans_a, int trans_b, int m, int n, int k, float alpha,
+                                const uint16_t *a, int lda, const uint16_t *b, int ldb, float beta, uint16_t *c,
+                                int ldc) {
+  return gemm_ex("gemm_bf16_out", trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, CUDA_R_16BF,
+                 CUDA_R_16BF, CUBLAS_COMPUTE_32F);
 }
 
 extern "C" int dc_gemm_tf32(int trans_a, int trans_b, int m, int n, int k, float alpha,
                             const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
-  return gemm_ex("gemm_tf32", trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, CUDA_R_32F,
+  return gemm_ex("gemm_tf32", trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, CUDA_R_32F, CUDA_R_32F,
                  CUBLAS_COMPUTE_32F_FAST_TF32);
 }
 

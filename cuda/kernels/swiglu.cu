@@ -25,6 +25,26 @@ extern "C" int dc_swiglu_fwd(float *a, uint16_t *ab, uint16_t *gb, uint16_t *ub,
   return 0;
 }
 
+// a (f32) and ab (bf16), each optional, from g and u in bf16; by 4 where
+// the pointers allow.
+extern "C" int dc_swiglu_fwd_b16(float *a, uint16_t *ab, const uint16_t *gb, const uint16_t *ub, int64_t n) {
+  if (n <= 0) return 0;
+  auto *o = (__nv_bfloat16 *)ab;
+  auto *g = (const __nv_bfloat16 *)gb, *u = (const __nv_bfloat16 *)ub;
+  if (((uintptr_t)a & 15) == 0 && (((uintptr_t)ab | (uintptr_t)gb | (uintptr_t)ub) & 7) == 0 && n >= 4) {
+    const int64_t n4 = n / 4;
+    DC_LAUNCH(dc_blocks(n4, 256), 256, 0, k_swiglu_fwd_b16<true>)(a, o, g, u, n4);
+    DC_LAUNCHED("swiglu_fwd_b16(n=%lld, by 4)", (long long)n);
+    if (a) a += 4 * n4;
+    if (o) o += 4 * n4;
+    g += 4 * n4, u += 4 * n4, n -= 4 * n4;
+    if (n == 0) return 0;
+  }
+  DC_LAUNCH(dc_blocks(n, 256), 256, 0, k_swiglu_fwd_b16<false>)(a, o, g, u, n);
+  DC_LAUNCHED("swiglu_fwd_b16(n=%lld)", (long long)n);
+  return 0;
+}
+
 extern "C" int dc_swiglu_bwd(float *dg, float *du, const float *da, const float *g, const float *u, int64_t n) {
   if (n <= 0) return 0;
   DC_LAUNCH(dc_blocks(n, 256), 256, 0, k_swiglu_bwd)(dg, du, da, g, u, n);

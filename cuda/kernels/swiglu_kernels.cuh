@@ -51,6 +51,32 @@ __global__ void k_swiglu_fwd_x4(float4 *a, uint2 *ab, uint2 *gb, uint2 *ub, cons
   }
 }
 
+// a = silu(g)·u from g and u in bf16 (the gate and up GEMMs' own output):
+// a (optional) in f32, ab (optional) in bf16 — k_swiglu_fwd's formula on
+// the widened values. By 4 (n4 groups: a 16-byte, the rest 8-byte aligned)
+// or, V4 false, by 1 over n.
+template <bool V4>
+__global__ void k_swiglu_fwd_b16(float *a, __nv_bfloat16 *ab, const __nv_bfloat16 *gb, const __nv_bfloat16 *ub,
+                                 int64_t n) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    if (V4) {
+      const float4 g = dc_unpack_bf16x4(reinterpret_cast<const uint2 *>(gb)[i]),
+                   u = dc_unpack_bf16x4(reinterpret_cast<const uint2 *>(ub)[i]);
+      float4 v;
+      v.x = g.x * dc_sigmoid(g.x) * u.x;
+      v.y = g.y * dc_sigmoid(g.y) * u.y;
+      v.z = g.z * dc_sigmoid(g.z) * u.z;
+      v.w = g.w * dc_sigmoid(g.w) * u.w;
+      if (a) reinterpret_cast<float4 *>(a)[i] = v;
+      if (ab) reinterpret_cast<uint2 *>(ab)[i] = dc_pack_bf16x4(v);
+    } else {
+      const float g = __bfloat162float(gb[i]), u = __bfloat162float(ub[i]), v = g * dc_sigmoid(g) * u;
+      if (a) a[i] = v;
+      if (ab) ab[i] = __float2bfloat16_rn(v);
+    }
+  }
+}
+
 // du = da·silu(g); dg = da·u·σ(g)·(1 + g·(1 − σ(g))).
 __global__ void k_swiglu_bwd(float *dg, float *du, const float *da, const float *g, const float *u, int64_t n) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {

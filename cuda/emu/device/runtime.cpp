@@ -389,11 +389,20 @@ std::vector<float> product(cublasOperation_t ta, cublasOperation_t tb, int m, in
   return C;
 }
 
-// C (m, n), column-major at ldc, = alpha·op(A)·op(B) + beta·C, f32 out;
-// argument checks as cuBLAS makes them.
+// f32 to bf16, nearest even (NaN kept quiet), as cuBLAS stores a bf16 C.
+uint16_t f2bf(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
+  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+}
+
+// C (m, n), column-major at ldc, = alpha·op(A)·op(B) + beta·C, C f32 or
+// bf16 (ct: the sum in f32, rounded once as it is stored); argument checks
+// as cuBLAS makes them.
 cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
                     const void *a, cudaDataType at, int lda, const void *b, cudaDataType bt, int ldb, float beta,
-                    float *c, int ldc, bool round_tf32) {
+                    void *c, cudaDataType ct, int ldc, bool round_tf32) {
   if (h == nullptr) return CUBLAS_STATUS_NOT_INITIALIZED;
   int ar = ta == CUBLAS_OP_N ? m : k, ac = ta == CUBLAS_OP_N ? k : m;
   int br = tb == CUBLAS_OP_N ? k : n, bc = tb == CUBLAS_OP_N ? n : k;
@@ -401,15 +410,21 @@ cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb
     return CUBLAS_STATUS_INVALID_VALUE;
   if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
   if ((k > 0 && (!operand_range("a GEMM's A", a, at, ar, ac, lda) || !operand_range("a GEMM's B", b, bt, br, bc, ldb))) ||
-      !operand_range("a GEMM's C", c, CUDA_R_32F, m, n, ldc))
+      !operand_range("a GEMM's C", c, ct, m, n, ldc))
     return CUBLAS_STATUS_EXECUTION_FAILED;
   emu_enqueue([=] {
     std::vector<float> A = widen(a, at, ar, ac, lda, round_tf32), B = widen(b, bt, br, bc, ldb, round_tf32);
     std::vector<float> C = product(ta, tb, m, n, k, A, B);
     for (int j = 0; j < n; j++)
       for (int i = 0; i < m; i++) {
-        float &dst = c[(size_t)j * ldc + i];
+        const size_t at = (size_t)j * ldc + i;
         float v = alpha * C[(size_t)j * m + i];
+        if (ct == CUDA_R_16BF) {
+          uint16_t &dst = ((uint16_t *)c)[at];
+          dst = f2bf(beta == 0.f ? v : v + beta * emu_bf2f(dst));
+          continue;
+        }
+        float &dst = ((float *)c)[at];
         dst = beta == 0.f ? v : v + beta * dst;  // beta 0: C is not read (NaN there stays out)
       }
   });
@@ -445,17 +460,17 @@ cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperati
                            const float *alpha, const float *a, int lda, const float *b, int ldb, const float *beta,
                            float *c, int ldc) {
   bool tf = h != nullptr && h->math == CUBLAS_TF32_TENSOR_OP_MATH;
-  return gemm(h, ta, tb, m, n, k, *alpha, a, CUDA_R_32F, lda, b, CUDA_R_32F, ldb, *beta, c, ldc, tf);
+  return gemm(h, ta, tb, m, n, k, *alpha, a, CUDA_R_32F, lda, b, CUDA_R_32F, ldb, *beta, c, CUDA_R_32F, ldc, tf);
 }
 
 cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                             const void *alpha, const void *a, cudaDataType at, int lda, const void *b, cudaDataType bt,
                             int ldb, const void *beta, void *c, cudaDataType ct, int ldc, cublasComputeType_t compute,
                             cublasGemmAlgo_t) {
-  if (ct != CUDA_R_32F || at != bt) return CUBLAS_STATUS_NOT_SUPPORTED;
+  // f32 C, or bf16 C from bf16 A and B (cuBLAS's 16BF/16BF/16BF with 32F compute).
+  if (at != bt || !(ct == CUDA_R_32F || (ct == CUDA_R_16BF && at == CUDA_R_16BF))) return CUBLAS_STATUS_NOT_SUPPORTED;
   bool tf = at == CUDA_R_32F && compute == CUBLAS_COMPUTE_32F_FAST_TF32;
-  return gemm(h, ta, tb, m, n, k, *(const float *)alpha, a, at, lda, b, bt, ldb, *(const float *)beta, (float *)c,
-              ldc, tf);
+  return gemm(h, ta, tb, m, n, k, *(const float *)alpha, a, at, lda, b, bt, ldb, *(const float *)beta, c, ct, ldc, tf);
 }
 
 cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
@@ -464,10 +479,10 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta
                                           const void *beta, void *c, cudaDataType ct, int ldc, long long sc,
                                           int batch, cublasComputeType_t compute, cublasGemmAlgo_t algo) {
   if (batch < 0) return CUBLAS_STATUS_INVALID_VALUE;
-  size_t as = elem_size(at), bs = elem_size(bt);
+  size_t as = elem_size(at), bs = elem_size(bt), cs = elem_size(ct);
   for (int i = 0; i < batch; i++) {
     cublasStatus_t s = cublasGemmEx(h, ta, tb, m, n, k, alpha, (const char *)a + i * sa * as, at, lda,
-                                    (const char *)b + i * sb * bs, bt, ldb, beta, (float *)c + i * sc, ct, ldc,
+                                    (const char *)b + i * sb * bs, bt, ldb, beta, (char *)c + i * sc * cs, ct, ldc,
                                     compute, algo);
     if (s != CUBLAS_STATUS_SUCCESS) return s;
   }
