@@ -116,3 +116,7 @@ func ReusedDrop() int64 { return reusedDrop.Load() }
 // HalfDyLayers is how many layers' gate and up backward have read their dy
 // in bf16 (mlp_dy_bf16.go) in this process.
 func HalfDyLayers() int64 { return halfDyLayers.Load() }
+
+// HalfGULayers is how many layers' gate and up GEMMs have written bf16
+// (mlp_gu_bf16.go) in this process.
+func HalfGULayers() int64 { return halfGULayers.Load() }

@@ -139,13 +139,17 @@ func (p *pass) linB(dx, dy, x *cuda.Buffer, l, i int, set bool) {
 		p.linBFused(dx, dy, x, l, i, beta)
 		return
 	}
-	yb := p.xb.View(0, n*out)
-	p.do(d.ToBF16(yb, dy, n*out))
+	yb, ldy := p.xb.View(0, n*out), out
+	if h := p.half; h != nil { // dy in bf16 already (a projection without an adapter: mlp_dy_bf16.go)
+		yb, ldy = h.y, h.ld
+	} else {
+		p.do(d.ToBF16(yb, dy, n*out))
+	}
 	p.mark("dequant")
 	wb := p.weight(w)
 	p.mark("gemm")
 	if !p.nt.skip["gemm"] {
-		p.do(d.GemmBF16(false, false, n, in, out, 1, yb, out, wb, in, beta, dx, in))
+		p.do(d.GemmBF16(false, false, n, in, out, 1, yb, ldy, wb, in, beta, dx, in))
 	} else if beta == 0 { // a benchmark leaving the GEMMs out: dx still starts at zero
 		p.do(dx.View(0, n*in).Zero())
 	}
@@ -446,14 +450,24 @@ func (p *pass) mlpFwd(l int, x *cuda.Buffer) {
 	p.mark("elementwise")
 	p.normBF16(a.h2, a.rstd2, a.xMid, L.mlpNorm, eps, xb, ldx)
 	p.loraUGroup(a.h2, l, gateUpGroup)
-	p.lin(a.g, a.h2, xb, ldx, l, mGate)
-	p.lin(a.up, a.h2, xb, ldx, l, mUp)
+	half := p.halfGU(l) // g and up written in bf16 (mlp_gu_bf16.go)
+	g, up := a.g, a.up
+	if half {
+		g, up = p.gateUp(l)
+		halfGULayers.Add(1)
+	}
+	p.lin(g, a.h2, xb, ldx, l, mGate)
+	p.lin(up, a.h2, xb, ldx, l, mUp)
 	p.uReady = 0
 	if p.recompute {
 		// The backward reads the down projection's input a and its
 		// adapter's u, never the layer's output: no bf16 copy of a, no
 		// down GEMM (the layer's largest with gate's and up's), no residual.
-		p.do(d.SwiGLUFwd(a.a, a.g, a.up, n*F))
+		if half {
+			p.do(d.SwiGLUFwdFromBF16(a.a, nil, g, up, n*F))
+		} else {
+			p.do(d.SwiGLUFwd(a.a, a.g, a.up, n*F))
+		}
 		if A, _, _, _ := p.pair(l, mDown); A != nil && !p.nt.skip["lora"] {
 			p.mark("lora")
 			p.loraU(a.a, l, mDown)
@@ -464,7 +478,11 @@ func (p *pass) mlpFwd(l int, x *cuda.Buffer) {
 	// a in bf16 for the down projection, written beside a; its adapter's
 	// product stays apart (its y is n·D, a tenth of gate's and up's).
 	fb := p.xb.View(0, n*F)
-	p.do(d.SwiGLUFwdKeep(a.a, fb, a.gb, a.ub, a.g, a.up, n*F)) // and g, up into the layer's bf16 copies when kept compact
+	if half {
+		p.do(d.SwiGLUFwdFromBF16(a.a, fb, g, up, n*F))
+	} else {
+		p.do(d.SwiGLUFwdKeep(a.a, fb, a.gb, a.ub, a.g, a.up, n*F)) // and g, up into the layer's bf16 copies when kept compact
+	}
 	p.lin(x, a.a, fb, F, l, mDown)
 	p.do(d.Add(x, a.xMid, n*D))
 }

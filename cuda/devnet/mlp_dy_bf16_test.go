@@ -4,6 +4,7 @@ package devnet_test
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	"distill/cuda/devnet"
@@ -14,11 +15,16 @@ import (
 // is untouched) and its gradients within bf16's rounding of dy in the
 // adapter's du and dB — recomputing, keeping the activations in f32 and
 // kept compact, with and without dropout — and the CPU's within the
-// tolerances TestFusedLoRAStepParity holds the f32 step to. It ran once a
-// layer and micro-batch, never with the gate closed.
+// tolerances TestFusedLoRAStepParity holds the f32 step to. Where gate and
+// up carry no adapter (the q, v setups, dense and NF4) their GEMMs read the
+// same bf16 values a conversion made before: the f32 step's gradients to
+// 1e-6. It ran once a layer and micro-batch, never with the gate closed.
+// g and up stay f32 (DISTILL_CUDA_HALF_GU, which rides on this, closed).
 func TestHalfDyTracksF32(t *testing.T) {
 	d := device(t)
-	for _, s := range []setup{setups[0], setups[1], setups[3]} {
+	t.Setenv("DISTILL_CUDA_HALF_GU", "0")
+	for _, s := range setups {
+		bare := !slices.Contains(s.targets, "gate_proj")
 		t.Run(s.name, func(t *testing.T) {
 			dir, batches, denom := stepFixture(t, s)
 			for _, c := range []struct {
@@ -38,7 +44,11 @@ func TestHalfDyTracksF32(t *testing.T) {
 				if l1 != l0 {
 					t.Errorf("%s: loss %v, %v from f32 dy: the forward changed", what, l1, l0)
 				}
-				if rel := relL2(g1, g0); rel > 4e-3 || rel != rel {
+				tol := 4e-3
+				if bare {
+					tol = 1e-6
+				}
+				if rel := relL2(g1, g0); rel > tol || rel != rel {
 					t.Errorf("%s: gradients %.2e relative from the f32 dy's", what, rel)
 				} else {
 					t.Logf("%s: gradients %.2e relative from the f32 dy's", what, rel)

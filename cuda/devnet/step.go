@@ -244,12 +244,10 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 		p.dhf, p.dx = p.take(cuda.F32, hfRows*D), p.take(cuda.F32, n*D)
 	}
 	if kind != passToken { // the fused kernels read f32 and NF4 as they are
-		if r > 0 && nt.tileSize > 0 && loraFusedReady() {
-			// A projection and its adapter as one GEMM (linFused): r
-			// columns beside the operand's rows, the stride rounded up to 8
-			// (16 bytes: the vector dequantisation's and cuBLAS's rows).
-			p.kx = (r + 7) &^ 7
-		}
+		// A projection and its adapter as one GEMM (linFused): r columns
+		// beside the operand's rows, the stride rounded up to 8 (16 bytes:
+		// the vector dequantisation's and cuBLAS's rows).
+		p.kx = nt.fusedKX()
 		// A training pass that can run q, k and v's backward as one GEMM
 		// (linQKVB) sizes xb and the tile for them stacked: K = qO +
 		// 2·kvO + 3r columns (3r fewer under dropout), rows of D
