@@ -51,7 +51,7 @@ func (p *pass) swigluBwdHalf(l int) (gate, up *halfDy) {
 	if p.nt.A != nil {
 		r = p.nt.A.Config.R
 	}
-	ld := F + p.kx // the adapter's columns beside each row (none without one)
+	ld := F + p.kx                                   // the adapter's columns beside each row (none without one)
 	round := func(v int) int { return (v + 7) &^ 7 } // 16-byte offsets
 	offB := round(n * ld)
 	offU := offB + 2*round(F*r)
