@@ -273,3 +273,57 @@ func BenchmarkDecodeAttention(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSwiGLUU: Qwen2.5-1.5B's MLP at 2,048 tokens (F 8,960, r 16) —
+// the SwiGLU forward and the down adapter's u = a·Aᵀ as a TF32 GEMM over a
+// (the default) against the SwiGLU summing u itself (SwiGLUFwdU,
+// DISTILL_CUDA_SWIGLU_U): kept compact (a in bf16 and g, up's kept copies;
+// fused, no f32 a) and recomputing (a in f32). GB/s: the fused pass's own
+// bytes (reads g, up; its writes), so the two rows of a pair compare by
+// time.
+func BenchmarkSwiGLUU(b *testing.B) {
+	const n, F, r = 2048, 8960, 16
+	d := device(b)
+	rg := rng(9)
+	g, u := up(b, d, cuda.F32, randn(rg, n*F, 2)), up(b, d, cuda.F32, randn(rg, n*F, 1))
+	A := up(b, d, cuda.F32, randn(rg, r*F, 0.02))
+	a, ab := zeros(b, d, cuda.F32, n*F), zeros(b, d, cuda.BF16, n*F)
+	gb, ub := zeros(b, d, cuda.BF16, n*F), zeros(b, d, cuda.BF16, n*F)
+	uo, part := zeros(b, d, cuda.F32, n*r), zeros(b, d, cuda.F32, 64*n*r)
+	for _, c := range []struct {
+		name  string
+		bytes float64
+		run   func() error
+	}{
+		{"compact/swiglu+tf32", 4 * n * F * (2 + 1 + 1.5), func() error {
+			if err := d.SwiGLUFwdKeep(a, ab, gb, ub, g, u, n*F); err != nil {
+				return err
+			}
+			return d.GemmTF32(false, true, n, r, F, 1, a, F, A, F, 0, uo, r)
+		}},
+		{"compact/fused", 4 * n * F * (2 + 1.5), func() error {
+			return d.SwiGLUFwdU(nil, ab, gb, ub, g, u, A, uo, part, n, F, r)
+		}},
+		{"recompute/swiglu+tf32", 4 * n * F * (2 + 1), func() error {
+			if err := d.SwiGLUFwd(a, g, u, n*F); err != nil {
+				return err
+			}
+			return d.GemmTF32(false, true, n, r, F, 1, a, F, A, F, 0, uo, r)
+		}},
+		{"recompute/fused", 4 * n * F * (2 + 1), func() error {
+			return d.SwiGLUFwdU(a, nil, nil, nil, g, u, A, uo, part, n, F, r)
+		}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			ok(b, c.run())
+			benchDone(b, d)
+			b.ResetTimer()
+			for range b.N {
+				ok(b, c.run())
+			}
+			benchDone(b, d)
+			reportRate(b, c.bytes, "GB/s")
+			b.ReportMetric(b.Elapsed().Seconds()/float64(b.N)*1e6, "µs/op")
+		})
+	}
+}

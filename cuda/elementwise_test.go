@@ -301,6 +301,93 @@ func TestSwiGLUBwdRows(t *testing.T) {
 	}
 }
 
+// TestSwiGLUFwdU: the forward with the down adapter's u = a·Aᵀ writes
+// SwiGLUFwdKeep's (or, from bf16 g and u, SwiGLUFwdFromBF16's) a, ab, gb,
+// ub bit for bit, and u within f32's rounding of the f64 sum (1e-6 of the
+// products' magnitude, √cols of them) — in one chunk of columns (no part)
+// and in many, the same bits on a second run; ranks 1 to 32, rows past a
+// warp's four and columns past a chunk's.
+func TestSwiGLUFwdU(t *testing.T) {
+	d := device(t)
+	for _, c := range []struct{ rows, cols, r int }{{1, 8, 1}, {59, 320, 8}, {37, 1000, 12}, {70, 512, 16}, {33, 256, 32}, {300, 1536, 16}} {
+		for _, b16 := range []bool{false, true} {
+			t.Run(shapeName("%dx%d_r%d_bf16%v", c.rows, c.cols, c.r, b16), func(t *testing.T) {
+				n := c.rows * c.cols
+				r := rng(uint64(n + c.r))
+				g, u, A := randn(r, n, 3), randn(r, n, 1), randn(r, c.r*c.cols, 0.05)
+				gd, ud, Ad := up(t, d, cuda.F32, g), up(t, d, cuda.F32, u), up(t, d, cuda.F32, A)
+				wantA, wantAB := zeros(t, d, cuda.F32, n), zeros(t, d, cuda.BF16, n)
+				gb, ub := zeros(t, d, cuda.BF16, n), zeros(t, d, cuda.BF16, n)
+				ok(t, d.SwiGLUFwdKeep(wantA, wantAB, gb, ub, gd, ud, n))
+				src, usrc := gd, ud
+				if b16 {
+					ok(t, d.SwiGLUFwdFromBF16(wantA, wantAB, gb, ub, n))
+					src, usrc = gb, ub
+				}
+				av := down(t, wantA)
+				want := make([]float64, c.rows*c.r)
+				scale := make([]float64, c.rows*c.r)
+				for i := range c.rows {
+					for k := range c.r {
+						for j := range c.cols {
+							p := float64(av[i*c.cols+j]) * float64(A[k*c.cols+j])
+							want[i*c.r+k] += p
+							scale[i*c.r+k] += p * p
+						}
+					}
+				}
+				var first []float32
+				for _, partLen := range []int{0, c.rows * c.r * 64, c.rows * c.r * 64} {
+					ad, abd := zeros(t, d, cuda.F32, n), zeros(t, d, cuda.BF16, n)
+					var gbd, ubd *cuda.Buffer
+					if !b16 {
+						gbd, ubd = zeros(t, d, cuda.BF16, n), zeros(t, d, cuda.BF16, n)
+					}
+					uo := zeros(t, d, cuda.F32, c.rows*c.r)
+					var part *cuda.Buffer
+					if partLen > 0 {
+						part = zeros(t, d, cuda.F32, partLen)
+					}
+					ok(t, d.SwiGLUFwdU(ad, abd, gbd, ubd, src, usrc, Ad, uo, part, c.rows, c.cols, c.r))
+					near(t, "a", down(t, ad), av, 0, 0)
+					for _, p := range [][2]*cuda.Buffer{{abd, wantAB}, {gbd, gb}, {ubd, ub}} {
+						if p[0] == nil {
+							continue
+						}
+						h0, err := cuda.Download[uint16](p[0])
+						ok(t, err)
+						h1, err := cuda.Download[uint16](p[1])
+						ok(t, err)
+						if !slices.Equal(h0, h1) {
+							t.Fatalf("part %d: a bf16 output differs from the SwiGLU's own", partLen)
+						}
+					}
+					got := down(t, uo)
+					for i, v := range got {
+						if e := math.Abs(float64(v) - want[i]); e > 1e-6*math.Sqrt(scale[i])*math.Sqrt(float64(c.cols))+1e-30 || v != v {
+							t.Fatalf("part %d: u[%d][%d] = %v, want %v (|Δ| %.2e)", partLen, i/c.r, i%c.r, v, want[i], e)
+						}
+					}
+					switch {
+					case partLen == 0:
+					case first == nil:
+						first = got
+					case !slices.Equal(got, first):
+						t.Fatal("u differs between two runs in chunks")
+					}
+				}
+			})
+		}
+	}
+	b, f := zeros(t, d, cuda.F32, 64), zeros(t, d, cuda.F32, 64)
+	if err := d.SwiGLUFwdU(nil, nil, nil, nil, f, f, b, b, nil, 8, 6, 2); err == nil {
+		t.Error("6 columns: no error")
+	}
+	if err := d.SwiGLUFwdU(nil, nil, nil, nil, f, f, b, b, nil, 2, 8, 33); err == nil {
+		t.Error("rank 33: no error")
+	}
+}
+
 func TestEmbedParity(t *testing.T) {
 	d := device(t)
 	const vocab, dim = 1001, 72

@@ -120,3 +120,7 @@ func HalfDyLayers() int64 { return halfDyLayers.Load() }
 // HalfGULayers is how many layers' gate and up GEMMs have written bf16
 // (mlp_gu_bf16.go) in this process.
 func HalfGULayers() int64 { return halfGULayers.Load() }
+
+// SwiGLUULayers is how many layers' SwiGLU forward has summed the down
+// adapter's input (mlp_down_u.go) in this process.
+func SwiGLUULayers() int64 { return swigluULayers.Load() }

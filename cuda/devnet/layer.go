@@ -459,16 +459,21 @@ func (p *pass) mlpFwd(l int, x *cuda.Buffer) {
 	p.lin(g, a.h2, xb, ldx, l, mGate)
 	p.lin(up, a.h2, xb, ldx, l, mUp)
 	p.uReady = 0
+	fusedU := p.swigluU(l) // the down adapter's u by the SwiGLU itself (mlp_down_u.go)
 	if p.recompute {
 		// The backward reads the down projection's input a and its
 		// adapter's u, never the layer's output: no bf16 copy of a, no
 		// down GEMM (the layer's largest with gate's and up's), no residual.
-		if half {
+		switch {
+		case fusedU:
+			p.swigluFwdU(l, a.a, nil, g, up)
+			p.uReady = 0 // u is set; nothing hands it out here
+		case half:
 			p.do(d.SwiGLUFwdFromBF16(a.a, nil, g, up, n*F))
-		} else {
+		default:
 			p.do(d.SwiGLUFwd(a.a, a.g, a.up, n*F))
 		}
-		if A, _, _, _ := p.pair(l, mDown); A != nil && !p.nt.skip["lora"] {
+		if A, _, _, _ := p.pair(l, mDown); A != nil && !p.nt.skip["lora"] && !fusedU {
 			p.mark("lora")
 			p.loraU(a.a, l, mDown)
 			p.mark("elementwise")
@@ -478,9 +483,14 @@ func (p *pass) mlpFwd(l int, x *cuda.Buffer) {
 	// a in bf16 for the down projection, written beside a; its adapter's
 	// product stays apart (its y is n·D, a tenth of gate's and up's).
 	fb := p.xb.View(0, n*F)
-	if half {
+	switch {
+	case fusedU && p.compact: // kept compact, no f32 a: the backward makes it again
+		p.swigluFwdU(l, nil, fb, g, up)
+	case fusedU:
+		p.swigluFwdU(l, a.a, fb, g, up)
+	case half:
 		p.do(d.SwiGLUFwdFromBF16(a.a, fb, g, up, n*F))
-	} else {
+	default:
 		p.do(d.SwiGLUFwdKeep(a.a, fb, a.gb, a.ub, a.g, a.up, n*F)) // and g, up into the layer's bf16 copies when kept compact
 	}
 	p.lin(x, a.a, fb, F, l, mDown)

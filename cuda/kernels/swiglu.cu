@@ -115,3 +115,44 @@ extern "C" int dc_swiglu_bwd_rows(uint16_t *dgb, uint16_t *dub, int64_t ld, floa
   DC_LAUNCHED("swiglu_bwd_rows(%lld×%lld, ld %lld, %d conversions)", (long long)rows, (long long)cols, (long long)ld, js.n);
   return 0;
 }
+
+// The forward with the down adapter's u = a·Aᵀ (k_swiglu_u): chunks of
+// columns enough for ~4,096 warps, as many as part (part_len floats) holds
+// — one writes u itself — then the chunks summed in order.
+extern "C" int dc_swiglu_u(float *a, uint16_t *ab, uint16_t *gb, uint16_t *ub, const void *g, const void *u, int b16,
+                           const float *A, int r, float *uout, float *part, int64_t part_len, int64_t rows,
+                           int64_t cols) {
+  if (rows <= 0 || cols <= 0) return 0;
+  const bool aligned = ((((uintptr_t)a | (uintptr_t)A | (uintptr_t)uout | (uintptr_t)part) & 15) == 0) &&
+                       ((((uintptr_t)ab | (uintptr_t)gb | (uintptr_t)ub) & 7) == 0) &&
+                       ((((uintptr_t)g | (uintptr_t)u) & (b16 ? 7 : 15)) == 0);
+  if (cols % 4 != 0 || !aligned || r < 1 || r > 32 || (gb == nullptr) != (ub == nullptr) || (b16 && gb))
+    return dc_fail("columns a multiple of 4, aligned rows, 1 ≤ r ≤ 32, gb and ub together (from f32 g, u only)",
+                   "swiglu_u(%lld×%lld, r %d)", (long long)rows, (long long)cols, r);
+  const int rw = r <= 16 ? 4 : 2;  // rows a warp: its accumulators rw·R
+  int64_t chunks = (4096 * rw + rows - 1) / rows;
+  const int64_t most = (cols + 127) / 128, room = part_len / (rows * r);
+  if (chunks > most) chunks = most;
+  if (chunks > room) chunks = room;
+  if (chunks < 1) chunks = 1;
+  const int64_t cw = ((cols + chunks - 1) / chunks + 127) / 128 * 128;
+  chunks = (cols + cw - 1) / cw;
+  float *out = chunks == 1 ? uout : part;
+  const int64_t groups = (rows + 8 * rw - 1) / (8 * rw);
+  if (groups > 65535) return dc_fail("too many rows", "swiglu_u(%lld×%lld)", (long long)rows, (long long)cols);
+  dim3 grid((unsigned)chunks, (unsigned)groups);
+  auto *o = (__nv_bfloat16 *)ab, *go = (__nv_bfloat16 *)gb, *uo = (__nv_bfloat16 *)ub;
+  if (b16 && r <= 16)
+    DC_LAUNCH(grid, 256, 0, k_swiglu_u<true, 16, 4>)(a, o, go, uo, g, u, A, out, rows, cols, r, cw);
+  else if (b16)
+    DC_LAUNCH(grid, 256, 0, k_swiglu_u<true, 32, 2>)(a, o, go, uo, g, u, A, out, rows, cols, r, cw);
+  else if (r <= 16)
+    DC_LAUNCH(grid, 256, 0, k_swiglu_u<false, 16, 4>)(a, o, go, uo, g, u, A, out, rows, cols, r, cw);
+  else
+    DC_LAUNCH(grid, 256, 0, k_swiglu_u<false, 32, 2>)(a, o, go, uo, g, u, A, out, rows, cols, r, cw);
+  DC_LAUNCHED("swiglu_u(%lld×%lld, r %d, %lld chunks)", (long long)rows, (long long)cols, r, (long long)chunks);
+  if (chunks == 1) return 0;
+  DC_LAUNCH(dc_blocks(rows * r, 256), 256, 0, k_swiglu_u_sum)(uout, part, rows * r, (int)chunks);
+  DC_LAUNCHED("swiglu_u_sum(%lld×%d, %lld chunks)", (long long)rows, r, (long long)chunks);
+  return 0;
+}

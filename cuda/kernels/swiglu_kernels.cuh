@@ -170,3 +170,73 @@ __global__ void __launch_bounds__(256) k_swiglu_bwd_rows(__nv_bfloat16 *dgb, __n
     }
   }
 }
+
+// ---- The forward with the down projection's adapter input ----
+
+// SwiGLU's forward that also takes the down adapter's u = a·Aᵀ (A: r × cols
+// f32, r ≤ R) while a is in registers, where a GEMM would read all of a
+// again: a warp takes RW rows over one chunk of columns ([c0, c1), chunk
+// blockIdx.x of width cw, a multiple of 128: each lane 4 columns at a time),
+// writes what the SwiGLU writes (a f32, ab bf16, gb and ub the f32 g and u
+// rounded — each optional; B16: g and u are bf16), and leaves each row's
+// sums over its chunk in part[blockIdx.x][row][k] — each lane's in column
+// order, then the warp's by a butterfly, the same order every run
+// (k_swiglu_u_sum adds the chunks in order). cols a multiple of 4, every
+// pointer 16-byte (bf16 ones 8-byte) aligned.
+template <bool B16, int R, int RW>
+__global__ void __launch_bounds__(256) k_swiglu_u(float *a, __nv_bfloat16 *ab, __nv_bfloat16 *gb, __nv_bfloat16 *ub,
+                                                  const void *g, const void *u, const float *A, float *part,
+                                                  int64_t rows, int64_t cols, int r, int64_t cw) {
+  const int lane = threadIdx.x & 31;
+  const int64_t row0 = ((int64_t)blockIdx.y * (blockDim.x >> 5) + (threadIdx.x >> 5)) * RW;
+  if (row0 >= rows) return;  // the whole warp: no collective below is left waiting
+  const int64_t c0 = blockIdx.x * cw, c1 = c0 + cw < cols ? c0 + cw : cols;
+  float acc[RW][R];
+#pragma unroll
+  for (int i = 0; i < RW; i++)
+#pragma unroll
+    for (int k = 0; k < R; k++) acc[i][k] = 0.f;
+  for (int64_t j = c0 + 4 * lane; j < c1; j += 128) {
+#pragma unroll
+    for (int i = 0; i < RW; i++) {
+      const int64_t row = row0 + i;
+      if (row >= rows) break;
+      const int64_t e = (row * cols + j) / 4;  // float4 (or 4 × bf16) index
+      float4 gv, uv, v;
+      if (B16)
+        gv = dc_unpack_bf16x4(reinterpret_cast<const uint2 *>(g)[e]), uv = dc_unpack_bf16x4(reinterpret_cast<const uint2 *>(u)[e]);
+      else
+        gv = reinterpret_cast<const float4 *>(g)[e], uv = reinterpret_cast<const float4 *>(u)[e];
+      v.x = gv.x * dc_sigmoid(gv.x) * uv.x;  // k_swiglu_fwd's formula
+      v.y = gv.y * dc_sigmoid(gv.y) * uv.y;
+      v.z = gv.z * dc_sigmoid(gv.z) * uv.z;
+      v.w = gv.w * dc_sigmoid(gv.w) * uv.w;
+      if (a) reinterpret_cast<float4 *>(a)[e] = v;
+      if (ab) reinterpret_cast<uint2 *>(ab)[e] = dc_pack_bf16x4(v);
+      if (gb) reinterpret_cast<uint2 *>(gb)[e] = dc_pack_bf16x4(gv), reinterpret_cast<uint2 *>(ub)[e] = dc_pack_bf16x4(uv);
+#pragma unroll
+      for (int k = 0; k < R; k++) {
+        if (k >= r) break;
+        const float4 w = __ldg(reinterpret_cast<const float4 *>(A + k * cols + j));
+        acc[i][k] = fmaf(v.w, w.w, fmaf(v.z, w.z, fmaf(v.y, w.y, fmaf(v.x, w.x, acc[i][k]))));
+      }
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < RW; i++)
+#pragma unroll
+    for (int k = 0; k < R; k++) {
+      if (k >= r) break;
+      const float s = dc_warp_sum(acc[i][k]);
+      if (lane == 0 && row0 + i < rows) part[((int64_t)blockIdx.x * rows + row0 + i) * r + k] = s;
+    }
+}
+
+// u(rows, r) = Σ over the chunks of part, in chunk order.
+__global__ void k_swiglu_u_sum(float *u, const float *part, int64_t n, int chunks) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    float s = part[i];
+    for (int c = 1; c < chunks; c++) s += part[c * n + i];
+    u[i] = s;
+  }
+}
