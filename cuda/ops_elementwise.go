@@ -106,7 +106,7 @@ func (d *Device) SwiGLUFwdFromBF16(a, ab, gb, ub *Buffer, n int) error {
 func (d *Device) SwiGLUFwdU(a, ab, gb, ub, g, u, A, uOut, part *Buffer, rows, cols, r int) error {
 	n := rows * cols
 	c := check("swiglu_u").true(cols%4 == 0 && r >= 1 && r <= 32, "%d columns, rank %d: want a multiple of 4 and 1 ≤ r ≤ 32", cols, r).
-		opt("a", a, F32, n).opt("ab", ab, BF16, n).buf("A", A, F32, r*cols).buf("u", uOut, F32, rows*r).opt("part", part, F32, 0)
+		opt("a", a, F32, n).opt("ab", ab, BF16, n).buf("A", A, F32, r*cols).buf("uOut", uOut, F32, rows*r).opt("part", part, F32, 0)
 	b16 := g != nil && g.Kind == BF16
 	if b16 {
 		c = c.buf("g", g, BF16, n).buf("u", u, BF16, n).true(gb == nil && ub == nil, "gb, ub from f32 g and u only")

@@ -21,14 +21,15 @@ import (
 var swigluULayers atomic.Int64
 
 // swigluU says whether layer l's SwiGLU forward takes the down adapter's u:
-// the gate open, down targeted in this pass, no dropout, F a multiple of 4
-// and r ≤ 32.
+// the gate open, down targeted in this pass, no dropout, F a multiple of 4,
+// r ≤ 32 and A 16-byte aligned (the kernel reads its rows by float4; its
+// offset among the adapter's parameters is a sum of r·in and out·r).
 func (p *pass) swigluU(l int) bool {
 	if !swigluUReady() || p.n == 0 || p.drop != nil || p.nt.skip["lora"] || p.nt.M.Config.IntermediateSize%4 != 0 {
 		return false
 	}
 	A, _, _, _ := p.pair(l, mDown)
-	return A != nil && p.nt.A.Config.R <= 32
+	return A != nil && p.nt.A.Config.R <= 32 && uintptr(A.Ptr(0))%16 == 0
 }
 
 // swigluFwdU runs layer l's SwiGLU forward from g and up (f32, or bf16:

@@ -167,7 +167,8 @@ func (nt *Net) dropStepGraph() {
 func gateBits() uint16 {
 	var g uint16
 	for i, open := range []bool{loraFusedReady(), qkvStackReady(), asyncTilesReady(), heavyFirstReady(),
-		prefetchReady(), trimReady(), betaZeroReady(), keepAttentionReady(), compactReady()} {
+		prefetchReady(), trimReady(), betaZeroReady(), keepAttentionReady(), compactReady(),
+		halfDyReady(), halfGUReady(), swigluUReady()} {
 		if open {
 			g |= 1 << i
 		}

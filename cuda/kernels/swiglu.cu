@@ -123,7 +123,7 @@ extern "C" int dc_swiglu_u(float *a, uint16_t *ab, uint16_t *gb, uint16_t *ub, c
                            const float *A, int r, float *uout, float *part, int64_t part_len, int64_t rows,
                            int64_t cols) {
   if (rows <= 0 || cols <= 0) return 0;
-  const bool aligned = ((((uintptr_t)a | (uintptr_t)A | (uintptr_t)uout | (uintptr_t)part) & 15) == 0) &&
+  const bool aligned = ((((uintptr_t)a | (uintptr_t)A) & 15) == 0) &&  // u and part take single floats
                        ((((uintptr_t)ab | (uintptr_t)gb | (uintptr_t)ub) & 7) == 0) &&
                        ((((uintptr_t)g | (uintptr_t)u) & (b16 ? 7 : 15)) == 0);
   if (cols % 4 != 0 || !aligned || r < 1 || r > 32 || (gb == nullptr) != (ub == nullptr) || (b16 && gb))

@@ -181,8 +181,8 @@ __global__ void __launch_bounds__(256) k_swiglu_bwd_rows(__nv_bfloat16 *dgb, __n
 // rounded — each optional; B16: g and u are bf16), and leaves each row's
 // sums over its chunk in part[blockIdx.x][row][k] — each lane's in column
 // order, then the warp's by a butterfly, the same order every run
-// (k_swiglu_u_sum adds the chunks in order). cols a multiple of 4, every
-// pointer 16-byte (bf16 ones 8-byte) aligned.
+// (k_swiglu_u_sum adds the chunks in order). cols a multiple of 4; a, A,
+// g and u 16-byte aligned (bf16 ones 8-byte).
 template <bool B16, int R, int RW>
 __global__ void __launch_bounds__(256) k_swiglu_u(float *a, __nv_bfloat16 *ab, __nv_bfloat16 *gb, __nv_bfloat16 *ub,
                                                   const void *g, const void *u, const float *A, float *part,
@@ -197,29 +197,33 @@ __global__ void __launch_bounds__(256) k_swiglu_u(float *a, __nv_bfloat16 *ab, _
 #pragma unroll
     for (int k = 0; k < R; k++) acc[i][k] = 0.f;
   for (int64_t j = c0 + 4 * lane; j < c1; j += 128) {
+    float4 v[RW];  // the rows' a at columns j..j+3 (zeros past the last row)
 #pragma unroll
     for (int i = 0; i < RW; i++) {
+      v[i] = make_float4(0.f, 0.f, 0.f, 0.f);
       const int64_t row = row0 + i;
-      if (row >= rows) break;
+      if (row >= rows) continue;
       const int64_t e = (row * cols + j) / 4;  // float4 (or 4 × bf16) index
-      float4 gv, uv, v;
+      float4 gv, uv;
       if (B16)
         gv = dc_unpack_bf16x4(reinterpret_cast<const uint2 *>(g)[e]), uv = dc_unpack_bf16x4(reinterpret_cast<const uint2 *>(u)[e]);
       else
         gv = reinterpret_cast<const float4 *>(g)[e], uv = reinterpret_cast<const float4 *>(u)[e];
-      v.x = gv.x * dc_sigmoid(gv.x) * uv.x;  // k_swiglu_fwd's formula
-      v.y = gv.y * dc_sigmoid(gv.y) * uv.y;
-      v.z = gv.z * dc_sigmoid(gv.z) * uv.z;
-      v.w = gv.w * dc_sigmoid(gv.w) * uv.w;
-      if (a) reinterpret_cast<float4 *>(a)[e] = v;
-      if (ab) reinterpret_cast<uint2 *>(ab)[e] = dc_pack_bf16x4(v);
+      v[i].x = gv.x * dc_sigmoid(gv.x) * uv.x;  // k_swiglu_fwd's formula
+      v[i].y = gv.y * dc_sigmoid(gv.y) * uv.y;
+      v[i].z = gv.z * dc_sigmoid(gv.z) * uv.z;
+      v[i].w = gv.w * dc_sigmoid(gv.w) * uv.w;
+      if (a) reinterpret_cast<float4 *>(a)[e] = v[i];
+      if (ab) reinterpret_cast<uint2 *>(ab)[e] = dc_pack_bf16x4(v[i]);
       if (gb) reinterpret_cast<uint2 *>(gb)[e] = dc_pack_bf16x4(gv), reinterpret_cast<uint2 *>(ub)[e] = dc_pack_bf16x4(uv);
+    }
 #pragma unroll
-      for (int k = 0; k < R; k++) {
-        if (k >= r) break;
-        const float4 w = __ldg(reinterpret_cast<const float4 *>(A + k * cols + j));
-        acc[i][k] = fmaf(v.w, w.w, fmaf(v.z, w.z, fmaf(v.y, w.y, fmaf(v.x, w.x, acc[i][k]))));
-      }
+    for (int k = 0; k < R; k++) {  // each float4 of A read once for the warp's rows
+      if (k >= r) break;
+      const float4 w = __ldg(reinterpret_cast<const float4 *>(A + k * cols + j));
+#pragma unroll
+      for (int i = 0; i < RW; i++)
+        acc[i][k] = fmaf(v[i].w, w.w, fmaf(v[i].z, w.z, fmaf(v[i].y, w.y, fmaf(v[i].x, w.x, acc[i][k]))));
     }
   }
 #pragma unroll
