@@ -3,7 +3,6 @@
 package devnet_test
 
 import (
-	"fmt"
 	"slices"
 	"testing"
 
@@ -24,36 +23,22 @@ func TestHalfDyTracksF32(t *testing.T) {
 	d := device(t)
 	t.Setenv("DISTILL_CUDA_HALF_GU", "0")
 	for _, s := range setups {
-		bare := !slices.Contains(s.targets, "gate_proj")
+		tol := 4e-3
+		if !slices.Contains(s.targets, "gate_proj") {
+			tol = 1e-6
+		}
 		t.Run(s.name, func(t *testing.T) {
-			dir, batches, denom := stepFixture(t, s)
-			for _, c := range []struct {
-				keep    bool
-				compact string
-			}{{false, "1"}, {true, "0"}, {true, "1"}} {
-				t.Setenv("DISTILL_CUDA_KEEP_COMPACT", c.compact)
-				run := func(gate string) (float64, []float32, int64) {
-					return gatedStep(t, d, dir, s, batches, denom, "DISTILL_CUDA_HALF_DY", gate, c.keep, devnet.HalfDyLayers)
-				}
-				l0, g0, n0 := run("0")
-				l1, g1, n1 := run("1")
-				what := fmt.Sprintf("keep %v, compact %s", c.keep, c.compact)
-				if want := int64(s.shape.Layers * len(batches)); n0 != 0 || n1 != want {
-					t.Errorf("%s: %d layers with the gate closed, %d open; want 0 and %d", what, n0, n1, want)
-				}
-				if l1 != l0 {
-					t.Errorf("%s: loss %v, %v from f32 dy: the forward changed", what, l1, l0)
-				}
-				tol := 4e-3
-				if bare {
-					tol = 1e-6
-				}
-				if rel := relL2(g1, g0); rel > tol || rel != rel {
-					t.Errorf("%s: gradients %.2e relative from the f32 dy's", what, rel)
-				} else {
-					t.Logf("%s: gradients %.2e relative from the f32 dy's", what, rel)
-				}
-			}
+			gateSweep(t, d, s, "DISTILL_CUDA_HALF_DY", devnet.HalfDyLayers, func(bool) int64 { return layerForwards(s, false) },
+				func(what string, l0, l1 float64, g0, g1 []float32) {
+					if l1 != l0 {
+						t.Errorf("%s: loss %v, %v from f32 dy: the forward changed", what, l1, l0)
+					}
+					if rel := relL2(g1, g0); rel > tol || rel != rel {
+						t.Errorf("%s: gradients %.2e relative from the f32 dy's", what, rel)
+					} else {
+						t.Logf("%s: gradients %.2e relative from the f32 dy's", what, rel)
+					}
+				})
 			t.Setenv("DISTILL_CUDA_HALF_DY", "1")
 			n0 := devnet.HalfDyLayers()
 			stepParity(t, s)
