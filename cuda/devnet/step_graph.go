@@ -91,7 +91,7 @@ type stepKey struct {
 	thresh            uint64 // LoRA dropout's, the same at every site
 	keep              float32
 	keepAct, keepAttn bool
-	gates             uint16 // the gated paths the layout and the layers take
+	gates             uint32 // the gated paths the layout and the layers take
 	// Logit distillation's (StepKD): the teacher on the device and its
 	// settings; nil for SFT.
 	teacher          *Net
@@ -164,11 +164,14 @@ func (nt *Net) dropStepGraph() {
 	}
 }
 
-func gateBits() uint16 {
-	var g uint16
+// gateBits is every gate a recording's launches depend on: a process that
+// turns one records again rather than replay the other path.
+func gateBits() uint32 {
+	var g uint32
 	for i, open := range []bool{loraFusedReady(), qkvStackReady(), asyncTilesReady(), heavyFirstReady(),
 		prefetchReady(), trimReady(), betaZeroReady(), keepAttentionReady(), compactReady(),
-		halfDyReady(), halfGUReady(), swigluUReady()} {
+		halfDyReady(), halfGUReady(), swigluUReady(), loraGroupReady(), dropDXReady(), normBF16Ready(),
+		fusedDQReady(), dropReuseReady()} {
 		if open {
 			g |= 1 << i
 		}

@@ -490,3 +490,50 @@ func dpoSteps(t *testing.T, d *cuda.Device, dir string, s setup, hr int, keep bo
 	ok(t, net.DownloadGrads(g))
 	return seen, g
 }
+
+// TestStepGraphsRecordAgainWhenAGateTurns: a recording is keyed by the
+// gates its launches depend on (gateBits): once DISTILL_CUDA_HALF_GU turns,
+// the next step does not replay the recording of the other path — it runs
+// as its configuration's first, eagerly — and gives an eager step's loss
+// with the gate open.
+func TestStepGraphsRecordAgainWhenAGateTurns(t *testing.T) {
+	d := device(t)
+	s := setups[0]
+	t.Setenv("DISTILL_CUDA_STEP_GRAPHS", "1")
+	t.Setenv("DISTILL_CUDA_HALF_GU", "0")
+	dir, batches, _ := stepFixture(t, s)
+	b := batches[1]
+	m, a := build(t, dir, s)
+	net, err := devnet.New(d, m, a)
+	ok(t, err)
+	defer net.Close()
+	ok(t, net.ZeroGrads())
+	for range 4 { // eager, warm-up, recording, replay
+		_, err := net.Step(b, 70, nil)
+		ok(t, err)
+	}
+	r0, _, _, _ := devnet.StepGraphs()
+	_, err = net.Step(b, 70, nil)
+	ok(t, err)
+	if r1, _, _, _ := devnet.StepGraphs(); r1 != r0+1 {
+		t.Fatalf("%d replays before the gate turned, want 1", r1-r0)
+	}
+	t.Setenv("DISTILL_CUDA_HALF_GU", "1")
+	r1, _, _, _ := devnet.StepGraphs()
+	got, err := net.Step(b, 70, nil)
+	ok(t, err)
+	if r2, _, _, _ := devnet.StepGraphs(); r2 != r1 {
+		t.Errorf("the step after the gate turned replayed the other path's recording")
+	}
+	t.Setenv("DISTILL_CUDA_STEP_GRAPHS", "0")
+	m2, a2 := build(t, dir, s)
+	eager, err := devnet.New(d, m2, a2)
+	ok(t, err)
+	defer eager.Close()
+	ok(t, eager.ZeroGrads())
+	want, err := eager.Step(b, 70, nil)
+	ok(t, err)
+	if got != want {
+		t.Errorf("loss %v after the gate turned, %v by an eager step with it open", got, want)
+	}
+}
