@@ -299,6 +299,13 @@ func TestSwiGLUBwdRows(t *testing.T) {
 	if err := d.SwiGLUBwdRows(b, b, 8, f, f, f, f, 8, 8); err == nil {
 		t.Error("a from f32 g and u: no error")
 	}
+	if err := d.SwiGLUBwdRows(b, b, 8, nil, f, f, f, 8, 8); err == nil {
+		t.Error("dg and du in one buffer: no error")
+	}
+	b2 := zeros(t, d, cuda.BF16, 64)
+	if err := d.SwiGLUBwdRows(b, b2, 8, nil, f, f, f, 8, 8, cuda.BF16Rows{Dst: b2.View(8, 8), LDD: 8, Src: f, LDS: 8, Rows: 1, Cols: 8, Scale: 1}); err == nil {
+		t.Error("a conversion into du's rows: no error")
+	}
 }
 
 // TestSwiGLUFwdU: the forward with the down adapter's u = a·Aᵀ writes
@@ -385,6 +392,16 @@ func TestSwiGLUFwdU(t *testing.T) {
 	}
 	if err := d.SwiGLUFwdU(nil, nil, nil, nil, f, f, b, b, nil, 2, 8, 33); err == nil {
 		t.Error("rank 33: no error")
+	}
+	g, u, uo := zeros(t, d, cuda.F32, 64), zeros(t, d, cuda.F32, 64), zeros(t, d, cuda.F32, 16)
+	if err := d.SwiGLUFwdU(nil, nil, nil, nil, g, u, b, uo, uo, 8, 8, 2); err == nil {
+		t.Error("part over u: no error")
+	}
+	if err := d.SwiGLUFwdU(g, nil, nil, nil, g, u, b, uo, nil, 8, 8, 2); err == nil {
+		t.Error("a over g: no error")
+	}
+	if err := d.SwiGLUFwdU(nil, nil, nil, nil, g, u, b, uo, nil, 8, 8, 2); err != nil {
+		t.Errorf("apart, aligned: %v", err)
 	}
 }
 

@@ -33,6 +33,20 @@ func (c *need) buf(name string, b *Buffer, k Kind, n int) *need {
 	return c
 }
 
+// apart fails when the first n1 elements of b1 and the first n2 of b2
+// share bytes (either may be nil): a kernel writing one while its other
+// threads read or write the other would race.
+func (c *need) apart(name1 string, b1 *Buffer, n1 int, name2 string, b2 *Buffer, n2 int) *need {
+	if c.err != nil || b1 == nil || b2 == nil || n1 <= 0 || n2 <= 0 {
+		return c
+	}
+	s1, s2 := uintptr(b1.ptr), uintptr(b2.ptr)
+	if s1 < s2+uintptr(n2*b2.Kind.Size()) && s2 < s1+uintptr(n1*b1.Kind.Size()) {
+		c.err = fmt.Errorf("cuda: %s: %s and %s overlap", c.op, name1, name2)
+	}
+	return c
+}
+
 // opt is buf for an optional argument (nil allowed).
 func (c *need) opt(name string, b *Buffer, k Kind, n int) *need {
 	if b == nil {

@@ -113,6 +113,15 @@ func (d *Device) SwiGLUFwdU(a, ab, gb, ub, g, u, A, uOut, part *Buffer, rows, co
 	} else {
 		c = c.buf("g", g, F32, n).buf("u", u, F32, n).opt("gb", gb, BF16, n).opt("ub", ub, BF16, n).true((gb == nil) == (ub == nil), "gb and ub go together")
 	}
+	if part != nil {
+		c = c.apart("part", part, part.Len, "uOut", uOut, rows*r)
+	}
+	for _, out := range []struct {
+		name string
+		b    *Buffer
+	}{{"a", a}, {"ab", ab}, {"gb", gb}, {"ub", ub}} {
+		c = c.apart(out.name, out.b, n, "g", g, n).apart(out.name, out.b, n, "u", u, n)
+	}
 	if c.err != nil {
 		return c.err
 	}
@@ -165,6 +174,19 @@ func (d *Device) SwiGLUBwdRows(dgb, dub *Buffer, ld int, a, da, g, u *Buffer, ro
 		c = c.buf("g", g, BF16, n).buf("u", u, BF16, n).opt("a", a, F32, n)
 	} else {
 		c = c.buf("g", g, F32, n).buf("u", u, F32, n).true(a == nil, "a only from bf16 g and u")
+	}
+	e := extent(false, rows, cols, ld)
+	c = c.apart("dgb", dgb, e, "dub", dub, e)
+	for _, in := range []struct {
+		name string
+		b    *Buffer
+		n    int
+	}{{"da", da, n}, {"g", g, n}, {"u", u, n}, {"a", a, n}} {
+		c = c.apart("dgb", dgb, e, in.name, in.b, in.n).apart("dub", dub, e, in.name, in.b, in.n)
+	}
+	for _, j := range jobs {
+		je := extent(false, j.Rows, j.Cols, j.LDD)
+		c = c.apart("dgb", dgb, e, "a job's dst", j.Dst, je).apart("dub", dub, e, "a job's dst", j.Dst, je)
 	}
 	cj, c := bf16Jobs(c, jobs)
 	if c.err != nil {
