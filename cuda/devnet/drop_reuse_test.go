@@ -3,7 +3,6 @@
 package devnet_test
 
 import (
-	"fmt"
 	"slices"
 	"testing"
 
@@ -25,24 +24,18 @@ func TestDropReuseSameStep(t *testing.T) {
 	if s.dropout == 0 {
 		t.Fatalf("setup %s has no dropout", s.name)
 	}
-	dir, batches, denom := stepFixture(t, s)
-	for _, c := range []struct {
-		keep, compact string
-		want          int
-	}{{"0", "1", s.shape.Layers * len(batches)}, {"1", "0", len(batches)}, {"1", "1", 0}} {
-		keep := c.keep == "1"
-		t.Setenv("DISTILL_CUDA_KEEP_COMPACT", c.compact)
-		run := func(gate string) (float64, []float32, int64) {
-			return gatedStep(t, d, dir, s, batches, denom, "DISTILL_CUDA_DROPOUT_REUSE", gate, keep, devnet.ReusedDrop)
+	want := func(keep, compact bool) int64 {
+		switch {
+		case !keep:
+			return int64(2 * s.shape.Layers)
+		case !compact:
+			return 2
 		}
-		l0, g0, n0 := run("0")
-		l1, g1, n1 := run("1")
-		what := fmt.Sprintf("keep %v, compact %s", keep, c.compact)
-		if n0 != 0 || n1 != int64(c.want) {
-			t.Errorf("%s: %d reuses with the gate closed, %d open; want 0 and %d", what, n0, n1, c.want)
-		}
+		return 0
+	}
+	gateSweep(t, d, s, "DISTILL_CUDA_DROPOUT_REUSE", devnet.ReusedDrop, want, func(what string, l0, l1 float64, g0, g1 []float32) {
 		if l1 != l0 || !slices.Equal(g1, g0) {
 			t.Errorf("%s: loss %v reusing, %v not; gradients %.2e relative apart, want bit for bit", what, l1, l0, relL2(g1, g0))
 		}
-	}
+	})
 }

@@ -26,11 +26,11 @@ func TestSwiGLUUStep(t *testing.T) {
 		t.Run(s.name, func(t *testing.T) {
 			for _, gu := range []string{"0", "1"} {
 				t.Setenv("DISTILL_CUDA_HALF_GU", gu)
-				want := func(rc bool) int64 {
+				want := func(keep, _ bool) int64 {
 					if !runs {
 						return 0
 					}
-					return layerForwards(s, rc)
+					return layerForwards(s, keep)
 				}
 				gateSweep(t, d, s, "DISTILL_CUDA_SWIGLU_U", devnet.SwiGLUULayers, want,
 					func(what string, l0, l1 float64, g0, g1 []float32) {

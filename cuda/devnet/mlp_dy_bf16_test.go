@@ -28,7 +28,7 @@ func TestHalfDyTracksF32(t *testing.T) {
 			tol = 1e-6
 		}
 		t.Run(s.name, func(t *testing.T) {
-			gateSweep(t, d, s, "DISTILL_CUDA_HALF_DY", devnet.HalfDyLayers, func(bool) int64 { return layerForwards(s, false) },
+			gateSweep(t, d, s, "DISTILL_CUDA_HALF_DY", devnet.HalfDyLayers, func(bool, bool) int64 { return layerForwards(s, true) },
 				func(what string, l0, l1 float64, g0, g1 []float32) {
 					if l1 != l0 {
 						t.Errorf("%s: loss %v, %v from f32 dy: the forward changed", what, l1, l0)

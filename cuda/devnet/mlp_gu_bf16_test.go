@@ -22,7 +22,7 @@ func TestHalfGUForward(t *testing.T) {
 	t.Setenv("DISTILL_CUDA_HALF_DY", "1")
 	for _, s := range setups {
 		t.Run(s.name, func(t *testing.T) {
-			gateSweep(t, d, s, "DISTILL_CUDA_HALF_GU", devnet.HalfGULayers, func(rc bool) int64 { return layerForwards(s, rc) },
+			gateSweep(t, d, s, "DISTILL_CUDA_HALF_GU", devnet.HalfGULayers, func(keep, _ bool) int64 { return layerForwards(s, keep) },
 				func(what string, l0, l1 float64, g0, g1 []float32) {
 					if math.Abs(l1-l0) > 2e-4*math.Abs(l0) || l1 == l0 {
 						t.Errorf("%s: loss %v, %v with f32 g and up: want near, not equal", what, l1, l0)

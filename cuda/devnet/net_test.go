@@ -381,12 +381,12 @@ func gatedStep(t *testing.T, d *cuda.Device, dir string, s setup, batches []*tra
 // gateSweep runs s's step (stepFixture's micro-batches) with env's gate
 // closed then open — recomputing, keeping every layer's activations in f32
 // and kept compact — and checks what every such gate's test checks: count
-// rose by want(recompute) with the gate open and not at all closed, and,
+// rose by want(keep, compact) with the gate open and not at all closed, and,
 // open, the modes agree among themselves (kept in f32: the recomputing
 // step's loss and gradients to 1e-6, the same kernels on the same values;
 // compact: its loss, the same forward). each gets a mode's two steps for
 // the gate's own checks.
-func gateSweep(t *testing.T, d *cuda.Device, s setup, env string, count func() int64, want func(recompute bool) int64,
+func gateSweep(t *testing.T, d *cuda.Device, s setup, env string, count func() int64, want func(keep, compact bool) int64,
 	each func(what string, l0, l1 float64, g0, g1 []float32)) {
 	t.Helper()
 	dir, batches, denom := stepFixture(t, s)
@@ -400,7 +400,7 @@ func gateSweep(t *testing.T, d *cuda.Device, s setup, env string, count func() i
 		l0, g0, n0 := gatedStep(t, d, dir, s, batches, denom, env, "0", c.keep, count)
 		l1, g1, n1 := gatedStep(t, d, dir, s, batches, denom, env, "1", c.keep, count)
 		what := fmt.Sprintf("keep %v, compact %s", c.keep, c.compact)
-		if w := want(!c.keep); n0 != 0 || n1 != w {
+		if w := want(c.keep, c.compact == "1"); n0 != 0 || n1 != w {
 			t.Errorf("%s: %d runs with the gate closed, %d open; want 0 and %d", what, n0, n1, w)
 		}
 		each(what, l0, l1, g0, g1)
@@ -420,11 +420,11 @@ func gateSweep(t *testing.T, d *cuda.Device, s setup, env string, count func() i
 }
 
 // layerForwards is how many times stepFixture's two micro-batches run a
-// layer's forward, each layer once and, recomputing, every layer but the
-// last again before its backward.
-func layerForwards(s setup, recompute bool) int64 {
+// layer's forward, each layer once and, recomputing (not keeping), every
+// layer but the last again before its backward.
+func layerForwards(s setup, keep bool) int64 {
 	n := int64(2 * s.shape.Layers)
-	if recompute {
+	if !keep {
 		n += int64(2 * (s.shape.Layers - 1))
 	}
 	return n
