@@ -125,13 +125,9 @@ func (d *Device) SwiGLUFwdU(a, ab, gb, ub, g, u, A, uOut, part *Buffer, rows, co
 	if c.err != nil {
 		return c.err
 	}
-	partLen := 0
-	if part != nil {
-		partLen = part.Len
-	}
 	return call(func() C.int {
 		return C.dc_swiglu_u((*C.float)(addr(a)), (*C.uint16_t)(addr(ab)), (*C.uint16_t)(addr(gb)), (*C.uint16_t)(addr(ub)),
-			g.ptr, u.ptr, cbool(b16), (*C.float)(A.ptr), C.int(r), (*C.float)(uOut.ptr), (*C.float)(addr(part)), C.int64_t(partLen),
+			g.ptr, u.ptr, cbool(b16), (*C.float)(A.ptr), C.int(r), (*C.float)(uOut.ptr), (*C.float)(addr(part)), C.int64_t(lenOf(part)),
 			C.int64_t(rows), C.int64_t(cols))
 	})
 }
@@ -164,8 +160,22 @@ func (d *Device) SwiGLUBwdFromBF16(dg, du, a, da, gb, ub *Buffer, n int) error {
 // (the kept copies: SwiGLUBwdFromBF16, whose a — optional — it writes too).
 // Up to 4 conversions run in the same launch (the adapter's B and u in bf16).
 func (d *Device) SwiGLUBwdRows(dgb, dub *Buffer, ld int, a, da, g, u *Buffer, rows, cols int, jobs ...BF16Rows) error {
+	c, b16 := swigluRowsCheck("swiglu_bwd_rows", dgb, dub, ld, a, da, g, u, rows, cols, jobs)
+	cj, c := bf16Jobs(c, jobs)
+	if c.err != nil {
+		return c.err
+	}
+	return call(func() C.int {
+		return C.dc_swiglu_bwd_rows((*C.uint16_t)(dgb.ptr), (*C.uint16_t)(dub.ptr), C.int64_t(ld), (*C.float)(addr(a)),
+			(*C.float)(da.ptr), g.ptr, u.ptr, cbool(b16), C.int64_t(rows), C.int64_t(cols), &cj[0], C.int(len(jobs)))
+	})
+}
+
+// swigluRowsCheck checks SwiGLUBwdRows's arguments (and SwiGLUBwdRowsDA's
+// shared ones), and says whether g and u are bf16.
+func swigluRowsCheck(op string, dgb, dub *Buffer, ld int, a, da, g, u *Buffer, rows, cols int, jobs []BF16Rows) (*need, bool) {
 	n := rows * cols
-	c := check("swiglu_bwd_rows").true(ld >= cols, "row stride %d below the %d columns", ld, cols).
+	c := check(op).true(ld >= cols, "row stride %d below the %d columns", ld, cols).
 		true(len(jobs) <= 4, "%d conversions, at most 4", len(jobs)).
 		buf("dgb", dgb, BF16, extent(false, rows, cols, ld)).buf("dub", dub, BF16, extent(false, rows, cols, ld)).
 		buf("da", da, F32, n)
@@ -188,14 +198,7 @@ func (d *Device) SwiGLUBwdRows(dgb, dub *Buffer, ld int, a, da, g, u *Buffer, ro
 		je := extent(false, j.Rows, j.Cols, j.LDD)
 		c = c.apart("dgb", dgb, e, "a job's dst", j.Dst, je).apart("dub", dub, e, "a job's dst", j.Dst, je)
 	}
-	cj, c := bf16Jobs(c, jobs)
-	if c.err != nil {
-		return c.err
-	}
-	return call(func() C.int {
-		return C.dc_swiglu_bwd_rows((*C.uint16_t)(dgb.ptr), (*C.uint16_t)(dub.ptr), C.int64_t(ld), (*C.float)(addr(a)),
-			(*C.float)(da.ptr), g.ptr, u.ptr, cbool(b16), C.int64_t(rows), C.int64_t(cols), &cj[0], C.int(len(jobs)))
-	})
+	return c, b16
 }
 
 // EmbedFwd widens rows ids (i32, n) of table (vocab, dim; f32, f16 or bf16)

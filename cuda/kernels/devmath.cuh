@@ -1,4 +1,5 @@
-// devmath.cuh: warp and block reductions, RMSNorm's scale, the sigmoid —
+// devmath.cuh: warp and block reductions, RMSNorm's scale, the sigmoid,
+// LoRA dropout's mask hash —
 // device code with no CUDA runtime includes, so cuda/emu compiles it on the host too
 // (DISTILL_CUDA_EMU, cuda/emu/host/shim.h first).
 #pragma once
@@ -65,3 +66,14 @@ __device__ __forceinline__ float dc_rms_scale(float ss, int d, float eps) {
 // σ in f32 with expf (the CPU reference takes it in f64 and rounds: within a
 // few ulp of each other).
 __device__ __forceinline__ float dc_sigmoid(float x) { return 1.f / (1.f + expf(-x)); }
+
+// LoRA dropout's counter-based mask (splitmix64's finaliser): element i of
+// a site keyed base is dropped where dc_mix(base + i) < thresh — in
+// dropout.cu's kernels and in those that make the masked input again
+// (swiglu.cu's backward with the down adapter's dA).
+__device__ __forceinline__ uint64_t dc_mix(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}

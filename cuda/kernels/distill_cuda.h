@@ -128,6 +128,12 @@ int dc_swiglu_bwd_b16(float *dg, float *du, float *a, const float *da, const uin
 // row conversions (dc_bf16_rows) in the same launch.
 int dc_swiglu_bwd_rows(uint16_t *dgb, uint16_t *dub, int64_t ld, float *a, const float *da, const void *g, const void *u,
                        int b16, int64_t rows, int64_t cols, const dc_bf16_rows *jobs, int njobs);
+// dc_swiglu_bwd_rows by 4 that also adds the down adapter's dA += duᵀ·ã
+// (ã: a under LoRA dropout's mask when drop; its key base, or *base_at).
+int dc_swiglu_bwd_da(uint16_t *dgb, uint16_t *dub, int64_t ld, const float *da, const void *g, const void *u, int b16,
+                     int64_t rows, int64_t cols, float *gA, const float *du, int r, float *part, int64_t part_len,
+                     int drop, uint64_t base, const uint64_t *base_at, uint64_t thresh, float keep,
+                     const dc_bf16_rows *jobs, int njobs);
 
 // ---- embed.cu ----
 // out(n, d) = table[ids[i]] widened; dtype 0 f32, 1 f16, 2 bf16 (tensor.DType).

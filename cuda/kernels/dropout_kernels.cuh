@@ -7,13 +7,6 @@
 #pragma once
 #include "devmath.cuh"
 
-__device__ __forceinline__ uint64_t dc_mix(uint64_t z) {
-  z += 0x9e3779b97f4a7c15ull;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
 // base_at, when not null, holds the key in place of base: read on the
 // device, so a recorded step's launch takes each step's key (devnet's step
 // graphs).

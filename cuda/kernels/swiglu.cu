@@ -74,6 +74,24 @@ extern "C" int dc_swiglu_bwd_b16(float *dg, float *du, float *a, const float *da
   return 0;
 }
 
+// The backward's conversions (0 to 4) into js, and in conv the blocks of
+// `threads` the largest needs; non-zero (the error set) on a bad job.
+static int swiglu_take_jobs(swiglu_jobs &js, int64_t &conv, const dc_bf16_rows *jobs, int njobs, int threads,
+                            const char *op) {
+  if (njobs < 0 || njobs > 4) return dc_fail("0 to 4 conversions", "%s(%d jobs)", op, njobs);
+  for (int k = 0; k < njobs; k++) {
+    const dc_bf16_rows &j = jobs[k];
+    if (j.ldd < j.cols || j.lds < j.cols)
+      return dc_fail("row stride below the columns", "%s job %d (%lld×%lld, ldd %lld, lds %lld)", op, k,
+                     (long long)j.rows, (long long)j.cols, (long long)j.ldd, (long long)j.lds);
+    if (j.rows <= 0 || j.cols <= 0) continue;
+    js.j[js.n++] = j;
+    const int64_t units = dc_bf16_rows_by4(j.dst, j.ldd, j.src, j.lds, j.cols) ? j.rows * j.cols / 4 : j.rows * j.cols;
+    if (dc_blocks(units, threads) > conv) conv = dc_blocks(units, threads);
+  }
+  return 0;
+}
+
 // dg and du rounded to bf16 into rows ld apart, from f32 g and u or (b16)
 // the kept bf16 ones, a (b16 only, optional) silu(g)·u; up to 4 bf16 row
 // conversions in the same launch. By 4 where cols, ld and the pointers allow.
@@ -83,20 +101,10 @@ extern "C" int dc_swiglu_bwd_rows(uint16_t *dgb, uint16_t *dub, int64_t ld, floa
   if (rows < 0 || cols < 0 || ld < cols)
     return dc_fail("rows, columns or stride out of range", "swiglu_bwd_rows(%lld×%lld, ld %lld)", (long long)rows,
                    (long long)cols, (long long)ld);
-  if (njobs < 0 || njobs > 4) return dc_fail("0 to 4 conversions", "swiglu_bwd_rows(%d jobs)", njobs);
   if (a && !b16) return dc_fail("a only from the bf16 g and u", "swiglu_bwd_rows(%lld×%lld)", (long long)rows, (long long)cols);
   swiglu_jobs js{};
   int64_t conv = 0;  // the conversions' blocks: enough for the largest
-  for (int k = 0; k < njobs; k++) {
-    const dc_bf16_rows &j = jobs[k];
-    if (j.ldd < j.cols || j.lds < j.cols)
-      return dc_fail("row stride below the columns", "swiglu_bwd_rows job %d (%lld×%lld, ldd %lld, lds %lld)", k,
-                     (long long)j.rows, (long long)j.cols, (long long)j.ldd, (long long)j.lds);
-    if (j.rows <= 0 || j.cols <= 0) continue;
-    js.j[js.n++] = j;
-    const int64_t units = dc_bf16_rows_by4(j.dst, j.ldd, j.src, j.lds, j.cols) ? j.rows * j.cols / 4 : j.rows * j.cols;
-    if (dc_blocks(units, 256) > conv) conv = dc_blocks(units, 256);
-  }
+  if (swiglu_take_jobs(js, conv, jobs, njobs, 256, "swiglu_bwd_rows")) return 1;
   const bool v4 = cols % 4 == 0 && ld % 4 == 0 && (((uintptr_t)da | (uintptr_t)a) & 15) == 0 &&
                   (((uintptr_t)dgb | (uintptr_t)dub) & 7) == 0 &&
                   (((uintptr_t)g | (uintptr_t)u) & (b16 ? 7 : 15)) == 0;
@@ -154,5 +162,51 @@ extern "C" int dc_swiglu_u(float *a, uint16_t *ab, uint16_t *gb, uint16_t *ub, c
   if (chunks == 1) return 0;
   DC_LAUNCH(dc_blocks(rows * r, 256), 256, 0, k_swiglu_u_sum)(uout, part, rows * r, (int)chunks);
   DC_LAUNCHED("swiglu_u_sum(%lld×%d, %lld chunks)", (long long)rows, r, (long long)chunks);
+  return 0;
+}
+
+// The backward into bf16 rows (k_swiglu_bwd_rows by 4) with the down
+// adapter's dA += duᵀ·ã (k_swiglu_bwd_da): 128-thread blocks across the
+// columns by chunks of ~64 rows, as many chunks as part (part_len floats)
+// holds — one adds into gA itself — then the chunks summed in order.
+extern "C" int dc_swiglu_bwd_da(uint16_t *dgb, uint16_t *dub, int64_t ld, const float *da, const void *g,
+                                const void *u, int b16, int64_t rows, int64_t cols, float *gA, const float *du, int r,
+                                float *part, int64_t part_len, int drop, uint64_t base, const uint64_t *base_at,
+                                uint64_t thresh, float keep, const dc_bf16_rows *jobs, int njobs) {
+  const bool v4 = cols % 4 == 0 && ld % 4 == 0 && ((uintptr_t)da & 15) == 0 &&
+                  (((uintptr_t)dgb | (uintptr_t)dub) & 7) == 0 && (((uintptr_t)g | (uintptr_t)u) & (b16 ? 7 : 15)) == 0 &&
+                  (((uintptr_t)gA | (uintptr_t)du | (uintptr_t)part) & 15) == 0;
+  if (rows < 0 || cols < 0 || ld < cols || !v4 || r < 4 || r > 32 || r % 4 != 0)
+    return dc_fail("columns and stride multiples of 4, aligned rows, r a multiple of 4 up to 32",
+                   "swiglu_bwd_da(%lld×%lld, ld %lld, r %d)", (long long)rows, (long long)cols, (long long)ld, r);
+  swiglu_jobs js{};
+  int64_t conv = 0;
+  if (swiglu_take_jobs(js, conv, jobs, njobs, 128, "swiglu_bwd_da")) return 1;
+  const int64_t cblocks = (cols + 511) / 512;
+  int64_t chunks = (rows + 63) / 64;
+  const int64_t room = part_len / (r * cols);
+  if (chunks > room) chunks = room;
+  if (chunks < 1) chunks = 1;
+  const int64_t rc = rows == 0 ? 1 : (rows + chunks - 1) / chunks;
+  chunks = rows == 0 ? 0 : (rows + rc - 1) / rc;
+  const int64_t sw = chunks * cblocks;
+  if (sw + conv == 0) return 0;
+  if (sw + conv > INT32_MAX) return dc_fail("too many blocks", "swiglu_bwd_da(%lld×%lld)", (long long)rows, (long long)cols);
+  swiglu_da D{gA, chunks > 1 ? part : nullptr, du, r, rc, cblocks, drop, base, thresh, base_at, keep};
+  auto *gd = (__nv_bfloat16 *)dgb, *ud = (__nv_bfloat16 *)dub;
+  const unsigned grid = (unsigned)(sw + conv);
+  if (b16 && r <= 16)
+    DC_LAUNCH(grid, 128, 0, k_swiglu_bwd_da<true, 16>)(gd, ud, ld, da, g, u, rows, cols, sw, D, js);
+  else if (b16)
+    DC_LAUNCH(grid, 128, 0, k_swiglu_bwd_da<true, 32>)(gd, ud, ld, da, g, u, rows, cols, sw, D, js);
+  else if (r <= 16)
+    DC_LAUNCH(grid, 128, 0, k_swiglu_bwd_da<false, 16>)(gd, ud, ld, da, g, u, rows, cols, sw, D, js);
+  else
+    DC_LAUNCH(grid, 128, 0, k_swiglu_bwd_da<false, 32>)(gd, ud, ld, da, g, u, rows, cols, sw, D, js);
+  DC_LAUNCHED("swiglu_bwd_da(%lld×%lld, ld %lld, r %d, %lld chunks, %d conversions)", (long long)rows, (long long)cols,
+              (long long)ld, r, (long long)chunks, js.n);
+  if (chunks <= 1) return 0;
+  DC_LAUNCH(dc_blocks(r * cols, 256), 256, 0, k_swiglu_da_sum)(gA, part, r * cols, (int)chunks);
+  DC_LAUNCHED("swiglu_da_sum(%d×%lld, %lld chunks)", r, (long long)cols, (long long)chunks);
   return 0;
 }

@@ -244,3 +244,111 @@ __global__ void k_swiglu_u_sum(float *u, const float *part, int64_t n, int chunk
     u[i] = s;
   }
 }
+
+// ---- The backward with the down projection's adapter gradient ----
+
+// The down adapter's dA += duᵀ·ã, ã = a under LoRA dropout's mask (a∘mask
+// ·keep, element i of rows × cols kept where dc_mix(base + i) ≥ thresh, as
+// k_dropout keeps it; drop 0: ã = a), a = silu(g)·u made again from the
+// SwiGLU backward's own operands where a GEMM read all of a (f32, n·F: the
+// layer's widest activation) — and, kept compact, where a was written for it.
+// du (rows, r; r a multiple of 4, 16-byte aligned) is the adapter's s·dy·B.
+// The sums over rows go by chunks of rc rows: one chunk adds into gA
+// (r × cols) itself, more leave theirs in part[chunk][r][cols] for
+// k_swiglu_da_sum to add in order.
+struct swiglu_da {
+  float *gA, *part;
+  const float *du;
+  int r;
+  int64_t rc, cblocks;  // rows a chunk; blocks across the columns (4·blockDim.x columns each)
+  int drop;
+  uint64_t base, thresh;
+  const uint64_t *base_at;  // when set, the key in place of base (a recorded step's)
+  float keep;
+};
+
+// k_swiglu_bwd_rows by 4 (its formulas, in its order, into the same rows)
+// taking swiglu_da's gradient: blocks [0, sw_blocks) are (column block,
+// row chunk) tiles, a thread 4 columns down rc rows with R sums for each
+// (R ≥ r: 16 or 32), the rest of the grid the conversions.
+template <bool B16, int R>
+__global__ void __launch_bounds__(128) k_swiglu_bwd_da(__nv_bfloat16 *dgb, __nv_bfloat16 *dub, int64_t ld,
+                                                       const float *da, const void *g, const void *u, int64_t rows,
+                                                       int64_t cols, int64_t sw_blocks, swiglu_da D,
+                                                       swiglu_jobs jobs) {
+  if (blockIdx.x >= sw_blocks) {
+    const int64_t threads = (int64_t)(gridDim.x - sw_blocks) * blockDim.x;
+    const int64_t i0 = (int64_t)(blockIdx.x - sw_blocks) * blockDim.x + threadIdx.x;
+    for (int k = 0; k < jobs.n; k++) bf16_rows_run(jobs.j[k], i0, threads);
+    return;
+  }
+  const int64_t cb = blockIdx.x % D.cblocks, chunk = blockIdx.x / D.cblocks;
+  const int64_t j = (cb * blockDim.x + threadIdx.x) * 4;  // this thread's first column
+  if (j >= cols) return;                                  // no collective below
+  const int64_t r0 = chunk * D.rc, r1 = r0 + D.rc < rows ? r0 + D.rc : rows;
+  const uint64_t base = D.base_at ? *D.base_at : D.base;
+  float acc[4][R];
+#pragma unroll
+  for (int c = 0; c < 4; c++)
+#pragma unroll
+    for (int k = 0; k < R; k++) acc[c][k] = 0.f;
+  for (int64_t row = r0; row < r1; row++) {
+    const int64_t i = (row * cols + j) / 4;  // float4 (or 4 × bf16) index
+    float4 gv, uv, d = reinterpret_cast<const float4 *>(da)[i], rg, ru, ra;
+    if (B16)
+      gv = dc_unpack_bf16x4(reinterpret_cast<const uint2 *>(g)[i]), uv = dc_unpack_bf16x4(reinterpret_cast<const uint2 *>(u)[i]);
+    else
+      gv = reinterpret_cast<const float4 *>(g)[i], uv = reinterpret_cast<const float4 *>(u)[i];
+    float s;
+    s = dc_sigmoid(gv.x), ru.x = d.x * gv.x * s, rg.x = d.x * uv.x * s * (1.f + gv.x * (1.f - s)), ra.x = gv.x * s * uv.x;
+    s = dc_sigmoid(gv.y), ru.y = d.y * gv.y * s, rg.y = d.y * uv.y * s * (1.f + gv.y * (1.f - s)), ra.y = gv.y * s * uv.y;
+    s = dc_sigmoid(gv.z), ru.z = d.z * gv.z * s, rg.z = d.z * uv.z * s * (1.f + gv.z * (1.f - s)), ra.z = gv.z * s * uv.z;
+    s = dc_sigmoid(gv.w), ru.w = d.w * gv.w * s, rg.w = d.w * uv.w * s * (1.f + gv.w * (1.f - s)), ra.w = gv.w * s * uv.w;
+    const int64_t o = row * (ld / 4) + j / 4;
+    reinterpret_cast<uint2 *>(dgb)[o] = dc_pack_bf16x4(rg);
+    reinterpret_cast<uint2 *>(dub)[o] = dc_pack_bf16x4(ru);
+    if (D.drop) {  // k_dropout's mask and scale, element by element
+      const uint64_t e = base + (uint64_t)(row * cols + j);
+      ra.x = dc_mix(e) < D.thresh ? 0.f : ra.x * D.keep;
+      ra.y = dc_mix(e + 1) < D.thresh ? 0.f : ra.y * D.keep;
+      ra.z = dc_mix(e + 2) < D.thresh ? 0.f : ra.z * D.keep;
+      ra.w = dc_mix(e + 3) < D.thresh ? 0.f : ra.w * D.keep;
+    }
+    const float4 *dur = reinterpret_cast<const float4 *>(D.du + row * D.r);
+#pragma unroll
+    for (int k4 = 0; k4 < R / 4; k4++) {
+      if (4 * k4 >= D.r) break;
+      const float4 w = __ldg(dur + k4);  // the same for every thread: one broadcast
+      const float wk[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+      for (int q = 0; q < 4; q++) {
+        acc[0][4 * k4 + q] = fmaf(ra.x, wk[q], acc[0][4 * k4 + q]);
+        acc[1][4 * k4 + q] = fmaf(ra.y, wk[q], acc[1][4 * k4 + q]);
+        acc[2][4 * k4 + q] = fmaf(ra.z, wk[q], acc[2][4 * k4 + q]);
+        acc[3][4 * k4 + q] = fmaf(ra.w, wk[q], acc[3][4 * k4 + q]);
+      }
+    }
+  }
+  float *out = D.part ? D.part + chunk * (int64_t)D.r * cols : D.gA;
+#pragma unroll
+  for (int k = 0; k < R; k++) {
+    if (k >= D.r) break;
+    float4 *p = reinterpret_cast<float4 *>(out + k * cols + j);
+    if (D.part) {
+      *p = make_float4(acc[0][k], acc[1][k], acc[2][k], acc[3][k]);
+    } else {
+      float4 v = *p;
+      v.x += acc[0][k], v.y += acc[1][k], v.z += acc[2][k], v.w += acc[3][k];
+      *p = v;
+    }
+  }
+}
+
+// gA(n) += Σ over the chunks of part, in chunk order.
+__global__ void k_swiglu_da_sum(float *gA, const float *part, int64_t n, int chunks) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    float s = part[i];
+    for (int c = 1; c < chunks; c++) s += part[c * n + i];
+    gA[i] += s;
+  }
+}

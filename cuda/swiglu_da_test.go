@@ -1,0 +1,181 @@
+//go:build cuda
+
+package cuda_test
+
+import (
+	"math"
+	"slices"
+	"testing"
+
+	"distill/core/tensor"
+	"distill/cuda"
+)
+
+// TestSwiGLUBwdRowsDA: the backward into bf16 rows with the down adapter's
+// dA += duᵀ·ã writes SwiGLUBwdRows's dg and du (within an ulp of bf16: the
+// two kernels' FMA contractions may differ; the columns past cols
+// untouched), runs its conversions exactly, and adds to dA within f32's
+// rounding of the f64 sum over the rows (1e-6 of the products' magnitude,
+// √rows of them) — ã the SwiGLU's a, or under LoRA dropout Dropout's a∘mask
+// with the key given or read from the device — in one chunk of rows (no
+// part: into dA itself) and in many (the same bits on a second run); f32
+// and bf16 g and u; ranks 4 to 32.
+func TestSwiGLUBwdRowsDA(t *testing.T) {
+	d := device(t)
+	const p = 0.3
+	thresh, keep := uint64(p*math.Exp2(64)), float32(1/(1-p))
+	for _, c := range []struct{ rows, cols, ld, r int }{{1, 8, 8, 4}, {37, 96, 104, 8}, {300, 1000, 1016, 16}, {130, 520, 528, 32}, {65, 2048, 2048, 12}} {
+		for _, b16 := range []bool{false, true} {
+			for _, drop := range []string{"none", "base", "key"} {
+				t.Run(shapeName("%dx%d_ld%d_r%d_bf16%v_drop_%s", c.rows, c.cols, c.ld, c.r, b16, drop), func(t *testing.T) {
+					swigluDACase(t, d, c.rows, c.cols, c.ld, c.r, b16, drop, thresh, keep)
+				})
+			}
+		}
+	}
+}
+
+func swigluDACase(t *testing.T, d *cuda.Device, rows, cols, ld, rank int, b16 bool, drop string, thresh uint64, keep float32) {
+	n := rows * cols
+	r := rng(uint64(n + ld + rank))
+	g, u, da := randn(r, n, 3), randn(r, n, 1), randn(r, n, 1)
+	du, gA0 := randn(r, rows*rank, 1), randn(r, rank*cols, 1)
+	gd, ud, dad, dud := up(t, d, cuda.F32, g), up(t, d, cuda.F32, u), up(t, d, cuda.F32, da), up(t, d, cuda.F32, du)
+	src, usrc := gd, ud
+	a := zeros(t, d, cuda.F32, n)
+	if b16 {
+		gb, ub := zeros(t, d, cuda.BF16, n), zeros(t, d, cuda.BF16, n)
+		ok(t, d.SwiGLUFwdKeep(a, nil, gb, ub, gd, ud, n))
+		ok(t, d.SwiGLUFwdFromBF16(a, nil, gb, ub, n))
+		src, usrc = gb, ub
+	} else {
+		ok(t, d.SwiGLUFwd(a, gd, ud, n))
+	}
+	// What the step's rows kernel writes, and the adapter's input as loraU masks it.
+	wantG, wantU := zeros(t, d, cuda.BF16, rows*ld), zeros(t, d, cuda.BF16, rows*ld)
+	ok(t, d.SwiGLUBwdRows(wantG, wantU, ld, nil, dad, src, usrc, rows, cols))
+	const base = 0x1234_5678_9abc_def0
+	var dr *cuda.LoRADrop
+	at := a
+	switch drop {
+	case "base":
+		dr = &cuda.LoRADrop{Bases: []uint64{base}, Thresh: thresh, Keep: keep}
+	case "key":
+		dr = &cuda.LoRADrop{Keys: up(t, d, cuda.U64, []uint64{base}), Thresh: thresh, Keep: keep}
+	}
+	if dr != nil {
+		at = zeros(t, d, cuda.F32, n)
+		ok(t, d.Dropout(at, a, n, base, thresh, keep))
+	}
+	av := down(t, at)
+	want, scale := make([]float64, rank*cols), make([]float64, rank*cols)
+	for k := range rank {
+		for j := range cols {
+			want[k*cols+j] = float64(gA0[k*cols+j])
+			for i := range rows {
+				v := float64(du[i*rank+k]) * float64(av[i*cols+j])
+				want[k*cols+j] += v
+				scale[k*cols+j] += v * v
+			}
+		}
+	}
+	var first []float32
+	for _, partLen := range []int{0, rank * cols * rows, rank * cols * rows} {
+		sentinel := make([]uint16, rows*ld)
+		for i := range sentinel {
+			sentinel[i] = 0x7fc1 // a NaN no rounding makes
+		}
+		dgb, dub := up(t, d, cuda.BF16, sentinel), up(t, d, cuda.BF16, sentinel)
+		jb := randn(r, rows*5, 1)
+		jbd := zeros(t, d, cuda.BF16, rows*5)
+		jobs := []cuda.BF16Rows{{Dst: jbd, LDD: 5, Src: up(t, d, cuda.F32, jb), LDS: 5, Rows: rows, Cols: 5, Scale: 1}}
+		gA := up(t, d, cuda.F32, gA0)
+		var part *cuda.Buffer
+		if partLen > 0 {
+			part = zeros(t, d, cuda.F32, partLen)
+		}
+		ok(t, d.SwiGLUBwdRowsDA(dgb, dub, ld, dad, src, usrc, rows, cols, cuda.SwiGLUDA{GA: gA, DU: dud, Part: part, R: rank, Drop: dr}, jobs...))
+		for _, o := range [][2]*cuda.Buffer{{dgb, wantG}, {dub, wantU}} {
+			got, err := cuda.Download[uint16](o[0])
+			ok(t, err)
+			w, err := cuda.Download[uint16](o[1])
+			ok(t, err)
+			for i := range rows {
+				for j := range ld {
+					v, x := got[i*ld+j], w[i*ld+j]
+					if j >= cols {
+						if v != 0x7fc1 {
+							t.Fatalf("part %d: row %d column %d (past the %d): %#04x, want it untouched", partLen, i, j, cols, v)
+						}
+						continue
+					}
+					if dist := int(v) - int(x); v>>15 != x>>15 || dist > 1 || dist < -1 {
+						t.Fatalf("part %d: dg or du [%d][%d] = %#04x, want SwiGLUBwdRows's %#04x", partLen, i, j, v, x)
+					}
+				}
+			}
+		}
+		h, err := cuda.Download[uint16](jbd)
+		ok(t, err)
+		for i, v := range jb {
+			if h[i] != tensor.F32ToBF16(v) {
+				t.Fatalf("job[%d] = %#04x, want bf16(%v)", i, h[i], v)
+			}
+		}
+		got := down(t, gA)
+		for i, v := range got {
+			if e := math.Abs(float64(v) - want[i]); e > 1e-6*math.Sqrt(scale[i])*math.Sqrt(float64(rows))+1e-6*math.Abs(want[i]) || v != v {
+				t.Fatalf("part %d: dA[%d][%d] = %v, want %v (|Δ| %.2e)", partLen, i/cols, i%cols, v, want[i], e)
+			}
+		}
+		switch {
+		case partLen == 0:
+		case first == nil:
+			first = got
+		case !slices.Equal(got, first):
+			t.Fatal("dA differs between two runs in chunks")
+		}
+	}
+}
+
+// TestSwiGLUBwdRowsDARefuses: bad shapes and overlapping outputs are
+// named, not launched.
+func TestSwiGLUBwdRowsDARefuses(t *testing.T) {
+	d := device(t)
+	b, b2 := zeros(t, d, cuda.BF16, 256), zeros(t, d, cuda.BF16, 256)
+	f, g, u := zeros(t, d, cuda.F32, 256), zeros(t, d, cuda.F32, 256), zeros(t, d, cuda.F32, 256)
+	gA, du, part := zeros(t, d, cuda.F32, 256), zeros(t, d, cuda.F32, 256), zeros(t, d, cuda.F32, 1024)
+	da := func(ga cuda.SwiGLUDA, rows, cols, ld int) error {
+		return d.SwiGLUBwdRowsDA(b, b2, ld, f, g, u, rows, cols, ga)
+	}
+	for _, c := range []struct {
+		name string
+		ga   cuda.SwiGLUDA
+		cols int
+		ld   int
+	}{
+		{"rank 6", cuda.SwiGLUDA{GA: gA, DU: du, R: 6}, 8, 8},
+		{"rank 36", cuda.SwiGLUDA{GA: gA, DU: du, R: 36}, 4, 4},
+		{"6 columns", cuda.SwiGLUDA{GA: gA, DU: du, R: 4}, 6, 6},
+		{"stride 10", cuda.SwiGLUDA{GA: gA, DU: du, R: 4}, 8, 10},
+		{"part over dA", cuda.SwiGLUDA{GA: gA, DU: du, R: 4, Part: gA}, 8, 8},
+		{"dA over du", cuda.SwiGLUDA{GA: du, DU: du, R: 4}, 8, 8},
+		{"dA over g", cuda.SwiGLUDA{GA: g, DU: du, R: 4}, 8, 8},
+		{"part over da", cuda.SwiGLUDA{GA: gA, DU: du, R: 4, Part: f}, 8, 8},
+		{"two keys", cuda.SwiGLUDA{GA: gA, DU: du, R: 4, Drop: &cuda.LoRADrop{Bases: []uint64{1, 2}}}, 8, 8},
+	} {
+		if err := da(c.ga, 8, c.cols, c.ld); err == nil {
+			t.Errorf("%s: no error", c.name)
+		} else {
+			t.Logf("%s: %v", c.name, err)
+		}
+	}
+	pb, err := part.Carve(cuda.BF16, 0, 16)
+	ok(t, err)
+	if err := d.SwiGLUBwdRowsDA(b, b2, 8, f, g, u, 8, 8, cuda.SwiGLUDA{GA: gA, DU: du, R: 4, Part: part}, cuda.BF16Rows{Dst: pb, LDD: 4, Src: f, LDS: 4, Rows: 4, Cols: 4, Scale: 1}); err == nil {
+		t.Error("a conversion into part: no error")
+	}
+	if err := da(cuda.SwiGLUDA{GA: gA, DU: du, R: 4, Part: part}, 8, 8, 8); err != nil {
+		t.Errorf("apart, aligned: %v", err)
+	}
+}
