@@ -327,3 +327,77 @@ func BenchmarkSwiGLUU(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSwiGLUDA: the same MLP's backward — the SwiGLU backward into
+// gate's and up's bf16 rows and the down adapter's dA += duᵀ·a as a TF32
+// GEMM over a (the default) against the backward summing dA itself
+// (SwiGLUBwdRowsDA, DISTILL_CUDA_SWIGLU_DA): recomputing (a in f32 from the
+// recomputation, g and up f32), kept compact (g and up the kept bf16
+// copies; apart, the backward writes a in f32 for the GEMM) and under LoRA
+// dropout (apart, a masked copy first; fused, the mask in the kernel).
+// GB/s: the fused pass's own bytes, so the rows of a pair compare by time.
+func BenchmarkSwiGLUDA(b *testing.B) {
+	const n, F, r = 2048, 8960, 16
+	const ld = F + 16
+	d := device(b)
+	rg := rng(10)
+	g, u, da := up(b, d, cuda.F32, randn(rg, n*F, 2)), up(b, d, cuda.F32, randn(rg, n*F, 1)), up(b, d, cuda.F32, randn(rg, n*F, 1))
+	gb, ub := zeros(b, d, cuda.BF16, n*F), zeros(b, d, cuda.BF16, n*F)
+	ok(b, d.SwiGLUFwdKeep(zeros(b, d, cuda.F32, n*F), nil, gb, ub, g, u, n*F))
+	a, masked := zeros(b, d, cuda.F32, n*F), zeros(b, d, cuda.F32, n*F)
+	ok(b, d.SwiGLUFwd(a, g, u, n*F))
+	dgb, dub := zeros(b, d, cuda.BF16, n*ld), zeros(b, d, cuda.BF16, n*ld)
+	du, gA, part := up(b, d, cuda.F32, randn(rg, n*r, 1)), zeros(b, d, cuda.F32, r*F), zeros(b, d, cuda.F32, 32*r*F)
+	const thresh, keep = uint64((1 << 64) / 20), float32(1 / 0.95) // p 0.05
+	drop := &cuda.LoRADrop{Bases: []uint64{7}, Thresh: thresh, Keep: keep}
+	tf32 := func(x *cuda.Buffer) error { return d.GemmTF32(true, false, r, F, n, 1, du, r, x, F, 1, gA, F) }
+	rows := 4 * n * F * (1 + 1 + 1 + 0.5 + 0.5) // da, g, u read; dg, du written in bf16
+	for _, c := range []struct {
+		name  string
+		bytes float64
+		run   func() error
+	}{
+		{"recompute/rows+tf32", rows, func() error {
+			if err := d.SwiGLUBwdRows(dgb, dub, ld, nil, da, g, u, n, F); err != nil {
+				return err
+			}
+			return tf32(a)
+		}},
+		{"recompute/fused", rows, func() error {
+			return d.SwiGLUBwdRowsDA(dgb, dub, ld, da, g, u, n, F, cuda.SwiGLUDA{GA: gA, DU: du, Part: part, R: r})
+		}},
+		{"compact/rows+tf32", rows - 4*n*F, func() error {
+			if err := d.SwiGLUBwdRows(dgb, dub, ld, a, da, gb, ub, n, F); err != nil {
+				return err
+			}
+			return tf32(a)
+		}},
+		{"compact/fused", rows - 4*n*F, func() error {
+			return d.SwiGLUBwdRowsDA(dgb, dub, ld, da, gb, ub, n, F, cuda.SwiGLUDA{GA: gA, DU: du, Part: part, R: r})
+		}},
+		{"dropout/rows+mask+tf32", rows, func() error {
+			if err := d.SwiGLUBwdRows(dgb, dub, ld, nil, da, g, u, n, F); err != nil {
+				return err
+			}
+			if err := d.Dropout(masked, a, n*F, 7, thresh, keep); err != nil {
+				return err
+			}
+			return tf32(masked)
+		}},
+		{"dropout/fused", rows, func() error {
+			return d.SwiGLUBwdRowsDA(dgb, dub, ld, da, g, u, n, F, cuda.SwiGLUDA{GA: gA, DU: du, Part: part, R: r, Drop: drop})
+		}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			ok(b, c.run())
+			benchDone(b, d)
+			b.ResetTimer()
+			for range b.N {
+				ok(b, c.run())
+			}
+			benchDone(b, d)
+			reportRate(b, c.bytes, "GB/s")
+			b.ReportMetric(b.Elapsed().Seconds()/float64(b.N)*1e6, "µs/op")
+		})
+	}
+}

@@ -124,3 +124,7 @@ func HalfGULayers() int64 { return halfGULayers.Load() }
 // SwiGLUULayers is how many layers' SwiGLU forward has summed the down
 // adapter's input (mlp_down_u.go) in this process.
 func SwiGLUULayers() int64 { return swigluULayers.Load() }
+
+// SwiGLUDALayers is how many layers' SwiGLU backward has summed the down
+// adapter's dA (mlp_down_da.go) in this process.
+func SwiGLUDALayers() int64 { return swigluDALayers.Load() }

@@ -465,6 +465,8 @@ func (p *pass) mlpFwd(l int, x *cuda.Buffer) {
 		// adapter's u, never the layer's output: no bf16 copy of a, no
 		// down GEMM (the layer's largest with gate's and up's), no residual.
 		switch {
+		case fusedU && p.swigluDA(l): // nothing reads an f32 a: u here, dA by the SwiGLU backward
+			p.swigluFwdU(l, nil, nil, g, up)
 		case fusedU:
 			p.swigluFwdU(l, a.a, nil, g, up)
 			p.uReady = 0 // u is set; nothing hands it out here
@@ -519,7 +521,8 @@ func (p *pass) layerBwd(l int, dx, xIn *cuda.Buffer) {
 		p.do(d.RMSNormFwd(a.h2, a.rstd2, a.xMid, L.mlpNorm, n, D, float32(c.RMSNormEps)))
 	}
 	zero(s.dA)
-	var hg, hu *halfDy // gate's and up's dy in bf16, when the SwiGLU backward wrote them so
+	var hg, hu *halfDy      // gate's and up's dy in bf16, when the SwiGLU backward wrote them so
+	fuseDA := p.swigluDA(l) // the down adapter's dA by that backward too (mlp_down_da.go)
 	if p.compact {
 		// Kept compact: a is scratch, written again by the SwiGLU backward
 		// from the bf16 g and up, so the down adapter's dA (which reads it)
@@ -527,15 +530,19 @@ func (p *pass) layerBwd(l int, dx, xIn *cuda.Buffer) {
 		p.deferGA = true
 		p.linB(s.dA, dx, a.a, l, mDown, set)
 		p.deferGA = false
-		if hg, hu = p.swigluBwdHalf(l); hg == nil {
+		if hg, hu = p.swigluBwdHalf(l, fuseDA); hg == nil {
 			p.do(d.SwiGLUBwdFromBF16(s.dG, s.dUp, a.a, s.dA, a.gb, a.ub, n*F))
 		}
-		p.mark("lora")
-		p.loraGradA(a.a, l, mDown)
-		p.mark("elementwise")
+		if !fuseDA {
+			p.mark("lora")
+			p.loraGradA(a.a, l, mDown)
+			p.mark("elementwise")
+		}
 	} else {
+		p.deferGA = fuseDA
 		p.linB(s.dA, dx, a.a, l, mDown, set)
-		if hg, hu = p.swigluBwdHalf(l); hg == nil {
+		p.deferGA = false
+		if hg, hu = p.swigluBwdHalf(l, fuseDA); hg == nil {
 			p.do(d.SwiGLUBwd(s.dG, s.dUp, s.dA, a.g, a.up, n*F))
 		}
 	}

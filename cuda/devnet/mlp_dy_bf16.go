@@ -41,7 +41,8 @@ type halfDy struct {
 // reads — a, the down projection's input, or, kept compact, up's f32
 // scratch — with both B's and u's in bf16 after them), or returns nils
 // when the pass cannot (halfDyFits; then the caller runs the f32 one).
-func (p *pass) swigluBwdHalf(l int) (gate, up *halfDy) {
+// fuseDA (swigluDA said so): the kernel adds the down adapter's dA too.
+func (p *pass) swigluBwdHalf(l int, fuseDA bool) (gate, up *halfDy) {
 	spare, ok := p.halfDyFits(l)
 	if !ok {
 		return nil, nil
@@ -79,9 +80,12 @@ func (p *pass) swigluBwdHalf(l int) (gate, up *halfDy) {
 			cuda.BF16Rows{Dst: m.h.u, LDD: r, Src: a.u[m.i], LDS: r, Rows: n, Cols: r, Scale: 1})
 	}
 	g, u := p.gateUp(l)
-	if p.compact { // and a again, for the down adapter's dA (loraGradA)
+	switch {
+	case fuseDA:
+		p.do(p.d.SwiGLUBwdRowsDA(gate.y, up.y, ld, p.s.dA, g, u, n, F, *p.gradA(l), jobs...))
+	case p.compact: // and a again, for the down adapter's dA (loraGradA)
 		p.do(p.d.SwiGLUBwdRows(gate.y, up.y, ld, a.a, p.s.dA, g, u, n, F, jobs...))
-	} else {
+	default:
 		p.do(p.d.SwiGLUBwdRows(gate.y, up.y, ld, nil, p.s.dA, g, u, n, F, jobs...))
 	}
 	halfDyLayers.Add(1)
