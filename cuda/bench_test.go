@@ -302,7 +302,7 @@ func BenchmarkSwiGLUU(b *testing.B) {
 			return d.GemmTF32(false, true, n, r, F, 1, a, F, A, F, 0, uo, r)
 		}},
 		{"compact/fused", 4 * n * F * (2 + 1.5), func() error {
-			return d.SwiGLUFwdU(nil, ab, gb, ub, g, u, A, uo, part, n, F, r)
+			return d.SwiGLUFwdU(nil, ab, gb, ub, g, u, A, uo, part, n, F, r, nil)
 		}},
 		{"recompute/swiglu+tf32", 4 * n * F * (2 + 1), func() error {
 			if err := d.SwiGLUFwd(a, g, u, n*F); err != nil {
@@ -311,7 +311,7 @@ func BenchmarkSwiGLUU(b *testing.B) {
 			return d.GemmTF32(false, true, n, r, F, 1, a, F, A, F, 0, uo, r)
 		}},
 		{"recompute/fused", 4 * n * F * (2 + 1), func() error {
-			return d.SwiGLUFwdU(a, nil, nil, nil, g, u, A, uo, part, n, F, r)
+			return d.SwiGLUFwdU(a, nil, nil, nil, g, u, A, uo, part, n, F, r, nil)
 		}},
 	} {
 		b.Run(c.name, func(b *testing.B) {

@@ -96,42 +96,6 @@ func (d *Device) SwiGLUFwdFromBF16(a, ab, gb, ub *Buffer, n int) error {
 	})
 }
 
-// SwiGLUFwdU is the SwiGLU forward (SwiGLUFwdKeep's outputs a, ab, gb, ub
-// from f32 g and u — each optional; or, g and u bf16, SwiGLUFwdFromBF16's
-// a and ab) that also sets u(rows, r) = a·Aᵀ for A (r, cols), r ≤ 32: the
-// down projection's adapter input, summed in f32 while a is in registers,
-// where a GEMM would read all of a again. part (f32) holds the column
-// chunks' sums (more chunks, more of the device busy: ~rows·r·8 floats is
-// ample; 0 runs one chunk); cols a multiple of 4.
-func (d *Device) SwiGLUFwdU(a, ab, gb, ub, g, u, A, uOut, part *Buffer, rows, cols, r int) error {
-	n := rows * cols
-	c := check("swiglu_u").true(cols%4 == 0 && r >= 1 && r <= 32, "%d columns, rank %d: want a multiple of 4 and 1 ≤ r ≤ 32", cols, r).
-		opt("a", a, F32, n).opt("ab", ab, BF16, n).buf("A", A, F32, r*cols).buf("uOut", uOut, F32, rows*r).opt("part", part, F32, 0)
-	b16 := g != nil && g.Kind == BF16
-	if b16 {
-		c = c.buf("g", g, BF16, n).buf("u", u, BF16, n).true(gb == nil && ub == nil, "gb, ub from f32 g and u only")
-	} else {
-		c = c.buf("g", g, F32, n).buf("u", u, F32, n).opt("gb", gb, BF16, n).opt("ub", ub, BF16, n).true((gb == nil) == (ub == nil), "gb and ub go together")
-	}
-	if part != nil {
-		c = c.apart("part", part, part.Len, "uOut", uOut, rows*r)
-	}
-	for _, out := range []struct {
-		name string
-		b    *Buffer
-	}{{"a", a}, {"ab", ab}, {"gb", gb}, {"ub", ub}} {
-		c = c.apart(out.name, out.b, n, "g", g, n).apart(out.name, out.b, n, "u", u, n)
-	}
-	if c.err != nil {
-		return c.err
-	}
-	return call(func() C.int {
-		return C.dc_swiglu_u((*C.float)(addr(a)), (*C.uint16_t)(addr(ab)), (*C.uint16_t)(addr(gb)), (*C.uint16_t)(addr(ub)),
-			g.ptr, u.ptr, cbool(b16), (*C.float)(A.ptr), C.int(r), (*C.float)(uOut.ptr), (*C.float)(addr(part)), C.int64_t(lenOf(part)),
-			C.int64_t(rows), C.int64_t(cols))
-	})
-}
-
 // SwiGLUBwd sets dg, du from da.
 func (d *Device) SwiGLUBwd(dg, du, da, g, u *Buffer, n int) error {
 	if err := check("swiglu_bwd").buf("dg", dg, F32, n).buf("du", du, F32, n).buf("da", da, F32, n).buf("g", g, F32, n).buf("u", u, F32, n).err; err != nil {

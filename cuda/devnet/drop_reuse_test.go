@@ -17,11 +17,12 @@ import (
 // product of the recomputation and the first of the backward); keeping
 // every layer's activations, only the last layer's forward is that close to
 // its backward, and kept compact its dA waits for the SwiGLU backward to
-// write its input again, so none does. The SwiGLU backward's own dA
-// (DISTILL_CUDA_SWIGLU_DA, which masks a in the kernel and leaves nothing
-// to reuse) is held closed.
+// write its input again, so none does. The SwiGLU kernels that mask a
+// themselves (DISTILL_CUDA_SWIGLU_U: the forward leaves no masked copy;
+// DISTILL_CUDA_SWIGLU_DA: the backward needs none) are held closed.
 func TestDropReuseSameStep(t *testing.T) {
 	d := device(t)
+	t.Setenv("DISTILL_CUDA_SWIGLU_U", "0")
 	t.Setenv("DISTILL_CUDA_SWIGLU_DA", "0")
 	s := setups[3]
 	if s.dropout == 0 {

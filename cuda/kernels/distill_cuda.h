@@ -116,10 +116,12 @@ int dc_swiglu_fwd(float *a, uint16_t *ab, uint16_t *gb, uint16_t *ub, const floa
 // a (f32) and ab (bf16), each optional, from bf16 g and u.
 int dc_swiglu_fwd_b16(float *a, uint16_t *ab, const uint16_t *gb, const uint16_t *ub, int64_t n);
 // The forward (a, ab, and gb, ub from f32 g and u — each optional; b16: g
-// and u bf16) with u(rows, r) = a·Aᵀ for A (r, cols) f32, r ≤ 32, cols a
-// multiple of 4: part (part_len floats) holds the column chunks' sums.
+// and u bf16) with u(rows, r) = ã·Aᵀ for A (r, cols) f32, r ≤ 32, cols a
+// multiple of 4 (ã: a, or under LoRA dropout when drop a∘mask·keep, its key
+// base or *base_at): part (part_len floats) holds the column chunks' sums.
 int dc_swiglu_u(float *a, uint16_t *ab, uint16_t *gb, uint16_t *ub, const void *g, const void *u, int b16,
-                const float *A, int r, float *uout, float *part, int64_t part_len, int64_t rows, int64_t cols);
+                const float *A, int r, float *uout, float *part, int64_t part_len, int64_t rows, int64_t cols,
+                int drop, uint64_t base, const uint64_t *base_at, uint64_t thresh, float keep);
 int dc_swiglu_bwd(float *dg, float *du, const float *da, const float *g, const float *u, int64_t n);
 int dc_swiglu_bwd_b16(float *dg, float *du, float *a, const float *da, const uint16_t *gb, const uint16_t *ub,
                       int64_t n);

@@ -124,12 +124,14 @@ extern "C" int dc_swiglu_bwd_rows(uint16_t *dgb, uint16_t *dub, int64_t ld, floa
   return 0;
 }
 
-// The forward with the down adapter's u = a·Aᵀ (k_swiglu_u): chunks of
+// The forward with the down adapter's u = ã·Aᵀ (k_swiglu_u; ã: a under
+// LoRA dropout's mask when drop, its key base or *base_at): chunks of
 // columns enough for ~4,096 warps, as many as part (part_len floats) holds
 // — one writes u itself — then the chunks summed in order.
 extern "C" int dc_swiglu_u(float *a, uint16_t *ab, uint16_t *gb, uint16_t *ub, const void *g, const void *u, int b16,
                            const float *A, int r, float *uout, float *part, int64_t part_len, int64_t rows,
-                           int64_t cols) {
+                           int64_t cols, int drop, uint64_t base, const uint64_t *base_at, uint64_t thresh,
+                           float keep) {
   if (rows <= 0 || cols <= 0) return 0;
   const bool aligned = ((((uintptr_t)a | (uintptr_t)A) & 15) == 0) &&  // u and part take single floats
                        ((((uintptr_t)ab | (uintptr_t)gb | (uintptr_t)ub) & 7) == 0) &&
@@ -150,14 +152,15 @@ extern "C" int dc_swiglu_u(float *a, uint16_t *ab, uint16_t *gb, uint16_t *ub, c
   if (groups > 65535) return dc_fail("too many rows", "swiglu_u(%lld×%lld)", (long long)rows, (long long)cols);
   dim3 grid((unsigned)chunks, (unsigned)groups);
   auto *o = (__nv_bfloat16 *)ab, *go = (__nv_bfloat16 *)gb, *uo = (__nv_bfloat16 *)ub;
+  const swiglu_mask M{drop, base, thresh, base_at, keep};
   if (b16 && r <= 16)
-    DC_LAUNCH(grid, 256, 0, k_swiglu_u<true, 16, 4>)(a, o, go, uo, g, u, A, out, rows, cols, r, cw);
+    DC_LAUNCH(grid, 256, 0, k_swiglu_u<true, 16, 4>)(a, o, go, uo, g, u, A, out, rows, cols, r, cw, M);
   else if (b16)
-    DC_LAUNCH(grid, 256, 0, k_swiglu_u<true, 32, 2>)(a, o, go, uo, g, u, A, out, rows, cols, r, cw);
+    DC_LAUNCH(grid, 256, 0, k_swiglu_u<true, 32, 2>)(a, o, go, uo, g, u, A, out, rows, cols, r, cw, M);
   else if (r <= 16)
-    DC_LAUNCH(grid, 256, 0, k_swiglu_u<false, 16, 4>)(a, o, go, uo, g, u, A, out, rows, cols, r, cw);
+    DC_LAUNCH(grid, 256, 0, k_swiglu_u<false, 16, 4>)(a, o, go, uo, g, u, A, out, rows, cols, r, cw, M);
   else
-    DC_LAUNCH(grid, 256, 0, k_swiglu_u<false, 32, 2>)(a, o, go, uo, g, u, A, out, rows, cols, r, cw);
+    DC_LAUNCH(grid, 256, 0, k_swiglu_u<false, 32, 2>)(a, o, go, uo, g, u, A, out, rows, cols, r, cw, M);
   DC_LAUNCHED("swiglu_u(%lld×%lld, r %d, %lld chunks)", (long long)rows, (long long)cols, r, (long long)chunks);
   if (chunks == 1) return 0;
   DC_LAUNCH(dc_blocks(rows * r, 256), 256, 0, k_swiglu_u_sum)(uout, part, rows * r, (int)chunks);
@@ -192,7 +195,7 @@ extern "C" int dc_swiglu_bwd_da(uint16_t *dgb, uint16_t *dub, int64_t ld, const 
   const int64_t sw = chunks * cblocks;
   if (sw + conv == 0) return 0;
   if (sw + conv > INT32_MAX) return dc_fail("too many blocks", "swiglu_bwd_da(%lld×%lld)", (long long)rows, (long long)cols);
-  swiglu_da D{gA, chunks > 1 ? part : nullptr, du, r, rc, cblocks, drop, base, thresh, base_at, keep};
+  swiglu_da D{gA, chunks > 1 ? part : nullptr, du, r, rc, cblocks, {drop, base, thresh, base_at, keep}};
   auto *gd = (__nv_bfloat16 *)dgb, *ud = (__nv_bfloat16 *)dub;
   const unsigned grid = (unsigned)(sw + conv);
   if (b16 && r <= 16)

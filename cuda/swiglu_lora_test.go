@@ -11,6 +11,137 @@ import (
 	"distill/cuda"
 )
 
+// TestSwiGLUFwdU: the forward with the down adapter's u = ã·Aᵀ writes
+// SwiGLUFwdKeep's (or, from bf16 g and u, SwiGLUFwdFromBF16's) a, ab, gb,
+// ub bit for bit, and u within f32's rounding of the f64 sum (1e-6 of the
+// products' magnitude, √cols of them) — ã the SwiGLU's a, or under LoRA
+// dropout Dropout's a∘mask with the key given or read from the device (a
+// and ab unmasked still) — in one chunk of columns (no part) and in many,
+// the same bits on a second run; ranks 1 to 32, rows past a warp's four
+// and columns past a chunk's.
+func TestSwiGLUFwdU(t *testing.T) {
+	d := device(t)
+	for _, c := range []struct{ rows, cols, r int }{{1, 8, 1}, {59, 320, 8}, {37, 1000, 12}, {70, 512, 16}, {33, 256, 32}, {300, 1536, 16}} {
+		for _, b16 := range []bool{false, true} {
+			for _, drop := range []string{"none", "base", "key"} {
+				t.Run(shapeName("%dx%d_r%d_bf16%v_drop_%s", c.rows, c.cols, c.r, b16, drop), func(t *testing.T) {
+					swigluUCase(t, d, c.rows, c.cols, c.r, b16, drop)
+				})
+			}
+		}
+	}
+	b, f := zeros(t, d, cuda.F32, 64), zeros(t, d, cuda.F32, 64)
+	if err := d.SwiGLUFwdU(nil, nil, nil, nil, f, f, b, b, nil, 8, 6, 2, nil); err == nil {
+		t.Error("6 columns: no error")
+	}
+	if err := d.SwiGLUFwdU(nil, nil, nil, nil, f, f, b, b, nil, 2, 8, 33, nil); err == nil {
+		t.Error("rank 33: no error")
+	}
+	g, u, uo := zeros(t, d, cuda.F32, 64), zeros(t, d, cuda.F32, 64), zeros(t, d, cuda.F32, 16)
+	if err := d.SwiGLUFwdU(nil, nil, nil, nil, g, u, b, uo, uo, 8, 8, 2, nil); err == nil {
+		t.Error("part over u: no error")
+	}
+	if err := d.SwiGLUFwdU(g, nil, nil, nil, g, u, b, uo, nil, 8, 8, 2, nil); err == nil {
+		t.Error("a over g: no error")
+	}
+	if err := d.SwiGLUFwdU(nil, nil, nil, nil, g, u, b, uo, nil, 8, 8, 2, &cuda.LoRADrop{Bases: []uint64{1, 2}}); err == nil {
+		t.Error("two keys: no error")
+	}
+	if err := d.SwiGLUFwdU(nil, nil, nil, nil, g, u, b, uo, nil, 8, 8, 2, nil); err != nil {
+		t.Errorf("apart, aligned: %v", err)
+	}
+}
+
+func swigluUCase(t *testing.T, d *cuda.Device, rows, cols, rank int, b16 bool, drop string) {
+	n := rows * cols
+	r := rng(uint64(n + rank))
+	g, u, A := randn(r, n, 3), randn(r, n, 1), randn(r, rank*cols, 0.05)
+	gd, ud, Ad := up(t, d, cuda.F32, g), up(t, d, cuda.F32, u), up(t, d, cuda.F32, A)
+	wantA, wantAB := zeros(t, d, cuda.F32, n), zeros(t, d, cuda.BF16, n)
+	gb, ub := zeros(t, d, cuda.BF16, n), zeros(t, d, cuda.BF16, n)
+	ok(t, d.SwiGLUFwdKeep(wantA, wantAB, gb, ub, gd, ud, n))
+	src, usrc := gd, ud
+	if b16 {
+		ok(t, d.SwiGLUFwdFromBF16(wantA, wantAB, gb, ub, n))
+		src, usrc = gb, ub
+	}
+	dr, masked := dropCase(t, d, drop, wantA, n)
+	av := down(t, masked)
+	want := make([]float64, rows*rank)
+	scale := make([]float64, rows*rank)
+	for i := range rows {
+		for k := range rank {
+			for j := range cols {
+				p := float64(av[i*cols+j]) * float64(A[k*cols+j])
+				want[i*rank+k] += p
+				scale[i*rank+k] += p * p
+			}
+		}
+	}
+	var first []float32
+	for _, partLen := range []int{0, rows * rank * 64, rows * rank * 64} {
+		ad, abd := zeros(t, d, cuda.F32, n), zeros(t, d, cuda.BF16, n)
+		var gbd, ubd *cuda.Buffer
+		if !b16 {
+			gbd, ubd = zeros(t, d, cuda.BF16, n), zeros(t, d, cuda.BF16, n)
+		}
+		uo := zeros(t, d, cuda.F32, rows*rank)
+		var part *cuda.Buffer
+		if partLen > 0 {
+			part = zeros(t, d, cuda.F32, partLen)
+		}
+		ok(t, d.SwiGLUFwdU(ad, abd, gbd, ubd, src, usrc, Ad, uo, part, rows, cols, rank, dr))
+		near(t, "a", down(t, ad), down(t, wantA), 0, 0)
+		for _, p := range [][2]*cuda.Buffer{{abd, wantAB}, {gbd, gb}, {ubd, ub}} {
+			if p[0] == nil {
+				continue
+			}
+			h0, err := cuda.Download[uint16](p[0])
+			ok(t, err)
+			h1, err := cuda.Download[uint16](p[1])
+			ok(t, err)
+			if !slices.Equal(h0, h1) {
+				t.Fatalf("part %d: a bf16 output differs from the SwiGLU's own", partLen)
+			}
+		}
+		got := down(t, uo)
+		for i, v := range got {
+			if e := math.Abs(float64(v) - want[i]); e > 1e-6*math.Sqrt(scale[i])*math.Sqrt(float64(cols))+1e-30 || v != v {
+				t.Fatalf("part %d: u[%d][%d] = %v, want %v (|Δ| %.2e)", partLen, i/rank, i%rank, v, want[i], e)
+			}
+		}
+		switch {
+		case partLen == 0:
+		case first == nil:
+			first = got
+		case !slices.Equal(got, first):
+			t.Fatal("u differs between two runs in chunks")
+		}
+	}
+}
+
+// dropCase is LoRA dropout's mask as a case names it — "none", "base" (the
+// key given) or "key" (read from the device), p 0.3 — and a (n floats)
+// under it, as Dropout makes it: the adapter's input.
+func dropCase(t *testing.T, d *cuda.Device, drop string, a *cuda.Buffer, n int) (*cuda.LoRADrop, *cuda.Buffer) {
+	const base, p = 0x1234_5678_9abc_def0, 0.3
+	thresh, keep := uint64(p*math.Exp2(64)), float32(1/(1-p))
+	var dr *cuda.LoRADrop
+	switch drop {
+	case "none":
+		return nil, a
+	case "base":
+		dr = &cuda.LoRADrop{Bases: []uint64{base}, Thresh: thresh, Keep: keep}
+	case "key":
+		dr = &cuda.LoRADrop{Keys: up(t, d, cuda.U64, []uint64{base}), Thresh: thresh, Keep: keep}
+	default:
+		t.Fatalf("dropout case %q", drop)
+	}
+	masked := zeros(t, d, cuda.F32, n)
+	ok(t, d.Dropout(masked, a, n, base, thresh, keep))
+	return dr, masked
+}
+
 // TestSwiGLUBwdRowsDA: the backward into bf16 rows with the down adapter's
 // dA += duᵀ·ã writes SwiGLUBwdRows's dg and du (within an ulp of bf16: the
 // two kernels' FMA contractions may differ; the columns past cols
@@ -22,20 +153,18 @@ import (
 // and bf16 g and u; ranks 4 to 32.
 func TestSwiGLUBwdRowsDA(t *testing.T) {
 	d := device(t)
-	const p = 0.3
-	thresh, keep := uint64(p*math.Exp2(64)), float32(1/(1-p))
 	for _, c := range []struct{ rows, cols, ld, r int }{{1, 8, 8, 4}, {37, 96, 104, 8}, {300, 1000, 1016, 16}, {130, 520, 528, 32}, {65, 2048, 2048, 12}} {
 		for _, b16 := range []bool{false, true} {
 			for _, drop := range []string{"none", "base", "key"} {
 				t.Run(shapeName("%dx%d_ld%d_r%d_bf16%v_drop_%s", c.rows, c.cols, c.ld, c.r, b16, drop), func(t *testing.T) {
-					swigluDACase(t, d, c.rows, c.cols, c.ld, c.r, b16, drop, thresh, keep)
+					swigluDACase(t, d, c.rows, c.cols, c.ld, c.r, b16, drop)
 				})
 			}
 		}
 	}
 }
 
-func swigluDACase(t *testing.T, d *cuda.Device, rows, cols, ld, rank int, b16 bool, drop string, thresh uint64, keep float32) {
+func swigluDACase(t *testing.T, d *cuda.Device, rows, cols, ld, rank int, b16 bool, drop string) {
 	n := rows * cols
 	r := rng(uint64(n + ld + rank))
 	g, u, da := randn(r, n, 3), randn(r, n, 1), randn(r, n, 1)
@@ -54,19 +183,7 @@ func swigluDACase(t *testing.T, d *cuda.Device, rows, cols, ld, rank int, b16 bo
 	// What the step's rows kernel writes, and the adapter's input as loraU masks it.
 	wantG, wantU := zeros(t, d, cuda.BF16, rows*ld), zeros(t, d, cuda.BF16, rows*ld)
 	ok(t, d.SwiGLUBwdRows(wantG, wantU, ld, nil, dad, src, usrc, rows, cols))
-	const base = 0x1234_5678_9abc_def0
-	var dr *cuda.LoRADrop
-	at := a
-	switch drop {
-	case "base":
-		dr = &cuda.LoRADrop{Bases: []uint64{base}, Thresh: thresh, Keep: keep}
-	case "key":
-		dr = &cuda.LoRADrop{Keys: up(t, d, cuda.U64, []uint64{base}), Thresh: thresh, Keep: keep}
-	}
-	if dr != nil {
-		at = zeros(t, d, cuda.F32, n)
-		ok(t, d.Dropout(at, a, n, base, thresh, keep))
-	}
+	dr, at := dropCase(t, d, drop, a, n)
 	av := down(t, at)
 	want, scale := make([]float64, rank*cols), make([]float64, rank*cols)
 	for k := range rank {

@@ -1,0 +1,139 @@
+//go:build cuda
+
+package cuda
+
+/*
+#include "distill_cuda.h"
+*/
+import "C"
+
+// SwiGLUFwdU is the SwiGLU forward (SwiGLUFwdKeep's outputs a, ab, gb, ub
+// from f32 g and u — each optional; or, g and u bf16, SwiGLUFwdFromBF16's
+// a and ab) that also sets u(rows, r) = ã·Aᵀ for A (r, cols), r ≤ 32: the
+// down projection's adapter input, summed in f32 while a is in registers,
+// where a GEMM would read all of a again. ã = a, or under LoRA dropout
+// (drop, one member: Bases[0] or Keys' one key) a∘mask/(1−p) as Dropout
+// makes it; a and ab stay unmasked (the base's input). part (f32) holds
+// the column chunks' sums (more chunks, more of the device busy:
+// ~rows·r·8 floats is ample; 0 runs one chunk); cols a multiple of 4.
+func (d *Device) SwiGLUFwdU(a, ab, gb, ub, g, u, A, uOut, part *Buffer, rows, cols, r int, drop *LoRADrop) error {
+	n := rows * cols
+	c := check("swiglu_u").true(cols%4 == 0 && r >= 1 && r <= 32, "%d columns, rank %d: want a multiple of 4 and 1 ≤ r ≤ 32", cols, r).
+		opt("a", a, F32, n).opt("ab", ab, BF16, n).buf("A", A, F32, r*cols).buf("uOut", uOut, F32, rows*r).opt("part", part, F32, 0)
+	b16 := g != nil && g.Kind == BF16
+	if b16 {
+		c = c.buf("g", g, BF16, n).buf("u", u, BF16, n).true(gb == nil && ub == nil, "gb, ub from f32 g and u only")
+	} else {
+		c = c.buf("g", g, F32, n).buf("u", u, F32, n).opt("gb", gb, BF16, n).opt("ub", ub, BF16, n).true((gb == nil) == (ub == nil), "gb and ub go together")
+	}
+	if part != nil {
+		c = c.apart("part", part, part.Len, "uOut", uOut, rows*r)
+	}
+	for _, out := range []struct {
+		name string
+		b    *Buffer
+	}{{"a", a}, {"ab", ab}, {"gb", gb}, {"ub", ub}} {
+		c = c.apart(out.name, out.b, n, "g", g, n).apart(out.name, out.b, n, "u", u, n)
+	}
+	m, c := c.mask(drop)
+	if c.err != nil {
+		return c.err
+	}
+	return call(func() C.int {
+		return C.dc_swiglu_u((*C.float)(addr(a)), (*C.uint16_t)(addr(ab)), (*C.uint16_t)(addr(gb)), (*C.uint16_t)(addr(ub)),
+			g.ptr, u.ptr, cbool(b16), (*C.float)(A.ptr), C.int(r), (*C.float)(uOut.ptr), (*C.float)(addr(part)), C.int64_t(lenOf(part)),
+			C.int64_t(rows), C.int64_t(cols), m.on, m.base, m.key, m.thresh, m.keep)
+	})
+}
+
+// The SwiGLU kernels that take the down projection's adapter products
+// while a = silu(g)·up is in registers (devnet's mlp_down_u.go, mlp_down_da.go).
+
+// SwiGLUDA is the down projection's adapter gradient that SwiGLUBwdRowsDA
+// takes as it makes a = silu(g)·u again: GA (R, cols) += DUᵀ·ã, DU (rows,
+// R) the adapter's s·dy·B, ã = a — or, under LoRA dropout (Drop, one
+// member: Bases[0], or Keys' one key), a∘mask/(1−p) as Dropout makes it
+// over the rows × cols elements. R a multiple of 4 up to 32. Part (f32,
+// optional) holds the row chunks' sums, ~rows/64·R·cols floats for the
+// device's fill; nil (or too small for two) adds one chunk into GA itself.
+type SwiGLUDA struct {
+	GA, DU, Part *Buffer
+	R            int
+	Drop         *LoRADrop
+}
+
+// SwiGLUBwdRowsDA is SwiGLUBwdRows (no a; cols and ld multiples of 4, every
+// row 16-byte aligned, bf16 ones 8-byte) that also adds the down adapter's
+// dA (SwiGLUDA), where a GEMM read all of a — f32, the layer's widest
+// activation — and, kept compact, a was written for it. The sums are f32
+// over rows in order, the chunks added in order: the same bits every run.
+func (d *Device) SwiGLUBwdRowsDA(dgb, dub *Buffer, ld int, da, g, u *Buffer, rows, cols int, ga SwiGLUDA, jobs ...BF16Rows) error {
+	c, b16 := swigluRowsCheck("swiglu_bwd_da", dgb, dub, ld, nil, da, g, u, rows, cols, jobs)
+	r, e, n := ga.R, extent(false, rows, cols, ld), rows*cols
+	c = c.true(r >= 4 && r <= 32 && r%4 == 0, "rank %d: want a multiple of 4 up to 32", r).
+		true(cols%4 == 0 && ld%4 == 0, "%d columns, stride %d: want multiples of 4", cols, ld).
+		buf("GA", ga.GA, F32, r*cols).buf("DU", ga.DU, F32, rows*r).opt("Part", ga.Part, F32, 0)
+	for _, out := range []struct {
+		name string
+		b    *Buffer
+		n    int
+	}{{"GA", ga.GA, r * cols}, {"Part", ga.Part, lenOf(ga.Part)}} {
+		c = c.apart(out.name, out.b, out.n, "dgb", dgb, e).apart(out.name, out.b, out.n, "dub", dub, e).
+			apart(out.name, out.b, out.n, "da", da, n).apart(out.name, out.b, out.n, "g", g, n).
+			apart(out.name, out.b, out.n, "u", u, n).apart(out.name, out.b, out.n, "DU", ga.DU, rows*r)
+		for _, j := range jobs {
+			c = c.apart(out.name, out.b, out.n, "a job's dst", j.Dst, extent(false, j.Rows, j.Cols, j.LDD))
+		}
+	}
+	c = c.apart("GA", ga.GA, r*cols, "Part", ga.Part, lenOf(ga.Part)).
+		apart("dgb", dgb, e, "DU", ga.DU, rows*r).apart("dub", dub, e, "DU", ga.DU, rows*r)
+	m, c := c.mask(ga.Drop)
+	cj, c := bf16Jobs(c, jobs)
+	if c.err != nil {
+		return c.err
+	}
+	return call(func() C.int {
+		return C.dc_swiglu_bwd_da((*C.uint16_t)(dgb.ptr), (*C.uint16_t)(dub.ptr), C.int64_t(ld), (*C.float)(da.ptr),
+			g.ptr, u.ptr, cbool(b16), C.int64_t(rows), C.int64_t(cols), (*C.float)(ga.GA.ptr), (*C.float)(ga.DU.ptr), C.int(r),
+			(*C.float)(addr(ga.Part)), C.int64_t(lenOf(ga.Part)), m.on, m.base, m.key, m.thresh, m.keep, &cj[0], C.int(len(jobs)))
+	})
+}
+
+// cMask is LoRA dropout's mask of one module as the SwiGLU kernels take it.
+type cMask struct {
+	on           C.int
+	base, thresh C.uint64_t
+	key          *C.uint64_t
+	keep         C.float
+}
+
+// mask checks a one-module LoRADrop (nil: no mask) and returns it for C.
+func (c *need) mask(dr *LoRADrop) (cMask, *need) {
+	m := cMask{keep: 1}
+	if dr == nil {
+		return m, c
+	}
+	if dr.Keys != nil {
+		c = c.buf("drop's key", dr.Keys, U64, 1)
+	} else {
+		c = c.true(len(dr.Bases) == 1, "%d keys for the one module", len(dr.Bases))
+	}
+	if c.err != nil {
+		return m, c
+	}
+	m.on, m.thresh, m.keep = 1, C.uint64_t(dr.Thresh), C.float(dr.Keep)
+	if dr.Keys != nil {
+		m.key = (*C.uint64_t)(dr.Keys.ptr)
+	} else {
+		m.base = C.uint64_t(dr.Bases[0])
+	}
+	return m, c
+}
+
+// lenOf is a buffer's length, 0 for nil.
+func lenOf(b *Buffer) int {
+	if b == nil {
+		return 0
+	}
+	return b.Len
+}
