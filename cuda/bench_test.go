@@ -401,3 +401,45 @@ func BenchmarkSwiGLUDA(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRowsDB: a projection's backward at Qwen2.5-1.5B's shapes, 2,048
+// tokens, r 16 — dy (n × out) rounded to bf16 rows and the adapter's dB +=
+// s·dyᵀ·u as a TF32 GEMM (the default) against the rounding pass summing dB
+// itself (ToBF16RowsDB, DISTILL_CUDA_ROWS_DB): out 1,536 (q, o, down) and
+// 256 (k, v). GB/s: the pass's own bytes (dy read, its bf16 written), so
+// the two rows of a pair compare by time.
+func BenchmarkRowsDB(b *testing.B) {
+	const n, r = 2048, 16
+	d := device(b)
+	rg := rng(11)
+	for _, out := range []int{1536, 256} {
+		ld := out + 16
+		dy, u := up(b, d, cuda.F32, randn(rg, n*out, 1)), up(b, d, cuda.F32, randn(rg, n*r, 1))
+		dst, gB, part := zeros(b, d, cuda.BF16, n*ld), zeros(b, d, cuda.F32, out*r), zeros(b, d, cuda.F32, 32*out*r)
+		bytes := float64(n * out * (4 + 2))
+		for _, c := range []struct {
+			name string
+			run  func() error
+		}{
+			{"rows+tf32", func() error {
+				if err := d.ToBF16Rows(dst, ld, dy, out, n, out, 1); err != nil {
+					return err
+				}
+				return d.GemmTF32(true, false, out, r, n, 0.5, dy, out, u, r, 1, gB, r)
+			}},
+			{"fused", func() error { return d.ToBF16RowsDB(dst, ld, dy, out, n, out, u, r, gB, part, 0.5) }},
+		} {
+			b.Run(fmt.Sprintf("out%d/%s", out, c.name), func(b *testing.B) {
+				ok(b, c.run())
+				benchDone(b, d)
+				b.ResetTimer()
+				for range b.N {
+					ok(b, c.run())
+				}
+				benchDone(b, d)
+				reportRate(b, bytes, "GB/s")
+				b.ReportMetric(b.Elapsed().Seconds()/float64(b.N)*1e6, "µs/op")
+			})
+		}
+	}
+}

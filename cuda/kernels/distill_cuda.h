@@ -137,6 +137,16 @@ int dc_swiglu_bwd_da(uint16_t *dgb, uint16_t *dub, int64_t ld, const float *da, 
                      int drop, uint64_t base, const uint64_t *base_at, uint64_t thresh, float keep,
                      const dc_bf16_rows *jobs, int njobs);
 
+// ---- lora_sums.cu ----
+// g(n) += s·Σ over chunks of part (chunks × n), in chunk order.
+int dc_lora_sums_add(float *g, const float *part, int64_t n, int chunks, float s);
+// dst(rows, ldd) = bf16(src(rows, lds)) over cols columns, with the
+// adapter's dB (cols × r) += s·srcᵀ·u (u: rows × r): cols, strides and r
+// multiples of 4 (r ≤ 32), rows aligned; part (part_len floats) holds the
+// row chunks' sums (too small for two: one chunk, into gB itself).
+int dc_bf16_rows_db(uint16_t *dst, int64_t ldd, const float *src, int64_t lds, int64_t rows, int64_t cols,
+                    const float *u, int r, float *gB, float *part, int64_t part_len, float s);
+
 // ---- embed.cu ----
 // out(n, d) = table[ids[i]] widened; dtype 0 f32, 1 f16, 2 bf16 (tensor.DType).
 int dc_embed_fwd(float *out, const void *table, int dtype, const int32_t *ids, int n, int d, int vocab);

@@ -209,7 +209,5 @@ extern "C" int dc_swiglu_bwd_da(uint16_t *dgb, uint16_t *dub, int64_t ld, const 
   DC_LAUNCHED("swiglu_bwd_da(%lld×%lld, ld %lld, r %d, %lld chunks, %d conversions)", (long long)rows, (long long)cols,
               (long long)ld, r, (long long)chunks, js.n);
   if (chunks <= 1) return 0;
-  DC_LAUNCH(dc_blocks(r * cols, 256), 256, 0, k_swiglu_da_sum)(gA, part, r * cols, (int)chunks);
-  DC_LAUNCHED("swiglu_da_sum(%d×%lld, %lld chunks)", r, (long long)cols, (long long)chunks);
-  return 0;
+  return dc_lora_sums_add(gA, part, r * cols, (int)chunks, 1.f);
 }

@@ -7,6 +7,7 @@
 #pragma once
 #include "bf16_rows.cuh"
 #include "devmath.cuh"
+#include "lora_sums.cuh"
 
 // ab (optional): a rounded to bf16 as well, for the next GEMM's operand.
 // gb, ub (optional, together): g and u rounded to bf16, the copies a layer
@@ -277,7 +278,7 @@ __global__ void k_swiglu_u_sum(float *u, const float *part, int64_t n, int chunk
 // du (rows, r; r a multiple of 4, 16-byte aligned) is the adapter's s·dy·B.
 // The sums over rows go by chunks of rc rows: one chunk adds into gA
 // (r × cols) itself, more leave theirs in part[chunk][r][cols] for
-// k_swiglu_da_sum to add in order.
+// dc_lora_sums_add to add in order (lora_sums.cuh).
 struct swiglu_da {
   float *gA, *part;
   const float *du;
@@ -327,41 +328,10 @@ __global__ void __launch_bounds__(128) k_swiglu_bwd_da(__nv_bfloat16 *dgb, __nv_
     reinterpret_cast<uint2 *>(dgb)[o] = dc_pack_bf16x4(rg);
     reinterpret_cast<uint2 *>(dub)[o] = dc_pack_bf16x4(ru);
     if (D.mask.on) ra = swiglu_masked(ra, key + (uint64_t)(row * cols + j), D.mask);
-    const float4 *dur = reinterpret_cast<const float4 *>(D.du + row * D.r);
-#pragma unroll
-    for (int k4 = 0; k4 < R / 4; k4++) {
-      if (4 * k4 >= D.r) break;
-      const float4 w = __ldg(dur + k4);  // the same for every thread: one broadcast
-      const float wk[4] = {w.x, w.y, w.z, w.w};
-#pragma unroll
-      for (int q = 0; q < 4; q++) {
-        acc[0][4 * k4 + q] = fmaf(ra.x, wk[q], acc[0][4 * k4 + q]);
-        acc[1][4 * k4 + q] = fmaf(ra.y, wk[q], acc[1][4 * k4 + q]);
-        acc[2][4 * k4 + q] = fmaf(ra.z, wk[q], acc[2][4 * k4 + q]);
-        acc[3][4 * k4 + q] = fmaf(ra.w, wk[q], acc[3][4 * k4 + q]);
-      }
-    }
+    lora_sums_row<R>(acc, ra, D.du + row * D.r, D.r);
   }
-  float *out = D.part ? D.part + chunk * (int64_t)D.r * cols : D.gA;
-#pragma unroll
-  for (int k = 0; k < R; k++) {
-    if (k >= D.r) break;
-    float4 *p = reinterpret_cast<float4 *>(out + k * cols + j);
-    if (D.part) {
-      *p = make_float4(acc[0][k], acc[1][k], acc[2][k], acc[3][k]);
-    } else {
-      float4 v = *p;
-      v.x += acc[0][k], v.y += acc[1][k], v.z += acc[2][k], v.w += acc[3][k];
-      *p = v;
-    }
-  }
-}
-
-// gA(n) += Σ over the chunks of part, in chunk order.
-__global__ void k_swiglu_da_sum(float *gA, const float *part, int64_t n, int chunks) {
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-    float s = part[i];
-    for (int c = 1; c < chunks; c++) s += part[c * n + i];
-    gA[i] += s;
-  }
+  if (D.part)
+    lora_sums_store<R, false>(acc, D.part + chunk * (int64_t)D.r * cols, true, 1.f, j, cols, D.r);
+  else
+    lora_sums_store<R, false>(acc, D.gA, false, 1.f, j, cols, D.r);
 }

@@ -296,3 +296,94 @@ func TestSwiGLUBwdRowsDARefuses(t *testing.T) {
 		t.Errorf("apart, aligned: %v", err)
 	}
 }
+
+// TestToBF16RowsDB: dy rounded into bf16 rows exactly as ToBF16Rows rounds
+// it (the columns past cols untouched) while dB += s·dyᵀ·u is added within
+// f32's rounding of the f64 sum over the rows (1e-6 of the products'
+// magnitude, √rows of them) — in one chunk of rows (no part: into dB
+// itself) and in many, the same bits on a second run; ranks 4 to 32, a
+// source stride past its columns.
+func TestToBF16RowsDB(t *testing.T) {
+	d := device(t)
+	for _, c := range []struct{ rows, cols, ldd, lds, r int }{{1, 8, 8, 8, 4}, {37, 96, 112, 96, 8}, {300, 1000, 1016, 1004, 16}, {130, 520, 520, 528, 32}, {65, 2048, 2064, 2048, 12}} {
+		t.Run(shapeName("%dx%d_ldd%d_lds%d_r%d", c.rows, c.cols, c.ldd, c.lds, c.r), func(t *testing.T) {
+			const s = 0.75
+			r := rng(uint64(c.rows*c.cols + c.r))
+			dy, u, gB0 := randn(r, c.rows*c.lds, 1), randn(r, c.rows*c.r, 1), randn(r, c.cols*c.r, 1)
+			dyd, ud := up(t, d, cuda.F32, dy), up(t, d, cuda.F32, u)
+			want, scale := make([]float64, c.cols*c.r), make([]float64, c.cols*c.r)
+			for j := range c.cols {
+				for k := range c.r {
+					want[j*c.r+k] = float64(gB0[j*c.r+k])
+					for i := range c.rows {
+						v := s * float64(dy[i*c.lds+j]) * float64(u[i*c.r+k])
+						want[j*c.r+k] += v
+						scale[j*c.r+k] += v * v
+					}
+				}
+			}
+			var first []float32
+			for _, partLen := range []int{0, c.rows * c.cols * c.r, c.rows * c.cols * c.r} {
+				sentinel := make([]uint16, c.rows*c.ldd)
+				for i := range sentinel {
+					sentinel[i] = 0x7fc1
+				}
+				dst, gB := up(t, d, cuda.BF16, sentinel), up(t, d, cuda.F32, gB0)
+				var part *cuda.Buffer
+				if partLen > 0 {
+					part = zeros(t, d, cuda.F32, partLen)
+				}
+				ok(t, d.ToBF16RowsDB(dst, c.ldd, dyd, c.lds, c.rows, c.cols, ud, c.r, gB, part, s))
+				h, err := cuda.Download[uint16](dst)
+				ok(t, err)
+				for i := range c.rows {
+					for j := range c.ldd {
+						v, w := h[i*c.ldd+j], uint16(0x7fc1)
+						if j < c.cols {
+							w = tensor.F32ToBF16(dy[i*c.lds+j])
+						}
+						if v != w {
+							t.Fatalf("part %d: dst[%d][%d] = %#04x, want %#04x", partLen, i, j, v, w)
+						}
+					}
+				}
+				got := down(t, gB)
+				for i, v := range got {
+					if e := math.Abs(float64(v) - want[i]); e > 1e-6*math.Sqrt(scale[i])*math.Sqrt(float64(c.rows))+1e-6*math.Abs(want[i]) || v != v {
+						t.Fatalf("part %d: dB[%d][%d] = %v, want %v (|Δ| %.2e)", partLen, i/c.r, i%c.r, v, want[i], e)
+					}
+				}
+				switch {
+				case partLen == 0:
+				case first == nil:
+					first = got
+				case !slices.Equal(got, first):
+					t.Fatal("dB differs between two runs in chunks")
+				}
+			}
+		})
+	}
+	dst, f := zeros(t, d, cuda.BF16, 256), zeros(t, d, cuda.F32, 256)
+	u, gB, part := zeros(t, d, cuda.F32, 256), zeros(t, d, cuda.F32, 256), zeros(t, d, cuda.F32, 1024)
+	for _, c := range []struct {
+		name                    string
+		ldd, lds, rows, cols, r int
+		src, uu, g, p           *cuda.Buffer
+	}{
+		{"6 columns", 8, 8, 4, 6, 4, f, u, gB, nil},
+		{"stride 10", 10, 8, 4, 8, 4, f, u, gB, nil},
+		{"rank 6", 8, 8, 4, 8, 6, f, u, gB, nil},
+		{"rank 36", 8, 8, 4, 4, 36, f, u, gB, nil},
+		{"dB over u", 8, 8, 4, 8, 4, f, u, u, nil},
+		{"dB over dy", 8, 8, 4, 8, 4, f, u, f, nil},
+		{"part over dB", 8, 8, 4, 8, 4, f, u, gB, gB},
+		{"part over u", 8, 8, 4, 8, 4, f, u, gB, u},
+	} {
+		if err := d.ToBF16RowsDB(dst, c.ldd, c.src, c.lds, c.rows, c.cols, c.uu, c.r, c.g, c.p, 1); err == nil {
+			t.Errorf("%s: no error", c.name)
+		}
+	}
+	if err := d.ToBF16RowsDB(dst, 8, f, 8, 4, 8, u, 4, gB, part, 1); err != nil {
+		t.Errorf("apart, aligned: %v", err)
+	}
+}

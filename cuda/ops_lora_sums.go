@@ -46,8 +46,11 @@ func (d *Device) SwiGLUFwdU(a, ab, gb, ub, g, u, A, uOut, part *Buffer, rows, co
 	})
 }
 
-// The SwiGLU kernels that take the down projection's adapter products
-// while a = silu(g)·up is in registers (devnet's mlp_down_u.go, mlp_down_da.go).
+// The adapter's skinny products taken inside passes that read their
+// operand anyway (lora_sums.cu, swiglu.cu): the down projection's u and dA
+// while a = silu(g)·up is in registers (devnet's mlp_down_u.go,
+// mlp_down_da.go), a projection's dB while its dy is rounded to bf16
+// (lora_db.go).
 
 // SwiGLUDA is the down projection's adapter gradient that SwiGLUBwdRowsDA
 // takes as it makes a = silu(g)·u again: GA (R, cols) += DUᵀ·ã, DU (rows,
@@ -96,6 +99,33 @@ func (d *Device) SwiGLUBwdRowsDA(dgb, dub *Buffer, ld int, da, g, u *Buffer, row
 		return C.dc_swiglu_bwd_da((*C.uint16_t)(dgb.ptr), (*C.uint16_t)(dub.ptr), C.int64_t(ld), (*C.float)(da.ptr),
 			g.ptr, u.ptr, cbool(b16), C.int64_t(rows), C.int64_t(cols), (*C.float)(ga.GA.ptr), (*C.float)(ga.DU.ptr), C.int(r),
 			(*C.float)(addr(ga.Part)), C.int64_t(lenOf(ga.Part)), m.on, m.base, m.key, m.thresh, m.keep, &cj[0], C.int(len(jobs)))
+	})
+}
+
+// ToBF16RowsDB is ToBF16Rows (scale 1) of a projection's dy that also adds
+// its adapter's dB (cols × r) += s·dyᵀ·u, u (rows, r) the adapter's forward
+// input — the sums taken as dy passes on its way to bf16, where a TF32
+// GEMM read dy again. cols, both strides and r multiples of 4 (r ≤ 32),
+// every row 16-byte aligned (dst's 8-byte). part (f32, optional) holds the
+// row chunks' sums, ~rows/64·r·cols floats for the device's fill; nil adds
+// one chunk into gB itself. f32 sums over rows in order, the chunks in
+// order: the same bits every run.
+func (d *Device) ToBF16RowsDB(dst *Buffer, ldd int, src *Buffer, lds, rows, cols int, u *Buffer, r int, gB, part *Buffer, s float32) error {
+	e, es := extent(false, rows, cols, ldd), extent(false, rows, cols, lds)
+	c := check("bf16_rows_db").true(ldd >= cols && lds >= cols, "strides %d, %d below the %d columns", ldd, lds, cols).
+		true(cols%4 == 0 && ldd%4 == 0 && lds%4 == 0, "%d columns, strides %d, %d: want multiples of 4", cols, ldd, lds).
+		true(r >= 4 && r <= 32 && r%4 == 0, "rank %d: want a multiple of 4 up to 32", r).
+		buf("dst", dst, BF16, e).buf("src", src, F32, es).buf("u", u, F32, rows*r).buf("gB", gB, F32, cols*r).opt("part", part, F32, 0).
+		apart("dst", dst, e, "src", src, es).apart("dst", dst, e, "u", u, rows*r).apart("dst", dst, e, "gB", gB, cols*r).
+		apart("dst", dst, e, "part", part, lenOf(part)).apart("gB", gB, cols*r, "src", src, es).apart("gB", gB, cols*r, "u", u, rows*r).
+		apart("gB", gB, cols*r, "part", part, lenOf(part)).apart("part", part, lenOf(part), "src", src, es).
+		apart("part", part, lenOf(part), "u", u, rows*r)
+	if c.err != nil {
+		return c.err
+	}
+	return call(func() C.int {
+		return C.dc_bf16_rows_db((*C.uint16_t)(dst.ptr), C.int64_t(ldd), (*C.float)(src.ptr), C.int64_t(lds), C.int64_t(rows),
+			C.int64_t(cols), (*C.float)(u.ptr), C.int(r), (*C.float)(gB.ptr), (*C.float)(addr(part)), C.int64_t(lenOf(part)), C.float(s))
 	})
 }
 

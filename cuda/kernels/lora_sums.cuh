@@ -1,0 +1,69 @@
+// lora_sums.cuh: the adapter's column sums taken inside a pass over an
+// activation's rows — each thread 4 columns down a chunk of rows, R sums a
+// column (dA += duᵀ·a in the SwiGLU backward, dB += s·dyᵀ·u where dy is
+// rounded to bf16) — where a TF32 GEMM read the activation again: r·cols
+// outputs over K = rows, a product cuBLAS splits over K and serves poorly.
+// Inline device code only (each kernel's file has its kernels), no CUDA
+// runtime includes: cuda/emu compiles it on the host too.
+#pragma once
+
+// acc[c][k] += v.c·w[k] for k < r (r a multiple of 4, R ≥ r): one row's
+// four columns against its r weights (w 16-byte aligned, the same for
+// every thread of the block: one broadcast load a float4).
+template <int R>
+__device__ __forceinline__ void lora_sums_row(float (&acc)[4][R], float4 v, const float *w, int r) {
+  const float4 *w4 = reinterpret_cast<const float4 *>(w);
+#pragma unroll
+  for (int k4 = 0; k4 < R / 4; k4++) {
+    if (4 * k4 >= r) break;
+    const float4 x = __ldg(w4 + k4);
+    const float wk[4] = {x.x, x.y, x.z, x.w};
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+      acc[0][4 * k4 + q] = fmaf(v.x, wk[q], acc[0][4 * k4 + q]);
+      acc[1][4 * k4 + q] = fmaf(v.y, wk[q], acc[1][4 * k4 + q]);
+      acc[2][4 * k4 + q] = fmaf(v.z, wk[q], acc[2][4 * k4 + q]);
+      acc[3][4 * k4 + q] = fmaf(v.w, wk[q], acc[3][4 * k4 + q]);
+    }
+  }
+}
+
+// A thread's sums for columns j..j+3 into out: a chunk's partial (part:
+// stored) or the gradient itself (added, scaled by s). T: out is (cols, r)
+// — dB's layout, B being out × r — else (r, cols), dA's. 16-byte aligned
+// rows (cols and r multiples of 4).
+template <int R, bool T>
+__device__ __forceinline__ void lora_sums_store(const float (&acc)[4][R], float *out, bool part, float s, int64_t j,
+                                                int64_t cols, int r) {
+  if (T) {
+#pragma unroll
+    for (int c = 0; c < 4; c++)
+#pragma unroll
+      for (int k4 = 0; k4 < R / 4; k4++) {
+        if (4 * k4 >= r) break;
+        float4 *p = reinterpret_cast<float4 *>(out + (j + c) * r + 4 * k4);
+        const float4 a = make_float4(acc[c][4 * k4], acc[c][4 * k4 + 1], acc[c][4 * k4 + 2], acc[c][4 * k4 + 3]);
+        if (part) {
+          *p = a;
+        } else {
+          float4 v = *p;
+          v.x += s * a.x, v.y += s * a.y, v.z += s * a.z, v.w += s * a.w;
+          *p = v;
+        }
+      }
+    return;
+  }
+#pragma unroll
+  for (int k = 0; k < R; k++) {
+    if (k >= r) break;
+    float4 *p = reinterpret_cast<float4 *>(out + k * cols + j);
+    const float4 a = make_float4(acc[0][k], acc[1][k], acc[2][k], acc[3][k]);
+    if (part) {
+      *p = a;
+    } else {
+      float4 v = *p;
+      v.x += s * a.x, v.y += s * a.y, v.z += s * a.z, v.w += s * a.w;
+      *p = v;
+    }
+  }
+}
