@@ -128,3 +128,7 @@ func SwiGLUULayers() int64 { return swigluULayers.Load() }
 // SwiGLUDALayers is how many layers' SwiGLU backward has summed the down
 // adapter's dA (mlp_down_da.go) in this process.
 func SwiGLUDALayers() int64 { return swigluDALayers.Load() }
+
+// RowsDBMods is how many projections' backward have summed their dB in
+// their dy's rounding (lora_db.go) in this process.
+func RowsDBMods() int64 { return rowsDBMods.Load() }

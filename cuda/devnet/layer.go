@@ -262,12 +262,17 @@ func (p *pass) linBFused(dx, dy, x *cuda.Buffer, l, i int, beta float32) {
 	} else {
 		p.loraRows(du, dy, B, r, out, true, s)
 	}
+	// dy's rounding takes dB too (lora_db.go), before the tile is staged.
+	db := h == nil && p.rowsDB(l, i, dy, yb, ldy)
+	if db {
+		p.rowsDBRun(l, i, dy, yb, ldy)
+	}
 	p.mark("dequant")
 	var jobs []cuda.BF16Rows // W's rows, then A's; dy, and du beside it
 	if ra > 0 {
 		jobs = append(jobs, cuda.BF16Rows{Dst: p.tile.View(out*in, r*in), LDD: in, Src: A, LDS: in, Rows: r, Cols: in, Scale: 1})
 	}
-	if h == nil {
+	if h == nil && !db {
 		jobs = append(jobs, cuda.BF16Rows{Dst: yb, LDD: ldy, Src: dy, LDS: out, Rows: n, Cols: out, Scale: 1})
 	}
 	if ra > 0 {
@@ -277,9 +282,10 @@ func (p *pass) linBFused(dx, dy, x *cuda.Buffer, l, i int, beta float32) {
 	p.mark("gemm")
 	p.do(d.GemmBF16(false, false, n, in, out+ra, 1, yb, ldy, p.tile, in, beta, dx, in))
 	p.mark("lora")
-	if h != nil {
+	switch {
+	case h != nil:
 		p.do(d.GemmBF16(true, false, out, r, n, s, yb, ldy, h.u, r, 1, gB, r)) // dB += s·dyᵀ·u
-	} else {
+	case !db:
 		p.loraCols(gB, dy, u, out, r, false, s)
 	}
 	if p.drop != nil {
@@ -329,23 +335,37 @@ func (p *pass) linQKVB(dx *cuda.Buffer, dy [3]*cuda.Buffer, x *cuda.Buffer, l in
 	defer p.mark("elementwise")
 	s := p.nt.A.Config.Scaling()
 	yb, tile := p.xb.View(0, n*K), p.tile.View(0, K*in)
+	// Each module's du, and its dB where dy's rounding takes it (lora_db.go:
+	// all three before the tile is staged, their sums in it), then the stack.
+	var db [3]bool
 	row := 0 // the stack's row (tile) and column (yb) of module i's block
 	for i, m := range mods {
-		w := p.nt.layers[l].w[m]
-		A, B, _, _ := p.pair(l, m)
-		out, du := w.rows, p.s.du.View(i*n*r, n*r)
+		_, B, _, _ := p.pair(l, m)
+		out, dst := p.nt.layers[l].w[m].rows, yb.View(row, n*K-row)
 		p.mark("lora")
-		p.loraRows(du, dy[i], B, r, out, true, s) // du = s·dy·B
-		p.mark("dequant")
-		dyJob := cuda.BF16Rows{Dst: yb.View(row, n*K-row), LDD: K, Src: dy[i], LDS: out, Rows: n, Cols: out, Scale: 1}
-		if ra == 0 { // W's rows; dy
-			p.do(d.NF4Stage(tile.View(row*in, out*in), w.nf4, in, dyJob))
-		} else { // W then A's rows; dy and du side by side
-			p.do(d.NF4Stage(tile.View(row*in, (out+r)*in), w.nf4, in,
-				cuda.BF16Rows{Dst: tile.View((row+out)*in, r*in), LDD: in, Src: A, LDS: in, Rows: r, Cols: in, Scale: 1},
-				dyJob,
-				cuda.BF16Rows{Dst: yb.View(row+out, n*K-row-out), LDD: K, Src: du, LDS: r, Rows: n, Cols: r, Scale: 1}))
+		p.loraRows(p.s.du.View(i*n*r, n*r), dy[i], B, r, out, true, s) // du = s·dy·B
+		if db[i] = row%4 == 0 && p.rowsDB(l, m, dy[i], dst, K); db[i] {
+			p.rowsDBRun(l, m, dy[i], dst, K)
 		}
+		row += out + ra
+	}
+	row = 0
+	for i, m := range mods {
+		w := p.nt.layers[l].w[m]
+		A, _, _, _ := p.pair(l, m)
+		out, du := w.rows, p.s.du.View(i*n*r, n*r)
+		p.mark("dequant")
+		var jobs []cuda.BF16Rows // A's rows after W's; dy (unless rounded already) and du side by side
+		if ra > 0 {
+			jobs = append(jobs, cuda.BF16Rows{Dst: tile.View((row+out)*in, r*in), LDD: in, Src: A, LDS: in, Rows: r, Cols: in, Scale: 1})
+		}
+		if !db[i] {
+			jobs = append(jobs, cuda.BF16Rows{Dst: yb.View(row, n*K-row), LDD: K, Src: dy[i], LDS: out, Rows: n, Cols: out, Scale: 1})
+		}
+		if ra > 0 {
+			jobs = append(jobs, cuda.BF16Rows{Dst: yb.View(row+out, n*K-row-out), LDD: K, Src: du, LDS: r, Rows: n, Cols: r, Scale: 1})
+		}
+		p.do(d.NF4Stage(tile.View(row*in, (out+ra)*in), w.nf4, in, jobs...))
 		row += out + ra
 	}
 	beta := float32(1)
@@ -358,7 +378,9 @@ func (p *pass) linQKVB(dx *cuda.Buffer, dy [3]*cuda.Buffer, x *cuda.Buffer, l in
 	for i, m := range mods {
 		A, _, gA, gB := p.pair(l, m)
 		out, du := p.nt.layers[l].w[m].rows, p.s.du.View(i*n*r, n*r)
-		p.loraCols(gB, dy[i], p.a.u[m], out, r, false, s) // dB += s·dyᵀ·u
+		if !db[i] {
+			p.loraCols(gB, dy[i], p.a.u[m], out, r, false, s) // dB += s·dyᵀ·u
+		}
 		if p.drop == nil {
 			if !p.deferGA {
 				p.loraCols(gA, x, du, in, r, true, 1) // dA += duᵀ·x
