@@ -443,3 +443,55 @@ func BenchmarkRowsDB(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkColSums: the adapter's dA += duᵀ·x at Qwen2.5-1.5B's shapes,
+// 2,048 tokens, r 16 — q, k and v's (x 1,536 wide, three members) and o's
+// (one) — as a batch of TF32 GEMMs (the default) against one pass over x
+// (LoRAColSums, DISTILL_CUDA_COL_DA); and under LoRA dropout, where the
+// default writes each member's masked copy first. GB/s: x's bytes once.
+func BenchmarkColSums(b *testing.B) {
+	const n, in, r = 2048, 1536, 16
+	d := device(b)
+	rg := rng(12)
+	x, du := up(b, d, cuda.F32, randn(rg, n*in, 1)), up(b, d, cuda.F32, randn(rg, 3*n*r, 1))
+	gA, part, masked := zeros(b, d, cuda.F32, 3*r*in), zeros(b, d, cuda.F32, 3*32*r*in), zeros(b, d, cuda.F32, 3*n*in)
+	const thresh, keep = uint64((1 << 64) / 20), float32(1 / 0.95) // p 0.05
+	bases := []uint64{1, 2, 3}
+	for _, members := range []int{3, 1} {
+		batch := cuda.Batch{Count: members, SA: n * r, SB: 0, SC: r * in}
+		for _, c := range []struct {
+			name string
+			run  func() error
+		}{
+			{"tf32", func() error {
+				return d.GemmTF32Batched(true, false, r, in, n, 1, du, r, x, in, 1, gA, in, batch)
+			}},
+			{"fused", func() error { return d.LoRAColSums(gA, x, du, n, in, r, members, part, nil) }},
+			{"dropout/masks+tf32", func() error {
+				for m := range members {
+					if err := d.Dropout(masked.View(m*n*in, n*in), x, n*in, bases[m], thresh, keep); err != nil {
+						return err
+					}
+				}
+				bd := batch
+				bd.SB = n * in
+				return d.GemmTF32Batched(true, false, r, in, n, 1, du, r, masked, in, 1, gA, in, bd)
+			}},
+			{"dropout/fused", func() error {
+				return d.LoRAColSums(gA, x, du, n, in, r, members, part, &cuda.LoRADrop{Bases: bases[:members], Thresh: thresh, Keep: keep})
+			}},
+		} {
+			b.Run(fmt.Sprintf("members%d/%s", members, c.name), func(b *testing.B) {
+				ok(b, c.run())
+				benchDone(b, d)
+				b.ResetTimer()
+				for range b.N {
+					ok(b, c.run())
+				}
+				benchDone(b, d)
+				reportRate(b, float64(4*n*in), "GB/s")
+				b.ReportMetric(b.Elapsed().Seconds()/float64(b.N)*1e6, "µs/op")
+			})
+		}
+	}
+}

@@ -387,3 +387,95 @@ func TestToBF16RowsDB(t *testing.T) {
 		t.Errorf("apart, aligned: %v", err)
 	}
 }
+
+// TestLoRAColSums: dA_m += du_mᵀ·x̃_m for one to three adapters sharing x
+// within f32's rounding of the f64 sum over the rows — x̃_m = x, or under
+// LoRA dropout x under member m's own mask (Dropout's, with m's key given
+// or read from the device) — in one chunk of rows (no part: into dA
+// itself) and in many, the same bits on a second run; ranks 4 to 32.
+func TestLoRAColSums(t *testing.T) {
+	d := device(t)
+	const p = 0.3
+	thresh, keep := uint64(p*math.Exp2(64)), float32(1/(1-p))
+	for _, c := range []struct{ rows, cols, r, members int }{{1, 8, 4, 1}, {37, 96, 8, 3}, {300, 1000, 16, 2}, {130, 520, 32, 1}, {65, 2048, 12, 3}} {
+		for _, drop := range []string{"none", "base", "key"} {
+			t.Run(shapeName("%dx%d_r%d_m%d_drop_%s", c.rows, c.cols, c.r, c.members, drop), func(t *testing.T) {
+				n, nr, rc := c.rows*c.cols, c.rows*c.r, c.r*c.cols
+				rg := rng(uint64(n + c.r + c.members))
+				x, du, gA0 := randn(rg, n, 1), randn(rg, c.members*nr, 1), randn(rg, c.members*rc, 1)
+				xd, dud := up(t, d, cuda.F32, x), up(t, d, cuda.F32, du)
+				bases := []uint64{0x1234_5678_9abc_def0, 0x0fed_cba9_8765_4321, 0x5555_aaaa_3333_cccc}[:c.members]
+				var dr *cuda.LoRADrop
+				switch drop {
+				case "base":
+					dr = &cuda.LoRADrop{Bases: bases, Thresh: thresh, Keep: keep}
+				case "key":
+					dr = &cuda.LoRADrop{Keys: up(t, d, cuda.U64, bases), Thresh: thresh, Keep: keep}
+				}
+				want, scale := make([]float64, c.members*rc), make([]float64, c.members*rc)
+				for m := range c.members {
+					xm := x
+					if dr != nil {
+						md := zeros(t, d, cuda.F32, n)
+						ok(t, d.Dropout(md, xd, n, bases[m], thresh, keep))
+						xm = down(t, md)
+					}
+					for k := range c.r {
+						for j := range c.cols {
+							o := m*rc + k*c.cols + j
+							want[o] = float64(gA0[o])
+							for i := range c.rows {
+								v := float64(du[m*nr+i*c.r+k]) * float64(xm[i*c.cols+j])
+								want[o] += v
+								scale[o] += v * v
+							}
+						}
+					}
+				}
+				var first []float32
+				for _, partLen := range []int{0, c.members * c.rows * rc, c.members * c.rows * rc} {
+					gA := up(t, d, cuda.F32, gA0)
+					var part *cuda.Buffer
+					if partLen > 0 {
+						part = zeros(t, d, cuda.F32, partLen)
+					}
+					ok(t, d.LoRAColSums(gA, xd, dud, c.rows, c.cols, c.r, c.members, part, dr))
+					got := down(t, gA)
+					for i, v := range got {
+						if e := math.Abs(float64(v) - want[i]); e > 1e-6*math.Sqrt(scale[i])*math.Sqrt(float64(c.rows))+1e-6*math.Abs(want[i]) || v != v {
+							t.Fatalf("part %d: member %d dA[%d][%d] = %v, want %v (|Δ| %.2e)", partLen, i/rc, i%rc/c.cols, i%c.cols, v, want[i], e)
+						}
+					}
+					switch {
+					case partLen == 0:
+					case first == nil:
+						first = got
+					case !slices.Equal(got, first):
+						t.Fatal("dA differs between two runs in chunks")
+					}
+				}
+			})
+		}
+	}
+	x, du, gA, part := zeros(t, d, cuda.F32, 256), zeros(t, d, cuda.F32, 256), zeros(t, d, cuda.F32, 256), zeros(t, d, cuda.F32, 1024)
+	for _, c := range []struct {
+		name             string
+		cols, r, members int
+		g, p             *cuda.Buffer
+		drop             *cuda.LoRADrop
+	}{
+		{"6 columns", 6, 4, 1, gA, nil, nil},
+		{"rank 6", 8, 6, 1, gA, nil, nil},
+		{"four members", 8, 4, 4, gA, nil, nil},
+		{"dA over x", 8, 4, 1, x, nil, nil},
+		{"part over du", 8, 4, 1, gA, du, nil},
+		{"two keys for three", 8, 4, 3, gA, nil, &cuda.LoRADrop{Bases: []uint64{1, 2}}},
+	} {
+		if err := d.LoRAColSums(c.g, x, du, 4, c.cols, c.r, c.members, c.p, c.drop); err == nil {
+			t.Errorf("%s: no error", c.name)
+		}
+	}
+	if err := d.LoRAColSums(gA, x, du, 4, 8, 4, 3, part, nil); err != nil {
+		t.Errorf("apart, aligned: %v", err)
+	}
+}

@@ -50,7 +50,7 @@ func (d *Device) SwiGLUFwdU(a, ab, gb, ub, g, u, A, uOut, part *Buffer, rows, co
 // operand anyway (lora_sums.cu, swiglu.cu): the down projection's u and dA
 // while a = silu(g)·up is in registers (devnet's mlp_down_u.go,
 // mlp_down_da.go), a projection's dB while its dy is rounded to bf16
-// (lora_db.go).
+// (lora_db.go), and dA in one pass over the input (lora_da.go).
 
 // SwiGLUDA is the down projection's adapter gradient that SwiGLUBwdRowsDA
 // takes as it makes a = silu(g)·u again: GA (R, cols) += DUᵀ·ã, DU (rows,
@@ -126,6 +126,54 @@ func (d *Device) ToBF16RowsDB(dst *Buffer, ldd int, src *Buffer, lds, rows, cols
 	return call(func() C.int {
 		return C.dc_bf16_rows_db((*C.uint16_t)(dst.ptr), C.int64_t(ldd), (*C.float)(src.ptr), C.int64_t(lds), C.int64_t(rows),
 			C.int64_t(cols), (*C.float)(u.ptr), C.int(r), (*C.float)(gB.ptr), (*C.float)(addr(part)), C.int64_t(lenOf(part)), C.float(s))
+	})
+}
+
+// LoRAColSums adds dA_m (r × cols) += du_mᵀ·x̃_m for members m (1 to 3)
+// adapters that share their input x (rows × cols): du_m (rows × r) at du's
+// element m·rows·r, dA_m at gA's m·r·cols (a group's A's lie back to back);
+// x̃_m = x, or under LoRA dropout (drop: one key a member, Bases or Keys) x
+// under member m's mask as Dropout makes it — in one pass over x (each
+// member's blocks read it), where a TF32 GEMM (a batch of them) read it, or
+// its masked copies, again. cols and r multiples of 4 (r ≤ 32), rows
+// 16-byte aligned. part (f32, optional) holds the row chunks' sums,
+// ~members·rows/64·r·cols floats for the device's fill; nil adds one chunk
+// into dA itself. f32 sums over rows in order, the chunks in order.
+func (d *Device) LoRAColSums(gA, x, du *Buffer, rows, cols, r, members int, part *Buffer, drop *LoRADrop) error {
+	c := check("lora_col_sums").true(cols%4 == 0, "%d columns: want a multiple of 4", cols).
+		true(r >= 4 && r <= 32 && r%4 == 0, "rank %d: want a multiple of 4 up to 32", r).
+		true(members >= 1 && members <= 3, "%d members (1 to 3)", members).
+		buf("gA", gA, F32, members*r*cols).buf("x", x, F32, rows*cols).buf("du", du, F32, members*rows*r).opt("part", part, F32, 0).
+		apart("gA", gA, members*r*cols, "x", x, rows*cols).apart("gA", gA, members*r*cols, "du", du, members*rows*r).
+		apart("gA", gA, members*r*cols, "part", part, lenOf(part)).apart("part", part, lenOf(part), "x", x, rows*cols).
+		apart("part", part, lenOf(part), "du", du, members*rows*r)
+	var bases [3]C.uint64_t
+	var keys *C.uint64_t
+	var on C.int
+	var thresh C.uint64_t
+	keep := C.float(1)
+	if drop != nil {
+		if drop.Keys != nil {
+			c = c.buf("drop's keys", drop.Keys, U64, members)
+		} else {
+			c = c.true(len(drop.Bases) == members, "%d keys for %d members", len(drop.Bases), members)
+		}
+		if c.err == nil {
+			on, thresh, keep = 1, C.uint64_t(drop.Thresh), C.float(drop.Keep)
+			if drop.Keys != nil {
+				keys = (*C.uint64_t)(drop.Keys.ptr)
+			}
+			for m, b := range drop.Bases {
+				bases[m] = C.uint64_t(b)
+			}
+		}
+	}
+	if c.err != nil {
+		return c.err
+	}
+	return call(func() C.int {
+		return C.dc_lora_col_sums((*C.float)(gA.ptr), (*C.float)(x.ptr), (*C.float)(du.ptr), C.int64_t(rows), C.int64_t(cols),
+			C.int(r), C.int(members), (*C.float)(addr(part)), C.int64_t(lenOf(part)), on, &bases[0], keys, thresh, keep)
 	})
 }
 

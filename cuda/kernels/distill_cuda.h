@@ -146,6 +146,14 @@ int dc_lora_sums_add(float *g, const float *part, int64_t n, int chunks, float s
 // row chunks' sums (too small for two: one chunk, into gB itself).
 int dc_bf16_rows_db(uint16_t *dst, int64_t ldd, const float *src, int64_t lds, int64_t rows, int64_t cols,
                     const float *u, int r, float *gB, float *part, int64_t part_len, float s);
+// dA_m (r × cols) += du_mᵀ·x̃_m for members m < members (1 to 3) sharing x
+// (rows × cols): du_m at du + m·rows·r, dA_m at gA + m·r·cols; x̃_m = x, or
+// when drop x under member m's mask (key bases[m], or base_at[m]).
+// cols and r multiples of 4 (r ≤ 32), rows aligned; part (part_len
+// floats) holds the row chunks' sums.
+int dc_lora_col_sums(float *gA, const float *x, const float *du, int64_t rows, int64_t cols, int r, int members,
+                     float *part, int64_t part_len, int drop, const uint64_t *bases, const uint64_t *base_at,
+                     uint64_t thresh, float keep);
 
 // ---- embed.cu ----
 // out(n, d) = table[ids[i]] widened; dtype 0 f32, 1 f16, 2 bf16 (tensor.DType).

@@ -6,6 +6,30 @@
 // Inline device code only (each kernel's file has its kernels), no CUDA
 // runtime includes: cuda/emu compiles it on the host too.
 #pragma once
+#include "devmath.cuh"
+
+// LoRA dropout's mask over a rows × cols input x (k_dropout's): element i
+// kept where dc_mix(key + i) ≥ thresh and then scaled by keep, key base or,
+// a recorded step's, *base_at; on 0: no mask.
+struct lora_mask {
+  int on;
+  uint64_t base, thresh;
+  const uint64_t *base_at;
+  float keep;
+};
+
+__device__ __forceinline__ uint64_t lora_mask_key(const lora_mask &m) {
+  return m.on ? (m.base_at ? *m.base_at : m.base) : 0;
+}
+
+// v (x's elements e..e+3, the key already added to e) as the mask leaves them.
+__device__ __forceinline__ float4 lora_masked(float4 v, uint64_t e, const lora_mask &m) {
+  v.x = dc_mix(e) < m.thresh ? 0.f : v.x * m.keep;
+  v.y = dc_mix(e + 1) < m.thresh ? 0.f : v.y * m.keep;
+  v.z = dc_mix(e + 2) < m.thresh ? 0.f : v.z * m.keep;
+  v.w = dc_mix(e + 3) < m.thresh ? 0.f : v.w * m.keep;
+  return v;
+}
 
 // acc[c][k] += v.c·w[k] for k < r (r a multiple of 4, R ≥ r): one row's
 // four columns against its r weights (w 16-byte aligned, the same for

@@ -152,7 +152,7 @@ extern "C" int dc_swiglu_u(float *a, uint16_t *ab, uint16_t *gb, uint16_t *ub, c
   if (groups > 65535) return dc_fail("too many rows", "swiglu_u(%lld×%lld)", (long long)rows, (long long)cols);
   dim3 grid((unsigned)chunks, (unsigned)groups);
   auto *o = (__nv_bfloat16 *)ab, *go = (__nv_bfloat16 *)gb, *uo = (__nv_bfloat16 *)ub;
-  const swiglu_mask M{drop, base, thresh, base_at, keep};
+  const lora_mask M{drop, base, thresh, base_at, keep};
   if (b16 && r <= 16)
     DC_LAUNCH(grid, 256, 0, k_swiglu_u<true, 16, 4>)(a, o, go, uo, g, u, A, out, rows, cols, r, cw, M);
   else if (b16)

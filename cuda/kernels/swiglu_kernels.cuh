@@ -172,31 +172,10 @@ __global__ void __launch_bounds__(256) k_swiglu_bwd_rows(__nv_bfloat16 *dgb, __n
   }
 }
 
-// ---- LoRA dropout's mask on the down projection's adapter input ----
-
-// k_dropout's mask over a rows × cols input a: element i kept where
-// dc_mix(key + i) ≥ thresh and then scaled by keep, key base or, a recorded
-// step's, *base_at; on 0: no mask.
-struct swiglu_mask {
-  int on;
-  uint64_t base, thresh;
-  const uint64_t *base_at;
-  float keep;
-};
-
-// v (a's elements e..e+3, key already added to e) as the mask leaves them.
-__device__ __forceinline__ float4 swiglu_masked(float4 v, uint64_t e, const swiglu_mask &m) {
-  v.x = dc_mix(e) < m.thresh ? 0.f : v.x * m.keep;
-  v.y = dc_mix(e + 1) < m.thresh ? 0.f : v.y * m.keep;
-  v.z = dc_mix(e + 2) < m.thresh ? 0.f : v.z * m.keep;
-  v.w = dc_mix(e + 3) < m.thresh ? 0.f : v.w * m.keep;
-  return v;
-}
-
 // ---- The forward with the down projection's adapter input ----
 
 // SwiGLU's forward that also takes the down adapter's u = ã·Aᵀ (A: r × cols
-// f32, r ≤ R; ã = a, or under LoRA dropout a∘mask·keep: M) while a is in
+// f32, r ≤ R; ã = a, or under LoRA dropout a∘mask·keep: M, lora_sums.cuh) while a is in
 // registers, where a GEMM would read all of a (or its masked copy) again: a warp takes RW rows over one chunk of columns ([c0, c1), chunk
 // blockIdx.x of width cw, a multiple of 128: each lane 4 columns at a time),
 // writes what the SwiGLU writes (a f32, ab bf16, gb and ub the f32 g and u
@@ -208,12 +187,12 @@ __device__ __forceinline__ float4 swiglu_masked(float4 v, uint64_t e, const swig
 template <bool B16, int R, int RW>
 __global__ void __launch_bounds__(256) k_swiglu_u(float *a, __nv_bfloat16 *ab, __nv_bfloat16 *gb, __nv_bfloat16 *ub,
                                                   const void *g, const void *u, const float *A, float *part,
-                                                  int64_t rows, int64_t cols, int r, int64_t cw, swiglu_mask M) {
+                                                  int64_t rows, int64_t cols, int r, int64_t cw, lora_mask M) {
   const int lane = threadIdx.x & 31;
   const int64_t row0 = ((int64_t)blockIdx.y * (blockDim.x >> 5) + (threadIdx.x >> 5)) * RW;
   if (row0 >= rows) return;  // the whole warp: no collective below is left waiting
   const int64_t c0 = blockIdx.x * cw, c1 = c0 + cw < cols ? c0 + cw : cols;
-  const uint64_t key = M.on ? (M.base_at ? *M.base_at : M.base) : 0;
+  const uint64_t key = lora_mask_key(M);
   float acc[RW][R];
 #pragma unroll
   for (int i = 0; i < RW; i++)
@@ -239,7 +218,7 @@ __global__ void __launch_bounds__(256) k_swiglu_u(float *a, __nv_bfloat16 *ab, _
       if (a) reinterpret_cast<float4 *>(a)[e] = v[i];
       if (ab) reinterpret_cast<uint2 *>(ab)[e] = dc_pack_bf16x4(v[i]);
       if (gb) reinterpret_cast<uint2 *>(gb)[e] = dc_pack_bf16x4(gv), reinterpret_cast<uint2 *>(ub)[e] = dc_pack_bf16x4(uv);
-      if (M.on) v[i] = swiglu_masked(v[i], key + (uint64_t)(row * cols + j), M);  // the adapter's input alone
+      if (M.on) v[i] = lora_masked(v[i], key + (uint64_t)(row * cols + j), M);  // the adapter's input alone
     }
 #pragma unroll
     for (int k = 0; k < R; k++) {  // each float4 of A read once for the warp's rows
@@ -272,7 +251,7 @@ __global__ void k_swiglu_u_sum(float *u, const float *part, int64_t n, int chunk
 // ---- The backward with the down projection's adapter gradient ----
 
 // The down adapter's dA += duᵀ·ã, ã = a or under LoRA dropout a∘mask·keep
-// (swiglu_mask), a = silu(g)·u made again from the
+// (lora_mask), a = silu(g)·u made again from the
 // SwiGLU backward's own operands where a GEMM read all of a (f32, n·F: the
 // layer's widest activation) — and, kept compact, where a was written for it.
 // du (rows, r; r a multiple of 4, 16-byte aligned) is the adapter's s·dy·B.
@@ -284,7 +263,7 @@ struct swiglu_da {
   const float *du;
   int r;
   int64_t rc, cblocks;  // rows a chunk; blocks across the columns (4·blockDim.x columns each)
-  swiglu_mask mask;
+  lora_mask mask;
 };
 
 // k_swiglu_bwd_rows by 4 (its formulas, in its order, into the same rows)
@@ -306,7 +285,7 @@ __global__ void __launch_bounds__(128) k_swiglu_bwd_da(__nv_bfloat16 *dgb, __nv_
   const int64_t j = (cb * blockDim.x + threadIdx.x) * 4;  // this thread's first column
   if (j >= cols) return;                                  // no collective below
   const int64_t r0 = chunk * D.rc, r1 = r0 + D.rc < rows ? r0 + D.rc : rows;
-  const uint64_t key = D.mask.on ? (D.mask.base_at ? *D.mask.base_at : D.mask.base) : 0;
+  const uint64_t key = lora_mask_key(D.mask);
   float acc[4][R];
 #pragma unroll
   for (int c = 0; c < 4; c++)
@@ -327,7 +306,7 @@ __global__ void __launch_bounds__(128) k_swiglu_bwd_da(__nv_bfloat16 *dgb, __nv_
     const int64_t o = row * (ld / 4) + j / 4;
     reinterpret_cast<uint2 *>(dgb)[o] = dc_pack_bf16x4(rg);
     reinterpret_cast<uint2 *>(dub)[o] = dc_pack_bf16x4(ru);
-    if (D.mask.on) ra = swiglu_masked(ra, key + (uint64_t)(row * cols + j), D.mask);
+    if (D.mask.on) ra = lora_masked(ra, key + (uint64_t)(row * cols + j), D.mask);
     lora_sums_row<R>(acc, ra, D.du + row * D.r, D.r);
   }
   if (D.part)
