@@ -132,3 +132,7 @@ func SwiGLUDALayers() int64 { return swigluDALayers.Load() }
 // RowsDBMods is how many projections' backward have summed their dB in
 // their dy's rounding (lora_db.go) in this process.
 func RowsDBMods() int64 { return rowsDBMods.Load() }
+
+// ColDAMods is how many modules' dA one pass over their input has summed
+// (lora_da.go) in this process.
+func ColDAMods() int64 { return colDAMods.Load() }

@@ -163,7 +163,7 @@ func (p *pass) linB(dx, dy, x *cuda.Buffer, l, i int, set bool) {
 	p.loraRows(du, dy, B, r, out, true, s)  // du = s·dy·B
 	p.loraCols(gB, dy, u, out, r, false, s) // dB += s·dyᵀ·u
 	if p.drop == nil {
-		if !p.deferGA {
+		if !p.deferGA && !p.colDA(gA, x, du, l, []int{i}) {
 			p.loraCols(gA, x, du, in, r, true, 1) // dA += duᵀ·x
 		}
 		p.do(d.GemmTF32(false, false, n, in, r, 1, du, r, A, in, 1, dx, in))
@@ -178,6 +178,9 @@ func (p *pass) linB(dx, dy, x *cuda.Buffer, l, i int, set bool) {
 func (p *pass) loraGradA(x *cuda.Buffer, l, i int) {
 	_, _, gA, _ := p.pair(l, i)
 	if gA == nil || p.nt.skip["lora"] {
+		return
+	}
+	if p.colDA(gA, x, p.du(), l, []int{i}) {
 		return
 	}
 	n, r, in := p.n, p.nt.A.Config.R, p.nt.layers[l].w[i].cols
@@ -196,7 +199,7 @@ func (p *pass) loraDroppedBwd(dx, x, du, A, gA *cuda.Buffer, l, i int) {
 	d, n, r, in := p.d, p.n, p.nt.A.Config.R, p.nt.layers[l].w[i].cols
 	site := l*nMod + i
 	buf := p.dropBuf.View(0, n*in)
-	if !p.deferGA {
+	if !p.deferGA && !p.colDA(gA, x, du, l, []int{i}) {
 		if !p.holdsDropped(x, site, n*in) {
 			p.dropout(buf, x, n*in, site) // the adapter saw x∘mask/(1−p)
 		}
@@ -293,7 +296,7 @@ func (p *pass) linBFused(dx, dy, x *cuda.Buffer, l, i int, beta float32) {
 		stagedBwd.Add(1)
 		return
 	}
-	if !p.deferGA {
+	if !p.deferGA && !p.colDA(gA, x, du, l, []int{i}) {
 		p.loraCols(gA, x, du, in, r, true, 1) // dA += duᵀ·x
 	}
 	fusedLoRABwd.Add(1)
@@ -382,7 +385,7 @@ func (p *pass) linQKVB(dx *cuda.Buffer, dy [3]*cuda.Buffer, x *cuda.Buffer, l in
 			p.loraCols(gB, dy[i], p.a.u[m], out, r, false, s) // dB += s·dyᵀ·u
 		}
 		if p.drop == nil {
-			if !p.deferGA {
+			if !p.deferGA && !p.colDA(gA, x, du, l, []int{m}) {
 				p.loraCols(gA, x, du, in, r, true, 1) // dA += duᵀ·x
 			}
 		} else {

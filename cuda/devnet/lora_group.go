@@ -107,6 +107,11 @@ func (p *pass) groupBwd(l int, mods []int) bool {
 func (p *pass) loraGradAGroup(x *cuda.Buffer, l int, mods []int) {
 	_, gA, _, in, _ := p.loraGroup(l, mods)
 	n, r := p.n, p.nt.A.Config.R
+	if p.colDA(gA, x, p.s.du, l, mods) { // one pass over x, the masks in the kernel (lora_da.go)
+		groupedLoRA.Add(1)
+		p.mark("elementwise")
+		return
+	}
 	p.mark("lora")
 	xs, sx := p.groupInput(x, l, in, mods)
 	p.do(p.d.GemmTF32Batched(true, false, r, in, n, 1, p.s.du, r, xs, in, 1, gA, in,

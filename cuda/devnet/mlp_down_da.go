@@ -52,24 +52,9 @@ func (p *pass) gradA(l int) *cuda.SwiGLUDA {
 		p.do(err)
 		ga.Part = part
 	}
-	ga.Drop = p.downMask(l)
+	ga.Drop = p.masks(l, []int{mDown})
 	swigluDALayers.Add(1)
 	return ga
-}
-
-// downMask is the LoRA dropout mask of layer l's down adapter input for
-// the SwiGLU kernels that make it themselves (nil without dropout): its
-// key, or in a recorded pass the key's place on the device.
-func (p *pass) downMask(l int) *cuda.LoRADrop {
-	if p.drop == nil {
-		return nil
-	}
-	site := l*nMod + mDown
-	base, thresh, keep := p.drop(site)
-	if p.dropKeys != nil {
-		return &cuda.LoRADrop{Keys: p.dropKeys.View(site, 1), Thresh: thresh, Keep: keep}
-	}
-	return &cuda.LoRADrop{Bases: []uint64{base}, Thresh: thresh, Keep: keep}
 }
 
 // swigluDAVerified: the down adapter's dA from the SwiGLU backward (this

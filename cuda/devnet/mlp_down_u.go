@@ -48,7 +48,7 @@ func (p *pass) swigluFwdU(l int, a, ab, g, up *cuda.Buffer) {
 	part, err := p.tile.Carve(cuda.F32, 0, p.tile.Len/2)
 	p.do(err)
 	n, F := p.n, p.nt.M.Config.IntermediateSize
-	p.do(p.d.SwiGLUFwdU(a, ab, gb, ub, g, up, A, acts.u[mDown], part, n, F, p.nt.A.Config.R, p.downMask(l)))
+	p.do(p.d.SwiGLUFwdU(a, ab, gb, ub, g, up, A, acts.u[mDown], part, n, F, p.nt.A.Config.R, p.masks(l, []int{mDown})))
 	p.uReady |= 1 << mDown
 	swigluULayers.Add(1)
 }
