@@ -495,3 +495,47 @@ func BenchmarkColSums(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRowSums: the adapter's u = x·Aᵀ and du = s·dy·B at Qwen2.5-1.5B's
+// shapes, 2,048 tokens, r 16 — q, k and v's u (x 1,536 wide, three
+// members), down's u (a 8,960 wide) and o's du (dy 1,536 wide) — as (a
+// batch of) TF32 GEMMs (the default) against one pass over x (LoRARowSums,
+// DISTILL_CUDA_ROW_SUMS). GB/s: x's bytes once.
+func BenchmarkRowSums(b *testing.B) {
+	const n, r = 2048, 16
+	d := device(b)
+	rg := rng(13)
+	for _, c := range []struct {
+		name       string
+		k, members int
+		tr         bool
+	}{{"qkv_u", 1536, 3, false}, {"down_u", 8960, 1, false}, {"o_du", 1536, 1, true}} {
+		x, W := up(b, d, cuda.F32, randn(rg, n*c.k, 1)), up(b, d, cuda.F32, randn(rg, c.members*r*c.k, 0.02))
+		out, part := zeros(b, d, cuda.F32, c.members*n*r), zeros(b, d, cuda.F32, c.members*64*n*r)
+		for _, v := range []struct {
+			name string
+			run  func() error
+		}{
+			{"tf32", func() error {
+				if c.tr {
+					return d.GemmTF32(false, false, n, r, c.k, 2, x, c.k, W, r, 0, out, r)
+				}
+				return d.GemmTF32Batched(false, true, n, r, c.k, 1, x, c.k, W, c.k, 0, out, r,
+					cuda.Batch{Count: c.members, SA: 0, SB: r * c.k, SC: n * r})
+			}},
+			{"fused", func() error { return d.LoRARowSums(out, x, W, n, c.k, r, c.members, c.tr, 2, part, nil) }},
+		} {
+			b.Run(c.name+"/"+v.name, func(b *testing.B) {
+				ok(b, v.run())
+				benchDone(b, d)
+				b.ResetTimer()
+				for range b.N {
+					ok(b, v.run())
+				}
+				benchDone(b, d)
+				reportRate(b, float64(4*n*c.k), "GB/s")
+				b.ReportMetric(b.Elapsed().Seconds()/float64(b.N)*1e6, "µs/op")
+			})
+		}
+	}
+}

@@ -479,3 +479,109 @@ func TestLoRAColSums(t *testing.T) {
 		t.Errorf("apart, aligned: %v", err)
 	}
 }
+
+// TestLoRARowSums: u_m = s·x̃_m·A_mᵀ for one to three adapters sharing x,
+// and du = s·dy·B (B read transposed), within f32's rounding of the f64
+// sums (1e-6 of the products' magnitude, √cols of them) — x̃_m = x, or
+// under LoRA dropout x under member m's own mask (Dropout's, with m's key
+// given or read from the device) — in one chunk of columns (no part) and
+// in many, the same bits on a second run; ranks 1 to 32, rows past a
+// warp's and columns past a chunk's.
+func TestLoRARowSums(t *testing.T) {
+	d := device(t)
+	const p = 0.3
+	thresh, keep := uint64(p*math.Exp2(64)), float32(1/(1-p))
+	for _, c := range []struct {
+		rows, cols, r, members int
+		tr                     bool
+	}{{1, 8, 1, 1, false}, {59, 320, 8, 3, false}, {37, 1000, 12, 2, false}, {33, 256, 32, 1, false}, {300, 1536, 16, 3, false},
+		{1, 8, 4, 1, true}, {59, 320, 8, 1, true}, {70, 512, 16, 1, true}, {33, 256, 32, 1, true}} {
+		for _, drop := range []string{"none", "base", "key"} {
+			if c.tr && drop != "none" { // du's rows are dy's: no mask
+				continue
+			}
+			t.Run(shapeName("%dx%d_r%d_m%d_T%v_drop_%s", c.rows, c.cols, c.r, c.members, c.tr, drop), func(t *testing.T) {
+				const s = 0.75
+				n, nr, rc := c.rows*c.cols, c.rows*c.r, c.r*c.cols
+				rg := rng(uint64(n + c.r + c.members))
+				x, W := randn(rg, n, 1), randn(rg, c.members*rc, 0.1)
+				xd, Wd := up(t, d, cuda.F32, x), up(t, d, cuda.F32, W)
+				bases := []uint64{0x1234_5678_9abc_def0, 0x0fed_cba9_8765_4321, 0x5555_aaaa_3333_cccc}[:c.members]
+				var dr *cuda.LoRADrop
+				switch drop {
+				case "base":
+					dr = &cuda.LoRADrop{Bases: bases, Thresh: thresh, Keep: keep}
+				case "key":
+					dr = &cuda.LoRADrop{Keys: up(t, d, cuda.U64, bases), Thresh: thresh, Keep: keep}
+				}
+				want, scale := make([]float64, c.members*nr), make([]float64, c.members*nr)
+				for m := range c.members {
+					xm := x
+					if dr != nil {
+						md := zeros(t, d, cuda.F32, n)
+						ok(t, d.Dropout(md, xd, n, bases[m], thresh, keep))
+						xm = down(t, md)
+					}
+					for i := range c.rows {
+						for k := range c.r {
+							o := m*nr + i*c.r + k
+							for j := range c.cols {
+								w := W[m*rc+k*c.cols+j]
+								if c.tr {
+									w = W[j*c.r+k]
+								}
+								v := s * float64(xm[i*c.cols+j]) * float64(w)
+								want[o] += v
+								scale[o] += v * v
+							}
+						}
+					}
+				}
+				var first []float32
+				for _, partLen := range []int{0, c.members * nr * 64, c.members * nr * 64} {
+					nan := make([]float32, c.members*nr)
+					for i := range nan {
+						nan[i] = float32(math.NaN())
+					}
+					out := up(t, d, cuda.F32, nan) // set, not added to
+					var part *cuda.Buffer
+					if partLen > 0 {
+						part = zeros(t, d, cuda.F32, partLen)
+					}
+					ok(t, d.LoRARowSums(out, xd, Wd, c.rows, c.cols, c.r, c.members, c.tr, s, part, dr))
+					got := down(t, out)
+					for i, v := range got {
+						if e := math.Abs(float64(v) - want[i]); e > 1e-6*math.Sqrt(scale[i])*math.Sqrt(float64(c.cols))+1e-30 || v != v {
+							t.Fatalf("part %d: member %d out[%d][%d] = %v, want %v (|Δ| %.2e)", partLen, i/nr, i%nr/c.r, i%c.r, v, want[i], e)
+						}
+					}
+					switch {
+					case partLen == 0:
+					case first == nil:
+						first = got
+					case !slices.Equal(got, first):
+						t.Fatal("the sums differ between two runs in chunks")
+					}
+				}
+			})
+		}
+	}
+	x, W, out := zeros(t, d, cuda.F32, 256), zeros(t, d, cuda.F32, 256), zeros(t, d, cuda.F32, 256)
+	for _, c := range []struct {
+		name             string
+		cols, r, members int
+		tr               bool
+		o, p             *cuda.Buffer
+	}{
+		{"6 columns", 6, 4, 1, false, out, nil},
+		{"rank 33", 8, 33, 1, false, out, nil},
+		{"rank 6 transposed", 8, 6, 1, true, out, nil},
+		{"two members transposed", 8, 4, 2, true, out, nil},
+		{"out over x", 8, 4, 1, false, x, nil},
+		{"part over W", 8, 4, 1, false, out, W},
+	} {
+		if err := d.LoRARowSums(c.o, x, W, 4, c.cols, c.r, c.members, c.tr, 1, c.p, nil); err == nil {
+			t.Errorf("%s: no error", c.name)
+		}
+	}
+}

@@ -35,14 +35,14 @@ func (d *Device) SwiGLUFwdU(a, ab, gb, ub, g, u, A, uOut, part *Buffer, rows, co
 	}{{"a", a}, {"ab", ab}, {"gb", gb}, {"ub", ub}} {
 		c = c.apart(out.name, out.b, n, "g", g, n).apart(out.name, out.b, n, "u", u, n)
 	}
-	m, c := c.mask(drop)
+	m, c := c.masks(drop, 1)
 	if c.err != nil {
 		return c.err
 	}
 	return call(func() C.int {
 		return C.dc_swiglu_u((*C.float)(addr(a)), (*C.uint16_t)(addr(ab)), (*C.uint16_t)(addr(gb)), (*C.uint16_t)(addr(ub)),
 			g.ptr, u.ptr, cbool(b16), (*C.float)(A.ptr), C.int(r), (*C.float)(uOut.ptr), (*C.float)(addr(part)), C.int64_t(lenOf(part)),
-			C.int64_t(rows), C.int64_t(cols), m.on, m.base, m.key, m.thresh, m.keep)
+			C.int64_t(rows), C.int64_t(cols), m.on, m.bases[0], m.keys, m.thresh, m.keep)
 	})
 }
 
@@ -50,7 +50,8 @@ func (d *Device) SwiGLUFwdU(a, ab, gb, ub, g, u, A, uOut, part *Buffer, rows, co
 // operand anyway (lora_sums.cu, swiglu.cu): the down projection's u and dA
 // while a = silu(g)·up is in registers (devnet's mlp_down_u.go,
 // mlp_down_da.go), a projection's dB while its dy is rounded to bf16
-// (lora_db.go), and dA in one pass over the input (lora_da.go).
+// (lora_db.go), and dA, u and du in one pass over the input (lora_da.go,
+// lora_u.go).
 
 // SwiGLUDA is the down projection's adapter gradient that SwiGLUBwdRowsDA
 // takes as it makes a = silu(g)·u again: GA (R, cols) += DUᵀ·ã, DU (rows,
@@ -90,7 +91,7 @@ func (d *Device) SwiGLUBwdRowsDA(dgb, dub *Buffer, ld int, da, g, u *Buffer, row
 	}
 	c = c.apart("GA", ga.GA, r*cols, "Part", ga.Part, lenOf(ga.Part)).
 		apart("dgb", dgb, e, "DU", ga.DU, rows*r).apart("dub", dub, e, "DU", ga.DU, rows*r)
-	m, c := c.mask(ga.Drop)
+	m, c := c.masks(ga.Drop, 1)
 	cj, c := bf16Jobs(c, jobs)
 	if c.err != nil {
 		return c.err
@@ -98,7 +99,7 @@ func (d *Device) SwiGLUBwdRowsDA(dgb, dub *Buffer, ld int, da, g, u *Buffer, row
 	return call(func() C.int {
 		return C.dc_swiglu_bwd_da((*C.uint16_t)(dgb.ptr), (*C.uint16_t)(dub.ptr), C.int64_t(ld), (*C.float)(da.ptr),
 			g.ptr, u.ptr, cbool(b16), C.int64_t(rows), C.int64_t(cols), (*C.float)(ga.GA.ptr), (*C.float)(ga.DU.ptr), C.int(r),
-			(*C.float)(addr(ga.Part)), C.int64_t(lenOf(ga.Part)), m.on, m.base, m.key, m.thresh, m.keep, &cj[0], C.int(len(jobs)))
+			(*C.float)(addr(ga.Part)), C.int64_t(lenOf(ga.Part)), m.on, m.bases[0], m.keys, m.thresh, m.keep, &cj[0], C.int(len(jobs)))
 	})
 }
 
@@ -147,65 +148,77 @@ func (d *Device) LoRAColSums(gA, x, du *Buffer, rows, cols, r, members int, part
 		apart("gA", gA, members*r*cols, "x", x, rows*cols).apart("gA", gA, members*r*cols, "du", du, members*rows*r).
 		apart("gA", gA, members*r*cols, "part", part, lenOf(part)).apart("part", part, lenOf(part), "x", x, rows*cols).
 		apart("part", part, lenOf(part), "du", du, members*rows*r)
-	var bases [3]C.uint64_t
-	var keys *C.uint64_t
-	var on C.int
-	var thresh C.uint64_t
-	keep := C.float(1)
-	if drop != nil {
-		if drop.Keys != nil {
-			c = c.buf("drop's keys", drop.Keys, U64, members)
-		} else {
-			c = c.true(len(drop.Bases) == members, "%d keys for %d members", len(drop.Bases), members)
-		}
-		if c.err == nil {
-			on, thresh, keep = 1, C.uint64_t(drop.Thresh), C.float(drop.Keep)
-			if drop.Keys != nil {
-				keys = (*C.uint64_t)(drop.Keys.ptr)
-			}
-			for m, b := range drop.Bases {
-				bases[m] = C.uint64_t(b)
-			}
-		}
-	}
+	mk, c := c.masks(drop, members)
 	if c.err != nil {
 		return c.err
 	}
 	return call(func() C.int {
 		return C.dc_lora_col_sums((*C.float)(gA.ptr), (*C.float)(x.ptr), (*C.float)(du.ptr), C.int64_t(rows), C.int64_t(cols),
-			C.int(r), C.int(members), (*C.float)(addr(part)), C.int64_t(lenOf(part)), on, &bases[0], keys, thresh, keep)
+			C.int(r), C.int(members), (*C.float)(addr(part)), C.int64_t(lenOf(part)), mk.on, &mk.bases[0], mk.keys, mk.thresh, mk.keep)
 	})
 }
 
-// cMask is LoRA dropout's mask of one module as the SwiGLU kernels take it.
-type cMask struct {
-	on           C.int
-	base, thresh C.uint64_t
-	key          *C.uint64_t
-	keep         C.float
+// LoRARowSums sets out_m (rows × r) = s·x̃_m·W_mᵀ for members m (1 to 3)
+// adapters that share their input x (rows × cols): W_m (r × cols) at W's
+// element m·r·cols — their A's back to back: u — and out_m at out's
+// m·rows·r; or, transposed (one member), W (cols × r) — a B: du = s·dy·B.
+// x̃_m = x, or under LoRA dropout (drop: one key a member) x under member
+// m's mask as Dropout makes it — in one pass over x (each member's blocks
+// read it), where a TF32 GEMM (a batch of them) read it, or its masked
+// copies, again. cols a multiple of 4, r ≤ 32 (a multiple of 4
+// transposed), x and W 16-byte aligned. part (f32, optional) holds the
+// column chunks' sums (~members·rows·r·8 floats is ample); nil runs one
+// chunk. Each row's sums in f32 in a fixed order: the same bits every run.
+func (d *Device) LoRARowSums(out, x, W *Buffer, rows, cols, r, members int, transposed bool, s float32, part *Buffer, drop *LoRADrop) error {
+	c := check("lora_row_sums").true(cols%4 == 0 && cols > 0, "%d columns: want a positive multiple of 4", cols).
+		true(r >= 1 && r <= 32 && (!transposed || r%4 == 0), "rank %d: want 1 to 32 (a multiple of 4 transposed)", r).
+		true(members >= 1 && members <= 3 && (!transposed || members == 1), "%d members (1 to 3; 1 transposed)", members).
+		buf("out", out, F32, members*rows*r).buf("x", x, F32, rows*cols).buf("W", W, F32, members*r*cols).opt("part", part, F32, 0).
+		apart("out", out, members*rows*r, "x", x, rows*cols).apart("out", out, members*rows*r, "W", W, members*r*cols).
+		apart("out", out, members*rows*r, "part", part, lenOf(part)).apart("part", part, lenOf(part), "x", x, rows*cols).
+		apart("part", part, lenOf(part), "W", W, members*r*cols)
+	mk, c := c.masks(drop, members)
+	if c.err != nil {
+		return c.err
+	}
+	return call(func() C.int {
+		return C.dc_lora_row_sums((*C.float)(out.ptr), (*C.float)(x.ptr), (*C.float)(W.ptr), C.int64_t(rows), C.int64_t(cols),
+			C.int(r), C.int(members), cbool(transposed), C.float(s), (*C.float)(addr(part)), C.int64_t(lenOf(part)),
+			mk.on, &mk.bases[0], mk.keys, mk.thresh, mk.keep)
+	})
 }
 
-// mask checks a one-module LoRADrop (nil: no mask) and returns it for C.
-func (c *need) mask(dr *LoRADrop) (cMask, *need) {
-	m := cMask{keep: 1}
-	if dr == nil {
-		return m, c
+// cMasks is LoRA dropout's masks of up to 3 modules as the sums kernels take them.
+type cMasks struct {
+	on     C.int
+	bases  [3]C.uint64_t
+	keys   *C.uint64_t
+	thresh C.uint64_t
+	keep   C.float
+}
+
+// masks checks a LoRADrop of members modules (nil: no masks) and returns it for C.
+func (c *need) masks(drop *LoRADrop, members int) (cMasks, *need) {
+	mk := cMasks{keep: 1}
+	if drop == nil {
+		return mk, c
 	}
-	if dr.Keys != nil {
-		c = c.buf("drop's key", dr.Keys, U64, 1)
+	if drop.Keys != nil {
+		c = c.buf("drop's keys", drop.Keys, U64, members)
 	} else {
-		c = c.true(len(dr.Bases) == 1, "%d keys for the one module", len(dr.Bases))
+		c = c.true(len(drop.Bases) == members, "%d keys for %d members", len(drop.Bases), members)
 	}
 	if c.err != nil {
-		return m, c
+		return mk, c
 	}
-	m.on, m.thresh, m.keep = 1, C.uint64_t(dr.Thresh), C.float(dr.Keep)
-	if dr.Keys != nil {
-		m.key = (*C.uint64_t)(dr.Keys.ptr)
-	} else {
-		m.base = C.uint64_t(dr.Bases[0])
+	mk.on, mk.thresh, mk.keep = 1, C.uint64_t(drop.Thresh), C.float(drop.Keep)
+	if drop.Keys != nil {
+		mk.keys = (*C.uint64_t)(drop.Keys.ptr)
 	}
-	return m, c
+	for m, b := range drop.Bases {
+		mk.bases[m] = C.uint64_t(b)
+	}
+	return mk, c
 }
 
 // lenOf is a buffer's length, 0 for nil.

@@ -154,6 +154,14 @@ int dc_bf16_rows_db(uint16_t *dst, int64_t ldd, const float *src, int64_t lds, i
 int dc_lora_col_sums(float *gA, const float *x, const float *du, int64_t rows, int64_t cols, int r, int members,
                      float *part, int64_t part_len, int drop, const uint64_t *bases, const uint64_t *base_at,
                      uint64_t thresh, float keep);
+// out_m (rows × r) = s·x̃_m·W_mᵀ for members m < members (1 to 3) sharing x
+// (rows × cols): W_m (r × cols) at W + m·r·cols, out_m at out + m·rows·r;
+// transposed (one member, r a multiple of 4): W is (cols × r), out = s·x·W.
+// x̃_m as dc_lora_col_sums masks it. cols a multiple of 4, r ≤ 32, x and W
+// 16-byte aligned; part (part_len floats) holds the column chunks' sums.
+int dc_lora_row_sums(float *out, const float *x, const float *W, int64_t rows, int64_t cols, int r, int members,
+                     int transposed, float s, float *part, int64_t part_len, int drop, const uint64_t *bases,
+                     const uint64_t *base_at, uint64_t thresh, float keep);
 
 // ---- embed.cu ----
 // out(n, d) = table[ids[i]] widened; dtype 0 f32, 1 f16, 2 bf16 (tensor.DType).

@@ -7,19 +7,22 @@
 #include "lora_sums.cuh"
 
 // g(n) += s·Σ over the chunks of part (chunks × n, g's layout), in chunk
-// order; blockIdx.y a member, its g and part sg and chunks·n apart.
-__global__ void k_lora_sums_add(float *g, int64_t sg, const float *part, int64_t n, int chunks, float s) {
+// order (set: g = s·Σ); blockIdx.y a member, its g and part sg and
+// chunks·n apart.
+__global__ void k_lora_sums_add(float *g, int64_t sg, const float *part, int64_t n, int chunks, float s, int set) {
   g += blockIdx.y * sg, part += blockIdx.y * chunks * n;
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
     float v = part[i];
     for (int c = 1; c < chunks; c++) v += part[c * n + i];
-    g[i] += s * v;
+    g[i] = set ? s * v : g[i] + s * v;
   }
 }
 
-static int lora_sums_add(float *g, int64_t sg, const float *part, int64_t n, int chunks, int members, float s) {
+static int lora_sums_add(float *g, int64_t sg, const float *part, int64_t n, int chunks, int members, float s,
+                         bool set = false) {
   if (n <= 0 || chunks <= 0 || members <= 0) return 0;
-  DC_LAUNCH(dim3((unsigned)dc_blocks(n, 256), (unsigned)members), 256, 0, k_lora_sums_add)(g, sg, part, n, chunks, s);
+  DC_LAUNCH(dim3((unsigned)dc_blocks(n, 256), (unsigned)members), 256, 0, k_lora_sums_add)(g, sg, part, n, chunks, s,
+                                                                                           set ? 1 : 0);
   DC_LAUNCHED("lora_sums_add(%lld, %d chunks, %d members)", (long long)n, chunks, members);
   return 0;
 }
@@ -162,4 +165,120 @@ extern "C" int dc_lora_col_sums(float *gA, const float *x, const float *du, int6
               (long long)chunks);
   if (chunks <= 1) return 0;
   return lora_sums_add(gA, sga, part, sga, (int)chunks, members, 1.f);
+}
+
+// out_m (rows × r) = s·x̃_m·W_mᵀ for member m (blockIdx.y / groups) of up to 3
+// adapters sharing x (rows × cols): W_m (r × cols) at W + m·r·cols — their
+// A's — or, T (one member), W (cols × r) read transposed — a B, out then
+// s·x·B; x̃_m x, or under LoRA dropout x under member m's mask. A warp
+// takes RW rows over one chunk of columns ([c0, c1), chunk blockIdx.x of
+// width cw, a multiple of 128: each lane 4 columns at a time, each float4
+// of W read once for the warp's rows), and leaves each row's sums over its
+// chunk in part (member m's chunks at m·chunks·rows·r) — each lane's in
+// column order, then the warp's by a butterfly — or, one chunk, s times
+// them in out; lora_sums_add adds the chunks in order.
+template <int R, int RW, bool T>
+__global__ void __launch_bounds__(256) k_lora_row_sums(const float *x, int64_t rows, int64_t cols, const float *W,
+                                                       int r, float *out, float *part, float s, int64_t cw, int chunks,
+                                                       int groups, lora_masks M) {
+  const int lane = threadIdx.x & 31, m = blockIdx.y / groups;  // blockIdx.y: member, then its group of rows
+  const int64_t row0 = ((int64_t)(blockIdx.y % groups) * (blockDim.x >> 5) + (threadIdx.x >> 5)) * RW;
+  if (row0 >= rows) return;  // the whole warp: no collective below is left waiting
+  const int64_t c0 = blockIdx.x * cw, c1 = c0 + cw < cols ? c0 + cw : cols;
+  const float *Wm = W + (int64_t)m * r * cols;
+  const lora_mask mk = M.m[m];
+  const uint64_t key = lora_mask_key(mk);
+  float acc[RW][R];
+#pragma unroll
+  for (int i = 0; i < RW; i++)
+#pragma unroll
+    for (int k = 0; k < R; k++) acc[i][k] = 0.f;
+  for (int64_t j = c0 + 4 * lane; j < c1; j += 128) {
+    float4 v[RW];  // the rows' x at columns j..j+3 (zeros past the last row)
+#pragma unroll
+    for (int i = 0; i < RW; i++) {
+      const int64_t row = row0 + i;
+      v[i] = row < rows ? *reinterpret_cast<const float4 *>(x + row * cols + j) : make_float4(0.f, 0.f, 0.f, 0.f);
+      if (mk.on && row < rows) v[i] = lora_masked(v[i], key + (uint64_t)(row * cols + j), mk);
+    }
+    if (T) {  // W's rows j..j+3, r each: its columns k
+#pragma unroll
+      for (int c = 0; c < 4; c++) {
+        const float4 *w4 = reinterpret_cast<const float4 *>(Wm + (j + c) * r);
+#pragma unroll
+        for (int k4 = 0; k4 < R / 4; k4++) {
+          if (4 * k4 >= r) break;
+          const float4 w = __ldg(w4 + k4);
+          const float wk[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+          for (int i = 0; i < RW; i++) {
+            const float xv = c == 0 ? v[i].x : c == 1 ? v[i].y : c == 2 ? v[i].z : v[i].w;
+#pragma unroll
+            for (int q = 0; q < 4; q++) acc[i][4 * k4 + q] = fmaf(xv, wk[q], acc[i][4 * k4 + q]);
+          }
+        }
+      }
+    } else {
+#pragma unroll
+      for (int k = 0; k < R; k++) {  // each float4 of A read once for the warp's rows
+        if (k >= r) break;
+        const float4 w = __ldg(reinterpret_cast<const float4 *>(Wm + k * cols + j));
+#pragma unroll
+        for (int i = 0; i < RW; i++)
+          acc[i][k] = fmaf(v[i].w, w.w, fmaf(v[i].z, w.z, fmaf(v[i].y, w.y, fmaf(v[i].x, w.x, acc[i][k]))));
+      }
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < RW; i++)
+#pragma unroll
+    for (int k = 0; k < R; k++) {
+      if (k >= r) break;
+      const float sum = dc_warp_sum(acc[i][k]);
+      if (lane != 0 || row0 + i >= rows) continue;
+      if (chunks == 1)
+        out[((int64_t)m * rows + row0 + i) * r + k] = s * sum;
+      else
+        part[(((int64_t)m * chunks + blockIdx.x) * rows + row0 + i) * r + k] = sum;
+    }
+}
+
+extern "C" int dc_lora_row_sums(float *out, const float *x, const float *W, int64_t rows, int64_t cols, int r,
+                                int members, int transposed, float s, float *part, int64_t part_len, int drop,
+                                const uint64_t *bases, const uint64_t *base_at, uint64_t thresh, float keep) {
+  const bool ok = rows >= 0 && cols >= 0 && cols % 4 == 0 && r >= 1 && r <= 32 && members >= 1 && members <= 3 &&
+                  (!transposed || (members == 1 && r % 4 == 0)) &&
+                  (((uintptr_t)x | (uintptr_t)W) & 15) == 0;
+  if (!ok)
+    return dc_fail("columns a multiple of 4, aligned rows, 1 ≤ r ≤ 32 (a multiple of 4 read transposed, one member), 1 to 3 members",
+                   "lora_row_sums(%lld×%lld, r %d, %d members)", (long long)rows, (long long)cols, r, members);
+  if (rows == 0) return 0;
+  if (cols == 0) return dc_fail("no columns to sum", "lora_row_sums(%lld×0)", (long long)rows);
+  lora_masks M{};
+  for (int m = 0; m < members; m++)
+    if (drop) M.m[m] = lora_mask{1, base_at ? 0 : bases[m], thresh, base_at ? base_at + m : nullptr, keep};
+  const int rw = r <= 16 ? 4 : 2;  // rows a warp: its accumulators rw·R
+  int64_t chunks = (4096 * rw + rows - 1) / rows;
+  const int64_t most = (cols + 127) / 128, room = part_len / ((int64_t)members * rows * r);
+  if (chunks > most) chunks = most;
+  if (chunks > room) chunks = room;
+  if (chunks < 1) chunks = 1;
+  const int64_t cw = ((cols + chunks - 1) / chunks + 127) / 128 * 128;
+  chunks = (cols + cw - 1) / cw;
+  const int64_t groups = (rows + 8 * rw - 1) / (8 * rw);
+  if (groups * members > 65535) return dc_fail("too many rows", "lora_row_sums(%lld×%lld)", (long long)rows, (long long)cols);
+  const dim3 grid((unsigned)chunks, (unsigned)(groups * members));
+  const int ch = (int)chunks, gr = (int)groups;
+  if (transposed && r <= 16)
+    DC_LAUNCH(grid, 256, 0, k_lora_row_sums<16, 4, true>)(x, rows, cols, W, r, out, part, s, cw, ch, gr, M);
+  else if (transposed)
+    DC_LAUNCH(grid, 256, 0, k_lora_row_sums<32, 2, true>)(x, rows, cols, W, r, out, part, s, cw, ch, gr, M);
+  else if (r <= 16)
+    DC_LAUNCH(grid, 256, 0, k_lora_row_sums<16, 4, false>)(x, rows, cols, W, r, out, part, s, cw, ch, gr, M);
+  else
+    DC_LAUNCH(grid, 256, 0, k_lora_row_sums<32, 2, false>)(x, rows, cols, W, r, out, part, s, cw, ch, gr, M);
+  DC_LAUNCHED("lora_row_sums(%lld×%lld, r %d, %d members, %lld chunks)", (long long)rows, (long long)cols, r, members,
+              (long long)chunks);
+  if (chunks == 1) return 0;
+  return lora_sums_add(out, rows * r, part, rows * r, ch, members, s, true);
 }
