@@ -22,7 +22,7 @@
 # step again with another attention), STEP_KEEP=0 (skip the step again with
 # every layer's activations kept), STEP_SEQS=k (the step and the kept step
 # again with k sequences packed a step: DISTILL_BENCH_SEQS), STEP_VARIANTS="v1 heavy prefetch fuseddq notrim
-# nohalfdy nohalfdy-keep halfgu halfgu-keep swigluu swigluu-keep swigluda swigluda-keep swigluda-u swigluda-dropout rowsdb rowsdb-keep colda colda-dropout lorasums lorasums-keep lorasums-dropout noset noqkv nogroup nogroup-dropout nodropdx nodropreuse nonorm unfused selective dropout graphs graphs-keep keepf32 dpo kd dpo-graphs kd-graphs" (the step again with each path turned on
+# nohalfdy nohalfdy-keep halfgu halfgu-keep swigluu swigluu-keep swigluda swigluda-keep swigluda-u swigluda-dropout rowsdb rowsdb-keep colda colda-dropout rowsums rowsums-dropout lorasums lorasums-keep lorasums-dropout noset noqkv nogroup nogroup-dropout nodropdx nodropreuse nonorm unfused selective dropout graphs graphs-keep keepf32 dpo kd dpo-graphs kd-graphs" (the step again with each path turned on
 # or off against the defaults: variant_env below), STEP_ALL=1 (the steps
 # again, recomputing, keeping all and keeping the attention side, with
 # every gated path open),
@@ -69,7 +69,7 @@ fits() {
 # alternative paths' steps and the decode benchmarks.
 case "${PLAN:-}" in
   1)
-    : "${TEST_UNVERIFIED:=1}" "${BENCH_RUN:=DecodeAttention|NF4MatVec|AttentionGemm|SwiGLUU|SwiGLUDA|RowsDB|ColSums}" "${BENCH_TIME:=10x}"
+    : "${TEST_UNVERIFIED:=1}" "${BENCH_RUN:=DecodeAttention|NF4MatVec|AttentionGemm|SwiGLUU|SwiGLUDA|RowsDB|ColSums|RowSums}" "${BENCH_TIME:=10x}"
     : "${DISTILL_BENCH_STEP:=qwen2.5-1.5b:2048}" "${STEP_TIME:=3x}" "${STEP_ALL:=1}" "${DEADLINE:=540}"
     : "${STEP_SEQS:=4}"
     ;;
@@ -77,7 +77,7 @@ case "${PLAN:-}" in
     : "${SKIP_KERNEL_TESTS:=1}" "${TEST_RUN:=^(TestKVMirrorBF16|TestMirrorKindIsPlanned|TestDecodeSplit)$}" "${SKIP_KERNEL_BENCH:=1}"
     : "${SKIP_E2E:=1}" "${STEP_KEEP:=0}" "${STEP_TIME:=3x}" "${DEADLINE:=540}"
     : "${DISTILL_BENCH_STEP:=qwen2.5-0.5b:1024,qwen2.5-1.5b:2048}"
-    : "${STEP_VARIANTS:=nohalfdy nohalfdy-keep halfgu halfgu-keep swigluu swigluu-keep swigluda swigluda-keep swigluda-u swigluda-dropout rowsdb rowsdb-keep colda colda-dropout lorasums lorasums-keep lorasums-dropout graphs graphs-keep fuseddq nogroup dropout nogroup-dropout nodropdx nodropreuse heavy prefetch selective dpo kd dpo-graphs kd-graphs notrim noset noqkv keepf32 nonorm}"
+    : "${STEP_VARIANTS:=nohalfdy nohalfdy-keep lorasums lorasums-keep lorasums-dropout swigluu swigluu-keep swigluda swigluda-keep rowsdb rowsdb-keep colda rowsums halfgu halfgu-keep swigluda-u swigluda-dropout colda-dropout rowsums-dropout graphs graphs-keep fuseddq nogroup dropout nogroup-dropout nodropdx nodropreuse heavy prefetch selective dpo kd dpo-graphs kd-graphs notrim noset noqkv keepf32 nonorm}"
     : "${DECODE_BENCH:=qwen2.5-0.5b}" "${DECODE_CONTEXT:=8192}" "${DECODE_OFFLOAD:=4}"
     ;;
   "") ;;
@@ -315,9 +315,11 @@ variant_env() {
     rowsdb-keep) echo DISTILL_CUDA_ROWS_DB=1 DISTILL_BENCH_KEEP=1 ;;  # the same, every layer's activations kept (against [keep])
     colda) echo DISTILL_CUDA_COL_DA=1 ;;              # every adapter's dA by one pass over its input, no TF32 GEMM (gated)
     colda-dropout) echo DISTILL_CUDA_COL_DA=1 DISTILL_BENCH_DROPOUT=0.05 ;;  # the same under LoRA dropout: no masked copies (against [dropout])
-    lorasums) echo DISTILL_CUDA_SWIGLU_U=1 DISTILL_CUDA_SWIGLU_DA=1 DISTILL_CUDA_ROWS_DB=1 DISTILL_CUDA_COL_DA=1 ;;  # sessions 29-30's four adapter sums together
-    lorasums-keep) echo DISTILL_CUDA_SWIGLU_U=1 DISTILL_CUDA_SWIGLU_DA=1 DISTILL_CUDA_ROWS_DB=1 DISTILL_CUDA_COL_DA=1 DISTILL_BENCH_KEEP=1 ;;
-    lorasums-dropout) echo DISTILL_CUDA_SWIGLU_U=1 DISTILL_CUDA_SWIGLU_DA=1 DISTILL_CUDA_ROWS_DB=1 DISTILL_CUDA_COL_DA=1 DISTILL_BENCH_DROPOUT=0.05 ;;
+    rowsums) echo DISTILL_CUDA_ROW_SUMS=1 ;;          # every adapter's u and du by one pass over its input, no TF32 GEMM (gated)
+    rowsums-dropout) echo DISTILL_CUDA_ROW_SUMS=1 DISTILL_BENCH_DROPOUT=0.05 ;;  # the same under LoRA dropout: no masked copies (against [dropout])
+    lorasums) echo DISTILL_CUDA_SWIGLU_U=1 DISTILL_CUDA_SWIGLU_DA=1 DISTILL_CUDA_ROWS_DB=1 DISTILL_CUDA_COL_DA=1 DISTILL_CUDA_ROW_SUMS=1 ;;  # sessions 29-30's adapter sums together: no TF32 reduction left
+    lorasums-keep) echo DISTILL_CUDA_SWIGLU_U=1 DISTILL_CUDA_SWIGLU_DA=1 DISTILL_CUDA_ROWS_DB=1 DISTILL_CUDA_COL_DA=1 DISTILL_CUDA_ROW_SUMS=1 DISTILL_BENCH_KEEP=1 ;;
+    lorasums-dropout) echo DISTILL_CUDA_SWIGLU_U=1 DISTILL_CUDA_SWIGLU_DA=1 DISTILL_CUDA_ROWS_DB=1 DISTILL_CUDA_COL_DA=1 DISTILL_CUDA_ROW_SUMS=1 DISTILL_BENCH_DROPOUT=0.05 ;;
     noset) echo DISTILL_CUDA_BWD_SET=0 ;;             # gradient buffers zeroed, then added to
     noqkv) echo DISTILL_CUDA_QKV_STACK=0 ;;           # q, k, v's backward as three GEMMs
     nogroup) echo DISTILL_CUDA_LORA_GROUP=0 ;;        # the adapter's products one module at a time (not batched per shared input)

@@ -17,13 +17,15 @@ import (
 // product of the recomputation and the first of the backward); keeping
 // every layer's activations, only the last layer's forward is that close to
 // its backward, and kept compact its dA waits for the SwiGLU backward to
-// write its input again, so none does. The SwiGLU kernels that mask a
-// themselves (DISTILL_CUDA_SWIGLU_U: the forward leaves no masked copy;
-// DISTILL_CUDA_SWIGLU_DA: the backward needs none) are held closed.
+// write its input again, so none does. The kernels that make the mask
+// themselves (the forward then leaves no masked copy, the backward needs
+// none: DISTILL_CUDA_SWIGLU_U, _SWIGLU_DA, _COL_DA, _ROW_SUMS) are held
+// closed.
 func TestDropReuseSameStep(t *testing.T) {
 	d := device(t)
-	t.Setenv("DISTILL_CUDA_SWIGLU_U", "0")
-	t.Setenv("DISTILL_CUDA_SWIGLU_DA", "0")
+	for _, g := range []string{"SWIGLU_U", "SWIGLU_DA", "COL_DA", "ROW_SUMS"} {
+		t.Setenv("DISTILL_CUDA_"+g, "0")
+	}
 	s := setups[3]
 	if s.dropout == 0 {
 		t.Fatalf("setup %s has no dropout", s.name)

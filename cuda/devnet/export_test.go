@@ -136,3 +136,7 @@ func RowsDBMods() int64 { return rowsDBMods.Load() }
 // ColDAMods is how many modules' dA one pass over their input has summed
 // (lora_da.go) in this process.
 func ColDAMods() int64 { return colDAMods.Load() }
+
+// RowSumsMods is how many modules' u or du one pass over their input has
+// summed (lora_u.go) in this process.
+func RowSumsMods() int64 { return rowSumsMods.Load() }

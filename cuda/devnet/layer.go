@@ -115,6 +115,9 @@ func (p *pass) loraU(x *cuda.Buffer, l, i int) *cuda.Buffer {
 		return u
 	}
 	if p.drop != nil {
+		if p.rowSums(u, x, A, in, 1, false, 1, p.masks(l, []int{i})) { // the mask in the pass (lora_u.go)
+			return u
+		}
 		xd := p.dropBuf.View(0, n*in)
 		p.dropout(xd, x, n*in, l*nMod+i)
 		p.dropHeld = dropHold{x, l*nMod + i, n * in} // the backward's dA may read it again (loraDroppedBwd)

@@ -83,9 +83,11 @@ func (p *pass) loraUGroup(x *cuda.Buffer, l int, mods []int) {
 	}
 	n, r := p.n, p.nt.A.Config.R
 	p.mark("lora")
-	xs, sx := p.groupInput(x, l, in, mods)
-	p.do(p.d.GemmTF32Batched(false, true, n, r, in, 1, xs, in, A, in, 0, u, r,
-		cuda.Batch{Count: len(mods), SA: sx, SB: r * in, SC: n * r}))
+	if !p.rowSums(u, x, A, in, len(mods), false, 1, p.masks(l, mods)) { // else one pass over x, the masks in it (lora_u.go)
+		xs, sx := p.groupInput(x, l, in, mods)
+		p.do(p.d.GemmTF32Batched(false, true, n, r, in, 1, xs, in, A, in, 0, u, r,
+			cuda.Batch{Count: len(mods), SA: sx, SB: r * in, SC: n * r}))
+	}
 	for _, m := range mods {
 		p.uReady |= 1 << m
 	}

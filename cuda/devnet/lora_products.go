@@ -6,15 +6,21 @@ import (
 	"distill/cuda"
 )
 
-// The adapter's products have one side of r (the rank) and stay on cuBLAS
-// in TF32: kernels of our own for them lost to it on an H200 (2026-11-26:
-// the 1.5B step at 2,048 tokens 143 ms with them, 126 ms without) and were
-// removed.
+// The adapter's products have one side of r (the rank) and run on cuBLAS
+// in TF32 by default: standalone kernels of our own for them lost to it on
+// an H200 (2026-11-26: the 1.5B step at 2,048 tokens 143 ms with them, 126
+// ms without) and were removed. Sessions 29–30 wrote, gated until a GPU
+// times them, sums taken in passes over the operand that read it anyway or
+// read it once for a whole group: mlp_down_u.go, mlp_down_da.go,
+// lora_db.go, lora_da.go, lora_u.go.
 
 // loraRows is out(n, r) = s·x(n, k)·Wᵀ, W the adapter's A (r, k) or, read
 // transposed, its B (k, r).
 func (p *pass) loraRows(out, x, w *cuda.Buffer, r, k int, transposed bool, s float32) {
 	n := p.n
+	if p.rowSums(out, x, w, k, 1, transposed, s, nil) { // one pass over x (lora_u.go)
+		return
+	}
 	if transposed { // out = s·x·B
 		p.do(p.d.GemmTF32(false, false, n, r, k, s, x, k, w, r, 0, out, r))
 		return

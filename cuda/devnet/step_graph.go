@@ -171,7 +171,7 @@ func gateBits() uint32 {
 	for i, open := range []bool{loraFusedReady(), qkvStackReady(), asyncTilesReady(), heavyFirstReady(),
 		prefetchReady(), trimReady(), betaZeroReady(), keepAttentionReady(), compactReady(),
 		halfDyReady(), halfGUReady(), swigluUReady(), loraGroupReady(), dropDXReady(), normBF16Ready(),
-		fusedDQReady(), dropReuseReady(), swigluDAReady(), rowsDBReady(), colDAReady()} {
+		fusedDQReady(), dropReuseReady(), swigluDAReady(), rowsDBReady(), colDAReady(), rowSumsReady()} {
 		if open {
 			g |= 1 << i
 		}
