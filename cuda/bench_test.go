@@ -274,6 +274,20 @@ func BenchmarkDecodeAttention(b *testing.B) {
 	}
 }
 
+// timeOp times run as one benchmark: a call to warm up, then b.N calls
+// between synchronisations, reported as GB/s of bytes a call and µs a call.
+func timeOp(b *testing.B, d *cuda.Device, bytes float64, run func() error) {
+	ok(b, run())
+	benchDone(b, d)
+	b.ResetTimer()
+	for range b.N {
+		ok(b, run())
+	}
+	benchDone(b, d)
+	reportRate(b, bytes, "GB/s")
+	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N)*1e6, "µs/op")
+}
+
 // BenchmarkSwiGLUU: Qwen2.5-1.5B's MLP at 2,048 tokens (F 8,960, r 16) —
 // the SwiGLU forward and the down adapter's u = a·Aᵀ as a TF32 GEMM over a
 // (the default) against the SwiGLU summing u itself (SwiGLUFwdU,
@@ -314,17 +328,7 @@ func BenchmarkSwiGLUU(b *testing.B) {
 			return d.SwiGLUFwdU(a, nil, nil, nil, g, u, A, uo, part, n, F, r, nil)
 		}},
 	} {
-		b.Run(c.name, func(b *testing.B) {
-			ok(b, c.run())
-			benchDone(b, d)
-			b.ResetTimer()
-			for range b.N {
-				ok(b, c.run())
-			}
-			benchDone(b, d)
-			reportRate(b, c.bytes, "GB/s")
-			b.ReportMetric(b.Elapsed().Seconds()/float64(b.N)*1e6, "µs/op")
-		})
+		b.Run(c.name, func(b *testing.B) { timeOp(b, d, c.bytes, c.run) })
 	}
 }
 
@@ -388,17 +392,7 @@ func BenchmarkSwiGLUDA(b *testing.B) {
 			return d.SwiGLUBwdRowsDA(dgb, dub, ld, da, g, u, n, F, cuda.SwiGLUDA{GA: gA, DU: du, Part: part, R: r, Drop: drop})
 		}},
 	} {
-		b.Run(c.name, func(b *testing.B) {
-			ok(b, c.run())
-			benchDone(b, d)
-			b.ResetTimer()
-			for range b.N {
-				ok(b, c.run())
-			}
-			benchDone(b, d)
-			reportRate(b, c.bytes, "GB/s")
-			b.ReportMetric(b.Elapsed().Seconds()/float64(b.N)*1e6, "µs/op")
-		})
+		b.Run(c.name, func(b *testing.B) { timeOp(b, d, c.bytes, c.run) })
 	}
 }
 
@@ -429,17 +423,7 @@ func BenchmarkRowsDB(b *testing.B) {
 			}},
 			{"fused", func() error { return d.ToBF16RowsDB(dst, ld, dy, out, n, out, u, r, gB, part, 0.5) }},
 		} {
-			b.Run(fmt.Sprintf("out%d/%s", out, c.name), func(b *testing.B) {
-				ok(b, c.run())
-				benchDone(b, d)
-				b.ResetTimer()
-				for range b.N {
-					ok(b, c.run())
-				}
-				benchDone(b, d)
-				reportRate(b, bytes, "GB/s")
-				b.ReportMetric(b.Elapsed().Seconds()/float64(b.N)*1e6, "µs/op")
-			})
+			b.Run(fmt.Sprintf("out%d/%s", out, c.name), func(b *testing.B) { timeOp(b, d, bytes, c.run) })
 		}
 	}
 }
@@ -481,17 +465,7 @@ func BenchmarkColSums(b *testing.B) {
 				return d.LoRAColSums(gA, x, du, n, in, r, members, part, &cuda.LoRADrop{Bases: bases[:members], Thresh: thresh, Keep: keep})
 			}},
 		} {
-			b.Run(fmt.Sprintf("members%d/%s", members, c.name), func(b *testing.B) {
-				ok(b, c.run())
-				benchDone(b, d)
-				b.ResetTimer()
-				for range b.N {
-					ok(b, c.run())
-				}
-				benchDone(b, d)
-				reportRate(b, float64(4*n*in), "GB/s")
-				b.ReportMetric(b.Elapsed().Seconds()/float64(b.N)*1e6, "µs/op")
-			})
+			b.Run(fmt.Sprintf("members%d/%s", members, c.name), func(b *testing.B) { timeOp(b, d, float64(4*n*in), c.run) })
 		}
 	}
 }
@@ -525,17 +499,7 @@ func BenchmarkRowSums(b *testing.B) {
 			}},
 			{"fused", func() error { return d.LoRARowSums(out, x, W, n, c.k, r, c.members, c.tr, 2, part, nil) }},
 		} {
-			b.Run(c.name+"/"+v.name, func(b *testing.B) {
-				ok(b, v.run())
-				benchDone(b, d)
-				b.ResetTimer()
-				for range b.N {
-					ok(b, v.run())
-				}
-				benchDone(b, d)
-				reportRate(b, float64(4*n*c.k), "GB/s")
-				b.ReportMetric(b.Elapsed().Seconds()/float64(b.N)*1e6, "µs/op")
-			})
+			b.Run(c.name+"/"+v.name, func(b *testing.B) { timeOp(b, d, float64(4*n*c.k), v.run) })
 		}
 	}
 }

@@ -65,8 +65,8 @@ func swigluUCase(t *testing.T, d *cuda.Device, rows, cols, rank int, b16 bool, d
 		ok(t, d.SwiGLUFwdFromBF16(wantA, wantAB, gb, ub, n))
 		src, usrc = gb, ub
 	}
-	dr, masked := dropCase(t, d, drop, wantA, n)
-	av := down(t, masked)
+	dr, masked := maskCase(t, d, drop, wantA, n, 1)
+	av := down(t, masked[0])
 	want := make([]float64, rows*rank)
 	scale := make([]float64, rows*rank)
 	for i := range rows {
@@ -78,7 +78,7 @@ func swigluUCase(t *testing.T, d *cuda.Device, rows, cols, rank int, b16 bool, d
 			}
 		}
 	}
-	var first []float32
+	var same sameInChunks
 	for _, partLen := range []int{0, rows * rank * 64, rows * rank * 64} {
 		ad, abd := zeros(t, d, cuda.F32, n), zeros(t, d, cuda.BF16, n)
 		var gbd, ubd *cuda.Buffer
@@ -110,36 +110,50 @@ func swigluUCase(t *testing.T, d *cuda.Device, rows, cols, rank int, b16 bool, d
 				t.Fatalf("part %d: u[%d][%d] = %v, want %v (|Δ| %.2e)", partLen, i/rank, i%rank, v, want[i], e)
 			}
 		}
-		switch {
-		case partLen == 0:
-		case first == nil:
-			first = got
-		case !slices.Equal(got, first):
-			t.Fatal("u differs between two runs in chunks")
-		}
+		same.check(t, partLen, got)
 	}
 }
 
-// dropCase is LoRA dropout's mask as a case names it — "none", "base" (the
-// key given) or "key" (read from the device), p 0.3 — and a (n floats)
-// under it, as Dropout makes it: the adapter's input.
-func dropCase(t *testing.T, d *cuda.Device, drop string, a *cuda.Buffer, n int) (*cuda.LoRADrop, *cuda.Buffer) {
-	const base, p = 0x1234_5678_9abc_def0, 0.3
+// maskCase is LoRA dropout's masks of members modules as a case names
+// them — "none", "base" (the keys given) or "key" (read from the device),
+// p 0.3, each member its own key — and x (n floats) under member m's mask
+// as Dropout makes it (x itself for each without dropout).
+func maskCase(t *testing.T, d *cuda.Device, drop string, x *cuda.Buffer, n, members int) (*cuda.LoRADrop, []*cuda.Buffer) {
+	const p = 0.3
 	thresh, keep := uint64(p*math.Exp2(64)), float32(1/(1-p))
+	bases := []uint64{0x1234_5678_9abc_def0, 0x0fed_cba9_8765_4321, 0x5555_aaaa_3333_cccc}[:members]
 	var dr *cuda.LoRADrop
 	switch drop {
 	case "none":
-		return nil, a
+		return nil, slices.Repeat([]*cuda.Buffer{x}, members)
 	case "base":
-		dr = &cuda.LoRADrop{Bases: []uint64{base}, Thresh: thresh, Keep: keep}
+		dr = &cuda.LoRADrop{Bases: bases, Thresh: thresh, Keep: keep}
 	case "key":
-		dr = &cuda.LoRADrop{Keys: up(t, d, cuda.U64, []uint64{base}), Thresh: thresh, Keep: keep}
+		dr = &cuda.LoRADrop{Keys: up(t, d, cuda.U64, bases), Thresh: thresh, Keep: keep}
 	default:
 		t.Fatalf("dropout case %q", drop)
 	}
-	masked := zeros(t, d, cuda.F32, n)
-	ok(t, d.Dropout(masked, a, n, base, thresh, keep))
+	masked := make([]*cuda.Buffer, members)
+	for m := range members {
+		masked[m] = zeros(t, d, cuda.F32, n)
+		ok(t, d.Dropout(masked[m], x, n, bases[m], thresh, keep))
+	}
 	return dr, masked
+}
+
+// sameInChunks holds a kernel's output to the bits of its first run in
+// chunks (partLen > 0): the chunks are summed in a fixed order.
+type sameInChunks []float32
+
+func (f *sameInChunks) check(t *testing.T, partLen int, got []float32) {
+	t.Helper()
+	switch {
+	case partLen == 0:
+	case *f == nil:
+		*f = got
+	case !slices.Equal(got, *f):
+		t.Fatal("the sums differ between two runs in chunks")
+	}
 }
 
 // TestSwiGLUBwdRowsDA: the backward into bf16 rows with the down adapter's
@@ -183,8 +197,8 @@ func swigluDACase(t *testing.T, d *cuda.Device, rows, cols, ld, rank int, b16 bo
 	// What the step's rows kernel writes, and the adapter's input as loraU masks it.
 	wantG, wantU := zeros(t, d, cuda.BF16, rows*ld), zeros(t, d, cuda.BF16, rows*ld)
 	ok(t, d.SwiGLUBwdRows(wantG, wantU, ld, nil, dad, src, usrc, rows, cols))
-	dr, at := dropCase(t, d, drop, a, n)
-	av := down(t, at)
+	dr, at := maskCase(t, d, drop, a, n, 1)
+	av := down(t, at[0])
 	want, scale := make([]float64, rank*cols), make([]float64, rank*cols)
 	for k := range rank {
 		for j := range cols {
@@ -196,7 +210,7 @@ func swigluDACase(t *testing.T, d *cuda.Device, rows, cols, ld, rank int, b16 bo
 			}
 		}
 	}
-	var first []float32
+	var same sameInChunks
 	for _, partLen := range []int{0, rank * cols * rows, rank * cols * rows} {
 		sentinel := make([]uint16, rows*ld)
 		for i := range sentinel {
@@ -245,13 +259,7 @@ func swigluDACase(t *testing.T, d *cuda.Device, rows, cols, ld, rank int, b16 bo
 				t.Fatalf("part %d: dA[%d][%d] = %v, want %v (|Δ| %.2e)", partLen, i/cols, i%cols, v, want[i], e)
 			}
 		}
-		switch {
-		case partLen == 0:
-		case first == nil:
-			first = got
-		case !slices.Equal(got, first):
-			t.Fatal("dA differs between two runs in chunks")
-		}
+		same.check(t, partLen, got)
 	}
 }
 
@@ -322,7 +330,7 @@ func TestToBF16RowsDB(t *testing.T) {
 					}
 				}
 			}
-			var first []float32
+			var same sameInChunks
 			for _, partLen := range []int{0, c.rows * c.cols * c.r, c.rows * c.cols * c.r} {
 				sentinel := make([]uint16, c.rows*c.ldd)
 				for i := range sentinel {
@@ -353,13 +361,7 @@ func TestToBF16RowsDB(t *testing.T) {
 						t.Fatalf("part %d: dB[%d][%d] = %v, want %v (|Δ| %.2e)", partLen, i/c.r, i%c.r, v, want[i], e)
 					}
 				}
-				switch {
-				case partLen == 0:
-				case first == nil:
-					first = got
-				case !slices.Equal(got, first):
-					t.Fatal("dB differs between two runs in chunks")
-				}
+				same.check(t, partLen, got)
 			}
 		})
 	}
@@ -395,8 +397,6 @@ func TestToBF16RowsDB(t *testing.T) {
 // itself) and in many, the same bits on a second run; ranks 4 to 32.
 func TestLoRAColSums(t *testing.T) {
 	d := device(t)
-	const p = 0.3
-	thresh, keep := uint64(p*math.Exp2(64)), float32(1/(1-p))
 	for _, c := range []struct{ rows, cols, r, members int }{{1, 8, 4, 1}, {37, 96, 8, 3}, {300, 1000, 16, 2}, {130, 520, 32, 1}, {65, 2048, 12, 3}} {
 		for _, drop := range []string{"none", "base", "key"} {
 			t.Run(shapeName("%dx%d_r%d_m%d_drop_%s", c.rows, c.cols, c.r, c.members, drop), func(t *testing.T) {
@@ -404,22 +404,10 @@ func TestLoRAColSums(t *testing.T) {
 				rg := rng(uint64(n + c.r + c.members))
 				x, du, gA0 := randn(rg, n, 1), randn(rg, c.members*nr, 1), randn(rg, c.members*rc, 1)
 				xd, dud := up(t, d, cuda.F32, x), up(t, d, cuda.F32, du)
-				bases := []uint64{0x1234_5678_9abc_def0, 0x0fed_cba9_8765_4321, 0x5555_aaaa_3333_cccc}[:c.members]
-				var dr *cuda.LoRADrop
-				switch drop {
-				case "base":
-					dr = &cuda.LoRADrop{Bases: bases, Thresh: thresh, Keep: keep}
-				case "key":
-					dr = &cuda.LoRADrop{Keys: up(t, d, cuda.U64, bases), Thresh: thresh, Keep: keep}
-				}
+				dr, masked := maskCase(t, d, drop, xd, n, c.members)
 				want, scale := make([]float64, c.members*rc), make([]float64, c.members*rc)
 				for m := range c.members {
-					xm := x
-					if dr != nil {
-						md := zeros(t, d, cuda.F32, n)
-						ok(t, d.Dropout(md, xd, n, bases[m], thresh, keep))
-						xm = down(t, md)
-					}
+					xm := down(t, masked[m])
 					for k := range c.r {
 						for j := range c.cols {
 							o := m*rc + k*c.cols + j
@@ -432,7 +420,7 @@ func TestLoRAColSums(t *testing.T) {
 						}
 					}
 				}
-				var first []float32
+				var same sameInChunks
 				for _, partLen := range []int{0, c.members * c.rows * rc, c.members * c.rows * rc} {
 					gA := up(t, d, cuda.F32, gA0)
 					var part *cuda.Buffer
@@ -446,13 +434,7 @@ func TestLoRAColSums(t *testing.T) {
 							t.Fatalf("part %d: member %d dA[%d][%d] = %v, want %v (|Δ| %.2e)", partLen, i/rc, i%rc/c.cols, i%c.cols, v, want[i], e)
 						}
 					}
-					switch {
-					case partLen == 0:
-					case first == nil:
-						first = got
-					case !slices.Equal(got, first):
-						t.Fatal("dA differs between two runs in chunks")
-					}
+					same.check(t, partLen, got)
 				}
 			})
 		}
@@ -489,8 +471,6 @@ func TestLoRAColSums(t *testing.T) {
 // warp's and columns past a chunk's.
 func TestLoRARowSums(t *testing.T) {
 	d := device(t)
-	const p = 0.3
-	thresh, keep := uint64(p*math.Exp2(64)), float32(1/(1-p))
 	for _, c := range []struct {
 		rows, cols, r, members int
 		tr                     bool
@@ -506,22 +486,10 @@ func TestLoRARowSums(t *testing.T) {
 				rg := rng(uint64(n + c.r + c.members))
 				x, W := randn(rg, n, 1), randn(rg, c.members*rc, 0.1)
 				xd, Wd := up(t, d, cuda.F32, x), up(t, d, cuda.F32, W)
-				bases := []uint64{0x1234_5678_9abc_def0, 0x0fed_cba9_8765_4321, 0x5555_aaaa_3333_cccc}[:c.members]
-				var dr *cuda.LoRADrop
-				switch drop {
-				case "base":
-					dr = &cuda.LoRADrop{Bases: bases, Thresh: thresh, Keep: keep}
-				case "key":
-					dr = &cuda.LoRADrop{Keys: up(t, d, cuda.U64, bases), Thresh: thresh, Keep: keep}
-				}
+				dr, masked := maskCase(t, d, drop, xd, n, c.members)
 				want, scale := make([]float64, c.members*nr), make([]float64, c.members*nr)
 				for m := range c.members {
-					xm := x
-					if dr != nil {
-						md := zeros(t, d, cuda.F32, n)
-						ok(t, d.Dropout(md, xd, n, bases[m], thresh, keep))
-						xm = down(t, md)
-					}
+					xm := down(t, masked[m])
 					for i := range c.rows {
 						for k := range c.r {
 							o := m*nr + i*c.r + k
@@ -537,7 +505,7 @@ func TestLoRARowSums(t *testing.T) {
 						}
 					}
 				}
-				var first []float32
+				var same sameInChunks
 				for _, partLen := range []int{0, c.members * nr * 64, c.members * nr * 64} {
 					nan := make([]float32, c.members*nr)
 					for i := range nan {
@@ -555,13 +523,7 @@ func TestLoRARowSums(t *testing.T) {
 							t.Fatalf("part %d: member %d out[%d][%d] = %v, want %v (|Δ| %.2e)", partLen, i/nr, i%nr/c.r, i%c.r, v, want[i], e)
 						}
 					}
-					switch {
-					case partLen == 0:
-					case first == nil:
-						first = got
-					case !slices.Equal(got, first):
-						t.Fatal("the sums differ between two runs in chunks")
-					}
+					same.check(t, partLen, got)
 				}
 			})
 		}

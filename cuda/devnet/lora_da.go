@@ -33,14 +33,8 @@ func (p *pass) colDA(gA, x, du *cuda.Buffer, l int, mods []int) bool {
 	if r%4 != 0 || r > 32 || in%4 != 0 || !aligned(gA, 16) || !aligned(x, 16) || !aligned(du, 16) {
 		return false
 	}
-	var part *cuda.Buffer
-	if p.tile != nil {
-		var err error
-		part, err = p.tile.Carve(cuda.F32, 0, p.tile.Len/2)
-		p.do(err)
-	}
 	p.mark("lora")
-	p.do(p.d.LoRAColSums(gA, x, du, p.n, in, r, len(mods), part, p.masks(l, mods)))
+	p.do(p.d.LoRAColSums(gA, x, du, p.n, in, r, len(mods), p.sumsScratch(), p.masks(l, mods)))
 	colDAMods.Add(int64(len(mods)))
 	return true
 }

@@ -44,13 +44,7 @@ func aligned(b *cuda.Buffer, n uintptr) bool { return uintptr(b.Ptr(0))%n == 0 }
 func (p *pass) rowsDBRun(l, i int, dy, dst *cuda.Buffer, ld int) {
 	_, _, _, gB := p.pair(l, i)
 	n, out, r := p.n, p.nt.layers[l].w[i].rows, p.nt.A.Config.R
-	var part *cuda.Buffer
-	if p.tile != nil {
-		var err error
-		part, err = p.tile.Carve(cuda.F32, 0, p.tile.Len/2)
-		p.do(err)
-	}
-	p.do(p.d.ToBF16RowsDB(dst, ld, dy, out, n, out, p.a.u[i], r, gB, part, p.nt.A.Config.Scaling()))
+	p.do(p.d.ToBF16RowsDB(dst, ld, dy, out, n, out, p.a.u[i], r, gB, p.sumsScratch(), p.nt.A.Config.Scaling()))
 	rowsDBMods.Add(1)
 }
 

@@ -14,6 +14,19 @@ import (
 // read it once for a whole group: mlp_down_u.go, mlp_down_da.go,
 // lora_db.go, lora_da.go, lora_u.go.
 
+// sumsScratch is the tile as f32 scratch for the chunks' sums of the
+// adapter's products taken in passes over their operands (nil without a
+// tile: each runs as one chunk). Every caller runs where the tile holds
+// nothing yet — before a projection's staging, or after its GEMM read it.
+func (p *pass) sumsScratch() *cuda.Buffer {
+	if p.tile == nil {
+		return nil
+	}
+	part, err := p.tile.Carve(cuda.F32, 0, p.tile.Len/2)
+	p.do(err)
+	return part
+}
+
 // loraRows is out(n, r) = s·x(n, k)·Wᵀ, W the adapter's A (r, k) or, read
 // transposed, its B (k, r).
 func (p *pass) loraRows(out, x, w *cuda.Buffer, r, k int, transposed bool, s float32) {

@@ -33,13 +33,7 @@ func (p *pass) rowSums(out, x, W *cuda.Buffer, k, members int, T bool, s float32
 	if !rowSumsReady() || p.n == 0 || k%4 != 0 || r > 32 || (T && r%4 != 0) || !aligned(x, 16) || !aligned(W, 16) {
 		return false
 	}
-	var part *cuda.Buffer
-	if p.tile != nil {
-		var err error
-		part, err = p.tile.Carve(cuda.F32, 0, p.tile.Len/2)
-		p.do(err)
-	}
-	p.do(p.d.LoRARowSums(out, x, W, p.n, k, r, members, T, s, part, drop))
+	p.do(p.d.LoRARowSums(out, x, W, p.n, k, r, members, T, s, p.sumsScratch(), drop))
 	rowSumsMods.Add(int64(members))
 	return true
 }

@@ -46,12 +46,7 @@ func (p *pass) swigluDA(l int) bool {
 // site under dropout.
 func (p *pass) gradA(l int) *cuda.SwiGLUDA {
 	_, _, gA, _ := p.pair(l, mDown)
-	ga := &cuda.SwiGLUDA{GA: gA, DU: p.du(), R: p.nt.A.Config.R}
-	if p.tile != nil { // else one chunk, into gA itself
-		part, err := p.tile.Carve(cuda.F32, 0, p.tile.Len/2)
-		p.do(err)
-		ga.Part = part
-	}
+	ga := &cuda.SwiGLUDA{GA: gA, DU: p.du(), Part: p.sumsScratch(), R: p.nt.A.Config.R}
 	ga.Drop = p.masks(l, []int{mDown})
 	swigluDALayers.Add(1)
 	return ga

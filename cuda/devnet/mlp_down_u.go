@@ -45,10 +45,8 @@ func (p *pass) swigluFwdU(l int, a, ab, g, up *cuda.Buffer) {
 		gb, ub = acts.gb, acts.ub
 	}
 	A, _, _, _ := p.pair(l, mDown)
-	part, err := p.tile.Carve(cuda.F32, 0, p.tile.Len/2)
-	p.do(err)
 	n, F := p.n, p.nt.M.Config.IntermediateSize
-	p.do(p.d.SwiGLUFwdU(a, ab, gb, ub, g, up, A, acts.u[mDown], part, n, F, p.nt.A.Config.R, p.masks(l, []int{mDown})))
+	p.do(p.d.SwiGLUFwdU(a, ab, gb, ub, g, up, A, acts.u[mDown], p.sumsScratch(), n, F, p.nt.A.Config.R, p.masks(l, []int{mDown})))
 	p.uReady |= 1 << mDown
 	swigluULayers.Add(1)
 }

@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"testing"
 
 	"distill/core/lora"
@@ -415,6 +416,31 @@ func gateSweep(t *testing.T, d *cuda.Device, s setup, env string, count func() i
 			if math.Abs(l1-refLoss) > 1e-6*math.Abs(refLoss) {
 				t.Errorf("%s: loss %v, the recomputing step's %v", what, l1, refLoss)
 			}
+		}
+	}
+}
+
+// tracksTF32 is gateSweep's check for a path that takes an adapter
+// product a TF32 GEMM took: where it never ran (ran false) the step the
+// same bits; where it ran, the loss within lossTol relative of the GEMM's
+// step (0: bit for bit — the forward untouched), the gradients within
+// gradTol, and not the same bits (else the path did not run).
+func tracksTF32(t *testing.T, ran bool, lossTol, gradTol float64) func(what string, l0, l1 float64, g0, g1 []float32) {
+	return func(what string, l0, l1 float64, g0, g1 []float32) {
+		t.Helper()
+		same := l1 == l0 && slices.Equal(g1, g0)
+		switch rel := relL2(g1, g0); {
+		case !ran && !same:
+			t.Errorf("%s: never ran, yet loss %v, %v and gradients %.2e apart", what, l1, l0, rel)
+		case !ran:
+		case same:
+			t.Errorf("%s: loss and gradients bit for bit the TF32 products': did the path run?", what)
+		case math.Abs(l1-l0) > lossTol*math.Abs(l0):
+			t.Errorf("%s: loss %v, %v with the TF32 products", what, l1, l0)
+		case rel > gradTol || rel != rel:
+			t.Errorf("%s: gradients %.2e relative from the TF32 products'", what, rel)
+		default:
+			t.Logf("%s: loss %.6f / %.6f, gradients %.2e relative from the TF32 products'", what, l1, l0, rel)
 		}
 	}
 }

@@ -49,8 +49,11 @@ __global__ void __launch_bounds__(128) k_bf16_rows_db(__nv_bfloat16 *dst, int64_
   for (int c = 0; c < 4; c++)
 #pragma unroll
     for (int k = 0; k < R; k++) acc[c][k] = 0.f;
+  // Each row's load issued a row ahead, in flight while the last one's sums run.
+  float4 next = r0 < r1 ? *reinterpret_cast<const float4 *>(src + r0 * lds + j) : float4{};
   for (int64_t row = r0; row < r1; row++) {
-    const float4 v = *reinterpret_cast<const float4 *>(src + row * lds + j);
+    const float4 v = next;
+    if (row + 1 < r1) next = *reinterpret_cast<const float4 *>(src + (row + 1) * lds + j);
     __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
     *reinterpret_cast<uint2 *>(dst + row * ldd + j) =
         make_uint2(*reinterpret_cast<uint32_t *>(&lo), *reinterpret_cast<uint32_t *>(&hi));
@@ -75,12 +78,8 @@ extern "C" int dc_bf16_rows_db(uint16_t *dst, int64_t ldd, const float *src, int
                    (long long)lds, r);
   if (rows == 0 || cols == 0) return 0;
   const int64_t cblocks = (cols + 511) / 512;
-  int64_t chunks = (rows + 63) / 64;
-  const int64_t room = part_len / (r * cols);
-  if (chunks > room) chunks = room;
-  if (chunks < 1) chunks = 1;
-  const int64_t rc = (rows + chunks - 1) / chunks;
-  chunks = (rows + rc - 1) / rc;
+  int64_t chunks, rc;
+  lora_col_chunks(rows, (int64_t)r * cols, part_len, chunks, rc);
   if (chunks * cblocks > INT32_MAX) return dc_fail("too many blocks", "bf16_rows_db(%lld×%lld)", (long long)rows, (long long)cols);
   float *pp = chunks > 1 ? part : nullptr;
   auto *d = (__nv_bfloat16 *)dst;
@@ -123,8 +122,10 @@ __global__ void __launch_bounds__(128) k_lora_col_sums(const float *x, int64_t r
   for (int c = 0; c < 4; c++)
 #pragma unroll
     for (int k = 0; k < R; k++) acc[c][k] = 0.f;
+  float4 next = r0 < r1 ? *reinterpret_cast<const float4 *>(x + r0 * cols + j) : float4{};  // a row ahead
   for (int64_t row = r0; row < r1; row++) {
-    float4 v = *reinterpret_cast<const float4 *>(x + row * cols + j);
+    float4 v = next;
+    if (row + 1 < r1) next = *reinterpret_cast<const float4 *>(x + (row + 1) * cols + j);
     if (mk.on) v = lora_masked(v, key + (uint64_t)(row * cols + j), mk);
     lora_sums_row<R>(acc, v, dum + row * r, r);
   }
@@ -147,12 +148,8 @@ extern "C" int dc_lora_col_sums(float *gA, const float *x, const float *du, int6
   for (int m = 0; m < members; m++)
     if (drop) M.m[m] = lora_mask{1, base_at ? 0 : bases[m], thresh, base_at ? base_at + m : nullptr, keep};
   const int64_t cblocks = (cols + 511) / 512;
-  int64_t chunks = (rows + 63) / 64;
-  const int64_t room = part_len / ((int64_t)members * r * cols);
-  if (chunks > room) chunks = room;
-  if (chunks < 1) chunks = 1;
-  const int64_t rc = (rows + chunks - 1) / chunks;
-  chunks = (rows + rc - 1) / rc;
+  int64_t chunks, rc;
+  lora_col_chunks(rows, (int64_t)members * r * cols, part_len, chunks, rc);
   if (chunks * cblocks > INT32_MAX) return dc_fail("too many blocks", "lora_col_sums(%lld×%lld)", (long long)rows, (long long)cols);
   float *pp = chunks > 1 ? part : nullptr;
   const dim3 grid((unsigned)(chunks * cblocks), (unsigned)members);
@@ -219,28 +216,16 @@ __global__ void __launch_bounds__(256) k_lora_row_sums(const float *x, int64_t r
         }
       }
     } else {
-#pragma unroll
-      for (int k = 0; k < R; k++) {  // each float4 of A read once for the warp's rows
-        if (k >= r) break;
-        const float4 w = __ldg(reinterpret_cast<const float4 *>(Wm + k * cols + j));
-#pragma unroll
-        for (int i = 0; i < RW; i++)
-          acc[i][k] = fmaf(v[i].w, w.w, fmaf(v[i].z, w.z, fmaf(v[i].y, w.y, fmaf(v[i].x, w.x, acc[i][k]))));
-      }
+      lora_rows_dot<R, RW>(acc, v, Wm, cols, j, r);
     }
   }
-#pragma unroll
-  for (int i = 0; i < RW; i++)
-#pragma unroll
-    for (int k = 0; k < R; k++) {
-      if (k >= r) break;
-      const float sum = dc_warp_sum(acc[i][k]);
-      if (lane != 0 || row0 + i >= rows) continue;
-      if (chunks == 1)
-        out[((int64_t)m * rows + row0 + i) * r + k] = s * sum;
-      else
-        part[(((int64_t)m * chunks + blockIdx.x) * rows + row0 + i) * r + k] = sum;
-    }
+  lora_rows_reduce<R, RW>(acc, r, [&](int i, int k, float sum) {
+    if (lane != 0 || row0 + i >= rows) return;
+    if (chunks == 1)
+      out[((int64_t)m * rows + row0 + i) * r + k] = s * sum;
+    else
+      part[(((int64_t)m * chunks + blockIdx.x) * rows + row0 + i) * r + k] = sum;
+  });
 }
 
 extern "C" int dc_lora_row_sums(float *out, const float *x, const float *W, int64_t rows, int64_t cols, int r,

@@ -59,7 +59,7 @@ __device__ __forceinline__ void lora_sums_row(float (&acc)[4][R], float4 v, cons
 template <int R, bool T>
 __device__ __forceinline__ void lora_sums_store(const float (&acc)[4][R], float *out, bool part, float s, int64_t j,
                                                 int64_t cols, int r) {
-  if (T) {
+  if constexpr (T) {
 #pragma unroll
     for (int c = 0; c < 4; c++)
 #pragma unroll
@@ -75,19 +75,60 @@ __device__ __forceinline__ void lora_sums_store(const float (&acc)[4][R], float 
           *p = v;
         }
       }
-    return;
+  } else {
+#pragma unroll
+    for (int k = 0; k < R; k++) {
+      if (k >= r) break;
+      float4 *p = reinterpret_cast<float4 *>(out + k * cols + j);
+      const float4 a = make_float4(acc[0][k], acc[1][k], acc[2][k], acc[3][k]);
+      if (part) {
+        *p = a;
+      } else {
+        float4 v = *p;
+        v.x += s * a.x, v.y += s * a.y, v.z += s * a.z, v.w += s * a.w;
+        *p = v;
+      }
+    }
   }
+}
+
+// acc[i][k] += v[i]·W[k][j..j+3] for a warp's RW rows and k < r (W: r
+// rows of cols, 16-byte aligned): each float4 of W read once for the rows.
+template <int R, int RW>
+__device__ __forceinline__ void lora_rows_dot(float (&acc)[RW][R], const float4 (&v)[RW], const float *W, int64_t cols,
+                                              int64_t j, int r) {
 #pragma unroll
   for (int k = 0; k < R; k++) {
     if (k >= r) break;
-    float4 *p = reinterpret_cast<float4 *>(out + k * cols + j);
-    const float4 a = make_float4(acc[0][k], acc[1][k], acc[2][k], acc[3][k]);
-    if (part) {
-      *p = a;
-    } else {
-      float4 v = *p;
-      v.x += s * a.x, v.y += s * a.y, v.z += s * a.z, v.w += s * a.w;
-      *p = v;
-    }
+    const float4 w = __ldg(reinterpret_cast<const float4 *>(W + k * cols + j));
+#pragma unroll
+    for (int i = 0; i < RW; i++)
+      acc[i][k] = fmaf(v[i].w, w.w, fmaf(v[i].z, w.z, fmaf(v[i].y, w.y, fmaf(v[i].x, w.x, acc[i][k]))));
   }
+}
+
+// Each of the warp's acc[i][k] (k < r) summed over its lanes by a
+// butterfly, in the same order every run, and handed to put(i, k, sum) on
+// every lane (the caller stores lane 0's).
+template <int R, int RW, class F>
+__device__ __forceinline__ void lora_rows_reduce(float (&acc)[RW][R], int r, F put) {
+#pragma unroll
+  for (int i = 0; i < RW; i++)
+#pragma unroll
+    for (int k = 0; k < R; k++) {
+      if (k >= r) break;
+      put(i, k, dc_warp_sum(acc[i][k]));
+    }
+}
+
+// The row chunks of a column-sums pass: ~64 rows a chunk, as many chunks
+// as part (part_len floats, per_chunk a chunk) holds, at least one; rc
+// rows each.
+static inline void lora_col_chunks(int64_t rows, int64_t per_chunk, int64_t part_len, int64_t &chunks, int64_t &rc) {
+  chunks = (rows + 63) / 64;
+  const int64_t room = per_chunk > 0 ? part_len / per_chunk : 0;
+  if (chunks > room) chunks = room;
+  if (chunks < 1) chunks = 1;
+  rc = rows > 0 ? (rows + chunks - 1) / chunks : 1;
+  chunks = rows > 0 ? (rows + rc - 1) / rc : 0;
 }

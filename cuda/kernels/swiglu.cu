@@ -186,12 +186,8 @@ extern "C" int dc_swiglu_bwd_da(uint16_t *dgb, uint16_t *dub, int64_t ld, const 
   int64_t conv = 0;
   if (swiglu_take_jobs(js, conv, jobs, njobs, 128, "swiglu_bwd_da")) return 1;
   const int64_t cblocks = (cols + 511) / 512;
-  int64_t chunks = (rows + 63) / 64;
-  const int64_t room = part_len / (r * cols);
-  if (chunks > room) chunks = room;
-  if (chunks < 1) chunks = 1;
-  const int64_t rc = rows == 0 ? 1 : (rows + chunks - 1) / chunks;
-  chunks = rows == 0 ? 0 : (rows + rc - 1) / rc;
+  int64_t chunks, rc;
+  lora_col_chunks(rows, (int64_t)r * cols, part_len, chunks, rc);
   const int64_t sw = chunks * cblocks;
   if (sw + conv == 0) return 0;
   if (sw + conv > INT32_MAX) return dc_fail("too many blocks", "swiglu_bwd_da(%lld×%lld)", (long long)rows, (long long)cols);

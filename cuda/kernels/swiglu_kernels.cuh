@@ -99,16 +99,31 @@ __global__ void k_swiglu_bwd_b16(float *dg, float *du, float *a, const float *da
   }
 }
 
+// k_swiglu_bwd's formulas, in its order, on 4 elements: du = da·silu(g),
+// dg = da·u·σ(g)·(1 + g·(1 − σ(g))), and a = silu(g)·u.
+__device__ __forceinline__ void swiglu_bwd4(float4 d, float4 g, float4 u, float4 &rg, float4 &ru, float4 &ra) {
+  float s;
+  s = dc_sigmoid(g.x), ru.x = d.x * g.x * s, rg.x = d.x * u.x * s * (1.f + g.x * (1.f - s)), ra.x = g.x * s * u.x;
+  s = dc_sigmoid(g.y), ru.y = d.y * g.y * s, rg.y = d.y * u.y * s * (1.f + g.y * (1.f - s)), ra.y = g.y * s * u.y;
+  s = dc_sigmoid(g.z), ru.z = d.z * g.z * s, rg.z = d.z * u.z * s * (1.f + g.z * (1.f - s)), ra.z = g.z * s * u.z;
+  s = dc_sigmoid(g.w), ru.w = d.w * g.w * s, rg.w = d.w * u.w * s * (1.f + g.w * (1.f - s)), ra.w = g.w * s * u.w;
+}
+
+// g's and u's 4 elements of group i (the float4 index): bf16 (B16) or f32.
+template <bool B16>
+__device__ __forceinline__ void swiglu_load4(const void *g, const void *u, int64_t i, float4 &gv, float4 &uv) {
+  if (B16)
+    gv = dc_unpack_bf16x4(reinterpret_cast<const uint2 *>(g)[i]), uv = dc_unpack_bf16x4(reinterpret_cast<const uint2 *>(u)[i]);
+  else
+    gv = reinterpret_cast<const float4 *>(g)[i], uv = reinterpret_cast<const float4 *>(u)[i];
+}
+
 // By groups of 4 (dg, du, a, da 16-byte aligned, gb, ub 8-byte).
 __global__ void k_swiglu_bwd_b16_x4(float4 *dg, float4 *du, float4 *a, const float4 *da, const uint2 *gb,
                                     const uint2 *ub, int64_t n4) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n4; i += (int64_t)gridDim.x * blockDim.x) {
-    float4 g = dc_unpack_bf16x4(gb[i]), u = dc_unpack_bf16x4(ub[i]), d = da[i], rg, ru, ra;
-    float s;
-    s = dc_sigmoid(g.x), ru.x = d.x * g.x * s, rg.x = d.x * u.x * s * (1.f + g.x * (1.f - s)), ra.x = g.x * s * u.x;
-    s = dc_sigmoid(g.y), ru.y = d.y * g.y * s, rg.y = d.y * u.y * s * (1.f + g.y * (1.f - s)), ra.y = g.y * s * u.y;
-    s = dc_sigmoid(g.z), ru.z = d.z * g.z * s, rg.z = d.z * u.z * s * (1.f + g.z * (1.f - s)), ra.z = g.z * s * u.z;
-    s = dc_sigmoid(g.w), ru.w = d.w * g.w * s, rg.w = d.w * u.w * s * (1.f + g.w * (1.f - s)), ra.w = g.w * s * u.w;
+    float4 rg, ru, ra;
+    swiglu_bwd4(da[i], dc_unpack_bf16x4(gb[i]), dc_unpack_bf16x4(ub[i]), rg, ru, ra);
     du[i] = ru, dg[i] = rg;
     if (a) a[i] = ra;
   }
@@ -144,16 +159,9 @@ __global__ void __launch_bounds__(256) k_swiglu_bwd_rows(__nv_bfloat16 *dgb, __n
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += step) {
     const int64_t r = i / w, c = i - r * w;
     if (V4) {
-      float4 gv, uv, d = reinterpret_cast<const float4 *>(da)[i], rg, ru, ra;
-      if (B16)
-        gv = dc_unpack_bf16x4(reinterpret_cast<const uint2 *>(g)[i]), uv = dc_unpack_bf16x4(reinterpret_cast<const uint2 *>(u)[i]);
-      else
-        gv = reinterpret_cast<const float4 *>(g)[i], uv = reinterpret_cast<const float4 *>(u)[i];
-      float s;
-      s = dc_sigmoid(gv.x), ru.x = d.x * gv.x * s, rg.x = d.x * uv.x * s * (1.f + gv.x * (1.f - s)), ra.x = gv.x * s * uv.x;
-      s = dc_sigmoid(gv.y), ru.y = d.y * gv.y * s, rg.y = d.y * uv.y * s * (1.f + gv.y * (1.f - s)), ra.y = gv.y * s * uv.y;
-      s = dc_sigmoid(gv.z), ru.z = d.z * gv.z * s, rg.z = d.z * uv.z * s * (1.f + gv.z * (1.f - s)), ra.z = gv.z * s * uv.z;
-      s = dc_sigmoid(gv.w), ru.w = d.w * gv.w * s, rg.w = d.w * uv.w * s * (1.f + gv.w * (1.f - s)), ra.w = gv.w * s * uv.w;
+      float4 gv, uv, rg, ru, ra;
+      swiglu_load4<B16>(g, u, i, gv, uv);
+      swiglu_bwd4(reinterpret_cast<const float4 *>(da)[i], gv, uv, rg, ru, ra);
       const int64_t o = r * (ld / 4) + c;
       reinterpret_cast<uint2 *>(dgb)[o] = dc_pack_bf16x4(rg);
       reinterpret_cast<uint2 *>(dub)[o] = dc_pack_bf16x4(ru);
@@ -207,10 +215,7 @@ __global__ void __launch_bounds__(256) k_swiglu_u(float *a, __nv_bfloat16 *ab, _
       if (row >= rows) continue;
       const int64_t e = (row * cols + j) / 4;  // float4 (or 4 × bf16) index
       float4 gv, uv;
-      if (B16)
-        gv = dc_unpack_bf16x4(reinterpret_cast<const uint2 *>(g)[e]), uv = dc_unpack_bf16x4(reinterpret_cast<const uint2 *>(u)[e]);
-      else
-        gv = reinterpret_cast<const float4 *>(g)[e], uv = reinterpret_cast<const float4 *>(u)[e];
+      swiglu_load4<B16>(g, u, e, gv, uv);
       v[i].x = gv.x * dc_sigmoid(gv.x) * uv.x;  // k_swiglu_fwd's formula
       v[i].y = gv.y * dc_sigmoid(gv.y) * uv.y;
       v[i].z = gv.z * dc_sigmoid(gv.z) * uv.z;
@@ -220,23 +225,11 @@ __global__ void __launch_bounds__(256) k_swiglu_u(float *a, __nv_bfloat16 *ab, _
       if (gb) reinterpret_cast<uint2 *>(gb)[e] = dc_pack_bf16x4(gv), reinterpret_cast<uint2 *>(ub)[e] = dc_pack_bf16x4(uv);
       if (M.on) v[i] = lora_masked(v[i], key + (uint64_t)(row * cols + j), M);  // the adapter's input alone
     }
-#pragma unroll
-    for (int k = 0; k < R; k++) {  // each float4 of A read once for the warp's rows
-      if (k >= r) break;
-      const float4 w = __ldg(reinterpret_cast<const float4 *>(A + k * cols + j));
-#pragma unroll
-      for (int i = 0; i < RW; i++)
-        acc[i][k] = fmaf(v[i].w, w.w, fmaf(v[i].z, w.z, fmaf(v[i].y, w.y, fmaf(v[i].x, w.x, acc[i][k]))));
-    }
+    lora_rows_dot<R, RW>(acc, v, A, cols, j, r);
   }
-#pragma unroll
-  for (int i = 0; i < RW; i++)
-#pragma unroll
-    for (int k = 0; k < R; k++) {
-      if (k >= r) break;
-      const float s = dc_warp_sum(acc[i][k]);
-      if (lane == 0 && row0 + i < rows) part[((int64_t)blockIdx.x * rows + row0 + i) * r + k] = s;
-    }
+  lora_rows_reduce<R, RW>(acc, r, [&](int i, int k, float s) {
+    if (lane == 0 && row0 + i < rows) part[((int64_t)blockIdx.x * rows + row0 + i) * r + k] = s;
+  });
 }
 
 // u(rows, r) = Σ over the chunks of part, in chunk order.
@@ -291,18 +284,17 @@ __global__ void __launch_bounds__(128) k_swiglu_bwd_da(__nv_bfloat16 *dgb, __nv_
   for (int c = 0; c < 4; c++)
 #pragma unroll
     for (int k = 0; k < R; k++) acc[c][k] = 0.f;
+  // Each row's loads issued a row ahead, in flight while the last one's sums run.
+  float4 gn{}, un{}, dn{};
+  if (r0 < r1) swiglu_load4<B16>(g, u, (r0 * cols + j) / 4, gn, un), dn = reinterpret_cast<const float4 *>(da)[(r0 * cols + j) / 4];
   for (int64_t row = r0; row < r1; row++) {
-    const int64_t i = (row * cols + j) / 4;  // float4 (or 4 × bf16) index
-    float4 gv, uv, d = reinterpret_cast<const float4 *>(da)[i], rg, ru, ra;
-    if (B16)
-      gv = dc_unpack_bf16x4(reinterpret_cast<const uint2 *>(g)[i]), uv = dc_unpack_bf16x4(reinterpret_cast<const uint2 *>(u)[i]);
-    else
-      gv = reinterpret_cast<const float4 *>(g)[i], uv = reinterpret_cast<const float4 *>(u)[i];
-    float s;
-    s = dc_sigmoid(gv.x), ru.x = d.x * gv.x * s, rg.x = d.x * uv.x * s * (1.f + gv.x * (1.f - s)), ra.x = gv.x * s * uv.x;
-    s = dc_sigmoid(gv.y), ru.y = d.y * gv.y * s, rg.y = d.y * uv.y * s * (1.f + gv.y * (1.f - s)), ra.y = gv.y * s * uv.y;
-    s = dc_sigmoid(gv.z), ru.z = d.z * gv.z * s, rg.z = d.z * uv.z * s * (1.f + gv.z * (1.f - s)), ra.z = gv.z * s * uv.z;
-    s = dc_sigmoid(gv.w), ru.w = d.w * gv.w * s, rg.w = d.w * uv.w * s * (1.f + gv.w * (1.f - s)), ra.w = gv.w * s * uv.w;
+    const float4 gv = gn, uv = un, d = dn;
+    if (row + 1 < r1) {
+      const int64_t i = ((row + 1) * cols + j) / 4;  // float4 (or 4 × bf16) index
+      swiglu_load4<B16>(g, u, i, gn, un), dn = reinterpret_cast<const float4 *>(da)[i];
+    }
+    float4 rg, ru, ra;
+    swiglu_bwd4(d, gv, uv, rg, ru, ra);
     const int64_t o = row * (ld / 4) + j / 4;
     reinterpret_cast<uint2 *>(dgb)[o] = dc_pack_bf16x4(rg);
     reinterpret_cast<uint2 *>(dub)[o] = dc_pack_bf16x4(ru);
