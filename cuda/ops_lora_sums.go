@@ -91,6 +91,9 @@ func (d *Device) SwiGLUBwdRowsDA(dgb, dub *Buffer, ld int, da, g, u *Buffer, row
 	}
 	c = c.apart("GA", ga.GA, r*cols, "Part", ga.Part, lenOf(ga.Part)).
 		apart("dgb", dgb, e, "DU", ga.DU, rows*r).apart("dub", dub, e, "DU", ga.DU, rows*r)
+	for _, j := range jobs {
+		c = c.apart("a job's dst", j.Dst, extent(false, j.Rows, j.Cols, j.LDD), "DU", ga.DU, rows*r)
+	}
 	m, c := c.masks(ga.Drop, 1)
 	cj, c := bf16Jobs(c, jobs)
 	if c.err != nil {
@@ -214,8 +217,9 @@ func (c *need) masks(drop *LoRADrop, members int) (cMasks, *need) {
 	mk.on, mk.thresh, mk.keep = 1, C.uint64_t(drop.Thresh), C.float(drop.Keep)
 	if drop.Keys != nil {
 		mk.keys = (*C.uint64_t)(drop.Keys.ptr)
+		return mk, c
 	}
-	for m, b := range drop.Bases {
+	for m, b := range drop.Bases { // as many as members, at most 3 (checked)
 		mk.bases[m] = C.uint64_t(b)
 	}
 	return mk, c

@@ -495,6 +495,7 @@ func (p *pass) mlpFwd(l int, x *cuda.Buffer) {
 		switch {
 		case fusedU && p.swigluDA(l): // nothing reads an f32 a: u here, dA by the SwiGLU backward
 			p.swigluFwdU(l, nil, nil, g, up)
+			p.uReady = 0 // u is set; nothing hands it out here
 		case fusedU:
 			p.swigluFwdU(l, a.a, nil, g, up)
 			p.uReady = 0 // u is set; nothing hands it out here
@@ -514,7 +515,7 @@ func (p *pass) mlpFwd(l int, x *cuda.Buffer) {
 	// product stays apart (its y is n·D, a tenth of gate's and up's).
 	fb := p.xb.View(0, n*F)
 	switch {
-	case fusedU && p.compact: // kept compact, no f32 a: the backward makes it again
+	case fusedU && (p.compact || p.swigluDA(l)): // no f32 a: the backward makes it again, or needs none
 		p.swigluFwdU(l, nil, fb, g, up)
 	case fusedU:
 		p.swigluFwdU(l, a.a, fb, g, up)

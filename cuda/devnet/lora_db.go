@@ -35,8 +35,8 @@ func (p *pass) rowsDB(l, i int, dy, dst *cuda.Buffer, ld int) bool {
 		aligned(dy, 16) && aligned(p.a.u[i], 16) && aligned(gB, 16) && aligned(dst, 8)
 }
 
-// aligned says whether b's first element lies on an n-byte boundary.
-func aligned(b *cuda.Buffer, n uintptr) bool { return uintptr(b.Ptr(0))%n == 0 }
+// aligned says whether b (not nil) has its first element on an n-byte boundary.
+func aligned(b *cuda.Buffer, n uintptr) bool { return b != nil && uintptr(b.Ptr(0))%n == 0 }
 
 // rowsDBRun rounds module i's dy into dst (rows ld apart) and adds its dB,
 // the row chunks' sums in the tile — which must hold nothing the caller

@@ -25,11 +25,11 @@ var swigluDALayers atomic.Int64
 
 // swigluDA says whether layer l's SwiGLU backward takes the down adapter's
 // dA: the gate open, the bf16 dy path taken (halfDyFits), down targeted in
-// this pass, r a multiple of 4 up to 32, and the gradient's rows 16-byte
-// aligned (its offset among the adapter's gradients is a sum of r·in and
-// out·r terms, so an odd r can misalign a later layer's).
+// this pass, r a multiple of 4 up to 32, and the kernel's operands 16-byte
+// aligned (the gradient's offset among the adapter's gradients is a sum of
+// r·in and out·r terms, so an odd r can misalign a later layer's).
 func (p *pass) swigluDA(l int) bool {
-	if !swigluDAReady() || p.n == 0 || p.nt.skip["lora"] || p.nt.M.Config.IntermediateSize%4 != 0 {
+	if !swigluDAReady() || p.n == 0 || p.nt.A == nil || p.nt.skip["lora"] || p.nt.M.Config.IntermediateSize%4 != 0 {
 		return false
 	}
 	if _, ok := p.halfDyFits(l); !ok {
@@ -37,7 +37,11 @@ func (p *pass) swigluDA(l int) bool {
 	}
 	A, _, gA, _ := p.pair(l, mDown)
 	r := p.nt.A.Config.R
-	return A != nil && gA != nil && r%4 == 0 && r <= 32 && uintptr(gA.Ptr(0))%16 == 0
+	if A == nil || gA == nil || r%4 != 0 || r > 32 {
+		return false
+	}
+	g, u := p.gateUp(l)
+	return aligned(gA, 16) && aligned(p.s.dA, 16) && aligned(p.s.du, 16) && aligned(g, 16) && aligned(u, 16)
 }
 
 // gradA is swigluDA's gradient for layer l, as swigluBwdHalf hands it to
