@@ -23,7 +23,10 @@
 # every layer's activations kept), STEP_SEQS=k (the step and the kept step
 # again with k sequences packed a step: DISTILL_BENCH_SEQS), STEP_VARIANTS="v1 heavy prefetch fuseddq notrim
 # nohalfdy nohalfdy-keep halfgu halfgu-keep swigluu swigluu-keep swigluda swigluda-keep swigluda-u swigluda-dropout rowsdb rowsdb-keep colda colda-dropout rowsums rowsums-dropout lorasums lorasums-keep lorasums-dropout noset noqkv nogroup nogroup-dropout nodropdx nodropreuse nonorm unfused selective dropout graphs graphs-keep keepf32 dpo kd dpo-graphs kd-graphs" (the step again with each path turned on
-# or off against the defaults: variant_env below), STEP_ALL=1 (the steps
+# or off against the defaults: variant_env below; in one process,
+# BenchmarkStepSweep, STEP_ROUNDS rounds (default 2) of every variant in
+# turn, each line beside its baseline's; STEP_SWEEP=0 a process a variant
+# as before), STEP_ALL=1 (the steps
 # again, recomputing, keeping all and keeping the attention side, with
 # every gated path open),
 # SKIP_E2E, SANITIZE=1
@@ -350,12 +353,42 @@ step_all() {  # the step again with every gated path open, recomputing and keepi
 
 step_variants() {
   local v e
+  [ -n "${STEP_VARIANTS:-}" ] || return 0
+  if [ "${STEP_SWEEP:-1}" = 1 ]; then
+    step_sweep
+    return
+  fi
   for v in ${STEP_VARIANTS:-}; do
     e=$(variant_env "$v") || { echo "STEP_VARIANTS: no variant $v"; continue; }
     # Recomputing unless the variant says otherwise, whatever DISTILL_BENCH_KEEP the caller exported.
     # shellcheck disable=SC2086 # e is words of VAR=value
     bench_step "$v" DISTILL_BENCH_KEEP=0 $e
   done
+}
+
+# The variants in one process (BenchmarkStepSweep): one model a shape, each
+# variant's step made, warmed up and timed in turn, round after round, and
+# compared with its baseline's (the default step, or the one with the same
+# DISTILL_BENCH_* knobs: [keep], [dropout], [dpo], ...) — where a process a
+# variant paid the start, the model's load and quantisation each time.
+# Recomputing unless the variant says otherwise; the sweep's own deadline
+# is the run's, less the table's time.
+step_sweep() {
+  local v e spec="" n=${STEP_TIME%x}
+  for v in $STEP_VARIANTS; do
+    e=$(variant_env "$v") || { echo "STEP_VARIANTS: no variant $v"; continue; }
+    spec+="$v:$e;"
+  done
+  [[ $n =~ ^[0-9]+$ ]] || n=3
+  fits 60 "step sweep" || return 0
+  local secs=$(($(left) - 45))
+  step "step sweep (${DISTILL_BENCH_STEP:-default}, ${STEP_ROUNDS:-2} rounds, ${secs} s)"
+  # shellcheck disable=SC2097,SC2098 # the variables are the test binary's
+  (cd cuda/devnet && DISTILL_BENCH_KEEP=0 DISTILL_BENCH_VARIANTS="$spec" DISTILL_BENCH_ROUNDS=${STEP_ROUNDS:-2} \
+    DISTILL_BENCH_SWEEP_STEPS=$n DISTILL_BENCH_SWEEP_SECONDS=$secs timeout "$(tmo $((secs + 25)))" \
+    /tmp/devnet.test -test.run '^$' -test.bench StepSweep -test.benchtime 1x) >> "$OUT/bench.log" 2>&1
+  echo "step sweep exit $?"
+  grep -E "^BenchmarkSweep" "$OUT/bench.log" | tail -120
 }
 
 ncu_profile() {

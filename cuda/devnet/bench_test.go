@@ -14,8 +14,6 @@ import (
 	"distill/core/model"
 	"distill/core/quant"
 	"distill/core/tensor"
-	"distill/core/train"
-	"distill/cuda"
 	"distill/cuda/devnet"
 )
 
@@ -39,7 +37,7 @@ import (
 // recomputing them (Net.KeepActivations: the same FLOPs credited, a
 // forward's fewer run), DISTILL_BENCH_KEEP=attn each layer's attention
 // side (Net.KeepAttention); DISTILL_BENCH_METHOD=dpo or kd times a DPO or a
-// logit-KD step instead (benchRows); DISTILL_BENCH_SEQS=k packs k
+// logit-KD step instead (newStepBench); DISTILL_BENCH_SEQS=k packs k
 // sequences of seq tokens into the step (k·seq rows, each attending its
 // own: a run whose seq_len packs k examples), so the launches and the
 // weights' staging, fixed a step, are shared by k times the tokens.
@@ -64,12 +62,8 @@ func BenchmarkStep(b *testing.B) {
 
 // benchModel is a random model of shape name (written once under the
 // temporary folder), NF4 double-quantised, with a rank-16 adapter on every
-// projection; and the model FLOPs of a training step over seq tokens in
-// causal segments of segLen (forward and input gradient: 4 per projection
-// and head weight a token, plus causal attention's 6·segLen·heads·head_dim
-// per layer a token, halved by the mask). A forward alone (a DPO
-// reference's, a KD teacher's) is half of it.
-func benchModel(b *testing.B, name string, seq, segLen int) (*model.Model, *lora.Adapter, model.Shape, float64) {
+// projection.
+func benchModel(b *testing.B, name string) (*model.Model, *lora.Adapter, model.Shape) {
 	s, found := model.Shapes[name]
 	if !found {
 		b.Fatalf("no shape %q", name)
@@ -82,58 +76,37 @@ func benchModel(b *testing.B, name string, seq, segLen int) (*model.Model, *lora
 	a, err := lora.NewFor(m, lora.Config{R: 16, Alpha: 32, Targets: lora.Modules})
 	ok(b, err)
 	lora.Init(a, 1)
+	return m, a, s
+}
+
+// stepFLOPs is the model FLOPs of a training step over tokens in causal
+// segments of segLen (forward and input gradient: 4 per projection and
+// head weight a token, plus causal attention's 6·segLen·heads·head_dim per
+// layer a token, halved by the mask). A forward alone (a DPO reference's, a
+// KD teacher's) is half of it.
+func stepFLOPs(s model.Shape, tokens, segLen int) float64 {
 	hd := s.Hidden / s.Heads
 	if s.HeadDim > 0 {
 		hd = s.HeadDim
 	}
 	proj := float64(s.Layers)*float64(s.Hidden*(s.Heads*hd+2*s.KVHeads*hd)+s.Heads*hd*s.Hidden+3*s.Hidden*s.Intermediate) + float64(s.Vocab*s.Hidden)
-	return m, a, s, float64(seq) * (4*proj + 6*float64(s.Layers)*float64(segLen*s.Heads*hd)/2)
+	return float64(tokens) * (4*proj + 6*float64(s.Layers)*float64(segLen*s.Heads*hd)/2)
 }
 
 func benchStep(b *testing.B, name string, seq int, peak float64) {
 	d := device(b)
-	if method := os.Getenv("DISTILL_BENCH_METHOD"); method == "dpo" || method == "kd" {
-		benchRows(b, d, name, seq, peak, method)
-		return
-	}
-	seqs := 1
-	if v, err := strconv.Atoi(os.Getenv("DISTILL_BENCH_SEQS")); err == nil && v > 1 {
-		seqs = v
-	}
-	m, a, s, flops := benchModel(b, name, seqs*seq, seq)
+	m, a, s := benchModel(b, name)
 	// Memory: the pool's high-water mark from before the upload (weights,
 	// adapter, gradients, the step's workspace), and the device's whole use
 	// (CUDA context and cuBLAS workspace included) after a step.
 	ok(b, d.Pool.Trim())
 	d.Pool.ResetPeak()
 	pool0 := d.Pool.Stats().InUse
-	net, err := devnet.New(d, m, a)
+	sb, err := newStepBench(d, m, a, s, seq)
 	ok(b, err)
-	defer net.Close()
-	net.SimpleAttention = os.Getenv("DISTILL_BENCH_ATTN") == "simple"
-	net.GemmAttention = os.Getenv("DISTILL_BENCH_ATTN") == "gemm"
-	net.KeepActivations = os.Getenv("DISTILL_BENCH_KEEP") == "1"  // no recomputed forward (memory permitting)
-	net.KeepAttention = os.Getenv("DISTILL_BENCH_KEEP") == "attn" // the attention side kept
-	bt := &train.Batch{}
-	for k := range seqs {
-		ids, mask := make([]int, seq), make([]bool, seq)
-		for i := range ids {
-			ids[i], mask[i] = (i*7919+13+k*104729)%s.Vocab, true
-		}
-		bt.AddSequence(ids, mask)
-	}
-	// DISTILL_BENCH_DROPOUT=p: LoRA dropout at p (distill's default 0.05),
-	// which keeps the adapter's backward apart from the base's GEMMs.
-	var drop train.DropoutMask
-	if p, err := strconv.ParseFloat(os.Getenv("DISTILL_BENCH_DROPOUT"), 64); err == nil && p > 0 && p < 1 {
-		drop = func(site int) (uint64, uint64, float32) {
-			return uint64(site) << 32, uint64(p * (1 << 63) * 2), float32(1 / (1 - p))
-		}
-	}
-	ok(b, net.ZeroGrads())
-	for range 3 { // warm-up: the pool fills, cuBLAS picks its kernels; with step graphs the second lays out the arena, the third records
-		_, err = net.Step(bt, bt.Counted(), drop)
-		ok(b, err)
+	defer sb.close()
+	for range 3 { // warm-up: the pool fills, cuBLAS picks its kernels, KD's teacher goes up; with step graphs the second lays out the arena, the third records
+		ok(b, sb.step())
 	}
 	free1, total, err := d.MemInfo()
 	ok(b, err)
@@ -141,11 +114,12 @@ func benchStep(b *testing.B, name string, seq int, peak float64) {
 	replays0, _, fails0, _ := devnet.StepGraphs()
 	b.ResetTimer()
 	for range b.N {
-		ok(b, net.ZeroGrads())
-		if _, err := net.Step(bt, bt.Counted(), drop); err != nil {
+		if err := sb.step(); err != nil {
 			b.Fatal(err)
 		}
-		issue += net.LastIssue
+		if sb.net != nil {
+			issue += sb.net.LastIssue
+		}
 	}
 	ok(b, d.Sync())
 	sec := b.Elapsed().Seconds() / float64(b.N)
@@ -153,14 +127,20 @@ func benchStep(b *testing.B, name string, seq int, peak float64) {
 	// bounds it; near it, the launches do — or the launch queue (about a
 	// thousand launches; a step has thousands) filled and the host waited
 	// on the device. A hint; nsys tells them apart.
-	b.ReportMetric(issue.Seconds()*1e3/float64(b.N), "ms-issue")
+	if sb.net != nil {
+		b.ReportMetric(issue.Seconds()*1e3/float64(b.N), "ms-issue")
+	}
 	reportReplays(b, replays0, fails0)
-	b.ReportMetric(float64(seqs*seq)/sec, "tokens/s")
-	b.ReportMetric(flops/sec/1e9, "GFLOP/s")
-	b.ReportMetric(100*flops/sec/1e12/peak, "MFU%")
+	b.ReportMetric(float64(sb.tokens)/sec, "tokens/s")
+	b.ReportMetric(sb.flops/sec/1e9, "GFLOP/s")
+	b.ReportMetric(100*sb.flops/sec/1e12/peak, "MFU%")
 	b.ReportMetric(float64(d.Pool.Stats().Peak-pool0)/(1<<20), "MiB-pool-peak")
-	plan := devicePlan(b, m, a, seqs*seq, net.KeepActivations, net.KeepAttention) // a step: the optimizer's moments are not its
+	plan := sb.plan() // a step: the optimizer's moments are not its
 	b.ReportMetric(float64(plan.Total()-plan.Runtime-plan.Optimizer)/(1<<20), "MiB-plan")
+	if sb.net == nil {
+		return
+	}
+	net, bt := sb.net, sb.batch
 	if os.Getenv("DISTILL_BENCH_PROFILE") == "1" { // where a step's time goes (synchronised phases)
 		b.StopTimer() // ns/op stays the unprofiled steps'
 		net.Profile = map[string]time.Duration{}
@@ -204,77 +184,4 @@ func reportReplays(b *testing.B, replays0, fails0 int64) {
 	} else if os.Getenv("DISTILL_CUDA_STEP_GRAPHS") == "1" && replays1 == replays0 {
 		b.Error("step graphs on, but no step replayed")
 	}
-}
-
-// benchRows: a DPO or logit-KD step as a run takes it (train.Net with the
-// device attached: DPO's reference log-probs, then the policy's step with
-// the host's pair statistics between its forward and backward; KD's
-// teacher — the same shape, a second upload — forward, then the student's
-// step), recomputing or keeping activations as DISTILL_BENCH_KEEP says. A
-// DPO micro-batch is one pair: prompt and chosen, prompt and rejected, of
-// seq/2 tokens each. Model FLOPs: the step's, plus the reference's or the
-// teacher's forward (half a step's).
-func benchRows(b *testing.B, d *cuda.Device, name string, seq int, peak float64, method string) {
-	m, a, s, flops := benchModel(b, name, seq, seq/2) // two segments: DPO's pair, or two sequences for KD
-	flops *= 1.5
-	ok(b, d.Pool.Trim())
-	d.Pool.ResetPeak()
-	pool0 := d.Pool.Stats().InUse
-	net, err := train.NewNet(tensor.CPU{}, m, a)
-	ok(b, err)
-	keep := os.Getenv("DISTILL_BENCH_KEEP")
-	net.Checkpoint, net.KeepAttention = keep != "1", keep == "attn"
-	if attached, err := net.Accelerate("cuda"); !attached {
-		b.Fatal(err)
-	}
-	defer net.Close()
-	bt := &train.Batch{}
-	half := seq / 2
-	for seg := range 2 {
-		ids, mask := make([]int, half), make([]bool, half)
-		for i := range ids { // a shared prompt, then two answers
-			v := i*7919 + 13
-			if i >= half/2 {
-				v += seg * 104729
-			}
-			ids[i], mask[i] = v%s.Vocab, i >= half/2
-		}
-		bt.AddSequence(ids, mask)
-	}
-	kd := &train.KD{Teacher: m, Backend: tensor.CPU{}, Divergence: "forward_kl", Temperature: 2, Alpha: 0.5}
-	dpo := &train.DPO{Beta: 0.1, Loss: "sigmoid"}
-	step := func() {
-		net.ZeroGrads()
-		if method == "kd" {
-			_, err := net.StepKD(bt, bt.Counted(), kd)
-			ok(b, err)
-			return
-		}
-		ref, err := net.SequenceLogProbs(bt, true)
-		ok(b, err)
-		_, err = net.StepDPO(bt, ref, 1, dpo)
-		ok(b, err)
-	}
-	for range 3 { // warm-up: the pool fills, cuBLAS picks its kernels, KD's teacher goes up; with step graphs the second lays out the arena, the third records
-		step()
-	}
-	replays0, _, fails0, _ := devnet.StepGraphs()
-	b.ResetTimer()
-	for range b.N {
-		step()
-	}
-	ok(b, d.Sync())
-	sec := b.Elapsed().Seconds() / float64(b.N)
-	reportReplays(b, replays0, fails0)
-	b.ReportMetric(float64(seq)/sec, "tokens/s")
-	b.ReportMetric(flops/sec/1e9, "GFLOP/s")
-	b.ReportMetric(100*flops/sec/1e12/peak, "MFU%")
-	b.ReportMetric(float64(d.Pool.Stats().Peak-pool0)/(1<<20), "MiB-pool-peak")
-	var plan train.Plan
-	if method == "kd" {
-		plan = net.DeviceKDPlan(seq, m.HeldBytes(), true, m, m.HeldBytes(), true)
-	} else {
-		plan = net.DevicePlan(seq, m.HeldBytes(), true)
-	}
-	b.ReportMetric(float64(plan.Total()-plan.Runtime-plan.Optimizer)/(1<<20), "MiB-plan")
 }

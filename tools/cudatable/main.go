@@ -22,7 +22,9 @@ type testRow struct {
 	firstFail, skipNote string
 }
 
-type benchRow struct{ name, nsPerOp, rate string }
+// benchRow is a benchmark's line; vs, for a step sweep's variant
+// (cuda/devnet's BenchmarkStepSweep), its change against its baseline.
+type benchRow struct{ name, nsPerOp, rate, vs string }
 
 type report struct {
 	device  string
@@ -34,6 +36,7 @@ var (
 	resultRe = regexp.MustCompile(`^(\s*)--- (PASS|FAIL|SKIP): (\S+)(?: \(([^)]*)\))?`)
 	benchRe  = regexp.MustCompile(`^(Benchmark\S+)\s+\d+\s+([\d.]+) ns/op(.*)$`)
 	rateRe   = regexp.MustCompile(`([\d.]+) (GFLOP/s|GB/s)`)
+	vsRe     = regexp.MustCompile(`([+-][\d.]+) %vs\[([^\]]*)\]`)
 	deviceRe = regexp.MustCompile(`cuda device: (.*)$`)
 	skipRe   = regexp.MustCompile(`skipping: (.*)$`)
 )
@@ -57,7 +60,11 @@ func parse(r io.Reader) report {
 			if rm := rateRe.FindStringSubmatch(m[3]); rm != nil {
 				rate = rm[1] + " " + rm[2]
 			}
-			rep.benches = append(rep.benches, benchRow{m[1], m[2], rate})
+			vs := ""
+			if vm := vsRe.FindStringSubmatch(m[3]); vm != nil {
+				vs = vm[1] + "% vs [" + vm[2] + "]"
+			}
+			rep.benches = append(rep.benches, benchRow{m[1], m[2], rate, vs})
 			continue
 		}
 		m := resultRe.FindStringSubmatch(line)
@@ -68,7 +75,7 @@ func parse(r io.Reader) report {
 		top, sub, _ := strings.Cut(name, "/")
 		if strings.HasPrefix(top, "Benchmark") {
 			if status == "SKIP" && sub == "" {
-				rep.benches = append(rep.benches, benchRow{top, "skipped", ""})
+				rep.benches = append(rep.benches, benchRow{top, "skipped", "", ""})
 			}
 			continue
 		}
@@ -133,7 +140,7 @@ func (rep report) print(w io.Writer) (failed bool) {
 				fmt.Sscanf(b.rate, "%g", &limit)
 			}
 		}
-		fmt.Fprintf(w, "\n%-40s %14s  %-18s %s\n", "benchmark", "ns/op", "rate", "of copy bandwidth")
+		fmt.Fprintf(w, "\n%-40s %14s  %-18s %s\n", "benchmark", "ns/op", "rate", "of copy bandwidth / against the baseline")
 		for _, b := range rep.benches {
 			frac := ""
 			var v float64
@@ -141,6 +148,9 @@ func (rep report) print(w io.Writer) (failed bool) {
 				if _, err := fmt.Sscanf(b.rate, "%g", &v); err == nil {
 					frac = fmt.Sprintf("%.0f%%", 100*v/limit)
 				}
+			}
+			if b.vs != "" {
+				frac = b.vs
 			}
 			fmt.Fprintf(w, "%-40s %14s  %-18s %s\n", b.name, b.nsPerOp, b.rate, frac)
 		}

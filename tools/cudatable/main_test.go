@@ -24,6 +24,7 @@ BenchmarkAttention/fwd-16         	      20	    812345 ns/op	       235.4 GFLOP/
 BenchmarkDeviceCopy-16    	      20	    200000 ns/op	      2000.0 GB/s
 BenchmarkNF4MatVec-16    	      20	    2000 ns/op	      1500.0 GB/s
 --- SKIP: BenchmarkAdamW
+BenchmarkSweep[nohalfdy-keep]/qwen2.5-1.5b/seq2048	2	71234567 ns/op	28750 tokens/s	166000 GFLOP/s	16.80 MFU%	-1.25 %vs[base,keep=1]	0.40 %spread
 PASS
 `
 
@@ -35,7 +36,7 @@ func TestParseAndPrint(t *testing.T) {
 	if len(rep.tests) != 3 || rep.tests[1].pass != 2 || rep.tests[1].fail != 1 || rep.tests[1].result != "FAIL" {
 		t.Fatalf("tests %+v", rep.tests[1])
 	}
-	if len(rep.benches) != 5 || rep.benches[0].rate != "62595.1 GFLOP/s" || rep.benches[4].nsPerOp != "skipped" {
+	if len(rep.benches) != 6 || rep.benches[0].rate != "62595.1 GFLOP/s" || rep.benches[4].nsPerOp != "skipped" {
 		t.Fatalf("benches %+v", rep.benches)
 	}
 	var b strings.Builder
@@ -43,7 +44,7 @@ func TestParseAndPrint(t *testing.T) {
 		t.Fatal("a failed subtest must fail the table")
 	}
 	out := b.String()
-	for _, want := range []string{"TestRMSNormParity", "2 pass, 1 fail, 0 skip (first failure: 3x576)", "BenchmarkAttention/fwd-16", "skipped: cuda: no CUDA device", "75%"} {
+	for _, want := range []string{"TestRMSNormParity", "2 pass, 1 fail, 0 skip (first failure: 3x576)", "BenchmarkAttention/fwd-16", "skipped: cuda: no CUDA device", "75%", "-1.25% vs [base,keep=1]"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
