@@ -25,8 +25,9 @@
 # nohalfdy nohalfdy-keep halfgu halfgu-keep swigluu swigluu-keep swigluda swigluda-keep swigluda-u swigluda-dropout rowsdb rowsdb-keep colda colda-dropout rowsums rowsums-dropout lorasums lorasums-keep lorasums-dropout noset noqkv nogroup nogroup-dropout nodropdx nodropreuse nonorm unfused selective dropout graphs graphs-keep keepf32 dpo kd dpo-graphs kd-graphs" (the step again with each path turned on
 # or off against the defaults: variant_env below; in one process,
 # BenchmarkStepSweep, STEP_ROUNDS rounds (default 2) of every variant in
-# turn, each line beside its baseline's; STEP_SWEEP=0 a process a variant
-# as before), STEP_ALL=1 (the steps
+# turn, each line beside its baseline's, with STEP_ALL's and STEP_SEQS's
+# steps, the call's time less STEP_SWEEP_RESERVE seconds; STEP_SWEEP=0 a
+# process a step as before), STEP_ALL=1 (the steps
 # again, recomputing, keeping all and keeping the attention side, with
 # every gated path open),
 # SKIP_E2E, SANITIZE=1
@@ -74,14 +75,14 @@ case "${PLAN:-}" in
   1)
     : "${TEST_UNVERIFIED:=1}" "${BENCH_RUN:=DecodeAttention|NF4MatVec|AttentionGemm|SwiGLUU|SwiGLUDA|RowsDB|ColSums|RowSums}" "${BENCH_TIME:=10x}"
     : "${DISTILL_BENCH_STEP:=qwen2.5-1.5b:2048}" "${STEP_TIME:=3x}" "${STEP_ALL:=1}" "${DEADLINE:=540}"
-    : "${STEP_SEQS:=4}"
+    : "${STEP_SEQS:=4}" "${STEP_SWEEP_RESERVE:=200}"
     ;;
   2)
     : "${SKIP_KERNEL_TESTS:=1}" "${TEST_RUN:=^(TestKVMirrorBF16|TestMirrorKindIsPlanned|TestDecodeSplit)$}" "${SKIP_KERNEL_BENCH:=1}"
     : "${SKIP_E2E:=1}" "${STEP_KEEP:=0}" "${STEP_TIME:=3x}" "${DEADLINE:=540}"
     : "${DISTILL_BENCH_STEP:=qwen2.5-0.5b:1024,qwen2.5-1.5b:2048}"
     : "${STEP_VARIANTS:=nohalfdy nohalfdy-keep lorasums lorasums-keep lorasums-dropout swigluu swigluu-keep swigluda swigluda-keep rowsdb rowsdb-keep colda rowsums halfgu halfgu-keep swigluda-u swigluda-dropout colda-dropout rowsums-dropout graphs graphs-keep fuseddq nogroup dropout nogroup-dropout nodropdx nodropreuse heavy prefetch selective dpo kd dpo-graphs kd-graphs notrim noset noqkv keepf32 nonorm}"
-    : "${DECODE_BENCH:=qwen2.5-0.5b}" "${DECODE_CONTEXT:=8192}" "${DECODE_OFFLOAD:=4}"
+    : "${DECODE_BENCH:=qwen2.5-0.5b}" "${DECODE_CONTEXT:=8192}" "${DECODE_OFFLOAD:=4}" "${STEP_SWEEP_RESERVE:=120}"
     ;;
   "") ;;
   *) echo "PLAN=$PLAN: 1 or 2"; exit 2 ;;
@@ -111,21 +112,31 @@ for l in cublas cublasLt cudart; do
 done
 export LD_LIBRARY_PATH="${LIBPATH#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
-step "kernels (nvcc, sm_90)"
 ARCH=${CUDA_ARCH:-90}
-rm -f "$BUILD"/*.o "$BUILD"/libdistillcuda.a  # nothing stale from an earlier call
-pids=()
-for f in cuda/kernels/*.cu; do
-  "$NVCC" -O3 -std=c++17 -Xcompiler -fPIC --expt-relaxed-constexpr -gencode arch=compute_$ARCH,code=sm_$ARCH \
-    -c "$f" -o "$BUILD/$(basename "$f" .cu).o" & pids+=($!)
-done
-fail=0
-for p in "${pids[@]}"; do wait "$p" || fail=1; done
-if [ $fail = 1 ]; then
-  echo "nvcc failed: falling back to the carried library (built with the build machine's nvcc)"
-  cp .devbuild/libdistillcuda.a "$BUILD"/libdistillcuda.a
+step "kernels (nvcc, sm_$ARCH)"
+# A second call on the still-warm machine (PLAN=2 after PLAN=1) reuses the
+# library its first built from the same sources with the same nvcc: the
+# key is their hash (the kernels, this script's flags, nvcc's version).
+NVCCFLAGS="-O3 -std=c++17 -Xcompiler -fPIC --expt-relaxed-constexpr"
+key=$({ cat cuda/kernels/*; "$NVCC" --version; echo "$ARCH $NVCCFLAGS"; } | sha256sum | cut -c1-16)
+if [ -f "$BUILD/libdistillcuda.a" ] && [ "$(cat "$BUILD/key" 2>/dev/null)" = "$key" ]; then
+  echo "the kernels as built by an earlier call (key $key)"
 else
-  ar rcs "$BUILD"/libdistillcuda.a "$BUILD"/*.o
+  rm -f "$BUILD"/*.o "$BUILD"/libdistillcuda.a "$BUILD/key"  # nothing stale from an earlier call
+  pids=()
+  for f in cuda/kernels/*.cu; do
+    # shellcheck disable=SC2086 # NVCCFLAGS is words
+    "$NVCC" $NVCCFLAGS -gencode arch=compute_$ARCH,code=sm_$ARCH \
+      -c "$f" -o "$BUILD/$(basename "$f" .cu).o" & pids+=($!)
+  done
+  fail=0
+  for p in "${pids[@]}"; do wait "$p" || fail=1; done
+  if [ $fail = 1 ]; then
+    echo "nvcc failed: falling back to the carried library (built with the build machine's nvcc)"
+    cp .devbuild/libdistillcuda.a "$BUILD"/libdistillcuda.a
+  else
+    ar rcs "$BUILD"/libdistillcuda.a "$BUILD"/*.o && echo "$key" > "$BUILD/key"
+  fi
 fi
 
 link() { # link NAME [flags]: .devbuild/NAME.o.xz → /tmp/NAME
@@ -353,11 +364,6 @@ step_all() {  # the step again with every gated path open, recomputing and keepi
 
 step_variants() {
   local v e
-  [ -n "${STEP_VARIANTS:-}" ] || return 0
-  if [ "${STEP_SWEEP:-1}" = 1 ]; then
-    step_sweep
-    return
-  fi
   for v in ${STEP_VARIANTS:-}; do
     e=$(variant_env "$v") || { echo "STEP_VARIANTS: no variant $v"; continue; }
     # Recomputing unless the variant says otherwise, whatever DISTILL_BENCH_KEEP the caller exported.
@@ -366,22 +372,42 @@ step_variants() {
   done
 }
 
-# The variants in one process (BenchmarkStepSweep): one model a shape, each
-# variant's step made, warmed up and timed in turn, round after round, and
-# compared with its baseline's (the default step, or the one with the same
-# DISTILL_BENCH_* knobs: [keep], [dropout], [dpo], ...) — where a process a
-# variant paid the start, the model's load and quantisation each time.
-# Recomputing unless the variant says otherwise; the sweep's own deadline
-# is the run's, less the table's time.
-step_sweep() {
-  local v e spec="" n=${STEP_TIME%x}
-  for v in $STEP_VARIANTS; do
+# The steps STEP_ALL, STEP_SEQS and STEP_VARIANTS ask for, in one process
+# (BenchmarkStepSweep): one model a shape, each variant's step made, warmed
+# up and timed in turn, round after round, and compared with its
+# baseline's (the default step, or the one with the same DISTILL_BENCH_*
+# knobs: [dropout], [dpo], ..., or one the sweep adds: [base,keep=1]) —
+# where a process a step paid the start, the model's load and quantisation
+# each time. Recomputing unless the variant says otherwise. Its deadline
+# is the call's less STEP_SWEEP_RESERVE seconds for what follows (decode,
+# kernel benchmarks, end-to-end runs). STEP_SWEEP=0: a process a step.
+step_sweeps() {
+  if [ "${STEP_SWEEP:-1}" != 1 ]; then
+    step_all
+    step_seqs
+    step_variants
+    return
+  fi
+  local v e spec="" n=${STEP_TIME%x} k=${STEP_SEQS:-}
+  if [ "${STEP_ALL:-0}" = 1 ]; then  # every gated path open: recomputing, keeping all, keeping the attention side
+    spec+="all:DISTILL_CUDA_UNVERIFIED=1;all,keep=1:DISTILL_CUDA_UNVERIFIED=1 DISTILL_BENCH_KEEP=1;"
+    spec+="all,keep=attn:DISTILL_CUDA_UNVERIFIED=1 DISTILL_BENCH_KEEP=attn;"
+  fi
+  if [ -n "$k" ]; then  # k sequences a step: what of the step is fixed (launches, the weights' staging)
+    spec+="seqs=$k:DISTILL_BENCH_SEQS=$k;keep,seqs=$k:DISTILL_BENCH_KEEP=1 DISTILL_BENCH_SEQS=$k;"
+  fi
+  for v in ${STEP_VARIANTS:-}; do
     e=$(variant_env "$v") || { echo "STEP_VARIANTS: no variant $v"; continue; }
     spec+="$v:$e;"
   done
+  [ -n "$spec" ] || return 0
   [[ $n =~ ^[0-9]+$ ]] || n=3
-  fits 60 "step sweep" || return 0
-  local secs=$(($(left) - 45))
+  local secs=$(($(left) - 45 - ${STEP_SWEEP_RESERVE:-0}))
+  if [ "$secs" -lt 30 ]; then
+    echo "-- skipped for the deadline ($(left) s left, ${STEP_SWEEP_RESERVE:-0} kept for what follows): step sweep"
+    skipped+="  step sweep"$'\n'
+    return 0
+  fi
   step "step sweep (${DISTILL_BENCH_STEP:-default}, ${STEP_ROUNDS:-2} rounds, ${secs} s)"
   # shellcheck disable=SC2097,SC2098 # the variables are the test binary's
   (cd cuda/devnet && DISTILL_BENCH_KEEP=0 DISTILL_BENCH_VARIANTS="$spec" DISTILL_BENCH_ROUNDS=${STEP_ROUNDS:-2} \
@@ -424,9 +450,7 @@ tests_default
 step_main
 tests_open
 tests_summary
-step_all
-step_seqs
-step_variants
+step_sweeps
 decode
 kernel_bench
 e2e
