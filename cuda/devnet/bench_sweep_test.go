@@ -3,6 +3,7 @@
 package devnet_test
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"os"
@@ -371,6 +372,67 @@ func printSweep(w io.Writer, label string, peak float64, res []sweepResult) {
 			line += fmt.Sprintf("\t%d skipped", r.skipped)
 		}
 		fmt.Fprintln(w, line)
+	}
+	printVerdicts(w, label, res)
+}
+
+// spread is how much slower r's slowest visit was than its fastest (0 with
+// one visit).
+func (r sweepResult) spread() float64 {
+	i := r.fastest()
+	if i < 0 {
+		return 0
+	}
+	slow := r.samples[i].sec
+	for _, o := range r.samples {
+		slow = max(slow, o.sec)
+	}
+	return slow/r.samples[i].sec - 1
+}
+
+// minNoise is the least change a verdict calls faster or slower: the same
+// step's wall time moved by ~1 % from run to run on the H200 (session 9,
+// BENCHMARKS.md: 78–79 ms), more than two visits' spread may show.
+const minNoise = 0.01
+
+// verdict says whether variant r is faster or slower than its baseline b
+// beyond the larger of their spreads (at least minNoise), and the change.
+func verdict(r, b sweepResult) (string, float64) {
+	i, j := r.fastest(), b.fastest()
+	d := r.samples[i].sec/b.samples[j].sec - 1
+	noise := max(r.spread(), b.spread(), minNoise)
+	switch {
+	case d < -noise:
+		return "faster", d
+	case d > noise:
+		return "slower", d
+	}
+	return "same", d
+}
+
+// printVerdicts lists every variant that ran beside a baseline that ran,
+// faster first: what a session deciding its gates reads.
+func printVerdicts(w io.Writer, label string, res []sweepResult) {
+	type row struct {
+		v, name  string
+		d, noise float64
+	}
+	var rows []row
+	for _, r := range res {
+		if r.v.base < 0 || r.fastest() < 0 || res[r.v.base].fastest() < 0 {
+			continue
+		}
+		b := res[r.v.base]
+		v, d := verdict(r, b)
+		rows = append(rows, row{v, fmt.Sprintf("[%s] vs [%s]", r.v.name, b.v.name), d, max(r.spread(), b.spread(), minNoise)})
+	}
+	if len(rows) == 0 {
+		return
+	}
+	slices.SortStableFunc(rows, func(a, b row) int { return cmp.Compare(a.d, b.d) })
+	fmt.Fprintf(w, "sweep %s verdicts (fastest visits; faster or slower beyond the larger spread, at least %.0f %%):\n", label, 100*minNoise)
+	for _, r := range rows {
+		fmt.Fprintf(w, "  %-6s %+7.2f %%  %s (noise %.2f %%)\n", r.v, 100*r.d, r.name, 100*r.noise)
 	}
 }
 

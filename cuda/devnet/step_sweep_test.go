@@ -119,9 +119,18 @@ func TestStepSweep(t *testing.T) {
 	var out bytes.Buffer
 	printSweep(&out, "small/seq64", 989, res)
 	benchRe := regexp.MustCompile(`^(Benchmark\S+)\s+\d+\s+([\d.]+) ns/op(.*)$`) // tools/cudatable's
-	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != len(vs) {
-		t.Fatalf("%d lines for %d variants:\n%s", len(lines), len(vs), out.String())
+	all := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(all) < len(vs) {
+		t.Fatalf("%d lines for %d variants:\n%s", len(all), len(vs), out.String())
+	}
+	lines, verdicts := all[:len(vs)], all[len(vs):]
+	if len(verdicts) != len(vs) || !strings.HasPrefix(verdicts[0], "sweep small/seq64 verdicts") {
+		t.Errorf("want a verdict a variant but the default after the lines:\n%s", strings.Join(verdicts, "\n"))
+	}
+	for _, v := range vs[1:] {
+		if n := strings.Count(out.String(), "["+v.name+"] vs ["); n != 1 {
+			t.Errorf("[%s]: %d verdicts", v.name, n)
+		}
 	}
 	vsBase := map[string]string{"default": "", "nohalfdy": "%vs[default]", "keep": "%vs[default]", "nohalfdy-keep": "%vs[keep]",
 		"graphs": "%vs[default]", "nodropdx": "%vs[base,dropout=0.05]", "dpo": "%vs[default]", "base,dropout=0.05": "%vs[default]"}
@@ -140,5 +149,32 @@ func TestStepSweep(t *testing.T) {
 	printSweep(&out, "small/seq64", 989, sw.run(d, m, a, s.shape, 64, "small/seq64", vs))
 	if n := strings.Count(out.String(), "did not run: skipped for the deadline"); n != len(vs) {
 		t.Errorf("past the deadline %d of %d variants said so:\n%s", n, len(vs), out.String())
+	}
+}
+
+// A verdict calls a change faster or slower only beyond the larger spread
+// of the two variants' visits, and never within 1 %.
+func TestSweepVerdicts(t *testing.T) {
+	res := func(secs ...float64) sweepResult {
+		var r sweepResult
+		for _, s := range secs {
+			r.samples = append(r.samples, sample{sec: s})
+		}
+		return r
+	}
+	for _, c := range []struct {
+		r, b sweepResult
+		want string
+	}{
+		{res(0.95, 0.96), res(1.00, 1.01), "faster"}, // −5 %, spreads ~1 %
+		{res(0.995), res(1.0), "same"},               // −0.5 %: within the floor
+		{res(0.97, 1.02), res(1.0, 1.0), "same"},     // −3 %, but its own visits 5 % apart
+		{res(1.03), res(1.0, 1.05), "same"},          // +3 %, the baseline's visits 5 % apart
+		{res(1.10, 1.11), res(1.0), "slower"},        // +10 %
+		{res(0.5), res(1.0), "faster"},               // one visit each
+	} {
+		if got, d := verdict(c.r, c.b); got != c.want {
+			t.Errorf("%v against %v: %s (%+.3f), want %s", c.r.samples, c.b.samples, got, d, c.want)
+		}
 	}
 }
