@@ -9,8 +9,10 @@
 # Logs go to $OUT (or .devbuild/out).
 #
 # Knobs (environment): TEST_RUN, TEST_TIMEOUT (the CUDA tests: a -run
-# pattern), TEST_UNVERIFIED=1 (the devnet tests a second time with every
-# gated path open: DISTILL_CUDA_UNVERIFIED=1, results named open:…), SKIP_KERNEL_TESTS, SKIP_KERNEL_BENCH, BENCH_RUN, BENCH_TIME,
+# pattern; each suite's limit, default 240 s), TEST_UNVERIFIED=1 (the
+# devnet tests a second time with every gated path open:
+# DISTILL_CUDA_UNVERIFIED=1, results named open:…), TEST_SERIAL=1 (the
+# suites one after another, not at once), SKIP_KERNEL_TESTS, SKIP_KERNEL_BENCH, BENCH_RUN, BENCH_TIME,
 # BENCH_TIMEOUT (the kernel benchmarks), DECODE_BENCH=shape (inference on
 # the GPU: the general pass, fused, fused with graphs; DECODE_OFFLOAD=N adds
 # each quant's default run with the first N layers on the CPU, as serve's
@@ -75,7 +77,7 @@ case "${PLAN:-}" in
   1)
     : "${TEST_UNVERIFIED:=1}" "${BENCH_RUN:=DecodeAttention|NF4MatVec|AttentionGemm|SwiGLUU|SwiGLUDA|RowsDB|ColSums|RowSums}" "${BENCH_TIME:=10x}"
     : "${DISTILL_BENCH_STEP:=qwen2.5-1.5b:2048}" "${STEP_TIME:=3x}" "${STEP_ALL:=1}" "${DEADLINE:=540}"
-    : "${STEP_SEQS:=4}" "${STEP_SWEEP_RESERVE:=200}"
+    : "${STEP_SEQS:=4}" "${STEP_SWEEP_RESERVE:=150}"
     ;;
   2)
     : "${SKIP_KERNEL_TESTS:=1}" "${TEST_RUN:=^(TestKVMirrorBF16|TestMirrorKindIsPlanned|TestDecodeSplit)$}" "${SKIP_KERNEL_BENCH:=1}"
@@ -159,31 +161,50 @@ export DISTILL_CUDA_REQUIRE=1
 : > "$OUT/tests.log"
 : > "$OUT/bench.log"
 
-# The parts below, run in the order at the end: correctness with the
-# defaults first, then the headline step, then everything gated.
+# The parts below, run in the order at the end: correctness first (the
+# defaults and every gate open, at once), then the headline step, then the
+# gated and packed steps.
 
-tests_default() {
+# The cuda tests, the devnet tests and (TEST_UNVERIFIED=1) the devnet tests
+# again with every gated path open (each gate's own variable still rules;
+# results named open:…) — three processes at once: each is one test at a
+# time, most of it the host's reference sums or the synchronised launches'
+# round trips, so together they take about the longest one's time where one
+# after another took the sum (TEST_SERIAL=1: one after another). No
+# benchmark runs beside them. Their logs go into tests.log in that order.
+tests_all() {
   step tests
-  if [ -z "${SKIP_KERNEL_TESTS:-}" ] && fits 60 "cuda tests"; then
-    (cd cuda && DISTILL_CUDA_SYNC=1 timeout "$(tmo ${TEST_TIMEOUT:-180})" /tmp/cuda.test -test.v -test.count=1 \
-      -test.run "${TEST_RUN:-.}") >> "$OUT/tests.log" 2>&1
-    echo "cuda tests exit $?"
+  local logs=() pids=() t=${TEST_TIMEOUT:-240}
+  run_tests() { # run_tests NAME LOG DIR BINARY [VAR=value ...]: one suite, its log apart
+    local name=$1 log=$2 dir=$3 bin=$4; shift 4
+    fits 60 "$name" || return 0
+    logs+=("$log")
+    if [ "${TEST_SERIAL:-0}" = 1 ]; then
+      suite "$name" "$log" "$dir" "$bin" "$@"
+    else
+      suite "$name" "$log" "$dir" "$bin" "$@" &
+      pids+=($!)
+    fi
+  }
+  suite() {
+    local name=$1 log=$2 dir=$3 bin=$4; shift 4
+    (cd "$dir" && env DISTILL_CUDA_SYNC=1 "$@" timeout "$(tmo "$t")" "$bin" -test.v -test.count=1 \
+      -test.run "${TEST_RUN:-.}") > "$log" 2>&1
+    echo "$name exit $?"
+  }
+  [ -n "${SKIP_KERNEL_TESTS:-}" ] || run_tests "cuda tests" /tmp/tests-cuda.log cuda /tmp/cuda.test
+  run_tests "devnet tests" /tmp/tests-devnet.log cuda/devnet /tmp/devnet.test
+  if [ "${TEST_UNVERIFIED:-0}" = 1 ]; then
+    run_tests "devnet tests, every gate open" /tmp/tests-open.log cuda/devnet /tmp/devnet.test DISTILL_CUDA_UNVERIFIED=1
   fi
-  if fits 60 "devnet tests"; then
-    (cd cuda/devnet && DISTILL_CUDA_SYNC=1 timeout "$(tmo ${TEST_TIMEOUT:-180})" /tmp/devnet.test -test.v -test.count=1 \
-      -test.run "${TEST_RUN:-.}") >> "$OUT/tests.log" 2>&1
-    echo "devnet tests exit $?"
-  fi
-}
-
-tests_open() {  # again with every gated path open (each gate's own variable still rules)
-  [ "${TEST_UNVERIFIED:-0}" = 1 ] || return 0
-  step "tests, every gate open"
-  if fits 60 "devnet tests, every gate open"; then
-    (cd cuda/devnet && DISTILL_CUDA_UNVERIFIED=1 DISTILL_CUDA_SYNC=1 timeout "$(tmo ${TEST_TIMEOUT:-180})" /tmp/devnet.test -test.v \
-      -test.count=1 -test.run "${TEST_RUN:-.}" 2>&1 | sed -E "s/^(\s*)--- (PASS|FAIL|SKIP): /\1--- \2: open:/") >> "$OUT/tests.log" 2>&1
-    echo "devnet tests, every gate open, exit $?"
-  fi
+  for p in "${pids[@]}"; do wait "$p"; done
+  for l in "${logs[@]}"; do
+    if [ "$l" = /tmp/tests-open.log ]; then
+      sed -E "s/^(\s*)--- (PASS|FAIL|SKIP): /\1--- \2: open:/" "$l"
+    else
+      cat "$l"
+    fi
+  done >> "$OUT/tests.log"
 }
 
 tests_summary() {
@@ -447,10 +468,9 @@ for name, us in sorted(t.items(), key=lambda x: -x[1])[:40]:
 PY
 }
 
-tests_default
-step_main
-tests_open
+tests_all
 tests_summary
+step_main
 step_sweeps
 decode
 kernel_bench
