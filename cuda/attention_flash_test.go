@@ -105,6 +105,41 @@ func TestAttentionFlashParity(t *testing.T) {
 			if c.maxLen > 128 && slices.Equal(got3.dq, got.dq) {
 				t.Errorf("fused dq: v1's dq bit for bit over ranges of up to %d keys — was the fused kernel run?", c.maxLen)
 			}
+			// Each key block's query tiles split between two dk/dv blocks
+			// (SplitKV) and each row tile's key tiles between two dq
+			// blocks (SplitDQ), each alone and together, synchronous and
+			// async tiles, with the fused dq too: dq, dk and dv near the
+			// f64 reference and near v1's — the same bf16 products, each
+			// half summed apart and the halves added: f32 rounding (what
+			// a split leaves alone, v1's bit for bit). A tile taken twice
+			// or left out moves elements by their own size.
+			for _, o := range []struct{ async, fused, kv, dq bool }{
+				{false, false, true, false}, {false, false, false, true}, {false, false, true, true},
+				{true, false, true, true}, {true, true, true, true},
+			} {
+				split := func(dq, dk, dv, dout, q, k, v, out, lse *cuda.Buffer, s cuda.AttnShape) error {
+					s.AsyncTiles, s.FusedDQ, s.SplitKV, s.SplitDQ = o.async, o.fused, o.kv, o.dq
+					return d.AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse, s)
+				}
+				got4 := attnRun(t, d, c, q, k, v, dout, scale, d.AttnFwdFlash, split)
+				name := fmt.Sprintf("split %+v", o)
+				if !o.fused && !o.dq {
+					sameBits(t, name+": dq", got4.dq, got.dq)
+				}
+				if !o.kv {
+					sameBits(t, name+": dk", got4.dk, got.dk)
+					sameBits(t, name+": dv", got4.dv, got.dv)
+				}
+				for _, x := range []struct {
+					name      string
+					got, want []float32
+					heads     int
+				}{{"dq", got4.dq, got.dq, c.nH}, {"dk", got4.dk, got.dk, c.nKV}, {"dv", got4.dv, got.dv, c.nKV}} {
+					agLocate(t, name+": "+x.name+" vs v1", x.got, x.want, 2e-3, 2e-3*max(agRMS(x.want), 0.1), x.heads, c.hd)
+				}
+				agLocate(t, name+": dq vs f64", got4.dq, want.dq, flashBwdTol, flashBwdTol*max(agRMS(want.dq), 0.1), c.nH, c.hd)
+				agLocate(t, name+": dk vs f64", got4.dk, want.dk, flashBwdTol, flashBwdTol*max(agRMS(want.dk), 0.1), c.nKV, c.hd)
+			}
 			// Keys and values held in bf16 (a decoder's cache mirror): the
 			// forward reads them as they are, the same out and lse as v1
 			// over their f32 originals.

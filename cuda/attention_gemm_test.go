@@ -652,7 +652,11 @@ func ratio(got, want []float32) float64 {
 // from bf16 copies: flash_async, and so with dk/dv's row statistics
 // prefetched: flash_async_prefetch (its forward is flash_async's), or with
 // the heaviest blocks of every head dispatched first: flash_async_heavy,
-// or with dq added up by the dk/dv kernel: flash_async_fuseddq) over one
+// or with dq added up by the dk/dv kernel: flash_async_fuseddq, or with
+// each key block's dk/dv work split between two blocks:
+// flash_async_splitkv, each row tile's dq work: flash_async_splitdq, both:
+// flash_async_split, and so with heavy blocks first:
+// flash_async_split_heavy) over one
 // causal
 // segment of L tokens, at Qwen2.5-1.5B's heads (12 over 2 KV heads of 128)
 // and 0.5B's (14 over 2 of 64). FLOPs are counted as causal, as
@@ -709,6 +713,30 @@ func BenchmarkAttentionGemm(b *testing.B) {
 					func() error {
 						sa := s
 						sa.AsyncTiles, sa.HeavyFirst = true, true
+						return d.AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse, sa)
+					}},
+				{"flash_async_splitkv", func() error { sa := s; sa.AsyncTiles = true; return d.AttnFwdFlash(out, lse, q, k, v, sa) },
+					func() error {
+						sa := s
+						sa.AsyncTiles, sa.SplitKV = true, true
+						return d.AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse, sa)
+					}},
+				{"flash_async_splitdq", func() error { sa := s; sa.AsyncTiles = true; return d.AttnFwdFlash(out, lse, q, k, v, sa) },
+					func() error {
+						sa := s
+						sa.AsyncTiles, sa.SplitDQ = true, true
+						return d.AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse, sa)
+					}},
+				{"flash_async_split", func() error { sa := s; sa.AsyncTiles = true; return d.AttnFwdFlash(out, lse, q, k, v, sa) },
+					func() error {
+						sa := s
+						sa.AsyncTiles, sa.SplitKV, sa.SplitDQ = true, true, true
+						return d.AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse, sa)
+					}},
+				{"flash_async_split_heavy", func() error { sa := s; sa.AsyncTiles = true; return d.AttnFwdFlash(out, lse, q, k, v, sa) },
+					func() error {
+						sa := s
+						sa.AsyncTiles, sa.SplitKV, sa.SplitDQ, sa.HeavyFirst = true, true, true, true
 						return d.AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse, sa)
 					}},
 			} {

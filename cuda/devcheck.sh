@@ -23,7 +23,7 @@
 # STEP_TIME, STEP_TIMEOUT (the training step), STEP_ATTN=gemm|simple (the
 # step again with another attention), STEP_KEEP=0 (skip the step again with
 # every layer's activations kept), STEP_SEQS=k (the step and the kept step
-# again with k sequences packed a step: DISTILL_BENCH_SEQS), STEP_VARIANTS="v1 heavy prefetch fuseddq notrim
+# again with k sequences packed a step: DISTILL_BENCH_SEQS), STEP_VARIANTS="v1 heavy prefetch fuseddq splitkv splitkv-heavy splitkv-keep notrim
 # nohalfdy nohalfdy-keep halfgu halfgu-keep swigluu swigluu-keep swigluda swigluda-keep swigluda-u swigluda-dropout rowsdb rowsdb-keep colda colda-dropout rowsums rowsums-dropout lorasums lorasums-keep lorasums-dropout noset noqkv nogroup nogroup-dropout nodropdx nodropreuse nonorm unfused selective dropout graphs graphs-keep keepf32 dpo kd dpo-graphs kd-graphs" (the step again with each path turned on
 # or off against the defaults: variant_env below; in one process,
 # BenchmarkStepSweep, STEP_ROUNDS rounds (default 2) of every variant in
@@ -75,7 +75,7 @@ fits() {
 # alternative paths' steps and the decode benchmarks.
 case "${PLAN:-}" in
   1)
-    : "${TEST_UNVERIFIED:=1}" "${BENCH_RUN:=DecodeAttention|NF4MatVec|AttentionGemm|SwiGLUU|SwiGLUDA|RowsDB|ColSums|RowSums}" "${BENCH_TIME:=10x}"
+    : "${TEST_UNVERIFIED:=1}" "${BENCH_RUN:=AttentionGemm|DecodeAttention|NF4MatVec|SwiGLUU|SwiGLUDA|RowsDB|ColSums|RowSums}" "${BENCH_TIME:=10x}"
     : "${DISTILL_BENCH_STEP:=qwen2.5-1.5b:2048}" "${STEP_TIME:=3x}" "${STEP_ALL:=1}" "${DEADLINE:=540}"
     : "${STEP_SEQS:=4}" "${STEP_SWEEP_RESERVE:=150}"
     ;;
@@ -83,7 +83,7 @@ case "${PLAN:-}" in
     : "${SKIP_KERNEL_TESTS:=1}" "${TEST_RUN:=^(TestKVMirrorBF16|TestMirrorKindIsPlanned|TestDecodeSplit)$}" "${SKIP_KERNEL_BENCH:=1}"
     : "${SKIP_E2E:=1}" "${STEP_KEEP:=0}" "${STEP_TIME:=3x}" "${DEADLINE:=540}"
     : "${DISTILL_BENCH_STEP:=qwen2.5-0.5b:1024,qwen2.5-1.5b:2048}"
-    : "${STEP_VARIANTS:=nohalfdy nohalfdy-keep lorasums lorasums-keep lorasums-dropout swigluu swigluu-keep swigluda swigluda-keep rowsdb rowsdb-keep colda rowsums halfgu halfgu-keep swigluda-u swigluda-dropout colda-dropout rowsums-dropout graphs graphs-keep fuseddq nogroup dropout nogroup-dropout nodropdx nodropreuse heavy prefetch selective dpo kd dpo-graphs kd-graphs notrim noset noqkv keepf32 nonorm}"
+    : "${STEP_VARIANTS:=nohalfdy nohalfdy-keep lorasums lorasums-keep lorasums-dropout splitkv splitkv-heavy splitkv-keep swigluu swigluu-keep swigluda swigluda-keep rowsdb rowsdb-keep colda rowsums halfgu halfgu-keep swigluda-u swigluda-dropout colda-dropout rowsums-dropout graphs graphs-keep fuseddq nogroup dropout nogroup-dropout nodropdx nodropreuse heavy prefetch selective dpo kd dpo-graphs kd-graphs notrim noset noqkv keepf32 nonorm}"
     : "${STEP_ALL:=1}" "${STEP_SEQS:=4}"  # in the sweep beside the variants (PLAN=1's tests may leave them no time)
     : "${DECODE_BENCH:=qwen2.5-0.5b}" "${DECODE_CONTEXT:=8192}" "${DECODE_OFFLOAD:=4}" "${STEP_SWEEP_RESERVE:=120}"
     ;;
@@ -336,6 +336,9 @@ variant_env() {
     heavy) echo DISTILL_CUDA_FLASH_HEAVY=1 ;;         # flash blocks heaviest first (gated)
     prefetch) echo DISTILL_CUDA_FLASH_PREFETCH=1 ;;   # dk/dv's row statistics by cp.async (gated)
     fuseddq) echo DISTILL_CUDA_FLASH_FUSED_DQ=1 ;;    # dq added up by the dk/dv kernel, no dq kernel (gated)
+    splitkv) echo DISTILL_CUDA_FLASH_SPLIT=1 ;;       # each key block's dk/dv work split between two blocks (gated)
+    splitkv-heavy) echo DISTILL_CUDA_FLASH_SPLIT=1 DISTILL_CUDA_FLASH_HEAVY=1 ;;  # the same, heaviest blocks first
+    splitkv-keep) echo DISTILL_CUDA_FLASH_SPLIT=1 DISTILL_BENCH_KEEP=1 ;;  # the same, every layer's activations kept (against [keep])
     notrim) echo DISTILL_CUDA_RECOMPUTE_TRIM=0 ;;     # the whole forward recomputed
     nohalfdy) echo DISTILL_CUDA_HALF_DY=0 ;;          # gate's and up's dy in f32, staged apart, the adapter's du and dB in TF32 (session 29's default off)
     nohalfdy-keep) echo DISTILL_CUDA_HALF_DY=0 DISTILL_BENCH_KEEP=1 ;;  # the same, every layer's activations kept (against [keep])

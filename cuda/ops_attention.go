@@ -34,6 +34,19 @@ type AttnShape struct {
 	// rounding of the default's, and not the same bits run to run (the
 	// atomics land in the order the GPU picks).
 	FusedDQ bool
+	// SplitKV: the backward's dk/dv kernel runs two blocks a key block,
+	// each over half the query tiles that reach it, their shares of dk and
+	// dv summed after (so a causal pass's heaviest key blocks, attended by
+	// every query, are halved: the GPU's tail is the heaviest block's) —
+	// 4·NK·NH·HD floats of scratch; dk and dv within f32 rounding of the
+	// default's, the same bits run to run.
+	SplitKV bool
+	// SplitDQ: the backward's dq kernel (not run with FusedDQ) runs two
+	// blocks a row tile, each over half the key tiles its rows reach, the
+	// second's dq added after (the last rows of a causal pass attend every
+	// key) — NQ·NH·HD floats more scratch; dq within f32 rounding of the
+	// default's, the same bits run to run.
+	SplitDQ bool
 	// Scratch, when set, is the flash kernels' scratch (NewFlashScratch)
 	// in place of buffers from the pool for each call: a recorded pass
 	// (Capture) may not allocate.
@@ -42,7 +55,7 @@ type AttnShape struct {
 
 // flags is the flash kernels' flags argument (attn_flash.h).
 func (s AttnShape) flags() C.int {
-	return cbool(s.HeavyFirst) | 2*cbool(s.PrefetchStats) | 4*cbool(s.FusedDQ)
+	return cbool(s.HeavyFirst) | 2*cbool(s.PrefetchStats) | 4*cbool(s.FusedDQ) | 8*cbool(s.SplitKV) | 16*cbool(s.SplitDQ)
 }
 
 func (s AttnShape) check(op string) *need {

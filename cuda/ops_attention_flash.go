@@ -66,8 +66,10 @@ func (d *Device) AttnFwdFlash(out, lse, q, k, v *Buffer, s AttnShape) error {
 // AttnBwdFlash is AttnBwdGemm tiled as AttnFwdFlash: dq, dk and dv are set
 // (not accumulated). Its scratch, from the pool: the rows' rowsum(dO∘O),
 // each 32-row tile's key range, with grouped heads each query head's share
-// of dk, dv (2·NK·NH·HD floats) before the group's are summed, and with
-// AsyncTiles bf16 copies of q, dout, k and v.
+// of dk, dv (2·NK·NH·HD floats; with SplitKV each half's, 4·NK·NH·HD,
+// grouped or not) before they are summed, with SplitDQ the second halves'
+// dq (NQ·NH·HD more: partFloats), and with AsyncTiles bf16 copies of q,
+// dout, k and v.
 func (d *Device) AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse *Buffer, s AttnShape) error {
 	qn, kn := s.NQ*s.NH*s.HD, s.NK*s.NKV*s.HD
 	if err := s.check("attn_bwd_flash").true(FlashHeadDim(s.HD), "head size %d (flash takes 16, 32, 64, 80, 96, 128)", s.HD).
@@ -89,8 +91,8 @@ func (d *Device) AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse *Buffer, s Att
 	}
 	defer tiles.Free() // to the pool, or nothing for a view of the scratch
 	var part *Buffer
-	if s.NH != s.NKV && s.NK > 0 {
-		if part, err = sc.take(d, "part", F32, 2*s.NK*s.NH*s.HD); err != nil {
+	if n := s.partFloats(); n > 0 {
+		if part, err = sc.take(d, "part", F32, n); err != nil {
 			return err
 		}
 		defer part.Free() // to the pool, or nothing for a view of the scratch
@@ -109,6 +111,27 @@ func (d *Device) AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse *Buffer, s Att
 			C.int(s.MaxLen), C.float(s.Scale), (*C.float)(rows.ptr), (*C.int32_t)(tiles.ptr), (*C.float)(addr(part)),
 			(*C.uint16_t)(addr(b16)), s.flags())
 	})
+}
+
+// partFloats is the backward's shares of dk and dv before they are summed
+// — each query head's of its KV head's with grouped heads, each split's
+// with SplitKV (both: each split's of each head's) — then with SplitDQ the
+// second halves' dq; 0 when none are.
+func (s AttnShape) partFloats() int {
+	if s.NK == 0 {
+		return 0
+	}
+	n := 0
+	switch {
+	case s.SplitKV:
+		n = 4 * s.NK * s.NH * s.HD
+	case s.NH != s.NKV:
+		n = 2 * s.NK * s.NH * s.HD
+	}
+	if s.SplitDQ {
+		n += s.NQ * s.NH * s.HD
+	}
+	return n
 }
 
 // FlashScratch is the flash kernels' scratch for every call of one
@@ -133,8 +156,8 @@ func NewFlashScratch(s AttnShape, alloc func(Kind, int) (*Buffer, error)) (*Flas
 		return b
 	}
 	sc.rows, sc.tiles = take(F32, max(s.NQ*s.NH, 1)), take(I32, max(4*((s.NQ+31)/32), 1))
-	if s.NH != s.NKV && s.NK > 0 {
-		sc.part = take(F32, 2*s.NK*s.NH*s.HD)
+	if n := s.partFloats(); n > 0 {
+		sc.part = take(F32, n)
 	}
 	if s.AsyncTiles && s.NK > 0 && s.NQ > 0 {
 		sc.b16 = take(BF16, 2*qn+2*kn) // the backward's; the forward's (2·kn) is its prefix

@@ -33,6 +33,12 @@ var DeviceKeepsActivations func() bool
 // and v (cuda.AttnShape.AsyncTiles: 2·N·(H + KV)·hd bf16 more scratch).
 var DeviceAsyncTiles func() bool
 
+// DeviceSplitKV, set by a build with a device step (cuda/devnet), says
+// whether the flash backward splits each key block's dk/dv work between
+// two blocks, which sum their shares from 4·n·heads·hd floats of scratch,
+// and each row tile's dq work likewise (n·heads·hd more).
+var DeviceSplitKV func() bool
+
 // DeviceKeepsAttention, set by a build with a device step (cuda/devnet),
 // says whether its recomputing steps honour Net.KeepAttention (its gate
 // can turn it off); unset, a plan assumes they do.
@@ -275,7 +281,10 @@ func (ps devicePass) bytes(nf4 bool) int64 {
 		attn = 0
 		if ps.training { // backward's rowsum(dO∘O), tile ranges, grouped heads' shares of dk, dv
 			attn = 4 * (N*H + 4*((N+31)/32))
-			if H != KV {
+			switch {
+			case DeviceSplitKV != nil && DeviceSplitKV(): // each split's shares, the second halves' dq (cuda.AttnShape.SplitKV, SplitDQ)
+				attn += 4*4*N*H*hd + 4*N*H*hd
+			case H != KV:
 				attn += 4 * 2 * N * H * hd
 			}
 			if DeviceAsyncTiles != nil && DeviceAsyncTiles() {

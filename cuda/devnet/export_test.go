@@ -140,3 +140,7 @@ func ColDAMods() int64 { return colDAMods.Load() }
 // RowSumsMods is how many modules' u or du one pass over their input has
 // summed (lora_u.go) in this process.
 func RowSumsMods() int64 { return rowSumsMods.Load() }
+
+// SplitKV is how many attention backward passes have split their dk/dv
+// blocks (cuda.AttnShape.SplitKV) in this process.
+func SplitKV() int64 { return splitKV.Load() }

@@ -41,3 +41,44 @@ func TestFusedDQMatchesSplit(t *testing.T) {
 		})
 	}
 }
+
+// TestSplitKVStep: a training step whose attention backward splits each
+// key block's query tiles between two dk/dv blocks and each row tile's key
+// tiles between two dq blocks (DISTILL_CUDA_FLASH_SPLIT) gives the loss of
+// the unsplit step bit for bit (the forward is the same) and its gradients
+// within f32 rounding (dk, dv and dq each the sum of two halves' sums; dq's
+// the same bits here, where no row reaches three key tiles), recomputing
+// and keeping the activations, with grouped
+// heads (the shares of a group's heads and both halves summed in one
+// pass) and without (llama's four KV heads: the halves alone). The split
+// ran once a layer and micro-batch and never with the gate closed; the
+// 70-token sequence gives key block 0 three query tiles, so the halves are
+// one and two tiles. cuda's TestAttentionFlashParity holds the kernel to
+// the f64 reference.
+func TestSplitKVStep(t *testing.T) {
+	d := device(t)
+	for _, s := range setups[:3] {
+		t.Run(s.name, func(t *testing.T) {
+			dir, batches, denom := stepFixture(t, s)
+			for _, keep := range []bool{false, true} {
+				run := func(gate string) (float64, []float32, int64) {
+					return gatedStep(t, d, dir, s, batches, denom, "DISTILL_CUDA_FLASH_SPLIT", gate, keep, devnet.SplitKV)
+				}
+				l0, g0, n0 := run("0")
+				l1, g1, n1 := run("1")
+				if n0 != 0 {
+					t.Errorf("keep %v: %d split passes with the gate closed", keep, n0)
+				}
+				if want := int64(s.shape.Layers * len(batches)); n1 != want {
+					t.Errorf("keep %v: %d split passes, want %d (a layer and micro-batch)", keep, n1, want)
+				}
+				if l1 != l0 {
+					t.Errorf("keep %v: loss %v split, %v not: the forward is the same", keep, l1, l0)
+				}
+				// Rounding moved them by up to 1e-5 on the emulator; a tile
+				// taken twice or left out, by 1e-1 and more.
+				sameStep(t, fmt.Sprintf("keep %v: dk/dv split against one block a key block", keep), l1, l0, g1, g0, 1e-4)
+			}
+		})
+	}
+}

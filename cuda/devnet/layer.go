@@ -605,6 +605,9 @@ func (p *pass) layerBwd(l int, dx, xIn *cuda.Buffer) {
 		if p.attn.FusedDQ && p.attn.AsyncTiles {
 			fusedDQ.Add(1)
 		}
+		if p.attn.SplitKV {
+			splitKV.Add(1)
+		}
 	default:
 		p.do(d.AttnBwdGemm(s.dQ, s.dK, s.dV, s.dAtt, a.q, a.k, a.v, a.att, a.lse, p.attn))
 	}

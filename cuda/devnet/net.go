@@ -514,6 +514,33 @@ func fusedDQReady() bool { return gateOpen("DISTILL_CUDA_FLASH_FUSED_DQ", fusedD
 // Attention backward passes that took the fused dq (tests read it).
 var fusedDQ atomic.Int64
 
+// splitKVVerified: a training pass's attention backward with each key
+// block's query tiles split between two dk/dv blocks (cuda.AttnShape.
+// SplitKV), their shares summed after, and each row tile's key tiles
+// between two dq blocks (SplitDQ), the second's dq added after. At
+// 1.5B/2,048 tokens the dk/dv kernel runs 384 blocks, two an SM (264 at
+// once), the heaviest (key block 0: 64 query tiles) a third heavier than
+// an SM's average share (48); dq's 192 blocks run one an SM, the heaviest
+// (the last 128 rows: 32 key tiles) a third heavier than the average (25):
+// neither pass can end before its heaviest block does; split, those are
+// halved. Written without a GPU (session 31): on the emulated device
+// flash_emu's cases and TestAttentionFlashParity give dq, dk, dv within
+// f32 rounding of the unsplit kernels', and TestSplitKVStep a step's loss
+// bit for bit and its gradients within rounding. Its price: twice the
+// blocks' K, V (Q, dO) staging and a sum over 4·n·heads·hd floats (an add
+// over n·heads·hd). Until the step's [splitkv] variant beats its default,
+// passes keep one block a key block and a row tile unless
+// DISTILL_CUDA_FLASH_SPLIT=1 (or DISTILL_CUDA_UNVERIFIED=1).
+const splitKVVerified = false
+
+// DISTILL_CUDA_FLASH_SPLIT=0 or 1 overrides the gate either way.
+func splitKVReady() bool { return gateOpen("DISTILL_CUDA_FLASH_SPLIT", splitKVVerified) }
+
+// Attention backward passes that split their dk/dv blocks (tests read it).
+var splitKV atomic.Int64
+
+func init() { train.DeviceSplitKV = splitKVReady }
+
 // keepAttentionVerified: Net.KeepAttention — each layer's attention-side
 // activations kept, the MLP side alone recomputed in the backward (one
 // shared set). Written without a GPU (session 9); on the emulated device

@@ -171,7 +171,8 @@ func gateBits() uint32 {
 	for i, open := range []bool{loraFusedReady(), qkvStackReady(), asyncTilesReady(), heavyFirstReady(),
 		prefetchReady(), trimReady(), betaZeroReady(), keepAttentionReady(), compactReady(),
 		halfDyReady(), halfGUReady(), swigluUReady(), loraGroupReady(), dropDXReady(), normBF16Ready(),
-		fusedDQReady(), dropReuseReady(), swigluDAReady(), rowsDBReady(), colDAReady(), rowSumsReady()} {
+		fusedDQReady(), dropReuseReady(), swigluDAReady(), rowsDBReady(), colDAReady(), rowSumsReady(),
+		splitKVReady()} {
 		if open {
 			g |= 1 << i
 		}

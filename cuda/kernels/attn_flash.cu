@@ -114,32 +114,40 @@ int fa_fwd(float *out, float *lse, const float *q, const float *k, const float *
                : fa_fwd_qw<HD, 4, false>(out, lse, q, k, v, kb, vb, lo, hi, nq, nk, nh, nkv, max_len, scale, opt);
 }
 
+// With FA_SPLIT_DQ, two blocks a row tile, each over half its key tiles:
+// the second's dq into dq2, added to dq after.
 template <int HD, int QW, bool ASYNC>
 int fa_dq(float *dq, const float *dout, const float *q, const float *k, const float *v, const bf16 *kb,
           const bf16 *vb, const float *lse, const float *D, const int32_t *lo, const int32_t *hi, int nq, int nk, int nh,
-          int nkv, int max_len, float scale, int opt) {
+          int nkv, int max_len, float scale, int opt, float *dq2) {
   static bool opted;
   size_t sq = ASYNC ? fa_dq_async_smem<HD>() : fa_dq_smem<HD>();
   if (fa_smem((const void *)k_fa_bwd_dq<HD, QW, ASYNC>, sq, "attn_bwd_flash dq", &opted)) return -1;
-  dim3 grid = fa_grid((nq + 16 * QW - 1) / (16 * QW), nh, opt);
+  const int splits = opt & FA_SPLIT_DQ ? 2 : 1;
+  dim3 grid = fa_grid((nq + 16 * QW - 1) / (16 * QW) * splits, nh, opt);
   DC_LAUNCH(grid, QW * 32, sq, k_fa_bwd_dq<HD, QW, ASYNC>)(dq, dout, q, k, v, kb, vb, lse, D, lo, hi, nq, nk, nh,
-                                                               nkv, max_len, scale, opt);
+                                                               nkv, max_len, scale, opt, dq2);
   DC_LAUNCHED("attn_bwd_flash dq" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
+  if (splits > 1 && dc_add(dq, dq2, (int64_t)nq * nh * HD)) return -1;
   return 0;
 }
 
 // The dk/dv kernel; FUSED (async only) adds dq too, into dq as
 // k_fa_dq_init left it.
+// With FA_SPLIT_KV, two blocks a key block, the second's shares ss floats
+// after the first's.
 template <int HD, bool ASYNC, bool FUSED>
 int fa_dkv(float *ok, float *ov, int64_t os, const float *dout, const float *q, const float *k, const float *v,
            const bf16 *ob, const bf16 *qb, const float *lse, const float *D, const int32_t *lo, const int32_t *hi,
-           const int32_t *tiles, int nq, int nk, int nh, int nkv, int max_len, float scale, int opt, float *dq) {
+           const int32_t *tiles, int nq, int nk, int nh, int nkv, int max_len, float scale, int opt, float *dq,
+           int64_t ss) {
   static bool opted;
   size_t skv = FUSED ? fa_dkv_fused_smem<HD>() : ASYNC ? fa_dkv_async_smem<HD>() : fa_dkv_smem<HD>();
   if (fa_smem((const void *)k_fa_bwd_dkv<HD, ASYNC, FUSED>, skv, "attn_bwd_flash dkv", &opted)) return -1;
-  dim3 grid = fa_grid((nk + FA_BK - 1) / FA_BK, nh, opt);
+  dim3 grid = fa_grid((nk + FA_BK - 1) / FA_BK * (opt & FA_SPLIT_KV ? 2 : 1), nh, opt);
   DC_LAUNCH(grid, FA_THREADS, skv, k_fa_bwd_dkv<HD, ASYNC, FUSED>)(ok, ov, os, dout, q, k, v, ob, qb, lse, D, lo, hi,
-                                                                       tiles, nq, nk, nh, nkv, max_len, scale, opt, dq);
+                                                                       tiles, nq, nk, nh, nkv, max_len, scale, opt, dq,
+                                                                       ss);
   DC_LAUNCHED("attn_bwd_flash dkv" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
   return 0;
 }
@@ -164,39 +172,49 @@ int fa_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, c
   // The fused dq (async tiles only): dq zeroed (bad rows NaN), then added
   // up by the dk/dv kernel; dq's own kernel is not run.
   const bool fused = async && (opt & FA_FUSED_DQ);
+  // part: the shares of dk and dv (fa_dkv below), then with FA_SPLIT_DQ the
+  // second halves' dq.
+  const int64_t share = (int64_t)nk * nh * HD;
+  if (nk == 0) opt &= ~FA_SPLIT_DQ;  // no keys: nothing to split (and no part)
+  const int64_t kvpart = opt & FA_SPLIT_KV ? 4 * share : nh != nkv ? 2 * share : 0;
+  float *dq2 = opt & FA_SPLIT_DQ ? part + kvpart : nullptr;
   int err = 0;
   if (fused) {
     DC_LAUNCH((unsigned)(nq < 65535 ? nq : 65535), 256, 0, k_fa_dq_init)(dq, lo, hi, nq, nk, max_len, nh * HD);
     DC_LAUNCHED("attn_bwd_flash dq_init" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
   } else if (fa_qw(HD, nq) == 8)
-    err = async ? fa_dq<HD, 8, true>(dq, dout, q, k, v, kb16, vb16, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale, opt)
+    err = async ? fa_dq<HD, 8, true>(dq, dout, q, k, v, kb16, vb16, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale, opt, dq2)
                 : fa_dq<HD, 8, false>(dq, dout, q, k, v, nullptr, nullptr, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale,
-                                      opt);
+                                      opt, dq2);
   else
-    err = async ? fa_dq<HD, 4, true>(dq, dout, q, k, v, kb16, vb16, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale, opt)
+    err = async ? fa_dq<HD, 4, true>(dq, dout, q, k, v, kb16, vb16, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale, opt, dq2)
                 : fa_dq<HD, 4, false>(dq, dout, q, k, v, nullptr, nullptr, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale,
-                                      opt);
+                                      opt, dq2);
   if (err) return err;
   if (nk == 0) return 0;
-  // One block per (64 keys, query head): a grouped head's share goes to
-  // part, (nk, nh·hd) for dk then for dv, and the group's are summed after.
-  bool grouped = nh != nkv;
-  float *ok = grouped ? part : dk, *ov = grouped ? part + (int64_t)nk * nh * HD : dv;
-  int64_t os = grouped ? (int64_t)nh * HD : (int64_t)nkv * HD;
+  // One block per (64 keys, query head), or two with FA_SPLIT_KV (each
+  // half of the key block's query tiles): a grouped head's share goes to
+  // part, (nk, nh·hd) for dk then for dv — a split's second halves after
+  // the first's — and the shares are summed after.
+  const int splits = opt & FA_SPLIT_KV ? 2 : 1;
+  const bool grouped = nh != nkv, summed = grouped || splits > 1;
+  const int64_t ss = 2 * share;
+  float *ok = summed ? part : dk, *ov = summed ? part + share : dv;
+  int64_t os = summed ? (int64_t)nh * HD : (int64_t)nkv * HD;
   const bf16 *ob16 = reinterpret_cast<const bf16 *>(ob), *qb16 = reinterpret_cast<const bf16 *>(qb);
   if (fused)
     err = fa_dkv<HD, true, true>(ok, ov, os, dout, q, k, v, ob16, qb16, lse, D, lo, hi, tiles, nq, nk, nh, nkv,
-                                 max_len, scale, opt, dq);
+                                 max_len, scale, opt, dq, ss);
   else if (async)
     err = fa_dkv<HD, true, false>(ok, ov, os, dout, q, k, v, ob16, qb16, lse, D, lo, hi, tiles, nq, nk, nh, nkv,
-                                  max_len, scale, opt, nullptr);
+                                  max_len, scale, opt, nullptr, ss);
   else
     err = fa_dkv<HD, false, false>(ok, ov, os, dout, q, k, v, nullptr, nullptr, lse, D, lo, hi, tiles, nq, nk, nh, nkv,
-                                   max_len, scale, opt, nullptr);
+                                   max_len, scale, opt, nullptr, ss);
   if (err) return err;
-  if (grouped) {
+  if (summed) {
     int64_t n = (int64_t)nk * nkv * HD;
-    DC_LAUNCH(dc_blocks(n, 256), 256, 0, k_fa_group_sum)(dk, dv, ok, ov, nk, nh, nkv, HD);
+    DC_LAUNCH(dc_blocks(n, 256), 256, 0, k_fa_group_sum)(dk, dv, ok, ov, nk, nh, nkv, HD, splits, ss);
     DC_LAUNCHED("attn_bwd_flash group_sum" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
   }
   return 0;

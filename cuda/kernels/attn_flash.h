@@ -21,7 +21,13 @@ int dc_attn_flash_supports(int hd);
 // (backward, with b16), dq added up by the dk/dv kernel (f32 atomics, one
 // add an element a key block) instead of made by its own kernel, which
 // computes S and dP again — dk, dv the same, dq within rounding of the
-// default's and not the same bits run to run.
+// default's and not the same bits run to run; bit 3 (backward), each key
+// block's query tiles split between two blocks, whose shares of dk, dv are
+// summed after — a causal pass's heaviest key blocks halved (dk, dv within
+// rounding of the default's, the same bits run to run); bit 4 (backward,
+// without bit 2's fused dq), each row tile's key tiles split between two dq
+// blocks, the second's dq added after (dq within rounding, the same bits
+// run to run).
 int dc_attn_fwd_flash(float *out, float *lse, const float *q, const float *k, const float *v,
                       const int32_t *kv_lo, const int32_t *kv_hi, int nq, int nk, int nh, int nkv, int hd,
                       int max_len, float scale, uint16_t *b16, int flags);
@@ -33,7 +39,9 @@ int dc_attn_fwd_flash_kv16(float *out, float *lse, const float *q, const uint16_
                            int max_len, float scale, int flags);
 // dq, dk, dv set (not accumulated) from dout, out, lse. Scratch: D, nq·nh
 // floats; tiles, 4·⌈nq/32⌉ ints; part, 2·nk·nh·hd floats when nh ≠ nkv
-// (each query head's share of its KV head's gradients), else unused. b16,
+// (each query head's share of its KV head's gradients), 4·nk·nh·hd with
+// flags bit 3 (each split's shares), then with bit 4 nq·nh·hd more (the
+// second halves' dq), else unused. b16,
 // null or 2·(nq·nh + nk·nkv)·hd bf16: given, dq, dk and dv come from the
 // kernels that stage their tiles asynchronously from bf16 copies of q,
 // dout, k and v made there (the same results bit for bit). flags as

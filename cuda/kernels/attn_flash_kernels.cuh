@@ -427,8 +427,13 @@ __device__ __forceinline__ fa_block fa_block_of(int hf) {
 // query tile's rows' ranges, lse and D copied by cp.async with its Q and
 // dO rows instead of loaded when the tile is staged; FA_FUSED_DQ (backward
 // with async tiles, read by the host code) dq added up by the dk/dv kernel
-// instead of made by its own.
-constexpr int FA_HEAVY_FIRST = 1, FA_PREFETCH = 2, FA_FUSED_DQ = 4;
+// instead of made by its own; FA_SPLIT_KV (dk/dv, read by the host code:
+// the grid has two blocks a key block) each key block's query tiles split
+// in two halves, a block each (fa_kv_split), their shares summed after;
+// FA_SPLIT_DQ (dq, read by the host code: two blocks a row tile) each row
+// tile's key tiles halved between two blocks (fa_q_split), the second's dq
+// into dq2 and added after.
+constexpr int FA_HEAVY_FIRST = 1, FA_PREFETCH = 2, FA_FUSED_DQ = 4, FA_SPLIT_KV = 8, FA_SPLIT_DQ = 16;
 
 template <int HD, int QW, bool ASYNC>
 __global__ void __launch_bounds__(QW * 32) k_fa_fwd(float *out, float *lse, const float *q, const float *k,
@@ -590,24 +595,46 @@ __device__ __forceinline__ void fa_dq_tile(float acc[HD / 8][4], const uint32_t 
 // k and v, made once per backward) K and V tiles by cp.async into two
 // buffers each, the next tile in flight while the warps compute on this
 // one, and no Kᵀ (ldmatrix.trans reads K) — the same dq bit for bit.
+// The key range [*lo, *hi) of a block of rows whose keys are [blo, bhi):
+// with splits 1 all of it; with 2 (FA_SPLIT_DQ) the first half of its key
+// tiles (split 0) or the rest — at 2,048 causal tokens the last row tiles
+// attend 32 key tiles where a GPU's average block slot (one a block an SM)
+// has ~25, so the pass cannot end before them; split, they have 16.
+__device__ __forceinline__ void fa_q_split(int *lo, int *hi, int blo, int bhi, int splits, int sp) {
+  *lo = blo, *hi = bhi;
+  if (splits == 1) return;
+  const int k0 = blo / FA_BK * FA_BK, n = bhi > k0 ? (bhi - k0 + FA_BK - 1) / FA_BK : 0;
+  const int mid = k0 + n / 2 * FA_BK;  // tiles [k0, mid), [mid, bhi)
+  if (sp == 0)
+    *hi = min(bhi, mid);
+  else
+    *lo = max(blo, mid);
+}
+
 template <int HD, int QW, bool ASYNC>
 __global__ void __launch_bounds__(QW * 32) k_fa_bwd_dq(float *dq, const float *dout, const float *q, const float *k,
                                                           const float *v, const bf16 *kb, const bf16 *vb,
                                                           const float *lse, const float *D,
                                                           const int32_t *kv_lo, const int32_t *kv_hi, int nq, int nk,
-                                                          int nh, int nkv, int max_len, float scale, int opt) {
+                                                          int nh, int nkv, int max_len, float scale, int opt,
+                                                          float *dq2) {
   DC_DYNAMIC_SHARED(unsigned char, fa_sh);
   constexpr int LDK = HD + FA_PAD, LDT = FA_BK + FA_PAD, ND = HD / 8, TILE = FA_BK * LDK;
   bf16 *Ks = reinterpret_cast<bf16 *>(fa_sh), *Vs = Ks + (ASYNC ? 2 : 1) * TILE, *Kt = Vs + TILE;  // async: Ks, Vs two tiles each
   __shared__ int rng[2 * QW];
   int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  // The last rows of a causal sequence attend the most keys: they start first.
+  // The last rows of a causal sequence attend the most keys: they start
+  // first. Split, two blocks a row tile: each half of its key tiles, the
+  // second's dq into dq2.
   const fa_block bl = fa_block_of(opt & FA_HEAVY_FIRST);
-  int h = bl.head, kvh = h / (nh / nkv), r0 = (bl.tiles - 1 - bl.tile) * 16 * QW + warp * 16;
+  const int splits = opt & FA_SPLIT_DQ ? 2 : 1, sp = bl.tile % splits, tiles = bl.tiles / splits;
+  int h = bl.head, kvh = h / (nh / nkv), r0 = (tiles - 1 - bl.tile / splits) * 16 * QW + warp * 16;
   int64_t qs = (int64_t)nh * HD, kvs = (int64_t)nkv * HD;
   fa_rows w = fa_row_ranges(kv_lo, kv_hi, r0, nq, nk, max_len, g);
   int blo, bhi;
   fa_block_range<QW>(w.wlo, w.whi, rng, &blo, &bhi);
+  fa_q_split(&blo, &bhi, blo, bhi, splits, sp);
+  if (sp) dq = dq2;
 
   uint32_t qa[HD / 16][4], da[HD / 16][4];
   fa_rows_a<HD>(qa, q, nq, qs, h * HD, r0, g, t);
@@ -858,6 +885,26 @@ __device__ __forceinline__ void fa_dkv_store(float *dk, float *dv, int64_t os, c
   }
 }
 
+// The query tiles [*b0, *b1) of key block k0.. that one block takes: with
+// splits 1, every tile; with 2 (FA_SPLIT_KV), half of those from the first
+// that reaches the keys to the last (split sp, 0 or 1, the first half) —
+// at 2,048 causal tokens key block 0 has 64 tiles and the last 2, and a
+// GPU holding 2 blocks an SM could not end before the heaviest block did,
+// though the average SM's share is three quarters of it. Block-uniform:
+// every thread reads the same tile ranges.
+__device__ __forceinline__ void fa_kv_split(int *b0, int *b1, const int32_t *tiles, int ntiles, int k0, int splits,
+                                            int sp) {
+  *b0 = 0, *b1 = ntiles;
+  if (splits == 1) return;
+  auto reaches = [&](int b) { return !(tiles[4 * b] >= k0 + FA_BK || tiles[4 * b + 1] <= k0); };
+  int first = 0, last = ntiles - 1;
+  while (first < ntiles && !reaches(first)) first++;
+  while (last > first && !reaches(last)) last--;
+  const int mid = first + (last - first + 1) / 2;  // [first, mid), [mid, last]
+  *b0 = sp == 0 ? first : mid;
+  *b1 = sp == 0 ? mid : (first < ntiles ? last + 1 : ntiles);
+}
+
 // dk, dv of one query head: grid (⌈nk/64⌉, nh) (or (nh, ⌈nk/64⌉): hf), 16 keys a warp, head h's
 // share of its KV head's gradients into dk, dv (rows os apart, head h's
 // columns at h·HD, or the KV head's when it is the group's only head:
@@ -880,7 +927,7 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv(float *dk, float *dv,
                                                            const float *D, const int32_t *kv_lo,
                                                            const int32_t *kv_hi, const int32_t *tiles, int nq, int nk,
                                                            int nh, int nkv, int max_len, float scale, int opt,
-                                                           float *dq) {
+                                                           float *dq, int64_t ss) {
   static_assert(ASYNC || !FUSED, "the fused dq reads K by ldmatrix.trans: async tiles only");
   DC_DYNAMIC_SHARED(unsigned char, fa_sh);
   constexpr int LDK = HD + FA_PAD, LDQ = FA_BQ2 + FA_PAD, ND = HD / 8, TILE = FA_BQ2 * LDK;
@@ -893,9 +940,16 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv(float *dk, float *dv,
   int warp = threadIdx.x >> 5;
   // The first keys of a causal sequence are attended by the most rows:
   // their blocks start first.
+  // Split, two blocks a key block (its halves of the query tiles, each
+  // into its own share, ss floats after the first's).
   const fa_block bl = fa_block_of(opt & FA_HEAVY_FIRST);
-  int h = bl.head, group = nh / nkv, kvh = h / group, k0 = bl.tile * FA_BK, kw = k0 + warp * 16;
+  const int splits = opt & FA_SPLIT_KV ? 2 : 1, sp = bl.tile % splits;
+  int h = bl.head, group = nh / nkv, kvh = h / group, k0 = bl.tile / splits * FA_BK, kw = k0 + warp * 16;
   int64_t qs = (int64_t)nh * HD, kvs = (int64_t)nkv * HD;
+  const int ntiles = (nq + FA_BQ2 - 1) / FA_BQ2;
+  int bbeg, bend;
+  fa_kv_split(&bbeg, &bend, tiles, ntiles, k0, splits, sp);
+  dk += sp * ss, dv += sp * ss;
   fa_stage<HD, FA_BK, FA_THREADS>(Ks, LDK, nullptr, 0, k, nk, kvs, kvh * HD, k0);
   fa_stage<HD, FA_BK, FA_THREADS>(Vs, LDK, nullptr, 0, v, nk, kvs, kvh * HD, k0);
 
@@ -905,12 +959,12 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv(float *dk, float *dv,
 #pragma unroll
     for (int e = 0; e < 4; e++) gk[d][e] = gv[d][e] = 0.f;
 
-  const int ntiles = (nq + FA_BQ2 - 1) / FA_BQ2;
   if constexpr (ASYNC) {
     constexpr int CH = HD / 8;
-    // The next tile from b whose rows reach these keys (block-uniform).
+    // The next tile of the block's from b whose rows reach these keys
+    // (block-uniform; bend when none).
     auto next = [&](int b) {
-      while (b < ntiles && (tiles[4 * b] >= k0 + FA_BK || tiles[4 * b + 1] <= k0)) b++;
+      while (b < bend && (tiles[4 * b] >= k0 + FA_BK || tiles[4 * b + 1] <= k0)) b++;
       return b;
     };
     // Tile b into buffer st: its rows of Q and dO in flight (rows past nq
@@ -941,14 +995,14 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv(float *dk, float *dv,
       }
     };
 
-    int b = next(0), st = 0;
-    if (b < ntiles) stage(b, 0);
+    int b = next(bbeg), st = 0;
+    if (b < bend) stage(b, 0);
     fa_cp_commit();
-    while (b < ntiles) {
+    while (b < bend) {
       // The next tile goes into the other buffer, which the warps finished
       // reading before the barrier that ended the last iteration.
       const int bn = next(b + 1);
-      if (bn < ntiles) stage(bn, st ^ 1);
+      if (bn < bend) stage(bn, st ^ 1);
       fa_cp_commit();
       fa_cp_wait<1>();  // this thread's copies of tile b have landed
       __syncthreads();  // everyone's have (and K, V, and tile b's ranges)
@@ -969,7 +1023,7 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv(float *dk, float *dv,
       b = bn, st ^= 1;
     }
   } else {
-    for (int b = 0; b < ntiles; b++) {
+    for (int b = bbeg; b < bend; b++) {
       int tlo = tiles[4 * b], thi = tiles[4 * b + 1];
       if (tlo >= k0 + FA_BK || thi <= k0) continue;  // block-uniform: no row of the tile reaches these keys
       int q0 = b * FA_BQ2;
@@ -992,9 +1046,10 @@ __global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv(float *dk, float *dv,
 }
 
 // dk[j, g·hd + c] = Σ over g's heads h of part[j, h·hd + c] (and dv): the
-// group's shares summed, in a fixed order.
+// group's shares summed, in a fixed order — with splits 2 (FA_SPLIT_KV)
+// the second half's shares, ss floats on, after the first's.
 __global__ void k_fa_group_sum(float *dk, float *dv, const float *pk, const float *pv, int nk, int nh, int nkv,
-                               int hd) {
+                               int hd, int splits, int64_t ss) {
   int64_t n = (int64_t)nk * nkv * hd, kvs = (int64_t)nkv * hd, qs = (int64_t)nh * hd;
   int group = nh / nkv;
   for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
@@ -1002,7 +1057,8 @@ __global__ void k_fa_group_sum(float *dk, float *dv, const float *pk, const floa
     int gc = (int)(e % kvs), kv = gc / hd, c = gc % hd;
     const float *a = pk + j * qs + (int64_t)kv * group * hd + c, *b = pv + j * qs + (int64_t)kv * group * hd + c;
     float sk = 0.f, sv = 0.f;
-    for (int i = 0; i < group; i++) sk += a[i * hd], sv += b[i * hd];
+    for (int s = 0; s < splits; s++)
+      for (int i = 0; i < group; i++) sk += a[s * ss + i * hd], sv += b[s * ss + i * hd];
     dk[e] = sk, dv[e] = sv;
   }
 }

@@ -57,19 +57,28 @@ void fwd(float *out, float *lse, const float *q, const float *k, const float *v,
     fwd_qw<HD, 4, false>(out, lse, q, k, v, nullptr, nullptr, lo, hi, nq, nk, nh, nkv, max_len, scale);
 }
 
+// With split (FA_SPLIT_DQ), two blocks a row tile, the second halves' dq
+// into dq2, then added to dq (k_add, as attn_flash.cu's dc_add).
 template <int HD, int QW, bool ASYNC>
 void dq_qw(float *dq, const float *dout, const float *q, const float *k, const float *v, const emu_bf16 *kb,
            const emu_bf16 *vb, const float *lse, const float *D, const int32_t *lo, const int32_t *hi, int nq, int nk,
-           int nh, int nkv, int max_len, float scale) {
-  launch_tiles((nq + 16 * QW - 1) / (16 * QW), nh, ASYNC, QW * 32, ASYNC ? fa_dq_async_smem<HD>() : fa_dq_smem<HD>(), [&] {
-    k_fa_bwd_dq<HD, QW, ASYNC>(dq, dout, q, k, v, kb, vb, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale, ASYNC);
-  });
+           int nh, int nkv, int max_len, float scale, bool split) {
+  const int splits = split && nk > 0 ? 2 : 1;
+  std::vector<float> dq2(splits > 1 ? (size_t)nq * nh * HD : 1, 12345.f);
+  launch_tiles((nq + 16 * QW - 1) / (16 * QW) * splits, nh, ASYNC, QW * 32,
+               ASYNC ? fa_dq_async_smem<HD>() : fa_dq_smem<HD>(), [&] {
+                 k_fa_bwd_dq<HD, QW, ASYNC>(dq, dout, q, k, v, kb, vb, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale,
+                                            ASYNC | (splits > 1 ? FA_SPLIT_DQ : 0), dq2.data());
+               });
+  if (splits > 1)
+    for (size_t e = 0; e < dq2.size(); e++) dq[e] += dq2[e];
 }
 
 template <int HD>
 void bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k, const float *v,
          const float *out, const float *lse, const int32_t *lo, const int32_t *hi, int nq, int nk, int nh, int nkv,
-         int max_len, float scale, float *D, int32_t *tiles, float *part, bool async = false, bool fused = false) {
+         int max_len, float scale, float *D, int32_t *tiles, float *part, bool async = false, bool fused = false,
+         bool split = false) {
   int64_t rows = (int64_t)nq * nh;
   launch((unsigned)((rows * 32 + 255) / 256), 1, 256, 0, [&] { k_fa_row_dot(D, dout, out, nq, nh, HD); });
   launch((nq + FA_BQ2 - 1) / FA_BQ2, 1, 32, 0, [&] { k_fa_tile_range(tiles, lo, hi, nq, nk, max_len); });
@@ -81,36 +90,41 @@ void bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, con
   if (fused)  // dq zeroed (bad rows NaN), added up by the dk/dv kernel below
     launch(std::min(nq, 7), 1, 256, 0, [&] { k_fa_dq_init(dq, lo, hi, nq, nk, max_len, nh * HD); });  // blocks stride
   else if (fa_qw(HD, nq) == 8 && async)
-    dq_qw<HD, 8, true>(dq, dout, q, k, v, kb.data(), vb.data(), lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale);
+    dq_qw<HD, 8, true>(dq, dout, q, k, v, kb.data(), vb.data(), lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale, split);
   else if (fa_qw(HD, nq) == 8)
-    dq_qw<HD, 8, false>(dq, dout, q, k, v, nullptr, nullptr, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale);
+    dq_qw<HD, 8, false>(dq, dout, q, k, v, nullptr, nullptr, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale, split);
   else if (async)
-    dq_qw<HD, 4, true>(dq, dout, q, k, v, kb.data(), vb.data(), lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale);
+    dq_qw<HD, 4, true>(dq, dout, q, k, v, kb.data(), vb.data(), lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale, split);
   else
-    dq_qw<HD, 4, false>(dq, dout, q, k, v, nullptr, nullptr, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale);
+    dq_qw<HD, 4, false>(dq, dout, q, k, v, nullptr, nullptr, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale, split);
   if (nk == 0) return;
-  bool grouped = nh != nkv;
-  float *ok = grouped ? part : dk, *ov = grouped ? part + (int64_t)nk * nh * HD : dv;
-  int64_t os = grouped ? (int64_t)nh * HD : (int64_t)nkv * HD;
+  // Split (FA_SPLIT_KV): two blocks a key block, each half's shares in
+  // part (4·nk·nh·HD floats), summed by group_sum as a group's are.
+  const int splits = split ? 2 : 1, sf = split ? FA_SPLIT_KV : 0;
+  const bool summed = nh != nkv || split;
+  const int64_t share = (int64_t)nk * nh * HD, ss = 2 * share;
+  float *ok = summed ? part : dk, *ov = summed ? part + share : dv;
+  int64_t os = summed ? (int64_t)nh * HD : (int64_t)nkv * HD;
+  const unsigned kt = (nk + FA_BK - 1) / FA_BK * splits;
   if (fused)  // in v1's block order, so the adds reach dq in another order than heads fastest would
-    launch_tiles((nk + FA_BK - 1) / FA_BK, nh, 0, FA_THREADS, fa_dkv_fused_smem<HD>(), [&] {
+    launch_tiles(kt, nh, 0, FA_THREADS, fa_dkv_fused_smem<HD>(), [&] {
       k_fa_bwd_dkv<HD, true, true>(ok, ov, os, dout, q, k, v, ob.data(), qb.data(), lse, D, lo, hi, tiles, nq, nk, nh,
-                                   nkv, max_len, scale, FA_PREFETCH | FA_FUSED_DQ, dq);
+                                   nkv, max_len, scale, FA_PREFETCH | FA_FUSED_DQ | sf, dq, ss);
     });
   else if (async)
-    launch_tiles((nk + FA_BK - 1) / FA_BK, nh, 1, FA_THREADS, fa_dkv_async_smem<HD>(), [&] {
+    launch_tiles(kt, nh, 1, FA_THREADS, fa_dkv_async_smem<HD>(), [&] {
       k_fa_bwd_dkv<HD, true>(ok, ov, os, dout, q, k, v, ob.data(), qb.data(), lse, D, lo, hi, tiles, nq, nk, nh, nkv,
-                             max_len, scale, FA_HEAVY_FIRST | FA_PREFETCH, nullptr);
+                             max_len, scale, FA_HEAVY_FIRST | FA_PREFETCH | sf, nullptr, ss);
     });
   else
-    launch_tiles((nk + FA_BK - 1) / FA_BK, nh, 0, FA_THREADS, fa_dkv_smem<HD>(), [&] {
+    launch_tiles(kt, nh, 0, FA_THREADS, fa_dkv_smem<HD>(), [&] {
       k_fa_bwd_dkv<HD, false>(ok, ov, os, dout, q, k, v, nullptr, nullptr, lse, D, lo, hi, tiles, nq, nk, nh, nkv,
-                              max_len, scale, 0, nullptr);
+                              max_len, scale, sf, nullptr, ss);
     });
-  if (grouped) {
+  if (summed) {
     int64_t n = (int64_t)nk * nkv * HD;
     int nb = (int)std::min<int64_t>((n + 255) / 256, 8);  // few blocks: the grid-stride loop covers the rest
-    launch(nb, 1, 256, 0, [&] { k_fa_group_sum(dk, dv, ok, ov, nk, nh, nkv, HD); });
+    launch(nb, 1, 256, 0, [&] { k_fa_group_sum(dk, dv, ok, ov, nk, nh, nkv, HD, splits, ss); });
   }
 }
 
@@ -342,6 +356,27 @@ static void run(const Case &c) {
     cmp("dq fused", c, dq3, rdq, 1.2e-1);
     std::vector<double> dq1(dq.begin(), dq.end());
     cmp("dq fused vs v1", c, dq3, dq1, 1.2e-4);
+
+    // Each key block's query tiles split between two blocks (FA_SPLIT_KV)
+    // and each row tile's key tiles between two dq blocks (FA_SPLIT_DQ),
+    // synchronous tiles and async (poisoned first; part sized for the
+    // splits): dq, dk and dv against the f64 reference and against v1's —
+    // the same bf16 products, each half summed apart and the halves added,
+    // so within f32 rounding: at 1e-3 of the tolerance a tile taken twice
+    // or left out fails by orders of magnitude.
+    std::vector<double> dk1(dk.begin(), dk.end()), dv1(dv.begin(), dv.end());
+    for (bool as : {false, true}) {
+      std::vector<float> dq4(nq * qs, P), dk4(nk * ks, P), dv4(nk * ks, P), part4(4 * (size_t)nk * nh * HD, P);
+      bwd<HD>(dq4.data(), dk4.data(), dv4.data(), dout.data(), q.data(), k.data(), v.data(), out.data(), lse.data(),
+              c.lo.data(), c.hi.data(), nq, nk, nh, nkv, c.max_len, scale, D.data(), tiles.data(), part4.data(), as,
+              false, true);
+      cmp(as ? "dq split async" : "dq split", c, dq4, rdq, 1.2e-1);
+      cmp(as ? "dq split async vs v1" : "dq split vs v1", c, dq4, dq1, 1.2e-4);
+      cmp(as ? "dk split async" : "dk split", c, dk4, rdk, 1.2e-1);
+      cmp(as ? "dv split async" : "dv split", c, dv4, rdv, 1.2e-1);
+      cmp(as ? "dk split async vs v1" : "dk split vs v1", c, dk4, dk1, 1.2e-4);
+      cmp(as ? "dv split async vs v1" : "dv split vs v1", c, dv4, dv1, 1.2e-4);
+    }
   }
 
   // attn_merge, as the decoder merges a prompt's attention with a branch's:
