@@ -679,66 +679,32 @@ func BenchmarkAttentionGemm(b *testing.B) {
 			out, lse := zeros(b, d, cuda.F32, L*nH*hd), zeros(b, d, cuda.F32, L*nH)
 			dq, dk, dv := zeros(b, d, cuda.F32, L*nH*hd), zeros(b, d, cuda.F32, L*nKV*hd), zeros(b, d, cuda.F32, L*nKV*hd)
 			fwd := 2 * float64(L) * float64(L) * float64(nH) * float64(hd)
-			for _, impl := range []struct {
+			type attnImpl struct {
 				name     string
 				fwd, bwd func() error
-			}{
+			}
+			// flash is the flash kernels with the forward's options fo and
+			// the backward's bo set on the shape.
+			flash := func(name string, fo, bo func(*cuda.AttnShape)) attnImpl {
+				return attnImpl{name, func() error { sa := s; fo(&sa); return d.AttnFwdFlash(out, lse, q, k, v, sa) },
+					func() error { sa := s; bo(&sa); return d.AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse, sa) }}
+			}
+			async := func(s *cuda.AttnShape) { s.AsyncTiles = true }
+			with := func(set func(*cuda.AttnShape)) func(*cuda.AttnShape) {
+				return func(s *cuda.AttnShape) { async(s); set(s) }
+			}
+			for _, impl := range []attnImpl{
 				{"gemm", func() error { return d.AttnFwdGemm(out, lse, q, k, v, s) },
 					func() error { return d.AttnBwdGemm(dq, dk, dv, dout, q, k, v, out, lse, s) }},
-				{"flash", func() error { return d.AttnFwdFlash(out, lse, q, k, v, s) },
-					func() error { return d.AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse, s) }},
-				{"flash_async", func() error { sa := s; sa.AsyncTiles = true; return d.AttnFwdFlash(out, lse, q, k, v, sa) },
-					func() error {
-						sa := s
-						sa.AsyncTiles = true
-						return d.AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse, sa)
-					}},
-				{"flash_async_prefetch", func() error { sa := s; sa.AsyncTiles = true; return d.AttnFwdFlash(out, lse, q, k, v, sa) },
-					func() error {
-						sa := s
-						sa.AsyncTiles, sa.PrefetchStats = true, true
-						return d.AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse, sa)
-					}},
-				{"flash_async_fuseddq", func() error { sa := s; sa.AsyncTiles = true; return d.AttnFwdFlash(out, lse, q, k, v, sa) },
-					func() error {
-						sa := s
-						sa.AsyncTiles, sa.FusedDQ = true, true
-						return d.AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse, sa)
-					}},
-				{"flash_async_heavy", func() error {
-					sa := s
-					sa.AsyncTiles, sa.HeavyFirst = true, true
-					return d.AttnFwdFlash(out, lse, q, k, v, sa)
-				},
-					func() error {
-						sa := s
-						sa.AsyncTiles, sa.HeavyFirst = true, true
-						return d.AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse, sa)
-					}},
-				{"flash_async_splitkv", func() error { sa := s; sa.AsyncTiles = true; return d.AttnFwdFlash(out, lse, q, k, v, sa) },
-					func() error {
-						sa := s
-						sa.AsyncTiles, sa.SplitKV = true, true
-						return d.AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse, sa)
-					}},
-				{"flash_async_splitdq", func() error { sa := s; sa.AsyncTiles = true; return d.AttnFwdFlash(out, lse, q, k, v, sa) },
-					func() error {
-						sa := s
-						sa.AsyncTiles, sa.SplitDQ = true, true
-						return d.AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse, sa)
-					}},
-				{"flash_async_split", func() error { sa := s; sa.AsyncTiles = true; return d.AttnFwdFlash(out, lse, q, k, v, sa) },
-					func() error {
-						sa := s
-						sa.AsyncTiles, sa.SplitKV, sa.SplitDQ = true, true, true
-						return d.AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse, sa)
-					}},
-				{"flash_async_split_heavy", func() error { sa := s; sa.AsyncTiles = true; return d.AttnFwdFlash(out, lse, q, k, v, sa) },
-					func() error {
-						sa := s
-						sa.AsyncTiles, sa.SplitKV, sa.SplitDQ, sa.HeavyFirst = true, true, true, true
-						return d.AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse, sa)
-					}},
+				flash("flash", func(*cuda.AttnShape) {}, func(*cuda.AttnShape) {}),
+				flash("flash_async", async, async),
+				flash("flash_async_prefetch", async, with(func(s *cuda.AttnShape) { s.PrefetchStats = true })),
+				flash("flash_async_fuseddq", async, with(func(s *cuda.AttnShape) { s.FusedDQ = true })),
+				flash("flash_async_heavy", with(func(s *cuda.AttnShape) { s.HeavyFirst = true }), with(func(s *cuda.AttnShape) { s.HeavyFirst = true })),
+				flash("flash_async_splitkv", async, with(func(s *cuda.AttnShape) { s.SplitKV = true })),
+				flash("flash_async_splitdq", async, with(func(s *cuda.AttnShape) { s.SplitDQ = true })),
+				flash("flash_async_split", async, with(func(s *cuda.AttnShape) { s.SplitKV, s.SplitDQ = true, true })),
+				flash("flash_async_split_heavy", async, with(func(s *cuda.AttnShape) { s.SplitKV, s.SplitDQ, s.HeavyFirst = true, true, true })),
 			} {
 				ok(b, impl.fwd()) // out, lse for backward; warms cuBLAS and the pool
 				b.Run(impl.name+"_fwd", func(b *testing.B) {

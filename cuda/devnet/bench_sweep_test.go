@@ -25,10 +25,11 @@ import (
 // (DISTILL_BENCH_ROUNDS, default 2; every other round in reverse), so each
 // is timed beside the others under the same clocks and heat, and the
 // model's load and quantisation, the process's start and the device's
-// context are paid once, not once a variant (devcheck's STEP_VARIANTS ran a
-// process each: the 1.5B model's NF4 quantisation alone took 5.4 s on the
-// project's 2-core VM, where its step takes ~0.1 s on an H200). A variant is `name:VAR=value
-// VAR=value`, variants apart by `;`; the DISTILL_BENCH_* knobs among its
+// context are paid once, not once a variant (devcheck's STEP_VARIANTS ran
+// a process each: the 1.5B model's NF4 quantisation alone took 5.4 s on
+// the project's 2-core VM, where its step takes ~0.1 s on an H200). A
+// variant is `name:VAR=value VAR=value`, variants apart by `;`; the
+// DISTILL_BENCH_* knobs among its
 // variables (KEEP, DROPOUT, METHOD, SEQS, ATTN) say which step it is, the
 // rest (the gates) which path, and it is compared with its baseline: the
 // variant that sets its knobs alone, added when none does (`base,keep=1`),
@@ -55,28 +56,14 @@ func BenchmarkStepSweep(b *testing.B) {
 	if s := envInt("DISTILL_BENCH_SWEEP_SECONDS", 0); s > 0 {
 		end = time.Now().Add(time.Duration(s) * time.Second)
 	}
-	peak := 989.0
-	if v, err := strconv.ParseFloat(os.Getenv("DISTILL_PEAK_TFLOPS"), 64); err == nil && v > 0 {
-		peak = v
-	}
-	shapes := os.Getenv("DISTILL_BENCH_STEP")
-	if shapes == "" {
-		shapes = "qwen2.5-0.5b:1024"
-	}
-	d := device(b)
-	list := strings.Split(shapes, ",")
-	for k, one := range list {
+	peak, list, d := benchPeak(), benchShapes(b), device(b)
+	for k, sh := range list {
 		if !end.IsZero() { // the shapes left share the time left alike
 			sw.deadline = time.Now().Add(time.Until(end) / time.Duration(len(list)-k))
 		}
-		name, seqS, _ := strings.Cut(one, ":")
-		seq, err := strconv.Atoi(seqS)
-		if err != nil {
-			b.Fatalf("DISTILL_BENCH_STEP %q: want shape:seq", one)
-		}
-		m, a, s := benchModel(b, name)
-		label := fmt.Sprintf("%s/seq%d", name, seq)
-		res := sw.run(d, m, a, s, seq, label, vs)
+		m, a, s := benchModel(b, sh.name)
+		label := sh.label()
+		res := sw.run(d, m, a, s, sh.seq, label, vs)
 		for _, r := range res {
 			if r.err != nil {
 				b.Errorf("[%s] %s: %v", r.v.name, label, r.err)

@@ -42,22 +42,45 @@ import (
 // own: a run whose seq_len packs k examples), so the launches and the
 // weights' staging, fixed a step, are shared by k times the tokens.
 func BenchmarkStep(b *testing.B) {
+	peak := benchPeak()
+	for _, sh := range benchShapes(b) {
+		b.Run(sh.label(), func(b *testing.B) { benchStep(b, sh.name, sh.seq, peak) })
+	}
+}
+
+// benchPeak is the card's dense bf16 peak MFU is against, in TFLOP/s:
+// DISTILL_PEAK_TFLOPS, or 989 (the H100/H200 SXM datasheet figure).
+func benchPeak() float64 {
+	if v, err := strconv.ParseFloat(os.Getenv("DISTILL_PEAK_TFLOPS"), 64); err == nil && v > 0 {
+		return v
+	}
+	return 989
+}
+
+// benchShape is one of DISTILL_BENCH_STEP's shape:seq entries.
+type benchShape struct {
+	name string
+	seq  int
+}
+
+func (sh benchShape) label() string { return fmt.Sprintf("%s/seq%d", sh.name, sh.seq) }
+
+// benchShapes is DISTILL_BENCH_STEP's list (default qwen2.5-0.5b:1024).
+func benchShapes(b *testing.B) []benchShape {
 	spec := os.Getenv("DISTILL_BENCH_STEP")
 	if spec == "" {
 		spec = "qwen2.5-0.5b:1024"
 	}
-	peak := 989.0
-	if v, err := strconv.ParseFloat(os.Getenv("DISTILL_PEAK_TFLOPS"), 64); err == nil && v > 0 {
-		peak = v
-	}
+	var list []benchShape
 	for _, one := range strings.Split(spec, ",") {
 		name, seqS, _ := strings.Cut(one, ":")
 		seq, err := strconv.Atoi(seqS)
 		if err != nil {
 			b.Fatalf("DISTILL_BENCH_STEP %q: want shape:seq", one)
 		}
-		b.Run(fmt.Sprintf("%s/seq%d", name, seq), func(b *testing.B) { benchStep(b, name, seq, peak) })
+		list = append(list, benchShape{name, seq})
 	}
+	return list
 }
 
 // benchModel is a random model of shape name (written once under the

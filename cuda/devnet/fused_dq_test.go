@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"testing"
 
+	"distill/cuda"
 	"distill/cuda/devnet"
 )
 
@@ -23,22 +24,32 @@ func TestFusedDQMatchesSplit(t *testing.T) {
 	d := device(t)
 	for _, s := range setups[:2] {
 		t.Run(s.name, func(t *testing.T) {
-			dir, batches, denom := stepFixture(t, s)
-			for _, keep := range []bool{false, true} {
-				run := func(gate string) (float64, []float32, int64) {
-					return gatedStep(t, d, dir, s, batches, denom, "DISTILL_CUDA_FLASH_FUSED_DQ", gate, keep, devnet.FusedDQ)
-				}
-				l0, g0, n0 := run("0")
-				l1, g1, n1 := run("1")
-				if n0 != 0 {
-					t.Errorf("keep %v: %d fused passes with the gate closed", keep, n0)
-				}
-				if want := int64(s.shape.Layers * len(batches)); n1 != want {
-					t.Errorf("keep %v: %d fused passes, want %d (a layer and micro-batch)", keep, n1, want)
-				}
-				sameStep(t, fmt.Sprintf("keep %v: fused dq against dq's kernel", keep), l1, l0, g1, g0, 1e-5)
-			}
+			gateTwice(t, d, s, "DISTILL_CUDA_FLASH_FUSED_DQ", devnet.FusedDQ, false, 1e-5, "fused dq against dq's kernel")
 		})
+	}
+}
+
+// gateTwice runs s's step (stepFixture's micro-batches) with env's gate
+// closed then open, recomputing and keeping the activations, and checks
+// that the path ran — count rose once a layer and micro-batch open, not at
+// all closed — and that the loss (bit for bit with exactLoss, the forward
+// untouched) and the gradients (within gradTol) are the closed gate's.
+func gateTwice(t *testing.T, d *cuda.Device, s setup, env string, count func() int64, exactLoss bool, gradTol float64, what string) {
+	t.Helper()
+	dir, batches, denom := stepFixture(t, s)
+	for _, keep := range []bool{false, true} {
+		l0, g0, n0 := gatedStep(t, d, dir, s, batches, denom, env, "0", keep, count)
+		l1, g1, n1 := gatedStep(t, d, dir, s, batches, denom, env, "1", keep, count)
+		if n0 != 0 {
+			t.Errorf("keep %v: %d passes took the path with %s closed", keep, n0, env)
+		}
+		if want := int64(s.shape.Layers * len(batches)); n1 != want {
+			t.Errorf("keep %v: %d passes took the path, want %d (a layer and micro-batch)", keep, n1, want)
+		}
+		if exactLoss && l1 != l0 {
+			t.Errorf("keep %v: loss %v with %s open, %v closed: the forward is the same", keep, l1, env, l0)
+		}
+		sameStep(t, fmt.Sprintf("keep %v: %s", keep, what), l1, l0, g1, g0, gradTol)
 	}
 }
 
@@ -59,26 +70,9 @@ func TestSplitKVStep(t *testing.T) {
 	d := device(t)
 	for _, s := range setups[:3] {
 		t.Run(s.name, func(t *testing.T) {
-			dir, batches, denom := stepFixture(t, s)
-			for _, keep := range []bool{false, true} {
-				run := func(gate string) (float64, []float32, int64) {
-					return gatedStep(t, d, dir, s, batches, denom, "DISTILL_CUDA_FLASH_SPLIT", gate, keep, devnet.SplitKV)
-				}
-				l0, g0, n0 := run("0")
-				l1, g1, n1 := run("1")
-				if n0 != 0 {
-					t.Errorf("keep %v: %d split passes with the gate closed", keep, n0)
-				}
-				if want := int64(s.shape.Layers * len(batches)); n1 != want {
-					t.Errorf("keep %v: %d split passes, want %d (a layer and micro-batch)", keep, n1, want)
-				}
-				if l1 != l0 {
-					t.Errorf("keep %v: loss %v split, %v not: the forward is the same", keep, l1, l0)
-				}
-				// Rounding moved them by up to 1e-5 on the emulator; a tile
-				// taken twice or left out, by 1e-1 and more.
-				sameStep(t, fmt.Sprintf("keep %v: dk/dv split against one block a key block", keep), l1, l0, g1, g0, 1e-4)
-			}
+			// Rounding moved them by up to 1e-5 on the emulator; a tile
+			// taken twice or left out, by 1e-1 and more.
+			gateTwice(t, d, s, "DISTILL_CUDA_FLASH_SPLIT", devnet.SplitKV, true, 1e-4, "the backward split against one block a tile")
 		})
 	}
 }
