@@ -128,7 +128,7 @@ func (s AttnShape) partFloats() int {
 	case s.NH != s.NKV:
 		n = 2 * s.NK * s.NH * s.HD
 	}
-	if s.SplitDQ {
+	if s.SplitDQ && !(s.FusedDQ && s.AsyncTiles) { // the fused dq runs no dq kernel
 		n += s.NQ * s.NH * s.HD
 	}
 	return n

@@ -282,7 +282,7 @@ func (ps devicePass) bytes(nf4 bool) int64 {
 		if ps.training { // backward's rowsum(dO∘O), tile ranges, grouped heads' shares of dk, dv
 			attn = 4 * (N*H + 4*((N+31)/32))
 			switch {
-			case DeviceSplitKV != nil && DeviceSplitKV(): // each split's shares, the second halves' dq (cuda.AttnShape.SplitKV, SplitDQ)
+			case DeviceSplitKV != nil && DeviceSplitKV(): // each split's shares, the second halves' dq (cuda.AttnShape.SplitKV, SplitDQ; with the fused dq unused, counted still)
 				attn += 4*4*N*H*hd + 4*N*H*hd
 			case H != KV:
 				attn += 4 * 2 * N * H * hd

@@ -57,9 +57,9 @@ func gateTwice(t *testing.T, d *cuda.Device, s setup, env string, count func() i
 // key block's query tiles between two dk/dv blocks and each row tile's key
 // tiles between two dq blocks (DISTILL_CUDA_FLASH_SPLIT) gives the loss of
 // the unsplit step bit for bit (the forward is the same) and its gradients
-// within f32 rounding (dk, dv and dq each the sum of two halves' sums; dq's
-// the same bits here, where no row reaches three key tiles), recomputing
-// and keeping the activations, with grouped
+// within f32 rounding (dk, dv and dq each the sum of two halves' sums,
+// each half's products summed from zero), recomputing and keeping the
+// activations, with grouped
 // heads (the shares of a group's heads and both halves summed in one
 // pass) and without (llama's four KV heads: the halves alone). The split
 // ran once a layer and micro-batch and never with the gate closed; the
