@@ -343,10 +343,6 @@ func printSweep(w io.Writer, label string, peak float64, res []sweepResult) {
 			continue
 		}
 		s := r.samples[i]
-		slow := s.sec
-		for _, o := range r.samples {
-			slow = max(slow, o.sec)
-		}
 		line := fmt.Sprintf("%s\t%d\t%.0f ns/op\t%.0f tokens/s\t%.0f GFLOP/s\t%.2f MFU%%", name, len(r.samples),
 			s.sec*1e9, float64(s.tokens)/s.sec, s.flops/s.sec/1e9, 100*s.flops/s.sec/1e12/peak)
 		if r.v.base >= 0 {
@@ -355,7 +351,7 @@ func printSweep(w io.Writer, label string, peak float64, res []sweepResult) {
 			}
 		}
 		line += fmt.Sprintf("\t%.2f %%spread\t%.2f ms-issue\t%.2f replayed\t%.0f MiB-pool-peak\t%.0f MiB-plan",
-			100*(slow/s.sec-1), s.issueSec*1e3, s.replayed, s.poolMiB, s.planMiB)
+			100*r.spread(), s.issueSec*1e3, s.replayed, s.poolMiB, s.planMiB)
 		if r.skipped > 0 {
 			line += fmt.Sprintf("\t%d skipped", r.skipped)
 		}

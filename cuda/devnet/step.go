@@ -215,11 +215,12 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 	var err error
 	p.cos, p.sin, err = nt.rope(p.maxPos + 1)
 	p.do(err)
+	split := kind.trains() && splitKVReady() // the backward's (its scratch is in the plan)
 	p.attn = cuda.AttnShape{NQ: n, NK: nk, NH: H, NKV: KV, HD: hd, MaxLen: maxSeg,
 		Lo: p.up(cuda.I32, lo), Hi: p.up(cuda.I32, hi), Scale: float32(1 / sqrt(float64(hd))),
 		AsyncTiles: kind.trains() && asyncTilesReady(), // a training pass's (its scratch is in the plan)
 		HeavyFirst: heavyFirstReady(), PrefetchStats: prefetchReady(), FusedDQ: fusedDQReady(),
-		SplitKV: kind.trains() && splitKVReady(), SplitDQ: kind.trains() && splitKVReady()} // the backward's (scratch in the plan)
+		SplitKV: split, SplitDQ: split}
 	p.flash = nt.flashAttention()
 	if kind == passTrainGraph && p.flash { // a recording may not allocate: its scratch now
 		var err error
