@@ -43,6 +43,9 @@ func flashCases() []agCase {
 }
 
 func TestAttentionFlashParity(t *testing.T) {
+	// An emulated SM with an H100's shared memory, so DKVOccupancy's
+	// kernel runs there too (on a GPU, the card's own decides).
+	t.Setenv("DISTILL_CUDA_EMU_SMEM_SM", "233472")
 	for _, c := range append(agCases(), flashCases()...) {
 		if !cuda.FlashHeadDim(c.hd) {
 			continue
@@ -58,13 +61,18 @@ func TestAttentionFlashParity(t *testing.T) {
 			// The kernels that stage their tiles by cp.async from bf16
 			// copies (AsyncTiles), the blocks of either kind heaviest
 			// first (HeavyFirst), dk/dv's row statistics prefetched
-			// (PrefetchStats): the same products in the same order, so the
-			// same out, lse, dq, dk, dv as v1 bit for bit, each option
-			// alone and together.
-			for _, o := range []struct{ async, heavy, prefetch bool }{
-				{false, true, false}, {true, false, false}, {true, true, false}, {true, false, true}, {true, true, true},
+			// (PrefetchStats), dk/dv built for three blocks an SM at head
+			// size 128 (DKVOccupancy: registers spilled, nothing else
+			// changed): the same products in the same order, so the same
+			// out, lse, dq, dk, dv as v1 bit for bit, each option alone and
+			// together.
+			for _, o := range []struct{ async, heavy, prefetch, occ bool }{
+				{false, true, false, false}, {true, false, false, false}, {true, true, false, false},
+				{true, false, true, false}, {true, true, true, false}, {true, false, false, true}, {true, true, true, true},
 			} {
-				set := func(s *cuda.AttnShape) { s.AsyncTiles, s.HeavyFirst, s.PrefetchStats = o.async, o.heavy, o.prefetch }
+				set := func(s *cuda.AttnShape) {
+					s.AsyncTiles, s.HeavyFirst, s.PrefetchStats, s.DKVOccupancy = o.async, o.heavy, o.prefetch, o.occ
+				}
 				fwd := func(out, lse, q, k, v *cuda.Buffer, s cuda.AttnShape) error {
 					set(&s)
 					return d.AttnFwdFlash(out, lse, q, k, v, s)
@@ -113,12 +121,13 @@ func TestAttentionFlashParity(t *testing.T) {
 			// half summed apart and the halves added: f32 rounding (what
 			// a split leaves alone, v1's bit for bit). A tile taken twice
 			// or left out moves elements by their own size.
-			for _, o := range []struct{ async, fused, kv, dq bool }{
-				{false, false, true, false}, {false, false, false, true}, {false, false, true, true},
-				{true, false, true, true}, {true, true, true, true},
+			// (The last also with dk/dv built for three blocks an SM.)
+			for _, o := range []struct{ async, fused, kv, dq, occ bool }{
+				{false, false, true, false, false}, {false, false, false, true, false}, {false, false, true, true, false},
+				{true, false, true, true, false}, {true, true, true, true, false}, {true, true, true, true, true},
 			} {
 				split := func(dq, dk, dv, dout, q, k, v, out, lse *cuda.Buffer, s cuda.AttnShape) error {
-					s.AsyncTiles, s.FusedDQ, s.SplitKV, s.SplitDQ = o.async, o.fused, o.kv, o.dq
+					s.AsyncTiles, s.FusedDQ, s.SplitKV, s.SplitDQ, s.DKVOccupancy = o.async, o.fused, o.kv, o.dq, o.occ
 					return d.AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse, s)
 				}
 				got4 := attnRun(t, d, c, q, k, v, dout, scale, d.AttnFwdFlash, split)
@@ -153,6 +162,40 @@ func TestAttentionFlashParity(t *testing.T) {
 			sameBits(t, "bf16 k, v: out", down(t, od), got.out)
 			sameBits(t, "bf16 k, v: lse", down(t, ld), got.lse)
 		})
+	}
+}
+
+// The dk/dv kernel built for three blocks an SM only with DKVOccupancy,
+// async tiles and head size 128, and only where an SM's shared memory holds
+// three of its blocks (70 KB, 75 KB with the fused dq; an H100's 228 KB
+// does, an A100's 164 KB or a consumer card's 100 KB does not) — emulated
+// both ways; on a GPU, its own.
+func TestDKVMinBlocks(t *testing.T) {
+	d := device(t)
+	blocks := func(s cuda.AttnShape) int {
+		t.Helper()
+		n, err := d.DKVMinBlocks(s)
+		ok(t, err)
+		return n
+	}
+	occ := cuda.AttnShape{HD: 128, AsyncTiles: true, DKVOccupancy: true}
+	fused := occ
+	fused.FusedDQ = true
+	for _, c := range []struct {
+		smem string
+		want int
+	}{{"233472", 3}, {"167936", 1}, {"102400", 1}} {
+		t.Setenv("DISTILL_CUDA_EMU_SMEM_SM", c.smem)
+		for _, s := range []cuda.AttnShape{occ, fused} {
+			if n := blocks(s); cuda.Emulated && n != c.want || n != 1 && n != 3 {
+				t.Errorf("%s bytes an SM, fused dq %v: %d blocks, want %d", c.smem, s.FusedDQ, n, c.want)
+			}
+		}
+		for _, s := range []cuda.AttnShape{{HD: 128, AsyncTiles: true}, {HD: 64, AsyncTiles: true, DKVOccupancy: true}} {
+			if n := blocks(s); n != 1 {
+				t.Errorf("%+v: %d blocks, want 1", s, n)
+			}
+		}
 	}
 }
 

@@ -47,6 +47,12 @@ type AttnShape struct {
 	// key) — NQ·NH·HD floats more scratch; dq within f32 rounding of the
 	// default's, the same bits run to run.
 	SplitDQ bool
+	// DKVOccupancy: with AsyncTiles at head size 128, the backward's dk/dv
+	// kernel built for three blocks an SM (168 registers, ~200 bytes a
+	// thread spilled a tile) instead of two (213), where an SM's shared
+	// memory holds three (DKVMinBlocks) — 12 warps an SM to hide each
+	// other's latency where there were 8. The same results bit for bit.
+	DKVOccupancy bool
 	// Scratch, when set, is the flash kernels' scratch (NewFlashScratch)
 	// in place of buffers from the pool for each call: a recorded pass
 	// (Capture) may not allocate.
@@ -55,7 +61,8 @@ type AttnShape struct {
 
 // flags is the flash kernels' flags argument (attn_flash.h).
 func (s AttnShape) flags() C.int {
-	return cbool(s.HeavyFirst) | 2*cbool(s.PrefetchStats) | 4*cbool(s.FusedDQ) | 8*cbool(s.SplitKV) | 16*cbool(s.SplitDQ)
+	return cbool(s.HeavyFirst) | 2*cbool(s.PrefetchStats) | 4*cbool(s.FusedDQ) | 8*cbool(s.SplitKV) | 16*cbool(s.SplitDQ) |
+		32*cbool(s.DKVOccupancy)
 }
 
 func (s AttnShape) check(op string) *need {

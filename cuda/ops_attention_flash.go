@@ -12,6 +12,18 @@ import "fmt"
 // FlashHeadDim says whether AttnFwdFlash and AttnBwdFlash take head size hd.
 func FlashHeadDim(hd int) bool { return C.dc_attn_flash_supports(C.int(hd)) != 0 }
 
+// DKVMinBlocks is the blocks an SM the backward's dk/dv kernel is built
+// for under s's options on this device: 3 with DKVOccupancy at head size
+// 128 where an SM's shared memory holds three blocks, else 1.
+func (d *Device) DKVMinBlocks(s AttnShape) (int, error) {
+	var n C.int
+	err := call(func() C.int {
+		n = C.dc_attn_flash_dkv_min_blocks(C.int(s.HD), s.flags(), cbool(s.FusedDQ))
+		return min(n, 0)
+	})
+	return int(n), err
+}
+
 // aligned16 is true when every buffer starts on 16 bytes (the flash
 // kernels move float4s); a nil one is left to the buffer checks.
 func aligned16(bs ...*Buffer) bool {

@@ -141,6 +141,11 @@ func ColDAMods() int64 { return colDAMods.Load() }
 // summed (lora_u.go) in this process.
 func RowSumsMods() int64 { return rowSumsMods.Load() }
 
+// DKVOccupancy is how many attention backward passes have asked for the
+// dk/dv kernel built for three blocks an SM (cuda.AttnShape.DKVOccupancy,
+// at head size 128 with async tiles) in this process.
+func DKVOccupancy() int64 { return dkvOccupancy.Load() }
+
 // SplitKV is how many attention backward passes have split their dk/dv
 // blocks (cuda.AttnShape.SplitKV) in this process.
 func SplitKV() int64 { return splitKV.Load() }

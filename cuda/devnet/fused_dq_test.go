@@ -5,6 +5,8 @@ package devnet_test
 import (
 	"testing"
 
+	"distill/core/lora"
+	"distill/core/model"
 	"distill/cuda/devnet"
 )
 
@@ -60,6 +62,39 @@ func TestSplitKVStep(t *testing.T) {
 					// Rounding moved them by up to 1e-5 on the emulator; a
 					// tile taken twice or left out, by 1e-1 and more.
 					sameStep(t, what+": the backward split against one block a tile", l1, l0, g1, g0, 1e-4)
+				})
+		})
+	}
+}
+
+// TestDKVOccupancyStep: a training step whose attention backward runs the
+// dk/dv kernel built for three blocks an SM (DISTILL_CUDA_FLASH_OCC3: head
+// size 128, here Qwen3's, on an SM with an H100's shared memory — emulated
+// so) gives the default step's loss bit for bit (the forward is the same)
+// and its gradients too (the same instructions but for the spills) —
+// within rounding with the fused dq, whose atomics land in another order
+// run to run on a GPU — recomputing and keeping the activations, with
+// dq's kernel and with the fused dq (its own launch of the kernel). The option ran once a layer and micro-batch
+// and never with the gate closed. cuda's TestAttentionFlashParity and
+// TestDKVMinBlocks hold the kernel and its choice.
+func TestDKVOccupancyStep(t *testing.T) {
+	d := device(t)
+	t.Setenv("DISTILL_CUDA_EMU_SMEM_SM", "233472")
+	s := setup{"qwen3-nf4-hd128", model.Shape{Arch: "Qwen3ForCausalLM", Hidden: 64, Intermediate: 160, Layers: 2, Heads: 2,
+		KVHeads: 1, HeadDim: 128, Vocab: 300, Tied: true, RopeTheta: 1e6, RMSNormEps: 1e-6, MaxPositions: 256, BOS: 1, EOS: 2},
+		"nf4", lora.Modules, 0, 0}
+	for _, c := range []struct {
+		fused string
+		tol   float64
+	}{{"0", 0}, {"1", 1e-5}} {
+		t.Run("fused dq "+c.fused, func(t *testing.T) {
+			t.Setenv("DISTILL_CUDA_FLASH_FUSED_DQ", c.fused)
+			gateSweep(t, d, s, "DISTILL_CUDA_FLASH_OCC3", devnet.DKVOccupancy, layerBackwards(s),
+				func(what string, l0, l1 float64, g0, g1 []float32) {
+					if l1 != l0 {
+						t.Errorf("%s: loss %v for three blocks an SM, %v for two: the forward is the same", what, l1, l0)
+					}
+					sameStep(t, what+": dk/dv for three blocks an SM against two", l1, l0, g1, g0, c.tol)
 				})
 		})
 	}

@@ -608,6 +608,9 @@ func (p *pass) layerBwd(l int, dx, xIn *cuda.Buffer) {
 		if p.attn.SplitKV {
 			splitKV.Add(1)
 		}
+		if p.attn.DKVOccupancy && p.attn.AsyncTiles && p.attn.HD == 128 {
+			dkvOccupancy.Add(1)
+		}
 	default:
 		p.do(d.AttnBwdGemm(s.dQ, s.dK, s.dV, s.dAtt, a.q, a.k, a.v, a.att, a.lse, p.attn))
 	}

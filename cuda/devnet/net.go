@@ -541,6 +541,29 @@ var splitKV atomic.Int64
 
 func init() { train.DeviceSplitKV = splitKVReady }
 
+// dkvOccupancyVerified: a training pass's attention backward with the
+// dk/dv kernel built for three blocks an SM (cuda.AttnShape.DKVOccupancy:
+// head size 128, an SM with shared memory for three blocks — H100, H200).
+// At 213 registers two blocks, 8 warps, share an SM; capped at 168, 12
+// do, at the price of ~12 accumulators a tile through local memory (188
+// bytes stored, 204 loaded a thread, ptxas for sm_90). Nothing measured
+// the kernel's stalls (devcheck's NCU_DETAIL asks); if latency bounds it,
+// 50 % more warps should help more than the spills cost. Written without a
+// GPU (session 32): on the emulated device TestAttentionFlashParity gives
+// the default kernel's dk, dv (and fused dq) bit for bit — the same
+// instructions but for the spills. Until BenchmarkAttentionGemm's
+// flash_async_occ3 beats flash_async and the step's [occ3] its default,
+// passes keep two blocks an SM unless DISTILL_CUDA_FLASH_OCC3=1 (or
+// DISTILL_CUDA_UNVERIFIED=1).
+const dkvOccupancyVerified = false
+
+// DISTILL_CUDA_FLASH_OCC3=0 or 1 overrides the gate either way.
+func dkvOccupancyReady() bool { return gateOpen("DISTILL_CUDA_FLASH_OCC3", dkvOccupancyVerified) }
+
+// Attention backward passes that asked for it where it applies (tests read
+// it; the device decides: cuda.Device.DKVMinBlocks).
+var dkvOccupancy atomic.Int64
+
 // keepAttentionVerified: Net.KeepAttention — each layer's attention-side
 // activations kept, the MLP side alone recomputed in the backward (one
 // shared set). Written without a GPU (session 9); on the emulated device

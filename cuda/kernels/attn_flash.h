@@ -27,7 +27,10 @@ int dc_attn_flash_supports(int hd);
 // rounding of the default's, the same bits run to run); bit 4 (backward,
 // without bit 2's fused dq), each row tile's key tiles split between two dq
 // blocks, the second's dq added after (dq within rounding, the same bits
-// run to run).
+// run to run); bit 5 (backward, with b16, head size 128), the dk/dv kernel
+// built for three blocks an SM (168 registers, some spilled) where an SM's
+// shared memory holds three (dc_attn_flash_dkv_min_blocks) — the same
+// results bit for bit.
 int dc_attn_fwd_flash(float *out, float *lse, const float *q, const float *k, const float *v,
                       const int32_t *kv_lo, const int32_t *kv_hi, int nq, int nk, int nh, int nkv, int hd,
                       int max_len, float scale, uint16_t *b16, int flags);
@@ -50,6 +53,11 @@ int dc_attn_bwd_flash(float *dq, float *dk, float *dv, const float *dout, const 
                       const float *v, const float *out, const float *lse, const int32_t *kv_lo,
                       const int32_t *kv_hi, int nq, int nk, int nh, int nkv, int hd, int max_len, float scale,
                       float *D, int32_t *tiles, float *part, uint16_t *b16, int flags);
+
+// The blocks an SM the backward's dk/dv kernel is built for under flags
+// (fused: with bit 2's fused dq) at head size hd on the current device: 3
+// or 1, or -1 with dc_last_error set.
+int dc_attn_flash_dkv_min_blocks(int hd, int flags, int fused);
 
 // Two attentions of the same queries over disjoint key sets, (out, lse)
 // and (out2, lse2) — rows × hd and rows, a row one (query, head) — merged

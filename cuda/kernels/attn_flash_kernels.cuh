@@ -432,8 +432,11 @@ __device__ __forceinline__ fa_block fa_block_of(int hf) {
 // in two halves, a block each (fa_kv_split), their shares summed after;
 // FA_SPLIT_DQ (dq, read by the host code: two blocks a row tile) each row
 // tile's key tiles halved between two blocks (fa_q_split), the second's dq
-// into dq2 and added after.
-constexpr int FA_HEAVY_FIRST = 1, FA_PREFETCH = 2, FA_FUSED_DQ = 4, FA_SPLIT_KV = 8, FA_SPLIT_DQ = 16;
+// into dq2 and added after; FA_DKV_OCC3 (dk/dv with async tiles at head
+// size 128, read by the host code: fa_dkv_min_blocks) the kernel built for
+// three blocks an SM (MINB below).
+constexpr int FA_HEAVY_FIRST = 1, FA_PREFETCH = 2, FA_FUSED_DQ = 4, FA_SPLIT_KV = 8, FA_SPLIT_DQ = 16,
+              FA_DKV_OCC3 = 32;
 
 template <int HD, int QW, bool ASYNC>
 __global__ void __launch_bounds__(QW * 32) k_fa_fwd(float *out, float *lse, const float *q, const float *k,
@@ -920,8 +923,17 @@ __device__ __forceinline__ void fa_kv_split(int *b0, int *b1, const int32_t *til
 // dS·K into dq as well (fa_dq_fused: the block's dSᵀ through 5 KB more of
 // shared memory), so dq's kernel — which computes S and dP again — is not
 // run: five products a tile pair where the two kernels make seven.
-template <int HD, bool ASYNC, bool FUSED = false>
-__global__ void __launch_bounds__(FA_THREADS) k_fa_bwd_dkv(float *dk, float *dv, int64_t os, const float *dout,
+// MINB: the blocks an SM the registers are capped for (ptxas: 65,536 /
+// (128·MINB)). At head size 128 the async kernel takes 213 registers, so
+// two blocks — 8 warps — share an SM and each warp's ldmatrix → mma →
+// exponential chains have few others to hide behind; with MINB 3 (168
+// registers, 12 warps an SM where shared memory holds three blocks) ptxas
+// spills ~12 accumulators a tile to local memory (188 bytes stored, 204
+// loaded a thread, sm_90) — the same instructions otherwise, the same
+// results bit for bit. MINB 1 names no minimum (0): ptxas allocates as
+// before (an explicit 1 took 218 registers where it takes 213).
+template <int HD, bool ASYNC, bool FUSED = false, int MINB = 1>
+__global__ void __launch_bounds__(FA_THREADS, MINB == 1 ? 0 : MINB) k_fa_bwd_dkv(float *dk, float *dv, int64_t os, const float *dout,
                                                            const float *q, const float *k, const float *v,
                                                            const bf16 *ob, const bf16 *qb, const float *lse,
                                                            const float *D, const int32_t *kv_lo,

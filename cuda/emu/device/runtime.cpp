@@ -5,8 +5,8 @@
 // refuse, this refuses too, so the backend's error paths run: a launch
 // past the limits (an error for cudaGetLastError, the kernel not run), an
 // allocation past the device's memory (DISTILL_CUDA_EMU_MEM bytes, default
-// 8 GiB: the user's card), a synchronising call inside a graph capture
-// (which invalidates it). New allocations are filled with 0xff bytes (NaN
+// 8 GiB: the user's card; its shared memory: smem_per_sm), a synchronising
+// call inside a graph capture (which invalidates it). New allocations are filled with 0xff bytes (NaN
 // as f32 and bf16), so a read of memory nothing wrote shows.
 #include <cstdio>
 #include <cstdlib>
@@ -36,6 +36,15 @@ size_t total_memory() {
     return (size_t)8 << 30;
   }();
   return total;
+}
+
+// Shared memory an SM: DISTILL_CUDA_EMU_SMEM_SM bytes, default 100 KB (the
+// consumer cards'; an H100's is 228 KB), read at each call so a test can
+// emulate either.
+int smem_per_sm() {
+  const char *s = getenv("DISTILL_CUDA_EMU_SMEM_SM");
+  if (s != nullptr && *s != '\0') return (int)strtol(s, nullptr, 10);
+  return 100 << 10;
 }
 
 // A graph capture in progress: the operations enqueued since it began.
@@ -177,9 +186,11 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int dev) {
 
 cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int dev) {
   if (dev != 0) return fail(cudaErrorInvalidDevice);
-  if (a != cudaDevAttrMaxSharedMemoryPerBlockOptin) return fail(cudaErrorInvalidValue);
-  *v = (int)kSmemOptin;
-  return cudaSuccess;
+  switch (a) {
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *v = (int)kSmemOptin; return cudaSuccess;
+    case cudaDevAttrMaxSharedMemoryPerMultiprocessor: *v = smem_per_sm(); return cudaSuccess;
+  }
+  return fail(cudaErrorInvalidValue);
 }
 
 cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b) {
