@@ -39,6 +39,12 @@ var DeviceAsyncTiles func() bool
 // and each row tile's dq work likewise (n·heads·hd more).
 var DeviceSplitKV func() bool
 
+// DeviceFusedDQ, set by a build with a device step (cuda/devnet), says
+// whether the flash backward adds dq up in its dk/dv kernel
+// (cuda.AttnShape.FusedDQ, with async tiles): then DeviceSplitKV's dq
+// split has no kernel to split and takes no scratch.
+var DeviceFusedDQ func() bool
+
 // DeviceKeepsAttention, set by a build with a device step (cuda/devnet),
 // says whether its recomputing steps honour Net.KeepAttention (its gate
 // can turn it off); unset, a plan assumes they do.
@@ -281,13 +287,17 @@ func (ps devicePass) bytes(nf4 bool) int64 {
 		attn = 0
 		if ps.training { // backward's rowsum(dO∘O), tile ranges, grouped heads' shares of dk, dv
 			attn = 4 * (N*H + 4*((N+31)/32))
+			async := DeviceAsyncTiles != nil && DeviceAsyncTiles()
 			switch {
-			case DeviceSplitKV != nil && DeviceSplitKV(): // each split's shares, the second halves' dq (cuda.AttnShape.SplitKV, SplitDQ; with the fused dq unused, counted still)
-				attn += 4*4*N*H*hd + 4*N*H*hd
+			case DeviceSplitKV != nil && DeviceSplitKV(): // each split's shares (cuda.AttnShape.SplitKV)
+				attn += 4 * 4 * N * H * hd
+				if !async || DeviceFusedDQ == nil || !DeviceFusedDQ() { // the second halves' dq (SplitDQ)
+					attn += 4 * N * H * hd
+				}
 			case H != KV:
 				attn += 4 * 2 * N * H * hd
 			}
-			if DeviceAsyncTiles != nil && DeviceAsyncTiles() {
+			if async {
 				// bf16 copies of q, dO, k and v backward, and of k and v
 				// forward (a block of another size the pool keeps)
 				attn += 2*2*N*(H+KV)*hd + 2*2*N*KV*hd

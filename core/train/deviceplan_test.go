@@ -175,3 +175,37 @@ func planNet(t *testing.T) (*model.Model, *Net) {
 	}
 	return m, nt
 }
+
+// The flash backward's split scratch (DeviceSplitKV): each split's shares
+// of dk and dv, and the second halves' dq — which the fused dq
+// (DeviceFusedDQ, with async tiles) leaves out, having no dq kernel to
+// split.
+func TestDevicePlanSplitScratch(t *testing.T) {
+	m, nt := planNet(t)
+	if !model.FlashAttention(m.Config.HeadDim) {
+		t.Skip("no flash attention at this head size")
+	}
+	const n = 256
+	defer func(s, a, f func() bool) { DeviceSplitKV, DeviceAsyncTiles, DeviceFusedDQ = s, a, f }(DeviceSplitKV, DeviceAsyncTiles, DeviceFusedDQ)
+	plan := func(split, async, fused bool) int64 {
+		DeviceSplitKV = func() bool { return split }
+		DeviceAsyncTiles = func() bool { return async }
+		DeviceFusedDQ = func() bool { return fused }
+		return nt.DevicePlan(n, m.HeldBytes(), true).Workspace
+	}
+	c := m.Config
+	share := int64(4 * n * c.NumHeads * c.HeadDim) // n·heads·hd floats
+	for _, async := range []bool{false, true} {
+		base := plan(false, async, false)
+		if got := plan(true, async, false) - base; got != 4*share-2*share+share { // grouped heads: 2 shares unsplit
+			t.Errorf("async %v: the split adds %d bytes, want %d (4 shares and dq's, less the 2 shares of grouped heads)", async, got, 3*share)
+		}
+		want := 3 * share
+		if async { // the fused dq: no second halves' dq
+			want = 2 * share
+		}
+		if got := plan(true, async, true) - base; got != want {
+			t.Errorf("async %v, fused dq: the split adds %d bytes, want %d", async, got, want)
+		}
+	}
+}

@@ -511,6 +511,8 @@ const fusedDQVerified = false
 // DISTILL_CUDA_FLASH_FUSED_DQ=0 or 1 overrides the gate either way.
 func fusedDQReady() bool { return gateOpen("DISTILL_CUDA_FLASH_FUSED_DQ", fusedDQVerified) }
 
+func init() { train.DeviceFusedDQ = fusedDQReady }
+
 // Attention backward passes that took the fused dq (tests read it).
 var fusedDQ atomic.Int64
 
