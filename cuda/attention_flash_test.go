@@ -43,9 +43,6 @@ func flashCases() []agCase {
 }
 
 func TestAttentionFlashParity(t *testing.T) {
-	// An emulated SM with an H100's shared memory, so DKVOccupancy's
-	// kernel runs there too (on a GPU, the card's own decides).
-	t.Setenv("DISTILL_CUDA_EMU_SMEM_SM", "233472")
 	for _, c := range append(agCases(), flashCases()...) {
 		if !cuda.FlashHeadDim(c.hd) {
 			continue
@@ -63,15 +60,20 @@ func TestAttentionFlashParity(t *testing.T) {
 			// first (HeavyFirst), dk/dv's row statistics prefetched
 			// (PrefetchStats), dk/dv built for three blocks an SM at head
 			// size 128 (DKVOccupancy: registers spilled, nothing else
-			// changed): the same products in the same order, so the same
-			// out, lse, dq, dk, dv as v1 bit for bit, each option alone and
-			// together.
-			for _, o := range []struct{ async, heavy, prefetch, occ bool }{
-				{false, true, false, false}, {true, false, false, false}, {true, true, false, false},
-				{true, false, true, false}, {true, true, true, false}, {true, false, false, true}, {true, true, true, true},
+			// changed) or with three query tiles' buffers at 64 and 128
+			// (DKVStages3; the emulated SM's shared memory set so each
+			// applies: TestDKVBuild): the same products in the same order,
+			// so the same out, lse, dq, dk, dv as v1 bit for bit, each
+			// option alone and together.
+			for _, o := range []struct{ async, heavy, prefetch, occ, stages bool }{
+				{false, true, false, false, false}, {true, false, false, false, false}, {true, true, false, false, false},
+				{true, false, true, false, false}, {true, true, true, false, false}, {true, false, false, true, false},
+				{true, true, true, true, false}, {true, false, false, false, true}, {true, true, true, false, true},
 			} {
+				t.Setenv("DISTILL_CUDA_EMU_SMEM_SM", map[bool]string{false: "233472", true: "102400"}[o.stages])
 				set := func(s *cuda.AttnShape) {
-					s.AsyncTiles, s.HeavyFirst, s.PrefetchStats, s.DKVOccupancy = o.async, o.heavy, o.prefetch, o.occ
+					s.AsyncTiles, s.HeavyFirst, s.PrefetchStats = o.async, o.heavy, o.prefetch
+					s.DKVOccupancy, s.DKVStages3 = o.occ, o.stages
 				}
 				fwd := func(out, lse, q, k, v *cuda.Buffer, s cuda.AttnShape) error {
 					set(&s)
@@ -121,13 +123,17 @@ func TestAttentionFlashParity(t *testing.T) {
 			// half summed apart and the halves added: f32 rounding (what
 			// a split leaves alone, v1's bit for bit). A tile taken twice
 			// or left out moves elements by their own size.
-			// (The last also with dk/dv built for three blocks an SM.)
-			for _, o := range []struct{ async, fused, kv, dq, occ bool }{
-				{false, false, true, false, false}, {false, false, false, true, false}, {false, false, true, true, false},
-				{true, false, true, true, false}, {true, true, true, true, false}, {true, true, true, true, true},
+			// (The last two also with dk/dv built for three blocks an SM,
+			// and with three query tiles' buffers.)
+			for _, o := range []struct{ async, fused, kv, dq, occ, stages bool }{
+				{false, false, true, false, false, false}, {false, false, false, true, false, false},
+				{false, false, true, true, false, false}, {true, false, true, true, false, false},
+				{true, true, true, true, false, false}, {true, true, true, true, true, false}, {true, true, true, true, false, true},
 			} {
+				t.Setenv("DISTILL_CUDA_EMU_SMEM_SM", map[bool]string{false: "233472", true: "102400"}[o.stages])
 				split := func(dq, dk, dv, dout, q, k, v, out, lse *cuda.Buffer, s cuda.AttnShape) error {
-					s.AsyncTiles, s.FusedDQ, s.SplitKV, s.SplitDQ, s.DKVOccupancy = o.async, o.fused, o.kv, o.dq, o.occ
+					s.AsyncTiles, s.FusedDQ, s.SplitKV, s.SplitDQ = o.async, o.fused, o.kv, o.dq
+					s.DKVOccupancy, s.DKVStages3 = o.occ, o.stages
 					return d.AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse, s)
 				}
 				got4 := attnRun(t, d, c, q, k, v, dout, scale, d.AttnFwdFlash, split)
@@ -166,34 +172,64 @@ func TestAttentionFlashParity(t *testing.T) {
 }
 
 // The dk/dv kernel built for three blocks an SM only with DKVOccupancy,
-// async tiles and head size 128, and only where an SM's shared memory holds
-// three of its blocks (70 KB, 75 KB with the fused dq; an H100's 228 KB
-// does, an A100's 164 KB or a consumer card's 100 KB does not) — emulated
-// both ways; on a GPU, its own.
-func TestDKVMinBlocks(t *testing.T) {
+// async tiles and head size 128, where an SM then holds three (70 KB of
+// shared memory a block, 75 KB with the fused dq: an H100's 228 KB does,
+// an A100's 164 KB or a consumer card's 100 KB does not); with three
+// query tiles' buffers only with DKVStages3 at head size 64 or 128, where
+// an SM holds as many blocks of it as of the default (the emulation counts
+// shared memory alone: at 228 KB three two-stage blocks against two, so
+// no; an H100 holds two of each, its registers allowing two). Emulated at
+// each size; on a GPU, the card's own, within those values.
+func TestDKVBuild(t *testing.T) {
 	d := device(t)
-	blocks := func(s cuda.AttnShape) int {
+	build := func(s cuda.AttnShape) [2]int {
 		t.Helper()
-		n, err := d.DKVMinBlocks(s)
+		m, st, err := d.DKVBuild(s)
 		ok(t, err)
-		return n
+		return [2]int{m, st}
 	}
 	occ := cuda.AttnShape{HD: 128, AsyncTiles: true, DKVOccupancy: true}
-	fused := occ
-	fused.FusedDQ = true
+	stages := cuda.AttnShape{HD: 128, AsyncTiles: true, DKVStages3: true}
+	both := occ
+	both.DKVStages3 = true
+	stages64, fused64 := stages, stages
+	stages64.HD, fused64.HD, fused64.FusedDQ = 64, 64, true
+	def, three := [2]int{1, 2}, [2]int{1, 3}
 	for _, c := range []struct {
-		smem string
-		want int
-	}{{"233472", 3}, {"167936", 1}, {"102400", 1}} {
+		smem                                 string
+		occ, stages, both, stages64, fused64 [2]int
+	}{
+		{"233472", [2]int{3, 2}, def, [2]int{3, 2}, def, def},
+		{"167936", def, def, def, def, three},
+		// 46 KB blocks of the three-stage kernel at 64: two, as of the
+		// two-stage's 37 KB; with the fused dq, 51 KB against 42: one
+		// against two (at 164 KB, three of either).
+		{"102400", def, three, three, three, def},
+	} {
 		t.Setenv("DISTILL_CUDA_EMU_SMEM_SM", c.smem)
-		for _, s := range []cuda.AttnShape{occ, fused} {
-			if n := blocks(s); cuda.Emulated && n != c.want || n != 1 && n != 3 {
-				t.Errorf("%s bytes an SM, fused dq %v: %d blocks, want %d", c.smem, s.FusedDQ, n, c.want)
+		for _, x := range []struct {
+			name  string
+			s     cuda.AttnShape
+			fused bool // again with the fused dq
+			want  [2]int
+		}{{"occupancy", occ, true, c.occ}, {"three stages", stages, true, c.stages}, {"both", both, true, c.both},
+			{"three stages at 64", stages64, false, c.stages64}, {"three stages at 64, fused dq", fused64, false, c.fused64}} {
+			fuseds := []bool{false}
+			if x.fused {
+				fuseds = append(fuseds, true)
+			}
+			for _, fused := range fuseds {
+				x.s.FusedDQ = x.s.FusedDQ || fused
+				got := build(x.s)
+				if cuda.Emulated && got != x.want || got[0] != 1 && got[0] != 3 || got[1] != 2 && got[1] != 3 {
+					t.Errorf("%s bytes an SM, %s, fused dq %v: %d blocks, %d stages; want %v", c.smem, x.name, x.s.FusedDQ, got[0], got[1], x.want)
+				}
 			}
 		}
-		for _, s := range []cuda.AttnShape{{HD: 128, AsyncTiles: true}, {HD: 64, AsyncTiles: true, DKVOccupancy: true}} {
-			if n := blocks(s); n != 1 {
-				t.Errorf("%+v: %d blocks, want 1", s, n)
+		for _, s := range []cuda.AttnShape{{HD: 128, AsyncTiles: true}, {HD: 64, AsyncTiles: true, DKVOccupancy: true},
+			{HD: 96, AsyncTiles: true, DKVOccupancy: true, DKVStages3: true}} {
+			if got := build(s); got != def {
+				t.Errorf("%+v: %v, want the default %v", s, got, def)
 			}
 		}
 	}

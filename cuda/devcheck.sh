@@ -24,7 +24,7 @@
 # step again with another attention), STEP_KEEP=0 (skip the step again with
 # every layer's activations kept), STEP_SEQS=k (the step and the kept step
 # again with k sequences packed a step: DISTILL_BENCH_SEQS), STEP_VARIANTS="v1 heavy prefetch fuseddq splitkv splitkv-heavy splitkv-keep notrim
-# occ3 occ3-keep nohalfdy nohalfdy-keep halfgu halfgu-keep swigluu swigluu-keep swigluda swigluda-keep swigluda-u swigluda-dropout rowsdb rowsdb-keep colda colda-dropout rowsums rowsums-dropout lorasums lorasums-keep lorasums-dropout noset noqkv nogroup nogroup-dropout nodropdx nodropreuse nonorm unfused selective dropout graphs graphs-keep keepf32 dpo kd dpo-graphs kd-graphs" (the step again with each path turned on
+# occ3 occ3-keep stages3 stages3-keep nohalfdy nohalfdy-keep halfgu halfgu-keep swigluu swigluu-keep swigluda swigluda-keep swigluda-u swigluda-dropout rowsdb rowsdb-keep colda colda-dropout rowsums rowsums-dropout lorasums lorasums-keep lorasums-dropout noset noqkv nogroup nogroup-dropout nodropdx nodropreuse nonorm unfused selective dropout graphs graphs-keep keepf32 dpo kd dpo-graphs kd-graphs" (the step again with each path turned on
 # or off against the defaults: variant_env below; in one process,
 # BenchmarkStepSweep, STEP_ROUNDS rounds (default 2) of every variant in
 # turn, each line beside its baseline's, with STEP_ALL's and STEP_SEQS's
@@ -84,7 +84,7 @@ case "${PLAN:-}" in
     : "${SKIP_KERNEL_TESTS:=1}" "${TEST_RUN:=^(TestKVMirrorBF16|TestMirrorKindIsPlanned|TestDecodeSplit)$}" "${SKIP_KERNEL_BENCH:=1}"
     : "${SKIP_E2E:=1}" "${STEP_KEEP:=0}" "${STEP_TIME:=3x}" "${DEADLINE:=540}"
     : "${DISTILL_BENCH_STEP:=qwen2.5-0.5b:1024,qwen2.5-1.5b:2048}"
-    : "${STEP_VARIANTS:=nohalfdy nohalfdy-keep lorasums lorasums-keep lorasums-dropout splitkv splitkv-heavy splitkv-keep occ3 occ3-keep swigluu swigluu-keep swigluda swigluda-keep rowsdb rowsdb-keep colda rowsums halfgu halfgu-keep swigluda-u swigluda-dropout colda-dropout rowsums-dropout graphs graphs-keep fuseddq nogroup dropout nogroup-dropout nodropdx nodropreuse heavy prefetch selective dpo kd dpo-graphs kd-graphs notrim noset noqkv keepf32 nonorm}"
+    : "${STEP_VARIANTS:=nohalfdy nohalfdy-keep lorasums lorasums-keep lorasums-dropout splitkv splitkv-heavy splitkv-keep occ3 occ3-keep stages3 stages3-keep swigluu swigluu-keep swigluda swigluda-keep rowsdb rowsdb-keep colda rowsums halfgu halfgu-keep swigluda-u swigluda-dropout colda-dropout rowsums-dropout graphs graphs-keep fuseddq nogroup dropout nogroup-dropout nodropdx nodropreuse heavy prefetch selective dpo kd dpo-graphs kd-graphs notrim noset noqkv keepf32 nonorm}"
     : "${STEP_ALL:=1}" "${STEP_SEQS:=4}"  # in the sweep beside the variants (PLAN=1's tests may leave them no time)
     : "${DECODE_BENCH:=qwen2.5-0.5b}" "${DECODE_CONTEXT:=8192}" "${DECODE_OFFLOAD:=4}" "${STEP_SWEEP_RESERVE:=120}"
     ;;
@@ -342,6 +342,8 @@ variant_env() {
     splitkv-keep) echo DISTILL_CUDA_FLASH_SPLIT=1 DISTILL_BENCH_KEEP=1 ;;  # the same, every layer's activations kept (against [keep])
     occ3) echo DISTILL_CUDA_FLASH_OCC3=1 ;;           # dk/dv built for three blocks an SM, registers spilled (gated)
     occ3-keep) echo DISTILL_CUDA_FLASH_OCC3=1 DISTILL_BENCH_KEEP=1 ;;  # the same, every layer's activations kept (against [keep])
+    stages3) echo DISTILL_CUDA_FLASH_STAGES3=1 ;;     # dk/dv with three query tiles' buffers, one barrier a tile (gated)
+    stages3-keep) echo DISTILL_CUDA_FLASH_STAGES3=1 DISTILL_BENCH_KEEP=1 ;;  # the same, every layer's activations kept (against [keep])
     notrim) echo DISTILL_CUDA_RECOMPUTE_TRIM=0 ;;     # the whole forward recomputed
     nohalfdy) echo DISTILL_CUDA_HALF_DY=0 ;;          # gate's and up's dy in f32, staged apart, the adapter's du and dB in TF32 (session 29's default off)
     nohalfdy-keep) echo DISTILL_CUDA_HALF_DY=0 DISTILL_BENCH_KEEP=1 ;;  # the same, every layer's activations kept (against [keep])
@@ -482,8 +484,8 @@ PY
 # wavefronts and bank conflicts; tools/ncureport prints a few lines a
 # kernel. First the flash kernels at Qwen2.5-1.5B's heads over 2,048
 # tokens (BenchmarkAttentionGemm's flash_async: forward, dq, dk/dv, the
-# fused dk/dv, dk/dv built for three blocks an SM; the parent's warm-up
-# calls add the v1 forward), then
+# fused dk/dv, dk/dv built for three blocks an SM, and with three query
+# tiles' buffers; the parent's warm-up calls add the v1 forward), then
 # NCU_DETAIL_COUNT (24) of the step's cuBLAS GEMMs, NF4 staging and
 # SwiGLU kernels after the first NCU_DETAIL_SKIP (350) such launches (the
 # last layers' forward and the first backward's, the step keeping its
@@ -497,7 +499,7 @@ ncu_detail() {
     --section LaunchStats --section Occupancy --section ComputeWorkloadAnalysis --section WarpStateStats
     --metrics l1tex__data_pipe_lsu_wavefronts_mem_shared.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum)
   (cd cuda && timeout "$(tmo 60)" ncu "${what[@]}" --kernel-name 'regex:k_fa_(fwd|bwd_dq|bwd_dkv)<128' \
-    /tmp/cuda.test -test.run '^$' -test.bench 'AttentionGemm/L2048_h12_kv2_hd128/flash_async_(fwd|bwd|fuseddq_bwd|occ3_bwd)$' \
+    /tmp/cuda.test -test.run '^$' -test.bench 'AttentionGemm/L2048_h12_kv2_hd128/flash_async_(fwd|bwd|fuseddq_bwd|occ3_bwd|stages3_bwd)$' \
     -test.benchtime 1x) > /tmp/ncu-attn.csv 2>&1
   echo "ncu (flash kernels) exit $?"
   if fits 40 "ncu detail: the step's kernels"; then

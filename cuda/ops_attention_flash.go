@@ -12,16 +12,15 @@ import "fmt"
 // FlashHeadDim says whether AttnFwdFlash and AttnBwdFlash take head size hd.
 func FlashHeadDim(hd int) bool { return C.dc_attn_flash_supports(C.int(hd)) != 0 }
 
-// DKVMinBlocks is the blocks an SM the backward's dk/dv kernel is built
-// for under s's options on this device: 3 with DKVOccupancy at head size
-// 128 where an SM's shared memory holds three blocks, else 1.
-func (d *Device) DKVMinBlocks(s AttnShape) (int, error) {
-	var n C.int
-	err := call(func() C.int {
-		n = C.dc_attn_flash_dkv_min_blocks(C.int(s.HD), s.flags(), cbool(s.FusedDQ))
-		return min(n, 0)
-	})
-	return int(n), err
+// DKVBuild is the backward's dk/dv kernel as s's options build it on this
+// device: the blocks an SM its registers are capped for (3 with
+// DKVOccupancy at head size 128 where an SM then holds three, else 1) and
+// its query tiles' buffers (3 with DKVStages3 at head size 64 or 128 where
+// an SM holds as many blocks of it as of the default, else 2).
+func (d *Device) DKVBuild(s AttnShape) (minBlocks, stages int, err error) {
+	var m, st C.int
+	err = call(func() C.int { return C.dc_attn_flash_dkv_build(C.int(s.HD), s.flags(), cbool(s.FusedDQ), &m, &st) })
+	return int(m), int(st), err
 }
 
 // aligned16 is true when every buffer starts on 16 bytes (the flash

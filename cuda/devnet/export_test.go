@@ -146,6 +146,11 @@ func RowSumsMods() int64 { return rowSumsMods.Load() }
 // at head size 128 with async tiles) in this process.
 func DKVOccupancy() int64 { return dkvOccupancy.Load() }
 
+// DKVStages is how many attention backward passes have asked for the
+// dk/dv kernel with three query tiles' buffers (cuda.AttnShape.DKVStages3,
+// at head size 64 or 128 with async tiles) in this process.
+func DKVStages() int64 { return dkvStages.Load() }
+
 // SplitKV is how many attention backward passes have split their dk/dv
 // blocks (cuda.AttnShape.SplitKV) in this process.
 func SplitKV() int64 { return splitKV.Load() }

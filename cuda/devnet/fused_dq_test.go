@@ -67,35 +67,45 @@ func TestSplitKVStep(t *testing.T) {
 	}
 }
 
-// TestDKVOccupancyStep: a training step whose attention backward runs the
+// TestDKVBuildStep: a training step whose attention backward runs the
 // dk/dv kernel built for three blocks an SM (DISTILL_CUDA_FLASH_OCC3: head
 // size 128, here Qwen3's, on an SM with an H100's shared memory — emulated
-// so) gives the default step's loss bit for bit (the forward is the same)
-// and its gradients too (the same instructions but for the spills) —
-// within rounding with the fused dq, whose atomics land in another order
-// run to run on a GPU — recomputing and keeping the activations, with
-// dq's kernel and with the fused dq (its own launch of the kernel). The option ran once a layer and micro-batch
-// and never with the gate closed. cuda's TestAttentionFlashParity and
-// TestDKVMinBlocks hold the kernel and its choice.
-func TestDKVOccupancyStep(t *testing.T) {
+// so) or with three query tiles' buffers (DISTILL_CUDA_FLASH_STAGES3, on a
+// consumer card's: TestDKVBuild) gives the default step's loss bit for bit
+// (the forward is the same) and its gradients too (the same products in
+// the same order) — within rounding with the fused dq, whose atomics land
+// in another order run to run on a GPU — recomputing and keeping the
+// activations, with dq's kernel and with the fused dq (its own launch of
+// the kernel). Each option ran once a layer and micro-batch and never
+// with its gate closed. cuda's TestAttentionFlashParity and TestDKVBuild
+// hold the kernels and the choice.
+func TestDKVBuildStep(t *testing.T) {
 	d := device(t)
-	t.Setenv("DISTILL_CUDA_EMU_SMEM_SM", "233472")
 	s := setup{"qwen3-nf4-hd128", model.Shape{Arch: "Qwen3ForCausalLM", Hidden: 64, Intermediate: 160, Layers: 2, Heads: 2,
 		KVHeads: 1, HeadDim: 128, Vocab: 300, Tied: true, RopeTheta: 1e6, RMSNormEps: 1e-6, MaxPositions: 256, BOS: 1, EOS: 2},
 		"nf4", lora.Modules, 0, 0}
-	for _, c := range []struct {
-		fused string
-		tol   float64
-	}{{"0", 0}, {"1", 1e-5}} {
-		t.Run("fused dq "+c.fused, func(t *testing.T) {
-			t.Setenv("DISTILL_CUDA_FLASH_FUSED_DQ", c.fused)
-			gateSweep(t, d, s, "DISTILL_CUDA_FLASH_OCC3", devnet.DKVOccupancy, layerBackwards(s),
-				func(what string, l0, l1 float64, g0, g1 []float32) {
-					if l1 != l0 {
-						t.Errorf("%s: loss %v for three blocks an SM, %v for two: the forward is the same", what, l1, l0)
-					}
-					sameStep(t, what+": dk/dv for three blocks an SM against two", l1, l0, g1, g0, c.tol)
-				})
-		})
+	for _, o := range []struct {
+		env, smem string
+		count     func() int64
+	}{
+		{"DISTILL_CUDA_FLASH_OCC3", "233472", devnet.DKVOccupancy},
+		{"DISTILL_CUDA_FLASH_STAGES3", "102400", devnet.DKVStages},
+	} {
+		for _, c := range []struct {
+			fused string
+			tol   float64
+		}{{"0", 0}, {"1", 1e-5}} {
+			t.Run(o.env+", fused dq "+c.fused, func(t *testing.T) {
+				t.Setenv("DISTILL_CUDA_EMU_SMEM_SM", o.smem)
+				t.Setenv("DISTILL_CUDA_FLASH_FUSED_DQ", c.fused)
+				gateSweep(t, d, s, o.env, o.count, layerBackwards(s),
+					func(what string, l0, l1 float64, g0, g1 []float32) {
+						if l1 != l0 {
+							t.Errorf("%s: loss %v with the option, %v without: the forward is the same", what, l1, l0)
+						}
+						sameStep(t, what+": dk/dv built with the option against without", l1, l0, g1, g0, c.tol)
+					})
+			})
+		}
 	}
 }

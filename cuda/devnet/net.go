@@ -563,8 +563,34 @@ const dkvOccupancyVerified = false
 func dkvOccupancyReady() bool { return gateOpen("DISTILL_CUDA_FLASH_OCC3", dkvOccupancyVerified) }
 
 // Attention backward passes that asked for it where it applies (tests read
-// it; the device decides: cuda.Device.DKVMinBlocks).
+// it; the device decides: cuda.Device.DKVBuild).
 var dkvOccupancy atomic.Int64
+
+// dkvStagesVerified: a training pass's attention backward with the async
+// dk/dv kernel keeping three query tiles' buffers (cuda.AttnShape.
+// DKVStages3: head size 64 or 128, where an SM holds as many blocks of it
+// as of the two-buffer kernel — an H100's and a consumer card's do, an
+// A100's at 128 does not). With two, each tile's copy overwrites the
+// buffer the last tile was read from, so every tile ends at a barrier
+// before the next one's copy is issued and that copy has one tile's
+// compute to land; with three, the copy two tiles on is issued after the
+// barrier that opens a tile, into the buffer every warp has then left:
+// one barrier a tile, two tiles' compute for a copy to land. ~17 KB more
+// shared memory a block at 128. Written without a GPU (session 32): on the
+// emulated device, whose copies land only at their wait, TestAttention-
+// FlashParity gives the default kernel's dk, dv (and fused dq) bit for bit
+// and a copy into the wrong buffer fails it. Until BenchmarkAttentionGemm's
+// flash_async_stages3 beats flash_async and the step's [stages3] its
+// default, passes keep two buffers unless DISTILL_CUDA_FLASH_STAGES3=1 (or
+// DISTILL_CUDA_UNVERIFIED=1).
+const dkvStagesVerified = false
+
+// DISTILL_CUDA_FLASH_STAGES3=0 or 1 overrides the gate either way.
+func dkvStagesReady() bool { return gateOpen("DISTILL_CUDA_FLASH_STAGES3", dkvStagesVerified) }
+
+// Attention backward passes that asked for it where it applies (tests read
+// it; the device decides: cuda.Device.DKVBuild).
+var dkvStages atomic.Int64
 
 // keepAttentionVerified: Net.KeepAttention — each layer's attention-side
 // activations kept, the MLP side alone recomputed in the backward (one

@@ -172,7 +172,7 @@ func gateBits() uint32 {
 		prefetchReady(), trimReady(), betaZeroReady(), keepAttentionReady(), compactReady(),
 		halfDyReady(), halfGUReady(), swigluUReady(), loraGroupReady(), dropDXReady(), normBF16Ready(),
 		fusedDQReady(), dropReuseReady(), swigluDAReady(), rowsDBReady(), colDAReady(), rowSumsReady(),
-		splitKVReady(), dkvOccupancyReady()} {
+		splitKVReady(), dkvOccupancyReady(), dkvStagesReady()} {
 		if open {
 			g |= 1 << i
 		}

@@ -135,40 +135,79 @@ int fa_dq(float *dq, const float *dout, const float *q, const float *k, const fl
 // The dk/dv kernel; FUSED (async only) adds dq too, into dq as
 // k_fa_dq_init left it.
 // With FA_SPLIT_KV, two blocks a key block, the second's shares ss floats
-// after the first's. MINB: built for that many blocks an SM
-// (fa_dkv_min_blocks).
-template <int HD, bool ASYNC, bool FUSED, int MINB = 1>
+// after the first's. MINB, STAGES: built for that many blocks an SM, with
+// that many query tiles' buffers (fa_dkv_build).
+template <int HD, bool ASYNC, bool FUSED, int MINB = 1, int STAGES = 2>
 int fa_dkv(float *ok, float *ov, int64_t os, const float *dout, const float *q, const float *k, const float *v,
            const bf16 *ob, const bf16 *qb, const float *lse, const float *D, const int32_t *lo, const int32_t *hi,
            const int32_t *tiles, int nq, int nk, int nh, int nkv, int max_len, float scale, int opt, float *dq,
            int64_t ss) {
   static bool opted;
-  size_t skv = FUSED ? fa_dkv_fused_smem<HD>() : ASYNC ? fa_dkv_async_smem<HD>() : fa_dkv_smem<HD>();
-  if (fa_smem((const void *)k_fa_bwd_dkv<HD, ASYNC, FUSED, MINB>, skv, "attn_bwd_flash dkv", &opted)) return -1;
+  size_t skv = FUSED ? fa_dkv_fused_smem<HD>(STAGES) : ASYNC ? fa_dkv_async_smem<HD>(STAGES) : fa_dkv_smem<HD>();
+  if (fa_smem((const void *)k_fa_bwd_dkv<HD, ASYNC, FUSED, MINB, STAGES>, skv, "attn_bwd_flash dkv", &opted)) return -1;
   dim3 grid = fa_grid((nk + FA_BK - 1) / FA_BK * (opt & FA_SPLIT_KV ? 2 : 1), nh, opt);
-  DC_LAUNCH(grid, FA_THREADS, skv, k_fa_bwd_dkv<HD, ASYNC, FUSED, MINB>)(ok, ov, os, dout, q, k, v, ob, qb, lse, D,
-                                                                             lo, hi, tiles, nq, nk, nh, nkv, max_len,
-                                                                             scale, opt, dq, ss);
+  DC_LAUNCH(grid, FA_THREADS, skv, k_fa_bwd_dkv<HD, ASYNC, FUSED, MINB, STAGES>)(ok, ov, os, dout, q, k, v, ob, qb, lse,
+                                                                                 D, lo, hi, tiles, nq, nk, nh, nkv,
+                                                                                 max_len, scale, opt, dq, ss);
   DC_LAUNCHED("attn_bwd_flash dkv" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
   return 0;
 }
 
-// The blocks an SM the async dk/dv kernel is built for (*minb): 3 with
-// FA_DKV_OCC3 at head size 128 where an SM's shared memory holds three
-// blocks (each block's dynamic and static shared memory, and the 1 KB the
-// runtime reserves a block) — an H100's or H200's 228 KB, not an A100's
-// 164 KB nor a consumer card's 100 KB, where the register cap would buy
-// spills and no third block — else 1.
-int fa_dkv_min_blocks(int hd, int opt, bool fused, int *minb) {
-  *minb = 1;
-  if (!(opt & FA_DKV_OCC3) || hd != 128) return 0;
-  int dev = 0, per_sm = 0;
-  DC_CHECK(cudaGetDevice(&dev), "attn_bwd_flash: cudaGetDevice");
-  DC_CHECK(cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev),
-           "attn_bwd_flash: shared memory an SM");
-  const size_t block = (fused ? fa_dkv_fused_smem<128>() : fa_dkv_async_smem<128>()) + 2048;  // + static, reserved
-  if ((size_t)per_sm >= 3 * block) *minb = 3;
+// *n: the blocks of dk/dv kernel fn (FA_THREADS threads, smem bytes of
+// dynamic shared memory) an SM holds at once on this device — its
+// registers and shared memory against the SM's.
+int fa_resident(const void *fn, size_t smem, int *n) {
+  if (smem + 1024 > 48 * 1024)
+    DC_CHECK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem),
+             "attn_bwd_flash dkv: opt in to %zu bytes of shared memory", smem);
+  DC_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(n, fn, FA_THREADS, smem),
+           "attn_bwd_flash dkv: blocks an SM (%zu bytes of shared memory)", smem);
   return 0;
+}
+
+// fa_resident of the async dk/dv kernel FUSED, MINB, STAGES.
+template <int HD, bool FUSED, int MINB, int STAGES>
+int fa_dkv_resident(int *n) {
+  return fa_resident((const void *)k_fa_bwd_dkv<HD, true, FUSED, MINB, STAGES>,
+                     FUSED ? fa_dkv_fused_smem<HD>(STAGES) : fa_dkv_async_smem<HD>(STAGES), n);
+}
+
+template <int HD, bool FUSED>
+int fa_dkv_build(int opt, int *minb, int *stages) {
+  *minb = 1, *stages = 2;
+  if constexpr (HD == 64 || HD == 128) {
+    int n = 0, n2 = 0;
+    if constexpr (HD == 128) {
+      if (opt & FA_DKV_OCC3) {
+        if (fa_dkv_resident<HD, FUSED, 3, 2>(&n)) return -1;
+        if (n >= 3) {
+          *minb = 3;
+          return 0;
+        }
+      }
+    }
+    if (opt & FA_DKV_STAGES3) {
+      if (fa_dkv_resident<HD, FUSED, 1, 2>(&n2) || fa_dkv_resident<HD, FUSED, 1, 3>(&n)) return -1;
+      if (n >= n2 && n > 0) *stages = 3;
+    }
+  }
+  return 0;
+}
+
+// The async dk/dv kernel's build for opt on this device: *minb blocks an
+// SM the registers are capped for, *stages query tiles' buffers. 3 blocks
+// with FA_DKV_OCC3 at head size 128 where an SM then holds three (an
+// H100's or H200's 228 KB of shared memory does, an A100's 164 KB or a
+// consumer card's 100 KB does not: there the cap would buy spills and no
+// third block); else 3 stages with FA_DKV_STAGES3 at head size 64 or 128
+// where an SM holds as many blocks of it as of the two-stage kernel (an
+// H100's two at 128, a consumer card's one; an A100 would lose one); else
+// 1 and 2, the default's.
+template <int HD>
+int fa_dkv_build(int opt, bool fused, int *minb, int *stages) {
+  *minb = 1, *stages = 2;
+  if (!(opt & (FA_DKV_OCC3 | FA_DKV_STAGES3))) return 0;
+  return fused ? fa_dkv_build<HD, true>(opt, minb, stages) : fa_dkv_build<HD, false>(opt, minb, stages);
 }
 
 template <int HD>
@@ -221,20 +260,22 @@ int fa_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, c
   float *ok = summed ? part : dk, *ov = summed ? part + share : dv;
   int64_t os = summed ? (int64_t)nh * HD : (int64_t)nkv * HD;
   const bf16 *ob16 = reinterpret_cast<const bf16 *>(ob), *qb16 = reinterpret_cast<const bf16 *>(qb);
-  int minb = 1;
-  if (async && fa_dkv_min_blocks(HD, opt, fused, &minb)) return -1;
-  // The async kernel, fused or not, built for MINB blocks an SM (3 at head
-  // size 128 alone: fa_dkv_min_blocks).
-#define FA_DKV_ASYNC(FUSED, MINB)                                                                                 \
-  fa_dkv<HD, true, FUSED, MINB>(ok, ov, os, dout, q, k, v, ob16, qb16, lse, D, lo, hi, tiles, nq, nk, nh, nkv,   \
-                                max_len, scale, opt, FUSED ? dq : nullptr, ss)
+  int minb = 1, stages = 2;
+  if (async && fa_dkv_build<HD>(opt, fused, &minb, &stages)) return -1;
+  // The async kernel, fused or not, as fa_dkv_build says (other than the
+  // default at head sizes 64 and 128 alone).
+#define FA_DKV_ASYNC(FUSED, MINB, STAGES)                                                                           \
+  fa_dkv<HD, true, FUSED, MINB, STAGES>(ok, ov, os, dout, q, k, v, ob16, qb16, lse, D, lo, hi, tiles, nq, nk, nh, \
+                                        nkv, max_len, scale, opt, FUSED ? dq : nullptr, ss)
   if (!async) {
     err = fa_dkv<HD, false, false>(ok, ov, os, dout, q, k, v, nullptr, nullptr, lse, D, lo, hi, tiles, nq, nk, nh, nkv,
                                    max_len, scale, opt, nullptr, ss);
   } else if (minb == 3) {
-    if constexpr (HD == 128) err = fused ? FA_DKV_ASYNC(true, 3) : FA_DKV_ASYNC(false, 3);
+    if constexpr (HD == 128) err = fused ? FA_DKV_ASYNC(true, 3, 2) : FA_DKV_ASYNC(false, 3, 2);
+  } else if (stages == 3) {
+    if constexpr (HD == 64 || HD == 128) err = fused ? FA_DKV_ASYNC(true, 1, 3) : FA_DKV_ASYNC(false, 1, 3);
   } else {
-    err = fused ? FA_DKV_ASYNC(true, 1) : FA_DKV_ASYNC(false, 1);
+    err = fused ? FA_DKV_ASYNC(true, 1, 2) : FA_DKV_ASYNC(false, 1, 2);
   }
 #undef FA_DKV_ASYNC
   if (err) return err;
@@ -256,11 +297,6 @@ int fa_check(const char *op, int nq, int nk, int nh, int nkv, int hd, int max_le
 }
 
 }  // namespace
-
-extern "C" int dc_attn_flash_dkv_min_blocks(int hd, int flags, int fused) {
-  int minb = 1;
-  return fa_dkv_min_blocks(hd, flags, fused != 0, &minb) ? -1 : minb;
-}
 
 extern "C" int dc_attn_merge(float *out, float *lse, const float *out2, const float *lse2, int64_t rows, int hd) {
   if (rows <= 0) return 0;
@@ -314,4 +350,12 @@ extern "C" int dc_attn_bwd_flash(float *dq, float *dk, float *dv, const float *d
              flags)
   FA_DISPATCH(FA_BWD)
 #undef FA_BWD
+}
+
+extern "C" int dc_attn_flash_dkv_build(int hd, int flags, int fused, int *min_blocks, int *stages) {
+  *min_blocks = 1, *stages = 2;
+  if (!dc_attn_flash_supports(hd)) return 0;
+#define FA_BUILD(HD) fa_dkv_build<HD>(flags, fused != 0, min_blocks, stages)
+  FA_DISPATCH(FA_BUILD)
+#undef FA_BUILD
 }

@@ -28,9 +28,11 @@ int dc_attn_flash_supports(int hd);
 // without bit 2's fused dq), each row tile's key tiles split between two dq
 // blocks, the second's dq added after (dq within rounding, the same bits
 // run to run); bit 5 (backward, with b16, head size 128), the dk/dv kernel
-// built for three blocks an SM (168 registers, some spilled) where an SM's
-// shared memory holds three (dc_attn_flash_dkv_min_blocks) — the same
-// results bit for bit.
+// built for three blocks an SM (168 registers, some spilled) where an SM
+// then holds three; bit 6 (backward, with b16, head size 64 or 128), the
+// dk/dv kernel with three query tiles' buffers (two in flight, one
+// barrier a tile) where an SM holds as many blocks of it — bits 5 and 6
+// as dc_attn_flash_dkv_build says, the same results bit for bit.
 int dc_attn_fwd_flash(float *out, float *lse, const float *q, const float *k, const float *v,
                       const int32_t *kv_lo, const int32_t *kv_hi, int nq, int nk, int nh, int nkv, int hd,
                       int max_len, float scale, uint16_t *b16, int flags);
@@ -54,10 +56,11 @@ int dc_attn_bwd_flash(float *dq, float *dk, float *dv, const float *dout, const 
                       const int32_t *kv_hi, int nq, int nk, int nh, int nkv, int hd, int max_len, float scale,
                       float *D, int32_t *tiles, float *part, uint16_t *b16, int flags);
 
-// The blocks an SM the backward's dk/dv kernel is built for under flags
-// (fused: with bit 2's fused dq) at head size hd on the current device: 3
-// or 1, or -1 with dc_last_error set.
-int dc_attn_flash_dkv_min_blocks(int hd, int flags, int fused);
+// The backward's dk/dv kernel as built under flags (fused: with bit 2's
+// fused dq) at head size hd on the current device: *min_blocks, the blocks
+// an SM its registers are capped for (1 or 3), *stages, its query tiles'
+// buffers (2 or 3). 0, or -1 with dc_last_error set.
+int dc_attn_flash_dkv_build(int hd, int flags, int fused, int *min_blocks, int *stages);
 
 // Two attentions of the same queries over disjoint key sets, (out, lse)
 // and (out2, lse2) — rows × hd and rows, a row one (query, head) — merged

@@ -433,10 +433,12 @@ __device__ __forceinline__ fa_block fa_block_of(int hf) {
 // FA_SPLIT_DQ (dq, read by the host code: two blocks a row tile) each row
 // tile's key tiles halved between two blocks (fa_q_split), the second's dq
 // into dq2 and added after; FA_DKV_OCC3 (dk/dv with async tiles at head
-// size 128, read by the host code: fa_dkv_min_blocks) the kernel built for
-// three blocks an SM (MINB below).
+// size 128, read by the host code: fa_dkv_build) the kernel built for
+// three blocks an SM (MINB below); FA_DKV_STAGES3 (dk/dv with async tiles
+// at head size 64 or 128, read by the host code) three query tiles'
+// buffers (STAGES below).
 constexpr int FA_HEAVY_FIRST = 1, FA_PREFETCH = 2, FA_FUSED_DQ = 4, FA_SPLIT_KV = 8, FA_SPLIT_DQ = 16,
-              FA_DKV_OCC3 = 32;
+              FA_DKV_OCC3 = 32, FA_DKV_STAGES3 = 64;
 
 template <int HD, int QW, bool ASYNC>
 __global__ void __launch_bounds__(QW * 32) k_fa_fwd(float *out, float *lse, const float *q, const float *k,
@@ -932,7 +934,15 @@ __device__ __forceinline__ void fa_kv_split(int *b0, int *b1, const int32_t *til
 // loaded a thread, sm_90) — the same instructions otherwise, the same
 // results bit for bit. MINB 1 names no minimum (0): ptxas allocates as
 // before (an explicit 1 took 218 registers where it takes 213).
-template <int HD, bool ASYNC, bool FUSED = false, int MINB = 1>
+// STAGES (async): the query tiles' buffers of Q and dO. With 2, tile b+1
+// is copied while tile b is computed, into the buffer tile b−1 was read
+// from, so a second barrier each tile keeps the copy from overwriting a
+// buffer a slower warp still reads. With 3 (~17 KB more at head size 128),
+// tiles b+1 and b+2 are in flight while b is computed — each has two
+// tiles' compute to land, not one — and b+2 is issued after the barrier
+// that opens tile b, into the buffer of tile b−1, which every warp has
+// then left: one barrier a tile (the fused dq's own besides).
+template <int HD, bool ASYNC, bool FUSED = false, int MINB = 1, int STAGES = 2>
 __global__ void __launch_bounds__(FA_THREADS, MINB == 1 ? 0 : MINB) k_fa_bwd_dkv(float *dk, float *dv, int64_t os, const float *dout,
                                                            const float *q, const float *k, const float *v,
                                                            const bf16 *ob, const bf16 *qb, const float *lse,
@@ -941,14 +951,16 @@ __global__ void __launch_bounds__(FA_THREADS, MINB == 1 ? 0 : MINB) k_fa_bwd_dkv
                                                            int nh, int nkv, int max_len, float scale, int opt,
                                                            float *dq, int64_t ss) {
   static_assert(ASYNC || !FUSED, "the fused dq reads K by ldmatrix.trans: async tiles only");
+  static_assert(STAGES == 2 || (STAGES == 3 && ASYNC), "two or three stages, three with async tiles");
   DC_DYNAMIC_SHARED(unsigned char, fa_sh);
   constexpr int LDK = HD + FA_PAD, LDQ = FA_BQ2 + FA_PAD, ND = HD / 8, TILE = FA_BQ2 * LDK;
+  constexpr int NB = ASYNC ? STAGES : 1;  // query tiles' buffers
   bf16 *Ks = reinterpret_cast<bf16 *>(fa_sh), *Vs = Ks + FA_BK * LDK, *Qs = Vs + FA_BK * LDK;
-  // v1: Qs, Os one tile each, then Qᵀ, dOᵀ; async: Qs, Os two tiles each
-  // (FUSED: then dSᵀ, [64][32+8]).
-  bf16 *Os = Qs + (ASYNC ? 2 : 1) * TILE, *Qt = Os + TILE, *Ot = Qt + HD * LDQ, *DsT = Os + 2 * TILE;
-  __shared__ float Ls[ASYNC ? 2 : 1][FA_BQ2], Dsh[ASYNC ? 2 : 1][FA_BQ2];
-  __shared__ int lo_s[ASYNC ? 2 : 1][FA_BQ2], hi_s[ASYNC ? 2 : 1][FA_BQ2];
+  // v1: Qs, Os one tile each, then Qᵀ, dOᵀ; async: Qs, Os STAGES tiles
+  // each (FUSED: then dSᵀ, [64][32+8]).
+  bf16 *Os = Qs + NB * TILE, *Qt = Os + TILE, *Ot = Qt + HD * LDQ, *DsT = Os + NB * TILE;
+  __shared__ float Ls[NB][FA_BQ2], Dsh[NB][FA_BQ2];
+  __shared__ int lo_s[NB][FA_BQ2], hi_s[NB][FA_BQ2];
   int warp = threadIdx.x >> 5;
   // The first keys of a causal sequence are attended by the most rows:
   // their blocks start first.
@@ -1010,14 +1022,31 @@ __global__ void __launch_bounds__(FA_THREADS, MINB == 1 ? 0 : MINB) k_fa_bwd_dkv
     int b = next(bbeg), st = 0;
     if (b < bend) stage(b, 0);
     fa_cp_commit();
-    while (b < bend) {
-      // The next tile goes into the other buffer, which the warps finished
-      // reading before the barrier that ended the last iteration.
-      const int bn = next(b + 1);
-      if (bn < bend) stage(bn, st ^ 1);
+    [[maybe_unused]] int b1 = bend;  // three stages: the tile after b, in flight from the start
+    if constexpr (STAGES == 3) {
+      b1 = b < bend ? next(b + 1) : bend;
+      if (b1 < bend) stage(b1, 1);
       fa_cp_commit();
-      fa_cp_wait<1>();  // this thread's copies of tile b have landed
-      __syncthreads();  // everyone's have (and K, V, and tile b's ranges)
+    }
+    while (b < bend) {
+      int bn;  // the tile the next iteration computes
+      if constexpr (STAGES == 2) {
+        // The next tile goes into the other buffer, which the warps
+        // finished reading before the barrier that ended the last
+        // iteration.
+        bn = next(b + 1);
+        if (bn < bend) stage(bn, st ^ 1);
+        fa_cp_commit();
+      }
+      fa_cp_wait<1>();  // this thread's copies of tile b have landed (three stages: b1's may not)
+      __syncthreads();  // everyone's have (and K, V, and tile b's ranges); every warp has left the last tile
+      if constexpr (STAGES == 3) {
+        // Two tiles on, into the buffer the last tile was read from.
+        bn = b1;
+        b1 = b1 < bend ? next(b1 + 1) : bend;
+        if (b1 < bend) stage(b1, (st + 2) % 3);
+        fa_cp_commit();
+      }
       const int tlo = tiles[4 * b], thi = tiles[4 * b + 1];
       const bool reach = !(tlo >= kw + 16 || thi <= kw);  // some row of the tile reaches this warp's keys
       if (fa_tile_full(tiles, b, kw))  // every row reaches all of them
@@ -1031,8 +1060,10 @@ __global__ void __launch_bounds__(FA_THREADS, MINB == 1 ? 0 : MINB) k_fa_bwd_dkv
         __syncthreads();  // every warp's rows of dSᵀ are stored
         fa_dq_fused<HD>(dq, DsT, Ks, b * FA_BQ2, nq, (int64_t)nh * HD, h);
       }
-      __syncthreads();  // buffer st is read (and DsT): the next iteration may refill it
-      b = bn, st ^= 1;
+      // Two stages: buffer st is read (and DsT), the next iteration may
+      // refill it. Three: the next iteration's first barrier says so.
+      if constexpr (STAGES == 2) __syncthreads();
+      b = bn, st = (st + 1) % STAGES;
     }
   } else {
     for (int b = bbeg; b < bend; b++) {
@@ -1089,9 +1120,13 @@ size_t fa_dkv_smem() {
 template <int HD>
 size_t fa_dq_async_smem() { return (size_t)(4 * FA_BK * (HD + FA_PAD)) * sizeof(bf16); }
 template <int HD>
-size_t fa_dkv_async_smem() { return (size_t)(2 * FA_BK * (HD + FA_PAD) + 4 * FA_BQ2 * (HD + FA_PAD)) * sizeof(bf16); }
+size_t fa_dkv_async_smem(int stages = 2) {
+  return (size_t)(2 * FA_BK * (HD + FA_PAD) + 2 * stages * FA_BQ2 * (HD + FA_PAD)) * sizeof(bf16);
+}
 template <int HD>
-size_t fa_dkv_fused_smem() { return fa_dkv_async_smem<HD>() + (size_t)(FA_BK * (FA_BQ2 + FA_PAD)) * sizeof(bf16); }
+size_t fa_dkv_fused_smem(int stages = 2) {
+  return fa_dkv_async_smem<HD>(stages) + (size_t)(FA_BK * (FA_BQ2 + FA_PAD)) * sizeof(bf16);
+}
 
 // One warp a (row, head): (out, lse) and (out2, lse2), attentions of the
 // same query over two disjoint key sets, become the attention over their

@@ -8,6 +8,7 @@
 // 8 GiB: the user's card; its shared memory: smem_per_sm), a synchronising
 // call inside a graph capture (which invalidates it). New allocations are filled with 0xff bytes (NaN
 // as f32 and bf16), so a read of memory nothing wrote shows.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -98,6 +99,17 @@ cudaError_t emu_func_set_attribute(const void *kernel, cudaFuncAttribute a, int 
   if (a != cudaFuncAttributeMaxDynamicSharedMemorySize || v < 0 || (size_t)v > kSmemOptin)
     return fail(cudaErrorInvalidValue);
   smem_limits[kernel] = (size_t)v;
+  return cudaSuccess;
+}
+
+cudaError_t emu_occupancy(int *n, const void *kernel, int threads, size_t smem) {
+  if (threads <= 0 || threads > 1024) return fail(cudaErrorInvalidValue);
+  auto lim = smem_limits.find(kernel);
+  if (smem > (lim == smem_limits.end() ? kSmemDefault : std::max(kSmemDefault, lim->second))) {
+    *n = 0;
+    return cudaSuccess;
+  }
+  *n = (int)std::min<size_t>({(size_t)smem_per_sm() / (smem + 2048), (size_t)(2048 / threads), 32});
   return cudaSuccess;
 }
 

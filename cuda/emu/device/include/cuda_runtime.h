@@ -88,6 +88,17 @@ cudaError_t cudaFuncSetAttribute(F kernel, cudaFuncAttribute a, int v) {
   return emu_func_set_attribute((const void *)kernel, a, v);
 }
 
+// Blocks of kernel (threads each, smem bytes of dynamic shared memory) an
+// SM holds at once — by shared memory alone (the emulation knows no
+// registers): the SM's (DISTILL_CUDA_EMU_SMEM_SM) over each block's
+// dynamic bytes, 1 KB for its static arrays and the 1 KB the runtime
+// reserves; 0 past the kernel's dynamic limit, as a launch would fail.
+cudaError_t emu_occupancy(int *n, const void *kernel, int threads, size_t smem);
+template <class F>
+cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int *n, F kernel, int threads, size_t smem) {
+  return emu_occupancy(n, (const void *)kernel, threads, smem);
+}
+
 // emu_enqueue runs op now, on the host, or records it while a graph
 // capture is open (the stream is the one stream: everything is in order).
 void emu_enqueue(std::function<void()> op);
