@@ -264,6 +264,35 @@ func join(sep string, parts ...string) string {
 	return strings.Join(kept, sep)
 }
 
+// metricField is a metric shown in a report line: its label, name and
+// format.
+type metricField struct{ label, metric, format string }
+
+// reportLines are the report's lines of metrics, each field shown where
+// the profile has it.
+var reportLines = []struct {
+	label  string
+	fields []metricField
+}{
+	{"time", []metricField{
+		{"SM", "sm__throughput.avg.pct_of_peak_sustained_elapsed", "%.1f %%"},
+		{"memory", "gpu__compute_memory_throughput.avg.pct_of_peak_sustained_elapsed", "%.1f %%"},
+		{"L1/shared", "l1tex__throughput.avg.pct_of_peak_sustained_active", "%.1f %%"},
+		{"L2", "lts__throughput.avg.pct_of_peak_sustained_elapsed", "%.1f %%"},
+		{"DRAM", "gpu__dram_throughput.avg.pct_of_peak_sustained_elapsed", "%.1f %%"}}},
+	{"occupancy (warps, % of the SM's)", []metricField{
+		{"theoretical", "sm__maximum_warps_per_active_cycle_pct", "%.1f"},
+		{"achieved", "sm__warps_active.avg.pct_of_peak_sustained_active", "%.1f"},
+		{"blocks/SM by registers", "launch__occupancy_limit_registers", "%.0f"},
+		{"by shared", "launch__occupancy_limit_shared_mem", "%.0f"},
+		{"by warps", "launch__occupancy_limit_warps", "%.0f"},
+		{"by blocks", "launch__occupancy_limit_blocks", "%.0f"}}},
+	{"issue", []metricField{
+		{"instructions/cycle/SM", "sm__inst_issued.avg.per_cycle_active", "%.2f"},
+		{"issue slots busy", "sm__inst_issued.avg.pct_of_peak_sustained_active", "%.1f %%"},
+		{"cycles per warp instruction", "smsp__average_warp_latency_per_inst_issued.ratio", "%.1f"}}},
+}
+
 // report is the kernel's lines.
 func (k kernel) report() string {
 	var b strings.Builder
@@ -279,23 +308,16 @@ func (k kernel) report() string {
 			fmt.Fprintf(&b, "  %s: %s\n", label, s)
 		}
 	}
-	line("time", fmtMicros(k.micros()),
-		k.field("SM", "sm__throughput.avg.pct_of_peak_sustained_elapsed", "%.1f %%"),
-		k.field("memory", "gpu__compute_memory_throughput.avg.pct_of_peak_sustained_elapsed", "%.1f %%"),
-		k.field("L1/shared", "l1tex__throughput.avg.pct_of_peak_sustained_active", "%.1f %%"),
-		k.field("L2", "lts__throughput.avg.pct_of_peak_sustained_elapsed", "%.1f %%"),
-		k.field("DRAM", "gpu__dram_throughput.avg.pct_of_peak_sustained_elapsed", "%.1f %%"))
-	line("occupancy (warps, % of the SM's)",
-		k.field("theoretical", "sm__maximum_warps_per_active_cycle_pct", "%.1f"),
-		k.field("achieved", "sm__warps_active.avg.pct_of_peak_sustained_active", "%.1f"),
-		k.field("blocks/SM by registers", "launch__occupancy_limit_registers", "%.0f"),
-		k.field("by shared", "launch__occupancy_limit_shared_mem", "%.0f"),
-		k.field("by warps", "launch__occupancy_limit_warps", "%.0f"),
-		k.field("by blocks", "launch__occupancy_limit_blocks", "%.0f"))
-	line("issue",
-		k.field("instructions/cycle/SM", "sm__inst_issued.avg.per_cycle_active", "%.2f"),
-		k.field("issue slots busy", "sm__inst_issued.avg.pct_of_peak_sustained_active", "%.1f %%"),
-		k.field("cycles per warp instruction", "smsp__average_warp_latency_per_inst_issued.ratio", "%.1f"))
+	for _, l := range reportLines {
+		var parts []string
+		if l.label == "time" {
+			parts = append(parts, fmtMicros(k.micros()))
+		}
+		for _, f := range l.fields {
+			parts = append(parts, k.field(f.label, f.metric, f.format))
+		}
+		line(l.label, parts...)
+	}
 	line("pipes (% of peak)", k.ranked(pipeRe, 1, 8)...)
 	if w, ok := k.get("l1tex__data_pipe_lsu_wavefronts_mem_shared.sum"); ok {
 		c, _ := k.get("l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum")
