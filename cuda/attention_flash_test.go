@@ -37,7 +37,10 @@ func flashCases() []agCase {
 		packedCase([]int{100}, 6, 2, 32),
 		packedCase([]int{90, 9}, 4, 2, 96),
 		packedCase([]int{65}, 2, 2, 64), // one row past a block
-		decodeCase(3, 200, 14, 2, 64),   // three rows over 203 keys
+		// hd 128 over four key tiles and seven query tiles, small enough
+		// to emulate: three buffers each reused (Stages3).
+		packedCase([]int{200}, 2, 1, 128),
+		decodeCase(3, 200, 14, 2, 64), // three rows over 203 keys
 		windowCase(150, 40, 4, 2, 80),
 	}
 }
@@ -61,19 +64,29 @@ func TestAttentionFlashParity(t *testing.T) {
 			// (PrefetchStats), dk/dv built for three blocks an SM at head
 			// size 128 (DKVOccupancy: registers spilled, nothing else
 			// changed) or with three query tiles' buffers at 64 and 128
-			// (DKVStages3; the emulated SM's shared memory set so each
-			// applies: TestDKVBuild): the same products in the same order,
+			// (Stages3, the forward's and dq's too; the emulated SM's shared
+			// memory set so each applies where the case's head size allows:
+			// TestFlashBuild): the same products in the same order,
 			// so the same out, lse, dq, dk, dv as v1 bit for bit, each
 			// option alone and together.
-			for _, o := range []struct{ async, heavy, prefetch, occ, stages bool }{
-				{false, true, false, false, false}, {true, false, false, false, false}, {true, true, false, false, false},
-				{true, false, true, false, false}, {true, true, true, false, false}, {true, false, false, true, false},
-				{true, true, true, true, false}, {true, false, false, false, true}, {true, true, true, false, true},
+			for _, o := range []struct {
+				async, heavy, prefetch, occ, stages bool
+				smem, block                         string // an SM's and a block's shared memory, emulated
+			}{
+				{false, true, false, false, false, "233472", ""}, {true, false, false, false, false, "233472", ""},
+				{true, true, false, false, false, "233472", ""}, {true, false, true, false, false, "233472", ""},
+				{true, true, true, false, false, "233472", ""}, {true, false, false, true, false, "233472", ""},
+				{true, true, true, true, false, "233472", ""}, {true, false, false, false, true, "102400", ""},
+				{true, true, true, false, true, "102400", ""}, {true, false, false, false, true, "65536", ""},
+				// An SM with room for one 104 KB block: the forward's and dq's
+				// three buffers at 128 as well.
+				{true, false, false, false, true, "110000", "232448"},
 			} {
-				t.Setenv("DISTILL_CUDA_EMU_SMEM_SM", map[bool]string{false: "233472", true: "102400"}[o.stages])
+				t.Setenv("DISTILL_CUDA_EMU_SMEM_SM", o.smem)
+				t.Setenv("DISTILL_CUDA_EMU_SMEM_BLOCK", o.block)
 				set := func(s *cuda.AttnShape) {
 					s.AsyncTiles, s.HeavyFirst, s.PrefetchStats = o.async, o.heavy, o.prefetch
-					s.DKVOccupancy, s.DKVStages3 = o.occ, o.stages
+					s.DKVOccupancy, s.Stages3 = o.occ, o.stages
 				}
 				fwd := func(out, lse, q, k, v *cuda.Buffer, s cuda.AttnShape) error {
 					set(&s)
@@ -133,7 +146,7 @@ func TestAttentionFlashParity(t *testing.T) {
 				t.Setenv("DISTILL_CUDA_EMU_SMEM_SM", map[bool]string{false: "233472", true: "102400"}[o.stages])
 				split := func(dq, dk, dv, dout, q, k, v, out, lse *cuda.Buffer, s cuda.AttnShape) error {
 					s.AsyncTiles, s.FusedDQ, s.SplitKV, s.SplitDQ = o.async, o.fused, o.kv, o.dq
-					s.DKVOccupancy, s.DKVStages3 = o.occ, o.stages
+					s.DKVOccupancy, s.Stages3 = o.occ, o.stages
 					return d.AttnBwdFlash(dq, dk, dv, dout, q, k, v, out, lse, s)
 				}
 				got4 := attnRun(t, d, c, q, k, v, dout, scale, d.AttnFwdFlash, split)
@@ -171,65 +184,70 @@ func TestAttentionFlashParity(t *testing.T) {
 	}
 }
 
-// The dk/dv kernel built for three blocks an SM only with DKVOccupancy,
-// async tiles and head size 128, where an SM then holds three (70 KB of
-// shared memory a block, 75 KB with the fused dq: an H100's 228 KB does,
-// an A100's 164 KB or a consumer card's 100 KB does not); with three
-// query tiles' buffers only with DKVStages3 at head size 64 or 128, where
-// an SM holds as many blocks of it as of the default (the emulation counts
-// shared memory alone: at 228 KB three two-stage blocks against two, so
-// no; an H100 holds two of each, its registers allowing two). Emulated at
-// each size; on a GPU, the card's own, within those values.
-func TestDKVBuild(t *testing.T) {
+// The async kernels' builds (FlashBuild): dk/dv for three blocks an SM
+// only with DKVOccupancy at head size 128, where an SM then holds three
+// (70 KB of shared memory a block, 75 KB with the fused dq: an H100's
+// 228 KB does, an A100's 164 KB or a consumer card's 100 KB does not);
+// three buffers of tiles only with Stages3 at head size 64 or 128, each
+// kernel where an SM holds as many blocks of it as with two, and never
+// past a block's 99 KB (the forward's and dq's 104 KB at 128 on a consumer
+// card). The emulation counts shared memory alone (no registers: at 228 KB
+// it holds three two-buffer dk/dv blocks against two, where an H100's
+// registers allow two of either), so each row below is its arithmetic;
+// on a GPU, the card's own, within the same values.
+func TestFlashBuild(t *testing.T) {
 	d := device(t)
-	build := func(s cuda.AttnShape) [2]int {
-		t.Helper()
-		m, st, err := d.DKVBuild(s)
-		ok(t, err)
-		return [2]int{m, st}
-	}
-	occ := cuda.AttnShape{HD: 128, AsyncTiles: true, DKVOccupancy: true}
-	stages := cuda.AttnShape{HD: 128, AsyncTiles: true, DKVStages3: true}
+	occ := cuda.AttnShape{NQ: 256, HD: 128, AsyncTiles: true, DKVOccupancy: true}
+	st128 := cuda.AttnShape{NQ: 256, HD: 128, AsyncTiles: true, Stages3: true}
 	both := occ
-	both.DKVStages3 = true
-	stages64, fused64 := stages, stages
-	stages64.HD, fused64.HD, fused64.FusedDQ = 64, 64, true
-	def, three := [2]int{1, 2}, [2]int{1, 3}
+	both.Stages3 = true
+	st64 := st128
+	st64.HD = 64
+	fused64 := st64
+	fused64.FusedDQ = true
+	b := func(m, dkv, fwd, dq int) cuda.FlashBuild {
+		return cuda.FlashBuild{DKVMinBlocks: m, DKVStages: dkv, FwdStages: fwd, DQStages: dq}
+	}
+	def := b(1, 2, 2, 2)
 	for _, c := range []struct {
-		smem                                 string
-		occ, stages, both, stages64, fused64 [2]int
+		name string
+		s    cuda.AttnShape
+		want map[string]cuda.FlashBuild // by shared memory an SM; def where absent
 	}{
-		{"233472", [2]int{3, 2}, def, [2]int{3, 2}, def, def},
-		{"167936", def, def, def, def, three},
-		// 46 KB blocks of the three-stage kernel at 64: two, as of the
-		// two-stage's 37 KB; with the fused dq, 51 KB against 42: one
-		// against two (at 164 KB, three of either).
-		{"102400", def, three, three, three, def},
+		{"occupancy", occ, map[string]cuda.FlashBuild{"233472": b(3, 2, 2, 2)}},
+		{"three stages at 128", st128, map[string]cuda.FlashBuild{"110000": b(1, 3, 2, 2), "102400": b(1, 3, 2, 2)}},
+		{"both at 128", both, map[string]cuda.FlashBuild{"233472": b(3, 2, 2, 2), "110000": b(1, 3, 2, 2),
+			"102400": b(1, 3, 2, 2)}},
+		// 46 KB three-buffer dk/dv blocks against 37 KB, 55 KB forward and dq
+		// ones against 37: the same count at 100 KB for dk/dv, at 64 KB for all.
+		{"three stages at 64", st64, map[string]cuda.FlashBuild{"110000": b(1, 3, 2, 2), "102400": b(1, 3, 2, 2),
+			"65536": b(1, 3, 3, 3)}},
+		// With the fused dq, 51 KB against 42, and no dq kernel.
+		{"three stages at 64, fused dq", fused64, map[string]cuda.FlashBuild{"167936": b(1, 3, 2, 2), "110000": b(1, 3, 2, 2),
+			"65536": b(1, 3, 3, 2)}},
+		// With an H100's 227 KB a block: at 110 KB an SM, one forward or dq
+		// block of either kind (70, 104 KB), and dk/dv's 70 and 87.
+		{"three stages at 128, 227 KB a block", st128, map[string]cuda.FlashBuild{"102400": b(1, 3, 2, 2), "110000": b(1, 3, 3, 3)}},
+		{"nothing asked", cuda.AttnShape{NQ: 256, HD: 128, AsyncTiles: true}, nil},
+		{"head size 96", cuda.AttnShape{NQ: 256, HD: 96, AsyncTiles: true, DKVOccupancy: true, Stages3: true}, nil},
 	} {
-		t.Setenv("DISTILL_CUDA_EMU_SMEM_SM", c.smem)
-		for _, x := range []struct {
-			name  string
-			s     cuda.AttnShape
-			fused bool // again with the fused dq
-			want  [2]int
-		}{{"occupancy", occ, true, c.occ}, {"three stages", stages, true, c.stages}, {"both", both, true, c.both},
-			{"three stages at 64", stages64, false, c.stages64}, {"three stages at 64, fused dq", fused64, false, c.fused64}} {
-			fuseds := []bool{false}
-			if x.fused {
-				fuseds = append(fuseds, true)
-			}
-			for _, fused := range fuseds {
-				x.s.FusedDQ = x.s.FusedDQ || fused
-				got := build(x.s)
-				if cuda.Emulated && got != x.want || got[0] != 1 && got[0] != 3 || got[1] != 2 && got[1] != 3 {
-					t.Errorf("%s bytes an SM, %s, fused dq %v: %d blocks, %d stages; want %v", c.smem, x.name, x.s.FusedDQ, got[0], got[1], x.want)
-				}
-			}
+		block := ""
+		if strings.Contains(c.name, "227 KB") {
+			block = "232448"
 		}
-		for _, s := range []cuda.AttnShape{{HD: 128, AsyncTiles: true}, {HD: 64, AsyncTiles: true, DKVOccupancy: true},
-			{HD: 96, AsyncTiles: true, DKVOccupancy: true, DKVStages3: true}} {
-			if got := build(s); got != def {
-				t.Errorf("%+v: %v, want the default %v", s, got, def)
+		t.Setenv("DISTILL_CUDA_EMU_SMEM_BLOCK", block)
+		for _, smem := range []string{"233472", "167936", "110000", "102400", "65536"} {
+			t.Setenv("DISTILL_CUDA_EMU_SMEM_SM", smem)
+			got, err := d.FlashBuild(c.s)
+			ok(t, err)
+			want, set := c.want[smem]
+			if !set {
+				want = def
+			}
+			in := func(v int, a, b int) bool { return v == a || v == b }
+			if cuda.Emulated && got != want || !in(got.DKVMinBlocks, 1, 3) || !in(got.DKVStages, 2, 3) ||
+				!in(got.FwdStages, 2, 3) || !in(got.DQStages, 2, 3) || c.want == nil && got != def {
+				t.Errorf("%s, %s bytes an SM: %+v, want %+v", c.name, smem, got, want)
 			}
 		}
 	}

@@ -658,8 +658,8 @@ func ratio(got, want []float32) float64 {
 // flash_async_split, and so with heavy blocks first:
 // flash_async_split_heavy, or with dk/dv built for three blocks an SM:
 // flash_async_occ3, with the fused dq too: flash_async_fuseddq_occ3, or
-// with three query tiles' buffers: flash_async_stages3,
-// flash_async_fuseddq_stages3) over one
+// the forward, dq and dk/dv with three buffers of tiles:
+// flash_async_stages3, flash_async_fuseddq_stages3) over one
 // causal
 // segment of L tokens, at Qwen2.5-1.5B's heads (12 over 2 KV heads of 128)
 // and 0.5B's (14 over 2 of 64). FLOPs are counted as causal, as
@@ -710,8 +710,8 @@ func BenchmarkAttentionGemm(b *testing.B) {
 				flash("flash_async_split_heavy", async, with(func(s *cuda.AttnShape) { s.SplitKV, s.SplitDQ, s.HeavyFirst = true, true, true })),
 				flash("flash_async_occ3", async, with(func(s *cuda.AttnShape) { s.DKVOccupancy = true })),
 				flash("flash_async_fuseddq_occ3", async, with(func(s *cuda.AttnShape) { s.FusedDQ, s.DKVOccupancy = true, true })),
-				flash("flash_async_stages3", async, with(func(s *cuda.AttnShape) { s.DKVStages3 = true })),
-				flash("flash_async_fuseddq_stages3", async, with(func(s *cuda.AttnShape) { s.FusedDQ, s.DKVStages3 = true, true })),
+				flash("flash_async_stages3", with(func(s *cuda.AttnShape) { s.Stages3 = true }), with(func(s *cuda.AttnShape) { s.Stages3 = true })),
+				flash("flash_async_fuseddq_stages3", async, with(func(s *cuda.AttnShape) { s.FusedDQ, s.Stages3 = true, true })),
 			} {
 				ok(b, impl.fwd()) // out, lse for backward; warms cuBLAS and the pool
 				b.Run(impl.name+"_fwd", func(b *testing.B) {

@@ -342,7 +342,7 @@ variant_env() {
     splitkv-keep) echo DISTILL_CUDA_FLASH_SPLIT=1 DISTILL_BENCH_KEEP=1 ;;  # the same, every layer's activations kept (against [keep])
     occ3) echo DISTILL_CUDA_FLASH_OCC3=1 ;;           # dk/dv built for three blocks an SM, registers spilled (gated)
     occ3-keep) echo DISTILL_CUDA_FLASH_OCC3=1 DISTILL_BENCH_KEEP=1 ;;  # the same, every layer's activations kept (against [keep])
-    stages3) echo DISTILL_CUDA_FLASH_STAGES3=1 ;;     # dk/dv with three query tiles' buffers, one barrier a tile (gated)
+    stages3) echo DISTILL_CUDA_FLASH_STAGES3=1 ;;     # the flash kernels with three buffers of tiles, one barrier a tile (gated)
     stages3-keep) echo DISTILL_CUDA_FLASH_STAGES3=1 DISTILL_BENCH_KEEP=1 ;;  # the same, every layer's activations kept (against [keep])
     notrim) echo DISTILL_CUDA_RECOMPUTE_TRIM=0 ;;     # the whole forward recomputed
     nohalfdy) echo DISTILL_CUDA_HALF_DY=0 ;;          # gate's and up's dy in f32, staged apart, the adapter's du and dB in TF32 (session 29's default off)
@@ -484,8 +484,9 @@ PY
 # wavefronts and bank conflicts; tools/ncureport prints a few lines a
 # kernel. First the flash kernels at Qwen2.5-1.5B's heads over 2,048
 # tokens (BenchmarkAttentionGemm's flash_async: forward, dq, dk/dv, the
-# fused dk/dv, dk/dv built for three blocks an SM, and with three query
-# tiles' buffers; the parent's warm-up calls add the v1 forward), then
+# fused dk/dv, dk/dv built for three blocks an SM, and the three kernels
+# with three buffers of tiles; the parent's warm-up calls add the v1 and
+# three-buffer forwards), then
 # NCU_DETAIL_COUNT (24) of the step's cuBLAS GEMMs, NF4 staging and
 # SwiGLU kernels after the first NCU_DETAIL_SKIP (350) such launches (the
 # last layers' forward and the first backward's, the step keeping its
@@ -499,7 +500,7 @@ ncu_detail() {
     --section LaunchStats --section Occupancy --section ComputeWorkloadAnalysis --section WarpStateStats
     --metrics l1tex__data_pipe_lsu_wavefronts_mem_shared.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum)
   (cd cuda && timeout "$(tmo 60)" ncu "${what[@]}" --kernel-name 'regex:k_fa_(fwd|bwd_dq|bwd_dkv)<128' \
-    /tmp/cuda.test -test.run '^$' -test.bench 'AttentionGemm/L2048_h12_kv2_hd128/flash_async_(fwd|bwd|fuseddq_bwd|occ3_bwd|stages3_bwd)$' \
+    /tmp/cuda.test -test.run '^$' -test.bench 'AttentionGemm/L2048_h12_kv2_hd128/flash_async_(fwd|bwd|fuseddq_bwd|occ3_bwd|stages3_fwd|stages3_bwd)$' \
     -test.benchtime 1x) > /tmp/ncu-attn.csv 2>&1
   echo "ncu (flash kernels) exit $?"
   if fits 40 "ncu detail: the step's kernels"; then

@@ -50,16 +50,17 @@ type AttnShape struct {
 	// DKVOccupancy: with AsyncTiles at head size 128, the backward's dk/dv
 	// kernel built for three blocks an SM (168 registers, ~200 bytes a
 	// thread spilled a tile) instead of two (213), where an SM's shared
-	// memory holds three (DKVBuild) — 12 warps an SM to hide each other's
-	// latency where there were 8. The same results bit for bit.
+	// memory holds three (FlashBuild) — 12 warps an SM to hide each
+	// other's latency where there were 8. The same results bit for bit.
 	DKVOccupancy bool
-	// DKVStages3: with AsyncTiles at head size 64 or 128, the backward's
-	// dk/dv kernel with three query tiles' buffers (~17 KB more at 128):
-	// two tiles in flight while one is computed, one barrier a tile where
-	// there were two — where an SM holds as many blocks of it as of the
-	// default (DKVBuild; DKVOccupancy first when both are asked and it
+	// Stages3: with AsyncTiles at head size 64 or 128, the forward, dq and
+	// dk/dv kernels with three buffers of tiles (at 128: ~35 KB more
+	// forward and dq, ~17 KB dk/dv): two tiles in flight while one is
+	// computed, one barrier a tile where there were two — each kernel
+	// where an SM holds as many blocks of it as of the default
+	// (FlashBuild; dk/dv's DKVOccupancy first when both are asked and it
 	// applies). The same results bit for bit.
-	DKVStages3 bool
+	Stages3 bool
 	// Scratch, when set, is the flash kernels' scratch (NewFlashScratch)
 	// in place of buffers from the pool for each call: a recorded pass
 	// (Capture) may not allocate.
@@ -69,7 +70,7 @@ type AttnShape struct {
 // flags is the flash kernels' flags argument (attn_flash.h).
 func (s AttnShape) flags() C.int {
 	return cbool(s.HeavyFirst) | 2*cbool(s.PrefetchStats) | 4*cbool(s.FusedDQ) | 8*cbool(s.SplitKV) | 16*cbool(s.SplitDQ) |
-		32*cbool(s.DKVOccupancy) | 64*cbool(s.DKVStages3)
+		32*cbool(s.DKVOccupancy) | 64*cbool(s.Stages3)
 }
 
 func (s AttnShape) check(op string) *need {

@@ -12,15 +12,27 @@ import "fmt"
 // FlashHeadDim says whether AttnFwdFlash and AttnBwdFlash take head size hd.
 func FlashHeadDim(hd int) bool { return C.dc_attn_flash_supports(C.int(hd)) != 0 }
 
-// DKVBuild is the backward's dk/dv kernel as s's options build it on this
-// device: the blocks an SM its registers are capped for (3 with
-// DKVOccupancy at head size 128 where an SM then holds three, else 1) and
-// its query tiles' buffers (3 with DKVStages3 at head size 64 or 128 where
-// an SM holds as many blocks of it as of the default, else 2).
-func (d *Device) DKVBuild(s AttnShape) (minBlocks, stages int, err error) {
-	var m, st C.int
-	err = call(func() C.int { return C.dc_attn_flash_dkv_build(C.int(s.HD), s.flags(), cbool(s.FusedDQ), &m, &st) })
-	return int(m), int(st), err
+// FlashBuild is how s's options build the async flash kernels on this
+// device (FlashBuild).
+type FlashBuild struct {
+	// DKVMinBlocks: the blocks an SM the dk/dv kernel's registers are
+	// capped for — 3 with DKVOccupancy at head size 128 where an SM then
+	// holds three, else 1.
+	DKVMinBlocks int
+	// DKVStages, FwdStages, DQStages: each kernel's buffers of tiles — 3
+	// with Stages3 at head size 64 or 128 where an SM holds as many blocks
+	// of it as with 2, else 2 (dq's 2 with FusedDQ: no dq kernel runs).
+	DKVStages, FwdStages, DQStages int
+}
+
+// FlashBuild is the async flash kernels as s's options build them on this
+// device for s.NQ query rows.
+func (d *Device) FlashBuild(s AttnShape) (FlashBuild, error) {
+	var b [4]C.int
+	err := call(func() C.int {
+		return C.dc_attn_flash_build(C.int(s.HD), C.int(s.NQ), s.flags(), cbool(s.FusedDQ), &b[0])
+	})
+	return FlashBuild{DKVMinBlocks: int(b[0]), DKVStages: int(b[1]), FwdStages: int(b[2]), DQStages: int(b[3])}, err
 }
 
 // aligned16 is true when every buffer starts on 16 bytes (the flash

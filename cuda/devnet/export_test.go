@@ -146,10 +146,10 @@ func RowSumsMods() int64 { return rowSumsMods.Load() }
 // at head size 128 with async tiles) in this process.
 func DKVOccupancy() int64 { return dkvOccupancy.Load() }
 
-// DKVStages is how many attention backward passes have asked for the
-// dk/dv kernel with three query tiles' buffers (cuda.AttnShape.DKVStages3,
-// at head size 64 or 128 with async tiles) in this process.
-func DKVStages() int64 { return dkvStages.Load() }
+// Stages3 is how many attention backward passes have asked for the flash
+// kernels with three buffers of tiles (cuda.AttnShape.Stages3, at head
+// size 64 or 128 with async tiles) in this process.
+func Stages3() int64 { return stages3.Load() }
 
 // SplitKV is how many attention backward passes have split their dk/dv
 // blocks (cuda.AttnShape.SplitKV) in this process.

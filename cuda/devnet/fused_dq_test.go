@@ -3,6 +3,7 @@
 package devnet_test
 
 import (
+	"fmt"
 	"testing"
 
 	"distill/core/lora"
@@ -67,43 +68,48 @@ func TestSplitKVStep(t *testing.T) {
 	}
 }
 
-// TestDKVBuildStep: a training step whose attention backward runs the
-// dk/dv kernel built for three blocks an SM (DISTILL_CUDA_FLASH_OCC3: head
-// size 128, here Qwen3's, on an SM with an H100's shared memory — emulated
-// so) or with three query tiles' buffers (DISTILL_CUDA_FLASH_STAGES3, on a
-// consumer card's: TestDKVBuild) gives the default step's loss bit for bit
-// (the forward is the same) and its gradients too (the same products in
-// the same order) — within rounding with the fused dq, whose atomics land
-// in another order run to run on a GPU — recomputing and keeping the
-// activations, with dq's kernel and with the fused dq (its own launch of
-// the kernel). Each option ran once a layer and micro-batch and never
-// with its gate closed. cuda's TestAttentionFlashParity and TestDKVBuild
-// hold the kernels and the choice.
-func TestDKVBuildStep(t *testing.T) {
+// TestFlashBuildStep: a training step whose attention runs the dk/dv
+// kernel built for three blocks an SM (DISTILL_CUDA_FLASH_OCC3: head size
+// 128, here Qwen3's, on an SM with an H100's shared memory — emulated so)
+// or the kernels with three buffers of tiles (DISTILL_CUDA_FLASH_STAGES3:
+// dk/dv alone at 128 on a consumer card's SM; the forward, dq and dk/dv at
+// 64 on a 64 KB one — TestFlashBuild) gives the default step's loss bit
+// for bit and its gradients too (the same products in the same order) —
+// within rounding with the fused dq, whose atomics land in another order
+// run to run on a GPU — recomputing and keeping the activations, with
+// dq's kernel and with the fused dq (its own launch of dk/dv). Each option
+// ran once a layer and micro-batch and never with its gate closed. cuda's
+// TestAttentionFlashParity and TestFlashBuild hold the kernels and the
+// choice.
+func TestFlashBuildStep(t *testing.T) {
 	d := device(t)
-	s := setup{"qwen3-nf4-hd128", model.Shape{Arch: "Qwen3ForCausalLM", Hidden: 64, Intermediate: 160, Layers: 2, Heads: 2,
-		KVHeads: 1, HeadDim: 128, Vocab: 300, Tied: true, RopeTheta: 1e6, RMSNormEps: 1e-6, MaxPositions: 256, BOS: 1, EOS: 2},
-		"nf4", lora.Modules, 0, 0}
+	qwen3 := func(hd int) setup {
+		return setup{fmt.Sprintf("qwen3-nf4-hd%d", hd), model.Shape{Arch: "Qwen3ForCausalLM", Hidden: 64, Intermediate: 160,
+			Layers: 2, Heads: 2, KVHeads: 1, HeadDim: hd, Vocab: 300, Tied: true, RopeTheta: 1e6, RMSNormEps: 1e-6,
+			MaxPositions: 256, BOS: 1, EOS: 2}, "nf4", lora.Modules, 0, 0}
+	}
 	for _, o := range []struct {
 		env, smem string
+		s         setup
 		count     func() int64
 	}{
-		{"DISTILL_CUDA_FLASH_OCC3", "233472", devnet.DKVOccupancy},
-		{"DISTILL_CUDA_FLASH_STAGES3", "102400", devnet.DKVStages},
+		{"DISTILL_CUDA_FLASH_OCC3", "233472", qwen3(128), devnet.DKVOccupancy},
+		{"DISTILL_CUDA_FLASH_STAGES3", "102400", qwen3(128), devnet.Stages3},
+		{"DISTILL_CUDA_FLASH_STAGES3", "65536", qwen3(64), devnet.Stages3},
 	} {
 		for _, c := range []struct {
 			fused string
 			tol   float64
 		}{{"0", 0}, {"1", 1e-5}} {
-			t.Run(o.env+", fused dq "+c.fused, func(t *testing.T) {
+			t.Run(fmt.Sprintf("%s, %s, %s bytes an SM, fused dq %s", o.env, o.s.name, o.smem, c.fused), func(t *testing.T) {
 				t.Setenv("DISTILL_CUDA_EMU_SMEM_SM", o.smem)
 				t.Setenv("DISTILL_CUDA_FLASH_FUSED_DQ", c.fused)
-				gateSweep(t, d, s, o.env, o.count, layerBackwards(s),
+				gateSweep(t, d, o.s, o.env, o.count, layerBackwards(o.s),
 					func(what string, l0, l1 float64, g0, g1 []float32) {
 						if l1 != l0 {
-							t.Errorf("%s: loss %v with the option, %v without: the forward is the same", what, l1, l0)
+							t.Errorf("%s: loss %v with the option, %v without: the forward's results are the same", what, l1, l0)
 						}
-						sameStep(t, what+": dk/dv built with the option against without", l1, l0, g1, g0, c.tol)
+						sameStep(t, what+": built with the option against without", l1, l0, g1, g0, c.tol)
 					})
 			})
 		}

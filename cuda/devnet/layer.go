@@ -611,8 +611,8 @@ func (p *pass) layerBwd(l int, dx, xIn *cuda.Buffer) {
 		if p.attn.DKVOccupancy && p.attn.AsyncTiles && p.attn.HD == 128 {
 			dkvOccupancy.Add(1)
 		}
-		if p.attn.DKVStages3 && p.attn.AsyncTiles && (p.attn.HD == 64 || p.attn.HD == 128) {
-			dkvStages.Add(1)
+		if p.attn.Stages3 && p.attn.AsyncTiles && (p.attn.HD == 64 || p.attn.HD == 128) {
+			stages3.Add(1)
 		}
 	default:
 		p.do(d.AttnBwdGemm(s.dQ, s.dK, s.dV, s.dAtt, a.q, a.k, a.v, a.att, a.lse, p.attn))

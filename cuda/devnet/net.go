@@ -563,34 +563,35 @@ const dkvOccupancyVerified = false
 func dkvOccupancyReady() bool { return gateOpen("DISTILL_CUDA_FLASH_OCC3", dkvOccupancyVerified) }
 
 // Attention backward passes that asked for it where it applies (tests read
-// it; the device decides: cuda.Device.DKVBuild).
+// it; the device decides: cuda.Device.FlashBuild).
 var dkvOccupancy atomic.Int64
 
-// dkvStagesVerified: a training pass's attention backward with the async
-// dk/dv kernel keeping three query tiles' buffers (cuda.AttnShape.
-// DKVStages3: head size 64 or 128, where an SM holds as many blocks of it
-// as of the two-buffer kernel — an H100's and a consumer card's do, an
-// A100's at 128 does not). With two, each tile's copy overwrites the
-// buffer the last tile was read from, so every tile ends at a barrier
-// before the next one's copy is issued and that copy has one tile's
-// compute to land; with three, the copy two tiles on is issued after the
-// barrier that opens a tile, into the buffer every warp has then left:
-// one barrier a tile, two tiles' compute for a copy to land. ~17 KB more
-// shared memory a block at 128. Written without a GPU (session 32): on the
-// emulated device, whose copies land only at their wait, TestAttention-
-// FlashParity gives the default kernel's dk, dv (and fused dq) bit for bit
-// and a copy into the wrong buffer fails it. Until BenchmarkAttentionGemm's
-// flash_async_stages3 beats flash_async and the step's [stages3] its
-// default, passes keep two buffers unless DISTILL_CUDA_FLASH_STAGES3=1 (or
-// DISTILL_CUDA_UNVERIFIED=1).
-const dkvStagesVerified = false
+// stages3Verified: a pass's flash kernels (forward; backward's dq and
+// dk/dv) keeping three buffers of tiles (cuda.AttnShape.Stages3: async
+// tiles at head size 64 or 128, each kernel where an SM holds as many
+// blocks of it as with two — at 128 an H100's does for all three, an
+// A100's for the forward and dq, a consumer card's for dk/dv alone, whose
+// 99 KB a block the forward's and dq's 104 KB pass). With two, each tile's copy overwrites the buffer the
+// last tile was read from, so every tile ends at a barrier before the next
+// copy is issued and that copy has one tile's compute to land — and the
+// forward and dq run one block of 8 warps an SM, so each barrier idles the
+// SM; with three, the copy two tiles on is issued after the barrier that
+// opens a tile, into the buffer every warp has then left: one barrier a
+// tile, two tiles' compute for a copy to land. Written without a GPU
+// (session 32): on the emulated device, whose copies land only at their
+// wait, TestAttentionFlashParity gives the default kernels' results bit for
+// bit, and a copy into the wrong buffer fails it. Until
+// BenchmarkAttentionGemm's flash_async_stages3 beats flash_async and the
+// step's [stages3] its default, passes keep two buffers unless
+// DISTILL_CUDA_FLASH_STAGES3=1 (or DISTILL_CUDA_UNVERIFIED=1).
+const stages3Verified = false
 
 // DISTILL_CUDA_FLASH_STAGES3=0 or 1 overrides the gate either way.
-func dkvStagesReady() bool { return gateOpen("DISTILL_CUDA_FLASH_STAGES3", dkvStagesVerified) }
+func stages3Ready() bool { return gateOpen("DISTILL_CUDA_FLASH_STAGES3", stages3Verified) }
 
 // Attention backward passes that asked for it where it applies (tests read
-// it; the device decides: cuda.Device.DKVBuild).
-var dkvStages atomic.Int64
+// it; the device decides each kernel's: cuda.Device.FlashBuild).
+var stages3 atomic.Int64
 
 // keepAttentionVerified: Net.KeepAttention — each layer's attention-side
 // activations kept, the MLP side alone recomputed in the backward (one

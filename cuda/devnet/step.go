@@ -220,7 +220,7 @@ func (nt *Net) layout(ids, pos, lo, hi []int32, nk int, targets []int, drop trai
 		Lo: p.up(cuda.I32, lo), Hi: p.up(cuda.I32, hi), Scale: float32(1 / sqrt(float64(hd))),
 		AsyncTiles: kind.trains() && asyncTilesReady(), // a training pass's (its scratch is in the plan)
 		HeavyFirst: heavyFirstReady(), PrefetchStats: prefetchReady(), FusedDQ: fusedDQReady(),
-		SplitKV: split, SplitDQ: split, DKVOccupancy: dkvOccupancyReady(), DKVStages3: dkvStagesReady()}
+		SplitKV: split, SplitDQ: split, DKVOccupancy: dkvOccupancyReady(), Stages3: stages3Ready()}
 	p.flash = nt.flashAttention()
 	if kind == passTrainGraph && p.flash { // a recording may not allocate: its scratch now
 		var err error

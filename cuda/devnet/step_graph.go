@@ -172,7 +172,7 @@ func gateBits() uint32 {
 		prefetchReady(), trimReady(), betaZeroReady(), keepAttentionReady(), compactReady(),
 		halfDyReady(), halfGUReady(), swigluUReady(), loraGroupReady(), dropDXReady(), normBF16Ready(),
 		fusedDQReady(), dropReuseReady(), swigluDAReady(), rowsDBReady(), colDAReady(), rowSumsReady(),
-		splitKVReady(), dkvOccupancyReady(), dkvStagesReady()} {
+		splitKVReady(), dkvOccupancyReady(), stages3Ready()} {
 		if open {
 			g |= 1 << i
 		}

@@ -82,15 +82,72 @@ dim3 fa_grid(int tiles, int nh, int &opt) {
   return opt & FA_HEAVY_FIRST ? dim3(nh, tiles) : dim3(tiles, nh);
 }
 
-template <int HD, int QW, bool ASYNC>
+// *n: the blocks of kernel fn (threads each, smem bytes of dynamic shared
+// memory) an SM holds at once on this device — its registers and shared
+// memory against the SM's; 0 where a block's shared memory passes the
+// device's limit (a consumer card's 99 KB).
+int fa_resident(const void *fn, int threads, size_t smem, int *n) {
+  int dev = 0, optin = 0;
+  DC_CHECK(cudaGetDevice(&dev), "attn_flash: cudaGetDevice");
+  DC_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev),
+           "attn_flash: shared memory a block");
+  if (smem + 1024 > (size_t)optin) {  // with the kernels' static arrays (≤ 1.5 KB)
+    *n = 0;
+    return 0;
+  }
+  if (smem + 1024 > 48 * 1024)
+    DC_CHECK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem),
+             "attn_flash: opt in to %zu bytes of shared memory", smem);
+  DC_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(n, fn, threads, smem),
+           "attn_flash: blocks an SM (%zu bytes of shared memory)", smem);
+  return 0;
+}
+
+// *stages: 3 where an SM holds as many blocks of the three-buffer kernel
+// k3 (s3 bytes of shared memory) as of the two-buffer k2 (s2), and at
+// least one, else 2 — an H100's or H200's SM loses none to the third
+// buffer where registers bound it; an A100's, or a consumer card's with
+// its 99 KB a block, may.
+int fa_stages(const void *k2, size_t s2, const void *k3, size_t s3, int threads, int *stages) {
+  int n2 = 0, n3 = 0;
+  if (fa_resident(k2, threads, s2, &n2) || fa_resident(k3, threads, s3, &n3)) return -1;
+  *stages = n3 >= n2 && n3 > 0 ? 3 : 2;
+  return 0;
+}
+
+// fa_stages for the async forward (DQ false) or dq kernel of QW warps.
+template <int HD, int QW, bool DQ>
+int fa_key_stages_qw(int *stages) {
+  if constexpr (DQ)
+    return fa_stages((const void *)k_fa_bwd_dq<HD, QW, true, 2>, fa_dq_async_smem<HD>(2),
+                     (const void *)k_fa_bwd_dq<HD, QW, true, 3>, fa_dq_async_smem<HD>(3), QW * 32, stages);
+  else
+    return fa_stages((const void *)k_fa_fwd<HD, QW, true, 2>, fa_fwd_async_smem<HD>(2),
+                     (const void *)k_fa_fwd<HD, QW, true, 3>, fa_fwd_async_smem<HD>(3), QW * 32, stages);
+}
+
+// The async forward's (dq false) or dq's key-tile buffers under opt: 3
+// with FA_STAGES3 at head size 64 or 128 where fa_stages says so, else 2.
+template <int HD>
+int fa_key_stages(int qw, bool dq, int opt, int *stages) {
+  *stages = 2;
+  if constexpr (HD == 64 || HD == 128) {
+    if (!(opt & FA_STAGES3)) return 0;
+    if (dq) return qw == 8 ? fa_key_stages_qw<HD, 8, true>(stages) : fa_key_stages_qw<HD, 4, true>(stages);
+    return qw == 8 ? fa_key_stages_qw<HD, 8, false>(stages) : fa_key_stages_qw<HD, 4, false>(stages);
+  }
+  return 0;
+}
+
+template <int HD, int QW, bool ASYNC, int STAGES = 2>
 int fa_fwd_qw(float *out, float *lse, const float *q, const float *k, const float *v, const bf16 *kb, const bf16 *vb,
               const int32_t *lo, const int32_t *hi, int nq, int nk, int nh, int nkv, int max_len, float scale, int opt) {
   static bool opted;
-  size_t sm = ASYNC ? fa_fwd_async_smem<HD>() : fa_fwd_smem<HD>();
-  if (fa_smem((const void *)k_fa_fwd<HD, QW, ASYNC>, sm, "attn_fwd_flash", &opted)) return -1;
+  size_t sm = ASYNC ? fa_fwd_async_smem<HD>(STAGES) : fa_fwd_smem<HD>();
+  if (fa_smem((const void *)k_fa_fwd<HD, QW, ASYNC, STAGES>, sm, "attn_fwd_flash", &opted)) return -1;
   dim3 grid = fa_grid((nq + 16 * QW - 1) / (16 * QW), nh, opt);
-  DC_LAUNCH(grid, QW * 32, sm, k_fa_fwd<HD, QW, ASYNC>)(out, lse, q, k, v, kb, vb, lo, hi, nq, nk, nh, nkv,
-                                                            max_len, scale, opt);
+  DC_LAUNCH(grid, QW * 32, sm, k_fa_fwd<HD, QW, ASYNC, STAGES>)(out, lse, q, k, v, kb, vb, lo, hi, nq, nk, nh, nkv,
+                                                                    max_len, scale, opt);
   DC_LAUNCHED("attn_fwd_flash" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
   return 0;
 }
@@ -107,26 +164,32 @@ int fa_fwd(float *out, float *lse, const float *q, const float *k, const float *
   if (async && !given && (dc_f32_to_bf16(b16, k, kn) || dc_f32_to_bf16(b16 + kn, v, kn))) return -1;
   const bf16 *kb = !async ? nullptr : reinterpret_cast<const bf16 *>(given ? k16 : b16);
   const bf16 *vb = !async ? nullptr : given ? reinterpret_cast<const bf16 *>(v16) : kb + kn;
-  if (fa_qw(HD, nq) == 8)
-    return async ? fa_fwd_qw<HD, 8, true>(out, lse, q, k, v, kb, vb, lo, hi, nq, nk, nh, nkv, max_len, scale, opt)
-                 : fa_fwd_qw<HD, 8, false>(out, lse, q, k, v, kb, vb, lo, hi, nq, nk, nh, nkv, max_len, scale, opt);
-  return async ? fa_fwd_qw<HD, 4, true>(out, lse, q, k, v, kb, vb, lo, hi, nq, nk, nh, nkv, max_len, scale, opt)
-               : fa_fwd_qw<HD, 4, false>(out, lse, q, k, v, kb, vb, lo, hi, nq, nk, nh, nkv, max_len, scale, opt);
+  const int qw = fa_qw(HD, nq);
+  int stages = 2;
+  if (async && fa_key_stages<HD>(qw, false, opt, &stages)) return -1;
+#define FA_FWD_QW(QW, ASYNC, STAGES) \
+  fa_fwd_qw<HD, QW, ASYNC, STAGES>(out, lse, q, k, v, kb, vb, lo, hi, nq, nk, nh, nkv, max_len, scale, opt)
+  if (stages == 3) {
+    if constexpr (HD == 64 || HD == 128) return qw == 8 ? FA_FWD_QW(8, true, 3) : FA_FWD_QW(4, true, 3);
+  }
+  if (qw == 8) return async ? FA_FWD_QW(8, true, 2) : FA_FWD_QW(8, false, 2);
+  return async ? FA_FWD_QW(4, true, 2) : FA_FWD_QW(4, false, 2);
+#undef FA_FWD_QW
 }
 
 // With FA_SPLIT_DQ, two blocks a row tile, each over half its key tiles:
 // the second's dq into dq2, added to dq after.
-template <int HD, int QW, bool ASYNC>
+template <int HD, int QW, bool ASYNC, int STAGES = 2>
 int fa_dq(float *dq, const float *dout, const float *q, const float *k, const float *v, const bf16 *kb,
           const bf16 *vb, const float *lse, const float *D, const int32_t *lo, const int32_t *hi, int nq, int nk, int nh,
           int nkv, int max_len, float scale, int opt, float *dq2) {
   static bool opted;
-  size_t sq = ASYNC ? fa_dq_async_smem<HD>() : fa_dq_smem<HD>();
-  if (fa_smem((const void *)k_fa_bwd_dq<HD, QW, ASYNC>, sq, "attn_bwd_flash dq", &opted)) return -1;
+  size_t sq = ASYNC ? fa_dq_async_smem<HD>(STAGES) : fa_dq_smem<HD>();
+  if (fa_smem((const void *)k_fa_bwd_dq<HD, QW, ASYNC, STAGES>, sq, "attn_bwd_flash dq", &opted)) return -1;
   const int splits = opt & FA_SPLIT_DQ ? 2 : 1;
   dim3 grid = fa_grid((nq + 16 * QW - 1) / (16 * QW) * splits, nh, opt);
-  DC_LAUNCH(grid, QW * 32, sq, k_fa_bwd_dq<HD, QW, ASYNC>)(dq, dout, q, k, v, kb, vb, lse, D, lo, hi, nq, nk, nh,
-                                                               nkv, max_len, scale, opt, dq2);
+  DC_LAUNCH(grid, QW * 32, sq, k_fa_bwd_dq<HD, QW, ASYNC, STAGES>)(dq, dout, q, k, v, kb, vb, lse, D, lo, hi, nq, nk,
+                                                                       nh, nkv, max_len, scale, opt, dq2);
   DC_LAUNCHED("attn_bwd_flash dq" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
   if (splits > 1 && dc_add(dq, dq2, (int64_t)nq * nh * HD)) return -1;
   return 0;
@@ -153,42 +216,32 @@ int fa_dkv(float *ok, float *ov, int64_t os, const float *dout, const float *q, 
   return 0;
 }
 
-// *n: the blocks of dk/dv kernel fn (FA_THREADS threads, smem bytes of
-// dynamic shared memory) an SM holds at once on this device — its
-// registers and shared memory against the SM's.
-int fa_resident(const void *fn, size_t smem, int *n) {
-  if (smem + 1024 > 48 * 1024)
-    DC_CHECK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem),
-             "attn_bwd_flash dkv: opt in to %zu bytes of shared memory", smem);
-  DC_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(n, fn, FA_THREADS, smem),
-           "attn_bwd_flash dkv: blocks an SM (%zu bytes of shared memory)", smem);
-  return 0;
-}
-
-// fa_resident of the async dk/dv kernel FUSED, MINB, STAGES.
+// The async dk/dv kernel FUSED, MINB, STAGES and its shared memory.
 template <int HD, bool FUSED, int MINB, int STAGES>
-int fa_dkv_resident(int *n) {
-  return fa_resident((const void *)k_fa_bwd_dkv<HD, true, FUSED, MINB, STAGES>,
-                     FUSED ? fa_dkv_fused_smem<HD>(STAGES) : fa_dkv_async_smem<HD>(STAGES), n);
+const void *fa_dkv_fn(size_t *smem) {
+  *smem = FUSED ? fa_dkv_fused_smem<HD>(STAGES) : fa_dkv_async_smem<HD>(STAGES);
+  return (const void *)k_fa_bwd_dkv<HD, true, FUSED, MINB, STAGES>;
 }
 
 template <int HD, bool FUSED>
 int fa_dkv_build(int opt, int *minb, int *stages) {
   *minb = 1, *stages = 2;
   if constexpr (HD == 64 || HD == 128) {
-    int n = 0, n2 = 0;
+    size_t s2 = 0, s3 = 0;
     if constexpr (HD == 128) {
       if (opt & FA_DKV_OCC3) {
-        if (fa_dkv_resident<HD, FUSED, 3, 2>(&n)) return -1;
+        int n = 0;
+        const void *k = fa_dkv_fn<HD, FUSED, 3, 2>(&s2);
+        if (fa_resident(k, FA_THREADS, s2, &n)) return -1;
         if (n >= 3) {
           *minb = 3;
           return 0;
         }
       }
     }
-    if (opt & FA_DKV_STAGES3) {
-      if (fa_dkv_resident<HD, FUSED, 1, 2>(&n2) || fa_dkv_resident<HD, FUSED, 1, 3>(&n)) return -1;
-      if (n >= n2 && n > 0) *stages = 3;
+    if (opt & FA_STAGES3) {
+      const void *k2 = fa_dkv_fn<HD, FUSED, 1, 2>(&s2), *k3 = fa_dkv_fn<HD, FUSED, 1, 3>(&s3);
+      return fa_stages(k2, s2, k3, s3, FA_THREADS, stages);
     }
   }
   return 0;
@@ -199,14 +252,13 @@ int fa_dkv_build(int opt, int *minb, int *stages) {
 // with FA_DKV_OCC3 at head size 128 where an SM then holds three (an
 // H100's or H200's 228 KB of shared memory does, an A100's 164 KB or a
 // consumer card's 100 KB does not: there the cap would buy spills and no
-// third block); else 3 stages with FA_DKV_STAGES3 at head size 64 or 128
-// where an SM holds as many blocks of it as of the two-stage kernel (an
-// H100's two at 128, a consumer card's one; an A100 would lose one); else
-// 1 and 2, the default's.
+// third block); else 3 stages with FA_STAGES3 at head size 64 or 128 where
+// fa_stages says so (an H100's two at 128, a consumer card's one; an A100
+// would lose one); else 1 and 2, the default's.
 template <int HD>
 int fa_dkv_build(int opt, bool fused, int *minb, int *stages) {
   *minb = 1, *stages = 2;
-  if (!(opt & (FA_DKV_OCC3 | FA_DKV_STAGES3))) return 0;
+  if (!(opt & (FA_DKV_OCC3 | FA_STAGES3))) return 0;
   return fused ? fa_dkv_build<HD, true>(opt, minb, stages) : fa_dkv_build<HD, false>(opt, minb, stages);
 }
 
@@ -237,17 +289,23 @@ int fa_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, c
   const int64_t kvpart = opt & FA_SPLIT_KV ? 4 * share : nh != nkv ? 2 * share : 0;
   float *dq2 = opt & FA_SPLIT_DQ ? part + kvpart : nullptr;
   int err = 0;
+  const int qw = fa_qw(HD, nq);
+  int dq_stages = 2;
+  if (async && !fused && fa_key_stages<HD>(qw, true, opt, &dq_stages)) return -1;
+#define FA_DQ(QW, ASYNC, STAGES)                                                                                  \
+  fa_dq<HD, QW, ASYNC, STAGES>(dq, dout, q, k, v, ASYNC ? kb16 : nullptr, ASYNC ? vb16 : nullptr, lse, D, lo, hi, nq, \
+                               nk, nh, nkv, max_len, scale, opt, dq2)
   if (fused) {
     DC_LAUNCH((unsigned)(nq < 65535 ? nq : 65535), 256, 0, k_fa_dq_init)(dq, lo, hi, nq, nk, max_len, nh * HD);
     DC_LAUNCHED("attn_bwd_flash dq_init" FA_SHAPE, nq, nk, nh, nkv, HD, max_len);
-  } else if (fa_qw(HD, nq) == 8)
-    err = async ? fa_dq<HD, 8, true>(dq, dout, q, k, v, kb16, vb16, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale, opt, dq2)
-                : fa_dq<HD, 8, false>(dq, dout, q, k, v, nullptr, nullptr, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale,
-                                      opt, dq2);
-  else
-    err = async ? fa_dq<HD, 4, true>(dq, dout, q, k, v, kb16, vb16, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale, opt, dq2)
-                : fa_dq<HD, 4, false>(dq, dout, q, k, v, nullptr, nullptr, lse, D, lo, hi, nq, nk, nh, nkv, max_len, scale,
-                                      opt, dq2);
+  } else if (dq_stages == 3) {
+    if constexpr (HD == 64 || HD == 128) err = qw == 8 ? FA_DQ(8, true, 3) : FA_DQ(4, true, 3);
+  } else if (qw == 8) {
+    err = async ? FA_DQ(8, true, 2) : FA_DQ(8, false, 2);
+  } else {
+    err = async ? FA_DQ(4, true, 2) : FA_DQ(4, false, 2);
+  }
+#undef FA_DQ
   if (err) return err;
   if (nk == 0) return 0;
   // One block per (64 keys, query head), or two with FA_SPLIT_KV (each
@@ -352,10 +410,21 @@ extern "C" int dc_attn_bwd_flash(float *dq, float *dk, float *dv, const float *d
 #undef FA_BWD
 }
 
-extern "C" int dc_attn_flash_dkv_build(int hd, int flags, int fused, int *min_blocks, int *stages) {
-  *min_blocks = 1, *stages = 2;
+// build: the dk/dv kernel's blocks an SM and buffers, the forward's and
+// dq's buffers (fa_dkv_build, fa_key_stages).
+template <int HD>
+int fa_build(int nq, int flags, bool fused, int build[4]) {
+  const int qw = fa_qw(HD, nq);
+  if (fa_dkv_build<HD>(flags, fused, &build[0], &build[1]) || fa_key_stages<HD>(qw, false, flags, &build[2]))
+    return -1;
+  if (fused) return 0;  // no dq kernel
+  return fa_key_stages<HD>(qw, true, flags, &build[3]);
+}
+
+extern "C" int dc_attn_flash_build(int hd, int nq, int flags, int fused, int build[4]) {
+  build[0] = 1, build[1] = build[2] = build[3] = 2;
   if (!dc_attn_flash_supports(hd)) return 0;
-#define FA_BUILD(HD) fa_dkv_build<HD>(flags, fused != 0, min_blocks, stages)
+#define FA_BUILD(HD) fa_build<HD>(nq, flags, fused != 0, build)
   FA_DISPATCH(FA_BUILD)
 #undef FA_BUILD
 }

@@ -29,10 +29,10 @@ int dc_attn_flash_supports(int hd);
 // blocks, the second's dq added after (dq within rounding, the same bits
 // run to run); bit 5 (backward, with b16, head size 128), the dk/dv kernel
 // built for three blocks an SM (168 registers, some spilled) where an SM
-// then holds three; bit 6 (backward, with b16, head size 64 or 128), the
-// dk/dv kernel with three query tiles' buffers (two in flight, one
-// barrier a tile) where an SM holds as many blocks of it — bits 5 and 6
-// as dc_attn_flash_dkv_build says, the same results bit for bit.
+// then holds three; bit 6 (with b16, head size 64 or 128), the forward, dq
+// and dk/dv kernels with three buffers of tiles (two in flight, one
+// barrier a tile) where an SM holds as many blocks of each — bits 5 and 6
+// as dc_attn_flash_build says, the same results bit for bit.
 int dc_attn_fwd_flash(float *out, float *lse, const float *q, const float *k, const float *v,
                       const int32_t *kv_lo, const int32_t *kv_hi, int nq, int nk, int nh, int nkv, int hd,
                       int max_len, float scale, uint16_t *b16, int flags);
@@ -56,11 +56,13 @@ int dc_attn_bwd_flash(float *dq, float *dk, float *dv, const float *dout, const 
                       const int32_t *kv_hi, int nq, int nk, int nh, int nkv, int hd, int max_len, float scale,
                       float *D, int32_t *tiles, float *part, uint16_t *b16, int flags);
 
-// The backward's dk/dv kernel as built under flags (fused: with bit 2's
-// fused dq) at head size hd on the current device: *min_blocks, the blocks
-// an SM its registers are capped for (1 or 3), *stages, its query tiles'
-// buffers (2 or 3). 0, or -1 with dc_last_error set.
-int dc_attn_flash_dkv_build(int hd, int flags, int fused, int *min_blocks, int *stages);
+// The async kernels as built under flags (fused: with bit 2's fused dq) at
+// head size hd for nq query rows on the current device: build[0], the
+// blocks an SM the dk/dv kernel's registers are capped for (1 or 3);
+// build[1], [2], [3], the dk/dv, forward and dq kernels' buffers of tiles
+// (2 or 3; dq's 2 with the fused dq, which runs none). 0, or -1 with
+// dc_last_error set.
+int dc_attn_flash_build(int hd, int nq, int flags, int fused, int build[4]);
 
 // Two attentions of the same queries over disjoint key sets, (out, lse)
 // and (out2, lse2) — rows × hd and rows, a row one (query, head) — merged

@@ -434,20 +434,60 @@ __device__ __forceinline__ fa_block fa_block_of(int hf) {
 // tile's key tiles halved between two blocks (fa_q_split), the second's dq
 // into dq2 and added after; FA_DKV_OCC3 (dk/dv with async tiles at head
 // size 128, read by the host code: fa_dkv_build) the kernel built for
-// three blocks an SM (MINB below); FA_DKV_STAGES3 (dk/dv with async tiles
-// at head size 64 or 128, read by the host code) three query tiles'
-// buffers (STAGES below).
+// three blocks an SM (MINB below); FA_STAGES3 (async tiles at head size 64
+// or 128, read by the host code: fa_stages, fa_dkv_build) three buffers of
+// tiles in the forward, dq and dk/dv (STAGES: fa_key_tiles, dk/dv's).
 constexpr int FA_HEAVY_FIRST = 1, FA_PREFETCH = 2, FA_FUSED_DQ = 4, FA_SPLIT_KV = 8, FA_SPLIT_DQ = 16,
-              FA_DKV_OCC3 = 32, FA_DKV_STAGES3 = 64;
+              FA_DKV_OCC3 = 32, FA_STAGES3 = 64;
 
-template <int HD, int QW, bool ASYNC>
+// The forward's and dq's loop over key tiles k0 = kbeg, kbeg + 64, …
+// below kend: stage(k0, b) copies tile k0 into buffer b by cp.async, and
+// body(k0, b) computes on it once every thread's copies have landed.
+// STAGES 2: tile k0 + 64 is copied while k0 is computed, into the buffer
+// tile k0 − 64 was read from — so each tile ends at a barrier, lest a warp
+// still reading it meet the copy — and has one tile's compute to land.
+// STAGES 3: tiles k0 + 64 and k0 + 128 are in flight while k0 is computed;
+// k0 + 128 is issued after the barrier that opens k0, into the buffer of
+// k0 − 64, which every warp has then left: one barrier a tile, and each
+// copy two tiles' compute to land (dk/dv's loop does the same over its
+// query tiles).
+template <int STAGES, class Stage, class Body>
+__device__ __forceinline__ void fa_key_tiles(int kbeg, int kend, Stage stage, Body body) {
+  int st = 0;
+  if (kbeg < kend) stage(kbeg, 0);
+  fa_cp_commit();
+  if constexpr (STAGES == 3) {
+    if (kbeg + FA_BK < kend) stage(kbeg + FA_BK, 1);
+    fa_cp_commit();
+  }
+  for (int k0 = kbeg; k0 < kend; k0 += FA_BK, st = (st + 1) % STAGES) {
+    if constexpr (STAGES == 2) {
+      // The next tile into the other buffer, which the warps finished
+      // reading before the barrier that ended the last iteration.
+      if (k0 + FA_BK < kend) stage(k0 + FA_BK, st ^ 1);
+      fa_cp_commit();
+    }
+    fa_cp_wait<1>();  // this thread's copies of tile k0 have landed (three stages: the next one's may not)
+    __syncthreads();  // everyone's have; every warp has left the last tile
+    if constexpr (STAGES == 3) {
+      if (k0 + 2 * FA_BK < kend) stage(k0 + 2 * FA_BK, (st + 2) % 3);
+      fa_cp_commit();
+    }
+    body(k0, st);
+    if constexpr (STAGES == 2) __syncthreads();  // buffer st is read: the next iteration may refill it
+  }
+}
+
+template <int HD, int QW, bool ASYNC, int STAGES = 2>
 __global__ void __launch_bounds__(QW * 32) k_fa_fwd(float *out, float *lse, const float *q, const float *k,
                                                        const float *v, const bf16 *kb, const bf16 *vb,
                                                        const int32_t *kv_lo, const int32_t *kv_hi, int nq, int nk,
                                                        int nh, int nkv, int max_len, float scale, int opt) {
   DC_DYNAMIC_SHARED(unsigned char, fa_sh);
   constexpr int LDK = HD + FA_PAD, LDV = FA_BK + FA_PAD, ND = HD / 8, TILE = FA_BK * LDK;
-  bf16 *Ks = reinterpret_cast<bf16 *>(fa_sh), *Vt = Ks + TILE, *Vs = Ks + 2 * TILE;  // async: Ks, Vs two tiles each
+  static_assert(STAGES == 2 || (STAGES == 3 && ASYNC), "two or three stages, three with async tiles");
+  // async: Ks, Vs STAGES tiles each; v1: Ks, Vt one each
+  bf16 *Ks = reinterpret_cast<bf16 *>(fa_sh), *Vt = Ks + TILE, *Vs = Ks + STAGES * TILE;
   __shared__ int rng[2 * QW];
   int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   // The last rows of a causal sequence attend the most keys: they start first.
@@ -470,24 +510,17 @@ __global__ void __launch_bounds__(QW * 32) k_fa_fwd(float *out, float *lse, cons
   // cache mirror past what it holds, attended with nk its capacity).
   const int kend = min(nk, bhi);
   if constexpr (ASYNC) {
-    int k0 = blo / FA_BK * FA_BK, st = 0;
-    if (k0 < bhi) fa_stage_kv_async<HD, QW * 32>(Ks, Vs, kb, vb, kend, kvs, kvh * HD, k0);
-    fa_cp_commit();
-    for (; k0 < bhi; k0 += FA_BK, st ^= 1) {
-      // The next tile into the other buffers, which the warps finished
-      // reading before the barrier that ended the last iteration.
-      if (k0 + FA_BK < bhi)
-        fa_stage_kv_async<HD, QW * 32>(Ks + (st ^ 1) * TILE, Vs + (st ^ 1) * TILE, kb, vb, kend, kvs, kvh * HD,
-                                       k0 + FA_BK);
-      fa_cp_commit();
-      fa_cp_wait<1>();  // this thread's copies of tile k0 have landed
-      __syncthreads();  // everyone's have
-      if (fa_full(w, k0, FA_BK))
-        fa_fwd_tile<HD, false, false>(o, m, l, qa, Ks + st * TILE, Vs + st * TILE, w, k0, scale);
-      else if (!(k0 >= w.whi || k0 + FA_BK <= w.wlo))
-        fa_fwd_tile<HD, false, true>(o, m, l, qa, Ks + st * TILE, Vs + st * TILE, w, k0, scale);
-      __syncthreads();  // buffers st are read: the next iteration may refill them
-    }
+    fa_key_tiles<STAGES>(
+        blo / FA_BK * FA_BK, bhi,
+        [&](int k0, int st) {
+          fa_stage_kv_async<HD, QW * 32>(Ks + st * TILE, Vs + st * TILE, kb, vb, kend, kvs, kvh * HD, k0);
+        },
+        [&](int k0, int st) {
+          if (fa_full(w, k0, FA_BK))
+            fa_fwd_tile<HD, false, false>(o, m, l, qa, Ks + st * TILE, Vs + st * TILE, w, k0, scale);
+          else if (!(k0 >= w.whi || k0 + FA_BK <= w.wlo))
+            fa_fwd_tile<HD, false, true>(o, m, l, qa, Ks + st * TILE, Vs + st * TILE, w, k0, scale);
+        });
   } else {
     for (int k0 = blo / FA_BK * FA_BK; k0 < bhi; k0 += FA_BK) {
       __syncthreads();  // the previous tile's reads are done
@@ -616,7 +649,7 @@ __device__ __forceinline__ void fa_q_split(int *lo, int *hi, int blo, int bhi, i
     *lo = max(blo, mid);
 }
 
-template <int HD, int QW, bool ASYNC>
+template <int HD, int QW, bool ASYNC, int STAGES = 2>
 __global__ void __launch_bounds__(QW * 32) k_fa_bwd_dq(float *dq, const float *dout, const float *q, const float *k,
                                                           const float *v, const bf16 *kb, const bf16 *vb,
                                                           const float *lse, const float *D,
@@ -625,7 +658,9 @@ __global__ void __launch_bounds__(QW * 32) k_fa_bwd_dq(float *dq, const float *d
                                                           float *dq2) {
   DC_DYNAMIC_SHARED(unsigned char, fa_sh);
   constexpr int LDK = HD + FA_PAD, LDT = FA_BK + FA_PAD, ND = HD / 8, TILE = FA_BK * LDK;
-  bf16 *Ks = reinterpret_cast<bf16 *>(fa_sh), *Vs = Ks + (ASYNC ? 2 : 1) * TILE, *Kt = Vs + TILE;  // async: Ks, Vs two tiles each
+  static_assert(STAGES == 2 || (STAGES == 3 && ASYNC), "two or three stages, three with async tiles");
+  // async: Ks, Vs STAGES tiles each; v1: Ks, Vs, Kt one each
+  bf16 *Ks = reinterpret_cast<bf16 *>(fa_sh), *Vs = Ks + (ASYNC ? STAGES : 1) * TILE, *Kt = Vs + TILE;
   __shared__ int rng[2 * QW];
   int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   // The last rows of a causal sequence attend the most keys: they start
@@ -657,26 +692,17 @@ __global__ void __launch_bounds__(QW * 32) k_fa_bwd_dq(float *dq, const float *d
   for (int d = 0; d < ND; d++) acc[d][0] = acc[d][1] = acc[d][2] = acc[d][3] = 0.f;
 
   if constexpr (ASYNC) {
-    // Key tile k0 into buffers st, in flight (rows past nk zero-filled).
-    auto stage = [&](int k0, int st) {
-      fa_stage_kv_async<HD, QW * 32>(Ks + st * TILE, Vs + st * TILE, kb, vb, nk, kvs, kvh * HD, k0);
-    };
-    int k0 = blo / FA_BK * FA_BK, st = 0;
-    if (k0 < bhi) stage(k0, 0);
-    fa_cp_commit();
-    for (; k0 < bhi; k0 += FA_BK, st ^= 1) {
-      // The next tile into the other buffer, which the warps finished
-      // reading before the barrier that ended the last iteration.
-      if (k0 + FA_BK < bhi) stage(k0 + FA_BK, st ^ 1);
-      fa_cp_commit();
-      fa_cp_wait<1>();  // this thread's copies of tile k0 have landed
-      __syncthreads();  // everyone's have
-      if (fa_full(w, k0, FA_BK))
-        fa_dq_tile<HD, false, false>(acc, qa, da, Ks + st * TILE, Vs + st * TILE, nullptr, w, L, Dr, k0, scale);
-      else if (!(k0 >= w.whi || k0 + FA_BK <= w.wlo))
-        fa_dq_tile<HD, false, true>(acc, qa, da, Ks + st * TILE, Vs + st * TILE, nullptr, w, L, Dr, k0, scale);
-      __syncthreads();  // buffer st is read: the next iteration may refill it
-    }
+    fa_key_tiles<STAGES>(
+        blo / FA_BK * FA_BK, bhi,
+        [&](int k0, int st) {  // rows past nk zero-filled
+          fa_stage_kv_async<HD, QW * 32>(Ks + st * TILE, Vs + st * TILE, kb, vb, nk, kvs, kvh * HD, k0);
+        },
+        [&](int k0, int st) {
+          if (fa_full(w, k0, FA_BK))
+            fa_dq_tile<HD, false, false>(acc, qa, da, Ks + st * TILE, Vs + st * TILE, nullptr, w, L, Dr, k0, scale);
+          else if (!(k0 >= w.whi || k0 + FA_BK <= w.wlo))
+            fa_dq_tile<HD, false, true>(acc, qa, da, Ks + st * TILE, Vs + st * TILE, nullptr, w, L, Dr, k0, scale);
+        });
   } else {
     for (int k0 = blo / FA_BK * FA_BK; k0 < bhi; k0 += FA_BK) {
       __syncthreads();
@@ -1107,7 +1133,7 @@ __global__ void k_fa_group_sum(float *dk, float *dv, const float *pk, const floa
 }
 
 template <int HD>
-size_t fa_fwd_async_smem() { return (size_t)(4 * FA_BK * (HD + FA_PAD)) * sizeof(bf16); }
+size_t fa_fwd_async_smem(int stages = 2) { return (size_t)(2 * stages * FA_BK * (HD + FA_PAD)) * sizeof(bf16); }
 template <int HD>
 size_t fa_fwd_smem() { return (size_t)(FA_BK * (HD + FA_PAD) + HD * (FA_BK + FA_PAD)) * sizeof(bf16); }
 template <int HD>
@@ -1118,7 +1144,7 @@ size_t fa_dkv_smem() {
 }
 
 template <int HD>
-size_t fa_dq_async_smem() { return (size_t)(4 * FA_BK * (HD + FA_PAD)) * sizeof(bf16); }
+size_t fa_dq_async_smem(int stages = 2) { return (size_t)(2 * stages * FA_BK * (HD + FA_PAD)) * sizeof(bf16); }
 template <int HD>
 size_t fa_dkv_async_smem(int stages = 2) {
   return (size_t)(2 * FA_BK * (HD + FA_PAD) + 2 * stages * FA_BQ2 * (HD + FA_PAD)) * sizeof(bf16);

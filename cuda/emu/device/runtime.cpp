@@ -21,7 +21,6 @@
 
 namespace {
 
-constexpr size_t kSmemOptin = 101376;  // 99 KB: sm_86/sm_89, the consumer cards
 constexpr int kMajor = 8, kMinor = 6;
 
 cudaError_t last_error = cudaSuccess;
@@ -39,14 +38,16 @@ size_t total_memory() {
   return total;
 }
 
-// Shared memory an SM: DISTILL_CUDA_EMU_SMEM_SM bytes, default 100 KB (the
-// consumer cards'; an H100's is 228 KB), read at each call so a test can
-// emulate either.
-int smem_per_sm() {
-  const char *s = getenv("DISTILL_CUDA_EMU_SMEM_SM");
-  if (s != nullptr && *s != '\0') return (int)strtol(s, nullptr, 10);
-  return 100 << 10;
+// Shared memory an SM, DISTILL_CUDA_EMU_SMEM_SM bytes, and a block's limit,
+// DISTILL_CUDA_EMU_SMEM_BLOCK: by default a consumer card's (100 KB, 99
+// KB; an H100's are 228 KB and 227 KB), read at each call so a test can
+// emulate another card.
+size_t smem_env(const char *name, size_t def) {
+  const char *s = getenv(name);
+  return s != nullptr && *s != '\0' ? (size_t)strtoull(s, nullptr, 10) : def;
 }
+int smem_per_sm() { return (int)smem_env("DISTILL_CUDA_EMU_SMEM_SM", 100 << 10); }
+size_t smem_optin() { return smem_env("DISTILL_CUDA_EMU_SMEM_BLOCK", 101376); }
 
 // A graph capture in progress: the operations enqueued since it began.
 struct Capture {
@@ -96,7 +97,7 @@ void emu_enqueue(std::function<void()> op) {
 }
 
 cudaError_t emu_func_set_attribute(const void *kernel, cudaFuncAttribute a, int v) {
-  if (a != cudaFuncAttributeMaxDynamicSharedMemorySize || v < 0 || (size_t)v > kSmemOptin)
+  if (a != cudaFuncAttributeMaxDynamicSharedMemorySize || v < 0 || (size_t)v > smem_optin())
     return fail(cudaErrorInvalidValue);
   smem_limits[kernel] = (size_t)v;
   return cudaSuccess;
@@ -191,7 +192,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int dev) {
   snprintf(p->name, sizeof p->name, "emulated (cuda/emu: the kernels on the host)");
   p->totalGlobalMem = total_memory();
   p->major = kMajor, p->minor = kMinor;
-  p->sharedMemPerBlockOptin = kSmemOptin;
+  p->sharedMemPerBlockOptin = smem_optin();
   p->multiProcessorCount = 1;
   return cudaSuccess;
 }
@@ -199,7 +200,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int dev) {
 cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int dev) {
   if (dev != 0) return fail(cudaErrorInvalidDevice);
   switch (a) {
-    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *v = (int)kSmemOptin; return cudaSuccess;
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *v = (int)smem_optin(); return cudaSuccess;
     case cudaDevAttrMaxSharedMemoryPerMultiprocessor: *v = smem_per_sm(); return cudaSuccess;
   }
   return fail(cudaErrorInvalidValue);
