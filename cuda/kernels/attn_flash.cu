@@ -95,9 +95,8 @@ int fa_resident(const void *fn, int threads, size_t smem, int *n) {
     *n = 0;
     return 0;
   }
-  if (smem + 1024 > 48 * 1024)
-    DC_CHECK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem),
-             "attn_flash: opt in to %zu bytes of shared memory", smem);
+  bool opted = false;  // the calculator counts only what the kernel may take
+  if (fa_smem(fn, smem, "attn_flash", &opted)) return -1;
   DC_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(n, fn, threads, smem),
            "attn_flash: blocks an SM (%zu bytes of shared memory)", smem);
   return 0;
