@@ -1,6 +1,7 @@
 // bf16_rows.cuh: f32 rows rounded into bf16 rows of another stride — the
 // device code both convert.cu (dc_f32_to_bf16_2d) and nf4.cu (dc_nf4_stage,
-// which runs such jobs in the launch that dequantises a tile) share. Inline
+// which runs such jobs in the launch that dequantises a tile) share — and
+// four floats packed into bf16 and back. Inline
 // functions only (no kernels, so no linkage to clash); no CUDA runtime
 // includes, so cuda/emu compiles it on the host too (shim.h first).
 #pragma once
@@ -10,6 +11,18 @@
 // dst 8-byte aligned (the launchers and the stage kernel decide alike).
 __host__ __device__ inline bool dc_bf16_rows_by4(const void *dst, int64_t ldd, const void *src, int64_t lds, int64_t cols) {
   return cols % 4 == 0 && ldd % 4 == 0 && lds % 4 == 0 && ((uintptr_t)src & 15) == 0 && ((uintptr_t)dst & 7) == 0;
+}
+
+// Four floats rounded to bf16, packed as they lie in memory.
+__device__ __forceinline__ uint2 dc_pack_bf16x4(float4 v) {
+  __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
+  return make_uint2(*reinterpret_cast<uint32_t *>(&lo), *reinterpret_cast<uint32_t *>(&hi));
+}
+
+// Four bf16 (packed as in memory) widened to floats.
+__device__ __forceinline__ float4 dc_unpack_bf16x4(uint2 w) {
+  return make_float4(__uint_as_float(w.x << 16), __uint_as_float(w.x & 0xFFFF0000u), __uint_as_float(w.y << 16),
+                     __uint_as_float(w.y & 0xFFFF0000u));
 }
 
 // dst(rows, ldd) = bf16(scale·src(rows, lds)) over the first cols columns

@@ -138,8 +138,8 @@ int dc_swiglu_bwd_da(uint16_t *dgb, uint16_t *dub, int64_t ld, const float *da, 
                      const dc_bf16_rows *jobs, int njobs);
 
 // ---- lora_sums.cu ----
-// g(n) += s·Σ over chunks of part (chunks × n), in chunk order.
-int dc_lora_sums_add(float *g, const float *part, int64_t n, int chunks, float s);
+// g(n) += s·Σ over chunks of part (chunks × n), in chunk order (set: g = s·Σ).
+int dc_lora_sums_add(float *g, const float *part, int64_t n, int chunks, float s, int set);
 // dst(rows, ldd) = bf16(src(rows, lds)) over cols columns, with the
 // adapter's dB (cols × r) += s·srcᵀ·u (u: rows × r): cols, strides and r
 // multiples of 4 (r ≤ 32), rows aligned; part (part_len floats) holds the

@@ -27,8 +27,8 @@ static int lora_sums_add(float *g, int64_t sg, const float *part, int64_t n, int
   return 0;
 }
 
-extern "C" int dc_lora_sums_add(float *g, const float *part, int64_t n, int chunks, float s) {
-  return lora_sums_add(g, 0, part, n, chunks, 1, s);
+extern "C" int dc_lora_sums_add(float *g, const float *part, int64_t n, int chunks, float s, int set) {
+  return lora_sums_add(g, 0, part, n, chunks, 1, s, set != 0);
 }
 
 // dst(rows, ldd) = bf16(src(rows, lds)) over cols columns, and dB (cols ×
@@ -44,25 +44,17 @@ __global__ void __launch_bounds__(128) k_bf16_rows_db(__nv_bfloat16 *dst, int64_
   const int64_t j = (cb * blockDim.x + threadIdx.x) * 4;  // this thread's first column
   if (j >= cols) return;
   const int64_t r0 = chunk * rc, r1 = r0 + rc < rows ? r0 + rc : rows;
-  float acc[4][R];
-#pragma unroll
-  for (int c = 0; c < 4; c++)
-#pragma unroll
-    for (int k = 0; k < R; k++) acc[c][k] = 0.f;
-  // Each row's load issued a row ahead, in flight while the last one's sums run.
-  float4 next = r0 < r1 ? *reinterpret_cast<const float4 *>(src + r0 * lds + j) : float4{};
-  for (int64_t row = r0; row < r1; row++) {
-    const float4 v = next;
-    if (row + 1 < r1) next = *reinterpret_cast<const float4 *>(src + (row + 1) * lds + j);
-    __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
-    *reinterpret_cast<uint2 *>(dst + row * ldd + j) =
-        make_uint2(*reinterpret_cast<uint32_t *>(&lo), *reinterpret_cast<uint32_t *>(&hi));
-    lora_sums_row<R>(acc, v, u + row * r, r);
-  }
-  if (part)
-    lora_sums_store<R, true>(acc, part + chunk * (int64_t)r * cols, true, 1.f, j, cols, r);
-  else
-    lora_sums_store<R, true>(acc, gB, false, s, j, cols, r);
+  auto load = [&](int64_t row) { return *reinterpret_cast<const float4 *>(src + row * lds + j); };
+  auto use = [&](int64_t row, float4 v) {
+    *reinterpret_cast<uint2 *>(dst + row * ldd + j) = dc_pack_bf16x4(v);
+    return v;
+  };
+  lora_col_pass<R>(r0, r1, load, use, u, r, [&](const float(&acc)[4][R]) {
+    if (part)
+      lora_sums_store<R, true>(acc, part + chunk * (int64_t)r * cols, true, 1.f, j, cols, r);
+    else
+      lora_sums_store<R, true>(acc, gB, false, s, j, cols, r);
+  });
 }
 
 // ~64 rows a chunk, as many chunks as part (part_len floats) holds; then
@@ -90,7 +82,7 @@ extern "C" int dc_bf16_rows_db(uint16_t *dst, int64_t ldd, const float *src, int
     DC_LAUNCH(grid, 128, 0, k_bf16_rows_db<32>)(d, ldd, src, lds, rows, cols, u, r, gB, pp, s, rc, cblocks);
   DC_LAUNCHED("bf16_rows_db(%lld×%lld, r %d, %lld chunks)", (long long)rows, (long long)cols, r, (long long)chunks);
   if (chunks <= 1) return 0;
-  return dc_lora_sums_add(gB, part, r * cols, (int)chunks, s);
+  return dc_lora_sums_add(gB, part, r * cols, (int)chunks, s, 0);
 }
 
 // Up to 3 members' masks (k_lora_col_sums).
@@ -116,23 +108,14 @@ __global__ void __launch_bounds__(128) k_lora_col_sums(const float *x, int64_t r
   const int64_t r0 = chunk * rc, r1 = r0 + rc < rows ? r0 + rc : rows;
   const lora_mask mk = M.m[m];
   const uint64_t key = lora_mask_key(mk);
-  const float *dum = du + m * sdu;
-  float acc[4][R];
-#pragma unroll
-  for (int c = 0; c < 4; c++)
-#pragma unroll
-    for (int k = 0; k < R; k++) acc[c][k] = 0.f;
-  float4 next = r0 < r1 ? *reinterpret_cast<const float4 *>(x + r0 * cols + j) : float4{};  // a row ahead
-  for (int64_t row = r0; row < r1; row++) {
-    float4 v = next;
-    if (row + 1 < r1) next = *reinterpret_cast<const float4 *>(x + (row + 1) * cols + j);
-    if (mk.on) v = lora_masked(v, key + (uint64_t)(row * cols + j), mk);
-    lora_sums_row<R>(acc, v, dum + row * r, r);
-  }
-  if (part)
-    lora_sums_store<R, false>(acc, part + (m * chunks + chunk) * (int64_t)r * cols, true, 1.f, j, cols, r);
-  else
-    lora_sums_store<R, false>(acc, gA + m * sga, false, 1.f, j, cols, r);
+  auto load = [&](int64_t row) { return *reinterpret_cast<const float4 *>(x + row * cols + j); };
+  auto use = [&](int64_t row, float4 v) { return mk.on ? lora_masked(v, key + (uint64_t)(row * cols + j), mk) : v; };
+  lora_col_pass<R>(r0, r1, load, use, du + m * sdu, r, [&](const float(&acc)[4][R]) {
+    if (part)
+      lora_sums_store<R, false>(acc, part + (m * chunks + chunk) * (int64_t)r * cols, true, 1.f, j, cols, r);
+    else
+      lora_sums_store<R, false>(acc, gA + m * sga, false, 1.f, j, cols, r);
+  });
 }
 
 extern "C" int dc_lora_col_sums(float *gA, const float *x, const float *du, int64_t rows, int64_t cols, int r,
@@ -185,22 +168,16 @@ __global__ void __launch_bounds__(256) k_lora_row_sums(const float *x, int64_t r
   const float *Wm = W + (int64_t)m * r * cols;
   const lora_mask mk = M.m[m];
   const uint64_t key = lora_mask_key(mk);
-  float acc[RW][R];
+  auto load = [&](int64_t row, int64_t j) {
+    const float4 v = *reinterpret_cast<const float4 *>(x + row * cols + j);
+    return mk.on ? lora_masked(v, key + (uint64_t)(row * cols + j), mk) : v;
+  };
+  auto dot = [&](float(&acc)[RW][R], const float4(&v)[RW], int64_t j) {
+    if constexpr (!T) {
+      lora_rows_dot<R, RW>(acc, v, Wm, cols, j, r);
+    } else {
 #pragma unroll
-  for (int i = 0; i < RW; i++)
-#pragma unroll
-    for (int k = 0; k < R; k++) acc[i][k] = 0.f;
-  for (int64_t j = c0 + 4 * lane; j < c1; j += 128) {
-    float4 v[RW];  // the rows' x at columns j..j+3 (zeros past the last row)
-#pragma unroll
-    for (int i = 0; i < RW; i++) {
-      const int64_t row = row0 + i;
-      v[i] = row < rows ? *reinterpret_cast<const float4 *>(x + row * cols + j) : make_float4(0.f, 0.f, 0.f, 0.f);
-      if (mk.on && row < rows) v[i] = lora_masked(v[i], key + (uint64_t)(row * cols + j), mk);
-    }
-    if (T) {  // W's rows j..j+3, r each: its columns k
-#pragma unroll
-      for (int c = 0; c < 4; c++) {
+      for (int c = 0; c < 4; c++) {  // W's rows j..j+3, r each: its columns k
         const float4 *w4 = reinterpret_cast<const float4 *>(Wm + (j + c) * r);
 #pragma unroll
         for (int k4 = 0; k4 < R / 4; k4++) {
@@ -215,10 +192,10 @@ __global__ void __launch_bounds__(256) k_lora_row_sums(const float *x, int64_t r
           }
         }
       }
-    } else {
-      lora_rows_dot<R, RW>(acc, v, Wm, cols, j, r);
     }
-  }
+  };
+  float acc[RW][R];
+  lora_rows_pass<R, RW>(acc, row0, rows, c0, c1, lane, load, dot);
   lora_rows_reduce<R, RW>(acc, r, [&](int i, int k, float sum) {
     if (lane != 0 || row0 + i >= rows) return;
     if (chunks == 1)
@@ -242,15 +219,8 @@ extern "C" int dc_lora_row_sums(float *out, const float *x, const float *W, int6
   lora_masks M{};
   for (int m = 0; m < members; m++)
     if (drop) M.m[m] = lora_mask{1, base_at ? 0 : bases[m], thresh, base_at ? base_at + m : nullptr, keep};
-  const int rw = r <= 16 ? 4 : 2;  // rows a warp: its accumulators rw·R
-  int64_t chunks = (4096 * rw + rows - 1) / rows;
-  const int64_t most = (cols + 127) / 128, room = part_len / ((int64_t)members * rows * r);
-  if (chunks > most) chunks = most;
-  if (chunks > room) chunks = room;
-  if (chunks < 1) chunks = 1;
-  const int64_t cw = ((cols + chunks - 1) / chunks + 127) / 128 * 128;
-  chunks = (cols + cw - 1) / cw;
-  const int64_t groups = (rows + 8 * rw - 1) / (8 * rw);
+  int64_t chunks, cw, groups;
+  lora_row_chunks(rows, cols, r, (int64_t)members * rows * r, part_len, chunks, cw, groups);
   if (groups * members > 65535) return dc_fail("too many rows", "lora_row_sums(%lld×%lld)", (long long)rows, (long long)cols);
   const dim3 grid((unsigned)chunks, (unsigned)(groups * members));
   const int ch = (int)chunks, gr = (int)groups;

@@ -92,6 +92,31 @@ __device__ __forceinline__ void lora_sums_store(const float (&acc)[4][R], float 
   }
 }
 
+// A thread's column sums, 4 columns from j with R sums each, down rows
+// [r0, r1): each row's loads issued a row ahead (load(row)), in flight
+// while the last row's sums run; use(row, loaded) makes the row's 4 values
+// (and writes what its kernel writes), summed against the row's r weights
+// at w + row·r; then handed to store(acc) — the caller's lora_sums_store
+// calls, one a branch (a chunk's partial, or into the gradient) so each
+// folds its constants: a flag passed in here took 14 more registers.
+template <int R, class Load, class Use, class Store>
+__device__ __forceinline__ void lora_col_pass(int64_t r0, int64_t r1, Load load, Use use, const float *w, int r,
+                                              Store store) {
+  using Row = decltype(load(r0));
+  float acc[4][R];
+#pragma unroll
+  for (int c = 0; c < 4; c++)
+#pragma unroll
+    for (int k = 0; k < R; k++) acc[c][k] = 0.f;
+  Row next = r0 < r1 ? load(r0) : Row{};
+  for (int64_t row = r0; row < r1; row++) {
+    const Row cur = next;
+    if (row + 1 < r1) next = load(row + 1);
+    lora_sums_row<R>(acc, use(row, cur), w + row * r, r);
+  }
+  store(acc);
+}
+
 // acc[i][k] += v[i]·W[k][j..j+3] for a warp's RW rows and k < r (W: r
 // rows of cols, 16-byte aligned): each float4 of W read once for the rows.
 template <int R, int RW>
@@ -119,6 +144,45 @@ __device__ __forceinline__ void lora_rows_reduce(float (&acc)[RW][R], int r, F p
       if (k >= r) break;
       put(i, k, dc_warp_sum(acc[i][k]));
     }
+}
+
+// A warp's pass over its RW rows from row0 and the columns [c0, c1), each
+// lane 4 columns at a time: v[i] = load(row, j) for the rows (zeros past
+// the last row, load not called), then dot(acc, v, j); acc starts at 0.
+template <int R, int RW, class Load, class Dot>
+__device__ __forceinline__ void lora_rows_pass(float (&acc)[RW][R], int64_t row0, int64_t rows, int64_t c0, int64_t c1,
+                                               int lane, Load load, Dot dot) {
+#pragma unroll
+  for (int i = 0; i < RW; i++)
+#pragma unroll
+    for (int k = 0; k < R; k++) acc[i][k] = 0.f;
+  for (int64_t j = c0 + 4 * lane; j < c1; j += 128) {
+    float4 v[RW];
+#pragma unroll
+    for (int i = 0; i < RW; i++) {
+      const int64_t row = row0 + i;
+      v[i] = row < rows ? load(row, j) : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+    dot(acc, v, j);
+  }
+}
+
+// The column chunks of a row-sums pass (lora_rows_pass's kernels, rows > 0,
+// their RW rows a warp 4 up to rank 16, else 2: its accumulators RW·R):
+// chunks of cw columns (a multiple of 128) enough for ~4,096 warps, as many
+// as part (part_len floats, per_chunk a chunk) holds, at least one; groups
+// of 8 warps' rows.
+static inline void lora_row_chunks(int64_t rows, int64_t cols, int r, int64_t per_chunk, int64_t part_len,
+                                   int64_t &chunks, int64_t &cw, int64_t &groups) {
+  const int rw = r <= 16 ? 4 : 2;
+  chunks = (4096 * rw + rows - 1) / rows;
+  const int64_t most = (cols + 127) / 128, room = per_chunk > 0 ? part_len / per_chunk : 0;
+  if (chunks > most) chunks = most;
+  if (chunks > room) chunks = room;
+  if (chunks < 1) chunks = 1;
+  cw = ((cols + chunks - 1) / chunks + 127) / 128 * 128;
+  chunks = (cols + cw - 1) / cw;
+  groups = (rows + 8 * rw - 1) / (8 * rw);
 }
 
 // The row chunks of a column-sums pass: ~64 rows a chunk, as many chunks

@@ -139,16 +139,9 @@ extern "C" int dc_swiglu_u(float *a, uint16_t *ab, uint16_t *gb, uint16_t *ub, c
   if (cols % 4 != 0 || !aligned || r < 1 || r > 32 || (gb == nullptr) != (ub == nullptr) || (b16 && gb))
     return dc_fail("columns a multiple of 4, aligned rows, 1 ≤ r ≤ 32, gb and ub together (from f32 g, u only)",
                    "swiglu_u(%lld×%lld, r %d)", (long long)rows, (long long)cols, r);
-  const int rw = r <= 16 ? 4 : 2;  // rows a warp: its accumulators rw·R
-  int64_t chunks = (4096 * rw + rows - 1) / rows;
-  const int64_t most = (cols + 127) / 128, room = part_len / (rows * r);
-  if (chunks > most) chunks = most;
-  if (chunks > room) chunks = room;
-  if (chunks < 1) chunks = 1;
-  const int64_t cw = ((cols + chunks - 1) / chunks + 127) / 128 * 128;
-  chunks = (cols + cw - 1) / cw;
+  int64_t chunks, cw, groups;
+  lora_row_chunks(rows, cols, r, rows * r, part_len, chunks, cw, groups);
   float *out = chunks == 1 ? uout : part;
-  const int64_t groups = (rows + 8 * rw - 1) / (8 * rw);
   if (groups > 65535) return dc_fail("too many rows", "swiglu_u(%lld×%lld)", (long long)rows, (long long)cols);
   dim3 grid((unsigned)chunks, (unsigned)groups);
   auto *o = (__nv_bfloat16 *)ab, *go = (__nv_bfloat16 *)gb, *uo = (__nv_bfloat16 *)ub;
@@ -163,9 +156,7 @@ extern "C" int dc_swiglu_u(float *a, uint16_t *ab, uint16_t *gb, uint16_t *ub, c
     DC_LAUNCH(grid, 256, 0, k_swiglu_u<false, 32, 2>)(a, o, go, uo, g, u, A, out, rows, cols, r, cw, M);
   DC_LAUNCHED("swiglu_u(%lld×%lld, r %d, %lld chunks)", (long long)rows, (long long)cols, r, (long long)chunks);
   if (chunks == 1) return 0;
-  DC_LAUNCH(dc_blocks(rows * r, 256), 256, 0, k_swiglu_u_sum)(uout, part, rows * r, (int)chunks);
-  DC_LAUNCHED("swiglu_u_sum(%lld×%d, %lld chunks)", (long long)rows, r, (long long)chunks);
-  return 0;
+  return dc_lora_sums_add(uout, part, rows * r, (int)chunks, 1.f, 1);
 }
 
 // The backward into bf16 rows (k_swiglu_bwd_rows by 4) with the down
@@ -205,5 +196,5 @@ extern "C" int dc_swiglu_bwd_da(uint16_t *dgb, uint16_t *dub, int64_t ld, const 
   DC_LAUNCHED("swiglu_bwd_da(%lld×%lld, ld %lld, r %d, %lld chunks, %d conversions)", (long long)rows, (long long)cols,
               (long long)ld, r, (long long)chunks, js.n);
   if (chunks <= 1) return 0;
-  return dc_lora_sums_add(gA, part, r * cols, (int)chunks, 1.f);
+  return dc_lora_sums_add(gA, part, r * cols, (int)chunks, 1.f, 0);
 }

@@ -23,18 +23,6 @@ __global__ void k_swiglu_fwd(float *a, __nv_bfloat16 *ab, __nv_bfloat16 *gb, __n
   }
 }
 
-// Four floats rounded to bf16, packed as they lie in memory.
-__device__ __forceinline__ uint2 dc_pack_bf16x4(float4 v) {
-  __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
-  return make_uint2(*reinterpret_cast<uint32_t *>(&lo), *reinterpret_cast<uint32_t *>(&hi));
-}
-
-// Four bf16 (packed as in memory) widened to floats.
-__device__ __forceinline__ float4 dc_unpack_bf16x4(uint2 w) {
-  return make_float4(__uint_as_float(w.x << 16), __uint_as_float(w.x & 0xFFFF0000u), __uint_as_float(w.y << 16),
-                     __uint_as_float(w.y & 0xFFFF0000u));
-}
-
 // The same by groups of 4 (a, g, u 16-byte aligned, ab, gb, ub 8-byte): the
 // element-wise kernels are bound by memory, and 16-byte accesses reach more
 // of it. n4 = n/4.
@@ -190,7 +178,7 @@ __global__ void __launch_bounds__(256) k_swiglu_bwd_rows(__nv_bfloat16 *dgb, __n
 // rounded — each optional; B16: g and u are bf16), and leaves each row's
 // sums over its chunk in part[blockIdx.x][row][k] — each lane's in column
 // order, then the warp's by a butterfly, the same order every run
-// (k_swiglu_u_sum adds the chunks in order). cols a multiple of 4; a, A,
+// (dc_lora_sums_add adds the chunks in order). cols a multiple of 4; a, A,
 // g and u 16-byte aligned (bf16 ones 8-byte).
 template <bool B16, int R, int RW>
 __global__ void __launch_bounds__(256) k_swiglu_u(float *a, __nv_bfloat16 *ab, __nv_bfloat16 *gb, __nv_bfloat16 *ub,
@@ -201,44 +189,25 @@ __global__ void __launch_bounds__(256) k_swiglu_u(float *a, __nv_bfloat16 *ab, _
   if (row0 >= rows) return;  // the whole warp: no collective below is left waiting
   const int64_t c0 = blockIdx.x * cw, c1 = c0 + cw < cols ? c0 + cw : cols;
   const uint64_t key = lora_mask_key(M);
+  auto load = [&](int64_t row, int64_t j) {
+    const int64_t e = (row * cols + j) / 4;  // float4 (or 4 × bf16) index
+    float4 gv, uv, v;
+    swiglu_load4<B16>(g, u, e, gv, uv);
+    v.x = gv.x * dc_sigmoid(gv.x) * uv.x;  // k_swiglu_fwd's formula
+    v.y = gv.y * dc_sigmoid(gv.y) * uv.y;
+    v.z = gv.z * dc_sigmoid(gv.z) * uv.z;
+    v.w = gv.w * dc_sigmoid(gv.w) * uv.w;
+    if (a) reinterpret_cast<float4 *>(a)[e] = v;
+    if (ab) reinterpret_cast<uint2 *>(ab)[e] = dc_pack_bf16x4(v);
+    if (gb) reinterpret_cast<uint2 *>(gb)[e] = dc_pack_bf16x4(gv), reinterpret_cast<uint2 *>(ub)[e] = dc_pack_bf16x4(uv);
+    return M.on ? lora_masked(v, key + (uint64_t)(row * cols + j), M) : v;  // the adapter's input alone
+  };
+  auto dot = [&](float(&acc)[RW][R], const float4(&v)[RW], int64_t j) { lora_rows_dot<R, RW>(acc, v, A, cols, j, r); };
   float acc[RW][R];
-#pragma unroll
-  for (int i = 0; i < RW; i++)
-#pragma unroll
-    for (int k = 0; k < R; k++) acc[i][k] = 0.f;
-  for (int64_t j = c0 + 4 * lane; j < c1; j += 128) {
-    float4 v[RW];  // the rows' a at columns j..j+3 (zeros past the last row)
-#pragma unroll
-    for (int i = 0; i < RW; i++) {
-      v[i] = make_float4(0.f, 0.f, 0.f, 0.f);
-      const int64_t row = row0 + i;
-      if (row >= rows) continue;
-      const int64_t e = (row * cols + j) / 4;  // float4 (or 4 × bf16) index
-      float4 gv, uv;
-      swiglu_load4<B16>(g, u, e, gv, uv);
-      v[i].x = gv.x * dc_sigmoid(gv.x) * uv.x;  // k_swiglu_fwd's formula
-      v[i].y = gv.y * dc_sigmoid(gv.y) * uv.y;
-      v[i].z = gv.z * dc_sigmoid(gv.z) * uv.z;
-      v[i].w = gv.w * dc_sigmoid(gv.w) * uv.w;
-      if (a) reinterpret_cast<float4 *>(a)[e] = v[i];
-      if (ab) reinterpret_cast<uint2 *>(ab)[e] = dc_pack_bf16x4(v[i]);
-      if (gb) reinterpret_cast<uint2 *>(gb)[e] = dc_pack_bf16x4(gv), reinterpret_cast<uint2 *>(ub)[e] = dc_pack_bf16x4(uv);
-      if (M.on) v[i] = lora_masked(v[i], key + (uint64_t)(row * cols + j), M);  // the adapter's input alone
-    }
-    lora_rows_dot<R, RW>(acc, v, A, cols, j, r);
-  }
+  lora_rows_pass<R, RW>(acc, row0, rows, c0, c1, lane, load, dot);
   lora_rows_reduce<R, RW>(acc, r, [&](int i, int k, float s) {
     if (lane == 0 && row0 + i < rows) part[((int64_t)blockIdx.x * rows + row0 + i) * r + k] = s;
   });
-}
-
-// u(rows, r) = Σ over the chunks of part, in chunk order.
-__global__ void k_swiglu_u_sum(float *u, const float *part, int64_t n, int chunks) {
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-    float s = part[i];
-    for (int c = 1; c < chunks; c++) s += part[c * n + i];
-    u[i] = s;
-  }
 }
 
 // ---- The backward with the down projection's adapter gradient ----
@@ -257,6 +226,11 @@ struct swiglu_da {
   int r;
   int64_t rc, cblocks;  // rows a chunk; blocks across the columns (4·blockDim.x columns each)
   lora_mask mask;
+};
+
+// A row's operands of k_swiglu_bwd_da at a thread's 4 columns: g, u and da.
+struct swiglu_row {
+  float4 g, u, d;
 };
 
 // k_swiglu_bwd_rows by 4 (its formulas, in its order, into the same rows)
@@ -279,30 +253,25 @@ __global__ void __launch_bounds__(128) k_swiglu_bwd_da(__nv_bfloat16 *dgb, __nv_
   if (j >= cols) return;                                  // no collective below
   const int64_t r0 = chunk * D.rc, r1 = r0 + D.rc < rows ? r0 + D.rc : rows;
   const uint64_t key = lora_mask_key(D.mask);
-  float acc[4][R];
-#pragma unroll
-  for (int c = 0; c < 4; c++)
-#pragma unroll
-    for (int k = 0; k < R; k++) acc[c][k] = 0.f;
-  // Each row's loads issued a row ahead, in flight while the last one's sums run.
-  float4 gn{}, un{}, dn{};
-  if (r0 < r1) swiglu_load4<B16>(g, u, (r0 * cols + j) / 4, gn, un), dn = reinterpret_cast<const float4 *>(da)[(r0 * cols + j) / 4];
-  for (int64_t row = r0; row < r1; row++) {
-    const float4 gv = gn, uv = un, d = dn;
-    if (row + 1 < r1) {
-      const int64_t i = ((row + 1) * cols + j) / 4;  // float4 (or 4 × bf16) index
-      swiglu_load4<B16>(g, u, i, gn, un), dn = reinterpret_cast<const float4 *>(da)[i];
-    }
+  auto load = [&](int64_t row) {
+    swiglu_row x;
+    const int64_t i = (row * cols + j) / 4;  // float4 (or 4 × bf16) index
+    swiglu_load4<B16>(g, u, i, x.g, x.u);
+    x.d = reinterpret_cast<const float4 *>(da)[i];
+    return x;
+  };
+  auto use = [&](int64_t row, const swiglu_row &x) {
     float4 rg, ru, ra;
-    swiglu_bwd4(d, gv, uv, rg, ru, ra);
+    swiglu_bwd4(x.d, x.g, x.u, rg, ru, ra);
     const int64_t o = row * (ld / 4) + j / 4;
     reinterpret_cast<uint2 *>(dgb)[o] = dc_pack_bf16x4(rg);
     reinterpret_cast<uint2 *>(dub)[o] = dc_pack_bf16x4(ru);
-    if (D.mask.on) ra = lora_masked(ra, key + (uint64_t)(row * cols + j), D.mask);
-    lora_sums_row<R>(acc, ra, D.du + row * D.r, D.r);
-  }
-  if (D.part)
-    lora_sums_store<R, false>(acc, D.part + chunk * (int64_t)D.r * cols, true, 1.f, j, cols, D.r);
-  else
-    lora_sums_store<R, false>(acc, D.gA, false, 1.f, j, cols, D.r);
+    return D.mask.on ? lora_masked(ra, key + (uint64_t)(row * cols + j), D.mask) : ra;
+  };
+  lora_col_pass<R>(r0, r1, load, use, D.du, D.r, [&](const float(&acc)[4][R]) {
+    if (D.part)
+      lora_sums_store<R, false>(acc, D.part + chunk * (int64_t)D.r * cols, true, 1.f, j, cols, D.r);
+    else
+      lora_sums_store<R, false>(acc, D.gA, false, 1.f, j, cols, D.r);
+  });
 }
