@@ -47,6 +47,24 @@ func (c *need) apart(name1 string, b1 *Buffer, n1 int, name2 string, b2 *Buffer,
 	return c
 }
 
+// span is an argument's first n elements, for the overlap checks.
+type span struct {
+	name string
+	b    *Buffer
+	n    int
+}
+
+// written checks each of the buffers an op writes apart from the others it
+// writes and from those it reads (nil or empty ones pass).
+func (c *need) written(outs []span, ins ...span) *need {
+	for i, o := range outs {
+		for _, x := range append(outs[i+1:len(outs):len(outs)], ins...) {
+			c = c.apart(o.name, o.b, o.n, x.name, x.b, x.n)
+		}
+	}
+	return c
+}
+
 // opt is buf for an optional argument (nil allowed).
 func (c *need) opt(name string, b *Buffer, k Kind, n int) *need {
 	if b == nil {

@@ -150,19 +150,11 @@ func swigluRowsCheck(op string, dgb, dub *Buffer, ld int, a, da, g, u *Buffer, r
 		c = c.buf("g", g, F32, n).buf("u", u, F32, n).true(a == nil, "a only from bf16 g and u")
 	}
 	e := extent(false, rows, cols, ld)
-	c = c.apart("dgb", dgb, e, "dub", dub, e)
-	for _, in := range []struct {
-		name string
-		b    *Buffer
-		n    int
-	}{{"da", da, n}, {"g", g, n}, {"u", u, n}, {"a", a, n}} {
-		c = c.apart("dgb", dgb, e, in.name, in.b, in.n).apart("dub", dub, e, in.name, in.b, in.n)
-	}
+	others := []span{{"da", da, n}, {"g", g, n}, {"u", u, n}, {"a", a, n}}
 	for _, j := range jobs {
-		je := extent(false, j.Rows, j.Cols, j.LDD)
-		c = c.apart("dgb", dgb, e, "a job's dst", j.Dst, je).apart("dub", dub, e, "a job's dst", j.Dst, je)
+		others = append(others, span{"a job's dst", j.Dst, extent(false, j.Rows, j.Cols, j.LDD)})
 	}
-	return c, b16
+	return c.written([]span{{"dgb", dgb, e}, {"dub", dub, e}}, others...), b16
 }
 
 // EmbedFwd widens rows ids (i32, n) of table (vocab, dim; f32, f16 or bf16)

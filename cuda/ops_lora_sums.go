@@ -29,12 +29,7 @@ func (d *Device) SwiGLUFwdU(a, ab, gb, ub, g, u, A, uOut, part *Buffer, rows, co
 	if part != nil {
 		c = c.apart("part", part, part.Len, "uOut", uOut, rows*r)
 	}
-	for _, out := range []struct {
-		name string
-		b    *Buffer
-	}{{"a", a}, {"ab", ab}, {"gb", gb}, {"ub", ub}} {
-		c = c.apart(out.name, out.b, n, "g", g, n).apart(out.name, out.b, n, "u", u, n)
-	}
+	c = c.written([]span{{"a", a, n}, {"ab", ab, n}, {"gb", gb, n}, {"ub", ub, n}}, span{"g", g, n}, span{"u", u, n})
 	m, c := c.masks(drop, 1)
 	if c.err != nil {
 		return c.err
@@ -77,23 +72,17 @@ func (d *Device) SwiGLUBwdRowsDA(dgb, dub *Buffer, ld int, da, g, u *Buffer, row
 	c = c.true(r >= 4 && r <= 32 && r%4 == 0, "rank %d: want a multiple of 4 up to 32", r).
 		true(cols%4 == 0 && ld%4 == 0, "%d columns, stride %d: want multiples of 4", cols, ld).
 		buf("GA", ga.GA, F32, r*cols).buf("DU", ga.DU, F32, rows*r).opt("Part", ga.Part, F32, 0)
-	for _, out := range []struct {
-		name string
-		b    *Buffer
-		n    int
-	}{{"GA", ga.GA, r * cols}, {"Part", ga.Part, lenOf(ga.Part)}} {
-		c = c.apart(out.name, out.b, out.n, "dgb", dgb, e).apart(out.name, out.b, out.n, "dub", dub, e).
-			apart(out.name, out.b, out.n, "da", da, n).apart(out.name, out.b, out.n, "g", g, n).
-			apart(out.name, out.b, out.n, "u", u, n).apart(out.name, out.b, out.n, "DU", ga.DU, rows*r)
-		for _, j := range jobs {
-			c = c.apart(out.name, out.b, out.n, "a job's dst", j.Dst, extent(false, j.Rows, j.Cols, j.LDD))
-		}
-	}
-	c = c.apart("GA", ga.GA, r*cols, "Part", ga.Part, lenOf(ga.Part)).
-		apart("dgb", dgb, e, "DU", ga.DU, rows*r).apart("dub", dub, e, "DU", ga.DU, rows*r)
+	// The rows' writes (swigluRowsCheck holds them apart from one another,
+	// jobs aside: a job may fill columns beside another's) apart from DU too.
+	du, rowsOut := span{"DU", ga.DU, rows * r}, []span{{"dgb", dgb, e}, {"dub", dub, e}}
 	for _, j := range jobs {
-		c = c.apart("a job's dst", j.Dst, extent(false, j.Rows, j.Cols, j.LDD), "DU", ga.DU, rows*r)
+		rowsOut = append(rowsOut, span{"a job's dst", j.Dst, extent(false, j.Rows, j.Cols, j.LDD)})
 	}
+	for _, o := range rowsOut {
+		c = c.written([]span{o}, du)
+	}
+	c = c.written([]span{{"GA", ga.GA, r * cols}, {"Part", ga.Part, lenOf(ga.Part)}},
+		append(rowsOut, span{"da", da, n}, span{"g", g, n}, span{"u", u, n}, du)...)
 	m, c := c.masks(ga.Drop, 1)
 	cj, c := bf16Jobs(c, jobs)
 	if c.err != nil {
@@ -120,10 +109,7 @@ func (d *Device) ToBF16RowsDB(dst *Buffer, ldd int, src *Buffer, lds, rows, cols
 		true(cols%4 == 0 && ldd%4 == 0 && lds%4 == 0, "%d columns, strides %d, %d: want multiples of 4", cols, ldd, lds).
 		true(r >= 4 && r <= 32 && r%4 == 0, "rank %d: want a multiple of 4 up to 32", r).
 		buf("dst", dst, BF16, e).buf("src", src, F32, es).buf("u", u, F32, rows*r).buf("gB", gB, F32, cols*r).opt("part", part, F32, 0).
-		apart("dst", dst, e, "src", src, es).apart("dst", dst, e, "u", u, rows*r).apart("dst", dst, e, "gB", gB, cols*r).
-		apart("dst", dst, e, "part", part, lenOf(part)).apart("gB", gB, cols*r, "src", src, es).apart("gB", gB, cols*r, "u", u, rows*r).
-		apart("gB", gB, cols*r, "part", part, lenOf(part)).apart("part", part, lenOf(part), "src", src, es).
-		apart("part", part, lenOf(part), "u", u, rows*r)
+		written([]span{{"dst", dst, e}, {"gB", gB, cols * r}, {"part", part, lenOf(part)}}, span{"src", src, es}, span{"u", u, rows * r})
 	if c.err != nil {
 		return c.err
 	}
@@ -148,9 +134,7 @@ func (d *Device) LoRAColSums(gA, x, du *Buffer, rows, cols, r, members int, part
 		true(r >= 4 && r <= 32 && r%4 == 0, "rank %d: want a multiple of 4 up to 32", r).
 		true(members >= 1 && members <= 3, "%d members (1 to 3)", members).
 		buf("gA", gA, F32, members*r*cols).buf("x", x, F32, rows*cols).buf("du", du, F32, members*rows*r).opt("part", part, F32, 0).
-		apart("gA", gA, members*r*cols, "x", x, rows*cols).apart("gA", gA, members*r*cols, "du", du, members*rows*r).
-		apart("gA", gA, members*r*cols, "part", part, lenOf(part)).apart("part", part, lenOf(part), "x", x, rows*cols).
-		apart("part", part, lenOf(part), "du", du, members*rows*r)
+		written([]span{{"gA", gA, members * r * cols}, {"part", part, lenOf(part)}}, span{"x", x, rows * cols}, span{"du", du, members * rows * r})
 	mk, c := c.masks(drop, members)
 	if c.err != nil {
 		return c.err
@@ -177,9 +161,7 @@ func (d *Device) LoRARowSums(out, x, W *Buffer, rows, cols, r, members int, tran
 		true(r >= 1 && r <= 32 && (!transposed || r%4 == 0), "rank %d: want 1 to 32 (a multiple of 4 transposed)", r).
 		true(members >= 1 && members <= 3 && (!transposed || members == 1), "%d members (1 to 3; 1 transposed)", members).
 		buf("out", out, F32, members*rows*r).buf("x", x, F32, rows*cols).buf("W", W, F32, members*r*cols).opt("part", part, F32, 0).
-		apart("out", out, members*rows*r, "x", x, rows*cols).apart("out", out, members*rows*r, "W", W, members*r*cols).
-		apart("out", out, members*rows*r, "part", part, lenOf(part)).apart("part", part, lenOf(part), "x", x, rows*cols).
-		apart("part", part, lenOf(part), "W", W, members*r*cols)
+		written([]span{{"out", out, members * rows * r}, {"part", part, lenOf(part)}}, span{"x", x, rows * cols}, span{"W", W, members * r * cols})
 	mk, c := c.masks(drop, members)
 	if c.err != nil {
 		return c.err
