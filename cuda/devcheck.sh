@@ -490,7 +490,9 @@ PY
 # NCU_DETAIL_COUNT (24) of the step's cuBLAS GEMMs, NF4 staging and
 # SwiGLU kernels after the first NCU_DETAIL_SKIP (350) such launches (the
 # last layers' forward and the first backward's, the step keeping its
-# activations). A profiled kernel takes ~1 s.
+# activations), then decode's NF4 matrix-vector kernel at the tall shape
+# (BenchmarkNF4MatVec/tall: 31 % of the copy rate in session 5, where its
+# comment in matvec.cu predicts 60–75 %). A profiled kernel takes ~1 s.
 ncu_detail() {
   [ "${NCU_DETAIL:-0}" = 1 ] || return 0
   command -v ncu >/dev/null || { echo "-- no ncu: ncu detail skipped"; return 0; }
@@ -510,9 +512,16 @@ ncu_detail() {
       -test.benchtime 1x) > /tmp/ncu-step.csv 2>&1
     echo "ncu (step kernels) exit $?"
   fi
-  .devbuild/ncureport /tmp/ncu-attn.csv /tmp/ncu-step.csv 2>&1 | tee "$OUT/ncu-detail.txt"
+  if fits 25 "ncu detail: decode's NF4 matvec"; then
+    (cd cuda && timeout "$(tmo 30)" ncu "${what[@]}" --kernel-name 'regex:k_nf4_matvec<' --launch-count 2 \
+      /tmp/cuda.test -test.run '^$' -test.bench 'NF4MatVec/tall$' -test.benchtime 1x) > /tmp/ncu-matvec.csv 2>&1
+    echo "ncu (NF4 matvec) exit $?"
+  fi
+  local csv=() f
+  for f in /tmp/ncu-attn.csv /tmp/ncu-step.csv /tmp/ncu-matvec.csv; do [ -f "$f" ] && csv+=("$f"); done
+  .devbuild/ncureport "${csv[@]}" 2>&1 | tee "$OUT/ncu-detail.txt"
   # ncu's own complaints, if it profiled nothing
-  grep -hE "^==(ERROR|WARNING)==" /tmp/ncu-attn.csv /tmp/ncu-step.csv 2>/dev/null | sort -u | head -10
+  grep -hE "^==(ERROR|WARNING)==" "${csv[@]}" 2>/dev/null | sort -u | head -10
 }
 
 tests_all
