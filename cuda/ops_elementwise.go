@@ -124,7 +124,7 @@ func (d *Device) SwiGLUBwdFromBF16(dg, du, a, da, gb, ub *Buffer, n int) error {
 // (the kept copies: SwiGLUBwdFromBF16, whose a — optional — it writes too).
 // Up to 4 conversions run in the same launch (the adapter's B and u in bf16).
 func (d *Device) SwiGLUBwdRows(dgb, dub *Buffer, ld int, a, da, g, u *Buffer, rows, cols int, jobs ...BF16Rows) error {
-	c, b16 := swigluRowsCheck("swiglu_bwd_rows", dgb, dub, ld, a, da, g, u, rows, cols, jobs)
+	c, b16, _, _ := swigluRowsCheck("swiglu_bwd_rows", dgb, dub, ld, a, da, g, u, rows, cols, jobs)
 	cj, c := bf16Jobs(c, jobs)
 	if c.err != nil {
 		return c.err
@@ -136,25 +136,36 @@ func (d *Device) SwiGLUBwdRows(dgb, dub *Buffer, ld int, a, da, g, u *Buffer, ro
 }
 
 // swigluRowsCheck checks SwiGLUBwdRows's arguments (and SwiGLUBwdRowsDA's
-// shared ones), and says whether g and u are bf16.
-func swigluRowsCheck(op string, dgb, dub *Buffer, ld int, a, da, g, u *Buffer, rows, cols int, jobs []BF16Rows) (*need, bool) {
+// shared ones), says whether g and u are bf16, and returns what the launch
+// writes (dgb, dub, a, the jobs' rows) and reads (da, g, u, the jobs'
+// sources), each held apart from the other writes and every read — the
+// jobs' rows aside from one another: a job may fill columns beside
+// another's.
+func swigluRowsCheck(op string, dgb, dub *Buffer, ld int, a, da, g, u *Buffer, rows, cols int, jobs []BF16Rows) (c *need, b16 bool, outs, ins []span) {
 	n := rows * cols
-	c := check(op).true(ld >= cols, "row stride %d below the %d columns", ld, cols).
+	c = check(op).true(ld >= cols, "row stride %d below the %d columns", ld, cols).
 		true(len(jobs) <= 4, "%d conversions, at most 4", len(jobs)).
 		buf("dgb", dgb, BF16, extent(false, rows, cols, ld)).buf("dub", dub, BF16, extent(false, rows, cols, ld)).
 		buf("da", da, F32, n)
-	b16 := g != nil && g.Kind == BF16
+	b16 = g != nil && g.Kind == BF16
 	if b16 {
 		c = c.buf("g", g, BF16, n).buf("u", u, BF16, n).opt("a", a, F32, n)
 	} else {
 		c = c.buf("g", g, F32, n).buf("u", u, F32, n).true(a == nil, "a only from bf16 g and u")
 	}
 	e := extent(false, rows, cols, ld)
-	others := []span{{"da", da, n}, {"g", g, n}, {"u", u, n}, {"a", a, n}}
+	outs = []span{{"dgb", dgb, e}, {"dub", dub, e}, {"a", a, n}}
+	ins = []span{{"da", da, n}, {"g", g, n}, {"u", u, n}}
+	var dsts []span
 	for _, j := range jobs {
-		others = append(others, span{"a job's dst", j.Dst, extent(false, j.Rows, j.Cols, j.LDD)})
+		dsts = append(dsts, span{"a job's dst", j.Dst, extent(false, j.Rows, j.Cols, j.LDD)})
+		ins = append(ins, span{"a job's src", j.Src, extent(false, j.Rows, j.Cols, j.LDS)})
 	}
-	return c.written([]span{{"dgb", dgb, e}, {"dub", dub, e}}, others...), b16
+	c = c.written(outs, append(dsts, ins...)...)
+	for _, d := range dsts {
+		c = c.written([]span{d}, ins...)
+	}
+	return c, b16, append(outs, dsts...), ins
 }
 
 // EmbedFwd widens rows ids (i32, n) of table (vocab, dim; f32, f16 or bf16)

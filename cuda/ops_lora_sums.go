@@ -18,7 +18,7 @@ import "C"
 // ~rows·r·8 floats is ample; 0 runs one chunk); cols a multiple of 4.
 func (d *Device) SwiGLUFwdU(a, ab, gb, ub, g, u, A, uOut, part *Buffer, rows, cols, r int, drop *LoRADrop) error {
 	n := rows * cols
-	c := check("swiglu_u").true(cols%4 == 0 && r >= 1 && r <= 32, "%d columns, rank %d: want a multiple of 4 and 1 ≤ r ≤ 32", cols, r).
+	c := check("swiglu_u").true(cols%4 == 0 && cols > 0 && r >= 1 && r <= 32, "%d columns, rank %d: want a positive multiple of 4 and 1 ≤ r ≤ 32", cols, r).
 		opt("a", a, F32, n).opt("ab", ab, BF16, n).buf("A", A, F32, r*cols).buf("uOut", uOut, F32, rows*r).opt("part", part, F32, 0)
 	b16 := g != nil && g.Kind == BF16
 	if b16 {
@@ -26,10 +26,8 @@ func (d *Device) SwiGLUFwdU(a, ab, gb, ub, g, u, A, uOut, part *Buffer, rows, co
 	} else {
 		c = c.buf("g", g, F32, n).buf("u", u, F32, n).opt("gb", gb, BF16, n).opt("ub", ub, BF16, n).true((gb == nil) == (ub == nil), "gb and ub go together")
 	}
-	if part != nil {
-		c = c.apart("part", part, part.Len, "uOut", uOut, rows*r)
-	}
-	c = c.written([]span{{"a", a, n}, {"ab", ab, n}, {"gb", gb, n}, {"ub", ub, n}}, span{"g", g, n}, span{"u", u, n})
+	c = c.written([]span{{"a", a, n}, {"ab", ab, n}, {"gb", gb, n}, {"ub", ub, n}, {"uOut", uOut, rows * r}, {"part", part, lenOf(part)}},
+		span{"g", g, n}, span{"u", u, n}, span{"A", A, r * cols})
 	m, c := c.masks(drop, 1)
 	if c.err != nil {
 		return c.err
@@ -67,22 +65,16 @@ type SwiGLUDA struct {
 // activation — and, kept compact, a was written for it. The sums are f32
 // over rows in order, the chunks added in order: the same bits every run.
 func (d *Device) SwiGLUBwdRowsDA(dgb, dub *Buffer, ld int, da, g, u *Buffer, rows, cols int, ga SwiGLUDA, jobs ...BF16Rows) error {
-	c, b16 := swigluRowsCheck("swiglu_bwd_da", dgb, dub, ld, nil, da, g, u, rows, cols, jobs)
-	r, e, n := ga.R, extent(false, rows, cols, ld), rows*cols
+	c, b16, outs, ins := swigluRowsCheck("swiglu_bwd_da", dgb, dub, ld, nil, da, g, u, rows, cols, jobs)
+	r := ga.R
 	c = c.true(r >= 4 && r <= 32 && r%4 == 0, "rank %d: want a multiple of 4 up to 32", r).
 		true(cols%4 == 0 && ld%4 == 0, "%d columns, stride %d: want multiples of 4", cols, ld).
 		buf("GA", ga.GA, F32, r*cols).buf("DU", ga.DU, F32, rows*r).opt("Part", ga.Part, F32, 0)
-	// The rows' writes (swigluRowsCheck holds them apart from one another,
-	// jobs aside: a job may fill columns beside another's) apart from DU too.
-	du, rowsOut := span{"DU", ga.DU, rows * r}, []span{{"dgb", dgb, e}, {"dub", dub, e}}
-	for _, j := range jobs {
-		rowsOut = append(rowsOut, span{"a job's dst", j.Dst, extent(false, j.Rows, j.Cols, j.LDD)})
-	}
-	for _, o := range rowsOut {
+	du := span{"DU", ga.DU, rows * r}
+	for _, o := range outs {
 		c = c.written([]span{o}, du)
 	}
-	c = c.written([]span{{"GA", ga.GA, r * cols}, {"Part", ga.Part, lenOf(ga.Part)}},
-		append(rowsOut, span{"da", da, n}, span{"g", g, n}, span{"u", u, n}, du)...)
+	c = c.written([]span{{"GA", ga.GA, r * cols}, {"Part", ga.Part, lenOf(ga.Part)}}, append(append(outs, ins...), du)...)
 	m, c := c.masks(ga.Drop, 1)
 	cj, c := bf16Jobs(c, jobs)
 	if c.err != nil {

@@ -102,25 +102,15 @@ type LoRADrop struct {
 // up to 512: a block stages 16 rows of du in shared memory.
 func (d *Device) LoRADropoutDX(dx, du, A *Buffer, n, in, r, members int, drop LoRADrop) error {
 	c := check("lora_dropout_dx").true(members >= 1 && members <= 3, "%d members (1 to 3)", members).
-		true(r > 0 && r <= 512 && in > 0 && n >= 0 && n <= 65535*16, "n %d, in %d, r %d (r 1 to 512, n to 65,535 blocks of 16 rows)", n, in, r)
-	if drop.Keys != nil {
-		c = c.buf("keys", drop.Keys, U64, members)
-	} else {
-		c = c.true(len(drop.Bases) == members, "%d keys for %d members", len(drop.Bases), members)
-	}
-	if err := c.buf("dx", dx, F32, n*in).buf("du", du, F32, members*n*r).buf("A", A, F32, members*r*in).err; err != nil {
-		return err
-	}
-	var bases [3]C.uint64_t
-	for m, b := range drop.Bases {
-		bases[m] = C.uint64_t(b)
-	}
-	var keys *C.uint64_t
-	if drop.Keys != nil {
-		keys = (*C.uint64_t)(drop.Keys.ptr)
+		true(r > 0 && r <= 512 && in > 0 && n >= 0 && n <= 65535*16, "n %d, in %d, r %d (r 1 to 512, n to 65,535 blocks of 16 rows)", n, in, r).
+		buf("dx", dx, F32, n*in).buf("du", du, F32, members*n*r).buf("A", A, F32, members*r*in).
+		written([]span{{"dx", dx, n * in}}, span{"du", du, members * n * r}, span{"A", A, members * r * in})
+	mk, c := c.masks(&drop, members)
+	if c.err != nil {
+		return c.err
 	}
 	return call(func() C.int {
 		return C.dc_lora_dropout_dx((*C.float)(dx.ptr), (*C.float)(du.ptr), C.int64_t(n*r), (*C.float)(A.ptr), C.int64_t(r*in),
-			C.int(n), C.int(in), C.int(r), C.int(members), &bases[0], keys, C.uint64_t(drop.Thresh), C.float(drop.Keep))
+			C.int(n), C.int(in), C.int(r), C.int(members), &mk.bases[0], mk.keys, mk.thresh, mk.keep)
 	})
 }
