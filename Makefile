@@ -109,8 +109,13 @@ CUDA_EMU_OBJS := $(patsubst cuda/kernels/%.cu,cuda/build-emu/%.o,$(wildcard cuda
 CUDA_EMU_DEPS := $(wildcard cuda/kernels/*.cuh cuda/kernels/*.h cuda/emu/host/shim.h cuda/emu/device/include/*.h) Makefile
 # UBSan's alignment check: an access off its type's alignment (a float4 at a
 # multiple of 4 bytes) faults on the hardware, not on the host; here it stops.
+# Its signed-overflow check too: the GPU's 32-bit adds wrap, where g++ may
+# take the overflow as impossible and drop the code that would misbehave
+# (a wrapped tile index aimed a copy gigabytes below its buffer on the GPU,
+# while the host build never issued it).
 EMU_CXXFLAGS := -O2 -std=c++20 -fno-strict-aliasing -fPIC -Wall -Wno-unknown-pragmas -Wno-unused-function \
-  -fsanitize=alignment -fno-sanitize-recover=alignment -Icuda/emu/device/include
+  -fsanitize=alignment,signed-integer-overflow -fno-sanitize-recover=alignment,signed-integer-overflow \
+  -Icuda/emu/device/include
 
 cuda/build-emu/%.o: cuda/kernels/%.cu $(CUDA_EMU_DEPS)
 	@mkdir -p cuda/build-emu

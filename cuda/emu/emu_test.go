@@ -147,9 +147,12 @@ func buildEmu(t *testing.T, src string) string {
 	// hardware and not on the host — and AddressSanitizer at any outside
 	// its buffer (the tests' device buffers are vectors of their exact
 	// sizes; shared arrays are statics): the kernels' reads and writes past
-	// an edge, which a GPU makes silently or faults on.
+	// an edge, which a GPU makes silently or faults on. And its check of
+	// signed overflow: the GPU's adds wrap, where g++ may drop the code an
+	// overflow would reach (the Makefile's EMU_CXXFLAGS say more).
 	build := exec.Command(cxx, "-O2", "-std=c++20", "-fno-strict-aliasing", "-Wall",
-		"-Wno-unknown-pragmas", "-Wno-unused-function", "-fsanitize=alignment,address", "-fno-sanitize-recover=alignment",
+		"-Wno-unknown-pragmas", "-Wno-unused-function", "-fsanitize=alignment,address,signed-integer-overflow",
+		"-fno-sanitize-recover=alignment,signed-integer-overflow",
 		"-o", bin, filepath.Join("host", src))
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("compiling host/%s: %v\n%s", src, err, out)
