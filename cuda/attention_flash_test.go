@@ -42,7 +42,24 @@ func flashCases() []agCase {
 		packedCase([]int{200}, 2, 1, 128),
 		decodeCase(3, 200, 14, 2, 64), // three rows over 203 keys
 		windowCase(150, 40, 4, 2, 80),
+		deadBlockCase(64),
+		deadBlockCase(128),
 	}
+}
+
+// deadBlockCase: 130 causal rows whose first 128 attend nothing (empty
+// ranges), so at head size 64 two of the forward's and dq's blocks of 64
+// rows, at 128 its one block of 128, have no key tile: the kernels' key
+// range starts at INT_MAX (fa_block_range), where an index past it would
+// wrap on the GPU.
+func deadBlockCase(hd int) agCase {
+	const n = 130
+	c := windowCase(n, n, 2, 1, hd)
+	c.name = shapeName("dead_block_n%d_hd%d", n, hd)
+	for i := range 128 {
+		c.lo[i], c.hi[i] = i, i
+	}
+	return c
 }
 
 func TestAttentionFlashParity(t *testing.T) {

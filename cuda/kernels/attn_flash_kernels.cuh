@@ -457,7 +457,9 @@ __device__ __forceinline__ void fa_key_tiles(int kbeg, int kend, Stage stage, Bo
   if (kbeg < kend) stage(kbeg, 0);
   fa_cp_commit();
   if constexpr (STAGES == 3) {
-    if (kbeg + FA_BK < kend) stage(kbeg + FA_BK, 1);
+    // kend − kbeg, not kbeg + 64: a block whose rows all attend nothing
+    // has kbeg near INT_MAX (fa_block_range), and the sum would wrap.
+    if (kend - kbeg > FA_BK) stage(kbeg + FA_BK, 1);
     fa_cp_commit();
   }
   for (int k0 = kbeg; k0 < kend; k0 += FA_BK, st = (st + 1) % STAGES) {
