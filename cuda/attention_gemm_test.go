@@ -145,6 +145,7 @@ func badCase() agCase {
 	c.hi[5] = n + 1                                     // past nk
 	c.lo[7] = -1                                        // negative
 	c.lo[9], c.hi[9] = 9, 8                             // reversed
+	c.lo[11], c.hi[11] = 5, math.MinInt32               // garbage: hi − lo would overflow an int
 	return c
 }
 

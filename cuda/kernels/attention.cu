@@ -34,13 +34,14 @@ __global__ void k_attn_fwd(float *out, float *lse, const float *q, const float *
   DC_DYNAMIC_SHARED(float, smem);
   __shared__ float red[33];
   int i = blockIdx.x / nh, h = blockIdx.x % nh, kh = h / (nh / nkv);
-  int lo = kv_lo[i], hi = kv_hi[i], L = hi - lo;
+  const int lo = kv_lo[i], hi = kv_hi[i];
   int qs = nh * hd, kvs = nkv * hd;
-  if (lo < 0 || hi > nk || L <= 0 || L > max_len) {  // a bad range: NaNs, not stray reads
+  if (lo < 0 || hi > nk || hi <= lo || hi - lo > max_len) {  // a bad range: NaNs, not stray reads (hi ≤ lo first: no overflow)
     for (int c = threadIdx.x; c < hd; c += blockDim.x) out[(int64_t)i * qs + h * hd + c] = NAN;
     if (threadIdx.x == 0) lse[(int64_t)i * nh + h] = NAN;
     return;
   }
+  const int L = hi - lo;
   const float *qh = q + (int64_t)i * qs + h * hd;
   float *s = smem;
   attn_scores(s, qh, k, lo, hi, kvs, kh * hd, hd, scale);
@@ -74,13 +75,14 @@ __global__ void k_attn_bwd(float *dq, float *dk, float *dv, const float *dout, c
   DC_DYNAMIC_SHARED(float, smem);
   __shared__ float red[33];
   int i = blockIdx.x / nh, h = blockIdx.x % nh, kh = h / (nh / nkv);
-  int lo = kv_lo[i], hi = kv_hi[i], L = hi - lo;
+  const int lo = kv_lo[i], hi = kv_hi[i];
   int qs = nh * hd, kvs = nkv * hd;
   int64_t qo = (int64_t)i * qs + h * hd;
-  if (lo < 0 || hi > nk || L <= 0 || L > max_len) {
+  if (lo < 0 || hi > nk || hi <= lo || hi - lo > max_len) {
     for (int c = threadIdx.x; c < hd; c += blockDim.x) dq[qo + c] = NAN;
     return;
   }
+  const int L = hi - lo;
   const float *qh = q + qo, *doh = dout + qo, *oh = out + qo;
   float *p = smem, *ds = smem + max_len;
   attn_scores(p, qh, k, lo, hi, kvs, kh * hd, hd, scale);

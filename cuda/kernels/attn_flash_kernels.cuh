@@ -26,8 +26,9 @@ constexpr int FA_PAD = 8;        // bf16 elements of padding per shared row
 
 typedef __nv_bfloat16 bf16;
 
+// hi > lo before hi − lo: a garbage hi (INT_MIN) would overflow the difference.
 __device__ __forceinline__ bool fa_valid(int lo, int hi, int nk, int max_len) {
-  return lo >= 0 && hi <= nk && hi - lo > 0 && hi - lo <= max_len;
+  return lo >= 0 && hi <= nk && hi > lo && hi - lo <= max_len;
 }
 
 // The softmax's exponentials in base 2, as flash-attention takes them:

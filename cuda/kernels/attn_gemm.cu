@@ -36,7 +36,7 @@ static inline int ag_min(int a, int b) { return a < b ? a : b; }
 #define AG_SHAPE "(nq=%d, nk=%d, heads=%d, kv_heads=%d, hd=%d, max_len=%d)"
 
 __device__ __forceinline__ bool ag_valid(int lo, int hi, int nk, int max_len) {
-  return lo >= 0 && hi <= nk && hi - lo > 0 && hi - lo <= max_len;
+  return lo >= 0 && hi <= nk && hi > lo && hi - lo <= max_len;  // hi > lo first: no overflow
 }
 
 // One block per row (b, r) of the chunk: head h0+b, query i0+r. s (rows·hc,
