@@ -61,11 +61,15 @@
 
 namespace {
 
+// A bound on the kernels' static shared memory (dk/dv's three buffers of
+// row statistics: 1.5 KB), counted beside the dynamic bytes.
+constexpr size_t FA_STATIC_SMEM = 2048;
+
 // fa_smem opts kernel fn in to bytes of dynamic shared memory when that
-// and the kernel's static shared memory (≤ 1 KB here) could pass the
-// default 48 KiB; the attribute persists, so once per kernel (*done).
+// and the kernel's static shared memory could pass the default 48 KiB; the
+// attribute persists, so once per kernel (*done).
 int fa_smem(const void *fn, size_t bytes, const char *op, bool *done) {
-  if (*done || bytes + 1024 <= 48 * 1024) return 0;
+  if (*done || bytes + FA_STATIC_SMEM <= 48 * 1024) return 0;
   DC_CHECK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes),
            "%s: opt in to %zu bytes of shared memory", op, bytes);
   *done = true;
@@ -91,7 +95,7 @@ int fa_resident(const void *fn, int threads, size_t smem, int *n) {
   DC_CHECK(cudaGetDevice(&dev), "attn_flash: cudaGetDevice");
   DC_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev),
            "attn_flash: shared memory a block");
-  if (smem + 1024 > (size_t)optin) {  // with the kernels' static arrays (≤ 1.5 KB)
+  if (smem + FA_STATIC_SMEM > (size_t)optin) {
     *n = 0;
     return 0;
   }
