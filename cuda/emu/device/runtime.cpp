@@ -336,6 +336,27 @@ bool operand_range(const char *what, const void *p, cudaDataType t, int rows, in
   return device_range(what, p, ((size_t)(cols - 1) * ld + rows) * elem_size(t));
 }
 
+// The bytes from a (rows, cols) operand's first element to its last, and
+// those of `batch` of them `stride` elements apart.
+size_t operand_bytes(cudaDataType t, int rows, int cols, int ld) {
+  return rows == 0 || cols == 0 ? 0 : ((size_t)(cols - 1) * ld + rows) * elem_size(t);
+}
+size_t batch_bytes(cudaDataType t, int rows, int cols, int ld, long long stride, int batch) {
+  const size_t one = operand_bytes(t, rows, cols, ld);
+  return one == 0 || batch <= 0 ? 0 : (size_t)(batch - 1) * (size_t)(stride < 0 ? -stride : stride) * elem_size(t) + one;
+}
+
+// written_apart: C's bytes share none with an operand the same product
+// reads. cuBLAS reads A and B while it writes C, so an overlap races on a
+// GPU — silently — where the emulation, which copies its operands first,
+// would compute it cleanly.
+bool written_apart(const char *what, const void *c, size_t cb, const void *x, size_t xb) {
+  const char *p = (const char *)c, *q = (const char *)x;
+  if (cb == 0 || xb == 0 || p + cb <= q || q + xb <= p) return true;
+  fprintf(stderr, "cuda emulation: a GEMM's C (%zu bytes at %p) overlaps its %s (%zu bytes at %p)\n", cb, c, what, xb, x);
+  return false;
+}
+
 // One operand, column-major (rows, cols) at ld (as stored, before its
 // transpose), widened to f32 as the device reads it.
 std::vector<float> widen(const void *p, cudaDataType t, int rows, int cols, int ld, bool round_tf32) {
@@ -436,6 +457,10 @@ cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb
   if ((k > 0 && (!operand_range("a GEMM's A", a, at, ar, ac, lda) || !operand_range("a GEMM's B", b, bt, br, bc, ldb))) ||
       !operand_range("a GEMM's C", c, ct, m, n, ldc))
     return CUBLAS_STATUS_EXECUTION_FAILED;
+  const size_t cb = operand_bytes(ct, m, n, ldc);
+  if (k > 0 && (!written_apart("A", c, cb, a, operand_bytes(at, ar, ac, lda)) ||
+                !written_apart("B", c, cb, b, operand_bytes(bt, br, bc, ldb))))
+    return CUBLAS_STATUS_EXECUTION_FAILED;
   emu_enqueue([=] {
     std::vector<float> A = widen(a, at, ar, ac, lda, round_tf32), B = widen(b, bt, br, bc, ldb, round_tf32);
     std::vector<float> C = product(ta, tb, m, n, k, A, B);
@@ -491,8 +516,10 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
                             const void *alpha, const void *a, cudaDataType at, int lda, const void *b, cudaDataType bt,
                             int ldb, const void *beta, void *c, cudaDataType ct, int ldc, cublasComputeType_t compute,
                             cublasGemmAlgo_t) {
-  // f32 C, or bf16 C from bf16 A and B (cuBLAS's 16BF/16BF/16BF with 32F compute).
+  // f32 C, or bf16 C from bf16 A and B (cuBLAS's 16BF/16BF/16BF with 32F compute);
+  // TF32 compute for f32 operands alone.
   if (at != bt || !(ct == CUDA_R_32F || (ct == CUDA_R_16BF && at == CUDA_R_16BF))) return CUBLAS_STATUS_NOT_SUPPORTED;
+  if (compute == CUBLAS_COMPUTE_32F_FAST_TF32 && at != CUDA_R_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
   bool tf = at == CUDA_R_32F && compute == CUBLAS_COMPUTE_32F_FAST_TF32;
   return gemm(h, ta, tb, m, n, k, *(const float *)alpha, a, at, lda, b, bt, ldb, *(const float *)beta, c, ct, ldc, tf);
 }
@@ -504,6 +531,15 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta
                                           int batch, cublasComputeType_t compute, cublasGemmAlgo_t algo) {
   if (batch < 0) return CUBLAS_STATUS_INVALID_VALUE;
   size_t as = elem_size(at), bs = elem_size(bt), cs = elem_size(ct);
+  // Every product's C apart from every product's A and B (each call below
+  // checks its own three alone).
+  const int ar = ta == CUBLAS_OP_N ? m : k, ac = ta == CUBLAS_OP_N ? k : m;
+  const int br = tb == CUBLAS_OP_N ? k : n, bc = tb == CUBLAS_OP_N ? n : k;
+  const size_t cb = batch_bytes(ct, m, n, ldc, sc, batch);
+  if (m > 0 && n > 0 && k > 0 && sc >= 0 && sa >= 0 && sb >= 0 &&
+      (!written_apart("batch's A", c, cb, a, batch_bytes(at, ar, ac, lda, sa, batch)) ||
+       !written_apart("batch's B", c, cb, b, batch_bytes(bt, br, bc, ldb, sb, batch))))
+    return CUBLAS_STATUS_EXECUTION_FAILED;
   for (int i = 0; i < batch; i++) {
     cublasStatus_t s = cublasGemmEx(h, ta, tb, m, n, k, alpha, (const char *)a + i * sa * as, at, lda,
                                     (const char *)b + i * sb * bs, bt, ldb, beta, (char *)c + i * sc * cs, ct, ldc,
