@@ -142,6 +142,19 @@ func TestGemmTF32BatchedParity(t *testing.T) {
 		t.Errorf("B's batch past its end: %v", err)
 	}
 	ok(t, d.GemmTF32Batched(false, false, 8, 8, 4, 1, a, 4, b, 8, 0, cc, 8, cuda.Batch{Count: 3, SA: 32, SC: 64}))
+	// C over what the product reads (cuBLAS would race, silently): refused,
+	// one product or a batch; beside it, taken.
+	ab := zeros(t, d, cuda.F32, 8*4+8*8)
+	if err := d.GemmF32(false, false, 8, 8, 4, 1, ab, 4, b, 8, 0, ab.View(16, 64), 8); err == nil || !strings.Contains(err.Error(), "C and A overlap") {
+		t.Errorf("C over A: %v", err)
+	}
+	if err := d.GemmTF32Batched(false, false, 8, 8, 4, 1, a, 4, b, 8, 0, a, 8, cuda.Batch{Count: 1}); err == nil || !strings.Contains(err.Error(), "C and A overlap") {
+		t.Errorf("a batch's C over its A: %v", err)
+	}
+	if err := d.GemmF32(false, false, 8, 8, 4, 1, a, 4, cc, 8, 0, cc.View(16, 64), 8); err == nil || !strings.Contains(err.Error(), "C and B overlap") {
+		t.Errorf("C over B: %v", err)
+	}
+	ok(t, d.GemmF32(false, false, 8, 8, 4, 1, ab, 4, b, 8, 0, ab.View(32, 64), 8))
 }
 
 // nf4Weights quantises an (n, k) N(0, 0.02²) weight to NF4.

@@ -39,8 +39,12 @@ func gemmCheckC(op string, k, ck Kind, transA, transB bool, m, n, kk int, a *Buf
 	if transB {
 		cb, rb = kk, n
 	}
+	ea, eb, ec := extent(transA, m, kk, lda), extent(transB, kk, n, ldb), extent(false, m, n, ldc)
+	// C apart from A and B: cuBLAS reads them while it writes C, so an
+	// overlap races on the GPU, silently.
 	return check(op).true(lda >= ca && ldb >= cb && ldc >= n, "strides lda=%d ldb=%d ldc=%d below the rows %d, %d, %d (A %d×%d, B %d×%d)", lda, ldb, ldc, ca, cb, n, ra, ca, rb, cb).
-		buf("A", a, k, extent(transA, m, kk, lda)).buf("B", b, k, extent(transB, kk, n, ldb)).buf("C", c, ck, extent(false, m, n, ldc)).err
+		buf("A", a, k, ea).buf("B", b, k, eb).buf("C", c, ck, ec).
+		written([]span{{"C", c, ec}}, span{"A", a, ea}, span{"B", b, eb}).err
 }
 
 // GemmF32 is tensor.Gemm on the device: row-major C(m, n) = alpha·op(A)·op(B)
@@ -96,7 +100,8 @@ func (d *Device) GemmTF32Batched(transA, transB bool, m, n, k int, alpha float32
 	if err := check("gemm_tf32_batched").true(bt.Count > 0 && bt.SA >= 0 && bt.SB >= 0 && bt.SC >= 0,
 		"batch %d with strides %d, %d, %d: want a positive count and strides ≥ 0", bt.Count, bt.SA, bt.SB, bt.SC).
 		true(bt.Count == 1 || ec == 0 || bt.SC >= ec, "C's stride %d below one product's %d elements: the batch's outputs overlap", bt.SC, ec).
-		buf("A", a, F32, last(ea, bt.SA)).buf("B", b, F32, last(eb, bt.SB)).buf("C", c, F32, last(ec, bt.SC)).err; err != nil {
+		buf("A", a, F32, last(ea, bt.SA)).buf("B", b, F32, last(eb, bt.SB)).buf("C", c, F32, last(ec, bt.SC)).
+		written([]span{{"C", c, last(ec, bt.SC)}}, span{"A", a, last(ea, bt.SA)}, span{"B", b, last(eb, bt.SB)}).err; err != nil {
 		return err
 	}
 	return call(func() C.int {
